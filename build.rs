@@ -1,0 +1,37 @@
+//! Generates the C header from src/ffi with cbindgen into OUT_DIR; with
+//! NYXQ_UPDATE_HEADER=1 it also writes include/nyxq.h (what `make header` does).
+//! A test compares the committed header with the generated one. Then compiles
+//! the compute shaders (build_support/shaders.rs).
+
+use std::path::PathBuf;
+
+#[path = "build_support/shaders.rs"]
+mod shaders;
+
+fn main() {
+    let crate_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=NYXQ_UPDATE_HEADER");
+
+    generate_header(&crate_dir, &out_dir);
+    shaders::compile(&crate_dir, &out_dir);
+}
+
+fn generate_header(crate_dir: &std::path::Path, out_dir: &std::path::Path) {
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is valid");
+    let bindings = cbindgen::Builder::new()
+        .with_crate(crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen can parse src/ffi");
+    let generated = out_dir.join("nyxq.h");
+    bindings.write_to_file(&generated);
+    if std::env::var("NYXQ_UPDATE_HEADER").as_deref() == Ok("1") {
+        std::fs::copy(&generated, crate_dir.join("include/nyxq.h"))
+            .expect("include/nyxq.h is writable");
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the system packages nyxq's build, tests and demo need, where they are
+# missing. On Debian/Ubuntu it uses apt-get non-interactively (as root, or through
+# sudo); elsewhere it prints exactly what to install and fails.
+set -euo pipefail
+
+# command-or-file to probe, then the Debian package that provides it
+needs=(
+  "cmake:cmake"
+  "g++:g++"
+  "make:make"
+  "pkg-config:pkg-config"
+  "valgrind:valgrind"
+  "glslc:glslc"
+  "python3:python3"
+  "file:/usr/include/gtest/gtest.h:libgtest-dev"
+  "file:/usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1"
+  "file:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers"
+  "file:/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json:vulkan-validationlayers"
+  "venv:python3-venv"
+)
+
+missing=()
+for entry in "${needs[@]}"; do
+  IFS=: read -r kind a b <<<"$entry"
+  case "$kind" in
+    file) [ -e "$a" ] || missing+=("$b") ;;
+    venv) python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=("$a") ;;
+    *) command -v "$kind" >/dev/null 2>&1 || missing+=("$a") ;;
+  esac
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: this is not a Debian/Ubuntu system. Install these (or your" >&2
+  echo "distribution's equivalents) and run again: ${missing[*]}" >&2
+  exit 1
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+    echo "bootstrap: run as root or install sudo; packages needed: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,38 @@
+//! `nyxq`: the command-line tool over the library. Each subcommand lives in its
+//! own module; this file only dispatches.
+
+use std::process::ExitCode;
+
+fn usage() -> &'static str {
+    "usage: nyxq <command> [options]\n\
+     commands:\n  \
+       version          print the library version\n"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{}", usage());
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result: Result<(), String> = match command.as_str() {
+        "version" | "--version" => {
+            println!("nyxq {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        "help" | "--help" | "-h" => {
+            print!("{}", usage());
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n{}", usage())),
+    };
+    let _ = rest;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("nyxq: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Context creation, destruction and info.
+
+use super::guard::guard;
+use super::handle::{self, Opaque};
+use super::status::NyxqStatus;
+use super::{copy_to_c_array, enum_value, ptr};
+use crate::context::{BackendPreference, Context, ContextSettings, LogLevel};
+use std::ffi::c_char;
+
+/// A working context: the backend and its settings. Create with
+/// nyxq_context_create, release with nyxq_context_destroy. A context may be
+/// used from several threads at once.
+pub struct NyxqContext {
+    _opaque: [u8; 0],
+}
+
+impl Opaque for NyxqContext {
+    type Inner = Context;
+    const KIND: &'static str = "context";
+}
+
+/// Which backend a context should use (NyxqContextOptions.backend).
+#[repr(i32)]
+pub enum NyxqBackend {
+    /// A GPU when one works, else the CPU (the default).
+    NyxqBackendAuto = 0,
+    /// The CPU only.
+    NyxqBackendCpu = 1,
+    /// Vulkan, or NYXQ_ERROR_UNSUPPORTED when it is not available.
+    NyxqBackendVulkan = 2,
+}
+
+/// How much nyxq logs (NyxqContextOptions.log_level). Any level above OFF
+/// installs a stderr logger once per process, unless the process already has
+/// one; the environment variable NYXQ_LOG (env_logger syntax) overrides it.
+#[repr(i32)]
+pub enum NyxqLogLevel {
+    /// No logger is installed (the default).
+    NyxqLogOff = 0,
+    NyxqLogError = 1,
+    NyxqLogWarn = 2,
+    NyxqLogInfo = 3,
+    NyxqLogDebug = 4,
+    NyxqLogTrace = 5,
+}
+
+/// Options for nyxq_context_create. Fill with nyxq_context_options_default,
+/// then change what you need. New fields are only ever appended.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqContextOptions {
+    /// sizeof(NyxqContextOptions) as the caller compiled it.
+    pub struct_size: usize,
+    /// A NyxqBackend value. Default NYXQ_BACKEND_AUTO.
+    pub backend: i32,
+    /// A NyxqLogLevel value. Default NYXQ_LOG_OFF.
+    pub log_level: i32,
+    /// Worker threads for large inputs; 0 (the default) means one per core.
+    pub thread_count: u32,
+}
+
+impl Default for NyxqContextOptions {
+    fn default() -> Self {
+        NyxqContextOptions {
+            struct_size: size_of::<NyxqContextOptions>(),
+            backend: NyxqBackend::NyxqBackendAuto as i32,
+            log_level: NyxqLogLevel::NyxqLogOff as i32,
+            thread_count: 0,
+        }
+    }
+}
+
+/// What a context is running on (nyxq_context_info).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqContextInfo {
+    /// The NyxqBackend in use (never AUTO).
+    pub backend: i32,
+    /// Worker threads used for large inputs.
+    pub thread_count: u32,
+    /// The backend's name, NUL-terminated ("cpu", ...).
+    pub backend_name: [c_char; 32],
+    /// Why AUTO fell back to the CPU; empty when it did not.
+    pub fallback_reason: [c_char; 256],
+}
+
+const FIRST_OPTIONS_SIZE: usize = size_of::<NyxqContextOptions>();
+
+/// Writes the default options, with struct_size set, into *options_out.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_options_default(options_out: *mut NyxqContextOptions) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(options_out, "options_out")?;
+        // SAFETY: the caller passes a pointer to a NyxqContextOptions.
+        unsafe { out.write(NyxqContextOptions::default()) };
+        Ok(())
+    })
+}
+
+/// Creates a context. `options` may be NULL for the defaults (AUTO backend, all
+/// cores, no logging). On success *ctx_out receives a handle to release with
+/// nyxq_context_destroy; on failure it is untouched.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
+/// (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
+/// (a backend this build or machine lacks). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_create(
+    options: *const NyxqContextOptions,
+    ctx_out: *mut *mut NyxqContext,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(ctx_out, "ctx_out")?;
+        // SAFETY: NULL or a NyxqContextOptions of struct_size bytes, per the contract.
+        let options = unsafe { ptr::options(options, FIRST_OPTIONS_SIZE, "NyxqContextOptions") }?;
+        let backend = enum_value(
+            options.backend,
+            &[
+                (NyxqBackend::NyxqBackendAuto as i32, BackendPreference::Auto),
+                (NyxqBackend::NyxqBackendCpu as i32, BackendPreference::Cpu),
+                (
+                    NyxqBackend::NyxqBackendVulkan as i32,
+                    BackendPreference::Vulkan,
+                ),
+            ],
+            "backend",
+        )?;
+        let log_level = enum_value(
+            options.log_level,
+            &[
+                (0, LogLevel::Off),
+                (1, LogLevel::Error),
+                (2, LogLevel::Warn),
+                (3, LogLevel::Info),
+                (4, LogLevel::Debug),
+                (5, LogLevel::Trace),
+            ],
+            "log level",
+        )?;
+        let settings = ContextSettings {
+            backend,
+            threads: options.thread_count as usize,
+            log_level,
+        };
+        let context = Context::new(&settings)?;
+        // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.
+        unsafe { out.write(handle::register::<NyxqContext>(context)) };
+        Ok(())
+    })
+}
+
+/// Releases a context. NULL is a no-op. Tensors made from it stay usable (they
+/// keep what they need alive). Do not use the handle afterwards; if you do,
+/// calls report NYXQ_ERROR_INVALID_HANDLE.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
+/// using `ctx` at the same time.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_destroy(ctx: *mut NyxqContext) -> NyxqStatus {
+    guard(|| handle::unregister(ctx))
+}
+
+/// Describes the backend a context is running on.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_info(
+    ctx: *const NyxqContext,
+    info_out: *mut NyxqContextInfo,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        let out = ptr::out(info_out, "info_out")?;
+        let mut info = NyxqContextInfo {
+            backend: NyxqBackend::NyxqBackendCpu as i32,
+            thread_count: u32::try_from(context.threads()).unwrap_or(u32::MAX),
+            backend_name: [0; 32],
+            fallback_reason: [0; 256],
+        };
+        copy_to_c_array(context.backend().name(), &mut info.backend_name);
+        copy_to_c_array(
+            context.fallback_reason().unwrap_or(""),
+            &mut info.fallback_reason,
+        );
+        // SAFETY: info_out checked non-NULL; points to a NyxqContextInfo per the contract.
+        unsafe { out.write(info) };
+        Ok(())
+    })
+}

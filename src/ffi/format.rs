@@ -1,0 +1,106 @@
+//! Format descriptions and sizes.
+
+use super::guard::guard;
+use super::ptr;
+use super::status::NyxqStatus;
+use crate::format::Format;
+use std::ffi::c_char;
+
+/// Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
+#[repr(i32)]
+pub enum NyxqFormat {
+    /// IEEE binary32.
+    NyxqFormatF32 = 0,
+    /// IEEE binary16, round to nearest even.
+    NyxqFormatF16 = 1,
+    /// bfloat16: the top 16 bits of binary32, round to nearest even.
+    NyxqFormatBf16 = 2,
+    /// INT8 blocks of 32: f16 scale d, int8 q[32]; x = d*q (8.5 bits/weight).
+    NyxqFormatQ8_0 = 3,
+    /// INT4 blocks of 32: f16 d, 16 bytes of nibbles; x = d*(q-8) (4.5 bits/weight).
+    NyxqFormatQ4_0 = 4,
+    /// INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
+    NyxqFormatQ4_1 = 5,
+}
+
+/// A format's description (nyxq_format_info).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqFormatInfo {
+    /// Canonical name ("Q4_0"); static, never free it.
+    pub name: *const c_char,
+    /// Precision level ("FP32", "FP16", "BF16", "INT8", "INT4"); static.
+    pub precision_level: *const c_char,
+    /// Elements per block (1 for F32, F16, BF16).
+    pub block_size: u32,
+    /// Bytes per block, scales included.
+    pub block_bytes: u32,
+    /// Storage bits per weight, scales included.
+    pub bits_per_weight: f64,
+}
+
+pub(crate) fn format_arg(format: i32) -> crate::Result<Format> {
+    Format::from_raw(format)
+}
+
+fn c_name(format: Format) -> *const c_char {
+    let name: &'static [u8] = match format {
+        Format::F32 => b"F32\0",
+        Format::F16 => b"F16\0",
+        Format::BF16 => b"BF16\0",
+        Format::Q8_0 => b"Q8_0\0",
+        Format::Q4_0 => b"Q4_0\0",
+        Format::Q4_1 => b"Q4_1\0",
+    };
+    name.as_ptr().cast()
+}
+
+fn c_level(format: Format) -> *const c_char {
+    let level: &'static [u8] = match format {
+        Format::F32 => b"FP32\0",
+        Format::F16 => b"FP16\0",
+        Format::BF16 => b"BF16\0",
+        Format::Q8_0 => b"INT8\0",
+        Format::Q4_0 | Format::Q4_1 => b"INT4\0",
+    };
+    level.as_ptr().cast()
+}
+
+/// Describes a format.
+///
+/// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format), NYXQ_ERROR_NULL_POINTER.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_format_info(format: i32, info_out: *mut NyxqFormatInfo) -> NyxqStatus {
+    guard(|| {
+        let format = format_arg(format)?;
+        let out = ptr::out(info_out, "info_out")?;
+        let info = NyxqFormatInfo {
+            name: c_name(format),
+            precision_level: c_level(format),
+            block_size: format.block_size() as u32,
+            block_bytes: format.block_bytes() as u32,
+            bits_per_weight: format.bits_per_weight(),
+        };
+        // SAFETY: info_out checked non-NULL; points to a NyxqFormatInfo per the contract.
+        unsafe { out.write(info) };
+        Ok(())
+    })
+}
+
+/// Bytes that `n` elements take in `format`, scales included.
+///
+/// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
+/// of the block size; the message names the next valid count),
+/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usize) -> NyxqStatus {
+    guard(|| {
+        let format = format_arg(format)?;
+        let out = ptr::out(bytes_out, "bytes_out")?;
+        let bytes = format.size_of(n)?;
+        // SAFETY: bytes_out checked non-NULL; points to a size_t per the contract.
+        unsafe { out.write(bytes) };
+        Ok(())
+    })
+}

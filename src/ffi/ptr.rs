@@ -1,0 +1,129 @@
+//! Every conversion of a C pointer into a Rust reference goes through here.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::ffi::{CStr, c_char};
+
+fn null(what: &str) -> Error {
+    Error::new(ErrorKind::NullPointer, format!("{what} is NULL"))
+}
+
+fn check_span<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
+    {
+        return Err(Error::overflow(&format!("{what} length {len}")));
+    }
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    if (ptr as usize) % align_of::<T>() != 0 {
+        return Err(Error::invalid(format!(
+            "{what} is not aligned to {} bytes",
+            align_of::<T>()
+        )));
+    }
+    Ok(())
+}
+
+/// The slice C passed as `(ptr, len)`; `(NULL, 0)` is empty.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `len` initialised `T`s that stay valid and
+/// unmodified for `'a`.
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    check_span(ptr, len, what)?;
+    // SAFETY: non-NULL, aligned, len*size_of::<T>() <= isize::MAX (checked above);
+    // validity for 'a is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// The writable slice C passed as `(ptr, len)`; `(NULL, 0)` is empty.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `len` writable `T`s not aliased elsewhere for `'a`.
+pub(crate) unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, what: &str) -> Result<&'a mut [T]> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    check_span(ptr, len, what)?;
+    // SAFETY: as for `slice`, and exclusivity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// The out-pointer `ptr`, checked for NULL, to be written on success only.
+pub(crate) fn out<T>(ptr: *mut T, what: &str) -> Result<OutPtr<T>> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    Ok(OutPtr(ptr))
+}
+
+/// A checked, non-NULL out-pointer.
+pub(crate) struct OutPtr<T>(*mut T);
+
+impl<T> OutPtr<T> {
+    /// Writes the result; call only once everything else has succeeded.
+    ///
+    /// # Safety
+    /// The pointer C passed must be valid for a write of one `T`.
+    pub(crate) unsafe fn write(self, value: T) {
+        // SAFETY: non-NULL (checked in `out`); validity is the caller's contract.
+        // write() because C memory may be uninitialised: nothing is dropped.
+        unsafe { self.0.write(value) }
+    }
+}
+
+/// A NUL-terminated UTF-8 string from C.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn string<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL; NUL termination and lifetime are the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(ptr) };
+    bytes
+        .to_str()
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// An options struct from C whose first field is `size_t struct_size`.
+///
+/// NULL gives `T::default()`. Otherwise `struct_size` must be at least `minimum`
+/// (the size of the struct's first version); fields beyond `struct_size` (the
+/// caller was built against an older header) keep their defaults, and a larger
+/// `struct_size` (a newer header) reads only the fields this version knows.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `struct_size` readable bytes.
+pub(crate) unsafe fn options<T: Default + Copy>(
+    ptr: *const T,
+    minimum: usize,
+    what: &str,
+) -> Result<T> {
+    let mut value = T::default();
+    if ptr.is_null() {
+        return Ok(value);
+    }
+    // SAFETY: every options struct begins with a size_t struct_size; read_unaligned
+    // because C need not align the struct for Rust's view of it.
+    let struct_size = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if struct_size < minimum {
+        return Err(Error::invalid(format!(
+            "{what}.struct_size is {struct_size}; it must be at least {minimum} (set it to sizeof({what}))"
+        )));
+    }
+    let known = struct_size.min(size_of::<T>());
+    // SAFETY: C provides struct_size readable bytes and we copy at most that many,
+    // into a T that has at least `known` bytes. T is a plain repr(C) struct of
+    // integers, floats and pointers, for which any byte pattern C wrote is a value.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), known)
+    };
+    Ok(value)
+}

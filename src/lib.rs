@@ -1,0 +1,21 @@
+//! nyxq: the quantization library of the Nyx trainer.
+//!
+//! Rust owns the memory and the kernels; the C++ trainer owns the model and the
+//! loop and calls the C ABI in [`ffi`] (header `include/nyxq.h`). The safe
+//! modules know nothing of C:
+//!
+//! - [`format`]: storage formats, their block and byte sizes;
+//! - [`quant`]: CPU quantize / dequantize / fake-quantize kernels and error metrics;
+//! - [`context`]: the backend a caller works with and its settings;
+//! - [`tensor`]: nyxq-owned quantized tensors;
+//! - [`ffi`]: the C ABI, and nothing else.
+
+pub mod context;
+pub mod error;
+pub mod ffi;
+pub mod format;
+pub mod quant;
+pub mod tensor;
+
+pub use error::{Error, ErrorKind, Result};
+pub use format::Format;
