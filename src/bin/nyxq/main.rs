@@ -1,12 +1,15 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod formats;
+
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
-       version          print the library version\n"
+       version          print the library version\n  \
+       formats [DIR]    quantize a weight folder into every format and print the table\n"
 }
 
 fn main() -> ExitCode {
@@ -21,13 +24,13 @@ fn main() -> ExitCode {
             println!("nyxq {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        "formats" => formats::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())
         }
         other => Err(format!("unknown command '{other}'\n{}", usage())),
     };
-    let _ = rest;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
