@@ -20,4 +20,6 @@ c++ -std=c++17 -Wall -Wextra -Werror "$src/main.cpp" $(pkg-config --cflags --lib
     -Wl,-rpath,"$(pkg-config --variable=libdir nyxq)" -o "$work/consumer_pc"
 "$work/consumer_pc"
 # The installed library is found through its soname, not the build tree.
-ldd "$work/consumer_pc" | grep -q "$prefix/lib/libnyxq.so" || { echo "consumer did not load the installed library"; ldd "$work/consumer_pc"; exit 1; }
+loaded=$(ldd "$work/consumer_pc" | awk '/libnyxq/ { print $3 }')
+[ "$(realpath "$loaded")" = "$(realpath "$prefix/lib/libnyxq.so.1")" ] ||
+  { echo "consumer loaded '$loaded', not the installed library"; exit 1; }
