@@ -188,11 +188,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "", "/wt", "memory", "", "", "", "GB/s", "GB/s"
     );
     for r in &rows {
-        let worst = format!(
-            "{} {:.1}",
-            r.worst_snr.1.rsplit('.').nth(1).unwrap_or(&r.worst_snr.1),
-            r.worst_snr.0
-        );
+        let worst = format!("{} {:.1}", r.worst_snr.1, r.worst_snr.0);
         println!(
             "{:<16} {:>5.1} {:>8.1}% {:>10.3e} {:>9.2} {:>36} {:>8.2} {:>8.2}",
             r.label,
