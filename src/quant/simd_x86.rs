@@ -10,6 +10,7 @@
 //! says why it is sound (the CPU features were detected before any is called,
 //! and every load and store stays inside a slice whose length was checked).
 
+use super::limits::first_out_of_range_portable;
 use super::scalar::{self, QK};
 use crate::format::Format;
 use std::arch::x86_64::*;
@@ -144,6 +145,50 @@ fn pack_nibbles(q: [__m256i; 4]) -> __m128i {
     )
 }
 
+/// Index of the first lane (0..32) of the block equal to `value`; 0 if none.
+#[target_feature(enable = "avx2")]
+fn first_equal(v: [__m256; 4], value: f32) -> usize {
+    let target = _mm256_set1_ps(value);
+    let mask = v.iter().enumerate().fold(0u32, |acc, (k, &lane)| {
+        acc | ((_mm256_movemask_ps(_mm256_cmp_ps(lane, target, _CMP_EQ_OQ)) as u32) << (8 * k))
+    });
+    if mask == 0 {
+        0
+    } else {
+        mask.trailing_zeros() as usize
+    }
+}
+
+/// Index of the first element of `src` that is NaN or not below `limit` in
+/// magnitude (the range check of `limits`), eight lanes at a time.
+pub fn first_out_of_range(src: &[f32], limit: f32) -> Option<usize> {
+    if !available() {
+        return None;
+    }
+    // SAFETY: AVX2 was detected; the kernel reads src[..] only.
+    unsafe { first_out_of_range_avx2(src, limit) }
+}
+
+/// # Safety
+/// AVX2 present.
+#[target_feature(enable = "avx2")]
+unsafe fn first_out_of_range_avx2(src: &[f32], limit: f32) -> Option<usize> {
+    let bound = _mm256_set1_ps(limit);
+    let step = 32;
+    let whole = src.len() / step * step;
+    for i in (0..whole).step_by(step) {
+        // SAFETY: i + 32 <= src.len().
+        let v = unsafe { load_block(&src[i..i + step]) };
+        // abs(x) < limit is false for NaN (ordered comparison).
+        let ok = v.map(|v| _mm256_cmp_ps(abs(v), bound, _CMP_LT_OQ));
+        let all = _mm256_and_ps(_mm256_and_ps(ok[0], ok[1]), _mm256_and_ps(ok[2], ok[3]));
+        if _mm256_movemask_ps(all) != 0xff {
+            return first_out_of_range_portable(&src[i..i + step], limit).map(|j| i + j);
+        }
+    }
+    first_out_of_range_portable(&src[whole..], limit).map(|j| whole + j)
+}
+
 /// Writes the f16 bits of `value` at `out[0..2]`.
 fn put_f16(out: &mut [u8], value: f32) {
     out[..2].copy_from_slice(&scalar::f16_bits(value).to_le_bytes());
@@ -185,7 +230,7 @@ unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
         let max = if amax == 0.0 {
             0.0
         } else {
-            x[x.iter().position(|v| v.abs() == amax).unwrap_or(0)]
+            x[first_equal(v.map(|lane| abs(lane)), amax)]
         };
         let d = max / -8.0;
         let id = _mm256_set1_ps(scalar::inverse_scale(d));

@@ -1,6 +1,7 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod bench_quant;
 mod formats;
 
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
        version          print the library version\n  \
-       formats [DIR]    quantize a weight folder into every format and print the table\n"
+       formats [DIR]    quantize a weight folder into every format and print the table\n  \
+       bench-quant [--quick] [--json FILE] [--mib N]\n                        \
+quantize/dequantize throughput against memcpy and memset\n"
 }
 
 fn main() -> ExitCode {
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         "formats" => formats::run(rest),
+        "bench-quant" => bench_quant::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())
