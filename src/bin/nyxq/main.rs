@@ -1,12 +1,15 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod plan;
+
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
-       version          print the library version\n"
+       version          print the library version\n  \
+       plan, plan-bench precision planning (nyxq plan --help)\n"
 }
 
 fn main() -> ExitCode {
@@ -21,6 +24,8 @@ fn main() -> ExitCode {
             println!("nyxq {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        "plan" => plan::run(rest),
+        "plan-bench" => plan::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())
