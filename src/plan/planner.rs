@@ -283,6 +283,19 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
             .cmp(&b.weight_bytes)
             .then(a.snr_db.total_cmp(&b.snr_db))
     });
+    // Of two formats of one size keep the more accurate (F16 over BF16), unless
+    // the policy prefers the other.
+    let preferred = policy.preferred_for(t.role);
+    chain.dedup_by(|later, earlier| {
+        if later.weight_bytes != earlier.weight_bytes {
+            return false;
+        }
+        if Some(earlier.format) == preferred {
+            return true;
+        }
+        std::mem::swap(later, earlier);
+        true
+    });
     if chain.is_empty() {
         return Err(Error::invalid(format!(
             "tensor '{}': no allowed format stores rows of {}",
@@ -290,7 +303,6 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
             t.row_len()
         )));
     }
-    let preferred = policy.preferred_for(t.role);
     let mut at = match preferred {
         Some(p) => match chain.iter().position(|c| c.format == p) {
             Some(i) => {
@@ -631,7 +643,13 @@ impl<'a> Solver<'a> {
 }
 
 /// Works out the budget for `model` on `hw` under `policy`.
-fn budget(hw: &Hardware, policy: &Policy, fp32_bytes: u64) -> Budget {
+fn budget(hw: &Hardware, policy: &Policy, model: &Model) -> Budget {
+    let fp32_weights: u64 = model.tensors.iter().map(|t| 4 * t.numel()).sum();
+    let quantized_extras: u64 = model
+        .tensors
+        .iter()
+        .map(|t| policy.training_extra(t.numel(), true))
+        .sum();
     let available = hw.device_available();
     let margin = policy.safety_margin(available);
     let reserve = policy.activation_reserve(available);
@@ -641,7 +659,8 @@ fn budget(hw: &Hardware, policy: &Policy, fp32_bytes: u64) -> Budget {
         cap = policy.device_cap_bytes;
     }
     if policy.max_fraction_of_fp32 < 1.0 {
-        let by_fraction = (fp32_bytes as f64 * policy.max_fraction_of_fp32) as u64;
+        let by_fraction =
+            (fp32_weights as f64 * policy.max_fraction_of_fp32) as u64 + quantized_extras;
         cap = if cap == 0 {
             by_fraction
         } else {
@@ -700,7 +719,7 @@ impl Plan {
             .iter()
             .map(|t| 4 * t.numel() + policy.training_extra(t.numel(), false))
             .sum();
-        let budget = budget(hw, policy, fp32_bytes);
+        let budget = budget(hw, policy, model);
         let mut notes: Vec<String> = ALL_FORMATS
             .iter()
             .filter(|f| policy.allows(**f))
