@@ -2,10 +2,12 @@
 //! mapping and the panic guard. Every export is `nyxq_<object>_<verb>`, and its
 //! body is one call to [`guard::guard`] (see DESIGN.md, "Rules at the C boundary").
 
+pub mod config;
 pub mod context;
 pub mod format;
 pub mod guard;
 pub mod handle;
+pub mod plan;
 pub mod ptr;
 pub mod quant;
 pub mod status;
