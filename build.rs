@@ -15,9 +15,27 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=NYXQ_UPDATE_HEADER");
+    println!("cargo:rerun-if-changed=Cargo.toml");
+    // The shared library's soname follows the C ABI version, so a program linked
+    // against one ABI never loads an incompatible build.
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,libnyxq.so.{}",
+        abi_version(&crate_dir)
+    );
 
     generate_header(&crate_dir, &out_dir);
     shaders::compile(&crate_dir, &out_dir);
+}
+
+/// `package.metadata.nyxq.abi-version` from Cargo.toml (CMake reads the same line).
+fn abi_version(crate_dir: &std::path::Path) -> u32 {
+    let manifest =
+        std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml is readable");
+    manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("abi-version = "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Cargo.toml has [package.metadata.nyxq] abi-version = N")
 }
 
 fn generate_header(crate_dir: &std::path::Path, out_dir: &std::path::Path) {

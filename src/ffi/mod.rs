@@ -2,6 +2,10 @@
 //! mapping and the panic guard. Every export is `nyxq_<object>_<verb>`, and its
 //! body is one call to [`guard::guard`] (see DESIGN.md, "Rules at the C boundary").
 
+// The exports are for C callers, whose pointer contracts are documented in the
+// header and checked here as far as they can be; Rust code uses the safe modules.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 pub mod config;
 pub mod context;
 pub mod format;

@@ -252,7 +252,7 @@ impl NyxqPlanPolicy {
 
     /// # Safety
     /// `overrides` is NULL or a NUL-terminated string valid during the call.
-    unsafe fn to_policy(&self) -> Result<Policy> {
+    unsafe fn into_policy(self) -> Result<Policy> {
         let fmt = |v: i32| -> Result<Option<Format>> {
             if v == -1 {
                 Ok(None)
@@ -621,7 +621,7 @@ pub extern "C" fn nyxq_plan_create(
         // SAFETY: NULL or a NyxqPlanPolicy of struct_size bytes, per the contract.
         let raw = unsafe { ptr::options(policy, size_of::<NyxqPlanPolicy>(), "NyxqPlanPolicy") }?;
         // SAFETY: raw.overrides is NULL or a string valid during this call.
-        let policy = unsafe { raw.to_policy() }?;
+        let policy = unsafe { raw.into_policy() }?;
         let model = model.lock().clone();
         let plan = Plan::create(&model, &hw, &policy)?;
         let handle = wrap_plan(plan)?;

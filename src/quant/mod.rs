@@ -9,12 +9,19 @@
 //! - The result depends only on the input and the options, never on `threads`
 //!   or on which SIMD path ran.
 
+pub mod limits;
 pub mod metrics;
+pub mod rng;
+pub mod scalar;
+mod search;
+#[cfg(target_arch = "x86_64")]
+mod simd_x86;
 
 pub use metrics::{ErrorMetrics, measure};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Format;
+use scalar::QK;
 
 /// How values are rounded to the target format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +71,111 @@ impl Default for QuantizeOptions<'_> {
     }
 }
 
+/// Inputs smaller than this per thread are not worth a thread.
+const MIN_ELEMENTS_PER_THREAD: usize = 1 << 16;
+/// Saturated input is clamped into a buffer of this many elements at a time.
+const SATURATE_CHUNK: usize = 4096;
+
 /// Quantizes `src` into `format`, writing `format.size_of(src.len())` bytes of `dst`.
 pub fn quantize(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOptions) -> Result<()> {
-    let _ = (format, src, dst, opts);
-    todo!("quant helper")
+    let needed = format.size_of(src.len())?;
+    if dst.len() < needed {
+        return Err(Error::buffer_too_small(
+            "destination",
+            "bytes",
+            needed,
+            dst.len(),
+        ));
+    }
+    check_importance(format, src.len(), opts.importance)?;
+    let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
+    let dst = &mut dst[..needed];
+    let block = format.block_size();
+    let bytes_per_block = format.block_bytes();
+    split_work(
+        src.len() / block,
+        opts.threads,
+        dst,
+        bytes_per_block,
+        |first_block, out| {
+            let begin = first_block * block;
+            let input = &src[begin..begin + out.len() / bytes_per_block * block];
+            let first = opts.first_index + begin as u64;
+            if saturate {
+                quantize_saturated(format, input, out, opts, first);
+            } else {
+                quantize_clean(format, input, out, opts, first);
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Dequantizes `src` (whole blocks of `format`) into `dst` as f32.
 pub fn dequantize(format: Format, src: &[u8], dst: &mut [f32], threads: usize) -> Result<()> {
-    let _ = (format, src, dst, threads);
-    todo!("quant helper")
+    let n = format.count_in(src.len())?;
+    if dst.len() < n {
+        return Err(Error::buffer_too_small(
+            "destination",
+            "floats",
+            n,
+            dst.len(),
+        ));
+    }
+    let block = format.block_size();
+    let bytes_per_block = format.block_bytes();
+    split_work(
+        n / block,
+        threads,
+        &mut dst[..n],
+        block,
+        |first_block, out| {
+            let begin = first_block * bytes_per_block;
+            let input = &src[begin..begin + out.len() / block * bytes_per_block];
+            dequantize_range(format, input, out);
+        },
+    );
+    Ok(())
 }
 
-/// Dequantizes `src` (whole blocks of `format`) into `dst` as IEEE binary16 bits.
+/// Dequantizes `src` (whole blocks of `format`) into `dst` as IEEE binary16 bits
+/// (each value rounded to nearest even from its f32 dequantization).
 pub fn dequantize_to_f16(
     format: Format,
     src: &[u8],
     dst: &mut [u16],
     threads: usize,
 ) -> Result<()> {
-    let _ = (format, src, dst, threads);
-    todo!("quant helper")
+    let n = format.count_in(src.len())?;
+    if dst.len() < n {
+        return Err(Error::buffer_too_small(
+            "destination",
+            "f16 values",
+            n,
+            dst.len(),
+        ));
+    }
+    let block = format.block_size();
+    let bytes_per_block = format.block_bytes();
+    split_work(
+        n / block,
+        threads,
+        &mut dst[..n],
+        block,
+        |first_block, out| {
+            let begin = first_block * bytes_per_block;
+            let mut values = [0.0f32; SATURATE_CHUNK];
+            for (i, chunk) in out.chunks_mut(SATURATE_CHUNK).enumerate() {
+                let from = begin + i * SATURATE_CHUNK / block * bytes_per_block;
+                let input = &src[from..from + chunk.len() / block * bytes_per_block];
+                dequantize_range(format, input, &mut values[..chunk.len()]);
+                for (h, &v) in chunk.iter_mut().zip(&values) {
+                    *h = scalar::f16_bits(v);
+                }
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Quantizes then dequantizes in one pass: `dst` receives what a round trip
@@ -95,6 +186,282 @@ pub fn fake_quantize(
     dst: &mut [f32],
     opts: &QuantizeOptions,
 ) -> Result<()> {
-    let _ = (format, src, dst, opts);
-    todo!("quant helper")
+    format.check_count(src.len())?;
+    if dst.len() < src.len() {
+        return Err(Error::buffer_too_small(
+            "destination",
+            "floats",
+            src.len(),
+            dst.len(),
+        ));
+    }
+    check_importance(format, src.len(), opts.importance)?;
+    let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
+    let block = format.block_size();
+    let n = src.len();
+    split_work(
+        n / block,
+        opts.threads,
+        &mut dst[..n],
+        block,
+        |first_block, out| {
+            let begin = first_block * block;
+            let mut packed = [0u8; 4 * SATURATE_CHUNK];
+            for (i, chunk) in out.chunks_mut(SATURATE_CHUNK).enumerate() {
+                let from = begin + i * SATURATE_CHUNK;
+                let input = &src[from..from + chunk.len()];
+                let bytes = chunk.len() / block * format.block_bytes();
+                let first = opts.first_index + from as u64;
+                if saturate {
+                    quantize_saturated(format, input, &mut packed[..bytes], opts, first);
+                } else {
+                    quantize_clean(format, input, &mut packed[..bytes], opts, first);
+                }
+                dequantize_range(format, &packed[..bytes], chunk);
+            }
+        },
+    );
+    Ok(())
 }
+
+/// Checks the importance vector of error-minimising rounding.
+fn check_importance(format: Format, n: usize, importance: Option<&[f32]>) -> Result<()> {
+    let Some(w) = importance else { return Ok(()) };
+    let len = w.len();
+    if len == 0 || len % format.block_size() != 0 || n % len != 0 {
+        return Err(Error::invalid(format!(
+            "importance has {len} values; it must be a positive multiple of the block size ({}) that divides the element count {n}",
+            format.block_size()
+        )));
+    }
+    if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(Error::invalid(format!(
+            "importance[{i}] = {} is not a finite value >= 0",
+            w[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `work(first_unit, output_slice)` over `units` units of `out` (each
+/// `unit_len` long), split on unit boundaries over up to `threads` threads.
+fn split_work<T: Send>(
+    units: usize,
+    threads: usize,
+    out: &mut [T],
+    unit_len: usize,
+    work: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let elements = out.len();
+    let threads = threads
+        .max(1)
+        .min(elements / MIN_ELEMENTS_PER_THREAD)
+        .max(1);
+    if threads == 1 || units < 2 {
+        work(0, out);
+        return;
+    }
+    let per_thread = units.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut rest = out;
+        let mut first_unit = 0;
+        let work = &work;
+        while !rest.is_empty() {
+            let take = (per_thread * unit_len).min(rest.len());
+            let (mine, others) = rest.split_at_mut(take);
+            let start = first_unit;
+            if others.is_empty() {
+                work(start, mine);
+            } else {
+                scope.spawn(move || work(start, mine));
+            }
+            rest = others;
+            first_unit += per_thread;
+        }
+    });
+}
+
+/// Quantizes input already known to be in range.
+fn quantize_clean(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOptions, first: u64) {
+    match opts.rounding {
+        Rounding::Nearest => quantize_nearest(format, src, dst),
+        Rounding::Stochastic { seed } => quantize_stochastic(format, src, dst, seed, first),
+        Rounding::ErrorMinimising => {
+            quantize_error_minimising(format, src, dst, opts.importance, first)
+        }
+    }
+}
+
+/// Quantizes input that needs clamping, a bounded chunk at a time.
+fn quantize_saturated(
+    format: Format,
+    src: &[f32],
+    dst: &mut [u8],
+    opts: &QuantizeOptions,
+    first: u64,
+) {
+    let bound = limits::saturation_bound(format);
+    let bytes_per_chunk = format
+        .size_of(SATURATE_CHUNK)
+        .expect("a whole number of blocks");
+    let mut clamped = [0.0f32; SATURATE_CHUNK];
+    for (i, (input, output)) in src
+        .chunks(SATURATE_CHUNK)
+        .zip(dst.chunks_mut(bytes_per_chunk))
+        .enumerate()
+    {
+        limits::saturate_into(input, &mut clamped, bound);
+        quantize_clean(
+            format,
+            &clamped[..input.len()],
+            output,
+            opts,
+            first + (i * SATURATE_CHUNK) as u64,
+        );
+    }
+}
+
+fn quantize_nearest(format: Format, src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_x86::quantize_nearest(format, src, dst) {
+        return;
+    }
+    quantize_nearest_portable(format, src, dst);
+}
+
+/// The portable nearest-rounding path (the SIMD path must equal it).
+fn quantize_nearest_portable(format: Format, src: &[f32], dst: &mut [u8]) {
+    match format {
+        Format::F32 => {
+            for (o, &x) in dst.chunks_exact_mut(4).zip(src) {
+                o.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        Format::F16 => {
+            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&scalar::f16_bits(x).to_le_bytes());
+            }
+        }
+        Format::BF16 => {
+            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&scalar::bf16_bits(x).to_le_bytes());
+            }
+        }
+        Format::Q8_0 => blocks(src, dst, 34, scalar::q8_0_nearest),
+        Format::Q4_0 => blocks(src, dst, 18, scalar::q4_0_nearest),
+        Format::Q4_1 => blocks(src, dst, 20, scalar::q4_1_nearest),
+    }
+}
+
+fn blocks(src: &[f32], dst: &mut [u8], block_bytes: usize, kernel: fn(&[f32], &mut [u8])) {
+    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(block_bytes)) {
+        kernel(x, out);
+    }
+}
+
+fn quantize_stochastic(format: Format, src: &[f32], dst: &mut [u8], seed: u64, first: u64) {
+    let random = |i: usize| rng::random_u32(seed, first + i as u64);
+    match format {
+        Format::F32 => quantize_nearest_portable(format, src, dst),
+        Format::F16 => {
+            for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
+                o.copy_from_slice(&scalar::f16_bits_stochastic(x, random(i)).to_le_bytes());
+            }
+        }
+        Format::BF16 => {
+            for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
+                o.copy_from_slice(&scalar::bf16_bits_stochastic(x, random(i)).to_le_bytes());
+            }
+        }
+        Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => {
+            let kernel = match format {
+                Format::Q8_0 => scalar::q8_0_stochastic,
+                Format::Q4_0 => scalar::q4_0_stochastic,
+                _ => scalar::q4_1_stochastic,
+            };
+            let bytes = format.block_bytes();
+            for (b, (x, out)) in src
+                .chunks_exact(QK)
+                .zip(dst.chunks_exact_mut(bytes))
+                .enumerate()
+            {
+                kernel(x, out, seed, first + (b * QK) as u64);
+            }
+        }
+    }
+}
+
+fn quantize_error_minimising(
+    format: Format,
+    src: &[f32],
+    dst: &mut [u8],
+    importance: Option<&[f32]>,
+    first: u64,
+) {
+    let kernel: fn(&[f32], &[f32], &mut [u8]) = match format {
+        Format::Q8_0 => search::q8_0,
+        Format::Q4_0 => search::q4_0,
+        Format::Q4_1 => search::q4_1,
+        // A per-element format has nothing to search: nearest is optimal.
+        _ => return quantize_nearest(format, src, dst),
+    };
+    let bytes = format.block_bytes();
+    let mut weights = [1.0f32; QK];
+    for (b, (x, out)) in src
+        .chunks_exact(QK)
+        .zip(dst.chunks_exact_mut(bytes))
+        .enumerate()
+    {
+        if let Some(w) = importance {
+            let start = (first as usize + b * QK) % w.len();
+            weights.copy_from_slice(&w[start..start + QK]);
+        }
+        kernel(x, &weights, out);
+    }
+}
+
+fn dequantize_range(format: Format, src: &[u8], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_x86::dequantize(format, src, dst) {
+        return;
+    }
+    dequantize_portable(format, src, dst);
+}
+
+/// The portable dequantize path (the SIMD path must equal it).
+fn dequantize_portable(format: Format, src: &[u8], dst: &mut [f32]) {
+    match format {
+        Format::F32 => {
+            for (y, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Format::F16 => {
+            for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *y = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        Format::BF16 => {
+            for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *y = scalar::bf16_value(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        Format::Q8_0 => dequantize_blocks(src, dst, 34, scalar::q8_0_dequantize),
+        Format::Q4_0 => dequantize_blocks(src, dst, 18, scalar::q4_0_dequantize),
+        Format::Q4_1 => dequantize_blocks(src, dst, 20, scalar::q4_1_dequantize),
+    }
+}
+
+fn dequantize_blocks(
+    src: &[u8],
+    dst: &mut [f32],
+    block_bytes: usize,
+    kernel: fn(&[u8], &mut [f32]),
+) {
+    for (block, y) in src.chunks_exact(block_bytes).zip(dst.chunks_exact_mut(QK)) {
+        kernel(block, y);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod formats;
 mod plan;
 
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
        version          print the library version\n  \
+       formats [DIR]    quantize a weight folder into every format and print the table\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n"
 }
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
             println!("nyxq {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        "formats" => formats::run(rest),
         "plan" => plan::run(rest),
         "plan-bench" => plan::bench(rest),
         "help" | "--help" | "-h" => {
@@ -32,7 +35,6 @@ fn main() -> ExitCode {
         }
         other => Err(format!("unknown command '{other}'\n{}", usage())),
     };
-    let _ = rest;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

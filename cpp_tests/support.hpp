@@ -1,0 +1,54 @@
+// Test support for nyxq's C++ tests: an owning pointer per handle type, and
+// CHECK_OK / EXPECT_STATUS that print the status text and the last error.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "nyxq.h"
+
+namespace nyxq_test {
+
+struct ContextDeleter {
+  void operator()(NyxqContext *ctx) const { nyxq_context_destroy(ctx); }
+};
+struct TensorDeleter {
+  void operator()(NyxqTensor *t) const { nyxq_tensor_destroy(t); }
+};
+using ContextPtr = std::unique_ptr<NyxqContext, ContextDeleter>;
+using TensorPtr = std::unique_ptr<NyxqTensor, TensorDeleter>;
+
+inline std::string describe(NyxqStatus status) {
+  return std::string(nyxq_status_str(status)) + " (" + std::to_string(static_cast<int>(status)) +
+         "): " + nyxq_last_error_message();
+}
+
+// A CPU context with default options; fails the test if creation fails.
+inline ContextPtr cpu_context(uint32_t threads = 0) {
+  NyxqContextOptions options;
+  nyxq_context_options_default(&options);
+  options.backend = NYXQ_BACKEND_CPU;
+  options.thread_count = threads;
+  NyxqContext *ctx = nullptr;
+  NyxqStatus status = nyxq_context_create(&options, &ctx);
+  EXPECT_EQ(status, NYXQ_OK) << describe(status);
+  return ContextPtr(ctx);
+}
+
+}  // namespace nyxq_test
+
+#define CHECK_OK(expr)                                                   \
+  do {                                                                   \
+    NyxqStatus nyxq_check_status_ = (expr);                              \
+    ASSERT_EQ(nyxq_check_status_, NYXQ_OK)                               \
+        << #expr << " -> " << ::nyxq_test::describe(nyxq_check_status_); \
+  } while (0)
+
+#define EXPECT_STATUS(expected, expr)                                    \
+  do {                                                                   \
+    NyxqStatus nyxq_check_status_ = (expr);                              \
+    EXPECT_EQ(nyxq_check_status_, (expected))                            \
+        << #expr << " -> " << ::nyxq_test::describe(nyxq_check_status_); \
+  } while (0)

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Bit-for-bit cross-check of nyxq's nearest rounding against ggml's reference
+quantizers as the Python package `gguf` implements them (and F16 against
+numpy's float16).
+
+Quantizes every tensor of a weight folder (raw little-endian float32 files)
+plus seeded random data through the nyxq C ABI (ctypes on libnyxq.so), and
+requires identical bytes for Q8_0, Q4_0, Q4_1, BF16 and F16. Prints the SNR of
+each tensor and format. Exits 1 on any mismatch.
+"""
+import argparse
+import ctypes
+import math
+import pathlib
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType, quants
+
+FORMATS = {  # nyxq format value -> (name, reference quantizer)
+    1: ("F16", lambda x: x.astype(np.float16).view(np.uint8).ravel()),
+    2: ("BF16", lambda x: quants.quantize(x, GGMLQuantizationType.BF16).view(np.uint8).ravel()),
+    3: ("Q8_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q8_0).ravel()),
+    4: ("Q4_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_0).ravel()),
+    5: ("Q4_1", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_1).ravel()),
+}
+
+
+class Nyxq:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(path)
+        self.lib.nyxq_status_str.restype = ctypes.c_char_p
+        self.lib.nyxq_last_error_message.restype = ctypes.c_char_p
+        self.lib.nyxq_quantize.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
+                                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        self.lib.nyxq_dequantize.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
+                                             ctypes.c_void_p, ctypes.c_size_t]
+        self.lib.nyxq_quantized_size.argtypes = [ctypes.c_int32, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+        self.ctx = ctypes.c_void_p()
+        self.check(self.lib.nyxq_context_create(None, ctypes.byref(self.ctx)))
+
+    def check(self, status):
+        if status != 0:
+            raise RuntimeError(f"{self.lib.nyxq_status_str(status).decode()}: "
+                               f"{self.lib.nyxq_last_error_message().decode()}")
+
+    def quantize(self, fmt, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        size = ctypes.c_size_t()
+        self.check(self.lib.nyxq_quantized_size(fmt, x.size, ctypes.byref(size)))
+        out = np.empty(size.value, dtype=np.uint8)
+        self.check(self.lib.nyxq_quantize(self.ctx, fmt, x.ctypes.data, x.size, None, out.ctypes.data, out.size))
+        return out
+
+    def dequantize(self, fmt, q, n):
+        y = np.empty(n, dtype=np.float32)
+        self.check(self.lib.nyxq_dequantize(self.ctx, fmt, q.ctypes.data, q.size, y.ctypes.data, y.size))
+        return y
+
+    def close(self):
+        self.lib.nyxq_context_destroy(self.ctx)
+
+
+def snr_db(x, y):
+    noise = float(np.sum((x.astype(np.float64) - y.astype(np.float64)) ** 2))
+    signal = float(np.sum(x.astype(np.float64) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
+
+
+def random_sets():
+    rng = np.random.default_rng(20261128)
+    yield "random normal", rng.standard_normal(32 * 4096).astype(np.float32)
+    yield "random uniform ±1000", rng.uniform(-1000, 1000, 32 * 2048).astype(np.float32)
+    yield "random lognormal scales", (rng.standard_normal(32 * 2048) * np.repeat(
+        np.clip(rng.lognormal(0, 3, 2048), 1e-6, 5e3), 32)).astype(np.float32)
+    # Exact ties: multiples of 1/2 scaled so that x*id lands on .5 for Q8_0.
+    ties = (rng.integers(-254, 255, 32 * 1024) / 2.0).astype(np.float32)
+    ties[::32] = 127.0
+    yield "exact ties", ties
+    zeros = rng.standard_normal(32 * 512).astype(np.float32)
+    zeros[: 32 * 256] = 0.0
+    # Blocks of -0.0 are left out on purpose: there gguf-py's Q4_0 (max = the
+    # first element, -0.0, so d = +0.0) departs from ggml's C reference
+    # (max starts at +0.0, so d = -0.0); nyxq follows the C reference, and
+    # src/quant/scalar.rs tests that case.
+    yield "zero blocks", zeros
+    yield "equal values", np.full(32 * 64, 0.3, dtype=np.float32)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lib", required=True)
+    parser.add_argument("--weights", required=True)
+    args = parser.parse_args()
+    nyxq = Nyxq(args.lib)
+    weights = pathlib.Path(args.weights)
+    sets = []
+    if weights.is_dir():
+        for path in sorted(weights.glob("*.f32")):
+            sets.append((path.name.removeprefix("minilm-l6-v2__").removesuffix(".f32"),
+                         np.fromfile(path, dtype="<f4")))
+    else:
+        print(f"note: {weights} is missing; checking random data only")
+    sets.extend(random_sets())
+
+    mismatches = 0
+    names = [FORMATS[f][0] for f in FORMATS]
+    print(f"{'tensor':<48} {'n':>9} " + " ".join(f"{n:>8}" for n in names) + "   (SNR dB; * = bytes differ)")
+    for label, x in sets:
+        cells = []
+        for fmt, (name, reference) in FORMATS.items():
+            ours = nyxq.quantize(fmt, x)
+            theirs = reference(x)
+            same = ours.size == theirs.size and np.array_equal(ours, theirs)
+            if not same:
+                mismatches += 1
+                diff = np.flatnonzero(ours != theirs) if ours.size == theirs.size else [0]
+                print(f"MISMATCH {label} {name}: {len(diff)} bytes differ, first at byte {diff[0]}", file=sys.stderr)
+            snr = snr_db(x, nyxq.dequantize(fmt, ours, x.size))
+            cells.append(f"{snr:>7.2f}{' ' if same else '*'}")
+        print(f"{label:<48} {x.size:>9} " + " ".join(cells))
+    nyxq.close()
+    total = len(sets) * len(FORMATS)
+    print(f"{total - mismatches} passed, {mismatches} failed")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+//! The portable kernels: one function per format and rounding mode, block by
+//! block. They define the exact arithmetic (docs/quant.md); the SIMD path and
+//! the Vulkan kernels must give the same bytes.
+//!
+//! Block formats follow ggml's reference quantizers operation for operation, in
+//! f32: `d = amax/127` (Q8_0), `d = max/−8` with `max` the first element of
+//! largest magnitude (Q4_0), `d = (max−min)/15` (Q4_1); `id = 1/d`; Q8_0 rounds
+//! `x·id` half away from zero, Q4_0 truncates `x·id + 8.5` and Q4_1
+//! `(x−min)·id + 0.5`, both capped at 15. Scales are stored as f16, rounded to
+//! nearest even. One case is defined where ggml's is not: when `|d|` is below
+//! f32::MIN_POSITIVE (zero or subnormal, which only a block of magnitudes below
+//! about 1.5e-36 gives), `id` is 0, so every quant is the zero point. GPUs flush
+//! subnormals, and this keeps both sides equal.
+
+use super::rng;
+use half::f16;
+
+/// Elements per block of the block formats.
+pub const QK: usize = 32;
+
+/// f32 to binary16 bits, round to nearest even (as numpy's astype(float16)).
+pub fn f16_bits(x: f32) -> u16 {
+    f16::from_f32(x).to_bits()
+}
+
+/// binary16 bits to f32 (exact).
+pub fn f16_value(bits: u16) -> f32 {
+    f16::from_bits(bits).to_f32()
+}
+
+/// f32 to bfloat16 bits as ggml does: NaN stays NaN (made quiet), otherwise
+/// round to nearest even on the bit pattern (subnormals kept).
+pub fn bf16_bits(x: f32) -> u16 {
+    let u = x.to_bits();
+    if u & 0x7fff_ffff > 0x7f80_0000 {
+        return ((u >> 16) | 64) as u16;
+    }
+    ((u as u64 + 0x7fff + ((u >> 16) & 1) as u64) >> 16) as u16
+}
+
+/// bfloat16 bits to f32 (exact).
+pub fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// C's roundf (half away from zero), in operations that are exact in f32:
+/// `b = ⌊|v|⌋ + ⌊2(|v| − ⌊|v|⌋)⌋` with v's sign (what gguf-py does).
+pub fn round_half_away(v: f32) -> f32 {
+    let a = v.abs();
+    let floor = a.floor();
+    let b = floor + (2.0 * (a - floor)).floor();
+    if v < 0.0 { -b } else { b }
+}
+
+/// The reciprocal scale, or 0 for a zero or subnormal scale (see module docs).
+pub fn inverse_scale(d: f32) -> f32 {
+    if d.abs() >= f32::MIN_POSITIVE {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+// ---------------------------------------------------------------- F16 / BF16
+
+/// F16 stochastic rounding: `r` picks between the two binary16 neighbours of
+/// `x` with probabilities that make the result unbiased. f32 subnormals count
+/// as zero; a result beyond 65504 is clamped to ±65504.
+pub fn f16_bits_stochastic(x: f32, r: u32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = bits & 0x7fff_ffff;
+    let exponent = (magnitude >> 23) as i32 - 127;
+    if magnitude < 0x0080_0000 {
+        return sign;
+    }
+    let rounded = if exponent < -25 {
+        // Below half the smallest subnormal: 0 or 2^-24, up with probability |x|·2^24.
+        let up = ((r >> 8) as f32) < f32::from_bits(magnitude) * 16_777_216.0 * 16_777_216.0;
+        if up { 0x3380_0000 } else { 0 }
+    } else {
+        // Drop the bits below the binary16 precision at this magnitude (10
+        // mantissa bits for normals, fewer for binary16 subnormals), adding
+        // random bits first so the carry happens with the right probability.
+        let dropped = if exponent >= -14 {
+            13
+        } else {
+            13 + (-14 - exponent) as u32
+        };
+        let mask = (1u32 << dropped) - 1;
+        (magnitude + (r & mask)) & !mask
+    };
+    let value = f32::from_bits(rounded).min(65504.0);
+    sign | f16_bits(value)
+}
+
+/// BF16 stochastic rounding: add 16 random bits below the kept ones, truncate.
+/// A carry past the largest finite bfloat16 is clamped to it.
+pub fn bf16_bits_stochastic(x: f32, r: u32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = bits & 0x7fff_ffff;
+    let rounded = ((magnitude + (r & 0xffff)) >> 16).min(0x7f7f) as u16;
+    sign | rounded
+}
+
+// ---------------------------------------------------------------- Q8_0
+
+/// Absolute maximum of a block.
+fn absmax(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// Q8_0, round to nearest (ggml's quantize_row_q8_0_ref).
+pub fn q8_0_nearest(x: &[f32], out: &mut [u8]) {
+    let d = absmax(x) / 127.0;
+    let id = inverse_scale(d);
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    for (q, &v) in out[2..34].iter_mut().zip(x) {
+        *q = round_half_away(v * id) as i8 as u8;
+    }
+}
+
+/// Q8_0, stochastic: the nearest scale, then ⌊x·id + u⌋ in [−127, 127].
+pub fn q8_0_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
+    let d = absmax(x) / 127.0;
+    let id = inverse_scale(d);
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    for (j, (q, &v)) in out[2..34].iter_mut().zip(x).enumerate() {
+        let u = rng::uniform(seed, first + j as u64);
+        *q = (v * id + u).floor().clamp(-127.0, 127.0) as i8 as u8;
+    }
+}
+
+/// Q8_0 with a given scale `d` (already representable in f16): quants only.
+pub fn q8_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    let id = inverse_scale(d);
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    for (q, &v) in out[2..34].iter_mut().zip(x) {
+        *q = round_half_away(v * id).clamp(-127.0, 127.0) as i8 as u8;
+    }
+}
+
+/// Dequantizes one Q8_0 block: x = d·q.
+pub fn q8_0_dequantize(block: &[u8], out: &mut [f32]) {
+    let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
+    for (y, &q) in out.iter_mut().zip(&block[2..34]) {
+        *y = d * (q as i8) as f32;
+    }
+}
+
+// ---------------------------------------------------------------- Q4_0
+
+/// The first element of largest magnitude (ggml's `max` with its sign).
+fn signed_max(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+/// Packs 32 four-bit quants: element j in the low nibble of byte j, element
+/// j+16 in the high nibble.
+fn pack_nibbles(q: &[u8; QK], out: &mut [u8]) {
+    for j in 0..QK / 2 {
+        out[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+}
+
+fn unpack_nibble(qs: &[u8], j: usize) -> u8 {
+    if j < QK / 2 {
+        qs[j] & 0x0f
+    } else {
+        qs[j - QK / 2] >> 4
+    }
+}
+
+/// Q4_0, round to nearest (ggml's quantize_row_q4_0_ref).
+pub fn q4_0_nearest(x: &[f32], out: &mut [u8]) {
+    let max = signed_max(x);
+    let d = max / -8.0;
+    q4_0_with_scale(x, d, out);
+}
+
+/// Q4_0 with the scale `d`: q = min(15, ⌊x·id + 8.5⌋).
+pub fn q4_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    let id = inverse_scale(d);
+    let mut q = [0u8; QK];
+    for (qj, &v) in q.iter_mut().zip(x) {
+        *qj = (v * id + 8.5).trunc().clamp(0.0, 15.0) as u8;
+    }
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_nibbles(&q, &mut out[2..18]);
+}
+
+/// Q4_0, stochastic: the nearest scale, then q = ⌊x·id + 8 + u⌋ in [0, 15].
+pub fn q4_0_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
+    let d = signed_max(x) / -8.0;
+    let id = inverse_scale(d);
+    let mut q = [0u8; QK];
+    for (j, (qj, &v)) in q.iter_mut().zip(x).enumerate() {
+        let u = rng::uniform(seed, first + j as u64);
+        *qj = (v * id + 8.0 + u).floor().clamp(0.0, 15.0) as u8;
+    }
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_nibbles(&q, &mut out[2..18]);
+}
+
+/// Dequantizes one Q4_0 block: x = d·(q − 8).
+pub fn q4_0_dequantize(block: &[u8], out: &mut [f32]) {
+    let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
+    for (j, y) in out.iter_mut().enumerate().take(QK) {
+        *y = d * (unpack_nibble(&block[2..18], j) as i32 - 8) as f32;
+    }
+}
+
+// ---------------------------------------------------------------- Q4_1
+
+fn min_max(x: &[f32]) -> (f32, f32) {
+    x.iter()
+        .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// Q4_1, round to nearest (ggml's quantize_row_q4_1_ref).
+pub fn q4_1_nearest(x: &[f32], out: &mut [u8]) {
+    let (min, max) = min_max(x);
+    q4_1_with_scale(x, (max - min) / 15.0, min, out);
+}
+
+/// Q4_1 with scale `d` and offset `m`: q = min(15, ⌊(x − m)·id + 0.5⌋), and
+/// 0 below m.
+pub fn q4_1_with_scale(x: &[f32], d: f32, m: f32, out: &mut [u8]) {
+    let id = inverse_scale(d);
+    let mut q = [0u8; QK];
+    for (qj, &v) in q.iter_mut().zip(x) {
+        *qj = ((v - m) * id + 0.5).trunc().clamp(0.0, 15.0) as u8;
+    }
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
+    pack_nibbles(&q, &mut out[4..20]);
+}
+
+/// Q4_1, stochastic: the nearest scale and minimum, then q = ⌊(x − min)·id + u⌋.
+pub fn q4_1_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
+    let (min, max) = min_max(x);
+    let d = (max - min) / 15.0;
+    let id = inverse_scale(d);
+    let mut q = [0u8; QK];
+    for (j, (qj, &v)) in q.iter_mut().zip(x).enumerate() {
+        let u = rng::uniform(seed, first + j as u64);
+        *qj = ((v - min) * id + u).floor().clamp(0.0, 15.0) as u8;
+    }
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[2..4].copy_from_slice(&f16_bits(min).to_le_bytes());
+    pack_nibbles(&q, &mut out[4..20]);
+}
+
+/// Dequantizes one Q4_1 block: x = d·q + m (a product, then a sum: no FMA).
+pub fn q4_1_dequantize(block: &[u8], out: &mut [f32]) {
+    let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
+    let m = f16_value(u16::from_le_bytes([block[2], block[3]]));
+    for (j, y) in out.iter_mut().enumerate().take(QK) {
+        *y = d * unpack_nibble(&block[4..20], j) as f32 + m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_away_matches_c_roundf() {
+        for v in [
+            0.5f32,
+            1.5,
+            2.5,
+            -0.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            3.0,
+            -0.0,
+            8388607.5,
+        ] {
+            assert_eq!(round_half_away(v), v.round(), "{v}");
+        }
+    }
+
+    #[test]
+    fn bf16_rounds_to_nearest_even_and_keeps_nan_and_subnormals() {
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        assert_eq!(bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80); // tie to even (down)
+        assert_eq!(bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82); // tie to even (up)
+        assert_eq!(bf16_bits(f32::from_bits(0x3f80_8001)), 0x3f81);
+        assert_eq!(bf16_bits(f32::from_bits(0x0000_1234)), 0x0000); // tiny subnormal
+        assert_eq!(bf16_bits(f32::from_bits(0x0012_3456)), 0x0012); // subnormal kept
+        assert!(bf16_value(bf16_bits(f32::NAN)).is_nan());
+        assert_eq!(bf16_bits(f32::from_bits(0x7f7f_8000)), 0x7f80); // overflows to Inf
+    }
+
+    #[test]
+    fn known_q8_0_block() {
+        let mut x = [0.0f32; 32];
+        x[0] = 1.27;
+        x[1] = -0.635;
+        x[2] = 0.005;
+        let mut out = [0u8; 34];
+        q8_0_nearest(&x, &mut out);
+        let d = f16_value(u16::from_le_bytes([out[0], out[1]]));
+        assert!((d - 0.01).abs() < 1e-5);
+        assert_eq!(out[2] as i8, 127);
+        assert_eq!(out[3] as i8, -64); // -63.5 rounds away from zero
+        assert_eq!(out[4] as i8, 1); // 0.5 rounds away from zero
+    }
+
+    #[test]
+    fn known_q4_0_and_q4_1_blocks() {
+        let x: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect(); // -16..=15, max |x| = -16
+        let mut out = [0u8; 18];
+        q4_0_nearest(&x, &mut out);
+        assert_eq!(f16_value(u16::from_le_bytes([out[0], out[1]])), 2.0);
+        assert_eq!(out[2] & 0x0f, 0); // -16/2 + 8 = 0
+        assert_eq!(out[2] >> 4, 8); // element 16 is 0 -> 8
+        let mut y = [0.0f32; 32];
+        q4_0_dequantize(&out, &mut y);
+        assert_eq!(y[0], -16.0);
+        assert_eq!(y[31], 14.0); // 15/2 + 8 = 15.5 -> trunc(16.0) capped at 15 -> 14
+
+        let mut out = [0u8; 20];
+        q4_1_nearest(&x, &mut out);
+        let mut y = [0.0f32; 32];
+        q4_1_dequantize(&out, &mut y);
+        assert_eq!(y[0], -16.0);
+        // d = 31/15 is stored as the f16 2.0664062, so the top level is 14.996.
+        assert!((y[31] - 15.0).abs() < 0.01, "{}", y[31]);
+    }
+
+    #[test]
+    fn zero_and_subnormal_blocks_are_the_zero_point() {
+        let tiny = [f32::from_bits(1); 32];
+        let mut out = [0xffu8; 34];
+        q8_0_nearest(&tiny, &mut out);
+        assert!(out.iter().all(|&b| b == 0));
+        let mut out = [0xffu8; 18];
+        q4_0_nearest(&[0.0; 32], &mut out);
+        assert_eq!(u16::from_le_bytes([out[0], out[1]]), 0x8000); // -0.0, as ggml's C
+        q4_0_nearest(&[-0.0; 32], &mut out);
+        // Still -0.0 as ggml's C (its max starts at +0.0); gguf-py gives +0.0 here.
+        assert_eq!(u16::from_le_bytes([out[0], out[1]]), 0x8000);
+        assert!(out[2..].iter().all(|&b| b == 0x88));
+        let mut out = [0xffu8; 20];
+        q4_1_nearest(&[3.0; 32], &mut out);
+        let mut y = [0.0f32; 32];
+        q4_1_dequantize(&out, &mut y);
+        assert!(y.iter().all(|&v| v == 3.0));
+    }
+
+    #[test]
+    fn f16_stochastic_picks_a_neighbour() {
+        let x = 1.0f32 + 1.0 / 4096.0; // between 1 and 1 + 2^-10, a quarter of the way
+        let (lo, hi) = (f16_bits(1.0), f16_bits(1.0 + 1.0 / 1024.0));
+        let ups = (0..4096u32)
+            .filter(|&r| f16_bits_stochastic(x, r.wrapping_mul(0x9e37_79b9)) == hi)
+            .count();
+        assert!((0..4096u32).all(|r| [lo, hi].contains(&f16_bits_stochastic(x, r))));
+        assert!((900..1150).contains(&ups), "{ups}");
+        assert_eq!(f16_bits_stochastic(1.0, 0xffff_ffff), lo); // representable values stay
+        assert_eq!(f16_bits_stochastic(-2.0, 0x1234_5678), f16_bits(-2.0));
+        assert_eq!(f16_bits_stochastic(65519.0, 0xffff_ffff), f16_bits(65504.0));
+    }
+}

@@ -1,0 +1,244 @@
+//! Error-minimising rounding: for each block, try a grid of scales (and, for
+//! Q4_1, offsets), refit each by weighted least squares for the quants it gives,
+//! round the result to what f16 stores, and keep the candidate with the lowest
+//! weighted squared error of the *stored* block. ggml's nearest-rounding block
+//! is always one of the candidates, so no block is ever worse than nearest.
+
+use super::scalar::{self, QK, f16_bits, f16_value};
+
+/// What a block costs: Σ w·(x − x̂)² of its stored form.
+fn weighted_error(x: &[f32], w: &[f32], restored: &[f32]) -> f64 {
+    x.iter()
+        .zip(restored)
+        .zip(w)
+        .map(|((&a, &b), &w)| f64::from(w) * (f64::from(a) - f64::from(b)).powi(2))
+        .sum()
+}
+
+/// f16-rounds a scale.
+fn stored(v: f32) -> f32 {
+    f16_value(f16_bits(v))
+}
+
+/// Keeps the candidate block with the lowest error.
+struct Best<const B: usize> {
+    bytes: [u8; B],
+    error: f64,
+}
+
+impl<const B: usize> Best<B> {
+    fn offer(
+        &mut self,
+        x: &[f32],
+        w: &[f32],
+        candidate: &[u8; B],
+        dequantize: fn(&[u8], &mut [f32]),
+    ) {
+        let mut restored = [0.0f32; QK];
+        dequantize(candidate, &mut restored);
+        let error = weighted_error(x, w, &restored);
+        if error < self.error {
+            self.error = error;
+            self.bytes = *candidate;
+        }
+    }
+}
+
+/// Weighted least-squares scale for fixed integer levels `levels`: d = Σwxl / Σwl².
+fn refit_scale(x: &[f32], w: &[f32], levels: &[f32; QK]) -> Option<f32> {
+    let (mut sxl, mut sll) = (0.0f64, 0.0f64);
+    for ((&v, &w), &l) in x.iter().zip(w).zip(levels) {
+        sxl += f64::from(w) * f64::from(v) * f64::from(l);
+        sll += f64::from(w) * f64::from(l) * f64::from(l);
+    }
+    (sll > 0.0).then(|| (sxl / sll) as f32)
+}
+
+/// Q8_0 with the lowest weighted error.
+pub fn q8_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let mut best = Best {
+        bytes: [0u8; 34],
+        error: f64::INFINITY,
+    };
+    let mut candidate = [0u8; 34];
+    scalar::q8_0_nearest(x, &mut candidate);
+    best.offer(x, w, &candidate, scalar::q8_0_dequantize);
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if amax >= f32::MIN_POSITIVE {
+        for step in 0..8 {
+            let d = stored(amax / (127.0 - 0.5 * step as f32));
+            scalar::q8_0_with_scale(x, d, &mut candidate);
+            best.offer(x, w, &candidate, scalar::q8_0_dequantize);
+            let levels: [f32; QK] = std::array::from_fn(|j| candidate[2 + j] as i8 as f32);
+            if let Some(refit) = refit_scale(x, w, &levels) {
+                scalar::q8_0_with_scale(x, stored(refit), &mut candidate);
+                best.offer(x, w, &candidate, scalar::q8_0_dequantize);
+            }
+        }
+    }
+    out[..34].copy_from_slice(&best.bytes);
+}
+
+/// Q4_0 with the lowest weighted error.
+pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let mut best = Best {
+        bytes: [0u8; 18],
+        error: f64::INFINITY,
+    };
+    let mut candidate = [0u8; 18];
+    scalar::q4_0_nearest(x, &mut candidate);
+    best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < f32::MIN_POSITIVE {
+        out[..18].copy_from_slice(&best.bytes);
+        return;
+    }
+    let mut levels = [0.0f32; QK];
+    // The largest element on the −8 side (ggml's choice) or on the +7 side,
+    // with divisors around those ends of the range.
+    for (sign, first_divisor) in [(-1.0f32, 6.5f32), (1.0, 5.5)] {
+        for k in 0..14 {
+            let d = stored(max / (sign * (first_divisor + 0.25 * k as f32)));
+            scalar::q4_0_with_scale(x, d, &mut candidate);
+            best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+            let mut restored = [0.0f32; QK];
+            scalar::q4_0_dequantize(&candidate, &mut restored);
+            for (l, &r) in levels.iter_mut().zip(&restored) {
+                *l = if d != 0.0 { (r / d).round() } else { 0.0 };
+            }
+            if let Some(refit) = refit_scale(x, w, &levels) {
+                scalar::q4_0_with_scale(x, stored(refit), &mut candidate);
+                best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+            }
+        }
+    }
+    out[..18].copy_from_slice(&best.bytes);
+}
+
+/// Weighted least squares for x ≈ d·q + m with fixed levels q.
+fn refit_scale_offset(x: &[f32], w: &[f32], levels: &[f32; QK]) -> Option<(f32, f32)> {
+    let (mut sw, mut sq, mut sqq, mut sx, mut sxq) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+    for ((&v, &w), &q) in x.iter().zip(w).zip(levels) {
+        let (v, w, q) = (f64::from(v), f64::from(w), f64::from(q));
+        sw += w;
+        sq += w * q;
+        sqq += w * q * q;
+        sx += w * v;
+        sxq += w * v * q;
+    }
+    let det = sw * sqq - sq * sq;
+    if det.abs() < 1e-30 {
+        return None;
+    }
+    let d = (sw * sxq - sq * sx) / det;
+    let m = (sqq * sx - sq * sxq) / det;
+    (d > 0.0).then_some((d as f32, m as f32))
+}
+
+/// Q4_1 with the lowest weighted error.
+pub fn q4_1(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let mut best = Best {
+        bytes: [0u8; 20],
+        error: f64::INFINITY,
+    };
+    let mut candidate = [0u8; 20];
+    scalar::q4_1_nearest(x, &mut candidate);
+    best.offer(x, w, &candidate, scalar::q4_1_dequantize);
+    let (min, max) = x
+        .iter()
+        .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = max - min;
+    if range < f32::MIN_POSITIVE {
+        out[..20].copy_from_slice(&best.bytes);
+        return;
+    }
+    let mut levels = [0.0f32; QK];
+    for k in 0..16 {
+        // Shrink the range from either end: the extremes then clip, the bulk gains resolution.
+        let shrink = range * 0.02 * k as f32;
+        for (lo, hi) in [
+            (min + shrink, max),
+            (min, max - shrink),
+            (min + shrink / 2.0, max - shrink / 2.0),
+        ] {
+            let (d, m) = (stored((hi - lo) / 15.0), stored(lo));
+            scalar::q4_1_with_scale(x, d, m, &mut candidate);
+            best.offer(x, w, &candidate, scalar::q4_1_dequantize);
+            for (j, l) in levels.iter_mut().enumerate() {
+                let byte = candidate[4 + j % (QK / 2)];
+                *l = if j < QK / 2 { byte & 0x0f } else { byte >> 4 } as f32;
+            }
+            if let Some((d, m)) = refit_scale_offset(x, w, &levels) {
+                scalar::q4_1_with_scale(x, stored(d), stored(m), &mut candidate);
+                best.offer(x, w, &candidate, scalar::q4_1_dequantize);
+            }
+        }
+    }
+    out[..20].copy_from_slice(&best.bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(seed: u32) -> [f32; QK] {
+        let mut s = seed;
+        std::array::from_fn(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((s >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0
+        })
+    }
+
+    fn error_of(x: &[f32], bytes: &[u8], deq: fn(&[u8], &mut [f32])) -> f64 {
+        let mut y = [0.0f32; QK];
+        deq(bytes, &mut y);
+        weighted_error(x, &[1.0; QK], &y)
+    }
+
+    #[test]
+    fn never_worse_than_nearest_and_better_in_total() {
+        let ones = [1.0f32; QK];
+        let (mut near_total, mut best_total) = (0.0, 0.0);
+        for seed in 0..200 {
+            let x = block(seed);
+            let (mut near, mut best) = ([0u8; 18], [0u8; 18]);
+            scalar::q4_0_nearest(&x, &mut near);
+            q4_0(&x, &ones, &mut best);
+            let (e_near, e_best) = (
+                error_of(&x, &near, scalar::q4_0_dequantize),
+                error_of(&x, &best, scalar::q4_0_dequantize),
+            );
+            assert!(e_best <= e_near);
+            near_total += e_near;
+            best_total += e_best;
+        }
+        assert!(
+            best_total < 0.9 * near_total,
+            "{best_total} vs {near_total}"
+        );
+    }
+
+    #[test]
+    fn importance_steers_the_error_to_unimportant_columns() {
+        let x = block(7);
+        let mut w = [1.0f32; QK];
+        for v in w.iter_mut().take(8) {
+            *v = 100.0;
+        }
+        let (mut plain, mut weighted) = ([0u8; 20], [0u8; 20]);
+        q4_1(&x, &[1.0; QK], &mut plain);
+        q4_1(&x, &w, &mut weighted);
+        let mut y = [0.0f32; QK];
+        scalar::q4_1_dequantize(&plain, &mut y);
+        let e_plain = weighted_error(&x, &w, &y);
+        scalar::q4_1_dequantize(&weighted, &mut y);
+        let e_weighted = weighted_error(&x, &w, &y);
+        assert!(e_weighted <= e_plain);
+    }
+}
