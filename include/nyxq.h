@@ -956,7 +956,7 @@ NyxqStatus nyxq_hardware_profile(const char *name,
                                  NyxqHardware *hardware_out);
 
 /**
- * Reads a hardware profile file (JSON, as config/profiles/*.json).
+ * Reads a hardware profile file (JSON, like the files in config/profiles/).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
  */

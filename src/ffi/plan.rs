@@ -519,7 +519,7 @@ pub extern "C" fn nyxq_hardware_profile(
     })
 }
 
-/// Reads a hardware profile file (JSON, as config/profiles/*.json).
+/// Reads a hardware profile file (JSON, like the files in config/profiles/).
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
 #[unsafe(no_mangle)]
