@@ -172,7 +172,7 @@ TEST(Plan, ReplanShrinksWithFewChangesAndGrowsBack) {
 TEST(Plan, InfeasibleGivesTheShortfallAndALadderShape) {
   ModelPtr model = small_model(100000, 768, 8);
   NyxqHardware hw = profile("amd-rx580-8gb");
-  hw.device_local_bytes = 96ull << 20;
+  hw.device_local_bytes = 256ull << 20;
   hw.host_bytes = 0;
   NyxqPlanPolicy policy;
   CHECK_OK(nyxq_plan_policy_default(&policy));
@@ -183,6 +183,22 @@ TEST(Plan, InfeasibleGivesTheShortfallAndALadderShape) {
   std::string message = last_error();
   EXPECT_NE(message.find("short"), std::string::npos) << message;
   EXPECT_NE(message.find("ladder"), std::string::npos) << message;
+
+  NyxqPlanFeasibility f;
+  CHECK_OK(nyxq_plan_feasibility(model.get(), &hw, &policy, &f));
+  EXPECT_EQ(f.feasible, 0);
+  EXPECT_GT(f.shortfall_bytes, 0u);
+  ASSERT_EQ(f.has_recommendation, 1);
+  EXPECT_NE(message.find(f.recommended_name), std::string::npos) << message;
+  EXPECT_GE(f.recommended_hidden, 256u);
+  EXPECT_GE(f.recommended_layers, 2u);
+  EXPECT_GE(f.recommended_vocab, 10000u);
+
+  ModelPtr tiny = small_model(256, 64, 1);
+  CHECK_OK(nyxq_plan_feasibility(tiny.get(), &hw, &policy, &f));
+  EXPECT_EQ(f.feasible, 1);
+  EXPECT_EQ(f.shortfall_bytes, 0u);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_feasibility(tiny.get(), &hw, &policy, nullptr));
 }
 
 TEST(Plan, MeasuredErrorComesFromTheData) {

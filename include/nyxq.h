@@ -602,6 +602,40 @@ typedef struct {
 } NyxqHardware;
 
 /**
+ * Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
+ */
+typedef struct {
+  /**
+   * 1 when a plan fits.
+   */
+  int32_t feasible;
+  /**
+   * 1 when `recommended_*` name a ladder shape that fits (only when infeasible).
+   */
+  int32_t has_recommendation;
+  /**
+   * Bytes missing (0 when feasible).
+   */
+  uint64_t shortfall_bytes;
+  /**
+   * The largest shape of the model ladder that fits: hidden size,
+   */
+  uint64_t recommended_hidden;
+  /**
+   * total transformer blocks,
+   */
+  uint64_t recommended_layers;
+  /**
+   * vocabulary,
+   */
+  uint64_t recommended_vocab;
+  /**
+   * and its name, NUL-terminated.
+   */
+  char recommended_name[64];
+} NyxqPlanFeasibility;
+
+/**
  * A plan's totals (nyxq_plan_summary).
  */
 typedef struct {
@@ -994,6 +1028,21 @@ NyxqStatus nyxq_plan_create(const NyxqModel *model,
                             const NyxqHardware *hardware,
                             const NyxqPlanPolicy *policy,
                             NyxqPlan **plan_out);
+
+/**
+ * Checks whether `model` fits `hardware` under `policy` (NULLs as for
+ * nyxq_plan_create) without keeping a plan. When it does not, *result_out
+ * gets the shortfall and the largest shape of the built-in model ladder
+ * (config/ladder.json) whose plan fits under the same hardware and policy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
+ * not an error. Thread-safe.
+ */
+NyxqStatus nyxq_plan_feasibility(const NyxqModel *model,
+                                 const NyxqHardware *hardware,
+                                 const NyxqPlanPolicy *policy,
+                                 NyxqPlanFeasibility *result_out);
 
 /**
  * A new plan that fits `new_device_budget` bytes (what the tensors may take

@@ -347,6 +347,32 @@ pub struct NyxqPlanSummary {
     pub weighted_error: f64,
 }
 
+// Layouts the C++ tests assert too (cpp_tests/test_plan.cpp).
+const _: () = assert!(size_of::<NyxqPlanEntry>() == 64);
+const _: () = assert!(std::mem::offset_of!(NyxqPlanEntry, weight_bytes) == 24);
+const _: () = assert!(size_of::<NyxqHardware>() == 112);
+const _: () = assert!(std::mem::offset_of!(NyxqPlanPolicy, struct_size) == 0);
+
+/// Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqPlanFeasibility {
+    /// 1 when a plan fits.
+    pub feasible: i32,
+    /// 1 when `recommended_*` name a ladder shape that fits (only when infeasible).
+    pub has_recommendation: i32,
+    /// Bytes missing (0 when feasible).
+    pub shortfall_bytes: u64,
+    /// The largest shape of the model ladder that fits: hidden size,
+    pub recommended_hidden: u64,
+    /// total transformer blocks,
+    pub recommended_layers: u64,
+    /// vocabulary,
+    pub recommended_vocab: u64,
+    /// and its name, NUL-terminated.
+    pub recommended_name: [c_char; 64],
+}
+
 fn role_arg(role: i32) -> Result<Role> {
     Role::from_raw(role)
 }
@@ -611,17 +637,8 @@ pub extern "C" fn nyxq_plan_create(
     guard(|| {
         let model = handle::get(model)?;
         let out = ptr::out(plan_out, "plan_out")?;
-        let hw = if hardware.is_null() {
-            Hardware::host_cpu()?
-        } else {
-            // SAFETY: a NyxqHardware of struct_size bytes, per the contract.
-            let c = unsafe { ptr::options(hardware, size_of::<NyxqHardware>(), "NyxqHardware") }?;
-            hardware_from_c(&c)
-        };
-        // SAFETY: NULL or a NyxqPlanPolicy of struct_size bytes, per the contract.
-        let raw = unsafe { ptr::options(policy, size_of::<NyxqPlanPolicy>(), "NyxqPlanPolicy") }?;
-        // SAFETY: raw.overrides is NULL or a string valid during this call.
-        let policy = unsafe { raw.into_policy() }?;
+        // SAFETY: NULL or valid structs of struct_size bytes, per the contract.
+        let (hw, policy) = unsafe { plan_inputs(hardware, policy) }?;
         let model = model.lock().clone();
         let plan = Plan::create(&model, &hw, &policy)?;
         let handle = wrap_plan(plan)?;
@@ -629,6 +646,82 @@ pub extern "C" fn nyxq_plan_create(
         unsafe { out.write(handle) };
         Ok(())
     })
+}
+
+/// Checks whether `model` fits `hardware` under `policy` (NULLs as for
+/// nyxq_plan_create) without keeping a plan. When it does not, *result_out
+/// gets the shortfall and the largest shape of the built-in model ladder
+/// (config/ladder.json) whose plan fits under the same hardware and policy.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
+/// not an error. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_plan_feasibility(
+    model: *const NyxqModel,
+    hardware: *const NyxqHardware,
+    policy: *const NyxqPlanPolicy,
+    result_out: *mut NyxqPlanFeasibility,
+) -> NyxqStatus {
+    guard(|| {
+        let model = handle::get(model)?;
+        let out = ptr::out(result_out, "result_out")?;
+        // SAFETY: NULL or valid structs of struct_size bytes, per the contract.
+        let (hw, policy) = unsafe { plan_inputs(hardware, policy) }?;
+        let model = model.lock().clone();
+        let mut result = NyxqPlanFeasibility {
+            feasible: 1,
+            has_recommendation: 0,
+            shortfall_bytes: 0,
+            recommended_hidden: 0,
+            recommended_layers: 0,
+            recommended_vocab: 0,
+            recommended_name: [0; 64],
+        };
+        match Plan::solve(&model, &hw, &policy) {
+            Ok(_) => {}
+            Err(e) => {
+                let ErrorKind::InfeasiblePlan { shortfall } = e.kind() else {
+                    return Err(e);
+                };
+                result.feasible = 0;
+                result.shortfall_bytes = shortfall;
+                if let Some(r) = crate::plan::Ladder::built_in()?.recommend(&hw, &policy)? {
+                    result.has_recommendation = 1;
+                    result.recommended_hidden = r.rung.shape.hidden as u64;
+                    result.recommended_layers = r.rung.shape.layers() as u64;
+                    result.recommended_vocab = r.rung.shape.vocab as u64;
+                    copy_to_c_array(&r.rung.name, &mut result.recommended_name);
+                }
+            }
+        }
+        // SAFETY: result_out checked non-NULL.
+        unsafe { out.write(result) };
+        Ok(())
+    })
+}
+
+/// The hardware and policy C passed (NULL: the host CPU; the defaults).
+///
+/// # Safety
+/// Each pointer is NULL or points to its struct of struct_size bytes; the
+/// policy's overrides string is NULL or valid during the call.
+unsafe fn plan_inputs(
+    hardware: *const NyxqHardware,
+    policy: *const NyxqPlanPolicy,
+) -> Result<(Hardware, Policy)> {
+    let hw = if hardware.is_null() {
+        Hardware::host_cpu()?
+    } else {
+        // SAFETY: per this function's contract.
+        let c = unsafe { ptr::options(hardware, size_of::<NyxqHardware>(), "NyxqHardware") }?;
+        hardware_from_c(&c)
+    };
+    // SAFETY: per this function's contract.
+    let raw = unsafe { ptr::options(policy, size_of::<NyxqPlanPolicy>(), "NyxqPlanPolicy") }?;
+    // SAFETY: per this function's contract.
+    let policy = unsafe { raw.into_policy() }?;
+    Ok((hw, policy))
 }
 
 /// A new plan that fits `new_device_budget` bytes (what the tensors may take
