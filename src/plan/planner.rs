@@ -275,7 +275,8 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
         .iter()
         .copied()
         .filter(|&f| {
-            (f == Format::F32 && policy.fallback_to_fp32) || excluded(f, hw, policy).is_none()
+            (f == Format::F32 && policy.fallback_to_fp32)
+                || (policy.allows(f) && hw.device_supports(f).is_ok())
         })
         .filter_map(choice)
         .collect();
@@ -433,23 +434,46 @@ struct Solver<'a> {
     state: &'a [Prepared],
     pos: Vec<usize>,
     place: Vec<Placement>,
+    /// Rare decisions in words (allocation limits); common ones are composed
+    /// once at the end from the positions below, which keeps planning fast.
     why: Vec<Vec<String>>,
+    /// Hull position before any lowering, and the lowest reached.
+    entry_pos: Vec<usize>,
+    deepest: Vec<usize>,
+    /// Moved to host memory by `offload`.
+    offloaded: Vec<bool>,
     device: u64,
     host: u64,
     budget: &'a Budget,
 }
 
 impl<'a> Solver<'a> {
-    fn new(state: &'a [Prepared], budget: &'a Budget) -> Solver<'a> {
+    fn at(
+        state: &'a [Prepared],
+        budget: &'a Budget,
+        pos: Vec<usize>,
+        place: Vec<Placement>,
+    ) -> Solver<'a> {
+        let n = state.len();
         let mut s = Solver {
             state,
-            pos: vec![0; state.len()],
-            place: vec![Placement::Device; state.len()],
-            why: state.iter().map(|p| p.start_reason.clone()).collect(),
+            entry_pos: pos.clone(),
+            deepest: pos.clone(),
+            pos,
+            place,
+            why: vec![Vec::new(); n],
+            offloaded: vec![false; n],
             device: 0,
             host: 0,
             budget,
         };
+        s.recount();
+        s
+    }
+
+    fn new(state: &'a [Prepared], budget: &'a Budget) -> Solver<'a> {
+        let n = state.len();
+        let mut s = Solver::at(state, budget, vec![0; n], vec![Placement::Device; n]);
         for (i, p) in state.iter().enumerate() {
             if !p.hull[0].device_ok {
                 match p.hull.iter().position(|c| c.device_ok) {
@@ -472,8 +496,49 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        s.entry_pos = s.pos.clone();
+        s.deepest = s.pos.clone();
         s.recount();
         s
+    }
+
+    /// Every tensor's decisions in words: its start, then what the solver did.
+    fn reasons(&self) -> Vec<String> {
+        (0..self.state.len())
+            .map(|i| {
+                let p = &self.state[i];
+                let mut r: Vec<String> = Vec::new();
+                r.extend(self.why[i].iter().cloned());
+                if self.deepest[i] > self.entry_pos[i] {
+                    let (from, to) = (&p.hull[self.entry_pos[i]], &p.hull[self.deepest[i]]);
+                    r.push(format!(
+                        "lowered {} → {} ({}) to fit the device budget",
+                        from.format.name(),
+                        to.format.name(),
+                        snr_text(to.snr_db)
+                    ));
+                }
+                if self.pos[i] < self.deepest[i] {
+                    r.push(format!(
+                        "raised back to {} with the room left",
+                        p.hull[self.pos[i]].format.name()
+                    ));
+                }
+                if self.offloaded[i] && self.place[i] == Placement::Host {
+                    r.push(if p.role == Role::Embedding {
+                        "offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)".to_string()
+                    } else {
+                        "offloaded to host memory: the device is full even at the lowest admissible formats".to_string()
+                    });
+                }
+                let mut text = p.start_reason.join("; ");
+                for step in r {
+                    text.push_str("; ");
+                    text.push_str(&step);
+                }
+                text
+            })
+            .collect()
     }
 
     fn recount(&mut self) {
@@ -529,15 +594,9 @@ impl<'a> Solver<'a> {
             let Some(Step { tensor: i, .. }) = heap.pop() else {
                 break;
             };
-            let (from, k) = (self.choice(i).format, self.pos[i] + 1);
+            let k = self.pos[i] + 1;
             self.set_pos(i, k);
-            let to = self.choice(i);
-            self.why[i].push(format!(
-                "lowered {} → {} ({}) to fit the device budget",
-                from.name(),
-                to.format.name(),
-                snr_text(to.snr_db)
-            ));
+            self.deepest[i] = self.deepest[i].max(k);
             self.push_step(&mut heap, i);
         }
     }
@@ -587,54 +646,54 @@ impl<'a> Solver<'a> {
             if self.device + self.choice(i).bytes <= self.budget.device {
                 self.set_place(i, Placement::Device);
             } else {
-                let why = if self.state[i].role == Role::Embedding {
-                    "offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)"
-                } else {
-                    "offloaded to host memory: the device is full even at the lowest admissible formats"
-                };
-                self.why[i].push(why.to_string());
+                self.offloaded[i] = true;
             }
         }
     }
 
     /// Raises tensors back up their hulls while room is left: host tensors
     /// within the host budget, device tensors by most error removed per byte.
+    /// Room only shrinks as tensors are raised, so a step that does not fit now
+    /// never will: each candidate is looked at once (a heap, O(n log n)).
     fn raise(&mut self, only: Option<&[usize]>, floor: Option<&[usize]>) {
         let set: Vec<usize> = match only {
             Some(s) => s.to_vec(),
             None => (0..self.state.len()).collect(),
         };
-        loop {
-            let mut best: Option<(f64, usize)> = None;
-            for &i in &set {
-                let k = self.pos[i];
-                let lowest = floor.map_or(0, |f| f[i]);
-                if k <= lowest {
-                    continue;
-                }
-                let (from, to) = (&self.state[i].hull[k], &self.state[i].hull[k - 1]);
-                let extra = to.bytes - from.bytes;
-                let room = match self.place[i] {
-                    Placement::Device => to.device_ok && self.device + extra <= self.budget.device,
-                    Placement::Host => self.host + extra <= self.budget.host,
-                };
-                if !room {
-                    continue;
-                }
-                let gain = slope(to, from);
-                if best.is_none_or(|(g, _)| gain > g) {
-                    best = Some((gain, i));
-                }
+        let lowest = |i: usize| floor.map_or(0, |f| f[i]);
+        let gain = |s: &Solver, i: usize| {
+            let hull = &s.state[i].hull;
+            let k = s.pos[i];
+            // Negated so that the min-heap of Step yields the largest gain first.
+            -slope(&hull[k - 1], &hull[k])
+        };
+        let mut heap = BinaryHeap::new();
+        for &i in &set {
+            if self.pos[i] > lowest(i) {
+                heap.push(Step {
+                    slope: gain(self, i),
+                    tensor: i,
+                });
             }
-            let Some((_, i)) = best else { break };
-            let from = self.choice(i).format;
-            self.set_pos(i, self.pos[i] - 1);
-            let line = format!(
-                "raised back {} → {} with the room left",
-                from.name(),
-                self.choice(i).format.name()
-            );
-            self.why[i].push(line);
+        }
+        while let Some(Step { tensor: i, .. }) = heap.pop() {
+            let k = self.pos[i];
+            let (from, to) = (&self.state[i].hull[k], &self.state[i].hull[k - 1]);
+            let extra = to.bytes - from.bytes;
+            let room = match self.place[i] {
+                Placement::Device => to.device_ok && self.device + extra <= self.budget.device,
+                Placement::Host => self.host + extra <= self.budget.host,
+            };
+            if !room {
+                continue;
+            }
+            self.set_pos(i, k - 1);
+            if self.pos[i] > lowest(i) {
+                heap.push(Step {
+                    slope: gain(self, i),
+                    tensor: i,
+                });
+            }
         }
     }
 
@@ -766,7 +825,8 @@ impl Plan {
         if s.host > 0 {
             notes.push(format!("{} offloaded to host memory", human_bytes(s.host)));
         }
-        let (pos, place, why) = (s.pos, s.place, s.why);
+        let why = s.reasons();
+        let (pos, place) = (s.pos, s.place);
         Ok(Plan::assemble(
             model.name.clone(),
             hw.name.clone(),
@@ -793,14 +853,14 @@ impl Plan {
         fp32_bytes: u64,
         pos: Vec<usize>,
         place: Vec<Placement>,
-        why: Vec<Vec<String>>,
+        why: Vec<String>,
         notes: Vec<String>,
         changes: Vec<String>,
         changed: Option<&[bool]>,
     ) -> Plan {
         let mut entries = Vec::with_capacity(state.len());
         let (mut device_bytes, mut host_bytes, mut weighted_error) = (0, 0, 0.0);
-        for (i, p) in state.iter().enumerate() {
+        for ((i, p), reason) in state.iter().enumerate().zip(why) {
             let c = &p.hull[pos[i]];
             match place[i] {
                 Placement::Device => device_bytes += c.bytes,
@@ -821,7 +881,7 @@ impl Plan {
                 } else {
                     p.source
                 },
-                reason: why[i].join("; "),
+                reason,
                 changed: changed.is_some_and(|c| c[i]),
             });
         }
@@ -858,16 +918,12 @@ impl Plan {
         budget.device = new_device_budget;
         let state = &*self.state;
         let n = state.len();
-        let mut s = Solver {
+        let mut s = Solver::at(
             state,
-            pos: self.positions.iter().map(|p| p.0).collect(),
-            place: self.positions.iter().map(|p| p.1).collect(),
-            why: vec![Vec::new(); n],
-            device: 0,
-            host: 0,
-            budget: &budget,
-        };
-        s.recount();
+            &budget,
+            self.positions.iter().map(|p| p.0).collect(),
+            self.positions.iter().map(|p| p.1).collect(),
+        );
         let old_pos = s.pos.clone();
         let old_place = s.place.clone();
         if s.device > budget.device {
@@ -944,11 +1000,11 @@ impl Plan {
         }
         let mut changes = Vec::new();
         let mut changed = vec![false; n];
-        let mut why: Vec<Vec<String>> = Vec::with_capacity(n);
+        let mut why: Vec<String> = Vec::with_capacity(n);
         for i in 0..n {
             let old = &self.entries[i];
             let new = s.choice(i);
-            let mut reason = vec![old.reason.clone()];
+            let mut reason = old.reason.clone();
             if s.pos[i] != old_pos[i] || s.place[i] != old_place[i] {
                 changed[i] = true;
                 let line = format!(
@@ -961,8 +1017,8 @@ impl Plan {
                     human_bytes(self.budget.device),
                     human_bytes(budget.device)
                 );
-                reason.push(format!(
-                    "replan: {} {} → {} {}",
+                reason.push_str(&format!(
+                    "; replan: {} {} → {} {}",
                     old.format.name(),
                     old.placement.name(),
                     new.format.name(),
