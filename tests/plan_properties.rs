@@ -94,10 +94,17 @@ proptest! {
             Ok(plan) => {
                 prop_assert!(plan.device_bytes <= plan.budget.device);
                 prop_assert!(plan.host_bytes <= plan.budget.host);
-                for e in &plan.entries {
-                    // F32 ends the fallback chain, so a format under the
-                    // threshold is never needed.
-                    prop_assert!(e.snr_db >= policy.min_snr_db, "{} {:?} {}", e.name, e.format, e.snr_db);
+                for (e, t) in plan.entries.iter().zip(&model.tensors) {
+                    // Below the threshold only when no usable allowed format
+                    // meets it (F32 is not in the chain without fallback_to_fp32).
+                    if e.snr_db < policy.min_snr_db {
+                        prop_assert!(!policy.fallback_to_fp32, "{} {:?} {}", e.name, e.format, e.snr_db);
+                        for f in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+                            let usable = policy.allows(f) && t.fits_blocks(f) && (f != Format::F16 || fp16);
+                            prop_assert!(!usable || nyxq::plan::estimated_snr_db(f, t.role) < policy.min_snr_db,
+                                "{} keeps {:?} below threshold though {:?} meets it", e.name, e.format, f);
+                        }
+                    }
                     prop_assert!(e.format == Format::F32 || policy.allows(e.format));
                     if !fp16 { prop_assert!(e.format != Format::F16); }
                 }
