@@ -518,18 +518,18 @@ impl<'a> Solver<'a> {
                         snr_text(to.snr_db)
                     ));
                 }
-                if self.pos[i] < self.deepest[i] {
-                    r.push(format!(
-                        "raised back to {} with the room left",
-                        p.hull[self.pos[i]].format.name()
-                    ));
-                }
                 if self.offloaded[i] && self.place[i] == Placement::Host {
                     r.push(if p.role == Role::Embedding {
                         "offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)".to_string()
                     } else {
                         "offloaded to host memory: the device is full even at the lowest admissible formats".to_string()
                     });
+                }
+                if self.pos[i] < self.deepest[i] {
+                    r.push(format!(
+                        "raised back to {} with the room left",
+                        p.hull[self.pos[i]].format.name()
+                    ));
                 }
                 let mut text = p.start_reason.join("; ");
                 for step in r {
