@@ -2,6 +2,7 @@
 #   make demo   builds everything and runs the demo
 #   make test   runs every test (cargo tests and ctest)
 BUILD ?= build
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 

@@ -474,3 +474,42 @@ TEST(Threads, EightThreadsSharingOneContextGiveTheSameBytes) {
   CHECK_OK(nyxq_quantize(many.get(), NYXQ_FORMAT_Q4_1, x.data(), n, nullptr, b.data(), b.size()));
   EXPECT_EQ(a, b);
 }
+
+TEST(Handles, EveryContextFunctionRejectsADestroyedOrNullContext) {
+  NyxqContext *dead = nullptr;
+  CHECK_OK(nyxq_context_create(nullptr, &dead));
+  CHECK_OK(nyxq_context_destroy(dead));
+  std::vector<float> x = wave(64);
+  std::vector<float> y(64);
+  std::vector<unsigned char> q(quantized_size(NYXQ_FORMAT_Q8_0, 64));
+  const uint64_t shape[] = {64};
+  NyxqTensor *t = nullptr;
+  NyxqContextInfo info;
+  for (NyxqContext *ctx : {dead, static_cast<NyxqContext *>(nullptr)}) {
+    const NyxqStatus expected = ctx ? NYXQ_ERROR_INVALID_HANDLE : NYXQ_ERROR_NULL_POINTER;
+    EXPECT_STATUS(expected, nyxq_context_info(ctx, &info));
+    EXPECT_STATUS(expected, nyxq_quantize(ctx, NYXQ_FORMAT_Q8_0, x.data(), 64, nullptr, q.data(), q.size()));
+    EXPECT_STATUS(expected, nyxq_dequantize(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), y.data(), y.size()));
+    EXPECT_STATUS(expected, nyxq_fake_quantize(ctx, NYXQ_FORMAT_Q8_0, x.data(), 64, nullptr, y.data(), y.size()));
+    EXPECT_STATUS(expected, nyxq_tensor_create(ctx, "t", shape, 1, NYXQ_FORMAT_Q8_0, &t));
+  }
+  EXPECT_EQ(t, nullptr);
+  ContextPtr live = cpu_context();
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_context_info(live.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_fake_quantize(live.get(), NYXQ_FORMAT_Q8_0, x.data(), 64, nullptr, nullptr, 64));
+}
+
+TEST(Tensor, OutlivesItsContextHandle) {
+  NyxqContext *ctx = nullptr;
+  CHECK_OK(nyxq_context_create(nullptr, &ctx));
+  const uint64_t shape[] = {2, 32};
+  NyxqTensor *raw = nullptr;
+  CHECK_OK(nyxq_tensor_create(ctx, "w", shape, 2, NYXQ_FORMAT_Q4_1, &raw));
+  TensorPtr t(raw);
+  CHECK_OK(nyxq_context_destroy(ctx));
+  std::vector<float> x = wave(64);
+  std::vector<float> y(64);
+  CHECK_OK(nyxq_tensor_upload(t.get(), x.data(), x.size(), nullptr));
+  CHECK_OK(nyxq_tensor_download(t.get(), y.data(), y.size()));
+  for (size_t i = 0; i < 64; ++i) EXPECT_NEAR(x[i], y[i], 0.1);
+}

@@ -44,9 +44,14 @@
 #define NYXQ_ABI_VERSION 1
 
 /**
- * Values per scale of the 8-bit blockwise optimizer state.
+ * Values per quantization block of the 8-bit state.
  */
-#define OPTIMIZER_BLOCK 256
+#define STATE_BLOCK 256
+
+/**
+ * Tensors with fewer elements keep FP32 state.
+ */
+#define MIN_8BIT_ELEMENTS 4096
 
 /**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
@@ -278,6 +283,32 @@ typedef int32_t NyxqNonFinite;
 #endif // __cplusplus
 
 /**
+ * How Adam stores its moments (NyxqAdamOptions.state).
+ */
+enum NyxqAdamState
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * FP32 moments: 8 bytes per parameter (the default).
+   */
+  NYXQ_ADAM_STATE_FP32 = 0,
+  /**
+   * Blockwise 8-bit moments (blocks of 256, an f32 scale each): about 25.4%
+   * of FP32; tensors under 4096 elements keep FP32 state.
+   */
+  NYXQ_ADAM_STATE_INT8 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqAdamState NyxqAdamState;
+#else
+typedef int32_t NyxqAdamState;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Tensor roles (nyxq_model_add_tensor).
  */
 enum NyxqRole
@@ -355,6 +386,12 @@ typedef int32_t NyxqOptimizerState;
 #endif // __cplusplus
 
 /**
+ * Adam's state for one parameter tensor. Calls on one optimizer must not
+ * overlap (each call takes its lock); different optimizers run in parallel.
+ */
+typedef struct NyxqAdam NyxqAdam;
+
+/**
  * A parsed [quantization] section. Create with nyxq_config_load or
  * nyxq_config_parse, release with nyxq_config_destroy. Immutable: any thread
  * may use it at once.
@@ -367,6 +404,12 @@ typedef struct NyxqConfig NyxqConfig;
  * used from several threads at once.
  */
 typedef struct NyxqContext NyxqContext;
+
+/**
+ * A dynamic loss scaler (PyTorch GradScaler semantics). Not for concurrent
+ * use: calls on one scaler must not overlap (each call takes its lock).
+ */
+typedef struct NyxqLossScaler NyxqLossScaler;
 
 /**
  * A model description being built (tensors, roles, shapes, measured errors).
@@ -797,6 +840,70 @@ typedef struct {
    */
   uint64_t byte_len;
 } NyxqTensorInfo;
+
+/**
+ * Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqLossScalerOptions).
+   */
+  size_t struct_size;
+  /**
+   * Starting scale. Default 65536.
+   */
+  float initial_scale;
+  /**
+   * Factor applied after growth_interval finite steps in a row (> 1). Default 2.
+   */
+  float growth_factor;
+  /**
+   * Factor applied on a non-finite gradient (in (0, 1)). Default 0.5.
+   */
+  float backoff_factor;
+  /**
+   * Finite steps in a row before growing (>= 1). Default 2000.
+   */
+  uint32_t growth_interval;
+  /**
+   * The floor the scale never goes below (> 0). Default 1.
+   */
+  float min_scale;
+  /**
+   * 1 to scale (FP16 training), 0 to only check (BF16 training). Default 1.
+   */
+  uint32_t enabled;
+} NyxqLossScalerOptions;
+
+/**
+ * Options for nyxq_adam_create; fill with nyxq_adam_options_default.
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqAdamOptions).
+   */
+  size_t struct_size;
+  /**
+   * Default 0.9.
+   */
+  float beta1;
+  /**
+   * Default 0.999.
+   */
+  float beta2;
+  /**
+   * Default 1e-8.
+   */
+  float eps;
+  /**
+   * Decoupled (AdamW) weight decay; default 0 (Adam).
+   */
+  float weight_decay;
+  /**
+   * A NyxqAdamState value. Default NYXQ_ADAM_STATE_FP32.
+   */
+  int32_t state;
+} NyxqAdamOptions;
 
 
 
@@ -1271,6 +1378,115 @@ NyxqStatus nyxq_tensor_info(const NyxqTensor *tensor,
  */
 NyxqStatus nyxq_test_force_panic(void);
 #endif
+
+/**
+ * Writes the default loss-scaler options into *options_out.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_loss_scaler_options_default(NyxqLossScalerOptions *options_out);
+
+/**
+ * Creates a loss scaler; `options` NULL means the defaults. Release with
+ * nyxq_loss_scaler_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (scaler_out), NYXQ_ERROR_INVALID_ARGUMENT
+ * (struct_size, a factor or scale out of its domain, enabled not 0 or 1).
+ */
+NyxqStatus nyxq_loss_scaler_create(const NyxqLossScalerOptions *options,
+                                   NyxqLossScaler **scaler_out);
+
+/**
+ * Releases a loss scaler. NULL is a no-op.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_loss_scaler_destroy(NyxqLossScaler *scaler);
+
+/**
+ * The factor to multiply this step's loss by.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_loss_scaler_scale(const NyxqLossScaler *scaler,
+                                  float *scale_out);
+
+/**
+ * Unscales one gradient buffer in place (multiplies by 1/scale) and checks it
+ * for Inf/NaN in one pass. *found_non_finite_out is 1 if this buffer had one
+ * (the scaler remembers it until nyxq_loss_scaler_update), else 0;
+ * *first_bad_index_out (may be NULL) is the first such index, or -1.
+ * Call once per gradient buffer of the step.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_SIZE_OVERFLOW.
+ */
+NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
+                                              float *grads,
+                                              size_t n,
+                                              uint32_t *found_non_finite_out,
+                                              int64_t *first_bad_index_out);
+
+/**
+ * Ends the step: *apply_step_out is 1 when every gradient since the last
+ * update was finite (apply the optimizer step), 0 when the step must be
+ * skipped; the scale grows or backs off as GradScaler's does.
+ *
+ * Errors: NYXQ_ERROR_LOSS_SCALE_UNDERFLOW when a gradient was non-finite with
+ * the scale already at its floor (skip the step; *apply_step_out untouched),
+ * NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_loss_scaler_update(const NyxqLossScaler *scaler,
+                                   uint32_t *apply_step_out);
+
+/**
+ * Writes the default Adam options into *options_out.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_adam_options_default(NyxqAdamOptions *options_out);
+
+/**
+ * Creates Adam state for a tensor of `n` parameters; `options` NULL means
+ * the defaults. Release with nyxq_adam_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (struct_size,
+ * betas outside [0, 1), eps <= 0, negative weight decay, unknown state).
+ */
+NyxqStatus nyxq_adam_create(const NyxqAdamOptions *options,
+                            size_t n,
+                            NyxqAdam **adam_out);
+
+/**
+ * Releases Adam state. NULL is a no-op.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_adam_destroy(NyxqAdam *adam);
+
+/**
+ * One Adam(W) step at learning rate `lr`: updates the `n` FP32 master
+ * weights at `params` in place from the `n` gradients at `grads`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
+ * lr negative or not finite); on error nothing is updated.
+ */
+NyxqStatus nyxq_adam_step(const NyxqAdam *adam,
+                          float lr,
+                          float *params,
+                          size_t n,
+                          const float *grads,
+                          size_t grads_len);
+
+/**
+ * Bytes of optimizer state held (*bytes_out) and what FP32 Adam would hold
+ * for the same tensor (*fp32_bytes_out, 8 per parameter).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_adam_state_bytes(const NyxqAdam *adam,
+                                 size_t *bytes_out,
+                                 size_t *fp32_bytes_out);
 
 /**
  * The library's version, "MAJOR.MINOR.PATCH" as in Cargo.toml.

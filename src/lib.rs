@@ -18,6 +18,7 @@ pub mod format;
 pub mod plan;
 pub mod quant;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;

@@ -18,6 +18,7 @@ pub mod status;
 pub mod tensor;
 #[cfg(feature = "test-exports")]
 pub mod test_exports;
+pub mod train;
 pub mod version;
 
 pub use status::NyxqStatus;

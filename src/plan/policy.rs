@@ -13,12 +13,15 @@ pub enum OptimizerState {
     /// Adam's two moments in FP32: 8 bytes per parameter.
     Fp32,
     /// Adam's two moments in 8 bits with an FP32 scale per block of
-    /// [`OPTIMIZER_BLOCK`] values: about 2.03 bytes per parameter.
+    /// [`OPTIMIZER_BLOCK`] values: about 2.03 bytes per parameter (FP32 for
+    /// tensors under [`OPTIMIZER_MIN_8BIT`] elements), as `train::adam` keeps them.
     Blockwise8,
 }
 
-/// Values per scale of the 8-bit blockwise optimizer state.
-pub const OPTIMIZER_BLOCK: u64 = 256;
+/// Values per scale of the 8-bit blockwise optimizer state (as `train::adam` stores it).
+pub const OPTIMIZER_BLOCK: u64 = crate::train::adam::STATE_BLOCK as u64;
+/// Tensors smaller than this keep FP32 optimizer state (as `train::adam` does).
+pub const OPTIMIZER_MIN_8BIT: u64 = crate::train::adam::MIN_8BIT_ELEMENTS as u64;
 
 /// A per-tensor override: tensors whose name matches `pattern` get `format`
 /// (llama.cpp's `--tensor-type regex=type`).
@@ -221,6 +224,7 @@ impl Policy {
         let gradients = numel * self.gradient_format.block_bytes() as u64;
         let optimizer = match self.optimizer_state {
             OptimizerState::Fp32 => 8 * numel,
+            OptimizerState::Blockwise8 if numel < OPTIMIZER_MIN_8BIT => 8 * numel,
             OptimizerState::Blockwise8 => 2 * (numel + 4 * numel.div_ceil(OPTIMIZER_BLOCK)),
         };
         let master = if self.master_weights && quantized {

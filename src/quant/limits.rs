@@ -71,6 +71,15 @@ fn in_range(x: f32, limit: f32) -> bool {
 
 /// The index of the first element that is NaN or not below the limit.
 pub fn first_out_of_range(src: &[f32], limit: f32) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        return super::simd_x86::first_out_of_range(src, limit);
+    }
+    first_out_of_range_portable(src, limit)
+}
+
+/// The portable range check (the SIMD one must agree with it).
+pub fn first_out_of_range_portable(src: &[f32], limit: f32) -> Option<usize> {
     // Chunked so the common case (all fine) is a tight, vectorisable loop.
     const CHUNK: usize = 256;
     for (c, chunk) in src.chunks(CHUNK).enumerate() {
@@ -155,5 +164,13 @@ mod tests {
         assert_eq!(first_out_of_range(&x, 2.0), Some(700));
         x[3] = -2.0;
         assert_eq!(first_out_of_range(&x, 2.0), Some(3));
+        assert_eq!(first_out_of_range_portable(&x, 2.0), Some(3));
+        x[3] = 1.0;
+        assert_eq!(first_out_of_range_portable(&x, 2.0), Some(700));
+        x[700] = 1.0;
+        x[995] = 2.5; // in the tail past the last whole chunk of 32
+        assert_eq!(first_out_of_range(&x, 2.0), Some(900));
+        x[900] = 1.0;
+        assert_eq!(first_out_of_range(&x, 2.0), Some(995));
     }
 }

@@ -107,7 +107,7 @@ pub fn bf16_bits_stochastic(x: f32, r: u32) -> u16 {
 // ---------------------------------------------------------------- Q8_0
 
 /// Absolute maximum of a block.
-fn absmax(x: &[f32]) -> f32 {
+pub fn absmax(x: &[f32]) -> f32 {
     x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
 
@@ -152,7 +152,7 @@ pub fn q8_0_dequantize(block: &[u8], out: &mut [f32]) {
 // ---------------------------------------------------------------- Q4_0
 
 /// The first element of largest magnitude (ggml's `max` with its sign).
-fn signed_max(x: &[f32]) -> f32 {
+pub fn signed_max(x: &[f32]) -> f32 {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if amax < v.abs() {

@@ -63,7 +63,7 @@ pub fn q8_0(x: &[f32], w: &[f32], out: &mut [u8]) {
     let mut candidate = [0u8; 34];
     scalar::q8_0_nearest(x, &mut candidate);
     best.offer(x, w, &candidate, scalar::q8_0_dequantize);
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let amax = scalar::absmax(x);
     if amax >= f32::MIN_POSITIVE {
         for step in 0..8 {
             let d = stored(amax / (127.0 - 0.5 * step as f32));
@@ -88,14 +88,8 @@ pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
     let mut candidate = [0u8; 18];
     scalar::q4_0_nearest(x, &mut candidate);
     best.offer(x, w, &candidate, scalar::q4_0_dequantize);
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    if amax < f32::MIN_POSITIVE {
+    let max = scalar::signed_max(x);
+    if max.abs() < f32::MIN_POSITIVE {
         out[..18].copy_from_slice(&best.bytes);
         return;
     }

@@ -44,18 +44,21 @@ fn read_tensors(dir: &Path) -> Result<Vec<WeightTensor>, String> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let name = file
-            .trim_end_matches(".f32")
-            .rsplit("__")
-            .next()
-            .unwrap_or(file)
-            .to_string();
+        let name = short_name(file);
         tensors.push(WeightTensor { name, values });
     }
     if tensors.is_empty() {
         return Err(format!("{} lists no tensors", listing.display()));
     }
     Ok(tensors)
+}
+
+/// "minilm-l6-v2__encoder.layer.0.output.dense.weight.f32" -> "layer.0.output.dense".
+fn short_name(file: &str) -> String {
+    let name = file.trim_end_matches(".f32");
+    let name = name.rsplit("__").next().unwrap_or(name);
+    let name = name.strip_prefix("encoder.").unwrap_or(name);
+    name.strip_suffix(".weight").unwrap_or(name).to_string()
 }
 
 /// Runs `f` until at least 50 ms have passed and returns the median time of one run.
@@ -177,21 +180,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     println!(
-        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>24} {:>8} {:>8}",
+        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>36} {:>8} {:>8}",
         "format", "bits", "vs FP32", "RMSE", "SNR dB", "worst tensor (SNR dB)", "quant", "dequant"
     );
     println!(
-        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>24} {:>8} {:>8}",
+        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>36} {:>8} {:>8}",
         "", "/wt", "memory", "", "", "", "GB/s", "GB/s"
     );
     for r in &rows {
-        let worst = format!(
-            "{} {:.1}",
-            r.worst_snr.1.rsplit('.').nth(1).unwrap_or(&r.worst_snr.1),
-            r.worst_snr.0
-        );
+        let worst = format!("{} {:.1}", r.worst_snr.1, r.worst_snr.0);
         println!(
-            "{:<16} {:>5.1} {:>8.1}% {:>10.3e} {:>9.2} {:>24} {:>8.2} {:>8.2}",
+            "{:<16} {:>5.1} {:>8.1}% {:>10.3e} {:>9.2} {:>36} {:>8.2} {:>8.2}",
             r.label,
             r.format.bits_per_weight(),
             100.0 * r.format.bits_per_weight() / 32.0,

@@ -1,6 +1,7 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod bench_quant;
 mod formats;
 mod plan;
 
@@ -11,6 +12,8 @@ fn usage() -> &'static str {
      commands:\n  \
        version          print the library version\n  \
        formats [DIR]    quantize a weight folder into every format and print the table\n  \
+       bench-quant [--quick] [--json FILE] [--mib N]\n                        \
+quantize/dequantize throughput against memcpy and memset\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n"
 }
 
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         "formats" => formats::run(rest),
+        "bench-quant" => bench_quant::run(rest),
         "plan" => plan::run(rest),
         "plan-bench" => plan::bench(rest),
         "help" | "--help" | "-h" => {

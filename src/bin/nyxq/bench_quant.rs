@@ -1,0 +1,188 @@
+//! `nyxq bench-quant [--quick] [--json FILE] [--mib N]`: quantize and dequantize
+//! throughput of every format on one thread and on all threads, next to memcpy
+//! and memset of the same buffer measured in the same run, with the ratios and
+//! the targets of the foundation issue.
+
+use nyxq::Format;
+use nyxq::format::ALL_FORMATS;
+use nyxq::quant::{self, QuantizeOptions};
+use std::time::Instant;
+
+struct Measurement {
+    format: Format,
+    op: &'static str,
+    one_thread_gbs: f64,
+    reference: &'static str,
+    reference_gbs: f64,
+    target: f64,
+    all_threads_gbs: f64,
+}
+
+/// Median wall time of `runs` calls, after one warm-up call.
+fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[runs / 2]
+}
+
+fn test_data(n: usize) -> Vec<f32> {
+    let mut s = 0x2545_f491u32;
+    (0..n)
+        .map(|i| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            0.05 * (i as f32 * 0.001).sin() + ((s >> 8) as f32 / 16_777_216.0 - 0.5) * 0.1
+        })
+        .collect()
+}
+
+/// The issue's targets on one thread: quantize vs memcpy, dequantize vs memset.
+fn target(format: Format, op: &str) -> f64 {
+    match (format, op) {
+        (Format::F16 | Format::BF16, _) => 0.9,
+        (_, "dequantize") => 0.9,
+        (Format::Q8_0, _) => 0.7,
+        (Format::Q4_0 | Format::Q4_1, _) => 0.6,
+        _ => 0.0,
+    }
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let mut json_path = None;
+    let mut mib = 64usize;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--json" => json_path = Some(it.next().ok_or("--json needs a file")?.clone()),
+            "--mib" => {
+                mib = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--mib needs a number")?
+            }
+            other => return Err(format!("bench-quant: unknown option '{other}'")),
+        }
+    }
+    if quick {
+        mib = mib.min(8);
+    }
+    let runs = if quick { 3 } else { 7 };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = mib * 1024 * 1024 / 4 / 32 * 32;
+    let bytes = (n * 4) as f64;
+    let src = test_data(n);
+    let mut copy = vec![0.0f32; n];
+    let mut restored = vec![0.0f32; n];
+    eprintln!("bench-quant: {mib} MiB of f32 ({n} values), {threads} threads, median of {runs}");
+
+    let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(&src)) / 1e9;
+    let memset_gbs = bytes / median_seconds(runs, || restored.fill(0.0)) / 1e9;
+    std::hint::black_box((&copy, &restored));
+
+    let mut rows = Vec::new();
+    for format in ALL_FORMATS.into_iter().filter(|f| *f != Format::F32) {
+        eprintln!("  {} ...", format.name());
+        let mut packed = vec![0u8; format.size_of(n).map_err(|e| e.to_string())?];
+        let quantize_with = |threads: usize, packed: &mut [u8]| {
+            let opts = QuantizeOptions {
+                threads,
+                ..Default::default()
+            };
+            median_seconds(runs, || {
+                quant::quantize(format, &src, packed, &opts).expect("valid input")
+            })
+        };
+        let q1 = bytes / quantize_with(1, &mut packed) / 1e9;
+        let qn = bytes / quantize_with(threads, &mut packed) / 1e9;
+        let dequantize_with = |threads: usize, restored: &mut [f32]| {
+            median_seconds(runs, || {
+                quant::dequantize(format, &packed, restored, threads).expect("valid input")
+            })
+        };
+        let d1 = bytes / dequantize_with(1, &mut restored) / 1e9;
+        let dn = bytes / dequantize_with(threads, &mut restored) / 1e9;
+        let quantize_ref = "memcpy";
+        let dequantize_ref = if format.is_block() {
+            "memset"
+        } else {
+            "memcpy"
+        };
+        let reference_gbs = |name: &str| {
+            if name == "memcpy" {
+                memcpy_gbs
+            } else {
+                memset_gbs
+            }
+        };
+        rows.push(Measurement {
+            format,
+            op: "quantize",
+            one_thread_gbs: q1,
+            reference: quantize_ref,
+            reference_gbs: reference_gbs(quantize_ref),
+            target: target(format, "quantize"),
+            all_threads_gbs: qn,
+        });
+        rows.push(Measurement {
+            format,
+            op: "dequantize",
+            one_thread_gbs: d1,
+            reference: dequantize_ref,
+            reference_gbs: reference_gbs(dequantize_ref),
+            target: target(format, "dequantize"),
+            all_threads_gbs: dn,
+        });
+    }
+
+    println!(
+        "nyxq {} bench-quant: {mib} MiB of f32, median of {runs}; GB/s counts f32 bytes",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("memcpy {memcpy_gbs:.2} GB/s, memset {memset_gbs:.2} GB/s (1 thread)\n");
+    println!(
+        "| format | op | 1 thread GB/s | vs | ratio | target | {threads} threads GB/s | scaling |"
+    );
+    println!("|---|---|---:|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let ratio = r.one_thread_gbs / r.reference_gbs;
+        let verdict = if ratio >= r.target { "met" } else { "MISSED" };
+        println!(
+            "| {} | {} | {:.2} | {} | {:.2} | ≥{:.1} {} | {:.2} | {:.2}× |",
+            r.format.name(),
+            r.op,
+            r.one_thread_gbs,
+            r.reference,
+            ratio,
+            r.target,
+            verdict,
+            r.all_threads_gbs,
+            r.all_threads_gbs / r.one_thread_gbs
+        );
+    }
+    if let Some(path) = json_path {
+        let entries: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"format\": \"{}\", \"op\": \"{}\", \"one_thread_gbs\": {:.4}, \"reference\": \"{}\", \"reference_gbs\": {:.4}, \"ratio\": {:.4}, \"target\": {}, \"all_threads_gbs\": {:.4}}}",
+                    r.format.name(), r.op, r.one_thread_gbs, r.reference, r.reference_gbs, r.one_thread_gbs / r.reference_gbs, r.target, r.all_threads_gbs
+                )
+            })
+            .collect();
+        let json = format!(
+            "{{\n  \"mib\": {mib},\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"memset_gbs\": {memset_gbs:.4},\n  \"results\": [\n{}\n  ]\n}}\n",
+            entries.join(",\n")
+        );
+        std::fs::write(&path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Training helpers through the C ABI: the loss scaler and Adam with FP32 or
+//! 8-bit state. (Fake quantization is nyxq_fake_quantize; stochastic rounding
+//! of master weights to F16/BF16 is nyxq_quantize with NYXQ_ROUNDING_STOCHASTIC.)
+
+use super::guard::guard;
+use super::handle::{self, Opaque};
+use super::status::NyxqStatus;
+use super::{enum_value, ptr};
+use crate::train::adam::{Adam, AdamSettings, StateFormat};
+use crate::train::loss_scale::{LossScaleSettings, LossScaler, StepDecision};
+use parking_lot::Mutex;
+
+/// A dynamic loss scaler (PyTorch GradScaler semantics). Not for concurrent
+/// use: calls on one scaler must not overlap (each call takes its lock).
+pub struct NyxqLossScaler {
+    _opaque: [u8; 0],
+}
+
+impl Opaque for NyxqLossScaler {
+    type Inner = Mutex<LossScaler>;
+    const KIND: &'static str = "loss scaler";
+}
+
+/// Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqLossScalerOptions {
+    /// sizeof(NyxqLossScalerOptions).
+    pub struct_size: usize,
+    /// Starting scale. Default 65536.
+    pub initial_scale: f32,
+    /// Factor applied after growth_interval finite steps in a row (> 1). Default 2.
+    pub growth_factor: f32,
+    /// Factor applied on a non-finite gradient (in (0, 1)). Default 0.5.
+    pub backoff_factor: f32,
+    /// Finite steps in a row before growing (>= 1). Default 2000.
+    pub growth_interval: u32,
+    /// The floor the scale never goes below (> 0). Default 1.
+    pub min_scale: f32,
+    /// 1 to scale (FP16 training), 0 to only check (BF16 training). Default 1.
+    pub enabled: u32,
+}
+
+impl Default for NyxqLossScalerOptions {
+    fn default() -> Self {
+        let d = LossScaleSettings::default();
+        NyxqLossScalerOptions {
+            struct_size: size_of::<NyxqLossScalerOptions>(),
+            initial_scale: d.initial_scale,
+            growth_factor: d.growth_factor,
+            backoff_factor: d.backoff_factor,
+            growth_interval: d.growth_interval,
+            min_scale: d.min_scale,
+            enabled: 1,
+        }
+    }
+}
+
+/// Writes the default loss-scaler options into *options_out.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_options_default(
+    options_out: *mut NyxqLossScalerOptions,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(options_out, "options_out")?;
+        // SAFETY: the caller passes a pointer to a NyxqLossScalerOptions.
+        unsafe { out.write(NyxqLossScalerOptions::default()) };
+        Ok(())
+    })
+}
+
+/// Creates a loss scaler; `options` NULL means the defaults. Release with
+/// nyxq_loss_scaler_destroy.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER (scaler_out), NYXQ_ERROR_INVALID_ARGUMENT
+/// (struct_size, a factor or scale out of its domain, enabled not 0 or 1).
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_create(
+    options: *const NyxqLossScalerOptions,
+    scaler_out: *mut *mut NyxqLossScaler,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(scaler_out, "scaler_out")?;
+        // SAFETY: NULL or a NyxqLossScalerOptions of struct_size bytes.
+        let o = unsafe {
+            ptr::options(
+                options,
+                size_of::<NyxqLossScalerOptions>(),
+                "NyxqLossScalerOptions",
+            )
+        }?;
+        let enabled = enum_value(o.enabled as i32, &[(0, false), (1, true)], "enabled flag")?;
+        let scaler = LossScaler::new(LossScaleSettings {
+            initial_scale: o.initial_scale,
+            growth_factor: o.growth_factor,
+            backoff_factor: o.backoff_factor,
+            growth_interval: o.growth_interval,
+            min_scale: o.min_scale,
+            enabled,
+        })?;
+        // SAFETY: scaler_out checked non-NULL.
+        unsafe { out.write(handle::register::<NyxqLossScaler>(Mutex::new(scaler))) };
+        Ok(())
+    })
+}
+
+/// Releases a loss scaler. NULL is a no-op.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_destroy(scaler: *mut NyxqLossScaler) -> NyxqStatus {
+    guard(|| handle::unregister(scaler))
+}
+
+/// The factor to multiply this step's loss by.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_scale(
+    scaler: *const NyxqLossScaler,
+    scale_out: *mut f32,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        let out = ptr::out(scale_out, "scale_out")?;
+        // SAFETY: scale_out checked non-NULL.
+        unsafe { out.write(s.lock().scale()) };
+        Ok(())
+    })
+}
+
+/// Unscales one gradient buffer in place (multiplies by 1/scale) and checks it
+/// for Inf/NaN in one pass. *found_non_finite_out is 1 if this buffer had one
+/// (the scaler remembers it until nyxq_loss_scaler_update), else 0;
+/// *first_bad_index_out (may be NULL) is the first such index, or -1.
+/// Call once per gradient buffer of the step.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_SIZE_OVERFLOW.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_unscale_and_check(
+    scaler: *const NyxqLossScaler,
+    grads: *mut f32,
+    n: usize,
+    found_non_finite_out: *mut u32,
+    first_bad_index_out: *mut i64,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        let found_out = ptr::out(found_non_finite_out, "found_non_finite_out")?;
+        // SAFETY: the caller passes n writable floats at grads.
+        let grads = unsafe { ptr::slice_mut(grads, n, "grads") }?;
+        let found = s.lock().unscale_and_check(grads);
+        let first = if found {
+            grads
+                .iter()
+                .position(|g| !g.is_finite())
+                .map_or(-1, |i| i as i64)
+        } else {
+            -1
+        };
+        // SAFETY: found_out checked non-NULL; first_bad_index_out is optional.
+        unsafe { found_out.write(u32::from(found)) };
+        if !first_bad_index_out.is_null() {
+            // SAFETY: non-NULL; the caller passes a pointer to an int64_t.
+            unsafe { ptr::out(first_bad_index_out, "first_bad_index_out")?.write(first) };
+        }
+        Ok(())
+    })
+}
+
+/// Ends the step: *apply_step_out is 1 when every gradient since the last
+/// update was finite (apply the optimizer step), 0 when the step must be
+/// skipped; the scale grows or backs off as GradScaler's does.
+///
+/// Errors: NYXQ_ERROR_LOSS_SCALE_UNDERFLOW when a gradient was non-finite with
+/// the scale already at its floor (skip the step; *apply_step_out untouched),
+/// NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_update(
+    scaler: *const NyxqLossScaler,
+    apply_step_out: *mut u32,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        let out = ptr::out(apply_step_out, "apply_step_out")?;
+        let decision = s.lock().update()?;
+        // SAFETY: apply_step_out checked non-NULL.
+        unsafe { out.write(u32::from(decision == StepDecision::Apply)) };
+        Ok(())
+    })
+}
+
+/// Adam's state for one parameter tensor. Calls on one optimizer must not
+/// overlap (each call takes its lock); different optimizers run in parallel.
+pub struct NyxqAdam {
+    _opaque: [u8; 0],
+}
+
+impl Opaque for NyxqAdam {
+    type Inner = Mutex<Adam>;
+    const KIND: &'static str = "adam optimizer";
+}
+
+/// How Adam stores its moments (NyxqAdamOptions.state).
+#[repr(i32)]
+pub enum NyxqAdamState {
+    /// FP32 moments: 8 bytes per parameter (the default).
+    NyxqAdamStateFp32 = 0,
+    /// Blockwise 8-bit moments (blocks of 256, an f32 scale each): about 25.4%
+    /// of FP32; tensors under 4096 elements keep FP32 state.
+    NyxqAdamStateInt8 = 1,
+}
+
+/// Options for nyxq_adam_create; fill with nyxq_adam_options_default.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqAdamOptions {
+    /// sizeof(NyxqAdamOptions).
+    pub struct_size: usize,
+    /// Default 0.9.
+    pub beta1: f32,
+    /// Default 0.999.
+    pub beta2: f32,
+    /// Default 1e-8.
+    pub eps: f32,
+    /// Decoupled (AdamW) weight decay; default 0 (Adam).
+    pub weight_decay: f32,
+    /// A NyxqAdamState value. Default NYXQ_ADAM_STATE_FP32.
+    pub state: i32,
+}
+
+impl Default for NyxqAdamOptions {
+    fn default() -> Self {
+        let d = AdamSettings::default();
+        NyxqAdamOptions {
+            struct_size: size_of::<NyxqAdamOptions>(),
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+            weight_decay: d.weight_decay,
+            state: 0,
+        }
+    }
+}
+
+/// Writes the default Adam options into *options_out.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_options_default(options_out: *mut NyxqAdamOptions) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(options_out, "options_out")?;
+        // SAFETY: the caller passes a pointer to a NyxqAdamOptions.
+        unsafe { out.write(NyxqAdamOptions::default()) };
+        Ok(())
+    })
+}
+
+/// Creates Adam state for a tensor of `n` parameters; `options` NULL means
+/// the defaults. Release with nyxq_adam_destroy.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (struct_size,
+/// betas outside [0, 1), eps <= 0, negative weight decay, unknown state).
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_create(
+    options: *const NyxqAdamOptions,
+    n: usize,
+    adam_out: *mut *mut NyxqAdam,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(adam_out, "adam_out")?;
+        // SAFETY: NULL or a NyxqAdamOptions of struct_size bytes.
+        let o = unsafe { ptr::options(options, size_of::<NyxqAdamOptions>(), "NyxqAdamOptions") }?;
+        let state = enum_value(
+            o.state,
+            &[(0, StateFormat::Fp32), (1, StateFormat::Int8Blockwise)],
+            "adam state",
+        )?;
+        let settings = AdamSettings {
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+            state,
+        };
+        let adam = Adam::new(settings, n)?;
+        // SAFETY: adam_out checked non-NULL.
+        unsafe { out.write(handle::register::<NyxqAdam>(Mutex::new(adam))) };
+        Ok(())
+    })
+}
+
+/// Releases Adam state. NULL is a no-op.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_destroy(adam: *mut NyxqAdam) -> NyxqStatus {
+    guard(|| handle::unregister(adam))
+}
+
+/// One Adam(W) step at learning rate `lr`: updates the `n` FP32 master
+/// weights at `params` in place from the `n` gradients at `grads`.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
+/// lr negative or not finite); on error nothing is updated.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_step(
+    adam: *const NyxqAdam,
+    lr: f32,
+    params: *mut f32,
+    n: usize,
+    grads: *const f32,
+    grads_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let a = handle::get(adam)?;
+        // SAFETY: the caller passes n writable floats at params.
+        let params = unsafe { ptr::slice_mut(params, n, "params") }?;
+        // SAFETY: the caller passes grads_len readable floats at grads, not overlapping params.
+        let grads = unsafe { ptr::slice(grads, grads_len, "grads") }?;
+        a.lock().step(lr, params, grads)
+    })
+}
+
+/// Bytes of optimizer state held (*bytes_out) and what FP32 Adam would hold
+/// for the same tensor (*fp32_bytes_out, 8 per parameter).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_state_bytes(
+    adam: *const NyxqAdam,
+    bytes_out: *mut usize,
+    fp32_bytes_out: *mut usize,
+) -> NyxqStatus {
+    guard(|| {
+        let a = handle::get(adam)?;
+        let held_out = ptr::out(bytes_out, "bytes_out")?;
+        let fp32_out = ptr::out(fp32_bytes_out, "fp32_bytes_out")?;
+        let (held, fp32) = a.lock().state_bytes();
+        // SAFETY: both out-pointers checked non-NULL.
+        unsafe {
+            held_out.write(held);
+            fp32_out.write(fp32);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,234 @@
+//! Dynamic loss scaling with PyTorch GradScaler's semantics, plus a floor.
+//!
+//! The loss is multiplied by `scale` before the backward pass; the gradients
+//! are unscaled (multiplied by 1/scale) and checked for Inf/NaN; a step with a
+//! non-finite gradient is skipped and the scale backs off; after
+//! `growth_interval` finite steps in a row it grows.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The scaler's settings (GradScaler's defaults, and a floor of 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScaleSettings {
+    pub initial_scale: f32,
+    pub growth_factor: f32,
+    pub backoff_factor: f32,
+    pub growth_interval: u32,
+    /// The scale never goes below this; a non-finite gradient at the floor is
+    /// reported as [`ErrorKind::LossScaleUnderflow`].
+    pub min_scale: f32,
+    /// False for BF16 training (its range makes scaling needless): the scale
+    /// stays 1, and unscale-and-check only checks.
+    pub enabled: bool,
+}
+
+impl Default for LossScaleSettings {
+    fn default() -> Self {
+        LossScaleSettings {
+            initial_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+            min_scale: 1.0,
+            enabled: true,
+        }
+    }
+}
+
+/// What the trainer should do with this step's gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDecision {
+    /// All gradients were finite: apply the optimizer step.
+    Apply,
+    /// A gradient was non-finite: skip the optimizer step.
+    Skip,
+}
+
+/// A dynamic loss scaler.
+#[derive(Debug, Clone)]
+pub struct LossScaler {
+    settings: LossScaleSettings,
+    scale: f32,
+    finite_steps: u32,
+    found_non_finite: bool,
+}
+
+impl LossScaler {
+    /// A scaler with checked settings.
+    pub fn new(settings: LossScaleSettings) -> Result<LossScaler> {
+        let s = &settings;
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !(positive(s.initial_scale) && positive(s.min_scale) && s.initial_scale >= s.min_scale) {
+            return Err(Error::invalid(format!(
+                "loss scale: initial_scale {} and min_scale {} must be finite, positive, and initial >= min",
+                s.initial_scale, s.min_scale
+            )));
+        }
+        if !(s.growth_factor.is_finite() && s.growth_factor > 1.0) {
+            return Err(Error::invalid(format!(
+                "loss scale: growth_factor {} must be > 1",
+                s.growth_factor
+            )));
+        }
+        if !(s.backoff_factor > 0.0 && s.backoff_factor < 1.0) {
+            return Err(Error::invalid(format!(
+                "loss scale: backoff_factor {} must be in (0, 1)",
+                s.backoff_factor
+            )));
+        }
+        if s.growth_interval == 0 {
+            return Err(Error::invalid(
+                "loss scale: growth_interval must be at least 1",
+            ));
+        }
+        let scale = if s.enabled { s.initial_scale } else { 1.0 };
+        Ok(LossScaler {
+            settings,
+            scale,
+            finite_steps: 0,
+            found_non_finite: false,
+        })
+    }
+
+    /// The factor to multiply the loss by.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Unscales `grads` in place (×1/scale) and checks them; returns whether a
+    /// non-finite value was found (remembered until [`LossScaler::update`]).
+    pub fn unscale_and_check(&mut self, grads: &mut [f32]) -> bool {
+        let inverse = 1.0 / self.scale;
+        let mut finite = true;
+        for g in grads.iter_mut() {
+            *g *= inverse;
+            finite &= g.is_finite();
+        }
+        self.found_non_finite |= !finite;
+        !finite
+    }
+
+    /// Ends the step: decides whether to apply it and adjusts the scale.
+    /// At the floor, a non-finite step is [`ErrorKind::LossScaleUnderflow`]
+    /// (the step must be skipped; the scale stays at the floor).
+    pub fn update(&mut self) -> Result<StepDecision> {
+        let non_finite = std::mem::take(&mut self.found_non_finite);
+        if !non_finite {
+            self.finite_steps += 1;
+            if self.settings.enabled && self.finite_steps >= self.settings.growth_interval {
+                self.scale = (self.scale * self.settings.growth_factor).min(f32::MAX);
+                self.finite_steps = 0;
+            }
+            return Ok(StepDecision::Apply);
+        }
+        self.finite_steps = 0;
+        if !self.settings.enabled || self.scale <= self.settings.min_scale {
+            return Err(Error::new(
+                ErrorKind::LossScaleUnderflow,
+                format!(
+                    "non-finite gradients with the loss scale already at its floor {} (skip this step; the gradients overflow unscaled)",
+                    self.scale
+                ),
+            ));
+        }
+        self.scale = (self.scale * self.settings.backoff_factor).max(self.settings.min_scale);
+        Ok(StepDecision::Skip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_after_the_interval_and_backs_off_on_overflow() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            growth_interval: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.scale(), 65536.0);
+        for _ in 0..2 {
+            assert_eq!(s.update().unwrap(), StepDecision::Apply);
+        }
+        assert_eq!(s.scale(), 65536.0);
+        s.update().unwrap();
+        assert_eq!(s.scale(), 131072.0);
+        let mut g = [1.0, f32::INFINITY];
+        assert!(s.unscale_and_check(&mut g));
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 65536.0);
+        // The growth count restarted.
+        s.update().unwrap();
+        s.update().unwrap();
+        assert_eq!(s.scale(), 65536.0);
+    }
+
+    #[test]
+    fn the_floor_holds_and_is_reported() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            initial_scale: 3.0,
+            min_scale: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut g = [f32::NAN];
+        s.unscale_and_check(&mut g);
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 1.5);
+        s.unscale_and_check(&mut g);
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 1.0);
+        s.unscale_and_check(&mut g);
+        assert_eq!(
+            s.update().unwrap_err().kind(),
+            ErrorKind::LossScaleUnderflow
+        );
+        assert_eq!(s.scale(), 1.0);
+    }
+
+    #[test]
+    fn disabled_scaling_checks_only() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            enabled: false,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.scale(), 1.0);
+        let mut g = [2.0f32, 4.0];
+        assert!(!s.unscale_and_check(&mut g));
+        assert_eq!(g, [2.0, 4.0]);
+        for _ in 0..5000 {
+            s.update().unwrap();
+        }
+        assert_eq!(s.scale(), 1.0);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        for bad in [
+            LossScaleSettings {
+                initial_scale: 0.5,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                growth_factor: 1.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                backoff_factor: 1.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                growth_interval: 0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                min_scale: f32::NAN,
+                ..Default::default()
+            },
+        ] {
+            assert!(LossScaler::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}
