@@ -26,6 +26,11 @@
 #include <stdbool.h>
 
 /**
+ * "No value" for the optional u64 fields of NyxqPlanPolicy.
+ */
+#define NYXQ_DEFAULT_BYTES UINT64_MAX
+
+/**
  * Most dimensions a tensor may have.
  */
 #define NYXQ_MAX_RANK 8
@@ -304,10 +309,94 @@ typedef int32_t NyxqAdamState;
 #endif // __cplusplus
 
 /**
+ * Tensor roles (nyxq_model_add_tensor).
+ */
+enum NyxqRole
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_ROLE_EMBEDDING = 0,
+  NYXQ_ROLE_ATTENTION = 1,
+  NYXQ_ROLE_MLP = 2,
+  /**
+   * The output projection (LM head).
+   */
+  NYXQ_ROLE_OUTPUT = 3,
+  /**
+   * Norm weights: always F32.
+   */
+  NYXQ_ROLE_NORM = 4,
+  /**
+   * Biases: always F32.
+   */
+  NYXQ_ROLE_BIAS = 5,
+  NYXQ_ROLE_OTHER = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqRole NyxqRole;
+#else
+typedef int32_t NyxqRole;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Where a planned tensor lives (NyxqPlanEntry.placement).
+ */
+enum NyxqPlacement
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_PLACEMENT_DEVICE = 0,
+  NYXQ_PLACEMENT_HOST = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqPlacement NyxqPlacement;
+#else
+typedef int32_t NyxqPlacement;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How optimizer state is stored in training (NyxqPlanPolicy.optimizer_state).
+ */
+enum NyxqOptimizerState
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Adam moments in FP32: 8 bytes per parameter (default).
+   */
+  NYXQ_OPTIMIZER_FP32 = 0,
+  /**
+   * Adam moments in 8 bits with an FP32 scale per 256 values.
+   */
+  NYXQ_OPTIMIZER_BLOCKWISE8 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqOptimizerState NyxqOptimizerState;
+#else
+typedef int32_t NyxqOptimizerState;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Adam's state for one parameter tensor. Calls on one optimizer must not
  * overlap (each call takes its lock); different optimizers run in parallel.
  */
 typedef struct NyxqAdam NyxqAdam;
+
+/**
+ * A parsed [quantization] section. Create with nyxq_config_load or
+ * nyxq_config_parse, release with nyxq_config_destroy. Immutable: any thread
+ * may use it at once.
+ */
+typedef struct NyxqConfig NyxqConfig;
 
 /**
  * A working context: the backend and its settings. Create with
@@ -323,11 +412,111 @@ typedef struct NyxqContext NyxqContext;
 typedef struct NyxqLossScaler NyxqLossScaler;
 
 /**
+ * A model description being built (tensors, roles, shapes, measured errors).
+ * Create with nyxq_model_create or nyxq_model_load, release with
+ * nyxq_model_destroy. Calls may come from several threads; they are serialised.
+ */
+typedef struct NyxqModel NyxqModel;
+
+/**
+ * A finished plan. Create with nyxq_plan_create or nyxq_plan_replan, release
+ * with nyxq_plan_destroy. Immutable: any thread may read it at once.
+ */
+typedef struct NyxqPlan NyxqPlan;
+
+/**
  * A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release
  * with nyxq_tensor_destroy. Calls on one tensor may come from several threads;
  * an upload waits for reads in progress and the other way round.
  */
 typedef struct NyxqTensor NyxqTensor;
+
+/**
+ * What a tensor does in the model; sets its default sensitivity, its error
+ * estimate and whether it may be quantized at all.
+ */
+typedef struct Role Role;
+
+/**
+ * Planning policy. Fill with nyxq_plan_policy_default or nyxq_config_policy.
+ * New fields are only ever appended.
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqPlanPolicy) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
+   */
+  uint32_t allowed_formats;
+  /**
+   * Least SNR of every tensor in dB. Default 20.
+   */
+  double min_snr_db;
+  /**
+   * Nonzero: training (gradients, optimizer state, activation reserve count).
+   */
+  int32_t training;
+  /**
+   * A NyxqOptimizerState. Default FP32.
+   */
+  int32_t optimizer_state;
+  /**
+   * NyxqFormat of gradients: F32, F16 or BF16. Default F32.
+   */
+  int32_t gradient_format;
+  /**
+   * Nonzero: training keeps an FP32 master copy of quantized weights.
+   */
+  int32_t master_weights;
+  /**
+   * Device bytes kept free; NYXQ_DEFAULT_BYTES = min(1 GiB, 10% of the device).
+   */
+  uint64_t safety_margin_bytes;
+  /**
+   * Device bytes kept for activations; NYXQ_DEFAULT_BYTES = 1/8 of the device
+   * (at most 1 GiB) in training, 0 in inference.
+   */
+  uint64_t activation_reserve_bytes;
+  /**
+   * Cap on the device bytes the plan may use; 0 = none.
+   */
+  uint64_t device_cap_bytes;
+  /**
+   * Cap on weight bytes as a fraction of FP32 weights, in (0, 1]. Default 1.
+   */
+  double max_fraction_of_fp32;
+  /**
+   * Nonzero (default): tensors may go to host memory when the device is full.
+   */
+  int32_t allow_host_offload;
+  /**
+   * Nonzero (default): lower precision before offloading.
+   */
+  int32_t prefer_device;
+  /**
+   * Nonzero (default): formats may go below the preferred ones to fit.
+   */
+  int32_t adaptive;
+  /**
+   * Nonzero (default): F32 ends the fallback chain.
+   */
+  int32_t fallback_to_fp32;
+  /**
+   * Preferred NyxqFormat for every role; -1 (default) = the most accurate allowed.
+   */
+  int32_t default_format;
+  /**
+   * Preferred NyxqFormat per NyxqRole (index = role); -1 = default_format.
+   */
+  int32_t role_formats[7];
+  /**
+   * Overrides "regex=format,regex=format" (llama.cpp's --tensor-type), or
+   * NULL. Read during nyxq_plan_create only.
+   */
+  const char *overrides;
+} NyxqPlanPolicy;
 
 /**
  * Options for nyxq_context_create. Fill with nyxq_context_options_default,
@@ -399,6 +588,169 @@ typedef struct {
    */
   double bits_per_weight;
 } NyxqFormatInfo;
+
+/**
+ * What the planner knows about a machine. Fill it with nyxq_hardware_profile,
+ * nyxq_hardware_load or nyxq_hardware_detect, then change what you need.
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqHardware) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Size of the device-local memory the model may live in.
+   */
+  uint64_t device_local_bytes;
+  /**
+   * What the process may use now (VK_EXT_memory_budget); 0 = device_local_bytes.
+   */
+  uint64_t device_budget_bytes;
+  /**
+   * Host memory tensors may be offloaded to.
+   */
+  uint64_t host_bytes;
+  /**
+   * Largest single allocation; 0 = no limit.
+   */
+  uint64_t max_allocation_bytes;
+  /**
+   * Nonzero: device memory is system RAM (integrated GPU).
+   */
+  uint8_t unified_memory;
+  /**
+   * Nonzero: FP16 arithmetic in shaders.
+   */
+  uint8_t fp16_arithmetic;
+  /**
+   * Nonzero: accelerated 8-bit integer dot products.
+   */
+  uint8_t int8_dot;
+  /**
+   * Nonzero: 16-bit storage buffers.
+   */
+  uint8_t storage_16bit;
+  /**
+   * Nonzero: 8-bit storage buffers.
+   */
+  uint8_t storage_8bit;
+  /**
+   * Nonzero: no GPU; device memory is host memory.
+   */
+  uint8_t cpu_only;
+  /**
+   * The profile's name, NUL-terminated.
+   */
+  char name[64];
+} NyxqHardware;
+
+/**
+ * Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
+ */
+typedef struct {
+  /**
+   * 1 when a plan fits.
+   */
+  int32_t feasible;
+  /**
+   * 1 when `recommended_*` name a ladder shape that fits (only when infeasible).
+   */
+  int32_t has_recommendation;
+  /**
+   * Bytes missing (0 when feasible).
+   */
+  uint64_t shortfall_bytes;
+  /**
+   * The largest shape of the model ladder that fits: hidden size,
+   */
+  uint64_t recommended_hidden;
+  /**
+   * total transformer blocks,
+   */
+  uint64_t recommended_layers;
+  /**
+   * vocabulary,
+   */
+  uint64_t recommended_vocab;
+  /**
+   * and its name, NUL-terminated.
+   */
+  char recommended_name[64];
+} NyxqPlanFeasibility;
+
+/**
+ * A plan's totals (nyxq_plan_summary).
+ */
+typedef struct {
+  size_t tensor_count;
+  /**
+   * Tensors the replan that made this plan changed (0 for nyxq_plan_create).
+   */
+  size_t changed_count;
+  uint64_t device_bytes;
+  uint64_t host_bytes;
+  /**
+   * What the tensors may take on the device (after margin and reserve).
+   */
+  uint64_t device_budget;
+  uint64_t host_budget;
+  uint64_t safety_margin;
+  uint64_t activation_reserve;
+  /**
+   * What every tensor in F32 would take.
+   */
+  uint64_t fp32_bytes;
+  /**
+   * Σ sensitivity × relative noise power.
+   */
+  double weighted_error;
+} NyxqPlanSummary;
+
+/**
+ * One tensor's line of a plan (nyxq_plan_entries).
+ */
+typedef struct {
+  /**
+   * The tensor's name; valid until the plan is destroyed.
+   */
+  const char *name;
+  /**
+   * Its NyxqRole.
+   */
+  int32_t role;
+  /**
+   * Its NyxqFormat.
+   */
+  int32_t format;
+  /**
+   * Its NyxqPlacement.
+   */
+  int32_t placement;
+  /**
+   * 1 when the replan that made this plan changed it.
+   */
+  int32_t changed;
+  /**
+   * Bytes of the weights, block scales included.
+   */
+  uint64_t weight_bytes;
+  /**
+   * Weights plus, in training, gradients and optimizer state.
+   */
+  uint64_t bytes;
+  /**
+   * Expected SNR in dB; +infinity for F32.
+   */
+  double snr_db;
+  /**
+   * 0 exact (F32), 1 measured from data, 2 estimated.
+   */
+  int32_t error_source;
+  /**
+   * Every decision about the tensor in words; valid until the plan is destroyed.
+   */
+  const char *reason;
+} NyxqPlanEntry;
 
 /**
  * Options for quantizing. NULL means all defaults. New fields are only ever appended.
@@ -553,9 +905,47 @@ typedef struct {
   int32_t state;
 } NyxqAdamOptions;
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Reads the [quantization] section of the INI file at `path`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
+ * (unknown key, bad value, duplicate key, impossible combination: the message
+ * gives "file:line: reason"). Thread-safe.
+ */
+NyxqStatus nyxq_config_load(const char *path,
+                            NyxqConfig **config_out);
+
+/**
+ * Parses INI `text`; `origin` names it in error messages.
+ *
+ * Errors: as nyxq_config_load, without NYXQ_ERROR_IO. Thread-safe.
+ */
+NyxqStatus nyxq_config_parse(const char *text,
+                             const char *origin,
+                             NyxqConfig **config_out);
+
+/**
+ * Writes the planning policy the config asks for into *policy_out, for
+ * training when `training` is nonzero (overrides: NULL).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_config_policy(const NyxqConfig *config,
+                              int32_t training,
+                              NyxqPlanPolicy *policy_out);
+
+/**
+ * Releases a config. NULL is a no-op.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.
+ */
+NyxqStatus nyxq_config_destroy(NyxqConfig *config);
 
 /**
  * Writes the default options, with struct_size set, into *options_out.
@@ -634,6 +1024,200 @@ size_t nyxq_last_error_needed_len(void);
  * element. -1 when the last call failed for another reason.
  */
 int64_t nyxq_last_error_index(void);
+
+/**
+ * Creates an empty model named `name` (UTF-8, copied).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (not UTF-8). Thread-safe.
+ */
+NyxqStatus nyxq_model_create(const char *name,
+                             NyxqModel **model_out);
+
+/**
+ * Reads a JSON model description (docs/planner.md) from `path`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
+ * (bad content: file, line, column and reason in the message). Thread-safe.
+ */
+NyxqStatus nyxq_model_load(const char *path,
+                           NyxqModel **model_out);
+
+/**
+ * Adds a tensor: `name` (UTF-8, copied, unique in the model), a NyxqRole,
+ * `rank` dimensions at `shape` (outermost first), `sensitivity` (< 0 for the
+ * role's default), and optionally its FP32 data (`data_len` floats, exactly
+ * the element count, or NULL/0). Data is read only during the call: the error
+ * of every format is measured from it then and only the measurements are kept.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown role, bad shape, duplicate name,
+ * data_len not the element count), NYXQ_ERROR_NON_FINITE (NaN/Inf in data).
+ * Thread-safe (calls on one model are serialised).
+ */
+NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
+                                 const char *name,
+                                 int32_t role,
+                                 const uint64_t *shape,
+                                 size_t rank,
+                                 double sensitivity,
+                                 const float *data,
+                                 size_t data_len);
+
+/**
+ * Releases a model. NULL is a no-op. Plans made from it stay valid.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the model.
+ */
+NyxqStatus nyxq_model_destroy(NyxqModel *model);
+
+/**
+ * Number of built-in hardware profiles.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_count(size_t *count_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile number `index`
+ * (0..nyxq_hardware_profile_count()); its name is in `name`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (index past the end).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_at(size_t index,
+                                    NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile named `name`
+ * ("intel-iris-xe-7gb", "amd-rx580-8gb", "nvidia-h200-141gb", "cpu-only").
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown name). Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile(const char *name,
+                                 NyxqHardware *hardware_out);
+
+/**
+ * Reads a hardware profile file (JSON, like the files in config/profiles/).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_load(const char *path,
+                              NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with what the context runs on (for the CPU backend:
+ * host memory from /proc/meminfo).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (memory cannot be read). Thread-safe.
+ */
+NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
+                                NyxqHardware *hardware_out);
+
+/**
+ * Writes the default planning policy (struct_size set) into *policy_out.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
+
+/**
+ * Plans `model` for `hardware` (NULL: detected from a CPU context, i.e. host
+ * memory) under `policy` (NULL: defaults). On success *plan_out receives a
+ * plan to release with nyxq_plan_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (bad policy: struct_size, formats, overrides),
+ * NYXQ_ERROR_INFEASIBLE_PLAN (nothing fits: the message gives the shortfall in
+ * bytes and the largest shape of the model ladder that fits). Thread-safe.
+ */
+NyxqStatus nyxq_plan_create(const NyxqModel *model,
+                            const NyxqHardware *hardware,
+                            const NyxqPlanPolicy *policy,
+                            NyxqPlan **plan_out);
+
+/**
+ * Checks whether `model` fits `hardware` under `policy` (NULLs as for
+ * nyxq_plan_create) without keeping a plan. When it does not, *result_out
+ * gets the shortfall and the largest shape of the built-in model ladder
+ * (config/ladder.json) whose plan fits under the same hardware and policy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
+ * not an error. Thread-safe.
+ */
+NyxqStatus nyxq_plan_feasibility(const NyxqModel *model,
+                                 const NyxqHardware *hardware,
+                                 const NyxqPlanPolicy *policy,
+                                 NyxqPlanFeasibility *result_out);
+
+/**
+ * A new plan that fits `new_device_budget` bytes (what the tensors may take
+ * on the device, margin and reserve already subtracted) with the fewest
+ * tensors changed; entries changed have `changed` = 1 and the summary counts
+ * them. The old plan is unchanged.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INFEASIBLE_PLAN (the message gives the shortfall). Thread-safe.
+ */
+NyxqStatus nyxq_plan_replan(const NyxqPlan *plan,
+                            uint64_t new_device_budget,
+                            NyxqPlan **plan_out);
+
+/**
+ * Releases a plan. NULL is a no-op. Entry strings become invalid.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the plan.
+ */
+NyxqStatus nyxq_plan_destroy(NyxqPlan *plan);
+
+/**
+ * The plan's totals.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_plan_summary(const NyxqPlan *plan,
+                             NyxqPlanSummary *summary_out);
+
+/**
+ * Copies the plan's entries, in model order, into `entries` (room for
+ * `entries_len`, at least the tensor count). String pointers stay valid until
+ * the plan is destroyed.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (nyxq_last_error_needed_len = tensor count). Thread-safe.
+ */
+NyxqStatus nyxq_plan_entries(const NyxqPlan *plan,
+                             NyxqPlanEntry *entries,
+                             size_t entries_len);
+
+/**
+ * The plan as text: a table of tensors, totals, notes and every decision's
+ * reason. *text_out receives a NUL-terminated string to release with
+ * nyxq_string_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_plan_explain(const NyxqPlan *plan,
+                             char **text_out);
+
+/**
+ * The plan as JSON (docs/planner.md, "Reading a plan"). *json_out receives a
+ * NUL-terminated string to release with nyxq_string_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_plan_to_json(const NyxqPlan *plan,
+                             char **json_out);
+
+/**
+ * Releases a string nyxq returned (nyxq_plan_explain, nyxq_plan_to_json).
+ * NULL is a no-op. A pointer nyxq did not return, or returned and already
+ * released, is NYXQ_ERROR_INVALID_ARGUMENT and is not touched.
+ *
+ * Thread-safe.
+ */
+NyxqStatus nyxq_string_destroy(char *text);
 
 /**
  * Quantizes `n` floats from `src` into `dst` in `format`, writing exactly

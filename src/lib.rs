@@ -10,10 +10,12 @@
 //! - [`tensor`]: nyxq-owned quantized tensors;
 //! - [`ffi`]: the C ABI, and nothing else.
 
+pub mod config;
 pub mod context;
 pub mod error;
 pub mod ffi;
 pub mod format;
+pub mod plan;
 pub mod quant;
 pub mod tensor;
 pub mod train;

@@ -6,10 +6,12 @@
 // header and checked here as far as they can be; Rust code uses the safe modules.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod config;
 pub mod context;
 pub mod format;
 pub mod guard;
 pub mod handle;
+pub mod plan;
 pub mod ptr;
 pub mod quant;
 pub mod status;

@@ -3,6 +3,7 @@
 
 mod bench_quant;
 mod formats;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -12,7 +13,8 @@ fn usage() -> &'static str {
        version          print the library version\n  \
        formats [DIR]    quantize a weight folder into every format and print the table\n  \
        bench-quant [--quick] [--json FILE] [--mib N]\n                        \
-quantize/dequantize throughput against memcpy and memset\n"
+quantize/dequantize throughput against memcpy and memset\n  \
+       plan, plan-bench precision planning (nyxq plan --help)\n"
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,8 @@ fn main() -> ExitCode {
         }
         "formats" => formats::run(rest),
         "bench-quant" => bench_quant::run(rest),
+        "plan" => plan::run(rest),
+        "plan-bench" => plan::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

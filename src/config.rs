@@ -1,0 +1,461 @@
+//! The `[quantization]` section of the trainer's INI config
+//! (config/hrm_config.txt), parsed, validated and mapped to a [`Policy`].
+//!
+//! Every key is known; an unknown key, a bad value, a duplicate key or an
+//! impossible combination is an [`ErrorKind::Config`] error naming the file,
+//! the line and the reason. Other sections are skipped. docs/planner.md has
+//! the reference of every key.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::plan::model::ALL_ROLES;
+use crate::plan::policy::cosine_to_snr_db;
+use crate::plan::{OptimizerState, Policy, Role};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The keys of `[quantization]`, as the parser spells them.
+pub const KEYS: [&str; 20] = [
+    "enabled",
+    "precision_level",
+    "adaptive_precision",
+    "memory_threshold_mb",
+    "accuracy_threshold",
+    "fallback_to_fp32",
+    "mixed_precision_enabled",
+    "attention_precision",
+    "mlp_precision",
+    "embedding_precision",
+    "quantized_training_enabled",
+    "gradient_precision",
+    "weight_precision",
+    "activation_precision",
+    "quantization_evolution_enabled",
+    "learning_in_quantized_state",
+    "self_modification_during_quantization",
+    "target_accuracy_preservation",
+    "memory_reduction_target",
+    "speedup_target",
+];
+
+/// Keys accepted and ignored, with why (the warning logged once per process).
+const IGNORED: [(&str, &str); 5] = [
+    (
+        "activation_precision",
+        "activations are not planned by nyxq; the activation reserve is a byte count",
+    ),
+    (
+        "quantization_evolution_enabled",
+        "changing formats during training is the trainer's decision (call nyxq_plan_replan)",
+    ),
+    (
+        "self_modification_during_quantization",
+        "nyxq never changes the model's architecture",
+    ),
+    (
+        "target_accuracy_preservation",
+        "it needs an end-to-end evaluation; the per-tensor accuracy_threshold is what the planner enforces",
+    ),
+    (
+        "speedup_target",
+        "the planner optimises memory and error, not speed",
+    ),
+];
+
+/// The parsed `[quantization]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantConfig {
+    /// Where it came from ("config/hrm_config.txt").
+    pub origin: String,
+    pub enabled: bool,
+    /// The lowest precision any weight may have.
+    pub precision_level: Format,
+    pub adaptive_precision: bool,
+    /// Device memory the model may use, in MiB (0 = what the hardware allows).
+    pub memory_threshold_mb: u64,
+    /// Least cosine similarity of every tensor to its quantized form.
+    pub accuracy_threshold: f64,
+    pub fallback_to_fp32: bool,
+    pub mixed_precision_enabled: bool,
+    pub attention_precision: Option<Format>,
+    pub mlp_precision: Option<Format>,
+    pub embedding_precision: Option<Format>,
+    pub quantized_training_enabled: bool,
+    pub gradient_precision: Format,
+    pub weight_precision: Option<Format>,
+    pub activation_precision: Option<Format>,
+    pub quantization_evolution_enabled: bool,
+    pub learning_in_quantized_state: bool,
+    pub self_modification_during_quantization: bool,
+    pub target_accuracy_preservation: f64,
+    pub memory_reduction_target: f64,
+    pub speedup_target: f64,
+    /// Keys given that nyxq accepts and ignores, with why.
+    pub ignored: Vec<String>,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        QuantConfig {
+            origin: String::new(),
+            enabled: false,
+            precision_level: Format::Q4_0,
+            adaptive_precision: true,
+            memory_threshold_mb: 0,
+            accuracy_threshold: 0.99,
+            fallback_to_fp32: true,
+            mixed_precision_enabled: true,
+            attention_precision: None,
+            mlp_precision: None,
+            embedding_precision: None,
+            quantized_training_enabled: false,
+            gradient_precision: Format::F32,
+            weight_precision: None,
+            activation_precision: None,
+            quantization_evolution_enabled: false,
+            learning_in_quantized_state: false,
+            self_modification_during_quantization: false,
+            target_accuracy_preservation: 0.95,
+            memory_reduction_target: 0.0,
+            speedup_target: 1.0,
+            ignored: Vec::new(),
+        }
+    }
+}
+
+fn config_error(origin: &str, line: usize, reason: String) -> Error {
+    Error::new(ErrorKind::Config, format!("{origin}:{line}: {reason}"))
+}
+
+fn parse_bool(value: &str) -> std::result::Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!(
+            "'{value}' is not a boolean (true/false, yes/no, on/off, 1/0)"
+        )),
+    }
+}
+
+fn parse_format(value: &str) -> std::result::Result<Format, String> {
+    Format::from_name(value).map_err(|_| {
+        format!("'{value}' is not a precision (FP32, FP16, BF16, INT8, INT4, or a format: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
+    })
+}
+
+fn parse_fraction(
+    value: &str,
+    low_open: bool,
+    high_closed: bool,
+) -> std::result::Result<f64, String> {
+    let x: f64 = value
+        .parse()
+        .map_err(|_| format!("'{value}' is not a number"))?;
+    let low_ok = if low_open { x > 0.0 } else { x >= 0.0 };
+    let high_ok = if high_closed { x <= 1.0 } else { x < 1.0 };
+    if !(x.is_finite() && low_ok && high_ok) {
+        return Err(format!(
+            "{value} is outside {}0, 1{}",
+            if low_open { "(" } else { "[" },
+            if high_closed { "]" } else { ")" }
+        ));
+    }
+    Ok(x)
+}
+
+/// Logs each ignored key's warning once per process.
+fn warn_once(key: &str, why: &str) {
+    static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.insert(key.to_string()) {
+        log::warn!("[quantization] {key} is accepted and ignored: {why}");
+    }
+}
+
+impl QuantConfig {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<QuantConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        QuantConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses the `[quantization]` section of INI `text`; `origin` names the
+    /// file in errors. Without such a section quantization is disabled.
+    pub fn parse(text: &str, origin: &str) -> Result<QuantConfig> {
+        let mut cfg = QuantConfig {
+            origin: origin.to_string(),
+            ..QuantConfig::default()
+        };
+        let mut in_section = false;
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        let mut lines = vec![0usize; KEYS.len()];
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let line = strip_comment(raw).trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('[') {
+                let name = rest.strip_suffix(']').ok_or_else(|| {
+                    config_error(
+                        origin,
+                        line_no,
+                        format!("section header '{line}' has no closing ']'"),
+                    )
+                })?;
+                in_section = name.trim().eq_ignore_ascii_case("quantization");
+                continue;
+            }
+            if !in_section {
+                continue;
+            }
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                config_error(origin, line_no, format!("'{line}' is not 'key = value'"))
+            })?;
+            let (key, value) = (key.trim(), value.trim());
+            let Some(k) = KEYS.iter().position(|k| *k == key) else {
+                return Err(config_error(
+                    origin,
+                    line_no,
+                    format!(
+                        "unknown key '{key}' in [quantization] (known: {})",
+                        KEYS.join(", ")
+                    ),
+                ));
+            };
+            if let Some((_, first)) = seen.iter().find(|(s, _)| *s == KEYS[k]) {
+                return Err(config_error(
+                    origin,
+                    line_no,
+                    format!("duplicate key '{key}' (first set on line {first})"),
+                ));
+            }
+            seen.push((KEYS[k], line_no));
+            lines[k] = line_no;
+            if value.is_empty() {
+                return Err(config_error(
+                    origin,
+                    line_no,
+                    format!("'{key}' has no value"),
+                ));
+            }
+            cfg.set(key, value).map_err(|reason| {
+                config_error(origin, line_no, format!("{key} = {value}: {reason}"))
+            })?;
+            if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == key) {
+                cfg.ignored.push(format!("{key}: {why}"));
+                warn_once(key, why);
+            }
+        }
+        cfg.check_combinations(|key| lines[KEYS.iter().position(|k| *k == key).unwrap_or(0)])?;
+        Ok(cfg)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        match key {
+            "enabled" => self.enabled = parse_bool(value)?,
+            "precision_level" => self.precision_level = parse_format(value)?,
+            "adaptive_precision" => self.adaptive_precision = parse_bool(value)?,
+            "memory_threshold_mb" => {
+                self.memory_threshold_mb = value
+                    .parse()
+                    .map_err(|_| format!("'{value}' is not a whole number of MiB"))?
+            }
+            "accuracy_threshold" => {
+                let a = parse_fraction(value, true, true)?;
+                if a == 1.0 {
+                    return Err("an accuracy threshold of 1 needs exact reconstruction, so nothing could be quantized; set enabled = false instead".to_string());
+                }
+                self.accuracy_threshold = a;
+            }
+            "fallback_to_fp32" => self.fallback_to_fp32 = parse_bool(value)?,
+            "mixed_precision_enabled" => self.mixed_precision_enabled = parse_bool(value)?,
+            "attention_precision" => self.attention_precision = Some(parse_format(value)?),
+            "mlp_precision" => self.mlp_precision = Some(parse_format(value)?),
+            "embedding_precision" => self.embedding_precision = Some(parse_format(value)?),
+            "quantized_training_enabled" => self.quantized_training_enabled = parse_bool(value)?,
+            "gradient_precision" => {
+                let f = parse_format(value)?;
+                if !matches!(f, Format::F32 | Format::F16 | Format::BF16) {
+                    return Err(format!(
+                        "gradients are kept in FP32, FP16 or BF16, not {}",
+                        f.precision_level()
+                    ));
+                }
+                self.gradient_precision = f;
+            }
+            "weight_precision" => self.weight_precision = Some(parse_format(value)?),
+            "activation_precision" => self.activation_precision = Some(parse_format(value)?),
+            "quantization_evolution_enabled" => {
+                self.quantization_evolution_enabled = parse_bool(value)?
+            }
+            "learning_in_quantized_state" => self.learning_in_quantized_state = parse_bool(value)?,
+            "self_modification_during_quantization" => {
+                self.self_modification_during_quantization = parse_bool(value)?
+            }
+            "target_accuracy_preservation" => {
+                self.target_accuracy_preservation = parse_fraction(value, true, true)?
+            }
+            "memory_reduction_target" => {
+                self.memory_reduction_target = parse_fraction(value, false, false)?
+            }
+            "speedup_target" => {
+                let x: f64 = value
+                    .parse()
+                    .map_err(|_| format!("'{value}' is not a number"))?;
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(format!("{value} must be a positive factor"));
+                }
+                self.speedup_target = x;
+            }
+            _ => return Err(format!("unknown key '{key}'")),
+        }
+        Ok(())
+    }
+
+    /// Per-role and per-weight precisions below `precision_level`, and targets
+    /// the allowed formats cannot reach, are impossible.
+    fn check_combinations(&self, line_of: impl Fn(&str) -> usize) -> Result<()> {
+        let floor = self.precision_level.bits_per_weight();
+        for (key, value) in [
+            ("attention_precision", self.attention_precision),
+            ("mlp_precision", self.mlp_precision),
+            ("embedding_precision", self.embedding_precision),
+            ("weight_precision", self.weight_precision),
+        ] {
+            if let Some(f) = value {
+                if f.bits_per_weight() < floor {
+                    return Err(config_error(
+                        &self.origin,
+                        line_of(key),
+                        format!(
+                            "{key} = {} is below precision_level = {} (the lowest precision allowed)",
+                            f.precision_level(),
+                            self.precision_level.precision_level()
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.learning_in_quantized_state && !self.quantized_training_enabled {
+            return Err(config_error(
+                &self.origin,
+                line_of("learning_in_quantized_state"),
+                "learning_in_quantized_state = true needs quantized_training_enabled = true"
+                    .to_string(),
+            ));
+        }
+        let best_fraction = self.precision_level.bits_per_weight() / 32.0;
+        if self.enabled && 1.0 - self.memory_reduction_target < best_fraction {
+            return Err(config_error(
+                &self.origin,
+                line_of("memory_reduction_target"),
+                format!(
+                    "memory_reduction_target = {} cannot be reached: at precision_level = {} weights take at least {:.1}% of FP32",
+                    self.memory_reduction_target,
+                    self.precision_level.precision_level(),
+                    best_fraction * 100.0
+                ),
+            ));
+        }
+        if self.enabled && !self.mixed_precision_enabled {
+            for key in [
+                "attention_precision",
+                "mlp_precision",
+                "embedding_precision",
+            ] {
+                let value = match key {
+                    "attention_precision" => self.attention_precision,
+                    "mlp_precision" => self.mlp_precision,
+                    _ => self.embedding_precision,
+                };
+                if value.is_some_and(|f| {
+                    Some(f) != self.weight_precision.or(Some(self.precision_level))
+                }) {
+                    return Err(config_error(
+                        &self.origin,
+                        line_of(key),
+                        format!(
+                            "{key} differs from the model-wide precision but mixed_precision_enabled = false"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any precision key names `format` (INT4 means Q4_0 unless one names Q4_1).
+    fn names(&self, format: Format) -> bool {
+        [
+            Some(self.precision_level),
+            self.weight_precision,
+            self.attention_precision,
+            self.mlp_precision,
+            self.embedding_precision,
+        ]
+        .contains(&Some(format))
+    }
+
+    /// The planning policy this config asks for.
+    pub fn policy(&self, training: bool) -> Policy {
+        let mut policy = Policy {
+            training,
+            ..Policy::default()
+        };
+        policy.min_snr_db = cosine_to_snr_db(self.accuracy_threshold);
+        if !self.enabled || (training && !self.quantized_training_enabled) {
+            policy.allowed = vec![Format::F32];
+            policy.default_format = Some(Format::F32);
+            policy.adaptive = false;
+        } else {
+            let floor = self.precision_level.bits_per_weight();
+            policy.allowed = crate::format::ALL_FORMATS
+                .iter()
+                .copied()
+                .filter(|f| f.bits_per_weight() >= floor)
+                .filter(|f| *f != Format::Q4_1 || self.names(Format::Q4_1))
+                .collect();
+            policy.adaptive = self.adaptive_precision;
+            policy.fallback_to_fp32 = self.fallback_to_fp32;
+            policy.default_format = Some(self.weight_precision.unwrap_or(self.precision_level));
+            if self.mixed_precision_enabled {
+                for (i, role) in ALL_ROLES.iter().enumerate() {
+                    policy.role_formats[i] = match role {
+                        Role::Attention => self.attention_precision,
+                        Role::Mlp => self.mlp_precision,
+                        Role::Embedding => self.embedding_precision,
+                        _ => None,
+                    };
+                }
+            }
+            policy.max_fraction_of_fp32 = 1.0 - self.memory_reduction_target;
+        }
+        policy.device_cap_bytes = self.memory_threshold_mb << 20;
+        policy.gradient_format = self.gradient_precision;
+        policy.master_weights = training && !self.learning_in_quantized_state;
+        policy.optimizer_state = if training && self.quantized_training_enabled {
+            OptimizerState::Blockwise8
+        } else {
+            OptimizerState::Fp32
+        };
+        policy
+    }
+}
+
+/// Drops a `#` or `;` comment (at line start, or after whitespace).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b == b'#' || b == b';') && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+            return &line[..i];
+        }
+    }
+    line
+}

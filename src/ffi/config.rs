@@ -1,0 +1,92 @@
+//! The trainer config's [quantization] section through the C ABI.
+
+use super::guard::guard;
+use super::handle::{self, Opaque};
+use super::plan::{NyxqPlanPolicy, policy_to_c};
+use super::ptr;
+use super::status::NyxqStatus;
+use crate::config::QuantConfig;
+use std::ffi::c_char;
+use std::path::Path;
+
+/// A parsed [quantization] section. Create with nyxq_config_load or
+/// nyxq_config_parse, release with nyxq_config_destroy. Immutable: any thread
+/// may use it at once.
+pub struct NyxqConfig {
+    _opaque: [u8; 0],
+}
+
+impl Opaque for NyxqConfig {
+    type Inner = QuantConfig;
+    const KIND: &'static str = "config";
+}
+
+/// Reads the [quantization] section of the INI file at `path`.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
+/// (unknown key, bad value, duplicate key, impossible combination: the message
+/// gives "file:line: reason"). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_config_load(
+    path: *const c_char,
+    config_out: *mut *mut NyxqConfig,
+) -> NyxqStatus {
+    guard(|| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let path = unsafe { ptr::string(path, "path") }?;
+        let out = ptr::out(config_out, "config_out")?;
+        let cfg = QuantConfig::load(Path::new(path))?;
+        // SAFETY: config_out checked non-NULL.
+        unsafe { out.write(handle::register::<NyxqConfig>(cfg)) };
+        Ok(())
+    })
+}
+
+/// Parses INI `text`; `origin` names it in error messages.
+///
+/// Errors: as nyxq_config_load, without NYXQ_ERROR_IO. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_config_parse(
+    text: *const c_char,
+    origin: *const c_char,
+    config_out: *mut *mut NyxqConfig,
+) -> NyxqStatus {
+    guard(|| {
+        // SAFETY: the caller passes NUL-terminated strings.
+        let text = unsafe { ptr::string(text, "text") }?;
+        // SAFETY: as above.
+        let origin = unsafe { ptr::string(origin, "origin") }?;
+        let out = ptr::out(config_out, "config_out")?;
+        let cfg = QuantConfig::parse(text, origin)?;
+        // SAFETY: config_out checked non-NULL.
+        unsafe { out.write(handle::register::<NyxqConfig>(cfg)) };
+        Ok(())
+    })
+}
+
+/// Writes the planning policy the config asks for into *policy_out, for
+/// training when `training` is nonzero (overrides: NULL).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_config_policy(
+    config: *const NyxqConfig,
+    training: i32,
+    policy_out: *mut NyxqPlanPolicy,
+) -> NyxqStatus {
+    guard(|| {
+        let cfg = handle::get(config)?;
+        let out = ptr::out(policy_out, "policy_out")?;
+        // SAFETY: policy_out checked non-NULL.
+        unsafe { out.write(policy_to_c(&cfg.policy(training != 0))) };
+        Ok(())
+    })
+}
+
+/// Releases a config. NULL is a no-op.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_config_destroy(config: *mut NyxqConfig) -> NyxqStatus {
+    guard(|| handle::unregister(config))
+}

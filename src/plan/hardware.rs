@@ -1,0 +1,289 @@
+//! Hardware: the memory and features a plan must respect, from a built-in
+//! profile (data in config/profiles/), a profile file, or the running context.
+
+use crate::context::{Backend, Context};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// What the planner knows about a machine. The Vulkan backend fills one from
+/// the physical device (heap sizes, VK_EXT_memory_budget, maxMemoryAllocationSize,
+/// shaderFloat16, integer dot product, 8/16-bit storage); the CPU context fills
+/// one from the host's memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    /// Profile name ("amd-rx580-8gb") or what detection found ("cpu (detected)").
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Size of the device-local heap(s) the model may live in.
+    #[serde(deserialize_with = "size")]
+    pub device_local_bytes: u64,
+    /// What the driver says this process may use now (VK_EXT_memory_budget);
+    /// 0 means the same as `device_local_bytes`.
+    #[serde(default, deserialize_with = "size")]
+    pub device_budget_bytes: u64,
+    /// Host memory tensors may be offloaded to (outside the device heap).
+    #[serde(deserialize_with = "size")]
+    pub host_bytes: u64,
+    /// Largest single allocation the driver reliably grants; 0 means no limit.
+    #[serde(default, deserialize_with = "size")]
+    pub max_allocation_bytes: u64,
+    /// Device memory is carved from system RAM (integrated GPU).
+    #[serde(default)]
+    pub unified_memory: bool,
+    /// FP16 arithmetic in shaders (shaderFloat16) at a useful rate.
+    #[serde(default)]
+    pub fp16_arithmetic: bool,
+    /// Accelerated 8-bit integer dot products.
+    #[serde(default)]
+    pub int8_dot: bool,
+    /// 16-bit storage buffer access.
+    #[serde(default)]
+    pub storage_16bit: bool,
+    /// 8-bit storage buffer access.
+    #[serde(default)]
+    pub storage_8bit: bool,
+    /// No GPU: "device" memory is host memory.
+    #[serde(default)]
+    pub cpu_only: bool,
+    /// Where each fact comes from.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// A size in a profile: a number of bytes, or a string such as "7 GiB" / "512 MiB".
+fn size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(b) => Ok(b),
+        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses "7 GiB", "512MiB", "4096 B" or a plain byte count.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (write e.g. \"7 GiB\" or a byte count)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => MIB as f64,
+        "gib" => GIB as f64,
+        "tib" => (GIB as f64) * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}' (B, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    let bytes = value * scale;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(format!("size '{text}' is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// The built-in profiles, as data (config/profiles/*.json, compiled in).
+const BUILT_IN: [(&str, &str); 4] = [
+    (
+        "intel-iris-xe-7gb",
+        include_str!("../../config/profiles/intel-iris-xe-7gb.json"),
+    ),
+    (
+        "amd-rx580-8gb",
+        include_str!("../../config/profiles/amd-rx580-8gb.json"),
+    ),
+    (
+        "nvidia-h200-141gb",
+        include_str!("../../config/profiles/nvidia-h200-141gb.json"),
+    ),
+    (
+        "cpu-only",
+        include_str!("../../config/profiles/cpu-only.json"),
+    ),
+];
+
+impl Hardware {
+    /// Names of the built-in profiles.
+    pub fn profile_names() -> Vec<&'static str> {
+        BUILT_IN.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// A built-in profile by name.
+    pub fn profile(name: &str) -> Result<Hardware> {
+        let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown hardware profile '{name}' (built in: {})",
+                Hardware::profile_names().join(", ")
+            ))
+        })?;
+        Hardware::from_json(text, &format!("config/profiles/{name}.json"))
+    }
+
+    /// Parses a profile; `origin` names it in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Hardware> {
+        let hw: Hardware = serde_json::from_str(text).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{origin}:{}:{}: {e}", e.line(), e.column()),
+            )
+        })?;
+        hw.check()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("{origin}: {e}")))?;
+        Ok(hw)
+    }
+
+    /// Reads a profile file.
+    pub fn load(path: &Path) -> Result<Hardware> {
+        let text = super::model::read_text(path)?;
+        Hardware::from_json(&text, &path.display().to_string())
+    }
+
+    /// A built-in profile name, or else a path to a profile file.
+    pub fn profile_or_file(name_or_path: &str) -> Result<Hardware> {
+        if BUILT_IN.iter().any(|(n, _)| *n == name_or_path) {
+            Hardware::profile(name_or_path)
+        } else if Path::new(name_or_path).exists() {
+            Hardware::load(Path::new(name_or_path))
+        } else {
+            Hardware::profile(name_or_path)
+        }
+    }
+
+    /// Checks the facts are coherent.
+    pub fn check(&self) -> Result<()> {
+        if self.device_local_bytes == 0 {
+            return Err(Error::invalid(format!(
+                "hardware '{}': device_local_bytes is 0",
+                self.name
+            )));
+        }
+        if self.device_budget_bytes > self.device_local_bytes {
+            return Err(Error::invalid(format!(
+                "hardware '{}': device_budget_bytes {} exceeds device_local_bytes {}",
+                self.name, self.device_budget_bytes, self.device_local_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the process may use on the device now.
+    pub fn device_available(&self) -> u64 {
+        match self.device_budget_bytes {
+            0 => self.device_local_bytes,
+            b => b,
+        }
+    }
+
+    /// Whether tensors may be kept on the device in `format`, and if not, why.
+    pub fn device_supports(&self, format: Format) -> std::result::Result<(), &'static str> {
+        match format {
+            Format::F16 if !self.fp16_arithmetic && !self.cpu_only => {
+                Err("the device has no FP16 arithmetic")
+            }
+            Format::F16 | Format::BF16 if !self.cpu_only && !self.storage_16bit => {
+                Err("the device has no 16-bit storage")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The hardware of a running context. For the CPU backend: host memory
+    /// (MemAvailable from /proc/meminfo, else sysconf's physical pages) serves as
+    /// both device and host memory. The Vulkan backend will fill device facts here.
+    pub fn detect(context: &Context) -> Result<Hardware> {
+        match context.backend() {
+            Backend::Cpu => Hardware::host_cpu(),
+        }
+    }
+
+    /// The host CPU as a device: memory from /proc/meminfo or sysconf.
+    pub fn host_cpu() -> Result<Hardware> {
+        let (bytes, source) = host_memory()?;
+        Ok(Hardware {
+            name: "cpu (detected)".to_string(),
+            description: "the host CPU; device and host memory are the same RAM".to_string(),
+            device_local_bytes: bytes,
+            device_budget_bytes: 0,
+            host_bytes: 0,
+            max_allocation_bytes: 0,
+            unified_memory: true,
+            fp16_arithmetic: false,
+            int8_dot: false,
+            storage_16bit: true,
+            storage_8bit: true,
+            cpu_only: true,
+            sources: vec![source],
+        })
+    }
+}
+
+/// Available host memory and where the number came from.
+fn host_memory() -> Result<(u64, String)> {
+    if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
+        let field = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        };
+        if let Some(bytes) = field("MemAvailable:") {
+            return Ok((bytes, "/proc/meminfo MemAvailable".to_string()));
+        }
+        if let Some(bytes) = field("MemTotal:") {
+            return Ok((bytes, "/proc/meminfo MemTotal".to_string()));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "cannot read host memory: /proc/meminfo is missing; pass a hardware profile",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_profile_loads() {
+        for name in Hardware::profile_names() {
+            let hw = Hardware::profile(name).unwrap();
+            assert_eq!(hw.name, name);
+            assert!(!hw.sources.is_empty(), "{name} names its sources");
+        }
+        assert!(Hardware::profile("nope").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("7 GiB").unwrap(), 7 * GIB);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 * MIB);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 * GIB / 2);
+        assert!(parse_size("7 GB").is_err());
+    }
+
+    #[test]
+    fn the_cpu_context_detects_host_memory() {
+        let hw = Hardware::host_cpu().unwrap();
+        assert!(hw.device_local_bytes > 64 * MIB);
+        assert!(hw.cpu_only);
+    }
+}

@@ -1,0 +1,485 @@
+//! Model descriptions: the tensors a plan is made for.
+//!
+//! A model is a list of tensors (name, role, shape, optional sensitivity and
+//! optional measured error). It is written by hand as JSON (see docs/planner.md),
+//! generated from a transformer shape ([`Transformer`]), or built in code.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{ALL_FORMATS, Format};
+use crate::quant::{self, QuantizeOptions};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What a tensor does in the model; sets its default sensitivity, its error
+/// estimate and whether it may be quantized at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Embedding,
+    Attention,
+    Mlp,
+    /// The output projection (LM head).
+    #[serde(alias = "lm_head", alias = "lm-head")]
+    Output,
+    Norm,
+    Bias,
+    Other,
+}
+
+/// Every role, in the order of their C values.
+pub const ALL_ROLES: [Role; 7] = [
+    Role::Embedding,
+    Role::Attention,
+    Role::Mlp,
+    Role::Output,
+    Role::Norm,
+    Role::Bias,
+    Role::Other,
+];
+
+impl Role {
+    /// The role with C value `value`.
+    pub fn from_raw(value: i32) -> Result<Role> {
+        usize::try_from(value)
+            .ok()
+            .and_then(|i| ALL_ROLES.get(i).copied())
+            .ok_or_else(|| Error::invalid(format!("unknown role value {value} (known: 0..=6)")))
+    }
+
+    /// The role's name as model files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Embedding => "embedding",
+            Role::Attention => "attention",
+            Role::Mlp => "mlp",
+            Role::Output => "output",
+            Role::Norm => "norm",
+            Role::Bias => "bias",
+            Role::Other => "other",
+        }
+    }
+
+    /// Norms and biases are tiny and sensitive: they always stay F32.
+    pub fn keeps_f32(self) -> bool {
+        matches!(self, Role::Norm | Role::Bias)
+    }
+
+    /// How much an error in this role costs relative to the others when the
+    /// model gives no sensitivity. The LM head feeds the loss directly and
+    /// degrades most under quantization, so it counts double.
+    pub fn default_sensitivity(self) -> f64 {
+        match self {
+            Role::Output => 2.0,
+            _ => 1.0,
+        }
+    }
+}
+
+/// One tensor of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorDesc {
+    pub name: String,
+    pub role: Role,
+    /// Dimensions, outermost first; the last is the row (the quantization axis).
+    pub shape: Vec<usize>,
+    /// Weight of this tensor's error in the plan's objective; the role's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<f64>,
+    /// SNR in dB measured from the data for each format (indexed by the format's
+    /// C value); filled by [`TensorDesc::measure`], never read from a file.
+    #[serde(skip)]
+    pub measured_snr_db: Option<[f64; 6]>,
+}
+
+impl TensorDesc {
+    /// A tensor without data, checked: a name, 1..=8 non-zero dimensions.
+    pub fn new(name: &str, role: Role, shape: &[usize]) -> Result<TensorDesc> {
+        let t = TensorDesc {
+            name: name.to_string(),
+            role,
+            shape: shape.to_vec(),
+            sensitivity: None,
+            measured_snr_db: None,
+        };
+        t.check()?;
+        Ok(t)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.name.is_empty() {
+            return Err(Error::invalid("a tensor has an empty name"));
+        }
+        if self.shape.is_empty() || self.shape.len() > crate::tensor::MAX_RANK {
+            return Err(Error::invalid(format!(
+                "tensor '{}': rank {} is outside 1..={}",
+                self.name,
+                self.shape.len(),
+                crate::tensor::MAX_RANK
+            )));
+        }
+        if self.shape.contains(&0) {
+            return Err(Error::invalid(format!(
+                "tensor '{}': shape {:?} has a zero dimension",
+                self.name, self.shape
+            )));
+        }
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .filter(|n| *n <= (1u64 << 50))
+            .ok_or_else(|| Error::overflow(&format!("tensor '{}' shape", self.name)))?;
+        if let Some(s) = self.sensitivity {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "tensor '{}': sensitivity {s} must be finite and >= 0",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    /// Elements per row (the last dimension).
+    pub fn row_len(&self) -> usize {
+        self.shape[self.shape.len() - 1]
+    }
+
+    /// The sensitivity in use: the given one, else the role's default.
+    pub fn weight(&self) -> f64 {
+        self.sensitivity
+            .unwrap_or_else(|| self.role.default_sensitivity())
+    }
+
+    /// Whether rows of this tensor are whole blocks of `format`.
+    pub fn fits_blocks(&self, format: Format) -> bool {
+        self.row_len() % format.block_size() == 0
+    }
+
+    /// Bytes of this tensor in `format`, or None when its rows are not whole blocks.
+    pub fn bytes_in(&self, format: Format) -> Option<u64> {
+        self.fits_blocks(format)
+            .then(|| self.numel() / format.block_size() as u64 * format.block_bytes() as u64)
+    }
+
+    /// Measures the SNR of every format this tensor's rows fit, from its FP32
+    /// data (`numel` values, read only during the call), with the CPU kernels
+    /// (round to nearest). Work is split over `threads` threads in chunks, so
+    /// memory beyond the input stays small.
+    pub fn measure(&mut self, data: &[f32], threads: usize) -> Result<()> {
+        if data.len() as u64 != self.numel() {
+            return Err(Error::invalid(format!(
+                "tensor '{}' has {} elements but its data has {}",
+                self.name,
+                self.numel(),
+                data.len()
+            )));
+        }
+        let mut snr = [f64::INFINITY; 6];
+        for format in ALL_FORMATS {
+            if format == Format::F32 || !self.fits_blocks(format) {
+                continue;
+            }
+            snr[format as usize] = measure_snr(format, data, threads.max(1))?;
+        }
+        self.measured_snr_db = Some(snr);
+        Ok(())
+    }
+}
+
+/// Elements per measuring chunk: whole blocks, small enough to stay in cache.
+const CHUNK: usize = 1 << 16;
+
+/// SNR in dB of a round trip of `data` through `format`, computed in chunks.
+fn measure_snr(format: Format, data: &[f32], threads: usize) -> Result<f64> {
+    let per_thread = data.len().div_ceil(threads).div_ceil(CHUNK) * CHUNK;
+    let parts: Vec<&[f32]> = data.chunks(per_thread.max(CHUNK)).collect();
+    let sums = std::thread::scope(|scope| {
+        let workers: Vec<_> = parts
+            .iter()
+            .map(|part| scope.spawn(move || chunk_sums(format, part)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<(f64, f64)>>>()
+    })?;
+    let (signal, noise) = sums
+        .iter()
+        .fold((0.0, 0.0), |(s, n), (ps, pn)| (s + ps, n + pn));
+    Ok(if noise == 0.0 {
+        f64::INFINITY
+    } else if signal == 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    })
+}
+
+/// (Σx², Σ(x−y)²) of a round trip of `part` through `format`.
+fn chunk_sums(format: Format, part: &[f32]) -> Result<(f64, f64)> {
+    let mut bytes = vec![0u8; format.size_of(CHUNK)?];
+    let mut back = vec![0f32; CHUNK];
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    let opts = QuantizeOptions::default();
+    for chunk in part.chunks(CHUNK) {
+        let size = format.size_of(chunk.len())?;
+        quant::quantize(format, chunk, &mut bytes[..size], &opts)?;
+        quant::dequantize(format, &bytes[..size], &mut back[..chunk.len()], 1)?;
+        let m = quant::measure(chunk, &back[..chunk.len()]);
+        noise += m.rmse * m.rmse * chunk.len() as f64;
+        signal += chunk.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+    }
+    Ok((signal, noise))
+}
+
+/// A transformer shape from which a model description is generated: the layout
+/// of the Nyx HRM (a high-level and a low-level stack of blocks, each with a
+/// fused QKV projection, an output projection, a SwiGLU MLP and two norms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transformer {
+    pub hidden: usize,
+    pub heads: usize,
+    /// Blocks of the high-level stack.
+    pub high_layers: usize,
+    /// Blocks of the low-level stack (0 for a plain one-stack transformer).
+    #[serde(default)]
+    pub low_layers: usize,
+    /// MLP width as a multiple of `hidden`.
+    #[serde(default = "default_expansion")]
+    pub mlp_expansion: usize,
+    pub vocab: usize,
+    /// Whether the LM head shares the embedding's weights.
+    #[serde(default)]
+    pub tied_embeddings: bool,
+    /// Whether the model has HRM's halting (Q) head: a [2, hidden] linear with bias.
+    #[serde(default)]
+    pub halting_head: bool,
+}
+
+fn default_expansion() -> usize {
+    4
+}
+
+impl Transformer {
+    /// Total blocks.
+    pub fn layers(&self) -> usize {
+        self.high_layers + self.low_layers
+    }
+
+    /// The tensors of this shape, names in the Nyx trainer's style.
+    pub fn tensors(&self) -> Result<Vec<TensorDesc>> {
+        if self.hidden == 0 || self.heads == 0 || self.hidden % self.heads != 0 {
+            return Err(Error::invalid(format!(
+                "transformer: hidden {} must be a positive multiple of heads {}",
+                self.hidden, self.heads
+            )));
+        }
+        if self.layers() == 0 || self.vocab == 0 || self.mlp_expansion == 0 {
+            return Err(Error::invalid(
+                "transformer: layers, vocab and mlp_expansion must be positive",
+            ));
+        }
+        let (h, inter) = (self.hidden, self.hidden * self.mlp_expansion);
+        let mut t = vec![TensorDesc::new(
+            "embed_tokens.weight",
+            Role::Embedding,
+            &[self.vocab, h],
+        )?];
+        for (level, count) in [("H_level", self.high_layers), ("L_level", self.low_layers)] {
+            for i in 0..count {
+                let p = format!("{level}.layers.{i}");
+                t.push(TensorDesc::new(
+                    &format!("{p}.self_attn.qkv_proj.weight"),
+                    Role::Attention,
+                    &[3 * h, h],
+                )?);
+                t.push(TensorDesc::new(
+                    &format!("{p}.self_attn.o_proj.weight"),
+                    Role::Attention,
+                    &[h, h],
+                )?);
+                t.push(TensorDesc::new(
+                    &format!("{p}.mlp.gate_up_proj.weight"),
+                    Role::Mlp,
+                    &[2 * inter, h],
+                )?);
+                t.push(TensorDesc::new(
+                    &format!("{p}.mlp.down_proj.weight"),
+                    Role::Mlp,
+                    &[h, inter],
+                )?);
+                t.push(TensorDesc::new(
+                    &format!("{p}.norm1.weight"),
+                    Role::Norm,
+                    &[h],
+                )?);
+                t.push(TensorDesc::new(
+                    &format!("{p}.norm2.weight"),
+                    Role::Norm,
+                    &[h],
+                )?);
+            }
+        }
+        if !self.tied_embeddings {
+            t.push(TensorDesc::new(
+                "lm_head.weight",
+                Role::Output,
+                &[self.vocab, h],
+            )?);
+        }
+        if self.halting_head {
+            t.push(TensorDesc::new("q_head.weight", Role::Other, &[2, h])?);
+            t.push(TensorDesc::new("q_head.bias", Role::Bias, &[2])?);
+        }
+        Ok(t)
+    }
+}
+
+/// A model: its name and tensors.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub description: String,
+    pub tensors: Vec<TensorDesc>,
+}
+
+/// The JSON model file (docs/planner.md, "Describing a model").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    transformer: Option<Transformer>,
+    #[serde(default)]
+    tensors: Vec<TensorDesc>,
+}
+
+impl Model {
+    /// A model from tensors, checked (non-empty, unique names, valid shapes).
+    pub fn new(name: &str, tensors: Vec<TensorDesc>) -> Result<Model> {
+        let model = Model {
+            name: name.to_string(),
+            description: String::new(),
+            tensors,
+        };
+        model.check()?;
+        Ok(model)
+    }
+
+    /// The model a transformer shape describes.
+    pub fn from_transformer(name: &str, shape: &Transformer) -> Result<Model> {
+        Model::new(name, shape.tensors()?)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.tensors.is_empty() {
+            return Err(Error::invalid(format!(
+                "model '{}' has no tensors",
+                self.name
+            )));
+        }
+        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid(format!(
+                "model '{}': tensor name '{}' appears twice",
+                self.name, w[0]
+            )));
+        }
+        self.tensors.iter().try_for_each(TensorDesc::check)
+    }
+
+    /// Parses a JSON model description; `origin` names it in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Model> {
+        let file: ModelFile = serde_json::from_str(text).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{origin}:{}:{}: {e}", e.line(), e.column()),
+            )
+        })?;
+        let mut tensors = match &file.transformer {
+            Some(shape) => shape
+                .tensors()
+                .map_err(|e| Error::new(ErrorKind::Config, format!("{origin}: {e}")))?,
+            None => Vec::new(),
+        };
+        tensors.extend(file.tensors);
+        let model = Model {
+            name: file.name,
+            description: file.description,
+            tensors,
+        };
+        model
+            .check()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("{origin}: {e}")))?;
+        Ok(model)
+    }
+
+    /// Reads a JSON model description from `path`.
+    pub fn load(path: &Path) -> Result<Model> {
+        let text = read_text(path)?;
+        Model::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parameters in all tensors.
+    pub fn params(&self) -> u64 {
+        self.tensors.iter().map(TensorDesc::numel).sum()
+    }
+}
+
+/// Reads a text file, mapping failures to [`ErrorKind::Io`].
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transformer_generates_the_expected_tensors() {
+        let shape = Transformer {
+            hidden: 256,
+            heads: 4,
+            high_layers: 1,
+            low_layers: 1,
+            mlp_expansion: 4,
+            vocab: 10_000,
+            tied_embeddings: false,
+            halting_head: true,
+        };
+        let model = Model::from_transformer("ultra", &shape).unwrap();
+        assert_eq!(model.tensors.len(), 1 + 2 * 6 + 1 + 2);
+        let per_block = 3 * 256 * 256 + 256 * 256 + 3 * 256 * 1024 + 2 * 256;
+        assert_eq!(
+            model.params(),
+            2 * 10_000 * 256 + 2 * per_block as u64 + 2 * 256 + 2
+        );
+    }
+
+    #[test]
+    fn bad_descriptions_are_rejected_with_their_origin() {
+        let dup = r#"{"name":"m","tensors":[{"name":"a","role":"mlp","shape":[32]},{"name":"a","role":"mlp","shape":[32]}]}"#;
+        let e = Model::from_json(dup, "dup.json").unwrap_err();
+        assert!(e.message().contains("appears twice"), "{}", e.message());
+        let unknown = r#"{"name":"m","tensors":[{"name":"a","role":"mlp","shape":[32],"bits":4}]}"#;
+        let e = Model::from_json(unknown, "u.json").unwrap_err();
+        assert!(e.message().starts_with("u.json:1:"), "{}", e.message());
+        let zero = r#"{"name":"m","tensors":[{"name":"a","role":"lm_head","shape":[0, 32]}]}"#;
+        assert!(Model::from_json(zero, "z.json").is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The [quantization] parser: the shipped config, its mapping to a policy, and
+//! every error case with file, line and reason.
+
+use nyxq::config::{KEYS, QuantConfig};
+use nyxq::{ErrorKind, Format};
+use std::path::Path;
+
+#[test]
+fn the_shipped_config_parses_and_maps_to_a_policy() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hrm_config.txt");
+    let cfg = QuantConfig::load(Path::new(path)).unwrap();
+    assert!(cfg.enabled);
+    assert_eq!(cfg.precision_level, Format::Q4_0);
+    assert_eq!(cfg.attention_precision, Some(Format::Q8_0));
+    assert_eq!(cfg.ignored.len(), 5, "{:?}", cfg.ignored);
+    let text = std::fs::read_to_string(path).unwrap();
+    for key in KEYS {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "hrm_config.txt documents {key}"
+        );
+    }
+    let policy = cfg.policy(true);
+    assert!((policy.min_snr_db - 19.97).abs() < 0.01);
+    assert!(policy.training && !policy.master_weights);
+    assert!(!policy.allows(Format::Q4_1));
+    assert!((policy.max_fraction_of_fp32 - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn other_sections_are_skipped_and_no_section_means_disabled() {
+    let cfg = QuantConfig::parse("[model]\nwhatever = 3\n", "t.ini").unwrap();
+    assert!(!cfg.enabled);
+    assert_eq!(cfg.policy(false).allowed, vec![Format::F32]);
+    let cfg = QuantConfig::parse(
+        "[Quantization]\nenabled = yes ; inline\n# c\nprecision_level = int8\n[other]\nenabled = nonsense\n",
+        "t.ini",
+    )
+    .unwrap();
+    assert!(cfg.enabled);
+    assert_eq!(cfg.precision_level, Format::Q8_0);
+}
+
+fn error(text: &str) -> String {
+    let e = QuantConfig::parse(text, "bad.ini").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    e.message().to_string()
+}
+
+#[test]
+fn every_error_names_the_file_the_line_and_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[quantization]\nenabled = true\nbogus = 1\n",
+            "bad.ini:3:",
+            "unknown key 'bogus'",
+        ),
+        (
+            "[quantization]\nenabled = maybe\n",
+            "bad.ini:2:",
+            "not a boolean",
+        ),
+        (
+            "[quantization]\nprecision_level = INT3\n",
+            "bad.ini:2:",
+            "not a precision",
+        ),
+        (
+            "[quantization]\nenabled = true\nenabled = false\n",
+            "bad.ini:3:",
+            "duplicate key 'enabled' (first set on line 2)",
+        ),
+        (
+            "[quantization]\naccuracy_threshold = 1.0\n",
+            "bad.ini:2:",
+            "exact reconstruction",
+        ),
+        (
+            "[quantization]\naccuracy_threshold = 1.5\n",
+            "bad.ini:2:",
+            "outside (0, 1]",
+        ),
+        (
+            "[quantization]\naccuracy_threshold = high\n",
+            "bad.ini:2:",
+            "not a number",
+        ),
+        (
+            "[quantization]\nmemory_threshold_mb = -5\n",
+            "bad.ini:2:",
+            "whole number of MiB",
+        ),
+        (
+            "[quantization]\nprecision_level = INT8\nattention_precision = INT4\n",
+            "bad.ini:3:",
+            "below precision_level",
+        ),
+        (
+            "[quantization]\nlearning_in_quantized_state = true\n",
+            "bad.ini:2:",
+            "needs quantized_training_enabled",
+        ),
+        (
+            "[quantization]\nenabled = true\nprecision_level = INT8\nmemory_reduction_target = 0.9\n",
+            "bad.ini:4:",
+            "cannot be reached",
+        ),
+        (
+            "[quantization]\nmemory_reduction_target = 1\n",
+            "bad.ini:2:",
+            "outside [0, 1)",
+        ),
+        (
+            "[quantization]\nenabled = true\nmixed_precision_enabled = false\nmlp_precision = FP16\n",
+            "bad.ini:4:",
+            "mixed_precision_enabled = false",
+        ),
+        (
+            "[quantization]\ngradient_precision = INT8\n",
+            "bad.ini:2:",
+            "FP32, FP16 or BF16",
+        ),
+        (
+            "[quantization]\nspeedup_target = 0\n",
+            "bad.ini:2:",
+            "positive factor",
+        ),
+        (
+            "[quantization]\njust words\n",
+            "bad.ini:2:",
+            "not 'key = value'",
+        ),
+        (
+            "[quantization\nenabled = true\n",
+            "bad.ini:1:",
+            "no closing ']'",
+        ),
+        ("[quantization]\nenabled =\n", "bad.ini:2:", "has no value"),
+    ];
+    for (text, location, reason) in cases {
+        let m = error(text);
+        assert!(m.starts_with(location), "{m}");
+        assert!(m.contains(reason), "{m}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_io_error() {
+    let e = QuantConfig::load(Path::new("/nonexistent/hrm_config.txt")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+}

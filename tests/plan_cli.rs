@@ -1,0 +1,82 @@
+//! `nyxq plan` on the RX 580 and Iris Xe profiles prints plans whose totals fit
+//! and whose reasons are there; bad arguments fail with a message.
+
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn nyxq(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nyxq"))
+        .current_dir(ROOT)
+        .args(args)
+        .output()
+        .expect("nyxq runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plans_print_fitting_totals_on_the_constrained_profiles() {
+    for hw in ["amd-rx580-8gb", "intel-iris-xe-7gb"] {
+        for training in [false, true] {
+            let mut args = vec![
+                "plan",
+                "--hardware",
+                hw,
+                "--model",
+                "config/models/hrm-full.json",
+                "--config",
+                "config/hrm_config.txt",
+                "--json",
+            ];
+            if training {
+                args.push("--training");
+            }
+            let (ok, out, err) = nyxq(&args);
+            assert!(ok, "{err}");
+            let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let totals = &plan["totals"];
+            assert!(totals["device_bytes"].as_u64() <= plan["budget"]["device"].as_u64());
+            assert!(totals["host_bytes"].as_u64() <= plan["budget"]["host"].as_u64());
+            for t in plan["tensors"].as_array().unwrap() {
+                assert!(!t["reason"].as_str().unwrap().is_empty());
+                if hw == "amd-rx580-8gb" {
+                    assert_ne!(t["format"], "F16");
+                }
+            }
+        }
+        let (ok, out, _) = nyxq(&[
+            "plan",
+            "--hardware",
+            hw,
+            "--model",
+            "config/models/ultra-low.json",
+        ]);
+        assert!(ok);
+        assert!(
+            out.contains("totals: device") && out.contains("decisions:"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_fail_with_a_reason() {
+    let (ok, _, err) = nyxq(&[
+        "plan",
+        "--hardware",
+        "gtx-480",
+        "--model",
+        "config/models/ultra-low.json",
+    ]);
+    assert!(!ok && err.contains("unknown hardware profile"), "{err}");
+    let (ok, _, err) = nyxq(&["plan", "--hardware", "cpu-only"]);
+    assert!(!ok && err.contains("--model"), "{err}");
+    let (ok, _, err) = nyxq(&["plan", "--frobnicate"]);
+    assert!(!ok && err.contains("unknown option"), "{err}");
+    let (ok, out, _) = nyxq(&["plan", "--list"]);
+    assert!(ok && out.contains("amd-rx580-8gb"));
+}
