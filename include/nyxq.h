@@ -44,6 +44,11 @@
 #define NYXQ_ABI_VERSION 1
 
 /**
+ * Most vectors one call multiplies.
+ */
+#define MAX_BATCH 8
+
+/**
  * Values per quantization block of the 8-bit state.
  */
 #define STATE_BLOCK 256
@@ -1024,6 +1029,58 @@ size_t nyxq_last_error_needed_len(void);
  * element. -1 when the last call failed for another reason.
  */
 int64_t nyxq_last_error_index(void);
+
+/**
+ * y = W·x (+ bias) for `batch` vectors (1 to 8): y[b·rows + r] =
+ * Σ_c W[r][c]·x[b·cols + c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format`, row-major, each row whole blocks
+ *   (what nyxq_quantize writes for the flattened matrix), `w_len` bytes exactly.
+ * - `x`: batch·cols floats; `bias`: NULL or `rows` floats; `y`: at least
+ *   batch·rows floats (only those are written).
+ *
+ * Accumulation is f32 with fused multiply-adds over weights dequantized in
+ * registers; against an FP64 product of the dequantized weights the error is
+ * at most (cols + 3)·2⁻²⁴·Σ|w·x| (README, "Matrix-vector products"). NaN/Inf in
+ * x propagate. Large matrices use the context's threads.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
+ * blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
+ * floats). Thread-safe.
+ */
+NyxqStatus nyxq_matvec(const NyxqContext *ctx,
+                       int32_t format,
+                       const void *w,
+                       size_t w_len,
+                       uint64_t rows,
+                       uint64_t cols,
+                       const float *x,
+                       size_t x_len,
+                       uint32_t batch,
+                       const float *bias,
+                       size_t bias_len,
+                       float *y,
+                       size_t y_len);
+
+/**
+ * y = xᵀ·W for `batch` vectors (the backward pass of a quantized layer):
+ * y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats; `y`: at
+ * least batch·cols floats. Weights, errors and accuracy as nyxq_matvec (the
+ * sum runs over rows). Thread-safe.
+ */
+NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
+                                  int32_t format,
+                                  const void *w,
+                                  size_t w_len,
+                                  uint64_t rows,
+                                  uint64_t cols,
+                                  const float *x,
+                                  size_t x_len,
+                                  uint32_t batch,
+                                  float *y,
+                                  size_t y_len);
 
 /**
  * Creates an empty model named `name` (UTF-8, copied).

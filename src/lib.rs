@@ -15,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod ffi;
 pub mod format;
+pub mod matvec;
 pub mod plan;
 pub mod quant;
 pub mod tensor;

@@ -1,0 +1,171 @@
+//! AVX2 + FMA + F16C row kernels. As in `quant::simd_x86`, intrinsics are the
+//! reasoned exception to DESIGN.md's rule that only `src/ffi` and `src/vk`
+//! hold `unsafe`: each block says why it is sound (features detected first,
+//! every access inside a slice whose length was checked).
+
+use super::MAX_BATCH;
+use crate::format::Format;
+use crate::quant::scalar;
+use std::arch::x86_64::*;
+
+fn available() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// The SIMD row kernel; false when the CPU lacks the features or the row
+/// length is not a multiple of 32.
+pub fn row_dot(
+    format: Format,
+    row: &[u8],
+    cols: usize,
+    x: &[f32],
+    batch: usize,
+    sums: &mut [f32; MAX_BATCH],
+) -> bool {
+    if !available() || cols % 32 != 0 {
+        return false;
+    }
+    assert!(
+        batch <= MAX_BATCH
+            && x.len() >= batch * cols
+            && format.size_of(cols).ok() == Some(row.len())
+    );
+    // SAFETY: features detected; the kernel reads row[..] (its length matches
+    // cols in this format, asserted) and x[..batch·cols] (asserted).
+    unsafe { row_dot_avx2(format, row, cols, x, batch, sums) };
+    true
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn sum_lanes(v: __m256) -> f32 {
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)))
+}
+
+/// Four vectors of one 32-weight block, as floats, and the block's scale and offset.
+///
+/// # Safety
+/// AVX2 and F16C present; `row` holds block `k` of `format`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block(format: Format, row: &[u8], k: usize) -> ([__m256; 4], f32, f32) {
+    let bytes = format.block_bytes();
+    let b = &row[k * bytes * if format.is_block() { 1 } else { 32 }..];
+    let p = b.as_ptr();
+    // SAFETY: b holds at least one 32-element block of the format (caller's contract).
+    unsafe {
+        match format {
+            Format::F32 => {
+                let f = p.cast::<f32>();
+                (
+                    [
+                        _mm256_loadu_ps(f),
+                        _mm256_loadu_ps(f.add(8)),
+                        _mm256_loadu_ps(f.add(16)),
+                        _mm256_loadu_ps(f.add(24)),
+                    ],
+                    1.0,
+                    0.0,
+                )
+            }
+            Format::F16 => {
+                let h = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * i).cast()));
+                ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
+            }
+            Format::BF16 => {
+                let h = |i: usize| {
+                    _mm256_castsi256_ps(_mm256_slli_epi32(
+                        _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(16 * i).cast())),
+                        16,
+                    ))
+                };
+                ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
+            }
+            Format::Q8_0 => {
+                let d = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
+                let q = |i: usize| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        p.add(2 + 8 * i).cast(),
+                    )))
+                };
+                ([q(0), q(1), q(2), q(3)], d, 0.0)
+            }
+            Format::Q4_0 | Format::Q4_1 => {
+                let offset = if format == Format::Q4_0 { 2 } else { 4 };
+                let d = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
+                let m = if format == Format::Q4_1 {
+                    scalar::f16_value(u16::from_le_bytes([b[2], b[3]]))
+                } else {
+                    0.0
+                };
+                let packed = _mm_loadu_si128(p.add(offset).cast());
+                let mask = _mm_set1_epi8(0x0f);
+                let low = _mm_and_si128(packed, mask);
+                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+                let bias = _mm256_set1_epi32(if format == Format::Q4_0 { 8 } else { 0 });
+                let f = |v: __m128i| {
+                    _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), bias))
+                };
+                (
+                    [
+                        f(low),
+                        f(_mm_srli_si128(low, 8)),
+                        f(high),
+                        f(_mm_srli_si128(high, 8)),
+                    ],
+                    d,
+                    m,
+                )
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX2, FMA and F16C present; cols % 32 == 0; row holds cols elements of
+/// `format`; x holds batch·cols floats; batch <= MAX_BATCH.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row_dot_avx2(
+    format: Format,
+    row: &[u8],
+    cols: usize,
+    x: &[f32],
+    batch: usize,
+    sums: &mut [f32; MAX_BATCH],
+) {
+    let mut acc = [_mm256_setzero_ps(); MAX_BATCH];
+    let blocks = cols / 32;
+    let with_offset = format == Format::Q4_1;
+    for k in 0..blocks {
+        // SAFETY: k < cols/32 blocks, within row (caller's contract).
+        let (w, d, m) = unsafe { block(format, row, k) };
+        let (vd, vm) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+        for (b, a) in acc.iter_mut().enumerate().take(batch) {
+            // SAFETY: b·cols + 32k + 32 <= batch·cols <= x.len().
+            let xp = unsafe { x.as_ptr().add(b * cols + 32 * k) };
+            // SAFETY: as above: four loads of 8 floats inside x.
+            let xs = unsafe {
+                [
+                    _mm256_loadu_ps(xp),
+                    _mm256_loadu_ps(xp.add(8)),
+                    _mm256_loadu_ps(xp.add(16)),
+                    _mm256_loadu_ps(xp.add(24)),
+                ]
+            };
+            let dot = _mm256_add_ps(
+                _mm256_fmadd_ps(w[1], xs[1], _mm256_mul_ps(w[0], xs[0])),
+                _mm256_fmadd_ps(w[3], xs[3], _mm256_mul_ps(w[2], xs[2])),
+            );
+            *a = _mm256_fmadd_ps(vd, dot, *a);
+            if with_offset {
+                let sum_x = _mm256_add_ps(_mm256_add_ps(xs[0], xs[1]), _mm256_add_ps(xs[2], xs[3]));
+                *a = _mm256_fmadd_ps(vm, sum_x, *a);
+            }
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(acc).take(batch) {
+        *s = sum_lanes(a);
+    }
+}

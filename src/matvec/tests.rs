@@ -1,0 +1,183 @@
+//! Products against an FP64 reference built from independently decoded weights.
+
+use super::*;
+use crate::format::ALL_FORMATS;
+use crate::quant::{QuantizeOptions, quantize};
+use half::f16;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / 16_777_216.0 - 0.5) * 2.0
+        })
+        .collect()
+}
+
+/// Decodes one row straight from the layout in DESIGN.md, as (d·q, m) pairs:
+/// the weight is their sum, and |d·q| + |m| bounds its rounding.
+fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
+    let h = |b: &[u8]| f64::from(f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32());
+    (0..cols)
+        .map(|c| match format {
+            Format::F32 => (
+                f64::from(f32::from_le_bytes(
+                    row[4 * c..4 * c + 4].try_into().unwrap(),
+                )),
+                0.0,
+            ),
+            Format::F16 => (h(&row[2 * c..]), 0.0),
+            Format::BF16 => (
+                f64::from(f32::from_bits(
+                    u32::from(u16::from_le_bytes([row[2 * c], row[2 * c + 1]])) << 16,
+                )),
+                0.0,
+            ),
+            Format::Q8_0 => {
+                let b = &row[34 * (c / 32)..];
+                (h(b) * f64::from(b[2 + c % 32] as i8), 0.0)
+            }
+            Format::Q4_0 | Format::Q4_1 => {
+                let (size, offset) = if format == Format::Q4_0 {
+                    (18, 2)
+                } else {
+                    (20, 4)
+                };
+                let b = &row[size * (c / 32)..];
+                let j = c % 32;
+                let nibble = if j < 16 {
+                    b[offset + j] & 15
+                } else {
+                    b[offset + j - 16] >> 4
+                };
+                if format == Format::Q4_0 {
+                    (h(b) * (f64::from(nibble) - 8.0), 0.0)
+                } else {
+                    (h(b) * f64::from(nibble), h(&b[2..]))
+                }
+            }
+        })
+        .collect()
+}
+
+fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let values = data(rows * cols, seed);
+    let mut w = vec![0u8; format.size_of(rows * cols).unwrap()];
+    quantize(format, &values, &mut w, &QuantizeOptions::default()).unwrap();
+    w
+}
+
+const U: f64 = 1.0 / 16_777_216.0;
+
+#[test]
+fn products_agree_with_fp64_within_the_documented_bound() {
+    for format in ALL_FORMATS {
+        for (rows, cols) in [(1, 32), (7, 96), (4097, 32), (5, 4128), (33, 64)] {
+            for batch in [1, 3, 8] {
+                let w = weights(format, rows, cols, (rows * cols) as u64);
+                let row_bytes = format.size_of(cols).unwrap();
+                let decoded: Vec<Vec<(f64, f64)>> = (0..rows)
+                    .map(|r| decode_row(format, &w[r * row_bytes..(r + 1) * row_bytes], cols))
+                    .collect();
+                let bias = data(rows, 9);
+                let x = data(batch * cols, 5);
+                let mut y = vec![f32::NAN; batch * rows];
+                matvec(format, &w, rows, cols, &x, batch, Some(&bias), &mut y, 2).unwrap();
+                for b in 0..batch {
+                    for r in 0..rows {
+                        let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+                        for c in 0..cols {
+                            let (dq, m) = decoded[r][c];
+                            let xv = f64::from(x[b * cols + c]);
+                            exact += (dq + m) * xv;
+                            magnitude += (dq.abs() + m.abs()) * xv.abs();
+                        }
+                        let got = f64::from(y[b * rows + r]) - f64::from(bias[r]);
+                        let bound = (cols as f64 + 3.0) * U * magnitude
+                            + 2.0 * U * (exact.abs() + f64::from(bias[r]).abs());
+                        assert!(
+                            (got - exact).abs() <= bound,
+                            "{format:?} {rows}x{cols} b{b} r{r}: {got} vs {exact} (bound {bound})"
+                        );
+                    }
+                }
+                // The transposed product: y[b][c] = Σ_r x[b][r]·W[r][c].
+                let xt = data(batch * rows, 6);
+                let mut yt = vec![f32::NAN; batch * cols];
+                matvec_transposed(format, &w, rows, cols, &xt, batch, &mut yt, 2).unwrap();
+                for b in 0..batch {
+                    for c in 0..cols {
+                        let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+                        for r in 0..rows {
+                            let (dq, m) = decoded[r][c];
+                            let xv = f64::from(xt[b * rows + r]);
+                            exact += (dq + m) * xv;
+                            magnitude += (dq.abs() + m.abs()) * xv.abs();
+                        }
+                        let bound = (rows as f64 + 3.0) * U * magnitude;
+                        let got = f64::from(yt[b * cols + c]);
+                        assert!(
+                            (got - exact).abs() <= bound,
+                            "{format:?} T {rows}x{cols} b{b} c{c}: {got} vs {exact}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_and_portable_rows_agree_within_the_bound_and_threads_do_not_matter() {
+    let (rows, cols) = (300, 1024);
+    for format in ALL_FORMATS {
+        let w = weights(format, rows, cols, 3);
+        let x = data(2 * cols, 4);
+        let (mut one, mut many) = (vec![0.0; 2 * rows], vec![0.0; 2 * rows]);
+        matvec(format, &w, rows, cols, &x, 2, None, &mut one, 1).unwrap();
+        matvec(format, &w, rows, cols, &x, 2, None, &mut many, 4).unwrap();
+        assert_eq!(one, many, "{format:?}: threads changed the result");
+        let row_bytes = format.size_of(cols).unwrap();
+        let mut sums = [0.0f32; MAX_BATCH];
+        kernels::row_dot_portable(format, &w[..row_bytes], cols, &x, 2, &mut sums);
+        let scale: f32 = x[..cols].iter().map(|v| v.abs()).sum::<f32>() * 8.0;
+        assert!(
+            (sums[0] - one[0]).abs() <= (cols as f32 + 3.0) * 2.0 * scale / 16_777_216.0,
+            "{format:?}"
+        );
+    }
+}
+
+#[test]
+fn nan_and_inf_in_x_propagate() {
+    let (rows, cols) = (4, 64);
+    for format in ALL_FORMATS {
+        let w = weights(format, rows, cols, 1);
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut x = data(cols, 2);
+            x[17] = bad;
+            let mut y = vec![0.0; rows];
+            matvec(format, &w, rows, cols, &x, 1, None, &mut y, 1).unwrap();
+            assert!(y.iter().all(|v| !v.is_finite()), "{format:?} {bad}: {y:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_and_buffers_are_errors() {
+    let w = weights(Format::Q4_0, 4, 64, 1);
+    let x = data(64, 1);
+    let mut y = vec![0.0; 4];
+    assert!(matvec(Format::Q4_0, &w, 4, 64, &x, 0, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 4, 64, &x, 9, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 4, 48, &x, 1, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 5, 64, &x, 1, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 4, 64, &x[..63], 1, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 4, 64, &x, 1, Some(&[0.0; 3]), &mut y, 1).is_err());
+    let err = matvec(Format::Q4_0, &w, 4, 64, &x, 1, None, &mut y[..3], 1).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::BufferTooSmall { needed: 4 });
+    assert!(matvec_transposed(Format::Q4_0, &w, 4, 64, &x[..4], 1, &mut y, 1).is_err());
+}
