@@ -380,7 +380,7 @@ impl Model {
         Model::new(name, shape.tensors()?)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.tensors.is_empty() {
             return Err(Error::invalid(format!(
                 "model '{}' has no tensors",
