@@ -61,7 +61,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--json" => a.json = true,
             "--list" => a.list = true,
             "--help" | "-h" => {
-                print!("usage: nyxq\n{USAGE}");
+                print!("usage: nyxq <command> [options]\n  {USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("plan: unknown option '{other}'\n{USAGE}")),
