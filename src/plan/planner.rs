@@ -102,7 +102,7 @@ struct Prepared {
     /// convex hull of (bytes, error), in order of bytes saved.
     hull: Vec<Choice>,
     /// Why the start choice is what it is.
-    start_reason: Vec<String>,
+    start_reason: String,
     /// Whether replans may move this tensor (false for norms, overrides).
     fixed: bool,
 }
@@ -256,7 +256,7 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
                 source
             },
             hull: vec![c],
-            start_reason: vec![why],
+            start_reason: why,
             fixed: true,
         })
     };
@@ -398,7 +398,7 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
             source
         },
         hull,
-        start_reason: reason,
+        start_reason: reason.join("; "),
         fixed: false,
     })
 }
@@ -504,37 +504,38 @@ impl<'a> Solver<'a> {
 
     /// Every tensor's decisions in words: its start, then what the solver did.
     fn reasons(&self) -> Vec<String> {
+        use std::fmt::Write;
         (0..self.state.len())
             .map(|i| {
                 let p = &self.state[i];
-                let mut r: Vec<String> = Vec::new();
-                r.extend(self.why[i].iter().cloned());
+                let mut text = p.start_reason.clone();
+                for why in &self.why[i] {
+                    text.push_str("; ");
+                    text.push_str(why);
+                }
                 if self.deepest[i] > self.entry_pos[i] {
                     let (from, to) = (&p.hull[self.entry_pos[i]], &p.hull[self.deepest[i]]);
-                    r.push(format!(
-                        "lowered {} → {} ({}) to fit the device budget",
+                    let _ = write!(
+                        text,
+                        "; lowered {} → {} ({}) to fit the device budget",
                         from.format.name(),
                         to.format.name(),
                         snr_text(to.snr_db)
-                    ));
+                    );
                 }
                 if self.offloaded[i] && self.place[i] == Placement::Host {
-                    r.push(if p.role == Role::Embedding {
-                        "offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)".to_string()
+                    text.push_str(if p.role == Role::Embedding {
+                        "; offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)"
                     } else {
-                        "offloaded to host memory: the device is full even at the lowest admissible formats".to_string()
+                        "; offloaded to host memory: the device is full even at the lowest admissible formats"
                     });
                 }
                 if self.pos[i] < self.deepest[i] {
-                    r.push(format!(
-                        "raised back to {} with the room left",
+                    let _ = write!(
+                        text,
+                        "; raised back to {} with the room left",
                         p.hull[self.pos[i]].format.name()
-                    ));
-                }
-                let mut text = p.start_reason.join("; ");
-                for step in r {
-                    text.push_str("; ");
-                    text.push_str(&step);
+                    );
                 }
                 text
             })

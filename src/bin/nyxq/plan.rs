@@ -161,7 +161,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             policy.allow_host_offload = false;
         }
         let mut best = f64::INFINITY;
-        for _ in 0..5 {
+        for _ in 0..20 {
             let start = Instant::now();
             let plan = Plan::solve(&model, &hw, &policy);
             best = best.min(start.elapsed().as_secs_f64());
