@@ -1,0 +1,353 @@
+// nyxq_demo: trains a character-level language model on the embedded corpus
+// (the Jargon File) with nyxq's Adam, then measures what each precision level
+// costs and keeps: post-training quantization at FP32, FP16, BF16, INT8 and
+// INT4 (three ways), and INT4 quantization-aware fine-tuning with fake-quant
+// and the loss scaler in the loop. Prints a table, writes JSON and an SVG plot.
+// Uses only nyxq.h, as the Nyx trainer does.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+#include "model.hpp"
+#include "nyxq.h"
+#include "report.hpp"
+
+using namespace demo;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+[[noreturn]] void die(const char *what, NyxqStatus s) {
+  std::fprintf(stderr, "nyxq_demo: %s failed: %s: %s\n", what, nyxq_status_str(s), nyxq_last_error_message());
+  std::exit(1);
+}
+#define NYXQ(call) \
+  do { NyxqStatus s_ = (call); if (s_ != NYXQ_OK) die(#call, s_); } while (0)
+
+struct Options {
+  uint64_t seed = 1;
+  std::string out = "nyxq_demo_out";
+  std::string corpus = NYXQ_DEMO_CORPUS;
+  int steps = 5000, qat_steps = 600, batch = 64, eval_positions = 40000;
+  bool quick = false;
+};
+
+Options parse(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) { std::fprintf(stderr, "nyxq_demo: %s needs a value\n", a.c_str()); std::exit(2); }
+      return argv[++i];
+    };
+    if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
+    else if (a == "--out") o.out = value();
+    else if (a == "--corpus") o.corpus = value();
+    else if (a == "--steps") o.steps = std::atoi(value().c_str());
+    else if (a == "--quick") { o.quick = true; o.steps = 1200; o.qat_steps = 300; o.eval_positions = 20000; }
+    else if (a == "--full") { o.steps = 12000; o.qat_steps = 1500; o.eval_positions = 100000; }
+    else {
+      std::fprintf(stderr,
+                   "usage: nyxq_demo [--seed N] [--out DIR] [--corpus FILE] [--steps N] [--quick | --full]\n");
+      std::exit(a == "--help" ? 0 : 2);
+    }
+  }
+  return o;
+}
+
+struct Corpus {
+  std::vector<uint8_t> train, valid;
+};
+
+Corpus load_corpus(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) { std::fprintf(stderr, "nyxq_demo: cannot read corpus %s\n", path.c_str()); std::exit(1); }
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t split = bytes.size() * 9 / 10;
+  return {std::vector<uint8_t>(bytes.begin(), bytes.begin() + split), std::vector<uint8_t>(bytes.begin() + split, bytes.end())};
+}
+
+void fill_batch(const std::vector<uint8_t> &text, Rng &rng, int size, Batch &batch) {
+  batch.size = size;
+  batch.context.resize(static_cast<size_t>(size) * kContext);
+  batch.target.resize(size);
+  for (int b = 0; b < size; ++b) {
+    size_t pos = kContext + rng.next() % (text.size() - kContext);
+    for (int k = 0; k < kContext; ++k) batch.context[b * kContext + k] = text[pos - kContext + k];
+    batch.target[b] = text[pos];
+  }
+}
+
+struct Eval {
+  double loss = 0, accuracy = 0, seconds = 0;
+};
+
+// Validation over evenly spaced positions of the held-out text.
+Eval evaluate(const Model &m, const std::vector<uint8_t> &text, int positions) {
+  auto t = Clock::now();
+  Batch batch;
+  double loss = 0;
+  int correct = 0, done = 0;
+  const size_t stride = std::max<size_t>(1, (text.size() - kContext) / positions);
+  while (done < positions) {
+    int size = std::min(256, positions - done);
+    batch.size = size;
+    batch.context.resize(static_cast<size_t>(size) * kContext);
+    batch.target.resize(size);
+    for (int b = 0; b < size; ++b) {
+      size_t pos = kContext + (static_cast<size_t>(done + b) * stride) % (text.size() - kContext);
+      for (int k = 0; k < kContext; ++k) batch.context[b * kContext + k] = text[pos - kContext + k];
+      batch.target[b] = text[pos];
+    }
+    loss += forward(m, batch, &correct);
+    done += size;
+  }
+  return {loss / positions, static_cast<double>(correct) / positions, seconds_since(t)};
+}
+
+// Adam state for every parameter of a model, through nyxq.
+struct Optimizer {
+  std::vector<NyxqAdam *> states;
+  Optimizer(Model &m, int32_t state) {
+    NyxqAdamOptions o;
+    NYXQ(nyxq_adam_options_default(&o));
+    o.state = state;
+    for (Param *p : m.params()) {
+      NyxqAdam *a = nullptr;
+      NYXQ(nyxq_adam_create(&o, p->size(), &a));
+      states.push_back(a);
+    }
+  }
+  ~Optimizer() {
+    for (NyxqAdam *a : states) nyxq_adam_destroy(a);
+  }
+  Optimizer(const Optimizer &) = delete;
+  Optimizer &operator=(const Optimizer &) = delete;
+  // Applies `grads_from`'s gradients to `master` (the same model, or the
+  // fake-quantized copy whose gradients pass straight through to the master).
+  void step(float lr, Model &master, Model &grads_from) {
+    std::vector<Param *> p = master.params(), g = grads_from.params();
+    for (size_t i = 0; i < p.size(); ++i)
+      NYXQ(nyxq_adam_step(states[i], lr, p[i]->value.data(), p[i]->size(), g[i]->grad.data(), g[i]->grad.size()));
+  }
+  size_t state_bytes(size_t *fp32_bytes) const {
+    size_t held = 0, fp32 = 0;
+    for (NyxqAdam *a : states) {
+      size_t h = 0, f = 0;
+      NYXQ(nyxq_adam_state_bytes(a, &h, &f));
+      held += h, fp32 += f;
+    }
+    *fp32_bytes = fp32;
+    return held;
+  }
+};
+
+float learning_rate(int step, int steps, float peak) {
+  const int warmup = std::max(1, steps / 20);
+  if (step < warmup) return peak * static_cast<float>(step + 1) / warmup;
+  const float progress = static_cast<float>(step - warmup) / std::max(1, steps - warmup);
+  return peak * (0.1f + 0.9f * 0.5f * (1.0f + std::cos(3.14159265f * progress)));
+}
+
+// Trains `m` with Adam (FP32 or 8-bit state); returns the training-loss curve
+// (mean over each window of `every` steps).
+std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t state, const char *label, size_t *state_bytes,
+                          size_t *fp32_state_bytes) {
+  Optimizer opt(m, state);
+  Rng rng(o.seed * 7919 + 17);
+  Batch batch;
+  std::vector<double> curve;
+  double window = 0;
+  const int every = std::max(1, o.steps / 25);
+  auto t = Clock::now();
+  for (int step = 0; step < o.steps; ++step) {
+    fill_batch(c.train, rng, o.batch, batch);
+    window += forward(m, batch, nullptr) / o.batch;
+    backward(m, batch, 1.0f);
+    opt.step(learning_rate(step, o.steps, 3e-3f), m, m);
+    if ((step + 1) % every == 0) {
+      curve.push_back(window / every);
+      std::fprintf(stderr, "\r  %-22s step %5d/%d  loss %.3f  (%.0f s)   ", label, step + 1, o.steps, window / every,
+                   seconds_since(t));
+      window = 0;
+    }
+  }
+  std::fprintf(stderr, "\n");
+  *state_bytes = opt.state_bytes(fp32_state_bytes);
+  return curve;
+}
+
+// Replaces every weight matrix of `m` by its round trip through `format`.
+// Returns the bytes the quantized model's weights take (biases stay FP32).
+size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t rounding) {
+  size_t bytes = 0;
+  NyxqQuantizeOptions q = {};
+  q.struct_size = sizeof(q);
+  q.rounding = rounding;
+  for (Param *p : m.params()) {
+    if (!p->is_matrix) {
+      bytes += p->size() * sizeof(float);
+      continue;
+    }
+    size_t packed_size = 0;
+    NYXQ(nyxq_quantized_size(format, p->size(), &packed_size));
+    std::vector<uint8_t> packed(packed_size);
+    NYXQ(nyxq_quantize(ctx, format, p->value.data(), p->size(), &q, packed.data(), packed.size()));
+    NYXQ(nyxq_dequantize(ctx, format, packed.data(), packed.size(), p->value.data(), p->size()));
+    bytes += packed_size;
+  }
+  return bytes;
+}
+
+// Quantization-aware fine-tuning: every step the weight matrices are
+// fake-quantized by nyxq, the forward and backward passes run on them, and
+// the gradients update the FP32 masters (straight-through estimator), with the
+// loss scaler unscaling and checking every gradient buffer.
+double qat(NyxqContext *ctx, Model &master, const Corpus &c, const Options &o, int32_t format, const char *label,
+           double *fake_quant_share, uint32_t *skipped) {
+  Optimizer opt(master, NYXQ_ADAM_STATE_INT8);
+  NyxqLossScaler *scaler = nullptr;
+  NyxqLossScalerOptions so;
+  NYXQ(nyxq_loss_scaler_options_default(&so));
+  so.initial_scale = 1024.0f;
+  so.growth_interval = 100;
+  NYXQ(nyxq_loss_scaler_create(&so, &scaler));
+  Model forward_model = master;
+  Rng rng(o.seed * 104729 + 3);
+  Batch batch;
+  double fake_seconds = 0, total_seconds = 0, last_loss = 0;
+  *skipped = 0;
+  for (int step = 0; step < o.qat_steps; ++step) {
+    auto t0 = Clock::now();
+    for (size_t i = 0; i < master.params().size(); ++i) {
+      Param *src = master.params()[i], *dst = forward_model.params()[i];
+      if (src->is_matrix)
+        NYXQ(nyxq_fake_quantize(ctx, format, src->value.data(), src->size(), nullptr, dst->value.data(), dst->size()));
+      else
+        dst->value = src->value;
+    }
+    fake_seconds += seconds_since(t0);
+    fill_batch(c.train, rng, o.batch, batch);
+    last_loss = forward(forward_model, batch, nullptr) / o.batch;
+    float scale = 1;
+    NYXQ(nyxq_loss_scaler_scale(scaler, &scale));
+    backward(forward_model, batch, scale);
+    for (Param *p : forward_model.params()) {
+      uint32_t found = 0;
+      NYXQ(nyxq_loss_scaler_unscale_and_check(scaler, p->grad.data(), p->grad.size(), &found, nullptr));
+    }
+    uint32_t apply = 0;
+    NYXQ(nyxq_loss_scaler_update(scaler, &apply));
+    if (apply) opt.step(learning_rate(step, o.qat_steps, 1e-3f), master, forward_model);
+    else ++*skipped;
+    total_seconds += seconds_since(t0);
+    if ((step + 1) % 50 == 0)
+      std::fprintf(stderr, "\r  %-22s step %5d/%d  loss %.3f   ", label, step + 1, o.qat_steps, last_loss);
+  }
+  std::fprintf(stderr, "\n");
+  nyxq_loss_scaler_destroy(scaler);
+  *fake_quant_share = fake_seconds / total_seconds;
+  return last_loss;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const Options o = parse(argc, argv);
+  if (nyxq_abi_version() != NYXQ_ABI_VERSION) {
+    std::fprintf(stderr, "nyxq_demo: library ABI %u, header %u\n", nyxq_abi_version(), NYXQ_ABI_VERSION);
+    return 1;
+  }
+  auto start = Clock::now();
+  mkdir(o.out.c_str(), 0755);
+  const Corpus corpus = load_corpus(o.corpus);
+  std::printf("nyxq %s demo: character model (context %d, embed %d, hidden %d, vocab %d) on %zu bytes of the Jargon File\n",
+              nyxq_version_string(), kContext, kEmbed, kHidden, kVocab, corpus.train.size() + corpus.valid.size());
+  NyxqContext *ctx = nullptr;
+  NYXQ(nyxq_context_create(nullptr, &ctx));
+
+  Model base;
+  base.init(o.seed);
+  size_t weights = 0;
+  for (Param *p : base.params()) weights += p->size();
+  std::printf("%zu parameters; %d steps of batch %d with Adam, seed %llu\n\n", weights, o.steps, o.batch,
+              static_cast<unsigned long long>(o.seed));
+
+  Report report;
+  Model fp32_model = base, int8_adam_model = base;
+  size_t state32 = 0, state32_ref = 0, state8 = 0, state8_ref = 0;
+  report.curve_fp32 = train(fp32_model, corpus, o, NYXQ_ADAM_STATE_FP32, "Adam, FP32 state", &state32, &state32_ref);
+  report.curve_int8 = train(int8_adam_model, corpus, o, NYXQ_ADAM_STATE_INT8, "Adam, 8-bit state", &state8, &state8_ref);
+  report.adam_state_fp32_bytes = state32;
+  report.adam_state_int8_bytes = state8;
+
+  const Eval reference = evaluate(fp32_model, corpus.valid, o.eval_positions);
+  report.int8_adam_valid_loss = evaluate(int8_adam_model, corpus.valid, o.eval_positions).loss;
+  struct Level { const char *label; int32_t format; int32_t rounding; };
+  const Level levels[] = {
+      {"FP32", NYXQ_FORMAT_F32, NYXQ_ROUNDING_NEAREST},        {"FP16", NYXQ_FORMAT_F16, NYXQ_ROUNDING_NEAREST},
+      {"BF16", NYXQ_FORMAT_BF16, NYXQ_ROUNDING_NEAREST},       {"INT8 Q8_0", NYXQ_FORMAT_Q8_0, NYXQ_ROUNDING_NEAREST},
+      {"INT4 Q4_0", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_NEAREST},  {"INT4 Q4_1", NYXQ_FORMAT_Q4_1, NYXQ_ROUNDING_NEAREST},
+      {"INT4 Q4_0 err-min", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_ERROR_MINIMISING},
+      {"INT4 Q4_1 err-min", NYXQ_FORMAT_Q4_1, NYXQ_ROUNDING_ERROR_MINIMISING},
+  };
+  const size_t fp32_bytes = weights * sizeof(float);
+  for (const Level &level : levels) {
+    Model q = fp32_model;
+    auto t = Clock::now();
+    const size_t bytes = quantize_model(ctx, q, level.format, level.rounding);
+    const double quantize_seconds = seconds_since(t);
+    const Eval e = evaluate(q, corpus.valid, o.eval_positions);
+    NyxqFormatInfo info;
+    NYXQ(nyxq_format_info(level.format, &info));
+    report.rows.push_back({level.label, "PTQ", info.bits_per_weight, bytes, fp32_bytes, e.loss, e.accuracy,
+                           e.accuracy / reference.accuracy, quantize_seconds, e.seconds});
+  }
+
+  // QAT fine-tunes for more steps; to compare like with like, the FP32 model
+  // gets the same fine-tuning (the F32 "fake quantization" is the identity),
+  // and the QAT row's preservation is measured against that.
+  double fake_share = 0, control_share = 0;
+  uint32_t skipped = 0, control_skipped = 0;
+  Model qat_model = fp32_model, control = fp32_model;
+  qat(ctx, control, corpus, o, NYXQ_FORMAT_F32, "FP32 fine-tuning", &control_share, &control_skipped);
+  qat(ctx, qat_model, corpus, o, NYXQ_FORMAT_Q4_0, "INT4 QAT fine-tuning", &fake_share, &skipped);
+  const Eval control_eval = evaluate(control, corpus.valid, o.eval_positions);
+  report.rows.push_back({"FP32 fine-tuned (QAT control)", "QAT", 32.0, fp32_bytes, fp32_bytes, control_eval.loss,
+                         control_eval.accuracy, control_eval.accuracy / reference.accuracy, 0.0, control_eval.seconds});
+  {
+    Model q = qat_model;
+    auto t = Clock::now();
+    const size_t bytes = quantize_model(ctx, q, NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_NEAREST);
+    const double quantize_seconds = seconds_since(t);
+    const Eval e = evaluate(q, corpus.valid, o.eval_positions);
+    report.rows.push_back({"INT4 Q4_0 after QAT", "QAT", 4.5, bytes, fp32_bytes, e.loss, e.accuracy,
+                           e.accuracy / control_eval.accuracy, quantize_seconds, e.seconds});
+  }
+  report.fake_quant_share = fake_share;
+  report.qat_skipped_steps = skipped;
+  report.seconds = seconds_since(start);
+  nyxq_context_destroy(ctx);
+
+  report.print(stdout);
+  const std::string json = o.out + "/report.json", svg = o.out + "/preservation.svg";
+  report.write_json(json);
+  report.write_svg(svg);
+  std::printf("\nwrote %s and %s (%.0f s in all)\n", json.c_str(), svg.c_str(), report.seconds);
+
+  const std::vector<std::string> failures = report.missed_targets();
+  for (const std::string &f : failures) std::printf("TARGET MISSED: %s\n", f.c_str());
+  if (o.quick && !failures.empty()) return 1;
+  return 0;
+}
