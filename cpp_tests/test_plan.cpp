@@ -288,6 +288,14 @@ TEST(Plan, BadInputsAreRejected) {
   float few[3] = {1, 2, 3};
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
                 nyxq_model_add_tensor(model.get(), "x", NYXQ_ROLE_MLP, shape, 2, -1.0, few, 3));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_model_add_tensor(model.get(), "x", NYXQ_ROLE_MLP, shape, 2, NAN, nullptr, 0));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_model_add_tensor(model.get(), "x", NYXQ_ROLE_MLP, shape, 2, INFINITY, nullptr, 0));
+  NyxqModel *empty_raw = nullptr;
+  CHECK_OK(nyxq_model_create("empty", &empty_raw));
+  ModelPtr empty(empty_raw);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_plan_create(empty.get(), &hw, nullptr, &out));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_hardware_profile("gtx-1080", &hw));
   size_t count = 0;
   CHECK_OK(nyxq_hardware_profile_count(&count));

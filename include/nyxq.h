@@ -1102,7 +1102,7 @@ NyxqStatus nyxq_model_load(const char *path,
 /**
  * Adds a tensor: `name` (UTF-8, copied, unique in the model), a NyxqRole,
  * `rank` dimensions at `shape` (outermost first), `sensitivity` (< 0 for the
- * role's default), and optionally its FP32 data (`data_len` floats, exactly
+ * role's default; NaN and +infinity are rejected), and optionally its FP32 data (`data_len` floats, exactly
  * the element count, or NULL/0). Data is read only during the call: the error
  * of every format is measured from it then and only the measurements are kept.
  *

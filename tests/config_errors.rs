@@ -149,3 +149,15 @@ fn a_missing_file_is_an_io_error() {
     let e = QuantConfig::load(Path::new("/nonexistent/hrm_config.txt")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
 }
+
+#[test]
+fn the_user_guide_documents_every_key_by_the_parsers_name() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/planner.md"))
+        .expect("docs/planner.md exists");
+    for key in KEYS {
+        assert!(
+            guide.contains(&format!("| `{key}` |")),
+            "docs/planner.md has no table row for {key}"
+        );
+    }
+}

@@ -422,7 +422,7 @@ pub extern "C" fn nyxq_model_load(
 
 /// Adds a tensor: `name` (UTF-8, copied, unique in the model), a NyxqRole,
 /// `rank` dimensions at `shape` (outermost first), `sensitivity` (< 0 for the
-/// role's default), and optionally its FP32 data (`data_len` floats, exactly
+/// role's default; NaN and +infinity are rejected), and optionally its FP32 data (`data_len` floats, exactly
 /// the element count, or NULL/0). Data is read only during the call: the error
 /// of every format is measured from it then and only the measurements are kept.
 ///
@@ -458,10 +458,13 @@ pub extern "C" fn nyxq_model_add_tensor(
         // SAFETY: the caller passes data_len floats at data (or NULL, 0).
         let data = unsafe { ptr::slice(data, data_len, "data") }?;
         let mut tensor = TensorDesc::new(name, role, &dims)?;
+        if sensitivity.is_nan() || sensitivity == f64::INFINITY {
+            return Err(Error::invalid(format!(
+                "sensitivity {sensitivity} must be finite (or negative for the role's default)"
+            )));
+        }
         if sensitivity >= 0.0 {
             tensor.sensitivity = Some(sensitivity);
-        } else if sensitivity.is_nan() {
-            return Err(Error::invalid("sensitivity is NaN"));
         }
         if !data.is_empty() {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

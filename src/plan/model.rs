@@ -199,16 +199,21 @@ const CHUNK: usize = 1 << 16;
 fn measure_snr(format: Format, data: &[f32], threads: usize) -> Result<f64> {
     let per_thread = data.len().div_ceil(threads).div_ceil(CHUNK) * CHUNK;
     let parts: Vec<&[f32]> = data.chunks(per_thread.max(CHUNK)).collect();
-    let sums = std::thread::scope(|scope| {
-        let workers: Vec<_> = parts
-            .iter()
-            .map(|part| scope.spawn(move || chunk_sums(format, part)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Result<Vec<(f64, f64)>>>()
-    })?;
+    // One chunk's worth is not worth a thread.
+    let sums = if parts.len() <= 1 {
+        vec![chunk_sums(format, data)?]
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = parts
+                .iter()
+                .map(|part| scope.spawn(move || chunk_sums(format, part)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<(f64, f64)>>>()
+        })?
+    };
     let (signal, noise) = sums
         .iter()
         .fold((0.0, 0.0), |(s, n), (ps, pn)| (s + ps, n + pn));
@@ -380,7 +385,7 @@ impl Model {
         Model::new(name, shape.tensors()?)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.tensors.is_empty() {
             return Err(Error::invalid(format!(
                 "model '{}' has no tensors",

@@ -102,7 +102,7 @@ struct Prepared {
     /// convex hull of (bytes, error), in order of bytes saved.
     hull: Vec<Choice>,
     /// Why the start choice is what it is.
-    start_reason: Vec<String>,
+    start_reason: String,
     /// Whether replans may move this tensor (false for norms, overrides).
     fixed: bool,
 }
@@ -256,7 +256,7 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
                 source
             },
             hull: vec![c],
-            start_reason: vec![why],
+            start_reason: why,
             fixed: true,
         })
     };
@@ -398,7 +398,7 @@ fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
             source
         },
         hull,
-        start_reason: reason,
+        start_reason: reason.join("; "),
         fixed: false,
     })
 }
@@ -504,37 +504,38 @@ impl<'a> Solver<'a> {
 
     /// Every tensor's decisions in words: its start, then what the solver did.
     fn reasons(&self) -> Vec<String> {
+        use std::fmt::Write;
         (0..self.state.len())
             .map(|i| {
                 let p = &self.state[i];
-                let mut r: Vec<String> = Vec::new();
-                r.extend(self.why[i].iter().cloned());
+                let mut text = p.start_reason.clone();
+                for why in &self.why[i] {
+                    text.push_str("; ");
+                    text.push_str(why);
+                }
                 if self.deepest[i] > self.entry_pos[i] {
                     let (from, to) = (&p.hull[self.entry_pos[i]], &p.hull[self.deepest[i]]);
-                    r.push(format!(
-                        "lowered {} → {} ({}) to fit the device budget",
+                    let _ = write!(
+                        text,
+                        "; lowered {} → {} ({}) to fit the device budget",
                         from.format.name(),
                         to.format.name(),
                         snr_text(to.snr_db)
-                    ));
+                    );
                 }
                 if self.offloaded[i] && self.place[i] == Placement::Host {
-                    r.push(if p.role == Role::Embedding {
-                        "offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)".to_string()
+                    text.push_str(if p.role == Role::Embedding {
+                        "; offloaded to host memory: the device is full (embedding rows are gathered, so host placement costs least)"
                     } else {
-                        "offloaded to host memory: the device is full even at the lowest admissible formats".to_string()
+                        "; offloaded to host memory: the device is full even at the lowest admissible formats"
                     });
                 }
                 if self.pos[i] < self.deepest[i] {
-                    r.push(format!(
-                        "raised back to {} with the room left",
+                    let _ = write!(
+                        text,
+                        "; raised back to {} with the room left",
                         p.hull[self.pos[i]].format.name()
-                    ));
-                }
-                let mut text = p.start_reason.join("; ");
-                for step in r {
-                    text.push_str("; ");
-                    text.push_str(&step);
+                    );
                 }
                 text
             })
@@ -769,6 +770,7 @@ impl Plan {
     pub fn solve(model: &Model, hw: &Hardware, policy: &Policy) -> Result<Plan> {
         policy.check()?;
         hw.check()?;
+        model.check()?;
         let state: Vec<Prepared> = model
             .tensors
             .iter()
@@ -1081,5 +1083,62 @@ impl Plan {
                 p.hull[k].bytes - p.hull[last].bytes
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hull_formats(snr: [f64; 6]) -> Vec<Format> {
+        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        t.measured_snr_db = Some(snr);
+        let policy = Policy {
+            min_snr_db: 10.0,
+            allowed: vec![Format::F32, Format::Q8_0, Format::Q4_0],
+            ..Policy::default()
+        };
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let p = prepare(&t, &hw, &policy).unwrap();
+        p.hull.iter().map(|c| c.format).collect()
+    }
+
+    #[test]
+    fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
+        let inf = f64::INFINITY;
+        assert_eq!(
+            hull_formats([inf, 70.0, 55.0, 45.0, 21.0, 22.0]),
+            [Format::F32, Format::Q8_0, Format::Q4_0]
+        );
+        // A Q8_0 worse than Q4_0 is never worth its extra bytes.
+        assert_eq!(
+            hull_formats([inf, 70.0, 55.0, 20.0, 21.0, 22.0]),
+            [Format::F32, Format::Q4_0]
+        );
+    }
+
+    #[test]
+    fn greedy_lowers_the_cheapest_error_per_byte_first() {
+        // Two equal tensors but one twice as sensitive: under pressure the
+        // less sensitive one is lowered first.
+        let mut a = TensorDesc::new("a", Role::Mlp, &[1024, 1024]).unwrap();
+        let mut b = TensorDesc::new("b", Role::Mlp, &[1024, 1024]).unwrap();
+        a.sensitivity = Some(1.0);
+        b.sensitivity = Some(2.0);
+        let model = Model::new("m", vec![a, b]).unwrap();
+        let mut hw = Hardware::profile("cpu-only").unwrap();
+        hw.device_local_bytes = 7 << 20;
+        let policy = Policy {
+            safety_margin_bytes: Some(0),
+            ..Policy::default()
+        };
+        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        assert!(plan.device_bytes <= 7 << 20);
+        let (fa, fb) = (plan.entries[0].format, plan.entries[1].format);
+        assert!(
+            fa.bits_per_weight() <= fb.bits_per_weight(),
+            "{fa:?} {fb:?}"
+        );
+        assert!(fa.bits_per_weight() < 32.0);
     }
 }

@@ -61,7 +61,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--json" => a.json = true,
             "--list" => a.list = true,
             "--help" | "-h" => {
-                print!("usage: nyxq\n{USAGE}");
+                print!("usage: nyxq <command> [options]\n  {USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("plan: unknown option '{other}'\n{USAGE}")),
@@ -161,7 +161,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             policy.allow_host_offload = false;
         }
         let mut best = f64::INFINITY;
-        for _ in 0..5 {
+        for _ in 0..20 {
             let start = Instant::now();
             let plan = Plan::solve(&model, &hw, &policy);
             best = best.min(start.elapsed().as_secs_f64());
@@ -223,22 +223,28 @@ fn measured_bench(dir: &Path) -> Result<(), String> {
     }
     let gb = data.iter().map(|d| d.len() * 4).sum::<usize>() as f64 / 1e9;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let start = Instant::now();
-    for (t, d) in tensors.iter_mut().zip(&data) {
-        if !t.role.keeps_f32() {
-            t.measure(d, threads).map_err(|e| e.to_string())?;
-        }
-    }
-    let measured = start.elapsed().as_secs_f64();
-    let model = Model::new("minilm", tensors).map_err(|e| e.to_string())?;
     let hw = Hardware::profile("intel-iris-xe-7gb").map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    Plan::solve(&model, &hw, &Policy::default()).map_err(|e| e.to_string())?;
-    let planned = start.elapsed().as_secs_f64();
+    let (mut measured, mut planned) = (f64::INFINITY, f64::INFINITY);
+    let mut count = 0;
+    for _ in 0..3 {
+        let mut run = tensors.clone();
+        let start = Instant::now();
+        for (t, d) in run.iter_mut().zip(&data) {
+            if !t.role.keeps_f32() {
+                t.measure(d, threads).map_err(|e| e.to_string())?;
+            }
+        }
+        measured = measured.min(start.elapsed().as_secs_f64());
+        let model = Model::new("minilm", run).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        Plan::solve(&model, &hw, &Policy::default()).map_err(|e| e.to_string())?;
+        planned = planned.min(start.elapsed().as_secs_f64());
+        count = model.tensors.len();
+    }
     println!(
         "{:<44} {:>10} {:>9.1} ms  ({:.3} GB of FP32, {threads} threads: {:.2} s per GB)",
         "measure 5 formats + plan, real weights",
-        model.tensors.len(),
+        count,
         (measured + planned) * 1e3,
         gb,
         (measured + planned) / gb
