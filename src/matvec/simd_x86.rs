@@ -5,7 +5,7 @@
 
 use super::MAX_BATCH;
 use crate::format::Format;
-use crate::quant::scalar;
+use crate::quant::simd_x86::f16_at;
 use std::arch::x86_64::*;
 
 fn available() -> bool {
@@ -84,7 +84,7 @@ unsafe fn block(format: Format, row: &[u8], k: usize) -> ([__m256; 4], f32, f32)
                 ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
             }
             Format::Q8_0 => {
-                let d = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
+                let d = f16_at(b);
                 let q = |i: usize| {
                     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
                         p.add(2 + 8 * i).cast(),
@@ -94,9 +94,9 @@ unsafe fn block(format: Format, row: &[u8], k: usize) -> ([__m256; 4], f32, f32)
             }
             Format::Q4_0 | Format::Q4_1 => {
                 let offset = if format == Format::Q4_0 { 2 } else { 4 };
-                let d = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
+                let d = f16_at(b);
                 let m = if format == Format::Q4_1 {
-                    scalar::f16_value(u16::from_le_bytes([b[2], b[3]]))
+                    f16_at(&b[2..])
                 } else {
                     0.0
                 };

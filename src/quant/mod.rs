@@ -15,7 +15,7 @@ pub mod rng;
 pub mod scalar;
 mod search;
 #[cfg(target_arch = "x86_64")]
-mod simd_x86;
+pub(crate) mod simd_x86;
 
 pub use metrics::{ErrorMetrics, measure};
 

@@ -189,9 +189,23 @@ unsafe fn first_out_of_range_avx2(src: &[f32], limit: f32) -> Option<usize> {
     first_out_of_range_portable(&src[whole..], limit).map(|j| whole + j)
 }
 
+/// binary16 bits (little endian at `bytes[0..2]`) to f32, in one instruction.
+#[target_feature(enable = "f16c")]
+pub(crate) fn f16_at(bytes: &[u8]) -> f32 {
+    let bits = u16::from_le_bytes([bytes[0], bytes[1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// f32 to binary16 bits, round to nearest even (as `scalar::f16_bits`).
+#[target_feature(enable = "f16c")]
+fn f16_bits(value: f32) -> u16 {
+    _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(value))) as u16
+}
+
 /// Writes the f16 bits of `value` at `out[0..2]`.
+#[target_feature(enable = "f16c")]
 fn put_f16(out: &mut [u8], value: f32) {
-    out[..2].copy_from_slice(&scalar::f16_bits(value).to_le_bytes());
+    out[..2].copy_from_slice(&f16_bits(value).to_le_bytes());
 }
 
 /// # Safety
@@ -284,7 +298,7 @@ unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
             ))
         });
         put_f16(out, d);
-        out[2..4].copy_from_slice(&scalar::f16_bits(lo).to_le_bytes());
+        out[2..4].copy_from_slice(&f16_bits(lo).to_le_bytes());
         // SAFETY: out has 20 bytes; the store covers out[4..20].
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(4).cast(), pack_nibbles(q)) };
     }
@@ -337,14 +351,21 @@ unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
 /// AVX2 and F16C present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
         // SAFETY: 2 * (i + 8) <= src.len() and i + 8 <= dst.len().
         unsafe {
             let h = _mm_loadu_si128(src.as_ptr().add(2 * i).cast());
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            let v = _mm256_cvtph_ps(h);
+            if stream {
+                stream8(dst.as_mut_ptr().add(i), v);
+            } else {
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), v);
+            }
         }
     }
+    end_streaming(stream);
     for i in whole..dst.len() {
         dst[i] = scalar::f16_value(u16::from_le_bytes([src[2 * i], src[2 * i + 1]]));
     }
@@ -354,15 +375,21 @@ unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
 /// AVX2 present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2")]
 unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
         // SAFETY: 2 * (i + 8) <= src.len() and i + 8 <= dst.len().
         unsafe {
             let h = _mm_loadu_si128(src.as_ptr().add(2 * i).cast());
             let wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
-            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), wide);
+            if stream {
+                stream8(dst.as_mut_ptr().add(i), _mm256_castsi256_ps(wide));
+            } else {
+                _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), wide);
+            }
         }
     }
+    end_streaming(stream);
     for i in whole..dst.len() {
         dst[i] = scalar::bf16_value(u16::from_le_bytes([src[2 * i], src[2 * i + 1]]));
     }
@@ -373,15 +400,55 @@ unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// `y` must hold at least 32 elements.
 #[target_feature(enable = "avx2")]
-unsafe fn store_block(y: &mut [f32], v: [__m256; 4]) {
+unsafe fn store_block(y: &mut [f32], v: [__m256; 4], stream: bool) {
     debug_assert!(y.len() >= QK);
     let p = y.as_mut_ptr();
-    // SAFETY: y has at least 32 elements (caller's contract).
+    // SAFETY: y has at least 32 elements (caller's contract); streaming stores
+    // are used only when y is 16-byte aligned (`streaming` checked the start,
+    // and blocks are 128 bytes apart).
     unsafe {
-        _mm256_storeu_ps(p, v[0]);
-        _mm256_storeu_ps(p.add(8), v[1]);
-        _mm256_storeu_ps(p.add(16), v[2]);
-        _mm256_storeu_ps(p.add(24), v[3]);
+        if stream {
+            for (k, lane) in v.iter().enumerate() {
+                stream8(p.add(8 * k), *lane);
+            }
+        } else {
+            _mm256_storeu_ps(p, v[0]);
+            _mm256_storeu_ps(p.add(8), v[1]);
+            _mm256_storeu_ps(p.add(16), v[2]);
+            _mm256_storeu_ps(p.add(24), v[3]);
+        }
+    }
+}
+
+/// Outputs at least this large bypass the caches (non-temporal stores), as
+/// memset does: the output would evict the input and is not read back soon,
+/// and it saves the read-for-ownership of every line.
+const STREAM_MIN_FLOATS: usize = 1 << 20;
+
+/// Whether to stream the stores into `dst`: large and 16-byte aligned (what
+/// malloc gives; the stores are 16 bytes wide so that suffices).
+fn streaming(dst: &[f32]) -> bool {
+    dst.len() >= STREAM_MIN_FLOATS && (dst.as_ptr() as usize) % 16 == 0
+}
+
+/// Stores 8 floats at `p` with two 16-byte non-temporal stores.
+///
+/// # Safety
+/// `p` is 16-byte aligned and valid for 8 floats.
+#[target_feature(enable = "avx2")]
+unsafe fn stream8(p: *mut f32, v: __m256) {
+    // SAFETY: p is 16-byte aligned and valid for 8 floats (caller's contract).
+    unsafe {
+        _mm_stream_ps(p, _mm256_castps256_ps128(v));
+        _mm_stream_ps(p.add(4), _mm256_extractf128_ps(v, 1));
+    }
+}
+
+/// Orders streamed stores before whatever the caller does next.
+#[target_feature(enable = "avx2")]
+fn end_streaming(stream: bool) {
+    if stream {
+        _mm_sfence();
     }
 }
 
@@ -408,8 +475,9 @@ unsafe fn nibbles(qs: &[u8]) -> [__m256i; 4] {
 /// AVX2 and F16C present; `dst.len() == src.len() / 34 * 32`.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
     for (block, y) in src.chunks_exact(34).zip(dst.chunks_exact_mut(QK)) {
-        let d = _mm256_set1_ps(scalar::f16_value(u16::from_le_bytes([block[0], block[1]])));
+        let d = _mm256_set1_ps(f16_at(block));
         // SAFETY: block has 34 bytes: the loads read block[2..34].
         let q = unsafe { _mm256_loadu_si256(block.as_ptr().add(2).cast()) };
         let lanes = [
@@ -419,17 +487,25 @@ unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
             _mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
         ];
         // SAFETY: y has exactly 32 elements.
-        unsafe { store_block(y, lanes.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(l)))) };
+        unsafe {
+            store_block(
+                y,
+                lanes.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(l))),
+                stream,
+            )
+        };
     }
+    end_streaming(stream);
 }
 
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 18 * 32`.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
     let eight = _mm256_set1_epi32(8);
     for (block, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(QK)) {
-        let d = _mm256_set1_ps(scalar::f16_value(u16::from_le_bytes([block[0], block[1]])));
+        let d = _mm256_set1_ps(f16_at(block));
         // SAFETY: block has 18 bytes: 16 bytes of nibbles from offset 2.
         let q = unsafe { nibbles(&block[2..18]) };
         // SAFETY: y has exactly 32 elements.
@@ -437,18 +513,21 @@ unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
             store_block(
                 y,
                 q.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(l, eight)))),
+                stream,
             )
         };
     }
+    end_streaming(stream);
 }
 
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 20 * 32`.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
     for (block, y) in src.chunks_exact(20).zip(dst.chunks_exact_mut(QK)) {
-        let d = _mm256_set1_ps(scalar::f16_value(u16::from_le_bytes([block[0], block[1]])));
-        let m = _mm256_set1_ps(scalar::f16_value(u16::from_le_bytes([block[2], block[3]])));
+        let d = _mm256_set1_ps(f16_at(block));
+        let m = _mm256_set1_ps(f16_at(&block[2..]));
         // SAFETY: block has 20 bytes: 16 bytes of nibbles from offset 4.
         let q = unsafe { nibbles(&block[4..20]) };
         // A product, then a sum, as the portable kernel (no fused multiply-add).
@@ -457,9 +536,11 @@ unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
             store_block(
                 y,
                 q.map(|l| _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(l)), m)),
+                stream,
             )
         };
     }
+    end_streaming(stream);
 }
 
 #[cfg(test)]

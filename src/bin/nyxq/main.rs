@@ -1,6 +1,7 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod bench;
 mod bench_quant;
 mod formats;
 mod plan;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         }
         "formats" => formats::run(rest),
         "bench-quant" => bench_quant::run(rest),
+        "bench" => bench::run(rest),
         "plan" => plan::run(rest),
         "plan-bench" => plan::bench(rest),
         "help" | "--help" | "-h" => {

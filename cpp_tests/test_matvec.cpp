@@ -1,0 +1,121 @@
+// Tests of the matrix-vector products through the C ABI: results against a
+// double-precision reference for every format, and every error class.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "support.hpp"
+
+using nyxq_test::ContextPtr;
+using nyxq_test::cpu_context;
+
+namespace {
+
+const int32_t kFormats[] = {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16,
+                            NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1};
+
+std::vector<float> values(size_t n, float phase) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std::sin(0.37f * static_cast<float>(i) + phase);
+  return v;
+}
+
+struct Matrix {
+  size_t rows, cols;
+  std::vector<unsigned char> bytes;
+  std::vector<float> dequantized;
+};
+
+Matrix make(NyxqContext *ctx, int32_t format, size_t rows, size_t cols) {
+  Matrix m{rows, cols, {}, std::vector<float>(rows * cols)};
+  std::vector<float> w = values(rows * cols, 0.5f);
+  size_t size = 0;
+  EXPECT_EQ(nyxq_quantized_size(format, rows * cols, &size), NYXQ_OK);
+  m.bytes.resize(size);
+  EXPECT_EQ(nyxq_quantize(ctx, format, w.data(), w.size(), nullptr, m.bytes.data(), size), NYXQ_OK);
+  EXPECT_EQ(nyxq_dequantize(ctx, format, m.bytes.data(), size, m.dequantized.data(), m.dequantized.size()), NYXQ_OK);
+  return m;
+}
+
+}  // namespace
+
+TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
+  ContextPtr ctx = cpu_context();
+  for (int32_t format : kFormats) {
+    for (auto shape : {std::pair<size_t, size_t>{7, 96}, {129, 256}, {1, 4128}}) {
+      const size_t rows = shape.first, cols = shape.second, batch = 3;
+      Matrix m = make(ctx.get(), format, rows, cols);
+      std::vector<float> x = values(batch * cols, 1.0f), bias = values(rows, 2.0f), y(batch * rows, NAN);
+      CHECK_OK(nyxq_matvec(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, x.data(), x.size(), batch,
+                           bias.data(), bias.size(), y.data(), y.size()));
+      for (size_t b = 0; b < batch; ++b)
+        for (size_t r = 0; r < rows; ++r) {
+          double exact = bias[r], magnitude = std::fabs(bias[r]);
+          for (size_t c = 0; c < cols; ++c) {
+            exact += static_cast<double>(m.dequantized[r * cols + c]) * x[b * cols + c];
+            magnitude += std::fabs(static_cast<double>(m.dequantized[r * cols + c]) * x[b * cols + c]);
+          }
+          // The documented bound, with room for Q4_1's offset term.
+          ASSERT_NEAR(y[b * rows + r], exact, 2 * (cols + 3) * magnitude / 16777216.0 + 1e-6) << format;
+        }
+      std::vector<float> xt = values(batch * rows, 3.0f), yt(batch * cols, NAN);
+      CHECK_OK(nyxq_matvec_transposed(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, xt.data(), xt.size(),
+                                      batch, yt.data(), yt.size()));
+      for (size_t b = 0; b < batch; ++b)
+        for (size_t c = 0; c < cols; c += 7) {
+          double exact = 0, magnitude = 0;
+          for (size_t r = 0; r < rows; ++r) {
+            exact += static_cast<double>(m.dequantized[r * cols + c]) * xt[b * rows + r];
+            magnitude += std::fabs(static_cast<double>(m.dequantized[r * cols + c]) * xt[b * rows + r]);
+          }
+          ASSERT_NEAR(yt[b * cols + c], exact, 2 * (rows + 3) * magnitude / 16777216.0 + 1e-6) << format;
+        }
+    }
+  }
+}
+
+TEST(Matvec, NanInXPropagates) {
+  ContextPtr ctx = cpu_context();
+  Matrix m = make(ctx.get(), NYXQ_FORMAT_Q4_0, 4, 64);
+  std::vector<float> x = values(64, 0.0f), y(4, 0.0f);
+  x[10] = std::nanf("");
+  CHECK_OK(nyxq_matvec(ctx.get(), NYXQ_FORMAT_Q4_0, m.bytes.data(), m.bytes.size(), 4, 64, x.data(), 64, 1, nullptr, 0,
+                       y.data(), 4));
+  for (float v : y) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST(Matvec, BadInputsWriteNothing) {
+  ContextPtr ctx = cpu_context();
+  Matrix m = make(ctx.get(), NYXQ_FORMAT_Q8_0, 4, 64);
+  std::vector<float> x = values(64, 0.0f), y(4, 5.0f), bias(4, 0.0f);
+  const void *w = m.bytes.data();
+  const size_t wl = m.bytes.size();
+  auto call = [&](const NyxqContext *c, int32_t f, const void *wp, size_t wlen, uint64_t rows, uint64_t cols, const float *xp,
+                  size_t xl, uint32_t batch, const float *bp, size_t bl, float *yp, size_t yl) {
+    return nyxq_matvec(c, f, wp, wlen, rows, cols, xp, xl, batch, bp, bl, yp, yl);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(nullptr, NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, nullptr, wl, 4, 64, x.data(), 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, nullptr, 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 1, nullptr, 0, nullptr, 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), 42, w, wl, 4, 64, x.data(), 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl - 1, 4, 64, x.data(), 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 48, x.data(), 48, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 63, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 0, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 9, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 1, bias.data(), 3, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 0, 64, x.data(), 64, 1, nullptr, 0, y.data(), 4));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 64, 1, nullptr, 0, y.data(), 3));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 4u);
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), std::numeric_limits<size_t>::max(), 1, nullptr, 0, y.data(), 4));
+  for (float v : y) EXPECT_EQ(v, 5.0f);
+  std::vector<float> yt(64, 5.0f);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 3, 1, yt.data(), 64));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 4, 1, yt.data(), 63));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 4, 1, nullptr, 64));
+  for (float v : yt) EXPECT_EQ(v, 5.0f);
+}
