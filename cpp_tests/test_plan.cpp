@@ -352,3 +352,46 @@ TEST(Plan, BadInputsAreRejected) {
   CHECK_OK(nyxq_string_destroy(text));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_string_destroy(text));
 }
+
+TEST(Plan, ContextReadsTheTrainersConfigAtCreation) {
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/nyxq_ctx_good.ini", bad = dir + "/nyxq_ctx_bad.ini";
+  {
+    std::FILE *f = std::fopen(good.c_str(), "w");
+    std::fputs("[training]\nsteps = 10\n[quantization]\nenabled = true\naccuracy_threshold = 0.999\n", f);
+    std::fclose(f);
+    f = std::fopen(bad.c_str(), "w");
+    std::fputs("[quantization]\nenabled = true\nno_such_key = 1\n", f);
+    std::fclose(f);
+  }
+  NyxqContextOptions o;
+  CHECK_OK(nyxq_context_options_default(&o));
+  EXPECT_EQ(o.config_path, nullptr);
+  o.config_path = good.c_str();
+  NyxqContext *ctx = nullptr;
+  CHECK_OK(nyxq_context_create(&o, &ctx));
+  NyxqPlanPolicy from_config, defaults;
+  CHECK_OK(nyxq_context_plan_policy(ctx, 1, &from_config));
+  CHECK_OK(nyxq_plan_policy_default(&defaults));
+  // accuracy_threshold 0.999 (least cosine) maps to 10·log10(a²/(1−a²)) ≈ 27 dB.
+  EXPECT_NEAR(from_config.min_snr_db, 10 * std::log10(0.999 * 0.999 / (1 - 0.999 * 0.999)), 0.01);
+  EXPECT_NE(from_config.min_snr_db, defaults.min_snr_db);
+  EXPECT_EQ(from_config.training, 1);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_context_plan_policy(ctx, 0, nullptr));
+  CHECK_OK(nyxq_context_destroy(ctx));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_context_plan_policy(ctx, 0, &from_config));
+
+  NyxqContext *none = nullptr;
+  o.config_path = bad.c_str();
+  EXPECT_STATUS(NYXQ_ERROR_CONFIG, nyxq_context_create(&o, &none));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("nyxq_ctx_bad.ini:3"), std::string::npos) << nyxq_last_error_message();
+  o.config_path = "/nonexistent/nyxq.ini";
+  EXPECT_STATUS(NYXQ_ERROR_IO, nyxq_context_create(&o, &none));
+  EXPECT_EQ(none, nullptr);
+  // Without a config the context's policy is the default one.
+  NyxqContext *plain = nullptr;
+  CHECK_OK(nyxq_context_create(nullptr, &plain));
+  CHECK_OK(nyxq_context_plan_policy(plain, 0, &from_config));
+  EXPECT_EQ(from_config.min_snr_db, defaults.min_snr_db);
+  nyxq_context_destroy(plain);
+}

@@ -544,6 +544,13 @@ typedef struct {
    * Worker threads for large inputs; 0 (the default) means one per core.
    */
   uint32_t thread_count;
+  /**
+   * NULL (the default), or the path of the trainer's INI config whose
+   * [quantization] section the context reads and validates at creation
+   * (errors as nyxq_config_load); its policy is then what
+   * nyxq_context_plan_policy returns. The string is read during the call only.
+   */
+  const char *config_path;
 } NyxqContextOptions;
 
 /**
@@ -946,6 +953,17 @@ NyxqStatus nyxq_config_policy(const NyxqConfig *config,
                               NyxqPlanPolicy *policy_out);
 
 /**
+ * Writes the planning policy of the config the context was created with
+ * (NyxqContextOptions.config_path; the defaults without one) into
+ * *policy_out, for training when `training` is nonzero.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_context_plan_policy(const NyxqContext *ctx,
+                                    int32_t training,
+                                    NyxqPlanPolicy *policy_out);
+
+/**
  * Releases a config. NULL is a no-op.
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.
@@ -966,7 +984,8 @@ NyxqStatus nyxq_context_options_default(NyxqContextOptions *options_out);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
  * (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
- * (a backend this build or machine lacks). Thread-safe.
+ * (a backend this build or machine lacks), NYXQ_ERROR_IO and NYXQ_ERROR_CONFIG
+ * (config_path unreadable or invalid: "file:line: reason"). Thread-safe.
  */
 NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
                                NyxqContext **ctx_out);

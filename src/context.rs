@@ -1,6 +1,8 @@
 //! The context: which backend a caller works with, and its settings.
 
+use crate::config::QuantConfig;
 use crate::error::{Error, Result};
+use crate::plan::Policy;
 use std::sync::Once;
 
 /// Which backend a context should use.
@@ -41,12 +43,14 @@ pub enum LogLevel {
 }
 
 /// What a caller asks of a new context.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ContextSettings {
     pub backend: BackendPreference,
     /// Worker threads for large inputs; 0 means one per available core.
     pub threads: usize,
     pub log_level: LogLevel,
+    /// The trainer's [quantization] config, whose policy the context's plans use.
+    pub config: Option<QuantConfig>,
 }
 
 impl Default for ContextSettings {
@@ -55,6 +59,7 @@ impl Default for ContextSettings {
             backend: BackendPreference::Auto,
             threads: 0,
             log_level: LogLevel::Off,
+            config: None,
         }
     }
 }
@@ -66,6 +71,7 @@ pub struct Context {
     backend: Backend,
     threads: usize,
     fallback_reason: Option<String>,
+    config: Option<QuantConfig>,
 }
 
 impl Context {
@@ -99,6 +105,7 @@ impl Context {
             backend,
             threads,
             fallback_reason,
+            config: settings.config.clone(),
         })
     }
 
@@ -110,6 +117,18 @@ impl Context {
     /// Worker threads for large inputs.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The planning policy of the context's config (the defaults without one).
+    pub fn plan_policy(&self, training: bool) -> Policy {
+        self.config
+            .as_ref()
+            .map_or_else(Policy::default, |c| c.policy(training))
+    }
+
+    /// The [quantization] config the context was created with, if any.
+    pub fn config(&self) -> Option<&QuantConfig> {
+        self.config.as_ref()
     }
 
     /// Why AUTO settled on the CPU, when it did.

@@ -1,5 +1,6 @@
 //! The trainer config's [quantization] section through the C ABI.
 
+use super::context::NyxqContext;
 use super::guard::guard;
 use super::handle::{self, Opaque};
 use super::plan::{NyxqPlanPolicy, policy_to_c};
@@ -79,6 +80,26 @@ pub extern "C" fn nyxq_config_policy(
         let out = ptr::out(policy_out, "policy_out")?;
         // SAFETY: policy_out checked non-NULL.
         unsafe { out.write(policy_to_c(&cfg.policy(training != 0))) };
+        Ok(())
+    })
+}
+
+/// Writes the planning policy of the config the context was created with
+/// (NyxqContextOptions.config_path; the defaults without one) into
+/// *policy_out, for training when `training` is nonzero.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_plan_policy(
+    ctx: *const NyxqContext,
+    training: i32,
+    policy_out: *mut NyxqPlanPolicy,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        let out = ptr::out(policy_out, "policy_out")?;
+        // SAFETY: policy_out checked non-NULL.
+        unsafe { out.write(policy_to_c(&context.plan_policy(training != 0))) };
         Ok(())
     })
 }

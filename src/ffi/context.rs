@@ -4,6 +4,7 @@ use super::guard::guard;
 use super::handle::{self, Opaque};
 use super::status::NyxqStatus;
 use super::{copy_to_c_array, enum_value, ptr};
+use crate::config::QuantConfig;
 use crate::context::{BackendPreference, Context, ContextSettings, LogLevel};
 use std::ffi::c_char;
 
@@ -57,6 +58,11 @@ pub struct NyxqContextOptions {
     pub log_level: i32,
     /// Worker threads for large inputs; 0 (the default) means one per core.
     pub thread_count: u32,
+    /// NULL (the default), or the path of the trainer's INI config whose
+    /// [quantization] section the context reads and validates at creation
+    /// (errors as nyxq_config_load); its policy is then what
+    /// nyxq_context_plan_policy returns. The string is read during the call only.
+    pub config_path: *const c_char,
 }
 
 impl Default for NyxqContextOptions {
@@ -66,6 +72,7 @@ impl Default for NyxqContextOptions {
             backend: NyxqBackend::NyxqBackendAuto as i32,
             log_level: NyxqLogLevel::NyxqLogOff as i32,
             thread_count: 0,
+            config_path: std::ptr::null(),
         }
     }
 }
@@ -84,7 +91,8 @@ pub struct NyxqContextInfo {
     pub fallback_reason: [c_char; 256],
 }
 
-const FIRST_OPTIONS_SIZE: usize = size_of::<NyxqContextOptions>();
+/// The size of the first version of the options (before config_path).
+const FIRST_OPTIONS_SIZE: usize = std::mem::offset_of!(NyxqContextOptions, config_path);
 
 /// Writes the default options, with struct_size set, into *options_out.
 ///
@@ -105,7 +113,8 @@ pub extern "C" fn nyxq_context_options_default(options_out: *mut NyxqContextOpti
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
 /// (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
-/// (a backend this build or machine lacks). Thread-safe.
+/// (a backend this build or machine lacks), NYXQ_ERROR_IO and NYXQ_ERROR_CONFIG
+/// (config_path unreadable or invalid: "file:line: reason"). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_context_create(
     options: *const NyxqContextOptions,
@@ -139,10 +148,18 @@ pub extern "C" fn nyxq_context_create(
             ],
             "log level",
         )?;
+        let config = if options.config_path.is_null() {
+            None
+        } else {
+            // SAFETY: a NUL-terminated string, per the field's contract.
+            let path = unsafe { ptr::string(options.config_path, "options.config_path") }?;
+            Some(QuantConfig::load(std::path::Path::new(path))?)
+        };
         let settings = ContextSettings {
             backend,
             threads: options.thread_count as usize,
             log_level,
+            config,
         };
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.
