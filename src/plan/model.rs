@@ -1,7 +1,7 @@
 //! Model descriptions: the tensors a plan is made for.
 //!
 //! A model is a list of tensors (name, role, shape, optional sensitivity and
-//! optional measured error). It is written by hand as JSON (see docs/planner.md),
+//! optional measured error). It is written by hand as JSON (see README.md ("Precision planning")),
 //! generated from a transformer shape ([`Transformer`]), or built in code.
 
 use crate::error::{Error, ErrorKind, Result};
@@ -355,7 +355,7 @@ pub struct Model {
     pub tensors: Vec<TensorDesc>,
 }
 
-/// The JSON model file (docs/planner.md, "Describing a model").
+/// The JSON model file (README.md ("Precision planning"), "Describing a model").
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelFile {
