@@ -4,11 +4,11 @@
 //! effective GB/s of weights read, the ratio to memcpy bandwidth measured in the
 //! same run, and the speedup against F32 and F16 on the same shape.
 
+use super::bench_quant::median_seconds;
 use nyxq::Format;
 use nyxq::format::ALL_FORMATS;
 use nyxq::matvec;
 use nyxq::quant::{self, QuantizeOptions};
-use std::time::Instant;
 
 struct Result {
     format: Format,
@@ -17,19 +17,6 @@ struct Result {
     batch: usize,
     seconds: f64,
     weight_bytes: usize,
-}
-
-fn median(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[runs / 2]
 }
 
 fn weights(n: usize) -> Vec<f32> {
@@ -80,7 +67,8 @@ pub fn run(args: &[String]) -> std::result::Result<(), String> {
     let copy_floats = 64 << 20 >> 2;
     let src = weights(copy_floats);
     let mut dst = vec![0.0f32; copy_floats];
-    let memcpy_gbs = (copy_floats * 4) as f64 / median(runs, || dst.copy_from_slice(&src)) / 1e9;
+    let memcpy_gbs =
+        (copy_floats * 4) as f64 / median_seconds(runs, || dst.copy_from_slice(&src)) / 1e9;
     drop((src, dst));
 
     let mut results = Vec::new();
@@ -102,7 +90,7 @@ pub fn run(args: &[String]) -> std::result::Result<(), String> {
             )
             .map_err(|e| e.to_string())?;
             for batch in [1, 8] {
-                let seconds = median(runs, || {
+                let seconds = median_seconds(runs, || {
                     matvec::matvec(
                         format,
                         &w,

@@ -19,7 +19,7 @@ struct Measurement {
 }
 
 /// Median wall time of `runs` calls, after one warm-up call.
-fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
