@@ -1060,7 +1060,7 @@ int64_t nyxq_last_error_index(void);
  *
  * Accumulation is f32 with fused multiply-adds over weights dequantized in
  * registers; against an FP64 product of the dequantized weights the error is
- * at most (cols + 3)·2⁻²⁴·Σ|w·x| (README, "Matrix-vector products"). NaN/Inf in
+ * at most (cols + 3)·2⁻²⁴·Σ|w·x| (README, "Performance (CPU)"). NaN/Inf in
  * x propagate. Large matrices use the context's threads.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
@@ -1110,7 +1110,7 @@ NyxqStatus nyxq_model_create(const char *name,
                              NyxqModel **model_out);
 
 /**
- * Reads a JSON model description (docs/planner.md) from `path`.
+ * Reads a JSON model description (README, "Describing a model") from `path`.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
  * (bad content: file, line, column and reason in the message). Thread-safe.
@@ -1278,7 +1278,7 @@ NyxqStatus nyxq_plan_explain(const NyxqPlan *plan,
                              char **text_out);
 
 /**
- * The plan as JSON (docs/planner.md, "Reading a plan"). *json_out receives a
+ * The plan as JSON (README, "Reading a plan"). *json_out receives a
  * NUL-terminated string to release with nyxq_string_destroy.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.

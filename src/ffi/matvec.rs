@@ -25,7 +25,7 @@ fn dims(rows: u64, cols: u64, batch: u32) -> Result<(usize, usize, usize), Error
 ///
 /// Accumulation is f32 with fused multiply-adds over weights dequantized in
 /// registers; against an FP64 product of the dequantized weights the error is
-/// at most (cols + 3)·2⁻²⁴·Σ|w·x| (README, "Matrix-vector products"). NaN/Inf in
+/// at most (cols + 3)·2⁻²⁴·Σ|w·x| (README, "Performance (CPU)"). NaN/Inf in
 /// x propagate. Large matrices use the context's threads.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
