@@ -11,6 +11,7 @@ pub mod context;
 pub mod format;
 pub mod guard;
 pub mod handle;
+mod layout;
 pub mod matvec;
 pub mod plan;
 pub mod ptr;

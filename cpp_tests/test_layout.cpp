@@ -1,0 +1,36 @@
+// The C++ side of the layout asserts in src/ffi/layout.rs: every option and
+// info struct has the size and field offsets the Rust side asserts.
+#include <cstddef>
+
+#include "support.hpp"
+
+static_assert(sizeof(NyxqContextOptions) == 32, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, thread_count) == 16, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, config_path) == 24, "NyxqContextOptions layout");
+static_assert(sizeof(NyxqContextInfo) == 296, "NyxqContextInfo layout");
+static_assert(offsetof(NyxqContextInfo, fallback_reason) == 40, "NyxqContextInfo layout");
+static_assert(sizeof(NyxqFormatInfo) == 32, "NyxqFormatInfo layout");
+static_assert(offsetof(NyxqFormatInfo, bits_per_weight) == 24, "NyxqFormatInfo layout");
+static_assert(sizeof(NyxqQuantizeOptions) == 48, "NyxqQuantizeOptions layout");
+static_assert(offsetof(NyxqQuantizeOptions, seed) == 16, "NyxqQuantizeOptions layout");
+static_assert(offsetof(NyxqQuantizeOptions, importance_len) == 40, "NyxqQuantizeOptions layout");
+static_assert(sizeof(NyxqErrorMetrics) == 32, "NyxqErrorMetrics layout");
+static_assert(sizeof(NyxqTensorInfo) == 96, "NyxqTensorInfo layout");
+static_assert(offsetof(NyxqTensorInfo, numel) == 80, "NyxqTensorInfo layout");
+static_assert(sizeof(NyxqLossScalerOptions) == 32, "NyxqLossScalerOptions layout");
+static_assert(offsetof(NyxqLossScalerOptions, enabled) == 28, "NyxqLossScalerOptions layout");
+static_assert(sizeof(NyxqAdamOptions) == 32, "NyxqAdamOptions layout");
+static_assert(offsetof(NyxqAdamOptions, state) == 24, "NyxqAdamOptions layout");
+
+// The *_default functions fill exactly what the header says.
+TEST(Layout, DefaultsSetStructSize) {
+  NyxqContextOptions c;
+  CHECK_OK(nyxq_context_options_default(&c));
+  EXPECT_EQ(c.struct_size, sizeof c);
+  NyxqLossScalerOptions l;
+  CHECK_OK(nyxq_loss_scaler_options_default(&l));
+  EXPECT_EQ(l.struct_size, sizeof l);
+  NyxqAdamOptions a;
+  CHECK_OK(nyxq_adam_options_default(&a));
+  EXPECT_EQ(a.struct_size, sizeof a);
+}
