@@ -6,19 +6,47 @@ use crate::quant::{self, scalar};
 /// Elements processed per step: one block of the block formats.
 const CHUNK: usize = 32;
 
-/// sums[b] = Σ_c row[c]·x[b·cols + c] for b < batch.
+#[cfg(target_arch = "x86_64")]
+pub use super::simd_x86::QuantizedX;
+
+/// x quantized for the integer path (None: use the f32 path).
+#[cfg(target_arch = "x86_64")]
+pub fn quantize_x(x: &[f32], cols: usize, batch: usize) -> Option<QuantizedX> {
+    super::simd_x86::quantize_x(x, cols, batch)
+}
+
+/// No integer path off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub enum QuantizedX {}
+
+/// No integer path off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn quantize_x(_x: &[f32], _cols: usize, _batch: usize) -> Option<QuantizedX> {
+    None
+}
+
+/// sums[b] = Σ_c row[c]·x[b·cols + c] for b < batch; with `xq` (x quantized
+/// to 8 bits, block formats only) by integer dot products.
 pub fn row_dot(
     format: Format,
     row: &[u8],
     cols: usize,
     x: &[f32],
+    xq: Option<&QuantizedX>,
     batch: usize,
     sums: &mut [f32; super::MAX_BATCH],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd_x86::row_dot(format, row, cols, x, batch, sums) {
-        return;
+    {
+        if let Some(xq) = xq {
+            return super::simd_x86::row_dot_int(format, row, cols, xq, batch, sums);
+        }
+        if super::simd_x86::row_dot(format, row, cols, x, batch, sums) {
+            return;
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = xq;
     row_dot_portable(format, row, cols, x, batch, sums);
 }
 

@@ -3,17 +3,28 @@
 //!
 //! W is `[rows, cols]`, row-major, each row a whole number of the format's
 //! blocks (the bytes `quant::quantize` writes for the flattened matrix). x holds
-//! `batch` vectors (1 to 8). Weights are dequantized block by block in
-//! registers and multiplied in f32 with fused multiply-adds; x is never
-//! quantized. Accuracy against an FP64 product of the *dequantized* weights:
+//! `batch` vectors (1 to 8).
 //!
-//! `|y − y_ref| ≤ (n + 3)·2⁻²⁴·Σ|w·x|` (+ `2⁻²⁴·|y|` for the bias), with `n`
-//! the length of the sum (cols for W·x, rows for xᵀ·W): a sum of n terms in any
-//! order errs by at most (n − 1) roundings of its partial sums, a product is
-//! exact inside a fused multiply-add, and a block's scale adds one rounding.
+//! F32, F16 and BF16 weights (and every format where the integer path does not
+//! apply) are converted in registers and multiplied with x in f32 fused
+//! multiply-adds. Against an FP64 product of the *dequantized* weights:
+//! `|y − y_ref| ≤ (n + 3)·2⁻²⁴·Σ|w·x|` with n the length of the sum (cols for
+//! W·x, rows for xᵀ·W): a sum of n terms in any order errs by at most (n − 1)
+//! roundings of its partial sums, a product is exact inside a fused
+//! multiply-add, and a block's scale adds one rounding.
+//!
+//! W·x with Q8_0, Q4_0 or Q4_1 weights (on AVX2, rows of whole blocks, finite
+//! x) takes the integer path, as ggml does: each block of 32 values of x is
+//! rounded to 8 bits with an f32 scale `s = max|x|/127`, and the block's dot
+//! product is computed exactly in integers, then scaled. That adds at most
+//! `Σ_blocks (s/2)·Σ|w|` (half a step of x per weight, times the block's weights)
+//! to the bound above, and runs about twice as fast. The transposed product
+//! xᵀ·W (the backward pass) always accumulates in f32.
+//!
 //! What separates y from the product with the original FP32 weights is the
 //! quantization error itself (see `quant::measure`). NaN and ±Inf in x
-//! propagate as IEEE arithmetic says: every output that sums them is NaN or ±Inf.
+//! propagate as IEEE arithmetic says (such x takes the f32 path): every output
+//! that sums them is NaN or ±Inf.
 
 mod kernels;
 #[cfg(target_arch = "x86_64")]
@@ -94,14 +105,31 @@ pub fn matvec(
     // Each thread computes whole rows into its own buffer (y is batch-major, so
     // a row range is not contiguous in y), then the rows are scattered into y.
     let per_thread = rows.div_ceil(threads);
+    let xq = if format.is_block() {
+        kernels::quantize_x(x, cols, batch)
+    } else {
+        None
+    };
+    let xq = xq.as_ref();
     let results: Vec<Vec<f32>> = if threads == 1 {
-        vec![rows_product(format, w, row_bytes, 0..rows, cols, x, batch)]
+        vec![rows_product(
+            format,
+            w,
+            row_bytes,
+            0..rows,
+            cols,
+            x,
+            xq,
+            batch,
+        )]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let range = (t * per_thread).min(rows)..((t + 1) * per_thread).min(rows);
-                    scope.spawn(move || rows_product(format, w, row_bytes, range, cols, x, batch))
+                    scope.spawn(move || {
+                        rows_product(format, w, row_bytes, range, cols, x, xq, batch)
+                    })
                 })
                 .collect();
             handles
@@ -125,6 +153,7 @@ pub fn matvec(
 }
 
 /// The products of rows `range`, row-major: out[i·batch + b] for row first+i.
+#[allow(clippy::too_many_arguments)]
 fn rows_product(
     format: Format,
     w: &[u8],
@@ -132,13 +161,14 @@ fn rows_product(
     range: std::ops::Range<usize>,
     cols: usize,
     x: &[f32],
+    xq: Option<&kernels::QuantizedX>,
     batch: usize,
 ) -> Vec<f32> {
     let mut out = vec![0.0f32; range.len() * batch];
     let mut sums = [0.0f32; MAX_BATCH];
     for (i, r) in range.enumerate() {
         let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        kernels::row_dot(format, row, cols, x, batch, &mut sums);
+        kernels::row_dot(format, row, cols, x, xq, batch, &mut sums);
         out[i * batch..(i + 1) * batch].copy_from_slice(&sums[..batch]);
     }
     out

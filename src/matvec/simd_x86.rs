@@ -169,3 +169,138 @@ unsafe fn row_dot_avx2(
         *s = sum_lanes(a);
     }
 }
+
+/// x quantized to 8 bits per block of 32 (an f32 scale per block, so only the
+/// rounding to 8 bits is lost), for the integer dot products of block formats.
+pub struct QuantizedX {
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+    quants: Vec<i8>,
+    blocks: usize,
+}
+
+/// Quantizes the `batch` vectors of x, or None where the integer path does not
+/// apply (no AVX2, a row that is not whole blocks, or a non-finite x, whose
+/// NaN/Inf the f32 path propagates).
+pub fn quantize_x(x: &[f32], cols: usize, batch: usize) -> Option<QuantizedX> {
+    if !available() || cols % 32 != 0 || !x[..batch * cols].iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let blocks = cols / 32;
+    let mut q = QuantizedX {
+        scales: vec![0.0; batch * blocks],
+        sums: vec![0; batch * blocks],
+        quants: vec![0; batch * cols],
+        blocks,
+    };
+    for (k, chunk) in x[..batch * cols].chunks_exact(32).enumerate() {
+        let amax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (j, &v) in chunk.iter().enumerate() {
+            let level = (v * id).round().clamp(-127.0, 127.0) as i8;
+            q.quants[32 * k + j] = level;
+            sum += i32::from(level);
+        }
+        q.scales[k] = d;
+        q.sums[k] = sum;
+    }
+    Some(q)
+}
+
+/// The integer-dot row kernel for Q8_0, Q4_0 and Q4_1 against quantized x.
+pub fn row_dot_int(
+    format: Format,
+    row: &[u8],
+    cols: usize,
+    xq: &QuantizedX,
+    batch: usize,
+    sums: &mut [f32; MAX_BATCH],
+) {
+    assert!(
+        format.is_block()
+            && batch <= MAX_BATCH
+            && xq.blocks * 32 == cols
+            && xq.quants.len() >= batch * cols
+    );
+    assert_eq!(format.size_of(cols).ok(), Some(row.len()));
+    // SAFETY: quantize_x returned Some, so the features are present; the kernel
+    // reads row[..] and xq's vectors within the lengths asserted above.
+    unsafe { row_dot_int_avx2(format, row, cols, xq, batch, sums) }
+}
+
+/// # Safety
+/// AVX2, FMA and F16C present; lengths as `row_dot_int` asserts.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row_dot_int_avx2(
+    format: Format,
+    row: &[u8],
+    cols: usize,
+    xq: &QuantizedX,
+    batch: usize,
+    sums: &mut [f32; MAX_BATCH],
+) {
+    let blocks = cols / 32;
+    let bytes = format.block_bytes();
+    let ones = _mm256_set1_epi16(1);
+    let mask = _mm_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); MAX_BATCH];
+    let mut offsets = [0.0f32; MAX_BATCH];
+    for k in 0..blocks {
+        let b = &row[k * bytes..(k + 1) * bytes];
+        let d = f16_at(b);
+        // The weights as 32 bytes: i8 for Q8_0 and Q4_0 (−8..7), u8 0..15 for Q4_1.
+        // SAFETY: b holds one whole block of the format.
+        let w = unsafe {
+            match format {
+                Format::Q8_0 => _mm256_loadu_si256(b.as_ptr().add(2).cast()),
+                _ => {
+                    let packed = _mm_loadu_si128(
+                        b.as_ptr()
+                            .add(if format == Format::Q4_0 { 2 } else { 4 })
+                            .cast(),
+                    );
+                    let low = _mm_and_si128(packed, mask);
+                    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+                    let nibbles = _mm256_set_m128i(high, low);
+                    // Q4_0 stores q + 8: as signed levels −8..7 it takes Q8_0's path.
+                    if format == Format::Q4_0 {
+                        _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8))
+                    } else {
+                        nibbles
+                    }
+                }
+            }
+        };
+        let m = if format == Format::Q4_1 {
+            f16_at(&b[2..])
+        } else {
+            0.0
+        };
+        for (v, a) in acc.iter_mut().enumerate().take(batch) {
+            let slot = v * blocks + k;
+            // SAFETY: slot·32 + 32 <= batch·cols <= quants.len().
+            let x = unsafe { _mm256_loadu_si256(xq.quants.as_ptr().add(slot * 32).cast()) };
+            // u8 × i8 products (|w| with x given w's sign, for signed weights)
+            // summed in pairs (at most 2·127·127, no i16 saturation), then in
+            // fours as i32: exact integers.
+            let products = if format == Format::Q4_1 {
+                _mm256_maddubs_epi16(w, x)
+            } else {
+                _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+            };
+            let dots = _mm256_madd_epi16(products, ones);
+            let scale = d * xq.scales[slot];
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(scale), *a);
+            let sum_x = xq.sums[slot] as f32;
+            // Q4_1 adds its offset m·Σx.
+            if format == Format::Q4_1 {
+                offsets[v] += m * xq.scales[slot] * sum_x;
+            }
+        }
+    }
+    for ((s, a), o) in sums.iter_mut().zip(acc).zip(offsets).take(batch) {
+        *s = sum_lanes(a) + o;
+    }
+}

@@ -72,6 +72,21 @@ fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
 
 const U: f64 = 1.0 / 16_777_216.0;
 
+/// What quantizing x to 8 bits per block of 32 may add for the block formats
+/// (the integer path): half a step of x's block scale times Σ|w| of the block.
+fn x_quantization_bound(format: Format, row: &[(f64, f64)], x: &[f32]) -> f64 {
+    if !format.is_block() {
+        return 0.0;
+    }
+    row.chunks(32)
+        .zip(x.chunks(32))
+        .map(|(w, xs)| {
+            let step = f64::from(xs.iter().fold(0.0f32, |m, v| m.max(v.abs()))) / 127.0;
+            0.500_01 * step * w.iter().map(|(dq, m)| (dq + m).abs()).sum::<f64>()
+        })
+        .sum()
+}
+
 #[test]
 fn products_agree_with_fp64_within_the_documented_bound() {
     for format in ALL_FORMATS {
@@ -97,7 +112,12 @@ fn products_agree_with_fp64_within_the_documented_bound() {
                         }
                         let got = f64::from(y[b * rows + r]) - f64::from(bias[r]);
                         let bound = (cols as f64 + 3.0) * U * magnitude
-                            + 2.0 * U * (exact.abs() + f64::from(bias[r]).abs());
+                            + 2.0 * U * (exact.abs() + f64::from(bias[r]).abs())
+                            + x_quantization_bound(
+                                format,
+                                &decoded[r],
+                                &x[b * cols..(b + 1) * cols],
+                            );
                         assert!(
                             (got - exact).abs() <= bound,
                             "{format:?} {rows}x{cols} b{b} r{r}: {got} vs {exact} (bound {bound})"
@@ -143,11 +163,15 @@ fn simd_and_portable_rows_agree_within_the_bound_and_threads_do_not_matter() {
         let row_bytes = format.size_of(cols).unwrap();
         let mut sums = [0.0f32; MAX_BATCH];
         kernels::row_dot_portable(format, &w[..row_bytes], cols, &x, 2, &mut sums);
-        let scale: f32 = x[..cols].iter().map(|v| v.abs()).sum::<f32>() * 8.0;
-        assert!(
-            (sums[0] - one[0]).abs() <= (cols as f32 + 3.0) * 2.0 * scale / 16_777_216.0,
-            "{format:?}"
-        );
+        let decoded = decode_row(format, &w[..row_bytes], cols);
+        let magnitude: f64 = decoded
+            .iter()
+            .zip(&x)
+            .map(|((dq, m), v)| (dq.abs() + m.abs()) * f64::from(v.abs()))
+            .sum();
+        let bound = 2.0 * (cols as f64 + 3.0) * U * magnitude
+            + x_quantization_bound(format, &decoded, &x[..cols]);
+        assert!(f64::from((sums[0] - one[0]).abs()) <= bound, "{format:?}");
     }
 }
 
