@@ -93,25 +93,48 @@ struct Eval {
   double loss = 0, accuracy = 0, seconds = 0;
 };
 
-// Validation over evenly spaced positions of the held-out text.
-Eval evaluate(const Model &m, const std::vector<uint8_t> &text, int positions) {
+// The hidden and output matrices as the format stores them, for evaluation
+// with nyxq's matrix-vector kernels (the embedding is a lookup table, used
+// dequantized).
+struct Packed {
+  int32_t format = NYXQ_FORMAT_F32;
+  std::vector<uint8_t> w1, w2;
+};
+
+// Validation over evenly spaced positions of the held-out text. The two
+// matrix products run on the packed weights through nyxq_matvec, 8 positions
+// at a time, as an inference engine would, so the time is what each format
+// costs to evaluate.
+Eval evaluate_packed(NyxqContext *ctx, const Model &m, const Packed &p, const std::vector<uint8_t> &text, int positions) {
   auto t = Clock::now();
-  Batch batch;
+  constexpr int kBatch = 8;
+  std::vector<float> x(kBatch * kInput), h(kBatch * kHidden), logits(kBatch * kVocab);
   double loss = 0;
-  int correct = 0, done = 0;
+  int correct = 0;
   const size_t stride = std::max<size_t>(1, (text.size() - kContext) / positions);
-  while (done < positions) {
-    int size = std::min(256, positions - done);
-    batch.size = size;
-    batch.context.resize(static_cast<size_t>(size) * kContext);
-    batch.target.resize(size);
+  for (int done = 0; done < positions; done += kBatch) {
+    const int size = std::min(kBatch, positions - done);
+    uint8_t target[kBatch];
     for (int b = 0; b < size; ++b) {
       size_t pos = kContext + (static_cast<size_t>(done + b) * stride) % (text.size() - kContext);
-      for (int k = 0; k < kContext; ++k) batch.context[b * kContext + k] = text[pos - kContext + k];
-      batch.target[b] = text[pos];
+      for (int k = 0; k < kContext; ++k)
+        std::memcpy(&x[b * kInput + k * kEmbed], &m.embed.value[static_cast<size_t>(text[pos - kContext + k]) * kEmbed],
+                    kEmbed * sizeof(float));
+      target[b] = text[pos];
     }
-    loss += forward(m, batch, &correct);
-    done += size;
+    NYXQ(nyxq_matvec(ctx, p.format, p.w1.data(), p.w1.size(), kHidden, kInput, x.data(), size * kInput, size,
+                     m.b1.value.data(), kHidden, h.data(), size * kHidden));
+    for (int i = 0; i < size * kHidden; ++i) h[i] = std::tanh(h[i]);
+    NYXQ(nyxq_matvec(ctx, p.format, p.w2.data(), p.w2.size(), kVocab, kHidden, h.data(), size * kHidden, size,
+                     m.b2.value.data(), kVocab, logits.data(), size * kVocab));
+    for (int b = 0; b < size; ++b) {
+      const float *z = &logits[b * kVocab];
+      const float max_logit = *std::max_element(z, z + kVocab);
+      double sum = 0;
+      for (int o = 0; o < kVocab; ++o) sum += std::exp(static_cast<double>(z[o] - max_logit));
+      loss += std::log(sum) - (z[target[b]] - max_logit);
+      if (std::max_element(z, z + kVocab) - z == target[b]) ++correct;
+    }
   }
   return {loss / positions, static_cast<double>(correct) / positions, seconds_since(t)};
 }
@@ -188,13 +211,15 @@ std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t s
   return curve;
 }
 
-// Replaces every weight matrix of `m` by its round trip through `format`.
-// Returns the bytes the quantized model's weights take (biases stay FP32).
-size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t rounding) {
+// Replaces every weight matrix of `m` by its round trip through `format` and
+// keeps the hidden and output matrices packed in `packed`. Returns the bytes
+// the quantized model's weights take (biases stay FP32).
+size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t rounding, Packed *packed) {
   size_t bytes = 0;
   NyxqQuantizeOptions q = {};
   q.struct_size = sizeof(q);
   q.rounding = rounding;
+  packed->format = format;
   for (Param *p : m.params()) {
     if (!p->is_matrix) {
       bytes += p->size() * sizeof(float);
@@ -202,12 +227,22 @@ size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t roundi
     }
     size_t packed_size = 0;
     NYXQ(nyxq_quantized_size(format, p->size(), &packed_size));
-    std::vector<uint8_t> packed(packed_size);
-    NYXQ(nyxq_quantize(ctx, format, p->value.data(), p->size(), &q, packed.data(), packed.size()));
-    NYXQ(nyxq_dequantize(ctx, format, packed.data(), packed.size(), p->value.data(), p->size()));
+    std::vector<uint8_t> data(packed_size);
+    NYXQ(nyxq_quantize(ctx, format, p->value.data(), p->size(), &q, data.data(), data.size()));
+    NYXQ(nyxq_dequantize(ctx, format, data.data(), data.size(), p->value.data(), p->size()));
     bytes += packed_size;
+    if (p == &m.w1) packed->w1 = std::move(data);
+    if (p == &m.w2) packed->w2 = std::move(data);
   }
   return bytes;
+}
+
+// The FP32 model's matrices as they are, for evaluate_packed.
+Packed pack_fp32(NyxqContext *ctx, const Model &m) {
+  Model copy = m;
+  Packed packed;
+  quantize_model(ctx, copy, NYXQ_FORMAT_F32, NYXQ_ROUNDING_NEAREST, &packed);
+  return packed;
 }
 
 // Quantization-aware fine-tuning: every step the weight matrices are
@@ -292,8 +327,9 @@ int main(int argc, char **argv) {
   report.adam_state_fp32_bytes = state32;
   report.adam_state_int8_bytes = state8;
 
-  const Eval reference = evaluate(fp32_model, corpus.valid, o.eval_positions);
-  report.int8_adam_valid_loss = evaluate(int8_adam_model, corpus.valid, o.eval_positions).loss;
+  const Eval reference = evaluate_packed(ctx, fp32_model, pack_fp32(ctx, fp32_model), corpus.valid, o.eval_positions);
+  report.int8_adam_valid_loss =
+      evaluate_packed(ctx, int8_adam_model, pack_fp32(ctx, int8_adam_model), corpus.valid, o.eval_positions).loss;
   struct Level { const char *label; int32_t format; int32_t rounding; };
   const Level levels[] = {
       {"FP32", NYXQ_FORMAT_F32, NYXQ_ROUNDING_NEAREST},        {"FP16", NYXQ_FORMAT_F16, NYXQ_ROUNDING_NEAREST},
@@ -306,9 +342,10 @@ int main(int argc, char **argv) {
   for (const Level &level : levels) {
     Model q = fp32_model;
     auto t = Clock::now();
-    const size_t bytes = quantize_model(ctx, q, level.format, level.rounding);
+    Packed packed;
+    const size_t bytes = quantize_model(ctx, q, level.format, level.rounding, &packed);
     const double quantize_seconds = seconds_since(t);
-    const Eval e = evaluate(q, corpus.valid, o.eval_positions);
+    const Eval e = evaluate_packed(ctx, q, packed, corpus.valid, o.eval_positions);
     NyxqFormatInfo info;
     NYXQ(nyxq_format_info(level.format, &info));
     report.rows.push_back({level.label, "PTQ", info.bits_per_weight, bytes, fp32_bytes, e.loss, e.accuracy,
@@ -323,15 +360,16 @@ int main(int argc, char **argv) {
   Model qat_model = fp32_model, control = fp32_model;
   qat(ctx, control, corpus, o, NYXQ_FORMAT_F32, "FP32 fine-tuning", &control_share, &control_skipped);
   qat(ctx, qat_model, corpus, o, NYXQ_FORMAT_Q4_0, "INT4 QAT fine-tuning", &fake_share, &skipped);
-  const Eval control_eval = evaluate(control, corpus.valid, o.eval_positions);
+  const Eval control_eval = evaluate_packed(ctx, control, pack_fp32(ctx, control), corpus.valid, o.eval_positions);
   report.rows.push_back({"FP32 fine-tuned (QAT control)", "QAT", 32.0, fp32_bytes, fp32_bytes, control_eval.loss,
                          control_eval.accuracy, control_eval.accuracy / reference.accuracy, 0.0, control_eval.seconds});
   {
     Model q = qat_model;
     auto t = Clock::now();
-    const size_t bytes = quantize_model(ctx, q, NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_NEAREST);
+    Packed packed;
+    const size_t bytes = quantize_model(ctx, q, NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_NEAREST, &packed);
     const double quantize_seconds = seconds_since(t);
-    const Eval e = evaluate(q, corpus.valid, o.eval_positions);
+    const Eval e = evaluate_packed(ctx, q, packed, corpus.valid, o.eval_positions);
     report.rows.push_back({"INT4 Q4_0 after QAT", "QAT", 4.5, bytes, fp32_bytes, e.loss, e.accuracy,
                            e.accuracy / control_eval.accuracy, quantize_seconds, e.seconds});
   }
