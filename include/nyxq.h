@@ -38,6 +38,8 @@
  */
 #define NYXQ_ABI_VERSION 1
 
+
+
 /**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
  * (values are never reused or renumbered).
@@ -268,6 +270,28 @@ typedef int32_t NyxqNonFinite;
 #endif // __cplusplus
 
 /**
+ * Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
+ */
+enum NyxqDeviceType
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_DEVICE_TYPE_OTHER = 0,
+  NYXQ_DEVICE_TYPE_INTEGRATED_GPU = 1,
+  NYXQ_DEVICE_TYPE_DISCRETE_GPU = 2,
+  NYXQ_DEVICE_TYPE_VIRTUAL_GPU = 3,
+  NYXQ_DEVICE_TYPE_CPU = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqDeviceType NyxqDeviceType;
+#else
+typedef int32_t NyxqDeviceType;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A working context: the backend and its settings. Create with
  * nyxq_context_create, release with nyxq_context_destroy. A context may be
  * used from several threads at once.
@@ -302,6 +326,23 @@ typedef struct {
    * Worker threads for large inputs; 0 (the default) means one per core.
    */
   uint32_t thread_count;
+  /**
+   * Path of the Vulkan loader library to open instead of libvulkan.so.1
+   * (NUL-terminated UTF-8, read during the call only); NULL for the default.
+   * The environment variable NYXQ_VULKAN_LOADER does the same.
+   */
+  const char *vulkan_loader_path;
+  /**
+   * Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
+   * and counts errors (nyxq_context_device_info.validation_errors). Default 0;
+   * NYXQ_VK_VALIDATION=1 does the same.
+   */
+  uint32_t vulkan_validation;
+  /**
+   * Nonzero uses only the compatible shader variants (no 8/16-bit storage,
+   * no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
+   */
+  uint32_t vulkan_force_compat;
 } NyxqContextOptions;
 
 /**
@@ -440,6 +481,104 @@ typedef struct {
    */
   uint64_t byte_len;
 } NyxqTensorInfo;
+
+/**
+ * Facts about the Vulkan device a context runs on (nyxq_context_device_info).
+ * Flags are 1 (true) or 0 (false). Strings are NUL-terminated UTF-8.
+ */
+typedef struct {
+  /**
+   * VkPhysicalDeviceProperties.deviceName.
+   */
+  char name[256];
+  /**
+   * Vendor's name derived from vendor_id ("NVIDIA", "AMD", "Intel", "Mesa", "unknown").
+   */
+  char vendor_name[32];
+  /**
+   * PCI vendor ID (or Khronos vendor ID).
+   */
+  uint32_t vendor_id;
+  uint32_t device_id;
+  /**
+   * VkPhysicalDeviceDriverProperties.driverName, e.g. "llvmpipe", "NVIDIA".
+   */
+  char driver_name[256];
+  /**
+   * VkPhysicalDeviceDriverProperties.driverInfo, e.g. "Mesa 22.3.6 (LLVM 15.0.6)".
+   */
+  char driver_info[256];
+  /**
+   * Raw driverVersion (the encoding is the vendor's).
+   */
+  uint32_t driver_version;
+  /**
+   * Device Vulkan API version (VK_MAKE_API_VERSION encoding).
+   */
+  uint32_t api_version;
+  /**
+   * A NyxqDeviceType value.
+   */
+  int32_t device_type;
+  /**
+   * 1 when all memory heaps are device-local (one shared pool: UMA or CPU).
+   */
+  uint32_t unified_memory;
+  /**
+   * Total size of the device-local heaps, in bytes.
+   */
+  uint64_t device_local_bytes;
+  /**
+   * VK_EXT_memory_budget budget of the device-local heaps; 0 when
+   * has_memory_budget is 0.
+   */
+  uint64_t budget_bytes;
+  /**
+   * 1 when the device supports VK_EXT_memory_budget.
+   */
+  uint32_t has_memory_budget;
+  /**
+   * Subgroup size (VkPhysicalDeviceSubgroupProperties.subgroupSize).
+   */
+  uint32_t subgroup_size;
+  /**
+   * maxMemoryAllocationSize, in bytes.
+   */
+  uint64_t max_allocation_bytes;
+  /**
+   * maxStorageBufferRange, in bytes.
+   */
+  uint64_t max_storage_buffer_range;
+  /**
+   * shaderFloat16 (FP16 arithmetic).
+   */
+  uint32_t shader_float16;
+  /**
+   * shaderInt8 (INT8 arithmetic).
+   */
+  uint32_t shader_int8;
+  /**
+   * storageBuffer8BitAccess.
+   */
+  uint32_t storage_8bit;
+  /**
+   * storageBuffer16BitAccess.
+   */
+  uint32_t storage_16bit;
+  /**
+   * shaderIntegerDotProduct (Vulkan 1.3 or VK_KHR_shader_integer_dot_product).
+   */
+  uint32_t integer_dot_product;
+  /**
+   * 1 when only the compatible shader variants are used (forced by option
+   * or NYXQ_VK_FORCE_COMPAT=1).
+   */
+  uint32_t compat_forced;
+  /**
+   * Validation-layer errors counted so far (0 when validation is off).
+   */
+  uint32_t validation_errors;
+} NyxqDeviceInfo;
 
 #ifdef __cplusplus
 extern "C" {
@@ -696,6 +835,16 @@ const char *nyxq_version_string(void);
  * they differ. Thread-safe.
  */
 uint32_t nyxq_abi_version(void);
+
+/**
+ * Describes the Vulkan device a context runs on.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED when the context runs on the CPU (nyxq_context_info
+ * says why). *info_out is written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
+                                    NyxqDeviceInfo *info_out);
 
 #ifdef __cplusplus
 }  // extern "C"

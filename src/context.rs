@@ -1,12 +1,13 @@
 //! The context: which backend a caller works with, and its settings.
 
 use crate::error::{Error, Result};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 /// Which backend a context should use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendPreference {
     /// A GPU when one works, else the CPU.
+    #[default]
     Auto,
     /// The CPU only.
     Cpu,
@@ -18,6 +19,7 @@ pub enum BackendPreference {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Cpu,
+    Vulkan,
 }
 
 impl Backend {
@@ -25,13 +27,15 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
+            Backend::Vulkan => "vulkan",
         }
     }
 }
 
 /// Log verbosity nyxq installs a logger for (`Off` installs none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
+    #[default]
     Off,
     Error,
     Warn,
@@ -41,22 +45,22 @@ pub enum LogLevel {
 }
 
 /// What a caller asks of a new context.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct ContextSettings {
     pub backend: BackendPreference,
     /// Worker threads for large inputs; 0 means one per available core.
     pub threads: usize,
     pub log_level: LogLevel,
+    /// Vulkan loader library to open instead of libvulkan.so.1.
+    pub vulkan_loader: Option<String>,
+    /// Turn on VK_LAYER_KHRONOS_validation (also NYXQ_VK_VALIDATION=1).
+    pub vulkan_validation: bool,
+    /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
+    pub vulkan_force_compat: bool,
 }
 
-impl Default for ContextSettings {
-    fn default() -> Self {
-        ContextSettings {
-            backend: BackendPreference::Auto,
-            threads: 0,
-            log_level: LogLevel::Off,
-        }
-    }
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
 }
 
 /// A working context. Immutable after creation, so it is shared freely between
@@ -66,6 +70,8 @@ pub struct Context {
     backend: Backend,
     threads: usize,
     fallback_reason: Option<String>,
+    vulkan: Option<Arc<crate::vk::Device>>,
+    force_compat: bool,
 }
 
 impl Context {
@@ -76,18 +82,41 @@ impl Context {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (backend, fallback_reason) = match settings.backend {
-            BackendPreference::Cpu => (Backend::Cpu, None),
-            BackendPreference::Auto => (
-                Backend::Cpu,
-                Some("this build has no GPU backend yet".to_string()),
-            ),
+        let vk_settings = crate::vk::InstanceSettings {
+            loader_path: settings.vulkan_loader.clone(),
+            validation: settings.vulkan_validation || env_flag("NYXQ_VK_VALIDATION"),
+        };
+        let force_compat = settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT");
+        let (backend, fallback_reason, vulkan) = match settings.backend {
+            BackendPreference::Cpu => (Backend::Cpu, None, None),
+            BackendPreference::Auto => {
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly) {
+                    Ok(device) => (Backend::Vulkan, None, Some(device)),
+                    Err(why) => (Backend::Cpu, Some(why.reason().to_string()), None),
+                }
+            }
             BackendPreference::Vulkan => {
-                return Err(Error::unsupported(
-                    "the Vulkan backend is not available in this build; ask for NYXQ_BACKEND_AUTO or NYXQ_BACKEND_CPU",
-                ));
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::Any) {
+                    Ok(device) => (Backend::Vulkan, None, Some(device)),
+                    Err(why) => {
+                        return Err(Error::unsupported(format!(
+                            "the Vulkan backend is not available: {}",
+                            why.reason()
+                        )));
+                    }
+                }
             }
         };
+        if let Some(device) = &vulkan {
+            log::info!(
+                "nyxq context: Vulkan device '{}' ({}, driver {} {}, API {})",
+                device.info.name,
+                device.info.device_type.name(),
+                device.info.driver_name,
+                device.info.driver_info,
+                device.info.api_version_string()
+            );
+        }
         log::info!(
             "nyxq context: backend {}, {threads} threads",
             backend.name()
@@ -99,6 +128,8 @@ impl Context {
             backend,
             threads,
             fallback_reason,
+            vulkan,
+            force_compat,
         })
     }
 
@@ -110,6 +141,28 @@ impl Context {
     /// Worker threads for large inputs.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The Vulkan device, when the backend is Vulkan.
+    pub fn vulkan_device(&self) -> Option<&Arc<crate::vk::Device>> {
+        self.vulkan.as_ref()
+    }
+
+    /// Facts about the Vulkan device in use.
+    pub fn device_info(&self) -> Option<&crate::vk::DeviceInfo> {
+        self.vulkan.as_ref().map(|d| &d.info)
+    }
+
+    /// Whether only the compatible shader variants may be used.
+    pub fn force_compat(&self) -> bool {
+        self.force_compat
+    }
+
+    /// Validation errors counted so far (0 when validation is off).
+    pub fn vulkan_validation_errors(&self) -> u32 {
+        self.vulkan
+            .as_ref()
+            .map_or(0, |d| d.instance.validation.errors())
     }
 
     /// Why AUTO settled on the CPU, when it did.
@@ -146,16 +199,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vulkan_is_unsupported_until_it_exists_and_auto_falls_back() {
+    fn vulkan_without_a_loader_is_unsupported_and_auto_falls_back() {
+        let no_loader = Some("/nonexistent/libvulkan.so.1".to_string());
         let err = Context::new(&ContextSettings {
             backend: BackendPreference::Vulkan,
+            vulkan_loader: no_loader.clone(),
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
-        let ctx = Context::new(&ContextSettings::default()).unwrap();
+        assert!(err.message().contains("no Vulkan loader"), "{err}");
+        let ctx = Context::new(&ContextSettings {
+            vulkan_loader: no_loader,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(ctx.backend(), Backend::Cpu);
-        assert!(ctx.fallback_reason().is_some());
+        assert!(ctx.fallback_reason().unwrap().contains("no Vulkan loader"));
         assert!(ctx.threads() >= 1);
     }
 }

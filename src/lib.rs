@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod format;
 pub mod quant;
 pub mod tensor;
+pub mod vk;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;

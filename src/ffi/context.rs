@@ -57,6 +57,17 @@ pub struct NyxqContextOptions {
     pub log_level: i32,
     /// Worker threads for large inputs; 0 (the default) means one per core.
     pub thread_count: u32,
+    /// Path of the Vulkan loader library to open instead of libvulkan.so.1
+    /// (NUL-terminated UTF-8, read during the call only); NULL for the default.
+    /// The environment variable NYXQ_VULKAN_LOADER does the same.
+    pub vulkan_loader_path: *const c_char,
+    /// Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
+    /// and counts errors (nyxq_context_device_info.validation_errors). Default 0;
+    /// NYXQ_VK_VALIDATION=1 does the same.
+    pub vulkan_validation: u32,
+    /// Nonzero uses only the compatible shader variants (no 8/16-bit storage,
+    /// no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
+    pub vulkan_force_compat: u32,
 }
 
 impl Default for NyxqContextOptions {
@@ -66,6 +77,9 @@ impl Default for NyxqContextOptions {
             backend: NyxqBackend::NyxqBackendAuto as i32,
             log_level: NyxqLogLevel::NyxqLogOff as i32,
             thread_count: 0,
+            vulkan_loader_path: std::ptr::null(),
+            vulkan_validation: 0,
+            vulkan_force_compat: 0,
         }
     }
 }
@@ -84,7 +98,10 @@ pub struct NyxqContextInfo {
     pub fallback_reason: [c_char; 256],
 }
 
-const FIRST_OPTIONS_SIZE: usize = size_of::<NyxqContextOptions>();
+/// The size of the first published NyxqContextOptions (up to thread_count):
+/// callers compiled against it keep working, and the later fields take their
+/// defaults.
+const FIRST_OPTIONS_SIZE: usize = std::mem::offset_of!(NyxqContextOptions, thread_count) + 4;
 
 /// Writes the default options, with struct_size set, into *options_out.
 ///
@@ -139,10 +156,22 @@ pub extern "C" fn nyxq_context_create(
             ],
             "log level",
         )?;
+        let vulkan_loader = if options.vulkan_loader_path.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, a NUL-terminated string per the contract.
+            Some(
+                unsafe { ptr::string(options.vulkan_loader_path, "vulkan_loader_path") }?
+                    .to_string(),
+            )
+        };
         let settings = ContextSettings {
             backend,
             threads: options.thread_count as usize,
             log_level,
+            vulkan_loader,
+            vulkan_validation: options.vulkan_validation != 0,
+            vulkan_force_compat: options.vulkan_force_compat != 0,
         };
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.
@@ -174,7 +203,10 @@ pub extern "C" fn nyxq_context_info(
         let context = handle::get(ctx)?;
         let out = ptr::out(info_out, "info_out")?;
         let mut info = NyxqContextInfo {
-            backend: NyxqBackend::NyxqBackendCpu as i32,
+            backend: match context.backend() {
+                crate::context::Backend::Cpu => NyxqBackend::NyxqBackendCpu as i32,
+                crate::context::Backend::Vulkan => NyxqBackend::NyxqBackendVulkan as i32,
+            },
             thread_count: u32::try_from(context.threads()).unwrap_or(u32::MAX),
             backend_name: [0; 32],
             fallback_reason: [0; 256],

@@ -17,6 +17,7 @@ pub mod tensor;
 #[cfg(feature = "test-exports")]
 pub mod test_exports;
 pub mod version;
+pub mod vk;
 
 pub use status::NyxqStatus;
 

@@ -1,0 +1,133 @@
+//! Context creation on Vulkan: lavapipe explicitly, AUTO's choice, and the
+//! three ways Vulkan can be missing (no loader, no driver, no device).
+
+mod vk_support;
+
+use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
+use vk_support::{LAVAPIPE_ICD, lavapipe_env, run_in_child};
+
+fn settings(backend: BackendPreference) -> ContextSettings {
+    ContextSettings {
+        backend,
+        threads: 1,
+        vulkan_validation: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn explicit_vulkan_on_lavapipe_reports_the_device() {
+    if run_in_child(
+        "explicit_vulkan_on_lavapipe_reports_the_device",
+        &lavapipe_env(),
+    ) {
+        return;
+    }
+    if !std::path::Path::new(LAVAPIPE_ICD).exists() {
+        println!("SKIP: lavapipe is not installed ({LAVAPIPE_ICD})");
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Vulkan)).expect("lavapipe device");
+    assert_eq!(ctx.backend(), Backend::Vulkan);
+    let info = ctx.device_info().unwrap();
+    assert!(info.name.contains("llvmpipe"), "{info:?}");
+    assert_eq!(info.device_type, nyxq::vk::DeviceType::Cpu);
+    assert_eq!(info.driver_name, "llvmpipe");
+    assert!(info.api_version >= ash_api_1_2());
+    assert!(info.max_storage_buffer_range >= 1 << 27);
+    assert!(info.subgroup_size >= 1);
+    assert!(info.device_local_bytes > 0);
+    assert!(info.unified_memory);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+fn ash_api_1_2() -> u32 {
+    (1 << 22) | (2 << 12)
+}
+
+#[test]
+fn auto_skips_a_cpu_vulkan_device_and_says_why() {
+    if run_in_child(
+        "auto_skips_a_cpu_vulkan_device_and_says_why",
+        &lavapipe_env(),
+    ) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap();
+    assert!(
+        reason.contains("cpu device") || reason.contains("no Vulkan"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn no_loader_falls_back_or_fails_with_the_reason() {
+    let env = [(
+        "NYXQ_VULKAN_LOADER",
+        "/nonexistent/libvulkan.so.1".to_string(),
+    )];
+    if run_in_child("no_loader_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    assert!(ctx.fallback_reason().unwrap().contains("no Vulkan loader"));
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
+    assert!(err.message().contains("no Vulkan loader"), "{err}");
+}
+
+#[test]
+fn no_driver_falls_back_or_fails_with_the_reason() {
+    let env = [
+        ("VK_DRIVER_FILES", "/nonexistent/icd.json".to_string()),
+        ("VK_ICD_FILENAMES", "/nonexistent/icd.json".to_string()),
+    ];
+    if run_in_child("no_driver_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap().to_string();
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
+    if reason.contains("no Vulkan loader") {
+        println!("SKIP: no loader on this machine: {reason}");
+        return;
+    }
+    assert!(reason.contains("no Vulkan driver"), "{reason}");
+    assert!(err.message().contains("no Vulkan driver"), "{err}");
+}
+
+/// A driver whose hardware is absent (Intel's ANV manifest on a machine with no
+/// Intel GPU) loads and enumerates no device.
+#[test]
+fn no_device_falls_back_or_fails_with_the_reason() {
+    let icd = "/usr/share/vulkan/icd.d/intel_icd.x86_64.json";
+    let env = [
+        ("VK_DRIVER_FILES", icd.to_string()),
+        ("VK_ICD_FILENAMES", icd.to_string()),
+    ];
+    if run_in_child("no_device_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    if !std::path::Path::new(icd).exists() || std::path::Path::new("/dev/dri/renderD128").exists() {
+        println!("SKIP: needs {icd} and no render node");
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap().to_string();
+    if reason.contains("no Vulkan loader") {
+        println!("SKIP: no loader on this machine: {reason}");
+        return;
+    }
+    assert!(
+        reason.contains("no Vulkan device") || reason.contains("no usable Vulkan device"),
+        "{reason}"
+    );
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert!(err.message().contains("device"), "{err}");
+}
