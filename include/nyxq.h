@@ -38,6 +38,11 @@
  */
 #define NYXQ_ABI_VERSION 1
 
+/**
+ * Largest single allocation nyxq makes.
+ */
+#define MAX_ALLOCATION (1 << 30)
+
 
 
 /**

@@ -70,7 +70,7 @@ pub struct Context {
     backend: Backend,
     threads: usize,
     fallback_reason: Option<String>,
-    vulkan: Option<Arc<crate::vk::Device>>,
+    vulkan: Option<Arc<crate::vk::Engine>>,
     force_compat: bool,
 }
 
@@ -91,13 +91,24 @@ impl Context {
             BackendPreference::Cpu => (Backend::Cpu, None, None),
             BackendPreference::Auto => {
                 match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly) {
-                    Ok(device) => (Backend::Vulkan, None, Some(device)),
+                    Ok(device) => match crate::vk::Engine::new(device) {
+                        Ok(engine) => (Backend::Vulkan, None, Some(Arc::new(engine))),
+                        Err(e) => (
+                            Backend::Cpu,
+                            Some(format!("Vulkan setup failed: {e}")),
+                            None,
+                        ),
+                    },
                     Err(why) => (Backend::Cpu, Some(why.reason().to_string()), None),
                 }
             }
             BackendPreference::Vulkan => {
                 match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::Any) {
-                    Ok(device) => (Backend::Vulkan, None, Some(device)),
+                    Ok(device) => (
+                        Backend::Vulkan,
+                        None,
+                        Some(Arc::new(crate::vk::Engine::new(device)?)),
+                    ),
                     Err(why) => {
                         return Err(Error::unsupported(format!(
                             "the Vulkan backend is not available: {}",
@@ -107,7 +118,8 @@ impl Context {
                 }
             }
         };
-        if let Some(device) = &vulkan {
+        if let Some(engine) = &vulkan {
+            let device = &engine.device;
             log::info!(
                 "nyxq context: Vulkan device '{}' ({}, driver {} {}, API {})",
                 device.info.name,
@@ -143,14 +155,14 @@ impl Context {
         self.threads
     }
 
-    /// The Vulkan device, when the backend is Vulkan.
-    pub fn vulkan_device(&self) -> Option<&Arc<crate::vk::Device>> {
+    /// The Vulkan engine (device, pipelines, queue), when the backend is Vulkan.
+    pub fn vulkan(&self) -> Option<&Arc<crate::vk::Engine>> {
         self.vulkan.as_ref()
     }
 
     /// Facts about the Vulkan device in use.
     pub fn device_info(&self) -> Option<&crate::vk::DeviceInfo> {
-        self.vulkan.as_ref().map(|d| &d.info)
+        self.vulkan.as_ref().map(|e| &e.device.info)
     }
 
     /// Whether only the compatible shader variants may be used.
@@ -162,7 +174,7 @@ impl Context {
     pub fn vulkan_validation_errors(&self) -> u32 {
         self.vulkan
             .as_ref()
-            .map_or(0, |d| d.instance.validation.errors())
+            .map_or(0, |e| e.device.instance.validation.errors())
     }
 
     /// Why AUTO settled on the CPU, when it did.

@@ -3,9 +3,13 @@
 //! calls live under this module.
 
 pub mod device;
+pub mod exec;
 pub mod instance;
+pub mod ops;
+pub mod shaders;
 
 pub use device::{Device, DeviceInfo, DeviceType, Pick};
+pub use exec::Engine;
 pub use instance::{Instance, InstanceSettings, Unavailable, ValidationCounter};
 
 use std::sync::Arc;
