@@ -121,6 +121,47 @@ typedef enum {
 } NyxqStatus;
 
 /**
+ * A storage format. The discriminants are the values the C ABI uses.
+ */
+enum Format
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * IEEE binary32.
+   */
+  F32 = 0,
+  /**
+   * IEEE binary16, round to nearest even.
+   */
+  F16 = 1,
+  /**
+   * The top 16 bits of binary32, round to nearest even, NaN kept NaN.
+   */
+  BF16 = 2,
+  /**
+   * 32 values: `f16 d; i8 qs[32]`; x = d*q.
+   */
+  Q8_0 = 3,
+  /**
+   * 32 values: `f16 d; u8 qs[16]`; x = d*(q-8).
+   */
+  Q4_0 = 4,
+  /**
+   * 32 values: `f16 d; f16 m; u8 qs[16]`; x = d*q + m.
+   */
+  Q4_1 = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum Format Format;
+#else
+typedef int32_t Format;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
  */
 enum NyxqFormat
@@ -584,6 +625,8 @@ typedef struct {
    */
   uint32_t validation_errors;
 } NyxqDeviceInfo;
+
+#define FORMATS { F16, BF16, Q8_0, Q4_0, Q4_1, }
 
 #ifdef __cplusplus
 extern "C" {

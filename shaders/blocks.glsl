@@ -111,15 +111,21 @@ void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, ui
     }
     put_nibbles(bytes, 2u, q);
 #elif defined(FORMAT_Q4_1)
-    uint lo = 0xffffffffu;
-    uint hi = 0u;
-    for (uint j = 0u; j < QK; ++j) {
-        uint s = sortable(floatBitsToUint(x[j]));
-        lo = min(lo, s);
-        hi = max(hi, s);
+    // Rust's f32::min/max fold (x86): the accumulator changes only when the
+    // new value is strictly smaller/larger, so of +0 and -0 the first one stays.
+    uint min_bits = floatBitsToUint(x[0]);
+    uint max_bits = min_bits;
+    for (uint j = 1u; j < QK; ++j) {
+        uint b = floatBitsToUint(x[j]);
+        bool zeros_min = ((b | min_bits) & 0x7fffffffu) == 0u;
+        bool zeros_max = ((b | max_bits) & 0x7fffffffu) == 0u;
+        if (!zeros_min && sortable(b) < sortable(min_bits)) {
+            min_bits = b;
+        }
+        if (!zeros_max && sortable(b) > sortable(max_bits)) {
+            max_bits = b;
+        }
     }
-    uint min_bits = (lo & 0x80000000u) != 0u ? (lo & 0x7fffffffu) : ~lo;
-    uint max_bits = (hi & 0x80000000u) != 0u ? (hi & 0x7fffffffu) : ~hi;
     float mn = uintBitsToFloat(min_bits);
     float mx = uintBitsToFloat(max_bits);
     float d = div_exact(sub_exact(mx, mn), 15.0);

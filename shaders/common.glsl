@@ -13,7 +13,7 @@ layout(push_constant) uniform Push {
     uint seed_hi;
     uint first_lo;     // index of this dispatch's first element in the tensor
     uint first_hi;
-    uint pad0;
+    uint perturb;     // test only: nonzero flips bit 0 of output word 0 (self-test check)
     uint pad1;
 } pc;
 
@@ -26,6 +26,9 @@ uint unit_index() {
 // Stores the bytes of `value` selected by `mask`, leaving the others alone
 // (only the last word of a dispatch can be partial).
 void store_word(uint index, uint value, uint mask) {
+    if (pc.perturb != 0u && index == 0u) {
+        value ^= 1u;
+    }
     if (mask == 0xffffffffu) {
         dst[index] = value;
     } else {

@@ -15,7 +15,7 @@ layout(push_constant) uniform Push {
     uint seed_hi;
     uint first_lo;
     uint first_hi;
-    uint pad0;
+    uint perturb;
     uint pad1;
 } pc;
 

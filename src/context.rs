@@ -57,6 +57,9 @@ pub struct ContextSettings {
     pub vulkan_validation: bool,
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
+    /// Test only: corrupt the output of this kernel (e.g. "quantize_f32_q8_0"),
+    /// so the self-test must catch it and fall back.
+    pub vulkan_perturb_kernel: Option<String>,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -72,6 +75,7 @@ pub struct Context {
     fallback_reason: Option<String>,
     vulkan: Option<Arc<crate::vk::Engine>>,
     force_compat: bool,
+    self_test: Vec<crate::vk::selftest::KernelResult>,
 }
 
 impl Context {
@@ -91,14 +95,17 @@ impl Context {
             BackendPreference::Cpu => (Backend::Cpu, None, None),
             BackendPreference::Auto => {
                 match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly) {
-                    Ok(device) => match crate::vk::Engine::new(device) {
-                        Ok(engine) => (Backend::Vulkan, None, Some(Arc::new(engine))),
-                        Err(e) => (
-                            Backend::Cpu,
-                            Some(format!("Vulkan setup failed: {e}")),
-                            None,
-                        ),
-                    },
+                    Ok(device) => {
+                        match crate::vk::Engine::new(device, settings.vulkan_perturb_kernel.clone())
+                        {
+                            Ok(engine) => (Backend::Vulkan, None, Some(Arc::new(engine))),
+                            Err(e) => (
+                                Backend::Cpu,
+                                Some(format!("Vulkan setup failed: {e}")),
+                                None,
+                            ),
+                        }
+                    }
                     Err(why) => (Backend::Cpu, Some(why.reason().to_string()), None),
                 }
             }
@@ -107,7 +114,10 @@ impl Context {
                     Ok(device) => (
                         Backend::Vulkan,
                         None,
-                        Some(Arc::new(crate::vk::Engine::new(device)?)),
+                        Some(Arc::new(crate::vk::Engine::new(
+                            device,
+                            settings.vulkan_perturb_kernel.clone(),
+                        )?)),
                     ),
                     Err(why) => {
                         return Err(Error::unsupported(format!(
@@ -136,12 +146,17 @@ impl Context {
         if let Some(reason) = &fallback_reason {
             log::info!("nyxq context: running on the CPU because {reason}");
         }
+        let self_test = vulkan
+            .as_ref()
+            .map(|engine| crate::vk::selftest::run(engine))
+            .unwrap_or_default();
         Ok(Context {
             backend,
             threads,
             fallback_reason,
             vulkan,
             force_compat,
+            self_test,
         })
     }
 
@@ -163,6 +178,64 @@ impl Context {
     /// Facts about the Vulkan device in use.
     pub fn device_info(&self) -> Option<&crate::vk::DeviceInfo> {
         self.vulkan.as_ref().map(|e| &e.device.info)
+    }
+
+    /// The self-test result of every Vulkan kernel (empty on the CPU).
+    pub fn self_test(&self) -> &[crate::vk::selftest::KernelResult] {
+        &self.self_test
+    }
+
+    /// Whether the Vulkan kernel for `op` on `format` passed its self-test
+    /// (false on the CPU backend: the CPU twin is used).
+    pub fn vulkan_kernel_enabled(
+        &self,
+        op: crate::vk::ops::Op,
+        format: crate::format::Format,
+    ) -> bool {
+        self.vulkan.is_some()
+            && self
+                .self_test
+                .iter()
+                .any(|r| r.op == op && r.format == format && r.failure.is_none())
+    }
+
+    /// One line per kernel: variant and self-test result, for info and hwinfo.
+    pub fn vulkan_report(&self) -> Vec<String> {
+        self.self_test
+            .iter()
+            .map(|r| match &r.failure {
+                None => format!(
+                    "{}: compat variant (32-bit words), self-test passed",
+                    r.kernel
+                ),
+                Some(why) => format!(
+                    "{}: self-test FAILED ({why}); disabled, the CPU twin is used",
+                    r.kernel
+                ),
+            })
+            .collect()
+    }
+
+    /// Quantizes on the device when its kernel passed the self-test and the
+    /// options have a Vulkan kernel (nearest or stochastic rounding, rejecting
+    /// non-finite input), else on the CPU twin. The bytes are the same.
+    pub fn quantize(
+        &self,
+        format: crate::format::Format,
+        src: &[f32],
+        dst: &mut [u8],
+        opts: &crate::quant::QuantizeOptions,
+    ) -> Result<()> {
+        use crate::quant::{NonFinite, Rounding};
+        let gpu_can = self.vulkan_kernel_enabled(crate::vk::ops::Op::Quantize, format)
+            && opts.non_finite == NonFinite::Reject
+            && opts.first_index == 0
+            && !matches!(opts.rounding, Rounding::ErrorMinimising)
+            && !src.is_empty();
+        if let (true, Some(engine)) = (gpu_can, &self.vulkan) {
+            return crate::vk::ops::quantize(engine, format, src, dst, opts.rounding);
+        }
+        crate::quant::quantize(format, src, dst, opts)
     }
 
     /// Whether only the compatible shader variants may be used.

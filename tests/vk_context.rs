@@ -131,3 +131,71 @@ fn no_device_falls_back_or_fails_with_the_reason() {
     let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
     assert!(err.message().contains("device"), "{err}");
 }
+
+#[test]
+fn self_test_passes_every_kernel_on_the_device() {
+    if run_in_child(
+        "self_test_passes_every_kernel_on_the_device",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = vk_support::device_context(false) else {
+        return;
+    };
+    assert_eq!(ctx.self_test().len(), 20);
+    for r in ctx.self_test() {
+        assert_eq!(r.failure, None, "{}", r.kernel);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// A kernel corrupted on purpose is caught by the self-test, disabled, and the
+/// context's quantize then gives the CPU twin's bytes.
+#[test]
+fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
+    if run_in_child(
+        "a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    let ctx = match Context::new(&ContextSettings {
+        vulkan_perturb_kernel: Some("quantize_f32_q8_0".to_string()),
+        ..settings(BackendPreference::Vulkan)
+    }) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            println!("SKIP: no Vulkan device: {e}");
+            return;
+        }
+    };
+    use nyxq::format::Format;
+    use nyxq::vk::ops::Op;
+    assert!(!ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q8_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Dequantize, Format::Q8_0));
+    let report = ctx.vulkan_report().join("\n");
+    assert!(
+        report.contains("quantize_f32_q8_0: self-test FAILED"),
+        "{report}"
+    );
+    let x: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 8.0).collect();
+    let mut cpu = vec![0u8; 68];
+    nyxq::quant::quantize(Format::Q8_0, &x, &mut cpu, &Default::default()).unwrap();
+    let mut via_ctx = vec![0u8; 68];
+    ctx.quantize(Format::Q8_0, &x, &mut via_ctx, &Default::default())
+        .unwrap();
+    assert_eq!(cpu, via_ctx);
+    // The kernel really is wrong: called directly it differs.
+    let mut direct = vec![0u8; 68];
+    nyxq::vk::ops::quantize(
+        ctx.vulkan().unwrap(),
+        Format::Q8_0,
+        &x,
+        &mut direct,
+        nyxq::quant::Rounding::Nearest,
+    )
+    .unwrap();
+    assert_ne!(cpu, direct);
+}

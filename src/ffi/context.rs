@@ -172,6 +172,7 @@ pub extern "C" fn nyxq_context_create(
             vulkan_loader,
             vulkan_validation: options.vulkan_validation != 0,
             vulkan_force_compat: options.vulkan_force_compat != 0,
+            vulkan_perturb_kernel: None,
         };
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.

@@ -25,6 +25,8 @@ pub struct Engine {
     set_layout: vk::DescriptorSetLayout,
     pub layout: vk::PipelineLayout,
     pipelines: Mutex<HashMap<&'static str, vk::Pipeline>>,
+    /// Test only: the kernel whose output is deliberately corrupted.
+    perturb: Option<String>,
     queue_lock: Mutex<Submitter>,
 }
 
@@ -45,7 +47,7 @@ impl std::fmt::Debug for Engine {
 const SETS_PER_SUBMIT: u32 = 64;
 
 impl Engine {
-    pub fn new(device: Arc<Device>) -> Result<Engine> {
+    pub fn new(device: Arc<Device>, perturb: Option<String>) -> Result<Engine> {
         let d = &device.device;
         let bindings = [0u32, 1].map(|b| {
             vk::DescriptorSetLayoutBinding::default()
@@ -117,6 +119,7 @@ impl Engine {
             set_layout,
             layout,
             pipelines: Mutex::new(HashMap::new()),
+            perturb,
             queue_lock: Mutex::new(Submitter {
                 pool,
                 cmd,
@@ -191,6 +194,10 @@ impl Engine {
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&infos[i])
         });
+        let mut push = *push;
+        if self.perturb.as_deref() == Some(name) {
+            push.perturb = 1;
+        }
         let per = shaders::elements_per_invocation(name);
         let invocations = push.n_elements.div_ceil(per);
         let groups = invocations.div_ceil(64).max(1);
@@ -238,6 +245,85 @@ impl Engine {
     /// Records the dispatches `jobs` (variant, src, dst, push) in one command
     /// buffer, submits it and waits. Serialised with every other submission.
     pub fn submit_and_wait(&self, jobs: &[Job]) -> Result<()> {
+        self.submit_inner(jobs, None).map(|_| ())
+    }
+
+    /// Like submit_and_wait for at most 64 jobs, timed on the GPU with
+    /// timestamps around them; returns seconds.
+    pub fn timed(&self, jobs: &[Job]) -> Result<f64> {
+        let d = &self.device.device;
+        // SAFETY: a live device.
+        let pool = unsafe {
+            d.create_query_pool(
+                &vk::QueryPoolCreateInfo::default()
+                    .query_type(vk::QueryType::TIMESTAMP)
+                    .query_count(2),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateQueryPool", e))?;
+        let result = self.submit_inner(jobs, Some(pool));
+        let mut stamps = [0u64; 2];
+        // SAFETY: both queries were written by the finished submission.
+        let got = unsafe {
+            d.get_query_pool_results(
+                pool,
+                0,
+                &mut stamps,
+                vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+            )
+        };
+        // SAFETY: the submission finished; the pool is unused now.
+        unsafe { d.destroy_query_pool(pool, None) };
+        result?;
+        got.map_err(|e| vk_err("vkGetQueryPoolResults", e))?;
+        // SAFETY: physical device of this instance.
+        let period = unsafe {
+            self.device
+                .instance
+                .instance
+                .get_physical_device_properties(self.device.physical)
+        }
+        .limits
+        .timestamp_period;
+        Ok(stamps[1].wrapping_sub(stamps[0]) as f64 * f64::from(period) * 1e-9)
+    }
+
+    /// Copies `size` bytes between buffers on the queue and waits.
+    pub fn copy(&self, src: vk::Buffer, dst: vk::Buffer, size: u64) -> Result<()> {
+        let sub = self.queue_lock.lock();
+        let d = &self.device.device;
+        // SAFETY: cmd is idle (every submission is waited on under the lock);
+        // the buffers are live and at least `size` bytes.
+        unsafe {
+            d.begin_command_buffer(
+                sub.cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+            .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+            d.cmd_copy_buffer(sub.cmd, src, dst, &[vk::BufferCopy::default().size(size)]);
+            d.end_command_buffer(sub.cmd)
+                .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+            let cmds = [sub.cmd];
+            d.queue_submit(
+                self.device.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                sub.fence,
+            )
+            .map_err(|e| vk_err("vkQueueSubmit", e))?;
+            d.wait_for_fences(&[sub.fence], true, u64::MAX)
+                .map_err(|e| vk_err("vkWaitForFences", e))?;
+            d.reset_fences(&[sub.fence])
+                .map_err(|e| vk_err("vkResetFences", e))?;
+        }
+        Ok(())
+    }
+
+    fn submit_inner(&self, jobs: &[Job], timestamps: Option<vk::QueryPool>) -> Result<()> {
+        if timestamps.is_some() && jobs.len() > SETS_PER_SUBMIT as usize {
+            return Err(Error::invalid("too many jobs to time in one submission"));
+        }
         let sub = self.queue_lock.lock();
         let d = &self.device.device;
         for batch in jobs.chunks(SETS_PER_SUBMIT as usize) {
@@ -256,6 +342,13 @@ impl Engine {
                 )
             }
             .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+            if let Some(pool) = timestamps {
+                // SAFETY: recording; the pool has 2 queries.
+                unsafe {
+                    d.cmd_reset_query_pool(sub.cmd, pool, 0, 2);
+                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+                }
+            }
             for (job, set) in batch.iter().zip(sets) {
                 // SAFETY: recording; the job's buffers are live for this call.
                 unsafe { self.record(sub.cmd, set, job.kernel, job.src, job.dst, &job.push) }?;
@@ -277,6 +370,12 @@ impl Engine {
                         &[],
                         &[],
                     )
+                };
+            }
+            if let Some(pool) = timestamps {
+                // SAFETY: recording.
+                unsafe {
+                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1)
                 };
             }
             // SAFETY: recording began above.

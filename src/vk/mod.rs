@@ -2,10 +2,12 @@
 //! facts, and (later) memory, pipelines and dispatch. All of nyxq's Vulkan
 //! calls live under this module.
 
+pub mod bench;
 pub mod device;
 pub mod exec;
 pub mod instance;
 pub mod ops;
+pub mod selftest;
 pub mod shaders;
 
 pub use device::{Device, DeviceInfo, DeviceType, Pick};

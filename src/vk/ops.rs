@@ -83,7 +83,7 @@ fn push_for(n: usize, first: u64, rounding: Rounding) -> Result<Push> {
         seed_hi: (seed >> 32) as u32,
         first_lo: first as u32,
         first_hi: (first >> 32) as u32,
-        pad0: 0,
+        perturb: 0,
         pad1: 0,
     })
 }

@@ -13,7 +13,7 @@ pub struct Push {
     pub seed_hi: u32,
     pub first_lo: u32,
     pub first_hi: u32,
-    pub pad0: u32,
+    pub perturb: u32,
     pub pad1: u32,
 }
 
@@ -29,7 +29,7 @@ impl Push {
             self.seed_hi,
             self.first_lo,
             self.first_hi,
-            self.pad0,
+            self.perturb,
             self.pad1,
         ];
         let mut out = [0u8; 32];

@@ -1,7 +1,9 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
 //! own module; this file only dispatches.
 
+mod bench_vk;
 mod formats;
+mod hwinfo;
 
 use std::process::ExitCode;
 
@@ -9,7 +11,9 @@ fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
        version          print the library version\n  \
-       formats [DIR]    quantize a weight folder into every format and print the table\n"
+       formats [DIR]    quantize a weight folder into every format and print the table\n  \
+       hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
+       bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n"
 }
 
 fn main() -> ExitCode {
@@ -25,6 +29,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         "formats" => formats::run(rest),
+        "hwinfo" => hwinfo::run(rest),
+        "bench-vk" => bench_vk::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())
