@@ -1,18 +1,11 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// FORMAT -> F32 (or F16 bits with OUT_F16). Units as in quantize.comp.
+// FORMAT -> F32 (or F16 bits with OUT_F16). Block formats: 4 outputs per
+// invocation; F16/BF16: 2.
 
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
-
-#ifdef BLOCK_BYTES
-#if BLOCK_BYTES == 20
-#define UNIT_BLOCKS 1u
-#else
-#define UNIT_BLOCKS 2u
-#endif
-#endif
 
 void put_pair(uint first_element, float a, float b, bool both) {
 #ifdef OUT_F16
@@ -26,29 +19,58 @@ void put_pair(uint first_element, float a, float b, bool both) {
 #endif
 }
 
+layout(std430, binding = 1) buffer Dst4 { uvec4 dst4[]; };
+
+uint byte_at(uint o) {
+    return (src[o >> 2] >> (8u * (o & 3u))) & 0xffu;
+}
+
 void main() {
     uint unit = unit_index();
 #ifdef BLOCK_BYTES
-    uint first_block = unit * UNIT_BLOCKS;
-    uint n_blocks = pc.n_elements / QK;
-    if (first_block >= n_blocks) {
+    // One invocation per 4 consecutive outputs: neighbouring invocations read
+    // neighbouring bytes and write neighbouring 16 (or 8) bytes, so memory
+    // accesses coalesce.
+    uint e = unit * 4u;
+    if (e >= pc.n_elements) {
         return;
     }
-    uint blocks = min(UNIT_BLOCKS, n_blocks - first_block);
-    uint byte0 = first_block * uint(BLOCK_BYTES);
-    for (uint b = 0u; b < blocks; ++b) {
-        uint bytes[BLOCK_BYTES];
-        for (uint k = 0u; k < uint(BLOCK_BYTES); ++k) {
-            uint o = byte0 + b * uint(BLOCK_BYTES) + k;
-            bytes[k] = (src[o >> 2] >> (8u * (o & 3u))) & 0xffu;
-        }
-        float y[QK];
-        dequantize_block(bytes, y);
-        uint base = (first_block + b) * QK;
-        for (uint j = 0u; j < QK; j += 2u) {
-            put_pair(base + j, y[j], y[j + 1u], true);
-        }
+    uint blk = e / QK;
+    uint j0 = e % QK;
+    uint base = blk * uint(BLOCK_BYTES);
+    float d = f16_value(byte_at(base) | (byte_at(base + 1u) << 8));
+    float y[4];
+#if defined(FORMAT_Q8_0)
+    for (uint t = 0u; t < 4u; ++t) {
+        int q = int(byte_at(base + 2u + j0 + t) << 24) >> 24;
+        precise float v = d * float(q);
+        y[t] = v;
     }
+#elif defined(FORMAT_Q4_0)
+    for (uint t = 0u; t < 4u; ++t) {
+        uint j = j0 + t;
+        uint b = byte_at(base + 2u + (j % 16u));
+        uint q = j < 16u ? (b & 15u) : (b >> 4);
+        precise float v = d * float(int(q) - 8);
+        y[t] = v;
+    }
+#elif defined(FORMAT_Q4_1)
+    float m = f16_value(byte_at(base + 2u) | (byte_at(base + 3u) << 8));
+    for (uint t = 0u; t < 4u; ++t) {
+        uint j = j0 + t;
+        uint b = byte_at(base + 4u + (j % 16u));
+        uint q = j < 16u ? (b & 15u) : (b >> 4);
+        precise float p = d * float(q);
+        precise float v = p + m;
+        y[t] = v;
+    }
+#endif
+#ifdef OUT_F16
+    dst[e / 2u] = f16_bits(floatBitsToUint(y[0])) | (f16_bits(floatBitsToUint(y[1])) << 16);
+    dst[e / 2u + 1u] = f16_bits(floatBitsToUint(y[2])) | (f16_bits(floatBitsToUint(y[3])) << 16);
+#else
+    dst4[unit] = uvec4(floatBitsToUint(y[0]), floatBitsToUint(y[1]), floatBitsToUint(y[2]), floatBitsToUint(y[3]));
+#endif
 #else
     uint e0 = unit * 2u;
     if (e0 >= pc.n_elements) {

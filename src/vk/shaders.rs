@@ -51,6 +51,8 @@ pub fn elements_per_invocation(name: &str) -> u32 {
         4
     } else if name.starts_with("fake_quantize") {
         if name.ends_with("f16") { 1 } else { 32 }
+    } else if name.starts_with("dequantize") && name.contains("_q") {
+        4
     } else if name.contains("q4_1") {
         32
     } else if name.contains("q8_0") || name.contains("q4_0") {
