@@ -1,7 +1,7 @@
 // Bindings, push constants and word stores shared by every kernel.
 // Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
 
-layout(local_size_x = 64) in;
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Src { uint src[]; };
 layout(std430, binding = 1) buffer Dst { uint dst[]; };
