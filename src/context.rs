@@ -60,6 +60,12 @@ pub struct ContextSettings {
     /// Test only: corrupt the output of this kernel (e.g. "quantize_f32_q8_0"),
     /// so the self-test must catch it and fall back.
     pub vulkan_perturb_kernel: Option<String>,
+    /// Test only: make the Nth device allocation after the self-test fail with
+    /// out-of-device-memory (also NYXQ_VK_FAIL_ALLOCATION=N).
+    pub vulkan_fail_allocation: Option<u64>,
+    /// When a device allocation fails, run on the CPU instead of reporting
+    /// ErrorKind::OutOfDeviceMemory.
+    pub vulkan_host_fallback: bool,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -76,6 +82,7 @@ pub struct Context {
     vulkan: Option<Arc<crate::vk::Engine>>,
     force_compat: bool,
     self_test: Vec<crate::vk::selftest::KernelResult>,
+    host_fallback: bool,
 }
 
 impl Context {
@@ -150,6 +157,20 @@ impl Context {
             .as_ref()
             .map(|engine| crate::vk::selftest::run(engine))
             .unwrap_or_default();
+        let fail_allocation = settings.vulkan_fail_allocation.or_else(|| {
+            std::env::var("NYXQ_VK_FAIL_ALLOCATION")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let (Some(engine), Some(nth)) = (&vulkan, fail_allocation) {
+            let device = &engine.device;
+            let made = device
+                .allocations
+                .load(std::sync::atomic::Ordering::Relaxed);
+            device
+                .fail_allocation
+                .store(made + nth, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(Context {
             backend,
             threads,
@@ -157,6 +178,7 @@ impl Context {
             vulkan,
             force_compat,
             self_test,
+            host_fallback: settings.vulkan_host_fallback,
         })
     }
 
@@ -233,7 +255,12 @@ impl Context {
             && !matches!(opts.rounding, Rounding::ErrorMinimising)
             && !src.is_empty();
         if let (true, Some(engine)) = (gpu_can, &self.vulkan) {
-            return crate::vk::ops::quantize(engine, format, src, dst, opts.rounding);
+            match crate::vk::ops::quantize(engine, format, src, dst, opts.rounding) {
+                Err(e) if e.kind() == crate::ErrorKind::OutOfDeviceMemory && self.host_fallback => {
+                    log::warn!("nyxq: {e}; quantizing on the CPU instead");
+                }
+                other => return other,
+            }
         }
         crate::quant::quantize(format, src, dst, opts)
     }

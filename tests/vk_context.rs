@@ -199,3 +199,50 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     .unwrap();
     assert_ne!(cpu, direct);
 }
+
+/// Fault injection: the first device allocation after the self-test fails.
+/// Without host fallback that is OutOfDeviceMemory and the output is untouched;
+/// with it, the CPU gives the right bytes.
+#[test]
+fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
+    if run_in_child(
+        "a_failed_device_allocation_is_reported_or_falls_back_to_the_host",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::format::Format;
+    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
+    let mut expected = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut expected, &Default::default()).unwrap();
+    for host_fallback in [false, true] {
+        let ctx = match Context::new(&ContextSettings {
+            vulkan_fail_allocation: Some(1),
+            vulkan_host_fallback: host_fallback,
+            ..settings(BackendPreference::Vulkan)
+        }) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                println!("SKIP: no Vulkan device: {e}");
+                return;
+            }
+        };
+        let mut out = vec![0x77u8; expected.len()];
+        let result = ctx.quantize(Format::Q4_0, &x, &mut out, &Default::default());
+        if host_fallback {
+            result.unwrap();
+            assert_eq!(out, expected);
+        } else {
+            assert_eq!(
+                result.unwrap_err().kind(),
+                nyxq::ErrorKind::OutOfDeviceMemory
+            );
+            assert!(out.iter().all(|&b| b == 0x77));
+            // The next call allocates again and succeeds.
+            ctx.quantize(Format::Q4_0, &x, &mut out, &Default::default())
+                .unwrap();
+            assert_eq!(out, expected);
+        }
+        assert_eq!(ctx.vulkan_validation_errors(), 0);
+    }
+}

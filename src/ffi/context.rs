@@ -173,6 +173,8 @@ pub extern "C" fn nyxq_context_create(
             vulkan_validation: options.vulkan_validation != 0,
             vulkan_force_compat: options.vulkan_force_compat != 0,
             vulkan_perturb_kernel: None,
+            vulkan_fail_allocation: None,
+            vulkan_host_fallback: false,
         };
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.

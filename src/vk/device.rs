@@ -334,6 +334,11 @@ pub struct Device {
     /// Features enabled on the device (what variants may use).
     pub enabled_8bit: bool,
     pub enabled_16bit: bool,
+    /// Device allocations made so far (for fault injection).
+    pub allocations: std::sync::atomic::AtomicU64,
+    /// Fault injection: the Nth device allocation (1-based) fails with
+    /// out-of-device-memory. 0 means never.
+    pub fail_allocation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Device {
@@ -378,6 +383,8 @@ impl Device {
         // SAFETY: queue 0 of `family` was requested at creation.
         let queue = unsafe { device.get_device_queue(family, 0) };
         Ok(Device {
+            allocations: std::sync::atomic::AtomicU64::new(0),
+            fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: info.storage_8bit,
             enabled_16bit: info.storage_16bit,
             instance,

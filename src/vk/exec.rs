@@ -459,6 +459,20 @@ impl Buffer {
                 format!("a buffer of {size} bytes exceeds the allocation limit {limit}"),
             ));
         }
+        let nth = device
+            .allocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if device
+            .fail_allocation
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == nth
+        {
+            return Err(Error::new(
+                ErrorKind::OutOfDeviceMemory,
+                format!("device allocation {nth} of {size} bytes failed (fault injection)"),
+            ));
+        }
         let d = &device.device;
         let size = size.max(4);
         // SAFETY: a live device; the info lives across the call.
