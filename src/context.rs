@@ -86,6 +86,37 @@ pub struct Context {
 }
 
 impl Context {
+    /// Creates a Vulkan context on a device the caller already wrapped (for
+    /// example a borrowed one, crate::vk::Device::borrow). The self-test runs
+    /// as for a device nyxq made.
+    pub fn with_device(
+        settings: &ContextSettings,
+        device: Arc<crate::vk::Device>,
+    ) -> Result<Context> {
+        install_logger(settings.log_level);
+        let engine = Arc::new(crate::vk::Engine::new(
+            device,
+            settings.vulkan_perturb_kernel.clone(),
+        )?);
+        log::info!(
+            "nyxq context: Vulkan device '{}' (borrowed or caller-made)",
+            engine.device.info.name
+        );
+        let self_test = crate::vk::selftest::run(&engine);
+        Ok(Context {
+            backend: Backend::Vulkan,
+            threads: match settings.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            fallback_reason: None,
+            vulkan: Some(engine),
+            force_compat: settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT"),
+            self_test,
+            host_fallback: settings.vulkan_host_fallback,
+        })
+    }
+
     /// Creates a context as `settings` ask.
     pub fn new(settings: &ContextSettings) -> Result<Context> {
         install_logger(settings.log_level);

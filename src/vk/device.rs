@@ -339,6 +339,8 @@ pub struct Device {
     /// Fault injection: the Nth device allocation (1-based) fails with
     /// out-of-device-memory. 0 means never.
     pub fail_allocation: std::sync::atomic::AtomicU64,
+    /// False for the caller's device (borrowed): never destroyed by nyxq.
+    owned: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -383,6 +385,7 @@ impl Device {
         // SAFETY: queue 0 of `family` was requested at creation.
         let queue = unsafe { device.get_device_queue(family, 0) };
         Ok(Device {
+            owned: true,
             allocations: std::sync::atomic::AtomicU64::new(0),
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: info.storage_8bit,
@@ -397,8 +400,65 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Wraps the caller's device and compute queue. nyxq's kernels need Vulkan
+    /// 1.2 and a compute queue only (they use no optional feature), which is
+    /// checked; nothing borrowed is ever destroyed.
+    ///
+    /// # Safety
+    /// `physical`, `device` and `queue` are live, belong to `instance`, the
+    /// queue is of family `queue_family` on `device`, and all outlive the
+    /// returned value. The caller does not submit to `queue` while nyxq does
+    /// (nyxq serialises its own submissions), or passes a queue of its own.
+    pub unsafe fn borrow(
+        instance: Arc<Instance>,
+        physical: vk::PhysicalDevice,
+        device: vk::Device,
+        queue_family: u32,
+        queue: vk::Queue,
+    ) -> crate::error::Result<Device> {
+        let info = query(&instance.instance, physical, 0);
+        if let Some(reason) = info.unusable_reason() {
+            return Err(crate::error::Error::unsupported(reason));
+        }
+        // SAFETY: physical belongs to the instance, per the contract.
+        let families = unsafe {
+            instance
+                .instance
+                .get_physical_device_queue_family_properties(physical)
+        };
+        let compute = families
+            .get(queue_family as usize)
+            .is_some_and(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE));
+        if !compute {
+            return Err(crate::error::Error::invalid(format!(
+                "queue family {queue_family} of '{}' has no COMPUTE capability",
+                info.name
+            )));
+        }
+        // SAFETY: a live device of this instance, per the contract.
+        let device = unsafe { ash::Device::load(instance.instance.fp_v1_0(), device) };
+        Ok(Device {
+            owned: false,
+            allocations: std::sync::atomic::AtomicU64::new(0),
+            fail_allocation: std::sync::atomic::AtomicU64::new(0),
+            enabled_8bit: false,
+            enabled_16bit: false,
+            instance,
+            physical,
+            device,
+            queue,
+            queue_family,
+            info,
+        })
+    }
+}
+
 impl Drop for Device {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         // SAFETY: nyxq created this device; waiting idle makes every object
         // made from it unused, and those objects were dropped before (they
         // hold an Arc to this Device).

@@ -414,10 +414,11 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let d = &self.device.device;
         let sub = self.queue_lock.get_mut();
-        // SAFETY: waiting idle first makes every object below unused; each was
+        // SAFETY: every submission was waited on before submit_and_wait
+        // returned, so the objects below are unused (no device-wide wait: on a
+        // borrowed device that would need the caller's queues); each was
         // created from this device and is destroyed once.
         unsafe {
-            let _ = d.device_wait_idle();
             for (_, p) in self.pipelines.get_mut().drain() {
                 d.destroy_pipeline(p, None);
             }

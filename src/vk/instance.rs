@@ -55,6 +55,8 @@ pub struct Instance {
     /// Boxed inside an Arc so its address (the messenger's user data) is stable.
     pub validation: Arc<ValidationCounter>,
     pub loader: String,
+    /// False for the caller's instance (borrowed): never destroyed by nyxq.
+    owned: bool,
 }
 
 impl std::fmt::Debug for Instance {
@@ -178,12 +180,43 @@ impl Instance {
             debug,
             validation: counter,
             loader,
+            owned: true,
         })
+    }
+
+    /// Wraps the caller's instance; nyxq loads its function pointers through
+    /// `get_instance_proc_addr` and never destroys it.
+    ///
+    /// # Safety
+    /// `instance` is a live VkInstance made through the loader that
+    /// `get_instance_proc_addr` belongs to, and outlives the returned value.
+    pub unsafe fn borrow(
+        get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
+        instance: vk::Instance,
+    ) -> Instance {
+        let static_fn = ash::StaticFn {
+            get_instance_proc_addr,
+        };
+        // SAFETY: the caller's vkGetInstanceProcAddr, per the contract.
+        let entry = unsafe { ash::Entry::from_static_fn(static_fn.clone()) };
+        // SAFETY: a live instance of that loader, per the contract.
+        let instance = unsafe { ash::Instance::load(&static_fn, instance) };
+        Instance {
+            entry,
+            instance,
+            debug: None,
+            validation: Arc::new(ValidationCounter::default()),
+            loader: "borrowed".to_string(),
+            owned: false,
+        }
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Some((utils, messenger)) = self.debug.take() {
             // SAFETY: the messenger was created from this instance and is unused now.
             unsafe { utils.destroy_debug_utils_messenger(messenger, None) };

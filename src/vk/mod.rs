@@ -3,6 +3,7 @@
 //! calls live under this module.
 
 pub mod bench;
+pub mod borrowed;
 pub mod device;
 pub mod exec;
 pub mod instance;
