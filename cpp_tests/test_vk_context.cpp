@@ -92,3 +92,17 @@ TEST(VkContext, MissingLoaderFallsBackOrFailsWithTheReason) {
   EXPECT_EQ(untouched, reinterpret_cast<NyxqContext *>(0x1));
   EXPECT_NE(std::string(nyxq_last_error_message()).find("no Vulkan loader"), std::string::npos);
 }
+
+TEST(VkContext, BorrowedHandlesAreChecked) {
+  NyxqContext *untouched = reinterpret_cast<NyxqContext *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_context_create_vulkan_borrowed(nullptr, nullptr, &untouched));
+  NyxqVulkanHandles handles{};
+  handles.struct_size = sizeof handles;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_context_create_vulkan_borrowed(nullptr, &handles, &untouched));
+  handles.struct_size = 8;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_context_create_vulkan_borrowed(nullptr, &handles, &untouched));
+  EXPECT_EQ(untouched, reinterpret_cast<NyxqContext *>(0x1));
+}

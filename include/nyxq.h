@@ -626,6 +626,46 @@ typedef struct {
   uint32_t validation_errors;
 } NyxqDeviceInfo;
 
+/**
+ * The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed.
+ *
+ * Handles are opaque in this header so that it does not depend on the Vulkan
+ * headers: dispatchable handles (VkInstance, VkPhysicalDevice, VkDevice,
+ * VkQueue) are pointers in every Vulkan ABI and convert to `void *` without a
+ * cast. `get_instance_proc_addr` needs the one documented cast:
+ * `reinterpret_cast<void *>(vkGetInstanceProcAddr)` (C: `(void *)`).
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqVulkanHandles) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * VkInstance (created with apiVersion >= 1.2).
+   */
+  void *instance;
+  /**
+   * VkPhysicalDevice of that instance.
+   */
+  void *physical_device;
+  /**
+   * VkDevice created on that physical device.
+   */
+  void *device;
+  /**
+   * Queue family of `queue`; must have VK_QUEUE_COMPUTE_BIT.
+   */
+  uint32_t queue_family;
+  /**
+   * VkQueue from vkGetDeviceQueue(device, queue_family, ...).
+   */
+  void *queue;
+  /**
+   * PFN_vkGetInstanceProcAddr of the loader that made `instance`.
+   */
+  void *get_instance_proc_addr;
+} NyxqVulkanHandles;
+
 #define FORMATS { F16, BF16, Q8_0, Q4_0, Q4_1, }
 
 #ifdef __cplusplus
@@ -893,6 +933,30 @@ uint32_t nyxq_abi_version(void);
  */
 NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
                                     NyxqDeviceInfo *info_out);
+
+/**
+ * Creates a Vulkan context on the caller's instance, device and queue
+ * (borrowed). nyxq loads its function pointers through
+ * `handles->get_instance_proc_addr`, checks that the device supports Vulkan
+ * 1.2 and that `queue_family` has compute, runs the kernel self-test, and never
+ * destroys anything it borrowed: destroy the context before your device.
+ *
+ * Queue use: nyxq submits to `queue` only inside its own calls, serialised by
+ * a lock; do not submit to the same queue from another thread during a nyxq
+ * call, or pass a queue of your own. Every nyxq submission is waited on
+ * before the call returns.
+ *
+ * `options` (NULL for defaults) gives log level, threads, validation is
+ * ignored (the instance is yours). On failure *ctx_out is untouched.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
+ * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+ * NYXQ_ERROR_UNSUPPORTED (device below Vulkan 1.2), NYXQ_ERROR_VULKAN.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
+                                               const NyxqVulkanHandles *handles,
+                                               NyxqContext **ctx_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -103,6 +103,59 @@ pub struct NyxqContextInfo {
 /// defaults.
 const FIRST_OPTIONS_SIZE: usize = std::mem::offset_of!(NyxqContextOptions, thread_count) + 4;
 
+/// The settings that `options` (NULL for defaults) ask for.
+///
+/// # Safety
+/// `options` is NULL or points to struct_size readable bytes of a NyxqContextOptions.
+pub(crate) unsafe fn settings_from(
+    options: *const NyxqContextOptions,
+) -> crate::Result<ContextSettings> {
+    // SAFETY: NULL or a NyxqContextOptions of struct_size bytes, per the contract.
+    let options = unsafe { ptr::options(options, FIRST_OPTIONS_SIZE, "NyxqContextOptions") }?;
+    let backend = enum_value(
+        options.backend,
+        &[
+            (NyxqBackend::NyxqBackendAuto as i32, BackendPreference::Auto),
+            (NyxqBackend::NyxqBackendCpu as i32, BackendPreference::Cpu),
+            (
+                NyxqBackend::NyxqBackendVulkan as i32,
+                BackendPreference::Vulkan,
+            ),
+        ],
+        "backend",
+    )?;
+    let log_level = enum_value(
+        options.log_level,
+        &[
+            (0, LogLevel::Off),
+            (1, LogLevel::Error),
+            (2, LogLevel::Warn),
+            (3, LogLevel::Info),
+            (4, LogLevel::Debug),
+            (5, LogLevel::Trace),
+        ],
+        "log level",
+    )?;
+    let vulkan_loader = if options.vulkan_loader_path.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL, a NUL-terminated string per the contract.
+        Some(unsafe { ptr::string(options.vulkan_loader_path, "vulkan_loader_path") }?.to_string())
+    };
+    let settings = ContextSettings {
+        backend,
+        threads: options.thread_count as usize,
+        log_level,
+        vulkan_loader,
+        vulkan_validation: options.vulkan_validation != 0,
+        vulkan_force_compat: options.vulkan_force_compat != 0,
+        vulkan_perturb_kernel: None,
+        vulkan_fail_allocation: None,
+        vulkan_host_fallback: false,
+    };
+    Ok(settings)
+}
+
 /// Writes the default options, with struct_size set, into *options_out.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
@@ -131,51 +184,7 @@ pub extern "C" fn nyxq_context_create(
     guard(|| {
         let out = ptr::out(ctx_out, "ctx_out")?;
         // SAFETY: NULL or a NyxqContextOptions of struct_size bytes, per the contract.
-        let options = unsafe { ptr::options(options, FIRST_OPTIONS_SIZE, "NyxqContextOptions") }?;
-        let backend = enum_value(
-            options.backend,
-            &[
-                (NyxqBackend::NyxqBackendAuto as i32, BackendPreference::Auto),
-                (NyxqBackend::NyxqBackendCpu as i32, BackendPreference::Cpu),
-                (
-                    NyxqBackend::NyxqBackendVulkan as i32,
-                    BackendPreference::Vulkan,
-                ),
-            ],
-            "backend",
-        )?;
-        let log_level = enum_value(
-            options.log_level,
-            &[
-                (0, LogLevel::Off),
-                (1, LogLevel::Error),
-                (2, LogLevel::Warn),
-                (3, LogLevel::Info),
-                (4, LogLevel::Debug),
-                (5, LogLevel::Trace),
-            ],
-            "log level",
-        )?;
-        let vulkan_loader = if options.vulkan_loader_path.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL, a NUL-terminated string per the contract.
-            Some(
-                unsafe { ptr::string(options.vulkan_loader_path, "vulkan_loader_path") }?
-                    .to_string(),
-            )
-        };
-        let settings = ContextSettings {
-            backend,
-            threads: options.thread_count as usize,
-            log_level,
-            vulkan_loader,
-            vulkan_validation: options.vulkan_validation != 0,
-            vulkan_force_compat: options.vulkan_force_compat != 0,
-            vulkan_perturb_kernel: None,
-            vulkan_fail_allocation: None,
-            vulkan_host_fallback: false,
-        };
+        let settings = unsafe { settings_from(options) }?;
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.
         unsafe { out.write(handle::register::<NyxqContext>(context)) };

@@ -7,7 +7,7 @@ use super::status::NyxqStatus;
 use super::{copy_to_c_array, ptr};
 use crate::error::Error;
 use crate::vk::DeviceType;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 /// Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
 #[repr(i32)]
@@ -134,6 +134,127 @@ pub extern "C" fn nyxq_context_device_info(
         c.validation_errors = context.vulkan_validation_errors();
         // SAFETY: info_out checked non-NULL; points to a NyxqDeviceInfo per the contract.
         unsafe { out.write(c) };
+        Ok(())
+    })
+}
+
+/// The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed.
+///
+/// Handles are opaque in this header so that it does not depend on the Vulkan
+/// headers: dispatchable handles (VkInstance, VkPhysicalDevice, VkDevice,
+/// VkQueue) are pointers in every Vulkan ABI and convert to `void *` without a
+/// cast. `get_instance_proc_addr` needs the one documented cast:
+/// `reinterpret_cast<void *>(vkGetInstanceProcAddr)` (C: `(void *)`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqVulkanHandles {
+    /// sizeof(NyxqVulkanHandles) as the caller compiled it.
+    pub struct_size: usize,
+    /// VkInstance (created with apiVersion >= 1.2).
+    pub instance: *mut c_void,
+    /// VkPhysicalDevice of that instance.
+    pub physical_device: *mut c_void,
+    /// VkDevice created on that physical device.
+    pub device: *mut c_void,
+    /// Queue family of `queue`; must have VK_QUEUE_COMPUTE_BIT.
+    pub queue_family: u32,
+    /// VkQueue from vkGetDeviceQueue(device, queue_family, ...).
+    pub queue: *mut c_void,
+    /// PFN_vkGetInstanceProcAddr of the loader that made `instance`.
+    pub get_instance_proc_addr: *mut c_void,
+}
+
+impl Default for NyxqVulkanHandles {
+    fn default() -> Self {
+        NyxqVulkanHandles {
+            struct_size: size_of::<NyxqVulkanHandles>(),
+            instance: std::ptr::null_mut(),
+            physical_device: std::ptr::null_mut(),
+            device: std::ptr::null_mut(),
+            queue_family: 0,
+            queue: std::ptr::null_mut(),
+            get_instance_proc_addr: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Creates a Vulkan context on the caller's instance, device and queue
+/// (borrowed). nyxq loads its function pointers through
+/// `handles->get_instance_proc_addr`, checks that the device supports Vulkan
+/// 1.2 and that `queue_family` has compute, runs the kernel self-test, and never
+/// destroys anything it borrowed: destroy the context before your device.
+///
+/// Queue use: nyxq submits to `queue` only inside its own calls, serialised by
+/// a lock; do not submit to the same queue from another thread during a nyxq
+/// call, or pass a queue of your own. Every nyxq submission is waited on
+/// before the call returns.
+///
+/// `options` (NULL for defaults) gives log level, threads, validation is
+/// ignored (the instance is yours). On failure *ctx_out is untouched.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
+/// NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+/// NYXQ_ERROR_UNSUPPORTED (device below Vulkan 1.2), NYXQ_ERROR_VULKAN.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_create_vulkan_borrowed(
+    options: *const super::context::NyxqContextOptions,
+    handles: *const NyxqVulkanHandles,
+    ctx_out: *mut *mut NyxqContext,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(ctx_out, "ctx_out")?;
+        if handles.is_null() {
+            return Err(Error::new(crate::ErrorKind::NullPointer, "handles is NULL"));
+        }
+        // SAFETY: non-NULL, a NyxqVulkanHandles of struct_size bytes per the contract.
+        let h = unsafe {
+            ptr::options(
+                handles,
+                std::mem::offset_of!(NyxqVulkanHandles, get_instance_proc_addr)
+                    + size_of::<usize>(),
+                "NyxqVulkanHandles",
+            )
+        }?;
+        for (p, what) in [
+            (h.instance, "handles->instance"),
+            (h.physical_device, "handles->physical_device"),
+            (h.device, "handles->device"),
+            (h.queue, "handles->queue"),
+            (h.get_instance_proc_addr, "handles->get_instance_proc_addr"),
+        ] {
+            if p.is_null() {
+                return Err(Error::new(
+                    crate::ErrorKind::NullPointer,
+                    format!("{what} is NULL"),
+                ));
+            }
+        }
+        use ash::vk::Handle;
+        // SAFETY: the caller passes vkGetInstanceProcAddr (non-NULL, checked)
+        // as a data pointer; on every platform Vulkan supports, function and
+        // data pointers have the same size and representation.
+        let gipa: ash::vk::PFN_vkGetInstanceProcAddr = unsafe {
+            std::mem::transmute::<*mut c_void, ash::vk::PFN_vkGetInstanceProcAddr>(
+                h.get_instance_proc_addr,
+            )
+        };
+        let borrowed = crate::vk::borrowed::BorrowedHandles {
+            get_instance_proc_addr: gipa,
+            instance: ash::vk::Instance::from_raw(h.instance as u64),
+            physical_device: ash::vk::PhysicalDevice::from_raw(h.physical_device as u64),
+            device: ash::vk::Device::from_raw(h.device as u64),
+            queue_family: h.queue_family,
+            queue: ash::vk::Queue::from_raw(h.queue as u64),
+        };
+        // SAFETY: NULL or a NyxqContextOptions per the contract.
+        let settings = unsafe { super::context::settings_from(options) }?;
+        // SAFETY: the caller guarantees the handles are live, belong together
+        // and outlive the context (documented above).
+        let device = unsafe { crate::vk::borrowed::borrow(&borrowed) }?;
+        let context = crate::context::Context::with_device(&settings, device)?;
+        // SAFETY: ctx_out checked non-NULL.
+        unsafe { out.write(handle::register::<NyxqContext>(context)) };
         Ok(())
     })
 }
