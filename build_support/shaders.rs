@@ -1,7 +1,110 @@
-//! Compiles shaders/*.comp to SPIR-V with glslc (none yet).
+//! Compiles shaders/*.comp to SPIR-V with glslc: one entry of VARIANTS per
+//! pipeline (`<op>_<in>_<out>`, the same name as the Rust constant and the
+//! pipeline's debug name), `--target-env=vulkan1.2 -Werror`, depfiles so an
+//! edited include triggers a rebuild. Any diagnostic fails the build. Writes
+//! OUT_DIR/shaders.rs, which src/vk/shaders.rs includes.
 
-use std::path::Path;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FORMATS: [&str; 5] = ["f16", "bf16", "q8_0", "q4_0", "q4_1"];
+
+/// (name, source file, defines)
+fn variants() -> Vec<(String, &'static str, Vec<String>)> {
+    let mut v = vec![("copy_f32_f32".to_string(), "copy.comp", vec![])];
+    for f in FORMATS {
+        let define = format!("FORMAT_{}", f.to_uppercase());
+        v.push((
+            format!("quantize_f32_{f}"),
+            "quantize.comp",
+            vec![define.clone()],
+        ));
+        v.push((
+            format!("dequantize_{f}_f32"),
+            "dequantize.comp",
+            vec![define.clone()],
+        ));
+        v.push((
+            format!("dequantize_{f}_f16"),
+            "dequantize.comp",
+            vec![define.clone(), "OUT_F16".to_string()],
+        ));
+        v.push((
+            format!("fake_quantize_f32_{f}"),
+            "fake_quantize.comp",
+            vec![define],
+        ));
+    }
+    v
+}
 
 pub fn compile(crate_dir: &Path, out_dir: &Path) {
-    let _ = (crate_dir, out_dir);
+    let shader_dir = crate_dir.join("shaders");
+    println!("cargo:rerun-if-changed=shaders");
+    println!("cargo:rerun-if-changed=build_support/shaders.rs");
+    println!("cargo:rerun-if-env-changed=GLSLC");
+    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let spv_dir = out_dir.join("spv");
+    std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
+    let mut table = String::from(
+        "/// Every compiled shader variant: (name, SPIR-V bytes).\npub const VARIANTS: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, file, defines) in variants() {
+        let source = shader_dir.join(file);
+        let spv = spv_dir.join(format!("{name}.spv"));
+        let dep = spv_dir.join(format!("{name}.d"));
+        let mut cmd = Command::new(&glslc);
+        cmd.arg("--target-env=vulkan1.2")
+            .arg("-Werror")
+            .arg("-O")
+            .arg("-MD")
+            .arg("-MF")
+            .arg(&dep);
+        for d in &defines {
+            cmd.arg(format!("-D{d}"));
+        }
+        cmd.arg(&source).arg("-o").arg(&spv);
+        let output = cmd.output().unwrap_or_else(|e| {
+            panic!(
+                "cannot run {glslc} ({e}): nyxq compiles its Vulkan shaders at build time; \
+                 run scripts/bootstrap.sh (installs glslc) or set GLSLC to its path"
+            )
+        });
+        let diagnostics = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() || !diagnostics.trim().is_empty() {
+            panic!(
+                "glslc failed on {name} ({}):\n{diagnostics}",
+                source.display()
+            );
+        }
+        for path in depfile_inputs(&dep) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+        writeln!(
+            table,
+            "    ({name:?}, include_bytes!({:?})),",
+            spv.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    table.push_str("];\n");
+    std::fs::write(out_dir.join("shaders.rs"), table).expect("OUT_DIR is writable");
+}
+
+/// The inputs a Makefile-style depfile names (after the first ':').
+fn depfile_inputs(dep: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(dep).unwrap_or_default();
+    let Some((_, inputs)) = text.split_once(": ") else {
+        return Vec::new();
+    };
+    inputs
+        .replace("\\\n", " ")
+        .split_whitespace()
+        .map(PathBuf::from)
+        .collect()
 }

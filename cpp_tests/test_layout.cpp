@@ -4,7 +4,9 @@
 
 #include "support.hpp"
 
-static_assert(sizeof(NyxqContextOptions) == 32, "NyxqContextOptions layout");
+static_assert(sizeof(NyxqContextOptions) == 48, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, vulkan_loader_path) == 32, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, vulkan_force_compat) == 44, "NyxqContextOptions layout");
 static_assert(offsetof(NyxqContextOptions, thread_count) == 16, "NyxqContextOptions layout");
 static_assert(offsetof(NyxqContextOptions, config_path) == 24, "NyxqContextOptions layout");
 static_assert(sizeof(NyxqContextInfo) == 296, "NyxqContextInfo layout");

@@ -59,6 +59,13 @@
 #define MIN_8BIT_ELEMENTS 4096
 
 /**
+ * Largest single allocation nyxq makes.
+ */
+#define MAX_ALLOCATION (1 << 30)
+
+
+
+/**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
  * (values are never reused or renumbered).
  */
@@ -132,6 +139,47 @@ typedef enum {
    */
   NYXQ_ERROR_LOSS_SCALE_UNDERFLOW = 16,
 } NyxqStatus;
+
+/**
+ * A storage format. The discriminants are the values the C ABI uses.
+ */
+enum Format
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * IEEE binary32.
+   */
+  F32 = 0,
+  /**
+   * IEEE binary16, round to nearest even.
+   */
+  F16 = 1,
+  /**
+   * The top 16 bits of binary32, round to nearest even, NaN kept NaN.
+   */
+  BF16 = 2,
+  /**
+   * 32 values: `f16 d; i8 qs[32]`; x = d*q.
+   */
+  Q8_0 = 3,
+  /**
+   * 32 values: `f16 d; u8 qs[16]`; x = d*(q-8).
+   */
+  Q4_0 = 4,
+  /**
+   * 32 values: `f16 d; f16 m; u8 qs[16]`; x = d*q + m.
+   */
+  Q4_1 = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum Format Format;
+#else
+typedef int32_t Format;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
@@ -391,6 +439,28 @@ typedef int32_t NyxqOptimizerState;
 #endif // __cplusplus
 
 /**
+ * Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
+ */
+enum NyxqDeviceType
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_DEVICE_TYPE_OTHER = 0,
+  NYXQ_DEVICE_TYPE_INTEGRATED_GPU = 1,
+  NYXQ_DEVICE_TYPE_DISCRETE_GPU = 2,
+  NYXQ_DEVICE_TYPE_VIRTUAL_GPU = 3,
+  NYXQ_DEVICE_TYPE_CPU = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqDeviceType NyxqDeviceType;
+#else
+typedef int32_t NyxqDeviceType;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Adam's state for one parameter tensor. Calls on one optimizer must not
  * overlap (each call takes its lock); different optimizers run in parallel.
  */
@@ -551,6 +621,23 @@ typedef struct {
    * nyxq_context_plan_policy returns. The string is read during the call only.
    */
   const char *config_path;
+  /**
+   * Path of the Vulkan loader library to open instead of libvulkan.so.1
+   * (NUL-terminated UTF-8, read during the call only); NULL for the default.
+   * The environment variable NYXQ_VULKAN_LOADER does the same.
+   */
+  const char *vulkan_loader_path;
+  /**
+   * Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
+   * and counts errors (nyxq_context_device_info.validation_errors). Default 0;
+   * NYXQ_VK_VALIDATION=1 does the same.
+   */
+  uint32_t vulkan_validation;
+  /**
+   * Nonzero uses only the compatible shader variants (no 8/16-bit storage,
+   * no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
+   */
+  uint32_t vulkan_force_compat;
 } NyxqContextOptions;
 
 /**
@@ -917,7 +1004,147 @@ typedef struct {
   int32_t state;
 } NyxqAdamOptions;
 
+/**
+ * Facts about the Vulkan device a context runs on (nyxq_context_device_info).
+ * Flags are 1 (true) or 0 (false). Strings are NUL-terminated UTF-8.
+ */
+typedef struct {
+  /**
+   * VkPhysicalDeviceProperties.deviceName.
+   */
+  char name[256];
+  /**
+   * Vendor's name derived from vendor_id ("NVIDIA", "AMD", "Intel", "Mesa", "unknown").
+   */
+  char vendor_name[32];
+  /**
+   * PCI vendor ID (or Khronos vendor ID).
+   */
+  uint32_t vendor_id;
+  uint32_t device_id;
+  /**
+   * VkPhysicalDeviceDriverProperties.driverName, e.g. "llvmpipe", "NVIDIA".
+   */
+  char driver_name[256];
+  /**
+   * VkPhysicalDeviceDriverProperties.driverInfo, e.g. "Mesa 22.3.6 (LLVM 15.0.6)".
+   */
+  char driver_info[256];
+  /**
+   * Raw driverVersion (the encoding is the vendor's).
+   */
+  uint32_t driver_version;
+  /**
+   * Device Vulkan API version (VK_MAKE_API_VERSION encoding).
+   */
+  uint32_t api_version;
+  /**
+   * A NyxqDeviceType value.
+   */
+  int32_t device_type;
+  /**
+   * 1 when all memory heaps are device-local (one shared pool: UMA or CPU).
+   */
+  uint32_t unified_memory;
+  /**
+   * Total size of the device-local heaps, in bytes.
+   */
+  uint64_t device_local_bytes;
+  /**
+   * VK_EXT_memory_budget budget of the device-local heaps; 0 when
+   * has_memory_budget is 0.
+   */
+  uint64_t budget_bytes;
+  /**
+   * 1 when the device supports VK_EXT_memory_budget.
+   */
+  uint32_t has_memory_budget;
+  /**
+   * Subgroup size (VkPhysicalDeviceSubgroupProperties.subgroupSize).
+   */
+  uint32_t subgroup_size;
+  /**
+   * maxMemoryAllocationSize, in bytes.
+   */
+  uint64_t max_allocation_bytes;
+  /**
+   * maxStorageBufferRange, in bytes.
+   */
+  uint64_t max_storage_buffer_range;
+  /**
+   * shaderFloat16 (FP16 arithmetic).
+   */
+  uint32_t shader_float16;
+  /**
+   * shaderInt8 (INT8 arithmetic).
+   */
+  uint32_t shader_int8;
+  /**
+   * storageBuffer8BitAccess.
+   */
+  uint32_t storage_8bit;
+  /**
+   * storageBuffer16BitAccess.
+   */
+  uint32_t storage_16bit;
+  /**
+   * shaderIntegerDotProduct (Vulkan 1.3 or VK_KHR_shader_integer_dot_product).
+   */
+  uint32_t integer_dot_product;
+  /**
+   * 1 when only the compatible shader variants are used (forced by option
+   * or NYXQ_VK_FORCE_COMPAT=1).
+   */
+  uint32_t compat_forced;
+  /**
+   * Validation-layer errors counted so far (0 when validation is off).
+   */
+  uint32_t validation_errors;
+} NyxqDeviceInfo;
 
+/**
+ * The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed.
+ *
+ * Handles are opaque in this header so that it does not depend on the Vulkan
+ * headers: dispatchable handles (VkInstance, VkPhysicalDevice, VkDevice,
+ * VkQueue) are pointers in every Vulkan ABI and convert to `void *` without a
+ * cast. `get_instance_proc_addr` needs the one documented cast:
+ * `reinterpret_cast<void *>(vkGetInstanceProcAddr)` (C: `(void *)`).
+ */
+typedef struct {
+  /**
+   * sizeof(NyxqVulkanHandles) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * VkInstance (created with apiVersion >= 1.2).
+   */
+  void *instance;
+  /**
+   * VkPhysicalDevice of that instance.
+   */
+  void *physical_device;
+  /**
+   * VkDevice created on that physical device.
+   */
+  void *device;
+  /**
+   * Queue family of `queue`; must have VK_QUEUE_COMPUTE_BIT.
+   */
+  uint32_t queue_family;
+  /**
+   * VkQueue from vkGetDeviceQueue(device, queue_family, ...).
+   */
+  void *queue;
+  /**
+   * PFN_vkGetInstanceProcAddr of the loader that made `instance`.
+   */
+  void *get_instance_proc_addr;
+} NyxqVulkanHandles;
+
+
+
+#define FORMATS { F16, BF16, Q8_0, Q4_0, Q4_1, }
 
 #ifdef __cplusplus
 extern "C" {
@@ -984,8 +1211,7 @@ NyxqStatus nyxq_context_options_default(NyxqContextOptions *options_out);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
  * (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
- * (a backend this build or machine lacks), NYXQ_ERROR_IO and NYXQ_ERROR_CONFIG
- * (config_path unreadable or invalid: "file:line: reason"). Thread-safe.
+ * (a backend this build or machine lacks). Thread-safe.
  */
 NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
                                NyxqContext **ctx_out);
@@ -1579,6 +1805,40 @@ const char *nyxq_version_string(void);
  * they differ. Thread-safe.
  */
 uint32_t nyxq_abi_version(void);
+
+/**
+ * Describes the Vulkan device a context runs on.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED when the context runs on the CPU (nyxq_context_info
+ * says why). *info_out is written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
+                                    NyxqDeviceInfo *info_out);
+
+/**
+ * Creates a Vulkan context on the caller's instance, device and queue
+ * (borrowed). nyxq loads its function pointers through
+ * `handles->get_instance_proc_addr`, checks that the device supports Vulkan
+ * 1.2 and that `queue_family` has compute, runs the kernel self-test, and never
+ * destroys anything it borrowed: destroy the context before your device.
+ *
+ * Queue use: nyxq submits to `queue` only inside its own calls, serialised by
+ * a lock; do not submit to the same queue from another thread during a nyxq
+ * call, or pass a queue of your own. Every nyxq submission is waited on
+ * before the call returns.
+ *
+ * `options` (NULL for defaults) gives log level, threads, validation is
+ * ignored (the instance is yours). On failure *ctx_out is untouched.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
+ * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+ * NYXQ_ERROR_UNSUPPORTED (device below Vulkan 1.2), NYXQ_ERROR_VULKAN.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
+                                               const NyxqVulkanHandles *handles,
+                                               NyxqContext **ctx_out);
 
 #ifdef __cplusplus
 }  // extern "C"

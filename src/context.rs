@@ -3,12 +3,13 @@
 use crate::config::QuantConfig;
 use crate::error::{Error, Result};
 use crate::plan::Policy;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 /// Which backend a context should use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendPreference {
     /// A GPU when one works, else the CPU.
+    #[default]
     Auto,
     /// The CPU only.
     Cpu,
@@ -20,6 +21,7 @@ pub enum BackendPreference {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Cpu,
+    Vulkan,
 }
 
 impl Backend {
@@ -27,13 +29,15 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
+            Backend::Vulkan => "vulkan",
         }
     }
 }
 
 /// Log verbosity nyxq installs a logger for (`Off` installs none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
+    #[default]
     Off,
     Error,
     Warn,
@@ -43,7 +47,7 @@ pub enum LogLevel {
 }
 
 /// What a caller asks of a new context.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContextSettings {
     pub backend: BackendPreference,
     /// Worker threads for large inputs; 0 means one per available core.
@@ -51,17 +55,25 @@ pub struct ContextSettings {
     pub log_level: LogLevel,
     /// The trainer's [quantization] config, whose policy the context's plans use.
     pub config: Option<QuantConfig>,
+    /// Vulkan loader library to open instead of libvulkan.so.1.
+    pub vulkan_loader: Option<String>,
+    /// Turn on VK_LAYER_KHRONOS_validation (also NYXQ_VK_VALIDATION=1).
+    pub vulkan_validation: bool,
+    /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
+    pub vulkan_force_compat: bool,
+    /// Test only: corrupt the output of this kernel (e.g. "quantize_f32_q8_0"),
+    /// so the self-test must catch it and fall back.
+    pub vulkan_perturb_kernel: Option<String>,
+    /// Test only: make the Nth device allocation after the self-test fail with
+    /// out-of-device-memory (also NYXQ_VK_FAIL_ALLOCATION=N).
+    pub vulkan_fail_allocation: Option<u64>,
+    /// When a device allocation fails, run on the CPU instead of reporting
+    /// ErrorKind::OutOfDeviceMemory.
+    pub vulkan_host_fallback: bool,
 }
 
-impl Default for ContextSettings {
-    fn default() -> Self {
-        ContextSettings {
-            backend: BackendPreference::Auto,
-            threads: 0,
-            log_level: LogLevel::Off,
-            config: None,
-        }
-    }
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
 }
 
 /// A working context. Immutable after creation, so it is shared freely between
@@ -72,9 +84,45 @@ pub struct Context {
     threads: usize,
     fallback_reason: Option<String>,
     config: Option<QuantConfig>,
+    vulkan: Option<Arc<crate::vk::Engine>>,
+    force_compat: bool,
+    self_test: Vec<crate::vk::selftest::KernelResult>,
+    host_fallback: bool,
 }
 
 impl Context {
+    /// Creates a Vulkan context on a device the caller already wrapped (for
+    /// example a borrowed one, crate::vk::Device::borrow). The self-test runs
+    /// as for a device nyxq made.
+    pub fn with_device(
+        settings: &ContextSettings,
+        device: Arc<crate::vk::Device>,
+    ) -> Result<Context> {
+        install_logger(settings.log_level);
+        let engine = Arc::new(crate::vk::Engine::new(
+            device,
+            settings.vulkan_perturb_kernel.clone(),
+        )?);
+        log::info!(
+            "nyxq context: Vulkan device '{}' (borrowed or caller-made)",
+            engine.device.info.name
+        );
+        let self_test = crate::vk::selftest::run(&engine);
+        Ok(Context {
+            backend: Backend::Vulkan,
+            threads: match settings.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            fallback_reason: None,
+            config: settings.config.clone(),
+            vulkan: Some(engine),
+            force_compat: settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT"),
+            self_test,
+            host_fallback: settings.vulkan_host_fallback,
+        })
+    }
+
     /// Creates a context as `settings` ask.
     pub fn new(settings: &ContextSettings) -> Result<Context> {
         install_logger(settings.log_level);
@@ -82,18 +130,59 @@ impl Context {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (backend, fallback_reason) = match settings.backend {
-            BackendPreference::Cpu => (Backend::Cpu, None),
-            BackendPreference::Auto => (
-                Backend::Cpu,
-                Some("this build has no GPU backend yet".to_string()),
-            ),
+        let vk_settings = crate::vk::InstanceSettings {
+            loader_path: settings.vulkan_loader.clone(),
+            validation: settings.vulkan_validation || env_flag("NYXQ_VK_VALIDATION"),
+        };
+        let force_compat = settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT");
+        let (backend, fallback_reason, vulkan) = match settings.backend {
+            BackendPreference::Cpu => (Backend::Cpu, None, None),
+            BackendPreference::Auto => {
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly) {
+                    Ok(device) => {
+                        match crate::vk::Engine::new(device, settings.vulkan_perturb_kernel.clone())
+                        {
+                            Ok(engine) => (Backend::Vulkan, None, Some(Arc::new(engine))),
+                            Err(e) => (
+                                Backend::Cpu,
+                                Some(format!("Vulkan setup failed: {e}")),
+                                None,
+                            ),
+                        }
+                    }
+                    Err(why) => (Backend::Cpu, Some(why.reason().to_string()), None),
+                }
+            }
             BackendPreference::Vulkan => {
-                return Err(Error::unsupported(
-                    "the Vulkan backend is not available in this build; ask for NYXQ_BACKEND_AUTO or NYXQ_BACKEND_CPU",
-                ));
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::Any) {
+                    Ok(device) => (
+                        Backend::Vulkan,
+                        None,
+                        Some(Arc::new(crate::vk::Engine::new(
+                            device,
+                            settings.vulkan_perturb_kernel.clone(),
+                        )?)),
+                    ),
+                    Err(why) => {
+                        return Err(Error::unsupported(format!(
+                            "the Vulkan backend is not available: {}",
+                            why.reason()
+                        )));
+                    }
+                }
             }
         };
+        if let Some(engine) = &vulkan {
+            let device = &engine.device;
+            log::info!(
+                "nyxq context: Vulkan device '{}' ({}, driver {} {}, API {})",
+                device.info.name,
+                device.info.device_type.name(),
+                device.info.driver_name,
+                device.info.driver_info,
+                device.info.api_version_string()
+            );
+        }
         log::info!(
             "nyxq context: backend {}, {threads} threads",
             backend.name()
@@ -101,11 +190,33 @@ impl Context {
         if let Some(reason) = &fallback_reason {
             log::info!("nyxq context: running on the CPU because {reason}");
         }
+        let self_test = vulkan
+            .as_ref()
+            .map(|engine| crate::vk::selftest::run(engine))
+            .unwrap_or_default();
+        let fail_allocation = settings.vulkan_fail_allocation.or_else(|| {
+            std::env::var("NYXQ_VK_FAIL_ALLOCATION")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let (Some(engine), Some(nth)) = (&vulkan, fail_allocation) {
+            let device = &engine.device;
+            let made = device
+                .allocations
+                .load(std::sync::atomic::Ordering::Relaxed);
+            device
+                .fail_allocation
+                .store(made + nth, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(Context {
             backend,
             threads,
             fallback_reason,
             config: settings.config.clone(),
+            vulkan,
+            force_compat,
+            self_test,
+            host_fallback: settings.vulkan_host_fallback,
         })
     }
 
@@ -129,6 +240,91 @@ impl Context {
     /// The [quantization] config the context was created with, if any.
     pub fn config(&self) -> Option<&QuantConfig> {
         self.config.as_ref()
+    }
+
+    /// The Vulkan engine (device, pipelines, queue), when the backend is Vulkan.
+    pub fn vulkan(&self) -> Option<&Arc<crate::vk::Engine>> {
+        self.vulkan.as_ref()
+    }
+
+    /// Facts about the Vulkan device in use.
+    pub fn device_info(&self) -> Option<&crate::vk::DeviceInfo> {
+        self.vulkan.as_ref().map(|e| &e.device.info)
+    }
+
+    /// The self-test result of every Vulkan kernel (empty on the CPU).
+    pub fn self_test(&self) -> &[crate::vk::selftest::KernelResult] {
+        &self.self_test
+    }
+
+    /// Whether the Vulkan kernel for `op` on `format` passed its self-test
+    /// (false on the CPU backend: the CPU twin is used).
+    pub fn vulkan_kernel_enabled(
+        &self,
+        op: crate::vk::ops::Op,
+        format: crate::format::Format,
+    ) -> bool {
+        self.vulkan.is_some()
+            && self
+                .self_test
+                .iter()
+                .any(|r| r.op == op && r.format == format && r.failure.is_none())
+    }
+
+    /// One line per kernel: variant and self-test result, for info and hwinfo.
+    pub fn vulkan_report(&self) -> Vec<String> {
+        self.self_test
+            .iter()
+            .map(|r| match &r.failure {
+                None => format!(
+                    "{}: compat variant (32-bit words), self-test passed",
+                    r.kernel
+                ),
+                Some(why) => format!(
+                    "{}: self-test FAILED ({why}); disabled, the CPU twin is used",
+                    r.kernel
+                ),
+            })
+            .collect()
+    }
+
+    /// Quantizes on the device when its kernel passed the self-test and the
+    /// options have a Vulkan kernel (nearest or stochastic rounding, rejecting
+    /// non-finite input), else on the CPU twin. The bytes are the same.
+    pub fn quantize(
+        &self,
+        format: crate::format::Format,
+        src: &[f32],
+        dst: &mut [u8],
+        opts: &crate::quant::QuantizeOptions,
+    ) -> Result<()> {
+        use crate::quant::{NonFinite, Rounding};
+        let gpu_can = self.vulkan_kernel_enabled(crate::vk::ops::Op::Quantize, format)
+            && opts.non_finite == NonFinite::Reject
+            && opts.first_index == 0
+            && !matches!(opts.rounding, Rounding::ErrorMinimising)
+            && !src.is_empty();
+        if let (true, Some(engine)) = (gpu_can, &self.vulkan) {
+            match crate::vk::ops::quantize(engine, format, src, dst, opts.rounding) {
+                Err(e) if e.kind() == crate::ErrorKind::OutOfDeviceMemory && self.host_fallback => {
+                    log::warn!("nyxq: {e}; quantizing on the CPU instead");
+                }
+                other => return other,
+            }
+        }
+        crate::quant::quantize(format, src, dst, opts)
+    }
+
+    /// Whether only the compatible shader variants may be used.
+    pub fn force_compat(&self) -> bool {
+        self.force_compat
+    }
+
+    /// Validation errors counted so far (0 when validation is off).
+    pub fn vulkan_validation_errors(&self) -> u32 {
+        self.vulkan
+            .as_ref()
+            .map_or(0, |e| e.device.instance.validation.errors())
     }
 
     /// Why AUTO settled on the CPU, when it did.
@@ -165,16 +361,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vulkan_is_unsupported_until_it_exists_and_auto_falls_back() {
+    fn vulkan_without_a_loader_is_unsupported_and_auto_falls_back() {
+        let no_loader = Some("/nonexistent/libvulkan.so.1".to_string());
         let err = Context::new(&ContextSettings {
             backend: BackendPreference::Vulkan,
+            vulkan_loader: no_loader.clone(),
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
-        let ctx = Context::new(&ContextSettings::default()).unwrap();
+        assert!(err.message().contains("no Vulkan loader"), "{err}");
+        let ctx = Context::new(&ContextSettings {
+            vulkan_loader: no_loader,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(ctx.backend(), Backend::Cpu);
-        assert!(ctx.fallback_reason().is_some());
+        assert!(ctx.fallback_reason().unwrap().contains("no Vulkan loader"));
         assert!(ctx.threads() >= 1);
     }
 }

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod quant;
 pub mod tensor;
 pub mod train;
+pub mod vk;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;

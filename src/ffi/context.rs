@@ -63,6 +63,17 @@ pub struct NyxqContextOptions {
     /// (errors as nyxq_config_load); its policy is then what
     /// nyxq_context_plan_policy returns. The string is read during the call only.
     pub config_path: *const c_char,
+    /// Path of the Vulkan loader library to open instead of libvulkan.so.1
+    /// (NUL-terminated UTF-8, read during the call only); NULL for the default.
+    /// The environment variable NYXQ_VULKAN_LOADER does the same.
+    pub vulkan_loader_path: *const c_char,
+    /// Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
+    /// and counts errors (nyxq_context_device_info.validation_errors). Default 0;
+    /// NYXQ_VK_VALIDATION=1 does the same.
+    pub vulkan_validation: u32,
+    /// Nonzero uses only the compatible shader variants (no 8/16-bit storage,
+    /// no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
+    pub vulkan_force_compat: u32,
 }
 
 impl Default for NyxqContextOptions {
@@ -73,6 +84,9 @@ impl Default for NyxqContextOptions {
             log_level: NyxqLogLevel::NyxqLogOff as i32,
             thread_count: 0,
             config_path: std::ptr::null(),
+            vulkan_loader_path: std::ptr::null(),
+            vulkan_validation: 0,
+            vulkan_force_compat: 0,
         }
     }
 }
@@ -91,8 +105,71 @@ pub struct NyxqContextInfo {
     pub fallback_reason: [c_char; 256],
 }
 
-/// The size of the first version of the options (before config_path).
-const FIRST_OPTIONS_SIZE: usize = std::mem::offset_of!(NyxqContextOptions, config_path);
+/// The size of the first published NyxqContextOptions (up to thread_count):
+/// callers compiled against it keep working, and the later fields take their
+/// defaults.
+const FIRST_OPTIONS_SIZE: usize = std::mem::offset_of!(NyxqContextOptions, thread_count) + 4;
+
+/// The settings that `options` (NULL for defaults) ask for.
+///
+/// # Safety
+/// `options` is NULL or points to struct_size readable bytes of a NyxqContextOptions.
+pub(crate) unsafe fn settings_from(
+    options: *const NyxqContextOptions,
+) -> crate::Result<ContextSettings> {
+    // SAFETY: NULL or a NyxqContextOptions of struct_size bytes, per the contract.
+    let options = unsafe { ptr::options(options, FIRST_OPTIONS_SIZE, "NyxqContextOptions") }?;
+    let backend = enum_value(
+        options.backend,
+        &[
+            (NyxqBackend::NyxqBackendAuto as i32, BackendPreference::Auto),
+            (NyxqBackend::NyxqBackendCpu as i32, BackendPreference::Cpu),
+            (
+                NyxqBackend::NyxqBackendVulkan as i32,
+                BackendPreference::Vulkan,
+            ),
+        ],
+        "backend",
+    )?;
+    let log_level = enum_value(
+        options.log_level,
+        &[
+            (0, LogLevel::Off),
+            (1, LogLevel::Error),
+            (2, LogLevel::Warn),
+            (3, LogLevel::Info),
+            (4, LogLevel::Debug),
+            (5, LogLevel::Trace),
+        ],
+        "log level",
+    )?;
+    let vulkan_loader = if options.vulkan_loader_path.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL, a NUL-terminated string per the contract.
+        Some(unsafe { ptr::string(options.vulkan_loader_path, "vulkan_loader_path") }?.to_string())
+    };
+    let config = if options.config_path.is_null() {
+        None
+    } else {
+        // SAFETY: a NUL-terminated string, per the field's contract.
+        let path = unsafe { ptr::string(options.config_path, "options.config_path") }?;
+        Some(QuantConfig::load(std::path::Path::new(path))?)
+    };
+    let settings = ContextSettings {
+        backend,
+        threads: options.thread_count as usize,
+        log_level,
+        config,
+        vulkan_loader,
+        vulkan_validation: options.vulkan_validation != 0,
+        vulkan_force_compat: options.vulkan_force_compat != 0,
+        vulkan_perturb_kernel: None,
+        vulkan_fail_allocation: None,
+        vulkan_host_fallback: false,
+    };
+    Ok(settings)
+}
 
 /// Writes the default options, with struct_size set, into *options_out.
 ///
@@ -113,8 +190,7 @@ pub extern "C" fn nyxq_context_options_default(options_out: *mut NyxqContextOpti
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
 /// (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
-/// (a backend this build or machine lacks), NYXQ_ERROR_IO and NYXQ_ERROR_CONFIG
-/// (config_path unreadable or invalid: "file:line: reason"). Thread-safe.
+/// (a backend this build or machine lacks). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_context_create(
     options: *const NyxqContextOptions,
@@ -123,44 +199,7 @@ pub extern "C" fn nyxq_context_create(
     guard(|| {
         let out = ptr::out(ctx_out, "ctx_out")?;
         // SAFETY: NULL or a NyxqContextOptions of struct_size bytes, per the contract.
-        let options = unsafe { ptr::options(options, FIRST_OPTIONS_SIZE, "NyxqContextOptions") }?;
-        let backend = enum_value(
-            options.backend,
-            &[
-                (NyxqBackend::NyxqBackendAuto as i32, BackendPreference::Auto),
-                (NyxqBackend::NyxqBackendCpu as i32, BackendPreference::Cpu),
-                (
-                    NyxqBackend::NyxqBackendVulkan as i32,
-                    BackendPreference::Vulkan,
-                ),
-            ],
-            "backend",
-        )?;
-        let log_level = enum_value(
-            options.log_level,
-            &[
-                (0, LogLevel::Off),
-                (1, LogLevel::Error),
-                (2, LogLevel::Warn),
-                (3, LogLevel::Info),
-                (4, LogLevel::Debug),
-                (5, LogLevel::Trace),
-            ],
-            "log level",
-        )?;
-        let config = if options.config_path.is_null() {
-            None
-        } else {
-            // SAFETY: a NUL-terminated string, per the field's contract.
-            let path = unsafe { ptr::string(options.config_path, "options.config_path") }?;
-            Some(QuantConfig::load(std::path::Path::new(path))?)
-        };
-        let settings = ContextSettings {
-            backend,
-            threads: options.thread_count as usize,
-            log_level,
-            config,
-        };
+        let settings = unsafe { settings_from(options) }?;
         let context = Context::new(&settings)?;
         // SAFETY: ctx_out was checked non-NULL; the caller passes a valid pointer.
         unsafe { out.write(handle::register::<NyxqContext>(context)) };
@@ -191,7 +230,10 @@ pub extern "C" fn nyxq_context_info(
         let context = handle::get(ctx)?;
         let out = ptr::out(info_out, "info_out")?;
         let mut info = NyxqContextInfo {
-            backend: NyxqBackend::NyxqBackendCpu as i32,
+            backend: match context.backend() {
+                crate::context::Backend::Cpu => NyxqBackend::NyxqBackendCpu as i32,
+                crate::context::Backend::Vulkan => NyxqBackend::NyxqBackendVulkan as i32,
+            },
             thread_count: u32::try_from(context.threads()).unwrap_or(u32::MAX),
             backend_name: [0; 32],
             fallback_reason: [0; 256],

@@ -10,9 +10,11 @@ use super::train::{NyxqAdamOptions, NyxqLossScalerOptions};
 use std::mem::{offset_of, size_of};
 
 const _: () = {
-    assert!(size_of::<NyxqContextOptions>() == 32);
+    assert!(size_of::<NyxqContextOptions>() == 48);
     assert!(offset_of!(NyxqContextOptions, thread_count) == 16);
     assert!(offset_of!(NyxqContextOptions, config_path) == 24);
+    assert!(offset_of!(NyxqContextOptions, vulkan_loader_path) == 32);
+    assert!(offset_of!(NyxqContextOptions, vulkan_force_compat) == 44);
     assert!(size_of::<NyxqContextInfo>() == 296);
     assert!(offset_of!(NyxqContextInfo, fallback_reason) == 40);
     assert!(size_of::<NyxqFormatInfo>() == 32);

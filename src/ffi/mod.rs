@@ -22,6 +22,7 @@ pub mod tensor;
 pub mod test_exports;
 pub mod train;
 pub mod version;
+pub mod vk;
 
 pub use status::NyxqStatus;
 

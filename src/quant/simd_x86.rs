@@ -271,7 +271,7 @@ unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
-        let hi = horizontal_max(_mm256_max_ps(
+        let mut hi = horizontal_max(_mm256_max_ps(
             _mm256_max_ps(v[0], v[1]),
             _mm256_max_ps(v[2], v[3]),
         ));
@@ -279,9 +279,17 @@ unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
             _mm256_min_ps(v[0], v[1]),
             _mm256_min_ps(v[2], v[3]),
         ));
-        if lo == 0.0 {
-            // A zero minimum takes the sign of the first zero, as ggml's C loop does.
-            lo = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
+        // A zero minimum or maximum takes the sign of the block's first zero, as
+        // ggml's C loop does (the first element equal to it is kept); the vector
+        // min/max would return either sign, and d = max − min can be −0.
+        if lo == 0.0 || hi == 0.0 {
+            let first_zero = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
+            if lo == 0.0 {
+                lo = first_zero;
+            }
+            if hi == 0.0 {
+                hi = first_zero;
+            }
         }
         let d = (hi - lo) / 15.0;
         let id = _mm256_set1_ps(scalar::inverse_scale(d));
@@ -566,6 +574,7 @@ mod tests {
         zeros[71] = 0.5;
         zeros[100] = -0.0;
         zeros[101] = 2.0;
+        zeros[5] = -0.0; // block 0: all zeros, +0 first, a -0 later (Q4_1's d must be +0)
         let mut edges = vec![0.25f32; 32 * 4];
         edges[0..32].fill(f32::from_bits(0x0040_0000)); // subnormals
         edges[40] = -3.0; // negative max

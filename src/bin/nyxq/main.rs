@@ -3,7 +3,9 @@
 
 mod bench;
 mod bench_quant;
+mod bench_vk;
 mod formats;
+mod hwinfo;
 mod plan;
 
 use std::process::ExitCode;
@@ -15,7 +17,11 @@ fn usage() -> &'static str {
        formats [DIR]    quantize a weight folder into every format and print the table\n  \
        bench-quant [--quick] [--json FILE] [--mib N]\n                        \
 quantize/dequantize throughput against memcpy and memset\n  \
-       plan, plan-bench precision planning (nyxq plan --help)\n"
+       bench [--quick] [--json FILE] [--threads N]\n                        \
+bench-quant, then matrix-vector products per format and shape\n  \
+       plan, plan-bench precision planning (nyxq plan --help)\n  \
+       hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
+       bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n"
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "plan" => plan::run(rest),
         "plan-bench" => plan::bench(rest),
+        "hwinfo" => hwinfo::run(rest),
+        "bench-vk" => bench_vk::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

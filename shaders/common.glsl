@@ -1,0 +1,42 @@
+// Bindings, push constants and word stores shared by every kernel.
+// Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
+
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer Src { uint src[]; };
+layout(std430, binding = 1) buffer Dst { uint dst[]; };
+
+layout(push_constant) uniform Push {
+    uint n_elements;   // elements in this dispatch
+    uint stochastic;   // 1: stochastic rounding
+    uint seed_lo;
+    uint seed_hi;
+    uint first_lo;     // index of this dispatch's first element in the tensor
+    uint first_hi;
+    uint perturb;     // test only: nonzero flips bit 0 of output word 0 (self-test check)
+    uint pad1;
+} pc;
+
+// The unit (a group of elements whose output is whole 32-bit words) this
+// invocation handles; the grid is 2-D so no group count exceeds the limits.
+uint unit_index() {
+    return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+}
+
+// Stores the bytes of `value` selected by `mask`, leaving the others alone
+// (only the last word of a dispatch can be partial).
+void store_word(uint index, uint value, uint mask) {
+    if (pc.perturb != 0u && index == 0u) {
+        value ^= 1u;
+    }
+    if (mask == 0xffffffffu) {
+        dst[index] = value;
+    } else {
+        atomicAnd(dst[index], ~mask);
+        atomicOr(dst[index], value & mask);
+    }
+}
+
+uint byte_mask(uint bytes) {
+    return bytes >= 4u ? 0xffffffffu : ((1u << (8u * bytes)) - 1u);
+}

@@ -1,0 +1,32 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// Copies n_elements 32-bit words, 4 per invocation (the bandwidth yardstick
+// of the benchmark, and F32 -> F32).
+
+layout(local_size_x = 256) in;
+layout(std430, binding = 0) readonly buffer Src { uvec4 src4[]; };
+layout(std430, binding = 1) buffer Dst { uvec4 dst4[]; };
+layout(std430, binding = 0) readonly buffer Src1 { uint src1[]; };
+layout(std430, binding = 1) buffer Dst1 { uint dst1[]; };
+layout(push_constant) uniform Push {
+    uint n_elements;
+    uint stochastic;
+    uint seed_lo;
+    uint seed_hi;
+    uint first_lo;
+    uint first_hi;
+    uint perturb;
+    uint pad1;
+} pc;
+
+void main() {
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    uint e = i * 4u;
+    if (e + 4u <= pc.n_elements) {
+        dst4[i] = src4[i];
+    } else {
+        for (uint k = e; k < pc.n_elements; ++k) {
+            dst1[k] = src1[k];
+        }
+    }
+}

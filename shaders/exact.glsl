@@ -1,0 +1,188 @@
+// Exact f32 arithmetic that gives the same bits as IEEE binary32 on the CPU
+// (crate::quant::scalar). Vulkan lets a driver flush subnormals, divide with
+// 2.5 ulp error and round ties as it likes; everything here avoids those:
+// division and f16 rounding are done on integer bits, and values below 2^-100
+// are scaled by 2^24 before they meet the floating-point unit.
+
+#define ABS_BITS(x) (floatBitsToUint(x) & 0x7fffffffu)
+#define SIGN_BITS(x) (floatBitsToUint(x) & 0x80000000u)
+const uint MIN_NORMAL_BITS = 0x00800000u;
+const uint SMALL_BITS = 0x0d800000u; // 2^-100
+
+// |x| as f32 times 2^24, exact for |x| < 2^-100 (subnormals included).
+float scaled_small(uint bits) {
+    uint a = bits & 0x7fffffffu;
+    precise float v;
+    if (a < MIN_NORMAL_BITS) {
+        v = float(a) * uintBitsToFloat(0x01000000u); // mantissa * 2^-125
+    } else {
+        v = uintBitsToFloat(a + (24u << 23));
+    }
+    return (bits & 0x80000000u) != 0u ? -v : v;
+}
+
+const float TWO_M24 = 5.9604644775390625e-8;
+
+// a * b rounded as IEEE f32, for a possibly subnormal or tiny and |b| <= 2^127;
+// results below 2^-126 may come back as zero (callers only add them to >= 0.5).
+float mul_exact(float a, float b) {
+    uint abits = floatBitsToUint(a);
+    if ((abits & 0x7fffffffu) < SMALL_BITS) {
+        precise float p = scaled_small(abits) * b;
+        precise float r = p * TWO_M24;
+        return r;
+    }
+    precise float r = a * b;
+    return r;
+}
+
+// a - b rounded as IEEE f32 (subnormal operands honoured; a tiny result may
+// come back as zero).
+float sub_exact(float a, float b) {
+    uint ab = floatBitsToUint(a), bb = floatBitsToUint(b);
+    if ((ab & 0x7fffffffu) < SMALL_BITS && (bb & 0x7fffffffu) < SMALL_BITS) {
+        precise float d = scaled_small(ab) - scaled_small(bb);
+        precise float r = d * TWO_M24;
+        return r;
+    }
+    precise float r = a - b;
+    return r;
+}
+
+// Like sub_exact, but returns the difference times 2^24 when both are tiny
+// (flag set), so a following product can stay exact.
+float sub_scaled(float a, float b, out bool scaled) {
+    uint ab = floatBitsToUint(a), bb = floatBitsToUint(b);
+    scaled = (ab & 0x7fffffffu) < SMALL_BITS && (bb & 0x7fffffffu) < SMALL_BITS;
+    if (scaled) {
+        precise float d = scaled_small(ab) - scaled_small(bb);
+        return d;
+    }
+    precise float r = a - b;
+    return r;
+}
+
+// Correctly rounded a / b (round to nearest even) for finite a >= 0 and
+// normal b > 0, on the integer mantissas. A result below 2^-126 is returned
+// as +0 (the CPU twin treats such scales as zero), +inf for a = +inf.
+float div_exact(float a, float b) {
+    uint ab = floatBitsToUint(a), bb = floatBitsToUint(b);
+    if (ab >= 0x7f800000u) {
+        return a;
+    }
+    if (ab < MIN_NORMAL_BITS) {
+        return 0.0;
+    }
+    int ea = int(ab >> 23), eb = int(bb >> 23);
+    uint ma = (ab & 0x7fffffu) | 0x800000u;
+    uint mb = (bb & 0x7fffffu) | 0x800000u;
+    if (ma < mb) {
+        ma <<= 1;
+        ea -= 1;
+    }
+    // 1 <= ma/mb < 2: 24 quotient bits by long division.
+    uint q = 0u;
+    uint r = ma;
+    for (int i = 0; i < 24; ++i) {
+        uint bit = r >= mb ? 1u : 0u;
+        r -= bit * mb;
+        q = (q << 1) | bit;
+        r <<= 1;
+    }
+    // r is twice the remainder: round up when the remainder exceeds mb/2,
+    // ties (impossible for a non-power-of-two b, kept for completeness) to even.
+    if (r > mb || (r == mb && (q & 1u) != 0u)) {
+        q += 1u;
+    }
+    int e = ea - eb + 127;
+    if (q == 0x1000000u) {
+        q = 0x800000u;
+        e += 1;
+    }
+    if (e <= 0) {
+        return 0.0;
+    }
+    if (e >= 255) {
+        return uintBitsToFloat(0x7f800000u);
+    }
+    return uintBitsToFloat((uint(e) << 23) | (q & 0x7fffffu));
+}
+
+// 1/d with the CPU twin's rule: 0 for a zero, subnormal or infinite scale.
+float inverse_scale(float d) {
+    uint a = ABS_BITS(d);
+    if (a < MIN_NORMAL_BITS || a >= 0x7f800000u) {
+        return (a >= 0x7f800000u) ? 0.0 : 0.0;
+    }
+    float r = div_exact(1.0, uintBitsToFloat(a));
+    return SIGN_BITS(d) != 0u ? -r : r;
+}
+
+// f32 bits -> IEEE binary16 bits, round to nearest even (half's from_f32).
+uint f16_bits(uint x) {
+    uint sign = (x >> 16) & 0x8000u;
+    uint a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) {
+        return sign | 0x7e00u | ((a >> 13) & 0x3ffu);
+    }
+    if (a >= 0x477ff000u) {
+        return sign | 0x7c00u;
+    }
+    if (a >= 0x38800000u) {
+        uint m = a - 0x38000000u;
+        m = m + 0x0fffu + ((m >> 13) & 1u);
+        return sign | (m >> 13);
+    }
+    if (a < 0x33000000u) {
+        return sign;
+    }
+    uint e = a >> 23;
+    uint m = (a & 0x7fffffu) | 0x800000u;
+    uint shift = 126u - e;
+    uint q = m >> shift;
+    uint rem = m & ((1u << shift) - 1u);
+    uint halfway = 1u << (shift - 1u);
+    if (rem > halfway || (rem == halfway && (q & 1u) != 0u)) {
+        q += 1u;
+    }
+    return sign | q;
+}
+
+// binary16 bits -> f32 (exact).
+float f16_value(uint h) {
+    uint s = (h & 0x8000u) << 16;
+    uint e = (h >> 10) & 0x1fu;
+    uint m = h & 0x3ffu;
+    if (e == 0u) {
+        precise float v = float(m) * TWO_M24;
+        return s != 0u ? -v : v;
+    }
+    if (e == 31u) {
+        return uintBitsToFloat(s | 0x7f800000u | (m << 13));
+    }
+    return uintBitsToFloat(s | ((e + 112u) << 23) | (m << 13));
+}
+
+// f32 bits -> bfloat16 bits as ggml: NaN kept (quiet), else nearest even on bits.
+uint bf16_bits(uint u) {
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        return ((u >> 16) | 64u) & 0xffffu;
+    }
+    // u + 0x7fff + lsb can carry past 32 bits only for negative NaN-free values
+    // near 0xffffffff, which are NaNs; no overflow here.
+    return ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) & 0xffffu;
+}
+
+// C's roundf (half away from zero) in exact steps (scalar::round_half_away).
+float round_half_away(float v) {
+    precise float a = abs(v);
+    precise float f = floor(a);
+    precise float t = 2.0 * (a - f);
+    precise float b = f + floor(t);
+    return v < 0.0 ? -b : b;
+}
+
+// Orders f32 bits like the numbers (and -0 below +0), as Rust's min/max do here.
+uint sortable(uint bits) {
+    return (bits & 0x80000000u) != 0u ? ~bits : (bits | 0x80000000u);
+}

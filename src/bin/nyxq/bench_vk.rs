@@ -1,0 +1,47 @@
+//! `nyxq bench-vk [MIB] [ITER]`: GB/s of the Vulkan kernels on MIB MiB of f32
+//! (default 1024) resident on the device, against the copy kernel.
+
+use nyxq::context::{BackendPreference, Context, ContextSettings};
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mib: usize = args
+        .first()
+        .map_or(Ok(1024), |a| a.parse())
+        .map_err(|e| format!("MIB: {e}"))?;
+    let iterations: usize = args
+        .get(1)
+        .map_or(Ok(10), |a| a.parse())
+        .map_err(|e| format!("ITER: {e}"))?;
+    let ctx = Context::new(&ContextSettings {
+        backend: BackendPreference::Vulkan,
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let engine = ctx.vulkan().ok_or("no Vulkan device")?;
+    let info = &engine.device.info;
+    let n = mib * (1 << 20) / 4 / 32 * 32;
+    println!(
+        "device: {} ({}), driver {} {}, Vulkan {}",
+        info.name,
+        info.device_type.name(),
+        info.driver_name,
+        info.driver_info,
+        info.api_version_string()
+    );
+    println!("input: {n} f32 ({mib} MiB), median of {iterations} runs, GPU timestamps\n");
+    let rows = nyxq::vk::bench::run(engine, n, iterations).map_err(|e| e.to_string())?;
+    let copy = rows[0].gbps();
+    println!("| kernel | time (us) | bytes moved (MB) | GB/s | x copy |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.2} |",
+            row.kernel,
+            row.seconds * 1e6,
+            row.bytes_moved as f64 / 1e6,
+            row.gbps(),
+            row.gbps() / copy
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The device benchmark behind `nyxq bench-vk`: GB/s of the copy kernel and of
+//! every quantize/dequantize kernel on device-resident data, timed with GPU
+//! timestamps (median of several runs).
+
+use super::exec::{Buffer, Engine, Job};
+use super::ops::{Op, chunk_elements, kernel_name};
+use super::shaders::Push;
+use crate::error::Result;
+use crate::format::Format;
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub kernel: &'static str,
+    pub bytes_moved: u64,
+    pub seconds: f64,
+}
+
+impl Row {
+    pub fn gbps(&self) -> f64 {
+        self.bytes_moved as f64 / self.seconds / 1e9
+    }
+}
+
+/// The jobs that run `kernel` over n elements between two buffers, split by
+/// the device's limits.
+#[allow(clippy::too_many_arguments)]
+fn jobs(
+    engine: &Engine,
+    kernel: &'static str,
+    format: Format,
+    n: usize,
+    src: &Buffer,
+    src_per: (u64, u64),
+    dst: &Buffer,
+    dst_per: (u64, u64),
+) -> Vec<Job> {
+    let chunk = chunk_elements(engine, format);
+    let at = |per: (u64, u64), k: usize| k as u64 / per.1 * per.0;
+    let words = |b: u64| b.div_ceil(4) * 4;
+    let mut out = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let k = chunk.min(n - done);
+        out.push(Job {
+            kernel,
+            src: (src.buffer, at(src_per, done), words(at(src_per, k))),
+            dst: (dst.buffer, at(dst_per, done), words(at(dst_per, k))),
+            push: Push {
+                n_elements: k as u32,
+                first_lo: done as u32,
+                ..Default::default()
+            },
+        });
+        done += k;
+    }
+    out
+}
+
+/// Benchmarks on `n` f32 elements (a multiple of 32); `iterations` timed
+/// runs after 2 warm-ups.
+pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
+    let bytes = (n * 4) as u64;
+    let f32_per = (4u64, 1u64);
+    let mut staging = Buffer::new(&engine.device, bytes, true)?;
+    let data: Vec<u8> = (0..n)
+        .flat_map(|i| ((((i * 2_654_435_761) % 1_000_003) as f32 - 500_000.0) * 1e-4).to_le_bytes())
+        .collect();
+    staging.write(&data);
+    drop(data);
+    let src = Buffer::new(&engine.device, bytes, false)?;
+    let dst = Buffer::new(&engine.device, bytes, false)?;
+    engine.copy(staging.buffer, src.buffer, bytes)?;
+    drop(staging);
+    let time = |jobs: &[Job]| -> Result<f64> {
+        for _ in 0..2 {
+            engine.timed(jobs)?;
+        }
+        let mut t = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            t.push(engine.timed(jobs)?);
+        }
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
+    };
+    let mut rows = Vec::new();
+    let copy = "copy_f32_f32";
+    rows.push(Row {
+        kernel: copy,
+        bytes_moved: 2 * bytes,
+        seconds: time(&jobs(
+            engine,
+            copy,
+            Format::F32,
+            n,
+            &src,
+            f32_per,
+            &dst,
+            f32_per,
+        ))?,
+    });
+    for format in [
+        Format::F16,
+        Format::BF16,
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+    ] {
+        let qbytes = format.size_of(n)? as u64;
+        let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
+        let qper = (format.block_bytes() as u64, format.block_size() as u64);
+        let k = kernel_name(Op::Quantize, format);
+        rows.push(Row {
+            kernel: k,
+            bytes_moved: bytes + qbytes,
+            seconds: time(&jobs(engine, k, format, n, &src, f32_per, &q, qper))?,
+        });
+        let k = kernel_name(Op::Dequantize, format);
+        rows.push(Row {
+            kernel: k,
+            bytes_moved: bytes + qbytes,
+            seconds: time(&jobs(engine, k, format, n, &q, qper, &dst, f32_per))?,
+        });
+        let k = kernel_name(Op::DequantizeF16, format);
+        rows.push(Row {
+            kernel: k,
+            bytes_moved: bytes / 2 + qbytes,
+            seconds: time(&jobs(engine, k, format, n, &q, qper, &dst, (2, 1)))?,
+        });
+        let k = kernel_name(Op::FakeQuantize, format);
+        rows.push(Row {
+            kernel: k,
+            bytes_moved: 2 * bytes,
+            seconds: time(&jobs(engine, k, format, n, &src, f32_per, &dst, f32_per))?,
+        });
+    }
+    Ok(rows)
+}

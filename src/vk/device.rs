@@ -1,0 +1,470 @@
+//! Physical device facts (what `nyxq_context_device_info` and `nyxq hwinfo`
+//! report, and what shader variants are chosen from) and the logical device.
+
+use super::instance::{API_VERSION, Instance, Unavailable};
+use ash::vk;
+use std::ffi::CStr;
+use std::sync::Arc;
+
+/// Kind of device, as Vulkan reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceType {
+    Other,
+    IntegratedGpu,
+    DiscreteGpu,
+    VirtualGpu,
+    Cpu,
+}
+
+impl DeviceType {
+    fn from_vk(t: vk::PhysicalDeviceType) -> Self {
+        match t {
+            vk::PhysicalDeviceType::INTEGRATED_GPU => DeviceType::IntegratedGpu,
+            vk::PhysicalDeviceType::DISCRETE_GPU => DeviceType::DiscreteGpu,
+            vk::PhysicalDeviceType::VIRTUAL_GPU => DeviceType::VirtualGpu,
+            vk::PhysicalDeviceType::CPU => DeviceType::Cpu,
+            _ => DeviceType::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceType::Other => "other",
+            DeviceType::IntegratedGpu => "integrated-gpu",
+            DeviceType::DiscreteGpu => "discrete-gpu",
+            DeviceType::VirtualGpu => "virtual-gpu",
+            DeviceType::Cpu => "cpu",
+        }
+    }
+
+    /// A real GPU (what AUTO looks for).
+    pub fn is_gpu(self) -> bool {
+        matches!(
+            self,
+            DeviceType::IntegratedGpu | DeviceType::DiscreteGpu | DeviceType::VirtualGpu
+        )
+    }
+
+    /// Preference order for picking among devices (higher is better).
+    fn rank(self) -> u32 {
+        match self {
+            DeviceType::DiscreteGpu => 4,
+            DeviceType::IntegratedGpu => 3,
+            DeviceType::VirtualGpu => 2,
+            DeviceType::Other => 1,
+            DeviceType::Cpu => 0,
+        }
+    }
+}
+
+/// Everything nyxq knows about a physical device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub index: u32,
+    pub name: String,
+    pub vendor_id: u32,
+    pub device_id: u32,
+    pub driver_name: String,
+    pub driver_info: String,
+    /// Raw driverVersion (vendor-specific encoding).
+    pub driver_version: u32,
+    /// Device API version (VK_MAKE_API_VERSION).
+    pub api_version: u32,
+    pub device_type: DeviceType,
+    /// Sum of the DEVICE_LOCAL heaps.
+    pub device_local_bytes: u64,
+    /// Sum of VK_EXT_memory_budget budgets of the DEVICE_LOCAL heaps; None
+    /// when the extension is missing.
+    pub budget_bytes: Option<u64>,
+    /// True when every heap is DEVICE_LOCAL (one shared pool, UMA or CPU).
+    pub unified_memory: bool,
+    pub max_allocation_bytes: u64,
+    pub max_storage_buffer_range: u32,
+    pub max_workgroup_count: [u32; 3],
+    pub min_storage_offset_alignment: u64,
+    pub subgroup_size: u32,
+    pub shader_float16: bool,
+    pub shader_int8: bool,
+    pub storage_8bit: bool,
+    pub storage_16bit: bool,
+    pub integer_dot_product: bool,
+    /// The first queue family with COMPUTE.
+    pub compute_queue_family: Option<u32>,
+}
+
+impl DeviceInfo {
+    /// "major.minor.patch" of the device's API version.
+    pub fn api_version_string(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            vk::api_version_major(self.api_version),
+            vk::api_version_minor(self.api_version),
+            vk::api_version_patch(self.api_version)
+        )
+    }
+
+    /// A short name for the vendor ID.
+    pub fn vendor_name(&self) -> &'static str {
+        match self.vendor_id {
+            0x10de => "NVIDIA",
+            0x1002 => "AMD",
+            0x8086 => "Intel",
+            0x13b5 => "ARM",
+            0x5143 => "Qualcomm",
+            0x106b => "Apple",
+            0x10005 => "Mesa",
+            _ => "unknown",
+        }
+    }
+
+    /// The optional features nyxq's fast shader variants use.
+    pub fn has_fast_features(&self) -> bool {
+        self.storage_8bit && self.storage_16bit
+    }
+
+    /// Why this device cannot run nyxq at all, if it cannot.
+    pub fn unusable_reason(&self) -> Option<String> {
+        if self.api_version < API_VERSION {
+            return Some(format!(
+                "device '{}' supports Vulkan {} only; nyxq needs 1.2",
+                self.name,
+                self.api_version_string()
+            ));
+        }
+        if self.compute_queue_family.is_none() {
+            return Some(format!("device '{}' has no compute queue", self.name));
+        }
+        None
+    }
+}
+
+fn c_text(s: std::result::Result<&CStr, std::ffi::FromBytesUntilNulError>) -> String {
+    s.map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads the facts of one physical device.
+pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> DeviceInfo {
+    // SAFETY: pd was enumerated from this instance.
+    let basic = unsafe { instance.get_physical_device_properties(pd) };
+    // SAFETY: as above.
+    let extensions =
+        unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+    let has_ext = |name: &CStr| {
+        extensions
+            .iter()
+            .any(|e| e.extension_name_as_c_str().ok() == Some(name))
+    };
+    let modern = basic.api_version >= API_VERSION;
+    let has_budget = has_ext(ash::ext::memory_budget::NAME);
+    let has_dot = vk::api_version_minor(basic.api_version) >= 3
+        || has_ext(ash::khr::shader_integer_dot_product::NAME);
+
+    let mut v11 = vk::PhysicalDeviceVulkan11Properties::default();
+    let mut v12 = vk::PhysicalDeviceVulkan12Properties::default();
+    let mut props2 = vk::PhysicalDeviceProperties2::default();
+    if modern {
+        props2 = props2.push_next(&mut v11).push_next(&mut v12);
+    }
+    // SAFETY: the chained structs are Vulkan 1.2 core, which the device supports.
+    unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
+    let props = props2.properties;
+
+    let mut f11 = vk::PhysicalDeviceVulkan11Features::default();
+    let mut f12 = vk::PhysicalDeviceVulkan12Features::default();
+    let mut fdot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default();
+    let mut feats2 = vk::PhysicalDeviceFeatures2::default();
+    if modern {
+        feats2 = feats2.push_next(&mut f11).push_next(&mut f12);
+        if has_dot {
+            feats2 = feats2.push_next(&mut fdot);
+        }
+    }
+    // SAFETY: the chained structs are supported (core 1.2, or the extension is listed).
+    unsafe { instance.get_physical_device_features2(pd, &mut feats2) };
+    let (storage_16bit, storage_8bit, f16, i8) = if modern {
+        (
+            f11.storage_buffer16_bit_access == vk::TRUE,
+            f12.storage_buffer8_bit_access == vk::TRUE,
+            f12.shader_float16 == vk::TRUE,
+            f12.shader_int8 == vk::TRUE,
+        )
+    } else {
+        (false, false, false, false)
+    };
+    let integer_dot_product = modern && has_dot && fdot.shader_integer_dot_product == vk::TRUE;
+
+    let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
+    let mut mem2 = vk::PhysicalDeviceMemoryProperties2::default();
+    if has_budget {
+        mem2 = mem2.push_next(&mut budget);
+    }
+    // SAFETY: the budget struct is chained only when the extension is listed.
+    unsafe { instance.get_physical_device_memory_properties2(pd, &mut mem2) };
+    let mem = mem2.memory_properties;
+    let heaps = &mem.memory_heaps[..mem.memory_heap_count as usize];
+    let local = |h: &vk::MemoryHeap| h.flags.contains(vk::MemoryHeapFlags::DEVICE_LOCAL);
+    let device_local_bytes = heaps.iter().filter(|h| local(h)).map(|h| h.size).sum();
+    let budget_bytes = has_budget.then(|| {
+        heaps
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| local(h))
+            .map(|(i, _)| budget.heap_budget[i])
+            .sum()
+    });
+    let unified_memory = heaps.iter().all(local);
+
+    // SAFETY: pd was enumerated from this instance.
+    let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
+    let compute_queue_family = families
+        .iter()
+        .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE) && f.queue_count > 0)
+        .map(|i| i as u32);
+
+    DeviceInfo {
+        index,
+        name: c_text(props.device_name_as_c_str()),
+        vendor_id: props.vendor_id,
+        device_id: props.device_id,
+        driver_name: if modern {
+            c_text(v12.driver_name_as_c_str())
+        } else {
+            String::new()
+        },
+        driver_info: if modern {
+            c_text(v12.driver_info_as_c_str())
+        } else {
+            String::new()
+        },
+        driver_version: props.driver_version,
+        api_version: props.api_version,
+        device_type: DeviceType::from_vk(props.device_type),
+        device_local_bytes,
+        budget_bytes,
+        unified_memory,
+        max_allocation_bytes: if modern {
+            v11.max_memory_allocation_size
+        } else {
+            1 << 30
+        },
+        max_storage_buffer_range: props.limits.max_storage_buffer_range,
+        max_workgroup_count: props.limits.max_compute_work_group_count,
+        min_storage_offset_alignment: props.limits.min_storage_buffer_offset_alignment,
+        subgroup_size: if modern { v11.subgroup_size } else { 1 },
+        shader_float16: f16,
+        shader_int8: i8,
+        storage_8bit,
+        storage_16bit,
+        integer_dot_product,
+        compute_queue_family,
+    }
+}
+
+/// Every physical device the instance sees, with its facts.
+pub fn enumerate(
+    instance: &Instance,
+) -> Result<Vec<(vk::PhysicalDevice, DeviceInfo)>, Unavailable> {
+    // SAFETY: a live instance.
+    let pds = unsafe { instance.instance.enumerate_physical_devices() }.map_err(|e| {
+        Unavailable::NoDevice(format!(
+            "no Vulkan device: vkEnumeratePhysicalDevices failed with {e}"
+        ))
+    })?;
+    Ok(pds
+        .into_iter()
+        .enumerate()
+        .map(|(i, pd)| (pd, query(&instance.instance, pd, i as u32)))
+        .collect())
+}
+
+/// Which devices a context may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// GPUs only (AUTO: the CPU backend beats a CPU Vulkan driver).
+    GpuOnly,
+    /// Any device, GPUs first (explicit VULKAN).
+    Any,
+}
+
+/// Chooses the best usable device, or says why there is none.
+pub fn choose(
+    devices: &[(vk::PhysicalDevice, DeviceInfo)],
+    pick: Pick,
+) -> Result<(vk::PhysicalDevice, DeviceInfo), Unavailable> {
+    if devices.is_empty() {
+        return Err(Unavailable::NoDevice(
+            "no Vulkan device: the drivers enumerate no physical device".to_string(),
+        ));
+    }
+    let mut rejected = Vec::new();
+    let mut best: Option<&(vk::PhysicalDevice, DeviceInfo)> = None;
+    for entry in devices {
+        let info = &entry.1;
+        if let Some(reason) = info.unusable_reason() {
+            rejected.push(reason);
+            continue;
+        }
+        if pick == Pick::GpuOnly && !info.device_type.is_gpu() {
+            rejected.push(format!(
+                "device '{}' is a {} device, slower than the CPU backend (ask for NYXQ_BACKEND_VULKAN to use it)",
+                info.name,
+                info.device_type.name()
+            ));
+            continue;
+        }
+        if best.is_none_or(|b| info.device_type.rank() > b.1.device_type.rank()) {
+            best = Some(entry);
+        }
+    }
+    best.cloned().ok_or_else(|| {
+        Unavailable::NoDevice(format!("no usable Vulkan device: {}", rejected.join("; ")))
+    })
+}
+
+/// A logical device with one compute queue. Owned (destroyed in Drop) or
+/// borrowed from the caller (never destroyed).
+pub struct Device {
+    pub instance: Arc<Instance>,
+    pub physical: vk::PhysicalDevice,
+    pub device: ash::Device,
+    pub queue: vk::Queue,
+    pub queue_family: u32,
+    pub info: DeviceInfo,
+    /// Features enabled on the device (what variants may use).
+    pub enabled_8bit: bool,
+    pub enabled_16bit: bool,
+    /// Device allocations made so far (for fault injection).
+    pub allocations: std::sync::atomic::AtomicU64,
+    /// Fault injection: the Nth device allocation (1-based) fails with
+    /// out-of-device-memory. 0 means never.
+    pub fail_allocation: std::sync::atomic::AtomicU64,
+    /// False for the caller's device (borrowed): never destroyed by nyxq.
+    owned: bool,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("info", &self.info).finish()
+    }
+}
+
+impl Device {
+    /// Creates a device with one compute queue on `pd`, enabling the optional
+    /// storage features the fast variants use where the device has them.
+    pub fn create(
+        instance: Arc<Instance>,
+        pd: vk::PhysicalDevice,
+        info: DeviceInfo,
+    ) -> Result<Device, Unavailable> {
+        let family = info.compute_queue_family.ok_or_else(|| {
+            Unavailable::NoDevice(format!("device '{}' has no compute queue", info.name))
+        })?;
+        let priorities = [1.0f32];
+        let queues = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(family)
+            .queue_priorities(&priorities)];
+        let mut f11 = vk::PhysicalDeviceVulkan11Features::default()
+            .storage_buffer16_bit_access(info.storage_16bit);
+        let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
+            .storage_buffer8_bit_access(info.storage_8bit)
+            .shader_int8(info.shader_int8)
+            .shader_float16(info.shader_float16);
+        let mut features = vk::PhysicalDeviceFeatures2::default()
+            .features(vk::PhysicalDeviceFeatures::default())
+            .push_next(&mut f11)
+            .push_next(&mut f12);
+        let create = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&queues)
+            .push_next(&mut features);
+        // SAFETY: pd belongs to instance; only features the device reports are enabled.
+        let device =
+            unsafe { instance.instance.create_device(pd, &create, None) }.map_err(|e| {
+                Unavailable::NoDevice(format!("vkCreateDevice on '{}' failed with {e}", info.name))
+            })?;
+        // SAFETY: queue 0 of `family` was requested at creation.
+        let queue = unsafe { device.get_device_queue(family, 0) };
+        Ok(Device {
+            owned: true,
+            allocations: std::sync::atomic::AtomicU64::new(0),
+            fail_allocation: std::sync::atomic::AtomicU64::new(0),
+            enabled_8bit: info.storage_8bit,
+            enabled_16bit: info.storage_16bit,
+            instance,
+            physical: pd,
+            device,
+            queue,
+            queue_family: family,
+            info,
+        })
+    }
+}
+
+impl Device {
+    /// Wraps the caller's device and compute queue. nyxq's kernels need Vulkan
+    /// 1.2 and a compute queue only (they use no optional feature), which is
+    /// checked; nothing borrowed is ever destroyed.
+    ///
+    /// # Safety
+    /// `physical`, `device` and `queue` are live, belong to `instance`, the
+    /// queue is of family `queue_family` on `device`, and all outlive the
+    /// returned value. The caller does not submit to `queue` while nyxq does
+    /// (nyxq serialises its own submissions), or passes a queue of its own.
+    pub unsafe fn borrow(
+        instance: Arc<Instance>,
+        physical: vk::PhysicalDevice,
+        device: vk::Device,
+        queue_family: u32,
+        queue: vk::Queue,
+    ) -> crate::error::Result<Device> {
+        let info = query(&instance.instance, physical, 0);
+        if let Some(reason) = info.unusable_reason() {
+            return Err(crate::error::Error::unsupported(reason));
+        }
+        // SAFETY: physical belongs to the instance, per the contract.
+        let families = unsafe {
+            instance
+                .instance
+                .get_physical_device_queue_family_properties(physical)
+        };
+        let compute = families
+            .get(queue_family as usize)
+            .is_some_and(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE));
+        if !compute {
+            return Err(crate::error::Error::invalid(format!(
+                "queue family {queue_family} of '{}' has no COMPUTE capability",
+                info.name
+            )));
+        }
+        // SAFETY: a live device of this instance, per the contract.
+        let device = unsafe { ash::Device::load(instance.instance.fp_v1_0(), device) };
+        Ok(Device {
+            owned: false,
+            allocations: std::sync::atomic::AtomicU64::new(0),
+            fail_allocation: std::sync::atomic::AtomicU64::new(0),
+            enabled_8bit: false,
+            enabled_16bit: false,
+            instance,
+            physical,
+            device,
+            queue,
+            queue_family,
+            info,
+        })
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        // SAFETY: nyxq created this device; waiting idle makes every object
+        // made from it unused, and those objects were dropped before (they
+        // hold an Arc to this Device).
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_device(None);
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! Pipelines, buffers and submit-and-wait dispatch on a [`Device`].
+
+use super::device::Device;
+use super::shaders::{self, Push};
+use crate::error::{Error, ErrorKind, Result};
+use ash::vk;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn vk_err(what: &str, e: vk::Result) -> Error {
+    let kind = match e {
+        vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => ErrorKind::OutOfDeviceMemory,
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY => ErrorKind::OutOfMemory,
+        vk::Result::ERROR_DEVICE_LOST => ErrorKind::DeviceLost,
+        _ => ErrorKind::Vulkan,
+    };
+    Error::new(kind, format!("{what}: {e}"))
+}
+
+/// Pipelines (made on first use), their layout, and the submission state of
+/// one device. Submissions are serialised by `queue_lock`.
+pub struct Engine {
+    pub device: Arc<Device>,
+    set_layout: vk::DescriptorSetLayout,
+    pub layout: vk::PipelineLayout,
+    pipelines: Mutex<HashMap<&'static str, vk::Pipeline>>,
+    /// Test only: the kernel whose output is deliberately corrupted.
+    perturb: Option<String>,
+    queue_lock: Mutex<Submitter>,
+}
+
+struct Submitter {
+    pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+    descriptors: vk::DescriptorPool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// local_size_x of every shader (shaders/common.glsl): large groups, since
+/// the H200 measured a launch-rate limit with groups of 64.
+const WORKGROUP_SIZE: u32 = 256;
+
+/// Most descriptor sets one submission uses (one per chunk).
+const SETS_PER_SUBMIT: u32 = 64;
+
+impl Engine {
+    pub fn new(device: Arc<Device>, perturb: Option<String>) -> Result<Engine> {
+        let d = &device.device;
+        let bindings = [0u32, 1].map(|b| {
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(b)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE)
+        });
+        // SAFETY: a live device; the create info lives across the call.
+        let set_layout = unsafe {
+            d.create_descriptor_set_layout(
+                &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateDescriptorSetLayout", e))?;
+        let ranges = [vk::PushConstantRange::default()
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)
+            .size(size_of::<Push>() as u32)];
+        let layouts = [set_layout];
+        // SAFETY: as above.
+        let layout = unsafe {
+            d.create_pipeline_layout(
+                &vk::PipelineLayoutCreateInfo::default()
+                    .set_layouts(&layouts)
+                    .push_constant_ranges(&ranges),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreatePipelineLayout", e))?;
+        // SAFETY: as above; the queue family is the device's compute family.
+        let pool = unsafe {
+            d.create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(device.queue_family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateCommandPool", e))?;
+        // SAFETY: pool was just created from this device.
+        let cmd = unsafe {
+            d.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(1),
+            )
+        }
+        .map_err(|e| vk_err("vkAllocateCommandBuffers", e))?[0];
+        // SAFETY: a live device.
+        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }
+            .map_err(|e| vk_err("vkCreateFence", e))?;
+        let sizes = [vk::DescriptorPoolSize::default()
+            .ty(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(2 * SETS_PER_SUBMIT)];
+        // SAFETY: a live device.
+        let descriptors = unsafe {
+            d.create_descriptor_pool(
+                &vk::DescriptorPoolCreateInfo::default()
+                    .max_sets(SETS_PER_SUBMIT)
+                    .pool_sizes(&sizes),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateDescriptorPool", e))?;
+        Ok(Engine {
+            device,
+            set_layout,
+            layout,
+            pipelines: Mutex::new(HashMap::new()),
+            perturb,
+            queue_lock: Mutex::new(Submitter {
+                pool,
+                cmd,
+                fence,
+                descriptors,
+            }),
+        })
+    }
+
+    /// The pipeline of variant `name`, created on first use.
+    pub fn pipeline(&self, name: &str) -> Result<vk::Pipeline> {
+        let mut map = self.pipelines.lock();
+        let (key, spv) = shaders::VARIANTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))?;
+        if let Some(p) = map.get(key) {
+            return Ok(*p);
+        }
+        let words = ash::util::read_spv(&mut std::io::Cursor::new(spv))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad SPIR-V {name}: {e}")))?;
+        let d = &self.device.device;
+        // SAFETY: words is valid SPIR-V made by glslc at build time.
+        let module = unsafe {
+            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
+        }
+        .map_err(|e| vk_err("vkCreateShaderModule", e))?;
+        let stage = vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::COMPUTE)
+            .module(module)
+            .name(c"main");
+        let info = vk::ComputePipelineCreateInfo::default()
+            .stage(stage)
+            .layout(self.layout);
+        // SAFETY: module and layout are live; the info lives across the call.
+        let result =
+            unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None) };
+        // SAFETY: the module is no longer needed once the pipeline exists.
+        unsafe { d.destroy_shader_module(module, None) };
+        let pipeline = result.map_err(|(_, e)| vk_err("vkCreateComputePipelines", e))?[0];
+        map.insert(key, pipeline);
+        Ok(pipeline)
+    }
+
+    /// Records one dispatch of `name` over `n_elements`, reading `src` and
+    /// writing `dst` (buffer, offset, range), into `cmd` with `set`.
+    ///
+    /// # Safety
+    /// `cmd` is recording; the buffers are live and the ranges lie inside them.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn record(
+        &self,
+        cmd: vk::CommandBuffer,
+        set: vk::DescriptorSet,
+        name: &str,
+        src: (vk::Buffer, u64, u64),
+        dst: (vk::Buffer, u64, u64),
+        push: &Push,
+    ) -> Result<()> {
+        let pipeline = self.pipeline(name)?;
+        let d = &self.device.device;
+        let infos = [src, dst].map(|(b, o, r)| {
+            [vk::DescriptorBufferInfo::default()
+                .buffer(b)
+                .offset(o)
+                .range(r)]
+        });
+        let writes = [0usize, 1].map(|i| {
+            vk::WriteDescriptorSet::default()
+                .dst_set(set)
+                .dst_binding(i as u32)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&infos[i])
+        });
+        let mut push = *push;
+        if self.perturb.as_deref() == Some(name) {
+            push.perturb = 1;
+        }
+        let per = shaders::elements_per_invocation(name);
+        let invocations = push.n_elements.div_ceil(per);
+        let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
+        let max_x = self.device.info.max_workgroup_count[0].min(65535);
+        let gx = groups.min(max_x);
+        let gy = groups.div_ceil(gx);
+        // SAFETY: per the contract; set is unused by pending work.
+        unsafe {
+            d.update_descriptor_sets(&writes, &[]);
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
+            d.cmd_bind_descriptor_sets(
+                cmd,
+                vk::PipelineBindPoint::COMPUTE,
+                self.layout,
+                0,
+                &[set],
+                &[],
+            );
+            d.cmd_push_constants(
+                cmd,
+                self.layout,
+                vk::ShaderStageFlags::COMPUTE,
+                0,
+                &push.bytes(),
+            );
+            d.cmd_dispatch(cmd, gx, gy, 1);
+        }
+        Ok(())
+    }
+
+    /// Allocates `count` descriptor sets from `pool`.
+    fn sets(&self, pool: vk::DescriptorPool, count: u32) -> Result<Vec<vk::DescriptorSet>> {
+        let layouts = vec![self.set_layout; count as usize];
+        // SAFETY: pool and layout are live; the pool has room (reset before each submit).
+        unsafe {
+            self.device.device.allocate_descriptor_sets(
+                &vk::DescriptorSetAllocateInfo::default()
+                    .descriptor_pool(pool)
+                    .set_layouts(&layouts),
+            )
+        }
+        .map_err(|e| vk_err("vkAllocateDescriptorSets", e))
+    }
+
+    /// Records the dispatches `jobs` (variant, src, dst, push) in one command
+    /// buffer, submits it and waits. Serialised with every other submission.
+    pub fn submit_and_wait(&self, jobs: &[Job]) -> Result<()> {
+        self.submit_inner(jobs, None).map(|_| ())
+    }
+
+    /// Like submit_and_wait for at most 64 jobs, timed on the GPU with
+    /// timestamps around them; returns seconds.
+    pub fn timed(&self, jobs: &[Job]) -> Result<f64> {
+        let d = &self.device.device;
+        // SAFETY: a live device.
+        let pool = unsafe {
+            d.create_query_pool(
+                &vk::QueryPoolCreateInfo::default()
+                    .query_type(vk::QueryType::TIMESTAMP)
+                    .query_count(2),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateQueryPool", e))?;
+        let result = self.submit_inner(jobs, Some(pool));
+        let mut stamps = [0u64; 2];
+        // SAFETY: both queries were written by the finished submission.
+        let got = unsafe {
+            d.get_query_pool_results(
+                pool,
+                0,
+                &mut stamps,
+                vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+            )
+        };
+        // SAFETY: the submission finished; the pool is unused now.
+        unsafe { d.destroy_query_pool(pool, None) };
+        result?;
+        got.map_err(|e| vk_err("vkGetQueryPoolResults", e))?;
+        // SAFETY: physical device of this instance.
+        let period = unsafe {
+            self.device
+                .instance
+                .instance
+                .get_physical_device_properties(self.device.physical)
+        }
+        .limits
+        .timestamp_period;
+        Ok(stamps[1].wrapping_sub(stamps[0]) as f64 * f64::from(period) * 1e-9)
+    }
+
+    /// Copies `size` bytes between buffers on the queue and waits.
+    pub fn copy(&self, src: vk::Buffer, dst: vk::Buffer, size: u64) -> Result<()> {
+        let sub = self.queue_lock.lock();
+        let d = &self.device.device;
+        // SAFETY: cmd is idle (every submission is waited on under the lock);
+        // the buffers are live and at least `size` bytes.
+        unsafe {
+            d.begin_command_buffer(
+                sub.cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+            .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+            d.cmd_copy_buffer(sub.cmd, src, dst, &[vk::BufferCopy::default().size(size)]);
+            d.end_command_buffer(sub.cmd)
+                .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+            let cmds = [sub.cmd];
+            d.queue_submit(
+                self.device.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                sub.fence,
+            )
+            .map_err(|e| vk_err("vkQueueSubmit", e))?;
+            d.wait_for_fences(&[sub.fence], true, u64::MAX)
+                .map_err(|e| vk_err("vkWaitForFences", e))?;
+            d.reset_fences(&[sub.fence])
+                .map_err(|e| vk_err("vkResetFences", e))?;
+        }
+        Ok(())
+    }
+
+    fn submit_inner(&self, jobs: &[Job], timestamps: Option<vk::QueryPool>) -> Result<()> {
+        if timestamps.is_some() && jobs.len() > SETS_PER_SUBMIT as usize {
+            return Err(Error::invalid("too many jobs to time in one submission"));
+        }
+        let sub = self.queue_lock.lock();
+        let d = &self.device.device;
+        for batch in jobs.chunks(SETS_PER_SUBMIT as usize) {
+            // SAFETY: the previous submission finished (we waited on its fence).
+            unsafe {
+                d.reset_descriptor_pool(sub.descriptors, vk::DescriptorPoolResetFlags::empty())
+            }
+            .map_err(|e| vk_err("vkResetDescriptorPool", e))?;
+            let sets = self.sets(sub.descriptors, batch.len() as u32)?;
+            // SAFETY: cmd is not pending (waited); begin/record/end on one thread under the lock.
+            unsafe {
+                d.begin_command_buffer(
+                    sub.cmd,
+                    &vk::CommandBufferBeginInfo::default()
+                        .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+                )
+            }
+            .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+            if let Some(pool) = timestamps {
+                // SAFETY: recording; the pool has 2 queries.
+                unsafe {
+                    d.cmd_reset_query_pool(sub.cmd, pool, 0, 2);
+                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+                }
+            }
+            for (job, set) in batch.iter().zip(sets) {
+                // SAFETY: recording; the job's buffers are live for this call.
+                unsafe { self.record(sub.cmd, set, job.kernel, job.src, job.dst, &job.push) }?;
+                let barrier = vk::MemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+                    .dst_access_mask(
+                        vk::AccessFlags::SHADER_READ
+                            | vk::AccessFlags::SHADER_WRITE
+                            | vk::AccessFlags::HOST_READ,
+                    );
+                // SAFETY: recording.
+                unsafe {
+                    d.cmd_pipeline_barrier(
+                        sub.cmd,
+                        vk::PipelineStageFlags::COMPUTE_SHADER,
+                        vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::HOST,
+                        vk::DependencyFlags::empty(),
+                        &[barrier],
+                        &[],
+                        &[],
+                    )
+                };
+            }
+            if let Some(pool) = timestamps {
+                // SAFETY: recording.
+                unsafe {
+                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1)
+                };
+            }
+            // SAFETY: recording began above.
+            unsafe { d.end_command_buffer(sub.cmd) }
+                .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+            let cmds = [sub.cmd];
+            let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+            // SAFETY: the queue belongs to this device; access is serialised by queue_lock.
+            unsafe {
+                d.queue_submit(self.device.queue, &[submit], sub.fence)
+                    .map_err(|e| vk_err("vkQueueSubmit", e))?;
+                d.wait_for_fences(&[sub.fence], true, u64::MAX)
+                    .map_err(|e| vk_err("vkWaitForFences", e))?;
+                d.reset_fences(&[sub.fence])
+                    .map_err(|e| vk_err("vkResetFences", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One dispatch for [`Engine::submit_and_wait`].
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub kernel: &'static str,
+    pub src: (vk::Buffer, u64, u64),
+    pub dst: (vk::Buffer, u64, u64),
+    pub push: Push,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let d = &self.device.device;
+        let sub = self.queue_lock.get_mut();
+        // SAFETY: every submission was waited on before submit_and_wait
+        // returned, so the objects below are unused (no device-wide wait: on a
+        // borrowed device that would need the caller's queues); each was
+        // created from this device and is destroyed once.
+        unsafe {
+            for (_, p) in self.pipelines.get_mut().drain() {
+                d.destroy_pipeline(p, None);
+            }
+            d.destroy_descriptor_pool(sub.descriptors, None);
+            d.destroy_fence(sub.fence, None);
+            d.destroy_command_pool(sub.pool, None);
+            d.destroy_pipeline_layout(self.layout, None);
+            d.destroy_descriptor_set_layout(self.set_layout, None);
+        }
+    }
+}
+
+/// A buffer with its own memory (one allocation per buffer, never above
+/// 1 GiB or the device's maxMemoryAllocationSize).
+pub struct Buffer {
+    device: Arc<Device>,
+    pub buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    pub size: u64,
+    mapped: Option<*mut u8>,
+}
+
+// SAFETY: the mapped pointer is only dereferenced through &mut self or by
+// callers holding exclusive access to the buffer; Vulkan handles are plain values.
+unsafe impl Send for Buffer {}
+// SAFETY: as above; shared references never write through `mapped`.
+unsafe impl Sync for Buffer {}
+
+/// Largest single allocation nyxq makes.
+pub const MAX_ALLOCATION: u64 = 1 << 30;
+
+impl Buffer {
+    /// A storage buffer of `size` bytes; `host_visible` asks for mapped memory.
+    pub fn new(device: &Arc<Device>, size: u64, host_visible: bool) -> Result<Buffer> {
+        let limit = MAX_ALLOCATION.min(device.info.max_allocation_bytes);
+        if size > limit {
+            return Err(Error::new(
+                ErrorKind::OutOfDeviceMemory,
+                format!("a buffer of {size} bytes exceeds the allocation limit {limit}"),
+            ));
+        }
+        let nth = device
+            .allocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if device
+            .fail_allocation
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == nth
+        {
+            return Err(Error::new(
+                ErrorKind::OutOfDeviceMemory,
+                format!("device allocation {nth} of {size} bytes failed (fault injection)"),
+            ));
+        }
+        let d = &device.device;
+        let size = size.max(4);
+        // SAFETY: a live device; the info lives across the call.
+        let buffer = unsafe {
+            d.create_buffer(
+                &vk::BufferCreateInfo::default()
+                    .size(size)
+                    .usage(
+                        vk::BufferUsageFlags::STORAGE_BUFFER
+                            | vk::BufferUsageFlags::TRANSFER_SRC
+                            | vk::BufferUsageFlags::TRANSFER_DST,
+                    )
+                    .sharing_mode(vk::SharingMode::EXCLUSIVE),
+                None,
+            )
+        }
+        .map_err(|e| vk_err("vkCreateBuffer", e))?;
+        // SAFETY: buffer was just created.
+        let req = unsafe { d.get_buffer_memory_requirements(buffer) };
+        // SAFETY: physical device of this instance.
+        let props = unsafe {
+            device
+                .instance
+                .instance
+                .get_physical_device_memory_properties(device.physical)
+        };
+        let wanted = if host_visible {
+            vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT
+        } else {
+            vk::MemoryPropertyFlags::DEVICE_LOCAL
+        };
+        let type_index = (0..props.memory_type_count).find(|&i| {
+            req.memory_type_bits & (1 << i) != 0
+                && props.memory_types[i as usize]
+                    .property_flags
+                    .contains(wanted)
+        });
+        let Some(type_index) = type_index else {
+            // SAFETY: unused buffer.
+            unsafe { d.destroy_buffer(buffer, None) };
+            return Err(Error::new(ErrorKind::Vulkan, "no suitable memory type"));
+        };
+        // SAFETY: a valid allocation info for this device.
+        let memory = unsafe {
+            d.allocate_memory(
+                &vk::MemoryAllocateInfo::default()
+                    .allocation_size(req.size)
+                    .memory_type_index(type_index),
+                None,
+            )
+        };
+        let memory = match memory {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: unused buffer.
+                unsafe { d.destroy_buffer(buffer, None) };
+                return Err(vk_err("vkAllocateMemory", e));
+            }
+        };
+        // SAFETY: memory is fresh and large enough for the buffer.
+        unsafe { d.bind_buffer_memory(buffer, memory, 0) }
+            .map_err(|e| vk_err("vkBindBufferMemory", e))?;
+        let mapped = if host_visible {
+            // SAFETY: host-visible memory, mapped once for the buffer's life.
+            let p = unsafe { d.map_memory(memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
+                .map_err(|e| vk_err("vkMapMemory", e))?;
+            Some(p.cast::<u8>())
+        } else {
+            None
+        };
+        Ok(Buffer {
+            device: device.clone(),
+            buffer,
+            memory,
+            size,
+            mapped,
+        })
+    }
+
+    /// Copies `data` to the start of a mapped buffer.
+    pub fn write(&mut self, data: &[u8]) {
+        let p = self.mapped.expect("write needs a host-visible buffer");
+        assert!(data.len() as u64 <= self.size);
+        // SAFETY: p maps `size` bytes; no GPU work uses the buffer now (the
+        // caller waited), and &mut self excludes other host access.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    }
+
+    /// Copies the first `out.len()` bytes of a mapped buffer into `out`.
+    pub fn read(&self, out: &mut [u8]) {
+        let p = self.mapped.expect("read needs a host-visible buffer");
+        assert!(out.len() as u64 <= self.size);
+        // SAFETY: p maps `size` bytes; GPU writes finished (fence waited) and
+        // the memory is coherent.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let d = &self.device.device;
+        // SAFETY: no pending work uses the buffer (submissions are waited on
+        // before buffers are dropped); destroy the buffer, then free its memory.
+        unsafe {
+            d.destroy_buffer(self.buffer, None);
+            d.free_memory(self.memory, None);
+        }
+    }
+}

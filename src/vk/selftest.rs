@@ -1,0 +1,152 @@
+//! The self-test run when a context is created on a device: every kernel runs
+//! once on a small input full of hard cases (rounding ties, zeros of both signs,
+//! subnormals, tiny and huge values) and its bytes are compared with the CPU
+//! twin. A kernel that disagrees is disabled and the CPU twin is used instead.
+
+use super::exec::Engine;
+use super::ops::{self, Op, kernel_name};
+use crate::format::Format;
+use crate::quant::{self, QuantizeOptions, Rounding};
+
+/// What the self-test found for one kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelResult {
+    pub kernel: &'static str,
+    pub op: Op,
+    pub format: Format,
+    /// None when it passed, else why it is disabled.
+    pub failure: Option<String>,
+}
+
+pub const FORMATS: [Format; 5] = [
+    Format::F16,
+    Format::BF16,
+    Format::Q8_0,
+    Format::Q4_0,
+    Format::Q4_1,
+];
+
+/// 8 blocks, one per hard case, plus one odd element for the 1-wide formats.
+fn input(format: Format) -> Vec<f32> {
+    let n = if format.block_size() == 1 { 257 } else { 256 };
+    (0..n)
+        .map(|i| {
+            let j = (i % 32) as f32;
+            match (i / 32) % 8 {
+                0 => (j - 16.0) * 0.5, // .5 ties
+                1 => {
+                    if i % 2 == 0 {
+                        0.0
+                    } else {
+                        -0.0
+                    }
+                } // zeros
+                2 => {
+                    f32::from_bits(0x0000_1000 + i as u32 * 977)
+                        * if i % 3 == 0 { -1.0 } else { 1.0 }
+                } // subnormals
+                3 => f32::from_bits(0x0080_0000 + i as u32 * 12_345), // smallest normals
+                4 => 60_000.0 - j * 1000.0, // huge for f16
+                5 => (j - 15.5) * 1.0e-3 + 1.0e-39, // mixed with a subnormal
+                6 => f32::from_bits(0x3f80_8000 + (i as u32 % 2) * 0x1_0000), // bf16 ties
+                _ => (j * 0.37).sin() * 3.0,
+            }
+        })
+        .collect()
+}
+
+fn compare(what: &str, cpu: &[u8], gpu: &[u8]) -> Option<String> {
+    cpu.iter().zip(gpu).position(|(a, b)| a != b).map(|i| {
+        format!(
+            "{what}: byte {i} is {:#04x}, the CPU twin gives {:#04x}",
+            gpu[i], cpu[i]
+        )
+    })
+}
+
+fn as_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
+    let x = input(format);
+    let n = x.len();
+    let nearest = QuantizeOptions::default();
+    let mut q = vec![0u8; format.size_of(n).ok()?];
+    if let Err(e) = quant::quantize(format, &x, &mut q, &nearest) {
+        return Some(format!("CPU twin failed: {e}"));
+    }
+    let result = match op {
+        Op::Quantize => {
+            let mut gpu = vec![0u8; q.len()];
+            ops::quantize(engine, format, &x, &mut gpu, Rounding::Nearest)
+                .map(|_| compare("nearest", &q, &gpu))
+                .and_then(|nearest_diff| {
+                    if nearest_diff.is_some() || format.block_size() == 1 {
+                        return Ok(nearest_diff);
+                    }
+                    let rounding = Rounding::Stochastic { seed: 0x5eed };
+                    let opts = QuantizeOptions {
+                        rounding,
+                        ..Default::default()
+                    };
+                    let mut cpu = vec![0u8; q.len()];
+                    quant::quantize(format, &x, &mut cpu, &opts)?;
+                    ops::quantize(engine, format, &x, &mut gpu, rounding)?;
+                    Ok(compare("stochastic", &cpu, &gpu))
+                })
+        }
+        Op::Dequantize => {
+            let mut cpu = vec![0f32; n];
+            let mut gpu = vec![0f32; n];
+            quant::dequantize(format, &q, &mut cpu, 1)
+                .and_then(|_| ops::dequantize(engine, format, &q, &mut gpu))
+                .map(|_| compare("dequantize", &as_bytes(&cpu), &as_bytes(&gpu)))
+        }
+        Op::DequantizeF16 => {
+            let mut cpu = vec![0u16; n];
+            let mut gpu = vec![0u16; n];
+            let bytes = |v: &[u16]| v.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<_>>();
+            quant::dequantize_to_f16(format, &q, &mut cpu, 1)
+                .and_then(|_| ops::dequantize_to_f16(engine, format, &q, &mut gpu))
+                .map(|_| compare("dequantize to f16", &bytes(&cpu), &bytes(&gpu)))
+        }
+        Op::FakeQuantize => {
+            let mut cpu = vec![0f32; n];
+            let mut gpu = vec![0f32; n];
+            quant::fake_quantize(format, &x, &mut cpu, &nearest)
+                .and_then(|_| ops::fake_quantize(engine, format, &x, &mut gpu, Rounding::Nearest))
+                .map(|_| compare("fake-quantize", &as_bytes(&cpu), &as_bytes(&gpu)))
+        }
+    };
+    result.unwrap_or_else(|e| Some(format!("failed to run: {e}")))
+}
+
+/// Runs every kernel once and reports each.
+pub fn run(engine: &Engine) -> Vec<KernelResult> {
+    let mut out = Vec::new();
+    for format in FORMATS {
+        for op in [
+            Op::Quantize,
+            Op::Dequantize,
+            Op::DequantizeF16,
+            Op::FakeQuantize,
+        ] {
+            let failure = test_one(engine, op, format);
+            let kernel = kernel_name(op, format);
+            match &failure {
+                None => log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin"),
+                Some(why) => log::warn!(
+                    "nyxq vulkan self-test: {kernel} DISABLED, the CPU twin is used instead: {why}"
+                ),
+            }
+            out.push(KernelResult {
+                kernel,
+                op,
+                format,
+                failure,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,63 @@
+//! The compiled shader variants (built by build_support/shaders.rs) and the
+//! push-constant block they share.
+
+include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
+
+/// Rust twin of `Push` in shaders/common.glsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Push {
+    pub n_elements: u32,
+    pub stochastic: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub first_lo: u32,
+    pub first_hi: u32,
+    pub perturb: u32,
+    pub pad1: u32,
+}
+
+const _: () = assert!(size_of::<Push>() == 32);
+const _: () = assert!(size_of::<Push>() <= 128);
+
+impl Push {
+    pub fn bytes(&self) -> [u8; 32] {
+        let words = [
+            self.n_elements,
+            self.stochastic,
+            self.seed_lo,
+            self.seed_hi,
+            self.first_lo,
+            self.first_hi,
+            self.perturb,
+            self.pad1,
+        ];
+        let mut out = [0u8; 32];
+        for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// The SPIR-V of the variant `name`, if it exists.
+pub fn spirv(name: &str) -> Option<&'static [u8]> {
+    VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// How many elements one invocation handles, for sizing the grid.
+pub fn elements_per_invocation(name: &str) -> u32 {
+    if name.starts_with("copy") {
+        4
+    } else if name.starts_with("fake_quantize") {
+        if name.ends_with("f16") { 1 } else { 32 }
+    } else if name.starts_with("dequantize") && name.contains("_q") {
+        4
+    } else if name.contains("q4_1") {
+        32
+    } else if name.contains("q8_0") || name.contains("q4_0") {
+        64
+    } else {
+        2
+    }
+}

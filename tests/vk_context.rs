@@ -1,0 +1,248 @@
+//! Context creation on Vulkan: lavapipe explicitly, AUTO's choice, and the
+//! three ways Vulkan can be missing (no loader, no driver, no device).
+
+mod vk_support;
+
+use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
+use vk_support::{LAVAPIPE_ICD, lavapipe_env, run_in_child};
+
+fn settings(backend: BackendPreference) -> ContextSettings {
+    ContextSettings {
+        backend,
+        threads: 1,
+        vulkan_validation: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn explicit_vulkan_on_lavapipe_reports_the_device() {
+    if run_in_child(
+        "explicit_vulkan_on_lavapipe_reports_the_device",
+        &lavapipe_env(),
+    ) {
+        return;
+    }
+    if !std::path::Path::new(LAVAPIPE_ICD).exists() {
+        println!("SKIP: lavapipe is not installed ({LAVAPIPE_ICD})");
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Vulkan)).expect("lavapipe device");
+    assert_eq!(ctx.backend(), Backend::Vulkan);
+    let info = ctx.device_info().unwrap();
+    assert!(info.name.contains("llvmpipe"), "{info:?}");
+    assert_eq!(info.device_type, nyxq::vk::DeviceType::Cpu);
+    assert_eq!(info.driver_name, "llvmpipe");
+    assert!(info.api_version >= ash_api_1_2());
+    assert!(info.max_storage_buffer_range >= 1 << 27);
+    assert!(info.subgroup_size >= 1);
+    assert!(info.device_local_bytes > 0);
+    assert!(info.unified_memory);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+fn ash_api_1_2() -> u32 {
+    (1 << 22) | (2 << 12)
+}
+
+#[test]
+fn auto_skips_a_cpu_vulkan_device_and_says_why() {
+    if run_in_child(
+        "auto_skips_a_cpu_vulkan_device_and_says_why",
+        &lavapipe_env(),
+    ) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap();
+    assert!(
+        reason.contains("cpu device") || reason.contains("no Vulkan"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn no_loader_falls_back_or_fails_with_the_reason() {
+    let env = [(
+        "NYXQ_VULKAN_LOADER",
+        "/nonexistent/libvulkan.so.1".to_string(),
+    )];
+    if run_in_child("no_loader_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    assert!(ctx.fallback_reason().unwrap().contains("no Vulkan loader"));
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
+    assert!(err.message().contains("no Vulkan loader"), "{err}");
+}
+
+#[test]
+fn no_driver_falls_back_or_fails_with_the_reason() {
+    let env = [
+        ("VK_DRIVER_FILES", "/nonexistent/icd.json".to_string()),
+        ("VK_ICD_FILENAMES", "/nonexistent/icd.json".to_string()),
+    ];
+    if run_in_child("no_driver_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap().to_string();
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
+    if reason.contains("no Vulkan loader") {
+        println!("SKIP: no loader on this machine: {reason}");
+        return;
+    }
+    assert!(reason.contains("no Vulkan driver"), "{reason}");
+    assert!(err.message().contains("no Vulkan driver"), "{err}");
+}
+
+/// A driver whose hardware is absent (Intel's ANV manifest on a machine with no
+/// Intel GPU) loads and enumerates no device.
+#[test]
+fn no_device_falls_back_or_fails_with_the_reason() {
+    let icd = "/usr/share/vulkan/icd.d/intel_icd.x86_64.json";
+    let env = [
+        ("VK_DRIVER_FILES", icd.to_string()),
+        ("VK_ICD_FILENAMES", icd.to_string()),
+    ];
+    if run_in_child("no_device_falls_back_or_fails_with_the_reason", &env) {
+        return;
+    }
+    if !std::path::Path::new(icd).exists() || std::path::Path::new("/dev/dri/renderD128").exists() {
+        println!("SKIP: needs {icd} and no render node");
+        return;
+    }
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap().to_string();
+    if reason.contains("no Vulkan loader") {
+        println!("SKIP: no loader on this machine: {reason}");
+        return;
+    }
+    assert!(
+        reason.contains("no Vulkan device") || reason.contains("no usable Vulkan device"),
+        "{reason}"
+    );
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert!(err.message().contains("device"), "{err}");
+}
+
+#[test]
+fn self_test_passes_every_kernel_on_the_device() {
+    if run_in_child(
+        "self_test_passes_every_kernel_on_the_device",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = vk_support::device_context(false) else {
+        return;
+    };
+    assert_eq!(ctx.self_test().len(), 20);
+    for r in ctx.self_test() {
+        assert_eq!(r.failure, None, "{}", r.kernel);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// A kernel corrupted on purpose is caught by the self-test, disabled, and the
+/// context's quantize then gives the CPU twin's bytes.
+#[test]
+fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
+    if run_in_child(
+        "a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    let ctx = match Context::new(&ContextSettings {
+        vulkan_perturb_kernel: Some("quantize_f32_q8_0".to_string()),
+        ..settings(BackendPreference::Vulkan)
+    }) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            println!("SKIP: no Vulkan device: {e}");
+            return;
+        }
+    };
+    use nyxq::format::Format;
+    use nyxq::vk::ops::Op;
+    assert!(!ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q8_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Dequantize, Format::Q8_0));
+    let report = ctx.vulkan_report().join("\n");
+    assert!(
+        report.contains("quantize_f32_q8_0: self-test FAILED"),
+        "{report}"
+    );
+    let x: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 8.0).collect();
+    let mut cpu = vec![0u8; 68];
+    nyxq::quant::quantize(Format::Q8_0, &x, &mut cpu, &Default::default()).unwrap();
+    let mut via_ctx = vec![0u8; 68];
+    ctx.quantize(Format::Q8_0, &x, &mut via_ctx, &Default::default())
+        .unwrap();
+    assert_eq!(cpu, via_ctx);
+    // The kernel really is wrong: called directly it differs.
+    let mut direct = vec![0u8; 68];
+    nyxq::vk::ops::quantize(
+        ctx.vulkan().unwrap(),
+        Format::Q8_0,
+        &x,
+        &mut direct,
+        nyxq::quant::Rounding::Nearest,
+    )
+    .unwrap();
+    assert_ne!(cpu, direct);
+}
+
+/// Fault injection: the first device allocation after the self-test fails.
+/// Without host fallback that is OutOfDeviceMemory and the output is untouched;
+/// with it, the CPU gives the right bytes.
+#[test]
+fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
+    if run_in_child(
+        "a_failed_device_allocation_is_reported_or_falls_back_to_the_host",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::format::Format;
+    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
+    let mut expected = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut expected, &Default::default()).unwrap();
+    for host_fallback in [false, true] {
+        let ctx = match Context::new(&ContextSettings {
+            vulkan_fail_allocation: Some(1),
+            vulkan_host_fallback: host_fallback,
+            ..settings(BackendPreference::Vulkan)
+        }) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                println!("SKIP: no Vulkan device: {e}");
+                return;
+            }
+        };
+        let mut out = vec![0x77u8; expected.len()];
+        let result = ctx.quantize(Format::Q4_0, &x, &mut out, &Default::default());
+        if host_fallback {
+            result.unwrap();
+            assert_eq!(out, expected);
+        } else {
+            assert_eq!(
+                result.unwrap_err().kind(),
+                nyxq::ErrorKind::OutOfDeviceMemory
+            );
+            assert!(out.iter().all(|&b| b == 0x77));
+            // The next call allocates again and succeeds.
+            ctx.quantize(Format::Q4_0, &x, &mut out, &Default::default())
+                .unwrap();
+            assert_eq!(out, expected);
+        }
+        assert_eq!(ctx.vulkan_validation_errors(), 0);
+    }
+}

@@ -1,0 +1,169 @@
+//! Every Vulkan kernel against its CPU twin, byte for byte: odd sizes, rounding
+//! ties, zeros, subnormals, huge values, stochastic rounding with a seed, and
+//! an input over 128 MiB (more than lavapipe's maxStorageBufferRange).
+
+mod vk_support;
+
+use nyxq::format::Format;
+use nyxq::quant::{self, QuantizeOptions, Rounding};
+use nyxq::vk::ops;
+use vk_support::{device_context, device_env, run_in_child};
+
+const FORMATS: [Format; 5] = [
+    Format::F16,
+    Format::BF16,
+    Format::Q8_0,
+    Format::Q4_0,
+    Format::Q4_1,
+];
+
+/// Deterministic test data with the hard cases mixed in.
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut h = seed.wrapping_mul(0x9e37_79b9) | 1;
+    let mut next = || {
+        h ^= h << 13;
+        h ^= h >> 17;
+        h ^= h << 5;
+        h
+    };
+    (0..n)
+        .map(|i| {
+            let r = next();
+            let block = i / 32;
+            match block % 8 {
+                // ties: multiples of 0.5 scaled so that x*id lands on .5
+                0 => ((r % 255) as f32 - 127.0) * 0.5,
+                1 => 0.0,
+                2 => f32::from_bits(r & 0x807f_ffff), // subnormals of both signs
+                3 => f32::from_bits((r & 0x80ff_ffff) | 0x0080_0000) * 3.0, // tiny normals
+                4 => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 6.0e4, // large (f16 range)
+                5 => {
+                    if i % 3 == 0 {
+                        -0.0
+                    } else {
+                        1.0e-39
+                    }
+                }
+                _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0,
+            }
+        })
+        .collect()
+}
+
+fn check_all(force_compat: bool) {
+    let Some(ctx) = device_context(force_compat) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for format in FORMATS {
+        let sizes: &[usize] = if format.block_size() == 1 {
+            &[1, 31, 33, 4097, 70000]
+        } else {
+            &[32, 96, 4096, 32 * 1001]
+        };
+        for &n in sizes {
+            let x = data(n, n as u32 + format as u32);
+            for rounding in [
+                Rounding::Nearest,
+                Rounding::Stochastic {
+                    seed: 0x1234_5678_9abc,
+                },
+            ] {
+                if format.block_size() == 1 && rounding != Rounding::Nearest {
+                    continue;
+                }
+                let opts = QuantizeOptions {
+                    rounding,
+                    ..Default::default()
+                };
+                let bytes = format.size_of(n).unwrap();
+                let mut cpu = vec![0u8; bytes];
+                quant::quantize(format, &x, &mut cpu, &opts).unwrap();
+                // Guard bytes after the output must survive.
+                let mut gpu = vec![0xa5u8; bytes + 7];
+                ops::quantize(engine, format, &x, &mut gpu[..bytes], rounding).unwrap();
+                assert!(gpu[bytes..].iter().all(|&b| b == 0xa5));
+                let first_diff = cpu.iter().zip(&gpu).position(|(a, b)| a != b);
+                assert_eq!(first_diff, None, "quantize {format:?} n={n} {rounding:?}");
+
+                let mut cpu_fake = vec![0f32; n];
+                quant::fake_quantize(format, &x, &mut cpu_fake, &opts).unwrap();
+                let mut gpu_fake = vec![0f32; n];
+                ops::fake_quantize(engine, format, &x, &mut gpu_fake, rounding).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&cpu_fake),
+                    bits(&gpu_fake),
+                    "fake {format:?} n={n} {rounding:?}"
+                );
+            }
+            println!("checked {format:?} n={n}");
+            let mut q = vec![0u8; format.size_of(n).unwrap()];
+            quant::quantize(format, &x, &mut q, &QuantizeOptions::default()).unwrap();
+            let mut cpu = vec![0f32; n];
+            quant::dequantize(format, &q, &mut cpu, 1).unwrap();
+            let mut gpu = vec![0f32; n];
+            ops::dequantize(engine, format, &q, &mut gpu).unwrap();
+            assert!(
+                cpu.iter()
+                    .zip(&gpu)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "dequantize {format:?} n={n}"
+            );
+            let mut cpu16 = vec![0u16; n];
+            quant::dequantize_to_f16(format, &q, &mut cpu16, 1).unwrap();
+            let mut gpu16 = vec![0u16; n];
+            ops::dequantize_to_f16(engine, format, &q, &mut gpu16).unwrap();
+            assert_eq!(cpu16, gpu16, "dequantize to f16 {format:?} n={n}");
+        }
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+#[test]
+fn kernels_match_the_cpu_twin() {
+    if run_in_child("kernels_match_the_cpu_twin", &device_env()) {
+        return;
+    }
+    check_all(false);
+}
+
+#[test]
+fn compat_kernels_match_the_cpu_twin() {
+    let mut env = device_env();
+    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
+    if run_in_child("compat_kernels_match_the_cpu_twin", &env) {
+        return;
+    }
+    check_all(true);
+}
+
+/// 132 MiB of f32 in: more than lavapipe's 128 MiB maxStorageBufferRange.
+#[test]
+fn quantize_over_128_mib_is_split_and_exact() {
+    if run_in_child("quantize_over_128_mib_is_split_and_exact", &device_env()) {
+        return;
+    }
+    let Some(ctx) = device_context(false) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let n = (132usize << 20) / 4;
+    let x: Vec<f32> = (0..n).map(|i| ((i % 1021) as f32 - 510.0) * 0.25).collect();
+    let format = Format::Q8_0;
+    let mut cpu = vec![0u8; format.size_of(n).unwrap()];
+    quant::quantize(
+        format,
+        &x,
+        &mut cpu,
+        &QuantizeOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut gpu = vec![0u8; cpu.len()];
+    ops::quantize(engine, format, &x, &mut gpu, Rounding::Nearest).unwrap();
+    assert!(cpu == gpu, "132 MiB Q8_0 differs");
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
