@@ -79,6 +79,15 @@ impl Error {
         )
     }
 
+    /// Ok when a destination of length `have` holds `needed` (in `unit`), else
+    /// [`ErrorKind::BufferTooSmall`]: the one check every writer makes.
+    pub fn ensure_room(what: &str, unit: &str, needed: usize, have: usize) -> Result<()> {
+        if have < needed {
+            return Err(Self::buffer_too_small(what, unit, needed, have));
+        }
+        Ok(())
+    }
+
     /// A size computation that overflowed.
     pub fn overflow(what: &str) -> Self {
         Self::new(

@@ -140,9 +140,7 @@ pub(crate) unsafe fn quantize_options<'a>(
 
 fn check_room(format: Format, n: usize, dst_len: usize) -> Result<usize> {
     let needed = format.size_of(n)?;
-    if dst_len < needed {
-        return Err(Error::buffer_too_small("dst", "bytes", needed, dst_len));
-    }
+    Error::ensure_room("dst", "bytes", needed, dst_len)?;
     Ok(needed)
 }
 
@@ -205,9 +203,7 @@ pub extern "C" fn nyxq_dequantize(
         // SAFETY: the caller passes src_len readable bytes at src.
         let src = unsafe { ptr::slice(src.cast::<u8>(), src_len, "src") }?;
         let n = format.count_in(src.len())?;
-        if dst_len < n {
-            return Err(Error::buffer_too_small("dst", "floats", n, dst_len));
-        }
+        Error::ensure_room("dst", "floats", n, dst_len)?;
         // SAFETY: the caller passes dst_len writable floats at dst; we use n <= dst_len.
         let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
         quant::dequantize(format, src, dst, context.threads())
@@ -234,9 +230,7 @@ pub extern "C" fn nyxq_fake_quantize(
         format.check_count(n)?;
         // SAFETY: the options contract is the caller's (see NyxqQuantizeOptions).
         let opts = unsafe { quantize_options(options, context.threads()) }?;
-        if dst_len < n {
-            return Err(Error::buffer_too_small("dst", "floats", n, dst_len));
-        }
+        Error::ensure_room("dst", "floats", n, dst_len)?;
         if n == 0 {
             return Ok(());
         }

@@ -79,14 +79,7 @@ const SATURATE_CHUNK: usize = 4096;
 /// Quantizes `src` into `format`, writing `format.size_of(src.len())` bytes of `dst`.
 pub fn quantize(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOptions) -> Result<()> {
     let needed = format.size_of(src.len())?;
-    if dst.len() < needed {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "bytes",
-            needed,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "bytes", needed, dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
     let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
     let dst = &mut dst[..needed];
@@ -114,14 +107,7 @@ pub fn quantize(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOpti
 /// Dequantizes `src` (whole blocks of `format`) into `dst` as f32.
 pub fn dequantize(format: Format, src: &[u8], dst: &mut [f32], threads: usize) -> Result<()> {
     let n = format.count_in(src.len())?;
-    if dst.len() < n {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "floats",
-            n,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "floats", n, dst.len())?;
     let block = format.block_size();
     let bytes_per_block = format.block_bytes();
     split_work(
@@ -147,14 +133,7 @@ pub fn dequantize_to_f16(
     threads: usize,
 ) -> Result<()> {
     let n = format.count_in(src.len())?;
-    if dst.len() < n {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "f16 values",
-            n,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "f16 values", n, dst.len())?;
     let block = format.block_size();
     let bytes_per_block = format.block_bytes();
     split_work(
@@ -187,14 +166,7 @@ pub fn fake_quantize(
     opts: &QuantizeOptions,
 ) -> Result<()> {
     format.check_count(src.len())?;
-    if dst.len() < src.len() {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "floats",
-            src.len(),
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "floats", src.len(), dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
     let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
     let block = format.block_size();

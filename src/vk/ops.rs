@@ -176,14 +176,7 @@ pub fn quantize(
 ) -> Result<()> {
     check_input(format, src)?;
     let needed = format.size_of(src.len())?;
-    if dst.len() < needed {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "bytes",
-            needed,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "bytes", needed, dst.len())?;
     run(
         engine,
         kernel_name(Op::Quantize, format),
@@ -200,14 +193,7 @@ pub fn quantize(
 /// Dequantizes whole blocks of `format` in `src` into `dst` as f32.
 pub fn dequantize(engine: &Engine, format: Format, src: &[u8], dst: &mut [f32]) -> Result<()> {
     let n = format.count_in(src.len())?;
-    if dst.len() < n {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "floats",
-            n,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "floats", n, dst.len())?;
     run(
         engine,
         kernel_name(Op::Dequantize, format),
@@ -229,14 +215,7 @@ pub fn dequantize_to_f16(
     dst: &mut [u16],
 ) -> Result<()> {
     let n = format.count_in(src.len())?;
-    if dst.len() < n {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "f16 values",
-            n,
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "f16 values", n, dst.len())?;
     if format == Format::F32 {
         return Err(Error::unsupported("F32 -> F16 is a quantize to F16"));
     }
@@ -262,14 +241,7 @@ pub fn fake_quantize(
     rounding: Rounding,
 ) -> Result<()> {
     check_input(format, src)?;
-    if dst.len() < src.len() {
-        return Err(Error::buffer_too_small(
-            "destination",
-            "floats",
-            src.len(),
-            dst.len(),
-        ));
-    }
+    Error::ensure_room("destination", "floats", src.len(), dst.len())?;
     let n = src.len();
     run(
         engine,
