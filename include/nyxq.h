@@ -66,6 +66,16 @@
 
 
 /**
+ * Storage-buffer bindings of the largest set layout nyxq records with.
+ */
+#define BINDINGS_PER_SET 4
+
+/**
+ * Unreleased sets beyond this are refused: the caller forgot to release.
+ */
+#define MAX_UNRELEASED (1 << 16)
+
+/**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
  * (values are never reused or renumbered).
  */
@@ -1142,6 +1152,49 @@ typedef struct {
   void *get_instance_proc_addr;
 } NyxqVulkanHandles;
 
+/**
+ * A range of one of the caller's VkBuffers.
+ *
+ * `buffer` is a VkBuffer, passed as `void *`: on the 64-bit platforms nyxq
+ * supports every Vulkan handle is a pointer, so a VkBuffer converts to
+ * `void *` without a cast in C and C++. The buffer must have been created with
+ * VK_BUFFER_USAGE_STORAGE_BUFFER_BIT on the context's VkDevice; `offset` must
+ * be a multiple of minStorageBufferOffsetAlignment (and of 4), and `size`
+ * must cover the kernel's bytes rounded up to whole 32-bit words.
+ */
+typedef struct {
+  /**
+   * VkBuffer.
+   */
+  void *buffer;
+  /**
+   * Byte offset of the range in the buffer.
+   */
+  uint64_t offset;
+  /**
+   * Bytes of the range.
+   */
+  uint64_t size;
+} NyxqVkBufferRange;
+
+/**
+ * What a context's recorder holds (nyxq_vk_recorder_usage).
+ */
+typedef struct {
+  /**
+   * Descriptor pools nyxq made for recorded dispatches (256 sets each).
+   */
+  uint64_t descriptor_pools;
+  /**
+   * Descriptor sets of recorded dispatches not yet released.
+   */
+  uint64_t unreleased_sets;
+  /**
+   * The last ticket handed out (0 before the first recording).
+   */
+  uint64_t last_ticket;
+} NyxqVkRecorderUsage;
+
 
 
 #define FORMATS { F16, BF16, Q8_0, Q4_0, Q4_1, }
@@ -1219,7 +1272,8 @@ NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
 /**
  * Releases a context. NULL is a no-op. Tensors made from it stay usable (they
  * keep what they need alive). Do not use the handle afterwards; if you do,
- * calls report NYXQ_ERROR_INVALID_HANDLE.
+ * calls report NYXQ_ERROR_INVALID_HANDLE. Command buffers holding dispatches
+ * recorded through `ctx` (nyxq_vk_cmd_*) must have completed first.
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
  * using `ctx` at the same time.
@@ -1839,6 +1893,103 @@ NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
 NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
                                                const NyxqVulkanHandles *handles,
                                                NyxqContext **ctx_out);
+
+/**
+ * Records the quantization of `n` floats (F32, at `src`) to `format` (at
+ * `dst`) into `command_buffer`; the bytes equal nyxq_quantize's.
+ *
+ * `command_buffer` is a VkCommandBuffer (passed as `void *`, no cast needed)
+ * allocated from the context's VkDevice, in the recording state, outside a
+ * render pass. nyxq binds a compute pipeline, descriptor set 0 and push
+ * constants (rebind yours afterwards) and records its dispatches; it records
+ * no barrier, submits nothing and waits for nothing. Put a barrier before
+ * (your writes of `src` -> shader reads) and after (shader writes of `dst` ->
+ * your reads), as for any compute dispatch.
+ *
+ * `options` (NULL for defaults): NEAREST or STOCHASTIC rounding with `seed`
+ * and `first_index`. The values are not read at record time, so they are not
+ * checked: NaN, ±Inf or values beyond the format's range give unspecified
+ * bytes there (nyxq_quantize checks them on the host).
+ *
+ * On success *ticket_out names this recording; the descriptor sets it uses
+ * stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, src, dst, a buffer,
+ * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT
+ * (unknown format, n of 0 or not whole blocks, misaligned offset,
+ * overlapping src and dst), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
+ * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
+ * error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * error. Thread-safe for distinct command buffers (Vulkan requires external
+ * synchronisation of one command buffer).
+ */
+NyxqStatus nyxq_vk_cmd_quantize(const NyxqContext *ctx,
+                                void *command_buffer,
+                                int32_t format,
+                                uint64_t n,
+                                const NyxqVkBufferRange *src,
+                                const NyxqVkBufferRange *dst,
+                                const NyxqQuantizeOptions *options,
+                                uint64_t *ticket_out);
+
+/**
+ * Records the dequantization of `n` values of `format` (at `src`) into
+ * `out_format` (NYXQ_FORMAT_F32, or NYXQ_FORMAT_F16 for binary16 bits) at
+ * `dst`. The values equal nyxq_dequantize's (F16: those floats rounded to
+ * nearest even). Command buffer, ranges, tickets and errors as
+ * nyxq_vk_cmd_quantize; NYXQ_ERROR_UNSUPPORTED also for F32 -> F16 (that is a
+ * quantize) and for an `out_format` other than F32 and F16.
+ */
+NyxqStatus nyxq_vk_cmd_dequantize(const NyxqContext *ctx,
+                                  void *command_buffer,
+                                  int32_t format,
+                                  uint64_t n,
+                                  const NyxqVkBufferRange *src,
+                                  const NyxqVkBufferRange *dst,
+                                  int32_t out_format,
+                                  uint64_t *ticket_out);
+
+/**
+ * Records quantize-then-dequantize of `n` floats (at `src`) through `format`
+ * into floats at `dst` (quantization-aware training's forward weights, equal
+ * to nyxq_fake_quantize's). `src` and `dst` must not overlap. Options,
+ * command buffer, tickets and errors as nyxq_vk_cmd_quantize.
+ */
+NyxqStatus nyxq_vk_cmd_fake_quantize(const NyxqContext *ctx,
+                                     void *command_buffer,
+                                     int32_t format,
+                                     uint64_t n,
+                                     const NyxqVkBufferRange *src,
+                                     const NyxqVkBufferRange *dst,
+                                     const NyxqQuantizeOptions *options,
+                                     uint64_t *ticket_out);
+
+/**
+ * Tells nyxq that every command buffer holding recordings up to and
+ * including `ticket` has completed (or will never be submitted): their
+ * descriptor sets return to nyxq's pools for later recordings. Call it after
+ * your fence or timeline wait; passing the last ticket you received releases
+ * everything. Releasing an already released ticket again is a no-op.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
+ * (a CPU context). Thread-safe.
+ */
+NyxqStatus nyxq_vk_release(const NyxqContext *ctx,
+                           uint64_t ticket);
+
+/**
+ * What the context's recorder holds: descriptor pools, unreleased sets and
+ * the last ticket (for leak checks: pools stay constant when you release).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context). *usage_out is written only on
+ * success. Thread-safe.
+ */
+NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
+                                  NyxqVkRecorderUsage *usage_out);
 
 #ifdef __cplusplus
 }  // extern "C"

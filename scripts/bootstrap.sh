@@ -15,6 +15,7 @@ needs=(
   "python3:python3"
   "file:/usr/include/gtest/gtest.h:libgtest-dev"
   "file:/usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1"
+  "file:/usr/include/vulkan/vulkan_core.h:libvulkan-dev"
   "file:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers"
   "file:/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json:vulkan-validationlayers"
   "venv:python3-venv"

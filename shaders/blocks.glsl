@@ -40,21 +40,6 @@ uint clamp_quant(float y, float hi) {
     return uint(clamp(trunc(y), 0.0, hi));
 }
 
-// Stochastic rounding numbers (crate::quant::rng), 32-bit integers only.
-uint rng_mix(uint h) {
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    h *= 0x846ca68bu;
-    h ^= h >> 16;
-    return h;
-}
-
-float rng_uniform(uint seed_lo, uint seed_hi, uint index_lo, uint index_hi) {
-    uint r = rng_mix(index_lo ^ rng_mix(seed_lo ^ rng_mix(seed_hi ^ rng_mix(index_hi ^ 0x9e3779b9u))));
-    return float(r >> 8) * TWO_M24;
-}
-
 // Quantizes x into one block. `stochastic` selects the rounding; `first_lo/hi`
 // is the index of x[0] in the whole tensor.
 void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, uint first_lo,

@@ -186,3 +186,68 @@ float round_half_away(float v) {
 uint sortable(uint bits) {
     return (bits & 0x80000000u) != 0u ? ~bits : (bits | 0x80000000u);
 }
+
+// Stochastic rounding numbers (crate::quant::rng), 32-bit integers only.
+uint rng_mix(uint h) {
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    h *= 0x846ca68bu;
+    h ^= h >> 16;
+    return h;
+}
+
+uint rng_u32(uint seed_lo, uint seed_hi, uint index_lo, uint index_hi) {
+    return rng_mix(index_lo ^ rng_mix(seed_lo ^ rng_mix(seed_hi ^ rng_mix(index_hi ^ 0x9e3779b9u))));
+}
+
+float rng_uniform(uint seed_lo, uint seed_hi, uint index_lo, uint index_hi) {
+    return float(rng_u32(seed_lo, seed_hi, index_lo, index_hi) >> 8) * TWO_M24;
+}
+
+// F16 stochastic rounding of f32 bits x with random r (scalar::f16_bits_stochastic):
+// f32 subnormals count as zero, below 2^-25 the result is 0 or 2^-24 with
+// probability |x|*2^24, otherwise random bits are added below the kept ones
+// and the rest truncated; clamped to 65504.
+uint f16_bits_stochastic(uint x, uint r) {
+    uint sign = (x >> 16) & 0x8000u;
+    uint a = x & 0x7fffffffu;
+    if (a < 0x00800000u) {
+        return sign;
+    }
+    int exponent = int(a >> 23) - 127;
+    uint rounded;
+    if (exponent < -25) {
+        precise float scaled = uintBitsToFloat(a) * 16777216.0 * 16777216.0;
+        rounded = float(r >> 8) < scaled ? 0x33800000u : 0u;
+    } else {
+        uint dropped = exponent >= -14 ? 13u : 13u + uint(-14 - exponent);
+        uint mask = (1u << dropped) - 1u;
+        rounded = (a + (r & mask)) & ~mask;
+    }
+    if (rounded > 0x477fe000u) {
+        rounded = 0x477fe000u;
+    }
+    return sign | f16_bits(rounded);
+}
+
+// BF16 stochastic rounding (scalar::bf16_bits_stochastic): add 16 random bits
+// below the kept ones, truncate, clamp to the largest finite bfloat16.
+uint bf16_bits_stochastic(uint x, uint r) {
+    uint sign = (x >> 16) & 0x8000u;
+    uint a = x & 0x7fffffffu;
+    return sign | min((a + (r & 0xffffu)) >> 16, 0x7f7fu);
+}
+
+// The binary16 or bfloat16 bits of element `index` (relative to the
+// dispatch's first element), by nearest or stochastic rounding.
+uint half_bits(uint x, bool bf16, bool stochastic, uint seed_lo, uint seed_hi,
+               uint first_lo, uint first_hi, uint index) {
+    if (!stochastic) {
+        return bf16 ? bf16_bits(x) : f16_bits(x);
+    }
+    uint lo = first_lo + index;
+    uint hi = first_hi + (lo < first_lo ? 1u : 0u);
+    uint r = rng_u32(seed_lo, seed_hi, lo, hi);
+    return bf16 ? bf16_bits_stochastic(x, r) : f16_bits_stochastic(x, r);
+}

@@ -32,10 +32,12 @@ void main() {
         return;
     }
     uint a = src[unit];
+    bool st = pc.stochastic != 0u;
 #if defined(FORMAT_F16)
-    dst[unit] = floatBitsToUint(f16_value(f16_bits(a)));
+    dst[unit] = floatBitsToUint(f16_value(
+        half_bits(a, false, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, unit)));
 #elif defined(FORMAT_BF16)
-    dst[unit] = bf16_bits(a) << 16;
+    dst[unit] = half_bits(a, true, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, unit) << 16;
 #endif
 #endif
 }

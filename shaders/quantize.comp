@@ -58,11 +58,15 @@ void main() {
     bool both = e0 + 1u < pc.n_elements;
     uint a = src[e0];
     uint b = both ? src[e0 + 1u] : 0u;
-#if defined(FORMAT_F16)
-    uint w = f16_bits(a) | (f16_bits(b) << 16);
-#elif defined(FORMAT_BF16)
-    uint w = bf16_bits(a) | (bf16_bits(b) << 16);
+#if defined(FORMAT_BF16)
+    const bool bf16 = true;
+#else
+    const bool bf16 = false;
 #endif
+    bool st = pc.stochastic != 0u;
+    uint lo = half_bits(a, bf16, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, e0);
+    uint hi = half_bits(b, bf16, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, e0 + 1u);
+    uint w = lo | (hi << 16);
     store_word(unit, w, both ? 0xffffffffu : 0xffffu);
 #endif
 }

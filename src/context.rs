@@ -271,6 +271,26 @@ impl Context {
                 .any(|r| r.op == op && r.format == format && r.failure.is_none())
     }
 
+    /// The engine to record the kernel `op` on `format` with: an error when the
+    /// context runs on the CPU or when that kernel failed its self-test.
+    pub fn recording_engine(
+        &self,
+        op: crate::vk::ops::Op,
+        format: crate::format::Format,
+    ) -> Result<&Arc<crate::vk::Engine>> {
+        let engine = self.vulkan.as_ref().ok_or_else(|| {
+            Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
+        })?;
+        if !self.vulkan_kernel_enabled(op, format) {
+            return Err(Error::unsupported(format!(
+                "the Vulkan kernel {} is disabled on this device (it failed its self-test; \
+                 nyxq_context_info and the log say why): use the CPU functions",
+                crate::vk::ops::kernel_name(op, format)
+            )));
+        }
+        Ok(engine)
+    }
+
     /// One line per kernel: variant and self-test result, for info and hwinfo.
     pub fn vulkan_report(&self) -> Vec<String> {
         self.self_test

@@ -69,9 +69,6 @@ fn check_all(force_compat: bool) {
                     seed: 0x1234_5678_9abc,
                 },
             ] {
-                if format.block_size() == 1 && rounding != Rounding::Nearest {
-                    continue;
-                }
                 let opts = QuantizeOptions {
                     rounding,
                     ..Default::default()

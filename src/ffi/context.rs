@@ -209,7 +209,8 @@ pub extern "C" fn nyxq_context_create(
 
 /// Releases a context. NULL is a no-op. Tensors made from it stay usable (they
 /// keep what they need alive). Do not use the handle afterwards; if you do,
-/// calls report NYXQ_ERROR_INVALID_HANDLE.
+/// calls report NYXQ_ERROR_INVALID_HANDLE. Command buffers holding dispatches
+/// recorded through `ctx` (nyxq_vk_cmd_*) must have completed first.
 ///
 /// Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
 /// using `ctx` at the same time.

@@ -23,6 +23,7 @@ pub mod test_exports;
 pub mod train;
 pub mod version;
 pub mod vk;
+pub mod vk_cmd;
 
 pub use status::NyxqStatus;
 

@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn vk_err(what: &str, e: vk::Result) -> Error {
+/// A Vulkan failure as a nyxq error (out-of-memory and device-lost keep their kinds).
+pub(crate) fn vk_err(what: &str, e: vk::Result) -> Error {
     let kind = match e {
         vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => ErrorKind::OutOfDeviceMemory,
         vk::Result::ERROR_OUT_OF_HOST_MEMORY => ErrorKind::OutOfMemory,
@@ -28,6 +29,8 @@ pub struct Engine {
     /// Test only: the kernel whose output is deliberately corrupted.
     perturb: Option<String>,
     queue_lock: Mutex<Submitter>,
+    /// Descriptor sets of dispatches recorded into callers' command buffers.
+    recorder: super::record::Recorder,
 }
 
 struct Submitter {
@@ -130,7 +133,18 @@ impl Engine {
                 fence,
                 descriptors,
             }),
+            recorder: super::record::Recorder::new(),
         })
+    }
+
+    /// The set layout every quantize/dequantize kernel binds (src, dst).
+    pub fn set_layout(&self) -> vk::DescriptorSetLayout {
+        self.set_layout
+    }
+
+    /// The descriptor sets of dispatches recorded into callers' command buffers.
+    pub fn recorder(&self) -> &super::record::Recorder {
+        &self.recorder
     }
 
     /// The pipeline of variant `name`, created on first use.
@@ -416,13 +430,16 @@ impl Drop for Engine {
         let sub = self.queue_lock.get_mut();
         // SAFETY: every submission was waited on before submit_and_wait
         // returned, so the objects below are unused (no device-wide wait: on a
-        // borrowed device that would need the caller's queues); each was
-        // created from this device and is destroyed once.
+        // borrowed device that would need the caller's queues), and the
+        // caller's command buffers with recorded nyxq dispatches completed
+        // before the context was destroyed (nyxq_context_destroy's contract);
+        // each was created from this device and is destroyed once.
         unsafe {
             for (_, p) in self.pipelines.get_mut().drain() {
                 d.destroy_pipeline(p, None);
             }
             d.destroy_descriptor_pool(sub.descriptors, None);
+            self.recorder.destroy(d);
             d.destroy_fence(sub.fence, None);
             d.destroy_command_pool(sub.pool, None);
             d.destroy_pipeline_layout(self.layout, None);

@@ -8,6 +8,7 @@ pub mod device;
 pub mod exec;
 pub mod instance;
 pub mod ops;
+pub mod record;
 pub mod selftest;
 pub mod shaders;
 

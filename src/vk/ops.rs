@@ -66,7 +66,7 @@ pub fn chunk_elements(engine: &Engine, format: Format) -> usize {
     (n / quantum * quantum).max(quantum)
 }
 
-fn push_for(n: usize, first: u64, rounding: Rounding) -> Result<Push> {
+pub(crate) fn push_for(n: usize, first: u64, rounding: Rounding) -> Result<Push> {
     let (stochastic, seed) = match rounding {
         Rounding::Nearest => (0, 0),
         Rounding::Stochastic { seed } => (1, seed),
@@ -88,7 +88,8 @@ fn push_for(n: usize, first: u64, rounding: Rounding) -> Result<Push> {
     })
 }
 
-fn words(bytes: usize) -> u64 {
+/// `bytes` rounded up to whole 32-bit words (what a kernel binds).
+pub fn words(bytes: usize) -> u64 {
     bytes.div_ceil(4) as u64 * 4
 }
 
@@ -107,7 +108,7 @@ fn run(
     rounding: Rounding,
 ) -> Result<()> {
     let chunk = chunk_elements(engine, format);
-    let size_of = |per: (usize, usize), k: usize| k / per.1 * per.0 + (k % per.1) * per.0 / per.1;
+    let size_of = bytes_for;
     let max_in = words(size_of(in_bytes_per, chunk.min(n)));
     let max_out = words(size_of(out_bytes_per, chunk.min(n)));
     let mut inb = Buffer::new(&engine.device, max_in, true)?;
@@ -157,6 +158,21 @@ fn u16_bytes_mut(dst: &mut [u16]) -> &mut [u8] {
 
 fn ratio(format: Format) -> (usize, usize) {
     (format.block_bytes(), format.block_size())
+}
+
+/// Bytes of `k` elements on a side that stores `per.0` bytes per `per.1` elements.
+pub fn bytes_for(per: (usize, usize), k: usize) -> usize {
+    k / per.1 * per.0 + (k % per.1) * per.0 / per.1
+}
+
+/// (input, output) bytes per elements of `op` on `format`.
+pub fn sides(op: Op, format: Format) -> ((usize, usize), (usize, usize)) {
+    match op {
+        Op::Quantize => ((4, 1), ratio(format)),
+        Op::Dequantize => (ratio(format), (4, 1)),
+        Op::DequantizeF16 => (ratio(format), (2, 1)),
+        Op::FakeQuantize => ((4, 1), (4, 1)),
+    }
 }
 
 /// Checks the input like the CPU twin (non-finite and out-of-range values are

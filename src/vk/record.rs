@@ -1,0 +1,316 @@
+//! Dispatches recorded into the caller's command buffer (DESIGN.md, "Vulkan
+//! handoff", way 1): nyxq binds its pipeline, a descriptor set and push
+//! constants and records `vkCmdDispatch`; it never submits and never waits.
+//!
+//! Each recorded call gets a ticket. The descriptor sets it used stay allocated
+//! until the caller says that the work of that ticket (and of every earlier
+//! one) has completed ([`Recorder::release`]); then they go back to their pool.
+//! Pools are only created while unreleased sets fill the existing ones, so a
+//! caller that releases as it goes never grows nyxq's memory, however many
+//! dispatches it records.
+
+use super::exec::{Engine, vk_err};
+use super::ops::{self, Op};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::quant::Rounding;
+use ash::vk;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+
+/// Names the dispatches of one recording call, for [`Recorder::release`].
+pub type Ticket = u64;
+
+/// A range of a caller's buffer that a dispatch binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferRange {
+    pub buffer: vk::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Descriptor sets per pool; every set has at most [`BINDINGS_PER_SET`] storage buffers.
+const SETS_PER_POOL: u32 = 256;
+/// Storage-buffer bindings of the largest set layout nyxq records with.
+pub const BINDINGS_PER_SET: u32 = 4;
+/// Unreleased sets beyond this are refused: the caller forgot to release.
+pub const MAX_UNRELEASED: usize = 1 << 16;
+
+/// The descriptor pools of recorded dispatches and the sets still in use.
+pub struct Recorder {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pools: Vec<Pool>,
+    /// (ticket, pool index, set) in ticket order.
+    in_use: VecDeque<(Ticket, usize, vk::DescriptorSet)>,
+    last_ticket: Ticket,
+}
+
+struct Pool {
+    pool: vk::DescriptorPool,
+    used: u32,
+}
+
+/// How many pools and unreleased sets a recorder holds (for tests and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderUsage {
+    pub pools: usize,
+    pub unreleased_sets: usize,
+    pub last_ticket: Ticket,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A new ticket for one recording call.
+    pub fn next_ticket(&self) -> Ticket {
+        let mut state = self.state.lock();
+        state.last_ticket += 1;
+        state.last_ticket
+    }
+
+    /// A descriptor set of `layout` that stays allocated until `ticket` is released.
+    pub fn allocate(
+        &self,
+        device: &ash::Device,
+        layout: vk::DescriptorSetLayout,
+        ticket: Ticket,
+    ) -> Result<vk::DescriptorSet> {
+        let mut state = self.state.lock();
+        if state.in_use.len() >= MAX_UNRELEASED {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "{MAX_UNRELEASED} recorded dispatches are unreleased: call nyxq_vk_release \
+                     once the command buffers that hold them have completed"
+                ),
+            ));
+        }
+        let index = match state.pools.iter().position(|p| p.used < SETS_PER_POOL) {
+            Some(i) => i,
+            None => {
+                state.pools.push(Pool {
+                    pool: new_pool(device)?,
+                    used: 0,
+                });
+                state.pools.len() - 1
+            }
+        };
+        let layouts = [layout];
+        // SAFETY: the pool and layout are live; the pool has room (used < SETS_PER_POOL
+        // and every layout needs at most BINDINGS_PER_SET descriptors).
+        let set = unsafe {
+            device.allocate_descriptor_sets(
+                &vk::DescriptorSetAllocateInfo::default()
+                    .descriptor_pool(state.pools[index].pool)
+                    .set_layouts(&layouts),
+            )
+        }
+        .map_err(|e| vk_err("vkAllocateDescriptorSets", e))?[0];
+        state.pools[index].used += 1;
+        state.in_use.push_back((ticket, index, set));
+        Ok(set)
+    }
+
+    /// Frees the sets of `ticket` and of every earlier ticket. The caller
+    /// promises that no pending command buffer uses them.
+    pub fn release(&self, device: &ash::Device, ticket: Ticket) -> Result<()> {
+        let mut state = self.state.lock();
+        if ticket > state.last_ticket {
+            return Err(Error::invalid(format!(
+                "ticket {ticket} was never issued (the last one is {})",
+                state.last_ticket
+            )));
+        }
+        while state.in_use.front().is_some_and(|(t, _, _)| *t <= ticket) {
+            let (_, index, set) = state.in_use.pop_front().expect("front exists");
+            let pool = &mut state.pools[index];
+            // SAFETY: the set came from this pool (created with FREE_DESCRIPTOR_SET)
+            // and, per the caller's promise, no pending work uses it.
+            unsafe { device.free_descriptor_sets(pool.pool, &[set]) }
+                .map_err(|e| vk_err("vkFreeDescriptorSets", e))?;
+            pool.used -= 1;
+        }
+        Ok(())
+    }
+
+    pub fn usage(&self) -> RecorderUsage {
+        let state = self.state.lock();
+        RecorderUsage {
+            pools: state.pools.len(),
+            unreleased_sets: state.in_use.len(),
+            last_ticket: state.last_ticket,
+        }
+    }
+
+    /// Destroys every pool (and so every set).
+    ///
+    /// # Safety
+    /// No pending work uses a set of this recorder.
+    pub unsafe fn destroy(&mut self, device: &ash::Device) {
+        let state = self.state.get_mut();
+        for pool in state.pools.drain(..) {
+            // SAFETY: per this function's contract; each pool is destroyed once.
+            unsafe { device.destroy_descriptor_pool(pool.pool, None) };
+        }
+        state.in_use.clear();
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+fn new_pool(device: &ash::Device) -> Result<vk::DescriptorPool> {
+    let sizes = [vk::DescriptorPoolSize::default()
+        .ty(vk::DescriptorType::STORAGE_BUFFER)
+        .descriptor_count(BINDINGS_PER_SET * SETS_PER_POOL)];
+    // SAFETY: a live device; the info lives across the call.
+    unsafe {
+        device.create_descriptor_pool(
+            &vk::DescriptorPoolCreateInfo::default()
+                .flags(vk::DescriptorPoolCreateFlags::FREE_DESCRIPTOR_SET)
+                .max_sets(SETS_PER_POOL)
+                .pool_sizes(&sizes),
+            None,
+        )
+    }
+    .map_err(|e| vk_err("vkCreateDescriptorPool", e))
+}
+
+/// What one recorded kernel call does.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelCall {
+    pub op: Op,
+    pub format: Format,
+    /// Elements (values of the f32 side).
+    pub n: u64,
+    pub rounding: Rounding,
+    /// Index of the first element within the whole tensor (stochastic rounding).
+    pub first_index: u64,
+}
+
+/// Checks a range: aligned offset, no overflow, at least `needed` bytes, and
+/// returns `needed` rounded up to whole 32-bit words (what the kernel binds).
+pub fn check_range(engine: &Engine, range: &BufferRange, needed: u64, what: &str) -> Result<u64> {
+    if range.buffer == vk::Buffer::null() {
+        return Err(Error::new(
+            ErrorKind::NullPointer,
+            format!("{what}.buffer is VK_NULL_HANDLE"),
+        ));
+    }
+    let align = engine.device.info.min_storage_offset_alignment.max(4);
+    if range.offset % align != 0 {
+        return Err(Error::invalid(format!(
+            "{what}.offset {} is not a multiple of the device's storage-buffer offset alignment {align}",
+            range.offset
+        )));
+    }
+    if range.offset.checked_add(range.size).is_none() {
+        return Err(Error::overflow(&format!("{what}.offset + {what}.size")));
+    }
+    let bound = needed.div_ceil(4) * 4;
+    Error::ensure_room(
+        &format!("{what}.size (whole 32-bit words)"),
+        "bytes",
+        bound as usize,
+        usize::try_from(range.size).unwrap_or(usize::MAX),
+    )?;
+    Ok(bound)
+}
+
+/// Rejects two ranges of one buffer that overlap (the kernels read one and
+/// write the other in parallel).
+pub fn check_disjoint(a: &BufferRange, a_len: u64, b: &BufferRange, b_len: u64) -> Result<()> {
+    let overlap =
+        a.buffer == b.buffer && a.offset < b.offset + b_len && b.offset < a.offset + a_len;
+    if overlap {
+        return Err(Error::invalid(
+            "src and dst overlap in the same buffer; use separate ranges",
+        ));
+    }
+    Ok(())
+}
+
+/// Records `call` reading `src` and writing `dst` into `cmd`, split into
+/// dispatches that respect maxStorageBufferRange. Returns the ticket.
+///
+/// # Safety
+/// `cmd` is a primary or secondary command buffer of the engine's device in
+/// the recording state, outside a render pass; the buffers are live buffers
+/// of that device with STORAGE_BUFFER usage and hold the given ranges.
+pub unsafe fn record_kernel(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    call: &KernelCall,
+    src: &BufferRange,
+    dst: &BufferRange,
+) -> Result<Ticket> {
+    if cmd == vk::CommandBuffer::null() {
+        return Err(Error::new(
+            ErrorKind::NullPointer,
+            "command_buffer is VK_NULL_HANDLE",
+        ));
+    }
+    let format = call.format;
+    if call.n == 0 {
+        return Err(Error::invalid("n is 0: nothing to record"));
+    }
+    let n = usize::try_from(call.n).map_err(|_| Error::overflow("n"))?;
+    format.check_count(n)?;
+    if call.op == Op::DequantizeF16 && format == Format::F32 {
+        return Err(Error::unsupported(
+            "F32 -> F16 is a quantize to F16, not a dequantize",
+        ));
+    }
+    let (in_per, out_per) = ops::sides(call.op, format);
+    let in_bytes = ops::bytes_for(in_per, n) as u64;
+    let out_bytes = ops::bytes_for(out_per, n) as u64;
+    let in_bound = check_range(engine, src, in_bytes, "src")?;
+    let out_bound = check_range(engine, dst, out_bytes, "dst")?;
+    check_disjoint(src, in_bound, dst, out_bound)?;
+    let kernel = ops::kernel_name(call.op, format);
+    let chunk = ops::chunk_elements(engine, format);
+    let device = &engine.device.device;
+    let recorder = engine.recorder();
+    let ticket = recorder.next_ticket();
+    let mut done = 0usize;
+    while done < n {
+        let k = chunk.min(n - done);
+        let in_off = ops::bytes_for(in_per, done) as u64;
+        let out_off = ops::bytes_for(out_per, done) as u64;
+        let set = recorder.allocate(device, engine.set_layout(), ticket)?;
+        let push = ops::push_for(k, call.first_index + done as u64, call.rounding)?;
+        // SAFETY: per this function's contract; the ranges were checked to lie
+        // inside what the caller declared, and the set is fresh.
+        unsafe {
+            engine.record(
+                cmd,
+                set,
+                kernel,
+                (
+                    src.buffer,
+                    src.offset + in_off,
+                    ops::words(ops::bytes_for(in_per, k)),
+                ),
+                (
+                    dst.buffer,
+                    dst.offset + out_off,
+                    ops::words(ops::bytes_for(out_per, k)),
+                ),
+                &push,
+            )
+        }?;
+        done += k;
+    }
+    Ok(ticket)
+}

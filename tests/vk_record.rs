@@ -1,0 +1,380 @@
+//! Dispatches recorded into a command buffer the test owns (as a trainer's
+//! would be): bytes equal the CPU twin for every kernel, nothing is submitted
+//! by nyxq, and 10 000 recorded dispatches with releases grow nothing.
+
+mod vk_support;
+
+use ash::vk;
+use nyxq::format::Format;
+use nyxq::quant::{self, QuantizeOptions, Rounding};
+use nyxq::vk::Engine;
+use nyxq::vk::exec::Buffer;
+use nyxq::vk::ops::Op;
+use nyxq::vk::record::{self, BufferRange, KernelCall};
+use vk_support::{device_context, device_env, run_in_child};
+
+/// The test's own command pool, command buffer and fence on nyxq's device.
+struct Commands<'a> {
+    engine: &'a Engine,
+    pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+}
+
+impl<'a> Commands<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        let d = &engine.device.device;
+        // SAFETY: a live device; its compute queue family.
+        let pool = unsafe {
+            d.create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(engine.device.queue_family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )
+        }
+        .unwrap();
+        // SAFETY: the pool was just made.
+        let cmd = unsafe {
+            d.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(pool)
+                    .command_buffer_count(1),
+            )
+        }
+        .unwrap()[0];
+        // SAFETY: a live device.
+        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }.unwrap();
+        Commands {
+            engine,
+            pool,
+            cmd,
+            fence,
+        }
+    }
+
+    fn begin(&self) {
+        // SAFETY: the command buffer is idle (every submit is waited on).
+        unsafe {
+            self.engine
+                .device
+                .device
+                .begin_command_buffer(self.cmd, &vk::CommandBufferBeginInfo::default())
+        }
+        .unwrap();
+    }
+
+    /// Ends, submits with a barrier to host reads, waits.
+    fn submit_and_wait(&self) {
+        let d = &self.engine.device.device;
+        let barrier = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ);
+        // SAFETY: recording; the queue is nyxq's, used by no nyxq call meanwhile.
+        unsafe {
+            d.cmd_pipeline_barrier(
+                self.cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[barrier],
+                &[],
+                &[],
+            );
+            d.end_command_buffer(self.cmd).unwrap();
+            let cmds = [self.cmd];
+            d.queue_submit(
+                self.engine.device.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                self.fence,
+            )
+            .unwrap();
+            d.wait_for_fences(&[self.fence], true, u64::MAX).unwrap();
+            d.reset_fences(&[self.fence]).unwrap();
+        }
+    }
+}
+
+impl Drop for Commands<'_> {
+    fn drop(&mut self) {
+        let d = &self.engine.device.device;
+        // SAFETY: all work was waited on; our own objects.
+        unsafe {
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.pool, None);
+        }
+    }
+}
+
+fn range(b: &Buffer, offset: u64, size: u64) -> BufferRange {
+    BufferRange {
+        buffer: b.buffer,
+        offset,
+        size,
+    }
+}
+
+fn data(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 * 0.618).sin() * 3.0) + if i % 7 == 0 { 0.5 } else { 0.0 })
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn recorded_kernels_equal_the_cpu(force_compat: bool) {
+    let Some(ctx) = device_context(force_compat) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let n = 4096 + 64;
+    let x = data(n);
+    // Offsets inside larger buffers, as a trainer's arena would have them.
+    let offset = 256;
+    let mut input = Buffer::new(&engine.device, offset + 4 * n as u64, true).unwrap();
+    let mut staged = vec![0u8; offset as usize];
+    staged.extend(f32_bytes(&x));
+    input.write(&staged);
+    for format in [
+        Format::F16,
+        Format::BF16,
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+    ] {
+        for rounding in [Rounding::Nearest, Rounding::Stochastic { seed: 42 }] {
+            let bytes = format.size_of(n).unwrap() as u64;
+            let q = Buffer::new(&engine.device, offset + bytes.div_ceil(4) * 4, true).unwrap();
+            let back = Buffer::new(&engine.device, 4 * n as u64, true).unwrap();
+            let fake = Buffer::new(&engine.device, 4 * n as u64, true).unwrap();
+            commands.begin();
+            let call = |op| KernelCall {
+                op,
+                format,
+                n: n as u64,
+                rounding,
+                first_index: 0,
+            };
+            let src = range(&input, offset, 4 * n as u64);
+            let qr = range(&q, offset, bytes.div_ceil(4) * 4);
+            // SAFETY: recording; buffers of nyxq's device, ranges inside them.
+            let t1 = unsafe {
+                record::record_kernel(engine, commands.cmd, &call(Op::Quantize), &src, &qr)
+            }
+            .unwrap();
+            let barrier = vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+                .dst_access_mask(vk::AccessFlags::SHADER_READ);
+            // SAFETY: recording.
+            unsafe {
+                engine.device.device.cmd_pipeline_barrier(
+                    commands.cmd,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::DependencyFlags::empty(),
+                    &[barrier],
+                    &[],
+                    &[],
+                )
+            };
+            // SAFETY: as above.
+            let t2 = unsafe {
+                record::record_kernel(
+                    engine,
+                    commands.cmd,
+                    &call(Op::Dequantize),
+                    &qr,
+                    &range(&back, 0, 4 * n as u64),
+                )
+            }
+            .unwrap();
+            // SAFETY: as above.
+            let t3 = unsafe {
+                record::record_kernel(
+                    engine,
+                    commands.cmd,
+                    &call(Op::FakeQuantize),
+                    &src,
+                    &range(&fake, 0, 4 * n as u64),
+                )
+            }
+            .unwrap();
+            assert!(t1 < t2 && t2 < t3);
+            assert_eq!(engine.recorder().usage().unreleased_sets, 3);
+            commands.submit_and_wait();
+            engine
+                .recorder()
+                .release(&engine.device.device, t3)
+                .unwrap();
+            assert_eq!(engine.recorder().usage().unreleased_sets, 0);
+
+            let opts = QuantizeOptions {
+                rounding,
+                ..Default::default()
+            };
+            let mut cpu = vec![0u8; bytes as usize];
+            quant::quantize(format, &x, &mut cpu, &opts).unwrap();
+            let mut gpu = vec![0u8; offset as usize + bytes as usize];
+            q.read(&mut gpu);
+            assert!(
+                gpu[offset as usize..] == cpu[..],
+                "{format:?} {rounding:?} quantize"
+            );
+            let mut cpu_back = vec![0f32; n];
+            quant::dequantize(format, &cpu, &mut cpu_back, 1).unwrap();
+            let mut gpu_back = vec![0u8; 4 * n];
+            back.read(&mut gpu_back);
+            assert_eq!(gpu_back, f32_bytes(&cpu_back), "{format:?} dequantize");
+            let mut gpu_fake = vec![0u8; 4 * n];
+            fake.read(&mut gpu_fake);
+            assert_eq!(gpu_fake, f32_bytes(&cpu_back), "{format:?} fake-quantize");
+        }
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+#[test]
+fn recorded_kernels_equal_the_cpu_lavapipe() {
+    if run_in_child("recorded_kernels_equal_the_cpu_lavapipe", &device_env()) {
+        return;
+    }
+    recorded_kernels_equal_the_cpu(false);
+}
+
+#[test]
+fn ten_thousand_recorded_dispatches_grow_nothing() {
+    if run_in_child(
+        "ten_thousand_recorded_dispatches_grow_nothing",
+        &device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = device_context(false) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let n = 256usize;
+    let src = Buffer::new(&engine.device, 4 * n as u64, true).unwrap();
+    let dst = Buffer::new(
+        &engine.device,
+        Format::Q8_0.size_of(n).unwrap() as u64,
+        true,
+    )
+    .unwrap();
+    let call = KernelCall {
+        op: Op::Quantize,
+        format: Format::Q8_0,
+        n: n as u64,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    };
+    let mut pools_after_first_frame = 0;
+    for frame in 0..100 {
+        commands.begin();
+        let mut last = 0;
+        for _ in 0..100 {
+            // SAFETY: recording; nyxq's buffers, whole ranges.
+            last = unsafe {
+                record::record_kernel(
+                    engine,
+                    commands.cmd,
+                    &call,
+                    &range(&src, 0, src.size),
+                    &range(&dst, 0, dst.size),
+                )
+            }
+            .unwrap();
+        }
+        commands.submit_and_wait();
+        engine
+            .recorder()
+            .release(&engine.device.device, last)
+            .unwrap();
+        let usage = engine.recorder().usage();
+        assert_eq!(usage.unreleased_sets, 0);
+        if frame == 0 {
+            pools_after_first_frame = usage.pools;
+        }
+        assert_eq!(usage.pools, pools_after_first_frame, "frame {frame}");
+    }
+    assert_eq!(engine.recorder().usage().last_ticket, 10_000);
+    assert_eq!(pools_after_first_frame, 1);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+#[test]
+fn bad_recording_arguments_are_refused_and_record_nothing() {
+    if run_in_child(
+        "bad_recording_arguments_are_refused_and_record_nothing",
+        &device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = device_context(false) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let buf = Buffer::new(&engine.device, 1 << 16, true).unwrap();
+    let call = KernelCall {
+        op: Op::Quantize,
+        format: Format::Q4_0,
+        n: 1024,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    };
+    let whole = range(&buf, 0, 4096);
+    let out = range(&buf, 8192, 1024);
+    let cases: Vec<(KernelCall, BufferRange, BufferRange, &str)> = vec![
+        (KernelCall { n: 0, ..call }, whole, out, "n is 0"),
+        (KernelCall { n: 1000, ..call }, whole, out, "multiple of"),
+        (call, range(&buf, 2, 4096), out, "alignment"),
+        (call, range(&buf, 0, 4000), out, "needed"),
+        (call, whole, range(&buf, 8192, 64), "needed"),
+        (call, whole, range(&buf, 1024, 1024), "overlap"),
+        (
+            call,
+            BufferRange {
+                buffer: vk::Buffer::null(),
+                ..whole
+            },
+            out,
+            "VK_NULL_HANDLE",
+        ),
+        (call, range(&buf, u64::MAX - 15, 32), out, "overflow"),
+        (
+            KernelCall {
+                op: Op::DequantizeF16,
+                format: Format::F32,
+                ..call
+            },
+            whole,
+            out,
+            "F32 -> F16",
+        ),
+    ];
+    commands.begin();
+    for (call, src, dst, expect) in cases {
+        // SAFETY: recording; every case is refused before anything is recorded.
+        let err =
+            unsafe { record::record_kernel(engine, commands.cmd, &call, &src, &dst) }.unwrap_err();
+        assert!(err.message().contains(expect), "{expect}: {err}");
+    }
+    // SAFETY: as above.
+    let err =
+        unsafe { record::record_kernel(engine, vk::CommandBuffer::null(), &call, &whole, &out) }
+            .unwrap_err();
+    assert!(err.message().contains("command_buffer"), "{err}");
+    assert_eq!(engine.recorder().usage().unreleased_sets, 0);
+    let err = engine
+        .recorder()
+        .release(&engine.device.device, 1_000_000)
+        .unwrap_err();
+    assert!(err.message().contains("never issued"), "{err}");
+    commands.submit_and_wait();
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
