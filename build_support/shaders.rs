@@ -12,7 +12,10 @@ const FORMATS: [&str; 5] = ["f16", "bf16", "q8_0", "q4_0", "q4_1"];
 
 /// (name, source file, defines)
 fn variants() -> Vec<(String, &'static str, Vec<String>)> {
-    let mut v = vec![("copy_f32_f32".to_string(), "copy.comp", vec![])];
+    let mut v = vec![
+        ("copy_f32_f32".to_string(), "copy.comp", vec![]),
+        ("unscale_f32".to_string(), "unscale.comp", vec![]),
+    ];
     for f in FORMATS {
         let define = format!("FORMAT_{}", f.to_uppercase());
         v.push((

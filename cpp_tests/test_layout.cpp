@@ -4,7 +4,13 @@
 
 #include "support.hpp"
 
-static_assert(sizeof(NyxqContextOptions) == 48, "NyxqContextOptions layout");
+static_assert(sizeof(NyxqContextOptions) == 64, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, vulkan_host_fallback) == 48, "NyxqContextOptions layout");
+static_assert(offsetof(NyxqContextOptions, vulkan_fail_allocation) == 56, "NyxqContextOptions layout");
+static_assert(sizeof(NyxqVkBufferRange) == 24, "NyxqVkBufferRange layout");
+static_assert(sizeof(NyxqVkRecorderUsage) == 24, "NyxqVkRecorderUsage layout");
+static_assert(sizeof(NyxqVkTensorBuffer) == 40, "NyxqVkTensorBuffer layout");
+static_assert(offsetof(NyxqVkTensorBuffer, chunk_count) == 32, "NyxqVkTensorBuffer layout");
 static_assert(offsetof(NyxqContextOptions, vulkan_loader_path) == 32, "NyxqContextOptions layout");
 static_assert(offsetof(NyxqContextOptions, vulkan_force_compat) == 44, "NyxqContextOptions layout");
 static_assert(offsetof(NyxqContextOptions, thread_count) == 16, "NyxqContextOptions layout");

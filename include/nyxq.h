@@ -648,6 +648,19 @@ typedef struct {
    * no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
    */
   uint32_t vulkan_force_compat;
+  /**
+   * Nonzero lets a device allocation that fails (creating or migrating a
+   * DEVICE tensor, submit-and-wait work) fall back to host memory, logged;
+   * 0 (the default) reports NYXQ_ERROR_OUT_OF_DEVICE_MEMORY. Data stays
+   * intact either way.
+   */
+  uint32_t vulkan_host_fallback;
+  /**
+   * Fault injection for tests: nonzero makes the Nth device allocation
+   * after the context's creation fail as if the device were out of memory.
+   * Default 0 (off); NYXQ_VK_FAIL_ALLOCATION=N does the same.
+   */
+  uint64_t vulkan_fail_allocation;
 } NyxqContextOptions;
 
 /**
@@ -949,6 +962,35 @@ typedef struct {
    */
   uint64_t byte_len;
 } NyxqTensorInfo;
+
+/**
+ * One chunk of a DEVICE tensor's bytes (nyxq_tensor_vk_buffer).
+ */
+typedef struct {
+  /**
+   * VkBuffer (a `void *` on 64-bit platforms; assign it to a VkBuffer with
+   * one cast: `(VkBuffer)buffer`), created with STORAGE_BUFFER,
+   * TRANSFER_SRC and TRANSFER_DST usage. Owned by nyxq: never destroy it.
+   */
+  void *buffer;
+  /**
+   * Byte offset of the chunk's data in `buffer` (0 today).
+   */
+  uint64_t offset;
+  /**
+   * Bytes of quantized data in this chunk (whole rows); the buffer itself
+   * may be up to 3 bytes larger (whole 32-bit words).
+   */
+  uint64_t size;
+  /**
+   * Position of the chunk's first byte in the tensor's bytes.
+   */
+  uint64_t first_byte;
+  /**
+   * Chunks of the tensor (each at most 1 GiB and maxStorageBufferRange).
+   */
+  uint64_t chunk_count;
+} NyxqVkTensorBuffer;
 
 /**
  * Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
@@ -1654,7 +1696,7 @@ const char *nyxq_status_str(int32_t status);
 /**
  * Creates a zero-filled tensor named `name` (UTF-8, copied) of the given shape
  * (`rank` dimensions, outermost first; the last is the row length and must be
- * a multiple of the format's block size) in `format`.
+ * a multiple of the format's block size) in `format`, in host memory.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, rank 0 or above NYXQ_MAX_RANK, a
@@ -1667,6 +1709,27 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
                               size_t rank,
                               int32_t format,
                               NyxqTensor **tensor_out);
+
+/**
+ * As nyxq_tensor_create, in `placement` (a NyxqPlacement). A DEVICE tensor's
+ * bytes live in device-local buffers of the context's Vulkan device, split
+ * into chunks of whole rows (nyxq_tensor_vk_buffer). When that allocation
+ * fails the result is NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, or, with the context
+ * option vulkan_host_fallback, a HOST tensor (nyxq_tensor_placement says
+ * which; the log says why).
+ *
+ * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
+ * than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * NYXQ_ERROR_VULKAN. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
+                                 const char *name,
+                                 const uint64_t *shape,
+                                 size_t rank,
+                                 int32_t format,
+                                 int32_t placement,
+                                 NyxqTensor **tensor_out);
 
 /**
  * Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
@@ -1700,11 +1763,14 @@ NyxqStatus nyxq_tensor_download(const NyxqTensor *tensor,
                                 size_t dst_len);
 
 /**
- * A read-only view of the tensor's quantized bytes (the format's exact layout).
- * The pointer stays valid until the tensor is destroyed; its contents change
- * when the tensor is uploaded to. Never write through it or free it.
+ * A read-only view of a HOST tensor's quantized bytes (the format's exact
+ * layout). The pointer stays valid until the tensor is destroyed or migrated;
+ * its contents change when the tensor is uploaded to. Never write through it
+ * or free it. A DEVICE tensor has no host view: download it, or bind its
+ * buffers (nyxq_tensor_vk_buffer).
  *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (a DEVICE tensor). Thread-safe.
  */
 NyxqStatus nyxq_tensor_data(const NyxqTensor *tensor,
                             const void **data_out,
@@ -1728,6 +1794,49 @@ NyxqStatus nyxq_tensor_convert(const NyxqTensor *tensor,
  */
 NyxqStatus nyxq_tensor_info(const NyxqTensor *tensor,
                             NyxqTensorInfo *info_out);
+
+/**
+ * Where a tensor's bytes are now (a NyxqPlacement).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
+                                 int32_t *placement_out);
+
+/**
+ * Moves a tensor's bytes to `placement` (a NyxqPlacement), unchanged, through
+ * staging buffers; moving to where it already is does nothing. To the device,
+ * everything is allocated before anything is freed: when that fails the
+ * tensor stays on the host, intact, and the result is
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (or NYXQ_OK with the context option
+ * vulkan_host_fallback: check nyxq_tensor_placement). A view from
+ * nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
+ * DEVICE tensor are destroyed when it moves to the host, so your command
+ * buffers that use them must have completed.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
+ * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+ */
+NyxqStatus nyxq_tensor_migrate(const NyxqTensor *tensor,
+                               int32_t placement);
+
+/**
+ * The VkBuffer, offset and size of chunk `index` of a DEVICE tensor, so the
+ * trainer's shaders can bind the quantized bytes (layout as the format
+ * defines; chunks hold whole rows, in order). Valid until the tensor is
+ * destroyed or migrated. nyxq writes those buffers only in nyxq_tensor_upload
+ * and nyxq_tensor_migrate; your command buffers that read them must not run
+ * at the same time as those calls.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (index >= chunk_count), NYXQ_ERROR_UNSUPPORTED
+ * (a HOST tensor). *buffer_out is written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
+                                 uint64_t index,
+                                 NyxqVkTensorBuffer *buffer_out);
 
 #if defined(NYXQ_TEST_EXPORTS)
 /**
@@ -1783,6 +1892,17 @@ NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
                                               size_t n,
                                               uint32_t *found_non_finite_out,
                                               int64_t *first_bad_index_out);
+
+/**
+ * Tells the scaler what a check made elsewhere found (the flag that
+ * nyxq_vk_cmd_unscale_and_check wrote on the device): nonzero counts as a
+ * non-finite gradient this step, remembered until nyxq_loss_scaler_update,
+ * exactly like nyxq_loss_scaler_unscale_and_check's finding.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_loss_scaler_report_non_finite(const NyxqLossScaler *scaler,
+                                              uint32_t found_non_finite);
 
 /**
  * Ends the step: *apply_step_out is 1 when every gradient since the last
@@ -1990,6 +2110,37 @@ NyxqStatus nyxq_vk_release(const NyxqContext *ctx,
  */
 NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
                                   NyxqVkRecorderUsage *usage_out);
+
+/**
+ * Records the loss scaler's unscale-and-check over `n` f32 gradients in the
+ * caller's buffer `grads`, in place: each is multiplied by 1/scale (the
+ * scaler's current scale), and the uint32_t at `found` gets 1 ORed into it
+ * when a result is NaN or ±Inf. Zero `found` before the step (for example with
+ * vkCmdFillBuffer) and let every gradient buffer of the step OR into it; after
+ * the command buffer completed, pass its value to
+ * nyxq_loss_scaler_report_non_finite, then call nyxq_loss_scaler_update.
+ *
+ * The bytes equal nyxq_loss_scaler_unscale_and_check's whenever the scale is a
+ * power of two not below 1 (the default scaler's always is: 65536, x2, x0.5,
+ * floor 1), subnormal results included; with another scale, a result or
+ * input below 2^-126 may be flushed to zero by the GPU.
+ * Command buffer, ranges and tickets as nyxq_vk_cmd_quantize; `found` needs
+ * 4 bytes at an aligned offset, outside `grads`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE (ctx, scaler),
+ * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, overlapping
+ * ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY,
+ * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
+ * command buffers.
+ */
+NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
+                                         const NyxqLossScaler *scaler,
+                                         void *command_buffer,
+                                         const NyxqVkBufferRange *grads,
+                                         uint64_t n,
+                                         const NyxqVkBufferRange *found,
+                                         uint64_t *ticket_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -335,6 +335,11 @@ impl Context {
         crate::quant::quantize(format, src, dst, opts)
     }
 
+    /// Whether a failed device allocation may fall back to host memory.
+    pub fn host_fallback(&self) -> bool {
+        self.host_fallback
+    }
+
     /// Whether only the compatible shader variants may be used.
     pub fn force_compat(&self) -> bool {
         self.force_compat

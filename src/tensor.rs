@@ -1,4 +1,5 @@
-//! nyxq-owned tensors: a name, a shape, a format and the quantized bytes.
+//! nyxq-owned tensors: a name, a shape, a format and the quantized bytes, in
+//! host memory or in device-local Vulkan buffers.
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -10,8 +11,25 @@ use std::sync::Arc;
 /// Most dimensions a tensor may have.
 pub const MAX_RANK: usize = 8;
 
-/// A quantized tensor in host memory. Rows run along the last dimension, which
-/// must be a whole number of the format's blocks.
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Host memory (a view of it is nyxq_tensor_data).
+    Host,
+    /// Device-local memory of the context's Vulkan device.
+    Device,
+}
+
+#[derive(Debug)]
+enum Storage {
+    /// Allocated once and never resized, so a view of it stays valid until the
+    /// tensor is destroyed or migrated.
+    Host(Box<[u8]>),
+    Device(crate::vk::storage::DeviceStorage),
+}
+
+/// A quantized tensor. Rows run along the last dimension, which must be a
+/// whole number of the format's blocks.
 #[derive(Debug)]
 pub struct Tensor {
     context: Arc<Context>,
@@ -19,9 +37,8 @@ pub struct Tensor {
     shape: Vec<usize>,
     numel: usize,
     format: Format,
-    /// Allocated once at creation and never resized, so a view of it stays valid
-    /// for the tensor's life.
-    data: RwLock<Box<[u8]>>,
+    byte_len: usize,
+    data: RwLock<Storage>,
 }
 
 impl Tensor {
@@ -56,22 +73,108 @@ impl Tensor {
             )));
         }
         let bytes = format.size_of(numel)?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(bytes).map_err(|_| {
-            Error::new(
-                crate::ErrorKind::OutOfMemory,
-                format!("tensor '{name}': cannot allocate {bytes} bytes"),
-            )
-        })?;
-        data.resize(bytes, 0);
         Ok(Tensor {
             context,
             name: name.to_string(),
             shape: shape.to_vec(),
             numel,
             format,
-            data: RwLock::new(data.into_boxed_slice()),
+            byte_len: bytes,
+            data: RwLock::new(Storage::Host(host_bytes(name, bytes)?)),
         })
+    }
+
+    /// A zero-filled tensor in `placement`. A device allocation that fails is
+    /// an OutOfDeviceMemory error, or, where the context allows host fallback,
+    /// a host tensor (logged; [`Tensor::placement`] says which).
+    pub fn new_in(
+        context: Arc<Context>,
+        name: &str,
+        shape: &[usize],
+        format: Format,
+        placement: Placement,
+    ) -> Result<Tensor> {
+        let tensor = Tensor::new(context, name, shape, format)?;
+        if placement == Placement::Device {
+            tensor.migrate(Placement::Device)?;
+        }
+        Ok(tensor)
+    }
+
+    /// Where the bytes are now.
+    pub fn placement(&self) -> Placement {
+        match &*self.data.read() {
+            Storage::Host(_) => Placement::Host,
+            Storage::Device(_) => Placement::Device,
+        }
+    }
+
+    /// Moves the bytes to `placement` (unchanged). Moving to the device
+    /// allocates everything first: on failure the tensor stays on the host,
+    /// intact, and the error is OutOfDeviceMemory, or Ok when the context
+    /// allows host fallback (logged). Views from [`Tensor::bytes_ptr`] become
+    /// invalid when a host tensor moves.
+    pub fn migrate(&self, placement: Placement) -> Result<()> {
+        let mut data = self.data.write();
+        let moved = match (&*data, placement) {
+            (Storage::Host(bytes), Placement::Device) => {
+                let engine = self.context.vulkan().ok_or_else(|| {
+                    Error::unsupported(format!(
+                        "tensor '{}': the context runs on the CPU; it has no device memory",
+                        self.name
+                    ))
+                })?;
+                let row = self.format.size_of(self.shape[self.shape.len() - 1])? as u64;
+                let storage = match crate::vk::storage::DeviceStorage::allocate(
+                    engine,
+                    bytes.len() as u64,
+                    row,
+                ) {
+                    Ok(s) => s,
+                    Err(e)
+                        if e.kind() == crate::ErrorKind::OutOfDeviceMemory
+                            && self.context.host_fallback() =>
+                    {
+                        log::warn!("nyxq: tensor '{}' stays in host memory: {e}", self.name);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let unit = self.format.block_bytes() as u64;
+                storage.write_with(unit, |first, out| {
+                    let first = first as usize;
+                    out.copy_from_slice(&bytes[first..first + out.len()]);
+                    Ok(())
+                })?;
+                Storage::Device(storage)
+            }
+            (Storage::Device(storage), Placement::Host) => {
+                let mut bytes = host_bytes(&self.name, self.byte_len)?;
+                storage.read_with(self.format.block_bytes() as u64, |first, piece| {
+                    let first = first as usize;
+                    bytes[first..first + piece.len()].copy_from_slice(piece);
+                    Ok(())
+                })?;
+                Storage::Host(bytes)
+            }
+            _ => return Ok(()),
+        };
+        *data = moved;
+        Ok(())
+    }
+
+    /// The device buffers of a device tensor: (buffer, bytes, first byte) per
+    /// chunk of whole rows; None on the host.
+    pub fn device_chunks(&self) -> Option<Vec<(ash::vk::Buffer, u64, u64)>> {
+        match &*self.data.read() {
+            Storage::Host(_) => None,
+            Storage::Device(d) => Some(
+                d.chunks()
+                    .iter()
+                    .map(|c| (c.buffer.buffer, c.len, c.first_byte))
+                    .collect(),
+            ),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -96,17 +199,35 @@ impl Tensor {
 
     /// Size of the quantized bytes.
     pub fn byte_len(&self) -> usize {
-        self.data.read().len()
+        self.byte_len
     }
 
-    /// Quantizes `src` (exactly `numel` values) into the tensor.
+    /// Quantizes `src` (exactly `numel` values) into the tensor. A device
+    /// tensor is quantized on the CPU into staging memory, piece by piece, and
+    /// copied; input errors are found before anything is written.
     pub fn upload(&self, src: &[f32], opts: &QuantizeOptions) -> Result<()> {
         self.check_len(src.len(), "source")?;
         let opts = QuantizeOptions {
             threads: self.context.threads(),
             ..*opts
         };
-        quant::quantize(self.format, src, &mut self.data.write(), &opts)
+        match &mut *self.data.write() {
+            Storage::Host(bytes) => quant::quantize(self.format, src, bytes, &opts),
+            Storage::Device(storage) => {
+                // Nothing is written when the input is rejected.
+                quant::limits::check(self.format, src, opts.non_finite, 0)?;
+                let (block, block_bytes) = (self.format.block_size(), self.format.block_bytes());
+                storage.write_with(block_bytes as u64, |first, out| {
+                    let e0 = first as usize / block_bytes * block;
+                    let n = out.len() / block_bytes * block;
+                    let piece = QuantizeOptions {
+                        first_index: opts.first_index + e0 as u64,
+                        ..opts
+                    };
+                    quant::quantize(self.format, &src[e0..e0 + n], out, &piece)
+                })
+            }
+        }
     }
 
     /// Dequantizes the tensor into `dst` (at least `numel` values).
@@ -119,31 +240,44 @@ impl Tensor {
                 dst.len(),
             ));
         }
-        quant::dequantize(
-            self.format,
-            &self.data.read(),
-            &mut dst[..self.numel],
-            self.context.threads(),
-        )
+        let threads = self.context.threads();
+        match &*self.data.read() {
+            Storage::Host(bytes) => {
+                quant::dequantize(self.format, bytes, &mut dst[..self.numel], threads)
+            }
+            Storage::Device(storage) => {
+                let (block, block_bytes) = (self.format.block_size(), self.format.block_bytes());
+                storage.read_with(block_bytes as u64, |first, piece| {
+                    let e0 = first as usize / block_bytes * block;
+                    let n = piece.len() / block_bytes * block;
+                    quant::dequantize(self.format, piece, &mut dst[e0..e0 + n], threads)
+                })
+            }
+        }
     }
 
-    /// A new tensor with the same name and shape in `format`.
+    /// A new tensor with the same name, shape and placement in `format`.
     pub fn convert(&self, format: Format, opts: &QuantizeOptions) -> Result<Tensor> {
-        let converted = Tensor::new(self.context.clone(), &self.name, &self.shape, format)?;
+        let converted = Tensor::new_in(
+            self.context.clone(),
+            &self.name,
+            &self.shape,
+            format,
+            self.placement(),
+        )?;
         let mut values = vec![0.0f32; self.numel];
         self.download(&mut values)?;
         converted.upload(&values, opts)?;
         Ok(converted)
     }
 
-    /// Runs `f` over the quantized bytes.
-    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(&self.data.read())
-    }
-
-    /// Where the quantized bytes live; stable for the tensor's life.
-    pub fn bytes_ptr(&self) -> *const u8 {
-        self.data.read().as_ptr()
+    /// Where the quantized bytes of a host tensor live; stable until the
+    /// tensor is destroyed or migrated. None for a device tensor.
+    pub fn bytes_ptr(&self) -> Option<*const u8> {
+        match &*self.data.read() {
+            Storage::Host(bytes) => Some(bytes.as_ptr()),
+            Storage::Device(_) => None,
+        }
     }
 
     fn check_len(&self, len: usize, what: &str) -> Result<()> {
@@ -155,4 +289,17 @@ impl Tensor {
         }
         Ok(())
     }
+}
+
+/// `len` zero bytes, or OutOfMemory naming the tensor.
+fn host_bytes(name: &str, len: usize) -> Result<Box<[u8]>> {
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| {
+        Error::new(
+            crate::ErrorKind::OutOfMemory,
+            format!("tensor '{name}': cannot allocate {len} bytes"),
+        )
+    })?;
+    data.resize(len, 0);
+    Ok(data.into_boxed_slice())
 }

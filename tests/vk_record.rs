@@ -378,3 +378,85 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
     commands.submit_and_wait();
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
+
+#[test]
+fn recorded_unscale_and_check_equals_the_cpu_scaler() {
+    if run_in_child(
+        "recorded_unscale_and_check_equals_the_cpu_scaler",
+        &device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = device_context(false) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let n = 5000usize;
+    let mut grads: Vec<f32> = (0..n)
+        .map(|i| match i % 5 {
+            0 => f32::from_bits(0x0000_0001 + i as u32), // subnormal
+            1 => f32::from_bits(0x0100_0000 + i as u32 * 977), // tiny normal
+            2 => (i as f32 * 0.37).sin() * 1.0e5,
+            3 => -f32::from_bits(0x0080_0000 + i as u32), // smallest normals
+            _ => 3.0e38,
+        })
+        .collect();
+    for (scale, plant) in [
+        (65536.0f32, None),
+        (3.0, None),
+        (1.0, None),
+        (65536.0, Some(n - 1)),
+    ] {
+        if let Some(at) = plant {
+            grads[at] = f32::NAN;
+            grads[0] = f32::INFINITY;
+        }
+        let mut g = Buffer::new(&engine.device, 4 * n as u64, true).unwrap();
+        g.write(&f32_bytes(&grads));
+        let mut found = Buffer::new(&engine.device, 16, true).unwrap();
+        found.write(&[0u8; 16]);
+        commands.begin();
+        // SAFETY: recording; nyxq's buffers, whole ranges.
+        let ticket = unsafe {
+            record::record_unscale(
+                engine,
+                commands.cmd,
+                &range(&g, 0, g.size),
+                n as u64,
+                &range(&found, 0, 4),
+                1.0 / scale,
+            )
+        }
+        .unwrap();
+        commands.submit_and_wait();
+        engine
+            .recorder()
+            .release(&engine.device.device, ticket)
+            .unwrap();
+        let mut scaler =
+            nyxq::train::loss_scale::LossScaler::new(nyxq::train::loss_scale::LossScaleSettings {
+                initial_scale: scale,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut cpu = grads.clone();
+        let cpu_found = scaler.unscale_and_check(&mut cpu);
+        let mut gpu = vec![0u8; 4 * n];
+        g.read(&mut gpu);
+        let mut flag = [0u8; 4];
+        found.read(&mut flag);
+        assert_eq!(u32::from_le_bytes(flag) != 0, cpu_found, "scale {scale}");
+        let exact = scale.to_bits() & 0x007f_ffff == 0;
+        for (i, (c, gb)) in cpu.iter().zip(gpu.chunks_exact(4)).enumerate() {
+            let gv = f32::from_le_bytes(gb.try_into().unwrap());
+            if exact || c.abs() >= f32::MIN_POSITIVE && grads[i].abs() >= f32::MIN_POSITIVE {
+                assert!(
+                    c.to_bits() == gv.to_bits() || (c.is_nan() && gv.is_nan()),
+                    "scale {scale} index {i}: cpu {c:e} gpu {gv:e}"
+                );
+            }
+        }
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}

@@ -74,6 +74,15 @@ pub struct NyxqContextOptions {
     /// Nonzero uses only the compatible shader variants (no 8/16-bit storage,
     /// no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.
     pub vulkan_force_compat: u32,
+    /// Nonzero lets a device allocation that fails (creating or migrating a
+    /// DEVICE tensor, submit-and-wait work) fall back to host memory, logged;
+    /// 0 (the default) reports NYXQ_ERROR_OUT_OF_DEVICE_MEMORY. Data stays
+    /// intact either way.
+    pub vulkan_host_fallback: u32,
+    /// Fault injection for tests: nonzero makes the Nth device allocation
+    /// after the context's creation fail as if the device were out of memory.
+    /// Default 0 (off); NYXQ_VK_FAIL_ALLOCATION=N does the same.
+    pub vulkan_fail_allocation: u64,
 }
 
 impl Default for NyxqContextOptions {
@@ -87,6 +96,8 @@ impl Default for NyxqContextOptions {
             vulkan_loader_path: std::ptr::null(),
             vulkan_validation: 0,
             vulkan_force_compat: 0,
+            vulkan_host_fallback: 0,
+            vulkan_fail_allocation: 0,
         }
     }
 }
@@ -165,8 +176,9 @@ pub(crate) unsafe fn settings_from(
         vulkan_validation: options.vulkan_validation != 0,
         vulkan_force_compat: options.vulkan_force_compat != 0,
         vulkan_perturb_kernel: None,
-        vulkan_fail_allocation: None,
-        vulkan_host_fallback: false,
+        vulkan_fail_allocation: (options.vulkan_fail_allocation != 0)
+            .then_some(options.vulkan_fail_allocation),
+        vulkan_host_fallback: options.vulkan_host_fallback != 0,
     };
     Ok(settings)
 }

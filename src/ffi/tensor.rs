@@ -8,7 +8,7 @@ use super::ptr;
 use super::quant::{NyxqQuantizeOptions, quantize_options};
 use super::status::NyxqStatus;
 use crate::error::Error;
-use crate::tensor::{MAX_RANK, Tensor};
+use crate::tensor::{MAX_RANK, Placement, Tensor};
 use std::ffi::{CString, c_char, c_void};
 
 /// A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release
@@ -60,9 +60,27 @@ fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
     }))
 }
 
+/// Where a tensor's bytes live (nyxq_tensor_create_in, nyxq_tensor_migrate).
+#[repr(i32)]
+pub enum NyxqPlacement {
+    /// Host memory; nyxq_tensor_data gives a view of the bytes.
+    NyxqPlacementHost = 0,
+    /// Device-local memory of the context's Vulkan device; nyxq_tensor_vk_buffer
+    /// gives the VkBuffers for the trainer's shaders.
+    NyxqPlacementDevice = 1,
+}
+
+fn placement_arg(placement: i32) -> Result<Placement, Error> {
+    super::enum_value(
+        placement,
+        &[(0, Placement::Host), (1, Placement::Device)],
+        "placement",
+    )
+}
+
 /// Creates a zero-filled tensor named `name` (UTF-8, copied) of the given shape
 /// (`rank` dimensions, outermost first; the last is the row length and must be
-/// a multiple of the format's block size) in `format`.
+/// a multiple of the format's block size) in `format`, in host memory.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, rank 0 or above NYXQ_MAX_RANK, a
@@ -77,29 +95,66 @@ pub extern "C" fn nyxq_tensor_create(
     format: i32,
     tensor_out: *mut *mut NyxqTensor,
 ) -> NyxqStatus {
+    guard(|| create(ctx, name, shape, rank, format, Placement::Host, tensor_out))
+}
+
+/// As nyxq_tensor_create, in `placement` (a NyxqPlacement). A DEVICE tensor's
+/// bytes live in device-local buffers of the context's Vulkan device, split
+/// into chunks of whole rows (nyxq_tensor_vk_buffer). When that allocation
+/// fails the result is NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, or, with the context
+/// option vulkan_host_fallback, a HOST tensor (nyxq_tensor_placement says
+/// which; the log says why).
+///
+/// Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
+/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
+/// than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+/// NYXQ_ERROR_VULKAN. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_tensor_create_in(
+    ctx: *const NyxqContext,
+    name: *const c_char,
+    shape: *const u64,
+    rank: usize,
+    format: i32,
+    placement: i32,
+    tensor_out: *mut *mut NyxqTensor,
+) -> NyxqStatus {
     guard(|| {
-        let context = handle::get(ctx)?;
-        // SAFETY: the caller passes a NUL-terminated string.
-        let name = unsafe { ptr::string(name, "name") }?;
-        let format = format_arg(format)?;
-        let out = ptr::out(tensor_out, "tensor_out")?;
-        if rank == 0 || rank > MAX_RANK {
-            return Err(Error::invalid(format!(
-                "rank {rank} is outside 1..={MAX_RANK}"
-            )));
-        }
-        // SAFETY: the caller passes `rank` readable u64s at shape.
-        let dims = unsafe { ptr::slice(shape, rank, "shape") }?;
-        let dims: Vec<usize> = dims
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| Error::overflow("shape dimension")))
-            .collect::<Result<_, _>>()?;
-        let tensor = Tensor::new(context, name, &dims, format)?;
-        let handle = wrap(tensor)?;
-        // SAFETY: tensor_out checked non-NULL.
-        unsafe { out.write(handle) };
-        Ok(())
+        let placement = placement_arg(placement)?;
+        create(ctx, name, shape, rank, format, placement, tensor_out)
     })
+}
+
+fn create(
+    ctx: *const NyxqContext,
+    name: *const c_char,
+    shape: *const u64,
+    rank: usize,
+    format: i32,
+    placement: Placement,
+    tensor_out: *mut *mut NyxqTensor,
+) -> Result<(), Error> {
+    let context = handle::get(ctx)?;
+    // SAFETY: the caller passes a NUL-terminated string.
+    let name = unsafe { ptr::string(name, "name") }?;
+    let format = format_arg(format)?;
+    let out = ptr::out(tensor_out, "tensor_out")?;
+    if rank == 0 || rank > MAX_RANK {
+        return Err(Error::invalid(format!(
+            "rank {rank} is outside 1..={MAX_RANK}"
+        )));
+    }
+    // SAFETY: the caller passes `rank` readable u64s at shape.
+    let dims = unsafe { ptr::slice(shape, rank, "shape") }?;
+    let dims: Vec<usize> = dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| Error::overflow("shape dimension")))
+        .collect::<Result<_, _>>()?;
+    let tensor = Tensor::new_in(context, name, &dims, format, placement)?;
+    let handle = wrap(tensor)?;
+    // SAFETY: tensor_out checked non-NULL.
+    unsafe { out.write(handle) };
+    Ok(())
 }
 
 /// Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
@@ -156,11 +211,14 @@ pub extern "C" fn nyxq_tensor_download(
     })
 }
 
-/// A read-only view of the tensor's quantized bytes (the format's exact layout).
-/// The pointer stays valid until the tensor is destroyed; its contents change
-/// when the tensor is uploaded to. Never write through it or free it.
+/// A read-only view of a HOST tensor's quantized bytes (the format's exact
+/// layout). The pointer stays valid until the tensor is destroyed or migrated;
+/// its contents change when the tensor is uploaded to. Never write through it
+/// or free it. A DEVICE tensor has no host view: download it, or bind its
+/// buffers (nyxq_tensor_vk_buffer).
 ///
-/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_UNSUPPORTED (a DEVICE tensor). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_data(
     tensor: *const NyxqTensor,
@@ -171,9 +229,15 @@ pub extern "C" fn nyxq_tensor_data(
         let handle = handle::get(tensor)?;
         let data = ptr::out(data_out, "data_out")?;
         let len = ptr::out(len_out, "len_out")?;
+        let bytes = handle.tensor.bytes_ptr().ok_or_else(|| {
+            Error::unsupported(format!(
+                "tensor '{}' is in device memory: download it or bind nyxq_tensor_vk_buffer",
+                handle.tensor.name()
+            ))
+        })?;
         // SAFETY: both out-pointers checked non-NULL.
         unsafe {
-            data.write(handle.tensor.bytes_ptr().cast());
+            data.write(bytes.cast());
             len.write(handle.tensor.byte_len());
         }
         Ok(())
@@ -230,6 +294,117 @@ pub extern "C" fn nyxq_tensor_info(
         };
         // SAFETY: info_out checked non-NULL.
         unsafe { out.write(info) };
+        Ok(())
+    })
+}
+
+/// Where a tensor's bytes are now (a NyxqPlacement).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_tensor_placement(
+    tensor: *const NyxqTensor,
+    placement_out: *mut i32,
+) -> NyxqStatus {
+    guard(|| {
+        let handle = handle::get(tensor)?;
+        let out = ptr::out(placement_out, "placement_out")?;
+        let value = match handle.tensor.placement() {
+            Placement::Host => NyxqPlacement::NyxqPlacementHost,
+            Placement::Device => NyxqPlacement::NyxqPlacementDevice,
+        };
+        // SAFETY: placement_out checked non-NULL.
+        unsafe { out.write(value as i32) };
+        Ok(())
+    })
+}
+
+/// Moves a tensor's bytes to `placement` (a NyxqPlacement), unchanged, through
+/// staging buffers; moving to where it already is does nothing. To the device,
+/// everything is allocated before anything is freed: when that fails the
+/// tensor stays on the host, intact, and the result is
+/// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (or NYXQ_OK with the context option
+/// vulkan_host_fallback: check nyxq_tensor_placement). A view from
+/// nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
+/// DEVICE tensor are destroyed when it moves to the host, so your command
+/// buffers that use them must have completed.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+/// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
+/// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_tensor_migrate(tensor: *const NyxqTensor, placement: i32) -> NyxqStatus {
+    guard(|| {
+        let handle = handle::get(tensor)?;
+        handle.tensor.migrate(placement_arg(placement)?)
+    })
+}
+
+/// One chunk of a DEVICE tensor's bytes (nyxq_tensor_vk_buffer).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NyxqVkTensorBuffer {
+    /// VkBuffer (a `void *` on 64-bit platforms; assign it to a VkBuffer with
+    /// one cast: `(VkBuffer)buffer`), created with STORAGE_BUFFER,
+    /// TRANSFER_SRC and TRANSFER_DST usage. Owned by nyxq: never destroy it.
+    pub buffer: *mut c_void,
+    /// Byte offset of the chunk's data in `buffer` (0 today).
+    pub offset: u64,
+    /// Bytes of quantized data in this chunk (whole rows); the buffer itself
+    /// may be up to 3 bytes larger (whole 32-bit words).
+    pub size: u64,
+    /// Position of the chunk's first byte in the tensor's bytes.
+    pub first_byte: u64,
+    /// Chunks of the tensor (each at most 1 GiB and maxStorageBufferRange).
+    pub chunk_count: u64,
+}
+
+/// The VkBuffer, offset and size of chunk `index` of a DEVICE tensor, so the
+/// trainer's shaders can bind the quantized bytes (layout as the format
+/// defines; chunks hold whole rows, in order). Valid until the tensor is
+/// destroyed or migrated. nyxq writes those buffers only in nyxq_tensor_upload
+/// and nyxq_tensor_migrate; your command buffers that read them must not run
+/// at the same time as those calls.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (index >= chunk_count), NYXQ_ERROR_UNSUPPORTED
+/// (a HOST tensor). *buffer_out is written only on success. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_tensor_vk_buffer(
+    tensor: *const NyxqTensor,
+    index: u64,
+    buffer_out: *mut NyxqVkTensorBuffer,
+) -> NyxqStatus {
+    guard(|| {
+        use ash::vk::Handle;
+        let handle = handle::get(tensor)?;
+        let out = ptr::out(buffer_out, "buffer_out")?;
+        let chunks = handle.tensor.device_chunks().ok_or_else(|| {
+            Error::unsupported(format!(
+                "tensor '{}' is in host memory: migrate it to the device first",
+                handle.tensor.name()
+            ))
+        })?;
+        let count = chunks.len() as u64;
+        let &(buffer, size, first_byte) = usize::try_from(index)
+            .ok()
+            .and_then(|i| chunks.get(i))
+            .ok_or_else(|| {
+            Error::invalid(format!(
+                "chunk index {index} is not below the chunk count {count}"
+            ))
+        })?;
+        // SAFETY: buffer_out checked non-NULL.
+        unsafe {
+            out.write(NyxqVkTensorBuffer {
+                buffer: buffer.as_raw() as *mut c_void,
+                offset: 0,
+                size,
+                first_byte,
+                chunk_count: count,
+            })
+        };
         Ok(())
     })
 }

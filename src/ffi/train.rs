@@ -170,6 +170,24 @@ pub extern "C" fn nyxq_loss_scaler_unscale_and_check(
     })
 }
 
+/// Tells the scaler what a check made elsewhere found (the flag that
+/// nyxq_vk_cmd_unscale_and_check wrote on the device): nonzero counts as a
+/// non-finite gradient this step, remembered until nyxq_loss_scaler_update,
+/// exactly like nyxq_loss_scaler_unscale_and_check's finding.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_report_non_finite(
+    scaler: *const NyxqLossScaler,
+    found_non_finite: u32,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        s.lock().report_non_finite(found_non_finite != 0);
+        Ok(())
+    })
+}
+
 /// Ends the step: *apply_step_out is 1 when every gradient since the last
 /// update was finite (apply the optimizer step), 0 when the step must be
 /// skipped; the scale grows or backs off as GradScaler's does.

@@ -108,6 +108,17 @@ impl LossScaler {
         !finite
     }
 
+    /// 1/scale, the factor unscale_and_check multiplies by.
+    pub fn inverse(&self) -> f32 {
+        1.0 / self.scale
+    }
+
+    /// Notes the outcome of a check made elsewhere (the Vulkan kernel's flag),
+    /// remembered until [`LossScaler::update`] like unscale_and_check's.
+    pub fn report_non_finite(&mut self, found: bool) {
+        self.found_non_finite |= found;
+    }
+
     /// Ends the step: decides whether to apply it and adjusts the scale.
     /// At the floor, a non-finite step is [`ErrorKind::LossScaleUnderflow`]
     /// (the step must be skipped; the scale stays at the floor).

@@ -309,10 +309,32 @@ impl Engine {
 
     /// Copies `size` bytes between buffers on the queue and waits.
     pub fn copy(&self, src: vk::Buffer, dst: vk::Buffer, size: u64) -> Result<()> {
+        self.copy_region((src, 0), (dst, 0), size)
+    }
+
+    /// Copies `size` bytes from (buffer, offset) `src` to `dst` on the queue
+    /// and waits; the copy is visible to the host and to later GPU work.
+    pub fn copy_region(
+        &self,
+        src: (vk::Buffer, u64),
+        dst: (vk::Buffer, u64),
+        size: u64,
+    ) -> Result<()> {
         let sub = self.queue_lock.lock();
         let d = &self.device.device;
+        let region = vk::BufferCopy::default()
+            .src_offset(src.1)
+            .dst_offset(dst.1)
+            .size(size);
+        let barrier = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(
+                vk::AccessFlags::HOST_READ
+                    | vk::AccessFlags::SHADER_READ
+                    | vk::AccessFlags::SHADER_WRITE,
+            );
         // SAFETY: cmd is idle (every submission is waited on under the lock);
-        // the buffers are live and at least `size` bytes.
+        // the buffers are live and hold the ranges (the caller's contract).
         unsafe {
             d.begin_command_buffer(
                 sub.cmd,
@@ -320,7 +342,16 @@ impl Engine {
                     .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
             )
             .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
-            d.cmd_copy_buffer(sub.cmd, src, dst, &[vk::BufferCopy::default().size(size)]);
+            d.cmd_copy_buffer(sub.cmd, src.0, dst.0, &[region]);
+            d.cmd_pipeline_barrier(
+                sub.cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST | vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::DependencyFlags::empty(),
+                &[barrier],
+                &[],
+                &[],
+            );
             d.end_command_buffer(sub.cmd)
                 .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
             let cmds = [sub.cmd];
@@ -577,6 +608,22 @@ impl Buffer {
         // SAFETY: p maps `size` bytes; no GPU work uses the buffer now (the
         // caller waited), and &mut self excludes other host access.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    }
+
+    /// The whole mapped memory, for producing bytes in place.
+    pub fn mapped_mut(&mut self) -> &mut [u8] {
+        let p = self.mapped.expect("mapped_mut needs a host-visible buffer");
+        // SAFETY: p maps `size` bytes; no GPU work uses the buffer now (every
+        // submission is waited on), and &mut self excludes other host access.
+        unsafe { std::slice::from_raw_parts_mut(p, self.size as usize) }
+    }
+
+    /// The whole mapped memory, for reading results in place.
+    pub fn mapped(&self) -> &[u8] {
+        let p = self.mapped.expect("mapped needs a host-visible buffer");
+        // SAFETY: p maps `size` bytes; GPU writes finished (fence waited) and
+        // the memory is coherent; shared access only reads.
+        unsafe { std::slice::from_raw_parts(p, self.size as usize) }
     }
 
     /// Copies the first `out.len()` bytes of a mapped buffer into `out`.

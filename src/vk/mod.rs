@@ -11,6 +11,7 @@ pub mod ops;
 pub mod record;
 pub mod selftest;
 pub mod shaders;
+pub mod storage;
 
 pub use device::{Device, DeviceInfo, DeviceType, Pick};
 pub use exec::Engine;

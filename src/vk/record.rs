@@ -314,3 +314,57 @@ pub unsafe fn record_kernel(
     }
     Ok(ticket)
 }
+
+/// Records the loss scaler's unscale-and-check over `n` f32 gradients in
+/// `grads` (in place: multiplied by `inverse`) that ORs 1 into the u32 at
+/// `found` when a result is NaN or ±Inf. Returns the ticket.
+///
+/// # Safety
+/// As [`record_kernel`].
+pub unsafe fn record_unscale(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    grads: &BufferRange,
+    n: u64,
+    found: &BufferRange,
+    inverse: f32,
+) -> Result<Ticket> {
+    if cmd == vk::CommandBuffer::null() {
+        return Err(Error::new(
+            ErrorKind::NullPointer,
+            "command_buffer is VK_NULL_HANDLE",
+        ));
+    }
+    if n == 0 {
+        return Err(Error::invalid("n is 0: nothing to record"));
+    }
+    let n = usize::try_from(n).map_err(|_| Error::overflow("n"))?;
+    let bytes = (n as u64)
+        .checked_mul(4)
+        .ok_or_else(|| Error::overflow("n * 4"))?;
+    let grad_bound = check_range(engine, grads, bytes, "grads")?;
+    let found_bound = check_range(engine, found, 4, "found")?;
+    check_disjoint(grads, grad_bound, found, found_bound)?;
+    let chunk = ops::chunk_elements(engine, Format::F32);
+    let recorder = engine.recorder();
+    let ticket = recorder.next_ticket();
+    let mut done = 0usize;
+    while done < n {
+        let k = chunk.min(n - done);
+        let set = recorder.allocate(&engine.device.device, engine.set_layout(), ticket)?;
+        let push = super::shaders::Push::unscale(k as u32, inverse);
+        // SAFETY: per this function's contract; ranges checked above.
+        unsafe {
+            engine.record(
+                cmd,
+                set,
+                "unscale_f32",
+                (grads.buffer, grads.offset + 4 * done as u64, 4 * k as u64),
+                (found.buffer, found.offset, 4),
+                &push,
+            )
+        }?;
+        done += k;
+    }
+    Ok(ticket)
+}

@@ -40,6 +40,22 @@ impl Push {
     }
 }
 
+impl Push {
+    /// The push constants of `unscale_f32` over `n` gradients: multiply by
+    /// `inverse`, exactly in integers when it is 2^-k (k > 0).
+    pub fn unscale(n: u32, inverse: f32) -> Push {
+        let bits = inverse.to_bits();
+        let exponent = (bits >> 23) as i32 - 127;
+        let pow2 = bits & 0x007f_ffff == 0 && bits >> 31 == 0 && (-126..0).contains(&exponent);
+        Push {
+            n_elements: n,
+            stochastic: bits,
+            seed_lo: if pow2 { (-exponent) as u32 } else { 0 },
+            ..Push::default()
+        }
+    }
+}
+
 /// The SPIR-V of the variant `name`, if it exists.
 pub fn spirv(name: &str) -> Option<&'static [u8]> {
     VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
@@ -47,7 +63,9 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
 
 /// How many elements one invocation handles, for sizing the grid.
 pub fn elements_per_invocation(name: &str) -> u32 {
-    if name.starts_with("copy") {
+    if name.starts_with("unscale") {
+        1
+    } else if name.starts_with("copy") {
         4
     } else if name.starts_with("fake_quantize") {
         if name.ends_with("f16") { 1 } else { 32 }
