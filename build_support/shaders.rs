@@ -39,6 +39,20 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             vec![define],
         ));
     }
+    for f in std::iter::once("f32").chain(FORMATS) {
+        let define = format!("FORMAT_{}", f.to_uppercase());
+        v.push((
+            format!("matvec_{f}_f32"),
+            "matvec.comp",
+            vec![define.clone()],
+        ));
+        v.push((
+            format!("matvec_{f}_f32_subgroup"),
+            "matvec.comp",
+            vec![define.clone(), "SUBGROUP".to_string()],
+        ));
+        v.push((format!("matvec_t_{f}_f32"), "matvec_t.comp", vec![define]));
+    }
     v
 }
 

@@ -19,6 +19,194 @@ pub(crate) fn vk_err(what: &str, e: vk::Result) -> Error {
     Error::new(kind, format!("{what}: {e}"))
 }
 
+/// A descriptor set layout of `bindings` storage buffers (bindings 0..n) and
+/// a pipeline layout of it with `push_size` bytes of push constants.
+pub(crate) fn create_layouts(
+    d: &ash::Device,
+    bindings: u32,
+    push_size: u32,
+) -> Result<(vk::DescriptorSetLayout, vk::PipelineLayout)> {
+    let bindings: Vec<_> = (0..bindings)
+        .map(|b| {
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(b)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE)
+        })
+        .collect();
+    // SAFETY: a live device; the create info lives across the call.
+    let set_layout = unsafe {
+        d.create_descriptor_set_layout(
+            &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
+            None,
+        )
+    }
+    .map_err(|e| vk_err("vkCreateDescriptorSetLayout", e))?;
+    let ranges = [vk::PushConstantRange::default()
+        .stage_flags(vk::ShaderStageFlags::COMPUTE)
+        .size(push_size)];
+    let layouts = [set_layout];
+    // SAFETY: as above.
+    let layout = unsafe {
+        d.create_pipeline_layout(
+            &vk::PipelineLayoutCreateInfo::default()
+                .set_layouts(&layouts)
+                .push_constant_ranges(&ranges),
+            None,
+        )
+    };
+    match layout {
+        Ok(layout) => Ok((set_layout, layout)),
+        Err(e) => {
+            // SAFETY: made above, used by nothing.
+            unsafe { d.destroy_descriptor_set_layout(set_layout, None) };
+            Err(vk_err("vkCreatePipelineLayout", e))
+        }
+    }
+}
+
+/// The compute pipeline of the SPIR-V `spv` (variant `name`) with `layout`;
+/// `specialization[i]` is the u32 value of constant_id i.
+pub(crate) fn create_pipeline(
+    d: &ash::Device,
+    layout: vk::PipelineLayout,
+    name: &str,
+    spv: &[u8],
+    specialization: &[u32],
+) -> Result<vk::Pipeline> {
+    let words = ash::util::read_spv(&mut std::io::Cursor::new(spv))
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("bad SPIR-V {name}: {e}")))?;
+    // SAFETY: words is valid SPIR-V made by glslc at build time.
+    let module = unsafe {
+        d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
+    }
+    .map_err(|e| vk_err("vkCreateShaderModule", e))?;
+    let entries: Vec<_> = (0..specialization.len() as u32)
+        .map(|i| {
+            vk::SpecializationMapEntry::default()
+                .constant_id(i)
+                .offset(4 * i)
+                .size(4)
+        })
+        .collect();
+    let data: Vec<u8> = specialization
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let spec = vk::SpecializationInfo::default()
+        .map_entries(&entries)
+        .data(&data);
+    let stage = vk::PipelineShaderStageCreateInfo::default()
+        .stage(vk::ShaderStageFlags::COMPUTE)
+        .module(module)
+        .name(c"main")
+        .specialization_info(&spec);
+    let info = vk::ComputePipelineCreateInfo::default()
+        .stage(stage)
+        .layout(layout);
+    // SAFETY: module and layout are live; the info lives across the call.
+    let result = unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None) };
+    // SAFETY: the module is no longer needed once the pipeline exists.
+    unsafe { d.destroy_shader_module(module, None) };
+    Ok(result.map_err(|(_, e)| vk_err("vkCreateComputePipelines", e))?[0])
+}
+
+/// One dispatch to record: pipeline, layout, a fresh set whose bindings
+/// 0.. are `ranges` (buffer, offset, range), push-constant bytes and a count
+/// of workgroups (laid out as a 2-D grid within the device's limits).
+pub(crate) struct Dispatch<'a> {
+    pub pipeline: vk::Pipeline,
+    pub layout: vk::PipelineLayout,
+    pub set: vk::DescriptorSet,
+    pub ranges: &'a [(vk::Buffer, u64, u64)],
+    pub push: &'a [u8],
+    pub groups: u32,
+}
+
+/// Writes the set of `dispatch` and records bind, push constants and
+/// dispatch into `cmd`.
+///
+/// # Safety
+/// `cmd` is recording; the buffers are live and the ranges lie inside them;
+/// the set is not used by pending work.
+pub(crate) unsafe fn record_dispatch(device: &Device, cmd: vk::CommandBuffer, dispatch: &Dispatch) {
+    let d = &device.device;
+    let infos: Vec<[vk::DescriptorBufferInfo; 1]> = dispatch
+        .ranges
+        .iter()
+        .map(|&(b, o, r)| {
+            [vk::DescriptorBufferInfo::default()
+                .buffer(b)
+                .offset(o)
+                .range(r)]
+        })
+        .collect();
+    let writes: Vec<_> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            vk::WriteDescriptorSet::default()
+                .dst_set(dispatch.set)
+                .dst_binding(i as u32)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(info)
+        })
+        .collect();
+    let groups = dispatch.groups.max(1);
+    let max_x = device.info.max_workgroup_count[0].min(65535);
+    let gx = groups.min(max_x);
+    let gy = groups.div_ceil(gx);
+    // SAFETY: per this function's contract.
+    unsafe {
+        d.update_descriptor_sets(&writes, &[]);
+        d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, dispatch.pipeline);
+        d.cmd_bind_descriptor_sets(
+            cmd,
+            vk::PipelineBindPoint::COMPUTE,
+            dispatch.layout,
+            0,
+            &[dispatch.set],
+            &[],
+        );
+        d.cmd_push_constants(
+            cmd,
+            dispatch.layout,
+            vk::ShaderStageFlags::COMPUTE,
+            0,
+            dispatch.push,
+        );
+        d.cmd_dispatch(cmd, gx, gy, 1);
+    }
+}
+
+/// Records a barrier from compute-shader writes to later compute-shader
+/// reads and writes and to host reads.
+///
+/// # Safety
+/// `cmd` is recording.
+pub(crate) unsafe fn compute_barrier(d: &ash::Device, cmd: vk::CommandBuffer) {
+    let barrier = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+        .dst_access_mask(
+            vk::AccessFlags::SHADER_READ
+                | vk::AccessFlags::SHADER_WRITE
+                | vk::AccessFlags::HOST_READ,
+        );
+    // SAFETY: per this function's contract.
+    unsafe {
+        d.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::COMPUTE_SHADER,
+            vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            &[barrier],
+            &[],
+            &[],
+        )
+    };
+}
+
 /// Pipelines (made on first use), their layout, and the submission state of
 /// one device. Submissions are serialised by `queue_lock`.
 pub struct Engine {
@@ -31,6 +219,8 @@ pub struct Engine {
     queue_lock: Mutex<Submitter>,
     /// Descriptor sets of dispatches recorded into callers' command buffers.
     recorder: super::record::Recorder,
+    /// The matrix-vector pipelines and their layouts, made on first use.
+    matvec: Mutex<Option<Arc<super::matvec::Pipelines>>>,
 }
 
 struct Submitter {
@@ -56,35 +246,7 @@ const SETS_PER_SUBMIT: u32 = 64;
 impl Engine {
     pub fn new(device: Arc<Device>, perturb: Option<String>) -> Result<Engine> {
         let d = &device.device;
-        let bindings = [0u32, 1].map(|b| {
-            vk::DescriptorSetLayoutBinding::default()
-                .binding(b)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::COMPUTE)
-        });
-        // SAFETY: a live device; the create info lives across the call.
-        let set_layout = unsafe {
-            d.create_descriptor_set_layout(
-                &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
-                None,
-            )
-        }
-        .map_err(|e| vk_err("vkCreateDescriptorSetLayout", e))?;
-        let ranges = [vk::PushConstantRange::default()
-            .stage_flags(vk::ShaderStageFlags::COMPUTE)
-            .size(size_of::<Push>() as u32)];
-        let layouts = [set_layout];
-        // SAFETY: as above.
-        let layout = unsafe {
-            d.create_pipeline_layout(
-                &vk::PipelineLayoutCreateInfo::default()
-                    .set_layouts(&layouts)
-                    .push_constant_ranges(&ranges),
-                None,
-            )
-        }
-        .map_err(|e| vk_err("vkCreatePipelineLayout", e))?;
+        let (set_layout, layout) = create_layouts(d, 2, size_of::<Push>() as u32)?;
         // SAFETY: as above; the queue family is the device's compute family.
         let pool = unsafe {
             d.create_command_pool(
@@ -134,6 +296,7 @@ impl Engine {
                 descriptors,
             }),
             recorder: super::record::Recorder::new(),
+            matvec: Mutex::new(None),
         })
     }
 
@@ -147,6 +310,17 @@ impl Engine {
         &self.recorder
     }
 
+    /// The matrix-vector pipelines (their own layouts), made on first use.
+    pub fn matvec_pipelines(&self) -> Result<Arc<super::matvec::Pipelines>> {
+        let mut slot = self.matvec.lock();
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let made = Arc::new(super::matvec::Pipelines::new(&self.device)?);
+        *slot = Some(made.clone());
+        Ok(made)
+    }
+
     /// The pipeline of variant `name`, created on first use.
     pub fn pipeline(&self, name: &str) -> Result<vk::Pipeline> {
         let mut map = self.pipelines.lock();
@@ -157,27 +331,7 @@ impl Engine {
         if let Some(p) = map.get(key) {
             return Ok(*p);
         }
-        let words = ash::util::read_spv(&mut std::io::Cursor::new(spv))
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad SPIR-V {name}: {e}")))?;
-        let d = &self.device.device;
-        // SAFETY: words is valid SPIR-V made by glslc at build time.
-        let module = unsafe {
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
-        }
-        .map_err(|e| vk_err("vkCreateShaderModule", e))?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module)
-            .name(c"main");
-        let info = vk::ComputePipelineCreateInfo::default()
-            .stage(stage)
-            .layout(self.layout);
-        // SAFETY: module and layout are live; the info lives across the call.
-        let result =
-            unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None) };
-        // SAFETY: the module is no longer needed once the pipeline exists.
-        unsafe { d.destroy_shader_module(module, None) };
-        let pipeline = result.map_err(|(_, e)| vk_err("vkCreateComputePipelines", e))?[0];
+        let pipeline = create_pipeline(&self.device.device, self.layout, name, spv, &[])?;
         map.insert(key, pipeline);
         Ok(pipeline)
     }
@@ -198,20 +352,6 @@ impl Engine {
         push: &Push,
     ) -> Result<()> {
         let pipeline = self.pipeline(name)?;
-        let d = &self.device.device;
-        let infos = [src, dst].map(|(b, o, r)| {
-            [vk::DescriptorBufferInfo::default()
-                .buffer(b)
-                .offset(o)
-                .range(r)]
-        });
-        let writes = [0usize, 1].map(|i| {
-            vk::WriteDescriptorSet::default()
-                .dst_set(set)
-                .dst_binding(i as u32)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&infos[i])
-        });
         let mut push = *push;
         if self.perturb.as_deref() == Some(name) {
             push.perturb = 1;
@@ -219,30 +359,16 @@ impl Engine {
         let per = shaders::elements_per_invocation(name);
         let invocations = push.n_elements.div_ceil(per);
         let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
-        let max_x = self.device.info.max_workgroup_count[0].min(65535);
-        let gx = groups.min(max_x);
-        let gy = groups.div_ceil(gx);
-        // SAFETY: per the contract; set is unused by pending work.
-        unsafe {
-            d.update_descriptor_sets(&writes, &[]);
-            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
-            d.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                self.layout,
-                0,
-                &[set],
-                &[],
-            );
-            d.cmd_push_constants(
-                cmd,
-                self.layout,
-                vk::ShaderStageFlags::COMPUTE,
-                0,
-                &push.bytes(),
-            );
-            d.cmd_dispatch(cmd, gx, gy, 1);
-        }
+        let dispatch = Dispatch {
+            pipeline,
+            layout: self.layout,
+            set,
+            ranges: &[src, dst],
+            push: &push.bytes(),
+            groups,
+        };
+        // SAFETY: per this function's contract; set is unused by pending work.
+        unsafe { record_dispatch(&self.device, cmd, &dispatch) };
         Ok(())
     }
 
@@ -269,6 +395,31 @@ impl Engine {
     /// Like submit_and_wait for at most 64 jobs, timed on the GPU with
     /// timestamps around them; returns seconds.
     pub fn timed(&self, jobs: &[Job]) -> Result<f64> {
+        self.time_with(|pool| self.submit_inner(jobs, Some(pool)))
+    }
+
+    /// Records with `record` into the engine's own command buffer, submits
+    /// it and waits (serialised with every other submission). With `timed`,
+    /// returns the GPU seconds between timestamps around what was recorded.
+    pub fn submit_recorded(
+        &self,
+        timed: bool,
+        record: impl FnOnce(vk::CommandBuffer) -> Result<()>,
+    ) -> Result<Option<f64>> {
+        if !timed {
+            let sub = self.queue_lock.lock();
+            return self.execute(&sub, None, record).map(|()| None);
+        }
+        self.time_with(|pool| {
+            let sub = self.queue_lock.lock();
+            self.execute(&sub, Some(pool), record)
+        })
+        .map(Some)
+    }
+
+    /// Runs `submit` with a 2-query timestamp pool and returns the seconds
+    /// between its two timestamps.
+    fn time_with(&self, submit: impl FnOnce(vk::QueryPool) -> Result<()>) -> Result<f64> {
         let d = &self.device.device;
         // SAFETY: a live device.
         let pool = unsafe {
@@ -280,7 +431,7 @@ impl Engine {
             )
         }
         .map_err(|e| vk_err("vkCreateQueryPool", e))?;
-        let result = self.submit_inner(jobs, Some(pool));
+        let result = submit(pool);
         let mut stamps = [0u64; 2];
         // SAFETY: both queries were written by the finished submission.
         let got = unsafe {
@@ -305,6 +456,55 @@ impl Engine {
         .limits
         .timestamp_period;
         Ok(stamps[1].wrapping_sub(stamps[0]) as f64 * f64::from(period) * 1e-9)
+    }
+
+    /// Begins the engine's command buffer, lets `record` fill it (between
+    /// two timestamps when `timestamps` is given), submits it and waits.
+    fn execute(
+        &self,
+        sub: &Submitter,
+        timestamps: Option<vk::QueryPool>,
+        record: impl FnOnce(vk::CommandBuffer) -> Result<()>,
+    ) -> Result<()> {
+        let d = &self.device.device;
+        // SAFETY: cmd is not pending (every submission is waited on under the
+        // lock the caller holds); begin/record/end on one thread.
+        unsafe {
+            d.begin_command_buffer(
+                sub.cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+        }
+        .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+        if let Some(pool) = timestamps {
+            // SAFETY: recording; the pool has 2 queries.
+            unsafe {
+                d.cmd_reset_query_pool(sub.cmd, pool, 0, 2);
+                d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+            }
+        }
+        record(sub.cmd)?;
+        if let Some(pool) = timestamps {
+            // SAFETY: recording.
+            unsafe {
+                d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1)
+            };
+        }
+        // SAFETY: recording began above.
+        unsafe { d.end_command_buffer(sub.cmd) }.map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+        let cmds = [sub.cmd];
+        let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+        // SAFETY: the queue belongs to this device; access is serialised by queue_lock.
+        unsafe {
+            d.queue_submit(self.device.queue, &[submit], sub.fence)
+                .map_err(|e| vk_err("vkQueueSubmit", e))?;
+            d.wait_for_fences(&[sub.fence], true, u64::MAX)
+                .map_err(|e| vk_err("vkWaitForFences", e))?;
+            d.reset_fences(&[sub.fence])
+                .map_err(|e| vk_err("vkResetFences", e))?;
+        }
+        Ok(())
     }
 
     /// Copies `size` bytes between buffers on the queue and waits.
@@ -333,40 +533,23 @@ impl Engine {
                     | vk::AccessFlags::SHADER_READ
                     | vk::AccessFlags::SHADER_WRITE,
             );
-        // SAFETY: cmd is idle (every submission is waited on under the lock);
-        // the buffers are live and hold the ranges (the caller's contract).
-        unsafe {
-            d.begin_command_buffer(
-                sub.cmd,
-                &vk::CommandBufferBeginInfo::default()
-                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
-            )
-            .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
-            d.cmd_copy_buffer(sub.cmd, src.0, dst.0, &[region]);
-            d.cmd_pipeline_barrier(
-                sub.cmd,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST | vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::DependencyFlags::empty(),
-                &[barrier],
-                &[],
-                &[],
-            );
-            d.end_command_buffer(sub.cmd)
-                .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
-            let cmds = [sub.cmd];
-            d.queue_submit(
-                self.device.queue,
-                &[vk::SubmitInfo::default().command_buffers(&cmds)],
-                sub.fence,
-            )
-            .map_err(|e| vk_err("vkQueueSubmit", e))?;
-            d.wait_for_fences(&[sub.fence], true, u64::MAX)
-                .map_err(|e| vk_err("vkWaitForFences", e))?;
-            d.reset_fences(&[sub.fence])
-                .map_err(|e| vk_err("vkResetFences", e))?;
-        }
-        Ok(())
+        self.execute(&sub, None, |cmd| {
+            // SAFETY: recording; the buffers are live and hold the ranges
+            // (the caller's contract).
+            unsafe {
+                d.cmd_copy_buffer(cmd, src.0, dst.0, &[region]);
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::HOST | vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::DependencyFlags::empty(),
+                    &[barrier],
+                    &[],
+                    &[],
+                )
+            };
+            Ok(())
+        })
     }
 
     fn submit_inner(&self, jobs: &[Job], timestamps: Option<vk::QueryPool>) -> Result<()> {
@@ -382,65 +565,15 @@ impl Engine {
             }
             .map_err(|e| vk_err("vkResetDescriptorPool", e))?;
             let sets = self.sets(sub.descriptors, batch.len() as u32)?;
-            // SAFETY: cmd is not pending (waited); begin/record/end on one thread under the lock.
-            unsafe {
-                d.begin_command_buffer(
-                    sub.cmd,
-                    &vk::CommandBufferBeginInfo::default()
-                        .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
-                )
-            }
-            .map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
-            if let Some(pool) = timestamps {
-                // SAFETY: recording; the pool has 2 queries.
-                unsafe {
-                    d.cmd_reset_query_pool(sub.cmd, pool, 0, 2);
-                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+            self.execute(&sub, timestamps, |cmd| {
+                for (job, set) in batch.iter().zip(sets) {
+                    // SAFETY: recording; the job's buffers are live for this call.
+                    unsafe { self.record(cmd, set, job.kernel, job.src, job.dst, &job.push) }?;
+                    // SAFETY: recording.
+                    unsafe { compute_barrier(d, cmd) };
                 }
-            }
-            for (job, set) in batch.iter().zip(sets) {
-                // SAFETY: recording; the job's buffers are live for this call.
-                unsafe { self.record(sub.cmd, set, job.kernel, job.src, job.dst, &job.push) }?;
-                let barrier = vk::MemoryBarrier::default()
-                    .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-                    .dst_access_mask(
-                        vk::AccessFlags::SHADER_READ
-                            | vk::AccessFlags::SHADER_WRITE
-                            | vk::AccessFlags::HOST_READ,
-                    );
-                // SAFETY: recording.
-                unsafe {
-                    d.cmd_pipeline_barrier(
-                        sub.cmd,
-                        vk::PipelineStageFlags::COMPUTE_SHADER,
-                        vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::HOST,
-                        vk::DependencyFlags::empty(),
-                        &[barrier],
-                        &[],
-                        &[],
-                    )
-                };
-            }
-            if let Some(pool) = timestamps {
-                // SAFETY: recording.
-                unsafe {
-                    d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1)
-                };
-            }
-            // SAFETY: recording began above.
-            unsafe { d.end_command_buffer(sub.cmd) }
-                .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
-            let cmds = [sub.cmd];
-            let submit = vk::SubmitInfo::default().command_buffers(&cmds);
-            // SAFETY: the queue belongs to this device; access is serialised by queue_lock.
-            unsafe {
-                d.queue_submit(self.device.queue, &[submit], sub.fence)
-                    .map_err(|e| vk_err("vkQueueSubmit", e))?;
-                d.wait_for_fences(&[sub.fence], true, u64::MAX)
-                    .map_err(|e| vk_err("vkWaitForFences", e))?;
-                d.reset_fences(&[sub.fence])
-                    .map_err(|e| vk_err("vkResetFences", e))?;
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }

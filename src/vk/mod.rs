@@ -7,6 +7,7 @@ pub mod borrowed;
 pub mod device;
 pub mod exec;
 pub mod instance;
+pub mod matvec;
 pub mod ops;
 pub mod record;
 pub mod selftest;

@@ -1,0 +1,129 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for b < BATCH.
+//
+// One workgroup per NUM_ROWS rows; invocation t takes the blocks t, t + 128,
+// ... of those rows. For each step of 8 values it loads x once for every
+// vector and applies it to every row, and each word of W is loaded once and
+// applied to every vector, so a batch of 8 reads W once. Partial sums (f32)
+// are reduced with subgroupAdd (SUBGROUP) or through shared memory.
+
+#ifdef SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+
+#include "matvec.glsl"
+
+void put(uint row0, uint r, uint b, float v) {
+    if (row0 + r >= pc.rows) {
+        return;
+    }
+    uint row = pc.row_first + row0 + r;
+    if (pc.has_bias != 0u) {
+        v += bias[row];
+    }
+    y[b * pc.total_rows + row] = v;
+}
+
+#ifdef SUBGROUP
+// Needs subgroups of at least 4 invocations (checked on the Rust side).
+shared float partial[MAX_ROWS * MAX_BATCH * (WG_SIZE / 4u)];
+
+void reduce_and_store(uint row0, float acc[MAX_ROWS][MAX_BATCH]) {
+    for (uint r = 0u; r < NUM_ROWS; ++r) {
+        for (uint b = 0u; b < BATCH; ++b) {
+            float v = subgroupAdd(acc[r][b]);
+            if (subgroupElect()) {
+                partial[(r * MAX_BATCH + b) * (WG_SIZE / 4u) + gl_SubgroupID] = v;
+            }
+        }
+    }
+    barrier();
+    uint t = gl_LocalInvocationID.x;
+    if (t < NUM_ROWS * BATCH) {
+        uint r = t / BATCH;
+        uint b = t % BATCH;
+        float sum = 0.0;
+        for (uint g = 0u; g < gl_NumSubgroups; ++g) {
+            sum += partial[(r * MAX_BATCH + b) * (WG_SIZE / 4u) + g];
+        }
+        put(row0, r, b, sum);
+    }
+}
+#else
+// Outputs reduced per round: 16 x 128 floats (8 KiB) of shared memory.
+#define ROUND 16u
+shared float partial[ROUND * WG_SIZE];
+
+void finish_round(uint row0, uint first, uint count) {
+    barrier();
+    uint t = gl_LocalInvocationID.x;
+    if (t < count) {
+        float sum = 0.0;
+        for (uint i = 0u; i < WG_SIZE; ++i) {
+            sum += partial[t * WG_SIZE + i];
+        }
+        uint o = first + t;
+        put(row0, o / BATCH, o % BATCH, sum);
+    }
+    barrier();
+}
+
+void reduce_and_store(uint row0, float acc[MAX_ROWS][MAX_BATCH]) {
+    uint t = gl_LocalInvocationID.x;
+    uint total = NUM_ROWS * BATCH;
+    uint o = 0u;
+    for (uint r = 0u; r < NUM_ROWS; ++r) {
+        for (uint b = 0u; b < BATCH; ++b) {
+            partial[(o % ROUND) * WG_SIZE + t] = acc[r][b];
+            ++o;
+            if (o % ROUND == 0u || o == total) {
+                finish_round(row0, (o - 1u) / ROUND * ROUND, (o - 1u) % ROUND + 1u);
+            }
+        }
+    }
+}
+#endif
+
+void main() {
+    uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * NUM_ROWS;
+    if (row0 >= pc.rows) {
+        return;
+    }
+    uint t = gl_LocalInvocationID.x;
+    float acc[MAX_ROWS][MAX_BATCH];
+    for (uint r = 0u; r < MAX_ROWS; ++r) {
+        for (uint b = 0u; b < MAX_BATCH; ++b) {
+            acc[r][b] = 0.0;
+        }
+    }
+    uint blocks = (pc.cols + 31u) / 32u;
+    for (uint k = t; k < blocks; k += WG_SIZE) {
+        vec2 scale[MAX_ROWS];
+        for (uint r = 0u; r < NUM_ROWS; ++r) {
+            scale[r] = row0 + r < pc.rows ? block_scale(row_base(row0 + r), k) : vec2(0.0);
+        }
+        for (uint s = 0u; s < 4u; ++s) {
+            float xv[8][MAX_BATCH];
+            for (uint i = 0u; i < 8u; ++i) {
+                uint e = element(k, s, i);
+                for (uint b = 0u; b < BATCH; ++b) {
+                    xv[i][b] = e < pc.cols ? x[b * pc.cols + e] : 0.0;
+                }
+            }
+            for (uint r = 0u; r < NUM_ROWS; ++r) {
+                if (row0 + r < pc.rows) {
+                    float wv[8];
+                    weights8(row_base(row0 + r), k, s, scale[r], wv);
+                    for (uint i = 0u; i < 8u; ++i) {
+                        for (uint b = 0u; b < BATCH; ++b) {
+                            acc[r][b] = fma(wv[i], xv[i][b], acc[r][b]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    reduce_and_store(row0, acc);
+}
