@@ -2142,6 +2142,70 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
                                          const NyxqVkBufferRange *found,
                                          uint64_t *ticket_out);
 
+/**
+ * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
+ * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
+ *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
+ * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
+ *   batch·rows floats, not overlapping `w`, `x` or `bias`.
+ *
+ * Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
+ * `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
+ * by rows into several dispatches when it does not. Command buffer, barriers
+ * and tickets as nyxq_vk_cmd_quantize: nyxq binds its pipeline, descriptor
+ * set 0 and push constants, records no barrier before or after, submits
+ * nothing.
+ *
+ * Accuracy: weights are dequantized exactly and multiplied in f32 fused
+ * multiply-adds, so against an FP64 product of the dequantized weights
+ * |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal products may be flushed to
+ * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
+ * where the device has subgroup arithmetic, unless compat is forced.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
+ * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
+ * offset, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
+ * size; the needed bytes in nyxq_last_error_needed_len),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
+ * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
+ * recorded on error. Thread-safe for distinct command buffers.
+ */
+NyxqStatus nyxq_vk_cmd_matvec(const NyxqContext *ctx,
+                              void *command_buffer,
+                              int32_t format,
+                              uint64_t rows,
+                              uint64_t cols,
+                              uint32_t batch,
+                              const NyxqVkBufferRange *w,
+                              const NyxqVkBufferRange *x,
+                              const NyxqVkBufferRange *bias,
+                              const NyxqVkBufferRange *y,
+                              uint64_t *ticket_out);
+
+/**
+ * Records y = xᵀ·W for `batch` vectors (the backward pass of a quantized
+ * layer): y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats;
+ * `y`: batch·cols floats. When `w` is split over several dispatches, nyxq
+ * records a compute barrier between them (they add into y). Weights, ranges,
+ * command buffer, tickets, accuracy (the sum runs over rows) and errors as
+ * nyxq_vk_cmd_matvec.
+ */
+NyxqStatus nyxq_vk_cmd_matvec_transposed(const NyxqContext *ctx,
+                                         void *command_buffer,
+                                         int32_t format,
+                                         uint64_t rows,
+                                         uint64_t cols,
+                                         uint32_t batch,
+                                         const NyxqVkBufferRange *w,
+                                         const NyxqVkBufferRange *x,
+                                         const NyxqVkBufferRange *y,
+                                         uint64_t *ticket_out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -24,6 +24,7 @@ pub mod train;
 pub mod version;
 pub mod vk;
 pub mod vk_cmd;
+pub mod vk_matvec;
 
 pub use status::NyxqStatus;
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// Most vectors one product takes (as the CPU kernel).
 pub const MAX_BATCH: u32 = crate::matvec::MAX_BATCH as u32;
 /// Most rows one workgroup of the forward kernel handles (MAX_ROWS in the shader).
-pub const MAX_ROWS_PER_GROUP: u32 = 8;
+const MAX_ROWS_PER_GROUP: u32 = 8;
 /// Columns per workgroup of the transposed kernel.
 const COLUMNS_PER_GROUP: u64 = 32;
 /// Bindings: W, x, bias, y.

@@ -1,0 +1,180 @@
+//! Matrix-vector products with quantized weights recorded into the caller's
+//! command buffer (the Vulkan twins of nyxq_matvec and nyxq_matvec_transposed).
+
+use super::context::NyxqContext;
+use super::format::format_arg;
+use super::guard::guard;
+use super::status::NyxqStatus;
+use super::vk_cmd::NyxqVkBufferRange;
+use super::{handle, ptr};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::vk::matvec::{MatvecCall, Operands, record_matvec};
+use crate::vk::record::BufferRange;
+use ash::vk::{self, Handle};
+use std::ffi::c_void;
+
+/// The range at `range`, or None for NULL.
+fn optional_range(range: *const NyxqVkBufferRange) -> Option<BufferRange> {
+    if range.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, a NyxqVkBufferRange per the contract; read_unaligned
+    // because C need not align it for Rust's view.
+    let r = unsafe { range.read_unaligned() };
+    Some(BufferRange {
+        buffer: vk::Buffer::from_raw(r.buffer as u64),
+        offset: r.offset,
+        size: r.size,
+    })
+}
+
+fn required_range(range: *const NyxqVkBufferRange, what: &str) -> Result<BufferRange> {
+    optional_range(range)
+        .ok_or_else(|| Error::new(ErrorKind::NullPointer, format!("{what} is NULL")))
+}
+
+/// The arguments every recorded product shares.
+struct Recording {
+    ctx: *const NyxqContext,
+    command_buffer: *mut c_void,
+    format: i32,
+    rows: u64,
+    cols: u64,
+    batch: u32,
+    ticket_out: *mut u64,
+}
+
+/// Checks `rec` and the ranges, records the product, writes the ticket.
+fn record(
+    rec: &Recording,
+    transposed: bool,
+    w: *const NyxqVkBufferRange,
+    x: *const NyxqVkBufferRange,
+    bias: *const NyxqVkBufferRange,
+    y: *const NyxqVkBufferRange,
+) -> Result<()> {
+    let context = handle::get(rec.ctx)?;
+    if rec.command_buffer.is_null() {
+        return Err(Error::new(ErrorKind::NullPointer, "command_buffer is NULL"));
+    }
+    let format: Format = format_arg(rec.format)?;
+    let ops = Operands {
+        w: required_range(w, "w")?,
+        x: required_range(x, "x")?,
+        bias: optional_range(bias),
+        y: required_range(y, "y")?,
+    };
+    let out = ptr::out(rec.ticket_out, "ticket_out")?;
+    let engine = context.vulkan().ok_or_else(|| {
+        Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
+    })?;
+    let call = MatvecCall {
+        format,
+        rows: rec.rows,
+        cols: rec.cols,
+        batch: rec.batch,
+        transposed,
+        compat: context.force_compat(),
+    };
+    let cmd = vk::CommandBuffer::from_raw(rec.command_buffer as u64);
+    // SAFETY: the caller passes a command buffer of the context's device in
+    // the recording state and live storage buffers holding the declared
+    // ranges (the documented contract); the rest is checked by record_matvec.
+    let ticket = unsafe { record_matvec(engine, cmd, &call, &ops) }?;
+    // SAFETY: ticket_out checked non-NULL.
+    unsafe { out.write(ticket) };
+    Ok(())
+}
+
+/// Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
+/// `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
+///
+/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+///   each row whole blocks: the bytes nyxq_quantize writes for the flattened
+///   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
+/// - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
+///   batch·rows floats, not overlapping `w`, `x` or `bias`.
+///
+/// Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
+/// `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
+/// by rows into several dispatches when it does not. Command buffer, barriers
+/// and tickets as nyxq_vk_cmd_quantize: nyxq binds its pipeline, descriptor
+/// set 0 and push constants, records no barrier before or after, submits
+/// nothing.
+///
+/// Accuracy: weights are dequantized exactly and multiplied in f32 fused
+/// multiply-adds, so against an FP64 product of the dequantized weights
+/// |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal products may be flushed to
+/// zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
+/// where the device has subgroup arithmetic, unless compat is forced.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
+/// ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+/// format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
+/// offset, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
+/// size; the needed bytes in nyxq_last_error_needed_len),
+/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
+/// y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
+/// recorded on error. Thread-safe for distinct command buffers.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_vk_cmd_matvec(
+    ctx: *const NyxqContext,
+    command_buffer: *mut c_void,
+    format: i32,
+    rows: u64,
+    cols: u64,
+    batch: u32,
+    w: *const NyxqVkBufferRange,
+    x: *const NyxqVkBufferRange,
+    bias: *const NyxqVkBufferRange,
+    y: *const NyxqVkBufferRange,
+    ticket_out: *mut u64,
+) -> NyxqStatus {
+    guard(|| {
+        let rec = Recording {
+            ctx,
+            command_buffer,
+            format,
+            rows,
+            cols,
+            batch,
+            ticket_out,
+        };
+        record(&rec, false, w, x, bias, y)
+    })
+}
+
+/// Records y = xᵀ·W for `batch` vectors (the backward pass of a quantized
+/// layer): y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats;
+/// `y`: batch·cols floats. When `w` is split over several dispatches, nyxq
+/// records a compute barrier between them (they add into y). Weights, ranges,
+/// command buffer, tickets, accuracy (the sum runs over rows) and errors as
+/// nyxq_vk_cmd_matvec.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_vk_cmd_matvec_transposed(
+    ctx: *const NyxqContext,
+    command_buffer: *mut c_void,
+    format: i32,
+    rows: u64,
+    cols: u64,
+    batch: u32,
+    w: *const NyxqVkBufferRange,
+    x: *const NyxqVkBufferRange,
+    y: *const NyxqVkBufferRange,
+    ticket_out: *mut u64,
+) -> NyxqStatus {
+    guard(|| {
+        let rec = Recording {
+            ctx,
+            command_buffer,
+            format,
+            rows,
+            cols,
+            batch,
+            ticket_out,
+        };
+        record(&rec, true, w, x, std::ptr::null(), y)
+    })
+}
