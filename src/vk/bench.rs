@@ -57,6 +57,43 @@ fn jobs(
     out
 }
 
+/// The median of `iterations` GPU times that `timed` returns, after 2 warm-ups.
+pub fn median_seconds(iterations: usize, mut timed: impl FnMut() -> Result<f64>) -> Result<f64> {
+    for _ in 0..2 {
+        timed()?;
+    }
+    let mut t = (0..iterations.max(1))
+        .map(|_| timed())
+        .collect::<Result<Vec<f64>>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// The copy kernel over `n` f32 from `src` to `dst` (the bandwidth yardstick).
+pub fn copy_row(
+    engine: &Engine,
+    n: usize,
+    src: &Buffer,
+    dst: &Buffer,
+    iterations: usize,
+) -> Result<Row> {
+    let f32_per = (4u64, 1u64);
+    let copy = "copy_f32_f32";
+    let jobs = jobs(engine, copy, Format::F32, n, src, f32_per, dst, f32_per);
+    Ok(Row {
+        kernel: copy,
+        bytes_moved: 8 * n as u64,
+        seconds: median_seconds(iterations, || engine.timed(&jobs))?,
+    })
+}
+
+/// GB/s of the copy kernel over `n` f32 in two fresh device buffers.
+pub fn copy_gbps(engine: &Engine, n: usize, iterations: usize) -> Result<f64> {
+    let src = Buffer::new(&engine.device, 4 * n as u64, false)?;
+    let dst = Buffer::new(&engine.device, 4 * n as u64, false)?;
+    Ok(copy_row(engine, n, &src, &dst, iterations)?.gbps())
+}
+
 /// Benchmarks on `n` f32 elements (a multiple of 32); `iterations` timed
 /// runs after 2 warm-ups.
 pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
@@ -72,33 +109,8 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
     let dst = Buffer::new(&engine.device, bytes, false)?;
     engine.copy(staging.buffer, src.buffer, bytes)?;
     drop(staging);
-    let time = |jobs: &[Job]| -> Result<f64> {
-        for _ in 0..2 {
-            engine.timed(jobs)?;
-        }
-        let mut t = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            t.push(engine.timed(jobs)?);
-        }
-        t.sort_by(f64::total_cmp);
-        Ok(t[t.len() / 2])
-    };
-    let mut rows = Vec::new();
-    let copy = "copy_f32_f32";
-    rows.push(Row {
-        kernel: copy,
-        bytes_moved: 2 * bytes,
-        seconds: time(&jobs(
-            engine,
-            copy,
-            Format::F32,
-            n,
-            &src,
-            f32_per,
-            &dst,
-            f32_per,
-        ))?,
-    });
+    let time = |jobs: &[Job]| median_seconds(iterations, || engine.timed(jobs));
+    let mut rows = vec![copy_row(engine, n, &src, &dst, iterations)?];
     for format in [
         Format::F16,
         Format::BF16,

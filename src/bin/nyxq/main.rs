@@ -4,6 +4,7 @@
 mod bench;
 mod bench_quant;
 mod bench_vk;
+mod bench_vk_matvec;
 mod formats;
 mod hwinfo;
 mod plan;
@@ -21,7 +22,9 @@ quantize/dequantize throughput against memcpy and memset\n  \
 bench-quant, then matrix-vector products per format and shape\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
-       bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n"
+       bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
+       bench-vk-matvec [--quick] [--compat] [--json FILE] [--iterations N]\n                        \
+Vulkan matrix-vector products per format and shape\n"
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         "plan-bench" => plan::bench(rest),
         "hwinfo" => hwinfo::run(rest),
         "bench-vk" => bench_vk::run(rest),
+        "bench-vk-matvec" => bench_vk_matvec::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

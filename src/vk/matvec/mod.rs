@@ -18,7 +18,7 @@
 //! dispatches (the transposed product adds the chunks' sums into y, with a
 //! barrier between them); x, bias and y must each fit one binding.
 
-//BENCH
+pub mod bench;
 
 use super::device::Device;
 use super::exec::{self, Buffer, Dispatch, Engine};

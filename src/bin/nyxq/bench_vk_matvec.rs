@@ -1,0 +1,164 @@
+//! `nyxq bench-vk-matvec [--quick] [--compat] [--json FILE] [--iterations N]`:
+//! the Vulkan matrix-vector products per format, shape and batch on
+//! device-resident data (GPU timestamps), against the copy kernel measured in
+//! the same run. Prints a table; `--json FILE` also writes the numbers.
+
+use nyxq::context::{BackendPreference, Context, ContextSettings};
+use nyxq::format::Format;
+use nyxq::vk::matvec::bench::{self, Measurement, Report, Settings};
+
+/// The shapes (rows, cols), and small ones for CI.
+const SHAPES: [(usize, usize); 4] = [(4096, 4096), (8192, 8192), (16384, 16384), (11008, 4096)];
+const QUICK_SHAPES: [(usize, usize); 2] = [(256, 256), (512, 1024)];
+
+struct Options {
+    quick: bool,
+    compat: bool,
+    json: Option<String>,
+    iterations: Option<usize>,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        compat: false,
+        json: None,
+        iterations: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => o.quick = true,
+            "--compat" => o.compat = true,
+            "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.clone()),
+            "--iterations" => {
+                o.iterations = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("--iterations needs a number")?,
+                )
+            }
+            other => return Err(format!("bench-vk-matvec: unknown option '{other}'")),
+        }
+    }
+    Ok(o)
+}
+
+/// Ratio of `m`'s time to the same shape and batch in `format`'s time
+/// (how much faster `m` is), if measured.
+fn speedup(report: &Report, m: &Measurement, format: Format) -> Option<f64> {
+    report.find(m, format).map(|o| o.seconds / m.seconds)
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// GB/s with 3 significant digits (lavapipe is below 1, an H200 in the thousands).
+fn gbps_cell(v: f64) -> String {
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.decimals$}")
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "| format | shape | batch | time (us) | weights GB/s | x copy | vs F32 | vs F16 | time / batch 1 |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &report.measurements {
+        println!(
+            "| {} | {}x{} | {} | {:.1} | {} | {:.2} | {} | {} | {} |",
+            m.format.name(),
+            m.rows,
+            m.cols,
+            m.batch,
+            m.seconds * 1e6,
+            gbps_cell(m.gbps()),
+            m.gbps() / report.copy_gbps,
+            cell(speedup(report, m, Format::F32)),
+            cell(speedup(report, m, Format::F16)),
+            cell(report.batch_ratio(m)),
+        );
+    }
+}
+
+fn json(report: &Report, device: &str, variant: &str) -> serde_json::Value {
+    let rows: Vec<_> = report
+        .measurements
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "format": m.format.name(),
+                "rows": m.rows,
+                "cols": m.cols,
+                "batch": m.batch,
+                "seconds": m.seconds,
+                "weight_bytes": m.weight_bytes,
+                "weights_gbps": m.gbps(),
+                "ratio_to_copy": m.gbps() / report.copy_gbps,
+                "speedup_vs_f32": speedup(report, m, Format::F32),
+                "speedup_vs_f16": speedup(report, m, Format::F16),
+                "time_over_batch1": report.batch_ratio(m),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "device": device,
+        "variant": variant,
+        "copy_gbps": report.copy_gbps,
+        "timing": "GPU timestamps, median",
+        "results": rows,
+    })
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = options(args)?;
+    let ctx = Context::new(&ContextSettings {
+        backend: BackendPreference::Vulkan,
+        vulkan_force_compat: o.compat,
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let engine = ctx.vulkan().ok_or("no Vulkan device")?;
+    let info = &engine.device.info;
+    let device = format!("{} ({}, {})", info.name, info.driver_name, info.driver_info);
+    let pipelines = engine.matvec_pipelines().map_err(|e| e.to_string())?;
+    let variant = format!("{:?}", pipelines.forward_variant(ctx.force_compat()));
+    let settings = Settings {
+        shapes: if o.quick {
+            QUICK_SHAPES.to_vec()
+        } else {
+            SHAPES.to_vec()
+        },
+        batches: vec![1, 8],
+        iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
+        copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
+        compat: ctx.force_compat(),
+    };
+    println!("device: {device}; forward variant {variant}");
+    println!(
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup {} (batch 1) / {} (batch 8)\n",
+        settings.iterations,
+        nyxq::vk::matvec::rows_per_group(1),
+        nyxq::vk::matvec::rows_per_group(8)
+    );
+    let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
+    println!(
+        "copy kernel: {} GB/s (read + write)\n",
+        gbps_cell(report.copy_gbps)
+    );
+    print_table(&report);
+    if let Some(path) = o.json {
+        let text = serde_json::to_string_pretty(&json(&report, &device, &variant))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
+        println!("\nwrote {path}");
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The device benchmark behind `nyxq bench-vk-matvec`: W·x for every format,
+//! shape and batch on device-resident data, timed with GPU timestamps (median
+//! of several runs), next to the copy kernel's GB/s measured in the same run.
+
+use super::{MatvecCall, Operands, record_matvec};
+use crate::error::Result;
+use crate::format::{ALL_FORMATS, Format};
+use crate::quant::{self, QuantizeOptions};
+use crate::vk::bench::{copy_gbps, median_seconds};
+use crate::vk::exec::{Buffer, Engine};
+use crate::vk::record::BufferRange;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// (rows, cols) of W; cols a multiple of 32.
+    pub shapes: Vec<(usize, usize)>,
+    pub batches: Vec<u32>,
+    pub iterations: usize,
+    /// f32 values the copy kernel moves (read and write).
+    pub copy_floats: usize,
+    /// Force the shared-memory reduction.
+    pub compat: bool,
+}
+
+/// One timed product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub format: Format,
+    pub rows: usize,
+    pub cols: usize,
+    pub batch: u32,
+    pub seconds: f64,
+    /// Bytes of W (what bounds the product's memory traffic).
+    pub weight_bytes: u64,
+}
+
+impl Measurement {
+    /// Weights read per second, in GB/s.
+    pub fn gbps(&self) -> f64 {
+        self.weight_bytes as f64 / self.seconds / 1e9
+    }
+}
+
+/// The benchmark's results.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub copy_gbps: f64,
+    pub measurements: Vec<Measurement>,
+}
+
+impl Report {
+    /// The measurement of `format` on the shape and batch of `m`.
+    pub fn find(&self, m: &Measurement, format: Format) -> Option<&Measurement> {
+        self.measurements
+            .iter()
+            .find(|o| o.format == format && (o.rows, o.cols, o.batch) == (m.rows, m.cols, m.batch))
+    }
+
+    /// Time of batch `batch` over batch 1 for the format and shape of `m`.
+    pub fn batch_ratio(&self, m: &Measurement) -> Option<f64> {
+        let one = self
+            .measurements
+            .iter()
+            .find(|o| (o.format, o.rows, o.cols, o.batch) == (m.format, m.rows, m.cols, 1))?;
+        Some(m.seconds / one.seconds)
+    }
+}
+
+/// Deterministic weights in [-1, 1), made in parallel (the large shapes
+/// have 2^28 of them).
+fn weights(n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let per = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (t, part) in out.chunks_mut(per).enumerate() {
+            scope.spawn(move || {
+                let mut h = (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                for v in part {
+                    h ^= h << 13;
+                    h ^= h >> 7;
+                    h ^= h << 17;
+                    *v = (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+                }
+            });
+        }
+    });
+    out
+}
+
+/// A device-local buffer with `bytes` (through a staging copy).
+fn device_copy(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
+    let size = (bytes.len() as u64).div_ceil(4) * 4;
+    let mut staging = Buffer::new(&engine.device, size, true)?;
+    staging.write(bytes);
+    let buffer = Buffer::new(&engine.device, size, false)?;
+    engine.copy(staging.buffer, buffer.buffer, size)?;
+    Ok(buffer)
+}
+
+fn range(buffer: &Buffer) -> BufferRange {
+    BufferRange {
+        buffer: buffer.buffer,
+        offset: 0,
+        size: buffer.size,
+    }
+}
+
+/// Times one product: each run is one submission with timestamps around
+/// the recorded dispatches; the descriptor sets are released after it.
+fn time_product(
+    engine: &Engine,
+    call: &MatvecCall,
+    ops: &Operands,
+    iterations: usize,
+) -> Result<f64> {
+    median_seconds(iterations, || {
+        let mut ticket = None;
+        let seconds = engine.submit_recorded(true, |cmd| {
+            // SAFETY: the engine's command buffer is recording; the buffers
+            // are live device buffers holding the ranges.
+            ticket = Some(unsafe { record_matvec(engine, cmd, call, ops) }?);
+            Ok(())
+        });
+        if let Some(t) = ticket {
+            engine.recorder().release(&engine.device.device, t)?;
+        }
+        Ok(seconds?.unwrap_or(0.0))
+    })
+}
+
+/// Measures every format on every shape and batch of `settings`.
+pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
+    let copy = copy_gbps(engine, settings.copy_floats, settings.iterations)?;
+    let max_batch = settings.batches.iter().copied().max().unwrap_or(1);
+    let mut measurements = Vec::new();
+    for &(rows, cols) in &settings.shapes {
+        let values = weights(rows * cols);
+        let x = Buffer::new(
+            &engine.device,
+            4 * (max_batch as usize * cols) as u64,
+            false,
+        )?;
+        let y = Buffer::new(
+            &engine.device,
+            4 * (max_batch as usize * rows) as u64,
+            false,
+        )?;
+        for format in ALL_FORMATS {
+            let mut bytes = vec![0u8; format.size_of(values.len())?];
+            let opts = QuantizeOptions {
+                threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
+                ..Default::default()
+            };
+            quant::quantize(format, &values, &mut bytes, &opts)?;
+            let w = device_copy(engine, &bytes)?;
+            drop(bytes);
+            for &batch in &settings.batches {
+                let call = MatvecCall {
+                    format,
+                    rows: rows as u64,
+                    cols: cols as u64,
+                    batch,
+                    transposed: false,
+                    compat: settings.compat,
+                };
+                let ops = Operands {
+                    w: range(&w),
+                    x: range(&x),
+                    bias: None,
+                    y: range(&y),
+                };
+                let seconds = time_product(engine, &call, &ops, settings.iterations)?;
+                measurements.push(Measurement {
+                    format,
+                    rows,
+                    cols,
+                    batch,
+                    seconds,
+                    weight_bytes: call.sizes()?.w,
+                });
+            }
+        }
+    }
+    Ok(Report {
+        copy_gbps: copy,
+        measurements,
+    })
+}
