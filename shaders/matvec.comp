@@ -15,6 +15,32 @@
 
 #include "matvec.glsl"
 
+// x 16 bytes at a time: for the block formats cols is a multiple of 32, so
+// the 4 values at element(k, s, 0) and at element(k, s, 4) are aligned.
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
+
+// x for the 8 values of step s of block k, every vector (0 past cols).
+void load_x(uint k, uint s, out float xv[8][MAX_BATCH]) {
+#ifdef BLOCK_HALVES
+    for (uint half_step = 0u; half_step < 2u; ++half_step) {
+        uint e = element(k, s, 4u * half_step);
+        for (uint b = 0u; b < BATCH; ++b) {
+            vec4 v = x4[(b * pc.cols + e) / 4u];
+            for (uint i = 0u; i < 4u; ++i) {
+                xv[4u * half_step + i][b] = v[i];
+            }
+        }
+    }
+#else
+    for (uint i = 0u; i < 8u; ++i) {
+        uint e = element(k, s, i);
+        for (uint b = 0u; b < BATCH; ++b) {
+            xv[i][b] = e < pc.cols ? x[b * pc.cols + e] : 0.0;
+        }
+    }
+#endif
+}
+
 void put(uint row0, uint r, uint b, float v) {
     if (row0 + r >= pc.rows) {
         return;
@@ -98,20 +124,26 @@ void main() {
             acc[r][b] = 0.0;
         }
     }
-    uint blocks = (pc.cols + 31u) / 32u;
-    for (uint k = t; k < blocks; k += WG_SIZE) {
+    // Block formats: invocation t takes whole blocks (4 steps, one scale);
+    // the others take single steps of 8 values, so neighbouring invocations
+    // read neighbouring 16 or 32 bytes.
+#ifdef BLOCK_HALVES
+    uint units = pc.cols / 32u;
+    const uint steps = 4u;
+#else
+    uint units = (pc.cols + 7u) / 8u;
+    const uint steps = 1u;
+#endif
+    for (uint u = t; u < units; u += WG_SIZE) {
+        uint k = u * steps / 4u;
         vec2 scale[MAX_ROWS];
         for (uint r = 0u; r < NUM_ROWS; ++r) {
             scale[r] = row0 + r < pc.rows ? block_scale(row_base(row0 + r), k) : vec2(0.0);
         }
-        for (uint s = 0u; s < 4u; ++s) {
+        for (uint j = 0u; j < steps; ++j) {
+            uint s = (u * steps + j) % 4u;
             float xv[8][MAX_BATCH];
-            for (uint i = 0u; i < 8u; ++i) {
-                uint e = element(k, s, i);
-                for (uint b = 0u; b < BATCH; ++b) {
-                    xv[i][b] = e < pc.cols ? x[b * pc.cols + e] : 0.0;
-                }
-            }
+            load_x(k, s, xv);
             for (uint r = 0u; r < NUM_ROWS; ++r) {
                 if (row0 + r < pc.rows) {
                     float wv[8];

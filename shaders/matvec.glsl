@@ -19,6 +19,9 @@ layout(constant_id = 0) const uint BATCH = 1u;
 layout(constant_id = 1) const uint NUM_ROWS = 1u;
 
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
+// The same words, 16 bytes at a time (for 8 values of F32/F16/BF16 when they
+// start on a 16-byte boundary).
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
@@ -128,19 +131,31 @@ void weights8(uint base, uint k, uint s, vec2 scale, out float wv[8]) {
     uint e0 = element(k, s, 0u);
     if (e0 + 8u <= pc.cols) {
 #if defined(FORMAT_F32)
-        for (uint i = 0u; i < 8u; ++i) {
-            wv[i] = uintBitsToFloat(bits32(base + 2u * (e0 + i)));
+        uint h = base + 2u * e0;
+        if (h % 8u == 0u) {
+            uvec4 a = w4[h / 8u];
+            uvec4 b = w4[h / 8u + 1u];
+            wv = float[8](uintBitsToFloat(a.x), uintBitsToFloat(a.y), uintBitsToFloat(a.z),
+                          uintBitsToFloat(a.w), uintBitsToFloat(b.x), uintBitsToFloat(b.y),
+                          uintBitsToFloat(b.z), uintBitsToFloat(b.w));
+        } else {
+            for (uint i = 0u; i < 8u; ++i) {
+                wv[i] = uintBitsToFloat(bits32(h + 2u * i));
+            }
         }
 #else
+        uint h = base + e0;
+        uvec4 pairs = h % 8u == 0u
+            ? w4[h / 8u]
+            : uvec4(bits32(h), bits32(h + 2u), bits32(h + 4u), bits32(h + 6u));
         for (uint j = 0u; j < 4u; ++j) {
-            uint pair = bits32(base + e0 + 2u * j);
 #if defined(FORMAT_F16)
-            vec2 v = unpackHalf2x16(pair);
+            vec2 v = unpackHalf2x16(pairs[j]);
             wv[2u * j] = v.x;
             wv[2u * j + 1u] = v.y;
 #else
-            wv[2u * j] = uintBitsToFloat(pair << 16);
-            wv[2u * j + 1u] = uintBitsToFloat(pair & 0xffff0000u);
+            wv[2u * j] = uintBitsToFloat(pairs[j] << 16);
+            wv[2u * j + 1u] = uintBitsToFloat(pairs[j] & 0xffff0000u);
 #endif
         }
 #endif

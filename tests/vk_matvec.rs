@@ -182,8 +182,9 @@ fn every_format_and_shape(force_compat: bool) {
     let engine = ctx.vulkan().unwrap();
     let pipelines = engine.matvec_pipelines().unwrap();
     println!(
-        "subgroup variant supported: {}, forced compat: {force_compat}",
-        pipelines.subgroup_supported()
+        "subgroup variant supported: {}; forward variant used: {:?}",
+        pipelines.subgroup_supported(),
+        pipelines.forward_variant(ctx.force_compat())
     );
     for format in ALL_FORMATS {
         let mut shapes = vec![
@@ -207,7 +208,7 @@ fn every_format_and_shape(force_compat: bool) {
                         cols: cols as u64,
                         batch,
                         transposed,
-                        compat: force_compat,
+                        compat: ctx.force_compat(),
                     };
                     let n = if transposed { rows } else { cols };
                     let x = uniform(batch as usize * n, u64::from(batch) + 7);
@@ -268,7 +269,7 @@ fn non_finite_x(force_compat: bool) {
                 cols: cols as u64,
                 batch,
                 transposed,
-                compat: force_compat,
+                compat: ctx.force_compat(),
             };
             check_call(engine, &call, &wq, &w, &x, None);
         }
@@ -336,7 +337,7 @@ fn weights_over_128_mib_are_split_by_rows() {
             cols: cols as u64,
             batch: 1,
             transposed,
-            compat: false,
+            compat: ctx.force_compat(),
         };
         check_call(engine, &call, &wq, &w, &x, None);
         println!("checked {rows}x{cols} Q8_0 transposed={transposed}");
