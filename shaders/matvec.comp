@@ -78,20 +78,33 @@ void reduce_and_store(uint row0, float acc[MAX_ROWS][MAX_BATCH]) {
     }
 }
 #else
-// Outputs reduced per round: 16 x 128 floats (8 KiB) of shared memory.
+// Outputs reduced per round: 16 x 128 floats (8 KiB) of shared memory;
+// 16 outputs x 8 invocations = the workgroup.
 #define ROUND 16u
 shared float partial[ROUND * WG_SIZE];
 
+// Sums the 128 partial sums of each of `count` outputs in two stages: 8
+// invocations per output add 16 each, then one adds those 8.
 void finish_round(uint row0, uint first, uint count) {
     barrier();
     uint t = gl_LocalInvocationID.x;
+    uint slot = t / 8u;
+    float sum = 0.0;
+    if (slot < count) {
+        for (uint i = 0u; i < 16u; ++i) {
+            sum += partial[slot * WG_SIZE + (t % 8u) * 16u + i];
+        }
+    }
+    barrier();
+    partial[t] = sum;
+    barrier();
     if (t < count) {
-        float sum = 0.0;
-        for (uint i = 0u; i < WG_SIZE; ++i) {
-            sum += partial[t * WG_SIZE + i];
+        float total = 0.0;
+        for (uint i = 0u; i < 8u; ++i) {
+            total += partial[t * 8u + i];
         }
         uint o = first + t;
-        put(row0, o / BATCH, o % BATCH, sum);
+        put(row0, o / BATCH, o % BATCH, total);
     }
     barrier();
 }

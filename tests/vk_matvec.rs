@@ -345,6 +345,40 @@ fn weights_over_128_mib_are_split_by_rows() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
+/// More than 65535 workgroups (lavapipe's maxComputeWorkGroupCount[0]): the
+/// grid is 2-D. Forward: 140 000 rows; transposed: 65 600 column blocks.
+#[test]
+fn grids_over_65535_workgroups_are_two_dimensional() {
+    if run_in_child(
+        "grids_over_65535_workgroups_are_two_dimensional",
+        &device_env(),
+    ) {
+        return;
+    }
+    let Some(ctx) = device_context(false) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for (format, rows, cols, transposed) in [
+        (Format::F16, 140_000usize, 32usize, false),
+        (Format::Q4_0, 2, 32 * 65_600, true),
+    ] {
+        let (wq, w) = weights(format, rows, cols, 61);
+        let n = if transposed { rows } else { cols };
+        let x = uniform(n, 67);
+        let call = MatvecCall {
+            format,
+            rows: rows as u64,
+            cols: cols as u64,
+            batch: 1,
+            transposed,
+            compat: ctx.force_compat(),
+        };
+        check_call(engine, &call, &wq, &w, &x, None);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 fn range(b: &nyxq::vk::exec::Buffer, offset: u64, size: u64) -> BufferRange {
     BufferRange {
         buffer: b.buffer,
