@@ -13,11 +13,6 @@
 
 #ifdef BLOCK_BYTES
 
-void put_f16(inout uint bytes[BLOCK_BYTES], uint at, uint h) {
-    bytes[at] = h & 0xffu;
-    bytes[at + 1u] = h >> 8;
-}
-
 uint get_f16(uint bytes[BLOCK_BYTES], uint at) {
     return bytes[at] | (bytes[at + 1u] << 8);
 }
@@ -40,32 +35,28 @@ uint clamp_quant(float y, float hi) {
     return uint(clamp(trunc(y), 0.0, hi));
 }
 
-// Quantizes x into one block. `stochastic` selects the rounding; `first_lo/hi`
-// is the index of x[0] in the whole tensor.
-void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, uint first_lo,
-                    uint first_hi, out uint bytes[BLOCK_BYTES]) {
-    for (uint k = 0u; k < uint(BLOCK_BYTES); ++k) {
-        bytes[k] = 0u;
-    }
+// What a block's quants are computed from: the scale d, its inverse id, the
+// minimum m (Q4_1) and the block's header bytes (f16 d, then f16 m for Q4_1)
+// as one little-endian word.
+struct BlockParams {
+    float d;
+    float id;
+    float m;
+    uint header;
+};
+
+// The scale, inverse and header of one block, exactly as crate::quant::scalar.
+BlockParams block_params(float x[QK]) {
+    BlockParams p;
+    p.m = 0.0;
 #if defined(FORMAT_Q8_0)
     uint amax_bits = 0u;
     for (uint j = 0u; j < QK; ++j) {
         amax_bits = max(amax_bits, ABS_BITS(x[j]));
     }
-    float d = div_exact(uintBitsToFloat(amax_bits), 127.0);
-    float id = inverse_scale(d);
-    put_f16(bytes, 0u, f16_bits(floatBitsToUint(d)));
-    for (uint j = 0u; j < QK; ++j) {
-        float v = mul_exact(x[j], id);
-        int q;
-        if (stochastic) {
-            precise float y = v + rng_uniform(seed_lo, seed_hi, first_lo + j, first_hi + (first_lo + j < first_lo ? 1u : 0u));
-            q = int(clamp(floor(y), -127.0, 127.0));
-        } else {
-            q = int(round_half_away(v));
-        }
-        bytes[2u + j] = uint(q) & 0xffu;
-    }
+    p.d = div_exact(uintBitsToFloat(amax_bits), 127.0);
+    p.id = inverse_scale(p.d);
+    p.header = f16_bits(floatBitsToUint(p.d));
 #elif defined(FORMAT_Q4_0)
     uint amax_bits = 0u;
     uint max_bits = 0u;
@@ -79,22 +70,9 @@ void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, ui
     // d = max / -8: exact on the exponent, or a signed zero where it would be subnormal.
     uint d_bits = amax_bits < 0x02000000u ? ((max_bits ^ 0x80000000u) & 0x80000000u)
                                           : ((max_bits ^ 0x80000000u) - (3u << 23));
-    float d = uintBitsToFloat(d_bits);
-    float id = inverse_scale(d);
-    put_f16(bytes, 0u, f16_bits(d_bits));
-    uint q[QK];
-    for (uint j = 0u; j < QK; ++j) {
-        float v = mul_exact(x[j], id);
-        if (stochastic) {
-            precise float y = v + 8.0;
-            precise float z = y + rng_uniform(seed_lo, seed_hi, first_lo + j, first_hi + (first_lo + j < first_lo ? 1u : 0u));
-            q[j] = isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
-        } else {
-            precise float y = v + 8.5;
-            q[j] = clamp_quant(y, 15.0);
-        }
-    }
-    put_nibbles(bytes, 2u, q);
+    p.d = uintBitsToFloat(d_bits);
+    p.id = inverse_scale(p.d);
+    p.header = f16_bits(d_bits);
 #elif defined(FORMAT_Q4_1)
     // Rust's f32::min/max fold (x86): the accumulator changes only when the
     // new value is strictly smaller/larger, so of +0 and -0 the first one stays.
@@ -111,27 +89,78 @@ void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, ui
             max_bits = b;
         }
     }
-    float mn = uintBitsToFloat(min_bits);
-    float mx = uintBitsToFloat(max_bits);
-    float d = div_exact(sub_exact(mx, mn), 15.0);
-    float id = inverse_scale(d);
-    put_f16(bytes, 0u, f16_bits(floatBitsToUint(d)));
-    put_f16(bytes, 2u, f16_bits(min_bits));
+    p.m = uintBitsToFloat(min_bits);
+    p.d = div_exact(sub_exact(uintBitsToFloat(max_bits), p.m), 15.0);
+    p.id = inverse_scale(p.d);
+    p.header = f16_bits(floatBitsToUint(p.d)) | (f16_bits(min_bits) << 16);
+#endif
+    return p;
+}
+
+// The quant of one value of a block (its low 8 bits for Q8_0, 0..15 for the
+// 4-bit formats). `index_lo/hi` is the value's index in the whole tensor.
+uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_hi, uint index_lo,
+               uint index_hi) {
+#if defined(FORMAT_Q8_0)
+    float v = mul_exact(x, p.id);
+    int q;
+    if (stochastic) {
+        precise float y = v + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
+        q = int(clamp(floor(y), -127.0, 127.0));
+    } else {
+        q = int(round_half_away(v));
+    }
+    return uint(q) & 0xffu;
+#elif defined(FORMAT_Q4_0)
+    float v = mul_exact(x, p.id);
+    if (stochastic) {
+        precise float y = v + 8.0;
+        precise float z = y + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
+        return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
+    }
+    precise float y = v + 8.5;
+    return clamp_quant(y, 15.0);
+#elif defined(FORMAT_Q4_1)
+    bool scaled;
+    float t = sub_scaled(x, p.m, scaled);
+    precise float prod = t * p.id;
+    precise float v = scaled ? prod * TWO_M24 : prod;
+    if (stochastic) {
+        precise float z = v + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
+        return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
+    }
+    precise float y = v + 0.5;
+    return clamp_quant(y, 15.0);
+#endif
+}
+
+// Bytes of the block header (2 for Q8_0/Q4_0, 4 for Q4_1).
+#if defined(FORMAT_Q4_1)
+#define HEADER_BYTES 4u
+#else
+#define HEADER_BYTES 2u
+#endif
+
+// Quantizes x into one block. `stochastic` selects the rounding; `first_lo/hi`
+// is the index of x[0] in the whole tensor.
+void quantize_block(float x[QK], bool stochastic, uint seed_lo, uint seed_hi, uint first_lo,
+                    uint first_hi, out uint bytes[BLOCK_BYTES]) {
+    BlockParams p = block_params(x);
+    for (uint k = 0u; k < HEADER_BYTES; ++k) {
+        bytes[k] = (p.header >> (8u * k)) & 0xffu;
+    }
     uint q[QK];
     for (uint j = 0u; j < QK; ++j) {
-        bool scaled;
-        float t = sub_scaled(x[j], mn, scaled);
-        precise float p = t * id;
-        precise float v = scaled ? p * TWO_M24 : p;
-        if (stochastic) {
-            precise float z = v + rng_uniform(seed_lo, seed_hi, first_lo + j, first_hi + (first_lo + j < first_lo ? 1u : 0u));
-            q[j] = isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
-        } else {
-            precise float y = v + 0.5;
-            q[j] = clamp_quant(y, 15.0);
-        }
+        uint lo = first_lo + j;
+        uint hi = first_hi + (lo < first_lo ? 1u : 0u);
+        q[j] = quant_one(x[j], p, stochastic, seed_lo, seed_hi, lo, hi);
     }
-    put_nibbles(bytes, 4u, q);
+#if defined(FORMAT_Q8_0)
+    for (uint j = 0u; j < QK; ++j) {
+        bytes[HEADER_BYTES + j] = q[j];
+    }
+#else
+    put_nibbles(bytes, HEADER_BYTES, q);
 #endif
 }
 

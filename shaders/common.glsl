@@ -5,6 +5,11 @@ layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Src { uint src[]; };
 layout(std430, binding = 1) buffer Dst { uint dst[]; };
+// Vector views of the same bindings, for coalesced 8- and 16-byte accesses.
+layout(std430, binding = 0) readonly buffer Src2 { uvec2 src2[]; };
+layout(std430, binding = 0) readonly buffer Src4 { uvec4 src4[]; };
+layout(std430, binding = 1) buffer Dst2 { uvec2 dst2[]; };
+layout(std430, binding = 1) buffer Dst4 { uvec4 dst4[]; };
 
 layout(push_constant) uniform Push {
     uint n_elements;   // elements in this dispatch
@@ -21,6 +26,11 @@ layout(push_constant) uniform Push {
 // invocation handles; the grid is 2-D so no group count exceeds the limits.
 uint unit_index() {
     return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+}
+
+// This workgroup's index in the 2-D grid (unit_index() / 256).
+uint group_index() {
+    return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
 }
 
 // Stores the bytes of `value` selected by `mask`, leaving the others alone

@@ -1,38 +1,53 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// FORMAT -> F32 (or F16 bits with OUT_F16). Block formats: 4 outputs per
-// invocation; F16/BF16: 2.
+// FORMAT -> F32 (or F16 bits with OUT_F16), 4 values per invocation.
+// Block formats: a workgroup first copies its 32 blocks into shared memory
+// with coalesced word loads, then each invocation decodes 4 neighbouring
+// values from there and stores them as one 16-byte (or 8-byte) vector.
+// F16/BF16: an 8-byte load and a 16-byte (or 8-byte) store per invocation.
 
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
 
-void put_pair(uint first_element, float a, float b, bool both) {
+// Binary16 bits of 4 values as two words.
+uvec2 f16_pairs(float y[4]) {
+    return uvec2(f16_bits(floatBitsToUint(y[0])) | (f16_bits(floatBitsToUint(y[1])) << 16),
+                 f16_bits(floatBitsToUint(y[2])) | (f16_bits(floatBitsToUint(y[3])) << 16));
+}
+
+void store4(uint unit, float y[4]) {
 #ifdef OUT_F16
-    uint w = f16_bits(floatBitsToUint(a)) | (both ? (f16_bits(floatBitsToUint(b)) << 16) : 0u);
-    store_word(first_element / 2u, w, both ? 0xffffffffu : 0xffffu);
+    dst2[unit] = f16_pairs(y);
 #else
-    dst[first_element] = floatBitsToUint(a);
-    if (both) {
-        dst[first_element + 1u] = floatBitsToUint(b);
-    }
+    dst4[unit] = uvec4(floatBitsToUint(y[0]), floatBitsToUint(y[1]), floatBitsToUint(y[2]),
+                       floatBitsToUint(y[3]));
 #endif
 }
 
-layout(std430, binding = 1) buffer Dst4 { uvec4 dst4[]; };
+#ifdef BLOCK_BYTES
+const uint GROUP_BLOCKS = 32u; // 256 invocations x 4 values
+const uint GROUP_WORDS = GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u;
+shared uint raw[GROUP_WORDS];
 
 uint byte_at(uint o) {
-    return (src[o >> 2] >> (8u * (o & 3u))) & 0xffu;
+    return (raw[o >> 2] >> (8u * (o & 3u))) & 0xffu;
 }
 
 void main() {
-    uint unit = unit_index();
-#ifdef BLOCK_BYTES
-    // One invocation per 4 consecutive outputs: neighbouring invocations read
-    // neighbouring bytes and write neighbouring 16 (or 8) bytes, so memory
-    // accesses coalesce.
-    uint e = unit * 4u;
-    if (e >= pc.n_elements) {
+    uint local = gl_LocalInvocationID.x;
+    uint first_block = group_index() * GROUP_BLOCKS;
+    uint total_blocks = pc.n_elements / QK;
+    uint n_blocks = first_block < total_blocks ? min(GROUP_BLOCKS, total_blocks - first_block) : 0u;
+    uint words = (n_blocks * uint(BLOCK_BYTES) + 3u) / 4u;
+    uint word0 = first_block * uint(BLOCK_BYTES) / 4u;
+    for (uint w = local; w < words; w += gl_WorkGroupSize.x) {
+        raw[w] = src[word0 + w];
+    }
+    memoryBarrierShared();
+    barrier();
+    uint e = local * 4u;
+    if (e >= n_blocks * QK) {
         return;
     }
     uint blk = e / QK;
@@ -65,30 +80,47 @@ void main() {
         y[t] = v;
     }
 #endif
-#ifdef OUT_F16
-    dst[e / 2u] = f16_bits(floatBitsToUint(y[0])) | (f16_bits(floatBitsToUint(y[1])) << 16);
-    dst[e / 2u + 1u] = f16_bits(floatBitsToUint(y[2])) | (f16_bits(floatBitsToUint(y[3])) << 16);
+    store4(group_index() * gl_WorkGroupSize.x + local, y);
+}
 #else
-    dst4[unit] = uvec4(floatBitsToUint(y[0]), floatBitsToUint(y[1]), floatBitsToUint(y[2]), floatBitsToUint(y[3]));
+float half_value(uint h) {
+#if defined(FORMAT_F16)
+    return f16_value(h);
+#else
+    return uintBitsToFloat(h << 16);
 #endif
-#else
-    uint e0 = unit * 2u;
+}
+
+void main() {
+    uint unit = unit_index();
+    uint e0 = unit * 4u;
     if (e0 >= pc.n_elements) {
         return;
     }
-    bool both = e0 + 1u < pc.n_elements;
-    uint w = src[unit];
-#if defined(FORMAT_F16)
-    float a = f16_value(w & 0xffffu);
-    float b = f16_value(w >> 16);
-#elif defined(FORMAT_BF16)
-    float a = uintBitsToFloat(w << 16);
-    float b = uintBitsToFloat(w & 0xffff0000u);
-#endif
+    if (e0 + 4u <= pc.n_elements) {
+        uvec2 w = src2[unit];
 #if defined(OUT_F16) && defined(FORMAT_F16)
-    store_word(unit, w, both ? 0xffffffffu : 0xffffu);
+        dst2[unit] = w;
 #else
-    put_pair(e0, a, b, both);
+        float y[4] = float[4](half_value(w.x & 0xffffu), half_value(w.x >> 16),
+                              half_value(w.y & 0xffffu), half_value(w.y >> 16));
+        store4(unit, y);
 #endif
+        return;
+    }
+    // The tail of the dispatch: 1 to 3 values, one at a time.
+    for (uint e = e0; e < pc.n_elements; ++e) {
+        uint h = (src[e / 2u] >> (16u * (e & 1u))) & 0xffffu;
+#ifdef OUT_F16
+#if defined(FORMAT_F16)
+        uint o = h;
+#else
+        uint o = f16_bits(floatBitsToUint(half_value(h)));
 #endif
+        store_word(e / 2u, o << (16u * (e & 1u)), 0xffffu << (16u * (e & 1u)));
+#else
+        dst[e] = floatBitsToUint(half_value(h));
+#endif
+    }
 }
+#endif

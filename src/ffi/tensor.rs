@@ -4,12 +4,12 @@ use super::context::NyxqContext;
 use super::format::format_arg;
 use super::guard::guard;
 use super::handle::{self, Opaque};
+use super::plan::NyxqPlacement;
 use super::ptr;
 use super::quant::{NyxqQuantizeOptions, quantize_options};
 use super::status::NyxqStatus;
 use crate::error::Error;
 use crate::tensor::{MAX_RANK, Placement, Tensor};
-use super::plan::NyxqPlacement;
 use std::ffi::{CString, c_char, c_void};
 
 /// A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release

@@ -65,17 +65,19 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
 pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
-    } else if name.starts_with("copy") {
-        4
-    } else if name.starts_with("fake_quantize") {
-        if name.ends_with("f16") { 1 } else { 32 }
-    } else if name.starts_with("dequantize") && name.contains("_q") {
-        4
-    } else if name.contains("q4_1") {
-        32
-    } else if name.contains("q8_0") || name.contains("q4_0") {
-        64
+    } else if is_block_kernel(name) && !name.starts_with("dequantize") {
+        // Block quantize and fake-quantize: a workgroup of 256 handles 128
+        // blocks (shaders/block_group.glsl).
+        16
     } else {
-        2
+        // copy, dequantize, and the F16/BF16 kernels: 4 values per invocation.
+        4
     }
+}
+
+/// Whether the variant `name` reads or writes a block format.
+fn is_block_kernel(name: &str) -> bool {
+    ["_q8_0", "_q4_0", "_q4_1"]
+        .iter()
+        .any(|tag| name.contains(tag))
 }
