@@ -1,9 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // FORMAT -> F32 (or F16 bits with OUT_F16), 4 values per invocation.
-// Block formats: a workgroup first copies its 32 blocks into shared memory
-// with coalesced word loads, then each invocation decodes 4 neighbouring
-// values from there and stores them as one 16-byte (or 8-byte) vector.
+// Block formats: each invocation decodes 4 neighbouring values from one or
+// two word loads and stores them as one 16-byte (or 8-byte) vector.
 // F16/BF16: an 8-byte load and a 16-byte (or 8-byte) store per invocation.
 
 #include "common.glsl"
@@ -26,61 +25,61 @@ void store4(uint unit, float y[4]) {
 }
 
 #ifdef BLOCK_BYTES
-const uint GROUP_BLOCKS = 32u; // 256 invocations x 4 values
-const uint GROUP_WORDS = GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u;
-shared uint raw[GROUP_WORDS];
-
-uint byte_at(uint o) {
-    return (raw[o >> 2] >> (8u * (o & 3u))) & 0xffu;
+// The 4 bytes at byte offset o (any alignment), from one or two word loads;
+// bytes past the binding are never read when o is word-aligned.
+uint word_at(uint o) {
+    uint s = 8u * (o & 3u);
+    uint lo = src[o >> 2];
+    return s == 0u ? lo : ((lo >> s) | (src[(o >> 2) + 1u] << (32u - s)));
 }
 
+// Nibbles j0..j0+3 of a block whose quant bytes start at byte `at`
+// (element j in the low nibble of byte j, element j+16 in the high one).
+uint nibbles4(uint at, uint j0) {
+    uint w = word_at(at + (j0 % 16u));
+    return j0 < 16u ? (w & 0x0f0f0f0fu) : ((w >> 4) & 0x0f0f0f0fu);
+}
+
+// One invocation per 4 consecutive outputs: neighbouring invocations read
+// neighbouring bytes (one or two word loads for the scale, the same for the
+// 4 quants) and write neighbouring 16 (or 8) bytes.
 void main() {
-    uint local = gl_LocalInvocationID.x;
-    uint first_block = group_index() * GROUP_BLOCKS;
-    uint total_blocks = pc.n_elements / QK;
-    uint n_blocks = first_block < total_blocks ? min(GROUP_BLOCKS, total_blocks - first_block) : 0u;
-    uint words = (n_blocks * uint(BLOCK_BYTES) + 3u) / 4u;
-    uint word0 = first_block * uint(BLOCK_BYTES) / 4u;
-    for (uint w = local; w < words; w += gl_WorkGroupSize.x) {
-        raw[w] = src[word0 + w];
-    }
-    memoryBarrierShared();
-    barrier();
-    uint e = local * 4u;
-    if (e >= n_blocks * QK) {
+    uint unit = unit_index();
+    uint e = unit * 4u;
+    if (e >= pc.n_elements) {
         return;
     }
     uint blk = e / QK;
     uint j0 = e % QK;
     uint base = blk * uint(BLOCK_BYTES);
-    float d = f16_value(byte_at(base) | (byte_at(base + 1u) << 8));
+    uint head = word_at(base);
+    float d = f16_value(head & 0xffffu);
     float y[4];
 #if defined(FORMAT_Q8_0)
+    uint qs = word_at(base + 2u + j0);
     for (uint t = 0u; t < 4u; ++t) {
-        int q = int(byte_at(base + 2u + j0 + t) << 24) >> 24;
+        int q = int(qs << (24u - 8u * t)) >> 24;
         precise float v = d * float(q);
         y[t] = v;
     }
 #elif defined(FORMAT_Q4_0)
+    uint qs = nibbles4(base + 2u, j0);
     for (uint t = 0u; t < 4u; ++t) {
-        uint j = j0 + t;
-        uint b = byte_at(base + 2u + (j % 16u));
-        uint q = j < 16u ? (b & 15u) : (b >> 4);
+        uint q = (qs >> (8u * t)) & 15u;
         precise float v = d * float(int(q) - 8);
         y[t] = v;
     }
 #elif defined(FORMAT_Q4_1)
-    float m = f16_value(byte_at(base + 2u) | (byte_at(base + 3u) << 8));
+    float m = f16_value(head >> 16);
+    uint qs = nibbles4(base + 4u, j0);
     for (uint t = 0u; t < 4u; ++t) {
-        uint j = j0 + t;
-        uint b = byte_at(base + 4u + (j % 16u));
-        uint q = j < 16u ? (b & 15u) : (b >> 4);
+        uint q = (qs >> (8u * t)) & 15u;
         precise float p = d * float(q);
         precise float v = p + m;
         y[t] = v;
     }
 #endif
-    store4(group_index() * gl_WorkGroupSize.x + local, y);
+    store4(unit, y);
 }
 #else
 float half_value(uint h) {

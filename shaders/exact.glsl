@@ -80,17 +80,32 @@ float div_exact(float a, float b) {
         ma <<= 1;
         ea -= 1;
     }
-    // 1 <= ma/mb < 2: 24 quotient bits by long division.
-    uint q = 0u;
-    uint r = ma;
-    for (int i = 0; i < 24; ++i) {
-        uint bit = r >= mb ? 1u : 0u;
-        r -= bit * mb;
-        q = (q << 1) | bit;
-        r <<= 1;
+    // 1 <= ma/mb < 2: q = floor(ma * 2^23 / mb), 24 bits. The FPU's quotient
+    // (within a few units, whatever the driver's division accuracy) is
+    // corrected with the exact 64-bit remainder ma * 2^23 - q * mb.
+    uint nhi = ma >> 9;
+    uint nlo = ma << 23;
+    precise float estimate = float(ma) / float(mb) * 8388608.0;
+    uint q = uint(estimate);
+    uint phi, plo, borrow;
+    umulExtended(q, mb, phi, plo);
+    uint rlo = usubBorrow(nlo, plo, borrow);
+    int rhi = int(nhi - phi - borrow);
+    for (int i = 0; i < 8 && rhi < 0; ++i) {
+        uint carry;
+        q -= 1u;
+        rlo = uaddCarry(rlo, mb, carry);
+        rhi += int(carry);
     }
-    // r is twice the remainder: round up when the remainder exceeds mb/2,
-    // ties (impossible for a non-power-of-two b, kept for completeness) to even.
+    for (int i = 0; i < 8 && (rhi > 0 || rlo >= mb); ++i) {
+        uint b;
+        q += 1u;
+        rlo = usubBorrow(rlo, mb, b);
+        rhi -= int(b);
+    }
+    // rlo is the remainder (< mb): round up when twice it exceeds mb, ties
+    // (impossible for a non-power-of-two b, kept for completeness) to even.
+    uint r = rlo << 1;
     if (r > mb || (r == mb && (q & 1u) != 0u)) {
         q += 1u;
     }

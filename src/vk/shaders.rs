@@ -42,15 +42,16 @@ impl Push {
 
 impl Push {
     /// The push constants of `unscale_f32` over `n` gradients: multiply by
-    /// `inverse`, exactly in integers when it is 2^-k (k > 0).
+    /// `inverse`, exactly in integers when it is 2^-k (k >= 0).
     pub fn unscale(n: u32, inverse: f32) -> Push {
         let bits = inverse.to_bits();
         let exponent = (bits >> 23) as i32 - 127;
-        let pow2 = bits & 0x007f_ffff == 0 && bits >> 31 == 0 && (-126..0).contains(&exponent);
+        let pow2 = bits & 0x807f_ffff == 0 && (-126..=0).contains(&exponent);
         Push {
             n_elements: n,
             stochastic: bits,
             seed_lo: if pow2 { (-exponent) as u32 } else { 0 },
+            seed_hi: u32::from(pow2),
             ..Push::default()
         }
     }
