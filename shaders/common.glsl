@@ -1,7 +1,12 @@
 // Bindings, push constants and word stores shared by every kernel.
 // Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
 
-layout(local_size_x = 256) in;
+// Invocations per workgroup: 256 unless the kernel sets LOCAL_SIZE before
+// including this file (Rust twin: shaders::workgroup_size).
+#ifndef LOCAL_SIZE
+#define LOCAL_SIZE 256
+#endif
+layout(local_size_x = LOCAL_SIZE) in;
 
 layout(std430, binding = 0) readonly buffer Src { uint src[]; };
 layout(std430, binding = 1) buffer Dst { uint dst[]; };
@@ -28,7 +33,7 @@ uint unit_index() {
     return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
 }
 
-// This workgroup's index in the 2-D grid (unit_index() / 256).
+// This workgroup's index in the 2-D grid (unit_index() / LOCAL_SIZE).
 uint group_index() {
     return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
 }

@@ -197,6 +197,18 @@ float round_half_away(float v) {
     return v < 0.0 ? -b : b;
 }
 
+// round_half_away for |v| < 2^22 in fewer steps: 0 below 0.5, else
+// trunc(|v| + 0.5). Exact under any rounding of the addition: for
+// 0.5 <= a < 2^22, a + 0.5 is a multiple of ulp(a), and it can only be
+// rounded where it has crossed into the next binade, which starts at an
+// integer it has already reached, so its integer part never changes.
+float round_half_away_small(float v) {
+    precise float a = abs(v);
+    precise float s = a + 0.5;
+    float r = a < 0.5 ? 0.0 : trunc(s);
+    return v < 0.0 ? -r : r;
+}
+
 // Orders f32 bits like the numbers (and -0 below +0), as Rust's min/max do here.
 uint sortable(uint bits) {
     return (bits & 0x80000000u) != 0u ? ~bits : (bits | 0x80000000u);

@@ -5,6 +5,9 @@
 // trip, with the dequantizer's arithmetic (the f16-rounded scale, products
 // then sums, no FMA). F16/BF16: 4 values per invocation.
 
+#if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
+#define LOCAL_SIZE 64 // block_group.glsl: 32 blocks per workgroup
+#endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
@@ -19,16 +22,17 @@ void main() {
     for (uint i = gl_LocalInvocationID.x; i < n_values; i += gl_WorkGroupSize.x) {
         uint b = i / QK;
         uint j = i - b * QK;
-        uint q = quant_at(b, j, first_value);
-        float d = f16_value(params[b].header & 0xffffu);
+        BlockParams p = params[b];
+        uint q = quant_at(b, j, first_value, p);
+        float d = f16_value(p.header & 0xffffu);
 #if defined(FORMAT_Q8_0)
         precise float v = d * float(int(q << 24) >> 24);
 #elif defined(FORMAT_Q4_0)
         precise float v = d * float(int(q) - 8);
 #elif defined(FORMAT_Q4_1)
-        float m = f16_value(params[b].header >> 16);
-        precise float p = d * float(q);
-        precise float v = p + m;
+        float m = f16_value(p.header >> 16);
+        precise float prod = d * float(q);
+        precise float v = prod + m;
 #endif
         dst[first_value + i] = floatBitsToUint(v);
     }

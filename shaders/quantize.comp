@@ -3,6 +3,9 @@
 // F32 -> FORMAT. Block formats by workgroup (block_group.glsl): step 3
 // writes the blocks' bytes. F16/BF16: 4 values per invocation.
 
+#if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
+#define LOCAL_SIZE 64 // block_group.glsl: 32 blocks per workgroup
+#endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
@@ -10,19 +13,36 @@
 #ifdef BLOCK_BYTES
 #include "block_group.glsl"
 
-// Byte k of the group's output.
-uint output_byte(uint k, uint first_value) {
-    uint b = k / uint(BLOCK_BYTES);
-    uint pos = k - b * uint(BLOCK_BYTES);
+// Byte `pos` of group block b (parameters p).
+uint block_byte(uint b, uint pos, uint first_value, BlockParams p) {
     if (pos < HEADER_BYTES) {
-        return (params[b].header >> (8u * pos)) & 0xffu;
+        return (p.header >> (8u * pos)) & 0xffu;
     }
     uint j = pos - HEADER_BYTES;
 #if defined(FORMAT_Q8_0)
-    return quant_at(b, j, first_value);
+    return quant_at(b, j, first_value, p);
 #else
-    return quant_at(b, j, first_value) | (quant_at(b, j + QK / 2u, first_value) << 4);
+    return quant_at(b, j, first_value, p) | (quant_at(b, j + QK / 2u, first_value, p) << 4);
 #endif
+}
+
+// Output word w of the group (its `bytes` low bytes); a word spans at most
+// two blocks, whose parameters are read from shared memory once.
+uint output_word(uint w, uint bytes, uint first_value) {
+    uint k0 = w * 4u;
+    uint b0 = k0 / uint(BLOCK_BYTES);
+    uint pos0 = k0 - b0 * uint(BLOCK_BYTES);
+    BlockParams p0 = params[b0];
+    BlockParams p1 = params[min(b0 + 1u, GROUP_BLOCKS - 1u)];
+    uint value = 0u;
+    for (uint t = 0u; t < bytes; ++t) {
+        uint pos = pos0 + t;
+        bool next = pos >= uint(BLOCK_BYTES);
+        uint byte_value = next ? block_byte(b0 + 1u, pos - uint(BLOCK_BYTES), first_value, p1)
+                               : block_byte(b0, pos, first_value, p0);
+        value |= byte_value << (8u * t);
+    }
+    return value;
 }
 
 void main() {
@@ -32,11 +52,7 @@ void main() {
     uint word0 = group_index() * (GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u);
     for (uint w = gl_LocalInvocationID.x; w * 4u < out_bytes; w += gl_WorkGroupSize.x) {
         uint bytes = min(4u, out_bytes - w * 4u);
-        uint value = 0u;
-        for (uint t = 0u; t < bytes; ++t) {
-            value |= output_byte(w * 4u + t, first_value) << (8u * t);
-        }
-        store_word(word0 + w, value, byte_mask(bytes));
+        store_word(word0 + w, output_word(w, bytes, first_value), byte_mask(bytes));
     }
 }
 #else

@@ -67,12 +67,24 @@ pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
     } else if is_block_kernel(name) && !name.starts_with("dequantize") {
-        // Block quantize and fake-quantize: a workgroup of 256 handles 128
+        // Block quantize and fake-quantize: a workgroup of 64 handles 32
         // blocks (shaders/block_group.glsl).
         16
     } else {
         // copy, dequantize, and the F16/BF16 kernels: 4 values per invocation.
         4
+    }
+}
+
+/// local_size_x of the variant `name` (shaders/common.glsl's LOCAL_SIZE): 256
+/// (the H200 measured a launch-rate limit with groups of 64 for one-pass
+/// kernels), except 64 for the block quantize and fake-quantize kernels,
+/// whose barrier-separated steps need many resident groups.
+pub fn workgroup_size(name: &str) -> u32 {
+    if is_block_kernel(name) && !name.starts_with("dequantize") {
+        64
+    } else {
+        256
     }
 }
 
