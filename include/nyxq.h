@@ -405,14 +405,23 @@ typedef int32_t NyxqRole;
 #endif // __cplusplus
 
 /**
- * Where a planned tensor lives (NyxqPlanEntry.placement).
+ * Where a tensor lives: a plan's decision (NyxqPlanEntry.placement) and a
+ * nyxq tensor's memory (nyxq_tensor_create_in, nyxq_tensor_migrate,
+ * nyxq_tensor_placement), so a plan entry's placement can be passed on as is.
  */
 enum NyxqPlacement
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : int32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+  /**
+   * Device-local memory of the Vulkan device (for a tensor:
+   * nyxq_tensor_vk_buffer gives its VkBuffers for the trainer's shaders).
+   */
   NYXQ_PLACEMENT_DEVICE = 0,
+  /**
+   * Host memory (for a tensor: nyxq_tensor_data gives a view of its bytes).
+   */
   NYXQ_PLACEMENT_HOST = 1,
 };
 #ifndef __cplusplus

@@ -1,10 +1,20 @@
 // Bindings, push constants and word stores shared by every kernel.
 // Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
 
-layout(local_size_x = 256) in;
+// Invocations per workgroup: 256 unless the kernel sets LOCAL_SIZE before
+// including this file (Rust twin: shaders::workgroup_size).
+#ifndef LOCAL_SIZE
+#define LOCAL_SIZE 256
+#endif
+layout(local_size_x = LOCAL_SIZE) in;
 
 layout(std430, binding = 0) readonly buffer Src { uint src[]; };
 layout(std430, binding = 1) buffer Dst { uint dst[]; };
+// Vector views of the same bindings, for coalesced 8- and 16-byte accesses.
+layout(std430, binding = 0) readonly buffer Src2 { uvec2 src2[]; };
+layout(std430, binding = 0) readonly buffer Src4 { uvec4 src4[]; };
+layout(std430, binding = 1) buffer Dst2 { uvec2 dst2[]; };
+layout(std430, binding = 1) buffer Dst4 { uvec4 dst4[]; };
 
 layout(push_constant) uniform Push {
     uint n_elements;   // elements in this dispatch
@@ -21,6 +31,11 @@ layout(push_constant) uniform Push {
 // invocation handles; the grid is 2-D so no group count exceeds the limits.
 uint unit_index() {
     return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+}
+
+// This workgroup's index in the 2-D grid (unit_index() / LOCAL_SIZE).
+uint group_index() {
+    return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
 }
 
 // Stores the bytes of `value` selected by `mask`, leaving the others alone

@@ -80,17 +80,32 @@ float div_exact(float a, float b) {
         ma <<= 1;
         ea -= 1;
     }
-    // 1 <= ma/mb < 2: 24 quotient bits by long division.
-    uint q = 0u;
-    uint r = ma;
-    for (int i = 0; i < 24; ++i) {
-        uint bit = r >= mb ? 1u : 0u;
-        r -= bit * mb;
-        q = (q << 1) | bit;
-        r <<= 1;
+    // 1 <= ma/mb < 2: q = floor(ma * 2^23 / mb), 24 bits. The FPU's quotient
+    // (within a few units, whatever the driver's division accuracy) is
+    // corrected with the exact 64-bit remainder ma * 2^23 - q * mb.
+    uint nhi = ma >> 9;
+    uint nlo = ma << 23;
+    precise float estimate = float(ma) / float(mb) * 8388608.0;
+    uint q = uint(estimate);
+    uint phi, plo, borrow;
+    umulExtended(q, mb, phi, plo);
+    uint rlo = usubBorrow(nlo, plo, borrow);
+    int rhi = int(nhi - phi - borrow);
+    for (int i = 0; i < 8 && rhi < 0; ++i) {
+        uint carry;
+        q -= 1u;
+        rlo = uaddCarry(rlo, mb, carry);
+        rhi += int(carry);
     }
-    // r is twice the remainder: round up when the remainder exceeds mb/2,
-    // ties (impossible for a non-power-of-two b, kept for completeness) to even.
+    for (int i = 0; i < 8 && (rhi > 0 || rlo >= mb); ++i) {
+        uint b;
+        q += 1u;
+        rlo = usubBorrow(rlo, mb, b);
+        rhi -= int(b);
+    }
+    // rlo is the remainder (< mb): round up when twice it exceeds mb, ties
+    // (impossible for a non-power-of-two b, kept for completeness) to even.
+    uint r = rlo << 1;
     if (r > mb || (r == mb && (q & 1u) != 0u)) {
         q += 1u;
     }
@@ -180,6 +195,18 @@ float round_half_away(float v) {
     precise float t = 2.0 * (a - f);
     precise float b = f + floor(t);
     return v < 0.0 ? -b : b;
+}
+
+// round_half_away for |v| < 2^22 in fewer steps: 0 below 0.5, else
+// trunc(|v| + 0.5). Exact under any rounding of the addition: for
+// 0.5 <= a < 2^22, a + 0.5 is a multiple of ulp(a), and it can only be
+// rounded where it has crossed into the next binade, which starts at an
+// integer it has already reached, so its integer part never changes.
+float round_half_away_small(float v) {
+    precise float a = abs(v);
+    precise float s = a + 0.5;
+    float r = a < 0.5 ? 0.0 : trunc(s);
+    return v < 0.0 ? -r : r;
 }
 
 // Orders f32 bits like the numbers (and -0 below +0), as Rust's min/max do here.

@@ -1,43 +1,67 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// F32 -> FORMAT -> F32 in one pass (quantization-aware training). One block
-// (or one element for F16/BF16) per invocation.
+// F32 -> FORMAT -> F32 in one pass (quantization-aware training). Block
+// formats by workgroup (block_group.glsl): step 3 writes each value's round
+// trip, with the dequantizer's arithmetic (the f16-rounded scale, products
+// then sums, no FMA). F16/BF16: 4 values per invocation.
 
+#if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
+#define LOCAL_SIZE 64 // block_group.glsl: 32 blocks per workgroup
+#endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
 
-void main() {
-    uint unit = unit_index();
 #ifdef BLOCK_BYTES
-    uint base = unit * QK;
-    if (base >= pc.n_elements) {
-        return;
+#include "block_group.glsl"
+
+void main() {
+    uint first_value;
+    uint n_blocks = load_group(first_value);
+    uint n_values = n_blocks * QK;
+    for (uint i = gl_LocalInvocationID.x; i < n_values; i += gl_WorkGroupSize.x) {
+        uint b = i / QK;
+        uint j = i - b * QK;
+        BlockParams p = params[b];
+        uint q = quant_at(b, j, first_value, p);
+        float d = f16_value(p.header & 0xffffu);
+#if defined(FORMAT_Q8_0)
+        precise float v = d * float(int(q << 24) >> 24);
+#elif defined(FORMAT_Q4_0)
+        precise float v = d * float(int(q) - 8);
+#elif defined(FORMAT_Q4_1)
+        float m = f16_value(p.header >> 16);
+        precise float prod = d * float(q);
+        precise float v = prod + m;
+#endif
+        dst[first_value + i] = floatBitsToUint(v);
     }
-    float x[QK];
-    for (uint j = 0u; j < QK; ++j) {
-        x[j] = uintBitsToFloat(src[base + j]);
-    }
-    uint first_lo = pc.first_lo + base;
-    uint first_hi = pc.first_hi + (first_lo < pc.first_lo ? 1u : 0u);
-    uint bytes[BLOCK_BYTES];
-    quantize_block(x, pc.stochastic != 0u, pc.seed_lo, pc.seed_hi, first_lo, first_hi, bytes);
-    float y[QK];
-    dequantize_block(bytes, y);
-    for (uint j = 0u; j < QK; ++j) {
-        dst[base + j] = floatBitsToUint(y[j]);
-    }
+}
 #else
-    if (unit >= pc.n_elements) {
-        return;
-    }
-    uint a = src[unit];
+uint round_trip(uint x, uint e) {
     bool st = pc.stochastic != 0u;
 #if defined(FORMAT_F16)
-    dst[unit] = floatBitsToUint(f16_value(
-        half_bits(a, false, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, unit)));
-#elif defined(FORMAT_BF16)
-    dst[unit] = half_bits(a, true, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, unit) << 16;
-#endif
+    return floatBitsToUint(f16_value(half_bits(x, false, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, e)));
+#else
+    return half_bits(x, true, st, pc.seed_lo, pc.seed_hi, pc.first_lo, pc.first_hi, e) << 16;
 #endif
 }
+
+// F16/BF16: 4 values per invocation, 16-byte loads and stores.
+void main() {
+    uint unit = unit_index();
+    uint e0 = unit * 4u;
+    if (e0 >= pc.n_elements) {
+        return;
+    }
+    if (e0 + 4u <= pc.n_elements) {
+        uvec4 x = src4[unit];
+        dst4[unit] = uvec4(round_trip(x.x, e0), round_trip(x.y, e0 + 1u), round_trip(x.z, e0 + 2u),
+                           round_trip(x.w, e0 + 3u));
+        return;
+    }
+    for (uint e = e0; e < pc.n_elements; ++e) {
+        dst[e] = round_trip(src[e], e);
+    }
+}
+#endif

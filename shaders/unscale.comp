@@ -2,9 +2,10 @@
 #extension GL_GOOGLE_include_directive : require
 // Loss-scaler unscale-and-check (crate::train::LossScaler::unscale_and_check):
 // g *= 1/scale in place, and found[0] |= 1 when a result is NaN or ±Inf.
-// With `pow2_shift` != 0 the inverse is 2^-pow2_shift and the product is made
-// exactly in integers (subnormal results rounded to nearest even, as the CPU
-// does; GPUs may flush subnormal float results). One element per invocation.
+// With `exact_pow2` set the inverse is 2^-pow2_shift (scale >= 1, a power of
+// two) and the product is made exactly in integers (subnormal inputs kept and
+// subnormal results rounded to nearest even, as the CPU does; GPUs may flush
+// subnormal floats). One element per invocation.
 
 layout(local_size_x = 256) in;
 
@@ -14,16 +15,17 @@ layout(std430, binding = 1) buffer Found { uint found[]; };
 // Same size as Push in common.glsl; field meanings are this kernel's.
 layout(push_constant) uniform Push {
     uint n_elements;
-    uint inverse_bits;  // 1/scale as f32 bits (used when pow2_shift == 0)
-    uint pow2_shift;    // k > 0: the inverse is exactly 2^-k
-    uint pad[5];
+    uint inverse_bits;  // 1/scale as f32 bits (used when exact_pow2 == 0)
+    uint pow2_shift;    // k >= 0: the inverse is exactly 2^-k
+    uint exact_pow2;    // 1: scale by 2^-k on the bits
+    uint pad[4];
 } pc;
 
 // x * 2^-k, correctly rounded (to nearest even) including subnormal results.
 uint scale_down_pow2(uint x, uint k) {
     uint sign = x & 0x80000000u;
     uint a = x & 0x7fffffffu;
-    if (a >= 0x7f800000u) {
+    if (a >= 0x7f800000u || k == 0u) {
         return x;
     }
     uint e = a >> 23;
@@ -50,7 +52,7 @@ void main() {
         return;
     }
     uint bits;
-    if (pc.pow2_shift != 0u) {
+    if (pc.exact_pow2 != 0u) {
         bits = scale_down_pow2(g[i], pc.pow2_shift);
     } else {
         precise float v = uintBitsToFloat(g[i]) * uintBitsToFloat(pc.inverse_bits);

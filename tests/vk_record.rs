@@ -447,7 +447,9 @@ fn recorded_unscale_and_check_equals_the_cpu_scaler() {
         let mut flag = [0u8; 4];
         found.read(&mut flag);
         assert_eq!(u32::from_le_bytes(flag) != 0, cpu_found, "scale {scale}");
-        let exact = scale.to_bits() & 0x007f_ffff == 0;
+        // Powers of two from 1 up are exact on the bits; other scales use the
+        // GPU's multiply, whose subnormal inputs and results a GPU may flush.
+        let exact = scale.to_bits() & 0x007f_ffff == 0 && scale >= 1.0;
         for (i, (c, gb)) in cpu.iter().zip(gpu.chunks_exact(4)).enumerate() {
             let gv = f32::from_le_bytes(gb.try_into().unwrap());
             if exact || c.abs() >= f32::MIN_POSITIVE && grads[i].abs() >= f32::MIN_POSITIVE {

@@ -28,10 +28,15 @@ pub enum NyxqRole {
     NyxqRoleOther = 6,
 }
 
-/// Where a planned tensor lives (NyxqPlanEntry.placement).
+/// Where a tensor lives: a plan's decision (NyxqPlanEntry.placement) and a
+/// nyxq tensor's memory (nyxq_tensor_create_in, nyxq_tensor_migrate,
+/// nyxq_tensor_placement), so a plan entry's placement can be passed on as is.
 #[repr(i32)]
 pub enum NyxqPlacement {
+    /// Device-local memory of the Vulkan device (for a tensor:
+    /// nyxq_tensor_vk_buffer gives its VkBuffers for the trainer's shaders).
     NyxqPlacementDevice = 0,
+    /// Host memory (for a tensor: nyxq_tensor_data gives a view of its bytes).
     NyxqPlacementHost = 1,
 }
 

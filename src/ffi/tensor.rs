@@ -4,6 +4,7 @@ use super::context::NyxqContext;
 use super::format::format_arg;
 use super::guard::guard;
 use super::handle::{self, Opaque};
+use super::plan::NyxqPlacement;
 use super::ptr;
 use super::quant::{NyxqQuantizeOptions, quantize_options};
 use super::status::NyxqStatus;
@@ -60,20 +61,13 @@ fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
     }))
 }
 
-/// Where a tensor's bytes live (nyxq_tensor_create_in, nyxq_tensor_migrate).
-#[repr(i32)]
-pub enum NyxqPlacement {
-    /// Host memory; nyxq_tensor_data gives a view of the bytes.
-    NyxqPlacementHost = 0,
-    /// Device-local memory of the context's Vulkan device; nyxq_tensor_vk_buffer
-    /// gives the VkBuffers for the trainer's shaders.
-    NyxqPlacementDevice = 1,
-}
-
 fn placement_arg(placement: i32) -> Result<Placement, Error> {
     super::enum_value(
         placement,
-        &[(0, Placement::Host), (1, Placement::Device)],
+        &[
+            (NyxqPlacement::NyxqPlacementDevice as i32, Placement::Device),
+            (NyxqPlacement::NyxqPlacementHost as i32, Placement::Host),
+        ],
         "placement",
     )
 }

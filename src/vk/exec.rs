@@ -236,10 +236,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// local_size_x of every shader (shaders/common.glsl): large groups, since
-/// the H200 measured a launch-rate limit with groups of 64.
-const WORKGROUP_SIZE: u32 = 256;
-
 /// Most descriptor sets one submission uses (one per chunk).
 const SETS_PER_SUBMIT: u32 = 64;
 
@@ -358,7 +354,7 @@ impl Engine {
         }
         let per = shaders::elements_per_invocation(name);
         let invocations = push.n_elements.div_ceil(per);
-        let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
+        let groups = invocations.div_ceil(shaders::workgroup_size(name)).max(1);
         let dispatch = Dispatch {
             pipeline,
             layout: self.layout,

@@ -42,15 +42,16 @@ impl Push {
 
 impl Push {
     /// The push constants of `unscale_f32` over `n` gradients: multiply by
-    /// `inverse`, exactly in integers when it is 2^-k (k > 0).
+    /// `inverse`, exactly in integers when it is 2^-k (k >= 0).
     pub fn unscale(n: u32, inverse: f32) -> Push {
         let bits = inverse.to_bits();
         let exponent = (bits >> 23) as i32 - 127;
-        let pow2 = bits & 0x007f_ffff == 0 && bits >> 31 == 0 && (-126..0).contains(&exponent);
+        let pow2 = bits & 0x807f_ffff == 0 && (-126..=0).contains(&exponent);
         Push {
             n_elements: n,
             stochastic: bits,
             seed_lo: if pow2 { (-exponent) as u32 } else { 0 },
+            seed_hi: u32::from(pow2),
             ..Push::default()
         }
     }
@@ -65,17 +66,31 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
 pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
-    } else if name.starts_with("copy") {
+    } else if is_block_kernel(name) && !name.starts_with("dequantize") {
+        // Block quantize and fake-quantize: a workgroup of 64 handles 32
+        // blocks (shaders/block_group.glsl).
+        16
+    } else {
+        // copy, dequantize, and the F16/BF16 kernels: 4 values per invocation.
         4
-    } else if name.starts_with("fake_quantize") {
-        if name.ends_with("f16") { 1 } else { 32 }
-    } else if name.starts_with("dequantize") && name.contains("_q") {
-        4
-    } else if name.contains("q4_1") {
-        32
-    } else if name.contains("q8_0") || name.contains("q4_0") {
+    }
+}
+
+/// local_size_x of the variant `name` (shaders/common.glsl's LOCAL_SIZE): 256
+/// (the H200 measured a launch-rate limit with groups of 64 for one-pass
+/// kernels), except 64 for the block quantize and fake-quantize kernels,
+/// whose barrier-separated steps need many resident groups.
+pub fn workgroup_size(name: &str) -> u32 {
+    if is_block_kernel(name) && !name.starts_with("dequantize") {
         64
     } else {
-        2
+        256
     }
+}
+
+/// Whether the variant `name` reads or writes a block format.
+fn is_block_kernel(name: &str) -> bool {
+    ["_q8_0", "_q4_0", "_q4_1"]
+        .iter()
+        .any(|tag| name.contains(tag))
 }

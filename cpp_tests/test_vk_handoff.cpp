@@ -1,0 +1,718 @@
+// The Vulkan handoff as a trainer does it: the test creates its own instance
+// (validation layer and a debug messenger that counts errors), device, queue,
+// command pool and buffers, hands them to nyxq, and uses the device the three
+// ways: nyxq's kernels recorded into the test's command buffer between its
+// own commands; nyxq-owned device tensors whose VkBuffers the test binds; and
+// nyxq's own submit-and-wait. Every byte is checked against the CPU. Skips
+// (exit 77) without a Vulkan device; lavapipe is pinned unless
+// NYXQ_VK_TEST_DEVICE=system.
+
+#include <gtest/gtest.h>
+#include <vulkan/vulkan.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "nyxq.h"
+#include "support.hpp"
+
+namespace {
+
+const char *kLavapipe = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
+
+bool light() { return std::getenv("NYXQ_TEST_LIGHT") != nullptr; }
+
+VKAPI_ATTR VkBool32 VKAPI_CALL count_errors(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+                                            VkDebugUtilsMessageTypeFlagsEXT,
+                                            const VkDebugUtilsMessengerCallbackDataEXT *data,
+                                            void *user) {
+  if (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) {
+    ++*static_cast<int *>(user);
+    ADD_FAILURE() << "validation error: " << data->pMessage;
+  }
+  return VK_FALSE;
+}
+
+// A host-visible, coherent storage buffer of the trainer's.
+struct HostBuffer {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceMemory memory = VK_NULL_HANDLE;
+  void *mapped = nullptr;
+  VkDeviceSize size = 0;
+};
+
+// What a trainer owns: instance, device, queue, one command buffer and a fence.
+class Trainer {
+ public:
+  Trainer() {
+    const char *device = std::getenv("NYXQ_VK_TEST_DEVICE");
+    if (device == nullptr || std::string(device) != "system") {
+      setenv("VK_DRIVER_FILES", kLavapipe, 1);
+      setenv("VK_ICD_FILENAMES", kLavapipe, 1);
+    }
+    ok_ = open();
+  }
+  ~Trainer() { close(); }
+  Trainer(const Trainer &) = delete;
+  Trainer &operator=(const Trainer &) = delete;
+
+  bool ok() const { return ok_; }
+  const std::string &why() const { return why_; }
+  int validation_errors() const { return validation_errors_; }
+  bool validating() const { return messenger_ != VK_NULL_HANDLE; }
+  VkDevice device() const { return device_; }
+  VkCommandBuffer cmd() const { return cmd_; }
+
+  // The handles nyxq borrows. The one cast: vkGetInstanceProcAddr is a function.
+  NyxqVulkanHandles handles() const {
+    NyxqVulkanHandles h;
+    std::memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.instance = instance_;
+    h.physical_device = physical_;
+    h.device = device_;
+    h.queue_family = family_;
+    h.queue = queue_;
+    h.get_instance_proc_addr = reinterpret_cast<void *>(vkGetInstanceProcAddr);
+    return h;
+  }
+
+  HostBuffer make_buffer(VkDeviceSize size) {
+    HostBuffer b;
+    b.size = size;
+    VkBufferCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    info.size = size;
+    info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    EXPECT_EQ(vkCreateBuffer(device_, &info, nullptr, &b.buffer), VK_SUCCESS);
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(device_, b.buffer, &req);
+    VkPhysicalDeviceMemoryProperties props;
+    vkGetPhysicalDeviceMemoryProperties(physical_, &props);
+    const VkMemoryPropertyFlags want =
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    uint32_t type = 0;
+    while (type < props.memoryTypeCount &&
+           !((req.memoryTypeBits & (1u << type)) &&
+             (props.memoryTypes[type].propertyFlags & want) == want)) {
+      ++type;
+    }
+    VkMemoryAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    alloc.allocationSize = req.size;
+    alloc.memoryTypeIndex = type;
+    EXPECT_EQ(vkAllocateMemory(device_, &alloc, nullptr, &b.memory), VK_SUCCESS);
+    EXPECT_EQ(vkBindBufferMemory(device_, b.buffer, b.memory, 0), VK_SUCCESS);
+    EXPECT_EQ(vkMapMemory(device_, b.memory, 0, VK_WHOLE_SIZE, 0, &b.mapped), VK_SUCCESS);
+    buffers_.push_back(b);
+    return b;
+  }
+
+  void begin() {
+    VkCommandBufferBeginInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+    info.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    ASSERT_EQ(vkBeginCommandBuffer(cmd_, &info), VK_SUCCESS);
+  }
+
+  // A full barrier between the trainer's and nyxq's commands.
+  void barrier() {
+    VkMemoryBarrier b{};
+    b.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                      VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                      VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
+                             VK_PIPELINE_STAGE_HOST_BIT,
+                         0, 1, &b, 0, nullptr, 0, nullptr);
+  }
+
+  void copy(VkBuffer src, VkDeviceSize src_offset, VkBuffer dst, VkDeviceSize dst_offset,
+            VkDeviceSize size) {
+    VkBufferCopy region{src_offset, dst_offset, size};
+    vkCmdCopyBuffer(cmd_, src, dst, 1, &region);
+  }
+
+  void submit_and_wait() {
+    barrier();
+    ASSERT_EQ(vkEndCommandBuffer(cmd_), VK_SUCCESS);
+    VkSubmitInfo submit{};
+    submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &cmd_;
+    ASSERT_EQ(vkQueueSubmit(queue_, 1, &submit, fence_), VK_SUCCESS);
+    ASSERT_EQ(vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX), VK_SUCCESS);
+    ASSERT_EQ(vkResetFences(device_, 1, &fence_), VK_SUCCESS);
+  }
+
+ private:
+  bool open() {
+    uint32_t layer_count = 0;
+    vkEnumerateInstanceLayerProperties(&layer_count, nullptr);
+    std::vector<VkLayerProperties> layers(layer_count);
+    vkEnumerateInstanceLayerProperties(&layer_count, layers.data());
+    bool have_validation = false;
+    for (const auto &l : layers) {
+      have_validation |= std::string(l.layerName) == "VK_LAYER_KHRONOS_validation";
+    }
+    const char *layer = "VK_LAYER_KHRONOS_validation";
+    const char *extension = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
+    VkApplicationInfo app{};
+    app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+    app.pApplicationName = "nyxq handoff test";
+    app.apiVersion = VK_API_VERSION_1_2;
+    VkInstanceCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+    info.pApplicationInfo = &app;
+    if (have_validation) {
+      info.enabledLayerCount = 1;
+      info.ppEnabledLayerNames = &layer;
+      info.enabledExtensionCount = 1;
+      info.ppEnabledExtensionNames = &extension;
+    }
+    if (vkCreateInstance(&info, nullptr, &instance_) != VK_SUCCESS) {
+      why_ = "no Vulkan driver";
+      return false;
+    }
+    if (have_validation) {
+      auto create = reinterpret_cast<PFN_vkCreateDebugUtilsMessengerEXT>(
+          vkGetInstanceProcAddr(instance_, "vkCreateDebugUtilsMessengerEXT"));
+      VkDebugUtilsMessengerCreateInfoEXT m{};
+      m.sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT;
+      m.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT |
+                          VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT;
+      m.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                      VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT;
+      m.pfnUserCallback = count_errors;
+      m.pUserData = &validation_errors_;
+      if (create != nullptr) {
+        create(instance_, &m, nullptr, &messenger_);
+      }
+    }
+    uint32_t count = 0;
+    vkEnumeratePhysicalDevices(instance_, &count, nullptr);
+    std::vector<VkPhysicalDevice> devices(count);
+    vkEnumeratePhysicalDevices(instance_, &count, devices.data());
+    for (VkPhysicalDevice pd : devices) {
+      uint32_t n = 0;
+      vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
+      std::vector<VkQueueFamilyProperties> families(n);
+      vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, families.data());
+      for (uint32_t i = 0; i < n; ++i) {
+        if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) {
+          physical_ = pd;
+          family_ = i;
+          break;
+        }
+      }
+      if (physical_ != VK_NULL_HANDLE) break;
+    }
+    if (physical_ == VK_NULL_HANDLE) {
+      why_ = "no Vulkan device with a compute queue";
+      return false;
+    }
+    float priority = 1.0f;
+    VkDeviceQueueCreateInfo queue{};
+    queue.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+    queue.queueFamilyIndex = family_;
+    queue.queueCount = 1;
+    queue.pQueuePriorities = &priority;
+    VkDeviceCreateInfo dev{};
+    dev.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+    dev.queueCreateInfoCount = 1;
+    dev.pQueueCreateInfos = &queue;
+    if (vkCreateDevice(physical_, &dev, nullptr, &device_) != VK_SUCCESS) {
+      why_ = "vkCreateDevice failed";
+      return false;
+    }
+    vkGetDeviceQueue(device_, family_, 0, &queue_);
+    VkCommandPoolCreateInfo pool{};
+    pool.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+    pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+    pool.queueFamilyIndex = family_;
+    vkCreateCommandPool(device_, &pool, nullptr, &pool_);
+    VkCommandBufferAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    alloc.commandPool = pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    vkAllocateCommandBuffers(device_, &alloc, &cmd_);
+    VkFenceCreateInfo fence{};
+    fence.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+    vkCreateFence(device_, &fence, nullptr, &fence_);
+    return true;
+  }
+
+  void close() {
+    if (device_ != VK_NULL_HANDLE) {
+      // Waiting on a device nyxq had destroyed would fail here.
+      EXPECT_EQ(vkDeviceWaitIdle(device_), VK_SUCCESS);
+      for (const auto &b : buffers_) {
+        vkDestroyBuffer(device_, b.buffer, nullptr);
+        vkFreeMemory(device_, b.memory, nullptr);
+      }
+      vkDestroyFence(device_, fence_, nullptr);
+      vkDestroyCommandPool(device_, pool_, nullptr);
+      vkDestroyDevice(device_, nullptr);
+    }
+    if (messenger_ != VK_NULL_HANDLE) {
+      auto destroy = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
+          vkGetInstanceProcAddr(instance_, "vkDestroyDebugUtilsMessengerEXT"));
+      destroy(instance_, messenger_, nullptr);
+    }
+    if (instance_ != VK_NULL_HANDLE) vkDestroyInstance(instance_, nullptr);
+  }
+
+  bool ok_ = false;
+  std::string why_;
+  int validation_errors_ = 0;
+  VkInstance instance_ = VK_NULL_HANDLE;
+  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+  VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+  uint32_t family_ = 0;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  VkCommandPool pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  std::vector<HostBuffer> buffers_;
+};
+
+nyxq_test::ContextPtr borrow(const Trainer &trainer, const NyxqContextOptions *options = nullptr) {
+  NyxqVulkanHandles h = trainer.handles();
+  NyxqContext *ctx = nullptr;
+  NyxqStatus status = nyxq_context_create_vulkan_borrowed(options, &h, &ctx);
+  EXPECT_EQ(status, NYXQ_OK) << nyxq_test::describe(status);
+  return nyxq_test::ContextPtr(ctx);
+}
+
+std::vector<float> weights(size_t n) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::sin(static_cast<float>(i) * 0.37f) * 3.0f + ((i % 64) == 5 ? 0.5f : 0.0f);
+  }
+  return x;
+}
+
+// Skips without a device; fails when validation was required (ctest sets
+// NYXQ_REQUIRE_VALIDATION, bootstrap installs the layer) but is not on.
+#define NEED_DEVICE(trainer)                                                        \
+  Trainer trainer;                                                                  \
+  if (!trainer.ok()) GTEST_SKIP() << "no Vulkan: " << trainer.why();                \
+  if (std::getenv("NYXQ_REQUIRE_VALIDATION") != nullptr && !trainer.validating()) { \
+    FAIL() << "VK_LAYER_KHRONOS_validation is required but not found";             \
+  }
+
+const int kFormats[] = {NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
+                        NYXQ_FORMAT_Q4_1};
+
+}  // namespace
+
+TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  const size_t n = 8192 + 64;
+  const std::vector<float> x = weights(n);
+  // The trainer's buffers: staging (host writes), an arena that holds the
+  // input and the quantized bytes at offsets, the outputs and a readback.
+  HostBuffer staging = trainer.make_buffer(4 * n);
+  HostBuffer arena = trainer.make_buffer(4 * n + 4 * n + 256);
+  HostBuffer out = trainer.make_buffer(4 * n);
+  HostBuffer fake = trainer.make_buffer(4 * n);
+  HostBuffer half = trainer.make_buffer(2 * n);
+  HostBuffer readback = trainer.make_buffer(4 * n);
+  std::memcpy(staging.mapped, x.data(), 4 * n);
+  for (int format : kFormats) {
+    for (int rounding : {NYXQ_ROUNDING_NEAREST, NYXQ_ROUNDING_STOCHASTIC}) {
+      SCOPED_TRACE(testing::Message() << "format " << format << " rounding " << rounding);
+      size_t qbytes = 0;
+      CHECK_OK(nyxq_quantized_size(format, n, &qbytes));
+      const VkDeviceSize q_offset = 4 * n + 256;
+      NyxqQuantizeOptions opts;
+      std::memset(&opts, 0, sizeof opts);
+      opts.struct_size = sizeof opts;
+      opts.rounding = rounding;
+      opts.seed = 77;
+      // The trainer's own work and nyxq's, in one command buffer.
+      trainer.begin();
+      vkCmdFillBuffer(trainer.cmd(), arena.buffer, 0, VK_WHOLE_SIZE, 0xdeadbeef);
+      trainer.barrier();
+      trainer.copy(staging.buffer, 0, arena.buffer, 0, 4 * n);
+      trainer.barrier();
+      const NyxqVkBufferRange src{arena.buffer, 0, 4 * n};
+      const NyxqVkBufferRange q{arena.buffer, q_offset, (qbytes + 3) / 4 * 4};
+      uint64_t t1 = 0, t2 = 0, t3 = 0, t4 = 0;
+      CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), format, n, &src, &q, &opts, &t1));
+      trainer.barrier();
+      const NyxqVkBufferRange to_f32{out.buffer, 0, 4 * n};
+      CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), format, n, &q, &to_f32,
+                                      NYXQ_FORMAT_F32, &t2));
+      const NyxqVkBufferRange to_f16{half.buffer, 0, 2 * n};
+      CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), format, n, &q, &to_f16,
+                                      NYXQ_FORMAT_F16, &t3));
+      const NyxqVkBufferRange fake_out{fake.buffer, 0, 4 * n};
+      CHECK_OK(nyxq_vk_cmd_fake_quantize(ctx.get(), trainer.cmd(), format, n, &src, &fake_out,
+                                         &opts, &t4));
+      trainer.barrier();
+      trainer.copy(arena.buffer, q_offset, readback.buffer, 0, qbytes);
+      EXPECT_LT(t1, t2);
+      EXPECT_LT(t3, t4);
+      trainer.submit_and_wait();
+      CHECK_OK(nyxq_vk_release(ctx.get(), t4));
+
+      std::vector<uint8_t> expect(qbytes);
+      CHECK_OK(nyxq_quantize(cpu.get(), format, x.data(), n, &opts, expect.data(), qbytes));
+      EXPECT_EQ(std::memcmp(readback.mapped, expect.data(), qbytes), 0);
+      std::vector<float> back(n);
+      CHECK_OK(nyxq_dequantize(cpu.get(), format, expect.data(), qbytes, back.data(), n));
+      EXPECT_EQ(std::memcmp(out.mapped, back.data(), 4 * n), 0);
+      EXPECT_EQ(std::memcmp(fake.mapped, back.data(), 4 * n), 0);
+      std::vector<uint16_t> back16(n);
+      const uint16_t *gpu16 = static_cast<const uint16_t *>(half.mapped);
+      size_t f16_bytes = 0;
+      CHECK_OK(nyxq_quantized_size(NYXQ_FORMAT_F16, n, &f16_bytes));
+      CHECK_OK(nyxq_quantize(cpu.get(), NYXQ_FORMAT_F16, back.data(), n, nullptr, back16.data(),
+                             f16_bytes));
+      EXPECT_EQ(std::memcmp(gpu16, back16.data(), 2 * n), 0);
+    }
+  }
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u);
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, TenThousandRecordedDispatchesGrowNothing) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const size_t n = 256;
+  HostBuffer src = trainer.make_buffer(4 * n);
+  HostBuffer dst = trainer.make_buffer(4 * n);
+  const NyxqVkBufferRange s{src.buffer, 0, 4 * n};
+  const NyxqVkBufferRange d{dst.buffer, 0, 4 * n};
+  const int frames = light() ? 10 : 100;
+  uint64_t pools = 0;
+  for (int frame = 0; frame < frames; ++frame) {
+    trainer.begin();
+    uint64_t ticket = 0;
+    for (int i = 0; i < 100; ++i) {
+      CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0, n, &s, &d, nullptr,
+                                    &ticket));
+    }
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+    NyxqVkRecorderUsage usage;
+    CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+    EXPECT_EQ(usage.unreleased_sets, 0u);
+    if (frame == 0) pools = usage.descriptor_pools;
+    ASSERT_EQ(usage.descriptor_pools, pools) << "frame " << frame;
+    EXPECT_EQ(usage.last_ticket, static_cast<uint64_t>(100 * (frame + 1)));
+  }
+  EXPECT_EQ(pools, 1u);
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, DeviceTensorBuffersBindInTheTrainersCommands) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const uint64_t shape[2] = {64, 256};
+  const size_t n = 64 * 256;
+  const std::vector<float> x = weights(n);
+  for (int format : kFormats) {
+    SCOPED_TRACE(testing::Message() << "format " << format);
+    NyxqTensor *raw = nullptr;
+    CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, format, NYXQ_PLACEMENT_DEVICE, &raw));
+    nyxq_test::TensorPtr dev(raw);
+    CHECK_OK(nyxq_tensor_create(ctx.get(), "w", shape, 2, format, &raw));
+    nyxq_test::TensorPtr host(raw);
+    CHECK_OK(nyxq_tensor_upload(dev.get(), x.data(), n, nullptr));
+    CHECK_OK(nyxq_tensor_upload(host.get(), x.data(), n, nullptr));
+    int32_t placement = -1;
+    CHECK_OK(nyxq_tensor_placement(dev.get(), &placement));
+    EXPECT_EQ(placement, NYXQ_PLACEMENT_DEVICE);
+    const void *view = nullptr;
+    size_t len = 0;
+    EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_data(dev.get(), &view, &len));
+    CHECK_OK(nyxq_tensor_data(host.get(), &view, &len));
+
+    NyxqVkTensorBuffer chunk;
+    CHECK_OK(nyxq_tensor_vk_buffer(dev.get(), 0, &chunk));
+    EXPECT_EQ(chunk.chunk_count, 1u);
+    EXPECT_EQ(chunk.size, len);
+    VkBuffer bound = static_cast<VkBuffer>(chunk.buffer);  // the one documented cast
+    HostBuffer copy = trainer.make_buffer(len);
+    HostBuffer values = trainer.make_buffer(4 * n);
+    trainer.begin();
+    trainer.copy(bound, chunk.offset, copy.buffer, 0, len);
+    // nyxq's dequantize kernel reading the tensor's bytes, as a trainer's
+    // shader would bind them.
+    const NyxqVkBufferRange q{chunk.buffer, chunk.offset, (chunk.size + 3) / 4 * 4};
+    const NyxqVkBufferRange v{values.buffer, 0, 4 * n};
+    uint64_t ticket = 0;
+    CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), format, n, &q, &v, NYXQ_FORMAT_F32,
+                                    &ticket));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+    EXPECT_EQ(std::memcmp(copy.mapped, view, len), 0);
+    std::vector<float> expect(n);
+    CHECK_OK(nyxq_tensor_download(host.get(), expect.data(), n));
+    EXPECT_EQ(std::memcmp(values.mapped, expect.data(), 4 * n), 0);
+    std::vector<float> got(n);
+    CHECK_OK(nyxq_tensor_download(dev.get(), got.data(), n));
+    EXPECT_EQ(std::memcmp(got.data(), expect.data(), 4 * n), 0);
+
+    CHECK_OK(nyxq_tensor_migrate(dev.get(), NYXQ_PLACEMENT_HOST));
+    CHECK_OK(nyxq_tensor_placement(dev.get(), &placement));
+    EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
+    const void *moved = nullptr;
+    CHECK_OK(nyxq_tensor_data(dev.get(), &moved, &len));
+    EXPECT_EQ(std::memcmp(moved, view, len), 0);
+    EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_vk_buffer(dev.get(), 0, &chunk));
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, UnscaleAndCheckOnADeviceBufferAgreesWithTheHost) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const size_t n = 3000;
+  HostBuffer grads = trainer.make_buffer(4 * n);
+  HostBuffer flag = trainer.make_buffer(16);
+  const NyxqVkBufferRange g{grads.buffer, 0, 4 * n};
+  const NyxqVkBufferRange f{flag.buffer, 0, 4};
+  for (size_t plant : {std::numeric_limits<size_t>::max(), size_t{0}, n / 2, n - 1}) {
+    SCOPED_TRACE(testing::Message() << "plant " << plant);
+    NyxqLossScaler *device_scaler = nullptr;
+    NyxqLossScaler *host_scaler = nullptr;
+    CHECK_OK(nyxq_loss_scaler_create(nullptr, &device_scaler));
+    CHECK_OK(nyxq_loss_scaler_create(nullptr, &host_scaler));
+    std::vector<float> values(n);
+    for (size_t i = 0; i < n; ++i) {
+      values[i] = (i % 3 == 0) ? 1.0e-41f : std::cos(static_cast<float>(i)) * 1.0e4f;
+    }
+    if (plant < n) values[plant] = plant == 0 ? INFINITY : NAN;
+    std::memcpy(grads.mapped, values.data(), 4 * n);
+    trainer.begin();
+    vkCmdFillBuffer(trainer.cmd(), flag.buffer, 0, 4, 0);
+    trainer.barrier();
+    uint64_t ticket = 0;
+    CHECK_OK(nyxq_vk_cmd_unscale_and_check(ctx.get(), device_scaler, trainer.cmd(), &g, n, &f,
+                                           &ticket));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+    uint32_t device_found = 0;
+    std::memcpy(&device_found, flag.mapped, 4);
+    uint32_t host_found = 0;
+    int64_t first_bad = 0;
+    CHECK_OK(nyxq_loss_scaler_unscale_and_check(host_scaler, values.data(), n, &host_found,
+                                                &first_bad));
+    EXPECT_EQ(device_found != 0, host_found != 0);
+    EXPECT_EQ(host_found != 0, plant < n);
+    const float *gpu = static_cast<const float *>(grads.mapped);
+    for (size_t i = 0; i < n; ++i) {
+      if (std::isnan(values[i])) {
+        EXPECT_TRUE(std::isnan(gpu[i]));
+      } else {
+        uint32_t a, b;
+        std::memcpy(&a, &values[i], 4);
+        std::memcpy(&b, &gpu[i], 4);
+        ASSERT_EQ(a, b) << "index " << i;
+      }
+    }
+    CHECK_OK(nyxq_loss_scaler_report_non_finite(device_scaler, device_found));
+    uint32_t apply_device = 7, apply_host = 9;
+    CHECK_OK(nyxq_loss_scaler_update(device_scaler, &apply_device));
+    CHECK_OK(nyxq_loss_scaler_update(host_scaler, &apply_host));
+    EXPECT_EQ(apply_device, apply_host);
+    float scale_device = 0, scale_host = 0;
+    CHECK_OK(nyxq_loss_scaler_scale(device_scaler, &scale_device));
+    CHECK_OK(nyxq_loss_scaler_scale(host_scaler, &scale_host));
+    EXPECT_EQ(scale_device, scale_host);
+    nyxq_loss_scaler_destroy(device_scaler);
+    nyxq_loss_scaler_destroy(host_scaler);
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, StandaloneSubmitAndWaitWithFaultInjection) {
+  setenv("VK_DRIVER_FILES", kLavapipe, 0);
+  NyxqContextOptions options;
+  nyxq_context_options_default(&options);
+  options.backend = NYXQ_BACKEND_VULKAN;
+  options.vulkan_validation = 1;
+  NyxqContext *raw = nullptr;
+  NyxqStatus status = nyxq_context_create(&options, &raw);
+  if (status == NYXQ_ERROR_UNSUPPORTED) GTEST_SKIP() << nyxq_last_error_message();
+  CHECK_OK(status);
+  nyxq_test::ContextPtr ctx(raw);
+  const uint64_t shape[1] = {4096};
+  const std::vector<float> x = weights(4096);
+  NyxqTensor *t = nullptr;
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 1, NYXQ_FORMAT_Q4_1, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr tensor(t);
+  CHECK_OK(nyxq_tensor_upload(tensor.get(), x.data(), x.size(), nullptr));
+  std::vector<float> got(4096), expect(4096);
+  CHECK_OK(nyxq_tensor_download(tensor.get(), got.data(), got.size()));
+  auto cpu = nyxq_test::cpu_context(1);
+  CHECK_OK(nyxq_fake_quantize(cpu.get(), NYXQ_FORMAT_Q4_1, x.data(), x.size(), nullptr,
+                              expect.data(), expect.size()));
+  EXPECT_EQ(std::memcmp(got.data(), expect.data(), 4 * got.size()), 0);
+
+  // The first device allocation after creation fails: an error without
+  // fallback, a host tensor with it.
+  for (uint32_t fallback : {0u, 1u}) {
+    options.vulkan_fail_allocation = 1;
+    options.vulkan_host_fallback = fallback;
+    CHECK_OK(nyxq_context_create(&options, &raw));
+    nyxq_test::ContextPtr failing(raw);
+    NyxqTensor *made = reinterpret_cast<NyxqTensor *>(0x1);
+    status = nyxq_tensor_create_in(failing.get(), "w", shape, 1, NYXQ_FORMAT_Q8_0,
+                                   NYXQ_PLACEMENT_DEVICE, &made);
+    if (fallback == 0) {
+      EXPECT_EQ(status, NYXQ_ERROR_OUT_OF_DEVICE_MEMORY) << nyxq_test::describe(status);
+      EXPECT_NE(std::strstr(nyxq_last_error_message(), "fault injection"), nullptr);
+      EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
+    } else {
+      CHECK_OK(status);
+      nyxq_test::TensorPtr fell_back(made);
+      int32_t placement = -1;
+      CHECK_OK(nyxq_tensor_placement(fell_back.get(), &placement));
+      EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
+      CHECK_OK(nyxq_tensor_upload(fell_back.get(), x.data(), x.size(), nullptr));
+    }
+  }
+  NyxqDeviceInfo info;
+  CHECK_OK(nyxq_context_device_info(ctx.get(), &info));
+  EXPECT_EQ(info.validation_errors, 0u);
+}
+
+TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  HostBuffer buf = trainer.make_buffer(1 << 16);
+  VkCommandBuffer cmd = trainer.cmd();
+  const NyxqVkBufferRange src{buf.buffer, 0, 4096};
+  const NyxqVkBufferRange dst{buf.buffer, 8192, 1024};
+  uint64_t ticket = 12345;
+  trainer.begin();
+  // Handles and pointers.
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_quantize(nullptr, cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_quantize(ctx.get(), nullptr, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, nullptr, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &dst, nullptr, NYXQ_FORMAT_F32, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_fake_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, nullptr, nullptr));
+  const NyxqVkBufferRange null_buffer{nullptr, 0, 4096};
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &null_buffer, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_vk_cmd_quantize(reinterpret_cast<NyxqContext *>(0x10), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, nullptr, &ticket));
+  // Formats, counts, alignment, sizes, overlap.
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, 99, 1024, &src, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 0, &src, &dst, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1000, &src, &dst, nullptr, &ticket));
+  const NyxqVkBufferRange misaligned{buf.buffer, 2, 4096};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &misaligned, &dst, nullptr, &ticket));
+  const NyxqVkBufferRange small{buf.buffer, 8192, 64};
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &small, nullptr, &ticket));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 576u);
+  const NyxqVkBufferRange overlapping{buf.buffer, 1024, 1024};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &overlapping, nullptr, &ticket));
+  const NyxqVkBufferRange wrapping{buf.buffer, UINT64_MAX - 15, 32};
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &wrapping, &dst, nullptr, &ticket));
+  // Options and kernels nyxq has no GPU path for.
+  NyxqQuantizeOptions opts;
+  std::memset(&opts, 0, sizeof opts);
+  opts.struct_size = sizeof opts;
+  opts.rounding = NYXQ_ROUNDING_ERROR_MINIMISING;
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, &opts, &ticket));
+  opts.rounding = NYXQ_ROUNDING_NEAREST;
+  opts.non_finite = NYXQ_NON_FINITE_SATURATE;
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_fake_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, &opts, &ticket));
+  opts.struct_size = 4;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, &opts, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &dst, &src, NYXQ_FORMAT_Q8_0, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_F32, 1024, &src, &dst, NYXQ_FORMAT_F16, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_quantize(cpu.get(), cmd, NYXQ_FORMAT_Q4_0, 1024, &src, &dst, nullptr, &ticket));
+  // Unscale-and-check.
+  NyxqLossScaler *scaler = nullptr;
+  CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
+  const NyxqVkBufferRange flag{buf.buffer, 60000, 4};
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), nullptr, cmd, &src, 1024, &flag, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), scaler, cmd, &src, 1024, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), scaler, cmd, &src, 0, &flag, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), scaler, cmd, &src, 2048, &flag, &ticket));
+  const NyxqVkBufferRange flag_inside{buf.buffer, 16, 4};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), scaler, cmd, &src, 1024, &flag_inside, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_unscale_and_check(cpu.get(), scaler, cmd, &src, 1024, &flag, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_loss_scaler_report_non_finite(
+                                               reinterpret_cast<NyxqLossScaler *>(0x10), 1));
+  nyxq_loss_scaler_destroy(scaler);
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  // Release and usage.
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_release(ctx.get(), 1u << 30));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_vk_release(cpu.get(), 1));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_release(nullptr, 1));
+  NyxqVkRecorderUsage usage;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_recorder_usage(ctx.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_vk_recorder_usage(cpu.get(), &usage));
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u) << "nothing was recorded";
+  trainer.submit_and_wait();
+  // Device tensors.
+  const uint64_t shape[2] = {2, 64};
+  NyxqTensor *t = nullptr;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, 7, &t));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_create_in(cpu.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0,
+                                                              NYXQ_PLACEMENT_DEVICE, &t));
+  EXPECT_EQ(t, nullptr);
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr tensor(t);
+  NyxqVkTensorBuffer chunk;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_tensor_vk_buffer(tensor.get(), 1, &chunk));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_tensor_vk_buffer(tensor.get(), 0, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_tensor_migrate(tensor.get(), -1));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_tensor_placement(tensor.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_tensor_placement(nullptr, nullptr));
+  NyxqTensor *host_tensor = nullptr;
+  CHECK_OK(nyxq_tensor_create(cpu.get(), "h", shape, 2, NYXQ_FORMAT_Q8_0, &host_tensor));
+  nyxq_test::TensorPtr on_cpu(host_tensor);
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_migrate(on_cpu.get(), NYXQ_PLACEMENT_DEVICE));
+  CHECK_OK(nyxq_tensor_migrate(on_cpu.get(), NYXQ_PLACEMENT_HOST));
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
