@@ -34,50 +34,44 @@ fn required_range(range: *const NyxqVkBufferRange, what: &str) -> Result<BufferR
         .ok_or_else(|| Error::new(ErrorKind::NullPointer, format!("{what} is NULL")))
 }
 
-/// The arguments every recorded product shares.
-struct Recording {
+/// Checks the arguments, records the product, writes the ticket.
+#[allow(clippy::too_many_arguments)]
+fn record(
     ctx: *const NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
-    rows: u64,
-    cols: u64,
-    batch: u32,
-    ticket_out: *mut u64,
-}
-
-/// Checks `rec` and the ranges, records the product, writes the ticket.
-fn record(
-    rec: &Recording,
+    (rows, cols, batch): (u64, u64, u32),
     transposed: bool,
     w: *const NyxqVkBufferRange,
     x: *const NyxqVkBufferRange,
     bias: *const NyxqVkBufferRange,
     y: *const NyxqVkBufferRange,
+    ticket_out: *mut u64,
 ) -> Result<()> {
-    let context = handle::get(rec.ctx)?;
-    if rec.command_buffer.is_null() {
+    let context = handle::get(ctx)?;
+    if command_buffer.is_null() {
         return Err(Error::new(ErrorKind::NullPointer, "command_buffer is NULL"));
     }
-    let format: Format = format_arg(rec.format)?;
+    let format: Format = format_arg(format)?;
     let ops = Operands {
         w: required_range(w, "w")?,
         x: required_range(x, "x")?,
         bias: optional_range(bias),
         y: required_range(y, "y")?,
     };
-    let out = ptr::out(rec.ticket_out, "ticket_out")?;
+    let out = ptr::out(ticket_out, "ticket_out")?;
     let engine = context.vulkan().ok_or_else(|| {
         Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
     })?;
     let call = MatvecCall {
         format,
-        rows: rec.rows,
-        cols: rec.cols,
-        batch: rec.batch,
+        rows,
+        cols,
+        batch,
         transposed,
         compat: context.force_compat(),
     };
-    let cmd = vk::CommandBuffer::from_raw(rec.command_buffer as u64);
+    let cmd = vk::CommandBuffer::from_raw(command_buffer as u64);
     // SAFETY: the caller passes a command buffer of the context's device in
     // the recording state and live storage buffers holding the declared
     // ranges (the documented contract); the rest is checked by record_matvec.
@@ -133,16 +127,18 @@ pub extern "C" fn nyxq_vk_cmd_matvec(
     ticket_out: *mut u64,
 ) -> NyxqStatus {
     guard(|| {
-        let rec = Recording {
+        record(
             ctx,
             command_buffer,
             format,
-            rows,
-            cols,
-            batch,
+            (rows, cols, batch),
+            false,
+            w,
+            x,
+            bias,
+            y,
             ticket_out,
-        };
-        record(&rec, false, w, x, bias, y)
+        )
     })
 }
 
@@ -166,15 +162,17 @@ pub extern "C" fn nyxq_vk_cmd_matvec_transposed(
     ticket_out: *mut u64,
 ) -> NyxqStatus {
     guard(|| {
-        let rec = Recording {
+        record(
             ctx,
             command_buffer,
             format,
-            rows,
-            cols,
-            batch,
+            (rows, cols, batch),
+            true,
+            w,
+            x,
+            std::ptr::null(),
+            y,
             ticket_out,
-        };
-        record(&rec, true, w, x, std::ptr::null(), y)
+        )
     })
 }

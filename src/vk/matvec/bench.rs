@@ -2,7 +2,7 @@
 //! shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
 
-use super::{MatvecCall, Operands, record_matvec};
+use super::{MatvecCall, Operands, record_matvec, upload};
 use crate::error::Result;
 use crate::format::{ALL_FORMATS, Format};
 use crate::quant::{self, QuantizeOptions};
@@ -89,16 +89,6 @@ fn weights(n: usize) -> Vec<f32> {
     out
 }
 
-/// A device-local buffer with `bytes` (through a staging copy).
-fn device_copy(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
-    let size = (bytes.len() as u64).div_ceil(4) * 4;
-    let mut staging = Buffer::new(&engine.device, size, true)?;
-    staging.write(bytes);
-    let buffer = Buffer::new(&engine.device, size, false)?;
-    engine.copy(staging.buffer, buffer.buffer, size)?;
-    Ok(buffer)
-}
-
 fn range(buffer: &Buffer) -> BufferRange {
     BufferRange {
         buffer: buffer.buffer,
@@ -157,7 +147,7 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                 ..Default::default()
             };
             quant::quantize(format, &values, &mut bytes, &opts)?;
-            let w = device_copy(engine, &bytes)?;
+            let w = upload(engine, &bytes)?;
             drop(bytes);
             for &batch in &settings.batches {
                 let call = MatvecCall {

@@ -477,7 +477,7 @@ fn float_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// A device-local buffer holding `bytes` (through a staging copy).
-fn upload(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
+pub(crate) fn upload(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
     let size = (bytes.len() as u64).div_ceil(4) * 4;
     let mut staging = Buffer::new(&engine.device, size, true)?;
     staging.write(bytes);
