@@ -3,8 +3,8 @@
 // y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for b < BATCH.
 //
 // One workgroup per NUM_ROWS rows; invocation t takes the blocks t, t + 128,
-// ... of those rows. For each step of 8 values it loads x once for every
-// vector and applies it to every row, and each word of W is loaded once and
+// ... of those rows. For each 4 values it loads x once for every vector and
+// applies it to every row, and each word of W is loaded once and
 // applied to every vector, so a batch of 8 reads W once. Partial sums (f32)
 // are reduced with subgroupAdd (SUBGROUP) or through shared memory.
 
@@ -17,25 +17,23 @@
 
 // x 16 bytes at a time: for the block formats cols is a multiple of 32, so
 // the 4 values at element(k, s, 0) and at element(k, s, 4) are aligned.
-layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
+layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 
-// x for the 8 values of step s of block k, every vector (0 past cols).
-void load_x(uint k, uint s, out float xv[8][MAX_BATCH]) {
+// x for the 4 values of half h of step s of block k, every vector (0 past
+// cols).
+void load_x(uint k, uint s, uint h, out float xv[4][MAX_BATCH]) {
+    uint e = element(k, s, 4u * h);
 #ifdef BLOCK_HALVES
-    for (uint half_step = 0u; half_step < 2u; ++half_step) {
-        uint e = element(k, s, 4u * half_step);
-        for (uint b = 0u; b < BATCH; ++b) {
-            vec4 v = x4[(b * pc.cols + e) / 4u];
-            for (uint i = 0u; i < 4u; ++i) {
-                xv[4u * half_step + i][b] = v[i];
-            }
+    for (uint b = 0u; b < BATCH; ++b) {
+        vec4 v = x4[(b * pc.cols + e) / 4u];
+        for (uint i = 0u; i < 4u; ++i) {
+            xv[i][b] = v[i];
         }
     }
 #else
-    for (uint i = 0u; i < 8u; ++i) {
-        uint e = element(k, s, i);
+    for (uint i = 0u; i < 4u; ++i) {
         for (uint b = 0u; b < BATCH; ++b) {
-            xv[i][b] = e < pc.cols ? x[b * pc.cols + e] : 0.0;
+            xv[i][b] = e + i < pc.cols ? x[b * pc.cols + e + i] : 0.0;
         }
     }
 #endif
@@ -155,15 +153,19 @@ void main() {
         }
         for (uint j = 0u; j < steps; ++j) {
             uint s = (u * steps + j) % 4u;
-            float xv[8][MAX_BATCH];
-            load_x(k, s, xv);
-            for (uint r = 0u; r < NUM_ROWS; ++r) {
-                if (row0 + r < pc.rows) {
-                    float wv[8];
-                    weights8(row_base(row0 + r), k, s, scale[r], wv);
-                    for (uint i = 0u; i < 8u; ++i) {
-                        for (uint b = 0u; b < BATCH; ++b) {
-                            acc[r][b] = fma(wv[i], xv[i][b], acc[r][b]);
+            // Half a step at a time: 4 values of x per vector stay in
+            // registers while every row uses them.
+            for (uint h = 0u; h < 2u; ++h) {
+                float xv[4][MAX_BATCH];
+                load_x(k, s, h, xv);
+                for (uint r = 0u; r < NUM_ROWS; ++r) {
+                    if (row0 + r < pc.rows) {
+                        float wv[4];
+                        weights4(row_base(row0 + r), k, s, h, scale[r], wv);
+                        for (uint i = 0u; i < 4u; ++i) {
+                            for (uint b = 0u; b < BATCH; ++b) {
+                                acc[r][b] = fma(wv[i], xv[i][b], acc[r][b]);
+                            }
                         }
                     }
                 }

@@ -18,12 +18,12 @@ layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint BATCH = 1u;
 layout(constant_id = 1) const uint NUM_ROWS = 1u;
 
-layout(std430, binding = 0) readonly buffer W { uint w[]; };
-// The same words, 16 bytes at a time (for 8 values of F32/F16/BF16 when they
-// start on a 16-byte boundary).
-layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
-layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 0) restrict readonly buffer W { uint w[]; };
+// The same words, 16 bytes at a time (for 4 values of F32 that start on a
+// 16-byte boundary).
+layout(std430, binding = 0) restrict readonly buffer W4 { uvec4 w4[]; };
+layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
+layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
 
 layout(push_constant) uniform Push {
@@ -100,19 +100,19 @@ float plain_value(uint base, uint e) {
 }
 #endif
 
-// The 8 weights of step s of block k of the row at `base`, dequantized
-// exactly as the CPU does (d*q, d*q + m and the f16/bf16 conversions are exact
-// in f32). Values past `cols` (1-value formats only) are 0.
-void weights8(uint base, uint k, uint s, vec2 scale, out float wv[8]) {
+// The 4 weights of half h of step s of block k of the row at `base` (the
+// values element(k, s, 4h) .. element(k, s, 4h + 3)), dequantized exactly as
+// the CPU does (d*q, d*q + m and the f16/bf16 conversions are exact in f32).
+// Values past `cols` (1-value formats only) are 0.
+void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
 #if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
 #if defined(FORMAT_Q4_0)
     uint qw = bits32(base + k * BLOCK_HALVES + 1u + 2u * s);
 #else
     uint qw = bits32(base + k * BLOCK_HALVES + 2u + 2u * s);
 #endif
-    for (uint i = 0u; i < 8u; ++i) {
-        uint shift = i < 4u ? 8u * i : 8u * (i - 4u) + 4u;
-        uint q = (qw >> shift) & 15u;
+    for (uint i = 0u; i < 4u; ++i) {
+        uint q = (qw >> (8u * i + 4u * h)) & 15u;
 #if defined(FORMAT_Q4_0)
         wv[i] = scale.x * float(int(q) - 8);
 #else
@@ -120,35 +120,24 @@ void weights8(uint base, uint k, uint s, vec2 scale, out float wv[8]) {
 #endif
     }
 #elif defined(FORMAT_Q8_0)
-    uint h = base + k * BLOCK_HALVES + 1u + 4u * s;
-    uint q0 = bits32(h);
-    uint q1 = bits32(h + 2u);
+    uint qw = bits32(base + k * BLOCK_HALVES + 1u + 4u * s + 2u * h);
     for (uint i = 0u; i < 4u; ++i) {
-        wv[i] = scale.x * float(int(q0 << (24u - 8u * i)) >> 24);
-        wv[i + 4u] = scale.x * float(int(q1 << (24u - 8u * i)) >> 24);
+        wv[i] = scale.x * float(int(qw << (24u - 8u * i)) >> 24);
     }
 #else
-    uint e0 = element(k, s, 0u);
-    if (e0 + 8u <= pc.cols) {
+    uint e0 = element(k, s, 4u * h);
+    if (e0 + 4u <= pc.cols) {
 #if defined(FORMAT_F32)
-        uint h = base + 2u * e0;
-        if (h % 8u == 0u) {
-            uvec4 a = w4[h / 8u];
-            uvec4 b = w4[h / 8u + 1u];
-            wv = float[8](uintBitsToFloat(a.x), uintBitsToFloat(a.y), uintBitsToFloat(a.z),
-                          uintBitsToFloat(a.w), uintBitsToFloat(b.x), uintBitsToFloat(b.y),
-                          uintBitsToFloat(b.z), uintBitsToFloat(b.w));
-        } else {
-            for (uint i = 0u; i < 8u; ++i) {
-                wv[i] = uintBitsToFloat(bits32(h + 2u * i));
-            }
-        }
+        uint at = base + 2u * e0;
+        uvec4 v = at % 8u == 0u
+            ? w4[at / 8u]
+            : uvec4(bits32(at), bits32(at + 2u), bits32(at + 4u), bits32(at + 6u));
+        wv = float[4](uintBitsToFloat(v.x), uintBitsToFloat(v.y), uintBitsToFloat(v.z),
+                      uintBitsToFloat(v.w));
 #else
-        uint h = base + e0;
-        uvec4 pairs = h % 8u == 0u
-            ? w4[h / 8u]
-            : uvec4(bits32(h), bits32(h + 2u), bits32(h + 4u), bits32(h + 6u));
-        for (uint j = 0u; j < 4u; ++j) {
+        uint at = base + e0;
+        uint pairs[2] = uint[2](bits32(at), bits32(at + 2u));
+        for (uint j = 0u; j < 2u; ++j) {
 #if defined(FORMAT_F16)
             vec2 v = unpackHalf2x16(pairs[j]);
             wv[2u * j] = v.x;
@@ -160,7 +149,7 @@ void weights8(uint base, uint k, uint s, vec2 scale, out float wv[8]) {
         }
 #endif
     } else {
-        for (uint i = 0u; i < 8u; ++i) {
+        for (uint i = 0u; i < 4u; ++i) {
             wv[i] = e0 + i < pc.cols ? plain_value(base, e0 + i) : 0.0;
         }
     }

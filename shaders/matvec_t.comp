@@ -29,12 +29,14 @@ void main() {
     }
     for (uint r = lane; r < pc.rows; r += LANES) {
         uint base = row_base(r);
-        float wv[8];
-        weights8(base, k, s, block_scale(base, k), wv);
+        vec2 scale = block_scale(base, k);
+        float wv[2][4];
+        weights4(base, k, s, 0u, scale, wv[0]);
+        weights4(base, k, s, 1u, scale, wv[1]);
         for (uint b = 0u; b < BATCH; ++b) {
             float xv = x[b * pc.total_rows + pc.row_first + r];
             for (uint i = 0u; i < 8u; ++i) {
-                acc[i][b] = fma(wv[i], xv, acc[i][b]);
+                acc[i][b] = fma(wv[i / 4u][i % 4u], xv, acc[i][b]);
             }
         }
     }
