@@ -13,6 +13,9 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
 
+#define WG_SIZE 128u
+layout(local_size_x = 128) in;
+
 #include "matvec.glsl"
 
 // x 16 bytes at a time: for the block formats cols is a multiple of 32, so

@@ -7,11 +7,8 @@
 // devices without the optional features. Every block size is even, so a value
 // starts on a 16-bit boundary: `bits32` reads 32 bits at any halfword.
 
-#define WG_SIZE 128u
 #define MAX_BATCH 8
 #define MAX_ROWS 8
-
-layout(local_size_x = 128) in;
 
 // Vectors per call (1..8) and, forward only, rows per workgroup (1..8): set
 // when the pipeline is made, so the loops over them unroll into registers.
