@@ -1,5 +1,6 @@
-//! `nyxq bench-vk-matvec [--quick] [--compat] [--json FILE] [--iterations N]`:
-//! the Vulkan matrix-vector products per format, shape and batch on
+//! `nyxq bench-vk-matvec [--quick] [--compat] [--no-transposed] [--json FILE]
+//! [--iterations N]`: the Vulkan matrix-vector products (W·x, and xᵀ·W unless
+//! --no-transposed) per format, shape and batch on
 //! device-resident data (GPU timestamps), against the copy kernel measured in
 //! the same run. Prints a table; `--json FILE` also writes the numbers.
 
@@ -14,6 +15,7 @@ const QUICK_SHAPES: [(usize, usize); 2] = [(256, 256), (512, 1024)];
 struct Options {
     quick: bool,
     compat: bool,
+    transposed: bool,
     json: Option<String>,
     iterations: Option<usize>,
 }
@@ -22,6 +24,7 @@ fn options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         compat: false,
+        transposed: true,
         json: None,
         iterations: None,
     };
@@ -30,6 +33,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--quick" => o.quick = true,
             "--compat" => o.compat = true,
+            "--no-transposed" => o.transposed = false,
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.clone()),
             "--iterations" => {
                 o.iterations = Some(
@@ -50,6 +54,10 @@ fn speedup(report: &Report, m: &Measurement, format: Format) -> Option<f64> {
     report.find(m, format).map(|o| o.seconds / m.seconds)
 }
 
+fn product(m: &Measurement) -> &'static str {
+    if m.transposed { "xT·W" } else { "W·x" }
+}
+
 fn cell(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
@@ -68,12 +76,13 @@ fn gbps_cell(v: f64) -> String {
 
 fn print_table(report: &Report) {
     println!(
-        "| format | shape | batch | time (us) | weights GB/s | x copy | vs F32 | vs F16 | time / batch 1 |"
+        "| product | format | shape | batch | time (us) | weights GB/s | x copy | vs F32 | vs F16 | time / batch 1 |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in &report.measurements {
         println!(
-            "| {} | {}x{} | {} | {:.1} | {} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {}x{} | {} | {:.1} | {} | {:.2} | {} | {} | {} |",
+            product(m),
             m.format.name(),
             m.rows,
             m.cols,
@@ -94,6 +103,7 @@ fn json(report: &Report, device: &str, variant: &str) -> serde_json::Value {
         .iter()
         .map(|m| {
             serde_json::json!({
+                "product": product(m),
                 "format": m.format.name(),
                 "rows": m.rows,
                 "cols": m.cols,
@@ -140,6 +150,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
         copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
         compat: ctx.force_compat(),
+        transposed: o.transposed,
     };
     println!("device: {device}; forward variant {variant}");
     println!(

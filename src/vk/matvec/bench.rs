@@ -1,5 +1,5 @@
-//! The device benchmark behind `nyxq bench-vk-matvec`: W·x for every format,
-//! shape and batch on device-resident data, timed with GPU timestamps (median
+//! The device benchmark behind `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
+//! every format, shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
 
 use super::{MatvecCall, Operands, record_matvec, upload};
@@ -21,6 +21,8 @@ pub struct Settings {
     pub copy_floats: usize,
     /// Force the shared-memory reduction.
     pub compat: bool,
+    /// Also time xᵀ·W (the backward pass).
+    pub transposed: bool,
 }
 
 /// One timed product.
@@ -30,6 +32,8 @@ pub struct Measurement {
     pub rows: usize,
     pub cols: usize,
     pub batch: u32,
+    /// xᵀ·W (the backward pass) instead of W·x.
+    pub transposed: bool,
     pub seconds: f64,
     /// Bytes of W (what bounds the product's memory traffic).
     pub weight_bytes: u64,
@@ -50,19 +54,21 @@ pub struct Report {
 }
 
 impl Report {
-    /// The measurement of `format` on the shape and batch of `m`.
+    /// The measurement of `format` on the shape, batch and direction of `m`.
     pub fn find(&self, m: &Measurement, format: Format) -> Option<&Measurement> {
-        self.measurements
-            .iter()
-            .find(|o| o.format == format && (o.rows, o.cols, o.batch) == (m.rows, m.cols, m.batch))
+        self.measurements.iter().find(|o| {
+            o.format == format
+                && (o.rows, o.cols, o.batch, o.transposed)
+                    == (m.rows, m.cols, m.batch, m.transposed)
+        })
     }
 
     /// Time of batch `batch` over batch 1 for the format and shape of `m`.
     pub fn batch_ratio(&self, m: &Measurement) -> Option<f64> {
-        let one = self
-            .measurements
-            .iter()
-            .find(|o| (o.format, o.rows, o.cols, o.batch) == (m.format, m.rows, m.cols, 1))?;
+        let one = self.measurements.iter().find(|o| {
+            (o.format, o.rows, o.cols, o.batch, o.transposed)
+                == (m.format, m.rows, m.cols, 1, m.transposed)
+        })?;
         Some(m.seconds / one.seconds)
     }
 }
@@ -130,16 +136,10 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
     let mut measurements = Vec::new();
     for &(rows, cols) in &settings.shapes {
         let values = weights(rows * cols);
-        let x = Buffer::new(
-            &engine.device,
-            4 * (max_batch as usize * cols) as u64,
-            false,
-        )?;
-        let y = Buffer::new(
-            &engine.device,
-            4 * (max_batch as usize * rows) as u64,
-            false,
-        )?;
+        // Big enough for both directions.
+        let vector_bytes = 4 * (max_batch as usize * rows.max(cols)) as u64;
+        let x = Buffer::new(&engine.device, vector_bytes, false)?;
+        let y = Buffer::new(&engine.device, vector_bytes, false)?;
         for format in ALL_FORMATS {
             let mut bytes = vec![0u8; format.size_of(values.len())?];
             let opts = QuantizeOptions {
@@ -149,13 +149,21 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
             quant::quantize(format, &values, &mut bytes, &opts)?;
             let w = upload(engine, &bytes)?;
             drop(bytes);
-            for &batch in &settings.batches {
+            let directions: &[bool] = if settings.transposed {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for (&transposed, &batch) in directions
+                .iter()
+                .flat_map(|t| settings.batches.iter().map(move |b| (t, b)))
+            {
                 let call = MatvecCall {
                     format,
                     rows: rows as u64,
                     cols: cols as u64,
                     batch,
-                    transposed: false,
+                    transposed,
                     compat: settings.compat,
                 };
                 let ops = Operands {
@@ -170,6 +178,7 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                     rows,
                     cols,
                     batch,
+                    transposed,
                     seconds,
                     weight_bytes: call.sizes()?.w,
                 });
