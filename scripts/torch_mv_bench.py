@@ -2,9 +2,9 @@
 """PyTorch's matrix-vector products on CUDA, for comparison with
 `nyxq bench-vk-matvec` on the same GPU.
 
-Times y = W @ x for W of shape (rows, cols) in FP32 and FP16 (x and y in the
-same dtype) on the shapes of the nyxq benchmark, batch 1 (torch.mv) and batch
-8 (W @ X with X of shape (cols, 8)). Each case runs `--warmup` times, then is
+Times y = W @ x and the backward product y = W.t() @ x for W of shape (rows,
+cols) in FP32 and FP16 (x and y in the same dtype) on the shapes of the nyxq
+benchmark, batch 1 (torch.mv) and batch 8 (torch.matmul with X of 8 columns). Each case runs `--warmup` times, then is
 timed `--iterations` times with CUDA events around each call (after
 torch.cuda.synchronize); the median is reported. Also times a device-to-device
 copy of 256 MiB (read + write) as the bandwidth yardstick, as nyxq's table
@@ -50,18 +50,21 @@ def copy_gbps(warmup, iterations):
     return 2 * 4 * n / (ms * 1e-3) / 1e9
 
 
-def product(rows, cols, batch, dtype, warmup, iterations):
+def product(rows, cols, batch, dtype, transposed, warmup, iterations):
+    """Times W @ x, or W.t() @ x (the backward product) with `transposed`."""
     gen = torch.Generator(device="cuda").manual_seed(rows * 31 + cols)
     w = (torch.rand(rows, cols, device="cuda", generator=gen) * 2 - 1).to(dtype)
+    m = w.t() if transposed else w
+    n = m.shape[1]
     if batch == 1:
-        x = torch.rand(cols, device="cuda", generator=gen).to(dtype)
-        fn = lambda: torch.mv(w, x)
+        x = torch.rand(n, device="cuda", generator=gen).to(dtype)
+        fn = lambda: torch.mv(m, x)
     else:
-        x = torch.rand(cols, batch, device="cuda", generator=gen).to(dtype)
-        fn = lambda: torch.matmul(w, x)
+        x = torch.rand(n, batch, device="cuda", generator=gen).to(dtype)
+        fn = lambda: torch.matmul(m, x)
     ms = median_ms(fn, warmup, iterations)
     weight_bytes = w.numel() * w.element_size()
-    del w, x
+    del w, m, x
     return ms, weight_bytes
 
 
@@ -80,10 +83,12 @@ def main():
     results = []
     for rows, cols in QUICK_SHAPES if args.quick else SHAPES:
         for name, dtype in DTYPES.items():
-            for batch in BATCHES:
-                ms, weight_bytes = product(rows, cols, batch, dtype, args.warmup, args.iterations)
+            for transposed, batch in [(t, b) for t in (False, True) for b in BATCHES]:
+                ms, weight_bytes = product(
+                    rows, cols, batch, dtype, transposed, args.warmup, args.iterations)
                 gbps = weight_bytes / (ms * 1e-3) / 1e9
                 results.append({
+                    "product": "xT·W" if transposed else "W·x",
                     "format": name,
                     "rows": rows,
                     "cols": cols,
@@ -92,7 +97,8 @@ def main():
                     "weight_bytes": weight_bytes,
                     "weights_gbps": gbps,
                     "ratio_to_copy": gbps / copy,
-                    "op": "torch.mv" if batch == 1 else "torch.matmul (cols x 8)",
+                    "op": ("torch.mv" if batch == 1 else "torch.matmul (n x 8)")
+                    + (" of W.t()" if transposed else ""),
                 })
     report = {
         "device": torch.cuda.get_device_name(),
@@ -102,7 +108,7 @@ def main():
         "timing": "CUDA events, median of %d after %d warm-ups" % (args.iterations, args.warmup),
         "results": results,
     }
-    text = json.dumps(report, indent=2)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
