@@ -4,8 +4,9 @@
 //! (more than lavapipe's maxStorageBufferRange, so split by rows), and bad
 //! arguments. Results are checked against an FP64 product of the dequantized
 //! weights within the bound of src/matvec/mod.rs, (n + 3)·2⁻²⁴·Σ|w·x|, and
-//! against the CPU kernel (nyxq::matvec). Each test runs once more with the
-//! compatible variant forced (NYXQ_VK_FORCE_COMPAT=1).
+//! against the CPU kernel (nyxq::matvec). The main tests run once more with
+//! the compatible variant forced (NYXQ_VK_FORCE_COMPAT=1) and with 8 rows per
+//! workgroup (NYXQ_VK_MATVEC_ROWS=8).
 
 mod vk_support;
 
@@ -182,9 +183,11 @@ fn every_format_and_shape(force_compat: bool) {
     let engine = ctx.vulkan().unwrap();
     let pipelines = engine.matvec_pipelines().unwrap();
     println!(
-        "subgroup variant supported: {}; forward variant used: {:?}",
+        "subgroup variant supported: {}; forward variant used: {:?}; rows per group {}/{}",
         pipelines.subgroup_supported(),
-        pipelines.forward_variant(ctx.force_compat())
+        pipelines.forward_variant(ctx.force_compat()),
+        pipelines.rows_per_group(1),
+        pipelines.rows_per_group(8)
     );
     for format in ALL_FORMATS {
         let mut shapes = vec![
@@ -241,6 +244,29 @@ fn compat_every_format_and_shape_matches_the_references() {
     let mut env = device_env();
     env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
     if run_in_child("compat_every_format_and_shape_matches_the_references", &env) {
+        return;
+    }
+    every_format_and_shape(true);
+}
+
+/// NYXQ_VK_MATVEC_ROWS=8: the largest specialisation (8 rows x 8 vectors =
+/// 64 sums per workgroup: 4 rounds of the shared-memory reduction).
+#[test]
+fn eight_rows_per_group_match_the_references() {
+    let mut env = device_env();
+    env.push(("NYXQ_VK_MATVEC_ROWS", "8".to_string()));
+    if run_in_child("eight_rows_per_group_match_the_references", &env) {
+        return;
+    }
+    every_format_and_shape(false);
+}
+
+#[test]
+fn compat_eight_rows_per_group_match_the_references() {
+    let mut env = device_env();
+    env.push(("NYXQ_VK_MATVEC_ROWS", "8".to_string()));
+    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
+    if run_in_child("compat_eight_rows_per_group_match_the_references", &env) {
         return;
     }
     every_format_and_shape(true);

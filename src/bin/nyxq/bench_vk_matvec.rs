@@ -156,8 +156,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!(
         "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup {} (batch 1) / {} (batch 8)\n",
         settings.iterations,
-        nyxq::vk::matvec::rows_per_group(1),
-        nyxq::vk::matvec::rows_per_group(8)
+        pipelines.rows_per_group(1),
+        pipelines.rows_per_group(8)
     );
     let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(

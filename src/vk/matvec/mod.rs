@@ -102,15 +102,13 @@ pub fn kernel_name(variant: Variant, format: Format) -> &'static str {
         .expect("build_support/shaders.rs makes every matvec variant")
 }
 
-/// Rows per workgroup of the forward kernel for `batch` vectors:
-/// NYXQ_VK_MATVEC_ROWS (1 to 8) when set, for tuning with the benchmark;
-/// else 2 for 1-2 vectors and 4 above.
-pub fn rows_per_group(batch: u32) -> u32 {
-    let tuned = std::env::var("NYXQ_VK_MATVEC_ROWS")
+/// NYXQ_VK_MATVEC_ROWS (1 to 8), when set: the rows per workgroup of the
+/// forward kernel for every batch, for tuning with the benchmark.
+fn tuned_rows_per_group() -> Option<u32> {
+    std::env::var("NYXQ_VK_MATVEC_ROWS")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
-        .filter(|r| (1..=MAX_ROWS_PER_GROUP).contains(r));
-    tuned.unwrap_or(if batch <= 2 { 2 } else { 4 })
+        .filter(|r| (1..=MAX_ROWS_PER_GROUP).contains(r))
 }
 
 /// The layouts and pipelines of the matrix-vector kernels on one device
@@ -122,6 +120,8 @@ pub struct Pipelines {
     layout: vk::PipelineLayout,
     cache: Mutex<HashMap<(&'static str, u32, u32), vk::Pipeline>>,
     subgroup: bool,
+    /// NYXQ_VK_MATVEC_ROWS, read once when the pipelines are made.
+    tuned_rows: Option<u32>,
 }
 
 impl std::fmt::Debug for Pipelines {
@@ -162,7 +162,15 @@ impl Pipelines {
             layout,
             cache: Mutex::new(HashMap::new()),
             subgroup: has_subgroup_arithmetic(device),
+            tuned_rows: tuned_rows_per_group(),
         })
+    }
+
+    /// Rows per workgroup of the forward kernel for `batch` vectors: 2 for 1-2
+    /// vectors and 4 above, unless NYXQ_VK_MATVEC_ROWS (1 to 8) was set when
+    /// the pipelines were made.
+    pub fn rows_per_group(&self, batch: u32) -> u32 {
+        self.tuned_rows.unwrap_or(if batch <= 2 { 2 } else { 4 })
     }
 
     /// Whether the device runs the `_subgroup` variant.
@@ -411,7 +419,7 @@ pub unsafe fn record_matvec(
     } else {
         (
             pipelines.forward_variant(call.compat),
-            rows_per_group(call.batch),
+            pipelines.rows_per_group(call.batch),
         )
     };
     let pipeline = pipelines.pipeline(kernel_name(variant, call.format), call.batch, rows_per)?;
