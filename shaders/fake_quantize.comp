@@ -30,22 +30,34 @@ float round_trip_at(uint b, uint j, uint first_value, BlockParams p, float d, fl
     return v;
 }
 
+// Values 4*quad .. 4*quad+3 of the group, through the format and back.
+void write_quad(uint quad, uint first_value) {
+    uint i = quad * 4u;
+    uint b = i / QK;
+    uint j = i - b * QK;
+    BlockParams p = params[b];
+    float d = f16_value(p.header & 0xffffu);
+    float m = f16_value(p.header >> 16);
+    dst4[(first_value + i) / 4u] = uvec4(
+        floatBitsToUint(round_trip_at(b, j, first_value, p, d, m)),
+        floatBitsToUint(round_trip_at(b, j + 1u, first_value, p, d, m)),
+        floatBitsToUint(round_trip_at(b, j + 2u, first_value, p, d, m)),
+        floatBitsToUint(round_trip_at(b, j + 3u, first_value, p, d, m)));
+}
+
 void main() {
     uint first_value;
     uint n_blocks = load_group(first_value);
-    // Step 3: each lane writes 4 neighbouring values as one 16-byte store.
-    for (uint quad = gl_LocalInvocationID.x; quad < n_blocks * (QK / 4u); quad += LOCAL_SIZE) {
-        uint i = quad * 4u;
-        uint b = i / QK;
-        uint j = i - b * QK;
-        BlockParams p = params[b];
-        float d = f16_value(p.header & 0xffffu);
-        float m = f16_value(p.header >> 16);
-        dst4[(first_value + i) / 4u] = uvec4(
-            floatBitsToUint(round_trip_at(b, j, first_value, p, d, m)),
-            floatBitsToUint(round_trip_at(b, j + 1u, first_value, p, d, m)),
-            floatBitsToUint(round_trip_at(b, j + 2u, first_value, p, d, m)),
-            floatBitsToUint(round_trip_at(b, j + 3u, first_value, p, d, m)));
+    // Step 3: each lane writes 4 neighbouring values as one 16-byte store; a
+    // whole group runs a constant trip count (unrolled, independent work).
+    if (n_blocks == GROUP_BLOCKS) {
+        for (uint r = 0u; r < GROUP_VALUES / (4u * LOCAL_SIZE); ++r) {
+            write_quad(r * LOCAL_SIZE + gl_LocalInvocationID.x, first_value);
+        }
+    } else {
+        for (uint quad = gl_LocalInvocationID.x; quad < n_blocks * (QK / 4u); quad += LOCAL_SIZE) {
+            write_quad(quad, first_value);
+        }
     }
 }
 #else

@@ -42,42 +42,73 @@ uint block_window(uint b, uint pos) {
     return s == 0u ? lo : ((lo >> s) | (hi << (32u - s)));
 }
 
+// Payload word `quad` of the group: quants 4 at a time (Q8_0) or nibble
+// pairs (Q4_0, Q4_1) of one block.
+void make_payload(uint quad, uint first_value) {
+    uint b = quad / PAYLOAD_WORDS;
+    uint j = (quad - b * PAYLOAD_WORDS) * 4u;
+    BlockParams p = params[b];
+    uint value = 0u;
+    for (uint t = 0u; t < 4u; ++t) {
+#if defined(FORMAT_Q8_0)
+        uint byte_value = quant_at(b, j + t, first_value, p);
+#else
+        uint byte_value = quant_at(b, j + t, first_value, p) |
+                          (quant_at(b, j + t + QK / 2u, first_value, p) << 4);
+#endif
+        value |= byte_value << (8u * t);
+    }
+    payload[quad] = value;
+}
+
+// Output word w of the group: the window of its block, completed by the next
+// block's first bytes where it crosses into it.
+uint output_word(uint w, uint n_blocks) {
+    uint k = w * 4u;
+    uint b = k / uint(BLOCK_BYTES);
+    uint pos = k - b * uint(BLOCK_BYTES);
+    uint value = block_window(b, pos);
+    uint left = uint(BLOCK_BYTES) - pos;
+    if (left < 4u && b + 1u < n_blocks) {
+        value |= block_window(b + 1u, 0u) << (8u * left);
+    }
+    return value;
+}
+
 void main() {
     uint local = gl_LocalInvocationID.x;
     uint first_value;
     uint n_blocks = load_group(first_value); // steps 1 and 2, then a barrier
-    // Step 3a: each lane makes one payload word (4 bytes) of a block at a time.
-    for (uint quad = local; quad < n_blocks * PAYLOAD_WORDS; quad += LOCAL_SIZE) {
-        uint b = quad / PAYLOAD_WORDS;
-        uint j = (quad - b * PAYLOAD_WORDS) * 4u;
-        BlockParams p = params[b];
-        uint value = 0u;
-        for (uint t = 0u; t < 4u; ++t) {
-#if defined(FORMAT_Q8_0)
-            uint byte_value = quant_at(b, j + t, first_value, p);
-#else
-            uint byte_value = quant_at(b, j + t, first_value, p) |
-                              (quant_at(b, j + t + QK / 2u, first_value, p) << 4);
-#endif
-            value |= byte_value << (8u * t);
+    // Step 3a: each lane makes one payload word (4 bytes) of a block at a
+    // time; a whole group runs a constant trip count, which unrolls into
+    // independent work that hides shared-memory latency.
+    const uint GROUP_PAYLOAD = GROUP_BLOCKS * PAYLOAD_WORDS;
+    if (n_blocks == GROUP_BLOCKS) {
+        for (uint r = 0u; r < GROUP_PAYLOAD / LOCAL_SIZE; ++r) {
+            make_payload(r * LOCAL_SIZE + local, first_value);
         }
-        payload[quad] = value;
+    } else {
+        for (uint quad = local; quad < n_blocks * PAYLOAD_WORDS; quad += LOCAL_SIZE) {
+            make_payload(quad, first_value);
+        }
     }
     memoryBarrierShared();
     barrier();
     // Step 3b: the output words, neighbours storing neighbouring words.
     uint out_bytes = n_blocks * uint(BLOCK_BYTES);
     uint word0 = group_index() * (GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u);
-    for (uint w = local; w * 4u < out_bytes; w += LOCAL_SIZE) {
-        uint k = w * 4u;
-        uint b = k / uint(BLOCK_BYTES);
-        uint pos = k - b * uint(BLOCK_BYTES);
-        uint value = block_window(b, pos);
-        uint left = uint(BLOCK_BYTES) - pos;
-        if (left < 4u && b + 1u < n_blocks) {
-            value |= block_window(b + 1u, 0u) << (8u * left);
+    const uint GROUP_OUT_WORDS = GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u;
+    if (n_blocks == GROUP_BLOCKS) {
+        for (uint r = 0u; r < (GROUP_OUT_WORDS + LOCAL_SIZE - 1u) / LOCAL_SIZE; ++r) {
+            uint w = r * LOCAL_SIZE + local;
+            if (w < GROUP_OUT_WORDS) {
+                store_word(word0 + w, output_word(w, n_blocks), 0xffffffffu);
+            }
         }
-        store_word(word0 + w, value, byte_mask(min(4u, out_bytes - k)));
+    } else {
+        for (uint w = local; w * 4u < out_bytes; w += LOCAL_SIZE) {
+            store_word(word0 + w, output_word(w, n_blocks), byte_mask(min(4u, out_bytes - w * 4u)));
+        }
     }
 }
 #else
