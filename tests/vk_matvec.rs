@@ -15,7 +15,7 @@ use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
 use nyxq::vk::matvec::{self, HostOperands, MatvecCall, Operands, run_on_host_data};
 use nyxq::vk::record::BufferRange;
-use vk_support::{device_context, device_env, run_in_child};
+use vk_support::{device_context, device_env, device_test, run_in_child};
 
 /// Deterministic numbers in [-1, 1).
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
@@ -326,10 +326,7 @@ fn compat_non_finite_x_propagates() {
 /// two chunks, the second starting mid-word. Forward and transposed.
 #[test]
 fn weights_over_128_mib_are_split_by_rows() {
-    if run_in_child("weights_over_128_mib_are_split_by_rows", &device_env()) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("weights_over_128_mib_are_split_by_rows") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -375,13 +372,7 @@ fn weights_over_128_mib_are_split_by_rows() {
 /// grid is 2-D. Forward: 140 000 rows; transposed: 65 600 column blocks.
 #[test]
 fn grids_over_65535_workgroups_are_two_dimensional() {
-    if run_in_child(
-        "grids_over_65535_workgroups_are_two_dimensional",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("grids_over_65535_workgroups_are_two_dimensional") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -417,10 +408,7 @@ fn range(b: &nyxq::vk::exec::Buffer, offset: u64, size: u64) -> BufferRange {
 /// them) record and compute correctly.
 #[test]
 fn operands_at_offsets_inside_larger_buffers() {
-    if run_in_child("operands_at_offsets_inside_larger_buffers", &device_env()) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("operands_at_offsets_inside_larger_buffers") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -482,10 +470,7 @@ fn operands_at_offsets_inside_larger_buffers() {
 /// recorded (no descriptor set stays allocated).
 #[test]
 fn bad_arguments_are_refused() {
-    if run_in_child("bad_arguments_are_refused", &device_env()) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("bad_arguments_are_refused") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -739,13 +724,8 @@ mod c_abi {
 
     #[test]
     fn c_abi_records_products_and_checks_every_argument() {
-        if run_in_child(
-            "c_abi::c_abi_records_products_and_checks_every_argument",
-            &device_env(),
-        ) {
-            return;
-        }
-        let Some(rust_ctx) = device_context(false) else {
+        let Some(rust_ctx) = device_test("c_abi::c_abi_records_products_and_checks_every_argument")
+        else {
             return;
         };
         let engine = rust_ctx.vulkan().unwrap();

@@ -11,7 +11,7 @@ use nyxq::vk::Engine;
 use nyxq::vk::exec::Buffer;
 use nyxq::vk::ops::Op;
 use nyxq::vk::record::{self, BufferRange, KernelCall};
-use vk_support::{device_context, device_env, run_in_child};
+use vk_support::device_test;
 
 /// The test's own command pool, command buffer and fence on nyxq's device.
 struct Commands<'a> {
@@ -124,8 +124,9 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn recorded_kernels_equal_the_cpu(force_compat: bool) {
-    let Some(ctx) = device_context(force_compat) else {
+#[test]
+fn recorded_kernels_equal_the_cpu() {
+    let Some(ctx) = device_test("recorded_kernels_equal_the_cpu") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -237,22 +238,8 @@ fn recorded_kernels_equal_the_cpu(force_compat: bool) {
 }
 
 #[test]
-fn recorded_kernels_equal_the_cpu_lavapipe() {
-    if run_in_child("recorded_kernels_equal_the_cpu_lavapipe", &device_env()) {
-        return;
-    }
-    recorded_kernels_equal_the_cpu(false);
-}
-
-#[test]
 fn ten_thousand_recorded_dispatches_grow_nothing() {
-    if run_in_child(
-        "ten_thousand_recorded_dispatches_grow_nothing",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("ten_thousand_recorded_dispatches_grow_nothing") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -308,13 +295,7 @@ fn ten_thousand_recorded_dispatches_grow_nothing() {
 
 #[test]
 fn bad_recording_arguments_are_refused_and_record_nothing() {
-    if run_in_child(
-        "bad_recording_arguments_are_refused_and_record_nothing",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("bad_recording_arguments_are_refused_and_record_nothing") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -381,13 +362,7 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
 
 #[test]
 fn recorded_unscale_and_check_equals_the_cpu_scaler() {
-    if run_in_child(
-        "recorded_unscale_and_check_equals_the_cpu_scaler",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("recorded_unscale_and_check_equals_the_cpu_scaler") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();

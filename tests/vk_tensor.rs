@@ -9,7 +9,7 @@ use nyxq::format::Format;
 use nyxq::quant::{QuantizeOptions, Rounding};
 use nyxq::tensor::{Placement, Tensor};
 use std::sync::Arc;
-use vk_support::{device_context, device_env, run_in_child};
+use vk_support::{device_env, device_test, run_in_child};
 
 fn values(n: usize) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.013).cos() * 2.5).collect()
@@ -23,13 +23,7 @@ fn host_bytes(t: &Tensor) -> Vec<u8> {
 
 #[test]
 fn device_tensors_hold_the_same_bytes_as_host_tensors() {
-    if run_in_child(
-        "device_tensors_hold_the_same_bytes_as_host_tensors",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("device_tensors_hold_the_same_bytes_as_host_tensors") else {
         return;
     };
     let shape = [96, 160];
@@ -105,13 +99,8 @@ fn device_tensors_hold_the_same_bytes_as_host_tensors() {
 
 #[test]
 fn a_tensor_over_the_storage_buffer_range_is_split_into_whole_rows() {
-    if run_in_child(
-        "a_tensor_over_the_storage_buffer_range_is_split_into_whole_rows",
-        &device_env(),
-    ) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = device_test("a_tensor_over_the_storage_buffer_range_is_split_into_whole_rows")
+    else {
         return;
     };
     let range = ctx.device_info().unwrap().max_storage_buffer_range as usize;

@@ -96,13 +96,11 @@ unsafe fn recorded_rounding(options: *const NyxqQuantizeOptions) -> Result<(Roun
     Ok((opts.rounding, opts.first_index))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records kernel `call` = (op, format, n) with the checked arguments.
 fn record_call(
     ctx: *const NyxqContext,
     command_buffer: *mut c_void,
-    op: Op,
-    format: Format,
-    n: u64,
+    call: (Op, Format, u64),
     src: *const NyxqVkBufferRange,
     dst: *const NyxqVkBufferRange,
     rounding: (Rounding, u64),
@@ -113,6 +111,7 @@ fn record_call(
     let src = range_arg(src, "src")?;
     let dst = range_arg(dst, "dst")?;
     let out = ptr::out(ticket_out, "ticket_out")?;
+    let (op, format, n) = call;
     let engine = context.recording_engine(op, format)?;
     let call = KernelCall {
         op,
@@ -172,20 +171,10 @@ pub extern "C" fn nyxq_vk_cmd_quantize(
     ticket_out: *mut u64,
 ) -> NyxqStatus {
     guard(|| {
-        let format = format_arg(format)?;
         // SAFETY: the options contract is the caller's (see NyxqQuantizeOptions).
         let rounding = unsafe { recorded_rounding(options) }?;
-        record_call(
-            ctx,
-            command_buffer,
-            Op::Quantize,
-            format,
-            n,
-            src,
-            dst,
-            rounding,
-            ticket_out,
-        )
+        let call = (Op::Quantize, format_arg(format)?, n);
+        record_call(ctx, command_buffer, call, src, dst, rounding, ticket_out)
     })
 }
 
@@ -221,9 +210,7 @@ pub extern "C" fn nyxq_vk_cmd_dequantize(
         record_call(
             ctx,
             command_buffer,
-            op,
-            format,
-            n,
+            (op, format, n),
             src,
             dst,
             (Rounding::Nearest, 0),
@@ -248,20 +235,10 @@ pub extern "C" fn nyxq_vk_cmd_fake_quantize(
     ticket_out: *mut u64,
 ) -> NyxqStatus {
     guard(|| {
-        let format = format_arg(format)?;
         // SAFETY: the options contract is the caller's (see NyxqQuantizeOptions).
         let rounding = unsafe { recorded_rounding(options) }?;
-        record_call(
-            ctx,
-            command_buffer,
-            Op::FakeQuantize,
-            format,
-            n,
-            src,
-            dst,
-            rounding,
-            ticket_out,
-        )
+        let call = (Op::FakeQuantize, format_arg(format)?, n);
+        record_call(ctx, command_buffer, call, src, dst, rounding, ticket_out)
     })
 }
 

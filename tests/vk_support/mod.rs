@@ -76,3 +76,13 @@ pub fn device_context(force_compat: bool) -> Option<std::sync::Arc<nyxq::context
         }
     }
 }
+
+/// The context of the device test `name`: None in the parent process (which
+/// ran the test in a child with the device environment) and where no device
+/// exists (the test then passes as skipped).
+pub fn device_test(name: &str) -> Option<std::sync::Arc<nyxq::context::Context>> {
+    if run_in_child(name, &device_env()) {
+        return None;
+    }
+    device_context(false)
+}
