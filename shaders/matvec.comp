@@ -2,8 +2,8 @@
 #extension GL_GOOGLE_include_directive : require
 // y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for b < BATCH.
 //
-// One workgroup per NUM_ROWS rows; invocation t takes the blocks t, t + 128,
-// ... of those rows. For each 4 values it loads x once for every vector and
+// One workgroup per NUM_ROWS rows; invocation t takes the steps of 8 values
+// t, t + 128, ... of those rows. For each 4 values it loads x once for every vector and
 // applies it to every row, and each word of W is loaded once and
 // applied to every vector, so a batch of 8 reads W once. Partial sums (f32)
 // are reduced with subgroupAdd (SUBGROUP) or through shared memory.
@@ -19,7 +19,8 @@ layout(local_size_x = 128) in;
 #include "matvec.glsl"
 
 // x 16 bytes at a time: for the block formats cols is a multiple of 32, so
-// the 4 values at element(k, s, 0) and at element(k, s, 4) are aligned.
+// the 4 values at element(k, s, 0) and at element(k, s, 4) are aligned; for
+// the others, where cols is a multiple of 4.
 layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 
 // x for the 4 values of half h of step s of block k, every vector (0 past
@@ -34,9 +35,19 @@ void load_x(uint k, uint s, uint h, out float xv[4][MAX_BATCH]) {
         }
     }
 #else
-    for (uint i = 0u; i < 4u; ++i) {
+    if ((pc.cols & 3u) == 0u && e + 4u <= pc.cols) {
+        // Rows of x start on 16-byte boundaries: one 16-byte load per vector.
         for (uint b = 0u; b < BATCH; ++b) {
-            xv[i][b] = e + i < pc.cols ? x[b * pc.cols + e + i] : 0.0;
+            vec4 v = x4[(b * pc.cols + e) / 4u];
+            for (uint i = 0u; i < 4u; ++i) {
+                xv[i][b] = v[i];
+            }
+        }
+    } else {
+        for (uint i = 0u; i < 4u; ++i) {
+            for (uint b = 0u; b < BATCH; ++b) {
+                xv[i][b] = e + i < pc.cols ? x[b * pc.cols + e + i] : 0.0;
+            }
         }
     }
 #endif
@@ -138,16 +149,11 @@ void main() {
             acc[r][b] = 0.0;
         }
     }
-    // Block formats: invocation t takes whole blocks (4 steps, one scale);
-    // the others take single steps of 8 values, so neighbouring invocations
-    // read neighbouring 16 or 32 bytes.
-#ifdef BLOCK_HALVES
-    uint units = pc.cols / 32u;
-    const uint steps = 4u;
-#else
+    // Invocation t takes steps of 8 values (a quarter of a block for the
+    // block formats), so neighbouring invocations read neighbouring words of
+    // W: 4 invocations cover one block's quants, 32 cover 8 whole blocks.
     uint units = (pc.cols + 7u) / 8u;
     const uint steps = 1u;
-#endif
     for (uint u = t; u < units; u += WG_SIZE) {
         uint k = u * steps / 4u;
         vec2 scale[MAX_ROWS];

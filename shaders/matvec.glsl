@@ -19,6 +19,8 @@ layout(std430, binding = 0) restrict readonly buffer W { uint w[]; };
 // The same words, 16 bytes at a time (for 4 values of F32 that start on a
 // 16-byte boundary).
 layout(std430, binding = 0) restrict readonly buffer W4 { uvec4 w4[]; };
+// And 8 bytes at a time (for 4 values of F16/BF16 on an 8-byte boundary).
+layout(std430, binding = 0) restrict readonly buffer W2 { uvec2 w2[]; };
 layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
 layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
@@ -133,7 +135,8 @@ void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
                       uintBitsToFloat(v.w));
 #else
         uint at = base + e0;
-        uint pairs[2] = uint[2](bits32(at), bits32(at + 2u));
+        uvec2 v = (at & 3u) == 0u ? w2[at / 4u] : uvec2(bits32(at), bits32(at + 2u));
+        uint pairs[2] = uint[2](v.x, v.y);
         for (uint j = 0u; j < 2u; ++j) {
 #if defined(FORMAT_F16)
             vec2 v = unpackHalf2x16(pairs[j]);

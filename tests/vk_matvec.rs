@@ -186,8 +186,8 @@ fn every_format_and_shape(force_compat: bool) {
         "subgroup variant supported: {}; forward variant used: {:?}; rows per group {}/{}",
         pipelines.subgroup_supported(),
         pipelines.forward_variant(ctx.force_compat()),
-        pipelines.rows_per_group(1),
-        pipelines.rows_per_group(8)
+        pipelines.rows_per_group(1, Format::Q4_0),
+        pipelines.rows_per_group(8, Format::Q4_0)
     );
     for format in ALL_FORMATS {
         let mut shapes = vec![

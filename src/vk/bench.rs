@@ -57,10 +57,17 @@ fn jobs(
     out
 }
 
-/// The median of `iterations` GPU times that `timed` returns, after 2 warm-ups.
+/// The median of `iterations` GPU times that `timed` returns, after at least
+/// 2 untimed runs and 0.2 s of them.
 pub fn median_seconds(iterations: usize, mut timed: impl FnMut() -> Result<f64>) -> Result<f64> {
-    for _ in 0..2 {
+    // At least 2 untimed runs and a fifth of a second of them: the GPU's
+    // clocks fall while the host prepares the next case, and ramp up again
+    // only under load.
+    let warm = std::time::Instant::now();
+    let mut untimed = 0;
+    while untimed < 2 || warm.elapsed().as_secs_f64() < 0.2 {
         timed()?;
+        untimed += 1;
     }
     let mut t = (0..iterations.max(1))
         .map(|_| timed())
@@ -100,7 +107,7 @@ pub fn copy_gbps(engine: &Engine, n: usize, iterations: usize) -> Result<f64> {
 }
 
 /// Benchmarks on `n` f32 elements (a multiple of 32); `iterations` timed
-/// runs after 2 warm-ups.
+/// runs after at least 0.2 s of untimed runs per kernel.
 pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
     let bytes = (n * 4) as u64;
     let f32_per = (4u64, 1u64);

@@ -154,10 +154,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     println!("device: {device}; forward variant {variant}");
     println!(
-        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup {} (batch 1) / {} (batch 8)\n",
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8)\n",
         settings.iterations,
-        pipelines.rows_per_group(1),
-        pipelines.rows_per_group(8)
+        pipelines.rows_per_group(1, nyxq::format::Format::Q4_0),
+        pipelines.rows_per_group(1, nyxq::format::Format::F16),
+        pipelines.rows_per_group(8, nyxq::format::Format::Q4_0)
     );
     let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(

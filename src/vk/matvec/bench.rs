@@ -138,7 +138,11 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
         let values = weights(rows * cols);
         // Big enough for both directions.
         let vector_bytes = 4 * (max_batch as usize * rows.max(cols)) as u64;
-        let x = Buffer::new(&engine.device, vector_bytes, false)?;
+        let x_values: Vec<u8> = weights(vector_bytes as usize / 4)
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let x = upload(engine, &x_values)?;
         let y = Buffer::new(&engine.device, vector_bytes, false)?;
         for format in ALL_FORMATS {
             let mut bytes = vec![0u8; format.size_of(values.len())?];

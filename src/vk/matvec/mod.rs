@@ -166,11 +166,19 @@ impl Pipelines {
         })
     }
 
-    /// Rows per workgroup of the forward kernel for `batch` vectors: 2 for 1-2
-    /// vectors and 4 above, unless NYXQ_VK_MATVEC_ROWS (1 to 8) was set when
-    /// the pipelines were made.
-    pub fn rows_per_group(&self, batch: u32) -> u32 {
-        self.tuned_rows.unwrap_or(if batch <= 2 { 2 } else { 4 })
+    /// Rows per workgroup of the forward kernel for `batch` vectors of
+    /// `format`, unless NYXQ_VK_MATVEC_ROWS (1 to 8) was set when the
+    /// pipelines were made. Measured on the H200 (README): for 1-2 vectors,
+    /// 4 rows for the block formats (x, read once per step, serves more
+    /// rows) and 2 for F32/F16/BF16 (more workgroups in flight); for more
+    /// vectors, 8 rows, since loading x dominates.
+    pub fn rows_per_group(&self, batch: u32, format: Format) -> u32 {
+        self.tuned_rows
+            .unwrap_or(match (batch <= 2, format.block_size() > 1) {
+                (true, true) => 4,
+                (true, false) => 2,
+                (false, _) => 8,
+            })
     }
 
     /// Whether the device runs the `_subgroup` variant.
@@ -419,7 +427,7 @@ pub unsafe fn record_matvec(
     } else {
         (
             pipelines.forward_variant(call.compat),
-            pipelines.rows_per_group(call.batch),
+            pipelines.rows_per_group(call.batch, call.format),
         )
     };
     let pipeline = pipelines.pipeline(kernel_name(variant, call.format), call.batch, rows_per)?;
