@@ -398,6 +398,8 @@ TEST(VkHandoff, TenThousandRecordedDispatchesGrowNothing) {
   const size_t n = 256;
   HostBuffer src = trainer.make_buffer(4 * n);
   HostBuffer dst = trainer.make_buffer(4 * n);
+  const std::vector<float> x = weights(n);
+  std::memcpy(src.mapped, x.data(), 4 * n);  // defined input (Valgrind checks it)
   const NyxqVkBufferRange s{src.buffer, 0, 4 * n};
   const NyxqVkBufferRange d{dst.buffer, 0, 4 * n};
   const int frames = light() ? 10 : 100;
