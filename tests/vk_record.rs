@@ -437,3 +437,34 @@ fn recorded_unscale_and_check_equals_the_cpu_scaler() {
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
+
+#[test]
+fn a_recording_that_cannot_get_all_its_sets_takes_none() {
+    let Some(ctx) = device_test("a_recording_that_cannot_get_all_its_sets_takes_none") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let recorder = engine.recorder();
+    let device = &engine.device.device;
+    let first = recorder.next_ticket();
+    recorder
+        .allocate(
+            device,
+            engine.set_layout(),
+            first,
+            record::MAX_UNRELEASED - 1,
+        )
+        .unwrap();
+    let pools = recorder.usage().pools;
+    let second = recorder.next_ticket();
+    let err = recorder
+        .allocate(device, engine.set_layout(), second, 2)
+        .unwrap_err();
+    assert!(err.message().contains("unreleased"), "{err}");
+    let usage = recorder.usage();
+    assert_eq!(usage.unreleased_sets, record::MAX_UNRELEASED - 1);
+    assert_eq!(usage.pools, pools);
+    recorder.release(device, second).unwrap();
+    assert_eq!(recorder.usage().unreleased_sets, 0);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}

@@ -76,47 +76,28 @@ impl Recorder {
         state.last_ticket
     }
 
-    /// A descriptor set of `layout` that stays allocated until `ticket` is released.
+    /// `count` descriptor sets of `layout` that stay allocated until `ticket`
+    /// is released: all of them, or none (on failure the ones made are freed),
+    /// so a recording call can fail before it records anything.
     pub fn allocate(
         &self,
         device: &ash::Device,
         layout: vk::DescriptorSetLayout,
         ticket: Ticket,
-    ) -> Result<vk::DescriptorSet> {
+        count: usize,
+    ) -> Result<Vec<vk::DescriptorSet>> {
         let mut state = self.state.lock();
-        if state.in_use.len() >= MAX_UNRELEASED {
-            return Err(Error::new(
-                ErrorKind::OutOfMemory,
-                format!(
-                    "{MAX_UNRELEASED} recorded dispatches are unreleased: call nyxq_vk_release \
-                     once the command buffers that hold them have completed"
-                ),
-            ));
-        }
-        let index = match state.pools.iter().position(|p| p.used < SETS_PER_POOL) {
-            Some(i) => i,
-            None => {
-                state.pools.push(Pool {
-                    pool: new_pool(device)?,
-                    used: 0,
-                });
-                state.pools.len() - 1
+        let mut sets = Vec::with_capacity(count);
+        for _ in 0..count {
+            match allocate_one(&mut state, device, layout, ticket) {
+                Ok(set) => sets.push(set),
+                Err(e) => {
+                    free_newest(&mut state, device, sets.len());
+                    return Err(e);
+                }
             }
-        };
-        let layouts = [layout];
-        // SAFETY: the pool and layout are live; the pool has room (used < SETS_PER_POOL
-        // and every layout needs at most BINDINGS_PER_SET descriptors).
-        let set = unsafe {
-            device.allocate_descriptor_sets(
-                &vk::DescriptorSetAllocateInfo::default()
-                    .descriptor_pool(state.pools[index].pool)
-                    .set_layouts(&layouts),
-            )
         }
-        .map_err(|e| vk_err("vkAllocateDescriptorSets", e))?[0];
-        state.pools[index].used += 1;
-        state.in_use.push_back((ticket, index, set));
-        Ok(set)
+        Ok(sets)
     }
 
     /// Frees the sets of `ticket` and of every earlier ticket. The caller
@@ -167,6 +148,61 @@ impl Recorder {
 impl Default for Recorder {
     fn default() -> Self {
         Recorder::new()
+    }
+}
+
+/// One set for `ticket`, from a pool with room (a new pool when none has).
+fn allocate_one(
+    state: &mut State,
+    device: &ash::Device,
+    layout: vk::DescriptorSetLayout,
+    ticket: Ticket,
+) -> Result<vk::DescriptorSet> {
+    if state.in_use.len() >= MAX_UNRELEASED {
+        return Err(Error::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "{MAX_UNRELEASED} recorded dispatches are unreleased: call nyxq_vk_release \
+                 once the command buffers that hold them have completed"
+            ),
+        ));
+    }
+    let index = match state.pools.iter().position(|p| p.used < SETS_PER_POOL) {
+        Some(i) => i,
+        None => {
+            state.pools.push(Pool {
+                pool: new_pool(device)?,
+                used: 0,
+            });
+            state.pools.len() - 1
+        }
+    };
+    let layouts = [layout];
+    // SAFETY: the pool and layout are live; the pool has room (used < SETS_PER_POOL
+    // and every layout needs at most BINDINGS_PER_SET descriptors).
+    let set = unsafe {
+        device.allocate_descriptor_sets(
+            &vk::DescriptorSetAllocateInfo::default()
+                .descriptor_pool(state.pools[index].pool)
+                .set_layouts(&layouts),
+        )
+    }
+    .map_err(|e| vk_err("vkAllocateDescriptorSets", e))?[0];
+    state.pools[index].used += 1;
+    state.in_use.push_back((ticket, index, set));
+    Ok(set)
+}
+
+/// Frees the `count` newest sets (never used by any command buffer).
+fn free_newest(state: &mut State, device: &ash::Device, count: usize) {
+    for _ in 0..count {
+        let Some((_, index, set)) = state.in_use.pop_back() else {
+            return;
+        };
+        let pool = &mut state.pools[index];
+        // SAFETY: the set came from this pool and was never recorded.
+        let _ = unsafe { device.free_descriptor_sets(pool.pool, &[set]) };
+        pool.used -= 1;
     }
 }
 
@@ -280,15 +316,21 @@ pub unsafe fn record_kernel(
     check_disjoint(src, in_bound, dst, out_bound)?;
     let kernel = ops::kernel_name(call.op, format);
     let chunk = ops::chunk_elements(engine, format);
-    let device = &engine.device.device;
+    // Everything that can fail happens before the first command is recorded.
+    engine.pipeline(kernel)?;
     let recorder = engine.recorder();
     let ticket = recorder.next_ticket();
+    let sets = recorder.allocate(
+        &engine.device.device,
+        engine.set_layout(),
+        ticket,
+        n.div_ceil(chunk),
+    )?;
     let mut done = 0usize;
-    while done < n {
+    for set in sets {
         let k = chunk.min(n - done);
         let in_off = ops::bytes_for(in_per, done) as u64;
         let out_off = ops::bytes_for(out_per, done) as u64;
-        let set = recorder.allocate(device, engine.set_layout(), ticket)?;
         let push = ops::push_for(k, call.first_index + done as u64, call.rounding)?;
         // SAFETY: per this function's contract; the ranges were checked to lie
         // inside what the caller declared, and the set is fresh.
@@ -346,12 +388,19 @@ pub unsafe fn record_unscale(
     let found_bound = check_range(engine, found, 4, "found")?;
     check_disjoint(grads, grad_bound, found, found_bound)?;
     let chunk = ops::chunk_elements(engine, Format::F32);
+    // Everything that can fail happens before the first command is recorded.
+    engine.pipeline("unscale_f32")?;
     let recorder = engine.recorder();
     let ticket = recorder.next_ticket();
+    let sets = recorder.allocate(
+        &engine.device.device,
+        engine.set_layout(),
+        ticket,
+        n.div_ceil(chunk),
+    )?;
     let mut done = 0usize;
-    while done < n {
+    for set in sets {
         let k = chunk.min(n - done);
-        let set = recorder.allocate(&engine.device.device, engine.set_layout(), ticket)?;
         let push = super::shaders::Push::unscale(k as u32, inverse);
         // SAFETY: per this function's contract; ranges checked above.
         unsafe {

@@ -433,10 +433,12 @@ pub unsafe fn record_matvec(
     let pipeline = pipelines.pipeline(kernel_name(variant, call.format), call.batch, rows_per)?;
     let recorder = engine.recorder();
     let ticket = recorder.next_ticket();
-    let sets = plan
-        .iter()
-        .map(|_| recorder.allocate(&engine.device.device, pipelines.set_layout, ticket))
-        .collect::<Result<Vec<_>>>()?;
+    let sets = recorder.allocate(
+        &engine.device.device,
+        pipelines.set_layout,
+        ticket,
+        plan.len(),
+    )?;
     let x = (ops.x.buffer, ops.x.offset, x_size);
     let y = (ops.y.buffer, ops.y.offset, y_size);
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
