@@ -293,7 +293,8 @@ impl Context {
 
     /// One line per kernel: variant and self-test result, for info and hwinfo.
     pub fn vulkan_report(&self) -> Vec<String> {
-        self.self_test
+        let mut lines: Vec<String> = self
+            .self_test
             .iter()
             .map(|r| match &r.failure {
                 None => format!(
@@ -305,7 +306,31 @@ impl Context {
                     r.kernel
                 ),
             })
-            .collect()
+            .collect();
+        if let Some(engine) = &self.vulkan {
+            lines.push(
+                "unscale_f32: compat variant (32-bit words); checked by the GPU test suite, \
+                 not by the self-test"
+                    .to_string(),
+            );
+            lines.push(match engine.matvec_pipelines() {
+                Ok(p) => match p.forward_variant(self.force_compat) {
+                    crate::vk::matvec::Variant::Subgroup => {
+                        "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()
+                    }
+                    _ => format!(
+                        "matvec W·x: shared-memory variant ({}); xᵀ·W: one variant",
+                        if self.force_compat {
+                            "compatible variants forced"
+                        } else {
+                            "no subgroup arithmetic on this device"
+                        }
+                    ),
+                },
+                Err(e) => format!("matvec: unavailable ({e})"),
+            });
+        }
+        lines
     }
 
     /// Quantizes on the device when its kernel passed the self-test and the
