@@ -44,7 +44,9 @@ pub struct Recorder {
 #[derive(Default)]
 struct State {
     pools: Vec<Pool>,
-    /// (ticket, pool index, set) in ticket order.
+    /// (ticket, pool index, set) in allocation order. Tickets of concurrent
+    /// recordings may interleave; release stops at the first newer ticket,
+    /// so such sets are freed by a later release, never too early.
     in_use: VecDeque<(Ticket, usize, vk::DescriptorSet)>,
     last_ticket: Ticket,
 }
@@ -63,6 +65,7 @@ pub struct RecorderUsage {
 }
 
 impl Recorder {
+    /// A recorder with no pools yet.
     pub fn new() -> Recorder {
         Recorder {
             state: Mutex::new(State::default()),
@@ -122,6 +125,7 @@ impl Recorder {
         Ok(())
     }
 
+    /// Pools, unreleased sets and the last ticket, for tests and leak checks.
     pub fn usage(&self) -> RecorderUsage {
         let state = self.state.lock();
         RecorderUsage {
