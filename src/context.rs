@@ -278,9 +278,7 @@ impl Context {
         op: crate::vk::ops::Op,
         format: crate::format::Format,
     ) -> Result<&Arc<crate::vk::Engine>> {
-        let engine = self.vulkan.as_ref().ok_or_else(|| {
-            Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
-        })?;
+        let engine = self.vulkan_engine()?;
         if !self.vulkan_kernel_enabled(op, format) {
             return Err(Error::unsupported(format!(
                 "the Vulkan kernel {} is disabled on this device (it failed its self-test; \
@@ -289,6 +287,14 @@ impl Context {
             )));
         }
         Ok(engine)
+    }
+
+    /// The Vulkan engine, or UNSUPPORTED naming the CPU context (for the
+    /// functions that need a device).
+    pub fn vulkan_engine(&self) -> Result<&Arc<crate::vk::Engine>> {
+        self.vulkan.as_ref().ok_or_else(|| {
+            Error::unsupported("the context runs on the CPU; this needs a Vulkan context")
+        })
     }
 
     /// One line per kernel: variant and self-test result, for info and hwinfo.

@@ -228,48 +228,49 @@ fn every_format_and_shape(force_compat: bool) {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-#[test]
-fn every_format_and_shape_matches_the_references() {
-    if run_in_child(
-        "every_format_and_shape_matches_the_references",
-        &device_env(),
-    ) {
+/// Runs every_format_and_shape in a child with `extra` added to the device
+/// environment (false in the parent, which checked the child).
+fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compat: bool) {
+    let mut env = device_env();
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    if run_in_child(name, &env) {
         return;
     }
-    every_format_and_shape(false);
+    every_format_and_shape(compat);
+}
+
+#[test]
+fn every_format_and_shape_matches_the_references() {
+    every_format_and_shape_with("every_format_and_shape_matches_the_references", &[], false);
 }
 
 #[test]
 fn compat_every_format_and_shape_matches_the_references() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
-    if run_in_child("compat_every_format_and_shape_matches_the_references", &env) {
-        return;
-    }
-    every_format_and_shape(true);
+    every_format_and_shape_with(
+        "compat_every_format_and_shape_matches_the_references",
+        &[("NYXQ_VK_FORCE_COMPAT", "1")],
+        true,
+    );
 }
 
 /// NYXQ_VK_MATVEC_ROWS=8: the largest specialisation (8 rows x 8 vectors =
 /// 64 sums per workgroup: 4 rounds of the shared-memory reduction).
 #[test]
 fn eight_rows_per_group_match_the_references() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_MATVEC_ROWS", "8".to_string()));
-    if run_in_child("eight_rows_per_group_match_the_references", &env) {
-        return;
-    }
-    every_format_and_shape(false);
+    every_format_and_shape_with(
+        "eight_rows_per_group_match_the_references",
+        &[("NYXQ_VK_MATVEC_ROWS", "8")],
+        false,
+    );
 }
 
 #[test]
 fn compat_eight_rows_per_group_match_the_references() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_MATVEC_ROWS", "8".to_string()));
-    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
-    if run_in_child("compat_eight_rows_per_group_match_the_references", &env) {
-        return;
-    }
-    every_format_and_shape(true);
+    every_format_and_shape_with(
+        "compat_eight_rows_per_group_match_the_references",
+        &[("NYXQ_VK_MATVEC_ROWS", "8"), ("NYXQ_VK_FORCE_COMPAT", "1")],
+        true,
+    );
 }
 
 /// NaN and ±Inf in x propagate as IEEE arithmetic says.

@@ -51,24 +51,29 @@ pub struct NyxqVkRecorderUsage {
     pub last_ticket: u64,
 }
 
-fn range_arg(range: *const NyxqVkBufferRange, what: &str) -> Result<BufferRange> {
+/// The range at `range`, or None for NULL.
+pub(crate) fn optional_range(range: *const NyxqVkBufferRange) -> Option<BufferRange> {
     if range.is_null() {
-        return Err(Error::new(
-            ErrorKind::NullPointer,
-            format!("{what} is NULL"),
-        ));
+        return None;
     }
     // SAFETY: non-NULL, a NyxqVkBufferRange per the contract; read_unaligned
     // because C need not align it for Rust's view.
     let r = unsafe { range.read_unaligned() };
-    Ok(BufferRange {
+    Some(BufferRange {
         buffer: vk::Buffer::from_raw(r.buffer as u64),
         offset: r.offset,
         size: r.size,
     })
 }
 
-fn command_buffer_arg(cmd: *mut c_void) -> Result<vk::CommandBuffer> {
+/// The range at `range`; NULL is NYXQ_ERROR_NULL_POINTER naming `what`.
+pub(crate) fn range_arg(range: *const NyxqVkBufferRange, what: &str) -> Result<BufferRange> {
+    optional_range(range)
+        .ok_or_else(|| Error::new(ErrorKind::NullPointer, format!("{what} is NULL")))
+}
+
+/// The caller's VkCommandBuffer; NULL is NYXQ_ERROR_NULL_POINTER.
+pub(crate) fn command_buffer_arg(cmd: *mut c_void) -> Result<vk::CommandBuffer> {
     if cmd.is_null() {
         return Err(Error::new(ErrorKind::NullPointer, "command_buffer is NULL"));
     }
@@ -255,9 +260,7 @@ pub extern "C" fn nyxq_vk_cmd_fake_quantize(
 pub extern "C" fn nyxq_vk_release(ctx: *const NyxqContext, ticket: u64) -> NyxqStatus {
     guard(|| {
         let context = handle::get(ctx)?;
-        let engine = context
-            .vulkan()
-            .ok_or_else(|| Error::unsupported("the context runs on the CPU; nothing to release"))?;
+        let engine = context.vulkan_engine()?;
         engine.recorder().release(&engine.device.device, ticket)
     })
 }
@@ -276,9 +279,7 @@ pub extern "C" fn nyxq_vk_recorder_usage(
     guard(|| {
         let context = handle::get(ctx)?;
         let out = ptr::out(usage_out, "usage_out")?;
-        let engine = context
-            .vulkan()
-            .ok_or_else(|| Error::unsupported("the context runs on the CPU; it records nothing"))?;
+        let engine = context.vulkan_engine()?;
         let usage = engine.recorder().usage();
         // SAFETY: usage_out checked non-NULL.
         unsafe {
@@ -330,9 +331,7 @@ pub extern "C" fn nyxq_vk_cmd_unscale_and_check(
         let grads = range_arg(grads, "grads")?;
         let found = range_arg(found, "found")?;
         let out = ptr::out(ticket_out, "ticket_out")?;
-        let engine = context.vulkan().ok_or_else(|| {
-            Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
-        })?;
+        let engine = context.vulkan_engine()?;
         let inverse = scaler.lock().inverse();
         // SAFETY: as in record_call: the caller's command buffer is recording
         // on the context's device and the buffers hold the declared ranges.

@@ -5,34 +5,12 @@ use super::context::NyxqContext;
 use super::format::format_arg;
 use super::guard::guard;
 use super::status::NyxqStatus;
-use super::vk_cmd::NyxqVkBufferRange;
+use super::vk_cmd::{NyxqVkBufferRange, command_buffer_arg, optional_range, range_arg};
 use super::{handle, ptr};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::format::Format;
 use crate::vk::matvec::{MatvecCall, Operands, record_matvec};
-use crate::vk::record::BufferRange;
-use ash::vk::{self, Handle};
 use std::ffi::c_void;
-
-/// The range at `range`, or None for NULL.
-fn optional_range(range: *const NyxqVkBufferRange) -> Option<BufferRange> {
-    if range.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, a NyxqVkBufferRange per the contract; read_unaligned
-    // because C need not align it for Rust's view.
-    let r = unsafe { range.read_unaligned() };
-    Some(BufferRange {
-        buffer: vk::Buffer::from_raw(r.buffer as u64),
-        offset: r.offset,
-        size: r.size,
-    })
-}
-
-fn required_range(range: *const NyxqVkBufferRange, what: &str) -> Result<BufferRange> {
-    optional_range(range)
-        .ok_or_else(|| Error::new(ErrorKind::NullPointer, format!("{what} is NULL")))
-}
 
 /// Checks the arguments, records the product, writes the ticket.
 #[allow(clippy::too_many_arguments)]
@@ -49,20 +27,16 @@ fn record(
     ticket_out: *mut u64,
 ) -> Result<()> {
     let context = handle::get(ctx)?;
-    if command_buffer.is_null() {
-        return Err(Error::new(ErrorKind::NullPointer, "command_buffer is NULL"));
-    }
+    let cmd = command_buffer_arg(command_buffer)?;
     let format: Format = format_arg(format)?;
     let ops = Operands {
-        w: required_range(w, "w")?,
-        x: required_range(x, "x")?,
+        w: range_arg(w, "w")?,
+        x: range_arg(x, "x")?,
         bias: optional_range(bias),
-        y: required_range(y, "y")?,
+        y: range_arg(y, "y")?,
     };
     let out = ptr::out(ticket_out, "ticket_out")?;
-    let engine = context.vulkan().ok_or_else(|| {
-        Error::unsupported("the context runs on the CPU; recording needs a Vulkan context")
-    })?;
+    let engine = context.vulkan_engine()?;
     let call = MatvecCall {
         format,
         rows,
@@ -71,7 +45,6 @@ fn record(
         transposed,
         compat: context.force_compat(),
     };
-    let cmd = vk::CommandBuffer::from_raw(command_buffer as u64);
     // SAFETY: the caller passes a command buffer of the context's device in
     // the recording state and live storage buffers holding the declared
     // ranges (the documented contract); the rest is checked by record_matvec.

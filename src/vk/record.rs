@@ -281,6 +281,39 @@ pub fn check_disjoint(a: &BufferRange, a_len: u64, b: &BufferRange, b_len: u64) 
     Ok(())
 }
 
+/// The command buffer is a handle and `n` a positive count that fits usize.
+fn checked_count(cmd: vk::CommandBuffer, n: u64) -> Result<usize> {
+    if cmd == vk::CommandBuffer::null() {
+        return Err(Error::new(
+            ErrorKind::NullPointer,
+            "command_buffer is VK_NULL_HANDLE",
+        ));
+    }
+    if n == 0 {
+        return Err(Error::invalid("n is 0: nothing to record"));
+    }
+    usize::try_from(n).map_err(|_| Error::overflow("n"))
+}
+
+/// The pipeline of `kernel`, a ticket and `dispatches` descriptor sets:
+/// everything that can fail, before the first command is recorded.
+fn reserve(
+    engine: &Engine,
+    kernel: &str,
+    dispatches: usize,
+) -> Result<(Ticket, Vec<vk::DescriptorSet>)> {
+    engine.pipeline(kernel)?;
+    let recorder = engine.recorder();
+    let ticket = recorder.next_ticket();
+    let sets = recorder.allocate(
+        &engine.device.device,
+        engine.set_layout(),
+        ticket,
+        dispatches,
+    )?;
+    Ok((ticket, sets))
+}
+
 /// Records `call` reading `src` and writing `dst` into `cmd`, split into
 /// dispatches that respect maxStorageBufferRange. Returns the ticket.
 ///
@@ -295,17 +328,8 @@ pub unsafe fn record_kernel(
     src: &BufferRange,
     dst: &BufferRange,
 ) -> Result<Ticket> {
-    if cmd == vk::CommandBuffer::null() {
-        return Err(Error::new(
-            ErrorKind::NullPointer,
-            "command_buffer is VK_NULL_HANDLE",
-        ));
-    }
+    let n = checked_count(cmd, call.n)?;
     let format = call.format;
-    if call.n == 0 {
-        return Err(Error::invalid("n is 0: nothing to record"));
-    }
-    let n = usize::try_from(call.n).map_err(|_| Error::overflow("n"))?;
     format.check_count(n)?;
     if call.op == Op::DequantizeF16 && format == Format::F32 {
         return Err(Error::unsupported(
@@ -320,16 +344,7 @@ pub unsafe fn record_kernel(
     check_disjoint(src, in_bound, dst, out_bound)?;
     let kernel = ops::kernel_name(call.op, format);
     let chunk = ops::chunk_elements(engine, format);
-    // Everything that can fail happens before the first command is recorded.
-    engine.pipeline(kernel)?;
-    let recorder = engine.recorder();
-    let ticket = recorder.next_ticket();
-    let sets = recorder.allocate(
-        &engine.device.device,
-        engine.set_layout(),
-        ticket,
-        n.div_ceil(chunk),
-    )?;
+    let (ticket, sets) = reserve(engine, kernel, n.div_ceil(chunk))?;
     let mut done = 0usize;
     for set in sets {
         let k = chunk.min(n - done);
@@ -375,16 +390,7 @@ pub unsafe fn record_unscale(
     found: &BufferRange,
     inverse: f32,
 ) -> Result<Ticket> {
-    if cmd == vk::CommandBuffer::null() {
-        return Err(Error::new(
-            ErrorKind::NullPointer,
-            "command_buffer is VK_NULL_HANDLE",
-        ));
-    }
-    if n == 0 {
-        return Err(Error::invalid("n is 0: nothing to record"));
-    }
-    let n = usize::try_from(n).map_err(|_| Error::overflow("n"))?;
+    let n = checked_count(cmd, n)?;
     let bytes = (n as u64)
         .checked_mul(4)
         .ok_or_else(|| Error::overflow("n * 4"))?;
@@ -392,16 +398,7 @@ pub unsafe fn record_unscale(
     let found_bound = check_range(engine, found, 4, "found")?;
     check_disjoint(grads, grad_bound, found, found_bound)?;
     let chunk = ops::chunk_elements(engine, Format::F32);
-    // Everything that can fail happens before the first command is recorded.
-    engine.pipeline("unscale_f32")?;
-    let recorder = engine.recorder();
-    let ticket = recorder.next_ticket();
-    let sets = recorder.allocate(
-        &engine.device.device,
-        engine.set_layout(),
-        ticket,
-        n.div_ceil(chunk),
-    )?;
+    let (ticket, sets) = reserve(engine, "unscale_f32", n.div_ceil(chunk))?;
     let mut done = 0usize;
     for set in sets {
         let k = chunk.min(n - done);
