@@ -33,12 +33,46 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             "dequantize.comp",
             vec![define.clone(), "OUT_F16".to_string()],
         ));
+        // `_rte` variants: f32 -> f16 by the hardware conversion, declared
+        // round-to-nearest-even (16-bit storage and float controls needed).
+        if f != "f16" {
+            v.push((
+                format!("dequantize_{f}_f16_rte"),
+                "dequantize.comp",
+                vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()],
+            ));
+        }
         v.push((
             format!("fake_quantize_f32_{f}"),
             "fake_quantize.comp",
-            vec![define],
+            vec![define.clone()],
         ));
+        // Measurement only (NYXQ_SHADER_EXPERIMENTS=1 at build time): other
+        // unit counts of the dequantize kernels, named `_u<N>`.
+        if std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some() {
+            for units in [1, 4, 8] {
+                v.push((
+                    format!("dequantize_{f}_f32_u{units}"),
+                    "dequantize.comp",
+                    vec![define.clone(), format!("UNITS={units}u")],
+                ));
+                v.push((
+                    format!("dequantize_{f}_f16_u{units}"),
+                    "dequantize.comp",
+                    vec![
+                        define.clone(),
+                        "OUT_F16".to_string(),
+                        format!("UNITS={units}u"),
+                    ],
+                ));
+            }
+        }
     }
+    v.push((
+        "quantize_f32_f16_rte".to_string(),
+        "quantize.comp",
+        vec!["FORMAT_F16".to_string(), "HW_F16".to_string()],
+    ));
     for f in std::iter::once("f32").chain(FORMATS) {
         let define = format!("FORMAT_{}", f.to_uppercase());
         v.push((
@@ -61,6 +95,7 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=build_support/shaders.rs");
     println!("cargo:rerun-if-env-changed=GLSLC");
+    println!("cargo:rerun-if-env-changed=NYXQ_SHADER_EXPERIMENTS");
     let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
     let spv_dir = out_dir.join("spv");
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");

@@ -38,12 +38,16 @@ uint group_index() {
     return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
 }
 
+// Test only: `value` with bit 0 flipped when it is output word 0 of a kernel
+// the self-test must catch (pc.perturb).
+uint perturbed(uint index, uint value) {
+    return (pc.perturb != 0u && index == 0u) ? value ^ 1u : value;
+}
+
 // Stores the bytes of `value` selected by `mask`, leaving the others alone
 // (only the last word of a dispatch can be partial).
 void store_word(uint index, uint value, uint mask) {
-    if (pc.perturb != 0u && index == 0u) {
-        value ^= 1u;
-    }
+    value = perturbed(index, value);
     if (mask == 0xffffffffu) {
         dst[index] = value;
     } else {

@@ -1,5 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#ifdef HW_F16
+#include "hw_f16.glsl" // the `_rte` variant of F16: hardware conversion where exact
+#endif
 // F32 -> FORMAT. Block formats by workgroup (block_group.glsl): step 3
 // computes the blocks' quant bytes into shared memory (4 bytes per lane at a
 // time), then the group stores the output as whole words. F16/BF16: 4 values per invocation.
@@ -130,7 +133,14 @@ void main() {
     }
     if (e0 + 4u <= pc.n_elements) {
         uvec4 x = src4[unit];
-        dst2[unit] = uvec2(half_of(x.x, e0) | (half_of(x.y, e0 + 1u) << 16),
+#ifdef HW_F16
+        vec4 y = uintBitsToFloat(x);
+        if (pc.stochastic == 0u && hw_f16_exact(y) && (unit != 0u || pc.perturb == 0u)) {
+            dsth[unit] = f16vec4(y);
+            return;
+        }
+#endif
+        dst2[unit] = uvec2(perturbed(2u * unit, half_of(x.x, e0) | (half_of(x.y, e0 + 1u) << 16)),
                            half_of(x.z, e0 + 2u) | (half_of(x.w, e0 + 3u) << 16));
         return;
     }

@@ -61,8 +61,9 @@ pub struct ContextSettings {
     pub vulkan_validation: bool,
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
-    /// Test only: corrupt the output of this kernel (e.g. "quantize_f32_q8_0"),
-    /// so the self-test must catch it and fall back.
+    /// Test only: corrupt the output of these kernels (comma-separated variant
+    /// names, e.g. "quantize_f32_q8_0"), so the self-test must catch it and
+    /// fall back.
     pub vulkan_perturb_kernel: Option<String>,
     /// Test only: make the Nth device allocation after the self-test fail with
     /// out-of-device-memory (also NYXQ_VK_FAIL_ALLOCATION=N).
@@ -107,7 +108,8 @@ impl Context {
             "nyxq context: Vulkan device '{}' (borrowed or caller-made)",
             engine.device.info.name
         );
-        let self_test = crate::vk::selftest::run(&engine);
+        let force_compat = settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT");
+        let self_test = crate::vk::selftest::run(&engine, force_compat);
         Ok(Context {
             backend: Backend::Vulkan,
             threads: match settings.threads {
@@ -117,7 +119,7 @@ impl Context {
             fallback_reason: None,
             config: settings.config.clone(),
             vulkan: Some(engine),
-            force_compat: settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT"),
+            force_compat,
             self_test,
             host_fallback: settings.vulkan_host_fallback,
         })
@@ -192,7 +194,7 @@ impl Context {
         }
         let self_test = vulkan
             .as_ref()
-            .map(|engine| crate::vk::selftest::run(engine))
+            .map(|engine| crate::vk::selftest::run(engine, force_compat))
             .unwrap_or_default();
         let fail_allocation = settings.vulkan_fail_allocation.or_else(|| {
             std::env::var("NYXQ_VK_FAIL_ALLOCATION")
@@ -302,15 +304,23 @@ impl Context {
         let mut lines: Vec<String> = self
             .self_test
             .iter()
-            .map(|r| match &r.failure {
-                None => format!(
-                    "{}: compat variant (32-bit words), self-test passed",
-                    r.kernel
-                ),
-                Some(why) => format!(
-                    "{}: self-test FAILED ({why}); disabled, the CPU twin is used",
-                    r.kernel
-                ),
+            .map(|r| {
+                let variant = if r.kernel.ends_with("_rte") {
+                    "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
+                } else {
+                    "compat variant (32-bit words)"
+                };
+                let mut line = match &r.failure {
+                    None => format!("{}: {variant}, self-test passed", r.kernel),
+                    Some(why) => format!(
+                        "{}: self-test FAILED ({why}); disabled, the CPU twin is used",
+                        r.kernel
+                    ),
+                };
+                if let Some((fast, why)) = &r.rejected {
+                    line.push_str(&format!(" ({fast} failed its self-test: {why})"));
+                }
+                line
             })
             .collect();
         if let Some(engine) = &self.vulkan {

@@ -200,6 +200,61 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     assert_ne!(cpu, direct);
 }
 
+/// A faster variant that disagrees with the CPU is dropped for the compatible
+/// variant of the same kernel (not for the CPU), and the report says so.
+#[test]
+fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
+    if run_in_child(
+        "a_disagreeing_fast_variant_falls_back_to_the_compatible_one",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::format::Format;
+    use nyxq::vk::ops::Op;
+    let ctx = match Context::new(&ContextSettings {
+        vulkan_perturb_kernel: Some("dequantize_q4_0_f16_rte".to_string()),
+        ..settings(BackendPreference::Vulkan)
+    }) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            println!("SKIP: no Vulkan device: {e}");
+            return;
+        }
+    };
+    let engine = ctx.vulkan().unwrap();
+    if !engine.rte_variants_supported() {
+        println!("SKIP: this device cannot run the _rte variants");
+        return;
+    }
+    assert_eq!(
+        engine.kernel(Op::DequantizeF16, Format::Q4_0),
+        "dequantize_q4_0_f16"
+    );
+    assert!(ctx.vulkan_kernel_enabled(Op::DequantizeF16, Format::Q4_0));
+    assert_eq!(
+        engine.kernel(Op::DequantizeF16, Format::Q8_0),
+        "dequantize_q8_0_f16_rte"
+    );
+    let report = ctx.vulkan_report().join("\n");
+    assert!(
+        report.contains(
+            "dequantize_q4_0_f16: compat variant (32-bit words), self-test passed \
+             (dequantize_q4_0_f16_rte failed its self-test: dequantize to f16: byte 0"
+        ),
+        "{report}"
+    );
+    let x: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 8.0).collect();
+    let mut q = vec![0u8; 36];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut q, &Default::default()).unwrap();
+    let mut cpu = vec![0u16; 64];
+    nyxq::quant::dequantize_to_f16(Format::Q4_0, &q, &mut cpu, 1).unwrap();
+    let mut gpu = vec![0u16; 64];
+    nyxq::vk::ops::dequantize_to_f16(engine, Format::Q4_0, &q, &mut gpu).unwrap();
+    assert_eq!(cpu, gpu);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 /// Fault injection: the first device allocation after the self-test fails.
 /// Without host fallback that is OutOfDeviceMemory and the output is untouched;
 /// with it, the CPU gives the right bytes.

@@ -1,6 +1,8 @@
 //! Every Vulkan kernel against its CPU twin, byte for byte: odd sizes, rounding
-//! ties, zeros, subnormals, huge values, stochastic rounding with a seed, and
-//! an input over 128 MiB (more than lavapipe's maxStorageBufferRange).
+//! ties (also f16 ties, for the `_rte` variants' hardware conversion), zeros,
+//! subnormals, huge values, stochastic rounding with a seed, and an input over
+//! 128 MiB (more than lavapipe's maxStorageBufferRange); the variants chosen
+//! by default, then the compatible ones forced.
 
 mod vk_support;
 
@@ -44,6 +46,10 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
                         1.0e-39
                     }
                 }
+                // halfway between two f16 values (either parity), either sign
+                6 => {
+                    f32::from_bits(((r & 0x8000_0000) | 0x3f80_1000) + ((r >> 4) & 0x3ff) * 0x2000)
+                }
                 _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0,
             }
         })
@@ -55,6 +61,21 @@ fn check_all(force_compat: bool) {
         return;
     };
     let engine = ctx.vulkan().unwrap();
+    // The variants under test: `_rte` where the device can run it (unless the
+    // compatible ones are forced), the compatible ones otherwise.
+    let rte = !force_compat && engine.rte_variants_supported();
+    for format in FORMATS {
+        for op in [
+            ops::Op::Quantize,
+            ops::Op::DequantizeF16,
+            ops::Op::FakeQuantize,
+        ] {
+            let expected = ops::rte_kernel_name(op, format)
+                .filter(|_| rte)
+                .unwrap_or_else(|| ops::kernel_name(op, format));
+            assert_eq!(engine.kernel(op, format), expected);
+        }
+    }
     for format in FORMATS {
         let sizes: &[usize] = if format.block_size() == 1 {
             &[1, 31, 33, 4097, 70000]

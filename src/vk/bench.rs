@@ -95,6 +95,24 @@ pub fn warm_up(engine: &Engine, jobs: &[Job]) -> Result<()> {
     Ok(())
 }
 
+/// The variants of `op` on `format` to time: the one in use, then the
+/// compatible one where that differs, then any measurement-only variants
+/// (`_u<N>`, built with NYXQ_SHADER_EXPERIMENTS=1).
+fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
+    let compat = kernel_name(op, format);
+    let mut out = vec![engine.kernel(op, format)];
+    if out[0] != compat {
+        out.push(compat);
+    }
+    let experiment = format!("{compat}_");
+    for (name, _) in super::shaders::VARIANTS {
+        if name.starts_with(&experiment) && !out.contains(name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// GB/s (read + write) of the copy kernel over `n` f32 in two fresh device
 /// buffers, after a second of warm-up.
 pub fn copy_gbps(engine: &Engine, n: usize, iterations: usize) -> Result<f64> {
@@ -140,30 +158,26 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);
-        let k = kernel_name(Op::Quantize, format);
-        rows.push(Row {
-            kernel: k,
-            bytes_moved: bytes + qbytes,
-            seconds: time(&jobs(engine, k, format, n, &src, f32_per, &q, qper))?,
-        });
-        let k = kernel_name(Op::Dequantize, format);
-        rows.push(Row {
-            kernel: k,
-            bytes_moved: bytes + qbytes,
-            seconds: time(&jobs(engine, k, format, n, &q, qper, &dst, f32_per))?,
-        });
-        let k = kernel_name(Op::DequantizeF16, format);
-        rows.push(Row {
-            kernel: k,
-            bytes_moved: bytes / 2 + qbytes,
-            seconds: time(&jobs(engine, k, format, n, &q, qper, &dst, (2, 1)))?,
-        });
-        let k = kernel_name(Op::FakeQuantize, format);
-        rows.push(Row {
-            kernel: k,
-            bytes_moved: 2 * bytes,
-            seconds: time(&jobs(engine, k, format, n, &src, f32_per, &dst, f32_per))?,
-        });
+        for op in [
+            Op::Quantize,
+            Op::Dequantize,
+            Op::DequantizeF16,
+            Op::FakeQuantize,
+        ] {
+            let (from, from_per, to, to_per, bytes_moved) = match op {
+                Op::Quantize => (&src, f32_per, &q, qper, bytes + qbytes),
+                Op::Dequantize => (&q, qper, &dst, f32_per, bytes + qbytes),
+                Op::DequantizeF16 => (&q, qper, &dst, (2, 1), bytes / 2 + qbytes),
+                Op::FakeQuantize => (&src, f32_per, &dst, f32_per, 2 * bytes),
+            };
+            for k in variants(engine, op, format) {
+                rows.push(Row {
+                    kernel: k,
+                    bytes_moved,
+                    seconds: time(&jobs(engine, k, format, n, from, from_per, to, to_per))?,
+                });
+            }
+        }
     }
     // The yardstick is the faster of the copies timed first and last, so a
     // clock change during the run cannot flatter the ratios.

@@ -88,6 +88,13 @@ pub struct DeviceInfo {
     pub storage_8bit: bool,
     pub storage_16bit: bool,
     pub integer_dot_product: bool,
+    /// Float controls (Vulkan 1.2): a shader may declare round-to-nearest-even
+    /// for 16-bit (32-bit) floats, so conversions to f16 round as the CPU's.
+    pub rounding_rte_f16: bool,
+    pub rounding_rte_f32: bool,
+    /// Float controls: f16 (f32) subnormals may be declared preserved.
+    pub denorm_preserve_f16: bool,
+    pub denorm_preserve_f32: bool,
     /// The first queue family with COMPUTE.
     pub compute_queue_family: Option<u32>,
 }
@@ -257,6 +264,10 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         storage_8bit,
         storage_16bit,
         integer_dot_product,
+        rounding_rte_f16: modern && v12.shader_rounding_mode_rte_float16 == vk::TRUE,
+        rounding_rte_f32: modern && v12.shader_rounding_mode_rte_float32 == vk::TRUE,
+        denorm_preserve_f16: modern && v12.shader_denorm_preserve_float16 == vk::TRUE,
+        denorm_preserve_f32: modern && v12.shader_denorm_preserve_float32 == vk::TRUE,
         compute_queue_family,
     }
 }
@@ -334,6 +345,9 @@ pub struct Device {
     /// Features enabled on the device (what variants may use).
     pub enabled_8bit: bool,
     pub enabled_16bit: bool,
+    /// Pipelines are made with their compile statistics captured
+    /// (NYXQ_VK_PIPELINE_STATS=1 and VK_KHR_pipeline_executable_properties).
+    pub pipeline_statistics: bool,
     /// Device allocations made so far (for fault injection).
     pub allocations: std::sync::atomic::AtomicU64,
     /// Fault injection: the Nth device allocation (1-based) fails with
@@ -374,9 +388,23 @@ impl Device {
             .features(vk::PhysicalDeviceFeatures::default())
             .push_next(&mut f11)
             .push_next(&mut f12);
-        let create = vk::DeviceCreateInfo::default()
+        let statistics = std::env::var_os("NYXQ_VK_PIPELINE_STATS").is_some()
+            && has_extension(
+                &instance,
+                pd,
+                ash::khr::pipeline_executable_properties::NAME,
+            );
+        let mut f_stats = vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default()
+            .pipeline_executable_info(true);
+        let extensions = [ash::khr::pipeline_executable_properties::NAME.as_ptr()];
+        let mut create = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queues)
             .push_next(&mut features);
+        if statistics {
+            create = create
+                .enabled_extension_names(&extensions)
+                .push_next(&mut f_stats);
+        }
         // SAFETY: pd belongs to instance; only features the device reports are enabled.
         let device =
             unsafe { instance.instance.create_device(pd, &create, None) }.map_err(|e| {
@@ -385,6 +413,7 @@ impl Device {
         // SAFETY: queue 0 of `family` was requested at creation.
         let queue = unsafe { device.get_device_queue(family, 0) };
         Ok(Device {
+            pipeline_statistics: statistics,
             owned: true,
             allocations: std::sync::atomic::AtomicU64::new(0),
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
@@ -439,6 +468,7 @@ impl Device {
         // SAFETY: a live device of this instance, per the contract.
         let device = unsafe { ash::Device::load(instance.instance.fp_v1_0(), device) };
         Ok(Device {
+            pipeline_statistics: false,
             owned: false,
             allocations: std::sync::atomic::AtomicU64::new(0),
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
@@ -452,6 +482,55 @@ impl Device {
             info,
         })
     }
+}
+
+/// Whether `pd` lists the device extension `name`.
+fn has_extension(instance: &Instance, pd: vk::PhysicalDevice, name: &CStr) -> bool {
+    // SAFETY: pd was enumerated from this instance.
+    unsafe { instance.instance.enumerate_device_extension_properties(pd) }
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.extension_name_as_c_str().ok() == Some(name))
+}
+
+/// The compile statistics of every executable of `pipeline` (a device made
+/// with `pipeline_statistics`), as (name, value) pairs.
+pub fn pipeline_statistics(
+    device: &Device,
+    pipeline: vk::Pipeline,
+) -> Option<Vec<(String, String)>> {
+    let ext = ash::khr::pipeline_executable_properties::Device::new(
+        &device.instance.instance,
+        &device.device,
+    );
+    let info = vk::PipelineInfoKHR::default().pipeline(pipeline);
+    // SAFETY: the extension and its feature are enabled on this device, and
+    // the pipeline was made from it with CAPTURE_STATISTICS.
+    let count = unsafe { ext.get_pipeline_executable_properties(&info) }
+        .ok()?
+        .len();
+    let mut out = Vec::new();
+    for index in 0..count as u32 {
+        let exe = vk::PipelineExecutableInfoKHR::default()
+            .pipeline(pipeline)
+            .executable_index(index);
+        // SAFETY: as above; index < the executable count.
+        let stats = unsafe { ext.get_pipeline_executable_statistics(&exe) }.ok()?;
+        for s in &stats {
+            let name = c_text(s.name_as_c_str());
+            // SAFETY: the union member read is the one `format` names.
+            let value = unsafe {
+                match s.format {
+                    vk::PipelineExecutableStatisticFormatKHR::BOOL32 => s.value.b32.to_string(),
+                    vk::PipelineExecutableStatisticFormatKHR::INT64 => s.value.i64.to_string(),
+                    vk::PipelineExecutableStatisticFormatKHR::UINT64 => s.value.u64.to_string(),
+                    _ => s.value.f64.to_string(),
+                }
+            };
+            out.push((name, value));
+        }
+    }
+    Some(out)
 }
 
 impl Drop for Device {

@@ -1,8 +1,10 @@
 //! Pipelines, buffers and submit-and-wait dispatch on a [`Device`].
 
 use super::device::Device;
+use super::ops::Op;
 use super::shaders::{self, Push};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
 use ash::vk;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -69,12 +71,13 @@ pub(crate) fn create_layouts(
 /// The compute pipeline of the SPIR-V `spv` (variant `name`) with `layout`;
 /// `specialization[i]` is the u32 value of constant_id i.
 pub(crate) fn create_pipeline(
-    d: &ash::Device,
+    device: &Device,
     layout: vk::PipelineLayout,
     name: &str,
     spv: &[u8],
     specialization: &[u32],
 ) -> Result<vk::Pipeline> {
+    let d = &device.device;
     let words = ash::util::read_spv(&mut std::io::Cursor::new(spv))
         .map_err(|e| Error::new(ErrorKind::Internal, format!("bad SPIR-V {name}: {e}")))?;
     // SAFETY: words is valid SPIR-V made by glslc at build time.
@@ -102,7 +105,13 @@ pub(crate) fn create_pipeline(
         .module(module)
         .name(c"main")
         .specialization_info(&spec);
+    let flags = if device.pipeline_statistics {
+        vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR
+    } else {
+        vk::PipelineCreateFlags::empty()
+    };
     let info = vk::ComputePipelineCreateInfo::default()
+        .flags(flags)
         .stage(stage)
         .layout(layout);
     // SAFETY: module and layout are live; the info lives across the call.
@@ -221,6 +230,9 @@ pub struct Engine {
     recorder: super::record::Recorder,
     /// The matrix-vector pipelines and their layouts, made on first use.
     matvec: Mutex<Option<Arc<super::matvec::Pipelines>>>,
+    /// The variant in use per kernel where it is not the compatible one
+    /// (set by the self-test, which tests a variant before it is chosen).
+    chosen: Mutex<HashMap<(Op, Format), &'static str>>,
 }
 
 struct Submitter {
@@ -293,7 +305,29 @@ impl Engine {
             }),
             recorder: super::record::Recorder::new(),
             matvec: Mutex::new(None),
+            chosen: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The shader variant in use for `op` on `format`: the compatible one
+    /// until the self-test has passed another.
+    pub fn kernel(&self, op: Op, format: Format) -> &'static str {
+        self.chosen
+            .lock()
+            .get(&(op, format))
+            .copied()
+            .unwrap_or_else(|| super::ops::kernel_name(op, format))
+    }
+
+    /// Uses the variant `name` for `op` on `format` from now on.
+    pub(crate) fn choose_kernel(&self, op: Op, format: Format, name: &'static str) {
+        self.chosen.lock().insert((op, format), name);
+    }
+
+    /// Whether the `_rte` variants can run here: 16-bit storage enabled on
+    /// the device, and round-to-nearest-even declarable for f16.
+    pub fn rte_variants_supported(&self) -> bool {
+        self.device.enabled_16bit && self.device.info.rounding_rte_f16
     }
 
     /// The set layout every quantize/dequantize kernel binds (src, dst).
@@ -327,9 +361,21 @@ impl Engine {
         if let Some(p) = map.get(key) {
             return Ok(*p);
         }
-        let pipeline = create_pipeline(&self.device.device, self.layout, name, spv, &[])?;
+        let pipeline = create_pipeline(&self.device, self.layout, name, spv, &[])?;
         map.insert(key, pipeline);
         Ok(pipeline)
+    }
+
+    /// The driver's compile statistics of the variant `name` (register
+    /// count, binary size and the like, as (name, value) pairs), where the
+    /// device was made with NYXQ_VK_PIPELINE_STATS=1 and supports
+    /// VK_KHR_pipeline_executable_properties; None otherwise.
+    pub fn pipeline_statistics(&self, name: &str) -> Option<Vec<(String, String)>> {
+        if !self.device.pipeline_statistics {
+            return None;
+        }
+        let pipeline = self.pipeline(name).ok()?;
+        super::device::pipeline_statistics(&self.device, pipeline)
     }
 
     /// Records one dispatch of `name` over `n_elements`, reading `src` and
@@ -349,7 +395,11 @@ impl Engine {
     ) -> Result<()> {
         let pipeline = self.pipeline(name)?;
         let mut push = *push;
-        if self.perturb.as_deref() == Some(name) {
+        if self
+            .perturb
+            .as_deref()
+            .is_some_and(|list| list.split(',').any(|k| k == name))
+        {
             push.perturb = 1;
         }
         let per = shaders::elements_per_invocation(name);

@@ -35,7 +35,18 @@ pub enum Op {
     FakeQuantize,
 }
 
-/// The shader variant for `op` on `format`.
+/// The `_rte` variant of `op` on `format` (f16 results by the hardware
+/// conversion, declared round-to-nearest-even), where one exists.
+pub fn rte_kernel_name(op: Op, format: Format) -> Option<&'static str> {
+    let wanted = format!("{}_rte", kernel_name(op, format));
+    super::shaders::VARIANTS
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n == wanted)
+}
+
+/// The compatible shader variant for `op` on `format` (32-bit words and
+/// integer arithmetic only: no optional feature).
 pub fn kernel_name(op: Op, format: Format) -> &'static str {
     let names = super::shaders::VARIANTS.iter().map(|(n, _)| *n);
     let tag = format_tag(format);
@@ -195,7 +206,7 @@ pub fn quantize(
     Error::ensure_room("destination", "bytes", needed, dst.len())?;
     run(
         engine,
-        kernel_name(Op::Quantize, format),
+        engine.kernel(Op::Quantize, format),
         format,
         src.len(),
         f32_bytes(src),
@@ -212,7 +223,7 @@ pub fn dequantize(engine: &Engine, format: Format, src: &[u8], dst: &mut [f32]) 
     Error::ensure_room("destination", "floats", n, dst.len())?;
     run(
         engine,
-        kernel_name(Op::Dequantize, format),
+        engine.kernel(Op::Dequantize, format),
         format,
         n,
         src,
@@ -237,7 +248,7 @@ pub fn dequantize_to_f16(
     }
     run(
         engine,
-        kernel_name(Op::DequantizeF16, format),
+        engine.kernel(Op::DequantizeF16, format),
         format,
         n,
         src,
@@ -261,7 +272,7 @@ pub fn fake_quantize(
     let n = src.len();
     run(
         engine,
-        kernel_name(Op::FakeQuantize, format),
+        engine.kernel(Op::FakeQuantize, format),
         format,
         n,
         f32_bytes(src),

@@ -342,7 +342,7 @@ pub unsafe fn record_kernel(
     let in_bound = check_range(engine, src, in_bytes, "src")?;
     let out_bound = check_range(engine, dst, out_bytes, "dst")?;
     check_disjoint(src, in_bound, dst, out_bound)?;
-    let kernel = ops::kernel_name(call.op, format);
+    let kernel = engine.kernel(call.op, format);
     let chunk = ops::chunk_elements(engine, format);
     let (ticket, sets) = reserve(engine, kernel, n.div_ceil(chunk))?;
     let mut done = 0usize;

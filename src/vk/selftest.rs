@@ -1,10 +1,12 @@
 //! The self-test run when a context is created on a device: every kernel runs
 //! once on a small input full of hard cases (rounding ties, zeros of both signs,
 //! subnormals, tiny and huge values) and its bytes are compared with the CPU
-//! twin. A kernel that disagrees is disabled and the CPU twin is used instead.
+//! twin. Where a faster variant exists (`_rte`) and the device can run it, it
+//! is tested first; if it disagrees the compatible variant is tested and used.
+//! A kernel whose every variant disagrees is disabled and the CPU twin is used.
 
 use super::exec::Engine;
-use super::ops::{self, Op, kernel_name};
+use super::ops::{self, Op, kernel_name, rte_kernel_name};
 use crate::format::Format;
 use crate::quant::{self, QuantizeOptions, Rounding};
 
@@ -16,6 +18,8 @@ pub struct KernelResult {
     pub format: Format,
     /// None when it passed, else why it is disabled.
     pub failure: Option<String>,
+    /// A faster variant that failed before `kernel` was tested, and why.
+    pub rejected: Option<(&'static str, String)>,
 }
 
 pub const FORMATS: [Format; 5] = [
@@ -26,13 +30,13 @@ pub const FORMATS: [Format; 5] = [
     Format::Q4_1,
 ];
 
-/// 8 blocks, one per hard case, plus one odd element for the 1-wide formats.
+/// 9 blocks, one per hard case, plus one odd element for the 1-wide formats.
 fn input(format: Format) -> Vec<f32> {
-    let n = if format.block_size() == 1 { 257 } else { 256 };
+    let n = if format.block_size() == 1 { 289 } else { 288 };
     (0..n)
         .map(|i| {
             let j = (i % 32) as f32;
-            match (i / 32) % 8 {
+            match (i / 32) % 9 {
                 0 => (j - 16.0) * 0.5, // .5 ties
                 1 => {
                     if i % 2 == 0 {
@@ -49,10 +53,31 @@ fn input(format: Format) -> Vec<f32> {
                 4 => 60_000.0 - j * 1000.0, // huge for f16
                 5 => (j - 15.5) * 1.0e-3 + 1.0e-39, // mixed with a subnormal
                 6 => f32::from_bits(0x3f80_8000 + (i as u32 % 2) * 0x1_0000), // bf16 ties
-                _ => (j * 0.37).sin() * 3.0,
+                7 => (j * 0.37).sin() * 3.0,
+                _ => f16_ties(format, i % 32),
             }
         })
         .collect()
+}
+
+/// A block whose f16 results are halfway between two f16 values, of both
+/// parities: for F16/BF16 the inputs themselves; for the block formats, a
+/// block whose scale is d = 1 + 2^-10 and whose quants make d*q such ties
+/// (3d, 6d, 12d) when dequantized to f16.
+fn f16_ties(format: Format, j: usize) -> f32 {
+    let d = 1.0 + 1.0 / 1024.0;
+    let jf = j as f32;
+    match format {
+        Format::Q8_0 if j == 31 => 127.0 * d, // sets the scale to d
+        Format::Q8_0 => (jf - 16.0) * d,
+        Format::Q4_0 if j == 31 => -8.0 * d, // sets the scale to d
+        Format::Q4_0 => ((j % 16) as f32 - 8.0) * d,
+        Format::Q4_1 => (j % 16) as f32 * d,
+        _ => {
+            let tie = f32::from_bits(0x3f80_1000 + j as u32 * 0x2000);
+            if j % 3 == 0 { -tie } else { tie }
+        }
+    }
 }
 
 fn compare(what: &str, cpu: &[u8], gpu: &[u8]) -> Option<String> {
@@ -122,8 +147,18 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
     result.unwrap_or_else(|e| Some(format!("failed to run: {e}")))
 }
 
-/// Runs every kernel once and reports each.
-pub fn run(engine: &Engine) -> Vec<KernelResult> {
+/// The variants to try for `op` on `format`, fastest first.
+fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<&'static str> {
+    let fast =
+        rte_kernel_name(op, format).filter(|_| !force_compat && engine.rte_variants_supported());
+    fast.into_iter()
+        .chain(std::iter::once(kernel_name(op, format)))
+        .collect()
+}
+
+/// Runs every kernel once, chooses for each the fastest variant that agrees
+/// with the CPU (only the compatible ones with `force_compat`), and reports.
+pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
     for format in FORMATS {
         for op in [
@@ -132,20 +167,42 @@ pub fn run(engine: &Engine) -> Vec<KernelResult> {
             Op::DequantizeF16,
             Op::FakeQuantize,
         ] {
-            let failure = test_one(engine, op, format);
-            let kernel = kernel_name(op, format);
-            match &failure {
-                None => log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin"),
-                Some(why) => log::warn!(
-                    "nyxq vulkan self-test: {kernel} DISABLED, the CPU twin is used instead: {why}"
-                ),
+            let mut rejected = None;
+            let mut result = None;
+            for kernel in candidates(engine, op, format, force_compat) {
+                engine.choose_kernel(op, format, kernel);
+                let failure = test_one(engine, op, format);
+                match &failure {
+                    None => {
+                        log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin")
+                    }
+                    Some(why) => log::warn!(
+                        "nyxq vulkan self-test: {kernel} DISABLED ({why}); {}",
+                        if kernel == kernel_name(op, format) {
+                            "the CPU twin is used instead"
+                        } else {
+                            "the compatible variant is tried instead"
+                        }
+                    ),
+                }
+                let passed = failure.is_none();
+                if let (Some(why), None) = (&failure, &rejected) {
+                    if kernel != kernel_name(op, format) {
+                        rejected = Some((kernel, why.clone()));
+                    }
+                }
+                result = Some(KernelResult {
+                    kernel,
+                    op,
+                    format,
+                    failure,
+                    rejected: rejected.clone(),
+                });
+                if passed {
+                    break;
+                }
             }
-            out.push(KernelResult {
-                kernel,
-                op,
-                format,
-                failure,
-            });
+            out.extend(result);
         }
     }
     out

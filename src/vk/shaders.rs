@@ -62,16 +62,26 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
     VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// Units of 4 values one invocation of a dequantize kernel decodes
+/// (shaders/dequantize.comp's UNITS; experiment variants end in `_u<N>`).
+pub const DEQUANTIZE_UNITS: u32 = 2;
+
 /// How many elements one invocation handles, for sizing the grid.
 pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
-    } else if is_block_kernel(name) && !name.starts_with("dequantize") {
+    } else if name.starts_with("dequantize") {
+        let units = name
+            .rsplit_once("_u")
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(DEQUANTIZE_UNITS);
+        4 * units
+    } else if is_block_kernel(name) {
         // Block quantize and fake-quantize: a workgroup of 64 handles 32
         // blocks (shaders/block_group.glsl).
         16
     } else {
-        // copy, dequantize, and the F16/BF16 kernels: 4 values per invocation.
+        // copy and the F16/BF16 quantize kernels: 4 values per invocation.
         4
     }
 }

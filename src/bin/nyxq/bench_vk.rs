@@ -1,5 +1,7 @@
 //! `nyxq bench-vk [MIB] [ITER]`: GB/s of the Vulkan kernels on MIB MiB of f32
-//! (default 1024) resident on the device, against the copy kernel.
+//! (default 1024) resident on the device, against the copy kernel. With
+//! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
+//! kernel (register count and the like, where the driver reports them).
 
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 
@@ -42,6 +44,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
             row.gbps(),
             row.gbps() / copy
         );
+    }
+    // With NYXQ_VK_PIPELINE_STATS=1: the driver's compile statistics per kernel.
+    for row in &rows {
+        if let Some(stats) = engine.pipeline_statistics(row.kernel) {
+            let text: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("stats {}: {}", row.kernel, text.join(", "));
+        }
     }
     Ok(())
 }

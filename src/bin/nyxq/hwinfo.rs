@@ -21,7 +21,7 @@ fn json_str(s: &str) -> String {
 
 fn device_json(d: &DeviceInfo) -> String {
     format!(
-        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"usable\":{}}}",
+        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"rounding_rte_f16\":{},\"rounding_rte_f32\":{},\"denorm_preserve_f16\":{},\"denorm_preserve_f32\":{},\"usable\":{}}}",
         d.index,
         json_str(&d.name),
         json_str(d.vendor_name()),
@@ -43,6 +43,10 @@ fn device_json(d: &DeviceInfo) -> String {
         d.storage_8bit,
         d.storage_16bit,
         d.integer_dot_product,
+        d.rounding_rte_f16,
+        d.rounding_rte_f32,
+        d.denorm_preserve_f16,
+        d.denorm_preserve_f32,
         d.unusable_reason()
             .map_or("true".to_string(), |r| json_str(&r)),
     )
@@ -51,7 +55,7 @@ fn device_json(d: &DeviceInfo) -> String {
 fn device_text(d: &DeviceInfo) -> String {
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     format!(
-        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}\n  usable: {}\n",
+        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}\n  float controls: round-to-nearest-even declarable for f16 {} / f32 {}, subnormals preservable f16 {} / f32 {}\n  usable: {}\n",
         d.index,
         d.name,
         d.vendor_name(),
@@ -75,6 +79,10 @@ fn device_text(d: &DeviceInfo) -> String {
         d.storage_8bit,
         d.storage_16bit,
         d.integer_dot_product,
+        d.rounding_rte_f16,
+        d.rounding_rte_f32,
+        d.denorm_preserve_f16,
+        d.denorm_preserve_f32,
         d.unusable_reason().unwrap_or_else(|| "yes".to_string()),
     )
 }

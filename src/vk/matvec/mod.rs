@@ -202,7 +202,7 @@ impl Pipelines {
         }
         let spv = super::shaders::spirv(name)
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))?;
-        let p = exec::create_pipeline(&self.device.device, self.layout, name, spv, &[batch, rows])?;
+        let p = exec::create_pipeline(&self.device, self.layout, name, spv, &[batch, rows])?;
         cache.insert((name, batch, rows), p);
         Ok(p)
     }
