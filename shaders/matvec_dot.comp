@@ -81,45 +81,43 @@ shared vec2 tile_s[TILE];
 
 #define NON_FINITE_BLOCK (-1.0)
 
-bool finite4(vec4 v) {
-    uvec4 e = floatBitsToUint(v) & 0x7f800000u;
-    return all(notEqual(e, uvec4(0x7f800000u)));
+// The 4 values' |v| bits: for non-negative floats the order of the bits
+// is the order of the values, and NaN and ±Inf are above 0x7f7fffff.
+uvec4 magnitude_bits(vec4 v) {
+    return floatBitsToUint(v) & 0x7fffffffu;
 }
 
-uint pack4(vec4 v) {
-    ivec4 q = ivec4(round(v)) & 0xff;
-    return uint(q.x | (q.y << 8) | (q.z << 16) | (q.w << 24));
-}
-
-// Rounds blocks k0 .. k0 + count - 1 of every vector of x into the tile.
+// Rounds blocks k0 .. k0 + count - 1 of every vector of x into the tile,
+// one block per invocation: the largest magnitude (as bits, so that NaN
+// cannot hide in a float max), then packSnorm4x8, which rounds
+// clamp(v/max|x|, −1, 1)·127 to int8, 4 values to a word; the block's sum
+// of the rounded values is the dot product of its words with 1s.
 void quantize_tile(uint k0, uint count) {
     for (uint job = gl_LocalInvocationID.x; job < count * BATCH; job += WG_SIZE) {
         uint b = job / count;
         uint j = job % count;
         uint at = (b * pc.cols + (k0 + j) * 32u) / 4u;
         vec4 v[8];
-        float amax = 0.0;
-        bool finite = true;
+        uvec4 top = uvec4(0u);
         for (uint i = 0u; i < 8u; ++i) {
             v[i] = x4[at + i];
-            finite = finite && finite4(v[i]);
-            vec4 a = abs(v[i]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+            top = max(top, magnitude_bits(v[i]));
         }
+        uint amax_bits = max(max(top.x, top.y), max(top.z, top.w));
         uint slot = b * TILE_BLOCKS + j;
-        if (!finite) {
+        if (amax_bits >= 0x7f800000u) {
             tile_s[slot] = vec2(NON_FINITE_BLOCK, 0.0);
             continue;
         }
+        float amax = uintBitsToFloat(amax_bits);
         // 2⁻¹¹⁹ > 127·2⁻¹²⁶: below it the scale would be subnormal.
         bool tiny = amax < 1.5046328e-36;
-        float inv = tiny ? 0.0 : 127.0 / amax;
+        float inv = tiny ? 0.0 : 1.0 / amax;
         uint q[8];
         int sum = 0;
         for (uint i = 0u; i < 8u; ++i) {
-            vec4 r = round(v[i] * inv);
-            sum += int(r.x + r.y + r.z + r.w);
-            q[i] = pack4(r);
+            q[i] = packSnorm4x8(v[i] * inv);
+            sum += sdot4x8(int(q[i]), 0x01010101, 0);
         }
         tile_q[2u * slot] = uvec4(q[0], q[1], q[2], q[3]);
         tile_q[2u * slot + 1u] = uvec4(q[4], q[5], q[6], q[7]);
