@@ -59,14 +59,8 @@ int sdot4x8(int a, int b, spirv_literal int fmt);
 
 #if defined(FORMAT_Q8_0)
 #define QS_WORDS 8u
-#define QS_HALF 1u
 #else
 #define QS_WORDS 4u
-#if defined(FORMAT_Q4_0)
-#define QS_HALF 1u
-#else
-#define QS_HALF 2u
-#endif
 #endif
 
 // Rows each invocation accumulates, and blocks per vector in one tile.
@@ -125,31 +119,43 @@ void quantize_tile(uint k0, uint count) {
     }
 }
 
-// The quants of the block starting at halfword h: QS_WORDS words from
-// halfword h + QS_HALF, read as aligned words and shifted by a halfword
-// where they start mid-word (the word past them is read only then, so no
-// read leaves the binding).
-void load_quants(uint h, out uint qs[QS_WORDS]) {
-    uint start = h + QS_HALF;
-    uint i = start >> 1;
-    bool odd = (start & 1u) != 0u;
-    uint a[QS_WORDS + 1u];
-    for (uint j = 0u; j < QS_WORDS; ++j) {
+// Words of W covering a block that starts at an even halfword (the count
+// for an odd one is the same for Q8_0 and Q4_0, one more for Q4_1).
+#define BLOCK_WORDS ((BLOCK_HALVES + 1u) / 2u)
+
+// The block starting at halfword h: its quants (QS_WORDS words, after d,
+// or d and m for Q4_1) and (d, m) (m = 0 but for Q4_1). Reads only the
+// aligned words that hold the block, each once, and shifts by a halfword
+// what starts mid-word.
+void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
+    uint i = h >> 1;
+    bool odd = (h & 1u) != 0u;
+    uint a[BLOCK_WORDS + 1u];
+    for (uint j = 0u; j < BLOCK_WORDS; ++j) {
         a[j] = w[i + j];
     }
-    a[QS_WORDS] = odd ? w[i + QS_WORDS] : 0u;
-    for (uint j = 0u; j < QS_WORDS; ++j) {
-        qs[j] = odd ? (a[j] >> 16) | (a[j + 1u] << 16) : a[j];
-    }
-}
-
-// (d, m) of the block starting at halfword h (m = 0 but for Q4_1).
-vec2 load_scale(uint h) {
-    float d = unpackHalf2x16(half_at(h)).x;
 #if defined(FORMAT_Q4_1)
-    return vec2(d, unpackHalf2x16(half_at(h + 1u)).x);
+    // 10 halfwords: 6 words when the block starts mid-word.
+    a[BLOCK_WORDS] = odd ? w[i + BLOCK_WORDS] : 0u;
 #else
-    return vec2(d, 0.0);
+    a[BLOCK_WORDS] = 0u;
+#endif
+    // The 32 bits at halfword h + 2j, j = 0..BLOCK_WORDS - 1.
+    uint b[BLOCK_WORDS];
+    for (uint j = 0u; j < BLOCK_WORDS; ++j) {
+        b[j] = odd ? (a[j] >> 16) | (a[j + 1u] << 16) : a[j];
+    }
+#if defined(FORMAT_Q4_1)
+    dm = unpackHalf2x16(b[0]);
+    for (uint j = 0u; j < QS_WORDS; ++j) {
+        qs[j] = b[j + 1u];
+    }
+#else
+    // The quants start one halfword after d.
+    dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
+    for (uint j = 0u; j < QS_WORDS; ++j) {
+        qs[j] = (b[j] >> 16) | (b[j + 1u] << 16);
+    }
 #endif
 }
 
@@ -242,9 +248,7 @@ void main() {
             for (uint i = 0u; i < SLOT_ROWS; ++i) {
                 uint r = slot + SLOTS * i;
                 if (r < NUM_ROWS && row0 + r < pc.rows) {
-                    uint h = row_base(row0 + r) + k * BLOCK_HALVES;
-                    load_quants(h, qs[i]);
-                    dm[i] = load_scale(h);
+                    load_block(row_base(row0 + r) + k * BLOCK_HALVES, qs[i], dm[i]);
                 } else {
                     for (uint c = 0u; c < QS_WORDS; ++c) {
                         qs[i][c] = 0u;
