@@ -45,6 +45,18 @@ fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec
     (bytes, deq)
 }
 
+/// W·x of a `rows`×`cols` matrix in `format` on `batch` vectors.
+fn forward_call(format: Format, rows: usize, cols: usize, batch: u32, compat: bool) -> MatvecCall {
+    MatvecCall {
+        format,
+        rows: rows as u64,
+        cols: cols as u64,
+        batch,
+        transposed: false,
+        compat,
+    }
+}
+
 /// The FP64 product and Σ|w·x| of one output.
 struct Reference {
     value: f64,
@@ -276,15 +288,21 @@ fn every_format_and_shape(force_compat: bool) {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// Runs every_format_and_shape in a child with `extra` added to the device
-/// environment (false in the parent, which checked the child).
-fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compat: bool) {
+/// Runs `body(compat)` in a child (the test `name`) with `extra` added to
+/// the device environment; the parent checks the child.
+fn in_child_with(name: &str, extra: &[(&'static str, &str)], compat: bool, body: fn(bool)) {
     let mut env = device_env();
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     if run_in_child(name, &env) {
         return;
     }
-    every_format_and_shape(compat);
+    body(compat);
+}
+
+/// Runs every_format_and_shape in a child with `extra` added to the device
+/// environment.
+fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compat: bool) {
+    in_child_with(name, extra, compat, every_format_and_shape);
 }
 
 #[test]
@@ -374,30 +392,27 @@ fn non_finite_x(force_compat: bool) {
 
 #[test]
 fn non_finite_x_propagates() {
-    if run_in_child("non_finite_x_propagates", &device_env()) {
-        return;
-    }
-    non_finite_x(false);
+    in_child_with("non_finite_x_propagates", &[], false, non_finite_x);
 }
 
 #[test]
 fn f32_non_finite_x_propagates() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_MATVEC_VARIANT", "f32".to_string()));
-    if run_in_child("f32_non_finite_x_propagates", &env) {
-        return;
-    }
-    non_finite_x(false);
+    in_child_with(
+        "f32_non_finite_x_propagates",
+        &[("NYXQ_VK_MATVEC_VARIANT", "f32")],
+        false,
+        non_finite_x,
+    );
 }
 
 #[test]
 fn compat_non_finite_x_propagates() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
-    if run_in_child("compat_non_finite_x_propagates", &env) {
-        return;
-    }
-    non_finite_x(true);
+    in_child_with(
+        "compat_non_finite_x_propagates",
+        &[("NYXQ_VK_FORCE_COMPAT", "1")],
+        true,
+        non_finite_x,
+    );
 }
 
 /// Without compat forced, Q8_0, Q4_0 and Q4_1 run the integer-dot variant
@@ -456,14 +471,7 @@ fn rows_longer_than_one_tile_of_x() {
     for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
         let (wq, w) = weights(format, rows, cols, 71);
         for batch in [1u32, 2, 3, 8] {
-            let call = MatvecCall {
-                format,
-                rows: rows as u64,
-                cols: cols as u64,
-                batch,
-                transposed: false,
-                compat: false,
-            };
+            let call = forward_call(format, rows, cols, batch, false);
             assert_eq!(
                 engine
                     .matvec_pipelines()
@@ -589,14 +597,7 @@ fn operands_at_offsets_inside_larger_buffers() {
         }
     }
     arena.write(&bytes);
-    let call = MatvecCall {
-        format,
-        rows: rows as u64,
-        cols: cols as u64,
-        batch,
-        transposed: false,
-        compat: ctx.force_compat(),
-    };
+    let call = forward_call(format, rows, cols, batch, ctx.force_compat());
     let sizes = call.sizes().unwrap();
     let ops = Operands {
         w: range(&arena, w_at, sizes.w.div_ceil(4) * 4),
