@@ -83,9 +83,11 @@ uvec4 magnitude_bits(vec4 v) {
 
 // Rounds blocks k0 .. k0 + count - 1 of every vector of x into the tile,
 // one block per invocation: the largest magnitude (as bits, so that NaN
-// cannot hide in a float max), then packSnorm4x8, which rounds
-// clamp(v/max|x|, −1, 1)·127 to int8, 4 values to a word; the block's sum
-// of the rounded values is the dot product of its words with 1s.
+// cannot hide in a float max), then each value times 127/max|x| (a normal
+// number for every max|x| from 2⁻¹¹⁹ up; 1/max|x| would be subnormal above
+// 2¹²⁶, and flushed) rounded to an integer; packSnorm4x8 of those over 127
+// packs 4 of them exactly into a word. The block's sum of the rounded values
+// is the dot product of its words with 1s.
 void quantize_tile(uint k0, uint count) {
     for (uint job = gl_LocalInvocationID.x; job < count * BATCH; job += WG_SIZE) {
         uint b = job / count;
@@ -106,11 +108,11 @@ void quantize_tile(uint k0, uint count) {
         float amax = uintBitsToFloat(amax_bits);
         // 2⁻¹¹⁹ > 127·2⁻¹²⁶: below it the scale would be subnormal.
         bool tiny = amax < 1.5046328e-36;
-        float inv = tiny ? 0.0 : 1.0 / amax;
+        float inv = tiny ? 0.0 : 127.0 / amax;
         uint q[8];
         int sum = 0;
         for (uint i = 0u; i < 8u; ++i) {
-            q[i] = packSnorm4x8(v[i] * inv);
+            q[i] = packSnorm4x8(round(v[i] * inv) * (1.0 / 127.0));
             sum += sdot4x8(int(q[i]), 0x01010101, 0);
         }
         tile_q[2u * slot] = uvec4(q[0], q[1], q[2], q[3]);

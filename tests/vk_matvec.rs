@@ -491,6 +491,33 @@ fn rows_longer_than_one_tile_of_x() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
+/// Blocks of x whose largest value is near the top of the f32 range
+/// (1/max|x| would be subnormal, which GPUs flush) or below 2⁻¹¹⁹ (counted
+/// as zero) stay within the bound.
+#[test]
+fn extreme_magnitudes_of_x() {
+    let Some(ctx) = device_test("extreme_magnitudes_of_x") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let (rows, cols, batch) = (9usize, 128usize, 2u32);
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        let (wq, w) = weights(format, rows, cols, 83);
+        let mut x = uniform(batch as usize * cols, 89);
+        // Large enough for a subnormal 1/max|x|, small enough for the CPU's
+        // Q4_1 path (m·Σx) not to overflow.
+        x[0] = 1e38;
+        x[33] = -1.5e38;
+        for v in &mut x[64..96] {
+            *v *= 1e-37;
+        }
+        x[cols + 70] = 1.2e38;
+        let call = forward_call(format, rows, cols, batch, ctx.force_compat());
+        check_call(engine, &call, &wq, &w, &x, None);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 /// About 130 MiB of Q8_0 weights with rows of 4386 bytes (not a multiple of
 /// 4): more than lavapipe's 128 MiB maxStorageBufferRange, so W is bound in
 /// two chunks, the second starting mid-word. Forward and transposed.
