@@ -69,7 +69,8 @@ const uint TILE_BLOCKS = TILE / BATCH;
 
 // Block j of vector b of the tile: its 32 int8 values at tile_q[2·(b·TILE_BLOCKS
 // + j)] and the next, its (scale, sum of the values) at tile_s[b·TILE_BLOCKS + j].
-// After the last tile, tile_q holds the reduction's partial sums.
+// After the last tile, tile_q holds the reduction's partial sums: at most
+// 32 rows × 8 vectors × 8 subgroups per slot = 2048 floats, its size.
 shared uvec4 tile_q[2u * TILE];
 shared vec2 tile_s[TILE];
 
@@ -226,7 +227,9 @@ void main() {
         return;
     }
     // Slot and lane from the subgroup's numbering, so that a subgroup (of at
-    // most 32 invocations) lies inside one slot whatever the device's order.
+    // most 32 invocations) lies inside one slot whatever order the device
+    // gives invocations; the 128 invocations form whole subgroups (a power
+    // of 2 from 4 to 32), as on every driver measured.
     uint linear = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
     uint slot = linear / LANES;
     uint lane = linear % LANES;

@@ -121,7 +121,8 @@ pub enum Arithmetic {
 }
 
 impl Arithmetic {
-    /// NYXQ_VK_MATVEC_VARIANT: `f32` or `dot` (the default).
+    /// NYXQ_VK_MATVEC_VARIANT: `f32`, or `dot` (the default, also for any
+    /// other value).
     fn from_env() -> Arithmetic {
         match std::env::var("NYXQ_VK_MATVEC_VARIANT").as_deref() {
             Ok("f32") => Arithmetic::F32,
@@ -130,7 +131,8 @@ impl Arithmetic {
     }
 }
 
-/// The shader variant name of `variant` on `format`.
+/// The shader variant name of `variant` on `format` (`Dot` exists for
+/// Q8_0, Q4_0 and Q4_1 only, as [`Pipelines::forward_variant`] chooses it).
 pub fn kernel_name(variant: Variant, format: Format) -> &'static str {
     let tag = format_tag(format);
     let wanted = match variant {
