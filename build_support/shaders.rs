@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FORMATS: [&str; 5] = ["f16", "bf16", "q8_0", "q4_0", "q4_1"];
+/// The formats with an integer-dot-product matvec (`_dot`).
+const DOT_FORMATS: [&str; 3] = ["q8_0", "q4_0", "q4_1"];
 
 /// (name, source file, defines)
 fn variants() -> Vec<(String, &'static str, Vec<String>)> {
@@ -86,6 +88,13 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             vec![define.clone(), "SUBGROUP".to_string()],
         ));
         v.push((format!("matvec_t_{f}_f32"), "matvec_t.comp", vec![define]));
+    }
+    for f in DOT_FORMATS {
+        v.push((
+            format!("matvec_{f}_f32_dot"),
+            "matvec_dot.comp",
+            vec![format!("FORMAT_{}", f.to_uppercase())],
+        ));
     }
     v
 }

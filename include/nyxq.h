@@ -43,37 +43,7 @@
  */
 #define NYXQ_ABI_VERSION 1
 
-/**
- * Most vectors one call multiplies.
- */
-#define MAX_BATCH 8
 
-/**
- * Values per quantization block of the 8-bit state.
- */
-#define STATE_BLOCK 256
-
-/**
- * Tensors with fewer elements keep FP32 state.
- */
-#define MIN_8BIT_ELEMENTS 4096
-
-/**
- * Largest single allocation nyxq makes.
- */
-#define MAX_ALLOCATION (1 << 30)
-
-
-
-/**
- * Storage-buffer bindings of the largest set layout nyxq records with.
- */
-#define BINDINGS_PER_SET 4
-
-/**
- * Unreleased sets beyond this are refused: the caller forgot to release.
- */
-#define MAX_UNRELEASED (1 << 16)
 
 /**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
@@ -149,47 +119,6 @@ typedef enum {
    */
   NYXQ_ERROR_LOSS_SCALE_UNDERFLOW = 16,
 } NyxqStatus;
-
-/**
- * A storage format. The discriminants are the values the C ABI uses.
- */
-enum Format
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * IEEE binary32.
-   */
-  F32 = 0,
-  /**
-   * IEEE binary16, round to nearest even.
-   */
-  F16 = 1,
-  /**
-   * The top 16 bits of binary32, round to nearest even, NaN kept NaN.
-   */
-  BF16 = 2,
-  /**
-   * 32 values: `f16 d; i8 qs[32]`; x = d*q.
-   */
-  Q8_0 = 3,
-  /**
-   * 32 values: `f16 d; u8 qs[16]`; x = d*(q-8).
-   */
-  Q4_0 = 4,
-  /**
-   * 32 values: `f16 d; f16 m; u8 qs[16]`; x = d*q + m.
-   */
-  Q4_1 = 5,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum Format Format;
-#else
-typedef int32_t Format;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
 
 /**
  * Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
@@ -1248,8 +1177,6 @@ typedef struct {
 
 
 
-#define FORMATS { F16, BF16, Q8_0, Q4_0, Q4_1, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -2172,7 +2099,11 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * multiply-adds, so against an FP64 product of the dequantized weights
  * |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal products may be flushed to
  * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
- * where the device has subgroup arithmetic, unless compat is forced.
+ * where the device has subgroup arithmetic, unless compat is forced. On a
+ * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
+ * Q8_0, Q4_0 and Q4_1 use the integer-dot variant instead: x is rounded to
+ * int8 per block of 32 with scale s = max|x|/127, which adds at most
+ * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
  * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown

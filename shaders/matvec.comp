@@ -53,17 +53,6 @@ void load_x(uint k, uint s, uint h, out float xv[4][MAX_BATCH]) {
 #endif
 }
 
-void put(uint row0, uint r, uint b, float v) {
-    if (row0 + r >= pc.rows) {
-        return;
-    }
-    uint row = pc.row_first + row0 + r;
-    if (pc.has_bias != 0u) {
-        v += bias[row];
-    }
-    y[b * pc.total_rows + row] = v;
-}
-
 #ifdef SUBGROUP
 // Needs subgroups of at least 4 invocations (checked on the Rust side).
 shared float partial[MAX_ROWS * MAX_BATCH * (WG_SIZE / 4u)];

@@ -57,6 +57,20 @@ uint half_at(uint h) {
     return (w[h >> 1] >> ((h & 1u) * 16u)) & 0xffffu;
 }
 
+// Forward kernels: stores output r (of the workgroup's rows from row0) of
+// vector b, plus the row's bias when there is one; rows past the dispatch
+// are dropped.
+void put(uint row0, uint r, uint b, float v) {
+    if (row0 + r >= pc.rows) {
+        return;
+    }
+    uint row = pc.row_first + row0 + r;
+    if (pc.has_bias != 0u) {
+        v += bias[row];
+    }
+    y[b * pc.total_rows + row] = v;
+}
+
 // First halfword of row r (within this dispatch).
 uint row_base(uint r) {
     return pc.w_half + r * pc.row_halves;

@@ -330,7 +330,13 @@ impl Context {
                     .to_string(),
             );
             lines.push(match engine.matvec_pipelines() {
-                Ok(p) => match p.forward_variant(self.force_compat) {
+                Ok(p) => match p.forward_variant(self.force_compat, crate::format::Format::Q4_0) {
+                    crate::vk::matvec::Variant::Dot => {
+                        "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
+                         Q8_0/Q4_0/Q4_1, subgroup variant (subgroupAdd) for the others; \
+                         xᵀ·W: one variant"
+                            .to_string()
+                    }
                     crate::vk::matvec::Variant::Subgroup => {
                         "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()
                     }

@@ -4,16 +4,20 @@
 //! (more than lavapipe's maxStorageBufferRange, so split by rows), and bad
 //! arguments. Results are checked against an FP64 product of the dequantized
 //! weights within the bound of src/matvec/mod.rs, (n + 3)·2⁻²⁴·Σ|w·x|, and
-//! against the CPU kernel (nyxq::matvec). The main tests run once more with
-//! the compatible variant forced (NYXQ_VK_FORCE_COMPAT=1) and with 8 rows per
-//! workgroup (NYXQ_VK_MATVEC_ROWS=8).
+//! against the CPU kernel (nyxq::matvec). Q8_0, Q4_0 and Q4_1 run the
+//! integer-dot variant by default (lavapipe has shaderIntegerDotProduct),
+//! checked within its bound: the f32 bound plus x's rounding,
+//! Σ_blocks (s/2)·Σ|w|. The main tests run once more with the f32 subgroup
+//! variant (NYXQ_VK_MATVEC_VARIANT=f32), with the compatible variant forced
+//! (NYXQ_VK_FORCE_COMPAT=1) and with 8 and 32 rows per workgroup
+//! (NYXQ_VK_MATVEC_ROWS).
 
 mod vk_support;
 
 use nyxq::format::{ALL_FORMATS, Format};
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
-use nyxq::vk::matvec::{self, HostOperands, MatvecCall, Operands, run_on_host_data};
+use nyxq::vk::matvec::{self, HostOperands, MatvecCall, Operands, Variant, run_on_host_data};
 use nyxq::vk::record::BufferRange;
 use vk_support::{device_context, device_env, device_test, run_in_child};
 
@@ -39,6 +43,18 @@ fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec
     let mut deq = vec![0f32; rows * cols];
     quant::dequantize(format, &bytes, &mut deq, 1).unwrap();
     (bytes, deq)
+}
+
+/// W·x of a `rows`×`cols` matrix in `format` on `batch` vectors.
+fn forward_call(format: Format, rows: usize, cols: usize, batch: u32, compat: bool) -> MatvecCall {
+    MatvecCall {
+        format,
+        rows: rows as u64,
+        cols: cols as u64,
+        batch,
+        transposed: false,
+        compat,
+    }
 }
 
 /// The FP64 product and Σ|w·x| of one output.
@@ -105,7 +121,18 @@ fn check_value(got: f32, r: &Reference, tolerance: f64, what: &str) {
 /// The CPU kernel's extra error on its integer path (block formats, finite
 /// x): Σ_blocks (max|x_blk|/127/2)·Σ|w_blk| for output `o` of vector `b`.
 fn integer_path_term(call: &MatvecCall, w: &[f32], x: &[f32], b: usize, o: usize) -> f64 {
-    if call.transposed || !call.format.is_block() || x.iter().any(|v| !v.is_finite()) {
+    if x.iter().any(|v| !v.is_finite()) {
+        return 0.0;
+    }
+    rounding_term(call, w, x, b, o)
+}
+
+/// The extra error of rounding x to int8 per block (the CPU integer path
+/// and the `_dot` variant) for output `o` of vector `b`: Σ over the finite
+/// blocks of x (the others are multiplied in f32) of
+/// (max|x_blk|/127/2)·Σ|w_blk|.
+fn rounding_term(call: &MatvecCall, w: &[f32], x: &[f32], b: usize, o: usize) -> f64 {
+    if call.transposed || !call.format.is_block() {
         return 0.0;
     }
     let cols = call.cols as usize;
@@ -113,12 +140,41 @@ fn integer_path_term(call: &MatvecCall, w: &[f32], x: &[f32], b: usize, o: usize
     let ws = &w[o * cols..(o + 1) * cols];
     xs.chunks(32)
         .zip(ws.chunks(32))
+        .filter(|(xb, _)| xb.iter().all(|v| v.is_finite()))
         .map(|(xb, wb)| {
             let amax = xb.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
             let wsum: f64 = wb.iter().map(|v| f64::from(v.abs())).sum();
             amax / 127.0 / 2.0 * wsum * 1.01
         })
         .sum()
+}
+
+/// The variant `call` runs on `engine`.
+fn variant_of(engine: &Engine, call: &MatvecCall) -> Variant {
+    if call.transposed {
+        return Variant::Transposed;
+    }
+    engine
+        .matvec_pipelines()
+        .unwrap()
+        .forward_variant(call.compat, call.format)
+}
+
+/// The device's extra error for output `o` of vector `b`: x's rounding
+/// where `call` runs the `_dot` variant.
+fn device_term(
+    engine: &Engine,
+    call: &MatvecCall,
+    w: &[f32],
+    x: &[f32],
+    b: usize,
+    o: usize,
+) -> f64 {
+    if variant_of(engine, call) == Variant::Dot {
+        rounding_term(call, w, x, b, o)
+    } else {
+        0.0
+    }
 }
 
 /// Runs `call` on the device and on the CPU kernel and checks both against
@@ -143,6 +199,7 @@ fn check_call(
             .all(|v| v.to_bits() == 0x7fc0_dead),
         "{call:?}: wrote past y"
     );
+    let variant = variant_of(engine, call);
     let mut cpu = vec![0f32; batch * outputs];
     if call.transposed {
         nyxq::matvec::matvec_transposed(call.format, wq, rows, cols, x, batch, &mut cpu, 2)
@@ -152,9 +209,10 @@ fn check_call(
     }
     let refs = reference(call, w, x, bias);
     for (i, r) in refs.iter().enumerate() {
-        let what = format!("{call:?} output {i}");
+        let what = format!("{call:?} {variant:?} output {i}");
         let tol = bound(n, r.magnitude);
-        check_value(gpu[i], r, tol, &format!("GPU {what}"));
+        let gpu_term = device_term(engine, call, w, x, i / outputs, i % outputs);
+        check_value(gpu[i], r, tol + gpu_term, &format!("GPU {what}"));
         let cpu_term = integer_path_term(call, w, x, i / outputs, i % outputs);
         let cpu_ref = Reference {
             value: f64::from(cpu[i]),
@@ -164,7 +222,7 @@ fn check_call(
             check_value(
                 gpu[i],
                 &cpu_ref,
-                2.0 * tol + cpu_term,
+                2.0 * tol + cpu_term + gpu_term,
                 &format!("GPU vs CPU {what}"),
             );
         } else {
@@ -182,12 +240,14 @@ fn every_format_and_shape(force_compat: bool) {
     };
     let engine = ctx.vulkan().unwrap();
     let pipelines = engine.matvec_pipelines().unwrap();
+    let q4 = pipelines.forward_variant(ctx.force_compat(), Format::Q4_0);
     println!(
-        "subgroup variant supported: {}; forward variant used: {:?}; rows per group {}/{}",
+        "subgroup variant supported: {}; dot variant supported: {}; forward variant used: {:?} (F16), {q4:?} (Q4_0); rows per group {}/{}",
         pipelines.subgroup_supported(),
-        pipelines.forward_variant(ctx.force_compat()),
-        pipelines.rows_per_group(1, Format::Q4_0),
-        pipelines.rows_per_group(8, Format::Q4_0)
+        pipelines.dot_supported(),
+        pipelines.forward_variant(ctx.force_compat(), Format::F16),
+        pipelines.rows_per_group(q4, 1, Format::Q4_0),
+        pipelines.rows_per_group(q4, 8, Format::Q4_0)
     );
     for format in ALL_FORMATS {
         let mut shapes = vec![
@@ -228,20 +288,35 @@ fn every_format_and_shape(force_compat: bool) {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// Runs every_format_and_shape in a child with `extra` added to the device
-/// environment (false in the parent, which checked the child).
-fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compat: bool) {
+/// Runs `body(compat)` in a child (the test `name`) with `extra` added to
+/// the device environment; the parent checks the child.
+fn in_child_with(name: &str, extra: &[(&'static str, &str)], compat: bool, body: fn(bool)) {
     let mut env = device_env();
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     if run_in_child(name, &env) {
         return;
     }
-    every_format_and_shape(compat);
+    body(compat);
+}
+
+/// Runs every_format_and_shape in a child with `extra` added to the device
+/// environment.
+fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compat: bool) {
+    in_child_with(name, extra, compat, every_format_and_shape);
 }
 
 #[test]
 fn every_format_and_shape_matches_the_references() {
     every_format_and_shape_with("every_format_and_shape_matches_the_references", &[], false);
+}
+
+#[test]
+fn f32_every_format_and_shape_matches_the_references() {
+    every_format_and_shape_with(
+        "f32_every_format_and_shape_matches_the_references",
+        &[("NYXQ_VK_MATVEC_VARIANT", "f32")],
+        false,
+    );
 }
 
 #[test]
@@ -260,6 +335,17 @@ fn eight_rows_per_group_match_the_references() {
     every_format_and_shape_with(
         "eight_rows_per_group_match_the_references",
         &[("NYXQ_VK_MATVEC_ROWS", "8")],
+        false,
+    );
+}
+
+/// NYXQ_VK_MATVEC_ROWS=32: the largest `_dot` specialisation (8 rows per
+/// row slot; the f32 variants take 8).
+#[test]
+fn thirty_two_rows_per_group_match_the_references() {
+    every_format_and_shape_with(
+        "thirty_two_rows_per_group_match_the_references",
+        &[("NYXQ_VK_MATVEC_ROWS", "32")],
         false,
     );
 }
@@ -306,20 +392,130 @@ fn non_finite_x(force_compat: bool) {
 
 #[test]
 fn non_finite_x_propagates() {
-    if run_in_child("non_finite_x_propagates", &device_env()) {
-        return;
-    }
-    non_finite_x(false);
+    in_child_with("non_finite_x_propagates", &[], false, non_finite_x);
+}
+
+#[test]
+fn f32_non_finite_x_propagates() {
+    in_child_with(
+        "f32_non_finite_x_propagates",
+        &[("NYXQ_VK_MATVEC_VARIANT", "f32")],
+        false,
+        non_finite_x,
+    );
 }
 
 #[test]
 fn compat_non_finite_x_propagates() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
-    if run_in_child("compat_non_finite_x_propagates", &env) {
+    in_child_with(
+        "compat_non_finite_x_propagates",
+        &[("NYXQ_VK_FORCE_COMPAT", "1")],
+        true,
+        non_finite_x,
+    );
+}
+
+/// Without compat forced, Q8_0, Q4_0 and Q4_1 run the integer-dot variant
+/// on lavapipe (it has subgroup arithmetic and shaderIntegerDotProduct);
+/// F32/F16/BF16 the f32 subgroup one; NYXQ_VK_MATVEC_VARIANT's choice can be
+/// changed at run time (the benchmark does).
+#[test]
+fn block_formats_choose_the_dot_variant() {
+    let Some(ctx) = device_test("block_formats_choose_the_dot_variant") else {
         return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    assert!(
+        engine.device.enabled_integer_dot,
+        "lavapipe has shaderIntegerDotProduct"
+    );
+    let pipelines = engine.matvec_pipelines().unwrap();
+    assert!(pipelines.dot_supported());
+    for format in ALL_FORMATS {
+        let dot = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+        let expected = if dot { Variant::Dot } else { Variant::Subgroup };
+        assert_eq!(
+            pipelines.forward_variant(false, format),
+            expected,
+            "{format:?}"
+        );
+        assert_eq!(pipelines.forward_variant(true, format), Variant::Compat);
+        pipelines.set_arithmetic(matvec::Arithmetic::F32);
+        assert_eq!(pipelines.forward_variant(false, format), Variant::Subgroup);
+        pipelines.set_arithmetic(matvec::Arithmetic::IntegerDot);
     }
-    non_finite_x(true);
+    // The report names what products of this context run (compat when
+    // NYXQ_VK_FORCE_COMPAT=1 is set for the whole suite).
+    let named = if ctx.force_compat() {
+        "shared-memory variant"
+    } else {
+        "integer-dot variant"
+    };
+    assert!(
+        ctx.vulkan_report().iter().any(|l| l.contains(named)),
+        "{:?}",
+        ctx.vulkan_report()
+    );
+}
+
+/// Rows longer than one tile of x (256 blocks over all vectors: 8192
+/// columns for 1 vector, 2720 for 3), so the `_dot` kernel rounds and
+/// consumes x in several tiles; NaN and Inf in the later tiles.
+#[test]
+fn rows_longer_than_one_tile_of_x() {
+    let Some(ctx) = device_test("rows_longer_than_one_tile_of_x") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let (rows, cols) = (37usize, 32 * 259);
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        let (wq, w) = weights(format, rows, cols, 71);
+        for batch in [1u32, 2, 3, 8] {
+            let call = forward_call(format, rows, cols, batch, false);
+            assert_eq!(
+                engine
+                    .matvec_pipelines()
+                    .unwrap()
+                    .forward_variant(false, format),
+                Variant::Dot
+            );
+            let mut x = uniform(batch as usize * cols, 73);
+            let bias = uniform(rows, 79);
+            check_call(engine, &call, &wq, &w, &x, Some(&bias));
+            x[cols - 5] = f32::NAN;
+            x[(batch as usize - 1) * cols + 8200] = f32::INFINITY;
+            check_call(engine, &call, &wq, &w, &x, None);
+        }
+        println!("checked {format:?} {rows}x{cols}");
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// Blocks of x whose largest value is near the top of the f32 range
+/// (1/max|x| would be subnormal, which GPUs flush) or below 2⁻¹¹⁹ (counted
+/// as zero) stay within the bound.
+#[test]
+fn extreme_magnitudes_of_x() {
+    let Some(ctx) = device_test("extreme_magnitudes_of_x") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let (rows, cols, batch) = (9usize, 128usize, 2u32);
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        let (wq, w) = weights(format, rows, cols, 83);
+        let mut x = uniform(batch as usize * cols, 89);
+        // Large enough for a subnormal 1/max|x|, small enough for the CPU's
+        // Q4_1 path (m·Σx) not to overflow.
+        x[0] = 1e38;
+        x[33] = -1.5e38;
+        for v in &mut x[64..96] {
+            *v *= 1e-37;
+        }
+        x[cols + 70] = 1.2e38;
+        let call = forward_call(format, rows, cols, batch, ctx.force_compat());
+        check_call(engine, &call, &wq, &w, &x, None);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
 /// About 130 MiB of Q8_0 weights with rows of 4386 bytes (not a multiple of
@@ -428,14 +624,7 @@ fn operands_at_offsets_inside_larger_buffers() {
         }
     }
     arena.write(&bytes);
-    let call = MatvecCall {
-        format,
-        rows: rows as u64,
-        cols: cols as u64,
-        batch,
-        transposed: false,
-        compat: ctx.force_compat(),
-    };
+    let call = forward_call(format, rows, cols, batch, ctx.force_compat());
     let sizes = call.sizes().unwrap();
     let ops = Operands {
         w: range(&arena, w_at, sizes.w.div_ceil(4) * 4),
@@ -462,7 +651,13 @@ fn operands_at_offsets_inside_larger_buffers() {
     for (i, r) in refs.iter().enumerate() {
         let at = y_at as usize + 4 * i;
         let got = f32::from_le_bytes(out[at..at + 4].try_into().unwrap());
-        check_value(got, r, bound(cols, r.magnitude), &format!("output {i}"));
+        let term = device_term(engine, &call, &w, &x, i / rows, i % rows);
+        check_value(
+            got,
+            r,
+            bound(cols, r.magnitude) + term,
+            &format!("output {i}"),
+        );
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

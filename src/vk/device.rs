@@ -150,6 +150,15 @@ fn c_text(s: std::result::Result<&CStr, std::ffi::FromBytesUntilNulError>) -> St
         .unwrap_or_default()
 }
 
+/// Whether `pd` lists the device extension `name`.
+fn has_extension(instance: &ash::Instance, pd: vk::PhysicalDevice, name: &CStr) -> bool {
+    // SAFETY: pd was enumerated from this instance.
+    unsafe { instance.enumerate_device_extension_properties(pd) }
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.extension_name_as_c_str().ok() == Some(name))
+}
+
 /// Reads the facts of one physical device.
 pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> DeviceInfo {
     // SAFETY: pd was enumerated from this instance.
@@ -348,6 +357,9 @@ pub struct Device {
     /// Pipelines are made with their compile statistics captured
     /// (NYXQ_VK_PIPELINE_STATS=1 and VK_KHR_pipeline_executable_properties).
     pub pipeline_statistics: bool,
+    /// shaderIntegerDotProduct is enabled (through
+    /// VK_KHR_shader_integer_dot_product): the matvec `_dot` variant may run.
+    pub enabled_integer_dot: bool,
     /// Device allocations made so far (for fault injection).
     pub allocations: std::sync::atomic::AtomicU64,
     /// Fault injection: the Nth device allocation (1-based) fails with
@@ -365,7 +377,8 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// Creates a device with one compute queue on `pd`, enabling the optional
-    /// storage features the fast variants use where the device has them.
+    /// storage features and the integer dot product the fast variants use
+    /// where the device has them.
     pub fn create(
         instance: Arc<Instance>,
         pd: vk::PhysicalDevice,
@@ -384,26 +397,44 @@ impl Device {
             .storage_buffer8_bit_access(info.storage_8bit)
             .shader_int8(info.shader_int8)
             .shader_float16(info.shader_float16);
+        // nyxq's instance asks for Vulkan 1.2, so the integer dot product
+        // (core in 1.3) is enabled through its extension, where listed.
+        let integer_dot = info.integer_dot_product
+            && has_extension(
+                &instance.instance,
+                pd,
+                ash::khr::shader_integer_dot_product::NAME,
+            );
+        let mut fdot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default()
+            .shader_integer_dot_product(true);
         let mut features = vk::PhysicalDeviceFeatures2::default()
             .features(vk::PhysicalDeviceFeatures::default())
             .push_next(&mut f11)
             .push_next(&mut f12);
+        if integer_dot {
+            features = features.push_next(&mut fdot);
+        }
         let statistics = std::env::var_os("NYXQ_VK_PIPELINE_STATS").is_some()
             && has_extension(
-                &instance,
+                &instance.instance,
                 pd,
                 ash::khr::pipeline_executable_properties::NAME,
             );
         let mut f_stats = vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default()
             .pipeline_executable_info(true);
-        let extensions = [ash::khr::pipeline_executable_properties::NAME.as_ptr()];
+        let mut extensions = Vec::new();
+        if integer_dot {
+            extensions.push(ash::khr::shader_integer_dot_product::NAME.as_ptr());
+        }
+        if statistics {
+            extensions.push(ash::khr::pipeline_executable_properties::NAME.as_ptr());
+        }
         let mut create = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queues)
+            .enabled_extension_names(&extensions)
             .push_next(&mut features);
         if statistics {
-            create = create
-                .enabled_extension_names(&extensions)
-                .push_next(&mut f_stats);
+            create = create.push_next(&mut f_stats);
         }
         // SAFETY: pd belongs to instance; only features the device reports are enabled.
         let device =
@@ -419,6 +450,7 @@ impl Device {
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: info.storage_8bit,
             enabled_16bit: info.storage_16bit,
+            enabled_integer_dot: integer_dot,
             instance,
             physical: pd,
             device,
@@ -432,7 +464,9 @@ impl Device {
 impl Device {
     /// Wraps the caller's device and compute queue. nyxq's kernels need Vulkan
     /// 1.2 and a compute queue only (they use no optional feature), which is
-    /// checked; nothing borrowed is ever destroyed.
+    /// checked; nothing borrowed is ever destroyed. Which features the caller
+    /// enabled is not known, so the variants that need one (the matvec
+    /// `_dot` variant) are not used on a borrowed device.
     ///
     /// # Safety
     /// `physical`, `device` and `queue` are live, belong to `instance`, the
@@ -474,6 +508,9 @@ impl Device {
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: false,
             enabled_16bit: false,
+            // The caller's enabled features are not known: only what needs
+            // none is used.
+            enabled_integer_dot: false,
             instance,
             physical,
             device,
@@ -482,15 +519,6 @@ impl Device {
             info,
         })
     }
-}
-
-/// Whether `pd` lists the device extension `name`.
-fn has_extension(instance: &Instance, pd: vk::PhysicalDevice, name: &CStr) -> bool {
-    // SAFETY: pd was enumerated from this instance.
-    unsafe { instance.instance.enumerate_device_extension_properties(pd) }
-        .unwrap_or_default()
-        .iter()
-        .any(|e| e.extension_name_as_c_str().ok() == Some(name))
 }
 
 /// The compile statistics of every executable of `pipeline` (a device made

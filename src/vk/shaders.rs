@@ -64,7 +64,7 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
 
 /// Units of 4 values one invocation of a dequantize kernel decodes
 /// (shaders/dequantize.comp's UNITS; experiment variants end in `_u<N>`).
-pub const DEQUANTIZE_UNITS: u32 = 2;
+pub(crate) const DEQUANTIZE_UNITS: u32 = 2;
 
 /// How many elements one invocation handles, for sizing the grid.
 pub fn elements_per_invocation(name: &str) -> u32 {

@@ -1,12 +1,16 @@
-//! `nyxq bench-vk-matvec [--quick] [--compat] [--no-transposed] [--json FILE]
-//! [--iterations N]`: the Vulkan matrix-vector products (W·x, and xᵀ·W unless
-//! --no-transposed) per format, shape and batch on
-//! device-resident data (GPU timestamps), against the copy kernel measured in
-//! the same run. Prints a table; `--json FILE` also writes the numbers.
+//! `nyxq bench-vk-matvec [--quick] [--compat] [--no-transposed]
+//! [--variant f32|dot|both] [--json FILE] [--iterations N]`: the Vulkan
+//! matrix-vector products (W·x, and xᵀ·W unless --no-transposed) per format,
+//! shape and batch on device-resident data (GPU timestamps), against the copy
+//! kernel measured in the same run. W·x of Q8_0/Q4_0/Q4_1 runs in both
+//! arithmetics (f32 and integer dot products) where the device has both,
+//! unless --variant names one. Prints a table with the variant that ran;
+//! `--json FILE` also writes the numbers.
 
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 use nyxq::format::Format;
 use nyxq::vk::matvec::bench::{self, Measurement, Report, Settings};
+use nyxq::vk::matvec::{Arithmetic, Variant};
 
 /// The shapes (rows, cols), and small ones for CI.
 const SHAPES: [(usize, usize); 4] = [(4096, 4096), (8192, 8192), (16384, 16384), (11008, 4096)];
@@ -18,6 +22,7 @@ struct Options {
     transposed: bool,
     json: Option<String>,
     iterations: Option<usize>,
+    arithmetics: Vec<Arithmetic>,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -27,6 +32,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         transposed: true,
         json: None,
         iterations: None,
+        arithmetics: vec![Arithmetic::IntegerDot, Arithmetic::F32],
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -34,6 +40,14 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--compat" => o.compat = true,
             "--no-transposed" => o.transposed = false,
+            "--variant" => {
+                o.arithmetics = match it.next().map(String::as_str) {
+                    Some("f32") => vec![Arithmetic::F32],
+                    Some("dot") => vec![Arithmetic::IntegerDot],
+                    Some("both") => vec![Arithmetic::IntegerDot, Arithmetic::F32],
+                    _ => return Err("--variant needs f32, dot or both".to_string()),
+                }
+            }
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.clone()),
             "--iterations" => {
                 o.iterations = Some(
@@ -58,6 +72,10 @@ fn product(m: &Measurement) -> &'static str {
     if m.transposed { "xT·W" } else { "W·x" }
 }
 
+fn variant(m: &Measurement) -> String {
+    format!("{:?}", m.variant).to_lowercase()
+}
+
 fn cell(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
@@ -76,14 +94,15 @@ fn gbps_cell(v: f64) -> String {
 
 fn print_table(report: &Report) {
     println!(
-        "| product | format | shape | batch | time (us) | weights GB/s | x copy | vs F32 | vs F16 | time / batch 1 |"
+        "| product | format | variant | shape | batch | time (us) | weights GB/s | x copy | vs F32 | vs F16 | time / batch 1 |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in &report.measurements {
         println!(
-            "| {} | {} | {}x{} | {} | {:.1} | {} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {} | {}x{} | {} | {:.1} | {} | {:.2} | {} | {} | {} |",
             product(m),
             m.format.name(),
+            variant(m),
             m.rows,
             m.cols,
             m.batch,
@@ -97,7 +116,7 @@ fn print_table(report: &Report) {
     }
 }
 
-fn json(report: &Report, device: &str, variant: &str) -> serde_json::Value {
+fn json(report: &Report, device: &str, variants: &str) -> serde_json::Value {
     let rows: Vec<_> = report
         .measurements
         .iter()
@@ -105,6 +124,7 @@ fn json(report: &Report, device: &str, variant: &str) -> serde_json::Value {
             serde_json::json!({
                 "product": product(m),
                 "format": m.format.name(),
+                "variant": variant(m),
                 "rows": m.rows,
                 "cols": m.cols,
                 "batch": m.batch,
@@ -120,7 +140,7 @@ fn json(report: &Report, device: &str, variant: &str) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "device": device,
-        "variant": variant,
+        "variants": variants,
         "copy_gbps": report.copy_gbps,
         "timing": "GPU timestamps, median",
         "results": rows,
@@ -139,7 +159,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let info = &engine.device.info;
     let device = format!("{} ({}, {})", info.name, info.driver_name, info.driver_info);
     let pipelines = engine.matvec_pipelines().map_err(|e| e.to_string())?;
-    let variant = format!("{:?}", pipelines.forward_variant(ctx.force_compat()));
+    let compat = ctx.force_compat();
+    let variants = format!(
+        "F32/F16/BF16 {:?}; Q8_0/Q4_0/Q4_1 {}",
+        pipelines.forward_variant(compat, Format::F16),
+        if !compat && pipelines.dot_supported() {
+            "Dot or Subgroup (see the table)"
+        } else if compat {
+            "Compat"
+        } else {
+            "Subgroup (no integer dot product on this device)"
+        }
+    );
     let settings = Settings {
         shapes: if o.quick {
             QUICK_SHAPES.to_vec()
@@ -149,16 +180,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         batches: vec![1, 8],
         iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
         copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
-        compat: ctx.force_compat(),
+        compat,
         transposed: o.transposed,
+        arithmetics: o.arithmetics,
     };
-    println!("device: {device}; forward variant {variant}");
+    println!("device: {device}; forward variants: {variants}");
+    let rows = |v, batch, format| pipelines.rows_per_group(v, batch, format);
     println!(
-        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8)\n",
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} (batch 1) / {} (batch 8)\n",
         settings.iterations,
-        pipelines.rows_per_group(1, nyxq::format::Format::Q4_0),
-        pipelines.rows_per_group(1, nyxq::format::Format::F16),
-        pipelines.rows_per_group(8, nyxq::format::Format::Q4_0)
+        rows(Variant::Subgroup, 1, Format::Q4_0),
+        rows(Variant::Subgroup, 1, Format::F16),
+        rows(Variant::Subgroup, 8, Format::Q4_0),
+        rows(Variant::Dot, 1, Format::Q4_0),
+        rows(Variant::Dot, 8, Format::Q4_0),
     );
     let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(
@@ -167,7 +202,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     print_table(&report);
     if let Some(path) = o.json {
-        let text = serde_json::to_string_pretty(&json(&report, &device, &variant))
+        let text = serde_json::to_string_pretty(&json(&report, &device, &variants))
             .map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
         println!("\nwrote {path}");

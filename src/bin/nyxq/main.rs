@@ -23,7 +23,7 @@ bench-quant, then matrix-vector products per format and shape\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
        bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
-       bench-vk-matvec [--quick] [--compat] [--no-transposed] [--json FILE] [--iterations N]\n                        \
+       bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
 Vulkan matrix-vector products per format and shape\n"
 }
 

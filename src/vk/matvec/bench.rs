@@ -1,8 +1,10 @@
 //! The device benchmark behind `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
 //! every format, shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
+//! The block formats' W·x runs once per arithmetic asked for (f32 and
+//! integer dot products) where the device has both.
 
-use super::{MatvecCall, Operands, record_matvec, upload};
+use super::{Arithmetic, MatvecCall, Operands, Variant, record_matvec, upload};
 use crate::error::Result;
 use crate::format::{ALL_FORMATS, Format};
 use crate::quant::{self, QuantizeOptions};
@@ -23,6 +25,9 @@ pub struct Settings {
     pub compat: bool,
     /// Also time xᵀ·W (the backward pass).
     pub transposed: bool,
+    /// The arithmetics W·x of Q8_0/Q4_0/Q4_1 is timed in, where the device
+    /// runs them (the others have one).
+    pub arithmetics: Vec<Arithmetic>,
 }
 
 /// One timed product.
@@ -34,6 +39,8 @@ pub struct Measurement {
     pub batch: u32,
     /// xᵀ·W (the backward pass) instead of W·x.
     pub transposed: bool,
+    /// The shader variant that ran.
+    pub variant: Variant,
     pub seconds: f64,
     /// Bytes of W (what bounds the product's memory traffic).
     pub weight_bytes: u64,
@@ -63,11 +70,12 @@ impl Report {
         })
     }
 
-    /// Time of batch `batch` over batch 1 for the format and shape of `m`.
+    /// Time of batch `batch` over batch 1 for the format, shape and variant
+    /// of `m`.
     pub fn batch_ratio(&self, m: &Measurement) -> Option<f64> {
         let one = self.measurements.iter().find(|o| {
-            (o.format, o.rows, o.cols, o.batch, o.transposed)
-                == (m.format, m.rows, m.cols, 1, m.transposed)
+            (o.format, o.rows, o.cols, o.batch, o.transposed, o.variant)
+                == (m.format, m.rows, m.cols, 1, m.transposed, m.variant)
         })?;
         Some(m.seconds / one.seconds)
     }
@@ -128,6 +136,34 @@ fn time_product(
 
 /// Measures every format on every shape and batch of `settings`.
 pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
+    let pipelines = engine.matvec_pipelines()?;
+    let before = pipelines.arithmetic();
+    let report = measure(engine, settings);
+    pipelines.set_arithmetic(before);
+    report
+}
+
+/// The variants W·x of `format` runs in under `settings`: (arithmetic to
+/// set, variant it gives), one per distinct variant.
+fn forward_variants(
+    engine: &Engine,
+    settings: &Settings,
+    format: Format,
+) -> Result<Vec<(Arithmetic, Variant)>> {
+    let pipelines = engine.matvec_pipelines()?;
+    let mut out: Vec<(Arithmetic, Variant)> = Vec::new();
+    for &a in &settings.arithmetics {
+        pipelines.set_arithmetic(a);
+        let v = pipelines.forward_variant(settings.compat, format);
+        if out.iter().all(|(_, o)| *o != v) {
+            out.push((a, v));
+        }
+    }
+    Ok(out)
+}
+
+fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
+    let pipelines = engine.matvec_pipelines()?;
     // The copy kernel first (its second of warm-up raises the GPU clocks)
     // and again last; the faster of the two is the yardstick, so a clock
     // change during the run cannot flatter the ratios.
@@ -158,10 +194,21 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
             } else {
                 &[false]
             };
-            for (&transposed, &batch) in directions
-                .iter()
-                .flat_map(|t| settings.batches.iter().map(move |b| (t, b)))
-            {
+            let forward = forward_variants(engine, settings, format)?;
+            // (direction, batch, (arithmetic, variant)) of every timed product.
+            let mut runs = Vec::new();
+            for &transposed in directions {
+                let variants = if transposed {
+                    vec![(Arithmetic::F32, Variant::Transposed)]
+                } else {
+                    forward.clone()
+                };
+                for &batch in &settings.batches {
+                    runs.extend(variants.iter().map(|&v| (transposed, batch, v)));
+                }
+            }
+            for (transposed, batch, (arithmetic, variant)) in runs {
+                pipelines.set_arithmetic(arithmetic);
                 let call = MatvecCall {
                     format,
                     rows: rows as u64,
@@ -183,6 +230,7 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                     cols,
                     batch,
                     transposed,
+                    variant,
                     seconds,
                     weight_bytes: call.sizes()?.w,
                 });

@@ -2,17 +2,30 @@
 //! [`crate::matvec`]): y = W·x (+ bias) and y = xᵀ·W for 1 to 8 vectors, W in
 //! any nyxq format, x and y f32.
 //!
-//! The kernels (shaders/matvec.comp, shaders/matvec_t.comp) read W as 32-bit
-//! words and decode f16 with unpackHalf2x16, so they need no optional device
-//! feature. The forward product has two variants: `_subgroup` reduces with
-//! subgroupAdd (chosen where the device has subgroup arithmetic in compute
-//! shaders), the plain one through shared memory (forced by
-//! NYXQ_VK_FORCE_COMPAT=1 or the context option). Weights are dequantized
-//! exactly and multiplied with x in f32 fused multiply-adds, so the bound of
-//! the CPU's f32 path holds: `|y − y_ref| ≤ (n + 3)·2⁻²⁴·Σ|w·x|` against an
+//! The f32 kernels (shaders/matvec.comp, shaders/matvec_t.comp) read W as
+//! 32-bit words and decode f16 with unpackHalf2x16, so they need no optional
+//! device feature. The forward product has three variants: `_subgroup`
+//! reduces with subgroupAdd (chosen where the device has subgroup arithmetic
+//! in compute shaders), the plain one through shared memory (forced by
+//! NYXQ_VK_FORCE_COMPAT=1 or the context option). Both dequantize weights
+//! exactly and multiply them with x in f32 fused multiply-adds, so the bound
+//! of the CPU's f32 path holds: `|y − y_ref| ≤ (n + 3)·2⁻²⁴·Σ|w·x|` against an
 //! FP64 product of the dequantized weights, n the length of the sum — as long
 //! as no product w·x is subnormal (GPUs flush those to zero: at most 2⁻¹²⁶
 //! more per term).
+//!
+//! The third, `_dot` (shaders/matvec_dot.comp), is for Q8_0, Q4_0 and Q4_1
+//! and is the default for them where the device has subgroup arithmetic
+//! (subgroups of 4 to 32) and shaderIntegerDotProduct enabled (nyxq's own
+//! device; not a borrowed one): each workgroup rounds tiles of x to int8 per
+//! block of 32 (scale `s = max|x|/127`, as the CPU's integer path) and
+//! multiplies the packed 8-bit values with OpSDot, exactly in integers. Its
+//! bound is the CPU integer path's: the f32 bound above plus
+//! `Σ_blocks (s/2)·Σ|w|` (and blocks of x with max|x| < 2⁻¹¹⁹ count as zero).
+//! Blocks of x holding NaN or ±Inf are multiplied in f32, so those propagate
+//! as IEEE arithmetic says. NYXQ_VK_MATVEC_VARIANT=f32 (or
+//! [`Pipelines::set_arithmetic`]) runs the f32 `_subgroup` variant instead,
+//! for comparison.
 //!
 //! W larger than maxStorageBufferRange is split by rows into several
 //! dispatches (the transposed product adds the chunks' sums into y, with a
@@ -33,8 +46,15 @@ use std::sync::Arc;
 
 /// Most vectors one product takes (as the CPU kernel).
 pub const MAX_BATCH: u32 = crate::matvec::MAX_BATCH as u32;
-/// Most rows one workgroup of the forward kernel handles (MAX_ROWS in the shader).
+/// Most rows one workgroup of the f32 forward kernels handles (MAX_ROWS in
+/// shaders/matvec.glsl).
 const MAX_ROWS_PER_GROUP: u32 = 8;
+/// Most rows one workgroup of the `_dot` kernel handles (MAX_DOT_ROWS in
+/// shaders/matvec_dot.comp).
+const MAX_DOT_ROWS_PER_GROUP: u32 = 32;
+/// Largest subgroup the `_dot` kernel allows (a subgroup must lie inside
+/// one of its row slots of 32 invocations).
+const MAX_DOT_SUBGROUP: u32 = 32;
 /// Columns per workgroup of the transposed kernel.
 const COLUMNS_PER_GROUP: u64 = 32;
 /// Bindings: W, x, bias, y.
@@ -83,16 +103,42 @@ pub enum Variant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
+    /// Forward, Q8_0/Q4_0/Q4_1 only: x rounded to int8 per block, integer
+    /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
+    Dot,
     /// The transposed product (one variant, no optional feature).
     Transposed,
 }
 
-/// The shader variant name of `variant` on `format`.
+/// The arithmetic of the forward product on the block formats where the
+/// device could run either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Weights dequantized to f32, f32 fused multiply-adds (`_subgroup`).
+    F32,
+    /// x rounded to int8 per block, integer dot products (`_dot`).
+    IntegerDot,
+}
+
+impl Arithmetic {
+    /// NYXQ_VK_MATVEC_VARIANT: `f32`, or `dot` (the default, also for any
+    /// other value).
+    fn from_env() -> Arithmetic {
+        match std::env::var("NYXQ_VK_MATVEC_VARIANT").as_deref() {
+            Ok("f32") => Arithmetic::F32,
+            _ => Arithmetic::IntegerDot,
+        }
+    }
+}
+
+/// The shader variant name of `variant` on `format` (`Dot` exists for
+/// Q8_0, Q4_0 and Q4_1 only, as [`Pipelines::forward_variant`] chooses it).
 pub fn kernel_name(variant: Variant, format: Format) -> &'static str {
     let tag = format_tag(format);
     let wanted = match variant {
         Variant::Subgroup => format!("matvec_{tag}_f32_subgroup"),
         Variant::Compat => format!("matvec_{tag}_f32"),
+        Variant::Dot => format!("matvec_{tag}_f32_dot"),
         Variant::Transposed => format!("matvec_t_{tag}_f32"),
     };
     super::shaders::VARIANTS
@@ -102,13 +148,14 @@ pub fn kernel_name(variant: Variant, format: Format) -> &'static str {
         .expect("build_support/shaders.rs makes every matvec variant")
 }
 
-/// NYXQ_VK_MATVEC_ROWS (1 to 8), when set: the rows per workgroup of the
-/// forward kernel for every batch, for tuning with the benchmark.
+/// NYXQ_VK_MATVEC_ROWS (1 to 32), when set: the rows per workgroup of the
+/// forward kernels for every batch, for tuning with the benchmark (the f32
+/// kernels take at most 8).
 fn tuned_rows_per_group() -> Option<u32> {
     std::env::var("NYXQ_VK_MATVEC_ROWS")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
-        .filter(|r| (1..=MAX_ROWS_PER_GROUP).contains(r))
+        .filter(|r| (1..=MAX_DOT_ROWS_PER_GROUP).contains(r))
 }
 
 /// The layouts and pipelines of the matrix-vector kernels on one device
@@ -120,6 +167,11 @@ pub struct Pipelines {
     layout: vk::PipelineLayout,
     cache: Mutex<HashMap<(&'static str, u32, u32), vk::Pipeline>>,
     subgroup: bool,
+    /// The device can run the `_dot` variant.
+    dot: bool,
+    /// Whether the block formats use `_dot` where they can
+    /// (NYXQ_VK_MATVEC_VARIANT, or [`Pipelines::set_arithmetic`]).
+    prefer_dot: std::sync::atomic::AtomicBool,
     /// NYXQ_VK_MATVEC_ROWS, read once when the pipelines are made.
     tuned_rows: Option<u32>,
 }
@@ -128,13 +180,15 @@ impl std::fmt::Debug for Pipelines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipelines")
             .field("subgroup", &self.subgroup)
+            .field("dot", &self.dot)
             .finish_non_exhaustive()
     }
 }
 
-/// Whether compute shaders of `device` have subgroup arithmetic with
-/// subgroups of 4 to 128 invocations (what the `_subgroup` variant assumes).
-fn has_subgroup_arithmetic(device: &Device) -> bool {
+/// The subgroup size of compute shaders of `device` where they have
+/// subgroup arithmetic with subgroups of 4 to 128 invocations (what the
+/// `_subgroup` variant assumes).
+fn subgroup_arithmetic_size(device: &Device) -> Option<u32> {
     let mut sub = vk::PhysicalDeviceSubgroupProperties::default();
     let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut sub);
     // SAFETY: the physical device belongs to the instance; the chained struct
@@ -146,9 +200,10 @@ fn has_subgroup_arithmetic(device: &Device) -> bool {
             .get_physical_device_properties2(device.physical, &mut props)
     };
     let ops = vk::SubgroupFeatureFlags::BASIC | vk::SubgroupFeatureFlags::ARITHMETIC;
-    sub.supported_stages.contains(vk::ShaderStageFlags::COMPUTE)
+    (sub.supported_stages.contains(vk::ShaderStageFlags::COMPUTE)
         && sub.supported_operations.contains(ops)
-        && (4..=128).contains(&sub.subgroup_size)
+        && (4..=128).contains(&sub.subgroup_size))
+    .then_some(sub.subgroup_size)
 }
 
 impl Pipelines {
@@ -156,29 +211,39 @@ impl Pipelines {
     pub fn new(device: &Arc<Device>) -> Result<Pipelines> {
         let (set_layout, layout) =
             exec::create_layouts(&device.device, BINDINGS, size_of::<MatvecPush>() as u32)?;
+        let subgroup_size = subgroup_arithmetic_size(device);
         Ok(Pipelines {
             device: device.clone(),
             set_layout,
             layout,
             cache: Mutex::new(HashMap::new()),
-            subgroup: has_subgroup_arithmetic(device),
+            subgroup: subgroup_size.is_some(),
+            dot: device.enabled_integer_dot && subgroup_size.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
+            prefer_dot: (Arithmetic::from_env() == Arithmetic::IntegerDot).into(),
             tuned_rows: tuned_rows_per_group(),
         })
     }
 
-    /// Rows per workgroup of the forward kernel for `batch` vectors of
-    /// `format`, unless NYXQ_VK_MATVEC_ROWS (1 to 8) was set when the
-    /// pipelines were made. Measured on the H200 (README): for 1-2 vectors,
-    /// 4 rows for the block formats (x, read once per step, serves more
-    /// rows) and 2 for F32/F16/BF16 (more workgroups in flight); for more
-    /// vectors, 8 rows, since loading x dominates.
-    pub fn rows_per_group(&self, batch: u32, format: Format) -> u32 {
-        self.tuned_rows
-            .unwrap_or(match (batch <= 2, format.block_size() > 1) {
+    /// Rows per workgroup of the forward `variant` for `batch` vectors of
+    /// `format`, unless NYXQ_VK_MATVEC_ROWS (1 to 32; at most 8 for the f32
+    /// variants) was set when the pipelines were made. f32 variants, measured
+    /// on the H200 (README): for 1-2 vectors, 4 rows for the block formats
+    /// (x, read once per step, serves more rows) and 2 for F32/F16/BF16 (more
+    /// workgroups in flight); for more vectors, 8 rows, since loading x
+    /// dominates. `_dot`: 16 rows, so that rounding x (once per workgroup)
+    /// is shared by 16 rows while 4 row slots of 32 lanes keep 4 rows each.
+    pub fn rows_per_group(&self, variant: Variant, batch: u32, format: Format) -> u32 {
+        if variant == Variant::Dot {
+            return self.tuned_rows.unwrap_or(16);
+        }
+        self.tuned_rows.map_or(
+            match (batch <= 2, format.block_size() > 1) {
                 (true, true) => 4,
                 (true, false) => 2,
                 (false, _) => 8,
-            })
+            },
+            |r| r.min(MAX_ROWS_PER_GROUP),
+        )
     }
 
     /// Whether the device runs the `_subgroup` variant.
@@ -186,10 +251,37 @@ impl Pipelines {
         self.subgroup
     }
 
-    /// The forward variant to use (`compat` forces the shared-memory one).
-    pub fn forward_variant(&self, compat: bool) -> Variant {
+    /// Whether the device runs the `_dot` variant (Q8_0, Q4_0, Q4_1).
+    pub fn dot_supported(&self) -> bool {
+        self.dot
+    }
+
+    /// The arithmetic the block formats use where the device runs both.
+    pub fn arithmetic(&self) -> Arithmetic {
+        if self.prefer_dot.load(std::sync::atomic::Ordering::Relaxed) {
+            Arithmetic::IntegerDot
+        } else {
+            Arithmetic::F32
+        }
+    }
+
+    /// Chooses the arithmetic of products recorded from now on (for
+    /// benchmarks and tests; NYXQ_VK_MATVEC_VARIANT sets the initial one).
+    pub fn set_arithmetic(&self, arithmetic: Arithmetic) {
+        self.prefer_dot.store(
+            arithmetic == Arithmetic::IntegerDot,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The forward variant to use on `format` (`compat` forces the
+    /// shared-memory one).
+    pub fn forward_variant(&self, compat: bool, format: Format) -> Variant {
+        let block = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
         if compat || !self.subgroup {
             Variant::Compat
+        } else if block && self.dot && self.arithmetic() == Arithmetic::IntegerDot {
+            Variant::Dot
         } else {
             Variant::Subgroup
         }
@@ -425,9 +517,10 @@ pub unsafe fn record_matvec(
     let (variant, rows_per) = if call.transposed {
         (Variant::Transposed, 1)
     } else {
+        let variant = pipelines.forward_variant(call.compat, call.format);
         (
-            pipelines.forward_variant(call.compat),
-            pipelines.rows_per_group(call.batch, call.format),
+            variant,
+            pipelines.rows_per_group(variant, call.batch, call.format),
         )
     };
     let pipeline = pipelines.pipeline(kernel_name(variant, call.format), call.batch, rows_per)?;

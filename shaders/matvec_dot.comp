@@ -1,0 +1,304 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_spirv_intrinsics : require
+// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for Q8_0, Q4_0 and Q4_1
+// weights, with integer dot products of packed 8-bit values (the `_dot`
+// variant; needs subgroup arithmetic with subgroups of 4 to 32 invocations
+// and shaderIntegerDotProduct, checked on the Rust side).
+//
+// x is quantized inside the kernel. A workgroup of 128 invocations handles
+// NUM_ROWS rows (1..32). Columns go in tiles of TILE_BLOCKS blocks of 32: the
+// workgroup first rounds the tile of every vector to int8, one block of 32
+// values per invocation, with the block scale s = max|x|/127 (the CPU's
+// integer path, src/matvec/mod.rs), into shared memory with each block's sum
+// of the rounded values; then its rows consume the tile. Invocations form 4
+// row slots of 32 lanes: slot i takes rows i, i + 4, ... of the workgroup,
+// lane l the blocks l, l + 32, ... of the tile, so that 32 neighbouring lanes
+// read one row's neighbouring blocks and each word of W is loaded once and
+// applied to every vector. Per block: the quants are loaded as 32-bit words,
+// 4-bit ones split into two words of 4 values each with a mask and a shift,
+// and multiplied with x's packed int8 words by OpSDot (4 products and their
+// sum per instruction, exact in int32); the block's sum is then scaled in
+// f32: d·s·Σq·q_x for Q8_0, d·s·(Σq·q_x − 8·Σq_x) for Q4_0 and
+// s·(d·Σq·q_x + m·Σq_x) for Q4_1.
+//
+// Error against an FP64 product of the dequantized weights: the f32 bound
+// of the other variants, (n + 3)·2⁻²⁴·Σ|w·x|, plus x's rounding,
+// Σ_blocks (s/2)·Σ|w| (half a step of x per weight): the CPU integer path's
+// bound. A block of x with max|x| < 2⁻¹¹⁹ counts as zero (its scale would
+// be subnormal, which GPUs flush): at most 2⁻¹¹⁹·Σ|w| more for that block.
+// A block of x holding NaN or ±Inf is marked (scale −1) and multiplied in f32
+// from x itself, so NaN and infinities propagate as IEEE arithmetic says.
+//
+// Rows are reduced with subgroupAdd, then through shared memory (the tile's
+// space) across the subgroups of a row slot.
+
+#define WG_SIZE 128u
+layout(local_size_x = 128) in;
+
+#include "matvec.glsl"
+
+layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
+
+// OpSDot (SPV_KHR_integer_dot_product): the sum of the products of the 4
+// signed 8-bit values packed in a and b; fmt 0 is PackedVectorFormat4x8Bit.
+// Capabilities DotProductInput4x8BitPacked (6018) and DotProduct (6019).
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4x8(int a, int b, spirv_literal int fmt);
+
+// Lanes per row slot; subgroups of at most 32 invocations never span two.
+#define LANES 32u
+#define SLOTS (WG_SIZE / LANES)
+#define MAX_DOT_ROWS 32u
+#define MAX_SLOT_ROWS (MAX_DOT_ROWS / SLOTS)
+// Blocks of x in shared memory, all vectors together: 8 KiB of quants and
+// 2 KiB of scales and sums (lavapipe allows 32 KiB).
+#define TILE 256u
+
+#if defined(FORMAT_Q8_0)
+#define QS_WORDS 8u
+#else
+#define QS_WORDS 4u
+#endif
+
+// Rows each invocation accumulates, and blocks per vector in one tile.
+const uint SLOT_ROWS = (NUM_ROWS + SLOTS - 1u) / SLOTS;
+const uint TILE_BLOCKS = TILE / BATCH;
+
+// Block j of vector b of the tile: its 32 int8 values at tile_q[2·(b·TILE_BLOCKS
+// + j)] and the next, its (scale, sum of the values) at tile_s[b·TILE_BLOCKS + j].
+// After the last tile, tile_q holds the reduction's partial sums: at most
+// 32 rows × 8 vectors × 8 subgroups per slot = 2048 floats, its size.
+shared uvec4 tile_q[2u * TILE];
+shared vec2 tile_s[TILE];
+
+#define NON_FINITE_BLOCK (-1.0)
+
+// The 4 values' |v| bits: for non-negative floats the order of the bits
+// is the order of the values, and NaN and ±Inf are above 0x7f7fffff.
+uvec4 magnitude_bits(vec4 v) {
+    return floatBitsToUint(v) & 0x7fffffffu;
+}
+
+// Rounds blocks k0 .. k0 + count - 1 of every vector of x into the tile,
+// one block per invocation: the largest magnitude (as bits, so that NaN
+// cannot hide in a float max), then each value times 127/max|x| (a normal
+// number for every max|x| from 2⁻¹¹⁹ up; 1/max|x| would be subnormal above
+// 2¹²⁶, and flushed) rounded to an integer; packSnorm4x8 of those over 127
+// packs 4 of them exactly into a word. The block's sum of the rounded values
+// is the dot product of its words with 1s.
+void quantize_tile(uint k0, uint count) {
+    for (uint job = gl_LocalInvocationID.x; job < count * BATCH; job += WG_SIZE) {
+        uint b = job / count;
+        uint j = job % count;
+        uint at = (b * pc.cols + (k0 + j) * 32u) / 4u;
+        vec4 v[8];
+        uvec4 top = uvec4(0u);
+        for (uint i = 0u; i < 8u; ++i) {
+            v[i] = x4[at + i];
+            top = max(top, magnitude_bits(v[i]));
+        }
+        uint amax_bits = max(max(top.x, top.y), max(top.z, top.w));
+        uint slot = b * TILE_BLOCKS + j;
+        if (amax_bits >= 0x7f800000u) {
+            tile_s[slot] = vec2(NON_FINITE_BLOCK, 0.0);
+            continue;
+        }
+        float amax = uintBitsToFloat(amax_bits);
+        // 2⁻¹¹⁹ > 127·2⁻¹²⁶: below it the scale would be subnormal.
+        bool tiny = amax < 1.5046328e-36;
+        float inv = tiny ? 0.0 : 127.0 / amax;
+        uint q[8];
+        int sum = 0;
+        for (uint i = 0u; i < 8u; ++i) {
+            q[i] = packSnorm4x8(round(v[i] * inv) * (1.0 / 127.0));
+            sum += sdot4x8(int(q[i]), 0x01010101, 0);
+        }
+        tile_q[2u * slot] = uvec4(q[0], q[1], q[2], q[3]);
+        tile_q[2u * slot + 1u] = uvec4(q[4], q[5], q[6], q[7]);
+        tile_s[slot] = vec2(tiny ? 0.0 : amax / 127.0, float(sum));
+    }
+}
+
+// Words of W covering a block that starts at an even halfword (the count
+// for an odd one is the same for Q8_0 and Q4_0, one more for Q4_1).
+#define BLOCK_WORDS ((BLOCK_HALVES + 1u) / 2u)
+
+// The block starting at halfword h: its quants (QS_WORDS words, after d,
+// or d and m for Q4_1) and (d, m) (m = 0 but for Q4_1). Reads only the
+// aligned words that hold the block, each once, and shifts by a halfword
+// what starts mid-word.
+void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
+    uint i = h >> 1;
+    bool odd = (h & 1u) != 0u;
+    uint a[BLOCK_WORDS + 1u];
+    for (uint j = 0u; j < BLOCK_WORDS; ++j) {
+        a[j] = w[i + j];
+    }
+#if defined(FORMAT_Q4_1)
+    // 10 halfwords: 6 words when the block starts mid-word.
+    a[BLOCK_WORDS] = odd ? w[i + BLOCK_WORDS] : 0u;
+#else
+    a[BLOCK_WORDS] = 0u;
+#endif
+    // The 32 bits at halfword h + 2j, j = 0..BLOCK_WORDS - 1.
+    uint b[BLOCK_WORDS];
+    for (uint j = 0u; j < BLOCK_WORDS; ++j) {
+        b[j] = odd ? (a[j] >> 16) | (a[j + 1u] << 16) : a[j];
+    }
+#if defined(FORMAT_Q4_1)
+    dm = unpackHalf2x16(b[0]);
+    for (uint j = 0u; j < QS_WORDS; ++j) {
+        qs[j] = b[j + 1u];
+    }
+#else
+    // The quants start one halfword after d.
+    dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
+    for (uint j = 0u; j < QS_WORDS; ++j) {
+        qs[j] = (b[j] >> 16) | (b[j + 1u] << 16);
+    }
+#endif
+}
+
+// Weight e (0..31) of a block: the CPU's dequantization.
+float weight(uint qs[QS_WORDS], vec2 dm, uint e) {
+#if defined(FORMAT_Q8_0)
+    return dm.x * float(int(qs[e / 4u] << (24u - 8u * (e % 4u))) >> 24);
+#else
+    uint byte = qs[(e % 16u) / 4u] >> (8u * (e % 4u));
+    uint q = (e < 16u ? byte : byte >> 4) & 15u;
+#if defined(FORMAT_Q4_0)
+    return dm.x * float(int(q) - 8);
+#else
+    return dm.x * float(q) + dm.y;
+#endif
+#endif
+}
+
+// Σ w·x in f32 over block k of vector b, x read from the binding: for
+// blocks of x with NaN or ±Inf.
+float block_dot_f32(uint qs[QS_WORDS], vec2 dm, uint b, uint k) {
+    uint at = (b * pc.cols + k * 32u) / 4u;
+    float sum = 0.0;
+    for (uint i = 0u; i < 8u; ++i) {
+        vec4 xv = x4[at + i];
+        for (uint c = 0u; c < 4u; ++c) {
+            sum = fma(weight(qs, dm, 4u * i + c), xv[c], sum);
+        }
+    }
+    return sum;
+}
+
+// Σ q_w·q_x of one block, exact: xq are x's 32 int8 values, in order.
+int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
+    int sum = 0;
+#if defined(FORMAT_Q8_0)
+    for (uint j = 0u; j < 4u; ++j) {
+        sum += sdot4x8(int(qs[j]), int(xlo[j]), 0);
+        sum += sdot4x8(int(qs[4u + j]), int(xhi[j]), 0);
+    }
+#else
+    // Word j of the quants: elements 4j..4j+3 in its low nibbles, 16+4j..
+    // 19+4j in its high ones; values 0..15 are the same as signed bytes.
+    for (uint j = 0u; j < 4u; ++j) {
+        sum += sdot4x8(int(qs[j] & 0x0f0f0f0fu), int(xlo[j]), 0);
+        sum += sdot4x8(int((qs[j] >> 4) & 0x0f0f0f0fu), int(xhi[j]), 0);
+    }
+#endif
+    return sum;
+}
+
+// acc += the block's Σ w·x from its integer dot product; `xs` is (s, Σq_x).
+float add_block(float acc, int dot, vec2 dm, vec2 xs) {
+#if defined(FORMAT_Q8_0)
+    return fma(dm.x * float(dot), xs.x, acc);
+#elif defined(FORMAT_Q4_0)
+    return fma(dm.x * float(dot - 8 * int(xs.y)), xs.x, acc);
+#else
+    return fma(fma(dm.x, float(dot), dm.y * xs.y), xs.x, acc);
+#endif
+}
+
+void main() {
+    uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * NUM_ROWS;
+    if (row0 >= pc.rows) {
+        return;
+    }
+    // Slot and lane from the subgroup's numbering, so that a subgroup (of at
+    // most 32 invocations) lies inside one slot whatever order the device
+    // gives invocations; the 128 invocations form whole subgroups (a power
+    // of 2 from 4 to 32), as on every driver measured.
+    uint linear = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
+    uint slot = linear / LANES;
+    uint lane = linear % LANES;
+    float acc[MAX_SLOT_ROWS][MAX_BATCH];
+    for (uint i = 0u; i < MAX_SLOT_ROWS; ++i) {
+        for (uint b = 0u; b < MAX_BATCH; ++b) {
+            acc[i][b] = 0.0;
+        }
+    }
+    uint blocks = pc.cols / 32u;
+    for (uint k0 = 0u; k0 < blocks; k0 += TILE_BLOCKS) {
+        uint count = min(TILE_BLOCKS, blocks - k0);
+        barrier();
+        quantize_tile(k0, count);
+        barrier();
+        for (uint j = lane; j < count; j += LANES) {
+            uint k = k0 + j;
+            // Every row's block first, so their loads are in flight together.
+            uint qs[MAX_SLOT_ROWS][QS_WORDS];
+            vec2 dm[MAX_SLOT_ROWS];
+            for (uint i = 0u; i < SLOT_ROWS; ++i) {
+                uint r = slot + SLOTS * i;
+                if (r < NUM_ROWS && row0 + r < pc.rows) {
+                    load_block(row_base(row0 + r) + k * BLOCK_HALVES, qs[i], dm[i]);
+                } else {
+                    for (uint c = 0u; c < QS_WORDS; ++c) {
+                        qs[i][c] = 0u;
+                    }
+                    dm[i] = vec2(0.0);
+                }
+            }
+            for (uint b = 0u; b < BATCH; ++b) {
+                uint at = b * TILE_BLOCKS + j;
+                vec2 xs = tile_s[at];
+                if (xs.x == NON_FINITE_BLOCK) {
+                    for (uint i = 0u; i < SLOT_ROWS; ++i) {
+                        acc[i][b] += block_dot_f32(qs[i], dm[i], b, k);
+                    }
+                    continue;
+                }
+                uvec4 xlo = tile_q[2u * at];
+                uvec4 xhi = tile_q[2u * at + 1u];
+                for (uint i = 0u; i < SLOT_ROWS; ++i) {
+                    acc[i][b] = add_block(acc[i][b], block_dot_int(qs[i], xlo, xhi), dm[i], xs);
+                }
+            }
+        }
+    }
+    // Reduction: each subgroup's sum per output, then the sums of the
+    // subgroups of a slot, in tile_q (as float bits).
+    uint parts = LANES / gl_SubgroupSize;
+    uint part = lane / gl_SubgroupSize;
+    barrier();
+    for (uint i = 0u; i < SLOT_ROWS; ++i) {
+        uint r = slot + SLOTS * i;
+        for (uint b = 0u; b < BATCH; ++b) {
+            float v = subgroupAdd(acc[i][b]);
+            if (subgroupElect() && r < NUM_ROWS) {
+                uint p = (r * BATCH + b) * parts + part;
+                tile_q[p / 4u][p % 4u] = floatBitsToUint(v);
+            }
+        }
+    }
+    barrier();
+    for (uint o = gl_LocalInvocationID.x; o < NUM_ROWS * BATCH; o += WG_SIZE) {
+        float sum = 0.0;
+        for (uint p = o * parts; p < (o + 1u) * parts; ++p) {
+            sum += uintBitsToFloat(tile_q[p / 4u][p % 4u]);
+        }
+        put(row0, o / BATCH, o % BATCH, sum);
+    }
+}
