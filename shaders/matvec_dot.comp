@@ -48,11 +48,15 @@ layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
 int sdot4x8(int a, int b, spirv_literal int fmt);
 
-// Lanes per row slot; subgroups of at most 32 invocations never span two.
-#define LANES 32u
-#define SLOTS (WG_SIZE / LANES)
-#define MAX_DOT_ROWS 32u
-#define MAX_SLOT_ROWS (MAX_DOT_ROWS / SLOTS)
+// Row slots per workgroup (1, 2 or 4; chosen on the Rust side so that a slot
+// keeps at most MAX_SLOT_ROWS rows and the partial sums fit the tile): slot i
+// takes rows i, i + SLOTS, ... and its LANES lanes neighbouring blocks of
+// them. Fewer slots make longer runs of one row's bytes per step (for DRAM),
+// more slots fewer rows per lane (for registers). Subgroups of at most 32
+// invocations never span two slots.
+layout(constant_id = 2) const uint SLOTS = 4u;
+const uint LANES = WG_SIZE / SLOTS;
+#define MAX_SLOT_ROWS 8u
 // Blocks of x in shared memory, all vectors together: 8 KiB of quants and
 // 2 KiB of scales and sums (lavapipe allows 32 KiB).
 #define TILE 256u
@@ -69,8 +73,9 @@ const uint TILE_BLOCKS = TILE / BATCH;
 
 // Block j of vector b of the tile: its 32 int8 values at tile_q[2·(b·TILE_BLOCKS
 // + j)] and the next, its (scale, sum of the values) at tile_s[b·TILE_BLOCKS + j].
-// After the last tile, tile_q holds the reduction's partial sums: at most
-// 32 rows × 8 vectors × 8 subgroups per slot = 2048 floats, its size.
+// After the last tile, tile_q holds the reduction's partial sums:
+// NUM_ROWS × BATCH × (LANES / subgroup size) floats, which the Rust side
+// keeps within its 2048.
 shared uvec4 tile_q[2u * TILE];
 shared vec2 tile_s[TILE];
 

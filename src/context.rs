@@ -330,13 +330,18 @@ impl Context {
                     .to_string(),
             );
             lines.push(match engine.matvec_pipelines() {
-                Ok(p) => match p.forward_variant(self.force_compat, crate::format::Format::Q4_0) {
-                    crate::vk::matvec::Variant::Dot => {
+                Ok(p) => match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1)
+                {
+                    crate::vk::matvec::Variant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
-                         Q8_0/Q4_0/Q4_1, subgroup variant (subgroupAdd) for the others; \
-                         xᵀ·W: one variant"
-                            .to_string()
-                    }
+                         Q8_0/Q4_0/Q4_1{}, subgroup variant (subgroupAdd) for the others; \
+                         xᵀ·W: one variant",
+                        if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
+                            format!(" up to {} vectors", crate::vk::matvec::DOT_MAX_BATCH)
+                        } else {
+                            String::new()
+                        }
+                    ),
                     crate::vk::matvec::Variant::Subgroup => {
                         "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()
                     }

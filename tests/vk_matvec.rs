@@ -5,12 +5,13 @@
 //! arguments. Results are checked against an FP64 product of the dequantized
 //! weights within the bound of src/matvec/mod.rs, (n + 3)·2⁻²⁴·Σ|w·x|, and
 //! against the CPU kernel (nyxq::matvec). Q8_0, Q4_0 and Q4_1 run the
-//! integer-dot variant by default (lavapipe has shaderIntegerDotProduct),
+//! integer-dot variant (NYXQ_VK_MATVEC_VARIANT=dot; lavapipe has shaderIntegerDotProduct),
 //! checked within its bound: the f32 bound plus x's rounding,
 //! Σ_blocks (s/2)·Σ|w|. The main tests run once more with the f32 subgroup
-//! variant (NYXQ_VK_MATVEC_VARIANT=f32), with the compatible variant forced
-//! (NYXQ_VK_FORCE_COMPAT=1) and with 8 and 32 rows per workgroup
-//! (NYXQ_VK_MATVEC_ROWS).
+//! variant (NYXQ_VK_MATVEC_VARIANT=f32), with the default choice (dot up to
+//! batch 2, f32 above), with the compatible variant forced
+//! (NYXQ_VK_FORCE_COMPAT=1), with 8 and 32 rows per workgroup
+//! (NYXQ_VK_MATVEC_ROWS) and with 1 and 2 row slots (NYXQ_VK_MATVEC_SLOTS).
 
 mod vk_support;
 
@@ -157,7 +158,7 @@ fn variant_of(engine: &Engine, call: &MatvecCall) -> Variant {
     engine
         .matvec_pipelines()
         .unwrap()
-        .forward_variant(call.compat, call.format)
+        .forward_variant(call.compat, call.format, call.batch)
 }
 
 /// The device's extra error for output `o` of vector `b`: x's rounding
@@ -240,14 +241,16 @@ fn every_format_and_shape(force_compat: bool) {
     };
     let engine = ctx.vulkan().unwrap();
     let pipelines = engine.matvec_pipelines().unwrap();
-    let q4 = pipelines.forward_variant(ctx.force_compat(), Format::Q4_0);
+    let q4 = pipelines.forward_variant(ctx.force_compat(), Format::Q4_0, 1);
+    let rows = pipelines.rows_per_group(q4, 1, Format::Q4_0, 4097);
     println!(
-        "subgroup variant supported: {}; dot variant supported: {}; forward variant used: {:?} (F16), {q4:?} (Q4_0); rows per group {}/{}",
+        "subgroup variant supported: {}; dot variant supported: {}; forward variant used: {:?} (F16), {q4:?} (Q4_0); rows per group {}/{}, row slots {}",
         pipelines.subgroup_supported(),
         pipelines.dot_supported(),
-        pipelines.forward_variant(ctx.force_compat(), Format::F16),
-        pipelines.rows_per_group(q4, 1, Format::Q4_0),
-        pipelines.rows_per_group(q4, 8, Format::Q4_0)
+        pipelines.forward_variant(ctx.force_compat(), Format::F16, 1),
+        rows,
+        pipelines.rows_per_group(q4, 8, Format::Q4_0, 4097),
+        pipelines.dot_slots(rows, 1),
     );
     for format in ALL_FORMATS {
         let mut shapes = vec![
@@ -305,9 +308,56 @@ fn every_format_and_shape_with(name: &str, extra: &[(&'static str, &str)], compa
     in_child_with(name, extra, compat, every_format_and_shape);
 }
 
+/// The `_dot` variant at every batch (by default it runs up to batch
+/// DOT_MAX_BATCH; NYXQ_VK_MATVEC_VARIANT=dot asks for it at any).
+const DOT: (&str, &str) = ("NYXQ_VK_MATVEC_VARIANT", "dot");
+
 #[test]
 fn every_format_and_shape_matches_the_references() {
-    every_format_and_shape_with("every_format_and_shape_matches_the_references", &[], false);
+    every_format_and_shape_with(
+        "every_format_and_shape_matches_the_references",
+        &[DOT],
+        false,
+    );
+}
+
+/// The default choice (dot for small batches, f32 above).
+#[test]
+fn auto_every_format_and_shape_matches_the_references() {
+    every_format_and_shape_with(
+        "auto_every_format_and_shape_matches_the_references",
+        &[],
+        false,
+    );
+}
+
+/// One row slot of 128 lanes (8 rows each): a `_dot` specialisation
+/// (lavapipe's subgroups of 8 make 16 partial sums per output).
+#[test]
+fn one_row_slot_matches_the_references() {
+    every_format_and_shape_with(
+        "one_row_slot_matches_the_references",
+        &[
+            DOT,
+            ("NYXQ_VK_MATVEC_ROWS", "8"),
+            ("NYXQ_VK_MATVEC_SLOTS", "1"),
+        ],
+        false,
+    );
+}
+
+/// Two row slots of 64 lanes (8 rows each).
+#[test]
+fn two_row_slots_match_the_references() {
+    every_format_and_shape_with(
+        "two_row_slots_match_the_references",
+        &[
+            DOT,
+            ("NYXQ_VK_MATVEC_ROWS", "16"),
+            ("NYXQ_VK_MATVEC_SLOTS", "2"),
+        ],
+        false,
+    );
 }
 
 #[test]
@@ -334,7 +384,7 @@ fn compat_every_format_and_shape_matches_the_references() {
 fn eight_rows_per_group_match_the_references() {
     every_format_and_shape_with(
         "eight_rows_per_group_match_the_references",
-        &[("NYXQ_VK_MATVEC_ROWS", "8")],
+        &[DOT, ("NYXQ_VK_MATVEC_ROWS", "8")],
         false,
     );
 }
@@ -345,7 +395,7 @@ fn eight_rows_per_group_match_the_references() {
 fn thirty_two_rows_per_group_match_the_references() {
     every_format_and_shape_with(
         "thirty_two_rows_per_group_match_the_references",
-        &[("NYXQ_VK_MATVEC_ROWS", "32")],
+        &[DOT, ("NYXQ_VK_MATVEC_ROWS", "32")],
         false,
     );
 }
@@ -392,7 +442,7 @@ fn non_finite_x(force_compat: bool) {
 
 #[test]
 fn non_finite_x_propagates() {
-    in_child_with("non_finite_x_propagates", &[], false, non_finite_x);
+    in_child_with("non_finite_x_propagates", &[DOT], false, non_finite_x);
 }
 
 #[test]
@@ -431,18 +481,34 @@ fn block_formats_choose_the_dot_variant() {
     );
     let pipelines = engine.matvec_pipelines().unwrap();
     assert!(pipelines.dot_supported());
+    assert_eq!(pipelines.arithmetic(), matvec::Arithmetic::Auto);
     for format in ALL_FORMATS {
         let dot = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
-        let expected = if dot { Variant::Dot } else { Variant::Subgroup };
-        assert_eq!(
-            pipelines.forward_variant(false, format),
-            expected,
-            "{format:?}"
-        );
-        assert_eq!(pipelines.forward_variant(true, format), Variant::Compat);
-        pipelines.set_arithmetic(matvec::Arithmetic::F32);
-        assert_eq!(pipelines.forward_variant(false, format), Variant::Subgroup);
-        pipelines.set_arithmetic(matvec::Arithmetic::IntegerDot);
+        for batch in 1..=8u32 {
+            let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
+                Variant::Dot
+            } else {
+                Variant::Subgroup
+            };
+            assert_eq!(
+                pipelines.forward_variant(false, format, batch),
+                expected,
+                "{format:?} batch {batch}"
+            );
+            assert_eq!(
+                pipelines.forward_variant(true, format, batch),
+                Variant::Compat
+            );
+            pipelines.set_arithmetic(matvec::Arithmetic::F32);
+            assert_eq!(
+                pipelines.forward_variant(false, format, batch),
+                Variant::Subgroup
+            );
+            pipelines.set_arithmetic(matvec::Arithmetic::IntegerDot);
+            let forced = if dot { Variant::Dot } else { Variant::Subgroup };
+            assert_eq!(pipelines.forward_variant(false, format, batch), forced);
+            pipelines.set_arithmetic(matvec::Arithmetic::Auto);
+        }
     }
     // The report names what products of this context run (compat when
     // NYXQ_VK_FORCE_COMPAT=1 is set for the whole suite).
@@ -467,6 +533,10 @@ fn rows_longer_than_one_tile_of_x() {
         return;
     };
     let engine = ctx.vulkan().unwrap();
+    engine
+        .matvec_pipelines()
+        .unwrap()
+        .set_arithmetic(matvec::Arithmetic::IntegerDot);
     let (rows, cols) = (37usize, 32 * 259);
     for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
         let (wq, w) = weights(format, rows, cols, 71);
@@ -476,7 +546,7 @@ fn rows_longer_than_one_tile_of_x() {
                 engine
                     .matvec_pipelines()
                     .unwrap()
-                    .forward_variant(false, format),
+                    .forward_variant(false, format, batch),
                 Variant::Dot
             );
             let mut x = uniform(batch as usize * cols, 73);

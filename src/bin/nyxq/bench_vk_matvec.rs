@@ -1,5 +1,5 @@
 //! `nyxq bench-vk-matvec [--quick] [--compat] [--no-transposed]
-//! [--variant f32|dot|both] [--json FILE] [--iterations N]`: the Vulkan
+//! [--variant f32|dot|both] [--batches 1,2,4,8] [--json FILE] [--iterations N]`: the Vulkan
 //! matrix-vector products (W·x, and xᵀ·W unless --no-transposed) per format,
 //! shape and batch on device-resident data (GPU timestamps), against the copy
 //! kernel measured in the same run. W·x of Q8_0/Q4_0/Q4_1 runs in both
@@ -23,6 +23,7 @@ struct Options {
     json: Option<String>,
     iterations: Option<usize>,
     arithmetics: Vec<Arithmetic>,
+    batches: Vec<u32>,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -33,6 +34,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         json: None,
         iterations: None,
         arithmetics: vec![Arithmetic::IntegerDot, Arithmetic::F32],
+        batches: vec![1, 8],
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -49,6 +51,14 @@ fn options(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.clone()),
+            "--batches" => {
+                let list = it.next().ok_or("--batches needs a list such as 1,2,4,8")?;
+                o.batches = list
+                    .split(',')
+                    .map(|b| b.parse::<u32>().ok().filter(|b| (1..=8).contains(b)))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("--batches: '{list}' is not a list of 1 to 8"))?;
+            }
             "--iterations" => {
                 o.iterations = Some(
                     it.next()
@@ -162,7 +172,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let compat = ctx.force_compat();
     let variants = format!(
         "F32/F16/BF16 {:?}; Q8_0/Q4_0/Q4_1 {}",
-        pipelines.forward_variant(compat, Format::F16),
+        pipelines.forward_variant(compat, Format::F16, 1),
         if !compat && pipelines.dot_supported() {
             "Dot or Subgroup (see the table)"
         } else if compat {
@@ -177,7 +187,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         } else {
             SHAPES.to_vec()
         },
-        batches: vec![1, 8],
+        batches: o.batches,
         iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
         copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
         compat,
@@ -185,15 +195,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         arithmetics: o.arithmetics,
     };
     println!("device: {device}; forward variants: {variants}");
-    let rows = |v, batch, format| pipelines.rows_per_group(v, batch, format);
+    let rows = |v, batch, format, height| pipelines.rows_per_group(v, batch, format, height);
+    let dot_rows = rows(Variant::Dot, 1, Format::Q4_0, 16384);
     println!(
-        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} (batch 1) / {} (batch 8)\n",
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1); by default W·x runs dot up to batch {}\n",
         settings.iterations,
-        rows(Variant::Subgroup, 1, Format::Q4_0),
-        rows(Variant::Subgroup, 1, Format::F16),
-        rows(Variant::Subgroup, 8, Format::Q4_0),
-        rows(Variant::Dot, 1, Format::Q4_0),
-        rows(Variant::Dot, 8, Format::Q4_0),
+        rows(Variant::Subgroup, 1, Format::Q4_0, 0),
+        rows(Variant::Subgroup, 1, Format::F16, 0),
+        rows(Variant::Subgroup, 8, Format::Q4_0, 0),
+        dot_rows,
+        rows(Variant::Dot, 1, Format::Q4_0, 8192),
+        rows(Variant::Dot, 1, Format::Q4_0, 4096),
+        rows(Variant::Dot, 1, Format::Q4_0, 11008),
+        pipelines.dot_slots(dot_rows, 1),
+        nyxq::vk::matvec::DOT_MAX_BATCH,
     );
     let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(

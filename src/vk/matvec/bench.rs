@@ -154,7 +154,7 @@ fn forward_variants(
     let mut out: Vec<(Arithmetic, Variant)> = Vec::new();
     for &a in &settings.arithmetics {
         pipelines.set_arithmetic(a);
-        let v = pipelines.forward_variant(settings.compat, format);
+        let v = pipelines.forward_variant(settings.compat, format, 1);
         if out.iter().all(|(_, o)| *o != v) {
             out.push((a, v));
         }

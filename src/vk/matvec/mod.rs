@@ -114,19 +114,43 @@ pub enum Variant {
 /// device could run either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arithmetic {
+    /// `IntegerDot` for batches up to [`DOT_MAX_BATCH`], `F32` above (the
+    /// default): `_dot` rounds x once per workgroup, which for many vectors
+    /// costs more than it saves (measured on the H200, README).
+    Auto,
     /// Weights dequantized to f32, f32 fused multiply-adds (`_subgroup`).
     F32,
     /// x rounded to int8 per block, integer dot products (`_dot`).
     IntegerDot,
 }
 
+/// Largest batch `Arithmetic::Auto` runs with `_dot`.
+pub const DOT_MAX_BATCH: u32 = 2;
+
 impl Arithmetic {
-    /// NYXQ_VK_MATVEC_VARIANT: `f32`, or `dot` (the default, also for any
-    /// other value).
+    /// NYXQ_VK_MATVEC_VARIANT: `f32`, `dot`, or `auto` (the default, also for
+    /// any other value).
     fn from_env() -> Arithmetic {
         match std::env::var("NYXQ_VK_MATVEC_VARIANT").as_deref() {
             Ok("f32") => Arithmetic::F32,
-            _ => Arithmetic::IntegerDot,
+            Ok("dot") => Arithmetic::IntegerDot,
+            _ => Arithmetic::Auto,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Arithmetic::Auto => 0,
+            Arithmetic::F32 => 1,
+            Arithmetic::IntegerDot => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Arithmetic {
+        match v {
+            1 => Arithmetic::F32,
+            2 => Arithmetic::IntegerDot,
+            _ => Arithmetic::Auto,
         }
     }
 }
@@ -158,6 +182,28 @@ fn tuned_rows_per_group() -> Option<u32> {
         .filter(|r| (1..=MAX_DOT_ROWS_PER_GROUP).contains(r))
 }
 
+/// NYXQ_VK_MATVEC_SLOTS (1, 2 or 4), when set: the row slots of the `_dot`
+/// kernel's workgroup, for tuning (raised where the rows would not fit).
+fn tuned_slots() -> Option<u32> {
+    std::env::var("NYXQ_VK_MATVEC_SLOTS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|s| [1, 2, 4].contains(s))
+}
+
+/// Workgroups the `_dot` kernel wants at least, when choosing its rows per
+/// workgroup (a few per multiprocessor on large GPUs; measured on the H200).
+const DOT_MIN_GROUPS: u64 = 320;
+/// Rows one lane of the `_dot` kernel keeps (shaders/matvec_dot.comp).
+const DOT_MAX_SLOT_ROWS: u32 = 8;
+/// Floats of the `_dot` kernel's shared memory that hold partial sums.
+const DOT_PARTIAL_SUMS: u32 = 2048;
+/// Row slots of the `_dot` kernel unless NYXQ_VK_MATVEC_SLOTS says otherwise.
+const DOT_DEFAULT_SLOTS: u32 = 4;
+
+/// A specialised pipeline: variant name, batch, rows per workgroup, row slots.
+type PipelineKey = (&'static str, u32, u32, u32);
+
 /// The layouts and pipelines of the matrix-vector kernels on one device
 /// (4 storage-buffer bindings and [`MatvecPush`], unlike the Engine's
 /// 2-binding layout). Pipelines are specialised by batch and rows per group.
@@ -165,15 +211,19 @@ pub struct Pipelines {
     device: Arc<Device>,
     set_layout: vk::DescriptorSetLayout,
     layout: vk::PipelineLayout,
-    cache: Mutex<HashMap<(&'static str, u32, u32), vk::Pipeline>>,
+    cache: Mutex<HashMap<PipelineKey, vk::Pipeline>>,
     subgroup: bool,
+    /// Invocations per subgroup (1 where there is no subgroup arithmetic).
+    subgroup_size: u32,
     /// The device can run the `_dot` variant.
     dot: bool,
-    /// Whether the block formats use `_dot` where they can
+    /// [`Arithmetic`] of the block formats where the device runs both
     /// (NYXQ_VK_MATVEC_VARIANT, or [`Pipelines::set_arithmetic`]).
-    prefer_dot: std::sync::atomic::AtomicBool,
+    arithmetic: std::sync::atomic::AtomicU8,
     /// NYXQ_VK_MATVEC_ROWS, read once when the pipelines are made.
     tuned_rows: Option<u32>,
+    /// NYXQ_VK_MATVEC_SLOTS, read once when the pipelines are made.
+    tuned_slots: Option<u32>,
 }
 
 impl std::fmt::Debug for Pipelines {
@@ -218,23 +268,31 @@ impl Pipelines {
             layout,
             cache: Mutex::new(HashMap::new()),
             subgroup: subgroup_size.is_some(),
+            subgroup_size: subgroup_size.unwrap_or(1),
             dot: device.enabled_integer_dot && subgroup_size.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
-            prefer_dot: (Arithmetic::from_env() == Arithmetic::IntegerDot).into(),
+            arithmetic: Arithmetic::from_env().as_u8().into(),
             tuned_rows: tuned_rows_per_group(),
+            tuned_slots: tuned_slots(),
         })
     }
 
     /// Rows per workgroup of the forward `variant` for `batch` vectors of
-    /// `format`, unless NYXQ_VK_MATVEC_ROWS (1 to 32; at most 8 for the f32
-    /// variants) was set when the pipelines were made. f32 variants, measured
-    /// on the H200 (README): for 1-2 vectors, 4 rows for the block formats
-    /// (x, read once per step, serves more rows) and 2 for F32/F16/BF16 (more
-    /// workgroups in flight); for more vectors, 8 rows, since loading x
-    /// dominates. `_dot`: 16 rows, so that rounding x (once per workgroup)
-    /// is shared by 16 rows while 4 row slots of 32 lanes keep 4 rows each.
-    pub fn rows_per_group(&self, variant: Variant, batch: u32, format: Format) -> u32 {
+    /// `format` in a matrix of `rows` rows, unless NYXQ_VK_MATVEC_ROWS (1 to
+    /// 32; at most 8 for the f32 variants) was set when the pipelines were
+    /// made. f32 variants, measured on the H200 (README): for 1-2 vectors, 4
+    /// rows for the block formats (x, read once per step, serves more rows)
+    /// and 2 for F32/F16/BF16 (more workgroups in flight); for more vectors,
+    /// 8 rows, since loading x dominates. `_dot` rounds x once per workgroup,
+    /// so it takes as many rows as leave [`DOT_MIN_GROUPS`] workgroups: 32, 16,
+    /// 8, else 4.
+    pub fn rows_per_group(&self, variant: Variant, batch: u32, format: Format, rows: u64) -> u32 {
         if variant == Variant::Dot {
-            return self.tuned_rows.unwrap_or(16);
+            return self.tuned_rows.unwrap_or_else(|| {
+                [32u32, 16, 8]
+                    .into_iter()
+                    .find(|&r| rows / u64::from(r) >= DOT_MIN_GROUPS)
+                    .unwrap_or(4)
+            });
         }
         self.tuned_rows.map_or(
             match (batch <= 2, format.block_size() > 1) {
@@ -244,6 +302,22 @@ impl Pipelines {
             },
             |r| r.min(MAX_ROWS_PER_GROUP),
         )
+    }
+
+    /// Row slots of the `_dot` workgroup for `rows_per` rows and `batch`
+    /// vectors: NYXQ_VK_MATVEC_SLOTS or 4, raised until a slot keeps at most
+    /// 8 rows and the partial sums fit the kernel's shared memory.
+    pub fn dot_slots(&self, rows_per: u32, batch: u32) -> u32 {
+        let wanted = self.tuned_slots.unwrap_or(DOT_DEFAULT_SLOTS);
+        let lanes = |slots: u32| 128 / slots;
+        [1u32, 2, 4]
+            .into_iter()
+            .filter(|&s| s >= wanted)
+            .find(|&s| {
+                rows_per.div_ceil(s) <= DOT_MAX_SLOT_ROWS
+                    && rows_per * batch * (lanes(s) / self.subgroup_size).max(1) <= DOT_PARTIAL_SUMS
+            })
+            .unwrap_or(4)
     }
 
     /// Whether the device runs the `_subgroup` variant.
@@ -258,44 +332,51 @@ impl Pipelines {
 
     /// The arithmetic the block formats use where the device runs both.
     pub fn arithmetic(&self) -> Arithmetic {
-        if self.prefer_dot.load(std::sync::atomic::Ordering::Relaxed) {
-            Arithmetic::IntegerDot
-        } else {
-            Arithmetic::F32
-        }
+        Arithmetic::from_u8(self.arithmetic.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Chooses the arithmetic of products recorded from now on (for
     /// benchmarks and tests; NYXQ_VK_MATVEC_VARIANT sets the initial one).
     pub fn set_arithmetic(&self, arithmetic: Arithmetic) {
-        self.prefer_dot.store(
-            arithmetic == Arithmetic::IntegerDot,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.arithmetic
+            .store(arithmetic.as_u8(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The forward variant to use on `format` (`compat` forces the
-    /// shared-memory one).
-    pub fn forward_variant(&self, compat: bool, format: Format) -> Variant {
+    /// The forward variant to use on `format` for `batch` vectors (`compat`
+    /// forces the shared-memory one).
+    pub fn forward_variant(&self, compat: bool, format: Format, batch: u32) -> Variant {
         let block = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+        let dot = match self.arithmetic() {
+            Arithmetic::Auto => batch <= DOT_MAX_BATCH,
+            Arithmetic::F32 => false,
+            Arithmetic::IntegerDot => true,
+        };
         if compat || !self.subgroup {
             Variant::Compat
-        } else if block && self.dot && self.arithmetic() == Arithmetic::IntegerDot {
+        } else if block && self.dot && dot {
             Variant::Dot
         } else {
             Variant::Subgroup
         }
     }
 
-    fn pipeline(&self, name: &'static str, batch: u32, rows: u32) -> Result<vk::Pipeline> {
+    /// The pipeline of `name` specialised for `batch` vectors, `rows` rows
+    /// per workgroup and (`_dot` only; the other kernels ignore it) `slots`.
+    fn pipeline(
+        &self,
+        name: &'static str,
+        batch: u32,
+        rows: u32,
+        slots: u32,
+    ) -> Result<vk::Pipeline> {
         let mut cache = self.cache.lock();
-        if let Some(p) = cache.get(&(name, batch, rows)) {
+        if let Some(p) = cache.get(&(name, batch, rows, slots)) {
             return Ok(*p);
         }
         let spv = super::shaders::spirv(name)
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))?;
-        let p = exec::create_pipeline(&self.device, self.layout, name, spv, &[batch, rows])?;
-        cache.insert((name, batch, rows), p);
+        let p = exec::create_pipeline(&self.device, self.layout, name, spv, &[batch, rows, slots])?;
+        cache.insert((name, batch, rows, slots), p);
         Ok(p)
     }
 }
@@ -517,13 +598,19 @@ pub unsafe fn record_matvec(
     let (variant, rows_per) = if call.transposed {
         (Variant::Transposed, 1)
     } else {
-        let variant = pipelines.forward_variant(call.compat, call.format);
+        let variant = pipelines.forward_variant(call.compat, call.format, call.batch);
         (
             variant,
-            pipelines.rows_per_group(variant, call.batch, call.format),
+            pipelines.rows_per_group(variant, call.batch, call.format, call.rows),
         )
     };
-    let pipeline = pipelines.pipeline(kernel_name(variant, call.format), call.batch, rows_per)?;
+    let slots = pipelines.dot_slots(rows_per, call.batch);
+    let pipeline = pipelines.pipeline(
+        kernel_name(variant, call.format),
+        call.batch,
+        rows_per,
+        slots,
+    )?;
     let recorder = engine.recorder();
     let ticket = recorder.next_ticket();
     let sets = recorder.allocate(
