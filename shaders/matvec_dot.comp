@@ -114,7 +114,15 @@ void quantize_tile(uint k0, uint count) {
         float amax = uintBitsToFloat(amax_bits);
         // 2⁻¹¹⁹ > 127·2⁻¹²⁶: below it the scale would be subnormal.
         bool tiny = amax < 1.5046328e-36;
-        float inv = tiny ? 0.0 : 127.0 / amax;
+        // 127/max|x|, with max|x| scaled by 2^-64 first where it is large: a
+        // driver may divide as a·(1/b), and 1/b is subnormal (flushed to 0)
+        // above 2^126 (the H200 does this). `precise` keeps the compiler from
+        // folding the scaling away.
+        bool large = amax > 1.8446744e19;
+        precise float divisor = large ? amax * 5.421011e-20 : amax;
+        precise float quotient = 127.0 / divisor;
+        precise float inv_large = quotient * 5.421011e-20;
+        float inv = tiny ? 0.0 : (large ? inv_large : quotient);
         uint q[8];
         int sum = 0;
         for (uint i = 0u; i < 8u; ++i) {

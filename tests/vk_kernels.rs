@@ -63,7 +63,11 @@ fn check_all(force_compat: bool) {
     let engine = ctx.vulkan().unwrap();
     // The variants under test: `_rte` where the device can run it (unless the
     // compatible ones are forced), the compatible ones otherwise.
-    let rte = !force_compat && engine.rte_variants_supported();
+    assert_eq!(
+        ctx.force_compat(),
+        force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
+    );
+    let rte = !ctx.force_compat() && engine.rte_variants_supported();
     for format in FORMATS {
         for op in [
             ops::Op::Quantize,
