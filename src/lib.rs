@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod context;
+pub mod data;
 pub mod error;
 pub mod ffi;
 pub mod format;

@@ -40,11 +40,8 @@ fn measured_model() -> Option<Model> {
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
-        let bytes = std::fs::read(Path::new(WEIGHTS).join(t["file"].as_str().unwrap())).unwrap();
-        let data: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let data = nyxq::data::read_f32_file(&Path::new(WEIGHTS).join(t["file"].as_str().unwrap()))
+            .unwrap();
         let mut desc = TensorDesc::new(name, role_of(name), &shape).unwrap();
         desc.measure(&data, 2).unwrap();
         tensors.push(desc);

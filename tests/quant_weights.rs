@@ -19,11 +19,7 @@ fn weights() -> Option<Vec<(String, Vec<f32>)>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "f32"))
         .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            let values = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let values = nyxq::data::read_f32_file(&p).unwrap();
             (
                 p.file_stem().unwrap().to_string_lossy().into_owned(),
                 values,

@@ -25,25 +25,8 @@ fn read_tensors(dir: &Path) -> Result<Vec<WeightTensor>, String> {
         }
         let file = line.split('\t').next().unwrap_or_default();
         let path = dir.join(file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            format!(
-                "{}:{}: cannot read {}: {e}",
-                listing.display(),
-                line_no + 1,
-                path.display()
-            )
-        })?;
-        if bytes.len() % 4 != 0 {
-            return Err(format!(
-                "{}: size {} is not whole f32 values",
-                path.display(),
-                bytes.len()
-            ));
-        }
-        let values = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values = nyxq::data::read_f32_file(&path)
+            .map_err(|e| format!("{}:{}: {e}", listing.display(), line_no + 1))?;
         let name = short_name(file);
         tensors.push(WeightTensor { name, values });
     }

@@ -194,11 +194,7 @@ fn measured_bench(dir: &Path) -> Result<(), String> {
     let mut tensors = Vec::new();
     let mut data = Vec::new();
     for path in &files {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let values = nyxq::data::read_f32_file(path).map_err(|e| e.to_string())?;
         if values.len() % 32 != 0 {
             continue;
         }
