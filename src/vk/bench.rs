@@ -96,8 +96,9 @@ pub fn warm_up(engine: &Engine, jobs: &[Job]) -> Result<()> {
 }
 
 /// The variants of `op` on `format` to time: the one in use, then the
-/// compatible one where that differs, then any measurement-only variants
-/// (`_u<N>`, built with NYXQ_SHADER_EXPERIMENTS=1).
+/// compatible one where that differs, then the others this device can run
+/// (an `_rte` one not chosen, measurement-only `_u<N>` ones built with
+/// NYXQ_SHADER_EXPERIMENTS=1).
 fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
     let compat = kernel_name(op, format);
     let mut out = vec![engine.kernel(op, format)];
@@ -106,7 +107,9 @@ fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
     }
     let experiment = format!("{compat}_");
     for (name, _) in super::shaders::VARIANTS {
-        if name.starts_with(&experiment) && !out.contains(name) {
+        // An `_rte` variant needs features the device may not have.
+        let runs_here = !name.ends_with("_rte") || engine.rte_variants_supported();
+        if name.starts_with(&experiment) && !out.contains(name) && runs_here {
             out.push(name);
         }
     }
