@@ -455,12 +455,6 @@ typedef struct NyxqPlan NyxqPlan;
 typedef struct NyxqTensor NyxqTensor;
 
 /**
- * What a tensor does in the model; sets its default sensitivity, its error
- * estimate and whether it may be quantized at all.
- */
-typedef struct Role Role;
-
-/**
  * Planning policy. Fill with nyxq_plan_policy_default or nyxq_config_policy.
  * New fields are only ever appended.
  */
