@@ -61,9 +61,8 @@ pub struct ContextSettings {
     pub vulkan_validation: bool,
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
-    /// Test only: corrupt the output of these kernels (comma-separated variant
-    /// names, e.g. "quantize_f32_q8_0"), so the self-test must catch it and
-    /// fall back.
+    /// Test only: corrupt the output of this kernel variant (e.g.
+    /// "quantize_f32_q8_0"), so the self-test must catch it and fall back.
     pub vulkan_perturb_kernel: Option<String>,
     /// Test only: make the Nth device allocation after the self-test fail with
     /// out-of-device-memory (also NYXQ_VK_FAIL_ALLOCATION=N).

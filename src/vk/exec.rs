@@ -395,11 +395,7 @@ impl Engine {
     ) -> Result<()> {
         let pipeline = self.pipeline(name)?;
         let mut push = *push;
-        if self
-            .perturb
-            .as_deref()
-            .is_some_and(|list| list.split(',').any(|k| k == name))
-        {
+        if self.perturb.as_deref() == Some(name) {
             push.perturb = 1;
         }
         let per = shaders::elements_per_invocation(name);
