@@ -1,22 +1,9 @@
 //! `nyxq plan` on the RX 580 and Iris Xe profiles prints plans whose totals fit
 //! and whose reasons are there; bad arguments fail with a message.
 
-use std::process::Command;
+mod cli_support;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn nyxq(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nyxq"))
-        .current_dir(ROOT)
-        .args(args)
-        .output()
-        .expect("nyxq runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use cli_support::nyxq;
 
 #[test]
 fn plans_print_fitting_totals_on_the_constrained_profiles() {
