@@ -23,6 +23,16 @@ pub enum Format {
     Q4_1 = 5,
 }
 
+/// Every format other than F32 (what quantizing produces), in order of
+/// their C values.
+pub const QUANTIZED_FORMATS: [Format; 5] = [
+    Format::F16,
+    Format::BF16,
+    Format::Q8_0,
+    Format::Q4_0,
+    Format::Q4_1,
+];
+
 /// Every format, in order of their C values.
 pub const ALL_FORMATS: [Format; 6] = [
     Format::F32,

@@ -11,13 +11,7 @@ use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::ops;
 use vk_support::{device_context, device_env, run_in_child};
 
-const FORMATS: [Format; 5] = [
-    Format::F16,
-    Format::BF16,
-    Format::Q8_0,
-    Format::Q4_0,
-    Format::Q4_1,
-];
+use nyxq::format::QUANTIZED_FORMATS as FORMATS;
 
 /// Deterministic test data with the hard cases mixed in.
 fn data(n: usize, seed: u32) -> Vec<f32> {

@@ -5,7 +5,7 @@
 mod vk_support;
 
 use nyxq::context::{BackendPreference, Context, ContextSettings};
-use nyxq::format::Format;
+use nyxq::format::{ALL_FORMATS, Format};
 use nyxq::quant::{QuantizeOptions, Rounding};
 use nyxq::tensor::{Placement, Tensor};
 use std::sync::Arc;
@@ -28,14 +28,7 @@ fn device_tensors_hold_the_same_bytes_as_host_tensors() {
     };
     let shape = [96, 160];
     let x = values(96 * 160);
-    for format in [
-        Format::F32,
-        Format::F16,
-        Format::BF16,
-        Format::Q8_0,
-        Format::Q4_0,
-        Format::Q4_1,
-    ] {
+    for format in ALL_FORMATS {
         for rounding in [
             Rounding::Nearest,
             Rounding::Stochastic { seed: 9 },

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ErrorKind;
-use crate::format::ALL_FORMATS;
+use crate::format::{ALL_FORMATS, QUANTIZED_FORMATS};
 
 fn wave(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -194,13 +194,7 @@ fn stochastic_rounding_is_unbiased() {
     // deviation is at most s/(2·sqrt(R)); allow 6 of those.
     let rounds = 400u64;
     let x = wave(256, 3);
-    for format in [
-        Format::F16,
-        Format::BF16,
-        Format::Q8_0,
-        Format::Q4_0,
-        Format::Q4_1,
-    ] {
+    for format in QUANTIZED_FORMATS {
         let mut mean = vec![0.0f64; x.len()];
         for seed in 0..rounds {
             let y = round_trip(

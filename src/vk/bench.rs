@@ -6,7 +6,7 @@ use super::exec::{Buffer, Engine, Job};
 use super::ops::{Op, chunk_elements, kernel_name};
 use super::shaders::Push;
 use crate::error::Result;
-use crate::format::Format;
+use crate::format::{Format, QUANTIZED_FORMATS};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -151,13 +151,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
         bytes_moved: 2 * bytes,
         seconds: copy_first,
     }];
-    for format in [
-        Format::F16,
-        Format::BF16,
-        Format::Q8_0,
-        Format::Q4_0,
-        Format::Q4_1,
-    ] {
+    for format in QUANTIZED_FORMATS {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);

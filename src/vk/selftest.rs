@@ -7,7 +7,7 @@
 
 use super::exec::Engine;
 use super::ops::{self, Op, kernel_name, rte_kernel_name};
-use crate::format::Format;
+use crate::format::{Format, QUANTIZED_FORMATS};
 use crate::quant::{self, QuantizeOptions, Rounding};
 
 /// What the self-test found for one kernel.
@@ -21,14 +21,6 @@ pub struct KernelResult {
     /// A faster variant that failed before `kernel` was tested, and why.
     pub rejected: Option<(&'static str, String)>,
 }
-
-pub const FORMATS: [Format; 5] = [
-    Format::F16,
-    Format::BF16,
-    Format::Q8_0,
-    Format::Q4_0,
-    Format::Q4_1,
-];
 
 /// 9 blocks, one per hard case, plus one odd element for the 1-wide formats.
 fn input(format: Format) -> Vec<f32> {
@@ -160,7 +152,7 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
 /// with the CPU (only the compatible ones with `force_compat`), and reports.
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
-    for format in FORMATS {
+    for format in QUANTIZED_FORMATS {
         for op in [
             Op::Quantize,
             Op::Dequantize,
