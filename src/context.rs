@@ -72,6 +72,22 @@ pub struct ContextSettings {
     pub vulkan_host_fallback: bool,
 }
 
+impl ContextSettings {
+    /// Worker threads: `threads`, or every core for 0.
+    fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Whether only the compatible shader variants may run (the option or
+    /// NYXQ_VK_FORCE_COMPAT=1).
+    fn force_compat(&self) -> bool {
+        self.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT")
+    }
+}
+
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
@@ -107,14 +123,11 @@ impl Context {
             "nyxq context: Vulkan device '{}' (borrowed or caller-made)",
             engine.device.info.name
         );
-        let force_compat = settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT");
+        let force_compat = settings.force_compat();
         let self_test = crate::vk::selftest::run(&engine, force_compat);
         Ok(Context {
             backend: Backend::Vulkan,
-            threads: match settings.threads {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n,
-            },
+            threads: settings.thread_count(),
             fallback_reason: None,
             config: settings.config.clone(),
             vulkan: Some(engine),
@@ -127,15 +140,12 @@ impl Context {
     /// Creates a context as `settings` ask.
     pub fn new(settings: &ContextSettings) -> Result<Context> {
         install_logger(settings.log_level);
-        let threads = match settings.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let threads = settings.thread_count();
         let vk_settings = crate::vk::InstanceSettings {
             loader_path: settings.vulkan_loader.clone(),
             validation: settings.vulkan_validation || env_flag("NYXQ_VK_VALIDATION"),
         };
-        let force_compat = settings.vulkan_force_compat || env_flag("NYXQ_VK_FORCE_COMPAT");
+        let force_compat = settings.force_compat();
         let (backend, fallback_reason, vulkan) = match settings.backend {
             BackendPreference::Cpu => (Backend::Cpu, None, None),
             BackendPreference::Auto => {
