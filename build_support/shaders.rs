@@ -99,6 +99,26 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
     v
 }
 
+/// glslc -O unrolls loops marked `[[unroll]]` itself and drops the
+/// NoContraction decorations (`precise`) of the instructions it copies; the
+/// driver may then fuse a multiply and an add that must round separately
+/// (seen on NVIDIA: quants off by one at ties). The drivers unroll constant
+/// loops on their own, keeping the decorations, so the attribute is refused.
+fn refuse_unroll_attributes(shader_dir: &Path) {
+    let entries = std::fs::read_dir(shader_dir).expect("shaders/ is readable");
+    for entry in entries {
+        let path = entry.expect("shaders/ is readable").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.replace(' ', "").contains("[[unroll") {
+            panic!(
+                "{}: `[[unroll]]` is refused: glslc -O drops `precise` (NoContraction) \
+                 from the loop bodies it unrolls",
+                path.display()
+            );
+        }
+    }
+}
+
 pub fn compile(crate_dir: &Path, out_dir: &Path) {
     let shader_dir = crate_dir.join("shaders");
     println!("cargo:rerun-if-changed=shaders");
@@ -111,6 +131,7 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     let mut table = String::from(
         "/// Every compiled shader variant: (name, SPIR-V bytes).\npub const VARIANTS: &[(&str, &[u8])] = &[\n",
     );
+    refuse_unroll_attributes(&shader_dir);
     for (name, file, defines) in variants() {
         let source = shader_dir.join(file);
         let spv = spv_dir.join(format!("{name}.spv"));

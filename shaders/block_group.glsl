@@ -1,22 +1,73 @@
-// Block kernels by workgroup (included by quantize.comp and
-// fake_quantize.comp after blocks.glsl): a workgroup of LOCAL_SIZE (64)
-// invocations handles 32 blocks (1024 values), so that every global load and
-// store is coalesced and the exact (slow) scale arithmetic runs once per
-// block; small groups keep many groups resident to hide the barriers:
-//   1. all invocations load the values into shared memory, 16 each (four
-//      16-byte loads), neighbouring invocations reading neighbouring words;
-//   2. invocations 0..31 reduce one block each (amax or min/max) and compute
-//      its scale, inverse and header (exact integer division);
-//   3. the kernel's own step: all invocations produce output words from
-//      shared memory, neighbours writing neighbouring words.
+// Block kernels by workgroup (included by quantize.comp and fake_quantize.comp
+// after blocks.glsl). A workgroup of LOCAL_SIZE invocations ("lanes") handles
+// LOCAL_SIZE blocks in 8 rounds. In round r, lane p holds 4 values of group
+// block r * COLUMNS + p / 8, the 8 lanes p / 8 * 8 .. +7 covering its 32
+// values, so every load is coalesced; with i = p % 8:
+//   Q8_0: values 4i .. 4i+3 (one 16-byte load): the quant bytes 4i .. 4i+3;
+//   Q4_0, Q4_1: values 2i, 2i+1 and 2i+16, 2i+17 (two 8-byte loads): the
+//   nibbles of quant bytes 2i and 2i+1.
+// The values stay in registers from load to quant:
+//   1. load all 8 rounds, and fold each lane's values of each round into
+//      partial reductions in shared memory;
+//   2. lane p folds the 8 partials of block (round p % 8, column p / 8) in
+//      value order and computes its scale, inverse and header exactly (so
+//      every lane does the slow integer division once, for one block);
+//   3. the kernel's own step, from the registers and the blocks' parameters.
+// Barriers separate the steps; the exact per-block arithmetic is spread over
+// all lanes instead of being run by a few while the others wait.
 
-const uint GROUP_BLOCKS = LOCAL_SIZE / 2u;
+// The rounds are written out (EACH_ROUND), so that every round names its
+// registers with a constant: as a loop, NVIDIA's compiler kept it rolled and
+// put the lane's values in local memory. Not the unroll loop attribute:
+// glslc -O's unroller drops the NoContraction decorations of `precise` in the
+// copies it makes, and NVIDIA then fuses the quantizers' multiply-adds
+// (build_support/shaders.rs refuses the attribute).
+#define EACH_ROUND(M) M(0u) M(1u) M(2u) M(3u) M(4u) M(5u) M(6u) M(7u)
+
+const uint LANES_PER_BLOCK = 8u;
+const uint ROUNDS = LANES_PER_BLOCK; // so that each lane reduces one block
+const uint COLUMNS = LOCAL_SIZE / LANES_PER_BLOCK; // blocks per round
+const uint GROUP_BLOCKS = LOCAL_SIZE;
 const uint GROUP_VALUES = GROUP_BLOCKS * QK;
-// Rows of 33 words: lane b of step 2 reads row b, so the padding keeps the
-// reads of neighbouring lanes in different banks.
-const uint ROW = QK + 1u;
-shared float xs[GROUP_BLOCKS * ROW];
+
+// Partial reductions per lane and round: the fold of a lane's values runs
+// over each half of the block separately for the 4-bit formats, so that the
+// division lane can fold the partials in value order (the CPU keeps the
+// first of equal candidates, which decides signs of zero and of -8 * d).
+#if defined(FORMAT_Q8_0)
+const uint PARTS = 1u; // max |x| bits
+#elif defined(FORMAT_Q4_0)
+const uint PARTS = 2u; // per half: the first value of largest |x|
+#else
+const uint PARTS = 2u; // zero-blind keys of min and max
+#endif
+// Rows of LOCAL_SIZE + 1 words: the 32 lanes of a warp in step 2 read 32
+// different (round, column) pairs, which the padding puts in 32 banks.
+const uint PART_ROW = LOCAL_SIZE + 1u;
+const uint PARTIAL_WORDS = PARTS * ROUNDS * PART_ROW;
+
+// Shared words: the partials in steps 1-2, then the kernel's step 3
+// (STEP3_WORDS, which the kernel defines before including this file).
+shared uint scratch[PARTIAL_WORDS > STEP3_WORDS ? PARTIAL_WORDS : STEP3_WORDS];
 shared BlockParams params[GROUP_BLOCKS];
+
+// 1 where a block of the group needs the general quantizer (see
+// group_is_plain).
+shared uint group_general;
+
+// The lane's values, from step 1 to step 3: round r's in xv[r], indexed
+// only with constants (EACH_ROUND). (Loading them again in step 3 instead,
+// to free registers across step 2, measured 10-20% slower on the H200.)
+vec4 xv[ROUNDS];
+
+// The position in its block of value t (0..3) of lane i (0..7) of a block.
+uint value_position(uint i, uint t) {
+#if defined(FORMAT_Q8_0)
+    return 4u * i + t;
+#else
+    return t < 2u ? 2u * i + t : QK / 2u + 2u * i + (t - 2u);
+#endif
+}
 
 // The index of element e (relative to the dispatch) in the whole tensor.
 void tensor_index(uint e, out uint lo, out uint hi) {
@@ -24,37 +75,87 @@ void tensor_index(uint e, out uint lo, out uint hi) {
     hi = pc.first_hi + (lo < pc.first_lo ? 1u : 0u);
 }
 
-// Quant of value j of group block b, whose parameters are p.
-uint quant_at(uint b, uint j, uint first_value, BlockParams p) {
-    uint lo, hi;
-    tensor_index(first_value + b * QK + j, lo, hi);
-    return quant_one(xs[b * ROW + j], p, pc.stochastic != 0u, pc.seed_lo, pc.seed_hi, lo, hi);
+// Q4_0's fold: keeps acc unless |b| is strictly larger.
+uint fold_amax_value(uint acc, uint b) {
+    return ABS_BITS(uintBitsToFloat(b)) > ABS_BITS(uintBitsToFloat(acc)) ? b : acc;
 }
 
-// The scale, inverse and header of group block b (read from shared memory),
-// exactly as crate::quant::scalar.
-BlockParams block_params(uint b) {
-    uint row = b * ROW;
+// Q4_1's min and max are Rust's f32::min/max folds (x86): the accumulator
+// changes only when the new value is strictly smaller/larger, so they give
+// the first of the block's values that equal the minimum (maximum) as
+// numbers. Values equal as numbers have equal bits except +0 and -0, so the
+// folds are: the minimum (maximum) of keys that order the values as numbers
+// with both zeros 0, which needs no order; where that is 0, the sign of the
+// block's first zero (block_first_zero).
+
+// The key of f32 bits b: its magnitude bits, negated for a negative sign (a
+// total order like the numbers', NaNs beyond the infinities).
+int zero_blind_key(uint b) {
+    int magnitude = int(b & 0x7fffffffu);
+    return (b & 0x80000000u) != 0u ? -magnitude : magnitude;
+}
+
+// The f32 bits of a nonzero key.
+uint key_bits(int k) {
+    return k < 0 ? (uint(-k) | 0x80000000u) : uint(k);
+}
+
+// The bits of the first zero among the 32 values of the block at
+// dispatch-relative index block_first (read again from the input: only
+// blocks whose minimum or maximum is zero need it).
+uint block_first_zero(uint block_first) {
+    for (uint j = 0u; j < QK; ++j) {
+        uint b = src[block_first + j];
+        if ((b & 0x7fffffffu) == 0u) {
+            return b;
+        }
+    }
+    return 0u;
+}
+
+// Where partial `part` of (round r, lane p) lives in `scratch`.
+uint partial_at(uint part, uint r, uint p) {
+    return (part * ROUNDS + r) * PART_ROW + p;
+}
+
+// Step 1's fold of this lane's values x of round r into its partials.
+void store_partials(vec4 x, uint r, uint p) {
+    uvec4 b = floatBitsToUint(x);
+#if defined(FORMAT_Q8_0)
+    scratch[partial_at(0u, r, p)] = max(max(ABS_BITS(x.x), ABS_BITS(x.y)), max(ABS_BITS(x.z), ABS_BITS(x.w)));
+#elif defined(FORMAT_Q4_0)
+    scratch[partial_at(0u, r, p)] = fold_amax_value(b.x, b.y);
+    scratch[partial_at(1u, r, p)] = fold_amax_value(b.z, b.w);
+#else
+    ivec4 k = ivec4(zero_blind_key(b.x), zero_blind_key(b.y), zero_blind_key(b.z), zero_blind_key(b.w));
+    scratch[partial_at(0u, r, p)] = uint(min(min(k.x, k.y), min(k.z, k.w)));
+    scratch[partial_at(1u, r, p)] = uint(max(max(k.x, k.y), max(k.z, k.w)));
+#endif
+}
+
+// Step 2: the scale, inverse and header of the block of round r whose lanes
+// are first_lane .. first_lane + 7 and whose first value has dispatch-relative
+// index block_first, exactly as crate::quant::scalar.
+BlockParams block_params(uint r, uint first_lane, uint block_first) {
     BlockParams p;
     p.m = 0.0;
 #if defined(FORMAT_Q8_0)
     uint amax_bits = 0u;
-    for (uint j = 0u; j < QK; ++j) {
-        amax_bits = max(amax_bits, ABS_BITS(xs[row + j]));
+    for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
+        amax_bits = max(amax_bits, scratch[partial_at(0u, r, first_lane + i)]);
     }
     p.d = div_exact(uintBitsToFloat(amax_bits), 127.0);
     p.id = inverse_scale(p.d);
     p.header = f16_bits(floatBitsToUint(p.d));
 #elif defined(FORMAT_Q4_0)
-    uint amax_bits = 0u;
+    // Starts from +0 like the CPU's fold (an all-zero block keeps it).
     uint max_bits = 0u;
-    for (uint j = 0u; j < QK; ++j) {
-        uint a = ABS_BITS(xs[row + j]);
-        if (a > amax_bits) {
-            amax_bits = a;
-            max_bits = floatBitsToUint(xs[row + j]);
+    for (uint half_index = 0u; half_index < 2u; ++half_index) {
+        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
+            max_bits = fold_amax_value(max_bits, scratch[partial_at(half_index, r, first_lane + i)]);
         }
     }
+    uint amax_bits = max_bits & 0x7fffffffu;
     // d = max / -8: exact on the exponent, or a signed zero where it would be subnormal.
     uint d_bits = amax_bits < 0x02000000u ? ((max_bits ^ 0x80000000u) & 0x80000000u)
                                           : ((max_bits ^ 0x80000000u) - (3u << 23));
@@ -62,21 +163,15 @@ BlockParams block_params(uint b) {
     p.id = inverse_scale(p.d);
     p.header = f16_bits(d_bits);
 #elif defined(FORMAT_Q4_1)
-    // Rust's f32::min/max fold (x86): the accumulator changes only when the
-    // new value is strictly smaller/larger, so of +0 and -0 the first one stays.
-    uint min_bits = floatBitsToUint(xs[row]);
-    uint max_bits = min_bits;
-    for (uint j = 1u; j < QK; ++j) {
-        uint b = floatBitsToUint(xs[row + j]);
-        bool zeros_min = ((b | min_bits) & 0x7fffffffu) == 0u;
-        bool zeros_max = ((b | max_bits) & 0x7fffffffu) == 0u;
-        if (!zeros_min && sortable(b) < sortable(min_bits)) {
-            min_bits = b;
-        }
-        if (!zeros_max && sortable(b) > sortable(max_bits)) {
-            max_bits = b;
-        }
+    int min_key = int(scratch[partial_at(0u, r, first_lane)]);
+    int max_key = int(scratch[partial_at(1u, r, first_lane)]);
+    for (uint i = 1u; i < LANES_PER_BLOCK; ++i) {
+        min_key = min(min_key, int(scratch[partial_at(0u, r, first_lane + i)]));
+        max_key = max(max_key, int(scratch[partial_at(1u, r, first_lane + i)]));
     }
+    uint zero_bits = (min_key == 0 || max_key == 0) ? block_first_zero(block_first) : 0u;
+    uint min_bits = min_key == 0 ? zero_bits : key_bits(min_key);
+    uint max_bits = max_key == 0 ? zero_bits : key_bits(max_key);
     p.m = uintBitsToFloat(min_bits);
     p.d = div_exact(sub_exact(uintBitsToFloat(max_bits), p.m), 15.0);
     p.id = inverse_scale(p.d);
@@ -85,40 +180,120 @@ BlockParams block_params(uint b) {
     return p;
 }
 
-// Steps 1 and 2 for this workgroup; returns the number of blocks it has
-// and the dispatch-relative index of its first value.
+// Whether quant_fast gives quant_one's result for every value of a block
+// with parameters p (nearest rounding). quant_one differs from the plain
+// formulas only for |x| < 2^-100 (Q8_0, Q4_0) or |m| < 2^-100 (Q4_1). For
+// Q8_0 and Q4_0 with |id| < 2^107, such an x either is normal, where the
+// plain product is exact unless it is subnormal, or gives |x * id| < 2^-19:
+// either way the quant is that of 0 on both paths.
+bool block_is_plain(BlockParams p) {
+#if defined(FORMAT_Q4_1)
+    return ABS_BITS(p.m) >= SMALL_BITS;
+#else
+    return ABS_BITS(p.id) < ((107u + 127u) << 23);
+#endif
+}
+
+// quant_one's nearest rounding without its paths for tiny values (valid
+// where block_is_plain).
+uint quant_fast(float x, BlockParams p) {
+#if defined(FORMAT_Q8_0)
+    precise float v = x * p.id;
+    return uint(int(round_half_away_small(v))) & 0xffu;
+#elif defined(FORMAT_Q4_0)
+    precise float v = x * p.id;
+    precise float y = v + 8.5;
+    return clamp_quant(y, 15.0);
+#else
+    precise float t = x - p.m;
+    precise float v = t * p.id;
+    precise float y = v + 0.5;
+    return clamp_quant(y, 15.0);
+#endif
+}
+
+// The quants of 4 values x of a block with parameters p, where
+// block_is_plain(p) and rounding is to nearest.
+uvec4 quants_fast(vec4 x, BlockParams p) {
+    return uvec4(quant_fast(x.x, p), quant_fast(x.y, p), quant_fast(x.z, p), quant_fast(x.w, p));
+}
+
+// The stochastic quant of x, element e (dispatch-relative) of the tensor.
+uint quant_stochastic(float x, BlockParams p, uint e) {
+    uint lo, hi;
+    tensor_index(e, lo, hi);
+    return quant_one(x, p, true, pc.seed_lo, pc.seed_hi, lo, hi);
+}
+
+// The quants of a lane's 4 values x (lane i of its block, whose first value
+// has dispatch-relative index block_first), with parameters p.
+uvec4 quants(vec4 x, uint i, uint block_first, BlockParams p) {
+    if (pc.stochastic != 0u) {
+        uvec4 e = block_first + uvec4(value_position(i, 0u), value_position(i, 1u),
+                                      value_position(i, 2u), value_position(i, 3u));
+        return uvec4(quant_stochastic(x.x, p, e.x), quant_stochastic(x.y, p, e.y),
+                     quant_stochastic(x.z, p, e.z), quant_stochastic(x.w, p, e.w));
+    }
+    if (block_is_plain(p)) {
+        return quants_fast(x, p);
+    }
+    return uvec4(quant_one(x.x, p, false, 0u, 0u, 0u, 0u), quant_one(x.y, p, false, 0u, 0u, 0u, 0u),
+                 quant_one(x.z, p, false, 0u, 0u, 0u, 0u), quant_one(x.w, p, false, 0u, 0u, 0u, 0u));
+}
+
+// Lane p's 4 values of round r (zeros past the group's n_blocks blocks).
+vec4 load_round(uint r, uint p, uint first_value, uint n_blocks) {
+    uint b = r * COLUMNS + p / LANES_PER_BLOCK;
+    if (b >= n_blocks) {
+        return vec4(0.0);
+    }
+    uint block_first = first_value + b * QK;
+    uint i = p % LANES_PER_BLOCK;
+#if defined(FORMAT_Q8_0)
+    return uintBitsToFloat(src4[block_first / 4u + i]);
+#else
+    return uintBitsToFloat(uvec4(src2[block_first / 2u + i], src2[block_first / 2u + QK / 4u + i]));
+#endif
+}
+
+// Steps 1 and 2 for this workgroup: the lane's values into xv and the
+// blocks' parameters into `params`; returns the number of
+// blocks the group has and the dispatch-relative index of its first value.
 uint load_group(out uint first_value) {
-    uint local = gl_LocalInvocationID.x;
+    uint p = gl_LocalInvocationID.x;
     first_value = group_index() * GROUP_VALUES;
     uint n_values = first_value < pc.n_elements ? min(GROUP_VALUES, pc.n_elements - first_value) : 0u;
     uint n_blocks = n_values / QK;
-    if (n_values == GROUP_VALUES) {
-        // A whole group: four 16-byte loads per invocation, all issued before
-        // the first is used (constant trip counts unroll).
-        const uint LOADS = GROUP_VALUES / (4u * LOCAL_SIZE);
-        uvec4 v[LOADS];
-        for (uint k = 0u; k < LOADS; ++k) {
-            v[k] = src4[first_value / 4u + k * LOCAL_SIZE + local];
-        }
-        for (uint k = 0u; k < LOADS; ++k) {
-            uint i = (k * LOCAL_SIZE + local) * 4u;
-            uint at = (i / QK) * ROW + (i % QK);
-            xs[at] = uintBitsToFloat(v[k].x);
-            xs[at + 1u] = uintBitsToFloat(v[k].y);
-            xs[at + 2u] = uintBitsToFloat(v[k].z);
-            xs[at + 3u] = uintBitsToFloat(v[k].w);
-        }
-    } else {
-        for (uint i = local; i < n_values; i += gl_WorkGroupSize.x) {
-            xs[(i / QK) * ROW + (i % QK)] = uintBitsToFloat(src[first_value + i]);
-        }
+    if (p == 0u) {
+        group_general = 0u;
     }
+    // All loads are issued before the first value is used.
+#define PARTIALS_ROUND(r) xv[r] = load_round(r, p, first_value, n_blocks); store_partials(xv[r], r, p);
+    EACH_ROUND(PARTIALS_ROUND)
     memoryBarrierShared();
     barrier();
-    if (local < n_blocks) {
-        params[local] = block_params(local);
+    // Lane p reduces block (round p % 8, column p / 8).
+    uint r = p % ROUNDS;
+    uint column = p / ROUNDS;
+    uint b = r * COLUMNS + column;
+    if (b < n_blocks) {
+        BlockParams bp = block_params(r, column * LANES_PER_BLOCK, first_value + b * QK);
+        params[b] = bp;
+        if (!block_is_plain(bp)) {
+            atomicOr(group_general, 1u);
+        }
     }
+    // After this barrier the partials are read: scratch is free for step 3.
     memoryBarrierShared();
     barrier();
     return n_blocks;
+}
+
+// Whether step 3 may use quants_fast for every block of the group: nearest
+// rounding and no block that needs quant_one's paths for tiny values. The
+// same for the whole group, so the kernels branch on it once: the plain path
+// written out per round (EACH_ROUND), the general one as a loop, which keeps
+// the shader small.
+bool group_is_plain() {
+    return pc.stochastic == 0u && group_general == 0u;
 }

@@ -1,24 +1,27 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // F32 -> FORMAT -> F32 in one pass (quantization-aware training). Block
-// formats by workgroup (block_group.glsl): step 3 writes each value's round
-// trip (4 per lane, one 16-byte store), with the dequantizer's arithmetic (the f16-rounded scale, products
-// then sums, no FMA). F16/BF16: 4 values per invocation.
+// formats by workgroup (block_group.glsl): step 3 writes each lane's values'
+// round trips from its registers (one 16-byte or two 8-byte stores per
+// round, where they were loaded from), with the dequantizer's arithmetic (the
+// f16-rounded scale, products then sums, no FMA). F16/BF16: 4 values per
+// invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#define LOCAL_SIZE 64 // block_group.glsl: 32 blocks per workgroup
+#ifndef LOCAL_SIZE
+#define LOCAL_SIZE 64 // block_group.glsl: 64 blocks per workgroup
+#endif
 #endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
 
 #ifdef BLOCK_BYTES
+#define STEP3_WORDS 0u // step 3 needs no shared memory
 #include "block_group.glsl"
 
-// Value j of group block b through the format and back, with the
-// dequantizer's arithmetic.
-float round_trip_at(uint b, uint j, uint first_value, BlockParams p, float d, float m) {
-    uint q = quant_at(b, j, first_value, p);
+// Quant q of a block with f16-rounded scale d and minimum m, back to f32.
+float block_round_trip(uint q, float d, float m) {
 #if defined(FORMAT_Q8_0)
     precise float v = d * float(int(q << 24) >> 24);
 #elif defined(FORMAT_Q4_0)
@@ -30,33 +33,39 @@ float round_trip_at(uint b, uint j, uint first_value, BlockParams p, float d, fl
     return v;
 }
 
-// Values 4*quad .. 4*quad+3 of the group, through the format and back.
-void write_quad(uint quad, uint first_value) {
-    uint i = quad * 4u;
-    uint b = i / QK;
-    uint j = i - b * QK;
-    BlockParams p = params[b];
-    float d = f16_value(p.header & 0xffffu);
-    float m = f16_value(p.header >> 16);
-    dst4[(first_value + i) / 4u] = uvec4(
-        floatBitsToUint(round_trip_at(b, j, first_value, p, d, m)),
-        floatBitsToUint(round_trip_at(b, j + 1u, first_value, p, d, m)),
-        floatBitsToUint(round_trip_at(b, j + 2u, first_value, p, d, m)),
-        floatBitsToUint(round_trip_at(b, j + 3u, first_value, p, d, m)));
+// Step 3 for round r: this lane's 4 values x through the format and back,
+// stored where they were loaded from; `plain`: group_is_plain().
+void write_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool plain) {
+    uint b = r * COLUMNS + p / LANES_PER_BLOCK;
+    if (b >= n_blocks) {
+        return;
+    }
+    uint i = p % LANES_PER_BLOCK;
+    uint block_first = first_value + b * QK;
+    BlockParams bp = params[b];
+    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, block_first, bp);
+    float d = f16_value(bp.header & 0xffffu);
+    float m = f16_value(bp.header >> 16);
+    uvec4 y = floatBitsToUint(vec4(block_round_trip(q.x, d, m), block_round_trip(q.y, d, m),
+                                   block_round_trip(q.z, d, m), block_round_trip(q.w, d, m)));
+#if defined(FORMAT_Q8_0)
+    dst4[block_first / 4u + i] = y;
+#else
+    dst2[block_first / 2u + i] = y.xy;
+    dst2[block_first / 2u + QK / 4u + i] = y.zw;
+#endif
 }
 
 void main() {
     uint first_value;
     uint n_blocks = load_group(first_value);
-    // Step 3: each lane writes 4 neighbouring values as one 16-byte store; a
-    // whole group runs a constant trip count (unrolled, independent work).
-    if (n_blocks == GROUP_BLOCKS) {
-        for (uint r = 0u; r < GROUP_VALUES / (4u * LOCAL_SIZE); ++r) {
-            write_quad(r * LOCAL_SIZE + gl_LocalInvocationID.x, first_value);
-        }
+    uint p = gl_LocalInvocationID.x;
+    if (group_is_plain()) {
+#define WRITE_ROUND(r) write_round(xv[r], r, p, first_value, n_blocks, true);
+        EACH_ROUND(WRITE_ROUND)
     } else {
-        for (uint quad = gl_LocalInvocationID.x; quad < n_blocks * (QK / 4u); quad += LOCAL_SIZE) {
-            write_quad(quad, first_value);
+        for (uint r = 0u; r < ROUNDS; ++r) {
+            write_round(load_round(r, p, first_value, n_blocks), r, p, first_value, n_blocks, false);
         }
     }
 }

@@ -3,114 +3,88 @@
 #ifdef HW_F16
 #include "hw_f16.glsl" // the `_rte` variant of F16: hardware conversion where exact
 #endif
-// F32 -> FORMAT. Block formats by workgroup (block_group.glsl): step 3
-// computes the blocks' quant bytes into shared memory (4 bytes per lane at a
-// time), then the group stores the output as whole words. F16/BF16: 4 values per invocation.
+// F32 -> FORMAT. Block formats by workgroup (block_group.glsl): step 3 puts
+// each block's header and quant bytes into shared memory as 16-bit halves,
+// then the group stores the output as whole words. F16/BF16: 4 values per
+// invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#define LOCAL_SIZE 64 // block_group.glsl: 32 blocks per workgroup
+#ifndef LOCAL_SIZE
+#define LOCAL_SIZE 64 // block_group.glsl: 64 blocks per workgroup
+#endif
 #endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
 
 #ifdef BLOCK_BYTES
+// Step 3's image of the group's output bytes: 16 bits per word of scratch
+// (blocks and their quant bytes start at even byte offsets).
+#define STEP3_WORDS (LOCAL_SIZE * uint(BLOCK_BYTES) / 2u)
 #include "block_group.glsl"
 
-// Each block's quant bytes (its payload after the header), word-aligned per
-// block, so that step 3a writes whole words without atomics; step 3b then
-// cuts the output words out of headers and payloads with funnel shifts.
+const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
+const uint HEADER_HALVES = HEADER_BYTES / 2u;
+
+// Step 3a for round r: the quant bytes of this lane's values x (and, for
+// lane 0 of the block, the header) into the image; `plain`: the group is
+// plain (group_is_plain).
+void image_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool plain) {
+    uint b = r * COLUMNS + p / LANES_PER_BLOCK;
+    if (b >= n_blocks) {
+        return;
+    }
+    uint i = p % LANES_PER_BLOCK;
+    BlockParams bp = params[b];
+    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, first_value + b * QK, bp);
+    uint at = b * BLOCK_HALVES;
+    if (i == 0u) {
+        scratch[at] = bp.header & 0xffffu;
+        if (HEADER_HALVES == 2u) {
+            scratch[at + 1u] = bp.header >> 16;
+        }
+    }
 #if defined(FORMAT_Q8_0)
-const uint PAYLOAD_WORDS = QK / 4u; // 32 quants, one byte each
+    // Quant bytes 4i .. 4i+3.
+    scratch[at + HEADER_HALVES + 2u * i] = q.x | (q.y << 8);
+    scratch[at + HEADER_HALVES + 2u * i + 1u] = q.z | (q.w << 8);
 #else
-const uint PAYLOAD_WORDS = QK / 8u; // 32 nibbles
+    // Quant bytes 2i and 2i+1: values 2i, 2i+1 low, 2i+16, 2i+17 high.
+    scratch[at + HEADER_HALVES + i] = q.x | (q.z << 4) | (q.y << 8) | (q.w << 12);
 #endif
-shared uint payload[GROUP_BLOCKS * PAYLOAD_WORDS];
-
-// The 4 bytes at byte `pos` of block b's bytes (header, then payload), with 0
-// past the end of the block.
-uint block_window(uint b, uint pos) {
-    uint base = b * PAYLOAD_WORDS;
-    if (pos < HEADER_BYTES) {
-        uint head = HEADER_BYTES == 4u ? params[b].header : (params[b].header & 0xffffu);
-        uint shift = 8u * (HEADER_BYTES - pos);
-        uint rest = shift >= 32u ? 0u : (payload[base] << shift);
-        return (head >> (8u * pos)) | rest;
-    }
-    uint i = pos - HEADER_BYTES;
-    uint w = i >> 2;
-    uint s = 8u * (i & 3u);
-    uint lo = w < PAYLOAD_WORDS ? payload[base + w] : 0u;
-    uint hi = w + 1u < PAYLOAD_WORDS ? payload[base + w + 1u] : 0u;
-    return s == 0u ? lo : ((lo >> s) | (hi << (32u - s)));
-}
-
-// Payload word `quad` of the group: quants 4 at a time (Q8_0) or nibble
-// pairs (Q4_0, Q4_1) of one block.
-void make_payload(uint quad, uint first_value) {
-    uint b = quad / PAYLOAD_WORDS;
-    uint j = (quad - b * PAYLOAD_WORDS) * 4u;
-    BlockParams p = params[b];
-    uint value = 0u;
-    for (uint t = 0u; t < 4u; ++t) {
-#if defined(FORMAT_Q8_0)
-        uint byte_value = quant_at(b, j + t, first_value, p);
-#else
-        uint byte_value = quant_at(b, j + t, first_value, p) |
-                          (quant_at(b, j + t + QK / 2u, first_value, p) << 4);
-#endif
-        value |= byte_value << (8u * t);
-    }
-    payload[quad] = value;
-}
-
-// Output word w of the group: the window of its block, completed by the next
-// block's first bytes where it crosses into it.
-uint output_word(uint w, uint n_blocks) {
-    uint k = w * 4u;
-    uint b = k / uint(BLOCK_BYTES);
-    uint pos = k - b * uint(BLOCK_BYTES);
-    uint value = block_window(b, pos);
-    uint left = uint(BLOCK_BYTES) - pos;
-    if (left < 4u && b + 1u < n_blocks) {
-        value |= block_window(b + 1u, 0u) << (8u * left);
-    }
-    return value;
 }
 
 void main() {
-    uint local = gl_LocalInvocationID.x;
+    uint p = gl_LocalInvocationID.x;
     uint first_value;
     uint n_blocks = load_group(first_value); // steps 1 and 2, then a barrier
-    // Step 3a: each lane makes one payload word (4 bytes) of a block at a
-    // time; a whole group runs a constant trip count, which unrolls into
-    // independent work that hides shared-memory latency.
-    const uint GROUP_PAYLOAD = GROUP_BLOCKS * PAYLOAD_WORDS;
-    if (n_blocks == GROUP_BLOCKS) {
-        for (uint r = 0u; r < GROUP_PAYLOAD / LOCAL_SIZE; ++r) {
-            make_payload(r * LOCAL_SIZE + local, first_value);
-        }
+    if (group_is_plain()) {
+#define IMAGE_ROUND(r) image_round(xv[r], r, p, first_value, n_blocks, true);
+        EACH_ROUND(IMAGE_ROUND)
     } else {
-        for (uint quad = local; quad < n_blocks * PAYLOAD_WORDS; quad += LOCAL_SIZE) {
-            make_payload(quad, first_value);
+        for (uint r = 0u; r < ROUNDS; ++r) {
+            image_round(load_round(r, p, first_value, n_blocks), r, p, first_value, n_blocks, false);
         }
     }
     memoryBarrierShared();
     barrier();
     // Step 3b: the output words, neighbours storing neighbouring words.
     uint out_bytes = n_blocks * uint(BLOCK_BYTES);
-    uint word0 = group_index() * (GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u);
     const uint GROUP_OUT_WORDS = GROUP_BLOCKS * uint(BLOCK_BYTES) / 4u;
+    uint word0 = group_index() * GROUP_OUT_WORDS;
     if (n_blocks == GROUP_BLOCKS) {
-        for (uint r = 0u; r < (GROUP_OUT_WORDS + LOCAL_SIZE - 1u) / LOCAL_SIZE; ++r) {
-            uint w = r * LOCAL_SIZE + local;
+        for (uint k = 0u; k < (GROUP_OUT_WORDS + LOCAL_SIZE - 1u) / LOCAL_SIZE; ++k) {
+            uint w = k * LOCAL_SIZE + p;
             if (w < GROUP_OUT_WORDS) {
-                store_word(word0 + w, output_word(w, n_blocks), 0xffffffffu);
+                store_word(word0 + w, scratch[2u * w] | (scratch[2u * w + 1u] << 16), 0xffffffffu);
             }
         }
     } else {
-        for (uint w = local; w * 4u < out_bytes; w += LOCAL_SIZE) {
-            store_word(word0 + w, output_word(w, n_blocks), byte_mask(min(4u, out_bytes - w * 4u)));
+        for (uint w = p; w * 4u < out_bytes; w += LOCAL_SIZE) {
+            // A last word of 2 bytes takes only the first half.
+            uint bytes = min(4u, out_bytes - w * 4u);
+            uint high = bytes == 4u ? scratch[2u * w + 1u] << 16 : 0u;
+            store_word(word0 + w, scratch[2u * w] | high, byte_mask(bytes));
         }
     }
 }

@@ -26,7 +26,7 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .map(|i| {
             let r = next();
             let block = i / 32;
-            match block % 8 {
+            match block % 12 {
                 // ties: multiples of 0.5 scaled so that x*id lands on .5
                 0 => ((r % 255) as f32 - 127.0) * 0.5,
                 1 => 0.0,
@@ -43,6 +43,35 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
                 // halfway between two f16 values (either parity), either sign
                 6 => {
                     f32::from_bits(((r & 0x8000_0000) | 0x3f80_1000) + ((r >> 4) & 0x3ff) * 0x2000)
+                }
+                // zeros of both signs: which one a block's fold keeps decides
+                // the sign of its scale and minimum
+                8 => {
+                    if r & 1 == 0 {
+                        0.0
+                    } else {
+                        -0.0
+                    }
+                }
+                // equal magnitudes of both signs: the first largest |x| decides
+                // Q4_0's scale
+                9 => {
+                    let m = ((r >> 1) % 4) as f32 * 0.75;
+                    if r & 1 == 0 { m } else { -m }
+                }
+                // a ramp whose x * id lands next to ties only if the product
+                // is rounded before the addition (a fused multiply-add,
+                // which `precise` forbids, gets some of them wrong)
+                10 => (i % 256) as f32 * 0.125 - 16.0,
+                // subnormals in a block whose largest |x| is about 2^-110:
+                // the scale's inverse is above 2^107, where the kernels take
+                // the exact paths for tiny values (not the plain multiply)
+                11 => {
+                    if i % 32 == 5 {
+                        f32::from_bits(0x0880_0000 | (r & 0x8000_ffff))
+                    } else {
+                        f32::from_bits(r & 0x807f_ffff)
+                    }
                 }
                 _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0,
             }

@@ -14,7 +14,15 @@ pub struct Row {
     pub kernel: &'static str,
     pub bytes_moved: u64,
     pub seconds: f64,
+    /// For a variant other than the first of its op and format: whether its
+    /// output over the first CHECKED_ELEMENTS equals the first variant's.
+    pub same_output: Option<bool>,
 }
+
+/// Elements over which each variant's output is compared with the first
+/// variant's (8 Mi f32: several dispatches' worth of workgroups, small
+/// enough to read back quickly).
+const CHECKED_ELEMENTS: usize = 1 << 23;
 
 impl Row {
     pub fn gbps(&self) -> f64 {
@@ -150,7 +158,10 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
         kernel: COPY,
         bytes_moved: 2 * bytes,
         seconds: copy_first,
+        same_output: None,
     }];
+    let checked = n.min(CHECKED_ELEMENTS);
+    let readback = Buffer::new(&engine.device, 4 * checked as u64, true)?;
     for format in QUANTIZED_FORMATS {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
@@ -167,11 +178,26 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
                 Op::DequantizeF16 => (&q, qper, &dst, (2, 1), bytes / 2 + qbytes),
                 Op::FakeQuantize => (&src, f32_per, &dst, f32_per, 2 * bytes),
             };
+            let mut first_output = None;
             for k in variants(engine, op, format) {
+                let seconds = time(&jobs(engine, k, format, n, from, from_per, to, to_per))?;
+                // The output over the first `checked` elements, with the
+                // destination overwritten by the input first, so that bytes a
+                // variant fails to write show.
+                let out_bytes = (checked as u64).div_ceil(to_per.1) * to_per.0;
+                engine.copy(src.buffer, to.buffer, out_bytes.div_ceil(4) * 4)?;
+                engine.submit_and_wait(&jobs(
+                    engine, k, format, checked, from, from_per, to, to_per,
+                ))?;
+                engine.copy(to.buffer, readback.buffer, out_bytes)?;
+                let output = readback.mapped()[..out_bytes as usize].to_vec();
+                let same_output = first_output.as_ref().map(|first| *first == output);
+                first_output.get_or_insert(output);
                 rows.push(Row {
                     kernel: k,
                     bytes_moved,
-                    seconds: time(&jobs(engine, k, format, n, from, from_per, to, to_per))?,
+                    seconds,
+                    same_output,
                 });
             }
         }

@@ -77,9 +77,9 @@ pub fn elements_per_invocation(name: &str) -> u32 {
             .unwrap_or(DEQUANTIZE_UNITS);
         4 * units
     } else if is_block_kernel(name) {
-        // Block quantize and fake-quantize: a workgroup of 64 handles 32
-        // blocks (shaders/block_group.glsl).
-        16
+        // Block quantize and fake-quantize: each invocation holds 8 rounds
+        // of 4 values (shaders/block_group.glsl).
+        32
     } else {
         // copy and the F16/BF16 quantize kernels: 4 values per invocation.
         4

@@ -45,6 +45,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
             row.gbps() / copy
         );
     }
+    // Variants other than the one in use: same bytes or not.
+    for row in &rows {
+        if let Some(same) = row.same_output {
+            let verdict = if same {
+                "same bytes as"
+            } else {
+                "DIFFERENT bytes from"
+            };
+            println!("check {}: {verdict} the first variant listed", row.kernel);
+        }
+    }
     // With NYXQ_VK_PIPELINE_STATS=1: the driver's compile statistics per kernel.
     for row in &rows {
         if let Some(stats) = engine.pipeline_statistics(row.kernel) {
