@@ -1,17 +1,23 @@
 // Block kernels by workgroup (included by quantize.comp and fake_quantize.comp
 // after blocks.glsl). A workgroup of LOCAL_SIZE invocations ("lanes") handles
-// LOCAL_SIZE blocks in 8 rounds. In round r, lane p holds 4 values of group
-// block r * COLUMNS + p / 8, the 8 lanes p / 8 * 8 .. +7 covering its 32
-// values, so every load is coalesced; with i = p % 8:
-//   Q8_0: values 4i .. 4i+3 (one 16-byte load): the quant bytes 4i .. 4i+3;
-//   Q4_0, Q4_1: values 2i, 2i+1 and 2i+16, 2i+17 (two 8-byte loads): the
-//   nibbles of quant bytes 2i and 2i+1.
+// LOCAL_SIZE blocks in ROUNDS rounds. In round r, lane p holds values of
+// group block r * COLUMNS + p / LANES_PER_BLOCK, the lanes of a block
+// covering its 32 values, so every load is coalesced; with
+// i = p % LANES_PER_BLOCK:
+//   Q8_0 (8 lanes, 8 rounds): values 4i .. 4i+3 (one 16-byte load): the
+//   quant bytes 4i .. 4i+3;
+//   Q4_0 (8 lanes, 8 rounds): values 2i, 2i+1 and 2i+16, 2i+17 (two 8-byte
+//   loads): the nibbles of quant bytes 2i and 2i+1;
+//   Q4_1 (4 lanes, 4 rounds): values 4i .. 4i+3 and 4i+16 .. 4i+19 (two
+//   16-byte loads): the nibbles of quant bytes 4i .. 4i+3, one whole word of
+//   the output (Q4_1's 20-byte blocks keep every block word-aligned).
 // The values stay in registers from load to quant:
-//   1. load all 8 rounds, and fold each lane's values of each round into
+//   1. load all rounds, and fold each lane's values of each round into
 //      partial reductions in shared memory;
-//   2. lane p folds the 8 partials of block (round p % 8, column p / 8) in
-//      value order and computes its scale, inverse and header exactly (so
-//      every lane does the slow integer division once, for one block);
+//   2. lane p folds the partials of block (round p % ROUNDS, column
+//      p / ROUNDS) in value order and computes its scale, inverse and header
+//      exactly (so every lane does the slow integer division once, for one
+//      block: ROUNDS = LANES_PER_BLOCK);
 //   3. the kernel's own step, from the registers and the blocks' parameters.
 // Barriers separate the steps; the exact per-block arithmetic is spread over
 // all lanes instead of being run by a few while the others wait.
@@ -22,9 +28,16 @@
 // glslc -O's unroller drops the NoContraction decorations of `precise` in the
 // copies it makes, and NVIDIA then fuses the quantizers' multiply-adds
 // (build_support/shaders.rs refuses the attribute).
+#if defined(FORMAT_Q4_1)
+#define EACH_ROUND(M) M(0u) M(1u) M(2u) M(3u)
+const uint LANES_PER_BLOCK = 4u;
+#else
 #define EACH_ROUND(M) M(0u) M(1u) M(2u) M(3u) M(4u) M(5u) M(6u) M(7u)
-
 const uint LANES_PER_BLOCK = 8u;
+#endif
+// A lane's values in a round: one vec4 ("slot"), or two for Q4_1.
+const uint SLOTS = QK / LANES_PER_BLOCK / 4u;
+
 const uint ROUNDS = LANES_PER_BLOCK; // so that each lane reduces one block
 const uint COLUMNS = LOCAL_SIZE / LANES_PER_BLOCK; // blocks per round
 const uint GROUP_BLOCKS = LOCAL_SIZE;
@@ -55,17 +68,20 @@ shared BlockParams params[GROUP_BLOCKS];
 // group_is_plain).
 shared uint group_general;
 
-// The lane's values, from step 1 to step 3: round r's in xv[r], indexed
-// only with constants (EACH_ROUND). (Loading them again in step 3 instead,
-// to free registers across step 2, measured 10-20% slower on the H200.)
-vec4 xv[ROUNDS];
+// The lane's values, from step 1 to step 3: round r's slot k in
+// xv[SLOTS * r + k], indexed only with constants (EACH_ROUND). (Loading them
+// again in step 3 instead, to free registers across step 2, measured 10-20%
+// slower on the H200.)
+vec4 xv[ROUNDS * SLOTS];
 
-// The position in its block of value t (0..3) of lane i (0..7) of a block.
-uint value_position(uint i, uint t) {
+// The block positions of the 4 values of slot k of lane i of a block.
+uvec4 slot_positions(uint i, uint k) {
 #if defined(FORMAT_Q8_0)
-    return 4u * i + t;
+    return 4u * i + uvec4(0u, 1u, 2u, 3u);
+#elif defined(FORMAT_Q4_0)
+    return uvec4(2u * i, 2u * i + 1u, QK / 2u + 2u * i, QK / 2u + 2u * i + 1u);
 #else
-    return t < 2u ? 2u * i + t : QK / 2u + 2u * i + (t - 2u);
+    return QK / 2u * k + 4u * i + uvec4(0u, 1u, 2u, 3u);
 #endif
 }
 
@@ -118,8 +134,9 @@ uint partial_at(uint part, uint r, uint p) {
     return (part * ROUNDS + r) * PART_ROW + p;
 }
 
-// Step 1's fold of this lane's values x of round r into its partials.
-void store_partials(vec4 x, uint r, uint p) {
+// Step 1's fold of this lane's values of round r (slots x and, for Q4_1,
+// x1) into its partials.
+void store_partials(vec4 x, vec4 x1, uint r, uint p) {
     uvec4 b = floatBitsToUint(x);
 #if defined(FORMAT_Q8_0)
     scratch[partial_at(0u, r, p)] = max(max(ABS_BITS(x.x), ABS_BITS(x.y)), max(ABS_BITS(x.z), ABS_BITS(x.w)));
@@ -127,14 +144,18 @@ void store_partials(vec4 x, uint r, uint p) {
     scratch[partial_at(0u, r, p)] = fold_amax_value(b.x, b.y);
     scratch[partial_at(1u, r, p)] = fold_amax_value(b.z, b.w);
 #else
-    ivec4 k = ivec4(zero_blind_key(b.x), zero_blind_key(b.y), zero_blind_key(b.z), zero_blind_key(b.w));
-    scratch[partial_at(0u, r, p)] = uint(min(min(k.x, k.y), min(k.z, k.w)));
-    scratch[partial_at(1u, r, p)] = uint(max(max(k.x, k.y), max(k.z, k.w)));
+    uvec4 b1 = floatBitsToUint(x1);
+    ivec4 k0 = ivec4(zero_blind_key(b.x), zero_blind_key(b.y), zero_blind_key(b.z), zero_blind_key(b.w));
+    ivec4 k1 = ivec4(zero_blind_key(b1.x), zero_blind_key(b1.y), zero_blind_key(b1.z), zero_blind_key(b1.w));
+    ivec4 lo = min(k0, k1);
+    ivec4 hi = max(k0, k1);
+    scratch[partial_at(0u, r, p)] = uint(min(min(lo.x, lo.y), min(lo.z, lo.w)));
+    scratch[partial_at(1u, r, p)] = uint(max(max(hi.x, hi.y), max(hi.z, hi.w)));
 #endif
 }
 
 // Step 2: the scale, inverse and header of the block of round r whose lanes
-// are first_lane .. first_lane + 7 and whose first value has dispatch-relative
+// are first_lane .. first_lane + LANES_PER_BLOCK - 1 and whose first value has dispatch-relative
 // index block_first, exactly as crate::quant::scalar.
 BlockParams block_params(uint r, uint first_lane, uint block_first) {
     BlockParams p;
@@ -225,12 +246,11 @@ uint quant_stochastic(float x, BlockParams p, uint e) {
     return quant_one(x, p, true, pc.seed_lo, pc.seed_hi, lo, hi);
 }
 
-// The quants of a lane's 4 values x (lane i of its block, whose first value
-// has dispatch-relative index block_first), with parameters p.
-uvec4 quants(vec4 x, uint i, uint block_first, BlockParams p) {
+// The quants of slot k's 4 values x of lane i of its block (whose first
+// value has dispatch-relative index block_first), with parameters p.
+uvec4 quants(vec4 x, uint i, uint k, uint block_first, BlockParams p) {
     if (pc.stochastic != 0u) {
-        uvec4 e = block_first + uvec4(value_position(i, 0u), value_position(i, 1u),
-                                      value_position(i, 2u), value_position(i, 3u));
+        uvec4 e = block_first + slot_positions(i, k);
         return uvec4(quant_stochastic(x.x, p, e.x), quant_stochastic(x.y, p, e.y),
                      quant_stochastic(x.z, p, e.z), quant_stochastic(x.w, p, e.w));
     }
@@ -241,20 +261,25 @@ uvec4 quants(vec4 x, uint i, uint block_first, BlockParams p) {
                  quant_one(x.z, p, false, 0u, 0u, 0u, 0u), quant_one(x.w, p, false, 0u, 0u, 0u, 0u));
 }
 
-// Lane p's 4 values of round r (zeros past the group's n_blocks blocks).
-vec4 load_round(uint r, uint p, uint first_value, uint n_blocks) {
+// Lane p's 4 values of slot k of round r (zeros past the group's n_blocks
+// blocks).
+vec4 load_slot(uint r, uint k, uint p, uint first_value, uint n_blocks) {
     uint b = r * COLUMNS + p / LANES_PER_BLOCK;
     if (b >= n_blocks) {
         return vec4(0.0);
     }
     uint block_first = first_value + b * QK;
     uint i = p % LANES_PER_BLOCK;
-#if defined(FORMAT_Q8_0)
-    return uintBitsToFloat(src4[block_first / 4u + i]);
-#else
+#if defined(FORMAT_Q4_0)
     return uintBitsToFloat(uvec4(src2[block_first / 2u + i], src2[block_first / 2u + QK / 4u + i]));
+#else
+    return uintBitsToFloat(src4[(block_first + slot_positions(i, k).x) / 4u]);
 #endif
 }
+
+// Lane p's values of round r: the first slot, then the second (Q4_1).
+#define ROUND_SLOT0(r) xv[SLOTS * (r)]
+#define ROUND_SLOT1(r) xv[SLOTS * (r) + SLOTS - 1u]
 
 // Steps 1 and 2 for this workgroup: the lane's values into xv and the
 // blocks' parameters into `params`; returns the number of
@@ -268,11 +293,18 @@ uint load_group(out uint first_value) {
         group_general = 0u;
     }
     // All loads are issued before the first value is used.
-#define PARTIALS_ROUND(r) xv[r] = load_round(r, p, first_value, n_blocks); store_partials(xv[r], r, p);
+#if defined(FORMAT_Q4_1)
+#define LOAD_ROUND(r)                                                                               \
+    ROUND_SLOT0(r) = load_slot(r, 0u, p, first_value, n_blocks);                                    \
+    ROUND_SLOT1(r) = load_slot(r, 1u, p, first_value, n_blocks);
+#else
+#define LOAD_ROUND(r) ROUND_SLOT0(r) = load_slot(r, 0u, p, first_value, n_blocks);
+#endif
+#define PARTIALS_ROUND(r) LOAD_ROUND(r) store_partials(ROUND_SLOT0(r), ROUND_SLOT1(r), r, p);
     EACH_ROUND(PARTIALS_ROUND)
     memoryBarrierShared();
     barrier();
-    // Lane p reduces block (round p % 8, column p / 8).
+    // Lane p reduces block (round p % ROUNDS, column p / ROUNDS).
     uint r = p % ROUNDS;
     uint column = p / ROUNDS;
     uint b = r * COLUMNS + column;

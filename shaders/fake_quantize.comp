@@ -2,10 +2,10 @@
 #extension GL_GOOGLE_include_directive : require
 // F32 -> FORMAT -> F32 in one pass (quantization-aware training). Block
 // formats by workgroup (block_group.glsl): step 3 writes each lane's values'
-// round trips from its registers (one 16-byte or two 8-byte stores per
-// round, where they were loaded from), with the dequantizer's arithmetic (the
-// f16-rounded scale, products then sums, no FMA). F16/BF16: 4 values per
-// invocation.
+// round trips from its registers where they were loaded from (per round, one
+// 16-byte store for Q8_0, two 8-byte ones for Q4_0, two 16-byte ones for
+// Q4_1), with the dequantizer's arithmetic (the f16-rounded scale, products
+// then sums, no FMA). F16/BF16: 4 values per invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
 #ifndef LOCAL_SIZE
@@ -33,9 +33,25 @@ float block_round_trip(uint q, float d, float m) {
     return v;
 }
 
-// Step 3 for round r: this lane's 4 values x through the format and back,
+// One slot's values x (slot k of lane i) through the format and back,
 // stored where they were loaded from; `plain`: group_is_plain().
-void write_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool plain) {
+void write_slot(vec4 x, uint i, uint k, uint block_first, BlockParams bp, bool plain) {
+    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, k, block_first, bp);
+    float d = f16_value(bp.header & 0xffffu);
+    float m = f16_value(bp.header >> 16);
+    uvec4 y = floatBitsToUint(vec4(block_round_trip(q.x, d, m), block_round_trip(q.y, d, m),
+                                   block_round_trip(q.z, d, m), block_round_trip(q.w, d, m)));
+    uvec4 e = block_first + slot_positions(i, k);
+#if defined(FORMAT_Q4_0)
+    dst2[e.x / 2u] = y.xy;
+    dst2[e.z / 2u] = y.zw;
+#else
+    dst4[e.x / 4u] = y;
+#endif
+}
+
+// Step 3 for round r of lane p (slots x0, x1).
+void write_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_blocks, bool plain) {
     uint b = r * COLUMNS + p / LANES_PER_BLOCK;
     if (b >= n_blocks) {
         return;
@@ -43,29 +59,23 @@ void write_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool p
     uint i = p % LANES_PER_BLOCK;
     uint block_first = first_value + b * QK;
     BlockParams bp = params[b];
-    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, block_first, bp);
-    float d = f16_value(bp.header & 0xffffu);
-    float m = f16_value(bp.header >> 16);
-    uvec4 y = floatBitsToUint(vec4(block_round_trip(q.x, d, m), block_round_trip(q.y, d, m),
-                                   block_round_trip(q.z, d, m), block_round_trip(q.w, d, m)));
-#if defined(FORMAT_Q8_0)
-    dst4[block_first / 4u + i] = y;
-#else
-    dst2[block_first / 2u + i] = y.xy;
-    dst2[block_first / 2u + QK / 4u + i] = y.zw;
+    write_slot(x0, i, 0u, block_first, bp, plain);
+#if defined(FORMAT_Q4_1)
+    write_slot(x1, i, 1u, block_first, bp, plain);
 #endif
 }
 
 void main() {
+    uint p = gl_LocalInvocationID.x;
     uint first_value;
     uint n_blocks = load_group(first_value);
-    uint p = gl_LocalInvocationID.x;
     if (group_is_plain()) {
-#define WRITE_ROUND(r) write_round(xv[r], r, p, first_value, n_blocks, true);
+#define WRITE_ROUND(r) write_round(r, ROUND_SLOT0(r), ROUND_SLOT1(r), p, first_value, n_blocks, true);
         EACH_ROUND(WRITE_ROUND)
     } else {
         for (uint r = 0u; r < ROUNDS; ++r) {
-            write_round(load_round(r, p, first_value, n_blocks), r, p, first_value, n_blocks, false);
+            write_round(r, load_slot(r, 0u, p, first_value, n_blocks),
+                        load_slot(r, SLOTS - 1u, p, first_value, n_blocks), p, first_value, n_blocks, false);
         }
     }
 }

@@ -3,10 +3,11 @@
 #ifdef HW_F16
 #include "hw_f16.glsl" // the `_rte` variant of F16: hardware conversion where exact
 #endif
-// F32 -> FORMAT. Block formats by workgroup (block_group.glsl): step 3 puts
-// each block's header and quant bytes into shared memory as 16-bit halves,
-// then the group stores the output as whole words. F16/BF16: 4 values per
-// invocation.
+// F32 -> FORMAT. Block formats by workgroup (block_group.glsl). Step 3:
+// Q8_0 and Q4_0 put each block's header and quant bytes into shared memory as
+// 16-bit halves (their 34- and 18-byte blocks start at every other half-word)
+// and the group then stores the output as whole words; Q4_1's lanes store
+// their quant words and headers directly. F16/BF16: 4 values per invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
 #ifndef LOCAL_SIZE
@@ -18,31 +19,43 @@
 #include "blocks.glsl"
 
 #ifdef BLOCK_BYTES
-// Step 3's image of the group's output bytes: 16 bits per word of scratch
-// (blocks and their quant bytes start at even byte offsets).
+#if defined(FORMAT_Q4_1)
+#define STEP3_WORDS 0u
+#else
+// Step 3's image of the group's output bytes: 16 bits per word of scratch.
 #define STEP3_WORDS (LOCAL_SIZE * uint(BLOCK_BYTES) / 2u)
+#endif
 #include "block_group.glsl"
 
 const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
 const uint HEADER_HALVES = HEADER_BYTES / 2u;
 
-// Step 3a for round r: the quant bytes of this lane's values x (and, for
-// lane 0 of the block, the header) into the image; `plain`: the group is
+// Step 3a for round r of lane p (slots x0, x1): Q8_0, Q4_0: its quant bytes
+// (and, for lane 0 of the block, the header) into the image; Q4_1: its quant
+// word (and lane 0 the header word) into the output. `plain`: the group is
 // plain (group_is_plain).
-void image_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool plain) {
+void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_blocks, bool plain) {
     uint b = r * COLUMNS + p / LANES_PER_BLOCK;
     if (b >= n_blocks) {
         return;
     }
     uint i = p % LANES_PER_BLOCK;
+    uint block_first = first_value + b * QK;
     BlockParams bp = params[b];
-    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, first_value + b * QK, bp);
+    uvec4 q = plain ? quants_fast(x0, bp) : quants(x0, i, 0u, block_first, bp);
+#if defined(FORMAT_Q4_1)
+    uvec4 q1 = plain ? quants_fast(x1, bp) : quants(x1, i, 1u, block_first, bp);
+    // Quant bytes 4i .. 4i+3: values 4i+t low, 4i+16+t high.
+    uvec4 bytes = q | (q1 << 4);
+    uint word0 = (group_index() * GROUP_BLOCKS + b) * (uint(BLOCK_BYTES) / 4u);
+    if (i == 0u) {
+        store_word(word0, bp.header, 0xffffffffu);
+    }
+    store_word(word0 + 1u + i, bytes.x | (bytes.y << 8) | (bytes.z << 16) | (bytes.w << 24), 0xffffffffu);
+#else
     uint at = b * BLOCK_HALVES;
     if (i == 0u) {
         scratch[at] = bp.header & 0xffffu;
-        if (HEADER_HALVES == 2u) {
-            scratch[at + 1u] = bp.header >> 16;
-        }
     }
 #if defined(FORMAT_Q8_0)
     // Quant bytes 4i .. 4i+3.
@@ -52,6 +65,7 @@ void image_round(vec4 x, uint r, uint p, uint first_value, uint n_blocks, bool p
     // Quant bytes 2i and 2i+1: values 2i, 2i+1 low, 2i+16, 2i+17 high.
     scratch[at + HEADER_HALVES + i] = q.x | (q.z << 4) | (q.y << 8) | (q.w << 12);
 #endif
+#endif
 }
 
 void main() {
@@ -59,13 +73,16 @@ void main() {
     uint first_value;
     uint n_blocks = load_group(first_value); // steps 1 and 2, then a barrier
     if (group_is_plain()) {
-#define IMAGE_ROUND(r) image_round(xv[r], r, p, first_value, n_blocks, true);
-        EACH_ROUND(IMAGE_ROUND)
+#define QUANTIZE_ROUND(r) quantize_round(r, ROUND_SLOT0(r), ROUND_SLOT1(r), p, first_value, n_blocks, true);
+        EACH_ROUND(QUANTIZE_ROUND)
     } else {
         for (uint r = 0u; r < ROUNDS; ++r) {
-            image_round(load_round(r, p, first_value, n_blocks), r, p, first_value, n_blocks, false);
+            quantize_round(r, load_slot(r, 0u, p, first_value, n_blocks),
+                           load_slot(r, SLOTS - 1u, p, first_value, n_blocks), p, first_value, n_blocks,
+                           false);
         }
     }
+#if !defined(FORMAT_Q4_1)
     memoryBarrierShared();
     barrier();
     // Step 3b: the output words, neighbours storing neighbouring words.
@@ -87,6 +104,7 @@ void main() {
             store_word(word0 + w, scratch[2u * w] | high, byte_mask(bytes));
         }
     }
+#endif
 }
 #else
 uint half_of(uint x, uint e) {
