@@ -43,10 +43,11 @@ const uint COLUMNS = LOCAL_SIZE / LANES_PER_BLOCK; // blocks per round
 const uint GROUP_BLOCKS = LOCAL_SIZE;
 const uint GROUP_VALUES = GROUP_BLOCKS * QK;
 
-// Partial reductions per lane and round: the fold of a lane's values runs
-// over each half of the block separately for the 4-bit formats, so that the
-// division lane can fold the partials in value order (the CPU keeps the
-// first of equal candidates, which decides signs of zero and of -8 * d).
+// Partial reductions per lane and round. Q4_0's is the first value of
+// largest |x|, which depends on order (it decides the sign of d = max / -8):
+// a lane folds its two halves' values (2i, 2i+1 and 2i+16, 2i+17) apart, so
+// that the division lane can fold the partials in value order. Q8_0's
+// max |x| and Q4_1's keys need no order.
 #if defined(FORMAT_Q8_0)
 const uint PARTS = 1u; // max |x| bits
 #elif defined(FORMAT_Q4_0)
