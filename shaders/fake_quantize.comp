@@ -2,9 +2,8 @@
 #extension GL_GOOGLE_include_directive : require
 // F32 -> FORMAT -> F32 in one pass (quantization-aware training). Block
 // formats by workgroup (block_group.glsl): step 3 writes each lane's values'
-// round trips from its registers where they were loaded from (per round, one
-// 16-byte store for Q8_0, two 8-byte ones for Q4_0, two 16-byte ones for
-// Q4_1), with the dequantizer's arithmetic (the f16-rounded scale, products
+// round trips from its registers where they were loaded from (two 16-byte
+// stores per round), with the dequantizer's arithmetic (the f16-rounded scale, products
 // then sums, no FMA). F16/BF16: 4 values per invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
@@ -36,18 +35,12 @@ float block_round_trip(uint q, float d, float m) {
 // One slot's values x (slot k of lane i) through the format and back,
 // stored where they were loaded from; `plain`: group_is_plain().
 void write_slot(vec4 x, uint i, uint k, uint block_first, BlockParams bp, bool plain) {
-    uvec4 q = plain ? quants_fast(x, bp) : quants(x, i, k, block_first, bp);
+    uvec4 q = plain ? quants_fast(x, bp) : quants(x, slot_positions(i, k), block_first, bp);
     float d = f16_value(bp.header & 0xffffu);
     float m = f16_value(bp.header >> 16);
     uvec4 y = floatBitsToUint(vec4(block_round_trip(q.x, d, m), block_round_trip(q.y, d, m),
                                    block_round_trip(q.z, d, m), block_round_trip(q.w, d, m)));
-    uvec4 e = block_first + slot_positions(i, k);
-#if defined(FORMAT_Q4_0)
-    dst2[e.x / 2u] = y.xy;
-    dst2[e.z / 2u] = y.zw;
-#else
-    dst4[e.x / 4u] = y;
-#endif
+    dst4[(block_first + slot_positions(i, k).x) / 4u] = y;
 }
 
 // Step 3 for round r of lane p (slots x0, x1).
@@ -60,9 +53,7 @@ void write_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_bloc
     uint block_first = first_value + b * QK;
     BlockParams bp = params[b];
     write_slot(x0, i, 0u, block_first, bp, plain);
-#if defined(FORMAT_Q4_1)
     write_slot(x1, i, 1u, block_first, bp, plain);
-#endif
 }
 
 void main() {

@@ -30,8 +30,9 @@
 const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
 const uint HEADER_HALVES = HEADER_BYTES / 2u;
 
-// Step 3a for round r of lane p (slots x0, x1): Q8_0, Q4_0: its quant bytes
-// (and, for lane 0 of the block, the header) into the image; Q4_1: its quant
+// Step 3a for round r of lane p (slots x0, x1), whose values make quant bytes
+// 4i .. 4i+3 of its block (and 4i+16 .. 4i+19 for Q8_0): Q8_0, Q4_0: those
+// bytes (and, for lane 0 of the block, the header) into the image; Q4_1: that
 // word (and lane 0 the header word) into the output. `plain`: the group is
 // plain (group_is_plain).
 void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_blocks, bool plain) {
@@ -42,28 +43,34 @@ void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_b
     uint i = p % LANES_PER_BLOCK;
     uint block_first = first_value + b * QK;
     BlockParams bp = params[b];
-    uvec4 q = plain ? quants_fast(x0, bp) : quants(x0, i, 0u, block_first, bp);
-#if defined(FORMAT_Q4_1)
-    uvec4 q1 = plain ? quants_fast(x1, bp) : quants(x1, i, 1u, block_first, bp);
+    uvec4 q = plain ? quants_fast(x0, bp) : quants(x0, slot_positions(i, 0u), block_first, bp);
+    uvec4 q1 = plain ? quants_fast(x1, bp) : quants(x1, slot_positions(i, 1u), block_first, bp);
+#if defined(FORMAT_Q8_0)
+    // Quant bytes 4i .. 4i+3 and 4i+16 .. 4i+19.
+    uint word = q.x | (q.y << 8) | (q.z << 16) | (q.w << 24);
+    uint word1 = q1.x | (q1.y << 8) | (q1.z << 16) | (q1.w << 24);
+#else
     // Quant bytes 4i .. 4i+3: values 4i+t low, 4i+16+t high.
     uvec4 bytes = q | (q1 << 4);
+    uint word = bytes.x | (bytes.y << 8) | (bytes.z << 16) | (bytes.w << 24);
+#endif
+#if defined(FORMAT_Q4_1)
     uint word0 = (group_index() * GROUP_BLOCKS + b) * (uint(BLOCK_BYTES) / 4u);
     if (i == 0u) {
         store_word(word0, bp.header, 0xffffffffu);
     }
-    store_word(word0 + 1u + i, bytes.x | (bytes.y << 8) | (bytes.z << 16) | (bytes.w << 24), 0xffffffffu);
+    store_word(word0 + 1u + i, word, 0xffffffffu);
 #else
-    uint at = b * BLOCK_HALVES;
+    uint at = b * BLOCK_HALVES + HEADER_HALVES + 2u * i;
     if (i == 0u) {
-        scratch[at] = bp.header & 0xffffu;
+        scratch[b * BLOCK_HALVES] = bp.header & 0xffffu;
     }
+    scratch[at] = word & 0xffffu;
+    scratch[at + 1u] = word >> 16;
 #if defined(FORMAT_Q8_0)
-    // Quant bytes 4i .. 4i+3.
-    scratch[at + HEADER_HALVES + 2u * i] = q.x | (q.y << 8);
-    scratch[at + HEADER_HALVES + 2u * i + 1u] = q.z | (q.w << 8);
-#else
-    // Quant bytes 2i and 2i+1: values 2i, 2i+1 low, 2i+16, 2i+17 high.
-    scratch[at + HEADER_HALVES + i] = q.x | (q.z << 4) | (q.y << 8) | (q.w << 12);
+    // Bytes 4i+16 .. (8 halves further).
+    scratch[at + 8u] = word1 & 0xffffu;
+    scratch[at + 9u] = word1 >> 16;
 #endif
 #endif
 }
