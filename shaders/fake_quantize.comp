@@ -7,9 +7,7 @@
 // then sums, no FMA). F16/BF16: 4 values per invocation.
 
 #if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#ifndef LOCAL_SIZE
 #define LOCAL_SIZE 64 // block_group.glsl: 64 blocks per workgroup
-#endif
 #endif
 #include "common.glsl"
 #include "exact.glsl"
@@ -66,7 +64,7 @@ void main() {
     } else {
         for (uint r = 0u; r < ROUNDS; ++r) {
             write_round(r, load_slot(r, 0u, p, first_value, n_blocks),
-                        load_slot(r, SLOTS - 1u, p, first_value, n_blocks), p, first_value, n_blocks, false);
+                        load_slot(r, 1u, p, first_value, n_blocks), p, first_value, n_blocks, false);
         }
     }
 }
