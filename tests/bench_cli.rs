@@ -1,9 +1,39 @@
 //! The benchmark commands refuse bad options with a reason, before they look
-//! for a device.
+//! for a device; `bench-vk` times every kernel on the test device and checks
+//! the extra variants it times against the one in use.
 
 mod cli_support;
+mod vk_support;
 
-use cli_support::nyxq;
+use cli_support::{nyxq, nyxq_with_env};
+use nyxq::format::QUANTIZED_FORMATS;
+use nyxq::vk::ops::{Op, kernel_name};
+
+/// `nyxq bench-vk` on 1 MiB: a row for the copy kernel and for every
+/// quantize/dequantize kernel, and every extra variant timed (the compatible
+/// one beside an `_rte` one) wrote the same bytes as the one in use.
+#[test]
+fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
+    let (ok, out, err) = nyxq_with_env(&["bench-vk", "1", "1"], &vk_support::device_env());
+    if !ok && err.contains("Vulkan backend is not available") {
+        println!("SKIP: {err}");
+        return;
+    }
+    assert!(ok, "{err}");
+    assert!(out.contains("| copy_f32_f32 |"), "{out}");
+    for format in QUANTIZED_FORMATS {
+        for op in [
+            Op::Quantize,
+            Op::Dequantize,
+            Op::DequantizeF16,
+            Op::FakeQuantize,
+        ] {
+            let kernel = kernel_name(op, format);
+            assert!(out.contains(&format!("| {kernel} |")), "{kernel}: {out}");
+        }
+    }
+    assert!(!out.contains("DIFFERENT"), "{out}");
+}
 
 #[test]
 fn bench_vk_matvec_refuses_bad_options() {

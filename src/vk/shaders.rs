@@ -77,8 +77,8 @@ pub fn elements_per_invocation(name: &str) -> u32 {
             .unwrap_or(DEQUANTIZE_UNITS);
         4 * units
     } else if is_block_kernel(name) {
-        // Block quantize and fake-quantize: each invocation holds 8 rounds
-        // of 4 values (shaders/block_group.glsl).
+        // Block quantize and fake-quantize: each invocation holds 4 rounds
+        // of 8 values (shaders/block_group.glsl).
         32
     } else {
         // copy and the F16/BF16 quantize kernels: 4 values per invocation.

@@ -4,9 +4,15 @@ use std::process::Command;
 
 /// Runs `nyxq args...` in the crate's root: (success, stdout, stderr).
 pub fn nyxq(args: &[&str]) -> (bool, String, String) {
+    nyxq_with_env(args, &[])
+}
+
+/// Runs `nyxq args...` in the crate's root with `env` added.
+pub fn nyxq_with_env(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_nyxq"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("nyxq runs");
     (
