@@ -144,8 +144,8 @@ void store_partials(vec4 x, vec4 x1, uint r, uint p) {
 }
 
 // Step 2: the scale, inverse and header of the block of round r whose lanes
-// are first_lane .. first_lane + LANES_PER_BLOCK - 1 and whose first value has dispatch-relative
-// index block_first, exactly as crate::quant::scalar.
+// are first_lane .. first_lane + LANES_PER_BLOCK - 1 and whose first value
+// has dispatch-relative index block_first, exactly as crate::quant::scalar.
 BlockParams block_params(uint r, uint first_lane, uint block_first) {
     BlockParams p;
     p.m = 0.0;
@@ -268,8 +268,8 @@ vec4 load_slot(uint r, uint k, uint p, uint first_value, uint n_blocks) {
 #define ROUND_SLOT1(r) xv[SLOTS * (r) + 1u]
 
 // Steps 1 and 2 for this workgroup: the lane's values into xv and the
-// blocks' parameters into `params`; returns the number of
-// blocks the group has and the dispatch-relative index of its first value.
+// blocks' parameters into `params`; returns the number of blocks the group
+// has and the dispatch-relative index of its first value.
 uint load_group(out uint first_value) {
     uint p = gl_LocalInvocationID.x;
     first_value = group_index() * GROUP_VALUES;
