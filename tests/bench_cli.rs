@@ -22,12 +22,7 @@ fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
     assert!(ok, "{err}");
     assert!(out.contains("| copy_f32_f32 |"), "{out}");
     for format in QUANTIZED_FORMATS {
-        for op in [
-            Op::Quantize,
-            Op::Dequantize,
-            Op::DequantizeF16,
-            Op::FakeQuantize,
-        ] {
+        for op in Op::ALL {
             let kernel = kernel_name(op, format);
             assert!(out.contains(&format!("| {kernel} |")), "{kernel}: {out}");
         }

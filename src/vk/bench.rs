@@ -166,12 +166,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);
-        for op in [
-            Op::Quantize,
-            Op::Dequantize,
-            Op::DequantizeF16,
-            Op::FakeQuantize,
-        ] {
+        for op in Op::ALL {
             let (from, from_per, to, to_per, bytes_moved) = match op {
                 Op::Quantize => (&src, f32_per, &q, qper, bytes + qbytes),
                 Op::Dequantize => (&q, qper, &dst, f32_per, bytes + qbytes),

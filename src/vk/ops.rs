@@ -35,6 +35,17 @@ pub enum Op {
     FakeQuantize,
 }
 
+impl Op {
+    /// Every kernel of a format, in the order the self-test and bench-vk
+    /// run and report them.
+    pub const ALL: [Op; 4] = [
+        Op::Quantize,
+        Op::Dequantize,
+        Op::DequantizeF16,
+        Op::FakeQuantize,
+    ];
+}
+
 /// The `_rte` variant of `op` on `format` (f16 results by the hardware
 /// conversion, declared round-to-nearest-even), where one exists.
 pub fn rte_kernel_name(op: Op, format: Format) -> Option<&'static str> {

@@ -153,12 +153,7 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
     for format in QUANTIZED_FORMATS {
-        for op in [
-            Op::Quantize,
-            Op::Dequantize,
-            Op::DequantizeF16,
-            Op::FakeQuantize,
-        ] {
+        for op in Op::ALL {
             let mut rejected = None;
             let mut result = None;
             for kernel in candidates(engine, op, format, force_compat) {
