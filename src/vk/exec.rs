@@ -429,7 +429,9 @@ impl Engine {
     }
 
     /// Records the dispatches `jobs` (variant, src, dst, push) in one command
-    /// buffer, submits it and waits. Serialised with every other submission.
+    /// buffer, with a barrier before a job only where it depends on an
+    /// earlier one (`Job::depends_on`), submits it and waits. Serialised with
+    /// every other submission.
     pub fn submit_and_wait(&self, jobs: &[Job]) -> Result<()> {
         self.submit_inner(jobs, None).map(|_| ())
     }
@@ -608,12 +610,21 @@ impl Engine {
             .map_err(|e| vk_err("vkResetDescriptorPool", e))?;
             let sets = self.sets(sub.descriptors, batch.len() as u32)?;
             self.execute(&sub, timestamps, |cmd| {
-                for (job, set) in batch.iter().zip(sets) {
+                let mut since_barrier = 0;
+                for (i, (job, set)) in batch.iter().zip(sets).enumerate() {
+                    if batch[since_barrier..i]
+                        .iter()
+                        .any(|earlier| job.depends_on(earlier))
+                    {
+                        // SAFETY: recording.
+                        unsafe { compute_barrier(d, cmd) };
+                        since_barrier = i;
+                    }
                     // SAFETY: recording; the job's buffers are live for this call.
                     unsafe { self.record(cmd, set, job.kernel, job.src, job.dst, &job.push) }?;
-                    // SAFETY: recording.
-                    unsafe { compute_barrier(d, cmd) };
                 }
+                // SAFETY: recording. (Makes the writes visible to the host too.)
+                unsafe { compute_barrier(d, cmd) };
                 Ok(())
             })?;
         }
@@ -628,6 +639,23 @@ pub struct Job {
     pub src: (vk::Buffer, u64, u64),
     pub dst: (vk::Buffer, u64, u64),
     pub push: Push,
+}
+
+impl Job {
+    /// Whether this job must wait for `earlier` (recorded before it): it
+    /// reads or writes bytes `earlier` writes, or writes bytes `earlier`
+    /// reads. Independent jobs (the chunks of one tensor) get no barrier
+    /// between them, as in the recorder, so their dispatches overlap.
+    fn depends_on(&self, earlier: &Job) -> bool {
+        overlap(self.src, earlier.dst)
+            || overlap(self.dst, earlier.dst)
+            || overlap(self.dst, earlier.src)
+    }
+}
+
+/// Whether two (buffer, offset, size) ranges share a byte.
+fn overlap(a: (vk::Buffer, u64, u64), b: (vk::Buffer, u64, u64)) -> bool {
+    a.0 == b.0 && a.1 < b.1.saturating_add(b.2) && b.1 < a.1.saturating_add(a.2)
 }
 
 impl Drop for Engine {
@@ -820,5 +848,44 @@ impl Drop for Buffer {
             d.destroy_buffer(self.buffer, None);
             d.free_memory(self.memory, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ash::vk::Handle;
+
+    fn job(src: (u64, u64, u64), dst: (u64, u64, u64)) -> Job {
+        let range = |(b, o, s): (u64, u64, u64)| (vk::Buffer::from_raw(b), o, s);
+        Job {
+            kernel: "copy_f32_f32",
+            src: range(src),
+            dst: range(dst),
+            push: Push::default(),
+        }
+    }
+
+    #[test]
+    fn chunks_of_one_tensor_are_independent() {
+        // Consecutive chunks: disjoint input and output ranges.
+        let first = job((1, 0, 64), (2, 0, 256));
+        let second = job((1, 64, 64), (2, 256, 256));
+        assert!(!second.depends_on(&first));
+        // Two jobs reading the same input are independent too.
+        assert!(!job((1, 0, 64), (3, 0, 4)).depends_on(&first));
+    }
+
+    #[test]
+    fn a_job_waits_for_what_it_reads_overwrites_or_clobbers() {
+        let first = job((1, 0, 64), (2, 0, 256));
+        // Reads the earlier output (its last byte).
+        assert!(job((2, 255, 4), (3, 0, 4)).depends_on(&first));
+        // Writes over the earlier output.
+        assert!(job((4, 0, 4), (2, 100, 4)).depends_on(&first));
+        // Writes over the earlier input.
+        assert!(job((4, 0, 4), (1, 60, 8)).depends_on(&first));
+        // Adjacent ranges share no byte.
+        assert!(!job((2, 256, 4), (1, 64, 4)).depends_on(&first));
     }
 }
