@@ -37,11 +37,16 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
         ));
         // `_rte` variants: f32 -> f16 by the hardware conversion, declared
         // round-to-nearest-even (16-bit storage and float controls needed).
+        // The Q8_0 and Q4_0 ones compute in f16 (F16_MATH: shaderFloat16).
         if f != "f16" {
+            let mut defines = vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()];
+            if f == "q8_0" || f == "q4_0" {
+                defines.push("F16_MATH".to_string());
+            }
             v.push((
                 format!("dequantize_{f}_f16_rte"),
                 "dequantize.comp",
-                vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()],
+                defines,
             ));
         }
         v.push((
@@ -50,8 +55,8 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             vec![define.clone()],
         ));
         // Measurement only (NYXQ_SHADER_EXPERIMENTS=1 at build time): other
-        // unit counts of the dequantize kernels, named `_u<N>`.
-        if std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some() {
+        // unit counts of the F16/BF16 dequantize kernels, named `_u<N>`.
+        if std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some() && !f.starts_with('q') {
             for units in [1, 4, 8] {
                 v.push((
                     format!("dequantize_{f}_f32_u{units}"),

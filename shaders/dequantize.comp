@@ -1,11 +1,10 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// FORMAT -> F32 (or F16 bits with OUT_F16). Every invocation decodes UNITS
+// FORMAT -> F32 (or F16 bits with OUT_F16). Block formats: 8 values of one
+// block per invocation (below). F16/BF16: every invocation decodes UNITS
 // units of 4 values; a workgroup covers LOCAL_SIZE * UNITS consecutive units,
 // unit k of invocation t being k * LOCAL_SIZE + t, so each of its loads and
-// stores is coalesced. All loads of an invocation are issued before its first
-// value is decoded: a warp then has UNITS times as many bytes of the (small)
-// quantized input in flight, which is what this kernel waits on.
+// stores is coalesced.
 //
 // HW_F16 (the `_rte` variants): f32 -> f16 by the hardware conversion
 // (hw_f16.glsl) where it is exactly f16_bits, else f16_bits.
@@ -50,83 +49,139 @@ uint first_unit() {
 }
 
 #ifdef BLOCK_BYTES
-// The 4 bytes at byte offset o (any alignment). Both words are loaded
-// unconditionally (the second clamped to the binding) so the loads of all
-// units issue together.
-uint word_at(uint o) {
-    uint i = o >> 2;
-    uint s = 8u * (o & 3u);
-    uint lo = src[i];
-    uint hi = src[min(i + 1u, uint(src.length()) - 1u)];
-    return s == 0u ? lo : ((lo >> s) | (hi << (32u - s)));
-}
+// Block formats. Invocation t is lane i = t % 4 of block t / 4 and decodes
+// the block's values 4i..4i+3 and 4i+16..4i+19: one header load for 8
+// values, and for the nibble formats both halves come from the same 4 quant
+// bytes (low and high nibbles). The 4 lanes of a block store 64 contiguous
+// bytes of f32 (32 of f16) for each half, whole 32-byte sectors.
+//
+// No int -> float conversion: the H200 runs conversions at 1/8 of its f32
+// rate, and one per value (the quant's int -> float, then f32 -> f16) was
+// this kernel's limit. A quant byte b is read as 2^23 + b (its bits or'ed
+// into 0x4b000000) less 2^23 + BIAS, exactly q. F16_MATH (the Q8_0 and Q4_0
+// `_rte` variants, which need shaderFloat16): the f16 results are computed
+// in f16 arithmetic, with no f32 -> f16 conversion either.
 
-// Byte offset of the quants of a block (after its header).
 #if defined(FORMAT_Q4_1)
-const uint QS_AT = 4u;
+const uint QS_AT = 4u; // byte offset of the quants in a block
 #else
 const uint QS_AT = 2u;
 #endif
-
-// Word of quant bytes that unit's 4 values come from: bytes j0..j0+3 for
-// Q8_0, bytes j0%16.. for the nibble formats (low nibbles for j0 < 16).
-uint quant_offset(uint base, uint j0) {
+// What a quant byte holds above q: Q8_0's bytes are read with their sign bit
+// flipped (q + 128), the nibbles are q + 8 (Q4_0) or q (Q4_1).
 #if defined(FORMAT_Q8_0)
-    return base + QS_AT + j0;
+const float BIAS = 128.0;
+#elif defined(FORMAT_Q4_0)
+const float BIAS = 8.0;
 #else
-    return base + QS_AT + (j0 % 16u);
+const float BIAS = 0.0;
 #endif
+#if defined(F16_MATH) && defined(FORMAT_Q4_1)
+#error "Q4_1's d*q + m rounds twice in f32 then f16: no F16_MATH"
+#endif
+
+// The 4 bytes at byte offset o, which is even: one load where o is a
+// multiple of 4, else two (the field then ends inside its block, so the
+// second word starts inside the binding).
+uint word_at_even(uint o) {
+    uint i = o >> 2;
+    uint lo = src[i];
+    if ((o & 2u) == 0u) {
+        return lo;
+    }
+    return (lo >> 16) | (src[i + 1u] << 16);
 }
 
-vec4 decode(uint head, uint qs, uint j0) {
-    float d = f16_value(head & 0xffffu);
+// The 4 values d * q (+ m for Q4_1) of the quant bytes of w.
+vec4 values4(uint w, float d, float m) {
     vec4 y;
-#if defined(FORMAT_Q8_0)
     for (uint t = 0u; t < 4u; ++t) {
-        int q = int(qs << (24u - 8u * t)) >> 24;
-        precise float v = d * float(q);
-        y[t] = v;
-    }
+        precise float q = uintBitsToFloat(((w >> (8u * t)) & 0xffu) | 0x4b000000u) - (8388608.0 + BIAS);
+        precise float v = d * q;
+#if defined(FORMAT_Q4_1)
+        precise float s = v + m;
+        y[t] = s;
 #else
-    uint nib = j0 < 16u ? (qs & 0x0f0f0f0fu) : ((qs >> 4) & 0x0f0f0f0fu);
-#if defined(FORMAT_Q4_0)
-    for (uint t = 0u; t < 4u; ++t) {
-        uint q = (nib >> (8u * t)) & 15u;
-        precise float v = d * float(int(q) - 8);
         y[t] = v;
-    }
-#else
-    float m = f16_value(head >> 16);
-    for (uint t = 0u; t < 4u; ++t) {
-        uint q = (nib >> (8u * t)) & 15u;
-        precise float p = d * float(q);
-        precise float v = p + m;
-        y[t] = v;
-    }
 #endif
-#endif
+    }
     return y;
 }
 
+#if defined(F16_MATH)
+// The f16 values d * q of the quant bytes of w, as f16 bits, in f16
+// arithmetic under RTE: 1024 + byte and its difference with 1024 + BIAS
+// are exact, and one f16 multiply rounds the exact product d*q as f16_bits
+// rounds its (exact) f32 value. For a normal d: d*q is then 0 or normal.
+f16vec4 f16_values(uint w, float16_t d) {
+    const float16_t off = float16_t(1024.0 + BIAS);
+    f16vec2 even = unpackFloat2x16((w & 0x00ff00ffu) | 0x64006400u);       // bytes 0, 2
+    f16vec2 odd = unpackFloat2x16(((w >> 8) & 0x00ff00ffu) | 0x64006400u); // bytes 1, 3
+    precise f16vec2 qe = even - f16vec2(off);
+    precise f16vec2 qo = odd - f16vec2(off);
+    precise f16vec2 ye = qe * d;
+    precise f16vec2 yo = qo * d;
+    return f16vec4(ye.x, yo.x, ye.y, yo.y);
+}
+#endif
+
+#if defined(HW_F16) && !defined(FORMAT_Q4_1)
+// store4 for a block whose scale's f16 bits are `head`: where d is normal,
+// each d*q is 0 or at least 2^-14 in magnitude and never NaN, so the
+// hardware conversion is exact for all of them.
+void store4_scaled(uint unit, vec4 y, uint head) {
+    if (((head >> 10) & 0x1fu) - 1u < 30u && (unit != 0u || pc.perturb == 0u)) {
+        dsth[unit] = f16vec4(y);
+        return;
+    }
+    uvec2 h = f16_pairs(y);
+    dst2[unit] = uvec2(perturbed(2u * unit, h.x), h.y);
+}
+#endif
+
 void main() {
-    uint u0 = first_unit();
-    uint units = (pc.n_elements + 3u) / 4u;
-    uint head[UNITS];
-    uint qs[UNITS];
-    for (uint k = 0u; k < UNITS; ++k) {
-        uint e = (u0 + k * LOCAL_SIZE) * 4u;
-        if (e < pc.n_elements) {
-            uint base = (e / QK) * uint(BLOCK_BYTES);
-            head[k] = word_at(base);
-            qs[k] = word_at(quant_offset(base, e % QK));
-        }
+    uint lane = unit_index();
+    uint block = lane / 4u;
+    uint i = lane % 4u;
+    if (block >= pc.n_elements / QK) {
+        return;
     }
-    for (uint k = 0u; k < UNITS; ++k) {
-        uint unit = u0 + k * LOCAL_SIZE;
-        if (unit < units) {
-            store4(unit, decode(head[k], qs[k], (unit * 4u) % QK));
-        }
+    uint base = block * uint(BLOCK_BYTES);
+    uint word = src[base >> 2];
+    uint head = (base & 2u) != 0u ? word >> 16 : word; // Q4_1: d | m << 16
+    uint qa = word_at_even(base + QS_AT + 4u * i);
+#if defined(FORMAT_Q8_0)
+    uint qb = word_at_even(base + QS_AT + 16u + 4u * i) ^ 0x80808080u;
+    qa ^= 0x80808080u;
+#else
+    uint qb = (qa >> 4) & 0x0f0f0f0fu;
+    qa &= 0x0f0f0f0fu;
+#endif
+    uint ua = block * 8u + i; // units of 4 values: 4i.. and 4i+16..
+    uint ub = ua + 4u;
+#if defined(F16_MATH)
+    if (((head >> 10) & 0x1fu) - 1u < 30u && (ua != 0u || pc.perturb == 0u)) {
+        float16_t d16 = unpackFloat2x16(head).x;
+        dsth[ua] = f16_values(qa, d16);
+        dsth[ub] = f16_values(qb, d16);
+        return;
     }
+#endif
+    float d = f16_value(head & 0xffffu);
+#if defined(FORMAT_Q4_1)
+    float m = f16_value(head >> 16);
+#else
+    float m = 0.0;
+#endif
+    vec4 a = values4(qa, d, m);
+    vec4 b = values4(qb, d, m);
+#if defined(HW_F16) && !defined(FORMAT_Q4_1)
+    store4_scaled(ua, a, head);
+    store4_scaled(ub, b, head);
+#else
+    store4(ua, a);
+    store4(ub, b);
+#endif
 }
 #else
 float half_value(uint h) {

@@ -314,7 +314,9 @@ impl Context {
             .self_test
             .iter()
             .map(|r| {
-                let variant = if r.kernel.ends_with("_rte") {
+                let variant = if crate::vk::shaders::needs_float16(r.kernel) {
+                    "rte variant (f16 arithmetic, round-to-nearest-even declared)"
+                } else if r.kernel.ends_with("_rte") {
                     "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
                 } else {
                     "compat variant (32-bit words)"

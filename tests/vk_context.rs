@@ -223,7 +223,7 @@ fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
         }
     };
     let engine = ctx.vulkan().unwrap();
-    if ctx.force_compat() || !engine.rte_variants_supported() {
+    if ctx.force_compat() || !engine.variant_supported("dequantize_q4_0_f16_rte") {
         // Only the compatible variants run (NYXQ_VK_FORCE_COMPAT=1, as in the
         // suite's forced-compat run, or a device without them).
         assert_eq!(

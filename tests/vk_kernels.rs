@@ -79,6 +79,77 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Block bytes the quantizer never writes: random quants under scales (and
+/// Q4_1 minimums) of every f16 class: zeros of both signs, subnormals,
+/// normals, the largest, infinities and NaNs. The dequantizers' fast paths
+/// are chosen per block from the scale, so every class must take the right
+/// path.
+fn any_blocks(format: Format, blocks: usize) -> Vec<u8> {
+    const HEADERS: [u16; 12] = [
+        0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x3c00, 0xb555, 0x7bff, 0x7c00, 0xfc00, 0x7e01,
+        0xfe00,
+    ];
+    let mut h = 0x2545_f491u32;
+    let mut out: Vec<u8> = (0..blocks * format.block_bytes())
+        .map(|_| {
+            h ^= h << 13;
+            h ^= h >> 17;
+            h ^= h << 5;
+            h as u8
+        })
+        .collect();
+    for (b, block) in out.chunks_mut(format.block_bytes()).enumerate() {
+        // Every other block keeps its random header.
+        if b % 2 == 0 {
+            let d = HEADERS[(b / 2) % HEADERS.len()];
+            block[..2].copy_from_slice(&d.to_le_bytes());
+            if format == Format::Q4_1 {
+                let m = HEADERS[(b / 2 / HEADERS.len()) % HEADERS.len()];
+                block[2..4].copy_from_slice(&m.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Whether two outputs agree: bit for bit, except that a NaN matches any
+/// NaN (a NaN scale's payload is the hardware's to keep or not).
+fn same_values<T: Copy + PartialEq>(cpu: &[T], gpu: &[T], is_nan: impl Fn(T) -> bool) -> bool {
+    cpu.len() == gpu.len()
+        && cpu
+            .iter()
+            .zip(gpu)
+            .all(|(&a, &b)| a == b || (is_nan(a) && is_nan(b)))
+}
+
+/// Dequantizing any block bytes: the GPU's values are the CPU twin's.
+fn check_any_blocks(ctx: &nyxq::context::Context) {
+    let engine = ctx.vulkan().unwrap();
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        let n = 32 * 12 * 12 * 4;
+        let q = any_blocks(format, n / 32);
+        let mut cpu = vec![0f32; n];
+        quant::dequantize(format, &q, &mut cpu, 1).unwrap();
+        let mut gpu = vec![0f32; n];
+        ops::dequantize(engine, format, &q, &mut gpu).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let f32_nan = |b: u32| b & 0x7fff_ffff > 0x7f80_0000;
+        assert!(
+            same_values(&bits(&cpu), &bits(&gpu), f32_nan),
+            "dequantize {format:?} of any block bytes"
+        );
+        let mut cpu16 = vec![0u16; n];
+        quant::dequantize_to_f16(format, &q, &mut cpu16, 1).unwrap();
+        let mut gpu16 = vec![0u16; n];
+        ops::dequantize_to_f16(engine, format, &q, &mut gpu16).unwrap();
+        let f16_nan = |b: u16| b & 0x7fff > 0x7c00;
+        assert!(
+            same_values(&cpu16, &gpu16, f16_nan),
+            "dequantize to f16 {format:?} of any block bytes"
+        );
+    }
+}
+
 fn check_all(force_compat: bool) {
     let Some(ctx) = device_context(force_compat) else {
         return;
@@ -90,7 +161,6 @@ fn check_all(force_compat: bool) {
         ctx.force_compat(),
         force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
     );
-    let rte = !ctx.force_compat() && engine.rte_variants_supported();
     for format in FORMATS {
         for op in [
             ops::Op::Quantize,
@@ -98,7 +168,7 @@ fn check_all(force_compat: bool) {
             ops::Op::FakeQuantize,
         ] {
             let expected = ops::rte_kernel_name(op, format)
-                .filter(|_| rte)
+                .filter(|&k| !ctx.force_compat() && engine.variant_supported(k))
                 .unwrap_or_else(|| ops::kernel_name(op, format));
             assert_eq!(engine.kernel(op, format), expected);
         }
@@ -162,6 +232,7 @@ fn check_all(force_compat: bool) {
             assert_eq!(cpu16, gpu16, "dequantize to f16 {format:?} n={n}");
         }
     }
+    check_any_blocks(&ctx);
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 

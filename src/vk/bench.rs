@@ -116,7 +116,7 @@ fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
     let experiment = format!("{compat}_");
     for (name, _) in super::shaders::VARIANTS {
         // An `_rte` variant needs features the device may not have.
-        let runs_here = !name.ends_with("_rte") || engine.rte_variants_supported();
+        let runs_here = engine.variant_supported(name);
         if name.starts_with(&experiment) && !out.contains(name) && runs_here {
             out.push(name);
         }

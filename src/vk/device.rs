@@ -354,6 +354,8 @@ pub struct Device {
     /// Features enabled on the device (what variants may use).
     pub enabled_8bit: bool,
     pub enabled_16bit: bool,
+    /// shaderFloat16 (f16 arithmetic) is enabled.
+    pub enabled_float16: bool,
     /// Pipelines are made with their compile statistics captured
     /// (NYXQ_VK_PIPELINE_STATS=1 and VK_KHR_pipeline_executable_properties).
     pub pipeline_statistics: bool,
@@ -450,6 +452,7 @@ impl Device {
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: info.storage_8bit,
             enabled_16bit: info.storage_16bit,
+            enabled_float16: info.shader_float16,
             enabled_integer_dot: integer_dot,
             instance,
             physical: pd,
@@ -508,6 +511,7 @@ impl Device {
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
             enabled_8bit: false,
             enabled_16bit: false,
+            enabled_float16: false,
             // The caller's enabled features are not known: only what needs
             // none is used.
             enabled_integer_dot: false,

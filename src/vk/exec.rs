@@ -324,10 +324,14 @@ impl Engine {
         self.chosen.lock().insert((op, format), name);
     }
 
-    /// Whether the `_rte` variants can run here: 16-bit storage enabled on
-    /// the device, and round-to-nearest-even declarable for f16.
-    pub fn rte_variants_supported(&self) -> bool {
-        self.device.enabled_16bit && self.device.info.rounding_rte_f16
+    /// Whether the variant `name` can run here: an `_rte` one needs 16-bit
+    /// storage enabled on the device and round-to-nearest-even declarable
+    /// for f16; one whose SPIR-V declares Float16 (the Q8_0 and Q4_0 `_rte`
+    /// dequantizers) needs shaderFloat16 enabled.
+    pub fn variant_supported(&self, name: &str) -> bool {
+        let rte = !name.contains("_rte")
+            || (self.device.enabled_16bit && self.device.info.rounding_rte_f16);
+        rte && (!shaders::needs_float16(name) || self.device.enabled_float16)
     }
 
     /// The set layout every quantize/dequantize kernel binds (src, dst).

@@ -142,7 +142,7 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
 /// The variants to try for `op` on `format`, fastest first.
 fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<&'static str> {
     let fast =
-        rte_kernel_name(op, format).filter(|_| !force_compat && engine.rte_variants_supported());
+        rte_kernel_name(op, format).filter(|&k| !force_compat && engine.variant_supported(k));
     fast.into_iter()
         .chain(std::iter::once(kernel_name(op, format)))
         .collect()

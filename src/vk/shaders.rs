@@ -62,7 +62,35 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
     VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// Units of 4 values one invocation of a dequantize kernel decodes
+/// Whether the SPIR-V of the variant `name` declares the Float16 capability
+/// (f16 arithmetic: the device needs shaderFloat16 enabled to run it).
+pub fn needs_float16(name: &str) -> bool {
+    const OP_CAPABILITY: u32 = 17;
+    const FLOAT16: u32 = 9;
+    let Some(spirv) = spirv(name) else {
+        return false;
+    };
+    let words: Vec<u32> = spirv
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    // After the 5-word header, instructions are (word count << 16 | opcode);
+    // the capabilities come first.
+    let mut at = 5;
+    while let Some(&first) = words.get(at) {
+        let (count, opcode) = ((first >> 16) as usize, first & 0xffff);
+        if opcode != OP_CAPABILITY || count == 0 {
+            return false;
+        }
+        if words.get(at + 1) == Some(&FLOAT16) {
+            return true;
+        }
+        at += count;
+    }
+    false
+}
+
+/// Units of 4 values one invocation of an F16/BF16 dequantize kernel decodes
 /// (shaders/dequantize.comp's UNITS; experiment variants end in `_u<N>`).
 pub(crate) const DEQUANTIZE_UNITS: u32 = 2;
 
@@ -70,6 +98,9 @@ pub(crate) const DEQUANTIZE_UNITS: u32 = 2;
 pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
+    } else if name.starts_with("dequantize") && is_block_kernel(name) {
+        // Block dequantize: 8 values of one block (shaders/dequantize.comp).
+        8
     } else if name.starts_with("dequantize") {
         let units = name
             .rsplit_once("_u")
@@ -103,4 +134,37 @@ fn is_block_kernel(name: &str) -> bool {
     ["_q8_0", "_q4_0", "_q4_1"]
         .iter()
         .any(|tag| name.contains(tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_f16_arithmetic_variants_need_float16() {
+        assert!(needs_float16("dequantize_q8_0_f16_rte"));
+        assert!(needs_float16("dequantize_q4_0_f16_rte"));
+        // Q4_1 rounds in f32, then converts; the others convert only.
+        for name in [
+            "dequantize_q4_1_f16_rte",
+            "dequantize_bf16_f16_rte",
+            "quantize_f32_f16_rte",
+            "dequantize_q4_0_f16",
+            "copy_f32_f32",
+            "no_such_variant",
+        ] {
+            assert!(!needs_float16(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn block_dequantizers_take_8_values_per_invocation() {
+        for name in ["dequantize_q8_0_f32", "dequantize_q4_1_f16_rte"] {
+            assert_eq!(elements_per_invocation(name), 8, "{name}");
+        }
+        assert_eq!(
+            elements_per_invocation("dequantize_f16_f32"),
+            4 * DEQUANTIZE_UNITS
+        );
+    }
 }
