@@ -25,6 +25,15 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             "quantize.comp",
             vec![define.clone()],
         ));
+        // `_s16`: Q8_0's 34-byte blocks stored as 16-bit halves straight from
+        // the lanes (16-bit storage needed) instead of through shared memory.
+        if f == "q8_0" {
+            v.push((
+                format!("quantize_f32_{f}_s16"),
+                "quantize.comp",
+                vec![define.clone(), "STORE16".to_string()],
+            ));
+        }
         v.push((
             format!("dequantize_{f}_f32"),
             "dequantize.comp",

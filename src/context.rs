@@ -314,8 +314,11 @@ impl Context {
             .self_test
             .iter()
             .map(|r| {
-                let variant = if crate::vk::shaders::needs_float16(r.kernel) {
+                let caps = crate::vk::shaders::capabilities(r.kernel);
+                let variant = if caps.contains(&crate::vk::shaders::CAPABILITY_FLOAT16) {
                     "rte variant (f16 arithmetic, round-to-nearest-even declared)"
+                } else if r.kernel.ends_with("_s16") {
+                    "s16 variant (16-bit stores)"
                 } else if r.kernel.ends_with("_rte") {
                     "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
                 } else {

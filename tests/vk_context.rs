@@ -161,7 +161,7 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
         return;
     }
     let ctx = match Context::new(&ContextSettings {
-        vulkan_perturb_kernel: Some("quantize_f32_q8_0".to_string()),
+        vulkan_perturb_kernel: Some("quantize_f32_q4_0".to_string()),
         ..settings(BackendPreference::Vulkan)
     }) {
         Ok(ctx) => ctx,
@@ -172,26 +172,27 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     };
     use nyxq::format::Format;
     use nyxq::vk::ops::Op;
-    assert!(!ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q8_0));
-    assert!(ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
-    assert!(ctx.vulkan_kernel_enabled(Op::Dequantize, Format::Q8_0));
+    // (Q4_0's quantizer has no fast variant: the compatible one is the last.)
+    assert!(!ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q8_0));
+    assert!(ctx.vulkan_kernel_enabled(Op::Dequantize, Format::Q4_0));
     let report = ctx.vulkan_report().join("\n");
     assert!(
-        report.contains("quantize_f32_q8_0: self-test FAILED"),
+        report.contains("quantize_f32_q4_0: self-test FAILED"),
         "{report}"
     );
     let x: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 8.0).collect();
-    let mut cpu = vec![0u8; 68];
-    nyxq::quant::quantize(Format::Q8_0, &x, &mut cpu, &Default::default()).unwrap();
-    let mut via_ctx = vec![0u8; 68];
-    ctx.quantize(Format::Q8_0, &x, &mut via_ctx, &Default::default())
+    let mut cpu = vec![0u8; 36];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut cpu, &Default::default()).unwrap();
+    let mut via_ctx = vec![0u8; 36];
+    ctx.quantize(Format::Q4_0, &x, &mut via_ctx, &Default::default())
         .unwrap();
     assert_eq!(cpu, via_ctx);
     // The kernel really is wrong: called directly it differs.
-    let mut direct = vec![0u8; 68];
+    let mut direct = vec![0u8; 36];
     nyxq::vk::ops::quantize(
         ctx.vulkan().unwrap(),
-        Format::Q8_0,
+        Format::Q4_0,
         &x,
         &mut direct,
         nyxq::quant::Rounding::Nearest,

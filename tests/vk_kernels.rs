@@ -155,8 +155,9 @@ fn check_all(force_compat: bool) {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    // The variants under test: `_rte` where the device can run it (unless the
-    // compatible ones are forced), the compatible ones otherwise.
+    // The variants under test: the fast one (`_rte`, `_s16`) where the device
+    // can run it (unless the compatible ones are forced), the compatible ones
+    // otherwise.
     assert_eq!(
         ctx.force_compat(),
         force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
@@ -167,7 +168,7 @@ fn check_all(force_compat: bool) {
             ops::Op::DequantizeF16,
             ops::Op::FakeQuantize,
         ] {
-            let expected = ops::rte_kernel_name(op, format)
+            let expected = ops::fast_kernel_name(op, format)
                 .filter(|&k| !ctx.force_compat() && engine.variant_supported(k))
                 .unwrap_or_else(|| ops::kernel_name(op, format));
             assert_eq!(engine.kernel(op, format), expected);

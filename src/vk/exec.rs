@@ -324,14 +324,17 @@ impl Engine {
         self.chosen.lock().insert((op, format), name);
     }
 
-    /// Whether the variant `name` can run here: an `_rte` one needs 16-bit
-    /// storage enabled on the device and round-to-nearest-even declarable
-    /// for f16; one whose SPIR-V declares Float16 (the Q8_0 and Q4_0 `_rte`
-    /// dequantizers) needs shaderFloat16 enabled.
+    /// Whether the variant `name` can run here: the features behind the
+    /// capabilities its SPIR-V declares are enabled on the device (16-bit
+    /// storage; f16 arithmetic for the Q8_0 and Q4_0 `_rte` dequantizers),
+    /// and an `_rte` one may declare round-to-nearest-even for f16.
     pub fn variant_supported(&self, name: &str) -> bool {
-        let rte = !name.contains("_rte")
-            || (self.device.enabled_16bit && self.device.info.rounding_rte_f16);
-        rte && (!shaders::needs_float16(name) || self.device.enabled_float16)
+        let caps = shaders::capabilities(name);
+        let storage16 =
+            !caps.contains(&shaders::CAPABILITY_STORAGE_16BIT) || self.device.enabled_16bit;
+        let float16 = !caps.contains(&shaders::CAPABILITY_FLOAT16) || self.device.enabled_float16;
+        let rte = !name.ends_with("_rte") || self.device.info.rounding_rte_f16;
+        storage16 && float16 && rte
     }
 
     /// The set layout every quantize/dequantize kernel binds (src, dst).

@@ -46,14 +46,19 @@ impl Op {
     ];
 }
 
-/// The `_rte` variant of `op` on `format` (f16 results by the hardware
-/// conversion, declared round-to-nearest-even), where one exists.
-pub fn rte_kernel_name(op: Op, format: Format) -> Option<&'static str> {
-    let wanted = format!("{}_rte", kernel_name(op, format));
-    super::shaders::VARIANTS
-        .iter()
-        .map(|(n, _)| *n)
-        .find(|n| *n == wanted)
+/// The fast variant of `op` on `format`, where one exists: `_rte` (f16
+/// results by the hardware conversion or f16 arithmetic, declared
+/// round-to-nearest-even) or `_s16` (Q8_0 quantize: 16-bit stores). Each
+/// needs optional features (`Engine::variant_supported`).
+pub fn fast_kernel_name(op: Op, format: Format) -> Option<&'static str> {
+    let compat = kernel_name(op, format);
+    ["_rte", "_s16"].iter().find_map(|suffix| {
+        let wanted = format!("{compat}{suffix}");
+        super::shaders::VARIANTS
+            .iter()
+            .map(|(n, _)| *n)
+            .find(|n| *n == wanted)
+    })
 }
 
 /// The compatible shader variant for `op` on `format` (32-bit words and

@@ -6,7 +6,7 @@
 //! A kernel whose every variant disagrees is disabled and the CPU twin is used.
 
 use super::exec::Engine;
-use super::ops::{self, Op, kernel_name, rte_kernel_name};
+use super::ops::{self, Op, fast_kernel_name, kernel_name};
 use crate::format::{Format, QUANTIZED_FORMATS};
 use crate::quant::{self, QuantizeOptions, Rounding};
 
@@ -142,7 +142,7 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
 /// The variants to try for `op` on `format`, fastest first.
 fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<&'static str> {
     let fast =
-        rte_kernel_name(op, format).filter(|&k| !force_compat && engine.variant_supported(k));
+        fast_kernel_name(op, format).filter(|&k| !force_compat && engine.variant_supported(k));
     fast.into_iter()
         .chain(std::iter::once(kernel_name(op, format)))
         .collect()

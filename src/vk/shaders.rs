@@ -62,13 +62,18 @@ pub fn spirv(name: &str) -> Option<&'static [u8]> {
     VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// Whether the SPIR-V of the variant `name` declares the Float16 capability
-/// (f16 arithmetic: the device needs shaderFloat16 enabled to run it).
-pub fn needs_float16(name: &str) -> bool {
+/// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
+pub const CAPABILITY_FLOAT16: u32 = 9;
+/// SPIR-V capability: 16-bit loads and stores of storage buffers (the
+/// device needs storageBuffer16BitAccess).
+pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
+
+/// The capabilities the SPIR-V of the variant `name` declares (none for an
+/// unknown name).
+pub fn capabilities(name: &str) -> Vec<u32> {
     const OP_CAPABILITY: u32 = 17;
-    const FLOAT16: u32 = 9;
     let Some(spirv) = spirv(name) else {
-        return false;
+        return Vec::new();
     };
     let words: Vec<u32> = spirv
         .chunks_exact(4)
@@ -76,18 +81,17 @@ pub fn needs_float16(name: &str) -> bool {
         .collect();
     // After the 5-word header, instructions are (word count << 16 | opcode);
     // the capabilities come first.
+    let mut out = Vec::new();
     let mut at = 5;
     while let Some(&first) = words.get(at) {
         let (count, opcode) = ((first >> 16) as usize, first & 0xffff);
-        if opcode != OP_CAPABILITY || count == 0 {
-            return false;
+        if opcode != OP_CAPABILITY || count < 2 {
+            break;
         }
-        if words.get(at + 1) == Some(&FLOAT16) {
-            return true;
-        }
+        out.extend(words.get(at + 1));
         at += count;
     }
-    false
+    out
 }
 
 /// Units of 4 values one invocation of an F16/BF16 dequantize kernel decodes
@@ -142,18 +146,41 @@ mod tests {
 
     #[test]
     fn only_the_f16_arithmetic_variants_need_float16() {
-        assert!(needs_float16("dequantize_q8_0_f16_rte"));
-        assert!(needs_float16("dequantize_q4_0_f16_rte"));
+        let float16 = |name| capabilities(name).contains(&CAPABILITY_FLOAT16);
+        assert!(float16("dequantize_q8_0_f16_rte"));
+        assert!(float16("dequantize_q4_0_f16_rte"));
         // Q4_1 rounds in f32, then converts; the others convert only.
         for name in [
             "dequantize_q4_1_f16_rte",
             "dequantize_bf16_f16_rte",
             "quantize_f32_f16_rte",
+            "quantize_f32_q8_0_s16",
             "dequantize_q4_0_f16",
             "copy_f32_f32",
             "no_such_variant",
         ] {
-            assert!(!needs_float16(name), "{name}");
+            assert!(!float16(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_fast_variants_and_only_they_need_16_bit_storage() {
+        for (name, storage16) in [
+            ("quantize_f32_q8_0_s16", true),
+            ("quantize_f32_f16_rte", true),
+            ("dequantize_q4_1_f16_rte", true),
+            ("quantize_f32_q8_0", false),
+            ("dequantize_q4_1_f16", false),
+            ("fake_quantize_f32_q4_0", false),
+        ] {
+            let caps = capabilities(name);
+            assert_eq!(
+                caps.contains(&CAPABILITY_STORAGE_16BIT),
+                storage16,
+                "{name}"
+            );
+            // Every variant declares Shader (1).
+            assert!(caps.contains(&1), "{name}");
         }
     }
 
