@@ -118,7 +118,7 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
 /// driver may then fuse a multiply and an add that must round separately
 /// (seen on NVIDIA: quants off by one at ties). The drivers unroll constant
 /// loops on their own, keeping the decorations, so the attribute is refused.
-fn refuse_unroll_attributes(shader_dir: &Path) {
+pub fn refuse_unroll_attributes(shader_dir: &Path) {
     let entries = std::fs::read_dir(shader_dir).expect("shaders/ is readable");
     for entry in entries {
         let path = entry.expect("shaders/ is readable").path();
