@@ -206,21 +206,15 @@ bool block_is_plain(BlockParams p) {
 }
 
 // quant_one's nearest rounding without its paths for tiny values (valid
-// where block_is_plain).
+// where block_is_plain): the plain product, then the same rounding.
 uint quant_fast(float x, BlockParams p) {
-#if defined(FORMAT_Q8_0)
-    precise float v = x * p.id;
-    return uint(int(round_half_away_small(v))) & 0xffu;
-#elif defined(FORMAT_Q4_0)
-    precise float v = x * p.id;
-    precise float y = v + 8.5;
-    return clamp_quant(y, 15.0);
-#else
+#if defined(FORMAT_Q4_1)
     precise float t = x - p.m;
     precise float v = t * p.id;
-    precise float y = v + 0.5;
-    return clamp_quant(y, 15.0);
+#else
+    precise float v = x * p.id;
 #endif
+    return quant_nearest(v);
 }
 
 // The quants of 4 values x of a block with parameters p, where

@@ -30,20 +30,31 @@ struct BlockParams {
     uint header;
 };
 
+// The nearest quant of a value whose product with the block's inverse scale
+// (Q4_1: of its difference with the minimum) is v.
+uint quant_nearest(float v) {
+#if defined(FORMAT_Q8_0)
+    return uint(int(round_half_away_small(v))) & 0xffu; // |v| <= 127 * (1 + 2^-23)
+#elif defined(FORMAT_Q4_0)
+    precise float y = v + 8.5;
+    return clamp_quant(y, 15.0);
+#else
+    precise float y = v + 0.5;
+    return clamp_quant(y, 15.0);
+#endif
+}
+
 // The quant of one value of a block (its low 8 bits for Q8_0, 0..15 for the
 // 4-bit formats). `index_lo/hi` is the value's index in the whole tensor.
 uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_hi, uint index_lo,
                uint index_hi) {
 #if defined(FORMAT_Q8_0)
     float v = mul_exact(x, p.id);
-    int q;
     if (stochastic) {
         precise float y = v + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
-        q = int(clamp(floor(y), -127.0, 127.0));
-    } else {
-        q = int(round_half_away_small(v)); // |v| <= 127 * (1 + 2^-23)
+        return uint(int(clamp(floor(y), -127.0, 127.0))) & 0xffu;
     }
-    return uint(q) & 0xffu;
+    return quant_nearest(v);
 #elif defined(FORMAT_Q4_0)
     float v = mul_exact(x, p.id);
     if (stochastic) {
@@ -51,8 +62,7 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
         precise float z = y + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
         return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
     }
-    precise float y = v + 8.5;
-    return clamp_quant(y, 15.0);
+    return quant_nearest(v);
 #elif defined(FORMAT_Q4_1)
     bool scaled;
     float t = sub_scaled(x, p.m, scaled);
@@ -62,8 +72,7 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
         precise float z = v + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
         return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
     }
-    precise float y = v + 0.5;
-    return clamp_quant(y, 15.0);
+    return quant_nearest(v);
 #endif
 }
 
