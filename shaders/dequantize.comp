@@ -125,20 +125,6 @@ f16vec4 f16_values(uint w, float16_t d) {
 }
 #endif
 
-#if defined(HW_F16) && !defined(FORMAT_Q4_1)
-// store4 for a block whose scale's f16 bits are `head`: where d is normal,
-// each d*q is 0 or at least 2^-14 in magnitude and never NaN, so the
-// hardware conversion is exact for all of them.
-void store4_scaled(uint unit, vec4 y, uint head) {
-    if (((head >> 10) & 0x1fu) - 1u < 30u && (unit != 0u || pc.perturb == 0u)) {
-        dsth[unit] = f16vec4(y);
-        return;
-    }
-    uvec2 h = f16_pairs(y);
-    dst2[unit] = uvec2(perturbed(2u * unit, h.x), h.y);
-}
-#endif
-
 void main() {
     uint lane = unit_index();
     uint block = lane / 4u;
@@ -160,6 +146,8 @@ void main() {
     uint ua = block * 8u + i; // units of 4 values: 4i.. and 4i+16..
     uint ub = ua + 4u;
 #if defined(F16_MATH)
+    // Blocks with a normal d (almost all); the others, and the self-test's
+    // perturbed word, take the f32 path below.
     if (((head >> 10) & 0x1fu) - 1u < 30u && (ua != 0u || pc.perturb == 0u)) {
         float16_t d16 = unpackFloat2x16(head).x;
         dsth[ua] = f16_values(qa, d16);
@@ -175,13 +163,8 @@ void main() {
 #endif
     vec4 a = values4(qa, d, m);
     vec4 b = values4(qb, d, m);
-#if defined(HW_F16) && !defined(FORMAT_Q4_1)
-    store4_scaled(ua, a, head);
-    store4_scaled(ub, b, head);
-#else
     store4(ua, a);
     store4(ub, b);
-#endif
 }
 #else
 float half_value(uint h) {
