@@ -47,10 +47,15 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
         // `_rte` variants: f32 -> f16 by the hardware conversion, declared
         // round-to-nearest-even (16-bit storage and float controls needed).
         // The Q8_0 and Q4_0 ones compute in f16 (F16_MATH: shaderFloat16).
+        // The block ones decode 4 lanes per invocation (FOUR_LANES).
         if f != "f16" {
             let mut defines = vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()];
             if f == "q8_0" || f == "q4_0" {
                 defines.push("F16_MATH".to_string());
+            }
+            // Block formats: 4 lanes of 8 values per invocation.
+            if f.starts_with('q') {
+                defines.push("FOUR_LANES".to_string());
             }
             v.push((
                 format!("dequantize_{f}_f16_rte"),

@@ -103,8 +103,9 @@ pub fn elements_per_invocation(name: &str) -> u32 {
     if name.starts_with("unscale") {
         1
     } else if name.starts_with("dequantize") && is_block_kernel(name) {
-        // Block dequantize: 8 values of one block (shaders/dequantize.comp).
-        8
+        // Block dequantize: 8 values of one block (shaders/dequantize.comp),
+        // 4 such lanes in the `_rte` variants (FOUR_LANES).
+        if name.ends_with("_rte") { 32 } else { 8 }
     } else if name.starts_with("dequantize") {
         let units = name
             .rsplit_once("_u")
@@ -185,9 +186,12 @@ mod tests {
     }
 
     #[test]
-    fn block_dequantizers_take_8_values_per_invocation() {
-        for name in ["dequantize_q8_0_f32", "dequantize_q4_1_f16_rte"] {
+    fn block_dequantizers_take_8_values_per_invocation_and_32_in_rte() {
+        for name in ["dequantize_q8_0_f32", "dequantize_q4_1_f16"] {
             assert_eq!(elements_per_invocation(name), 8, "{name}");
+        }
+        for name in ["dequantize_q8_0_f16_rte", "dequantize_q4_1_f16_rte"] {
+            assert_eq!(elements_per_invocation(name), 32, "{name}");
         }
         assert_eq!(
             elements_per_invocation("dequantize_f16_f32"),
