@@ -105,7 +105,7 @@ pub fn warm_up(engine: &Engine, jobs: &[Job]) -> Result<()> {
 
 /// The variants of `op` on `format` to time: the one in use, then the
 /// compatible one where that differs, then the others this device can run
-/// (an `_rte` one not chosen, measurement-only `_u<N>` ones built with
+/// (a fast one not chosen, measurement-only `_u<N>` ones built with
 /// NYXQ_SHADER_EXPERIMENTS=1).
 fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
     let compat = kernel_name(op, format);
@@ -115,7 +115,8 @@ fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
     }
     let experiment = format!("{compat}_");
     for (name, _) in super::shaders::VARIANTS {
-        // An `_rte` variant needs features the device may not have.
+        // A fast variant (`_rte`, `_s16`) needs features the device may not
+        // have.
         let runs_here = engine.variant_supported(name);
         if name.starts_with(&experiment) && !out.contains(name) && runs_here {
             out.push(name);
