@@ -48,6 +48,17 @@ fn generate_header(crate_dir: &std::path::Path, out_dir: &std::path::Path) {
         .expect("cbindgen can parse src/ffi");
     let generated = out_dir.join("nyxq.h");
     bindings.write_to_file(&generated);
+    // cbindgen leaves the blank lines of the items cbindgen.toml excludes:
+    // runs of blank lines become one.
+    let text = std::fs::read_to_string(&generated).expect("the generated header is readable");
+    let mut tidy = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !(line.is_empty() && tidy.ends_with("\n\n")) {
+            tidy.push_str(line);
+            tidy.push('\n');
+        }
+    }
+    std::fs::write(&generated, tidy).expect("OUT_DIR is writable");
     if std::env::var("NYXQ_UPDATE_HEADER").as_deref() == Ok("1") {
         std::fs::copy(&generated, crate_dir.join("include/nyxq.h"))
             .expect("include/nyxq.h is writable");

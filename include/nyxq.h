@@ -15,7 +15,6 @@
  * - No function lets a panic or a C++ exception cross the boundary.
  */
 
-
 #ifndef NYXQ_H
 #define NYXQ_H
 
@@ -42,8 +41,6 @@
  * values keep it. Equal to `package.metadata.nyxq.abi-version` in Cargo.toml.
  */
 #define NYXQ_ABI_VERSION 1
-
-
 
 /**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
@@ -1168,10 +1165,6 @@ typedef struct {
    */
   uint64_t last_ticket;
 } NyxqVkRecorderUsage;
-
-
-
-
 
 #ifdef __cplusplus
 extern "C" {
