@@ -13,15 +13,20 @@ use vk_support::{device_context, device_env, run_in_child};
 
 use nyxq::format::QUANTIZED_FORMATS as FORMATS;
 
-/// Deterministic test data with the hard cases mixed in.
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    let mut h = seed.wrapping_mul(0x9e37_79b9) | 1;
-    let mut next = || {
+/// A xorshift32 stream of test numbers from `seed` (nonzero).
+fn xorshift(seed: u32) -> impl FnMut() -> u32 {
+    let mut h = seed;
+    move || {
         h ^= h << 13;
         h ^= h >> 17;
         h ^= h << 5;
         h
-    };
+    }
+}
+
+/// Deterministic test data with the hard cases mixed in.
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut next = xorshift(seed.wrapping_mul(0x9e37_79b9) | 1);
     (0..n)
         .map(|i| {
             let r = next();
@@ -89,14 +94,9 @@ fn any_blocks(format: Format, blocks: usize) -> Vec<u8> {
         0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x3c00, 0xb555, 0x7bff, 0x7c00, 0xfc00, 0x7e01,
         0xfe00,
     ];
-    let mut h = 0x2545_f491u32;
+    let mut next = xorshift(0x2545_f491);
     let mut out: Vec<u8> = (0..blocks * format.block_bytes())
-        .map(|_| {
-            h ^= h << 13;
-            h ^= h >> 17;
-            h ^= h << 5;
-            h as u8
-        })
+        .map(|_| next() as u8)
         .collect();
     for (b, block) in out.chunks_mut(format.block_bytes()).enumerate() {
         // Every other block keeps its random header.
@@ -163,11 +163,7 @@ fn check_all(force_compat: bool) {
         force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
     );
     for format in FORMATS {
-        for op in [
-            ops::Op::Quantize,
-            ops::Op::DequantizeF16,
-            ops::Op::FakeQuantize,
-        ] {
+        for op in ops::Op::ALL {
             let expected = ops::fast_kernel_name(op, format)
                 .filter(|&k| !ctx.force_compat() && engine.variant_supported(k))
                 .unwrap_or_else(|| ops::kernel_name(op, format));
