@@ -76,6 +76,33 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
 #endif
 }
 
+// The value d * q (+ m for Q4_1) of a quant as the block stores it (its
+// byte: Q8_0's two's complement, the nibble formats' 0..15), as
+// crate::quant::scalar dequantizes it. The byte, Q8_0's with its sign bit
+// flipped, is q + QUANT_BIAS; read as the float 2^23 + byte (or'ed into
+// 0x4b000000) less 2^23 + QUANT_BIAS it is exactly q, with no int -> float
+// conversion (NVIDIA documents those at 1/8 of its f32 rate).
+#if defined(FORMAT_Q8_0)
+const float QUANT_BIAS = 128.0;
+const uint QUANT_FLIP = 0x80u;
+#elif defined(FORMAT_Q4_0)
+const float QUANT_BIAS = 8.0;
+const uint QUANT_FLIP = 0u;
+#else
+const float QUANT_BIAS = 0.0;
+const uint QUANT_FLIP = 0u;
+#endif
+float quant_value(uint byte, float d, float m) {
+    precise float q = uintBitsToFloat((byte ^ QUANT_FLIP) | 0x4b000000u) - (8388608.0 + QUANT_BIAS);
+    precise float v = d * q;
+#if defined(FORMAT_Q4_1)
+    precise float s = v + m;
+    return s;
+#else
+    return v;
+#endif
+}
+
 // Bytes of the block header (2 for Q8_0/Q4_0, 4 for Q4_1).
 #if defined(FORMAT_Q4_1)
 #define HEADER_BYTES 4u

@@ -55,26 +55,16 @@ uint first_unit() {
 // bytes (low and high nibbles). The 4 lanes of a block store 64 contiguous
 // bytes of f32 (32 of f16) for each half, whole 32-byte sectors.
 //
-// No int -> float conversion: the H200 runs conversions at 1/8 of its f32
-// rate, and one per value (the quant's int -> float, then f32 -> f16) was
-// this kernel's limit. A quant byte b is read as 2^23 + b (its bits or'ed
-// into 0x4b000000) less 2^23 + BIAS, exactly q. F16_MATH (the Q8_0 and Q4_0
-// `_rte` variants, which need shaderFloat16): the f16 results are computed
-// in f16 arithmetic, with no f32 -> f16 conversion either.
+// No int -> float conversion (quant_value, blocks.glsl): on the H200 the old
+// kernels' one or two conversions per value (int -> float, then f32 -> f16)
+// took -> F16 as long as -> F32. F16_MATH (the Q8_0 and Q4_0 `_rte`
+// variants, which need shaderFloat16): the f16 results are computed in f16
+// arithmetic, with no f32 -> f16 conversion either.
 
 #if defined(FORMAT_Q4_1)
 const uint QS_AT = 4u; // byte offset of the quants in a block
 #else
 const uint QS_AT = 2u;
-#endif
-// What a quant byte holds above q: Q8_0's bytes are read with their sign bit
-// flipped (q + 128), the nibbles are q + 8 (Q4_0) or q (Q4_1).
-#if defined(FORMAT_Q8_0)
-const float BIAS = 128.0;
-#elif defined(FORMAT_Q4_0)
-const float BIAS = 8.0;
-#else
-const float BIAS = 0.0;
 #endif
 #if defined(F16_MATH) && defined(FORMAT_Q4_1)
 #error "Q4_1's d*q + m rounds twice in f32 then f16: no F16_MATH"
@@ -96,25 +86,18 @@ uint word_at_even(uint o) {
 vec4 values4(uint w, float d, float m) {
     vec4 y;
     for (uint t = 0u; t < 4u; ++t) {
-        precise float q = uintBitsToFloat(((w >> (8u * t)) & 0xffu) | 0x4b000000u) - (8388608.0 + BIAS);
-        precise float v = d * q;
-#if defined(FORMAT_Q4_1)
-        precise float s = v + m;
-        y[t] = s;
-#else
-        y[t] = v;
-#endif
+        y[t] = quant_value((w >> (8u * t)) & 0xffu, d, m);
     }
     return y;
 }
 
 #if defined(F16_MATH)
-// The f16 values d * q of the quant bytes of w, as f16 bits, in f16
-// arithmetic under RTE: 1024 + byte and its difference with 1024 + BIAS
-// are exact, and one f16 multiply rounds the exact product d*q as f16_bits
+// The f16 values d * q of the quant bytes of w (Q8_0's sign bits flipped),
+// in f16 arithmetic under RTE: 1024 + byte and its difference with
+// 1024 + QUANT_BIAS are exact, and one f16 multiply rounds the exact product d*q as f16_bits
 // rounds its (exact) f32 value. For a normal d: d*q is then 0 or normal.
 f16vec4 f16_values(uint w, float16_t d) {
-    const float16_t off = float16_t(1024.0 + BIAS);
+    const float16_t off = float16_t(1024.0 + QUANT_BIAS);
     f16vec2 even = unpackFloat2x16((w & 0x00ff00ffu) | 0x64006400u);       // bytes 0, 2
     f16vec2 odd = unpackFloat2x16(((w >> 8) & 0x00ff00ffu) | 0x64006400u); // bytes 1, 3
     precise f16vec2 qe = even - f16vec2(off);
@@ -153,8 +136,8 @@ Loaded load_lane(uint lane) {
 void decode_store(uint lane, Loaded l) {
     uint head = l.head;
 #if defined(FORMAT_Q8_0)
-    uint qb = l.qb ^ 0x80808080u;
-    uint qa = l.qa ^ 0x80808080u;
+    uint qa = l.qa;
+    uint qb = l.qb;
 #else
     uint qb = (l.qa >> 4) & 0x0f0f0f0fu;
     uint qa = l.qa & 0x0f0f0f0fu;
@@ -164,8 +147,8 @@ void decode_store(uint lane, Loaded l) {
 #if defined(F16_MATH)
     if (((head >> 10) & 0x1fu) - 1u < 30u && (ua != 0u || pc.perturb == 0u)) {
         float16_t d16 = unpackFloat2x16(head).x;
-        dsth[ua] = f16_values(qa, d16);
-        dsth[ub] = f16_values(qb, d16);
+        dsth[ua] = f16_values(qa ^ (QUANT_FLIP * 0x01010101u), d16);
+        dsth[ub] = f16_values(qb ^ (QUANT_FLIP * 0x01010101u), d16);
         return;
     }
 #endif

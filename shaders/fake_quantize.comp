@@ -17,27 +17,14 @@
 #define STEP3_WORDS 0u // step 3 needs no shared memory
 #include "block_group.glsl"
 
-// Quant q of a block with f16-rounded scale d and minimum m, back to f32.
-float block_round_trip(uint q, float d, float m) {
-#if defined(FORMAT_Q8_0)
-    precise float v = d * float(int(q << 24) >> 24);
-#elif defined(FORMAT_Q4_0)
-    precise float v = d * float(int(q) - 8);
-#else
-    precise float prod = d * float(q);
-    precise float v = prod + m;
-#endif
-    return v;
-}
-
 // One slot's values x (slot k of lane i) through the format and back,
 // stored where they were loaded from; `plain`: group_is_plain().
 void write_slot(vec4 x, uint i, uint k, uint block_first, BlockParams bp, bool plain) {
     uvec4 q = plain ? quants_fast(x, bp) : quants(x, slot_positions(i, k), block_first, bp);
     float d = f16_value(bp.header & 0xffffu);
     float m = f16_value(bp.header >> 16);
-    uvec4 y = floatBitsToUint(vec4(block_round_trip(q.x, d, m), block_round_trip(q.y, d, m),
-                                   block_round_trip(q.z, d, m), block_round_trip(q.w, d, m)));
+    uvec4 y = floatBitsToUint(vec4(quant_value(q.x, d, m), quant_value(q.y, d, m),
+                                   quant_value(q.z, d, m), quant_value(q.w, d, m)));
     dst4[(block_first + slot_positions(i, k).x) / 4u] = y;
 }
 

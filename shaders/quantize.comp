@@ -39,6 +39,20 @@ layout(std430, binding = 1) writeonly buffer Dst16 { uint16_t dst16[]; };
 const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
 const uint HEADER_HALVES = HEADER_BYTES / 2u;
 
+#if !defined(FORMAT_Q4_1)
+// Half-word h of the group's output (Q8_0, Q4_0): into the shared image, or
+// with STORE16 straight to the output (half 0 of the dispatch honours
+// pc.perturb there; the image's words do in step 3b).
+void put_half(uint h, uint value) {
+#if defined(STORE16)
+    uint at = group_index() * (GROUP_BLOCKS * BLOCK_HALVES) + h;
+    dst16[at] = uint16_t(perturbed(at, value));
+#else
+    scratch[h] = value;
+#endif
+}
+#endif
+
 // Step 3a for round r of lane p (slots x0, x1), whose values make quant bytes
 // 4i .. 4i+3 of its block (and 4i+16 .. 4i+19 for Q8_0): Q8_0, Q4_0: those
 // bytes (and, for lane 0 of the block, the header) into the image; Q4_1: that
@@ -69,29 +83,17 @@ void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_b
         store_word(word0, bp.header, 0xffffffffu);
     }
     store_word(word0 + 1u + i, word, 0xffffffffu);
-#elif defined(STORE16)
-    uint h0 = (group_index() * GROUP_BLOCKS + b) * BLOCK_HALVES;
-    if (i == 0u) {
-        dst16[h0] = uint16_t(perturbed(h0, bp.header & 0xffffu));
-    }
-    uint at = h0 + HEADER_HALVES + 2u * i;
-    dst16[at] = uint16_t(word & 0xffffu);
-    dst16[at + 1u] = uint16_t(word >> 16);
-#if defined(FORMAT_Q8_0)
-    dst16[at + 8u] = uint16_t(word1 & 0xffffu);
-    dst16[at + 9u] = uint16_t(word1 >> 16);
-#endif
 #else
     uint at = b * BLOCK_HALVES + HEADER_HALVES + 2u * i;
     if (i == 0u) {
-        scratch[b * BLOCK_HALVES] = bp.header & 0xffffu;
+        put_half(b * BLOCK_HALVES, bp.header & 0xffffu);
     }
-    scratch[at] = word & 0xffffu;
-    scratch[at + 1u] = word >> 16;
+    put_half(at, word & 0xffffu);
+    put_half(at + 1u, word >> 16);
 #if defined(FORMAT_Q8_0)
     // Bytes 4i+16 .. (8 halves further).
-    scratch[at + 8u] = word1 & 0xffffu;
-    scratch[at + 9u] = word1 >> 16;
+    put_half(at + 8u, word1 & 0xffffu);
+    put_half(at + 9u, word1 >> 16);
 #endif
 #endif
 }
