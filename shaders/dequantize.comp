@@ -1,7 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// FORMAT -> F32 (or F16 bits with OUT_F16). Block formats: 8 values of one
-// block per invocation (below). F16/BF16: every invocation decodes UNITS
+// FORMAT -> F32 (or F16 bits with OUT_F16). Block formats: lanes of 8 values
+// of one block, one per invocation (4 in the `_rte` variants; below).
+// F16/BF16: every invocation decodes UNITS
 // units of 4 values; a workgroup covers LOCAL_SIZE * UNITS consecutive units,
 // unit k of invocation t being k * LOCAL_SIZE + t, so each of its loads and
 // stores is coalesced.
