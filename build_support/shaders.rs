@@ -57,6 +57,13 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             if f.starts_with('q') {
                 defines.push("FOUR_LANES".to_string());
             }
+            // Q4_1 in f16 arithmetic (`_rte_dp`): its fma can give f16
+            // subnormals, so it declares DenormPreserve for 16-bit floats.
+            if f == "q4_1" {
+                let mut dp = defines.clone();
+                dp.push("F16_MATH".to_string());
+                v.push((format!("dequantize_{f}_f16_rte_dp"), "dequantize.comp", dp));
+            }
             v.push((
                 format!("dequantize_{f}_f16_rte"),
                 "dequantize.comp",

@@ -59,8 +59,9 @@ uint first_unit() {
 // No int -> float conversion (quant_value, blocks.glsl): on the H200 the old
 // kernels' one or two conversions per value (int -> float, then f32 -> f16)
 // took -> F16 as long as -> F32. F16_MATH (the Q8_0 and Q4_0 `_rte`
-// variants, which need shaderFloat16): the f16 results are computed in f16
-// arithmetic, with no f32 -> f16 conversion either.
+// variants and Q4_1's `_rte_dp`, which need shaderFloat16): the f16 results
+// are computed in f16 arithmetic, with no f32 -> f16 conversion either
+// (H200: Q4_1 -> F16 0.80x -> 0.92x copy).
 
 #if defined(FORMAT_Q4_1)
 const uint QS_AT = 4u; // byte offset of the quants in a block
@@ -68,7 +69,10 @@ const uint QS_AT = 4u; // byte offset of the quants in a block
 const uint QS_AT = 2u;
 #endif
 #if defined(F16_MATH) && defined(FORMAT_Q4_1)
-#error "Q4_1's d*q + m rounds twice in f32 then f16: no F16_MATH"
+// Q4_1's d*q + m: one f16 fma, whose result may be an f16 subnormal (d*q
+// close to -m), which must not be flushed: the variant needs
+// shaderDenormPreserveFloat16 (where it is missing, `_rte` runs).
+spirv_execution_mode(capabilities = [4464], 4459, 16); // DenormPreserve, 16-bit
 #endif
 
 // The 4 bytes at byte offset o, which is even: one load where o is a
@@ -97,15 +101,36 @@ vec4 values4(uint w, float d, float m) {
 // in f16 arithmetic under RTE: 1024 + byte and its difference with
 // 1024 + QUANT_BIAS are exact, and one f16 multiply rounds the exact product d*q as f16_bits
 // rounds its (exact) f32 value. For a normal d: d*q is then 0 or normal.
-f16vec4 f16_values(uint w, float16_t d) {
+f16vec4 f16_values(uint w, float16_t d, float16_t m) {
     const float16_t off = float16_t(1024.0 + QUANT_BIAS);
     f16vec2 even = unpackFloat2x16((w & 0x00ff00ffu) | 0x64006400u);       // bytes 0, 2
     f16vec2 odd = unpackFloat2x16(((w >> 8) & 0x00ff00ffu) | 0x64006400u); // bytes 1, 3
     precise f16vec2 qe = even - f16vec2(off);
     precise f16vec2 qo = odd - f16vec2(off);
+#if defined(FORMAT_Q4_1)
+    precise f16vec2 ye = fma(qe, f16vec2(d), f16vec2(m));
+    precise f16vec2 yo = fma(qo, f16vec2(d), f16vec2(m));
+#else
     precise f16vec2 ye = qe * d;
     precise f16vec2 yo = qo * d;
+#endif
     return f16vec4(ye.x, yo.x, ye.y, yo.y);
+}
+
+// Whether f16_values gives f16_bits of the f32 value for this header.
+// Q8_0/Q4_0: d normal, so d*q is 0 or normal. Q4_1: d and m finite, and
+// d*q + m exact in f32 (then the fma's one rounding is f16_bits' one), which
+// holds when d or m is zero or -12 <= exp(d) - exp(m) <= 8: d*q is an
+// integer below 2^15 times d's unit, m one below 2^11 times its own.
+bool f16_math_exact(uint head) {
+    uint ed = (head >> 10) & 0x1fu;
+#if defined(FORMAT_Q4_1)
+    uint em = (head >> 26) & 0x1fu;
+    bool zero = (head & 0x7fffu) == 0u || (head & 0x7fff0000u) == 0u;
+    return ed != 31u && em != 31u && (zero || max(ed, 1u) + 12u - max(em, 1u) <= 20u);
+#else
+    return ed - 1u < 30u;
+#endif
 }
 #endif
 
@@ -133,6 +158,14 @@ Loaded load_lane(uint lane) {
     return l;
 }
 
+#if defined(F16_MATH)
+// Whether lane `lane` of a block with this header word decodes in f16
+// arithmetic (the test-only perturbation of output word 0 takes the f32 path).
+bool takes_f16_math(uint lane, uint head) {
+    return f16_math_exact(head) && (lane != 0u || pc.perturb == 0u);
+}
+#endif
+
 // Decodes and stores the 8 values of lane `lane`.
 void decode_store(uint lane, Loaded l) {
     uint head = l.head;
@@ -146,10 +179,10 @@ void decode_store(uint lane, Loaded l) {
     uint ua = (lane / 4u) * 8u + lane % 4u;
     uint ub = ua + 4u;
 #if defined(F16_MATH)
-    if (((head >> 10) & 0x1fu) - 1u < 30u && (ua != 0u || pc.perturb == 0u)) {
-        float16_t d16 = unpackFloat2x16(head).x;
-        dsth[ua] = f16_values(qa ^ (QUANT_FLIP * 0x01010101u), d16);
-        dsth[ub] = f16_values(qb ^ (QUANT_FLIP * 0x01010101u), d16);
+    if (takes_f16_math(lane, head)) {
+        f16vec2 dm = unpackFloat2x16(head);
+        dsth[ua] = f16_values(qa ^ (QUANT_FLIP * 0x01010101u), dm.x, dm.y);
+        dsth[ub] = f16_values(qb ^ (QUANT_FLIP * 0x01010101u), dm.x, dm.y);
         return;
     }
 #endif

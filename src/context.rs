@@ -314,16 +314,7 @@ impl Context {
             .self_test
             .iter()
             .map(|r| {
-                let caps = crate::vk::shaders::capabilities(r.kernel);
-                let variant = if caps.contains(&crate::vk::shaders::CAPABILITY_FLOAT16) {
-                    "rte variant (f16 arithmetic, round-to-nearest-even declared)"
-                } else if r.kernel.ends_with("_s16") {
-                    "s16 variant (16-bit stores)"
-                } else if r.kernel.ends_with("_rte") {
-                    "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
-                } else {
-                    "compat variant (32-bit words)"
-                };
+                let variant = crate::vk::shaders::describe_variant(r.kernel);
                 let mut line = match &r.failure {
                     None => format!("{}: {variant}, self-test passed", r.kernel),
                     Some(why) => format!(

@@ -201,6 +201,60 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     assert_ne!(cpu, direct);
 }
 
+/// A Vulkan context whose self-test sees the kernel `name` write a wrong bit
+/// (None, after a SKIP line, where no device exists).
+fn context_perturbing(name: &str) -> Option<Context> {
+    match Context::new(&ContextSettings {
+        vulkan_perturb_kernel: Some(name.to_string()),
+        ..settings(BackendPreference::Vulkan)
+    }) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            println!("SKIP: no Vulkan device: {e}");
+            None
+        }
+    }
+}
+
+/// Where a kernel has two fast variants (Q4_1 -> F16: `_rte_dp` in f16
+/// arithmetic, `_rte` by the hardware conversion), the first disagreeing
+/// falls back to the second, not to the compatible one. Runs where the device
+/// can run both (the H200; lavapipe cannot declare f16 subnormals kept).
+#[test]
+fn a_disagreeing_fast_variant_falls_back_to_the_next_fast_one() {
+    if run_in_child(
+        "a_disagreeing_fast_variant_falls_back_to_the_next_fast_one",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::format::Format;
+    use nyxq::vk::ops::Op;
+    let Some(ctx) = context_perturbing("dequantize_q4_1_f16_rte_dp") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let both = ["dequantize_q4_1_f16_rte_dp", "dequantize_q4_1_f16_rte"];
+    if ctx.force_compat() || !both.iter().all(|k| engine.variant_supported(k)) {
+        println!("SKIP: the device cannot run both fast Q4_1 -> F16 variants");
+        return;
+    }
+    assert_eq!(
+        engine.kernel(Op::DequantizeF16, Format::Q4_1),
+        "dequantize_q4_1_f16_rte"
+    );
+    let report = ctx.vulkan_report().join("\n");
+    assert!(
+        report.contains(
+            "dequantize_q4_1_f16_rte: rte variant (hardware f16 conversion, \
+             round-to-nearest-even declared), self-test passed \
+             (dequantize_q4_1_f16_rte_dp failed its self-test: dequantize to f16: byte 0"
+        ),
+        "{report}"
+    );
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 /// A faster variant that disagrees with the CPU is dropped for the compatible
 /// variant of the same kernel (not for the CPU), and the report says so.
 #[test]
@@ -213,15 +267,8 @@ fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
     }
     use nyxq::format::Format;
     use nyxq::vk::ops::Op;
-    let ctx = match Context::new(&ContextSettings {
-        vulkan_perturb_kernel: Some("dequantize_q4_0_f16_rte".to_string()),
-        ..settings(BackendPreference::Vulkan)
-    }) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            println!("SKIP: no Vulkan device: {e}");
-            return;
-        }
+    let Some(ctx) = context_perturbing("dequantize_q4_0_f16_rte") else {
+        return;
     };
     let engine = ctx.vulkan().unwrap();
     if ctx.force_compat() || !engine.variant_supported("dequantize_q4_0_f16_rte") {

@@ -155,8 +155,8 @@ fn check_all(force_compat: bool) {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    // The variants under test: the fast one (`_rte`, `_s16`) where the device
-    // can run it (unless the compatible ones are forced), the compatible ones
+    // The variants under test: the fastest (`_rte_dp`, `_rte`, `_s16`) the device
+    // can run (unless the compatible ones are forced), the compatible ones
     // otherwise.
     assert_eq!(
         ctx.force_compat(),
@@ -164,8 +164,9 @@ fn check_all(force_compat: bool) {
     );
     for format in FORMATS {
         for op in ops::Op::ALL {
-            let expected = ops::fast_kernel_name(op, format)
-                .filter(|&k| !ctx.force_compat() && engine.variant_supported(k))
+            let expected = ops::fast_kernel_names(op, format)
+                .into_iter()
+                .find(|&k| !ctx.force_compat() && engine.variant_supported(k))
                 .unwrap_or_else(|| ops::kernel_name(op, format));
             assert_eq!(engine.kernel(op, format), expected);
         }

@@ -326,15 +326,23 @@ impl Engine {
 
     /// Whether the variant `name` can run here: the features behind the
     /// capabilities its SPIR-V declares are enabled on the device (16-bit
-    /// storage; f16 arithmetic for the Q8_0 and Q4_0 `_rte` dequantizers),
-    /// and an `_rte` one may declare round-to-nearest-even for f16.
+    /// storage; f16 arithmetic) or reported by it (round-to-nearest-even and
+    /// subnormal preservation declarable for f16, the only width nyxq
+    /// declares them for).
     pub fn variant_supported(&self, name: &str) -> bool {
         let caps = shaders::capabilities(name);
-        let storage16 =
-            !caps.contains(&shaders::CAPABILITY_STORAGE_16BIT) || self.device.enabled_16bit;
-        let float16 = !caps.contains(&shaders::CAPABILITY_FLOAT16) || self.device.enabled_float16;
-        let rte = !name.ends_with("_rte") || self.device.info.rounding_rte_f16;
-        storage16 && float16 && rte
+        let info = &self.device.info;
+        [
+            (shaders::CAPABILITY_STORAGE_16BIT, self.device.enabled_16bit),
+            (shaders::CAPABILITY_FLOAT16, self.device.enabled_float16),
+            (shaders::CAPABILITY_ROUNDING_RTE, info.rounding_rte_f16),
+            (
+                shaders::CAPABILITY_DENORM_PRESERVE,
+                info.denorm_preserve_f16,
+            ),
+        ]
+        .iter()
+        .all(|&(cap, have)| have || !caps.contains(&cap))
     }
 
     /// The set layout every quantize/dequantize kernel binds (src, dst).

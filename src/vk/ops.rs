@@ -46,19 +46,23 @@ impl Op {
     ];
 }
 
-/// The fast variant of `op` on `format`, where one exists: `_rte` (f16
-/// results by the hardware conversion or f16 arithmetic, declared
-/// round-to-nearest-even) or `_s16` (Q8_0 quantize: 16-bit stores). Each
-/// needs optional features (`Engine::variant_supported`).
-pub fn fast_kernel_name(op: Op, format: Format) -> Option<&'static str> {
+/// The fast variants of `op` on `format`, fastest first (none for most
+/// kernels): `_rte_dp` (Q4_1 -> F16 in f16 arithmetic, f16 subnormals
+/// preserved), `_rte` (f16 results by the hardware conversion or f16
+/// arithmetic, declared round-to-nearest-even), `_s16` (Q8_0 quantize:
+/// 16-bit stores). Each needs optional features (`Engine::variant_supported`).
+pub fn fast_kernel_names(op: Op, format: Format) -> Vec<&'static str> {
     let compat = kernel_name(op, format);
-    ["_rte", "_s16"].iter().find_map(|suffix| {
-        let wanted = format!("{compat}{suffix}");
-        super::shaders::VARIANTS
-            .iter()
-            .map(|(n, _)| *n)
-            .find(|n| *n == wanted)
-    })
+    ["_rte_dp", "_rte", "_s16"]
+        .iter()
+        .filter_map(|suffix| {
+            let wanted = format!("{compat}{suffix}");
+            super::shaders::VARIANTS
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| *n == wanted)
+        })
+        .collect()
 }
 
 /// The compatible shader variant for `op` on `format` (32-bit words and
@@ -297,4 +301,22 @@ pub fn fake_quantize(
         (4, 1),
         rounding,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_variants_come_fastest_first() {
+        assert_eq!(
+            fast_kernel_names(Op::DequantizeF16, Format::Q4_1),
+            ["dequantize_q4_1_f16_rte_dp", "dequantize_q4_1_f16_rte"]
+        );
+        assert_eq!(
+            fast_kernel_names(Op::Quantize, Format::Q8_0),
+            ["quantize_f32_q8_0_s16"]
+        );
+        assert!(fast_kernel_names(Op::Dequantize, Format::Q4_0).is_empty());
+    }
 }

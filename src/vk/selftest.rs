@@ -1,12 +1,13 @@
 //! The self-test run when a context is created on a device: every kernel runs
 //! once on a small input full of hard cases (rounding ties, zeros of both signs,
 //! subnormals, tiny and huge values) and its bytes are compared with the CPU
-//! twin. Where a faster variant exists (`_rte`) and the device can run it, it
-//! is tested first; if it disagrees the compatible variant is tested and used.
+//! twin. Where faster variants exist (`_rte_dp`, `_rte`, `_s16`) and the device
+//! can run them, they are tested first, fastest first; the first that agrees is
+//! used, the compatible variant last.
 //! A kernel whose every variant disagrees is disabled and the CPU twin is used.
 
 use super::exec::Engine;
-use super::ops::{self, Op, fast_kernel_name, kernel_name};
+use super::ops::{self, Op, fast_kernel_names, kernel_name};
 use crate::format::{Format, QUANTIZED_FORMATS};
 use crate::quant::{self, QuantizeOptions, Rounding};
 
@@ -22,13 +23,13 @@ pub struct KernelResult {
     pub rejected: Option<(&'static str, String)>,
 }
 
-/// 9 blocks, one per hard case, plus one odd element for the 1-wide formats.
+/// 10 blocks, one per hard case, plus one odd element for the 1-wide formats.
 fn input(format: Format) -> Vec<f32> {
-    let n = if format.block_size() == 1 { 289 } else { 288 };
+    let n = if format.block_size() == 1 { 321 } else { 320 };
     (0..n)
         .map(|i| {
             let j = (i % 32) as f32;
-            match (i / 32) % 9 {
+            match (i / 32) % 10 {
                 0 => (j - 16.0) * 0.5, // .5 ties
                 1 => {
                     if i % 2 == 0 {
@@ -46,7 +47,10 @@ fn input(format: Format) -> Vec<f32> {
                 5 => (j - 15.5) * 1.0e-3 + 1.0e-39, // mixed with a subnormal
                 6 => f32::from_bits(0x3f80_8000 + (i as u32 % 2) * 0x1_0000), // bf16 ties
                 7 => (j * 0.37).sin() * 3.0,
-                _ => f16_ties(format, i % 32),
+                8 => f16_ties(format, i % 32),
+                // Q4_1: d = 2^-10, m = -7 * 2^-10 - 2^-16, so d*7 + m is the f16
+                // subnormal -2^-16 (flushed where f16 subnormals are not kept).
+                _ => ((i % 16) as f32 - 7.0) * (1.0 / 1024.0) - 1.0 / 65536.0,
             }
         })
         .collect()
@@ -141,10 +145,10 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
 
 /// The variants to try for `op` on `format`, fastest first.
 fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<&'static str> {
-    let fast =
-        fast_kernel_name(op, format).filter(|&k| !force_compat && engine.variant_supported(k));
-    fast.into_iter()
-        .chain(std::iter::once(kernel_name(op, format)))
+    let fast = fast_kernel_names(op, format)
+        .into_iter()
+        .filter(|&k| !force_compat && engine.variant_supported(k));
+    fast.chain(std::iter::once(kernel_name(op, format)))
         .collect()
 }
 
@@ -168,7 +172,7 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
                         if kernel == kernel_name(op, format) {
                             "the CPU twin is used instead"
                         } else {
-                            "the compatible variant is tried instead"
+                            "the next variant is tried instead"
                         }
                     ),
                 }
@@ -193,4 +197,21 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_q4_1_input_has_a_subnormal_f16_result() {
+        let x = input(Format::Q4_1);
+        let mut q = vec![0u8; Format::Q4_1.size_of(x.len()).unwrap()];
+        let nearest = QuantizeOptions::default();
+        quant::quantize(Format::Q4_1, &x, &mut q, &nearest).unwrap();
+        let mut y = vec![0u16; x.len()];
+        quant::dequantize_to_f16(Format::Q4_1, &q, &mut y, 1).unwrap();
+        let subnormal = |h: &u16| h & 0x7c00 == 0 && h & 0x03ff != 0;
+        assert!(y[288..320].iter().any(subnormal), "{:04x?}", &y[288..320]);
+    }
 }

@@ -67,6 +67,12 @@ pub const CAPABILITY_FLOAT16: u32 = 9;
 /// SPIR-V capability: 16-bit loads and stores of storage buffers (the
 /// device needs storageBuffer16BitAccess).
 pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
+/// SPIR-V capability: the execution mode DenormPreserve (nyxq declares it
+/// for 16-bit floats only: the device needs shaderDenormPreserveFloat16).
+pub const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
+/// SPIR-V capability: the execution mode RoundingModeRTE (nyxq declares it
+/// for 16-bit floats only: the device needs shaderRoundingModeRTEFloat16).
+pub const CAPABILITY_ROUNDING_RTE: u32 = 4467;
 
 /// The capabilities the SPIR-V of the variant `name` declares (none for an
 /// unknown name).
@@ -94,6 +100,23 @@ pub fn capabilities(name: &str) -> Vec<u32> {
     out
 }
 
+/// What kind of variant `name` is, from the capabilities its SPIR-V
+/// declares, in words (for the context's report and `nyxq hwinfo`).
+pub fn describe_variant(name: &str) -> &'static str {
+    let caps = capabilities(name);
+    if caps.contains(&CAPABILITY_DENORM_PRESERVE) {
+        "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
+    } else if caps.contains(&CAPABILITY_FLOAT16) {
+        "rte variant (f16 arithmetic, round-to-nearest-even declared)"
+    } else if caps.contains(&CAPABILITY_ROUNDING_RTE) {
+        "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
+    } else if caps.contains(&CAPABILITY_STORAGE_16BIT) {
+        "s16 variant (16-bit stores)"
+    } else {
+        "compat variant (32-bit words)"
+    }
+}
+
 /// Units of 4 values one invocation of an F16/BF16 dequantize kernel decodes
 /// (shaders/dequantize.comp's UNITS; experiment variants end in `_u<N>`).
 pub(crate) const DEQUANTIZE_UNITS: u32 = 2;
@@ -105,7 +128,7 @@ pub fn elements_per_invocation(name: &str) -> u32 {
     } else if name.starts_with("dequantize") && is_block_kernel(name) {
         // Block dequantize: 8 values of one block (shaders/dequantize.comp),
         // 4 such lanes in the `_rte` variants (FOUR_LANES).
-        if name.ends_with("_rte") { 32 } else { 8 }
+        if name.contains("_rte") { 32 } else { 8 }
     } else if name.starts_with("dequantize") {
         let units = name
             .rsplit_once("_u")
