@@ -57,6 +57,10 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
             if f.starts_with('q') {
                 defines.push("FOUR_LANES".to_string());
             }
+            // Q4_0: the workgroup's bytes staged in shared memory first.
+            if f == "q4_0" {
+                defines.push("STAGE_SHARED".to_string());
+            }
             // Q4_1 in f16 arithmetic (`_rte_dp`): its fma can give f16
             // subnormals, so it declares DenormPreserve for 16-bit floats.
             if f == "q4_1" {
