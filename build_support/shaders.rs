@@ -50,22 +50,22 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
         // The block ones decode 4 lanes per invocation (FOUR_LANES).
         if f != "f16" {
             let mut defines = vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()];
-            if f == "q8_0" || f == "q4_0" {
-                defines.push("F16_MATH".to_string());
-            }
             // Block formats: 4 lanes of 8 values per invocation.
             if f.starts_with('q') {
                 defines.push("FOUR_LANES".to_string());
             }
-            // Q4_0: the workgroup's bytes staged in shared memory first.
-            if f == "q4_0" {
-                defines.push("STAGE_SHARED".to_string());
+            // In f16 arithmetic, with the input staged in shared memory: the
+            // Q8_0 and Q4_0 `_rte` variants, and Q4_1's `_rte_dp` (its fma
+            // can give f16 subnormals, so it declares DenormPreserve for
+            // 16-bit floats; Q4_1's `_rte` converts from f32 and loads
+            // directly).
+            let f16_math = ["F16_MATH".to_string(), "STAGE_SHARED".to_string()];
+            if f == "q8_0" || f == "q4_0" {
+                defines.extend(f16_math.clone());
             }
-            // Q4_1 in f16 arithmetic (`_rte_dp`): its fma can give f16
-            // subnormals, so it declares DenormPreserve for 16-bit floats.
             if f == "q4_1" {
                 let mut dp = defines.clone();
-                dp.push("F16_MATH".to_string());
+                dp.extend(f16_math);
                 v.push((format!("dequantize_{f}_f16_rte_dp"), "dequantize.comp", dp));
             }
             v.push((

@@ -197,17 +197,26 @@ void decode_store(uint lane, Loaded l) {
 }
 
 #ifdef STAGE_SHARED
-// The Q4_0 `_rte` variant: each workgroup first copies the bytes of its 4
-// sets of 64 blocks (one per lane of its invocations) into shared memory
-// with 16-byte loads, then decodes from there. A set starts at a multiple of
-// 64 blocks, so of 16 bytes, from the binding's start. On the H200 the
-// 4-byte loads at 18-byte strides were the limit (loads alone: 115 us of
-// the 190); staged, Q4_0 -> F16 went from 0.86x to 0.90-0.91x copy. Staged,
-// Q8_0 measured 0.79x (0.89x direct) and Q4_1 0.90x (0.92x direct, f16
-// arithmetic), so they load directly.
+// The f16-arithmetic variants (Q8_0 and Q4_0 `_rte`, Q4_1 `_rte_dp`): the
+// input goes through shared memory, copied with 16-byte loads. The 4 lanes
+// of an invocation decode 4 sets of 64 blocks of its workgroup (a set starts
+// at a multiple of 64 blocks, so of 16 bytes, from the binding's start).
+// Sets 0-1 are copied, then the loads of sets 2-3 are issued into registers
+// before sets 0-1 are decoded, so they are in flight meanwhile; after a
+// barrier they replace sets 0-1 in shared memory and are decoded.
+//
+// On the H200 the direct 4-byte loads at 18- or 34-byte strides were the
+// limit (Q4_0 -> F16, loads alone: 115 us of the 190). Copying all 4 sets
+// before one barrier took Q4_0 from 0.86x to 0.91x copy but Q8_0 from 0.89x
+// to 0.79x (8.7 KB of shared memory per group; 0.89x with 2 sets at a time);
+// this pipelined form: Q8_0 0.94x, Q4_0 0.93x, Q4_1 0.93x (0.92x direct).
 const uint SET_BYTES = 64u * uint(BLOCK_BYTES);
-const uint SET_VEC4 = SET_BYTES / 16u;
-shared uvec4 staged[4u * SET_VEC4];
+const uint SET_VEC4 = SET_BYTES / 16u; // 16-byte chunks of a set
+const uint HALF_VEC4 = 2u * SET_VEC4;  // chunks of 2 sets: at most 2 per invocation
+// Compile-time check (a negative array size fails the build): 2 chunks per
+// invocation hold 2 sets.
+const uint CHUNKS_FIT[2u * LOCAL_SIZE >= HALF_VEC4 ? 1 : -1] = uint[](0u);
+shared uvec4 staged[HALF_VEC4];
 
 uint staged_word(uint w) {
     return staged[w >> 2][w & 3u];
@@ -221,8 +230,10 @@ uint staged_at_even(uint o) {
     return (lo >> 16) | (staged_word((o >> 2) + 1u) << 16);
 }
 
-Loaded load_staged(uint set, uint i) {
-    uint base = set * SET_BYTES + (gl_LocalInvocationID.x / 4u) * uint(BLOCK_BYTES);
+// What lane i of this invocation loads for the set in shared slot `slot`
+// (0 or 1), as load_lane does from the input.
+Loaded load_staged(uint slot, uint i) {
+    uint base = slot * SET_BYTES + (gl_LocalInvocationID.x / 4u) * uint(BLOCK_BYTES);
     uint word = staged_word(base >> 2);
     Loaded l;
     l.head = (base & 2u) != 0u ? word >> 16 : word;
@@ -235,40 +246,65 @@ Loaded load_staged(uint set, uint i) {
     return l;
 }
 
+// Chunk j of the pair of sets `pair` (sets 2*pair and 2*pair + 1) of this
+// workgroup, zeros past the input. Where the dispatch's last bytes are not
+// a whole chunk they are loaded as words (each starts inside the binding,
+// which covers whole words).
+uvec4 pair_chunk(uint pair, uint j, uint stride) {
+    uint slot = j / SET_VEC4;
+    uint set = 2u * pair + slot;
+    uint bytes = (pc.n_elements / QK) * uint(BLOCK_BYTES);
+    uint at = ((set * stride + group_index() * LOCAL_SIZE) / 4u) * uint(BLOCK_BYTES) +
+              16u * (j - slot * SET_VEC4);
+    if (at + 16u <= bytes) {
+        return src4[at >> 4];
+    }
+    uvec4 v = uvec4(0u);
+    for (uint c = 0u; c < 4u; ++c) {
+        if (at + 4u * c < bytes) {
+            v[c] = src[(at >> 2) + c];
+        }
+    }
+    return v;
+}
+
 void main() {
     uint t = unit_index();
     uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * LOCAL_SIZE;
     uint lanes = (pc.n_elements / QK) * 4u;
-    uint bytes = (pc.n_elements / QK) * uint(BLOCK_BYTES);
-    uint group_lane = group_index() * LOCAL_SIZE;
-    for (uint j = gl_LocalInvocationID.x; j < 4u * SET_VEC4; j += LOCAL_SIZE) {
-        uint set = j / SET_VEC4;
-        uint at = ((set * stride + group_lane) / 4u) * uint(BLOCK_BYTES) + 16u * (j - set * SET_VEC4);
-        if (at + 16u <= bytes) {
-            staged[j] = src4[at >> 4];
-        } else if (at < bytes) {
-            uvec4 v = uvec4(0u);
-            for (uint c = 0u; c < 4u; ++c) {
-                if (at + 4u * c < bytes) {
-                    v[c] = src[(at >> 2) + c];
-                }
-            }
-            staged[j] = v;
-        }
+    uint i = gl_LocalInvocationID.x % 4u;
+    uint j0 = gl_LocalInvocationID.x;
+    uint j1 = j0 + LOCAL_SIZE;
+    uvec4 c0 = j0 < HALF_VEC4 ? pair_chunk(0u, j0, stride) : uvec4(0u);
+    uvec4 c1 = j1 < HALF_VEC4 ? pair_chunk(0u, j1, stride) : uvec4(0u);
+    if (j0 < HALF_VEC4) {
+        staged[j0] = c0;
+    }
+    if (j1 < HALF_VEC4) {
+        staged[j1] = c1;
     }
     barrier();
-    uint i = gl_LocalInvocationID.x % 4u;
+    c0 = j0 < HALF_VEC4 ? pair_chunk(1u, j0, stride) : uvec4(0u);
+    c1 = j1 < HALF_VEC4 ? pair_chunk(1u, j1, stride) : uvec4(0u);
     if (t < lanes) {
         decode_store(t, load_staged(0u, i));
     }
     if (t + stride < lanes) {
         decode_store(t + stride, load_staged(1u, i));
     }
+    barrier();
+    if (j0 < HALF_VEC4) {
+        staged[j0] = c0;
+    }
+    if (j1 < HALF_VEC4) {
+        staged[j1] = c1;
+    }
+    barrier();
     if (t + 2u * stride < lanes) {
-        decode_store(t + 2u * stride, load_staged(2u, i));
+        decode_store(t + 2u * stride, load_staged(0u, i));
     }
     if (t + 3u * stride < lanes) {
-        decode_store(t + 3u * stride, load_staged(3u, i));
+        decode_store(t + 3u * stride, load_staged(1u, i));
     }
 }
 #elif defined(FOUR_LANES)
