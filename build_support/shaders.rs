@@ -34,15 +34,22 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
                 vec![define.clone(), "STORE16".to_string()],
             ));
         }
+        // F16/BF16 dequantize: units of 4 values per invocation (2 measured
+        // best; experiments below).
+        let units = if f.starts_with('q') {
+            vec![]
+        } else {
+            vec!["UNITS=2u".to_string()]
+        };
         v.push((
             format!("dequantize_{f}_f32"),
             "dequantize.comp",
-            vec![define.clone()],
+            [vec![define.clone()], units.clone()].concat(),
         ));
         v.push((
             format!("dequantize_{f}_f16"),
             "dequantize.comp",
-            vec![define.clone(), "OUT_F16".to_string()],
+            [vec![define.clone(), "OUT_F16".to_string()], units.clone()].concat(),
         ));
         // `_rte` variants: f32 -> f16 by the hardware conversion, declared
         // round-to-nearest-even (16-bit storage and float controls needed).
@@ -50,6 +57,7 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
         // The block ones decode 4 lanes per invocation (FOUR_LANES).
         if f != "f16" {
             let mut defines = vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()];
+            defines.extend(units.clone());
             // Block formats: 4 lanes of 8 values per invocation.
             if f.starts_with('q') {
                 defines.push("FOUR_LANES".to_string());
@@ -129,6 +137,41 @@ fn variants() -> Vec<(String, &'static str, Vec<String>)> {
     v
 }
 
+/// How a quantize/dequantize variant's grid is sized: the elements each
+/// invocation handles and the invocations per workgroup (None for the matvec
+/// kernels, whose module sizes their grids). Passed to glslc as
+/// PER_INVOCATION and LOCAL_SIZE (shaders/grid.glsl: each kernel checks the
+/// first against its code at compile time) and written into the table.
+pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
+    let has = |d: &str| defines.iter().any(|x| x == d);
+    let block = ["FORMAT_Q8_0", "FORMAT_Q4_0", "FORMAT_Q4_1"]
+        .iter()
+        .any(|d| has(d));
+    // 256 invocations (the H200 measured a launch-rate limit with groups of
+    // 64 for one-pass kernels), except 64 for the block quantize and
+    // fake-quantize kernels, whose barrier-separated steps need many
+    // resident groups.
+    let (per_invocation, local_size) = match file {
+        "copy.comp" => (4, 256),
+        "unscale.comp" => (1, 256),
+        // Block kernels (shaders/block_group.glsl): 4 rounds of 8 values.
+        "quantize.comp" | "fake_quantize.comp" if block => (32, 64),
+        "quantize.comp" | "fake_quantize.comp" => (4, 256),
+        // Block dequantize: lanes of 8 values, 4 per invocation with FOUR_LANES.
+        "dequantize.comp" if block => (if has("FOUR_LANES") { 32 } else { 8 }, 256),
+        "dequantize.comp" => {
+            let units: u32 = defines
+                .iter()
+                .find_map(|d| d.strip_prefix("UNITS="))
+                .and_then(|u| u.trim_end_matches('u').parse().ok())
+                .expect("F16/BF16 dequantize variants set UNITS");
+            (4 * units, 256)
+        }
+        _ => return None,
+    };
+    Some((per_invocation, local_size))
+}
+
 /// glslc -O unrolls loops marked `[[unroll]]` itself and drops the
 /// NoContraction decorations (`precise`) of the instructions it copies; the
 /// driver may then fuse a multiply and an add that must round separately
@@ -158,9 +201,8 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
     let spv_dir = out_dir.join("spv");
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
-    let mut table = String::from(
-        "/// Every compiled shader variant: (name, SPIR-V bytes).\npub const VARIANTS: &[(&str, &[u8])] = &[\n",
-    );
+    let mut table =
+        String::from("/// Every compiled shader variant.\npub const VARIANTS: &[Variant] = &[\n");
     refuse_unroll_attributes(&shader_dir);
     for (name, file, defines) in variants() {
         let source = shader_dir.join(file);
@@ -175,6 +217,11 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
             .arg(&dep);
         for d in &defines {
             cmd.arg(format!("-D{d}"));
+        }
+        let grid = grid(file, &defines);
+        if let Some((per_invocation, local_size)) = grid {
+            cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
+            cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
         }
         cmd.arg(&source).arg("-o").arg(&spv);
         let output = cmd.output().unwrap_or_else(|e| {
@@ -197,9 +244,17 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
         for path in depfile_inputs(&dep) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
+        let grid = match grid {
+            Some((per_invocation, local_size)) => {
+                format!(
+                    "Some(Grid {{ per_invocation: {per_invocation}, local_size: {local_size} }})"
+                )
+            }
+            None => "None".to_string(),
+        };
         writeln!(
             table,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    Variant {{ name: {name:?}, spirv: include_bytes!({:?}), grid: {grid} }},",
             spv.display().to_string()
         )
         .expect("writing to a String");

@@ -33,6 +33,7 @@ const uint SLOTS = 2u;
 
 const uint ROUNDS = LANES_PER_BLOCK; // so that each lane reduces one block
 const uint COLUMNS = LOCAL_SIZE / LANES_PER_BLOCK; // blocks per round
+GRID_CHECK(4u * 8u); // 4 rounds of 8 values per lane
 const uint GROUP_BLOCKS = LOCAL_SIZE;
 const uint GROUP_VALUES = GROUP_BLOCKS * QK;
 

@@ -1,11 +1,7 @@
 // Bindings, push constants and word stores shared by every kernel.
 // Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
 
-// Invocations per workgroup: 256 unless the kernel sets LOCAL_SIZE before
-// including this file (Rust twin: shaders::workgroup_size).
-#ifndef LOCAL_SIZE
-#define LOCAL_SIZE 256
-#endif
+#include "grid.glsl"
 layout(local_size_x = LOCAL_SIZE) in;
 
 layout(std430, binding = 0) readonly buffer Src { uint src[]; };

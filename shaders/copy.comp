@@ -3,7 +3,9 @@
 // Copies n_elements 32-bit words, 4 per invocation (the bandwidth yardstick
 // of the benchmark, and F32 -> F32).
 
-layout(local_size_x = 256) in;
+#include "grid.glsl"
+GRID_CHECK(4u);
+layout(local_size_x = LOCAL_SIZE) in;
 layout(std430, binding = 0) readonly buffer Src { uvec4 src4[]; };
 layout(std430, binding = 1) buffer Dst { uvec4 dst4[]; };
 layout(std430, binding = 0) readonly buffer Src1 { uint src1[]; };

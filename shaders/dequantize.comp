@@ -17,9 +17,6 @@
 #include "exact.glsl"
 #include "blocks.glsl"
 
-#ifndef UNITS
-#define UNITS 2u // Rust twin: shaders::DEQUANTIZE_UNITS
-#endif
 
 // Binary16 bits of 4 values as two words.
 uvec2 f16_pairs(vec4 y) {
@@ -44,11 +41,6 @@ void store4(uint unit, vec4 y) {
 #endif
 }
 
-// The first unit of this invocation (the others follow LOCAL_SIZE apart).
-uint first_unit() {
-    return group_index() * (LOCAL_SIZE * UNITS) + gl_LocalInvocationID.x;
-}
-
 #ifdef BLOCK_BYTES
 // Block formats. Lane t is lane i = t % 4 of block t / 4 and decodes
 // the block's values 4i..4i+3 and 4i+16..4i+19: one header load for 8
@@ -62,6 +54,12 @@ uint first_unit() {
 // variants and Q4_1's `_rte_dp`, which need shaderFloat16): the f16 results
 // are computed in f16 arithmetic, with no f32 -> f16 conversion either
 // (H200: Q4_1 -> F16 0.80x -> 0.92x copy).
+
+#ifdef FOUR_LANES
+GRID_CHECK(4u * 8u); // 4 lanes of 8 values
+#else
+GRID_CHECK(8u);
+#endif
 
 #if defined(FORMAT_Q4_1)
 const uint QS_AT = 4u; // byte offset of the quants in a block
@@ -213,9 +211,7 @@ void decode_store(uint lane, Loaded l) {
 const uint SET_BYTES = 64u * uint(BLOCK_BYTES);
 const uint SET_VEC4 = SET_BYTES / 16u; // 16-byte chunks of a set
 const uint HALF_VEC4 = 2u * SET_VEC4;  // chunks of 2 sets: at most 2 per invocation
-// Compile-time check (a negative array size fails the build): 2 chunks per
-// invocation hold 2 sets.
-const uint CHUNKS_FIT[2u * LOCAL_SIZE >= HALF_VEC4 ? 1 : -1] = uint[](0u);
+STATIC_CHECK(CHUNKS_FIT, 2u * LOCAL_SIZE >= HALF_VEC4);
 shared uvec4 staged[HALF_VEC4];
 
 uint staged_word(uint w) {
@@ -354,6 +350,16 @@ void main() {
 }
 #endif
 #else
+#ifndef UNITS
+#error "UNITS comes from the build (build_support/shaders.rs)"
+#endif
+GRID_CHECK(4u * UNITS);
+
+// The first unit of this invocation (the others follow LOCAL_SIZE apart).
+uint first_unit() {
+    return group_index() * (LOCAL_SIZE * UNITS) + gl_LocalInvocationID.x;
+}
+
 float half_value(uint h) {
 #if defined(FORMAT_F16)
     return f16_value(h);

@@ -6,9 +6,6 @@
 // stores per round), with the dequantizer's arithmetic (the f16-rounded scale, products
 // then sums, no FMA). F16/BF16: 4 values per invocation.
 
-#if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#define LOCAL_SIZE 64 // block_group.glsl: 64 blocks per workgroup
-#endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
@@ -66,6 +63,7 @@ uint round_trip(uint x, uint e) {
 }
 
 // F16/BF16: 4 values per invocation, 16-byte loads and stores.
+GRID_CHECK(4u);
 void main() {
     uint unit = unit_index();
     uint e0 = unit * 4u;

@@ -17,9 +17,6 @@
 // 0.87x copy against 0.81x; Q4_0 measured 0.92x against 0.93x, so it keeps
 // the image). F16/BF16: 4 values per invocation.
 
-#if defined(FORMAT_Q8_0) || defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#define LOCAL_SIZE 64 // block_group.glsl: 64 blocks per workgroup
-#endif
 #include "common.glsl"
 #include "exact.glsl"
 #include "blocks.glsl"
@@ -147,6 +144,7 @@ uint half_of(uint x, uint e) {
 }
 
 // F16/BF16: 4 values per invocation, a 16-byte load and an 8-byte store.
+GRID_CHECK(4u);
 void main() {
     uint unit = unit_index();
     uint e0 = unit * 4u;

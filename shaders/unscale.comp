@@ -7,7 +7,9 @@
 // subnormal results rounded to nearest even, as the CPU does; GPUs may flush
 // subnormal floats). One element per invocation.
 
-layout(local_size_x = 256) in;
+#include "grid.glsl"
+GRID_CHECK(1u);
+layout(local_size_x = LOCAL_SIZE) in;
 
 layout(std430, binding = 0) buffer Grads { uint g[]; };
 layout(std430, binding = 1) buffer Found { uint found[]; };

@@ -37,3 +37,58 @@ fn the_unroll_attribute_is_refused_with_the_reason() {
 fn the_shipped_shaders_have_no_unroll_attribute() {
     shaders::refuse_unroll_attributes(&Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders"));
 }
+
+fn strings(defines: &[&str]) -> Vec<String> {
+    defines.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn the_build_decides_each_kernels_grid_from_its_defines() {
+    let grid = |file, defines: &[&str]| shaders::grid(file, &strings(defines));
+    assert_eq!(grid("dequantize.comp", &["FORMAT_Q8_0"]), Some((8, 256)));
+    assert_eq!(
+        grid("dequantize.comp", &["FORMAT_Q4_1", "FOUR_LANES"]),
+        Some((32, 256))
+    );
+    assert_eq!(
+        grid("dequantize.comp", &["FORMAT_BF16", "UNITS=4u"]),
+        Some((16, 256))
+    );
+    assert_eq!(grid("quantize.comp", &["FORMAT_Q4_0"]), Some((32, 64)));
+    assert_eq!(grid("fake_quantize.comp", &["FORMAT_F16"]), Some((4, 256)));
+    assert_eq!(grid("matvec.comp", &["FORMAT_Q4_0"]), None);
+    // F16/BF16 dequantize must name its units.
+    assert!(std::panic::catch_unwind(|| grid("dequantize.comp", &["FORMAT_F16"])).is_err());
+}
+
+/// A table that disagrees with a kernel's code fails the shader build: the
+/// kernel's GRID_CHECK (shaders/grid.glsl) stops glslc.
+#[test]
+fn a_grid_the_kernel_does_not_handle_fails_to_compile() {
+    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let shader = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/dequantize.comp");
+    let dir = scratch_dir("grid");
+    let compile = |per_invocation: u32| {
+        std::process::Command::new(&glslc)
+            .args([
+                "--target-env=vulkan1.2",
+                "-DFORMAT_Q8_0",
+                "-DFOUR_LANES",
+                "-DLOCAL_SIZE=256",
+            ])
+            .arg(format!("-DPER_INVOCATION={per_invocation}u"))
+            .arg(&shader)
+            .arg("-o")
+            .arg(dir.join("out.spv"))
+            .output()
+            .expect("glslc runs (scripts/bootstrap.sh installs it)")
+    };
+    let right = compile(32);
+    let wrong = compile(8);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(right.status.success(), "{right:?}");
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(message.contains("dequantize.comp"), "{message}");
+    assert!(message.contains("array size"), "{message}");
+}

@@ -114,7 +114,7 @@ fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
         out.push(compat);
     }
     let experiment = format!("{compat}_");
-    for (name, _) in super::shaders::VARIANTS {
+    for super::shaders::Variant { name, .. } in super::shaders::VARIANTS {
         // A fast variant (`_rte`, `_s16`) needs features the device may not
         // have.
         let runs_here = engine.variant_supported(name);

@@ -369,15 +369,13 @@ impl Engine {
     /// The pipeline of variant `name`, created on first use.
     pub fn pipeline(&self, name: &str) -> Result<vk::Pipeline> {
         let mut map = self.pipelines.lock();
-        let (key, spv) = shaders::VARIANTS
-            .iter()
-            .find(|(n, _)| *n == name)
+        let variant = shaders::variant(name)
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))?;
-        if let Some(p) = map.get(key) {
+        if let Some(p) = map.get(variant.name) {
             return Ok(*p);
         }
-        let pipeline = create_pipeline(&self.device, self.layout, name, spv, &[])?;
-        map.insert(key, pipeline);
+        let pipeline = create_pipeline(&self.device, self.layout, name, variant.spirv, &[])?;
+        map.insert(variant.name, pipeline);
         Ok(pipeline)
     }
 
@@ -413,9 +411,14 @@ impl Engine {
         if self.perturb.as_deref() == Some(name) {
             push.perturb = 1;
         }
-        let per = shaders::elements_per_invocation(name);
-        let invocations = push.n_elements.div_ceil(per);
-        let groups = invocations.div_ceil(shaders::workgroup_size(name)).max(1);
+        let grid = shaders::variant(name).and_then(|v| v.grid).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("{name} is not sized by its element count"),
+            )
+        })?;
+        let invocations = push.n_elements.div_ceil(grid.per_invocation);
+        let groups = invocations.div_ceil(grid.local_size).max(1);
         let dispatch = Dispatch {
             pipeline,
             layout: self.layout,

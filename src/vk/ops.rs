@@ -55,20 +55,14 @@ pub fn fast_kernel_names(op: Op, format: Format) -> Vec<&'static str> {
     let compat = kernel_name(op, format);
     ["_rte_dp", "_rte", "_s16"]
         .iter()
-        .filter_map(|suffix| {
-            let wanted = format!("{compat}{suffix}");
-            super::shaders::VARIANTS
-                .iter()
-                .map(|(n, _)| *n)
-                .find(|n| *n == wanted)
-        })
+        .filter_map(|suffix| super::shaders::variant(&format!("{compat}{suffix}")).map(|v| v.name))
         .collect()
 }
 
 /// The compatible shader variant for `op` on `format` (32-bit words and
 /// integer arithmetic only: no optional feature).
 pub fn kernel_name(op: Op, format: Format) -> &'static str {
-    let names = super::shaders::VARIANTS.iter().map(|(n, _)| *n);
+    let names = super::shaders::VARIANTS.iter().map(|v| v.name);
     let tag = format_tag(format);
     let wanted = match op {
         Op::Quantize => format!("quantize_f32_{tag}"),

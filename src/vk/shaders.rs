@@ -1,7 +1,32 @@
 //! The compiled shader variants (built by build_support/shaders.rs) and the
 //! push-constant block they share.
 
+/// A compiled shader variant (`<op>_<in>_<out>[_<kind>]`, also its pipeline's
+/// debug name).
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub name: &'static str,
+    pub spirv: &'static [u8],
+    /// How a quantize/dequantize kernel's grid is sized (None for the
+    /// matvec kernels, whose module sizes their grids).
+    pub grid: Option<Grid>,
+}
+
+/// Elements per invocation and invocations per workgroup of a kernel, as the
+/// build chose them and compiled them in (build_support/shaders.rs `grid`;
+/// each shader checks them against its code at compile time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    pub per_invocation: u32,
+    pub local_size: u32,
+}
+
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
+
+/// The variant `name`, if it exists.
+pub fn variant(name: &str) -> Option<&'static Variant> {
+    VARIANTS.iter().find(|v| v.name == name)
+}
 
 /// Rust twin of `Push` in shaders/common.glsl.
 #[repr(C)]
@@ -59,7 +84,7 @@ impl Push {
 
 /// The SPIR-V of the variant `name`, if it exists.
 pub fn spirv(name: &str) -> Option<&'static [u8]> {
-    VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    variant(name).map(|v| v.spirv)
 }
 
 /// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
@@ -117,53 +142,6 @@ pub fn describe_variant(name: &str) -> &'static str {
     }
 }
 
-/// Units of 4 values one invocation of an F16/BF16 dequantize kernel decodes
-/// (shaders/dequantize.comp's UNITS; experiment variants end in `_u<N>`).
-pub(crate) const DEQUANTIZE_UNITS: u32 = 2;
-
-/// How many elements one invocation handles, for sizing the grid.
-pub fn elements_per_invocation(name: &str) -> u32 {
-    if name.starts_with("unscale") {
-        1
-    } else if name.starts_with("dequantize") && is_block_kernel(name) {
-        // Block dequantize: 8 values of one block (shaders/dequantize.comp),
-        // 4 such lanes in the `_rte` variants (FOUR_LANES).
-        if name.contains("_rte") { 32 } else { 8 }
-    } else if name.starts_with("dequantize") {
-        let units = name
-            .rsplit_once("_u")
-            .and_then(|(_, n)| n.parse().ok())
-            .unwrap_or(DEQUANTIZE_UNITS);
-        4 * units
-    } else if is_block_kernel(name) {
-        // Block quantize and fake-quantize: each invocation holds 4 rounds
-        // of 8 values (shaders/block_group.glsl).
-        32
-    } else {
-        // copy and the F16/BF16 quantize kernels: 4 values per invocation.
-        4
-    }
-}
-
-/// local_size_x of the variant `name` (shaders/common.glsl's LOCAL_SIZE): 256
-/// (the H200 measured a launch-rate limit with groups of 64 for one-pass
-/// kernels), except 64 for the block quantize and fake-quantize kernels,
-/// whose barrier-separated steps need many resident groups.
-pub fn workgroup_size(name: &str) -> u32 {
-    if is_block_kernel(name) && !name.starts_with("dequantize") {
-        64
-    } else {
-        256
-    }
-}
-
-/// Whether the variant `name` reads or writes a block format.
-fn is_block_kernel(name: &str) -> bool {
-    ["_q8_0", "_q4_0", "_q4_1"]
-        .iter()
-        .any(|tag| name.contains(tag))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,16 +187,30 @@ mod tests {
     }
 
     #[test]
-    fn block_dequantizers_take_8_values_per_invocation_and_32_in_rte() {
-        for name in ["dequantize_q8_0_f32", "dequantize_q4_1_f16"] {
-            assert_eq!(elements_per_invocation(name), 8, "{name}");
+    fn the_table_holds_each_kernels_grid() {
+        let grid = |name| variant(name).and_then(|v| v.grid);
+        let g = |per_invocation, local_size| {
+            Some(Grid {
+                per_invocation,
+                local_size,
+            })
+        };
+        assert_eq!(grid("copy_f32_f32"), g(4, 256));
+        assert_eq!(grid("unscale_f32"), g(1, 256));
+        assert_eq!(grid("quantize_f32_f16"), g(4, 256));
+        assert_eq!(grid("quantize_f32_q4_0"), g(32, 64));
+        assert_eq!(grid("fake_quantize_f32_q8_0"), g(32, 64));
+        assert_eq!(grid("dequantize_f16_f32"), g(8, 256));
+        assert_eq!(grid("dequantize_q8_0_f32"), g(8, 256));
+        assert_eq!(grid("dequantize_q4_1_f16"), g(8, 256));
+        for name in [
+            "dequantize_q8_0_f16_rte",
+            "dequantize_q4_1_f16_rte",
+            "dequantize_q4_1_f16_rte_dp",
+        ] {
+            assert_eq!(grid(name), g(32, 256), "{name}");
         }
-        for name in ["dequantize_q8_0_f16_rte", "dequantize_q4_1_f16_rte"] {
-            assert_eq!(elements_per_invocation(name), 32, "{name}");
-        }
-        assert_eq!(
-            elements_per_invocation("dequantize_f16_f32"),
-            4 * DEQUANTIZE_UNITS
-        );
+        assert_eq!(grid("matvec_q4_0_f32"), None);
+        assert!(variant("no_such_variant").is_none());
     }
 }

@@ -165,10 +165,8 @@ pub fn kernel_name(variant: Variant, format: Format) -> &'static str {
         Variant::Dot => format!("matvec_{tag}_f32_dot"),
         Variant::Transposed => format!("matvec_t_{tag}_f32"),
     };
-    super::shaders::VARIANTS
-        .iter()
-        .map(|(n, _)| *n)
-        .find(|n| *n == wanted)
+    super::shaders::variant(&wanted)
+        .map(|v| v.name)
         .expect("build_support/shaders.rs makes every matvec variant")
 }
 
