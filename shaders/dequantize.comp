@@ -73,16 +73,35 @@ const uint QS_AT = 2u;
 spirv_execution_mode(capabilities = [4464], 4459, 16); // DenormPreserve, 16-bit
 #endif
 
+#ifdef STAGE_SHARED
+// The blocks a workgroup decodes, 2 sets of 64 at a time (main, below).
+const uint SET_BYTES = 64u * uint(BLOCK_BYTES);
+const uint SET_VEC4 = SET_BYTES / 16u; // 16-byte chunks of a set
+const uint HALF_VEC4 = 2u * SET_VEC4;  // chunks of 2 sets: at most 2 per invocation
+STATIC_CHECK(CHUNKS_FIT, 2u * LOCAL_SIZE >= HALF_VEC4);
+shared uvec4 staged[HALF_VEC4];
+
+// Word w of the blocks being decoded: the staged copy in shared memory.
+uint block_word(uint w) {
+    return staged[w >> 2][w & 3u];
+}
+#else
+// Word w of the blocks being decoded: the input.
+uint block_word(uint w) {
+    return src[w];
+}
+#endif
+
 // The 4 bytes at byte offset o, which is even: one load where o is a
 // multiple of 4, else two (the field then ends inside its block, so the
-// second word starts inside the binding).
+// second word starts inside the binding or the staged sets).
 uint word_at_even(uint o) {
     uint i = o >> 2;
-    uint lo = src[i];
+    uint lo = block_word(i);
     if ((o & 2u) == 0u) {
         return lo;
     }
-    return (lo >> 16) | (src[i + 1u] << 16);
+    return (lo >> 16) | (block_word(i + 1u) << 16);
 }
 
 // The 4 values d * q (+ m for Q4_1) of the quant bytes of w.
@@ -140,11 +159,9 @@ struct Loaded {
     uint qb;
 };
 
-Loaded load_lane(uint lane) {
-    uint block = lane / 4u;
-    uint i = lane % 4u;
-    uint base = block * uint(BLOCK_BYTES);
-    uint word = src[base >> 2];
+// Lane i of the block at byte `base` of block_word's bytes.
+Loaded load_block_lane(uint base, uint i) {
+    uint word = block_word(base >> 2);
     Loaded l;
     l.head = (base & 2u) != 0u ? word >> 16 : word;
     l.qa = word_at_even(base + QS_AT + 4u * i);
@@ -155,6 +172,13 @@ Loaded load_lane(uint lane) {
 #endif
     return l;
 }
+
+#ifndef STAGE_SHARED
+// Lane `lane` of the dispatch, loaded from the input.
+Loaded load_lane(uint lane) {
+    return load_block_lane((lane / 4u) * uint(BLOCK_BYTES), lane % 4u);
+}
+#endif
 
 #if defined(F16_MATH)
 // Whether lane `lane` of a block with this header word decodes in f16
@@ -208,38 +232,10 @@ void decode_store(uint lane, Loaded l) {
 // before one barrier took Q4_0 from 0.86x to 0.91x copy but Q8_0 from 0.89x
 // to 0.79x (8.7 KB of shared memory per group; 0.89x with 2 sets at a time);
 // this pipelined form: Q8_0 0.94x, Q4_0 0.93x, Q4_1 0.93x (0.92x direct).
-const uint SET_BYTES = 64u * uint(BLOCK_BYTES);
-const uint SET_VEC4 = SET_BYTES / 16u; // 16-byte chunks of a set
-const uint HALF_VEC4 = 2u * SET_VEC4;  // chunks of 2 sets: at most 2 per invocation
-STATIC_CHECK(CHUNKS_FIT, 2u * LOCAL_SIZE >= HALF_VEC4);
-shared uvec4 staged[HALF_VEC4];
-
-uint staged_word(uint w) {
-    return staged[w >> 2][w & 3u];
-}
-
-uint staged_at_even(uint o) {
-    uint lo = staged_word(o >> 2);
-    if ((o & 2u) == 0u) {
-        return lo;
-    }
-    return (lo >> 16) | (staged_word((o >> 2) + 1u) << 16);
-}
-
 // What lane i of this invocation loads for the set in shared slot `slot`
-// (0 or 1), as load_lane does from the input.
+// (0 or 1).
 Loaded load_staged(uint slot, uint i) {
-    uint base = slot * SET_BYTES + (gl_LocalInvocationID.x / 4u) * uint(BLOCK_BYTES);
-    uint word = staged_word(base >> 2);
-    Loaded l;
-    l.head = (base & 2u) != 0u ? word >> 16 : word;
-    l.qa = staged_at_even(base + QS_AT + 4u * i);
-#if defined(FORMAT_Q8_0)
-    l.qb = staged_at_even(base + QS_AT + 16u + 4u * i);
-#else
-    l.qb = 0u;
-#endif
-    return l;
+    return load_block_lane(slot * SET_BYTES + (gl_LocalInvocationID.x / 4u) * uint(BLOCK_BYTES), i);
 }
 
 // Chunk j of the pair of sets `pair` (sets 2*pair and 2*pair + 1) of this
