@@ -368,13 +368,16 @@ impl Engine {
 
     /// The pipeline of variant `name`, created on first use.
     pub fn pipeline(&self, name: &str) -> Result<vk::Pipeline> {
+        self.pipeline_of(known_variant(name)?)
+    }
+
+    fn pipeline_of(&self, variant: &'static shaders::Variant) -> Result<vk::Pipeline> {
         let mut map = self.pipelines.lock();
-        let variant = shaders::variant(name)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))?;
         if let Some(p) = map.get(variant.name) {
             return Ok(*p);
         }
-        let pipeline = create_pipeline(&self.device, self.layout, name, variant.spirv, &[])?;
+        let pipeline =
+            create_pipeline(&self.device, self.layout, variant.name, variant.spirv, &[])?;
         map.insert(variant.name, pipeline);
         Ok(pipeline)
     }
@@ -406,17 +409,12 @@ impl Engine {
         dst: (vk::Buffer, u64, u64),
         push: &Push,
     ) -> Result<()> {
-        let pipeline = self.pipeline(name)?;
+        let (variant, grid) = sized_variant(name)?;
+        let pipeline = self.pipeline_of(variant)?;
         let mut push = *push;
         if self.perturb.as_deref() == Some(name) {
             push.perturb = 1;
         }
-        let grid = shaders::variant(name).and_then(|v| v.grid).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("{name} is not sized by its element count"),
-            )
-        })?;
         let invocations = push.n_elements.div_ceil(grid.per_invocation);
         let groups = invocations.div_ceil(grid.local_size).max(1);
         let dispatch = Dispatch {
@@ -671,6 +669,25 @@ impl Job {
     }
 }
 
+/// The variant `name`, or an internal error (nyxq names only variants it built).
+fn known_variant(name: &str) -> Result<&'static shaders::Variant> {
+    shaders::variant(name)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shader variant {name}")))
+}
+
+/// The variant `name` and its grid, or an internal error for a kernel that
+/// is not sized by its element count (the matvec ones).
+fn sized_variant(name: &str) -> Result<(&'static shaders::Variant, shaders::Grid)> {
+    let variant = known_variant(name)?;
+    let grid = variant.grid.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("{name} is not sized by its element count"),
+        )
+    })?;
+    Ok((variant, grid))
+}
+
 /// Whether two (buffer, offset, size) ranges share a byte.
 fn overlap(a: (vk::Buffer, u64, u64), b: (vk::Buffer, u64, u64)) -> bool {
     a.0 == b.0 && a.1 < b.1.saturating_add(b.2) && b.1 < a.1.saturating_add(a.2)
@@ -881,6 +898,21 @@ mod tests {
             src: range(src),
             dst: range(dst),
             push: Push::default(),
+        }
+    }
+
+    #[test]
+    fn only_built_element_sized_variants_can_be_recorded() {
+        let (variant, grid) = sized_variant("dequantize_q4_0_f16_rte").unwrap();
+        assert_eq!(variant.name, "dequantize_q4_0_f16_rte");
+        assert_eq!(grid.per_invocation, 32);
+        for (name, why) in [
+            ("no_such_variant", "no shader variant no_such_variant"),
+            ("matvec_q4_0_f32", "not sized by its element count"),
+        ] {
+            let err = sized_variant(name).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Internal, "{name}");
+            assert!(err.to_string().contains(why), "{err}");
         }
     }
 
