@@ -151,7 +151,8 @@ mod tests {
         let float16 = |name| capabilities(name).contains(&CAPABILITY_FLOAT16);
         assert!(float16("dequantize_q8_0_f16_rte"));
         assert!(float16("dequantize_q4_0_f16_rte"));
-        // Q4_1 rounds in f32, then converts; the others convert only.
+        assert!(float16("dequantize_q4_1_f16_rte_dp"));
+        // Q4_1's `_rte` rounds in f32, then converts; the others convert only.
         for name in [
             "dequantize_q4_1_f16_rte",
             "dequantize_bf16_f16_rte",
@@ -184,6 +185,37 @@ mod tests {
             // Every variant declares Shader (1).
             assert!(caps.contains(&1), "{name}");
         }
+    }
+
+    #[test]
+    fn each_kind_of_variant_is_described_from_its_capabilities() {
+        for (name, words) in [
+            (
+                "dequantize_q4_1_f16_rte_dp",
+                "f16 arithmetic, round-to-nearest-even and f16 subnormals",
+            ),
+            (
+                "dequantize_q4_0_f16_rte",
+                "f16 arithmetic, round-to-nearest-even declared",
+            ),
+            ("dequantize_q4_1_f16_rte", "hardware f16 conversion"),
+            ("quantize_f32_f16_rte", "hardware f16 conversion"),
+            ("quantize_f32_q8_0_s16", "s16 variant (16-bit stores)"),
+            ("quantize_f32_q8_0", "compat variant (32-bit words)"),
+        ] {
+            assert!(
+                describe_variant(name).contains(words),
+                "{name}: {}",
+                describe_variant(name)
+            );
+        }
+        // Subnormal preservation is declared by the Q4_1 `_rte_dp` variant only.
+        let denorm = VARIANTS
+            .iter()
+            .filter(|v| capabilities(v.name).contains(&CAPABILITY_DENORM_PRESERVE))
+            .map(|v| v.name)
+            .collect::<Vec<_>>();
+        assert_eq!(denorm, ["dequantize_q4_1_f16_rte_dp"]);
     }
 
     #[test]
