@@ -191,6 +191,33 @@ TEST(Format, QuantizedSizeIsCheckedForBlocksAndOverflow) {
   EXPECT_EQ(bytes, 7u);
 }
 
+// Device ranges are whole 32-bit words: Q4_0's 18-byte blocks and odd counts
+// of 16-bit values round up; whole words stay as they are.
+TEST(Format, DeviceRangeSizeIsWholeWords) {
+  size_t bytes = 0;
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_Q4_0, 32, &bytes));
+  EXPECT_EQ(bytes, 20u);
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_Q4_0, 64, &bytes));
+  EXPECT_EQ(bytes, 36u);
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_F16, 3, &bytes));
+  EXPECT_EQ(bytes, 8u);
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_Q8_0, 32, &bytes));
+  EXPECT_EQ(bytes, 36u);
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_F32, 0, &bytes));
+  EXPECT_EQ(bytes, 0u);
+  bytes = 7;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_device_range_size(NYXQ_FORMAT_Q4_1, 33, &bytes));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_device_range_size(42, 32, &bytes));
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_device_range_size(NYXQ_FORMAT_F32, std::numeric_limits<size_t>::max() / 4, &bytes));
+  // 2^62-1 F16 values take 2^63-2 bytes, which fit a size; the whole words
+  // (2^63 bytes) do not.
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_device_range_size(NYXQ_FORMAT_F16, std::numeric_limits<size_t>::max() / 4, &bytes));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_device_range_size(NYXQ_FORMAT_F32, 32, nullptr));
+  EXPECT_EQ(bytes, 7u);
+}
+
 TEST(Quantize, RoundTripsEveryFormatOnOddSizes) {
   ContextPtr ctx = cpu_context();
   std::vector<size_t> sizes = {32, 64 * 1023};

@@ -1,6 +1,7 @@
 // The C++ side of the layout asserts in src/ffi/layout.rs: every option and
 // info struct has the size and field offsets the Rust side asserts.
 #include <cstddef>
+#include <cstring>
 
 #include "support.hpp"
 
@@ -41,4 +42,20 @@ TEST(Layout, DefaultsSetStructSize) {
   NyxqAdamOptions a;
   CHECK_OK(nyxq_adam_options_default(&a));
   EXPECT_EQ(a.struct_size, sizeof a);
+  NyxqQuantizeOptions q;
+  std::memset(&q, 0xAB, sizeof q);
+  CHECK_OK(nyxq_quantize_options_default(&q));
+  EXPECT_EQ(q.struct_size, sizeof q);
+  EXPECT_EQ(q.rounding, NYXQ_ROUNDING_NEAREST);
+  EXPECT_EQ(q.non_finite, NYXQ_NON_FINITE_REJECT);
+  EXPECT_EQ(q.seed, 0u);
+  EXPECT_EQ(q.first_index, 0u);
+  EXPECT_EQ(q.importance, nullptr);
+  EXPECT_EQ(q.importance_len, 0u);
+}
+
+TEST(Layout, DefaultsRejectNull) {
+  EXPECT_EQ(nyxq_quantize_options_default(nullptr), NYXQ_ERROR_NULL_POINTER);
+  EXPECT_EQ(nyxq_adam_options_default(nullptr), NYXQ_ERROR_NULL_POINTER);
+  EXPECT_EQ(nyxq_loss_scaler_options_default(nullptr), NYXQ_ERROR_NULL_POINTER);
 }

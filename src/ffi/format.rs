@@ -3,6 +3,7 @@
 use super::guard::guard;
 use super::ptr;
 use super::status::NyxqStatus;
+use crate::error::Error;
 use crate::format::Format;
 use std::ffi::c_char;
 
@@ -101,6 +102,35 @@ pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usi
         let bytes = format.size_of(n)?;
         // SAFETY: bytes_out checked non-NULL; points to a size_t per the contract.
         unsafe { out.write(bytes) };
+        Ok(())
+    })
+}
+
+/// Bytes of a device buffer range that holds `n` elements in `format`: the
+/// nyxq_quantized_size rounded up to whole 32-bit words, which is what every
+/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
+/// not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
+/// neither).
+///
+/// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
+/// of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_device_range_size(
+    format: i32,
+    n: usize,
+    bytes_out: *mut usize,
+) -> NyxqStatus {
+    guard(|| {
+        let format = format_arg(format)?;
+        let out = ptr::out(bytes_out, "bytes_out")?;
+        let bytes = format.size_of(n)?;
+        let words = bytes
+            .checked_next_multiple_of(4)
+            .filter(|words| *words <= isize::MAX as usize)
+            .ok_or_else(|| Error::overflow("the device range in 32-bit words"))?;
+        // SAFETY: bytes_out checked non-NULL; points to a size_t per the contract.
+        unsafe { out.write(words) };
         Ok(())
     })
 }

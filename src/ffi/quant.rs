@@ -94,6 +94,23 @@ impl From<ErrorMetrics> for NyxqErrorMetrics {
     }
 }
 
+/// Fills `options_out` with the defaults: nearest rounding, NaN/Inf rejected,
+/// seed 0, first_index 0, no importance, and struct_size set. Passing these is
+/// the same as passing NULL; fill them first, then change the fields you need.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_quantize_options_default(
+    options_out: *mut NyxqQuantizeOptions,
+) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(options_out, "options_out")?;
+        // SAFETY: the caller passes a pointer to a NyxqQuantizeOptions.
+        unsafe { out.write(NyxqQuantizeOptions::default()) };
+        Ok(())
+    })
+}
+
 /// Converts C quantize options (NULL for defaults) into the library's.
 ///
 /// # Safety
