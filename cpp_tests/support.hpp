@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -19,6 +21,14 @@ struct TensorDeleter {
 };
 using ContextPtr = std::unique_ptr<NyxqContext, ContextDeleter>;
 using TensorPtr = std::unique_ptr<NyxqTensor, TensorDeleter>;
+
+// True under NYXQ_TEST_REQUIRE_RESOURCES=1, which ctest sets: scripts/bootstrap.sh
+// has installed the Vulkan loader, lavapipe and the validation layer, so a test
+// that finds one missing fails instead of skipping (SKIP_MISSING).
+inline bool resources_required() {
+  const char *value = std::getenv("NYXQ_TEST_REQUIRE_RESOURCES");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
 
 inline std::string describe(NyxqStatus status) {
   return std::string(nyxq_status_str(status)) + " (" + std::to_string(static_cast<int>(status)) +
@@ -51,4 +61,13 @@ inline ContextPtr cpu_context(uint32_t threads = 0) {
     NyxqStatus nyxq_check_status_ = (expr);                              \
     EXPECT_EQ(nyxq_check_status_, (expected))                            \
         << #expr << " -> " << ::nyxq_test::describe(nyxq_check_status_); \
+  } while (0)
+
+// Leaves a test that cannot run because a resource (the Vulkan loader, a
+// device, the validation layer) is missing: a failure when resources are
+// required, a skip otherwise (the program then exits 77, see gtest_main.cpp).
+#define SKIP_MISSING(reason)                                                         \
+  do {                                                                               \
+    if (::nyxq_test::resources_required()) FAIL() << "required resource missing: " << reason; \
+    GTEST_SKIP() << reason;                                                          \
   } while (0)

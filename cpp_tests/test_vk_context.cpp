@@ -42,7 +42,7 @@ TEST(VkContext, DeviceInfoDescribesTheDevice) {
   NyxqStatus status;
   auto ctx = vulkan_context(&status);
   if (status == NYXQ_ERROR_UNSUPPORTED) {
-    GTEST_SKIP() << "no Vulkan device: " << nyxq_last_error_message();
+    SKIP_MISSING("no Vulkan device: " << nyxq_last_error_message());
   }
   CHECK_OK(status);
   NyxqContextInfo info;

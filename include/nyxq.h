@@ -569,7 +569,9 @@ typedef struct {
   /**
    * Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
    * and counts errors (nyxq_context_device_info.validation_errors). Default 0;
-   * NYXQ_VK_VALIDATION=1 does the same.
+   * NYXQ_VK_VALIDATION=1 does the same. When the layer is not installed the
+   * Vulkan backend is unavailable (AUTO falls back to the CPU and says why
+   * in fallback_reason; VULKAN fails with NYXQ_ERROR_UNSUPPORTED).
    */
   uint32_t vulkan_validation;
   /**
@@ -1276,6 +1278,21 @@ NyxqStatus nyxq_quantized_size(int32_t format,
                                size_t *bytes_out);
 
 /**
+ * Bytes of a device buffer range that holds `n` elements in `format`: the
+ * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
+ * not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
+ * neither).
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
+ * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_device_range_size(int32_t format,
+                                  size_t n,
+                                  size_t *bytes_out);
+
+/**
  * The message of the last failed nyxq call on this thread ("" after a success).
  *
  * The pointer stays valid until the next nyxq call on the same thread; never
@@ -1543,6 +1560,15 @@ NyxqStatus nyxq_plan_to_json(const NyxqPlan *plan,
  * Thread-safe.
  */
 NyxqStatus nyxq_string_destroy(char *text);
+
+/**
+ * Fills `options_out` with the defaults: nearest rounding, NaN/Inf rejected,
+ * seed 0, first_index 0, no importance, and struct_size set. Passing these is
+ * the same as passing NULL; fill them first, then change the fields you need.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_quantize_options_default(NyxqQuantizeOptions *options_out);
 
 /**
  * Quantizes `n` floats from `src` into `dst` in `format`, writing exactly

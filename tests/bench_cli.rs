@@ -16,7 +16,7 @@ use nyxq::vk::ops::{Op, kernel_name};
 fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
     let (ok, out, err) = nyxq_with_env(&["bench-vk", "1", "1"], &vk_support::device_env());
     if !ok && err.contains("Vulkan backend is not available") {
-        println!("SKIP: {err}");
+        vk_support::skip_missing(&err);
         return;
     }
     assert!(ok, "{err}");

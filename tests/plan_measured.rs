@@ -1,4 +1,4 @@
-//! Planning from measured error on real weights (shared/data/weights): the
+//! Planning from measured error on the real weights committed in data/weights: the
 //! fallback chain acts on measured SNRs, and the estimates used without data
 //! are close to what real weights measure.
 
@@ -6,7 +6,7 @@ use nyxq::Format;
 use nyxq::plan::{ErrorSource, Hardware, Model, Plan, Policy, Role, TensorDesc, estimated_snr_db};
 use std::path::Path;
 
-const WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/weights");
+const WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/weights");
 
 fn role_of(name: &str) -> Role {
     if name.contains("embeddings") {
@@ -22,14 +22,12 @@ fn role_of(name: &str) -> Role {
     }
 }
 
-/// The real tensors with their data measured, or None (printing why) when the
-/// weights are missing.
-fn measured_model() -> Option<Model> {
+/// The committed tensors with their data measured. They are part of the
+/// repository, so a missing manifest is a failure, never a skip.
+fn measured_model() -> Model {
     let manifest = Path::new(WEIGHTS).join("manifest.json");
-    let Ok(text) = std::fs::read_to_string(&manifest) else {
-        eprintln!("SKIP: {} is missing", manifest.display());
-        return None;
-    };
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("the committed weights {} are missing: {e}", manifest.display()));
     let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut tensors = Vec::new();
     for t in manifest["tensors"].as_array().unwrap() {
@@ -46,14 +44,12 @@ fn measured_model() -> Option<Model> {
         desc.measure(&data, 2).unwrap();
         tensors.push(desc);
     }
-    Some(Model::new("minilm-dev", tensors).unwrap())
+    Model::new("minilm-dev", tensors).unwrap()
 }
 
 #[test]
 fn measured_errors_drive_the_fallback_chain() {
-    let Some(model) = measured_model() else {
-        return;
-    };
+    let model = measured_model();
     let mut q4: Vec<f64> = Vec::new();
     for t in &model.tensors {
         let snr = t.measured_snr_db.unwrap();

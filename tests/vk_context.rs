@@ -24,7 +24,7 @@ fn explicit_vulkan_on_lavapipe_reports_the_device() {
         return;
     }
     if !std::path::Path::new(LAVAPIPE_ICD).exists() {
-        println!("SKIP: lavapipe is not installed ({LAVAPIPE_ICD})");
+        vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Vulkan)).expect("lavapipe device");
@@ -39,6 +39,45 @@ fn explicit_vulkan_on_lavapipe_reports_the_device() {
     assert!(info.device_local_bytes > 0);
     assert!(info.unified_memory);
     assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// Validation asked for where the layer is not installed is refused, not run
+/// unchecked: VULKAN fails with the reason, AUTO falls back and says why.
+#[test]
+fn validation_asked_without_the_layer_is_refused() {
+    // lavapipe pinned, but without NYXQ_VK_VALIDATION: only the settings ask.
+    let mut env: Vec<_> = lavapipe_env()
+        .into_iter()
+        .filter(|(key, _)| *key != "NYXQ_VK_VALIDATION")
+        .collect();
+    env.push(("VK_LAYER_PATH", "/nonexistent/layers".to_string()));
+    if run_in_child("validation_asked_without_the_layer_is_refused", &env) {
+        return;
+    }
+    if !std::path::Path::new(LAVAPIPE_ICD).exists() {
+        vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
+        return;
+    }
+    let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
+    assert!(
+        err.message()
+            .contains("VK_LAYER_KHRONOS_validation is not installed"),
+        "{err}"
+    );
+    let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
+    assert_eq!(ctx.backend(), Backend::Cpu);
+    let reason = ctx.fallback_reason().unwrap();
+    assert!(
+        reason.contains("VK_LAYER_KHRONOS_validation is not installed"),
+        "{reason}"
+    );
+    let without = Context::new(&ContextSettings {
+        vulkan_validation: false,
+        ..settings(BackendPreference::Vulkan)
+    })
+    .expect("lavapipe without validation");
+    assert_eq!(without.backend(), Backend::Vulkan);
 }
 
 fn ash_api_1_2() -> u32 {
@@ -94,7 +133,7 @@ fn no_driver_falls_back_or_fails_with_the_reason() {
     let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
     assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
     if reason.contains("no Vulkan loader") {
-        println!("SKIP: no loader on this machine: {reason}");
+        vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
         return;
     }
     assert!(reason.contains("no Vulkan driver"), "{reason}");
@@ -121,7 +160,7 @@ fn no_device_falls_back_or_fails_with_the_reason() {
     assert_eq!(ctx.backend(), Backend::Cpu);
     let reason = ctx.fallback_reason().unwrap().to_string();
     if reason.contains("no Vulkan loader") {
-        println!("SKIP: no loader on this machine: {reason}");
+        vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
         return;
     }
     assert!(
@@ -166,7 +205,7 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     }) {
         Ok(ctx) => ctx,
         Err(e) => {
-            println!("SKIP: no Vulkan device: {e}");
+            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             return;
         }
     };
@@ -210,7 +249,7 @@ fn context_perturbing(name: &str) -> Option<Context> {
     }) {
         Ok(ctx) => Some(ctx),
         Err(e) => {
-            println!("SKIP: no Vulkan device: {e}");
+            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             None
         }
     }
@@ -332,7 +371,7 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
         }) {
             Ok(ctx) => ctx,
             Err(e) => {
-                println!("SKIP: no Vulkan device: {e}");
+                vk_support::skip_missing(&format!("no Vulkan device: {e}"));
                 return;
             }
         };

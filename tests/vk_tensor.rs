@@ -153,7 +153,7 @@ fn a_failed_device_allocation_keeps_the_data_or_falls_back_to_the_host() {
     let x = values(4 * 256);
     for host_fallback in [false, true] {
         let Some(ctx) = context_failing_allocation(1, host_fallback) else {
-            println!("SKIP: no Vulkan device");
+            vk_support::skip_missing("no Vulkan device");
             return;
         };
         let t = Tensor::new(ctx.clone(), "w", &[4, 256], Format::Q4_0).unwrap();

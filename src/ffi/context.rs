@@ -69,7 +69,9 @@ pub struct NyxqContextOptions {
     pub vulkan_loader_path: *const c_char,
     /// Nonzero turns on VK_LAYER_KHRONOS_validation with a messenger that logs
     /// and counts errors (nyxq_context_device_info.validation_errors). Default 0;
-    /// NYXQ_VK_VALIDATION=1 does the same.
+    /// NYXQ_VK_VALIDATION=1 does the same. When the layer is not installed the
+    /// Vulkan backend is unavailable (AUTO falls back to the CPU and says why
+    /// in fallback_reason; VULKAN fails with NYXQ_ERROR_UNSUPPORTED).
     pub vulkan_validation: u32,
     /// Nonzero uses only the compatible shader variants (no 8/16-bit storage,
     /// no FP16/INT8 arithmetic). Default 0; NYXQ_VK_FORCE_COMPAT=1 does the same.

@@ -15,12 +15,18 @@ pub enum Unavailable {
     NoDriver(String),
     /// Drivers loaded but enumerated no usable device.
     NoDevice(String),
+    /// Validation was asked for and VK_LAYER_KHRONOS_validation is not
+    /// installed: running without it would report zero errors unchecked.
+    NoValidationLayer(String),
 }
 
 impl Unavailable {
     pub fn reason(&self) -> &str {
         match self {
-            Unavailable::NoLoader(r) | Unavailable::NoDriver(r) | Unavailable::NoDevice(r) => r,
+            Unavailable::NoLoader(r)
+            | Unavailable::NoDriver(r)
+            | Unavailable::NoDevice(r)
+            | Unavailable::NoValidationLayer(r) => r,
         }
     }
 }
@@ -31,7 +37,8 @@ pub struct InstanceSettings {
     /// The loader library to open; None means the system's libvulkan.so.1
     /// (or NYXQ_VULKAN_LOADER when set).
     pub loader_path: Option<String>,
-    /// Enable VK_LAYER_KHRONOS_validation with a messenger that counts errors.
+    /// Enable VK_LAYER_KHRONOS_validation with a messenger that counts errors;
+    /// creating the instance fails when the layer is not installed.
     pub validation: bool,
 }
 
@@ -115,12 +122,14 @@ impl Instance {
         let have_validation = layers
             .iter()
             .any(|l| l.layer_name_as_c_str().ok() == Some(VALIDATION_LAYER));
-        let validation = settings.validation && have_validation;
         if settings.validation && !have_validation {
-            log::warn!(
-                "nyxq vulkan: validation asked for but VK_LAYER_KHRONOS_validation is not installed"
-            );
+            return Err(Unavailable::NoValidationLayer(
+                "Vulkan validation was asked for but VK_LAYER_KHRONOS_validation is not \
+                 installed (Debian/Ubuntu: vulkan-validationlayers)"
+                    .to_string(),
+            ));
         }
+        let validation = settings.validation;
         let app = vk::ApplicationInfo::default()
             .application_name(c"nyxq")
             .engine_name(c"nyxq")
