@@ -2,8 +2,9 @@
 # Installs the build tree into a fresh prefix, then builds and runs the consumer
 # program against it twice: through find_package(nyxq CONFIG) and through
 # pkg-config; and a third time with nyxq added to the consumer's own build by
-# add_subdirectory() (with a cargo target directory of its own: the features
-# differ, and sharing one would overwrite this build's library).
+# add_subdirectory(). That build drives cargo as any parent project would, but
+# over this build's cargo directory and features, so cargo finds the crate
+# already built instead of compiling it a second time.
 set -euo pipefail
 build=$1 work=$2 src=$3 nyxq_src=$4 cargo_dir=$5
 rm -rf "$work"
@@ -36,7 +37,8 @@ add_subdirectory("$nyxq_src" nyxq)
 add_executable(consumer "$src/main.cpp")
 target_link_libraries(consumer PRIVATE nyxq::nyxq)
 CMAKE
-cmake -S "$work/parent" -B "$work/parent/build" -DCMAKE_BUILD_TYPE=Release -DNYXQ_CARGO_TARGET_DIR="$cargo_dir" >/dev/null
+cmake -S "$work/parent" -B "$work/parent/build" -DCMAKE_BUILD_TYPE=Release \
+  -DNYXQ_CARGO_TARGET_DIR="$cargo_dir" -DNYXQ_TEST_EXPORTS=ON >/dev/null
 cmake --build "$work/parent/build" --target consumer >/dev/null
 "$work/parent/build/consumer"
 test ! -e "$work/parent/build/nyxq/cpp_tests" || { echo "add_subdirectory built nyxq's tests"; exit 1; }
