@@ -148,7 +148,7 @@ def slug(heading):
 def anchors(path, cache={}):
     if path not in cache:
         seen, found = {}, set()
-        for line in strip_code(path):
+        for line in strip_code(path, keep_inline=True):
             m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
             if m:
                 base = slug(m.group(2))
@@ -159,8 +159,8 @@ def anchors(path, cache={}):
     return cache[path]
 
 
-def strip_code(path):
-    """The file's lines with fenced blocks blanked and inline code removed."""
+def strip_code(path, keep_inline=False):
+    """The file's lines with fenced blocks blanked and (unless keep_inline) inline code removed."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
     out, fence = [], None
@@ -174,7 +174,7 @@ def strip_code(path):
                 fence = None
             out.append("")
         else:
-            out.append(re.sub(r"`[^`]*`", "", line))
+            out.append(line if keep_inline else re.sub(r"`[^`]*`", "", line))
     return out
 
 
