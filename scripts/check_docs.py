@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Checks the documentation: README.md and docs/*.md.
+
+  check_docs.py examples --root DIR --lib LIBNYXQ --cc CC --cxx CXX --work DIR
+      Every ```c and ```cpp fenced block is written to a file, compiled against
+      include/nyxq.h and the built library (-Wall -Wextra -Werror, rpath to the
+      library's directory) and run from the repository root; it must exit 0.
+      The fence's info string may add:
+        fragment   not a program: compiled as a translation unit of its own
+                   (nyxq.h and the standard headers included before it) with
+                   -fsyntax-only, and not run;
+        file=PATH  the block must equal that repository file byte for byte
+                   (the file is what the rest of the build compiles).
+      A failure names the doc file and the line of the block's opening fence.
+
+  check_docs.py links --root DIR
+      Every relative link ([text](path), ![alt](path), with an optional
+      #anchor) outside code must name an existing file or directory, and an
+      anchor must name a heading of the target markdown file (GitHub's slugs).
+
+Standard library only: it runs inside the build, which has python3 and nothing
+more.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import unicodedata
+
+FENCE = re.compile(r"^(`{3,}|~{3,})\s*([^`]*)$")
+LANGS = {"c": "c", "cpp": "cpp", "c++": "cpp", "cxx": "cpp"}
+PRELUDE = {
+    "c": "#include <stdio.h>\n#include <stdlib.h>\n#include \"nyxq.h\"\n",
+    "cpp": "#include <cstdio>\n#include <cstdlib>\n#include <vector>\n#include \"nyxq.h\"\n",
+}
+
+
+def doc_files(root):
+    files = [os.path.join(root, "README.md")]
+    docs = os.path.join(root, "docs")
+    if os.path.isdir(docs):
+        files += sorted(os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md"))
+    return [f for f in files if os.path.isfile(f)]
+
+
+def fenced_blocks(path):
+    """Yields (line of the opening fence, info words, text) for every fenced block."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, info, start = m.group(1), m.group(2).split(), i
+        body = []
+        i += 1
+        while i < len(lines) and not (lines[i].startswith(fence[0] * len(fence)) and lines[i].strip(fence[0]) == ""):
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            raise SystemExit(f"{path}:{start + 1}: code fence never closed")
+        yield start + 1, info, "\n".join(body) + "\n"
+        i += 1
+
+
+def check_examples(args):
+    lib = os.path.abspath(args.lib)
+    libdir = os.path.dirname(lib)
+    include = os.path.join(args.root, "include")
+    os.makedirs(args.work, exist_ok=True)
+    failures, count = [], 0
+    for doc in doc_files(args.root):
+        rel = os.path.relpath(doc, args.root)
+        for line, info, text in fenced_blocks(doc):
+            if not info or info[0].lower() not in LANGS:
+                continue
+            lang = LANGS[info[0].lower()]
+            flags = set(w for w in info[1:] if "=" not in w)
+            attrs = dict(w.split("=", 1) for w in info[1:] if "=" in w)
+            unknown = (flags - {"fragment"}) | (set(attrs) - {"file"})
+            where = f"{rel}:{line}"
+            count += 1
+            if unknown:
+                failures.append(f"{where}: unknown fence words {sorted(unknown)}")
+                continue
+            if "file" in attrs:
+                with open(os.path.join(args.root, attrs["file"]), encoding="utf-8") as f:
+                    if f.read() != text:
+                        failures.append(f"{where}: block differs from {attrs['file']}")
+                        continue
+            name = re.sub(r"[^A-Za-z0-9]+", "_", rel) + f"_{line}"
+            source = os.path.join(args.work, name + (".c" if lang == "c" else ".cpp"))
+            exe = os.path.join(args.work, name)
+            fragment = "fragment" in flags
+            with open(source, "w", encoding="utf-8") as f:
+                if fragment:
+                    f.write(PRELUDE[lang])
+                f.write(f'#line {line + 1} "{rel}"\n' + text)
+            compiler = args.cc if lang == "c" else args.cxx
+            std = "-std=c11" if lang == "c" else "-std=c++17"
+            cmd = [compiler, std, "-Wall", "-Wextra", "-Werror", "-I", include, source]
+            if fragment:
+                cmd += ["-fsyntax-only"]
+            else:
+                cmd += ["-o", exe, lib, f"-Wl,-rpath,{libdir}"]
+                if lang == "c":
+                    cmd += ["-lm"]
+            built = subprocess.run(cmd, capture_output=True, text=True)
+            if built.returncode != 0:
+                failures.append(f"{where}: does not compile:\n{built.stdout}{built.stderr}")
+                continue
+            if fragment:
+                print(f"ok   {where} (fragment, compiled)")
+                continue
+            try:
+                ran = subprocess.run([exe], cwd=args.root, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                failures.append(f"{where}: did not finish in {args.timeout} s")
+                continue
+            if ran.returncode != 0:
+                failures.append(f"{where}: exited with {ran.returncode}:\n{ran.stdout}{ran.stderr}")
+                continue
+            print(f"ok   {where} (compiled and run)")
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    print(f"{count} C/C++ blocks, {len(failures)} failed")
+    if count == 0:
+        print("FAIL no C/C++ blocks found: wrong --root?", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def slug(heading):
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"`|\*\*|__|\[|\]\([^)]*\)", "", heading.strip()).strip().lower()
+    kept = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "-_" or ch == " " or cat[0] in "LN" or cat == "Mn":
+            kept.append("-" if ch == " " else ch)
+    return "".join(kept)
+
+
+def anchors(path, cache={}):
+    if path not in cache:
+        seen, found = {}, set()
+        for line in strip_code(path, keep_inline=True):
+            m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+            if m:
+                base = slug(m.group(2))
+                n = seen.get(base, 0)
+                found.add(base if n == 0 else f"{base}-{n}")
+                seen[base] = n + 1
+        cache[path] = found
+    return cache[path]
+
+
+def strip_code(path, keep_inline=False):
+    """The file's lines with fenced blocks blanked and (unless keep_inline) inline code removed."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, fence = [], None
+    for line in lines:
+        m = FENCE.match(line)
+        if fence is None and m:
+            fence = m.group(1)
+            out.append("")
+        elif fence is not None:
+            if line.startswith(fence[0] * len(fence)) and line.strip(fence[0]) == "":
+                fence = None
+            out.append("")
+        else:
+            out.append(line if keep_inline else re.sub(r"`[^`]*`", "", line))
+    return out
+
+
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def check_links(args):
+    failures, count = [], 0
+    for doc in doc_files(args.root):
+        rel = os.path.relpath(doc, args.root)
+        for number, line in enumerate(strip_code(doc), start=1):
+            for m in LINK.finditer(line):
+                target = m.group(1)
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                    continue  # http:, https:, mailto:
+                count += 1
+                path, _, anchor = target.partition("#")
+                resolved = os.path.normpath(os.path.join(os.path.dirname(doc), path)) if path else doc
+                if not os.path.exists(resolved):
+                    failures.append(f"{rel}:{number}: {target}: no such file {os.path.relpath(resolved, args.root)}")
+                    continue
+                if anchor and resolved.endswith(".md") and anchor not in anchors(resolved):
+                    failures.append(f"{rel}:{number}: {target}: no heading with anchor #{anchor}")
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    print(f"{count} relative links, {len(failures)} broken")
+    return 1 if failures else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("examples")
+    ex.add_argument("--root", required=True)
+    ex.add_argument("--lib", required=True)
+    ex.add_argument("--cc", required=True)
+    ex.add_argument("--cxx", required=True)
+    ex.add_argument("--work", required=True)
+    ex.add_argument("--timeout", type=int, default=120)
+    ln = sub.add_parser("links")
+    ln.add_argument("--root", required=True)
+    args = parser.parse_args()
+    args.root = os.path.abspath(args.root)
+    return check_examples(args) if args.command == "examples" else check_links(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
