@@ -1326,7 +1326,7 @@ int64_t nyxq_last_error_index(void);
  * FP64 product of the dequantized weights the error is at most
  * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1 weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
- * a step of x's block scale times Σ|w| per block (README, "Performance (CPU)").
+ * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
@@ -1376,7 +1376,7 @@ NyxqStatus nyxq_model_create(const char *name,
                              NyxqModel **model_out);
 
 /**
- * Reads a JSON model description (README, "Describing a model") from `path`.
+ * Reads a JSON model description (docs/planning.md, "Describing a model") from `path`.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
  * (bad content: file, line, column and reason in the message). Thread-safe.
@@ -1544,7 +1544,7 @@ NyxqStatus nyxq_plan_explain(const NyxqPlan *plan,
                              char **text_out);
 
 /**
- * The plan as JSON (README, "Reading a plan"). *json_out receives a
+ * The plan as JSON (docs/planning.md, "Reading a plan"). *json_out receives a
  * NUL-terminated string to release with nyxq_string_destroy.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.

@@ -10,7 +10,7 @@ nyxq=$build/cargo/release/nyxq
 echo
 "$build/nyxq_demo" --out "$build/demo" "${@:2}"
 echo
-echo "Precision plans for training (nyxq plan --training; full tables: see the README):"
+echo "Precision plans for training (nyxq plan --training; full tables: see docs/planning.md):"
 for model in nyxq-demo char-model hrm-full; do
   for hardware in intel-iris-xe-7gb amd-rx580-8gb; do
     echo

@@ -3,8 +3,8 @@
 //!
 //! Every key is known; an unknown key, a bad value, a duplicate key or an
 //! impossible combination is an [`ErrorKind::Config`] error naming the file,
-//! the line and the reason. Other sections are skipped. The README's "Precision planning" has
-//! the reference of every key.
+//! the line and the reason. Other sections are skipped. docs/guide.md ("The
+//! `[quantization]` config section") is the reference of every key.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;

@@ -152,12 +152,12 @@ fn a_missing_file_is_an_io_error() {
 
 #[test]
 fn the_user_guide_documents_every_key_by_the_parsers_name() {
-    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md exists");
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide.md"))
+        .expect("docs/guide.md exists");
     for key in KEYS {
         assert!(
             guide.contains(&format!("| `{key}` |")),
-            "README.md has no table row for {key}"
+            "docs/guide.md has no table row for {key}"
         );
     }
 }

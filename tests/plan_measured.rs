@@ -26,8 +26,12 @@ fn role_of(name: &str) -> Role {
 /// repository, so a missing manifest is a failure, never a skip.
 fn measured_model() -> Model {
     let manifest = Path::new(WEIGHTS).join("manifest.json");
-    let text = std::fs::read_to_string(&manifest)
-        .unwrap_or_else(|e| panic!("the committed weights {} are missing: {e}", manifest.display()));
+    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| {
+        panic!(
+            "the committed weights {} are missing: {e}",
+            manifest.display()
+        )
+    });
     let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut tensors = Vec::new();
     for t in manifest["tensors"].as_array().unwrap() {

@@ -24,7 +24,12 @@ fn weights() -> Vec<(String, Vec<f32>)> {
         })
         .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(tensors.len() >= 5, "{} holds {} tensors", dir.display(), tensors.len());
+    assert!(
+        tensors.len() >= 5,
+        "{} holds {} tensors",
+        dir.display(),
+        tensors.len()
+    );
     tensors
 }
 

@@ -405,7 +405,7 @@ pub extern "C" fn nyxq_model_create(
     })
 }
 
-/// Reads a JSON model description (README, "Describing a model") from `path`.
+/// Reads a JSON model description (docs/planning.md, "Describing a model") from `path`.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
 /// (bad content: file, line, column and reason in the message). Thread-safe.
@@ -868,7 +868,7 @@ pub extern "C" fn nyxq_plan_explain(
     })
 }
 
-/// The plan as JSON (README, "Reading a plan"). *json_out receives a
+/// The plan as JSON (docs/planning.md, "Reading a plan"). *json_out receives a
 /// NUL-terminated string to release with nyxq_string_destroy.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.

@@ -7,7 +7,7 @@
 //! - [`ladder`]: the model-shape ladder recommended from when nothing fits;
 //! - [`report`]: the plan as text and JSON.
 //!
-//! The README's "Precision planning" is the user's guide.
+//! docs/planning.md is the user's guide.
 
 pub mod hardware;
 pub mod ladder;

@@ -1,7 +1,7 @@
 //! Model descriptions: the tensors a plan is made for.
 //!
 //! A model is a list of tensors (name, role, shape, optional sensitivity and
-//! optional measured error). It is written by hand as JSON (see the README, "Describing a model"),
+//! optional measured error). It is written by hand as JSON (see docs/planning.md, "Describing a model"),
 //! generated from a transformer shape ([`Transformer`]), or built in code.
 
 use crate::error::{Error, ErrorKind, Result};
@@ -355,7 +355,7 @@ pub struct Model {
     pub tensors: Vec<TensorDesc>,
 }
 
-/// The JSON model file (README, "Describing a model").
+/// The JSON model file (docs/planning.md, "Describing a model").
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelFile {

@@ -8,7 +8,7 @@
 //! added error per byte saved (a heap), which is optimal up to the last move.
 //! A final pass spends what the last move over-saved on raising tensors back.
 //! Exact dynamic programming over bytes would not meet the 10 ms budget for
-//! 10 000 tensors; the greedy is O(n log n). See the README, "How the plan is made".
+//! 10 000 tensors; the greedy is O(n log n). See docs/planning.md, "How the plan is made".
 
 use super::hardware::Hardware;
 use super::model::{Model, Role, TensorDesc};

@@ -116,7 +116,7 @@ pub enum Variant {
 pub enum Arithmetic {
     /// `IntegerDot` for batches up to [`DOT_MAX_BATCH`], `F32` above (the
     /// default): `_dot` rounds x once per workgroup, which for many vectors
-    /// costs more than it saves (measured on the H200, README).
+    /// costs more than it saves (measured on the H200, docs/performance.md).
     Auto,
     /// Weights dequantized to f32, f32 fused multiply-adds (`_subgroup`).
     F32,
@@ -277,7 +277,7 @@ impl Pipelines {
     /// Rows per workgroup of the forward `variant` for `batch` vectors of
     /// `format` in a matrix of `rows` rows, unless NYXQ_VK_MATVEC_ROWS (1 to
     /// 32; at most 8 for the f32 variants) was set when the pipelines were
-    /// made. f32 variants, measured on the H200 (README): for 1-2 vectors, 4
+    /// made. f32 variants, measured on the H200 (docs/performance.md): for 1-2 vectors, 4
     /// rows for the block formats (x, read once per step, serves more rows)
     /// and 2 for F32/F16/BF16 (more workgroups in flight); for more vectors,
     /// 8 rows, since loading x dominates. `_dot` rounds x once per workgroup,
