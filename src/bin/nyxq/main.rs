@@ -5,6 +5,7 @@ mod bench;
 mod bench_quant;
 mod bench_vk;
 mod bench_vk_matvec;
+mod debug;
 mod formats;
 mod hwinfo;
 mod plan;
@@ -26,6 +27,8 @@ quantize/dequantize throughput against memcpy and memset\n  \
        bench [--quick] [--json FILE] [--threads N]\n                        \
 bench-quant, then matrix-vector products per format and shape\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n  \
+       debug [--config FILE] [--json]\n                        \
+build, CPU, Vulkan, config and environment: a report for bug reports\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
        bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
        bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         }
         "validate" => return exit_with(validate::run(rest)),
         "formats" => return exit_with(formats::run(rest).map(|()| ExitCode::SUCCESS)),
+        "debug" => return exit_with(debug::run(rest).map(|()| ExitCode::SUCCESS)),
         "bench-quant" => bench_quant::run(rest),
         "bench" => bench::run(rest),
         "plan" => plan::run(rest),
