@@ -287,10 +287,10 @@ fn text(report: &Value, vulkan_text: &str) -> String {
             "{}: parsed; [quantization] as nyxq reads it:",
             cfg["path"].as_str().unwrap_or_default()
         );
-        if let Some(values) = cfg["values"].as_object() {
-            for (key, value) in values {
-                let _ = writeln!(out, "  {key} = {value}");
-            }
+        for key in nyxq::config::KEYS {
+            let value = &cfg["values"][key];
+            let shown = value.as_str().map_or(value.to_string(), str::to_string);
+            let _ = writeln!(out, "  {key} = {shown}");
         }
         let _ = writeln!(
             out,
