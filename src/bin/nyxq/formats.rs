@@ -45,6 +45,8 @@ struct Row {
     worst: (f64, String),
     quant_seconds: f64,
     dequant_seconds: f64,
+    /// Tensors left out because the format cannot hold them (partial blocks).
+    left_out: Vec<String>,
 }
 
 impl Row {
@@ -62,6 +64,7 @@ impl Row {
             worst: (f64::INFINITY, String::new()),
             quant_seconds: 0.0,
             dequant_seconds: 0.0,
+            left_out: Vec::new(),
         }
     }
 
@@ -73,6 +76,10 @@ impl Row {
             ..Default::default()
         };
         let (format, n) = (self.format, values.len());
+        if format.check_count(n).is_err() {
+            self.left_out.push(name.to_string());
+            return Ok(());
+        }
         let size = format
             .size_of(n)
             .map_err(|e| format!("{name} in {}: {e}", format.name()))?;
@@ -133,11 +140,12 @@ impl Row {
             "fraction_of_fp32": self.format.bits_per_weight() / 32.0,
             "rmse": self.rmse(),
             "snr_db": number(self.snr_db()),
-            "exact": self.noise == 0.0,
+            "exact": self.count > 0 && self.noise == 0.0,
             "worst_tensor": self.worst.1,
             "worst_snr_db": number(self.worst.0),
             "quantize_gbs": self.gbs(self.quant_seconds),
             "dequantize_gbs": self.gbs(self.dequant_seconds),
+            "left_out": self.left_out,
         })
     }
 }
@@ -223,6 +231,12 @@ pub fn run(args: &[String]) -> Result<(), UsageError> {
             worst,
             r.gbs(r.quant_seconds),
             r.gbs(r.dequant_seconds)
+        );
+    }
+    if let Some(row) = rows.iter().find(|r| !r.left_out.is_empty()) {
+        println!(
+            "\nNot whole blocks of 32, so left out of the block formats' rows: {}",
+            row.left_out.join(", ")
         );
     }
     println!(
