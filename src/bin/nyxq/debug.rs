@@ -38,7 +38,7 @@ const NYXQ_VARIABLES: [(&str, &str); 9] = [
     ),
     (
         "NYXQ_VK_PIPELINE_STATS",
-        "set: log the pipelines' executable statistics",
+        "set: make pipelines with executable statistics (VK_KHR_pipeline_executable_properties), which nyxq bench-vk prints",
     ),
     (
         "NYXQ_VK_MATVEC_VARIANT",
@@ -53,6 +53,9 @@ const NYXQ_VARIABLES: [(&str, &str); 9] = [
         "1, 2 or 4: row slots of the integer-dot matrix-vector kernel (tuning)",
     ),
 ];
+
+/// Variables the build reads (build.rs): setting them now changes nothing.
+const BUILD_VARIABLES: [&str; 2] = ["NYXQ_SHADER_EXPERIMENTS", "NYXQ_UPDATE_HEADER"];
 
 /// Variables of the Khronos Vulkan loader that change which drivers and
 /// layers nyxq sees; any other VK_* variable set is listed too.
@@ -227,7 +230,9 @@ fn environment_json() -> Value {
         .collect();
     others.sort();
     vars.extend(others.into_iter().map(|(name, value)| {
-        let effect = if name.starts_with("NYXQ_") {
+        let effect = if BUILD_VARIABLES.contains(&name.as_str()) {
+            "read when nyxq is built, not at run time"
+        } else if name.starts_with("NYXQ_") {
             "not read by nyxq at run time (misspelt?)"
         } else {
             "read by the Vulkan loader or a layer, if at all"
@@ -307,7 +312,7 @@ fn text(report: &Value, vulkan_text: &str) -> String {
     for v in report["environment"].as_array().into_iter().flatten() {
         let value = v["value"]
             .as_str()
-            .map_or("(unset)".to_string(), |s| format!("={s}"));
+            .map_or(" (unset)".to_string(), |s| format!("={s}"));
         let _ = writeln!(
             out,
             "{}{value}: {}",
