@@ -33,6 +33,17 @@ mod simd_x86;
 use crate::error::{Error, Result};
 use crate::format::Format;
 
+/// The row kernels of the CPU products on this CPU: "avx2+fma+f16c" when all
+/// three were detected at run time, else "portable" (for bug reports and
+/// benchmarks).
+pub fn cpu_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if simd_x86::available() {
+        return "avx2+fma+f16c";
+    }
+    "portable"
+}
+
 /// Most vectors one call multiplies.
 pub const MAX_BATCH: usize = 8;
 

@@ -8,7 +8,7 @@ use crate::format::Format;
 use crate::quant::simd_x86::f16_at;
 use std::arch::x86_64::*;
 
-fn available() -> bool {
+pub(super) fn available() -> bool {
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c")

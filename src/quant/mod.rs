@@ -23,6 +23,17 @@ use crate::error::{Error, Result};
 use crate::format::Format;
 use scalar::QK;
 
+/// The kernels nearest-rounding quantize and dequantize run on this CPU:
+/// "avx2+f16c" when both were detected at run time, else "portable" (the same
+/// bytes either way; for bug reports and benchmarks).
+pub fn cpu_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if simd_x86::available() {
+        return "avx2+f16c";
+    }
+    "portable"
+}
+
 /// How values are rounded to the target format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rounding {

@@ -15,7 +15,7 @@ use super::scalar::{self, QK};
 use crate::format::Format;
 use std::arch::x86_64::*;
 
-fn available() -> bool {
+pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
 }
 

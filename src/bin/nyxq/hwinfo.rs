@@ -143,38 +143,52 @@ fn context_summary(pref: BackendPreference) -> (String, String) {
     }
 }
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let json = args.iter().any(|a| a == "--json");
+/// What `hwinfo` reports, as text and as JSON: every Vulkan device (or why
+/// Vulkan is unavailable) and what an AUTO and a Vulkan context choose.
+pub struct Report {
+    pub text: String,
+    pub json: String,
+}
+
+/// Looks at the Vulkan devices and opens the two contexts.
+pub fn gather() -> Report {
     let devices = nyxq::vk::list_devices(&Default::default());
     let contexts = [BackendPreference::Auto, BackendPreference::Vulkan].map(context_summary);
-    if json {
-        let devices_json = match &devices {
-            Ok(list) => format!(
-                "[{}]",
-                list.iter().map(device_json).collect::<Vec<_>>().join(",")
-            ),
-            Err(_) => "[]".to_string(),
-        };
-        let error = devices
-            .as_ref()
-            .err()
-            .map_or("null".to_string(), |e| json_str(e.reason()));
-        println!(
-            "{{\"devices\":{devices_json},\"vulkan_error\":{error},\"contexts\":[{}]}}",
-            contexts
-                .iter()
-                .map(|c| c.1.clone())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+    let devices_json = match &devices {
+        Ok(list) => format!(
+            "[{}]",
+            list.iter().map(device_json).collect::<Vec<_>>().join(",")
+        ),
+        Err(_) => "[]".to_string(),
+    };
+    let error = devices
+        .as_ref()
+        .err()
+        .map_or("null".to_string(), |e| json_str(e.reason()));
+    let json = format!(
+        "{{\"devices\":{devices_json},\"vulkan_error\":{error},\"contexts\":[{}]}}",
+        contexts
+            .iter()
+            .map(|c| c.1.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut text = match &devices {
+        Ok(list) if list.is_empty() => "no Vulkan device\n".to_string(),
+        Ok(list) => list.iter().map(device_text).collect(),
+        Err(e) => format!("Vulkan unavailable: {}\n", e.reason()),
+    };
+    text.push('\n');
+    contexts.iter().for_each(|c| text.push_str(&c.0));
+    Report { text, json }
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let report = gather();
+    if args.iter().any(|a| a == "--json") {
+        println!("{}", report.json);
     } else {
-        match &devices {
-            Ok(list) if list.is_empty() => println!("no Vulkan device"),
-            Ok(list) => list.iter().for_each(|d| print!("{}", device_text(d))),
-            Err(e) => println!("Vulkan unavailable: {}", e.reason()),
-        }
-        println!();
-        contexts.iter().for_each(|c| print!("{}", c.0));
+        print!("{}", report.text);
     }
     Ok(())
 }

@@ -1,13 +1,16 @@
 //! `nyxq`: the command-line tool over the library. Each subcommand lives in its
-//! own module; this file only dispatches.
+//! own module; this file only dispatches. docs/tools.md is the user's guide.
 
 mod bench;
 mod bench_quant;
 mod bench_vk;
 mod bench_vk_matvec;
+mod debug;
 mod formats;
 mod hwinfo;
 mod plan;
+mod validate;
+mod weights;
 
 use std::process::ExitCode;
 
@@ -15,16 +18,33 @@ fn usage() -> &'static str {
     "usage: nyxq <command> [options]\n\
      commands:\n  \
        version          print the library version\n  \
-       formats [DIR]    quantize a weight folder into every format and print the table\n  \
+       validate INPUT... [--format F]... [--config FILE] [--min-snr DB] [--json]\n                        \
+quantize a weight set into each format and check the error (exit 1 on a failure)\n  \
+       formats INPUT... [--json]\n                        \
+quantize a weight set into every format: size, error, throughput\n  \
        bench-quant [--quick] [--json FILE] [--mib N]\n                        \
 quantize/dequantize throughput against memcpy and memset\n  \
        bench [--quick] [--json FILE] [--threads N]\n                        \
 bench-quant, then matrix-vector products per format and shape\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n  \
+       debug [--config FILE] [--json]\n                        \
+build, CPU, Vulkan, config and environment: a report for bug reports\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
        bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
        bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
-Vulkan matrix-vector products per format and shape\n"
+Vulkan matrix-vector products per format and shape\n\
+     INPUT: a folder with manifest.json, a manifest .json file, or a .safetensors file\n\
+     exit status: 0 success, 1 failure (validate: a check failed), 2 usage error or unreadable input\n"
+}
+
+/// Bad arguments or unreadable input: the message, and exit status 2.
+pub struct UsageError(pub String);
+
+fn exit_with(result: Result<ExitCode, UsageError>) -> ExitCode {
+    result.unwrap_or_else(|UsageError(message)| {
+        eprintln!("nyxq: {message}");
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
@@ -39,7 +59,9 @@ fn main() -> ExitCode {
             println!("nyxq {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        "formats" => formats::run(rest),
+        "validate" => return exit_with(validate::run(rest)),
+        "formats" => return exit_with(formats::run(rest).map(|()| ExitCode::SUCCESS)),
+        "debug" => return exit_with(debug::run(rest).map(|()| ExitCode::SUCCESS)),
         "bench-quant" => bench_quant::run(rest),
         "bench" => bench::run(rest),
         "plan" => plan::run(rest),
