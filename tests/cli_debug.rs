@@ -182,3 +182,21 @@ fn bad_arguments_are_usage_errors() {
         assert!(r.stderr.contains("usage: nyxq debug"), "{}", r.stderr);
     }
 }
+
+/// `--help` is an answer, not a usage error: the usage on stdout and exit 0,
+/// for each of the tools that validate and report.
+#[test]
+fn help_prints_the_usage_and_exits_0() {
+    let dir = scratch_dir("debug-help");
+    for command in ["debug", "validate", "formats"] {
+        for flag in ["--help", "-h"] {
+            let r = nyxq_in(&dir, &[command, flag], &[]);
+            assert_eq!(r.code, Some(0), "{command} {flag}: {}", r.stderr);
+            assert!(
+                r.stdout.contains(&format!("usage: nyxq {command}")),
+                "{command} {flag}: {}",
+                r.stdout
+            );
+        }
+    }
+}

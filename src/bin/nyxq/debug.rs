@@ -83,7 +83,6 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, bool), UsageError> {
                     .ok_or_else(|| UsageError(format!("--config needs a value\n{USAGE}")))?;
                 config = Some(PathBuf::from(path));
             }
-            "--help" | "-h" => return Err(UsageError(USAGE.to_string())),
             other => return Err(UsageError(format!("unknown argument {other}\n{USAGE}"))),
         }
     }

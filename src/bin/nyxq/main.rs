@@ -40,6 +40,16 @@ Vulkan matrix-vector products per format and shape\n\
 /// Bad arguments or unreadable input: the message, and exit status 2.
 pub struct UsageError(pub String);
 
+/// The usage line of the subcommands that answer `--help` on stdout with exit 0.
+fn subcommand_usage(command: &str) -> Option<&'static str> {
+    match command {
+        "validate" => Some(validate::USAGE),
+        "formats" => Some(formats::USAGE),
+        "debug" => Some(debug::USAGE),
+        _ => None,
+    }
+}
+
 fn exit_with(result: Result<ExitCode, UsageError>) -> ExitCode {
     result.unwrap_or_else(|UsageError(message)| {
         eprintln!("nyxq: {message}");
@@ -54,6 +64,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest = &args[1..];
+    if let Some(usage) = subcommand_usage(command)
+        && rest.iter().any(|arg| arg == "--help" || arg == "-h")
+    {
+        println!("{usage}");
+        return ExitCode::SUCCESS;
+    }
     let result: Result<(), String> = match command.as_str() {
         "version" | "--version" => {
             println!("nyxq {}", env!("CARGO_PKG_VERSION"));

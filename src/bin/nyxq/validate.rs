@@ -130,7 +130,6 @@ fn parse_args(args: &[String]) -> Result<Options, UsageError> {
                     .ok_or_else(|| usage(format!("--min-snr '{text}' is not a number of dB")))?;
                 min_snr = Some(db);
             }
-            "--help" | "-h" => return Err(UsageError(USAGE.to_string())),
             flag if flag.starts_with("--") => return Err(usage(format!("unknown option {flag}"))),
             input => inputs.push(PathBuf::from(input)),
         }
