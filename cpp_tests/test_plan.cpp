@@ -1,6 +1,7 @@
 // Contract tests of the planning and config ABI: models, hardware profiles,
 // policies, plans (entries, summary, text, JSON, replan), infeasible plans,
 // the [quantization] config, and bad inputs for every function.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
@@ -225,6 +226,48 @@ TEST(Plan, MeasuredErrorComesFromTheData) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0].error_source, 1);
   EXPECT_TRUE(std::isfinite(e[0].snr_db));
+}
+
+// The Nyx trainer's [quantization] section as it ships (tests/fixtures): it
+// loads, plans every tensor in FP32, and says what does not apply.
+TEST(Plan, NyxTrainersConfigLoadsAsWritten) {
+  const std::string path = std::string(NYXQ_SOURCE_DIR) + "/tests/fixtures/nyx_trainer_quantization.ini";
+  NyxqConfig *raw = nullptr;
+  CHECK_OK(nyxq_config_load(path.c_str(), &raw));
+  ConfigPtr config(raw);
+  for (int training = 0; training <= 1; ++training) {
+    NyxqPlanPolicy policy;
+    CHECK_OK(nyxq_config_policy(config.get(), training, &policy));
+    EXPECT_EQ(policy.allowed_formats, 1u << NYXQ_FORMAT_F32);
+    EXPECT_EQ(policy.default_format, NYXQ_FORMAT_F32);
+    EXPECT_EQ(policy.device_cap_bytes, 4096ull << 20);
+    EXPECT_NEAR(policy.min_snr_db, 4.16, 0.01);
+  }
+  char *text = nullptr;
+  CHECK_OK(nyxq_config_warnings(config.get(), &text));
+  StringPtr warnings(text);
+  const std::string w = warnings.get();
+  EXPECT_EQ(std::count(w.begin(), w.end(), '\n'), 5) << w;
+  for (const char *expected : {":10: quantization is disabled", ":17: attention_precision = FP16 does not apply",
+                               ":22: weight_precision = INT4 is below precision_level = FP32",
+                               ":14: accuracy_threshold = 0.85"}) {
+    EXPECT_NE(w.find(expected), std::string::npos) << expected << " in\n" << w;
+  }
+
+  NyxqConfig *quiet = nullptr;
+  CHECK_OK(nyxq_config_parse("[quantization]\nenabled = true\naccuracy_threshold = 0.99\n", "ok.ini", &quiet));
+  ConfigPtr quiet_config(quiet);
+  CHECK_OK(nyxq_config_warnings(quiet_config.get(), &text));
+  StringPtr none(text);
+  EXPECT_STREQ(none.get(), "");
+  text = reinterpret_cast<char *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_warnings(quiet_config.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_warnings(nullptr, &text));
+  NyxqConfig *dead = nullptr;
+  CHECK_OK(nyxq_config_parse("[quantization]\n", "dead.ini", &dead));
+  nyxq_config_destroy(dead);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_config_warnings(dead, &text));
+  EXPECT_EQ(text, reinterpret_cast<char *>(0x1));
 }
 
 TEST(Plan, ConfigParsesMapsAndReportsErrors) {

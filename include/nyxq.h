@@ -1213,6 +1213,21 @@ NyxqStatus nyxq_context_plan_policy(const NyxqContext *ctx,
                                     NyxqPlanPolicy *policy_out);
 
 /**
+ * The config's warnings, one per line ("file:line: what and why"), or an
+ * empty string: keys that do not apply (quantization disabled, per-role
+ * precisions with mixed precision off, precisions below precision_level while
+ * quantization is disabled) and an accuracy_threshold whose SNR floor every
+ * format passes. They are also logged at warn level when the config is
+ * parsed, and become notes of the plans made from it by the Rust API and the
+ * `nyxq plan --config` command. *text_out receives a NUL-terminated string to
+ * release with nyxq_string_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_config_warnings(const NyxqConfig *config,
+                                char **text_out);
+
+/**
  * Releases a config. NULL is a no-op.
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.

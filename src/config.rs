@@ -39,6 +39,11 @@ pub const KEYS: [&str; 20] = [
     "speedup_target",
 ];
 
+/// An accuracy threshold whose SNR floor is below this lets every format
+/// through (INT4 keeps about 20 dB of real weights, docs/guide.md), so the
+/// config warns that it chooses nothing.
+const WEAK_SNR_FLOOR_DB: f64 = 10.0;
+
 /// Keys accepted and ignored, with why (the warning logged once per process).
 const IGNORED: [(&str, &str); 5] = [
     (
@@ -93,6 +98,10 @@ pub struct QuantConfig {
     pub speedup_target: f64,
     /// Keys given that nyxq accepts and ignores, with why.
     pub ignored: Vec<String>,
+    /// What the section asks for that does not apply or is unlikely to mean
+    /// what it says, with the line: logged at warn level when parsed and
+    /// carried into every plan made from this config (its notes).
+    pub warnings: Vec<String>,
 }
 
 impl Default for QuantConfig {
@@ -120,6 +129,7 @@ impl Default for QuantConfig {
             memory_reduction_target: 0.0,
             speedup_target: 1.0,
             ignored: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -253,7 +263,12 @@ impl QuantConfig {
                 warn_once(key, why);
             }
         }
-        cfg.check_combinations(|key| lines[KEYS.iter().position(|k| *k == key).unwrap_or(0)])?;
+        let line_of = |key: &str| lines[KEYS.iter().position(|k| *k == key).unwrap_or(0)];
+        cfg.check_combinations(line_of)?;
+        cfg.warnings = cfg.collect_warnings(line_of);
+        for warning in &cfg.warnings {
+            log::warn!("{warning}");
+        }
         Ok(cfg)
     }
 
@@ -319,18 +334,32 @@ impl QuantConfig {
         Ok(())
     }
 
-    /// Per-role and per-weight precisions below `precision_level`, and targets
-    /// the allowed formats cannot reach, are impossible.
-    fn check_combinations(&self, line_of: impl Fn(&str) -> usize) -> Result<()> {
-        let floor = self.precision_level.bits_per_weight();
-        for (key, value) in [
+    /// The per-role precisions, as their keys spell them.
+    fn role_precisions(&self) -> [(&'static str, Option<Format>); 3] {
+        [
             ("attention_precision", self.attention_precision),
             ("mlp_precision", self.mlp_precision),
             ("embedding_precision", self.embedding_precision),
-            ("weight_precision", self.weight_precision),
-        ] {
-            if let Some(f) = value {
-                if f.bits_per_weight() < floor {
+        ]
+    }
+
+    /// The contradictions in what applies: with quantization enabled, a weight
+    /// precision below `precision_level` (and a per-role one when mixed
+    /// precision is on), a memory target the allowed formats cannot reach;
+    /// always, learning in the quantized state without quantized training.
+    /// Keys that do not apply are warnings instead ([`Self::collect_warnings`]).
+    fn check_combinations(&self, line_of: impl Fn(&str) -> usize) -> Result<()> {
+        if self.enabled {
+            let roles = if self.mixed_precision_enabled {
+                &self.role_precisions()[..]
+            } else {
+                &[]
+            };
+            let weight = [("weight_precision", self.weight_precision)];
+            for (key, f) in roles.iter().chain(&weight) {
+                if let Some(f) = f
+                    && self.below_floor(*f)
+                {
                     return Err(config_error(
                         &self.origin,
                         line_of(key),
@@ -364,31 +393,69 @@ impl QuantConfig {
                 ),
             ));
         }
-        if self.enabled && !self.mixed_precision_enabled {
-            for key in [
-                "attention_precision",
-                "mlp_precision",
-                "embedding_precision",
-            ] {
-                let value = match key {
-                    "attention_precision" => self.attention_precision,
-                    "mlp_precision" => self.mlp_precision,
-                    _ => self.embedding_precision,
-                };
-                if value.is_some_and(|f| {
-                    Some(f) != self.weight_precision.or(Some(self.precision_level))
-                }) {
-                    return Err(config_error(
-                        &self.origin,
-                        line_of(key),
-                        format!(
-                            "{key} differs from the model-wide precision but mixed_precision_enabled = false"
-                        ),
-                    ));
-                }
+        Ok(())
+    }
+
+    fn below_floor(&self, format: Format) -> bool {
+        format.bits_per_weight() < self.precision_level.bits_per_weight()
+    }
+
+    /// What the section asks for that does not apply (quantization disabled,
+    /// per-role precisions without mixed precision) or that allows every
+    /// format (an accuracy threshold whose SNR floor every format passes).
+    fn collect_warnings(&self, line_of: impl Fn(&str) -> usize) -> Vec<String> {
+        let at = |key: &str| format!("{}:{}", self.origin, line_of(key));
+        let mut warnings = Vec::new();
+        if !self.enabled {
+            warnings.push(format!(
+                "{}: quantization is disabled (enabled = false): every tensor is planned in FP32",
+                at("enabled")
+            ));
+        }
+        for (key, f) in self.role_precisions() {
+            let Some(f) = f else { continue };
+            if !self.mixed_precision_enabled {
+                warnings.push(format!(
+                    "{}: {key} = {} does not apply: mixed_precision_enabled = false gives every \
+                     weight the model-wide precision",
+                    at(key),
+                    f.precision_level()
+                ));
+            } else if !self.enabled && self.below_floor(f) {
+                warnings.push(format!(
+                    "{}: {key} = {} is below precision_level = {}; it would be an error with \
+                     enabled = true",
+                    at(key),
+                    f.precision_level(),
+                    self.precision_level.precision_level()
+                ));
             }
         }
-        Ok(())
+        if let Some(f) = self.weight_precision
+            && !self.enabled
+            && self.below_floor(f)
+        {
+            warnings.push(format!(
+                "{}: weight_precision = {} is below precision_level = {}; it would be an error \
+                 with enabled = true",
+                at("weight_precision"),
+                f.precision_level(),
+                self.precision_level.precision_level()
+            ));
+        }
+        let floor_db = cosine_to_snr_db(self.accuracy_threshold);
+        if floor_db < WEAK_SNR_FLOOR_DB {
+            warnings.push(format!(
+                "{}: accuracy_threshold = {} is the least cosine similarity of each tensor to \
+                 its quantized form, an SNR floor of {floor_db:.1} dB, which every format passes \
+                 (INT4 keeps about 20 dB of real weights); 0.99 ({:.1} dB) or more makes the \
+                 threshold choose between formats",
+                at("accuracy_threshold"),
+                self.accuracy_threshold,
+                cosine_to_snr_db(0.99)
+            ));
+        }
+        warnings
     }
 
     /// Whether any precision key names `format` (INT4 means Q4_0 unless one names Q4_1).
@@ -437,6 +504,7 @@ impl QuantConfig {
             }
             policy.max_fraction_of_fp32 = 1.0 - self.memory_reduction_target;
         }
+        policy.notes = self.warnings.clone();
         policy.device_cap_bytes = self.memory_threshold_mb << 20;
         policy.gradient_format = self.gradient_precision;
         policy.master_weights = training && !self.learning_in_quantized_state;

@@ -91,8 +91,13 @@ fn every_error_names_the_file_the_line_and_the_reason() {
             "whole number of MiB",
         ),
         (
-            "[quantization]\nprecision_level = INT8\nattention_precision = INT4\n",
-            "bad.ini:3:",
+            "[quantization]\nenabled = true\nprecision_level = INT8\nattention_precision = INT4\n",
+            "bad.ini:4:",
+            "below precision_level",
+        ),
+        (
+            "[quantization]\nenabled = true\nprecision_level = INT8\nweight_precision = INT4\n",
+            "bad.ini:4:",
             "below precision_level",
         ),
         (
@@ -109,11 +114,6 @@ fn every_error_names_the_file_the_line_and_the_reason() {
             "[quantization]\nmemory_reduction_target = 1\n",
             "bad.ini:2:",
             "outside [0, 1)",
-        ),
-        (
-            "[quantization]\nenabled = true\nmixed_precision_enabled = false\nmlp_precision = FP16\n",
-            "bad.ini:4:",
-            "mixed_precision_enabled = false",
         ),
         (
             "[quantization]\ngradient_precision = INT8\n",
@@ -160,4 +160,107 @@ fn the_user_guide_documents_every_key_by_the_parsers_name() {
             "docs/guide.md has no table row for {key}"
         );
     }
+}
+
+/// The Nyx trainer's section as it ships (key=value, no spaces, quantization
+/// off, per-role precisions with mixed precision off, accuracy_threshold=0.85)
+/// loads: every tensor FP32, and what does not apply is a warning with its line.
+#[test]
+fn the_nyx_trainers_section_loads_as_written() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nyx_trainer_quantization.ini"
+    );
+    let cfg = QuantConfig::load(Path::new(path)).unwrap();
+    assert!(!cfg.enabled);
+    assert!(!cfg.mixed_precision_enabled);
+    assert_eq!(cfg.precision_level, Format::F32);
+    assert_eq!(cfg.weight_precision, Some(Format::Q4_0));
+    assert_eq!(cfg.memory_threshold_mb, 4096);
+    assert_eq!(cfg.accuracy_threshold, 0.85);
+    let expect = [
+        (
+            ":10: quantization is disabled",
+            "every tensor is planned in FP32",
+        ),
+        (
+            ":17: attention_precision = FP16 does not apply",
+            "mixed_precision_enabled = false",
+        ),
+        (
+            ":18: mlp_precision = INT8 does not apply",
+            "mixed_precision_enabled = false",
+        ),
+        (
+            ":19: embedding_precision = INT4 does not apply",
+            "mixed_precision_enabled = false",
+        ),
+        (
+            ":22: weight_precision = INT4 is below precision_level = FP32",
+            "enabled = true",
+        ),
+        (":14: accuracy_threshold = 0.85", "SNR floor of 4.2 dB"),
+    ];
+    assert_eq!(cfg.warnings.len(), expect.len(), "{:#?}", cfg.warnings);
+    for (at, what) in expect {
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.starts_with(path) && w.contains(at) && w.contains(what)),
+            "no warning {at} ... {what} in {:#?}",
+            cfg.warnings
+        );
+    }
+    for training in [false, true] {
+        let policy = cfg.policy(training);
+        assert_eq!(policy.allowed, vec![Format::F32]);
+        assert_eq!(policy.default_format, Some(Format::F32));
+        assert_eq!(policy.device_cap_bytes, 4096 << 20);
+        assert!(
+            (policy.min_snr_db - 4.16).abs() < 0.01,
+            "{}",
+            policy.min_snr_db
+        );
+        assert_eq!(policy.notes, cfg.warnings);
+    }
+}
+
+/// The warnings reach the plan: a plan made from the config carries them as notes.
+#[test]
+fn config_warnings_become_plan_notes() {
+    use nyxq::plan::{Hardware, Model, Plan, Role, TensorDesc};
+    let cfg = QuantConfig::parse(
+        "[quantization]\nenabled=true\nprecision_level=INT4\nmixed_precision_enabled=false\nmlp_precision=INT8\n",
+        "t.ini",
+    )
+    .unwrap();
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].starts_with("t.ini:5: mlp_precision = INT8 does not apply"));
+    let model = Model::new(
+        "m",
+        vec![TensorDesc::new("w", Role::Mlp, &[256, 256]).unwrap()],
+    )
+    .unwrap();
+    let plan = Plan::create(
+        &model,
+        &Hardware::profile("cpu-only").unwrap(),
+        &cfg.policy(false),
+    )
+    .unwrap();
+    assert!(plan.notes.contains(&cfg.warnings[0]), "{:?}", plan.notes);
+    assert!(
+        plan.explain()
+            .contains("mlp_precision = INT8 does not apply")
+    );
+}
+
+/// A section that applies fully and asks for a real floor has no warnings.
+#[test]
+fn a_consistent_section_has_no_warnings() {
+    let cfg = QuantConfig::parse(
+        "[quantization]\nenabled = true\nprecision_level = INT4\naccuracy_threshold = 0.99\nattention_precision = INT8\n",
+        "t.ini",
+    )
+    .unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 }

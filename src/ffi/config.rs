@@ -3,7 +3,7 @@
 use super::context::NyxqContext;
 use super::guard::guard;
 use super::handle::{self, Opaque};
-use super::plan::{NyxqPlanPolicy, policy_to_c};
+use super::plan::{NyxqPlanPolicy, give_string, policy_to_c};
 use super::ptr;
 use super::status::NyxqStatus;
 use crate::config::QuantConfig;
@@ -100,6 +100,30 @@ pub extern "C" fn nyxq_context_plan_policy(
         let out = ptr::out(policy_out, "policy_out")?;
         // SAFETY: policy_out checked non-NULL.
         unsafe { out.write(policy_to_c(&context.plan_policy(training != 0))) };
+        Ok(())
+    })
+}
+
+/// The config's warnings, one per line ("file:line: what and why"), or an
+/// empty string: keys that do not apply (quantization disabled, per-role
+/// precisions with mixed precision off, precisions below precision_level while
+/// quantization is disabled) and an accuracy_threshold whose SNR floor every
+/// format passes. They are also logged at warn level when the config is
+/// parsed, and become notes of the plans made from it by the Rust API and the
+/// `nyxq plan --config` command. *text_out receives a NUL-terminated string to
+/// release with nyxq_string_destroy.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_config_warnings(
+    config: *const NyxqConfig,
+    text_out: *mut *mut c_char,
+) -> NyxqStatus {
+    guard(|| {
+        let cfg = handle::get(config)?;
+        let out = ptr::out(text_out, "text_out")?;
+        // SAFETY: text_out checked non-NULL.
+        unsafe { out.write(give_string(&cfg.warnings.join("\n"))) };
         Ok(())
     })
 }

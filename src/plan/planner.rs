@@ -782,15 +782,17 @@ impl Plan {
             .map(|t| 4 * t.numel() + policy.training_extra(t.numel(), false))
             .sum();
         let budget = budget(hw, policy, model);
-        let mut notes: Vec<String> = ALL_FORMATS
-            .iter()
-            .filter(|f| policy.allows(**f))
-            .filter_map(|&f| {
-                hw.device_supports(f)
-                    .err()
-                    .map(|w| format!("{} not used: {w}", f.name()))
-            })
-            .collect();
+        let mut notes = policy.notes.clone();
+        notes.extend(
+            ALL_FORMATS
+                .iter()
+                .filter(|f| policy.allows(**f))
+                .filter_map(|&f| {
+                    hw.device_supports(f)
+                        .err()
+                        .map(|w| format!("{} not used: {w}", f.name()))
+                }),
+        );
         let state = Arc::new(state);
         let mut s = Solver::new(&state, &budget);
         if policy.prefer_device {

@@ -81,6 +81,9 @@ pub struct Policy {
     pub role_formats: [Option<Format>; 7],
     /// Per-name overrides; the first matching wins.
     pub overrides: Vec<Override>,
+    /// Notes from where the policy came from (the config's warnings), copied
+    /// into the notes of every plan made with it.
+    pub notes: Vec<String>,
 }
 
 impl Default for Policy {
@@ -109,6 +112,7 @@ impl Default for Policy {
             default_format: None,
             role_formats: [None; 7],
             overrides: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
