@@ -175,9 +175,14 @@ fn threads_and_slices_do_not_change_the_bytes() {
                 ..Default::default()
             };
             quantize(format, &x[from..to], &mut part, &opts).unwrap();
-            let per = format.block_bytes() / format.block_size().min(format.block_bytes());
-            let _ = per;
+            // The slice starts at a whole block, so its bytes are the whole
+            // blocks before it.
             let start = format.size_of(from).unwrap();
+            assert_eq!(
+                start,
+                from / format.block_size() * format.block_bytes(),
+                "{format:?}"
+            );
             assert_eq!(
                 part,
                 one[start..start + part.len()],
