@@ -371,3 +371,68 @@ fn dequantize_to_f16_rounds_each_value() {
         );
     }
 }
+
+#[test]
+fn q8_0_stochastic_rounding_splits_between_the_two_levels() {
+    // A block whose largest magnitude is 127 has the exact scale d = 1, so
+    // 10.25 lies a quarter of the way from level 10 to 11, and −10.75 three
+    // quarters of the way from −10 to −11. Each rounding is one of the two
+    // levels; over n roundings the mean has a standard deviation of
+    // sqrt(p(1−p)/n) (p = 1/4); allow 6 of those. Nearest rounding always
+    // gives 10 and −11, a quarter step off, and fails.
+    let mut x = [10.25f32; QK];
+    x[0] = 127.0;
+    x[QK / 2..].fill(-10.75);
+    let seeds = 200u64;
+    let nearest = {
+        let mut q = [0u8; 34];
+        quantize(Format::Q8_0, &x, &mut q, &QuantizeOptions::default()).unwrap();
+        q
+    };
+    assert_eq!(u16::from_le_bytes([nearest[0], nearest[1]]), 0x3c00); // d = 1.0
+    let (mut sum_up, mut sum_down, mut differs) = (0.0f64, 0.0f64, false);
+    for seed in 0..seeds {
+        let mut q = [0u8; 34];
+        let opts = QuantizeOptions {
+            rounding: Rounding::Stochastic { seed },
+            ..Default::default()
+        };
+        quantize(Format::Q8_0, &x, &mut q, &opts).unwrap();
+        assert_eq!(q[..3], nearest[..3], "the scale and the exact 127 stay");
+        differs |= q != nearest;
+        for (j, &byte) in q[3..].iter().enumerate() {
+            let level = byte as i8;
+            if j + 1 < QK / 2 {
+                assert!(
+                    [10, 11].contains(&level),
+                    "seed {seed} [{}]: {level}",
+                    j + 1
+                );
+                sum_up += f64::from(level);
+            } else {
+                assert!(
+                    [-11, -10].contains(&level),
+                    "seed {seed} [{}]: {level}",
+                    j + 1
+                );
+                sum_down += f64::from(level);
+            }
+        }
+    }
+    assert!(
+        differs,
+        "stochastic rounding gave nearest's bytes for every seed"
+    );
+    for (sum, count, value) in [
+        (sum_up, (QK / 2 - 1) as u64 * seeds, 10.25),
+        (sum_down, (QK / 2) as u64 * seeds, -10.75),
+    ] {
+        let n = count as f64;
+        let tolerance = 6.0 * (0.25f64 * 0.75 / n).sqrt();
+        let mean = sum / n;
+        assert!(
+            (mean - value).abs() <= tolerance,
+            "mean {mean} vs {value} (tol {tolerance})"
+        );
+    }
+}
