@@ -372,6 +372,16 @@ fn dequantize_to_f16_rounds_each_value() {
     }
 }
 
+/// Squared error Σ w·(x − x̂)² of `x` quantized to `format` with `opts`.
+fn weighted_squared_error(format: Format, x: &[f32], w: &[f32], opts: &QuantizeOptions) -> f64 {
+    let y = round_trip(format, x, opts);
+    x.iter()
+        .zip(&y)
+        .enumerate()
+        .map(|(i, (&a, &b))| f64::from(w[i % w.len()]) * (f64::from(a) - f64::from(b)).powi(2))
+        .sum()
+}
+
 #[test]
 fn q8_0_stochastic_rounding_splits_between_the_two_levels() {
     // A block whose largest magnitude is 127 has the exact scale d = 1, so
@@ -435,4 +445,56 @@ fn q8_0_stochastic_rounding_splits_between_the_two_levels() {
             "mean {mean} vs {value} (tol {tolerance})"
         );
     }
+}
+
+#[test]
+fn q8_0_error_minimising_beats_nearest_where_another_scale_is_exact() {
+    // Integers from −126 to 126: nearest's scale 126/127 (f16 0.9921875) puts
+    // most of them between levels, while the scale 1, which the search tries
+    // (amax/126), represents every one exactly; a search that keeps the
+    // lowest error must end strictly below nearest.
+    let x: Vec<f32> = (0..QK * 8)
+        .map(|i| match i % QK {
+            0 => 126.0,
+            _ => ((i * 37) % 253) as f32 - 126.0,
+        })
+        .collect();
+    assert!(x.chunks(QK).all(|b| scalar::absmax(b) == 126.0));
+    let ones = [1.0f32; QK];
+    let nearest = weighted_squared_error(Format::Q8_0, &x, &ones, &QuantizeOptions::default());
+    let searched = weighted_squared_error(
+        Format::Q8_0,
+        &x,
+        &ones,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            ..Default::default()
+        },
+    );
+    assert!(nearest > 0.0);
+    assert!(searched < nearest, "{searched} vs nearest {nearest}");
+    assert_eq!(searched, 0.0);
+
+    // On smooth data with noise each block is never worse, and in total better.
+    let x = wave(QK * 64, 11);
+    let (mut near_total, mut best_total) = (0.0, 0.0);
+    for block in x.chunks(QK) {
+        let near = weighted_squared_error(Format::Q8_0, block, &ones, &QuantizeOptions::default());
+        let best = weighted_squared_error(
+            Format::Q8_0,
+            block,
+            &ones,
+            &QuantizeOptions {
+                rounding: Rounding::ErrorMinimising,
+                ..Default::default()
+            },
+        );
+        assert!(best <= near, "{best} vs nearest {near}");
+        near_total += near;
+        best_total += best;
+    }
+    assert!(
+        best_total < near_total,
+        "{best_total} vs nearest {near_total}"
+    );
 }
