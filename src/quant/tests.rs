@@ -498,3 +498,34 @@ fn q8_0_error_minimising_beats_nearest_where_another_scale_is_exact() {
         "{best_total} vs nearest {near_total}"
     );
 }
+
+#[test]
+fn q4_1_importance_lowers_the_weighted_error() {
+    // Importance 100 on the first 8 columns of every block: the search that is
+    // told so ends with a strictly lower weighted error than the one that
+    // weighs every column alike (it trades the unimportant columns' error for
+    // the important ones').
+    let x = wave(QK * 64, 21);
+    let mut importance = [1.0f32; QK];
+    importance[..8].fill(100.0);
+    let plain = weighted_squared_error(
+        Format::Q4_1,
+        &x,
+        &importance,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            ..Default::default()
+        },
+    );
+    let weighted = weighted_squared_error(
+        Format::Q4_1,
+        &x,
+        &importance,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            importance: Some(&importance),
+            ..Default::default()
+        },
+    );
+    assert!(weighted < plain, "{weighted} vs unweighted {plain}");
+}
