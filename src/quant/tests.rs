@@ -529,3 +529,58 @@ fn q4_1_importance_lowers_the_weighted_error() {
     );
     assert!(weighted < plain, "{weighted} vs unweighted {plain}");
 }
+
+/// Blocks whose values are exact ties after scaling: in each, the largest
+/// magnitude is 127·2^e (so the Q8_0 scale d = 2^e is exact), and the others
+/// are (k + 1/2)·2^e. Eleven blocks: a group of eight for the SIMD path's
+/// grouped scales, then three alone.
+fn q8_0_ties() -> Vec<f32> {
+    (0..11)
+        .flat_map(|b: i32| {
+            let d = 2.0f32.powi(b % 4 - 2);
+            (0..QK as i32).map(move |j| {
+                let level = if j == (b * 5) % QK as i32 {
+                    if b % 2 == 0 { 127.0 } else { -127.0 }
+                } else {
+                    let k = (j * 9 + b * 13) % 253 - 126; // −126..=126
+                    k as f32 + if k < 0 { -0.5 } else { 0.5 }
+                };
+                level * d
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn q8_0_ties_round_away_from_zero_on_every_path() {
+    // ggml rounds x·id half away from zero (C's roundf). The portable kernel
+    // must give that; the AVX2/F16C kernel must give the same bytes where the
+    // CPU has those features (elsewhere it does not exist and only the
+    // portable result is checked). Q4_0 and Q4_1 truncate x·id + 8.5 and
+    // (x − min)·id + 0.5, so these ties test their SIMD path's rule too.
+    let x = q8_0_ties();
+    let mut portable = vec![0u8; Format::Q8_0.size_of(x.len()).unwrap()];
+    quantize_nearest_portable(Format::Q8_0, &x, &mut portable);
+    for (b, (xs, block)) in x.chunks(QK).zip(portable.chunks(34)).enumerate() {
+        let d = scalar::absmax(xs) / 127.0;
+        assert_eq!(
+            scalar::f16_value(u16::from_le_bytes([block[0], block[1]])),
+            d
+        );
+        for (j, (&v, &q)) in xs.iter().zip(&block[2..]).enumerate() {
+            let t = v / d; // exact: d is a power of two
+            let away = t.signum() * (t.abs() + 0.5).floor();
+            assert_eq!(q as i8 as f32, away, "block {b} [{j}]: {t}");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
+        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+            let size = format.size_of(x.len()).unwrap();
+            let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
+            quantize_nearest_portable(format, &x, &mut portable);
+            assert!(simd_x86::quantize_nearest(format, &x, &mut simd));
+            assert_eq!(portable, simd, "{format:?}");
+        }
+    }
+}
