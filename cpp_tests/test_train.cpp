@@ -297,7 +297,8 @@ TEST(StochasticRounding, MasterWeightsToBf16AndF16AreUnbiased) {
   std::vector<float> x(n);
   for (size_t i = 0; i < n; ++i) x[i] = 1.0f + static_cast<float>(i) / 700.0f;
   for (int32_t format : {NYXQ_FORMAT_BF16, NYXQ_FORMAT_F16}) {
-    const double step = format == NYXQ_FORMAT_BF16 ? 1.0 / 64 : 1.0 / 512;  // one ulp in [1, 2)
+    // One ulp in [1, 2): 2^-7 for bfloat16's 7 stored mantissa bits, 2^-10 for binary16's 10.
+    const double step = format == NYXQ_FORMAT_BF16 ? 1.0 / 128 : 1.0 / 1024;
     std::vector<double> mean(n, 0.0);
     std::vector<float> y(n);
     NyxqQuantizeOptions o = {};

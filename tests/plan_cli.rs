@@ -25,9 +25,23 @@ fn plans_print_fitting_totals_on_the_constrained_profiles() {
             let (ok, out, err) = nyxq(&args);
             assert!(ok, "{err}");
             let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-            let totals = &plan["totals"];
-            assert!(totals["device_bytes"].as_u64() <= plan["budget"]["device"].as_u64());
-            assert!(totals["host_bytes"].as_u64() <= plan["budget"]["host"].as_u64());
+            // Unwrapped: Option's None compares below every Some, so a
+            // missing total would pass.
+            let bytes = |v: &serde_json::Value, what: &str| {
+                v.as_u64()
+                    .unwrap_or_else(|| panic!("{hw}: {what} is not a byte count: {v}"))
+            };
+            let (totals, budget) = (&plan["totals"], &plan["budget"]);
+            assert!(
+                bytes(&totals["device_bytes"], "totals.device_bytes")
+                    <= bytes(&budget["device"], "budget.device"),
+                "{hw}: {totals} over {budget}"
+            );
+            assert!(
+                bytes(&totals["host_bytes"], "totals.host_bytes")
+                    <= bytes(&budget["host"], "budget.host"),
+                "{hw}: {totals} over {budget}"
+            );
             for t in plan["tensors"].as_array().unwrap() {
                 assert!(!t["reason"].as_str().unwrap().is_empty());
                 if hw == "amd-rx580-8gb" {

@@ -92,11 +92,17 @@ fn auto_skips_a_cpu_vulkan_device_and_says_why() {
     ) {
         return;
     }
+    // Which reason AUTO must give depends on whether lavapipe runs here:
+    // explicit VULKAN (which accepts a CPU device) tells.
+    if let Err(e) = Context::new(&settings(BackendPreference::Vulkan)) {
+        vk_support::skip_missing(&format!("lavapipe does not run here: {e}"));
+        return;
+    }
     let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
     assert_eq!(ctx.backend(), Backend::Cpu);
     let reason = ctx.fallback_reason().unwrap();
     assert!(
-        reason.contains("cpu device") || reason.contains("no Vulkan"),
+        reason.contains("is a cpu device, slower than the CPU backend"),
         "{reason}"
     );
 }
@@ -163,10 +169,10 @@ fn no_device_falls_back_or_fails_with_the_reason() {
         vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
         return;
     }
-    assert!(
-        reason.contains("no Vulkan device") || reason.contains("no usable Vulkan device"),
-        "{reason}"
-    );
+    // The driver loads but finds no hardware: it enumerates nothing, or its
+    // enumeration fails (ANV here: VK_ERROR_INITIALIZATION_FAILED); there is
+    // never a device that is then rejected ("no usable Vulkan device").
+    assert!(reason.contains("no Vulkan device"), "{reason}");
     let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
     assert!(err.message().contains("device"), "{err}");
 }

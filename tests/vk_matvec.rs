@@ -18,7 +18,9 @@ mod vk_support;
 use nyxq::format::{ALL_FORMATS, Format};
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
-use nyxq::vk::matvec::{self, HostOperands, MatvecCall, Operands, Variant, run_on_host_data};
+use nyxq::vk::matvec::{
+    self, Arithmetic, HostOperands, MatvecCall, Operands, Pipelines, Variant, run_on_host_data,
+};
 use nyxq::vk::record::BufferRange;
 use vk_support::{device_context, device_env, device_test, run_in_child};
 
@@ -234,6 +236,46 @@ fn check_call(
     }
 }
 
+/// The settings asked for through the environment are the ones the
+/// pipelines use: NYXQ_VK_FORCE_COMPAT=1 (or `force_compat`), the
+/// arithmetic of NYXQ_VK_MATVEC_VARIANT and the forward variant it gives
+/// Q4_0 at batch 8 (where the default picks f32), NYXQ_VK_MATVEC_ROWS
+/// (capped at 8 for the f32 variants) and NYXQ_VK_MATVEC_SLOTS (the tests
+/// ask only for slots that hold their rows, so none is raised).
+fn assert_environment_settings_used(force_compat: bool, compat: bool, pipelines: &Pipelines) {
+    let var = |key: &str| std::env::var(key).ok();
+    if force_compat || var("NYXQ_VK_FORCE_COMPAT").as_deref() == Some("1") {
+        assert!(compat, "compat variants asked for but not forced");
+    }
+    let arithmetic = match var("NYXQ_VK_MATVEC_VARIANT").as_deref() {
+        Some("f32") => Arithmetic::F32,
+        Some("dot") => Arithmetic::IntegerDot,
+        _ => Arithmetic::Auto,
+    };
+    assert_eq!(pipelines.arithmetic(), arithmetic);
+    let variant = pipelines.forward_variant(compat, Format::Q4_0, 8);
+    if compat || !pipelines.subgroup_supported() {
+        assert_eq!(variant, Variant::Compat);
+    } else if arithmetic == Arithmetic::IntegerDot && pipelines.dot_supported() {
+        assert_eq!(variant, Variant::Dot);
+    } else {
+        assert_eq!(variant, Variant::Subgroup);
+    }
+    if let Some(rows) = var("NYXQ_VK_MATVEC_ROWS") {
+        let rows: u32 = rows.parse().unwrap();
+        for batch in [1, 8] {
+            let used = pipelines.rows_per_group(Variant::Dot, batch, Format::Q4_0, 4097);
+            assert_eq!(used, rows, "_dot rows per group at batch {batch}");
+            let used = pipelines.rows_per_group(Variant::Subgroup, batch, Format::Q4_0, 4097);
+            assert_eq!(used, rows.min(8), "f32 rows per group at batch {batch}");
+        }
+        if let Some(slots) = var("NYXQ_VK_MATVEC_SLOTS") {
+            let slots: u32 = slots.parse().unwrap();
+            assert_eq!(pipelines.dot_slots(rows, 1), slots, "row slots at batch 1");
+        }
+    }
+}
+
 /// Every format × shape × batch × direction × bias.
 fn every_format_and_shape(force_compat: bool) {
     let Some(ctx) = device_context(force_compat) else {
@@ -241,6 +283,7 @@ fn every_format_and_shape(force_compat: bool) {
     };
     let engine = ctx.vulkan().unwrap();
     let pipelines = engine.matvec_pipelines().unwrap();
+    assert_environment_settings_used(force_compat, ctx.force_compat(), &pipelines);
     let q4 = pipelines.forward_variant(ctx.force_compat(), Format::Q4_0, 1);
     let rows = pipelines.rows_per_group(q4, 1, Format::Q4_0, 4097);
     println!(

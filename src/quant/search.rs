@@ -233,6 +233,9 @@ mod tests {
         let e_plain = weighted_error(&x, &w, &y);
         scalar::q4_1_dequantize(&weighted, &mut y);
         let e_weighted = weighted_error(&x, &w, &y);
-        assert!(e_weighted <= e_plain);
+        // Weighing the first 8 columns 100 times must move the choice: the
+        // unweighted best spreads the error evenly, so a search that ignored
+        // the importance would tie here.
+        assert!(e_weighted < e_plain, "{e_weighted} vs unweighted {e_plain}");
     }
 }

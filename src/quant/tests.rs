@@ -175,9 +175,14 @@ fn threads_and_slices_do_not_change_the_bytes() {
                 ..Default::default()
             };
             quantize(format, &x[from..to], &mut part, &opts).unwrap();
-            let per = format.block_bytes() / format.block_size().min(format.block_bytes());
-            let _ = per;
+            // The slice starts at a whole block, so its bytes are the whole
+            // blocks before it.
             let start = format.size_of(from).unwrap();
+            assert_eq!(
+                start,
+                from / format.block_size() * format.block_bytes(),
+                "{format:?}"
+            );
             assert_eq!(
                 part,
                 one[start..start + part.len()],
@@ -187,11 +192,36 @@ fn threads_and_slices_do_not_change_the_bytes() {
     }
 }
 
+/// Relative rounding of a normal f32 to f16 (round to nearest: half an ulp of 2^-10).
+const F16_RELATIVE: f64 = 1.0 / 2048.0;
+
+/// The f16-stored scale of a block quantized by stochastic rounding (the
+/// same scale as nearest rounding), and the f32 scale it rounds.
+fn block_scale(format: Format, block: &[f32]) -> (f64, f64) {
+    let d = match format {
+        Format::Q8_0 => scalar::absmax(block) / 127.0,
+        Format::Q4_0 => scalar::signed_max(block) / -8.0,
+        Format::Q4_1 => {
+            let (lo, hi) = block
+                .iter()
+                .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            (hi - lo) / 15.0
+        }
+        _ => unreachable!("{format:?} has no block scale"),
+    };
+    let stored = scalar::f16_value(scalar::f16_bits(d));
+    (f64::from(stored), f64::from(d))
+}
+
 #[test]
 fn stochastic_rounding_is_unbiased() {
-    // The mean of many independent roundings converges to the input: with R
-    // rounds, each error is at most one step s, so the mean's standard
-    // deviation is at most s/(2·sqrt(R)); allow 6 of those.
+    // Each rounding picks one of the two levels around the value, one step s
+    // apart, so it errs by less than s with variance at most s²/4: the mean of
+    // R rounds has a standard deviation of at most s/(2·sqrt(R)); allow 6 of
+    // those. The block formats also carry the bias of the stored scale: the
+    // quants are unbiased for x/d, dequantized with d's f16 rounding
+    // (relative 2^-11), and Q4_1 adds the f16 rounding of its minimum.
+    // Nearest rounding errs by up to s/2 and fails this.
     let rounds = 400u64;
     let x = wave(256, 3);
     for format in QUANTIZED_FORMATS {
@@ -209,19 +239,40 @@ fn stochastic_rounding_is_unbiased() {
                 *m += f64::from(*v) / rounds as f64;
             }
         }
-        let nearest = round_trip(format, &x, &QuantizeOptions::default());
-        for (i, (&m, &a)) in mean.iter().zip(&x).enumerate() {
-            // One quantization step is at most twice the nearest-rounding error bound.
-            let step = match format {
-                Format::F16 => a.abs() as f64 / 1024.0,
-                Format::BF16 => a.abs() as f64 / 128.0,
-                _ => 2.0 * (f64::from(a) - f64::from(nearest[i])).abs().max(0.7 / 7.0),
-            };
-            let tolerance = 6.0 * step / (2.0 * (rounds as f64).sqrt()) + 1e-7;
-            assert!(
-                (m - f64::from(a)).abs() <= tolerance,
-                "{format:?} [{i}] mean {m} vs {a} (tol {tolerance})"
-            );
+        let sigmas = 6.0 / (2.0 * (rounds as f64).sqrt());
+        for (b, (xs, ms)) in x.chunks(QK).zip(mean.chunks(QK)).enumerate() {
+            for (j, (&a, &m)) in xs.iter().zip(ms).enumerate() {
+                let a64 = f64::from(a);
+                let (step, bias) = match format {
+                    // One ulp at |a| (a is normal here) and no bias.
+                    Format::F16 => (a64.abs() / 1024.0, 0.0),
+                    Format::BF16 => (a64.abs() / 128.0, 0.0),
+                    Format::Q8_0 | Format::Q4_0 => {
+                        let (s, d) = block_scale(format, xs);
+                        if format == Format::Q4_0 && a64 / d > 7.0 {
+                            // Beyond Q4_0's +7 level every rounding clips to it.
+                            let clip = 7.0 * s;
+                            assert!(
+                                (m - clip).abs() <= 1e-9 * clip.abs(),
+                                "Q4_0 block {b} [{j}] mean {m} vs the clip level {clip}"
+                            );
+                            continue;
+                        }
+                        (s.abs(), a64.abs() * F16_RELATIVE)
+                    }
+                    _ => {
+                        let (s, _) = block_scale(format, xs);
+                        let min = f64::from(xs.iter().fold(f32::MAX, |lo, &v| lo.min(v)));
+                        (s, ((a64 - min).abs() + min.abs()) * F16_RELATIVE)
+                    }
+                };
+                // The f32 products that make the levels err by a few 2^-24 of them.
+                let tolerance = sigmas * step + bias + 1e-5 * step + 1e-7;
+                assert!(
+                    (m - a64).abs() <= tolerance,
+                    "{format:?} block {b} [{j}] mean {m} vs {a} (tol {tolerance}, step {step})"
+                );
+            }
         }
     }
 }
@@ -318,5 +369,218 @@ fn dequantize_to_f16_rounds_each_value() {
             h.iter().zip(&y).all(|(&h, &v)| h == scalar::f16_bits(v)),
             "{format:?}"
         );
+    }
+}
+
+/// Squared error Σ w·(x − x̂)² of `x` quantized to `format` with `opts`.
+fn weighted_squared_error(format: Format, x: &[f32], w: &[f32], opts: &QuantizeOptions) -> f64 {
+    let y = round_trip(format, x, opts);
+    x.iter()
+        .zip(&y)
+        .enumerate()
+        .map(|(i, (&a, &b))| f64::from(w[i % w.len()]) * (f64::from(a) - f64::from(b)).powi(2))
+        .sum()
+}
+
+#[test]
+fn q8_0_stochastic_rounding_splits_between_the_two_levels() {
+    // A block whose largest magnitude is 127 has the exact scale d = 1, so
+    // 10.25 lies a quarter of the way from level 10 to 11, and −10.75 three
+    // quarters of the way from −10 to −11. Each rounding is one of the two
+    // levels; over n roundings the mean has a standard deviation of
+    // sqrt(p(1−p)/n) (p = 1/4); allow 6 of those. Nearest rounding always
+    // gives 10 and −11, a quarter step off, and fails.
+    let mut x = [10.25f32; QK];
+    x[0] = 127.0;
+    x[QK / 2..].fill(-10.75);
+    let seeds = 200u64;
+    let nearest = {
+        let mut q = [0u8; 34];
+        quantize(Format::Q8_0, &x, &mut q, &QuantizeOptions::default()).unwrap();
+        q
+    };
+    assert_eq!(u16::from_le_bytes([nearest[0], nearest[1]]), 0x3c00); // d = 1.0
+    let (mut sum_up, mut sum_down, mut differs) = (0.0f64, 0.0f64, false);
+    for seed in 0..seeds {
+        let mut q = [0u8; 34];
+        let opts = QuantizeOptions {
+            rounding: Rounding::Stochastic { seed },
+            ..Default::default()
+        };
+        quantize(Format::Q8_0, &x, &mut q, &opts).unwrap();
+        assert_eq!(q[..3], nearest[..3], "the scale and the exact 127 stay");
+        differs |= q != nearest;
+        for (j, &byte) in q[3..].iter().enumerate() {
+            let level = byte as i8;
+            if j + 1 < QK / 2 {
+                assert!(
+                    [10, 11].contains(&level),
+                    "seed {seed} [{}]: {level}",
+                    j + 1
+                );
+                sum_up += f64::from(level);
+            } else {
+                assert!(
+                    [-11, -10].contains(&level),
+                    "seed {seed} [{}]: {level}",
+                    j + 1
+                );
+                sum_down += f64::from(level);
+            }
+        }
+    }
+    assert!(
+        differs,
+        "stochastic rounding gave nearest's bytes for every seed"
+    );
+    for (sum, count, value) in [
+        (sum_up, (QK / 2 - 1) as u64 * seeds, 10.25),
+        (sum_down, (QK / 2) as u64 * seeds, -10.75),
+    ] {
+        let n = count as f64;
+        let tolerance = 6.0 * (0.25f64 * 0.75 / n).sqrt();
+        let mean = sum / n;
+        assert!(
+            (mean - value).abs() <= tolerance,
+            "mean {mean} vs {value} (tol {tolerance})"
+        );
+    }
+}
+
+#[test]
+fn q8_0_error_minimising_beats_nearest_where_another_scale_is_exact() {
+    // Integers from −126 to 126: nearest's scale 126/127 (f16 0.9921875) puts
+    // most of them between levels, while the scale 1, which the search tries
+    // (amax/126), represents every one exactly; a search that keeps the
+    // lowest error must end strictly below nearest.
+    let x: Vec<f32> = (0..QK * 8)
+        .map(|i| match i % QK {
+            0 => 126.0,
+            _ => ((i * 37) % 253) as f32 - 126.0,
+        })
+        .collect();
+    assert!(x.chunks(QK).all(|b| scalar::absmax(b) == 126.0));
+    let ones = [1.0f32; QK];
+    let nearest = weighted_squared_error(Format::Q8_0, &x, &ones, &QuantizeOptions::default());
+    let searched = weighted_squared_error(
+        Format::Q8_0,
+        &x,
+        &ones,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            ..Default::default()
+        },
+    );
+    assert!(nearest > 0.0);
+    assert!(searched < nearest, "{searched} vs nearest {nearest}");
+    assert_eq!(searched, 0.0);
+
+    // On smooth data with noise each block is never worse, and in total better.
+    let x = wave(QK * 64, 11);
+    let (mut near_total, mut best_total) = (0.0, 0.0);
+    for block in x.chunks(QK) {
+        let near = weighted_squared_error(Format::Q8_0, block, &ones, &QuantizeOptions::default());
+        let best = weighted_squared_error(
+            Format::Q8_0,
+            block,
+            &ones,
+            &QuantizeOptions {
+                rounding: Rounding::ErrorMinimising,
+                ..Default::default()
+            },
+        );
+        assert!(best <= near, "{best} vs nearest {near}");
+        near_total += near;
+        best_total += best;
+    }
+    assert!(
+        best_total < near_total,
+        "{best_total} vs nearest {near_total}"
+    );
+}
+
+#[test]
+fn q4_1_importance_lowers_the_weighted_error() {
+    // Importance 100 on the first 8 columns of every block: the search that is
+    // told so ends with a strictly lower weighted error than the one that
+    // weighs every column alike (it trades the unimportant columns' error for
+    // the important ones').
+    let x = wave(QK * 64, 21);
+    let mut importance = [1.0f32; QK];
+    importance[..8].fill(100.0);
+    let plain = weighted_squared_error(
+        Format::Q4_1,
+        &x,
+        &importance,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            ..Default::default()
+        },
+    );
+    let weighted = weighted_squared_error(
+        Format::Q4_1,
+        &x,
+        &importance,
+        &QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            importance: Some(&importance),
+            ..Default::default()
+        },
+    );
+    assert!(weighted < plain, "{weighted} vs unweighted {plain}");
+}
+
+/// Blocks whose values are exact ties after scaling: in each, the largest
+/// magnitude is 127·2^e (so the Q8_0 scale d = 2^e is exact), and the others
+/// are (k + 1/2)·2^e. Eleven blocks: a group of eight for the SIMD path's
+/// grouped scales, then three alone.
+fn q8_0_ties() -> Vec<f32> {
+    (0..11)
+        .flat_map(|b: i32| {
+            let d = 2.0f32.powi(b % 4 - 2);
+            (0..QK as i32).map(move |j| {
+                let level = if j == (b * 5) % QK as i32 {
+                    if b % 2 == 0 { 127.0 } else { -127.0 }
+                } else {
+                    let k = (j * 9 + b * 13) % 253 - 126; // −126..=126
+                    k as f32 + if k < 0 { -0.5 } else { 0.5 }
+                };
+                level * d
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn q8_0_ties_round_away_from_zero_on_every_path() {
+    // ggml rounds x·id half away from zero (C's roundf). The portable kernel
+    // must give that; the AVX2/F16C kernel must give the same bytes where the
+    // CPU has those features (elsewhere it does not exist and only the
+    // portable result is checked). Q4_0 and Q4_1 truncate x·id + 8.5 and
+    // (x − min)·id + 0.5, so these ties test their SIMD path's rule too.
+    let x = q8_0_ties();
+    let mut portable = vec![0u8; Format::Q8_0.size_of(x.len()).unwrap()];
+    quantize_nearest_portable(Format::Q8_0, &x, &mut portable);
+    for (b, (xs, block)) in x.chunks(QK).zip(portable.chunks(34)).enumerate() {
+        let d = scalar::absmax(xs) / 127.0;
+        assert_eq!(
+            scalar::f16_value(u16::from_le_bytes([block[0], block[1]])),
+            d
+        );
+        for (j, (&v, &q)) in xs.iter().zip(&block[2..]).enumerate() {
+            let t = v / d; // exact: d is a power of two
+            let away = t.signum() * (t.abs() + 0.5).floor();
+            assert_eq!(q as i8 as f32, away, "block {b} [{j}]: {t}");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
+        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+            let size = format.size_of(x.len()).unwrap();
+            let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
+            quantize_nearest_portable(format, &x, &mut portable);
+            assert!(simd_x86::quantize_nearest(format, &x, &mut simd));
+            assert_eq!(portable, simd, "{format:?}");
+        }
     }
 }
