@@ -5,8 +5,11 @@
 set -euo pipefail
 build=$1 lib=$2 weights=$3
 venv=$build/venv-gguf
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import gguf, numpy' 2>/dev/null; then
+# Pinned: the reference quantizers must not change under the check.
+gguf_version=0.19.0
+if [ ! -x "$venv/bin/python" ] ||
+   [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("gguf"))' 2>/dev/null)" != "$gguf_version" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check gguf numpy
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "gguf==$gguf_version" numpy
 fi
 exec "$venv/bin/python" "$(dirname "$0")/gguf_crosscheck.py" --lib "$lib" --weights "$weights"

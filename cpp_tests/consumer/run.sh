@@ -28,6 +28,33 @@ loaded=$(ldd "$work/consumer_pc" | awk '/libnyxq/ { print $3 }')
 [ "$(realpath "$loaded")" = "$(realpath "$prefix/lib/libnyxq.so.1")" ] ||
   { echo "consumer loaded '$loaded', not the installed library"; exit 1; }
 
+echo "== the installed nyxq tool: validate and debug, run outside the source tree"
+tools=$work/tools
+mkdir -p "$tools"
+# A .safetensors file (F32) made from one committed tensor: an 8-byte header
+# length, the JSON header, then the data.
+python3 - "$nyxq_src/data/weights" "$tools/layer0.safetensors" <<'PY'
+import json, pathlib, struct, sys
+weights, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+data = (weights / "minilm-l6-v2__encoder.layer.0.attention.self.query.weight.f32").read_bytes()
+header = json.dumps({"q.weight": {"dtype": "F32", "shape": [384, 384], "data_offsets": [0, len(data)]}}).encode()
+header += b" " * (-len(header) % 8)
+out.write_bytes(struct.pack("<Q", len(header)) + header + data)
+PY
+(
+  cd "$tools"
+  "$prefix/bin/nyxq" validate "$nyxq_src/data/weights" --format Q8_0,Q4_0 --json >validate_dir.json
+  "$prefix/bin/nyxq" validate layer0.safetensors
+  "$prefix/bin/nyxq" debug --json >debug.json
+  python3 - <<'PY'
+import json
+report = json.load(open("validate_dir.json"))
+assert len(report["tensors"]) == 5 and report["summary"]["failed"] == 0, report["summary"]
+debug = json.load(open("debug.json"))
+assert debug["build"]["version"] and "cpu" in debug and "vulkan" in debug, debug.keys()
+PY
+)
+
 echo "== add_subdirectory(nyxq)"
 mkdir -p "$work/parent"
 cat >"$work/parent/CMakeLists.txt" <<CMAKE
