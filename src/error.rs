@@ -27,7 +27,7 @@ pub enum ErrorKind {
     OutOfMemory,
     /// Device memory could not be allocated.
     OutOfDeviceMemory,
-    /// The Vulkan device was lost; sticky on a context.
+    /// The Vulkan device was lost; the context that met it must be replaced.
     DeviceLost,
     /// Any other Vulkan failure.
     Vulkan,
