@@ -179,6 +179,7 @@ pub struct ContextLevel(LogLevel);
 
 impl ContextLevel {
     pub fn register(level: LogLevel) -> ContextLevel {
+        init_from_env();
         if level != LogLevel::Off && install() {
             CONTEXT_LEVELS.lock()[level as usize] += 1;
             update_max_level();
