@@ -3,6 +3,7 @@
 // tensors, with every error class for every function.
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -553,4 +554,153 @@ TEST(Tensor, OutlivesItsContextHandle) {
   CHECK_OK(nyxq_tensor_upload(t.get(), x.data(), x.size(), nullptr));
   CHECK_OK(nyxq_tensor_download(t.get(), y.data(), y.size()));
   for (size_t i = 0; i < 64; ++i) EXPECT_NEAR(x[i], y[i], 0.1);
+}
+
+// Hostile inputs (issue 20): no abort, no wrap, no panic, nothing on stderr.
+
+TEST(PanicGuard, ACaughtPanicPrintsNothing) {
+  testing::internal::CaptureStderr();
+  NyxqStatus status = nyxq_test_force_panic();
+  std::string printed = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(status, NYXQ_ERROR_INTERNAL);
+  EXPECT_EQ(printed, "");
+  // The message and where it happened are in the last error instead.
+  std::string message = nyxq_last_error_message();
+  EXPECT_NE(message.find("nyxq_test_force_panic was called"), std::string::npos) << message;
+  EXPECT_NE(message.find(".rs:"), std::string::npos) << message;
+}
+
+TEST(HostileSizes, AdamStateTooLargeIsAnErrorNotAnAbort) {
+  NyxqAdam *adam = reinterpret_cast<NyxqAdam *>(0x1);
+  // 2^62 parameters: 8 bytes each overflow the address space.
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_adam_create(nullptr, size_t{1} << 62, &adam));
+  EXPECT_EQ(adam, reinterpret_cast<NyxqAdam *>(0x1));
+  if (light()) GTEST_SKIP() << "sanitizers and Valgrind report huge allocations themselves";
+  // 2^50 parameters: 8 PiB of state, refused by the allocator.
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_adam_create(nullptr, size_t{1} << 50, &adam));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("bytes"), std::string::npos);
+  EXPECT_EQ(adam, reinterpret_cast<NyxqAdam *>(0x1));
+}
+
+TEST(HostileSizes, PaddingAdviceDoesNotWrap) {
+  size_t bytes = 7;
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_quantized_size(NYXQ_FORMAT_Q4_0, std::numeric_limits<size_t>::max() - 2, &bytes));
+  EXPECT_EQ(std::string(nyxq_last_error_message()).find("pad the row to 0"), std::string::npos);
+  EXPECT_EQ(bytes, 7u);
+}
+
+TEST(HostileSizes, AHugeTransformerFileIsAConfigErrorNamingTheLimit) {
+  std::string path = testing::TempDir() + "nyxq_huge_model.json";
+  FILE *f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs(R"({"name":"m","transformer":{"hidden":64,"heads":1,"high_layers":100000000000,"vocab":32}})", f);
+  std::fclose(f);
+  NyxqModel *model = nullptr;
+  EXPECT_STATUS(NYXQ_ERROR_CONFIG, nyxq_model_load(path.c_str(), &model));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("limit of 10000 blocks"), std::string::npos)
+      << nyxq_last_error_message();
+  EXPECT_EQ(model, nullptr);
+  std::remove(path.c_str());
+}
+
+TEST(FirstIndex, ImportanceAndTheBadIndexCountFromFirstIndex) {
+  ContextPtr ctx = cpu_context(1);
+  std::vector<float> x = wave(32), importance(32, 1.0f);
+  for (int32_t format : {NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1}) {
+    NyxqQuantizeOptions opts;
+    nyxq_quantize_options_default(&opts);
+    opts.rounding = NYXQ_ROUNDING_ERROR_MINIMISING;
+    opts.importance = importance.data();
+    opts.importance_len = importance.size();
+    opts.first_index = 1;
+    std::vector<uint8_t> q(64);
+    CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), x.size(), &opts, q.data(), q.size()));
+    std::vector<float> y(32);
+    CHECK_OK(nyxq_fake_quantize(ctx.get(), format, x.data(), x.size(), &opts, y.data(), y.size()));
+  }
+  NyxqQuantizeOptions opts;
+  nyxq_quantize_options_default(&opts);
+  opts.first_index = 1000;
+  x[3] = std::nanf("");
+  std::vector<uint8_t> q(34);
+  EXPECT_STATUS(NYXQ_ERROR_NON_FINITE,
+                nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, x.data(), 32, &opts, q.data(), q.size()));
+  EXPECT_EQ(nyxq_last_error_index(), 1003);
+  opts.first_index = std::numeric_limits<uint64_t>::max();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, x.data(), 32, &opts, q.data(), q.size()));
+  EXPECT_EQ(nyxq_last_error_index(), -1);
+}
+
+struct LogSeen {
+  std::atomic<int> count{0};
+  int32_t last_level = 0;
+  std::string last_message;
+};
+
+extern "C" void record_log(void *user_data, int32_t level, const char *message) {
+  auto *seen = static_cast<LogSeen *>(user_data);
+  seen->last_level = level;
+  seen->last_message = message;
+  seen->count++;
+}
+
+TEST(Log, TheCallbackGetsMessagesUpToItsLevelUntilRemoved) {
+  // By default nothing is printed: an error logs at debug level, unseen.
+  testing::internal::CaptureStderr();
+  size_t bytes = 0;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  ContextPtr quiet = cpu_context();
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+
+  LogSeen seen;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_set_log_callback(record_log, &seen, 99));
+  CHECK_OK(nyxq_set_log_callback(record_log, &seen, NYXQ_LOG_DEBUG));
+  testing::internal::CaptureStderr();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_GE(seen.count.load(), 1);
+  EXPECT_EQ(seen.last_level, NYXQ_LOG_DEBUG);
+  EXPECT_NE(seen.last_message.find("unknown format"), std::string::npos) << seen.last_message;
+
+  // At WARN the debug message is filtered out.
+  CHECK_OK(nyxq_set_log_callback(record_log, &seen, NYXQ_LOG_WARN));
+  int before = seen.count.load();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  EXPECT_EQ(seen.count.load(), before);
+
+  // Removed: nothing more arrives, and nothing is printed either.
+  CHECK_OK(nyxq_set_log_callback(nullptr, nullptr, 0));
+  CHECK_OK(nyxq_set_log_callback(record_log, &seen, NYXQ_LOG_TRACE));
+  CHECK_OK(nyxq_set_log_callback(nullptr, nullptr, 0));
+  before = seen.count.load();
+  testing::internal::CaptureStderr();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(seen.count.load(), before);
+}
+
+TEST(Log, AContextsLevelPrintsOnlyWhileItLives) {
+  NyxqContextOptions options;
+  nyxq_context_options_default(&options);
+  options.backend = NYXQ_BACKEND_CPU;
+  options.log_level = NYXQ_LOG_DEBUG;
+  NyxqContext *raw = nullptr;
+  CHECK_OK(nyxq_context_create(&options, &raw));
+  ContextPtr ctx(raw);
+  size_t bytes = 0;
+  testing::internal::CaptureStderr();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  std::string printed = testing::internal::GetCapturedStderr();
+  if (std::getenv("NYXQ_LOG") == nullptr) {
+    EXPECT_NE(printed.find("unknown format"), std::string::npos) << printed;
+  }
+  ctx.reset();
+  testing::internal::CaptureStderr();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quantized_size(99, 32, &bytes));
+  printed = testing::internal::GetCapturedStderr();
+  if (std::getenv("NYXQ_LOG") == nullptr) {
+    EXPECT_EQ(printed, "");
+  }
 }

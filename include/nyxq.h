@@ -43,6 +43,27 @@
 #define NYXQ_ABI_VERSION 1
 
 /**
+ * Most tensors a model may have (the planner's work grows with the count;
+ * a 1000-block transformer has about 6000).
+ */
+#define MAX_TENSORS 65536
+
+/**
+ * Most transformer blocks (`high_layers + low_layers`) a shape may have.
+ */
+#define MAX_LAYERS 10000
+
+/**
+ * Largest `hidden`, `vocab` and `hidden * mlp_expansion` of a transformer shape.
+ */
+#define MAX_TRANSFORMER_DIM (1 << 30)
+
+/**
+ * Most elements one tensor may have.
+ */
+#define MAX_TENSOR_ELEMENTS (1 << 50)
+
+/**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
  * (values are never reused or renumbered).
  */
@@ -219,9 +240,11 @@ typedef int32_t NyxqBackend;
 #endif // __cplusplus
 
 /**
- * How much nyxq logs (NyxqContextOptions.log_level). Any level above OFF
- * installs a stderr logger once per process, unless the process already has
- * one; the environment variable NYXQ_LOG (env_logger syntax) overrides it.
+ * How much nyxq logs: the level of nyxq_set_log_callback, and
+ * NyxqContextOptions.log_level. A context's level above OFF asks for
+ * messages up to that level on stderr while the context lives, and only when
+ * no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
+ * take precedence); nothing outlives the context.
  */
 enum NyxqLogLevel
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -229,7 +252,7 @@ enum NyxqLogLevel
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * No logger is installed (the default).
+   * Nothing (the default).
    */
   NYXQ_LOG_OFF = 0,
   NYXQ_LOG_ERROR = 1,
@@ -546,7 +569,9 @@ typedef struct {
    */
   int32_t backend;
   /**
-   * A NyxqLogLevel value. Default NYXQ_LOG_OFF.
+   * A NyxqLogLevel value: messages up to it go to stderr while this
+   * context lives, unless a log callback is set or NYXQ_LOG is (see
+   * NyxqLogLevel). Default NYXQ_LOG_OFF.
    */
   int32_t log_level;
   /**
@@ -641,6 +666,21 @@ typedef struct {
    */
   double bits_per_weight;
 } NyxqFormatInfo;
+
+/**
+ * Receives one nyxq log message: `user_data` as given to
+ * nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
+ * NYXQ_LOG_TRACE) and the message, NUL-terminated UTF-8 without a trailing
+ * newline, valid during the call only.
+ *
+ * It is called on whichever thread logs: any thread that is inside a nyxq
+ * call, including nyxq's own worker threads, possibly several at once. It
+ * must not throw (an exception must not cross into nyxq), and must not call
+ * nyxq_set_log_callback (that call waits for running callbacks to return).
+ */
+typedef void (*NyxqLogCallback)(void *user_data,
+                                int32_t level,
+                                const char *message);
 
 /**
  * What the planner knows about a machine. Fill it with nyxq_hardware_profile,
@@ -826,14 +866,20 @@ typedef struct {
    */
   uint64_t seed;
   /**
-   * Index of the first element within the whole tensor, so that stochastic
-   * rounding of a slice equals rounding of the whole. Default 0.
+   * Index of src[0] within the whole tensor, so that quantizing a slice
+   * equals quantizing the whole: stochastic rounding draws element i's
+   * random number at first_index + i, error-minimising rounding weights it
+   * by importance[(first_index + i) % importance_len], and a rejected
+   * element is reported by nyxq_last_error_index() as first_index + i (its
+   * index in the whole tensor). first_index + n must not exceed INT64_MAX
+   * (NYXQ_ERROR_INVALID_ARGUMENT otherwise). Default 0.
    */
   uint64_t first_index;
   /**
    * Per-column importance for NYXQ_ROUNDING_ERROR_MINIMISING, or NULL: element
-   * i is weighted by importance[i % importance_len]. importance_len must be a
-   * positive multiple of the block size that divides n. Read during the call only.
+   * i of src is weighted by importance[(first_index + i) % importance_len].
+   * importance_len must be a positive multiple of the block size that
+   * divides n. Read during the call only.
    */
   const float *importance;
   /**
@@ -1175,17 +1221,24 @@ extern "C" {
 /**
  * Reads the [quantization] section of the INI file at `path`.
  *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
- * (unknown key, bad value, duplicate key, impossible combination: the message
- * gives "file:line: reason"). Thread-safe.
+ * The file is read as bytes: a UTF-8 byte order mark at its start is
+ * skipped; the [quantization] section must be UTF-8 (comments aside), while
+ * other sections and comments may hold any bytes.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (`path` not
+ * UTF-8), NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG (unknown key, bad
+ * value, duplicate key, impossible combination, a line of the section that
+ * is not UTF-8: the message gives "file:line: reason"). Thread-safe.
  */
 NyxqStatus nyxq_config_load(const char *path,
                             NyxqConfig **config_out);
 
 /**
- * Parses INI `text`; `origin` names it in error messages.
+ * Parses INI `text` (NUL-terminated, encoded as nyxq_config_load reads a
+ * file); `origin` (UTF-8) names it in error messages.
  *
- * Errors: as nyxq_config_load, without NYXQ_ERROR_IO. Thread-safe.
+ * Errors: as nyxq_config_load, without NYXQ_ERROR_IO; NYXQ_ERROR_INVALID_ARGUMENT
+ * only for an `origin` that is not UTF-8. Thread-safe.
  */
 NyxqStatus nyxq_config_parse(const char *text,
                              const char *origin,
@@ -1286,7 +1339,9 @@ NyxqStatus nyxq_format_info(int32_t format,
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size; the message names the next valid count),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ * NYXQ_ERROR_SIZE_OVERFLOW (the bytes do not fit in size_t, or `n` is not a
+ * multiple of the block size and the next multiple does not either),
+ * NYXQ_ERROR_NULL_POINTER. Thread-safe.
  */
 NyxqStatus nyxq_quantized_size(int32_t format,
                                size_t n,
@@ -1324,9 +1379,35 @@ size_t nyxq_last_error_needed_len(void);
 
 /**
  * After NYXQ_ERROR_NON_FINITE on this thread: the index of the first bad
- * element. -1 when the last call failed for another reason.
+ * element in the whole tensor, that is NyxqQuantizeOptions.first_index plus
+ * its position in the call's `src` (the position itself when first_index is
+ * 0 or the call takes no options). -1 when the last call failed for another
+ * reason.
  */
 int64_t nyxq_last_error_index(void);
+
+/**
+ * Sends nyxq's log messages up to `level` (a NyxqLogLevel) to `callback`
+ * with `user_data`, process-wide; `callback` NULL removes it (`level` is then
+ * ignored). While a callback is set nothing is printed to stderr.
+ *
+ * It may be replaced or removed at any time, from any thread; once this call
+ * returns, the previous callback is never called again (the call waits for
+ * running callbacks to return). `user_data` is only passed back.
+ *
+ * Without a callback, messages go to stderr only when the host asks: with
+ * the environment variable NYXQ_LOG set (env_logger syntax, e.g.
+ * NYXQ_LOG=debug), or while a context created with
+ * NyxqContextOptions.log_level above NYXQ_LOG_OFF lives. By default nyxq
+ * prints nothing.
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown level),
+ * NYXQ_ERROR_UNSUPPORTED (the process already has another logger of Rust's
+ * `log` crate, which then receives nyxq's messages). Thread-safe.
+ */
+NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
+                                 void *user_data,
+                                 int32_t level);
 
 /**
  * y = W·x (+ bias) for `batch` vectors (1 to 8): y[b·rows + r] =
@@ -1393,8 +1474,14 @@ NyxqStatus nyxq_model_create(const char *name,
 /**
  * Reads a JSON model description (docs/planning.md, "Describing a model") from `path`.
  *
+ * The description is checked against the limits of docs/planning.md
+ * (at most 65536 tensors, 10000 transformer blocks, 2^30 for `hidden`,
+ * `vocab` and `hidden * mlp_expansion`, 2^50 elements per tensor) before
+ * anything is generated from it.
+ *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
- * (bad content: file, line, column and reason in the message). Thread-safe.
+ * (bad content, a limit exceeded: file, line, column and reason in the
+ * message), NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
  */
 NyxqStatus nyxq_model_load(const char *path,
                            NyxqModel **model_out);
@@ -1408,7 +1495,9 @@ NyxqStatus nyxq_model_load(const char *path,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown role, bad shape, duplicate name,
- * data_len not the element count), NYXQ_ERROR_NON_FINITE (NaN/Inf in data).
+ * data_len not the element count, the model already holds 65536 tensors),
+ * NYXQ_ERROR_SIZE_OVERFLOW (more than 2^50 elements, or a dimension beyond
+ * size_t), NYXQ_ERROR_NON_FINITE (NaN/Inf in data), NYXQ_ERROR_OUT_OF_MEMORY.
  * Thread-safe (calls on one model are serialised).
  */
 NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
@@ -1595,9 +1684,12 @@ NyxqStatus nyxq_quantize_options_default(NyxqQuantizeOptions *options_out);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
- * importance length), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (see
- * nyxq_last_error_needed_len), NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index).
- * Thread-safe: several threads may quantize through one context at once.
+ * importance length, first_index + n beyond INT64_MAX),
+ * NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
+ * NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
+ * first_index). Thread-safe: several threads may quantize through one
+ * context at once.
  */
 NyxqStatus nyxq_quantize(const NyxqContext *ctx,
                          int32_t format,
@@ -1615,7 +1707,9 @@ NyxqStatus nyxq_quantize(const NyxqContext *ctx,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks),
- * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+ * NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
+ * space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
+ * Thread-safe.
  */
 NyxqStatus nyxq_dequantize(const NyxqContext *ctx,
                            int32_t format,
@@ -1628,7 +1722,9 @@ NyxqStatus nyxq_dequantize(const NyxqContext *ctx,
  * Quantizes `n` floats to `format` and back in one pass, writing the round
  * trip's result into `dst` (quantization-aware training's forward weights).
  * `src` and `dst` may be the same buffer. Options and errors as nyxq_quantize;
- * `dst_len` is in floats. Thread-safe.
+ * `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
+ * copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
+ * allocated (nothing written). Thread-safe.
  */
 NyxqStatus nyxq_fake_quantize(const NyxqContext *ctx,
                               int32_t format,
@@ -1893,8 +1989,15 @@ NyxqStatus nyxq_adam_options_default(NyxqAdamOptions *options_out);
  * Creates Adam state for a tensor of `n` parameters; `options` NULL means
  * the defaults. Release with nyxq_adam_destroy.
  *
+ * The state is allocated here (8 bytes per parameter for FP32 state, about
+ * 2 for 8-bit state); a size that cannot be allocated is reported, never
+ * fatal to the process.
+ *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (struct_size,
- * betas outside [0, 1), eps <= 0, negative weight decay, unknown state).
+ * betas outside [0, 1), eps <= 0, negative weight decay, unknown state),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the state's bytes for `n` exceed the address
+ * space), NYXQ_ERROR_OUT_OF_MEMORY (host memory for the state could not be
+ * allocated; the message gives the bytes).
  */
 NyxqStatus nyxq_adam_create(const NyxqAdamOptions *options,
                             size_t n,

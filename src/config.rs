@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
+const MIB: u64 = 1 << 20;
+
 /// The keys of `[quantization]`, as the parser spells them.
 pub const KEYS: [&str; 20] = [
     "enabled",
@@ -184,20 +186,29 @@ fn warn_once(key: &str, why: &str) {
 }
 
 impl QuantConfig {
-    /// Reads and parses `path`.
+    /// Reads and parses `path` (see [`QuantConfig::parse_bytes`] for its encoding).
     pub fn load(path: &Path) -> Result<QuantConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        QuantConfig::parse(&text, &path.display().to_string())
+        QuantConfig::parse_bytes(&bytes, &path.display().to_string())
     }
 
     /// Parses the `[quantization]` section of INI `text`; `origin` names the
     /// file in errors. Without such a section quantization is disabled.
     pub fn parse(text: &str, origin: &str) -> Result<QuantConfig> {
+        QuantConfig::parse_bytes(text.as_bytes(), origin)
+    }
+
+    /// Parses INI bytes as they come from a file: a UTF-8 byte order mark at
+    /// the start is skipped; the `[quantization]` section (comments aside)
+    /// must be UTF-8, and a line of it that is not is a Config error with its
+    /// line; other sections and comments may hold any bytes.
+    pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<QuantConfig> {
+        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
         let mut cfg = QuantConfig {
             origin: origin.to_string(),
             ..QuantConfig::default()
@@ -205,9 +216,28 @@ impl QuantConfig {
         let mut in_section = false;
         let mut seen: Vec<(&str, usize)> = Vec::new();
         let mut lines = vec![0usize; KEYS.len()];
-        for (index, raw) in text.lines().enumerate() {
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line_no = index + 1;
-            let line = strip_comment(raw).trim();
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let content = strip_comment(raw);
+            let line = match std::str::from_utf8(content) {
+                Ok(text) => text.trim(),
+                Err(e) if in_section => {
+                    return Err(config_error(
+                        origin,
+                        line_no,
+                        format!(
+                            "the line is not valid UTF-8 (byte {} of the line)",
+                            e.valid_up_to() + 1
+                        ),
+                    ));
+                }
+                // Outside [quantization] only a section header matters, and
+                // a header is ASCII up to its ']'.
+                Err(e) => std::str::from_utf8(&content[..e.valid_up_to()])
+                    .unwrap_or_default()
+                    .trim(),
+            };
             if line.is_empty() {
                 continue;
             }
@@ -278,9 +308,16 @@ impl QuantConfig {
             "precision_level" => self.precision_level = parse_format(value)?,
             "adaptive_precision" => self.adaptive_precision = parse_bool(value)?,
             "memory_threshold_mb" => {
-                self.memory_threshold_mb = value
+                let mb: u64 = value
                     .parse()
-                    .map_err(|_| format!("'{value}' is not a whole number of MiB"))?
+                    .map_err(|_| format!("'{value}' is not a whole number of MiB"))?;
+                if mb.checked_mul(MIB).is_none() {
+                    return Err(format!(
+                        "{mb} MiB is more than the limit of {} MiB (2^64 bytes)",
+                        u64::MAX / MIB
+                    ));
+                }
+                self.memory_threshold_mb = mb;
             }
             "accuracy_threshold" => {
                 let a = parse_fraction(value, true, true)?;
@@ -505,7 +542,9 @@ impl QuantConfig {
             policy.max_fraction_of_fp32 = 1.0 - self.memory_reduction_target;
         }
         policy.notes = self.warnings.clone();
-        policy.device_cap_bytes = self.memory_threshold_mb << 20;
+        // parse() keeps the value within u64::MAX / MIB; a larger one set in
+        // code caps nothing, as 2^64 bytes would not.
+        policy.device_cap_bytes = self.memory_threshold_mb.saturating_mul(MIB);
         policy.gradient_format = self.gradient_precision;
         policy.master_weights = training && !self.learning_in_quantized_state;
         policy.optimizer_state = if training && self.quantized_training_enabled {
@@ -517,11 +556,13 @@ impl QuantConfig {
     }
 }
 
+/// The UTF-8 encoding of U+FEFF, which some editors put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Drops a `#` or `;` comment (at line start, or after whitespace).
-fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if (b == b'#' || b == b';') && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+fn strip_comment(line: &[u8]) -> &[u8] {
+    for (i, &b) in line.iter().enumerate() {
+        if (b == b'#' || b == b';') && (i == 0 || line[i - 1].is_ascii_whitespace()) {
             return &line[..i];
         }
     }

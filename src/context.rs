@@ -3,7 +3,7 @@
 use crate::config::QuantConfig;
 use crate::error::{Error, Result};
 use crate::plan::Policy;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 /// Which backend a context should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,7 +34,8 @@ impl Backend {
     }
 }
 
-/// Log verbosity nyxq installs a logger for (`Off` installs none).
+/// How much a context asks to be logged to stderr while it lives, when the
+/// trainer set no log callback and `NYXQ_LOG` is unset (see crate::logging).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
     #[default]
@@ -104,6 +105,8 @@ pub struct Context {
     force_compat: bool,
     self_test: Vec<crate::vk::selftest::KernelResult>,
     host_fallback: bool,
+    /// This context's log level counts while it lives (crate::logging).
+    _log: crate::logging::ContextLevel,
 }
 
 impl Context {
@@ -114,7 +117,7 @@ impl Context {
         settings: &ContextSettings,
         device: Arc<crate::vk::Device>,
     ) -> Result<Context> {
-        install_logger(settings.log_level);
+        let log = crate::logging::ContextLevel::register(settings.log_level);
         let engine = Arc::new(crate::vk::Engine::new(
             device,
             settings.vulkan_perturb_kernel.clone(),
@@ -134,12 +137,13 @@ impl Context {
             force_compat,
             self_test,
             host_fallback: settings.vulkan_host_fallback,
+            _log: log,
         })
     }
 
     /// Creates a context as `settings` ask.
     pub fn new(settings: &ContextSettings) -> Result<Context> {
-        install_logger(settings.log_level);
+        let log = crate::logging::ContextLevel::register(settings.log_level);
         let threads = settings.thread_count();
         let vk_settings = crate::vk::InstanceSettings {
             loader_path: settings.vulkan_loader.clone(),
@@ -228,6 +232,7 @@ impl Context {
             force_compat,
             self_test,
             host_fallback: settings.vulkan_host_fallback,
+            _log: log,
         })
     }
 
@@ -413,29 +418,6 @@ impl Context {
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback_reason.as_deref()
     }
-}
-
-/// Installs env_logger (filter from `NYXQ_LOG`, else `level`) once per process,
-/// and only when a caller asked for logging: the library lives in someone else's
-/// process, and an application's own logger is left alone.
-fn install_logger(level: LogLevel) {
-    static INSTALL: Once = Once::new();
-    let filter = match level {
-        LogLevel::Off => return,
-        LogLevel::Error => log::LevelFilter::Error,
-        LogLevel::Warn => log::LevelFilter::Warn,
-        LogLevel::Info => log::LevelFilter::Info,
-        LogLevel::Debug => log::LevelFilter::Debug,
-        LogLevel::Trace => log::LevelFilter::Trace,
-    };
-    INSTALL.call_once(|| {
-        let env = env_logger::Env::new().filter("NYXQ_LOG");
-        let _ = env_logger::Builder::new()
-            .filter_module("nyxq", filter)
-            .parse_env(env)
-            .target(env_logger::Target::Stderr)
-            .try_init();
-    });
 }
 
 #[cfg(test)]

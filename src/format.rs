@@ -127,11 +127,20 @@ impl Format {
     pub fn check_count(self, n: usize) -> Result<()> {
         let block = self.block_size();
         if n % block != 0 {
+            let Some(padded) = n.div_ceil(block).checked_mul(block) else {
+                return Err(Error::new(
+                    crate::error::ErrorKind::SizeOverflow,
+                    format!(
+                        "{} stores whole blocks of {block} elements; {n} is not a multiple of \
+                         {block} and too large to pad (the next multiple overflows size_t)",
+                        self.name()
+                    ),
+                ));
+            };
             return Err(Error::invalid(format!(
                 "{} stores whole blocks of {block} elements; {n} is not a multiple of {block} \
-                 (pad the row to {} elements)",
-                self.name(),
-                n.div_ceil(block) * block
+                 (pad the row to {padded} elements)",
+                self.name()
             )));
         }
         Ok(())
@@ -206,5 +215,21 @@ mod tests {
         let err = Format::F32.size_of(usize::MAX).unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::SizeOverflow);
         assert!(Format::Q8_0.size_of(usize::MAX - 31).is_err());
+    }
+
+    #[test]
+    fn a_count_too_large_to_pad_says_so_instead_of_wrapping() {
+        let err = Format::Q4_0.size_of(usize::MAX - 2).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::SizeOverflow);
+        assert!(
+            err.message().contains("too large to pad"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            !err.message().contains("pad the row to 0"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -10,15 +10,18 @@
 //! - [`tensor`]: nyxq-owned quantized tensors;
 //! - [`ffi`]: the C ABI, and nothing else.
 
+pub mod alloc;
 pub mod config;
 pub mod context;
 pub mod data;
 pub mod error;
 pub mod ffi;
 pub mod format;
+pub mod logging;
 pub mod matvec;
 pub mod plan;
 pub mod quant;
+pub mod quiet_panic;
 pub mod tensor;
 pub mod train;
 pub mod vk;

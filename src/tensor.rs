@@ -215,6 +215,7 @@ impl Tensor {
             Storage::Host(bytes) => quant::quantize(self.format, src, bytes, &opts),
             Storage::Device(storage) => {
                 // Nothing is written when the input is rejected.
+                quant::check_first_index(opts.first_index, src.len())?;
                 quant::limits::check(self.format, src, opts.non_finite, 0)?;
                 let (block, block_bytes) = (self.format.block_size(), self.format.block_bytes());
                 storage.write_with(block_bytes as u64, |first, out| {
@@ -265,7 +266,8 @@ impl Tensor {
             format,
             self.placement(),
         )?;
-        let mut values = vec![0.0f32; self.numel];
+        let what = format!("tensor '{}': conversion buffer", self.name);
+        let mut values = crate::alloc::filled(self.numel, 0.0f32, &what)?;
         self.download(&mut values)?;
         converted.upload(&values, opts)?;
         Ok(converted)
@@ -293,13 +295,5 @@ impl Tensor {
 
 /// `len` zero bytes, or OutOfMemory naming the tensor.
 fn host_bytes(name: &str, len: usize) -> Result<Box<[u8]>> {
-    let mut data = Vec::new();
-    data.try_reserve_exact(len).map_err(|_| {
-        Error::new(
-            crate::ErrorKind::OutOfMemory,
-            format!("tensor '{name}': cannot allocate {len} bytes"),
-        )
-    })?;
-    data.resize(len, 0);
-    Ok(data.into_boxed_slice())
+    Ok(crate::alloc::filled(len, 0, &format!("tensor '{name}'"))?.into_boxed_slice())
 }

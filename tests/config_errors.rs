@@ -136,6 +136,16 @@ fn every_error_names_the_file_the_line_and_the_reason() {
             "no closing ']'",
         ),
         ("[quantization]\nenabled =\n", "bad.ini:2:", "has no value"),
+        (
+            "[quantization]\nmemory_threshold_mb = 17592186044417\n",
+            "bad.ini:2:",
+            "more than the limit of 17592186044415 MiB",
+        ),
+        (
+            "[quantization]\nmemory_threshold_mb = 17592186044416\n",
+            "bad.ini:2:",
+            "more than the limit of 17592186044415 MiB",
+        ),
     ];
     for (text, location, reason) in cases {
         let m = error(text);
@@ -263,4 +273,54 @@ fn a_consistent_section_has_no_warnings() {
     )
     .unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn the_largest_memory_threshold_is_a_cap_in_bytes() {
+    let cfg = QuantConfig::parse(
+        "[quantization]\nenabled = true\nmemory_threshold_mb = 17592186044415\n",
+        "max.ini",
+    )
+    .unwrap();
+    assert_eq!(cfg.policy(false).device_cap_bytes, 17592186044415 << 20);
+}
+
+#[test]
+fn a_byte_order_mark_before_the_section_is_skipped() {
+    let cfg = QuantConfig::parse_bytes(
+        b"\xEF\xBB\xBF[quantization]\nenabled = true\nprecision_level = INT4\n",
+        "bom.ini",
+    )
+    .unwrap();
+    assert!(cfg.enabled);
+    assert_eq!(cfg.precision_level, Format::Q4_0);
+}
+
+#[test]
+fn non_utf8_is_tolerated_outside_the_section_and_an_error_inside_it() {
+    let elsewhere =
+        b"[model]\nname = caf\xE9\n# r\xE9sum\xE9\n[quantization]\nenabled = true # \xFF\n";
+    let cfg = QuantConfig::parse_bytes(elsewhere, "latin1.ini").unwrap();
+    assert!(cfg.enabled);
+    let inside = b"[quantization]\nenabled = true\nprecision_level = INT\xFF\n";
+    let e = QuantConfig::parse_bytes(inside, "latin1.ini").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().starts_with("latin1.ini:3: "), "{}", e.message());
+    assert!(e.message().contains("not valid UTF-8"), "{}", e.message());
+}
+
+#[test]
+fn load_reads_bytes_and_reports_bad_utf8_with_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("nyxq-config-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.ini");
+    std::fs::write(&path, b"\xEF\xBB\xBF[quantization]\n\nenabled = \xC3\n").unwrap();
+    let e = QuantConfig::load(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(
+        e.message().starts_with(&format!("{}:3: ", path.display())),
+        "{}",
+        e.message()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -24,9 +24,14 @@ impl Opaque for NyxqConfig {
 
 /// Reads the [quantization] section of the INI file at `path`.
 ///
-/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
-/// (unknown key, bad value, duplicate key, impossible combination: the message
-/// gives "file:line: reason"). Thread-safe.
+/// The file is read as bytes: a UTF-8 byte order mark at its start is
+/// skipped; the [quantization] section must be UTF-8 (comments aside), while
+/// other sections and comments may hold any bytes.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (`path` not
+/// UTF-8), NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG (unknown key, bad
+/// value, duplicate key, impossible combination, a line of the section that
+/// is not UTF-8: the message gives "file:line: reason"). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_config_load(
     path: *const c_char,
@@ -43,9 +48,11 @@ pub extern "C" fn nyxq_config_load(
     })
 }
 
-/// Parses INI `text`; `origin` names it in error messages.
+/// Parses INI `text` (NUL-terminated, encoded as nyxq_config_load reads a
+/// file); `origin` (UTF-8) names it in error messages.
 ///
-/// Errors: as nyxq_config_load, without NYXQ_ERROR_IO. Thread-safe.
+/// Errors: as nyxq_config_load, without NYXQ_ERROR_IO; NYXQ_ERROR_INVALID_ARGUMENT
+/// only for an `origin` that is not UTF-8. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_config_parse(
     text: *const c_char,
@@ -54,11 +61,11 @@ pub extern "C" fn nyxq_config_parse(
 ) -> NyxqStatus {
     guard(|| {
         // SAFETY: the caller passes NUL-terminated strings.
-        let text = unsafe { ptr::string(text, "text") }?;
+        let text = unsafe { ptr::c_bytes(text, "text") }?;
         // SAFETY: as above.
         let origin = unsafe { ptr::string(origin, "origin") }?;
         let out = ptr::out(config_out, "config_out")?;
-        let cfg = QuantConfig::parse(text, origin)?;
+        let cfg = QuantConfig::parse_bytes(text, origin)?;
         // SAFETY: config_out checked non-NULL.
         unsafe { out.write(handle::register::<NyxqConfig>(cfg)) };
         Ok(())

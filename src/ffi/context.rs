@@ -5,7 +5,7 @@ use super::handle::{self, Opaque};
 use super::status::NyxqStatus;
 use super::{copy_to_c_array, enum_value, ptr};
 use crate::config::QuantConfig;
-use crate::context::{BackendPreference, Context, ContextSettings, LogLevel};
+use crate::context::{BackendPreference, Context, ContextSettings};
 use std::ffi::c_char;
 
 /// A working context: the backend and its settings. Create with
@@ -31,12 +31,14 @@ pub enum NyxqBackend {
     NyxqBackendVulkan = 2,
 }
 
-/// How much nyxq logs (NyxqContextOptions.log_level). Any level above OFF
-/// installs a stderr logger once per process, unless the process already has
-/// one; the environment variable NYXQ_LOG (env_logger syntax) overrides it.
+/// How much nyxq logs: the level of nyxq_set_log_callback, and
+/// NyxqContextOptions.log_level. A context's level above OFF asks for
+/// messages up to that level on stderr while the context lives, and only when
+/// no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
+/// take precedence); nothing outlives the context.
 #[repr(i32)]
 pub enum NyxqLogLevel {
-    /// No logger is installed (the default).
+    /// Nothing (the default).
     NyxqLogOff = 0,
     NyxqLogError = 1,
     NyxqLogWarn = 2,
@@ -54,7 +56,9 @@ pub struct NyxqContextOptions {
     pub struct_size: usize,
     /// A NyxqBackend value. Default NYXQ_BACKEND_AUTO.
     pub backend: i32,
-    /// A NyxqLogLevel value. Default NYXQ_LOG_OFF.
+    /// A NyxqLogLevel value: messages up to it go to stderr while this
+    /// context lives, unless a log callback is set or NYXQ_LOG is (see
+    /// NyxqLogLevel). Default NYXQ_LOG_OFF.
     pub log_level: i32,
     /// Worker threads for large inputs; 0 (the default) means one per core.
     pub thread_count: u32,
@@ -144,18 +148,7 @@ pub(crate) unsafe fn settings_from(
         ],
         "backend",
     )?;
-    let log_level = enum_value(
-        options.log_level,
-        &[
-            (0, LogLevel::Off),
-            (1, LogLevel::Error),
-            (2, LogLevel::Warn),
-            (3, LogLevel::Info),
-            (4, LogLevel::Debug),
-            (5, LogLevel::Trace),
-        ],
-        "log level",
-    )?;
+    let log_level = super::log::log_level_arg(options.log_level)?;
     let vulkan_loader = if options.vulkan_loader_path.is_null() {
         None
     } else {

@@ -2,6 +2,7 @@
 
 use super::status::NyxqStatus;
 use crate::error::{Error, ErrorKind};
+use crate::quiet_panic;
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -61,17 +62,24 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs the body of an export: clears the last error, catches any panic, and
 /// turns the body's result into a status (recording the error's message).
+///
+/// A caught panic prints nothing (see [`crate::quiet_panic`]): its message and
+/// location go to the last error and to the log at error level.
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> NyxqStatus {
     clear();
-    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "internal error (panic caught at the C boundary): {}",
+    crate::logging::init_from_env();
+    let outcome =
+        quiet_panic::catching(|| catch_unwind(AssertUnwindSafe(body))).unwrap_or_else(|payload| {
+            let at = quiet_panic::take_location()
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
+            let message = format!(
+                "internal error (panic caught at the C boundary): {}{at}",
                 panic_message(&*payload)
-            ),
-        ))
-    });
+            );
+            log::error!("{message}");
+            Err(Error::new(ErrorKind::Internal, message))
+        });
     match outcome {
         Ok(()) => NyxqStatus::NyxqOk,
         Err(error) => {
@@ -99,7 +107,10 @@ pub extern "C" fn nyxq_last_error_needed_len() -> usize {
 }
 
 /// After NYXQ_ERROR_NON_FINITE on this thread: the index of the first bad
-/// element. -1 when the last call failed for another reason.
+/// element in the whole tensor, that is NyxqQuantizeOptions.first_index plus
+/// its position in the call's `src` (the position itself when first_index is
+/// 0 or the call takes no options). -1 when the last call failed for another
+/// reason.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_last_error_index() -> i64 {
     LAST_ERROR.with(|slot| slot.borrow().index)
@@ -123,6 +134,39 @@ mod tests {
         let status = guard(|| panic!("boom at the boundary"));
         assert_eq!(status, NyxqStatus::NyxqErrorInternal);
         assert!(last_message().contains("boom at the boundary"));
+    }
+
+    /// Set in the child process of the test below.
+    const CHILD: &str = "NYXQ_GUARD_TEST_CHILD";
+
+    #[test]
+    fn a_caught_panic_prints_nothing_and_other_panics_still_do() {
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(
+                guard(|| panic!("quiet boom")),
+                NyxqStatus::NyxqErrorInternal
+            );
+            assert!(last_message().contains("quiet boom"));
+            assert!(last_message().contains("guard.rs:"), "{}", last_message());
+            // A panic outside the guard reaches the previous (default) hook.
+            let _ = std::panic::catch_unwind(|| panic!("loud boom"));
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "ffi::guard::tests::a_caught_panic_prints_nothing_and_other_panics_still_do",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert!(child.status.success(), "{stderr}");
+        assert!(!stderr.contains("quiet boom"), "{stderr}");
+        assert!(stderr.contains("loud boom"), "{stderr}");
     }
 
     #[test]

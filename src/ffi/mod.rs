@@ -12,6 +12,7 @@ pub mod format;
 pub mod guard;
 pub mod handle;
 mod layout;
+pub mod log;
 pub mod matvec;
 pub mod plan;
 pub mod ptr;

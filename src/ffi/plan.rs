@@ -7,6 +7,7 @@ use super::status::NyxqStatus;
 use super::{copy_to_c_array, enum_value, ptr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
+use crate::plan::model::check_tensor_count;
 use crate::plan::{Hardware, Model, OptimizerState, Placement, Plan, Policy, Role, TensorDesc};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -407,8 +408,14 @@ pub extern "C" fn nyxq_model_create(
 
 /// Reads a JSON model description (docs/planning.md, "Describing a model") from `path`.
 ///
+/// The description is checked against the limits of docs/planning.md
+/// (at most 65536 tensors, 10000 transformer blocks, 2^30 for `hidden`,
+/// `vocab` and `hidden * mlp_expansion`, 2^50 elements per tensor) before
+/// anything is generated from it.
+///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG
-/// (bad content: file, line, column and reason in the message). Thread-safe.
+/// (bad content, a limit exceeded: file, line, column and reason in the
+/// message), NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_model_load(
     path: *const c_char,
@@ -433,7 +440,9 @@ pub extern "C" fn nyxq_model_load(
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown role, bad shape, duplicate name,
-/// data_len not the element count), NYXQ_ERROR_NON_FINITE (NaN/Inf in data).
+/// data_len not the element count, the model already holds 65536 tensors),
+/// NYXQ_ERROR_SIZE_OVERFLOW (more than 2^50 elements, or a dimension beyond
+/// size_t), NYXQ_ERROR_NON_FINITE (NaN/Inf in data), NYXQ_ERROR_OUT_OF_MEMORY.
 /// Thread-safe (calls on one model are serialised).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_model_add_tensor(
@@ -481,6 +490,8 @@ pub extern "C" fn nyxq_model_add_tensor(
                 "tensor '{name}' is already in the model"
             )));
         }
+        check_tensor_count(&model.name, model.tensors.len() + 1)?;
+        crate::alloc::reserve(&mut model.tensors, 1, "model tensors")?;
         model.tensors.push(tensor);
         Ok(())
     })

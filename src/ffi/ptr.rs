@@ -92,6 +92,18 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, what: &str) -> Result<&'a st
         .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
 }
 
+/// The bytes of a NUL-terminated string from C, without the NUL, in any encoding.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn c_bytes<'a>(ptr: *const c_char, what: &str) -> Result<&'a [u8]> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL; NUL termination and lifetime are the caller's contract.
+    Ok(unsafe { CStr::from_ptr(ptr) }.to_bytes())
+}
+
 /// An options struct from C whose first field is `size_t struct_size`.
 ///
 /// NULL gives `T::default()`. Otherwise `struct_size` must be at least `minimum`

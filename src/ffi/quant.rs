@@ -44,12 +44,18 @@ pub struct NyxqQuantizeOptions {
     pub non_finite: i32,
     /// Seed for NYXQ_ROUNDING_STOCHASTIC.
     pub seed: u64,
-    /// Index of the first element within the whole tensor, so that stochastic
-    /// rounding of a slice equals rounding of the whole. Default 0.
+    /// Index of src[0] within the whole tensor, so that quantizing a slice
+    /// equals quantizing the whole: stochastic rounding draws element i's
+    /// random number at first_index + i, error-minimising rounding weights it
+    /// by importance[(first_index + i) % importance_len], and a rejected
+    /// element is reported by nyxq_last_error_index() as first_index + i (its
+    /// index in the whole tensor). first_index + n must not exceed INT64_MAX
+    /// (NYXQ_ERROR_INVALID_ARGUMENT otherwise). Default 0.
     pub first_index: u64,
     /// Per-column importance for NYXQ_ROUNDING_ERROR_MINIMISING, or NULL: element
-    /// i is weighted by importance[i % importance_len]. importance_len must be a
-    /// positive multiple of the block size that divides n. Read during the call only.
+    /// i of src is weighted by importance[(first_index + i) % importance_len].
+    /// importance_len must be a positive multiple of the block size that
+    /// divides n. Read during the call only.
     pub importance: *const f32,
     /// Length of `importance` in floats.
     pub importance_len: usize,
@@ -170,9 +176,12 @@ fn check_room(format: Format, n: usize, dst_len: usize) -> Result<usize> {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
-/// importance length), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (see
-/// nyxq_last_error_needed_len), NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index).
-/// Thread-safe: several threads may quantize through one context at once.
+/// importance length, first_index + n beyond INT64_MAX),
+/// NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
+/// NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
+/// first_index). Thread-safe: several threads may quantize through one
+/// context at once.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_quantize(
     ctx: *const NyxqContext,
@@ -204,7 +213,9 @@ pub extern "C" fn nyxq_quantize(
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks),
-/// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+/// NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
+/// space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_dequantize(
     ctx: *const NyxqContext,
@@ -230,7 +241,9 @@ pub extern "C" fn nyxq_dequantize(
 /// Quantizes `n` floats to `format` and back in one pass, writing the round
 /// trip's result into `dst` (quantization-aware training's forward weights).
 /// `src` and `dst` may be the same buffer. Options and errors as nyxq_quantize;
-/// `dst_len` is in floats. Thread-safe.
+/// `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
+/// copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
+/// allocated (nothing written). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_fake_quantize(
     ctx: *const NyxqContext,
@@ -254,7 +267,8 @@ pub extern "C" fn nyxq_fake_quantize(
         if std::ptr::eq(src, dst) {
             // In place: quantize from a copy so src and dst never alias in Rust.
             // SAFETY: the caller passes n readable floats at src.
-            let copy = unsafe { ptr::slice(src, n, "src") }?.to_vec();
+            let src = unsafe { ptr::slice(src, n, "src") }?;
+            let copy = crate::alloc::copied(src, "in-place fake quantization's copy of src")?;
             // SAFETY: dst == src, n writable floats.
             let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
             return quant::fake_quantize(format, &copy, dst, &opts);
@@ -296,14 +310,7 @@ pub extern "C" fn nyxq_quant_error(
                 format.name()
             )));
         }
-        let mut reconstructed = Vec::new();
-        reconstructed.try_reserve_exact(n).map_err(|_| {
-            Error::new(
-                crate::ErrorKind::OutOfMemory,
-                format!("cannot allocate {n} floats"),
-            )
-        })?;
-        reconstructed.resize(n, 0.0);
+        let mut reconstructed = crate::alloc::filled(n, 0.0, "dequantized copy")?;
         quant::dequantize(format, quantized, &mut reconstructed, 1)?;
         // SAFETY: metrics_out checked non-NULL; points to a NyxqErrorMetrics.
         unsafe { out.write(quant::measure(original, &reconstructed).into()) };

@@ -279,8 +279,15 @@ pub extern "C" fn nyxq_adam_options_default(options_out: *mut NyxqAdamOptions) -
 /// Creates Adam state for a tensor of `n` parameters; `options` NULL means
 /// the defaults. Release with nyxq_adam_destroy.
 ///
+/// The state is allocated here (8 bytes per parameter for FP32 state, about
+/// 2 for 8-bit state); a size that cannot be allocated is reported, never
+/// fatal to the process.
+///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (struct_size,
-/// betas outside [0, 1), eps <= 0, negative weight decay, unknown state).
+/// betas outside [0, 1), eps <= 0, negative weight decay, unknown state),
+/// NYXQ_ERROR_SIZE_OVERFLOW (the state's bytes for `n` exceed the address
+/// space), NYXQ_ERROR_OUT_OF_MEMORY (host memory for the state could not be
+/// allocated; the message gives the bytes).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_adam_create(
     options: *const NyxqAdamOptions,

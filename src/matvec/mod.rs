@@ -134,18 +134,21 @@ pub fn matvec(
             batch,
         )]
     } else {
+        let catching = crate::quiet_panic::is_catching();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let range = (t * per_thread).min(rows)..((t + 1) * per_thread).min(rows);
                     scope.spawn(move || {
-                        rows_product(format, w, row_bytes, range, cols, x, xq, batch)
+                        crate::quiet_panic::inherit(catching, || {
+                            rows_product(format, w, row_bytes, range, cols, x, xq, batch)
+                        })
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("matvec worker does not panic"))
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         })
     };
@@ -213,24 +216,27 @@ pub fn matvec_transposed(
             kernels::columns_product(format, w, row_bytes, rows, cols, 0..cols, x, batch),
         )]
     } else {
+        let catching = crate::quiet_panic::is_catching();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let range = (t * per_thread).min(cols)..((t + 1) * per_thread).min(cols);
                     let start = range.start;
                     scope.spawn(move || {
-                        (
-                            start,
-                            kernels::columns_product(
-                                format, w, row_bytes, rows, cols, range, x, batch,
-                            ),
-                        )
+                        crate::quiet_panic::inherit(catching, || {
+                            (
+                                start,
+                                kernels::columns_product(
+                                    format, w, row_bytes, rows, cols, range, x, batch,
+                                ),
+                            )
+                        })
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("matvec worker does not panic"))
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         })
     };

@@ -10,6 +10,16 @@ use crate::quant::{self, QuantizeOptions};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Most tensors a model may have (the planner's work grows with the count;
+/// a 1000-block transformer has about 6000).
+pub const MAX_TENSORS: usize = 65_536;
+/// Most transformer blocks (`high_layers + low_layers`) a shape may have.
+pub const MAX_LAYERS: usize = 10_000;
+/// Largest `hidden`, `vocab` and `hidden * mlp_expansion` of a transformer shape.
+pub const MAX_TRANSFORMER_DIM: usize = 1 << 30;
+/// Most elements one tensor may have.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 50;
+
 /// What a tensor does in the model; sets its default sensitivity, its error
 /// estimate and whether it may be quantized at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -127,8 +137,13 @@ impl TensorDesc {
         self.shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .filter(|n| *n <= (1u64 << 50))
-            .ok_or_else(|| Error::overflow(&format!("tensor '{}' shape", self.name)))?;
+            .filter(|n| *n <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| {
+                Error::overflow(&format!(
+                    "tensor '{}' shape {:?} (more than the limit of 2^50 elements)",
+                    self.name, self.shape
+                ))
+            })?;
         if let Some(s) = self.sensitivity {
             if !(s.is_finite() && s >= 0.0) {
                 return Err(Error::invalid(format!(
@@ -203,10 +218,15 @@ fn measure_snr(format: Format, data: &[f32], threads: usize) -> Result<f64> {
     let sums = if parts.len() <= 1 {
         vec![chunk_sums(format, data)?]
     } else {
+        let catching = crate::quiet_panic::is_catching();
         std::thread::scope(|scope| {
             let workers: Vec<_> = parts
                 .iter()
-                .map(|part| scope.spawn(move || chunk_sums(format, part)))
+                .map(|part| {
+                    scope.spawn(move || {
+                        crate::quiet_panic::inherit(catching, || chunk_sums(format, part))
+                    })
+                })
                 .collect();
             workers
                 .into_iter()
@@ -273,13 +293,22 @@ fn default_expansion() -> usize {
 }
 
 impl Transformer {
-    /// Total blocks.
+    /// Total blocks (saturating: [`Transformer::check`] rejects what saturates).
     pub fn layers(&self) -> usize {
-        self.high_layers + self.low_layers
+        self.high_layers.saturating_add(self.low_layers)
     }
 
-    /// The tensors of this shape, names in the Nyx trainer's style.
-    pub fn tensors(&self) -> Result<Vec<TensorDesc>> {
+    /// How many tensors [`Transformer::tensors`] generates.
+    pub fn tensor_count(&self) -> usize {
+        1 + self.layers().saturating_mul(6)
+            + usize::from(!self.tied_embeddings)
+            + 2 * usize::from(self.halting_head)
+    }
+
+    /// Checks the shape against the stated limits ([`MAX_LAYERS`],
+    /// [`MAX_TRANSFORMER_DIM`], [`MAX_TENSORS`]) before anything is generated,
+    /// so that a short description cannot ask for unbounded memory.
+    pub fn check(&self) -> Result<()> {
         if self.hidden == 0 || self.heads == 0 || self.hidden % self.heads != 0 {
             return Err(Error::invalid(format!(
                 "transformer: hidden {} must be a positive multiple of heads {}",
@@ -291,12 +320,38 @@ impl Transformer {
                 "transformer: layers, vocab and mlp_expansion must be positive",
             ));
         }
+        if self.layers() > MAX_LAYERS {
+            return Err(Error::invalid(format!(
+                "transformer: high_layers {} + low_layers {} is more than the limit of {MAX_LAYERS} blocks",
+                self.high_layers, self.low_layers
+            )));
+        }
+        let inter = self.hidden.checked_mul(self.mlp_expansion);
+        for (what, value) in [
+            ("hidden", Some(self.hidden)),
+            ("vocab", Some(self.vocab)),
+            ("hidden * mlp_expansion", inter),
+        ] {
+            if value.is_none_or(|v| v > MAX_TRANSFORMER_DIM) {
+                return Err(Error::invalid(format!(
+                    "transformer: {what} is more than the limit of {MAX_TRANSFORMER_DIM} (2^30)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tensors of this shape, names in the Nyx trainer's style.
+    pub fn tensors(&self) -> Result<Vec<TensorDesc>> {
+        self.check()?;
         let (h, inter) = (self.hidden, self.hidden * self.mlp_expansion);
-        let mut t = vec![TensorDesc::new(
+        let mut t = Vec::new();
+        crate::alloc::reserve(&mut t, self.tensor_count(), "transformer tensors")?;
+        t.push(TensorDesc::new(
             "embed_tokens.weight",
             Role::Embedding,
             &[self.vocab, h],
-        )?];
+        )?);
         for (level, count) in [("H_level", self.high_layers), ("L_level", self.low_layers)] {
             for i in 0..count {
                 let p = format!("{level}.layers.{i}");
@@ -386,6 +441,7 @@ impl Model {
     }
 
     pub(crate) fn check(&self) -> Result<()> {
+        check_tensor_count(&self.name, self.tensors.len())?;
         if self.tensors.is_empty() {
             return Err(Error::invalid(format!(
                 "model '{}' has no tensors",
@@ -411,10 +467,18 @@ impl Model {
                 format!("{origin}:{}:{}: {e}", e.line(), e.column()),
             )
         })?;
+        let in_file = |e: Error| Error::new(ErrorKind::Config, format!("{origin}: {e}"));
+        if let Some(shape) = &file.transformer {
+            shape.check().map_err(in_file)?;
+        }
+        let generated = file
+            .transformer
+            .as_ref()
+            .map_or(0, Transformer::tensor_count);
+        check_tensor_count(&file.name, generated.saturating_add(file.tensors.len()))
+            .map_err(in_file)?;
         let mut tensors = match &file.transformer {
-            Some(shape) => shape
-                .tensors()
-                .map_err(|e| Error::new(ErrorKind::Config, format!("{origin}: {e}")))?,
+            Some(shape) => shape.tensors().map_err(in_file)?,
             None => Vec::new(),
         };
         tensors.extend(file.tensors);
@@ -435,22 +499,53 @@ impl Model {
         Model::from_json(&text, &path.display().to_string())
     }
 
-    /// Parameters in all tensors.
+    /// Parameters in all tensors (saturating at `u64::MAX`).
     pub fn params(&self) -> u64 {
-        self.tensors.iter().map(TensorDesc::numel).sum()
+        self.tensors
+            .iter()
+            .fold(0u64, |total, t| total.saturating_add(t.numel()))
     }
 }
 
-/// Reads a text file, mapping failures to [`ErrorKind::Io`].
+/// Ok when a model of `count` tensors is within [`MAX_TENSORS`].
+pub(crate) fn check_tensor_count(model: &str, count: usize) -> Result<()> {
+    if count > MAX_TENSORS {
+        return Err(Error::invalid(format!(
+            "model '{model}' has {count} tensors, more than the limit of {MAX_TENSORS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a JSON file's text as it comes from disk: a failure to read is
+/// [`ErrorKind::Io`]; a UTF-8 byte order mark at the start is skipped; bytes
+/// that are not UTF-8 are [`ErrorKind::Config`] naming the file, the line and
+/// the byte offset.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Error::new(
             ErrorKind::Io,
             format!("cannot read {}: {e}", path.display()),
         )
-    })
+    })?;
+    text_of(bytes, &path.display().to_string())
 }
 
+/// The UTF-8 text of a file's `bytes`, without a leading byte order mark.
+fn text_of(mut bytes: Vec<u8>, origin: &str) -> Result<String> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+        Error::new(
+            ErrorKind::Config,
+            format!("{origin}:{line}: not valid UTF-8 (byte offset {offset})"),
+        )
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +581,68 @@ mod tests {
         assert!(e.message().starts_with("u.json:1:"), "{}", e.message());
         let zero = r#"{"name":"m","tensors":[{"name":"a","role":"lm_head","shape":[0, 32]}]}"#;
         assert!(Model::from_json(zero, "z.json").is_err());
+    }
+
+    #[test]
+    fn a_huge_transformer_is_rejected_before_anything_is_generated() {
+        let huge = r#"{"name":"m","transformer":{"hidden":64,"heads":1,"high_layers":100000000000,"vocab":32}}"#;
+        let e = Model::from_json(huge, "huge.json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().starts_with("huge.json: "), "{}", e.message());
+        assert!(
+            e.message().contains("limit of 10000 blocks"),
+            "{}",
+            e.message()
+        );
+        let wide = r#"{"name":"m","transformer":{"hidden":1073741824,"heads":1,"high_layers":1,"mlp_expansion":1099511627776,"vocab":32}}"#;
+        let e = Model::from_json(wide, "wide.json").unwrap_err();
+        assert!(
+            e.message().contains("hidden * mlp_expansion"),
+            "{}",
+            e.message()
+        );
+        let overflow = r#"{"name":"m","transformer":{"hidden":64,"heads":1,"high_layers":18446744073709551615,"low_layers":1,"vocab":32}}"#;
+        let e = Model::from_json(overflow, "o.json").unwrap_err();
+        assert!(
+            e.message().contains("limit of 10000 blocks"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn the_tensor_count_limit_counts_generated_and_listed_tensors() {
+        let at_limit = Transformer {
+            hidden: 32,
+            heads: 1,
+            high_layers: MAX_LAYERS,
+            low_layers: 0,
+            mlp_expansion: 1,
+            vocab: 32,
+            tied_embeddings: false,
+            halting_head: true,
+        };
+        assert!(at_limit.tensor_count() <= MAX_TENSORS);
+        let listed: Vec<String> = (0..MAX_TENSORS)
+            .map(|i| format!(r#"{{"name":"t{i}","role":"mlp","shape":[32]}}"#))
+            .collect();
+        let json = format!(
+            r#"{{"name":"m","transformer":{{"hidden":32,"heads":1,"high_layers":1,"vocab":32}},"tensors":[{}]}}"#,
+            listed.join(",")
+        );
+        let e = Model::from_json(&json, "many.json").unwrap_err();
+        assert!(
+            e.message().contains("more than the limit of 65536"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn file_text_skips_a_byte_order_mark_and_names_bad_utf8() {
+        assert_eq!(text_of(b"\xEF\xBB\xBF{}".to_vec(), "f.json").unwrap(), "{}");
+        let e = text_of(b"{\n \"name\": \"\xFF\"}".to_vec(), "f.json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.message(), "f.json:2: not valid UTF-8 (byte offset 12)");
     }
 }

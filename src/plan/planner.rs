@@ -703,6 +703,40 @@ impl<'a> Solver<'a> {
     }
 }
 
+/// Bytes per element of the largest candidate a tensor can have: F32 weights,
+/// F32 gradients, FP32 Adam moments and an FP32 master copy (4 + 4 + 8 + 4).
+const MAX_BYTES_PER_ELEMENT: u64 = 20;
+
+/// Ok when every byte total the planner forms for `model` fits in 64 bits:
+/// the sum over all tensors of the largest candidate is computed with checked
+/// arithmetic, so no later sum can wrap around.
+fn check_total_size(model: &Model) -> Result<()> {
+    model
+        .tensors
+        .iter()
+        .try_fold(0u64, |total, t| {
+            t.numel()
+                .checked_mul(MAX_BYTES_PER_ELEMENT)
+                .and_then(|bytes| total.checked_add(bytes))
+        })
+        .map(|_| ())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::SizeOverflow,
+                format!(
+                    "model '{}': its {} tensors hold {} elements in all; their sizes in bytes overflow 64-bit arithmetic",
+                    model.name,
+                    model.tensors.len(),
+                    model
+                        .tensors
+                        .iter()
+                        .map(|t| u128::from(t.numel()))
+                        .sum::<u128>()
+                ),
+            )
+        })
+}
+
 /// Works out the budget for `model` on `hw` under `policy`.
 fn budget(hw: &Hardware, policy: &Policy, model: &Model) -> Budget {
     let fp32_weights: u64 = model.tensors.iter().map(|t| 4 * t.numel()).sum();
@@ -771,6 +805,7 @@ impl Plan {
         policy.check()?;
         hw.check()?;
         model.check()?;
+        check_total_size(model)?;
         let state: Vec<Prepared> = model
             .tensors
             .iter()
@@ -1142,5 +1177,24 @@ mod tests {
             "{fa:?} {fb:?}"
         );
         assert!(fa.bits_per_weight() < 32.0);
+    }
+
+    #[test]
+    fn byte_totals_that_overflow_64_bits_are_an_error_not_a_wrap() {
+        // 4096 tensors of 2^50 elements, each within the per-tensor limit:
+        // 2^62 elements, 2^64 bytes in F32.
+        let tensors = (0..4096)
+            .map(|i| TensorDesc::new(&format!("t{i}"), Role::Mlp, &[1 << 20, 1 << 30]).unwrap())
+            .collect();
+        let model = Model::new("huge", tensors).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let e = Plan::solve(&model, &hw, &Policy::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeOverflow, "{}", e.message());
+        assert!(e.message().contains("overflow 64-bit"), "{}", e.message());
+        assert!(
+            e.message().contains(&(1u128 << 62).to_string()),
+            "{}",
+            e.message()
+        );
     }
 }

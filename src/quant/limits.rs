@@ -114,7 +114,8 @@ pub fn check(format: Format, src: &[f32], policy: NonFinite, first_index: u64) -
             } else {
                 format!("{x} is not finite")
             };
-            let index = first_index as usize + i;
+            // Callers keep first_index + len within i64::MAX (check_first_index).
+            let index = usize::try_from(first_index.saturating_add(i as u64)).unwrap_or(usize::MAX);
             Err(Error::new(
                 ErrorKind::NonFinite { index },
                 format!(

@@ -60,13 +60,16 @@ pub struct QuantizeOptions<'a> {
     pub rounding: Rounding,
     pub non_finite: NonFinite,
     /// Per-column importance for [`Rounding::ErrorMinimising`]: element `i` of the
-    /// input is weighted by `importance[i % importance.len()]`. Its length must be
-    /// a positive multiple of the block size that divides the input length.
+    /// input is weighted by `importance[(first_index + i) % importance.len()]`,
+    /// so a slice is weighted as it is inside the whole tensor. Its length must
+    /// be a positive multiple of the block size that divides the input length.
     pub importance: Option<&'a [f32]>,
     /// Worker threads; 1 runs on the calling thread only.
     pub threads: usize,
-    /// Index of `src[0]` within the whole tensor, so that stochastic rounding of a
-    /// slice gives the same bytes as rounding the whole tensor.
+    /// Index of `src[0]` within the whole tensor, so that stochastic and
+    /// error-minimising rounding of a slice give the same bytes as rounding the
+    /// whole tensor, and a rejected element is reported by its index in the
+    /// whole tensor. `first_index + src.len()` must not exceed `i64::MAX`.
     pub first_index: u64,
 }
 
@@ -92,6 +95,7 @@ pub fn quantize(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOpti
     let needed = format.size_of(src.len())?;
     Error::ensure_room("destination", "bytes", needed, dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
+    check_first_index(opts.first_index, src.len())?;
     let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
     let dst = &mut dst[..needed];
     let block = format.block_size();
@@ -179,6 +183,7 @@ pub fn fake_quantize(
     format.check_count(src.len())?;
     Error::ensure_room("destination", "floats", src.len(), dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
+    check_first_index(opts.first_index, src.len())?;
     let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
     let block = format.block_size();
     let n = src.len();
@@ -226,6 +231,21 @@ fn check_importance(format: Format, n: usize, importance: Option<&[f32]>) -> Res
     Ok(())
 }
 
+/// Ok when every element's index in the whole tensor, `first_index + i`,
+/// fits in an `i64` (what nyxq_last_error_index reports).
+pub fn check_first_index(first_index: u64, n: usize) -> Result<()> {
+    if first_index
+        .checked_add(n as u64)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        return Err(Error::invalid(format!(
+            "first_index {first_index} + {n} elements is more than the limit of {} (i64::MAX)",
+            i64::MAX
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `work(first_unit, output_slice)` over `units` units of `out` (each
 /// `unit_len` long), split on unit boundaries over up to `threads` threads.
 fn split_work<T: Send>(
@@ -245,10 +265,14 @@ fn split_work<T: Send>(
         return;
     }
     let per_thread = units.div_ceil(threads);
+    // A worker's panic is re-raised here with its own message, and stays as
+    // quiet as it would have been on this thread.
+    let catching = crate::quiet_panic::is_catching();
     std::thread::scope(|scope| {
         let mut rest = out;
         let mut first_unit = 0;
         let work = &work;
+        let mut workers = Vec::new();
         while !rest.is_empty() {
             let take = (per_thread * unit_len).min(rest.len());
             let (mine, others) = rest.split_at_mut(take);
@@ -256,10 +280,18 @@ fn split_work<T: Send>(
             if others.is_empty() {
                 work(start, mine);
             } else {
-                scope.spawn(move || work(start, mine));
+                workers
+                    .push(scope.spawn(move || {
+                        crate::quiet_panic::inherit(catching, || work(start, mine))
+                    }));
             }
             rest = others;
             first_unit += per_thread;
+        }
+        for worker in workers {
+            if let Err(payload) = worker.join() {
+                std::panic::resume_unwind(payload);
+            }
         }
     });
 }
@@ -396,8 +428,12 @@ fn quantize_error_minimising(
         .enumerate()
     {
         if let Some(w) = importance {
-            let start = (first as usize + b * QK) % w.len();
-            weights.copy_from_slice(&w[start..start + QK]);
+            // The block may start anywhere in `w` (first_index need not be a
+            // multiple of the block size) and so wrap around its end.
+            let start = (first + (b * QK) as u64) % w.len() as u64;
+            for (j, weight) in weights.iter_mut().enumerate() {
+                *weight = w[(start as usize + j) % w.len()];
+            }
         }
         kernel(x, &weights, out);
     }

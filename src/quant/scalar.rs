@@ -220,9 +220,13 @@ pub fn q4_0_dequantize(block: &[u8], out: &mut [f32]) {
 
 // ---------------------------------------------------------------- Q4_1
 
-fn min_max(x: &[f32]) -> (f32, f32) {
-    x.iter()
-        .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+/// The block's minimum and maximum as ggml finds them (`v < min`, `v > max`
+/// from ±FLT_MAX): among equal values the first wins, so −0 and +0 keep the
+/// sign of the one met first. `f32::min` leaves that choice unspecified.
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
+    x.iter().fold((f32::MAX, -f32::MAX), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    })
 }
 
 /// Q4_1, round to nearest (ggml's quantize_row_q4_1_ref).

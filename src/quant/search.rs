@@ -144,9 +144,7 @@ pub fn q4_1(x: &[f32], w: &[f32], out: &mut [u8]) {
     let mut candidate = [0u8; 20];
     scalar::q4_1_nearest(x, &mut candidate);
     best.offer(x, w, &candidate, scalar::q4_1_dequantize);
-    let (min, max) = x
-        .iter()
-        .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (min, max) = scalar::min_max(x);
     let range = max - min;
     if range < f32::MIN_POSITIVE {
         out[..20].copy_from_slice(&best.bytes);
@@ -173,6 +171,11 @@ pub fn q4_1(x: &[f32], w: &[f32], out: &mut [u8]) {
                 best.offer(x, w, &candidate, scalar::q4_1_dequantize);
             }
         }
+    }
+    // A zero offset is stored with the sign nearest rounding gives it (the
+    // sign of the block's first zero), whatever arithmetic produced it.
+    if min == 0.0 && f16_value(u16::from_le_bytes([best.bytes[2], best.bytes[3]])) == 0.0 {
+        best.bytes[2..4].copy_from_slice(&scalar::f16_bits(min).to_le_bytes());
     }
     out[..20].copy_from_slice(&best.bytes);
 }

@@ -584,3 +584,94 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
         }
     }
 }
+
+#[test]
+fn importance_follows_first_index_even_off_block_boundaries() {
+    // The fuzzer's case: n = 32, 32 importance values, first_index = 1 (once a
+    // panic on slicing past the end of the importance vector).
+    let x = wave(32, 8);
+    let importance: Vec<f32> = (0..32).map(|i| 1.0 + i as f32).collect();
+    for format in QUANTIZED_FORMATS {
+        let opts = |first_index| QuantizeOptions {
+            rounding: Rounding::ErrorMinimising,
+            importance: Some(&importance),
+            first_index,
+            ..Default::default()
+        };
+        let mut q = vec![0u8; format.size_of(32).unwrap()];
+        quantize(format, &x, &mut q, &opts(1)).unwrap();
+        let mut y = vec![0.0f32; 32];
+        fake_quantize(format, &x, &mut y, &opts(1)).unwrap();
+        // Element i is weighted by importance[(first_index + i) % len]: with
+        // first_index = 32 + 5 it is the rotation by 5.
+        let rotated: Vec<f32> = (0..32).map(|i| importance[(i + 5) % 32]).collect();
+        let mut a = vec![0u8; q.len()];
+        let mut b = vec![0u8; q.len()];
+        quantize(format, &x, &mut a, &opts(37)).unwrap();
+        let by_hand = QuantizeOptions {
+            importance: Some(&rotated),
+            ..opts(0)
+        };
+        quantize(format, &x, &mut b, &by_hand).unwrap();
+        assert_eq!(a, b, "{format:?}");
+    }
+}
+
+#[test]
+fn first_index_past_i64_max_is_rejected_and_indices_do_not_wrap() {
+    let x = vec![1.0f32; 32];
+    let mut q = vec![0u8; Format::Q8_0.size_of(32).unwrap()];
+    for first_index in [u64::MAX, i64::MAX as u64 - 31] {
+        let opts = QuantizeOptions {
+            rounding: Rounding::Stochastic { seed: 1 },
+            first_index,
+            ..Default::default()
+        };
+        let e = quantize(Format::Q8_0, &x, &mut q, &opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("i64::MAX"), "{}", e.message());
+    }
+    // The largest allowed first_index reports the bad element's index in
+    // the whole tensor.
+    let mut bad = vec![1.0f32; 32];
+    bad[3] = f32::NAN;
+    let first_index = i64::MAX as u64 - 32;
+    let opts = QuantizeOptions {
+        first_index,
+        ..Default::default()
+    };
+    let e = quantize(Format::Q8_0, &bad, &mut q, &opts).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NonFinite {
+            index: (first_index + 3) as usize
+        }
+    );
+}
+
+#[test]
+fn q4_1_stores_the_minimums_sign_as_nearest_does_in_every_rounding() {
+    let m_bits = |q: &[u8]| u16::from_le_bytes([q[2], q[3]]);
+    let mut blocks = Vec::new();
+    for first in [-0.0f32, 0.0] {
+        // A block on an exact grid from 0: every rounding keeps m = ±0.
+        let mut x: Vec<f32> = (0..32).map(|j| (j % 16) as f32 * 0.125).collect();
+        x[0] = first;
+        x[16] = -first;
+        blocks.push(x);
+    }
+    blocks.push(vec![-0.0f32; 32]);
+    for x in &blocks {
+        let mut nearest = vec![0u8; 20];
+        quantize(Format::Q4_1, x, &mut nearest, &QuantizeOptions::default()).unwrap();
+        for rounding in [Rounding::ErrorMinimising, Rounding::Stochastic { seed: 4 }] {
+            let mut q = vec![0u8; 20];
+            let opts = QuantizeOptions {
+                rounding,
+                ..Default::default()
+            };
+            quantize(Format::Q4_1, x, &mut q, &opts).unwrap();
+            assert_eq!(m_bits(&q), m_bits(&nearest), "{rounding:?} {:?}", &x[..4]);
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! [`MIN_8BIT_ELEMENTS`] keep FP32 state (as bitsandbytes does): their state is
 //! small and often belongs to sensitive parameters.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Values per quantization block of the 8-bit state.
@@ -72,7 +73,8 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// State for a tensor of `len` parameters.
+    /// State for a tensor of `len` parameters; a `len` whose state cannot be
+    /// allocated is SizeOverflow or OutOfMemory, never an abort.
     pub fn new(settings: AdamSettings, len: usize) -> Result<Adam> {
         let s = &settings;
         let in_unit = |b: f32| (0.0..1.0).contains(&b);
@@ -93,15 +95,15 @@ impl Adam {
         let moments = if s.state == StateFormat::Int8Blockwise && len >= MIN_8BIT_ELEMENTS {
             let blocks = len.div_ceil(STATE_BLOCK);
             Moments::Int8 {
-                m_codes: vec![0; len],
-                v_codes: vec![0; len],
-                m_scale: vec![0.0; blocks],
-                v_scale: vec![0.0; blocks],
+                m_codes: alloc::filled(len, 0, "adam: first-moment codes")?,
+                v_codes: alloc::filled(len, 0, "adam: second-moment codes")?,
+                m_scale: alloc::filled(blocks, 0.0, "adam: first-moment scales")?,
+                v_scale: alloc::filled(blocks, 0.0, "adam: second-moment scales")?,
             }
         } else {
             Moments::Fp32 {
-                m: vec![0.0; len],
-                v: vec![0.0; len],
+                m: alloc::filled(len, 0.0, "adam: first moments")?,
+                v: alloc::filled(len, 0.0, "adam: second moments")?,
             }
         };
         Ok(Adam {

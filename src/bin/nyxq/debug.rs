@@ -18,7 +18,7 @@ pub const USAGE: &str = "usage: nyxq debug [--config FILE] [--json]";
 const NYXQ_VARIABLES: [(&str, &str); 9] = [
     (
         "NYXQ_LOG",
-        "log filter (env_logger syntax) of the stderr logger a context installs when it asks for logging",
+        "print nyxq's log to stderr with this filter (env_logger syntax), unless a log callback is set",
     ),
     (
         "NYXQ_VULKAN_LOADER",

@@ -1,0 +1,74 @@
+//! Allocations sized by a caller's numbers. A size the caller chose must never
+//! abort the host process: these return [`ErrorKind::SizeOverflow`] when the
+//! size does not fit the address space and [`ErrorKind::OutOfMemory`] when the
+//! allocator refuses it, each naming what was being allocated.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A vector of `len` copies of `value`, allocated fallibly; `what` names it in errors.
+pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    reserve(&mut v, len, what)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// A copy of `items`, allocated fallibly; `what` names it in errors.
+pub fn copied<T: Clone>(items: &[T], what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    reserve(&mut v, items.len(), what)?;
+    v.extend_from_slice(items);
+    Ok(v)
+}
+
+/// Makes room in `v` for `additional` more elements, fallibly.
+pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
+    let bytes = v
+        .len()
+        .checked_add(additional)
+        .and_then(|n| n.checked_mul(size_of::<T>()))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| {
+            Error::overflow(&format!(
+                "{what} ({additional} elements of {} bytes)",
+                size_of::<T>()
+            ))
+        })?;
+    v.try_reserve_exact(additional).map_err(|_| {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            format!("{what}: cannot allocate {bytes} bytes of host memory"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_beyond_the_address_space_are_size_overflow() {
+        let e = filled(usize::MAX / 2, 0f32, "adam moments").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeOverflow);
+        assert!(e.message().contains("adam moments"), "{}", e.message());
+    }
+
+    #[test]
+    fn sizes_the_allocator_refuses_are_out_of_memory() {
+        // 2^61 bytes: within isize::MAX, beyond any machine.
+        let e = filled(1usize << 59, 0f32, "scratch").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfMemory);
+        assert!(e.message().contains("scratch"), "{}", e.message());
+        assert!(
+            e.message().contains(&(1u64 << 61).to_string()),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn small_sizes_are_allocated_and_filled() {
+        assert_eq!(filled(3, 7u8, "x").unwrap(), vec![7, 7, 7]);
+        assert_eq!(copied(&[1, 2], "y").unwrap(), vec![1, 2]);
+    }
+}
