@@ -206,6 +206,28 @@ TEST(Format, QuantizedSizeIsCheckedForBlocksAndOverflow) {
   EXPECT_EQ(bytes, 7u);
 }
 
+// nyxq_live_handles counts what the caller has not destroyed, of every kind.
+TEST(Handles, LiveHandlesCountsWhatIsNotDestroyed) {
+  size_t before = 0, now = 0;
+  CHECK_OK(nyxq_live_handles(&before));
+  {
+    ContextPtr ctx = cpu_context();
+    NyxqConfig *config = nullptr;
+    CHECK_OK(nyxq_config_parse("[quantization]\n", "live.ini", &config));
+    CHECK_OK(nyxq_live_handles(&now));
+    EXPECT_EQ(now, before + 2);
+    char *warnings = nullptr;
+    CHECK_OK(nyxq_config_warnings(config, &warnings));
+    CHECK_OK(nyxq_live_handles(&now));
+    EXPECT_EQ(now, before + 3);
+    CHECK_OK(nyxq_string_destroy(warnings));
+    CHECK_OK(nyxq_config_destroy(config));
+  }
+  CHECK_OK(nyxq_live_handles(&now));
+  EXPECT_EQ(now, before);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_live_handles(nullptr));
+}
+
 // Device ranges are whole 32-bit words: Q4_0's 18-byte blocks and odd counts
 // of 16-bit values round up; whole words stay as they are.
 TEST(Format, DeviceRangeSizeIsWholeWords) {

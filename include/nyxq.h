@@ -1387,6 +1387,18 @@ size_t nyxq_last_error_needed_len(void);
 int64_t nyxq_last_error_index(void);
 
 /**
+ * How many handles (of every kind) and strings nyxq has handed out that the
+ * caller has not destroyed yet: 0 at the end of a program that released
+ * everything. A trainer (or its tests) can check it at shutdown to find
+ * leaked handles, which no leak checker reports: nyxq's registry still
+ * reaches them.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe; other threads may create or
+ * destroy handles meanwhile, so the count is a snapshot.
+ */
+NyxqStatus nyxq_live_handles(size_t *count_out);
+
+/**
  * Sends nyxq's log messages up to `level` (a NyxqLogLevel) to `callback`
  * with `user_data`, process-wide; `callback` NULL removes it (`level` is then
  * ignored). While a callback is set nothing is printed to stderr.
@@ -1906,6 +1918,19 @@ NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
  * NYXQ_ERROR_INTERNAL instead of unwinding into C. Test builds only.
  */
 NyxqStatus nyxq_test_force_panic(void);
+#endif
+
+#if defined(NYXQ_TEST_EXPORTS)
+/**
+ * Allocates `bytes` bytes inside nyxq and drops every reference to them, so
+ * that LeakSanitizer must report a leak whose stack lies in libnyxq: the
+ * sanitizer tests' suppressions are proven not to hide nyxq's own leaks.
+ * (A handle the caller never destroys is not such a leak: the handle
+ * registry still reaches it.) Test builds only.
+ *
+ * Errors: none.
+ */
+NyxqStatus nyxq_test_leak(size_t bytes);
 #endif
 
 /**

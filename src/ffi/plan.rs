@@ -853,6 +853,11 @@ pub extern "C" fn nyxq_plan_entries(
 /// Strings handed to C, by address, until nyxq_string_destroy.
 static STRINGS: Mutex<BTreeMap<usize, CString>> = Mutex::new(BTreeMap::new());
 
+/// Strings handed to C and not yet released.
+pub(crate) fn live_strings() -> usize {
+    STRINGS.lock().len()
+}
+
 pub(crate) fn give_string(text: &str) -> *mut c_char {
     let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
     let p = c.as_ptr() as *mut c_char;
