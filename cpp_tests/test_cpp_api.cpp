@@ -170,6 +170,62 @@ TEST(CppApi, ContextCarriesItsConfig) {
   EXPECT_EQ(nyxq::Context().try_plan_policy(false).status(), NYXQ_ERROR_NULL_POINTER);
 }
 
+TEST(CppApi, OptionSettersFillTheCStructs) {
+  NyxqContextOptions c_defaults;
+  ASSERT_EQ(nyxq_context_options_default(&c_defaults), NYXQ_OK);
+  const NyxqContextOptions defaults = nyxq::ContextOptions().c();
+  EXPECT_EQ(defaults.struct_size, sizeof(NyxqContextOptions));
+  EXPECT_EQ(defaults.backend, c_defaults.backend);
+  EXPECT_EQ(defaults.config_path, nullptr);
+  const nyxq::ContextOptions set = nyxq::ContextOptions()
+                                       .backend(nyxq::Backend::Vulkan)
+                                       .log_level(nyxq::LogLevel::Warn)
+                                       .thread_count(3)
+                                       .config_path("a.ini")
+                                       .vulkan_loader_path("libvk.so")
+                                       .vulkan_validation(true)
+                                       .vulkan_force_compat(true)
+                                       .vulkan_host_fallback(true)
+                                       .vulkan_fail_allocation(5);
+  const NyxqContextOptions c = set.c();
+  EXPECT_EQ(c.backend, NYXQ_BACKEND_VULKAN);
+  EXPECT_EQ(c.log_level, NYXQ_LOG_WARN);
+  EXPECT_EQ(c.thread_count, 3u);
+  EXPECT_STREQ(c.config_path, "a.ini");
+  EXPECT_STREQ(c.vulkan_loader_path, "libvk.so");
+  EXPECT_EQ(c.vulkan_validation, 1u);
+  EXPECT_EQ(c.vulkan_force_compat, 1u);
+  EXPECT_EQ(c.vulkan_host_fallback, 1u);
+  EXPECT_EQ(c.vulkan_fail_allocation, 5u);
+
+  NyxqPlanPolicy c_policy;
+  ASSERT_EQ(nyxq_plan_policy_default(&c_policy), NYXQ_OK);
+  const nyxq::PlanPolicy policy = nyxq::PlanPolicy()
+                                      .allowed_formats(nyxq::format_bit(Format::F32) | nyxq::format_bit(Format::Q8_0))
+                                      .optimizer_state(nyxq::OptimizerState::Blockwise8)
+                                      .gradient_format(Format::BF16)
+                                      .default_format(Format::Q8_0)
+                                      .overrides("x=F16");
+  const NyxqPlanPolicy p = policy.c();
+  EXPECT_EQ(p.struct_size, c_policy.struct_size);
+  EXPECT_EQ(p.min_snr_db, c_policy.min_snr_db);
+  EXPECT_EQ(p.allowed_formats, (1u << NYXQ_FORMAT_F32) | (1u << NYXQ_FORMAT_Q8_0));
+  EXPECT_EQ(p.optimizer_state, NYXQ_OPTIMIZER_BLOCKWISE8);
+  EXPECT_EQ(p.gradient_format, NYXQ_FORMAT_BF16);
+  EXPECT_EQ(p.default_format, NYXQ_FORMAT_Q8_0);
+  EXPECT_STREQ(p.overrides, "x=F16");
+  const nyxq::PlanPolicy copied(p);  // from a C struct: the overrides string is copied
+  EXPECT_STREQ(copied.c().overrides, "x=F16");
+  EXPECT_EQ(nyxq::PlanPolicy().c().overrides, nullptr);
+
+  const nyxq::LossScalerOptions scaler;
+  EXPECT_EQ(scaler.c()->initial_scale, 65536.0f);
+  const nyxq::AdamOptions adam;
+  EXPECT_EQ(adam.c()->beta2, 0.999f);
+  const nyxq::QuantizeOptions quantize;
+  EXPECT_EQ(quantize.c()->struct_size, sizeof(NyxqQuantizeOptions));
+}
+
 TEST(CppApi, OwnersMoveAndDestroyExactlyOnce) {
   nyxq::Context a = cpu();
   NyxqContext *raw = a.get();
