@@ -8,7 +8,7 @@
 ///   `release()` gives it up (the caller then destroys it). A moved-from or
 ///   default-constructed owner is empty (`get() == nullptr`); calling a member
 ///   function on it reports NYXQ_ERROR_NULL_POINTER like the C function does.
-/// - **Errors.** Every call exists twice. `f(...)` returns its result and
+/// - **Errors.** Every call that can fail exists twice. `f(...)` returns its result and
 ///   throws nyxq::Error on failure; `try_f(...)` never throws a nyxq error and
 ///   returns a nyxq::Result<T> (Result<void> for calls without a result) that
 ///   holds either the value or the status, message, needed length and index
