@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks include/nyxq.h: it compiles alone as C11 and as C++17 with
-# -Wall -Wextra -Werror (-pedantic too), its ABI version matches the library's
+# -Wall -Wextra -Werror (-pedantic too), and so does the C++ API nyxq.hpp beside
+# it as C++17; the ABI version matches the library's
 # soname, and the functions it declares are exactly the symbols libnyxq.so exports.
 # (That the header is what cbindgen generates is tests/header_is_current.rs.)
 set -euo pipefail
@@ -17,6 +18,9 @@ for defs in "" "-DNYXQ_TEST_EXPORTS"; do
   "$cxx" -std=c++17 -Wall -Wextra -Werror -pedantic $defs -I"$include_dir" -c "$work/alone.cpp" -o "$work/alone_cpp.o" ||
     { echo "FAIL: nyxq.h does not compile alone as C++17 ($defs)"; fail=1; }
 done
+printf '#include "nyxq.hpp"\nint main() { return nyxq::abi_version() == NYXQ_ABI_VERSION ? 0 : 1; }\n' >"$work/alone_hpp.cpp"
+"$cxx" -std=c++17 -Wall -Wextra -Werror -pedantic -I"$include_dir" -c "$work/alone_hpp.cpp" -o "$work/alone_hpp.o" ||
+  { echo "FAIL: nyxq.hpp does not compile alone as C++17"; fail=1; }
 
 grep -q "#define NYXQ_ABI_VERSION $abi\$" "$header" ||
   { echo "FAIL: NYXQ_ABI_VERSION in the header is not $abi (Cargo.toml abi-version)"; fail=1; }
@@ -33,5 +37,5 @@ if ! diff -u "$work/declared.txt" "$work/exported.txt" >"$work/symbols.diff"; th
   fail=1
 fi
 count=$(wc -l <"$work/declared.txt")
-[ "$fail" -eq 0 ] && echo "header ok: compiles as C11 and C++17; $count functions declared = exported; soname $soname"
+[ "$fail" -eq 0 ] && echo "header ok: compiles as C11 and C++17, nyxq.hpp as C++17; $count functions declared = exported; soname $soname"
 exit "$fail"
