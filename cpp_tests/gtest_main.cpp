@@ -3,14 +3,14 @@
 // - fails when nyxq still holds handles or strings the tests never released
 //   (nyxq_live_handles): a leaked handle stays reachable from nyxq's registry,
 //   so no leak checker would report it;
-// - exits 77 when any test was skipped and none failed, so that ctest
-//   (SKIP_RETURN_CODE 77) reports a whole-program run with skipped tests as
-//   skipped, not as passed.
+// - exits 77 when a test was skipped for want of a resource (SKIP_MISSING)
+//   and none failed, so that ctest (SKIP_RETURN_CODE 77) reports such a
+//   whole-program run as skipped, not as passed.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
-#include "nyxq.h"
+#include "support.hpp"
 
 int main(int argc, char **argv) {
   testing::InitGoogleTest(&argc, argv);
@@ -20,6 +20,6 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "nyxq: %zu handles or strings still live at exit: the tests leaked them\n", live);
     return 1;
   }
-  if (failed == 0 && testing::UnitTest::GetInstance()->skipped_test_count() > 0) return 77;
+  if (failed == 0 && nyxq_test::resource_missing) return 77;
   return failed;
 }
