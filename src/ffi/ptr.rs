@@ -7,13 +7,19 @@ fn null(what: &str) -> Error {
     Error::new(ErrorKind::NullPointer, format!("{what} is NULL"))
 }
 
-fn check_span<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
+/// A length of `T`s that no buffer can have: its bytes exceed `isize::MAX`.
+pub(crate) fn check_len<T>(len: usize, what: &str) -> Result<()> {
     if len
         .checked_mul(size_of::<T>())
         .is_none_or(|bytes| bytes > isize::MAX as usize)
     {
         return Err(Error::overflow(&format!("{what} length {len}")));
     }
+    Ok(())
+}
+
+fn check_span<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
+    check_len::<T>(len, what)?;
     if ptr.is_null() {
         return Err(null(what));
     }

@@ -231,6 +231,8 @@ pub extern "C" fn nyxq_dequantize(
         // SAFETY: the caller passes src_len readable bytes at src.
         let src = unsafe { ptr::slice(src.cast::<u8>(), src_len, "src") }?;
         let n = format.count_in(src.len())?;
+        // A dst_len no buffer can have is a caller's mistake, even where n fits.
+        ptr::check_len::<f32>(dst_len, "dst")?;
         Error::ensure_room("dst", "floats", n, dst_len)?;
         // SAFETY: the caller passes dst_len writable floats at dst; we use n <= dst_len.
         let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
