@@ -18,6 +18,19 @@
       #anchor) outside code must name an existing file or directory, and an
       anchor must name a heading of the target markdown file (GitHub's slugs).
 
+  check_docs.py claims --root DIR
+      Every test named in a "(test: `NAME`)" or "(tests: `A`, `B`)" reference
+      (outside fenced code; the parenthesis may span lines) must exist:
+        Suite.Case  a TEST(Suite, Case) or TEST_F(...) in cpp_tests/*.cpp;
+        name        an add_test(NAME name ...) in CMakeLists.txt or
+                    cpp_tests/CMakeLists.txt;
+        a::b::c     a `fn c` in tests/a.rs (a test file), else in the source
+                    file of module a::b (src/a/b.rs, src/a/b/mod.rs, or the
+                    nearest enclosing file such as src/a.rs for an inline
+                    `mod b`), with #[test] in the lines just above it.
+      A paragraph that says "tested" or "is checked by" must hold such a
+      reference; one without is a failure too.
+
 Standard library only: it runs inside the build, which has python3 and nothing
 more.
 """
@@ -204,6 +217,96 @@ def check_links(args):
     return 1 if failures else 0
 
 
+TEST_REF = re.compile(r"\(tests?:\s*((?:`[^`]+`\s*(?:,|and)?\s*)+)\)")
+CLAIM_WORDS = re.compile(r"\btested\b|\bis checked by\b", re.IGNORECASE)
+
+
+def known_tests(root):
+    """The C++ Suite.Case names and the ctest names the build declares."""
+    cpp, ctest = set(), set()
+    cpp_dir = os.path.join(root, "cpp_tests")
+    for name in sorted(os.listdir(cpp_dir)):
+        if name.endswith(".cpp"):
+            with open(os.path.join(cpp_dir, name), encoding="utf-8") as f:
+                for m in re.finditer(r"^\s*TEST(?:_F)?\(\s*(\w+)\s*,\s*(\w+)\s*\)", f.read(), re.M):
+                    cpp.add(f"{m.group(1)}.{m.group(2)}")
+    for cmake in ("CMakeLists.txt", os.path.join("cpp_tests", "CMakeLists.txt")):
+        path = os.path.join(root, cmake)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                ctest.update(re.findall(r"add_test\(\s*NAME\s+([A-Za-z0-9_.-]+)", f.read()))
+    return cpp, ctest
+
+
+def rust_test_exists(root, name):
+    """Whether a::b::c names a fn c in tests/a.rs, or a #[test] fn c in module a::b's source."""
+    parts = name.split("::")
+    fn = re.compile(rf"^\s*(?:pub(?:\([^)]*\))?\s+)?fn\s+{re.escape(parts[-1])}\s*[(<]")
+    candidates = [(os.path.join(root, "tests", parts[0] + ".rs"), False)]
+    modules = parts[:-1]
+    for k in range(len(modules), 0, -1):  # the module's own file, then the files of inline `mod`s
+        base = os.path.join(root, "src", *modules[:k])
+        candidates += [(base + ".rs", True), (os.path.join(base, "mod.rs"), True)]
+    for path, needs_attribute in candidates:
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for i, line in enumerate(lines):
+            if fn.match(line) and (not needs_attribute or "#[test]" in "".join(lines[max(0, i - 4):i])):
+                return True
+    return False
+
+
+def paragraphs(lines):
+    """Yields (text, line of each character) for each paragraph: lines up to a
+    blank line or a heading; each table row stands alone."""
+    text, where = "", []
+    for number, line in enumerate(lines + [""], start=1):
+        row = line.lstrip().startswith("|")
+        if line.strip() == "" or line.lstrip().startswith("#") or row:
+            if text:
+                yield text, where
+            text, where = "", []
+            if row:
+                yield line, [number] * len(line)
+            continue
+        text += line.strip() + " "
+        where += [number] * (len(line.strip()) + 1)
+
+
+def check_claims(args):
+    cpp, ctest = known_tests(args.root)
+    failures, count = [], 0
+    for doc in doc_files(args.root):
+        rel = os.path.relpath(doc, args.root)
+        for text, where in paragraphs(strip_code(doc, keep_inline=True)):
+            refs = list(TEST_REF.finditer(text))
+            for ref in refs:
+                for m in re.finditer(r"`([^`]+)`", ref.group(1)):
+                    name, line = m.group(1), where[ref.start(1) + m.start()]
+                    count += 1
+                    if "::" in name:
+                        ok, kind = rust_test_exists(args.root, name), "Rust #[test] fn"
+                    elif re.fullmatch(r"[A-Z]\w*\.\w+", name):
+                        ok, kind = name in cpp, "C++ TEST(Suite, Case)"
+                    else:
+                        ok, kind = name in ctest, "ctest add_test(NAME ...)"
+                    if not ok:
+                        failures.append(f"{rel}:{line}: `{name}`: no such {kind}")
+            claim = CLAIM_WORDS.search(re.sub(r"`[^`]*`", lambda c: " " * len(c.group(0)), text))
+            if claim and not refs:
+                failures.append(f"{rel}:{where[claim.start()]}: says \"{claim.group(0)}\" but names no test "
+                                "in its paragraph (write \"(test: `NAME`)\")")
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    print(f"{count} named tests, {len(failures)} failed")
+    if count == 0:
+        print("FAIL no (test: ...) references found: wrong --root?", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,9 +319,11 @@ def main():
     ex.add_argument("--timeout", type=int, default=120)
     ln = sub.add_parser("links")
     ln.add_argument("--root", required=True)
+    cl = sub.add_parser("claims")
+    cl.add_argument("--root", required=True)
     args = parser.parse_args()
     args.root = os.path.abspath(args.root)
-    return check_examples(args) if args.command == "examples" else check_links(args)
+    return {"examples": check_examples, "links": check_links, "claims": check_claims}[args.command](args)
 
 
 if __name__ == "__main__":
