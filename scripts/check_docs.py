@@ -19,8 +19,9 @@
       anchor must name a heading of the target markdown file (GitHub's slugs).
 
   check_docs.py claims --root DIR
-      Every test named in a "(test: `NAME`)" or "(tests: `A`, `B`)" reference
-      (outside fenced code; the parenthesis may span lines) must exist:
+      Every test named in a "(test: `NAME`)" or "(tests: `A`, `B`)" reference,
+      or a "; test: `NAME`)" ending a parenthesis (outside fenced code; it may
+      span lines), must exist:
         Suite.Case  a TEST(Suite, Case) or TEST_F(...) in cpp_tests/*.cpp;
         name        an add_test(NAME name ...) in CMakeLists.txt or
                     cpp_tests/CMakeLists.txt;
@@ -217,7 +218,7 @@ def check_links(args):
     return 1 if failures else 0
 
 
-TEST_REF = re.compile(r"\(tests?:\s*((?:`[^`]+`\s*(?:,|and)?\s*)+)\)")
+TEST_REF = re.compile(r"(?:\(|;\s)\s*tests?:\s*((?:`[^`]+`\s*(?:,|and)?\s*)+)\)")
 CLAIM_WORDS = re.compile(r"\btested\b|\bis checked by\b", re.IGNORECASE)
 
 
