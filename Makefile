@@ -1,12 +1,14 @@
 # The two commands of the quick start, and a few helpers.
-#   make demo   builds everything and runs the demo
-#   make test   runs every test (cargo tests and ctest)
+#   make demo   builds everything (release) in $(BUILD) and runs the demo
+#   make test   builds in $(TEST_BUILD), with the library in cargo's dev
+#               profile that cargo test shares, and runs every test
 BUILD ?= build
+TEST_BUILD ?= build-test
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: demo test build configure bootstrap header clean
+.PHONY: demo test build configure configure-test bootstrap header clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,12 +22,16 @@ build: configure
 demo: build
 	@scripts/demo.sh $(BUILD)
 
-test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+configure-test: bootstrap
+	@test -f $(TEST_BUILD)/CMakeCache.txt || cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Release -DNYXQ_CARGO_PROFILE=dev
+
+test: configure-test
+	cmake --build $(TEST_BUILD) -j $(JOBS)
+	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 # Regenerates include/nyxq.h from src/ffi (commit the result).
 header:
 	NYXQ_UPDATE_HEADER=1 cargo build
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD)

@@ -3,10 +3,10 @@
 # program against it twice: through find_package(nyxq CONFIG) and through
 # pkg-config; and a third time with nyxq added to the consumer's own build by
 # add_subdirectory(). That build drives cargo as any parent project would, but
-# over this build's cargo directory and features, so cargo finds the crate
+# over this build's cargo directory, profile and features, so cargo finds the crate
 # already built instead of compiling it a second time.
 set -euo pipefail
-build=$1 work=$2 src=$3 nyxq_src=$4 cargo_dir=$5
+build=$1 work=$2 src=$3 nyxq_src=$4 cargo_dir=$5 cargo_profile=$6
 rm -rf "$work"
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >"$work.install.log" 2>&1 || { cat "$work.install.log"; exit 1; }
@@ -65,7 +65,7 @@ add_executable(consumer "$src/main.cpp")
 target_link_libraries(consumer PRIVATE nyxq::nyxq)
 CMAKE
 cmake -S "$work/parent" -B "$work/parent/build" -DCMAKE_BUILD_TYPE=Release \
-  -DNYXQ_CARGO_TARGET_DIR="$cargo_dir" -DNYXQ_TEST_EXPORTS=ON >/dev/null
+  -DNYXQ_CARGO_TARGET_DIR="$cargo_dir" -DNYXQ_CARGO_PROFILE="$cargo_profile" -DNYXQ_TEST_EXPORTS=ON >/dev/null
 cmake --build "$work/parent/build" --target consumer >/dev/null
 "$work/parent/build/consumer"
 test ! -e "$work/parent/build/nyxq/cpp_tests" || { echo "add_subdirectory built nyxq's tests"; exit 1; }
