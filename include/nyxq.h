@@ -1309,11 +1309,22 @@ NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
 /**
  * Releases a context. NULL is a no-op. Tensors made from it stay usable (they
  * keep what they need alive). Do not use the handle afterwards; if you do,
- * calls report NYXQ_ERROR_INVALID_HANDLE. Command buffers holding dispatches
- * recorded through `ctx` (nyxq_vk_cmd_*) must have completed first.
+ * calls report NYXQ_ERROR_INVALID_HANDLE.
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
- * using `ctx` at the same time.
+ * Recorded work: while tickets of dispatches recorded through `ctx`
+ * (nyxq_vk_cmd_*) are unreleased, the call refuses with
+ * NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and the message says how
+ * many tickets are outstanding; the context stays alive and usable. Wait for
+ * the submissions holding those command buffers (fence or semaphore), call
+ * nyxq_vk_release(ctx, last ticket), then destroy. nyxq cannot see whether a
+ * released ticket's command buffer is still pending: releasing early is the
+ * caller's error, which the validation layer reports as
+ * VUID-vkDestroyPipeline-pipeline-00765 or
+ * VUID-vkDestroyDescriptorPool-descriptorPool-00303.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets). Thread-safe, but no other call may be using `ctx` at the
+ * same time.
  */
 NyxqStatus nyxq_context_destroy(NyxqContext *ctx);
 
@@ -1808,7 +1819,16 @@ NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
 /**
  * Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the tensor.
+ * Recorded work: while unreleased tickets of dispatches recorded through the
+ * tensor's context (nyxq_vk_cmd_*) bind one of a DEVICE tensor's VkBuffers,
+ * the call refuses with NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and
+ * the message says how many tickets bind them; the tensor stays usable. Wait
+ * for those submissions, call nyxq_vk_release, then destroy. nyxq cannot see
+ * the trainer's own commands (its shaders binding the buffers from
+ * nyxq_tensor_vk_buffer): those must have completed before this call.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets bind its buffers). No other call may be using the tensor.
  */
 NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
 
@@ -1886,10 +1906,13 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * vulkan_host_fallback: check nyxq_tensor_placement). A view from
  * nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
  * DEVICE tensor are destroyed when it moves to the host, so your command
- * buffers that use them must have completed.
+ * buffers that use them must have completed; while unreleased tickets of
+ * dispatches recorded through the tensor's context bind them, moving to the
+ * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
+ * nyxq_tensor_destroy).
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
