@@ -513,7 +513,7 @@ fn a_range_past_the_buffers_memory_requirement_is_refused() {
             commands.cmd,
             &call,
             &range(&big, 0, 1024),
-            &range(&small, 64, u64::MAX - 32),
+            &range(&small, 256, u64::MAX - 32),
         )
     }
     .unwrap_err();
