@@ -2123,9 +2123,9 @@ NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
  * Creates a Vulkan context on the caller's instance, device and queue
  * (borrowed). nyxq loads its function pointers through
  * `handles->get_instance_proc_addr`, checks that the instance and the device
- * give Vulkan 1.2 (the instance created with VkApplicationInfo.apiVersion
- * >= VK_API_VERSION_1_2: nyxq's shaders are SPIR-V 1.5 and it reads the
- * Vulkan 1.1 and 1.2 properties and features) and that `queue_family` has
+ * give Vulkan 1.2 (the instance created with apiVersion VK_API_VERSION_1_2
+ * or higher: nyxq's shaders are SPIR-V 1.5 and it reads the Vulkan 1.1 and
+ * 1.2 properties and features) and that `queue_family` has
  * compute, runs the kernel self-test, and never destroys anything it
  * borrowed: destroy the context before your device. A context is never
  * created with every kernel disabled: when every kernel fails its self-test
