@@ -49,7 +49,7 @@ struct HostBuffer {
 // What a trainer owns: instance, device, queue, one command buffer and a fence.
 class Trainer {
  public:
-  Trainer() {
+  explicit Trainer(uint32_t api_version = VK_API_VERSION_1_2) : api_version_(api_version) {
     const char *device = std::getenv("NYXQ_VK_TEST_DEVICE");
     if (device == nullptr || std::string(device) != "system") {
       setenv("VK_DRIVER_FILES", kLavapipe, 1);
@@ -169,7 +169,7 @@ class Trainer {
     VkApplicationInfo app{};
     app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
     app.pApplicationName = "nyxq handoff test";
-    app.apiVersion = VK_API_VERSION_1_2;
+    app.apiVersion = api_version_;
     VkInstanceCreateInfo info{};
     info.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
     info.pApplicationInfo = &app;
@@ -272,6 +272,7 @@ class Trainer {
     if (instance_ != VK_NULL_HANDLE) vkDestroyInstance(instance_, nullptr);
   }
 
+  uint32_t api_version_;
   bool ok_ = false;
   std::string why_;
   int validation_errors_ = 0;
@@ -306,8 +307,9 @@ std::vector<float> weights(size_t n) {
 // Skips without a device. When resources are required (ctest sets
 // NYXQ_TEST_REQUIRE_RESOURCES: bootstrap installs them) a missing device or a
 // missing validation layer fails instead; elsewhere the test runs unvalidated.
-#define NEED_DEVICE(trainer)                                                                \
-  Trainer trainer;                                                                          \
+#define NEED_DEVICE(trainer) NEED_DEVICE_AT(trainer, VK_API_VERSION_1_2)
+#define NEED_DEVICE_AT(trainer, api_version)                                                \
+  Trainer trainer{api_version};                                                             \
   if (!trainer.ok()) SKIP_MISSING("no Vulkan: " << trainer.why());                          \
   if (::nyxq_test::resources_required() && !trainer.validating()) {                         \
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
@@ -719,3 +721,92 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
   CHECK_OK(nyxq_tensor_migrate(on_cpu.get(), NYXQ_PLACEMENT_HOST));
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
+
+TEST(VkHandoff, DestroyingUnderUnreleasedRecordingsIsRefusedAndKeepsEverythingAlive) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const uint64_t n = 1024;
+  const std::vector<float> x = weights(n);
+  HostBuffer src = trainer.make_buffer(4 * n);
+  std::memcpy(src.mapped, x.data(), 4 * n);
+  const uint64_t shape[1] = {n};
+  NyxqTensor *t = nullptr;
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 1, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr tensor(t);
+  NyxqVkTensorBuffer chunk;
+  CHECK_OK(nyxq_tensor_vk_buffer(tensor.get(), 0, &chunk));
+  const NyxqVkBufferRange in{src.buffer, 0, 4 * n};
+  const NyxqVkBufferRange out{chunk.buffer, chunk.offset, (chunk.size + 3) / 4 * 4};
+  uint64_t ticket = 0;
+  trainer.begin();
+  CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0, n, &in, &out, nullptr, &ticket));
+  // Recorded, not submitted or released: both destroys refuse and change nothing.
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_tensor_destroy(tensor.get()));
+  std::string message = nyxq_last_error_message();
+  EXPECT_NE(message.find("tensor 'w': 1 recorded ticket(s) not released"), std::string::npos) << message;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_tensor_migrate(tensor.get(), NYXQ_PLACEMENT_HOST));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_context_destroy(ctx.get()));
+  message = nyxq_last_error_message();
+  EXPECT_NE(message.find("1 recorded ticket(s) not released"), std::string::npos) << message;
+  EXPECT_NE(message.find("nyxq_vk_release(ctx, " + std::to_string(ticket) + ")"), std::string::npos) << message;
+  // Everything is still alive: the submission runs nyxq's pipeline and sets.
+  trainer.submit_and_wait();
+  int placement = -1;
+  CHECK_OK(nyxq_tensor_placement(tensor.get(), &placement));
+  EXPECT_EQ(placement, NYXQ_PLACEMENT_DEVICE);
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_GT(usage.unreleased_sets, 0u);
+  // Released after the fence: both go.
+  CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+  std::vector<float> back(n);
+  CHECK_OK(nyxq_tensor_download(tensor.get(), back.data(), n));
+  CHECK_OK(nyxq_tensor_destroy(tensor.release()));
+  CHECK_OK(nyxq_context_destroy(ctx.release()));
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, ARangePastTheEndOfTheBufferIsRefused) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  HostBuffer small = trainer.make_buffer(256);
+  HostBuffer big = trainer.make_buffer(4096);
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(trainer.device(), small.buffer, &req);
+  uint64_t ticket = 7;
+  trainer.begin();
+  // 1,088 bytes declared on a 256-byte buffer.
+  const NyxqVkBufferRange past_end{small.buffer, 0, 1088};
+  const NyxqVkBufferRange dst{big.buffer, 0, 1024};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q4_0, 256, &past_end, &dst, nullptr, &ticket));
+  const std::string message = nyxq_last_error_message();
+  EXPECT_NE(message.find("src (VkBuffer 0x"), std::string::npos) << message;
+  EXPECT_NE(message.find("offset 0 + size 1088 = 1088 bytes"), std::string::npos) << message;
+  EXPECT_NE(message.find("memory requirement is " + std::to_string(req.size) + " bytes"), std::string::npos)
+      << message;
+  // offset + size wraps around 2^64.
+  const NyxqVkBufferRange in{big.buffer, 0, 1024};
+  const NyxqVkBufferRange wrapping{small.buffer, 256, UINT64_MAX - 100};
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q4_0, 256, &in, &wrapping, nullptr, &ticket));
+  EXPECT_EQ(ticket, 7u) << "no ticket was written on error";
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u) << "nothing was recorded";
+  trainer.submit_and_wait();
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, AVulkan10InstanceIsRefusedWithTheReason) {
+  NEED_DEVICE_AT(trainer, VK_API_VERSION_1_0);
+  NyxqVulkanHandles h = trainer.handles();
+  NyxqContext *ctx = nullptr;
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_context_create_vulkan_borrowed(nullptr, &h, &ctx));
+  EXPECT_EQ(ctx, nullptr);
+  const std::string message = nyxq_last_error_message();
+  EXPECT_NE(message.find("apiVersion below 1.2"), std::string::npos) << message;
+  EXPECT_NE(message.find("apiVersion = VK_API_VERSION_1_2"), std::string::npos) << message;
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+

@@ -1146,7 +1146,8 @@ typedef struct {
    */
   size_t struct_size;
   /**
-   * VkInstance (created with apiVersion >= 1.2).
+   * VkInstance (created with VkApplicationInfo.apiVersion >= VK_API_VERSION_1_2;
+   * a lower one is refused with NYXQ_ERROR_UNSUPPORTED).
    */
   void *instance;
   /**
@@ -1180,6 +1181,17 @@ typedef struct {
  * VK_BUFFER_USAGE_STORAGE_BUFFER_BIT on the context's VkDevice; `offset` must
  * be a multiple of minStorageBufferOffsetAlignment (and of 4), and `size`
  * must cover the kernel's bytes rounded up to whole 32-bit words.
+ *
+ * Bounds: `offset + size` must not wrap around 2^64
+ * (NYXQ_ERROR_SIZE_OVERFLOW) and must not exceed the `size` that
+ * vkGetBufferMemoryRequirements reports for `buffer`
+ * (NYXQ_ERROR_INVALID_ARGUMENT, naming the buffer, the range and that size).
+ * That size is the tightest bound nyxq can read for a buffer it did not
+ * create: it is at least the buffer's creation size and may exceed it by
+ * alignment, so a range that ends between the two is not refused (the
+ * validation layer reports it when the dispatch is recorded or submitted).
+ * nyxq cannot check the buffer's usage flags, that the buffer belongs to the
+ * context's VkDevice or is still alive; the validation layer reports those.
  */
 typedef struct {
   /**
@@ -1309,11 +1321,22 @@ NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
 /**
  * Releases a context. NULL is a no-op. Tensors made from it stay usable (they
  * keep what they need alive). Do not use the handle afterwards; if you do,
- * calls report NYXQ_ERROR_INVALID_HANDLE. Command buffers holding dispatches
- * recorded through `ctx` (nyxq_vk_cmd_*) must have completed first.
+ * calls report NYXQ_ERROR_INVALID_HANDLE.
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
- * using `ctx` at the same time.
+ * Recorded work: while tickets of dispatches recorded through `ctx`
+ * (nyxq_vk_cmd_*) are unreleased, the call refuses with
+ * NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and the message says how
+ * many tickets are outstanding; the context stays alive and usable. Wait for
+ * the submissions holding those command buffers (fence or semaphore), call
+ * nyxq_vk_release(ctx, last ticket), then destroy. nyxq cannot see whether a
+ * released ticket's command buffer is still pending: releasing early is the
+ * caller's error, which the validation layer reports as
+ * VUID-vkDestroyPipeline-pipeline-00765 or
+ * VUID-vkDestroyDescriptorPool-descriptorPool-00303.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets). Thread-safe, but no other call may be using `ctx` at the
+ * same time.
  */
 NyxqStatus nyxq_context_destroy(NyxqContext *ctx);
 
@@ -1808,7 +1831,16 @@ NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
 /**
  * Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the tensor.
+ * Recorded work: while unreleased tickets of dispatches recorded through the
+ * tensor's context (nyxq_vk_cmd_*) bind one of a DEVICE tensor's VkBuffers,
+ * the call refuses with NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and
+ * the message says how many tickets bind them; the tensor stays usable. Wait
+ * for those submissions, call nyxq_vk_release, then destroy. nyxq cannot see
+ * the trainer's own commands (its shaders binding the buffers from
+ * nyxq_tensor_vk_buffer): those must have completed before this call.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets bind its buffers). No other call may be using the tensor.
  */
 NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
 
@@ -1886,10 +1918,13 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * vulkan_host_fallback: check nyxq_tensor_placement). A view from
  * nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
  * DEVICE tensor are destroyed when it moves to the host, so your command
- * buffers that use them must have completed.
+ * buffers that use them must have completed; while unreleased tickets of
+ * dispatches recorded through the tensor's context bind them, moving to the
+ * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
+ * nyxq_tensor_destroy).
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -2087,9 +2122,14 @@ NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
 /**
  * Creates a Vulkan context on the caller's instance, device and queue
  * (borrowed). nyxq loads its function pointers through
- * `handles->get_instance_proc_addr`, checks that the device supports Vulkan
- * 1.2 and that `queue_family` has compute, runs the kernel self-test, and never
- * destroys anything it borrowed: destroy the context before your device.
+ * `handles->get_instance_proc_addr`, checks that the instance and the device
+ * give Vulkan 1.2 (the instance created with apiVersion VK_API_VERSION_1_2
+ * or higher: nyxq's shaders are SPIR-V 1.5 and it reads the Vulkan 1.1 and
+ * 1.2 properties and features) and that `queue_family` has
+ * compute, runs the kernel self-test, and never destroys anything it
+ * borrowed: destroy the context before your device. A context is never
+ * created with every kernel disabled: when every kernel fails its self-test
+ * the call fails with the reason.
  *
  * Queue use: nyxq submits to `queue` only inside its own calls, serialised by
  * a lock; do not submit to the same queue from another thread during a nyxq
@@ -2101,7 +2141,9 @@ NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
  * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
- * NYXQ_ERROR_UNSUPPORTED (device below Vulkan 1.2), NYXQ_ERROR_VULKAN.
+ * NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
+ * a device below Vulkan 1.2, the message naming the versions and the fix;
+ * every kernel failing its self-test), NYXQ_ERROR_VULKAN.
  * Thread-safe.
  */
 NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
@@ -2126,12 +2168,23 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * bytes there (nyxq_quantize checks them on the host).
  *
  * On success *ticket_out names this recording; the descriptor sets it uses
- * stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket.
+ * stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket. While
+ * a ticket is unreleased, nyxq_context_destroy refuses, and so do
+ * nyxq_tensor_destroy and the move to the host of a DEVICE tensor whose
+ * buffers it binds.
+ *
+ * What nyxq checks: the handles, the format, `n`, each range's alignment,
+ * size and bounds (NyxqVkBufferRange), overlap. What it cannot check, and
+ * the validation layer reports: that `command_buffer` belongs to the
+ * context's VkDevice and is in the recording state outside a render pass,
+ * the buffers' usage flags and device, the barriers around the dispatch.
+ * Breaking those is undefined behaviour in Vulkan, not an nyxq error.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, src, dst, a buffer,
  * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT
- * (unknown format, n of 0 or not whole blocks, misaligned offset,
- * overlapping src and dst), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
+ * (unknown format, n of 0 or not whole blocks, misaligned offset, a range
+ * past the buffer's memory requirement, overlapping src and dst),
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
  * error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
@@ -2218,12 +2271,13 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * power of two not below 1 (the default scaler's always is: 65536, x2, x0.5,
  * floor 1), subnormal results included; with another scale, a result or
  * input below 2^-126 may be flushed to zero by the GPU.
- * Command buffer, ranges and tickets as nyxq_vk_cmd_quantize; `found` needs
- * 4 bytes at an aligned offset, outside `grads`.
+ * Command buffer, ranges, tickets and what nyxq cannot check as
+ * nyxq_vk_cmd_quantize; `found` needs 4 bytes at an aligned offset, outside
+ * `grads`.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE (ctx, scaler),
- * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, overlapping
- * ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
+ * buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
  * command buffers.
@@ -2248,10 +2302,11 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  *
  * Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
  * `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
- * by rows into several dispatches when it does not. Command buffer, barriers
- * and tickets as nyxq_vk_cmd_quantize: nyxq binds its pipeline, descriptor
- * set 0 and push constants, records no barrier before or after, submits
- * nothing.
+ * by rows into several dispatches when it does not; no range may end past
+ * its buffer's memory requirement (NyxqVkBufferRange). Command buffer,
+ * barriers, tickets and what nyxq cannot check as nyxq_vk_cmd_quantize: nyxq
+ * binds its pipeline, descriptor set 0 and push constants, records no
+ * barrier before or after, submits nothing.
  *
  * Accuracy: weights are dequantized exactly and multiplied in f32 fused
  * multiply-adds, so against an FP64 product of the dequantized weights
@@ -2266,7 +2321,7 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
  * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
- * offset, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
+ * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
  * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
  * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY

@@ -128,6 +128,12 @@ impl Context {
         );
         let force_compat = settings.force_compat();
         let self_test = crate::vk::selftest::run(&engine, force_compat);
+        if let Some(reason) = every_kernel_disabled(&self_test) {
+            return Err(Error::unsupported(format!(
+                "Vulkan device '{}': {reason}",
+                engine.device.info.name
+            )));
+        }
         Ok(Context {
             backend: Backend::Vulkan,
             threads: settings.thread_count(),
@@ -209,6 +215,19 @@ impl Context {
             .as_ref()
             .map(|engine| crate::vk::selftest::run(engine, force_compat))
             .unwrap_or_default();
+        let (backend, fallback_reason, vulkan, self_test) = match every_kernel_disabled(&self_test)
+        {
+            None => (backend, fallback_reason, vulkan, self_test),
+            Some(reason) if settings.backend == BackendPreference::Vulkan => {
+                return Err(Error::unsupported(format!(
+                    "the Vulkan backend is not available: {reason}"
+                )));
+            }
+            Some(reason) => {
+                log::info!("nyxq context: running on the CPU because {reason}");
+                (Backend::Cpu, Some(reason), None, Vec::new())
+            }
+        };
         let fail_allocation = settings.vulkan_fail_allocation.or_else(|| {
             std::env::var("NYXQ_VK_FAIL_ALLOCATION")
                 .ok()
@@ -303,6 +322,27 @@ impl Context {
             )));
         }
         Ok(engine)
+    }
+
+    /// Refuses (InvalidArgument) while dispatches recorded through this
+    /// context are unreleased: the caller's command buffers may still be
+    /// pending on the device, and destroying the context would destroy the
+    /// pipelines and descriptor sets they use.
+    pub fn check_no_unreleased_recordings(&self) -> Result<()> {
+        let Some(engine) = &self.vulkan else {
+            return Ok(());
+        };
+        let recorder = engine.recorder();
+        let tickets = recorder.unreleased_tickets();
+        if tickets == 0 {
+            return Ok(());
+        }
+        let last = recorder.usage().last_ticket;
+        Err(Error::invalid(format!(
+            "the context has {tickets} recorded ticket(s) not released, which command buffers \
+             may still use: wait for the submissions that hold them (fence or semaphore), then \
+             call nyxq_vk_release(ctx, {last}) before destroying the context; nothing was destroyed"
+        )))
     }
 
     /// The Vulkan engine, or UNSUPPORTED naming the CPU context (for the
@@ -418,6 +458,21 @@ impl Context {
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback_reason.as_deref()
     }
+}
+
+/// Why no kernel can run on the device, when every kernel failed its
+/// self-test (a context whose every kernel is disabled is refused, never
+/// created with nothing to run).
+fn every_kernel_disabled(self_test: &[crate::vk::selftest::KernelResult]) -> Option<String> {
+    let first = self_test.first()?.failure.as_ref()?;
+    if self_test.iter().any(|r| r.failure.is_none()) {
+        return None;
+    }
+    Some(format!(
+        "every Vulkan kernel failed its self-test ({} kernels; the first, {}: {first})",
+        self_test.len(),
+        self_test[0].kernel
+    ))
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ impl Tensor {
                 Storage::Device(storage)
             }
             (Storage::Device(storage), Placement::Host) => {
+                storage.check_not_bound_by_recordings(&self.name, "move it to the host")?;
                 let mut bytes = host_bytes(&self.name, self.byte_len)?;
                 storage.read_with(self.format.block_bytes() as u64, |first, piece| {
                     let first = first as usize;
@@ -161,6 +162,15 @@ impl Tensor {
         };
         *data = moved;
         Ok(())
+    }
+
+    /// Refuses (InvalidArgument) to let a device tensor go while unreleased
+    /// recorded dispatches of its context bind its buffers.
+    pub fn check_no_unreleased_recordings(&self) -> Result<()> {
+        match &*self.data.read() {
+            Storage::Host(_) => Ok(()),
+            Storage::Device(d) => d.check_not_bound_by_recordings(&self.name, "destroy it"),
+        }
     }
 
     /// The device buffers of a device tensor: (buffer, bytes, first byte) per

@@ -321,6 +321,8 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
             "VK_NULL_HANDLE",
         ),
         (call, range(&buf, u64::MAX - 15, 32), out, "overflow"),
+        (call, range(&buf, 0, u64::MAX), out, "runs past the end"),
+        (call, whole, range(&buf, 1 << 16, 1024), "runs past the end"),
         (
             KernelCall {
                 op: Op::DequantizeF16,
@@ -460,5 +462,163 @@ fn a_recording_that_cannot_get_all_its_sets_takes_none() {
     assert_eq!(usage.pools, pools);
     recorder.release(device, second).unwrap();
     assert_eq!(recorder.usage().unreleased_sets, 0);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+#[test]
+fn a_range_past_the_buffers_memory_requirement_is_refused() {
+    let Some(ctx) = device_test("a_range_past_the_buffers_memory_requirement_is_refused") else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let small = Buffer::new(&engine.device, 256, true).unwrap();
+    let big = Buffer::new(&engine.device, 4096, true).unwrap();
+    let call = KernelCall {
+        op: Op::Quantize,
+        format: Format::Q4_0,
+        n: 256,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    };
+    commands.begin();
+    // The case a client met: 1,088 bytes declared on a 256-byte buffer.
+    // SAFETY: recording; refused before anything is recorded.
+    let err = unsafe {
+        record::record_kernel(
+            engine,
+            commands.cmd,
+            &call,
+            &range(&small, 0, 1088),
+            &range(&big, 0, 1024),
+        )
+    }
+    .unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::InvalidArgument, "{err}");
+    let message = err.message();
+    assert!(message.contains("src (VkBuffer 0x"), "{message}");
+    assert!(
+        message.contains("offset 0 + size 1088 = 1088 bytes"),
+        "{message}"
+    );
+    assert!(
+        message.contains("memory requirement is 256 bytes"),
+        "{message}"
+    );
+    // offset + size wrapping u64 is refused before the buffer is looked at.
+    // SAFETY: as above.
+    let err = unsafe {
+        record::record_kernel(
+            engine,
+            commands.cmd,
+            &call,
+            &range(&big, 0, 1024),
+            &range(&small, 256, u64::MAX - 32),
+        )
+    }
+    .unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::SizeOverflow, "{err}");
+    // SAFETY: as above.
+    let err = unsafe {
+        record::record_unscale(
+            engine,
+            commands.cmd,
+            &range(&big, 0, 4096),
+            1024,
+            &range(&small, 256, 4),
+            1.0,
+        )
+    }
+    .unwrap_err();
+    assert!(err.message().contains("found (VkBuffer"), "{err}");
+    assert_eq!(engine.recorder().usage().unreleased_sets, 0);
+    commands.submit_and_wait();
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+#[test]
+fn unreleased_recordings_keep_the_context_and_device_tensors_alive() {
+    let Some(ctx) = device_test("unreleased_recordings_keep_the_context_and_device_tensors_alive")
+    else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let commands = Commands::new(engine);
+    let n = 1024usize;
+    let mut src = Buffer::new(&engine.device, 4 * n as u64, true).unwrap();
+    src.mapped_mut().copy_from_slice(&f32_bytes(&data(n)));
+    let tensor = nyxq::tensor::Tensor::new_in(
+        ctx.clone(),
+        "w",
+        &[n],
+        Format::Q8_0,
+        nyxq::tensor::Placement::Device,
+    )
+    .unwrap();
+    let other = nyxq::tensor::Tensor::new_in(
+        ctx.clone(),
+        "unbound",
+        &[n],
+        Format::Q8_0,
+        nyxq::tensor::Placement::Device,
+    )
+    .unwrap();
+    let (chunk, len, _) = tensor.device_chunks().unwrap()[0];
+    let dst = BufferRange {
+        buffer: chunk,
+        offset: 0,
+        size: len.div_ceil(4) * 4,
+    };
+    let call = KernelCall {
+        op: Op::Quantize,
+        format: Format::Q8_0,
+        n: n as u64,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    };
+    commands.begin();
+    // SAFETY: recording; both buffers are live storage buffers of this device.
+    let ticket = unsafe {
+        record::record_kernel(
+            engine,
+            commands.cmd,
+            &call,
+            &range(&src, 0, 4 * n as u64),
+            &dst,
+        )
+    }
+    .unwrap();
+
+    let err = ctx.check_no_unreleased_recordings().unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("1 recorded ticket(s) not released"),
+        "{err}"
+    );
+    assert!(
+        err.message()
+            .contains(&format!("nyxq_vk_release(ctx, {ticket})")),
+        "{err}"
+    );
+    let err = tensor.check_no_unreleased_recordings().unwrap_err();
+    assert!(
+        err.message().contains("tensor 'w': 1 recorded ticket(s)"),
+        "{err}"
+    );
+    let err = tensor.migrate(nyxq::tensor::Placement::Host).unwrap_err();
+    assert!(err.message().contains("move it to the host"), "{err}");
+    assert_eq!(tensor.placement(), nyxq::tensor::Placement::Device);
+    other.check_no_unreleased_recordings().unwrap();
+
+    commands.submit_and_wait();
+    engine
+        .recorder()
+        .release(&engine.device.device, ticket)
+        .unwrap();
+    ctx.check_no_unreleased_recordings().unwrap();
+    tensor.check_no_unreleased_recordings().unwrap();
+    let mut back = vec![0f32; n];
+    tensor.download(&mut back).unwrap();
+    tensor.migrate(nyxq::tensor::Placement::Host).unwrap();
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

@@ -216,14 +216,31 @@ pub extern "C" fn nyxq_context_create(
 
 /// Releases a context. NULL is a no-op. Tensors made from it stay usable (they
 /// keep what they need alive). Do not use the handle afterwards; if you do,
-/// calls report NYXQ_ERROR_INVALID_HANDLE. Command buffers holding dispatches
-/// recorded through `ctx` (nyxq_vk_cmd_*) must have completed first.
+/// calls report NYXQ_ERROR_INVALID_HANDLE.
 ///
-/// Errors: NYXQ_ERROR_INVALID_HANDLE. Thread-safe, but no other call may be
-/// using `ctx` at the same time.
+/// Recorded work: while tickets of dispatches recorded through `ctx`
+/// (nyxq_vk_cmd_*) are unreleased, the call refuses with
+/// NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and the message says how
+/// many tickets are outstanding; the context stays alive and usable. Wait for
+/// the submissions holding those command buffers (fence or semaphore), call
+/// nyxq_vk_release(ctx, last ticket), then destroy. nyxq cannot see whether a
+/// released ticket's command buffer is still pending: releasing early is the
+/// caller's error, which the validation layer reports as
+/// VUID-vkDestroyPipeline-pipeline-00765 or
+/// VUID-vkDestroyDescriptorPool-descriptorPool-00303.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+/// recorded tickets). Thread-safe, but no other call may be using `ctx` at the
+/// same time.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_context_destroy(ctx: *mut NyxqContext) -> NyxqStatus {
-    guard(|| handle::unregister(ctx))
+    guard(|| {
+        if ctx.is_null() {
+            return Ok(());
+        }
+        handle::get(ctx)?.check_no_unreleased_recordings()?;
+        handle::unregister(ctx)
+    })
 }
 
 /// Describes the backend a context is running on.

@@ -153,10 +153,27 @@ fn create(
 
 /// Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
 ///
-/// Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the tensor.
+/// Recorded work: while unreleased tickets of dispatches recorded through the
+/// tensor's context (nyxq_vk_cmd_*) bind one of a DEVICE tensor's VkBuffers,
+/// the call refuses with NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and
+/// the message says how many tickets bind them; the tensor stays usable. Wait
+/// for those submissions, call nyxq_vk_release, then destroy. nyxq cannot see
+/// the trainer's own commands (its shaders binding the buffers from
+/// nyxq_tensor_vk_buffer): those must have completed before this call.
+///
+/// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+/// recorded tickets bind its buffers). No other call may be using the tensor.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
-    guard(|| handle::unregister(tensor))
+    guard(|| {
+        if tensor.is_null() {
+            return Ok(());
+        }
+        handle::get(tensor)?
+            .tensor
+            .check_no_unreleased_recordings()?;
+        handle::unregister(tensor)
+    })
 }
 
 /// Quantizes `n` floats (exactly the tensor's element count) into the tensor.
@@ -321,10 +338,13 @@ pub extern "C" fn nyxq_tensor_placement(
 /// vulkan_host_fallback: check nyxq_tensor_placement). A view from
 /// nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
 /// DEVICE tensor are destroyed when it moves to the host, so your command
-/// buffers that use them must have completed.
+/// buffers that use them must have completed; while unreleased tickets of
+/// dispatches recorded through the tensor's context bind them, moving to the
+/// host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
+/// nyxq_tensor_destroy).
 ///
 /// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
-/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+/// placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
 #[unsafe(no_mangle)]

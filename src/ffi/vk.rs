@@ -150,7 +150,8 @@ pub extern "C" fn nyxq_context_device_info(
 pub struct NyxqVulkanHandles {
     /// sizeof(NyxqVulkanHandles) as the caller compiled it.
     pub struct_size: usize,
-    /// VkInstance (created with apiVersion >= 1.2).
+    /// VkInstance (created with VkApplicationInfo.apiVersion >= VK_API_VERSION_1_2;
+    /// a lower one is refused with NYXQ_ERROR_UNSUPPORTED).
     pub instance: *mut c_void,
     /// VkPhysicalDevice of that instance.
     pub physical_device: *mut c_void,
@@ -180,9 +181,14 @@ impl Default for NyxqVulkanHandles {
 
 /// Creates a Vulkan context on the caller's instance, device and queue
 /// (borrowed). nyxq loads its function pointers through
-/// `handles->get_instance_proc_addr`, checks that the device supports Vulkan
-/// 1.2 and that `queue_family` has compute, runs the kernel self-test, and never
-/// destroys anything it borrowed: destroy the context before your device.
+/// `handles->get_instance_proc_addr`, checks that the instance and the device
+/// give Vulkan 1.2 (the instance created with apiVersion VK_API_VERSION_1_2
+/// or higher: nyxq's shaders are SPIR-V 1.5 and it reads the Vulkan 1.1 and
+/// 1.2 properties and features) and that `queue_family` has
+/// compute, runs the kernel self-test, and never destroys anything it
+/// borrowed: destroy the context before your device. A context is never
+/// created with every kernel disabled: when every kernel fails its self-test
+/// the call fails with the reason.
 ///
 /// Queue use: nyxq submits to `queue` only inside its own calls, serialised by
 /// a lock; do not submit to the same queue from another thread during a nyxq
@@ -194,7 +200,9 @@ impl Default for NyxqVulkanHandles {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
 /// NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
-/// NYXQ_ERROR_UNSUPPORTED (device below Vulkan 1.2), NYXQ_ERROR_VULKAN.
+/// NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
+/// a device below Vulkan 1.2, the message naming the versions and the fix;
+/// every kernel failing its self-test), NYXQ_ERROR_VULKAN.
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_context_create_vulkan_borrowed(

@@ -28,6 +28,17 @@ const _: () = assert!(size_of::<*mut c_void>() == 8);
 /// VK_BUFFER_USAGE_STORAGE_BUFFER_BIT on the context's VkDevice; `offset` must
 /// be a multiple of minStorageBufferOffsetAlignment (and of 4), and `size`
 /// must cover the kernel's bytes rounded up to whole 32-bit words.
+///
+/// Bounds: `offset + size` must not wrap around 2^64
+/// (NYXQ_ERROR_SIZE_OVERFLOW) and must not exceed the `size` that
+/// vkGetBufferMemoryRequirements reports for `buffer`
+/// (NYXQ_ERROR_INVALID_ARGUMENT, naming the buffer, the range and that size).
+/// That size is the tightest bound nyxq can read for a buffer it did not
+/// create: it is at least the buffer's creation size and may exceed it by
+/// alignment, so a range that ends between the two is not refused (the
+/// validation layer reports it when the dispatch is recorded or submitted).
+/// nyxq cannot check the buffer's usage flags, that the buffer belongs to the
+/// context's VkDevice or is still alive; the validation layer reports those.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NyxqVkBufferRange {
@@ -152,12 +163,23 @@ fn record_call(
 /// bytes there (nyxq_quantize checks them on the host).
 ///
 /// On success *ticket_out names this recording; the descriptor sets it uses
-/// stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket.
+/// stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket. While
+/// a ticket is unreleased, nyxq_context_destroy refuses, and so do
+/// nyxq_tensor_destroy and the move to the host of a DEVICE tensor whose
+/// buffers it binds.
+///
+/// What nyxq checks: the handles, the format, `n`, each range's alignment,
+/// size and bounds (NyxqVkBufferRange), overlap. What it cannot check, and
+/// the validation layer reports: that `command_buffer` belongs to the
+/// context's VkDevice and is in the recording state outside a render pass,
+/// the buffers' usage flags and device, the barriers around the dispatch.
+/// Breaking those is undefined behaviour in Vulkan, not an nyxq error.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, src, dst, a buffer,
 /// ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT
-/// (unknown format, n of 0 or not whole blocks, misaligned offset,
-/// overlapping src and dst), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
+/// (unknown format, n of 0 or not whole blocks, misaligned offset, a range
+/// past the buffer's memory requirement, overlapping src and dst),
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
 /// needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
 /// error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
@@ -305,12 +327,13 @@ pub extern "C" fn nyxq_vk_recorder_usage(
 /// power of two not below 1 (the default scaler's always is: 65536, x2, x0.5,
 /// floor 1), subnormal results included; with another scale, a result or
 /// input below 2^-126 may be flushed to zero by the GPU.
-/// Command buffer, ranges and tickets as nyxq_vk_cmd_quantize; `found` needs
-/// 4 bytes at an aligned offset, outside `grads`.
+/// Command buffer, ranges, tickets and what nyxq cannot check as
+/// nyxq_vk_cmd_quantize; `found` needs 4 bytes at an aligned offset, outside
+/// `grads`.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE (ctx, scaler),
-/// NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, overlapping
-/// ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
+/// NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
+/// buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
 /// command buffers.

@@ -65,10 +65,11 @@ fn record(
 ///
 /// Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
 /// `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
-/// by rows into several dispatches when it does not. Command buffer, barriers
-/// and tickets as nyxq_vk_cmd_quantize: nyxq binds its pipeline, descriptor
-/// set 0 and push constants, records no barrier before or after, submits
-/// nothing.
+/// by rows into several dispatches when it does not; no range may end past
+/// its buffer's memory requirement (NyxqVkBufferRange). Command buffer,
+/// barriers, tickets and what nyxq cannot check as nyxq_vk_cmd_quantize: nyxq
+/// binds its pipeline, descriptor set 0 and push constants, records no
+/// barrier before or after, submits nothing.
 ///
 /// Accuracy: weights are dequantized exactly and multiplied in f32 fused
 /// multiply-adds, so against an FP64 product of the dequantized weights
@@ -83,7 +84,7 @@ fn record(
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
 /// ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
 /// format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
-/// offset, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
+/// offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
 /// size; the needed bytes in nyxq_last_error_needed_len),
 /// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
 /// y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY

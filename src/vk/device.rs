@@ -483,6 +483,8 @@ impl Device {
         queue_family: u32,
         queue: vk::Queue,
     ) -> crate::error::Result<Device> {
+        // SAFETY: live handles of this instance, per the contract.
+        unsafe { check_effective_version(&instance, physical, device) }?;
         let info = query(&instance.instance, physical, 0);
         if let Some(reason) = info.unusable_reason() {
             return Err(crate::error::Error::unsupported(reason));
@@ -523,6 +525,44 @@ impl Device {
             info,
         })
     }
+}
+
+/// Refuses a device whose effective API version (the lower of the instance's
+/// VkApplicationInfo.apiVersion and the device's) is below 1.2. The instance's
+/// apiVersion cannot be read back from a VkInstance, so this asks the device
+/// for a Vulkan 1.2 command: loaders and drivers return NULL for commands
+/// above the effective version. Checked before anything chains Vulkan 1.2
+/// structures, which would be invalid usage on such an instance.
+///
+/// # Safety
+/// `physical` and `device` are live and belong to `instance`.
+unsafe fn check_effective_version(
+    instance: &Instance,
+    physical: vk::PhysicalDevice,
+    device: vk::Device,
+) -> crate::error::Result<()> {
+    // SAFETY: a live device of this instance; the name is NUL-terminated.
+    let v12_command = unsafe {
+        (instance.instance.fp_v1_0().get_device_proc_addr)(
+            device,
+            c"vkGetSemaphoreCounterValue".as_ptr(),
+        )
+    };
+    if v12_command.is_some() {
+        return Ok(());
+    }
+    // SAFETY: physical belongs to the instance; a Vulkan 1.0 query.
+    let props = unsafe { instance.instance.get_physical_device_properties(physical) };
+    Err(crate::error::Error::unsupported(format!(
+        "the instance was created with VkApplicationInfo.apiVersion below 1.2 (1.0 or 1.1: \
+         the device '{}' supports {}.{} but vkGetDeviceProcAddr returns no Vulkan 1.2 command); \
+         nyxq needs Vulkan 1.2 (its shaders are SPIR-V 1.5, and it reads the Vulkan 1.1 and 1.2 \
+         properties and features): create the instance with apiVersion = VK_API_VERSION_1_2 \
+         or higher",
+        c_text(props.device_name_as_c_str()),
+        vk::api_version_major(props.api_version),
+        vk::api_version_minor(props.api_version),
+    )))
 }
 
 /// The compile statistics of every executable of `pipeline` (a device made

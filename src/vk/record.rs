@@ -48,6 +48,9 @@ struct State {
     /// recordings may interleave; release stops at the first newer ticket,
     /// so such sets are freed by a later release, never too early.
     in_use: VecDeque<(Ticket, usize, vk::DescriptorSet)>,
+    /// The buffers each unreleased ticket binds (a buffer once per ticket),
+    /// so destroying a buffer that pending work may use can be refused.
+    bound: Vec<(Ticket, vk::Buffer)>,
     last_ticket: Ticket,
 }
 
@@ -122,7 +125,42 @@ impl Recorder {
                 .map_err(|e| vk_err("vkFreeDescriptorSets", e))?;
             pool.used -= 1;
         }
+        state.bound.retain(|(t, _)| *t > ticket);
         Ok(())
+    }
+
+    /// Notes that the dispatches of `ticket` bind `buffers`, until it is released.
+    pub fn note_buffers(&self, ticket: Ticket, buffers: &[vk::Buffer]) {
+        let mut state = self.state.lock();
+        for &buffer in buffers {
+            if !state.bound.contains(&(ticket, buffer)) {
+                state.bound.push((ticket, buffer));
+            }
+        }
+    }
+
+    /// How many unreleased tickets hold descriptor sets: recorded work the
+    /// caller has not released, which may still be pending on the device.
+    pub fn unreleased_tickets(&self) -> usize {
+        let state = self.state.lock();
+        let mut tickets: Vec<Ticket> = state.in_use.iter().map(|(t, _, _)| *t).collect();
+        tickets.sort_unstable();
+        tickets.dedup();
+        tickets.len()
+    }
+
+    /// How many unreleased tickets bind one of `buffers`.
+    pub fn unreleased_tickets_binding(&self, buffers: &[vk::Buffer]) -> usize {
+        let state = self.state.lock();
+        let mut tickets: Vec<Ticket> = state
+            .bound
+            .iter()
+            .filter(|(_, b)| buffers.contains(b))
+            .map(|(t, _)| *t)
+            .collect();
+        tickets.sort_unstable();
+        tickets.dedup();
+        tickets.len()
     }
 
     /// Pools, unreleased sets and the last ticket, for tests and leak checks.
@@ -146,6 +184,7 @@ impl Recorder {
             unsafe { device.destroy_descriptor_pool(pool.pool, None) };
         }
         state.in_use.clear();
+        state.bound.clear();
     }
 }
 
@@ -239,8 +278,15 @@ pub struct KernelCall {
     pub first_index: u64,
 }
 
-/// Checks a range: aligned offset, no overflow, at least `needed` bytes, and
-/// returns `needed` rounded up to whole 32-bit words (what the kernel binds).
+/// Checks a range: aligned offset, no overflow, at least `needed` bytes,
+/// inside the buffer's memory requirement, and returns `needed` rounded up to
+/// whole 32-bit words (what the kernel binds).
+///
+/// The memory requirement's size is the tightest bound nyxq can read for a
+/// buffer it did not create (the creation size is not queryable); it is at
+/// least the creation size and may exceed it by alignment, so a range past
+/// it is out of bounds for certain, and one inside it may still run past the
+/// creation size (the validation layer reports that).
 pub fn check_range(engine: &Engine, range: &BufferRange, needed: u64, what: &str) -> Result<u64> {
     if range.buffer == vk::Buffer::null() {
         return Err(Error::new(
@@ -265,6 +311,25 @@ pub fn check_range(engine: &Engine, range: &BufferRange, needed: u64, what: &str
         bound as usize,
         usize::try_from(range.size).unwrap_or(usize::MAX),
     )?;
+    // SAFETY: the caller promises a live buffer of the engine's device
+    // (record_kernel's contract); the query reads nothing else.
+    let memory = unsafe {
+        engine
+            .device
+            .device
+            .get_buffer_memory_requirements(range.buffer)
+    };
+    if range.offset + range.size > memory.size {
+        return Err(Error::invalid(format!(
+            "{what} (VkBuffer {:#x}, offset {} + size {} = {} bytes) runs past the end of the \
+             buffer, whose memory requirement is {} bytes",
+            vk::Handle::as_raw(range.buffer),
+            range.offset,
+            range.size,
+            range.offset + range.size,
+            memory.size
+        )));
+    }
     Ok(bound)
 }
 
@@ -296,11 +361,13 @@ fn checked_count(cmd: vk::CommandBuffer, n: u64) -> Result<usize> {
 }
 
 /// The pipeline of `kernel`, a ticket and `dispatches` descriptor sets:
-/// everything that can fail, before the first command is recorded.
+/// everything that can fail, before the first command is recorded. The
+/// ticket is noted as binding `buffers`.
 fn reserve(
     engine: &Engine,
     kernel: &str,
     dispatches: usize,
+    buffers: &[vk::Buffer],
 ) -> Result<(Ticket, Vec<vk::DescriptorSet>)> {
     engine.pipeline(kernel)?;
     let recorder = engine.recorder();
@@ -311,6 +378,7 @@ fn reserve(
         ticket,
         dispatches,
     )?;
+    recorder.note_buffers(ticket, buffers);
     Ok((ticket, sets))
 }
 
@@ -344,7 +412,7 @@ pub unsafe fn record_kernel(
     check_disjoint(src, in_bound, dst, out_bound)?;
     let kernel = engine.kernel(call.op, format);
     let chunk = ops::chunk_elements(engine, format);
-    let (ticket, sets) = reserve(engine, kernel, n.div_ceil(chunk))?;
+    let (ticket, sets) = reserve(engine, kernel, n.div_ceil(chunk), &[src.buffer, dst.buffer])?;
     let mut done = 0usize;
     for set in sets {
         let k = chunk.min(n - done);
@@ -398,7 +466,12 @@ pub unsafe fn record_unscale(
     let found_bound = check_range(engine, found, 4, "found")?;
     check_disjoint(grads, grad_bound, found, found_bound)?;
     let chunk = ops::chunk_elements(engine, Format::F32);
-    let (ticket, sets) = reserve(engine, "unscale_f32", n.div_ceil(chunk))?;
+    let (ticket, sets) = reserve(
+        engine,
+        "unscale_f32",
+        n.div_ceil(chunk),
+        &[grads.buffer, found.buffer],
+    )?;
     let mut done = 0usize;
     for set in sets {
         let k = chunk.min(n - done);

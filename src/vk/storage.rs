@@ -127,6 +127,24 @@ impl DeviceStorage {
         Ok(())
     }
 
+    /// Refuses (InvalidArgument) while dispatches recorded through the
+    /// engine's context bind one of the chunks' buffers and are unreleased:
+    /// destroying the buffers could pull them from under pending work.
+    pub fn check_not_bound_by_recordings(&self, tensor: &str, action: &str) -> Result<()> {
+        let buffers: Vec<_> = self.chunks.iter().map(|c| c.buffer.buffer).collect();
+        let recorder = self.engine.recorder();
+        let tickets = recorder.unreleased_tickets_binding(&buffers);
+        if tickets == 0 {
+            return Ok(());
+        }
+        let last = recorder.usage().last_ticket;
+        Err(Error::invalid(format!(
+            "tensor '{tensor}': {tickets} recorded ticket(s) not released bind its device \
+             buffers, which command buffers may still use: wait for the submissions that hold \
+             them, then call nyxq_vk_release(ctx, {last}) before you {action}; nothing was changed"
+        )))
+    }
+
     fn staging(&self, unit: u64) -> Result<Buffer> {
         let biggest = self.chunks.iter().map(|c| c.len).max().unwrap_or(0);
         let size = STAGING_BYTES.max(unit).min(biggest.max(unit));

@@ -617,6 +617,12 @@ pub unsafe fn record_matvec(
         ticket,
         plan.len(),
     )?;
+    let bound: Vec<vk::Buffer> = [Some(ops.w), Some(ops.x), ops.bias, Some(ops.y)]
+        .iter()
+        .flatten()
+        .map(|r| r.buffer)
+        .collect();
+    recorder.note_buffers(ticket, &bound);
     let x = (ops.x.buffer, ops.x.offset, x_size);
     let y = (ops.y.buffer, ops.y.offset, y_size);
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
