@@ -310,3 +310,259 @@ fn a_hand_written_model_file_plans() {
     );
     assert!(plan.explain().contains("decisions:"));
 }
+
+/// The facts every config/devices/*.json records for its driver, each with
+/// its source or, when no source was found, `"value": null` and what was
+/// looked for under `"unknown"`.
+const DEVICE_FACTS: [&str; 21] = [
+    "api_version",
+    "max_storage_buffer_range",
+    "max_memory_allocation_size",
+    "max_compute_work_group_count",
+    "max_compute_work_group_size",
+    "max_compute_work_group_invocations",
+    "max_compute_shared_memory_size",
+    "subgroup_size",
+    "subgroup_size_range",
+    "subgroup_operations",
+    "shader_float16",
+    "shader_int8",
+    "storage_buffer_16bit_access",
+    "storage_buffer_8bit_access",
+    "shader_denorm_preserve_float16",
+    "shader_rounding_mode_rte_float16",
+    "shader_integer_dot_product",
+    "integer_dot_4x8_packed_signed_accelerated",
+    "cooperative_matrix",
+    "memory_heaps",
+    "memory_budget",
+];
+
+/// One config/devices/<device>--<driver>.json.
+struct DriverReport {
+    file: String,
+    profile: String,
+    reference: bool,
+    facts: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DriverReport {
+    /// A fact's value; None where it is unknown.
+    fn value(&self, fact: &str) -> Option<&serde_json::Value> {
+        Some(&self.facts[fact]["value"]).filter(|v| !v.is_null())
+    }
+
+    fn flag(&self, fact: &str) -> Option<bool> {
+        self.value(fact).map(|v| {
+            v.as_bool()
+                .unwrap_or_else(|| panic!("{}: {fact} is not true, false or null", self.file))
+        })
+    }
+}
+
+fn driver_reports() -> Vec<DriverReport> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/devices");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let text = |key: &str| {
+                json[key]
+                    .as_str()
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or_else(|| panic!("{file}: \"{key}\" must be a non-empty string"))
+                    .to_string()
+            };
+            text("device");
+            text("driver");
+            DriverReport {
+                profile: text("profile"),
+                reference: json["reference"]
+                    .as_bool()
+                    .unwrap_or_else(|| panic!("{file}: \"reference\" must be true or false")),
+                facts: json["facts"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{file}: no \"facts\" object"))
+                    .clone(),
+                file,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_device_fact_has_a_source_or_says_what_was_looked_for() {
+    let reports = driver_reports();
+    assert!(
+        reports.len() >= 2,
+        "config/devices/ holds the driver reports"
+    );
+    for r in &reports {
+        let names: Vec<&str> = r.facts.keys().map(String::as_str).collect();
+        let mut expected = DEVICE_FACTS.to_vec();
+        expected.sort_unstable();
+        let mut got = names.clone();
+        got.sort_unstable();
+        assert_eq!(
+            got, expected,
+            "{}: the facts are exactly DEVICE_FACTS",
+            r.file
+        );
+        for (name, fact) in &r.facts {
+            let non_empty = |key: &str| fact[key].as_str().is_some_and(|s| !s.trim().is_empty());
+            if fact["value"].is_null() {
+                assert!(
+                    non_empty("unknown"),
+                    "{}: {name} is unknown but does not say what was looked for",
+                    r.file
+                );
+            } else {
+                assert!(non_empty("source"), "{}: {name} has no source", r.file);
+                assert!(fact.get("unknown").is_none(), "{}: {name} is known", r.file);
+            }
+        }
+        // "amd-rx580-8gb" describes the device "amd-rx580".
+        let device = r
+            .profile
+            .rsplit_once('-')
+            .map_or(r.profile.as_str(), |(d, _)| d);
+        assert!(
+            r.file.starts_with(&format!("{device}--")),
+            "{}: files are named <device>--<driver>.json after their profile's device",
+            r.file
+        );
+    }
+}
+
+/// The rules that tie a built-in profile to its drivers' reports:
+/// - each profile with reports has exactly one reference driver, and its
+///   `sources` name every report file;
+/// - a feature flag is true exactly when the reference driver reports the
+///   feature and no other driver reports it missing (an unknown fact does not
+///   veto: nyxq detects the device at run time, and its self-test disables any
+///   variant that disagrees with the CPU): `fp16_arithmetic` from
+///   shaderFloat16, `storage_16bit`/`storage_8bit` from the storage features,
+///   `int8_dot` from shaderIntegerDotProduct together with the accelerated
+///   4×8-bit packed signed property;
+/// - `max_allocation_bytes` is at most every reported maxMemoryAllocationSize;
+///   where a driver reports "heap" (the largest heap), at most
+///   `device_local_bytes`; where a driver's value is unknown, the profile must
+///   still cap allocations (not 0).
+#[test]
+fn built_in_profiles_follow_their_drivers_reports() {
+    let reports = driver_reports();
+    let mut checked = 0;
+    for profile in Hardware::profile_names() {
+        let hw = Hardware::profile(profile).unwrap();
+        let mine: Vec<&DriverReport> = reports.iter().filter(|r| r.profile == profile).collect();
+        for r in &reports {
+            assert!(
+                Hardware::profile_names().contains(&r.profile.as_str()),
+                "{}: profile '{}' is not built in",
+                r.file,
+                r.profile
+            );
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        checked += 1;
+        let reference: Vec<_> = mine.iter().filter(|r| r.reference).collect();
+        assert_eq!(
+            reference.len(),
+            1,
+            "{profile}: exactly one reference driver"
+        );
+        let reference = reference[0];
+        let sources = hw.sources.join("\n");
+        for r in &mine {
+            let stem = r.file.trim_end_matches(".json");
+            assert!(
+                sources.contains(stem),
+                "{profile}: sources do not cite {}",
+                r.file
+            );
+        }
+
+        let follows = |facts: &[&str]| {
+            let reported = |r: &DriverReport| -> Option<bool> {
+                facts
+                    .iter()
+                    .map(|f| r.flag(f))
+                    .try_fold(true, |all, v| v.map(|v| all && v))
+            };
+            reported(reference) == Some(true) && mine.iter().all(|r| reported(r) != Some(false))
+        };
+        let flags = [
+            (
+                "fp16_arithmetic",
+                hw.fp16_arithmetic,
+                vec!["shader_float16"],
+            ),
+            (
+                "storage_16bit",
+                hw.storage_16bit,
+                vec!["storage_buffer_16bit_access"],
+            ),
+            (
+                "storage_8bit",
+                hw.storage_8bit,
+                vec!["storage_buffer_8bit_access"],
+            ),
+            (
+                "int8_dot",
+                hw.int8_dot,
+                vec![
+                    "shader_integer_dot_product",
+                    "integer_dot_4x8_packed_signed_accelerated",
+                ],
+            ),
+        ];
+        for (name, value, facts) in flags {
+            assert_eq!(
+                value,
+                follows(&facts),
+                "{profile}: {name} does not follow {facts:?}"
+            );
+        }
+
+        for r in &mine {
+            match r.value("max_memory_allocation_size") {
+                None => assert!(
+                    hw.max_allocation_bytes > 0,
+                    "{profile}: {} does not know the allocation limit, so the profile must cap it",
+                    r.file
+                ),
+                Some(serde_json::Value::String(s)) if s == "heap" => assert!(
+                    hw.max_allocation_bytes <= hw.device_local_bytes,
+                    "{profile}: {}",
+                    r.file
+                ),
+                Some(v) => {
+                    let limit = v.as_u64().unwrap_or_else(|| {
+                        panic!(
+                            "{}: max_memory_allocation_size is bytes, \"heap\" or null",
+                            r.file
+                        )
+                    });
+                    assert!(
+                        hw.max_allocation_bytes > 0 && hw.max_allocation_bytes <= limit,
+                        "{profile}: max_allocation_bytes {} vs {limit} in {}",
+                        hw.max_allocation_bytes,
+                        r.file
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 2, "the Iris Xe and RX 580 profiles have reports");
+}
