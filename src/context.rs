@@ -68,6 +68,9 @@ pub struct ContextSettings {
     /// Test only: make the Nth device allocation after the self-test fail with
     /// out-of-device-memory (also NYXQ_VK_FAIL_ALLOCATION=N).
     pub vulkan_fail_allocation: Option<u64>,
+    /// Test only: make the Nth submission after the self-test report
+    /// VK_ERROR_DEVICE_LOST (also NYXQ_VK_LOSE_DEVICE_AT=N).
+    pub vulkan_lose_device_at: Option<u64>,
     /// When a device allocation fails, run on the CPU instead of reporting
     /// ErrorKind::OutOfDeviceMemory.
     pub vulkan_host_fallback: bool,
@@ -240,6 +243,20 @@ impl Context {
                 .load(std::sync::atomic::Ordering::Relaxed);
             device
                 .fail_allocation
+                .store(made + nth, std::sync::atomic::Ordering::Relaxed);
+        }
+        let lose_device = settings.vulkan_lose_device_at.or_else(|| {
+            std::env::var("NYXQ_VK_LOSE_DEVICE_AT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let (Some(engine), Some(nth)) = (&vulkan, lose_device) {
+            let device = &engine.device;
+            let made = device
+                .submissions
+                .load(std::sync::atomic::Ordering::Relaxed);
+            device
+                .lose_at_submission
                 .store(made + nth, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(Context {

@@ -27,7 +27,7 @@ pub enum ErrorKind {
     OutOfMemory,
     /// Device memory could not be allocated.
     OutOfDeviceMemory,
-    /// The Vulkan device was lost; the context that met it must be replaced.
+    /// The Vulkan device was lost; sticky on the context's device.
     DeviceLost,
     /// Any other Vulkan failure.
     Vulkan,

@@ -400,3 +400,52 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
         assert_eq!(ctx.vulkan_validation_errors(), 0);
     }
 }
+
+/// Fault injection: the first submission after the self-test reports
+/// VK_ERROR_DEVICE_LOST. That call and every later one on the context fail
+/// with DeviceLost (the later ones naming the first loss) and write nothing;
+/// a new context on the same driver works and gives the CPU's bytes.
+#[test]
+fn a_lost_device_stays_lost_and_a_new_context_works() {
+    if run_in_child(
+        "a_lost_device_stays_lost_and_a_new_context_works",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::format::Format;
+    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
+    let mut expected = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut expected, &Default::default()).unwrap();
+    let lost = match Context::new(&ContextSettings {
+        vulkan_lose_device_at: Some(1),
+        ..settings(BackendPreference::Vulkan)
+    }) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
+            return;
+        }
+    };
+    let mut out = vec![0x77u8; expected.len()];
+    let first = lost
+        .quantize(Format::Q4_0, &x, &mut out, &Default::default())
+        .unwrap_err();
+    assert_eq!(first.kind(), nyxq::ErrorKind::DeviceLost, "{first}");
+    assert!(first.message().contains("vkQueueSubmit"), "{first}");
+    for _ in 0..2 {
+        let again = lost
+            .quantize(Format::Q4_0, &x, &mut out, &Default::default())
+            .unwrap_err();
+        assert_eq!(again.kind(), nyxq::ErrorKind::DeviceLost, "{again}");
+        assert!(again.message().contains("lost earlier"), "{again}");
+    }
+    assert!(out.iter().all(|&b| b == 0x77), "nothing written");
+    drop(lost);
+    let fresh = Context::new(&settings(BackendPreference::Vulkan)).unwrap();
+    fresh
+        .quantize(Format::Q4_0, &x, &mut out, &Default::default())
+        .unwrap();
+    assert_eq!(out, expected);
+    assert_eq!(fresh.vulkan_validation_errors(), 0);
+}

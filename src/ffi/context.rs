@@ -173,6 +173,7 @@ pub(crate) unsafe fn settings_from(
         vulkan_perturb_kernel: None,
         vulkan_fail_allocation: (options.vulkan_fail_allocation != 0)
             .then_some(options.vulkan_fail_allocation),
+        vulkan_lose_device_at: None,
         vulkan_host_fallback: options.vulkan_host_fallback != 0,
     };
     Ok(settings)

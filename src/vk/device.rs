@@ -367,6 +367,14 @@ pub struct Device {
     /// Fault injection: the Nth device allocation (1-based) fails with
     /// out-of-device-memory. 0 means never.
     pub fail_allocation: std::sync::atomic::AtomicU64,
+    /// Submissions made so far (for fault injection).
+    pub submissions: std::sync::atomic::AtomicU64,
+    /// Fault injection: the Nth submission (1-based) reports
+    /// VK_ERROR_DEVICE_LOST. 0 means never.
+    pub lose_at_submission: std::sync::atomic::AtomicU64,
+    /// Why the device was lost, once a Vulkan call reported it: every later
+    /// use of the device is refused with that reason.
+    lost: parking_lot::Mutex<Option<String>>,
     /// False for the caller's device (borrowed): never destroyed by nyxq.
     owned: bool,
 }
@@ -450,6 +458,9 @@ impl Device {
             owned: true,
             allocations: std::sync::atomic::AtomicU64::new(0),
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
+            submissions: std::sync::atomic::AtomicU64::new(0),
+            lose_at_submission: std::sync::atomic::AtomicU64::new(0),
+            lost: parking_lot::Mutex::new(None),
             enabled_8bit: info.storage_8bit,
             enabled_16bit: info.storage_16bit,
             enabled_float16: info.shader_float16,
@@ -461,6 +472,43 @@ impl Device {
             queue_family: family,
             info,
         })
+    }
+}
+
+impl Device {
+    /// Refuses with the first device-lost error once a Vulkan call met it:
+    /// nothing more is submitted to or allocated on a lost device.
+    pub(crate) fn check_lost(&self) -> crate::error::Result<()> {
+        match &*self.lost.lock() {
+            None => Ok(()),
+            Some(reason) => Err(crate::error::Error::new(
+                crate::error::ErrorKind::DeviceLost,
+                format!("the Vulkan device was lost earlier ({reason}); create a new context"),
+            )),
+        }
+    }
+
+    /// Passes `result` on, and remembers a device-lost error as the device's
+    /// state.
+    pub(crate) fn note_loss<T>(&self, result: crate::error::Result<T>) -> crate::error::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == crate::error::ErrorKind::DeviceLost
+        {
+            let mut lost = self.lost.lock();
+            if lost.is_none() {
+                log::error!("nyxq vulkan: {}", e.message());
+                *lost = Some(e.message().to_string());
+            }
+        }
+        result
+    }
+
+    /// Counts a submission and, under fault injection, reports the one chosen
+    /// as lost.
+    pub(crate) fn submission_fault(&self) -> Option<ash::vk::Result> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let nth = self.submissions.fetch_add(1, Relaxed) + 1;
+        (self.lose_at_submission.load(Relaxed) == nth).then_some(ash::vk::Result::ERROR_DEVICE_LOST)
     }
 }
 
@@ -511,6 +559,9 @@ impl Device {
             owned: false,
             allocations: std::sync::atomic::AtomicU64::new(0),
             fail_allocation: std::sync::atomic::AtomicU64::new(0),
+            submissions: std::sync::atomic::AtomicU64::new(0),
+            lose_at_submission: std::sync::atomic::AtomicU64::new(0),
+            lost: parking_lot::Mutex::new(None),
             enabled_8bit: false,
             enabled_16bit: false,
             enabled_float16: false,

@@ -519,8 +519,20 @@ impl Engine {
     }
 
     /// Begins the engine's command buffer, lets `record` fill it (between
-    /// two timestamps when `timestamps` is given), submits it and waits.
+    /// two timestamps when `timestamps` is given), submits it and waits. A
+    /// lost device is refused up front, and a loss met here is remembered.
     fn execute(
+        &self,
+        sub: &Submitter,
+        timestamps: Option<vk::QueryPool>,
+        record: impl FnOnce(vk::CommandBuffer) -> Result<()>,
+    ) -> Result<()> {
+        self.device.check_lost()?;
+        self.device
+            .note_loss(self.record_submit_wait(sub, timestamps, record))
+    }
+
+    fn record_submit_wait(
         &self,
         sub: &Submitter,
         timestamps: Option<vk::QueryPool>,
@@ -555,6 +567,9 @@ impl Engine {
         unsafe { d.end_command_buffer(sub.cmd) }.map_err(|e| vk_err("vkEndCommandBuffer", e))?;
         let cmds = [sub.cmd];
         let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+        if let Some(fault) = self.device.submission_fault() {
+            return Err(vk_err("vkQueueSubmit (fault injection)", fault));
+        }
         // SAFETY: the queue belongs to this device; access is serialised by queue_lock.
         unsafe {
             d.queue_submit(self.device.queue, &[submit], sub.fence)
@@ -746,6 +761,7 @@ impl Buffer {
                 format!("a buffer of {size} bytes exceeds the allocation limit {limit}"),
             ));
         }
+        device.check_lost()?;
         let nth = device
             .allocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)

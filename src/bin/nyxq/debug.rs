@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "usage: nyxq debug [--config FILE] [--json]";
 
 /// The variables nyxq reads at run time, with what each changes.
-const NYXQ_VARIABLES: [(&str, &str); 9] = [
+const NYXQ_VARIABLES: [(&str, &str); 10] = [
     (
         "NYXQ_LOG",
         "print nyxq's log to stderr with this filter (env_logger syntax), unless a log callback is set",
@@ -35,6 +35,10 @@ const NYXQ_VARIABLES: [(&str, &str); 9] = [
     (
         "NYXQ_VK_FAIL_ALLOCATION",
         "N: fail the Nth device allocation (tests of the out-of-memory path)",
+    ),
+    (
+        "NYXQ_VK_LOSE_DEVICE_AT",
+        "N: report the Nth submission as VK_ERROR_DEVICE_LOST (tests of the recovery path)",
     ),
     (
         "NYXQ_VK_PIPELINE_STATS",
