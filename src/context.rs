@@ -231,33 +231,18 @@ impl Context {
                 (Backend::Cpu, Some(reason), None, Vec::new())
             }
         };
-        let fail_allocation = settings.vulkan_fail_allocation.or_else(|| {
-            std::env::var("NYXQ_VK_FAIL_ALLOCATION")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        });
-        if let (Some(engine), Some(nth)) = (&vulkan, fail_allocation) {
+        if let Some(engine) = &vulkan {
             let device = &engine.device;
-            let made = device
-                .allocations
-                .load(std::sync::atomic::Ordering::Relaxed);
-            device
-                .fail_allocation
-                .store(made + nth, std::sync::atomic::Ordering::Relaxed);
-        }
-        let lose_device = settings.vulkan_lose_device_at.or_else(|| {
-            std::env::var("NYXQ_VK_LOSE_DEVICE_AT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        });
-        if let (Some(engine), Some(nth)) = (&vulkan, lose_device) {
-            let device = &engine.device;
-            let made = device
-                .submissions
-                .load(std::sync::atomic::Ordering::Relaxed);
-            device
-                .lose_at_submission
-                .store(made + nth, std::sync::atomic::Ordering::Relaxed);
+            arm_fault(
+                injected(settings.vulkan_fail_allocation, "NYXQ_VK_FAIL_ALLOCATION"),
+                &device.allocations,
+                &device.fail_allocation,
+            );
+            arm_fault(
+                injected(settings.vulkan_lose_device_at, "NYXQ_VK_LOSE_DEVICE_AT"),
+                &device.submissions,
+                &device.lose_at_submission,
+            );
         }
         Ok(Context {
             backend,
@@ -490,6 +475,24 @@ fn every_kernel_disabled(self_test: &[crate::vk::selftest::KernelResult]) -> Opt
         self_test.len(),
         self_test[0].kernel
     ))
+}
+
+/// Fault injection: the test setting, or else its environment variable.
+fn injected(setting: Option<u64>, variable: &str) -> Option<u64> {
+    setting.or_else(|| std::env::var(variable).ok().and_then(|v| v.parse().ok()))
+}
+
+/// Fault injection: makes `target` fire at the `nth` event counted by
+/// `so_far` from now on (the self-test's events are not counted).
+fn arm_fault(
+    nth: Option<u64>,
+    so_far: &std::sync::atomic::AtomicU64,
+    target: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(nth) = nth {
+        target.store(so_far.load(Relaxed) + nth, Relaxed);
+    }
 }
 
 #[cfg(test)]
