@@ -31,6 +31,20 @@ for entry in "${needs[@]}"; do
   esac
 done
 
+# make test runs rustfmt and clippy (ctest cargo_fmt, cargo_clippy); rustup's minimal
+# profile leaves them out.
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    component=$([ "$tool" = fmt ] && echo rustfmt || echo clippy)
+    if command -v rustup >/dev/null 2>&1 && rustup component add "$component" >/dev/null 2>&1; then
+      echo "bootstrap: added the Rust component $component"
+    else
+      echo "bootstrap: cargo $tool is missing; install the Rust component $component" >&2
+      exit 1
+    fi
+  fi
+done
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

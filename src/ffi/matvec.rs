@@ -59,10 +59,10 @@ pub extern "C" fn nyxq_matvec(
         let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
         // SAFETY: the caller passes x_len readable floats at x.
         let x = unsafe { ptr::slice(x, x_len, "x") }?;
-        // SAFETY: NULL or bias_len readable floats.
         let bias = if bias.is_null() {
             None
         } else {
+            // SAFETY: the caller passes bias_len readable floats at bias.
             Some(unsafe { ptr::slice(bias, bias_len, "bias") }?)
         };
         // SAFETY: the caller passes y_len writable floats at y, not overlapping the inputs.
