@@ -622,3 +622,67 @@ fn unreleased_recordings_keep_the_context_and_device_tensors_alive() {
     tensor.migrate(nyxq::tensor::Placement::Host).unwrap();
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
+
+/// After nyxq met a lost device (injected at its first submission after the
+/// self-test), recording refuses too, naming the loss, and nothing new can be
+/// allocated on the device; nothing is recorded.
+#[test]
+fn a_lost_device_refuses_recordings_and_allocations() {
+    let name = "a_lost_device_refuses_recordings_and_allocations";
+    if vk_support::run_in_child(name, &vk_support::device_env()) {
+        return;
+    }
+    let settings = nyxq::context::ContextSettings {
+        backend: nyxq::context::BackendPreference::Vulkan,
+        vulkan_validation: true,
+        vulkan_lose_device_at: Some(1),
+        threads: 1,
+        ..Default::default()
+    };
+    let ctx = match nyxq::context::Context::new(&settings) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
+            return;
+        }
+    };
+    let engine = ctx.vulkan().unwrap();
+    let (src, dst) = (
+        Buffer::new(&engine.device, 1024, true).unwrap(),
+        Buffer::new(&engine.device, 1024, true).unwrap(),
+    );
+    let x = data(256);
+    let mut q = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
+    let lost = ctx
+        .quantize(Format::Q4_0, &x, &mut q, &QuantizeOptions::default())
+        .unwrap_err();
+    assert_eq!(lost.kind(), nyxq::ErrorKind::DeviceLost, "{lost}");
+
+    let commands = Commands::new(engine);
+    commands.begin();
+    let call = KernelCall {
+        op: Op::Quantize,
+        format: Format::Q4_0,
+        n: 256,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    };
+    // SAFETY: recording; refused before anything is recorded.
+    let err = unsafe {
+        record::record_kernel(
+            engine,
+            commands.cmd,
+            &call,
+            &range(&src, 0, 1024),
+            &range(&dst, 0, 144),
+        )
+    }
+    .unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::DeviceLost, "{err}");
+    assert!(err.message().contains("lost earlier"), "{err}");
+    assert_eq!(engine.recorder().usage().unreleased_sets, 0);
+    let Err(err) = Buffer::new(&engine.device, 1024, true) else {
+        panic!("a buffer was allocated on a lost device");
+    };
+    assert_eq!(err.kind(), nyxq::ErrorKind::DeviceLost, "{err}");
+}

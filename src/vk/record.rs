@@ -287,7 +287,10 @@ pub struct KernelCall {
 /// least the creation size and may exceed it by alignment, so a range past
 /// it is out of bounds for certain, and one inside it may still run past the
 /// creation size (the validation layer reports that).
+/// Nothing is recorded for a lost device: every recording call checks its
+/// ranges first, so each refuses with the first loss's reason.
 pub fn check_range(engine: &Engine, range: &BufferRange, needed: u64, what: &str) -> Result<u64> {
+    engine.device.check_lost()?;
     if range.buffer == vk::Buffer::null() {
         return Err(Error::new(
             ErrorKind::NullPointer,
