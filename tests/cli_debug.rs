@@ -142,6 +142,31 @@ fn a_good_config_is_listed_key_by_key() {
     assert!(config["ignored"].is_array());
 }
 
+/// The config's warnings are part of the report (the Nyx trainer's section
+/// has six), in text and in JSON.
+#[test]
+fn a_configs_warnings_are_reported() {
+    let dir = scratch_dir("debug-warnings");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nyx_trainer_quantization.ini"
+    );
+    let r = nyxq_in(&dir, &["debug", "--config", fixture], &[NO_LOADER]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout.matches("  warning: ").count(), 6, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(":10: quantization is disabled"),
+        "{}",
+        r.stdout
+    );
+    let report = json(&nyxq_in(
+        &dir,
+        &["debug", "--config", fixture, "--json"],
+        &[NO_LOADER],
+    ));
+    assert_eq!(report["config"]["warnings"].as_array().unwrap().len(), 6);
+}
+
 #[test]
 fn a_bad_config_is_reported_with_its_line() {
     let dir = scratch_dir("debug-bad-config");

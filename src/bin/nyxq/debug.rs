@@ -205,6 +205,7 @@ fn config_json(path: Option<&PathBuf>) -> Value {
             "ok": true,
             "values": config_values(&c),
             "ignored": c.ignored,
+            "warnings": c.warnings,
             "min_snr_db": c.policy(false).min_snr_db,
         }),
         Err(e) => json!({
@@ -305,6 +306,9 @@ fn text(report: &Value, vulkan_text: &str) -> String {
             "  (least SNR the planner enforces: {:.2} dB)",
             cfg["min_snr_db"].as_f64().unwrap_or(f64::NAN)
         );
+        for warning in cfg["warnings"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  warning: {}", warning.as_str().unwrap_or_default());
+        }
         for why in cfg["ignored"].as_array().into_iter().flatten() {
             let _ = writeln!(out, "  ignored: {}", why.as_str().unwrap_or_default());
         }
