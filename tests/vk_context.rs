@@ -249,16 +249,32 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
 /// A Vulkan context whose self-test sees the kernel `name` write a wrong bit
 /// (None, after a SKIP line, where no device exists).
 fn context_perturbing(name: &str) -> Option<Context> {
-    match Context::new(&ContextSettings {
+    vulkan_context(ContextSettings {
         vulkan_perturb_kernel: Some(name.to_string()),
         ..settings(BackendPreference::Vulkan)
-    }) {
+    })
+}
+
+/// A context with `settings` on the Vulkan device, or None (through
+/// skip_missing) where no device exists.
+fn vulkan_context(settings: ContextSettings) -> Option<Context> {
+    match Context::new(&settings) {
         Ok(ctx) => Some(ctx),
         Err(e) => {
             vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             None
         }
     }
+}
+
+/// 256 values and the CPU's Q4_0 bytes of them: what the fault-injection
+/// tests expect from a device that works.
+fn q4_0_reference() -> (Vec<f32>, Vec<u8>) {
+    use nyxq::format::Format;
+    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
+    let mut q = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
+    nyxq::quant::quantize(Format::Q4_0, &x, &mut q, &Default::default()).unwrap();
+    (x, q)
 }
 
 /// Where a kernel has two fast variants (Q4_1 -> F16: `_rte_dp` in f16
@@ -366,20 +382,14 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
         return;
     }
     use nyxq::format::Format;
-    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
-    let mut expected = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
-    nyxq::quant::quantize(Format::Q4_0, &x, &mut expected, &Default::default()).unwrap();
+    let (x, expected) = q4_0_reference();
     for host_fallback in [false, true] {
-        let ctx = match Context::new(&ContextSettings {
+        let Some(ctx) = vulkan_context(ContextSettings {
             vulkan_fail_allocation: Some(1),
             vulkan_host_fallback: host_fallback,
             ..settings(BackendPreference::Vulkan)
-        }) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                vk_support::skip_missing(&format!("no Vulkan device: {e}"));
-                return;
-            }
+        }) else {
+            return;
         };
         let mut out = vec![0x77u8; expected.len()];
         let result = ctx.quantize(Format::Q4_0, &x, &mut out, &Default::default());
@@ -414,18 +424,12 @@ fn a_lost_device_stays_lost_and_a_new_context_works() {
         return;
     }
     use nyxq::format::Format;
-    let x: Vec<f32> = (0..256).map(|i| i as f32 * 0.125 - 16.0).collect();
-    let mut expected = vec![0u8; Format::Q4_0.size_of(256).unwrap()];
-    nyxq::quant::quantize(Format::Q4_0, &x, &mut expected, &Default::default()).unwrap();
-    let lost = match Context::new(&ContextSettings {
+    let (x, expected) = q4_0_reference();
+    let Some(lost) = vulkan_context(ContextSettings {
         vulkan_lose_device_at: Some(1),
         ..settings(BackendPreference::Vulkan)
-    }) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
-            return;
-        }
+    }) else {
+        return;
     };
     let mut out = vec![0x77u8; expected.len()];
     let first = lost

@@ -120,6 +120,17 @@ fn data(n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A recorded nearest-rounding quantize of `n` values from index 0.
+fn quantize_nearest(format: Format, n: usize) -> KernelCall {
+    KernelCall {
+        op: Op::Quantize,
+        format,
+        n: n as u64,
+        rounding: Rounding::Nearest,
+        first_index: 0,
+    }
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -246,13 +257,7 @@ fn ten_thousand_recorded_dispatches_grow_nothing() {
         true,
     )
     .unwrap();
-    let call = KernelCall {
-        op: Op::Quantize,
-        format: Format::Q8_0,
-        n: n as u64,
-        rounding: Rounding::Nearest,
-        first_index: 0,
-    };
+    let call = quantize_nearest(Format::Q8_0, n);
     let mut pools_after_first_frame = 0;
     for frame in 0..100 {
         commands.begin();
@@ -295,13 +300,7 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
     let engine = ctx.vulkan().unwrap();
     let commands = Commands::new(engine);
     let buf = Buffer::new(&engine.device, 1 << 16, true).unwrap();
-    let call = KernelCall {
-        op: Op::Quantize,
-        format: Format::Q4_0,
-        n: 1024,
-        rounding: Rounding::Nearest,
-        first_index: 0,
-    };
+    let call = quantize_nearest(Format::Q4_0, 1024);
     let whole = range(&buf, 0, 4096);
     let out = range(&buf, 8192, 1024);
     let cases: Vec<(KernelCall, BufferRange, BufferRange, &str)> = vec![
@@ -474,13 +473,7 @@ fn a_range_past_the_buffers_memory_requirement_is_refused() {
     let commands = Commands::new(engine);
     let small = Buffer::new(&engine.device, 256, true).unwrap();
     let big = Buffer::new(&engine.device, 4096, true).unwrap();
-    let call = KernelCall {
-        op: Op::Quantize,
-        format: Format::Q4_0,
-        n: 256,
-        rounding: Rounding::Nearest,
-        first_index: 0,
-    };
+    let call = quantize_nearest(Format::Q4_0, 256);
     commands.begin();
     // The case a client met: 1,088 bytes declared on a 256-byte buffer.
     // SAFETY: recording; refused before anything is recorded.
@@ -569,13 +562,7 @@ fn unreleased_recordings_keep_the_context_and_device_tensors_alive() {
         offset: 0,
         size: len.div_ceil(4) * 4,
     };
-    let call = KernelCall {
-        op: Op::Quantize,
-        format: Format::Q8_0,
-        n: n as u64,
-        rounding: Rounding::Nearest,
-        first_index: 0,
-    };
+    let call = quantize_nearest(Format::Q8_0, n);
     commands.begin();
     // SAFETY: recording; both buffers are live storage buffers of this device.
     let ticket = unsafe {
@@ -660,13 +647,7 @@ fn a_lost_device_refuses_recordings_and_allocations() {
 
     let commands = Commands::new(engine);
     commands.begin();
-    let call = KernelCall {
-        op: Op::Quantize,
-        format: Format::Q4_0,
-        n: 256,
-        rounding: Rounding::Nearest,
-        first_index: 0,
-    };
+    let call = quantize_nearest(Format::Q4_0, 256);
     // SAFETY: recording; refused before anything is recorded.
     let err = unsafe {
         record::record_kernel(
