@@ -22,6 +22,7 @@ pub mod matvec;
 pub mod plan;
 pub mod quant;
 pub mod quiet_panic;
+pub mod shape;
 pub mod tensor;
 pub mod train;
 pub mod vk;

@@ -8,9 +8,6 @@ use crate::quant::{self, QuantizeOptions};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
-/// Most dimensions a tensor may have.
-pub const MAX_RANK: usize = 8;
-
 /// Where a tensor's bytes live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -49,12 +46,7 @@ impl Tensor {
         shape: &[usize],
         format: Format,
     ) -> Result<Tensor> {
-        if shape.is_empty() || shape.len() > MAX_RANK {
-            return Err(Error::invalid(format!(
-                "tensor '{name}': rank {} is outside 1..={MAX_RANK}",
-                shape.len()
-            )));
-        }
+        crate::shape::check_rank(name, shape.len())?;
         if let Some(axis) = shape.iter().position(|&d| d == 0) {
             return Err(Error::invalid(format!(
                 "tensor '{name}': dimension {axis} is 0"

@@ -460,7 +460,7 @@ pub extern "C" fn nyxq_model_add_tensor(
         // SAFETY: the caller passes a NUL-terminated string.
         let name = unsafe { ptr::string(name, "name") }?;
         let role = role_arg(role)?;
-        if rank == 0 || rank > crate::tensor::MAX_RANK {
+        if rank == 0 || rank > crate::shape::MAX_RANK {
             return Err(Error::invalid(format!("rank {rank} is outside 1..=8")));
         }
         // SAFETY: the caller passes `rank` u64s at shape.

@@ -9,7 +9,8 @@ use super::ptr;
 use super::quant::{NyxqQuantizeOptions, quantize_options};
 use super::status::NyxqStatus;
 use crate::error::Error;
-use crate::tensor::{MAX_RANK, Placement, Tensor};
+use crate::shape::MAX_RANK;
+use crate::tensor::{Placement, Tensor};
 use std::ffi::{CString, c_char, c_void};
 
 /// A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release

@@ -120,14 +120,7 @@ impl TensorDesc {
         if self.name.is_empty() {
             return Err(Error::invalid("a tensor has an empty name"));
         }
-        if self.shape.is_empty() || self.shape.len() > crate::tensor::MAX_RANK {
-            return Err(Error::invalid(format!(
-                "tensor '{}': rank {} is outside 1..={}",
-                self.name,
-                self.shape.len(),
-                crate::tensor::MAX_RANK
-            )));
-        }
+        crate::shape::check_rank(&self.name, self.shape.len())?;
         if self.shape.contains(&0) {
             return Err(Error::invalid(format!(
                 "tensor '{}': shape {:?} has a zero dimension",
