@@ -2,7 +2,7 @@
 
 use crate::config::QuantConfig;
 use crate::error::{Error, Result};
-use crate::plan::Policy;
+use crate::plan::{Hardware, Policy};
 use std::sync::Arc;
 
 /// Which backend a context should use.
@@ -287,6 +287,33 @@ impl Context {
     /// Facts about the Vulkan device in use.
     pub fn device_info(&self) -> Option<&crate::vk::DeviceInfo> {
         self.vulkan.as_ref().map(|e| &e.device.info)
+    }
+
+    /// What the planner should plan for on this context. For the CPU backend:
+    /// host memory (MemAvailable from /proc/meminfo) serves as both device and
+    /// host memory. For the Vulkan backend: the device's local memory, its
+    /// budget from VK_EXT_memory_budget when present, its allocation limit and
+    /// feature flags, with host memory beside it.
+    pub fn hardware(&self) -> Result<Hardware> {
+        let Some(info) = self.device_info() else {
+            return Hardware::host_cpu();
+        };
+        let (host, source) = crate::plan::hardware::host_memory()?;
+        Ok(Hardware {
+            name: format!("{} (detected)", info.name),
+            description: format!("Vulkan device {} ({})", info.name, info.driver_info),
+            device_local_bytes: info.device_local_bytes,
+            device_budget_bytes: info.budget_bytes.unwrap_or(0),
+            host_bytes: if info.unified_memory { 0 } else { host },
+            max_allocation_bytes: info.max_allocation_bytes,
+            unified_memory: info.unified_memory,
+            fp16_arithmetic: info.shader_float16,
+            int8_dot: info.integer_dot_product,
+            storage_16bit: info.storage_16bit,
+            storage_8bit: info.storage_8bit,
+            cpu_only: false,
+            sources: vec!["the Vulkan device's properties".to_string(), source],
+        })
     }
 
     /// The self-test result of every Vulkan kernel (empty on the CPU).

@@ -596,7 +596,7 @@ pub extern "C" fn nyxq_hardware_detect(
     guard(|| {
         let context = handle::get(ctx)?;
         let out = ptr::out(hardware_out, "hardware_out")?;
-        let hw = Hardware::detect(&context)?;
+        let hw = context.hardware()?;
         // SAFETY: hardware_out checked non-NULL.
         unsafe { out.write(NyxqHardware::from(&hw)) };
         Ok(())

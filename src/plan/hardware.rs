@@ -1,7 +1,7 @@
 //! Hardware: the memory and features a plan must respect, from a built-in
-//! profile (data in config/profiles/), a profile file, or the running context.
+//! profile (data in config/profiles/), a profile file, or the host. A running
+//! context describes its own device (crate::context::Context::hardware).
 
-use crate::context::{Backend, Context};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -205,35 +205,6 @@ impl Hardware {
         }
     }
 
-    /// The hardware of a running context. For the CPU backend: host memory
-    /// (MemAvailable from /proc/meminfo) serves as both device and host memory.
-    /// For the Vulkan backend: the device's local memory, its budget from
-    /// VK_EXT_memory_budget when present, its allocation limit and feature flags,
-    /// with host memory beside it.
-    pub fn detect(context: &Context) -> Result<Hardware> {
-        match (context.backend(), context.device_info()) {
-            (Backend::Vulkan, Some(info)) => {
-                let (host, source) = host_memory()?;
-                Ok(Hardware {
-                    name: format!("{} (detected)", info.name),
-                    description: format!("Vulkan device {} ({})", info.name, info.driver_info),
-                    device_local_bytes: info.device_local_bytes,
-                    device_budget_bytes: info.budget_bytes.unwrap_or(0),
-                    host_bytes: if info.unified_memory { 0 } else { host },
-                    max_allocation_bytes: info.max_allocation_bytes,
-                    unified_memory: info.unified_memory,
-                    fp16_arithmetic: info.shader_float16,
-                    int8_dot: info.integer_dot_product,
-                    storage_16bit: info.storage_16bit,
-                    storage_8bit: info.storage_8bit,
-                    cpu_only: false,
-                    sources: vec!["the Vulkan device's properties".to_string(), source],
-                })
-            }
-            _ => Hardware::host_cpu(),
-        }
-    }
-
     /// The host CPU as a device: memory from /proc/meminfo or sysconf.
     pub fn host_cpu() -> Result<Hardware> {
         let (bytes, source) = host_memory()?;
@@ -256,7 +227,7 @@ impl Hardware {
 }
 
 /// Available host memory and where the number came from.
-fn host_memory() -> Result<(u64, String)> {
+pub fn host_memory() -> Result<(u64, String)> {
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
         let field = |key: &str| {
             text.lines()
