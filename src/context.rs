@@ -2,6 +2,7 @@
 
 use crate::config::QuantConfig;
 use crate::error::{Error, Result};
+use crate::logging::LogLevel;
 use crate::plan::{Hardware, Policy};
 use std::sync::Arc;
 
@@ -32,19 +33,6 @@ impl Backend {
             Backend::Vulkan => "vulkan",
         }
     }
-}
-
-/// How much a context asks to be logged to stderr while it lives, when the
-/// trainer set no log callback and `NYXQ_LOG` is unset (see crate::logging).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum LogLevel {
-    #[default]
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
 }
 
 /// What a caller asks of a new context.

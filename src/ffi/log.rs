@@ -4,8 +4,7 @@ use super::context::NyxqLogLevel;
 use super::enum_value;
 use super::guard::guard;
 use super::status::NyxqStatus;
-use crate::context::LogLevel;
-use crate::logging;
+use crate::logging::{self, LogLevel};
 use std::ffi::{c_char, c_void};
 
 /// Receives one nyxq log message: `user_data` as given to
