@@ -2,13 +2,11 @@
 //! profile (data in config/profiles/), a profile file, or the host. A running
 //! context describes its own device (crate::context::Context::hardware).
 
+use super::sizes::parse_size;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 
 /// What the planner knows about a machine. The Vulkan backend fills one from
 /// the physical device (heap sizes, VK_EXT_memory_budget, maxMemoryAllocationSize,
@@ -69,35 +67,6 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
         Size::Bytes(b) => Ok(b),
         Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
     }
-}
-
-/// Parses "7 GiB", "512MiB", "4096 B" or a plain byte count.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (write e.g. \"7 GiB\" or a byte count)"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" => 1024.0,
-        "mib" => MIB as f64,
-        "gib" => GIB as f64,
-        "tib" => (GIB as f64) * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' in '{text}' (B, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    let bytes = value * scale;
-    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
-        return Err(format!("size '{text}' is out of range"));
-    }
-    Ok(bytes.round() as u64)
 }
 
 /// The built-in profiles, as data (config/profiles/*.json, compiled in).
@@ -264,17 +233,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("7 GiB").unwrap(), 7 * GIB);
-        assert_eq!(parse_size("512MiB").unwrap(), 512 * MIB);
-        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 * GIB / 2);
-        assert!(parse_size("7 GB").is_err());
-    }
-
-    #[test]
     fn the_cpu_context_detects_host_memory() {
         let hw = Hardware::host_cpu().unwrap();
-        assert!(hw.device_local_bytes > 64 * MIB);
+        assert!(hw.device_local_bytes > 64 << 20);
         assert!(hw.cpu_only);
     }
 }
