@@ -668,21 +668,6 @@ typedef struct {
 } NyxqFormatInfo;
 
 /**
- * Receives one nyxq log message: `user_data` as given to
- * nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
- * NYXQ_LOG_TRACE) and the message, NUL-terminated UTF-8 without a trailing
- * newline, valid during the call only.
- *
- * It is called on whichever thread logs: any thread that is inside a nyxq
- * call, including nyxq's own worker threads, possibly several at once. It
- * must not throw (an exception must not cross into nyxq), and must not call
- * nyxq_set_log_callback (that call waits for running callbacks to return).
- */
-typedef void (*NyxqLogCallback)(void *user_data,
-                                int32_t level,
-                                const char *message);
-
-/**
  * What the planner knows about a machine. Fill it with nyxq_hardware_profile,
  * nyxq_hardware_load or nyxq_hardware_detect, then change what you need.
  */
@@ -736,6 +721,21 @@ typedef struct {
    */
   char name[64];
 } NyxqHardware;
+
+/**
+ * Receives one nyxq log message: `user_data` as given to
+ * nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
+ * NYXQ_LOG_TRACE) and the message, NUL-terminated UTF-8 without a trailing
+ * newline, valid during the call only.
+ *
+ * It is called on whichever thread logs: any thread that is inside a nyxq
+ * call, including nyxq's own worker threads, possibly several at once. It
+ * must not throw (an exception must not cross into nyxq), and must not call
+ * nyxq_set_log_callback (that call waits for running callbacks to return).
+ */
+typedef void (*NyxqLogCallback)(void *user_data,
+                                int32_t level,
+                                const char *message);
 
 /**
  * Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
@@ -1422,6 +1422,50 @@ int64_t nyxq_last_error_index(void);
 NyxqStatus nyxq_live_handles(size_t *count_out);
 
 /**
+ * Number of built-in hardware profiles.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_count(size_t *count_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile number `index`
+ * (0..nyxq_hardware_profile_count()); its name is in `name`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (index past the end).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_at(size_t index,
+                                    NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile named `name`
+ * ("intel-iris-xe-7gb", "amd-rx580-8gb", "nvidia-h200-141gb", "cpu-only").
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown name). Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile(const char *name,
+                                 NyxqHardware *hardware_out);
+
+/**
+ * Reads a hardware profile file (JSON, like the files in config/profiles/).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_load(const char *path,
+                              NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with what the context runs on (for the CPU backend:
+ * host memory from /proc/meminfo).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (memory cannot be read). Thread-safe.
+ */
+NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
+                                NyxqHardware *hardware_out);
+
+/**
  * Sends nyxq's log messages up to `level` (a NyxqLogLevel) to `callback`
  * with `user_data`, process-wide; `callback` NULL removes it (`level` is then
  * ignored). While a callback is set nothing is printed to stderr.
@@ -1552,57 +1596,6 @@ NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
 NyxqStatus nyxq_model_destroy(NyxqModel *model);
 
 /**
- * Number of built-in hardware profiles.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile_count(size_t *count_out);
-
-/**
- * Fills `*hardware_out` with the built-in profile number `index`
- * (0..nyxq_hardware_profile_count()); its name is in `name`.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (index past the end).
- * Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile_at(size_t index,
-                                    NyxqHardware *hardware_out);
-
-/**
- * Fills `*hardware_out` with the built-in profile named `name`
- * ("intel-iris-xe-7gb", "amd-rx580-8gb", "nvidia-h200-141gb", "cpu-only").
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown name). Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile(const char *name,
-                                 NyxqHardware *hardware_out);
-
-/**
- * Reads a hardware profile file (JSON, like the files in config/profiles/).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
- */
-NyxqStatus nyxq_hardware_load(const char *path,
-                              NyxqHardware *hardware_out);
-
-/**
- * Fills `*hardware_out` with what the context runs on (for the CPU backend:
- * host memory from /proc/meminfo).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_UNSUPPORTED (memory cannot be read). Thread-safe.
- */
-NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
-                                NyxqHardware *hardware_out);
-
-/**
- * Writes the default planning policy (struct_size set) into *policy_out.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
- */
-NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
-
-/**
  * Plans `model` for `hardware` (NULL: detected from a CPU context, i.e. host
  * memory) under `policy` (NULL: defaults). On success *plan_out receives a
  * plan to release with nyxq_plan_destroy.
@@ -1692,13 +1685,11 @@ NyxqStatus nyxq_plan_to_json(const NyxqPlan *plan,
                              char **json_out);
 
 /**
- * Releases a string nyxq returned (nyxq_plan_explain, nyxq_plan_to_json).
- * NULL is a no-op. A pointer nyxq did not return, or returned and already
- * released, is NYXQ_ERROR_INVALID_ARGUMENT and is not touched.
+ * Writes the default planning policy (struct_size set) into *policy_out.
  *
- * Thread-safe.
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
  */
-NyxqStatus nyxq_string_destroy(char *text);
+NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
 
 /**
  * Fills `options_out` with the defaults: nearest rounding, NaN/Inf rejected,
@@ -1789,6 +1780,15 @@ NyxqStatus nyxq_quant_error(int32_t format,
  * Returns a static NUL-terminated string; never NULL; never free it. Thread-safe.
  */
 const char *nyxq_status_str(int32_t status);
+
+/**
+ * Releases a string nyxq returned (nyxq_plan_explain, nyxq_plan_to_json).
+ * NULL is a no-op. A pointer nyxq did not return, or returned and already
+ * released, is NYXQ_ERROR_INVALID_ARGUMENT and is not touched.
+ *
+ * Thread-safe.
+ */
+NyxqStatus nyxq_string_destroy(char *text);
 
 /**
  * Creates a zero-filled tensor named `name` (UTF-8, copied) of the given shape

@@ -2,6 +2,7 @@
 
 use super::guard::guard;
 use super::handle::{self, Opaque};
+use super::log::{NyxqLogLevel, log_level_arg};
 use super::status::NyxqStatus;
 use super::{copy_to_c_array, enum_value, ptr};
 use crate::config::QuantConfig;
@@ -29,22 +30,6 @@ pub enum NyxqBackend {
     NyxqBackendCpu = 1,
     /// Vulkan, or NYXQ_ERROR_UNSUPPORTED when it is not available.
     NyxqBackendVulkan = 2,
-}
-
-/// How much nyxq logs: the level of nyxq_set_log_callback, and
-/// NyxqContextOptions.log_level. A context's level above OFF asks for
-/// messages up to that level on stderr while the context lives, and only when
-/// no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
-/// take precedence); nothing outlives the context.
-#[repr(i32)]
-pub enum NyxqLogLevel {
-    /// Nothing (the default).
-    NyxqLogOff = 0,
-    NyxqLogError = 1,
-    NyxqLogWarn = 2,
-    NyxqLogInfo = 3,
-    NyxqLogDebug = 4,
-    NyxqLogTrace = 5,
 }
 
 /// Options for nyxq_context_create. Fill with nyxq_context_options_default,
@@ -148,7 +133,7 @@ pub(crate) unsafe fn settings_from(
         ],
         "backend",
     )?;
-    let log_level = super::log::log_level_arg(options.log_level)?;
+    let log_level = log_level_arg(options.log_level)?;
     let vulkan_loader = if options.vulkan_loader_path.is_null() {
         None
     } else {

@@ -11,13 +11,17 @@ pub mod context;
 pub mod format;
 pub mod guard;
 pub mod handle;
+pub mod hardware;
 mod layout;
 pub mod log;
 pub mod matvec;
+pub mod model;
 pub mod plan;
+pub mod plan_policy;
 pub mod ptr;
 pub mod quant;
 pub mod status;
+pub mod strings;
 pub mod tensor;
 #[cfg(feature = "test-exports")]
 pub mod test_exports;
