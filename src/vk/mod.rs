@@ -2,7 +2,6 @@
 //! facts, and (later) memory, pipelines and dispatch. All of nyxq's Vulkan
 //! calls live under this module.
 
-pub mod bench;
 pub mod borrowed;
 pub mod device;
 pub mod exec;

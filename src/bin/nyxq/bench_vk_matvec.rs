@@ -7,9 +7,11 @@
 //! unless --variant names one. Prints a table with the variant that ran;
 //! `--json FILE` also writes the numbers.
 
+mod measure;
+
+use measure::{Measurement, Report, Settings};
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 use nyxq::format::Format;
-use nyxq::vk::matvec::bench::{self, Measurement, Report, Settings};
 use nyxq::vk::matvec::{Arithmetic, Variant};
 
 /// The shapes (rows, cols), and small ones for CI.
@@ -210,7 +212,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         pipelines.dot_slots(dot_rows, 1),
         nyxq::vk::matvec::DOT_MAX_BATCH,
     );
-    let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
+    let report = measure::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(
         "copy kernel: {} GB/s (read + write)\n",
         gbps_cell(report.copy_gbps)

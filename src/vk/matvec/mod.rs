@@ -31,8 +31,6 @@
 //! dispatches (the transposed product adds the chunks' sums into y, with a
 //! barrier between them); x, bias and y must each fit one binding.
 
-pub mod bench;
-
 use super::device::Device;
 use super::exec::{self, Buffer, Dispatch, Engine};
 use super::ops::format_tag;
@@ -679,7 +677,7 @@ fn float_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// A device-local buffer holding `bytes` (through a staging copy).
-pub(crate) fn upload(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
+pub fn upload(engine: &Engine, bytes: &[u8]) -> Result<Buffer> {
     let size = (bytes.len() as u64).div_ceil(4) * 4;
     let mut staging = Buffer::new(&engine.device, size, true)?;
     staging.write(bytes);

@@ -1,16 +1,16 @@
-//! The device benchmark behind `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
+//! The measurements of `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
 //! every format, shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
 //! The block formats' W·x runs once per arithmetic asked for (f32 and
 //! integer dot products) where the device has both.
 
-use super::{Arithmetic, MatvecCall, Operands, Variant, record_matvec, upload};
-use crate::error::Result;
-use crate::format::{ALL_FORMATS, Format};
-use crate::quant::{self, QuantizeOptions};
-use crate::vk::bench::{copy_gbps, median_seconds};
-use crate::vk::exec::{Buffer, Engine};
-use crate::vk::record::BufferRange;
+use crate::bench_vk::measure::{copy_gbps, median_seconds};
+use nyxq::Result;
+use nyxq::format::{ALL_FORMATS, Format};
+use nyxq::quant::{self, QuantizeOptions};
+use nyxq::vk::exec::{Buffer, Engine};
+use nyxq::vk::matvec::{Arithmetic, MatvecCall, Operands, Variant, record_matvec, upload};
+use nyxq::vk::record::BufferRange;
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -1,12 +1,12 @@
-//! The device benchmark behind `nyxq bench-vk`: GB/s of the copy kernel and of
+//! The measurements of `nyxq bench-vk`: GB/s of the copy kernel and of
 //! every quantize/dequantize kernel on device-resident data, timed with GPU
 //! timestamps (median of several runs).
 
-use super::exec::{Buffer, Engine, Job};
-use super::ops::{Op, chunk_elements, kernel_name};
-use super::shaders::Push;
-use crate::error::Result;
-use crate::format::{Format, QUANTIZED_FORMATS};
+use nyxq::Result;
+use nyxq::format::{Format, QUANTIZED_FORMATS};
+use nyxq::vk::exec::{Buffer, Engine, Job};
+use nyxq::vk::ops::{Op, chunk_elements, kernel_name};
+use nyxq::vk::shaders::{self, Push};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
         out.push(compat);
     }
     let experiment = format!("{compat}_");
-    for super::shaders::Variant { name, .. } in super::shaders::VARIANTS {
+    for shaders::Variant { name, .. } in shaders::VARIANTS {
         // A fast variant (`_rte`, `_s16`) needs features the device may not
         // have.
         let runs_here = engine.variant_supported(name);
