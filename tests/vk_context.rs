@@ -414,6 +414,40 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
     }
 }
 
+/// Fault injection fails a buffer's allocation after its VkBuffer and its
+/// VkDeviceMemory exist (where vkBindBufferMemory would fail): both are
+/// freed. The validation layer reports every object still alive when the
+/// device is destroyed, so it counts no error once the context is gone.
+#[test]
+fn a_failed_buffer_allocation_frees_what_it_made() {
+    if run_in_child(
+        "a_failed_buffer_allocation_frees_what_it_made",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::vk::memory::Buffer;
+    for host_visible in [false, true] {
+        let Some(ctx) = vulkan_context(ContextSettings {
+            vulkan_fail_allocation: Some(1),
+            ..settings(BackendPreference::Vulkan)
+        }) else {
+            return;
+        };
+        let device = ctx.vulkan().unwrap().device.clone();
+        let validation = device.instance.validation.clone();
+        let err = Buffer::new(&device, 4096, host_visible)
+            .err()
+            .expect("the first allocation fails");
+        assert_eq!(err.kind(), nyxq::ErrorKind::OutOfDeviceMemory, "{err}");
+        assert!(err.message().contains("fault injection"), "{err}");
+        drop(Buffer::new(&device, 4096, host_visible).unwrap());
+        drop(device);
+        drop(ctx);
+        assert_eq!(validation.errors(), 0, "host_visible {host_visible}");
+    }
+}
+
 /// Fault injection: the first submission after the self-test reports
 /// VK_ERROR_DEVICE_LOST. That call and every later one on the context fail
 /// with DeviceLost (the later ones naming the first loss) and write nothing;

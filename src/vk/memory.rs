@@ -28,7 +28,14 @@ unsafe impl Send for Buffer {}
 unsafe impl Sync for Buffer {}
 
 impl Buffer {
-    /// A storage buffer of `size` bytes; `host_visible` asks for mapped memory.
+    /// A storage buffer of `size` bytes; `host_visible` asks for mapped
+    /// memory. Each Vulkan object belongs to the returned value from the
+    /// moment it exists, so a step that fails (memory type, allocation,
+    /// bind, map) drops what the earlier steps made.
+    ///
+    /// Fault injection (`Device::fail_allocation`): the chosen allocation
+    /// fails where binding its memory would, after the buffer and its memory
+    /// exist, so that the tests exercise that cleanup.
     pub fn new(device: &Arc<Device>, size: u64, host_visible: bool) -> Result<Buffer> {
         let limit = MAX_ALLOCATION.min(device.info.max_allocation_bytes);
         if size > limit {
@@ -39,16 +46,18 @@ impl Buffer {
         }
         device.check_lost()?;
         let nth = device.allocations.fetch_add(1, Relaxed) + 1;
-        if device.fail_allocation.load(Relaxed) == nth {
-            return Err(Error::new(
-                ErrorKind::OutOfDeviceMemory,
-                format!("device allocation {nth} of {size} bytes failed (fault injection)"),
-            ));
-        }
+        let injected_failure = device.fail_allocation.load(Relaxed) == nth;
         let d = &device.device;
         let size = size.max(4);
+        let mut made = Buffer {
+            device: device.clone(),
+            buffer: vk::Buffer::null(),
+            memory: vk::DeviceMemory::null(),
+            size,
+            mapped: None,
+        };
         // SAFETY: a live device; the info lives across the call.
-        let buffer = unsafe {
+        made.buffer = unsafe {
             d.create_buffer(
                 &vk::BufferCreateInfo::default()
                     .size(size)
@@ -62,48 +71,39 @@ impl Buffer {
             )
         }
         .map_err(|e| vk_err("vkCreateBuffer", e))?;
-        // SAFETY: buffer was just created.
-        let req = unsafe { d.get_buffer_memory_requirements(buffer) };
-        let Some(type_index) = memory_type(device, req.memory_type_bits, host_visible) else {
-            // SAFETY: unused buffer.
-            unsafe { d.destroy_buffer(buffer, None) };
-            return Err(Error::new(ErrorKind::Vulkan, "no suitable memory type"));
-        };
+        // SAFETY: the buffer was just created.
+        let req = unsafe { d.get_buffer_memory_requirements(made.buffer) };
+        let type_index = memory_type(device, req.memory_type_bits, host_visible)
+            .ok_or_else(|| Error::new(ErrorKind::Vulkan, "no suitable memory type"))?;
         // SAFETY: a valid allocation info for this device.
-        let memory = unsafe {
+        made.memory = unsafe {
             d.allocate_memory(
                 &vk::MemoryAllocateInfo::default()
                     .allocation_size(req.size)
                     .memory_type_index(type_index),
                 None,
             )
-        };
-        let memory = match memory {
-            Ok(m) => m,
-            Err(e) => {
-                // SAFETY: unused buffer.
-                unsafe { d.destroy_buffer(buffer, None) };
-                return Err(vk_err("vkAllocateMemory", e));
-            }
-        };
-        // SAFETY: memory is fresh and large enough for the buffer.
-        unsafe { d.bind_buffer_memory(buffer, memory, 0) }
+        }
+        .map_err(|e| vk_err("vkAllocateMemory", e))?;
+        if injected_failure {
+            return Err(Error::new(
+                ErrorKind::OutOfDeviceMemory,
+                format!("device allocation {nth} of {size} bytes failed (fault injection)"),
+            ));
+        }
+        // SAFETY: the memory is fresh, of a type the buffer allows, and large
+        // enough for it.
+        unsafe { d.bind_buffer_memory(made.buffer, made.memory, 0) }
             .map_err(|e| vk_err("vkBindBufferMemory", e))?;
-        let mapped = if host_visible {
+        if host_visible {
             // SAFETY: host-visible memory, mapped once for the buffer's life.
-            let p = unsafe { d.map_memory(memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
-                .map_err(|e| vk_err("vkMapMemory", e))?;
-            Some(p.cast::<u8>())
-        } else {
-            None
-        };
-        Ok(Buffer {
-            device: device.clone(),
-            buffer,
-            memory,
-            size,
-            mapped,
-        })
+            let p = unsafe {
+                d.map_memory(made.memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty())
+            }
+            .map_err(|e| vk_err("vkMapMemory", e))?;
+            made.mapped = Some(p.cast::<u8>());
+        }
+        Ok(made)
     }
 
     /// Copies `data` to the start of a mapped buffer.
@@ -168,7 +168,9 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         let d = &self.device.device;
         // SAFETY: no pending work uses the buffer (submissions are waited on
-        // before buffers are dropped); destroy the buffer, then free its memory.
+        // before buffers are dropped); destroy the buffer, then free its
+        // memory (which unmaps it). Either handle may be null when
+        // Buffer::new failed before making it, which both calls accept.
         unsafe {
             d.destroy_buffer(self.buffer, None);
             d.free_memory(self.memory, None);
