@@ -313,7 +313,7 @@ impl Context {
     /// (false on the CPU backend: the CPU twin is used).
     pub fn vulkan_kernel_enabled(
         &self,
-        op: crate::vk::ops::Op,
+        op: crate::vk::shaders::Op,
         format: crate::format::Format,
     ) -> bool {
         self.vulkan.is_some()
@@ -327,7 +327,7 @@ impl Context {
     /// context runs on the CPU or when that kernel failed its self-test.
     pub fn recording_engine(
         &self,
-        op: crate::vk::ops::Op,
+        op: crate::vk::shaders::Op,
         format: crate::format::Format,
     ) -> Result<&Arc<crate::vk::Engine>> {
         let engine = self.vulkan_engine()?;
@@ -335,7 +335,7 @@ impl Context {
             return Err(Error::unsupported(format!(
                 "the Vulkan kernel {} is disabled on this device (it failed its self-test; \
                  nyxq_context_info and the log say why): use the CPU functions",
-                crate::vk::ops::kernel_name(op, format)
+                engine.kernel(op, format)?
             )));
         }
         Ok(engine)
@@ -376,7 +376,7 @@ impl Context {
             .self_test
             .iter()
             .map(|r| {
-                let variant = crate::vk::shaders::describe_variant(r.kernel);
+                let variant = r.kernel.describe();
                 let mut line = match &r.failure {
                     None => format!("{}: {variant}, self-test passed", r.kernel),
                     Some(why) => format!(
@@ -396,10 +396,10 @@ impl Context {
                  not by the self-test"
                     .to_string(),
             );
-            lines.push(match engine.matvec_pipelines() {
-                Ok(p) => match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1)
-                {
-                    crate::vk::matvec::Variant::Dot => format!(
+            let p = engine.matvec();
+            lines.push(
+                match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
+                    crate::vk::shaders::MatvecVariant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
                          Q8_0/Q4_0/Q4_1{}, subgroup variant (subgroupAdd) for the others; \
                          xᵀ·W: one variant",
@@ -409,7 +409,7 @@ impl Context {
                             String::new()
                         }
                     ),
-                    crate::vk::matvec::Variant::Subgroup => {
+                    crate::vk::shaders::MatvecVariant::Subgroup => {
                         "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()
                     }
                     _ => format!(
@@ -421,8 +421,7 @@ impl Context {
                         }
                     ),
                 },
-                Err(e) => format!("matvec: unavailable ({e})"),
-            });
+            );
         }
         lines
     }
@@ -438,7 +437,7 @@ impl Context {
         opts: &crate::quant::QuantizeOptions,
     ) -> Result<()> {
         use crate::quant::{NonFinite, Rounding};
-        let gpu_can = self.vulkan_kernel_enabled(crate::vk::ops::Op::Quantize, format)
+        let gpu_can = self.vulkan_kernel_enabled(crate::vk::shaders::Op::Quantize, format)
             && opts.non_finite == NonFinite::Reject
             && opts.first_index == 0
             && !matches!(opts.rounding, Rounding::ErrorMinimising)

@@ -8,7 +8,7 @@ mod vk_support;
 
 use nyxq::format::Format;
 use nyxq::quant::{self, QuantizeOptions, Rounding};
-use nyxq::vk::ops;
+use nyxq::vk::{ops, shaders};
 use vk_support::{device_context, device_env, run_in_child};
 
 use nyxq::format::QUANTIZED_FORMATS as FORMATS;
@@ -163,12 +163,13 @@ fn check_all(force_compat: bool) {
         force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
     );
     for format in FORMATS {
-        for op in ops::Op::ALL {
-            let expected = ops::fast_kernel_names(op, format)
-                .into_iter()
+        for op in shaders::Op::ALL {
+            let expected = shaders::fast_kernels(op, format)
+                .iter()
+                .copied()
                 .find(|&k| !ctx.force_compat() && engine.variant_supported(k))
-                .unwrap_or_else(|| ops::kernel_name(op, format));
-            assert_eq!(engine.kernel(op, format), expected);
+                .or_else(|| shaders::compatible_kernel(op, format));
+            assert_eq!(engine.kernel(op, format).ok(), expected);
         }
     }
     for format in FORMATS {

@@ -11,8 +11,9 @@ use super::status::NyxqStatus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::quant::{NonFinite, Rounding};
-use crate::vk::ops::Op;
-use crate::vk::record::{self, BufferRange, KernelCall};
+use crate::vk::ranges::BufferRange;
+use crate::vk::record::{self, KernelCall};
+use crate::vk::shaders::Op;
 use ash::vk::{self, Handle};
 use std::ffi::c_void;
 
