@@ -21,7 +21,10 @@ pub fn copied<T: Clone>(items: &[T], what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// Makes room in `v` for `additional` more elements, fallibly.
+/// Makes room in `v` for `additional` more elements, fallibly. The growth is
+/// amortised (the capacity at least doubles), so a vector grown one element
+/// at a time is copied O(log n) times, not n times; an empty vector gets
+/// what it asks for (a few elements at least).
 pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
     let bytes = v
         .len()
@@ -34,7 +37,7 @@ pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
                 size_of::<T>()
             ))
         })?;
-    v.try_reserve_exact(additional).map_err(|_| {
+    v.try_reserve(additional).map_err(|_| {
         Error::new(
             ErrorKind::OutOfMemory,
             format!("{what}: cannot allocate {bytes} bytes of host memory"),
@@ -63,6 +66,22 @@ mod tests {
             e.message().contains(&(1u64 << 61).to_string()),
             "{}",
             e.message()
+        );
+    }
+
+    #[test]
+    fn growing_one_element_at_a_time_reallocates_rarely() {
+        let mut v: Vec<u64> = Vec::new();
+        let mut reallocations = 0;
+        for i in 0..4096 {
+            let before = v.capacity();
+            reserve(&mut v, 1, "items").unwrap();
+            reallocations += usize::from(v.capacity() != before);
+            v.push(i);
+        }
+        assert!(
+            reallocations <= 16,
+            "{reallocations} reallocations for 4096 pushes"
         );
     }
 
