@@ -15,22 +15,10 @@
 
 namespace {
 
-struct ModelDeleter {
-  void operator()(NyxqModel *m) const { nyxq_model_destroy(m); }
-};
-struct PlanDeleter {
-  void operator()(NyxqPlan *p) const { nyxq_plan_destroy(p); }
-};
-struct ConfigDeleter {
-  void operator()(NyxqConfig *c) const { nyxq_config_destroy(c); }
-};
-struct StringDeleter {
-  void operator()(char *s) const { nyxq_string_destroy(s); }
-};
-using ModelPtr = std::unique_ptr<NyxqModel, ModelDeleter>;
-using PlanPtr = std::unique_ptr<NyxqPlan, PlanDeleter>;
-using ConfigPtr = std::unique_ptr<NyxqConfig, ConfigDeleter>;
-using StringPtr = std::unique_ptr<char, StringDeleter>;
+using nyxq_test::ConfigPtr;
+using nyxq_test::ModelPtr;
+using nyxq_test::PlanPtr;
+using nyxq_test::StringPtr;
 
 static_assert(offsetof(NyxqHardware, struct_size) == 0, "struct_size first");
 static_assert(offsetof(NyxqPlanPolicy, struct_size) == 0, "struct_size first");

@@ -1973,6 +1973,31 @@ NyxqStatus nyxq_test_force_panic(void);
 NyxqStatus nyxq_test_leak(size_t bytes);
 #endif
 
+#if defined(NYXQ_TEST_EXPORTS)
+/**
+ * Fault injection for the allocation-failure sweep: the calling thread's
+ * `nth` (1-based) host allocation from now on whose size comes from a caller
+ * or a file fails, once, as if the allocator had refused it (the call
+ * reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
+ * nyxq_test_allocations_counted reports. Other threads are untouched. Test
+ * builds only.
+ *
+ * Errors: none.
+ */
+NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
+#endif
+
+#if defined(NYXQ_TEST_EXPORTS)
+/**
+ * How many such allocations the calling thread attempted since its last
+ * nyxq_test_fail_allocation_after, the failed one included: when it is
+ * below the `nth` armed, no failure was injected. Test builds only.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER.
+ */
+NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
+#endif
+
 /**
  * Writes the default loss-scaler options into *options_out.
  *

@@ -5,6 +5,9 @@
 
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "test-exports")]
+pub mod fault;
+
 /// A vector of `len` copies of `value`, allocated fallibly; `what` names it in errors.
 pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -37,12 +40,17 @@ pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
                 size_of::<T>()
             ))
         })?;
-    v.try_reserve(additional).map_err(|_| {
+    let refused = || {
         Error::new(
             ErrorKind::OutOfMemory,
             format!("{what}: cannot allocate {bytes} bytes of host memory"),
         )
-    })
+    };
+    #[cfg(feature = "test-exports")]
+    if fault::this_allocation_fails() {
+        return Err(refused());
+    }
+    v.try_reserve(additional).map_err(|_| refused())
 }
 
 #[cfg(test)]
