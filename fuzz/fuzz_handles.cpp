@@ -58,10 +58,17 @@ void destroy_in(Slot<T> &s, NyxqStatus (*destroy)(T *), const char *name, NyxqSt
   s.live = false;
 }
 
-// The status a call on `s` must give when its handle was destroyed.
+// The status a call on `s` must give when its handle was destroyed and its
+// other arguments are valid (which error comes first among several is not
+// specified).
 template <class T>
-void expect_if_destroyed(const Slot<T> &s, NyxqStatus status, const char *what) {
-  if (s.handle != nullptr && !s.live) expect(status, NYXQ_ERROR_INVALID_HANDLE, what);
+void expect_if_destroyed(const Slot<T> &s, NyxqStatus status, const char *what, bool other_arguments_valid = true) {
+  if (s.handle != nullptr && !s.live && other_arguments_valid) expect(status, NYXQ_ERROR_INVALID_HANDLE, what);
+}
+
+bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q4_1; }
+bool known_placement(int32_t placement) {
+  return placement == NYXQ_PLACEMENT_HOST || placement == NYXQ_PLACEMENT_DEVICE;
 }
 
 const char *const kConfigs[] = {
@@ -173,7 +180,9 @@ void config_and_model_ops(Handles &h, Input &in, uint8_t op) {
                                      : "t" + std::to_string(i) + (with_data & 2 ? "" : "_" + std::to_string(in.byte()));
         NyxqStatus s = NYXQ_CALL(nyxq_model_add_tensor, m.handle, name.c_str(), role, shape.data(), shape.size(),
                                  sensitivity, data.empty() ? nullptr : data.data(), data.size());
-        expect_if_destroyed(m, s, "adding to a destroyed model");
+        bool valid = role <= NYXQ_ROLE_OTHER && numel(shape) <= (uint64_t{1} << 50) && shape.size() <= NYXQ_MAX_RANK &&
+                     std::isfinite(sensitivity) && numel(shape) != 0;
+        expect_if_destroyed(m, s, "adding to a destroyed model", valid);
         if (s != NYXQ_OK) break;
       }
       break;
@@ -183,7 +192,7 @@ void config_and_model_ops(Handles &h, Input &in, uint8_t op) {
       NyxqHardware hardware{};
       size_t profiles = 0;
       NYXQ_CALL(nyxq_hardware_profile_count, &profiles);
-      NYXQ_CALL(nyxq_hardware_profile_at, in.byte() % (profiles + 1), &hardware);
+      bool have_hardware = NYXQ_CALL(nyxq_hardware_profile_at, in.byte() % (profiles + 1), &hardware) == NYXQ_OK;
       NyxqPlanPolicy policy;
       Slot<NyxqConfig> &c = slot(h.configs, in);
       if (NYXQ_CALL(nyxq_config_policy, c.handle, in.byte() & 1, &policy) != NYXQ_OK) {
@@ -191,7 +200,7 @@ void config_and_model_ops(Handles &h, Input &in, uint8_t op) {
       }
       NyxqPlan *made = nullptr;
       NyxqStatus s = NYXQ_CALL(nyxq_plan_create, m.handle, &hardware, &policy, &made);
-      expect_if_destroyed(m, s, "planning a destroyed model");
+      expect_if_destroyed(m, s, "planning a destroyed model", have_hardware);
       keep(slot(h.plans, in), s, made, nyxq_plan_destroy);
       break;
     }
@@ -245,7 +254,9 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
       NyxqTensor *made = nullptr;
       NyxqStatus s = NYXQ_CALL(nyxq_tensor_create_in, c.handle, "t", shape.data(), shape.size(), format, placement,
                                &made);
-      expect_if_destroyed(c, s, "a tensor of a destroyed context");
+      bool valid = known_format(format) && known_placement(placement) && shape.size() <= NYXQ_MAX_RANK &&
+                   numel(shape) != 0 && numel(shape) <= 4096 && shape.back() % 32 == 0;
+      expect_if_destroyed(c, s, "a tensor of a destroyed context", valid);
       keep(t, s, made, nyxq_tensor_destroy);
       break;
     }
@@ -276,14 +287,16 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
     }
     case 4: {
       NyxqTensor *made = nullptr;
-      NyxqStatus s = NYXQ_CALL(nyxq_tensor_convert, t.handle, in.byte() % 7, nullptr, &made);
-      expect_if_destroyed(t, s, "converting a destroyed tensor");
+      int32_t format = in.byte() % 7;
+      NyxqStatus s = NYXQ_CALL(nyxq_tensor_convert, t.handle, format, nullptr, &made);
+      expect_if_destroyed(t, s, "converting a destroyed tensor", known_format(format));
       keep(slot(h.tensors, in), s, made, nyxq_tensor_destroy);
       break;
     }
     case 5: {
       int32_t placement = in.pick<int32_t>({NYXQ_PLACEMENT_HOST, NYXQ_PLACEMENT_DEVICE, 9});
-      expect_if_destroyed(t, NYXQ_CALL(nyxq_tensor_migrate, t.handle, placement), "migrating a destroyed tensor");
+      expect_if_destroyed(t, NYXQ_CALL(nyxq_tensor_migrate, t.handle, placement), "migrating a destroyed tensor",
+                          known_placement(placement));
       int32_t where = -1;
       NYXQ_CALL(nyxq_tensor_placement, t.handle, &where);
       break;
@@ -324,7 +337,7 @@ void train_ops(Handles &h, Input &in, uint8_t op) {
       std::vector<float> params = values(in, n), grads = values(in, n);
       float lr = in.pick<float>({1e-3f, 0.0f, -1.0f, NAN});
       NyxqStatus s = NYXQ_CALL(nyxq_adam_step, a.handle, lr, params.data(), n, grads.data(), n);
-      expect_if_destroyed(a, s, "a step of destroyed Adam state");
+      expect_if_destroyed(a, s, "a step of destroyed Adam state", std::isfinite(lr) && lr >= 0);
       size_t held = 0, fp32 = 0;
       NYXQ_CALL(nyxq_adam_state_bytes, a.handle, &held, &fp32);
       break;
