@@ -170,6 +170,12 @@ enum NyxqFormat
    * INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
    */
   NYXQ_FORMAT_Q4_1 = 5,
+  /**
+   * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
+   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
+   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+   */
+  NYXQ_FORMAT_Q5_0 = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -650,7 +656,7 @@ typedef struct {
    */
   const char *name;
   /**
-   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4"); static.
+   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
    */
   const char *precision_level;
   /**
@@ -1373,9 +1379,9 @@ NyxqStatus nyxq_quantized_size(int32_t format,
 /**
  * Bytes of a device buffer range that holds `n` elements in `format`: the
  * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
- * not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
- * neither).
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
+ * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
+ * BF16 values neither).
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.

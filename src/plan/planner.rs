@@ -69,6 +69,7 @@ pub fn estimated_snr_db(format: Format, role: Role) -> f64 {
         Format::Q8_0 => 45.3,
         Format::Q4_1 => 22.0,
         Format::Q4_0 => 21.1,
+        Format::Q5_0 => 27.2,
     };
     match role {
         Role::Embedding | Role::Output => base - 0.5,
@@ -1127,7 +1128,7 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn hull_formats(snr: [f64; 6]) -> Vec<Format> {
+    fn hull_formats(snr: [f64; ALL_FORMATS.len()]) -> Vec<Format> {
         let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
         t.measured_snr_db = Some(snr);
         let policy = Policy {
@@ -1144,12 +1145,12 @@ mod tests {
     fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
         let inf = f64::INFINITY;
         assert_eq!(
-            hull_formats([inf, 70.0, 55.0, 45.0, 21.0, 22.0]),
+            hull_formats([inf, 70.0, 55.0, 45.0, 21.0, 22.0, 27.0]),
             [Format::F32, Format::Q8_0, Format::Q4_0]
         );
         // A Q8_0 worse than Q4_0 is never worth its extra bytes.
         assert_eq!(
-            hull_formats([inf, 70.0, 55.0, 20.0, 21.0, 22.0]),
+            hull_formats([inf, 70.0, 55.0, 20.0, 21.0, 22.0, 27.0]),
             [Format::F32, Format::Q4_0]
         );
     }

@@ -10,63 +10,57 @@
 //! says why it is sound (the CPU features were detected before any is called,
 //! and every load and store stays inside a slice whose length was checked).
 
-use super::limits::first_out_of_range_portable;
 use super::scalar::{self, QK};
 use crate::format::Format;
 use std::arch::x86_64::*;
 
+/// Whether this CPU runs these kernels (AVX2 and F16C, detected at run time).
 pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
 }
 
-/// Quantizes clean input (finite, in range) with nearest rounding; false when
-/// this CPU lacks AVX2/F16C or the format has no SIMD kernel.
-pub fn quantize_nearest(format: Format, src: &[f32], dst: &mut [u8]) -> bool {
-    if !available() {
+/// A nearest-rounding quantize kernel of one format: whole blocks of clean
+/// input (finite, in range).
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len()` is the format's size of `src.len()`.
+pub type Quantize = unsafe fn(&[f32], &mut [u8]);
+
+/// A dequantize kernel of one format: whole blocks.
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len()` is the element count of `src`'s blocks.
+pub type Dequantize = unsafe fn(&[u8], &mut [f32]);
+
+/// Runs `kernel` (the format's, from the kernel table) where this CPU has
+/// AVX2 and F16C; false where it has not or the format has no SIMD kernel.
+pub fn quantize(kernel: Option<Quantize>, format: Format, src: &[f32], dst: &mut [u8]) -> bool {
+    let Some(kernel) = kernel.filter(|_| available()) else {
         return false;
-    }
+    };
     assert_eq!(
         format.size_of(src.len()).ok(),
         Some(dst.len()),
         "callers pass matching sizes"
     );
-    // SAFETY: AVX2 and F16C were detected above; the kernels only touch
-    // src[..] and dst[..], whose lengths match the format (asserted).
-    unsafe {
-        match format {
-            Format::F32 => return false,
-            Format::F16 => f16_quantize(src, dst),
-            Format::BF16 => bf16_quantize(src, dst),
-            Format::Q8_0 => q8_0_quantize(src, dst),
-            Format::Q4_0 => q4_0_quantize(src, dst),
-            Format::Q4_1 => q4_1_quantize(src, dst),
-        }
-    }
+    // SAFETY: AVX2 and F16C were detected; the sizes match (asserted), which
+    // is all the kernel's contract asks.
+    unsafe { kernel(src, dst) };
     true
 }
 
-/// Dequantizes whole blocks; false when this CPU lacks AVX2/F16C or the
-/// format has no SIMD kernel.
-pub fn dequantize(format: Format, src: &[u8], dst: &mut [f32]) -> bool {
-    if !available() {
+/// Runs `kernel` as [`quantize`] does.
+pub fn dequantize(kernel: Option<Dequantize>, format: Format, src: &[u8], dst: &mut [f32]) -> bool {
+    let Some(kernel) = kernel.filter(|_| available()) else {
         return false;
-    }
+    };
     assert_eq!(
         format.count_in(src.len()).ok(),
         Some(dst.len()),
         "callers pass matching sizes"
     );
-    // SAFETY: as in quantize_nearest: features detected, lengths asserted.
-    unsafe {
-        match format {
-            Format::F32 => return false,
-            Format::F16 => f16_dequantize(src, dst),
-            Format::BF16 => bf16_dequantize(src, dst),
-            Format::Q8_0 => q8_0_dequantize(src, dst),
-            Format::Q4_0 => q4_0_dequantize(src, dst),
-            Format::Q4_1 => q4_1_dequantize(src, dst),
-        }
-    }
+    // SAFETY: as in quantize: features detected, sizes asserted.
+    unsafe { kernel(src, dst) };
     true
 }
 
@@ -159,34 +153,34 @@ fn first_equal(v: [__m256; 4], value: f32) -> usize {
     }
 }
 
-/// Index of the first element of `src` that is NaN or not below `limit` in
-/// magnitude (the range check of `limits`), eight lanes at a time.
-pub fn first_out_of_range(src: &[f32], limit: f32) -> Option<usize> {
-    if !available() {
-        return None;
+/// The length of the longest prefix of `src` made of whole blocks of 32 whose
+/// elements are all in range (below `limit` in magnitude, not NaN), eight
+/// lanes at a time; 0 when this CPU lacks AVX2. `limits` scans the rest.
+pub fn in_range_prefix(src: &[f32], limit: f32) -> usize {
+    if !is_x86_feature_detected!("avx2") {
+        return 0;
     }
     // SAFETY: AVX2 was detected; the kernel reads src[..] only.
-    unsafe { first_out_of_range_avx2(src, limit) }
+    unsafe { in_range_prefix_avx2(src, limit) }
 }
 
 /// # Safety
 /// AVX2 present.
 #[target_feature(enable = "avx2")]
-unsafe fn first_out_of_range_avx2(src: &[f32], limit: f32) -> Option<usize> {
+unsafe fn in_range_prefix_avx2(src: &[f32], limit: f32) -> usize {
     let bound = _mm256_set1_ps(limit);
-    let step = 32;
-    let whole = src.len() / step * step;
-    for i in (0..whole).step_by(step) {
+    let whole = src.len() / QK * QK;
+    for i in (0..whole).step_by(QK) {
         // SAFETY: i + 32 <= src.len().
-        let v = unsafe { load_block(&src[i..i + step]) };
+        let v = unsafe { load_block(&src[i..i + QK]) };
         // abs(x) < limit is false for NaN (ordered comparison).
         let ok = v.map(|v| _mm256_cmp_ps(abs(v), bound, _CMP_LT_OQ));
         let all = _mm256_and_ps(_mm256_and_ps(ok[0], ok[1]), _mm256_and_ps(ok[2], ok[3]));
         if _mm256_movemask_ps(all) != 0xff {
-            return first_out_of_range_portable(&src[i..i + step], limit).map(|j| i + j);
+            return i;
         }
     }
-    first_out_of_range_portable(&src[whole..], limit).map(|j| whole + j)
+    whole
 }
 
 /// binary16 bits (little endian at `bytes[0..2]`) to f32, in one instruction.
@@ -211,7 +205,7 @@ fn put_f16(out: &mut [u8], value: f32) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 34`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
     // Eight blocks at a time: their scales d = amax/127, the reciprocals and
     // the f16 conversions take one vector instruction each instead of eight
     // scalar ones (the same correctly rounded operations, so the same bytes).
@@ -278,7 +272,7 @@ unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 18`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
@@ -314,7 +308,7 @@ unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 20`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
@@ -362,7 +356,7 @@ unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == 2 * src.len()`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
     let whole = src.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
         // SAFETY: i + 8 <= src.len() and 2 * (i + 8) <= dst.len().
@@ -380,7 +374,7 @@ unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 present; `dst.len() == 2 * src.len()`; no NaN in `src`.
 #[target_feature(enable = "avx2")]
-unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
     let whole = src.len() / 16 * 16;
     let bias = _mm256_set1_epi32(0x7fff);
     let one = _mm256_set1_epi32(1);
@@ -405,7 +399,7 @@ unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
@@ -429,7 +423,7 @@ unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// AVX2 present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2")]
-unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
@@ -529,7 +523,7 @@ unsafe fn nibbles(qs: &[u8]) -> [__m256i; 4] {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 34 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     for (block, y) in src.chunks_exact(34).zip(dst.chunks_exact_mut(QK)) {
         let d = _mm256_set1_ps(f16_at(block));
@@ -556,7 +550,7 @@ unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 18 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let eight = _mm256_set1_epi32(8);
     for (block, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(QK)) {
@@ -578,7 +572,7 @@ unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 20 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     for (block, y) in src.chunks_exact(20).zip(dst.chunks_exact_mut(QK)) {
         let d = _mm256_set1_ps(f16_at(block));
@@ -596,71 +590,4 @@ unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
         };
     }
     end_streaming(stream);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::ALL_FORMATS;
-
-    /// Edge cases then random data: ties, zeros of both signs, negative
-    /// maxima, equal values, subnormals, values near each format's limit.
-    fn inputs() -> Vec<Vec<f32>> {
-        let mut s = 12345u32;
-        let mut next = || {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / 16_777_216.0 - 0.5
-        };
-        let random: Vec<f32> = (0..32 * 512).map(|_| next() * 3.0).collect();
-        let ties: Vec<f32> = (0..32 * 64)
-            .map(|i| ((i % 255) as f32 - 127.0) / 2.0)
-            .collect();
-        let mut zeros = vec![0.0f32; 32 * 4];
-        zeros[32..64].fill(-0.0);
-        zeros[70] = -0.0;
-        zeros[71] = 0.5;
-        zeros[100] = -0.0;
-        zeros[101] = 2.0;
-        zeros[5] = -0.0; // block 0: all zeros, +0 first, a -0 later (Q4_1's d must be +0)
-        let mut edges = vec![0.25f32; 32 * 4];
-        edges[0..32].fill(f32::from_bits(0x0040_0000)); // subnormals
-        edges[40] = -3.0; // negative max
-        edges[64..96]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = if i % 2 == 0 { 1e4 } else { -1e4 });
-        edges[127] = 65000.0;
-        let tail: Vec<f32> = (0..32 * 3 + 8).map(|i| i as f32 * 0.37 - 20.0).collect();
-        // The edge blocks again inside whole groups of eight (Q8_0 computes the
-        // scales of eight blocks at once, and its last partial group alone).
-        let grouped_edges = [zeros.clone(), edges.clone(), random[..32 * 8].to_vec()].concat();
-        vec![random, ties, zeros, edges, tail, grouped_edges]
-    }
-
-    #[test]
-    fn simd_equals_portable_byte_for_byte() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX2/F16C");
-            return;
-        }
-        for x in inputs() {
-            for format in ALL_FORMATS {
-                if format.check_count(x.len()).is_err() {
-                    continue;
-                }
-                let size = format.size_of(x.len()).unwrap();
-                let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
-                super::super::quantize_nearest_portable(format, &x, &mut portable);
-                if !quantize_nearest(format, &x, &mut simd) {
-                    continue;
-                }
-                assert_eq!(portable, simd, "{format:?} quantize");
-                let (mut y_portable, mut y_simd) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-                super::super::dequantize_portable(format, &portable, &mut y_portable);
-                assert!(dequantize(format, &portable, &mut y_simd));
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&y_portable), bits(&y_simd), "{format:?} dequantize");
-            }
-        }
-    }
 }

@@ -5,7 +5,7 @@
 use super::exec::{Buffer, Engine, Job, MAX_ALLOCATION};
 use super::shaders::Push;
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use crate::quant::Rounding;
 
 /// Elements per dispatch are a multiple of this (whole units of every kernel,
@@ -16,14 +16,7 @@ const MAX_CHUNK: usize = 1 << 24;
 
 /// The variant name suffix of a format.
 pub fn format_tag(format: Format) -> &'static str {
-    match format {
-        Format::F32 => "f32",
-        Format::F16 => "f16",
-        Format::BF16 => "bf16",
-        Format::Q8_0 => "q8_0",
-        Format::Q4_0 => "q4_0",
-        Format::Q4_1 => "q4_1",
-    }
+    format.spec().shader_tag
 }
 
 /// Which kernel of a format.
@@ -132,6 +125,7 @@ fn run(
     out_bytes_per: (usize, usize),
     rounding: Rounding,
 ) -> Result<()> {
+    format.require_vulkan(VulkanFamily::Conversions)?;
     let chunk = chunk_elements(engine, format);
     let size_of = bytes_for;
     let max_in = words(size_of(in_bytes_per, chunk.min(n)));

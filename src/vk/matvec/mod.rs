@@ -38,7 +38,7 @@ use super::exec::{self, Buffer, Dispatch, Engine};
 use super::ops::format_tag;
 use super::record::{BufferRange, Ticket, check_disjoint, check_range};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use ash::vk;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -423,6 +423,7 @@ pub struct Sizes {
 impl MatvecCall {
     /// Checks the shape and returns the operands' sizes in bytes.
     pub fn sizes(&self) -> Result<Sizes> {
+        self.format.require_vulkan(VulkanFamily::Matvec)?;
         if self.rows == 0 || self.cols == 0 {
             return Err(Error::invalid(format!(
                 "matvec: a {}x{} matrix is empty",
