@@ -236,10 +236,10 @@ static Q5_0: CpuKernels = CpuKernels {
     },
     #[cfg(target_arch = "x86_64")]
     simd: SimdKernels {
-        nearest: None,
-        dequantize: None,
-        row_dot: None,
-        row_dot_int: None,
+        nearest: Some(quant_simd::q5_0_quantize),
+        dequantize: Some(quant_simd::q5_0_dequantize),
+        row_dot: Some(matvec_simd::row_dot_avx2::<matvec_simd::Q5_0Block>),
+        row_dot_int: Some(matvec_simd::row_dot_int_avx2::<matvec_simd::Q5_0Block>),
     },
 };
 

@@ -159,7 +159,7 @@ const ELEMENT_CPU: CpuKernelSet = CpuKernelSet {
     integer_matvec: false,
 };
 
-/// What Q8_0, Q4_0 and Q4_1 have on the CPU.
+/// What the block formats have on the CPU.
 const BLOCK_CPU: CpuKernelSet = CpuKernelSet {
     error_minimising: true,
     simd_quantize: true,
@@ -325,13 +325,7 @@ pub static FORMATS: [FormatSpec; 7] = [
         estimated_snr_db: 27.2,
         planned: false,
         shader_tag: "q5_0",
-        cpu: CpuKernelSet {
-            simd_quantize: false,
-            simd_dequantize: false,
-            simd_matvec: false,
-            integer_matvec: false,
-            ..BLOCK_CPU
-        },
+        cpu: BLOCK_CPU,
         // No shader decodes Q5_0 yet (issue #19): every Vulkan entry point
         // refuses it as unsupported.
         vulkan: VulkanKernelSet {

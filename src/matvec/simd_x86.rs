@@ -5,7 +5,7 @@
 
 use super::row::{MAX_BATCH, Sums};
 use crate::format::Format;
-use crate::quant::simd_x86::f16_at;
+use crate::quant::simd_x86::{f16_at, q5_0_levels, widen_bytes};
 use std::arch::x86_64::*;
 
 pub(super) fn available() -> bool {
@@ -93,6 +93,8 @@ pub(crate) struct Q8_0Block;
 pub(crate) struct Q4_0Block;
 /// Q4_1 blocks.
 pub(crate) struct Q4_1Block;
+/// Q5_0 blocks.
+pub(crate) struct Q5_0Block;
 
 /// Implements [`Layout`] for each decoder: (type, format, offset).
 macro_rules! layouts {
@@ -111,6 +113,7 @@ layouts!(
     (Q8_0Block, Format::Q8_0, false),
     (Q4_0Block, Format::Q4_0, false),
     (Q4_1Block, Format::Q4_1, true),
+    (Q5_0Block, Format::Q5_0, false),
 );
 
 impl F32Block for F32Block32 {
@@ -197,6 +200,17 @@ impl F32Block for Q4_1Block {
         // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
         let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(4).cast()) };
         (nibble_levels(packed, 0), f16_at(b), f16_at(&b[2..]))
+    }
+}
+
+impl F32Block for Q5_0Block {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        // SAFETY: b holds a 22-byte block (caller's contract).
+        let levels = widen_bytes(unsafe { q5_0_levels(b) });
+        let sixteen = _mm256_set1_epi32(16);
+        let q = levels.map(|l| _mm256_cvtepi32_ps(_mm256_sub_epi32(l, sixteen)));
+        (q, f16_at(b), 0.0)
     }
 }
 
@@ -350,6 +364,17 @@ impl IntBlock for Q4_1Block {
         // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
         let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(4).cast()) };
         (nibble_bytes(packed), f16_at(b), f16_at(&b[2..]))
+    }
+}
+
+impl IntBlock for Q5_0Block {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds a 22-byte block (caller's contract).
+        let levels = unsafe { q5_0_levels(b) };
+        // Q5_0 stores q + 16: as signed levels −16..15 it takes Q8_0's path.
+        let q = _mm256_sub_epi8(levels, _mm256_set1_epi8(16));
+        (q, f16_at(b), 0.0)
     }
 }
 

@@ -269,6 +269,35 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The scale and levels of a block `x` (loaded as `v`) in a format whose zero
+/// point is `zero` among 2·zero levels (Q4_0, Q5_0), as `scalar` computes them:
+/// d = max/−zero with ggml's max, q = min(2·zero − 1, ⌊x·id + zero + ½⌋).
+#[target_feature(enable = "avx2")]
+fn offset_levels(x: &[f32], v: [__m256; 4], zero: f32) -> (f32, [__m256i; 4]) {
+    let m = _mm256_max_ps(
+        _mm256_max_ps(abs(v[0]), abs(v[1])),
+        _mm256_max_ps(abs(v[2]), abs(v[3])),
+    );
+    let amax = horizontal_max(m);
+    // ggml's max: the first element of largest magnitude, with its sign (+0 when all are zero).
+    let max = if amax == 0.0 {
+        0.0
+    } else {
+        x[first_equal(v.map(|lane| abs(lane)), amax)]
+    };
+    let d = max / -zero;
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let (half_up, top) = (_mm256_set1_ps(zero + 0.5), _mm256_set1_ps(2.0 * zero - 1.0));
+    let q = v.map(|v| {
+        let t = _mm256_round_ps(
+            _mm256_add_ps(_mm256_mul_ps(v, id), half_up),
+            _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
+        );
+        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
+    });
+    (d, q)
+}
+
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 18`.
 #[target_feature(enable = "avx2,f16c")]
@@ -276,32 +305,29 @@ pub(crate) unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
-        let m = _mm256_max_ps(
-            _mm256_max_ps(abs(v[0]), abs(v[1])),
-            _mm256_max_ps(abs(v[2]), abs(v[3])),
-        );
-        let amax = horizontal_max(m);
-        // ggml's max: the first element of largest magnitude, with its sign (+0 when all are zero).
-        let max = if amax == 0.0 {
-            0.0
-        } else {
-            x[first_equal(v.map(|lane| abs(lane)), amax)]
-        };
-        let d = max / -8.0;
-        let id = _mm256_set1_ps(scalar::inverse_scale(d));
-        let q = v.map(|v| {
-            let t = _mm256_round_ps(
-                _mm256_add_ps(_mm256_mul_ps(v, id), _mm256_set1_ps(8.5)),
-                _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
-            );
-            _mm256_cvtps_epi32(_mm256_min_ps(
-                _mm256_max_ps(t, _mm256_setzero_ps()),
-                _mm256_set1_ps(15.0),
-            ))
-        });
+        let (d, q) = offset_levels(x, v, 8.0);
         put_f16(out, d);
         // SAFETY: out has 18 bytes; the store covers out[2..18].
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(2).cast(), pack_nibbles(q)) };
+    }
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 32 * 22`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_0_quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
+        // SAFETY: x has exactly 32 elements.
+        let v = unsafe { load_block(x) };
+        let (d, q) = offset_levels(x, v, 16.0);
+        put_f16(out, d);
+        // Bit 4 of each level (0..31, one byte each in element order) moved
+        // to the byte's top bit: the byte mask is qh.
+        let fifth_bits = _mm256_movemask_epi8(_mm256_slli_epi16(pack_i8(q), 3)) as u32;
+        out[2..6].copy_from_slice(&fifth_bits.to_le_bytes());
+        let low = q.map(|v| _mm256_and_si256(v, _mm256_set1_epi32(0x0f)));
+        // SAFETY: out has 22 bytes; the store covers out[6..22].
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(6).cast(), pack_nibbles(low)) };
     }
 }
 
@@ -562,6 +588,68 @@ pub(crate) unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
             store_block(
                 y,
                 q.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(l, eight)))),
+                stream,
+            )
+        };
+    }
+    end_streaming(stream);
+}
+
+/// The 32 levels (0..32) of a Q5_0 block as bytes, in element order: the
+/// nibbles, with 0x10 added where the element's bit of `qh` is set.
+///
+/// # Safety
+/// `block` must hold at least 22 bytes.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn q5_0_levels(block: &[u8]) -> __m256i {
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    // Byte j of `spread` is byte j/8 of qh (each 128-bit lane holds qh's
+    // four bytes); `select` keeps bit j%8 of it.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        ),
+    );
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    // SAFETY: block has 22 bytes: 16 bytes of nibbles from offset 6.
+    let packed = unsafe { _mm_loadu_si128(block.as_ptr().add(6).cast()) };
+    let mask = _mm_set1_epi8(0x0f);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
+}
+
+/// The 32 bytes of `v` (unsigned) as four i32 vectors, in order.
+#[target_feature(enable = "avx2")]
+pub(crate) fn widen_bytes(v: __m256i) -> [__m256i; 4] {
+    let (low, high) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    [
+        _mm256_cvtepu8_epi32(low),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8)),
+        _mm256_cvtepu8_epi32(high),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8)),
+    ]
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 22 * 32`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_0_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    let sixteen = _mm256_set1_epi32(16);
+    for (block, y) in src.chunks_exact(22).zip(dst.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_at(block));
+        // SAFETY: block has 22 bytes.
+        let q = widen_bytes(unsafe { q5_0_levels(block) });
+        // SAFETY: y has exactly 32 elements.
+        unsafe {
+            store_block(
+                y,
+                q.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(l, sixteen)))),
                 stream,
             )
         };
