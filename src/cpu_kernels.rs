@@ -16,21 +16,33 @@ use crate::matvec::simd_x86 as matvec_simd;
 use crate::quant::simd_x86 as quant_simd;
 use crate::quant::{scalar, search};
 
+/// Quantizes whole blocks: (src, dst).
+pub type Quantize = fn(&[f32], &mut [u8]);
+
+/// Quantizes whole blocks stochastically: (src, dst, seed, first), element i
+/// of src drawing the random numbers of index `first + i`.
+pub type QuantizeStochastic = fn(&[f32], &mut [u8], u64, u64);
+
+/// Quantizes one block with the least error under per-element weights: (x,
+/// weights, out).
+pub type Search = fn(&[f32], &[f32], &mut [u8]);
+
+/// Dequantizes whole blocks: (src, dst).
+pub type Dequantize = fn(&[u8], &mut [f32]);
+
 /// The kernels of one format.
 #[derive(Clone, Copy)]
 pub struct CpuKernels {
     /// The format they are for.
     pub format: Format,
-    /// Round to nearest (byte-identical with ggml's reference), whole blocks.
-    pub nearest: fn(&[f32], &mut [u8]),
-    /// Stochastic rounding of whole blocks: element i of the slice draws the
-    /// random numbers of index `first + i` (arguments: src, dst, seed, first).
-    pub stochastic: fn(&[f32], &mut [u8], u64, u64),
-    /// Error-minimising rounding of one block under per-element weights
-    /// (x, weights, out); None where nearest rounding is already optimal.
-    pub error_minimising: Option<fn(&[f32], &[f32], &mut [u8])>,
-    /// Whole blocks back to f32.
-    pub dequantize: fn(&[u8], &mut [f32]),
+    /// Round to nearest (byte-identical with ggml's reference).
+    pub nearest: Quantize,
+    /// Stochastic rounding.
+    pub stochastic: QuantizeStochastic,
+    /// Error-minimising rounding; None where nearest rounding is already optimal.
+    pub error_minimising: Option<Search>,
+    /// Back to f32.
+    pub dequantize: Dequantize,
     /// The AVX2 kernels, run where the CPU has the features.
     #[cfg(target_arch = "x86_64")]
     pub simd: SimdKernels,

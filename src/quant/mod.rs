@@ -351,7 +351,7 @@ fn quantize_nearest(kernels: &CpuKernels, src: &[f32], dst: &mut [u8]) {
 
 fn quantize_error_minimising(
     format: Format,
-    search: fn(&[f32], &[f32], &mut [u8]),
+    search: crate::cpu_kernels::Search,
     src: &[f32],
     dst: &mut [u8],
     importance: Option<&[f32]>,

@@ -6,7 +6,7 @@ use super::exec::{Buffer, Engine, Job};
 use super::ops::{Op, chunk_elements, kernel_name};
 use super::shaders::Push;
 use crate::error::Result;
-use crate::format::{Format, QUANTIZED_FORMATS};
+use crate::format::{Format, VulkanFamily};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
     }];
     let checked = n.min(CHECKED_ELEMENTS);
     let readback = Buffer::new(&engine.device, 4 * checked as u64, true)?;
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);

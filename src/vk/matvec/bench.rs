@@ -6,7 +6,7 @@
 
 use super::{Arithmetic, MatvecCall, Operands, Variant, record_matvec, upload};
 use crate::error::Result;
-use crate::format::{ALL_FORMATS, Format};
+use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions};
 use crate::vk::bench::{copy_gbps, median_seconds};
 use crate::vk::exec::{Buffer, Engine};
@@ -180,7 +180,7 @@ fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
             .collect();
         let x = upload(engine, &x_values)?;
         let y = Buffer::new(&engine.device, vector_bytes, false)?;
-        for format in ALL_FORMATS {
+        for format in Format::with_vulkan(VulkanFamily::Matvec) {
             let mut bytes = vec![0u8; format.size_of(values.len())?];
             let opts = QuantizeOptions {
                 threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
