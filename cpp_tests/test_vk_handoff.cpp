@@ -728,14 +728,11 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
 TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
-  auto cpu = nyxq_test::cpu_context(1);
-  HostBuffer buf = trainer.make_buffer(1 << 16);
+  HostBuffer buf = trainer.make_buffer(1 << 15);
+  // Room for 1024 values and for a 4x64 matrix, its x and its y.
+  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, dst{buf.buffer, 8192, 4096};
+  const NyxqVkBufferRange w{buf.buffer, 16384, 256}, x{buf.buffer, 20480, 256}, y{buf.buffer, 24576, 256};
   VkCommandBuffer cmd = trainer.cmd();
-  const NyxqVkBufferRange src{buf.buffer, 0, 4096};
-  const NyxqVkBufferRange dst{buf.buffer, 8192, 4096};
-  const NyxqVkBufferRange w{buf.buffer, 16384, 256};
-  const NyxqVkBufferRange x{buf.buffer, 20480, 256};
-  const NyxqVkBufferRange y{buf.buffer, 24576, 256};
   auto expect_refused = [](NyxqStatus status, const char *what) {
     EXPECT_EQ(status, NYXQ_ERROR_UNSUPPORTED) << what << " -> " << nyxq_test::describe(status);
     EXPECT_NE(std::strstr(nyxq_last_error_message(), "Q5_0 has no Vulkan"), nullptr)
@@ -776,6 +773,7 @@ TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
   EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
 
   // The context's own functions take the CPU twin: the same bytes as a CPU context.
+  auto cpu = nyxq_test::cpu_context(1);
   const std::vector<float> values = weights(1024);
   std::vector<unsigned char> on_vulkan(704), on_cpu(704);
   CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_vulkan.data(),

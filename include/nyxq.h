@@ -1461,7 +1461,7 @@ NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
  *
  * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
  * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1 weights use integer dot products with
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
  * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
@@ -1822,8 +1822,9 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
- * than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+ * format with no Vulkan kernel (Q5_0), a row larger than the device's
+ * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1930,7 +1931,8 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * nyxq_tensor_destroy).
  *
  * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context
+ * or for a format with no Vulkan kernel (Q5_0)),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -2192,8 +2194,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
- * error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
+ * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
+ * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
  * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
@@ -2300,7 +2303,8 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
+ *   kernels: not Q5_0), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -2329,8 +2333,9 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
- * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
+ * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */

@@ -13,7 +13,7 @@
 //! roundings of its partial sums, a product is exact inside a fused
 //! multiply-add, and a block's scale adds one rounding.
 //!
-//! W·x with Q8_0, Q4_0 or Q4_1 weights (on AVX2, rows of whole blocks, finite
+//! W·x with Q8_0, Q4_0, Q4_1 or Q5_0 weights (on AVX2, rows of whole blocks, finite
 //! x) takes the integer path, as ggml does: each block of 32 values of x is
 //! rounded to 8 bits with an f32 scale `s = max|x|/127`, and the block's dot
 //! product is computed exactly in integers, then scaled. That adds at most
