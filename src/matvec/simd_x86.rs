@@ -117,6 +117,7 @@ layouts!(
 );
 
 impl F32Block for F32Block32 {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         let f = b.as_ptr().cast::<f32>();
@@ -134,6 +135,7 @@ impl F32Block for F32Block32 {
 }
 
 impl F32Block for F16Block32 {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         let p = b.as_ptr();
@@ -144,6 +146,7 @@ impl F32Block for F16Block32 {
 }
 
 impl F32Block for Bf16Block32 {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         let p = b.as_ptr();
@@ -157,6 +160,7 @@ impl F32Block for Bf16Block32 {
 }
 
 impl F32Block for Q8_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         let p = b.as_ptr();
@@ -170,6 +174,7 @@ impl F32Block for Q8_0Block {
 }
 
 /// The 32 four-bit levels of 16 packed bytes, less `bias`, as floats.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn nibble_levels(packed: __m128i, bias: i32) -> [__m256; 4] {
     let mask = _mm_set1_epi8(0x0f);
@@ -186,6 +191,7 @@ fn nibble_levels(packed: __m128i, bias: i32) -> [__m256; 4] {
 }
 
 impl F32Block for Q4_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         // SAFETY: b holds an 18-byte block (caller's contract): 16 bytes at 2.
@@ -195,6 +201,7 @@ impl F32Block for Q4_0Block {
 }
 
 impl F32Block for Q4_1Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
@@ -204,6 +211,7 @@ impl F32Block for Q4_1Block {
 }
 
 impl F32Block for Q5_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
         // SAFETY: b holds a 22-byte block (caller's contract).
@@ -330,6 +338,7 @@ pub(crate) trait IntBlock: Layout {
 }
 
 /// The 32 four-bit levels of 16 packed bytes, in element order.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn nibble_bytes(packed: __m128i) -> __m256i {
     let mask = _mm_set1_epi8(0x0f);
@@ -339,6 +348,7 @@ fn nibble_bytes(packed: __m128i) -> __m256i {
 }
 
 impl IntBlock for Q8_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
         // SAFETY: b holds a 34-byte block (caller's contract): 32 bytes at 2.
@@ -348,6 +358,7 @@ impl IntBlock for Q8_0Block {
 }
 
 impl IntBlock for Q4_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
         // SAFETY: b holds an 18-byte block (caller's contract): 16 bytes at 2.
@@ -359,6 +370,7 @@ impl IntBlock for Q4_0Block {
 }
 
 impl IntBlock for Q4_1Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
         // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
@@ -368,6 +380,7 @@ impl IntBlock for Q4_1Block {
 }
 
 impl IntBlock for Q5_0Block {
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
         // SAFETY: b holds a 22-byte block (caller's contract).

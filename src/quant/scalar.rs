@@ -223,11 +223,12 @@ pub fn signed_max(x: &[f32]) -> f32 {
     max
 }
 
-/// Packs the low four bits of 32 quants: element j in the low nibble of byte
-/// j, element j+16 in the high nibble.
+/// Packs 32 four-bit quants: element j in the low nibble of byte j, element
+/// j+16 in the high nibble.
+#[inline(always)]
 fn pack_nibbles(q: &[u8; QK], out: &mut [u8]) {
     for j in 0..QK / 2 {
-        out[j] = (q[j] & 0x0f) | (q[j + QK / 2] << 4);
+        out[j] = q[j] | (q[j + QK / 2] << 4);
     }
 }
 
@@ -241,6 +242,7 @@ fn unpack_nibble(qs: &[u8], j: usize) -> u8 {
 
 /// The levels of a format whose zero point is `zero` (8 for Q4_0, 16 for
 /// Q5_0) among 2·zero levels: q = min(2·zero − 1, ⌊x·id + zero + ½⌋).
+#[inline(always)]
 fn offset_levels(x: &[f32], d: f32, zero: f32) -> [u8; QK] {
     let id = inverse_scale(d);
     let (half_up, top) = (zero + 0.5, 2.0 * zero - 1.0);
@@ -252,6 +254,7 @@ fn offset_levels(x: &[f32], d: f32, zero: f32) -> [u8; QK] {
 }
 
 /// Stochastic [`offset_levels`]: q = ⌊x·id + zero + u⌋ in [0, 2·zero − 1].
+#[inline(always)]
 fn offset_levels_stochastic(x: &[f32], d: f32, zero: f32, seed: u64, first: u64) -> [u8; QK] {
     let id = inverse_scale(d);
     let top = 2.0 * zero - 1.0;
@@ -304,7 +307,7 @@ fn pack_q5(q: &[u8; QK], out: &mut [u8]) {
         .enumerate()
         .fold(0u32, |qh, (j, &v)| qh | (u32::from(v >> 4) << j));
     out[..4].copy_from_slice(&qh.to_le_bytes());
-    pack_nibbles(q, &mut out[4..20]);
+    pack_nibbles(&q.map(|v| v & 0x0f), &mut out[4..20]);
 }
 
 /// Q5_0, round to nearest (ggml's quantize_row_q5_0_ref).

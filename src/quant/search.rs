@@ -80,73 +80,76 @@ pub fn q8_0(x: &[f32], w: &[f32], out: &mut [u8]) {
 }
 
 /// A format with a zero point and a signed scale (Q4_0, Q5_0): its levels
-/// run from −zero to zero − 1, and nearest rounding puts the block's largest
-/// magnitude on −zero.
-struct Symmetric<const B: usize> {
-    zero: f32,
-    nearest: fn(&[f32], &mut [u8]),
-    with_scale: fn(&[f32], f32, &mut [u8]),
-    dequantize: fn(&[u8], &mut [f32]),
+/// run from −ZERO to ZERO − 1, and nearest rounding puts the block's largest
+/// magnitude on −ZERO. Constants, so each format's search calls its kernels
+/// directly.
+trait Symmetric {
+    const ZERO: f32;
+    const NEAREST: fn(&[f32], &mut [u8]);
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]);
+    const DEQUANTIZE: fn(&[u8], &mut [f32]);
 }
 
-impl<const B: usize> Symmetric<B> {
-    /// The block with the lowest weighted error.
-    fn search(&self, x: &[f32], w: &[f32], out: &mut [u8]) {
-        let mut best = Best {
-            bytes: [0u8; B],
-            error: f64::INFINITY,
-        };
-        let mut candidate = [0u8; B];
-        (self.nearest)(x, &mut candidate);
-        best.offer(x, w, &candidate, self.dequantize);
-        let max = scalar::signed_max(x);
-        if max.abs() < f32::MIN_POSITIVE {
-            out[..B].copy_from_slice(&best.bytes);
-            return;
-        }
-        let mut levels = [0.0f32; QK];
-        // The largest element on the −zero side (ggml's choice) or on the
-        // zero − 1 side, with divisors from 1.5 below to 1.75 above those ends.
-        for (sign, first_divisor) in [(-1.0f32, self.zero - 1.5), (1.0, self.zero - 2.5)] {
-            for k in 0..14 {
-                let d = stored(max / (sign * (first_divisor + 0.25 * k as f32)));
-                (self.with_scale)(x, d, &mut candidate);
-                best.offer(x, w, &candidate, self.dequantize);
-                let mut restored = [0.0f32; QK];
-                (self.dequantize)(&candidate, &mut restored);
-                for (l, &r) in levels.iter_mut().zip(&restored) {
-                    *l = if d != 0.0 { (r / d).round() } else { 0.0 };
-                }
-                if let Some(refit) = refit_scale(x, w, &levels) {
-                    (self.with_scale)(x, stored(refit), &mut candidate);
-                    best.offer(x, w, &candidate, self.dequantize);
-                }
+struct Q4_0;
+impl Symmetric for Q4_0 {
+    const ZERO: f32 = 8.0;
+    const NEAREST: fn(&[f32], &mut [u8]) = scalar::q4_0_nearest;
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]) = scalar::q4_0_with_scale;
+    const DEQUANTIZE: fn(&[u8], &mut [f32]) = scalar::q4_0_dequantize;
+}
+
+struct Q5_0;
+impl Symmetric for Q5_0 {
+    const ZERO: f32 = 16.0;
+    const NEAREST: fn(&[f32], &mut [u8]) = scalar::q5_0_nearest;
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]) = scalar::q5_0_with_scale;
+    const DEQUANTIZE: fn(&[u8], &mut [f32]) = scalar::q5_0_dequantize;
+}
+
+/// The `F` block (`B` bytes) with the lowest weighted error.
+fn symmetric<const B: usize, F: Symmetric>(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let mut best = Best {
+        bytes: [0u8; B],
+        error: f64::INFINITY,
+    };
+    let mut candidate = [0u8; B];
+    F::NEAREST(x, &mut candidate);
+    best.offer(x, w, &candidate, F::DEQUANTIZE);
+    let max = scalar::signed_max(x);
+    if max.abs() < f32::MIN_POSITIVE {
+        out[..B].copy_from_slice(&best.bytes);
+        return;
+    }
+    let mut levels = [0.0f32; QK];
+    // The largest element on the −ZERO side (ggml's choice) or on the
+    // ZERO − 1 side, with divisors from 1.5 below to 1.75 above those ends.
+    for (sign, first_divisor) in [(-1.0f32, F::ZERO - 1.5), (1.0, F::ZERO - 2.5)] {
+        for k in 0..14 {
+            let d = stored(max / (sign * (first_divisor + 0.25 * k as f32)));
+            F::WITH_SCALE(x, d, &mut candidate);
+            best.offer(x, w, &candidate, F::DEQUANTIZE);
+            let mut restored = [0.0f32; QK];
+            F::DEQUANTIZE(&candidate, &mut restored);
+            for (l, &r) in levels.iter_mut().zip(&restored) {
+                *l = if d != 0.0 { (r / d).round() } else { 0.0 };
+            }
+            if let Some(refit) = refit_scale(x, w, &levels) {
+                F::WITH_SCALE(x, stored(refit), &mut candidate);
+                best.offer(x, w, &candidate, F::DEQUANTIZE);
             }
         }
-        out[..B].copy_from_slice(&best.bytes);
     }
+    out[..B].copy_from_slice(&best.bytes);
 }
 
 /// Q4_0 with the lowest weighted error.
 pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
-    Symmetric::<18> {
-        zero: 8.0,
-        nearest: scalar::q4_0_nearest,
-        with_scale: scalar::q4_0_with_scale,
-        dequantize: scalar::q4_0_dequantize,
-    }
-    .search(x, w, out);
+    symmetric::<18, Q4_0>(x, w, out);
 }
 
 /// Q5_0 with the lowest weighted error.
 pub fn q5_0(x: &[f32], w: &[f32], out: &mut [u8]) {
-    Symmetric::<22> {
-        zero: 16.0,
-        nearest: scalar::q5_0_nearest,
-        with_scale: scalar::q5_0_with_scale,
-        dequantize: scalar::q5_0_dequantize,
-    }
-    .search(x, w, out);
+    symmetric::<22, Q5_0>(x, w, out);
 }
 
 /// Weighted least squares for x ≈ d·q + m with fixed levels q.

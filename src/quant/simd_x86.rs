@@ -184,6 +184,7 @@ unsafe fn in_range_prefix_avx2(src: &[f32], limit: f32) -> usize {
 }
 
 /// binary16 bits (little endian at `bytes[0..2]`) to f32, in one instruction.
+#[inline]
 #[target_feature(enable = "f16c")]
 pub(crate) fn f16_at(bytes: &[u8]) -> f32 {
     let bits = u16::from_le_bytes([bytes[0], bytes[1]]);
@@ -272,6 +273,7 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
 /// The scale and levels of a block `x` (loaded as `v`) in a format whose zero
 /// point is `zero` among 2·zero levels (Q4_0, Q5_0), as `scalar` computes them:
 /// d = max/−zero with ggml's max, q = min(2·zero − 1, ⌊x·id + zero + ½⌋).
+#[inline]
 #[target_feature(enable = "avx2")]
 fn offset_levels(x: &[f32], v: [__m256; 4], zero: f32) -> (f32, [__m256i; 4]) {
     let m = _mm256_max_ps(
@@ -600,6 +602,7 @@ pub(crate) unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
 ///
 /// # Safety
 /// `block` must hold at least 22 bytes.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn q5_0_levels(block: &[u8]) -> __m256i {
     let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
@@ -624,6 +627,7 @@ pub(crate) unsafe fn q5_0_levels(block: &[u8]) -> __m256i {
 }
 
 /// The 32 bytes of `v` (unsigned) as four i32 vectors, in order.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) fn widen_bytes(v: __m256i) -> [__m256i; 4] {
     let (low, high) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
