@@ -170,6 +170,12 @@ enum NyxqFormat
    * INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
    */
   NYXQ_FORMAT_Q4_1 = 5,
+  /**
+   * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
+   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
+   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+   */
+  NYXQ_FORMAT_Q5_0 = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -650,7 +656,7 @@ typedef struct {
    */
   const char *name;
   /**
-   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4"); static.
+   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
    */
   const char *precision_level;
   /**
@@ -1374,9 +1380,9 @@ NyxqStatus nyxq_quantized_size(int32_t format,
 /**
  * Bytes of a device buffer range that holds `n` elements in `format`: the
  * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
- * not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
- * neither).
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
+ * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
+ * BF16 values neither).
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
@@ -1500,7 +1506,7 @@ NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
  *
  * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
  * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1 weights use integer dot products with
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
  * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
@@ -1820,8 +1826,9 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
- * than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+ * format with no Vulkan kernel (Q5_0), a row larger than the device's
+ * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1929,7 +1936,8 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
- * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
+ * with no Vulkan kernel (Q5_0)),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -2216,8 +2224,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
- * error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
+ * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
+ * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
  * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
@@ -2324,7 +2333,8 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
+ *   kernels: not Q5_0), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -2353,8 +2363,9 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
- * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
+ * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */

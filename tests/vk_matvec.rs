@@ -15,7 +15,7 @@
 
 mod vk_support;
 
-use nyxq::format::{ALL_FORMATS, Format};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
 use nyxq::vk::matvec::{
@@ -295,7 +295,7 @@ fn every_format_and_shape(force_compat: bool) {
         choice.rows_per_group(q4, 8, Format::Q4_0, 4097),
         choice.dot_slots(rows, 1),
     );
-    for format in ALL_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let mut shapes = vec![
             (1, 32),
             (7, 96),
@@ -459,7 +459,7 @@ fn non_finite_x(force_compat: bool) {
     };
     let engine = ctx.vulkan().unwrap();
     let (rows, cols, batch) = (9usize, 96usize, 8u32);
-    for format in ALL_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let (wq, w) = weights(format, rows, cols, 5);
         for transposed in [false, true] {
             let n = if transposed { rows } else { cols };
@@ -525,8 +525,8 @@ fn block_formats_choose_the_dot_variant() {
     let choice = engine.matvec();
     assert!(choice.dot_supported());
     assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
-    for format in ALL_FORMATS {
-        let dot = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        let dot = format.spec().vulkan.matvec_dot;
         for batch in 1..=8u32 {
             let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
                 Variant::Dot
