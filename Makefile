@@ -29,9 +29,11 @@ test: configure-test
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# Regenerates include/nyxq.h from src/ffi (commit the result).
+# Regenerates include/nyxq.h and cpp_tests/layout_generated.hpp from src/ffi
+# (commit the result).
 header:
 	NYXQ_UPDATE_HEADER=1 cargo build
+	NYXQ_UPDATE_HEADER=1 cargo test --features test-exports --test header_is_current
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)
