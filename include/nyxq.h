@@ -39,6 +39,13 @@ extern "C" {
 #define NYXQ_ABI_VERSION 1
 
 /**
+ * Bytes of the fixed name fields (NyxqHardware.name,
+ * NyxqPlanFeasibility.recommended_name), the terminating NUL included; a
+ * longer name is cut on a UTF-8 character boundary.
+ */
+#define NYXQ_NAME_LEN 64
+
+/**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
  * (values are never reused or renumbered).
  */
@@ -250,6 +257,16 @@ NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
 /* ---- Contexts ---- */
 
 /**
+ * Bytes of NyxqContextInfo.backend_name, the terminating NUL included.
+ */
+#define NYXQ_BACKEND_NAME_LEN 32
+
+/**
+ * Bytes of NyxqContextInfo.fallback_reason, the terminating NUL included.
+ */
+#define NYXQ_FALLBACK_REASON_LEN 256
+
+/**
  * Which backend a context should use (NyxqContextOptions.backend).
  */
 enum NyxqBackend
@@ -364,11 +381,11 @@ typedef struct {
   /**
    * The backend's name, NUL-terminated ("cpu", ...).
    */
-  char backend_name[32];
+  char backend_name[NYXQ_BACKEND_NAME_LEN];
   /**
    * Why AUTO fell back to the CPU; empty when it did not.
    */
-  char fallback_reason[256];
+  char fallback_reason[NYXQ_FALLBACK_REASON_LEN];
 } NyxqContextInfo;
 
 /**
@@ -1454,6 +1471,11 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(const NyxqContext *ctx,
 /* ---- Planning: models, policies, plans, configuration and hardware ---- */
 
 /**
+ * The number of NyxqRole values: the length of NyxqPlanPolicy.role_formats.
+ */
+#define NYXQ_ROLE_COUNT 7
+
+/**
  * "No value" for the optional u64 fields of NyxqPlanPolicy.
  */
 #define NYXQ_DEFAULT_BYTES UINT64_MAX
@@ -1637,7 +1659,7 @@ typedef struct {
   /**
    * Preferred NyxqFormat per NyxqRole (index = role); -1 = default_format.
    */
-  int32_t role_formats[7];
+  int32_t role_formats[NYXQ_ROLE_COUNT];
   /**
    * Overrides "regex=format,regex=format" (llama.cpp's --tensor-type), or
    * NULL. Read during nyxq_plan_create only.
@@ -1697,7 +1719,7 @@ typedef struct {
   /**
    * The profile's name, NUL-terminated.
    */
-  char name[64];
+  char name[NYXQ_NAME_LEN];
 } NyxqHardware;
 
 /**
@@ -1731,7 +1753,7 @@ typedef struct {
   /**
    * and its name, NUL-terminated.
    */
-  char recommended_name[64];
+  char recommended_name[NYXQ_NAME_LEN];
 } NyxqPlanFeasibility;
 
 /**
