@@ -267,7 +267,7 @@ TEST(Errors, RecordingCallsCheckHandlesFirst) {
   uint64_t ticket = 7;
   // Never used as a VkCommandBuffer: each call fails before it records.
   void *command_buffer = reinterpret_cast<void *>(uintptr_t{0x10});
-  auto matvec = [&](const NyxqContext *c, const NyxqVkBufferRange *w) {
+  auto matvec = [&](NyxqContext *c, const NyxqVkBufferRange *w) {
     return nyxq_vk_cmd_matvec(c, command_buffer, NYXQ_FORMAT_Q4_0, 1, 32, 1, w, &range, nullptr, &range, &ticket);
   };
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matvec(nullptr, &range));

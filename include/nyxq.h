@@ -10,6 +10,8 @@
  * - Enum-like inputs are plain int32_t and are validated; unknown values are
  *   NYXQ_ERROR_INVALID_ARGUMENT.
  * - Each buffer pointer is followed by its length; (NULL, 0) is an empty buffer.
+ * - A handle passed as `const` is only read; calls that change an object take
+ *   it without `const`.
  * - Handles are opaque; *_destroy(NULL) is a no-op; a destroyed handle is
  *   NYXQ_ERROR_INVALID_HANDLE where it can be detected.
  * - No function lets a panic or a C++ exception cross the boundary.
@@ -882,7 +884,7 @@ NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
  * NYXQ_ERROR_NON_FINITE. Thread-safe.
  */
-NyxqStatus nyxq_tensor_upload(const NyxqTensor *tensor,
+NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
                               const float *src,
                               size_t n,
                               const NyxqQuantizeOptions *options);
@@ -958,7 +960,7 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
-NyxqStatus nyxq_tensor_migrate(const NyxqTensor *tensor,
+NyxqStatus nyxq_tensor_migrate(NyxqTensor *tensor,
                                int32_t placement);
 
 /**
@@ -1333,7 +1335,7 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
  */
-NyxqStatus nyxq_vk_cmd_quantize(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_quantize(NyxqContext *ctx,
                                 void *command_buffer,
                                 int32_t format,
                                 uint64_t n,
@@ -1350,7 +1352,7 @@ NyxqStatus nyxq_vk_cmd_quantize(const NyxqContext *ctx,
  * nyxq_vk_cmd_quantize; NYXQ_ERROR_UNSUPPORTED also for F32 -> F16 (that is a
  * quantize) and for an `out_format` other than F32 and F16.
  */
-NyxqStatus nyxq_vk_cmd_dequantize(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_dequantize(NyxqContext *ctx,
                                   void *command_buffer,
                                   int32_t format,
                                   uint64_t n,
@@ -1365,7 +1367,7 @@ NyxqStatus nyxq_vk_cmd_dequantize(const NyxqContext *ctx,
  * to nyxq_fake_quantize's). `src` and `dst` must not overlap. Options,
  * command buffer, tickets and errors as nyxq_vk_cmd_quantize.
  */
-NyxqStatus nyxq_vk_cmd_fake_quantize(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_fake_quantize(NyxqContext *ctx,
                                      void *command_buffer,
                                      int32_t format,
                                      uint64_t n,
@@ -1385,7 +1387,7 @@ NyxqStatus nyxq_vk_cmd_fake_quantize(const NyxqContext *ctx,
  * NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
  * (a CPU context). Thread-safe.
  */
-NyxqStatus nyxq_vk_release(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_release(NyxqContext *ctx,
                            uint64_t ticket);
 
 /**
@@ -1437,7 +1439,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */
-NyxqStatus nyxq_vk_cmd_matvec(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_matvec(NyxqContext *ctx,
                               void *command_buffer,
                               int32_t format,
                               uint64_t rows,
@@ -1457,7 +1459,7 @@ NyxqStatus nyxq_vk_cmd_matvec(const NyxqContext *ctx,
  * command buffer, tickets, accuracy (the sum runs over rows) and errors as
  * nyxq_vk_cmd_matvec.
  */
-NyxqStatus nyxq_vk_cmd_matvec_transposed(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
                                          void *command_buffer,
                                          int32_t format,
                                          uint64_t rows,
@@ -1867,7 +1869,7 @@ NyxqStatus nyxq_model_load(const char *path,
  * size_t), NYXQ_ERROR_NON_FINITE (NaN/Inf in data), NYXQ_ERROR_OUT_OF_MEMORY.
  * Thread-safe (calls on one model are serialised).
  */
-NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
+NyxqStatus nyxq_model_add_tensor(NyxqModel *model,
                                  const char *name,
                                  int32_t role,
                                  const uint64_t *shape,
@@ -2237,7 +2239,7 @@ NyxqStatus nyxq_loss_scaler_scale(const NyxqLossScaler *scaler,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_SIZE_OVERFLOW.
  */
-NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_unscale_and_check(NyxqLossScaler *scaler,
                                               float *grads,
                                               size_t n,
                                               uint32_t *found_non_finite_out,
@@ -2251,7 +2253,7 @@ NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
  */
-NyxqStatus nyxq_loss_scaler_report_non_finite(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_report_non_finite(NyxqLossScaler *scaler,
                                               uint32_t found_non_finite);
 
 /**
@@ -2263,7 +2265,7 @@ NyxqStatus nyxq_loss_scaler_report_non_finite(const NyxqLossScaler *scaler,
  * the scale already at its floor (skip the step; *apply_step_out untouched),
  * NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
  */
-NyxqStatus nyxq_loss_scaler_update(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_update(NyxqLossScaler *scaler,
                                    uint32_t *apply_step_out);
 
 /**
@@ -2306,7 +2308,7 @@ NyxqStatus nyxq_adam_destroy(NyxqAdam *adam);
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
  * lr negative or not finite); on error nothing is updated.
  */
-NyxqStatus nyxq_adam_step(const NyxqAdam *adam,
+NyxqStatus nyxq_adam_step(NyxqAdam *adam,
                           float lr,
                           float *params,
                           size_t n,
@@ -2347,7 +2349,7 @@ NyxqStatus nyxq_adam_state_bytes(const NyxqAdam *adam,
  * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
  * command buffers.
  */
-NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
                                          const NyxqLossScaler *scaler,
                                          void *command_buffer,
                                          const NyxqVkBufferRange *grads,

@@ -109,7 +109,7 @@ pub extern "C" fn nyxq_model_load(
 /// Thread-safe (calls on one model are serialised).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_model_add_tensor(
-    model: *const NyxqModel,
+    model: *mut NyxqModel,
     name: *const c_char,
     role: i32,
     shape: *const u64,

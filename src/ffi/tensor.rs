@@ -185,7 +185,7 @@ pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
 /// NYXQ_ERROR_NON_FINITE. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_upload(
-    tensor: *const NyxqTensor,
+    tensor: *mut NyxqTensor,
     src: *const f32,
     n: usize,
     options: *const NyxqQuantizeOptions,
@@ -349,7 +349,7 @@ pub extern "C" fn nyxq_tensor_placement(
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
 #[unsafe(no_mangle)]
-pub extern "C" fn nyxq_tensor_migrate(tensor: *const NyxqTensor, placement: i32) -> NyxqStatus {
+pub extern "C" fn nyxq_tensor_migrate(tensor: *mut NyxqTensor, placement: i32) -> NyxqStatus {
     guard(|| {
         let handle = handle::get(tensor)?;
         handle.tensor.migrate(placement_arg(placement)?)

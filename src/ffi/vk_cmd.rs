@@ -189,7 +189,7 @@ fn record_call(
 /// synchronisation of one command buffer).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_quantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -214,7 +214,7 @@ pub extern "C" fn nyxq_vk_cmd_quantize(
 /// quantize) and for an `out_format` other than F32 and F16.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_dequantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -253,7 +253,7 @@ pub extern "C" fn nyxq_vk_cmd_dequantize(
 /// command buffer, tickets and errors as nyxq_vk_cmd_quantize.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_fake_quantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -280,7 +280,7 @@ pub extern "C" fn nyxq_vk_cmd_fake_quantize(
 /// NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
 /// (a CPU context). Thread-safe.
 #[unsafe(no_mangle)]
-pub extern "C" fn nyxq_vk_release(ctx: *const NyxqContext, ticket: u64) -> NyxqStatus {
+pub extern "C" fn nyxq_vk_release(ctx: *mut NyxqContext, ticket: u64) -> NyxqStatus {
     guard(|| {
         let context = handle::get(ctx)?;
         let engine = context.vulkan_engine()?;

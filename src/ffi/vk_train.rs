@@ -36,7 +36,7 @@ use std::ffi::c_void;
 /// command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_unscale_and_check(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     scaler: *const NyxqLossScaler,
     command_buffer: *mut c_void,
     grads: *const NyxqVkBufferRange,
