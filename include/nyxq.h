@@ -10,6 +10,11 @@
  * - Enum-like inputs are plain int32_t and are validated; unknown values are
  *   NYXQ_ERROR_INVALID_ARGUMENT.
  * - Each buffer pointer is followed by its length; (NULL, 0) is an empty buffer.
+ * - Buffers are read or written only during the call. An output buffer never
+ *   overlaps an input unless the function says it may; where nyxq can see it,
+ *   an overlap is NYXQ_ERROR_INVALID_ARGUMENT, elsewhere it is undefined.
+ * - Returned pointers and strings stay valid as each function says: static
+ *   text forever, text nyxq allocates until nyxq_string_destroy.
  * - A handle passed as `const` is only read; calls that change an object take
  *   it without `const`.
  * - Handles are opaque; *_destroy(NULL) is a no-op; a destroyed handle is
@@ -160,8 +165,10 @@ typedef int32_t NyxqLogLevel;
  *
  * It is called on whichever thread logs: any thread that is inside a nyxq
  * call, including nyxq's own worker threads, possibly several at once. It
- * must not throw (an exception must not cross into nyxq), and must not call
- * nyxq_set_log_callback (that call waits for running callbacks to return).
+ * must not throw (an exception must not cross into nyxq), must not call
+ * nyxq_set_log_callback (that call waits for running callbacks to return),
+ * and should not call other nyxq functions (they may log, which calls it
+ * again on the same thread).
  */
 typedef void (*NyxqLogCallback)(void *user_data,
                                 int32_t level,
@@ -685,7 +692,8 @@ NyxqStatus nyxq_quantize_options_default(NyxqQuantizeOptions *options_out);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
- * importance length, first_index + n beyond INT64_MAX),
+ * importance length, first_index + n beyond INT64_MAX, `dst` overlapping
+ * `src` or options->importance),
  * NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
  * NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
@@ -707,7 +715,8 @@ NyxqStatus nyxq_quantize(const NyxqContext *ctx,
  *   the first n = src_len / block_bytes * block_size are written.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks),
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks,
+ * `dst` overlapping `src`),
  * NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
  * space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
  * Thread-safe.
@@ -722,7 +731,8 @@ NyxqStatus nyxq_dequantize(const NyxqContext *ctx,
 /**
  * Quantizes `n` floats to `format` and back in one pass, writing the round
  * trip's result into `dst` (quantization-aware training's forward weights).
- * `src` and `dst` may be the same buffer. Options and errors as nyxq_quantize;
+ * `src` and `dst` may be the same buffer; any other overlap is
+ * NYXQ_ERROR_INVALID_ARGUMENT. Options and errors as nyxq_quantize;
  * `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
  * copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
  * allocated (nothing written). Thread-safe.
@@ -891,7 +901,7 @@ NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
 
 /**
  * Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
- * element count).
+ * element count). `dst` must not overlap the tensor's own bytes.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
@@ -999,7 +1009,8 @@ NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
- * blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs),
+ * blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs,
+ * `y` overlapping `w`, `x` or `bias`; the inputs may overlap each other),
  * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
  * floats). Thread-safe.
  */
@@ -1021,7 +1032,8 @@ NyxqStatus nyxq_matvec(const NyxqContext *ctx,
  * y = xᵀ·W for `batch` vectors (the backward pass of a quantized layer):
  * y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats; `y`: at
  * least batch·cols floats. Weights, errors and accuracy as nyxq_matvec (the
- * sum runs over rows). Thread-safe.
+ * sum runs over rows; `y` overlapping `w` or `x` is NYXQ_ERROR_INVALID_ARGUMENT).
+ * Thread-safe.
  */
 NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
                                   int32_t format,
@@ -2306,7 +2318,8 @@ NyxqStatus nyxq_adam_destroy(NyxqAdam *adam);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
- * lr negative or not finite); on error nothing is updated.
+ * lr negative or not finite, `params` overlapping `grads`); on error nothing
+ * is updated.
  */
 NyxqStatus nyxq_adam_step(NyxqAdam *adam,
                           float lr,

@@ -201,7 +201,7 @@ pub extern "C" fn nyxq_tensor_upload(
 }
 
 /// Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
-/// element count).
+/// element count). `dst` must not overlap the tensor's own bytes.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.

@@ -330,7 +330,8 @@ pub extern "C" fn nyxq_adam_destroy(adam: *mut NyxqAdam) -> NyxqStatus {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
-/// lr negative or not finite); on error nothing is updated.
+/// lr negative or not finite, `params` overlapping `grads`); on error nothing
+/// is updated.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_adam_step(
     adam: *mut NyxqAdam,
@@ -342,10 +343,11 @@ pub extern "C" fn nyxq_adam_step(
 ) -> NyxqStatus {
     guard(|| {
         let a = handle::get(adam)?;
-        // SAFETY: the caller passes n writable floats at params.
-        let params = unsafe { ptr::slice_mut(params, n, "params") }?;
-        // SAFETY: the caller passes grads_len readable floats at grads, not overlapping params.
+        // SAFETY: the caller passes grads_len readable floats at grads.
         let grads = unsafe { ptr::slice(grads, grads_len, "grads") }?;
+        ptr::check_disjoint((params, n, "params"), grads, "grads")?;
+        // SAFETY: the caller passes n writable floats at params, disjoint from grads (checked).
+        let params = unsafe { ptr::slice_mut(params, n, "params") }?;
         a.lock().step(lr, params, grads)
     })
 }
