@@ -650,8 +650,9 @@ NyxqStatus nyxq_format_info(int32_t format,
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size; the message names the next valid count),
- * NYXQ_ERROR_SIZE_OVERFLOW (the bytes do not fit in size_t, or `n` is not a
- * multiple of the block size and the next multiple does not either),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
+ * object may take, or `n` is not a multiple of the block size and the next
+ * multiple does not fit in size_t),
  * NYXQ_ERROR_NULL_POINTER. Thread-safe.
  */
 NyxqStatus nyxq_quantized_size(int32_t format,
@@ -965,8 +966,9 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
  * nyxq_tensor_destroy).
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -1912,7 +1914,9 @@ NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (bad policy: struct_size, formats, overrides),
  * NYXQ_ERROR_INFEASIBLE_PLAN (nothing fits: the message gives the shortfall in
- * bytes and the largest shape of the model ladder that fits). Thread-safe.
+ * bytes and the largest shape of the model ladder that fits),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the model's byte totals overflow 64 bits).
+ * Thread-safe.
  */
 NyxqStatus nyxq_plan_create(const NyxqModel *model,
                             const NyxqHardware *hardware,
@@ -1926,8 +1930,9 @@ NyxqStatus nyxq_plan_create(const NyxqModel *model,
  * (config/ladder.json) whose plan fits under the same hardware and policy.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
- * not an error. Thread-safe.
+ * NYXQ_ERROR_INVALID_ARGUMENT (bad policy), NYXQ_ERROR_SIZE_OVERFLOW (the
+ * model's byte totals overflow 64 bits). Infeasibility is a result here, not
+ * an error. Thread-safe.
  */
 NyxqStatus nyxq_plan_feasibility(const NyxqModel *model,
                                  const NyxqHardware *hardware,
@@ -2389,6 +2394,27 @@ NyxqStatus nyxq_test_force_panic(void);
  * Errors: none.
  */
 NyxqStatus nyxq_test_leak(size_t bytes);
+
+/**
+ * Fault injection for the allocation-failure sweep: the calling thread's
+ * `nth` (1-based) host allocation from now on whose size comes from a caller
+ * or a file fails, once, as if the allocator had refused it (the call
+ * reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
+ * nyxq_test_allocations_counted reports. Other threads are untouched. Test
+ * builds only.
+ *
+ * Errors: none.
+ */
+NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
+
+/**
+ * How many such allocations the calling thread attempted since its last
+ * nyxq_test_fail_allocation_after, the failed one included: when it is
+ * below the `nth` armed, no failure was injected. Test builds only.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER.
+ */
+NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
 #endif
 
 #ifdef __cplusplus

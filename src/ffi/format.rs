@@ -93,8 +93,9 @@ pub extern "C" fn nyxq_format_info(format: i32, info_out: *mut NyxqFormatInfo) -
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
 /// of the block size; the message names the next valid count),
-/// NYXQ_ERROR_SIZE_OVERFLOW (the bytes do not fit in size_t, or `n` is not a
-/// multiple of the block size and the next multiple does not either),
+/// NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
+/// object may take, or `n` is not a multiple of the block size and the next
+/// multiple does not fit in size_t),
 /// NYXQ_ERROR_NULL_POINTER. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usize) -> NyxqStatus {

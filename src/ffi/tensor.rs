@@ -344,8 +344,9 @@ pub extern "C" fn nyxq_tensor_placement(
 /// host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
 /// nyxq_tensor_destroy).
 ///
-/// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
-/// placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
+/// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
 #[unsafe(no_mangle)]

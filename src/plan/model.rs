@@ -460,7 +460,14 @@ impl Model {
                 format!("{origin}:{}:{}: {e}", e.line(), e.column()),
             )
         })?;
-        let in_file = |e: Error| Error::new(ErrorKind::Config, format!("{origin}: {e}"));
+        // A refused allocation stays OutOfMemory; every other error is the file's.
+        let in_file = |e: Error| {
+            let kind = match e.kind() {
+                ErrorKind::OutOfMemory => ErrorKind::OutOfMemory,
+                _ => ErrorKind::Config,
+            };
+            Error::new(kind, format!("{origin}: {e}"))
+        };
         if let Some(shape) = &file.transformer {
             shape.check().map_err(in_file)?;
         }

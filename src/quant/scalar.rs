@@ -74,8 +74,9 @@ pub fn f16_bits_stochastic(x: f32, r: u32) -> u16 {
     if magnitude < 0x0080_0000 {
         return sign;
     }
-    let rounded = if exponent < -25 {
-        // Below half the smallest subnormal: 0 or 2^-24, up with probability |x|·2^24.
+    let rounded = if exponent < -24 {
+        // Below the smallest subnormal: 0 or 2^-24, up with probability |x|·2^24
+        // (dropping bits would reach into the exponent here).
         let up = ((r >> 8) as f32) < f32::from_bits(magnitude) * 16_777_216.0 * 16_777_216.0;
         if up { 0x3380_0000 } else { 0 }
     } else {
@@ -376,5 +377,11 @@ mod tests {
         assert_eq!(f16_bits_stochastic(1.0, 0xffff_ffff), lo); // representable values stay
         assert_eq!(f16_bits_stochastic(-2.0, 0x1234_5678), f16_bits(-2.0));
         assert_eq!(f16_bits_stochastic(65519.0, 0xffff_ffff), f16_bits(65504.0));
+        // Between 2^-25 and 2^-24: 0 or the smallest subnormal, never 2^-23.
+        let tiny = f32::from_bits(0x3358_0000); // 1.6875·2^-25
+        assert!(
+            (0..4096u32)
+                .all(|r| [0, 1].contains(&f16_bits_stochastic(tiny, r.wrapping_mul(0x9e37_79b9))))
+        );
     }
 }
