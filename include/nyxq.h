@@ -1052,6 +1052,26 @@ NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
 /* ---- Vulkan: borrowed devices and command recording ---- */
 
 /**
+ * Bytes of NyxqDeviceInfo.name, the NUL included (VK_MAX_PHYSICAL_DEVICE_NAME_SIZE).
+ */
+#define NYXQ_DEVICE_NAME_LEN 256
+
+/**
+ * Bytes of NyxqDeviceInfo.vendor_name, the NUL included.
+ */
+#define NYXQ_VENDOR_NAME_LEN 32
+
+/**
+ * Bytes of NyxqDeviceInfo.driver_name, the NUL included (VK_MAX_DRIVER_NAME_SIZE).
+ */
+#define NYXQ_DRIVER_NAME_LEN 256
+
+/**
+ * Bytes of NyxqDeviceInfo.driver_info, the NUL included (VK_MAX_DRIVER_INFO_SIZE).
+ */
+#define NYXQ_DRIVER_INFO_LEN 256
+
+/**
  * Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
  */
 enum NyxqDeviceType
@@ -1081,11 +1101,11 @@ typedef struct {
   /**
    * VkPhysicalDeviceProperties.deviceName.
    */
-  char name[256];
+  char name[NYXQ_DEVICE_NAME_LEN];
   /**
    * Vendor's name derived from vendor_id ("NVIDIA", "AMD", "Intel", "Mesa", "unknown").
    */
-  char vendor_name[32];
+  char vendor_name[NYXQ_VENDOR_NAME_LEN];
   /**
    * PCI vendor ID (or Khronos vendor ID).
    */
@@ -1094,11 +1114,11 @@ typedef struct {
   /**
    * VkPhysicalDeviceDriverProperties.driverName, e.g. "llvmpipe", "NVIDIA".
    */
-  char driver_name[256];
+  char driver_name[NYXQ_DRIVER_NAME_LEN];
   /**
    * VkPhysicalDeviceDriverProperties.driverInfo, e.g. "Mesa 22.3.6 (LLVM 15.0.6)".
    */
-  char driver_info[256];
+  char driver_info[NYXQ_DRIVER_INFO_LEN];
   /**
    * Raw driverVersion (the encoding is the vendor's).
    */

@@ -96,6 +96,27 @@ fn every_declared_name_has_the_nyxq_prefix() {
     );
 }
 
+#[test]
+fn every_array_is_sized_by_a_named_constant() {
+    let header = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/nyxq.h"))
+        .expect("build.rs writes OUT_DIR/nyxq.h");
+    let bare: Vec<&str> = header
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('*'))
+        .filter(|line| {
+            let size = line
+                .split('[')
+                .nth(1)
+                .and_then(|rest| rest.split(']').next());
+            size.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "arrays sized by a bare number (use a NYXQ_ constant): {bare:?}"
+    );
+}
+
 /// cpp_tests/layout_generated.hpp must hold the layout asserts of the Rust
 /// types as they are now; NYXQ_UPDATE_HEADER=1 rewrites it (`make header`).
 #[cfg(feature = "test-exports")]
