@@ -999,7 +999,7 @@ mod c_abi {
     /// The arguments of one call, changed one at a time by the error cases.
     #[derive(Clone, Copy)]
     struct Args {
-        ctx: *const NyxqContext,
+        ctx: *mut NyxqContext,
         cmd: *mut c_void,
         format: i32,
         rows: u64,
@@ -1150,7 +1150,7 @@ mod c_abi {
                 let cases: Vec<(Args, NyxqStatus, &str)> = vec![
                     (
                         Args {
-                            ctx: null(),
+                            ctx: null_mut(),
                             ..good
                         },
                         NyxqErrorNullPointer,
