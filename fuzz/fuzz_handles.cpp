@@ -66,7 +66,7 @@ void expect_if_destroyed(const Slot<T> &s, NyxqStatus status, const char *what, 
   if (s.handle != nullptr && !s.live && other_arguments_valid) expect(status, NYXQ_ERROR_INVALID_HANDLE, what);
 }
 
-bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q4_1; }
+bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q5_0; }
 bool known_placement(int32_t placement) {
   return placement == NYXQ_PLACEMENT_HOST || placement == NYXQ_PLACEMENT_DEVICE;
 }

@@ -42,7 +42,7 @@ float value_from(Input &in, uint8_t mode) {
   switch (mode % 4) {
     case 0: return in.take<float>();                                        // any bits
     case 1: return static_cast<float>(static_cast<int8_t>(in.byte())) / 8;  // small, many ties
-    case 2: return std::ldexp(static_cast<float>(static_cast<int8_t>(in.byte())), in.byte() % 64 - 32);
+    case 2: return std::ldexp(static_cast<float>(static_cast<int8_t>(in.byte())), in.byte() % 74 - 32);
     default:
       return in.pick<float>({0.0f, -0.0f, NAN, INFINITY, -INFINITY, 65504.0f, 65520.0f, -65520.0f, 524160.0f,
                              8.32e6f, 3.3895e38f, FLT_MIN, -FLT_MIN / 4, 1e-40f, FLT_MAX});
@@ -85,7 +85,7 @@ struct Case {
 Case read_case(Input &in) {
   Case c{};
   uint8_t format_byte = in.byte();
-  c.format = format_byte < 0xf0 ? format_byte % 6 : static_cast<int32_t>(format_byte) - 0x100;
+  c.format = format_byte < 0xf0 ? format_byte % 7 : static_cast<int32_t>(format_byte) - 0x100;
   nyxq_quantize_options_default(&c.options);
   uint8_t mode = in.byte();
   c.options.rounding = mode % 3;

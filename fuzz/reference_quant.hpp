@@ -82,10 +82,11 @@ inline Layout layout(int32_t format) {
     case NYXQ_FORMAT_BF16: return {1, 2};
     case NYXQ_FORMAT_Q8_0: return {32, 34};
     case NYXQ_FORMAT_Q4_0: return {32, 18};
+    case NYXQ_FORMAT_Q5_0: return {32, 22};
     default: return {32, 20};  // Q4_1
   }
 }
-inline bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q4_1; }
+inline bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q5_0; }
 
 // The exclusive magnitude limit: |x| below it is accepted (docs/quant.md,
 // "Huge values": the first value whose result or f16 scale overflows).
@@ -94,6 +95,7 @@ inline float limit(int32_t format) {
     case NYXQ_FORMAT_F32: return INFINITY;
     case NYXQ_FORMAT_BF16: return float_of(0x7f7f8000);
     case NYXQ_FORMAT_Q4_0: return 524160.0f;
+    case NYXQ_FORMAT_Q5_0: return 1048320.0f;
     case NYXQ_FORMAT_Q8_0: {
       // The smallest a whose scale a/127 rounds to Inf in f16.
       static const float q8 = [] {
@@ -155,7 +157,7 @@ inline BlockScale block_scale(int32_t format, const float *x) {
     for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     return {amax / 127.0f, 0.0f};
   }
-  if (format == NYXQ_FORMAT_Q4_0) {
+  if (format == NYXQ_FORMAT_Q4_0 || format == NYXQ_FORMAT_Q5_0) {
     // The first element of largest magnitude, with its sign.
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < 32; ++j) {
@@ -164,7 +166,7 @@ inline BlockScale block_scale(int32_t format, const float *x) {
         max = x[j];
       }
     }
-    return {max / -8.0f, 0.0f};
+    return {max / (format == NYXQ_FORMAT_Q4_0 ? -8.0f : -16.0f), 0.0f};
   }
   float min = FLT_MAX, max = -FLT_MAX;
   for (int j = 0; j < 32; ++j) {
@@ -176,7 +178,12 @@ inline BlockScale block_scale(int32_t format, const float *x) {
 
 // The largest quant magnitude a block holds (for error bounds).
 inline float largest_quant(int32_t format) {
-  return format == NYXQ_FORMAT_Q8_0 ? 127.0f : (format == NYXQ_FORMAT_Q4_0 ? 8.0f : 15.0f);
+  switch (format) {
+    case NYXQ_FORMAT_Q8_0: return 127.0f;
+    case NYXQ_FORMAT_Q4_0: return 8.0f;
+    case NYXQ_FORMAT_Q5_0: return 16.0f;
+    default: return 15.0f;
+  }
 }
 
 // Nearest rounding of one block (32 values for Q formats, 1 otherwise).
@@ -205,6 +212,23 @@ inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
         int hi = std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f)));
         out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
       }
+      return;
+    }
+    case NYXQ_FORMAT_Q5_0: {
+      // The low four bits as Q4_0 packs them; bit j of the 32-bit qh is the
+      // fifth bit of element j.
+      float d = block_scale(format, x).d;
+      float id = inverse_scale(d);
+      put_f16(out, d);
+      uint32_t qh = 0;
+      for (int j = 0; j < 16; ++j) {
+        int lo = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
+        int hi = std::min(31, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 16.5f)));
+        out[6 + j] = static_cast<uint8_t>((lo & 0xf) | ((hi & 0xf) << 4));
+        qh |= static_cast<uint32_t>(lo >> 4) << j;
+        qh |= static_cast<uint32_t>(hi >> 4) << (j + 16);
+      }
+      for (int k = 0; k < 4; ++k) out[2 + k] = static_cast<uint8_t>(qh >> (8 * k));
       return;
     }
     default: {  // Q4_1
@@ -244,6 +268,18 @@ inline void dequantize_block(int32_t format, const uint8_t *in, float *y) {
       for (int j = 0; j < 16; ++j) {
         y[j] = d * static_cast<float>((in[2 + j] & 0xf) - 8);
         y[j + 16] = d * static_cast<float>((in[2 + j] >> 4) - 8);
+      }
+      return;
+    }
+    case NYXQ_FORMAT_Q5_0: {
+      float d = get_f16(in);
+      uint32_t qh = 0;
+      for (int k = 0; k < 4; ++k) qh |= static_cast<uint32_t>(in[2 + k]) << (8 * k);
+      for (int j = 0; j < 16; ++j) {
+        int lo = (in[6 + j] & 0xf) | static_cast<int>(((qh >> j) & 1) << 4);
+        int hi = (in[6 + j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+        y[j] = d * static_cast<float>(lo - 16);
+        y[j + 16] = d * static_cast<float>(hi - 16);
       }
       return;
     }
