@@ -8,7 +8,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: demo test build configure configure-test bootstrap header clean
+.PHONY: demo test build configure configure-test bootstrap header mutants clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -28,6 +28,13 @@ configure-test: bootstrap
 test: configure-test
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Mutation testing of the CPU modules (.cargo/mutants.toml); not part of `make test`.
+# MUTANTS_ARGS passes options through, e.g. MUTANTS_ARGS="--shard 0/8" or "-f src/train/**".
+MUTANTS_ARGS ?=
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants@27.1.0
+	cargo mutants --jobs 1 --output target/mutants $(MUTANTS_ARGS)
 
 # Regenerates include/nyxq.h from src/ffi (commit the result).
 header:
