@@ -1,140 +1,275 @@
-//! Compiles shaders/*.comp to SPIR-V with glslc: one entry of VARIANTS per
-//! pipeline (`<op>_<in>_<out>`, the same name as the Rust constant and the
-//! pipeline's debug name), `--target-env=vulkan1.2 -Werror`, depfiles so an
-//! edited include triggers a rebuild. Any diagnostic fails the build. Writes
-//! OUT_DIR/shaders.rs, which src/vk/shaders.rs includes.
+//! The one table of shader variants, and their compilation. Every variant
+//! (`<op>_<in>_<out>[_<variant>]`, the name of its Rust `KernelId` constant,
+//! upper-cased, and of its pipeline) is compiled by glslc with
+//! `--target-env=vulkan1.2 -Werror` and depfiles so an edited include
+//! triggers a rebuild; any diagnostic fails the build. Writes
+//! OUT_DIR/shaders.rs, which src/vk/shaders.rs includes: the `KernelId`
+//! constants, each kernel's facts (SPIR-V, debug name, family, grid, the
+//! device features its capabilities need, its push-constant bytes) and
+//! which kernel does what.
+
+#[path = "spirv.rs"]
+mod spirv;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FORMATS: [&str; 5] = ["f16", "bf16", "q8_0", "q4_0", "q4_1"];
-/// The formats with an integer-dot-product matvec (`_dot`).
-const DOT_FORMATS: [&str; 3] = ["q8_0", "q4_0", "q4_1"];
+/// The defines a fast variant adds to its compatible one.
+type Defines = &'static [&'static str];
+/// `_rte`: f32 -> f16 by the hardware conversion, declared
+/// round-to-nearest-even (16-bit storage and float controls needed).
+const RTE: Defines = &["HW_F16"];
+/// `_rte` of a block format: 4 lanes of 8 values per invocation.
+const RTE_LANES: Defines = &["HW_F16", "FOUR_LANES"];
+/// `_rte` of a block format in f16 arithmetic (shaderFloat16), with the
+/// input staged in shared memory. (Q4_1's fma can give f16 subnormals, so
+/// its variant of this kind is `_rte_dp`, which declares DenormPreserve for
+/// 16-bit floats; its `_rte` converts from f32 and loads directly.)
+const RTE_F16_MATH: Defines = &["HW_F16", "FOUR_LANES", "F16_MATH", "STAGE_SHARED"];
+/// `_s16`: Q8_0's 34-byte blocks stored as 16-bit halves straight from the
+/// lanes (16-bit storage needed) instead of through shared memory.
+const STORE16: Defines = &["STORE16"];
 
-/// (name, source file, defines)
-fn variants() -> Vec<(String, &'static str, Vec<String>)> {
-    let mut v = vec![
-        ("copy_f32_f32".to_string(), "copy.comp", vec![]),
-        ("unscale_f32".to_string(), "unscale.comp", vec![]),
-    ];
-    for f in FORMATS {
-        let define = format!("FORMAT_{}", f.to_uppercase());
-        v.push((
-            format!("quantize_f32_{f}"),
-            "quantize.comp",
-            vec![define.clone()],
-        ));
-        // `_s16`: Q8_0's 34-byte blocks stored as 16-bit halves straight from
-        // the lanes (16-bit storage needed) instead of through shared memory.
-        if f == "q8_0" {
-            v.push((
-                format!("quantize_f32_{f}_s16"),
-                "quantize.comp",
-                vec![define.clone(), "STORE16".to_string()],
-            ));
-        }
-        // F16/BF16 dequantize: units of 4 values per invocation (2 measured
-        // best; experiments below).
-        let units = if f.starts_with('q') {
-            vec![]
-        } else {
-            vec!["UNITS=2u".to_string()]
+/// The GPU kernels of one format: adding a format's variants is adding its
+/// entry to [`FORMATS`] (and its decoding to shaders/blocks.glsl).
+pub struct FormatKernels {
+    /// The format's name in variant names (`<in>`, `<out>`); upper-cased, its
+    /// `FORMAT_*` define and its Rust `Format` variant.
+    pub tag: &'static str,
+    /// A block format: quantized a group of blocks per workgroup
+    /// (shaders/block_group.glsl), dequantized in lanes of 8 values. The
+    /// others dequantize in units of 4 values, 2 units per invocation
+    /// (measured best; other counts with NYXQ_SHADER_EXPERIMENTS=1).
+    pub block: bool,
+    /// Fast variants of `quantize_f32_<tag>`, fastest first: (suffix, defines).
+    pub quantize_fast: &'static [(&'static str, Defines)],
+    /// Fast variants of `dequantize_<tag>_f16`, fastest first.
+    pub dequantize_f16_fast: &'static [(&'static str, Defines)],
+    /// `matvec_<tag>_f32_dot`: x rounded to int8, integer dot products.
+    pub matvec_dot: bool,
+}
+
+/// Every format with GPU kernels (F32 has the copy kernel and the matvec ones).
+pub const FORMATS: [FormatKernels; 5] = [
+    FormatKernels {
+        tag: "f16",
+        block: false,
+        quantize_fast: &[("_rte", RTE)],
+        dequantize_f16_fast: &[],
+        matvec_dot: false,
+    },
+    FormatKernels {
+        tag: "bf16",
+        block: false,
+        quantize_fast: &[],
+        dequantize_f16_fast: &[("_rte", RTE)],
+        matvec_dot: false,
+    },
+    FormatKernels {
+        tag: "q8_0",
+        block: true,
+        quantize_fast: &[("_s16", STORE16)],
+        dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
+        matvec_dot: true,
+    },
+    FormatKernels {
+        tag: "q4_0",
+        block: true,
+        quantize_fast: &[],
+        dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
+        matvec_dot: true,
+    },
+    FormatKernels {
+        tag: "q4_1",
+        block: true,
+        quantize_fast: &[],
+        dequantize_f16_fast: &[("_rte_dp", RTE_F16_MATH), ("_rte", RTE_LANES)],
+        matvec_dot: true,
+    },
+];
+
+/// What a variant does, in the names of the Rust types the generated table
+/// refers to (`Op`, `MatvecVariant`, `Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `Op::<op>` on the format `tag`; within one (op, format), the variants
+    /// come fastest first and the compatible one (no optional feature) last.
+    Convert { op: &'static str, tag: &'static str },
+    /// A measurement-only variant of `Op::<op>` on `tag` (never chosen).
+    Experiment { op: &'static str, tag: &'static str },
+    /// `MatvecVariant::<variant>` on `tag`.
+    Matvec {
+        variant: &'static str,
+        tag: &'static str,
+    },
+}
+
+/// One pipeline: name, source file, defines and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// `<op>_<in>_<out>[_<variant>]`: the Rust constant (upper-cased) and
+    /// the pipeline's debug name.
+    pub name: String,
+    pub file: &'static str,
+    pub defines: Vec<String>,
+    pub roles: Vec<Role>,
+}
+
+fn variant(name: String, file: &'static str, defines: &[&str], roles: &[Role]) -> Variant {
+    Variant {
+        name,
+        file,
+        defines: defines.iter().map(|d| d.to_string()).collect(),
+        roles: roles.to_vec(),
+    }
+}
+
+impl FormatKernels {
+    /// Its quantize, dequantize (to f32 and f16) and fake-quantize variants.
+    fn convert_variants(&self) -> Vec<Variant> {
+        let tag = self.tag;
+        let format = format!("FORMAT_{}", tag.to_uppercase());
+        let format = format.as_str();
+        let units: &[&str] = if self.block { &[] } else { &["UNITS=2u"] };
+        let mut v = Vec::new();
+        let mut op = |op, name: String, base: &[&str], fast: &[(&str, Defines)]| {
+            let role = [Role::Convert { op, tag }];
+            for (suffix, extra) in fast {
+                let defines = [base, extra].concat();
+                v.push(variant(
+                    format!("{name}{suffix}"),
+                    file_of(op),
+                    &defines,
+                    &role,
+                ));
+            }
+            v.push(variant(name, file_of(op), base, &role));
         };
-        v.push((
-            format!("dequantize_{f}_f32"),
-            "dequantize.comp",
-            [vec![define.clone()], units.clone()].concat(),
-        ));
-        v.push((
-            format!("dequantize_{f}_f16"),
-            "dequantize.comp",
-            [vec![define.clone(), "OUT_F16".to_string()], units.clone()].concat(),
-        ));
-        // `_rte` variants: f32 -> f16 by the hardware conversion, declared
-        // round-to-nearest-even (16-bit storage and float controls needed).
-        // The Q8_0 and Q4_0 ones compute in f16 (F16_MATH: shaderFloat16).
-        // The block ones decode 4 lanes per invocation (FOUR_LANES).
-        if f != "f16" {
-            let mut defines = vec![define.clone(), "OUT_F16".to_string(), "HW_F16".to_string()];
-            defines.extend(units.clone());
-            // Block formats: 4 lanes of 8 values per invocation.
-            if f.starts_with('q') {
-                defines.push("FOUR_LANES".to_string());
-            }
-            // In f16 arithmetic, with the input staged in shared memory: the
-            // Q8_0 and Q4_0 `_rte` variants, and Q4_1's `_rte_dp` (its fma
-            // can give f16 subnormals, so it declares DenormPreserve for
-            // 16-bit floats; Q4_1's `_rte` converts from f32 and loads
-            // directly).
-            let f16_math = ["F16_MATH".to_string(), "STAGE_SHARED".to_string()];
-            if f == "q8_0" || f == "q4_0" {
-                defines.extend(f16_math.clone());
-            }
-            if f == "q4_1" {
-                let mut dp = defines.clone();
-                dp.extend(f16_math);
-                v.push((format!("dequantize_{f}_f16_rte_dp"), "dequantize.comp", dp));
-            }
-            v.push((
-                format!("dequantize_{f}_f16_rte"),
-                "dequantize.comp",
-                defines,
-            ));
-        }
-        v.push((
-            format!("fake_quantize_f32_{f}"),
-            "fake_quantize.comp",
-            vec![define.clone()],
-        ));
+        op(
+            "Quantize",
+            format!("quantize_f32_{tag}"),
+            &[format],
+            self.quantize_fast,
+        );
+        op(
+            "Dequantize",
+            format!("dequantize_{tag}_f32"),
+            &[&[format], units].concat(),
+            &[],
+        );
+        op(
+            "DequantizeF16",
+            format!("dequantize_{tag}_f16"),
+            &[&[format, "OUT_F16"], units].concat(),
+            self.dequantize_f16_fast,
+        );
+        op(
+            "FakeQuantize",
+            format!("fake_quantize_f32_{tag}"),
+            &[format],
+            &[],
+        );
         // Measurement only (NYXQ_SHADER_EXPERIMENTS=1 at build time): other
         // unit counts of the F16/BF16 dequantize kernels, named `_u<N>`.
-        if std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some() && !f.starts_with('q') {
-            for units in [1, 4, 8] {
-                v.push((
-                    format!("dequantize_{f}_f32_u{units}"),
-                    "dequantize.comp",
-                    vec![define.clone(), format!("UNITS={units}u")],
-                ));
-                v.push((
-                    format!("dequantize_{f}_f16_u{units}"),
-                    "dequantize.comp",
-                    vec![
-                        define.clone(),
-                        "OUT_F16".to_string(),
-                        format!("UNITS={units}u"),
-                    ],
-                ));
+        if std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some() && !self.block {
+            for n in [1, 4, 8] {
+                let units = format!("UNITS={n}u");
+                for (op, out, defines) in [
+                    ("Dequantize", "f32", vec![format, &units]),
+                    ("DequantizeF16", "f16", vec![format, "OUT_F16", &units]),
+                ] {
+                    let name = format!("dequantize_{tag}_{out}_u{n}");
+                    let role = [Role::Experiment { op, tag }];
+                    v.push(variant(name, "dequantize.comp", &defines, &role));
+                }
             }
         }
+        v
     }
-    v.push((
-        "quantize_f32_f16_rte".to_string(),
-        "quantize.comp",
-        vec!["FORMAT_F16".to_string(), "HW_F16".to_string()],
-    ));
-    for f in std::iter::once("f32").chain(FORMATS) {
-        let define = format!("FORMAT_{}", f.to_uppercase());
-        v.push((
-            format!("matvec_{f}_f32"),
-            "matvec.comp",
-            vec![define.clone()],
-        ));
-        v.push((
-            format!("matvec_{f}_f32_subgroup"),
-            "matvec.comp",
-            vec![define.clone(), "SUBGROUP".to_string()],
-        ));
-        v.push((format!("matvec_t_{f}_f32"), "matvec_t.comp", vec![define]));
+}
+
+/// The source of the kernels of `op`.
+fn file_of(op: &str) -> &'static str {
+    match op {
+        "Quantize" => "quantize.comp",
+        "Dequantize" | "DequantizeF16" => "dequantize.comp",
+        _ => "fake_quantize.comp",
     }
-    for f in DOT_FORMATS {
-        v.push((
-            format!("matvec_{f}_f32_dot"),
+}
+
+/// The matrix-vector variants of `tag`: forward with a shared-memory
+/// reduction (`Compat`), with subgroupAdd (`Subgroup`), with integer dot
+/// products (`Dot`, where `dot`), and the transposed product.
+fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
+    let format = format!("FORMAT_{}", tag.to_uppercase());
+    let role = |variant| [Role::Matvec { variant, tag }];
+    let mut v = vec![
+        variant(
+            format!("matvec_{tag}_f32"),
+            "matvec.comp",
+            &[&format],
+            &role("Compat"),
+        ),
+        variant(
+            format!("matvec_{tag}_f32_subgroup"),
+            "matvec.comp",
+            &[&format, "SUBGROUP"],
+            &role("Subgroup"),
+        ),
+        variant(
+            format!("matvec_t_{tag}_f32"),
+            "matvec_t.comp",
+            &[&format],
+            &role("Transposed"),
+        ),
+    ];
+    if dot {
+        v.push(variant(
+            format!("matvec_{tag}_f32_dot"),
             "matvec_dot.comp",
-            vec![format!("FORMAT_{}", f.to_uppercase())],
+            &[&format],
+            &role("Dot"),
         ));
     }
     v
+}
+
+/// Every variant: one per pipeline.
+pub fn variants() -> Vec<Variant> {
+    let f32_op = |op| Role::Convert { op, tag: "f32" };
+    let mut v = vec![
+        // F32 -> F32 of every op is a copy (also the benchmark's yardstick).
+        variant(
+            "copy_f32_f32".to_string(),
+            "copy.comp",
+            &[],
+            &[
+                f32_op("Quantize"),
+                f32_op("Dequantize"),
+                f32_op("FakeQuantize"),
+            ],
+        ),
+        variant("unscale_f32".to_string(), "unscale.comp", &[], &[]),
+    ];
+    for f in &FORMATS {
+        v.extend(f.convert_variants());
+    }
+    v.extend(matvec_variants("f32", false));
+    for f in &FORMATS {
+        v.extend(matvec_variants(f.tag, f.matvec_dot));
+    }
+    v
+}
+
+/// The family of a kernel (its bindings and push-constant block): a Rust
+/// `Family` variant.
+pub fn family(file: &str) -> &'static str {
+    match file {
+        "unscale.comp" => "Unscale",
+        "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" => "Matvec",
+        _ => "Convert",
+    }
 }
 
 /// How a quantize/dequantize variant's grid is sized: the elements each
@@ -192,75 +327,201 @@ pub fn refuse_unroll_attributes(shader_dir: &Path) {
     }
 }
 
+/// Compiles every variant into OUT_DIR/spv and writes the kernel table,
+/// OUT_DIR/shaders.rs.
 pub fn compile(crate_dir: &Path, out_dir: &Path) {
     let shader_dir = crate_dir.join("shaders");
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=build_support/shaders.rs");
+    println!("cargo:rerun-if-changed=build_support/spirv.rs");
     println!("cargo:rerun-if-env-changed=GLSLC");
     println!("cargo:rerun-if-env-changed=NYXQ_SHADER_EXPERIMENTS");
     let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
     let spv_dir = out_dir.join("spv");
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
-    let mut table =
-        String::from("/// Every compiled shader variant.\npub const VARIANTS: &[Variant] = &[\n");
     refuse_unroll_attributes(&shader_dir);
-    for (name, file, defines) in variants() {
-        let source = shader_dir.join(file);
-        let spv = spv_dir.join(format!("{name}.spv"));
-        let dep = spv_dir.join(format!("{name}.d"));
-        let mut cmd = Command::new(&glslc);
-        cmd.arg("--target-env=vulkan1.2")
-            .arg("-Werror")
-            .arg("-O")
-            .arg("-MD")
-            .arg("-MF")
-            .arg(&dep);
-        for d in &defines {
-            cmd.arg(format!("-D{d}"));
-        }
-        let grid = grid(file, &defines);
-        if let Some((per_invocation, local_size)) = grid {
-            cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
-            cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
-        }
-        cmd.arg(&source).arg("-o").arg(&spv);
-        let output = cmd.output().unwrap_or_else(|e| {
-            panic!(
-                "cannot run {glslc} ({e}): nyxq compiles its Vulkan shaders at build time; \
-                 run scripts/bootstrap.sh (installs glslc) or set GLSLC to its path"
-            )
-        });
-        let diagnostics = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+    let compiled: Vec<(Variant, PathBuf)> = variants()
+        .into_iter()
+        .map(|v| {
+            let spv = compile_one(&glslc, &shader_dir, &spv_dir, &v);
+            (v, spv)
+        })
+        .collect();
+    std::fs::write(out_dir.join("shaders.rs"), kernel_table(&compiled))
+        .expect("OUT_DIR is writable");
+}
+
+/// Compiles `v` with glslc into `spv_dir`, failing the build on any
+/// diagnostic, and returns the SPIR-V's path.
+fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> PathBuf {
+    let source = shader_dir.join(v.file);
+    let spv = spv_dir.join(format!("{}.spv", v.name));
+    let dep = spv_dir.join(format!("{}.d", v.name));
+    let mut cmd = Command::new(glslc);
+    cmd.arg("--target-env=vulkan1.2")
+        .arg("-Werror")
+        .arg("-O")
+        .arg("-MD")
+        .arg("-MF")
+        .arg(&dep);
+    for d in &v.defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    if let Some((per_invocation, local_size)) = grid(v.file, &v.defines) {
+        cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
+        cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
+    }
+    cmd.arg(&source).arg("-o").arg(&spv);
+    let output = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {glslc} ({e}): nyxq compiles its Vulkan shaders at build time; \
+             run scripts/bootstrap.sh (installs glslc) or set GLSLC to its path"
+        )
+    });
+    let diagnostics = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() || !diagnostics.trim().is_empty() {
+        panic!(
+            "glslc failed on {} ({}):\n{diagnostics}",
+            v.name,
+            source.display()
         );
-        if !output.status.success() || !diagnostics.trim().is_empty() {
-            panic!(
-                "glslc failed on {name} ({}):\n{diagnostics}",
-                source.display()
-            );
-        }
-        for path in depfile_inputs(&dep) {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
-        let grid = match grid {
-            Some((per_invocation, local_size)) => {
-                format!(
-                    "Some(Grid {{ per_invocation: {per_invocation}, local_size: {local_size} }})"
-                )
-            }
+    }
+    for path in depfile_inputs(&dep) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    spv
+}
+
+/// The Rust of the kernel table (included by src/vk/shaders.rs): a
+/// `KernelId` constant per variant, each kernel's facts, and which kernel
+/// does what.
+pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
+    let mut ids = String::new();
+    let mut kernels = String::new();
+    for (index, (v, spv)) in compiled.iter().enumerate() {
+        let bytes = std::fs::read(spv).expect("the SPIR-V glslc wrote is readable");
+        let facts = spirv::read(&bytes);
+        let has = |capability| facts.capabilities.contains(&capability);
+        let grid = match grid(v.file, &v.defines) {
+            Some((per_invocation, local_size)) => format!(
+                "Some(Grid {{ per_invocation: {per_invocation}, local_size: {local_size} }})"
+            ),
             None => "None".to_string(),
         };
+        let out = &mut ids;
+        writeln!(out, "    /// `{}` (shaders/{}).", v.name, v.file).expect("a String");
         writeln!(
-            table,
-            "    Variant {{ name: {name:?}, spirv: include_bytes!({:?}), grid: {grid} }},",
-            spv.display().to_string()
+            out,
+            "    pub const {}: KernelId = KernelId({index});",
+            v.name.to_uppercase()
         )
-        .expect("writing to a String");
+        .expect("a String");
+        writeln!(
+            kernels,
+            "    Kernel {{ name: {:?}, spirv: include_bytes!({:?}), family: Family::{}, \
+             grid: {grid}, needs: Needs {{ storage_16bit: {}, float16: {}, \
+             rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {} }},",
+            v.name,
+            spv.display().to_string(),
+            family(v.file),
+            has(spirv::CAPABILITY_STORAGE_16BIT),
+            has(spirv::CAPABILITY_FLOAT16),
+            has(spirv::CAPABILITY_ROUNDING_RTE),
+            has(spirv::CAPABILITY_DENORM_PRESERVE),
+            facts.push_bytes,
+        )
+        .expect("a String");
     }
-    table.push_str("];\n");
-    std::fs::write(out_dir.join("shaders.rs"), table).expect("OUT_DIR is writable");
+    let count = compiled.len();
+    let mut table = format!(
+        "impl KernelId {{\n{ids}    /// The number of kernels.\n    pub const COUNT: usize = {count};\n}}\n\n\
+         /// Every kernel's facts, indexed by [`KernelId`].\n\
+         const KERNELS: [Kernel; KernelId::COUNT] = [\n{kernels}];\n\n"
+    );
+    let variants: Vec<&Variant> = compiled.iter().map(|(v, _)| v).collect();
+    let op_key = |op: &str, tag: &str| format!("(Op::{op}, Format::{})", tag.to_uppercase());
+    let list = |ids: &[String]| format!("&[{}]", ids.join(", "));
+    let convert = roles(&variants, |role| match role {
+        Role::Convert { op, tag } => Some(op_key(op, tag)),
+        _ => None,
+    });
+    let experiments = roles(&variants, |role| match role {
+        Role::Experiment { op, tag } => Some(op_key(op, tag)),
+        _ => None,
+    });
+    let matvec = roles(&variants, |role| match role {
+        Role::Matvec { variant, tag } => Some(format!(
+            "(MatvecVariant::{variant}, Format::{})",
+            tag.to_uppercase()
+        )),
+        _ => None,
+    });
+    table.push_str(&lookup(
+        "The kernels that do `op` on `format`, fastest first; the last is the compatible \
+         one (no optional feature). Empty where no kernel does.",
+        "convert_kernels(op: Op, format: Format) -> &'static [KernelId]",
+        ("(op, format)", &convert),
+        (list, "&[]"),
+    ));
+    table.push_str(&lookup(
+        "The measurement-only variants of `op` on `format` (built with \
+         NYXQ_SHADER_EXPERIMENTS=1; none otherwise).",
+        "experimental_kernels(op: Op, format: Format) -> &'static [KernelId]",
+        ("(op, format)", &experiments),
+        (list, "&[]"),
+    ));
+    table.push_str(&lookup(
+        "The matrix-vector kernel `variant` on `format`, if built.",
+        "matvec_kernel(variant: MatvecVariant, format: Format) -> Option<KernelId>",
+        ("(variant, format)", &matvec),
+        (|ids| format!("Some({})", ids.join(", ")), "None"),
+    ));
+    table
+}
+
+/// (match pattern, kernel constants in table order) for each key that
+/// `key` gives a role, in order of first appearance.
+fn roles(
+    variants: &[&Variant],
+    key: impl Fn(&Role) -> Option<String>,
+) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for v in variants {
+        for k in v.roles.iter().filter_map(&key) {
+            let id = format!("KernelId::{}", v.name.to_uppercase());
+            match out.iter_mut().find(|(pattern, _)| *pattern == k) {
+                Some((_, ids)) => ids.push(id),
+                None => out.push((k, vec![id])),
+            }
+        }
+    }
+    out
+}
+
+/// A lookup function: `doc`, `signature`, and a match on the scrutinee
+/// with an arm per (pattern, kernels) of `arms`, whose value `value` makes,
+/// and `otherwise` for the rest.
+fn lookup(
+    doc: &str,
+    signature: &str,
+    (scrutinee, arms): (&str, &[(String, Vec<String>)]),
+    (value, otherwise): (impl Fn(&[String]) -> String, &str),
+) -> String {
+    let mut text = format!("/// {doc}\npub fn {signature} {{\n");
+    if arms.is_empty() {
+        writeln!(text, "    let _ = {scrutinee};\n    {otherwise}\n}}\n").expect("a String");
+        return text;
+    }
+    writeln!(text, "    match {scrutinee} {{").expect("a String");
+    for (pattern, ids) in arms {
+        writeln!(text, "        {pattern} => {},", value(ids)).expect("a String");
+    }
+    writeln!(text, "        _ => {otherwise},\n    }}\n}}\n").expect("a String");
+    text
 }
 
 /// The inputs a Makefile-style depfile names (after the first ':').

@@ -19,8 +19,32 @@ struct ContextDeleter {
 struct TensorDeleter {
   void operator()(NyxqTensor *t) const { nyxq_tensor_destroy(t); }
 };
+struct ModelDeleter {
+  void operator()(NyxqModel *m) const { nyxq_model_destroy(m); }
+};
+struct PlanDeleter {
+  void operator()(NyxqPlan *p) const { nyxq_plan_destroy(p); }
+};
+struct ConfigDeleter {
+  void operator()(NyxqConfig *c) const { nyxq_config_destroy(c); }
+};
+struct StringDeleter {
+  void operator()(char *s) const { nyxq_string_destroy(s); }
+};
+struct ScalerDeleter {
+  void operator()(NyxqLossScaler *s) const { nyxq_loss_scaler_destroy(s); }
+};
+struct AdamDeleter {
+  void operator()(NyxqAdam *a) const { nyxq_adam_destroy(a); }
+};
 using ContextPtr = std::unique_ptr<NyxqContext, ContextDeleter>;
 using TensorPtr = std::unique_ptr<NyxqTensor, TensorDeleter>;
+using ModelPtr = std::unique_ptr<NyxqModel, ModelDeleter>;
+using PlanPtr = std::unique_ptr<NyxqPlan, PlanDeleter>;
+using ConfigPtr = std::unique_ptr<NyxqConfig, ConfigDeleter>;
+using StringPtr = std::unique_ptr<char, StringDeleter>;
+using ScalerPtr = std::unique_ptr<NyxqLossScaler, ScalerDeleter>;
+using AdamPtr = std::unique_ptr<NyxqAdam, AdamDeleter>;
 
 // True under NYXQ_TEST_REQUIRE_RESOURCES=1, which ctest sets: scripts/bootstrap.sh
 // has installed the Vulkan loader, lavapipe and the validation layer, so a test

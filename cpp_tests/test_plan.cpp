@@ -15,22 +15,10 @@
 
 namespace {
 
-struct ModelDeleter {
-  void operator()(NyxqModel *m) const { nyxq_model_destroy(m); }
-};
-struct PlanDeleter {
-  void operator()(NyxqPlan *p) const { nyxq_plan_destroy(p); }
-};
-struct ConfigDeleter {
-  void operator()(NyxqConfig *c) const { nyxq_config_destroy(c); }
-};
-struct StringDeleter {
-  void operator()(char *s) const { nyxq_string_destroy(s); }
-};
-using ModelPtr = std::unique_ptr<NyxqModel, ModelDeleter>;
-using PlanPtr = std::unique_ptr<NyxqPlan, PlanDeleter>;
-using ConfigPtr = std::unique_ptr<NyxqConfig, ConfigDeleter>;
-using StringPtr = std::unique_ptr<char, StringDeleter>;
+using nyxq_test::ConfigPtr;
+using nyxq_test::ModelPtr;
+using nyxq_test::PlanPtr;
+using nyxq_test::StringPtr;
 
 static_assert(offsetof(NyxqHardware, struct_size) == 0, "struct_size first");
 static_assert(offsetof(NyxqPlanPolicy, struct_size) == 0, "struct_size first");
@@ -200,6 +188,23 @@ TEST(Plan, InfeasibleGivesTheShortfallAndALadderShape) {
   EXPECT_EQ(f.feasible, 1);
   EXPECT_EQ(f.shortfall_bytes, 0u);
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_feasibility(tiny.get(), &hw, &policy, nullptr));
+}
+
+// A fuzzing finding: byte totals beyond 64 bits are an error, never a wrap.
+TEST(Plan, TotalsBeyond64BitsAreSizeOverflow) {
+  NyxqModel *raw_model = nullptr;
+  CHECK_OK(nyxq_model_create("huge", &raw_model));
+  ModelPtr model(raw_model);
+  const uint64_t shape[2] = {uint64_t{1} << 20, uint64_t{1} << 30};
+  for (int i = 0; i < 4096; ++i) {
+    std::string name = "t" + std::to_string(i);
+    CHECK_OK(nyxq_model_add_tensor(model.get(), name.c_str(), NYXQ_ROLE_MLP, shape, 2, -1.0, nullptr, 0));
+  }
+  NyxqPlan *plan = nullptr;
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_plan_create(model.get(), nullptr, nullptr, &plan));
+  EXPECT_EQ(plan, nullptr);
+  NyxqPlanFeasibility f;
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_plan_feasibility(model.get(), nullptr, nullptr, &f));
 }
 
 TEST(Plan, MeasuredErrorComesFromTheData) {

@@ -1,5 +1,5 @@
-// Bindings, push constants and word stores shared by every kernel.
-// Push-constant twin: src/vk/kernels.rs `Push` (size asserted there).
+// Bindings, push constants and word stores shared by the quantize,
+// dequantize and fake-quantize kernels.
 
 #include "grid.glsl"
 layout(local_size_x = LOCAL_SIZE) in;
@@ -12,16 +12,13 @@ layout(std430, binding = 0) readonly buffer Src4 { uvec4 src4[]; };
 layout(std430, binding = 1) buffer Dst2 { uvec2 dst2[]; };
 layout(std430, binding = 1) buffer Dst4 { uvec4 dst4[]; };
 
-layout(push_constant) uniform Push {
-    uint n_elements;   // elements in this dispatch
-    uint stochastic;   // 1: stochastic rounding
-    uint seed_lo;
-    uint seed_hi;
-    uint first_lo;     // index of this dispatch's first element in the tensor
-    uint first_hi;
-    uint perturb;     // test only: nonzero flips bit 0 of output word 0 (self-test check)
-    uint pad1;
-} pc;
+#include "convert_push.glsl"
+
+// Test only: true in the pipeline of the one kernel a context was asked to
+// corrupt (src/vk/pipelines.rs), whose output word 0 then has bit 0 flipped
+// for the self-test to catch. A specialization constant, so the drivers
+// compile the check out of every other pipeline.
+layout(constant_id = 0) const bool PERTURB = false;
 
 // The unit (a group of elements whose output is whole 32-bit words) this
 // invocation handles; the grid is 2-D so no group count exceeds the limits.
@@ -35,9 +32,9 @@ uint group_index() {
 }
 
 // Test only: `value` with bit 0 flipped when it is output word 0 of a kernel
-// the self-test must catch (pc.perturb).
+// the self-test must catch (PERTURB).
 uint perturbed(uint index, uint value) {
-    return (pc.perturb != 0u && index == 0u) ? value ^ 1u : value;
+    return (PERTURB && index == 0u) ? value ^ 1u : value;
 }
 
 // Stores the bytes of `value` selected by `mask`, leaving the others alone

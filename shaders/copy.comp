@@ -10,16 +10,7 @@ layout(std430, binding = 0) readonly buffer Src { uvec4 src4[]; };
 layout(std430, binding = 1) buffer Dst { uvec4 dst4[]; };
 layout(std430, binding = 0) readonly buffer Src1 { uint src1[]; };
 layout(std430, binding = 1) buffer Dst1 { uint dst1[]; };
-layout(push_constant) uniform Push {
-    uint n_elements;
-    uint stochastic;
-    uint seed_lo;
-    uint seed_hi;
-    uint first_lo;
-    uint first_hi;
-    uint perturb;
-    uint pad1;
-} pc;
+#include "convert_push.glsl"
 
 void main() {
     uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;

@@ -24,11 +24,11 @@ uvec2 f16_pairs(vec4 y) {
                  f16_bits(floatBitsToUint(y.z)) | (f16_bits(floatBitsToUint(y.w)) << 16));
 }
 
-// Stores the 4 values of `unit` (output word 0 honours pc.perturb).
+// Stores the 4 values of `unit` (output word 0 honours PERTURB).
 void store4(uint unit, vec4 y) {
 #ifdef OUT_F16
 #ifdef HW_F16
-    if (hw_f16_exact(y) && (unit != 0u || pc.perturb == 0u)) {
+    if (hw_f16_exact(y) && (unit != 0u || !PERTURB)) {
         dsth[unit] = f16vec4(y);
         return;
     }
@@ -184,7 +184,7 @@ Loaded load_lane(uint lane) {
 // Whether lane `lane` of a block with this header word decodes in f16
 // arithmetic (the test-only perturbation of output word 0 takes the f32 path).
 bool takes_f16_math(uint lane, uint head) {
-    return f16_math_exact(head) && (lane != 0u || pc.perturb == 0u);
+    return f16_math_exact(head) && (lane != 0u || !PERTURB);
 }
 #endif
 

@@ -1,6 +1,6 @@
 // Shared by matvec.comp and matvec_t.comp: bindings, push constants, and the
 // decoding of W's rows from 32-bit words. FORMAT_* is set by the variant table.
-// Push-constant twin: src/vk/matvec/mod.rs `MatvecPush` (size asserted there).
+// Push-constant twin: src/vk/family.rs `MatvecPush` (sizes checked by the build).
 //
 // W is read as uint words only (no 8/16-bit storage) and f16 values are
 // decoded with unpackHalf2x16 (no FP16 arithmetic), so every variant runs on

@@ -39,7 +39,7 @@ const uint HEADER_HALVES = HEADER_BYTES / 2u;
 #if !defined(FORMAT_Q4_1)
 // Half-word h of the group's output (Q8_0, Q4_0): into the shared image, or
 // with STORE16 straight to the output (half 0 of the dispatch honours
-// pc.perturb there; the image's words do in step 3b).
+// PERTURB there; the image's words do in step 3b).
 void put_half(uint h, uint value) {
 #if defined(STORE16)
     uint at = group_index() * (GROUP_BLOCKS * BLOCK_HALVES) + h;
@@ -155,7 +155,7 @@ void main() {
         uvec4 x = src4[unit];
 #ifdef HW_F16
         vec4 y = uintBitsToFloat(x);
-        if (pc.stochastic == 0u && hw_f16_exact(y) && (unit != 0u || pc.perturb == 0u)) {
+        if (pc.stochastic == 0u && hw_f16_exact(y) && (unit != 0u || !PERTURB)) {
             dsth[unit] = f16vec4(y);
             return;
         }

@@ -14,13 +14,12 @@ layout(local_size_x = LOCAL_SIZE) in;
 layout(std430, binding = 0) buffer Grads { uint g[]; };
 layout(std430, binding = 1) buffer Found { uint found[]; };
 
-// Same size as Push in common.glsl; field meanings are this kernel's.
+// Rust twin: src/vk/family.rs `UnscalePush` (sizes checked by the build).
 layout(push_constant) uniform Push {
     uint n_elements;
     uint inverse_bits;  // 1/scale as f32 bits (used when exact_pow2 == 0)
     uint pow2_shift;    // k >= 0: the inverse is exactly 2^-k
     uint exact_pow2;    // 1: scale by 2^-k on the bits
-    uint pad[4];
 } pc;
 
 // x * 2^-k, correctly rounded (to nearest even) including subnormal results.

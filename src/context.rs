@@ -2,7 +2,8 @@
 
 use crate::config::QuantConfig;
 use crate::error::{Error, Result};
-use crate::plan::Policy;
+use crate::logging::LogLevel;
+use crate::plan::{Hardware, Policy};
 use std::sync::Arc;
 
 /// Which backend a context should use.
@@ -32,19 +33,6 @@ impl Backend {
             Backend::Vulkan => "vulkan",
         }
     }
-}
-
-/// How much a context asks to be logged to stderr while it lives, when the
-/// trainer set no log callback and `NYXQ_LOG` is unset (see crate::logging).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum LogLevel {
-    #[default]
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
 }
 
 /// What a caller asks of a new context.
@@ -289,6 +277,33 @@ impl Context {
         self.vulkan.as_ref().map(|e| &e.device.info)
     }
 
+    /// What the planner should plan for on this context. For the CPU backend:
+    /// host memory (MemAvailable from /proc/meminfo) serves as both device and
+    /// host memory. For the Vulkan backend: the device's local memory, its
+    /// budget from VK_EXT_memory_budget when present, its allocation limit and
+    /// feature flags, with host memory beside it.
+    pub fn hardware(&self) -> Result<Hardware> {
+        let Some(info) = self.device_info() else {
+            return Hardware::host_cpu();
+        };
+        let (host, source) = crate::plan::hardware::host_memory()?;
+        Ok(Hardware {
+            name: format!("{} (detected)", info.name),
+            description: format!("Vulkan device {} ({})", info.name, info.driver_info),
+            device_local_bytes: info.device_local_bytes,
+            device_budget_bytes: info.budget_bytes.unwrap_or(0),
+            host_bytes: if info.unified_memory { 0 } else { host },
+            max_allocation_bytes: info.max_allocation_bytes,
+            unified_memory: info.unified_memory,
+            fp16_arithmetic: info.shader_float16,
+            int8_dot: info.integer_dot_product,
+            storage_16bit: info.storage_16bit,
+            storage_8bit: info.storage_8bit,
+            cpu_only: false,
+            sources: vec!["the Vulkan device's properties".to_string(), source],
+        })
+    }
+
     /// The self-test result of every Vulkan kernel (empty on the CPU).
     pub fn self_test(&self) -> &[crate::vk::selftest::KernelResult] {
         &self.self_test
@@ -298,7 +313,7 @@ impl Context {
     /// (false on the CPU backend: the CPU twin is used).
     pub fn vulkan_kernel_enabled(
         &self,
-        op: crate::vk::ops::Op,
+        op: crate::vk::shaders::Op,
         format: crate::format::Format,
     ) -> bool {
         self.vulkan.is_some()
@@ -312,15 +327,16 @@ impl Context {
     /// context runs on the CPU or when that kernel failed its self-test.
     pub fn recording_engine(
         &self,
-        op: crate::vk::ops::Op,
+        op: crate::vk::shaders::Op,
         format: crate::format::Format,
     ) -> Result<&Arc<crate::vk::Engine>> {
         let engine = self.vulkan_engine()?;
+        format.require_vulkan(crate::format::VulkanFamily::Conversions)?;
         if !self.vulkan_kernel_enabled(op, format) {
             return Err(Error::unsupported(format!(
                 "the Vulkan kernel {} is disabled on this device (it failed its self-test; \
                  nyxq_context_info and the log say why): use the CPU functions",
-                crate::vk::ops::kernel_name(op, format)
+                engine.kernel(op, format)?
             )));
         }
         Ok(engine)
@@ -361,7 +377,7 @@ impl Context {
             .self_test
             .iter()
             .map(|r| {
-                let variant = crate::vk::shaders::describe_variant(r.kernel);
+                let variant = r.kernel.describe();
                 let mut line = match &r.failure {
                     None => format!("{}: {variant}, self-test passed", r.kernel),
                     Some(why) => format!(
@@ -381,10 +397,10 @@ impl Context {
                  not by the self-test"
                     .to_string(),
             );
-            lines.push(match engine.matvec_pipelines() {
-                Ok(p) => match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1)
-                {
-                    crate::vk::matvec::Variant::Dot => format!(
+            let p = engine.matvec();
+            lines.push(
+                match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
+                    crate::vk::shaders::MatvecVariant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
                          Q8_0/Q4_0/Q4_1{}, subgroup variant (subgroupAdd) for the others; \
                          xᵀ·W: one variant",
@@ -394,7 +410,7 @@ impl Context {
                             String::new()
                         }
                     ),
-                    crate::vk::matvec::Variant::Subgroup => {
+                    crate::vk::shaders::MatvecVariant::Subgroup => {
                         "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()
                     }
                     _ => format!(
@@ -406,8 +422,7 @@ impl Context {
                         }
                     ),
                 },
-                Err(e) => format!("matvec: unavailable ({e})"),
-            });
+            );
         }
         lines
     }
@@ -423,7 +438,7 @@ impl Context {
         opts: &crate::quant::QuantizeOptions,
     ) -> Result<()> {
         use crate::quant::{NonFinite, Rounding};
-        let gpu_can = self.vulkan_kernel_enabled(crate::vk::ops::Op::Quantize, format)
+        let gpu_can = self.vulkan_kernel_enabled(crate::vk::shaders::Op::Quantize, format)
             && opts.non_finite == NonFinite::Reject
             && opts.first_index == 0
             && !matches!(opts.rounding, Rounding::ErrorMinimising)

@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod config;
 pub mod context;
+pub mod cpu_kernels;
 pub mod data;
 pub mod error;
 pub mod ffi;
@@ -22,6 +23,7 @@ pub mod matvec;
 pub mod plan;
 pub mod quant;
 pub mod quiet_panic;
+pub mod shape;
 pub mod tensor;
 pub mod train;
 pub mod vk;

@@ -13,12 +13,25 @@
 //! when one of the above first asks for it; `log::set_max_level` follows
 //! whichever applies, so disabled messages cost one comparison.
 
-use crate::context::LogLevel;
 use crate::error::{Error, Result};
 use log::{LevelFilter, Log, Metadata, Record};
 use parking_lot::{Mutex, RwLock};
 use std::ffi::{CString, c_char, c_void};
 use std::sync::OnceLock;
+
+/// How much is logged: the level of a log callback, and how much a context
+/// asks to be logged to stderr while it lives, when the trainer set no log
+/// callback and `NYXQ_LOG` is unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
 
 /// The C callback: `user_data` first, then the level (1 = error .. 5 = trace)
 /// and the NUL-terminated message, valid during the call only.

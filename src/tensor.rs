@@ -3,13 +3,10 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions};
 use parking_lot::RwLock;
 use std::sync::Arc;
-
-/// Most dimensions a tensor may have.
-pub const MAX_RANK: usize = 8;
 
 /// Where a tensor's bytes live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +46,7 @@ impl Tensor {
         shape: &[usize],
         format: Format,
     ) -> Result<Tensor> {
-        if shape.is_empty() || shape.len() > MAX_RANK {
-            return Err(Error::invalid(format!(
-                "tensor '{name}': rank {} is outside 1..={MAX_RANK}",
-                shape.len()
-            )));
-        }
+        crate::shape::check_rank(name, shape.len())?;
         if let Some(axis) = shape.iter().position(|&d| d == 0) {
             return Err(Error::invalid(format!(
                 "tensor '{name}': dimension {axis} is 0"
@@ -124,6 +116,16 @@ impl Tensor {
                         self.name
                     ))
                 })?;
+                // Device tensors feed the Vulkan matvec kernels.
+                self.format
+                    .require_vulkan(VulkanFamily::Matvec)
+                    .map_err(|e| {
+                        Error::unsupported(format!(
+                            "tensor '{}' cannot live in device memory: {}",
+                            self.name,
+                            e.message()
+                        ))
+                    })?;
                 let row = self.format.size_of(self.shape[self.shape.len() - 1])? as u64;
                 let storage = match crate::vk::storage::DeviceStorage::allocate(
                     engine,

@@ -216,7 +216,7 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
         }
     };
     use nyxq::format::Format;
-    use nyxq::vk::ops::Op;
+    use nyxq::vk::shaders::Op;
     // (Q4_0's quantizer has no fast variant: the compatible one is the last.)
     assert!(!ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
     assert!(ctx.vulkan_kernel_enabled(Op::Quantize, Format::Q8_0));
@@ -290,19 +290,22 @@ fn a_disagreeing_fast_variant_falls_back_to_the_next_fast_one() {
         return;
     }
     use nyxq::format::Format;
-    use nyxq::vk::ops::Op;
+    use nyxq::vk::shaders::{KernelId, Op};
     let Some(ctx) = context_perturbing("dequantize_q4_1_f16_rte_dp") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let both = ["dequantize_q4_1_f16_rte_dp", "dequantize_q4_1_f16_rte"];
-    if ctx.force_compat() || !both.iter().all(|k| engine.variant_supported(k)) {
+    let both = [
+        KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
+        KernelId::DEQUANTIZE_Q4_1_F16_RTE,
+    ];
+    if ctx.force_compat() || !both.iter().all(|&k| engine.variant_supported(k)) {
         println!("SKIP: the device cannot run both fast Q4_1 -> F16 variants");
         return;
     }
     assert_eq!(
-        engine.kernel(Op::DequantizeF16, Format::Q4_1),
-        "dequantize_q4_1_f16_rte"
+        engine.kernel(Op::DequantizeF16, Format::Q4_1).unwrap(),
+        KernelId::DEQUANTIZE_Q4_1_F16_RTE
     );
     let report = ctx.vulkan_report().join("\n");
     assert!(
@@ -327,29 +330,29 @@ fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
         return;
     }
     use nyxq::format::Format;
-    use nyxq::vk::ops::Op;
+    use nyxq::vk::shaders::{KernelId, Op};
     let Some(ctx) = context_perturbing("dequantize_q4_0_f16_rte") else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    if ctx.force_compat() || !engine.variant_supported("dequantize_q4_0_f16_rte") {
+    if ctx.force_compat() || !engine.variant_supported(KernelId::DEQUANTIZE_Q4_0_F16_RTE) {
         // Only the compatible variants run (NYXQ_VK_FORCE_COMPAT=1, as in the
         // suite's forced-compat run, or a device without them).
         assert_eq!(
-            engine.kernel(Op::DequantizeF16, Format::Q8_0),
-            "dequantize_q8_0_f16"
+            engine.kernel(Op::DequantizeF16, Format::Q8_0).unwrap(),
+            KernelId::DEQUANTIZE_Q8_0_F16
         );
         println!("SKIP: the _rte variants do not run here");
         return;
     }
     assert_eq!(
-        engine.kernel(Op::DequantizeF16, Format::Q4_0),
-        "dequantize_q4_0_f16"
+        engine.kernel(Op::DequantizeF16, Format::Q4_0).unwrap(),
+        KernelId::DEQUANTIZE_Q4_0_F16
     );
     assert!(ctx.vulkan_kernel_enabled(Op::DequantizeF16, Format::Q4_0));
     assert_eq!(
-        engine.kernel(Op::DequantizeF16, Format::Q8_0),
-        "dequantize_q8_0_f16_rte"
+        engine.kernel(Op::DequantizeF16, Format::Q8_0).unwrap(),
+        KernelId::DEQUANTIZE_Q8_0_F16_RTE
     );
     let report = ctx.vulkan_report().join("\n");
     assert!(
@@ -408,6 +411,40 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
             assert_eq!(out, expected);
         }
         assert_eq!(ctx.vulkan_validation_errors(), 0);
+    }
+}
+
+/// Fault injection fails a buffer's allocation after its VkBuffer and its
+/// VkDeviceMemory exist (where vkBindBufferMemory would fail): both are
+/// freed. The validation layer reports every object still alive when the
+/// device is destroyed, so it counts no error once the context is gone.
+#[test]
+fn a_failed_buffer_allocation_frees_what_it_made() {
+    if run_in_child(
+        "a_failed_buffer_allocation_frees_what_it_made",
+        &vk_support::device_env(),
+    ) {
+        return;
+    }
+    use nyxq::vk::memory::Buffer;
+    for host_visible in [false, true] {
+        let Some(ctx) = vulkan_context(ContextSettings {
+            vulkan_fail_allocation: Some(1),
+            ..settings(BackendPreference::Vulkan)
+        }) else {
+            return;
+        };
+        let device = ctx.vulkan().unwrap().device.clone();
+        let validation = device.instance.validation.clone();
+        let err = Buffer::new(&device, 4096, host_visible)
+            .err()
+            .expect("the first allocation fails");
+        assert_eq!(err.kind(), nyxq::ErrorKind::OutOfDeviceMemory, "{err}");
+        assert!(err.message().contains("fault injection"), "{err}");
+        drop(Buffer::new(&device, 4096, host_visible).unwrap());
+        drop(device);
+        drop(ctx);
+        assert_eq!(validation.errors(), 0, "host_visible {host_visible}");
     }
 }
 

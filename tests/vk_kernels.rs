@@ -6,12 +6,15 @@
 
 mod vk_support;
 
-use nyxq::format::Format;
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
-use nyxq::vk::ops;
+use nyxq::vk::{ops, shaders};
 use vk_support::{device_context, device_env, run_in_child};
 
-use nyxq::format::QUANTIZED_FORMATS as FORMATS;
+/// The formats with Vulkan conversion kernels.
+fn formats() -> impl Iterator<Item = Format> {
+    Format::with_vulkan(VulkanFamily::Conversions)
+}
 
 /// A xorshift32 stream of test numbers from `seed` (nonzero).
 fn xorshift(seed: u32) -> impl FnMut() -> u32 {
@@ -162,16 +165,17 @@ fn check_all(force_compat: bool) {
         ctx.force_compat(),
         force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
     );
-    for format in FORMATS {
-        for op in ops::Op::ALL {
-            let expected = ops::fast_kernel_names(op, format)
-                .into_iter()
+    for format in formats() {
+        for op in shaders::Op::ALL {
+            let expected = shaders::fast_kernels(op, format)
+                .iter()
+                .copied()
                 .find(|&k| !ctx.force_compat() && engine.variant_supported(k))
-                .unwrap_or_else(|| ops::kernel_name(op, format));
-            assert_eq!(engine.kernel(op, format), expected);
+                .or_else(|| shaders::compatible_kernel(op, format));
+            assert_eq!(engine.kernel(op, format).ok(), expected);
         }
     }
-    for format in FORMATS {
+    for format in formats() {
         let sizes: &[usize] = if format.block_size() == 1 {
             &[1, 31, 33, 4097, 70000]
         } else {

@@ -15,13 +15,14 @@
 
 mod vk_support;
 
-use nyxq::format::{ALL_FORMATS, Format};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
 use nyxq::vk::matvec::{
-    self, Arithmetic, HostOperands, MatvecCall, Operands, Pipelines, Variant, run_on_host_data,
+    self, Arithmetic, HostOperands, MatvecCall, MatvecChoice, Operands, run_on_host_data,
 };
-use nyxq::vk::record::BufferRange;
+use nyxq::vk::ranges::BufferRange;
+use nyxq::vk::shaders::MatvecVariant as Variant;
 use vk_support::{device_context, device_env, device_test, run_in_child};
 
 /// Deterministic numbers in [-1, 1).
@@ -158,8 +159,7 @@ fn variant_of(engine: &Engine, call: &MatvecCall) -> Variant {
         return Variant::Transposed;
     }
     engine
-        .matvec_pipelines()
-        .unwrap()
+        .matvec()
         .forward_variant(call.compat, call.format, call.batch)
 }
 
@@ -237,12 +237,12 @@ fn check_call(
 }
 
 /// The settings asked for through the environment are the ones the
-/// pipelines use: NYXQ_VK_FORCE_COMPAT=1 (or `force_compat`), the
+/// choice uses: NYXQ_VK_FORCE_COMPAT=1 (or `force_compat`), the
 /// arithmetic of NYXQ_VK_MATVEC_VARIANT and the forward variant it gives
 /// Q4_0 at batch 8 (where the default picks f32), NYXQ_VK_MATVEC_ROWS
 /// (capped at 8 for the f32 variants) and NYXQ_VK_MATVEC_SLOTS (the tests
 /// ask only for slots that hold their rows, so none is raised).
-fn assert_environment_settings_used(force_compat: bool, compat: bool, pipelines: &Pipelines) {
+fn assert_environment_settings_used(force_compat: bool, compat: bool, choice: &MatvecChoice) {
     let var = |key: &str| std::env::var(key).ok();
     if force_compat || var("NYXQ_VK_FORCE_COMPAT").as_deref() == Some("1") {
         assert!(compat, "compat variants asked for but not forced");
@@ -252,11 +252,11 @@ fn assert_environment_settings_used(force_compat: bool, compat: bool, pipelines:
         Some("dot") => Arithmetic::IntegerDot,
         _ => Arithmetic::Auto,
     };
-    assert_eq!(pipelines.arithmetic(), arithmetic);
-    let variant = pipelines.forward_variant(compat, Format::Q4_0, 8);
-    if compat || !pipelines.subgroup_supported() {
+    assert_eq!(choice.arithmetic(), arithmetic);
+    let variant = choice.forward_variant(compat, Format::Q4_0, 8);
+    if compat || !choice.subgroup_supported() {
         assert_eq!(variant, Variant::Compat);
-    } else if arithmetic == Arithmetic::IntegerDot && pipelines.dot_supported() {
+    } else if arithmetic == Arithmetic::IntegerDot && choice.dot_supported() {
         assert_eq!(variant, Variant::Dot);
     } else {
         assert_eq!(variant, Variant::Subgroup);
@@ -264,14 +264,14 @@ fn assert_environment_settings_used(force_compat: bool, compat: bool, pipelines:
     if let Some(rows) = var("NYXQ_VK_MATVEC_ROWS") {
         let rows: u32 = rows.parse().unwrap();
         for batch in [1, 8] {
-            let used = pipelines.rows_per_group(Variant::Dot, batch, Format::Q4_0, 4097);
+            let used = choice.rows_per_group(Variant::Dot, batch, Format::Q4_0, 4097);
             assert_eq!(used, rows, "_dot rows per group at batch {batch}");
-            let used = pipelines.rows_per_group(Variant::Subgroup, batch, Format::Q4_0, 4097);
+            let used = choice.rows_per_group(Variant::Subgroup, batch, Format::Q4_0, 4097);
             assert_eq!(used, rows.min(8), "f32 rows per group at batch {batch}");
         }
         if let Some(slots) = var("NYXQ_VK_MATVEC_SLOTS") {
             let slots: u32 = slots.parse().unwrap();
-            assert_eq!(pipelines.dot_slots(rows, 1), slots, "row slots at batch 1");
+            assert_eq!(choice.dot_slots(rows, 1), slots, "row slots at batch 1");
         }
     }
 }
@@ -282,20 +282,20 @@ fn every_format_and_shape(force_compat: bool) {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let pipelines = engine.matvec_pipelines().unwrap();
-    assert_environment_settings_used(force_compat, ctx.force_compat(), &pipelines);
-    let q4 = pipelines.forward_variant(ctx.force_compat(), Format::Q4_0, 1);
-    let rows = pipelines.rows_per_group(q4, 1, Format::Q4_0, 4097);
+    let choice = engine.matvec();
+    assert_environment_settings_used(force_compat, ctx.force_compat(), choice);
+    let q4 = choice.forward_variant(ctx.force_compat(), Format::Q4_0, 1);
+    let rows = choice.rows_per_group(q4, 1, Format::Q4_0, 4097);
     println!(
         "subgroup variant supported: {}; dot variant supported: {}; forward variant used: {:?} (F16), {q4:?} (Q4_0); rows per group {}/{}, row slots {}",
-        pipelines.subgroup_supported(),
-        pipelines.dot_supported(),
-        pipelines.forward_variant(ctx.force_compat(), Format::F16, 1),
+        choice.subgroup_supported(),
+        choice.dot_supported(),
+        choice.forward_variant(ctx.force_compat(), Format::F16, 1),
         rows,
-        pipelines.rows_per_group(q4, 8, Format::Q4_0, 4097),
-        pipelines.dot_slots(rows, 1),
+        choice.rows_per_group(q4, 8, Format::Q4_0, 4097),
+        choice.dot_slots(rows, 1),
     );
-    for format in ALL_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let mut shapes = vec![
             (1, 32),
             (7, 96),
@@ -459,7 +459,7 @@ fn non_finite_x(force_compat: bool) {
     };
     let engine = ctx.vulkan().unwrap();
     let (rows, cols, batch) = (9usize, 96usize, 8u32);
-    for format in ALL_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let (wq, w) = weights(format, rows, cols, 5);
         for transposed in [false, true] {
             let n = if transposed { rows } else { cols };
@@ -522,11 +522,11 @@ fn block_formats_choose_the_dot_variant() {
         engine.device.enabled_integer_dot,
         "lavapipe has shaderIntegerDotProduct"
     );
-    let pipelines = engine.matvec_pipelines().unwrap();
-    assert!(pipelines.dot_supported());
-    assert_eq!(pipelines.arithmetic(), matvec::Arithmetic::Auto);
-    for format in ALL_FORMATS {
-        let dot = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+    let choice = engine.matvec();
+    assert!(choice.dot_supported());
+    assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        let dot = format.spec().vulkan.matvec_dot;
         for batch in 1..=8u32 {
             let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
                 Variant::Dot
@@ -534,23 +534,20 @@ fn block_formats_choose_the_dot_variant() {
                 Variant::Subgroup
             };
             assert_eq!(
-                pipelines.forward_variant(false, format, batch),
+                choice.forward_variant(false, format, batch),
                 expected,
                 "{format:?} batch {batch}"
             );
+            assert_eq!(choice.forward_variant(true, format, batch), Variant::Compat);
+            choice.set_arithmetic(matvec::Arithmetic::F32);
             assert_eq!(
-                pipelines.forward_variant(true, format, batch),
-                Variant::Compat
-            );
-            pipelines.set_arithmetic(matvec::Arithmetic::F32);
-            assert_eq!(
-                pipelines.forward_variant(false, format, batch),
+                choice.forward_variant(false, format, batch),
                 Variant::Subgroup
             );
-            pipelines.set_arithmetic(matvec::Arithmetic::IntegerDot);
+            choice.set_arithmetic(matvec::Arithmetic::IntegerDot);
             let forced = if dot { Variant::Dot } else { Variant::Subgroup };
-            assert_eq!(pipelines.forward_variant(false, format, batch), forced);
-            pipelines.set_arithmetic(matvec::Arithmetic::Auto);
+            assert_eq!(choice.forward_variant(false, format, batch), forced);
+            choice.set_arithmetic(matvec::Arithmetic::Auto);
         }
     }
     // The report names what products of this context run (compat when
@@ -577,8 +574,7 @@ fn rows_longer_than_one_tile_of_x() {
     };
     let engine = ctx.vulkan().unwrap();
     engine
-        .matvec_pipelines()
-        .unwrap()
+        .matvec()
         .set_arithmetic(matvec::Arithmetic::IntegerDot);
     let (rows, cols) = (37usize, 32 * 259);
     for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
@@ -586,10 +582,7 @@ fn rows_longer_than_one_tile_of_x() {
         for batch in [1u32, 2, 3, 8] {
             let call = forward_call(format, rows, cols, batch, false);
             assert_eq!(
-                engine
-                    .matvec_pipelines()
-                    .unwrap()
-                    .forward_variant(false, format, batch),
+                engine.matvec().forward_variant(false, format, batch),
                 Variant::Dot
             );
             let mut x = uniform(batch as usize * cols, 73);
@@ -706,7 +699,7 @@ fn grids_over_65535_workgroups_are_two_dimensional() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-fn range(b: &nyxq::vk::exec::Buffer, offset: u64, size: u64) -> BufferRange {
+fn range(b: &nyxq::vk::memory::Buffer, offset: u64, size: u64) -> BufferRange {
     BufferRange {
         buffer: b.buffer,
         offset,
@@ -727,7 +720,7 @@ fn operands_at_offsets_inside_larger_buffers() {
     let (wq, w) = weights(format, rows, cols, 23);
     let x = uniform(batch as usize * cols, 29);
     let bias = uniform(rows, 31);
-    let mut arena = nyxq::vk::exec::Buffer::new(&engine.device, 1 << 16, true).unwrap();
+    let mut arena = nyxq::vk::memory::Buffer::new(&engine.device, 1 << 16, true).unwrap();
     let (w_at, x_at, b_at, y_at) = (256u64, 8192u64, 16384u64, 32768u64);
     let mut bytes = vec![0u8; 1 << 16];
     bytes[w_at as usize..w_at as usize + wq.len()].copy_from_slice(&wq);
@@ -783,7 +776,7 @@ fn bad_arguments_are_refused() {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let buf = nyxq::vk::exec::Buffer::new(&engine.device, 1 << 16, true).unwrap();
+    let buf = nyxq::vk::memory::Buffer::new(&engine.device, 1 << 16, true).unwrap();
     let call = MatvecCall {
         format: Format::Q4_0,
         rows: 16,
@@ -980,7 +973,7 @@ mod c_abi {
         ctx
     }
 
-    fn c_range(b: &nyxq::vk::exec::Buffer, offset: u64, size: u64) -> NyxqVkBufferRange {
+    fn c_range(b: &nyxq::vk::memory::Buffer, offset: u64, size: u64) -> NyxqVkBufferRange {
         NyxqVkBufferRange {
             buffer: b.buffer.as_raw() as *mut c_void,
             offset,
@@ -1006,7 +999,7 @@ mod c_abi {
     /// The arguments of one call, changed one at a time by the error cases.
     #[derive(Clone, Copy)]
     struct Args {
-        ctx: *const NyxqContext,
+        ctx: *mut NyxqContext,
         cmd: *mut c_void,
         format: i32,
         rows: u64,
@@ -1044,7 +1037,7 @@ mod c_abi {
         let x = uniform(batch as usize * cols, 43);
         let xt = uniform(batch as usize * rows, 47);
         let bias = uniform(rows, 53);
-        let mut arena = nyxq::vk::exec::Buffer::new(&engine.device, 1 << 16, true).unwrap();
+        let mut arena = nyxq::vk::memory::Buffer::new(&engine.device, 1 << 16, true).unwrap();
         let mut bytes = vec![0u8; 1 << 16];
         bytes[..wq.len()].copy_from_slice(&wq);
         for (at, v) in [(1024usize, &x), (2048, &bias), (3072, &xt)] {
@@ -1157,7 +1150,7 @@ mod c_abi {
                 let cases: Vec<(Args, NyxqStatus, &str)> = vec![
                     (
                         Args {
-                            ctx: null(),
+                            ctx: null_mut(),
                             ..good
                         },
                         NyxqErrorNullPointer,

@@ -5,12 +5,15 @@
 mod vk_support;
 
 use ash::vk;
-use nyxq::format::{Format, QUANTIZED_FORMATS};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::Engine;
-use nyxq::vk::exec::Buffer;
-use nyxq::vk::ops::Op;
-use nyxq::vk::record::{self, BufferRange, KernelCall};
+use nyxq::vk::family::Family;
+use nyxq::vk::memory::Buffer;
+use nyxq::vk::ranges::BufferRange;
+use nyxq::vk::record::{self, KernelCall};
+use nyxq::vk::recorder::MAX_UNRELEASED;
+use nyxq::vk::shaders::Op;
 use vk_support::device_test;
 
 /// The test's own command pool, command buffer and fence on nyxq's device.
@@ -150,7 +153,7 @@ fn recorded_kernels_equal_the_cpu() {
     let mut staged = vec![0u8; offset as usize];
     staged.extend(f32_bytes(&x));
     input.write(&staged);
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         for rounding in [Rounding::Nearest, Rounding::Stochastic { seed: 42 }] {
             let bytes = format.size_of(n).unwrap() as u64;
             let q = Buffer::new(&engine.device, offset + bytes.div_ceil(4) * 4, true).unwrap();
@@ -445,19 +448,19 @@ fn a_recording_that_cannot_get_all_its_sets_takes_none() {
     recorder
         .allocate(
             device,
-            engine.set_layout(),
+            engine.set_layout(Family::Convert),
             first,
-            record::MAX_UNRELEASED - 1,
+            MAX_UNRELEASED - 1,
         )
         .unwrap();
     let pools = recorder.usage().pools;
     let second = recorder.next_ticket();
     let err = recorder
-        .allocate(device, engine.set_layout(), second, 2)
+        .allocate(device, engine.set_layout(Family::Convert), second, 2)
         .unwrap_err();
     assert!(err.message().contains("unreleased"), "{err}");
     let usage = recorder.usage();
-    assert_eq!(usage.unreleased_sets, record::MAX_UNRELEASED - 1);
+    assert_eq!(usage.unreleased_sets, MAX_UNRELEASED - 1);
     assert_eq!(usage.pools, pools);
     recorder.release(device, second).unwrap();
     assert_eq!(recorder.usage().unreleased_sets, 0);

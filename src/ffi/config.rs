@@ -3,9 +3,10 @@
 use super::context::NyxqContext;
 use super::guard::guard;
 use super::handle::{self, Opaque};
-use super::plan::{NyxqPlanPolicy, give_string, policy_to_c};
+use super::plan_policy::{NyxqPlanPolicy, policy_to_c};
 use super::ptr;
 use super::status::NyxqStatus;
+use super::strings::give_string;
 use crate::config::QuantConfig;
 use std::ffi::c_char;
 use std::path::Path;

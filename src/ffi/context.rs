@@ -2,6 +2,7 @@
 
 use super::guard::guard;
 use super::handle::{self, Opaque};
+use super::log::{NyxqLogLevel, log_level_arg};
 use super::status::NyxqStatus;
 use super::{copy_to_c_array, enum_value, ptr};
 use crate::config::QuantConfig;
@@ -29,22 +30,6 @@ pub enum NyxqBackend {
     NyxqBackendCpu = 1,
     /// Vulkan, or NYXQ_ERROR_UNSUPPORTED when it is not available.
     NyxqBackendVulkan = 2,
-}
-
-/// How much nyxq logs: the level of nyxq_set_log_callback, and
-/// NyxqContextOptions.log_level. A context's level above OFF asks for
-/// messages up to that level on stderr while the context lives, and only when
-/// no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
-/// take precedence); nothing outlives the context.
-#[repr(i32)]
-pub enum NyxqLogLevel {
-    /// Nothing (the default).
-    NyxqLogOff = 0,
-    NyxqLogError = 1,
-    NyxqLogWarn = 2,
-    NyxqLogInfo = 3,
-    NyxqLogDebug = 4,
-    NyxqLogTrace = 5,
 }
 
 /// Options for nyxq_context_create. Fill with nyxq_context_options_default,
@@ -108,6 +93,12 @@ impl Default for NyxqContextOptions {
     }
 }
 
+/// Bytes of NyxqContextInfo.backend_name, the terminating NUL included.
+pub const NYXQ_BACKEND_NAME_LEN: usize = 32;
+
+/// Bytes of NyxqContextInfo.fallback_reason, the terminating NUL included.
+pub const NYXQ_FALLBACK_REASON_LEN: usize = 256;
+
 /// What a context is running on (nyxq_context_info).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -117,9 +108,9 @@ pub struct NyxqContextInfo {
     /// Worker threads used for large inputs.
     pub thread_count: u32,
     /// The backend's name, NUL-terminated ("cpu", ...).
-    pub backend_name: [c_char; 32],
+    pub backend_name: [c_char; NYXQ_BACKEND_NAME_LEN],
     /// Why AUTO fell back to the CPU; empty when it did not.
-    pub fallback_reason: [c_char; 256],
+    pub fallback_reason: [c_char; NYXQ_FALLBACK_REASON_LEN],
 }
 
 /// The size of the first published NyxqContextOptions (up to thread_count):
@@ -148,7 +139,7 @@ pub(crate) unsafe fn settings_from(
         ],
         "backend",
     )?;
-    let log_level = super::log::log_level_arg(options.log_level)?;
+    let log_level = log_level_arg(options.log_level)?;
     let vulkan_loader = if options.vulkan_loader_path.is_null() {
         None
     } else {
@@ -261,8 +252,8 @@ pub extern "C" fn nyxq_context_info(
                 crate::context::Backend::Vulkan => NyxqBackend::NyxqBackendVulkan as i32,
             },
             thread_count: u32::try_from(context.threads()).unwrap_or(u32::MAX),
-            backend_name: [0; 32],
-            fallback_reason: [0; 256],
+            backend_name: [0; NYXQ_BACKEND_NAME_LEN],
+            fallback_reason: [0; NYXQ_FALLBACK_REASON_LEN],
         };
         copy_to_c_array(context.backend().name(), &mut info.backend_name);
         copy_to_c_array(

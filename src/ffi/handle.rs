@@ -93,7 +93,7 @@ pub(crate) fn live_count() -> usize {
 pub extern "C" fn nyxq_live_handles(count_out: *mut usize) -> NyxqStatus {
     guard(|| {
         let out = ptr::out(count_out, "count_out")?;
-        let count = live_count() + super::plan::live_strings();
+        let count = live_count() + super::strings::live_strings();
         // SAFETY: count_out checked non-NULL; points to a size_t per the contract.
         unsafe { out.write(count) };
         Ok(())

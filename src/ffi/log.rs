@@ -1,12 +1,26 @@
 //! The trainer's log callback.
 
-use super::context::NyxqLogLevel;
 use super::enum_value;
 use super::guard::guard;
 use super::status::NyxqStatus;
-use crate::context::LogLevel;
-use crate::logging;
+use crate::logging::{self, LogLevel};
 use std::ffi::{c_char, c_void};
+
+/// How much nyxq logs: the level of nyxq_set_log_callback, and
+/// NyxqContextOptions.log_level. A context's level above OFF asks for
+/// messages up to that level on stderr while the context lives, and only when
+/// no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
+/// take precedence); nothing outlives the context.
+#[repr(i32)]
+pub enum NyxqLogLevel {
+    /// Nothing (the default).
+    NyxqLogOff = 0,
+    NyxqLogError = 1,
+    NyxqLogWarn = 2,
+    NyxqLogInfo = 3,
+    NyxqLogDebug = 4,
+    NyxqLogTrace = 5,
+}
 
 /// Receives one nyxq log message: `user_data` as given to
 /// nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
@@ -15,8 +29,10 @@ use std::ffi::{c_char, c_void};
 ///
 /// It is called on whichever thread logs: any thread that is inside a nyxq
 /// call, including nyxq's own worker threads, possibly several at once. It
-/// must not throw (an exception must not cross into nyxq), and must not call
-/// nyxq_set_log_callback (that call waits for running callbacks to return).
+/// must not throw (an exception must not cross into nyxq), must not call
+/// nyxq_set_log_callback (that call waits for running callbacks to return),
+/// and should not call other nyxq functions (they may log, which calls it
+/// again on the same thread).
 pub type NyxqLogCallback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char)>;
 

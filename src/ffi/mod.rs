@@ -11,13 +11,18 @@ pub mod context;
 pub mod format;
 pub mod guard;
 pub mod handle;
-mod layout;
+pub mod hardware;
+#[cfg(feature = "test-exports")]
+pub mod layout;
 pub mod log;
 pub mod matvec;
+pub mod model;
 pub mod plan;
+pub mod plan_policy;
 pub mod ptr;
 pub mod quant;
 pub mod status;
+pub mod strings;
 pub mod tensor;
 #[cfg(feature = "test-exports")]
 pub mod test_exports;
@@ -26,6 +31,7 @@ pub mod version;
 pub mod vk;
 pub mod vk_cmd;
 pub mod vk_matvec;
+pub mod vk_train;
 
 pub use status::NyxqStatus;
 

@@ -9,7 +9,8 @@ use super::ptr;
 use super::quant::{NyxqQuantizeOptions, quantize_options};
 use super::status::NyxqStatus;
 use crate::error::Error;
-use crate::tensor::{MAX_RANK, Placement, Tensor};
+use crate::shape::MAX_RANK;
+use crate::tensor::{Placement, Tensor};
 use std::ffi::{CString, c_char, c_void};
 
 /// A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release
@@ -100,8 +101,9 @@ pub extern "C" fn nyxq_tensor_create(
 /// which; the log says why).
 ///
 /// Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
-/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
-/// than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+/// format with no Vulkan kernel (Q5_0), a row larger than the device's
+/// buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
 /// NYXQ_ERROR_VULKAN. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_create_in(
@@ -184,7 +186,7 @@ pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
 /// NYXQ_ERROR_NON_FINITE. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_upload(
-    tensor: *const NyxqTensor,
+    tensor: *mut NyxqTensor,
     src: *const f32,
     n: usize,
     options: *const NyxqQuantizeOptions,
@@ -200,7 +202,7 @@ pub extern "C" fn nyxq_tensor_upload(
 }
 
 /// Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
-/// element count).
+/// element count). `dst` must not overlap the tensor's own bytes.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
@@ -343,12 +345,14 @@ pub extern "C" fn nyxq_tensor_placement(
 /// host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
 /// nyxq_tensor_destroy).
 ///
-/// Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
-/// placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
+/// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
+/// with no Vulkan kernel (Q5_0)),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
 #[unsafe(no_mangle)]
-pub extern "C" fn nyxq_tensor_migrate(tensor: *const NyxqTensor, placement: i32) -> NyxqStatus {
+pub extern "C" fn nyxq_tensor_migrate(tensor: *mut NyxqTensor, placement: i32) -> NyxqStatus {
     guard(|| {
         let handle = handle::get(tensor)?;
         handle.tensor.migrate(placement_arg(placement)?)

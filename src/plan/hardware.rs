@@ -1,14 +1,12 @@
 //! Hardware: the memory and features a plan must respect, from a built-in
-//! profile (data in config/profiles/), a profile file, or the running context.
+//! profile (data in config/profiles/), a profile file, or the host. A running
+//! context describes its own device (crate::context::Context::hardware).
 
-use crate::context::{Backend, Context};
+use super::sizes::parse_size;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 
 /// What the planner knows about a machine. The Vulkan backend fills one from
 /// the physical device (heap sizes, VK_EXT_memory_budget, maxMemoryAllocationSize,
@@ -69,35 +67,6 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
         Size::Bytes(b) => Ok(b),
         Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
     }
-}
-
-/// Parses "7 GiB", "512MiB", "4096 B" or a plain byte count.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (write e.g. \"7 GiB\" or a byte count)"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" => 1024.0,
-        "mib" => MIB as f64,
-        "gib" => GIB as f64,
-        "tib" => (GIB as f64) * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' in '{text}' (B, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    let bytes = value * scale;
-    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
-        return Err(format!("size '{text}' is out of range"));
-    }
-    Ok(bytes.round() as u64)
 }
 
 /// The built-in profiles, as data (config/profiles/*.json, compiled in).
@@ -205,35 +174,6 @@ impl Hardware {
         }
     }
 
-    /// The hardware of a running context. For the CPU backend: host memory
-    /// (MemAvailable from /proc/meminfo) serves as both device and host memory.
-    /// For the Vulkan backend: the device's local memory, its budget from
-    /// VK_EXT_memory_budget when present, its allocation limit and feature flags,
-    /// with host memory beside it.
-    pub fn detect(context: &Context) -> Result<Hardware> {
-        match (context.backend(), context.device_info()) {
-            (Backend::Vulkan, Some(info)) => {
-                let (host, source) = host_memory()?;
-                Ok(Hardware {
-                    name: format!("{} (detected)", info.name),
-                    description: format!("Vulkan device {} ({})", info.name, info.driver_info),
-                    device_local_bytes: info.device_local_bytes,
-                    device_budget_bytes: info.budget_bytes.unwrap_or(0),
-                    host_bytes: if info.unified_memory { 0 } else { host },
-                    max_allocation_bytes: info.max_allocation_bytes,
-                    unified_memory: info.unified_memory,
-                    fp16_arithmetic: info.shader_float16,
-                    int8_dot: info.integer_dot_product,
-                    storage_16bit: info.storage_16bit,
-                    storage_8bit: info.storage_8bit,
-                    cpu_only: false,
-                    sources: vec!["the Vulkan device's properties".to_string(), source],
-                })
-            }
-            _ => Hardware::host_cpu(),
-        }
-    }
-
     /// The host CPU as a device: memory from /proc/meminfo or sysconf.
     pub fn host_cpu() -> Result<Hardware> {
         let (bytes, source) = host_memory()?;
@@ -256,7 +196,7 @@ impl Hardware {
 }
 
 /// Available host memory and where the number came from.
-fn host_memory() -> Result<(u64, String)> {
+pub fn host_memory() -> Result<(u64, String)> {
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
         let field = |key: &str| {
             text.lines()
@@ -293,17 +233,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("7 GiB").unwrap(), 7 * GIB);
-        assert_eq!(parse_size("512MiB").unwrap(), 512 * MIB);
-        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 * GIB / 2);
-        assert!(parse_size("7 GB").is_err());
-    }
-
-    #[test]
     fn the_cpu_context_detects_host_memory() {
         let hw = Hardware::host_cpu().unwrap();
-        assert!(hw.device_local_bytes > 64 * MIB);
+        assert!(hw.device_local_bytes > 64 << 20);
         assert!(hw.cpu_only);
     }
 }

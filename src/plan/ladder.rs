@@ -4,8 +4,9 @@
 
 use super::hardware::Hardware;
 use super::model::{Model, Transformer};
-use super::planner::{Plan, human_bytes};
 use super::policy::Policy;
+use super::sizes::human_bytes;
+use super::types::Plan;
 use crate::error::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! A plan for humans (a table and the reasons) and for programs (JSON).
 
-use super::planner::{Plan, human_bytes};
+use super::sizes::human_bytes;
+use super::types::Plan;
 use serde_json::{Value, json};
 use std::fmt::Write;
 

@@ -1,21 +1,48 @@
-//! The Vulkan backend (ash, loaded at run time): instance and device, device
-//! facts, and (later) memory, pipelines and dispatch. All of nyxq's Vulkan
-//! calls live under this module.
+//! The Vulkan backend (ash, loaded at run time). All of nyxq's Vulkan calls
+//! live under this module. Its layers, from the bottom up (a module uses
+//! only modules of its own layer or of those below it, and no two use each
+//! other):
+//!
+//! 1. the instance and the device (`instance`, `device`, `borrowed`);
+//! 2. the kernel table and the kernel families (`shaders`, `family`);
+//! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
+//!    descriptor sets, the queue, the range checks (`error`, `memory`,
+//!    `pipelines`, `recorder`, `submit`, `ranges`);
+//! 4. the one recording path, the job graph, the matrix-vector choice
+//!    (`dispatch`, `jobs`, `matvec_choice`);
+//! 5. the [`Engine`], which holds all of that for one device;
+//! 6. the work done with an engine: submit-and-wait conversions (`ops`),
+//!    recording into the caller's command buffers (`record`), matrix-vector
+//!    products (`matvec`), the self-test, device storage of tensors.
 
-pub mod bench;
 pub mod borrowed;
 pub mod device;
-pub mod exec;
 pub mod instance;
+
+pub mod family;
+pub mod shaders;
+
+mod error;
+pub mod memory;
+pub mod pipelines;
+pub mod ranges;
+pub mod recorder;
+pub mod submit;
+
+pub mod dispatch;
+pub mod jobs;
+pub mod matvec_choice;
+
+pub mod engine;
+
 pub mod matvec;
 pub mod ops;
 pub mod record;
 pub mod selftest;
-pub mod shaders;
 pub mod storage;
 
 pub use device::{Device, DeviceInfo, DeviceType, Pick};
-pub use exec::Engine;
+pub use engine::Engine;
 pub use instance::{Instance, InstanceSettings, Unavailable, ValidationCounter};
 
 use std::sync::Arc;

@@ -2,10 +2,13 @@
 //! device, split into dispatches so that no descriptor range exceeds
 //! maxStorageBufferRange and no buffer exceeds the allocation limit.
 
-use super::exec::{Buffer, Engine, Job, MAX_ALLOCATION};
-use super::shaders::Push;
+use super::engine::Engine;
+use super::family::ConvertPush;
+use super::jobs::Job;
+use super::memory::{Buffer, MAX_ALLOCATION};
+use super::shaders::{KernelId, Op};
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use crate::quant::Rounding;
 
 /// Elements per dispatch are a multiple of this (whole units of every kernel,
@@ -13,73 +16,6 @@ use crate::quant::Rounding;
 const CHUNK_QUANTUM: usize = 32 * 1024;
 /// Upper bound of elements per dispatch (64 MiB of f32).
 const MAX_CHUNK: usize = 1 << 24;
-
-/// The variant name suffix of a format.
-pub fn format_tag(format: Format) -> &'static str {
-    match format {
-        Format::F32 => "f32",
-        Format::F16 => "f16",
-        Format::BF16 => "bf16",
-        Format::Q8_0 => "q8_0",
-        Format::Q4_0 => "q4_0",
-        Format::Q4_1 => "q4_1",
-    }
-}
-
-/// Which kernel of a format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    Quantize,
-    Dequantize,
-    DequantizeF16,
-    FakeQuantize,
-}
-
-impl Op {
-    /// Every kernel of a format, in the order the self-test and bench-vk
-    /// run and report them.
-    pub const ALL: [Op; 4] = [
-        Op::Quantize,
-        Op::Dequantize,
-        Op::DequantizeF16,
-        Op::FakeQuantize,
-    ];
-}
-
-/// The fast variants of `op` on `format`, fastest first (none for most
-/// kernels): `_rte_dp` (Q4_1 -> F16 in f16 arithmetic, f16 subnormals
-/// preserved), `_rte` (f16 results by the hardware conversion or f16
-/// arithmetic, declared round-to-nearest-even), `_s16` (Q8_0 quantize:
-/// 16-bit stores). Each needs optional features (`Engine::variant_supported`).
-pub fn fast_kernel_names(op: Op, format: Format) -> Vec<&'static str> {
-    let compat = kernel_name(op, format);
-    ["_rte_dp", "_rte", "_s16"]
-        .iter()
-        .filter_map(|suffix| super::shaders::variant(&format!("{compat}{suffix}")).map(|v| v.name))
-        .collect()
-}
-
-/// The compatible shader variant for `op` on `format` (32-bit words and
-/// integer arithmetic only: no optional feature).
-pub fn kernel_name(op: Op, format: Format) -> &'static str {
-    let names = super::shaders::VARIANTS.iter().map(|v| v.name);
-    let tag = format_tag(format);
-    let wanted = match op {
-        Op::Quantize => format!("quantize_f32_{tag}"),
-        Op::Dequantize => format!("dequantize_{tag}_f32"),
-        Op::DequantizeF16 => format!("dequantize_{tag}_f16"),
-        Op::FakeQuantize => format!("fake_quantize_f32_{tag}"),
-    };
-    let wanted = if format == Format::F32 {
-        "copy_f32_f32".to_string()
-    } else {
-        wanted
-    };
-    names
-        .into_iter()
-        .find(|n| *n == wanted)
-        .unwrap_or("copy_f32_f32")
-}
 
 /// Elements per dispatch on this device.
 pub fn chunk_elements(engine: &Engine, format: Format) -> usize {
@@ -89,28 +25,6 @@ pub fn chunk_elements(engine: &Engine, format: Format) -> usize {
     let n = by_range.min(MAX_CHUNK);
     let quantum = CHUNK_QUANTUM.max(format.block_size());
     (n / quantum * quantum).max(quantum)
-}
-
-pub(crate) fn push_for(n: usize, first: u64, rounding: Rounding) -> Result<Push> {
-    let (stochastic, seed) = match rounding {
-        Rounding::Nearest => (0, 0),
-        Rounding::Stochastic { seed } => (1, seed),
-        Rounding::ErrorMinimising => {
-            return Err(Error::unsupported(
-                "error-minimising rounding has no Vulkan kernel; it runs on the CPU",
-            ));
-        }
-    };
-    Ok(Push {
-        n_elements: n as u32,
-        stochastic,
-        seed_lo: seed as u32,
-        seed_hi: (seed >> 32) as u32,
-        first_lo: first as u32,
-        first_hi: (first >> 32) as u32,
-        perturb: 0,
-        pad1: 0,
-    })
 }
 
 /// `bytes` rounded up to whole 32-bit words (what a kernel binds).
@@ -123,7 +37,7 @@ pub fn words(bytes: usize) -> u64 {
 #[allow(clippy::too_many_arguments)]
 fn run(
     engine: &Engine,
-    kernel: &'static str,
+    kernel: KernelId,
     format: Format,
     n: usize,
     src: &[u8],
@@ -132,6 +46,7 @@ fn run(
     out_bytes_per: (usize, usize),
     rounding: Rounding,
 ) -> Result<()> {
+    format.require_vulkan(VulkanFamily::Conversions)?;
     let chunk = chunk_elements(engine, format);
     let size_of = bytes_for;
     let max_in = words(size_of(in_bytes_per, chunk.min(n)));
@@ -156,7 +71,7 @@ fn run(
             kernel,
             src: (inb.buffer, 0, words(in_len)),
             dst: (outb.buffer, 0, words(out_len)),
-            push: push_for(k, done as u64, rounding)?,
+            push: ConvertPush::new(k, done as u64, rounding)?,
         };
         engine.submit_and_wait(&[job])?;
         outb.read(&mut dst[out_off..out_off + out_len]);
@@ -220,7 +135,7 @@ pub fn quantize(
     Error::ensure_room("destination", "bytes", needed, dst.len())?;
     run(
         engine,
-        engine.kernel(Op::Quantize, format),
+        engine.kernel(Op::Quantize, format)?,
         format,
         src.len(),
         f32_bytes(src),
@@ -237,7 +152,7 @@ pub fn dequantize(engine: &Engine, format: Format, src: &[u8], dst: &mut [f32]) 
     Error::ensure_room("destination", "floats", n, dst.len())?;
     run(
         engine,
-        engine.kernel(Op::Dequantize, format),
+        engine.kernel(Op::Dequantize, format)?,
         format,
         n,
         src,
@@ -262,7 +177,7 @@ pub fn dequantize_to_f16(
     }
     run(
         engine,
-        engine.kernel(Op::DequantizeF16, format),
+        engine.kernel(Op::DequantizeF16, format)?,
         format,
         n,
         src,
@@ -286,7 +201,7 @@ pub fn fake_quantize(
     let n = src.len();
     run(
         engine,
-        engine.kernel(Op::FakeQuantize, format),
+        engine.kernel(Op::FakeQuantize, format)?,
         format,
         n,
         f32_bytes(src),
@@ -295,22 +210,4 @@ pub fn fake_quantize(
         (4, 1),
         rounding,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_variants_come_fastest_first() {
-        assert_eq!(
-            fast_kernel_names(Op::DequantizeF16, Format::Q4_1),
-            ["dequantize_q4_1_f16_rte_dp", "dequantize_q4_1_f16_rte"]
-        );
-        assert_eq!(
-            fast_kernel_names(Op::Quantize, Format::Q8_0),
-            ["quantize_f32_q8_0_s16"]
-        );
-        assert!(fast_kernel_names(Op::Dequantize, Format::Q4_0).is_empty());
-    }
 }

@@ -6,21 +6,22 @@
 //! used, the compatible variant last.
 //! A kernel whose every variant disagrees is disabled and the CPU twin is used.
 
-use super::exec::Engine;
-use super::ops::{self, Op, fast_kernel_names, kernel_name};
-use crate::format::{Format, QUANTIZED_FORMATS};
+use super::engine::Engine;
+use super::ops;
+use super::shaders::{KernelId, Op, compatible_kernel, fast_kernels};
+use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions, Rounding};
 
 /// What the self-test found for one kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelResult {
-    pub kernel: &'static str,
+    pub kernel: KernelId,
     pub op: Op,
     pub format: Format,
     /// None when it passed, else why it is disabled.
     pub failure: Option<String>,
     /// A faster variant that failed before `kernel` was tested, and why.
-    pub rejected: Option<(&'static str, String)>,
+    pub rejected: Option<(KernelId, String)>,
 }
 
 /// 10 blocks, one per hard case, plus one odd element for the 1-wide formats.
@@ -143,23 +144,25 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
     result.unwrap_or_else(|e| Some(format!("failed to run: {e}")))
 }
 
-/// The variants to try for `op` on `format`, fastest first.
-fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<&'static str> {
-    let fast = fast_kernel_names(op, format)
-        .into_iter()
+/// The variants to try for `op` on `format`, fastest first, the compatible
+/// one last.
+fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Vec<KernelId> {
+    let fast = fast_kernels(op, format)
+        .iter()
+        .copied()
         .filter(|&k| !force_compat && engine.variant_supported(k));
-    fast.chain(std::iter::once(kernel_name(op, format)))
-        .collect()
+    fast.chain(compatible_kernel(op, format)).collect()
 }
 
 /// Runs every kernel once, chooses for each the fastest variant that agrees
 /// with the CPU (only the compatible ones with `force_compat`), and reports.
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         for op in Op::ALL {
             let mut rejected = None;
             let mut result = None;
+            let compatible = compatible_kernel(op, format);
             for kernel in candidates(engine, op, format, force_compat) {
                 engine.choose_kernel(op, format, kernel);
                 let failure = test_one(engine, op, format);
@@ -169,7 +172,7 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
                     }
                     Some(why) => log::warn!(
                         "nyxq vulkan self-test: {kernel} DISABLED ({why}); {}",
-                        if kernel == kernel_name(op, format) {
+                        if Some(kernel) == compatible {
                             "the CPU twin is used instead"
                         } else {
                             "the next variant is tried instead"
@@ -178,7 +181,7 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
                 }
                 let passed = failure.is_none();
                 if let (Some(why), None) = (&failure, &rejected) {
-                    if kernel != kernel_name(op, format) {
+                    if Some(kernel) != compatible {
                         rejected = Some((kernel, why.clone()));
                     }
                 }

@@ -1,15 +1,66 @@
-//! The compiled shader variants (built by build_support/shaders.rs) and the
-//! push-constant block they share.
+//! The kernel table the build generates from build_support/shaders.rs: one
+//! [`KernelId`] per pipeline, each kernel's facts ([`Kernel`]: SPIR-V, debug
+//! name, family, grid, the device features it needs), and which kernel does
+//! what ([`convert_kernels`], [`matvec_kernel`]). Dispatch code holds
+//! `KernelId`s and indexes by them; a kernel's name is its debug name and its
+//! name in reports.
 
-/// A compiled shader variant (`<op>_<in>_<out>[_<kind>]`, also its pipeline's
-/// debug name).
-#[derive(Debug, Clone, Copy)]
-pub struct Variant {
+use super::family::Family;
+use crate::format::Format;
+
+/// Which kernel of a format: the jobs of the Convert family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Quantize,
+    Dequantize,
+    DequantizeF16,
+    FakeQuantize,
+}
+
+impl Op {
+    /// Every kernel of a format, in the order the self-test and bench-vk
+    /// run and report them.
+    pub const ALL: [Op; 4] = [
+        Op::Quantize,
+        Op::Dequantize,
+        Op::DequantizeF16,
+        Op::FakeQuantize,
+    ];
+}
+
+/// Which shader a matrix-vector product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatvecVariant {
+    /// Forward, reduction with subgroupAdd.
+    Subgroup,
+    /// Forward, reduction through shared memory (no optional feature).
+    Compat,
+    /// Forward, Q8_0/Q4_0/Q4_1 only: x rounded to int8 per block, integer
+    /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
+    Dot,
+    /// The transposed product (one variant, no optional feature).
+    Transposed,
+}
+
+/// One compiled kernel: an index into the build's table. The constants
+/// (`KernelId::QUANTIZE_F32_Q4_0`, ...) are the variants' names upper-cased.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelId(u16);
+
+/// What the build knows of a kernel.
+#[derive(Debug)]
+pub struct Kernel {
+    /// `<op>_<in>_<out>[_<variant>]`: the pipeline's debug name.
     pub name: &'static str,
     pub spirv: &'static [u8],
-    /// How a quantize/dequantize kernel's grid is sized (None for the
-    /// matvec kernels, whose module sizes their grids).
+    pub family: Family,
+    /// How an element-sized kernel's grid is sized (None for the matvec
+    /// kernels, whose module sizes their grids).
     pub grid: Option<Grid>,
+    /// The optional device features its SPIR-V's capabilities need.
+    pub needs: Needs,
+    /// Bytes of its push-constant block, as its SPIR-V declares it.
+    pub push_bytes: u32,
 }
 
 /// Elements per invocation and invocations per workgroup of a kernel, as the
@@ -21,125 +72,114 @@ pub struct Grid {
     pub local_size: u32,
 }
 
+/// The optional features a kernel needs, read by the build from the
+/// capabilities its SPIR-V declares. (The matvec variants' subgroup and
+/// integer-dot needs are decided from the device's subgroup facts by
+/// `MatvecChoice`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// storageBuffer16BitAccess: 16-bit loads and stores.
+    pub storage_16bit: bool,
+    /// shaderFloat16: f16 arithmetic.
+    pub float16: bool,
+    /// shaderRoundingModeRTEFloat16: RoundingModeRTE declared for f16.
+    pub rounding_rte_f16: bool,
+    /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
+    pub denorm_preserve_f16: bool,
+}
+
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
-/// The variant `name`, if it exists.
-pub fn variant(name: &str) -> Option<&'static Variant> {
-    VARIANTS.iter().find(|v| v.name == name)
-}
-
-/// Rust twin of `Push` in shaders/common.glsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Push {
-    pub n_elements: u32,
-    pub stochastic: u32,
-    pub seed_lo: u32,
-    pub seed_hi: u32,
-    pub first_lo: u32,
-    pub first_hi: u32,
-    pub perturb: u32,
-    pub pad1: u32,
-}
-
-const _: () = assert!(size_of::<Push>() == 32);
-const _: () = assert!(size_of::<Push>() <= 128);
-
-impl Push {
-    pub fn bytes(&self) -> [u8; 32] {
-        let words = [
-            self.n_elements,
-            self.stochastic,
-            self.seed_lo,
-            self.seed_hi,
-            self.first_lo,
-            self.first_hi,
-            self.perturb,
-            self.pad1,
-        ];
-        let mut out = [0u8; 32];
-        for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        out
+// Every kernel's push-constant block is its family's Rust twin, byte for byte
+// in size (the build read the block from the SPIR-V).
+const _: () = {
+    let mut i = 0;
+    while i < KERNELS.len() {
+        assert!(KERNELS[i].push_bytes == KERNELS[i].family.push_bytes());
+        i += 1;
     }
-}
+};
 
-impl Push {
-    /// The push constants of `unscale_f32` over `n` gradients: multiply by
-    /// `inverse`, exactly in integers when it is 2^-k (k >= 0).
-    pub fn unscale(n: u32, inverse: f32) -> Push {
-        let bits = inverse.to_bits();
-        let exponent = (bits >> 23) as i32 - 127;
-        let pow2 = bits & 0x807f_ffff == 0 && (-126..=0).contains(&exponent);
-        Push {
-            n_elements: n,
-            stochastic: bits,
-            seed_lo: if pow2 { (-exponent) as u32 } else { 0 },
-            seed_hi: u32::from(pow2),
-            ..Push::default()
+impl KernelId {
+    /// Every kernel, in table order.
+    pub fn all() -> impl Iterator<Item = KernelId> {
+        (0..KernelId::COUNT as u16).map(KernelId)
+    }
+
+    /// Its facts.
+    pub fn kernel(self) -> &'static Kernel {
+        &KERNELS[self.index()]
+    }
+
+    /// Its name (`quantize_f32_q4_0`).
+    pub fn name(self) -> &'static str {
+        self.kernel().name
+    }
+
+    /// Its position in the table (what per-kernel arrays are indexed by).
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The kernel named `name` (for settings and tests that name one).
+    pub fn from_name(name: &str) -> Option<KernelId> {
+        KernelId::all().find(|k| k.name() == name)
+    }
+
+    /// What kind of variant it is, from the features it needs, in words (for
+    /// the context's report and `nyxq hwinfo`).
+    pub fn describe(self) -> &'static str {
+        let needs = self.kernel().needs;
+        if needs.denorm_preserve_f16 {
+            "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
+        } else if needs.float16 {
+            "rte variant (f16 arithmetic, round-to-nearest-even declared)"
+        } else if needs.rounding_rte_f16 {
+            "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
+        } else if needs.storage_16bit {
+            "s16 variant (16-bit stores)"
+        } else {
+            "compat variant (32-bit words)"
         }
     }
 }
 
-/// The SPIR-V of the variant `name`, if it exists.
-pub fn spirv(name: &str) -> Option<&'static [u8]> {
-    variant(name).map(|v| v.spirv)
+impl std::fmt::Debug for KernelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
-/// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
-pub const CAPABILITY_FLOAT16: u32 = 9;
-/// SPIR-V capability: 16-bit loads and stores of storage buffers (the
-/// device needs storageBuffer16BitAccess).
-pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
-/// SPIR-V capability: the execution mode DenormPreserve (nyxq declares it
-/// for 16-bit floats only: the device needs shaderDenormPreserveFloat16).
-pub const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
-/// SPIR-V capability: the execution mode RoundingModeRTE (nyxq declares it
-/// for 16-bit floats only: the device needs shaderRoundingModeRTEFloat16).
-pub const CAPABILITY_ROUNDING_RTE: u32 = 4467;
-
-/// The capabilities the SPIR-V of the variant `name` declares (none for an
-/// unknown name).
-pub fn capabilities(name: &str) -> Vec<u32> {
-    const OP_CAPABILITY: u32 = 17;
-    let Some(spirv) = spirv(name) else {
-        return Vec::new();
-    };
-    let words: Vec<u32> = spirv
-        .chunks_exact(4)
-        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-        .collect();
-    // After the 5-word header, instructions are (word count << 16 | opcode);
-    // the capabilities come first.
-    let mut out = Vec::new();
-    let mut at = 5;
-    while let Some(&first) = words.get(at) {
-        let (count, opcode) = ((first >> 16) as usize, first & 0xffff);
-        if opcode != OP_CAPABILITY || count < 2 {
-            break;
-        }
-        out.extend(words.get(at + 1));
-        at += count;
+impl std::fmt::Display for KernelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
-    out
 }
 
-/// What kind of variant `name` is, from the capabilities its SPIR-V
-/// declares, in words (for the context's report and `nyxq hwinfo`).
-pub fn describe_variant(name: &str) -> &'static str {
-    let caps = capabilities(name);
-    if caps.contains(&CAPABILITY_DENORM_PRESERVE) {
-        "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
-    } else if caps.contains(&CAPABILITY_FLOAT16) {
-        "rte variant (f16 arithmetic, round-to-nearest-even declared)"
-    } else if caps.contains(&CAPABILITY_ROUNDING_RTE) {
-        "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
-    } else if caps.contains(&CAPABILITY_STORAGE_16BIT) {
-        "s16 variant (16-bit stores)"
-    } else {
-        "compat variant (32-bit words)"
+impl Grid {
+    /// Workgroups of a dispatch over `n` elements (at least 1).
+    pub fn groups(self, n: u32) -> u32 {
+        n.div_ceil(self.per_invocation)
+            .div_ceil(self.local_size)
+            .max(1)
     }
+}
+
+/// The compatible kernel of `op` on `format` (32-bit words and integer
+/// arithmetic only: no optional feature), if one exists.
+pub fn compatible_kernel(op: Op, format: Format) -> Option<KernelId> {
+    convert_kernels(op, format).last().copied()
+}
+
+/// The fast variants of `op` on `format`, fastest first (none for most
+/// kernels): `_rte_dp` (Q4_1 -> F16 in f16 arithmetic, f16 subnormals
+/// preserved), `_rte` (f16 results by the hardware conversion or f16
+/// arithmetic, declared round-to-nearest-even), `_s16` (Q8_0 quantize:
+/// 16-bit stores). Each needs optional features (`Engine::variant_supported`).
+pub fn fast_kernels(op: Op, format: Format) -> &'static [KernelId] {
+    convert_kernels(op, format)
+        .split_last()
+        .map_or(&[], |(_, fast)| fast)
 }
 
 #[cfg(test)]
@@ -148,101 +188,145 @@ mod tests {
 
     #[test]
     fn only_the_f16_arithmetic_variants_need_float16() {
-        let float16 = |name| capabilities(name).contains(&CAPABILITY_FLOAT16);
-        assert!(float16("dequantize_q8_0_f16_rte"));
-        assert!(float16("dequantize_q4_0_f16_rte"));
-        assert!(float16("dequantize_q4_1_f16_rte_dp"));
-        // Q4_1's `_rte` rounds in f32, then converts; the others convert only.
-        for name in [
-            "dequantize_q4_1_f16_rte",
-            "dequantize_bf16_f16_rte",
-            "quantize_f32_f16_rte",
-            "quantize_f32_q8_0_s16",
-            "dequantize_q4_0_f16",
-            "copy_f32_f32",
-            "no_such_variant",
-        ] {
-            assert!(!float16(name), "{name}");
-        }
+        let float16: Vec<&str> = KernelId::all()
+            .filter(|k| k.kernel().needs.float16)
+            .map(KernelId::name)
+            .collect();
+        assert_eq!(
+            float16,
+            [
+                "dequantize_q8_0_f16_rte",
+                "dequantize_q4_0_f16_rte",
+                "dequantize_q4_1_f16_rte_dp"
+            ]
+        );
     }
 
     #[test]
     fn the_fast_variants_and_only_they_need_16_bit_storage() {
-        for (name, storage16) in [
-            ("quantize_f32_q8_0_s16", true),
-            ("quantize_f32_f16_rte", true),
-            ("dequantize_q4_1_f16_rte", true),
-            ("quantize_f32_q8_0", false),
-            ("dequantize_q4_1_f16", false),
-            ("fake_quantize_f32_q4_0", false),
+        for (kernel, storage16) in [
+            (KernelId::QUANTIZE_F32_Q8_0_S16, true),
+            (KernelId::QUANTIZE_F32_F16_RTE, true),
+            (KernelId::DEQUANTIZE_Q4_1_F16_RTE, true),
+            (KernelId::QUANTIZE_F32_Q8_0, false),
+            (KernelId::DEQUANTIZE_Q4_1_F16, false),
+            (KernelId::FAKE_QUANTIZE_F32_Q4_0, false),
         ] {
-            let caps = capabilities(name);
-            assert_eq!(
-                caps.contains(&CAPABILITY_STORAGE_16BIT),
-                storage16,
-                "{name}"
-            );
-            // Every variant declares Shader (1).
-            assert!(caps.contains(&1), "{name}");
+            assert_eq!(kernel.kernel().needs.storage_16bit, storage16, "{kernel}");
+        }
+        for op in Op::ALL {
+            for format in crate::format::ALL_FORMATS {
+                if let Some(compatible) = compatible_kernel(op, format) {
+                    assert_eq!(compatible.kernel().needs, Needs::default(), "{compatible}");
+                }
+            }
         }
     }
 
     #[test]
-    fn each_kind_of_variant_is_described_from_its_capabilities() {
-        for (name, words) in [
+    fn each_kind_of_variant_is_described_from_its_needs() {
+        for (kernel, words) in [
             (
-                "dequantize_q4_1_f16_rte_dp",
+                KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
                 "f16 arithmetic, round-to-nearest-even and f16 subnormals",
             ),
             (
-                "dequantize_q4_0_f16_rte",
+                KernelId::DEQUANTIZE_Q4_0_F16_RTE,
                 "f16 arithmetic, round-to-nearest-even declared",
             ),
-            ("dequantize_q4_1_f16_rte", "hardware f16 conversion"),
-            ("quantize_f32_f16_rte", "hardware f16 conversion"),
-            ("quantize_f32_q8_0_s16", "s16 variant (16-bit stores)"),
-            ("quantize_f32_q8_0", "compat variant (32-bit words)"),
+            (KernelId::DEQUANTIZE_Q4_1_F16_RTE, "hardware f16 conversion"),
+            (KernelId::QUANTIZE_F32_F16_RTE, "hardware f16 conversion"),
+            (
+                KernelId::QUANTIZE_F32_Q8_0_S16,
+                "s16 variant (16-bit stores)",
+            ),
+            (KernelId::QUANTIZE_F32_Q8_0, "compat variant (32-bit words)"),
         ] {
             assert!(
-                describe_variant(name).contains(words),
-                "{name}: {}",
-                describe_variant(name)
+                kernel.describe().contains(words),
+                "{kernel}: {}",
+                kernel.describe()
             );
         }
         // Subnormal preservation is declared by the Q4_1 `_rte_dp` variant only.
-        let denorm = VARIANTS
-            .iter()
-            .filter(|v| capabilities(v.name).contains(&CAPABILITY_DENORM_PRESERVE))
-            .map(|v| v.name)
-            .collect::<Vec<_>>();
-        assert_eq!(denorm, ["dequantize_q4_1_f16_rte_dp"]);
+        let denorm: Vec<KernelId> = KernelId::all()
+            .filter(|k| k.kernel().needs.denorm_preserve_f16)
+            .collect();
+        assert_eq!(denorm, [KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP]);
     }
 
     #[test]
     fn the_table_holds_each_kernels_grid() {
-        let grid = |name| variant(name).and_then(|v| v.grid);
+        let grid = |kernel: KernelId| kernel.kernel().grid;
         let g = |per_invocation, local_size| {
             Some(Grid {
                 per_invocation,
                 local_size,
             })
         };
-        assert_eq!(grid("copy_f32_f32"), g(4, 256));
-        assert_eq!(grid("unscale_f32"), g(1, 256));
-        assert_eq!(grid("quantize_f32_f16"), g(4, 256));
-        assert_eq!(grid("quantize_f32_q4_0"), g(32, 64));
-        assert_eq!(grid("fake_quantize_f32_q8_0"), g(32, 64));
-        assert_eq!(grid("dequantize_f16_f32"), g(8, 256));
-        assert_eq!(grid("dequantize_q8_0_f32"), g(8, 256));
-        assert_eq!(grid("dequantize_q4_1_f16"), g(8, 256));
-        for name in [
-            "dequantize_q8_0_f16_rte",
-            "dequantize_q4_1_f16_rte",
-            "dequantize_q4_1_f16_rte_dp",
+        assert_eq!(grid(KernelId::COPY_F32_F32), g(4, 256));
+        assert_eq!(grid(KernelId::UNSCALE_F32), g(1, 256));
+        assert_eq!(grid(KernelId::QUANTIZE_F32_F16), g(4, 256));
+        assert_eq!(grid(KernelId::QUANTIZE_F32_Q4_0), g(32, 64));
+        assert_eq!(grid(KernelId::FAKE_QUANTIZE_F32_Q8_0), g(32, 64));
+        assert_eq!(grid(KernelId::DEQUANTIZE_F16_F32), g(8, 256));
+        assert_eq!(grid(KernelId::DEQUANTIZE_Q8_0_F32), g(8, 256));
+        assert_eq!(grid(KernelId::DEQUANTIZE_Q4_1_F16), g(8, 256));
+        for kernel in [
+            KernelId::DEQUANTIZE_Q8_0_F16_RTE,
+            KernelId::DEQUANTIZE_Q4_1_F16_RTE,
+            KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
         ] {
-            assert_eq!(grid(name), g(32, 256), "{name}");
+            assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }
-        assert_eq!(grid("matvec_q4_0_f32"), None);
-        assert!(variant("no_such_variant").is_none());
+        assert_eq!(grid(KernelId::MATVEC_Q4_0_F32), None);
+        assert_eq!(g(32, 64).unwrap().groups(0), 1);
+        assert_eq!(g(32, 64).unwrap().groups(32 * 64 + 1), 2);
+    }
+
+    #[test]
+    fn names_and_ids_agree() {
+        for kernel in KernelId::all() {
+            assert_eq!(KernelId::from_name(kernel.name()), Some(kernel));
+        }
+        assert_eq!(KernelId::from_name("no_such_variant"), None);
+    }
+
+    #[test]
+    fn fast_variants_come_fastest_first() {
+        assert_eq!(
+            fast_kernels(Op::DequantizeF16, Format::Q4_1),
+            [
+                KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
+                KernelId::DEQUANTIZE_Q4_1_F16_RTE
+            ]
+        );
+        assert_eq!(
+            fast_kernels(Op::Quantize, Format::Q8_0),
+            [KernelId::QUANTIZE_F32_Q8_0_S16]
+        );
+        assert!(fast_kernels(Op::Dequantize, Format::Q4_0).is_empty());
+        assert_eq!(
+            compatible_kernel(Op::Quantize, Format::F32),
+            Some(KernelId::COPY_F32_F32)
+        );
+        assert_eq!(compatible_kernel(Op::DequantizeF16, Format::F32), None);
+    }
+
+    #[test]
+    fn every_matvec_variant_has_its_kernel() {
+        use crate::format::VulkanFamily;
+        for format in Format::with_vulkan(VulkanFamily::Matvec) {
+            for variant in [
+                MatvecVariant::Subgroup,
+                MatvecVariant::Compat,
+                MatvecVariant::Transposed,
+            ] {
+                let kernel = matvec_kernel(variant, format).expect("built");
+                assert_eq!(kernel.kernel().family, Family::Matvec);
+            }
+            let dot = format.spec().vulkan.matvec_dot;
+            assert_eq!(matvec_kernel(MatvecVariant::Dot, format).is_some(), dot);
+        }
     }
 }

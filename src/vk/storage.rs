@@ -3,7 +3,8 @@
 //! above maxStorageBufferRange, so a trainer's shader can bind any chunk
 //! whole), and host transfers through mapped staging buffers.
 
-use super::exec::{Buffer, Engine, MAX_ALLOCATION};
+use super::engine::Engine;
+use super::memory::{Buffer, MAX_ALLOCATION};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -98,8 +99,11 @@ impl DeviceStorage {
                     chunk.first_byte + done,
                     &mut staging.mapped_mut()[..n as usize],
                 )?;
-                self.engine
-                    .copy_region((staging.buffer, 0), (chunk.buffer.buffer, done), n)?;
+                self.engine.queue().copy_region(
+                    (staging.buffer, 0),
+                    (chunk.buffer.buffer, done),
+                    n,
+                )?;
                 done += n;
             }
         }
@@ -118,8 +122,11 @@ impl DeviceStorage {
             let mut done = 0u64;
             while done < chunk.len {
                 let n = (staging.size / unit * unit).min(chunk.len - done);
-                self.engine
-                    .copy_region((chunk.buffer.buffer, done), (staging.buffer, 0), n)?;
+                self.engine.queue().copy_region(
+                    (chunk.buffer.buffer, done),
+                    (staging.buffer, 0),
+                    n,
+                )?;
                 consume(chunk.first_byte + done, &staging.mapped()[..n as usize])?;
                 done += n;
             }

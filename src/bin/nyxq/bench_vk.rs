@@ -3,6 +3,8 @@
 //! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
 //! kernel (register count and the like, where the driver reports them).
 
+pub mod measure;
+
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -31,7 +33,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         info.api_version_string()
     );
     println!("input: {n} f32 ({mib} MiB), median of {iterations} runs, GPU timestamps\n");
-    let rows = nyxq::vk::bench::run(engine, n, iterations).map_err(|e| e.to_string())?;
+    let rows = measure::run(engine, n, iterations).map_err(|e| e.to_string())?;
     let copy = rows[0].gbps();
     println!("| kernel | time (us) | bytes moved (MB) | GB/s | x copy |");
     println!("|---|---:|---:|---:|---:|");

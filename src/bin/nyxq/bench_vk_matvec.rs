@@ -7,10 +7,13 @@
 //! unless --variant names one. Prints a table with the variant that ran;
 //! `--json FILE` also writes the numbers.
 
+mod measure;
+
+use measure::{Measurement, Report, Settings};
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 use nyxq::format::Format;
-use nyxq::vk::matvec::bench::{self, Measurement, Report, Settings};
-use nyxq::vk::matvec::{Arithmetic, Variant};
+use nyxq::vk::matvec::Arithmetic;
+use nyxq::vk::shaders::MatvecVariant as Variant;
 
 /// The shapes (rows, cols), and small ones for CI.
 const SHAPES: [(usize, usize); 4] = [(4096, 4096), (8192, 8192), (16384, 16384), (11008, 4096)];
@@ -168,12 +171,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let engine = ctx.vulkan().ok_or("no Vulkan device")?;
     let info = &engine.device.info;
     let device = format!("{} ({}, {})", info.name, info.driver_name, info.driver_info);
-    let pipelines = engine.matvec_pipelines().map_err(|e| e.to_string())?;
+    let choice = engine.matvec();
     let compat = ctx.force_compat();
     let variants = format!(
         "F32/F16/BF16 {:?}; Q8_0/Q4_0/Q4_1 {}",
-        pipelines.forward_variant(compat, Format::F16, 1),
-        if !compat && pipelines.dot_supported() {
+        choice.forward_variant(compat, Format::F16, 1),
+        if !compat && choice.dot_supported() {
             "Dot or Subgroup (see the table)"
         } else if compat {
             "Compat"
@@ -195,7 +198,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         arithmetics: o.arithmetics,
     };
     println!("device: {device}; forward variants: {variants}");
-    let rows = |v, batch, format, height| pipelines.rows_per_group(v, batch, format, height);
+    let rows = |v, batch, format, height| choice.rows_per_group(v, batch, format, height);
     let dot_rows = rows(Variant::Dot, 1, Format::Q4_0, 16384);
     println!(
         "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1); by default W·x runs dot up to batch {}\n",
@@ -207,10 +210,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rows(Variant::Dot, 1, Format::Q4_0, 8192),
         rows(Variant::Dot, 1, Format::Q4_0, 4096),
         rows(Variant::Dot, 1, Format::Q4_0, 11008),
-        pipelines.dot_slots(dot_rows, 1),
+        choice.dot_slots(dot_rows, 1),
         nyxq::vk::matvec::DOT_MAX_BATCH,
     );
-    let report = bench::run(engine, &settings).map_err(|e| e.to_string())?;
+    let report = measure::run(engine, &settings).map_err(|e| e.to_string())?;
     println!(
         "copy kernel: {} GB/s (read + write)\n",
         gbps_cell(report.copy_gbps)

@@ -73,7 +73,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
 fn hardware(name: &str) -> Result<Hardware, String> {
     if name == "detect" {
         let ctx = Context::new(&ContextSettings::default()).map_err(|e| e.to_string())?;
-        Hardware::detect(&ctx).map_err(|e| e.to_string())
+        ctx.hardware().map_err(|e| e.to_string())
     } else {
         Hardware::profile_or_file(name).map_err(|e| e.to_string())
     }

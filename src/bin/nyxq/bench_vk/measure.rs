@@ -1,17 +1,20 @@
-//! The device benchmark behind `nyxq bench-vk`: GB/s of the copy kernel and of
+//! The measurements of `nyxq bench-vk`: GB/s of the copy kernel and of
 //! every quantize/dequantize kernel on device-resident data, timed with GPU
 //! timestamps (median of several runs).
 
-use super::exec::{Buffer, Engine, Job};
-use super::ops::{Op, chunk_elements, kernel_name};
-use super::shaders::Push;
-use crate::error::Result;
-use crate::format::{Format, QUANTIZED_FORMATS};
+use nyxq::Result;
+use nyxq::format::{Format, VulkanFamily};
+use nyxq::vk::Engine;
+use nyxq::vk::family::ConvertPush;
+use nyxq::vk::jobs::Job;
+use nyxq::vk::memory::Buffer;
+use nyxq::vk::ops::chunk_elements;
+use nyxq::vk::shaders::{KernelId, Op, compatible_kernel, experimental_kernels, fast_kernels};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub kernel: &'static str,
+    pub kernel: KernelId,
     pub bytes_moved: u64,
     pub seconds: f64,
     /// For a variant other than the first of its op and format: whether its
@@ -35,7 +38,7 @@ impl Row {
 #[allow(clippy::too_many_arguments)]
 fn jobs(
     engine: &Engine,
-    kernel: &'static str,
+    kernel: KernelId,
     format: Format,
     n: usize,
     src: &Buffer,
@@ -54,7 +57,7 @@ fn jobs(
             kernel,
             src: (src.buffer, at(src_per, done), words(at(src_per, k))),
             dst: (dst.buffer, at(dst_per, done), words(at(dst_per, k))),
-            push: Push {
+            push: ConvertPush {
                 n_elements: k as u32,
                 first_lo: done as u32,
                 ..Default::default()
@@ -85,7 +88,7 @@ pub fn median_seconds(iterations: usize, mut timed: impl FnMut() -> Result<f64>)
 }
 
 /// The bandwidth yardstick: the copy kernel.
-const COPY: &str = "copy_f32_f32";
+const COPY: KernelId = KernelId::COPY_F32_F32;
 
 /// The jobs of the copy kernel over `n` f32 from `src` to `dst`.
 fn copy_jobs(engine: &Engine, n: usize, src: &Buffer, dst: &Buffer) -> Vec<Job> {
@@ -107,22 +110,20 @@ pub fn warm_up(engine: &Engine, jobs: &[Job]) -> Result<()> {
 /// compatible one where that differs, then the others this device can run
 /// (a fast one not chosen, measurement-only `_u<N>` ones built with
 /// NYXQ_SHADER_EXPERIMENTS=1).
-fn variants(engine: &Engine, op: Op, format: Format) -> Vec<&'static str> {
-    let compat = kernel_name(op, format);
-    let mut out = vec![engine.kernel(op, format)];
-    if out[0] != compat {
-        out.push(compat);
-    }
-    let experiment = format!("{compat}_");
-    for super::shaders::Variant { name, .. } in super::shaders::VARIANTS {
+fn variants(engine: &Engine, op: Op, format: Format) -> Result<Vec<KernelId>> {
+    let mut out = vec![engine.kernel(op, format)?];
+    let others = compatible_kernel(op, format)
+        .into_iter()
+        .chain(fast_kernels(op, format).iter().copied())
+        .chain(experimental_kernels(op, format).iter().copied());
+    for kernel in others {
         // A fast variant (`_rte`, `_s16`) needs features the device may not
         // have.
-        let runs_here = engine.variant_supported(name);
-        if name.starts_with(&experiment) && !out.contains(name) && runs_here {
-            out.push(name);
+        if !out.contains(&kernel) && engine.variant_supported(kernel) {
+            out.push(kernel);
         }
     }
-    out
+    Ok(out)
 }
 
 /// GB/s (read + write) of the copy kernel over `n` f32 in two fresh device
@@ -163,7 +164,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
     }];
     let checked = n.min(CHECKED_ELEMENTS);
     let readback = Buffer::new(&engine.device, 4 * checked as u64, true)?;
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);
@@ -175,7 +176,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
                 Op::FakeQuantize => (&src, f32_per, &dst, f32_per, 2 * bytes),
             };
             let mut first_output = None;
-            for k in variants(engine, op, format) {
+            for k in variants(engine, op, format)? {
                 let seconds = time(&jobs(engine, k, format, n, from, from_per, to, to_per))?;
                 // The output over the first `checked` elements, with the
                 // destination overwritten by the input first, so that bytes a

@@ -1,16 +1,18 @@
-//! The device benchmark behind `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
+//! The measurements of `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
 //! every format, shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
 //! The block formats' W·x runs once per arithmetic asked for (f32 and
 //! integer dot products) where the device has both.
 
-use super::{Arithmetic, MatvecCall, Operands, Variant, record_matvec, upload};
-use crate::error::Result;
-use crate::format::{ALL_FORMATS, Format};
-use crate::quant::{self, QuantizeOptions};
-use crate::vk::bench::{copy_gbps, median_seconds};
-use crate::vk::exec::{Buffer, Engine};
-use crate::vk::record::BufferRange;
+use crate::bench_vk::measure::{copy_gbps, median_seconds};
+use nyxq::Result;
+use nyxq::format::{Format, VulkanFamily};
+use nyxq::quant::{self, QuantizeOptions};
+use nyxq::vk::Engine;
+use nyxq::vk::matvec::{Arithmetic, MatvecCall, Operands, record_matvec, upload};
+use nyxq::vk::memory::Buffer;
+use nyxq::vk::ranges::BufferRange;
+use nyxq::vk::shaders::MatvecVariant as Variant;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -136,10 +138,10 @@ fn time_product(
 
 /// Measures every format on every shape and batch of `settings`.
 pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
-    let pipelines = engine.matvec_pipelines()?;
-    let before = pipelines.arithmetic();
+    let choice = engine.matvec();
+    let before = choice.arithmetic();
     let report = measure(engine, settings);
-    pipelines.set_arithmetic(before);
+    choice.set_arithmetic(before);
     report
 }
 
@@ -149,21 +151,21 @@ fn forward_variants(
     engine: &Engine,
     settings: &Settings,
     format: Format,
-) -> Result<Vec<(Arithmetic, Variant)>> {
-    let pipelines = engine.matvec_pipelines()?;
+) -> Vec<(Arithmetic, Variant)> {
+    let choice = engine.matvec();
     let mut out: Vec<(Arithmetic, Variant)> = Vec::new();
     for &a in &settings.arithmetics {
-        pipelines.set_arithmetic(a);
-        let v = pipelines.forward_variant(settings.compat, format, 1);
+        choice.set_arithmetic(a);
+        let v = choice.forward_variant(settings.compat, format, 1);
         if out.iter().all(|(_, o)| *o != v) {
             out.push((a, v));
         }
     }
-    Ok(out)
+    out
 }
 
 fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
-    let pipelines = engine.matvec_pipelines()?;
+    let choice = engine.matvec();
     // The copy kernel first (its second of warm-up raises the GPU clocks)
     // and again last; the faster of the two is the yardstick, so a clock
     // change during the run cannot flatter the ratios.
@@ -180,7 +182,7 @@ fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
             .collect();
         let x = upload(engine, &x_values)?;
         let y = Buffer::new(&engine.device, vector_bytes, false)?;
-        for format in ALL_FORMATS {
+        for format in Format::with_vulkan(VulkanFamily::Matvec) {
             let mut bytes = vec![0u8; format.size_of(values.len())?];
             let opts = QuantizeOptions {
                 threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
@@ -194,7 +196,7 @@ fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
             } else {
                 &[false]
             };
-            let forward = forward_variants(engine, settings, format)?;
+            let forward = forward_variants(engine, settings, format);
             // (direction, batch, (arithmetic, variant)) of every timed product.
             let mut runs = Vec::new();
             for &transposed in directions {
@@ -208,7 +210,7 @@ fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
                 }
             }
             for (transposed, batch, (arithmetic, variant)) in runs {
-                pipelines.set_arithmetic(arithmetic);
+                choice.set_arithmetic(arithmetic);
                 let call = MatvecCall {
                     format,
                     rows: rows as u64,

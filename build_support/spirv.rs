@@ -1,0 +1,114 @@
+//! What the build reads from a compiled kernel: the capabilities its SPIR-V
+//! declares (which decide the device features it needs) and the size of its
+//! push-constant block (which must equal its family's Rust twin).
+
+/// SPIR-V opcodes and enumerants the reader needs (SPIR-V 1.5 specification).
+const OP_CAPABILITY: u32 = 17;
+const OP_TYPE_INT: u32 = 21;
+const OP_TYPE_FLOAT: u32 = 22;
+const OP_TYPE_STRUCT: u32 = 30;
+const OP_TYPE_POINTER: u32 = 32;
+const OP_VARIABLE: u32 = 59;
+const OP_MEMBER_DECORATE: u32 = 72;
+const DECORATION_OFFSET: u32 = 35;
+const STORAGE_PUSH_CONSTANT: u32 = 9;
+
+/// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
+pub const CAPABILITY_FLOAT16: u32 = 9;
+/// SPIR-V capability: 16-bit loads and stores of storage buffers (the
+/// device needs storageBuffer16BitAccess).
+pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
+/// SPIR-V capability: the execution mode DenormPreserve (nyxq declares it
+/// for 16-bit floats only: the device needs shaderDenormPreserveFloat16).
+pub const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
+/// SPIR-V capability: the execution mode RoundingModeRTE (nyxq declares it
+/// for 16-bit floats only: the device needs shaderRoundingModeRTEFloat16).
+pub const CAPABILITY_ROUNDING_RTE: u32 = 4467;
+
+/// The facts the build reads from one kernel's SPIR-V.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Every capability declared, in order.
+    pub capabilities: Vec<u32>,
+    /// Bytes of the push-constant block (0 without one).
+    pub push_bytes: u32,
+}
+
+/// Reads `spirv`. Panics on a module that is not SPIR-V, or whose
+/// push-constant block holds anything but 32-bit scalars (the Rust twins
+/// are structs of u32).
+pub fn read(spirv: &[u8]) -> Facts {
+    assert!(
+        spirv.len() % 4 == 0 && spirv.len() >= 20,
+        "not a SPIR-V module"
+    );
+    let words: Vec<u32> = spirv
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    assert_eq!(words[0], 0x0723_0203, "not a little-endian SPIR-V module");
+    let mut capabilities = Vec::new();
+    let mut scalar_bytes = Vec::new();
+    let mut structs = Vec::new();
+    let mut pointers = Vec::new();
+    let mut push_pointer = None;
+    let mut offsets = Vec::new();
+    // After the 5-word header, each instruction is (word count << 16 | opcode)
+    // and its operands.
+    let mut at = 5;
+    while at < words.len() {
+        let (count, opcode) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+        assert!(
+            count > 0 && at + count <= words.len(),
+            "truncated SPIR-V instruction"
+        );
+        let operands = &words[at + 1..at + count];
+        match opcode {
+            OP_CAPABILITY => capabilities.push(operands[0]),
+            OP_TYPE_INT | OP_TYPE_FLOAT => scalar_bytes.push((operands[0], operands[1] / 8)),
+            OP_TYPE_STRUCT => structs.push((operands[0], operands[1..].to_vec())),
+            OP_TYPE_POINTER => pointers.push((operands[0], operands[1], operands[2])),
+            OP_VARIABLE if operands[2] == STORAGE_PUSH_CONSTANT => push_pointer = Some(operands[0]),
+            OP_MEMBER_DECORATE if operands[2] == DECORATION_OFFSET => {
+                offsets.push((operands[0], operands[1], operands[3]))
+            }
+            _ => {}
+        }
+        at += count;
+    }
+    let push_bytes = push_pointer.map_or(0, |pointer| {
+        let block = pointers
+            .iter()
+            .find(|p| p.0 == pointer && p.1 == STORAGE_PUSH_CONSTANT)
+            .map(|p| p.2)
+            .expect("the push-constant variable has a pointer type");
+        let (_, members) = structs
+            .iter()
+            .find(|s| s.0 == block)
+            .expect("the push-constant block is a struct");
+        let member_end = |(index, ty): (usize, &u32)| {
+            let bytes = scalar_bytes
+                .iter()
+                .find(|s| s.0 == *ty)
+                .map(|s| s.1)
+                .filter(|&b| b == 4)
+                .expect("push-constant members are 32-bit scalars");
+            let offset = offsets
+                .iter()
+                .find(|o| o.0 == block && o.1 == index as u32)
+                .map(|o| o.2)
+                .expect("every push-constant member has an offset");
+            offset + bytes
+        };
+        members
+            .iter()
+            .enumerate()
+            .map(member_end)
+            .max()
+            .unwrap_or(0)
+    });
+    Facts {
+        capabilities,
+        push_bytes,
+    }
+}

@@ -1,0 +1,278 @@
+//! Preparation: each tensor's admissible formats (the fallback chain under
+//! the policy and the hardware), its start format with the reasons, and the
+//! lower convex hull of (bytes, error) the solver moves along.
+
+use super::estimate::{ErrorSource, estimated_snr_db, snr_text, werr_of};
+use super::hardware::Hardware;
+use super::model::{Role, TensorDesc};
+use super::policy::Policy;
+use crate::error::{Error, Result};
+use crate::format::{ALL_FORMATS, Format};
+
+/// One way to store a tensor.
+#[derive(Debug, Clone)]
+pub(super) struct Choice {
+    pub(super) format: Format,
+    /// Bytes of the weights alone.
+    pub(super) weight_bytes: u64,
+    /// Bytes with gradients and optimizer state (training).
+    pub(super) bytes: u64,
+    pub(super) snr_db: f64,
+    /// sensitivity × noise power relative to the signal.
+    pub(super) werr: f64,
+    /// The device grants one allocation of this size.
+    pub(super) device_ok: bool,
+}
+
+/// Everything about one tensor that does not change between replans.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub(super) name: String,
+    pub(super) role: Role,
+    pub(super) shape: Vec<usize>,
+    pub(super) source: ErrorSource,
+    /// The start choice first, then cheaper admissible choices on the lower
+    /// convex hull of (bytes, error), in order of bytes saved.
+    pub(super) hull: Vec<Choice>,
+    /// Why the start choice is what it is.
+    pub(super) start_reason: String,
+    /// Whether replans may move this tensor (false for norms, overrides).
+    pub(super) fixed: bool,
+}
+
+/// Why the hardware or the policy rules a format out for every tensor.
+fn excluded(format: Format, hw: &Hardware, policy: &Policy) -> Option<String> {
+    if !policy.allows(format) {
+        return Some(format!("{} is not allowed by the policy", format.name()));
+    }
+    hw.device_supports(format)
+        .err()
+        .map(|why| format!("{} not used: {why}", format.name()))
+}
+
+/// Everything the solver needs about tensor `t`: its start choice, with the
+/// reasons for it, and the cheaper choices it may be lowered to.
+pub(super) fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<Prepared> {
+    let weight = t.weight();
+    let max_alloc = hw.max_allocation_bytes;
+    let choice = |format: Format| -> Option<Choice> {
+        let weight_bytes = t.bytes_in(format)?;
+        let snr_db = match (format, &t.measured_snr_db) {
+            (Format::F32, _) => f64::INFINITY,
+            (_, Some(m)) => m[format as usize],
+            (_, None) => estimated_snr_db(format, t.role),
+        };
+        let bytes = weight_bytes + policy.training_extra(t.numel(), format != Format::F32);
+        Some(Choice {
+            format,
+            weight_bytes,
+            bytes,
+            snr_db,
+            werr: werr_of(weight, snr_db),
+            device_ok: max_alloc == 0 || weight_bytes <= max_alloc,
+        })
+    };
+    let source = if t.measured_snr_db.is_some() {
+        ErrorSource::Measured
+    } else {
+        ErrorSource::Estimated
+    };
+    let mut reason = Vec::new();
+    let fixed_choice = |format: Format, why: String| -> Result<Prepared> {
+        let c = choice(format).ok_or_else(|| {
+            Error::invalid(format!(
+                "tensor '{}': {why}, but rows of {} are not whole {} blocks of {}",
+                t.name,
+                t.row_len(),
+                format.name(),
+                format.block_size()
+            ))
+        })?;
+        Ok(Prepared {
+            name: t.name.clone(),
+            role: t.role,
+            shape: t.shape.clone(),
+            source: if format == Format::F32 {
+                ErrorSource::Exact
+            } else {
+                source
+            },
+            hull: vec![c],
+            start_reason: why,
+            fixed: true,
+        })
+    };
+    if t.role.keeps_f32() {
+        return fixed_choice(Format::F32, "F32: norms and biases stay FP32".to_string());
+    }
+    if let Some(o) = policy.override_for(&t.name) {
+        return fixed_choice(
+            o.format,
+            format!("{}: override '{}'", o.format.name(), o.text),
+        );
+    }
+    // The fallback chain: usable formats from fewest to most bits; among equal
+    // sizes the less accurate first, so the chain climbs INT4 → INT8 → FP16 → FP32.
+    let mut chain: Vec<Choice> = ALL_FORMATS
+        .iter()
+        .copied()
+        .filter(|&f| {
+            (f == Format::F32 && policy.fallback_to_fp32)
+                || (policy.allows(f) && hw.device_supports(f).is_ok())
+        })
+        .filter_map(choice)
+        .collect();
+    chain.sort_by(|a, b| {
+        a.weight_bytes
+            .cmp(&b.weight_bytes)
+            .then(a.snr_db.total_cmp(&b.snr_db))
+    });
+    // Of two formats of one size keep the more accurate (F16 over BF16), unless
+    // the policy prefers the other.
+    let preferred = policy.preferred_for(t.role);
+    chain.dedup_by(|later, earlier| {
+        if later.weight_bytes != earlier.weight_bytes {
+            return false;
+        }
+        if Some(earlier.format) == preferred {
+            return true;
+        }
+        std::mem::swap(later, earlier);
+        true
+    });
+    if chain.is_empty() {
+        return Err(Error::invalid(format!(
+            "tensor '{}': no allowed format stores rows of {}",
+            t.name,
+            t.row_len()
+        )));
+    }
+    let mut at = match preferred {
+        Some(p) => match chain.iter().position(|c| c.format == p) {
+            Some(i) => {
+                reason.push(format!("preferred {}", p.name()));
+                i
+            }
+            None => {
+                let bits = p.bits_per_weight();
+                let i = chain
+                    .iter()
+                    .position(|c| c.format.bits_per_weight() >= bits)
+                    .unwrap_or(chain.len() - 1);
+                let why = if !t.fits_blocks(p) {
+                    format!("rows of {} are not whole {} blocks", t.row_len(), p.name())
+                } else {
+                    excluded(p, hw, policy).unwrap_or_default()
+                };
+                reason.push(format!(
+                    "preferred {} unavailable ({why}) → {}",
+                    p.name(),
+                    chain[i].format.name()
+                ));
+                i
+            }
+        },
+        None => chain.len() - 1,
+    };
+    while chain[at].snr_db < policy.min_snr_db && at + 1 < chain.len() {
+        let next = chain[at + 1..]
+            .iter()
+            .position(|c| {
+                c.format.bits_per_weight() > chain[at].format.bits_per_weight()
+                    || c.snr_db >= policy.min_snr_db
+            })
+            .map_or(chain.len() - 1, |i| at + 1 + i);
+        reason.push(format!(
+            "{} {} < {:.1} dB threshold → {}",
+            chain[at].format.name(),
+            snr_text(chain[at].snr_db),
+            policy.min_snr_db,
+            chain[next].format.name()
+        ));
+        at = next;
+    }
+    if chain[at].snr_db < policy.min_snr_db {
+        reason.push(format!(
+            "no allowed format reaches {:.1} dB and fallback_to_fp32 is off: keeps {} ({})",
+            policy.min_snr_db,
+            chain[at].format.name(),
+            snr_text(chain[at].snr_db)
+        ));
+    }
+    if reason.is_empty() {
+        reason.push(format!(
+            "{}: the most accurate allowed format",
+            chain[at].format.name()
+        ));
+    }
+    let start = chain[at].clone();
+    let mut hull = vec![start.clone()];
+    if policy.adaptive {
+        let mut cheaper: Vec<&Choice> = chain[..at]
+            .iter()
+            .filter(|c| c.bytes < start.bytes && c.snr_db >= policy.min_snr_db)
+            .collect();
+        cheaper.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.werr.total_cmp(&b.werr)));
+        cheaper.dedup_by(|b, a| a.bytes == b.bytes);
+        for c in cheaper {
+            // Keep the lower convex hull: drop points that lie on or above the
+            // segment from their predecessor to the new point.
+            while hull.len() >= 2 {
+                let (o, a) = (&hull[hull.len() - 2], &hull[hull.len() - 1]);
+                let (ax, ay) = ((o.bytes - a.bytes) as f64, a.werr - o.werr);
+                let (bx, by) = ((o.bytes - c.bytes) as f64, c.werr - o.werr);
+                if ax * by - ay * bx <= 0.0 {
+                    hull.pop();
+                } else {
+                    break;
+                }
+            }
+            hull.push(c.clone());
+        }
+    }
+    Ok(Prepared {
+        name: t.name.clone(),
+        role: t.role,
+        shape: t.shape.clone(),
+        source: if start.format == Format::F32 && hull.len() == 1 {
+            ErrorSource::Exact
+        } else {
+            source
+        },
+        hull,
+        start_reason: reason.join("; "),
+        fixed: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hull_formats(snr: [f64; ALL_FORMATS.len()]) -> Vec<Format> {
+        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        t.measured_snr_db = Some(snr);
+        let policy = Policy {
+            min_snr_db: 10.0,
+            allowed: vec![Format::F32, Format::Q8_0, Format::Q4_0],
+            ..Policy::default()
+        };
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let p = prepare(&t, &hw, &policy).unwrap();
+        p.hull.iter().map(|c| c.format).collect()
+    }
+
+    #[test]
+    fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
+        let inf = f64::INFINITY;
+        assert_eq!(
+            hull_formats([inf, 70.0, 55.0, 45.0, 21.0, 22.0, 27.0]),
+            [Format::F32, Format::Q8_0, Format::Q4_0]
+        );
+        // A Q8_0 worse than Q4_0 is never worth its extra bytes.
+        assert_eq!(
+            hull_formats([inf, 70.0, 55.0, 20.0, 21.0, 22.0, 27.0]),
+            [Format::F32, Format::Q4_0]
+        );
+    }
+}

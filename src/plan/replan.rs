@@ -1,0 +1,183 @@
+//! Replanning: a new plan for a new device budget that changes as few
+//! tensors as possible.
+
+use super::policy::Policy;
+use super::sizes::human_bytes;
+use super::solver::Solver;
+use super::types::{Placement, Plan};
+use crate::error::{Error, ErrorKind, Result};
+
+impl Plan {
+    /// A new plan for a new device budget (bytes the tensors may take on the
+    /// device) that changes as few tensors as possible, listing the changes.
+    ///
+    /// Shrinking: the fewest tensors whose largest possible saving covers the
+    /// deficit are picked (lowering within the threshold first; offloading when
+    /// lowering cannot cover it), then raised back as far as the budget allows.
+    /// Growing: offloaded tensors come back and lowered ones are raised, most
+    /// error removed per byte first; every such change improves the plan.
+    pub fn replan(&self, new_device_budget: u64) -> Result<Plan> {
+        let mut budget = self.budget.clone();
+        budget.device = new_device_budget;
+        let state = &*self.state;
+        let n = state.len();
+        let mut s = Solver::at(
+            state,
+            &budget,
+            self.positions.iter().map(|p| p.0).collect(),
+            self.positions.iter().map(|p| p.1).collect(),
+        );
+        let old_pos = s.pos.clone();
+        let old_place = s.place.clone();
+        if s.device > budget.device {
+            let deficit = s.device - budget.device;
+            let movable: Vec<bool> = (0..n)
+                .map(|i| !state[i].fixed && s.place[i] == Placement::Device)
+                .collect();
+            let lowest: Vec<usize> = (0..n)
+                .map(|i| {
+                    let hull = &state[i].hull;
+                    (s.pos[i]..hull.len())
+                        .take_while(|&k| hull[k].device_ok)
+                        .last()
+                        .unwrap_or(s.pos[i])
+                })
+                .collect();
+            let saving: Vec<u64> = (0..n)
+                .map(|i| state[i].hull[s.pos[i]].bytes - state[i].hull[lowest[i]].bytes)
+                .collect();
+            let mut by_saving: Vec<usize> =
+                (0..n).filter(|&i| movable[i] && saving[i] > 0).collect();
+            by_saving.sort_by_key(|&i| (std::cmp::Reverse(saving[i]), i));
+            let total: u64 = by_saving.iter().map(|&i| saving[i]).sum();
+            if total >= deficit || !self.allow_host || budget.host == 0 {
+                let mut covered = 0;
+                let mut picked = Vec::new();
+                for &i in &by_saving {
+                    if covered >= deficit {
+                        break;
+                    }
+                    covered += saving[i];
+                    picked.push(i);
+                }
+                let floors: Vec<usize> = s.pos.clone();
+                for &i in &picked {
+                    s.set_pos(i, lowest[i]);
+                }
+                s.raise(Some(&picked), Some(&floors));
+            } else {
+                // Lowering alone cannot cover the deficit: offload, fewest tensors first.
+                let candidates: Vec<usize> = (0..n).filter(|&i| movable[i]).collect();
+                s.offload(Some(&candidates));
+                if s.device_over() > 0 {
+                    s.reduce();
+                }
+            }
+        } else {
+            if self.prefer_device || !self.allow_host {
+                let back: Vec<usize> = (0..n)
+                    .filter(|&i| s.place[i] == Placement::Host && !state[i].fixed)
+                    .collect();
+                let mut back = back;
+                back.sort_by_key(|&i| (state[i].hull[s.pos[i]].bytes, i));
+                for i in back {
+                    let c = &state[i].hull[s.pos[i]];
+                    if c.device_ok && s.device + c.bytes <= budget.device {
+                        s.set_place(i, Placement::Device);
+                    }
+                }
+            }
+            let movable: Vec<usize> = (0..n).filter(|&i| !state[i].fixed).collect();
+            s.raise(Some(&movable), None);
+        }
+        let shortfall = s.shortfall();
+        if shortfall > 0 {
+            return Err(Error::new(
+                ErrorKind::InfeasiblePlan { shortfall },
+                format!(
+                    "the plan cannot shrink to a device budget of {}: {} short",
+                    human_bytes(budget.device),
+                    human_bytes(shortfall)
+                ),
+            ));
+        }
+        let mut changes = Vec::new();
+        let mut changed = vec![false; n];
+        let mut why: Vec<String> = Vec::with_capacity(n);
+        for i in 0..n {
+            let old = &self.entries[i];
+            let new = s.choice(i);
+            let mut reason = old.reason.clone();
+            if s.pos[i] != old_pos[i] || s.place[i] != old_place[i] {
+                changed[i] = true;
+                let line = format!(
+                    "{}: {} {} → {} {} (replan from {} to {})",
+                    old.name,
+                    old.format.name(),
+                    old.placement.name(),
+                    new.format.name(),
+                    s.place[i].name(),
+                    human_bytes(self.budget.device),
+                    human_bytes(budget.device)
+                );
+                reason.push_str(&format!(
+                    "; replan: {} {} → {} {}",
+                    old.format.name(),
+                    old.placement.name(),
+                    new.format.name(),
+                    s.place[i].name()
+                ));
+                changes.push(line);
+            }
+            why.push(reason);
+        }
+        let mut notes = self.notes.clone();
+        notes.retain(|n| !n.ends_with("offloaded to host memory"));
+        if s.host > 0 {
+            notes.push(format!("{} offloaded to host memory", human_bytes(s.host)));
+        }
+        let (pos, place) = (s.pos, s.place);
+        let policy_flags = Policy {
+            training: self.training,
+            min_snr_db: self.min_snr_db,
+            prefer_device: self.prefer_device,
+            allow_host_offload: self.allow_host,
+            ..Policy::default()
+        };
+        Ok(Plan::assemble(
+            self.model_name.clone(),
+            self.hardware_name.clone(),
+            &policy_flags,
+            self.state.clone(),
+            budget,
+            self.fp32_bytes,
+            pos,
+            place,
+            why,
+            notes,
+            changes,
+            Some(&changed),
+        ))
+    }
+
+    /// The most bytes each tensor could give up on the device by lowering its
+    /// format within the threshold (0 for fixed or host tensors); a replan that
+    /// only lowers needs at least as many changes as the largest of these take
+    /// to cover its deficit.
+    pub fn lowering_savings(&self) -> Vec<u64> {
+        self.state
+            .iter()
+            .zip(&self.positions)
+            .map(|(p, &(k, place))| {
+                if p.fixed || place == Placement::Host {
+                    return 0;
+                }
+                let last = (k..p.hull.len())
+                    .take_while(|&j| p.hull[j].device_ok)
+                    .last()
+                    .unwrap_or(k);
+                p.hull[k].bytes - p.hull[last].bytes
+            })
+            .collect()
+    }
+}
