@@ -13,7 +13,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: demo test fuzz build configure configure-test bootstrap header audit clean
+.PHONY: demo test fuzz build configure configure-test bootstrap header audit mutants clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -33,6 +33,16 @@ configure-test: bootstrap
 test: configure-test
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Mutation testing of the CPU modules with the CPU tests (.cargo/mutants.toml);
+# not part of `make test`. MUTANTS_FILES picks the files, MUTANTS_ARGS passes
+# options through, e.g. MUTANTS_FILES="-f src/train/adam.rs" MUTANTS_ARGS="--shard 0/8".
+MUTANTS_FILES ?= -f src/format.rs -f 'src/quant/*.rs' -f 'src/matvec/*.rs' -f 'src/plan/*.rs' \
+	-f 'src/train/*.rs' -f src/config.rs -f src/cpu_kernels.rs
+MUTANTS_ARGS ?=
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants@27.1.0
+	cargo mutants --jobs 1 --output target/mutants $(MUTANTS_FILES) $(MUTANTS_ARGS)
 
 # Dependency audit with cargo-deny (deny.toml); not part of `make test`. The
 # advisories check fetches RustSec's database from GitHub: where that cannot be

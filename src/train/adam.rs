@@ -326,6 +326,198 @@ mod tests {
         }
     }
 
+    /// PyTorch's AdamW update of one value in f64, the specification the f32
+    /// step follows; returns (p, m, v).
+    fn reference_step(
+        s: &AdamSettings,
+        t: i32,
+        lr: f64,
+        (p, m, v): (f64, f64, f64),
+        g: f64,
+    ) -> (f64, f64, f64) {
+        let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
+        let m = b1 * m + (1.0 - b1) * g;
+        let v = b2 * v + (1.0 - b2) * g * g;
+        let m_hat = m / (1.0 - b1.powi(t));
+        let v_hat = v / (1.0 - b2.powi(t));
+        let p = p - lr * (m_hat / (v_hat.sqrt() + s.eps as f64) + s.weight_decay as f64 * p);
+        (p, m, v)
+    }
+
+    fn gradient(i: usize, step: usize) -> f32 {
+        (((i * 7919 + step * 104_729) % 2001) as f32 - 1000.0) * 1e-3
+    }
+
+    #[test]
+    fn fp32_steps_follow_the_reference_formula() {
+        // Distinct betas, an eps that matters, and decay: every term shows.
+        let settings = AdamSettings {
+            beta1: 0.8,
+            beta2: 0.95,
+            eps: 1e-2,
+            weight_decay: 0.05,
+            state: StateFormat::Fp32,
+        };
+        let n = 37;
+        let mut adam = Adam::new(settings, n).unwrap();
+        let mut params: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 1.5).collect();
+        let mut reference: Vec<(f64, f64, f64)> =
+            params.iter().map(|&p| (p as f64, 0.0, 0.0)).collect();
+        for step in 1..=5 {
+            let lr = 0.05 * step as f32;
+            let grads: Vec<f32> = (0..n).map(|i| gradient(i, step)).collect();
+            adam.step(lr, &mut params, &grads).unwrap();
+            for (r, &g) in reference.iter_mut().zip(&grads) {
+                *r = reference_step(&settings, step as i32, lr as f64, *r, g as f64);
+            }
+            for (i, (&p, r)) in params.iter().zip(&reference).enumerate() {
+                // f32 arithmetic on values of order 1: a few ulps of 1.
+                assert!(
+                    (p as f64 - r.0).abs() <= 1e-5,
+                    "step {step}, parameter {i}: {p} vs {}",
+                    r.0
+                );
+            }
+        }
+        let Moments::Fp32 { m, v } = &adam.moments else {
+            panic!("small tensors keep FP32 state");
+        };
+        for i in 0..n {
+            assert!((m[i] as f64 - reference[i].1).abs() <= 1e-6, "m[{i}]");
+            assert!((v[i] as f64 - reference[i].2).abs() <= 1e-7, "v[{i}]");
+        }
+    }
+
+    #[test]
+    fn eight_bit_state_holds_the_moments_within_one_code() {
+        // Not a multiple of the block: the last block is partial.
+        let n = MIN_8BIT_ELEMENTS + STATE_BLOCK + 3;
+        let settings = AdamSettings {
+            beta1: 0.8,
+            beta2: 0.95,
+            eps: 1e-2,
+            weight_decay: 0.0,
+            state: StateFormat::Int8Blockwise,
+        };
+        let mut adam = Adam::new(settings, n).unwrap();
+        let mut fp32 = Adam::new(
+            AdamSettings {
+                state: StateFormat::Fp32,
+                ..settings
+            },
+            n,
+        )
+        .unwrap();
+        let mut p8 = vec![0.5f32; n];
+        let mut p32 = p8.clone();
+        let grads: Vec<f32> = (0..n).map(|i| gradient(i, 1)).collect();
+        adam.step(0.1, &mut p8, &grads).unwrap();
+        fp32.step(0.1, &mut p32, &grads).unwrap();
+        // From zero state the first step reads exact zeros: identical updates.
+        assert_eq!(p8, p32);
+        let Moments::Fp32 { m, v } = &fp32.moments else {
+            panic!("FP32 state asked for");
+        };
+        let Moments::Int8 {
+            m_codes,
+            v_codes,
+            m_scale,
+            v_scale,
+        } = &adam.moments
+        else {
+            panic!("a tensor of {n} elements has 8-bit state");
+        };
+        assert_eq!(m_scale.len(), n.div_ceil(STATE_BLOCK));
+        let mut decoded = [0.0f32; STATE_BLOCK];
+        for (b, start) in (0..n).step_by(STATE_BLOCK).enumerate() {
+            let end = (start + STATE_BLOCK).min(n);
+            let block_m = &m[start..end];
+            let absmax = block_m.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+            assert_eq!(m_scale[b], absmax, "block {b}'s first-moment scale");
+            decode_signed(&m_codes[start..end], m_scale[b], &mut decoded);
+            for (j, (&d, &x)) in decoded.iter().zip(block_m).enumerate() {
+                // r = round(127·s)/127 for s = √(|x|/absmax) ≤ 1, so
+                // |r² − s²| = |r − s|·(r + s) ≤ (0.5/127)·2.
+                let bound = absmax / 127.0 * 1.0001;
+                assert!((d - x).abs() <= bound, "m[{}]: {d} vs {x}", start + j);
+            }
+            let block_v = &v[start..end];
+            let max = block_v.iter().fold(0.0f32, |a, &x| a.max(x));
+            assert_eq!(v_scale[b], max, "block {b}'s second-moment scale");
+            decode_unsigned(&v_codes[start..end], v_scale[b], &mut decoded);
+            for (j, (&d, &x)) in decoded.iter().zip(block_v).enumerate() {
+                // r = round(255·s)/255 for s = (x/max)^¼ ≤ 1, so
+                // |r⁴ − s⁴| ≤ |r − s|·4 ≤ (0.5/255)·4.
+                let bound = max * 2.0 / 255.0 * 1.0001;
+                assert!((d - x).abs() <= bound, "v[{}]: {d} vs {x}", start + j);
+            }
+        }
+    }
+
+    #[test]
+    fn codes_follow_the_companding_rules() {
+        let mut codes = [0i8; 4];
+        let absmax = encode_signed(&[1.0, -0.25, 0.0, 0.01], &mut codes);
+        assert_eq!(absmax, 1.0);
+        // 127·√0.25 = 63.5 rounds away from zero; 127·√0.01 = 12.7.
+        assert_eq!(codes, [127, -64, 0, 13]);
+        let mut back = [0.0f32; 4];
+        decode_signed(&codes, 2.0, &mut back);
+        assert_eq!(back[0], 2.0);
+        assert_eq!(back[1], -2.0 * (64.0f32 / 127.0) * (64.0 / 127.0));
+        assert_eq!(back[2], 0.0);
+
+        let mut codes = [0u8; 3];
+        let max = encode_unsigned(&[0.0625, 1.0, 0.0], &mut codes);
+        assert_eq!(max, 1.0);
+        // 255·0.0625^(1/4) = 127.5 rounds up.
+        assert_eq!(codes, [128, 255, 0]);
+        let mut back = [0.0f32; 3];
+        decode_unsigned(&codes, 3.0, &mut back);
+        let r = 128.0f32 / 255.0;
+        assert_eq!(back, [3.0 * (r * r) * (r * r), 3.0, 0.0]);
+
+        // An all-zero block has scale 0 and zero codes.
+        let mut codes = [5i8; 2];
+        assert_eq!(encode_signed(&[0.0, -0.0], &mut codes), 0.0);
+        assert_eq!(codes, [0, 0]);
+        let mut codes = [5u8; 2];
+        assert_eq!(encode_unsigned(&[0.0, 0.0], &mut codes), 0.0);
+        assert_eq!(codes, [0, 0]);
+    }
+
+    #[test]
+    fn state_bytes_and_length_are_exact() {
+        let n = MIN_8BIT_ELEMENTS + 1;
+        let adam = Adam::new(
+            AdamSettings {
+                state: StateFormat::Int8Blockwise,
+                ..Default::default()
+            },
+            n,
+        )
+        .unwrap();
+        let blocks = n.div_ceil(STATE_BLOCK);
+        assert_eq!(adam.state_bytes(), (2 * n + 8 * blocks, 8 * n));
+        assert_eq!(adam.len(), n);
+        assert!(!adam.is_empty());
+        let at_threshold = Adam::new(
+            AdamSettings {
+                state: StateFormat::Int8Blockwise,
+                ..Default::default()
+            },
+            MIN_8BIT_ELEMENTS,
+        )
+        .unwrap();
+        assert_eq!(
+            at_threshold.state_bytes().0,
+            2 * MIN_8BIT_ELEMENTS + 8 * (MIN_8BIT_ELEMENTS / STATE_BLOCK)
+        );
+        let empty = Adam::new(AdamSettings::default(), 0).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.state_bytes(), (0, 0));
+    }
+
     #[test]
     fn bad_arguments_are_errors() {
         assert!(
@@ -348,8 +540,50 @@ mod tests {
             )
             .is_err()
         );
+        for bad in [
+            AdamSettings {
+                beta2: 1.0,
+                ..Default::default()
+            },
+            AdamSettings {
+                beta1: -0.1,
+                ..Default::default()
+            },
+            AdamSettings {
+                eps: f32::INFINITY,
+                ..Default::default()
+            },
+            AdamSettings {
+                eps: -1e-8,
+                ..Default::default()
+            },
+            AdamSettings {
+                weight_decay: -0.01,
+                ..Default::default()
+            },
+            AdamSettings {
+                weight_decay: f32::NAN,
+                ..Default::default()
+            },
+        ] {
+            assert!(Adam::new(bad, 10).is_err(), "{bad:?}");
+        }
+        let edges = AdamSettings {
+            beta1: 0.0,
+            beta2: 0.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        assert!(Adam::new(edges, 10).is_ok());
         let mut adam = Adam::new(AdamSettings::default(), 4).unwrap();
         assert!(adam.step(0.1, &mut [0.0; 3], &[0.0; 4]).is_err());
+        assert!(adam.step(0.1, &mut [0.0; 4], &[0.0; 5]).is_err());
         assert!(adam.step(f32::NAN, &mut [0.0; 4], &[0.0; 4]).is_err());
+        assert!(adam.step(f32::INFINITY, &mut [0.0; 4], &[0.0; 4]).is_err());
+        assert!(adam.step(-1e-3, &mut [0.0; 4], &[0.0; 4]).is_err());
+        // A refused step changes nothing; lr 0 is a step that moves nothing.
+        let mut params = [1.0f32; 4];
+        adam.step(0.0, &mut params, &[1.0; 4]).unwrap();
+        assert_eq!(params, [1.0; 4]);
     }
 }

@@ -216,6 +216,78 @@ mod tests {
     }
 
     #[test]
+    fn unscale_multiplies_by_the_inverse_and_remembers_until_update() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            initial_scale: 8.0,
+            growth_interval: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.inverse(), 0.125);
+        let mut g = [16.0f32, -4.0, 0.5];
+        assert!(!s.unscale_and_check(&mut g));
+        assert_eq!(g, [2.0, -0.5, 0.0625]);
+        // A non-finite value anywhere is found, not only in the last element.
+        let mut g = [f32::INFINITY, 1.0];
+        assert!(s.unscale_and_check(&mut g));
+        // A later finite check does not clear it: the step is still skipped.
+        let mut g = [1.0f32];
+        assert!(!s.unscale_and_check(&mut g));
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 4.0);
+        // update() consumed the flag: the next step applies (and grows, interval 1).
+        assert_eq!(s.update().unwrap(), StepDecision::Apply);
+        assert_eq!(s.scale(), 8.0);
+    }
+
+    #[test]
+    fn a_reported_overflow_counts_like_a_found_one() {
+        let mut s = LossScaler::new(LossScaleSettings::default()).unwrap();
+        s.report_non_finite(false);
+        assert_eq!(s.update().unwrap(), StepDecision::Apply);
+        s.report_non_finite(true);
+        s.report_non_finite(false);
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 32768.0);
+    }
+
+    #[test]
+    fn backoff_stops_at_the_floor_and_growth_at_f32_max() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            initial_scale: 3.0,
+            min_scale: 2.0,
+            ..Default::default()
+        })
+        .unwrap();
+        s.report_non_finite(true);
+        assert_eq!(s.update().unwrap(), StepDecision::Skip);
+        assert_eq!(s.scale(), 2.0, "1.5 is clamped to the floor");
+        let mut s = LossScaler::new(LossScaleSettings {
+            initial_scale: f32::MAX,
+            growth_interval: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        s.update().unwrap();
+        assert_eq!(s.scale(), f32::MAX);
+    }
+
+    #[test]
+    fn disabled_scaling_reports_every_overflow_as_underflow() {
+        let mut s = LossScaler::new(LossScaleSettings {
+            enabled: false,
+            ..Default::default()
+        })
+        .unwrap();
+        s.report_non_finite(true);
+        assert_eq!(
+            s.update().unwrap_err().kind(),
+            ErrorKind::LossScaleUnderflow
+        );
+        assert_eq!(s.scale(), 1.0);
+    }
+
+    #[test]
     fn bad_settings_are_rejected() {
         for bad in [
             LossScaleSettings {
@@ -238,8 +310,49 @@ mod tests {
                 min_scale: f32::NAN,
                 ..Default::default()
             },
+            LossScaleSettings {
+                min_scale: 0.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                initial_scale: f32::INFINITY,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                initial_scale: 2.0,
+                min_scale: 4.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                growth_factor: f32::INFINITY,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                backoff_factor: 0.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                backoff_factor: f32::NAN,
+                ..Default::default()
+            },
         ] {
             assert!(LossScaler::new(bad).is_err(), "{bad:?}");
+        }
+        // The edges that are allowed.
+        for good in [
+            LossScaleSettings {
+                initial_scale: 1.0,
+                min_scale: 1.0,
+                ..Default::default()
+            },
+            LossScaleSettings {
+                growth_interval: 1,
+                growth_factor: 1.0001,
+                backoff_factor: 0.9999,
+                ..Default::default()
+            },
+        ] {
+            assert!(LossScaler::new(good).is_ok(), "{good:?}");
         }
     }
 }
