@@ -15,22 +15,10 @@
 
 namespace {
 
-struct ModelDeleter {
-  void operator()(NyxqModel *m) const { nyxq_model_destroy(m); }
-};
-struct PlanDeleter {
-  void operator()(NyxqPlan *p) const { nyxq_plan_destroy(p); }
-};
-struct ConfigDeleter {
-  void operator()(NyxqConfig *c) const { nyxq_config_destroy(c); }
-};
-struct StringDeleter {
-  void operator()(char *s) const { nyxq_string_destroy(s); }
-};
-using ModelPtr = std::unique_ptr<NyxqModel, ModelDeleter>;
-using PlanPtr = std::unique_ptr<NyxqPlan, PlanDeleter>;
-using ConfigPtr = std::unique_ptr<NyxqConfig, ConfigDeleter>;
-using StringPtr = std::unique_ptr<char, StringDeleter>;
+using nyxq_test::ConfigPtr;
+using nyxq_test::ModelPtr;
+using nyxq_test::PlanPtr;
+using nyxq_test::StringPtr;
 
 static_assert(offsetof(NyxqHardware, struct_size) == 0, "struct_size first");
 static_assert(offsetof(NyxqPlanPolicy, struct_size) == 0, "struct_size first");
@@ -265,7 +253,7 @@ TEST(Plan, NyxTrainersConfigLoadsAsWritten) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_warnings(nullptr, &text));
   NyxqConfig *dead = nullptr;
   CHECK_OK(nyxq_config_parse("[quantization]\n", "dead.ini", &dead));
-  nyxq_config_destroy(dead);
+  dead = nyxq_test::destroyed(ConfigPtr(dead));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_config_warnings(dead, &text));
   EXPECT_EQ(text, reinterpret_cast<char *>(0x1));
 }
@@ -432,9 +420,9 @@ TEST(Plan, ContextReadsTheTrainersConfigAtCreation) {
   EXPECT_STATUS(NYXQ_ERROR_IO, nyxq_context_create(&o, &none));
   EXPECT_EQ(none, nullptr);
   // Without a config the context's policy is the default one.
-  NyxqContext *plain = nullptr;
-  CHECK_OK(nyxq_context_create(nullptr, &plain));
-  CHECK_OK(nyxq_context_plan_policy(plain, 0, &from_config));
+  NyxqContext *plain_raw = nullptr;
+  CHECK_OK(nyxq_context_create(nullptr, &plain_raw));
+  nyxq_test::ContextPtr plain(plain_raw);
+  CHECK_OK(nyxq_context_plan_policy(plain.get(), 0, &from_config));
   EXPECT_EQ(from_config.min_snr_db, defaults.min_snr_db);
-  nyxq_context_destroy(plain);
 }

@@ -14,14 +14,8 @@ using nyxq_test::cpu_context;
 
 namespace {
 
-struct ScalerDeleter {
-  void operator()(NyxqLossScaler *s) const { nyxq_loss_scaler_destroy(s); }
-};
-struct AdamDeleter {
-  void operator()(NyxqAdam *a) const { nyxq_adam_destroy(a); }
-};
-using ScalerPtr = std::unique_ptr<NyxqLossScaler, ScalerDeleter>;
-using AdamPtr = std::unique_ptr<NyxqAdam, AdamDeleter>;
+using nyxq_test::AdamPtr;
+using nyxq_test::ScalerPtr;
 
 ScalerPtr make_scaler(uint32_t growth_interval = 2000, float initial = 65536.0f, float floor = 1.0f) {
   NyxqLossScalerOptions o;
