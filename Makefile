@@ -8,7 +8,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: demo test build configure configure-test bootstrap header clean
+.PHONY: demo test build configure configure-test bootstrap header audit clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -28,6 +28,14 @@ configure-test: bootstrap
 test: configure-test
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Dependency audit with cargo-deny (deny.toml); not part of `make test`. The
+# advisories check fetches RustSec's database from GitHub: where that cannot be
+# reached, AUDIT_CHECKS="licenses bans sources" checks the rest.
+AUDIT_CHECKS ?= advisories licenses bans sources
+audit:
+	@command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
+	cargo deny check $(AUDIT_CHECKS)
 
 # Regenerates include/nyxq.h from src/ffi (commit the result).
 header:

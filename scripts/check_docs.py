@@ -32,6 +32,12 @@
       A paragraph that says "tested" or "is checked by" must hold such a
       reference; one without is a failure too.
 
+  check_docs.py unsafe --root DIR
+      The table between "<!-- unsafe-inventory -->" and "<!-- /unsafe-inventory -->"
+      in docs/security.md must equal the count of `unsafe` blocks, `unsafe fn`s
+      and `unsafe impl`s in each folder of src/ (a file directly in src/ counts as
+      its own row), so the inventory cannot drift from the code.
+
 Standard library only: it runs inside the build, which has python3 and nothing
 more.
 """
@@ -308,6 +314,57 @@ def check_claims(args):
     return 1 if failures else 0
 
 
+UNSAFE_PATTERNS = {
+    "blocks": re.compile(r"\bunsafe\s*\{"),
+    "functions": re.compile(r"\bunsafe\s+(?:extern\s+\"C\"\s+)?fn\b"),
+    "impls": re.compile(r"\bunsafe\s+impl\b"),
+}
+
+
+def unsafe_counts(root):
+    """{row: (blocks, functions, impls)} over src/, comments left out."""
+    counts = {}
+    src = os.path.join(root, "src")
+    for folder, _, files in os.walk(src):
+        for name in sorted(files):
+            if not name.endswith(".rs"):
+                continue
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            parts = rel.split(os.sep)
+            row = "/".join(parts[:2]) if len(parts) > 2 else rel
+            text = "\n".join(line.split("//")[0] for line in open(path, encoding="utf-8"))
+            found = [len(pattern.findall(text)) for pattern in UNSAFE_PATTERNS.values()]
+            if any(found):
+                old = counts.get(row, (0, 0, 0))
+                counts[row] = tuple(a + b for a, b in zip(old, found))
+    return counts
+
+
+def check_unsafe(args):
+    doc = os.path.join(args.root, "docs", "security.md")
+    text = open(doc, encoding="utf-8").read()
+    match = re.search(r"<!-- unsafe-inventory -->(.*?)<!-- /unsafe-inventory -->", text, re.S)
+    if not match:
+        print("FAIL docs/security.md has no <!-- unsafe-inventory --> table", file=sys.stderr)
+        return 1
+    documented = {}
+    for line in match.group(1).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`src"):
+            documented[cells[0].strip("`")] = tuple(int(c) for c in cells[1:])
+    actual = unsafe_counts(args.root)
+    failures = []
+    for row in sorted(set(documented) | set(actual)):
+        if documented.get(row) != actual.get(row):
+            failures.append(f"{row}: the table says {documented.get(row)}, the code has "
+                            f"{actual.get(row)} (blocks, functions, impls)")
+    for failure in failures:
+        print(f"FAIL docs/security.md unsafe inventory: {failure}", file=sys.stderr)
+    print(f"{len(actual)} rows of unsafe code, {len(failures)} differ from the table")
+    return 1 if failures else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,9 +379,12 @@ def main():
     ln.add_argument("--root", required=True)
     cl = sub.add_parser("claims")
     cl.add_argument("--root", required=True)
+    un = sub.add_parser("unsafe")
+    un.add_argument("--root", required=True)
     args = parser.parse_args()
     args.root = os.path.abspath(args.root)
-    return {"examples": check_examples, "links": check_links, "claims": check_claims}[args.command](args)
+    return {"examples": check_examples, "links": check_links, "claims": check_claims,
+            "unsafe": check_unsafe}[args.command](args)
 
 
 if __name__ == "__main__":
