@@ -2,13 +2,18 @@
 #   make demo   builds everything (release) in $(BUILD) and runs the demo
 #   make test   builds in $(TEST_BUILD), with the library in cargo's dev
 #               profile that cargo test shares, and runs every test
+#   make fuzz   builds the fuzz targets against a coverage-instrumented
+#               library in $(FUZZ_BUILD) and runs each for FUZZ_SECONDS
 BUILD ?= build
 TEST_BUILD ?= build-test
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: demo test build configure configure-test bootstrap header audit clean
+.PHONY: demo test fuzz build configure configure-test bootstrap header audit clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -37,9 +42,16 @@ audit:
 	@command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
 	cargo deny check $(AUDIT_CHECKS)
 
+fuzz: bootstrap
+	@test -f $(FUZZ_BUILD)/CMakeCache.txt || cmake -S fuzz -B $(FUZZ_BUILD) -DCMAKE_CXX_COMPILER=clang++ -DNYXQ_FUZZ_INSTRUMENTED=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@for target in $(FUZZ_TARGETS); do \
+	  fuzz/run.sh $(FUZZ_BUILD)/fuzz_$$target fuzz/corpus/$$target $(FUZZ_BUILD)/work/$$target $(FUZZ_SECONDS) || exit 1; \
+	done
+
 # Regenerates include/nyxq.h from src/ffi (commit the result).
 header:
 	NYXQ_UPDATE_HEADER=1 cargo build
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

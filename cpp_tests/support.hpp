@@ -98,6 +98,13 @@ inline std::vector<float> sine_with_bumps(size_t n) {
   return x;
 }
 
+// n values of a sawtooth, -2.8 to 2.8 in steps of 0.2 with period 29.
+inline std::vector<float> ramp(size_t n) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>(i % 29) - 14) / 5.0f;
+  return x;
+}
+
 }  // namespace nyxq_test
 
 #define CHECK_OK(expr)                                                   \

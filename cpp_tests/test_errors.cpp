@@ -99,6 +99,7 @@ TEST(Errors, DestroyedTensorHandles) {
   size_t len = 0;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_tensor_data(t, &data, &len));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_tensor_migrate(t, NYXQ_PLACEMENT_HOST));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_tensor_migrate(nullptr, NYXQ_PLACEMENT_HOST));
   int32_t placement = -1;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_tensor_placement(t, &placement));
   NyxqVkTensorBuffer buffer{};

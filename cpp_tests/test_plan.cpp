@@ -190,6 +190,23 @@ TEST(Plan, InfeasibleGivesTheShortfallAndALadderShape) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_feasibility(tiny.get(), &hw, &policy, nullptr));
 }
 
+// A fuzzing finding: byte totals beyond 64 bits are an error, never a wrap.
+TEST(Plan, TotalsBeyond64BitsAreSizeOverflow) {
+  NyxqModel *raw_model = nullptr;
+  CHECK_OK(nyxq_model_create("huge", &raw_model));
+  ModelPtr model(raw_model);
+  const uint64_t shape[2] = {uint64_t{1} << 20, uint64_t{1} << 30};
+  for (int i = 0; i < 4096; ++i) {
+    std::string name = "t" + std::to_string(i);
+    CHECK_OK(nyxq_model_add_tensor(model.get(), name.c_str(), NYXQ_ROLE_MLP, shape, 2, -1.0, nullptr, 0));
+  }
+  NyxqPlan *plan = nullptr;
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_plan_create(model.get(), nullptr, nullptr, &plan));
+  EXPECT_EQ(plan, nullptr);
+  NyxqPlanFeasibility f;
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_plan_feasibility(model.get(), nullptr, nullptr, &f));
+}
+
 TEST(Plan, MeasuredErrorComesFromTheData) {
   NyxqModel *raw = nullptr;
   CHECK_OK(nyxq_model_create("measured", &raw));

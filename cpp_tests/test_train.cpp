@@ -9,13 +9,12 @@
 
 #include "support.hpp"
 
+using nyxq_test::AdamPtr;
 using nyxq_test::ContextPtr;
 using nyxq_test::cpu_context;
+using nyxq_test::ScalerPtr;
 
 namespace {
-
-using nyxq_test::AdamPtr;
-using nyxq_test::ScalerPtr;
 
 ScalerPtr make_scaler(uint32_t growth_interval = 2000, float initial = 65536.0f, float floor = 1.0f) {
   NyxqLossScalerOptions o;

@@ -714,6 +714,68 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
+// Q5_0 has CPU kernels only: every Vulkan entry point refuses it as
+// unsupported, saying so, and records or allocates nothing; the context's
+// own quantize runs the CPU twin.
+TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  HostBuffer buf = trainer.make_buffer(1 << 15);
+  // Room for 1024 values and for a 4x64 matrix, its x and its y.
+  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, dst{buf.buffer, 8192, 4096};
+  const NyxqVkBufferRange w{buf.buffer, 16384, 256}, x{buf.buffer, 20480, 256}, y{buf.buffer, 24576, 256};
+  VkCommandBuffer cmd = trainer.cmd();
+  auto expect_refused = [](NyxqStatus status, const char *what) {
+    EXPECT_EQ(status, NYXQ_ERROR_UNSUPPORTED) << what << " -> " << nyxq_test::describe(status);
+    EXPECT_NE(std::strstr(nyxq_last_error_message(), "Q5_0 has no Vulkan"), nullptr)
+        << what << ": " << nyxq_last_error_message();
+  };
+  uint64_t ticket = 12345;
+  trainer.begin();
+  expect_refused(nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &src, &dst, nullptr, &ticket),
+                 "quantize");
+  expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &dst, &src, NYXQ_FORMAT_F32,
+                                        &ticket),
+                 "dequantize");
+  expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &dst, &src, NYXQ_FORMAT_F16,
+                                        &ticket),
+                 "dequantize to f16");
+  expect_refused(nyxq_vk_cmd_fake_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &src, &dst, nullptr, &ticket),
+                 "fake-quantize");
+  expect_refused(nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 4, 64, 1, &w, &x, nullptr, &y, &ticket),
+                 "matvec");
+  expect_refused(nyxq_vk_cmd_matvec_transposed(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 4, 64, 1, &w, &x, &y, &ticket),
+                 "matvec_transposed");
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written";
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u) << "nothing was recorded";
+  trainer.submit_and_wait();
+
+  const uint64_t shape[2] = {2, 64};
+  NyxqTensor *t = nullptr;
+  expect_refused(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q5_0, NYXQ_PLACEMENT_DEVICE, &t),
+                 "a device tensor");
+  EXPECT_EQ(t, nullptr);
+  CHECK_OK(nyxq_tensor_create(ctx.get(), "h", shape, 2, NYXQ_FORMAT_Q5_0, &t));
+  nyxq_test::TensorPtr host(t);
+  expect_refused(nyxq_tensor_migrate(host.get(), NYXQ_PLACEMENT_DEVICE), "migrating to the device");
+  int32_t placement = -1;
+  CHECK_OK(nyxq_tensor_placement(host.get(), &placement));
+  EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
+
+  // The context's own functions take the CPU twin: the same bytes as a CPU context.
+  auto cpu = nyxq_test::cpu_context(1);
+  const std::vector<float> values = nyxq_test::sine_with_bumps(1024);
+  std::vector<unsigned char> on_vulkan(704), on_cpu(704);
+  CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_vulkan.data(),
+                         on_vulkan.size()));
+  CHECK_OK(nyxq_quantize(cpu.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_cpu.data(),
+                         on_cpu.size()));
+  EXPECT_EQ(on_vulkan, on_cpu);
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
 TEST(VkHandoff, DestroyingUnderUnreleasedRecordingsIsRefusedAndKeepsEverythingAlive) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);

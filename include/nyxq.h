@@ -170,6 +170,12 @@ enum NyxqFormat
    * INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
    */
   NYXQ_FORMAT_Q4_1 = 5,
+  /**
+   * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
+   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
+   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+   */
+  NYXQ_FORMAT_Q5_0 = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -650,7 +656,7 @@ typedef struct {
    */
   const char *name;
   /**
-   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4"); static.
+   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
    */
   const char *precision_level;
   /**
@@ -1362,8 +1368,9 @@ NyxqStatus nyxq_format_info(int32_t format,
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size; the message names the next valid count),
- * NYXQ_ERROR_SIZE_OVERFLOW (the bytes do not fit in size_t, or `n` is not a
- * multiple of the block size and the next multiple does not either),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
+ * object may take, or `n` is not a multiple of the block size and the next
+ * multiple does not fit in size_t),
  * NYXQ_ERROR_NULL_POINTER. Thread-safe.
  */
 NyxqStatus nyxq_quantized_size(int32_t format,
@@ -1373,9 +1380,9 @@ NyxqStatus nyxq_quantized_size(int32_t format,
 /**
  * Bytes of a device buffer range that holds `n` elements in `format`: the
  * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
- * not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
- * neither).
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
+ * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
+ * BF16 values neither).
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
@@ -1499,7 +1506,7 @@ NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
  *
  * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
  * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1 weights use integer dot products with
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
  * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
@@ -1603,7 +1610,9 @@ NyxqStatus nyxq_model_destroy(NyxqModel *model);
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (bad policy: struct_size, formats, overrides),
  * NYXQ_ERROR_INFEASIBLE_PLAN (nothing fits: the message gives the shortfall in
- * bytes and the largest shape of the model ladder that fits). Thread-safe.
+ * bytes and the largest shape of the model ladder that fits),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the model's byte totals overflow 64 bits).
+ * Thread-safe.
  */
 NyxqStatus nyxq_plan_create(const NyxqModel *model,
                             const NyxqHardware *hardware,
@@ -1617,8 +1626,9 @@ NyxqStatus nyxq_plan_create(const NyxqModel *model,
  * (config/ladder.json) whose plan fits under the same hardware and policy.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
- * not an error. Thread-safe.
+ * NYXQ_ERROR_INVALID_ARGUMENT (bad policy), NYXQ_ERROR_SIZE_OVERFLOW (the
+ * model's byte totals overflow 64 bits). Infeasibility is a result here, not
+ * an error. Thread-safe.
  */
 NyxqStatus nyxq_plan_feasibility(const NyxqModel *model,
                                  const NyxqHardware *hardware,
@@ -1816,8 +1826,9 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row larger
- * than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+ * format with no Vulkan kernel (Q5_0), a row larger than the device's
+ * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1923,8 +1934,10 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
  * nyxq_tensor_destroy).
  *
- * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement, unreleased recorded tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
+ * with no Vulkan kernel (Q5_0)),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -1966,6 +1979,31 @@ NyxqStatus nyxq_test_force_panic(void);
  * Errors: none.
  */
 NyxqStatus nyxq_test_leak(size_t bytes);
+#endif
+
+#if defined(NYXQ_TEST_EXPORTS)
+/**
+ * Fault injection for the allocation-failure sweep: the calling thread's
+ * `nth` (1-based) host allocation from now on whose size comes from a caller
+ * or a file fails, once, as if the allocator had refused it (the call
+ * reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
+ * nyxq_test_allocations_counted reports. Other threads are untouched. Test
+ * builds only.
+ *
+ * Errors: none.
+ */
+NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
+#endif
+
+#if defined(NYXQ_TEST_EXPORTS)
+/**
+ * How many such allocations the calling thread attempted since its last
+ * nyxq_test_fail_allocation_after, the failed one included: when it is
+ * below the `nth` armed, no failure was injected. Test builds only.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER.
+ */
+NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
 #endif
 
 /**
@@ -2186,8 +2224,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its self-test,
- * error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
+ * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
+ * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
  * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
@@ -2294,7 +2333,8 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
+ *   kernels: not Q5_0), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -2323,8 +2363,9 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
- * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
+ * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */

@@ -19,6 +19,7 @@ needs=(
   "file:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers"
   "file:/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json:vulkan-validationlayers"
   "venv:python3-venv"
+  "clang++:clang"
 )
 
 missing=()
@@ -45,25 +46,49 @@ for tool in fmt clippy; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+# Installs Debian packages through apt-get, as root or through sudo.
+install_packages() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: this is not a Debian/Ubuntu system. Install these (or your" >&2
+    echo "distribution's equivalents) and run again: $*" >&2
+    exit 1
+  fi
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      echo "bootstrap: run as root or install sudo; packages needed: $*" >&2
+      exit 1
+    fi
+  fi
+  echo "bootstrap: installing $*"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Whether clang++ links a libFuzzer program with ASan and UBSan (the fuzz targets).
+fuzzer_links() {
+  local dir
+  dir=$(mktemp -d)
+  printf '%s\n' '#include <cstddef>' '#include <cstdint>' \
+    'extern "C" int LLVMFuzzerTestOneInput(const uint8_t *, size_t) { return 0; }' >"$dir/probe.cpp"
+  local linked=1
+  if clang++ -fsanitize=fuzzer,address,undefined "$dir/probe.cpp" -o "$dir/probe" >/dev/null 2>&1; then linked=0; fi
+  rm -rf "$dir"
+  return $linked
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  install_packages "${missing[@]}"
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "bootstrap: this is not a Debian/Ubuntu system. Install these (or your" >&2
-  echo "distribution's equivalents) and run again: ${missing[*]}" >&2
-  exit 1
-fi
-
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
-    echo "bootstrap: run as root or install sudo; packages needed: ${missing[*]}" >&2
+# libFuzzer ships with clang on Ubuntu 22.04 (libclang-common-14-dev) and in
+# libclang-rt-<major>-dev on Debian 12 and Ubuntu 24.04.
+if ! fuzzer_links; then
+  major=$(clang++ --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n 1)
+  install_packages "libclang-rt-${major}-dev"
+  if ! fuzzer_links; then
+    echo "bootstrap: clang++ still cannot link -fsanitize=fuzzer programs" >&2
     exit 1
   fi
 fi
-
-echo "bootstrap: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

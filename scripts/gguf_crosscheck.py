@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Bit-for-bit cross-check of nyxq's nearest rounding against ggml's reference
 quantizers as the Python package `gguf` implements them (and F16 against
-numpy's float16).
+numpy's float16), and of nyxq's dequantize against gguf's dequantizers.
 
 Quantizes every tensor of a weight folder (raw little-endian float32 files)
 plus seeded random data through the nyxq C ABI (ctypes on libnyxq.so), and
-requires identical bytes for Q8_0, Q4_0, Q4_1, BF16 and F16. Prints the SNR of
-each tensor and format. Exits 1 on any mismatch.
+requires identical bytes for Q8_0, Q4_0, Q4_1, Q5_0, BF16 and F16, and, for
+the block formats, identical float bits when those bytes are dequantized.
+Prints the SNR of each tensor and format. Exits 1 on any mismatch.
 """
 import argparse
 import ctypes
@@ -23,6 +24,14 @@ FORMATS = {  # nyxq format value -> (name, reference quantizer)
     3: ("Q8_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q8_0).ravel()),
     4: ("Q4_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_0).ravel()),
     5: ("Q4_1", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_1).ravel()),
+    6: ("Q5_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q5_0).ravel()),
+}
+# nyxq format value -> gguf's type, for the formats whose dequantizer is checked too.
+DEQUANTIZED = {
+    3: GGMLQuantizationType.Q8_0,
+    4: GGMLQuantizationType.Q4_0,
+    5: GGMLQuantizationType.Q4_1,
+    6: GGMLQuantizationType.Q5_0,
 }
 
 
@@ -79,10 +88,10 @@ def random_sets():
     yield "exact ties", ties
     zeros = rng.standard_normal(32 * 512).astype(np.float32)
     zeros[: 32 * 256] = 0.0
-    # Blocks of -0.0 are left out on purpose: there gguf-py's Q4_0 (max = the
-    # first element, -0.0, so d = +0.0) departs from ggml's C reference
-    # (max starts at +0.0, so d = -0.0); nyxq follows the C reference, and
-    # src/quant/scalar.rs tests that case.
+    # Blocks of -0.0 are left out on purpose: there gguf-py's Q4_0 and Q5_0
+    # (max = the first element, -0.0, so d = +0.0) depart from ggml's C
+    # reference (max starts at +0.0, so d = -0.0); nyxq follows the C
+    # reference, and src/quant/scalar.rs tests that case.
     yield "zero blocks", zeros
     yield "equal values", np.full(32 * 64, 0.3, dtype=np.float32)
 
@@ -105,6 +114,7 @@ def main():
     sets.extend(random_sets())
 
     mismatches = 0
+    checks = len(sets) * len(FORMATS)
     names = [FORMATS[f][0] for f in FORMATS]
     print(f"{'tensor':<48} {'n':>9} " + " ".join(f"{n:>8}" for n in names) + "   (SNR dB; * = bytes differ)")
     for label, x in sets:
@@ -117,12 +127,21 @@ def main():
                 mismatches += 1
                 diff = np.flatnonzero(ours != theirs) if ours.size == theirs.size else [0]
                 print(f"MISMATCH {label} {name}: {len(diff)} bytes differ, first at byte {diff[0]}", file=sys.stderr)
-            snr = snr_db(x, nyxq.dequantize(fmt, ours, x.size))
+            restored = nyxq.dequantize(fmt, ours, x.size)
+            if fmt in DEQUANTIZED:
+                checks += 1
+                expected = quants.dequantize(ours, DEQUANTIZED[fmt]).astype(np.float32).ravel()
+                if not np.array_equal(restored.view(np.uint32), expected.view(np.uint32)):
+                    same = False
+                    mismatches += 1
+                    diff = np.flatnonzero(restored.view(np.uint32) != expected.view(np.uint32))
+                    print(f"MISMATCH {label} {name} dequantize: {len(diff)} values differ, first at {diff[0]}",
+                          file=sys.stderr)
+            snr = snr_db(x, restored)
             cells.append(f"{snr:>7.2f}{' ' if same else '*'}")
         print(f"{label:<48} {x.size:>9} " + " ".join(cells))
     nyxq.close()
-    total = len(sets) * len(FORMATS)
-    print(f"{total - mismatches} passed, {mismatches} failed")
+    print(f"{checks - mismatches} passed, {mismatches} failed")
     return 1 if mismatches else 0
 
 

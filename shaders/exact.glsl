@@ -233,7 +233,7 @@ float rng_uniform(uint seed_lo, uint seed_hi, uint index_lo, uint index_hi) {
 }
 
 // F16 stochastic rounding of f32 bits x with random r (scalar::f16_bits_stochastic):
-// f32 subnormals count as zero, below 2^-25 the result is 0 or 2^-24 with
+// f32 subnormals count as zero, below 2^-24 the result is 0 or 2^-24 with
 // probability |x|*2^24, otherwise random bits are added below the kept ones
 // and the rest truncated; clamped to 65504.
 uint f16_bits_stochastic(uint x, uint r) {
@@ -244,7 +244,7 @@ uint f16_bits_stochastic(uint x, uint r) {
     }
     int exponent = int(a >> 23) - 127;
     uint rounded;
-    if (exponent < -25) {
+    if (exponent < -24) {
         precise float scaled = uintBitsToFloat(a) * 16777216.0 * 16777216.0;
         rounded = float(r >> 8) < scaled ? 0x33800000u : 0u;
     } else {

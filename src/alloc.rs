@@ -5,6 +5,9 @@
 
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "test-exports")]
+pub mod fault;
+
 /// A vector of `len` copies of `value`, allocated fallibly; `what` names it in errors.
 pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -21,7 +24,10 @@ pub fn copied<T: Clone>(items: &[T], what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// Makes room in `v` for `additional` more elements, fallibly.
+/// Makes room in `v` for `additional` more elements, fallibly. The growth is
+/// amortised (the capacity at least doubles), so a vector grown one element
+/// at a time is copied O(log n) times, not n times; an empty vector gets
+/// what it asks for (a few elements at least).
 pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
     let bytes = v
         .len()
@@ -34,12 +40,17 @@ pub fn reserve<T>(v: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
                 size_of::<T>()
             ))
         })?;
-    v.try_reserve_exact(additional).map_err(|_| {
+    let refused = || {
         Error::new(
             ErrorKind::OutOfMemory,
             format!("{what}: cannot allocate {bytes} bytes of host memory"),
         )
-    })
+    };
+    #[cfg(feature = "test-exports")]
+    if fault::this_allocation_fails() {
+        return Err(refused());
+    }
+    v.try_reserve(additional).map_err(|_| refused())
 }
 
 #[cfg(test)]
@@ -63,6 +74,22 @@ mod tests {
             e.message().contains(&(1u64 << 61).to_string()),
             "{}",
             e.message()
+        );
+    }
+
+    #[test]
+    fn growing_one_element_at_a_time_reallocates_rarely() {
+        let mut v: Vec<u64> = Vec::new();
+        let mut reallocations = 0;
+        for i in 0..4096 {
+            let before = v.capacity();
+            reserve(&mut v, 1, "items").unwrap();
+            reallocations += usize::from(v.capacity() != before);
+            v.push(i);
+        }
+        assert!(
+            reallocations <= 16,
+            "{reallocations} reallocations for 4096 pushes"
         );
     }
 

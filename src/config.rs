@@ -152,7 +152,10 @@ fn parse_bool(value: &str) -> std::result::Result<bool, String> {
 
 fn parse_format(value: &str) -> std::result::Result<Format, String> {
     Format::from_name(value).map_err(|_| {
-        format!("'{value}' is not a precision (FP32, FP16, BF16, INT8, INT4, or a format: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
+        format!(
+            "'{value}' is not a precision ({})",
+            crate::format::accepted_names()
+        )
     })
 }
 
@@ -525,6 +528,7 @@ impl QuantConfig {
                 .copied()
                 .filter(|f| f.bits_per_weight() >= floor)
                 .filter(|f| *f != Format::Q4_1 || self.names(Format::Q4_1))
+                .filter(|f| f.spec().planned)
                 .collect();
             policy.adaptive = self.adaptive_precision;
             policy.fallback_to_fp32 = self.fallback_to_fp32;

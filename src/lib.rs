@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod config;
 pub mod context;
+pub mod cpu_kernels;
 pub mod data;
 pub mod error;
 pub mod ffi;

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -116,6 +116,16 @@ impl Tensor {
                         self.name
                     ))
                 })?;
+                // Device tensors feed the Vulkan matvec kernels.
+                self.format
+                    .require_vulkan(VulkanFamily::Matvec)
+                    .map_err(|e| {
+                        Error::unsupported(format!(
+                            "tensor '{}' cannot live in device memory: {}",
+                            self.name,
+                            e.message()
+                        ))
+                    })?;
                 let row = self.format.size_of(self.shape[self.shape.len() - 1])? as u64;
                 let storage = match crate::vk::storage::DeviceStorage::allocate(
                     engine,

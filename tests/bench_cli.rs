@@ -6,7 +6,7 @@ mod cli_support;
 mod vk_support;
 
 use cli_support::{nyxq, nyxq_with_env};
-use nyxq::format::QUANTIZED_FORMATS;
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::shaders::{Op, compatible_kernel};
 
 /// `nyxq bench-vk` on 1 MiB: a row for the copy kernel and for every
@@ -21,7 +21,7 @@ fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
     }
     assert!(ok, "{err}");
     assert!(out.contains("| copy_f32_f32 |"), "{out}");
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         for op in Op::ALL {
             let kernel = compatible_kernel(op, format).expect("every quantized format has kernels");
             assert!(out.contains(&format!("| {kernel} |")), "{kernel}: {out}");

@@ -7,6 +7,7 @@
 mod cli_support;
 
 use cli_support::{Run, nyxq_in, scratch_dir};
+use nyxq::format::ALL_FORMATS;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde_json::Value;
@@ -120,7 +121,10 @@ fn committed_weights_pass_a_low_threshold_and_the_defaults() {
         args.extend_from_slice(extra);
         let r = run(&dir, &args);
         assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("30 checks: 30 passed"), "{}", r.stdout);
+        // Five tensors, every format.
+        let checks = 5 * ALL_FORMATS.len();
+        let summary = format!("{checks} checks: {checks} passed");
+        assert!(r.stdout.contains(&summary), "{}", r.stdout);
         assert!(
             r.stdout
                 .contains("minilm-l6-v2/encoder.layer.0.output.dense.weight"),
@@ -139,8 +143,11 @@ fn an_impossible_threshold_fails_with_status_1() {
     let r = run(&dir, &["validate", WEIGHTS, "--min-snr", "200"]);
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
-    // F32 is exact, so it passes even 200 dB.
-    assert!(r.stdout.contains("5 passed, 25 failed"), "{}", r.stdout);
+    // F32 is exact, so it passes even 200 dB; every other format of the
+    // five tensors fails.
+    let failed = 5 * (ALL_FORMATS.len() - 1);
+    let summary = format!("5 passed, {failed} failed");
+    assert!(r.stdout.contains(&summary), "{}", r.stdout);
 }
 
 #[test]
@@ -315,7 +322,8 @@ fn a_partial_block_is_unsupported_not_a_failure() {
     let r = run(&dir, &["validate", folder.to_str().unwrap(), "--json"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let report = json(&r);
-    assert_eq!(report["summary"]["unsupported"], 3);
+    let block_formats = ALL_FORMATS.iter().filter(|f| f.is_block()).count();
+    assert_eq!(report["summary"]["unsupported"], block_formats);
     let q8 = &report["tensors"][0]["formats"][3];
     assert_eq!(q8["format"], "Q8_0");
     assert_eq!(q8["status"], "unsupported");
@@ -511,20 +519,15 @@ fn formats_reads_the_same_inputs_and_needs_one() {
         .iter()
         .map(|row| row["label"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        labels,
-        [
-            "F32",
-            "F16",
-            "BF16",
-            "Q8_0",
-            "Q8_0 (err-min)",
-            "Q4_0",
-            "Q4_0 (err-min)",
-            "Q4_1",
-            "Q4_1 (err-min)"
-        ]
-    );
+    // Every format, and error-minimising rounding beside each block format.
+    let expected: Vec<String> = ALL_FORMATS
+        .iter()
+        .flat_map(|f| {
+            let searched = f.is_block().then(|| format!("{} (err-min)", f.name()));
+            std::iter::once(f.name().to_string()).chain(searched)
+        })
+        .collect();
+    assert_eq!(labels, expected);
     for row in report["rows"].as_array().unwrap() {
         assert!(row["quantize_gbs"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["bits_per_weight"].as_f64().unwrap() >= 4.5, "{row}");

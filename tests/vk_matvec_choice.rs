@@ -5,7 +5,7 @@
 
 mod vk_support;
 
-use nyxq::format::{ALL_FORMATS, Format};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::matvec;
 use nyxq::vk::shaders::MatvecVariant as Variant;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
@@ -28,8 +28,8 @@ fn block_formats_choose_the_dot_variant() {
     let choice = engine.matvec();
     assert!(choice.dot_supported());
     assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
-    for format in ALL_FORMATS {
-        let dot = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        let dot = format.spec().vulkan.matvec_dot;
         for batch in 1..=8u32 {
             let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
                 Variant::Dot

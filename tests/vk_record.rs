@@ -5,7 +5,7 @@
 mod vk_support;
 
 use ash::vk;
-use nyxq::format::{Format, QUANTIZED_FORMATS};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::Engine;
 use nyxq::vk::family::Family;
@@ -154,7 +154,7 @@ fn recorded_kernels_equal_the_cpu() {
     let mut staged = vec![0u8; offset as usize];
     staged.extend(f32_bytes(&x));
     input.write(&staged);
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         for rounding in [Rounding::Nearest, Rounding::Stochastic { seed: 42 }] {
             let bytes = format.size_of(n).unwrap() as u64;
             let q = Buffer::new(&engine.device, offset + bytes.div_ceil(4) * 4, true).unwrap();

@@ -4,7 +4,7 @@ use super::guard::guard;
 use super::ptr;
 use super::status::NyxqStatus;
 use crate::error::Error;
-use crate::format::Format;
+use crate::format::{FORMATS, Format};
 use std::ffi::c_char;
 
 /// Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
@@ -22,7 +22,36 @@ pub enum NyxqFormat {
     NyxqFormatQ4_0 = 4,
     /// INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
     NyxqFormatQ4_1 = 5,
+    /// INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
+    /// x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
+    /// device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+    NyxqFormatQ5_0 = 6,
 }
+
+/// The C value of each format: an exhaustive match, so a format without a
+/// NyxqFormat value does not compile.
+const fn c_value(format: Format) -> NyxqFormat {
+    match format {
+        Format::F32 => NyxqFormat::NyxqFormatF32,
+        Format::F16 => NyxqFormat::NyxqFormatF16,
+        Format::BF16 => NyxqFormat::NyxqFormatBf16,
+        Format::Q8_0 => NyxqFormat::NyxqFormatQ8_0,
+        Format::Q4_0 => NyxqFormat::NyxqFormatQ4_0,
+        Format::Q4_1 => NyxqFormat::NyxqFormatQ4_1,
+        Format::Q5_0 => NyxqFormat::NyxqFormatQ5_0,
+    }
+}
+
+// Every format's NyxqFormat value is its Rust discriminant (what format_arg
+// reads back through the descriptor table).
+const _: () = {
+    let mut row = 0;
+    while row < FORMATS.len() {
+        let format = FORMATS[row].format;
+        assert!(c_value(format) as i32 == format as i32);
+        row += 1;
+    }
+};
 
 /// A format's description (nyxq_format_info).
 #[repr(C)]
@@ -30,7 +59,7 @@ pub enum NyxqFormat {
 pub struct NyxqFormatInfo {
     /// Canonical name ("Q4_0"); static, never free it.
     pub name: *const c_char,
-    /// Precision level ("FP32", "FP16", "BF16", "INT8", "INT4"); static.
+    /// Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
     pub precision_level: *const c_char,
     /// Elements per block (1 for F32, F16, BF16).
     pub block_size: u32,
@@ -44,29 +73,6 @@ pub(crate) fn format_arg(format: i32) -> crate::Result<Format> {
     Format::from_raw(format)
 }
 
-fn c_name(format: Format) -> *const c_char {
-    let name: &'static [u8] = match format {
-        Format::F32 => b"F32\0",
-        Format::F16 => b"F16\0",
-        Format::BF16 => b"BF16\0",
-        Format::Q8_0 => b"Q8_0\0",
-        Format::Q4_0 => b"Q4_0\0",
-        Format::Q4_1 => b"Q4_1\0",
-    };
-    name.as_ptr().cast()
-}
-
-fn c_level(format: Format) -> *const c_char {
-    let level: &'static [u8] = match format {
-        Format::F32 => b"FP32\0",
-        Format::F16 => b"FP16\0",
-        Format::BF16 => b"BF16\0",
-        Format::Q8_0 => b"INT8\0",
-        Format::Q4_0 | Format::Q4_1 => b"INT4\0",
-    };
-    level.as_ptr().cast()
-}
-
 /// Describes a format.
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format), NYXQ_ERROR_NULL_POINTER.
@@ -76,12 +82,13 @@ pub extern "C" fn nyxq_format_info(format: i32, info_out: *mut NyxqFormatInfo) -
     guard(|| {
         let format = format_arg(format)?;
         let out = ptr::out(info_out, "info_out")?;
+        let spec = format.spec();
         let info = NyxqFormatInfo {
-            name: c_name(format),
-            precision_level: c_level(format),
-            block_size: format.block_size() as u32,
-            block_bytes: format.block_bytes() as u32,
-            bits_per_weight: format.bits_per_weight(),
+            name: spec.name.as_ptr(),
+            precision_level: spec.precision_level.as_ptr(),
+            block_size: spec.block_size as u32,
+            block_bytes: spec.block_bytes as u32,
+            bits_per_weight: spec.bits_per_weight,
         };
         // SAFETY: info_out checked non-NULL; points to a NyxqFormatInfo per the contract.
         unsafe { out.write(info) };
@@ -93,8 +100,9 @@ pub extern "C" fn nyxq_format_info(format: i32, info_out: *mut NyxqFormatInfo) -
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
 /// of the block size; the message names the next valid count),
-/// NYXQ_ERROR_SIZE_OVERFLOW (the bytes do not fit in size_t, or `n` is not a
-/// multiple of the block size and the next multiple does not either),
+/// NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
+/// object may take, or `n` is not a multiple of the block size and the next
+/// multiple does not fit in size_t),
 /// NYXQ_ERROR_NULL_POINTER. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usize) -> NyxqStatus {
@@ -110,9 +118,9 @@ pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usi
 
 /// Bytes of a device buffer range that holds `n` elements in `format`: the
 /// nyxq_quantized_size rounded up to whole 32-bit words, which is what every
-/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0 and Q4_1 blocks are
-/// not a multiple of 4 bytes; a range of an odd number of F16 or BF16 values
-/// neither).
+/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
+/// blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
+/// BF16 values neither).
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
 /// of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.

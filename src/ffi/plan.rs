@@ -141,7 +141,9 @@ fn wrap_plan(plan: Plan) -> Result<*mut NyxqPlan> {
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (bad policy: struct_size, formats, overrides),
 /// NYXQ_ERROR_INFEASIBLE_PLAN (nothing fits: the message gives the shortfall in
-/// bytes and the largest shape of the model ladder that fits). Thread-safe.
+/// bytes and the largest shape of the model ladder that fits),
+/// NYXQ_ERROR_SIZE_OVERFLOW (the model's byte totals overflow 64 bits).
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_plan_create(
     model: *const NyxqModel,
@@ -169,8 +171,9 @@ pub extern "C" fn nyxq_plan_create(
 /// (config/ladder.json) whose plan fits under the same hardware and policy.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
-/// NYXQ_ERROR_INVALID_ARGUMENT (bad policy). Infeasibility is a result here,
-/// not an error. Thread-safe.
+/// NYXQ_ERROR_INVALID_ARGUMENT (bad policy), NYXQ_ERROR_SIZE_OVERFLOW (the
+/// model's byte totals overflow 64 bits). Infeasibility is a result here, not
+/// an error. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_plan_feasibility(
     model: *const NyxqModel,

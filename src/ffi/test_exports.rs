@@ -1,6 +1,7 @@
 //! Exports that exist only in test builds (feature `test-exports`).
 
 use super::guard::guard;
+use super::ptr;
 use super::status::NyxqStatus;
 
 /// Panics inside the guard, to prove that a panic becomes
@@ -24,6 +25,37 @@ pub extern "C" fn nyxq_test_leak(bytes: usize) -> NyxqStatus {
         // The address is forgotten on purpose: this is the leak.
         let leaked = Box::leak(block);
         std::hint::black_box(leaked.as_ptr());
+        Ok(())
+    })
+}
+
+/// Fault injection for the allocation-failure sweep: the calling thread's
+/// `nth` (1-based) host allocation from now on whose size comes from a caller
+/// or a file fails, once, as if the allocator had refused it (the call
+/// reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
+/// nyxq_test_allocations_counted reports. Other threads are untouched. Test
+/// builds only.
+///
+/// Errors: none.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_test_fail_allocation_after(nth: u64) -> NyxqStatus {
+    guard(|| {
+        crate::alloc::fault::fail_nth(nth);
+        Ok(())
+    })
+}
+
+/// How many such allocations the calling thread attempted since its last
+/// nyxq_test_fail_allocation_after, the failed one included: when it is
+/// below the `nth` armed, no failure was injected. Test builds only.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_test_allocations_counted(count_out: *mut u64) -> NyxqStatus {
+    guard(|| {
+        let out = ptr::out(count_out, "count_out")?;
+        // SAFETY: count_out checked non-NULL; points to a uint64_t per the contract.
+        unsafe { out.write(crate::alloc::fault::counted()) };
         Ok(())
     })
 }

@@ -1,17 +1,20 @@
-//! The per-row and per-column-strip kernels, portable and SIMD.
+//! Which row kernel runs: the format's SIMD kernels from the kernel table
+//! where the CPU has the features, else the portable one; and the
+//! column-strip kernel of the transposed product.
 
+use super::row::{self, Sums};
+use crate::cpu_kernels::CpuKernels;
 use crate::format::Format;
-use crate::quant::{self, scalar};
-
-/// Elements processed per step: one block of the block formats.
-const CHUNK: usize = 32;
+use crate::quant;
 
 #[cfg(target_arch = "x86_64")]
 pub use super::simd_x86::QuantizedX;
 
-/// x quantized for the integer path (None: use the f32 path).
+/// x quantized for the integer path, when the format has an integer-dot
+/// kernel and the CPU and x allow it (None: use the f32 path).
 #[cfg(target_arch = "x86_64")]
-pub fn quantize_x(x: &[f32], cols: usize, batch: usize) -> Option<QuantizedX> {
+pub fn quantize_x(format: Format, x: &[f32], cols: usize, batch: usize) -> Option<QuantizedX> {
+    CpuKernels::of(format).simd.row_dot_int?;
     super::simd_x86::quantize_x(x, cols, batch)
 }
 
@@ -21,12 +24,12 @@ pub enum QuantizedX {}
 
 /// No integer path off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
-pub fn quantize_x(_x: &[f32], _cols: usize, _batch: usize) -> Option<QuantizedX> {
+pub fn quantize_x(_format: Format, _x: &[f32], _cols: usize, _batch: usize) -> Option<QuantizedX> {
     None
 }
 
 /// sums[b] = Σ_c row[c]·x[b·cols + c] for b < batch; with `xq` (x quantized
-/// to 8 bits, block formats only) by integer dot products.
+/// by [`quantize_x`] for this format) by integer dot products.
 pub fn row_dot(
     format: Format,
     row: &[u8],
@@ -34,74 +37,26 @@ pub fn row_dot(
     x: &[f32],
     xq: Option<&QuantizedX>,
     batch: usize,
-    sums: &mut [f32; super::MAX_BATCH],
+    sums: &mut Sums,
 ) {
+    let kernels = CpuKernels::of(format);
     #[cfg(target_arch = "x86_64")]
     {
+        use super::simd_x86;
         if let Some(xq) = xq {
-            return super::simd_x86::row_dot_int(format, row, cols, xq, batch, sums);
+            let kernel = kernels
+                .simd
+                .row_dot_int
+                .expect("quantize_x gives x only to formats with an integer kernel");
+            return simd_x86::row_dot_int(kernel, format, row, cols, xq, batch, sums);
         }
-        if super::simd_x86::row_dot(format, row, cols, x, batch, sums) {
+        if simd_x86::row_dot(kernels.simd.row_dot, format, row, cols, x, batch, sums) {
             return;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = xq;
-    row_dot_portable(format, row, cols, x, batch, sums);
-}
-
-/// The portable row kernel: dequantize 32 weights, then a dot per vector.
-pub fn row_dot_portable(
-    format: Format,
-    row: &[u8],
-    cols: usize,
-    x: &[f32],
-    batch: usize,
-    sums: &mut [f32; super::MAX_BATCH],
-) {
-    sums.fill(0.0);
-    let mut weights = [0.0f32; CHUNK];
-    let mut start = 0;
-    while start < cols {
-        let len = CHUNK.min(cols - start);
-        dequantize_chunk(format, row, start, &mut weights[..len]);
-        for (b, sum) in sums.iter_mut().enumerate().take(batch) {
-            let xs = &x[b * cols + start..b * cols + start + len];
-            *sum += weights[..len]
-                .iter()
-                .zip(xs)
-                .map(|(w, v)| w * v)
-                .sum::<f32>();
-        }
-        start += len;
-    }
-}
-
-/// Dequantizes elements [start, start + out.len()) of a row; `start` is a
-/// multiple of 32 and, for block formats, the length is 32.
-fn dequantize_chunk(format: Format, row: &[u8], start: usize, out: &mut [f32]) {
-    let size = |n: usize| format.size_of(n).expect("whole blocks");
-    let bytes = &row[size(start)..size(start + out.len())];
-    match format {
-        Format::F32 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        Format::F16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        Format::BF16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = scalar::bf16_value(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        Format::Q8_0 => scalar::q8_0_dequantize(bytes, out),
-        Format::Q4_0 => scalar::q4_0_dequantize(bytes, out),
-        Format::Q4_1 => scalar::q4_1_dequantize(bytes, out),
-    }
+    row::portable(format, kernels.dequantize, row, cols, x, batch, sums);
 }
 
 /// The columns `range` of xᵀ·W: out[b·width + i] = Σ_r x[b·rows + r]·W[r][range.start + i].

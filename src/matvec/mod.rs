@@ -13,7 +13,7 @@
 //! roundings of its partial sums, a product is exact inside a fused
 //! multiply-add, and a block's scale adds one rounding.
 //!
-//! W·x with Q8_0, Q4_0 or Q4_1 weights (on AVX2, rows of whole blocks, finite
+//! W·x with Q8_0, Q4_0, Q4_1 or Q5_0 weights (on AVX2, rows of whole blocks, finite
 //! x) takes the integer path, as ggml does: each block of 32 values of x is
 //! rounded to 8 bits with an f32 scale `s = max|x|/127`, and the block's dot
 //! product is computed exactly in integers, then scaled. That adds at most
@@ -27,8 +27,9 @@
 //! that sums them is NaN or ±Inf.
 
 mod kernels;
+mod row;
 #[cfg(target_arch = "x86_64")]
-mod simd_x86;
+pub(crate) mod simd_x86;
 
 use crate::error::{Error, Result};
 use crate::format::Format;
@@ -44,8 +45,7 @@ pub fn cpu_kernels() -> &'static str {
     "portable"
 }
 
-/// Most vectors one call multiplies.
-pub const MAX_BATCH: usize = 8;
+pub use row::MAX_BATCH;
 
 /// Rows (or column blocks) below this per thread are not worth a thread.
 const MIN_WEIGHTS_PER_THREAD: usize = 1 << 18;
@@ -116,11 +116,7 @@ pub fn matvec(
     // Each thread computes whole rows into its own buffer (y is batch-major, so
     // a row range is not contiguous in y), then the rows are scattered into y.
     let per_thread = rows.div_ceil(threads);
-    let xq = if format.is_block() {
-        kernels::quantize_x(x, cols, batch)
-    } else {
-        None
-    };
+    let xq = kernels::quantize_x(format, x, cols, batch);
     let xq = xq.as_ref();
     let results: Vec<Vec<f32>> = if threads == 1 {
         vec![rows_product(

@@ -3,9 +3,9 @@
 //! hold `unsafe`: each block says why it is sound (features detected first,
 //! every access inside a slice whose length was checked).
 
-use super::MAX_BATCH;
+use super::row::{MAX_BATCH, Sums};
 use crate::format::Format;
-use crate::quant::simd_x86::f16_at;
+use crate::quant::simd_x86::{f16_at, q5_0_levels, widen_bytes};
 use std::arch::x86_64::*;
 
 pub(super) fn available() -> bool {
@@ -14,19 +14,36 @@ pub(super) fn available() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
-/// The SIMD row kernel; false when the CPU lacks the features or the row
-/// length is not a multiple of 32.
+/// The f32 row kernel of one format (`row_dot_avx2` for its block decoder).
+///
+/// # Safety
+/// AVX2, FMA and F16C present; cols % 32 == 0; `row` holds cols elements of
+/// the format; x holds batch·cols floats; batch <= MAX_BATCH.
+pub type RowDot = unsafe fn(&[u8], usize, &[f32], usize, &mut Sums);
+
+/// The integer-dot row kernel of one format (`row_dot_int_avx2` for its
+/// block decoder).
+///
+/// # Safety
+/// As [`RowDot`], with `xq` made by [`quantize_x`] for batch·cols values.
+pub type RowDotInt = unsafe fn(&[u8], usize, &QuantizedX, usize, &mut Sums);
+
+/// Runs the format's f32 row kernel (from the kernel table); false when it
+/// has none, the CPU lacks the features or the row length is not a multiple
+/// of 32.
+#[allow(clippy::too_many_arguments)]
 pub fn row_dot(
+    kernel: Option<RowDot>,
     format: Format,
     row: &[u8],
     cols: usize,
     x: &[f32],
     batch: usize,
-    sums: &mut [f32; MAX_BATCH],
+    sums: &mut Sums,
 ) -> bool {
-    if !available() || cols % 32 != 0 {
+    let Some(kernel) = kernel.filter(|_| available() && cols % 32 == 0) else {
         return false;
-    }
+    };
     assert!(
         batch <= MAX_BATCH
             && x.len() >= batch * cols
@@ -34,7 +51,7 @@ pub fn row_dot(
     );
     // SAFETY: features detected; the kernel reads row[..] (its length matches
     // cols in this format, asserted) and x[..batch·cols] (asserted).
-    unsafe { row_dot_avx2(format, row, cols, x, batch, sums) };
+    unsafe { kernel(row, cols, x, batch, sums) };
     true
 }
 
@@ -45,105 +62,185 @@ fn sum_lanes(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)))
 }
 
-/// Four vectors of one 32-weight block, as floats, and the block's scale and offset.
-///
-/// # Safety
-/// AVX2 and F16C present; `row` holds block `k` of `format`.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn block(format: Format, row: &[u8], k: usize) -> ([__m256; 4], f32, f32) {
-    let bytes = format.block_bytes();
-    let b = &row[k * bytes * if format.is_block() { 1 } else { 32 }..];
-    let p = b.as_ptr();
-    // SAFETY: b holds at least one 32-element block of the format (caller's contract).
-    unsafe {
-        match format {
-            Format::F32 => {
-                let f = p.cast::<f32>();
-                (
-                    [
-                        _mm256_loadu_ps(f),
-                        _mm256_loadu_ps(f.add(8)),
-                        _mm256_loadu_ps(f.add(16)),
-                        _mm256_loadu_ps(f.add(24)),
-                    ],
-                    1.0,
-                    0.0,
-                )
-            }
-            Format::F16 => {
-                let h = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * i).cast()));
-                ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
-            }
-            Format::BF16 => {
-                let h = |i: usize| {
-                    _mm256_castsi256_ps(_mm256_slli_epi32(
-                        _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(16 * i).cast())),
-                        16,
-                    ))
-                };
-                ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
-            }
-            Format::Q8_0 => {
-                let d = f16_at(b);
-                let q = |i: usize| {
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        p.add(2 + 8 * i).cast(),
-                    )))
-                };
-                ([q(0), q(1), q(2), q(3)], d, 0.0)
-            }
-            Format::Q4_0 | Format::Q4_1 => {
-                let offset = if format == Format::Q4_0 { 2 } else { 4 };
-                let d = f16_at(b);
-                let m = if format == Format::Q4_1 {
-                    f16_at(&b[2..])
-                } else {
-                    0.0
-                };
-                let packed = _mm_loadu_si128(p.add(offset).cast());
-                let mask = _mm_set1_epi8(0x0f);
-                let low = _mm_and_si128(packed, mask);
-                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-                let bias = _mm256_set1_epi32(if format == Format::Q4_0 { 8 } else { 0 });
-                let f = |v: __m128i| {
-                    _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), bias))
-                };
-                (
-                    [
-                        f(low),
-                        f(_mm_srli_si128(low, 8)),
-                        f(high),
-                        f(_mm_srli_si128(high, 8)),
-                    ],
-                    d,
-                    m,
-                )
-            }
-        }
+/// Where a format's runs of 32 weights lie in a row.
+pub(crate) trait Layout {
+    /// Bytes of 32 weights (one block of the block formats).
+    const STRIDE: usize;
+    /// Whether a block adds an offset m (x = d·q + m) to its levels, which
+    /// are then unsigned; otherwise x = d·q.
+    const OFFSET: bool;
+}
+
+/// A format's 32 weights in f32 registers, for the f32 row kernel.
+pub(crate) trait F32Block: Layout {
+    /// The 32 weights (as levels q) of `b` in four vectors, the scale d and
+    /// the offset m (d = 1 and m = 0 for the per-element formats).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `b` holds at least 32 weights.
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32);
+}
+
+/// F32 weights.
+pub(crate) struct F32Block32;
+/// F16 weights.
+pub(crate) struct F16Block32;
+/// BF16 weights.
+pub(crate) struct Bf16Block32;
+/// Q8_0 blocks.
+pub(crate) struct Q8_0Block;
+/// Q4_0 blocks.
+pub(crate) struct Q4_0Block;
+/// Q4_1 blocks.
+pub(crate) struct Q4_1Block;
+/// Q5_0 blocks.
+pub(crate) struct Q5_0Block;
+
+/// Implements [`Layout`] for each decoder: (type, format, offset).
+macro_rules! layouts {
+    ($(($block:ty, $format:expr, $offset:expr)),* $(,)?) => {
+        $(impl Layout for $block {
+            const STRIDE: usize = 32 / $format.block_size() * $format.block_bytes();
+            const OFFSET: bool = $offset;
+        })*
+    };
+}
+
+layouts!(
+    (F32Block32, Format::F32, false),
+    (F16Block32, Format::F16, false),
+    (Bf16Block32, Format::BF16, false),
+    (Q8_0Block, Format::Q8_0, false),
+    (Q4_0Block, Format::Q4_0, false),
+    (Q4_1Block, Format::Q4_1, true),
+    (Q5_0Block, Format::Q5_0, false),
+);
+
+impl F32Block for F32Block32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        let f = b.as_ptr().cast::<f32>();
+        // SAFETY: b holds 32 floats (caller's contract); loadu has no alignment need.
+        let v = unsafe {
+            [
+                _mm256_loadu_ps(f),
+                _mm256_loadu_ps(f.add(8)),
+                _mm256_loadu_ps(f.add(16)),
+                _mm256_loadu_ps(f.add(24)),
+            ]
+        };
+        (v, 1.0, 0.0)
     }
 }
 
-/// # Safety
-/// AVX2, FMA and F16C present; cols % 32 == 0; row holds cols elements of
-/// `format`; x holds batch·cols floats; batch <= MAX_BATCH.
+impl F32Block for F16Block32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        let p = b.as_ptr();
+        // SAFETY: b holds 32 binary16 values (caller's contract).
+        let h = |i: usize| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * i).cast())) };
+        ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
+    }
+}
+
+impl F32Block for Bf16Block32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        let p = b.as_ptr();
+        let h = |i: usize| {
+            // SAFETY: b holds 32 bfloat16 values (caller's contract).
+            let bits = unsafe { _mm_loadu_si128(p.add(16 * i).cast()) };
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16))
+        };
+        ([h(0), h(1), h(2), h(3)], 1.0, 0.0)
+    }
+}
+
+impl F32Block for Q8_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        let p = b.as_ptr();
+        let q = |i: usize| {
+            // SAFETY: b holds a 34-byte block (caller's contract): 8 bytes at 2 + 8i.
+            let bytes = unsafe { _mm_loadl_epi64(p.add(2 + 8 * i).cast()) };
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes))
+        };
+        ([q(0), q(1), q(2), q(3)], f16_at(b), 0.0)
+    }
+}
+
+/// The 32 four-bit levels of 16 packed bytes, less `bias`, as floats.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_dot_avx2(
-    format: Format,
+fn nibble_levels(packed: __m128i, bias: i32) -> [__m256; 4] {
+    let mask = _mm_set1_epi8(0x0f);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    let bias = _mm256_set1_epi32(bias);
+    let f = |v: __m128i| _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), bias));
+    [
+        f(low),
+        f(_mm_srli_si128(low, 8)),
+        f(high),
+        f(_mm_srli_si128(high, 8)),
+    ]
+}
+
+impl F32Block for Q4_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        // SAFETY: b holds an 18-byte block (caller's contract): 16 bytes at 2.
+        let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) };
+        (nibble_levels(packed, 8), f16_at(b), 0.0)
+    }
+}
+
+impl F32Block for Q4_1Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
+        let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(4).cast()) };
+        (nibble_levels(packed, 0), f16_at(b), f16_at(&b[2..]))
+    }
+}
+
+impl F32Block for Q5_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        // SAFETY: b holds a 22-byte block (caller's contract).
+        let levels = widen_bytes(unsafe { q5_0_levels(b) });
+        let sixteen = _mm256_set1_epi32(16);
+        let q = levels.map(|l| _mm256_cvtepi32_ps(_mm256_sub_epi32(l, sixteen)));
+        (q, f16_at(b), 0.0)
+    }
+}
+
+/// The f32 row kernel of the format `B` decodes.
+///
+/// # Safety
+/// As [`RowDot`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_avx2<B: F32Block>(
     row: &[u8],
     cols: usize,
     x: &[f32],
     batch: usize,
-    sums: &mut [f32; MAX_BATCH],
+    sums: &mut Sums,
 ) {
     let mut acc = [_mm256_setzero_ps(); MAX_BATCH];
     let blocks = cols / 32;
-    let with_offset = format == Format::Q4_1;
     for k in 0..blocks {
         // As in row_dot_int_avx2: keep DRAM busy 1 KiB ahead of the loads.
-        let block_bytes = format.block_bytes() * if format.is_block() { 1 } else { 32 };
-        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(k * block_bytes + 1024).cast());
+        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(k * B::STRIDE + 1024).cast());
         // SAFETY: k < cols/32 blocks, within row (caller's contract).
-        let (w, d, m) = unsafe { block(format, row, k) };
+        let (w, d, m) = unsafe { B::load(&row[k * B::STRIDE..]) };
         let (vd, vm) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
         for (b, a) in acc.iter_mut().enumerate().take(batch) {
             // SAFETY: b·cols + 32k + 32 <= batch·cols <= x.len().
@@ -162,7 +259,7 @@ unsafe fn row_dot_avx2(
                 _mm256_fmadd_ps(w[3], xs[3], _mm256_mul_ps(w[2], xs[2])),
             );
             *a = _mm256_fmadd_ps(vd, dot, *a);
-            if with_offset {
+            if B::OFFSET {
                 let sum_x = _mm256_add_ps(_mm256_add_ps(xs[0], xs[1]), _mm256_add_ps(xs[2], xs[3]));
                 *a = _mm256_fmadd_ps(vm, sum_x, *a);
             }
@@ -212,79 +309,112 @@ pub fn quantize_x(x: &[f32], cols: usize, batch: usize) -> Option<QuantizedX> {
     Some(q)
 }
 
-/// The integer-dot row kernel for Q8_0, Q4_0 and Q4_1 against quantized x.
+/// Runs the format's integer-dot row kernel (from the kernel table) against
+/// quantized x.
 pub fn row_dot_int(
+    kernel: RowDotInt,
     format: Format,
     row: &[u8],
     cols: usize,
     xq: &QuantizedX,
     batch: usize,
-    sums: &mut [f32; MAX_BATCH],
+    sums: &mut Sums,
 ) {
-    assert!(
-        format.is_block()
-            && batch <= MAX_BATCH
-            && xq.blocks * 32 == cols
-            && xq.quants.len() >= batch * cols
-    );
+    assert!(batch <= MAX_BATCH && xq.blocks * 32 == cols && xq.quants.len() >= batch * cols);
     assert_eq!(format.size_of(cols).ok(), Some(row.len()));
     // SAFETY: quantize_x returned Some, so the features are present; the kernel
     // reads row[..] and xq's vectors within the lengths asserted above.
-    unsafe { row_dot_int_avx2(format, row, cols, xq, batch, sums) }
+    unsafe { kernel(row, cols, xq, batch, sums) }
 }
 
-/// # Safety
-/// AVX2, FMA and F16C present; lengths as `row_dot_int` asserts.
+/// A format's 32 levels as bytes, for the integer-dot row kernel.
+pub(crate) trait IntBlock: Layout {
+    /// The 32 levels of `b` (i8, or u8 with an offset), the scale d and the
+    /// offset m (0 without one).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `b` holds one whole block.
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32);
+}
+
+/// The 32 four-bit levels of 16 packed bytes, in element order.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_dot_int_avx2(
-    format: Format,
+fn nibble_bytes(packed: __m128i) -> __m256i {
+    let mask = _mm_set1_epi8(0x0f);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    _mm256_set_m128i(high, low)
+}
+
+impl IntBlock for Q8_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds a 34-byte block (caller's contract): 32 bytes at 2.
+        let q = unsafe { _mm256_loadu_si256(b.as_ptr().add(2).cast()) };
+        (q, f16_at(b), 0.0)
+    }
+}
+
+impl IntBlock for Q4_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds an 18-byte block (caller's contract): 16 bytes at 2.
+        let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(2).cast()) };
+        // Q4_0 stores q + 8: as signed levels −8..7 it takes Q8_0's path.
+        let q = _mm256_sub_epi8(nibble_bytes(packed), _mm256_set1_epi8(8));
+        (q, f16_at(b), 0.0)
+    }
+}
+
+impl IntBlock for Q4_1Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds a 20-byte block (caller's contract): 16 bytes at 4.
+        let packed = unsafe { _mm_loadu_si128(b.as_ptr().add(4).cast()) };
+        (nibble_bytes(packed), f16_at(b), f16_at(&b[2..]))
+    }
+}
+
+impl IntBlock for Q5_0Block {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds a 22-byte block (caller's contract).
+        let levels = unsafe { q5_0_levels(b) };
+        // Q5_0 stores q + 16: as signed levels −16..15 it takes Q8_0's path.
+        let q = _mm256_sub_epi8(levels, _mm256_set1_epi8(16));
+        (q, f16_at(b), 0.0)
+    }
+}
+
+/// The integer-dot row kernel of the format `B` decodes.
+///
+/// # Safety
+/// As [`RowDotInt`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_int_avx2<B: IntBlock>(
     row: &[u8],
     cols: usize,
     xq: &QuantizedX,
     batch: usize,
-    sums: &mut [f32; MAX_BATCH],
+    sums: &mut Sums,
 ) {
     let blocks = cols / 32;
-    let bytes = format.block_bytes();
     let ones = _mm256_set1_epi16(1);
-    let mask = _mm_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); MAX_BATCH];
     let mut offsets = [0.0f32; MAX_BATCH];
     for k in 0..blocks {
-        let b = &row[k * bytes..(k + 1) * bytes];
+        let b = &row[k * B::STRIDE..(k + 1) * B::STRIDE];
         // Ask for the weights 1 KiB ahead: the hardware prefetcher alone kept
         // only about 2.3 GB/s in flight from DRAM for this loop (measured at
         // 8192x8192). A prefetch never faults, even past the end of the row.
         _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(1024).cast());
-        let d = f16_at(b);
-        // The weights as 32 bytes: i8 for Q8_0 and Q4_0 (−8..7), u8 0..15 for Q4_1.
         // SAFETY: b holds one whole block of the format.
-        let w = unsafe {
-            match format {
-                Format::Q8_0 => _mm256_loadu_si256(b.as_ptr().add(2).cast()),
-                _ => {
-                    let packed = _mm_loadu_si128(
-                        b.as_ptr()
-                            .add(if format == Format::Q4_0 { 2 } else { 4 })
-                            .cast(),
-                    );
-                    let low = _mm_and_si128(packed, mask);
-                    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-                    let nibbles = _mm256_set_m128i(high, low);
-                    // Q4_0 stores q + 8: as signed levels −8..7 it takes Q8_0's path.
-                    if format == Format::Q4_0 {
-                        _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8))
-                    } else {
-                        nibbles
-                    }
-                }
-            }
-        };
-        let m = if format == Format::Q4_1 {
-            f16_at(&b[2..])
-        } else {
-            0.0
-        };
+        let (w, d, m) = unsafe { B::load(b) };
         for (v, a) in acc.iter_mut().enumerate().take(batch) {
             let slot = v * blocks + k;
             // SAFETY: slot·32 + 32 <= batch·cols <= quants.len().
@@ -292,7 +422,7 @@ unsafe fn row_dot_int_avx2(
             // u8 × i8 products (|w| with x given w's sign, for signed weights)
             // summed in pairs (at most 2·127·127, no i16 saturation), then in
             // fours as i32: exact integers.
-            let products = if format == Format::Q4_1 {
+            let products = if B::OFFSET {
                 _mm256_maddubs_epi16(w, x)
             } else {
                 _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
@@ -300,9 +430,9 @@ unsafe fn row_dot_int_avx2(
             let dots = _mm256_madd_epi16(products, ones);
             let scale = d * xq.scales[slot];
             *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(scale), *a);
-            let sum_x = xq.sums[slot] as f32;
-            // Q4_1 adds its offset m·Σx.
-            if format == Format::Q4_1 {
+            // An offset adds m·Σx.
+            if B::OFFSET {
+                let sum_x = xq.sums[slot] as f32;
                 offsets[v] += m * xq.scales[slot] * sum_x;
             }
         }

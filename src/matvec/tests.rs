@@ -59,6 +59,18 @@ fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
                     (h(b) * f64::from(nibble), h(&b[2..]))
                 }
             }
+            Format::Q5_0 => {
+                let b = &row[22 * (c / 32)..];
+                let j = c % 32;
+                let nibble = if j < 16 {
+                    b[6 + j] & 15
+                } else {
+                    b[6 + j - 16] >> 4
+                };
+                let high = (u32::from_le_bytes([b[2], b[3], b[4], b[5]]) >> j) & 1;
+                let level = u32::from(nibble) | high << 4;
+                (h(b) * (f64::from(level) - 16.0), 0.0)
+            }
         })
         .collect()
 }
@@ -72,10 +84,10 @@ fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
 
 const U: f64 = 1.0 / 16_777_216.0;
 
-/// What quantizing x to 8 bits per block of 32 may add for the block formats
-/// (the integer path): half a step of x's block scale times Σ|w| of the block.
+/// What quantizing x to 8 bits per block of 32 may add for the formats with
+/// an integer path: half a step of x's block scale times Σ|w| of the block.
 fn x_quantization_bound(format: Format, row: &[(f64, f64)], x: &[f32]) -> f64 {
-    if !format.is_block() {
+    if !format.spec().cpu.integer_matvec {
         return 0.0;
     }
     row.chunks(32)
@@ -162,7 +174,8 @@ fn simd_and_portable_rows_agree_within_the_bound_and_threads_do_not_matter() {
         assert_eq!(one, many, "{format:?}: threads changed the result");
         let row_bytes = format.size_of(cols).unwrap();
         let mut sums = [0.0f32; MAX_BATCH];
-        kernels::row_dot_portable(format, &w[..row_bytes], cols, &x, 2, &mut sums);
+        let dequantize = crate::cpu_kernels::CpuKernels::of(format).dequantize;
+        row::portable(format, dequantize, &w[..row_bytes], cols, &x, 2, &mut sums);
         let decoded = decode_row(format, &w[..row_bytes], cols);
         let magnitude: f64 = decoded
             .iter()

@@ -27,19 +27,12 @@ impl ErrorSource {
 }
 
 /// SNR in dB a format is expected to give on weights of `role` without data:
-/// round-to-nearest measured on the real MiniLM-L6 weights in
-/// shared/data/weights (embeddings, attention and FFN matrices agree within
-/// 0.5 dB; tests/plan_measured.rs checks the estimates stay within 4 dB), less
-/// half a dB for the heavier-tailed embedding and output matrices.
+/// the format table's estimate (round-to-nearest measured on the real
+/// MiniLM-L6 weights; embeddings, attention and FFN matrices agree within
+/// 0.5 dB, and tests/plan_measured.rs checks the estimates stay within 4 dB),
+/// less half a dB for the heavier-tailed embedding and output matrices.
 pub fn estimated_snr_db(format: Format, role: Role) -> f64 {
-    let base = match format {
-        Format::F32 => return f64::INFINITY,
-        Format::F16 => 73.7,
-        Format::BF16 => 55.6,
-        Format::Q8_0 => 45.3,
-        Format::Q4_1 => 22.0,
-        Format::Q4_0 => 21.1,
-    };
+    let base = format.spec().estimated_snr_db;
     match role {
         Role::Embedding | Role::Output => base - 0.5,
         _ => base,

@@ -99,7 +99,7 @@ pub struct TensorDesc {
     /// SNR in dB measured from the data for each format (indexed by the format's
     /// C value); filled by [`TensorDesc::measure`], never read from a file.
     #[serde(skip)]
-    pub measured_snr_db: Option<[f64; 6]>,
+    pub measured_snr_db: Option<[f64; ALL_FORMATS.len()]>,
 }
 
 impl TensorDesc {
@@ -188,7 +188,7 @@ impl TensorDesc {
                 data.len()
             )));
         }
-        let mut snr = [f64::INFINITY; 6];
+        let mut snr = [f64::INFINITY; ALL_FORMATS.len()];
         for format in ALL_FORMATS {
             if format == Format::F32 || !self.fits_blocks(format) {
                 continue;
@@ -460,7 +460,14 @@ impl Model {
                 format!("{origin}:{}:{}: {e}", e.line(), e.column()),
             )
         })?;
-        let in_file = |e: Error| Error::new(ErrorKind::Config, format!("{origin}: {e}"));
+        // A refused allocation stays OutOfMemory; every other error is the file's.
+        let in_file = |e: Error| {
+            let kind = match e.kind() {
+                ErrorKind::OutOfMemory => ErrorKind::OutOfMemory,
+                _ => ErrorKind::Config,
+            };
+            Error::new(kind, format!("{origin}: {e}"))
+        };
         if let Some(shape) = &file.transformer {
             shape.check().map_err(in_file)?;
         }

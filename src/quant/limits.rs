@@ -2,66 +2,37 @@
 //! format (or its f16 block scale) are found before anything is written, or
 //! clamped when the caller asks to saturate.
 //!
-//! Each format has an exclusive magnitude limit `L`: an input is accepted when
-//! `|x| < L`, which is exactly the condition for its result (or its block's
-//! f16 scale) to be finite:
+//! Each format has an exclusive magnitude limit `L` (its descriptor's
+//! [`MagnitudeLimits`](crate::format::MagnitudeLimits)): an input is accepted
+//! when `|x| < L`, which is exactly the condition for its result (or its
+//! block's f16 scale) to be finite:
 //!
 //! | format | L | why |
 //! |---|---|---|
 //! | F32  | +Inf | any finite value |
 //! | F16  | 65520 | the first value that rounds to +Inf in binary16 |
 //! | BF16 | 0x7f7f8000 as f32 (≈3.3895e38) | the first value that rounds to +Inf in bfloat16 |
-//! | Q8_0 | smallest a with fl(a/127) ≥ 65520 (≈8.32e6) | the scale d = amax/127 must be finite in f16 |
+//! | Q8_0 | smallest a with fl(a/127) ≥ 65520 (8321040) | the scale d = amax/127 must be finite in f16 |
 //! | Q4_0 | 8·65520 = 524160 | d = max/−8 must be finite in f16 |
 //! | Q4_1 | 65520 | the block minimum m is stored in f16 (and then d = (max−min)/15 is finite too) |
+//! | Q5_0 | 16·65520 = 1048320 | d = max/−16 must be finite in f16 |
 //!
-//! Saturation maps NaN to 0 and clamps every value to the largest f32 below `L`.
+//! Saturation maps NaN to 0 and clamps every value to the largest value the
+//! format keeps below `L`.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::quant::NonFinite;
-use std::sync::OnceLock;
-
-/// First f32 that rounds to +Inf in binary16.
-const F16_LIMIT: f32 = 65520.0;
-
-fn q8_0_limit() -> f32 {
-    static LIMIT: OnceLock<f32> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        // Binary search over the bit patterns of positive floats: fl(a/127) is
-        // monotonic in a, so there is one smallest a with fl(a/127) >= 65520.
-        let (mut lo, mut hi) = (F16_LIMIT.to_bits(), (F16_LIMIT * 128.0).to_bits());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if f32::from_bits(mid) / 127.0 >= F16_LIMIT {
-                hi = mid
-            } else {
-                lo = mid + 1
-            }
-        }
-        f32::from_bits(lo)
-    })
-}
 
 /// The exclusive magnitude limit of `format` (see the module table).
 pub fn limit(format: Format) -> f32 {
-    match format {
-        Format::F32 => f32::INFINITY,
-        Format::F16 | Format::Q4_1 => F16_LIMIT,
-        Format::BF16 => f32::from_bits(0x7f7f_8000),
-        Format::Q8_0 => q8_0_limit(),
-        Format::Q4_0 => 8.0 * F16_LIMIT,
-    }
+    format.spec().limits.below
 }
 
-/// The value saturation clamps to: the largest finite f32 below the limit.
+/// The value saturation clamps to: the largest finite value below the limit
+/// that the format keeps.
 pub fn saturation_bound(format: Format) -> f32 {
-    match format {
-        Format::F32 => f32::MAX,
-        Format::BF16 => f32::from_bits(0x7f7f_0000),
-        Format::F16 | Format::Q4_1 => 65504.0,
-        other => f32::from_bits(limit(other).to_bits() - 1),
-    }
+    format.spec().limits.saturate_to
 }
 
 /// Whether `x` is accepted: below the limit in magnitude (false for NaN).
@@ -71,11 +42,13 @@ fn in_range(x: f32, limit: f32) -> bool {
 
 /// The index of the first element that is NaN or not below the limit.
 pub fn first_out_of_range(src: &[f32], limit: f32) -> Option<usize> {
+    // The AVX2 scan skips the whole blocks of 32 that are all in range; the
+    // portable scan finds the element in what is left.
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        return super::simd_x86::first_out_of_range(src, limit);
-    }
-    first_out_of_range_portable(src, limit)
+    let start = super::simd_x86::in_range_prefix(src, limit);
+    #[cfg(not(target_arch = "x86_64"))]
+    let start = 0;
+    first_out_of_range_portable(&src[start..], limit).map(|i| start + i)
 }
 
 /// The portable range check (the SIMD one must agree with it).
@@ -142,14 +115,34 @@ mod tests {
     use super::*;
     use half::f16;
 
+    /// The f32 just below `x` (x positive and finite).
+    fn below(x: f32) -> f32 {
+        f32::from_bits(x.to_bits() - 1)
+    }
+
     #[test]
     fn limits_are_the_first_values_that_overflow() {
-        assert!(f16::from_f32(65519.996).is_finite());
+        assert!(f16::from_f32(below(65520.0)).is_finite());
         assert!(f16::from_f32(65520.0).is_infinite());
-        let q8 = limit(Format::Q8_0);
-        assert!(f16::from_f32(q8 / 127.0).is_infinite());
-        assert!(f16::from_f32(f32::from_bits(q8.to_bits() - 1) / 127.0).is_finite());
-        assert!(f16::from_f32(-limit(Format::Q4_0) / -8.0).is_infinite());
+        assert_eq!(limit(Format::F16), 65520.0);
+        assert_eq!(limit(Format::Q4_1), 65520.0);
+        assert_eq!(crate::quant::scalar::bf16_bits(limit(Format::BF16)), 0x7f80);
+        assert_eq!(
+            crate::quant::scalar::bf16_bits(below(limit(Format::BF16))),
+            0x7f7f
+        );
+        // Each block format's scale: finite just below the limit, +Inf at it.
+        let scale_divisors = [
+            (Format::Q8_0, 127.0f32),
+            (Format::Q4_0, -8.0),
+            (Format::Q5_0, -16.0),
+        ];
+        for (format, divisor) in scale_divisors {
+            let l = limit(format);
+            assert!(f16::from_f32(l / divisor).is_infinite(), "{format:?}");
+            assert!(f16::from_f32(below(l) / divisor).is_finite(), "{format:?}");
+            assert_eq!(saturation_bound(format), below(l), "{format:?}");
+        }
         for format in crate::format::ALL_FORMATS {
             let b = saturation_bound(format);
             assert!(b < limit(format) && b.is_finite(), "{format:?}");

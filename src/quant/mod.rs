@@ -13,12 +13,13 @@ pub mod limits;
 pub mod metrics;
 pub mod rng;
 pub mod scalar;
-mod search;
+pub(crate) mod search;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd_x86;
 
 pub use metrics::{ErrorMetrics, measure};
 
+use crate::cpu_kernels::CpuKernels;
 use crate::error::{Error, Result};
 use crate::format::Format;
 use scalar::QK;
@@ -298,12 +299,14 @@ fn split_work<T: Send>(
 
 /// Quantizes input already known to be in range.
 fn quantize_clean(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOptions, first: u64) {
-    match opts.rounding {
-        Rounding::Nearest => quantize_nearest(format, src, dst),
-        Rounding::Stochastic { seed } => quantize_stochastic(format, src, dst, seed, first),
-        Rounding::ErrorMinimising => {
-            quantize_error_minimising(format, src, dst, opts.importance, first)
+    let kernels = CpuKernels::of(format);
+    match (opts.rounding, kernels.error_minimising) {
+        (Rounding::Stochastic { seed }, _) => (kernels.stochastic)(src, dst, seed, first),
+        (Rounding::ErrorMinimising, Some(search)) => {
+            quantize_error_minimising(format, search, src, dst, opts.importance, first)
         }
+        // Without a search (a per-element format), nearest is optimal.
+        (Rounding::Nearest | Rounding::ErrorMinimising, _) => quantize_nearest(kernels, src, dst),
     }
 }
 
@@ -336,90 +339,24 @@ fn quantize_saturated(
     }
 }
 
-fn quantize_nearest(format: Format, src: &[f32], dst: &mut [u8]) {
+/// Nearest rounding: the format's SIMD kernel where the CPU runs it, else the
+/// portable one (the same bytes).
+fn quantize_nearest(kernels: &CpuKernels, src: &[f32], dst: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_x86::quantize_nearest(format, src, dst) {
+    if simd_x86::quantize(kernels.simd.nearest, kernels.format, src, dst) {
         return;
     }
-    quantize_nearest_portable(format, src, dst);
-}
-
-/// The portable nearest-rounding path (the SIMD path must equal it).
-fn quantize_nearest_portable(format: Format, src: &[f32], dst: &mut [u8]) {
-    match format {
-        Format::F32 => {
-            for (o, &x) in dst.chunks_exact_mut(4).zip(src) {
-                o.copy_from_slice(&x.to_le_bytes());
-            }
-        }
-        Format::F16 => {
-            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
-                o.copy_from_slice(&scalar::f16_bits(x).to_le_bytes());
-            }
-        }
-        Format::BF16 => {
-            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
-                o.copy_from_slice(&scalar::bf16_bits(x).to_le_bytes());
-            }
-        }
-        Format::Q8_0 => blocks(src, dst, 34, scalar::q8_0_nearest),
-        Format::Q4_0 => blocks(src, dst, 18, scalar::q4_0_nearest),
-        Format::Q4_1 => blocks(src, dst, 20, scalar::q4_1_nearest),
-    }
-}
-
-fn blocks(src: &[f32], dst: &mut [u8], block_bytes: usize, kernel: fn(&[f32], &mut [u8])) {
-    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(block_bytes)) {
-        kernel(x, out);
-    }
-}
-
-fn quantize_stochastic(format: Format, src: &[f32], dst: &mut [u8], seed: u64, first: u64) {
-    let random = |i: usize| rng::random_u32(seed, first + i as u64);
-    match format {
-        Format::F32 => quantize_nearest_portable(format, src, dst),
-        Format::F16 => {
-            for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
-                o.copy_from_slice(&scalar::f16_bits_stochastic(x, random(i)).to_le_bytes());
-            }
-        }
-        Format::BF16 => {
-            for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
-                o.copy_from_slice(&scalar::bf16_bits_stochastic(x, random(i)).to_le_bytes());
-            }
-        }
-        Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => {
-            let kernel = match format {
-                Format::Q8_0 => scalar::q8_0_stochastic,
-                Format::Q4_0 => scalar::q4_0_stochastic,
-                _ => scalar::q4_1_stochastic,
-            };
-            let bytes = format.block_bytes();
-            for (b, (x, out)) in src
-                .chunks_exact(QK)
-                .zip(dst.chunks_exact_mut(bytes))
-                .enumerate()
-            {
-                kernel(x, out, seed, first + (b * QK) as u64);
-            }
-        }
-    }
+    (kernels.nearest)(src, dst);
 }
 
 fn quantize_error_minimising(
     format: Format,
+    search: crate::cpu_kernels::Search,
     src: &[f32],
     dst: &mut [u8],
     importance: Option<&[f32]>,
     first: u64,
 ) {
-    let kernel: fn(&[f32], &[f32], &mut [u8]) = match format {
-        Format::Q8_0 => search::q8_0,
-        Format::Q4_0 => search::q4_0,
-        Format::Q4_1 => search::q4_1,
-        // A per-element format has nothing to search: nearest is optimal.
-        _ => return quantize_nearest(format, src, dst),
-    };
     let bytes = format.block_bytes();
     let mut weights = [1.0f32; QK];
     for (b, (x, out)) in src
@@ -435,51 +372,19 @@ fn quantize_error_minimising(
                 *weight = w[(start as usize + j) % w.len()];
             }
         }
-        kernel(x, &weights, out);
+        search(x, &weights, out);
     }
 }
 
+/// Dequantizes with the format's SIMD kernel where the CPU runs it, else the
+/// portable one (the same values).
 fn dequantize_range(format: Format, src: &[u8], dst: &mut [f32]) {
+    let kernels = CpuKernels::of(format);
     #[cfg(target_arch = "x86_64")]
-    if simd_x86::dequantize(format, src, dst) {
+    if simd_x86::dequantize(kernels.simd.dequantize, format, src, dst) {
         return;
     }
-    dequantize_portable(format, src, dst);
-}
-
-/// The portable dequantize path (the SIMD path must equal it).
-fn dequantize_portable(format: Format, src: &[u8], dst: &mut [f32]) {
-    match format {
-        Format::F32 => {
-            for (y, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        Format::F16 => {
-            for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *y = scalar::f16_value(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        Format::BF16 => {
-            for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *y = scalar::bf16_value(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        Format::Q8_0 => dequantize_blocks(src, dst, 34, scalar::q8_0_dequantize),
-        Format::Q4_0 => dequantize_blocks(src, dst, 18, scalar::q4_0_dequantize),
-        Format::Q4_1 => dequantize_blocks(src, dst, 20, scalar::q4_1_dequantize),
-    }
-}
-
-fn dequantize_blocks(
-    src: &[u8],
-    dst: &mut [f32],
-    block_bytes: usize,
-    kernel: fn(&[u8], &mut [f32]),
-) {
-    for (block, y) in src.chunks_exact(block_bytes).zip(dst.chunks_exact_mut(QK)) {
-        kernel(block, y);
-    }
+    (kernels.dequantize)(src, dst);
 }
 
 #[cfg(test)]

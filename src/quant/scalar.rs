@@ -3,10 +3,11 @@
 //! the Vulkan kernels must give the same bytes.
 //!
 //! Block formats follow ggml's reference quantizers operation for operation, in
-//! f32: `d = amax/127` (Q8_0), `d = max/−8` with `max` the first element of
-//! largest magnitude (Q4_0), `d = (max−min)/15` (Q4_1); `id = 1/d`; Q8_0 rounds
-//! `x·id` half away from zero, Q4_0 truncates `x·id + 8.5` and Q4_1
-//! `(x−min)·id + 0.5`, both capped at 15. Scales are stored as f16, rounded to
+//! f32: `d = amax/127` (Q8_0), `d = max/−8` (Q4_0) and `d = max/−16` (Q5_0)
+//! with `max` the first element of largest magnitude, `d = (max−min)/15`
+//! (Q4_1); `id = 1/d`; Q8_0 rounds `x·id` half away from zero, Q4_0 truncates
+//! `x·id + 8.5` and Q5_0 `x·id + 16.5`, capped at 15 and 31, Q4_1
+//! `(x−min)·id + 0.5`, capped at 15. Scales are stored as f16, rounded to
 //! nearest even. One case is defined where ggml's is not: when `|d|` is below
 //! f32::MIN_POSITIVE (zero or subnormal, which only a block of magnitudes below
 //! about 1.5e-36 gives), `id` is 0, so every quant is the zero point. GPUs flush
@@ -43,6 +44,48 @@ pub fn bf16_value(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
 }
 
+/// F32 "quantize": the values' bytes, little endian.
+pub fn f32_store(src: &[f32], dst: &mut [u8]) {
+    for (o, &x) in dst.chunks_exact_mut(4).zip(src) {
+        o.copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// F32 bytes back to values.
+pub fn f32_load(src: &[u8], dst: &mut [f32]) {
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+
+/// F16, round to nearest even, every value.
+pub fn f16_nearest(src: &[f32], dst: &mut [u8]) {
+    for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+        o.copy_from_slice(&f16_bits(x).to_le_bytes());
+    }
+}
+
+/// F16 back to f32 (exact).
+pub fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *y = f16_value(u16::from_le_bytes([b[0], b[1]]));
+    }
+}
+
+/// BF16, round to nearest even, every value.
+pub fn bf16_nearest(src: &[f32], dst: &mut [u8]) {
+    for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+        o.copy_from_slice(&bf16_bits(x).to_le_bytes());
+    }
+}
+
+/// BF16 back to f32 (exact).
+pub fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *y = bf16_value(u16::from_le_bytes([b[0], b[1]]));
+    }
+}
+
 /// C's roundf (half away from zero), in operations that are exact in f32:
 /// `b = ⌊|v|⌋ + ⌊2(|v| − ⌊|v|⌋)⌋` with v's sign (what gguf-py does).
 pub fn round_half_away(v: f32) -> f32 {
@@ -74,8 +117,9 @@ pub fn f16_bits_stochastic(x: f32, r: u32) -> u16 {
     if magnitude < 0x0080_0000 {
         return sign;
     }
-    let rounded = if exponent < -25 {
-        // Below half the smallest subnormal: 0 or 2^-24, up with probability |x|·2^24.
+    let rounded = if exponent < -24 {
+        // Below the smallest subnormal: 0 or 2^-24, up with probability |x|·2^24
+        // (dropping bits would reach into the exponent here).
         let up = ((r >> 8) as f32) < f32::from_bits(magnitude) * 16_777_216.0 * 16_777_216.0;
         if up { 0x3380_0000 } else { 0 }
     } else {
@@ -102,6 +146,23 @@ pub fn bf16_bits_stochastic(x: f32, r: u32) -> u16 {
     let magnitude = bits & 0x7fff_ffff;
     let rounded = ((magnitude + (r & 0xffff)) >> 16).min(0x7f7f) as u16;
     sign | rounded
+}
+
+/// F16 stochastic rounding of every value; value i draws the random bits of
+/// element `first + i`.
+pub fn f16_stochastic(src: &[f32], dst: &mut [u8], seed: u64, first: u64) {
+    for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
+        let r = rng::random_u32(seed, first + i as u64);
+        o.copy_from_slice(&f16_bits_stochastic(x, r).to_le_bytes());
+    }
+}
+
+/// BF16 stochastic rounding of every value, as [`f16_stochastic`].
+pub fn bf16_stochastic(src: &[f32], dst: &mut [u8], seed: u64, first: u64) {
+    for (i, (o, &x)) in dst.chunks_exact_mut(2).zip(src).enumerate() {
+        let r = rng::random_u32(seed, first + i as u64);
+        o.copy_from_slice(&bf16_bits_stochastic(x, r).to_le_bytes());
+    }
 }
 
 // ---------------------------------------------------------------- Q8_0
@@ -165,6 +226,7 @@ pub fn signed_max(x: &[f32]) -> f32 {
 
 /// Packs 32 four-bit quants: element j in the low nibble of byte j, element
 /// j+16 in the high nibble.
+#[inline(always)]
 fn pack_nibbles(q: &[u8; QK], out: &mut [u8]) {
     for j in 0..QK / 2 {
         out[j] = q[j] | (q[j + QK / 2] << 4);
@@ -179,6 +241,32 @@ fn unpack_nibble(qs: &[u8], j: usize) -> u8 {
     }
 }
 
+/// The levels of a format whose zero point is `zero` (8 for Q4_0, 16 for
+/// Q5_0) among 2·zero levels: q = min(2·zero − 1, ⌊x·id + zero + ½⌋).
+#[inline(always)]
+fn offset_levels(x: &[f32], d: f32, zero: f32) -> [u8; QK] {
+    let id = inverse_scale(d);
+    let (half_up, top) = (zero + 0.5, 2.0 * zero - 1.0);
+    let mut q = [0u8; QK];
+    for (qj, &v) in q.iter_mut().zip(x) {
+        *qj = (v * id + half_up).trunc().clamp(0.0, top) as u8;
+    }
+    q
+}
+
+/// Stochastic [`offset_levels`]: q = ⌊x·id + zero + u⌋ in [0, 2·zero − 1].
+#[inline(always)]
+fn offset_levels_stochastic(x: &[f32], d: f32, zero: f32, seed: u64, first: u64) -> [u8; QK] {
+    let id = inverse_scale(d);
+    let top = 2.0 * zero - 1.0;
+    let mut q = [0u8; QK];
+    for (j, (qj, &v)) in q.iter_mut().zip(x).enumerate() {
+        let u = rng::uniform(seed, first + j as u64);
+        *qj = (v * id + zero + u).floor().clamp(0.0, top) as u8;
+    }
+    q
+}
+
 /// Q4_0, round to nearest (ggml's quantize_row_q4_0_ref).
 pub fn q4_0_nearest(x: &[f32], out: &mut [u8]) {
     let max = signed_max(x);
@@ -188,11 +276,7 @@ pub fn q4_0_nearest(x: &[f32], out: &mut [u8]) {
 
 /// Q4_0 with the scale `d`: q = min(15, ⌊x·id + 8.5⌋).
 pub fn q4_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
-    let id = inverse_scale(d);
-    let mut q = [0u8; QK];
-    for (qj, &v) in q.iter_mut().zip(x) {
-        *qj = (v * id + 8.5).trunc().clamp(0.0, 15.0) as u8;
-    }
+    let q = offset_levels(x, d, 8.0);
     out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
     pack_nibbles(&q, &mut out[2..18]);
 }
@@ -200,12 +284,7 @@ pub fn q4_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
 /// Q4_0, stochastic: the nearest scale, then q = ⌊x·id + 8 + u⌋ in [0, 15].
 pub fn q4_0_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
     let d = signed_max(x) / -8.0;
-    let id = inverse_scale(d);
-    let mut q = [0u8; QK];
-    for (j, (qj, &v)) in q.iter_mut().zip(x).enumerate() {
-        let u = rng::uniform(seed, first + j as u64);
-        *qj = (v * id + 8.0 + u).floor().clamp(0.0, 15.0) as u8;
-    }
+    let q = offset_levels_stochastic(x, d, 8.0, seed, first);
     out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
     pack_nibbles(&q, &mut out[2..18]);
 }
@@ -215,6 +294,56 @@ pub fn q4_0_dequantize(block: &[u8], out: &mut [f32]) {
     let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
     for (j, y) in out.iter_mut().enumerate().take(QK) {
         *y = d * (unpack_nibble(&block[2..18], j) as i32 - 8) as f32;
+    }
+}
+
+// ---------------------------------------------------------------- Q5_0
+
+/// Packs 32 five-bit quants as ggml does: bit 4 of element j in bit j of the
+/// little-endian u32 `qh` (bytes 0..4), the low four bits as Q4_0 packs them
+/// (bytes 4..20).
+fn pack_q5(q: &[u8; QK], out: &mut [u8]) {
+    let qh = q
+        .iter()
+        .enumerate()
+        .fold(0u32, |qh, (j, &v)| qh | (u32::from(v >> 4) << j));
+    out[..4].copy_from_slice(&qh.to_le_bytes());
+    pack_nibbles(&q.map(|v| v & 0x0f), &mut out[4..20]);
+}
+
+/// Q5_0, round to nearest (ggml's quantize_row_q5_0_ref).
+pub fn q5_0_nearest(x: &[f32], out: &mut [u8]) {
+    let max = signed_max(x);
+    let d = max / -16.0;
+    q5_0_with_scale(x, d, out);
+}
+
+/// Q5_0 with the scale `d`: q = min(31, ⌊x·id + 16.5⌋).
+pub fn q5_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    let q = offset_levels(x, d, 16.0);
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_q5(&q, &mut out[2..22]);
+}
+
+/// Q5_0, stochastic: the nearest scale, then q = ⌊x·id + 16 + u⌋ in [0, 31].
+pub fn q5_0_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
+    let d = signed_max(x) / -16.0;
+    let q = offset_levels_stochastic(x, d, 16.0, seed, first);
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_q5(&q, &mut out[2..22]);
+}
+
+/// The level (0..32) of element `j` of a Q5_0 block.
+pub fn q5_0_level(block: &[u8], j: usize) -> u8 {
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    unpack_nibble(&block[6..22], j) | (((qh >> j) & 1) as u8) << 4
+}
+
+/// Dequantizes one Q5_0 block: x = d·(q − 16).
+pub fn q5_0_dequantize(block: &[u8], out: &mut [f32]) {
+    let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
+    for (j, y) in out.iter_mut().enumerate().take(QK) {
+        *y = d * (q5_0_level(block, j) as i32 - 16) as f32;
     }
 }
 
@@ -345,6 +474,39 @@ mod tests {
     }
 
     #[test]
+    fn known_q5_0_block() {
+        // -16..=15: the max magnitude is -16, so d = 1 and q = x + 16.
+        let x: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
+        let mut out = [0u8; 22];
+        q5_0_nearest(&x, &mut out);
+        assert_eq!(f16_value(u16::from_le_bytes([out[0], out[1]])), 1.0);
+        // Levels 0..=31 in order: bit 4 is set for elements 16..32.
+        assert_eq!(
+            u32::from_le_bytes([out[2], out[3], out[4], out[5]]),
+            0xffff_0000
+        );
+        assert_eq!(out[6], 0x00); // elements 0 and 16: levels 0 and 16
+        assert_eq!(out[21], 0xff); // elements 15 and 31: levels 15 and 31
+        for j in 0..32 {
+            assert_eq!(q5_0_level(&out, j), j as u8);
+        }
+        let mut y = [0.0f32; 32];
+        q5_0_dequantize(&out, &mut y);
+        assert_eq!(&y[..], &x[..]);
+        // A positive max: d = -max/16, and the +16 level clips to 15.
+        let x: Vec<f32> = (0..32)
+            .map(|i| if i == 3 { 3.2 } else { 0.1 * i as f32 - 1.0 })
+            .collect();
+        q5_0_nearest(&x, &mut out);
+        q5_0_dequantize(&out, &mut y);
+        assert_eq!(q5_0_level(&out, 3), 0); // 3.2·(-16/3.2) + 16.5 = 0.5 -> 0
+        assert!((y[3] - 3.2).abs() < 1e-3, "{}", y[3]);
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() <= 0.1 + 1e-3, "{a} -> {b}");
+        }
+    }
+
+    #[test]
     fn zero_and_subnormal_blocks_are_the_zero_point() {
         let tiny = [f32::from_bits(1); 32];
         let mut out = [0xffu8; 34];
@@ -357,6 +519,11 @@ mod tests {
         // Still -0.0 as ggml's C (its max starts at +0.0); gguf-py gives +0.0 here.
         assert_eq!(u16::from_le_bytes([out[0], out[1]]), 0x8000);
         assert!(out[2..].iter().all(|&b| b == 0x88));
+        let mut out = [0xffu8; 22];
+        q5_0_nearest(&[f32::from_bits(3); 32], &mut out);
+        assert!(out[..2].iter().all(|&b| b == 0x80 || b == 0)); // d is ±0 in f16
+        assert_eq!(&out[2..6], &[0xff; 4]); // every level is 16: bit 4 set
+        assert!(out[6..].iter().all(|&b| b == 0));
         let mut out = [0xffu8; 20];
         q4_1_nearest(&[3.0; 32], &mut out);
         let mut y = [0.0f32; 32];
@@ -376,5 +543,11 @@ mod tests {
         assert_eq!(f16_bits_stochastic(1.0, 0xffff_ffff), lo); // representable values stay
         assert_eq!(f16_bits_stochastic(-2.0, 0x1234_5678), f16_bits(-2.0));
         assert_eq!(f16_bits_stochastic(65519.0, 0xffff_ffff), f16_bits(65504.0));
+        // Between 2^-25 and 2^-24: 0 or the smallest subnormal, never 2^-23.
+        let tiny = f32::from_bits(0x3358_0000); // 1.6875·2^-25
+        assert!(
+            (0..4096u32)
+                .all(|r| [0, 1].contains(&f16_bits_stochastic(tiny, r.wrapping_mul(0x9e37_79b9))))
+        );
     }
 }

@@ -79,40 +79,77 @@ pub fn q8_0(x: &[f32], w: &[f32], out: &mut [u8]) {
     out[..34].copy_from_slice(&best.bytes);
 }
 
-/// Q4_0 with the lowest weighted error.
-pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+/// A format with a zero point and a signed scale (Q4_0, Q5_0): its levels
+/// run from −ZERO to ZERO − 1, and nearest rounding puts the block's largest
+/// magnitude on −ZERO. Constants, so each format's search calls its kernels
+/// directly.
+trait Symmetric {
+    const ZERO: f32;
+    const NEAREST: fn(&[f32], &mut [u8]);
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]);
+    const DEQUANTIZE: fn(&[u8], &mut [f32]);
+}
+
+struct Q4_0;
+impl Symmetric for Q4_0 {
+    const ZERO: f32 = 8.0;
+    const NEAREST: fn(&[f32], &mut [u8]) = scalar::q4_0_nearest;
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]) = scalar::q4_0_with_scale;
+    const DEQUANTIZE: fn(&[u8], &mut [f32]) = scalar::q4_0_dequantize;
+}
+
+struct Q5_0;
+impl Symmetric for Q5_0 {
+    const ZERO: f32 = 16.0;
+    const NEAREST: fn(&[f32], &mut [u8]) = scalar::q5_0_nearest;
+    const WITH_SCALE: fn(&[f32], f32, &mut [u8]) = scalar::q5_0_with_scale;
+    const DEQUANTIZE: fn(&[u8], &mut [f32]) = scalar::q5_0_dequantize;
+}
+
+/// The `F` block (`B` bytes) with the lowest weighted error.
+fn symmetric<const B: usize, F: Symmetric>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let mut best = Best {
-        bytes: [0u8; 18],
+        bytes: [0u8; B],
         error: f64::INFINITY,
     };
-    let mut candidate = [0u8; 18];
-    scalar::q4_0_nearest(x, &mut candidate);
-    best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+    let mut candidate = [0u8; B];
+    F::NEAREST(x, &mut candidate);
+    best.offer(x, w, &candidate, F::DEQUANTIZE);
     let max = scalar::signed_max(x);
     if max.abs() < f32::MIN_POSITIVE {
-        out[..18].copy_from_slice(&best.bytes);
+        out[..B].copy_from_slice(&best.bytes);
         return;
     }
     let mut levels = [0.0f32; QK];
-    // The largest element on the −8 side (ggml's choice) or on the +7 side,
-    // with divisors around those ends of the range.
-    for (sign, first_divisor) in [(-1.0f32, 6.5f32), (1.0, 5.5)] {
+    // The largest element on the −ZERO side (ggml's choice) or on the
+    // ZERO − 1 side, with divisors from 1.5 below to 1.75 above those ends.
+    for (sign, first_divisor) in [(-1.0f32, F::ZERO - 1.5), (1.0, F::ZERO - 2.5)] {
         for k in 0..14 {
             let d = stored(max / (sign * (first_divisor + 0.25 * k as f32)));
-            scalar::q4_0_with_scale(x, d, &mut candidate);
-            best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+            F::WITH_SCALE(x, d, &mut candidate);
+            best.offer(x, w, &candidate, F::DEQUANTIZE);
             let mut restored = [0.0f32; QK];
-            scalar::q4_0_dequantize(&candidate, &mut restored);
+            F::DEQUANTIZE(&candidate, &mut restored);
             for (l, &r) in levels.iter_mut().zip(&restored) {
                 *l = if d != 0.0 { (r / d).round() } else { 0.0 };
             }
             if let Some(refit) = refit_scale(x, w, &levels) {
-                scalar::q4_0_with_scale(x, stored(refit), &mut candidate);
-                best.offer(x, w, &candidate, scalar::q4_0_dequantize);
+                F::WITH_SCALE(x, stored(refit), &mut candidate);
+                best.offer(x, w, &candidate, F::DEQUANTIZE);
             }
         }
     }
-    out[..18].copy_from_slice(&best.bytes);
+    out[..B].copy_from_slice(&best.bytes);
+}
+
+/// Q4_0 with the lowest weighted error.
+pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+    symmetric::<18, Q4_0>(x, w, out);
+}
+
+/// Q5_0 with the lowest weighted error.
+pub fn q5_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+    symmetric::<22, Q5_0>(x, w, out);
 }
 
 /// Weighted least squares for x ≈ d·q + m with fixed levels q.
@@ -198,27 +235,60 @@ mod tests {
         weighted_error(x, &[1.0; QK], &y)
     }
 
+    /// Nearest rounding, the search and the dequantizer of a format.
+    type Kernels = (
+        fn(&[f32], &mut [u8]),
+        fn(&[f32], &[f32], &mut [u8]),
+        fn(&[u8], &mut [f32]),
+    );
+
     #[test]
     fn never_worse_than_nearest_and_better_in_total() {
         let ones = [1.0f32; QK];
-        let (mut near_total, mut best_total) = (0.0, 0.0);
-        for seed in 0..200 {
-            let x = block(seed);
-            let (mut near, mut best) = ([0u8; 18], [0u8; 18]);
-            scalar::q4_0_nearest(&x, &mut near);
-            q4_0(&x, &ones, &mut best);
-            let (e_near, e_best) = (
-                error_of(&x, &near, scalar::q4_0_dequantize),
-                error_of(&x, &best, scalar::q4_0_dequantize),
+        // (name, kernels, the total error the search must stay under, as a
+        // fraction of nearest rounding's)
+        let formats: [(&str, Kernels, f64); 4] = [
+            (
+                "Q8_0",
+                (scalar::q8_0_nearest, q8_0, scalar::q8_0_dequantize),
+                1.0,
+            ),
+            (
+                "Q4_0",
+                (scalar::q4_0_nearest, q4_0, scalar::q4_0_dequantize),
+                0.9,
+            ),
+            (
+                "Q4_1",
+                (scalar::q4_1_nearest, q4_1, scalar::q4_1_dequantize),
+                1.0,
+            ),
+            (
+                "Q5_0",
+                (scalar::q5_0_nearest, q5_0, scalar::q5_0_dequantize),
+                0.9,
+            ),
+        ];
+        for (name, (nearest, search, dequantize), gain) in formats {
+            let (mut near_total, mut best_total) = (0.0, 0.0);
+            for seed in 0..200 {
+                let x = block(seed);
+                let (mut near, mut best) = ([0u8; 34], [0u8; 34]);
+                nearest(&x, &mut near);
+                search(&x, &ones, &mut best);
+                let (e_near, e_best) = (
+                    error_of(&x, &near, dequantize),
+                    error_of(&x, &best, dequantize),
+                );
+                assert!(e_best <= e_near, "{name} block {seed}");
+                near_total += e_near;
+                best_total += e_best;
+            }
+            assert!(
+                best_total <= gain * near_total,
+                "{name}: {best_total} vs {near_total}"
             );
-            assert!(e_best <= e_near);
-            near_total += e_near;
-            best_total += e_best;
         }
-        assert!(
-            best_total < 0.9 * near_total,
-            "{best_total} vs {near_total}"
-        );
     }
 
     #[test]

@@ -10,63 +10,57 @@
 //! says why it is sound (the CPU features were detected before any is called,
 //! and every load and store stays inside a slice whose length was checked).
 
-use super::limits::first_out_of_range_portable;
 use super::scalar::{self, QK};
 use crate::format::Format;
 use std::arch::x86_64::*;
 
+/// Whether this CPU runs these kernels (AVX2 and F16C, detected at run time).
 pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
 }
 
-/// Quantizes clean input (finite, in range) with nearest rounding; false when
-/// this CPU lacks AVX2/F16C or the format has no SIMD kernel.
-pub fn quantize_nearest(format: Format, src: &[f32], dst: &mut [u8]) -> bool {
-    if !available() {
+/// A nearest-rounding quantize kernel of one format: whole blocks of clean
+/// input (finite, in range).
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len()` is the format's size of `src.len()`.
+pub type Quantize = unsafe fn(&[f32], &mut [u8]);
+
+/// A dequantize kernel of one format: whole blocks.
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len()` is the element count of `src`'s blocks.
+pub type Dequantize = unsafe fn(&[u8], &mut [f32]);
+
+/// Runs `kernel` (the format's, from the kernel table) where this CPU has
+/// AVX2 and F16C; false where it has not or the format has no SIMD kernel.
+pub fn quantize(kernel: Option<Quantize>, format: Format, src: &[f32], dst: &mut [u8]) -> bool {
+    let Some(kernel) = kernel.filter(|_| available()) else {
         return false;
-    }
+    };
     assert_eq!(
         format.size_of(src.len()).ok(),
         Some(dst.len()),
         "callers pass matching sizes"
     );
-    // SAFETY: AVX2 and F16C were detected above; the kernels only touch
-    // src[..] and dst[..], whose lengths match the format (asserted).
-    unsafe {
-        match format {
-            Format::F32 => return false,
-            Format::F16 => f16_quantize(src, dst),
-            Format::BF16 => bf16_quantize(src, dst),
-            Format::Q8_0 => q8_0_quantize(src, dst),
-            Format::Q4_0 => q4_0_quantize(src, dst),
-            Format::Q4_1 => q4_1_quantize(src, dst),
-        }
-    }
+    // SAFETY: AVX2 and F16C were detected; the sizes match (asserted), which
+    // is all the kernel's contract asks.
+    unsafe { kernel(src, dst) };
     true
 }
 
-/// Dequantizes whole blocks; false when this CPU lacks AVX2/F16C or the
-/// format has no SIMD kernel.
-pub fn dequantize(format: Format, src: &[u8], dst: &mut [f32]) -> bool {
-    if !available() {
+/// Runs `kernel` as [`quantize`] does.
+pub fn dequantize(kernel: Option<Dequantize>, format: Format, src: &[u8], dst: &mut [f32]) -> bool {
+    let Some(kernel) = kernel.filter(|_| available()) else {
         return false;
-    }
+    };
     assert_eq!(
         format.count_in(src.len()).ok(),
         Some(dst.len()),
         "callers pass matching sizes"
     );
-    // SAFETY: as in quantize_nearest: features detected, lengths asserted.
-    unsafe {
-        match format {
-            Format::F32 => return false,
-            Format::F16 => f16_dequantize(src, dst),
-            Format::BF16 => bf16_dequantize(src, dst),
-            Format::Q8_0 => q8_0_dequantize(src, dst),
-            Format::Q4_0 => q4_0_dequantize(src, dst),
-            Format::Q4_1 => q4_1_dequantize(src, dst),
-        }
-    }
+    // SAFETY: as in quantize: features detected, sizes asserted.
+    unsafe { kernel(src, dst) };
     true
 }
 
@@ -159,37 +153,38 @@ fn first_equal(v: [__m256; 4], value: f32) -> usize {
     }
 }
 
-/// Index of the first element of `src` that is NaN or not below `limit` in
-/// magnitude (the range check of `limits`), eight lanes at a time.
-pub fn first_out_of_range(src: &[f32], limit: f32) -> Option<usize> {
-    if !available() {
-        return None;
+/// The length of the longest prefix of `src` made of whole blocks of 32 whose
+/// elements are all in range (below `limit` in magnitude, not NaN), eight
+/// lanes at a time; 0 when this CPU lacks AVX2. `limits` scans the rest.
+pub fn in_range_prefix(src: &[f32], limit: f32) -> usize {
+    if !is_x86_feature_detected!("avx2") {
+        return 0;
     }
     // SAFETY: AVX2 was detected; the kernel reads src[..] only.
-    unsafe { first_out_of_range_avx2(src, limit) }
+    unsafe { in_range_prefix_avx2(src, limit) }
 }
 
 /// # Safety
 /// AVX2 present.
 #[target_feature(enable = "avx2")]
-unsafe fn first_out_of_range_avx2(src: &[f32], limit: f32) -> Option<usize> {
+unsafe fn in_range_prefix_avx2(src: &[f32], limit: f32) -> usize {
     let bound = _mm256_set1_ps(limit);
-    let step = 32;
-    let whole = src.len() / step * step;
-    for i in (0..whole).step_by(step) {
+    let whole = src.len() / QK * QK;
+    for i in (0..whole).step_by(QK) {
         // SAFETY: i + 32 <= src.len().
-        let v = unsafe { load_block(&src[i..i + step]) };
+        let v = unsafe { load_block(&src[i..i + QK]) };
         // abs(x) < limit is false for NaN (ordered comparison).
         let ok = v.map(|v| _mm256_cmp_ps(abs(v), bound, _CMP_LT_OQ));
         let all = _mm256_and_ps(_mm256_and_ps(ok[0], ok[1]), _mm256_and_ps(ok[2], ok[3]));
         if _mm256_movemask_ps(all) != 0xff {
-            return first_out_of_range_portable(&src[i..i + step], limit).map(|j| i + j);
+            return i;
         }
     }
-    first_out_of_range_portable(&src[whole..], limit).map(|j| whole + j)
+    whole
 }
 
 /// binary16 bits (little endian at `bytes[0..2]`) to f32, in one instruction.
+#[inline]
 #[target_feature(enable = "f16c")]
 pub(crate) fn f16_at(bytes: &[u8]) -> f32 {
     let bits = u16::from_le_bytes([bytes[0], bytes[1]]);
@@ -211,7 +206,7 @@ fn put_f16(out: &mut [u8], value: f32) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 34`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
     // Eight blocks at a time: their scales d = amax/127, the reciprocals and
     // the f16 conversions take one vector instruction each instead of eight
     // scalar ones (the same correctly rounded operations, so the same bytes).
@@ -275,36 +270,44 @@ unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The scale and levels of a block `x` (loaded as `v`) in a format whose zero
+/// point is `zero` among 2·zero levels (Q4_0, Q5_0), as `scalar` computes them:
+/// d = max/−zero with ggml's max, q = min(2·zero − 1, ⌊x·id + zero + ½⌋).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn offset_levels(x: &[f32], v: [__m256; 4], zero: f32) -> (f32, [__m256i; 4]) {
+    let m = _mm256_max_ps(
+        _mm256_max_ps(abs(v[0]), abs(v[1])),
+        _mm256_max_ps(abs(v[2]), abs(v[3])),
+    );
+    let amax = horizontal_max(m);
+    // ggml's max: the first element of largest magnitude, with its sign (+0 when all are zero).
+    let max = if amax == 0.0 {
+        0.0
+    } else {
+        x[first_equal(v.map(|lane| abs(lane)), amax)]
+    };
+    let d = max / -zero;
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let (half_up, top) = (_mm256_set1_ps(zero + 0.5), _mm256_set1_ps(2.0 * zero - 1.0));
+    let q = v.map(|v| {
+        let t = _mm256_round_ps(
+            _mm256_add_ps(_mm256_mul_ps(v, id), half_up),
+            _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
+        );
+        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
+    });
+    (d, q)
+}
+
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 18`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
-        let m = _mm256_max_ps(
-            _mm256_max_ps(abs(v[0]), abs(v[1])),
-            _mm256_max_ps(abs(v[2]), abs(v[3])),
-        );
-        let amax = horizontal_max(m);
-        // ggml's max: the first element of largest magnitude, with its sign (+0 when all are zero).
-        let max = if amax == 0.0 {
-            0.0
-        } else {
-            x[first_equal(v.map(|lane| abs(lane)), amax)]
-        };
-        let d = max / -8.0;
-        let id = _mm256_set1_ps(scalar::inverse_scale(d));
-        let q = v.map(|v| {
-            let t = _mm256_round_ps(
-                _mm256_add_ps(_mm256_mul_ps(v, id), _mm256_set1_ps(8.5)),
-                _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
-            );
-            _mm256_cvtps_epi32(_mm256_min_ps(
-                _mm256_max_ps(t, _mm256_setzero_ps()),
-                _mm256_set1_ps(15.0),
-            ))
-        });
+        let (d, q) = offset_levels(x, v, 8.0);
         put_f16(out, d);
         // SAFETY: out has 18 bytes; the store covers out[2..18].
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(2).cast(), pack_nibbles(q)) };
@@ -312,9 +315,28 @@ unsafe fn q4_0_quantize(src: &[f32], dst: &mut [u8]) {
 }
 
 /// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 32 * 22`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_0_quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
+        // SAFETY: x has exactly 32 elements.
+        let v = unsafe { load_block(x) };
+        let (d, q) = offset_levels(x, v, 16.0);
+        put_f16(out, d);
+        // Bit 4 of each level (0..31, one byte each in element order) moved
+        // to the byte's top bit: the byte mask is qh.
+        let fifth_bits = _mm256_movemask_epi8(_mm256_slli_epi16(pack_i8(q), 3)) as u32;
+        out[2..6].copy_from_slice(&fifth_bits.to_le_bytes());
+        let low = q.map(|v| _mm256_and_si256(v, _mm256_set1_epi32(0x0f)));
+        // SAFETY: out has 22 bytes; the store covers out[6..22].
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(6).cast(), pack_nibbles(low)) };
+    }
+}
+
+/// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 20`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
         // SAFETY: x has exactly 32 elements.
         let v = unsafe { load_block(x) };
@@ -362,7 +384,7 @@ unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == 2 * src.len()`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
     let whole = src.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
         // SAFETY: i + 8 <= src.len() and 2 * (i + 8) <= dst.len().
@@ -380,7 +402,7 @@ unsafe fn f16_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 present; `dst.len() == 2 * src.len()`; no NaN in `src`.
 #[target_feature(enable = "avx2")]
-unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
+pub(crate) unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
     let whole = src.len() / 16 * 16;
     let bias = _mm256_set1_epi32(0x7fff);
     let one = _mm256_set1_epi32(1);
@@ -405,7 +427,7 @@ unsafe fn bf16_quantize(src: &[f32], dst: &mut [u8]) {
 /// # Safety
 /// AVX2 and F16C present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
@@ -429,7 +451,7 @@ unsafe fn f16_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// AVX2 present; `src.len() == 2 * dst.len()`.
 #[target_feature(enable = "avx2")]
-unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let whole = dst.len() / 8 * 8;
     for i in (0..whole).step_by(8) {
@@ -529,7 +551,7 @@ unsafe fn nibbles(qs: &[u8]) -> [__m256i; 4] {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 34 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     for (block, y) in src.chunks_exact(34).zip(dst.chunks_exact_mut(QK)) {
         let d = _mm256_set1_ps(f16_at(block));
@@ -556,7 +578,7 @@ unsafe fn q8_0_dequantize(src: &[u8], dst: &mut [f32]) {
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 18 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     let eight = _mm256_set1_epi32(8);
     for (block, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(QK)) {
@@ -575,10 +597,74 @@ unsafe fn q4_0_dequantize(src: &[u8], dst: &mut [f32]) {
     end_streaming(stream);
 }
 
+/// The 32 levels (0..32) of a Q5_0 block as bytes, in element order: the
+/// nibbles, with 0x10 added where the element's bit of `qh` is set.
+///
+/// # Safety
+/// `block` must hold at least 22 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn q5_0_levels(block: &[u8]) -> __m256i {
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    // Byte j of `spread` is byte j/8 of qh (each 128-bit lane holds qh's
+    // four bytes); `select` keeps bit j%8 of it.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        ),
+    );
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    // SAFETY: block has 22 bytes: 16 bytes of nibbles from offset 6.
+    let packed = unsafe { _mm_loadu_si128(block.as_ptr().add(6).cast()) };
+    let mask = _mm_set1_epi8(0x0f);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
+}
+
+/// The 32 bytes of `v` (unsigned) as four i32 vectors, in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn widen_bytes(v: __m256i) -> [__m256i; 4] {
+    let (low, high) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    [
+        _mm256_cvtepu8_epi32(low),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8)),
+        _mm256_cvtepu8_epi32(high),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8)),
+    ]
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 22 * 32`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_0_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    let sixteen = _mm256_set1_epi32(16);
+    for (block, y) in src.chunks_exact(22).zip(dst.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_at(block));
+        // SAFETY: block has 22 bytes.
+        let q = widen_bytes(unsafe { q5_0_levels(block) });
+        // SAFETY: y has exactly 32 elements.
+        unsafe {
+            store_block(
+                y,
+                q.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(l, sixteen)))),
+                stream,
+            )
+        };
+    }
+    end_streaming(stream);
+}
+
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 20 * 32`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
+pub(crate) unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
     let stream = streaming(dst);
     for (block, y) in src.chunks_exact(20).zip(dst.chunks_exact_mut(QK)) {
         let d = _mm256_set1_ps(f16_at(block));
@@ -596,71 +682,4 @@ unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
         };
     }
     end_streaming(stream);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::ALL_FORMATS;
-
-    /// Edge cases then random data: ties, zeros of both signs, negative
-    /// maxima, equal values, subnormals, values near each format's limit.
-    fn inputs() -> Vec<Vec<f32>> {
-        let mut s = 12345u32;
-        let mut next = || {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / 16_777_216.0 - 0.5
-        };
-        let random: Vec<f32> = (0..32 * 512).map(|_| next() * 3.0).collect();
-        let ties: Vec<f32> = (0..32 * 64)
-            .map(|i| ((i % 255) as f32 - 127.0) / 2.0)
-            .collect();
-        let mut zeros = vec![0.0f32; 32 * 4];
-        zeros[32..64].fill(-0.0);
-        zeros[70] = -0.0;
-        zeros[71] = 0.5;
-        zeros[100] = -0.0;
-        zeros[101] = 2.0;
-        zeros[5] = -0.0; // block 0: all zeros, +0 first, a -0 later (Q4_1's d must be +0)
-        let mut edges = vec![0.25f32; 32 * 4];
-        edges[0..32].fill(f32::from_bits(0x0040_0000)); // subnormals
-        edges[40] = -3.0; // negative max
-        edges[64..96]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = if i % 2 == 0 { 1e4 } else { -1e4 });
-        edges[127] = 65000.0;
-        let tail: Vec<f32> = (0..32 * 3 + 8).map(|i| i as f32 * 0.37 - 20.0).collect();
-        // The edge blocks again inside whole groups of eight (Q8_0 computes the
-        // scales of eight blocks at once, and its last partial group alone).
-        let grouped_edges = [zeros.clone(), edges.clone(), random[..32 * 8].to_vec()].concat();
-        vec![random, ties, zeros, edges, tail, grouped_edges]
-    }
-
-    #[test]
-    fn simd_equals_portable_byte_for_byte() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX2/F16C");
-            return;
-        }
-        for x in inputs() {
-            for format in ALL_FORMATS {
-                if format.check_count(x.len()).is_err() {
-                    continue;
-                }
-                let size = format.size_of(x.len()).unwrap();
-                let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
-                super::super::quantize_nearest_portable(format, &x, &mut portable);
-                if !quantize_nearest(format, &x, &mut simd) {
-                    continue;
-                }
-                assert_eq!(portable, simd, "{format:?} quantize");
-                let (mut y_portable, mut y_simd) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-                super::super::dequantize_portable(format, &portable, &mut y_portable);
-                assert!(dequantize(format, &portable, &mut y_simd));
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&y_portable), bits(&y_simd), "{format:?} dequantize");
-            }
-        }
-    }
 }

@@ -33,11 +33,13 @@ fn round_trips_stay_within_each_formats_bound_on_odd_sizes() {
                 Format::F16 => 1.0 / 2048.0,
                 Format::BF16 => 1.0 / 256.0,
                 // Half a step, plus the f16 rounding of the scale (2^-11
-                // relative) times the largest level; Q4_0's positive end clips
-                // at 7/8 of the range.
+                // relative) times the largest level; Q4_0's and Q5_0's
+                // positive ends clip a whole step short of the range (at 7/8
+                // and 15/16 of it).
                 Format::Q8_0 => (0.5 + 127.0 / 2048.0) / 127.0,
                 Format::Q4_0 => 1.0 / 8.0 + 8.0 / 2048.0,
                 Format::Q4_1 => 1.0 / 15.0 + 2.0 / 2048.0,
+                Format::Q5_0 => 1.0 / 16.0 + 16.0 / 2048.0,
             };
             for (b, (xs, ys)) in x.chunks(32).zip(y.chunks(32)).enumerate() {
                 let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -127,7 +129,13 @@ fn huge_values_are_rejected_or_clamped_per_format() {
 fn subnormal_inputs_are_defined() {
     let sub = f32::from_bits(0x0012_0000); // a subnormal f32 that bfloat16 holds exactly
     // A block of subnormals is all zeros in the block formats, and 0 in F16.
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::F16] {
+    for format in [
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q5_0,
+        Format::F16,
+    ] {
         let y = round_trip(format, &[sub; 32], &QuantizeOptions::default());
         assert!(y.iter().all(|&v| v == 0.0), "{format:?}");
     }
@@ -201,16 +209,27 @@ fn block_scale(format: Format, block: &[f32]) -> (f64, f64) {
     let d = match format {
         Format::Q8_0 => scalar::absmax(block) / 127.0,
         Format::Q4_0 => scalar::signed_max(block) / -8.0,
+        Format::Q5_0 => scalar::signed_max(block) / -16.0,
         Format::Q4_1 => {
             let (lo, hi) = block
                 .iter()
                 .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             (hi - lo) / 15.0
         }
-        _ => unreachable!("{format:?} has no block scale"),
+        Format::F32 | Format::F16 | Format::BF16 => unreachable!("{format:?} has no block scale"),
     };
     let stored = scalar::f16_value(scalar::f16_bits(d));
     (f64::from(stored), f64::from(d))
+}
+
+/// The highest level of a format whose levels stop one short of its zero
+/// point on the positive side (x/d beyond it clips), if it is one.
+fn clip_level(format: Format) -> Option<f64> {
+    match format {
+        Format::Q4_0 => Some(7.0),
+        Format::Q5_0 => Some(15.0),
+        Format::F32 | Format::F16 | Format::BF16 | Format::Q8_0 | Format::Q4_1 => None,
+    }
 }
 
 #[test]
@@ -244,23 +263,24 @@ fn stochastic_rounding_is_unbiased() {
             for (j, (&a, &m)) in xs.iter().zip(ms).enumerate() {
                 let a64 = f64::from(a);
                 let (step, bias) = match format {
+                    Format::F32 => unreachable!("F32 is not quantized"),
                     // One ulp at |a| (a is normal here) and no bias.
                     Format::F16 => (a64.abs() / 1024.0, 0.0),
                     Format::BF16 => (a64.abs() / 128.0, 0.0),
-                    Format::Q8_0 | Format::Q4_0 => {
+                    Format::Q8_0 | Format::Q4_0 | Format::Q5_0 => {
                         let (s, d) = block_scale(format, xs);
-                        if format == Format::Q4_0 && a64 / d > 7.0 {
-                            // Beyond Q4_0's +7 level every rounding clips to it.
-                            let clip = 7.0 * s;
+                        if let Some(top) = clip_level(format).filter(|top| a64 / d > *top) {
+                            // Beyond the highest level every rounding clips to it.
+                            let clip = top * s;
                             assert!(
                                 (m - clip).abs() <= 1e-9 * clip.abs(),
-                                "Q4_0 block {b} [{j}] mean {m} vs the clip level {clip}"
+                                "{format:?} block {b} [{j}] mean {m} vs the clip level {clip}"
                             );
                             continue;
                         }
                         (s.abs(), a64.abs() * F16_RELATIVE)
                     }
-                    _ => {
+                    Format::Q4_1 => {
                         let (s, _) = block_scale(format, xs);
                         let min = f64::from(xs.iter().fold(f32::MAX, |lo, &v| lo.min(v)));
                         (s, ((a64 - min).abs() + min.abs()) * F16_RELATIVE)
@@ -560,7 +580,7 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
     // (x − min)·id + 0.5, so these ties test their SIMD path's rule too.
     let x = q8_0_ties();
     let mut portable = vec![0u8; Format::Q8_0.size_of(x.len()).unwrap()];
-    quantize_nearest_portable(Format::Q8_0, &x, &mut portable);
+    (CpuKernels::of(Format::Q8_0).nearest)(&x, &mut portable);
     for (b, (xs, block)) in x.chunks(QK).zip(portable.chunks(34)).enumerate() {
         let d = scalar::absmax(xs) / 127.0;
         assert_eq!(
@@ -575,12 +595,14 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
     }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
-        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0] {
+            let kernels = CpuKernels::of(format);
             let size = format.size_of(x.len()).unwrap();
             let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
-            quantize_nearest_portable(format, &x, &mut portable);
-            assert!(simd_x86::quantize_nearest(format, &x, &mut simd));
-            assert_eq!(portable, simd, "{format:?}");
+            (kernels.nearest)(&x, &mut portable);
+            if simd_x86::quantize(kernels.simd.nearest, format, &x, &mut simd) {
+                assert_eq!(portable, simd, "{format:?}");
+            }
         }
     }
 }

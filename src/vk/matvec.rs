@@ -42,7 +42,7 @@ use super::ranges::{BufferRange, check_command_buffer, check_disjoint, check_ran
 use super::recorder::Ticket;
 use super::shaders::{MatvecVariant, matvec_kernel};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use ash::vk;
 
 /// Most vectors one product takes (as the CPU kernel).
@@ -77,6 +77,7 @@ pub struct Sizes {
 impl MatvecCall {
     /// Checks the shape and returns the operands' sizes in bytes.
     pub fn sizes(&self) -> Result<Sizes> {
+        self.format.require_vulkan(VulkanFamily::Matvec)?;
         if self.rows == 0 || self.cols == 0 {
             return Err(Error::invalid(format!(
                 "matvec: a {}x{} matrix is empty",

@@ -8,7 +8,7 @@ use super::jobs::Job;
 use super::memory::{Buffer, MAX_ALLOCATION};
 use super::shaders::{KernelId, Op};
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use crate::quant::Rounding;
 
 /// Elements per dispatch are a multiple of this (whole units of every kernel,
@@ -46,6 +46,7 @@ fn run(
     out_bytes_per: (usize, usize),
     rounding: Rounding,
 ) -> Result<()> {
+    format.require_vulkan(VulkanFamily::Conversions)?;
     let chunk = chunk_elements(engine, format);
     let size_of = bytes_for;
     let max_in = words(size_of(in_bytes_per, chunk.min(n)));

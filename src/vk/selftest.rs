@@ -9,7 +9,7 @@
 use super::engine::Engine;
 use super::ops;
 use super::shaders::{KernelId, Op, compatible_kernel, fast_kernels};
-use crate::format::{Format, QUANTIZED_FORMATS};
+use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions, Rounding};
 
 /// What the self-test found for one kernel.
@@ -158,7 +158,7 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
 /// with the CPU (only the compatible ones with `force_compat`), and reports.
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         for op in Op::ALL {
             let mut rejected = None;
             let mut result = None;

@@ -3,7 +3,7 @@
 //! timestamps (median of several runs).
 
 use nyxq::Result;
-use nyxq::format::{Format, QUANTIZED_FORMATS};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::Engine;
 use nyxq::vk::family::ConvertPush;
 use nyxq::vk::jobs::Job;
@@ -164,7 +164,7 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
     }];
     let checked = n.min(CHECKED_ELEMENTS);
     let readback = Buffer::new(&engine.device, 4 * checked as u64, true)?;
-    for format in QUANTIZED_FORMATS {
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);

@@ -6,7 +6,7 @@
 
 use crate::bench_vk::measure::{copy_gbps, median_seconds};
 use nyxq::Result;
-use nyxq::format::{ALL_FORMATS, Format};
+use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
 use nyxq::vk::matvec::{Arithmetic, MatvecCall, Operands, record_matvec, upload};
@@ -182,7 +182,7 @@ fn measure(engine: &Engine, settings: &Settings) -> Result<Report> {
             .collect();
         let x = upload(engine, &x_values)?;
         let y = Buffer::new(&engine.device, vector_bytes, false)?;
-        for format in ALL_FORMATS {
+        for format in Format::with_vulkan(VulkanFamily::Matvec) {
             let mut bytes = vec![0u8; format.size_of(values.len())?];
             let opts = QuantizeOptions {
                 threads: std::thread::available_parallelism().map_or(1, |t| t.get()),

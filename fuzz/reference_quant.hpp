@@ -1,0 +1,281 @@
+// An independent reference of nyxq's formats, written from docs/quant.md and
+// the byte layouts of nyxq.h (ggml's): nearest rounding operation for
+// operation, the magnitude limits, saturation, and dequantization. The fuzz
+// targets compare nyxq's bytes and floats with it. Compiled with
+// -ffp-contract=off: every product and sum is rounded on its own, as the
+// definition says.
+#pragma once
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "nyxq.h"
+
+namespace nyxq_reference {
+
+inline uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+inline float float_of(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
+// v >> shift, rounded to nearest, ties to even.
+inline uint32_t shift_nearest_even(uint32_t v, int shift) {
+  uint32_t kept = v >> shift;
+  uint32_t rest = v & ((1u << shift) - 1);
+  uint32_t half = 1u << (shift - 1);
+  return kept + ((rest > half || (rest == half && (kept & 1))) ? 1 : 0);
+}
+
+// IEEE binary16, round to nearest even (subnormals included, overflow to Inf).
+inline uint16_t f16_bits(float x) {
+  uint32_t b = bits_of(x);
+  uint16_t sign = static_cast<uint16_t>((b >> 16) & 0x8000);
+  uint32_t a = b & 0x7fffffff;
+  if (a > 0x7f800000) return sign | 0x7e00;                  // NaN
+  if (a >= 0x477ff000) return sign | 0x7c00;                 // >= 65520: Inf
+  if (a >= 0x38800000) {                                     // normal in f16
+    return sign | static_cast<uint16_t>(shift_nearest_even(a - (112u << 23), 13));
+  }
+  if (a < 0x33000000) return sign;                           // <= 2^-25: zero
+  uint32_t exponent = a >> 23;                               // subnormal in f16
+  uint32_t mantissa = (a & 0x7fffff) | 0x800000;
+  return sign | static_cast<uint16_t>(shift_nearest_even(mantissa, static_cast<int>(126 - exponent)));
+}
+
+inline float f16_value(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0x1f) return float_of(sign | 0x7f800000 | (mantissa << 13));
+  if (exponent == 0) {
+    float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+// bfloat16: (bits + 0x7fff + ((bits >> 16) & 1)) >> 16, NaN kept NaN.
+inline uint16_t bf16_bits(float x) {
+  uint32_t b = bits_of(x);
+  if ((b & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((b >> 16) | 0x40);
+  return static_cast<uint16_t>((b + 0x7fff + ((b >> 16) & 1)) >> 16);
+}
+inline float bf16_value(uint16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
+
+struct Layout {
+  size_t block_size;
+  size_t block_bytes;
+};
+inline Layout layout(int32_t format) {
+  switch (format) {
+    case NYXQ_FORMAT_F32: return {1, 4};
+    case NYXQ_FORMAT_F16:
+    case NYXQ_FORMAT_BF16: return {1, 2};
+    case NYXQ_FORMAT_Q8_0: return {32, 34};
+    case NYXQ_FORMAT_Q4_0: return {32, 18};
+    default: return {32, 20};  // Q4_1
+  }
+}
+inline bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q4_1; }
+
+// The exclusive magnitude limit: |x| below it is accepted (docs/quant.md,
+// "Huge values": the first value whose result or f16 scale overflows).
+inline float limit(int32_t format) {
+  switch (format) {
+    case NYXQ_FORMAT_F32: return INFINITY;
+    case NYXQ_FORMAT_BF16: return float_of(0x7f7f8000);
+    case NYXQ_FORMAT_Q4_0: return 524160.0f;
+    case NYXQ_FORMAT_Q8_0: {
+      // The smallest a whose scale a/127 rounds to Inf in f16.
+      static const float q8 = [] {
+        uint32_t lo = bits_of(65520.0f), hi = bits_of(65520.0f * 128);
+        while (lo < hi) {
+          uint32_t mid = lo + (hi - lo) / 2;
+          if (f16_bits(float_of(mid) / 127.0f) == 0x7c00) hi = mid; else lo = mid + 1;
+        }
+        return float_of(lo);
+      }();
+      return q8;
+    }
+    default: return 65520.0f;  // F16, Q4_1
+  }
+}
+
+// What saturation clamps to: the largest value of the format below the limit
+// (of f32 for F32, Q8_0 and Q4_0, whose f32 inputs are scaled).
+inline float saturation_bound(int32_t format) {
+  switch (format) {
+    case NYXQ_FORMAT_F32: return FLT_MAX;
+    case NYXQ_FORMAT_BF16: return float_of(0x7f7f0000);
+    case NYXQ_FORMAT_F16:
+    case NYXQ_FORMAT_Q4_1: return 65504.0f;
+    default: return float_of(bits_of(limit(format)) - 1);
+  }
+}
+
+inline bool accepted(float x, int32_t format) { return std::fabs(x) < limit(format); }
+
+inline float saturated(float x, int32_t format) {
+  if (std::isnan(x)) return 0.0f;
+  float bound = saturation_bound(format);
+  return x > bound ? bound : (x < -bound ? -bound : x);
+}
+
+// The reciprocal of a block scale; 0 below the smallest normal float, which
+// puts every quant at the zero point (docs/quant.md, "Subnormal and zero blocks").
+inline float inverse_scale(float d) { return std::fabs(d) >= FLT_MIN ? 1.0f / d : 0.0f; }
+
+inline void put_f16(uint8_t *out, float x) {
+  uint16_t h = f16_bits(x);
+  std::memcpy(out, &h, 2);
+}
+inline float get_f16(const uint8_t *in) {
+  uint16_t h;
+  std::memcpy(&h, in, 2);
+  return f16_value(h);
+}
+
+// A block's scale d in f32, before it is stored as f16 (and Q4_1's minimum).
+struct BlockScale {
+  float d;
+  float min;
+};
+inline BlockScale block_scale(int32_t format, const float *x) {
+  if (format == NYXQ_FORMAT_Q8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    return {amax / 127.0f, 0.0f};
+  }
+  if (format == NYXQ_FORMAT_Q4_0) {
+    // The first element of largest magnitude, with its sign.
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    return {max / -8.0f, 0.0f};
+  }
+  float min = FLT_MAX, max = -FLT_MAX;
+  for (int j = 0; j < 32; ++j) {
+    if (x[j] < min) min = x[j];
+    if (x[j] > max) max = x[j];
+  }
+  return {(max - min) / 15.0f, min};
+}
+
+// The largest quant magnitude a block holds (for error bounds).
+inline float largest_quant(int32_t format) {
+  return format == NYXQ_FORMAT_Q8_0 ? 127.0f : (format == NYXQ_FORMAT_Q4_0 ? 8.0f : 15.0f);
+}
+
+// Nearest rounding of one block (32 values for Q formats, 1 otherwise).
+inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
+  switch (format) {
+    case NYXQ_FORMAT_F32: std::memcpy(out, x, 4); return;
+    case NYXQ_FORMAT_F16: put_f16(out, x[0]); return;
+    case NYXQ_FORMAT_BF16: {
+      uint16_t h = bf16_bits(x[0]);
+      std::memcpy(out, &h, 2);
+      return;
+    }
+    case NYXQ_FORMAT_Q8_0: {
+      float d = block_scale(format, x).d;
+      float id = inverse_scale(d);
+      put_f16(out, d);
+      for (int j = 0; j < 32; ++j) out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[j] * id)));
+      return;
+    }
+    case NYXQ_FORMAT_Q4_0: {
+      float d = block_scale(format, x).d;
+      float id = inverse_scale(d);
+      put_f16(out, d);
+      for (int j = 0; j < 16; ++j) {
+        int lo = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
+        int hi = std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f)));
+        out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+      }
+      return;
+    }
+    default: {  // Q4_1
+      BlockScale scale = block_scale(format, x);
+      float d = scale.d, min = scale.min;
+      float id = inverse_scale(d);
+      put_f16(out, d);
+      put_f16(out + 2, min);
+      for (int j = 0; j < 16; ++j) {
+        int lo = std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - min) * id + 0.5f)));
+        int hi = std::min(15, static_cast<int>(static_cast<int8_t>((x[j + 16] - min) * id + 0.5f)));
+        out[4 + j] = static_cast<uint8_t>(lo | (hi << 4));
+      }
+      return;
+    }
+  }
+}
+
+// The values one block holds.
+inline void dequantize_block(int32_t format, const uint8_t *in, float *y) {
+  switch (format) {
+    case NYXQ_FORMAT_F32: std::memcpy(y, in, 4); return;
+    case NYXQ_FORMAT_F16: y[0] = get_f16(in); return;
+    case NYXQ_FORMAT_BF16: {
+      uint16_t h;
+      std::memcpy(&h, in, 2);
+      y[0] = bf16_value(h);
+      return;
+    }
+    case NYXQ_FORMAT_Q8_0: {
+      float d = get_f16(in);
+      for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(static_cast<int8_t>(in[2 + j]));
+      return;
+    }
+    case NYXQ_FORMAT_Q4_0: {
+      float d = get_f16(in);
+      for (int j = 0; j < 16; ++j) {
+        y[j] = d * static_cast<float>((in[2 + j] & 0xf) - 8);
+        y[j + 16] = d * static_cast<float>((in[2 + j] >> 4) - 8);
+      }
+      return;
+    }
+    default: {  // Q4_1: a product, then a sum
+      float d = get_f16(in), m = get_f16(in + 2);
+      for (int j = 0; j < 16; ++j) {
+        float lo = d * static_cast<float>(in[4 + j] & 0xf);
+        float hi = d * static_cast<float>(in[4 + j] >> 4);
+        y[j] = lo + m;
+        y[j + 16] = hi + m;
+      }
+      return;
+    }
+  }
+}
+
+inline std::vector<uint8_t> quantize(int32_t format, const std::vector<float> &x) {
+  Layout l = layout(format);
+  std::vector<uint8_t> out(x.size() / l.block_size * l.block_bytes);
+  for (size_t b = 0; b * l.block_size < x.size(); ++b) {
+    quantize_block(format, x.data() + b * l.block_size, out.data() + b * l.block_bytes);
+  }
+  return out;
+}
+
+inline std::vector<float> dequantize(int32_t format, const uint8_t *bytes, size_t len) {
+  Layout l = layout(format);
+  std::vector<float> y(len / l.block_bytes * l.block_size);
+  for (size_t b = 0; b < len / l.block_bytes; ++b) {
+    dequantize_block(format, bytes + b * l.block_bytes, y.data() + b * l.block_size);
+  }
+  return y;
+}
+
+}  // namespace nyxq_reference
