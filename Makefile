@@ -49,9 +49,11 @@ fuzz: bootstrap
 	  fuzz/run.sh $(FUZZ_BUILD)/fuzz_$$target fuzz/corpus/$$target $(FUZZ_BUILD)/work/$$target $(FUZZ_SECONDS) || exit 1; \
 	done
 
-# Regenerates include/nyxq.h from src/ffi (commit the result).
+# Regenerates include/nyxq.h and cpp_tests/layout_generated.hpp from src/ffi
+# (commit the result).
 header:
 	NYXQ_UPDATE_HEADER=1 cargo build
+	NYXQ_UPDATE_HEADER=1 cargo test --features test-exports --test header_is_current
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

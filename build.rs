@@ -1,10 +1,13 @@
-//! Generates the C header from src/ffi with cbindgen into OUT_DIR; with
-//! NYXQ_UPDATE_HEADER=1 it also writes include/nyxq.h (what `make header` does).
-//! A test compares the committed header with the generated one. Then compiles
-//! the compute shaders (build_support/shaders.rs).
+//! Generates the C header from src/ffi with cbindgen into OUT_DIR
+//! (build_support/header.rs); with NYXQ_UPDATE_HEADER=1 it also writes
+//! include/nyxq.h (what `make header` does). A test compares the committed
+//! header with the generated one. Then compiles the compute shaders
+//! (build_support/shaders.rs).
 
 use std::path::PathBuf;
 
+#[path = "build_support/header.rs"]
+mod header;
 #[path = "build_support/shaders.rs"]
 mod shaders;
 
@@ -14,6 +17,7 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=build_support/header.rs");
     println!("cargo:rerun-if-env-changed=NYXQ_UPDATE_HEADER");
     println!("cargo:rerun-if-changed=Cargo.toml");
     // The shared library's soname follows the C ABI version, so a program linked
@@ -23,7 +27,7 @@ fn main() {
         abi_version(&crate_dir)
     );
 
-    generate_header(&crate_dir, &out_dir);
+    header::generate(&crate_dir, &out_dir);
     shaders::compile(&crate_dir, &out_dir);
 }
 
@@ -36,31 +40,4 @@ fn abi_version(crate_dir: &std::path::Path) -> u32 {
         .find_map(|line| line.strip_prefix("abi-version = "))
         .and_then(|v| v.trim().parse().ok())
         .expect("Cargo.toml has [package.metadata.nyxq] abi-version = N")
-}
-
-fn generate_header(crate_dir: &std::path::Path, out_dir: &std::path::Path) {
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml is valid");
-    let bindings = cbindgen::Builder::new()
-        .with_crate(crate_dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen can parse src/ffi");
-    let generated = out_dir.join("nyxq.h");
-    bindings.write_to_file(&generated);
-    // cbindgen leaves the blank lines of the items cbindgen.toml excludes:
-    // runs of blank lines become one.
-    let text = std::fs::read_to_string(&generated).expect("the generated header is readable");
-    let mut tidy = String::with_capacity(text.len());
-    for line in text.lines() {
-        if !(line.is_empty() && tidy.ends_with("\n\n")) {
-            tidy.push_str(line);
-            tidy.push('\n');
-        }
-    }
-    std::fs::write(&generated, tidy).expect("OUT_DIR is writable");
-    if std::env::var("NYXQ_UPDATE_HEADER").as_deref() == Ok("1") {
-        std::fs::copy(&generated, crate_dir.join("include/nyxq.h"))
-            .expect("include/nyxq.h is writable");
-    }
 }

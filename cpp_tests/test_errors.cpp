@@ -266,7 +266,7 @@ TEST(Errors, RecordingCallsCheckHandlesFirst) {
   uint64_t ticket = 7;
   // Never used as a VkCommandBuffer: each call fails before it records.
   void *command_buffer = reinterpret_cast<void *>(uintptr_t{0x10});
-  auto matvec = [&](const NyxqContext *c, const NyxqVkBufferRange *w) {
+  auto matvec = [&](NyxqContext *c, const NyxqVkBufferRange *w) {
     return nyxq_vk_cmd_matvec(c, command_buffer, NYXQ_FORMAT_Q4_0, 1, 32, 1, w, &range, nullptr, &range, &ticket);
   };
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matvec(nullptr, &range));
@@ -284,4 +284,39 @@ TEST(Errors, RecordingCallsCheckHandlesFirst) {
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
                 nyxq_vk_cmd_unscale_and_check(cpu.get(), dead_scaler, command_buffer, &range, 32, &range, &ticket));
   EXPECT_EQ(ticket, 7u);
+}
+
+// An output buffer that overlaps an input is refused before anything is
+// written (Rust must never see a writable slice aliasing a readable one).
+TEST(Errors, OverlappingBuffersAreRefused) {
+  ContextPtr ctx = cpu_context();
+  std::vector<float> buf(64, 0.5f);
+  float *w = buf.data(), *x = buf.data() + 16;  // a 4x4 F32 matrix, then x[4]
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, nullptr, 0, x + 2, 4));
+  EXPECT_NE(last_error().find("overlaps"), std::string::npos);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, nullptr, 0, w + 15, 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, x + 4, 4, x + 6, 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, x + 3, 4));
+  EXPECT_EQ(buf[20], 0.5f);
+  CHECK_OK(nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, nullptr, 0, x + 4, 4));
+
+  std::vector<float> src(64, 0.25f);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, src.data(), 32, nullptr, src.data() + 16, 34));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_dequantize(ctx.get(), NYXQ_FORMAT_F32, src.data(), 64, src.data() + 8, 16));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_fake_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, src.data(), 32, nullptr, src.data() + 1, 32));
+  CHECK_OK(nyxq_fake_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, src.data(), 32, nullptr, src.data(), 32));
+
+  NyxqAdam *raw_adam = nullptr;
+  CHECK_OK(nyxq_adam_create(nullptr, 8, &raw_adam));
+  AdamPtr adam(raw_adam);
+  std::vector<float> params(12, 1.0f);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_adam_step(adam.get(), 0.1f, params.data(), 8, params.data() + 4, 8));
+  EXPECT_EQ(params[0], 1.0f);
 }

@@ -10,6 +10,13 @@
  * - Enum-like inputs are plain int32_t and are validated; unknown values are
  *   NYXQ_ERROR_INVALID_ARGUMENT.
  * - Each buffer pointer is followed by its length; (NULL, 0) is an empty buffer.
+ * - Buffers are read or written only during the call. An output buffer never
+ *   overlaps an input unless the function says it may; where nyxq can see it,
+ *   an overlap is NYXQ_ERROR_INVALID_ARGUMENT, elsewhere it is undefined.
+ * - Returned pointers and strings stay valid as each function says: static
+ *   text forever, text nyxq allocates until nyxq_string_destroy.
+ * - A handle passed as `const` is only read; calls that change an object take
+ *   it without `const`.
  * - Handles are opaque; *_destroy(NULL) is a no-op; a destroyed handle is
  *   NYXQ_ERROR_INVALID_HANDLE where it can be detected.
  * - No function lets a panic or a C++ exception cross the boundary.
@@ -24,15 +31,11 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-/**
- * "No value" for the optional u64 fields of NyxqPlanPolicy.
- */
-#define NYXQ_DEFAULT_BYTES UINT64_MAX
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
 
-/**
- * Most dimensions a tensor may have.
- */
-#define NYXQ_MAX_RANK 8
+/* ---- Version, statuses, errors, strings and logging ---- */
 
 /**
  * The ABI version of this header and library. It changes only when a change
@@ -43,25 +46,11 @@
 #define NYXQ_ABI_VERSION 1
 
 /**
- * Most tensors a model may have (the planner's work grows with the count;
- * a 1000-block transformer has about 6000).
+ * Bytes of the fixed name fields (NyxqHardware.name,
+ * NyxqPlanFeasibility.recommended_name), the terminating NUL included; a
+ * longer name is cut on a UTF-8 character boundary.
  */
-#define MAX_TENSORS 65536
-
-/**
- * Most transformer blocks (`high_layers + low_layers`) a shape may have.
- */
-#define MAX_LAYERS 10000
-
-/**
- * Largest `hidden`, `vocab` and `hidden * mlp_expansion` of a transformer shape.
- */
-#define MAX_TRANSFORMER_DIM (1 << 30)
-
-/**
- * Most elements one tensor may have.
- */
-#define MAX_TENSOR_ELEMENTS (1 << 50)
+#define NYXQ_NAME_LEN 64
 
 /**
  * The result of every nyxq function. `NYXQ_OK` is 0; the list only grows
@@ -139,82 +128,152 @@ typedef enum {
 } NyxqStatus;
 
 /**
- * Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
+ * How much nyxq logs: the level of nyxq_set_log_callback, and
+ * NyxqContextOptions.log_level. A context's level above OFF asks for
+ * messages up to that level on stderr while the context lives, and only when
+ * no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
+ * take precedence); nothing outlives the context.
  */
-enum NyxqFormat
+enum NyxqLogLevel
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : int32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * IEEE binary32.
+   * Nothing (the default).
    */
-  NYXQ_FORMAT_F32 = 0,
-  /**
-   * IEEE binary16, round to nearest even.
-   */
-  NYXQ_FORMAT_F16 = 1,
-  /**
-   * bfloat16: the top 16 bits of binary32, round to nearest even.
-   */
-  NYXQ_FORMAT_BF16 = 2,
-  /**
-   * INT8 blocks of 32: f16 scale d, int8 q[32]; x = d*q (8.5 bits/weight).
-   */
-  NYXQ_FORMAT_Q8_0 = 3,
-  /**
-   * INT4 blocks of 32: f16 d, 16 bytes of nibbles; x = d*(q-8) (4.5 bits/weight).
-   */
-  NYXQ_FORMAT_Q4_0 = 4,
-  /**
-   * INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
-   */
-  NYXQ_FORMAT_Q4_1 = 5,
-  /**
-   * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
-   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
-   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
-   */
-  NYXQ_FORMAT_Q5_0 = 6,
+  NYXQ_LOG_OFF = 0,
+  NYXQ_LOG_ERROR = 1,
+  NYXQ_LOG_WARN = 2,
+  NYXQ_LOG_INFO = 3,
+  NYXQ_LOG_DEBUG = 4,
+  NYXQ_LOG_TRACE = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum NyxqFormat NyxqFormat;
+typedef enum NyxqLogLevel NyxqLogLevel;
 #else
-typedef int32_t NyxqFormat;
+typedef int32_t NyxqLogLevel;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
 /**
- * Rounding modes (NyxqQuantizeOptions.rounding).
+ * Receives one nyxq log message: `user_data` as given to
+ * nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
+ * NYXQ_LOG_TRACE) and the message, NUL-terminated UTF-8 without a trailing
+ * newline, valid during the call only.
+ *
+ * It is called on whichever thread logs: any thread that is inside a nyxq
+ * call, including nyxq's own worker threads, possibly several at once. It
+ * must not throw (an exception must not cross into nyxq), must not call
+ * nyxq_set_log_callback (that call waits for running callbacks to return),
+ * and should not call other nyxq functions (they may log, which calls it
+ * again on the same thread).
  */
-enum NyxqRounding
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Round to nearest, byte-identical with ggml's reference quantizers (default).
-   */
-  NYXQ_ROUNDING_NEAREST = 0,
-  /**
-   * Search each block's scale for the lowest squared error, weighted by
-   * NyxqQuantizeOptions.importance when given. Same as NEAREST for F16/BF16.
-   */
-  NYXQ_ROUNDING_ERROR_MINIMISING = 1,
-  /**
-   * Unbiased stochastic rounding from NyxqQuantizeOptions.seed; the same seed
-   * gives the same bytes, on any thread count.
-   */
-  NYXQ_ROUNDING_STOCHASTIC = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqRounding NyxqRounding;
-#else
-typedef int32_t NyxqRounding;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+typedef void (*NyxqLogCallback)(void *user_data,
+                                int32_t level,
+                                const char *message);
+
+/**
+ * The library's version, "MAJOR.MINOR.PATCH" as in Cargo.toml.
+ *
+ * Returns a static NUL-terminated string; never NULL; never free it. Thread-safe.
+ */
+const char *nyxq_version_string(void);
+
+/**
+ * The ABI version the library was built with. A caller compares it with the
+ * NYXQ_ABI_VERSION of the header it compiled against and refuses to run when
+ * they differ. Thread-safe.
+ */
+uint32_t nyxq_abi_version(void);
+
+/**
+ * Describes a status code in words. Unknown values give "unknown status".
+ *
+ * Returns a static NUL-terminated string; never NULL; never free it. Thread-safe.
+ */
+const char *nyxq_status_str(int32_t status);
+
+/**
+ * The message of the last failed nyxq call on this thread ("" after a success).
+ *
+ * The pointer stays valid until the next nyxq call on the same thread; never
+ * free it. Never NULL. Each thread has its own last error.
+ */
+const char *nyxq_last_error_message(void);
+
+/**
+ * After NYXQ_ERROR_BUFFER_TOO_SMALL on this thread: the length the destination
+ * must have, in the units of that buffer's length argument (bytes for `void *`
+ * buffers, elements for typed ones). 0 when the last call failed otherwise.
+ */
+size_t nyxq_last_error_needed_len(void);
+
+/**
+ * After NYXQ_ERROR_NON_FINITE on this thread: the index of the first bad
+ * element in the whole tensor, that is NyxqQuantizeOptions.first_index plus
+ * its position in the call's `src` (the position itself when first_index is
+ * 0 or the call takes no options). -1 when the last call failed for another
+ * reason.
+ */
+int64_t nyxq_last_error_index(void);
+
+/**
+ * Releases a string nyxq returned (nyxq_plan_explain, nyxq_plan_to_json).
+ * NULL is a no-op. A pointer nyxq did not return, or returned and already
+ * released, is NYXQ_ERROR_INVALID_ARGUMENT and is not touched.
+ *
+ * Thread-safe.
+ */
+NyxqStatus nyxq_string_destroy(char *text);
+
+/**
+ * How many handles (of every kind) and strings nyxq has handed out that the
+ * caller has not destroyed yet: 0 at the end of a program that released
+ * everything. A trainer (or its tests) can check it at shutdown to find
+ * leaked handles, which no leak checker reports: nyxq's registry still
+ * reaches them.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe; other threads may create or
+ * destroy handles meanwhile, so the count is a snapshot.
+ */
+NyxqStatus nyxq_live_handles(size_t *count_out);
+
+/**
+ * Sends nyxq's log messages up to `level` (a NyxqLogLevel) to `callback`
+ * with `user_data`, process-wide; `callback` NULL removes it (`level` is then
+ * ignored). While a callback is set nothing is printed to stderr.
+ *
+ * It may be replaced or removed at any time, from any thread; once this call
+ * returns, the previous callback is never called again (the call waits for
+ * running callbacks to return). `user_data` is only passed back.
+ *
+ * Without a callback, messages go to stderr only when the host asks: with
+ * the environment variable NYXQ_LOG set (env_logger syntax, e.g.
+ * NYXQ_LOG=debug), or while a context created with
+ * NyxqContextOptions.log_level above NYXQ_LOG_OFF lives. By default nyxq
+ * prints nothing.
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown level),
+ * NYXQ_ERROR_UNSUPPORTED (the process already has another logger of Rust's
+ * `log` crate, which then receives nyxq's messages). Thread-safe.
+ */
+NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
+                                 void *user_data,
+                                 int32_t level);
+
+/* ---- Contexts ---- */
+
+/**
+ * Bytes of NyxqContextInfo.backend_name, the terminating NUL included.
+ */
+#define NYXQ_BACKEND_NAME_LEN 32
+
+/**
+ * Bytes of NyxqContextInfo.fallback_reason, the terminating NUL included.
+ */
+#define NYXQ_FALLBACK_REASON_LEN 256
 
 /**
  * Which backend a context should use (NyxqContextOptions.backend).
@@ -246,320 +305,11 @@ typedef int32_t NyxqBackend;
 #endif // __cplusplus
 
 /**
- * How much nyxq logs: the level of nyxq_set_log_callback, and
- * NyxqContextOptions.log_level. A context's level above OFF asks for
- * messages up to that level on stderr while the context lives, and only when
- * no log callback is set and NYXQ_LOG is unset (the callback, then NYXQ_LOG,
- * take precedence); nothing outlives the context.
- */
-enum NyxqLogLevel
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Nothing (the default).
-   */
-  NYXQ_LOG_OFF = 0,
-  NYXQ_LOG_ERROR = 1,
-  NYXQ_LOG_WARN = 2,
-  NYXQ_LOG_INFO = 3,
-  NYXQ_LOG_DEBUG = 4,
-  NYXQ_LOG_TRACE = 5,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqLogLevel NyxqLogLevel;
-#else
-typedef int32_t NyxqLogLevel;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * What happens to NaN, ±Inf and values beyond the target's range.
- */
-enum NyxqNonFinite
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * NYXQ_ERROR_NON_FINITE naming the first bad index; nothing written (default).
-   */
-  NYXQ_NON_FINITE_REJECT = 0,
-  /**
-   * NaN becomes 0; ±Inf and out-of-range values become the largest finite value.
-   */
-  NYXQ_NON_FINITE_SATURATE = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqNonFinite NyxqNonFinite;
-#else
-typedef int32_t NyxqNonFinite;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * How Adam stores its moments (NyxqAdamOptions.state).
- */
-enum NyxqAdamState
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * FP32 moments: 8 bytes per parameter (the default).
-   */
-  NYXQ_ADAM_STATE_FP32 = 0,
-  /**
-   * Blockwise 8-bit moments (blocks of 256, an f32 scale each): about 25.4%
-   * of FP32; tensors under 4096 elements keep FP32 state.
-   */
-  NYXQ_ADAM_STATE_INT8 = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqAdamState NyxqAdamState;
-#else
-typedef int32_t NyxqAdamState;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Tensor roles (nyxq_model_add_tensor).
- */
-enum NyxqRole
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  NYXQ_ROLE_EMBEDDING = 0,
-  NYXQ_ROLE_ATTENTION = 1,
-  NYXQ_ROLE_MLP = 2,
-  /**
-   * The output projection (LM head).
-   */
-  NYXQ_ROLE_OUTPUT = 3,
-  /**
-   * Norm weights: always F32.
-   */
-  NYXQ_ROLE_NORM = 4,
-  /**
-   * Biases: always F32.
-   */
-  NYXQ_ROLE_BIAS = 5,
-  NYXQ_ROLE_OTHER = 6,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqRole NyxqRole;
-#else
-typedef int32_t NyxqRole;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Where a tensor lives: a plan's decision (NyxqPlanEntry.placement) and a
- * nyxq tensor's memory (nyxq_tensor_create_in, nyxq_tensor_migrate,
- * nyxq_tensor_placement), so a plan entry's placement can be passed on as is.
- */
-enum NyxqPlacement
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Device-local memory of the Vulkan device (for a tensor:
-   * nyxq_tensor_vk_buffer gives its VkBuffers for the trainer's shaders).
-   */
-  NYXQ_PLACEMENT_DEVICE = 0,
-  /**
-   * Host memory (for a tensor: nyxq_tensor_data gives a view of its bytes).
-   */
-  NYXQ_PLACEMENT_HOST = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqPlacement NyxqPlacement;
-#else
-typedef int32_t NyxqPlacement;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * How optimizer state is stored in training (NyxqPlanPolicy.optimizer_state).
- */
-enum NyxqOptimizerState
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Adam moments in FP32: 8 bytes per parameter (default).
-   */
-  NYXQ_OPTIMIZER_FP32 = 0,
-  /**
-   * Adam moments in 8 bits with an FP32 scale per 256 values.
-   */
-  NYXQ_OPTIMIZER_BLOCKWISE8 = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqOptimizerState NyxqOptimizerState;
-#else
-typedef int32_t NyxqOptimizerState;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
- */
-enum NyxqDeviceType
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  NYXQ_DEVICE_TYPE_OTHER = 0,
-  NYXQ_DEVICE_TYPE_INTEGRATED_GPU = 1,
-  NYXQ_DEVICE_TYPE_DISCRETE_GPU = 2,
-  NYXQ_DEVICE_TYPE_VIRTUAL_GPU = 3,
-  NYXQ_DEVICE_TYPE_CPU = 4,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum NyxqDeviceType NyxqDeviceType;
-#else
-typedef int32_t NyxqDeviceType;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Adam's state for one parameter tensor. Calls on one optimizer must not
- * overlap (each call takes its lock); different optimizers run in parallel.
- */
-typedef struct NyxqAdam NyxqAdam;
-
-/**
- * A parsed [quantization] section. Create with nyxq_config_load or
- * nyxq_config_parse, release with nyxq_config_destroy. Immutable: any thread
- * may use it at once.
- */
-typedef struct NyxqConfig NyxqConfig;
-
-/**
  * A working context: the backend and its settings. Create with
  * nyxq_context_create, release with nyxq_context_destroy. A context may be
  * used from several threads at once.
  */
 typedef struct NyxqContext NyxqContext;
-
-/**
- * A dynamic loss scaler (PyTorch GradScaler semantics). Not for concurrent
- * use: calls on one scaler must not overlap (each call takes its lock).
- */
-typedef struct NyxqLossScaler NyxqLossScaler;
-
-/**
- * A model description being built (tensors, roles, shapes, measured errors).
- * Create with nyxq_model_create or nyxq_model_load, release with
- * nyxq_model_destroy. Calls may come from several threads; they are serialised.
- */
-typedef struct NyxqModel NyxqModel;
-
-/**
- * A finished plan. Create with nyxq_plan_create or nyxq_plan_replan, release
- * with nyxq_plan_destroy. Immutable: any thread may read it at once.
- */
-typedef struct NyxqPlan NyxqPlan;
-
-/**
- * A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release
- * with nyxq_tensor_destroy. Calls on one tensor may come from several threads;
- * an upload waits for reads in progress and the other way round.
- */
-typedef struct NyxqTensor NyxqTensor;
-
-/**
- * Planning policy. Fill with nyxq_plan_policy_default or nyxq_config_policy.
- * New fields are only ever appended.
- */
-typedef struct {
-  /**
-   * sizeof(NyxqPlanPolicy) as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
-   */
-  uint32_t allowed_formats;
-  /**
-   * Least SNR of every tensor in dB. Default 20.
-   */
-  double min_snr_db;
-  /**
-   * Nonzero: training (gradients, optimizer state, activation reserve count).
-   */
-  int32_t training;
-  /**
-   * A NyxqOptimizerState. Default FP32.
-   */
-  int32_t optimizer_state;
-  /**
-   * NyxqFormat of gradients: F32, F16 or BF16. Default F32.
-   */
-  int32_t gradient_format;
-  /**
-   * Nonzero: training keeps an FP32 master copy of quantized weights.
-   */
-  int32_t master_weights;
-  /**
-   * Device bytes kept free; NYXQ_DEFAULT_BYTES = min(1 GiB, 10% of the device).
-   */
-  uint64_t safety_margin_bytes;
-  /**
-   * Device bytes kept for activations; NYXQ_DEFAULT_BYTES = 1/8 of the device
-   * (at most 1 GiB) in training, 0 in inference.
-   */
-  uint64_t activation_reserve_bytes;
-  /**
-   * Cap on the device bytes the plan may use; 0 = none.
-   */
-  uint64_t device_cap_bytes;
-  /**
-   * Cap on weight bytes as a fraction of FP32 weights, in (0, 1]. Default 1.
-   */
-  double max_fraction_of_fp32;
-  /**
-   * Nonzero (default): tensors may go to host memory when the device is full.
-   */
-  int32_t allow_host_offload;
-  /**
-   * Nonzero (default): lower precision before offloading.
-   */
-  int32_t prefer_device;
-  /**
-   * Nonzero (default): formats may go below the preferred ones to fit.
-   */
-  int32_t adaptive;
-  /**
-   * Nonzero (default): F32 ends the fallback chain.
-   */
-  int32_t fallback_to_fp32;
-  /**
-   * Preferred NyxqFormat for every role; -1 (default) = the most accurate allowed.
-   */
-  int32_t default_format;
-  /**
-   * Preferred NyxqFormat per NyxqRole (index = role); -1 = default_format.
-   */
-  int32_t role_formats[7];
-  /**
-   * Overrides "regex=format,regex=format" (llama.cpp's --tensor-type), or
-   * NULL. Read during nyxq_plan_create only.
-   */
-  const char *overrides;
-} NyxqPlanPolicy;
 
 /**
  * Options for nyxq_context_create. Fill with nyxq_context_options_default,
@@ -640,12 +390,166 @@ typedef struct {
   /**
    * The backend's name, NUL-terminated ("cpu", ...).
    */
-  char backend_name[32];
+  char backend_name[NYXQ_BACKEND_NAME_LEN];
   /**
    * Why AUTO fell back to the CPU; empty when it did not.
    */
-  char fallback_reason[256];
+  char fallback_reason[NYXQ_FALLBACK_REASON_LEN];
 } NyxqContextInfo;
+
+/**
+ * Writes the default options, with struct_size set, into *options_out.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_context_options_default(NyxqContextOptions *options_out);
+
+/**
+ * Creates a context. `options` may be NULL for the defaults (AUTO backend, all
+ * cores, no logging). On success *ctx_out receives a handle to release with
+ * nyxq_context_destroy; on failure it is untouched.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
+ * (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
+ * (a backend this build or machine lacks). Thread-safe.
+ */
+NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
+                               NyxqContext **ctx_out);
+
+/**
+ * Releases a context. NULL is a no-op. Tensors made from it stay usable (they
+ * keep what they need alive). Do not use the handle afterwards; if you do,
+ * calls report NYXQ_ERROR_INVALID_HANDLE.
+ *
+ * Recorded work: while tickets of dispatches recorded through `ctx`
+ * (nyxq_vk_cmd_*) are unreleased, the call refuses with
+ * NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and the message says how
+ * many tickets are outstanding; the context stays alive and usable. Wait for
+ * the submissions holding those command buffers (fence or semaphore), call
+ * nyxq_vk_release(ctx, last ticket), then destroy. nyxq cannot see whether a
+ * released ticket's command buffer is still pending: releasing early is the
+ * caller's error, which the validation layer reports as
+ * VUID-vkDestroyPipeline-pipeline-00765 or
+ * VUID-vkDestroyDescriptorPool-descriptorPool-00303.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets). Thread-safe, but no other call may be using `ctx` at the
+ * same time.
+ */
+NyxqStatus nyxq_context_destroy(NyxqContext *ctx);
+
+/**
+ * Describes the backend a context is running on.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_context_info(const NyxqContext *ctx,
+                             NyxqContextInfo *info_out);
+
+/* ---- Formats and quantization ---- */
+
+/**
+ * Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
+ */
+enum NyxqFormat
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * IEEE binary32.
+   */
+  NYXQ_FORMAT_F32 = 0,
+  /**
+   * IEEE binary16, round to nearest even.
+   */
+  NYXQ_FORMAT_F16 = 1,
+  /**
+   * bfloat16: the top 16 bits of binary32, round to nearest even.
+   */
+  NYXQ_FORMAT_BF16 = 2,
+  /**
+   * INT8 blocks of 32: f16 scale d, int8 q[32]; x = d*q (8.5 bits/weight).
+   */
+  NYXQ_FORMAT_Q8_0 = 3,
+  /**
+   * INT4 blocks of 32: f16 d, 16 bytes of nibbles; x = d*(q-8) (4.5 bits/weight).
+   */
+  NYXQ_FORMAT_Q4_0 = 4,
+  /**
+   * INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
+   */
+  NYXQ_FORMAT_Q4_1 = 5,
+  /**
+   * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
+   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
+   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+   */
+  NYXQ_FORMAT_Q5_0 = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqFormat NyxqFormat;
+#else
+typedef int32_t NyxqFormat;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Rounding modes (NyxqQuantizeOptions.rounding).
+ */
+enum NyxqRounding
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Round to nearest, byte-identical with ggml's reference quantizers (default).
+   */
+  NYXQ_ROUNDING_NEAREST = 0,
+  /**
+   * Search each block's scale for the lowest squared error, weighted by
+   * NyxqQuantizeOptions.importance when given. Same as NEAREST for F16/BF16.
+   */
+  NYXQ_ROUNDING_ERROR_MINIMISING = 1,
+  /**
+   * Unbiased stochastic rounding from NyxqQuantizeOptions.seed; the same seed
+   * gives the same bytes, on any thread count.
+   */
+  NYXQ_ROUNDING_STOCHASTIC = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqRounding NyxqRounding;
+#else
+typedef int32_t NyxqRounding;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What happens to NaN, ±Inf and values beyond the target's range.
+ */
+enum NyxqNonFinite
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * NYXQ_ERROR_NON_FINITE naming the first bad index; nothing written (default).
+   */
+  NYXQ_NON_FINITE_REJECT = 0,
+  /**
+   * NaN becomes 0; ±Inf and out-of-range values become the largest finite value.
+   */
+  NYXQ_NON_FINITE_SATURATE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqNonFinite NyxqNonFinite;
+#else
+typedef int32_t NyxqNonFinite;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * A format's description (nyxq_format_info).
@@ -672,184 +576,6 @@ typedef struct {
    */
   double bits_per_weight;
 } NyxqFormatInfo;
-
-/**
- * What the planner knows about a machine. Fill it with nyxq_hardware_profile,
- * nyxq_hardware_load or nyxq_hardware_detect, then change what you need.
- */
-typedef struct {
-  /**
-   * sizeof(NyxqHardware) as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * Size of the device-local memory the model may live in.
-   */
-  uint64_t device_local_bytes;
-  /**
-   * What the process may use now (VK_EXT_memory_budget); 0 = device_local_bytes.
-   */
-  uint64_t device_budget_bytes;
-  /**
-   * Host memory tensors may be offloaded to.
-   */
-  uint64_t host_bytes;
-  /**
-   * Largest single allocation; 0 = no limit.
-   */
-  uint64_t max_allocation_bytes;
-  /**
-   * Nonzero: device memory is system RAM (integrated GPU).
-   */
-  uint8_t unified_memory;
-  /**
-   * Nonzero: FP16 arithmetic in shaders.
-   */
-  uint8_t fp16_arithmetic;
-  /**
-   * Nonzero: accelerated 8-bit integer dot products.
-   */
-  uint8_t int8_dot;
-  /**
-   * Nonzero: 16-bit storage buffers.
-   */
-  uint8_t storage_16bit;
-  /**
-   * Nonzero: 8-bit storage buffers.
-   */
-  uint8_t storage_8bit;
-  /**
-   * Nonzero: no GPU; device memory is host memory.
-   */
-  uint8_t cpu_only;
-  /**
-   * The profile's name, NUL-terminated.
-   */
-  char name[64];
-} NyxqHardware;
-
-/**
- * Receives one nyxq log message: `user_data` as given to
- * nyxq_set_log_callback, the message's NyxqLogLevel (NYXQ_LOG_ERROR ..
- * NYXQ_LOG_TRACE) and the message, NUL-terminated UTF-8 without a trailing
- * newline, valid during the call only.
- *
- * It is called on whichever thread logs: any thread that is inside a nyxq
- * call, including nyxq's own worker threads, possibly several at once. It
- * must not throw (an exception must not cross into nyxq), and must not call
- * nyxq_set_log_callback (that call waits for running callbacks to return).
- */
-typedef void (*NyxqLogCallback)(void *user_data,
-                                int32_t level,
-                                const char *message);
-
-/**
- * Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
- */
-typedef struct {
-  /**
-   * 1 when a plan fits.
-   */
-  int32_t feasible;
-  /**
-   * 1 when `recommended_*` name a ladder shape that fits (only when infeasible).
-   */
-  int32_t has_recommendation;
-  /**
-   * Bytes missing (0 when feasible).
-   */
-  uint64_t shortfall_bytes;
-  /**
-   * The largest shape of the model ladder that fits: hidden size,
-   */
-  uint64_t recommended_hidden;
-  /**
-   * total transformer blocks,
-   */
-  uint64_t recommended_layers;
-  /**
-   * vocabulary,
-   */
-  uint64_t recommended_vocab;
-  /**
-   * and its name, NUL-terminated.
-   */
-  char recommended_name[64];
-} NyxqPlanFeasibility;
-
-/**
- * A plan's totals (nyxq_plan_summary).
- */
-typedef struct {
-  size_t tensor_count;
-  /**
-   * Tensors the replan that made this plan changed (0 for nyxq_plan_create).
-   */
-  size_t changed_count;
-  uint64_t device_bytes;
-  uint64_t host_bytes;
-  /**
-   * What the tensors may take on the device (after margin and reserve).
-   */
-  uint64_t device_budget;
-  uint64_t host_budget;
-  uint64_t safety_margin;
-  uint64_t activation_reserve;
-  /**
-   * What every tensor in F32 would take.
-   */
-  uint64_t fp32_bytes;
-  /**
-   * Σ sensitivity × relative noise power.
-   */
-  double weighted_error;
-} NyxqPlanSummary;
-
-/**
- * One tensor's line of a plan (nyxq_plan_entries).
- */
-typedef struct {
-  /**
-   * The tensor's name; valid until the plan is destroyed.
-   */
-  const char *name;
-  /**
-   * Its NyxqRole.
-   */
-  int32_t role;
-  /**
-   * Its NyxqFormat.
-   */
-  int32_t format;
-  /**
-   * Its NyxqPlacement.
-   */
-  int32_t placement;
-  /**
-   * 1 when the replan that made this plan changed it.
-   */
-  int32_t changed;
-  /**
-   * Bytes of the weights, block scales included.
-   */
-  uint64_t weight_bytes;
-  /**
-   * Weights plus, in training, gradients and optimizer state.
-   */
-  uint64_t bytes;
-  /**
-   * Expected SNR in dB; +infinity for F32.
-   */
-  double snr_db;
-  /**
-   * 0 exact (F32), 1 measured from data, 2 estimated.
-   */
-  int32_t error_source;
-  /**
-   * Every decision about the tensor in words; valid until the plan is destroyed.
-   */
-  const char *reason;
-} NyxqPlanEntry;
 
 /**
  * Options for quantizing. NULL means all defaults. New fields are only ever appended.
@@ -917,6 +643,144 @@ typedef struct {
 } NyxqErrorMetrics;
 
 /**
+ * Describes a format.
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format), NYXQ_ERROR_NULL_POINTER.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_format_info(int32_t format,
+                            NyxqFormatInfo *info_out);
+
+/**
+ * Bytes that `n` elements take in `format`, scales included.
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
+ * of the block size; the message names the next valid count),
+ * NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
+ * object may take, or `n` is not a multiple of the block size and the next
+ * multiple does not fit in size_t),
+ * NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_quantized_size(int32_t format,
+                               size_t n,
+                               size_t *bytes_out);
+
+/**
+ * Bytes of a device buffer range that holds `n` elements in `format`: the
+ * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
+ * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
+ * BF16 values neither).
+ *
+ * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
+ * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_device_range_size(int32_t format,
+                                  size_t n,
+                                  size_t *bytes_out);
+
+/**
+ * Fills `options_out` with the defaults: nearest rounding, NaN/Inf rejected,
+ * seed 0, first_index 0, no importance, and struct_size set. Passing these is
+ * the same as passing NULL; fill them first, then change the fields you need.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_quantize_options_default(NyxqQuantizeOptions *options_out);
+
+/**
+ * Quantizes `n` floats from `src` into `dst` in `format`, writing exactly
+ * nyxq_quantized_size(format, n) bytes. Large inputs use the context's threads.
+ *
+ * - `ctx`: a context (for threads and backend). `options`: NULL for defaults.
+ * - `src`: `n` floats, read only during the call; (NULL, 0) is empty.
+ * - `dst`: `dst_len` bytes; nothing is written on any error.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
+ * importance length, first_index + n beyond INT64_MAX, `dst` overlapping
+ * `src` or options->importance),
+ * NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
+ * NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
+ * first_index). Thread-safe: several threads may quantize through one
+ * context at once.
+ */
+NyxqStatus nyxq_quantize(const NyxqContext *ctx,
+                         int32_t format,
+                         const float *src,
+                         size_t n,
+                         const NyxqQuantizeOptions *options,
+                         void *dst,
+                         size_t dst_len);
+
+/**
+ * Dequantizes `src_len` bytes of `format` into `dst` as floats.
+ *
+ * - `src`: whole blocks of `format`; `dst`: room for `dst_len` floats, of which
+ *   the first n = src_len / block_bytes * block_size are written.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks,
+ * `dst` overlapping `src`),
+ * NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
+ * space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_dequantize(const NyxqContext *ctx,
+                           int32_t format,
+                           const void *src,
+                           size_t src_len,
+                           float *dst,
+                           size_t dst_len);
+
+/**
+ * Quantizes `n` floats to `format` and back in one pass, writing the round
+ * trip's result into `dst` (quantization-aware training's forward weights).
+ * `src` and `dst` may be the same buffer; any other overlap is
+ * NYXQ_ERROR_INVALID_ARGUMENT. Options and errors as nyxq_quantize;
+ * `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
+ * copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
+ * allocated (nothing written). Thread-safe.
+ */
+NyxqStatus nyxq_fake_quantize(const NyxqContext *ctx,
+                              int32_t format,
+                              const float *src,
+                              size_t n,
+                              const NyxqQuantizeOptions *options,
+                              float *dst,
+                              size_t dst_len);
+
+/**
+ * Measures how far `quantized` (whole blocks of `format`, `quantized_len` bytes,
+ * holding exactly `n` elements) is from `original` (`n` floats).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown format,
+ * lengths that disagree), NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+NyxqStatus nyxq_quant_error(int32_t format,
+                            const float *original,
+                            size_t n,
+                            const void *quantized,
+                            size_t quantized_len,
+                            NyxqErrorMetrics *metrics_out);
+
+/* ---- Tensors ---- */
+
+/**
+ * Most dimensions a tensor may have.
+ */
+#define NYXQ_MAX_RANK 8
+
+/**
+ * A quantized tensor owned by nyxq. Create with nyxq_tensor_create, release
+ * with nyxq_tensor_destroy. Calls on one tensor may come from several threads;
+ * an upload waits for reads in progress and the other way round.
+ */
+typedef struct NyxqTensor NyxqTensor;
+
+/**
  * A tensor's description (nyxq_tensor_info).
  */
 typedef struct {
@@ -976,68 +840,266 @@ typedef struct {
 } NyxqVkTensorBuffer;
 
 /**
- * Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
+ * Creates a zero-filled tensor named `name` (UTF-8, copied) of the given shape
+ * (`rank` dimensions, outermost first; the last is the row length and must be
+ * a multiple of the format's block size) in `format`, in host memory.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, rank 0 or above NYXQ_MAX_RANK, a
+ * zero dimension, rows not whole blocks, name not UTF-8),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
  */
-typedef struct {
-  /**
-   * sizeof(NyxqLossScalerOptions).
-   */
-  size_t struct_size;
-  /**
-   * Starting scale. Default 65536.
-   */
-  float initial_scale;
-  /**
-   * Factor applied after growth_interval finite steps in a row (> 1). Default 2.
-   */
-  float growth_factor;
-  /**
-   * Factor applied on a non-finite gradient (in (0, 1)). Default 0.5.
-   */
-  float backoff_factor;
-  /**
-   * Finite steps in a row before growing (>= 1). Default 2000.
-   */
-  uint32_t growth_interval;
-  /**
-   * The floor the scale never goes below (> 0). Default 1.
-   */
-  float min_scale;
-  /**
-   * 1 to scale (FP16 training), 0 to only check (BF16 training). Default 1.
-   */
-  uint32_t enabled;
-} NyxqLossScalerOptions;
+NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
+                              const char *name,
+                              const uint64_t *shape,
+                              size_t rank,
+                              int32_t format,
+                              NyxqTensor **tensor_out);
 
 /**
- * Options for nyxq_adam_create; fill with nyxq_adam_options_default.
+ * As nyxq_tensor_create, in `placement` (a NyxqPlacement). A DEVICE tensor's
+ * bytes live in device-local buffers of the context's Vulkan device, split
+ * into chunks of whole rows (nyxq_tensor_vk_buffer). When that allocation
+ * fails the result is NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, or, with the context
+ * option vulkan_host_fallback, a HOST tensor (nyxq_tensor_placement says
+ * which; the log says why).
+ *
+ * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+ * format with no Vulkan kernel (Q5_0), a row larger than the device's
+ * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * NYXQ_ERROR_VULKAN. Thread-safe.
  */
-typedef struct {
-  /**
-   * sizeof(NyxqAdamOptions).
-   */
-  size_t struct_size;
-  /**
-   * Default 0.9.
-   */
-  float beta1;
-  /**
-   * Default 0.999.
-   */
-  float beta2;
-  /**
-   * Default 1e-8.
-   */
-  float eps;
-  /**
-   * Decoupled (AdamW) weight decay; default 0 (Adam).
-   */
-  float weight_decay;
-  /**
-   * A NyxqAdamState value. Default NYXQ_ADAM_STATE_FP32.
-   */
-  int32_t state;
-} NyxqAdamOptions;
+NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
+                                 const char *name,
+                                 const uint64_t *shape,
+                                 size_t rank,
+                                 int32_t format,
+                                 int32_t placement,
+                                 NyxqTensor **tensor_out);
+
+/**
+ * Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
+ *
+ * Recorded work: while unreleased tickets of dispatches recorded through the
+ * tensor's context (nyxq_vk_cmd_*) bind one of a DEVICE tensor's VkBuffers,
+ * the call refuses with NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and
+ * the message says how many tickets bind them; the tensor stays usable. Wait
+ * for those submissions, call nyxq_vk_release, then destroy. nyxq cannot see
+ * the trainer's own commands (its shaders binding the buffers from
+ * nyxq_tensor_vk_buffer): those must have completed before this call.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets bind its buffers). No other call may be using the tensor.
+ */
+NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
+
+/**
+ * Quantizes `n` floats (exactly the tensor's element count) into the tensor.
+ * `options` as for nyxq_quantize. On error the tensor keeps its old bytes.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
+ * NYXQ_ERROR_NON_FINITE. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
+                              const float *src,
+                              size_t n,
+                              const NyxqQuantizeOptions *options);
+
+/**
+ * Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
+ * element count). `dst` must not overlap the tensor's own bytes.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+ */
+NyxqStatus nyxq_tensor_download(const NyxqTensor *tensor,
+                                float *dst,
+                                size_t dst_len);
+
+/**
+ * A read-only view of a HOST tensor's quantized bytes (the format's exact
+ * layout). The pointer stays valid until the tensor is destroyed or migrated;
+ * its contents change when the tensor is uploaded to. Never write through it
+ * or free it. A DEVICE tensor has no host view: download it, or bind its
+ * buffers (nyxq_tensor_vk_buffer).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (a DEVICE tensor). Thread-safe.
+ */
+NyxqStatus nyxq_tensor_data(const NyxqTensor *tensor,
+                            const void **data_out,
+                            size_t *len_out);
+
+/**
+ * Makes a new tensor holding this one's values in another format (dequantize,
+ * then quantize with `options`). The source is unchanged.
+ *
+ * Errors: as nyxq_tensor_create and nyxq_tensor_upload. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_convert(const NyxqTensor *tensor,
+                               int32_t format,
+                               const NyxqQuantizeOptions *options,
+                               NyxqTensor **tensor_out);
+
+/**
+ * Describes a tensor.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_info(const NyxqTensor *tensor,
+                            NyxqTensorInfo *info_out);
+
+/**
+ * Where a tensor's bytes are now (a NyxqPlacement).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
+                                 int32_t *placement_out);
+
+/**
+ * Moves a tensor's bytes to `placement` (a NyxqPlacement), unchanged, through
+ * staging buffers; moving to where it already is does nothing. To the device,
+ * everything is allocated before anything is freed: when that fails the
+ * tensor stays on the host, intact, and the result is
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (or NYXQ_OK with the context option
+ * vulkan_host_fallback: check nyxq_tensor_placement). A view from
+ * nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
+ * DEVICE tensor are destroyed when it moves to the host, so your command
+ * buffers that use them must have completed; while unreleased tickets of
+ * dispatches recorded through the tensor's context bind them, moving to the
+ * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
+ * nyxq_tensor_destroy).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
+ * with no Vulkan kernel (Q5_0)),
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
+ * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+ */
+NyxqStatus nyxq_tensor_migrate(NyxqTensor *tensor,
+                               int32_t placement);
+
+/**
+ * The VkBuffer, offset and size of chunk `index` of a DEVICE tensor, so the
+ * trainer's shaders can bind the quantized bytes (layout as the format
+ * defines; chunks hold whole rows, in order). Valid until the tensor is
+ * destroyed or migrated. nyxq writes those buffers only in nyxq_tensor_upload
+ * and nyxq_tensor_migrate; your command buffers that read them must not run
+ * at the same time as those calls.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (index >= chunk_count), NYXQ_ERROR_UNSUPPORTED
+ * (a HOST tensor). *buffer_out is written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
+                                 uint64_t index,
+                                 NyxqVkTensorBuffer *buffer_out);
+
+/* ---- Matrix-vector products (CPU) ---- */
+
+/**
+ * y = W·x (+ bias) for `batch` vectors (1 to 8): y[b·rows + r] =
+ * Σ_c W[r][c]·x[b·cols + c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format`, row-major, each row whole blocks
+ *   (what nyxq_quantize writes for the flattened matrix), `w_len` bytes exactly.
+ * - `x`: batch·cols floats; `bias`: NULL or `rows` floats; `y`: at least
+ *   batch·rows floats (only those are written).
+ *
+ * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
+ * FP64 product of the dequantized weights the error is at most
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
+ * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
+ * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
+ * NaN/Inf in x propagate. Large matrices use the context's threads.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
+ * blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs,
+ * `y` overlapping `w`, `x` or `bias`; the inputs may overlap each other),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
+ * floats). Thread-safe.
+ */
+NyxqStatus nyxq_matvec(const NyxqContext *ctx,
+                       int32_t format,
+                       const void *w,
+                       size_t w_len,
+                       uint64_t rows,
+                       uint64_t cols,
+                       const float *x,
+                       size_t x_len,
+                       uint32_t batch,
+                       const float *bias,
+                       size_t bias_len,
+                       float *y,
+                       size_t y_len);
+
+/**
+ * y = xᵀ·W for `batch` vectors (the backward pass of a quantized layer):
+ * y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats; `y`: at
+ * least batch·cols floats. Weights, errors and accuracy as nyxq_matvec (the
+ * sum runs over rows; `y` overlapping `w` or `x` is NYXQ_ERROR_INVALID_ARGUMENT).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
+                                  int32_t format,
+                                  const void *w,
+                                  size_t w_len,
+                                  uint64_t rows,
+                                  uint64_t cols,
+                                  const float *x,
+                                  size_t x_len,
+                                  uint32_t batch,
+                                  float *y,
+                                  size_t y_len);
+
+/* ---- Vulkan: borrowed devices and command recording ---- */
+
+/**
+ * Bytes of NyxqDeviceInfo.name, the NUL included (VK_MAX_PHYSICAL_DEVICE_NAME_SIZE).
+ */
+#define NYXQ_DEVICE_NAME_LEN 256
+
+/**
+ * Bytes of NyxqDeviceInfo.vendor_name, the NUL included.
+ */
+#define NYXQ_VENDOR_NAME_LEN 32
+
+/**
+ * Bytes of NyxqDeviceInfo.driver_name, the NUL included (VK_MAX_DRIVER_NAME_SIZE).
+ */
+#define NYXQ_DRIVER_NAME_LEN 256
+
+/**
+ * Bytes of NyxqDeviceInfo.driver_info, the NUL included (VK_MAX_DRIVER_INFO_SIZE).
+ */
+#define NYXQ_DRIVER_INFO_LEN 256
+
+/**
+ * Kind of Vulkan device (NyxqDeviceInfo.device_type), as Vulkan reports it.
+ */
+enum NyxqDeviceType
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_DEVICE_TYPE_OTHER = 0,
+  NYXQ_DEVICE_TYPE_INTEGRATED_GPU = 1,
+  NYXQ_DEVICE_TYPE_DISCRETE_GPU = 2,
+  NYXQ_DEVICE_TYPE_VIRTUAL_GPU = 3,
+  NYXQ_DEVICE_TYPE_CPU = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqDeviceType NyxqDeviceType;
+#else
+typedef int32_t NyxqDeviceType;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Facts about the Vulkan device a context runs on (nyxq_context_device_info).
@@ -1047,11 +1109,11 @@ typedef struct {
   /**
    * VkPhysicalDeviceProperties.deviceName.
    */
-  char name[256];
+  char name[NYXQ_DEVICE_NAME_LEN];
   /**
    * Vendor's name derived from vendor_id ("NVIDIA", "AMD", "Intel", "Mesa", "unknown").
    */
-  char vendor_name[32];
+  char vendor_name[NYXQ_VENDOR_NAME_LEN];
   /**
    * PCI vendor ID (or Khronos vendor ID).
    */
@@ -1060,11 +1122,11 @@ typedef struct {
   /**
    * VkPhysicalDeviceDriverProperties.driverName, e.g. "llvmpipe", "NVIDIA".
    */
-  char driver_name[256];
+  char driver_name[NYXQ_DRIVER_NAME_LEN];
   /**
    * VkPhysicalDeviceDriverProperties.driverInfo, e.g. "Mesa 22.3.6 (LLVM 15.0.6)".
    */
-  char driver_info[256];
+  char driver_info[NYXQ_DRIVER_INFO_LEN];
   /**
    * Raw driverVersion (the encoding is the vendor's).
    */
@@ -1232,322 +1294,588 @@ typedef struct {
   uint64_t last_ticket;
 } NyxqVkRecorderUsage;
 
-#ifdef __cplusplus
-extern "C" {
+/**
+ * Describes the Vulkan device a context runs on.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED when the context runs on the CPU (nyxq_context_info
+ * says why). *info_out is written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
+                                    NyxqDeviceInfo *info_out);
+
+/**
+ * Creates a Vulkan context on the caller's instance, device and queue
+ * (borrowed). nyxq loads its function pointers through
+ * `handles->get_instance_proc_addr`, checks that the instance and the device
+ * give Vulkan 1.2 (the instance created with apiVersion VK_API_VERSION_1_2
+ * or higher: nyxq's shaders are SPIR-V 1.5 and it reads the Vulkan 1.1 and
+ * 1.2 properties and features) and that `queue_family` has
+ * compute, runs the kernel self-test, and never destroys anything it
+ * borrowed: destroy the context before your device. A context is never
+ * created with every kernel disabled: when every kernel fails its self-test
+ * the call fails with the reason.
+ *
+ * Queue use: nyxq submits to `queue` only inside its own calls, serialised by
+ * a lock; do not submit to the same queue from another thread during a nyxq
+ * call, or pass a queue of your own. Every nyxq submission is waited on
+ * before the call returns.
+ *
+ * `options` (NULL for defaults) gives log level, threads, validation is
+ * ignored (the instance is yours). On failure *ctx_out is untouched.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
+ * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+ * NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
+ * a device below Vulkan 1.2, the message naming the versions and the fix;
+ * every kernel failing its self-test), NYXQ_ERROR_VULKAN.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
+                                               const NyxqVulkanHandles *handles,
+                                               NyxqContext **ctx_out);
+
+/**
+ * Records the quantization of `n` floats (F32, at `src`) to `format` (at
+ * `dst`) into `command_buffer`; the bytes equal nyxq_quantize's.
+ *
+ * `command_buffer` is a VkCommandBuffer (passed as `void *`, no cast needed)
+ * allocated from the context's VkDevice, in the recording state, outside a
+ * render pass. nyxq binds a compute pipeline, descriptor set 0 and push
+ * constants (rebind yours afterwards) and records its dispatches; it records
+ * no barrier, submits nothing and waits for nothing. Put a barrier before
+ * (your writes of `src` -> shader reads) and after (shader writes of `dst` ->
+ * your reads), as for any compute dispatch.
+ *
+ * `options` (NULL for defaults): NEAREST or STOCHASTIC rounding with `seed`
+ * and `first_index`. The values are not read at record time, so they are not
+ * checked: NaN, ±Inf or values beyond the format's range give unspecified
+ * bytes there (nyxq_quantize checks them on the host).
+ *
+ * On success *ticket_out names this recording; the descriptor sets it uses
+ * stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket. While
+ * a ticket is unreleased, nyxq_context_destroy refuses, and so do
+ * nyxq_tensor_destroy and the move to the host of a DEVICE tensor whose
+ * buffers it binds.
+ *
+ * What nyxq checks: the handles, the format, `n`, each range's alignment,
+ * size and bounds (NyxqVkBufferRange), overlap. What it cannot check, and
+ * the validation layer reports: that `command_buffer` belongs to the
+ * context's VkDevice and is in the recording state outside a render pass,
+ * the buffers' usage flags and device, the barriers around the dispatch.
+ * Breaking those is undefined behaviour in Vulkan, not an nyxq error.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, src, dst, a buffer,
+ * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT
+ * (unknown format, n of 0 or not whole blocks, misaligned offset, a range
+ * past the buffer's memory requirement, overlapping src and dst),
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
+ * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
+ * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
+ * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * error. Thread-safe for distinct command buffers (Vulkan requires external
+ * synchronisation of one command buffer).
+ */
+NyxqStatus nyxq_vk_cmd_quantize(NyxqContext *ctx,
+                                void *command_buffer,
+                                int32_t format,
+                                uint64_t n,
+                                const NyxqVkBufferRange *src,
+                                const NyxqVkBufferRange *dst,
+                                const NyxqQuantizeOptions *options,
+                                uint64_t *ticket_out);
+
+/**
+ * Records the dequantization of `n` values of `format` (at `src`) into
+ * `out_format` (NYXQ_FORMAT_F32, or NYXQ_FORMAT_F16 for binary16 bits) at
+ * `dst`. The values equal nyxq_dequantize's (F16: those floats rounded to
+ * nearest even). Command buffer, ranges, tickets and errors as
+ * nyxq_vk_cmd_quantize; NYXQ_ERROR_UNSUPPORTED also for F32 -> F16 (that is a
+ * quantize) and for an `out_format` other than F32 and F16.
+ */
+NyxqStatus nyxq_vk_cmd_dequantize(NyxqContext *ctx,
+                                  void *command_buffer,
+                                  int32_t format,
+                                  uint64_t n,
+                                  const NyxqVkBufferRange *src,
+                                  const NyxqVkBufferRange *dst,
+                                  int32_t out_format,
+                                  uint64_t *ticket_out);
+
+/**
+ * Records quantize-then-dequantize of `n` floats (at `src`) through `format`
+ * into floats at `dst` (quantization-aware training's forward weights, equal
+ * to nyxq_fake_quantize's). `src` and `dst` must not overlap. Options,
+ * command buffer, tickets and errors as nyxq_vk_cmd_quantize.
+ */
+NyxqStatus nyxq_vk_cmd_fake_quantize(NyxqContext *ctx,
+                                     void *command_buffer,
+                                     int32_t format,
+                                     uint64_t n,
+                                     const NyxqVkBufferRange *src,
+                                     const NyxqVkBufferRange *dst,
+                                     const NyxqQuantizeOptions *options,
+                                     uint64_t *ticket_out);
+
+/**
+ * Tells nyxq that every command buffer holding recordings up to and
+ * including `ticket` has completed (or will never be submitted): their
+ * descriptor sets return to nyxq's pools for later recordings. Call it after
+ * your fence or timeline wait; passing the last ticket you received releases
+ * everything. Releasing an already released ticket again is a no-op.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
+ * (a CPU context). Thread-safe.
+ */
+NyxqStatus nyxq_vk_release(NyxqContext *ctx,
+                           uint64_t ticket);
+
+/**
+ * What the context's recorder holds: descriptor pools, unreleased sets and
+ * the last ticket (for leak checks: pools stay constant when you release).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context). *usage_out is written only on
+ * success. Thread-safe.
+ */
+NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
+                                  NyxqVkRecorderUsage *usage_out);
+
+/**
+ * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
+ * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
+ *   kernels: not Q5_0), row-major,
+ *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
+ *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
+ * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
+ *   batch·rows floats, not overlapping `w`, `x` or `bias`.
+ *
+ * Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
+ * `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
+ * by rows into several dispatches when it does not; no range may end past
+ * its buffer's memory requirement (NyxqVkBufferRange). Command buffer,
+ * barriers, tickets and what nyxq cannot check as nyxq_vk_cmd_quantize: nyxq
+ * binds its pipeline, descriptor set 0 and push constants, records no
+ * barrier before or after, submits nothing.
+ *
+ * Accuracy: weights are dequantized exactly and multiplied in f32 fused
+ * multiply-adds, so against an FP64 product of the dequantized weights
+ * |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal products may be flushed to
+ * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
+ * where the device has subgroup arithmetic, unless compat is forced. On a
+ * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
+ * Q8_0, Q4_0 and Q4_1 use the integer-dot variant instead: x is rounded to
+ * int8 per block of 32 with scale s = max|x|/127, which adds at most
+ * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
+ * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
+ * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
+ * size; the needed bytes in nyxq_last_error_needed_len),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
+ * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
+ * recorded on error. Thread-safe for distinct command buffers.
+ */
+NyxqStatus nyxq_vk_cmd_matvec(NyxqContext *ctx,
+                              void *command_buffer,
+                              int32_t format,
+                              uint64_t rows,
+                              uint64_t cols,
+                              uint32_t batch,
+                              const NyxqVkBufferRange *w,
+                              const NyxqVkBufferRange *x,
+                              const NyxqVkBufferRange *bias,
+                              const NyxqVkBufferRange *y,
+                              uint64_t *ticket_out);
+
+/**
+ * Records y = xᵀ·W for `batch` vectors (the backward pass of a quantized
+ * layer): y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats;
+ * `y`: batch·cols floats. When `w` is split over several dispatches, nyxq
+ * records a compute barrier between them (they add into y). Weights, ranges,
+ * command buffer, tickets, accuracy (the sum runs over rows) and errors as
+ * nyxq_vk_cmd_matvec.
+ */
+NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
+                                         void *command_buffer,
+                                         int32_t format,
+                                         uint64_t rows,
+                                         uint64_t cols,
+                                         uint32_t batch,
+                                         const NyxqVkBufferRange *w,
+                                         const NyxqVkBufferRange *x,
+                                         const NyxqVkBufferRange *y,
+                                         uint64_t *ticket_out);
+
+/* ---- Planning: models, policies, plans, configuration and hardware ---- */
+
+/**
+ * The number of NyxqRole values: the length of NyxqPlanPolicy.role_formats.
+ */
+#define NYXQ_ROLE_COUNT 7
+
+/**
+ * "No value" for the optional u64 fields of NyxqPlanPolicy.
+ */
+#define NYXQ_DEFAULT_BYTES UINT64_MAX
+
+/**
+ * Tensor roles (nyxq_model_add_tensor).
+ */
+enum NyxqRole
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  NYXQ_ROLE_EMBEDDING = 0,
+  NYXQ_ROLE_ATTENTION = 1,
+  NYXQ_ROLE_MLP = 2,
+  /**
+   * The output projection (LM head).
+   */
+  NYXQ_ROLE_OUTPUT = 3,
+  /**
+   * Norm weights: always F32.
+   */
+  NYXQ_ROLE_NORM = 4,
+  /**
+   * Biases: always F32.
+   */
+  NYXQ_ROLE_BIAS = 5,
+  NYXQ_ROLE_OTHER = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqRole NyxqRole;
+#else
+typedef int32_t NyxqRole;
+#endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
 /**
- * Reads the [quantization] section of the INI file at `path`.
- *
- * The file is read as bytes: a UTF-8 byte order mark at its start is
- * skipped; the [quantization] section must be UTF-8 (comments aside), while
- * other sections and comments may hold any bytes.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (`path` not
- * UTF-8), NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG (unknown key, bad
- * value, duplicate key, impossible combination, a line of the section that
- * is not UTF-8: the message gives "file:line: reason"). Thread-safe.
+ * Where a tensor lives: a plan's decision (NyxqPlanEntry.placement) and a
+ * nyxq tensor's memory (nyxq_tensor_create_in, nyxq_tensor_migrate,
+ * nyxq_tensor_placement), so a plan entry's placement can be passed on as is.
  */
-NyxqStatus nyxq_config_load(const char *path,
-                            NyxqConfig **config_out);
+enum NyxqPlacement
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Device-local memory of the Vulkan device (for a tensor:
+   * nyxq_tensor_vk_buffer gives its VkBuffers for the trainer's shaders).
+   */
+  NYXQ_PLACEMENT_DEVICE = 0,
+  /**
+   * Host memory (for a tensor: nyxq_tensor_data gives a view of its bytes).
+   */
+  NYXQ_PLACEMENT_HOST = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqPlacement NyxqPlacement;
+#else
+typedef int32_t NyxqPlacement;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
- * Parses INI `text` (NUL-terminated, encoded as nyxq_config_load reads a
- * file); `origin` (UTF-8) names it in error messages.
- *
- * Errors: as nyxq_config_load, without NYXQ_ERROR_IO; NYXQ_ERROR_INVALID_ARGUMENT
- * only for an `origin` that is not UTF-8. Thread-safe.
+ * How optimizer state is stored in training (NyxqPlanPolicy.optimizer_state).
  */
-NyxqStatus nyxq_config_parse(const char *text,
-                             const char *origin,
-                             NyxqConfig **config_out);
+enum NyxqOptimizerState
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Adam moments in FP32: 8 bytes per parameter (default).
+   */
+  NYXQ_OPTIMIZER_FP32 = 0,
+  /**
+   * Adam moments in 8 bits with an FP32 scale per 256 values.
+   */
+  NYXQ_OPTIMIZER_BLOCKWISE8 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqOptimizerState NyxqOptimizerState;
+#else
+typedef int32_t NyxqOptimizerState;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
- * Writes the planning policy the config asks for into *policy_out, for
- * training when `training` is nonzero (overrides: NULL).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ * A parsed [quantization] section. Create with nyxq_config_load or
+ * nyxq_config_parse, release with nyxq_config_destroy. Immutable: any thread
+ * may use it at once.
  */
-NyxqStatus nyxq_config_policy(const NyxqConfig *config,
-                              int32_t training,
-                              NyxqPlanPolicy *policy_out);
+typedef struct NyxqConfig NyxqConfig;
 
 /**
- * Writes the planning policy of the config the context was created with
- * (NyxqContextOptions.config_path; the defaults without one) into
- * *policy_out, for training when `training` is nonzero.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ * A model description being built (tensors, roles, shapes, measured errors).
+ * Create with nyxq_model_create or nyxq_model_load, release with
+ * nyxq_model_destroy. Calls may come from several threads; they are serialised.
  */
-NyxqStatus nyxq_context_plan_policy(const NyxqContext *ctx,
-                                    int32_t training,
-                                    NyxqPlanPolicy *policy_out);
+typedef struct NyxqModel NyxqModel;
 
 /**
- * The config's warnings, one per line ("file:line: what and why"), or an
- * empty string: keys that do not apply (quantization disabled, per-role
- * precisions with mixed precision off, precisions below precision_level while
- * quantization is disabled) and an accuracy_threshold whose SNR floor every
- * format passes. They are also logged at warn level when the config is
- * parsed, and become notes of the plans made from it by the Rust API and the
- * `nyxq plan --config` command. *text_out receives a NUL-terminated string to
- * release with nyxq_string_destroy.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ * A finished plan. Create with nyxq_plan_create or nyxq_plan_replan, release
+ * with nyxq_plan_destroy. Immutable: any thread may read it at once.
  */
-NyxqStatus nyxq_config_warnings(const NyxqConfig *config,
-                                char **text_out);
+typedef struct NyxqPlan NyxqPlan;
 
 /**
- * Releases a config. NULL is a no-op.
- *
- * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.
+ * Planning policy. Fill with nyxq_plan_policy_default or nyxq_config_policy.
+ * New fields are only ever appended.
  */
-NyxqStatus nyxq_config_destroy(NyxqConfig *config);
+typedef struct {
+  /**
+   * sizeof(NyxqPlanPolicy) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
+   */
+  uint32_t allowed_formats;
+  /**
+   * Least SNR of every tensor in dB. Default 20.
+   */
+  double min_snr_db;
+  /**
+   * Nonzero: training (gradients, optimizer state, activation reserve count).
+   */
+  int32_t training;
+  /**
+   * A NyxqOptimizerState. Default FP32.
+   */
+  int32_t optimizer_state;
+  /**
+   * NyxqFormat of gradients: F32, F16 or BF16. Default F32.
+   */
+  int32_t gradient_format;
+  /**
+   * Nonzero: training keeps an FP32 master copy of quantized weights.
+   */
+  int32_t master_weights;
+  /**
+   * Device bytes kept free; NYXQ_DEFAULT_BYTES = min(1 GiB, 10% of the device).
+   */
+  uint64_t safety_margin_bytes;
+  /**
+   * Device bytes kept for activations; NYXQ_DEFAULT_BYTES = 1/8 of the device
+   * (at most 1 GiB) in training, 0 in inference.
+   */
+  uint64_t activation_reserve_bytes;
+  /**
+   * Cap on the device bytes the plan may use; 0 = none.
+   */
+  uint64_t device_cap_bytes;
+  /**
+   * Cap on weight bytes as a fraction of FP32 weights, in (0, 1]. Default 1.
+   */
+  double max_fraction_of_fp32;
+  /**
+   * Nonzero (default): tensors may go to host memory when the device is full.
+   */
+  int32_t allow_host_offload;
+  /**
+   * Nonzero (default): lower precision before offloading.
+   */
+  int32_t prefer_device;
+  /**
+   * Nonzero (default): formats may go below the preferred ones to fit.
+   */
+  int32_t adaptive;
+  /**
+   * Nonzero (default): F32 ends the fallback chain.
+   */
+  int32_t fallback_to_fp32;
+  /**
+   * Preferred NyxqFormat for every role; -1 (default) = the most accurate allowed.
+   */
+  int32_t default_format;
+  /**
+   * Preferred NyxqFormat per NyxqRole (index = role); -1 = default_format.
+   */
+  int32_t role_formats[NYXQ_ROLE_COUNT];
+  /**
+   * Overrides "regex=format,regex=format" (llama.cpp's --tensor-type), or
+   * NULL. Read during nyxq_plan_create only.
+   */
+  const char *overrides;
+} NyxqPlanPolicy;
 
 /**
- * Writes the default options, with struct_size set, into *options_out.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ * What the planner knows about a machine. Fill it with nyxq_hardware_profile,
+ * nyxq_hardware_load or nyxq_hardware_detect, then change what you need.
  */
-NyxqStatus nyxq_context_options_default(NyxqContextOptions *options_out);
+typedef struct {
+  /**
+   * sizeof(NyxqHardware) as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Size of the device-local memory the model may live in.
+   */
+  uint64_t device_local_bytes;
+  /**
+   * What the process may use now (VK_EXT_memory_budget); 0 = device_local_bytes.
+   */
+  uint64_t device_budget_bytes;
+  /**
+   * Host memory tensors may be offloaded to.
+   */
+  uint64_t host_bytes;
+  /**
+   * Largest single allocation; 0 = no limit.
+   */
+  uint64_t max_allocation_bytes;
+  /**
+   * Nonzero: device memory is system RAM (integrated GPU).
+   */
+  uint8_t unified_memory;
+  /**
+   * Nonzero: FP16 arithmetic in shaders.
+   */
+  uint8_t fp16_arithmetic;
+  /**
+   * Nonzero: accelerated 8-bit integer dot products.
+   */
+  uint8_t int8_dot;
+  /**
+   * Nonzero: 16-bit storage buffers.
+   */
+  uint8_t storage_16bit;
+  /**
+   * Nonzero: 8-bit storage buffers.
+   */
+  uint8_t storage_8bit;
+  /**
+   * Nonzero: no GPU; device memory is host memory.
+   */
+  uint8_t cpu_only;
+  /**
+   * The profile's name, NUL-terminated.
+   */
+  char name[NYXQ_NAME_LEN];
+} NyxqHardware;
 
 /**
- * Creates a context. `options` may be NULL for the defaults (AUTO backend, all
- * cores, no logging). On success *ctx_out receives a handle to release with
- * nyxq_context_destroy; on failure it is untouched.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER (ctx_out), NYXQ_ERROR_INVALID_ARGUMENT
- * (struct_size too small, unknown backend or log level), NYXQ_ERROR_UNSUPPORTED
- * (a backend this build or machine lacks). Thread-safe.
+ * Whether a model fits, and what to do when it does not (nyxq_plan_feasibility).
  */
-NyxqStatus nyxq_context_create(const NyxqContextOptions *options,
-                               NyxqContext **ctx_out);
+typedef struct {
+  /**
+   * 1 when a plan fits.
+   */
+  int32_t feasible;
+  /**
+   * 1 when `recommended_*` name a ladder shape that fits (only when infeasible).
+   */
+  int32_t has_recommendation;
+  /**
+   * Bytes missing (0 when feasible).
+   */
+  uint64_t shortfall_bytes;
+  /**
+   * The largest shape of the model ladder that fits: hidden size,
+   */
+  uint64_t recommended_hidden;
+  /**
+   * total transformer blocks,
+   */
+  uint64_t recommended_layers;
+  /**
+   * vocabulary,
+   */
+  uint64_t recommended_vocab;
+  /**
+   * and its name, NUL-terminated.
+   */
+  char recommended_name[NYXQ_NAME_LEN];
+} NyxqPlanFeasibility;
 
 /**
- * Releases a context. NULL is a no-op. Tensors made from it stay usable (they
- * keep what they need alive). Do not use the handle afterwards; if you do,
- * calls report NYXQ_ERROR_INVALID_HANDLE.
- *
- * Recorded work: while tickets of dispatches recorded through `ctx`
- * (nyxq_vk_cmd_*) are unreleased, the call refuses with
- * NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and the message says how
- * many tickets are outstanding; the context stays alive and usable. Wait for
- * the submissions holding those command buffers (fence or semaphore), call
- * nyxq_vk_release(ctx, last ticket), then destroy. nyxq cannot see whether a
- * released ticket's command buffer is still pending: releasing early is the
- * caller's error, which the validation layer reports as
- * VUID-vkDestroyPipeline-pipeline-00765 or
- * VUID-vkDestroyDescriptorPool-descriptorPool-00303.
- *
- * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
- * recorded tickets). Thread-safe, but no other call may be using `ctx` at the
- * same time.
+ * A plan's totals (nyxq_plan_summary).
  */
-NyxqStatus nyxq_context_destroy(NyxqContext *ctx);
+typedef struct {
+  size_t tensor_count;
+  /**
+   * Tensors the replan that made this plan changed (0 for nyxq_plan_create).
+   */
+  size_t changed_count;
+  uint64_t device_bytes;
+  uint64_t host_bytes;
+  /**
+   * What the tensors may take on the device (after margin and reserve).
+   */
+  uint64_t device_budget;
+  uint64_t host_budget;
+  uint64_t safety_margin;
+  uint64_t activation_reserve;
+  /**
+   * What every tensor in F32 would take.
+   */
+  uint64_t fp32_bytes;
+  /**
+   * Σ sensitivity × relative noise power.
+   */
+  double weighted_error;
+} NyxqPlanSummary;
 
 /**
- * Describes the backend a context is running on.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ * One tensor's line of a plan (nyxq_plan_entries).
  */
-NyxqStatus nyxq_context_info(const NyxqContext *ctx,
-                             NyxqContextInfo *info_out);
-
-/**
- * Describes a format.
- *
- * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format), NYXQ_ERROR_NULL_POINTER.
- * Thread-safe.
- */
-NyxqStatus nyxq_format_info(int32_t format,
-                            NyxqFormatInfo *info_out);
-
-/**
- * Bytes that `n` elements take in `format`, scales included.
- *
- * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
- * of the block size; the message names the next valid count),
- * NYXQ_ERROR_SIZE_OVERFLOW (the bytes exceed PTRDIFF_MAX, the most one
- * object may take, or `n` is not a multiple of the block size and the next
- * multiple does not fit in size_t),
- * NYXQ_ERROR_NULL_POINTER. Thread-safe.
- */
-NyxqStatus nyxq_quantized_size(int32_t format,
-                               size_t n,
-                               size_t *bytes_out);
-
-/**
- * Bytes of a device buffer range that holds `n` elements in `format`: the
- * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
- * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
- * BF16 values neither).
- *
- * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
- * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
- * Thread-safe.
- */
-NyxqStatus nyxq_device_range_size(int32_t format,
-                                  size_t n,
-                                  size_t *bytes_out);
-
-/**
- * The message of the last failed nyxq call on this thread ("" after a success).
- *
- * The pointer stays valid until the next nyxq call on the same thread; never
- * free it. Never NULL. Each thread has its own last error.
- */
-const char *nyxq_last_error_message(void);
-
-/**
- * After NYXQ_ERROR_BUFFER_TOO_SMALL on this thread: the length the destination
- * must have, in the units of that buffer's length argument (bytes for `void *`
- * buffers, elements for typed ones). 0 when the last call failed otherwise.
- */
-size_t nyxq_last_error_needed_len(void);
-
-/**
- * After NYXQ_ERROR_NON_FINITE on this thread: the index of the first bad
- * element in the whole tensor, that is NyxqQuantizeOptions.first_index plus
- * its position in the call's `src` (the position itself when first_index is
- * 0 or the call takes no options). -1 when the last call failed for another
- * reason.
- */
-int64_t nyxq_last_error_index(void);
-
-/**
- * How many handles (of every kind) and strings nyxq has handed out that the
- * caller has not destroyed yet: 0 at the end of a program that released
- * everything. A trainer (or its tests) can check it at shutdown to find
- * leaked handles, which no leak checker reports: nyxq's registry still
- * reaches them.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe; other threads may create or
- * destroy handles meanwhile, so the count is a snapshot.
- */
-NyxqStatus nyxq_live_handles(size_t *count_out);
-
-/**
- * Number of built-in hardware profiles.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile_count(size_t *count_out);
-
-/**
- * Fills `*hardware_out` with the built-in profile number `index`
- * (0..nyxq_hardware_profile_count()); its name is in `name`.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (index past the end).
- * Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile_at(size_t index,
-                                    NyxqHardware *hardware_out);
-
-/**
- * Fills `*hardware_out` with the built-in profile named `name`
- * ("intel-iris-xe-7gb", "amd-rx580-8gb", "nvidia-h200-141gb", "cpu-only").
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown name). Thread-safe.
- */
-NyxqStatus nyxq_hardware_profile(const char *name,
-                                 NyxqHardware *hardware_out);
-
-/**
- * Reads a hardware profile file (JSON, like the files in config/profiles/).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
- */
-NyxqStatus nyxq_hardware_load(const char *path,
-                              NyxqHardware *hardware_out);
-
-/**
- * Fills `*hardware_out` with what the context runs on (for the CPU backend:
- * host memory from /proc/meminfo).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_UNSUPPORTED (memory cannot be read). Thread-safe.
- */
-NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
-                                NyxqHardware *hardware_out);
-
-/**
- * Sends nyxq's log messages up to `level` (a NyxqLogLevel) to `callback`
- * with `user_data`, process-wide; `callback` NULL removes it (`level` is then
- * ignored). While a callback is set nothing is printed to stderr.
- *
- * It may be replaced or removed at any time, from any thread; once this call
- * returns, the previous callback is never called again (the call waits for
- * running callbacks to return). `user_data` is only passed back.
- *
- * Without a callback, messages go to stderr only when the host asks: with
- * the environment variable NYXQ_LOG set (env_logger syntax, e.g.
- * NYXQ_LOG=debug), or while a context created with
- * NyxqContextOptions.log_level above NYXQ_LOG_OFF lives. By default nyxq
- * prints nothing.
- *
- * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown level),
- * NYXQ_ERROR_UNSUPPORTED (the process already has another logger of Rust's
- * `log` crate, which then receives nyxq's messages). Thread-safe.
- */
-NyxqStatus nyxq_set_log_callback(NyxqLogCallback callback,
-                                 void *user_data,
-                                 int32_t level);
-
-/**
- * y = W·x (+ bias) for `batch` vectors (1 to 8): y[b·rows + r] =
- * Σ_c W[r][c]·x[b·cols + c] + bias[r].
- *
- * - `w`: the `rows`×`cols` matrix in `format`, row-major, each row whole blocks
- *   (what nyxq_quantize writes for the flattened matrix), `w_len` bytes exactly.
- * - `x`: batch·cols floats; `bias`: NULL or `rows` floats; `y`: at least
- *   batch·rows floats (only those are written).
- *
- * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
- * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
- * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
- * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
- * NaN/Inf in x propagate. Large matrices use the context's threads.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
- * blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
- * floats). Thread-safe.
- */
-NyxqStatus nyxq_matvec(const NyxqContext *ctx,
-                       int32_t format,
-                       const void *w,
-                       size_t w_len,
-                       uint64_t rows,
-                       uint64_t cols,
-                       const float *x,
-                       size_t x_len,
-                       uint32_t batch,
-                       const float *bias,
-                       size_t bias_len,
-                       float *y,
-                       size_t y_len);
-
-/**
- * y = xᵀ·W for `batch` vectors (the backward pass of a quantized layer):
- * y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats; `y`: at
- * least batch·cols floats. Weights, errors and accuracy as nyxq_matvec (the
- * sum runs over rows). Thread-safe.
- */
-NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
-                                  int32_t format,
-                                  const void *w,
-                                  size_t w_len,
-                                  uint64_t rows,
-                                  uint64_t cols,
-                                  const float *x,
-                                  size_t x_len,
-                                  uint32_t batch,
-                                  float *y,
-                                  size_t y_len);
+typedef struct {
+  /**
+   * The tensor's name; valid until the plan is destroyed.
+   */
+  const char *name;
+  /**
+   * Its NyxqRole.
+   */
+  int32_t role;
+  /**
+   * Its NyxqFormat.
+   */
+  int32_t format;
+  /**
+   * Its NyxqPlacement.
+   */
+  int32_t placement;
+  /**
+   * 1 when the replan that made this plan changed it.
+   */
+  int32_t changed;
+  /**
+   * Bytes of the weights, block scales included.
+   */
+  uint64_t weight_bytes;
+  /**
+   * Weights plus, in training, gradients and optimizer state.
+   */
+  uint64_t bytes;
+  /**
+   * Expected SNR in dB; +infinity for F32.
+   */
+  double snr_db;
+  /**
+   * 0 exact (F32), 1 measured from data, 2 estimated.
+   */
+  int32_t error_source;
+  /**
+   * Every decision about the tensor in words; valid until the plan is destroyed.
+   */
+  const char *reason;
+} NyxqPlanEntry;
 
 /**
  * Creates an empty model named `name` (UTF-8, copied).
@@ -1586,7 +1914,7 @@ NyxqStatus nyxq_model_load(const char *path,
  * size_t), NYXQ_ERROR_NON_FINITE (NaN/Inf in data), NYXQ_ERROR_OUT_OF_MEMORY.
  * Thread-safe (calls on one model are serialised).
  */
-NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
+NyxqStatus nyxq_model_add_tensor(NyxqModel *model,
                                  const char *name,
                                  int32_t role,
                                  const uint64_t *shape,
@@ -1601,6 +1929,13 @@ NyxqStatus nyxq_model_add_tensor(const NyxqModel *model,
  * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the model.
  */
 NyxqStatus nyxq_model_destroy(NyxqModel *model);
+
+/**
+ * Writes the default planning policy (struct_size set) into *policy_out.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
 
 /**
  * Plans `model` for `hardware` (NULL: detected from a CPU context, i.e. host
@@ -1695,316 +2030,221 @@ NyxqStatus nyxq_plan_to_json(const NyxqPlan *plan,
                              char **json_out);
 
 /**
- * Writes the default planning policy (struct_size set) into *policy_out.
+ * Reads the [quantization] section of the INI file at `path`.
  *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ * The file is read as bytes: a UTF-8 byte order mark at its start is
+ * skipped; the [quantization] section must be UTF-8 (comments aside), while
+ * other sections and comments may hold any bytes.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (`path` not
+ * UTF-8), NYXQ_ERROR_IO (unreadable), NYXQ_ERROR_CONFIG (unknown key, bad
+ * value, duplicate key, impossible combination, a line of the section that
+ * is not UTF-8: the message gives "file:line: reason"). Thread-safe.
  */
-NyxqStatus nyxq_plan_policy_default(NyxqPlanPolicy *policy_out);
+NyxqStatus nyxq_config_load(const char *path,
+                            NyxqConfig **config_out);
 
 /**
- * Fills `options_out` with the defaults: nearest rounding, NaN/Inf rejected,
- * seed 0, first_index 0, no importance, and struct_size set. Passing these is
- * the same as passing NULL; fill them first, then change the fields you need.
+ * Parses INI `text` (NUL-terminated, encoded as nyxq_config_load reads a
+ * file); `origin` (UTF-8) names it in error messages.
  *
- * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ * Errors: as nyxq_config_load, without NYXQ_ERROR_IO; NYXQ_ERROR_INVALID_ARGUMENT
+ * only for an `origin` that is not UTF-8. Thread-safe.
  */
-NyxqStatus nyxq_quantize_options_default(NyxqQuantizeOptions *options_out);
+NyxqStatus nyxq_config_parse(const char *text,
+                             const char *origin,
+                             NyxqConfig **config_out);
 
 /**
- * Quantizes `n` floats from `src` into `dst` in `format`, writing exactly
- * nyxq_quantized_size(format, n) bytes. Large inputs use the context's threads.
- *
- * - `ctx`: a context (for threads and backend). `options`: NULL for defaults.
- * - `src`: `n` floats, read only during the call; (NULL, 0) is empty.
- * - `dst`: `dst_len` bytes; nothing is written on any error.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
- * importance length, first_index + n beyond INT64_MAX),
- * NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
- * NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
- * NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
- * first_index). Thread-safe: several threads may quantize through one
- * context at once.
- */
-NyxqStatus nyxq_quantize(const NyxqContext *ctx,
-                         int32_t format,
-                         const float *src,
-                         size_t n,
-                         const NyxqQuantizeOptions *options,
-                         void *dst,
-                         size_t dst_len);
-
-/**
- * Dequantizes `src_len` bytes of `format` into `dst` as floats.
- *
- * - `src`: whole blocks of `format`; `dst`: room for `dst_len` floats, of which
- *   the first n = src_len / block_bytes * block_size are written.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks),
- * NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
- * space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
- * Thread-safe.
- */
-NyxqStatus nyxq_dequantize(const NyxqContext *ctx,
-                           int32_t format,
-                           const void *src,
-                           size_t src_len,
-                           float *dst,
-                           size_t dst_len);
-
-/**
- * Quantizes `n` floats to `format` and back in one pass, writing the round
- * trip's result into `dst` (quantization-aware training's forward weights).
- * `src` and `dst` may be the same buffer. Options and errors as nyxq_quantize;
- * `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
- * copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
- * allocated (nothing written). Thread-safe.
- */
-NyxqStatus nyxq_fake_quantize(const NyxqContext *ctx,
-                              int32_t format,
-                              const float *src,
-                              size_t n,
-                              const NyxqQuantizeOptions *options,
-                              float *dst,
-                              size_t dst_len);
-
-/**
- * Measures how far `quantized` (whole blocks of `format`, `quantized_len` bytes,
- * holding exactly `n` elements) is from `original` (`n` floats).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown format,
- * lengths that disagree), NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
- */
-NyxqStatus nyxq_quant_error(int32_t format,
-                            const float *original,
-                            size_t n,
-                            const void *quantized,
-                            size_t quantized_len,
-                            NyxqErrorMetrics *metrics_out);
-
-/**
- * Describes a status code in words. Unknown values give "unknown status".
- *
- * Returns a static NUL-terminated string; never NULL; never free it. Thread-safe.
- */
-const char *nyxq_status_str(int32_t status);
-
-/**
- * Releases a string nyxq returned (nyxq_plan_explain, nyxq_plan_to_json).
- * NULL is a no-op. A pointer nyxq did not return, or returned and already
- * released, is NYXQ_ERROR_INVALID_ARGUMENT and is not touched.
- *
- * Thread-safe.
- */
-NyxqStatus nyxq_string_destroy(char *text);
-
-/**
- * Creates a zero-filled tensor named `name` (UTF-8, copied) of the given shape
- * (`rank` dimensions, outermost first; the last is the row length and must be
- * a multiple of the format's block size) in `format`, in host memory.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, rank 0 or above NYXQ_MAX_RANK, a
- * zero dimension, rows not whole blocks, name not UTF-8),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
- */
-NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
-                              const char *name,
-                              const uint64_t *shape,
-                              size_t rank,
-                              int32_t format,
-                              NyxqTensor **tensor_out);
-
-/**
- * As nyxq_tensor_create, in `placement` (a NyxqPlacement). A DEVICE tensor's
- * bytes live in device-local buffers of the context's Vulkan device, split
- * into chunks of whole rows (nyxq_tensor_vk_buffer). When that allocation
- * fails the result is NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, or, with the context
- * option vulkan_host_fallback, a HOST tensor (nyxq_tensor_placement says
- * which; the log says why).
- *
- * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
- * format with no Vulkan kernel (Q5_0), a row larger than the device's
- * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
- * NYXQ_ERROR_VULKAN. Thread-safe.
- */
-NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
-                                 const char *name,
-                                 const uint64_t *shape,
-                                 size_t rank,
-                                 int32_t format,
-                                 int32_t placement,
-                                 NyxqTensor **tensor_out);
-
-/**
- * Releases a tensor. NULL is a no-op. Views from nyxq_tensor_data become invalid.
- *
- * Recorded work: while unreleased tickets of dispatches recorded through the
- * tensor's context (nyxq_vk_cmd_*) bind one of a DEVICE tensor's VkBuffers,
- * the call refuses with NYXQ_ERROR_INVALID_ARGUMENT, destroys nothing, and
- * the message says how many tickets bind them; the tensor stays usable. Wait
- * for those submissions, call nyxq_vk_release, then destroy. nyxq cannot see
- * the trainer's own commands (its shaders binding the buffers from
- * nyxq_tensor_vk_buffer): those must have completed before this call.
- *
- * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
- * recorded tickets bind its buffers). No other call may be using the tensor.
- */
-NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
-
-/**
- * Quantizes `n` floats (exactly the tensor's element count) into the tensor.
- * `options` as for nyxq_quantize. On error the tensor keeps its old bytes.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
- * NYXQ_ERROR_NON_FINITE. Thread-safe.
- */
-NyxqStatus nyxq_tensor_upload(const NyxqTensor *tensor,
-                              const float *src,
-                              size_t n,
-                              const NyxqQuantizeOptions *options);
-
-/**
- * Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
- * element count).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
- */
-NyxqStatus nyxq_tensor_download(const NyxqTensor *tensor,
-                                float *dst,
-                                size_t dst_len);
-
-/**
- * A read-only view of a HOST tensor's quantized bytes (the format's exact
- * layout). The pointer stays valid until the tensor is destroyed or migrated;
- * its contents change when the tensor is uploaded to. Never write through it
- * or free it. A DEVICE tensor has no host view: download it, or bind its
- * buffers (nyxq_tensor_vk_buffer).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_UNSUPPORTED (a DEVICE tensor). Thread-safe.
- */
-NyxqStatus nyxq_tensor_data(const NyxqTensor *tensor,
-                            const void **data_out,
-                            size_t *len_out);
-
-/**
- * Makes a new tensor holding this one's values in another format (dequantize,
- * then quantize with `options`). The source is unchanged.
- *
- * Errors: as nyxq_tensor_create and nyxq_tensor_upload. Thread-safe.
- */
-NyxqStatus nyxq_tensor_convert(const NyxqTensor *tensor,
-                               int32_t format,
-                               const NyxqQuantizeOptions *options,
-                               NyxqTensor **tensor_out);
-
-/**
- * Describes a tensor.
+ * Writes the planning policy the config asks for into *policy_out, for
+ * training when `training` is nonzero (overrides: NULL).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
  */
-NyxqStatus nyxq_tensor_info(const NyxqTensor *tensor,
-                            NyxqTensorInfo *info_out);
+NyxqStatus nyxq_config_policy(const NyxqConfig *config,
+                              int32_t training,
+                              NyxqPlanPolicy *policy_out);
 
 /**
- * Where a tensor's bytes are now (a NyxqPlacement).
+ * Writes the planning policy of the config the context was created with
+ * (NyxqContextOptions.config_path; the defaults without one) into
+ * *policy_out, for training when `training` is nonzero.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
  */
-NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
-                                 int32_t *placement_out);
+NyxqStatus nyxq_context_plan_policy(const NyxqContext *ctx,
+                                    int32_t training,
+                                    NyxqPlanPolicy *policy_out);
 
 /**
- * Moves a tensor's bytes to `placement` (a NyxqPlacement), unchanged, through
- * staging buffers; moving to where it already is does nothing. To the device,
- * everything is allocated before anything is freed: when that fails the
- * tensor stays on the host, intact, and the result is
- * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (or NYXQ_OK with the context option
- * vulkan_host_fallback: check nyxq_tensor_placement). A view from
- * nyxq_tensor_data is invalid once a HOST tensor moved; the VkBuffers of a
- * DEVICE tensor are destroyed when it moves to the host, so your command
- * buffers that use them must have completed; while unreleased tickets of
- * dispatches recorded through the tensor's context bind them, moving to the
- * host refuses with NYXQ_ERROR_INVALID_ARGUMENT and changes nothing (as
- * nyxq_tensor_destroy).
+ * The config's warnings, one per line ("file:line: what and why"), or an
+ * empty string: keys that do not apply (quantization disabled, per-role
+ * precisions with mixed precision off, precisions below precision_level while
+ * quantization is disabled) and an accuracy_threshold whose SNR floor every
+ * format passes. They are also logged at warn level when the config is
+ * parsed, and become notes of the plans made from it by the Rust API and the
+ * `nyxq plan --config` command. *text_out receives a NUL-terminated string to
+ * release with nyxq_string_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_config_warnings(const NyxqConfig *config,
+                                char **text_out);
+
+/**
+ * Releases a config. NULL is a no-op.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using it.
+ */
+NyxqStatus nyxq_config_destroy(NyxqConfig *config);
+
+/**
+ * Number of built-in hardware profiles.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_count(size_t *count_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile number `index`
+ * (0..nyxq_hardware_profile_count()); its name is in `name`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (index past the end).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile_at(size_t index,
+                                    NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with the built-in profile named `name`
+ * ("intel-iris-xe-7gb", "amd-rx580-8gb", "nvidia-h200-141gb", "cpu-only").
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (unknown name). Thread-safe.
+ */
+NyxqStatus nyxq_hardware_profile(const char *name,
+                                 NyxqHardware *hardware_out);
+
+/**
+ * Reads a hardware profile file (JSON, like the files in config/profiles/).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
+ */
+NyxqStatus nyxq_hardware_load(const char *path,
+                              NyxqHardware *hardware_out);
+
+/**
+ * Fills `*hardware_out` with what the context runs on (for the CPU backend:
+ * host memory from /proc/meminfo).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
- * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
- * with no Vulkan kernel (Q5_0)),
- * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
- * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+ * NYXQ_ERROR_UNSUPPORTED (memory cannot be read). Thread-safe.
  */
-NyxqStatus nyxq_tensor_migrate(const NyxqTensor *tensor,
-                               int32_t placement);
+NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
+                                NyxqHardware *hardware_out);
+
+/* ---- Training: loss scaling and Adam ---- */
 
 /**
- * The VkBuffer, offset and size of chunk `index` of a DEVICE tensor, so the
- * trainer's shaders can bind the quantized bytes (layout as the format
- * defines; chunks hold whole rows, in order). Valid until the tensor is
- * destroyed or migrated. nyxq writes those buffers only in nyxq_tensor_upload
- * and nyxq_tensor_migrate; your command buffers that read them must not run
- * at the same time as those calls.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (index >= chunk_count), NYXQ_ERROR_UNSUPPORTED
- * (a HOST tensor). *buffer_out is written only on success. Thread-safe.
+ * How Adam stores its moments (NyxqAdamOptions.state).
  */
-NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
-                                 uint64_t index,
-                                 NyxqVkTensorBuffer *buffer_out);
+enum NyxqAdamState
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * FP32 moments: 8 bytes per parameter (the default).
+   */
+  NYXQ_ADAM_STATE_FP32 = 0,
+  /**
+   * Blockwise 8-bit moments (blocks of 256, an f32 scale each): about 25.4%
+   * of FP32; tensors under 4096 elements keep FP32 state.
+   */
+  NYXQ_ADAM_STATE_INT8 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqAdamState NyxqAdamState;
+#else
+typedef int32_t NyxqAdamState;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
-#if defined(NYXQ_TEST_EXPORTS)
 /**
- * Panics inside the guard, to prove that a panic becomes
- * NYXQ_ERROR_INTERNAL instead of unwinding into C. Test builds only.
+ * Adam's state for one parameter tensor. Calls on one optimizer must not
+ * overlap (each call takes its lock); different optimizers run in parallel.
  */
-NyxqStatus nyxq_test_force_panic(void);
-#endif
+typedef struct NyxqAdam NyxqAdam;
 
-#if defined(NYXQ_TEST_EXPORTS)
 /**
- * Allocates `bytes` bytes inside nyxq and drops every reference to them, so
- * that LeakSanitizer must report a leak whose stack lies in libnyxq: the
- * sanitizer tests' suppressions are proven not to hide nyxq's own leaks.
- * (A handle the caller never destroys is not such a leak: the handle
- * registry still reaches it.) Test builds only.
- *
- * Errors: none.
+ * A dynamic loss scaler (PyTorch GradScaler semantics). Not for concurrent
+ * use: calls on one scaler must not overlap (each call takes its lock).
  */
-NyxqStatus nyxq_test_leak(size_t bytes);
-#endif
+typedef struct NyxqLossScaler NyxqLossScaler;
 
-#if defined(NYXQ_TEST_EXPORTS)
 /**
- * Fault injection for the allocation-failure sweep: the calling thread's
- * `nth` (1-based) host allocation from now on whose size comes from a caller
- * or a file fails, once, as if the allocator had refused it (the call
- * reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
- * nyxq_test_allocations_counted reports. Other threads are untouched. Test
- * builds only.
- *
- * Errors: none.
+ * Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
  */
-NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
-#endif
+typedef struct {
+  /**
+   * sizeof(NyxqLossScalerOptions).
+   */
+  size_t struct_size;
+  /**
+   * Starting scale. Default 65536.
+   */
+  float initial_scale;
+  /**
+   * Factor applied after growth_interval finite steps in a row (> 1). Default 2.
+   */
+  float growth_factor;
+  /**
+   * Factor applied on a non-finite gradient (in (0, 1)). Default 0.5.
+   */
+  float backoff_factor;
+  /**
+   * Finite steps in a row before growing (>= 1). Default 2000.
+   */
+  uint32_t growth_interval;
+  /**
+   * The floor the scale never goes below (> 0). Default 1.
+   */
+  float min_scale;
+  /**
+   * 1 to scale (FP16 training), 0 to only check (BF16 training). Default 1.
+   */
+  uint32_t enabled;
+} NyxqLossScalerOptions;
 
-#if defined(NYXQ_TEST_EXPORTS)
 /**
- * How many such allocations the calling thread attempted since its last
- * nyxq_test_fail_allocation_after, the failed one included: when it is
- * below the `nth` armed, no failure was injected. Test builds only.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER.
+ * Options for nyxq_adam_create; fill with nyxq_adam_options_default.
  */
-NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
-#endif
+typedef struct {
+  /**
+   * sizeof(NyxqAdamOptions).
+   */
+  size_t struct_size;
+  /**
+   * Default 0.9.
+   */
+  float beta1;
+  /**
+   * Default 0.999.
+   */
+  float beta2;
+  /**
+   * Default 1e-8.
+   */
+  float eps;
+  /**
+   * Decoupled (AdamW) weight decay; default 0 (Adam).
+   */
+  float weight_decay;
+  /**
+   * A NyxqAdamState value. Default NYXQ_ADAM_STATE_FP32.
+   */
+  int32_t state;
+} NyxqAdamOptions;
 
 /**
  * Writes the default loss-scaler options into *options_out.
@@ -2047,7 +2287,7 @@ NyxqStatus nyxq_loss_scaler_scale(const NyxqLossScaler *scaler,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_SIZE_OVERFLOW.
  */
-NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_unscale_and_check(NyxqLossScaler *scaler,
                                               float *grads,
                                               size_t n,
                                               uint32_t *found_non_finite_out,
@@ -2061,7 +2301,7 @@ NyxqStatus nyxq_loss_scaler_unscale_and_check(const NyxqLossScaler *scaler,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
  */
-NyxqStatus nyxq_loss_scaler_report_non_finite(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_report_non_finite(NyxqLossScaler *scaler,
                                               uint32_t found_non_finite);
 
 /**
@@ -2073,7 +2313,7 @@ NyxqStatus nyxq_loss_scaler_report_non_finite(const NyxqLossScaler *scaler,
  * the scale already at its floor (skip the step; *apply_step_out untouched),
  * NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
  */
-NyxqStatus nyxq_loss_scaler_update(const NyxqLossScaler *scaler,
+NyxqStatus nyxq_loss_scaler_update(NyxqLossScaler *scaler,
                                    uint32_t *apply_step_out);
 
 /**
@@ -2114,9 +2354,10 @@ NyxqStatus nyxq_adam_destroy(NyxqAdam *adam);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
- * lr negative or not finite); on error nothing is updated.
+ * lr negative or not finite, `params` overlapping `grads`); on error nothing
+ * is updated.
  */
-NyxqStatus nyxq_adam_step(const NyxqAdam *adam,
+NyxqStatus nyxq_adam_step(NyxqAdam *adam,
                           float lr,
                           float *params,
                           size_t n,
@@ -2132,170 +2373,6 @@ NyxqStatus nyxq_adam_step(const NyxqAdam *adam,
 NyxqStatus nyxq_adam_state_bytes(const NyxqAdam *adam,
                                  size_t *bytes_out,
                                  size_t *fp32_bytes_out);
-
-/**
- * The library's version, "MAJOR.MINOR.PATCH" as in Cargo.toml.
- *
- * Returns a static NUL-terminated string; never NULL; never free it. Thread-safe.
- */
-const char *nyxq_version_string(void);
-
-/**
- * The ABI version the library was built with. A caller compares it with the
- * NYXQ_ABI_VERSION of the header it compiled against and refuses to run when
- * they differ. Thread-safe.
- */
-uint32_t nyxq_abi_version(void);
-
-/**
- * Describes the Vulkan device a context runs on.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_UNSUPPORTED when the context runs on the CPU (nyxq_context_info
- * says why). *info_out is written only on success. Thread-safe.
- */
-NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
-                                    NyxqDeviceInfo *info_out);
-
-/**
- * Creates a Vulkan context on the caller's instance, device and queue
- * (borrowed). nyxq loads its function pointers through
- * `handles->get_instance_proc_addr`, checks that the instance and the device
- * give Vulkan 1.2 (the instance created with apiVersion VK_API_VERSION_1_2
- * or higher: nyxq's shaders are SPIR-V 1.5 and it reads the Vulkan 1.1 and
- * 1.2 properties and features) and that `queue_family` has
- * compute, runs the kernel self-test, and never destroys anything it
- * borrowed: destroy the context before your device. A context is never
- * created with every kernel disabled: when every kernel fails its self-test
- * the call fails with the reason.
- *
- * Queue use: nyxq submits to `queue` only inside its own calls, serialised by
- * a lock; do not submit to the same queue from another thread during a nyxq
- * call, or pass a queue of your own. Every nyxq submission is waited on
- * before the call returns.
- *
- * `options` (NULL for defaults) gives log level, threads, validation is
- * ignored (the instance is yours). On failure *ctx_out is untouched.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
- * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
- * NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
- * a device below Vulkan 1.2, the message naming the versions and the fix;
- * every kernel failing its self-test), NYXQ_ERROR_VULKAN.
- * Thread-safe.
- */
-NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options,
-                                               const NyxqVulkanHandles *handles,
-                                               NyxqContext **ctx_out);
-
-/**
- * Records the quantization of `n` floats (F32, at `src`) to `format` (at
- * `dst`) into `command_buffer`; the bytes equal nyxq_quantize's.
- *
- * `command_buffer` is a VkCommandBuffer (passed as `void *`, no cast needed)
- * allocated from the context's VkDevice, in the recording state, outside a
- * render pass. nyxq binds a compute pipeline, descriptor set 0 and push
- * constants (rebind yours afterwards) and records its dispatches; it records
- * no barrier, submits nothing and waits for nothing. Put a barrier before
- * (your writes of `src` -> shader reads) and after (shader writes of `dst` ->
- * your reads), as for any compute dispatch.
- *
- * `options` (NULL for defaults): NEAREST or STOCHASTIC rounding with `seed`
- * and `first_index`. The values are not read at record time, so they are not
- * checked: NaN, ±Inf or values beyond the format's range give unspecified
- * bytes there (nyxq_quantize checks them on the host).
- *
- * On success *ticket_out names this recording; the descriptor sets it uses
- * stay allocated until nyxq_vk_release(ctx, ticket) or a later ticket. While
- * a ticket is unreleased, nyxq_context_destroy refuses, and so do
- * nyxq_tensor_destroy and the move to the host of a DEVICE tensor whose
- * buffers it binds.
- *
- * What nyxq checks: the handles, the format, `n`, each range's alignment,
- * size and bounds (NyxqVkBufferRange), overlap. What it cannot check, and
- * the validation layer reports: that `command_buffer` belongs to the
- * context's VkDevice and is in the recording state outside a render pass,
- * the buffers' usage flags and device, the barriers around the dispatch.
- * Breaking those is undefined behaviour in Vulkan, not an nyxq error.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, src, dst, a buffer,
- * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT
- * (unknown format, n of 0 or not whole blocks, misaligned offset, a range
- * past the buffer's memory requirement, overlapping src and dst),
- * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
- * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
- * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
- * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
- * error. Thread-safe for distinct command buffers (Vulkan requires external
- * synchronisation of one command buffer).
- */
-NyxqStatus nyxq_vk_cmd_quantize(const NyxqContext *ctx,
-                                void *command_buffer,
-                                int32_t format,
-                                uint64_t n,
-                                const NyxqVkBufferRange *src,
-                                const NyxqVkBufferRange *dst,
-                                const NyxqQuantizeOptions *options,
-                                uint64_t *ticket_out);
-
-/**
- * Records the dequantization of `n` values of `format` (at `src`) into
- * `out_format` (NYXQ_FORMAT_F32, or NYXQ_FORMAT_F16 for binary16 bits) at
- * `dst`. The values equal nyxq_dequantize's (F16: those floats rounded to
- * nearest even). Command buffer, ranges, tickets and errors as
- * nyxq_vk_cmd_quantize; NYXQ_ERROR_UNSUPPORTED also for F32 -> F16 (that is a
- * quantize) and for an `out_format` other than F32 and F16.
- */
-NyxqStatus nyxq_vk_cmd_dequantize(const NyxqContext *ctx,
-                                  void *command_buffer,
-                                  int32_t format,
-                                  uint64_t n,
-                                  const NyxqVkBufferRange *src,
-                                  const NyxqVkBufferRange *dst,
-                                  int32_t out_format,
-                                  uint64_t *ticket_out);
-
-/**
- * Records quantize-then-dequantize of `n` floats (at `src`) through `format`
- * into floats at `dst` (quantization-aware training's forward weights, equal
- * to nyxq_fake_quantize's). `src` and `dst` must not overlap. Options,
- * command buffer, tickets and errors as nyxq_vk_cmd_quantize.
- */
-NyxqStatus nyxq_vk_cmd_fake_quantize(const NyxqContext *ctx,
-                                     void *command_buffer,
-                                     int32_t format,
-                                     uint64_t n,
-                                     const NyxqVkBufferRange *src,
-                                     const NyxqVkBufferRange *dst,
-                                     const NyxqQuantizeOptions *options,
-                                     uint64_t *ticket_out);
-
-/**
- * Tells nyxq that every command buffer holding recordings up to and
- * including `ticket` has completed (or will never be submitted): their
- * descriptor sets return to nyxq's pools for later recordings. Call it after
- * your fence or timeline wait; passing the last ticket you received releases
- * everything. Releasing an already released ticket again is a no-op.
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
- * (a CPU context). Thread-safe.
- */
-NyxqStatus nyxq_vk_release(const NyxqContext *ctx,
-                           uint64_t ticket);
-
-/**
- * What the context's recorder holds: descriptor pools, unreleased sets and
- * the last ticket (for leak checks: pools stay constant when you release).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context). *usage_out is written only on
- * success. Thread-safe.
- */
-NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
-                                  NyxqVkRecorderUsage *usage_out);
 
 /**
  * Records the loss scaler's unscale-and-check over `n` f32 gradients in the
@@ -2321,7 +2398,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
  * command buffers.
  */
-NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
+NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
                                          const NyxqLossScaler *scaler,
                                          void *command_buffer,
                                          const NyxqVkBufferRange *grads,
@@ -2329,76 +2406,47 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(const NyxqContext *ctx,
                                          const NyxqVkBufferRange *found,
                                          uint64_t *ticket_out);
 
+/* ---- Test builds only ---- */
+
+#if defined(NYXQ_TEST_EXPORTS)
 /**
- * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
- * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
- *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
- *   kernels: not Q5_0), row-major,
- *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
- *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
- * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
- *   batch·rows floats, not overlapping `w`, `x` or `bias`.
- *
- * Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment;
- * `x`, `bias` and `y` must each fit maxStorageBufferRange, and `w` is split
- * by rows into several dispatches when it does not; no range may end past
- * its buffer's memory requirement (NyxqVkBufferRange). Command buffer,
- * barriers, tickets and what nyxq cannot check as nyxq_vk_cmd_quantize: nyxq
- * binds its pipeline, descriptor set 0 and push constants, records no
- * barrier before or after, submits nothing.
- *
- * Accuracy: weights are dequantized exactly and multiplied in f32 fused
- * multiply-adds, so against an FP64 product of the dequantized weights
- * |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal products may be flushed to
- * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
- * where the device has subgroup arithmetic, unless compat is forced. On a
- * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
- * Q8_0, Q4_0 and Q4_1 use the integer-dot variant instead: x is rounded to
- * int8 per block of 32 with scale s = max|x|/127, which adds at most
- * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
- *
- * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
- * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
- * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
- * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
- * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
- * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
- * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
- * recorded on error. Thread-safe for distinct command buffers.
+ * Panics inside the guard, to prove that a panic becomes
+ * NYXQ_ERROR_INTERNAL instead of unwinding into C. Test builds only.
  */
-NyxqStatus nyxq_vk_cmd_matvec(const NyxqContext *ctx,
-                              void *command_buffer,
-                              int32_t format,
-                              uint64_t rows,
-                              uint64_t cols,
-                              uint32_t batch,
-                              const NyxqVkBufferRange *w,
-                              const NyxqVkBufferRange *x,
-                              const NyxqVkBufferRange *bias,
-                              const NyxqVkBufferRange *y,
-                              uint64_t *ticket_out);
+NyxqStatus nyxq_test_force_panic(void);
 
 /**
- * Records y = xᵀ·W for `batch` vectors (the backward pass of a quantized
- * layer): y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats;
- * `y`: batch·cols floats. When `w` is split over several dispatches, nyxq
- * records a compute barrier between them (they add into y). Weights, ranges,
- * command buffer, tickets, accuracy (the sum runs over rows) and errors as
- * nyxq_vk_cmd_matvec.
+ * Allocates `bytes` bytes inside nyxq and drops every reference to them, so
+ * that LeakSanitizer must report a leak whose stack lies in libnyxq: the
+ * sanitizer tests' suppressions are proven not to hide nyxq's own leaks.
+ * (A handle the caller never destroys is not such a leak: the handle
+ * registry still reaches it.) Test builds only.
+ *
+ * Errors: none.
  */
-NyxqStatus nyxq_vk_cmd_matvec_transposed(const NyxqContext *ctx,
-                                         void *command_buffer,
-                                         int32_t format,
-                                         uint64_t rows,
-                                         uint64_t cols,
-                                         uint32_t batch,
-                                         const NyxqVkBufferRange *w,
-                                         const NyxqVkBufferRange *x,
-                                         const NyxqVkBufferRange *y,
-                                         uint64_t *ticket_out);
+NyxqStatus nyxq_test_leak(size_t bytes);
+
+/**
+ * Fault injection for the allocation-failure sweep: the calling thread's
+ * `nth` (1-based) host allocation from now on whose size comes from a caller
+ * or a file fails, once, as if the allocator had refused it (the call
+ * reports NYXQ_ERROR_OUT_OF_MEMORY); 0 fails none. Restarts the count that
+ * nyxq_test_allocations_counted reports. Other threads are untouched. Test
+ * builds only.
+ *
+ * Errors: none.
+ */
+NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
+
+/**
+ * How many such allocations the calling thread attempted since its last
+ * nyxq_test_fail_allocation_after, the failed one included: when it is
+ * below the `nth` armed, no failure was injected. Test builds only.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER.
+ */
+NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

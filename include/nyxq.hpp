@@ -825,11 +825,11 @@ class Tensor : public detail::Owner<NyxqTensor, nyxq_tensor_destroy> {
 
   /// Quantizes `src` (exactly the element count) into the tensor
   /// (nyxq_tensor_upload); on error the tensor keeps its bytes.
-  Status try_upload(Span<const float> src, const QuantizeOptions &options = QuantizeOptions()) const {
+  Status try_upload(Span<const float> src, const QuantizeOptions &options = QuantizeOptions()) {
     return detail::status_of(nyxq_tensor_upload(get(), src.data(), src.size(), options.c()));
   }
   /// Throwing form of try_upload.
-  void upload(Span<const float> src, const QuantizeOptions &options = QuantizeOptions()) const {
+  void upload(Span<const float> src, const QuantizeOptions &options = QuantizeOptions()) {
     try_upload(src, options).value();
   }
 
@@ -883,11 +883,11 @@ class Tensor : public detail::Owner<NyxqTensor, nyxq_tensor_destroy> {
 
   /// Moves the tensor's bytes to `placement` (nyxq_tensor_migrate). No other
   /// call may be using the tensor.
-  Status try_migrate(Placement placement) const {
+  Status try_migrate(Placement placement) {
     return detail::status_of(nyxq_tensor_migrate(get(), to_c(placement)));
   }
   /// Throwing form of try_migrate.
-  void migrate(Placement placement) const { try_migrate(placement).value(); }
+  void migrate(Placement placement) { try_migrate(placement).value(); }
 
   /// Chunk `index` of a DEVICE tensor's VkBuffers (nyxq_tensor_vk_buffer).
   Result<VkTensorBuffer> try_vk_buffer(uint64_t index) const {
@@ -933,7 +933,7 @@ class LossScaler : public detail::Owner<NyxqLossScaler, nyxq_loss_scaler_destroy
 
   /// Unscales one gradient buffer in place and checks it for Inf/NaN
   /// (nyxq_loss_scaler_unscale_and_check); once per buffer of the step.
-  Result<UnscaleCheck> try_unscale_and_check(Span<float> grads) const {
+  Result<UnscaleCheck> try_unscale_and_check(Span<float> grads) {
     uint32_t found = 0;
     int64_t first_bad = -1;
     return detail::result_of<UnscaleCheck>(
@@ -941,25 +941,25 @@ class LossScaler : public detail::Owner<NyxqLossScaler, nyxq_loss_scaler_destroy
         [&] { return UnscaleCheck{found != 0, first_bad}; });
   }
   /// Throwing form of try_unscale_and_check.
-  UnscaleCheck unscale_and_check(Span<float> grads) const { return try_unscale_and_check(grads).value(); }
+  UnscaleCheck unscale_and_check(Span<float> grads) { return try_unscale_and_check(grads).value(); }
 
   /// Reports what a check made elsewhere (on the device) found
   /// (nyxq_loss_scaler_report_non_finite).
-  Status try_report_non_finite(bool found_non_finite) const {
+  Status try_report_non_finite(bool found_non_finite) {
     return detail::status_of(nyxq_loss_scaler_report_non_finite(get(), found_non_finite ? 1 : 0));
   }
   /// Throwing form of try_report_non_finite.
-  void report_non_finite(bool found_non_finite) const { try_report_non_finite(found_non_finite).value(); }
+  void report_non_finite(bool found_non_finite) { try_report_non_finite(found_non_finite).value(); }
 
   /// Ends the step: true when the optimizer step applies, false when it is
   /// skipped (nyxq_loss_scaler_update). NYXQ_ERROR_LOSS_SCALE_UNDERFLOW when a
   /// gradient was non-finite at the floor (skip the step).
-  Result<bool> try_update() const {
+  Result<bool> try_update() {
     uint32_t apply = 0;
     return detail::result_of<bool>(nyxq_loss_scaler_update(get(), &apply), [&] { return apply != 0; });
   }
   /// Throwing form of try_update.
-  bool update() const { return try_update().value(); }
+  bool update() { return try_update().value(); }
 };
 
 // ----------------------------------------------------------------- adam ----
@@ -986,11 +986,11 @@ class Adam : public detail::Owner<NyxqAdam, nyxq_adam_destroy> {
 
   /// One step at learning rate `lr`: updates `params` in place from `grads`
   /// (nyxq_adam_step); on error nothing is updated.
-  Status try_step(float lr, Span<float> params, Span<const float> grads) const {
+  Status try_step(float lr, Span<float> params, Span<const float> grads) {
     return detail::status_of(nyxq_adam_step(get(), lr, params.data(), params.size(), grads.data(), grads.size()));
   }
   /// Throwing form of try_step.
-  void step(float lr, Span<float> params, Span<const float> grads) const { try_step(lr, params, grads).value(); }
+  void step(float lr, Span<float> params, Span<const float> grads) { try_step(lr, params, grads).value(); }
 
   /// Bytes of state held and what FP32 state would take (nyxq_adam_state_bytes).
   Result<AdamStateBytes> try_state_bytes() const {
@@ -1038,13 +1038,13 @@ class Model : public detail::Owner<NyxqModel, nyxq_model_destroy> {
   /// optionally its FP32 `data` (exactly the element count), from which the
   /// error of every format is measured during the call.
   Status try_add_tensor(const std::string &name, Role role, Span<const uint64_t> shape, double sensitivity = -1.0,
-                        Span<const float> data = {}) const {
+                        Span<const float> data = {}) {
     return detail::status_of(nyxq_model_add_tensor(get(), name.c_str(), to_c(role), shape.data(), shape.size(),
                                                    sensitivity, data.data(), data.size()));
   }
   /// Throwing form of try_add_tensor.
   void add_tensor(const std::string &name, Role role, Span<const uint64_t> shape, double sensitivity = -1.0,
-                  Span<const float> data = {}) const {
+                  Span<const float> data = {}) {
     try_add_tensor(name, role, shape, sensitivity, data).value();
   }
 };
@@ -1329,7 +1329,7 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// nyxq_vk_cmd_quantize, whose barrier and ticket rules apply); returns the ticket.
   Result<uint64_t> try_vk_cmd_quantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
                                        const VkBufferRange &dst,
-                                       const QuantizeOptions &options = QuantizeOptions()) const {
+                                       const QuantizeOptions &options = QuantizeOptions()) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_quantize(get(), command_buffer, to_c(format), n, &src, &dst, options.c(), &ticket),
@@ -1337,13 +1337,13 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   }
   /// Throwing form of try_vk_cmd_quantize.
   uint64_t vk_cmd_quantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
-                           const VkBufferRange &dst, const QuantizeOptions &options = QuantizeOptions()) const {
+                           const VkBufferRange &dst, const QuantizeOptions &options = QuantizeOptions()) {
     return try_vk_cmd_quantize(command_buffer, format, n, src, dst, options).value();
   }
 
   /// Records a dequantization to `out_format` (F32 or F16) (nyxq_vk_cmd_dequantize); returns the ticket.
   Result<uint64_t> try_vk_cmd_dequantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
-                                         const VkBufferRange &dst, Format out_format = Format::F32) const {
+                                         const VkBufferRange &dst, Format out_format = Format::F32) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_dequantize(get(), command_buffer, to_c(format), n, &src, &dst, to_c(out_format), &ticket),
@@ -1351,14 +1351,14 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   }
   /// Throwing form of try_vk_cmd_dequantize.
   uint64_t vk_cmd_dequantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
-                             const VkBufferRange &dst, Format out_format = Format::F32) const {
+                             const VkBufferRange &dst, Format out_format = Format::F32) {
     return try_vk_cmd_dequantize(command_buffer, format, n, src, dst, out_format).value();
   }
 
   /// Records a fake quantization (nyxq_vk_cmd_fake_quantize); returns the ticket.
   Result<uint64_t> try_vk_cmd_fake_quantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
                                             const VkBufferRange &dst,
-                                            const QuantizeOptions &options = QuantizeOptions()) const {
+                                            const QuantizeOptions &options = QuantizeOptions()) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_fake_quantize(get(), command_buffer, to_c(format), n, &src, &dst, options.c(), &ticket),
@@ -1366,7 +1366,7 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   }
   /// Throwing form of try_vk_cmd_fake_quantize.
   uint64_t vk_cmd_fake_quantize(void *command_buffer, Format format, uint64_t n, const VkBufferRange &src,
-                                const VkBufferRange &dst, const QuantizeOptions &options = QuantizeOptions()) const {
+                                const VkBufferRange &dst, const QuantizeOptions &options = QuantizeOptions()) {
     return try_vk_cmd_fake_quantize(command_buffer, format, n, src, dst, options).value();
   }
 
@@ -1374,7 +1374,7 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// (nyxq_vk_cmd_unscale_and_check); returns the ticket.
   Result<uint64_t> try_vk_cmd_unscale_and_check(const LossScaler &scaler, void *command_buffer,
                                                 const VkBufferRange &grads, uint64_t n,
-                                                const VkBufferRange &found) const {
+                                                const VkBufferRange &found) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_unscale_and_check(get(), scaler.get(), command_buffer, &grads, n, &found, &ticket),
@@ -1382,14 +1382,14 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   }
   /// Throwing form of try_vk_cmd_unscale_and_check.
   uint64_t vk_cmd_unscale_and_check(const LossScaler &scaler, void *command_buffer, const VkBufferRange &grads,
-                                    uint64_t n, const VkBufferRange &found) const {
+                                    uint64_t n, const VkBufferRange &found) {
     return try_vk_cmd_unscale_and_check(scaler, command_buffer, grads, n, found).value();
   }
 
   /// Records y = W·x (+ bias) (nyxq_vk_cmd_matvec); `bias` NULL for none; returns the ticket.
   Result<uint64_t> try_vk_cmd_matvec(void *command_buffer, Format format, uint64_t rows, uint64_t cols,
                                      uint32_t batch, const VkBufferRange &w, const VkBufferRange &x,
-                                     const VkBufferRange *bias, const VkBufferRange &y) const {
+                                     const VkBufferRange *bias, const VkBufferRange &y) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_matvec(get(), command_buffer, to_c(format), rows, cols, batch, &w, &x, bias, &y, &ticket),
@@ -1398,14 +1398,14 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// Throwing form of try_vk_cmd_matvec.
   uint64_t vk_cmd_matvec(void *command_buffer, Format format, uint64_t rows, uint64_t cols, uint32_t batch,
                          const VkBufferRange &w, const VkBufferRange &x, const VkBufferRange *bias,
-                         const VkBufferRange &y) const {
+                         const VkBufferRange &y) {
     return try_vk_cmd_matvec(command_buffer, format, rows, cols, batch, w, x, bias, y).value();
   }
 
   /// Records y = xᵀ·W (nyxq_vk_cmd_matvec_transposed); returns the ticket.
   Result<uint64_t> try_vk_cmd_matvec_transposed(void *command_buffer, Format format, uint64_t rows, uint64_t cols,
                                                 uint32_t batch, const VkBufferRange &w, const VkBufferRange &x,
-                                                const VkBufferRange &y) const {
+                                                const VkBufferRange &y) {
     uint64_t ticket = 0;
     return detail::result_of<uint64_t>(
         nyxq_vk_cmd_matvec_transposed(get(), command_buffer, to_c(format), rows, cols, batch, &w, &x, &y, &ticket),
@@ -1414,15 +1414,15 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// Throwing form of try_vk_cmd_matvec_transposed.
   uint64_t vk_cmd_matvec_transposed(void *command_buffer, Format format, uint64_t rows, uint64_t cols,
                                     uint32_t batch, const VkBufferRange &w, const VkBufferRange &x,
-                                    const VkBufferRange &y) const {
+                                    const VkBufferRange &y) {
     return try_vk_cmd_matvec_transposed(command_buffer, format, rows, cols, batch, w, x, y).value();
   }
 
   /// Tells nyxq that every command buffer with recordings up to `ticket`
   /// completed, so their descriptor sets are reused (nyxq_vk_release).
-  Status try_vk_release(uint64_t ticket) const { return detail::status_of(nyxq_vk_release(get(), ticket)); }
+  Status try_vk_release(uint64_t ticket) { return detail::status_of(nyxq_vk_release(get(), ticket)); }
   /// Throwing form of try_vk_release.
-  void vk_release(uint64_t ticket) const { try_vk_release(ticket).value(); }
+  void vk_release(uint64_t ticket) { try_vk_release(ticket).value(); }
 
   /// Descriptor pools, unreleased sets and the last ticket (nyxq_vk_recorder_usage).
   Result<VkRecorderUsage> try_vk_recorder_usage() const {

@@ -71,7 +71,7 @@ const Q4_0: i32 = Format::Q4_0 as i32;
 /// The arguments of one call, changed one at a time by the error cases.
 #[derive(Clone, Copy)]
 struct Args {
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     cmd: *mut c_void,
     format: i32,
     rows: u64,
@@ -220,7 +220,7 @@ fn c_abi_records_products_and_checks_every_argument() {
             let cases: Vec<(Args, NyxqStatus, &str)> = vec![
                 (
                     Args {
-                        ctx: null(),
+                        ctx: null_mut(),
                         ..good
                     },
                     NyxqErrorNullPointer,

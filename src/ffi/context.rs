@@ -93,6 +93,12 @@ impl Default for NyxqContextOptions {
     }
 }
 
+/// Bytes of NyxqContextInfo.backend_name, the terminating NUL included.
+pub const NYXQ_BACKEND_NAME_LEN: usize = 32;
+
+/// Bytes of NyxqContextInfo.fallback_reason, the terminating NUL included.
+pub const NYXQ_FALLBACK_REASON_LEN: usize = 256;
+
 /// What a context is running on (nyxq_context_info).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -102,9 +108,9 @@ pub struct NyxqContextInfo {
     /// Worker threads used for large inputs.
     pub thread_count: u32,
     /// The backend's name, NUL-terminated ("cpu", ...).
-    pub backend_name: [c_char; 32],
+    pub backend_name: [c_char; NYXQ_BACKEND_NAME_LEN],
     /// Why AUTO fell back to the CPU; empty when it did not.
-    pub fallback_reason: [c_char; 256],
+    pub fallback_reason: [c_char; NYXQ_FALLBACK_REASON_LEN],
 }
 
 /// The size of the first published NyxqContextOptions (up to thread_count):
@@ -246,8 +252,8 @@ pub extern "C" fn nyxq_context_info(
                 crate::context::Backend::Vulkan => NyxqBackend::NyxqBackendVulkan as i32,
             },
             thread_count: u32::try_from(context.threads()).unwrap_or(u32::MAX),
-            backend_name: [0; 32],
-            fallback_reason: [0; 256],
+            backend_name: [0; NYXQ_BACKEND_NAME_LEN],
+            fallback_reason: [0; NYXQ_FALLBACK_REASON_LEN],
         };
         copy_to_c_array(context.backend().name(), &mut info.backend_name);
         copy_to_c_array(

@@ -4,6 +4,7 @@
 use super::context::NyxqContext;
 use super::guard::guard;
 use super::status::NyxqStatus;
+use super::strings::NYXQ_NAME_LEN;
 use super::{copy_to_c_array, handle, ptr};
 use crate::error::Error;
 use crate::plan::Hardware;
@@ -38,7 +39,7 @@ pub struct NyxqHardware {
     /// Nonzero: no GPU; device memory is host memory.
     pub cpu_only: u8,
     /// The profile's name, NUL-terminated.
-    pub name: [c_char; 64],
+    pub name: [c_char; NYXQ_NAME_LEN],
 }
 
 impl Default for NyxqHardware {
@@ -55,7 +56,7 @@ impl Default for NyxqHardware {
             storage_16bit: 0,
             storage_8bit: 0,
             cpu_only: 0,
-            name: [0; 64],
+            name: [0; NYXQ_NAME_LEN],
         }
     }
 }

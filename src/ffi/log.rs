@@ -29,8 +29,10 @@ pub enum NyxqLogLevel {
 ///
 /// It is called on whichever thread logs: any thread that is inside a nyxq
 /// call, including nyxq's own worker threads, possibly several at once. It
-/// must not throw (an exception must not cross into nyxq), and must not call
-/// nyxq_set_log_callback (that call waits for running callbacks to return).
+/// must not throw (an exception must not cross into nyxq), must not call
+/// nyxq_set_log_callback (that call waits for running callbacks to return),
+/// and should not call other nyxq functions (they may log, which calls it
+/// again on the same thread).
 pub type NyxqLogCallback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char)>;
 

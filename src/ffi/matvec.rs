@@ -32,7 +32,8 @@ fn dims(rows: u64, cols: u64, batch: u32) -> Result<(usize, usize, usize), Error
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
-/// blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs),
+/// blocks, batch outside 1..8, w_len/x_len/bias_len not what the shape needs,
+/// `y` overlapping `w`, `x` or `bias`; the inputs may overlap each other),
 /// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
 /// floats). Thread-safe.
 #[unsafe(no_mangle)]
@@ -65,7 +66,10 @@ pub extern "C" fn nyxq_matvec(
             // SAFETY: the caller passes bias_len readable floats at bias.
             Some(unsafe { ptr::slice(bias, bias_len, "bias") }?)
         };
-        // SAFETY: the caller passes y_len writable floats at y, not overlapping the inputs.
+        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
+        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
+        ptr::check_disjoint((y, y_len, "y"), bias.unwrap_or_default(), "bias")?;
+        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
         let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
         matvec::matvec(format, w, rows, cols, x, batch, bias, y, context.threads())
     })
@@ -74,7 +78,8 @@ pub extern "C" fn nyxq_matvec(
 /// y = xᵀ·W for `batch` vectors (the backward pass of a quantized layer):
 /// y[b·cols + c] = Σ_r x[b·rows + r]·W[r][c]. `x`: batch·rows floats; `y`: at
 /// least batch·cols floats. Weights, errors and accuracy as nyxq_matvec (the
-/// sum runs over rows). Thread-safe.
+/// sum runs over rows; `y` overlapping `w` or `x` is NYXQ_ERROR_INVALID_ARGUMENT).
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_matvec_transposed(
     ctx: *const NyxqContext,
@@ -97,7 +102,9 @@ pub extern "C" fn nyxq_matvec_transposed(
         let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
         // SAFETY: the caller passes x_len readable floats at x.
         let x = unsafe { ptr::slice(x, x_len, "x") }?;
-        // SAFETY: the caller passes y_len writable floats at y, not overlapping the inputs.
+        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
+        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
+        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
         let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
         matvec::matvec_transposed(format, w, rows, cols, x, batch, y, context.threads())
     })

@@ -12,7 +12,8 @@ pub mod format;
 pub mod guard;
 pub mod handle;
 pub mod hardware;
-mod layout;
+#[cfg(feature = "test-exports")]
+pub mod layout;
 pub mod log;
 pub mod matvec;
 pub mod model;
@@ -30,6 +31,7 @@ pub mod version;
 pub mod vk;
 pub mod vk_cmd;
 pub mod vk_matvec;
+pub mod vk_train;
 
 pub use status::NyxqStatus;
 

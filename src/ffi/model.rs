@@ -26,6 +26,10 @@ pub enum NyxqRole {
     NyxqRoleOther = 6,
 }
 
+/// The number of NyxqRole values: the length of NyxqPlanPolicy.role_formats.
+pub const NYXQ_ROLE_COUNT: usize = 7;
+const _: () = assert!(NYXQ_ROLE_COUNT == NyxqRole::NyxqRoleOther as usize + 1);
+
 /// A model description being built (tensors, roles, shapes, measured errors).
 /// Create with nyxq_model_create or nyxq_model_load, release with
 /// nyxq_model_destroy. Calls may come from several threads; they are serialised.
@@ -105,7 +109,7 @@ pub extern "C" fn nyxq_model_load(
 /// Thread-safe (calls on one model are serialised).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_model_add_tensor(
-    model: *const NyxqModel,
+    model: *mut NyxqModel,
     name: *const c_char,
     role: i32,
     shape: *const u64,

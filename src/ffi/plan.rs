@@ -6,6 +6,7 @@ use super::hardware::{NyxqHardware, hardware_from_c};
 use super::model::NyxqModel;
 use super::plan_policy::NyxqPlanPolicy;
 use super::status::NyxqStatus;
+use super::strings::NYXQ_NAME_LEN;
 use super::strings::give_string;
 use super::{copy_to_c_array, ptr};
 use crate::error::{Error, ErrorKind, Result};
@@ -109,7 +110,7 @@ pub struct NyxqPlanFeasibility {
     /// vocabulary,
     pub recommended_vocab: u64,
     /// and its name, NUL-terminated.
-    pub recommended_name: [c_char; 64],
+    pub recommended_name: [c_char; NYXQ_NAME_LEN],
 }
 
 fn wrap_plan(plan: Plan) -> Result<*mut NyxqPlan> {
@@ -194,7 +195,7 @@ pub extern "C" fn nyxq_plan_feasibility(
             recommended_hidden: 0,
             recommended_layers: 0,
             recommended_vocab: 0,
-            recommended_name: [0; 64],
+            recommended_name: [0; NYXQ_NAME_LEN],
         };
         match Plan::solve(&model, &hw, &policy) {
             Ok(_) => {}

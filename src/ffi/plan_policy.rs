@@ -1,6 +1,7 @@
 //! Planning policies through the C ABI: NyxqPlanPolicy and its conversion.
 
 use super::guard::guard;
+use super::model::NYXQ_ROLE_COUNT;
 use super::status::NyxqStatus;
 use super::{enum_value, ptr};
 use crate::error::Result;
@@ -59,7 +60,7 @@ pub struct NyxqPlanPolicy {
     /// Preferred NyxqFormat for every role; -1 (default) = the most accurate allowed.
     pub default_format: i32,
     /// Preferred NyxqFormat per NyxqRole (index = role); -1 = default_format.
-    pub role_formats: [i32; 7],
+    pub role_formats: [i32; NYXQ_ROLE_COUNT],
     /// Overrides "regex=format,regex=format" (llama.cpp's --tensor-type), or
     /// NULL. Read during nyxq_plan_create only.
     pub overrides: *const c_char,

@@ -60,6 +60,28 @@ pub(crate) unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, what: &str) -> Re
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// Fails with NYXQ_ERROR_INVALID_ARGUMENT when the `len` `T`s an output
+/// buffer would span at `out` share a byte with `input`: a writable slice must
+/// never alias a readable one (undefined behaviour in Rust), so overlapping
+/// buffers are refused before the output slice is made. Empty spans never
+/// overlap.
+pub(crate) fn check_disjoint<T, U>(
+    (out, len, out_what): (*const T, usize, &str),
+    input: &[U],
+    input_what: &str,
+) -> Result<()> {
+    let out_start = out as usize;
+    let out_end = out_start.saturating_add(len.saturating_mul(size_of::<T>()));
+    let input = input.as_ptr_range();
+    let (in_start, in_end) = (input.start as usize, input.end as usize);
+    if out_start < out_end && in_start < in_end && out_start < in_end && in_start < out_end {
+        return Err(Error::invalid(format!(
+            "{out_what} overlaps {input_what}; pass separate buffers"
+        )));
+    }
+    Ok(())
+}
+
 /// The out-pointer `ptr`, checked for NULL, to be written on success only.
 pub(crate) fn out<T>(ptr: *mut T, what: &str) -> Result<OutPtr<T>> {
     if ptr.is_null() {
@@ -144,4 +166,29 @@ pub(crate) unsafe fn options<T: Default + Copy>(
         std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), known)
     };
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_disjoint;
+
+    #[test]
+    fn only_shared_bytes_are_an_overlap() {
+        let buf = [0f32; 16];
+        let input = &buf[4..8];
+        let at = |i: usize| buf[i..].as_ptr();
+        // Adjacent on either side, or empty: disjoint.
+        assert!(check_disjoint((at(0), 4, "y"), input, "x").is_ok());
+        assert!(check_disjoint((at(8), 4, "y"), input, "x").is_ok());
+        assert!(check_disjoint((at(5), 0, "y"), input, "x").is_ok());
+        assert!(check_disjoint((at(5), 2, "y"), &buf[4..4], "x").is_ok());
+        // One shared float at either end, inside, or around: refused.
+        assert!(check_disjoint((at(1), 4, "y"), input, "x").is_err());
+        assert!(check_disjoint((at(7), 4, "y"), input, "x").is_err());
+        assert!(check_disjoint((at(5), 1, "y"), input, "x").is_err());
+        assert!(check_disjoint((at(0), 16, "y"), input, "x").is_err());
+        // Spans are compared in bytes, whatever the element types.
+        assert!(check_disjoint((at(7).cast::<u8>(), 4, "y"), input, "x").is_err());
+        assert!(check_disjoint((at(8).cast::<u8>(), 4, "y"), input, "x").is_ok());
+    }
 }

@@ -176,7 +176,8 @@ fn check_room(format: Format, n: usize, dst_len: usize) -> Result<usize> {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown format/rounding, n not whole blocks, bad
-/// importance length, first_index + n beyond INT64_MAX),
+/// importance length, first_index + n beyond INT64_MAX, `dst` overlapping
+/// `src` or options->importance),
 /// NYXQ_ERROR_SIZE_OVERFLOW (n's bytes do not fit in size_t),
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (see nyxq_last_error_needed_len),
 /// NYXQ_ERROR_NON_FINITE (see nyxq_last_error_index, which counts from
@@ -200,8 +201,13 @@ pub extern "C" fn nyxq_quantize(
         // SAFETY: the options contract is the caller's (see NyxqQuantizeOptions).
         let opts = unsafe { quantize_options(options, context.threads()) }?;
         let needed = check_room(format, n, dst_len)?;
-        // SAFETY: the caller passes dst_len writable bytes at dst; we use `needed` <= dst_len.
-        let dst = unsafe { ptr::slice_mut(dst.cast::<u8>(), needed, "dst") }?;
+        let dst = dst.cast::<u8>();
+        ptr::check_disjoint((dst, needed, "dst"), src, "src")?;
+        let importance = opts.importance.unwrap_or_default();
+        ptr::check_disjoint((dst, needed, "dst"), importance, "options.importance")?;
+        // SAFETY: the caller passes dst_len writable bytes at dst, disjoint from
+        // the inputs (checked); we use `needed` <= dst_len.
+        let dst = unsafe { ptr::slice_mut(dst, needed, "dst") }?;
         quant::quantize(format, src, dst, &opts)
     })
 }
@@ -212,7 +218,8 @@ pub extern "C" fn nyxq_quantize(
 ///   the first n = src_len / block_bytes * block_size are written.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
-/// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks),
+/// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, src_len not whole blocks,
+/// `dst` overlapping `src`),
 /// NYXQ_ERROR_SIZE_OVERFLOW (src_len or dst_len beyond what an address
 /// space holds), NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats).
 /// Thread-safe.
@@ -234,7 +241,9 @@ pub extern "C" fn nyxq_dequantize(
         // A dst_len no buffer can have is a caller's mistake, even where n fits.
         ptr::check_len::<f32>(dst_len, "dst")?;
         Error::ensure_room("dst", "floats", n, dst_len)?;
-        // SAFETY: the caller passes dst_len writable floats at dst; we use n <= dst_len.
+        ptr::check_disjoint((dst, n, "dst"), src, "src")?;
+        // SAFETY: the caller passes dst_len writable floats at dst, disjoint from
+        // src (checked); we use n <= dst_len.
         let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
         quant::dequantize(format, src, dst, context.threads())
     })
@@ -242,7 +251,8 @@ pub extern "C" fn nyxq_dequantize(
 
 /// Quantizes `n` floats to `format` and back in one pass, writing the round
 /// trip's result into `dst` (quantization-aware training's forward weights).
-/// `src` and `dst` may be the same buffer. Options and errors as nyxq_quantize;
+/// `src` and `dst` may be the same buffer; any other overlap is
+/// NYXQ_ERROR_INVALID_ARGUMENT. Options and errors as nyxq_quantize;
 /// `dst_len` is in floats. When `src` and `dst` are the same buffer, `src` is
 /// copied first, and NYXQ_ERROR_OUT_OF_MEMORY means the copy could not be
 /// allocated (nothing written). Thread-safe.
@@ -266,19 +276,22 @@ pub extern "C" fn nyxq_fake_quantize(
         if n == 0 {
             return Ok(());
         }
+        let importance = opts.importance.unwrap_or_default();
+        ptr::check_disjoint((dst, n, "dst"), importance, "options.importance")?;
         if std::ptr::eq(src, dst) {
             // In place: quantize from a copy so src and dst never alias in Rust.
             // SAFETY: the caller passes n readable floats at src.
             let src = unsafe { ptr::slice(src, n, "src") }?;
             let copy = crate::alloc::copied(src, "in-place fake quantization's copy of src")?;
-            // SAFETY: dst == src, n writable floats.
+            // SAFETY: dst == src, n writable floats, disjoint from importance (checked).
             let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
             return quant::fake_quantize(format, &copy, dst, &opts);
         }
-        // SAFETY: the caller passes n readable floats at src and dst_len >= n writable
-        // floats at dst, not overlapping unless equal (handled above).
+        // SAFETY: the caller passes n readable floats at src.
         let src = unsafe { ptr::slice(src, n, "src") }?;
-        // SAFETY: as above.
+        ptr::check_disjoint((dst, n, "dst"), src, "src")?;
+        // SAFETY: the caller passes dst_len >= n writable floats at dst, disjoint
+        // from the inputs (checked; equal buffers are handled above).
         let dst = unsafe { ptr::slice_mut(dst, n, "dst") }?;
         quant::fake_quantize(format, src, dst, &opts)
     })

@@ -45,7 +45,7 @@ pub enum NyxqStatus {
 }
 
 /// Every status, in order of value (for tests and nyxq_status_str).
-pub const ALL_STATUSES: [NyxqStatus; 17] = [
+pub(crate) const ALL_STATUSES: [NyxqStatus; 17] = [
     NyxqStatus::NyxqOk,
     NyxqStatus::NyxqErrorInternal,
     NyxqStatus::NyxqErrorInvalidArgument,

@@ -8,6 +8,11 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char};
 
+/// Bytes of the fixed name fields (NyxqHardware.name,
+/// NyxqPlanFeasibility.recommended_name), the terminating NUL included; a
+/// longer name is cut on a UTF-8 character boundary.
+pub const NYXQ_NAME_LEN: usize = 64;
+
 /// Strings handed to C, by address, until nyxq_string_destroy.
 static STRINGS: Mutex<BTreeMap<usize, CString>> = Mutex::new(BTreeMap::new());
 

@@ -186,7 +186,7 @@ pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
 /// NYXQ_ERROR_NON_FINITE. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_upload(
-    tensor: *const NyxqTensor,
+    tensor: *mut NyxqTensor,
     src: *const f32,
     n: usize,
     options: *const NyxqQuantizeOptions,
@@ -202,7 +202,7 @@ pub extern "C" fn nyxq_tensor_upload(
 }
 
 /// Dequantizes the whole tensor into `dst` (`dst_len` floats, at least the
-/// element count).
+/// element count). `dst` must not overlap the tensor's own bytes.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
@@ -352,7 +352,7 @@ pub extern "C" fn nyxq_tensor_placement(
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
 #[unsafe(no_mangle)]
-pub extern "C" fn nyxq_tensor_migrate(tensor: *const NyxqTensor, placement: i32) -> NyxqStatus {
+pub extern "C" fn nyxq_tensor_migrate(tensor: *mut NyxqTensor, placement: i32) -> NyxqStatus {
     guard(|| {
         let handle = handle::get(tensor)?;
         handle.tensor.migrate(placement_arg(placement)?)

@@ -140,7 +140,7 @@ pub extern "C" fn nyxq_loss_scaler_scale(
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_SIZE_OVERFLOW.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_loss_scaler_unscale_and_check(
-    scaler: *const NyxqLossScaler,
+    scaler: *mut NyxqLossScaler,
     grads: *mut f32,
     n: usize,
     found_non_finite_out: *mut u32,
@@ -178,7 +178,7 @@ pub extern "C" fn nyxq_loss_scaler_unscale_and_check(
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_loss_scaler_report_non_finite(
-    scaler: *const NyxqLossScaler,
+    scaler: *mut NyxqLossScaler,
     found_non_finite: u32,
 ) -> NyxqStatus {
     guard(|| {
@@ -197,7 +197,7 @@ pub extern "C" fn nyxq_loss_scaler_report_non_finite(
 /// NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_loss_scaler_update(
-    scaler: *const NyxqLossScaler,
+    scaler: *mut NyxqLossScaler,
     apply_step_out: *mut u32,
 ) -> NyxqStatus {
     guard(|| {
@@ -330,10 +330,11 @@ pub extern "C" fn nyxq_adam_destroy(adam: *mut NyxqAdam) -> NyxqStatus {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (n differs from the size given at creation,
-/// lr negative or not finite); on error nothing is updated.
+/// lr negative or not finite, `params` overlapping `grads`); on error nothing
+/// is updated.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_adam_step(
-    adam: *const NyxqAdam,
+    adam: *mut NyxqAdam,
     lr: f32,
     params: *mut f32,
     n: usize,
@@ -342,10 +343,11 @@ pub extern "C" fn nyxq_adam_step(
 ) -> NyxqStatus {
     guard(|| {
         let a = handle::get(adam)?;
-        // SAFETY: the caller passes n writable floats at params.
-        let params = unsafe { ptr::slice_mut(params, n, "params") }?;
-        // SAFETY: the caller passes grads_len readable floats at grads, not overlapping params.
+        // SAFETY: the caller passes grads_len readable floats at grads.
         let grads = unsafe { ptr::slice(grads, grads_len, "grads") }?;
+        ptr::check_disjoint((params, n, "params"), grads, "grads")?;
+        // SAFETY: the caller passes n writable floats at params, disjoint from grads (checked).
+        let params = unsafe { ptr::slice_mut(params, n, "params") }?;
         a.lock().step(lr, params, grads)
     })
 }

@@ -19,22 +19,34 @@ pub enum NyxqDeviceType {
     NyxqDeviceTypeCpu = 4,
 }
 
+/// Bytes of NyxqDeviceInfo.name, the NUL included (VK_MAX_PHYSICAL_DEVICE_NAME_SIZE).
+pub const NYXQ_DEVICE_NAME_LEN: usize = 256;
+
+/// Bytes of NyxqDeviceInfo.vendor_name, the NUL included.
+pub const NYXQ_VENDOR_NAME_LEN: usize = 32;
+
+/// Bytes of NyxqDeviceInfo.driver_name, the NUL included (VK_MAX_DRIVER_NAME_SIZE).
+pub const NYXQ_DRIVER_NAME_LEN: usize = 256;
+
+/// Bytes of NyxqDeviceInfo.driver_info, the NUL included (VK_MAX_DRIVER_INFO_SIZE).
+pub const NYXQ_DRIVER_INFO_LEN: usize = 256;
+
 /// Facts about the Vulkan device a context runs on (nyxq_context_device_info).
 /// Flags are 1 (true) or 0 (false). Strings are NUL-terminated UTF-8.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NyxqDeviceInfo {
     /// VkPhysicalDeviceProperties.deviceName.
-    pub name: [c_char; 256],
+    pub name: [c_char; NYXQ_DEVICE_NAME_LEN],
     /// Vendor's name derived from vendor_id ("NVIDIA", "AMD", "Intel", "Mesa", "unknown").
-    pub vendor_name: [c_char; 32],
+    pub vendor_name: [c_char; NYXQ_VENDOR_NAME_LEN],
     /// PCI vendor ID (or Khronos vendor ID).
     pub vendor_id: u32,
     pub device_id: u32,
     /// VkPhysicalDeviceDriverProperties.driverName, e.g. "llvmpipe", "NVIDIA".
-    pub driver_name: [c_char; 256],
+    pub driver_name: [c_char; NYXQ_DRIVER_NAME_LEN],
     /// VkPhysicalDeviceDriverProperties.driverInfo, e.g. "Mesa 22.3.6 (LLVM 15.0.6)".
-    pub driver_info: [c_char; 256],
+    pub driver_info: [c_char; NYXQ_DRIVER_INFO_LEN],
     /// Raw driverVersion (the encoding is the vendor's).
     pub driver_version: u32,
     /// Device Vulkan API version (VK_MAKE_API_VERSION encoding).
@@ -76,12 +88,12 @@ pub struct NyxqDeviceInfo {
 pub(crate) fn device_info_to_c(info: &crate::vk::DeviceInfo) -> NyxqDeviceInfo {
     let flag = |b: bool| u32::from(b);
     let mut out = NyxqDeviceInfo {
-        name: [0; 256],
-        vendor_name: [0; 32],
+        name: [0; NYXQ_DEVICE_NAME_LEN],
+        vendor_name: [0; NYXQ_VENDOR_NAME_LEN],
         vendor_id: info.vendor_id,
         device_id: info.device_id,
-        driver_name: [0; 256],
-        driver_info: [0; 256],
+        driver_name: [0; NYXQ_DRIVER_NAME_LEN],
+        driver_info: [0; NYXQ_DRIVER_INFO_LEN],
         driver_version: info.driver_version,
         api_version: info.api_version,
         device_type: match info.device_type {

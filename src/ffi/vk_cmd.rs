@@ -190,7 +190,7 @@ fn record_call(
 /// synchronisation of one command buffer).
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_quantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -215,7 +215,7 @@ pub extern "C" fn nyxq_vk_cmd_quantize(
 /// quantize) and for an `out_format` other than F32 and F16.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_dequantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -254,7 +254,7 @@ pub extern "C" fn nyxq_vk_cmd_dequantize(
 /// command buffer, tickets and errors as nyxq_vk_cmd_quantize.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_fake_quantize(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     n: u64,
@@ -281,7 +281,7 @@ pub extern "C" fn nyxq_vk_cmd_fake_quantize(
 /// NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
 /// (a CPU context). Thread-safe.
 #[unsafe(no_mangle)]
-pub extern "C" fn nyxq_vk_release(ctx: *const NyxqContext, ticket: u64) -> NyxqStatus {
+pub extern "C" fn nyxq_vk_release(ctx: *mut NyxqContext, ticket: u64) -> NyxqStatus {
     guard(|| {
         let context = handle::get(ctx)?;
         let engine = context.vulkan_engine()?;
@@ -313,56 +313,6 @@ pub extern "C" fn nyxq_vk_recorder_usage(
                 last_ticket: usage.last_ticket,
             })
         };
-        Ok(())
-    })
-}
-
-/// Records the loss scaler's unscale-and-check over `n` f32 gradients in the
-/// caller's buffer `grads`, in place: each is multiplied by 1/scale (the
-/// scaler's current scale), and the uint32_t at `found` gets 1 ORed into it
-/// when a result is NaN or ±Inf. Zero `found` before the step (for example with
-/// vkCmdFillBuffer) and let every gradient buffer of the step OR into it; after
-/// the command buffer completed, pass its value to
-/// nyxq_loss_scaler_report_non_finite, then call nyxq_loss_scaler_update.
-///
-/// The bytes equal nyxq_loss_scaler_unscale_and_check's whenever the scale is a
-/// power of two not below 1 (the default scaler's always is: 65536, x2, x0.5,
-/// floor 1), subnormal results included; with another scale, a result or
-/// input below 2^-126 may be flushed to zero by the GPU.
-/// Command buffer, ranges, tickets and what nyxq cannot check as
-/// nyxq_vk_cmd_quantize; `found` needs 4 bytes at an aligned offset, outside
-/// `grads`.
-///
-/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE (ctx, scaler),
-/// NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
-/// buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
-/// NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY,
-/// NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
-/// command buffers.
-#[unsafe(no_mangle)]
-pub extern "C" fn nyxq_vk_cmd_unscale_and_check(
-    ctx: *const NyxqContext,
-    scaler: *const super::train::NyxqLossScaler,
-    command_buffer: *mut c_void,
-    grads: *const NyxqVkBufferRange,
-    n: u64,
-    found: *const NyxqVkBufferRange,
-    ticket_out: *mut u64,
-) -> NyxqStatus {
-    guard(|| {
-        let context = handle::get(ctx)?;
-        let scaler = handle::get(scaler)?;
-        let cmd = command_buffer_arg(command_buffer)?;
-        let grads = range_arg(grads, "grads")?;
-        let found = range_arg(found, "found")?;
-        let out = ptr::out(ticket_out, "ticket_out")?;
-        let engine = context.vulkan_engine()?;
-        let inverse = scaler.lock().inverse();
-        // SAFETY: as in record_call: the caller's command buffer is recording
-        // on the context's device and the buffers hold the declared ranges.
-        let ticket = unsafe { record::record_unscale(engine, cmd, &grads, n, &found, inverse) }?;
-        // SAFETY: ticket_out checked non-NULL.
-        unsafe { out.write(ticket) };
         Ok(())
     })
 }

@@ -94,7 +94,7 @@ fn record(
 /// recorded on error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matvec(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     rows: u64,
@@ -130,7 +130,7 @@ pub extern "C" fn nyxq_vk_cmd_matvec(
 /// nyxq_vk_cmd_matvec.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matvec_transposed(
-    ctx: *const NyxqContext,
+    ctx: *mut NyxqContext,
     command_buffer: *mut c_void,
     format: i32,
     rows: u64,
