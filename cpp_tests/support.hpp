@@ -1,50 +1,44 @@
-// Test support for nyxq's C++ tests: an owning pointer per handle type, and
-// CHECK_OK / EXPECT_STATUS that print the status text and the last error.
+// Test support for nyxq's C++ tests: an owning pointer per handle type, the
+// tests' input data, and CHECK_OK / EXPECT_STATUS that print the status text
+// and the last error.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nyxq.h"
 
 namespace nyxq_test {
 
-struct ContextDeleter {
-  void operator()(NyxqContext *ctx) const { nyxq_context_destroy(ctx); }
+// Calls `destroy` on a handle: the deleter of every owning pointer below.
+template <class Handle, NyxqStatus (*destroy)(Handle *)>
+struct Destroy {
+  void operator()(Handle *handle) const { destroy(handle); }
 };
-struct TensorDeleter {
-  void operator()(NyxqTensor *t) const { nyxq_tensor_destroy(t); }
-};
-struct ModelDeleter {
-  void operator()(NyxqModel *m) const { nyxq_model_destroy(m); }
-};
-struct PlanDeleter {
-  void operator()(NyxqPlan *p) const { nyxq_plan_destroy(p); }
-};
-struct ConfigDeleter {
-  void operator()(NyxqConfig *c) const { nyxq_config_destroy(c); }
-};
-struct StringDeleter {
-  void operator()(char *s) const { nyxq_string_destroy(s); }
-};
-struct ScalerDeleter {
-  void operator()(NyxqLossScaler *s) const { nyxq_loss_scaler_destroy(s); }
-};
-struct AdamDeleter {
-  void operator()(NyxqAdam *a) const { nyxq_adam_destroy(a); }
-};
-using ContextPtr = std::unique_ptr<NyxqContext, ContextDeleter>;
-using TensorPtr = std::unique_ptr<NyxqTensor, TensorDeleter>;
-using ModelPtr = std::unique_ptr<NyxqModel, ModelDeleter>;
-using PlanPtr = std::unique_ptr<NyxqPlan, PlanDeleter>;
-using ConfigPtr = std::unique_ptr<NyxqConfig, ConfigDeleter>;
-using StringPtr = std::unique_ptr<char, StringDeleter>;
-using ScalerPtr = std::unique_ptr<NyxqLossScaler, ScalerDeleter>;
-using AdamPtr = std::unique_ptr<NyxqAdam, AdamDeleter>;
+using ContextPtr = std::unique_ptr<NyxqContext, Destroy<NyxqContext, nyxq_context_destroy>>;
+using TensorPtr = std::unique_ptr<NyxqTensor, Destroy<NyxqTensor, nyxq_tensor_destroy>>;
+using ModelPtr = std::unique_ptr<NyxqModel, Destroy<NyxqModel, nyxq_model_destroy>>;
+using PlanPtr = std::unique_ptr<NyxqPlan, Destroy<NyxqPlan, nyxq_plan_destroy>>;
+using ConfigPtr = std::unique_ptr<NyxqConfig, Destroy<NyxqConfig, nyxq_config_destroy>>;
+using StringPtr = std::unique_ptr<char, Destroy<char, nyxq_string_destroy>>;
+using ScalerPtr = std::unique_ptr<NyxqLossScaler, Destroy<NyxqLossScaler, nyxq_loss_scaler_destroy>>;
+using AdamPtr = std::unique_ptr<NyxqAdam, Destroy<NyxqAdam, nyxq_adam_destroy>>;
+
+// Destroys what `owner` holds and returns the dangling handle, for the tests
+// of what a destroyed handle is refused with.
+template <class Ptr>
+typename Ptr::pointer destroyed(Ptr owner) {
+  typename Ptr::pointer handle = owner.get();
+  owner.reset();
+  return handle;
+}
 
 // True under NYXQ_TEST_REQUIRE_RESOURCES=1, which ctest sets: scripts/bootstrap.sh
 // has installed the Vulkan loader, lavapipe and the validation layer, so a test
@@ -73,6 +67,42 @@ inline ContextPtr cpu_context(uint32_t threads = 0) {
   NyxqStatus status = nyxq_context_create(&options, &ctx);
   EXPECT_EQ(status, NYXQ_OK) << describe(status);
   return ContextPtr(ctx);
+}
+
+// n values sin(step·i + phase).
+inline std::vector<float> sine(size_t n, float step, float phase = 0.0f) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std::sin(step * static_cast<float>(i) + phase);
+  return v;
+}
+
+// n values of a slow sine plus deterministic noise from `seed` (an LCG).
+inline std::vector<float> noisy_sine(size_t n, uint32_t seed = 1) {
+  std::vector<float> x(n);
+  uint32_t s = seed * 2654435761u + 12345u;
+  for (size_t i = 0; i < n; ++i) {
+    s = s * 1664525u + 1013904223u;
+    float noise = static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
+    x[i] = 0.8f * std::sin(0.013f * static_cast<float>(i)) + 0.3f * noise;
+  }
+  return x;
+}
+
+// n values 3·sin(0.37·i) with 0.5 added to element 5 of every 64: blocks
+// whose largest value is not where a sine puts it.
+inline std::vector<float> sine_with_bumps(size_t n) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::sin(static_cast<float>(i) * 0.37f) * 3.0f + ((i % 64) == 5 ? 0.5f : 0.0f);
+  }
+  return x;
+}
+
+// n values of a sawtooth, -2.8 to 2.8 in steps of 0.2 with period 29.
+inline std::vector<float> ramp(size_t n) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>(i % 29) - 14) / 5.0f;
+  return x;
 }
 
 }  // namespace nyxq_test

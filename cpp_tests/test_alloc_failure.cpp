@@ -34,12 +34,6 @@ bool step(Outcome &outcome, const char *call, NyxqStatus status) {
 
 std::string source_file(const char *relative) { return std::string(NYXQ_SOURCE_DIR) + "/" + relative; }
 
-std::vector<float> ramp(size_t n) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>(i % 29) - 14) / 5.0f;
-  return x;
-}
-
 void context_model_and_plan(Outcome &o, NyxqContext **ctx_out) {
   const std::string config = source_file("config/hrm_config.txt");
   NyxqContextOptions options;

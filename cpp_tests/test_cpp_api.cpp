@@ -13,16 +13,12 @@
 #include <gtest/gtest.h>
 
 #include "nyxq.hpp"
+#include "support.hpp"
 
 namespace {
 
 using nyxq::Format;
-
-std::vector<float> wave(size_t n, float step = 0.01f) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = std::sin(step * static_cast<float>(i));
-  return v;
-}
+using nyxq_test::sine;
 
 // Runs `call`, which must throw nyxq::Error with `status`, and returns the error.
 template <class F>
@@ -279,7 +275,7 @@ TEST(CppApi, OwnersMoveAndDestroyExactlyOnce) {
 
 TEST(CppApi, QuantizeDequantizeAndError) {
   nyxq::Context ctx = cpu();
-  const std::vector<float> weights = wave(256);
+  const std::vector<float> weights = sine(256, 0.01f);
   std::vector<uint8_t> packed(nyxq::quantized_size(Format::Q4_0, weights.size()));
   ctx.quantize(Format::Q4_0, weights, packed);
   std::vector<float> back(weights.size());
@@ -322,7 +318,7 @@ TEST(CppApi, QuantizeDequantizeAndError) {
 
 TEST(CppApi, QuantizeOptions) {
   nyxq::Context ctx = cpu();
-  const std::vector<float> weights = wave(1024);
+  const std::vector<float> weights = sine(1024, 0.01f);
   std::vector<uint8_t> a(nyxq::quantized_size(Format::Q4_0, weights.size())), b(a.size());
   const auto stochastic = nyxq::QuantizeOptions().rounding(nyxq::Rounding::Stochastic).seed(11);
   ctx.quantize(Format::Q4_0, weights, a, stochastic);
@@ -351,7 +347,7 @@ TEST(CppApi, QuantizeOptions) {
 
 TEST(CppApi, FakeQuantizeInPlace) {
   nyxq::Context ctx = cpu();
-  std::vector<float> w = wave(128);
+  std::vector<float> w = sine(128, 0.01f);
   std::vector<float> expected(w.size());
   ctx.fake_quantize(Format::Q8_0, w, expected);
   ctx.fake_quantize(Format::Q8_0, w, w);  // in place
@@ -368,7 +364,7 @@ TEST(CppApi, Matvec) {
   for (uint64_t r = 0; r < rows; ++r) w[r * cols + r] = 1.0f;  // the first rows of the identity
   std::vector<uint8_t> wq(nyxq::quantized_size(Format::F32, w.size()));
   ctx.quantize(Format::F32, w, wq);
-  const std::vector<float> x = wave(cols, 0.3f);
+  const std::vector<float> x = sine(cols, 0.3f);
   const std::vector<float> bias{1, 2, 3, 4};
   std::vector<float> y(rows);
   ctx.matvec(Format::F32, wq, rows, cols, x, 1, bias, y);
@@ -400,7 +396,7 @@ TEST(CppApi, Tensors) {
   EXPECT_EQ(info.numel, 256u);
   EXPECT_EQ(t.placement(), nyxq::Placement::Host);
 
-  const std::vector<float> values = wave(256);
+  const std::vector<float> values = sine(256, 0.01f);
   t.upload(values);
   std::vector<float> back(256);
   t.download(back);
@@ -524,7 +520,7 @@ TEST(CppApi, ModelsAndPlans) {
 
   // Model errors.
   EXPECT_EQ(model.try_add_tensor("embed", nyxq::Role::Mlp, {32}).status(), NYXQ_ERROR_INVALID_ARGUMENT);  // duplicate
-  std::vector<float> data = wave(64);
+  std::vector<float> data = sine(64, 0.01f);
   model.add_tensor("measured", nyxq::Role::Mlp, {2, 32}, -1.0, data);
   data[5] = NAN;
   EXPECT_EQ(expect_error(NYXQ_ERROR_NON_FINITE, [&] { model.add_tensor("nan", nyxq::Role::Mlp, {2, 32}, -1.0, data); })

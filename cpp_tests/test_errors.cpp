@@ -34,8 +34,7 @@ struct TempFile {
 NyxqModel *dead_model() {
   NyxqModel *model = nullptr;
   EXPECT_EQ(nyxq_model_create("dead", &model), NYXQ_OK);
-  nyxq_model_destroy(model);
-  return model;
+  return destroyed(ModelPtr(model));
 }
 
 NyxqHardware cpu_profile() {
@@ -47,19 +46,19 @@ NyxqHardware cpu_profile() {
 // A live model with one 64x64 MLP weight, and a plan of it.
 struct Planned {
   Planned() {
-    EXPECT_EQ(nyxq_model_create("m", &model), NYXQ_OK);
+    NyxqModel *m = nullptr;
+    EXPECT_EQ(nyxq_model_create("m", &m), NYXQ_OK);
+    model.reset(m);
     uint64_t shape[] = {64, 64};
-    EXPECT_EQ(nyxq_model_add_tensor(model, "w", NYXQ_ROLE_MLP, shape, 2, 1.0, nullptr, 0), NYXQ_OK) << last_error();
+    EXPECT_EQ(nyxq_model_add_tensor(m, "w", NYXQ_ROLE_MLP, shape, 2, 1.0, nullptr, 0), NYXQ_OK) << last_error();
     hw = cpu_profile();
     EXPECT_EQ(nyxq_plan_policy_default(&policy), NYXQ_OK);
-    EXPECT_EQ(nyxq_plan_create(model, &hw, &policy, &plan), NYXQ_OK) << last_error();
+    NyxqPlan *made = nullptr;
+    EXPECT_EQ(nyxq_plan_create(m, &hw, &policy, &made), NYXQ_OK) << last_error();
+    plan.reset(made);
   }
-  ~Planned() {
-    nyxq_plan_destroy(plan);
-    nyxq_model_destroy(model);
-  }
-  NyxqModel *model = nullptr;
-  NyxqPlan *plan = nullptr;
+  ModelPtr model;
+  PlanPtr plan;
   NyxqHardware hw{};
   NyxqPlanPolicy policy{};
 };
@@ -67,8 +66,7 @@ struct Planned {
 }  // namespace
 
 TEST(Errors, DestroyedContextHandles) {
-  NyxqContext *ctx = cpu_context().release();
-  nyxq_context_destroy(ctx);
+  NyxqContext *ctx = destroyed(cpu_context());
   std::vector<unsigned char> q(34);
   std::vector<float> x(32), y(32);
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_dequantize(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), y.data(), 32));
@@ -94,7 +92,7 @@ TEST(Errors, DestroyedTensorHandles) {
   uint64_t shape[] = {2, 32};
   NyxqTensor *t = nullptr;
   CHECK_OK(nyxq_tensor_create(ctx.get(), "t", shape, 2, NYXQ_FORMAT_Q8_0, &t));
-  nyxq_tensor_destroy(t);
+  t = destroyed(TensorPtr(t));
   NyxqTensor *converted = nullptr;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_tensor_convert(t, NYXQ_FORMAT_F16, nullptr, &converted));
   const void *data = nullptr;
@@ -113,14 +111,14 @@ TEST(Errors, DestroyedTensorHandles) {
 TEST(Errors, DestroyedTrainingHandles) {
   NyxqAdam *adam = nullptr;
   CHECK_OK(nyxq_adam_create(nullptr, 64, &adam));
-  nyxq_adam_destroy(adam);
+  adam = destroyed(AdamPtr(adam));
   size_t bytes = 7, fp32 = 7;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_adam_state_bytes(adam, &bytes, &fp32));
   EXPECT_EQ(bytes, 7u);
 
   NyxqLossScaler *scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
-  nyxq_loss_scaler_destroy(scaler);
+  scaler = destroyed(ScalerPtr(scaler));
   std::vector<float> grads(8, 1.0f);
   uint32_t found = 7, apply = 7;
   int64_t first_bad = 7;
@@ -135,7 +133,7 @@ TEST(Errors, DestroyedTrainingHandles) {
 TEST(Errors, DestroyedPlanningHandles) {
   NyxqConfig *config = nullptr;
   CHECK_OK(nyxq_config_parse("[quantization]\n", "dead.ini", &config));
-  nyxq_config_destroy(config);
+  config = destroyed(ConfigPtr(config));
   NyxqPlanPolicy policy{};
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_config_policy(config, 0, &policy));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_config_destroy(config));
@@ -155,9 +153,9 @@ TEST(Errors, DestroyedPlanningHandles) {
   NyxqPlan *dead_plan = nullptr;
   {
     Planned p;
-    CHECK_OK(nyxq_plan_replan(p.plan, 1ull << 30, &dead_plan));
+    CHECK_OK(nyxq_plan_replan(p.plan.get(), 1ull << 30, &dead_plan));
   }
-  nyxq_plan_destroy(dead_plan);
+  dead_plan = destroyed(PlanPtr(dead_plan));
   NyxqPlanEntry entry{};
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_plan_entries(dead_plan, &entry, 1));
   char *text = nullptr;
@@ -175,8 +173,8 @@ TEST(Errors, NullPointersAreRefused) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_load(nullptr, &config));
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_parse(nullptr, "x.ini", &config));
   CHECK_OK(nyxq_config_parse("[quantization]\n", "x.ini", &config));
+  ConfigPtr config_owner(config);
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_policy(config, 0, nullptr));
-  nyxq_config_destroy(config);
 
   NyxqHardware hw{};
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_hardware_load(nullptr, &hw));
@@ -189,15 +187,15 @@ TEST(Errors, NullPointersAreRefused) {
 
   NyxqLossScaler *scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
+  ScalerPtr scaler_owner(scaler);
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_loss_scaler_report_non_finite(nullptr, 1));
-  nyxq_loss_scaler_destroy(scaler);
 
   Planned p;
-  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_entries(p.plan, nullptr, 1));
-  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_explain(p.plan, nullptr));
-  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_to_json(p.plan, nullptr));
-  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_summary(p.plan, nullptr));
-  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_replan(p.plan, 1ull << 30, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_entries(p.plan.get(), nullptr, 1));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_explain(p.plan.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_to_json(p.plan.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_summary(p.plan.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_plan_replan(p.plan.get(), 1ull << 30, nullptr));
 
   uint64_t shape[] = {32};
   NyxqTensor *t = nullptr;
@@ -241,9 +239,10 @@ TEST(Errors, SizesPastTheLimits) {
 
   NyxqModel *raw = nullptr;
   CHECK_OK(nyxq_model_create("big", &raw));
+  ModelPtr big(raw);
   uint64_t too_many[] = {1ull << 26, 1ull << 25};  // 2^51 elements
-  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_model_add_tensor(raw, "w", NYXQ_ROLE_MLP, too_many, 2, 1.0, nullptr, 0));
-  nyxq_model_destroy(raw);
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_model_add_tensor(big.get(), "w", NYXQ_ROLE_MLP, too_many, 2, 1.0, nullptr, 0));
 
   uint64_t beyond[] = {1ull << 40, 1ull << 40};
   NyxqTensor *t = nullptr;
@@ -255,14 +254,13 @@ TEST(Errors, SizesPastTheLimits) {
   NyxqPlanFeasibility feasibility{};
   NyxqPlanPolicy bad = p.policy;
   bad.min_snr_db = std::numeric_limits<double>::quiet_NaN();
-  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_plan_feasibility(p.model, &p.hw, &bad, &feasibility));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_plan_feasibility(p.model.get(), &p.hw, &bad, &feasibility));
 }
 
 // The recording calls check their handles and pointers before anything else,
 // on any context; a CPU context cannot record.
 TEST(Errors, RecordingCallsCheckHandlesFirst) {
-  NyxqContext *dead = cpu_context().release();
-  nyxq_context_destroy(dead);
+  NyxqContext *dead = destroyed(cpu_context());
   ContextPtr cpu = cpu_context();
   NyxqVkBufferRange range{};
   uint64_t ticket = 7;
@@ -277,14 +275,14 @@ TEST(Errors, RecordingCallsCheckHandlesFirst) {
 
   NyxqLossScaler *scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
+  ScalerPtr scaler_owner(scaler);
   NyxqLossScaler *dead_scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &dead_scaler));
-  nyxq_loss_scaler_destroy(dead_scaler);
+  dead_scaler = destroyed(ScalerPtr(dead_scaler));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
                 nyxq_vk_cmd_unscale_and_check(dead, scaler, command_buffer, &range, 32, &range, &ticket));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
                 nyxq_vk_cmd_unscale_and_check(cpu.get(), dead_scaler, command_buffer, &range, 32, &range, &ticket));
-  nyxq_loss_scaler_destroy(scaler);
   EXPECT_EQ(ticket, 7u);
 }
 
@@ -317,7 +315,7 @@ TEST(Errors, OverlappingBuffersAreRefused) {
 
   NyxqAdam *raw_adam = nullptr;
   CHECK_OK(nyxq_adam_create(nullptr, 8, &raw_adam));
-  std::unique_ptr<NyxqAdam, decltype(&nyxq_adam_destroy)> adam(raw_adam, &nyxq_adam_destroy);
+  AdamPtr adam(raw_adam);
   std::vector<float> params(12, 1.0f);
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_adam_step(adam.get(), 0.1f, params.data(), 8, params.data() + 4, 8));
   EXPECT_EQ(params[0], 1.0f);

@@ -17,6 +17,7 @@
 using nyxq_test::ContextPtr;
 using nyxq_test::TensorPtr;
 using nyxq_test::cpu_context;
+using nyxq_test::noisy_sine;
 
 namespace {
 
@@ -25,17 +26,6 @@ const int32_t kAllFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_B
 
 // Under sanitizers and Valgrind the largest inputs are trimmed.
 bool light() { return std::getenv("NYXQ_TEST_LIGHT") != nullptr; }
-
-std::vector<float> wave(size_t n, uint32_t seed = 1) {
-  std::vector<float> x(n);
-  uint32_t s = seed * 2654435761u + 12345u;
-  for (size_t i = 0; i < n; ++i) {
-    s = s * 1664525u + 1013904223u;
-    float noise = static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
-    x[i] = 0.8f * std::sin(0.013f * static_cast<float>(i)) + 0.3f * noise;
-  }
-  return x;
-}
 
 size_t quantized_size(int32_t format, size_t n) {
   size_t bytes = 0;
@@ -223,12 +213,12 @@ TEST(Handles, LiveHandlesCountsWhatIsNotDestroyed) {
     CHECK_OK(nyxq_config_parse("[quantization]\n", "live.ini", &config));
     CHECK_OK(nyxq_live_handles(&now));
     EXPECT_EQ(now, before + 2);
+    nyxq_test::ConfigPtr config_owner(config);
     char *warnings = nullptr;
     CHECK_OK(nyxq_config_warnings(config, &warnings));
+    nyxq_test::StringPtr warnings_owner(warnings);
     CHECK_OK(nyxq_live_handles(&now));
     EXPECT_EQ(now, before + 3);
-    CHECK_OK(nyxq_string_destroy(warnings));
-    CHECK_OK(nyxq_config_destroy(config));
   }
   CHECK_OK(nyxq_live_handles(&now));
   EXPECT_EQ(now, before);
@@ -268,7 +258,7 @@ TEST(Quantize, RoundTripsEveryFormatOnOddSizes) {
   if (!light()) sizes.push_back((1u << 20) + 32);
   for (int32_t format : kAllFormats) {
     for (size_t n : sizes) {
-      std::vector<float> x = wave(n, static_cast<uint32_t>(n));
+      std::vector<float> x = noisy_sine(n, static_cast<uint32_t>(n));
       std::vector<unsigned char> q(quantized_size(format, n));
       std::vector<float> y(n);
       CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, q.data(), q.size()));
@@ -291,7 +281,7 @@ TEST(Quantize, RoundTripsEveryFormatOnOddSizes) {
 
 TEST(Quantize, ArgumentErrorsWriteNothing) {
   ContextPtr ctx = cpu_context();
-  std::vector<float> x = wave(64);
+  std::vector<float> x = noisy_sine(64);
   std::vector<unsigned char> q(quantized_size(NYXQ_FORMAT_Q4_0, 64), 0xAB);
   const std::vector<unsigned char> untouched = q;
   auto quantize = [&](const NyxqContext *c, int32_t f, const float *src, size_t n, const NyxqQuantizeOptions *o,
@@ -323,9 +313,7 @@ TEST(Quantize, ArgumentErrorsWriteNothing) {
   options.importance_len = 32;
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, quantize(ctx.get(), NYXQ_FORMAT_Q4_0, x.data(), 64, &options, q.data(), q.size()));
 
-  ContextPtr dead = cpu_context();
-  NyxqContext *dead_raw = dead.release();
-  nyxq_context_destroy(dead_raw);
+  NyxqContext *dead_raw = nyxq_test::destroyed(cpu_context());
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, quantize(dead_raw, NYXQ_FORMAT_Q4_0, x.data(), 64, nullptr, q.data(), q.size()));
   EXPECT_EQ(q, untouched);
 
@@ -340,7 +328,7 @@ TEST(Quantize, NonFiniteInputIsReportedWithItsIndexOrSaturated) {
   for (int32_t format : kAllFormats) {
     for (size_t where : {size_t{0}, size_t{77}, size_t{127}}) {
       for (float bad : bad_values) {
-        std::vector<float> x = wave(128);
+        std::vector<float> x = noisy_sine(128);
         x[where] = bad;
         std::vector<unsigned char> q(quantized_size(format, 128), 0x5A);
         const std::vector<unsigned char> untouched = q;
@@ -378,7 +366,7 @@ TEST(FakeQuantize, EqualsQuantizeThenDequantizeAndWorksInPlace) {
   ContextPtr ctx = cpu_context();
   const size_t n = 4096;
   for (int32_t format : kAllFormats) {
-    std::vector<float> x = wave(n, 9);
+    std::vector<float> x = noisy_sine(n, 9);
     std::vector<unsigned char> q(quantized_size(format, n));
     std::vector<float> via_bytes(n), fused(n);
     CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, q.data(), q.size()));
@@ -388,7 +376,7 @@ TEST(FakeQuantize, EqualsQuantizeThenDequantizeAndWorksInPlace) {
     CHECK_OK(nyxq_fake_quantize(ctx.get(), format, x.data(), n, nullptr, x.data(), n));
     EXPECT_EQ(0, std::memcmp(via_bytes.data(), x.data(), n * sizeof(float))) << format;
   }
-  std::vector<float> x = wave(64);
+  std::vector<float> x = noisy_sine(64);
   std::vector<float> y(64);
   EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_fake_quantize(ctx.get(), NYXQ_FORMAT_Q4_0, x.data(), 64, nullptr, y.data(), 32));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_fake_quantize(ctx.get(), NYXQ_FORMAT_Q4_0, x.data(), 40, nullptr, y.data(), 64));
@@ -398,7 +386,7 @@ TEST(FakeQuantize, EqualsQuantizeThenDequantizeAndWorksInPlace) {
 TEST(Rounding, StochasticIsSeededAndErrorMinimisingIsNoWorse) {
   ContextPtr ctx = cpu_context();
   const size_t n = 8192;
-  std::vector<float> x = wave(n, 3);
+  std::vector<float> x = noisy_sine(n, 3);
   std::vector<unsigned char> a(quantized_size(NYXQ_FORMAT_Q4_0, n)), b(a.size()), c(a.size()), near(a.size()), best(a.size());
   NyxqQuantizeOptions options = {};
   options.struct_size = sizeof(options);
@@ -421,7 +409,7 @@ TEST(Rounding, StochasticIsSeededAndErrorMinimisingIsNoWorse) {
 }
 
 TEST(QuantError, ArgumentErrors) {
-  std::vector<float> x = wave(64);
+  std::vector<float> x = noisy_sine(64);
   std::vector<unsigned char> q(quantized_size(NYXQ_FORMAT_Q8_0, 64));
   NyxqErrorMetrics m;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_quant_error(NYXQ_FORMAT_Q8_0, x.data(), 32, q.data(), q.size(), &m));
@@ -448,7 +436,7 @@ TEST(Tensor, LifecycleUploadDownloadViewConvert) {
   EXPECT_EQ(info.numel, n);
   EXPECT_EQ(info.byte_len, quantized_size(NYXQ_FORMAT_Q8_0, n));
 
-  std::vector<float> x = wave(n, 5);
+  std::vector<float> x = noisy_sine(n, 5);
   CHECK_OK(nyxq_tensor_upload(t.get(), x.data(), n, nullptr));
   const void *view = nullptr;
   size_t view_len = 0;
@@ -521,7 +509,7 @@ TEST(Tensor, ArgumentErrors) {
 TEST(Threads, EightThreadsSharingOneContextGiveTheSameBytes) {
   ContextPtr ctx = cpu_context();
   const size_t n = light() ? 64 * 1024 : (1u << 20) + 32;
-  std::vector<float> x = wave(n, 11);
+  std::vector<float> x = noisy_sine(n, 11);
   for (int32_t format : kAllFormats) {
     std::vector<unsigned char> reference(quantized_size(format, n));
     CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, reference.data(), reference.size()));
@@ -550,7 +538,7 @@ TEST(Handles, EveryContextFunctionRejectsADestroyedOrNullContext) {
   NyxqContext *dead = nullptr;
   CHECK_OK(nyxq_context_create(nullptr, &dead));
   CHECK_OK(nyxq_context_destroy(dead));
-  std::vector<float> x = wave(64);
+  std::vector<float> x = noisy_sine(64);
   std::vector<float> y(64);
   std::vector<unsigned char> q(quantized_size(NYXQ_FORMAT_Q8_0, 64));
   const uint64_t shape[] = {64};
@@ -578,7 +566,7 @@ TEST(Tensor, OutlivesItsContextHandle) {
   CHECK_OK(nyxq_tensor_create(ctx, "w", shape, 2, NYXQ_FORMAT_Q4_1, &raw));
   TensorPtr t(raw);
   CHECK_OK(nyxq_context_destroy(ctx));
-  std::vector<float> x = wave(64);
+  std::vector<float> x = noisy_sine(64);
   std::vector<float> y(64);
   CHECK_OK(nyxq_tensor_upload(t.get(), x.data(), x.size(), nullptr));
   CHECK_OK(nyxq_tensor_download(t.get(), y.data(), y.size()));
@@ -635,7 +623,7 @@ TEST(HostileSizes, AHugeTransformerFileIsAConfigErrorNamingTheLimit) {
 
 TEST(FirstIndex, ImportanceAndTheBadIndexCountFromFirstIndex) {
   ContextPtr ctx = cpu_context(1);
-  std::vector<float> x = wave(32), importance(32, 1.0f);
+  std::vector<float> x = noisy_sine(32), importance(32, 1.0f);
   for (int32_t format : {NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
     NyxqQuantizeOptions opts;
     nyxq_quantize_options_default(&opts);

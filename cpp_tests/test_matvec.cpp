@@ -9,17 +9,12 @@
 
 using nyxq_test::ContextPtr;
 using nyxq_test::cpu_context;
+using nyxq_test::sine;
 
 namespace {
 
 const int32_t kFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
                             NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0};
-
-std::vector<float> values(size_t n, float phase) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = std::sin(0.37f * static_cast<float>(i) + phase);
-  return v;
-}
 
 struct Matrix {
   size_t rows, cols;
@@ -29,7 +24,7 @@ struct Matrix {
 
 Matrix make(NyxqContext *ctx, int32_t format, size_t rows, size_t cols) {
   Matrix m{rows, cols, {}, std::vector<float>(rows * cols)};
-  std::vector<float> w = values(rows * cols, 0.5f);
+  std::vector<float> w = sine(rows * cols, 0.37f, 0.5f);
   size_t size = 0;
   EXPECT_EQ(nyxq_quantized_size(format, rows * cols, &size), NYXQ_OK);
   m.bytes.resize(size);
@@ -46,7 +41,7 @@ TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
     for (auto shape : {std::pair<size_t, size_t>{7, 96}, {129, 256}, {1, 4128}}) {
       const size_t rows = shape.first, cols = shape.second, batch = 3;
       Matrix m = make(ctx.get(), format, rows, cols);
-      std::vector<float> x = values(batch * cols, 1.0f), bias = values(rows, 2.0f), y(batch * rows, NAN);
+      std::vector<float> x = sine(batch * cols, 0.37f, 1.0f), bias = sine(rows, 0.37f, 2.0f), y(batch * rows, NAN);
       CHECK_OK(nyxq_matvec(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, x.data(), x.size(), batch,
                            bias.data(), bias.size(), y.data(), y.size()));
       for (size_t b = 0; b < batch; ++b)
@@ -70,7 +65,7 @@ TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
             }
           ASSERT_NEAR(y[b * rows + r], exact, 2 * (cols + 3) * magnitude / 16777216.0 + x_term + 1e-6) << format;
         }
-      std::vector<float> xt = values(batch * rows, 3.0f), yt(batch * cols, NAN);
+      std::vector<float> xt = sine(batch * rows, 0.37f, 3.0f), yt(batch * cols, NAN);
       CHECK_OK(nyxq_matvec_transposed(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, xt.data(), xt.size(),
                                       batch, yt.data(), yt.size()));
       for (size_t b = 0; b < batch; ++b)
@@ -89,7 +84,7 @@ TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
 TEST(Matvec, NanInXPropagates) {
   ContextPtr ctx = cpu_context();
   Matrix m = make(ctx.get(), NYXQ_FORMAT_Q4_0, 4, 64);
-  std::vector<float> x = values(64, 0.0f), y(4, 0.0f);
+  std::vector<float> x = sine(64, 0.37f, 0.0f), y(4, 0.0f);
   x[10] = std::nanf("");
   CHECK_OK(nyxq_matvec(ctx.get(), NYXQ_FORMAT_Q4_0, m.bytes.data(), m.bytes.size(), 4, 64, x.data(), 64, 1, nullptr, 0,
                        y.data(), 4));
@@ -99,7 +94,7 @@ TEST(Matvec, NanInXPropagates) {
 TEST(Matvec, BadInputsWriteNothing) {
   ContextPtr ctx = cpu_context();
   Matrix m = make(ctx.get(), NYXQ_FORMAT_Q8_0, 4, 64);
-  std::vector<float> x = values(64, 0.0f), y(4, 5.0f), bias(4, 0.0f);
+  std::vector<float> x = sine(64, 0.37f, 0.0f), y(4, 5.0f), bias(4, 0.0f);
   const void *w = m.bytes.data();
   const size_t wl = m.bytes.size();
   auto call = [&](const NyxqContext *c, int32_t f, const void *wp, size_t wlen, uint64_t rows, uint64_t cols, const float *xp,

@@ -270,7 +270,7 @@ TEST(Plan, NyxTrainersConfigLoadsAsWritten) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_config_warnings(nullptr, &text));
   NyxqConfig *dead = nullptr;
   CHECK_OK(nyxq_config_parse("[quantization]\n", "dead.ini", &dead));
-  nyxq_config_destroy(dead);
+  dead = nyxq_test::destroyed(ConfigPtr(dead));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_config_warnings(dead, &text));
   EXPECT_EQ(text, reinterpret_cast<char *>(0x1));
 }
@@ -437,9 +437,9 @@ TEST(Plan, ContextReadsTheTrainersConfigAtCreation) {
   EXPECT_STATUS(NYXQ_ERROR_IO, nyxq_context_create(&o, &none));
   EXPECT_EQ(none, nullptr);
   // Without a config the context's policy is the default one.
-  NyxqContext *plain = nullptr;
-  CHECK_OK(nyxq_context_create(nullptr, &plain));
-  CHECK_OK(nyxq_context_plan_policy(plain, 0, &from_config));
+  NyxqContext *plain_raw = nullptr;
+  CHECK_OK(nyxq_context_create(nullptr, &plain_raw));
+  nyxq_test::ContextPtr plain(plain_raw);
+  CHECK_OK(nyxq_context_plan_policy(plain.get(), 0, &from_config));
   EXPECT_EQ(from_config.min_snr_db, defaults.min_snr_db);
-  nyxq_context_destroy(plain);
 }

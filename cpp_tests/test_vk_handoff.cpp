@@ -296,14 +296,6 @@ nyxq_test::ContextPtr borrow(const Trainer &trainer, const NyxqContextOptions *o
   return nyxq_test::ContextPtr(ctx);
 }
 
-std::vector<float> weights(size_t n) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) {
-    x[i] = std::sin(static_cast<float>(i) * 0.37f) * 3.0f + ((i % 64) == 5 ? 0.5f : 0.0f);
-  }
-  return x;
-}
-
 // Skips without a device. When resources are required (ctest sets
 // NYXQ_TEST_REQUIRE_RESOURCES: bootstrap installs them) a missing device or a
 // missing validation layer fails instead; elsewhere the test runs unvalidated.
@@ -325,7 +317,7 @@ TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
   auto ctx = borrow(trainer);
   auto cpu = nyxq_test::cpu_context(1);
   const size_t n = 8192 + 64;
-  const std::vector<float> x = weights(n);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(n);
   // The trainer's buffers: staging (host writes), an arena that holds the
   // input and the quantized bytes at offsets, the outputs and a readback.
   HostBuffer staging = trainer.make_buffer(4 * n);
@@ -401,7 +393,7 @@ TEST(VkHandoff, TenThousandRecordedDispatchesGrowNothing) {
   const size_t n = 256;
   HostBuffer src = trainer.make_buffer(4 * n);
   HostBuffer dst = trainer.make_buffer(4 * n);
-  const std::vector<float> x = weights(n);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(n);
   std::memcpy(src.mapped, x.data(), 4 * n);  // defined input (Valgrind checks it)
   const NyxqVkBufferRange s{src.buffer, 0, 4 * n};
   const NyxqVkBufferRange d{dst.buffer, 0, 4 * n};
@@ -432,7 +424,7 @@ TEST(VkHandoff, DeviceTensorBuffersBindInTheTrainersCommands) {
   auto ctx = borrow(trainer);
   const uint64_t shape[2] = {64, 256};
   const size_t n = 64 * 256;
-  const std::vector<float> x = weights(n);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(n);
   for (int format : kFormats) {
     SCOPED_TRACE(testing::Message() << "format " << format);
     NyxqTensor *raw = nullptr;
@@ -500,7 +492,9 @@ TEST(VkHandoff, UnscaleAndCheckOnADeviceBufferAgreesWithTheHost) {
     NyxqLossScaler *device_scaler = nullptr;
     NyxqLossScaler *host_scaler = nullptr;
     CHECK_OK(nyxq_loss_scaler_create(nullptr, &device_scaler));
+    nyxq_test::ScalerPtr device_scaler_owner(device_scaler);
     CHECK_OK(nyxq_loss_scaler_create(nullptr, &host_scaler));
+    nyxq_test::ScalerPtr host_scaler_owner(host_scaler);
     std::vector<float> values(n);
     for (size_t i = 0; i < n; ++i) {
       values[i] = (i % 3 == 0) ? 1.0e-41f : std::cos(static_cast<float>(i)) * 1.0e4f;
@@ -543,8 +537,6 @@ TEST(VkHandoff, UnscaleAndCheckOnADeviceBufferAgreesWithTheHost) {
     CHECK_OK(nyxq_loss_scaler_scale(device_scaler, &scale_device));
     CHECK_OK(nyxq_loss_scaler_scale(host_scaler, &scale_host));
     EXPECT_EQ(scale_device, scale_host);
-    nyxq_loss_scaler_destroy(device_scaler);
-    nyxq_loss_scaler_destroy(host_scaler);
   }
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
@@ -561,7 +553,7 @@ TEST(VkHandoff, StandaloneSubmitAndWaitWithFaultInjection) {
   CHECK_OK(status);
   nyxq_test::ContextPtr ctx(raw);
   const uint64_t shape[1] = {4096};
-  const std::vector<float> x = weights(4096);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(4096);
   NyxqTensor *t = nullptr;
   CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 1, NYXQ_FORMAT_Q4_1, NYXQ_PLACEMENT_DEVICE, &t));
   nyxq_test::TensorPtr tensor(t);
@@ -670,6 +662,7 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
   // Unscale-and-check.
   NyxqLossScaler *scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
+  nyxq_test::ScalerPtr scaler_owner(scaler);
   const NyxqVkBufferRange flag{buf.buffer, 60000, 4};
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), nullptr, cmd, &src, 1024, &flag, &ticket));
@@ -686,7 +679,6 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
                 nyxq_vk_cmd_unscale_and_check(cpu.get(), scaler, cmd, &src, 1024, &flag, &ticket));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_loss_scaler_report_non_finite(
                                                reinterpret_cast<NyxqLossScaler *>(0x10), 1));
-  nyxq_loss_scaler_destroy(scaler);
   EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
   // Release and usage.
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_release(ctx.get(), 1u << 30));
@@ -774,7 +766,7 @@ TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
 
   // The context's own functions take the CPU twin: the same bytes as a CPU context.
   auto cpu = nyxq_test::cpu_context(1);
-  const std::vector<float> values = weights(1024);
+  const std::vector<float> values = nyxq_test::sine_with_bumps(1024);
   std::vector<unsigned char> on_vulkan(704), on_cpu(704);
   CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_vulkan.data(),
                          on_vulkan.size()));
@@ -788,7 +780,7 @@ TEST(VkHandoff, DestroyingUnderUnreleasedRecordingsIsRefusedAndKeepsEverythingAl
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
   const uint64_t n = 1024;
-  const std::vector<float> x = weights(n);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(n);
   HostBuffer src = trainer.make_buffer(4 * n);
   std::memcpy(src.mapped, x.data(), 4 * n);
   const uint64_t shape[1] = {n};

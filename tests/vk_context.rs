@@ -4,7 +4,11 @@
 mod vk_support;
 
 use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
-use vk_support::{LAVAPIPE_ICD, lavapipe_env, run_in_child};
+use vk_support::env::{
+    DEFAULT, FORCE_COMPAT, INTEL_ICD, LAVAPIPE, LAVAPIPE_WITHOUT_LAYERS, NO_DEVICE, NO_DRIVER,
+    NO_LOADER,
+};
+use vk_support::{LAVAPIPE_ICD, run_under};
 
 fn settings(backend: BackendPreference) -> ContextSettings {
     ContextSettings {
@@ -17,10 +21,7 @@ fn settings(backend: BackendPreference) -> ContextSettings {
 
 #[test]
 fn explicit_vulkan_on_lavapipe_reports_the_device() {
-    if run_in_child(
-        "explicit_vulkan_on_lavapipe_reports_the_device",
-        &lavapipe_env(),
-    ) {
+    if run_under(&[&LAVAPIPE]).is_none() {
         return;
     }
     if !std::path::Path::new(LAVAPIPE_ICD).exists() {
@@ -46,12 +47,7 @@ fn explicit_vulkan_on_lavapipe_reports_the_device() {
 #[test]
 fn validation_asked_without_the_layer_is_refused() {
     // lavapipe pinned, but without NYXQ_VK_VALIDATION: only the settings ask.
-    let mut env: Vec<_> = lavapipe_env()
-        .into_iter()
-        .filter(|(key, _)| *key != "NYXQ_VK_VALIDATION")
-        .collect();
-    env.push(("VK_LAYER_PATH", "/nonexistent/layers".to_string()));
-    if run_in_child("validation_asked_without_the_layer_is_refused", &env) {
+    if run_under(&[&LAVAPIPE_WITHOUT_LAYERS]).is_none() {
         return;
     }
     if !std::path::Path::new(LAVAPIPE_ICD).exists() {
@@ -86,10 +82,7 @@ fn ash_api_1_2() -> u32 {
 
 #[test]
 fn auto_skips_a_cpu_vulkan_device_and_says_why() {
-    if run_in_child(
-        "auto_skips_a_cpu_vulkan_device_and_says_why",
-        &lavapipe_env(),
-    ) {
+    if run_under(&[&LAVAPIPE]).is_none() {
         return;
     }
     // Which reason AUTO must give depends on whether lavapipe runs here:
@@ -109,11 +102,7 @@ fn auto_skips_a_cpu_vulkan_device_and_says_why() {
 
 #[test]
 fn no_loader_falls_back_or_fails_with_the_reason() {
-    let env = [(
-        "NYXQ_VULKAN_LOADER",
-        "/nonexistent/libvulkan.so.1".to_string(),
-    )];
-    if run_in_child("no_loader_falls_back_or_fails_with_the_reason", &env) {
+    if run_under(&[&NO_LOADER]).is_none() {
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
@@ -126,11 +115,7 @@ fn no_loader_falls_back_or_fails_with_the_reason() {
 
 #[test]
 fn no_driver_falls_back_or_fails_with_the_reason() {
-    let env = [
-        ("VK_DRIVER_FILES", "/nonexistent/icd.json".to_string()),
-        ("VK_ICD_FILENAMES", "/nonexistent/icd.json".to_string()),
-    ];
-    if run_in_child("no_driver_falls_back_or_fails_with_the_reason", &env) {
+    if run_under(&[&NO_DRIVER]).is_none() {
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
@@ -150,16 +135,13 @@ fn no_driver_falls_back_or_fails_with_the_reason() {
 /// Intel GPU) loads and enumerates no device.
 #[test]
 fn no_device_falls_back_or_fails_with_the_reason() {
-    let icd = "/usr/share/vulkan/icd.d/intel_icd.x86_64.json";
-    let env = [
-        ("VK_DRIVER_FILES", icd.to_string()),
-        ("VK_ICD_FILENAMES", icd.to_string()),
-    ];
-    if run_in_child("no_device_falls_back_or_fails_with_the_reason", &env) {
+    if run_under(&[&NO_DEVICE]).is_none() {
         return;
     }
-    if !std::path::Path::new(icd).exists() || std::path::Path::new("/dev/dri/renderD128").exists() {
-        println!("SKIP: needs {icd} and no render node");
+    if !std::path::Path::new(INTEL_ICD).exists()
+        || std::path::Path::new("/dev/dri/renderD128").exists()
+    {
+        println!("SKIP: needs {INTEL_ICD} and no render node");
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
@@ -179,13 +161,10 @@ fn no_device_falls_back_or_fails_with_the_reason() {
 
 #[test]
 fn self_test_passes_every_kernel_on_the_device() {
-    if run_in_child(
-        "self_test_passes_every_kernel_on_the_device",
-        &vk_support::device_env(),
-    ) {
+    let Some(row) = run_under(&[&DEFAULT, &FORCE_COMPAT]) else {
         return;
-    }
-    let Some(ctx) = vk_support::device_context(false) else {
+    };
+    let Some(ctx) = row.context() else {
         return;
     };
     assert_eq!(ctx.self_test().len(), 20);
@@ -199,10 +178,7 @@ fn self_test_passes_every_kernel_on_the_device() {
 /// context's quantize then gives the CPU twin's bytes.
 #[test]
 fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
-    if run_in_child(
-        "a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     let ctx = match Context::new(&ContextSettings {
@@ -283,10 +259,7 @@ fn q4_0_reference() -> (Vec<f32>, Vec<u8>) {
 /// can run both (the H200; lavapipe cannot declare f16 subnormals kept).
 #[test]
 fn a_disagreeing_fast_variant_falls_back_to_the_next_fast_one() {
-    if run_in_child(
-        "a_disagreeing_fast_variant_falls_back_to_the_next_fast_one",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::format::Format;
@@ -323,10 +296,7 @@ fn a_disagreeing_fast_variant_falls_back_to_the_next_fast_one() {
 /// variant of the same kernel (not for the CPU), and the report says so.
 #[test]
 fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
-    if run_in_child(
-        "a_disagreeing_fast_variant_falls_back_to_the_compatible_one",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT, &FORCE_COMPAT]).is_none() {
         return;
     }
     use nyxq::format::Format;
@@ -336,8 +306,8 @@ fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
     };
     let engine = ctx.vulkan().unwrap();
     if ctx.force_compat() || !engine.variant_supported(KernelId::DEQUANTIZE_Q4_0_F16_RTE) {
-        // Only the compatible variants run (NYXQ_VK_FORCE_COMPAT=1, as in the
-        // suite's forced-compat run, or a device without them).
+        // Only the compatible variants run (under the forced-compatible row,
+        // or on a device without them).
         assert_eq!(
             engine.kernel(Op::DequantizeF16, Format::Q8_0).unwrap(),
             KernelId::DEQUANTIZE_Q8_0_F16
@@ -378,10 +348,7 @@ fn a_disagreeing_fast_variant_falls_back_to_the_compatible_one() {
 /// with it, the CPU gives the right bytes.
 #[test]
 fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
-    if run_in_child(
-        "a_failed_device_allocation_is_reported_or_falls_back_to_the_host",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::format::Format;
@@ -420,10 +387,7 @@ fn a_failed_device_allocation_is_reported_or_falls_back_to_the_host() {
 /// device is destroyed, so it counts no error once the context is gone.
 #[test]
 fn a_failed_buffer_allocation_frees_what_it_made() {
-    if run_in_child(
-        "a_failed_buffer_allocation_frees_what_it_made",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::vk::memory::Buffer;
@@ -454,10 +418,7 @@ fn a_failed_buffer_allocation_frees_what_it_made() {
 /// a new context on the same driver works and gives the CPU's bytes.
 #[test]
 fn a_lost_device_stays_lost_and_a_new_context_works() {
-    if run_in_child(
-        "a_lost_device_stays_lost_and_a_new_context_works",
-        &vk_support::device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::format::Format;

@@ -9,7 +9,8 @@ mod vk_support;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::{ops, shaders};
-use vk_support::{device_context, device_env, run_in_child};
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
 
 /// The formats with Vulkan conversion kernels.
 fn formats() -> impl Iterator<Item = Format> {
@@ -153,18 +154,16 @@ fn check_any_blocks(ctx: &nyxq::context::Context) {
     }
 }
 
-fn check_all(force_compat: bool) {
-    let Some(ctx) = device_context(force_compat) else {
+/// Every kernel's bytes equal the CPU twin's, under the default row (the
+/// fastest variants the device can run: `_rte_dp`, `_rte`, `_s16`) and the
+/// forced-compatible one (Env::context checks the context forces them
+/// exactly there).
+#[test]
+fn kernels_match_the_cpu_twin() {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    // The variants under test: the fastest (`_rte_dp`, `_rte`, `_s16`) the device
-    // can run (unless the compatible ones are forced), the compatible ones
-    // otherwise.
-    assert_eq!(
-        ctx.force_compat(),
-        force_compat || std::env::var_os("NYXQ_VK_FORCE_COMPAT").is_some()
-    );
     for format in formats() {
         for op in shaders::Op::ALL {
             let expected = shaders::fast_kernels(op, format)
@@ -238,31 +237,11 @@ fn check_all(force_compat: bool) {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-#[test]
-fn kernels_match_the_cpu_twin() {
-    if run_in_child("kernels_match_the_cpu_twin", &device_env()) {
-        return;
-    }
-    check_all(false);
-}
-
-#[test]
-fn compat_kernels_match_the_cpu_twin() {
-    let mut env = device_env();
-    env.push(("NYXQ_VK_FORCE_COMPAT", "1".to_string()));
-    if run_in_child("compat_kernels_match_the_cpu_twin", &env) {
-        return;
-    }
-    check_all(true);
-}
-
-/// 132 MiB of f32 in: more than lavapipe's 128 MiB maxStorageBufferRange.
+/// 132 MiB of f32 in: more than lavapipe's 128 MiB maxStorageBufferRange,
+/// with the `_s16` Q8_0 quantizer and the compatible one.
 #[test]
 fn quantize_over_128_mib_is_split_and_exact() {
-    if run_in_child("quantize_over_128_mib_is_split_and_exact", &device_env()) {
-        return;
-    }
-    let Some(ctx) = device_context(false) else {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();

@@ -14,7 +14,8 @@ use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::record::{self, KernelCall};
 use nyxq::vk::recorder::MAX_UNRELEASED;
 use nyxq::vk::shaders::Op;
-use vk_support::device_test;
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
 
 /// The test's own command pool, command buffer and fence on nyxq's device.
 struct Commands<'a> {
@@ -140,7 +141,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 #[test]
 fn recorded_kernels_equal_the_cpu() {
-    let Some(ctx) = device_test("recorded_kernels_equal_the_cpu") else {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -247,7 +248,7 @@ fn recorded_kernels_equal_the_cpu() {
 
 #[test]
 fn ten_thousand_recorded_dispatches_grow_nothing() {
-    let Some(ctx) = device_test("ten_thousand_recorded_dispatches_grow_nothing") else {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -297,7 +298,7 @@ fn ten_thousand_recorded_dispatches_grow_nothing() {
 
 #[test]
 fn bad_recording_arguments_are_refused_and_record_nothing() {
-    let Some(ctx) = device_test("bad_recording_arguments_are_refused_and_record_nothing") else {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -360,7 +361,7 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
 
 #[test]
 fn recorded_unscale_and_check_equals_the_cpu_scaler() {
-    let Some(ctx) = device_test("recorded_unscale_and_check_equals_the_cpu_scaler") else {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -438,7 +439,7 @@ fn recorded_unscale_and_check_equals_the_cpu_scaler() {
 
 #[test]
 fn a_recording_that_cannot_get_all_its_sets_takes_none() {
-    let Some(ctx) = device_test("a_recording_that_cannot_get_all_its_sets_takes_none") else {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -469,7 +470,7 @@ fn a_recording_that_cannot_get_all_its_sets_takes_none() {
 
 #[test]
 fn a_range_past_the_buffers_memory_requirement_is_refused() {
-    let Some(ctx) = device_test("a_range_past_the_buffers_memory_requirement_is_refused") else {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -534,8 +535,7 @@ fn a_range_past_the_buffers_memory_requirement_is_refused() {
 
 #[test]
 fn unreleased_recordings_keep_the_context_and_device_tensors_alive() {
-    let Some(ctx) = device_test("unreleased_recordings_keep_the_context_and_device_tensors_alive")
-    else {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -618,8 +618,7 @@ fn unreleased_recordings_keep_the_context_and_device_tensors_alive() {
 /// allocated on the device; nothing is recorded.
 #[test]
 fn a_lost_device_refuses_recordings_and_allocations() {
-    let name = "a_lost_device_refuses_recordings_and_allocations";
-    if vk_support::run_in_child(name, &vk_support::device_env()) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     let settings = nyxq::context::ContextSettings {

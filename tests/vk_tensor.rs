@@ -9,7 +9,8 @@ use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{QuantizeOptions, Rounding};
 use nyxq::tensor::{Placement, Tensor};
 use std::sync::Arc;
-use vk_support::{device_env, device_test, run_in_child};
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
 
 fn values(n: usize) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.013).cos() * 2.5).collect()
@@ -23,7 +24,7 @@ fn host_bytes(t: &Tensor) -> Vec<u8> {
 
 #[test]
 fn device_tensors_hold_the_same_bytes_as_host_tensors() {
-    let Some(ctx) = device_test("device_tensors_hold_the_same_bytes_as_host_tensors") else {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let shape = [96, 160];
@@ -92,8 +93,7 @@ fn device_tensors_hold_the_same_bytes_as_host_tensors() {
 
 #[test]
 fn a_tensor_over_the_storage_buffer_range_is_split_into_whole_rows() {
-    let Some(ctx) = device_test("a_tensor_over_the_storage_buffer_range_is_split_into_whole_rows")
-    else {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
     let range = ctx.device_info().unwrap().max_storage_buffer_range as usize;
@@ -144,10 +144,7 @@ fn context_failing_allocation(nth: u64, host_fallback: bool) -> Option<Arc<Conte
 
 #[test]
 fn a_failed_device_allocation_keeps_the_data_or_falls_back_to_the_host() {
-    if run_in_child(
-        "a_failed_device_allocation_keeps_the_data_or_falls_back_to_the_host",
-        &device_env(),
-    ) {
+    if run_under(&[&DEFAULT]).is_none() {
         return;
     }
     let x = values(4 * 256);

@@ -1,13 +1,23 @@
-//! Helpers for the Vulkan tests: each test re-runs itself in a child process
-//! with the environment pinned (lavapipe, validation on), so no test mutates
-//! its own process's environment.
+//! The harness of the Vulkan tests. A test names the rows of the
+//! environment table ([`env::TABLE`]) it runs under and calls [`run_under`]:
+//! the test re-runs itself (found by the name libtest gives its thread) in
+//! one child process per row, with that row's environment, and fails naming
+//! the row whose child failed; in the child, [`run_under`] returns the row
+//! and the test does its work. No test mutates its own process's
+//! environment.
 
 #![allow(dead_code)]
 
+pub mod env;
+
+use env::{Env, KERNEL_CHOICE_VARS};
 use std::process::Command;
+use std::sync::Arc;
 
 pub const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
-const CHILD: &str = "NYXQ_VK_TEST_CHILD";
+
+/// Set in a child to the name of the row it runs under.
+const CHILD_ROW: &str = "NYXQ_VK_TEST_ROW";
 
 /// Set by `make test` (ctest), where scripts/bootstrap.sh has installed
 /// lavapipe and the validation layer: a missing Vulkan resource then fails the
@@ -24,11 +34,6 @@ pub fn skip_missing(resource: &str) {
         panic!("{REQUIRE}=1 and a required resource is missing: {resource}");
     }
     println!("SKIP: {resource}");
-}
-
-/// True inside the child process started by [`run_in_child`].
-pub fn is_child() -> bool {
-    std::env::var_os(CHILD).is_some()
 }
 
 /// Environment that pins the lavapipe driver and turns validation on.
@@ -50,17 +55,43 @@ pub fn device_env() -> Vec<(&'static str, String)> {
     }
 }
 
-/// Runs the test `name` of this test binary in a child process with `env`
-/// added, and fails when the child fails. Returns false in the child (the
-/// caller then does the work), true in the parent.
-pub fn run_in_child(name: &str, env: &[(&str, String)]) -> bool {
-    if is_child() {
-        return false;
+/// The name of the calling test, as libtest gives it to the test's thread
+/// (`module::function` below the crate): the filter that runs it alone.
+fn current_test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().expect("libtest names each test's thread");
+    assert_ne!(name, "main", "run_under is called from a test's own thread");
+    name.to_string()
+}
+
+/// Runs the calling test under each of `rows`, each in a child process with
+/// the row's environment, and fails naming the first row whose child fails.
+/// Returns None in the parent (every row passed) and the row in a child (the
+/// caller then does the work).
+pub fn run_under(rows: &[&'static Env]) -> Option<&'static Env> {
+    if let Ok(row) = std::env::var(CHILD_ROW) {
+        return Some(Env::named(&row));
     }
+    let test = current_test_name();
+    for row in rows {
+        run_child(&test, row);
+    }
+    None
+}
+
+/// Runs the test `test` of this test binary in a child with `row`'s
+/// environment, and fails when the child fails or runs no test.
+fn run_child(test: &str, row: &Env) {
     let exe = std::env::current_exe().expect("test binary path");
-    let output = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
+    let mut command = Command::new(exe);
+    command
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROW, row.name);
+    for key in KERNEL_CHOICE_VARS {
+        command.env_remove(key);
+    }
+    let env = row.child_env();
+    let output = command
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("child test runs");
@@ -69,15 +100,24 @@ pub fn run_in_child(name: &str, env: &[(&str, String)]) -> bool {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    println!("---- {test} under row {} ----", row.name);
     print!("{text}");
-    assert!(output.status.success(), "child test {name} failed");
-    assert!(text.contains("1 passed"), "child test {name} did not run");
-    true
+    assert!(
+        output.status.success(),
+        "{test} failed under row {:?} ({:?})",
+        row.name,
+        row.vars
+    );
+    assert!(
+        text.contains("1 passed"),
+        "{test} did not run under row {:?}",
+        row.name
+    );
 }
 
 /// A Vulkan context on the test device, or None (through [`skip_missing`])
 /// when there is no device, so the caller skips.
-pub fn device_context(force_compat: bool) -> Option<std::sync::Arc<nyxq::context::Context>> {
+pub fn device_context(force_compat: bool) -> Option<Arc<nyxq::context::Context>> {
     let settings = nyxq::context::ContextSettings {
         backend: nyxq::context::BackendPreference::Vulkan,
         vulkan_validation: true,
@@ -86,7 +126,7 @@ pub fn device_context(force_compat: bool) -> Option<std::sync::Arc<nyxq::context
         ..Default::default()
     };
     match nyxq::context::Context::new(&settings) {
-        Ok(ctx) => Some(std::sync::Arc::new(ctx)),
+        Ok(ctx) => Some(Arc::new(ctx)),
         Err(e) => {
             skip_missing(&format!("no Vulkan device: {e}"));
             None
@@ -94,12 +134,19 @@ pub fn device_context(force_compat: bool) -> Option<std::sync::Arc<nyxq::context
     }
 }
 
-/// The context of the device test `name`: None in the parent process (which
-/// ran the test in a child with the device environment) and where no device
-/// exists (the test then passes as skipped).
-pub fn device_test(name: &str) -> Option<std::sync::Arc<nyxq::context::Context>> {
-    if run_in_child(name, &device_env()) {
-        return None;
+impl Env {
+    /// A Vulkan context on the row's device, asking for the compatible
+    /// kernels where the row forces them (through the setting as well as the
+    /// variable), and checked to use them exactly where the row says; None
+    /// (through [`skip_missing`]) where no device exists.
+    pub fn context(&self) -> Option<Arc<nyxq::context::Context>> {
+        let ctx = device_context(self.force_compat())?;
+        assert_eq!(
+            ctx.force_compat(),
+            self.force_compat(),
+            "compatible kernels forced under row {:?}",
+            self.name
+        );
+        Some(ctx)
     }
-    device_context(false)
 }

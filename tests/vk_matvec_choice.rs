@@ -1,0 +1,68 @@
+//! Which matrix-vector kernel the engine chooses on lavapipe: the
+//! integer-dot variant for the block formats at small batches, the f32
+//! subgroup variant otherwise, the compatible one when forced, and the
+//! arithmetic chosen at run time.
+
+mod vk_support;
+
+use nyxq::format::{Format, VulkanFamily};
+use nyxq::vk::matvec;
+use nyxq::vk::shaders::MatvecVariant as Variant;
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
+
+/// Without compat forced, Q8_0, Q4_0 and Q4_1 run the integer-dot variant
+/// on lavapipe (it has subgroup arithmetic and shaderIntegerDotProduct);
+/// F32/F16/BF16 the f32 subgroup one; NYXQ_VK_MATVEC_VARIANT's choice can be
+/// changed at run time (the benchmark does).
+#[test]
+fn block_formats_choose_the_dot_variant() {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    assert!(
+        engine.device.enabled_integer_dot,
+        "lavapipe has shaderIntegerDotProduct"
+    );
+    let choice = engine.matvec();
+    assert!(choice.dot_supported());
+    assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        let dot = format.spec().vulkan.matvec_dot;
+        for batch in 1..=8u32 {
+            let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
+                Variant::Dot
+            } else {
+                Variant::Subgroup
+            };
+            assert_eq!(
+                choice.forward_variant(false, format, batch),
+                expected,
+                "{format:?} batch {batch}"
+            );
+            assert_eq!(choice.forward_variant(true, format, batch), Variant::Compat);
+            choice.set_arithmetic(matvec::Arithmetic::F32);
+            assert_eq!(
+                choice.forward_variant(false, format, batch),
+                Variant::Subgroup
+            );
+            choice.set_arithmetic(matvec::Arithmetic::IntegerDot);
+            let forced = if dot { Variant::Dot } else { Variant::Subgroup };
+            assert_eq!(choice.forward_variant(false, format, batch), forced);
+            choice.set_arithmetic(matvec::Arithmetic::Auto);
+        }
+    }
+    // The report names what products of this context run (compat under the
+    // forced-compatible row).
+    let named = if ctx.force_compat() {
+        "shared-memory variant"
+    } else {
+        "integer-dot variant"
+    };
+    assert!(
+        ctx.vulkan_report().iter().any(|l| l.contains(named)),
+        "{:?}",
+        ctx.vulkan_report()
+    );
+}

@@ -1,0 +1,89 @@
+//! Matrix-vector products larger than one binding or one grid dimension
+//! allows on lavapipe: W over its 128 MiB maxStorageBufferRange (split by
+//! rows) and more than 65535 workgroups (a 2-D grid), with the default and
+//! the compatible kernels, checked against the FP64 reference and the CPU.
+
+mod matvec_support;
+mod vk_support;
+
+use matvec_support::{check_call, uniform, weights};
+use nyxq::format::Format;
+use nyxq::quant;
+use nyxq::vk::matvec::MatvecCall;
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
+
+/// About 130 MiB of Q8_0 weights with rows of 4386 bytes (not a multiple of
+/// 4): more than lavapipe's 128 MiB maxStorageBufferRange, so W is bound in
+/// two chunks, the second starting mid-word. Forward and transposed.
+#[test]
+fn weights_over_128_mib_are_split_by_rows() {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let format = Format::Q8_0;
+    let cols = 32 * 129;
+    let row_bytes = format.size_of(cols).unwrap();
+    let rows = (130usize << 20) / row_bytes + 1;
+    assert!(
+        (rows * row_bytes) as u64
+            > u64::from(engine.device.info.max_storage_buffer_range).min(128 << 20)
+    );
+    // Random blocks made directly (quantizing 128M floats would take long):
+    // scales 2^-9 to 2^-8, any int8 values.
+    let mut wq = vec![0u8; rows * row_bytes];
+    let noise = uniform(wq.len() / 4 + 1, 11);
+    for (i, block) in wq.chunks_exact_mut(34).enumerate() {
+        let r = noise[i % noise.len()].to_bits();
+        block[..2].copy_from_slice(&(0x1800u16 | (r & 0x3ff) as u16).to_le_bytes());
+        for (j, q) in block[2..].iter_mut().enumerate() {
+            *q = (noise[(i * 7 + j) % noise.len()] * 127.0) as i8 as u8;
+        }
+    }
+    let mut w = vec![0f32; rows * cols];
+    quant::dequantize(format, &wq, &mut w, 2).unwrap();
+    for transposed in [false, true] {
+        let n = if transposed { rows } else { cols };
+        let x = uniform(n, 17);
+        let call = MatvecCall {
+            format,
+            rows: rows as u64,
+            cols: cols as u64,
+            batch: 1,
+            transposed,
+            compat: ctx.force_compat(),
+        };
+        check_call(engine, &call, &wq, &w, &x, None);
+        println!("checked {rows}x{cols} Q8_0 transposed={transposed}");
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// More than 65535 workgroups (lavapipe's maxComputeWorkGroupCount[0]): the
+/// grid is 2-D. Forward: 140 000 rows; transposed: 65 600 column blocks.
+#[test]
+fn grids_over_65535_workgroups_are_two_dimensional() {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for (format, rows, cols, transposed) in [
+        (Format::F16, 140_000usize, 32usize, false),
+        (Format::Q4_0, 2, 32 * 65_600, true),
+    ] {
+        let (wq, w) = weights(format, rows, cols, 61);
+        let n = if transposed { rows } else { cols };
+        let x = uniform(n, 67);
+        let call = MatvecCall {
+            format,
+            rows: rows as u64,
+            cols: cols as u64,
+            batch: 1,
+            transposed,
+            compat: ctx.force_compat(),
+        };
+        check_call(engine, &call, &wq, &w, &x, None);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
