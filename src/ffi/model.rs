@@ -4,10 +4,11 @@ use super::guard::guard;
 use super::handle::{self, Opaque};
 use super::ptr;
 use super::status::NyxqStatus;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::plan::model::check_tensor_count;
 use crate::plan::{Model, Role, TensorDesc};
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::ffi::c_char;
 use std::path::Path;
 
@@ -38,8 +39,31 @@ pub struct NyxqModel {
 }
 
 impl Opaque for NyxqModel {
-    type Inner = Mutex<Model>;
+    type Inner = Mutex<ModelBuild>;
     const KIND: &'static str = "model";
+}
+
+/// A model behind a C handle, with the names of its tensors indexed so that
+/// `nyxq_model_add_tensor` finds a duplicate in constant time (a scan of every
+/// name made building a model of n tensors cost n² comparisons).
+pub(crate) struct ModelBuild {
+    /// The model as the planner takes it.
+    pub(crate) model: Model,
+    names: HashSet<String>,
+}
+
+impl ModelBuild {
+    fn new(model: Model) -> Result<ModelBuild> {
+        let mut names = HashSet::new();
+        names.try_reserve(model.tensors.len()).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                "the tensor names of a model could not be indexed",
+            )
+        })?;
+        names.extend(model.tensors.iter().map(|t| t.name.clone()));
+        Ok(ModelBuild { model, names })
+    }
 }
 
 fn role_arg(role: i32) -> Result<Role> {
@@ -63,8 +87,9 @@ pub extern "C" fn nyxq_model_create(
             description: String::new(),
             tensors: Vec::new(),
         };
+        let build = ModelBuild::new(model)?;
         // SAFETY: model_out checked non-NULL.
-        unsafe { out.write(handle::register::<NyxqModel>(Mutex::new(model))) };
+        unsafe { out.write(handle::register::<NyxqModel>(Mutex::new(build))) };
         Ok(())
     })
 }
@@ -89,8 +114,9 @@ pub extern "C" fn nyxq_model_load(
         let path = unsafe { ptr::string(path, "path") }?;
         let out = ptr::out(model_out, "model_out")?;
         let model = Model::load(Path::new(path))?;
+        let build = ModelBuild::new(model)?;
         // SAFETY: model_out checked non-NULL.
-        unsafe { out.write(handle::register::<NyxqModel>(Mutex::new(model))) };
+        unsafe { out.write(handle::register::<NyxqModel>(Mutex::new(build))) };
         Ok(())
     })
 }
@@ -147,15 +173,20 @@ pub extern "C" fn nyxq_model_add_tensor(
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             tensor.measure(data, threads)?;
         }
-        let mut model = model.lock();
-        if model.tensors.iter().any(|t| t.name == tensor.name) {
+        let mut build = model.lock();
+        if build.names.contains(&tensor.name) {
             return Err(Error::invalid(format!(
                 "tensor '{name}' is already in the model"
             )));
         }
-        check_tensor_count(&model.name, model.tensors.len() + 1)?;
-        crate::alloc::reserve(&mut model.tensors, 1, "model tensors")?;
-        model.tensors.push(tensor);
+        check_tensor_count(&build.model.name, build.model.tensors.len() + 1)?;
+        crate::alloc::reserve(&mut build.model.tensors, 1, "model tensors")?;
+        build
+            .names
+            .try_reserve(1)
+            .map_err(|_| Error::new(ErrorKind::OutOfMemory, "the model's tensor names"))?;
+        build.names.insert(tensor.name.clone());
+        build.model.tensors.push(tensor);
         Ok(())
     })
 }

@@ -157,7 +157,7 @@ pub extern "C" fn nyxq_plan_create(
         let out = ptr::out(plan_out, "plan_out")?;
         // SAFETY: NULL or valid structs of struct_size bytes, per the contract.
         let (hw, policy) = unsafe { plan_inputs(hardware, policy) }?;
-        let model = model.lock().clone();
+        let model = model.lock().model.clone();
         let plan = Plan::create(&model, &hw, &policy)?;
         let handle = wrap_plan(plan)?;
         // SAFETY: plan_out checked non-NULL.
@@ -187,7 +187,7 @@ pub extern "C" fn nyxq_plan_feasibility(
         let out = ptr::out(result_out, "result_out")?;
         // SAFETY: NULL or valid structs of struct_size bytes, per the contract.
         let (hw, policy) = unsafe { plan_inputs(hardware, policy) }?;
-        let model = model.lock().clone();
+        let model = model.lock().model.clone();
         let mut result = NyxqPlanFeasibility {
             feasible: 1,
             has_recommendation: 0,

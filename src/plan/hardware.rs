@@ -163,6 +163,9 @@ impl Hardware {
 
     /// Whether tensors may be kept on the device in `format`, and if not, why.
     pub fn device_supports(&self, format: Format) -> std::result::Result<(), &'static str> {
+        if !self.cpu_only && !format.spec().vulkan.conversions {
+            return Err("nyxq has no Vulkan kernels for this format");
+        }
         match format {
             Format::F16 if !self.fp16_arithmetic && !self.cpu_only => {
                 Err("the device has no FP16 arithmetic")
@@ -237,5 +240,18 @@ mod tests {
         let hw = Hardware::host_cpu().unwrap();
         assert!(hw.device_local_bytes > 64 << 20);
         assert!(hw.cpu_only);
+    }
+
+    #[test]
+    fn a_format_without_vulkan_kernels_stays_off_the_device() {
+        let gpu = Hardware::profile_names()
+            .into_iter()
+            .map(|name| Hardware::profile(name).unwrap())
+            .find(|hw| !hw.cpu_only)
+            .expect("a GPU profile is built in");
+        assert!(gpu.device_supports(Format::Q5_0).is_err());
+        assert!(gpu.device_supports(Format::Q4_0).is_ok());
+        let cpu = Hardware::host_cpu().unwrap();
+        assert!(cpu.device_supports(Format::Q5_0).is_ok());
     }
 }
