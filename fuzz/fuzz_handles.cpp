@@ -163,10 +163,8 @@ void config_and_model_ops(Handles &h, Input &in, uint8_t op) {
     case 4: destroy_in(slot(h.models, in), nyxq_model_destroy, "nyxq_model_destroy", NYXQ_ERROR_INVALID_HANDLE); break;
     case 5: {
       // `count` tensors of one shape (4096 of [2^20, 2^30] overflow a plan's
-      // totals). Each add compares its name with every name so far; many
-      // tensors get names of distinct lengths, which compare without a
-      // memcmp (the sanitizers' and libFuzzer's hooks made 4096 adds take
-      // seconds).
+      // totals); many tensors are named t, tt, ttt, ... so that every name
+      // is new.
       Slot<NyxqModel> &m = slot(h.models, in);
       std::vector<uint64_t> shape = shape_from(in);
       size_t count = in.byte() == 0xff ? size_t{16} << (in.byte() % 9) : 1 + in.byte() % 4;
