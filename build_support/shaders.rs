@@ -422,9 +422,10 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
         .expect("a String");
         writeln!(
             kernels,
-            "    Kernel {{ name: {:?}, spirv: include_bytes!({:?}), family: Family::{}, \
-             grid: {grid}, needs: Needs {{ storage_16bit: {}, float16: {}, \
-             rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {} }},",
+            "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
+             family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
+             float16: {}, rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {} }},",
+            v.name,
             v.name,
             spv.display().to_string(),
             family(v.file),

@@ -127,7 +127,7 @@ static_assert(offsetof(NyxqDeviceInfo, storage_16bit) == 876, "NyxqDeviceInfo.st
 static_assert(offsetof(NyxqDeviceInfo, integer_dot_product) == 880, "NyxqDeviceInfo.integer_dot_product");
 static_assert(offsetof(NyxqDeviceInfo, compat_forced) == 884, "NyxqDeviceInfo.compat_forced");
 static_assert(offsetof(NyxqDeviceInfo, validation_errors) == 888, "NyxqDeviceInfo.validation_errors");
-static_assert(sizeof(NyxqVulkanHandles) == 56, "NyxqVulkanHandles");
+static_assert(sizeof(NyxqVulkanHandles) == 96, "NyxqVulkanHandles");
 static_assert(alignof(NyxqVulkanHandles) == 8, "NyxqVulkanHandles");
 static_assert(offsetof(NyxqVulkanHandles, struct_size) == 0, "NyxqVulkanHandles.struct_size");
 static_assert(offsetof(NyxqVulkanHandles, instance) == 8, "NyxqVulkanHandles.instance");
@@ -136,6 +136,11 @@ static_assert(offsetof(NyxqVulkanHandles, device) == 24, "NyxqVulkanHandles.devi
 static_assert(offsetof(NyxqVulkanHandles, queue_family) == 32, "NyxqVulkanHandles.queue_family");
 static_assert(offsetof(NyxqVulkanHandles, queue) == 40, "NyxqVulkanHandles.queue");
 static_assert(offsetof(NyxqVulkanHandles, get_instance_proc_addr) == 48, "NyxqVulkanHandles.get_instance_proc_addr");
+static_assert(offsetof(NyxqVulkanHandles, enabled_features) == 56, "NyxqVulkanHandles.enabled_features");
+static_assert(offsetof(NyxqVulkanHandles, enabled_extensions) == 64, "NyxqVulkanHandles.enabled_extensions");
+static_assert(offsetof(NyxqVulkanHandles, enabled_extension_count) == 72, "NyxqVulkanHandles.enabled_extension_count");
+static_assert(offsetof(NyxqVulkanHandles, enabled_instance_extensions) == 80, "NyxqVulkanHandles.enabled_instance_extensions");
+static_assert(offsetof(NyxqVulkanHandles, enabled_instance_extension_count) == 88, "NyxqVulkanHandles.enabled_instance_extension_count");
 static_assert(sizeof(NyxqVkBufferRange) == 24, "NyxqVkBufferRange");
 static_assert(alignof(NyxqVkBufferRange) == 8, "NyxqVkBufferRange");
 static_assert(offsetof(NyxqVkBufferRange, buffer) == 0, "NyxqVkBufferRange.buffer");

@@ -446,6 +446,22 @@ NyxqStatus nyxq_context_destroy(NyxqContext *ctx);
 NyxqStatus nyxq_context_info(const NyxqContext *ctx,
                              NyxqContextInfo *info_out);
 
+/**
+ * The context's report, as text: the backend (and why AUTO fell back); on
+ * Vulkan the device, then one line per kernel with the variant in use and
+ * its self-test result, the matrix-vector variants, the device features the
+ * variants may use and who chose them (nyxq on its own device; on a
+ * borrowed one, your declaration in NyxqVulkanHandles), and whether
+ * dispatches carry debug labels. `nyxq hwinfo` prints the same lines for
+ * nyxq's own devices. The text is for people and logs: its wording may
+ * change. Release *text_out with nyxq_string_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. *text_out is
+ * written only on success. Thread-safe.
+ */
+NyxqStatus nyxq_context_report(const NyxqContext *ctx,
+                               char **text_out);
+
 /* ---- Formats and quantization ---- */
 
 /**
@@ -1200,13 +1216,19 @@ typedef struct {
 } NyxqDeviceInfo;
 
 /**
- * The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed.
+ * The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed, and
+ * what it enabled on them.
  *
  * Handles are opaque in this header so that it does not depend on the Vulkan
  * headers: dispatchable handles (VkInstance, VkPhysicalDevice, VkDevice,
  * VkQueue) are pointers in every Vulkan ABI and convert to `void *` without a
  * cast. `get_instance_proc_addr` needs the one documented cast:
  * `reinterpret_cast<void *>(vkGetInstanceProcAddr)` (C: `(void *)`).
+ *
+ * Versioned by struct_size: a caller built against an older header (whose
+ * struct ends at `get_instance_proc_addr`) declares nothing, and nyxq reads
+ * no field past the struct_size it is given. Zero-initialise the struct
+ * (`NyxqVulkanHandles h{}`) so that fields you do not set declare nothing.
  */
 typedef struct {
   /**
@@ -1238,6 +1260,42 @@ typedef struct {
    * PFN_vkGetInstanceProcAddr of the loader that made `instance`.
    */
   void *get_instance_proc_addr;
+  /**
+   * The `pNext` chain you passed in VkDeviceCreateInfo (usually a
+   * VkPhysicalDeviceFeatures2 followed by VkPhysicalDeviceVulkan11Features,
+   * ...12Features, ...13Features), or NULL: nothing declared. nyxq walks it
+   * by sType and reads VkPhysicalDeviceVulkan11Features,
+   * VkPhysicalDeviceVulkan12Features, VkPhysicalDeviceVulkan13Features,
+   * VkPhysicalDevice16BitStorageFeatures, VkPhysicalDevice8BitStorageFeatures,
+   * VkPhysicalDeviceShaderFloat16Int8Features and
+   * VkPhysicalDeviceShaderIntegerDotProductFeatures; it skips every other
+   * structure, and reads only during the call. The fast kernel variants
+   * run where their features are declared: storageBuffer16BitAccess
+   * (`_s16`, `_rte`), shaderFloat16 (the f16 `_rte` dequantize
+   * variants), shaderIntegerDotProduct (matvec `_dot`).
+   */
+  const void *enabled_features;
+  /**
+   * VkDeviceCreateInfo.ppEnabledExtensionNames (NULL when
+   * enabled_extension_count is 0). nyxq reads
+   * VK_KHR_shader_integer_dot_product and ignores the others.
+   */
+  const char *const *enabled_extensions;
+  /**
+   * VkDeviceCreateInfo.enabledExtensionCount.
+   */
+  size_t enabled_extension_count;
+  /**
+   * VkInstanceCreateInfo.ppEnabledExtensionNames (NULL when
+   * enabled_instance_extension_count is 0). nyxq reads VK_EXT_debug_utils
+   * (each recorded dispatch is then labelled with its kernel's name) and
+   * ignores the others.
+   */
+  const char *const *enabled_instance_extensions;
+  /**
+   * VkInstanceCreateInfo.enabledExtensionCount.
+   */
+  size_t enabled_instance_extension_count;
 } NyxqVulkanHandles;
 
 /**
@@ -1321,11 +1379,29 @@ NyxqStatus nyxq_context_device_info(const NyxqContext *ctx,
  * call, or pass a queue of your own. Every nyxq submission is waited on
  * before the call returns.
  *
+ * Features: the fast kernel variants run where the features they need are
+ * declared in `enabled_features` (and the device supports them, which is
+ * checked); with nothing declared only the variants that need no optional
+ * feature run (same bytes, slower). nyxq reads what you declare and cannot
+ * see what vkCreateDevice really enabled: declaring a feature you did not
+ * enable makes nyxq run kernels the device was not created for (the
+ * validation layer reports it when the pipelines are made). Likewise
+ * declare VK_EXT_debug_utils only when the instance was created with it.
+ * nyxq_context_report lists the features in use and each kernel's variant.
+ *
  * `options` (NULL for defaults) gives log level, threads, validation is
  * ignored (the instance is yours). On failure *ctx_out is untouched.
  *
- * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
- * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+ * Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out;
+ * enabled_extensions or enabled_instance_extensions NULL with a count
+ * above 0, or an extension name in them NULL),
+ * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute;
+ * a declared feature or VK_KHR_shader_integer_dot_product that the device
+ * does not support, shaderIntegerDotProduct declared without that
+ * extension on a device below Vulkan 1.3, VK_EXT_debug_utils declared but
+ * its label commands not found; an extension name not UTF-8; a feature
+ * chain that loops, holds more than 64 structures, or holds a feature
+ * structure twice, each named in the message),
  * NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
  * a device below Vulkan 1.2, the message naming the versions and the fix;
  * every kernel failing its self-test), NYXQ_ERROR_VULKAN.

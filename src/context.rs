@@ -371,7 +371,27 @@ impl Context {
         })
     }
 
-    /// One line per kernel: variant and self-test result, for info and hwinfo.
+    /// The backend (with the device, or why AUTO fell back) on the first
+    /// line, then [`Context::vulkan_report`]'s lines, indented.
+    pub fn report(&self) -> String {
+        let device = self
+            .device_info()
+            .map_or(String::new(), |d| format!(" on '{}'", d.name));
+        let fallback = self
+            .fallback_reason()
+            .map_or(String::new(), |r| format!(" (fallback: {r})"));
+        let mut text = format!("backend {}{device}{fallback}\n", self.backend().name());
+        for line in self.vulkan_report() {
+            text.push_str("  ");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// One line per kernel: variant and self-test result, then the matvec
+    /// variants, the device's enabled features (and who chose them) and
+    /// whether dispatches carry debug labels, for info and hwinfo.
     pub fn vulkan_report(&self) -> Vec<String> {
         let mut lines: Vec<String> = self
             .self_test
@@ -423,6 +443,7 @@ impl Context {
                     ),
                 },
             );
+            lines.extend(engine.device.features_report());
         }
         lines
     }

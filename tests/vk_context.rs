@@ -451,3 +451,266 @@ fn a_lost_device_stays_lost_and_a_new_context_works() {
     assert_eq!(out, expected);
     assert_eq!(fresh.vulkan_validation_errors(), 0);
 }
+
+/// A context borrowing the device of `own` (as a trainer hands over its
+/// device), declaring the features of the chain at `chain` and the listed
+/// extensions, through the same conversion the C ABI makes.
+fn borrow_own_device(
+    own: &Context,
+    chain: *const std::ffi::c_void,
+    device_extensions: &[&std::ffi::CStr],
+    instance_extensions: &[&std::ffi::CStr],
+) -> nyxq::Result<Context> {
+    use nyxq::vk::borrowed::{BorrowedHandles, borrow};
+    use nyxq::vk::features::{Declared, declared_in_chain};
+    let names = |list: &[&std::ffi::CStr]| {
+        list.iter()
+            .map(|e| e.to_str().unwrap().to_string())
+            .collect()
+    };
+    let device = &own.vulkan().unwrap().device;
+    let handles = BorrowedHandles {
+        get_instance_proc_addr: device.instance.entry.static_fn().get_instance_proc_addr,
+        instance: device.instance.instance.handle(),
+        physical_device: device.physical,
+        device: device.device.handle(),
+        queue_family: device.queue_family,
+        queue: device.queue,
+        declared: Declared {
+            // SAFETY: the caller's chain of ash structures, alive across the call.
+            features: unsafe { declared_in_chain(chain) }?,
+            device_extensions: names(device_extensions),
+            instance_extensions: names(instance_extensions),
+        },
+    };
+    // SAFETY: `own` keeps the instance, device and queue alive for longer
+    // than the borrowed context (each test drops it first).
+    let borrowed = unsafe { borrow(&handles) }?;
+    Context::with_device(&settings(BackendPreference::Vulkan), borrowed)
+}
+
+/// What a kernel wrote, named.
+type Output = (String, Vec<u8>);
+
+/// The bytes every conversion kernel gives for a large input of odd block
+/// count on `ctx`'s device, and with `products` those of each matrix
+/// format's product (through the variant the context chose).
+fn kernel_outputs(ctx: &Context, products: bool) -> Vec<Output> {
+    use nyxq::format::{Format, VulkanFamily};
+    use nyxq::quant::Rounding;
+    use nyxq::vk::{matvec, ops};
+    let engine = ctx.vulkan().unwrap();
+    let n = 32 * 129;
+    let x: Vec<f32> = (0..n)
+        .map(|i| (i as f32 * 0.37).sin() * 3.0 + 1e-3)
+        .collect();
+    let floats = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let mut out = Vec::new();
+    for format in Format::with_vulkan(VulkanFamily::Conversions) {
+        let mut q = vec![0u8; format.size_of(n).unwrap()];
+        ops::quantize(engine, format, &x, &mut q, Rounding::Stochastic { seed: 7 }).unwrap();
+        ops::quantize(engine, format, &x, &mut q, Rounding::Nearest).unwrap();
+        let mut back = vec![0f32; n];
+        ops::dequantize(engine, format, &q, &mut back).unwrap();
+        let mut half = vec![0u16; n];
+        if ops::dequantize_to_f16(engine, format, &q, &mut half).is_ok() {
+            let bytes = half.iter().flat_map(|h| h.to_le_bytes()).collect();
+            out.push((format!("dequantize {} to f16", format.name()), bytes));
+        }
+        let mut fake = vec![0f32; n];
+        ops::fake_quantize(engine, format, &x, &mut fake, Rounding::Nearest).unwrap();
+        out.extend([
+            (format!("quantize {}", format.name()), q),
+            (format!("dequantize {}", format.name()), floats(&back)),
+            (format!("fake-quantize {}", format.name()), floats(&fake)),
+        ]);
+    }
+    let (rows, cols) = (33u64, 256u64);
+    for format in Format::with_vulkan(VulkanFamily::Matvec).filter(|_| products) {
+        let w_values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i % 61) as f32 - 30.0) * 0.05)
+            .collect();
+        let mut w = vec![0u8; format.size_of(w_values.len()).unwrap()];
+        nyxq::quant::quantize(format, &w_values, &mut w, &Default::default()).unwrap();
+        let call = matvec::MatvecCall {
+            format,
+            rows,
+            cols,
+            batch: 1,
+            transposed: false,
+            compat: false,
+        };
+        let mut y = vec![0f32; rows as usize];
+        let host = matvec::HostOperands {
+            w: &w,
+            x: &x[..cols as usize],
+            bias: None,
+        };
+        matvec::run_on_host_data(engine, &call, &host, &mut y).unwrap();
+        out.push((format!("matvec {}", format.name()), floats(&y)));
+    }
+    out
+}
+
+/// Fails naming the first output that differs.
+fn assert_same_outputs(got: &[Output], expected: &[Output]) {
+    assert_eq!(got.len(), expected.len());
+    for ((name, a), (_, b)) in got.iter().zip(expected) {
+        let first = a.iter().zip(b).position(|(x, y)| x != y);
+        assert!(
+            a.len() == b.len() && first.is_none(),
+            "{name}: byte {first:?} differs"
+        );
+    }
+}
+
+/// Every kernel's variant as the context chose it, and the matvec line.
+fn kernel_choices(ctx: &Context) -> Vec<String> {
+    ctx.vulkan_report()
+        .into_iter()
+        .filter(|l| !l.starts_with("device features:") && !l.starts_with("debug labels:"))
+        .collect()
+}
+
+/// A borrowed device whose caller declares the features nyxq enables on its
+/// own device runs the same kernel variants, with the same bytes, as nyxq's
+/// device; its dispatches carry debug labels, and validation stays clean.
+#[test]
+fn a_borrowed_device_declaring_nyxqs_features_runs_the_same_kernels() {
+    use ash::vk;
+    use nyxq::vk::features::Feature;
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    let Some(own) = vulkan_context(settings(BackendPreference::Vulkan)) else {
+        return;
+    };
+    let enabled = own.vulkan().unwrap().device.enabled;
+    let on = |f| enabled.has(f);
+    // The chain a trainer passes to vkCreateDevice, with nyxq's features.
+    let mut f11 = vk::PhysicalDeviceVulkan11Features::default()
+        .storage_buffer16_bit_access(on(Feature::Storage16Bit));
+    let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
+        .storage_buffer8_bit_access(on(Feature::Storage8Bit))
+        .shader_float16(on(Feature::Float16))
+        .shader_int8(on(Feature::Int8));
+    let mut dot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default()
+        .shader_integer_dot_product(on(Feature::IntegerDotProduct));
+    let chain = vk::PhysicalDeviceFeatures2::default()
+        .push_next(&mut f11)
+        .push_next(&mut f12)
+        .push_next(&mut dot);
+    let dot_extension: &[&std::ffi::CStr] = if on(Feature::IntegerDotProduct) {
+        &[ash::khr::shader_integer_dot_product::NAME]
+    } else {
+        &[]
+    };
+    let borrowed = borrow_own_device(
+        &own,
+        (&raw const chain).cast(),
+        dot_extension,
+        &[ash::ext::debug_utils::NAME],
+    )
+    .expect("borrowing with nyxq's features");
+    let device = &borrowed.vulkan().unwrap().device;
+    assert_eq!(device.enabled, enabled);
+    assert!(device.debug_labels.is_some(), "VK_EXT_debug_utils declared");
+    if own.device_info().unwrap().name.contains("llvmpipe") {
+        // lavapipe has each: the test compares the fast variants.
+        for feature in [
+            Feature::Storage16Bit,
+            Feature::Float16,
+            Feature::IntegerDotProduct,
+        ] {
+            assert!(enabled.has(feature), "{feature:?}");
+        }
+    }
+    assert_eq!(kernel_choices(&borrowed), kernel_choices(&own));
+    let report = borrowed.vulkan_report().join("\n");
+    assert!(report.contains("(declared by the caller)"), "{report}");
+    assert!(
+        report.contains("debug labels: each dispatch is labelled"),
+        "{report}"
+    );
+    assert!(
+        own.vulkan_report()
+            .iter()
+            .any(|l| l.contains("(enabled by nyxq")),
+        "{:?}",
+        own.vulkan_report()
+    );
+    assert_same_outputs(
+        &kernel_outputs(&borrowed, true),
+        &kernel_outputs(&own, true),
+    );
+    drop(borrowed);
+    assert_eq!(own.vulkan_validation_errors(), 0);
+}
+
+/// Without a declaration a borrowed device runs only the variants that need
+/// no optional feature, with the same bytes; a declaration the device cannot
+/// honour, or a chain that loops, is refused with the reason.
+#[test]
+fn a_borrowed_device_without_declarations_runs_the_compatible_kernels() {
+    use ash::vk;
+    use nyxq::vk::shaders::{MatvecVariant, compatible_kernel};
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    let Some(own) = vulkan_context(settings(BackendPreference::Vulkan)) else {
+        return;
+    };
+    let plain = borrow_own_device(&own, std::ptr::null(), &[], &[]).expect("borrowing");
+    let engine = plain.vulkan().unwrap();
+    assert_eq!(engine.device.enabled, nyxq::vk::features::Features::NONE);
+    assert!(engine.device.debug_labels.is_none());
+    for r in plain.self_test() {
+        assert_eq!(
+            Some(r.kernel),
+            compatible_kernel(r.op, r.format),
+            "{}",
+            r.kernel
+        );
+        assert_eq!(r.failure, None);
+    }
+    assert_ne!(
+        engine
+            .matvec()
+            .forward_variant(false, nyxq::format::Format::Q4_0, 1),
+        MatvecVariant::Dot
+    );
+    let report = plain.vulkan_report().join("\n");
+    assert!(
+        report.contains("device features: none declared by the caller"),
+        "{report}"
+    );
+    assert!(report.contains("debug labels: off"), "{report}");
+    // The conversions give the CPU twin's bytes whatever the variant (the
+    // products' `_dot` variant rounds x to int8: other bytes, by design).
+    assert_same_outputs(&kernel_outputs(&plain, false), &kernel_outputs(&own, false));
+    drop(plain);
+
+    // shaderIntegerDotProduct without its extension on a device that does
+    // not give Vulkan 1.3 commands to this 1.2 instance.
+    let mut dot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default()
+        .shader_integer_dot_product(true);
+    let chain = vk::PhysicalDeviceFeatures2::default().push_next(&mut dot);
+    if own.device_info().unwrap().integer_dot_product {
+        let err = borrow_own_device(&own, (&raw const chain).cast(), &[], &[]).unwrap_err();
+        assert_eq!(err.kind(), nyxq::ErrorKind::InvalidArgument, "{err}");
+        assert!(
+            err.message()
+                .contains("shaderIntegerDotProduct is declared"),
+            "{err}"
+        );
+    }
+    let mut pair = [vk::PhysicalDeviceFeatures2::default(); 2];
+    let second = (&raw mut pair[1]).cast();
+    pair[0].p_next = second;
+    let first = (&raw mut pair[0]).cast();
+    pair[1].p_next = first;
+    let err = borrow_own_device(&own, (&raw const pair[0]).cast(), &[], &[]).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::InvalidArgument, "{err}");
+    assert!(err.message().contains("chain loops"), "{err}");
+    assert_eq!(own.vulkan_validation_errors(), 0);
+}

@@ -265,3 +265,29 @@ pub extern "C" fn nyxq_context_info(
         Ok(())
     })
 }
+
+/// The context's report, as text: the backend (and why AUTO fell back); on
+/// Vulkan the device, then one line per kernel with the variant in use and
+/// its self-test result, the matrix-vector variants, the device features the
+/// variants may use and who chose them (nyxq on its own device; on a
+/// borrowed one, your declaration in NyxqVulkanHandles), and whether
+/// dispatches carry debug labels. `nyxq hwinfo` prints the same lines for
+/// nyxq's own devices. The text is for people and logs: its wording may
+/// change. Release *text_out with nyxq_string_destroy.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. *text_out is
+/// written only on success. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_context_report(
+    ctx: *const NyxqContext,
+    text_out: *mut *mut c_char,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        let out = ptr::out(text_out, "text_out")?;
+        let text = super::strings::give_string(&context.report());
+        // SAFETY: text_out checked non-NULL; points to a char * per the contract.
+        unsafe { out.write(text) };
+        Ok(())
+    })
+}

@@ -150,13 +150,19 @@ pub extern "C" fn nyxq_context_device_info(
     })
 }
 
-/// The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed.
+/// The caller's Vulkan objects for nyxq_context_create_vulkan_borrowed, and
+/// what it enabled on them.
 ///
 /// Handles are opaque in this header so that it does not depend on the Vulkan
 /// headers: dispatchable handles (VkInstance, VkPhysicalDevice, VkDevice,
 /// VkQueue) are pointers in every Vulkan ABI and convert to `void *` without a
 /// cast. `get_instance_proc_addr` needs the one documented cast:
 /// `reinterpret_cast<void *>(vkGetInstanceProcAddr)` (C: `(void *)`).
+///
+/// Versioned by struct_size: a caller built against an older header (whose
+/// struct ends at `get_instance_proc_addr`) declares nothing, and nyxq reads
+/// no field past the struct_size it is given. Zero-initialise the struct
+/// (`NyxqVulkanHandles h{}`) so that fields you do not set declare nothing.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NyxqVulkanHandles {
@@ -175,6 +181,32 @@ pub struct NyxqVulkanHandles {
     pub queue: *mut c_void,
     /// PFN_vkGetInstanceProcAddr of the loader that made `instance`.
     pub get_instance_proc_addr: *mut c_void,
+    /// The `pNext` chain you passed in VkDeviceCreateInfo (usually a
+    /// VkPhysicalDeviceFeatures2 followed by VkPhysicalDeviceVulkan11Features,
+    /// ...12Features, ...13Features), or NULL: nothing declared. nyxq walks it
+    /// by sType and reads VkPhysicalDeviceVulkan11Features,
+    /// VkPhysicalDeviceVulkan12Features, VkPhysicalDeviceVulkan13Features,
+    /// VkPhysicalDevice16BitStorageFeatures, VkPhysicalDevice8BitStorageFeatures,
+    /// VkPhysicalDeviceShaderFloat16Int8Features and
+    /// VkPhysicalDeviceShaderIntegerDotProductFeatures; it skips every other
+    /// structure, and reads only during the call. The fast kernel variants
+    /// run where their features are declared: storageBuffer16BitAccess
+    /// (`_s16`, `_rte`), shaderFloat16 (the f16 `_rte` dequantize
+    /// variants), shaderIntegerDotProduct (matvec `_dot`).
+    pub enabled_features: *const c_void,
+    /// VkDeviceCreateInfo.ppEnabledExtensionNames (NULL when
+    /// enabled_extension_count is 0). nyxq reads
+    /// VK_KHR_shader_integer_dot_product and ignores the others.
+    pub enabled_extensions: *const *const c_char,
+    /// VkDeviceCreateInfo.enabledExtensionCount.
+    pub enabled_extension_count: usize,
+    /// VkInstanceCreateInfo.ppEnabledExtensionNames (NULL when
+    /// enabled_instance_extension_count is 0). nyxq reads VK_EXT_debug_utils
+    /// (each recorded dispatch is then labelled with its kernel's name) and
+    /// ignores the others.
+    pub enabled_instance_extensions: *const *const c_char,
+    /// VkInstanceCreateInfo.enabledExtensionCount.
+    pub enabled_instance_extension_count: usize,
 }
 
 impl Default for NyxqVulkanHandles {
@@ -187,8 +219,65 @@ impl Default for NyxqVulkanHandles {
             queue_family: 0,
             queue: std::ptr::null_mut(),
             get_instance_proc_addr: std::ptr::null_mut(),
+            enabled_features: std::ptr::null(),
+            enabled_extensions: std::ptr::null(),
+            enabled_extension_count: 0,
+            enabled_instance_extensions: std::ptr::null(),
+            enabled_instance_extension_count: 0,
         }
     }
+}
+
+/// The bytes of NyxqVulkanHandles as the first header declared it (up to
+/// `get_instance_proc_addr`): the smallest struct_size accepted.
+const HANDLES_FIRST_SIZE: usize =
+    std::mem::offset_of!(NyxqVulkanHandles, get_instance_proc_addr) + size_of::<usize>();
+
+/// The extension names of `(names, count)`, each checked.
+///
+/// # Safety
+/// As nyxq_context_create_vulkan_borrowed's contract for the two fields.
+unsafe fn extension_names(
+    names: *const *const c_char,
+    count: usize,
+    what: &str,
+) -> crate::error::Result<Vec<String>> {
+    // SAFETY: (NULL, 0) or `count` string pointers, per the contract.
+    let names = unsafe { ptr::slice(names, count, what) }?;
+    names
+        .iter()
+        .enumerate()
+        // SAFETY: each a NUL-terminated string, per the contract.
+        .map(|(i, &name)| unsafe { ptr::string(name, &format!("{what}[{i}]")) }.map(String::from))
+        .collect()
+}
+
+/// What the caller declares it enabled (the fields after
+/// `get_instance_proc_addr`).
+///
+/// # Safety
+/// As nyxq_context_create_vulkan_borrowed's contract for those fields.
+unsafe fn declared(h: &NyxqVulkanHandles) -> crate::error::Result<crate::vk::features::Declared> {
+    Ok(crate::vk::features::Declared {
+        // SAFETY: NULL or the caller's pNext chain, per the contract.
+        features: unsafe { crate::vk::features::declared_in_chain(h.enabled_features) }?,
+        // SAFETY: per the contract.
+        device_extensions: unsafe {
+            extension_names(
+                h.enabled_extensions,
+                h.enabled_extension_count,
+                "handles->enabled_extensions",
+            )
+        }?,
+        // SAFETY: per the contract.
+        instance_extensions: unsafe {
+            extension_names(
+                h.enabled_instance_extensions,
+                h.enabled_instance_extension_count,
+                "handles->enabled_instance_extensions",
+            )
+        }?,
+    })
 }
 
 /// Creates a Vulkan context on the caller's instance, device and queue
@@ -207,11 +296,29 @@ impl Default for NyxqVulkanHandles {
 /// call, or pass a queue of your own. Every nyxq submission is waited on
 /// before the call returns.
 ///
+/// Features: the fast kernel variants run where the features they need are
+/// declared in `enabled_features` (and the device supports them, which is
+/// checked); with nothing declared only the variants that need no optional
+/// feature run (same bytes, slower). nyxq reads what you declare and cannot
+/// see what vkCreateDevice really enabled: declaring a feature you did not
+/// enable makes nyxq run kernels the device was not created for (the
+/// validation layer reports it when the pipelines are made). Likewise
+/// declare VK_EXT_debug_utils only when the instance was created with it.
+/// nyxq_context_report lists the features in use and each kernel's variant.
+///
 /// `options` (NULL for defaults) gives log level, threads, validation is
 /// ignored (the instance is yours). On failure *ctx_out is untouched.
 ///
-/// Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out),
-/// NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute),
+/// Errors: NYXQ_ERROR_NULL_POINTER (handles, a handle in it, ctx_out;
+/// enabled_extensions or enabled_instance_extensions NULL with a count
+/// above 0, or an extension name in them NULL),
+/// NYXQ_ERROR_INVALID_ARGUMENT (struct_size, a queue family without compute;
+/// a declared feature or VK_KHR_shader_integer_dot_product that the device
+/// does not support, shaderIntegerDotProduct declared without that
+/// extension on a device below Vulkan 1.3, VK_EXT_debug_utils declared but
+/// its label commands not found; an extension name not UTF-8; a feature
+/// chain that loops, holds more than 64 structures, or holds a feature
+/// structure twice, each named in the message),
 /// NYXQ_ERROR_UNSUPPORTED (an instance created with an apiVersion below 1.2 or
 /// a device below Vulkan 1.2, the message naming the versions and the fix;
 /// every kernel failing its self-test), NYXQ_ERROR_VULKAN.
@@ -228,14 +335,7 @@ pub extern "C" fn nyxq_context_create_vulkan_borrowed(
             return Err(Error::new(crate::ErrorKind::NullPointer, "handles is NULL"));
         }
         // SAFETY: non-NULL, a NyxqVulkanHandles of struct_size bytes per the contract.
-        let h = unsafe {
-            ptr::options(
-                handles,
-                std::mem::offset_of!(NyxqVulkanHandles, get_instance_proc_addr)
-                    + size_of::<usize>(),
-                "NyxqVulkanHandles",
-            )
-        }?;
+        let h = unsafe { ptr::options(handles, HANDLES_FIRST_SIZE, "NyxqVulkanHandles") }?;
         for (p, what) in [
             (h.instance, "handles->instance"),
             (h.physical_device, "handles->physical_device"),
@@ -266,6 +366,9 @@ pub extern "C" fn nyxq_context_create_vulkan_borrowed(
             device: ash::vk::Device::from_raw(h.device as u64),
             queue_family: h.queue_family,
             queue: ash::vk::Queue::from_raw(h.queue as u64),
+            // SAFETY: the declaration fields per the contract (beyond
+            // struct_size they are NULL/0 from the defaults).
+            declared: unsafe { declared(&h) }?,
         };
         // SAFETY: NULL or a NyxqContextOptions per the contract.
         let settings = unsafe { super::context::settings_from(options) }?;

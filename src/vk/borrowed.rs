@@ -3,13 +3,14 @@
 //! vkGetInstanceProcAddr, checks the device, and never destroys what it borrowed.
 
 use super::device::Device;
+use super::features::Declared;
 use super::instance::Instance;
 use crate::error::Result;
 use ash::vk;
 use std::sync::Arc;
 
-/// The caller's handles.
-#[derive(Debug, Clone, Copy)]
+/// The caller's handles, and what it enabled on them.
+#[derive(Debug, Clone)]
 pub struct BorrowedHandles {
     pub get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
     pub instance: vk::Instance,
@@ -17,6 +18,8 @@ pub struct BorrowedHandles {
     pub device: vk::Device,
     pub queue_family: u32,
     pub queue: vk::Queue,
+    /// The features and extensions the caller enabled.
+    pub declared: Declared,
 }
 
 /// Wraps the caller's objects as a nyxq [`Device`].
@@ -27,10 +30,16 @@ pub struct BorrowedHandles {
 /// that made the instance, and all outlive every nyxq object made from the
 /// result. The caller does not submit to `queue` while a nyxq call is running
 /// (nyxq serialises its own submissions), or passes a queue of its own.
+/// `declared` is what the caller enabled on the instance and the device.
 pub unsafe fn borrow(handles: &BorrowedHandles) -> Result<Arc<Device>> {
     // SAFETY: per this function's contract.
-    let instance =
-        Arc::new(unsafe { Instance::borrow(handles.get_instance_proc_addr, handles.instance) });
+    let instance = Arc::new(unsafe {
+        Instance::borrow(
+            handles.get_instance_proc_addr,
+            handles.instance,
+            handles.declared.debug_utils(),
+        )
+    });
     // SAFETY: per this function's contract.
     let device = unsafe {
         Device::borrow(
@@ -39,6 +48,7 @@ pub unsafe fn borrow(handles: &BorrowedHandles) -> Result<Arc<Device>> {
             handles.device,
             handles.queue_family,
             handles.queue,
+            &handles.declared,
         )
     }?;
     Ok(Arc::new(device))
@@ -109,6 +119,7 @@ mod tests {
             device: device.handle(),
             queue_family: family,
             queue,
+            declared: Declared::default(),
         };
         {
             // SAFETY: the handles above are live and outlive this block.

@@ -1,6 +1,7 @@
 //! Physical device facts (what `nyxq_context_device_info` and `nyxq hwinfo`
 //! report, and what shader variants are chosen from) and the logical device.
 
+use super::features::{Declared, Feature, Features, Offered};
 use super::instance::{API_VERSION, Instance, Unavailable};
 use ash::vk;
 use std::ffi::CStr;
@@ -124,9 +125,14 @@ impl DeviceInfo {
         }
     }
 
-    /// The optional features nyxq's fast shader variants use.
-    pub fn has_fast_features(&self) -> bool {
-        self.storage_8bit && self.storage_16bit
+    /// The optional features nyxq's kernels use that the device supports.
+    pub fn supported_features(&self) -> Features {
+        Features::NONE
+            .with(Feature::Storage16Bit, self.storage_16bit)
+            .with(Feature::Storage8Bit, self.storage_8bit)
+            .with(Feature::Float16, self.shader_float16)
+            .with(Feature::Int8, self.shader_int8)
+            .with(Feature::IntegerDotProduct, self.integer_dot_product)
     }
 
     /// Why this device cannot run nyxq at all, if it cannot.
@@ -351,17 +357,19 @@ pub struct Device {
     pub queue: vk::Queue,
     pub queue_family: u32,
     pub info: DeviceInfo,
-    /// Features enabled on the device (what variants may use).
-    pub enabled_8bit: bool,
-    pub enabled_16bit: bool,
-    /// shaderFloat16 (f16 arithmetic) is enabled.
-    pub enabled_float16: bool,
+    /// The optional features enabled on the device, which the kernel
+    /// variants may use (`_s16` and `_rte` need 16-bit storage, the f16
+    /// `_rte` dequantize variants shaderFloat16, the matvec `_dot` variant
+    /// shaderIntegerDotProduct).
+    pub enabled: Features,
+    /// Who chose `enabled`.
+    pub features_origin: FeaturesOrigin,
+    /// Labels around each recorded dispatch, naming its kernel, where
+    /// VK_EXT_debug_utils is enabled on the instance.
+    pub debug_labels: Option<ash::ext::debug_utils::Device>,
     /// Pipelines are made with their compile statistics captured
     /// (NYXQ_VK_PIPELINE_STATS=1 and VK_KHR_pipeline_executable_properties).
     pub pipeline_statistics: bool,
-    /// shaderIntegerDotProduct is enabled (through
-    /// VK_KHR_shader_integer_dot_product): the matvec `_dot` variant may run.
-    pub enabled_integer_dot: bool,
     /// Device allocations made so far (for fault injection).
     pub allocations: std::sync::atomic::AtomicU64,
     /// Fault injection: the Nth device allocation (1-based) fails with
@@ -377,6 +385,15 @@ pub struct Device {
     lost: parking_lot::Mutex<Option<String>>,
     /// False for the caller's device (borrowed): never destroyed by nyxq.
     owned: bool,
+}
+
+/// Who chose a device's enabled features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeaturesOrigin {
+    /// nyxq made the device and enabled each feature it supports.
+    Nyxq,
+    /// The caller's device: the features its declaration names.
+    Declared,
 }
 
 impl std::fmt::Debug for Device {
@@ -453,6 +470,9 @@ impl Device {
             })?;
         // SAFETY: queue 0 of `family` was requested at creation.
         let queue = unsafe { device.get_device_queue(family, 0) };
+        let debug_labels = instance
+            .debug_utils
+            .then(|| ash::ext::debug_utils::Device::new(&instance.instance, &device));
         Ok(Device {
             pipeline_statistics: statistics,
             owned: true,
@@ -461,10 +481,12 @@ impl Device {
             submissions: std::sync::atomic::AtomicU64::new(0),
             lose_at_submission: std::sync::atomic::AtomicU64::new(0),
             lost: parking_lot::Mutex::new(None),
-            enabled_8bit: info.storage_8bit,
-            enabled_16bit: info.storage_16bit,
-            enabled_float16: info.shader_float16,
-            enabled_integer_dot: integer_dot,
+            enabled: info
+                .supported_features()
+                .without(Feature::IntegerDotProduct)
+                .with(Feature::IntegerDotProduct, integer_dot),
+            features_origin: FeaturesOrigin::Nyxq,
+            debug_labels,
             instance,
             physical: pd,
             device,
@@ -514,22 +536,24 @@ impl Device {
 
 impl Device {
     /// Wraps the caller's device and compute queue. nyxq's kernels need Vulkan
-    /// 1.2 and a compute queue only (they use no optional feature), which is
-    /// checked; nothing borrowed is ever destroyed. Which features the caller
-    /// enabled is not known, so the variants that need one (the matvec
-    /// `_dot` variant) are not used on a borrowed device.
+    /// 1.2 and a compute queue, which is checked; their fast variants run
+    /// where the features they need are `declared` (and supported, which is
+    /// checked: [`Declared::enabled`]). Nothing borrowed is ever destroyed.
     ///
     /// # Safety
     /// `physical`, `device` and `queue` are live, belong to `instance`, the
     /// queue is of family `queue_family` on `device`, and all outlive the
     /// returned value. The caller does not submit to `queue` while nyxq does
     /// (nyxq serialises its own submissions), or passes a queue of its own.
+    /// `declared` says what the caller enabled on `device` (and on
+    /// `instance`, whose `debug_utils` says the same as `declared`).
     pub unsafe fn borrow(
         instance: Arc<Instance>,
         physical: vk::PhysicalDevice,
         device: vk::Device,
         queue_family: u32,
         queue: vk::Queue,
+        declared: &Declared,
     ) -> crate::error::Result<Device> {
         // SAFETY: live handles of this instance, per the contract.
         unsafe { check_effective_version(&instance, physical, device) }?;
@@ -552,8 +576,25 @@ impl Device {
                 info.name
             )));
         }
+        let enabled = declared.enabled(&Offered {
+            device: &info.name,
+            features: info.supported_features(),
+            integer_dot_product_extension: has_extension(
+                &instance.instance,
+                physical,
+                ash::khr::shader_integer_dot_product::NAME,
+            ),
+            // SAFETY: a live device of this instance, per the contract.
+            vulkan_1_3: vk::api_version_minor(info.api_version) >= 3
+                && unsafe { gives_command(&instance, device, c"vkCmdPipelineBarrier2") },
+        })?;
+        // SAFETY: a live device of this instance, per the contract.
+        let labelled =
+            declared.debug_utils() && unsafe { check_debug_labels(&instance, device, &info.name) }?;
         // SAFETY: a live device of this instance, per the contract.
         let device = unsafe { ash::Device::load(instance.instance.fp_v1_0(), device) };
+        let debug_labels =
+            labelled.then(|| ash::ext::debug_utils::Device::new(&instance.instance, &device));
         Ok(Device {
             pipeline_statistics: false,
             owned: false,
@@ -562,12 +603,9 @@ impl Device {
             submissions: std::sync::atomic::AtomicU64::new(0),
             lose_at_submission: std::sync::atomic::AtomicU64::new(0),
             lost: parking_lot::Mutex::new(None),
-            enabled_8bit: false,
-            enabled_16bit: false,
-            enabled_float16: false,
-            // The caller's enabled features are not known: only what needs
-            // none is used.
-            enabled_integer_dot: false,
+            enabled,
+            features_origin: FeaturesOrigin::Declared,
+            debug_labels,
             instance,
             physical,
             device,
@@ -576,6 +614,79 @@ impl Device {
             info,
         })
     }
+
+    /// The context report's lines on the device's features and labels.
+    pub fn features_report(&self) -> [String; 2] {
+        let names = self.enabled.names();
+        let features = match (self.features_origin, names.is_empty()) {
+            (FeaturesOrigin::Nyxq, true) => {
+                "device features: none of those the fast variants use (nyxq's device)".to_string()
+            }
+            (FeaturesOrigin::Nyxq, false) => format!(
+                "device features: {} (enabled by nyxq, each the device supports)",
+                names.join(", ")
+            ),
+            (FeaturesOrigin::Declared, true) => "device features: none declared by the caller \
+                 (the variants that need none run)"
+                .to_string(),
+            (FeaturesOrigin::Declared, false) => {
+                format!(
+                    "device features: {} (declared by the caller)",
+                    names.join(", ")
+                )
+            }
+        };
+        let labels = match (self.debug_labels.is_some(), self.features_origin) {
+            (true, _) => {
+                "debug labels: each dispatch is labelled with its kernel's name (VK_EXT_debug_utils)"
+            }
+            (false, FeaturesOrigin::Nyxq) => {
+                "debug labels: off (nyxq enables VK_EXT_debug_utils on its instance with validation)"
+            }
+            (false, FeaturesOrigin::Declared) => {
+                "debug labels: off (VK_EXT_debug_utils is not declared enabled on the instance)"
+            }
+        };
+        [features, labels.to_string()]
+    }
+}
+
+/// Whether vkGetDeviceProcAddr gives `name` on `device`.
+///
+/// # Safety
+/// `device` is live and belongs to `instance`.
+unsafe fn gives_command(instance: &Instance, device: vk::Device, name: &CStr) -> bool {
+    // SAFETY: per this function's contract; the name is NUL-terminated.
+    unsafe { (instance.instance.fp_v1_0().get_device_proc_addr)(device, name.as_ptr()) }.is_some()
+}
+
+/// Checks that the label commands of VK_EXT_debug_utils, which the caller
+/// declared enabled on its instance, exist (ash would otherwise call a stub
+/// that panics); Ok(true) when they do. A loader may hand out the commands
+/// when the extension is not enabled too, so the declaration decides.
+///
+/// # Safety
+/// `device` is live and belongs to `instance`.
+unsafe fn check_debug_labels(
+    instance: &Instance,
+    device: vk::Device,
+    name: &str,
+) -> crate::error::Result<bool> {
+    for command in [
+        c"vkCmdBeginDebugUtilsLabelEXT",
+        c"vkCmdEndDebugUtilsLabelEXT",
+    ] {
+        // SAFETY: per this function's contract.
+        if !unsafe { gives_command(instance, device, command) } {
+            return Err(crate::error::Error::invalid(format!(
+                "VK_EXT_debug_utils is declared enabled on the instance, but vkGetDeviceProcAddr \
+                 gives no {} for '{name}': enable the extension on the instance, or do not \
+                 declare it",
+                command.to_string_lossy()
+            )));
+        }
+    }
+    Ok(true)
 }
 
 /// Refuses a device whose effective API version (the lower of the instance's
@@ -592,14 +703,8 @@ unsafe fn check_effective_version(
     physical: vk::PhysicalDevice,
     device: vk::Device,
 ) -> crate::error::Result<()> {
-    // SAFETY: a live device of this instance; the name is NUL-terminated.
-    let v12_command = unsafe {
-        (instance.instance.fp_v1_0().get_device_proc_addr)(
-            device,
-            c"vkGetSemaphoreCounterValue".as_ptr(),
-        )
-    };
-    if v12_command.is_some() {
+    // SAFETY: a live device of this instance, per the contract.
+    if unsafe { gives_command(instance, device, c"vkGetSemaphoreCounterValue") } {
         return Ok(());
     }
     // SAFETY: physical belongs to the instance; a Vulkan 1.0 query.

@@ -1,6 +1,7 @@
 //! The one recording path of every kernel: write a fresh descriptor set,
 //! bind the kernel's pipeline and the set, push the constants of its family,
-//! dispatch. And the barrier between dependent dispatches.
+//! dispatch, inside a debug label naming the kernel where the instance has
+//! VK_EXT_debug_utils. And the barrier between dependent dispatches.
 
 use super::device::Device;
 use super::family::PushConstants;
@@ -90,6 +91,12 @@ pub unsafe fn record<P: PushConstants>(
     let max_x = device.info.max_workgroup_count[0].min(65535);
     let gx = groups.min(max_x);
     let gy = groups.div_ceil(gx);
+    let label = vk::DebugUtilsLabelEXT::default().label_name(kernel.kernel().label);
+    if let Some(labels) = &device.debug_labels {
+        // SAFETY: `cmd` is recording (the contract); VK_EXT_debug_utils is
+        // enabled on the instance (the device holds `debug_labels` only then).
+        unsafe { labels.cmd_begin_debug_utils_label(cmd, &label) };
+    }
     // SAFETY: per this function's contract; the pipeline and its layout are
     // live (the registry keeps them until the engine is dropped).
     unsafe {
@@ -111,6 +118,11 @@ pub unsafe fn record<P: PushConstants>(
             &dispatch.push.bytes(),
         );
         d.cmd_dispatch(cmd, gx, gy, 1);
+    }
+    if let Some(labels) = &device.debug_labels {
+        // SAFETY: as above; closes the label begun above in the same
+        // command buffer.
+        unsafe { labels.cmd_end_debug_utils_label(cmd) };
     }
     Ok(())
 }

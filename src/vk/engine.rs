@@ -6,6 +6,7 @@
 use super::device::Device;
 use super::dispatch::{self, Dispatch};
 use super::family::{Family, PushConstants};
+use super::features::Feature;
 use super::jobs::{Job, Jobs};
 use super::matvec_choice::MatvecChoice;
 use super::pipelines::Pipelines;
@@ -87,8 +88,11 @@ impl Engine {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
         [
-            (needs.storage_16bit, self.device.enabled_16bit),
-            (needs.float16, self.device.enabled_float16),
+            (
+                needs.storage_16bit,
+                self.device.enabled.has(Feature::Storage16Bit),
+            ),
+            (needs.float16, self.device.enabled.has(Feature::Float16)),
             (needs.rounding_rte_f16, info.rounding_rte_f16),
             (needs.denorm_preserve_f16, info.denorm_preserve_f16),
         ]

@@ -62,6 +62,10 @@ pub struct Instance {
     /// Boxed inside an Arc so its address (the messenger's user data) is stable.
     pub validation: Arc<ValidationCounter>,
     pub loader: String,
+    /// VK_EXT_debug_utils is enabled on the instance (nyxq's own with
+    /// validation; the caller's when it declares so): dispatches are
+    /// labelled with their kernel's name.
+    pub debug_utils: bool,
     /// False for the caller's instance (borrowed): never destroyed by nyxq.
     owned: bool,
 }
@@ -189,12 +193,14 @@ impl Instance {
             debug,
             validation: counter,
             loader,
+            debug_utils: validation,
             owned: true,
         })
     }
 
     /// Wraps the caller's instance; nyxq loads its function pointers through
-    /// `get_instance_proc_addr` and never destroys it.
+    /// `get_instance_proc_addr` and never destroys it. `debug_utils` says
+    /// that the caller enabled VK_EXT_debug_utils on it.
     ///
     /// # Safety
     /// `instance` is a live VkInstance made through the loader that
@@ -202,6 +208,7 @@ impl Instance {
     pub unsafe fn borrow(
         get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
         instance: vk::Instance,
+        debug_utils: bool,
     ) -> Instance {
         let static_fn = ash::StaticFn {
             get_instance_proc_addr,
@@ -216,6 +223,7 @@ impl Instance {
             debug: None,
             validation: Arc::new(ValidationCounter::default()),
             loader: "borrowed".to_string(),
+            debug_utils,
             owned: false,
         }
     }

@@ -4,6 +4,7 @@
 
 use crate::format::Format;
 use crate::vk::device::Device;
+use crate::vk::features::Feature;
 use crate::vk::shaders::MatvecVariant;
 use ash::vk;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -147,7 +148,8 @@ impl MatvecChoice {
         MatvecChoice {
             subgroup: subgroup_size.is_some(),
             subgroup_size: subgroup_size.unwrap_or(1),
-            dot: device.enabled_integer_dot && subgroup_size.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
+            dot: device.enabled.has(Feature::IntegerDotProduct)
+                && subgroup_size.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
             arithmetic: Arithmetic::from_env().as_u8().into(),
             tuned_rows: tuned_rows_per_group(),
             tuned_slots: tuned_slots(),

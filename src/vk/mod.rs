@@ -3,7 +3,8 @@
 //! only modules of its own layer or of those below it, and no two use each
 //! other):
 //!
-//! 1. the instance and the device (`instance`, `device`, `borrowed`);
+//! 1. the instance and the device (`instance`, `device`, `borrowed`), and
+//!    the features a borrowed device's caller declares (`features`);
 //! 2. the kernel table and the kernel families (`shaders`, `family`);
 //! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
 //!    descriptor sets, the queue, the range checks (`error`, `memory`,
@@ -17,6 +18,7 @@
 
 pub mod borrowed;
 pub mod device;
+pub mod features;
 pub mod instance;
 
 pub mod family;

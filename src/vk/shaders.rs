@@ -52,6 +52,8 @@ pub struct KernelId(u16);
 pub struct Kernel {
     /// `<op>_<in>_<out>[_<variant>]`: the pipeline's debug name.
     pub name: &'static str,
+    /// `name`, NUL-terminated: the debug label around its dispatches.
+    pub label: &'static std::ffi::CStr,
     pub spirv: &'static [u8],
     pub family: Family,
     /// How an element-sized kernel's grid is sized (None for the matvec
@@ -288,6 +290,7 @@ mod tests {
     fn names_and_ids_agree() {
         for kernel in KernelId::all() {
             assert_eq!(KernelId::from_name(kernel.name()), Some(kernel));
+            assert_eq!(kernel.kernel().label.to_str(), Ok(kernel.name()));
         }
         assert_eq!(KernelId::from_name("no_such_variant"), None);
     }
