@@ -22,7 +22,10 @@ fn block_formats_choose_the_dot_variant() {
     };
     let engine = ctx.vulkan().unwrap();
     assert!(
-        engine.device.enabled_integer_dot,
+        engine
+            .device
+            .enabled
+            .has(nyxq::vk::features::Feature::IntegerDotProduct),
         "lavapipe has shaderIntegerDotProduct"
     );
     let choice = engine.matvec();
