@@ -141,6 +141,8 @@ TEST(CppApi, ContextCreationAndInfo) {
   EXPECT_EQ(threaded.info().thread_count, 2u);
   EXPECT_EQ(ctx.try_device_info().status(), NYXQ_ERROR_UNSUPPORTED);
   expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { (void)ctx.device_info(); });
+  EXPECT_EQ(ctx.report().str().rfind("backend cpu", 0), 0u);
+  EXPECT_EQ(nyxq::Context().try_report().status(), NYXQ_ERROR_NULL_POINTER);
   const nyxq::Hardware hw = ctx.detect_hardware();
   EXPECT_EQ(hw.cpu_only, 1);
   EXPECT_GT(hw.device_local_bytes, 0u);

@@ -64,6 +64,39 @@ TEST(VkContext, DeviceInfoDescribesTheDevice) {
   EXPECT_EQ(dev.validation_errors, 0u);
 }
 
+// The context report: the backend on its first line; on Vulkan a line per
+// kernel with the variant in use, the device features (chosen by nyxq on
+// its own device) and whether dispatches are labelled (nyxq's instance has
+// VK_EXT_debug_utils with validation).
+TEST(VkContext, TheReportNamesTheBackendEachKernelAndTheFeatures) {
+  auto cpu = nyxq_test::cpu_context(1);
+  char *text = nullptr;
+  CHECK_OK(nyxq_context_report(cpu.get(), &text));
+  nyxq_test::StringPtr cpu_report(text);
+  EXPECT_EQ(std::string(text).rfind("backend cpu", 0), 0u) << text;
+  char *untouched = reinterpret_cast<char *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_context_report(nullptr, &untouched));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_context_report(cpu.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_context_report(reinterpret_cast<NyxqContext *>(0x10), &untouched));
+  EXPECT_EQ(untouched, reinterpret_cast<char *>(0x1));
+
+  NyxqStatus status;
+  auto ctx = vulkan_context(&status);
+  if (status == NYXQ_ERROR_UNSUPPORTED) {
+    SKIP_MISSING("no Vulkan device: " << nyxq_last_error_message());
+  }
+  CHECK_OK(status);
+  CHECK_OK(nyxq_context_report(ctx.get(), &text));
+  nyxq_test::StringPtr report(text);
+  const std::string r = text;
+  EXPECT_EQ(r.rfind("backend vulkan on '", 0), 0u) << r;
+  for (const char *words : {"quantize_f32_q4_0: ", "self-test passed", "matvec W", "device features: ",
+                            "debug labels: each dispatch is labelled"}) {
+    EXPECT_NE(r.find(words), std::string::npos) << words << " in\n" << r;
+  }
+}
+
 TEST(VkContext, DeviceInfoOnACpuContextIsUnsupportedAndWritesNothing) {
   auto ctx = nyxq_test::cpu_context(1);
   NyxqDeviceInfo dev;

@@ -3,13 +3,15 @@
 // command pool and buffers, hands them to nyxq, and uses the device the three
 // ways: nyxq's kernels recorded into the test's command buffer between its
 // own commands; nyxq-owned device tensors whose VkBuffers the test binds; and
-// nyxq's own submit-and-wait. Every byte is checked against the CPU. Skips
-// (exit 77) without a Vulkan device; lavapipe is pinned unless
-// NYXQ_VK_TEST_DEVICE=system.
+// nyxq's own submit-and-wait. Every byte is checked against the CPU. A device
+// created with nyxq's features and declaring them runs nyxq's fast variants;
+// declared VK_EXT_debug_utils labels each dispatch. Skips (exit 77) without a
+// Vulkan device; lavapipe is pinned unless NYXQ_VK_TEST_DEVICE=system.
 
 #include <gtest/gtest.h>
 #include <vulkan/vulkan.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -26,6 +28,42 @@ namespace {
 const char *kLavapipe = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 
 bool light() { return std::getenv("NYXQ_TEST_LIGHT") != nullptr; }
+
+bool compat_forced() {
+  const char *value = std::getenv("NYXQ_VK_FORCE_COMPAT");
+  return value != nullptr && std::string(value) == "1";
+}
+
+// The names of the debug labels nyxq begins, seen through a
+// vkGetInstanceProcAddr that wraps the loader's (handed to nyxq in place of
+// the loader's own): its vkGetDeviceProcAddr hands out a
+// vkCmdBeginDebugUtilsLabelEXT that notes the name and calls the real one.
+std::vector<std::string> g_labels;
+PFN_vkGetDeviceProcAddr g_device_proc_addr = nullptr;
+PFN_vkCmdBeginDebugUtilsLabelEXT g_begin_label = nullptr;
+
+VKAPI_ATTR void VKAPI_CALL spy_begin_label(VkCommandBuffer cmd, const VkDebugUtilsLabelEXT *label) {
+  g_labels.emplace_back(label->pLabelName);
+  g_begin_label(cmd, label);
+}
+
+VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL spy_device_proc_addr(VkDevice device, const char *name) {
+  PFN_vkVoidFunction real = g_device_proc_addr(device, name);
+  if (real != nullptr && std::strcmp(name, "vkCmdBeginDebugUtilsLabelEXT") == 0) {
+    g_begin_label = reinterpret_cast<PFN_vkCmdBeginDebugUtilsLabelEXT>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(spy_begin_label);
+  }
+  return real;
+}
+
+VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL spy_instance_proc_addr(VkInstance instance, const char *name) {
+  PFN_vkVoidFunction real = vkGetInstanceProcAddr(instance, name);
+  if (real != nullptr && std::strcmp(name, "vkGetDeviceProcAddr") == 0) {
+    g_device_proc_addr = reinterpret_cast<PFN_vkGetDeviceProcAddr>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(spy_device_proc_addr);
+  }
+  return real;
+}
 
 VKAPI_ATTR VkBool32 VKAPI_CALL count_errors(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                             VkDebugUtilsMessageTypeFlagsEXT,
@@ -46,10 +84,18 @@ struct HostBuffer {
   VkDeviceSize size = 0;
 };
 
+// Which optional features a trainer enables on its device.
+enum class DeviceFeatures {
+  kNone,   // none: nyxq's compatible variants
+  kNyxqs,  // each one nyxq enables on its own device, where supported
+};
+
 // What a trainer owns: instance, device, queue, one command buffer and a fence.
 class Trainer {
  public:
-  explicit Trainer(uint32_t api_version = VK_API_VERSION_1_2) : api_version_(api_version) {
+  explicit Trainer(uint32_t api_version = VK_API_VERSION_1_2,
+                   DeviceFeatures features = DeviceFeatures::kNone)
+      : api_version_(api_version), device_features_(features) {
     const char *device = std::getenv("NYXQ_VK_TEST_DEVICE");
     if (device == nullptr || std::string(device) != "system") {
       setenv("VK_DRIVER_FILES", kLavapipe, 1);
@@ -81,6 +127,21 @@ class Trainer {
     h.get_instance_proc_addr = reinterpret_cast<void *>(vkGetInstanceProcAddr);
     return h;
   }
+
+  // The handles, declaring what the trainer enabled: the pNext chain it
+  // passed to vkCreateDevice and the device and instance extensions.
+  NyxqVulkanHandles declared_handles() const {
+    NyxqVulkanHandles h = handles();
+    h.enabled_features = device_features_ == DeviceFeatures::kNyxqs ? &features_ : nullptr;
+    h.enabled_extensions = device_extensions_.data();
+    h.enabled_extension_count = device_extensions_.size();
+    h.enabled_instance_extensions = instance_extensions_.data();
+    h.enabled_instance_extension_count = instance_extensions_.size();
+    return h;
+  }
+
+  // Whether vkCreateDevice enabled shaderIntegerDotProduct (nyxq's `_dot` matvec).
+  bool integer_dot_product() const { return dot_.shaderIntegerDotProduct == VK_TRUE; }
 
   HostBuffer make_buffer(VkDeviceSize size) {
     HostBuffer b;
@@ -165,7 +226,7 @@ class Trainer {
       have_validation |= std::string(l.layerName) == "VK_LAYER_KHRONOS_validation";
     }
     const char *layer = "VK_LAYER_KHRONOS_validation";
-    const char *extension = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
+    if (have_validation) instance_extensions_.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
     VkApplicationInfo app{};
     app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
     app.pApplicationName = "nyxq handoff test";
@@ -176,9 +237,9 @@ class Trainer {
     if (have_validation) {
       info.enabledLayerCount = 1;
       info.ppEnabledLayerNames = &layer;
-      info.enabledExtensionCount = 1;
-      info.ppEnabledExtensionNames = &extension;
     }
+    info.enabledExtensionCount = static_cast<uint32_t>(instance_extensions_.size());
+    info.ppEnabledExtensionNames = instance_extensions_.data();
     if (vkCreateInstance(&info, nullptr, &instance_) != VK_SUCCESS) {
       why_ = "no Vulkan driver";
       return false;
@@ -230,6 +291,12 @@ class Trainer {
     dev.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     dev.queueCreateInfoCount = 1;
     dev.pQueueCreateInfos = &queue;
+    if (device_features_ == DeviceFeatures::kNyxqs) {
+      choose_nyxqs_features();
+      dev.pNext = &features_;
+      dev.enabledExtensionCount = static_cast<uint32_t>(device_extensions_.size());
+      dev.ppEnabledExtensionNames = device_extensions_.data();
+    }
     if (vkCreateDevice(physical_, &dev, nullptr, &device_) != VK_SUCCESS) {
       why_ = "vkCreateDevice failed";
       return false;
@@ -250,6 +317,47 @@ class Trainer {
     fence.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
     vkCreateFence(device_, &fence, nullptr, &fence_);
     return true;
+  }
+
+  // Fills the feature chain with what nyxq enables on a device of its own:
+  // 16-bit and 8-bit storage, shaderFloat16 and shaderInt8, and
+  // shaderIntegerDotProduct with its extension, each where supported.
+  void choose_nyxqs_features() {
+    uint32_t count = 0;
+    vkEnumerateDeviceExtensionProperties(physical_, nullptr, &count, nullptr);
+    std::vector<VkExtensionProperties> extensions(count);
+    vkEnumerateDeviceExtensionProperties(physical_, nullptr, &count, extensions.data());
+    bool has_dot = false;
+    for (const auto &e : extensions) {
+      has_dot |= std::string(e.extensionName) == VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
+    }
+    VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
+    dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+    VkPhysicalDeviceVulkan12Features v12{};
+    v12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    v12.pNext = has_dot ? &dot : nullptr;
+    VkPhysicalDeviceVulkan11Features v11{};
+    v11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+    v11.pNext = &v12;
+    VkPhysicalDeviceFeatures2 supported{};
+    supported.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    supported.pNext = &v11;
+    vkGetPhysicalDeviceFeatures2(physical_, &supported);
+    features_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    features_.pNext = &f11_;
+    f11_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+    f11_.pNext = &f12_;
+    f11_.storageBuffer16BitAccess = v11.storageBuffer16BitAccess;
+    f12_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    f12_.storageBuffer8BitAccess = v12.storageBuffer8BitAccess;
+    f12_.shaderFloat16 = v12.shaderFloat16;
+    f12_.shaderInt8 = v12.shaderInt8;
+    dot_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+    dot_.shaderIntegerDotProduct = has_dot ? dot.shaderIntegerDotProduct : VK_FALSE;
+    if (dot_.shaderIntegerDotProduct == VK_TRUE) {
+      f12_.pNext = &dot_;
+      device_extensions_.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    }
   }
 
   void close() {
@@ -273,6 +381,14 @@ class Trainer {
   }
 
   uint32_t api_version_;
+  DeviceFeatures device_features_;
+  // What vkCreateDevice and vkCreateInstance were given (and nyxq is told).
+  VkPhysicalDeviceFeatures2 features_{};
+  VkPhysicalDeviceVulkan11Features f11_{};
+  VkPhysicalDeviceVulkan12Features f12_{};
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot_{};
+  std::vector<const char *> device_extensions_;
+  std::vector<const char *> instance_extensions_;
   bool ok_ = false;
   std::string why_;
   int validation_errors_ = 0;
@@ -288,20 +404,62 @@ class Trainer {
   std::vector<HostBuffer> buffers_;
 };
 
-nyxq_test::ContextPtr borrow(const Trainer &trainer, const NyxqContextOptions *options = nullptr) {
-  NyxqVulkanHandles h = trainer.handles();
+nyxq_test::ContextPtr borrow(const NyxqVulkanHandles &h, const NyxqContextOptions *options = nullptr) {
   NyxqContext *ctx = nullptr;
   NyxqStatus status = nyxq_context_create_vulkan_borrowed(options, &h, &ctx);
   EXPECT_EQ(status, NYXQ_OK) << nyxq_test::describe(status);
   return nyxq_test::ContextPtr(ctx);
 }
 
+nyxq_test::ContextPtr borrow(const Trainer &trainer, const NyxqContextOptions *options = nullptr) {
+  return borrow(trainer.handles(), options);
+}
+
+// The lines of nyxq_context_report.
+std::vector<std::string> report_lines(const NyxqContext *ctx) {
+  char *text = nullptr;
+  EXPECT_EQ(nyxq_context_report(ctx, &text), NYXQ_OK) << nyxq_last_error_message();
+  nyxq_test::StringPtr owner(text);
+  std::vector<std::string> lines;
+  std::string line;
+  for (const char *c = text; c != nullptr && *c != '\0'; ++c) {
+    if (*c == '\n') {
+      lines.push_back(line);
+      line.clear();
+    } else {
+      line += *c;
+    }
+  }
+  return lines;
+}
+
+// The report's lines on the kernels in use: each kernel's variant and the
+// matvec variants (not the features and labels, which say who chose them).
+std::vector<std::string> kernel_choices(const NyxqContext *ctx) {
+  std::vector<std::string> choices;
+  for (const std::string &line : report_lines(ctx)) {
+    if (line.find("device features:") == std::string::npos && line.find("debug labels:") == std::string::npos) {
+      choices.push_back(line);
+    }
+  }
+  return choices;
+}
+
+// The report's line that starts (after its indent) with `prefix`, or "".
+std::string report_line(const NyxqContext *ctx, const std::string &prefix) {
+  for (const std::string &line : report_lines(ctx)) {
+    if (line.find(prefix) != std::string::npos) return line;
+  }
+  return "";
+}
+
 // Skips without a device. When resources are required (ctest sets
 // NYXQ_TEST_REQUIRE_RESOURCES: bootstrap installs them) a missing device or a
 // missing validation layer fails instead; elsewhere the test runs unvalidated.
 #define NEED_DEVICE(trainer) NEED_DEVICE_AT(trainer, VK_API_VERSION_1_2)
-#define NEED_DEVICE_AT(trainer, api_version)                                                \
-  Trainer trainer{api_version};                                                             \
+#define NEED_DEVICE_AT(trainer, api_version) NEED_DEVICE_WITH(trainer, api_version, DeviceFeatures::kNone)
+#define NEED_DEVICE_WITH(trainer, api_version, features)                                    \
+  Trainer trainer{api_version, features};                                                   \
   if (!trainer.ok()) SKIP_MISSING("no Vulkan: " << trainer.why());                          \
   if (::nyxq_test::resources_required() && !trainer.validating()) {                         \
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
@@ -312,9 +470,9 @@ const int kFormats[] = {NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYX
 
 }  // namespace
 
-TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
-  NEED_DEVICE(trainer);
-  auto ctx = borrow(trainer);
+// Records every conversion kernel of every Vulkan format between the
+// trainer's own commands, runs them, and checks each byte against the CPU.
+void record_every_conversion(Trainer &trainer, NyxqContext *ctx) {
   auto cpu = nyxq_test::cpu_context(1);
   const size_t n = 8192 + 64;
   const std::vector<float> x = nyxq_test::sine_with_bumps(n);
@@ -347,23 +505,23 @@ TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
       const NyxqVkBufferRange src{arena.buffer, 0, 4 * n};
       const NyxqVkBufferRange q{arena.buffer, q_offset, (qbytes + 3) / 4 * 4};
       uint64_t t1 = 0, t2 = 0, t3 = 0, t4 = 0;
-      CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), format, n, &src, &q, &opts, &t1));
+      CHECK_OK(nyxq_vk_cmd_quantize(ctx, trainer.cmd(), format, n, &src, &q, &opts, &t1));
       trainer.barrier();
       const NyxqVkBufferRange to_f32{out.buffer, 0, 4 * n};
-      CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), format, n, &q, &to_f32,
+      CHECK_OK(nyxq_vk_cmd_dequantize(ctx, trainer.cmd(), format, n, &q, &to_f32,
                                       NYXQ_FORMAT_F32, &t2));
       const NyxqVkBufferRange to_f16{half.buffer, 0, 2 * n};
-      CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), format, n, &q, &to_f16,
+      CHECK_OK(nyxq_vk_cmd_dequantize(ctx, trainer.cmd(), format, n, &q, &to_f16,
                                       NYXQ_FORMAT_F16, &t3));
       const NyxqVkBufferRange fake_out{fake.buffer, 0, 4 * n};
-      CHECK_OK(nyxq_vk_cmd_fake_quantize(ctx.get(), trainer.cmd(), format, n, &src, &fake_out,
+      CHECK_OK(nyxq_vk_cmd_fake_quantize(ctx, trainer.cmd(), format, n, &src, &fake_out,
                                          &opts, &t4));
       trainer.barrier();
       trainer.copy(arena.buffer, q_offset, readback.buffer, 0, qbytes);
       EXPECT_LT(t1, t2);
       EXPECT_LT(t3, t4);
       trainer.submit_and_wait();
-      CHECK_OK(nyxq_vk_release(ctx.get(), t4));
+      CHECK_OK(nyxq_vk_release(ctx, t4));
 
       std::vector<uint8_t> expect(qbytes);
       CHECK_OK(nyxq_quantize(cpu.get(), format, x.data(), n, &opts, expect.data(), qbytes));
@@ -382,8 +540,14 @@ TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
     }
   }
   NyxqVkRecorderUsage usage;
-  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  CHECK_OK(nyxq_vk_recorder_usage(ctx, &usage));
   EXPECT_EQ(usage.unreleased_sets, 0u);
+}
+
+TEST(VkHandoff, RecordedKernelsRunInTheTrainersCommandBufferAndMatchTheCpu) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  record_every_conversion(trainer, ctx.get());
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
@@ -864,3 +1028,190 @@ TEST(VkHandoff, AVulkan10InstanceIsRefusedWithTheReason) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
+// A trainer that creates its device with the features nyxq enables on its
+// own, and declares them, gets nyxq's own kernel choices (the context
+// reports compared line by line) and the CPU's bytes from every recorded
+// conversion; the same device without a declaration runs the compatible
+// variants.
+TEST(VkHandoff, ABorrowedDeviceDeclaringNyxqsFeaturesRunsTheSameKernels) {
+  NEED_DEVICE_WITH(trainer, VK_API_VERSION_1_2, DeviceFeatures::kNyxqs);
+  auto declared = borrow(trainer.declared_handles());
+  ASSERT_NE(declared, nullptr);
+  NyxqContextOptions options;
+  CHECK_OK(nyxq_context_options_default(&options));
+  options.backend = NYXQ_BACKEND_VULKAN;
+  options.vulkan_validation = trainer.validating() ? 1 : 0;
+  NyxqContext *raw = nullptr;
+  CHECK_OK(nyxq_context_create(&options, &raw));
+  nyxq_test::ContextPtr own(raw);
+
+  EXPECT_EQ(kernel_choices(declared.get()), kernel_choices(own.get()));
+  const std::string features = report_line(declared.get(), "device features:");
+  EXPECT_NE(features.find("(declared by the caller)"), std::string::npos) << features;
+  EXPECT_NE(report_line(own.get(), "device features:").find("(enabled by nyxq"), std::string::npos);
+  auto plain = borrow(trainer);
+  EXPECT_NE(report_line(plain.get(), "device features:").find("none declared by the caller"), std::string::npos);
+  if (trainer.integer_dot_product()) {
+    EXPECT_NE(features.find("shaderIntegerDotProduct"), std::string::npos) << features;
+    if (!compat_forced()) {
+      const std::string matvec = report_line(declared.get(), "matvec W");
+      EXPECT_NE(matvec.find("integer-dot variant"), std::string::npos) << matvec;
+      EXPECT_NE(kernel_choices(plain.get()), kernel_choices(own.get()));
+    }
+  }
+  record_every_conversion(trainer, declared.get());
+
+  // A product through the declared variant (`_dot` where the device has it),
+  // against a double-precision product of the dequantized weights, within
+  // the `_dot` variant's bound: half a step of x's 8-bit rounding per
+  // weight, (max|x| of the block / 127) / 2 · Σ|w| per block of 32, plus f32
+  // rounding.
+  const uint64_t rows = 64, cols = 256;
+  const std::vector<float> w_values = nyxq_test::sine_with_bumps(rows * cols);
+  std::vector<float> x(cols);
+  for (uint64_t c = 0; c < cols; ++c) x[c] = std::cos(0.1f * static_cast<float>(c));
+  auto cpu = nyxq_test::cpu_context(1);
+  size_t w_bytes = 0, w_range = 0;
+  CHECK_OK(nyxq_quantized_size(NYXQ_FORMAT_Q8_0, rows * cols, &w_bytes));
+  CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_Q8_0, rows * cols, &w_range));
+  HostBuffer w = trainer.make_buffer(w_range);
+  HostBuffer xb = trainer.make_buffer(4 * cols);
+  HostBuffer y = trainer.make_buffer(4 * rows);
+  CHECK_OK(nyxq_quantize(cpu.get(), NYXQ_FORMAT_Q8_0, w_values.data(), rows * cols, nullptr, w.mapped, w_bytes));
+  std::memcpy(xb.mapped, x.data(), 4 * cols);
+  const NyxqVkBufferRange w_r{w.buffer, 0, w_range}, x_r{xb.buffer, 0, 4 * cols}, y_r{y.buffer, 0, 4 * rows};
+  uint64_t ticket = 0;
+  trainer.begin();
+  CHECK_OK(nyxq_vk_cmd_matvec(declared.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0, rows, cols, 1, &w_r, &x_r, nullptr,
+                              &y_r, &ticket));
+  trainer.submit_and_wait();
+  CHECK_OK(nyxq_vk_release(declared.get(), ticket));
+  std::vector<float> w_back(rows * cols);
+  CHECK_OK(nyxq_dequantize(cpu.get(), NYXQ_FORMAT_Q8_0, w.mapped, w_bytes, w_back.data(), w_back.size()));
+  const float *got = static_cast<const float *>(y.mapped);
+  for (uint64_t r = 0; r < rows; ++r) {
+    double exact = 0, magnitude = 0, x_rounding = 0;
+    for (uint64_t block = 0; block < cols; block += 32) {
+      double x_max = 0, w_sum = 0;
+      for (uint64_t c = block; c < block + 32; ++c) {
+        const double wx = static_cast<double>(w_back[r * cols + c]) * x[c];
+        exact += wx;
+        magnitude += std::fabs(wx);
+        x_max = std::max(x_max, std::fabs(static_cast<double>(x[c])));
+        w_sum += std::fabs(static_cast<double>(w_back[r * cols + c]));
+      }
+      x_rounding += x_max / 127.0 / 2.0 * w_sum;
+    }
+    EXPECT_NEAR(got[r], exact, x_rounding + 1e-5 * magnitude) << "row " << r;
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// Declared VK_EXT_debug_utils: every dispatch nyxq records is wrapped in a
+// label with its kernel's name (seen through a wrapped vkGetDeviceProcAddr);
+// not declared, none is. The validation layer stays clean either way.
+TEST(VkHandoff, RecordedDispatchesAreLabelledWithTheirKernelsNames) {
+  NEED_DEVICE(trainer);
+  if (!trainer.validating()) SKIP_MISSING("VK_EXT_debug_utils comes with the validation layer here");
+  HostBuffer buf = trainer.make_buffer(1 << 16);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(1024);
+  std::memcpy(buf.mapped, x.data(), 4 * x.size());
+  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, q{buf.buffer, 8192, 1088}, back{buf.buffer, 16384, 4096};
+  for (bool declare : {true, false}) {
+    SCOPED_TRACE(declare ? "declared" : "not declared");
+    NyxqVulkanHandles h = declare ? trainer.declared_handles() : trainer.handles();
+    h.get_instance_proc_addr = reinterpret_cast<void *>(spy_instance_proc_addr);
+    auto ctx = borrow(h);
+    ASSERT_NE(ctx, nullptr);
+    const std::string labels = report_line(ctx.get(), "debug labels:");
+    EXPECT_NE(labels.find(declare ? "each dispatch is labelled" : "off"), std::string::npos) << labels;
+    g_labels.clear();  // the self-test's dispatches, labelled too
+    uint64_t t1 = 0, t2 = 0;
+    trainer.begin();
+    CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0, 1024, &src, &q, nullptr, &t1));
+    trainer.barrier();
+    CHECK_OK(nyxq_vk_cmd_dequantize(ctx.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0, 1024, &q, &back, NYXQ_FORMAT_F32,
+                                    &t2));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), t2));
+    const std::vector<std::string> expected =
+        declare ? std::vector<std::string>{"quantize_f32_q8_0", "dequantize_q8_0_f32"} : std::vector<std::string>{};
+    EXPECT_EQ(g_labels, expected);
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// A declaration nyxq cannot honour, or a chain it cannot walk, is refused
+// with the reason and *ctx_out untouched; a caller built against the header
+// before the declaration fields (a smaller struct_size) declares nothing,
+// whatever follows its struct.
+TEST(VkHandoff, ABadFeatureDeclarationIsRefusedWithTheReason) {
+  NEED_DEVICE(trainer);
+  NyxqContext *ctx = nullptr;
+  auto create = [&](const NyxqVulkanHandles &h) { return nyxq_context_create_vulkan_borrowed(nullptr, &h, &ctx); };
+  auto said = [](const char *words) {
+    const std::string message = nyxq_last_error_message();
+    EXPECT_NE(message.find(words), std::string::npos) << message;
+  };
+  NyxqVulkanHandles h = trainer.handles();
+
+  VkPhysicalDeviceFeatures2 loop[2]{};
+  loop[0].sType = loop[1].sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  loop[0].pNext = &loop[1];
+  loop[1].pNext = &loop[0];
+  h.enabled_features = &loop[0];
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, create(h));
+  said("chain loops: structure 1 points back to structure 0");
+
+  std::vector<VkPhysicalDeviceFeatures2> long_chain(65);
+  for (size_t i = 0; i < long_chain.size(); ++i) {
+    long_chain[i].sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    long_chain[i].pNext = i + 1 < long_chain.size() ? &long_chain[i + 1] : nullptr;
+  }
+  h.enabled_features = long_chain.data();
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, create(h));
+  said("more than 64 structures");
+
+  VkPhysicalDeviceVulkan11Features twice[2]{};
+  twice[0].sType = twice[1].sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+  twice[0].pNext = &twice[1];
+  h.enabled_features = &twice[0];
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, create(h));
+  said("VkPhysicalDeviceVulkan11Features twice");
+
+  // shaderIntegerDotProduct without its extension on this Vulkan 1.2 instance
+  // (or on a device without it at all).
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
+  dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+  dot.shaderIntegerDotProduct = VK_TRUE;
+  h.enabled_features = &dot;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, create(h));
+  said("shaderIntegerDotProduct");
+  h.enabled_features = nullptr;
+
+  h.enabled_extension_count = 1;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, create(h));
+  said("handles->enabled_extensions is NULL");
+  const char *no_name[1] = {nullptr};
+  h.enabled_extensions = no_name;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, create(h));
+  said("handles->enabled_extensions[0] is NULL");
+  h.enabled_extensions = nullptr;
+  h.enabled_extension_count = 0;
+  const char *not_utf8[2] = {"VK_KHR_surface", "VK_\xff"};
+  h.enabled_instance_extensions = not_utf8;
+  h.enabled_instance_extension_count = 2;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, create(h));
+  said("handles->enabled_instance_extensions[1] is not valid UTF-8");
+  EXPECT_EQ(ctx, nullptr);
+
+  // The first struct, followed by bytes nyxq must not read as declarations.
+  NyxqVulkanHandles old = trainer.handles();
+  old.struct_size = offsetof(NyxqVulkanHandles, enabled_features);
+  old.enabled_features = &loop[0];
+  old.enabled_extension_count = 99;
+  CHECK_OK(create(old));
+  nyxq_test::ContextPtr borrowed(ctx);
+  EXPECT_NE(report_line(borrowed.get(), "device features:").find("none declared"), std::string::npos);
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}

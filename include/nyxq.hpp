@@ -1220,6 +1220,15 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// Throwing form of try_device_info.
   DeviceInfo device_info() const { return try_device_info().value(); }
 
+  /// The context's report: backend, each kernel's variant, the device
+  /// features in use and who chose them, debug labels (nyxq_context_report).
+  Result<String> try_report() const {
+    char *text = nullptr;
+    return detail::result_of<String>(nyxq_context_report(get(), &text), [&] { return String(text); });
+  }
+  /// Throwing form of try_report.
+  String report() const { return try_report().value(); }
+
   /// The policy of the config the context was created with, or the defaults
   /// (nyxq_context_plan_policy).
   Result<PlanPolicy> try_plan_policy(bool training) const {
