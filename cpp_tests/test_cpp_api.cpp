@@ -631,6 +631,9 @@ TEST(CppApi, RecordingCallsOnACpuContextReportUnsupported) {
   EXPECT_EQ(ctx.try_vk_recorder_usage().status(), NYXQ_ERROR_UNSUPPORTED);
   expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { (void)ctx.vk_cmd_quantize(cmd, Format::Q8_0, 32, range, other); });
   expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { ctx.vk_release(1); });
+  int semaphore = 0;  // never read: a CPU context refuses first
+  EXPECT_EQ(ctx.try_vk_release_when(1, &semaphore, 1).status(), NYXQ_ERROR_UNSUPPORTED);
+  expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { ctx.vk_release_when(1, &semaphore, 1); });
   expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { (void)ctx.vk_recorder_usage(); });
   nyxq::VulkanHandles handles{};
   EXPECT_EQ(nyxq::Context::try_create_vulkan_borrowed(handles).status(), NYXQ_ERROR_NULL_POINTER);

@@ -206,13 +206,64 @@ class Trainer {
   void submit_and_wait() {
     barrier();
     ASSERT_EQ(vkEndCommandBuffer(cmd_), VK_SUCCESS);
+    submit_and_wait(cmd_);
+  }
+
+  // Submits the ended `cmd`, signalling `timeline` with `value` when it
+  // completes (no signal for VK_NULL_HANDLE), and waits for it.
+  void submit_and_wait(VkCommandBuffer cmd, VkSemaphore timeline = VK_NULL_HANDLE, uint64_t value = 0) {
+    VkTimelineSemaphoreSubmitInfo values{};
+    values.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
+    values.signalSemaphoreValueCount = 1;
+    values.pSignalSemaphoreValues = &value;
     VkSubmitInfo submit{};
     submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
     submit.commandBufferCount = 1;
-    submit.pCommandBuffers = &cmd_;
+    submit.pCommandBuffers = &cmd;
+    if (timeline != VK_NULL_HANDLE) {
+      submit.pNext = &values;
+      submit.signalSemaphoreCount = 1;
+      submit.pSignalSemaphores = &timeline;
+    }
     ASSERT_EQ(vkQueueSubmit(queue_, 1, &submit, fence_), VK_SUCCESS);
     ASSERT_EQ(vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX), VK_SUCCESS);
     ASSERT_EQ(vkResetFences(device_, 1, &fence_), VK_SUCCESS);
+    if (timeline != VK_NULL_HANDLE) {
+      // The fence does not order the semaphore's signal (lavapipe signals it
+      // after the fence at times): wait for the value itself.
+      VkSemaphoreWaitInfo wait{};
+      wait.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
+      wait.semaphoreCount = 1;
+      wait.pSemaphores = &timeline;
+      wait.pValues = &value;
+      ASSERT_EQ(vkWaitSemaphores(device_, &wait, UINT64_MAX), VK_SUCCESS);
+    }
+  }
+
+  // One more command buffer of the trainer's pool (freed with the pool).
+  VkCommandBuffer make_command_buffer() {
+    VkCommandBufferAllocateInfo alloc{};
+    alloc.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    alloc.commandPool = pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    EXPECT_EQ(vkAllocateCommandBuffers(device_, &alloc, &cmd), VK_SUCCESS);
+    return cmd;
+  }
+
+  // A timeline semaphore at 0 (destroyed with the trainer).
+  VkSemaphore make_timeline() {
+    VkSemaphoreTypeCreateInfo type{};
+    type.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO;
+    type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+    VkSemaphoreCreateInfo info{};
+    info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
+    info.pNext = &type;
+    VkSemaphore semaphore = VK_NULL_HANDLE;
+    EXPECT_EQ(vkCreateSemaphore(device_, &info, nullptr, &semaphore), VK_SUCCESS);
+    semaphores_.push_back(semaphore);
+    return semaphore;
   }
 
  private:
@@ -291,8 +342,16 @@ class Trainer {
     dev.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     dev.queueCreateInfoCount = 1;
     dev.pQueueCreateInfos = &queue;
-    if (device_features_ == DeviceFeatures::kNyxqs) {
-      choose_nyxqs_features();
+    if (api_version_ >= VK_API_VERSION_1_2) {
+      // Timeline semaphores (core in 1.2, required of every 1.2 device) on
+      // every device: nyxq_vk_release_when takes them.
+      features_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+      features_.pNext = &f11_;
+      f11_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+      f11_.pNext = &f12_;
+      f12_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+      f12_.timelineSemaphore = VK_TRUE;
+      if (device_features_ == DeviceFeatures::kNyxqs) choose_nyxqs_features();
       dev.pNext = &features_;
       dev.enabledExtensionCount = static_cast<uint32_t>(device_extensions_.size());
       dev.ppEnabledExtensionNames = device_extensions_.data();
@@ -343,12 +402,7 @@ class Trainer {
     supported.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
     supported.pNext = &v11;
     vkGetPhysicalDeviceFeatures2(physical_, &supported);
-    features_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    features_.pNext = &f11_;
-    f11_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
-    f11_.pNext = &f12_;
     f11_.storageBuffer16BitAccess = v11.storageBuffer16BitAccess;
-    f12_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
     f12_.storageBuffer8BitAccess = v12.storageBuffer8BitAccess;
     f12_.shaderFloat16 = v12.shaderFloat16;
     f12_.shaderInt8 = v12.shaderInt8;
@@ -368,6 +422,7 @@ class Trainer {
         vkDestroyBuffer(device_, b.buffer, nullptr);
         vkFreeMemory(device_, b.memory, nullptr);
       }
+      for (VkSemaphore semaphore : semaphores_) vkDestroySemaphore(device_, semaphore, nullptr);
       vkDestroyFence(device_, fence_, nullptr);
       vkDestroyCommandPool(device_, pool_, nullptr);
       vkDestroyDevice(device_, nullptr);
@@ -402,6 +457,7 @@ class Trainer {
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   std::vector<HostBuffer> buffers_;
+  std::vector<VkSemaphore> semaphores_;
 };
 
 nyxq_test::ContextPtr borrow(const NyxqVulkanHandles &h, const NyxqContextOptions *options = nullptr) {
@@ -1213,5 +1269,89 @@ TEST(VkHandoff, ABadFeatureDeclarationIsRefusedWithTheReason) {
   CHECK_OK(create(old));
   nyxq_test::ContextPtr borrowed(ctx);
   EXPECT_NE(report_line(borrowed.get(), "device features:").find("none declared"), std::string::npos);
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// nyxq_vk_release_when: each ticket is released, alone, once its timeline
+// semaphore reaches its value, checked at the next recording or usage
+// query, so command buffers that complete out of order release in the order
+// they complete; a value the host signals works too; nyxq_vk_release still
+// releases every ticket up to the one it names; a reached ticket no longer
+// blocks nyxq_context_destroy.
+TEST(VkHandoff, TicketsAreReleasedWhenTheirTimelineSemaphoreReachesItsValue) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  HostBuffer buf = trainer.make_buffer(1 << 16);
+  const std::vector<float> x = nyxq_test::sine_with_bumps(1024);
+  std::memcpy(buf.mapped, x.data(), 4 * x.size());
+  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, dst{buf.buffer, 8192, 1088};
+  VkSemaphore timeline = trainer.make_timeline();
+  void *sem = reinterpret_cast<void *>(timeline);
+  VkCommandBuffer first = trainer.make_command_buffer(), second = trainer.make_command_buffer();
+  auto record = [&](VkCommandBuffer cmd, uint64_t *ticket) {
+    VkCommandBufferBeginInfo begin{};
+    begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+    ASSERT_EQ(vkBeginCommandBuffer(cmd, &begin), VK_SUCCESS);
+    CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 1024, &src, &dst, nullptr, ticket));
+    ASSERT_EQ(vkEndCommandBuffer(cmd), VK_SUCCESS);
+  };
+  auto unreleased = [&] {
+    NyxqVkRecorderUsage usage;
+    EXPECT_EQ(nyxq_vk_recorder_usage(ctx.get(), &usage), NYXQ_OK);
+    return usage.unreleased_sets;
+  };
+
+  // Two command buffers; the later ticket's completes first.
+  uint64_t t1 = 0, t2 = 0;
+  record(first, &t1);
+  record(second, &t2);
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t1, sem, 2));
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t2, sem, 1));
+  EXPECT_EQ(unreleased(), 2u);
+  trainer.submit_and_wait(second, timeline, 1);
+  EXPECT_EQ(unreleased(), 1u) << "t2 released, t1 still waits";
+  trainer.submit_and_wait(first, timeline, 2);
+  EXPECT_EQ(unreleased(), 0u);
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t1, sem, 99));  // a released ticket is left alone
+  EXPECT_EQ(unreleased(), 0u);
+
+  // A value the host signals is seen by the next recording.
+  uint64_t t3 = 0, t4 = 0;
+  record(first, &t3);
+  trainer.submit_and_wait(first);
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t3, sem, 5));
+  VkSemaphoreSignalInfo signal{};
+  signal.sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO;
+  signal.semaphore = timeline;
+  signal.value = 5;
+  ASSERT_EQ(vkSignalSemaphore(trainer.device(), &signal), VK_SUCCESS);
+  record(second, &t4);
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 1u) << "only t4's set: t3 went at t4's recording";
+  trainer.submit_and_wait(second);
+
+  // nyxq_vk_release releases up to its ticket, waiting ones too.
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t4, sem, 1000));
+  CHECK_OK(nyxq_vk_release(ctx.get(), t4));
+  EXPECT_EQ(unreleased(), 0u);
+
+  // Refusals, with nothing changed.
+  uint64_t t5 = 0;
+  record(first, &t5);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_release_when(ctx.get(), t5 + 1, sem, 1));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_release_when(ctx.get(), t5, nullptr, 1));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_release_when(nullptr, t5, sem, 1));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_vk_release_when(reinterpret_cast<NyxqContext *>(0x10), t5, sem, 1));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_vk_release_when(cpu.get(), t5, sem, 1));
+  EXPECT_EQ(unreleased(), 1u);
+
+  // A ticket whose semaphore has reached its value does not hold the context.
+  CHECK_OK(nyxq_vk_release_when(ctx.get(), t5, sem, 6));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_context_destroy(ctx.get()));  // t5 still waits
+  trainer.submit_and_wait(first, timeline, 6);
+  EXPECT_EQ(nyxq_context_destroy(ctx.release()), NYXQ_OK) << nyxq_last_error_message();
   EXPECT_EQ(trainer.validation_errors(), 0);
 }

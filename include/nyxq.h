@@ -1510,8 +1510,42 @@ NyxqStatus nyxq_vk_release(NyxqContext *ctx,
                            uint64_t ticket);
 
 /**
+ * Releases the descriptor sets of `ticket` alone once `semaphore` has
+ * reached `value`: for command buffers in flight on several queues, or
+ * completing out of order, where "this ticket and every earlier one"
+ * (nyxq_vk_release) does not hold. `semaphore` is a VkSemaphore of type
+ * VK_SEMAPHORE_TYPE_TIMELINE on the context's device, as `void *` (the
+ * cast `reinterpret_cast<void *>(semaphore)`, C: `(void *)`), which your
+ * submission of the command buffer holding the ticket signals with `value`
+ * (or more) when it completes.
+ *
+ * nyxq checks the semaphore's counter (vkGetSemaphoreCounterValue) now and
+ * at every later recording, nyxq_vk_recorder_usage, tensor destroy or
+ * migration, and nyxq_context_destroy, and releases the tickets whose
+ * semaphore has reached its value; it never waits. Keep the semaphore alive
+ * until the ticket is released (nyxq_vk_recorder_usage then no longer
+ * counts its sets; nyxq_vk_release of the ticket releases it at once). A
+ * later call for the same ticket replaces its semaphore and value; a
+ * released ticket is left alone; nyxq_vk_release(ctx, t) releases every
+ * ticket up to t, waiting ones too. nyxq cannot check that the semaphore is
+ * a timeline one: a binary semaphore is invalid usage, which the validation
+ * layer reports (VUID-vkGetSemaphoreCounterValue-semaphore-03255).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, semaphore), NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
+ * (a CPU context), NYXQ_ERROR_DEVICE_LOST (reading a counter reported the
+ * device lost). Thread-safe.
+ */
+NyxqStatus nyxq_vk_release_when(NyxqContext *ctx,
+                                uint64_t ticket,
+                                void *semaphore,
+                                uint64_t value);
+
+/**
  * What the context's recorder holds: descriptor pools, unreleased sets and
  * the last ticket (for leak checks: pools stay constant when you release).
+ * Tickets whose semaphore (nyxq_vk_release_when) has reached its value are
+ * released first.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context). *usage_out is written only on

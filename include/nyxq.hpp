@@ -1432,6 +1432,15 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   Status try_vk_release(uint64_t ticket) { return detail::status_of(nyxq_vk_release(get(), ticket)); }
   /// Throwing form of try_vk_release.
   void vk_release(uint64_t ticket) { try_vk_release(ticket).value(); }
+  /// Releases `ticket` alone once the timeline semaphore `semaphore`
+  /// (a VkSemaphore as void *) reaches `value` (nyxq_vk_release_when).
+  Status try_vk_release_when(uint64_t ticket, void *semaphore, uint64_t value) {
+    return detail::status_of(nyxq_vk_release_when(get(), ticket, semaphore, value));
+  }
+  /// Throwing form of try_vk_release_when.
+  void vk_release_when(uint64_t ticket, void *semaphore, uint64_t value) {
+    try_vk_release_when(ticket, semaphore, value).value();
+  }
 
   /// Descriptor pools, unreleased sets and the last ticket (nyxq_vk_recorder_usage).
   Result<VkRecorderUsage> try_vk_recorder_usage() const {

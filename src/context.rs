@@ -350,6 +350,7 @@ impl Context {
         let Some(engine) = &self.vulkan else {
             return Ok(());
         };
+        engine.poll_releases_before_a_check();
         let recorder = engine.recorder();
         let tickets = recorder.unreleased_tickets();
         if tickets == 0 {

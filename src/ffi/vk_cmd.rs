@@ -289,8 +289,61 @@ pub extern "C" fn nyxq_vk_release(ctx: *mut NyxqContext, ticket: u64) -> NyxqSta
     })
 }
 
+/// Releases the descriptor sets of `ticket` alone once `semaphore` has
+/// reached `value`: for command buffers in flight on several queues, or
+/// completing out of order, where "this ticket and every earlier one"
+/// (nyxq_vk_release) does not hold. `semaphore` is a VkSemaphore of type
+/// VK_SEMAPHORE_TYPE_TIMELINE on the context's device, as `void *` (the
+/// cast `reinterpret_cast<void *>(semaphore)`, C: `(void *)`), which your
+/// submission of the command buffer holding the ticket signals with `value`
+/// (or more) when it completes.
+///
+/// nyxq checks the semaphore's counter (vkGetSemaphoreCounterValue) now and
+/// at every later recording, nyxq_vk_recorder_usage, tensor destroy or
+/// migration, and nyxq_context_destroy, and releases the tickets whose
+/// semaphore has reached its value; it never waits. Keep the semaphore alive
+/// until the ticket is released (nyxq_vk_recorder_usage then no longer
+/// counts its sets; nyxq_vk_release of the ticket releases it at once). A
+/// later call for the same ticket replaces its semaphore and value; a
+/// released ticket is left alone; nyxq_vk_release(ctx, t) releases every
+/// ticket up to t, waiting ones too. nyxq cannot check that the semaphore is
+/// a timeline one: a binary semaphore is invalid usage, which the validation
+/// layer reports (VUID-vkGetSemaphoreCounterValue-semaphore-03255).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER (ctx, semaphore), NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (a ticket never issued), NYXQ_ERROR_UNSUPPORTED
+/// (a CPU context), NYXQ_ERROR_DEVICE_LOST (reading a counter reported the
+/// device lost). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_vk_release_when(
+    ctx: *mut NyxqContext,
+    ticket: u64,
+    semaphore: *mut c_void,
+    value: u64,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        if semaphore.is_null() {
+            return Err(Error::new(ErrorKind::NullPointer, "semaphore is NULL"));
+        }
+        let engine = context.vulkan_engine()?;
+        let semaphore = ash::vk::Semaphore::from_raw(semaphore as u64);
+        // SAFETY: a timeline semaphore of the context's device that lives
+        // until the ticket is released, signalled after the ticket's command
+        // buffers complete: the documented contract.
+        let registered = unsafe {
+            engine
+                .recorder()
+                .release_when(&engine.device.device, ticket, semaphore, value)
+        };
+        engine.device.note_loss(registered)
+    })
+}
+
 /// What the context's recorder holds: descriptor pools, unreleased sets and
 /// the last ticket (for leak checks: pools stay constant when you release).
+/// Tickets whose semaphore (nyxq_vk_release_when) has reached its value are
+/// released first.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context). *usage_out is written only on
@@ -304,6 +357,7 @@ pub extern "C" fn nyxq_vk_recorder_usage(
         let context = handle::get(ctx)?;
         let out = ptr::out(usage_out, "usage_out")?;
         let engine = context.vulkan_engine()?;
+        engine.poll_releases_before_a_check();
         let usage = engine.recorder().usage();
         // SAFETY: usage_out checked non-NULL.
         unsafe {

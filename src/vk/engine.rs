@@ -110,6 +110,22 @@ impl Engine {
         &self.recorder
     }
 
+    /// Releases the tickets whose timeline semaphore has reached its value
+    /// ([`Recorder::poll`]); a device loss is remembered.
+    pub fn poll_releases(&self) -> Result<()> {
+        let polled = self.recorder.poll(&self.device.device);
+        self.device.note_loss(polled)
+    }
+
+    /// [`Engine::poll_releases`] before a check of what is unreleased: a
+    /// counter that cannot be read releases nothing, so the check stays on
+    /// the safe side (and a device loss is remembered for later calls).
+    pub fn poll_releases_before_a_check(&self) {
+        if let Err(e) = self.poll_releases() {
+            log::warn!("nyxq vulkan: timeline releases not checked: {e}");
+        }
+    }
+
     /// How matrix-vector products are run on this device.
     pub fn matvec(&self) -> &MatvecChoice {
         &self.matvec
@@ -138,6 +154,7 @@ impl Engine {
         dispatches: usize,
         buffers: &[vk::Buffer],
     ) -> Result<(Ticket, Vec<vk::DescriptorSet>)> {
+        self.poll_releases()?;
         self.pipelines.get(kernel, specialization)?;
         let ticket = self.recorder.next_ticket();
         let sets = self.recorder.allocate(

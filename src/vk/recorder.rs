@@ -3,7 +3,10 @@
 //!
 //! Each recorded call gets a ticket. The descriptor sets it used stay allocated
 //! until the caller says that the work of that ticket (and of every earlier
-//! one) has completed ([`Recorder::release`]); then they go back to their pool.
+//! one) has completed ([`Recorder::release`]), or until a timeline semaphore
+//! the caller named for that ticket alone reaches its value
+//! ([`Recorder::release_when`], checked by [`Recorder::poll`]); then they go
+//! back to their pool.
 //! Pools are only created while unreleased sets fill the existing ones, so a
 //! caller that releases as it goes never grows nyxq's memory, however many
 //! dispatches it records.
@@ -47,7 +50,17 @@ struct State {
     /// The buffers each unreleased ticket binds (a buffer once per ticket),
     /// so destroying a buffer that pending work may use can be refused.
     bound: Vec<(Ticket, vk::Buffer)>,
+    /// Tickets to release once a timeline semaphore reaches a value.
+    pending: Vec<PendingRelease>,
     last_ticket: Ticket,
+}
+
+/// A ticket released once `semaphore` reaches `value`.
+#[derive(Clone, Copy)]
+struct PendingRelease {
+    ticket: Ticket,
+    semaphore: vk::Semaphore,
+    value: u64,
 }
 
 struct Pool {
@@ -102,27 +115,77 @@ impl Recorder {
         Ok(sets)
     }
 
-    /// Frees the sets of `ticket` and of every earlier ticket. The caller
-    /// promises that no pending command buffer uses them.
+    /// Frees the sets of `ticket` and of every earlier ticket (those waiting
+    /// for a semaphore too). The caller promises that no pending command
+    /// buffer uses them.
     pub fn release(&self, device: &ash::Device, ticket: Ticket) -> Result<()> {
         let mut state = self.state.lock();
-        if ticket > state.last_ticket {
-            return Err(Error::invalid(format!(
-                "ticket {ticket} was never issued (the last one is {})",
-                state.last_ticket
-            )));
+        check_issued(&state, ticket)?;
+        state.pending.retain(|p| p.ticket > ticket);
+        free_tickets(&mut state, device, |t| t <= ticket)
+    }
+
+    /// Frees the sets of `ticket` alone once `semaphore` reaches `value`:
+    /// checked now and by every later [`Recorder::poll`]. A later call for
+    /// the same ticket replaces the semaphore and value; a ticket already
+    /// released is left alone.
+    ///
+    /// # Safety
+    /// `semaphore` is a timeline semaphore of `device` that stays alive
+    /// until the ticket is released, and the caller's command buffers that
+    /// use the ticket's sets complete before it reaches `value`.
+    pub unsafe fn release_when(
+        &self,
+        device: &ash::Device,
+        ticket: Ticket,
+        semaphore: vk::Semaphore,
+        value: u64,
+    ) -> Result<()> {
+        {
+            let mut state = self.state.lock();
+            check_issued(&state, ticket)?;
+            if !state.in_use.iter().any(|(t, _, _)| *t == ticket) {
+                return Ok(());
+            }
+            state.pending.retain(|p| p.ticket != ticket);
+            state.pending.push(PendingRelease {
+                ticket,
+                semaphore,
+                value,
+            });
         }
-        while state.in_use.front().is_some_and(|(t, _, _)| *t <= ticket) {
-            let (_, index, set) = state.in_use.pop_front().expect("front exists");
-            let pool = &mut state.pools[index];
-            // SAFETY: the set came from this pool (created with FREE_DESCRIPTOR_SET)
-            // and, per the caller's promise, no pending work uses it.
-            unsafe { device.free_descriptor_sets(pool.pool, &[set]) }
-                .map_err(|e| vk_err("vkFreeDescriptorSets", e))?;
-            pool.used -= 1;
+        self.poll(device)
+    }
+
+    /// Frees the sets of every ticket whose semaphore has reached its value
+    /// ([`Recorder::release_when`]).
+    pub fn poll(&self, device: &ash::Device) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.pending.is_empty() {
+            return Ok(());
         }
-        state.bound.retain(|(t, _)| *t > ticket);
-        Ok(())
+        let mut reached_values: Vec<(vk::Semaphore, u64)> = Vec::new();
+        let mut reached: Vec<Ticket> = Vec::new();
+        for p in state.pending.clone() {
+            let counter = match reached_values.iter().find(|(s, _)| *s == p.semaphore) {
+                Some(&(_, counter)) => counter,
+                None => {
+                    // SAFETY: a timeline semaphore of this device, alive
+                    // while its ticket is pending (release_when's contract).
+                    let counter = unsafe { device.get_semaphore_counter_value(p.semaphore) }
+                        .map_err(|e| vk_err("vkGetSemaphoreCounterValue", e))?;
+                    reached_values.push((p.semaphore, counter));
+                    counter
+                }
+            };
+            if counter >= p.value {
+                reached.push(p.ticket);
+            }
+        }
+        reached.sort_unstable();
+        let is_reached = |t: Ticket| reached.binary_search(&t).is_ok();
+        state.pending.retain(|p| !is_reached(p.ticket));
+        free_tickets(&mut state, device, is_reached)
     }
 
     /// Notes that the dispatches of `ticket` bind `buffers`, until it is released.
@@ -181,7 +244,63 @@ impl Recorder {
         }
         state.in_use.clear();
         state.bound.clear();
+        state.pending.clear();
     }
+}
+
+/// Refuses a ticket that was never issued.
+fn check_issued(state: &State, ticket: Ticket) -> Result<()> {
+    if ticket > state.last_ticket {
+        return Err(Error::invalid(format!(
+            "ticket {ticket} was never issued (the last one is {})",
+            state.last_ticket
+        )));
+    }
+    Ok(())
+}
+
+/// Frees the sets of the tickets `released` picks, and forgets the buffers
+/// they bind. Stops at the first failure, keeping what it did not free.
+fn free_tickets(
+    state: &mut State,
+    device: &ash::Device,
+    released: impl Fn(Ticket) -> bool,
+) -> Result<()> {
+    let State {
+        pools,
+        in_use,
+        bound,
+        ..
+    } = state;
+    let mut result = Ok(());
+    let mut kept = VecDeque::with_capacity(in_use.len());
+    // Tickets picked but kept after a failure (their buffers stay noted).
+    let mut unfreed: Vec<Ticket> = Vec::new();
+    for (ticket, index, set) in in_use.drain(..) {
+        if !released(ticket) {
+            kept.push_back((ticket, index, set));
+            continue;
+        }
+        if result.is_err() {
+            unfreed.push(ticket);
+            kept.push_back((ticket, index, set));
+            continue;
+        }
+        let pool = &mut pools[index];
+        // SAFETY: the set came from this pool (created with FREE_DESCRIPTOR_SET)
+        // and, per the caller's promise, no pending work uses it.
+        match unsafe { device.free_descriptor_sets(pool.pool, &[set]) } {
+            Ok(()) => pool.used -= 1,
+            Err(e) => {
+                result = Err(vk_err("vkFreeDescriptorSets", e));
+                unfreed.push(ticket);
+                kept.push_back((ticket, index, set));
+            }
+        }
+    }
+    *in_use = kept;
+    bound.retain(|(t, _)| !released(*t) || unfreed.contains(t));
+    result
 }
 
 impl Default for Recorder {

@@ -139,6 +139,7 @@ impl DeviceStorage {
     /// destroying the buffers could pull them from under pending work.
     pub fn check_not_bound_by_recordings(&self, tensor: &str, action: &str) -> Result<()> {
         let buffers: Vec<_> = self.chunks.iter().map(|c| c.buffer.buffer).collect();
+        self.engine.poll_releases_before_a_check();
         let recorder = self.engine.recorder();
         let tickets = recorder.unreleased_tickets_binding(&buffers);
         if tickets == 0 {
