@@ -622,7 +622,7 @@ impl Device {
                 ash::khr::shader_integer_dot_product::NAME,
             ),
             // SAFETY: a live device of this instance, per the contract.
-            vulkan_1_3: vk::api_version_minor(info.api_version) >= 3
+            vulkan_1_3: info.api_version >= vk::API_VERSION_1_3
                 && unsafe { gives_command(&instance, device, c"vkCmdPipelineBarrier2") },
         })?;
         // SAFETY: a live device of this instance, per the contract.

@@ -378,10 +378,8 @@ mod tests {
             Features::NONE
         );
         // SAFETY: NULL is the empty chain.
-        assert_eq!(
-            unsafe { declared_in_chain(std::ptr::null()) }.unwrap(),
-            Features::NONE
-        );
+        let empty = unsafe { declared_in_chain(std::ptr::null()) };
+        assert_eq!(empty.unwrap(), Features::NONE);
     }
 
     #[test]
