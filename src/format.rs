@@ -326,13 +326,7 @@ pub static FORMATS: [FormatSpec; 7] = [
         planned: false,
         shader_tag: "q5_0",
         cpu: BLOCK_CPU,
-        // No shader decodes Q5_0 yet (issue #19): every Vulkan entry point
-        // refuses it as unsupported.
-        vulkan: VulkanKernelSet {
-            conversions: false,
-            matvec: false,
-            matvec_dot: false,
-        },
+        vulkan: ALL_VULKAN,
     },
 ];
 
