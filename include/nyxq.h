@@ -1637,7 +1637,7 @@ typedef struct {
    */
   size_t struct_size;
   /**
-   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
+   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q5_0|Q4_0.
    */
   uint32_t allowed_formats;
   /**
