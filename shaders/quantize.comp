@@ -39,6 +39,9 @@ const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
 const uint QS_HALVES = QS_AT / 2u; // where the quant bytes start
 
 #if defined(FORMAT_Q5_0)
+#if defined(STORE16)
+#error "Q5_0's qh is gathered in shared memory and stored with the image: no STORE16 variant"
+#endif
 // Each block's qh, or'ed together by its 4 lanes in step 3a (zeroed before
 // step 1's barrier).
 shared uint block_qh[GROUP_BLOCKS];
