@@ -977,7 +977,6 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
                 nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q4_0, nullptr, &made));
-  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q5_0, nullptr, &made));
   EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
   // Moving to the host needs host memory: refused, the tensor stays on the device.
   CHECK_OK(nyxq_test_fail_allocation_after(1));
