@@ -3,7 +3,8 @@
 //! only modules of its own layer or of those below it, and no two use each
 //! other):
 //!
-//! 1. the instance and the device (`instance`, `device`, `borrowed`);
+//! 1. the instance and the device (`instance`, `device`, `borrowed`), and
+//!    the device-local memory's budget and nyxq's ledger of it (`budget`);
 //! 2. the kernel table and the kernel families (`shaders`, `family`);
 //! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
 //!    descriptor sets, the queue, the range checks (`error`, `memory`,
@@ -16,6 +17,7 @@
 //!    products (`matvec`), the self-test, device storage of tensors.
 
 pub mod borrowed;
+pub mod budget;
 pub mod device;
 pub mod instance;
 
