@@ -138,3 +138,66 @@ fn an_injected_budget_is_reported_and_refuses_device_allocations() {
         assert_eq!(ctx.vulkan_validation_errors(), 0);
     }
 }
+
+/// Four threads move four tensors to the device at once under a budget with
+/// room for two: nyxq admits its allocations one at a time, so the tensors
+/// on the device never take more than the budget (one or two move: a
+/// thread's staging, counted while it copies, can crowd out another's
+/// tensor), and every refused one is intact on the host. The status is read
+/// meanwhile from the same threads.
+#[test]
+fn concurrent_allocations_never_overrun_the_budget() {
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    let Some(ctx) = vulkan_context(false) else {
+        return;
+    };
+    let tensors: Vec<(Tensor, Vec<f32>)> = (0..4)
+        .map(|i| host_tensor(&ctx, &format!("w{i}"), 64))
+        .collect();
+    let held = ctx.memory_status().unwrap().nyxq_bytes;
+    tensors[0].0.migrate(Placement::Device).unwrap();
+    let each = ctx.memory_status().unwrap().nyxq_bytes - held;
+    tensors[0].0.migrate(Placement::Host).unwrap();
+    let budget = held + 2 * each + each / 2;
+    ctx.inject_device_budget(Some(budget)).unwrap();
+    let moved: Vec<bool> = std::thread::scope(|scope| {
+        let threads: Vec<_> = tensors
+            .iter()
+            .map(|(t, _)| {
+                let ctx = &ctx;
+                scope.spawn(move || {
+                    let result = t.migrate(Placement::Device);
+                    // Staging buffers of the others may be counted now.
+                    assert!(ctx.memory_status().unwrap().nyxq_bytes >= held);
+                    match result {
+                        Ok(()) => true,
+                        Err(e) => {
+                            assert_eq!(e.kind(), nyxq::ErrorKind::OutOfDeviceMemory, "{e}");
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let on_device = moved.iter().filter(|&&m| m).count();
+    assert!((1..=2).contains(&on_device), "{on_device} tensors moved");
+    assert_eq!(
+        ctx.memory_status().unwrap().nyxq_bytes,
+        held + on_device as u64 * each
+    );
+    for ((t, values), moved) in tensors.iter().zip(&moved) {
+        let expected = if *moved {
+            Placement::Device
+        } else {
+            Placement::Host
+        };
+        assert_eq!(t.placement(), expected);
+        let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(downloaded(t), bits);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
