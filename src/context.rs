@@ -50,6 +50,10 @@ pub struct ContextSettings {
     pub vulkan_validation: bool,
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
+    /// Make the device behave as the GPU of this device report
+    /// (config/devices/*.json; also NYXQ_VK_EMULATE=PATH), within what the
+    /// device under it can do (crate::vk::emulation).
+    pub vulkan_emulate: Option<String>,
     /// Test only: corrupt the output of this kernel variant (e.g.
     /// "quantize_f32_q8_0"), so the self-test must catch it and fall back.
     pub vulkan_perturb_kernel: Option<String>,
@@ -147,10 +151,16 @@ impl Context {
             validation: settings.vulkan_validation || env_flag("NYXQ_VK_VALIDATION"),
         };
         let force_compat = settings.force_compat();
+        let emulation = match settings.backend {
+            BackendPreference::Cpu => None,
+            _ => crate::device_report::requested_emulation(settings.vulkan_emulate.as_deref())?,
+        };
+        let emulation = emulation.as_ref();
         let (backend, fallback_reason, vulkan) = match settings.backend {
             BackendPreference::Cpu => (Backend::Cpu, None, None),
             BackendPreference::Auto => {
-                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly) {
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::GpuOnly, emulation)
+                {
                     Ok(device) => {
                         match crate::vk::Engine::new(device, settings.vulkan_perturb_kernel.clone())
                         {
@@ -166,7 +176,7 @@ impl Context {
                 }
             }
             BackendPreference::Vulkan => {
-                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::Any) {
+                match crate::vk::open_standalone(&vk_settings, crate::vk::Pick::Any, emulation) {
                     Ok(device) => (
                         Backend::Vulkan,
                         None,
@@ -327,7 +337,13 @@ impl Context {
         let (host, source) = crate::plan::hardware::host_memory()?;
         Ok(Hardware {
             name: format!("{} (detected)", info.name),
-            description: format!("Vulkan device {} ({})", info.name, info.driver_info),
+            description: match &info.emulating {
+                None => format!("Vulkan device {} ({})", info.name, info.driver_info),
+                Some(report) => format!(
+                    "Vulkan device {} ({}) emulating {report}",
+                    info.name, info.driver_info
+                ),
+            },
             device_local_bytes: info.device_local_bytes,
             device_budget_bytes: if memory.source.enforced() {
                 memory.budget_bytes
@@ -338,7 +354,7 @@ impl Context {
             max_allocation_bytes: info.max_allocation_bytes,
             unified_memory: info.unified_memory,
             fp16_arithmetic: info.shader_float16,
-            int8_dot: info.integer_dot_product,
+            int8_dot: info.integer_dot_accelerated,
             storage_16bit: info.storage_16bit,
             storage_8bit: info.storage_8bit,
             cpu_only: false,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod cpu_kernels;
 pub mod data;
+pub mod device_report;
 pub mod error;
 pub mod ffi;
 pub mod format;

@@ -338,6 +338,59 @@ const DEVICE_FACTS: [&str; 21] = [
     "memory_budget",
 ];
 
+/// What a known value must look like for the facts an emulated device is
+/// built from; the others (subgroup operations, cooperative matrix, memory
+/// heaps) are descriptions.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// "1.3", "1.4".
+    ApiVersion,
+    Bytes,
+    /// [x, y, z].
+    Triple,
+    /// [min, max].
+    Range,
+    Flag,
+}
+
+const FACT_SHAPES: [(&str, Shape); 17] = [
+    ("api_version", Shape::ApiVersion),
+    ("max_storage_buffer_range", Shape::Bytes),
+    ("max_memory_allocation_size", Shape::Bytes),
+    ("max_compute_work_group_count", Shape::Triple),
+    ("max_compute_work_group_size", Shape::Triple),
+    ("max_compute_work_group_invocations", Shape::Bytes),
+    ("max_compute_shared_memory_size", Shape::Bytes),
+    ("subgroup_size", Shape::Bytes),
+    ("subgroup_size_range", Shape::Range),
+    ("shader_float16", Shape::Flag),
+    ("shader_int8", Shape::Flag),
+    ("storage_buffer_16bit_access", Shape::Flag),
+    ("storage_buffer_8bit_access", Shape::Flag),
+    ("shader_denorm_preserve_float16", Shape::Flag),
+    ("shader_rounding_mode_rte_float16", Shape::Flag),
+    ("shader_integer_dot_product", Shape::Flag),
+    ("integer_dot_4x8_packed_signed_accelerated", Shape::Flag),
+];
+
+fn has_shape(value: &serde_json::Value, shape: Shape) -> bool {
+    let counts = |n: usize| {
+        value
+            .as_array()
+            .is_some_and(|a| a.len() == n && a.iter().all(|v| v.as_u64().is_some_and(|x| x > 0)))
+    };
+    match shape {
+        Shape::ApiVersion => value
+            .as_str()
+            .and_then(|v| v.strip_prefix("1."))
+            .is_some_and(|minor| minor.parse::<u8>().is_ok()),
+        Shape::Bytes => value.as_u64().is_some_and(|v| v > 0),
+        Shape::Triple => counts(3),
+        Shape::Range => counts(2) && value[0].as_u64() <= value[1].as_u64(),
+        Shape::Flag => value.is_boolean(),
+    }
+}
+
 /// One config/devices/<device>--<driver>.json.
 struct DriverReport {
     file: String,
@@ -430,6 +483,15 @@ fn every_device_fact_has_a_source_or_says_what_was_looked_for() {
                 assert!(fact.get("unknown").is_none(), "{}: {name} is known", r.file);
             }
         }
+        for (name, shape) in FACT_SHAPES {
+            if let Some(value) = r.value(name) {
+                assert!(
+                    has_shape(value, shape),
+                    "{}: {name} = {value} is not a concrete value of its kind",
+                    r.file
+                );
+            }
+        }
         // "amd-rx580-8gb" describes the device "amd-rx580".
         let device = r
             .profile
@@ -454,9 +516,8 @@ fn every_device_fact_has_a_source_or_says_what_was_looked_for() {
 ///   `int8_dot` from shaderIntegerDotProduct together with the accelerated
 ///   4×8-bit packed signed property;
 /// - `max_allocation_bytes` is at most every reported maxMemoryAllocationSize;
-///   where a driver reports "heap" (the largest heap), at most
-///   `device_local_bytes`; where a driver's value is unknown, the profile must
-///   still cap allocations (not 0).
+///   where a driver's value is unknown, the profile must still cap allocations
+///   (not 0).
 #[test]
 fn built_in_profiles_follow_their_drivers_reports() {
     let reports = driver_reports();
@@ -542,17 +603,9 @@ fn built_in_profiles_follow_their_drivers_reports() {
                     "{profile}: {} does not know the allocation limit, so the profile must cap it",
                     r.file
                 ),
-                Some(serde_json::Value::String(s)) if s == "heap" => assert!(
-                    hw.max_allocation_bytes <= hw.device_local_bytes,
-                    "{profile}: {}",
-                    r.file
-                ),
                 Some(v) => {
                     let limit = v.as_u64().unwrap_or_else(|| {
-                        panic!(
-                            "{}: max_memory_allocation_size is bytes, \"heap\" or null",
-                            r.file
-                        )
+                        panic!("{}: max_memory_allocation_size is bytes or null", r.file)
                     });
                     assert!(
                         hw.max_allocation_bytes > 0 && hw.max_allocation_bytes <= limit,

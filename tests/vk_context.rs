@@ -5,8 +5,8 @@ mod vk_support;
 
 use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
 use vk_support::env::{
-    DEFAULT, FORCE_COMPAT, INTEL_ICD, LAVAPIPE, LAVAPIPE_WITHOUT_LAYERS, NO_DEVICE, NO_DRIVER,
-    NO_LOADER,
+    DEFAULT, EMULATED, FORCE_COMPAT, INTEL_ICD, LAVAPIPE, LAVAPIPE_WITHOUT_LAYERS, NO_DEVICE,
+    NO_DRIVER, NO_LOADER,
 };
 use vk_support::{LAVAPIPE_ICD, run_under};
 
@@ -172,6 +172,127 @@ fn self_test_passes_every_kernel_on_the_device() {
         assert_eq!(r.failure, None, "{}", r.kernel);
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// Under each emulated device report the context's device has the report's
+/// features (where the device under it has them too), its lower limits and
+/// its memory; only the kernel variants those features allow run, every one
+/// passes its self-test, and the planner's detected hardware is the same
+/// device.
+#[test]
+fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
+    let Some(row) = run_under(&EMULATED) else {
+        return;
+    };
+    let Some(ctx) = row.context() else {
+        return;
+    };
+    let path = row
+        .emulated_report()
+        .expect("an emulation row names its report");
+    let report = nyxq::device_report::load_emulation(std::path::Path::new(path)).unwrap();
+    let info = ctx.device_info().expect("a Vulkan context");
+    let at_most = |have: bool, report: Option<bool>| report.is_none_or(|r| r || !have);
+    assert!(at_most(info.shader_float16, report.shader_float16));
+    assert!(at_most(info.shader_int8, report.shader_int8));
+    assert!(at_most(info.storage_8bit, report.storage_8bit));
+    assert!(at_most(info.storage_16bit, report.storage_16bit));
+    assert!(at_most(info.rounding_rte_f16, report.rounding_rte_f16));
+    assert!(at_most(
+        info.denorm_preserve_f16,
+        report.denorm_preserve_f16
+    ));
+    assert!(at_most(
+        info.integer_dot_product,
+        report.integer_dot_product
+    ));
+    assert!(at_most(
+        info.integer_dot_accelerated,
+        report.integer_dot_accelerated
+    ));
+    let limit = |have: u64, report: Option<u64>| report.is_none_or(|r| have <= r);
+    assert!(limit(
+        info.max_storage_buffer_range.into(),
+        report.max_storage_buffer_range.map(u64::from)
+    ));
+    assert!(limit(
+        info.max_allocation_bytes,
+        report.max_allocation_bytes
+    ));
+    assert!(limit(info.device_local_bytes, report.device_local_bytes));
+    if let Some(count) = report.max_workgroup_count {
+        for (have, most) in info.max_workgroup_count.iter().zip(count) {
+            assert!(*have <= most);
+        }
+    }
+    assert_eq!(Some(info.unified_memory), report.unified_memory);
+    let engine = ctx.vulkan_engine().unwrap();
+    for r in ctx.self_test() {
+        assert_eq!(r.failure, None, "{} under {}", r.kernel, row.name);
+        assert!(
+            engine.variant_supported(r.kernel),
+            "{} runs without the features it needs under {}",
+            r.kernel,
+            row.name
+        );
+    }
+    if report.shader_float16 == Some(false) {
+        assert!(
+            ctx.self_test()
+                .iter()
+                .all(|r| !r.kernel.kernel().needs.float16),
+            "no f16-arithmetic variant without shaderFloat16"
+        );
+    }
+    let hardware = ctx.hardware().unwrap();
+    assert_eq!(hardware.device_local_bytes, info.device_local_bytes);
+    assert_eq!(hardware.int8_dot, info.integer_dot_accelerated);
+    assert_eq!(hardware.fp16_arithmetic, info.shader_float16);
+    assert!(
+        hardware
+            .description
+            .ends_with(&format!("emulating {}", info.emulating.as_deref().unwrap()))
+    );
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// A report that cannot be read, or whose facts are not numbers, fails the
+/// context with a message naming the file; nothing falls back silently.
+#[test]
+fn an_unreadable_or_vague_device_report_fails_the_context() {
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    let vague = std::env::temp_dir().join(format!("nyxq-vague-report-{}.json", std::process::id()));
+    let mut report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("config/devices/amd-rx580--mesa-radv-25.json").unwrap(),
+    )
+    .unwrap();
+    report["facts"]["max_storage_buffer_range"]["value"] = "min(heap, 4 GiB)".into();
+    std::fs::write(&vague, report.to_string()).unwrap();
+    for (path, kind, says) in [
+        (
+            "/nonexistent/report.json".to_string(),
+            nyxq::error::ErrorKind::Io,
+            "/nonexistent/report.json",
+        ),
+        (
+            vague.display().to_string(),
+            nyxq::error::ErrorKind::Config,
+            "max_storage_buffer_range",
+        ),
+    ] {
+        for backend in [BackendPreference::Auto, BackendPreference::Vulkan] {
+            let e = Context::new(&ContextSettings {
+                vulkan_emulate: Some(path.clone()),
+                ..settings(backend)
+            })
+            .unwrap_err();
+            assert_eq!(e.kind(), kind, "{e}");
+            assert!(e.message().contains(says), "{e}");
+        }
+    }
+    std::fs::remove_file(&vague).unwrap();
 }
 
 /// A kernel corrupted on purpose is caught by the self-test, disabled, and the

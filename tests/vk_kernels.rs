@@ -9,7 +9,7 @@ mod vk_support;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::{ops, shaders};
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::env::{DEFAULT, EVERY_DEVICE, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
 /// The formats with Vulkan conversion kernels.
@@ -160,7 +160,7 @@ fn check_any_blocks(ctx: &nyxq::context::Context) {
 /// exactly there).
 #[test]
 fn kernels_match_the_cpu_twin() {
-    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+    let Some(ctx) = run_under(&EVERY_DEVICE).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();

@@ -20,8 +20,9 @@ use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::matvec::{self, MatvecCall};
 use nyxq::vk::shaders::MatvecVariant as Variant;
 use vk_support::env::{
-    DEFAULT, Env, FORCE_COMPAT, FORCE_COMPAT_EIGHT_ROWS, MATVEC_DOT, MATVEC_EIGHT_ROWS, MATVEC_F32,
-    MATVEC_ONE_ROW_SLOT, MATVEC_THIRTY_TWO_ROWS, MATVEC_TWO_ROW_SLOTS,
+    DEFAULT, EMULATE_IRIS_XE_ANV, EMULATE_RX580_RADV, Env, FORCE_COMPAT, FORCE_COMPAT_EIGHT_ROWS,
+    MATVEC_DOT, MATVEC_EIGHT_ROWS, MATVEC_F32, MATVEC_ONE_ROW_SLOT, MATVEC_THIRTY_TWO_ROWS,
+    MATVEC_TWO_ROW_SLOTS,
 };
 use vk_support::run_under;
 
@@ -39,6 +40,8 @@ fn every_format_and_shape_matches_the_references() {
         &MATVEC_EIGHT_ROWS,
         &MATVEC_THIRTY_TWO_ROWS,
         &FORCE_COMPAT_EIGHT_ROWS,
+        &EMULATE_RX580_RADV,
+        &EMULATE_IRIS_XE_ANV,
     ]) else {
         return;
     };

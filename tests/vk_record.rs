@@ -14,7 +14,7 @@ use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::record::{self, KernelCall};
 use nyxq::vk::recorder::MAX_UNRELEASED;
 use nyxq::vk::shaders::Op;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::env::{DEFAULT, EVERY_DEVICE, Env};
 use vk_support::run_under;
 
 /// The test's own command pool, command buffer and fence on nyxq's device.
@@ -141,7 +141,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 #[test]
 fn recorded_kernels_equal_the_cpu() {
-    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+    let Some(ctx) = run_under(&EVERY_DEVICE).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
@@ -361,7 +361,7 @@ fn bad_recording_arguments_are_refused_and_record_nothing() {
 
 #[test]
 fn recorded_unscale_and_check_equals_the_cpu_scaler() {
-    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+    let Some(ctx) = run_under(&EVERY_DEVICE).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();

@@ -161,6 +161,7 @@ pub(crate) unsafe fn settings_from(
         vulkan_loader,
         vulkan_validation: options.vulkan_validation != 0,
         vulkan_force_compat: options.vulkan_force_compat != 0,
+        vulkan_emulate: None,
         vulkan_perturb_kernel: None,
         vulkan_fail_allocation: (options.vulkan_fail_allocation != 0)
             .then_some(options.vulkan_fail_allocation),

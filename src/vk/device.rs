@@ -1,6 +1,7 @@
 //! Physical device facts (what `nyxq_context_device_info` and `nyxq hwinfo`
 //! report, and what shader variants are chosen from) and the logical device.
 
+use super::emulation::Emulation;
 use super::instance::{API_VERSION, Instance, Unavailable};
 use ash::vk;
 use std::ffi::CStr;
@@ -88,6 +89,9 @@ pub struct DeviceInfo {
     pub storage_8bit: bool,
     pub storage_16bit: bool,
     pub integer_dot_product: bool,
+    /// integerDotProduct4x8BitPackedSignedAccelerated: the packed 8-bit dot
+    /// product is a hardware instruction, not emulated by the compiler.
+    pub integer_dot_accelerated: bool,
     /// Float controls (Vulkan 1.2): a shader may declare round-to-nearest-even
     /// for 16-bit (32-bit) floats, so conversions to f16 round as the CPU's.
     pub rounding_rte_f16: bool,
@@ -97,6 +101,13 @@ pub struct DeviceInfo {
     pub denorm_preserve_f32: bool,
     /// The first queue family with COMPUTE.
     pub compute_queue_family: Option<u32>,
+    /// The device report these facts emulate (NYXQ_VK_EMULATE), if any.
+    pub emulating: Option<String>,
+    /// The emulated device's subgroup size, where it differs from
+    /// `subgroup_size`: kernels still run with the device's own, but the
+    /// choices that depend on it (the `_dot` matvec needs at most 32) follow
+    /// the emulated one.
+    pub emulated_subgroup_size: Option<u32>,
 }
 
 impl DeviceInfo {
@@ -178,11 +189,17 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
 
     let mut v11 = vk::PhysicalDeviceVulkan11Properties::default();
     let mut v12 = vk::PhysicalDeviceVulkan12Properties::default();
+    let mut dot_props = vk::PhysicalDeviceShaderIntegerDotProductProperties::default();
     let mut props2 = vk::PhysicalDeviceProperties2::default();
     if modern {
         props2 = props2.push_next(&mut v11).push_next(&mut v12);
+        if has_dot {
+            props2 = props2.push_next(&mut dot_props);
+        }
     }
-    // SAFETY: the chained structs are Vulkan 1.2 core, which the device supports.
+    // SAFETY: the chained structs are Vulkan 1.2 core, which the device
+    // supports, and the integer dot product's, chained only where it is core
+    // (1.3) or its extension is listed.
     unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
     let props = props2.properties;
 
@@ -209,6 +226,8 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         (false, false, false, false)
     };
     let integer_dot_product = modern && has_dot && fdot.shader_integer_dot_product == vk::TRUE;
+    let integer_dot_accelerated = integer_dot_product
+        && dot_props.integer_dot_product4x8_bit_packed_signed_accelerated == vk::TRUE;
 
     let heaps = super::budget::read_heaps(instance, pd, has_budget);
 
@@ -254,17 +273,23 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         storage_8bit,
         storage_16bit,
         integer_dot_product,
+        integer_dot_accelerated,
         rounding_rte_f16: modern && v12.shader_rounding_mode_rte_float16 == vk::TRUE,
         rounding_rte_f32: modern && v12.shader_rounding_mode_rte_float32 == vk::TRUE,
         denorm_preserve_f16: modern && v12.shader_denorm_preserve_float16 == vk::TRUE,
         denorm_preserve_f32: modern && v12.shader_denorm_preserve_float32 == vk::TRUE,
         compute_queue_family,
+        emulating: None,
+        emulated_subgroup_size: None,
     }
 }
 
-/// Every physical device the instance sees, with its facts.
+/// Every physical device the instance sees, with its facts (those of the
+/// emulated device where `emulation` is given; what it cannot emulate is
+/// logged).
 pub fn enumerate(
     instance: &Instance,
+    emulation: Option<&Emulation>,
 ) -> Result<Vec<(vk::PhysicalDevice, DeviceInfo)>, Unavailable> {
     // SAFETY: a live instance.
     let pds = unsafe { instance.instance.enumerate_physical_devices() }.map_err(|e| {
@@ -275,7 +300,19 @@ pub fn enumerate(
     Ok(pds
         .into_iter()
         .enumerate()
-        .map(|(i, pd)| (pd, query(&instance.instance, pd, i as u32)))
+        .map(|(i, pd)| {
+            let mut info = query(&instance.instance, pd, i as u32);
+            if let Some(emulation) = emulation {
+                for shortfall in emulation.apply(&mut info) {
+                    log::info!(
+                        "nyxq vulkan: '{}' cannot emulate {} fully: {shortfall}",
+                        info.name,
+                        emulation.name
+                    );
+                }
+            }
+            (pd, info)
+        })
         .collect())
 }
 

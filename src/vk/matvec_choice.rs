@@ -144,10 +144,15 @@ impl MatvecChoice {
     /// The choice on `device`, with the settings of the environment.
     pub fn new(device: &Device) -> MatvecChoice {
         let subgroup_size = subgroup_arithmetic_size(device);
+        // An emulated device's subgroup size decides whether `_dot` may run,
+        // as it would on that device.
+        let dot_subgroup = device.info.emulated_subgroup_size.or(subgroup_size);
         MatvecChoice {
             subgroup: subgroup_size.is_some(),
             subgroup_size: subgroup_size.unwrap_or(1),
-            dot: device.enabled_integer_dot && subgroup_size.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
+            dot: device.enabled_integer_dot
+                && subgroup_size.is_some()
+                && dot_subgroup.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
             arithmetic: Arithmetic::from_env().as_u8().into(),
             tuned_rows: tuned_rows_per_group(),
             tuned_slots: tuned_slots(),

@@ -165,13 +165,22 @@ impl Buffer {
 /// Device-local memory of `device` now (`nyxq_context_memory_status`): the
 /// heaps, the driver's budget and usage (read fresh where VK_EXT_memory_budget
 /// is listed) or a test's budget, nyxq's ledger, and the largest allocation
-/// nyxq makes. A physical-device query: it works on a lost device too.
+/// nyxq makes. The device's facts bound what the driver reports: an emulated
+/// device (crate::vk::emulation) keeps its capped memory and, where it has
+/// no VK_EXT_memory_budget, no budget. A physical-device query: it works on
+/// a lost device too.
 pub fn status(device: &Device) -> MemoryStatus {
-    let heaps = super::budget::read_heaps(
+    let info = &device.info;
+    let now = super::budget::read_heaps(
         &device.instance.instance,
         device.physical,
-        device.info.budget_bytes.is_some(),
+        info.budget_bytes.is_some(),
     );
+    let heaps = super::budget::Heaps {
+        device_local_bytes: info.device_local_bytes,
+        budget_bytes: now.budget_bytes.map(|b| b.min(info.device_local_bytes)),
+        ..now
+    };
     MemoryStatus::of_device(
         &heaps,
         &device.ledger,

@@ -3,8 +3,9 @@
 //! only modules of its own layer or of those below it, and no two use each
 //! other):
 //!
-//! 1. the instance and the device (`instance`, `device`, `borrowed`), and
-//!    the device-local memory's budget and nyxq's ledger of it (`budget`);
+//! 1. the instance and the device (`instance`, `device`, `emulation`,
+//!    `borrowed`), and the device-local memory's budget and nyxq's ledger
+//!    of it (`budget`);
 //! 2. the kernel table and the kernel families (`shaders`, `family`);
 //! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
 //!    descriptor sets, the queue, the range checks (`error`, `memory`,
@@ -19,6 +20,7 @@
 pub mod borrowed;
 pub mod budget;
 pub mod device;
+pub mod emulation;
 pub mod instance;
 
 pub mod family;
@@ -44,6 +46,7 @@ pub mod selftest;
 pub mod storage;
 
 pub use device::{Device, DeviceInfo, DeviceType, Pick};
+pub use emulation::Emulation;
 pub use engine::Engine;
 pub use instance::{Instance, InstanceSettings, Unavailable, ValidationCounter};
 
@@ -52,20 +55,27 @@ use std::sync::Arc;
 /// Opens the loader, creates an instance and a device on the best device that
 /// `pick` allows. Every failure says which of the three cases it is (no loader,
 /// no driver, no device) and why.
+/// With `emulation`, the device chosen and its facts are those of the
+/// emulated device (crate::vk::emulation).
 pub fn open_standalone(
     settings: &InstanceSettings,
     pick: Pick,
+    emulation: Option<&Emulation>,
 ) -> Result<Arc<Device>, Unavailable> {
     let instance = Arc::new(Instance::new(settings)?);
-    let devices = device::enumerate(&instance)?;
+    let devices = device::enumerate(&instance, emulation)?;
     let (pd, info) = device::choose(&devices, pick)?;
     Ok(Arc::new(Device::create(instance, pd, info)?))
 }
 
-/// Every Vulkan device this machine has, for `nyxq hwinfo`.
-pub fn list_devices(settings: &InstanceSettings) -> Result<Vec<DeviceInfo>, Unavailable> {
+/// Every Vulkan device this machine has, for `nyxq hwinfo` (as `emulation`
+/// makes them look, where given).
+pub fn list_devices(
+    settings: &InstanceSettings,
+    emulation: Option<&Emulation>,
+) -> Result<Vec<DeviceInfo>, Unavailable> {
     let instance = Instance::new(settings)?;
-    Ok(device::enumerate(&instance)?
+    Ok(device::enumerate(&instance, emulation)?
         .into_iter()
         .map(|(_, info)| info)
         .collect())

@@ -32,11 +32,12 @@ const FORCE_COMPAT_VAR: &str = "NYXQ_VK_FORCE_COMPAT";
 const VARIANT: &str = "NYXQ_VK_MATVEC_VARIANT";
 const ROWS: &str = "NYXQ_VK_MATVEC_ROWS";
 const SLOTS: &str = "NYXQ_VK_MATVEC_SLOTS";
+const EMULATE: &str = "NYXQ_VK_EMULATE";
 
 /// The variables that choose nyxq's kernels: removed from every child before
 /// its row's are added, so a row without them gets the engine's own choice
 /// even where the parent's environment sets one.
-pub const KERNEL_CHOICE_VARS: &[&str] = &[FORCE_COMPAT_VAR, VARIANT, ROWS, SLOTS];
+pub const KERNEL_CHOICE_VARS: &[&str] = &[FORCE_COMPAT_VAR, VARIANT, ROWS, SLOTS, EMULATE];
 
 /// The test device with the engine's own choices.
 pub const DEFAULT: Env = Env {
@@ -97,6 +98,33 @@ pub const FORCE_COMPAT_EIGHT_ROWS: Env = Env {
     base: Base::Device,
     vars: &[(FORCE_COMPAT_VAR, "1"), (ROWS, "8")],
 };
+/// The test device emulating an AMD RX 580 under Mesa RADV
+/// (config/devices/amd-rx580--mesa-radv-25.json): no f16 arithmetic, no
+/// f16 float controls, an integer dot product that is not accelerated.
+pub const EMULATE_RX580_RADV: Env = Env {
+    name: "emulate-rx580-radv",
+    base: Base::Device,
+    vars: &[(EMULATE, "config/devices/amd-rx580--mesa-radv-25.json")],
+};
+/// The test device emulating an Intel Iris Xe under Mesa ANV
+/// (config/devices/intel-iris-xe--mesa-anv-25.json): workgroup counts of
+/// 65535 on every axis, unified memory.
+pub const EMULATE_IRIS_XE_ANV: Env = Env {
+    name: "emulate-iris-xe-anv",
+    base: Base::Device,
+    vars: &[(EMULATE, "config/devices/intel-iris-xe--mesa-anv-25.json")],
+};
+/// The rows that emulate a device report.
+pub const EMULATED: [&Env; 2] = [&EMULATE_RX580_RADV, &EMULATE_IRIS_XE_ANV];
+/// The engine's own choices, the compatible kernels and every emulated
+/// device: the rows the byte-identity tests run under.
+pub const EVERY_DEVICE: [&Env; 4] = [
+    &DEFAULT,
+    &FORCE_COMPAT,
+    &EMULATE_RX580_RADV,
+    &EMULATE_IRIS_XE_ANV,
+];
+
 /// lavapipe itself, validation on.
 pub const LAVAPIPE: Env = Env {
     name: "lavapipe",
@@ -149,6 +177,8 @@ pub const TABLE: &[&Env] = &[
     &MATVEC_EIGHT_ROWS,
     &MATVEC_THIRTY_TWO_ROWS,
     &FORCE_COMPAT_EIGHT_ROWS,
+    &EMULATE_RX580_RADV,
+    &EMULATE_IRIS_XE_ANV,
     &LAVAPIPE,
     &LAVAPIPE_WITHOUT_LAYERS,
     &NO_LOADER,
@@ -169,6 +199,11 @@ impl Env {
     /// The value the row gives `key`.
     pub fn var(&self, key: &str) -> Option<&'static str> {
         self.vars.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// The device report the row emulates (NYXQ_VK_EMULATE), if any.
+    pub fn emulated_report(&self) -> Option<&'static str> {
+        self.var(EMULATE)
     }
 
     /// Whether the row forces the compatible kernels.

@@ -154,6 +154,11 @@ pub fn context_with(
 ) -> Option<Arc<nyxq::context::Context>> {
     match nyxq::context::Context::new(&settings) {
         Ok(ctx) => Some(Arc::new(ctx)),
+        // A missing device is UNSUPPORTED; anything else (an emulated device
+        // report that cannot be read, say) is the test's failure.
+        Err(e) if e.kind() != nyxq::error::ErrorKind::Unsupported => {
+            panic!("the test device's context failed: {e}")
+        }
         Err(e) => {
             skip_missing(&format!("no Vulkan device: {e}"));
             None
@@ -172,6 +177,17 @@ impl Env {
             ctx.force_compat(),
             self.force_compat(),
             "compatible kernels forced under row {:?}",
+            self.name
+        );
+        let stem = |path: &str| {
+            std::path::Path::new(path)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            ctx.device_info().and_then(|d| d.emulating.clone()),
+            self.emulated_report().and_then(stem),
+            "device report emulated under row {:?}",
             self.name
         );
         Some(ctx)

@@ -22,7 +22,7 @@ fn json_str(s: &str) -> String {
 
 fn device_json(d: &DeviceInfo) -> String {
     format!(
-        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"rounding_rte_f16\":{},\"rounding_rte_f32\":{},\"denorm_preserve_f16\":{},\"denorm_preserve_f32\":{},\"usable\":{}}}",
+        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"integer_dot_accelerated\":{},\"rounding_rte_f16\":{},\"rounding_rte_f32\":{},\"denorm_preserve_f16\":{},\"denorm_preserve_f32\":{},\"emulating\":{},\"usable\":{}}}",
         d.index,
         json_str(&d.name),
         json_str(d.vendor_name()),
@@ -44,10 +44,12 @@ fn device_json(d: &DeviceInfo) -> String {
         d.storage_8bit,
         d.storage_16bit,
         d.integer_dot_product,
+        d.integer_dot_accelerated,
         d.rounding_rte_f16,
         d.rounding_rte_f32,
         d.denorm_preserve_f16,
         d.denorm_preserve_f32,
+        d.emulating.as_deref().map_or("null".to_string(), json_str),
         d.unusable_reason()
             .map_or("true".to_string(), |r| json_str(&r)),
     )
@@ -56,7 +58,7 @@ fn device_json(d: &DeviceInfo) -> String {
 fn device_text(d: &DeviceInfo) -> String {
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     format!(
-        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}\n  float controls: round-to-nearest-even declarable for f16 {} / f32 {}, subnormals preservable f16 {} / f32 {}\n  usable: {}\n",
+        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}{}\n  float controls: round-to-nearest-even declarable for f16 {} / f32 {}, subnormals preservable f16 {} / f32 {}\n  usable: {}\n{}",
         d.index,
         d.name,
         d.vendor_name(),
@@ -80,11 +82,19 @@ fn device_text(d: &DeviceInfo) -> String {
         d.storage_8bit,
         d.storage_16bit,
         d.integer_dot_product,
+        match (d.integer_dot_product, d.integer_dot_accelerated) {
+            (true, true) => " (accelerated)",
+            (true, false) => " (not accelerated)",
+            _ => "",
+        },
         d.rounding_rte_f16,
         d.rounding_rte_f32,
         d.denorm_preserve_f16,
         d.denorm_preserve_f32,
         d.unusable_reason().unwrap_or_else(|| "yes".to_string()),
+        d.emulating.as_deref().map_or(String::new(), |r| format!(
+            "  emulating: {r} (NYXQ_VK_EMULATE)\n"
+        )),
     )
 }
 
@@ -173,7 +183,10 @@ pub struct Report {
 
 /// Looks at the Vulkan devices and opens the two contexts.
 pub fn gather() -> Report {
-    let devices = nyxq::vk::list_devices(&Default::default());
+    let devices = match nyxq::device_report::requested_emulation(None) {
+        Ok(emulation) => nyxq::vk::list_devices(&Default::default(), emulation.as_ref()),
+        Err(e) => Err(nyxq::vk::Unavailable::NoDevice(e.to_string())),
+    };
     let contexts = [BackendPreference::Auto, BackendPreference::Vulkan].map(context_summary);
     let devices_json = match &devices {
         Ok(list) => format!(
