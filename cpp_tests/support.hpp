@@ -105,6 +105,41 @@ inline std::vector<float> ramp(size_t n) {
   return x;
 }
 
+#ifdef NYXQ_TEST_EXPORTS
+// Runs `call` (a function of no arguments returning a NyxqStatus, which
+// releases whatever it creates) once with each host allocation it makes
+// through nyxq's fallible path failing in turn (nyxq_test_fail_allocation_after
+// 1, 2, ...), then once with none failing, which must succeed. Returns the
+// status the failing runs gave when they all gave the same one (a test
+// compares it with NYXQ_ERROR_OUT_OF_MEMORY), and NYXQ_OK when the call made
+// no such allocation. A failing run that left a handle behind, or statuses
+// that differ, fail the test.
+template <class Call>
+NyxqStatus status_with_each_allocation_failing(Call call) {
+  NyxqStatus seen = NYXQ_OK;
+  for (uint64_t nth = 1; nth <= 10000; ++nth) {
+    size_t live_before = 0, live_after = 0;
+    nyxq_live_handles(&live_before);
+    nyxq_test_fail_allocation_after(nth);
+    const NyxqStatus status = call();
+    const std::string what = describe(status);
+    uint64_t counted = 0;
+    nyxq_test_allocations_counted(&counted);
+    nyxq_test_fail_allocation_after(0);
+    nyxq_live_handles(&live_after);
+    EXPECT_EQ(live_after, live_before) << "allocation " << nth << " failing left a handle: " << what;
+    if (counted < nth) {
+      EXPECT_EQ(status, NYXQ_OK) << "with no allocation failing: " << what;
+      return seen;
+    }
+    if (nth == 1) seen = status;
+    EXPECT_EQ(status, seen) << "allocation " << nth << " failing: " << what;
+  }
+  ADD_FAILURE() << "the call still allocates after 10000 allocations";
+  return seen;
+}
+#endif
+
 }  // namespace nyxq_test
 
 #define CHECK_OK(expr)                                                   \

@@ -150,6 +150,93 @@ TEST(AllocationFailure, EveryFailedAllocationIsOutOfMemoryAndNothingLeaks) {
   EXPECT_GT(nth, 10u);
 }
 
+// Each function whose header lists NYXQ_ERROR_OUT_OF_MEMORY, alone: every
+// allocation it sizes from its input, failing in turn, is that status.
+TEST(AllocationFailure, LoadingAModelOrAProfileReportsOutOfMemory) {
+  const std::string model_path = source_file("config/models/char-model.json");
+  auto load_model = [&] {
+    NyxqModel *raw = nullptr;
+    const NyxqStatus status = nyxq_model_load(model_path.c_str(), &raw);
+    ModelPtr owner(raw);
+    return status;
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(load_model));
+  const std::string profile_path = source_file("config/profiles/amd-rx580-8gb.json");
+  auto load_profile = [&] {
+    NyxqHardware hardware;
+    return nyxq_hardware_load(profile_path.c_str(), &hardware);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(load_profile));
+}
+
+TEST(AllocationFailure, AddingATensorToAModelReportsOutOfMemory) {
+  NyxqModel *raw = nullptr;
+  CHECK_OK(nyxq_model_create("m", &raw));
+  ModelPtr model(raw);
+  const uint64_t shape[2] = {2, 64};
+  const std::vector<float> data = ramp(128);
+  int added = 0;
+  auto add = [&] {
+    const std::string name = "t" + std::to_string(added);
+    const NyxqStatus status =
+        nyxq_model_add_tensor(model.get(), name.c_str(), NYXQ_ROLE_MLP, shape, 2, -1.0, data.data(), data.size());
+    added += status == NYXQ_OK;
+    return status;
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(add));
+  EXPECT_EQ(added, 1) << "only the run without a failure added its tensor";
+}
+
+TEST(AllocationFailure, MeasuringQuantizationErrorReportsOutOfMemory) {
+  const std::vector<float> x = ramp(256);
+  std::vector<uint8_t> q(272);
+  ContextPtr ctx = cpu_context(1);
+  CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, x.data(), x.size(), nullptr, q.data(), q.size()));
+  auto measure = [&] {
+    NyxqErrorMetrics metrics;
+    return nyxq_quant_error(NYXQ_FORMAT_Q8_0, x.data(), x.size(), q.data(), q.size(), &metrics);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(measure));
+}
+
+TEST(AllocationFailure, CreatingAndConvertingTensorsReportsOutOfMemory) {
+  ContextPtr ctx = cpu_context(1);
+  const uint64_t shape[2] = {4, 64};
+  auto create = [&] {
+    NyxqTensor *raw = nullptr;
+    const NyxqStatus status = nyxq_tensor_create(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, &raw);
+    TensorPtr owner(raw);
+    return status;
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(create));
+  auto create_on_host = [&] {
+    NyxqTensor *raw = nullptr;
+    const NyxqStatus status =
+        nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q4_0, NYXQ_PLACEMENT_HOST, &raw);
+    TensorPtr owner(raw);
+    return status;
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(create_on_host));
+
+  NyxqTensor *raw_source = nullptr;
+  CHECK_OK(nyxq_tensor_create(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, &raw_source));
+  TensorPtr source(raw_source);
+  const std::vector<float> x = ramp(256);
+  CHECK_OK(nyxq_tensor_upload(source.get(), x.data(), x.size(), nullptr));
+  auto convert = [&] {
+    NyxqTensor *raw = nullptr;
+    const NyxqStatus status = nyxq_tensor_convert(source.get(), NYXQ_FORMAT_Q4_0, nullptr, &raw);
+    TensorPtr owner(raw);
+    return status;
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(convert));
+  std::vector<float> back(256), expect(256);
+  CHECK_OK(nyxq_tensor_download(source.get(), back.data(), back.size()));
+  CHECK_OK(nyxq_fake_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, x.data(), x.size(), nullptr, expect.data(),
+                              expect.size()));
+  EXPECT_EQ(back, expect) << "the source is unchanged by the failed conversions";
+}
+
 TEST(AllocationFailure, TheCountNeedsSomewhereToGo) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_test_allocations_counted(nullptr));
 }

@@ -506,6 +506,31 @@ TEST(Tensor, ArgumentErrors) {
   CHECK_OK(nyxq_tensor_destroy(nullptr));
 }
 
+// An F32 tensor holds values F16 cannot: converting it names the first one,
+// makes nothing, and converts with saturation when asked.
+TEST(Tensor, ConvertingToAFormatThatCannotHoldAValueIsRefused) {
+  ContextPtr ctx = cpu_context(1);
+  const uint64_t shape[] = {2, 32};
+  NyxqTensor *raw = nullptr;
+  CHECK_OK(nyxq_tensor_create(ctx.get(), "wide", shape, 2, NYXQ_FORMAT_F32, &raw));
+  TensorPtr wide(raw);
+  std::vector<float> x = nyxq_test::ramp(64);
+  x[37] = 1.0e6f;
+  CHECK_OK(nyxq_tensor_upload(wide.get(), x.data(), x.size(), nullptr));
+  NyxqTensor *converted = reinterpret_cast<NyxqTensor *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_NON_FINITE, nyxq_tensor_convert(wide.get(), NYXQ_FORMAT_F16, nullptr, &converted));
+  EXPECT_EQ(nyxq_last_error_index(), 37);
+  EXPECT_EQ(converted, reinterpret_cast<NyxqTensor *>(0x1));
+  NyxqQuantizeOptions saturate;
+  CHECK_OK(nyxq_quantize_options_default(&saturate));
+  saturate.non_finite = NYXQ_NON_FINITE_SATURATE;
+  CHECK_OK(nyxq_tensor_convert(wide.get(), NYXQ_FORMAT_F16, &saturate, &raw));
+  TensorPtr narrow(raw);
+  std::vector<float> back(64);
+  CHECK_OK(nyxq_tensor_download(narrow.get(), back.data(), back.size()));
+  EXPECT_EQ(back[37], 65504.0f);
+}
+
 TEST(Threads, EightThreadsSharingOneContextGiveTheSameBytes) {
   ContextPtr ctx = cpu_context();
   const size_t n = light() ? 64 * 1024 : (1u << 20) + 32;

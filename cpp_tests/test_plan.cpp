@@ -1,6 +1,11 @@
 // Contract tests of the planning and config ABI: models, hardware profiles,
 // policies, plans (entries, summary, text, JSON, replan), infeasible plans,
 // the [quantization] config, and bad inputs for every function.
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -96,6 +101,36 @@ TEST(Plan, ProfilesAreListedAndLoaded) {
   CHECK_OK(nyxq_hardware_detect(ctx.get(), &detected));
   EXPECT_EQ(detected.cpu_only, 1);
   EXPECT_GT(detected.device_local_bytes, 0u);
+}
+
+// Without /proc/meminfo nyxq cannot tell how much memory the host has: a CPU
+// context can neither be detected as hardware nor report its memory status.
+// A child process takes it away in a mount namespace of its own, binding
+// /dev/null over it, and asks.
+TEST(Plan, DetectingTheHostWithoutItsMemoryFactsIsUnsupported) {
+  auto ctx = nyxq_test::cpu_context(1);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit 2: this machine gives the process no mount namespace of its own.
+    // (Both mounts ignore the file system type; Valgrind wants one named.)
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("/dev/null", "/proc/meminfo", "none", MS_BIND, nullptr) != 0) {
+      _exit(2);
+    }
+    NyxqHardware hw;
+    const NyxqStatus status = nyxq_hardware_detect(ctx.get(), &hw);
+    NyxqMemoryStatus memory;
+    memory.struct_size = sizeof memory;
+    const NyxqStatus memory_status = nyxq_context_memory_status(ctx.get(), &memory);
+    _exit(status == NYXQ_ERROR_UNSUPPORTED && memory_status == NYXQ_ERROR_UNSUPPORTED ? 0 : 3);
+  }
+  int exit_status = 0;
+  ASSERT_EQ(waitpid(child, &exit_status, 0), child);
+  ASSERT_TRUE(WIFEXITED(exit_status));
+  if (WEXITSTATUS(exit_status) == 2) GTEST_SKIP() << "no mount namespace for a test: user namespaces are off";
+  EXPECT_EQ(WEXITSTATUS(exit_status), 0) << "without /proc/meminfo, nyxq_hardware_detect or "
+                                            "nyxq_context_memory_status did not report NYXQ_ERROR_UNSUPPORTED";
 }
 
 TEST(Plan, FitsReportsAndExplainsOnTheRx580) {

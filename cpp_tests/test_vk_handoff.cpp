@@ -714,6 +714,283 @@ TEST(VkHandoff, BadArgumentsGetClearErrorsAndRecordNothing) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
+namespace {
+
+// The ranges of one small recording of each kind, in one buffer of the
+// trainer's: quantize 32 floats to Q8_0, a 4x64 Q8_0 product (rows of 68
+// bytes, x 256 bytes, y 16), unscale 64 gradients with a scaler.
+struct RecordingArgs {
+  explicit RecordingArgs(Trainer &trainer) : buf(trainer.make_buffer(1 << 15)) {
+    const NyxqStatus status = nyxq_loss_scaler_create(nullptr, &raw_scaler);
+    EXPECT_EQ(status, NYXQ_OK) << nyxq_test::describe(status);
+    scaler.reset(raw_scaler);
+  }
+  HostBuffer buf;
+  NyxqLossScaler *raw_scaler = nullptr;
+  nyxq_test::ScalerPtr scaler;
+  const NyxqVkBufferRange src{buf.buffer, 0, 128}, dst{buf.buffer, 4096, 36};
+  const NyxqVkBufferRange w{buf.buffer, 8192, 272}, x{buf.buffer, 12288, 256}, y{buf.buffer, 16384, 16};
+  const NyxqVkBufferRange grads{buf.buffer, 20480, 256}, flag{buf.buffer, 24576, 4};
+};
+
+// After refused recordings: nyxq holds no descriptor set, and the trainer's
+// command buffer still submits cleanly.
+void expect_nothing_recorded(Trainer &trainer, NyxqContext *ctx) {
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx, &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u) << "nothing was recorded";
+  trainer.submit_and_wait();
+}
+
+}  // namespace
+
+TEST(VkHandoff, RecordedMatvecArgumentsAreCheckedBeforeAnythingIsRecorded) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const RecordingArgs args(trainer);
+  const NyxqVkBufferRange &w = args.w, &x = args.x, &y = args.y;
+  VkCommandBuffer cmd = trainer.cmd();
+  uint64_t ticket = 12345;
+  trainer.begin();
+  const NyxqVkBufferRange short_w{args.buf.buffer, w.offset, 128};
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &short_w, &x, nullptr, &y, &ticket));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 272u);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 0, &w, &x, nullptr, &y, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 9, &w, &x, nullptr, &y, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 48, 1, &w, &x, nullptr, &y, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 0, 64, 1, &w, &x, nullptr, &y, &ticket));
+  const NyxqVkBufferRange misaligned_x{args.buf.buffer, x.offset + 2, 256};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &w, &misaligned_x, nullptr, &y, &ticket));
+  const NyxqVkBufferRange y_over_x{args.buf.buffer, x.offset, 16};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &w, &x, nullptr, &y_over_x, &ticket));
+  // offset + size wraps around 2^64.
+  const NyxqVkBufferRange wrapping{args.buf.buffer, x.offset, UINT64_MAX - 100};
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &w, &wrapping, nullptr, &y, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, nyxq_vk_cmd_unscale_and_check(ctx.get(), args.scaler.get(), cmd, &wrapping,
+                                                                        64, &args.flag, &ticket));
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  expect_nothing_recorded(trainer, ctx.get());
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// The recorder refuses a recording beyond 65 536 unreleased descriptor sets
+// (the trainer forgot nyxq_vk_release); releasing lets recording go on.
+TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const RecordingArgs a(trainer);
+  VkCommandBuffer cmd = trainer.cmd();
+  trainer.begin();
+  const uint64_t limit = 65536;
+  uint64_t ticket = 0;
+  for (uint64_t i = 0; i < limit; ++i) {
+    CHECK_OK(nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 32, &a.src, &a.dst, nullptr, &ticket));
+  }
+  uint64_t refused = 7;
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 32, &a.src, &a.dst, nullptr, &refused));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("nyxq_vk_release"), std::string::npos)
+      << nyxq_last_error_message();
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &refused));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &refused));
+  EXPECT_EQ(refused, 7u) << "no ticket was written on error";
+  // The command buffer is never submitted, so its sets may go back at once.
+  ASSERT_EQ(vkEndCommandBuffer(cmd), VK_SUCCESS);
+  CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+  NyxqVkRecorderUsage usage;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
+  EXPECT_EQ(usage.unreleased_sets, 0u);
+  EXPECT_EQ(usage.descriptor_pools, limit / 256);
+  trainer.begin();
+  CHECK_OK(nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
+  trainer.submit_and_wait();
+  CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+namespace {
+
+// Fault injection between nyxq and the driver. nyxq loads every Vulkan
+// command of a borrowed device through the trainer's vkGetInstanceProcAddr
+// (NyxqVulkanHandles), so the test hands it one that wraps a few device
+// commands: once armed, the next call of the chosen command returns the
+// chosen VkResult without reaching the driver (and so without reaching the
+// validation layer, which still sees everything else).
+namespace vk_fault {
+
+std::string armed_command;
+VkResult armed_result = VK_SUCCESS;
+
+void arm(const char *command, VkResult result) {
+  armed_command = command;
+  armed_result = result;
+}
+
+// True, once, for the armed command.
+bool fires(const char *command) {
+  if (armed_command != command) return false;
+  armed_command.clear();
+  return true;
+}
+
+PFN_vkCreateFence real_create_fence = nullptr;
+PFN_vkAllocateDescriptorSets real_allocate_descriptor_sets = nullptr;
+PFN_vkAllocateMemory real_allocate_memory = nullptr;
+PFN_vkMapMemory real_map_memory = nullptr;
+
+VKAPI_ATTR VkResult VKAPI_CALL create_fence(VkDevice device, const VkFenceCreateInfo *info,
+                                            const VkAllocationCallbacks *allocator, VkFence *fence) {
+  return fires("vkCreateFence") ? armed_result : real_create_fence(device, info, allocator, fence);
+}
+
+VKAPI_ATTR VkResult VKAPI_CALL allocate_descriptor_sets(VkDevice device, const VkDescriptorSetAllocateInfo *info,
+                                                        VkDescriptorSet *sets) {
+  return fires("vkAllocateDescriptorSets") ? armed_result : real_allocate_descriptor_sets(device, info, sets);
+}
+
+VKAPI_ATTR VkResult VKAPI_CALL allocate_memory(VkDevice device, const VkMemoryAllocateInfo *info,
+                                               const VkAllocationCallbacks *allocator, VkDeviceMemory *memory) {
+  return fires("vkAllocateMemory") ? armed_result : real_allocate_memory(device, info, allocator, memory);
+}
+
+VKAPI_ATTR VkResult VKAPI_CALL map_memory(VkDevice device, VkDeviceMemory memory, VkDeviceSize offset,
+                                          VkDeviceSize size, VkMemoryMapFlags flags, void **data) {
+  return fires("vkMapMemory") ? armed_result : real_map_memory(device, memory, offset, size, flags, data);
+}
+
+VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL get_device_proc_addr(VkDevice device, const char *name) {
+  const PFN_vkVoidFunction real = vkGetDeviceProcAddr(device, name);
+  const std::string command = name;
+  if (command == "vkCreateFence") {
+    real_create_fence = reinterpret_cast<PFN_vkCreateFence>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(create_fence);
+  }
+  if (command == "vkAllocateDescriptorSets") {
+    real_allocate_descriptor_sets = reinterpret_cast<PFN_vkAllocateDescriptorSets>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(allocate_descriptor_sets);
+  }
+  if (command == "vkAllocateMemory") {
+    real_allocate_memory = reinterpret_cast<PFN_vkAllocateMemory>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(allocate_memory);
+  }
+  if (command == "vkMapMemory") {
+    real_map_memory = reinterpret_cast<PFN_vkMapMemory>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(map_memory);
+  }
+  return real;
+}
+
+VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL get_instance_proc_addr(VkInstance instance, const char *name) {
+  if (std::string(name) == "vkGetDeviceProcAddr") return reinterpret_cast<PFN_vkVoidFunction>(get_device_proc_addr);
+  return vkGetInstanceProcAddr(instance, name);
+}
+
+}  // namespace vk_fault
+
+}  // namespace
+
+// A Vulkan command that fails reaches the caller as its status: a VkResult
+// with no status of its own as NYXQ_ERROR_VULKAN naming the command, device
+// memory as NYXQ_ERROR_OUT_OF_DEVICE_MEMORY. Nothing is left half-made: no
+// output is written, a tensor stays where it was with its values, and the
+// validation layer finds no object nyxq forgot when the trainer destroys its
+// device.
+TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
+  NEED_DEVICE(trainer);
+  NyxqVulkanHandles handles = trainer.handles();
+  handles.get_instance_proc_addr = reinterpret_cast<void *>(vk_fault::get_instance_proc_addr);
+  NyxqContext *raw = reinterpret_cast<NyxqContext *>(0x1);
+  vk_fault::arm("vkCreateFence", VK_ERROR_UNKNOWN);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_context_create_vulkan_borrowed(nullptr, &handles, &raw));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("vkCreateFence"), std::string::npos)
+      << nyxq_last_error_message();
+  EXPECT_EQ(raw, reinterpret_cast<NyxqContext *>(0x1));
+  CHECK_OK(nyxq_context_create_vulkan_borrowed(nullptr, &handles, &raw));
+  nyxq_test::ContextPtr ctx(raw);
+
+  // Recording: the descriptor set cannot be had.
+  const RecordingArgs a(trainer);
+  VkCommandBuffer cmd = trainer.cmd();
+  uint64_t ticket = 12345;
+  trainer.begin();
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 32, &a.src, &a.dst, nullptr, &ticket));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("vkAllocateDescriptorSets"), std::string::npos)
+      << nyxq_last_error_message();
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &ticket));
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  expect_nothing_recorded(trainer, ctx.get());
+
+  // Device tensors: the staging buffer cannot be mapped, or device memory runs out.
+  const uint64_t shape[2] = {4, 64};
+  const std::vector<float> values = nyxq_test::sine_with_bumps(256);
+  auto cpu = nyxq_test::cpu_context(1);
+  std::vector<float> expect(256), back(256);
+  CHECK_OK(nyxq_fake_quantize(cpu.get(), NYXQ_FORMAT_Q8_0, values.data(), values.size(), nullptr, expect.data(),
+                              expect.size()));
+  NyxqTensor *made = reinterpret_cast<NyxqTensor *>(0x1);
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN,
+                nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &made));
+  EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
+
+  NyxqTensor *t = nullptr;
+  CHECK_OK(nyxq_tensor_create(ctx.get(), "h", shape, 2, NYXQ_FORMAT_Q8_0, &t));
+  nyxq_test::TensorPtr on_host(t);
+  CHECK_OK(nyxq_tensor_upload(on_host.get(), values.data(), values.size(), nullptr));
+  auto stays_on_host_intact = [&](const char *after) {
+    int32_t placement = -1;
+    CHECK_OK(nyxq_tensor_placement(on_host.get(), &placement));
+    EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST) << after;
+    CHECK_OK(nyxq_tensor_download(on_host.get(), back.data(), back.size()));
+    EXPECT_EQ(back, expect) << after;
+  };
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_tensor_migrate(on_host.get(), NYXQ_PLACEMENT_DEVICE));
+  stays_on_host_intact("a failed map");
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_tensor_migrate(on_host.get(), NYXQ_PLACEMENT_DEVICE));
+  stays_on_host_intact("device memory running out");
+
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "d", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr on_device(t);
+  CHECK_OK(nyxq_tensor_upload(on_device.get(), values.data(), values.size(), nullptr));
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q4_0, nullptr, &made));
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+                nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q4_0, nullptr, &made));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q5_0, nullptr, &made));
+  EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
+  // Moving to the host needs host memory: refused, the tensor stays on the device.
+  CHECK_OK(nyxq_test_fail_allocation_after(1));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_tensor_migrate(on_device.get(), NYXQ_PLACEMENT_HOST));
+  CHECK_OK(nyxq_test_fail_allocation_after(0));
+  int32_t placement = -1;
+  CHECK_OK(nyxq_tensor_placement(on_device.get(), &placement));
+  EXPECT_EQ(placement, NYXQ_PLACEMENT_DEVICE);
+  CHECK_OK(nyxq_tensor_download(on_device.get(), back.data(), back.size()));
+  EXPECT_EQ(back, expect);
+  EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
 // Q5_0 has CPU kernels only: every Vulkan entry point refuses it as
 // unsupported, saying so, and records or allocates nothing; the context's
 // own quantize runs the CPU twin.

@@ -1054,9 +1054,13 @@ NyxqStatus nyxq_tensor_data(const NyxqTensor *tensor,
 
 /**
  * Makes a new tensor holding this one's values in another format (dequantize,
- * then quantize with `options`). The source is unchanged.
+ * then quantize with `options`), placed as nyxq_tensor_create_in places it
+ * in the source's placement. The source is unchanged.
  *
- * Errors: as nyxq_tensor_create and nyxq_tensor_upload. Thread-safe.
+ * Errors: as nyxq_tensor_create_in and nyxq_tensor_upload (a value the new
+ * format cannot hold is NYXQ_ERROR_NON_FINITE unless `options` saturate; a
+ * DEVICE source needs a format with a Vulkan kernel), without
+ * NYXQ_ERROR_SIZE_OVERFLOW: the source's size bounds the copy's. Thread-safe.
  */
 NyxqStatus nyxq_tensor_convert(const NyxqTensor *tensor,
                                int32_t format,
@@ -2247,7 +2251,8 @@ NyxqStatus nyxq_hardware_profile(const char *name,
 /**
  * Reads a hardware profile file (JSON, like the files in config/profiles/).
  *
- * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG,
+ * NYXQ_ERROR_OUT_OF_MEMORY (the file's bytes). Thread-safe.
  */
 NyxqStatus nyxq_hardware_load(const char *path,
                               NyxqHardware *hardware_out);
@@ -2514,9 +2519,9 @@ NyxqStatus nyxq_adam_state_bytes(const NyxqAdam *adam,
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE (ctx, scaler),
  * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
  * buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY,
- * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for distinct
- * command buffers.
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * error. Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
                                          const NyxqLossScaler *scaler,

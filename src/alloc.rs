@@ -1,9 +1,12 @@
-//! Allocations sized by a caller's numbers. A size the caller chose must never
-//! abort the host process: these return [`ErrorKind::SizeOverflow`] when the
-//! size does not fit the address space and [`ErrorKind::OutOfMemory`] when the
-//! allocator refuses it, each naming what was being allocated.
+//! Allocations sized by a caller's numbers or a file's length. A size the
+//! caller chose must never abort the host process: these return
+//! [`ErrorKind::SizeOverflow`] when the size does not fit the address space
+//! and [`ErrorKind::OutOfMemory`] when the allocator refuses it, each naming
+//! what was being allocated.
 
 use crate::error::{Error, ErrorKind, Result};
+use std::io::Read;
+use std::path::Path;
 
 #[cfg(feature = "test-exports")]
 pub mod fault;
@@ -22,6 +25,27 @@ pub fn copied<T: Clone>(items: &[T], what: &str) -> Result<Vec<T>> {
     reserve(&mut v, items.len(), what)?;
     v.extend_from_slice(items);
     Ok(v)
+}
+
+/// The bytes of the file at `path`, in a buffer allocated fallibly for the
+/// length the file reports (a file that grows while it is read grows the
+/// buffer as `Read::read_to_end` does). A file that cannot be opened or read
+/// is [`ErrorKind::Io`].
+pub fn file_bytes(path: &Path) -> Result<Vec<u8>> {
+    let io = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let what = format!("the contents of {}", path.display());
+    let len = usize::try_from(len).map_err(|_| Error::overflow(&what))?;
+    let mut bytes = Vec::new();
+    reserve(&mut bytes, len, &what)?;
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Makes room in `v` for `additional` more elements, fallibly. The growth is
@@ -91,6 +115,18 @@ mod tests {
             reallocations <= 16,
             "{reallocations} reallocations for 4096 pushes"
         );
+    }
+
+    #[test]
+    fn a_file_is_read_whole_and_a_missing_one_is_io() {
+        let path = std::env::temp_dir().join(format!("nyxq-file-bytes-{}", std::process::id()));
+        std::fs::write(&path, b"{\"name\": 1}").unwrap();
+        let bytes = file_bytes(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(bytes.unwrap(), b"{\"name\": 1}");
+        let e = file_bytes(&path).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.message().contains("cannot read"), "{}", e.message());
     }
 
     #[test]

@@ -170,7 +170,8 @@ pub extern "C" fn nyxq_hardware_profile(
 
 /// Reads a hardware profile file (JSON, like the files in config/profiles/).
 ///
-/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG. Thread-safe.
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_IO, NYXQ_ERROR_CONFIG,
+/// NYXQ_ERROR_OUT_OF_MEMORY (the file's bytes). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_hardware_load(
     path: *const c_char,

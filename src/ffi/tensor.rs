@@ -258,9 +258,13 @@ pub extern "C" fn nyxq_tensor_data(
 }
 
 /// Makes a new tensor holding this one's values in another format (dequantize,
-/// then quantize with `options`). The source is unchanged.
+/// then quantize with `options`), placed as nyxq_tensor_create_in places it
+/// in the source's placement. The source is unchanged.
 ///
-/// Errors: as nyxq_tensor_create and nyxq_tensor_upload. Thread-safe.
+/// Errors: as nyxq_tensor_create_in and nyxq_tensor_upload (a value the new
+/// format cannot hold is NYXQ_ERROR_NON_FINITE unless `options` saturate; a
+/// DEVICE source needs a format with a Vulkan kernel), without
+/// NYXQ_ERROR_SIZE_OVERFLOW: the source's size bounds the copy's. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_convert(
     tensor: *const NyxqTensor,

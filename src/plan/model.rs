@@ -518,17 +518,11 @@ pub(crate) fn check_tensor_count(model: &str, count: usize) -> Result<()> {
 }
 
 /// Reads a JSON file's text as it comes from disk: a failure to read is
-/// [`ErrorKind::Io`]; a UTF-8 byte order mark at the start is skipped; bytes
-/// that are not UTF-8 are [`ErrorKind::Config`] naming the file, the line and
-/// the byte offset.
+/// [`ErrorKind::Io`], a file too large for memory [`ErrorKind::OutOfMemory`];
+/// a UTF-8 byte order mark at the start is skipped; bytes that are not UTF-8
+/// are [`ErrorKind::Config`] naming the file, the line and the byte offset.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    text_of(bytes, &path.display().to_string())
+    text_of(crate::alloc::file_bytes(path)?, &path.display().to_string())
 }
 
 /// The UTF-8 text of a file's `bytes`, without a leading byte order mark.

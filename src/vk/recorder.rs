@@ -125,11 +125,15 @@ impl Recorder {
         Ok(())
     }
 
-    /// Notes that the dispatches of `ticket` bind `buffers`, until it is released.
+    /// Notes that the dispatches of `ticket` bind `buffers`, until it is
+    /// released. Called once per ticket (by the recording call that drew
+    /// it), so a buffer can repeat only within `buffers`: the check looks
+    /// there and not through every unreleased ticket's buffers, so that
+    /// recording n dispatches between releases costs O(n), not O(n²).
     pub fn note_buffers(&self, ticket: Ticket, buffers: &[vk::Buffer]) {
         let mut state = self.state.lock();
-        for &buffer in buffers {
-            if !state.bound.contains(&(ticket, buffer)) {
+        for (i, &buffer) in buffers.iter().enumerate() {
+            if !buffers[..i].contains(&buffer) {
                 state.bound.push((ticket, buffer));
             }
         }
