@@ -51,7 +51,7 @@ pub struct FormatKernels {
 }
 
 /// Every format with GPU kernels (F32 has the copy kernel and the matvec ones).
-pub const FORMATS: [FormatKernels; 5] = [
+pub const FORMATS: [FormatKernels; 6] = [
     FormatKernels {
         tag: "f16",
         block: false,
@@ -87,7 +87,19 @@ pub const FORMATS: [FormatKernels; 5] = [
         dequantize_f16_fast: &[("_rte_dp", RTE_F16_MATH), ("_rte", RTE_LANES)],
         matvec_dot: true,
     },
+    FormatKernels {
+        tag: "q5_0",
+        block: true,
+        quantize_fast: &[],
+        dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
+        matvec_dot: true,
+    },
 ];
+
+/// The `FORMAT_*` define of the format `tag` ("FORMAT_Q4_0").
+fn format_define(tag: &str) -> String {
+    format!("FORMAT_{}", tag.to_uppercase())
+}
 
 /// What a variant does, in the names of the Rust types the generated table
 /// refers to (`Op`, `MatvecVariant`, `Format`).
@@ -129,7 +141,7 @@ impl FormatKernels {
     /// Its quantize, dequantize (to f32 and f16) and fake-quantize variants.
     fn convert_variants(&self) -> Vec<Variant> {
         let tag = self.tag;
-        let format = format!("FORMAT_{}", tag.to_uppercase());
+        let format = format_define(tag);
         let format = format.as_str();
         let units: &[&str] = if self.block { &[] } else { &["UNITS=2u"] };
         let mut v = Vec::new();
@@ -202,7 +214,7 @@ fn file_of(op: &str) -> &'static str {
 /// reduction (`Compat`), with subgroupAdd (`Subgroup`), with integer dot
 /// products (`Dot`, where `dot`), and the transposed product.
 fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
-    let format = format!("FORMAT_{}", tag.to_uppercase());
+    let format = format_define(tag);
     let role = |variant| [Role::Matvec { variant, tag }];
     let mut v = vec![
         variant(
@@ -279,9 +291,9 @@ pub fn family(file: &str) -> &'static str {
 /// first against its code at compile time) and written into the table.
 pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
     let has = |d: &str| defines.iter().any(|x| x == d);
-    let block = ["FORMAT_Q8_0", "FORMAT_Q4_0", "FORMAT_Q4_1"]
+    let block = FORMATS
         .iter()
-        .any(|d| has(d));
+        .any(|f| f.block && has(&format_define(f.tag)));
     // 256 invocations (the H200 measured a launch-rate limit with groups of
     // 64 for one-pass kernels), except 64 for the block quantize and
     // fake-quantize kernels, whose barrier-separated steps need many

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <vulkan/vulkan.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -307,8 +308,8 @@ nyxq_test::ContextPtr borrow(const Trainer &trainer, const NyxqContextOptions *o
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
   }
 
-const int kFormats[] = {NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                        NYXQ_FORMAT_Q4_1};
+const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
+                        NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0};
 
 }  // namespace
 
@@ -991,65 +992,82 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
-// Q5_0 has CPU kernels only: every Vulkan entry point refuses it as
-// unsupported, saying so, and records or allocates nothing; the context's
-// own quantize runs the CPU twin.
-TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
+// W·x (with a bias) and xᵀ·W recorded into the trainer's command buffer for
+// every format, against a double-precision product of the weights the CPU
+// dequantizes: within the f32 bound of nyxq_vk_cmd_matvec, (n + 3)·2⁻²⁴·Σ|w·x|
+// (twice it, as test_matvec.cpp allows), plus x's rounding to 8 bits per
+// block for the block formats where the integer-dot variant runs.
+TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
-  HostBuffer buf = trainer.make_buffer(1 << 15);
-  // Room for 1024 values and for a 4x64 matrix, its x and its y.
-  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, dst{buf.buffer, 8192, 4096};
-  const NyxqVkBufferRange w{buf.buffer, 16384, 256}, x{buf.buffer, 20480, 256}, y{buf.buffer, 24576, 256};
-  VkCommandBuffer cmd = trainer.cmd();
-  auto expect_refused = [](NyxqStatus status, const char *what) {
-    EXPECT_EQ(status, NYXQ_ERROR_UNSUPPORTED) << what << " -> " << nyxq_test::describe(status);
-    EXPECT_NE(std::strstr(nyxq_last_error_message(), "Q5_0 has no Vulkan"), nullptr)
-        << what << ": " << nyxq_last_error_message();
-  };
-  uint64_t ticket = 12345;
-  trainer.begin();
-  expect_refused(nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &src, &dst, nullptr, &ticket),
-                 "quantize");
-  expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &dst, &src, NYXQ_FORMAT_F32,
-                                        &ticket),
-                 "dequantize");
-  expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &dst, &src, NYXQ_FORMAT_F16,
-                                        &ticket),
-                 "dequantize to f16");
-  expect_refused(nyxq_vk_cmd_fake_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 1024, &src, &dst, nullptr, &ticket),
-                 "fake-quantize");
-  expect_refused(nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 4, 64, 1, &w, &x, nullptr, &y, &ticket),
-                 "matvec");
-  expect_refused(nyxq_vk_cmd_matvec_transposed(ctx.get(), cmd, NYXQ_FORMAT_Q5_0, 4, 64, 1, &w, &x, &y, &ticket),
-                 "matvec_transposed");
-  EXPECT_EQ(ticket, 12345u) << "no ticket was written";
-  NyxqVkRecorderUsage usage;
-  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &usage));
-  EXPECT_EQ(usage.unreleased_sets, 0u) << "nothing was recorded";
-  trainer.submit_and_wait();
-
-  const uint64_t shape[2] = {2, 64};
-  NyxqTensor *t = nullptr;
-  expect_refused(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q5_0, NYXQ_PLACEMENT_DEVICE, &t),
-                 "a device tensor");
-  EXPECT_EQ(t, nullptr);
-  CHECK_OK(nyxq_tensor_create(ctx.get(), "h", shape, 2, NYXQ_FORMAT_Q5_0, &t));
-  nyxq_test::TensorPtr host(t);
-  expect_refused(nyxq_tensor_migrate(host.get(), NYXQ_PLACEMENT_DEVICE), "migrating to the device");
-  int32_t placement = -1;
-  CHECK_OK(nyxq_tensor_placement(host.get(), &placement));
-  EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
-
-  // The context's own functions take the CPU twin: the same bytes as a CPU context.
   auto cpu = nyxq_test::cpu_context(1);
-  const std::vector<float> values = nyxq_test::sine_with_bumps(1024);
-  std::vector<unsigned char> on_vulkan(704), on_cpu(704);
-  CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_vulkan.data(),
-                         on_vulkan.size()));
-  CHECK_OK(nyxq_quantize(cpu.get(), NYXQ_FORMAT_Q5_0, values.data(), values.size(), nullptr, on_cpu.data(),
-                         on_cpu.size()));
-  EXPECT_EQ(on_vulkan, on_cpu);
+  const size_t rows = 9, cols = 96, batch = 3;
+  HostBuffer w_buf = trainer.make_buffer(4 * rows * cols);
+  HostBuffer x_buf = trainer.make_buffer(4 * batch * cols);
+  HostBuffer xt_buf = trainer.make_buffer(4 * batch * rows);
+  HostBuffer bias_buf = trainer.make_buffer(4 * rows);
+  HostBuffer y_buf = trainer.make_buffer(4 * batch * rows);
+  HostBuffer yt_buf = trainer.make_buffer(4 * batch * cols);
+  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * cols);
+  const std::vector<float> x = nyxq_test::sine(batch * cols, 0.37f, 1.0f);
+  const std::vector<float> xt = nyxq_test::sine(batch * rows, 0.37f, 3.0f);
+  const std::vector<float> bias = nyxq_test::sine(rows, 0.37f, 2.0f);
+  std::memcpy(x_buf.mapped, x.data(), 4 * x.size());
+  std::memcpy(xt_buf.mapped, xt.data(), 4 * xt.size());
+  std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
+  for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
+    SCOPED_TRACE(testing::Message() << "format " << format);
+    size_t qbytes = 0, range = 0;
+    CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
+    CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));
+    std::vector<unsigned char> w(range, 0);
+    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), weights.size(), nullptr, w.data(), qbytes));
+    std::vector<float> dequantized(rows * cols);
+    CHECK_OK(nyxq_dequantize(cpu.get(), format, w.data(), qbytes, dequantized.data(), dequantized.size()));
+    std::memcpy(w_buf.mapped, w.data(), range);
+    const NyxqVkBufferRange wr{w_buf.buffer, 0, range}, xr{x_buf.buffer, 0, 4 * batch * cols},
+        xtr{xt_buf.buffer, 0, 4 * batch * rows}, br{bias_buf.buffer, 0, 4 * rows},
+        yr{y_buf.buffer, 0, 4 * batch * rows}, ytr{yt_buf.buffer, 0, 4 * batch * cols};
+    uint64_t forward = 0, backward = 0;
+    trainer.begin();
+    CHECK_OK(nyxq_vk_cmd_matvec(ctx.get(), trainer.cmd(), format, rows, cols, batch, &wr, &xr, &br, &yr, &forward));
+    CHECK_OK(nyxq_vk_cmd_matvec_transposed(ctx.get(), trainer.cmd(), format, rows, cols, batch, &wr, &xtr, &ytr,
+                                           &backward));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), backward));
+    const float *y = static_cast<const float *>(y_buf.mapped);
+    const float *yt = static_cast<const float *>(yt_buf.mapped);
+    const bool block = format >= NYXQ_FORMAT_Q8_0;
+    for (size_t b = 0; b < batch; ++b) {
+      for (size_t r = 0; r < rows; ++r) {
+        double exact = bias[r], magnitude = std::fabs(bias[r]), x_term = 0;
+        for (size_t c = 0; c < cols; ++c) {
+          const double wx = static_cast<double>(dequantized[r * cols + c]) * x[b * cols + c];
+          exact += wx;
+          magnitude += std::fabs(wx);
+        }
+        for (size_t k = 0; block && k < cols; k += 32) {
+          double amax = 0, wsum = 0;
+          for (size_t c = k; c < k + 32; ++c) {
+            amax = std::max(amax, static_cast<double>(std::fabs(x[b * cols + c])));
+            wsum += std::fabs(dequantized[r * cols + c]);
+          }
+          x_term += 0.50001 * amax / 127 * wsum;
+        }
+        ASSERT_NEAR(y[b * rows + r], exact, 2 * (cols + 3) * magnitude / 16777216.0 + x_term + 1e-6) << "row " << r;
+      }
+      for (size_t c = 0; c < cols; ++c) {
+        double exact = 0, magnitude = 0;
+        for (size_t r = 0; r < rows; ++r) {
+          const double wx = static_cast<double>(dequantized[r * cols + c]) * xt[b * rows + r];
+          exact += wx;
+          magnitude += std::fabs(wx);
+        }
+        ASSERT_NEAR(yt[b * cols + c], exact, 2 * (rows + 3) * magnitude / 16777216.0 + 1e-6) << "column " << c;
+      }
+    }
+  }
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 

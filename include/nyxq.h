@@ -602,8 +602,7 @@ enum NyxqFormat
   NYXQ_FORMAT_Q4_1 = 5,
   /**
    * INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
-   * x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
-   * device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+   * x = d*(q-16) (5.5 bits/weight).
    */
   NYXQ_FORMAT_Q5_0 = 6,
 };
@@ -985,9 +984,8 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
- * format with no Vulkan kernel (Q5_0), a row larger than the device's
- * buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
+ * larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1099,8 +1097,7 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
- * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
- * with no Vulkan kernel (Q5_0)),
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -1495,9 +1492,8 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
- * (Q5_0), a kernel disabled by its self-test, error-minimising rounding,
- * saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
+ * self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
  * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
@@ -1572,8 +1568,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
- *   kernels: not Q5_0), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -1593,8 +1588,9 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
  * where the device has subgroup arithmetic, unless compat is forced. On a
  * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
- * Q8_0, Q4_0 and Q4_1 use the integer-dot variant instead: x is rounded to
- * int8 per block of 32 with scale s = max|x|/127, which adds at most
+ * the block formats (Q8_0, Q4_0, Q4_1, Q5_0) use the integer-dot variant
+ * instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
+ * which adds at most
  * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
@@ -1602,9 +1598,8 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
- * with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
- * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
+ * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */
@@ -1767,7 +1762,7 @@ typedef struct {
    */
   size_t struct_size;
   /**
-   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
+   * Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q5_0|Q4_0.
    */
   uint32_t allowed_formats;
   /**

@@ -57,7 +57,7 @@ enum class Format : int32_t {
   Q8_0 = NYXQ_FORMAT_Q8_0,  ///< INT8 blocks of 32 (8.5 bits/weight).
   Q4_0 = NYXQ_FORMAT_Q4_0,  ///< INT4 blocks of 32, x = d*(q-8) (4.5 bits/weight).
   Q4_1 = NYXQ_FORMAT_Q4_1,  ///< INT4 blocks of 32, x = d*q + m (5 bits/weight).
-  Q5_0 = NYXQ_FORMAT_Q5_0,  ///< INT5 blocks of 32, x = d*(q-16) (5.5 bits/weight); CPU only.
+  Q5_0 = NYXQ_FORMAT_Q5_0,  ///< INT5 blocks of 32, x = d*(q-16) (5.5 bits/weight).
 };
 
 /// Rounding modes (NyxqRounding).

@@ -6,9 +6,10 @@
 // 16-byte loads; each load instruction of a warp reads 8 blocks' halves of
 // 64 contiguous bytes). Their quants are Q8_0's bytes 4i .. 4i+3 and
 // 4i+16 .. 4i+19, and the 4-bit formats' bytes 4i .. 4i+3 (low nibbles, then
-// high ones). (8 lanes per block, each holding 4 or two pairs of values,
-// measured slower on the H200: 0.71x copy for Q8_0 quantize instead of 0.74x,
-// 0.67x instead of 0.80x for Q4_0.)
+// high ones; Q5_0's fifth bits are bits 4i .. 4i+3 and 4i+16 .. 4i+19 of
+// qh). (8 lanes per block, each holding 4 or two pairs of values, measured
+// slower on the H200: 0.71x copy for Q8_0 quantize instead of 0.74x, 0.67x
+// instead of 0.80x for Q4_0.)
 // The values stay in registers from load to quant:
 //   1. load all rounds, and fold each lane's values of each round into
 //      partial reductions in shared memory;
@@ -37,13 +38,14 @@ GRID_CHECK(4u * 8u); // 4 rounds of 8 values per lane
 const uint GROUP_BLOCKS = LOCAL_SIZE;
 const uint GROUP_VALUES = GROUP_BLOCKS * QK;
 
-// Partial reductions per lane and round. Q4_0's is the first value of
-// largest |x|, which depends on order (it decides the sign of d = max / -8):
-// a lane folds its two slots apart, so that the division lane can fold the
-// partials in value order. Q8_0's max |x| and Q4_1's keys need no order.
+// Partial reductions per lane and round. Q4_0's and Q5_0's is the first
+// value of largest |x|, which depends on order (it decides the sign of
+// d = max / -8 or max / -16): a lane folds its two slots apart, so that the
+// division lane can fold the partials in value order. Q8_0's max |x| and
+// Q4_1's keys need no order.
 #if defined(FORMAT_Q8_0)
 const uint PARTS = 1u; // max |x| bits
-#elif defined(FORMAT_Q4_0)
+#elif defined(OFFSET_LEVELS)
 const uint PARTS = 2u; // per slot: the first value of largest |x|
 #else
 const uint PARTS = 2u; // zero-blind keys of min and max
@@ -79,7 +81,7 @@ void tensor_index(uint e, out uint lo, out uint hi) {
     hi = pc.first_hi + (lo < pc.first_lo ? 1u : 0u);
 }
 
-// Q4_0's fold: keeps acc unless |b| is strictly larger.
+// Q4_0's and Q5_0's fold: keeps acc unless |b| is strictly larger.
 uint fold_amax_value(uint acc, uint b) {
     return ABS_BITS(uintBitsToFloat(b)) > ABS_BITS(uintBitsToFloat(acc)) ? b : acc;
 }
@@ -129,7 +131,7 @@ void store_partials(vec4 x, vec4 x1, uint r, uint p) {
 #if defined(FORMAT_Q8_0)
     scratch[partial_at(0u, r, p)] = max(max(max(ABS_BITS(x.x), ABS_BITS(x.y)), max(ABS_BITS(x.z), ABS_BITS(x.w))),
                                         max(max(ABS_BITS(x1.x), ABS_BITS(x1.y)), max(ABS_BITS(x1.z), ABS_BITS(x1.w))));
-#elif defined(FORMAT_Q4_0)
+#elif defined(OFFSET_LEVELS)
     uvec4 b1 = floatBitsToUint(x1);
     scratch[partial_at(0u, r, p)] = fold_amax_value(fold_amax_value(fold_amax_value(b.x, b.y), b.z), b.w);
     scratch[partial_at(1u, r, p)] = fold_amax_value(fold_amax_value(fold_amax_value(b1.x, b1.y), b1.z), b1.w);
@@ -158,7 +160,7 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
     p.d = div_exact(uintBitsToFloat(amax_bits), 127.0);
     p.id = inverse_scale(p.d);
     p.header = f16_bits(floatBitsToUint(p.d));
-#elif defined(FORMAT_Q4_0)
+#elif defined(OFFSET_LEVELS)
     // Starts from +0 like the CPU's fold (an all-zero block keeps it); slot
     // 0 of every lane (values 0 .. 15), then slot 1.
     uint max_bits = 0u;
@@ -168,9 +170,10 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
         }
     }
     uint amax_bits = max_bits & 0x7fffffffu;
-    // d = max / -8: exact on the exponent, or a signed zero where it would be subnormal.
-    uint d_bits = amax_bits < 0x02000000u ? ((max_bits ^ 0x80000000u) & 0x80000000u)
-                                          : ((max_bits ^ 0x80000000u) - (3u << 23));
+    // d = max / -2^ZERO_LOG2: exact on the exponent, or a signed zero where
+    // it would be subnormal (|max| < 2^(ZERO_LOG2 - 126)).
+    uint d_bits = amax_bits < ((ZERO_LOG2 + 1u) << 23) ? ((max_bits ^ 0x80000000u) & 0x80000000u)
+                                                       : ((max_bits ^ 0x80000000u) - (ZERO_LOG2 << 23));
     p.d = uintBitsToFloat(d_bits);
     p.id = inverse_scale(p.d);
     p.header = f16_bits(d_bits);
@@ -194,8 +197,8 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
 
 // Whether quant_fast gives quant_one's result for every value of a block
 // with parameters p (nearest rounding). quant_one differs from the plain
-// formulas only for |x| < 2^-100 (Q8_0, Q4_0) or |m| < 2^-100 (Q4_1). For
-// Q8_0 and Q4_0 with |id| < 2^107, such an x either is normal, where the
+// formulas only for |x| < 2^-100 (Q8_0, Q4_0, Q5_0) or |m| < 2^-100 (Q4_1).
+// For those with |id| < 2^107, such an x either is normal, where the
 // plain product is exact unless it is subnormal, or gives |x * id| < 2^-19:
 // either way the quant is that of 0 on both paths.
 bool block_is_plain(BlockParams p) {

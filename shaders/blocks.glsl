@@ -9,9 +9,25 @@
 #define BLOCK_BYTES 18
 #elif defined(FORMAT_Q4_1)
 #define BLOCK_BYTES 20
+#elif defined(FORMAT_Q5_0)
+#define BLOCK_BYTES 22
 #endif
 
 #ifdef BLOCK_BYTES
+
+// Q4_0 and Q5_0 store q + ZERO_POINT, levels 0 .. 2 * ZERO_POINT - 1 (TOP),
+// and their scale is d = max / -ZERO_POINT (ZERO_POINT = 2^ZERO_LOG2).
+#if defined(FORMAT_Q4_0)
+#define OFFSET_LEVELS
+const float ZERO_POINT = 8.0;
+const float TOP = 15.0;
+const uint ZERO_LOG2 = 3u;
+#elif defined(FORMAT_Q5_0)
+#define OFFSET_LEVELS
+const float ZERO_POINT = 16.0;
+const float TOP = 31.0;
+const uint ZERO_LOG2 = 4u;
+#endif
 
 uint clamp_quant(float y, float hi) {
     if (isnan(y)) {
@@ -35,9 +51,9 @@ struct BlockParams {
 uint quant_nearest(float v) {
 #if defined(FORMAT_Q8_0)
     return uint(int(round_half_away_small(v))) & 0xffu; // |v| <= 127 * (1 + 2^-23)
-#elif defined(FORMAT_Q4_0)
-    precise float y = v + 8.5;
-    return clamp_quant(y, 15.0);
+#elif defined(OFFSET_LEVELS)
+    precise float y = v + (ZERO_POINT + 0.5);
+    return clamp_quant(y, TOP);
 #else
     precise float y = v + 0.5;
     return clamp_quant(y, 15.0);
@@ -45,7 +61,8 @@ uint quant_nearest(float v) {
 }
 
 // The quant of one value of a block (its low 8 bits for Q8_0, 0..15 for the
-// 4-bit formats). `index_lo/hi` is the value's index in the whole tensor.
+// 4-bit formats, 0..31 for Q5_0). `index_lo/hi` is the value's index in the
+// whole tensor.
 uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_hi, uint index_lo,
                uint index_hi) {
 #if defined(FORMAT_Q8_0)
@@ -55,12 +72,12 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
         return uint(int(clamp(floor(y), -127.0, 127.0))) & 0xffu;
     }
     return quant_nearest(v);
-#elif defined(FORMAT_Q4_0)
+#elif defined(OFFSET_LEVELS)
     float v = mul_exact(x, p.id);
     if (stochastic) {
-        precise float y = v + 8.0;
+        precise float y = v + ZERO_POINT;
         precise float z = y + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
-        return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, 15.0));
+        return isnan(z) ? 0u : uint(clamp(floor(z), 0.0, TOP));
     }
     return quant_nearest(v);
 #elif defined(FORMAT_Q4_1)
@@ -77,7 +94,7 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
 }
 
 // The value d * q (+ m for Q4_1) of a quant as the block stores it (its
-// byte: Q8_0's two's complement, the nibble formats' 0..15), as
+// byte: Q8_0's two's complement, the nibble formats' 0..15, Q5_0's 0..31), as
 // crate::quant::scalar dequantizes it. The byte, Q8_0's with its sign bit
 // flipped, is q + QUANT_BIAS; read as the float 2^23 + byte (or'ed into
 // 0x4b000000) less 2^23 + QUANT_BIAS it is exactly q, with no int -> float
@@ -85,8 +102,8 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
 #if defined(FORMAT_Q8_0)
 const float QUANT_BIAS = 128.0;
 const uint QUANT_FLIP = 0x80u;
-#elif defined(FORMAT_Q4_0)
-const float QUANT_BIAS = 8.0;
+#elif defined(OFFSET_LEVELS)
+const float QUANT_BIAS = ZERO_POINT;
 const uint QUANT_FLIP = 0u;
 #else
 const float QUANT_BIAS = 0.0;
@@ -103,11 +120,18 @@ float quant_value(uint byte, float d, float m) {
 #endif
 }
 
-// Bytes of the block header (2 for Q8_0/Q4_0, 4 for Q4_1).
+// The byte offset of the quants in a block: after d (Q8_0, Q4_0), d and m
+// (Q4_1), or d and the 4 bytes of fifth bits qh (Q5_0).
 #if defined(FORMAT_Q4_1)
-#define HEADER_BYTES 4u
+const uint QS_AT = 4u;
+#elif defined(FORMAT_Q5_0)
+const uint QS_AT = 6u;
 #else
-#define HEADER_BYTES 2u
+const uint QS_AT = 2u;
+#endif
+
+#if defined(FORMAT_Q5_0)
+#include "fifth_bits.glsl"
 #endif
 
 #endif

@@ -45,12 +45,13 @@ void store4(uint unit, vec4 y) {
 // Block formats. Lane t is lane i = t % 4 of block t / 4 and decodes
 // the block's values 4i..4i+3 and 4i+16..4i+19: one header load for 8
 // values, and for the nibble formats both halves come from the same 4 quant
-// bytes (low and high nibbles). The 4 lanes of a block store 64 contiguous
-// bytes of f32 (32 of f16) for each half, whole 32-byte sectors.
+// bytes (low and high nibbles; Q5_0 adds their fifth bits from qh). The 4
+// lanes of a block store 64 contiguous bytes of f32 (32 of f16) for each
+// half, whole 32-byte sectors.
 //
 // No int -> float conversion (quant_value, blocks.glsl): on the H200 the old
 // kernels' one or two conversions per value (int -> float, then f32 -> f16)
-// took -> F16 as long as -> F32. F16_MATH (the Q8_0 and Q4_0 `_rte`
+// took -> F16 as long as -> F32. F16_MATH (the Q8_0, Q4_0 and Q5_0 `_rte`
 // variants and Q4_1's `_rte_dp`, which need shaderFloat16): the f16 results
 // are computed in f16 arithmetic, with no f32 -> f16 conversion either
 // (H200: Q4_1 -> F16 0.80x -> 0.92x copy).
@@ -61,11 +62,6 @@ GRID_CHECK(4u * 8u); // 4 lanes of 8 values
 GRID_CHECK(8u);
 #endif
 
-#if defined(FORMAT_Q4_1)
-const uint QS_AT = 4u; // byte offset of the quants in a block
-#else
-const uint QS_AT = 2u;
-#endif
 #if defined(F16_MATH) && defined(FORMAT_Q4_1)
 // Q4_1's d*q + m: one f16 fma, whose result may be an f16 subnormal (d*q
 // close to -m), which must not be flushed: the variant needs
@@ -135,7 +131,7 @@ f16vec4 f16_values(uint w, float16_t d, float16_t m) {
 }
 
 // Whether f16_values gives f16_bits of the f32 value for this header.
-// Q8_0/Q4_0: d normal, so d*q is 0 or normal. Q4_1: d and m finite, and
+// Q8_0/Q4_0/Q5_0: d normal, so d*q is 0 or normal. Q4_1: d and m finite, and
 // d*q + m exact in f32 (then the fma's one rounding is f16_bits' one), which
 // holds when d or m is zero or -12 <= exp(d) - exp(m) <= 8: d*q is an
 // integer below 2^15 times d's unit, m one below 2^11 times its own.
@@ -152,7 +148,8 @@ bool f16_math_exact(uint head) {
 #endif
 
 // What lane `lane` loads: its block's header word (Q4_1: d | m << 16; the
-// others: d in the low half) and its quant words (qb: Q8_0 only).
+// others: d in the low half) and its quant words (qb: Q8_0's second; Q5_0:
+// the block's qh).
 struct Loaded {
     uint head;
     uint qa;
@@ -167,6 +164,8 @@ Loaded load_block_lane(uint base, uint i) {
     l.qa = word_at_even(base + QS_AT + 4u * i);
 #if defined(FORMAT_Q8_0)
     l.qb = word_at_even(base + QS_AT + 16u + 4u * i);
+#elif defined(FORMAT_Q5_0)
+    l.qb = word_at_even(base + 2u);
 #else
     l.qb = 0u;
 #endif
@@ -194,6 +193,12 @@ void decode_store(uint lane, Loaded l) {
 #if defined(FORMAT_Q8_0)
     uint qa = l.qa;
     uint qb = l.qb;
+#elif defined(FORMAT_Q5_0)
+    // The fifth bits of values 4i .. 4i+3 and 4i+16 .. 4i+19 (i = lane % 4)
+    // under their low four bits.
+    uint i = lane % 4u;
+    uint qa = (l.qa & 0x0f0f0f0fu) | fifth_bytes(l.qb >> (4u * i));
+    uint qb = ((l.qa >> 4) & 0x0f0f0f0fu) | fifth_bytes(l.qb >> (16u + 4u * i));
 #else
     uint qb = (l.qa >> 4) & 0x0f0f0f0fu;
     uint qa = l.qa & 0x0f0f0f0fu;
@@ -219,7 +224,7 @@ void decode_store(uint lane, Loaded l) {
 }
 
 #ifdef STAGE_SHARED
-// The f16-arithmetic variants (Q8_0 and Q4_0 `_rte`, Q4_1 `_rte_dp`): the
+// The f16-arithmetic variants (Q8_0, Q4_0 and Q5_0 `_rte`, Q4_1 `_rte_dp`): the
 // input goes through shared memory, copied with 16-byte loads. The 4 lanes
 // of an invocation decode 4 sets of 64 blocks of its workgroup (a set starts
 // at a multiple of 64 blocks, so of 16 bytes, from the binding's start).

@@ -42,6 +42,8 @@ layout(push_constant) uniform Push {
 #define BLOCK_HALVES 9u
 #elif defined(FORMAT_Q4_1)
 #define BLOCK_HALVES 10u
+#elif defined(FORMAT_Q5_0)
+#define BLOCK_HALVES 11u
 #endif
 
 // The 32 bits of W starting at halfword h.
@@ -78,10 +80,10 @@ uint row_base(uint r) {
 
 // A row is processed in blocks of 32 values, each in 4 steps of 8 values.
 // Element (within the row) of value i of step s of block k: for the 4-bit
-// formats, step s is qs word s (values 4s..4s+3 in its low nibbles, 4s+16..
-// 4s+19 in its high ones); otherwise 8 consecutive values.
+// formats and Q5_0, step s is qs word s (values 4s..4s+3 in its low nibbles,
+// 4s+16..4s+19 in its high ones); otherwise 8 consecutive values.
 uint element(uint k, uint s, uint i) {
-#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
+#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_Q5_0)
     return k * 32u + (i < 4u ? 4u * s + i : 12u + 4u * s + i);
 #else
     return k * 32u + 8u * s + i;
@@ -131,6 +133,15 @@ void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
 #else
         wv[i] = scale.x * float(q) + scale.y;
 #endif
+    }
+#elif defined(FORMAT_Q5_0)
+    // qh at halfword 1 of the block, qs at 3; bit 4s + 16h + i of qh is the
+    // fifth bit of the value of byte i's nibble h.
+    uint qh = bits32(base + k * BLOCK_HALVES + 1u) >> (4u * s + 16u * h);
+    uint qw = bits32(base + k * BLOCK_HALVES + 3u + 2u * s);
+    for (uint i = 0u; i < 4u; ++i) {
+        uint q = ((qw >> (8u * i + 4u * h)) & 15u) | (((qh >> i) & 1u) << 4);
+        wv[i] = scale.x * float(int(q) - 16);
     }
 #elif defined(FORMAT_Q8_0)
     uint qw = bits32(base + k * BLOCK_HALVES + 1u + 4u * s + 2u * h);

@@ -3,8 +3,8 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_spirv_intrinsics : require
-// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for Q8_0, Q4_0 and Q4_1
-// weights, with integer dot products of packed 8-bit values (the `_dot`
+// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for Q8_0, Q4_0, Q4_1 and
+// Q5_0 weights, with integer dot products of packed 8-bit values (the `_dot`
 // variant; needs subgroup arithmetic with subgroups of 4 to 32 invocations
 // and shaderIntegerDotProduct, checked on the Rust side).
 //
@@ -18,10 +18,11 @@
 // lane l the blocks l, l + 32, ... of the tile, so that 32 neighbouring lanes
 // read one row's neighbouring blocks and each word of W is loaded once and
 // applied to every vector. Per block: the quants are loaded as 32-bit words,
-// 4-bit ones split into two words of 4 values each with a mask and a shift,
-// and multiplied with x's packed int8 words by OpSDot (4 products and their
-// sum per instruction, exact in int32); the block's sum is then scaled in
-// f32: d·s·Σq·q_x for Q8_0, d·s·(Σq·q_x − 8·Σq_x) for Q4_0 and
+// 4-bit ones split into two words of 4 values each with a mask and a shift
+// (Q5_0's fifth bits or'ed in from qh), and multiplied with x's packed int8
+// words by OpSDot (4 products and their sum per instruction, exact in
+// int32); the block's sum is then scaled in f32: d·s·Σq·q_x for Q8_0,
+// d·s·(Σq·q_x − 8·Σq_x) for Q4_0, d·s·(Σq·q_x − 16·Σq_x) for Q5_0 and
 // s·(d·Σq·q_x + m·Σq_x) for Q4_1.
 //
 // Error against an FP64 product of the dequantized weights: the f32 bound
@@ -61,10 +62,22 @@ const uint LANES = WG_SIZE / SLOTS;
 // 2 KiB of scales and sums (lavapipe allows 32 KiB).
 #define TILE 256u
 
+// Words per block that load_block gives: the quants, and Q5_0's qh last.
 #if defined(FORMAT_Q8_0)
 #define QS_WORDS 8u
+#elif defined(FORMAT_Q5_0)
+#define QS_WORDS 5u
+#define QH_WORD 4u
+#include "fifth_bits.glsl"
 #else
 #define QS_WORDS 4u
+#endif
+
+// The stored level of weight q is q + LEVEL_OFFSET (Q4_0, Q5_0).
+#if defined(FORMAT_Q4_0)
+#define LEVEL_OFFSET 8
+#elif defined(FORMAT_Q5_0)
+#define LEVEL_OFFSET 16
 #endif
 
 // Rows each invocation accumulates, and blocks per vector in one tile.
@@ -136,11 +149,12 @@ void quantize_tile(uint k0, uint count) {
 }
 
 // Words of W covering a block that starts at an even halfword (the count
-// for an odd one is the same for Q8_0 and Q4_0, one more for Q4_1).
+// for an odd one is the same for Q8_0, Q4_0 and Q5_0, one more for Q4_1).
 #define BLOCK_WORDS ((BLOCK_HALVES + 1u) / 2u)
 
-// The block starting at halfword h: its quants (QS_WORDS words, after d,
-// or d and m for Q4_1) and (d, m) (m = 0 but for Q4_1). Reads only the
+// The block starting at halfword h: its quants (after d, d and m for Q4_1,
+// or d and qh for Q5_0, whose qh comes last in qs) and (d, m) (m = 0 but for
+// Q4_1). Reads only the
 // aligned words that hold the block, each once, and shifts by a halfword
 // what starts mid-word.
 void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
@@ -166,6 +180,13 @@ void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
     for (uint j = 0u; j < QS_WORDS; ++j) {
         qs[j] = b[j + 1u];
     }
+#elif defined(FORMAT_Q5_0)
+    // qh one halfword after d, the quants three.
+    dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
+    qs[QH_WORD] = (b[0] >> 16) | (b[1] << 16);
+    for (uint j = 0u; j < QH_WORD; ++j) {
+        qs[j] = (b[j + 1u] >> 16) | (b[j + 2u] << 16);
+    }
 #else
     // The quants start one halfword after d.
     dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
@@ -182,8 +203,11 @@ float weight(uint qs[QS_WORDS], vec2 dm, uint e) {
 #else
     uint byte = qs[(e % 16u) / 4u] >> (8u * (e % 4u));
     uint q = (e < 16u ? byte : byte >> 4) & 15u;
-#if defined(FORMAT_Q4_0)
-    return dm.x * float(int(q) - 8);
+#if defined(FORMAT_Q5_0)
+    q |= ((qs[QH_WORD] >> e) & 1u) << 4;
+#endif
+#if defined(LEVEL_OFFSET)
+    return dm.x * float(int(q) - LEVEL_OFFSET);
 #else
     return dm.x * float(q) + dm.y;
 #endif
@@ -212,6 +236,15 @@ int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
         sum += sdot4x8(int(qs[j]), int(xlo[j]), 0);
         sum += sdot4x8(int(qs[4u + j]), int(xhi[j]), 0);
     }
+#elif defined(FORMAT_Q5_0)
+    // As the 4-bit formats', with each byte's fifth bit from qh; values
+    // 0..31 are the same as signed bytes.
+    for (uint j = 0u; j < 4u; ++j) {
+        uint lo = (qs[j] & 0x0f0f0f0fu) | fifth_bytes(qs[QH_WORD] >> (4u * j));
+        uint hi = ((qs[j] >> 4) & 0x0f0f0f0fu) | fifth_bytes(qs[QH_WORD] >> (16u + 4u * j));
+        sum += sdot4x8(int(lo), int(xlo[j]), 0);
+        sum += sdot4x8(int(hi), int(xhi[j]), 0);
+    }
 #else
     // Word j of the quants: elements 4j..4j+3 in its low nibbles, 16+4j..
     // 19+4j in its high ones; values 0..15 are the same as signed bytes.
@@ -227,8 +260,8 @@ int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
 float add_block(float acc, int dot, vec2 dm, vec2 xs) {
 #if defined(FORMAT_Q8_0)
     return fma(dm.x * float(dot), xs.x, acc);
-#elif defined(FORMAT_Q4_0)
-    return fma(dm.x * float(dot - 8 * int(xs.y)), xs.x, acc);
+#elif defined(LEVEL_OFFSET)
+    return fma(dm.x * float(dot - LEVEL_OFFSET * int(xs.y)), xs.x, acc);
 #else
     return fma(fma(dm.x, float(dot), dm.y * xs.y), xs.x, acc);
 #endif

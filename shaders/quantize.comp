@@ -8,10 +8,12 @@
 #include "hw_f16.glsl" // the `_rte` variant of F16: hardware conversion where exact
 #endif
 // F32 -> FORMAT. Block formats by workgroup (block_group.glsl). Step 3:
-// Q8_0 and Q4_0 put each block's header and quant bytes into shared memory as
-// 16-bit halves (their 34- and 18-byte blocks start at every other half-word)
-// and the group then stores the output as whole words; Q4_1's lanes store
-// their quant words and headers directly. STORE16 (Q8_0's `_s16` variant,
+// Q8_0, Q4_0 and Q5_0 put each block's header and quant bytes into shared
+// memory as 16-bit halves (their 34-, 18- and 22-byte blocks start at every
+// other half-word; Q5_0's fifth bits, which all 4 lanes of a block
+// contribute to, are or'ed into a word per block) and the group then stores
+// the output as whole words; Q4_1's lanes store their quant words and
+// headers directly. STORE16 (Q8_0's `_s16` variant,
 // 16-bit storage): the lanes store their header and quant bytes directly as
 // 16-bit halves, with no shared image and no third barrier (on the H200,
 // 0.87x copy against 0.81x; Q4_0 measured 0.92x against 0.93x, so it keeps
@@ -34,7 +36,16 @@
 layout(std430, binding = 1) writeonly buffer Dst16 { uint16_t dst16[]; };
 #endif
 const uint BLOCK_HALVES = uint(BLOCK_BYTES) / 2u;
-const uint HEADER_HALVES = HEADER_BYTES / 2u;
+const uint QS_HALVES = QS_AT / 2u; // where the quant bytes start
+
+#if defined(FORMAT_Q5_0)
+#if defined(STORE16)
+#error "Q5_0's qh is gathered in shared memory and stored with the image: no STORE16 variant"
+#endif
+// Each block's qh, or'ed together by its 4 lanes in step 3a (zeroed before
+// step 1's barrier).
+shared uint block_qh[GROUP_BLOCKS];
+#endif
 
 #if !defined(FORMAT_Q4_1)
 // Half-word h of the group's output (Q8_0, Q4_0): into the shared image, or
@@ -69,6 +80,12 @@ void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_b
     // Quant bytes 4i .. 4i+3 and 4i+16 .. 4i+19.
     uint word = q.x | (q.y << 8) | (q.z << 16) | (q.w << 24);
     uint word1 = q1.x | (q1.y << 8) | (q1.z << 16) | (q1.w << 24);
+#elif defined(FORMAT_Q5_0)
+    // Quant bytes 4i .. 4i+3: the low 4 bits of values 4i+t low, of 4i+16+t
+    // high; their fifth bits are bits 4i+t and 4i+16+t of qh.
+    uvec4 bytes = (q & 15u) | ((q1 & 15u) << 4);
+    uint word = bytes.x | (bytes.y << 8) | (bytes.z << 16) | (bytes.w << 24);
+    atomicOr(block_qh[b], (fifth_bits(q) << (4u * i)) | (fifth_bits(q1) << (16u + 4u * i)));
 #else
     // Quant bytes 4i .. 4i+3: values 4i+t low, 4i+16+t high.
     uvec4 bytes = q | (q1 << 4);
@@ -81,7 +98,7 @@ void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_b
     }
     store_word(word0 + 1u + i, word, 0xffffffffu);
 #else
-    uint at = b * BLOCK_HALVES + HEADER_HALVES + 2u * i;
+    uint at = b * BLOCK_HALVES + QS_HALVES + 2u * i;
     if (i == 0u) {
         put_half(b * BLOCK_HALVES, bp.header & 0xffffu);
     }
@@ -95,8 +112,26 @@ void quantize_round(uint r, vec4 x0, vec4 x1, uint p, uint first_value, uint n_b
 #endif
 }
 
+#if !defined(FORMAT_Q4_1) && !defined(STORE16)
+// Half-word h of the group's output: the image, except Q5_0's qh, which
+// comes from block_qh.
+uint image_half(uint h) {
+#if defined(FORMAT_Q5_0)
+    uint b = h / BLOCK_HALVES;
+    uint at = h - b * BLOCK_HALVES;
+    if (at == 1u || at == 2u) {
+        return (block_qh[b] >> (16u * (at - 1u))) & 0xffffu;
+    }
+#endif
+    return scratch[h];
+}
+#endif
+
 void main() {
     uint p = gl_LocalInvocationID.x;
+#if defined(FORMAT_Q5_0)
+    block_qh[p] = 0u; // LOCAL_SIZE = GROUP_BLOCKS
+#endif
     uint first_value;
     uint n_blocks = load_group(first_value); // steps 1 and 2, then a barrier
     if (group_is_plain()) {
@@ -120,15 +155,15 @@ void main() {
         for (uint k = 0u; k < (GROUP_OUT_WORDS + LOCAL_SIZE - 1u) / LOCAL_SIZE; ++k) {
             uint w = k * LOCAL_SIZE + p;
             if (w < GROUP_OUT_WORDS) {
-                store_word(word0 + w, scratch[2u * w] | (scratch[2u * w + 1u] << 16), 0xffffffffu);
+                store_word(word0 + w, image_half(2u * w) | (image_half(2u * w + 1u) << 16), 0xffffffffu);
             }
         }
     } else {
         for (uint w = p; w * 4u < out_bytes; w += LOCAL_SIZE) {
             // A last word of 2 bytes takes only the first half.
             uint bytes = min(4u, out_bytes - w * 4u);
-            uint high = bytes == 4u ? scratch[2u * w + 1u] << 16 : 0u;
-            store_word(word0 + w, scratch[2u * w] | high, byte_mask(bytes));
+            uint high = bytes == 4u ? image_half(2u * w + 1u) << 16 : 0u;
+            store_word(word0 + w, image_half(2u * w) | high, byte_mask(bytes));
         }
     }
 #endif

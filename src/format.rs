@@ -122,8 +122,7 @@ pub struct FormatSpec {
     /// (embeddings, attention and FFN matrices agree within 0.5 dB;
     /// tests/plan_measured.rs checks the estimates stay within 4 dB).
     pub estimated_snr_db: f64,
-    /// Whether the planner's config policy may offer it (Q5_0 waits for its
-    /// planner wiring, issue #19).
+    /// Whether the planner's config policy may offer it.
     pub planned: bool,
     /// The suffix of its Vulkan shader variants ("q4_0").
     pub shader_tag: &'static str,
@@ -323,16 +322,10 @@ pub static FORMATS: [FormatSpec; 7] = [
             saturate_to: f32::from_bits(0x497f_efff),
         },
         estimated_snr_db: 27.2,
-        planned: false,
+        planned: true,
         shader_tag: "q5_0",
         cpu: BLOCK_CPU,
-        // No shader decodes Q5_0 yet (issue #19): every Vulkan entry point
-        // refuses it as unsupported.
-        vulkan: VulkanKernelSet {
-            conversions: false,
-            matvec: false,
-            matvec_dot: false,
-        },
+        vulkan: ALL_VULKAN,
     },
 ];
 

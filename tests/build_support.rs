@@ -55,6 +55,7 @@ fn the_build_decides_each_kernels_grid_from_its_defines() {
         Some((16, 256))
     );
     assert_eq!(grid("quantize.comp", &["FORMAT_Q4_0"]), Some((32, 64)));
+    assert_eq!(grid("fake_quantize.comp", &["FORMAT_Q5_0"]), Some((32, 64)));
     assert_eq!(grid("fake_quantize.comp", &["FORMAT_F16"]), Some((4, 256)));
     assert_eq!(grid("matvec.comp", &["FORMAT_Q4_0"]), None);
     // F16/BF16 dequantize must name its units.

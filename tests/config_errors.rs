@@ -41,6 +41,22 @@ fn other_sections_are_skipped_and_no_section_means_disabled() {
     assert_eq!(cfg.precision_level, Format::Q8_0);
 }
 
+/// INT5 is Q5_0, and the chain offers it between INT4 and INT8: a floor of
+/// INT4 allows it, one of INT5 starts there, one of INT8 rules it out.
+#[test]
+fn int5_is_q5_0_and_sits_between_int4_and_int8() {
+    let policy = |level: &str| {
+        let text = format!("[quantization]\nenabled = true\nprecision_level = {level}\n");
+        QuantConfig::parse(&text, "t.ini").unwrap().policy(false)
+    };
+    let int5 = policy("INT5");
+    assert_eq!(int5.default_format, Some(Format::Q5_0));
+    assert!(int5.allows(Format::Q5_0) && int5.allows(Format::Q8_0));
+    assert!(!int5.allows(Format::Q4_0) && !int5.allows(Format::Q4_1));
+    assert!(policy("INT4").allows(Format::Q5_0));
+    assert!(!policy("INT8").allows(Format::Q5_0));
+}
+
 fn error(text: &str) -> String {
     let e = QuantConfig::parse(text, "bad.ini").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");

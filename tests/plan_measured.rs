@@ -1,6 +1,6 @@
 //! Planning from measured error on the real weights committed in data/weights: the
-//! fallback chain acts on measured SNRs, and the estimates used without data
-//! are close to what real weights measure.
+//! fallback chain (INT4 → Q5_0 → INT8 → ...) acts on measured SNRs, and the
+//! estimates used without data are close to what real weights measure.
 
 use nyxq::Format;
 use nyxq::plan::{ErrorSource, Hardware, Model, Plan, Policy, Role, TensorDesc, estimated_snr_db};
@@ -59,24 +59,28 @@ fn measured_errors_drive_the_fallback_chain() {
         let snr = t.measured_snr_db.unwrap();
         let at = |f: Format| snr[f as usize];
         println!(
-            "{:<70} Q4_0 {:>5.1}  Q4_1 {:>5.1}  Q8_0 {:>5.1}  BF16 {:>5.1}  F16 {:>5.1}  (estimates {:.1} / {:.1})",
+            "{:<70} Q4_0 {:>5.1}  Q4_1 {:>5.1}  Q5_0 {:>5.1}  Q8_0 {:>5.1}  BF16 {:>5.1}  F16 {:>5.1}  (estimates {:.1} / {:.1} / {:.1})",
             t.name,
             at(Format::Q4_0),
             at(Format::Q4_1),
+            at(Format::Q5_0),
             at(Format::Q8_0),
             at(Format::BF16),
             at(Format::F16),
             estimated_snr_db(Format::Q4_0, t.role),
+            estimated_snr_db(Format::Q5_0, t.role),
             estimated_snr_db(Format::Q8_0, t.role)
         );
         if t.row_len() % 32 == 0 {
-            assert!(at(Format::Q4_0) < at(Format::Q8_0));
+            assert!(at(Format::Q4_0) < at(Format::Q5_0));
+            assert!(at(Format::Q5_0) < at(Format::Q8_0));
             assert!(at(Format::Q8_0) < at(Format::F16));
             q4.push(at(Format::Q4_0));
             // The estimates used without data are within 4 dB of real weights.
             if !t.role.keeps_f32() {
-                assert!((at(Format::Q8_0) - estimated_snr_db(Format::Q8_0, t.role)).abs() < 4.0);
-                assert!((at(Format::Q4_0) - estimated_snr_db(Format::Q4_0, t.role)).abs() < 4.0);
+                for f in [Format::Q4_0, Format::Q5_0, Format::Q8_0] {
+                    assert!((at(f) - estimated_snr_db(f, t.role)).abs() < 4.0, "{f:?}");
+                }
             }
         }
         assert!(at(Format::BF16) < at(Format::F16));
@@ -99,16 +103,23 @@ fn measured_errors_drive_the_fallback_chain() {
         if t.role.keeps_f32() {
             continue;
         }
-        let q4_snr = t.measured_snr_db.unwrap()[Format::Q4_0 as usize];
+        let snr = t.measured_snr_db.unwrap();
+        let (q4_snr, q5_snr) = (snr[Format::Q4_0 as usize], snr[Format::Q5_0 as usize]);
         assert_eq!(e.error_source, ErrorSource::Measured);
         if q4_snr >= threshold {
             assert_eq!(e.format, Format::Q4_0, "{}", e.reason);
             kept += 1;
         } else {
-            assert_eq!(e.format, Format::Q8_0, "{}", e.reason);
+            // One step up the chain: Q5_0, or Q8_0 where Q5_0 misses too.
+            let expected = if q5_snr >= threshold {
+                Format::Q5_0
+            } else {
+                Format::Q8_0
+            };
+            assert_eq!(e.format, expected, "{}", e.reason);
             assert!(
                 e.reason.contains(&format!(
-                    "Q4_0 SNR {q4_snr:.1} dB < {threshold:.1} dB threshold → Q8_0"
+                    "Q4_0 SNR {q4_snr:.1} dB < {threshold:.1} dB threshold → Q5_0"
                 )),
                 "{}",
                 e.reason

@@ -122,16 +122,28 @@ fn the_fallback_chain_raises_formats_that_miss_the_threshold_and_says_why() {
         default_format: Some(Format::Q4_0),
         ..Policy::default()
     };
-    let plan = Plan::create(&model("ultra-low"), &hw, &policy).unwrap();
-    let qkv = plan
-        .entries
-        .iter()
-        .find(|e| e.name.ends_with("qkv_proj.weight"))
-        .unwrap();
+    // INT4 → Q5_0 → INT8: each step up the chain says why.
+    let qkv_of = |plan: &Plan| {
+        plan.entries
+            .iter()
+            .find(|e| e.name.ends_with("qkv_proj.weight"))
+            .unwrap()
+            .clone()
+    };
+    let qkv = qkv_of(&Plan::create(&model("ultra-low"), &hw, &policy).unwrap());
     assert_eq!(qkv.format, Format::Q8_0);
+    for step in [
+        "Q4_0 SNR 21.1 dB < 30.0 dB threshold → Q5_0",
+        "Q5_0 SNR 27.2 dB < 30.0 dB threshold → Q8_0",
+    ] {
+        assert!(qkv.reason.contains(step), "{}", qkv.reason);
+    }
+    policy.min_snr_db = 25.0;
+    let qkv = qkv_of(&Plan::create(&model("ultra-low"), &hw, &policy).unwrap());
+    assert_eq!(qkv.format, Format::Q5_0);
     assert!(
         qkv.reason
-            .contains("Q4_0 SNR 21.1 dB < 30.0 dB threshold → Q8_0"),
+            .contains("Q4_0 SNR 21.1 dB < 25.0 dB threshold → Q5_0"),
         "{}",
         qkv.reason
     );

@@ -2,6 +2,7 @@
 //! exceeds its budgets, never puts a tensor below the accuracy threshold when a
 //! feasible alternative exists, and is deterministic.
 
+use nyxq::format::{ALL_FORMATS, QUANTIZED_FORMATS};
 use nyxq::plan::{Hardware, Model, Plan, Policy, Role, TensorDesc};
 use nyxq::{ErrorKind, Format};
 use proptest::prelude::*;
@@ -48,7 +49,7 @@ fn arb_model() -> impl Strategy<Value = Model> {
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
     (
-        1u32..64,
+        1u32..1 << ALL_FORMATS.len(),
         5.0..70.0f64,
         any::<bool>(),
         any::<bool>(),
@@ -99,7 +100,7 @@ proptest! {
                     // meets it (F32 is not in the chain without fallback_to_fp32).
                     if e.snr_db < policy.min_snr_db {
                         prop_assert!(!policy.fallback_to_fp32, "{} {:?} {}", e.name, e.format, e.snr_db);
-                        for f in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+                        for f in QUANTIZED_FORMATS {
                             let usable = policy.allows(f) && t.fits_blocks(f) && (f != Format::F16 || fp16);
                             prop_assert!(!usable || nyxq::plan::estimated_snr_db(f, t.role) < policy.min_snr_db,
                                 "{} keeps {:?} below threshold though {:?} meets it", e.name, e.format, f);
@@ -130,7 +131,7 @@ proptest! {
                     let extra = |f: Format| policy.training_extra(t.numel(), f != Format::F32);
                     let mut best = t.bytes_in(Format::F32).unwrap() + extra(Format::F32);
                     if !t.role.keeps_f32() && policy.adaptive {
-                        for f in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::BF16, Format::F16] {
+                        for f in QUANTIZED_FORMATS {
                             let ok = policy.allows(f) && (f != Format::F16 || fp16)
                                 && nyxq::plan::estimated_snr_db(f, t.role) >= policy.min_snr_db;
                             if let (true, Some(b)) = (ok, t.bytes_in(f)) { best = best.min(b + extra(f)); }

@@ -129,7 +129,7 @@ fn same_values<T: Copy + PartialEq>(cpu: &[T], gpu: &[T], is_nan: impl Fn(T) -> 
 /// Dequantizing any block bytes: the GPU's values are the CPU twin's.
 fn check_any_blocks(ctx: &nyxq::context::Context) {
     let engine = ctx.vulkan().unwrap();
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+    for format in formats().filter(|f| f.is_block()) {
         let n = 32 * 12 * 12 * 4;
         let q = any_blocks(format, n / 32);
         let mut cpu = vec![0f32; n];

@@ -4,8 +4,8 @@
 //! rows longer than one tile of x, NaN/Inf and extreme magnitudes in x.
 //! Results are checked against an FP64 product of the dequantized weights
 //! within the bound of src/matvec/mod.rs, (n + 3)·2⁻²⁴·Σ|w·x|, and against
-//! the CPU kernel (nyxq::matvec). Where the integer-dot variant runs (Q8_0,
-//! Q4_0 and Q4_1; lavapipe has shaderIntegerDotProduct) the bound adds x's
+//! the CPU kernel (nyxq::matvec). Where the integer-dot variant runs (the
+//! block formats; lavapipe has shaderIntegerDotProduct) the bound adds x's
 //! rounding, Σ_blocks (s/2)·Σ|w|. The shapes run under every matvec row of
 //! the environment table: `_dot` at every batch, the default choice (dot up
 //! to batch 2, f32 above), the f32 subgroup variant, the compatible variant
@@ -148,7 +148,7 @@ fn rows_longer_than_one_tile_of_x() {
         .matvec()
         .set_arithmetic(matvec::Arithmetic::IntegerDot);
     let (rows, cols) = (37usize, 32 * 259);
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+    for format in Format::with_vulkan(VulkanFamily::MatvecDot) {
         let (wq, w) = weights(format, rows, cols, 71);
         for batch in [1u32, 2, 3, 8] {
             let call = forward_call(format, rows, cols, batch, false);
@@ -178,7 +178,7 @@ fn extreme_magnitudes_of_x() {
     };
     let engine = ctx.vulkan().unwrap();
     let (rows, cols, batch) = (9usize, 128usize, 2u32);
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+    for format in Format::with_vulkan(VulkanFamily::MatvecDot) {
         let (wq, w) = weights(format, rows, cols, 83);
         let mut x = uniform(batch as usize * cols, 89);
         // Large enough for a subnormal 1/max|x|, small enough for the CPU's

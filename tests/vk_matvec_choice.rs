@@ -11,7 +11,7 @@ use nyxq::vk::shaders::MatvecVariant as Variant;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
-/// Without compat forced, Q8_0, Q4_0 and Q4_1 run the integer-dot variant
+/// Without compat forced, the block formats run the integer-dot variant
 /// on lavapipe (it has subgroup arithmetic and shaderIntegerDotProduct);
 /// F32/F16/BF16 the f32 subgroup one; NYXQ_VK_MATVEC_VARIANT's choice can be
 /// changed at run time (the benchmark does).

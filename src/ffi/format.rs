@@ -23,8 +23,7 @@ pub enum NyxqFormat {
     /// INT4 blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m (5 bits/weight).
     NyxqFormatQ4_1 = 5,
     /// INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
-    /// x = d*(q-16) (5.5 bits/weight). CPU only: the Vulkan functions and
-    /// device tensors refuse it with NYXQ_ERROR_UNSUPPORTED.
+    /// x = d*(q-16) (5.5 bits/weight).
     NyxqFormatQ5_0 = 6,
 }
 

@@ -28,7 +28,7 @@ pub const NYXQ_DEFAULT_BYTES: u64 = u64::MAX;
 pub struct NyxqPlanPolicy {
     /// sizeof(NyxqPlanPolicy) as the caller compiled it.
     pub struct_size: usize,
-    /// Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q4_0.
+    /// Allowed formats: bit (1 << NyxqFormat). Default F32|F16|BF16|Q8_0|Q5_0|Q4_0.
     pub allowed_formats: u32,
     /// Least SNR of every tensor in dB. Default 20.
     pub min_snr_db: f64,

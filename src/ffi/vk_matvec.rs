@@ -57,8 +57,7 @@ fn record(
 /// Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
 /// `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
 ///
-/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
-///   kernels: not Q5_0), row-major,
+/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
 ///   each row whole blocks: the bytes nyxq_quantize writes for the flattened
 ///   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
 /// - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -78,8 +77,9 @@ fn record(
 /// zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
 /// where the device has subgroup arithmetic, unless compat is forced. On a
 /// device nyxq created with shaderIntegerDotProduct (not a borrowed one),
-/// Q8_0, Q4_0 and Q4_1 use the integer-dot variant instead: x is rounded to
-/// int8 per block of 32 with scale s = max|x|/127, which adds at most
+/// the block formats (Q8_0, Q4_0, Q4_1, Q5_0) use the integer-dot variant
+/// instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
+/// which adds at most
 /// Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
@@ -87,9 +87,8 @@ fn record(
 /// format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
 /// offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
 /// size; the needed bytes in nyxq_last_error_needed_len),
-/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
-/// with no Vulkan kernel (Q5_0); x, bias, y or one row of W over
-/// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
+/// y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
 /// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
 /// recorded on error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]

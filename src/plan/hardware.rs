@@ -4,9 +4,12 @@
 
 use super::sizes::parse_size;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::Path;
+
+/// Why a format stays off a GPU: nyxq cannot compute with it there.
+const NO_VULKAN_KERNELS: &str = "nyxq has no Vulkan kernels for this format";
 
 /// What the planner knows about a machine. The Vulkan backend fills one from
 /// the physical device (heap sizes, VK_EXT_memory_budget, maxMemoryAllocationSize,
@@ -162,9 +165,12 @@ impl Hardware {
     }
 
     /// Whether tensors may be kept on the device in `format`, and if not, why.
+    /// A device tensor needs its format's Vulkan matvec kernels (as
+    /// `Tensor::migrate` does; F32 has them, though its conversions are the
+    /// copy kernel).
     pub fn device_supports(&self, format: Format) -> std::result::Result<(), &'static str> {
-        if !self.cpu_only && !format.spec().vulkan.conversions {
-            return Err("nyxq has no Vulkan kernels for this format");
+        if !self.cpu_only && !format.spec().vulkan.has(VulkanFamily::Matvec) {
+            return Err(NO_VULKAN_KERNELS);
         }
         match format {
             Format::F16 if !self.fp16_arithmetic && !self.cpu_only => {
@@ -249,9 +255,14 @@ mod tests {
             .map(|name| Hardware::profile(name).unwrap())
             .find(|hw| !hw.cpu_only)
             .expect("a GPU profile is built in");
-        assert!(gpu.device_supports(Format::Q5_0).is_err());
-        assert!(gpu.device_supports(Format::Q4_0).is_ok());
         let cpu = Hardware::host_cpu().unwrap();
-        assert!(cpu.device_supports(Format::Q5_0).is_ok());
+        for format in crate::format::ALL_FORMATS {
+            let refused = gpu.device_supports(format) == Err(NO_VULKAN_KERNELS);
+            assert_eq!(refused, !format.spec().vulkan.matvec, "{format:?}");
+            assert!(cpu.device_supports(format).is_ok(), "{format:?}");
+        }
+        // F32's conversions are the copy kernel, not conversion kernels: it
+        // still lives on the device.
+        assert!(gpu.device_supports(Format::F32).is_ok());
     }
 }

@@ -94,6 +94,7 @@ impl Default for Policy {
                 Format::F16,
                 Format::BF16,
                 Format::Q8_0,
+                Format::Q5_0,
                 Format::Q4_0,
             ],
             min_snr_db: 20.0,

@@ -112,7 +112,8 @@ pub(super) fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<
         );
     }
     // The fallback chain: usable formats from fewest to most bits; among equal
-    // sizes the less accurate first, so the chain climbs INT4 → INT8 → FP16 → FP32.
+    // sizes the less accurate first, so the chain climbs INT4 → Q5_0 → INT8 → FP16 →
+    // FP32.
     let mut chain: Vec<Choice> = ALL_FORMATS
         .iter()
         .copied()

@@ -14,7 +14,7 @@
 //! as no product w·x is subnormal (GPUs flush those to zero: at most 2⁻¹²⁶
 //! more per term).
 //!
-//! The third, `_dot` (shaders/matvec_dot.comp), is for Q8_0, Q4_0 and Q4_1
+//! The third, `_dot` (shaders/matvec_dot.comp), is for the block formats
 //! and is the default for them where the device has subgroup arithmetic
 //! (subgroups of 4 to 32) and shaderIntegerDotProduct enabled (nyxq's own
 //! device; not a borrowed one): each workgroup rounds tiles of x to int8 per

@@ -214,7 +214,7 @@ impl MatvecChoice {
         self.subgroup
     }
 
-    /// Whether the device runs the `_dot` variant (Q8_0, Q4_0, Q4_1).
+    /// Whether the device runs the `_dot` variant (the block formats).
     pub fn dot_supported(&self) -> bool {
         self.dot
     }
@@ -233,7 +233,7 @@ impl MatvecChoice {
     /// The forward variant to use on `format` for `batch` vectors (`compat`
     /// forces the shared-memory one).
     pub fn forward_variant(&self, compat: bool, format: Format, batch: u32) -> MatvecVariant {
-        let block = matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+        let has_dot = format.spec().vulkan.matvec_dot;
         let dot = match self.arithmetic() {
             Arithmetic::Auto => batch <= DOT_MAX_BATCH,
             Arithmetic::F32 => false,
@@ -241,7 +241,7 @@ impl MatvecChoice {
         };
         if compat || !self.subgroup {
             MatvecVariant::Compat
-        } else if block && self.dot && dot {
+        } else if has_dot && self.dot && dot {
             MatvecVariant::Dot
         } else {
             MatvecVariant::Subgroup

@@ -70,6 +70,7 @@ fn f16_ties(format: Format, j: usize) -> f32 {
         Format::Q4_0 if j == 31 => -8.0 * d, // sets the scale to d
         Format::Q4_0 => ((j % 16) as f32 - 8.0) * d,
         Format::Q4_1 => (j % 16) as f32 * d,
+        Format::Q5_0 => (jf - 16.0) * d, // -16d, first, sets the scale to d
         _ => {
             let tie = f32::from_bits(0x3f80_1000 + j as u32 * 0x2000);
             if j % 3 == 0 { -tie } else { tie }

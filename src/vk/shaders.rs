@@ -35,7 +35,7 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, Q8_0/Q4_0/Q4_1 only: x rounded to int8 per block, integer
+    /// Forward, Q8_0/Q4_0/Q4_1/Q5_0 only: x rounded to int8 per block, integer
     /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
     Dot,
     /// The transposed product (one variant, no optional feature).
@@ -197,7 +197,8 @@ mod tests {
             [
                 "dequantize_q8_0_f16_rte",
                 "dequantize_q4_0_f16_rte",
-                "dequantize_q4_1_f16_rte_dp"
+                "dequantize_q4_1_f16_rte_dp",
+                "dequantize_q5_0_f16_rte"
             ]
         );
     }
@@ -268,6 +269,7 @@ mod tests {
         assert_eq!(grid(KernelId::UNSCALE_F32), g(1, 256));
         assert_eq!(grid(KernelId::QUANTIZE_F32_F16), g(4, 256));
         assert_eq!(grid(KernelId::QUANTIZE_F32_Q4_0), g(32, 64));
+        assert_eq!(grid(KernelId::QUANTIZE_F32_Q5_0), g(32, 64));
         assert_eq!(grid(KernelId::FAKE_QUANTIZE_F32_Q8_0), g(32, 64));
         assert_eq!(grid(KernelId::DEQUANTIZE_F16_F32), g(8, 256));
         assert_eq!(grid(KernelId::DEQUANTIZE_Q8_0_F32), g(8, 256));
@@ -276,6 +278,7 @@ mod tests {
             KernelId::DEQUANTIZE_Q8_0_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
+            KernelId::DEQUANTIZE_Q5_0_F16_RTE,
         ] {
             assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }
