@@ -4,7 +4,8 @@
 //! other):
 //!
 //! 1. the instance and the device (`instance`, `device`, `emulation`,
-//!    `borrowed`);
+//!    `borrowed`), and the device-local memory's budget and nyxq's ledger
+//!    of it (`budget`);
 //! 2. the kernel table and the kernel families (`shaders`, `family`);
 //! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
 //!    descriptor sets, the queue, the range checks (`error`, `memory`,
@@ -17,6 +18,7 @@
 //!    products (`matvec`), the self-test, device storage of tensors.
 
 pub mod borrowed;
+pub mod budget;
 pub mod device;
 pub mod emulation;
 pub mod instance;
