@@ -35,7 +35,7 @@ const TOPICS: &[Topic] = &[
     },
     Topic {
         banner: "Contexts",
-        files: &["context.rs"],
+        files: &["context.rs", "memory.rs"],
         only_if: None,
     },
     Topic {

@@ -146,6 +146,10 @@ TEST(CppApi, ContextCreationAndInfo) {
   const nyxq::Hardware hw = ctx.detect_hardware();
   EXPECT_EQ(hw.cpu_only, 1);
   EXPECT_GT(hw.device_local_bytes, 0u);
+  const nyxq::MemoryStatus memory = ctx.memory_status();
+  EXPECT_EQ(memory.struct_size, sizeof memory);
+  EXPECT_EQ(memory.source, NYXQ_MEMORY_SOURCE_HOST);
+  EXPECT_GT(memory.available_bytes, 0u);
 
   nyxq::ContextOptions bad;
   bad.raw().backend = 42;

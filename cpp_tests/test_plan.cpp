@@ -103,8 +103,9 @@ TEST(Plan, ProfilesAreListedAndLoaded) {
   EXPECT_GT(detected.device_local_bytes, 0u);
 }
 
-// Without /proc/meminfo nyxq cannot tell how much memory the host has. A
-// child process takes it away in a mount namespace of its own, binding
+// Without /proc/meminfo nyxq cannot tell how much memory the host has: a CPU
+// context can neither be detected as hardware nor report its memory status.
+// A child process takes it away in a mount namespace of its own, binding
 // /dev/null over it, and asks.
 TEST(Plan, DetectingTheHostWithoutItsMemoryFactsIsUnsupported) {
   auto ctx = nyxq_test::cpu_context(1);
@@ -119,14 +120,17 @@ TEST(Plan, DetectingTheHostWithoutItsMemoryFactsIsUnsupported) {
     }
     NyxqHardware hw;
     const NyxqStatus status = nyxq_hardware_detect(ctx.get(), &hw);
-    _exit(status == NYXQ_ERROR_UNSUPPORTED ? 0 : 3);
+    NyxqMemoryStatus memory;
+    memory.struct_size = sizeof memory;
+    const NyxqStatus memory_status = nyxq_context_memory_status(ctx.get(), &memory);
+    _exit(status == NYXQ_ERROR_UNSUPPORTED && memory_status == NYXQ_ERROR_UNSUPPORTED ? 0 : 3);
   }
   int exit_status = 0;
   ASSERT_EQ(waitpid(child, &exit_status, 0), child);
   ASSERT_TRUE(WIFEXITED(exit_status));
   if (WEXITSTATUS(exit_status) == 2) GTEST_SKIP() << "no mount namespace for a test: user namespaces are off";
-  EXPECT_EQ(WEXITSTATUS(exit_status), 0) << "without /proc/meminfo, nyxq_hardware_detect did not report "
-                                            "NYXQ_ERROR_UNSUPPORTED";
+  EXPECT_EQ(WEXITSTATUS(exit_status), 0) << "without /proc/meminfo, nyxq_hardware_detect or "
+                                            "nyxq_context_memory_status did not report NYXQ_ERROR_UNSUPPORTED";
 }
 
 TEST(Plan, FitsReportsAndExplainsOnTheRx580) {

@@ -305,6 +305,45 @@ typedef int32_t NyxqBackend;
 #endif // __cplusplus
 
 /**
+ * Where NyxqMemoryStatus.budget_bytes comes from.
+ */
+enum NyxqMemorySource
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * VK_EXT_memory_budget: the driver's budget for this process, summed over
+   * the device-local heaps and read at the call. nyxq refuses its own
+   * device allocations beyond it.
+   */
+  NYXQ_MEMORY_SOURCE_DRIVER_BUDGET = 0,
+  /**
+   * The device lacks VK_EXT_memory_budget: the device-local heaps' size.
+   * The usage is nyxq's own allocations only (add the trainer's), and the
+   * driver alone refuses allocations.
+   */
+  NYXQ_MEMORY_SOURCE_HEAP_SIZE = 1,
+  /**
+   * A CPU context: the host memory available now (MemAvailable, what
+   * nyxq_hardware_detect plans with); no usage is counted against it.
+   */
+  NYXQ_MEMORY_SOURCE_HOST = 2,
+  /**
+   * A budget set with nyxq_test_set_device_budget (test builds): enforced
+   * as the driver's budget would be.
+   */
+  NYXQ_MEMORY_SOURCE_TEST_OVERRIDE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum NyxqMemorySource NyxqMemorySource;
+#else
+typedef int32_t NyxqMemorySource;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A working context: the backend and its settings. Create with
  * nyxq_context_create, release with nyxq_context_destroy. A context may be
  * used from several threads at once.
@@ -398,6 +437,62 @@ typedef struct {
 } NyxqContextInfo;
 
 /**
+ * Memory a context may use now and what it uses (nyxq_context_memory_status).
+ * Set struct_size to sizeof(NyxqMemoryStatus) before the call; nyxq writes
+ * as many bytes as both sides know and sets struct_size to that. New fields
+ * are only ever appended.
+ */
+typedef struct {
+  /**
+   * In: sizeof(NyxqMemoryStatus) as the caller compiled it. Out: the bytes
+   * nyxq wrote.
+   */
+  size_t struct_size;
+  /**
+   * A NyxqMemorySource value.
+   */
+  int32_t source;
+  /**
+   * 1 when driver_usage_bytes is the driver's (VK_EXT_memory_budget).
+   */
+  uint32_t has_driver_usage;
+  /**
+   * What this process may use in all, in bytes (see source).
+   */
+  uint64_t budget_bytes;
+  /**
+   * What counts against the budget: driver_usage_bytes where the driver
+   * reports it (the trainer's allocations included), never less than
+   * nyxq_bytes; nyxq_bytes without it; 0 for a CPU context.
+   */
+  uint64_t usage_bytes;
+  /**
+   * budget_bytes - usage_bytes, or 0 when the usage is above the budget.
+   */
+  uint64_t available_bytes;
+  /**
+   * This process's device-local usage as the driver reports it; 0 when
+   * has_driver_usage is 0.
+   */
+  uint64_t driver_usage_bytes;
+  /**
+   * Device-local bytes nyxq holds now: DEVICE tensors and the transient
+   * buffers of calls in progress. 0 for a CPU context.
+   */
+  uint64_t nyxq_bytes;
+  /**
+   * Sum of the device-local heaps' sizes (a CPU context: as budget_bytes).
+   */
+  uint64_t device_local_bytes;
+  /**
+   * The largest single device allocation nyxq makes (1 GiB or
+   * maxMemoryAllocationSize, whichever is smaller; a DEVICE tensor is
+   * split into chunks no larger); 0 for a CPU context.
+   */
+  uint64_t max_allocation_bytes;
+} NyxqMemoryStatus;
+
+/**
  * Writes the default options, with struct_size set, into *options_out.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
@@ -461,6 +556,31 @@ NyxqStatus nyxq_context_info(const NyxqContext *ctx,
  */
 NyxqStatus nyxq_context_report(const NyxqContext *ctx,
                                char **text_out);
+
+/**
+ * What the context may use now and what it uses, for a trainer that watches
+ * memory pressure between steps. On a Vulkan context the budget is read from
+ * the driver at each call (VK_EXT_memory_budget), so it follows other
+ * processes and the trainer's own allocations. nyxq refuses a device
+ * allocation for data it keeps on the device (a DEVICE tensor's buffers, the
+ * device buffers of GPU work) that would take usage_bytes above a
+ * DRIVER_BUDGET or TEST_OVERRIDE budget, with
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (or host memory, with the context option
+ * vulkan_host_fallback); the staging memory it maps to move data to and from
+ * the device is counted but never refused, so tensors can always leave the
+ * device. To respond to pressure, replan (nyxq_plan_replan) and move each
+ * tensor where the new plan puts it (nyxq_tensor_migrate); docs/planning.md,
+ * "Memory pressure while training", shows the loop. A CPU context reports
+ * the host memory available (NYXQ_MEMORY_SOURCE_HOST). *status_out is
+ * written only on success.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (status_out->struct_size below the first
+ * version's size), NYXQ_ERROR_UNSUPPORTED (a CPU context where
+ * /proc/meminfo cannot be read). Thread-safe.
+ */
+NyxqStatus nyxq_context_memory_status(const NyxqContext *ctx,
+                                      NyxqMemoryStatus *status_out);
 
 /* ---- Formats and quantization ---- */
 
@@ -2556,6 +2676,21 @@ NyxqStatus nyxq_test_fail_allocation_after(uint64_t nth);
  * Errors: NYXQ_ERROR_NULL_POINTER.
  */
 NyxqStatus nyxq_test_allocations_counted(uint64_t *count_out);
+
+/**
+ * Fault injection for memory pressure: the context's device budget becomes
+ * `budget_bytes` (0: the driver's again, or the heaps' size without
+ * VK_EXT_memory_budget), as nyxq_context_memory_status reports it (source
+ * NYXQ_MEMORY_SOURCE_TEST_OVERRIDE) and as nyxq's own device allocations are
+ * admitted against it: one that would take the usage above it fails with
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY. Every thread sees it at once. Test
+ * builds only.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context).
+ */
+NyxqStatus nyxq_test_set_device_budget(NyxqContext *ctx,
+                                       uint64_t budget_bytes);
 #endif
 
 #ifdef __cplusplus

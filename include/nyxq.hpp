@@ -1160,6 +1160,8 @@ class Plan : public detail::Owner<NyxqPlan, nyxq_plan_destroy> {
 using ContextInfo = NyxqContextInfo;
 /// Facts about a context's Vulkan device (nyxq_context_device_info).
 using DeviceInfo = NyxqDeviceInfo;
+/// What a context may use now and what it uses (nyxq_context_memory_status).
+using MemoryStatus = NyxqMemoryStatus;
 /// The caller's Vulkan objects (Context::create_vulkan_borrowed); struct_size is set for you.
 using VulkanHandles = NyxqVulkanHandles;
 /// A range of one of the caller's VkBuffers (the vk_cmd_* calls).
@@ -1228,6 +1230,16 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   }
   /// Throwing form of try_report.
   String report() const { return try_report().value(); }
+
+  /// The budget now, the usage and what nyxq holds (nyxq_context_memory_status;
+  /// struct_size is set for you).
+  Result<MemoryStatus> try_memory_status() const {
+    MemoryStatus status{};
+    status.struct_size = sizeof(MemoryStatus);
+    return detail::result_of<MemoryStatus>(nyxq_context_memory_status(get(), &status), [&] { return status; });
+  }
+  /// Throwing form of try_memory_status.
+  MemoryStatus memory_status() const { return try_memory_status().value(); }
 
   /// The policy of the config the context was created with, or the defaults
   /// (nyxq_context_plan_policy).

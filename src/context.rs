@@ -287,15 +287,53 @@ impl Context {
         self.vulkan.as_ref().map(|e| &e.device.info)
     }
 
+    /// Memory this context may use now and what it uses. Vulkan: the
+    /// device-local heaps, the budget (the driver's from VK_EXT_memory_budget,
+    /// read now; a test's; else the heaps' size), the driver's usage where
+    /// known and nyxq's ledger. CPU: the host memory available (MemAvailable,
+    /// as [`Context::hardware`]), with no usage counted against it (it is what
+    /// is left once every process's memory is taken out).
+    pub fn memory_status(&self) -> Result<crate::vk::budget::MemoryStatus> {
+        let Some(engine) = &self.vulkan else {
+            let (available, _) = crate::plan::hardware::host_memory()?;
+            return Ok(crate::vk::budget::MemoryStatus {
+                source: crate::vk::budget::BudgetSource::Host,
+                device_local_bytes: available,
+                budget_bytes: available,
+                driver_usage_bytes: None,
+                nyxq_bytes: 0,
+                max_allocation_bytes: 0,
+            });
+        };
+        Ok(crate::vk::memory::status(&engine.device))
+    }
+
+    /// Test only: makes the device's budget `bytes` (None: the driver's
+    /// again), as [`Context::memory_status`] reports it and as nyxq's own
+    /// device-local allocations are admitted against it. UNSUPPORTED on a
+    /// CPU context, InvalidArgument for Some(0).
+    pub fn inject_device_budget(&self, bytes: Option<u64>) -> Result<()> {
+        let engine = self.vulkan_engine()?;
+        if bytes == Some(0) {
+            return Err(Error::invalid(
+                "an injected device budget must be at least 1 byte",
+            ));
+        }
+        engine.device.ledger.set_budget_override(bytes);
+        Ok(())
+    }
+
     /// What the planner should plan for on this context. For the CPU backend:
     /// host memory (MemAvailable from /proc/meminfo) serves as both device and
     /// host memory. For the Vulkan backend: the device's local memory, its
-    /// budget from VK_EXT_memory_budget when present, its allocation limit and
-    /// feature flags, with host memory beside it.
+    /// budget now (the driver's from VK_EXT_memory_budget, or a test's;
+    /// [`Context::memory_status`]), its allocation limit and feature flags,
+    /// with host memory beside it.
     pub fn hardware(&self) -> Result<Hardware> {
         let Some(info) = self.device_info() else {
             return Hardware::host_cpu();
         };
+        let memory = self.memory_status()?;
         let (host, source) = crate::plan::hardware::host_memory()?;
         Ok(Hardware {
             name: format!("{} (detected)", info.name),
@@ -307,7 +345,11 @@ impl Context {
                 ),
             },
             device_local_bytes: info.device_local_bytes,
-            device_budget_bytes: info.budget_bytes.unwrap_or(0),
+            device_budget_bytes: if memory.source.enforced() {
+                memory.budget_bytes
+            } else {
+                0
+            },
             host_bytes: if info.unified_memory { 0 } else { host },
             max_allocation_bytes: info.max_allocation_bytes,
             unified_memory: info.unified_memory,
@@ -571,5 +613,23 @@ mod tests {
         assert_eq!(ctx.backend(), Backend::Cpu);
         assert!(ctx.fallback_reason().unwrap().contains("no Vulkan loader"));
         assert!(ctx.threads() >= 1);
+    }
+
+    #[test]
+    fn a_cpu_context_reports_host_memory_and_takes_no_device_budget() {
+        let ctx = Context::new(&ContextSettings {
+            backend: BackendPreference::Cpu,
+            ..Default::default()
+        })
+        .unwrap();
+        let status = ctx.memory_status().unwrap();
+        assert_eq!(status.source, crate::vk::budget::BudgetSource::Host);
+        assert!(status.budget_bytes > 0);
+        assert_eq!(status.device_local_bytes, status.budget_bytes);
+        assert_eq!((status.nyxq_bytes, status.usage_bytes()), (0, 0));
+        assert_eq!(status.available_bytes(), status.budget_bytes);
+        assert_eq!(status.driver_usage_bytes, None);
+        let err = ctx.inject_device_budget(Some(1)).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
     }
 }

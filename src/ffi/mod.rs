@@ -16,6 +16,7 @@ pub mod hardware;
 pub mod layout;
 pub mod log;
 pub mod matvec;
+pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod plan_policy;

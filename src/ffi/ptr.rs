@@ -168,6 +168,63 @@ pub(crate) unsafe fn options<T: Default + Copy>(
     Ok(value)
 }
 
+/// An out-struct from C whose first field is `size_t struct_size`, which the
+/// caller sets to the size it compiled. It must be at least `minimum` (the
+/// size of the struct's first version); the result is written only as far as
+/// both sides know the struct, and `struct_size` then says how far that was.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `struct_size` writable bytes whose first
+/// `size_t` is initialised.
+pub(crate) unsafe fn versioned_out<T: Copy>(
+    ptr: *mut T,
+    minimum: usize,
+    what: &str,
+) -> Result<VersionedOut<T>> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL; the caller set the first size_t (read_unaligned:
+    // C need not align the struct for Rust's view of it).
+    let struct_size = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if struct_size < minimum {
+        return Err(Error::invalid(format!(
+            "{what}->struct_size is {struct_size}; it must be at least {minimum} (set it to sizeof the struct)"
+        )));
+    }
+    Ok(VersionedOut {
+        ptr,
+        known: struct_size.min(size_of::<T>()),
+    })
+}
+
+/// A checked versioned out-struct (see [`versioned_out`]).
+pub(crate) struct VersionedOut<T> {
+    ptr: *mut T,
+    known: usize,
+}
+
+impl<T: Copy> VersionedOut<T> {
+    /// Writes the first `known` bytes of `value`, then `known` as its
+    /// `struct_size`; call only once everything else has succeeded.
+    ///
+    /// # Safety
+    /// As for [`versioned_out`]; `T` begins with a `usize` struct_size.
+    pub(crate) unsafe fn write(self, value: T) {
+        // SAFETY: `known` <= size_of::<T>() bytes of `value` are read and
+        // <= struct_size bytes written, which C provides; the regions are
+        // distinct (a local and C's memory).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&raw const value).cast::<u8>(),
+                self.ptr.cast::<u8>(),
+                self.known,
+            );
+            self.ptr.cast::<usize>().write_unaligned(self.known);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_disjoint;

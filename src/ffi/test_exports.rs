@@ -1,8 +1,9 @@
 //! Exports that exist only in test builds (feature `test-exports`).
 
+use super::context::NyxqContext;
 use super::guard::guard;
-use super::ptr;
 use super::status::NyxqStatus;
+use super::{handle, ptr};
 
 /// Panics inside the guard, to prove that a panic becomes
 /// NYXQ_ERROR_INTERNAL instead of unwinding into C. Test builds only.
@@ -57,5 +58,26 @@ pub extern "C" fn nyxq_test_allocations_counted(count_out: *mut u64) -> NyxqStat
         // SAFETY: count_out checked non-NULL; points to a uint64_t per the contract.
         unsafe { out.write(crate::alloc::fault::counted()) };
         Ok(())
+    })
+}
+
+/// Fault injection for memory pressure: the context's device budget becomes
+/// `budget_bytes` (0: the driver's again, or the heaps' size without
+/// VK_EXT_memory_budget), as nyxq_context_memory_status reports it (source
+/// NYXQ_MEMORY_SOURCE_TEST_OVERRIDE) and as nyxq's own device allocations are
+/// admitted against it: one that would take the usage above it fails with
+/// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY. Every thread sees it at once. Test
+/// builds only.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_UNSUPPORTED (a CPU context).
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_test_set_device_budget(
+    ctx: *mut NyxqContext,
+    budget_bytes: u64,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        context.inject_device_budget((budget_bytes != 0).then_some(budget_bytes))
     })
 }

@@ -235,26 +235,7 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
     let integer_dot_accelerated = integer_dot_product
         && dot_props.integer_dot_product4x8_bit_packed_signed_accelerated == vk::TRUE;
 
-    let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
-    let mut mem2 = vk::PhysicalDeviceMemoryProperties2::default();
-    if has_budget {
-        mem2 = mem2.push_next(&mut budget);
-    }
-    // SAFETY: the budget struct is chained only when the extension is listed.
-    unsafe { instance.get_physical_device_memory_properties2(pd, &mut mem2) };
-    let mem = mem2.memory_properties;
-    let heaps = &mem.memory_heaps[..mem.memory_heap_count as usize];
-    let local = |h: &vk::MemoryHeap| h.flags.contains(vk::MemoryHeapFlags::DEVICE_LOCAL);
-    let device_local_bytes = heaps.iter().filter(|h| local(h)).map(|h| h.size).sum();
-    let budget_bytes = has_budget.then(|| {
-        heaps
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| local(h))
-            .map(|(i, _)| budget.heap_budget[i])
-            .sum()
-    });
-    let unified_memory = heaps.iter().all(local);
+    let heaps = super::budget::read_heaps(instance, pd, has_budget);
 
     // SAFETY: pd was enumerated from this instance.
     let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
@@ -281,9 +262,9 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         driver_version: props.driver_version,
         api_version: props.api_version,
         device_type: DeviceType::from_vk(props.device_type),
-        device_local_bytes,
-        budget_bytes,
-        unified_memory,
+        device_local_bytes: heaps.device_local_bytes,
+        budget_bytes: heaps.budget_bytes,
+        unified_memory: heaps.unified_memory,
         max_allocation_bytes: if modern {
             v11.max_memory_allocation_size
         } else {
@@ -417,6 +398,9 @@ pub struct Device {
     /// Fault injection: the Nth submission (1-based) reports
     /// VK_ERROR_DEVICE_LOST. 0 means never.
     pub lose_at_submission: std::sync::atomic::AtomicU64,
+    /// The device-local bytes nyxq holds, a test's budget, and the admission
+    /// of nyxq's device-local allocations against the budget.
+    pub ledger: super::budget::Ledger,
     /// Why the device was lost, once a Vulkan call reported it: every later
     /// use of the device is refused with that reason.
     lost: parking_lot::Mutex<Option<String>>,
@@ -518,6 +502,7 @@ impl Device {
             submissions: std::sync::atomic::AtomicU64::new(0),
             lose_at_submission: std::sync::atomic::AtomicU64::new(0),
             lost: parking_lot::Mutex::new(None),
+            ledger: super::budget::Ledger::default(),
             enabled: info
                 .supported_features()
                 .without(Feature::IntegerDotProduct)
@@ -640,6 +625,7 @@ impl Device {
             submissions: std::sync::atomic::AtomicU64::new(0),
             lose_at_submission: std::sync::atomic::AtomicU64::new(0),
             lost: parking_lot::Mutex::new(None),
+            ledger: super::budget::Ledger::default(),
             enabled,
             features_origin: FeaturesOrigin::Declared,
             debug_labels,

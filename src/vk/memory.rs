@@ -1,6 +1,8 @@
 //! Device memory: storage buffers, each with its own allocation, mapped for
-//! their whole life when host-visible.
+//! their whole life when host-visible; each device-local allocation admitted
+//! against the budget and counted in the device's ledger.
 
+use super::budget::MemoryStatus;
 use super::device::Device;
 use super::error::vk_err;
 use crate::error::{Error, ErrorKind, Result};
@@ -19,6 +21,9 @@ pub struct Buffer {
     memory: vk::DeviceMemory,
     pub size: u64,
     mapped: Option<*mut u8>,
+    /// Bytes of device-local memory counted in the device's ledger (0 for
+    /// memory of other heaps).
+    counted: u64,
 }
 
 // SAFETY: the mapped pointer is only dereferenced through &mut self or by
@@ -32,6 +37,13 @@ impl Buffer {
     /// memory. Each Vulkan object belongs to the returned value from the
     /// moment it exists, so a step that fails (memory type, allocation,
     /// bind, map) drops what the earlier steps made.
+    ///
+    /// Memory of a device-local heap is counted in the device's ledger and,
+    /// unless `host_visible` (staging, which must work under pressure so that
+    /// tensors can leave the device), admitted against the budget first
+    /// ([`super::budget::Ledger::admit`]): where the budget is the driver's
+    /// (or a test's), an allocation that would take the process's usage above
+    /// it is refused with OutOfDeviceMemory before Vulkan is asked.
     ///
     /// Fault injection (`Device::fail_allocation`): the chosen allocation
     /// fails where binding its memory would, after the buffer and its memory
@@ -55,6 +67,7 @@ impl Buffer {
             memory: vk::DeviceMemory::null(),
             size,
             mapped: None,
+            counted: 0,
         };
         // SAFETY: a live device; the info lives across the call.
         made.buffer = unsafe {
@@ -73,8 +86,15 @@ impl Buffer {
         .map_err(|e| vk_err("vkCreateBuffer", e))?;
         // SAFETY: the buffer was just created.
         let req = unsafe { d.get_buffer_memory_requirements(made.buffer) };
-        let type_index = memory_type(device, req.memory_type_bits, host_visible)
+        let (type_index, device_local) = memory_type(device, req.memory_type_bits, host_visible)
             .ok_or_else(|| Error::new(ErrorKind::Vulkan, "no suitable memory type"))?;
+        let admission = device_local
+            .then(|| {
+                device
+                    .ledger
+                    .admit(req.size, !host_visible, || status(device))
+            })
+            .transpose()?;
         // SAFETY: a valid allocation info for this device.
         made.memory = unsafe {
             d.allocate_memory(
@@ -85,6 +105,7 @@ impl Buffer {
             )
         }
         .map_err(|e| vk_err("vkAllocateMemory", e))?;
+        made.counted = admission.map_or(0, |a| a.commit());
         if injected_failure {
             return Err(Error::new(
                 ErrorKind::OutOfDeviceMemory,
@@ -141,9 +162,36 @@ impl Buffer {
     }
 }
 
+/// Device-local memory of `device` now (`nyxq_context_memory_status`): the
+/// heaps, the driver's budget and usage (read fresh where VK_EXT_memory_budget
+/// is listed) or a test's budget, nyxq's ledger, and the largest allocation
+/// nyxq makes. The device's facts bound what the driver reports: an emulated
+/// device (crate::vk::emulation) keeps its capped memory and, where it has
+/// no VK_EXT_memory_budget, no budget. A physical-device query: it works on
+/// a lost device too.
+pub fn status(device: &Device) -> MemoryStatus {
+    let info = &device.info;
+    let now = super::budget::read_heaps(
+        &device.instance.instance,
+        device.physical,
+        info.budget_bytes.is_some(),
+    );
+    let heaps = super::budget::Heaps {
+        device_local_bytes: info.device_local_bytes,
+        budget_bytes: now.budget_bytes.map(|b| b.min(info.device_local_bytes)),
+        ..now
+    };
+    MemoryStatus::of_device(
+        &heaps,
+        &device.ledger,
+        MAX_ALLOCATION.min(device.info.max_allocation_bytes),
+    )
+}
+
 /// The first memory type of `device` among `allowed` (a bit per type) with
-/// host-visible coherent memory, or device-local memory.
-fn memory_type(device: &Device, allowed: u32, host_visible: bool) -> Option<u32> {
+/// host-visible coherent memory, or device-local memory; and whether its heap
+/// is device-local.
+fn memory_type(device: &Device, allowed: u32, host_visible: bool) -> Option<(u32, bool)> {
     // SAFETY: the physical device belongs to this instance.
     let props = unsafe {
         device
@@ -156,12 +204,17 @@ fn memory_type(device: &Device, allowed: u32, host_visible: bool) -> Option<u32>
     } else {
         vk::MemoryPropertyFlags::DEVICE_LOCAL
     };
-    (0..props.memory_type_count).find(|&i| {
+    let index = (0..props.memory_type_count).find(|&i| {
         allowed & (1 << i) != 0
             && props.memory_types[i as usize]
                 .property_flags
                 .contains(wanted)
-    })
+    })?;
+    let heap = props.memory_types[index as usize].heap_index as usize;
+    let device_local = props.memory_heaps[heap]
+        .flags
+        .contains(vk::MemoryHeapFlags::DEVICE_LOCAL);
+    Some((index, device_local))
 }
 
 impl Drop for Buffer {
@@ -175,5 +228,6 @@ impl Drop for Buffer {
             d.destroy_buffer(self.buffer, None);
             d.free_memory(self.memory, None);
         }
+        self.device.ledger.release(self.counted);
     }
 }

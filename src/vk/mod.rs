@@ -4,7 +4,8 @@
 //! other):
 //!
 //! 1. the instance and the device (`instance`, `device`, `emulation`,
-//!    `borrowed`), and the features a borrowed device's caller declares
+//!    `borrowed`), the device-local memory's budget and nyxq's ledger of it
+//!    (`budget`), and the features a borrowed device's caller declares
 //!    (`features`);
 //! 2. the kernel table and the kernel families (`shaders`, `family`);
 //! 3. Vulkan errors, device memory, the pipeline registry, the recorder's
@@ -18,6 +19,7 @@
 //!    products (`matvec`), the self-test, device storage of tensors.
 
 pub mod borrowed;
+pub mod budget;
 pub mod device;
 pub mod emulation;
 pub mod features;

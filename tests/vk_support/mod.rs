@@ -36,6 +36,19 @@ pub fn skip_missing(resource: &str) {
     println!("SKIP: {resource}");
 }
 
+/// Checks the outcome of moving a tensor to the device when its allocation
+/// fails for `why` (a phrase of the message): OutOfDeviceMemory, or, with
+/// `host_fallback`, success with the tensor left on the host.
+pub fn expect_refused_or_fell_back(result: nyxq::Result<()>, host_fallback: bool, why: &str) {
+    if host_fallback {
+        result.unwrap();
+    } else {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), nyxq::ErrorKind::OutOfDeviceMemory, "{err}");
+        assert!(err.message().contains(why), "{err}");
+    }
+}
+
 /// Environment that pins the lavapipe driver and turns validation on.
 pub fn lavapipe_env() -> Vec<(&'static str, String)> {
     vec![
@@ -118,13 +131,27 @@ fn run_child(test: &str, row: &Env) {
 /// A Vulkan context on the test device, or None (through [`skip_missing`])
 /// when there is no device, so the caller skips.
 pub fn device_context(force_compat: bool) -> Option<Arc<nyxq::context::Context>> {
-    let settings = nyxq::context::ContextSettings {
+    context_with(nyxq::context::ContextSettings {
+        vulkan_force_compat: force_compat,
+        ..device_settings()
+    })
+}
+
+/// What the tests' Vulkan contexts ask for: Vulkan, validation, one thread.
+pub fn device_settings() -> nyxq::context::ContextSettings {
+    nyxq::context::ContextSettings {
         backend: nyxq::context::BackendPreference::Vulkan,
         vulkan_validation: true,
-        vulkan_force_compat: force_compat,
         threads: 1,
         ..Default::default()
-    };
+    }
+}
+
+/// A context with `settings`, or None (through [`skip_missing`]) when there
+/// is no device, so the caller skips.
+pub fn context_with(
+    settings: nyxq::context::ContextSettings,
+) -> Option<Arc<nyxq::context::Context>> {
     match nyxq::context::Context::new(&settings) {
         Ok(ctx) => Some(Arc::new(ctx)),
         // A missing device is UNSUPPORTED; anything else (an emulated device

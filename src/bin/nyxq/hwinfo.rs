@@ -4,6 +4,7 @@
 
 use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
 use nyxq::vk::DeviceInfo;
+use nyxq::vk::budget::MemoryStatus;
 
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -97,6 +98,21 @@ fn device_text(d: &DeviceInfo) -> String {
     )
 }
 
+/// A context's memory status: the budget, its source, the usage and nyxq's
+/// own device bytes (`nyxq_context_memory_status`).
+fn memory_json(m: &MemoryStatus) -> String {
+    format!(
+        "{{\"source\":{},\"budget_bytes\":{},\"usage_bytes\":{},\"driver_usage_bytes\":{},\"nyxq_bytes\":{},\"available_bytes\":{}}}",
+        json_str(m.source.key()),
+        m.budget_bytes,
+        m.usage_bytes(),
+        m.driver_usage_bytes
+            .map_or("null".to_string(), |b| b.to_string()),
+        m.nyxq_bytes,
+        m.available_bytes(),
+    )
+}
+
 fn context_summary(pref: BackendPreference) -> (String, String) {
     let label = match pref {
         BackendPreference::Auto => "auto",
@@ -113,8 +129,9 @@ fn context_summary(pref: BackendPreference) -> (String, String) {
                 .map(|d| d.name.clone())
                 .unwrap_or_default();
             let report = ctx.vulkan_report();
+            let memory = ctx.memory_status();
             let text = format!(
-                "context {label}: backend {}{}{}\n{}",
+                "context {label}: backend {}{}{}\n  memory: {}\n{}",
                 ctx.backend().name(),
                 if ctx.backend() == Backend::Vulkan {
                     format!(" on '{device}'")
@@ -123,17 +140,21 @@ fn context_summary(pref: BackendPreference) -> (String, String) {
                 },
                 ctx.fallback_reason()
                     .map_or(String::new(), |r| format!(" (fallback: {r})")),
+                memory
+                    .as_ref()
+                    .map_or_else(|e| format!("unknown ({e})"), |m| m.describe()),
                 report
                     .iter()
                     .map(|l| format!("  {l}\n"))
                     .collect::<String>()
             );
             let json = format!(
-                "{{\"request\":{},\"backend\":{},\"device\":{},\"fallback_reason\":{},\"kernels\":[{}]}}",
+                "{{\"request\":{},\"backend\":{},\"device\":{},\"fallback_reason\":{},\"memory\":{},\"kernels\":[{}]}}",
                 json_str(label),
                 json_str(ctx.backend().name()),
                 json_str(&device),
                 ctx.fallback_reason().map_or("null".to_string(), json_str),
+                memory.as_ref().map_or("null".to_string(), memory_json),
                 report
                     .iter()
                     .map(|l| json_str(l))
