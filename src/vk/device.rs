@@ -1,7 +1,6 @@
 //! Physical device facts (what `nyxq_context_device_info` and `nyxq hwinfo`
 //! report, and what shader variants are chosen from) and the logical device.
 
-use super::emulation::Emulation;
 use super::features::{Declared, Feature, Features, Offered};
 use super::instance::{API_VERSION, Instance, Unavailable};
 use ash::vk;
@@ -290,12 +289,9 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
     }
 }
 
-/// Every physical device the instance sees, with its facts (those of the
-/// emulated device where `emulation` is given; what it cannot emulate is
-/// logged).
+/// Every physical device the instance sees, with its facts.
 pub fn enumerate(
     instance: &Instance,
-    emulation: Option<&Emulation>,
 ) -> Result<Vec<(vk::PhysicalDevice, DeviceInfo)>, Unavailable> {
     // SAFETY: a live instance.
     let pds = unsafe { instance.instance.enumerate_physical_devices() }.map_err(|e| {
@@ -306,19 +302,7 @@ pub fn enumerate(
     Ok(pds
         .into_iter()
         .enumerate()
-        .map(|(i, pd)| {
-            let mut info = query(&instance.instance, pd, i as u32);
-            if let Some(emulation) = emulation {
-                for shortfall in emulation.apply(&mut info) {
-                    log::info!(
-                        "nyxq vulkan: '{}' cannot emulate {} fully: {shortfall}",
-                        info.name,
-                        emulation.name
-                    );
-                }
-            }
-            (pd, info)
-        })
+        .map(|(i, pd)| (pd, query(&instance.instance, pd, i as u32)))
         .collect())
 }
 

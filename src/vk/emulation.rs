@@ -5,7 +5,8 @@
 //! see the emulated device (NYXQ_VK_EMULATE names a device report; the report
 //! is read by crate::device_report, above this layer).
 
-use super::device::{DeviceInfo, DeviceType};
+use super::device::{self, DeviceInfo, DeviceType};
+use super::instance::{Instance, Unavailable};
 use ash::vk;
 
 /// What an emulated device offers. `None` leaves the real device's fact as
@@ -214,6 +215,28 @@ impl Emulation {
         info.emulating = Some(self.name.clone());
         out
     }
+}
+
+/// Every physical device the instance sees, with its facts: those of the
+/// emulated device where `emulation` is given (what it cannot emulate is
+/// logged at INFO).
+pub fn enumerate(
+    instance: &Instance,
+    emulation: Option<&Emulation>,
+) -> Result<Vec<(vk::PhysicalDevice, DeviceInfo)>, Unavailable> {
+    let mut devices = device::enumerate(instance)?;
+    if let Some(emulation) = emulation {
+        for (_, info) in &mut devices {
+            for shortfall in emulation.apply(info) {
+                log::info!(
+                    "nyxq vulkan: '{}' cannot emulate {} fully: {shortfall}",
+                    info.name,
+                    emulation.name
+                );
+            }
+        }
+    }
+    Ok(devices)
 }
 
 /// "major.minor.patch" of a VK_MAKE_API_VERSION value.

@@ -65,7 +65,7 @@ pub fn open_standalone(
     emulation: Option<&Emulation>,
 ) -> Result<Arc<Device>, Unavailable> {
     let instance = Arc::new(Instance::new(settings)?);
-    let devices = device::enumerate(&instance, emulation)?;
+    let devices = emulation::enumerate(&instance, emulation)?;
     let (pd, info) = device::choose(&devices, pick)?;
     Ok(Arc::new(Device::create(instance, pd, info)?))
 }
@@ -77,7 +77,7 @@ pub fn list_devices(
     emulation: Option<&Emulation>,
 ) -> Result<Vec<DeviceInfo>, Unavailable> {
     let instance = Instance::new(settings)?;
-    Ok(device::enumerate(&instance, emulation)?
+    Ok(emulation::enumerate(&instance, emulation)?
         .into_iter()
         .map(|(_, info)| info)
         .collect())
