@@ -96,14 +96,14 @@ impl Emulation {
     pub fn apply(&self, info: &mut DeviceInfo) -> Vec<Shortfall> {
         let mut out = Vec::new();
         if let Some(version) = self.api_version {
-            let real = info.api_version_string();
-            let mut lower = info.api_version;
-            limit("apiVersion", &mut lower, Some(version), &mut out);
-            info.api_version = lower;
-            if let Some(s) = out.last_mut().filter(|s| s.fact == "apiVersion") {
-                s.emulated = info_version(version);
-                s.real = real;
+            if version > info.api_version {
+                out.push(Shortfall {
+                    fact: "apiVersion",
+                    emulated: info_version(version),
+                    real: info.api_version_string(),
+                });
             }
+            info.api_version = info.api_version.min(version);
         }
         limit(
             "maxStorageBufferRange",
