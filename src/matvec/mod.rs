@@ -50,6 +50,16 @@ pub use row::MAX_BATCH;
 /// Rows (or column blocks) below this per thread are not worth a thread.
 const MIN_WEIGHTS_PER_THREAD: usize = 1 << 18;
 
+/// The threads a product of a `rows`×`cols` matrix split into `pieces`
+/// (rows, or column blocks) runs on: as many as `requested` but at least one,
+/// one per [`MIN_WEIGHTS_PER_THREAD`] weights, and no more than the pieces.
+fn threads_for(requested: usize, rows: usize, cols: usize, pieces: usize) -> usize {
+    requested
+        .max(1)
+        .min((rows * cols / MIN_WEIGHTS_PER_THREAD).max(1))
+        .min(pieces)
+}
+
 /// Checks the shapes common to both products; returns the row stride in bytes.
 fn check(format: Format, w: &[u8], rows: usize, cols: usize, batch: usize) -> Result<usize> {
     if rows == 0 || cols == 0 {
@@ -109,10 +119,7 @@ pub fn matvec(
         check_len("bias", b.len(), rows, false)?;
     }
     check_len("y", y.len(), batch * rows, true)?;
-    let threads = threads
-        .max(1)
-        .min((rows * cols / MIN_WEIGHTS_PER_THREAD).max(1))
-        .min(rows);
+    let threads = threads_for(threads, rows, cols, rows);
     // Each thread computes whole rows into its own buffer (y is batch-major, so
     // a row range is not contiguous in y), then the rows are scattered into y.
     let per_thread = rows.div_ceil(threads);
@@ -201,10 +208,7 @@ pub fn matvec_transposed(
     check_len("y", y.len(), batch * cols, true)?;
     let block = format.block_size().max(32);
     let column_blocks = cols.div_ceil(block);
-    let threads = threads
-        .max(1)
-        .min((rows * cols / MIN_WEIGHTS_PER_THREAD).max(1))
-        .min(column_blocks);
+    let threads = threads_for(threads, rows, cols, column_blocks);
     let per_thread = column_blocks.div_ceil(threads) * block;
     let parts: Vec<(usize, Vec<f32>)> = if threads == 1 {
         vec![(

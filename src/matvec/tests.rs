@@ -218,3 +218,226 @@ fn bad_shapes_and_buffers_are_errors() {
     assert_eq!(err.kind(), crate::ErrorKind::BufferTooSmall { needed: 4 });
     assert!(matvec_transposed(Format::Q4_0, &w, 4, 64, &x[..4], 1, &mut y, 1).is_err());
 }
+
+#[test]
+fn the_kernel_name_says_which_row_kernels_run() {
+    #[cfg(target_arch = "x86_64")]
+    let simd = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    let expected = if simd { "avx2+fma+f16c" } else { "portable" };
+    assert_eq!(cpu_kernels(), expected);
+}
+
+/// An empty matrix is an error whichever side is empty; inputs must have
+/// exactly their length, and an output may be longer (the rest untouched).
+#[test]
+fn empty_matrices_and_long_inputs_are_errors_and_long_outputs_are_not() {
+    let w = weights(Format::Q4_0, 4, 64, 1);
+    let x = data(65, 1);
+    let mut y = vec![7.0f32; 6];
+    assert!(matvec(Format::Q4_0, &[], 0, 64, &x[..64], 1, None, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &[], 4, 0, &[], 1, None, &mut y, 1).is_err());
+    assert!(matvec_transposed(Format::Q4_0, &[], 0, 64, &[], 1, &mut y, 1).is_err());
+    assert!(matvec(Format::Q4_0, &w, 4, 64, &x, 1, None, &mut y, 1).is_err());
+    let long_bias = [0.0f32; 5];
+    assert!(
+        matvec(
+            Format::Q4_0,
+            &w,
+            4,
+            64,
+            &x[..64],
+            1,
+            Some(&long_bias),
+            &mut y,
+            1
+        )
+        .is_err()
+    );
+    assert!(matvec_transposed(Format::Q4_0, &w, 4, 64, &x[..5], 1, &mut y, 1).is_err());
+
+    let mut exact = vec![0.0f32; 4];
+    matvec(Format::Q4_0, &w, 4, 64, &x[..64], 1, None, &mut exact, 1).unwrap();
+    matvec(Format::Q4_0, &w, 4, 64, &x[..64], 1, None, &mut y, 1).unwrap();
+    assert_eq!(y[..4], exact[..]);
+    assert_eq!(y[4..], [7.0, 7.0]);
+    let mut exact = vec![0.0f32; 64];
+    let mut long = vec![7.0f32; 66];
+    matvec_transposed(Format::Q4_0, &w, 4, 64, &x[..4], 1, &mut exact, 1).unwrap();
+    matvec_transposed(Format::Q4_0, &w, 4, 64, &x[..4], 1, &mut long, 1).unwrap();
+    assert_eq!(long[..64], exact[..]);
+    assert_eq!(long[64..], [7.0, 7.0]);
+}
+
+/// 1027×1056 weights are four threads' worth (MIN_WEIGHTS_PER_THREAD each):
+/// W·x splits the rows unevenly (257, 257, 257, 256 with four threads; 343,
+/// 343, 341 with three), xᵀ·W the 33 column blocks (9, 9, 9, 6 blocks; 11
+/// each). Every split gives the single thread's result bit for bit.
+#[test]
+fn threads_split_rows_and_columns_without_changing_a_bit() {
+    let (rows, cols, batch) = (1027, 1056, 3);
+    assert_eq!(rows * cols / MIN_WEIGHTS_PER_THREAD, 4);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for format in [Format::F16, Format::Q8_0] {
+        let w = weights(format, rows, cols, 11);
+        let bias = data(rows, 12);
+        let x = data(batch * cols, 13);
+        let xt = data(batch * rows, 14);
+        let mut one = vec![0.0f32; batch * rows];
+        matvec(format, &w, rows, cols, &x, batch, Some(&bias), &mut one, 1).unwrap();
+        let mut one_t = vec![0.0f32; batch * cols];
+        matvec_transposed(format, &w, rows, cols, &xt, batch, &mut one_t, 1).unwrap();
+        for threads in [3, 4, 64] {
+            let mut y = vec![f32::NAN; batch * rows];
+            matvec(
+                format,
+                &w,
+                rows,
+                cols,
+                &x,
+                batch,
+                Some(&bias),
+                &mut y,
+                threads,
+            )
+            .unwrap();
+            assert_eq!(bits(&y), bits(&one), "{format:?} W·x, {threads} threads");
+            let mut yt = vec![f32::NAN; batch * cols];
+            matvec_transposed(format, &w, rows, cols, &xt, batch, &mut yt, threads).unwrap();
+            assert_eq!(
+                bits(&yt),
+                bits(&one_t),
+                "{format:?} xᵀ·W, {threads} threads"
+            );
+        }
+    }
+}
+
+/// One thread per MIN_WEIGHTS_PER_THREAD (2^18) weights, within what was asked
+/// for (0 counts as 1) and the pieces there are.
+#[test]
+fn threads_follow_the_weights_the_request_and_the_pieces() {
+    let m = MIN_WEIGHTS_PER_THREAD;
+    assert_eq!(threads_for(8, 1027, 1056, 1027), 4, "1,084,512 weights");
+    assert_eq!(threads_for(8, 1024, 1024, 1024), 4);
+    assert_eq!(threads_for(8, 1023, 1024, 1023), 3, "just under 4·2^18");
+    assert_eq!(threads_for(3, 1027, 1056, 1027), 3, "the request");
+    assert_eq!(threads_for(0, 1027, 1056, 1027), 1, "0 asks for one");
+    assert_eq!(threads_for(8, 300, 1024, 300), 1, "307,200 weights");
+    assert_eq!(threads_for(8, 1, 32, 1), 1);
+    assert_eq!(threads_for(8, 2, 4 * m, 2), 2, "the pieces");
+    assert_eq!(threads_for(8, 4 * m, 2, 1), 1, "one column block");
+    assert_eq!(threads_for(8, 16, 2 * m / 16, 16), 2);
+}
+
+/// x as the integer path sees it: each block of 32 rounded to levels of the
+/// step max|x|/127 (the module's documentation).
+fn rounded_to_8_bits(x: &[f32]) -> Vec<f64> {
+    x.chunks(32)
+        .flat_map(|block| {
+            let step = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+            let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
+            block
+                .iter()
+                .map(move |&v| f64::from((v * inverse).round()) * f64::from(step))
+        })
+        .collect()
+}
+
+/// Where the integer path applies (AVX2, a block format with an integer
+/// kernel, finite x), W·x is the product with x rounded to 8 bits per block,
+/// not the one with x itself; elsewhere it is the f32 product.
+#[test]
+fn the_integer_path_multiplies_x_rounded_to_8_bits_per_block() {
+    let (rows, cols) = (3, 96);
+    // The blocks' largest magnitudes differ (so do their steps), and one
+    // block is all zeros (step 0).
+    let mut x = data(cols, 31);
+    x[32..64].iter_mut().for_each(|v| *v *= 0.01);
+    x[64..96].fill(0.0);
+    #[cfg(target_arch = "x86_64")]
+    let simd = simd_x86::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    for format in ALL_FORMATS {
+        let integer = simd && format.spec().cpu.integer_matvec;
+        let w = weights(format, rows, cols, 32);
+        let row_bytes = format.size_of(cols).unwrap();
+        let mut y = vec![0.0f32; rows];
+        matvec(format, &w, rows, cols, &x, 1, None, &mut y, 1).unwrap();
+        let rounded = rounded_to_8_bits(&x);
+        for r in 0..rows {
+            let decoded = decode_row(format, &w[r * row_bytes..(r + 1) * row_bytes], cols);
+            let product = |xs: &[f64]| -> (f64, f64) {
+                decoded
+                    .iter()
+                    .zip(xs)
+                    .fold((0.0, 0.0), |(sum, magnitude), ((dq, m), v)| {
+                        (
+                            sum + (dq + m) * v,
+                            magnitude + (dq.abs() + m.abs()) * v.abs(),
+                        )
+                    })
+            };
+            let exact_x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let (with_x, magnitude) = product(&exact_x);
+            let (with_rounded, rounded_magnitude) = product(&rounded);
+            let got = f64::from(y[r]);
+            let bound = (cols as f64 + 3.0) * U * magnitude.max(rounded_magnitude);
+            let (expected, other) = if integer {
+                (with_rounded, with_x)
+            } else {
+                (with_x, with_rounded)
+            };
+            assert!(
+                (got - expected).abs() <= bound,
+                "{format:?} row {r}: {got} vs {expected} (bound {bound})"
+            );
+            assert!(
+                (got - other).abs() > bound,
+                "{format:?} row {r}: {got} cannot tell {expected} from {other}"
+            );
+        }
+    }
+}
+
+/// Rows that are not whole runs of 32 (F32, F16, BF16: 1, 31, 33 columns)
+/// take the portable kernel and still sum every column.
+#[test]
+fn rows_of_odd_lengths_sum_every_column() {
+    for format in [Format::F32, Format::F16, Format::BF16] {
+        for cols in [1, 31, 33, 65] {
+            let rows = 3;
+            let w = weights(format, rows, cols, cols as u64);
+            let x = data(2 * cols, 7);
+            let mut y = vec![0.0f32; 2 * rows];
+            matvec(format, &w, rows, cols, &x, 2, None, &mut y, 1).unwrap();
+            let row_bytes = format.size_of(cols).unwrap();
+            for r in 0..rows {
+                let decoded = decode_row(format, &w[r * row_bytes..(r + 1) * row_bytes], cols);
+                for b in 0..2 {
+                    let xs = &x[b * cols..(b + 1) * cols];
+                    let exact: f64 = decoded
+                        .iter()
+                        .zip(xs)
+                        .map(|((dq, _), v)| dq * f64::from(*v))
+                        .sum();
+                    let magnitude: f64 = decoded
+                        .iter()
+                        .zip(xs)
+                        .map(|((dq, _), v)| (dq * f64::from(*v)).abs())
+                        .sum();
+                    let bound = (cols as f64 + 3.0) * U * magnitude;
+                    let got = f64::from(y[b * rows + r]);
+                    assert!(
+                        (got - exact).abs() <= bound,
+                        "{format:?} {cols} columns, row {r}, vector {b}: {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+}
