@@ -441,3 +441,42 @@ fn rows_of_odd_lengths_sum_every_column() {
         }
     }
 }
+
+/// Where the CPU has AVX2, FMA and F16C, F32, F16 and BF16 rows of whole runs
+/// of 32 take the AVX2 kernel of the kernel table: W·x is its result bit for
+/// bit, and not the portable kernel's (whose order of additions differs).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_kernel_computes_the_f32_rows_where_the_cpu_has_it() {
+    if !simd_x86::available() {
+        assert_eq!(cpu_kernels(), "portable");
+        return;
+    }
+    let (rows, cols) = (64, 1024);
+    for format in [Format::F32, Format::F16, Format::BF16] {
+        let w = weights(format, rows, cols, 41);
+        let x = data(cols, 42);
+        let mut y = vec![0.0f32; rows];
+        matvec(format, &w, rows, cols, &x, 1, None, &mut y, 1).unwrap();
+        let kernels = crate::cpu_kernels::CpuKernels::of(format);
+        let row_bytes = format.size_of(cols).unwrap();
+        let mut differs = false;
+        for (r, &got) in y.iter().enumerate() {
+            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+            let (mut simd, mut portable) = ([0.0f32; MAX_BATCH], [0.0f32; MAX_BATCH]);
+            assert!(simd_x86::row_dot(
+                kernels.simd.row_dot,
+                format,
+                row,
+                cols,
+                &x,
+                1,
+                &mut simd
+            ));
+            row::portable(format, kernels.dequantize, row, cols, &x, 1, &mut portable);
+            assert_eq!(got.to_bits(), simd[0].to_bits(), "{format:?} row {r}");
+            differs |= simd[0].to_bits() != portable[0].to_bits();
+        }
+        assert!(differs, "{format:?}: no row tells the kernels apart");
+    }
+}
