@@ -621,6 +621,12 @@ enum NyxqFormat
    * x = d*(q-16) (5.5 bits/weight).
    */
   NYXQ_FORMAT_Q5_0 = 6,
+  /**
+   * Non-linear INT4 blocks of 32 (ggml's IQ4_NL): f16 d, 16 bytes of
+   * nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
+   * 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
+   */
+  NYXQ_FORMAT_IQ4_NL = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

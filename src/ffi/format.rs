@@ -25,6 +25,10 @@ pub enum NyxqFormat {
     /// INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
     /// x = d*(q-16) (5.5 bits/weight).
     NyxqFormatQ5_0 = 6,
+    /// Non-linear INT4 blocks of 32 (ggml's IQ4_NL): f16 d, 16 bytes of
+    /// nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
+    /// 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
+    NyxqFormatIq4Nl = 7,
 }
 
 /// The C value of each format: an exhaustive match, so a format without a
@@ -38,6 +42,7 @@ const fn c_value(format: Format) -> NyxqFormat {
         Format::Q4_0 => NyxqFormat::NyxqFormatQ4_0,
         Format::Q4_1 => NyxqFormat::NyxqFormatQ4_1,
         Format::Q5_0 => NyxqFormat::NyxqFormatQ5_0,
+        Format::IQ4_NL => NyxqFormat::NyxqFormatIq4Nl,
     }
 }
 

@@ -40,6 +40,7 @@ fn default_min_snr(format: Format) -> f64 {
         Format::Q8_0 => 35.0,
         Format::Q4_0 | Format::Q4_1 => 15.0,
         Format::Q5_0 => 21.0,
+        Format::IQ4_NL => 15.0,
     }
 }
 
