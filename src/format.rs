@@ -347,7 +347,7 @@ pub static FORMATS: [FormatSpec; 8] = [
             below: f32::from_bits(IQ4_NL_BELOW_BITS),
             saturate_to: f32::from_bits(IQ4_NL_BELOW_BITS - 1),
         },
-        estimated_snr_db: 21.7,
+        estimated_snr_db: 22.0,
         planned: true,
         shader_tag: "iq4_nl",
         cpu: BLOCK_CPU,
