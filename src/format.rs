@@ -351,11 +351,7 @@ pub static FORMATS: [FormatSpec; 8] = [
         planned: true,
         shader_tag: "iq4_nl",
         cpu: BLOCK_CPU,
-        vulkan: VulkanKernelSet {
-            conversions: false,
-            matvec: false,
-            matvec_dot: false,
-        },
+        vulkan: ALL_VULKAN,
     },
 ];
 

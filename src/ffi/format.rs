@@ -122,9 +122,9 @@ pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usi
 
 /// Bytes of a device buffer range that holds `n` elements in `format`: the
 /// nyxq_quantized_size rounded up to whole 32-bit words, which is what every
-/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
-/// blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
-/// BF16 values neither).
+/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1, Q5_0 and
+/// IQ4_NL blocks are not a multiple of 4 bytes; a range of an odd number of
+/// F16 or BF16 values neither).
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
 /// of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.

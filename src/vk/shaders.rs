@@ -35,7 +35,7 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, Q8_0/Q4_0/Q4_1/Q5_0 only: x rounded to int8 per block, integer
+    /// Forward, the block formats only: x rounded to int8 per block, integer
     /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
     Dot,
     /// The transposed product (one variant, no optional feature).
