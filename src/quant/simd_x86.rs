@@ -720,18 +720,51 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-/// IQ4_NL's index of each lane of `t`: the number of midpoints at or below
-/// it (`scalar::iq4_nl_index`).
+/// IQ4_NL's index of each lane of `t` (`scalar::iq4_nl_index`, the number
+/// of midpoints at or below t). Every midpoint m is a multiple of ½, so
+/// t ≥ m exactly when u = ⌊2t⌋ + 256 ≥ 2m + 256; u (clamped to 0..=511,
+/// which keeps every index) is exact, and each run of 32 values of u holds at
+/// most two midpoints: the index is the run's count below it plus the two
+/// comparisons, three 16-entry lookups (`pshufb`).
 #[inline]
 #[target_feature(enable = "avx2")]
 fn iq4_nl_indices(t: __m256) -> __m256i {
-    scalar::IQ4_NL_MIDPOINTS
-        .iter()
-        .fold(_mm256_setzero_si256(), |count, &m| {
-            // A true comparison is all ones (−1): subtracting it counts it.
-            let at_or_above = _mm256_cmp_ps(t, _mm256_set1_ps(m), _CMP_GE_OQ);
-            _mm256_sub_epi32(count, _mm256_castps_si256(at_or_above))
-        })
+    // Per run b of u (32b ..= 32b + 31): the midpoints below it, and where in
+    // it the first and second of its own lie (32: none).
+    const BELOW: [i8; 16] = [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
+    const FIRST: [i8; 16] = [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
+    const SECOND: [i8; 16] = [
+        32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
+    ];
+    let table = |v: [i8; 16]| {
+        _mm256_setr_epi8(
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+            v[12], v[13], v[14], v[15],
+        )
+    };
+    let doubled = _mm256_cvtps_epi32(_mm256_floor_ps(_mm256_add_ps(t, t)));
+    let u = _mm256_min_epi32(
+        _mm256_max_epi32(
+            _mm256_add_epi32(doubled, _mm256_set1_epi32(256)),
+            _mm256_setzero_si256(),
+        ),
+        _mm256_set1_epi32(511),
+    );
+    // The run in byte 0 of each lane; 0x80 in the others makes pshufb zero them.
+    let run = _mm256_or_si256(
+        _mm256_srli_epi32::<5>(u),
+        _mm256_set1_epi32(0x8080_8000_u32 as i32),
+    );
+    let within = _mm256_and_si256(u, _mm256_set1_epi32(31));
+    let look = |v: [i8; 16]| _mm256_shuffle_epi8(table(v), run);
+    // −1 where u lies before the run's first (second) midpoint.
+    let before_first = _mm256_cmpgt_epi32(look(FIRST), within);
+    let before_second = _mm256_cmpgt_epi32(look(SECOND), within);
+    _mm256_add_epi32(
+        _mm256_add_epi32(look(BELOW), _mm256_set1_epi32(2)),
+        _mm256_add_epi32(before_first, before_second),
+    )
 }
 
 /// IQ4_NL's level of each index lane (0..16) as f32.
@@ -910,4 +943,41 @@ pub(crate) unsafe fn iq4_nl_dequantize(src: &[u8], dst: &mut [f32]) {
         };
     }
     end_streaming(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iq4_nl_indices_are_the_portable_ones() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // Every half-integer from −140 to 140 (each midpoint among them),
+        // the floats just around each, and a spread between.
+        let mut probes: Vec<f32> = Vec::new();
+        for k in -280i32..=280 {
+            let c = k as f32 / 2.0;
+            for step in -3i32..=3 {
+                probes.push(f32::from_bits((c.to_bits() as i32 + step) as u32));
+            }
+        }
+        probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
+        probes.retain(|t| t.is_finite());
+        for chunk in probes.chunks_exact(8) {
+            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
+            // and the store writes 8 ints into `got`.
+            let got = unsafe {
+                let mut got = [0i32; 8];
+                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+                got
+            };
+            for (&t, &g) in chunk.iter().zip(&got) {
+                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
+            }
+        }
+    }
 }
