@@ -98,7 +98,9 @@ pub const FORMATS: [FormatKernels; 7] = [
         tag: "iq4_nl",
         block: true,
         quantize_fast: &[],
-        dequantize_f16_fast: &[],
+        // The hardware conversion of the f32 values (the levels are a table,
+        // not the f16 arithmetic's biased bytes).
+        dequantize_f16_fast: &[("_rte", RTE_LANES)],
         matvec_dot: true,
     },
 ];

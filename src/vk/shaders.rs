@@ -238,6 +238,10 @@ mod tests {
                 "f16 arithmetic, round-to-nearest-even declared",
             ),
             (KernelId::DEQUANTIZE_Q4_1_F16_RTE, "hardware f16 conversion"),
+            (
+                KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
+                "hardware f16 conversion",
+            ),
             (KernelId::QUANTIZE_F32_F16_RTE, "hardware f16 conversion"),
             (
                 KernelId::QUANTIZE_F32_Q8_0_S16,
@@ -281,6 +285,7 @@ mod tests {
             KernelId::DEQUANTIZE_Q4_1_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
             KernelId::DEQUANTIZE_Q5_0_F16_RTE,
+            KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
         ] {
             assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }
