@@ -188,6 +188,7 @@ pub fn emulation_from_json(text: &str, origin: &str) -> Result<Emulation> {
                 .number("max_memory_allocation_size")?
                 .or(Some(profile.max_allocation_bytes).filter(|&b| b > 0)),
             max_workgroup_count: report.numbers3("max_compute_work_group_count")?,
+            max_workgroup_bytes: report.number("max_compute_shared_memory_size")?,
             subgroup_size: report.number("subgroup_size")?,
             shader_float16: or_profile(report.flag("shader_float16")?, profile.fp16_arithmetic),
             shader_int8: report.flag("shader_int8")?,
@@ -369,6 +370,7 @@ mod tests {
             "max_storage_buffer_range",
             "max_memory_allocation_size",
             "max_compute_work_group_count",
+            "max_compute_shared_memory_size",
             "subgroup_size",
             "shader_float16",
             "shader_int8",
@@ -396,6 +398,7 @@ mod tests {
             &report(
                 r#"{"api_version": "1.3", "max_storage_buffer_range": 4294967295,
                     "max_compute_work_group_count": [4294967295, 65535, 65535],
+                    "max_compute_shared_memory_size": 32768,
                     "shader_float16": false, "memory_budget": true}"#,
             ),
             "config/devices/x--y.json",
@@ -405,6 +408,7 @@ mod tests {
         assert_eq!(e.api_version, parse_api_version("1.3"));
         assert_eq!(e.max_storage_buffer_range, Some(u32::MAX));
         assert_eq!(e.max_workgroup_count, Some([u32::MAX, 65535, 65535]));
+        assert_eq!(e.max_workgroup_bytes, Some(32768));
         assert_eq!(e.shader_float16, Some(false));
         assert_eq!(e.shader_int8, None, "null stays unknown");
         assert_eq!(e.memory_budget, Some(true));

@@ -224,6 +224,10 @@ fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
         report.max_allocation_bytes
     ));
     assert!(limit(info.device_local_bytes, report.device_local_bytes));
+    assert!(limit(
+        info.max_workgroup_bytes.into(),
+        report.max_workgroup_bytes.map(u64::from)
+    ));
     if let Some(count) = report.max_workgroup_count {
         for (have, most) in info.max_workgroup_count.iter().zip(count) {
             assert!(*have <= most);
