@@ -101,13 +101,23 @@ pub struct Needs {
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
 // Every kernel's push-constant block is its family's Rust twin, byte for byte
-// in size (the build read the block from the SPIR-V), and every kernel fits
-// the workgroup memory of any Vulkan device.
+// in size (the build read the block from the SPIR-V), and every kernel that
+// needs no optional feature (a compatible variant, which must run anywhere)
+// fits the workgroup memory of any Vulkan device.
 const _: () = {
     let mut i = 0;
     while i < KERNELS.len() {
-        assert!(KERNELS[i].push_bytes == KERNELS[i].family.push_bytes());
-        assert!(KERNELS[i].workgroup_bytes <= GUARANTEED_WORKGROUP_BYTES);
+        let k = &KERNELS[i];
+        assert!(k.push_bytes == k.family.push_bytes());
+        let needs_nothing = !(k.needs.storage_16bit
+            || k.needs.float16
+            || k.needs.rounding_rte_f16
+            || k.needs.denorm_preserve_f16);
+        assert!(
+            !needs_nothing || k.workgroup_bytes <= GUARANTEED_WORKGROUP_BYTES,
+            "a kernel that needs no optional feature takes more than the 16 KiB of \
+             workgroup memory every Vulkan device has"
+        );
         i += 1;
     }
 };
