@@ -264,12 +264,33 @@ fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
+/// The kernels a context chose: each conversion's variant and the forward
+/// matvec's variant for each block format and batch.
+fn kernel_choice(ctx: &Context) -> Vec<String> {
+    use nyxq::format::{Format, VulkanFamily};
+    let mut choice: Vec<String> = ctx
+        .self_test()
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .map(|r| r.kernel.to_string())
+        .collect();
+    let matvec = ctx.vulkan_engine().unwrap().matvec();
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        for batch in [1, 2, 8] {
+            let variant = matvec.forward_variant(ctx.force_compat(), format, batch);
+            choice.push(format!("matvec {format:?} x{batch}: {variant:?}"));
+        }
+    }
+    choice
+}
+
 /// `nyxq plan --hardware detect` on a device emulating a report plans with
 /// that report's facts (`device_report::load_hardware`, what
 /// `nyxq plan --hardware <report>` uses), within what the device under it
 /// has: each flag is the report's and the device's, the allocation limit
 /// and the device memory the lesser of the two. Every built-in report, by
-/// name.
+/// name; and each chooses its kernels as one of the emulation rows the GPU
+/// suite runs under does, so the suite covers every report's kernels.
 #[test]
 fn emulated_detection_plans_with_the_reports_facts() {
     if run_under(&[&DEFAULT]).is_none() {
@@ -279,6 +300,7 @@ fn emulated_detection_plans_with_the_reports_facts() {
         return;
     };
     let real = real.hardware().unwrap();
+    let mut choices: Vec<(&str, Vec<String>)> = Vec::new();
     for name in nyxq::device_report::report_names() {
         let facts = nyxq::device_report::load_hardware(name).unwrap();
         let ctx = Context::new(&ContextSettings {
@@ -327,6 +349,25 @@ fn emulated_detection_plans_with_the_reports_facts() {
             detected.description
         );
         assert_eq!(ctx.vulkan_validation_errors(), 0, "{name}");
+        choices.push((name, kernel_choice(&ctx)));
+    }
+    let suite_runs: Vec<&Vec<String>> = EMULATED
+        .iter()
+        .map(|row| {
+            let report = std::path::Path::new(row.emulated_report().unwrap())
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap();
+            &choices.iter().find(|(name, _)| *name == report).unwrap().1
+        })
+        .collect();
+    for (name, choice) in &choices {
+        assert!(
+            suite_runs.contains(&choice),
+            "{name} chooses kernels no emulation row of the suite runs: add a row for it \
+             (tests/vk_support/env.rs EMULATED, cpp_tests/CMakeLists.txt): {choice:?}"
+        );
     }
 }
 
