@@ -149,6 +149,22 @@ void store_partials(vec4 x, vec4 x1, uint r, uint p) {
 #endif
 }
 
+#if defined(FIRST_MAX)
+// The bits of the first value of largest |x| of the block of round r whose
+// lanes start at first_lane, its partials folded in value order (slot 0 of
+// every lane, values 0 .. 15, then slot 1) from +0 like the CPU's fold (an
+// all-zero block keeps it).
+uint block_first_max(uint r, uint first_lane) {
+    uint max_bits = 0u;
+    for (uint slot = 0u; slot < 2u; ++slot) {
+        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
+            max_bits = fold_amax_value(max_bits, scratch[partial_at(slot, r, first_lane + i)]);
+        }
+    }
+    return max_bits;
+}
+#endif
+
 #if defined(FORMAT_IQ4_NL)
 // 1e-15 (ggml's GROUP_MAX_EPS): blocks whose largest magnitude is below it
 // store d = +0 and every index 8.
@@ -203,14 +219,7 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
     p.id = inverse_scale(p.d);
     p.header = f16_bits(floatBitsToUint(p.d));
 #elif defined(OFFSET_LEVELS)
-    // Starts from +0 like the CPU's fold (an all-zero block keeps it); slot
-    // 0 of every lane (values 0 .. 15), then slot 1.
-    uint max_bits = 0u;
-    for (uint slot = 0u; slot < 2u; ++slot) {
-        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
-            max_bits = fold_amax_value(max_bits, scratch[partial_at(slot, r, first_lane + i)]);
-        }
-    }
+    uint max_bits = block_first_max(r, first_lane);
     uint amax_bits = max_bits & 0x7fffffffu;
     // d = max / -2^ZERO_LOG2: exact on the exponent, or a signed zero where
     // it would be subnormal (|max| < 2^(ZERO_LOG2 - 126)).
@@ -220,12 +229,7 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
     p.id = inverse_scale(p.d);
     p.header = f16_bits(d_bits);
 #elif defined(FORMAT_IQ4_NL)
-    uint max_bits = 0u;
-    for (uint slot = 0u; slot < 2u; ++slot) {
-        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
-            max_bits = fold_amax_value(max_bits, scratch[partial_at(slot, r, first_lane + i)]);
-        }
-    }
+    uint max_bits = block_first_max(r, first_lane);
     uint amax_bits = max_bits & 0x7fffffffu;
     // d0 = max / -127, the first scale (a signed zero where it would be
     // subnormal); stochastic rounding stores it, nearest rounding the
