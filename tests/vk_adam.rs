@@ -475,10 +475,10 @@ fn skips_refusals_and_memory() {
     let gr = Trainer::range(&trainer.grads, bytes);
     let cmd = trainer.commands.cmd;
     trainer.commands.begin();
-    // SAFETY (each call below): the command buffer is recording; the
-    // buffers are live and hold the ranges; every call is refused.
-    let refused = |lr: f32, ranges: (&BufferRange, &BufferRange), n: u64| unsafe {
-        adam.record_step(cmd, lr, ranges, n, None).unwrap_err()
+    let refused = |lr: f32, ranges: (&BufferRange, &BufferRange), n: u64| {
+        // SAFETY: the command buffer is recording; the buffers are live and
+        // hold the ranges; every call is refused before it records.
+        unsafe { adam.record_step(cmd, lr, ranges, n, None) }.unwrap_err()
     };
     assert!(
         refused(0.1, (&p, &gr), n as u64 - 1)

@@ -274,6 +274,9 @@ pub struct AdamImage {
     pub layout: StateLayout,
 }
 
+/// The step count and each section's bytes of a checked Adam checkpoint.
+pub type AdamParts<'a> = (u32, Vec<(Section, &'a [u8])>);
+
 /// One run of an Adam checkpoint's moments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -366,7 +369,7 @@ pub fn save_adam(
 /// Checks an Adam checkpoint against `own` (the object's settings, length
 /// and layout; its steps are ignored) and returns the saved step count and
 /// each section's bytes. Nothing is read from the sections but their length.
-pub fn read_adam<'a>(own: &AdamImage, bytes: &'a [u8]) -> Result<(u32, Vec<(Section, &'a [u8])>)> {
+pub fn read_adam<'a>(own: &AdamImage, bytes: &'a [u8]) -> Result<AdamParts<'a>> {
     let body = read_header(Kind::Adam, bytes)?;
     if body.len() < ADAM_FIXED {
         return Err(Error::invalid(format!(

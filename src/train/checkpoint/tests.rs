@@ -223,7 +223,7 @@ fn adam_checkpoints_must_match_the_optimizer() {
         with_body(&b, |_| {})
     };
     refused(&mut same, &cut, "take");
-    let too_small = save_host_adam(&saved, &mut vec![0u8; 10]).unwrap_err();
+    let too_small = save_host_adam(&saved, &mut [0u8; 10]).unwrap_err();
     assert_eq!(
         too_small.kind(),
         crate::ErrorKind::BufferTooSmall {
