@@ -98,7 +98,8 @@ impl Engine {
     /// Whether `kernel` can run here: the features its SPIR-V's capabilities
     /// need are enabled on the device (16-bit storage; f16 arithmetic) or
     /// reported by it (round-to-nearest-even declarable for f16 or f32,
-    /// subnormal preservation for f16).
+    /// subnormal preservation for f16), and its workgroup memory fits
+    /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
@@ -114,6 +115,7 @@ impl Engine {
         ]
         .iter()
         .all(|&(needed, have)| have || !needed)
+            && kernel.kernel().workgroup_bytes <= info.max_workgroup_bytes
     }
 
     /// The descriptor-set layout of `family`'s kernels.
