@@ -51,7 +51,7 @@ pub struct FormatKernels {
 }
 
 /// Every format with GPU kernels (F32 has the copy kernel and the matvec ones).
-pub const FORMATS: [FormatKernels; 6] = [
+pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "f16",
         block: false,
@@ -92,6 +92,15 @@ pub const FORMATS: [FormatKernels; 6] = [
         block: true,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
+        matvec_dot: true,
+    },
+    FormatKernels {
+        tag: "iq4_nl",
+        block: true,
+        quantize_fast: &[],
+        // The hardware conversion of the f32 values (the levels are a table,
+        // not the f16 arithmetic's biased bytes).
+        dequantize_f16_fast: &[("_rte", RTE_LANES)],
         matvec_dot: true,
     },
 ];

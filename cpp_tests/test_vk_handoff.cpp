@@ -521,8 +521,8 @@ std::string report_line(const NyxqContext *ctx, const std::string &prefix) {
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
   }
 
-const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                        NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0};
+const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,  NYXQ_FORMAT_Q4_0,
+                        NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
 
 }  // namespace
 
@@ -1250,7 +1250,7 @@ TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
   std::memcpy(xt_buf.mapped, xt.data(), 4 * xt.size());
   std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
     SCOPED_TRACE(testing::Message() << "format " << format);
     size_t qbytes = 0, range = 0;
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));

@@ -621,6 +621,12 @@ enum NyxqFormat
    * x = d*(q-16) (5.5 bits/weight).
    */
   NYXQ_FORMAT_Q5_0 = 6,
+  /**
+   * Non-linear INT4 blocks of 32 (ggml's IQ4_NL): f16 d, 16 bytes of
+   * nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
+   * 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
+   */
+  NYXQ_FORMAT_IQ4_NL = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -803,9 +809,9 @@ NyxqStatus nyxq_quantized_size(int32_t format,
 /**
  * Bytes of a device buffer range that holds `n` elements in `format`: the
  * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
- * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
- * BF16 values neither).
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1, Q5_0 and
+ * IQ4_NL blocks are not a multiple of 4 bytes; a range of an odd number of
+ * F16 or BF16 values neither).
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
@@ -1149,7 +1155,7 @@ NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
  *
  * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
  * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0/IQ4_NL weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
  * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
@@ -1698,7 +1704,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
  * where the device has subgroup arithmetic, unless compat is forced. On a
  * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
- * the block formats (Q8_0, Q4_0, Q4_1, Q5_0) use the integer-dot variant
+ * the block formats (Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL) use the integer-dot variant
  * instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
  * which adds at most
  * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).

@@ -58,6 +58,7 @@ enum class Format : int32_t {
   Q4_0 = NYXQ_FORMAT_Q4_0,  ///< INT4 blocks of 32, x = d*(q-8) (4.5 bits/weight).
   Q4_1 = NYXQ_FORMAT_Q4_1,  ///< INT4 blocks of 32, x = d*q + m (5 bits/weight).
   Q5_0 = NYXQ_FORMAT_Q5_0,  ///< INT5 blocks of 32, x = d*(q-16) (5.5 bits/weight).
+  IQ4_NL = NYXQ_FORMAT_IQ4_NL,  ///< Non-linear INT4 blocks of 32, x = d*v[q] (4.5 bits/weight).
 };
 
 /// Rounding modes (NyxqRounding).

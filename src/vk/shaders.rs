@@ -35,7 +35,7 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, Q8_0/Q4_0/Q4_1/Q5_0 only: x rounded to int8 per block, integer
+    /// Forward, the block formats only: x rounded to int8 per block, integer
     /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
     Dot,
     /// The transposed product (one variant, no optional feature).
@@ -263,6 +263,10 @@ mod tests {
                 "f16 arithmetic, round-to-nearest-even declared",
             ),
             (KernelId::DEQUANTIZE_Q4_1_F16_RTE, "hardware f16 conversion"),
+            (
+                KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
+                "hardware f16 conversion",
+            ),
             (KernelId::QUANTIZE_F32_F16_RTE, "hardware f16 conversion"),
             (
                 KernelId::QUANTIZE_F32_Q8_0_S16,
@@ -306,6 +310,7 @@ mod tests {
             KernelId::DEQUANTIZE_Q4_1_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
             KernelId::DEQUANTIZE_Q5_0_F16_RTE,
+            KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
         ] {
             assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }
