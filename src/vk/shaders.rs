@@ -94,6 +94,9 @@ pub struct Needs {
     pub float16: bool,
     /// shaderRoundingModeRTEFloat16: RoundingModeRTE declared for f16.
     pub rounding_rte_f16: bool,
+    /// shaderRoundingModeRTEFloat32: RoundingModeRTE declared for f32 (the
+    /// Adam `_rte` variants).
+    pub rounding_rte_f32: bool,
     /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
     pub denorm_preserve_f16: bool,
 }
@@ -152,7 +155,9 @@ impl KernelId {
     /// the context's report and `nyxq hwinfo`).
     pub fn describe(self) -> &'static str {
         let needs = self.kernel().needs;
-        if needs.denorm_preserve_f16 {
+        if needs.rounding_rte_f32 {
+            "rte variant (f32 products and sums checked for exactness, round-to-nearest-even declared)"
+        } else if needs.denorm_preserve_f16 {
             "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
         } else if needs.float16 {
             "rte variant (f16 arithmetic, round-to-nearest-even declared)"
