@@ -51,7 +51,8 @@ pub struct ContextSettings {
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
     /// Make the device behave as the GPU of this device report
-    /// (config/devices/*.json; also NYXQ_VK_EMULATE=PATH), within what the
+    /// (a built-in name such as "amd-rx580--amdvlk" or a file like
+    /// config/devices/*.json; also NYXQ_VK_EMULATE), within what the
     /// device under it can do (crate::vk::emulation).
     pub vulkan_emulate: Option<String>,
     /// Test only: corrupt the output of this kernel variant (e.g.
@@ -481,7 +482,7 @@ impl Context {
                 match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
                     crate::vk::shaders::MatvecVariant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
-                         Q8_0/Q4_0/Q4_1/Q5_0{}, subgroup variant (subgroupAdd) for the others; \
+                         the block formats{}, subgroup variant (subgroupAdd) for the others; \
                          xᵀ·W: one variant",
                         if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
                             format!(" up to {} vectors", crate::vk::matvec::DOT_MAX_BATCH)

@@ -57,6 +57,34 @@ fn int5_is_q5_0_and_sits_between_int4_and_int8() {
     assert!(!policy("INT8").allows(Format::Q5_0));
 }
 
+/// IQ4_NL is a precision the config can name (by its name or `iq4nl`); it
+/// is offered only where a key names it, and then, as the more accurate of
+/// the two 4.5-bit formats, it is the chain's INT4 step.
+#[test]
+fn iq4_nl_is_offered_only_where_a_key_names_it() {
+    let policy = |keys: &str| {
+        let text = format!("[quantization]\nenabled = true\n{keys}");
+        QuantConfig::parse(&text, "t.ini").unwrap().policy(false)
+    };
+    let plain = policy("precision_level = INT4\n");
+    assert!(!plain.allows(Format::IQ4_NL));
+    assert_eq!(plain.default_format, Some(Format::Q4_0));
+    for name in ["IQ4_NL", "iq4_nl", "iq4nl"] {
+        let named = policy(&format!(
+            "precision_level = INT4\nweight_precision = {name}\n"
+        ));
+        assert!(named.allows(Format::IQ4_NL) && named.allows(Format::Q4_0));
+        assert_eq!(named.default_format, Some(Format::IQ4_NL));
+    }
+    let floor = policy("precision_level = IQ4_NL\n");
+    assert_eq!(floor.default_format, Some(Format::IQ4_NL));
+    assert!(floor.allows(Format::Q5_0) && !floor.allows(Format::Q4_1));
+    let attention = policy(
+        "precision_level = INT4\nmixed_precision_enabled = true\nattention_precision = IQ4_NL\n",
+    );
+    assert!(attention.allows(Format::IQ4_NL));
+}
+
 fn error(text: &str) -> String {
     let e = QuantConfig::parse(text, "bad.ini").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");

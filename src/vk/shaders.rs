@@ -35,7 +35,7 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, Q8_0/Q4_0/Q4_1/Q5_0 only: x rounded to int8 per block, integer
+    /// Forward, the block formats only: x rounded to int8 per block, integer
     /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
     Dot,
     /// The transposed product (one variant, no optional feature).
@@ -63,7 +63,15 @@ pub struct Kernel {
     pub needs: Needs,
     /// Bytes of its push-constant block, as its SPIR-V declares it.
     pub push_bytes: u32,
+    /// Bytes of workgroup (shared) memory its SPIR-V declares.
+    pub workgroup_bytes: u32,
 }
+
+/// The workgroup memory every Vulkan device has: the least
+/// maxComputeSharedMemorySize the specification allows (Table "Required
+/// Limits"). A kernel within it runs on any device; one beyond it is a
+/// fast variant that the engine offers only where the device has room.
+pub const GUARANTEED_WORKGROUP_BYTES: u32 = 16384;
 
 /// Elements per invocation and invocations per workgroup of a kernel, as the
 /// build chose them and compiled them in (build_support/shaders.rs `grid`;
@@ -86,6 +94,9 @@ pub struct Needs {
     pub float16: bool,
     /// shaderRoundingModeRTEFloat16: RoundingModeRTE declared for f16.
     pub rounding_rte_f16: bool,
+    /// shaderRoundingModeRTEFloat32: RoundingModeRTE declared for f32 (the
+    /// Adam `_rte` variants).
+    pub rounding_rte_f32: bool,
     /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
     pub denorm_preserve_f16: bool,
 }
@@ -93,11 +104,23 @@ pub struct Needs {
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
 // Every kernel's push-constant block is its family's Rust twin, byte for byte
-// in size (the build read the block from the SPIR-V).
+// in size (the build read the block from the SPIR-V), and every kernel that
+// needs no optional feature (a compatible variant, which must run anywhere)
+// fits the workgroup memory of any Vulkan device.
 const _: () = {
     let mut i = 0;
     while i < KERNELS.len() {
-        assert!(KERNELS[i].push_bytes == KERNELS[i].family.push_bytes());
+        let k = &KERNELS[i];
+        assert!(k.push_bytes == k.family.push_bytes());
+        let needs_nothing = !(k.needs.storage_16bit
+            || k.needs.float16
+            || k.needs.rounding_rte_f16
+            || k.needs.denorm_preserve_f16);
+        assert!(
+            !needs_nothing || k.workgroup_bytes <= GUARANTEED_WORKGROUP_BYTES,
+            "a kernel that needs no optional feature takes more than the 16 KiB of \
+             workgroup memory every Vulkan device has"
+        );
         i += 1;
     }
 };
@@ -132,7 +155,9 @@ impl KernelId {
     /// the context's report and `nyxq hwinfo`).
     pub fn describe(self) -> &'static str {
         let needs = self.kernel().needs;
-        if needs.denorm_preserve_f16 {
+        if needs.rounding_rte_f32 {
+            "rte variant (f32 products and sums checked for exactness, round-to-nearest-even declared)"
+        } else if needs.denorm_preserve_f16 {
             "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
         } else if needs.float16 {
             "rte variant (f16 arithmetic, round-to-nearest-even declared)"
@@ -238,6 +263,10 @@ mod tests {
                 "f16 arithmetic, round-to-nearest-even declared",
             ),
             (KernelId::DEQUANTIZE_Q4_1_F16_RTE, "hardware f16 conversion"),
+            (
+                KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
+                "hardware f16 conversion",
+            ),
             (KernelId::QUANTIZE_F32_F16_RTE, "hardware f16 conversion"),
             (
                 KernelId::QUANTIZE_F32_Q8_0_S16,
@@ -281,6 +310,7 @@ mod tests {
             KernelId::DEQUANTIZE_Q4_1_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
             KernelId::DEQUANTIZE_Q5_0_F16_RTE,
+            KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
         ] {
             assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }
