@@ -622,4 +622,44 @@ mod tests {
         adam.step(0.0, &mut params, &[1.0; 4]).unwrap();
         assert_eq!(params, [1.0; 4]);
     }
+
+    /// The layout's byte count (what the Vulkan Adam allocates) is what a host
+    /// Adam of that length holds, and None where the count overflows.
+    #[test]
+    fn layout_bytes_are_the_state_a_host_adam_holds() {
+        for state in [StateFormat::Fp32, StateFormat::Int8Blockwise] {
+            for len in [
+                0,
+                1,
+                255,
+                MIN_8BIT_ELEMENTS - 1,
+                MIN_8BIT_ELEMENTS,
+                MIN_8BIT_ELEMENTS + 257,
+            ] {
+                let adam = Adam::new(
+                    AdamSettings {
+                        state,
+                        ..Default::default()
+                    },
+                    len,
+                )
+                .unwrap();
+                assert_eq!(adam.layout(), StateLayout::of(state, len));
+                assert_eq!(
+                    adam.layout().bytes(len),
+                    Some(adam.state_bytes().0),
+                    "{state:?}, {len} elements"
+                );
+            }
+        }
+        assert_eq!(StateLayout::Int8Blocks.bytes(4097), Some(2 * 4097 + 8 * 17));
+        assert_eq!(
+            StateLayout::Fp32.bytes(usize::MAX / 8),
+            Some(usize::MAX / 8 * 8)
+        );
+        assert_eq!(StateLayout::Fp32.bytes(usize::MAX / 8 + 1), None);
+        assert_eq!(StateLayout::Int8Blocks.bytes(usize::MAX / 2 + 1), None);
+        // 2·len fits, the block scales on top do not.
+        assert_eq!(StateLayout::Int8Blocks.bytes(usize::MAX / 2), None);
+    }
 }
