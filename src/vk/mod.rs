@@ -41,6 +41,7 @@ pub mod matvec_choice;
 
 pub mod engine;
 
+pub mod matmul;
 pub mod matvec;
 pub mod ops;
 pub mod record;
