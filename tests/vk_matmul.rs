@@ -248,3 +248,68 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
+
+/// Operands larger than lavapipe's 128 MiB maxStorageBufferRange: X of
+/// 8200 tokens × 4128 values (135 MB) is split by tokens, and W of about
+/// 130 MiB of Q8_0 rows of 4386 bytes (not a multiple of 4) by rows for the
+/// backward product, whose chunks add into dX.
+#[test]
+fn products_past_the_binding_limit_are_split() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let limit = u64::from(engine.device.info.max_storage_buffer_range);
+    let format = Format::Q8_0;
+    let cols = 32 * 129;
+    let row_bytes = format.size_of(cols).unwrap();
+    // Forward: X past the limit.
+    let (rows, tokens) = (3usize, 8200usize);
+    assert!((4 * tokens * cols) as u64 > limit.min(128 << 20));
+    let (wq, w) = weights(format, rows, cols, 31);
+    let x = uniform(tokens * cols, 32);
+    let call = MatmulCall {
+        format,
+        rows: rows as u64,
+        cols: cols as u64,
+        tokens: tokens as u64,
+        transposed: false,
+    };
+    let y = run(engine, &call, &wq, &x, None);
+    let kernel = engine.kernel(Op::Matmul, format).unwrap();
+    assert_eq!(
+        matmul::first_violation(&call, &w, &x, None, &y, Bound::of(kernel)),
+        None
+    );
+    // Backward: W past the limit. Random blocks made directly (quantizing
+    // 128M floats would take long): scales 2^-9 to 2^-8, any int8 values.
+    let rows = (130usize << 20) / row_bytes + 1;
+    assert!((rows * row_bytes) as u64 > limit.min(128 << 20));
+    let mut wq = vec![0u8; rows * row_bytes];
+    let noise = uniform(wq.len() / 4 + 1, 11);
+    for (i, block) in wq.chunks_exact_mut(34).enumerate() {
+        let r = noise[i % noise.len()].to_bits();
+        block[..2].copy_from_slice(&(0x1800u16 | (r & 0x3ff) as u16).to_le_bytes());
+        for (j, q) in block[2..].iter_mut().enumerate() {
+            *q = (noise[(i * 7 + j) % noise.len()] * 127.0) as i8 as u8;
+        }
+    }
+    let mut w = vec![0f32; rows * cols];
+    nyxq::quant::dequantize(format, &wq, &mut w, 2).unwrap();
+    let tokens = 3;
+    let dy = uniform(tokens * rows, 33);
+    let call = MatmulCall {
+        format,
+        rows: rows as u64,
+        cols: cols as u64,
+        tokens: tokens as u64,
+        transposed: true,
+    };
+    let dx = run(engine, &call, &wq, &dy, None);
+    let kernel = engine.kernel(Op::MatmulTransposed, format).unwrap();
+    assert_eq!(
+        matmul::first_violation(&call, &w, &dy, None, &dx, Bound::of(kernel)),
+        None
+    );
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}

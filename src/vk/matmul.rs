@@ -420,3 +420,44 @@ pub fn first_violation(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_chunks_cover_every_token_once_within_the_range() {
+        for (tokens, per, max, align) in [
+            (1u64, (96u64, 37u64), 1u64 << 27, 16u64),
+            (8200, (4128, 3), 1 << 27, 16),
+            (1000, (5, 7), 4096, 64),
+            (70, (33, 1), 256, 16),
+        ] {
+            let plan = token_chunks(tokens, per, max, align).unwrap();
+            let mut next = 0;
+            for c in &plan {
+                assert_eq!(c.first, next);
+                for ((offset, size), first, floats) in
+                    [(c.x_bind, c.x_first, per.0), (c.y_bind, c.y_first, per.1)]
+                {
+                    assert_eq!(offset % align, 0, "{c:?}");
+                    assert!(size.div_ceil(4) * 4 <= max, "{c:?}");
+                    assert_eq!(offset + 4 * u64::from(first), 4 * c.first * floats);
+                    assert_eq!(offset + size, 4 * (c.first + c.tokens) * floats);
+                }
+                next += c.tokens;
+            }
+            assert_eq!(next, tokens);
+        }
+        assert!(token_chunks(3, (1024, 1), 4096, 16).is_err());
+    }
+
+    #[test]
+    fn the_coop_bound_is_looser_and_grows_with_the_factors() {
+        let compat = Bound::Compat.at(96, 10.0, 50.0);
+        let coop = Bound::Coop.at(96, 10.0, 50.0);
+        assert!(coop > compat, "{coop} {compat}");
+        assert_eq!(compat, 99.0 * 2f64.powi(-24) * 10.0);
+        assert!(Bound::Coop.at(96, 10.0, 100.0) > coop);
+    }
+}
