@@ -9,7 +9,7 @@
 //! which kernel does what.
 
 #[path = "spirv.rs"]
-mod spirv;
+pub mod spirv;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -477,7 +477,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, denorm_preserve_f16: {}, \
-             vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {} }},",
+             vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
+             workgroup_bytes: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -489,6 +490,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_VULKAN_MEMORY_MODEL),
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,
+            facts.workgroup_bytes,
         )
         .expect("a String");
     }

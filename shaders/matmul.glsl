@@ -17,8 +17,8 @@
 #define TILE_N 64u
 #define TILE_K 32u
 // Values a row of the staged tiles: TILE_PAD more than the tile (set by
-// the kernel: rows stay 16-byte aligned, and the stores of neighbouring k
-// spread over the banks).
+// the kernel: rows stay 16-byte aligned; a padding spreads the stores of
+// neighbouring k over the banks, where the memory allows one).
 #define A_STRIDE (TILE_M + TILE_PAD)
 #define B_STRIDE (TILE_N + TILE_PAD)
 

@@ -85,7 +85,8 @@ impl Engine {
     /// Vulkan memory model; cooperative matrices, with the configuration and
     /// subgroup size the `_coop` kernels use) or reported by it
     /// (round-to-nearest-even and subnormal preservation declarable for f16,
-    /// the only width nyxq declares them for).
+    /// the only width nyxq declares them for), and its workgroup memory fits
+    /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
@@ -106,6 +107,7 @@ impl Engine {
         ]
         .iter()
         .all(|&(needed, have)| have || !needed)
+            && kernel.kernel().workgroup_bytes <= info.max_workgroup_bytes
     }
 
     /// The descriptor-set layout of `family`'s kernels.
