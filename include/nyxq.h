@@ -1805,8 +1805,8 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
 
 /**
  * Records Y = X·Wᵀ (+ bias) for `tokens` tokens (a layer's forward pass
- * over a batch) into `command_buffer`: y[t·rows + r] = Σ_c x[t·cols + c]·W[r][c]
- * + bias[r].
+ * over a batch) into `command_buffer`:
+ * y[t·rows + r] = Σ_c x[t·cols + c]·W[r][c] + bias[r].
  *
  * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
@@ -1828,8 +1828,9 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
  * inputs and f32 results at subgroup scope, subgroups of 32) enabled with
  * shaderFloat16 and vulkanMemoryModel, the `_coop` variant, which rounds W
  * and X to f16 and sums in f32 on the matrix units: against an FP64
- * product of the dequantized weights |y − y_ref| ≤ (2⁻⁹ + (cols + 12)·2⁻²³)·Σ|w·x|
- * + 2⁻²³·Σ(|w| + |x|), for magnitudes below 65520 (larger ones become ±Inf).
+ * product of the dequantized weights |y − y_ref| ≤
+ * (2⁻⁹ + (cols + 12)·2⁻²³)·Σ|w·x| + 2⁻²³·Σ(|w| + |x|), for magnitudes below
+ * 65520 (larger ones become ±Inf).
  * Elsewhere, or with compat forced, the compatible variant: f32 tiles,
  * fused multiply-adds, |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal
  * products may be flushed to zero). The bias adds one rounding. NaN/Inf in

@@ -217,12 +217,18 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
     };
     let engine = ctx.vulkan().unwrap();
     let info = &engine.device.info;
-    let coop = info.cooperative_matmul_possible();
+    let enabled = engine
+        .device
+        .enabled
+        .has(nyxq::vk::features::Feature::CooperativeMatrix);
+    let coop = info.cooperative_matmul_possible() && enabled;
     if !coop {
         println!(
             "NOTE: '{}' runs no cooperative-matrix matmul (VK_KHR_cooperative_matrix with \
              cooperativeMatrix: {}; 16x8x16 f16 x f16 + f32 at subgroup scope: {}; subgroup \
-             size {}; shaderFloat16 {}; vulkanMemoryModel {}): the compatible kernels are checked",
+             size {}; shaderFloat16 {}; vulkanMemoryModel with device scope {}; enabled on the \
+             device: {enabled}, which a validation layer older than 1.3.255 prevents): the \
+             compatible kernels are checked",
             info.name,
             info.cooperative_matrix,
             info.cooperative_matrix_matmul_shape,

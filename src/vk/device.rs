@@ -94,7 +94,9 @@ pub struct DeviceInfo {
     /// integerDotProduct4x8BitPackedSignedAccelerated: the packed 8-bit dot
     /// product is a hardware instruction, not emulated by the compiler.
     pub integer_dot_accelerated: bool,
-    /// vulkanMemoryModel.
+    /// vulkanMemoryModel and vulkanMemoryModelDeviceScope (once the model
+    /// is enabled, every kernel's device-scope barriers and atomics need the
+    /// second).
     pub vulkan_memory_model: bool,
     /// VK_KHR_cooperative_matrix is listed and its cooperativeMatrix feature
     /// supported.
@@ -199,6 +201,10 @@ fn has_extension(instance: &ash::Instance, pd: vk::PhysicalDevice, name: &CStr) 
         .iter()
         .any(|e| e.extension_name_as_c_str().ok() == Some(name))
 }
+
+/// The Vulkan header version that added VK_KHR_cooperative_matrix (1.3.255):
+/// a validation layer older than it does not know the extension.
+const COOPERATIVE_MATRIX_HEADER: u32 = vk::make_api_version(0, 1, 3, 255);
 
 /// The cooperative-matrix configuration of the `_coop` matmul kernels
 /// (shaders/matmul_coop.comp): M = 16, N = 8, K = 16, A and B f16, C and the
@@ -348,7 +354,9 @@ pub fn query(vulkan: &Instance, pd: vk::PhysicalDevice, index: u32) -> DeviceInf
         storage_16bit,
         integer_dot_product,
         integer_dot_accelerated,
-        vulkan_memory_model: modern && f12.vulkan_memory_model == vk::TRUE,
+        vulkan_memory_model: modern
+            && f12.vulkan_memory_model == vk::TRUE
+            && f12.vulkan_memory_model_device_scope == vk::TRUE,
         cooperative_matrix,
         cooperative_matrix_matmul_shape: cooperative_matrix && offers_matmul_shape(vulkan, pd),
         rounding_rte_f16: modern && v12.shader_rounding_mode_rte_float16 == vk::TRUE,
@@ -498,13 +506,30 @@ impl Device {
         let mut f11 = vk::PhysicalDeviceVulkan11Features::default()
             .storage_buffer16_bit_access(info.storage_16bit);
         // Cooperative matrices and the memory model their kernels declare
-        // are enabled only where those kernels can run.
-        let cooperative = info.cooperative_matmul_possible();
+        // are enabled only where those kernels can run, and not under a
+        // validation layer that predates VK_KHR_cooperative_matrix: such a
+        // layer (Debian 12's 1.3.239) reports the extension's structure and
+        // every `_coop` module as errors.
+        let old_layer = instance
+            .validation_layer_version
+            .filter(|&v| v < COOPERATIVE_MATRIX_HEADER);
+        let cooperative = info.cooperative_matmul_possible() && old_layer.is_none();
+        if let (true, Some(v)) = (info.cooperative_matmul_possible(), old_layer) {
+            log::info!(
+                "nyxq vulkan: cooperative matrices stay off under the validation layer {}.{}.{}, \
+                 older than VK_KHR_cooperative_matrix (1.3.255): the `_coop` matmul kernels \
+                 do not run",
+                vk::api_version_major(v),
+                vk::api_version_minor(v),
+                vk::api_version_patch(v)
+            );
+        }
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
             .storage_buffer8_bit_access(info.storage_8bit)
             .shader_int8(info.shader_int8)
             .shader_float16(info.shader_float16)
-            .vulkan_memory_model(cooperative);
+            .vulkan_memory_model(cooperative)
+            .vulkan_memory_model_device_scope(cooperative);
         let mut fcoop =
             vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         // nyxq's instance asks for Vulkan 1.2, so the integer dot product

@@ -26,6 +26,7 @@ use super::shaders::{KernelId, Op};
 use crate::error::{Error, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
+use std::cmp::Ordering;
 
 /// Tokens and outputs of one workgroup's tile (TILE_M and TILE_N in
 /// shaders/matmul.glsl).
@@ -408,7 +409,12 @@ pub fn first_violation(
             } else if expected.is_infinite() {
                 got != expected
             } else {
-                !((got - expected).abs() <= allowed)
+                // A NaN result (no ordering) is wrong too.
+                let error = (got - expected).abs();
+                !matches!(
+                    error.partial_cmp(&allowed),
+                    Some(Ordering::Less | Ordering::Equal)
+                )
             };
             if wrong {
                 return Some(format!(
