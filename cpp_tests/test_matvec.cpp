@@ -14,7 +14,7 @@ using nyxq_test::sine;
 namespace {
 
 const int32_t kFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0};
+                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
 
 struct Matrix {
   size_t rows, cols;

@@ -66,7 +66,7 @@ void expect_if_destroyed(const Slot<T> &s, NyxqStatus status, const char *what, 
   if (s.handle != nullptr && !s.live && other_arguments_valid) expect(status, NYXQ_ERROR_INVALID_HANDLE, what);
 }
 
-bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q5_0; }
+bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_IQ4_NL; }
 bool known_placement(int32_t placement) {
   return placement == NYXQ_PLACEMENT_HOST || placement == NYXQ_PLACEMENT_DEVICE;
 }
@@ -247,7 +247,7 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
     case 0: {
       Slot<NyxqContext> &c = slot(h.contexts, in);
       std::vector<uint64_t> shape = shape_from(in);
-      int32_t format = in.byte() % 7;
+      int32_t format = in.byte() % 8;
       int32_t placement = in.pick<int32_t>({NYXQ_PLACEMENT_HOST, NYXQ_PLACEMENT_HOST, NYXQ_PLACEMENT_DEVICE, 5});
       NyxqTensor *made = nullptr;
       NyxqStatus s = NYXQ_CALL(nyxq_tensor_create_in, c.handle, "t", shape.data(), shape.size(), format, placement,
@@ -285,7 +285,7 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
     }
     case 4: {
       NyxqTensor *made = nullptr;
-      int32_t format = in.byte() % 7;
+      int32_t format = in.byte() % 8;
       NyxqStatus s = NYXQ_CALL(nyxq_tensor_convert, t.handle, format, nullptr, &made);
       expect_if_destroyed(t, s, "converting a destroyed tensor", known_format(format));
       keep(slot(h.tensors, in), s, made, nyxq_tensor_destroy);

@@ -30,6 +30,10 @@ pub enum Format {
     /// 32 values: `f16 d; u8 qh[4]; u8 qs[16]`; x = d*(q-16), the low four
     /// bits of q packed as Q4_0's, the fifth bit of element j in bit j of qh.
     Q5_0 = 6,
+    /// 32 values: `f16 d; u8 qs[16]`; x = d·LEVELS[q] with ggml's 16
+    /// non-linear levels (−127 … 113), q packed as Q4_0's.
+    #[allow(non_camel_case_types)] // ggml's name, as the others
+    IQ4_NL = 7,
 }
 
 /// Elements per block of the 32-element block formats.
@@ -188,7 +192,7 @@ const ELEMENT_VULKAN: VulkanKernelSet = VulkanKernelSet {
 };
 
 /// Every format, in order of their C values.
-pub static FORMATS: [FormatSpec; 7] = [
+pub static FORMATS: [FormatSpec; 8] = [
     FormatSpec {
         format: Format::F32,
         name: c"F32",
@@ -334,7 +338,32 @@ pub static FORMATS: [FormatSpec; 7] = [
         cpu: BLOCK_CPU,
         vulkan: ALL_VULKAN,
     },
+    FormatSpec {
+        format: Format::IQ4_NL,
+        name: c"IQ4_NL",
+        aliases: &["iq4nl"],
+        precision_level: c"INT4",
+        block_size: QK,
+        block_bytes: 18,
+        bits_per_weight: 4.5,
+        // The stored scale is a least-squares fit, at most about
+        // 1.1221·amax/127: in the block of −a and 31 values just below
+        // 101/127·a (on the level 89 beside the −127 of the maximum). The
+        // first a whose f16 scale is +Inf there, and the f32 below it.
+        limits: MagnitudeLimits {
+            below: f32::from_bits(IQ4_NL_BELOW_BITS),
+            saturate_to: f32::from_bits(IQ4_NL_BELOW_BITS - 1),
+        },
+        estimated_snr_db: 22.0,
+        planned: true,
+        shader_tag: "iq4_nl",
+        cpu: BLOCK_CPU,
+        vulkan: ALL_VULKAN,
+    },
 ];
+
+/// The bits of IQ4_NL's magnitude limit (see its row of [`FORMATS`]).
+const IQ4_NL_BELOW_BITS: u32 = 0x4ae2_4bf7;
 
 // Row i of FORMATS describes the format whose C value is i.
 const _: () = {
@@ -358,7 +387,7 @@ pub const ALL_FORMATS: [Format; FORMATS.len()] = {
 
 /// The names a precision key accepts, for messages: the precision levels,
 /// then the formats ("FP32, FP16, BF16, INT8, INT4, INT5, or a format: F32,
-/// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0").
+/// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL").
 pub fn accepted_names() -> String {
     let mut levels: Vec<&str> = Vec::new();
     for spec in &FORMATS {
@@ -411,7 +440,8 @@ impl Format {
             .ok_or_else(|| Error::invalid(format!("unknown format name '{name}'")))
     }
 
-    /// The canonical name: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0".
+    /// The canonical name: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0",
+    /// "IQ4_NL".
     pub fn name(self) -> &'static str {
         self.spec().name()
     }
@@ -574,6 +604,7 @@ mod tests {
             (Format::Q4_0, 18, 4.5),
             (Format::Q4_1, 20, 5.0),
             (Format::Q5_0, 22, 5.5),
+            (Format::IQ4_NL, 18, 4.5),
         ];
         for (f, bytes, bits) in expect {
             assert_eq!(f.block_bytes(), bytes);

@@ -22,22 +22,26 @@ pub enum Family {
     /// Products of a batch of tokens: `W`, `X`, `bias`, `Y`; [`MatmulPush`]
     /// (shaders/matmul.glsl).
     Matmul,
+    /// Adam steps and their step count: `params`, `grads`, the control
+    /// words, the state; [`AdamPush`] (shaders/adam_common.glsl).
+    Adam,
 }
 
 impl Family {
     /// Every family, in [`Family::index`] order.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Convert,
         Family::Unscale,
         Family::Matvec,
         Family::Matmul,
+        Family::Adam,
     ];
 
     /// Storage-buffer bindings of its descriptor sets.
     pub const fn bindings(self) -> u32 {
         match self {
             Family::Convert | Family::Unscale => 2,
-            Family::Matvec | Family::Matmul => 4,
+            Family::Matvec | Family::Matmul | Family::Adam => 4,
         }
     }
 
@@ -48,6 +52,7 @@ impl Family {
             Family::Unscale => size_of::<UnscalePush>(),
             Family::Matvec => size_of::<MatvecPush>(),
             Family::Matmul => size_of::<MatmulPush>(),
+            Family::Adam => size_of::<AdamPush>(),
         }) as u32
     }
 
@@ -170,6 +175,30 @@ push_constants! {
         y_first,
         /// Output tiles per tile of tokens (the grid's layout).
         tiles_n,
+    }
+}
+
+push_constants! {
+    /// Rust twin of `Push` in shaders/adam_common.glsl.
+    AdamPush: Adam, 52 bytes {
+        /// Elements in this dispatch.
+        n_elements,
+        /// The learning rate, f32 bits (as are the next six).
+        lr,
+        beta1,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        eps,
+        weight_decay,
+        /// adam_count: 1 reads the found flag, 0 always applies.
+        use_found,
+        /// Word of the state binding where m (its codes, for 8-bit state) starts.
+        m_at,
+        v_at,
+        /// 8-bit state: the words of the per-block scales.
+        m_scale_at,
+        v_scale_at,
     }
 }
 
