@@ -1397,7 +1397,7 @@ TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
   bool coop = false;
   for (const std::string &line : report_lines(ctx.get())) coop |= line.find("_coop: coop variant") != std::string::npos;
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
     SCOPED_TRACE(testing::Message() << "format " << format);
     size_t qbytes = 0, range = 0;
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
