@@ -114,9 +114,10 @@ fn format_define(tag: &str) -> String {
 /// refers to (`Op`, `MatvecVariant`, `Format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// `Op::<op>` on the format `tag`; within one (op, format), the variants
-    /// come fastest first and the compatible one (no optional feature) last.
-    Convert { op: &'static str, tag: &'static str },
+    /// `Op::<op>` on the format `tag` (a conversion or a matmul); within one
+    /// (op, format), the variants come fastest first and the compatible one
+    /// (no optional feature) last, and the self-test chooses among them.
+    Job { op: &'static str, tag: &'static str },
     /// A measurement-only variant of `Op::<op>` on `tag` (never chosen).
     Experiment { op: &'static str, tag: &'static str },
     /// `MatvecVariant::<variant>` on `tag`.
@@ -155,7 +156,7 @@ impl FormatKernels {
         let units: &[&str] = if self.block { &[] } else { &["UNITS=2u"] };
         let mut v = Vec::new();
         let mut op = |op, name: String, base: &[&str], fast: &[(&str, Defines)]| {
-            let role = [Role::Convert { op, tag }];
+            let role = [Role::Job { op, tag }];
             for (suffix, extra) in fast {
                 let defines = [base, extra].concat();
                 v.push(variant(
@@ -256,9 +257,38 @@ fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
     v
 }
 
+/// The kernels written with GL_NV_cooperative_matrix, whose SPIR-V the
+/// build rewrites into SPV_KHR_cooperative_matrix
+/// (spirv::nv_to_khr_cooperative_matrix).
+const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop.comp"];
+
+/// The matmul variants of `tag`, forward (`matmul_`) and backward
+/// (`matmul_t_`): with cooperative matrices (`_coop`), then the compatible
+/// one.
+fn matmul_variants(tag: &'static str) -> Vec<Variant> {
+    let format = format_define(tag);
+    let mut v = Vec::new();
+    for (op, prefix, direction) in [
+        ("Matmul", "matmul", None),
+        ("MatmulTransposed", "matmul_t", Some("TRANSPOSED")),
+    ] {
+        let defines: Vec<&str> = [format.as_str()].into_iter().chain(direction).collect();
+        let role = [Role::Job { op, tag }];
+        let name = format!("{prefix}_{tag}_f32");
+        v.push(variant(
+            format!("{name}_coop"),
+            "matmul_coop.comp",
+            &defines,
+            &role,
+        ));
+        v.push(variant(name, "matmul.comp", &defines, &role));
+    }
+    v
+}
+
 /// Every variant: one per pipeline.
 pub fn variants() -> Vec<Variant> {
-    let f32_op = |op| Role::Convert { op, tag: "f32" };
+    let f32_op = |op| Role::Job { op, tag: "f32" };
     let mut v = vec![
         // F32 -> F32 of every op is a copy (also the benchmark's yardstick).
         variant(
@@ -299,6 +329,10 @@ pub fn variants() -> Vec<Variant> {
     for f in &FORMATS {
         v.extend(matvec_variants(f.tag, f.matvec_dot));
     }
+    v.extend(matmul_variants("f32"));
+    for f in &FORMATS {
+        v.extend(matmul_variants(f.tag));
+    }
     v
 }
 
@@ -309,6 +343,7 @@ pub fn family(file: &str) -> &'static str {
         "unscale.comp" => "Unscale",
         "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" => "Matvec",
+        "matmul.comp" | "matmul_coop.comp" => "Matmul",
         _ => "Convert",
     }
 }
@@ -438,6 +473,11 @@ fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> P
     for path in depfile_inputs(&dep) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+    if NV_COOPERATIVE_MATRIX.contains(&v.file) {
+        let nv = std::fs::read(&spv).expect("the SPIR-V glslc wrote is readable");
+        std::fs::write(&spv, spirv::nv_to_khr_cooperative_matrix(&nv))
+            .expect("OUT_DIR/spv is writable");
+    }
     spv
 }
 
@@ -469,8 +509,9 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             kernels,
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
-             float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {} }}, \
-             push_bytes: {}, workgroup_bytes: {} }},",
+             float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
+             vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
+             workgroup_bytes: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -480,6 +521,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&16),
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&32),
             has(spirv::CAPABILITY_DENORM_PRESERVE),
+            has(spirv::CAPABILITY_VULKAN_MEMORY_MODEL),
+            has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,
             facts.workgroup_bytes,
         )
@@ -495,7 +538,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
     let op_key = |op: &str, tag: &str| format!("(Op::{op}, Format::{})", tag.to_uppercase());
     let list = |ids: &[String]| format!("&[{}]", ids.join(", "));
     let convert = roles(&variants, |role| match role {
-        Role::Convert { op, tag } => Some(op_key(op, tag)),
+        Role::Job { op, tag } => Some(op_key(op, tag)),
         _ => None,
     });
     let experiments = roles(&variants, |role| match role {
@@ -512,7 +555,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
     table.push_str(&lookup(
         "The kernels that do `op` on `format`, fastest first; the last is the compatible \
          one (no optional feature). Empty where no kernel does.",
-        "convert_kernels(op: Op, format: Format) -> &'static [KernelId]",
+        "op_kernels(op: Op, format: Format) -> &'static [KernelId]",
         ("(op, format)", &convert),
         (list, "&[]"),
     ));

@@ -237,6 +237,25 @@ TEST(AllocationFailure, CreatingAndConvertingTensorsReportsOutOfMemory) {
   EXPECT_EQ(back, expect) << "the source is unchanged by the failed conversions";
 }
 
+TEST(AllocationFailure, MatmulReportsOutOfMemory) {
+  ContextPtr ctx = cpu_context(1);
+  const std::vector<float> values = ramp(4 * 64);
+  std::vector<uint8_t> w(4 * 68);
+  CHECK_OK(nyxq_quantize(ctx.get(), NYXQ_FORMAT_Q8_0, values.data(), values.size(), nullptr, w.data(), w.size()));
+  const std::vector<float> x = ramp(3 * 64);
+  std::vector<float> y(3 * 64);
+  auto forward = [&] {
+    return nyxq_matmul(ctx.get(), NYXQ_FORMAT_Q8_0, w.data(), w.size(), 4, 64, x.data(), x.size(), 3, nullptr, 0,
+                       y.data(), 3 * 4);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(forward));
+  auto backward = [&] {
+    return nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w.data(), w.size(), 4, 64, x.data(), 3 * 4, 3,
+                                  y.data(), y.size());
+  };
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, status_with_each_allocation_failing(backward));
+}
+
 TEST(AllocationFailure, TheCountNeedsSomewhereToGo) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_test_allocations_counted(nullptr));
 }

@@ -72,6 +72,10 @@ TEST(Errors, DestroyedContextHandles) {
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_dequantize(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), y.data(), 32));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
                 nyxq_matvec(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), 1, 32, x.data(), 32, 1, nullptr, 0, y.data(), 1));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_matmul(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), 1, 32, x.data(), 32, 1, nullptr, 0, y.data(), 1));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_matmul_transposed(ctx, NYXQ_FORMAT_Q8_0, q.data(), q.size(), 1, 32, x.data(), 1, 1, y.data(), 32));
   NyxqHardware hw{};
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_hardware_detect(ctx, &hw));
   NyxqDeviceInfo info{};
@@ -272,6 +276,18 @@ TEST(Errors, RecordingCallsCheckHandlesFirst) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matvec(nullptr, &range));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, matvec(dead, &range));
   EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, matvec(cpu.get(), &range));
+  auto matmul = [&](NyxqContext *c, const NyxqVkBufferRange *w) {
+    return nyxq_vk_cmd_matmul(c, command_buffer, NYXQ_FORMAT_Q4_0, 1, 32, 1, w, &range, nullptr, &range, &ticket);
+  };
+  auto matmul_t = [&](NyxqContext *c, const NyxqVkBufferRange *w) {
+    return nyxq_vk_cmd_matmul_transposed(c, command_buffer, NYXQ_FORMAT_Q4_0, 1, 32, 1, w, &range, &range, &ticket);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matmul(nullptr, &range));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, matmul(dead, &range));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, matmul(cpu.get(), &range));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matmul_t(nullptr, &range));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, matmul_t(dead, &range));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, matmul_t(cpu.get(), &range));
 
   NyxqLossScaler *scaler = nullptr;
   CHECK_OK(nyxq_loss_scaler_create(nullptr, &scaler));
@@ -301,6 +317,10 @@ TEST(Errors, OverlappingBuffersAreRefused) {
                 nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, x + 4, 4, x + 6, 4));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
                 nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, x + 3, 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matmul(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, nullptr, 0, x + 2, 4));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, w + 15, 4));
   EXPECT_EQ(buf[20], 0.5f);
   CHECK_OK(nyxq_matvec(ctx.get(), NYXQ_FORMAT_F32, w, 64, 4, 4, x, 4, 1, nullptr, 0, x + 4, 4));
 

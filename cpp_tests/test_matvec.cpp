@@ -126,3 +126,87 @@ TEST(Matvec, BadInputsWriteNothing) {
                 nyxq_matvec_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 4, 1, nullptr, 64));
   for (float v : yt) EXPECT_EQ(v, 5.0f);
 }
+
+// nyxq_matmul and nyxq_matmul_transposed: a batch of tokens (not a multiple
+// of any tile) against a double-precision product of the dequantized weights,
+// within the documented bound (twice it, as above).
+TEST(Matmul, MatchesADoubleReferenceForEveryFormat) {
+  ContextPtr ctx = cpu_context();
+  const size_t rows = 37, cols = 96, tokens = 19;
+  for (int32_t format : kFormats) {
+    Matrix m = make(ctx.get(), format, rows, cols);
+    std::vector<float> x = sine(tokens * cols, 0.37f, 1.0f), bias = sine(rows, 0.37f, 2.0f), y(tokens * rows, NAN);
+    CHECK_OK(nyxq_matmul(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, x.data(), x.size(), tokens,
+                         bias.data(), bias.size(), y.data(), y.size()));
+    for (size_t t = 0; t < tokens; ++t)
+      for (size_t r = 0; r < rows; ++r) {
+        double exact = bias[r], magnitude = std::fabs(bias[r]);
+        for (size_t c = 0; c < cols; ++c) {
+          const double wx = static_cast<double>(m.dequantized[r * cols + c]) * x[t * cols + c];
+          exact += wx;
+          magnitude += std::fabs(wx);
+        }
+        ASSERT_NEAR(y[t * rows + r], exact, 2 * (cols + 3) * magnitude / 16777216.0 + 1e-6) << format;
+      }
+    std::vector<float> dy = sine(tokens * rows, 0.37f, 3.0f), dx(tokens * cols, NAN);
+    CHECK_OK(nyxq_matmul_transposed(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, dy.data(),
+                                    dy.size(), tokens, dx.data(), dx.size()));
+    for (size_t t = 0; t < tokens; ++t)
+      for (size_t c = 0; c < cols; ++c) {
+        double exact = 0, magnitude = 0;
+        for (size_t r = 0; r < rows; ++r) {
+          const double wx = static_cast<double>(m.dequantized[r * cols + c]) * dy[t * rows + r];
+          exact += wx;
+          magnitude += std::fabs(wx);
+        }
+        ASSERT_NEAR(dx[t * cols + c], exact, 2 * (rows + 3) * magnitude / 16777216.0 + 1e-6) << format;
+      }
+  }
+}
+
+TEST(Matmul, NanInXPropagatesToItsTokenOnly) {
+  ContextPtr ctx = cpu_context();
+  Matrix m = make(ctx.get(), NYXQ_FORMAT_Q4_0, 4, 64);
+  std::vector<float> x = sine(3 * 64, 0.37f, 0.0f), y(12, 0.0f);
+  x[64 + 10] = std::nanf("");
+  CHECK_OK(nyxq_matmul(ctx.get(), NYXQ_FORMAT_Q4_0, m.bytes.data(), m.bytes.size(), 4, 64, x.data(), x.size(), 3,
+                       nullptr, 0, y.data(), y.size()));
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(std::isnan(y[i]), i / 4 == 1) << i;
+}
+
+TEST(Matmul, BadInputsWriteNothing) {
+  ContextPtr ctx = cpu_context();
+  Matrix m = make(ctx.get(), NYXQ_FORMAT_Q8_0, 4, 64);
+  std::vector<float> x = sine(2 * 64, 0.37f, 0.0f), y(8, 5.0f), bias(4, 0.0f);
+  const void *w = m.bytes.data();
+  const size_t wl = m.bytes.size();
+  auto call = [&](const NyxqContext *c, int32_t f, const void *wp, size_t wlen, uint64_t rows, uint64_t cols, const float *xp,
+                  size_t xl, uint64_t tokens, const float *bp, size_t bl, float *yp, size_t yl) {
+    return nyxq_matmul(c, f, wp, wlen, rows, cols, xp, xl, tokens, bp, bl, yp, yl);
+  };
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(nullptr, NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, nullptr, wl, 4, 64, x.data(), 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, nullptr, 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, 2, nullptr, 0, nullptr, 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), 42, w, wl, 4, 64, x.data(), 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl - 1, 4, 64, x.data(), 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 48, x.data(), 96, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 127, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, 0, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, 2, bias.data(), 3, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 0, 64, x.data(), 128, 2, nullptr, 0, y.data(), 8));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, 2, nullptr, 0, y.data(), 7));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 8u);
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, call(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 128, UINT64_MAX / 2, nullptr, 0, y.data(), 8));
+  for (float v : y) EXPECT_EQ(v, 5.0f);
+  std::vector<float> dx(128, 5.0f);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, nullptr, 8, 2, dx.data(), 128));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 7, 2, dx.data(), 128));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 8, 2, dx.data(), 127));
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_matmul_transposed(ctx.get(), NYXQ_FORMAT_Q8_0, w, wl, 4, 64, x.data(), 8, UINT64_MAX / 2, dx.data(), 128));
+  for (float v : dx) EXPECT_EQ(v, 5.0f);
+}

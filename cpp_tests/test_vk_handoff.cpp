@@ -619,6 +619,9 @@ TEST(VkHandoff, TenThousandRecordedDispatchesGrowNothing) {
   const NyxqVkBufferRange d{dst.buffer, 0, 4 * n};
   const int frames = light() ? 10 : 100;
   uint64_t pools = 0;
+  // The self-test's products (nyxq's own submissions) took the first tickets.
+  NyxqVkRecorderUsage before;
+  CHECK_OK(nyxq_vk_recorder_usage(ctx.get(), &before));
   for (int frame = 0; frame < frames; ++frame) {
     trainer.begin();
     uint64_t ticket = 0;
@@ -633,7 +636,7 @@ TEST(VkHandoff, TenThousandRecordedDispatchesGrowNothing) {
     EXPECT_EQ(usage.unreleased_sets, 0u);
     if (frame == 0) pools = usage.descriptor_pools;
     ASSERT_EQ(usage.descriptor_pools, pools) << "frame " << frame;
-    EXPECT_EQ(usage.last_ticket, static_cast<uint64_t>(100 * (frame + 1)));
+    EXPECT_EQ(usage.last_ticket, before.last_ticket + static_cast<uint64_t>(100 * (frame + 1)));
   }
   EXPECT_EQ(pools, 1u);
   EXPECT_EQ(trainer.validation_errors(), 0);
@@ -1001,6 +1004,59 @@ TEST(VkHandoff, RecordedMatvecArgumentsAreCheckedBeforeAnythingIsRecorded) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
+// The matmul's arguments (a 4x64 Q8_0 W, 1 token: the matvec's buffers) are
+// checked the same way, forward and backward, before anything is recorded.
+TEST(VkHandoff, RecordedMatmulArgumentsAreCheckedBeforeAnythingIsRecorded) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const RecordingArgs args(trainer);
+  const NyxqVkBufferRange &w = args.w, &x = args.x, &y = args.y;
+  VkCommandBuffer cmd = trainer.cmd();
+  uint64_t ticket = 12345;
+  trainer.begin();
+  auto matmul = [&](uint64_t rows, uint64_t cols, uint64_t tokens, const NyxqVkBufferRange *wr,
+                    const NyxqVkBufferRange *xr, const NyxqVkBufferRange *yr) {
+    return nyxq_vk_cmd_matmul(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, rows, cols, tokens, wr, xr, nullptr, yr, &ticket);
+  };
+  auto matmul_t = [&](uint64_t rows, uint64_t cols, uint64_t tokens, const NyxqVkBufferRange *wr,
+                      const NyxqVkBufferRange *dyr, const NyxqVkBufferRange *dxr) {
+    return nyxq_vk_cmd_matmul_transposed(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, rows, cols, tokens, wr, dyr, dxr, &ticket);
+  };
+  const NyxqVkBufferRange short_w{args.buf.buffer, w.offset, 128};
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, matmul(4, 64, 1, &short_w, &x, &y));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 272u);
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, matmul(4, 64, 2, &w, &x, &y));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 512u);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 64, 0, &w, &x, &y));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 48, 1, &w, &x, &y));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(0, 64, 1, &w, &x, &y));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 64, uint64_t{1} << 32, &w, &x, &y));
+  const NyxqVkBufferRange misaligned_x{args.buf.buffer, x.offset + 2, 256};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 64, 1, &w, &misaligned_x, &y));
+  const NyxqVkBufferRange y_over_x{args.buf.buffer, x.offset, 16};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 64, 1, &w, &x, &y_over_x));
+  const NyxqVkBufferRange past_the_end{args.buf.buffer, 32768 - 64, 256};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul(4, 64, 1, &w, &past_the_end, &y));
+  const NyxqVkBufferRange wrapping{args.buf.buffer, x.offset, UINT64_MAX - 100};
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, matmul(4, 64, 1, &w, &wrapping, &y));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matmul(4, 64, 1, &w, nullptr, &y));
+  // Backward: dY is 4 floats a token, dX 64.
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, matmul_t(4, 64, 1, &w, &y, &y));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul_t(4, 64, 0, &w, &y, &x));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, matmul_t(4, 64, 1, &w, &y, &misaligned_x));
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW, matmul_t(4, 64, 1, &w, &wrapping, &x));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, matmul_t(4, 64, 1, &w, &y, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_matmul(ctx.get(), nullptr, NYXQ_FORMAT_Q8_0, 4, 64, 1, &w, &x, nullptr, &y, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_matmul(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &w, &x, nullptr, &y, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_matmul(ctx.get(), cmd, 42, 4, 64, 1, &w, &x, nullptr, &y, &ticket));
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  expect_nothing_recorded(trainer, ctx.get());
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
 // The recorder refuses a recording beyond 65 536 unreleased descriptor sets
 // (the trainer forgot nyxq_vk_release); releasing lets recording go on.
 TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
@@ -1024,6 +1080,10 @@ TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
       << nyxq_last_error_message();
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
                 nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &refused));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
+                nyxq_vk_cmd_matmul(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &refused));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_vk_cmd_matmul_transposed(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1,
+                                                                        &a.w, &a.y, &a.x, &refused));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &refused));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), cmd, 0.1f, &a.x, &a.grads, 64,
@@ -1169,6 +1229,12 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
                 nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
   vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
   EXPECT_STATUS(NYXQ_ERROR_VULKAN,
+                nyxq_vk_cmd_matmul(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_cmd_matmul_transposed(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w,
+                                                                 &a.y, &a.x, &ticket));
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &ticket));
   EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
   expect_nothing_recorded(trainer, ctx.get());
@@ -1299,6 +1365,84 @@ TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
           magnitude += std::fabs(wx);
         }
         ASSERT_NEAR(yt[b * cols + c], exact, 2 * (rows + 3) * magnitude / 16777216.0 + 1e-6) << "column " << c;
+      }
+    }
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// Y = X·Wᵀ (with a bias) and dX = dY·W for a batch of tokens recorded into
+// the trainer's command buffer for every format, against a double-precision
+// product of the weights the CPU dequantizes: within the bound of the
+// compatible kernel, (n + 3)·2⁻²⁴·Σ|w·x| (twice it), or of the cooperative-
+// matrix kernel where the self-test chose it (nyxq_vk_cmd_matmul's header).
+TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  const size_t rows = 70, cols = 96, tokens = 67;
+  HostBuffer w_buf = trainer.make_buffer(4 * rows * cols);
+  HostBuffer x_buf = trainer.make_buffer(4 * tokens * cols);
+  HostBuffer dy_buf = trainer.make_buffer(4 * tokens * rows);
+  HostBuffer bias_buf = trainer.make_buffer(4 * rows);
+  HostBuffer y_buf = trainer.make_buffer(4 * tokens * rows);
+  HostBuffer dx_buf = trainer.make_buffer(4 * tokens * cols);
+  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * cols);
+  const std::vector<float> x = nyxq_test::sine(tokens * cols, 0.37f, 1.0f);
+  const std::vector<float> dy = nyxq_test::sine(tokens * rows, 0.37f, 3.0f);
+  const std::vector<float> bias = nyxq_test::sine(rows, 0.37f, 2.0f);
+  std::memcpy(x_buf.mapped, x.data(), 4 * x.size());
+  std::memcpy(dy_buf.mapped, dy.data(), 4 * dy.size());
+  std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
+  bool coop = false;
+  for (const std::string &line : report_lines(ctx.get())) coop |= line.find("_coop: coop variant") != std::string::npos;
+  for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
+    SCOPED_TRACE(testing::Message() << "format " << format);
+    size_t qbytes = 0, range = 0;
+    CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
+    CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));
+    std::vector<unsigned char> w(range, 0);
+    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), weights.size(), nullptr, w.data(), qbytes));
+    std::vector<float> dequantized(rows * cols);
+    CHECK_OK(nyxq_dequantize(cpu.get(), format, w.data(), qbytes, dequantized.data(), dequantized.size()));
+    std::memcpy(w_buf.mapped, w.data(), range);
+    const NyxqVkBufferRange wr{w_buf.buffer, 0, range}, xr{x_buf.buffer, 0, 4 * tokens * cols},
+        dyr{dy_buf.buffer, 0, 4 * tokens * rows}, br{bias_buf.buffer, 0, 4 * rows},
+        yr{y_buf.buffer, 0, 4 * tokens * rows}, dxr{dx_buf.buffer, 0, 4 * tokens * cols};
+    uint64_t forward = 0, backward = 0;
+    trainer.begin();
+    CHECK_OK(nyxq_vk_cmd_matmul(ctx.get(), trainer.cmd(), format, rows, cols, tokens, &wr, &xr, &br, &yr, &forward));
+    CHECK_OK(nyxq_vk_cmd_matmul_transposed(ctx.get(), trainer.cmd(), format, rows, cols, tokens, &wr, &dyr, &dxr,
+                                           &backward));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), backward));
+    auto bound = [&](size_t n, double wx, double w_and_x) {
+      return coop ? (1.0 / 512 + (n + 12) / 8388608.0) * wx + w_and_x / 8388608.0
+                  : 2 * (n + 3) * wx / 16777216.0;
+    };
+    const float *y = static_cast<const float *>(y_buf.mapped);
+    const float *dx = static_cast<const float *>(dx_buf.mapped);
+    for (size_t t = 0; t < tokens; ++t) {
+      for (size_t r = 0; r < rows; ++r) {
+        double exact = bias[r], magnitude = 0, sizes = 0;
+        for (size_t c = 0; c < cols; ++c) {
+          const double wx = static_cast<double>(dequantized[r * cols + c]) * x[t * cols + c];
+          exact += wx;
+          magnitude += std::fabs(wx);
+          sizes += std::fabs(dequantized[r * cols + c]) + std::fabs(x[t * cols + c]);
+        }
+        ASSERT_NEAR(y[t * rows + r], exact, bound(cols, magnitude, sizes) + 1e-6) << "token " << t << " row " << r;
+      }
+      for (size_t c = 0; c < cols; ++c) {
+        double exact = 0, magnitude = 0, sizes = 0;
+        for (size_t r = 0; r < rows; ++r) {
+          const double wx = static_cast<double>(dequantized[r * cols + c]) * dy[t * rows + r];
+          exact += wx;
+          magnitude += std::fabs(wx);
+          sizes += std::fabs(dequantized[r * cols + c]) + std::fabs(dy[t * rows + r]);
+        }
+        ASSERT_NEAR(dx[t * cols + c], exact, bound(rows, magnitude, sizes) + 1e-6) << "token " << t << " column " << c;
       }
     }
   }

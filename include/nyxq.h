@@ -1200,6 +1200,65 @@ NyxqStatus nyxq_matvec_transposed(const NyxqContext *ctx,
                                   float *y,
                                   size_t y_len);
 
+/**
+ * Y = X·Wᵀ (+ bias) for `tokens` tokens (a layer's forward pass over a
+ * batch): y[t·rows + r] = Σ_c x[t·cols + c]·W[r][c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ *   each row whole blocks (what nyxq_quantize writes for the flattened
+ *   matrix), `w_len` bytes exactly.
+ * - `x`: tokens·cols floats, token-major; `bias`: NULL or `rows` floats;
+ *   `y`: at least tokens·rows floats (only those are written).
+ *
+ * W is dequantized to f32 once per panel of rows and chunk of 256 tokens,
+ * then multiplied in f32 fused multiply-adds: against an FP64 product of
+ * the dequantized weights the error is at most (cols + 3)·2⁻²⁴·Σ|w·x| per
+ * output (the bias adds one rounding). For 1 to 8 tokens nyxq_matvec gives
+ * the same product, faster on the block formats (docs/performance.md).
+ * NaN/Inf in x propagate. Large products use the context's threads; the
+ * result does not depend on their number.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
+ * blocks, tokens of 0, w_len/x_len/bias_len not what the shape needs, `y`
+ * overlapping `w`, `x` or `bias`; the inputs may overlap each other),
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
+ * floats), NYXQ_ERROR_OUT_OF_MEMORY (the per-thread panels and outputs).
+ * Thread-safe.
+ */
+NyxqStatus nyxq_matmul(const NyxqContext *ctx,
+                       int32_t format,
+                       const void *w,
+                       size_t w_len,
+                       uint64_t rows,
+                       uint64_t cols,
+                       const float *x,
+                       size_t x_len,
+                       uint64_t tokens,
+                       const float *bias,
+                       size_t bias_len,
+                       float *y,
+                       size_t y_len);
+
+/**
+ * dX = dY·W for `tokens` tokens (the backward pass of a quantized layer over
+ * a batch): dx[t·cols + c] = Σ_r dy[t·rows + r]·W[r][c]. `dy`: tokens·rows
+ * floats; `dx`: at least tokens·cols floats. Weights, errors and accuracy
+ * as nyxq_matmul (the sum runs over rows: (rows + 3)·2⁻²⁴·Σ|w·x|; `dx`
+ * overlapping `w` or `dy` is NYXQ_ERROR_INVALID_ARGUMENT). Thread-safe.
+ */
+NyxqStatus nyxq_matmul_transposed(const NyxqContext *ctx,
+                                  int32_t format,
+                                  const void *w,
+                                  size_t w_len,
+                                  uint64_t rows,
+                                  uint64_t cols,
+                                  const float *dy,
+                                  size_t dy_len,
+                                  uint64_t tokens,
+                                  float *dx,
+                                  size_t dx_len);
+
 /* ---- Vulkan: borrowed devices and command recording ---- */
 
 /**
@@ -1748,6 +1807,82 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
                                          const NyxqVkBufferRange *w,
                                          const NyxqVkBufferRange *x,
                                          const NyxqVkBufferRange *y,
+                                         uint64_t *ticket_out);
+
+/**
+ * Records Y = X·Wᵀ (+ bias) for `tokens` tokens (a layer's forward pass
+ * over a batch) into `command_buffer`:
+ * y[t·rows + r] = Σ_c x[t·cols + c]·W[r][c] + bias[r].
+ *
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
+ *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
+ * - `x`: tokens·cols floats, token-major; `bias`: NULL (no bias) or `rows`
+ *   floats; `y`: tokens·rows floats, not overlapping `w`, `x` or `bias`.
+ *
+ * Each range's `offset` must be a multiple of minStorageBufferOffsetAlignment,
+ * and no range may end past its buffer's memory requirement
+ * (NyxqVkBufferRange). `w` is split by rows and `x` and `y` by tokens into
+ * several dispatches where they exceed maxStorageBufferRange; `bias`, one
+ * row of `w` and one token's values must each fit it. Command buffer,
+ * barriers, tickets and what nyxq cannot check as nyxq_vk_cmd_quantize:
+ * nyxq binds its pipeline, descriptor set 0 and push constants, records no
+ * barrier before or after, submits nothing.
+ *
+ * The kernel is the one the context's self-test chose (nyxq_context_report
+ * names it): on a device with VK_KHR_cooperative_matrix (16×8×16, f16
+ * inputs and f32 results at subgroup scope, subgroups of 32) enabled with
+ * shaderFloat16 and vulkanMemoryModel, the `_coop` variant, which rounds W
+ * and X to f16 and sums in f32 on the matrix units: against an FP64
+ * product of the dequantized weights |y − y_ref| ≤
+ * (2⁻⁹ + (cols + 12)·2⁻²³)·Σ|w·x| + 2⁻²³·Σ(|w| + |x|), for magnitudes below
+ * 65520 (larger ones become ±Inf).
+ * Elsewhere, or with compat forced, the compatible variant: f32 tiles,
+ * fused multiply-adds, |y − y_ref| ≤ (cols + 3)·2⁻²⁴·Σ|w·x| (subnormal
+ * products may be flushed to zero). The bias adds one rounding. NaN/Inf in
+ * x propagate.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
+ * ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
+ * format, empty matrix, cols not whole blocks, tokens of 0, rows, cols or
+ * tokens above 2³²−1, misaligned offset, a range past its buffer, y
+ * overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
+ * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context; a kernel disabled by its
+ * self-test; bias, one row of W or one token's values over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY (65 536 recorded
+ * dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on error.
+ * Thread-safe for distinct command buffers.
+ */
+NyxqStatus nyxq_vk_cmd_matmul(NyxqContext *ctx,
+                              void *command_buffer,
+                              int32_t format,
+                              uint64_t rows,
+                              uint64_t cols,
+                              uint64_t tokens,
+                              const NyxqVkBufferRange *w,
+                              const NyxqVkBufferRange *x,
+                              const NyxqVkBufferRange *bias,
+                              const NyxqVkBufferRange *y,
+                              uint64_t *ticket_out);
+
+/**
+ * Records dX = dY·W for `tokens` tokens (the backward pass of a quantized
+ * layer over a batch): dx[t·cols + c] = Σ_r dy[t·rows + r]·W[r][c]. `dy`:
+ * tokens·rows floats; `dx`: tokens·cols floats. When `w` is split over
+ * several dispatches, nyxq records a compute barrier between its chunks
+ * (they add into dx). Weights, ranges, command buffer, tickets, kernels,
+ * accuracy (the sum runs over rows) and errors as nyxq_vk_cmd_matmul.
+ */
+NyxqStatus nyxq_vk_cmd_matmul_transposed(NyxqContext *ctx,
+                                         void *command_buffer,
+                                         int32_t format,
+                                         uint64_t rows,
+                                         uint64_t cols,
+                                         uint64_t tokens,
+                                         const NyxqVkBufferRange *w,
+                                         const NyxqVkBufferRange *dy,
+                                         const NyxqVkBufferRange *dx,
                                          uint64_t *ticket_out);
 
 /* ---- Planning: models, policies, plans, configuration and hardware ---- */

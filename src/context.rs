@@ -390,7 +390,7 @@ impl Context {
         format: crate::format::Format,
     ) -> Result<&Arc<crate::vk::Engine>> {
         let engine = self.vulkan_engine()?;
-        format.require_vulkan(crate::format::VulkanFamily::Conversions)?;
+        format.require_vulkan(op.family())?;
         if !self.vulkan_kernel_enabled(op, format) {
             return Err(Error::unsupported(format!(
                 "the Vulkan kernel {} is disabled on this device (it failed its self-test; \

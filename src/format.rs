@@ -78,6 +78,9 @@ pub struct VulkanKernelSet {
     pub matvec: bool,
     /// `matvec_<tag>_f32_dot`, the integer-dot forward product.
     pub matvec_dot: bool,
+    /// `matmul_<tag>_f32` and `matmul_t_<tag>_f32`, each with its `_coop`
+    /// variant: the products of a batch of tokens.
+    pub matmul: bool,
 }
 
 /// A family of Vulkan kernels, as [`VulkanKernelSet`] lists them.
@@ -89,6 +92,8 @@ pub enum VulkanFamily {
     Matvec,
     /// The integer-dot W·x.
     MatvecDot,
+    /// X·Wᵀ and dY·W for a batch of tokens.
+    Matmul,
 }
 
 impl VulkanKernelSet {
@@ -98,6 +103,7 @@ impl VulkanKernelSet {
             VulkanFamily::Conversions => self.conversions,
             VulkanFamily::Matvec => self.matvec,
             VulkanFamily::MatvecDot => self.matvec_dot,
+            VulkanFamily::Matmul => self.matmul,
         }
     }
 }
@@ -176,6 +182,7 @@ const ALL_VULKAN: VulkanKernelSet = VulkanKernelSet {
     conversions: true,
     matvec: true,
     matvec_dot: true,
+    matmul: true,
 };
 
 /// The Vulkan kernels of F16 and BF16: no integer-dot product.
@@ -470,6 +477,7 @@ impl Format {
             VulkanFamily::Conversions => "quantize/dequantize",
             VulkanFamily::Matvec => "matvec",
             VulkanFamily::MatvecDot => "integer-dot matvec",
+            VulkanFamily::Matmul => "matmul",
         };
         Err(Error::unsupported(format!(
             "{} has no Vulkan {what} kernel: use the CPU functions (and host tensors) for it",

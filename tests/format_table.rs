@@ -26,6 +26,12 @@ fn variant_names(family: VulkanFamily, tag: &str) -> Vec<String> {
             format!("matvec_t_{tag}_f32"),
         ],
         VulkanFamily::MatvecDot => vec![format!("matvec_{tag}_f32_dot")],
+        VulkanFamily::Matmul => vec![
+            format!("matmul_{tag}_f32"),
+            format!("matmul_{tag}_f32_coop"),
+            format!("matmul_t_{tag}_f32"),
+            format!("matmul_t_{tag}_f32_coop"),
+        ],
     }
 }
 
@@ -35,6 +41,7 @@ fn vulkan_kernel_families_match_the_compiled_variants() {
         VulkanFamily::Conversions,
         VulkanFamily::Matvec,
         VulkanFamily::MatvecDot,
+        VulkanFamily::Matmul,
     ];
     for spec in &FORMATS {
         for family in families {

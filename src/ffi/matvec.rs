@@ -1,4 +1,5 @@
-//! Matrix-vector products with quantized weights through the C ABI.
+//! Matrix-vector products and products of batches of tokens with
+//! quantized weights through the C ABI.
 
 use super::context::NyxqContext;
 use super::format::format_arg;
@@ -108,4 +109,108 @@ pub extern "C" fn nyxq_matvec_transposed(
         let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
         matvec::matvec_transposed(format, w, rows, cols, x, batch, y, context.threads())
     })
+}
+
+/// Y = X·Wᵀ (+ bias) for `tokens` tokens (a layer's forward pass over a
+/// batch): y[t·rows + r] = Σ_c x[t·cols + c]·W[r][c] + bias[r].
+///
+/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+///   each row whole blocks (what nyxq_quantize writes for the flattened
+///   matrix), `w_len` bytes exactly.
+/// - `x`: tokens·cols floats, token-major; `bias`: NULL or `rows` floats;
+///   `y`: at least tokens·rows floats (only those are written).
+///
+/// W is dequantized to f32 once per panel of rows and chunk of 256 tokens,
+/// then multiplied in f32 fused multiply-adds: against an FP64 product of
+/// the dequantized weights the error is at most (cols + 3)·2⁻²⁴·Σ|w·x| per
+/// output (the bias adds one rounding). For 1 to 8 tokens nyxq_matvec gives
+/// the same product, faster on the block formats (docs/performance.md).
+/// NaN/Inf in x propagate. Large products use the context's threads; the
+/// result does not depend on their number.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (unknown format, empty matrix, rows not whole
+/// blocks, tokens of 0, w_len/x_len/bias_len not what the shape needs, `y`
+/// overlapping `w`, `x` or `bias`; the inputs may overlap each other),
+/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_BUFFER_TOO_SMALL (y; needed length in
+/// floats), NYXQ_ERROR_OUT_OF_MEMORY (the per-thread panels and outputs).
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_matmul(
+    ctx: *const NyxqContext,
+    format: i32,
+    w: *const c_void,
+    w_len: usize,
+    rows: u64,
+    cols: u64,
+    x: *const f32,
+    x_len: usize,
+    tokens: u64,
+    bias: *const f32,
+    bias_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        let format = format_arg(format)?;
+        let (rows, cols, tokens) = matmul_dims(rows, cols, tokens)?;
+        // SAFETY: the caller passes w_len readable bytes at w.
+        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
+        // SAFETY: the caller passes x_len readable floats at x.
+        let x = unsafe { ptr::slice(x, x_len, "x") }?;
+        let bias = if bias.is_null() {
+            None
+        } else {
+            // SAFETY: the caller passes bias_len readable floats at bias.
+            Some(unsafe { ptr::slice(bias, bias_len, "bias") }?)
+        };
+        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
+        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
+        ptr::check_disjoint((y, y_len, "y"), bias.unwrap_or_default(), "bias")?;
+        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
+        let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
+        matvec::matmul(format, w, rows, cols, x, tokens, bias, y, context.threads())
+    })
+}
+
+/// dX = dY·W for `tokens` tokens (the backward pass of a quantized layer over
+/// a batch): dx[t·cols + c] = Σ_r dy[t·rows + r]·W[r][c]. `dy`: tokens·rows
+/// floats; `dx`: at least tokens·cols floats. Weights, errors and accuracy
+/// as nyxq_matmul (the sum runs over rows: (rows + 3)·2⁻²⁴·Σ|w·x|; `dx`
+/// overlapping `w` or `dy` is NYXQ_ERROR_INVALID_ARGUMENT). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_matmul_transposed(
+    ctx: *const NyxqContext,
+    format: i32,
+    w: *const c_void,
+    w_len: usize,
+    rows: u64,
+    cols: u64,
+    dy: *const f32,
+    dy_len: usize,
+    tokens: u64,
+    dx: *mut f32,
+    dx_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let context = handle::get(ctx)?;
+        let format = format_arg(format)?;
+        let (rows, cols, tokens) = matmul_dims(rows, cols, tokens)?;
+        // SAFETY: the caller passes w_len readable bytes at w.
+        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
+        // SAFETY: the caller passes dy_len readable floats at dy.
+        let dy = unsafe { ptr::slice(dy, dy_len, "dy") }?;
+        ptr::check_disjoint((dx, dx_len, "dx"), w, "w")?;
+        ptr::check_disjoint((dx, dx_len, "dx"), dy, "dy")?;
+        // SAFETY: the caller passes dx_len writable floats at dx, disjoint from the inputs (checked).
+        let dx = unsafe { ptr::slice_mut(dx, dx_len, "dx") }?;
+        matvec::matmul_transposed(format, w, rows, cols, dy, tokens, dx, context.threads())
+    })
+}
+
+fn matmul_dims(rows: u64, cols: u64, tokens: u64) -> Result<(usize, usize, usize), Error> {
+    let (rows, cols, _) = dims(rows, cols, 0)?;
+    let tokens = usize::try_from(tokens).map_err(|_| Error::overflow("tokens"))?;
+    Ok((rows, cols, tokens))
 }

@@ -27,6 +27,7 @@
 //! that sums them is NaN or ±Inf.
 
 mod kernels;
+mod matmul;
 mod row;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd_x86;
@@ -45,6 +46,7 @@ pub fn cpu_kernels() -> &'static str {
     "portable"
 }
 
+pub use matmul::{matmul, matmul_transposed};
 pub use row::MAX_BATCH;
 
 /// Rows (or column blocks) below this per thread are not worth a thread.
@@ -62,25 +64,31 @@ fn threads_for(requested: usize, rows: usize, cols: usize, pieces: usize) -> usi
 
 /// Checks the shapes common to both products; returns the row stride in bytes.
 fn check(format: Format, w: &[u8], rows: usize, cols: usize, batch: usize) -> Result<usize> {
-    if rows == 0 || cols == 0 {
-        return Err(Error::invalid(format!(
-            "matvec: a {rows}x{cols} matrix is empty"
-        )));
-    }
     if !(1..=MAX_BATCH).contains(&batch) {
         return Err(Error::invalid(format!(
             "matvec: batch {batch} is outside 1..={MAX_BATCH}"
         )));
     }
+    check_matrix("matvec", format, w, rows, cols)
+}
+
+/// Checks W: not empty, rows of whole blocks, exactly `w.len()` bytes;
+/// returns the row stride in bytes. `op` names the product in messages.
+fn check_matrix(op: &str, format: Format, w: &[u8], rows: usize, cols: usize) -> Result<usize> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::invalid(format!(
+            "{op}: a {rows}x{cols} matrix is empty"
+        )));
+    }
     let row_bytes = format
         .size_of(cols)
-        .map_err(|e| Error::invalid(format!("matvec: rows of {cols}: {}", e.message())))?;
+        .map_err(|e| Error::invalid(format!("{op}: rows of {cols}: {}", e.message())))?;
     let needed = row_bytes
         .checked_mul(rows)
-        .ok_or_else(|| Error::overflow("matvec weights"))?;
+        .ok_or_else(|| Error::overflow(&format!("{op} weights")))?;
     if w.len() != needed {
         return Err(Error::invalid(format!(
-            "matvec: a {rows}x{cols} {} matrix has {needed} bytes, but {} were given",
+            "{op}: a {rows}x{cols} {} matrix has {needed} bytes, but {} were given",
             format.name(),
             w.len()
         )));
@@ -96,7 +104,7 @@ fn check_len(what: &str, have: usize, needed: usize, output: bool) -> Result<()>
         return Err(Error::buffer_too_small(what, "floats", needed, have));
     }
     Err(Error::invalid(format!(
-        "matvec: {what} has {have} floats; it must have {needed}"
+        "{what} has {have} floats; it must have {needed}"
     )))
 }
 

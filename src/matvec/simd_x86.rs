@@ -464,3 +464,82 @@ pub(crate) unsafe fn row_dot_int_avx2<B: IntBlock>(
         *s = sum_lanes(a) + o;
     }
 }
+
+/// Panel rows one step of [`panel_dots`] multiplies.
+const TILE_ROWS: usize = 3;
+/// Tokens one step of [`panel_dots`] multiplies.
+const TILE_TOKENS: usize = 4;
+
+/// The 3×4 dot products of `rows` with `tokens` over `k` floats: 12
+/// accumulators, 3 + 1 vectors loaded per 12 fused multiply-adds.
+///
+/// # Safety
+/// AVX2 and FMA present; every pointer reads `k` floats; k % 8 == 0.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_tile(
+    rows: [*const f32; TILE_ROWS],
+    tokens: [*const f32; TILE_TOKENS],
+    k: usize,
+) -> [[f32; TILE_TOKENS]; TILE_ROWS] {
+    let mut acc = [[_mm256_setzero_ps(); TILE_TOKENS]; TILE_ROWS];
+    let mut w = [_mm256_setzero_ps(); TILE_ROWS];
+    for i in (0..k).step_by(8) {
+        for (wv, row) in w.iter_mut().zip(rows) {
+            // SAFETY: i + 8 <= k, and each row holds k floats (the contract).
+            *wv = unsafe { _mm256_loadu_ps(row.add(i)) };
+        }
+        for (t, token) in tokens.iter().enumerate() {
+            // SAFETY: as above, for the token's k floats.
+            let x = unsafe { _mm256_loadu_ps(token.add(i)) };
+            for (a, wv) in acc.iter_mut().zip(&w) {
+                a[t] = _mm256_fmadd_ps(*wv, x, a[t]);
+            }
+        }
+    }
+    let mut dots = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
+    for (d, a) in dots.iter_mut().zip(&acc) {
+        for (v, lanes) in d.iter_mut().zip(a) {
+            *v = sum_lanes(*lanes);
+        }
+    }
+    dots
+}
+
+/// out[t·out_stride + r] = Σ_i panel[r·k + i]·x[t·k + i] for r < rows and
+/// t < tokens, in f32 fused multiply-adds; false (nothing written) where the
+/// CPU lacks AVX2 and FMA or k is not a multiple of 8.
+pub fn panel_dots(
+    panel: &[f32],
+    rows: usize,
+    k: usize,
+    x: &[f32],
+    tokens: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> bool {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) || k % 8 != 0 {
+        return false;
+    }
+    assert!(rows > 0 && tokens > 0 && out_stride >= rows);
+    assert!(panel.len() >= rows * k && x.len() >= tokens * k);
+    assert!(out.len() >= (tokens - 1) * out_stride + rows);
+    // Past the last row or token a tile repeats the last one (its results
+    // are dropped), so every tile is whole.
+    let row_at = |r: usize| panel[r.min(rows - 1) * k..].as_ptr();
+    let token_at = |t: usize| x[t.min(tokens - 1) * k..].as_ptr();
+    for t0 in (0..tokens).step_by(TILE_TOKENS) {
+        let token_ptrs: [*const f32; TILE_TOKENS] = std::array::from_fn(|j| token_at(t0 + j));
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let row_ptrs: [*const f32; TILE_ROWS] = std::array::from_fn(|i| row_at(r0 + i));
+            // SAFETY: features detected and k % 8 == 0 above; each pointer
+            // starts a whole row of the panel or of x (lengths asserted).
+            let dots = unsafe { dots_tile(row_ptrs, token_ptrs, k) };
+            for (i, row) in dots.iter().enumerate().take(rows - r0) {
+                for (j, v) in row.iter().enumerate().take(tokens - t0) {
+                    out[(t0 + j) * out_stride + r0 + i] = *v;
+                }
+            }
+        }
+    }
+    true
+}

@@ -484,3 +484,142 @@ fn the_avx2_kernel_computes_the_f32_rows_where_the_cpu_has_it() {
         assert!(differs, "{format:?}: no row tells the kernels apart");
     }
 }
+/// The first output of a matmul (forward, or backward with `transposed`)
+/// outside the documented bound against FP64 over independently decoded
+/// weights: (n + 3)·2⁻²⁴·Σ|w·x|, plus the bias's rounding.
+#[allow(clippy::too_many_arguments)]
+fn matmul_violation(
+    format: Format,
+    w: &[u8],
+    (rows, cols, tokens): (usize, usize, usize),
+    transposed: bool,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &[f32],
+) -> Option<String> {
+    let row_bytes = format.size_of(cols).unwrap();
+    let decoded: Vec<Vec<(f64, f64)>> = (0..rows)
+        .map(|r| decode_row(format, &w[r * row_bytes..(r + 1) * row_bytes], cols))
+        .collect();
+    let (outputs, n) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    for t in 0..tokens {
+        for o in 0..outputs {
+            let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let (dq, m) = if transposed {
+                    decoded[i][o]
+                } else {
+                    decoded[o][i]
+                };
+                let xv = f64::from(x[t * n + i]);
+                exact += (dq + m) * xv;
+                magnitude += (dq.abs() + m.abs()) * xv.abs();
+            }
+            let b = bias.map_or(0.0, |b| f64::from(b[o]));
+            let got = f64::from(y[t * outputs + o]);
+            let bound = (n as f64 + 3.0) * U * magnitude + 2.0 * U * (exact.abs() + b.abs());
+            if (got - b - exact).abs() > bound {
+                return Some(format!(
+                    "{format:?} {rows}x{cols} t{t} o{o}: {got} vs {} (bound {bound:e})",
+                    exact + b
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn matmul_agrees_with_fp64_within_the_documented_bound() {
+    for format in ALL_FORMATS {
+        let mut shapes = vec![(1, 32, 1), (7, 96, 9), (33, 64, 300), (130, 160, 5)];
+        if !format.is_block() {
+            // Sums not a multiple of 8 take the portable loop.
+            shapes.extend([(5, 33, 6), (3, 7, 2)]);
+        }
+        for (rows, cols, tokens) in shapes {
+            let w = weights(format, rows, cols, (rows + cols) as u64);
+            let x = data(tokens * cols, 5);
+            let bias = data(rows, 9);
+            let mut y = vec![f32::NAN; tokens * rows];
+            matmul(format, &w, rows, cols, &x, tokens, Some(&bias), &mut y, 3).unwrap();
+            let shape = (rows, cols, tokens);
+            let found = matmul_violation(format, &w, shape, false, &x, Some(&bias), &y);
+            assert_eq!(found, None);
+            let mut one = vec![0.0; tokens * rows];
+            matmul(format, &w, rows, cols, &x, tokens, Some(&bias), &mut one, 1).unwrap();
+            assert_eq!(one, y, "{format:?}: threads changed the result");
+
+            let dy = data(tokens * rows, 6);
+            let mut dx = vec![f32::NAN; tokens * cols];
+            matmul_transposed(format, &w, rows, cols, &dy, tokens, &mut dx, 3).unwrap();
+            let found = matmul_violation(format, &w, shape, true, &dy, None, &dx);
+            assert_eq!(found, None);
+        }
+    }
+}
+
+#[test]
+fn the_matmul_bound_check_catches_a_wrong_result() {
+    let (rows, cols, tokens) = (9, 64, 11);
+    let w = weights(Format::Q4_0, rows, cols, 2);
+    let x = data(tokens * cols, 3);
+    let mut y = vec![0.0; tokens * rows];
+    matmul(Format::Q4_0, &w, rows, cols, &x, tokens, None, &mut y, 1).unwrap();
+    let shape = (rows, cols, tokens);
+    assert_eq!(
+        matmul_violation(Format::Q4_0, &w, shape, false, &x, None, &y),
+        None
+    );
+    // One output off by 2⁻¹⁰ of itself: above the bound (about 2⁻¹⁸·Σ|w·x|
+    // here), far below the quantization error a test against the FP32
+    // weights would have to allow.
+    let i = 5 * rows + 4;
+    y[i] += y[i].abs() * 2f32.powi(-10) + 1e-30;
+    let found = matmul_violation(Format::Q4_0, &w, shape, false, &x, None, &y);
+    assert!(found.is_some_and(|m| m.contains("t5 o4")));
+}
+
+#[test]
+fn matmul_propagates_nan_and_inf_and_matches_the_matvec_shape() {
+    let (rows, cols, tokens) = (4, 64, 6);
+    for format in ALL_FORMATS {
+        let w = weights(format, rows, cols, 1);
+        let mut x = data(tokens * cols, 2);
+        x[cols + 17] = f32::NAN;
+        x[3 * cols] = f32::INFINITY;
+        let mut y = vec![0.0; tokens * rows];
+        matmul(format, &w, rows, cols, &x, tokens, None, &mut y, 1).unwrap();
+        for t in [1, 3] {
+            let row = &y[t * rows..(t + 1) * rows];
+            assert!(row.iter().all(|v| !v.is_finite()), "{format:?}: {row:?}");
+        }
+        assert!(y[..rows].iter().all(|v| v.is_finite()), "{format:?}");
+    }
+}
+
+#[test]
+fn bad_matmul_shapes_and_buffers_are_errors() {
+    let w = weights(Format::Q4_0, 4, 64, 1);
+    let x = data(3 * 64, 1);
+    let mut y = vec![0.0; 12];
+    let err = matmul(Format::Q4_0, &w, 4, 64, &x, 0, None, &mut y, 1).unwrap_err();
+    assert!(err.message().contains("tokens is 0"), "{err}");
+    assert!(matmul(Format::Q4_0, &w, 4, 48, &x, 3, None, &mut y, 1).is_err());
+    assert!(matmul(Format::Q4_0, &w, 0, 64, &x, 3, None, &mut y, 1).is_err());
+    assert!(matmul(Format::Q4_0, &w, 4, 64, &x[..191], 3, None, &mut y, 1).is_err());
+    assert!(matmul(Format::Q4_0, &w, 4, 64, &x, 3, Some(&[0.0; 3]), &mut y, 1).is_err());
+    let err = matmul(Format::Q4_0, &w, 4, 64, &x, 3, None, &mut y[..11], 1).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::BufferTooSmall { needed: 12 });
+    let err = matmul(Format::Q4_0, &w, 4, 64, &x, usize::MAX, None, &mut y, 1).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::SizeOverflow);
+    let dy = data(12, 2);
+    let mut dx = vec![0.0; 3 * 64];
+    assert!(matmul_transposed(Format::Q4_0, &w, 4, 64, &dy[..11], 3, &mut dx, 1).is_err());
+    let err = matmul_transposed(Format::Q4_0, &w, 4, 64, &dy, 3, &mut dx[..100], 1).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::BufferTooSmall { needed: 192 });
+}

@@ -94,6 +94,16 @@ pub struct DeviceInfo {
     /// integerDotProduct4x8BitPackedSignedAccelerated: the packed 8-bit dot
     /// product is a hardware instruction, not emulated by the compiler.
     pub integer_dot_accelerated: bool,
+    /// vulkanMemoryModel and vulkanMemoryModelDeviceScope (once the model
+    /// is enabled, every kernel's device-scope barriers and atomics need the
+    /// second).
+    pub vulkan_memory_model: bool,
+    /// VK_KHR_cooperative_matrix is listed and its cooperativeMatrix feature
+    /// supported.
+    pub cooperative_matrix: bool,
+    /// Among the device's cooperative-matrix configurations is the one the
+    /// `_coop` matmul kernels use ([`offers_matmul_shape`]).
+    pub cooperative_matrix_matmul_shape: bool,
     /// Float controls (Vulkan 1.2): a shader may declare round-to-nearest-even
     /// for 16-bit (32-bit) floats, so conversions to f16 round as the CPU's.
     pub rounding_rte_f16: bool,
@@ -145,6 +155,21 @@ impl DeviceInfo {
             .with(Feature::Float16, self.shader_float16)
             .with(Feature::Int8, self.shader_int8)
             .with(Feature::IntegerDotProduct, self.integer_dot_product)
+            .with(Feature::VulkanMemoryModel, self.vulkan_memory_model)
+            .with(Feature::CooperativeMatrix, self.cooperative_matrix)
+    }
+
+    /// Whether the matmul `_coop` kernels can run here, where the device
+    /// enables what they need: the cooperative-matrix shape they use,
+    /// subgroups of 32 (each kernel's four subgroups split its tile),
+    /// shaderFloat16 and vulkanMemoryModel.
+    pub fn cooperative_matmul_possible(&self) -> bool {
+        self.cooperative_matrix
+            && self.cooperative_matrix_matmul_shape
+            && self.subgroup_size == 32
+            && self.emulated_subgroup_size.is_none()
+            && self.shader_float16
+            && self.vulkan_memory_model
     }
 
     /// Why this device cannot run nyxq at all, if it cannot.
@@ -177,8 +202,49 @@ fn has_extension(instance: &ash::Instance, pd: vk::PhysicalDevice, name: &CStr) 
         .any(|e| e.extension_name_as_c_str().ok() == Some(name))
 }
 
+/// The Vulkan header version that added VK_KHR_cooperative_matrix (1.3.255):
+/// a validation layer older than it does not know the extension.
+const COOPERATIVE_MATRIX_HEADER: u32 = vk::make_api_version(0, 1, 3, 255);
+
+/// The cooperative-matrix configuration of the `_coop` matmul kernels
+/// (shaders/matmul_coop.comp): M = 16, N = 8, K = 16, A and B f16, C and the
+/// result f32, subgroup scope.
+fn is_matmul_shape(p: &vk::CooperativeMatrixPropertiesKHR<'_>) -> bool {
+    let f16 = vk::ComponentTypeKHR::FLOAT16;
+    let f32 = vk::ComponentTypeKHR::FLOAT32;
+    (p.m_size, p.n_size, p.k_size) == (16, 8, 16)
+        && (p.a_type, p.b_type, p.c_type, p.result_type) == (f16, f16, f32, f32)
+        && p.saturating_accumulation == vk::FALSE
+        && p.scope == vk::ScopeKHR::SUBGROUP
+}
+
+/// Whether `pd`, which lists VK_KHR_cooperative_matrix, offers the
+/// configuration of the `_coop` matmul kernels. False where the loader
+/// gives no vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR.
+fn offers_matmul_shape(instance: &Instance, pd: vk::PhysicalDevice) -> bool {
+    let name = c"vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR";
+    // SAFETY: a live instance; the name is NUL-terminated.
+    let loaded = unsafe {
+        instance
+            .entry
+            .get_instance_proc_addr(instance.instance.handle(), name.as_ptr())
+    };
+    if loaded.is_none() {
+        return false;
+    }
+    let coop = ash::khr::cooperative_matrix::Instance::new(&instance.entry, &instance.instance);
+    // SAFETY: pd belongs to the instance and lists the extension (the
+    // caller's check); the function exists (checked above).
+    let configurations = unsafe { coop.get_physical_device_cooperative_matrix_properties(pd) };
+    configurations
+        .unwrap_or_default()
+        .iter()
+        .any(is_matmul_shape)
+}
+
 /// Reads the facts of one physical device.
-pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> DeviceInfo {
+pub fn query(vulkan: &Instance, pd: vk::PhysicalDevice, index: u32) -> DeviceInfo {
+    let instance = &vulkan.instance;
     // SAFETY: pd was enumerated from this instance.
     let basic = unsafe { instance.get_physical_device_properties(pd) };
     // SAFETY: as above.
@@ -193,6 +259,7 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
     let has_budget = has_ext(ash::ext::memory_budget::NAME);
     let has_dot = vk::api_version_minor(basic.api_version) >= 3
         || has_ext(ash::khr::shader_integer_dot_product::NAME);
+    let has_coop = modern && has_ext(ash::khr::cooperative_matrix::NAME);
 
     let mut v11 = vk::PhysicalDeviceVulkan11Properties::default();
     let mut v12 = vk::PhysicalDeviceVulkan12Properties::default();
@@ -213,15 +280,20 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
     let mut f11 = vk::PhysicalDeviceVulkan11Features::default();
     let mut f12 = vk::PhysicalDeviceVulkan12Features::default();
     let mut fdot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default();
+    let mut fcoop = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default();
     let mut feats2 = vk::PhysicalDeviceFeatures2::default();
     if modern {
         feats2 = feats2.push_next(&mut f11).push_next(&mut f12);
         if has_dot {
             feats2 = feats2.push_next(&mut fdot);
         }
+        if has_coop {
+            feats2 = feats2.push_next(&mut fcoop);
+        }
     }
     // SAFETY: the chained structs are supported (core 1.2, or the extension is listed).
     unsafe { instance.get_physical_device_features2(pd, &mut feats2) };
+    let cooperative_matrix = has_coop && fcoop.cooperative_matrix == vk::TRUE;
     let (storage_16bit, storage_8bit, f16, i8) = if modern {
         (
             f11.storage_buffer16_bit_access == vk::TRUE,
@@ -282,6 +354,11 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         storage_16bit,
         integer_dot_product,
         integer_dot_accelerated,
+        vulkan_memory_model: modern
+            && f12.vulkan_memory_model == vk::TRUE
+            && f12.vulkan_memory_model_device_scope == vk::TRUE,
+        cooperative_matrix,
+        cooperative_matrix_matmul_shape: cooperative_matrix && offers_matmul_shape(vulkan, pd),
         rounding_rte_f16: modern && v12.shader_rounding_mode_rte_float16 == vk::TRUE,
         rounding_rte_f32: modern && v12.shader_rounding_mode_rte_float32 == vk::TRUE,
         denorm_preserve_f16: modern && v12.shader_denorm_preserve_float16 == vk::TRUE,
@@ -305,7 +382,7 @@ pub fn enumerate(
     Ok(pds
         .into_iter()
         .enumerate()
-        .map(|(i, pd)| (pd, query(&instance.instance, pd, i as u32)))
+        .map(|(i, pd)| (pd, query(instance, pd, i as u32)))
         .collect())
 }
 
@@ -428,10 +505,33 @@ impl Device {
             .queue_priorities(&priorities)];
         let mut f11 = vk::PhysicalDeviceVulkan11Features::default()
             .storage_buffer16_bit_access(info.storage_16bit);
+        // Cooperative matrices and the memory model their kernels declare
+        // are enabled only where those kernels can run, and not under a
+        // validation layer that predates VK_KHR_cooperative_matrix: such a
+        // layer (Debian 12's 1.3.239) reports the extension's structure and
+        // every `_coop` module as errors.
+        let old_layer = instance
+            .validation_layer_version
+            .filter(|&v| v < COOPERATIVE_MATRIX_HEADER);
+        let cooperative = info.cooperative_matmul_possible() && old_layer.is_none();
+        if let (true, Some(v)) = (info.cooperative_matmul_possible(), old_layer) {
+            log::info!(
+                "nyxq vulkan: cooperative matrices stay off under the validation layer {}.{}.{}, \
+                 older than VK_KHR_cooperative_matrix (1.3.255): the `_coop` matmul kernels \
+                 do not run",
+                vk::api_version_major(v),
+                vk::api_version_minor(v),
+                vk::api_version_patch(v)
+            );
+        }
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
             .storage_buffer8_bit_access(info.storage_8bit)
             .shader_int8(info.shader_int8)
-            .shader_float16(info.shader_float16);
+            .shader_float16(info.shader_float16)
+            .vulkan_memory_model(cooperative)
+            .vulkan_memory_model_device_scope(cooperative);
+        let mut fcoop =
+            vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         // nyxq's instance asks for Vulkan 1.2, so the integer dot product
         // (core in 1.3) is enabled through its extension, where listed.
         let integer_dot = info.integer_dot_product
@@ -449,6 +549,9 @@ impl Device {
         if integer_dot {
             features = features.push_next(&mut fdot);
         }
+        if cooperative {
+            features = features.push_next(&mut fcoop);
+        }
         let statistics = std::env::var_os("NYXQ_VK_PIPELINE_STATS").is_some()
             && has_extension(
                 &instance.instance,
@@ -460,6 +563,9 @@ impl Device {
         let mut extensions = Vec::new();
         if integer_dot {
             extensions.push(ash::khr::shader_integer_dot_product::NAME.as_ptr());
+        }
+        if cooperative {
+            extensions.push(ash::khr::cooperative_matrix::NAME.as_ptr());
         }
         if statistics {
             extensions.push(ash::khr::pipeline_executable_properties::NAME.as_ptr());
@@ -493,7 +599,11 @@ impl Device {
             enabled: info
                 .supported_features()
                 .without(Feature::IntegerDotProduct)
-                .with(Feature::IntegerDotProduct, integer_dot),
+                .with(Feature::IntegerDotProduct, integer_dot)
+                .without(Feature::VulkanMemoryModel)
+                .with(Feature::VulkanMemoryModel, cooperative)
+                .without(Feature::CooperativeMatrix)
+                .with(Feature::CooperativeMatrix, cooperative),
             features_origin: FeaturesOrigin::Nyxq,
             debug_labels,
             instance,
@@ -566,7 +676,7 @@ impl Device {
     ) -> crate::error::Result<Device> {
         // SAFETY: live handles of this instance, per the contract.
         unsafe { check_effective_version(&instance, physical, device) }?;
-        let info = query(&instance.instance, physical, 0);
+        let info = query(&instance, physical, 0);
         if let Some(reason) = info.unusable_reason() {
             return Err(crate::error::Error::unsupported(reason));
         }
@@ -592,6 +702,11 @@ impl Device {
                 &instance.instance,
                 physical,
                 ash::khr::shader_integer_dot_product::NAME,
+            ),
+            cooperative_matrix_extension: has_extension(
+                &instance.instance,
+                physical,
+                ash::khr::cooperative_matrix::NAME,
             ),
             // SAFETY: a live device of this instance, per the contract.
             vulkan_1_3: info.api_version >= vk::API_VERSION_1_3

@@ -96,22 +96,30 @@ impl Engine {
     }
 
     /// Whether `kernel` can run here: the features its SPIR-V's capabilities
-    /// need are enabled on the device (16-bit storage; f16 arithmetic) or
-    /// reported by it (round-to-nearest-even declarable for f16 or f32,
-    /// subnormal preservation for f16), and its workgroup memory fits
+    /// need are enabled on the device (16-bit storage; f16 arithmetic; the
+    /// Vulkan memory model; cooperative matrices, with the configuration and
+    /// subgroup size the `_coop` kernels use) or reported by it
+    /// (round-to-nearest-even declarable for f16 or f32, subnormal
+    /// preservation for f16), and its workgroup memory fits
     /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
+        let enabled = |feature| self.device.enabled.has(feature);
         [
-            (
-                needs.storage_16bit,
-                self.device.enabled.has(Feature::Storage16Bit),
-            ),
-            (needs.float16, self.device.enabled.has(Feature::Float16)),
+            (needs.storage_16bit, enabled(Feature::Storage16Bit)),
+            (needs.float16, enabled(Feature::Float16)),
             (needs.rounding_rte_f16, info.rounding_rte_f16),
             (needs.rounding_rte_f32, info.rounding_rte_f32),
             (needs.denorm_preserve_f16, info.denorm_preserve_f16),
+            (
+                needs.vulkan_memory_model,
+                enabled(Feature::VulkanMemoryModel),
+            ),
+            (
+                needs.cooperative_matrix,
+                enabled(Feature::CooperativeMatrix) && info.cooperative_matmul_possible(),
+            ),
         ]
         .iter()
         .all(|&(needed, have)| have || !needed)

@@ -19,6 +19,9 @@ pub enum Family {
     /// Matrix-vector products: `W`, `x`, `bias`, `y`; [`MatvecPush`]
     /// (shaders/matvec.glsl).
     Matvec,
+    /// Products of a batch of tokens: `W`, `X`, `bias`, `Y`; [`MatmulPush`]
+    /// (shaders/matmul.glsl).
+    Matmul,
     /// Adam steps and their step count: `params`, `grads`, the control
     /// words, the state; [`AdamPush`] (shaders/adam_common.glsl).
     Adam,
@@ -26,10 +29,11 @@ pub enum Family {
 
 impl Family {
     /// Every family, in [`Family::index`] order.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Convert,
         Family::Unscale,
         Family::Matvec,
+        Family::Matmul,
         Family::Adam,
     ];
 
@@ -37,7 +41,7 @@ impl Family {
     pub const fn bindings(self) -> u32 {
         match self {
             Family::Convert | Family::Unscale => 2,
-            Family::Matvec | Family::Adam => 4,
+            Family::Matvec | Family::Matmul | Family::Adam => 4,
         }
     }
 
@@ -47,6 +51,7 @@ impl Family {
             Family::Convert => size_of::<ConvertPush>(),
             Family::Unscale => size_of::<UnscalePush>(),
             Family::Matvec => size_of::<MatvecPush>(),
+            Family::Matmul => size_of::<MatmulPush>(),
             Family::Adam => size_of::<AdamPush>(),
         }) as u32
     }
@@ -141,6 +146,35 @@ push_constants! {
         has_bias,
         /// Transposed: add to y (the row chunks after the first).
         accumulate,
+    }
+}
+
+push_constants! {
+    /// Rust twin of `Push` in shaders/matmul.glsl.
+    MatmulPush: Matmul, 48 bytes {
+        /// Rows of W in this dispatch.
+        rows,
+        cols,
+        /// Index of this dispatch's first row in the whole matrix.
+        row_first,
+        /// Rows of the whole matrix (values per token of Y, or of dY).
+        total_rows,
+        /// Halfword of binding 0 where this dispatch's first row starts.
+        w_half,
+        /// Halfwords per row.
+        row_halves,
+        /// Forward: add bias[row].
+        has_bias,
+        /// Backward: add to dX (the row chunks after the first).
+        accumulate,
+        /// Tokens in this dispatch.
+        tokens,
+        /// Float of binding 1 where this dispatch's first token starts.
+        x_first,
+        /// Float of binding 3 where this dispatch's first token starts.
+        y_first,
+        /// Output tiles per tile of tokens (the grid's layout).
+        tiles_n,
     }
 }
 

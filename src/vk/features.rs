@@ -21,16 +21,24 @@ pub enum Feature {
     Int8,
     /// shaderIntegerDotProduct: the matvec `_dot` variant.
     IntegerDotProduct,
+    /// vulkanMemoryModel: the matmul `_coop` variant (its SPIR-V declares
+    /// the Vulkan memory model).
+    VulkanMemoryModel,
+    /// cooperativeMatrix (VK_KHR_cooperative_matrix): the matmul `_coop`
+    /// variant.
+    CooperativeMatrix,
 }
 
 impl Feature {
     /// Every feature, in the order reports list them.
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 7] = [
         Feature::Storage16Bit,
         Feature::Storage8Bit,
         Feature::Float16,
         Feature::Int8,
         Feature::IntegerDotProduct,
+        Feature::VulkanMemoryModel,
+        Feature::CooperativeMatrix,
     ];
 
     /// The member's name in Vulkan's feature structures.
@@ -41,6 +49,8 @@ impl Feature {
             Feature::Float16 => "shaderFloat16",
             Feature::Int8 => "shaderInt8",
             Feature::IntegerDotProduct => "shaderIntegerDotProduct",
+            Feature::VulkanMemoryModel => "vulkanMemoryModel",
+            Feature::CooperativeMatrix => "cooperativeMatrix",
         }
     }
 
@@ -96,7 +106,7 @@ struct Structure {
 
 /// The feature structures nyxq reads, core and extension alike; any other
 /// `sType` in a chain is skipped.
-const STRUCTURES: [Structure; 7] = [
+const STRUCTURES: [Structure; 9] = [
     Structure {
         s_type: vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
         name: "VkPhysicalDeviceVulkan11Features",
@@ -126,6 +136,13 @@ const STRUCTURES: [Structure; 7] = [
             (
                 offset_of!(vk::PhysicalDeviceVulkan12Features<'static>, shader_int8),
                 Feature::Int8,
+            ),
+            (
+                offset_of!(
+                    vk::PhysicalDeviceVulkan12Features<'static>,
+                    vulkan_memory_model
+                ),
+                Feature::VulkanMemoryModel,
             ),
         ],
     },
@@ -193,6 +210,28 @@ const STRUCTURES: [Structure; 7] = [
             Feature::IntegerDotProduct,
         )],
     },
+    Structure {
+        s_type: vk::StructureType::PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES,
+        name: "VkPhysicalDeviceVulkanMemoryModelFeatures",
+        members: &[(
+            offset_of!(
+                vk::PhysicalDeviceVulkanMemoryModelFeatures<'static>,
+                vulkan_memory_model
+            ),
+            Feature::VulkanMemoryModel,
+        )],
+    },
+    Structure {
+        s_type: vk::StructureType::PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+        name: "VkPhysicalDeviceCooperativeMatrixFeaturesKHR",
+        members: &[(
+            offset_of!(
+                vk::PhysicalDeviceCooperativeMatrixFeaturesKHR<'static>,
+                cooperative_matrix
+            ),
+            Feature::CooperativeMatrix,
+        )],
+    },
 ];
 
 /// The most structures a declared chain may hold. A loop through the
@@ -203,6 +242,9 @@ pub const MAX_CHAIN_LENGTH: usize = 64;
 /// The device extension the `_dot` variant needs on a Vulkan 1.2 device (core
 /// in 1.3).
 pub const INTEGER_DOT_PRODUCT_EXTENSION: &CStr = ash::khr::shader_integer_dot_product::NAME;
+
+/// The device extension the matmul `_coop` variant needs (never core).
+pub const COOPERATIVE_MATRIX_EXTENSION: &CStr = ash::khr::cooperative_matrix::NAME;
 
 /// The instance extension whose labels name nyxq's dispatches.
 pub const DEBUG_UTILS_EXTENSION: &CStr = ash::ext::debug_utils::NAME;
@@ -287,6 +329,8 @@ pub struct Offered<'a> {
     pub features: Features,
     /// Whether it lists VK_KHR_shader_integer_dot_product.
     pub integer_dot_product_extension: bool,
+    /// Whether it lists VK_KHR_cooperative_matrix.
+    pub cooperative_matrix_extension: bool,
     /// Whether the device gives Vulkan 1.3 commands (the instance's and the
     /// device's versions are both 1.3 or higher).
     pub vulkan_1_3: bool,
@@ -304,10 +348,11 @@ impl Declared {
 
     /// The features nyxq may use on the device: the declared ones, once each
     /// is checked. A declared feature or extension that the device does not
-    /// support, or shaderIntegerDotProduct declared on a device without
-    /// Vulkan 1.3 and without VK_KHR_shader_integer_dot_product declared,
-    /// is an invalid-argument error naming it: the declaration does not
-    /// describe a device that vkCreateDevice could have made.
+    /// support, shaderIntegerDotProduct declared on a device without
+    /// Vulkan 1.3 and without VK_KHR_shader_integer_dot_product declared, or
+    /// cooperativeMatrix declared without VK_KHR_cooperative_matrix, is an
+    /// invalid-argument error naming it: the declaration does not describe a
+    /// device that vkCreateDevice could have made.
     pub fn enabled(&self, offered: &Offered<'_>) -> Result<Features> {
         let unsupported: Vec<&str> = Feature::ALL
             .into_iter()
@@ -328,6 +373,21 @@ impl Declared {
                 "the declared device extensions include {}, which '{}' does not list",
                 INTEGER_DOT_PRODUCT_EXTENSION.to_string_lossy(),
                 offered.device
+            )));
+        }
+        let coop_extension = Self::declares(&self.device_extensions, COOPERATIVE_MATRIX_EXTENSION);
+        if coop_extension && !offered.cooperative_matrix_extension {
+            return Err(Error::invalid(format!(
+                "the declared device extensions include {}, which '{}' does not list",
+                COOPERATIVE_MATRIX_EXTENSION.to_string_lossy(),
+                offered.device
+            )));
+        }
+        if self.features.has(Feature::CooperativeMatrix) && !coop_extension {
+            return Err(Error::invalid(format!(
+                "cooperativeMatrix is declared, but {} is not among the declared device \
+                 extensions: declare the extension the device was created with",
+                COOPERATIVE_MATRIX_EXTENSION.to_string_lossy()
             )));
         }
         if self.features.has(Feature::IntegerDotProduct) && !dot_extension && !offered.vulkan_1_3 {
@@ -389,13 +449,18 @@ mod tests {
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
             .storage_buffer8_bit_access(true)
             .shader_float16(true)
-            .shader_int8(true);
+            .shader_int8(true)
+            .vulkan_memory_model(true);
         let mut f13 =
             vk::PhysicalDeviceVulkan13Features::default().shader_integer_dot_product(true);
+        // Never core: its extension's structure.
+        let mut coop =
+            vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let head = vk::PhysicalDeviceFeatures2::default()
             .push_next(&mut f11)
             .push_next(&mut f12)
-            .push_next(&mut f13);
+            .push_next(&mut f13)
+            .push_next(&mut coop);
         let features = walk(&head).unwrap();
         assert!(
             Feature::ALL.into_iter().all(|f| features.has(f)),
@@ -446,6 +511,7 @@ mod tests {
             device: "test device",
             features,
             integer_dot_product_extension: extension,
+            cooperative_matrix_extension: extension,
             vulkan_1_3,
         }
     }
@@ -456,12 +522,26 @@ mod tests {
             .into_iter()
             .fold(Features::NONE, |s, f| s.with(f, true));
         let dot_extension = INTEGER_DOT_PRODUCT_EXTENSION.to_str().unwrap().to_string();
+        let coop_extension = COOPERATIVE_MATRIX_EXTENSION.to_str().unwrap().to_string();
         let declared = Declared {
             features: all,
-            device_extensions: vec![dot_extension.clone()],
+            device_extensions: vec![dot_extension.clone(), coop_extension.clone()],
             instance_extensions: vec![],
         };
         assert_eq!(declared.enabled(&offered(all, true, false)).unwrap(), all);
+
+        let without_coop = Declared {
+            device_extensions: vec![dot_extension.clone()],
+            ..declared.clone()
+        };
+        let err = without_coop
+            .enabled(&offered(all, true, false))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cooperativeMatrix is declared, but VK_KHR_cooperative_matrix"),
+            "{err}"
+        );
 
         let err = declared
             .enabled(&offered(all.without(Feature::Float16), true, false))
@@ -480,11 +560,24 @@ mod tests {
             "{err}"
         );
 
+        let unlisted = Offered {
+            cooperative_matrix_extension: false,
+            ..offered(all, true, false)
+        };
+        let err = declared.enabled(&unlisted).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("VK_KHR_cooperative_matrix, which 'test device' does not list"),
+            "{err}"
+        );
+
+        let no_coop = all.without(Feature::CooperativeMatrix);
         let core = Declared {
+            features: no_coop,
             device_extensions: vec![],
             ..declared.clone()
         };
-        assert_eq!(core.enabled(&offered(all, false, true)).unwrap(), all);
+        assert_eq!(core.enabled(&offered(all, false, true)).unwrap(), no_coop);
         let err = core.enabled(&offered(all, true, false)).unwrap_err();
         assert!(
             err.to_string().contains("does not give Vulkan 1.3"),

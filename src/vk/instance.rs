@@ -66,6 +66,9 @@ pub struct Instance {
     /// validation; the caller's when it declares so): dispatches are
     /// labelled with their kernel's name.
     pub debug_utils: bool,
+    /// The spec version of VK_LAYER_KHRONOS_validation where nyxq enabled
+    /// it on its own instance (None otherwise).
+    pub validation_layer_version: Option<u32>,
     /// False for the caller's instance (borrowed): never destroyed by nyxq.
     owned: bool,
 }
@@ -123,10 +126,10 @@ impl Instance {
         })?;
         // SAFETY: entry holds valid global function pointers.
         let layers = unsafe { entry.enumerate_instance_layer_properties() }.unwrap_or_default();
-        let have_validation = layers
+        let validation_layer = layers
             .iter()
-            .any(|l| l.layer_name_as_c_str().ok() == Some(VALIDATION_LAYER));
-        if settings.validation && !have_validation {
+            .find(|l| l.layer_name_as_c_str().ok() == Some(VALIDATION_LAYER));
+        if settings.validation && validation_layer.is_none() {
             return Err(Unavailable::NoValidationLayer(
                 "Vulkan validation was asked for but VK_LAYER_KHRONOS_validation is not \
                  installed (Debian/Ubuntu: vulkan-validationlayers)"
@@ -194,6 +197,9 @@ impl Instance {
             validation: counter,
             loader,
             debug_utils: validation,
+            validation_layer_version: validation_layer
+                .filter(|_| validation)
+                .map(|l| l.spec_version),
             owned: true,
         })
     }
@@ -224,6 +230,7 @@ impl Instance {
             validation: Arc::new(ValidationCounter::default()),
             loader: "borrowed".to_string(),
             debug_utils,
+            validation_layer_version: None,
             owned: false,
         }
     }

@@ -126,19 +126,19 @@ impl MatvecCall {
 
 /// A run of rows of W that one dispatch binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Chunk {
-    first_row: u64,
-    rows: u64,
+pub(super) struct Chunk {
+    pub first_row: u64,
+    pub rows: u64,
     /// Offset of the binding within the caller's W range (aligned).
-    bind_offset: u64,
-    bind_size: u64,
+    pub bind_offset: u64,
+    pub bind_size: u64,
     /// Halfword within the binding where the first row starts.
-    w_half: u32,
+    pub w_half: u32,
 }
 
 /// Splits W's rows so that no binding exceeds `max_range` bytes and every
 /// binding offset is a multiple of `align`.
-fn chunks(rows: u64, row_bytes: u64, max_range: u64, align: u64) -> Result<Vec<Chunk>> {
+pub(super) fn chunks(rows: u64, row_bytes: u64, max_range: u64, align: u64) -> Result<Vec<Chunk>> {
     let per = max_range.saturating_sub(align) / row_bytes;
     if per == 0 {
         return Err(Error::unsupported(format!(
@@ -166,11 +166,11 @@ fn chunks(rows: u64, row_bytes: u64, max_range: u64, align: u64) -> Result<Vec<C
 }
 
 /// A range that must fit one binding.
-fn check_binding(engine: &Engine, bytes: u64, what: &str) -> Result<()> {
+pub(super) fn check_binding(engine: &Engine, bytes: u64, what: &str) -> Result<()> {
     let max = u64::from(engine.device.info.max_storage_buffer_range);
     if bytes > max {
         return Err(Error::unsupported(format!(
-            "matvec: {what} ({bytes} bytes) exceeds the device's maxStorageBufferRange ({max} bytes)"
+            "{what} ({bytes} bytes) exceeds the device's maxStorageBufferRange ({max} bytes)"
         )));
     }
     Ok(())
@@ -352,10 +352,27 @@ pub fn run_on_host_data(
     y: &mut [f32],
 ) -> Result<()> {
     let sizes = call.sizes()?;
+    run_recorded(engine, &sizes, host, y, |cmd, ops| {
+        // SAFETY: the engine's command buffer is recording; the buffers are
+        // nyxq's own, alive until after the wait, and hold the ranges.
+        unsafe { record_matvec(engine, cmd, call, ops) }
+    })
+}
+
+/// Uploads `host` (operands of `sizes`), records a product with `record`
+/// on them into the engine's command buffer, submits, waits and writes the
+/// results to `y` (at least sizes.y / 4 floats; only those are written).
+pub(super) fn run_recorded(
+    engine: &Engine,
+    sizes: &Sizes,
+    host: &HostOperands,
+    y: &mut [f32],
+    record: impl FnOnce(vk::CommandBuffer, &Operands) -> Result<Ticket>,
+) -> Result<()> {
     let expect = |what: &str, have: usize, needed: u64| {
         if have as u64 != needed {
             return Err(Error::invalid(format!(
-                "matvec: {what} has {have} bytes; the shape needs {needed}"
+                "{what} has {have} bytes; the shape needs {needed}"
             )));
         }
         Ok(())
@@ -382,9 +399,7 @@ pub fn run_on_host_data(
     };
     let mut ticket = None;
     let submitted = engine.submit_recorded(false, |cmd| {
-        // SAFETY: the engine's command buffer is recording; the buffers are
-        // nyxq's own, alive until after the wait, and hold the ranges.
-        ticket = Some(unsafe { record_matvec(engine, cmd, call, &ops) }?);
+        ticket = Some(record(cmd, &ops)?);
         // SAFETY: recording.
         unsafe { compute_barrier(&engine.device.device, cmd) };
         Ok(())

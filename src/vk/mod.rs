@@ -45,6 +45,7 @@ pub mod engine;
 
 pub mod adam;
 pub mod adam_choice;
+pub mod matmul;
 pub mod matvec;
 pub mod ops;
 pub mod record;

@@ -105,11 +105,12 @@ pub fn bytes_for(per: (usize, usize), k: usize) -> usize {
     k / per.1 * per.0 + (k % per.1) * per.0 / per.1
 }
 
-/// (input, output) bytes per elements of `op` on `format`.
+/// (input, output) bytes per elements of `op` on `format` (for the
+/// products: of the weights, and of the f32 results).
 pub fn sides(op: Op, format: Format) -> ((usize, usize), (usize, usize)) {
     match op {
         Op::Quantize => ((4, 1), ratio(format)),
-        Op::Dequantize => (ratio(format), (4, 1)),
+        Op::Dequantize | Op::Matmul | Op::MatmulTransposed => (ratio(format), (4, 1)),
         Op::DequantizeF16 => (ratio(format), (2, 1)),
         Op::FakeQuantize => ((4, 1), (4, 1)),
     }

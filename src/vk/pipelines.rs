@@ -29,8 +29,10 @@ struct Layouts {
 /// specialization constants.
 type Specialized = Mutex<Vec<(Vec<u32>, vk::Pipeline)>>;
 
-/// Test only: the value of constant_id 0 (`PERTURB`, shaders/common.glsl)
-/// in the pipeline of the kernel whose output is deliberately corrupted.
+/// Test only: the value of constant_id 0 (`PERTURB`, shaders/common.glsl
+/// and shaders/matmul.glsl) in the pipeline of the kernel whose output is
+/// deliberately corrupted (the self-tested families take no other
+/// specialization constant).
 const PERTURB: [u32; 1] = [1];
 
 /// Every pipeline of one device.
@@ -55,10 +57,11 @@ impl std::fmt::Debug for Pipelines {
 
 impl Pipelines {
     /// The layouts of every family; pipelines are made on first use.
-    /// `perturbed` names a Convert kernel to corrupt (tests of the self-test).
+    /// `perturbed` names a Convert or Matmul kernel to corrupt (tests of the
+    /// self-test).
     pub fn new(device: &Arc<Device>, perturbed: Option<KernelId>) -> Result<Pipelines> {
         if let Some(kernel) = perturbed
-            && kernel.kernel().family != Family::Convert
+            && !matches!(kernel.kernel().family, Family::Convert | Family::Matmul)
         {
             return Err(Error::invalid(format!(
                 "{kernel} cannot be perturbed: only the self-tested kernels can"

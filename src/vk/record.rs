@@ -12,8 +12,8 @@ use super::ops;
 use super::ranges::{BufferRange, check_disjoint, check_range, checked_count};
 use super::recorder::Ticket;
 use super::shaders::{KernelId, Op};
-use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{Format, VulkanFamily};
 use crate::quant::Rounding;
 use ash::vk;
 
@@ -45,6 +45,15 @@ pub unsafe fn record_kernel(
 ) -> Result<Ticket> {
     let n = checked_count(cmd, call.n)?;
     let format = call.format;
+    if call.op.family() != VulkanFamily::Conversions {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "{:?} is not a conversion: record it with its own call",
+                call.op
+            ),
+        ));
+    }
     format.check_count(n)?;
     if call.op == Op::DequantizeF16 && format == Format::F32 {
         return Err(Error::unsupported(

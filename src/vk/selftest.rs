@@ -5,8 +5,16 @@
 //! can run them, they are tested first, fastest first; the first that agrees is
 //! used, the compatible variant last.
 //! A kernel whose every variant disagrees is disabled and the CPU twin is used.
+//!
+//! The matmul kernels are not byte-identical to a CPU twin: each variant
+//! multiplies a product of odd shape (no tile whole) and checks every output
+//! against an FP64 product of the dequantized weights within its documented
+//! bound ([`crate::vk::matmul::Bound`]), the `_coop` variant first where the
+//! device can run it.
 
 use super::engine::Engine;
+use super::matmul::{self, Bound, MatmulCall};
+use super::matvec::HostOperands;
 use super::ops;
 use super::shaders::{KernelId, Op, compatible_kernel, fast_kernels};
 use crate::format::{Format, VulkanFamily};
@@ -98,6 +106,61 @@ fn as_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
 
+/// Deterministic values in [-1, 1) times `scale`, every 7th 0 and every
+/// 11th 300 times larger (f16 still holds them).
+fn product_values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut h = seed.wrapping_mul(0x9e37_79b9) | 1;
+    (0..n)
+        .map(|i| {
+            h ^= h << 13;
+            h ^= h >> 17;
+            h ^= h << 5;
+            let v = (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+            match (i % 7, i % 11) {
+                (0, _) => 0.0,
+                (_, 0) => v * scale * 300.0,
+                _ => v * scale,
+            }
+        })
+        .collect()
+}
+
+/// Runs the product `op` on `format` with the engine's current variant on a
+/// shape that cuts every tile (37 rows, 96 columns, 19 tokens) and checks it
+/// against FP64 within the variant's bound.
+fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option<String>> {
+    let call = MatmulCall {
+        format,
+        rows: 37,
+        cols: 96,
+        tokens: 19,
+        transposed: op == Op::MatmulTransposed,
+    };
+    let (rows, cols, tokens) = (37, 96, 19);
+    let values = product_values(rows * cols, 1, 0.5);
+    let mut w = vec![0u8; format.size_of(values.len())?];
+    quant::quantize(format, &values, &mut w, &QuantizeOptions::default())?;
+    let mut dequantized = vec![0f32; values.len()];
+    quant::dequantize(format, &w, &mut dequantized, 1)?;
+    let n = if call.transposed { rows } else { cols };
+    let x = product_values(tokens * n, 2, 2.0);
+    let bias = product_values(rows, 3, 1.0);
+    let bias = (!call.transposed).then_some(&bias[..]);
+    let outputs = if call.transposed { cols } else { rows };
+    let mut y = vec![0f32; tokens * outputs];
+    let host = HostOperands { w: &w, x: &x, bias };
+    matmul::run_on_host_data(engine, &call, &host, &mut y)?;
+    let bound = Bound::of(engine.kernel(op, format)?);
+    Ok(matmul::first_violation(
+        &call,
+        &dequantized,
+        &x,
+        bias,
+        &y,
+        bound,
+    ))
+}
+
 fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
     let x = input(format);
     let n = x.len();
@@ -107,6 +170,7 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
         return Some(format!("CPU twin failed: {e}"));
     }
     let result = match op {
+        Op::Matmul | Op::MatmulTransposed => test_product(engine, op, format),
         Op::Quantize => {
             let mut gpu = vec![0u8; q.len()];
             ops::quantize(engine, format, &x, &mut gpu, Rounding::Nearest)
@@ -166,46 +230,48 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
 /// with the CPU (only the compatible ones with `force_compat`), and reports.
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
-    for format in Format::with_vulkan(VulkanFamily::Conversions) {
-        for op in Op::ALL {
-            let mut rejected = None;
-            let mut result = None;
-            let compatible = compatible_kernel(op, format);
-            for kernel in candidates(engine, op, format, force_compat) {
-                engine.choose_kernel(op, format, kernel);
-                let failure = test_one(engine, op, format);
-                match &failure {
-                    None => {
-                        log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin")
-                    }
-                    Some(why) => log::warn!(
-                        "nyxq vulkan self-test: {kernel} DISABLED ({why}); {}",
-                        if Some(kernel) == compatible {
-                            "the CPU twin is used instead"
-                        } else {
-                            "the next variant is tried instead"
-                        }
-                    ),
+    let conversions = Format::with_vulkan(VulkanFamily::Conversions)
+        .flat_map(|format| Op::CONVERSIONS.map(|op| (op, format)));
+    let products = Format::with_vulkan(VulkanFamily::Matmul)
+        .flat_map(|format| Op::PRODUCTS.map(|op| (op, format)));
+    for (op, format) in conversions.chain(products) {
+        let mut rejected = None;
+        let mut result = None;
+        let compatible = compatible_kernel(op, format);
+        for kernel in candidates(engine, op, format, force_compat) {
+            engine.choose_kernel(op, format, kernel);
+            let failure = test_one(engine, op, format);
+            match &failure {
+                None => {
+                    log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin")
                 }
-                let passed = failure.is_none();
-                if let (Some(why), None) = (&failure, &rejected) {
-                    if Some(kernel) != compatible {
-                        rejected = Some((kernel, why.clone()));
+                Some(why) => log::warn!(
+                    "nyxq vulkan self-test: {kernel} DISABLED ({why}); {}",
+                    if Some(kernel) == compatible {
+                        "the CPU twin is used instead"
+                    } else {
+                        "the next variant is tried instead"
                     }
-                }
-                result = Some(KernelResult {
-                    kernel,
-                    op,
-                    format,
-                    failure,
-                    rejected: rejected.clone(),
-                });
-                if passed {
-                    break;
+                ),
+            }
+            let passed = failure.is_none();
+            if let (Some(why), None) = (&failure, &rejected) {
+                if Some(kernel) != compatible {
+                    rejected = Some((kernel, why.clone()));
                 }
             }
-            out.extend(result);
+            result = Some(KernelResult {
+                kernel,
+                op,
+                format,
+                failure,
+                rejected: rejected.clone(),
+            });
+            if passed {
+                break;
+            }
         }
+        out.extend(result);
     }
     out
 }

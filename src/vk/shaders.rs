@@ -1,31 +1,51 @@
 //! The kernel table the build generates from build_support/shaders.rs: one
 //! [`KernelId`] per pipeline, each kernel's facts ([`Kernel`]: SPIR-V, debug
 //! name, family, grid, the device features it needs), and which kernel does
-//! what ([`convert_kernels`], [`matvec_kernel`]). Dispatch code holds
+//! what ([`op_kernels`], [`matvec_kernel`]). Dispatch code holds
 //! `KernelId`s and indexes by them; a kernel's name is its debug name and its
 //! name in reports.
 
 use super::family::Family;
-use crate::format::Format;
+use crate::format::{Format, VulkanFamily};
 
-/// Which kernel of a format: the jobs of the Convert family.
+/// Which kernel of a format: the jobs whose variant the self-test chooses
+/// (the conversions of the Convert family and the products of the Matmul
+/// family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     Quantize,
     Dequantize,
     DequantizeF16,
     FakeQuantize,
+    /// Y = X·Wᵀ (+ bias) for a batch of tokens.
+    Matmul,
+    /// dX = dY·W for a batch of tokens.
+    MatmulTransposed,
 }
 
 impl Op {
-    /// Every kernel of a format, in the order the self-test and bench-vk
+    /// The conversions of a format, in the order the self-test and bench-vk
     /// run and report them.
-    pub const ALL: [Op; 4] = [
+    pub const CONVERSIONS: [Op; 4] = [
         Op::Quantize,
         Op::Dequantize,
         Op::DequantizeF16,
         Op::FakeQuantize,
     ];
+
+    /// The products of a format, in the order the self-test and
+    /// bench-vk-matmul run and report them.
+    pub const PRODUCTS: [Op; 2] = [Op::Matmul, Op::MatmulTransposed];
+
+    /// The family of kernels a format must have for this job.
+    pub fn family(self) -> VulkanFamily {
+        match self {
+            Op::Quantize | Op::Dequantize | Op::DequantizeF16 | Op::FakeQuantize => {
+                VulkanFamily::Conversions
+            }
+            Op::Matmul | Op::MatmulTransposed => VulkanFamily::Matmul,
+        }
+    }
 }
 
 /// Which shader a matrix-vector product runs.
@@ -85,7 +105,8 @@ pub struct Grid {
 /// The optional features a kernel needs, read by the build from the
 /// capabilities its SPIR-V declares. (The matvec variants' subgroup and
 /// integer-dot needs are decided from the device's subgroup facts by
-/// `MatvecChoice`.)
+/// `MatvecChoice`, and the subgroups of 32 and the matrix shape the `_coop`
+/// matmul kernels need by the device's query.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Needs {
     /// storageBuffer16BitAccess: 16-bit loads and stores.
@@ -99,6 +120,10 @@ pub struct Needs {
     pub rounding_rte_f32: bool,
     /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
     pub denorm_preserve_f16: bool,
+    /// vulkanMemoryModel: the Vulkan memory model.
+    pub vulkan_memory_model: bool,
+    /// VK_KHR_cooperative_matrix (cooperativeMatrix): matrix units.
+    pub cooperative_matrix: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
@@ -155,7 +180,9 @@ impl KernelId {
     /// the context's report and `nyxq hwinfo`).
     pub fn describe(self) -> &'static str {
         let needs = self.kernel().needs;
-        if needs.rounding_rte_f32 {
+        if needs.cooperative_matrix {
+            "coop variant (cooperative matrices: f16 inputs, f32 sums)"
+        } else if needs.rounding_rte_f32 {
             "rte variant (f32 products and sums checked for exactness, round-to-nearest-even declared)"
         } else if needs.denorm_preserve_f16 {
             "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
@@ -165,6 +192,8 @@ impl KernelId {
             "rte variant (hardware f16 conversion, round-to-nearest-even declared)"
         } else if needs.storage_16bit {
             "s16 variant (16-bit stores)"
+        } else if self.kernel().family == Family::Matmul {
+            "compat variant (f32 tiles in shared memory)"
         } else {
             "compat variant (32-bit words)"
         }
@@ -195,16 +224,17 @@ impl Grid {
 /// The compatible kernel of `op` on `format` (32-bit words and integer
 /// arithmetic only: no optional feature), if one exists.
 pub fn compatible_kernel(op: Op, format: Format) -> Option<KernelId> {
-    convert_kernels(op, format).last().copied()
+    op_kernels(op, format).last().copied()
 }
 
 /// The fast variants of `op` on `format`, fastest first (none for most
 /// kernels): `_rte_dp` (Q4_1 -> F16 in f16 arithmetic, f16 subnormals
 /// preserved), `_rte` (f16 results by the hardware conversion or f16
 /// arithmetic, declared round-to-nearest-even), `_s16` (Q8_0 quantize:
-/// 16-bit stores). Each needs optional features (`Engine::variant_supported`).
+/// 16-bit stores), `_coop` (matmul with cooperative matrices). Each needs
+/// optional features (`Engine::variant_supported`).
 pub fn fast_kernels(op: Op, format: Format) -> &'static [KernelId] {
-    convert_kernels(op, format)
+    op_kernels(op, format)
         .split_last()
         .map_or(&[], |(_, fast)| fast)
 }
@@ -215,8 +245,10 @@ mod tests {
 
     #[test]
     fn only_the_f16_arithmetic_variants_need_float16() {
+        // The conversions: the f16 `_rte` dequantizers; the products: every
+        // `_coop` kernel (below).
         let float16: Vec<&str> = KernelId::all()
-            .filter(|k| k.kernel().needs.float16)
+            .filter(|k| k.kernel().needs.float16 && !k.kernel().needs.cooperative_matrix)
             .map(KernelId::name)
             .collect();
         assert_eq!(
@@ -227,6 +259,28 @@ mod tests {
                 "dequantize_q4_1_f16_rte_dp",
                 "dequantize_q5_0_f16_rte"
             ]
+        );
+    }
+
+    #[test]
+    fn the_coop_kernels_and_only_they_need_cooperative_matrices() {
+        for kernel in KernelId::all() {
+            let needs = kernel.kernel().needs;
+            let coop = kernel.name().ends_with("_coop");
+            assert_eq!(needs.cooperative_matrix, coop, "{kernel}");
+            assert_eq!(needs.vulkan_memory_model, coop, "{kernel}");
+            if coop {
+                assert!(needs.float16 && !needs.storage_16bit, "{kernel}");
+                assert_eq!(kernel.kernel().family, Family::Matmul, "{kernel}");
+            }
+        }
+        assert_eq!(
+            fast_kernels(Op::MatmulTransposed, Format::Q4_0),
+            [KernelId::MATMUL_T_Q4_0_F32_COOP]
+        );
+        assert_eq!(
+            compatible_kernel(Op::Matmul, Format::F32),
+            Some(KernelId::MATMUL_F32_F32)
         );
     }
 
@@ -242,7 +296,7 @@ mod tests {
         ] {
             assert_eq!(kernel.kernel().needs.storage_16bit, storage16, "{kernel}");
         }
-        for op in Op::ALL {
+        for op in Op::CONVERSIONS.into_iter().chain(Op::PRODUCTS) {
             for format in crate::format::ALL_FORMATS {
                 if let Some(compatible) = compatible_kernel(op, format) {
                     assert_eq!(compatible.kernel().needs, Needs::default(), "{compatible}");

@@ -2,7 +2,9 @@
 //! Quantize/dequantize throughput (bench-quant), then matrix-vector products
 //! for each format on square and rectangular shapes, batch 1 and 8: time,
 //! effective GB/s of weights read, the ratio to memcpy bandwidth measured in the
-//! same run, and the speedup against F32 and F16 on the same shape.
+//! same run, and the speedup against F32 and F16 on the same shape. Then the
+//! matmul (a batch of 64 tokens, forward and backward) per format on the
+//! first shape: GFLOP/s, and the time per token against the matvec's at batch 8.
 
 use super::bench_quant::median_seconds;
 use nyxq::Format;
@@ -149,6 +151,29 @@ pub fn run(args: &[String]) -> std::result::Result<(), String> {
             batch_cost
         );
     }
+    let matmuls = matmul_rows(shapes[0], runs, threads)?;
+    println!(
+        "\nmatmul Y = X·Wᵀ and dX = dY·W on the CPU, {MATMUL_TOKENS} tokens, {threads} threads, median of {runs}\n"
+    );
+    println!("| shape | product | format | time ms | GFLOP/s | per token vs matvec batch 8 |");
+    println!("|---|---|---|---:|---:|---:|");
+    for m in &matmuls {
+        let matvec8 = results
+            .iter()
+            .find(|r| (r.format, r.rows, r.cols, r.batch) == (m.format, m.rows, m.cols, 8))
+            .map(|r| r.seconds / 8.0);
+        let per_token = m.seconds / MATMUL_TOKENS as f64;
+        println!(
+            "| {}x{} | {} | {} | {:.3} | {:.2} | {} |",
+            m.rows,
+            m.cols,
+            if m.transposed { "dY·W" } else { "X·Wᵀ" },
+            m.format.name(),
+            m.seconds * 1e3,
+            2.0 * (m.rows * m.cols * MATMUL_TOKENS) as f64 / m.seconds / 1e9,
+            matvec8.map_or("-".to_string(), |t| format!("{:.2}×", t / per_token)),
+        );
+    }
     if let Some(path) = json {
         let rows: Vec<String> = results
             .iter()
@@ -159,12 +184,80 @@ pub fn run(args: &[String]) -> std::result::Result<(), String> {
                 )
             })
             .collect();
+        let matmul_rows: Vec<String> = matmuls
+            .iter()
+            .map(|m| {
+                format!(
+                    "    {{\"format\": \"{}\", \"rows\": {}, \"cols\": {}, \"tokens\": {MATMUL_TOKENS}, \"transposed\": {}, \"seconds\": {:.7}}}",
+                    m.format.name(), m.rows, m.cols, m.transposed, m.seconds
+                )
+            })
+            .collect();
         let text = format!(
-            "{{\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"matvec\": [\n{}\n  ]\n}}\n",
-            rows.join(",\n")
+            "{{\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"matvec\": [\n{}\n  ],\n  \"matmul\": [\n{}\n  ]\n}}\n",
+            rows.join(",\n"),
+            matmul_rows.join(",\n")
         );
         std::fs::write(&path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
         eprintln!("wrote {path}");
     }
     Ok(())
+}
+
+/// Tokens of the matmul rows.
+const MATMUL_TOKENS: usize = 64;
+
+/// One timed matmul.
+struct Matmul {
+    format: Format,
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+    seconds: f64,
+}
+
+/// The matmul of every format on `(rows, cols)`, forward and backward, with
+/// [`MATMUL_TOKENS`] tokens.
+fn matmul_rows(
+    (rows, cols): (usize, usize),
+    runs: usize,
+    threads: usize,
+) -> std::result::Result<Vec<Matmul>, String> {
+    let values = weights(rows * cols);
+    let x = weights(MATMUL_TOKENS * rows.max(cols));
+    let mut y = vec![0.0f32; MATMUL_TOKENS * rows.max(cols)];
+    let mut out = Vec::new();
+    for format in ALL_FORMATS {
+        eprintln!("  matmul {rows}x{cols} {} ...", format.name());
+        let mut w = vec![0u8; format.size_of(rows * cols).map_err(|e| e.to_string())?];
+        let options = QuantizeOptions {
+            threads,
+            ..Default::default()
+        };
+        quant::quantize(format, &values, &mut w, &options).map_err(|e| e.to_string())?;
+        for transposed in [false, true] {
+            let (n, outputs) = if transposed {
+                (rows, cols)
+            } else {
+                (cols, rows)
+            };
+            let (x, y) = (&x[..MATMUL_TOKENS * n], &mut y[..MATMUL_TOKENS * outputs]);
+            let seconds = median_seconds(runs, || {
+                if transposed {
+                    matvec::matmul_transposed(format, &w, rows, cols, x, MATMUL_TOKENS, y, threads)
+                } else {
+                    matvec::matmul(format, &w, rows, cols, x, MATMUL_TOKENS, None, y, threads)
+                }
+                .expect("valid shapes")
+            });
+            out.push(Matmul {
+                format,
+                rows,
+                cols,
+                transposed,
+                seconds,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -7,7 +7,7 @@
 //! unless --variant names one. Prints a table with the variant that ran;
 //! `--json FILE` also writes the numbers.
 
-mod measure;
+pub(crate) mod measure;
 
 use measure::{Measurement, Report, Settings};
 use nyxq::context::{BackendPreference, Context, ContextSettings};
@@ -89,12 +89,12 @@ fn variant(m: &Measurement) -> String {
     format!("{:?}", m.variant).to_lowercase()
 }
 
-fn cell(v: Option<f64>) -> String {
+pub(crate) fn cell(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
 
 /// GB/s with 3 significant digits (lavapipe is below 1, an H200 in the thousands).
-fn gbps_cell(v: f64) -> String {
+pub(crate) fn gbps_cell(v: f64) -> String {
     let decimals = if v >= 100.0 {
         0
     } else if v >= 10.0 {

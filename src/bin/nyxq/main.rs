@@ -4,6 +4,7 @@
 mod bench;
 mod bench_quant;
 mod bench_vk;
+mod bench_vk_matmul;
 mod bench_vk_matvec;
 mod debug;
 mod formats;
@@ -32,7 +33,9 @@ build, CPU, Vulkan, config and environment: a report for bug reports\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
        bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
        bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
-Vulkan matrix-vector products per format and shape\n\
+Vulkan matrix-vector products per format and shape\n  \
+       bench-vk-matmul [--quick] [--compat] [--no-backward] [--model FILE] [--shapes RxC,...] [--tokens N,...] [--formats F,...] [--json FILE] [--iterations N]\n                        \
+Vulkan products of batches of tokens per format, shape and token count\n\
      INPUT: a folder with manifest.json, a manifest .json file, or a .safetensors file\n\
      exit status: 0 success, 1 failure (validate: a check failed), 2 usage error or unreadable input\n"
 }
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         "hwinfo" => hwinfo::run(rest),
         "bench-vk" => bench_vk::run(rest),
         "bench-vk-matvec" => bench_vk_matvec::run(rest),
+        "bench-vk-matmul" => bench_vk_matmul::run(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

@@ -168,12 +168,14 @@ pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
         let qbytes = format.size_of(n)? as u64;
         let q = Buffer::new(&engine.device, qbytes.div_ceil(4) * 4, false)?;
         let qper = (format.block_bytes() as u64, format.block_size() as u64);
-        for op in Op::ALL {
+        for op in Op::CONVERSIONS {
             let (from, from_per, to, to_per, bytes_moved) = match op {
                 Op::Quantize => (&src, f32_per, &q, qper, bytes + qbytes),
                 Op::Dequantize => (&q, qper, &dst, f32_per, bytes + qbytes),
                 Op::DequantizeF16 => (&q, qper, &dst, (2, 1), bytes / 2 + qbytes),
                 Op::FakeQuantize => (&src, f32_per, &dst, f32_per, 2 * bytes),
+                // Not conversions: `nyxq bench-vk-matmul` times them.
+                Op::Matmul | Op::MatmulTransposed => continue,
             };
             let mut first_output = None;
             for k in variants(engine, op, format)? {

@@ -85,7 +85,7 @@ impl Report {
 
 /// Deterministic weights in [-1, 1), made in parallel (the large shapes
 /// have 2^28 of them).
-fn weights(n: usize) -> Vec<f32> {
+pub(crate) fn weights(n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let per = n.div_ceil(threads).max(1);

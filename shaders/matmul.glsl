@@ -1,0 +1,147 @@
+// Shared by matmul.comp and matmul_coop.comp: bindings, push constants, the
+// tiles of the operands in shared memory and the stores of the results.
+// FORMAT_* is set by the variant table, TRANSPOSED for the backward product.
+// Push-constant twin: src/vk/family.rs `MatmulPush` (sizes checked by the build).
+//
+// Forward: Y[t][r] = Σ_c X[t][c]·W[r][c] (+ bias[r]); backward (TRANSPOSED):
+// dX[t][c] = Σ_r dY[t][r]·W[r][c]. Either way a workgroup computes a tile of
+// TILE_M tokens × TILE_N outputs (rows of W forward, its columns backward) as
+// C[m][n] = Σ_k A[k][m]·B[k][n], TILE_K values of the sum at a time: A is the
+// tile of X (dY) and B the tile of W, dequantized exactly as the CPU does.
+// Both are staged in shared memory k-major, A_STRIDE and B_STRIDE values a
+// row; the including kernel defines the element type (TILE_T: float, or
+// float16_t for the cooperative-matrix kernel), the padding TILE_PAD and
+// the two arrays, a_tile and b_tile.
+
+#define TILE_M 64u
+#define TILE_N 64u
+#define TILE_K 32u
+// Values a row of the staged tiles: TILE_PAD more than the tile (set by
+// the kernel: rows stay 16-byte aligned; a padding spreads the stores of
+// neighbouring k over the banks, where the memory allows one).
+#define A_STRIDE (TILE_M + TILE_PAD)
+#define B_STRIDE (TILE_N + TILE_PAD)
+
+layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
+layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) buffer Y { float y[]; };
+
+layout(push_constant) uniform Push {
+    uint rows;        // rows of W in this dispatch
+    uint cols;
+    uint row_first;   // index of this dispatch's first row in the whole matrix
+    uint total_rows;  // rows of the whole matrix (values per token of Y, or of dY)
+    uint w_half;      // halfword of binding 0 where this dispatch's first row starts
+    uint row_halves;  // halfwords per row
+    uint has_bias;    // forward: add bias[row]
+    uint accumulate;  // backward: add to dX (the row chunks after the first)
+    uint tokens;      // tokens in this dispatch
+    uint x_first;     // float of binding 1 where this dispatch's first token starts
+    uint y_first;     // float of binding 3 where this dispatch's first token starts
+    uint tiles_n;     // output tiles per tile of tokens
+} pc;
+
+#include "weights.glsl"
+
+// Test only: true in the pipeline of the kernel a context was asked to
+// corrupt (src/vk/pipelines.rs); its first output of every dispatch is then
+// 2·v + 1, which the self-test's bound must catch.
+layout(constant_id = 0) const bool PERTURB = false;
+
+// The workgroup's tile: (first token, first output) within the dispatch, or
+// false for a workgroup past the last tile (the grid is 2-D).
+bool tile_origin(out uint m0, out uint n0) {
+    uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    m0 = group / pc.tiles_n * TILE_M;
+    n0 = group % pc.tiles_n * TILE_N;
+    return m0 < pc.tokens;
+}
+
+#ifdef TRANSPOSED
+// Outputs of the dispatch (columns of W) and the length of its sums.
+#define OUTPUTS pc.cols
+#define SUM_LENGTH pc.rows
+#else
+#define OUTPUTS pc.rows
+#define SUM_LENGTH pc.cols
+#endif
+
+// Stages A[k0 .. k0 + TILE_K) for tokens m0.. and B[k0 ..) for outputs n0..
+// (zeros past the tokens, the outputs and the sum), between barriers.
+void load_tiles(uint m0, uint n0, uint k0) {
+    uint t = gl_LocalInvocationID.x;
+    // A: TILE_M × TILE_K values, neighbouring invocations on neighbouring k
+    // (consecutive floats of X or dY).
+    for (uint i = t; i < TILE_M * TILE_K; i += gl_WorkGroupSize.x) {
+        uint m = i / TILE_K;
+        uint k = i % TILE_K;
+        float v = 0.0;
+        if (m0 + m < pc.tokens && k0 + k < SUM_LENGTH) {
+#ifdef TRANSPOSED
+            v = x[pc.x_first + (m0 + m) * pc.total_rows + pc.row_first + k0 + k];
+#else
+            v = x[pc.x_first + (m0 + m) * pc.cols + k0 + k];
+#endif
+        }
+        a_tile[k * A_STRIDE + m] = TILE_T(v);
+    }
+    // B: TILE_N × TILE_K weights in steps of 8 (weights.glsl's unit), each
+    // decoded in two halves of 4.
+    for (uint i = t; i < TILE_N * TILE_K / 8u; i += gl_WorkGroupSize.x) {
+#ifdef TRANSPOSED
+        // Rows k0.. of W, columns n0..: 8 steps per row of the tile.
+        uint kk = i / (TILE_N / 8u);
+        uint step = i % (TILE_N / 8u);
+        uint block = n0 / 32u + step / 4u;
+        uint s = step % 4u;
+        bool inside = k0 + kk < pc.rows && block * 32u < pc.cols;
+        uint base = row_base(k0 + kk);
+#else
+        // Rows n0.. of W, the block k0 / 32 of each: 4 steps per row.
+        uint n = i / 4u;
+        uint s = i % 4u;
+        uint block = k0 / 32u;
+        bool inside = n0 + n < pc.rows && k0 < pc.cols;
+        uint base = row_base(n0 + n);
+#endif
+        float wv[2][4] = float[2][4](float[4](0.0, 0.0, 0.0, 0.0), float[4](0.0, 0.0, 0.0, 0.0));
+        if (inside) {
+            vec2 scale = block_scale(base, block);
+            weights4(base, block, s, 0u, scale, wv[0]);
+            weights4(base, block, s, 1u, scale, wv[1]);
+        }
+        for (uint j = 0u; j < 8u; ++j) {
+            uint e = element(block, s, j) - block * 32u;
+            TILE_T v = TILE_T(wv[j / 4u][j % 4u]);
+#ifdef TRANSPOSED
+            b_tile[kk * B_STRIDE + (block * 32u + e - n0)] = v;
+#else
+            b_tile[e * B_STRIDE + n] = v;
+#endif
+        }
+    }
+}
+
+// Stores output n of token m of the tile at (m0, n0): plus the bias
+// (forward), or added to dX (backward, after the first chunk of W's rows);
+// outputs past the dispatch are dropped.
+void store_output(uint m0, uint n0, uint m, uint n, float v) {
+    uint t = m0 + m;
+    uint o = n0 + n;
+    if (t >= pc.tokens || o >= OUTPUTS) {
+        return;
+    }
+    if (PERTURB && t == 0u && o == 0u) {
+        v = 2.0 * v + 1.0;
+    }
+#ifdef TRANSPOSED
+    uint at = pc.y_first + t * pc.cols + o;
+    y[at] = pc.accumulate != 0u ? y[at] + v : v;
+#else
+    uint row = pc.row_first + o;
+    if (pc.has_bias != 0u) {
+        v += bias[row];
+    }
+    y[pc.y_first + t * pc.total_rows + row] = v;
+#endif
+}

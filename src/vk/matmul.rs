@@ -1,0 +1,469 @@
+//! Products of a batch of tokens on the device (the Vulkan twins of
+//! [`crate::matvec::matmul`] and [`crate::matvec::matmul_transposed`]): Y =
+//! X·Wᵀ (+ bias) and dX = dY·W, W in any nyxq format, X and Y f32, any
+//! number of tokens.
+//!
+//! Two kernels per format and direction, chosen by the self-test like the
+//! conversions' variants (shaders/matmul.glsl holds what they share): the
+//! compatible `matmul_<tag>_f32` / `matmul_t_<tag>_f32` (f32 tiles in shared
+//! memory, f32 fused multiply-adds; no optional feature) and, where the
+//! device has VK_KHR_cooperative_matrix with the configuration it uses, the
+//! `_coop` variant (f16 tiles multiplied by the matrix units, f32 sums).
+//! Their error bounds against an FP64 product of the dequantized weights
+//! are [`Bound::Compat`] and [`Bound::Coop`].
+//!
+//! W larger than maxStorageBufferRange is split by rows into several
+//! dispatches (the backward chunks add into dX, with a barrier between
+//! them), and X and Y by tokens; the bias must fit one binding.
+
+use super::dispatch::{Binding, Dispatch, compute_barrier};
+use super::engine::Engine;
+use super::family::MatmulPush;
+use super::matvec::{Chunk, HostOperands, Operands, Sizes, check_binding, chunks, run_recorded};
+use super::ranges::{check_command_buffer, check_disjoint, check_range};
+use super::recorder::Ticket;
+use super::shaders::{KernelId, Op};
+use crate::error::{Error, Result};
+use crate::format::{Format, VulkanFamily};
+use ash::vk;
+use std::cmp::Ordering;
+
+/// Tokens and outputs of one workgroup's tile (TILE_M and TILE_N in
+/// shaders/matmul.glsl).
+const TILE: u64 = 64;
+
+/// One product: W is `rows`×`cols` in `format` (row-major, rows of whole
+/// blocks), `tokens` rows of X (cols floats each; dY: rows floats each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulCall {
+    pub format: Format,
+    pub rows: u64,
+    pub cols: u64,
+    pub tokens: u64,
+    /// dX = dY·W (the backward pass) instead of Y = X·Wᵀ.
+    pub transposed: bool,
+}
+
+impl MatmulCall {
+    /// The job whose kernel runs it.
+    pub fn op(&self) -> Op {
+        if self.transposed {
+            Op::MatmulTransposed
+        } else {
+            Op::Matmul
+        }
+    }
+
+    /// Checks the shape and returns the operands' sizes in bytes.
+    pub fn sizes(&self) -> Result<Sizes> {
+        self.format.require_vulkan(VulkanFamily::Matmul)?;
+        if self.rows == 0 || self.cols == 0 {
+            return Err(Error::invalid(format!(
+                "matmul: a {}x{} matrix is empty",
+                self.rows, self.cols
+            )));
+        }
+        if self.tokens == 0 {
+            return Err(Error::invalid("matmul: tokens is 0: nothing to multiply"));
+        }
+        let limit = u64::from(u32::MAX);
+        if self.rows > limit || self.cols > limit || self.tokens > limit {
+            return Err(Error::invalid(format!(
+                "matmul: {}x{} with {} tokens exceeds the kernels' 32-bit indices",
+                self.rows, self.cols, self.tokens
+            )));
+        }
+        let cols = usize::try_from(self.cols).map_err(|_| Error::overflow("cols"))?;
+        let row_bytes = self
+            .format
+            .size_of(cols)
+            .map_err(|e| Error::invalid(format!("matmul: rows of {cols}: {}", e.message())))?
+            as u64;
+        let w = row_bytes
+            .checked_mul(self.rows)
+            .ok_or_else(|| Error::overflow("matmul weights"))?;
+        let floats = |n: u64| {
+            n.checked_mul(4 * self.tokens)
+                .ok_or_else(|| Error::overflow("matmul tokens"))
+        };
+        let (x, y) = if self.transposed {
+            (floats(self.rows)?, floats(self.cols)?)
+        } else {
+            (floats(self.cols)?, floats(self.rows)?)
+        };
+        Ok(Sizes {
+            row_bytes,
+            w,
+            x,
+            bias: 4 * self.rows,
+            y,
+        })
+    }
+
+    /// Floats per token of X (dY) and of Y (dX).
+    fn per_token(&self) -> (u64, u64) {
+        if self.transposed {
+            (self.rows, self.cols)
+        } else {
+            (self.cols, self.rows)
+        }
+    }
+}
+
+/// An error bound of the product's kernels against an FP64 product of the
+/// dequantized weights, for one output: a sum of `n` products w·x, whose
+/// magnitudes sum to `sum_wx` (Σ|w·x|) and whose factors' magnitudes sum to
+/// `sum_w_and_x` (Σ(|w| + |x|)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The f32 kernels: `(n + 3)·2⁻²⁴·Σ|w·x|`, a sum of exact products
+    /// (fused multiply-adds) rounded n − 1 times in any order, plus a block
+    /// scale's rounding (as the CPU's f32 path; products that GPUs flush as
+    /// subnormals add at most 2⁻¹²⁶ each).
+    Compat,
+    /// The `_coop` kernels: W and X rounded to f16 (each value by at most
+    /// 2⁻¹⁰ of itself, or 2⁻²⁴ in f16's subnormal range, whichever way the
+    /// device rounds), their products added in f32 by matrix units that may
+    /// truncate: `(2⁻⁹ + (n + 12)·2⁻²³)·Σ|w·x| + 2⁻²³·Σ(|w| + |x|)`, for
+    /// magnitudes below 65520 (larger ones become ±Inf in f16).
+    Coop,
+}
+
+impl Bound {
+    /// The bound the kernel `kernel` meets.
+    pub fn of(kernel: KernelId) -> Bound {
+        if kernel.kernel().needs.cooperative_matrix {
+            Bound::Coop
+        } else {
+            Bound::Compat
+        }
+    }
+
+    /// The bound for one output.
+    pub fn at(self, n: usize, sum_wx: f64, sum_w_and_x: f64) -> f64 {
+        let n = n as f64;
+        match self {
+            Bound::Compat => (n + 3.0) * 2f64.powi(-24) * sum_wx,
+            Bound::Coop => {
+                (2f64.powi(-9) + (n + 12.0) * 2f64.powi(-23)) * sum_wx
+                    + 2f64.powi(-23) * sum_w_and_x
+            }
+        }
+    }
+}
+
+/// A run of tokens that one dispatch binds: its X (dY) and Y (dX) ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TokenChunk {
+    first: u64,
+    tokens: u64,
+    /// (offset within the caller's range, bytes) of the X binding, and the
+    /// float of that binding where the first token starts.
+    x_bind: (u64, u64),
+    x_first: u32,
+    y_bind: (u64, u64),
+    y_first: u32,
+}
+
+/// Splits the tokens so that neither the X binding (`x_per` floats a
+/// token) nor the Y binding (`y_per`) exceeds `max_range` bytes, each
+/// starting at a multiple of `align` at or before its first token.
+fn token_chunks(
+    tokens: u64,
+    (x_per, y_per): (u64, u64),
+    max_range: u64,
+    align: u64,
+) -> Result<Vec<TokenChunk>> {
+    let widest = 4 * x_per.max(y_per);
+    let per = max_range.saturating_sub(align) / widest;
+    if per == 0 {
+        return Err(Error::unsupported(format!(
+            "matmul: one token's values ({widest} bytes) do not fit the device's \
+             maxStorageBufferRange ({max_range} bytes)"
+        )));
+    }
+    let bind = |first: u64, n: u64, floats: u64| {
+        let start = 4 * first * floats;
+        let offset = start / align * align;
+        let end = 4 * (first + n) * floats;
+        ((offset, end - offset), ((start - offset) / 4) as u32)
+    };
+    let mut out = Vec::new();
+    let mut first = 0;
+    while first < tokens {
+        let n = per.min(tokens - first);
+        let (x_bind, x_first) = bind(first, n, x_per);
+        let (y_bind, y_first) = bind(first, n, y_per);
+        out.push(TokenChunk {
+            first,
+            tokens: n,
+            x_bind,
+            x_first,
+            y_bind,
+            y_first,
+        });
+        first += n;
+    }
+    Ok(out)
+}
+
+/// Checks every range of `ops` against `call`'s sizes and the device's
+/// limits; returns the bound (whole-word) size of the bias.
+fn check_operands(engine: &Engine, call: &MatmulCall, ops: &Operands) -> Result<u64> {
+    let sizes = call.sizes()?;
+    if call.transposed && ops.bias.is_some() {
+        return Err(Error::invalid(
+            "matmul: the backward product has no bias (pass none)",
+        ));
+    }
+    let device = &engine.device;
+    let (x_name, y_name) = if call.transposed {
+        ("dy", "dx")
+    } else {
+        ("x", "y")
+    };
+    let w = check_range(device, &ops.w, sizes.w, "w")?;
+    let x = check_range(device, &ops.x, sizes.x, x_name)?;
+    let y = check_range(device, &ops.y, sizes.y, y_name)?;
+    check_disjoint(&ops.w, w, &ops.y, y)?;
+    check_disjoint(&ops.x, x, &ops.y, y)?;
+    match &ops.bias {
+        Some(b) => {
+            let bound = check_range(device, b, sizes.bias, "bias")?;
+            check_binding(engine, bound, "matmul: bias")?;
+            check_disjoint(b, bound, &ops.y, y)?;
+            Ok(bound)
+        }
+        None => Ok(0),
+    }
+}
+
+/// Records `call` on `ops` into `cmd`: one dispatch per chunk of W's rows
+/// and chunk of tokens (forward chunks write disjoint outputs; backward
+/// chunks of W's rows after the first add into dX, after a compute
+/// barrier). Returns the ticket whose release
+/// ([`super::recorder::Recorder::release`]) frees the descriptor sets.
+///
+/// Records no barrier before the first dispatch or after the last: the
+/// caller orders its writes of W, X and bias before, and its reads of Y after.
+///
+/// # Safety
+/// `cmd` is a command buffer of the engine's device in the recording state,
+/// outside a render pass; the buffers are live buffers of that device with
+/// STORAGE_BUFFER usage and hold the given ranges.
+pub unsafe fn record_matmul(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    call: &MatmulCall,
+    ops: &Operands,
+) -> Result<Ticket> {
+    check_command_buffer(cmd)?;
+    let bias_size = check_operands(engine, call, ops)?;
+    let sizes = call.sizes()?;
+    let info = &engine.device.info;
+    let align = info.min_storage_offset_alignment.max(4);
+    let max_range = u64::from(info.max_storage_buffer_range);
+    let rows_plan = chunks(call.rows, sizes.row_bytes, max_range, align)?;
+    let tokens_plan = token_chunks(call.tokens, call.per_token(), max_range, align)?;
+    let kernel = engine.kernel(call.op(), call.format)?;
+    let bound: Vec<vk::Buffer> = [Some(ops.w), Some(ops.x), ops.bias, Some(ops.y)]
+        .iter()
+        .flatten()
+        .map(|r| r.buffer)
+        .collect();
+    let count = rows_plan.len() * tokens_plan.len();
+    let (ticket, sets) = engine.reserve(kernel, &[], count, &bound)?;
+    let mut sets = sets.into_iter();
+    for (i, rows) in rows_plan.iter().enumerate() {
+        if call.transposed && i > 0 {
+            // SAFETY: cmd is recording (this function's contract).
+            unsafe { compute_barrier(&engine.device.device, cmd) };
+        }
+        for tokens in &tokens_plan {
+            let (push, bindings, groups) =
+                chunk_dispatch(call, ops, (rows, tokens), (sizes.row_bytes, bias_size));
+            let dispatch = Dispatch {
+                kernel,
+                specialization: &[],
+                set: sets.next().expect("a set per dispatch was reserved"),
+                bindings: &bindings,
+                push,
+                groups,
+            };
+            // SAFETY: per this function's contract; the ranges were checked
+            // to lie inside the caller's, and the set is fresh.
+            unsafe { engine.record(cmd, &dispatch) }?;
+        }
+    }
+    Ok(ticket)
+}
+
+/// The push constants, bindings and workgroups of the dispatch of one chunk
+/// of W's rows and one chunk of tokens.
+fn chunk_dispatch(
+    call: &MatmulCall,
+    ops: &Operands,
+    (rows, tokens): (&Chunk, &TokenChunk),
+    (row_bytes, bias_size): (u64, u64),
+) -> (MatmulPush, [Binding; 4], u32) {
+    let outputs = if call.transposed {
+        call.cols
+    } else {
+        rows.rows
+    };
+    let tiles_n = outputs.div_ceil(TILE);
+    let push = MatmulPush {
+        rows: rows.rows as u32,
+        cols: call.cols as u32,
+        row_first: rows.first_row as u32,
+        total_rows: call.rows as u32,
+        w_half: rows.w_half,
+        row_halves: (row_bytes / 2) as u32,
+        has_bias: u32::from(ops.bias.is_some()),
+        accumulate: u32::from(call.transposed && rows.first_row > 0),
+        tokens: tokens.tokens as u32,
+        x_first: tokens.x_first,
+        y_first: tokens.y_first,
+        tiles_n: tiles_n as u32,
+    };
+    let words = |bytes: u64| bytes.div_ceil(4) * 4;
+    let w = (
+        ops.w.buffer,
+        ops.w.offset + rows.bind_offset,
+        rows.bind_size,
+    );
+    let x = (
+        ops.x.buffer,
+        ops.x.offset + tokens.x_bind.0,
+        words(tokens.x_bind.1),
+    );
+    let y = (
+        ops.y.buffer,
+        ops.y.offset + tokens.y_bind.0,
+        words(tokens.y_bind.1),
+    );
+    // Without a bias, binding 2 repeats X (the kernel does not read it).
+    let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
+    let groups = tiles_n * tokens.tokens.div_ceil(TILE);
+    (push, [w, x, bias, y], groups as u32)
+}
+
+/// Uploads `host`, runs `call` on the device (submit and wait) and writes
+/// the results to `y` (at least the product's tokens·(rows or cols) floats;
+/// only those are written). For tests, the self-test and tools: a trainer
+/// records [`record_matmul`] on its own device-resident buffers instead.
+pub fn run_on_host_data(
+    engine: &Engine,
+    call: &MatmulCall,
+    host: &HostOperands,
+    y: &mut [f32],
+) -> Result<()> {
+    let sizes = call.sizes()?;
+    run_recorded(engine, &sizes, host, y, |cmd, ops| {
+        // SAFETY: the engine's command buffer is recording; the buffers are
+        // nyxq's own, alive until after the wait, and hold the ranges.
+        unsafe { record_matmul(engine, cmd, call, ops) }
+    })
+}
+
+/// The first output of `y` (`call.tokens` rows of outputs) farther from the
+/// FP64 product of `w` (the dequantized rows×cols weights, row-major) and
+/// `x` than `bound` allows, plus two roundings of the bias's sum: a message
+/// naming it, or None. Where the FP64 product is NaN or infinite, the output
+/// must be NaN or the same infinity.
+pub fn first_violation(
+    call: &MatmulCall,
+    w: &[f32],
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &[f32],
+    bound: Bound,
+) -> Option<String> {
+    let (rows, cols) = (call.rows as usize, call.cols as usize);
+    let (n, outputs) = if call.transposed {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    for t in 0..call.tokens as usize {
+        for o in 0..outputs {
+            let (mut exact, mut sum_wx, mut sum_w_and_x) = (0.0f64, 0.0f64, 0.0f64);
+            for i in 0..n {
+                let wv = f64::from(if call.transposed {
+                    w[i * cols + o]
+                } else {
+                    w[o * cols + i]
+                });
+                let xv = f64::from(x[t * n + i]);
+                exact += wv * xv;
+                sum_wx += (wv * xv).abs();
+                sum_w_and_x += wv.abs() + xv.abs();
+            }
+            let b = bias.map_or(0.0, |b| f64::from(b[o]));
+            let expected = exact + b;
+            let got = f64::from(y[t * outputs + o]);
+            let allowed =
+                bound.at(n, sum_wx, sum_w_and_x) + 2f64.powi(-23) * (exact.abs() + b.abs());
+            let wrong = if expected.is_nan() {
+                !got.is_nan()
+            } else if expected.is_infinite() {
+                got != expected
+            } else {
+                // A NaN result (no ordering) is wrong too.
+                let error = (got - expected).abs();
+                !matches!(
+                    error.partial_cmp(&allowed),
+                    Some(Ordering::Less | Ordering::Equal)
+                )
+            };
+            if wrong {
+                return Some(format!(
+                    "token {t} output {o}: {got} where the FP64 product is {expected} \
+                     (allowed error {allowed:e})"
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_chunks_cover_every_token_once_within_the_range() {
+        for (tokens, per, max, align) in [
+            (1u64, (96u64, 37u64), 1u64 << 27, 16u64),
+            (8200, (4128, 3), 1 << 27, 16),
+            (1000, (5, 7), 4096, 64),
+            (70, (33, 1), 256, 16),
+        ] {
+            let plan = token_chunks(tokens, per, max, align).unwrap();
+            let mut next = 0;
+            for c in &plan {
+                assert_eq!(c.first, next);
+                for ((offset, size), first, floats) in
+                    [(c.x_bind, c.x_first, per.0), (c.y_bind, c.y_first, per.1)]
+                {
+                    assert_eq!(offset % align, 0, "{c:?}");
+                    assert!(size.div_ceil(4) * 4 <= max, "{c:?}");
+                    assert_eq!(offset + 4 * u64::from(first), 4 * c.first * floats);
+                    assert_eq!(offset + size, 4 * (c.first + c.tokens) * floats);
+                }
+                next += c.tokens;
+            }
+            assert_eq!(next, tokens);
+        }
+        assert!(token_chunks(3, (1024, 1), 4096, 16).is_err());
+    }
+
+    #[test]
+    fn the_coop_bound_is_looser_and_grows_with_the_factors() {
+        let compat = Bound::Compat.at(96, 10.0, 50.0);
+        let coop = Bound::Coop.at(96, 10.0, 50.0);
+        assert!(coop > compat, "{coop} {compat}");
+        assert_eq!(compat, 99.0 * 2f64.powi(-24) * 10.0);
+        assert!(Bound::Coop.at(96, 10.0, 100.0) > coop);
+    }
+}
