@@ -621,6 +621,23 @@ enum NyxqFormat
    * x = d*(q-16) (5.5 bits/weight).
    */
   NYXQ_FORMAT_Q5_0 = 6,
+  /**
+   * INT4 super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit sub-block
+   * scales and minimums, 128 bytes of nibbles; x = d*sc*q - dmin*m (4.5
+   * bits/weight; ggml's Q4_K). Element counts are multiples of 256.
+   */
+  NYXQ_FORMAT_Q4_K = 7,
+  /**
+   * INT5 super-blocks of 256: as Q4_K with 32 bytes of fifth bits (5.5
+   * bits/weight; ggml's Q5_K).
+   */
+  NYXQ_FORMAT_Q5_K = 8,
+  /**
+   * INT6 super-blocks of 256: 128 bytes of low nibbles, 64 of high bit
+   * pairs, 16 int8 sub-block scales, f16 d; x = d*sc*(q-32) (6.5625
+   * bits/weight; ggml's Q6_K).
+   */
+  NYXQ_FORMAT_Q6_K = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -695,11 +712,12 @@ typedef struct {
    */
   const char *name;
   /**
-   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
+   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5",
+   * "INT6"); static.
    */
   const char *precision_level;
   /**
-   * Elements per block (1 for F32, F16, BF16).
+   * Elements per block (1 for F32, F16, BF16; 256 for the K-quants).
    */
   uint32_t block_size;
   /**

@@ -9,12 +9,13 @@
 //! [`CpuKernels::of`] matches every format without a wildcard, so a new
 //! format does not compile until its row is here.
 
-use crate::format::{Format, QK};
+use crate::format::{Format, QK, QK_K};
 #[cfg(target_arch = "x86_64")]
 use crate::matvec::simd_x86 as matvec_simd;
+use crate::quant::kquant::{self, Q4K, Q5K};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::simd_x86 as quant_simd;
-use crate::quant::{scalar, search};
+use crate::quant::{kquant_search, scalar, search};
 
 /// Quantizes whole blocks: (src, dst).
 pub type Quantize = fn(&[f32], &mut [u8]);
@@ -73,19 +74,56 @@ impl CpuKernels {
             Format::Q4_0 => &Q4_0,
             Format::Q4_1 => &Q4_1,
             Format::Q5_0 => &Q5_0,
+            Format::Q4_K => &Q4_K,
+            Format::Q5_K => &Q5_K,
+            Format::Q6_K => &Q6_K,
         }
     }
 }
 
-/// Runs a one-block kernel over every block (`B` bytes each) of a slice.
-fn blocks<const B: usize>(src: &[f32], dst: &mut [u8], kernel: impl Fn(&[f32], &mut [u8])) {
-    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(B)) {
+/// Runs a one-block kernel over every block (`N` elements, `B` bytes each)
+/// of a slice.
+fn blocks_of<const N: usize, const B: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    kernel: impl Fn(&[f32], &mut [u8]),
+) {
+    for (x, out) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B)) {
         kernel(x, out);
     }
 }
 
 /// Runs a one-block stochastic kernel over every block, each told the index
 /// of its first element.
+fn blocks_stochastic_of<const N: usize, const B: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    seed: u64,
+    first: u64,
+    kernel: impl Fn(&[f32], &mut [u8], u64, u64),
+) {
+    for (b, (x, out)) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B)).enumerate() {
+        kernel(x, out, seed, first + (b * N) as u64);
+    }
+}
+
+/// Runs a one-block dequantize kernel over every block.
+fn blocks_back_of<const N: usize, const B: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    kernel: impl Fn(&[u8], &mut [f32]),
+) {
+    for (block, y) in src.chunks_exact(B).zip(dst.chunks_exact_mut(N)) {
+        kernel(block, y);
+    }
+}
+
+/// [`blocks_of`] for the 32-element block formats.
+fn blocks<const B: usize>(src: &[f32], dst: &mut [u8], kernel: impl Fn(&[f32], &mut [u8])) {
+    blocks_of::<QK, B>(src, dst, kernel);
+}
+
+/// [`blocks_stochastic_of`] for the 32-element block formats.
 fn blocks_stochastic<const B: usize>(
     src: &[f32],
     dst: &mut [u8],
@@ -93,20 +131,12 @@ fn blocks_stochastic<const B: usize>(
     first: u64,
     kernel: impl Fn(&[f32], &mut [u8], u64, u64),
 ) {
-    for (b, (x, out)) in src
-        .chunks_exact(QK)
-        .zip(dst.chunks_exact_mut(B))
-        .enumerate()
-    {
-        kernel(x, out, seed, first + (b * QK) as u64);
-    }
+    blocks_stochastic_of::<QK, B>(src, dst, seed, first, kernel);
 }
 
-/// Runs a one-block dequantize kernel over every block.
+/// [`blocks_back_of`] for the 32-element block formats.
 fn blocks_back<const B: usize>(src: &[u8], dst: &mut [f32], kernel: impl Fn(&[u8], &mut [f32])) {
-    for (block, y) in src.chunks_exact(B).zip(dst.chunks_exact_mut(QK)) {
-        kernel(block, y);
-    }
+    blocks_back_of::<QK, B>(src, dst, kernel);
 }
 
 static F32: CpuKernels = CpuKernels {
@@ -255,6 +285,89 @@ static Q5_0: CpuKernels = CpuKernels {
     },
 };
 
+/// The K-quants have only the portable kernels so far.
+#[cfg(target_arch = "x86_64")]
+const NO_SIMD: SimdKernels = SimdKernels {
+    nearest: None,
+    dequantize: None,
+    row_dot: None,
+    row_dot_int: None,
+};
+
+static Q4_K: CpuKernels = CpuKernels {
+    format: Format::Q4_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q4_K.block_bytes() }>(src, dst, kquant::affine_nearest::<Q4K>)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q4_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::affine_stochastic::<Q4K>,
+        )
+    },
+    error_minimising: Some(kquant_search::affine::<Q4K>),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q4_K.block_bytes() }>(
+            src,
+            dst,
+            kquant::affine_dequantize::<Q4K>,
+        )
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: NO_SIMD,
+};
+
+static Q5_K: CpuKernels = CpuKernels {
+    format: Format::Q5_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q5_K.block_bytes() }>(src, dst, kquant::affine_nearest::<Q5K>)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q5_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::affine_stochastic::<Q5K>,
+        )
+    },
+    error_minimising: Some(kquant_search::affine::<Q5K>),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q5_K.block_bytes() }>(
+            src,
+            dst,
+            kquant::affine_dequantize::<Q5K>,
+        )
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: NO_SIMD,
+};
+
+static Q6_K: CpuKernels = CpuKernels {
+    format: Format::Q6_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q6_K.block_bytes() }>(src, dst, kquant::q6_k_nearest)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q6_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::q6_k_stochastic,
+        )
+    },
+    error_minimising: Some(kquant_search::q6_k),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q6_K.block_bytes() }>(src, dst, kquant::q6_k_dequantize)
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: NO_SIMD,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_kernel_round_trips_a_block() {
-        let x: Vec<f32> = (0..2 * QK).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x: Vec<f32> = (0..2 * QK_K).map(|i| (i as f32 * 0.37).sin()).collect();
         for format in ALL_FORMATS {
             let kernels = CpuKernels::of(format);
             let size = format.size_of(x.len()).unwrap();

@@ -71,8 +71,54 @@ fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
                 let level = u32::from(nibble) | high << 4;
                 (h(b) * (f64::from(level) - 16.0), 0.0)
             }
+            Format::Q4_K | Format::Q5_K => {
+                // ggml's block_q4_K / block_q5_K: d, dmin, scales[12], (qh[32],) qs[128].
+                let size = if format == Format::Q4_K { 144 } else { 176 };
+                let b = &row[size * (c / 256)..];
+                let (e, j) = (c % 256, c % 256 / 32);
+                let s = &b[4..16];
+                let (sc, m) = if j < 4 {
+                    (s[j] & 63, s[j + 4] & 63)
+                } else {
+                    (
+                        (s[j + 4] & 15) | (s[j - 4] >> 6) << 4,
+                        (s[j + 4] >> 4) | (s[j] >> 6) << 4,
+                    )
+                };
+                let qs = &b[size - 128..];
+                let byte = qs[32 * (e / 64) + e % 32];
+                let mut q = if e % 64 < 32 { byte & 15 } else { byte >> 4 };
+                if format == Format::Q5_K {
+                    q |= ((b[16 + e % 32] >> j) & 1) << 4;
+                }
+                (
+                    h(b) * f64::from(sc) * f64::from(q),
+                    -h(&b[2..]) * f64::from(m),
+                )
+            }
+            Format::Q6_K => {
+                // ggml's block_q6_K: ql[128], qh[64], scales[16], d.
+                let b = &row[210 * (c / 256)..];
+                let e = c % 256;
+                let (half, k, l) = (e / 128, e % 128 / 32, e % 32);
+                let low = b[64 * half + 32 * (k % 2) + l];
+                let low = if k < 2 { low & 15 } else { low >> 4 };
+                let high = (b[128 + 32 * half + l] >> (2 * k)) & 3;
+                let q = i32::from(low | high << 4) - 32;
+                let sc = b[192 + e / 16] as i8;
+                (h(&b[208..]) * f64::from(sc) * f64::from(q), 0.0)
+            }
         })
         .collect()
+}
+
+/// Shapes whose rows are whole blocks of `format`.
+fn shapes(format: Format) -> &'static [(usize, usize)] {
+    if format.block_size() == crate::format::QK_K {
+        &[(1, 256), (7, 768), (257, 256), (5, 4352), (33, 512)]
+    } else {
+        &[(1, 32), (7, 96), (4097, 32), (5, 4128), (33, 64)]
+    }
 }
 
 fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
@@ -102,7 +148,7 @@ fn x_quantization_bound(format: Format, row: &[(f64, f64)], x: &[f32]) -> f64 {
 #[test]
 fn products_agree_with_fp64_within_the_documented_bound() {
     for format in ALL_FORMATS {
-        for (rows, cols) in [(1, 32), (7, 96), (4097, 32), (5, 4128), (33, 64)] {
+        for &(rows, cols) in shapes(format) {
             for batch in [1, 3, 8] {
                 let w = weights(format, rows, cols, (rows * cols) as u64);
                 let row_bytes = format.size_of(cols).unwrap();
@@ -190,7 +236,7 @@ fn simd_and_portable_rows_agree_within_the_bound_and_threads_do_not_matter() {
 
 #[test]
 fn nan_and_inf_in_x_propagate() {
-    let (rows, cols) = (4, 64);
+    let (rows, cols) = (4, 256);
     for format in ALL_FORMATS {
         let w = weights(format, rows, cols, 1);
         for bad in [f32::NAN, f32::INFINITY] {

@@ -266,7 +266,7 @@ mod tests {
         assert!(p.override_for("mlp").is_none());
         assert!(Policy::parse_overrides("attn_v").is_err());
         assert!(Policy::parse_overrides("(=q8_0").is_err());
-        assert!(Policy::parse_overrides("x=q5_k").is_err());
+        assert!(Policy::parse_overrides("x=q5_1").is_err());
     }
 
     #[test]
