@@ -498,7 +498,8 @@ impl QuantConfig {
         warnings
     }
 
-    /// Whether any precision key names `format` (INT4 means Q4_0 unless one names Q4_1).
+    /// Whether any precision key names `format` (INT4 means Q4_0 unless one
+    /// names Q4_1 or Q4_K).
     fn names(&self, format: Format) -> bool {
         [
             Some(self.precision_level),
@@ -527,7 +528,8 @@ impl QuantConfig {
                 .iter()
                 .copied()
                 .filter(|f| f.bits_per_weight() >= floor)
-                .filter(|f| *f != Format::Q4_1 || self.names(Format::Q4_1))
+                // The 4-bit formats beside Q4_0 only where a key names them.
+                .filter(|f| !matches!(f, Format::Q4_1 | Format::Q4_K) || self.names(*f))
                 .filter(|f| f.spec().planned)
                 .collect();
             policy.adaptive = self.adaptive_precision;

@@ -94,6 +94,8 @@ impl Default for Policy {
                 Format::F16,
                 Format::BF16,
                 Format::Q8_0,
+                Format::Q6_K,
+                Format::Q5_K,
                 Format::Q5_0,
                 Format::Q4_0,
             ],
