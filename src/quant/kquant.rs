@@ -37,11 +37,25 @@ pub fn stored(v: f32) -> f32 {
     f16_value(f16_bits(v))
 }
 
-/// Round half up, for the non-negative quantities of the affine formats
-/// (a negative argument gives 0 or less, which the callers clamp).
+/// trunc(v + ½) clamped to 0..=top: round half up, for the non-negative
+/// quantities of the affine formats. The cast truncates toward zero and
+/// saturates, which is trunc then the clamp (NaN gives 0 either way) without
+/// a libm call per value.
 #[inline(always)]
-pub fn round_half_up(v: f32) -> f32 {
-    (v + 0.5).trunc()
+pub fn half_up(v: f32, top: f32) -> u8 {
+    ((v + 0.5) as i32).clamp(0, top as i32) as u8
+}
+
+/// ⌊v⌋ clamped to lo..=hi (lo ≤ 0 ≤ hi), without a libm call.
+#[inline(always)]
+pub fn floor_clamped(v: f32, lo: f32, hi: f32) -> i32 {
+    let t = v as i32;
+    let floor = if (t as f32) > v {
+        t.saturating_sub(1)
+    } else {
+        t
+    };
+    floor.clamp(lo as i32, hi as i32)
 }
 
 fn put_f16(out: &mut [u8], v: f32) {
@@ -206,7 +220,7 @@ impl AffineBlock {
             .iter_mut()
             .zip(&x[sub..sub + AFFINE_SUB])
         {
-            *q = round_half_up((v + min) * id).clamp(0.0, F::NMAX) as u8;
+            *q = half_up((v + min) * id, F::NMAX);
         }
     }
 }
@@ -232,8 +246,8 @@ fn affine_scales<F: Affine>(x: &[f32]) -> AffineBlock {
     AffineBlock {
         d,
         dmin,
-        sc: scale.map(|s| round_half_up(s * id).min(SUB_SCALE_MAX) as u8),
-        m: min.map(|m| round_half_up(m * idmin).min(SUB_SCALE_MAX) as u8),
+        sc: scale.map(|s| half_up(s * id, SUB_SCALE_MAX)),
+        m: min.map(|m| half_up(m * idmin, SUB_SCALE_MAX)),
         q: [0; QK_K],
     }
 }
@@ -261,7 +275,7 @@ pub fn affine_stochastic<F: Affine>(x: &[f32], out: &mut [u8], seed: u64, first:
             .enumerate()
         {
             let u = rng::uniform(seed, first + (sub + i) as u64);
-            *q = ((v + min) * id + u).floor().clamp(0.0, F::NMAX) as u8;
+            *q = floor_clamped((v + min) * id + u, 0.0, F::NMAX) as u8;
         }
     }
     block.pack::<F>(out);
@@ -402,8 +416,8 @@ pub fn q6_k_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
             .enumerate()
         {
             let u = rng::uniform(seed, first + (sub + i) as u64);
-            let level = (v * id + u).floor().clamp(Q6_LEVELS.0, Q6_LEVELS.1);
-            *q = (level + 32.0) as u8;
+            let level = floor_clamped(v * id + u, Q6_LEVELS.0, Q6_LEVELS.1);
+            *q = (level + 32) as u8;
         }
     }
     block.pack(out);

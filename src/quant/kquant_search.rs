@@ -20,7 +20,7 @@
 
 use super::kquant::{
     AFFINE_SUB, AFFINE_SUBS, Affine, AffineBlock, Q6_LEVELS, Q6_SUB, Q6_SUBS, Q6Block,
-    SUB_SCALE_MAX, affine_dequantize, affine_nearest, q6_k_dequantize, q6_k_nearest, round_half_up,
+    SUB_SCALE_MAX, affine_dequantize, affine_nearest, half_up, q6_k_dequantize, q6_k_nearest,
     stored,
 };
 use super::scalar::{round_half_away, signed_max};
@@ -64,12 +64,22 @@ struct LevelSums {
     xq: f64,
 }
 
-impl LevelSums {
-    fn add(&mut self, x: f32, w: f32, q: f32) {
-        let (x, w, q) = (f64::from(x), f64::from(w), f64::from(q));
-        self.q += w * q;
-        self.qq += w * q * q;
-        self.xq += w * x * q;
+/// The sums of the levels `level` gives each value, accumulated in f32 in
+/// element order (they rank candidates; every choice is then re-scored).
+#[inline(always)]
+fn level_sums(x: &[f32], w: &[f32], level: impl Fn(f32) -> f32) -> LevelSums {
+    let (mut q, mut qq, mut xq) = (0.0f32, 0.0f32, 0.0f32);
+    for (&v, &w) in x.iter().zip(w) {
+        let l = level(v);
+        let wl = w * l;
+        q += wl;
+        qq += wl * l;
+        xq += wl * v;
+    }
+    LevelSums {
+        q: f64::from(q),
+        qq: f64::from(qq),
+        xq: f64::from(xq),
     }
 }
 
@@ -134,13 +144,6 @@ fn fit_sub<F: Affine>(x: &[f32], w: &[f32]) -> AffineFit {
         lo = 0.0;
     }
     let range = hi - lo;
-    let sums_for = |levels: &dyn Fn(f32) -> f32| {
-        let mut l = LevelSums::default();
-        for (&v, &w) in x.iter().zip(w) {
-            l.add(v, w, levels(v));
-        }
-        l
-    };
     let start = LevelSums::default();
     let mut best = (
         f64::from(range / F::NMAX),
@@ -160,7 +163,9 @@ fn fit_sub<F: Affine>(x: &[f32], w: &[f32]) -> AffineFit {
     for r in SCALE_STEPS {
         let iscale = (F::NMAX + r) / range;
         for phase in PHASES {
-            let l = sums_for(&|v| round_half_up((v - lo) * iscale + phase).clamp(0.0, F::NMAX));
+            let l = level_sums(x, w, |v| {
+                f32::from(half_up((v - lo) * iscale + phase, F::NMAX))
+            });
             if let Some((s, m, e)) = fit_affine(&mo, &l) {
                 if e < best.2 {
                     best = (s, m, e, l);
@@ -170,7 +175,7 @@ fn fit_sub<F: Affine>(x: &[f32], w: &[f32]) -> AffineFit {
     }
     for _ in 0..REFIT_ROUNDS {
         let (id, m) = (1.0 / best.0 as f32, best.1 as f32);
-        let l = sums_for(&|v| round_half_up((v + m) * id).clamp(0.0, F::NMAX));
+        let l = level_sums(x, w, |v| f32::from(half_up((v + m) * id, F::NMAX)));
         match fit_affine(&mo, &l) {
             Some((s, m, e)) if e < best.2 => best = (s, m, e, l),
             _ => break,
@@ -196,33 +201,39 @@ fn fit_sub<F: Affine>(x: &[f32], w: &[f32]) -> AffineFit {
     }
 }
 
-/// The 6-bit step of a real value against a stored scale, rounded down
-/// then up, for step 2.
-fn steps_around(v: f64, scale: f32) -> [u8; 2] {
+/// Each sub-block's two candidate 6-bit steps and how far each moves it.
+type StepPairs = [[(u8, f64); 2]; AFFINE_SUBS];
+
+/// The two 6-bit steps around v/scale (rounded down, then up; v ≥ 0) and
+/// how far each moves v, for step 2.
+fn step_pair(v: f64, scale: f32) -> [(u8, f64); 2] {
     if !positive(f64::from(scale)) {
-        return [0, 0];
+        return [(0, -v), (0, -v)];
     }
-    let k = (v / f64::from(scale))
-        .floor()
-        .clamp(0.0, f64::from(SUB_SCALE_MAX)) as u8;
-    [k, (k + 1).min(SUB_SCALE_MAX as u8)]
+    let scale = f64::from(scale);
+    // v ≥ 0: the saturating cast is the floor.
+    let down = ((v / scale) as i32).clamp(0, SUB_SCALE_MAX as i32) as u8;
+    let up = (down + 1).min(SUB_SCALE_MAX as u8);
+    [
+        (down, scale * f64::from(down) - v),
+        (up, scale * f64::from(up) - v),
+    ]
 }
 
-/// Step 2's score of one (d, dmin): the sub-scales that minimise each
-/// sub-block's quadratic cost, and their total.
+/// Step 2's score of one (d, dmin), given each sub-block's step pairs of
+/// its scale against d and of its minimum against dmin: the sub-scales that
+/// minimise each sub-block's quadratic cost, and their total.
 fn score(
     fits: &[AffineFit; AFFINE_SUBS],
-    d: f32,
-    dmin: f32,
+    scale_steps: &StepPairs,
+    min_steps: &StepPairs,
 ) -> (f64, [u8; AFFINE_SUBS], [u8; AFFINE_SUBS]) {
     let (mut sc, mut m) = ([0u8; AFFINE_SUBS], [0u8; AFFINE_SUBS]);
     let mut total = 0.0;
     for (j, f) in fits.iter().enumerate() {
         let mut best = f64::INFINITY;
-        for ls in steps_around(f.s, d) {
-            for lm in steps_around(f.m, dmin) {
-                let ds = f64::from(d) * f64::from(ls) - f.s;
-                let dm = f64::from(dmin) * f64::from(lm) - f.m;
+        for (ls, ds) in scale_steps[j] {
+            for (lm, dm) in min_steps[j] {
                 let cost = f.cost(ds, dm);
                 if cost < best {
                     (best, sc[j], m[j]) = (cost, ls, lm);
@@ -232,6 +243,12 @@ fn score(
         total += best;
     }
     (total, sc, m)
+}
+
+/// Each sub-block's step pair of its scale (`scale` true) or minimum
+/// against `by`.
+fn step_pairs(fits: &[AffineFit; AFFINE_SUBS], by: f32, scale: bool) -> StepPairs {
+    std::array::from_fn(|j| step_pair(if scale { fits[j].s } else { fits[j].m }, by))
 }
 
 /// Grid of step 2: d = largest/(63 − k/4) for k < 16, dmin likewise for k < 8.
@@ -262,12 +279,14 @@ struct Cheapest<'a> {
 }
 
 impl Cheapest<'_> {
-    /// Scores (d, dmin); true when it is the cheapest so far.
-    fn offer(&mut self, d: f32, dmin: f32) -> bool {
-        if !(usable(d) && usable(dmin)) {
-            return false;
-        }
-        let (cost, sc, m) = score(self.fits, d, dmin);
+    /// Scores (d, dmin) from their step pairs; true when it is the cheapest
+    /// so far.
+    fn offer_steps(
+        &mut self,
+        (d, scale_steps): (f32, &StepPairs),
+        (dmin, min_steps): (f32, &StepPairs),
+    ) -> bool {
+        let (cost, sc, m) = score(self.fits, scale_steps, min_steps);
         if self.best.is_some_and(|b| b.cost <= cost) {
             return false;
         }
@@ -280,6 +299,16 @@ impl Cheapest<'_> {
         });
         true
     }
+
+    /// Scores (d, dmin); true when it is the cheapest so far.
+    fn offer(&mut self, d: f32, dmin: f32) -> bool {
+        if !(usable(d) && usable(dmin)) {
+            return false;
+        }
+        let scale_steps = step_pairs(self.fits, d, true);
+        let min_steps = step_pairs(self.fits, dmin, false);
+        self.offer_steps((d, &scale_steps), (dmin, &min_steps))
+    }
 }
 
 /// Step 2: the super-block scales and the sub-scales.
@@ -287,11 +316,23 @@ fn super_scales(fits: &[AffineFit; AFFINE_SUBS]) -> Option<SuperChoice> {
     let largest = |v: fn(&AffineFit) -> f64| fits.iter().map(v).fold(0.0f64, f64::max);
     let (s_max, m_max) = (largest(|f| f.s), largest(|f| f.m));
     let mut cheapest = Cheapest { fits, best: None };
+    let grid = |largest: f64, k: usize| {
+        stored((largest / (f64::from(SUB_SCALE_MAX) - 0.25 * k as f64)) as f32)
+    };
+    let dmins: [(f32, StepPairs); DMIN_GRID] = std::array::from_fn(|k| {
+        let dmin = grid(m_max, k);
+        (dmin, step_pairs(fits, dmin, false))
+    });
     for kd in 0..D_GRID {
-        let d = stored((s_max / (f64::from(SUB_SCALE_MAX) - 0.25 * kd as f64)) as f32);
-        for km in 0..DMIN_GRID {
-            let dmin = stored((m_max / (f64::from(SUB_SCALE_MAX) - 0.25 * km as f64)) as f32);
-            cheapest.offer(d, dmin);
+        let d = grid(s_max, kd);
+        if !usable(d) {
+            continue;
+        }
+        let scale_steps = step_pairs(fits, d, true);
+        for (dmin, min_steps) in &dmins {
+            if usable(*dmin) {
+                cheapest.offer_steps((d, &scale_steps), (*dmin, min_steps));
+            }
         }
     }
     for _ in 0..SUPER_REFITS {
@@ -454,15 +495,9 @@ fn fit_signed(x: &[f32], w: &[f32]) -> SignedFit {
         return SignedFit { s: 0.0, a: 0.0 };
     }
     let sums_for = |id: f32| {
-        let mut l = LevelSums::default();
-        for (&v, &w) in x.iter().zip(w) {
-            l.add(
-                v,
-                w,
-                round_half_away(v * id).clamp(Q6_LEVELS.0, Q6_LEVELS.1),
-            );
-        }
-        l
+        level_sums(x, w, |v| {
+            round_half_away(v * id).clamp(Q6_LEVELS.0, Q6_LEVELS.1)
+        })
     };
     // Σw(x − sq)² at s = Σwxq/Σwq² is Σwx² − (Σwxq)²/Σwq²: maximise the latter.
     let gain = |l: &LevelSums| {
@@ -506,7 +541,14 @@ fn q6_step(f: &SignedFit, d: f32) -> (i8, f64) {
     if !positive(f64::from(d.abs())) {
         return (0, f.a * f.s * f.s);
     }
-    let k = (f.s / f64::from(d)).floor();
+    // Clamped first, so the cast floors a value an i32 holds.
+    let ratio = (f.s / f64::from(d)).clamp(-1024.0, 1024.0);
+    let k = f64::from(ratio as i32)
+        - if f64::from(ratio as i32) > ratio {
+            1.0
+        } else {
+            0.0
+        };
     let mut best = (0i8, f64::INFINITY);
     for step in [k, k + 1.0] {
         let step = step.clamp(-128.0, 127.0);
