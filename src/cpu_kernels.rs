@@ -285,15 +285,6 @@ static Q5_0: CpuKernels = CpuKernels {
     },
 };
 
-/// The K-quants have only the portable kernels so far.
-#[cfg(target_arch = "x86_64")]
-const NO_SIMD: SimdKernels = SimdKernels {
-    nearest: None,
-    dequantize: None,
-    row_dot: None,
-    row_dot_int: None,
-};
-
 static Q4_K: CpuKernels = CpuKernels {
     format: Format::Q4_K,
     nearest: |src, dst| {
@@ -317,7 +308,12 @@ static Q4_K: CpuKernels = CpuKernels {
         )
     },
     #[cfg(target_arch = "x86_64")]
-    simd: NO_SIMD,
+    simd: SimdKernels {
+        nearest: None,
+        dequantize: Some(quant_simd::q4_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q4KBlock>),
+        row_dot_int: None,
+    },
 };
 
 static Q5_K: CpuKernels = CpuKernels {
@@ -343,7 +339,12 @@ static Q5_K: CpuKernels = CpuKernels {
         )
     },
     #[cfg(target_arch = "x86_64")]
-    simd: NO_SIMD,
+    simd: SimdKernels {
+        nearest: None,
+        dequantize: Some(quant_simd::q5_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q5KBlock>),
+        row_dot_int: None,
+    },
 };
 
 static Q6_K: CpuKernels = CpuKernels {
@@ -365,7 +366,12 @@ static Q6_K: CpuKernels = CpuKernels {
         blocks_back_of::<QK_K, { Format::Q6_K.block_bytes() }>(src, dst, kquant::q6_k_dequantize)
     },
     #[cfg(target_arch = "x86_64")]
-    simd: NO_SIMD,
+    simd: SimdKernels {
+        nearest: None,
+        dequantize: Some(quant_simd::q6_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q6KBlock>),
+        row_dot_int: None,
+    },
 };
 
 #[cfg(test)]
@@ -456,6 +462,39 @@ mod tests {
         // scales of eight blocks at once, and its last partial group alone).
         let grouped_edges = [zeros.clone(), edges.clone(), random[..32 * 8].to_vec()].concat();
         vec![random, ties, zeros, edges, tail, grouped_edges]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_dequantize_equals_portable_on_any_bytes() {
+        if !quant_simd::available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // Random bytes: scales of every exponent, Inf and NaN among them.
+        let mut s = 0x9e37_79b9u32;
+        let bytes: Vec<u8> = (0..210 * 144 * 4)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 24) as u8
+            })
+            .collect();
+        for format in ALL_FORMATS {
+            let kernels = CpuKernels::of(format);
+            let len = bytes.len() / format.block_bytes() * format.block_bytes();
+            let n = format.count_in(len).unwrap();
+            let (mut portable, mut simd) = (vec![0.0f32; n], vec![0.0f32; n]);
+            (kernels.dequantize)(&bytes[..len], &mut portable);
+            if quant_simd::dequantize(kernels.simd.dequantize, format, &bytes[..len], &mut simd) {
+                // NaN's sign and payload are not specified (the fuzz
+                // reference compares NaN as NaN too); every other value is
+                // the same bits.
+                for (i, (a, b)) in portable.iter().zip(&simd).enumerate() {
+                    let same = a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+                    assert!(same, "{format:?} value {i}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

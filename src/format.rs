@@ -183,12 +183,13 @@ const BLOCK_CPU: CpuKernelSet = CpuKernelSet {
     integer_matvec: true,
 };
 
-/// What the K-quants have on the CPU: the portable kernels and the search.
+/// What the K-quants have on the CPU: the search, and AVX2 dequantize and
+/// f32 row kernels beside the portable ones (their quantize is portable).
 const K_QUANT_CPU: CpuKernelSet = CpuKernelSet {
     error_minimising: true,
     simd_quantize: false,
-    simd_dequantize: false,
-    simd_matvec: false,
+    simd_dequantize: true,
+    simd_matvec: true,
     integer_matvec: false,
 };
 

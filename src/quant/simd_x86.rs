@@ -683,3 +683,141 @@ pub(crate) unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
     }
     end_streaming(stream);
 }
+
+// ---------------------------------------------------------------- K-quants
+
+/// Decodes one Q4_K (`fifth_bits` false, 144 bytes) or Q5_K (true, 176
+/// bytes) super-block into 256 values: per sub-block j the scale d·sc and
+/// minimum dmin·m in scalar f32 (as the portable kernel), then
+/// (d·sc)·q − dmin·m, a product and a difference in the portable order.
+///
+/// # Safety
+/// AVX2 and F16C present; `block` holds the whole super-block; `y` holds at
+/// least 256 values.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn affine_k_super_block(
+    block: &[u8],
+    fifth_bits: bool,
+    y: &mut [f32],
+    stream: bool,
+) {
+    let (d, dmin) = (f16_at(block), f16_at(&block[2..]));
+    let qs_at = if fifth_bits { 48 } else { 16 };
+    let mask = _mm256_set1_epi8(0x0f);
+    let one = _mm256_set1_epi8(1);
+    let qh = if fifth_bits {
+        // SAFETY: a Q5_K super-block holds qh at bytes 16..48.
+        Some(unsafe { _mm256_loadu_si256(block.as_ptr().add(16).cast()) })
+    } else {
+        None
+    };
+    for c in 0..4 {
+        // SAFETY: 32 bytes of quants at qs_at + 32c, inside the super-block.
+        let bytes = unsafe { _mm256_loadu_si256(block.as_ptr().add(qs_at + 32 * c).cast()) };
+        let mut runs = [
+            _mm256_and_si256(bytes, mask),
+            _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask),
+        ];
+        if let Some(qh) = qh {
+            // Bit j of qh[i] is the fifth bit of element 32j + i: shifted
+            // within 16-bit lanes, each byte's bit 0 is its own bit j.
+            for (h, run) in runs.iter_mut().enumerate() {
+                let bit = _mm256_srl_epi16(qh, _mm_cvtsi32_si128((2 * c + h) as i32));
+                *run = _mm256_or_si256(*run, _mm256_slli_epi16(_mm256_and_si256(bit, one), 4));
+            }
+        }
+        for (h, run) in runs.into_iter().enumerate() {
+            let j = 2 * c + h;
+            let (sc, m) = super::kquant::scale_min(&block[4..16], j);
+            let scale = _mm256_set1_ps(d * f32::from(sc));
+            let min = _mm256_set1_ps(dmin * f32::from(m));
+            let values = widen_bytes(run)
+                .map(|q| _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(q)), min));
+            // SAFETY: y holds 256 values (caller's contract); 32 at 32j.
+            unsafe { store_block(&mut y[32 * j..], values, stream) };
+        }
+    }
+}
+
+/// Decodes one Q6_K super-block (210 bytes) into 256 values: per sub-block
+/// of 16 the scale d·sc in scalar f32, then (d·sc)·(q − 32).
+///
+/// # Safety
+/// AVX2 and F16C present; `block` holds 210 bytes; `y` at least 256 values.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q6_k_super_block(block: &[u8], y: &mut [f32], stream: bool) {
+    let d = f16_at(&block[208..]);
+    let (low4, low2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+    let thirty_two = _mm256_set1_epi32(32);
+    for h in 0..2 {
+        // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] lie inside the 210 bytes.
+        let (ql0, ql1, qh) = unsafe {
+            let p = block.as_ptr();
+            (
+                _mm256_loadu_si256(p.add(64 * h).cast()),
+                _mm256_loadu_si256(p.add(64 * h + 32).cast()),
+                _mm256_loadu_si256(p.add(128 + 32 * h).cast()),
+            )
+        };
+        let high = |k: i32| {
+            let bits = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k));
+            _mm256_slli_epi16(_mm256_and_si256(bits, low2), 4)
+        };
+        let runs = [
+            _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low4), high(1)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(3)),
+        ];
+        for (k, run) in runs.into_iter().enumerate() {
+            let first = 128 * h + 32 * k;
+            let scale = |j: usize| _mm256_set1_ps(d * f32::from(block[192 + j] as i8));
+            let (a, b) = (scale(first / 16), scale(first / 16 + 1));
+            let levels = widen_bytes(run);
+            let values: [__m256; 4] = std::array::from_fn(|v| {
+                let q = _mm256_cvtepi32_ps(_mm256_sub_epi32(levels[v], thirty_two));
+                _mm256_mul_ps(if v < 2 { a } else { b }, q)
+            });
+            // SAFETY: y holds 256 values (caller's contract); 32 at `first`.
+            unsafe { store_block(&mut y[first..], values, stream) };
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 144 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q4_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(144).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { affine_k_super_block(block, false, y, stream) };
+    }
+    end_streaming(stream);
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 176 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(176).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { affine_k_super_block(block, true, y, stream) };
+    }
+    end_streaming(stream);
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 210 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q6_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(210).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { q6_k_super_block(block, y, stream) };
+    }
+    end_streaming(stream);
+}
