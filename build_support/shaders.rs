@@ -9,7 +9,7 @@
 //! which kernel does what.
 
 #[path = "spirv.rs"]
-mod spirv;
+pub mod spirv;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -436,7 +436,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             kernels,
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
-             float16: {}, rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {} }},",
+             float16: {}, rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {}, \
+             workgroup_bytes: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -446,6 +447,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_ROUNDING_RTE),
             has(spirv::CAPABILITY_DENORM_PRESERVE),
             facts.push_bytes,
+            facts.workgroup_bytes,
         )
         .expect("a String");
     }

@@ -1,16 +1,23 @@
 //! What the build reads from a compiled kernel: the capabilities its SPIR-V
-//! declares (which decide the device features it needs) and the size of its
-//! push-constant block (which must equal its family's Rust twin).
+//! declares (which decide the device features it needs), the size of its
+//! push-constant block (which must equal its family's Rust twin) and the
+//! bytes of workgroup (shared) memory it declares (which must fit the
+//! device's maxComputeSharedMemorySize).
 
 /// SPIR-V opcodes and enumerants the reader needs (SPIR-V 1.5 specification).
 const OP_CAPABILITY: u32 = 17;
+const OP_TYPE_BOOL: u32 = 20;
 const OP_TYPE_INT: u32 = 21;
 const OP_TYPE_FLOAT: u32 = 22;
+const OP_TYPE_VECTOR: u32 = 23;
+const OP_TYPE_ARRAY: u32 = 28;
 const OP_TYPE_STRUCT: u32 = 30;
 const OP_TYPE_POINTER: u32 = 32;
+const OP_CONSTANT: u32 = 43;
 const OP_VARIABLE: u32 = 59;
 const OP_MEMBER_DECORATE: u32 = 72;
 const DECORATION_OFFSET: u32 = 35;
+const STORAGE_WORKGROUP: u32 = 4;
 const STORAGE_PUSH_CONSTANT: u32 = 9;
 
 /// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
@@ -32,6 +39,43 @@ pub struct Facts {
     pub capabilities: Vec<u32>,
     /// Bytes of the push-constant block (0 without one).
     pub push_bytes: u32,
+    /// Bytes of workgroup memory its variables take, each type at its
+    /// natural size (scalars, vectors, arrays and structs without padding).
+    pub workgroup_bytes: u32,
+}
+
+/// The byte size of the type `id` in a module whose scalar, vector, array,
+/// struct types and constants are given; panics on a type it cannot size.
+struct Types {
+    scalar_bytes: Vec<(u32, u32)>,
+    vectors: Vec<(u32, u32, u32)>,
+    arrays: Vec<(u32, u32, u32)>,
+    structs: Vec<(u32, Vec<u32>)>,
+    constants: Vec<(u32, u32)>,
+}
+
+impl Types {
+    fn size(&self, id: u32) -> u32 {
+        if let Some(s) = self.scalar_bytes.iter().find(|s| s.0 == id) {
+            return s.1;
+        }
+        if let Some(v) = self.vectors.iter().find(|v| v.0 == id) {
+            return self.size(v.1) * v.2;
+        }
+        if let Some(a) = self.arrays.iter().find(|a| a.0 == id) {
+            let length = self
+                .constants
+                .iter()
+                .find(|c| c.0 == a.2)
+                .map(|c| c.1)
+                .expect("an array's length is a constant");
+            return self.size(a.1) * length;
+        }
+        if let Some(s) = self.structs.iter().find(|s| s.0 == id) {
+            return s.1.iter().map(|&m| self.size(m)).sum();
+        }
+        panic!("workgroup variable of a type the build cannot size (id {id})")
+    }
 }
 
 /// Reads `spirv`. Panics on a module that is not SPIR-V, or whose
@@ -49,9 +93,13 @@ pub fn read(spirv: &[u8]) -> Facts {
     assert_eq!(words[0], 0x0723_0203, "not a little-endian SPIR-V module");
     let mut capabilities = Vec::new();
     let mut scalar_bytes = Vec::new();
+    let mut vectors = Vec::new();
+    let mut arrays = Vec::new();
+    let mut constants = Vec::new();
     let mut structs = Vec::new();
     let mut pointers = Vec::new();
     let mut push_pointer = None;
+    let mut workgroup_pointers = Vec::new();
     let mut offsets = Vec::new();
     // After the 5-word header, each instruction is (word count << 16 | opcode)
     // and its operands.
@@ -65,10 +113,15 @@ pub fn read(spirv: &[u8]) -> Facts {
         let operands = &words[at + 1..at + count];
         match opcode {
             OP_CAPABILITY => capabilities.push(operands[0]),
+            OP_TYPE_BOOL => scalar_bytes.push((operands[0], 4)),
             OP_TYPE_INT | OP_TYPE_FLOAT => scalar_bytes.push((operands[0], operands[1] / 8)),
+            OP_TYPE_VECTOR => vectors.push((operands[0], operands[1], operands[2])),
+            OP_TYPE_ARRAY => arrays.push((operands[0], operands[1], operands[2])),
+            OP_CONSTANT => constants.push((operands[1], operands[2])),
             OP_TYPE_STRUCT => structs.push((operands[0], operands[1..].to_vec())),
             OP_TYPE_POINTER => pointers.push((operands[0], operands[1], operands[2])),
             OP_VARIABLE if operands[2] == STORAGE_PUSH_CONSTANT => push_pointer = Some(operands[0]),
+            OP_VARIABLE if operands[2] == STORAGE_WORKGROUP => workgroup_pointers.push(operands[0]),
             OP_MEMBER_DECORATE if operands[2] == DECORATION_OFFSET => {
                 offsets.push((operands[0], operands[1], operands[3]))
             }
@@ -107,8 +160,27 @@ pub fn read(spirv: &[u8]) -> Facts {
             .max()
             .unwrap_or(0)
     });
+    let pointee = |pointer: u32| {
+        pointers
+            .iter()
+            .find(|p| p.0 == pointer)
+            .map(|p| p.2)
+            .expect("a variable has a pointer type")
+    };
+    let types = Types {
+        scalar_bytes,
+        vectors,
+        arrays,
+        structs,
+        constants,
+    };
+    let workgroup_bytes = workgroup_pointers
+        .iter()
+        .map(|&pointer| types.size(pointee(pointer)))
+        .sum();
     Facts {
         capabilities,
         push_bytes,
+        workgroup_bytes,
     }
 }

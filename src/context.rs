@@ -51,7 +51,8 @@ pub struct ContextSettings {
     /// Use only the compatible shader variants (also NYXQ_VK_FORCE_COMPAT=1).
     pub vulkan_force_compat: bool,
     /// Make the device behave as the GPU of this device report
-    /// (config/devices/*.json; also NYXQ_VK_EMULATE=PATH), within what the
+    /// (a built-in name such as "amd-rx580--amdvlk" or a file like
+    /// config/devices/*.json; also NYXQ_VK_EMULATE), within what the
     /// device under it can do (crate::vk::emulation).
     pub vulkan_emulate: Option<String>,
     /// Test only: corrupt the output of this kernel variant (e.g.

@@ -93,3 +93,47 @@ fn a_grid_the_kernel_does_not_handle_fails_to_compile() {
     assert!(message.contains("dequantize.comp"), "{message}");
     assert!(message.contains("array size"), "{message}");
 }
+
+/// The build reads a kernel's workgroup memory from its SPIR-V: every
+/// `shared` variable at its natural size (scalars, vectors, arrays, structs),
+/// and nothing else (storage buffers, private arrays).
+#[test]
+fn the_build_reads_a_kernels_workgroup_memory() {
+    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let dir = scratch_dir("workgroup");
+    let source = dir.join("shared.comp");
+    std::fs::write(
+        &source,
+        "#version 450\n\
+         layout(local_size_x = 64) in;\n\
+         layout(std430, binding = 0) buffer Out { float out_[]; };\n\
+         struct Pair { uint key; float value[2]; };\n\
+         shared vec4 tiles[16];\n\
+         shared float sums[3];\n\
+         shared Pair pairs[2];\n\
+         void main() {\n\
+             float private_[8];\n\
+             private_[gl_LocalInvocationID.x % 8u] = 1.0;\n\
+             uint i = gl_LocalInvocationID.x;\n\
+             tiles[i % 16u] = vec4(i);\n\
+             sums[i % 3u] = float(i);\n\
+             pairs[i % 2u].value[0] = private_[i % 8u];\n\
+             barrier();\n\
+             out_[i] = tiles[(i + 1u) % 16u].x + sums[(i + 1u) % 3u] + pairs[(i + 1u) % 2u].value[0];\n\
+         }\n",
+    )
+    .unwrap();
+    let spv = dir.join("shared.spv");
+    let compiled = std::process::Command::new(&glslc)
+        .args(["--target-env=vulkan1.2", "-O"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&spv)
+        .output()
+        .expect("glslc runs (scripts/bootstrap.sh installs it)");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let facts = shaders::spirv::read(&std::fs::read(&spv).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(facts.workgroup_bytes, 16 * 16 + 3 * 4 + 2 * (4 + 2 * 4));
+    assert_eq!(facts.push_bytes, 0);
+}

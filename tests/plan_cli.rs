@@ -1,4 +1,4 @@
-//! `nyxq plan` on the RX 580 and Iris Xe profiles prints plans whose totals fit
+//! `nyxq plan` on the RX 580 and Iris Xe profiles and device reports prints plans whose totals fit
 //! and whose reasons are there; bad arguments fail with a message.
 
 mod cli_support;
@@ -7,7 +7,12 @@ use cli_support::nyxq;
 
 #[test]
 fn plans_print_fitting_totals_on_the_constrained_profiles() {
-    for hw in ["amd-rx580-8gb", "intel-iris-xe-7gb"] {
+    for hw in [
+        "amd-rx580-8gb",
+        "intel-iris-xe-7gb",
+        "amd-rx580--amdvlk",
+        "config/devices/intel-iris-xe--mesa-anv-22.json",
+    ] {
         for training in [false, true] {
             let mut args = vec![
                 "plan",
@@ -44,7 +49,7 @@ fn plans_print_fitting_totals_on_the_constrained_profiles() {
             );
             for t in plan["tensors"].as_array().unwrap() {
                 assert!(!t["reason"].as_str().unwrap().is_empty());
-                if hw == "amd-rx580-8gb" {
+                if hw.starts_with("amd-rx580") {
                     assert_ne!(t["format"], "F16");
                 }
             }
@@ -73,11 +78,14 @@ fn bad_arguments_fail_with_a_reason() {
         "--model",
         "config/models/ultra-low.json",
     ]);
-    assert!(!ok && err.contains("unknown hardware profile"), "{err}");
+    assert!(
+        !ok && err.contains("unknown hardware 'gtx-480'") && err.contains("amd-rx580--amdvlk"),
+        "{err}"
+    );
     let (ok, _, err) = nyxq(&["plan", "--hardware", "cpu-only"]);
     assert!(!ok && err.contains("--model"), "{err}");
     let (ok, _, err) = nyxq(&["plan", "--frobnicate"]);
     assert!(!ok && err.contains("unknown option"), "{err}");
     let (ok, out, _) = nyxq(&["plan", "--list"]);
-    assert!(ok && out.contains("amd-rx580-8gb"));
+    assert!(ok && out.contains("amd-rx580-8gb") && out.contains("intel-iris-xe--mesa-anv-22"));
 }

@@ -3,6 +3,7 @@
 //! ladder; replanning under shrinking budgets.
 
 use nyxq::config::QuantConfig;
+use nyxq::device_report;
 use nyxq::plan::{Hardware, Ladder, Model, Placement, Plan, Policy, Role, TensorDesc};
 use nyxq::{ErrorKind, Format};
 use std::path::Path;
@@ -580,7 +581,7 @@ fn every_device_fact_has_a_source_or_says_what_was_looked_for() {
 ///   shaderFloat16, `storage_16bit`/`storage_8bit` from the storage features,
 ///   `int8_dot` from shaderIntegerDotProduct together with the accelerated
 ///   4×8-bit packed signed property;
-/// - `max_allocation_bytes` is at most every reported maxMemoryAllocationSize;
+/// - `max_allocation_bytes` is the least reported maxMemoryAllocationSize;
 ///   where a driver's value is unknown, the profile must still cap allocations
 ///   (not 0).
 #[test]
@@ -681,6 +682,232 @@ fn built_in_profiles_follow_their_drivers_reports() {
                 }
             }
         }
+        let least_known = mine
+            .iter()
+            .filter_map(|r| r.value("max_memory_allocation_size")?.as_u64())
+            .min();
+        assert_eq!(
+            Some(hw.max_allocation_bytes),
+            least_known,
+            "{profile}: max_allocation_bytes is the least limit its drivers report"
+        );
     }
     assert!(checked >= 2, "the Iris Xe and RX 580 profiles have reports");
+}
+
+#[test]
+fn the_built_in_reports_are_the_files_in_config_devices() {
+    let files: Vec<String> = driver_reports()
+        .iter()
+        .map(|r| r.file.trim_end_matches(".json").to_string())
+        .collect();
+    let mut built_in = device_report::report_names();
+    built_in.sort();
+    assert_eq!(
+        built_in, files,
+        "src/device_report.rs BUILT_IN lists every report"
+    );
+}
+
+/// A report's planning facts (what `nyxq plan --hardware <report>` plans
+/// with, and what `Context::hardware` reads from the device it emulates):
+/// each flag is the report's fact where it knows it (`int8_dot` needs both
+/// integer-dot facts), the profile's where it does not, and the sources
+/// say which facts came from the profile; the memory is the profile's.
+#[test]
+fn a_reports_planning_facts_are_its_own_and_its_profiles_memory() {
+    for r in driver_reports() {
+        let name = r.file.trim_end_matches(".json");
+        let hw = device_report::load_hardware(name).unwrap();
+        let profile = Hardware::profile(&r.profile).unwrap();
+        assert_eq!(hw.name, name);
+        let from_profile = hw
+            .sources
+            .iter()
+            .find(|s| s.starts_with("unknown in the report"))
+            .cloned()
+            .unwrap_or_default();
+        let flags = [
+            (
+                "fp16_arithmetic",
+                hw.fp16_arithmetic,
+                profile.fp16_arithmetic,
+                vec!["shader_float16"],
+            ),
+            (
+                "storage_16bit",
+                hw.storage_16bit,
+                profile.storage_16bit,
+                vec!["storage_buffer_16bit_access"],
+            ),
+            (
+                "storage_8bit",
+                hw.storage_8bit,
+                profile.storage_8bit,
+                vec!["storage_buffer_8bit_access"],
+            ),
+            (
+                "int8_dot",
+                hw.int8_dot,
+                profile.int8_dot,
+                vec![
+                    "shader_integer_dot_product",
+                    "integer_dot_4x8_packed_signed_accelerated",
+                ],
+            ),
+        ];
+        for (field, value, profile_value, facts) in flags {
+            let known: Vec<Option<bool>> = facts.iter().map(|f| r.flag(f)).collect();
+            let expected = if known.contains(&Some(false)) {
+                false
+            } else if known.contains(&None) {
+                assert!(
+                    from_profile.contains(field),
+                    "{name}: {field} is unknown: {from_profile}"
+                );
+                profile_value
+            } else {
+                true
+            };
+            assert_eq!(value, expected, "{name}: {field} from {facts:?}");
+        }
+        match r
+            .value("max_memory_allocation_size")
+            .and_then(|v| v.as_u64())
+        {
+            Some(limit) => assert_eq!(hw.max_allocation_bytes, limit, "{name}"),
+            None => {
+                assert_eq!(
+                    hw.max_allocation_bytes, profile.max_allocation_bytes,
+                    "{name}"
+                );
+                assert!(from_profile.contains("max_allocation_bytes"), "{name}");
+            }
+        }
+        assert_eq!(hw.device_local_bytes, profile.device_local_bytes, "{name}");
+        assert_eq!(hw.host_bytes, profile.host_bytes, "{name}");
+        assert_eq!(hw.unified_memory, profile.unified_memory, "{name}");
+        assert!(
+            hw.description.contains(" with "),
+            "{name}: {}",
+            hw.description
+        );
+    }
+}
+
+#[test]
+fn hardware_is_named_by_profile_report_or_file_and_unknown_names_list_both() {
+    assert_eq!(
+        device_report::hardware("amd-rx580-8gb").unwrap().name,
+        "amd-rx580-8gb"
+    );
+    assert_eq!(
+        device_report::hardware("amd-rx580--amdvlk").unwrap().name,
+        "amd-rx580--amdvlk"
+    );
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let report = format!("{dir}/config/devices/intel-iris-xe--mesa-anv-22.json");
+    assert_eq!(
+        device_report::hardware(&report).unwrap(),
+        device_report::load_hardware(&report).unwrap()
+    );
+    let profile = format!("{dir}/config/profiles/cpu-only.json");
+    assert_eq!(
+        device_report::hardware(&profile).unwrap(),
+        Hardware::profile("cpu-only").unwrap()
+    );
+    let e = device_report::hardware("rx-580").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    for listed in ["amd-rx580-8gb", "amd-rx580--amdvlk"] {
+        assert!(e.message().contains(listed), "{}", e.message());
+    }
+}
+
+/// One row of the docs' table of plans on each device report: the device
+/// budget for training under the default policy, the 16-bit step (weights held to half their FP32 bytes), the
+/// allocation cap, and each Nyx shape's device bytes under the trainer's
+/// config.
+fn report_plan_row(hw: &Hardware) -> String {
+    let config = hrm_config();
+    let mib = |bytes: u64| format!("{:.0}", bytes as f64 / (1u64 << 20) as f64);
+    let training = Policy {
+        training: true,
+        ..Policy::default()
+    };
+    let training = Plan::create(&model("hrm-full"), hw, &training).unwrap();
+    let half = Policy {
+        max_fraction_of_fp32: 0.5,
+        allowed: [Format::F32, Format::F16, Format::BF16]
+            .into_iter()
+            .collect(),
+        ..Policy::default()
+    };
+    let half = Plan::create(&model("hrm-full"), hw, &half).unwrap();
+    let sixteen: std::collections::BTreeSet<&str> = half
+        .entries
+        .iter()
+        .filter(|e| e.format != Format::F32)
+        .map(|e| e.format.name())
+        .collect();
+    let mut cells = vec![
+        format!("`{}`", hw.name),
+        mib(training.budget.device),
+        sixteen.into_iter().collect::<Vec<_>>().join(", "),
+        if hw.max_allocation_bytes == 0 {
+            "none".to_string()
+        } else {
+            mib(hw.max_allocation_bytes)
+        },
+    ];
+    for name in MODELS {
+        let plan = Plan::create(&model(name), hw, &config.policy(true))
+            .unwrap_or_else(|e| panic!("{name} on {}: {e}", hw.name));
+        assert_fits(&plan);
+        let offloaded = plan.entries.iter().any(|e| e.placement == Placement::Host);
+        cells.push(format!(
+            "{}{}",
+            mib(plan.device_bytes),
+            if offloaded { " + host" } else { "" }
+        ));
+    }
+    format!("| {} |", cells.join(" | "))
+}
+
+/// docs/hardware.md's table of plans on each report is what the planner
+/// gives now; NYXQ_UPDATE_DOCS=1 rewrites it.
+#[test]
+fn the_docs_table_of_plans_on_each_report_is_current() {
+    let mut rows = vec![
+        format!(
+            "| hardware | training budget (MiB) | 16-bit step | single allocation (MiB) | {} |",
+            MODELS.map(|m| format!("`{m}` (MiB)")).join(" | ")
+        ),
+        format!("|{}", "---|".repeat(4 + MODELS.len())),
+    ];
+    for name in ["intel-iris-xe-7gb", "amd-rx580-8gb"] {
+        rows.push(report_plan_row(&Hardware::profile(name).unwrap()));
+    }
+    for name in device_report::report_names() {
+        rows.push(report_plan_row(
+            &device_report::load_hardware(name).unwrap(),
+        ));
+    }
+    let table = rows.join("\n");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/hardware.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (open, close) = ("<!-- report-plans -->\n", "\n<!-- /report-plans -->");
+    let start = text
+        .find(open)
+        .expect("docs/hardware.md has <!-- report-plans -->")
+        + open.len();
+    let end = start + text[start..].find(close).expect("<!-- /report-plans -->");
+    if std::env::var("NYXQ_UPDATE_DOCS").as_deref() == Ok("1") {
+        std::fs::write(&path, format!("{}{table}{}", &text[..start], &text[end..])).unwrap();
+    } else {
+        assert_eq!(
+            text[start..end],
+            table,
+            "docs/hardware.md's plans on each report are stale: NYXQ_UPDATE_DOCS=1 cargo test --test plan_profiles rewrites them"
+        );
+    }
 }

@@ -194,7 +194,7 @@ fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
     let path = row
         .emulated_report()
         .expect("an emulation row names its report");
-    let report = nyxq::device_report::load_emulation(std::path::Path::new(path)).unwrap();
+    let report = nyxq::device_report::load_emulation(path).unwrap();
     let info = ctx.device_info().expect("a Vulkan context");
     let at_most = |have: bool, report: Option<bool>| report.is_none_or(|r| r || !have);
     assert!(at_most(info.shader_float16, report.shader_float16));
@@ -224,6 +224,10 @@ fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
         report.max_allocation_bytes
     ));
     assert!(limit(info.device_local_bytes, report.device_local_bytes));
+    assert!(limit(
+        info.max_workgroup_bytes.into(),
+        report.max_workgroup_bytes.map(u64::from)
+    ));
     if let Some(count) = report.max_workgroup_count {
         for (have, most) in info.max_workgroup_count.iter().zip(count) {
             assert!(*have <= most);
@@ -258,6 +262,113 @@ fn an_emulated_device_has_the_reports_facts_and_only_the_kernels_they_allow() {
             .ends_with(&format!("emulating {}", info.emulating.as_deref().unwrap()))
     );
     assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// The kernels a context chose: each conversion's variant and the forward
+/// matvec's variant for each block format and batch.
+fn kernel_choice(ctx: &Context) -> Vec<String> {
+    use nyxq::format::{Format, VulkanFamily};
+    let mut choice: Vec<String> = ctx
+        .self_test()
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .map(|r| r.kernel.to_string())
+        .collect();
+    let matvec = ctx.vulkan_engine().unwrap().matvec();
+    for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        for batch in [1, 2, 8] {
+            let variant = matvec.forward_variant(ctx.force_compat(), format, batch);
+            choice.push(format!("matvec {format:?} x{batch}: {variant:?}"));
+        }
+    }
+    choice
+}
+
+/// `nyxq plan --hardware detect` on a device emulating a report plans with
+/// that report's facts (`device_report::load_hardware`, what
+/// `nyxq plan --hardware <report>` uses), within what the device under it
+/// has: each flag is the report's and the device's, the allocation limit
+/// and the device memory the lesser of the two. Every built-in report, by
+/// name; and each chooses its kernels as one of the emulation rows the GPU
+/// suite runs under does, so the suite covers every report's kernels.
+#[test]
+fn emulated_detection_plans_with_the_reports_facts() {
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    let Some(real) = vulkan_context(settings(BackendPreference::Vulkan)) else {
+        return;
+    };
+    let real = real.hardware().unwrap();
+    let mut choices: Vec<(&str, Vec<String>)> = Vec::new();
+    for name in nyxq::device_report::report_names() {
+        let facts = nyxq::device_report::load_hardware(name).unwrap();
+        let ctx = Context::new(&ContextSettings {
+            vulkan_emulate: Some(name.to_string()),
+            ..settings(BackendPreference::Vulkan)
+        })
+        .unwrap_or_else(|e| panic!("emulating {name}: {e}"));
+        let detected = ctx.hardware().unwrap();
+        let flags = |hw: &nyxq::plan::Hardware| {
+            [
+                hw.fp16_arithmetic,
+                hw.int8_dot,
+                hw.storage_16bit,
+                hw.storage_8bit,
+            ]
+        };
+        let both: Vec<bool> = flags(&facts)
+            .iter()
+            .zip(flags(&real))
+            .map(|(fact, device)| *fact && device)
+            .collect();
+        assert_eq!(
+            flags(&detected).to_vec(),
+            both,
+            "{name}: fp16, int8 dot, 16-bit and 8-bit storage"
+        );
+        let least = |fact: u64, device: u64| match (fact, device) {
+            (0, d) => d,
+            (f, 0) => f,
+            (f, d) => f.min(d),
+        };
+        assert_eq!(
+            detected.max_allocation_bytes,
+            least(facts.max_allocation_bytes, real.max_allocation_bytes),
+            "{name}"
+        );
+        assert_eq!(
+            detected.device_local_bytes,
+            facts.device_local_bytes.min(real.device_local_bytes),
+            "{name}"
+        );
+        assert_eq!(detected.unified_memory, facts.unified_memory, "{name}");
+        assert!(
+            detected.description.ends_with(&format!("emulating {name}")),
+            "{}",
+            detected.description
+        );
+        assert_eq!(ctx.vulkan_validation_errors(), 0, "{name}");
+        choices.push((name, kernel_choice(&ctx)));
+    }
+    let suite_runs: Vec<&Vec<String>> = EMULATED
+        .iter()
+        .map(|row| {
+            let report = std::path::Path::new(row.emulated_report().unwrap())
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap();
+            &choices.iter().find(|(name, _)| *name == report).unwrap().1
+        })
+        .collect();
+    for (name, choice) in &choices {
+        assert!(
+            suite_runs.contains(&choice),
+            "{name} chooses kernels no emulation row of the suite runs: add a row for it \
+             (tests/vk_support/env.rs EMULATED, cpp_tests/CMakeLists.txt): {choice:?}"
+        );
+    }
 }
 
 /// A report that cannot be read, or whose facts are not numbers, fails the

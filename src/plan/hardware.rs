@@ -128,17 +128,6 @@ impl Hardware {
         Hardware::from_json(&text, &path.display().to_string())
     }
 
-    /// A built-in profile name, or else a path to a profile file.
-    pub fn profile_or_file(name_or_path: &str) -> Result<Hardware> {
-        if BUILT_IN.iter().any(|(n, _)| *n == name_or_path) {
-            Hardware::profile(name_or_path)
-        } else if Path::new(name_or_path).exists() {
-            Hardware::load(Path::new(name_or_path))
-        } else {
-            Hardware::profile(name_or_path)
-        }
-    }
-
     /// Checks the facts are coherent.
     pub fn check(&self) -> Result<()> {
         if self.device_local_bytes == 0 {

@@ -82,6 +82,8 @@ pub struct DeviceInfo {
     pub max_allocation_bytes: u64,
     pub max_storage_buffer_range: u32,
     pub max_workgroup_count: [u32; 3],
+    /// maxComputeSharedMemorySize: the workgroup memory one dispatch may use.
+    pub max_workgroup_bytes: u32,
     pub min_storage_offset_alignment: u64,
     pub subgroup_size: u32,
     pub shader_float16: bool,
@@ -271,6 +273,7 @@ pub fn query(instance: &ash::Instance, pd: vk::PhysicalDevice, index: u32) -> De
         },
         max_storage_buffer_range: props.limits.max_storage_buffer_range,
         max_workgroup_count: props.limits.max_compute_work_group_count,
+        max_workgroup_bytes: props.limits.max_compute_shared_memory_size,
         min_storage_offset_alignment: props.limits.min_storage_buffer_offset_alignment,
         subgroup_size: if modern { v11.subgroup_size } else { 1 },
         shader_float16: f16,

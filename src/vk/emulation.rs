@@ -21,6 +21,8 @@ pub struct Emulation {
     pub max_storage_buffer_range: Option<u32>,
     pub max_allocation_bytes: Option<u64>,
     pub max_workgroup_count: Option<[u32; 3]>,
+    /// maxComputeSharedMemorySize.
+    pub max_workgroup_bytes: Option<u32>,
     pub subgroup_size: Option<u32>,
     pub shader_float16: Option<bool>,
     pub shader_int8: Option<bool>,
@@ -115,6 +117,12 @@ impl Emulation {
             "maxMemoryAllocationSize",
             &mut info.max_allocation_bytes,
             self.max_allocation_bytes,
+            &mut out,
+        );
+        limit(
+            "maxComputeSharedMemorySize",
+            &mut info.max_workgroup_bytes,
+            self.max_workgroup_bytes,
             &mut out,
         );
         if let Some(count) = self.max_workgroup_count {
@@ -294,6 +302,7 @@ mod tests {
             rounding_rte_f32: true,
             denorm_preserve_f16: true,
             denorm_preserve_f32: true,
+            max_workgroup_bytes: 65536,
             compute_queue_family: Some(0),
             emulating: None,
             emulated_subgroup_size: None,
@@ -309,6 +318,7 @@ mod tests {
             rounding_rte_f16: Some(false),
             max_storage_buffer_range: Some(1 << 30),
             max_workgroup_count: Some([u32::MAX, 1024, 65535]),
+            max_workgroup_bytes: Some(32768),
             device_local_bytes: Some(8 << 30),
             unified_memory: Some(false),
             ..Default::default()
@@ -318,6 +328,7 @@ mod tests {
         assert!(info.shader_int8 && info.storage_16bit, "unknown facts stay");
         assert_eq!(info.max_storage_buffer_range, 1 << 30);
         assert_eq!(info.max_workgroup_count, [65535, 1024, 65535]);
+        assert_eq!(info.max_workgroup_bytes, 32768);
         assert_eq!(info.device_local_bytes, 8 << 30);
         assert_eq!(info.budget_bytes, Some(8 << 30));
         assert_eq!(info.device_type, DeviceType::DiscreteGpu);

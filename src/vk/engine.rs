@@ -83,7 +83,8 @@ impl Engine {
     /// Whether `kernel` can run here: the features its SPIR-V's capabilities
     /// need are enabled on the device (16-bit storage; f16 arithmetic) or
     /// reported by it (round-to-nearest-even and subnormal preservation
-    /// declarable for f16, the only width nyxq declares them for).
+    /// declarable for f16, the only width nyxq declares them for), and its
+    /// workgroup memory fits maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
@@ -98,6 +99,7 @@ impl Engine {
         ]
         .iter()
         .all(|&(needed, have)| have || !needed)
+            && kernel.kernel().workgroup_bytes <= info.max_workgroup_bytes
     }
 
     /// The descriptor-set layout of `family`'s kernels.

@@ -63,7 +63,15 @@ pub struct Kernel {
     pub needs: Needs,
     /// Bytes of its push-constant block, as its SPIR-V declares it.
     pub push_bytes: u32,
+    /// Bytes of workgroup (shared) memory its SPIR-V declares.
+    pub workgroup_bytes: u32,
 }
+
+/// The workgroup memory every Vulkan device has: the least
+/// maxComputeSharedMemorySize the specification allows (Table "Required
+/// Limits"). A kernel within it runs on any device; one beyond it is a
+/// fast variant that the engine offers only where the device has room.
+pub const GUARANTEED_WORKGROUP_BYTES: u32 = 16384;
 
 /// Elements per invocation and invocations per workgroup of a kernel, as the
 /// build chose them and compiled them in (build_support/shaders.rs `grid`;
@@ -93,11 +101,23 @@ pub struct Needs {
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
 // Every kernel's push-constant block is its family's Rust twin, byte for byte
-// in size (the build read the block from the SPIR-V).
+// in size (the build read the block from the SPIR-V), and every kernel that
+// needs no optional feature (a compatible variant, which must run anywhere)
+// fits the workgroup memory of any Vulkan device.
 const _: () = {
     let mut i = 0;
     while i < KERNELS.len() {
-        assert!(KERNELS[i].push_bytes == KERNELS[i].family.push_bytes());
+        let k = &KERNELS[i];
+        assert!(k.push_bytes == k.family.push_bytes());
+        let needs_nothing = !(k.needs.storage_16bit
+            || k.needs.float16
+            || k.needs.rounding_rte_f16
+            || k.needs.denorm_preserve_f16);
+        assert!(
+            !needs_nothing || k.workgroup_bytes <= GUARANTEED_WORKGROUP_BYTES,
+            "a kernel that needs no optional feature takes more than the 16 KiB of \
+             workgroup memory every Vulkan device has"
+        );
         i += 1;
     }
 };

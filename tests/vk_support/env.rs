@@ -114,15 +114,32 @@ pub const EMULATE_IRIS_XE_ANV: Env = Env {
     base: Base::Device,
     vars: &[(EMULATE, "config/devices/intel-iris-xe--mesa-anv-25.json")],
 };
-/// The rows that emulate a device report.
-pub const EMULATED: [&Env; 2] = [&EMULATE_RX580_RADV, &EMULATE_IRIS_XE_ANV];
+/// The test device emulating an AMD RX 580 under AMD's Windows driver
+/// (config/devices/amd-rx580--amd-windows.json): no f16 arithmetic, but the
+/// f16 float controls it does not report stay the device's, so the `_rte`
+/// conversions that need no f16 arithmetic run — a kernel mix no other
+/// report gives.
+pub const EMULATE_RX580_WINDOWS: Env = Env {
+    name: "emulate-rx580-windows",
+    base: Base::Device,
+    vars: &[(EMULATE, "config/devices/amd-rx580--amd-windows.json")],
+};
+/// The rows that emulate a device report: one per distinct kernel choice
+/// among the reports (`vk_context::emulated_detection_plans_with_the_reports_facts`
+/// checks that every report chooses as one of these does).
+pub const EMULATED: [&Env; 3] = [
+    &EMULATE_RX580_RADV,
+    &EMULATE_IRIS_XE_ANV,
+    &EMULATE_RX580_WINDOWS,
+];
 /// The engine's own choices, the compatible kernels and every emulated
 /// device: the rows the byte-identity tests run under.
-pub const EVERY_DEVICE: [&Env; 4] = [
+pub const EVERY_DEVICE: [&Env; 5] = [
     &DEFAULT,
     &FORCE_COMPAT,
     &EMULATE_RX580_RADV,
     &EMULATE_IRIS_XE_ANV,
+    &EMULATE_RX580_WINDOWS,
 ];
 
 /// lavapipe itself, validation on.
@@ -179,6 +196,7 @@ pub const TABLE: &[&Env] = &[
     &FORCE_COMPAT_EIGHT_ROWS,
     &EMULATE_RX580_RADV,
     &EMULATE_IRIS_XE_ANV,
+    &EMULATE_RX580_WINDOWS,
     &LAVAPIPE,
     &LAVAPIPE_WITHOUT_LAYERS,
     &NO_LOADER,

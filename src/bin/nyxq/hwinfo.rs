@@ -22,7 +22,7 @@ fn json_str(s: &str) -> String {
 
 fn device_json(d: &DeviceInfo) -> String {
     format!(
-        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"integer_dot_accelerated\":{},\"rounding_rte_f16\":{},\"rounding_rte_f32\":{},\"denorm_preserve_f16\":{},\"denorm_preserve_f32\":{},\"emulating\":{},\"usable\":{}}}",
+        "{{\"index\":{},\"name\":{},\"vendor\":{},\"vendor_id\":{},\"device_id\":{},\"type\":{},\"driver_name\":{},\"driver_info\":{},\"driver_version\":{},\"api_version\":{},\"device_local_bytes\":{},\"budget_bytes\":{},\"unified_memory\":{},\"max_allocation_bytes\":{},\"max_storage_buffer_range\":{},\"max_workgroup_bytes\":{},\"subgroup_size\":{},\"shader_float16\":{},\"shader_int8\":{},\"storage_8bit\":{},\"storage_16bit\":{},\"integer_dot_product\":{},\"integer_dot_accelerated\":{},\"rounding_rte_f16\":{},\"rounding_rte_f32\":{},\"denorm_preserve_f16\":{},\"denorm_preserve_f32\":{},\"emulating\":{},\"usable\":{}}}",
         d.index,
         json_str(&d.name),
         json_str(d.vendor_name()),
@@ -38,6 +38,7 @@ fn device_json(d: &DeviceInfo) -> String {
         d.unified_memory,
         d.max_allocation_bytes,
         d.max_storage_buffer_range,
+        d.max_workgroup_bytes,
         d.subgroup_size,
         d.shader_float16,
         d.shader_int8,
@@ -58,7 +59,7 @@ fn device_json(d: &DeviceInfo) -> String {
 fn device_text(d: &DeviceInfo) -> String {
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     format!(
-        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}{}\n  float controls: round-to-nearest-even declarable for f16 {} / f32 {}, subnormals preservable f16 {} / f32 {}\n  usable: {}\n{}",
+        "device {}: {} ({}, {})\n  driver: {} {} (raw version {:#x}), Vulkan {}\n  memory: {:.2} GiB device-local{}, budget {}, max allocation {:.2} GiB, maxStorageBufferRange {:.2} GiB, workgroup memory {} KiB\n  subgroup {}; fp16 arith {}, int8 arith {}, 8-bit storage {}, 16-bit storage {}, integer dot product {}{}\n  float controls: round-to-nearest-even declarable for f16 {} / f32 {}, subnormals preservable f16 {} / f32 {}\n  usable: {}\n{}",
         d.index,
         d.name,
         d.vendor_name(),
@@ -76,6 +77,7 @@ fn device_text(d: &DeviceInfo) -> String {
             )),
         gib(d.max_allocation_bytes),
         gib(u64::from(d.max_storage_buffer_range)),
+        d.max_workgroup_bytes / 1024,
         d.subgroup_size,
         d.shader_float16,
         d.shader_int8,

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Instant;
 
 pub const USAGE: &str = "\
-  plan --hardware <profile|file|detect> --model <file> [--config <ini>] [--training]
+  plan --hardware <profile|device report|file|detect> --model <file> [--config <ini>] [--training]
        [--json] [--replan-mib <MiB>] [--overrides <regex=fmt,...>]
                    plan a model's formats and placements and print the table
-  plan --list      list the built-in hardware profiles
+  plan --list      list the built-in hardware profiles and device reports
   plan-bench [--weights <dir>]
                    time the planner (10 000 tensors without data; measured error per GB)
 ";
@@ -75,7 +75,7 @@ fn hardware(name: &str) -> Result<Hardware, String> {
         let ctx = Context::new(&ContextSettings::default()).map_err(|e| e.to_string())?;
         ctx.hardware().map_err(|e| e.to_string())
     } else {
-        Hardware::profile_or_file(name).map_err(|e| e.to_string())
+        nyxq::device_report::hardware(name).map_err(|e| e.to_string())
     }
 }
 
@@ -85,7 +85,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if a.list {
         for name in Hardware::profile_names() {
             let hw = Hardware::profile(name).map_err(|e| e.to_string())?;
-            println!("{name:<20} {}", hw.description);
+            println!("{name:<30} {}", hw.description);
+        }
+        for name in nyxq::device_report::report_names() {
+            let hw = nyxq::device_report::load_hardware(name).map_err(|e| e.to_string())?;
+            println!("{name:<30} {}", hw.description);
         }
         return Ok(());
     }
