@@ -309,7 +309,7 @@ static Q4_K: CpuKernels = CpuKernels {
     },
     #[cfg(target_arch = "x86_64")]
     simd: SimdKernels {
-        nearest: None,
+        nearest: Some(quant_simd::q4_k_quantize),
         dequantize: Some(quant_simd::q4_k_dequantize),
         row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q4KBlock>),
         row_dot_int: None,
@@ -340,7 +340,7 @@ static Q5_K: CpuKernels = CpuKernels {
     },
     #[cfg(target_arch = "x86_64")]
     simd: SimdKernels {
-        nearest: None,
+        nearest: Some(quant_simd::q5_k_quantize),
         dequantize: Some(quant_simd::q5_k_dequantize),
         row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q5KBlock>),
         row_dot_int: None,
@@ -367,7 +367,7 @@ static Q6_K: CpuKernels = CpuKernels {
     },
     #[cfg(target_arch = "x86_64")]
     simd: SimdKernels {
-        nearest: None,
+        nearest: Some(quant_simd::q6_k_quantize),
         dequantize: Some(quant_simd::q6_k_dequantize),
         row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q6KBlock>),
         row_dot_int: None,
@@ -461,7 +461,41 @@ mod tests {
         // The edge blocks again inside whole groups of eight (Q8_0 computes the
         // scales of eight blocks at once, and its last partial group alone).
         let grouped_edges = [zeros.clone(), edges.clone(), random[..32 * 8].to_vec()].concat();
-        vec![random, ties, zeros, edges, tail, grouped_edges]
+        // Whole super-blocks of the K-quants: zeros of both signs, a
+        // constant negative, one all positive (its minimum capped at 0),
+        // subnormals beside normal values, exact half-levels, a sub-block
+        // far smaller than the others, values near the K-quants' limit.
+        let mut k_edges = vec![0.0f32; 256 * 8];
+        k_edges[..256].iter_mut().step_by(3).for_each(|v| *v = -0.0);
+        k_edges[256..512].fill(-0.75);
+        k_edges[512..768]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = 0.5 + (i % 7) as f32);
+        k_edges[768..1024]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| {
+                *v = if i % 2 == 0 {
+                    f32::from_bits(0x0040_0000)
+                } else {
+                    (i % 5) as f32 - 2.0
+                }
+            });
+        k_edges[1024..1280]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = ((i % 31) as f32 - 15.5) * 0.25);
+        k_edges[1280..1536]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i < 32 { 1e-3 * next() } else { 40.0 * next() });
+        k_edges[1536..1792]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 37 == 0 { -4.0e6 } else { 3.9e6 * next() });
+        k_edges[1792..].copy_from_slice(&random[..256]);
+        vec![random, ties, zeros, edges, tail, grouped_edges, k_edges]
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -183,11 +183,11 @@ const BLOCK_CPU: CpuKernelSet = CpuKernelSet {
     integer_matvec: true,
 };
 
-/// What the K-quants have on the CPU: the search, and AVX2 dequantize and
-/// f32 row kernels beside the portable ones (their quantize is portable).
+/// What the K-quants have on the CPU: the search, and AVX2 nearest
+/// quantize, dequantize and f32 row kernels (no integer-dot product).
 const K_QUANT_CPU: CpuKernelSet = CpuKernelSet {
     error_minimising: true,
-    simd_quantize: false,
+    simd_quantize: true,
     simd_dequantize: true,
     simd_matvec: true,
     integer_matvec: false,

@@ -229,10 +229,17 @@ impl AffineBlock {
 /// 0 from above, as the format only subtracts), and the super-block scales
 /// with the 6-bit sub-scales rounded against them.
 fn affine_scales<F: Affine>(x: &[f32]) -> AffineBlock {
+    affine_scales_of::<F>(std::array::from_fn(|j| {
+        super::scalar::min_max(&x[AFFINE_SUB * j..AFFINE_SUB * (j + 1)])
+    }))
+}
+
+/// [`affine_scales`] from each sub-block's (minimum, maximum), however found
+/// (the sign of a zero minimum or maximum changes nothing).
+pub(crate) fn affine_scales_of<F: Affine>(ranges: [(f32, f32); AFFINE_SUBS]) -> AffineBlock {
     let mut scale = [0.0f32; AFFINE_SUBS];
     let mut min = [0.0f32; AFFINE_SUBS];
-    for (j, sub) in x.chunks_exact(AFFINE_SUB).enumerate() {
-        let (mut lo, hi) = super::scalar::min_max(sub);
+    for (j, (mut lo, hi)) in ranges.into_iter().enumerate() {
         if lo > 0.0 {
             lo = 0.0;
         }
@@ -381,10 +388,15 @@ pub fn q6_levels(block: &[u8]) -> [u8; QK_K] {
 /// does with −8); `d` puts the largest of those on −128 steps, and the
 /// sub-scales are rounded against the stored `d`, capped at 127.
 fn q6_scales(x: &[f32]) -> Q6Block {
-    let mut scale = [0.0f32; Q6_SUBS];
-    for (s, sub) in scale.iter_mut().zip(x.chunks_exact(Q6_SUB)) {
-        *s = signed_max(sub) / Q6_LEVELS.0;
-    }
+    q6_scales_of(std::array::from_fn(|j| {
+        signed_max(&x[Q6_SUB * j..Q6_SUB * (j + 1)])
+    }))
+}
+
+/// [`q6_scales`] from each sub-block's first element of largest magnitude
+/// (0 for a sub-block of zeros).
+pub(crate) fn q6_scales_of(maxima: [f32; Q6_SUBS]) -> Q6Block {
+    let scale = maxima.map(|max| max / Q6_LEVELS.0);
     let d = stored(signed_max(&scale) / -128.0);
     let id = inverse_scale(d);
     Q6Block {
