@@ -40,9 +40,17 @@ test: configure-test
 MUTANTS_FILES ?= -f src/format.rs -f 'src/quant/*.rs' -f 'src/matvec/*.rs' -f 'src/plan/*.rs' \
 	-f 'src/train/*.rs' -f src/config.rs -f src/cpu_kernels.rs
 MUTANTS_ARGS ?=
+MUTANTS_OUT := target/mutants
+# MUTANTS_MODULE=train (or config) runs one module with only the tests that
+# reach it, as .cargo/mutants-$(MUTANTS_MODULE).toml lists them.
+ifneq ($(MUTANTS_MODULE),)
+MUTANTS_FILES = --config .cargo/mutants-$(MUTANTS_MODULE).toml
+MUTANTS_OUT := target/mutants/$(MUTANTS_MODULE)
+endif
 mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants@27.1.0
-	cargo mutants --jobs 1 --output target/mutants $(MUTANTS_FILES) $(MUTANTS_ARGS)
+	@mkdir -p $(MUTANTS_OUT)
+	cargo mutants --jobs 1 --output $(MUTANTS_OUT) $(MUTANTS_FILES) $(MUTANTS_ARGS)
 
 # Dependency audit with cargo-deny (deny.toml); not part of `make test`. The
 # advisories check fetches RustSec's database from GitHub: where that cannot be

@@ -71,7 +71,7 @@ const TOPICS: &[Topic] = &[
     },
     Topic {
         banner: "Training: loss scaling and Adam",
-        files: &["train.rs", "vk_train.rs"],
+        files: &["train.rs", "vk_train.rs", "vk_adam.rs"],
         only_if: None,
     },
     Topic {

@@ -51,7 +51,7 @@ pub struct FormatKernels {
 }
 
 /// Every format with GPU kernels (F32 has the copy kernel and the matvec ones).
-pub const FORMATS: [FormatKernels; 6] = [
+pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "f16",
         block: false,
@@ -92,6 +92,15 @@ pub const FORMATS: [FormatKernels; 6] = [
         block: true,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
+        matvec_dot: true,
+    },
+    FormatKernels {
+        tag: "iq4_nl",
+        block: true,
+        quantize_fast: &[],
+        // The hardware conversion of the f32 values (the levels are a table,
+        // not the f16 arithmetic's biased bytes).
+        dequantize_f16_fast: &[("_rte", RTE_LANES)],
         matvec_dot: true,
     },
 ];
@@ -263,6 +272,25 @@ pub fn variants() -> Vec<Variant> {
             ],
         ),
         variant("unscale_f32".to_string(), "unscale.comp", &[], &[]),
+        // Adam(W) steps: FP32 moments (`_f32`) and 8-bit blocks (`_q8`), each
+        // with products and sums by the FPU where exact (`_rte`, declared
+        // round-to-nearest-even for f32) and on the bits alone; and the step
+        // count dispatched before them (src/vk/adam.rs chooses).
+        variant(
+            "adam_f32_f32_rte".to_string(),
+            "adam.comp",
+            &["RTE_F32"],
+            &[],
+        ),
+        variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
+        variant(
+            "adam_f32_q8_rte".to_string(),
+            "adam_q8.comp",
+            &["RTE_F32"],
+            &[],
+        ),
+        variant("adam_f32_q8".to_string(), "adam_q8.comp", &[], &[]),
+        variant("adam_count".to_string(), "adam_count.comp", &[], &[]),
     ];
     for f in &FORMATS {
         v.extend(f.convert_variants());
@@ -279,6 +307,7 @@ pub fn variants() -> Vec<Variant> {
 pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
+        "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" => "Matvec",
         _ => "Convert",
     }
@@ -301,6 +330,10 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
     let (per_invocation, local_size) = match file {
         "copy.comp" => (4, 256),
         "unscale.comp" => (1, 256),
+        // Adam: an element per invocation; the 8-bit state's workgroup is
+        // one block of 256 (crate::train::adam::STATE_BLOCK).
+        "adam.comp" | "adam_q8.comp" => (1, 256),
+        "adam_count.comp" => (1, 1),
         // Block kernels (shaders/block_group.glsl): 4 rounds of 8 values.
         "quantize.comp" | "fake_quantize.comp" if block => (32, 64),
         "quantize.comp" | "fake_quantize.comp" => (4, 256),
@@ -436,15 +469,16 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             kernels,
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
-             float16: {}, rounding_rte_f16: {}, denorm_preserve_f16: {} }}, push_bytes: {}, \
-             workgroup_bytes: {} }},",
+             float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {} }}, \
+             push_bytes: {}, workgroup_bytes: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
             family(v.file),
             has(spirv::CAPABILITY_STORAGE_16BIT),
             has(spirv::CAPABILITY_FLOAT16),
-            has(spirv::CAPABILITY_ROUNDING_RTE),
+            has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&16),
+            has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&32),
             has(spirv::CAPABILITY_DENORM_PRESERVE),
             facts.push_bytes,
             facts.workgroup_bytes,

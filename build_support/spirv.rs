@@ -5,6 +5,7 @@
 //! device's maxComputeSharedMemorySize).
 
 /// SPIR-V opcodes and enumerants the reader needs (SPIR-V 1.5 specification).
+const OP_EXECUTION_MODE: u32 = 16;
 const OP_CAPABILITY: u32 = 17;
 const OP_TYPE_BOOL: u32 = 20;
 const OP_TYPE_INT: u32 = 21;
@@ -19,6 +20,7 @@ const OP_MEMBER_DECORATE: u32 = 72;
 const DECORATION_OFFSET: u32 = 35;
 const STORAGE_WORKGROUP: u32 = 4;
 const STORAGE_PUSH_CONSTANT: u32 = 9;
+const EXECUTION_MODE_ROUNDING_RTE: u32 = 4462;
 
 /// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
 pub const CAPABILITY_FLOAT16: u32 = 9;
@@ -28,8 +30,9 @@ pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
 /// SPIR-V capability: the execution mode DenormPreserve (nyxq declares it
 /// for 16-bit floats only: the device needs shaderDenormPreserveFloat16).
 pub const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
-/// SPIR-V capability: the execution mode RoundingModeRTE (nyxq declares it
-/// for 16-bit floats only: the device needs shaderRoundingModeRTEFloat16).
+/// SPIR-V capability: the execution mode RoundingModeRTE (for 16-bit floats
+/// the device needs shaderRoundingModeRTEFloat16, for 32-bit ones
+/// shaderRoundingModeRTEFloat32: [`Facts::rounding_rte_widths`] says which).
 pub const CAPABILITY_ROUNDING_RTE: u32 = 4467;
 
 /// The facts the build reads from one kernel's SPIR-V.
@@ -39,6 +42,8 @@ pub struct Facts {
     pub capabilities: Vec<u32>,
     /// Bytes of the push-constant block (0 without one).
     pub push_bytes: u32,
+    /// The float widths (16, 32) the module declares RoundingModeRTE for.
+    pub rounding_rte_widths: Vec<u32>,
     /// Bytes of workgroup memory its variables take, each type at its
     /// natural size (scalars, vectors, arrays and structs without padding).
     pub workgroup_bytes: u32,
@@ -92,6 +97,7 @@ pub fn read(spirv: &[u8]) -> Facts {
         .collect();
     assert_eq!(words[0], 0x0723_0203, "not a little-endian SPIR-V module");
     let mut capabilities = Vec::new();
+    let mut rounding_rte_widths = Vec::new();
     let mut scalar_bytes = Vec::new();
     let mut vectors = Vec::new();
     let mut arrays = Vec::new();
@@ -113,6 +119,9 @@ pub fn read(spirv: &[u8]) -> Facts {
         let operands = &words[at + 1..at + count];
         match opcode {
             OP_CAPABILITY => capabilities.push(operands[0]),
+            OP_EXECUTION_MODE if operands[1] == EXECUTION_MODE_ROUNDING_RTE => {
+                rounding_rte_widths.push(operands[2])
+            }
             OP_TYPE_BOOL => scalar_bytes.push((operands[0], 4)),
             OP_TYPE_INT | OP_TYPE_FLOAT => scalar_bytes.push((operands[0], operands[1] / 8)),
             OP_TYPE_VECTOR => vectors.push((operands[0], operands[1], operands[2])),
@@ -181,6 +190,7 @@ pub fn read(spirv: &[u8]) -> Facts {
     Facts {
         capabilities,
         push_bytes,
+        rounding_rte_widths,
         workgroup_bytes,
     }
 }

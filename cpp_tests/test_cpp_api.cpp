@@ -615,6 +615,35 @@ TEST(CppApi, Adam) {
   EXPECT_EQ(none.try_state_bytes().status(), NYXQ_ERROR_NULL_POINTER);
 }
 
+TEST(CppApi, CheckpointsSaveAndLoad) {
+  const size_t n = 8192;
+  const nyxq::AdamOptions options = nyxq::AdamOptions().state(nyxq::AdamState::Int8);
+  nyxq::Adam adam = nyxq::Adam::create(n, options);
+  std::vector<float> params(n, 1.0f), grads(n, 0.5f);
+  adam.step(0.1f, params, grads);
+  const std::vector<uint8_t> bytes = adam.save();
+  nyxq::Adam restored = nyxq::Adam::create(n, options);
+  restored.load(bytes);
+  EXPECT_EQ(restored.save(), bytes);
+  std::vector<float> again = params;
+  adam.step(0.1f, params, grads);
+  restored.step(0.1f, again, grads);
+  EXPECT_EQ(params, again);
+  nyxq::Adam other = nyxq::Adam::create(n);
+  EXPECT_EQ(other.try_load(bytes).status(), NYXQ_ERROR_INVALID_ARGUMENT);
+  expect_error(NYXQ_ERROR_INVALID_ARGUMENT, [&] { other.load(nyxq::Span<const uint8_t>(bytes.data(), 40)); });
+
+  nyxq::LossScaler scaler = nyxq::LossScaler::create(nyxq::LossScalerOptions().growth_interval(1));
+  (void)scaler.update();
+  const std::vector<uint8_t> scaler_bytes = scaler.save();
+  EXPECT_EQ(scaler_bytes.size(), 68u);
+  nyxq::LossScaler back = nyxq::LossScaler::create(nyxq::LossScalerOptions().growth_interval(1));
+  back.load(scaler_bytes);
+  EXPECT_EQ(back.scale(), scaler.scale());
+  EXPECT_EQ(nyxq::LossScaler().try_save().status(), NYXQ_ERROR_NULL_POINTER);
+  EXPECT_EQ(nyxq::LossScaler::create().try_load(scaler_bytes).status(), NYXQ_ERROR_INVALID_ARGUMENT);
+}
+
 TEST(CppApi, RecordingCallsOnACpuContextReportUnsupported) {
   nyxq::Context ctx = cpu();
   nyxq::LossScaler scaler = nyxq::LossScaler::create();
@@ -631,6 +660,10 @@ TEST(CppApi, RecordingCallsOnACpuContextReportUnsupported) {
             NYXQ_ERROR_UNSUPPORTED);
   EXPECT_EQ(ctx.try_vk_cmd_matvec_transposed(cmd, Format::F32, 1, 32, 1, range, other, third).status(),
             NYXQ_ERROR_UNSUPPORTED);
+  nyxq::VkAdam adam;
+  EXPECT_EQ(ctx.try_vk_cmd_adam_step(adam, cmd, 0.1f, range, other, 32, &third).status(), NYXQ_ERROR_NULL_POINTER);
+  EXPECT_EQ(nyxq::VkAdam::try_create(ctx, 32).status(), NYXQ_ERROR_UNSUPPORTED);
+  EXPECT_EQ(adam.try_save().status(), NYXQ_ERROR_NULL_POINTER);
   EXPECT_EQ(ctx.try_vk_release(1).status(), NYXQ_ERROR_UNSUPPORTED);
   EXPECT_EQ(ctx.try_vk_recorder_usage().status(), NYXQ_ERROR_UNSUPPORTED);
   expect_error(NYXQ_ERROR_UNSUPPORTED, [&] { (void)ctx.vk_cmd_quantize(cmd, Format::Q8_0, 32, range, other); });

@@ -22,8 +22,8 @@ using nyxq_test::noisy_sine;
 namespace {
 
 const int32_t kAllFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                               NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_Q4_K,
-                               NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
+                               NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL,
+                               NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
 // One past the last format's value: an unknown format.
 const int32_t kUnknownFormat = NYXQ_FORMAT_Q6_K + 1;
 
@@ -47,7 +47,9 @@ size_t quantized_size(int32_t format, size_t n) {
 
 // Largest error a round trip may have per element, relative to the block's
 // absmax: Q4_0's and Q5_0's positive ends clip a step short (1/8, 1/16 of the
-// range), Q4_1 rounds to steps of 1/15 of it. The K-quants' bound is of the
+// range), Q4_1 rounds to steps of 1/15 of it; IQ4_NL's positive end clips 14
+// steps of max/127 short, and its least-squares scale moves the levels by up
+// to an eighth of the range. The K-quants' bound is of the
 // super-block's absmax: half a step of the sub-block plus the 6-bit (Q6_K:
 // 8-bit) rounding of its scale and minimum, and Q6_K's step short at +31.
 double relative_bound(int32_t format) {
@@ -59,6 +61,7 @@ double relative_bound(int32_t format) {
     case NYXQ_FORMAT_Q4_0: return 1.0 / 7;
     case NYXQ_FORMAT_Q4_1: return 1.0 / 7;
     case NYXQ_FORMAT_Q5_0: return 1.0 / 15;
+    case NYXQ_FORMAT_IQ4_NL: return 14.0 / 127 + 1.0 / 8;
     case NYXQ_FORMAT_Q4_K: return 2 * (0.5 / 15 + 2.2 / 126);
     case NYXQ_FORMAT_Q5_K: return 2 * (0.5 / 31 + 2.2 / 126);
     case NYXQ_FORMAT_Q6_K: return 1.0 / 32 + 1.1 / 256;
@@ -192,8 +195,9 @@ TEST(Format, InfoForEveryFormat) {
   const Expect table[] = {{NYXQ_FORMAT_F32, "F32", 1, 4, 32}, {NYXQ_FORMAT_F16, "F16", 1, 2, 16},
                           {NYXQ_FORMAT_BF16, "BF16", 1, 2, 16}, {NYXQ_FORMAT_Q8_0, "Q8_0", 32, 34, 8.5},
                           {NYXQ_FORMAT_Q4_0, "Q4_0", 32, 18, 4.5}, {NYXQ_FORMAT_Q4_1, "Q4_1", 32, 20, 5.0},
-                          {NYXQ_FORMAT_Q5_0, "Q5_0", 32, 22, 5.5}, {NYXQ_FORMAT_Q4_K, "Q4_K", 256, 144, 4.5},
-                          {NYXQ_FORMAT_Q5_K, "Q5_K", 256, 176, 5.5}, {NYXQ_FORMAT_Q6_K, "Q6_K", 256, 210, 6.5625}};
+                          {NYXQ_FORMAT_Q5_0, "Q5_0", 32, 22, 5.5}, {NYXQ_FORMAT_IQ4_NL, "IQ4_NL", 32, 18, 4.5},
+                          {NYXQ_FORMAT_Q4_K, "Q4_K", 256, 144, 4.5}, {NYXQ_FORMAT_Q5_K, "Q5_K", 256, 176, 5.5},
+                          {NYXQ_FORMAT_Q6_K, "Q6_K", 256, 210, 6.5625}};
   for (const auto &e : table) {
     NyxqFormatInfo info;
     CHECK_OK(nyxq_format_info(e.format, &info));
@@ -672,7 +676,7 @@ TEST(HostileSizes, AHugeTransformerFileIsAConfigErrorNamingTheLimit) {
 TEST(FirstIndex, ImportanceAndTheBadIndexCountFromFirstIndex) {
   ContextPtr ctx = cpu_context(1);
   std::vector<float> x = noisy_sine(32), importance(32, 1.0f);
-  for (int32_t format : {NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
+  for (int32_t format : {NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
     NyxqQuantizeOptions opts;
     nyxq_quantize_options_default(&opts);
     opts.rounding = NYXQ_ROUNDING_ERROR_MINIMISING;

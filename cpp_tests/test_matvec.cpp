@@ -14,8 +14,8 @@ using nyxq_test::sine;
 namespace {
 
 const int32_t kFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_Q4_K,
-                            NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
+                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL,
+                            NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
 
 // The K-quants' rows are whole super-blocks of 256.
 bool k_quant(int32_t format) {

@@ -262,6 +262,150 @@ TEST(Adam, BadInputsChangeNothing) {
   CHECK_OK(nyxq_adam_destroy(nullptr));
 }
 
+namespace {
+
+// A loop of the training helpers: a scaler deciding each step (step 3
+// overflows) and Adam applying the steps it allows.
+struct HostRun {
+  HostRun(int32_t state, size_t n) : params(n) {
+    scaler = make_scaler(2);
+    NyxqAdamOptions o;
+    nyxq_adam_options_default(&o);
+    o.state = state;
+    o.weight_decay = 0.01f;
+    NyxqAdam *a = nullptr;
+    EXPECT_EQ(nyxq_adam_create(&o, n, &a), NYXQ_OK) << nyxq_last_error_message();
+    adam.reset(a);
+    for (size_t i = 0; i < n; ++i) params[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
+  }
+
+  void step(int k) {
+    const float scale = scale_of(scaler.get());
+    std::vector<float> g(params.size());
+    for (size_t i = 0; i < g.size(); ++i) {
+      g[i] = (static_cast<float>((i * 7919 + k * 104729) % 2001) - 1000.0f) * 1e-3f * scale;
+    }
+    if (k == 3) g[5] = std::numeric_limits<float>::infinity();
+    uint32_t found = 0, apply = 0;
+    CHECK_OK(nyxq_loss_scaler_unscale_and_check(scaler.get(), g.data(), g.size(), &found, nullptr));
+    CHECK_OK(nyxq_loss_scaler_update(scaler.get(), &apply));
+    if (apply) CHECK_OK(nyxq_adam_step(adam.get(), 0.01f / k, params.data(), params.size(), g.data(), g.size()));
+  }
+
+  ScalerPtr scaler;
+  AdamPtr adam;
+  std::vector<float> params;
+};
+
+std::vector<uint8_t> scaler_bytes(NyxqLossScaler *s) {
+  size_t size = 0;
+  EXPECT_EQ(nyxq_loss_scaler_save_size(s, &size), NYXQ_OK);
+  std::vector<uint8_t> bytes(size);
+  EXPECT_EQ(nyxq_loss_scaler_save(s, bytes.data(), bytes.size()), NYXQ_OK) << nyxq_last_error_message();
+  return bytes;
+}
+
+std::vector<uint8_t> adam_bytes(NyxqAdam *a) {
+  size_t size = 0;
+  EXPECT_EQ(nyxq_adam_save_size(a, &size), NYXQ_OK);
+  std::vector<uint8_t> bytes(size);
+  EXPECT_EQ(nyxq_adam_save(a, bytes.data(), bytes.size()), NYXQ_OK) << nyxq_last_error_message();
+  return bytes;
+}
+
+}  // namespace
+
+// N steps equal k steps, save, destroy, new objects, load and N - k steps,
+// bit for bit, for both state formats and with the checkpoint taken before
+// and after a skipped step.
+TEST(Checkpoint, ARestoredRunContinuesBitForBit) {
+  for (int32_t state : {NYXQ_ADAM_STATE_FP32, NYXQ_ADAM_STATE_INT8}) {
+    const size_t n = state == NYXQ_ADAM_STATE_FP32 ? 37 : 4096 + 300;
+    HostRun whole(state, n);
+    for (int k = 1; k <= 8; ++k) whole.step(k);
+    for (int saved_after : {2, 3}) {
+      HostRun first(state, n);
+      for (int k = 1; k <= saved_after; ++k) first.step(k);
+      const std::vector<uint8_t> scaler = scaler_bytes(first.scaler.get());
+      const std::vector<uint8_t> adam = adam_bytes(first.adam.get());
+      EXPECT_EQ(scaler.size(), 68u);
+      HostRun second(state, n);
+      second.params = first.params;
+      first.scaler.reset();
+      first.adam.reset();
+      CHECK_OK(nyxq_loss_scaler_load(second.scaler.get(), scaler.data(), scaler.size()));
+      CHECK_OK(nyxq_adam_load(second.adam.get(), adam.data(), adam.size()));
+      for (int k = saved_after + 1; k <= 8; ++k) second.step(k);
+      EXPECT_EQ(std::memcmp(second.params.data(), whole.params.data(), n * sizeof(float)), 0)
+          << "state " << state << ", saved after step " << saved_after;
+      EXPECT_EQ(adam_bytes(second.adam.get()), adam_bytes(whole.adam.get()));
+      EXPECT_EQ(scaler_bytes(second.scaler.get()), scaler_bytes(whole.scaler.get()));
+    }
+  }
+}
+
+// What is wrong with a checkpoint is the error; nothing changes.
+TEST(Checkpoint, DamagedOrForeignBytesAreRefusedAndChangeNothing) {
+  ScalerPtr scaler = make_scaler();
+  const std::vector<uint8_t> good = scaler_bytes(scaler.get());
+  auto refused = [&](std::vector<uint8_t> bytes, const char *needle) {
+    EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_loss_scaler_load(scaler.get(), bytes.data(), bytes.size()));
+    EXPECT_NE(std::string(nyxq_last_error_message()).find(needle), std::string::npos) << nyxq_last_error_message();
+    EXPECT_EQ(scaler_bytes(scaler.get()), good);
+  };
+  refused(std::vector<uint8_t>(good.begin(), good.begin() + 40), "truncated");
+  refused(std::vector<uint8_t>(good.begin(), good.begin() + 10), "truncated");
+  std::vector<uint8_t> bytes = good;
+  bytes[8] = 9;
+  refused(bytes, "version 9");
+  bytes = good;
+  bytes[0] = 'Z';
+  refused(bytes, "NYXQSTAT");
+  bytes = good;
+  bytes[50] ^= 0x10;
+  refused(bytes, "checksum");
+  ScalerPtr other = make_scaler(100);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_loss_scaler_load(other.get(), good.data(), good.size()));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("growth_interval"), std::string::npos);
+
+  NyxqAdam *raw = nullptr;
+  CHECK_OK(nyxq_adam_create(nullptr, 16, &raw));
+  AdamPtr adam(raw);
+  const std::vector<uint8_t> adam_good = adam_bytes(adam.get());
+  EXPECT_EQ(adam_good.size(), 68u + 8 * 16);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_adam_load(adam.get(), good.data(), good.size()));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("loss scaler"), std::string::npos);
+  CHECK_OK(nyxq_adam_create(nullptr, 17, &raw));
+  AdamPtr longer(raw);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_adam_load(longer.get(), adam_good.data(), adam_good.size()));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("parameter count"), std::string::npos);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_loss_scaler_load(scaler.get(), adam_good.data(), adam_good.size()));
+
+  // Buffers, sizes and handles.
+  std::vector<uint8_t> small(10);
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_loss_scaler_save(scaler.get(), small.data(), small.size()));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 68u);
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_adam_save(adam.get(), small.data(), small.size()));
+  EXPECT_EQ(nyxq_last_error_needed_len(), adam_good.size());
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_adam_save(adam.get(), nullptr, 0));
+  size_t size = 0;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_loss_scaler_save_size(scaler.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_adam_save_size(adam.get(), nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_loss_scaler_save(scaler.get(), nullptr, 68));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_adam_save(adam.get(), nullptr, 200));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_loss_scaler_load(scaler.get(), nullptr, 68));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_adam_load(adam.get(), nullptr, 196));
+  NyxqLossScaler *dead_scaler = nyxq_test::destroyed(make_scaler());
+  NyxqAdam *dead_adam = nyxq_test::destroyed(std::move(longer));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_loss_scaler_save_size(dead_scaler, &size));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_loss_scaler_save(dead_scaler, small.data(), small.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_loss_scaler_load(dead_scaler, good.data(), good.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_adam_save_size(dead_adam, &size));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_adam_save(dead_adam, small.data(), small.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_adam_load(dead_adam, adam_good.data(), adam_good.size()));
+  EXPECT_EQ(adam_bytes(adam.get()), adam_good);
+}
+
 TEST(FakeQuant, StochasticFakeQuantEqualsStochasticQuantizeThenDequantize) {
   ContextPtr ctx = cpu_context();
   const size_t n = 4096;

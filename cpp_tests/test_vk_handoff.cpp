@@ -521,8 +521,8 @@ std::string report_line(const NyxqContext *ctx, const std::string &prefix) {
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
   }
 
-const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                        NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0};
+const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,  NYXQ_FORMAT_Q4_0,
+                        NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
 
 }  // namespace
 
@@ -1007,6 +1007,9 @@ TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
   const RecordingArgs a(trainer);
+  NyxqVkAdam *raw_adam = nullptr;
+  CHECK_OK(nyxq_vk_adam_create(ctx.get(), nullptr, 64, &raw_adam));
+  nyxq_test::VkAdamPtr adam(raw_adam);
   VkCommandBuffer cmd = trainer.cmd();
   trainer.begin();
   const uint64_t limit = 65536;
@@ -1023,6 +1026,8 @@ TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
                 nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &refused));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &refused));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), cmd, 0.1f, &a.x, &a.grads, 64,
+                                                                &a.flag, &refused));
   EXPECT_EQ(refused, 7u) << "no ticket was written on error";
   // The command buffer is never submitted, so its sets may go back at once.
   ASSERT_EQ(vkEndCommandBuffer(cmd), VK_SUCCESS);
@@ -1310,7 +1315,7 @@ TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
   std::memcpy(xt_buf.mapped, xt.data(), 4 * xt.size());
   std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0}) {
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
     SCOPED_TRACE(testing::Message() << "format " << format);
     size_t qbytes = 0, range = 0;
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
@@ -1747,5 +1752,347 @@ TEST(VkHandoff, TicketsAreReleasedWhenTheirTimelineSemaphoreReachesItsValue) {
   EXPECT_NE(std::string(nyxq_last_error_message()).find("vkGetSemaphoreCounterValue"), std::string::npos)
       << nyxq_last_error_message();
   CHECK_OK(nyxq_vk_release(lost.get(), t6));  // never submitted: released by hand
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// ---------------------------------------------------------- device Adam ----
+
+namespace {
+
+// Element i's gradient at `step`, times `scale`: ordinary values, with
+// gradients whose squares underflow, subnormal ones and zeros.
+float adam_gradient(size_t i, int step, float scale) {
+  const float sign = (i * 7 + step) % 5 < 2 ? -1.0f : 1.0f;
+  switch ((i + step) % 13) {
+    case 0:
+      return 0.0f;
+    case 1:
+      return sign * 1e-20f * scale;
+    case 2:
+      return sign * 3e-19f * scale;
+    default:
+      return (static_cast<float>((i * 7919 + step * 104729) % 2001) * 1e-3f - 1.0f) * scale;
+  }
+}
+
+nyxq_test::VkAdamPtr make_vk_adam(NyxqContext *ctx, uint64_t n, int32_t state) {
+  NyxqAdamOptions o;
+  nyxq_adam_options_default(&o);
+  o.state = state;
+  o.weight_decay = 0.01f;
+  NyxqVkAdam *adam = nullptr;
+  const NyxqStatus status = nyxq_vk_adam_create(ctx, &o, n, &adam);
+  EXPECT_EQ(status, NYXQ_OK) << nyxq_test::describe(status);
+  return nyxq_test::VkAdamPtr(adam);
+}
+
+nyxq_test::AdamPtr make_host_adam(uint64_t n, int32_t state) {
+  NyxqAdamOptions o;
+  nyxq_adam_options_default(&o);
+  o.state = state;
+  o.weight_decay = 0.01f;
+  NyxqAdam *adam = nullptr;
+  EXPECT_EQ(nyxq_adam_create(&o, n, &adam), NYXQ_OK) << nyxq_last_error_message();
+  return nyxq_test::AdamPtr(adam);
+}
+
+std::vector<uint8_t> vk_adam_bytes(NyxqVkAdam *adam) {
+  size_t size = 0;
+  EXPECT_EQ(nyxq_vk_adam_save_size(adam, &size), NYXQ_OK);
+  std::vector<uint8_t> bytes(size);
+  const NyxqStatus status = nyxq_vk_adam_save(adam, bytes.data(), bytes.size());
+  EXPECT_EQ(status, NYXQ_OK) << nyxq_test::describe(status);
+  return bytes;
+}
+
+std::vector<uint8_t> host_adam_bytes(NyxqAdam *adam) {
+  size_t size = 0;
+  EXPECT_EQ(nyxq_adam_save_size(adam, &size), NYXQ_OK);
+  std::vector<uint8_t> bytes(size);
+  EXPECT_EQ(nyxq_adam_save(adam, bytes.data(), bytes.size()), NYXQ_OK) << nyxq_last_error_message();
+  return bytes;
+}
+
+// Offsets of the weights, gradients and found flag of a device step in one
+// buffer of the trainer's (4 KiB apart past the weights, so any offset
+// alignment holds).
+struct AdamLayout {
+  explicit AdamLayout(size_t n) : n(n), bytes(4 * n), grads_at((bytes + 4095) / 4096 * 4096), found_at(2 * grads_at) {}
+  size_t n, bytes, grads_at, found_at;
+  size_t total() const { return found_at + 4096; }
+};
+
+}  // namespace
+
+// A training loop as the trainer records it: the scaled gradients are
+// unscaled and checked on the device into `found`, and the Adam step reads
+// `found` there, so an overflowing step is skipped with no host round trip;
+// the host scaler hears of the flag after the fence. Weights and state equal
+// the host's loop (host scaler, nyxq_adam_step) bit for bit, with FP32 and
+// 8-bit state; after the skipped step the device optimizer and scaler are
+// saved, destroyed, made again and loaded, and the run goes on unchanged.
+TEST(VkAdam, DeviceStepsWithFusedSkipsAndCheckpointsEqualTheHost) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  for (int32_t state : {NYXQ_ADAM_STATE_FP32, NYXQ_ADAM_STATE_INT8}) {
+    const size_t n = state == NYXQ_ADAM_STATE_FP32 ? 37 : 4096 + 300;
+    const AdamLayout at(n);
+    HostBuffer buf = trainer.make_buffer(at.total());
+    auto *device_params = reinterpret_cast<float *>(buf.mapped);
+    auto *device_grads = reinterpret_cast<float *>(static_cast<char *>(buf.mapped) + at.grads_at);
+    auto *device_found = reinterpret_cast<uint32_t *>(static_cast<char *>(buf.mapped) + at.found_at);
+    const NyxqVkBufferRange params{buf.buffer, 0, at.bytes}, grads{buf.buffer, at.grads_at, at.bytes},
+        found{buf.buffer, at.found_at, 4};
+    std::vector<float> host_params(n);
+    for (size_t i = 0; i < n; ++i) host_params[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
+    std::memcpy(device_params, host_params.data(), at.bytes);
+
+    NyxqLossScaler *raw = nullptr;
+    CHECK_OK(nyxq_loss_scaler_create(nullptr, &raw));
+    nyxq_test::ScalerPtr device_scaler(raw);
+    CHECK_OK(nyxq_loss_scaler_create(nullptr, &raw));
+    nyxq_test::ScalerPtr host_scaler(raw);
+    nyxq_test::VkAdamPtr device_adam = make_vk_adam(ctx.get(), n, state);
+    nyxq_test::AdamPtr host_adam = make_host_adam(n, state);
+    ASSERT_NE(device_adam, nullptr);
+
+    for (int step = 1; step <= 6; ++step) {
+      const float lr = 1e-3f * static_cast<float>(step);
+      float scale = 0;
+      CHECK_OK(nyxq_loss_scaler_scale(device_scaler.get(), &scale));
+      std::vector<float> g(n);
+      for (size_t i = 0; i < n; ++i) g[i] = adam_gradient(i, step, scale);
+      if (step == 3) g[n / 2] = std::numeric_limits<float>::infinity();
+      std::memcpy(device_grads, g.data(), at.bytes);
+      *device_found = 0;
+
+      trainer.begin();
+      uint64_t unscale_ticket = 0, step_ticket = 0;
+      CHECK_OK(nyxq_vk_cmd_unscale_and_check(ctx.get(), device_scaler.get(), trainer.cmd(), &grads, n, &found,
+                                             &unscale_ticket));
+      trainer.barrier();
+      CHECK_OK(nyxq_vk_cmd_adam_step(ctx.get(), device_adam.get(), trainer.cmd(), lr, &params, &grads, n, &found,
+                                     &step_ticket));
+      trainer.submit_and_wait();
+      CHECK_OK(nyxq_vk_release(ctx.get(), step_ticket));
+      // The host scaler's bookkeeping, after the fence.
+      uint32_t apply = 0;
+      CHECK_OK(nyxq_loss_scaler_report_non_finite(device_scaler.get(), *device_found));
+      CHECK_OK(nyxq_loss_scaler_update(device_scaler.get(), &apply));
+      EXPECT_EQ(apply, step == 3 ? 0u : 1u);
+
+      uint32_t host_found = 0, host_apply = 0;
+      CHECK_OK(nyxq_loss_scaler_unscale_and_check(host_scaler.get(), g.data(), n, &host_found, nullptr));
+      CHECK_OK(nyxq_loss_scaler_update(host_scaler.get(), &host_apply));
+      if (host_apply) CHECK_OK(nyxq_adam_step(host_adam.get(), lr, host_params.data(), n, g.data(), n));
+      ASSERT_EQ(std::memcmp(device_params, host_params.data(), at.bytes), 0) << "state " << state << ", step " << step;
+
+      if (step == 3) {
+        const std::vector<uint8_t> saved_adam = vk_adam_bytes(device_adam.get());
+        size_t scaler_size = 0;
+        CHECK_OK(nyxq_loss_scaler_save_size(device_scaler.get(), &scaler_size));
+        std::vector<uint8_t> saved_scaler(scaler_size);
+        CHECK_OK(nyxq_loss_scaler_save(device_scaler.get(), saved_scaler.data(), saved_scaler.size()));
+        EXPECT_EQ(saved_adam, host_adam_bytes(host_adam.get())) << "the host's bytes";
+        device_adam.reset();
+        device_scaler.reset();
+        device_adam = make_vk_adam(ctx.get(), n, state);
+        CHECK_OK(nyxq_loss_scaler_create(nullptr, &raw));
+        device_scaler.reset(raw);
+        CHECK_OK(nyxq_vk_adam_load(device_adam.get(), saved_adam.data(), saved_adam.size()));
+        CHECK_OK(nyxq_loss_scaler_load(device_scaler.get(), saved_scaler.data(), saved_scaler.size()));
+      }
+    }
+    EXPECT_EQ(vk_adam_bytes(device_adam.get()), host_adam_bytes(host_adam.get()));
+    size_t held = 0, fp32 = 0;
+    CHECK_OK(nyxq_vk_adam_state_bytes(device_adam.get(), &held, &fp32));
+    size_t host_held = 0;
+    CHECK_OK(nyxq_adam_state_bytes(host_adam.get(), &host_held, &fp32));
+    EXPECT_EQ(held, host_held);
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// Every argument of the device optimizer's calls is checked before anything
+// is recorded or changed.
+TEST(VkAdam, ArgumentsAreCheckedBeforeAnythingIsRecorded) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  const size_t n = 64;
+  const AdamLayout at(n);
+  HostBuffer buf = trainer.make_buffer(at.total());
+  const NyxqVkBufferRange params{buf.buffer, 0, at.bytes}, grads{buf.buffer, at.grads_at, at.bytes},
+      found{buf.buffer, at.found_at, 4};
+  NyxqVkAdam *made = reinterpret_cast<NyxqVkAdam *>(0x1);
+  NyxqAdamOptions o;
+  nyxq_adam_options_default(&o);
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_create(nullptr, &o, n, &made));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_create(ctx.get(), &o, n, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_vk_adam_create(reinterpret_cast<NyxqContext *>(0x10), &o, n, &made));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_create(ctx.get(), &o, 0, &made));
+  o.beta2 = 1.0f;
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_create(ctx.get(), &o, n, &made));
+  nyxq_adam_options_default(&o);
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_vk_adam_create(cpu.get(), &o, n, &made));
+  EXPECT_EQ(made, reinterpret_cast<NyxqVkAdam *>(0x1)) << "nothing written on error";
+  nyxq_test::VkAdamPtr adam = make_vk_adam(ctx.get(), n, NYXQ_ADAM_STATE_FP32);
+  const std::vector<uint8_t> fresh = vk_adam_bytes(adam.get());
+
+  VkCommandBuffer cmd = trainer.cmd();
+  NyxqVkAdam *a = adam.get();
+  uint64_t ticket = 12345;
+  trainer.begin();
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(nullptr, a, cmd, 0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), nullptr, cmd, 0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, nullptr, 0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, nullptr, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, nullptr, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, n, &found, nullptr));
+  const NyxqVkBufferRange null_buffer{nullptr, 0, at.bytes};
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &null_buffer, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_cmd_adam_step(ctx.get(), reinterpret_cast<NyxqVkAdam *>(0x10),
+                                                                 cmd, 0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, n - 1, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, 0, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, -0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, std::nanf(""), &params,
+                                                                   &grads, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &params, n, &found, &ticket));
+  const NyxqVkBufferRange found_in_grads{buf.buffer, at.grads_at, 4};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, n, &found_in_grads, &ticket));
+  const NyxqVkBufferRange misaligned{buf.buffer, at.grads_at + 2, at.bytes};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &misaligned, n, &found, &ticket));
+  const NyxqVkBufferRange past_the_end{buf.buffer, at.found_at, 8192};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, n, &past_the_end, &ticket));
+  const NyxqVkBufferRange short_grads{buf.buffer, at.grads_at, at.bytes - 4};
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &short_grads, n, &found, &ticket));
+  EXPECT_EQ(nyxq_last_error_needed_len(), at.bytes);
+  const NyxqVkBufferRange wrapping{buf.buffer, at.grads_at, UINT64_MAX - 100};
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &wrapping, n, &found, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED,
+                nyxq_vk_cmd_adam_step(cpu.get(), a, cmd, 0.1f, &params, &grads, n, &found, &ticket));
+  auto other = borrow(trainer);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_adam_step(other.get(), a, cmd, 0.1f, &params, &grads, n, &found, &ticket));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("another context"), std::string::npos);
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  expect_nothing_recorded(trainer, ctx.get());
+
+  // Sizes, checkpoints and handles.
+  size_t size = 0, held = 0;
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_save_size(a, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_state_bytes(a, &held, nullptr));
+  std::vector<uint8_t> small(16);
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_vk_adam_save(a, small.data(), small.size()));
+  EXPECT_EQ(nyxq_last_error_needed_len(), fresh.size());
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_save(a, nullptr, fresh.size()));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_adam_load(a, nullptr, fresh.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_load(a, fresh.data(), fresh.size() - 1));
+  std::vector<uint8_t> int8 = vk_adam_bytes(make_vk_adam(ctx.get(), 4096, NYXQ_ADAM_STATE_INT8).get());
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_load(a, int8.data(), int8.size()));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("state format"), std::string::npos);
+  // While a recorded step is unreleased, the state stays where it is.
+  trainer.begin();
+  CHECK_OK(nyxq_vk_cmd_adam_step(ctx.get(), a, cmd, 0.1f, &params, &grads, n, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_destroy(a));
+  std::vector<uint8_t> out(fresh.size());
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_save(a, out.data(), out.size()));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("nyxq_vk_release"), std::string::npos);
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_adam_load(a, fresh.data(), fresh.size()));
+  trainer.submit_and_wait();
+  CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+  EXPECT_NE(vk_adam_bytes(a), fresh) << "the step applied";
+  CHECK_OK(nyxq_vk_adam_load(a, fresh.data(), fresh.size()));
+  EXPECT_EQ(vk_adam_bytes(a), fresh);
+  NyxqVkAdam *dead = nyxq_test::destroyed(std::move(adam));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_adam_destroy(dead));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_adam_state_bytes(dead, &held, &held));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_adam_save_size(dead, &size));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_adam_save(dead, out.data(), out.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE, nyxq_vk_adam_load(dead, fresh.data(), fresh.size()));
+  CHECK_OK(nyxq_vk_adam_destroy(nullptr));
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// Failing Vulkan commands reach the caller as statuses (NYXQ_ERROR_VULKAN,
+// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY) and leave nothing behind; on a lost
+// device every call that needs it says so.
+TEST(VkAdam, FailingVulkanCommandsAndALostDeviceAreReported) {
+  NEED_DEVICE(trainer);
+  NyxqVulkanHandles handles = trainer.handles();
+  handles.get_instance_proc_addr = reinterpret_cast<void *>(vk_fault::get_instance_proc_addr);
+  auto ctx = borrow(handles);
+  ASSERT_NE(ctx, nullptr);
+  const size_t n = 64;
+  NyxqVkAdam *made = reinterpret_cast<NyxqVkAdam *>(0x1);
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_adam_create(ctx.get(), nullptr, n, &made));
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_vk_adam_create(ctx.get(), nullptr, n, &made));
+  EXPECT_EQ(made, reinterpret_cast<NyxqVkAdam *>(0x1));
+  nyxq_test::VkAdamPtr adam = make_vk_adam(ctx.get(), n, NYXQ_ADAM_STATE_FP32);
+  const std::vector<uint8_t> fresh = vk_adam_bytes(adam.get());
+  std::vector<uint8_t> out(fresh.size());
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_adam_save(adam.get(), out.data(), out.size()));
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_vk_adam_save(adam.get(), out.data(), out.size()));
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_adam_load(adam.get(), fresh.data(), fresh.size()));
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_vk_adam_load(adam.get(), fresh.data(), fresh.size()));
+  EXPECT_EQ(vk_adam_bytes(adam.get()), fresh);
+
+  const AdamLayout at(n);
+  HostBuffer buf = trainer.make_buffer(at.total());
+  const NyxqVkBufferRange params{buf.buffer, 0, at.bytes}, grads{buf.buffer, at.grads_at, at.bytes};
+  uint64_t ticket = 12345;
+  trainer.begin();
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), trainer.cmd(), 0.1f, &params,
+                                                         &grads, n, nullptr, &ticket));
+  EXPECT_EQ(ticket, 12345u);
+  expect_nothing_recorded(trainer, ctx.get());
+
+  // A counter read reports the device lost: from then on the context's
+  // device is lost for every call.
+  VkSemaphoreTypeCreateInfo type{};
+  type.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO;
+  type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+  VkSemaphoreCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
+  info.pNext = &type;
+  VkSemaphore timeline = VK_NULL_HANDLE;
+  ASSERT_EQ(vkCreateSemaphore(trainer.device(), &info, nullptr, &timeline), VK_SUCCESS);
+  trainer.begin();
+  CHECK_OK(nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), trainer.cmd(), 0.1f, &params, &grads, n, nullptr, &ticket));
+  ASSERT_EQ(vkEndCommandBuffer(trainer.cmd()), VK_SUCCESS);
+  vk_fault::arm("vkGetSemaphoreCounterValue", VK_ERROR_DEVICE_LOST);
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_release_when(ctx.get(), ticket, reinterpret_cast<void *>(timeline), 1));
+  CHECK_OK(nyxq_vk_release(ctx.get(), ticket));  // never submitted: released by hand
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_vk_adam_create(ctx.get(), nullptr, n, &made));
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_vk_adam_save(adam.get(), out.data(), out.size()));
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_vk_adam_load(adam.get(), fresh.data(), fresh.size()));
+  vkDestroySemaphore(trainer.device(), timeline, nullptr);
+  EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
   EXPECT_EQ(trainer.validation_errors(), 0);
 }

@@ -164,7 +164,12 @@ void check_accepted(const Case &c, const std::vector<uint8_t> &q) {
         }
       }
     } else if (c.options.rounding == NYXQ_ROUNDING_STOCHASTIC && !scalar) {
-      if (std::memcmp(q.data() + b * l.block_bytes, nearest.data() + b * l.block_bytes, scale_bytes) != 0) {
+      // The scale of nearest rounding (IQ4_NL's: max/-127, before its
+      // least-squares fit).
+      uint8_t scale_of_nearest[4];
+      std::memcpy(scale_of_nearest, nearest.data() + b * l.block_bytes, scale_bytes);
+      if (c.format == NYXQ_FORMAT_IQ4_NL) ref::put_f16(scale_of_nearest, ref::block_scale(c.format, xb).d);
+      if (std::memcmp(q.data() + b * l.block_bytes, scale_of_nearest, scale_bytes) != 0) {
         fail("stochastic rounding changed the scale of block " + std::to_string(b));
       }
       // One step of the f32 scale the quants were chosen with, plus the
@@ -174,7 +179,8 @@ void check_accepted(const Case &c, const std::vector<uint8_t> &q) {
       double min_error = c.format == NYXQ_FORMAT_Q4_1 ? std::fabs(scale.min - ref::get_f16(q.data() + b * l.block_bytes + 2)) : 0;
       // A block whose scale is below FLT_MIN is all zero points: within
       // the largest quant times FLT_MIN.
-      double bound = (d + std::fabs(d - stored) * ref::largest_quant(c.format) + min_error) * (1 + 1e-6) +
+      double bound = (d * ref::widest_gap(c.format) + std::fabs(d - stored) * ref::largest_quant(c.format) + min_error) *
+                         (1 + 1e-6) +
                      ref::largest_quant(c.format) * FLT_MIN;
       float step = static_cast<float>(d);
       for (size_t j = 0; j < l.block_size; ++j) {

@@ -84,6 +84,7 @@ inline Layout layout(int32_t format) {
     case NYXQ_FORMAT_Q8_0: return {32, 34};
     case NYXQ_FORMAT_Q4_0: return {32, 18};
     case NYXQ_FORMAT_Q5_0: return {32, 22};
+    case NYXQ_FORMAT_IQ4_NL: return {32, 18};
     case NYXQ_FORMAT_Q4_K: return {256, 144};
     case NYXQ_FORMAT_Q5_K: return {256, 176};
     case NYXQ_FORMAT_Q6_K: return {256, 210};
@@ -97,6 +98,53 @@ inline bool k_quant(int32_t format) {
   return format == NYXQ_FORMAT_Q4_K || format == NYXQ_FORMAT_Q5_K || format == NYXQ_FORMAT_Q6_K;
 }
 
+// IQ4_NL's levels (ggml's kvalues_iq4nl) and the index of the level nearest
+// t as ggml's best_index_int8 finds it: a binary search between the ends,
+// then the nearer of the two levels around t, the upper one on a tie.
+const int8_t kIq4NlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+inline int iq4_nl_best_index(float t) {
+  if (t <= kIq4NlLevels[0]) return 0;
+  if (t >= kIq4NlLevels[15]) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (t < kIq4NlLevels[mid]) hi = mid; else lo = mid;
+  }
+  return t - kIq4NlLevels[lo] < kIq4NlLevels[hi] - t ? lo : hi;
+}
+
+// IQ4_NL's nearest rounding (docs/quant.md): the first element of largest
+// magnitude max; below 1e-15 the block is d = +0 with every index 8; else
+// the indices nearest x/d0 with d0 = max/-127, and the stored scale the
+// least-squares one for them with weights x^2, summed in element order on
+// the block times 2^s (s brings the largest magnitude into [1, 2)).
+inline float iq4_nl_block(const float *x, int *q) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < 32; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  if (amax < 1e-15f) {
+    for (int j = 0; j < 32; ++j) q[j] = 8;
+    return 0.0f;
+  }
+  float id = 1.0f / (max / -127.0f);
+  int e = std::ilogb(amax);
+  float up = std::ldexp(1.0f, -e), down = std::ldexp(1.0f, e);
+  float sumqx = 0.0f, sumq2 = 0.0f;
+  for (int j = 0; j < 32; ++j) {
+    q[j] = iq4_nl_best_index(x[j] * id);
+    float xs = x[j] * up;
+    float level = static_cast<float>(kIq4NlLevels[q[j]]);
+    float wq = xs * xs * level;
+    sumqx += wq * xs;
+    sumq2 += wq * level;
+  }
+  return sumq2 > 0.0f ? sumqx / sumq2 * down : 0.0f;
+}
+
 // The exclusive magnitude limit: |x| below it is accepted (docs/quant.md,
 // "Huge values": the first value whose result or f16 scale overflows).
 inline float limit(int32_t format) {
@@ -105,6 +153,31 @@ inline float limit(int32_t format) {
     case NYXQ_FORMAT_BF16: return float_of(0x7f7f8000);
     case NYXQ_FORMAT_Q4_0: return 524160.0f;
     case NYXQ_FORMAT_Q5_0: return 1048320.0f;
+    case NYXQ_FORMAT_IQ4_NL: {
+      // The smallest a whose worst block overflows the f16 scale: -a, then
+      // 31 values just below 101/127 a (on the level 89, which lifts the
+      // least-squares scale the most).
+      static const float iq4 = [] {
+        auto overflows = [](float a) {
+          float id = 1.0f / (-a / -127.0f);
+          float below = 101.0f / 127.0f * a;
+          while (below * id >= 101.0f) below = float_of(bits_of(below) - 1);
+          while (float_of(bits_of(below) + 1) * id < 101.0f) below = float_of(bits_of(below) + 1);
+          float x[32];
+          for (float &v : x) v = below;
+          x[0] = -a;
+          int q[32];
+          return f16_bits(iq4_nl_block(x, q)) == 0x7c00;
+        };
+        uint32_t lo = bits_of(65520.0f * 100), hi = bits_of(65520.0f * 128);
+        while (lo < hi) {
+          uint32_t mid = lo + (hi - lo) / 2;
+          if (overflows(float_of(mid))) hi = mid; else lo = mid + 1;
+        }
+        return float_of(lo);
+      }();
+      return iq4;
+    }
     case NYXQ_FORMAT_Q4_K:
     case NYXQ_FORMAT_Q5_K: return 4127760.0f;  // dmin = max(-min)/63 finite in f16
     case NYXQ_FORMAT_Q6_K: return 268369920.0f;  // d = max/4096 finite in f16
@@ -169,8 +242,9 @@ inline BlockScale block_scale(int32_t format, const float *x) {
     for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     return {amax / 127.0f, 0.0f};
   }
-  if (format == NYXQ_FORMAT_Q4_0 || format == NYXQ_FORMAT_Q5_0) {
-    // The first element of largest magnitude, with its sign.
+  if (format == NYXQ_FORMAT_Q4_0 || format == NYXQ_FORMAT_Q5_0 || format == NYXQ_FORMAT_IQ4_NL) {
+    // The first element of largest magnitude, with its sign (IQ4_NL: the
+    // scale of stochastic rounding).
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < 32; ++j) {
       if (amax < std::fabs(x[j])) {
@@ -178,7 +252,8 @@ inline BlockScale block_scale(int32_t format, const float *x) {
         max = x[j];
       }
     }
-    return {max / (format == NYXQ_FORMAT_Q4_0 ? -8.0f : -16.0f), 0.0f};
+    float zero = format == NYXQ_FORMAT_Q4_0 ? -8.0f : (format == NYXQ_FORMAT_Q5_0 ? -16.0f : -127.0f);
+    return {max / zero, 0.0f};
   }
   float min = FLT_MAX, max = -FLT_MAX;
   for (int j = 0; j < 32; ++j) {
@@ -194,6 +269,7 @@ inline float largest_quant(int32_t format) {
     case NYXQ_FORMAT_Q8_0: return 127.0f;
     case NYXQ_FORMAT_Q4_0: return 8.0f;
     case NYXQ_FORMAT_Q5_0: return 16.0f;
+    case NYXQ_FORMAT_IQ4_NL: return 127.0f;
     default: return 15.0f;
   }
 }
@@ -349,6 +425,10 @@ inline std::pair<size_t, size_t> k_scale_bytes(int32_t format) {
   return format == NYXQ_FORMAT_Q6_K ? std::pair<size_t, size_t>{192, 18} : std::pair<size_t, size_t>{0, 16};
 }
 
+// The widest distance between two neighbouring levels, in steps of d
+// (IQ4_NL's 89 to 113; 1 for the uniform formats).
+inline float widest_gap(int32_t format) { return format == NYXQ_FORMAT_IQ4_NL ? 24.0f : 1.0f; }
+
 // Nearest rounding of one block (32 values for Q formats, 256 for K-quants, 1 otherwise).
 inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
   switch (format) {
@@ -395,6 +475,12 @@ inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
         qh |= static_cast<uint32_t>(hi >> 4) << (j + 16);
       }
       for (int k = 0; k < 4; ++k) out[2 + k] = static_cast<uint8_t>(qh >> (8 * k));
+      return;
+    }
+    case NYXQ_FORMAT_IQ4_NL: {
+      int q[32];
+      put_f16(out, iq4_nl_block(x, q));
+      for (int j = 0; j < 16; ++j) out[2 + j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
       return;
     }
     default: {  // Q4_1
@@ -449,6 +535,14 @@ inline void dequantize_block(int32_t format, const uint8_t *in, float *y) {
         int hi = (in[6 + j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
         y[j] = d * static_cast<float>(lo - 16);
         y[j + 16] = d * static_cast<float>(hi - 16);
+      }
+      return;
+    }
+    case NYXQ_FORMAT_IQ4_NL: {
+      float d = get_f16(in);
+      for (int j = 0; j < 16; ++j) {
+        y[j] = d * static_cast<float>(kIq4NlLevels[in[2 + j] & 0xf]);
+        y[j + 16] = d * static_cast<float>(kIq4NlLevels[in[2 + j] >> 4]);
       }
       return;
     }

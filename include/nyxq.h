@@ -622,22 +622,28 @@ enum NyxqFormat
    */
   NYXQ_FORMAT_Q5_0 = 6,
   /**
+   * Non-linear INT4 blocks of 32 (ggml's IQ4_NL): f16 d, 16 bytes of
+   * nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
+   * 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
+   */
+  NYXQ_FORMAT_IQ4_NL = 7,
+  /**
    * INT4 super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit sub-block
    * scales and minimums, 128 bytes of nibbles; x = d*sc*q - dmin*m (4.5
    * bits/weight; ggml's Q4_K). Element counts are multiples of 256.
    */
-  NYXQ_FORMAT_Q4_K = 7,
+  NYXQ_FORMAT_Q4_K = 8,
   /**
    * INT5 super-blocks of 256: as Q4_K with 32 bytes of fifth bits (5.5
    * bits/weight; ggml's Q5_K).
    */
-  NYXQ_FORMAT_Q5_K = 8,
+  NYXQ_FORMAT_Q5_K = 9,
   /**
    * INT6 super-blocks of 256: 128 bytes of low nibbles, 64 of high bit
    * pairs, 16 int8 sub-block scales, f16 d; x = d*sc*(q-32) (6.5625
    * bits/weight; ggml's Q6_K).
    */
-  NYXQ_FORMAT_Q6_K = 9,
+  NYXQ_FORMAT_Q6_K = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -821,9 +827,9 @@ NyxqStatus nyxq_quantized_size(int32_t format,
 /**
  * Bytes of a device buffer range that holds `n` elements in `format`: the
  * nyxq_quantized_size rounded up to whole 32-bit words, which is what every
- * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
- * blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
- * BF16 values neither).
+ * NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1, Q5_0 and
+ * IQ4_NL blocks are not a multiple of 4 bytes; a range of an odd number of
+ * F16 or BF16 values neither).
  *
  * Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
  * of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.
@@ -1169,7 +1175,7 @@ NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
  *
  * F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
  * FP64 product of the dequantized weights the error is at most
- * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
+ * (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0/IQ4_NL weights use integer dot products with
  * x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
  * a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
  * NaN/Inf in x propagate. Large matrices use the context's threads.
@@ -1720,7 +1726,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
  * where the device has subgroup arithmetic, unless compat is forced. On a
  * device nyxq created with shaderIntegerDotProduct (not a borrowed one),
- * the block formats (Q8_0, Q4_0, Q4_1, Q5_0) use the integer-dot variant
+ * the block formats (Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL) use the integer-dot variant
  * instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
  * which adds at most
  * Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
@@ -2436,6 +2442,13 @@ typedef struct NyxqAdam NyxqAdam;
 typedef struct NyxqLossScaler NyxqLossScaler;
 
 /**
+ * Adam's state for one parameter tensor in device memory of a Vulkan
+ * context. Calls on one optimizer must not overlap (each takes its lock);
+ * different optimizers may be used in parallel.
+ */
+typedef struct NyxqVkAdam NyxqVkAdam;
+
+/**
  * Options for nyxq_loss_scaler_create; fill with nyxq_loss_scaler_options_default.
  */
 typedef struct {
@@ -2628,6 +2641,87 @@ NyxqStatus nyxq_adam_state_bytes(const NyxqAdam *adam,
                                  size_t *fp32_bytes_out);
 
 /**
+ * Bytes of the loss scaler's checkpoint (nyxq_loss_scaler_save): 68, the
+ * same for every scaler.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_loss_scaler_save_size(const NyxqLossScaler *scaler,
+                                      size_t *size_out);
+
+/**
+ * Writes the scaler's state (its settings, scale, finite steps in a row and
+ * the pending non-finite finding) as versioned little-endian bytes into
+ * the first nyxq_loss_scaler_save_size bytes of `dst`, for the trainer to
+ * keep in its own checkpoint. The layout is documented in docs/guide.md
+ * (Checkpoints).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (dst_len below the checkpoint's size, which
+ * nyxq_last_error_needed_len gives). Calls on one scaler must not overlap.
+ */
+NyxqStatus nyxq_loss_scaler_save(const NyxqLossScaler *scaler,
+                                 uint8_t *dst,
+                                 size_t dst_len);
+
+/**
+ * Restores a state written by nyxq_loss_scaler_save into `scaler`, which
+ * must have been made with the same options: the run continues bit for bit
+ * as the saved one would have.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+ * another kind of object, truncated or trailing bytes, a checksum that does
+ * not match, options that differ from the scaler's, a state these options
+ * cannot reach; the message says which). Nothing changes on error. Calls on
+ * one scaler must not overlap.
+ */
+NyxqStatus nyxq_loss_scaler_load(NyxqLossScaler *scaler,
+                                 const uint8_t *src,
+                                 size_t src_len);
+
+/**
+ * Bytes of the optimizer's checkpoint (nyxq_adam_save): 68 plus its state
+ * (8 bytes per parameter for FP32 state; for 8-bit state 2 per parameter
+ * and 8 per block of 256).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Calls on one
+ * optimizer must not overlap.
+ */
+NyxqStatus nyxq_adam_save_size(const NyxqAdam *adam,
+                               size_t *size_out);
+
+/**
+ * Writes the optimizer's state (settings, parameter count, steps applied,
+ * moments) as versioned little-endian bytes into the first
+ * nyxq_adam_save_size bytes of `dst`. The bytes equal those a device
+ * optimizer with the same state writes (nyxq_vk_adam_save), so either
+ * loads the other's.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (dst_len below the checkpoint's size, which
+ * nyxq_last_error_needed_len gives). Calls on one optimizer must not overlap.
+ */
+NyxqStatus nyxq_adam_save(const NyxqAdam *adam,
+                          uint8_t *dst,
+                          size_t dst_len);
+
+/**
+ * Restores a state written by nyxq_adam_save or nyxq_vk_adam_save into
+ * `adam`, which must have the same options and parameter count: later steps
+ * give the bits the saved optimizer would have given.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+ * another kind of object, truncated or trailing bytes, a checksum that does
+ * not match, options or a parameter count that differ; the message says
+ * which). Nothing changes on error. Calls on one optimizer must not overlap.
+ */
+NyxqStatus nyxq_adam_load(NyxqAdam *adam,
+                          const uint8_t *src,
+                          size_t src_len);
+
+/**
  * Records the loss scaler's unscale-and-check over `n` f32 gradients in the
  * caller's buffer `grads`, in place: each is multiplied by 1/scale (the
  * scaler's current scale), and the uint32_t at `found` gets 1 ORed into it
@@ -2658,6 +2752,152 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
                                          uint64_t n,
                                          const NyxqVkBufferRange *found,
                                          uint64_t *ticket_out);
+
+/**
+ * Creates Adam state for a tensor of `n` (>= 1) FP32 parameters in the
+ * device memory of `ctx`'s Vulkan device; `options` NULL means the
+ * defaults, as nyxq_adam_create (the same 8-bit rule: tensors under 4096
+ * elements keep FP32 state). Release with nyxq_vk_adam_destroy.
+ *
+ * nyxq allocates the state (8 bytes per parameter for FP32 state, about 2
+ * for 8-bit state, as on the host) and a 2304-byte control buffer in
+ * device-local memory, admitted against the budget and counted in
+ * nyxq_context_memory_status, and zeroes it. The first optimizer of each
+ * state layout on a context also runs the step kernels' self-test (a few
+ * steps next to the CPU's Adam) and keeps the fastest kernel whose bits
+ * agree. Both submit to the context's queue and wait, as tensor uploads
+ * do. The optimizer keeps the context's device alive.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (struct_size, betas outside [0, 1), eps <= 0,
+ * negative weight decay, unknown state, n of 0), NYXQ_ERROR_UNSUPPORTED (a
+ * CPU context, or no step kernel of the device agrees with the CPU),
+ * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST.
+ * Thread-safe.
+ */
+NyxqStatus nyxq_vk_adam_create(NyxqContext *ctx,
+                               const NyxqAdamOptions *options,
+                               uint64_t n,
+                               NyxqVkAdam **adam_out);
+
+/**
+ * Releases a device optimizer and its device memory. NULL is a no-op.
+ *
+ * While unreleased tickets of recorded steps (nyxq_vk_cmd_adam_step) bind
+ * its state, the call refuses with NYXQ_ERROR_INVALID_ARGUMENT and
+ * destroys nothing: wait for those submissions, call nyxq_vk_release, then
+ * destroy.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets bind its state). No other call may be using it.
+ */
+NyxqStatus nyxq_vk_adam_destroy(NyxqVkAdam *adam);
+
+/**
+ * Bytes of optimizer state held on the device (*bytes_out, the host
+ * optimizer's count for the same tensor, without the 2304-byte control
+ * buffer) and what FP32 Adam would hold (*fp32_bytes_out, 8 per parameter).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_vk_adam_state_bytes(const NyxqVkAdam *adam,
+                                    size_t *bytes_out,
+                                    size_t *fp32_bytes_out);
+
+/**
+ * Records one Adam(W) step of `adam` at learning rate `lr` into
+ * `command_buffer`: the `n` f32 master weights at `params` are updated in
+ * place from the `n` f32 gradients at `grads` (the caller's buffers, or a
+ * DEVICE F32 tensor's, nyxq_tensor_vk_buffer), and the moments in nyxq's
+ * buffers. The bits of the weights and the state equal those
+ * nyxq_adam_step gives for the same inputs, for every input whose results
+ * are not NaN (a NaN may have another payload).
+ *
+ * `found` (may be NULL: the step always applies) is the uint32_t flag that
+ * nyxq_vk_cmd_unscale_and_check ORs into: when it is nonzero as the step
+ * runs, the step is skipped on the device and changes nothing, neither the
+ * weights nor the state nor the step count. The host does not wait for the
+ * flag: read it when the command buffer has completed and pass it to
+ * nyxq_loss_scaler_report_non_finite before nyxq_loss_scaler_update, as
+ * for any step (docs/vulkan.md, "Adam on the device").
+ *
+ * nyxq records a one-invocation dispatch that counts the step, a pipeline
+ * barrier (compute-shader writes to compute-shader reads), and one dispatch
+ * per 16 Mi weights (fewer where maxStorageBufferRange is smaller). Put a
+ * barrier before (your writes of `params`, `grads` and `found` -> shader
+ * reads) and after (shader writes of `params` -> your reads), as for any
+ * compute dispatch; two steps of one optimizer in one command buffer need
+ * a compute-to-compute barrier between them. Command buffer, ranges,
+ * tickets and what nyxq cannot check as nyxq_vk_cmd_quantize; `params`,
+ * `grads` and `found` must not overlap, and `found` needs 4 bytes.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER (ctx, adam, command_buffer, params,
+ * grads, a buffer, ticket_out), NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (n other than the optimizer's, lr negative or
+ * not finite, an optimizer of another context, misaligned offset, a range
+ * past the buffer's memory requirement, overlapping ranges),
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the needed bytes in
+ * nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded
+ * on error. Thread-safe for distinct command buffers and optimizers.
+ */
+NyxqStatus nyxq_vk_cmd_adam_step(NyxqContext *ctx,
+                                 NyxqVkAdam *adam,
+                                 void *command_buffer,
+                                 float lr,
+                                 const NyxqVkBufferRange *params,
+                                 const NyxqVkBufferRange *grads,
+                                 uint64_t n,
+                                 const NyxqVkBufferRange *found,
+                                 uint64_t *ticket_out);
+
+/**
+ * Bytes of the device optimizer's checkpoint (nyxq_vk_adam_save), equal to
+ * nyxq_adam_save_size for a host optimizer of the same options and size.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_vk_adam_save_size(const NyxqVkAdam *adam,
+                                  size_t *size_out);
+
+/**
+ * Copies the device optimizer's state to the host and writes it into the
+ * first nyxq_vk_adam_save_size bytes of `dst`: the bytes nyxq_adam_save
+ * writes for a host optimizer with the same state, so either loads the
+ * other's. Submits copies to the context's queue and waits. The command
+ * buffers holding its recorded steps must have completed and their tickets
+ * been released.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (the needed bytes in
+ * nyxq_last_error_needed_len), NYXQ_ERROR_INVALID_ARGUMENT (unreleased
+ * recorded tickets bind its state), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (staging
+ * memory), NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST.
+ */
+NyxqStatus nyxq_vk_adam_save(const NyxqVkAdam *adam,
+                             uint8_t *dst,
+                             size_t dst_len);
+
+/**
+ * Loads a checkpoint written by nyxq_vk_adam_save or nyxq_adam_save into
+ * the device optimizer, which must have the same options and parameter
+ * count: later recorded steps give the bits the saved optimizer would
+ * have given. The bytes are checked whole before anything is written;
+ * submits copies to the context's queue and waits. Refused while
+ * unreleased recorded tickets bind its state.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+ * another kind of object, truncated or trailing bytes, a checksum that does
+ * not match, options or a parameter count that differ, unreleased recorded
+ * tickets; nothing changes), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY (staging
+ * memory), NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST (after these the state
+ * may be partly loaded: load again).
+ */
+NyxqStatus nyxq_vk_adam_load(NyxqVkAdam *adam,
+                             const uint8_t *src,
+                             size_t src_len);
 
 /* ---- Test builds only ---- */
 

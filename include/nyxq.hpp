@@ -58,6 +58,7 @@ enum class Format : int32_t {
   Q4_0 = NYXQ_FORMAT_Q4_0,  ///< INT4 blocks of 32, x = d*(q-8) (4.5 bits/weight).
   Q4_1 = NYXQ_FORMAT_Q4_1,  ///< INT4 blocks of 32, x = d*q + m (5 bits/weight).
   Q5_0 = NYXQ_FORMAT_Q5_0,  ///< INT5 blocks of 32, x = d*(q-16) (5.5 bits/weight).
+  IQ4_NL = NYXQ_FORMAT_IQ4_NL,  ///< Non-linear INT4 blocks of 32, x = d*v[q] (4.5 bits/weight).
   Q4_K = NYXQ_FORMAT_Q4_K,  ///< INT4 super-blocks of 256, x = d*sc*q - dmin*m (4.5 bits/weight).
   Q5_K = NYXQ_FORMAT_Q5_K,  ///< INT5 super-blocks of 256, as Q4_K with a fifth bit (5.5 bits/weight).
   Q6_K = NYXQ_FORMAT_Q6_K,  ///< INT6 super-blocks of 256, x = d*sc*(q-32) (6.5625 bits/weight).
@@ -348,6 +349,18 @@ Result<T> result_of(NyxqStatus status, Make &&make) {
 
 /// A C string argument: NULL for an empty optional.
 inline const char *c_str_or_null(const std::string &s) { return s.empty() ? nullptr : s.c_str(); }
+
+/// The checkpoint bytes of `object`: its size by `size_of`, then `save`.
+template <class H>
+Result<std::vector<uint8_t>> checkpoint_of(const H *object, NyxqStatus (*size_of)(const H *, size_t *),
+                                           NyxqStatus (*save)(const H *, uint8_t *, size_t)) {
+  size_t size = 0;
+  const NyxqStatus sized = size_of(object, &size);
+  if (sized != NYXQ_OK) return Result<std::vector<uint8_t>>::failure(sized);
+  std::vector<uint8_t> bytes(size);
+  return result_of<std::vector<uint8_t>>(save(object, bytes.data(), bytes.size()),
+                                         [&] { return std::move(bytes); });
+}
 
 /// The move-only owner of one handle `H`, released with `Destroy` exactly once.
 template <class H, NyxqStatus (*Destroy)(H *)>
@@ -963,6 +976,20 @@ class LossScaler : public detail::Owner<NyxqLossScaler, nyxq_loss_scaler_destroy
   }
   /// Throwing form of try_update.
   bool update() { return try_update().value(); }
+
+  /// The scaler's state as checkpoint bytes (nyxq_loss_scaler_save).
+  Result<std::vector<uint8_t>> try_save() const {
+    return detail::checkpoint_of(get(), nyxq_loss_scaler_save_size, nyxq_loss_scaler_save);
+  }
+  /// Throwing form of try_save.
+  std::vector<uint8_t> save() const { return try_save().value(); }
+  /// Restores a state from try_save's bytes into a scaler made with the same
+  /// options (nyxq_loss_scaler_load); nothing changes on error.
+  Status try_load(Span<const uint8_t> bytes) {
+    return detail::status_of(nyxq_loss_scaler_load(get(), bytes.data(), bytes.size()));
+  }
+  /// Throwing form of try_load.
+  void load(Span<const uint8_t> bytes) { try_load(bytes).value(); }
 };
 
 // ----------------------------------------------------------------- adam ----
@@ -1003,6 +1030,21 @@ class Adam : public detail::Owner<NyxqAdam, nyxq_adam_destroy> {
   }
   /// Throwing form of try_state_bytes.
   AdamStateBytes state_bytes() const { return try_state_bytes().value(); }
+
+  /// The optimizer's state as checkpoint bytes (nyxq_adam_save), which a
+  /// host or a device optimizer loads.
+  Result<std::vector<uint8_t>> try_save() const {
+    return detail::checkpoint_of(get(), nyxq_adam_save_size, nyxq_adam_save);
+  }
+  /// Throwing form of try_save.
+  std::vector<uint8_t> save() const { return try_save().value(); }
+  /// Restores a state saved by a host or device optimizer with the same
+  /// options and size (nyxq_adam_load); nothing changes on error.
+  Status try_load(Span<const uint8_t> bytes) {
+    return detail::status_of(nyxq_adam_load(get(), bytes.data(), bytes.size()));
+  }
+  /// Throwing form of try_load.
+  void load(Span<const uint8_t> bytes) { try_load(bytes).value(); }
 };
 
 // ------------------------------------------------------------ planning ----
@@ -1171,6 +1213,8 @@ using VulkanHandles = NyxqVulkanHandles;
 using VkBufferRange = NyxqVkBufferRange;
 /// What a context's recorder holds (nyxq_vk_recorder_usage).
 using VkRecorderUsage = NyxqVkRecorderUsage;
+
+class VkAdam;
 
 /// A working context: the backend and its settings (NyxqContext), released
 /// with nyxq_context_destroy. May be used from several threads at once;
@@ -1410,6 +1454,18 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
     return try_vk_cmd_unscale_and_check(scaler, command_buffer, grads, n, found).value();
   }
 
+  /// Records one step of the device optimizer `adam` over the `n` weights
+  /// at `params` from the gradients at `grads`, skipped on the device when
+  /// the flag at `found` (NULL: never) is set (nyxq_vk_cmd_adam_step, whose
+  /// barrier and ticket rules apply); returns the ticket.
+  Result<uint64_t> try_vk_cmd_adam_step(VkAdam &adam, void *command_buffer, float lr, const VkBufferRange &params,
+                                        const VkBufferRange &grads, uint64_t n, const VkBufferRange *found);
+  /// Throwing form of try_vk_cmd_adam_step.
+  uint64_t vk_cmd_adam_step(VkAdam &adam, void *command_buffer, float lr, const VkBufferRange &params,
+                            const VkBufferRange &grads, uint64_t n, const VkBufferRange *found) {
+    return try_vk_cmd_adam_step(adam, command_buffer, lr, params, grads, n, found).value();
+  }
+
   /// Records y = W·x (+ bias) (nyxq_vk_cmd_matvec); `bias` NULL for none; returns the ticket.
   Result<uint64_t> try_vk_cmd_matvec(void *command_buffer, Format format, uint64_t rows, uint64_t cols,
                                      uint32_t batch, const VkBufferRange &w, const VkBufferRange &x,
@@ -1465,6 +1521,60 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   /// Throwing form of try_vk_recorder_usage.
   VkRecorderUsage vk_recorder_usage() const { return try_vk_recorder_usage().value(); }
 };
+
+// ---------------------------------------------------------- device adam ----
+
+/// Adam(W) state for one parameter tensor in a Vulkan context's device
+/// memory (NyxqVkAdam), released with nyxq_vk_adam_destroy; its steps are
+/// recorded with Context::vk_cmd_adam_step. Calls on one must not overlap.
+class VkAdam : public detail::Owner<NyxqVkAdam, nyxq_vk_adam_destroy> {
+ public:
+  using Owner::Owner;
+
+  /// State for a tensor of `n` parameters on `ctx`'s device (nyxq_vk_adam_create).
+  static Result<VkAdam> try_create(Context &ctx, uint64_t n, const AdamOptions &options = AdamOptions()) {
+    NyxqVkAdam *adam = nullptr;
+    return detail::result_of<VkAdam>(nyxq_vk_adam_create(ctx.get(), options.c(), n, &adam),
+                                     [&] { return VkAdam(adam); });
+  }
+  /// Throwing form of try_create.
+  static VkAdam create(Context &ctx, uint64_t n, const AdamOptions &options = AdamOptions()) {
+    return try_create(ctx, n, options).value();
+  }
+
+  /// Bytes of state held on the device and what FP32 state would take
+  /// (nyxq_vk_adam_state_bytes).
+  Result<AdamStateBytes> try_state_bytes() const {
+    size_t bytes = 0, fp32_bytes = 0;
+    return detail::result_of<AdamStateBytes>(nyxq_vk_adam_state_bytes(get(), &bytes, &fp32_bytes),
+                                             [&] { return AdamStateBytes{bytes, fp32_bytes}; });
+  }
+  /// Throwing form of try_state_bytes.
+  AdamStateBytes state_bytes() const { return try_state_bytes().value(); }
+
+  /// The state as checkpoint bytes, the host optimizer's format (nyxq_vk_adam_save).
+  Result<std::vector<uint8_t>> try_save() const {
+    return detail::checkpoint_of(get(), nyxq_vk_adam_save_size, nyxq_vk_adam_save);
+  }
+  /// Throwing form of try_save.
+  std::vector<uint8_t> save() const { return try_save().value(); }
+  /// Restores a state saved by a host or device optimizer with the same
+  /// options and size (nyxq_vk_adam_load).
+  Status try_load(Span<const uint8_t> bytes) {
+    return detail::status_of(nyxq_vk_adam_load(get(), bytes.data(), bytes.size()));
+  }
+  /// Throwing form of try_load.
+  void load(Span<const uint8_t> bytes) { try_load(bytes).value(); }
+};
+
+inline Result<uint64_t> Context::try_vk_cmd_adam_step(VkAdam &adam, void *command_buffer, float lr,
+                                                      const VkBufferRange &params, const VkBufferRange &grads,
+                                                      uint64_t n, const VkBufferRange *found) {
+  uint64_t ticket = 0;
+  return detail::result_of<uint64_t>(
+      nyxq_vk_cmd_adam_step(get(), adam.get(), command_buffer, lr, &params, &grads, n, found, &ticket),
+      [&] { return ticket; });
+}
 
 }  // namespace nyxq
 

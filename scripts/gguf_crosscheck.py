@@ -7,11 +7,13 @@ Quantizes every tensor of a weight folder (raw little-endian float32 files)
 plus seeded random data through the nyxq C ABI (ctypes on libnyxq.so), and
 requires identical bytes for Q8_0, Q4_0, Q4_1, Q5_0, BF16 and F16, and, for
 the block formats, identical float bits when those bytes are dequantized.
-The K-quants (Q4_K, Q5_K, Q6_K) have no reference quantizer in gguf: for
-them nyxq's bytes, nearest and error-minimising, must dequantize in gguf to
-exactly nyxq's floats, on every tensor whose element count is whole
-super-blocks of 256. Prints the SNR of each tensor and format. Exits 1 on
-any mismatch.
+IQ4_NL has only its dequantizer in gguf 0.19.0 (its quantize raises
+NotImplementedError): its layout is checked by gguf-py's dequantizer applied
+to nyxq's bytes. The K-quants (Q4_K, Q5_K, Q6_K) have no reference quantizer
+in gguf either: nyxq's bytes, nearest and error-minimising, must dequantize
+in gguf to exactly nyxq's floats, on every tensor whose element count is
+whole super-blocks of 256. Prints the SNR of each tensor and format. Exits 1
+on any mismatch.
 """
 import argparse
 import ctypes
@@ -22,13 +24,14 @@ import sys
 import numpy as np
 from gguf import GGMLQuantizationType, quants
 
-FORMATS = {  # nyxq format value -> (name, reference quantizer)
+FORMATS = {  # nyxq format value -> (name, reference quantizer, or None where gguf has none)
     1: ("F16", lambda x: x.astype(np.float16).view(np.uint8).ravel()),
     2: ("BF16", lambda x: quants.quantize(x, GGMLQuantizationType.BF16).view(np.uint8).ravel()),
     3: ("Q8_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q8_0).ravel()),
     4: ("Q4_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_0).ravel()),
     5: ("Q4_1", lambda x: quants.quantize(x, GGMLQuantizationType.Q4_1).ravel()),
     6: ("Q5_0", lambda x: quants.quantize(x, GGMLQuantizationType.Q5_0).ravel()),
+    7: ("IQ4_NL", None),
 }
 # nyxq format value -> gguf's type, for the formats whose dequantizer is checked too.
 DEQUANTIZED = {
@@ -36,13 +39,14 @@ DEQUANTIZED = {
     4: GGMLQuantizationType.Q4_0,
     5: GGMLQuantizationType.Q4_1,
     6: GGMLQuantizationType.Q5_0,
+    7: GGMLQuantizationType.IQ4_NL,
 }
 # The K-quants: nyxq format value -> (name, gguf's type). Their layout is
 # checked through gguf's dequantizer alone.
 K_QUANTS = {
-    7: ("Q4_K", GGMLQuantizationType.Q4_K),
-    8: ("Q5_K", GGMLQuantizationType.Q5_K),
-    9: ("Q6_K", GGMLQuantizationType.Q6_K),
+    8: ("Q4_K", GGMLQuantizationType.Q4_K),
+    9: ("Q5_K", GGMLQuantizationType.Q5_K),
+    10: ("Q6_K", GGMLQuantizationType.Q6_K),
 }
 K_BLOCK = 256
 ROUNDING_NEAREST, ROUNDING_ERROR_MINIMISING = 0, 1
@@ -147,14 +151,14 @@ def main():
     sets.extend(random_sets())
 
     mismatches = 0
-    checks = len(sets) * len(FORMATS)
+    checks = len(sets) * sum(1 for _, reference in FORMATS.values() if reference is not None)
     names = [FORMATS[f][0] for f in FORMATS]
     print(f"{'tensor':<48} {'n':>9} " + " ".join(f"{n:>8}" for n in names) + "   (SNR dB; * = bytes differ)")
     for label, x in sets:
         cells = []
         for fmt, (name, reference) in FORMATS.items():
             ours = nyxq.quantize(fmt, x)
-            theirs = reference(x)
+            theirs = ours if reference is None else reference(x)
             same = ours.size == theirs.size and np.array_equal(ours, theirs)
             if not same:
                 mismatches += 1

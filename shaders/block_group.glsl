@@ -38,14 +38,17 @@ GRID_CHECK(4u * 8u); // 4 rounds of 8 values per lane
 const uint GROUP_BLOCKS = LOCAL_SIZE;
 const uint GROUP_VALUES = GROUP_BLOCKS * QK;
 
-// Partial reductions per lane and round. Q4_0's and Q5_0's is the first
-// value of largest |x|, which depends on order (it decides the sign of
-// d = max / -8 or max / -16): a lane folds its two slots apart, so that the
-// division lane can fold the partials in value order. Q8_0's max |x| and
-// Q4_1's keys need no order.
+// Partial reductions per lane and round. Q4_0's, Q5_0's and IQ4_NL's is the
+// first value of largest |x|, which depends on order (it decides the sign of
+// d = max / -8, max / -16 or max / -127): a lane folds its two slots apart,
+// so that the division lane can fold the partials in value order. Q8_0's
+// max |x| and Q4_1's keys need no order.
+#if defined(OFFSET_LEVELS) || defined(FORMAT_IQ4_NL)
+#define FIRST_MAX
+#endif
 #if defined(FORMAT_Q8_0)
 const uint PARTS = 1u; // max |x| bits
-#elif defined(OFFSET_LEVELS)
+#elif defined(FIRST_MAX)
 const uint PARTS = 2u; // per slot: the first value of largest |x|
 #else
 const uint PARTS = 2u; // zero-blind keys of min and max
@@ -81,7 +84,7 @@ void tensor_index(uint e, out uint lo, out uint hi) {
     hi = pc.first_hi + (lo < pc.first_lo ? 1u : 0u);
 }
 
-// Q4_0's and Q5_0's fold: keeps acc unless |b| is strictly larger.
+// Q4_0's, Q5_0's and IQ4_NL's fold: keeps acc unless |b| is strictly larger.
 uint fold_amax_value(uint acc, uint b) {
     return ABS_BITS(uintBitsToFloat(b)) > ABS_BITS(uintBitsToFloat(acc)) ? b : acc;
 }
@@ -131,7 +134,7 @@ void store_partials(vec4 x, vec4 x1, uint r, uint p) {
 #if defined(FORMAT_Q8_0)
     scratch[partial_at(0u, r, p)] = max(max(max(ABS_BITS(x.x), ABS_BITS(x.y)), max(ABS_BITS(x.z), ABS_BITS(x.w))),
                                         max(max(ABS_BITS(x1.x), ABS_BITS(x1.y)), max(ABS_BITS(x1.z), ABS_BITS(x1.w))));
-#elif defined(OFFSET_LEVELS)
+#elif defined(FIRST_MAX)
     uvec4 b1 = floatBitsToUint(x1);
     scratch[partial_at(0u, r, p)] = fold_amax_value(fold_amax_value(fold_amax_value(b.x, b.y), b.z), b.w);
     scratch[partial_at(1u, r, p)] = fold_amax_value(fold_amax_value(fold_amax_value(b1.x, b1.y), b1.z), b1.w);
@@ -145,6 +148,61 @@ void store_partials(vec4 x, vec4 x1, uint r, uint p) {
     scratch[partial_at(1u, r, p)] = uint(max(max(hi.x, hi.y), max(hi.z, hi.w)));
 #endif
 }
+
+#if defined(FIRST_MAX)
+// The bits of the first value of largest |x| of the block of round r whose
+// lanes start at first_lane, its partials folded in value order (slot 0 of
+// every lane, values 0 .. 15, then slot 1) from +0 like the CPU's fold (an
+// all-zero block keeps it).
+uint block_first_max(uint r, uint first_lane) {
+    uint max_bits = 0u;
+    for (uint slot = 0u; slot < 2u; ++slot) {
+        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
+            max_bits = fold_amax_value(max_bits, scratch[partial_at(slot, r, first_lane + i)]);
+        }
+    }
+    return max_bits;
+}
+#endif
+
+#if defined(FORMAT_IQ4_NL)
+// 1e-15 (ggml's GROUP_MAX_EPS): blocks whose largest magnitude is below it
+// store d = +0 and every index 8.
+const uint IQ4_NL_EPS_BITS = 0x26901d7du;
+
+// The least-squares scale of the block at dispatch-relative index
+// block_first for the indices nearest x * id, weights x^2, summed in element
+// order on the block times 2^-e (its largest magnitude, amax_bits, in
+// [1, 2)) as scalar::iq4_nl_refit. A term that is subnormal on the CPU (and
+// flushed here) is below 2^-100 while each sum passes 127 at the largest
+// value, so it changes no sum's rounding. The values are read again from the
+// input: one lane folds its block's 32 values in order.
+float iq4_nl_refit(uint block_first, float id, uint amax_bits) {
+    uint e = amax_bits >> 23;
+    float up = uintBitsToFloat((254u - e) << 23);
+    float down = uintBitsToFloat(e << 23);
+    precise float sumqx = 0.0;
+    precise float sumq2 = 0.0;
+    for (uint j = 0u; j < QK; ++j) {
+        float x = uintBitsToFloat(src[block_first + j]);
+        precise float t = x * id;
+        float level = iq4_nl_level(iq4_nl_index(t));
+        precise float xs = x * up;
+        precise float w = xs * xs;
+        precise float wq = w * level;
+        precise float qx = wq * xs;
+        precise float q2 = wq * level;
+        sumqx = sumqx + qx;
+        sumq2 = sumq2 + q2;
+    }
+    if (!(sumq2 > 0.0)) {
+        return 0.0;
+    }
+    float magnitude = div_exact(abs(sumqx), sumq2);
+    precise float d = (sumqx < 0.0 ? -magnitude : magnitude) * down;
+    return d;
+}
+#endif
 
 // Step 2: the scale, inverse and header of the block of round r whose lanes
 // are first_lane .. first_lane + LANES_PER_BLOCK - 1 and whose first value
@@ -161,14 +219,7 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
     p.id = inverse_scale(p.d);
     p.header = f16_bits(floatBitsToUint(p.d));
 #elif defined(OFFSET_LEVELS)
-    // Starts from +0 like the CPU's fold (an all-zero block keeps it); slot
-    // 0 of every lane (values 0 .. 15), then slot 1.
-    uint max_bits = 0u;
-    for (uint slot = 0u; slot < 2u; ++slot) {
-        for (uint i = 0u; i < LANES_PER_BLOCK; ++i) {
-            max_bits = fold_amax_value(max_bits, scratch[partial_at(slot, r, first_lane + i)]);
-        }
-    }
+    uint max_bits = block_first_max(r, first_lane);
     uint amax_bits = max_bits & 0x7fffffffu;
     // d = max / -2^ZERO_LOG2: exact on the exponent, or a signed zero where
     // it would be subnormal (|max| < 2^(ZERO_LOG2 - 126)).
@@ -177,6 +228,26 @@ BlockParams block_params(uint r, uint first_lane, uint block_first) {
     p.d = uintBitsToFloat(d_bits);
     p.id = inverse_scale(p.d);
     p.header = f16_bits(d_bits);
+#elif defined(FORMAT_IQ4_NL)
+    uint max_bits = block_first_max(r, first_lane);
+    uint amax_bits = max_bits & 0x7fffffffu;
+    // d0 = max / -127, the first scale (a signed zero where it would be
+    // subnormal); stochastic rounding stores it, nearest rounding the
+    // least-squares fit for the indices it gives, or +0 and every index 8
+    // below 1e-15.
+    uint d0_bits = floatBitsToUint(div_exact(uintBitsToFloat(amax_bits), 127.0)) |
+                   ((max_bits ^ 0x80000000u) & 0x80000000u);
+    p.d = uintBitsToFloat(d0_bits);
+    p.id = inverse_scale(p.d);
+    if (pc.stochastic != 0u) {
+        p.header = f16_bits(d0_bits);
+    } else if (amax_bits < IQ4_NL_EPS_BITS) {
+        p.d = 0.0;
+        p.id = 0.0;
+        p.header = 0u;
+    } else {
+        p.header = f16_bits(floatBitsToUint(iq4_nl_refit(block_first, p.id, amax_bits)));
+    }
 #elif defined(FORMAT_Q4_1)
     int min_key = int(scratch[partial_at(0u, r, first_lane)]);
     int max_key = int(scratch[partial_at(1u, r, first_lane)]);

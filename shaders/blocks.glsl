@@ -11,6 +11,8 @@
 #define BLOCK_BYTES 20
 #elif defined(FORMAT_Q5_0)
 #define BLOCK_BYTES 22
+#elif defined(FORMAT_IQ4_NL)
+#define BLOCK_BYTES 18
 #endif
 
 #ifdef BLOCK_BYTES
@@ -27,6 +29,40 @@ const uint ZERO_LOG2 = 3u;
 const float ZERO_POINT = 16.0;
 const float TOP = 31.0;
 const uint ZERO_LOG2 = 4u;
+#endif
+
+#if defined(FORMAT_IQ4_NL)
+#include "iq4_nl.glsl"
+
+// The index of the level nearest t, ties to the upper one: the number of
+// midpoints between neighbouring levels at or below t (ggml's
+// best_index_int8; scalar::iq4_nl_index).
+const float IQ4_NL_MIDPOINTS[15] = float[15](-115.5, -93.5, -74.0, -57.0, -42.0, -28.5, -16.0, -4.5,
+                                             7.0, 19.0, 31.5, 45.5, 61.0, 79.0, 101.0);
+uint iq4_nl_index(float t) {
+    uint count = 0u;
+    for (uint i = 0u; i < 15u; ++i) {
+        count += t >= IQ4_NL_MIDPOINTS[i] ? 1u : 0u;
+    }
+    return count;
+}
+
+// Stochastic rounding of t between its neighbouring levels lo <= t < hi:
+// the upper one when u * (hi - lo) < t - lo (scalar::iq4_nl_index_stochastic).
+uint iq4_nl_index_stochastic(float t, float u) {
+    if (t >= IQ4_NL_LEVELS[15]) {
+        return 15u;
+    }
+    uint k = 0u;
+    for (uint i = 1u; i < 16u; ++i) {
+        k += t >= IQ4_NL_LEVELS[i] ? 1u : 0u;
+    }
+    float lo = IQ4_NL_LEVELS[k];
+    precise float gap = IQ4_NL_LEVELS[k + 1u] - lo;
+    precise float scaled = u * gap;
+    precise float above = t - lo;
+    return k + (scaled < above ? 1u : 0u);
+}
 #endif
 
 uint clamp_quant(float y, float hi) {
@@ -49,7 +85,9 @@ struct BlockParams {
 // The nearest quant of a value whose product with the block's inverse scale
 // (Q4_1: of its difference with the minimum) is v.
 uint quant_nearest(float v) {
-#if defined(FORMAT_Q8_0)
+#if defined(FORMAT_IQ4_NL)
+    return iq4_nl_index(v);
+#elif defined(FORMAT_Q8_0)
     return uint(int(round_half_away_small(v))) & 0xffu; // |v| <= 127 * (1 + 2^-23)
 #elif defined(OFFSET_LEVELS)
     precise float y = v + (ZERO_POINT + 0.5);
@@ -65,7 +103,16 @@ uint quant_nearest(float v) {
 // whole tensor.
 uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_hi, uint index_lo,
                uint index_hi) {
-#if defined(FORMAT_Q8_0)
+#if defined(FORMAT_IQ4_NL)
+    // The plain product: where it would be subnormal on the CPU (or x is a
+    // subnormal the GPU flushes), |t| is far below every midpoint and both
+    // sides give index 8, or in stochastic rounding t - lo = -lo.
+    precise float t = x * p.id;
+    if (stochastic) {
+        return iq4_nl_index_stochastic(t, rng_uniform(seed_lo, seed_hi, index_lo, index_hi));
+    }
+    return iq4_nl_index(t);
+#elif defined(FORMAT_Q8_0)
     float v = mul_exact(x, p.id);
     if (stochastic) {
         precise float y = v + rng_uniform(seed_lo, seed_hi, index_lo, index_hi);
@@ -94,8 +141,8 @@ uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_
 }
 
 // The value d * q (+ m for Q4_1) of a quant as the block stores it (its
-// byte: Q8_0's two's complement, the nibble formats' 0..15, Q5_0's 0..31), as
-// crate::quant::scalar dequantizes it. The byte, Q8_0's with its sign bit
+// byte: Q8_0's two's complement, the nibble formats' 0..15, Q5_0's 0..31;
+// IQ4_NL's level of its index), as crate::quant::scalar dequantizes it. The byte, Q8_0's with its sign bit
 // flipped, is q + QUANT_BIAS; read as the float 2^23 + byte (or'ed into
 // 0x4b000000) less 2^23 + QUANT_BIAS it is exactly q, with no int -> float
 // conversion (NVIDIA documents those at 1/8 of its f32 rate).
@@ -110,7 +157,11 @@ const float QUANT_BIAS = 0.0;
 const uint QUANT_FLIP = 0u;
 #endif
 float quant_value(uint byte, float d, float m) {
+#if defined(FORMAT_IQ4_NL)
+    precise float q = iq4_nl_level(byte);
+#else
     precise float q = uintBitsToFloat((byte ^ QUANT_FLIP) | 0x4b000000u) - (8388608.0 + QUANT_BIAS);
+#endif
     precise float v = d * q;
 #if defined(FORMAT_Q4_1)
     precise float s = v + m;

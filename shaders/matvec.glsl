@@ -44,6 +44,9 @@ layout(push_constant) uniform Push {
 #define BLOCK_HALVES 10u
 #elif defined(FORMAT_Q5_0)
 #define BLOCK_HALVES 11u
+#elif defined(FORMAT_IQ4_NL)
+#define BLOCK_HALVES 9u
+#include "iq4_nl.glsl"
 #endif
 
 // The 32 bits of W starting at halfword h.
@@ -83,7 +86,7 @@ uint row_base(uint r) {
 // formats and Q5_0, step s is qs word s (values 4s..4s+3 in its low nibbles,
 // 4s+16..4s+19 in its high ones); otherwise 8 consecutive values.
 uint element(uint k, uint s, uint i) {
-#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_Q5_0)
+#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_Q5_0) || defined(FORMAT_IQ4_NL)
     return k * 32u + (i < 4u ? 4u * s + i : 12u + 4u * s + i);
 #else
     return k * 32u + 8u * s + i;
@@ -120,8 +123,8 @@ float plain_value(uint base, uint e) {
 // the CPU does (d*q, d*q + m and the f16/bf16 conversions are exact in f32).
 // Values past `cols` (1-value formats only) are 0.
 void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
-#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1)
-#if defined(FORMAT_Q4_0)
+#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_IQ4_NL)
+#if defined(FORMAT_Q4_0) || defined(FORMAT_IQ4_NL)
     uint qw = bits32(base + k * BLOCK_HALVES + 1u + 2u * s);
 #else
     uint qw = bits32(base + k * BLOCK_HALVES + 2u + 2u * s);
@@ -130,6 +133,8 @@ void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
         uint q = (qw >> (8u * i + 4u * h)) & 15u;
 #if defined(FORMAT_Q4_0)
         wv[i] = scale.x * float(int(q) - 8);
+#elif defined(FORMAT_IQ4_NL)
+        wv[i] = scale.x * iq4_nl_level(q);
 #else
         wv[i] = scale.x * float(q) + scale.y;
 #endif

@@ -3,8 +3,8 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_spirv_intrinsics : require
-// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for Q8_0, Q4_0, Q4_1 and
-// Q5_0 weights, with integer dot products of packed 8-bit values (the `_dot`
+// y[b][row] = Σ_c W[row][c]·x[b][c] (+ bias[row]) for Q8_0, Q4_0, Q4_1,
+// Q5_0 and IQ4_NL weights, with integer dot products of packed 8-bit values (the `_dot`
 // variant; needs subgroup arithmetic with subgroups of 4 to 32 invocations
 // and shaderIntegerDotProduct, checked on the Rust side).
 //
@@ -19,9 +19,11 @@
 // read one row's neighbouring blocks and each word of W is loaded once and
 // applied to every vector. Per block: the quants are loaded as 32-bit words,
 // 4-bit ones split into two words of 4 values each with a mask and a shift
-// (Q5_0's fifth bits or'ed in from qh), and multiplied with x's packed int8
+// (Q5_0's fifth bits or'ed in from qh; IQ4_NL's indices replaced by their
+// levels' bytes), and multiplied with x's packed int8
 // words by OpSDot (4 products and their sum per instruction, exact in
-// int32); the block's sum is then scaled in f32: d·s·Σq·q_x for Q8_0,
+// int32); the block's sum is then scaled in f32: d·s·Σq·q_x for Q8_0 and
+// IQ4_NL,
 // d·s·(Σq·q_x − 8·Σq_x) for Q4_0, d·s·(Σq·q_x − 16·Σq_x) for Q5_0 and
 // s·(d·Σq·q_x + m·Σq_x) for Q4_1.
 //
@@ -73,11 +75,15 @@ const uint LANES = WG_SIZE / SLOTS;
 #define QS_WORDS 4u
 #endif
 
-// The stored level of weight q is q + LEVEL_OFFSET (Q4_0, Q5_0).
+// The stored level of weight q is q + LEVEL_OFFSET (Q4_0, Q5_0); Q8_0's and
+// IQ4_NL's levels are signed bytes (IQ4_NL's looked up from its indices).
 #if defined(FORMAT_Q4_0)
 #define LEVEL_OFFSET 8
 #elif defined(FORMAT_Q5_0)
 #define LEVEL_OFFSET 16
+#endif
+#if defined(FORMAT_Q8_0) || defined(FORMAT_IQ4_NL)
+#define SIGNED_LEVELS
 #endif
 
 // Rows each invocation accumulates, and blocks per vector in one tile.
@@ -206,7 +212,9 @@ float weight(uint qs[QS_WORDS], vec2 dm, uint e) {
 #if defined(FORMAT_Q5_0)
     q |= ((qs[QH_WORD] >> e) & 1u) << 4;
 #endif
-#if defined(LEVEL_OFFSET)
+#if defined(FORMAT_IQ4_NL)
+    return dm.x * iq4_nl_level(q);
+#elif defined(LEVEL_OFFSET)
     return dm.x * float(int(q) - LEVEL_OFFSET);
 #else
     return dm.x * float(q) + dm.y;
@@ -245,6 +253,12 @@ int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
         sum += sdot4x8(int(lo), int(xlo[j]), 0);
         sum += sdot4x8(int(hi), int(xhi[j]), 0);
     }
+#elif defined(FORMAT_IQ4_NL)
+    // As the 4-bit formats', each nibble replaced by its level's byte.
+    for (uint j = 0u; j < 4u; ++j) {
+        sum += sdot4x8(int(iq4_nl_level_bytes(qs[j] & 0x0f0f0f0fu)), int(xlo[j]), 0);
+        sum += sdot4x8(int(iq4_nl_level_bytes((qs[j] >> 4) & 0x0f0f0f0fu)), int(xhi[j]), 0);
+    }
 #else
     // Word j of the quants: elements 4j..4j+3 in its low nibbles, 16+4j..
     // 19+4j in its high ones; values 0..15 are the same as signed bytes.
@@ -258,7 +272,7 @@ int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
 
 // acc += the block's Σ w·x from its integer dot product; `xs` is (s, Σq_x).
 float add_block(float acc, int dot, vec2 dm, vec2 xs) {
-#if defined(FORMAT_Q8_0)
+#if defined(SIGNED_LEVELS)
     return fma(dm.x * float(dot), xs.x, acc);
 #elif defined(LEVEL_OFFSET)
     return fma(dm.x * float(dot - LEVEL_OFFSET * int(xs.y)), xs.x, acc);

@@ -498,8 +498,8 @@ impl QuantConfig {
         warnings
     }
 
-    /// Whether any precision key names `format` (INT4 means Q4_0 unless one
-    /// names Q4_1 or Q4_K).
+    /// Whether any precision key names `format` (INT4 means Q4_0; Q4_1, IQ4_NL
+    /// and Q4_K are offered only where a key names them).
     fn names(&self, format: Format) -> bool {
         [
             Some(self.precision_level),
@@ -529,7 +529,9 @@ impl QuantConfig {
                 .copied()
                 .filter(|f| f.bits_per_weight() >= floor)
                 // The 4-bit formats beside Q4_0 only where a key names them.
-                .filter(|f| !matches!(f, Format::Q4_1 | Format::Q4_K) || self.names(*f))
+                .filter(|f| {
+                    !matches!(f, Format::Q4_1 | Format::IQ4_NL | Format::Q4_K) || self.names(*f)
+                })
                 .filter(|f| f.spec().planned)
                 .collect();
             policy.adaptive = self.adaptive_precision;

@@ -482,7 +482,7 @@ impl Context {
                 match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
                     crate::vk::shaders::MatvecVariant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
-                         Q8_0/Q4_0/Q4_1/Q5_0{}, subgroup variant (subgroupAdd) for the others; \
+                         the block formats{}, subgroup variant (subgroupAdd) for the others; \
                          xᵀ·W: one variant",
                         if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
                             format!(" up to {} vectors", crate::vk::matvec::DOT_MAX_BATCH)

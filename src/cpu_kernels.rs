@@ -74,6 +74,7 @@ impl CpuKernels {
             Format::Q4_0 => &Q4_0,
             Format::Q4_1 => &Q4_1,
             Format::Q5_0 => &Q5_0,
+            Format::IQ4_NL => &IQ4_NL,
             Format::Q4_K => &Q4_K,
             Format::Q5_K => &Q5_K,
             Format::Q6_K => &Q6_K,
@@ -282,6 +283,33 @@ static Q5_0: CpuKernels = CpuKernels {
         dequantize: Some(quant_simd::q5_0_dequantize),
         row_dot: Some(matvec_simd::row_dot_avx2::<matvec_simd::Q5_0Block>),
         row_dot_int: Some(matvec_simd::row_dot_int_avx2::<matvec_simd::Q5_0Block>),
+    },
+};
+
+static IQ4_NL: CpuKernels = CpuKernels {
+    format: Format::IQ4_NL,
+    nearest: |src, dst| {
+        blocks::<{ Format::IQ4_NL.block_bytes() }>(src, dst, scalar::iq4_nl_nearest)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic::<{ Format::IQ4_NL.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            scalar::iq4_nl_stochastic,
+        )
+    },
+    error_minimising: Some(search::iq4_nl),
+    dequantize: |src, dst| {
+        blocks_back::<{ Format::IQ4_NL.block_bytes() }>(src, dst, scalar::iq4_nl_dequantize)
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: SimdKernels {
+        nearest: Some(quant_simd::iq4_nl_quantize),
+        dequantize: Some(quant_simd::iq4_nl_dequantize),
+        row_dot: Some(matvec_simd::row_dot_avx2::<matvec_simd::Iq4NlBlock>),
+        row_dot_int: Some(matvec_simd::row_dot_int_avx2::<matvec_simd::Iq4NlBlock>),
     },
 };
 

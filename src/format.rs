@@ -32,17 +32,20 @@ pub enum Format {
     /// 32 values: `f16 d; u8 qh[4]; u8 qs[16]`; x = d*(q-16), the low four
     /// bits of q packed as Q4_0's, the fifth bit of element j in bit j of qh.
     Q5_0 = 6,
+    /// 32 values: `f16 d; u8 qs[16]`; x = d·LEVELS[q] with ggml's 16
+    /// non-linear levels (−127 … 113), q packed as Q4_0's.
+    IQ4_NL = 7,
     /// Super-blocks of 256: `f16 d; f16 dmin; u8 scales[12]; u8 qs[128]`;
     /// eight sub-blocks of 32 with a 6-bit scale and a 6-bit minimum each;
     /// x = d·sc·q − dmin·m (ggml's Q4_K).
-    Q4_K = 7,
+    Q4_K = 8,
     /// Super-blocks of 256: `f16 d; f16 dmin; u8 scales[12]; u8 qh[32];
     /// u8 qs[128]`; as Q4_K with a fifth bit per quant (ggml's Q5_K).
-    Q5_K = 8,
+    Q5_K = 9,
     /// Super-blocks of 256: `u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d`;
     /// sixteen sub-blocks of 16 with an 8-bit scale each; x = d·sc·(q − 32)
     /// (ggml's Q6_K).
-    Q6_K = 9,
+    Q6_K = 10,
 }
 
 /// Elements per block of the 32-element block formats.
@@ -214,7 +217,7 @@ const ELEMENT_VULKAN: VulkanKernelSet = VulkanKernelSet {
 };
 
 /// Every format, in order of their C values.
-pub static FORMATS: [FormatSpec; 10] = [
+pub static FORMATS: [FormatSpec; 11] = [
     FormatSpec {
         format: Format::F32,
         name: c"F32",
@@ -361,6 +364,28 @@ pub static FORMATS: [FormatSpec; 10] = [
         vulkan: ALL_VULKAN,
     },
     FormatSpec {
+        format: Format::IQ4_NL,
+        name: c"IQ4_NL",
+        aliases: &["iq4nl"],
+        precision_level: c"INT4",
+        block_size: QK,
+        block_bytes: 18,
+        bits_per_weight: 4.5,
+        // The stored scale is a least-squares fit, at most about
+        // 1.1221·amax/127: in the block of −a and 31 values just below
+        // 101/127·a (on the level 89 beside the −127 of the maximum). The
+        // first a whose f16 scale is +Inf there, and the f32 below it.
+        limits: MagnitudeLimits {
+            below: f32::from_bits(IQ4_NL_BELOW_BITS),
+            saturate_to: f32::from_bits(IQ4_NL_BELOW_BITS - 1),
+        },
+        estimated_snr_db: 22.0,
+        planned: true,
+        shader_tag: "iq4_nl",
+        cpu: BLOCK_CPU,
+        vulkan: ALL_VULKAN,
+    },
+    FormatSpec {
         format: Format::Q4_K,
         name: c"Q4_K",
         aliases: &[],
@@ -415,6 +440,9 @@ pub static FORMATS: [FormatSpec; 10] = [
     },
 ];
 
+/// The bits of IQ4_NL's magnitude limit (see its row of [`FORMATS`]).
+const IQ4_NL_BELOW_BITS: u32 = 0x4ae2_4bf7;
+
 /// The magnitudes Q4_K and Q5_K hold: their f16 `dmin` is the largest
 /// sub-block minimum over 63.
 const K_AFFINE_LIMITS: MagnitudeLimits = MagnitudeLimits {
@@ -444,7 +472,7 @@ pub const ALL_FORMATS: [Format; FORMATS.len()] = {
 
 /// The names a precision key accepts, for messages: the precision levels,
 /// then the formats ("FP32, FP16, BF16, INT8, INT4, INT5, INT6, or a format:
-/// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K").
+/// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL, Q4_K, Q5_K, Q6_K").
 pub fn accepted_names() -> String {
     let mut levels: Vec<&str> = Vec::new();
     for spec in &FORMATS {
@@ -498,7 +526,7 @@ impl Format {
     }
 
     /// The canonical name: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
-    /// "Q5_0", "Q4_K", "Q5_K", "Q6_K".
+    /// "Q5_0", "IQ4_NL", "Q4_K", "Q5_K", "Q6_K".
     pub fn name(self) -> &'static str {
         self.spec().name()
     }
@@ -660,6 +688,7 @@ mod tests {
             (Format::Q4_0, 18, 4.5),
             (Format::Q4_1, 20, 5.0),
             (Format::Q5_0, 22, 5.5),
+            (Format::IQ4_NL, 18, 4.5),
             (Format::Q4_K, 144, 4.5),
             (Format::Q5_K, 176, 5.5),
             (Format::Q6_K, 210, 6.5625),

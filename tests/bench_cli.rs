@@ -1,6 +1,6 @@
 //! The benchmark commands refuse bad options with a reason, before they look
-//! for a device; `bench-vk` times every kernel on the test device and checks
-//! the extra variants it times against the one in use.
+//! for a device; `bench-vk` times every kernel (and the Adam steps) on the
+//! test device and checks the extra variants it times against the one in use.
 
 mod cli_support;
 mod vk_support;
@@ -26,6 +26,13 @@ fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
             let kernel = compatible_kernel(op, format).expect("every quantized format has kernels");
             assert!(out.contains(&format!("| {kernel} |")), "{kernel}: {out}");
         }
+    }
+    // The Adam steps of both state layouts, in the kernel on the bits at least.
+    for kernel in ["adam_f32_f32", "adam_f32_q8"] {
+        assert!(
+            out.contains(&format!("| {kernel} |")) || out.contains(&format!("| {kernel}_rte |")),
+            "{kernel}: {out}"
+        );
     }
     assert!(!out.contains("DIFFERENT"), "{out}");
 }

@@ -101,6 +101,34 @@ fn the_k_quants_are_precisions_and_q4_k_is_allowed_only_where_named() {
     );
 }
 
+/// IQ4_NL is a precision the config can name (by its name or `iq4nl`); it
+/// is offered only where a key names it, and then, as the more accurate of
+/// the two 4.5-bit formats, it is the chain's INT4 step.
+#[test]
+fn iq4_nl_is_offered_only_where_a_key_names_it() {
+    let policy = |keys: &str| {
+        let text = format!("[quantization]\nenabled = true\n{keys}");
+        QuantConfig::parse(&text, "t.ini").unwrap().policy(false)
+    };
+    let plain = policy("precision_level = INT4\n");
+    assert!(!plain.allows(Format::IQ4_NL));
+    assert_eq!(plain.default_format, Some(Format::Q4_0));
+    for name in ["IQ4_NL", "iq4_nl", "iq4nl"] {
+        let named = policy(&format!(
+            "precision_level = INT4\nweight_precision = {name}\n"
+        ));
+        assert!(named.allows(Format::IQ4_NL) && named.allows(Format::Q4_0));
+        assert_eq!(named.default_format, Some(Format::IQ4_NL));
+    }
+    let floor = policy("precision_level = IQ4_NL\n");
+    assert_eq!(floor.default_format, Some(Format::IQ4_NL));
+    assert!(floor.allows(Format::Q5_0) && !floor.allows(Format::Q4_1));
+    let attention = policy(
+        "precision_level = INT4\nmixed_precision_enabled = true\nattention_precision = IQ4_NL\n",
+    );
+    assert!(attention.allows(Format::IQ4_NL));
+}
+
 fn error(text: &str) -> String {
     let e = QuantConfig::parse(text, "bad.ini").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
@@ -383,4 +411,194 @@ fn load_reads_bytes_and_reports_bad_utf8_with_file_and_line() {
         e.message()
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn parse(text: &str) -> nyxq::Result<QuantConfig> {
+    QuantConfig::parse(text, "t.ini")
+}
+
+/// The ranges of docs/guide.md's table, edges included: accuracy_threshold in
+/// (0, 1), target_accuracy_preservation in (0, 1], memory_reduction_target in
+/// [0, 1); NaN and the infinities are outside every range.
+#[test]
+fn fractions_take_exactly_their_documented_ranges() {
+    let outside = [
+        ("accuracy_threshold", "0", "outside (0, 1]"),
+        ("accuracy_threshold", "-0.5", "outside (0, 1]"),
+        ("accuracy_threshold", "NaN", "outside (0, 1]"),
+        ("target_accuracy_preservation", "0", "outside (0, 1]"),
+        ("target_accuracy_preservation", "1.01", "outside (0, 1]"),
+        ("target_accuracy_preservation", "inf", "outside (0, 1]"),
+        ("memory_reduction_target", "-0.1", "outside [0, 1)"),
+        ("memory_reduction_target", "-inf", "outside [0, 1)"),
+        ("memory_reduction_target", "1", "outside [0, 1)"),
+    ];
+    for (key, value, reason) in outside {
+        let m = error(&format!("[quantization]\n{key} = {value}\n"));
+        assert!(m.starts_with("bad.ini:2:"), "{m}");
+        assert!(m.contains(reason), "{key} = {value}: {m}");
+    }
+    let cfg = parse(
+        "[quantization]\naccuracy_threshold = 0.5\ntarget_accuracy_preservation = 1\nmemory_reduction_target = 0\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.accuracy_threshold, 0.5);
+    assert_eq!(cfg.target_accuracy_preservation, 1.0);
+    assert_eq!(cfg.memory_reduction_target, 0.0);
+    let cfg = parse("[quantization]\nmemory_reduction_target = 0.999\n").unwrap();
+    assert_eq!(cfg.memory_reduction_target, 0.999);
+}
+
+/// Weights at precision_level p take at least bits(p)/32 of their FP32 bytes,
+/// so a target t is reachable while 1 − t >= bits(p)/32, equality included:
+/// FP16 reaches 0.5 exactly, INT4 (Q4_0, 4.5/32 = 0.140625) reaches
+/// 0.859375 = 1 − 0.140625 but not 0.86.
+#[test]
+fn a_memory_target_is_reachable_up_to_the_floor_formats_share_exactly() {
+    let section = |level: &str, target: &str| {
+        format!(
+            "[quantization]\nenabled = true\nprecision_level = {level}\nmemory_reduction_target = {target}\n"
+        )
+    };
+    let fp16 = parse(&section("FP16", "0.5")).unwrap();
+    assert_eq!(fp16.policy(false).max_fraction_of_fp32, 0.5);
+    let int4 = parse(&section("INT4", "0.859375")).unwrap();
+    assert_eq!(int4.policy(false).max_fraction_of_fp32, 0.140625);
+    let m = error(&section("INT4", "0.86"));
+    assert!(m.starts_with("bad.ini:4:"), "{m}");
+    assert!(m.contains("at least 14.1% of FP32"), "{m}");
+    let m = error(&section("FP16", "0.51"));
+    assert!(m.contains("at least 50.0% of FP32"), "{m}");
+}
+
+/// With enabled = false a precision below precision_level is a warning and one
+/// at or above it is nothing; per-role keys count while mixed precision is on.
+#[test]
+fn below_floor_precisions_warn_only_while_disabled() {
+    let cfg = parse(
+        "[quantization]\nenabled = false\nprecision_level = INT8\nattention_precision = INT4\nmlp_precision = INT8\nembedding_precision = FP16\nweight_precision = BF16\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.warnings.len(), 2, "{:#?}", cfg.warnings);
+    assert!(cfg.warnings[0].starts_with("t.ini:2: quantization is disabled"));
+    assert!(
+        cfg.warnings[1].starts_with(
+            "t.ini:4: attention_precision = INT4 is below precision_level = INT8; it would be an error with enabled = true"
+        ),
+        "{}",
+        cfg.warnings[1]
+    );
+    let cfg =
+        parse("[quantization]\nenabled = false\nprecision_level = INT8\nweight_precision = INT4\n")
+            .unwrap();
+    assert_eq!(cfg.warnings.len(), 2, "{:#?}", cfg.warnings);
+    assert!(cfg.warnings[1].starts_with("t.ini:4: weight_precision = INT4 is below"));
+    // Enabled, the same keys at or above the floor load with no warning.
+    let cfg = parse(
+        "[quantization]\nenabled = true\nprecision_level = INT8\nattention_precision = INT8\nmlp_precision = INT8\nembedding_precision = FP16\nweight_precision = BF16\n",
+    )
+    .unwrap();
+    assert!(cfg.warnings.is_empty(), "{:#?}", cfg.warnings);
+}
+
+/// Every key that applies reaches the policy, in inference and in training.
+#[test]
+fn the_policy_carries_every_key_that_applies() {
+    use nyxq::plan::model::ALL_ROLES;
+    use nyxq::plan::{OptimizerState, Role};
+    let cfg = parse(
+        "[quantization]\nenabled = true\nprecision_level = INT4\nadaptive_precision = false\n\
+         memory_threshold_mb = 100\naccuracy_threshold = 0.999\nfallback_to_fp32 = false\n\
+         attention_precision = INT8\nmlp_precision = Q4_1\nembedding_precision = FP16\n\
+         weight_precision = INT5\nquantized_training_enabled = true\ngradient_precision = BF16\n\
+         memory_reduction_target = 0.25\n",
+    )
+    .unwrap();
+    let a: f64 = 0.999;
+    let floor_db = 10.0 * (a * a / (1.0 - a * a)).log10();
+    for training in [false, true] {
+        let p = cfg.policy(training);
+        assert_eq!(p.training, training);
+        for f in [
+            Format::F32,
+            Format::F16,
+            Format::BF16,
+            Format::Q8_0,
+            Format::Q5_0,
+            Format::Q4_0,
+            // Allowed because mlp_precision names it.
+            Format::Q4_1,
+        ] {
+            assert!(p.allows(f), "{f:?} in {:?}", p.allowed);
+        }
+        assert_eq!(p.default_format, Some(Format::Q5_0));
+        for (i, role) in ALL_ROLES.iter().enumerate() {
+            let expected = match role {
+                Role::Attention => Some(Format::Q8_0),
+                Role::Mlp => Some(Format::Q4_1),
+                Role::Embedding => Some(Format::F16),
+                _ => None,
+            };
+            assert_eq!(p.role_formats[i], expected, "{role:?}");
+        }
+        assert!(!p.adaptive && !p.fallback_to_fp32);
+        assert_eq!(p.max_fraction_of_fp32, 0.75);
+        assert_eq!(p.device_cap_bytes, 100 << 20);
+        assert_eq!(p.gradient_format, Format::BF16);
+        assert!((p.min_snr_db - floor_db).abs() < 1e-9, "{}", p.min_snr_db);
+        assert_eq!(
+            p.master_weights, training,
+            "no learning in the quantized state"
+        );
+        let state = if training {
+            OptimizerState::Blockwise8
+        } else {
+            OptimizerState::Fp32
+        };
+        assert_eq!(p.optimizer_state, state);
+    }
+    // Mixed precision off: the per-role keys do not reach the policy.
+    let cfg = parse(
+        "[quantization]\nenabled = true\nmixed_precision_enabled = false\nattention_precision = INT8\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.policy(false).role_formats, [None; 7]);
+}
+
+/// Without quantized training, training keeps every weight F32 (with Adam in
+/// FP32) while inference from the same config is quantized.
+#[test]
+fn training_without_quantized_training_plans_fp32() {
+    let cfg = parse(
+        "[quantization]\nenabled = true\nprecision_level = INT4\nquantized_training_enabled = false\n",
+    )
+    .unwrap();
+    let training = cfg.policy(true);
+    assert_eq!(training.allowed, vec![Format::F32]);
+    assert_eq!(training.default_format, Some(Format::F32));
+    assert!(!training.adaptive);
+    assert!(training.master_weights);
+    assert_eq!(training.optimizer_state, nyxq::plan::OptimizerState::Fp32);
+    let inference = cfg.policy(false);
+    assert!(inference.allows(Format::Q4_0) && !inference.allows(Format::Q4_1));
+    assert_eq!(inference.default_format, Some(Format::Q4_0));
+    assert!(inference.adaptive);
+}
+
+/// A `#` or `;` starts a comment only at the start of a line or after
+/// whitespace: glued to a value it is part of the value.
+#[test]
+fn a_comment_sign_inside_a_value_is_not_a_comment() {
+    for (line, reason) in [
+        ("speedup_target = 2; x", "not a number"),
+        ("enabled = true#x", "not a boolean"),
+        ("speedup_target = 2;", "not a number"),
+    ] {
+        let m = error(&format!("[quantization]\n{line}\n"));
+        assert!(m.starts_with("bad.ini:2:"), "{m}");
+        assert!(m.contains(reason), "{line}: {m}");
+    }
+    let cfg = parse("[quantization]\n;c\nspeedup_target = 2\t; x\nenabled = on\t#x\n").unwrap();
+    assert_eq!(cfg.speedup_target, 2.0);
+    assert!(cfg.enabled);
 }

@@ -59,9 +59,10 @@ fn measured_errors_drive_the_fallback_chain() {
         let snr = t.measured_snr_db.unwrap();
         let at = |f: Format| snr[f as usize];
         println!(
-            "{:<70} Q4_0 {:>5.1}  Q4_1 {:>5.1}  Q5_0 {:>5.1}  Q8_0 {:>5.1}  BF16 {:>5.1}  F16 {:>5.1}  (estimates {:.1} / {:.1} / {:.1})",
+            "{:<70} Q4_0 {:>5.1}  IQ4_NL {:>5.1}  Q4_1 {:>5.1}  Q5_0 {:>5.1}  Q8_0 {:>5.1}  BF16 {:>5.1}  F16 {:>5.1}  (estimates {:.1} / {:.1} / {:.1})",
             t.name,
             at(Format::Q4_0),
+            at(Format::IQ4_NL),
             at(Format::Q4_1),
             at(Format::Q5_0),
             at(Format::Q8_0),
@@ -78,7 +79,7 @@ fn measured_errors_drive_the_fallback_chain() {
             q4.push(at(Format::Q4_0));
             // The estimates used without data are within 4 dB of real weights.
             if !t.role.keeps_f32() {
-                for f in [Format::Q4_0, Format::Q5_0, Format::Q8_0] {
+                for f in [Format::Q4_0, Format::IQ4_NL, Format::Q5_0, Format::Q8_0] {
                     assert!((at(f) - estimated_snr_db(f, t.role)).abs() < 4.0, "{f:?}");
                 }
             }

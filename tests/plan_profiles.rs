@@ -115,6 +115,28 @@ fn iris_xe_training_fits_with_an_int4_int8_mixture_and_a_margin() {
     assert_eq!(plan.host_bytes, 0, "{}", plan.explain());
 }
 
+/// A config that names IQ4_NL (here for the MLP) makes it the chain's
+/// 4.5-bit step: of the two same-size INT4 formats the planner keeps the
+/// more accurate one, so no tensor is left in Q4_0.
+#[test]
+fn a_config_that_names_iq4_nl_plans_it_where_it_planned_int4() {
+    let hw = Hardware::profile("intel-iris-xe-7gb").unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hrm_config.txt");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("\nmlp_precision = INT4\n", "\nmlp_precision = IQ4_NL\n");
+    assert!(text.contains("\nmlp_precision = IQ4_NL\n"));
+    let cfg = QuantConfig::parse(&text, "hrm_iq4_nl.txt").unwrap();
+    let plan = Plan::create(&model("hrm-full"), &hw, &cfg.policy(true)).unwrap();
+    assert_fits(&plan);
+    let count = |f| plan.entries.iter().filter(|e| e.format == f).count();
+    assert_eq!(count(Format::Q4_0), 0, "{}", plan.explain());
+    assert!(count(Format::IQ4_NL) > 0, "{}", plan.explain());
+    for e in plan.entries.iter().filter(|e| e.role == Role::Mlp) {
+        assert_eq!(e.format, Format::IQ4_NL, "{}: {}", e.name, e.reason);
+    }
+}
+
 #[test]
 fn the_fallback_chain_raises_formats_that_miss_the_threshold_and_says_why() {
     let hw = Hardware::profile("nvidia-h200-141gb").unwrap();

@@ -35,7 +35,7 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .map(|i| {
             let r = next();
             let block = i / 32;
-            match block % 12 {
+            match block % 13 {
                 // ties: multiples of 0.5 scaled so that x*id lands on .5
                 0 => ((r % 255) as f32 - 127.0) * 0.5,
                 1 => 0.0,
@@ -82,6 +82,16 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
                         f32::from_bits(r & 0x807f_ffff)
                     }
                 }
+                // IQ4_NL's least-squares scale in a block just above its
+                // 1e-15 floor: values near it, tiny normals and subnormals
+                // (their terms of the sums are subnormal on the CPU and
+                // flushed on a GPU, and must not change the sums)
+                12 => match i % 4 {
+                    0 => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 4.0e-15,
+                    1 => f32::from_bits(r & 0x807f_ffff),
+                    2 => f32::from_bits((r & 0x80ff_ffff) | 0x1080_0000),
+                    _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 3.0e-16,
+                },
                 _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0,
             }
         })

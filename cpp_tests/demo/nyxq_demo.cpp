@@ -1,7 +1,8 @@
 // nyxq_demo: trains a character-level language model on the embedded corpus
 // (the Jargon File) with nyxq's Adam, then measures what each precision level
-// costs and keeps: post-training quantization at FP32, FP16, BF16, INT8 and
-// INT4 (three ways), and INT4 quantization-aware fine-tuning with fake-quant
+// costs and keeps: post-training quantization at FP32, FP16, BF16, INT8, INT5
+// and INT4 (Q4_0, Q4_1, IQ4_NL; Q4_0 and Q4_1 error-minimising too), and INT4
+// quantization-aware fine-tuning with fake-quant
 // and the loss scaler in the loop. Prints a table, writes JSON and an SVG plot.
 // Uses only nyxq.h, as the Nyx trainer does.
 #include <algorithm>
@@ -335,7 +336,7 @@ int main(int argc, char **argv) {
       {"FP32", NYXQ_FORMAT_F32, NYXQ_ROUNDING_NEAREST},        {"FP16", NYXQ_FORMAT_F16, NYXQ_ROUNDING_NEAREST},
       {"BF16", NYXQ_FORMAT_BF16, NYXQ_ROUNDING_NEAREST},       {"INT8 Q8_0", NYXQ_FORMAT_Q8_0, NYXQ_ROUNDING_NEAREST},
       {"INT4 Q4_0", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_NEAREST},  {"INT4 Q4_1", NYXQ_FORMAT_Q4_1, NYXQ_ROUNDING_NEAREST},
-      {"INT5 Q5_0", NYXQ_FORMAT_Q5_0, NYXQ_ROUNDING_NEAREST},
+      {"INT5 Q5_0", NYXQ_FORMAT_Q5_0, NYXQ_ROUNDING_NEAREST},  {"INT4 IQ4_NL", NYXQ_FORMAT_IQ4_NL, NYXQ_ROUNDING_NEAREST},
       {"INT4 Q4_K", NYXQ_FORMAT_Q4_K, NYXQ_ROUNDING_NEAREST},  {"INT5 Q5_K", NYXQ_FORMAT_Q5_K, NYXQ_ROUNDING_NEAREST},
       {"INT6 Q6_K", NYXQ_FORMAT_Q6_K, NYXQ_ROUNDING_NEAREST},
       {"INT4 Q4_0 err-min", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_ERROR_MINIMISING},

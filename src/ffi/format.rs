@@ -27,17 +27,21 @@ pub enum NyxqFormat {
     /// INT5 blocks of 32: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles;
     /// x = d*(q-16) (5.5 bits/weight).
     NyxqFormatQ5_0 = 6,
+    /// Non-linear INT4 blocks of 32 (ggml's IQ4_NL): f16 d, 16 bytes of
+    /// nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
+    /// 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
+    NyxqFormatIq4Nl = 7,
     /// INT4 super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit sub-block
     /// scales and minimums, 128 bytes of nibbles; x = d*sc*q - dmin*m (4.5
     /// bits/weight; ggml's Q4_K). Element counts are multiples of 256.
-    NyxqFormatQ4_K = 7,
+    NyxqFormatQ4_K = 8,
     /// INT5 super-blocks of 256: as Q4_K with 32 bytes of fifth bits (5.5
     /// bits/weight; ggml's Q5_K).
-    NyxqFormatQ5_K = 8,
+    NyxqFormatQ5_K = 9,
     /// INT6 super-blocks of 256: 128 bytes of low nibbles, 64 of high bit
     /// pairs, 16 int8 sub-block scales, f16 d; x = d*sc*(q-32) (6.5625
     /// bits/weight; ggml's Q6_K).
-    NyxqFormatQ6_K = 9,
+    NyxqFormatQ6_K = 10,
 }
 
 /// The C value of each format: an exhaustive match, so a format without a
@@ -51,6 +55,7 @@ const fn c_value(format: Format) -> NyxqFormat {
         Format::Q4_0 => NyxqFormat::NyxqFormatQ4_0,
         Format::Q4_1 => NyxqFormat::NyxqFormatQ4_1,
         Format::Q5_0 => NyxqFormat::NyxqFormatQ5_0,
+        Format::IQ4_NL => NyxqFormat::NyxqFormatIq4Nl,
         Format::Q4_K => NyxqFormat::NyxqFormatQ4_K,
         Format::Q5_K => NyxqFormat::NyxqFormatQ5_K,
         Format::Q6_K => NyxqFormat::NyxqFormatQ6_K,
@@ -134,9 +139,9 @@ pub extern "C" fn nyxq_quantized_size(format: i32, n: usize, bytes_out: *mut usi
 
 /// Bytes of a device buffer range that holds `n` elements in `format`: the
 /// nyxq_quantized_size rounded up to whole 32-bit words, which is what every
-/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1 and Q5_0
-/// blocks are not a multiple of 4 bytes; a range of an odd number of F16 or
-/// BF16 values neither).
+/// NyxqVkBufferRange of a recorded kernel must cover (Q4_0, Q4_1, Q5_0 and
+/// IQ4_NL blocks are not a multiple of 4 bytes; a range of an odd number of
+/// F16 or BF16 values neither).
 ///
 /// Errors: NYXQ_ERROR_INVALID_ARGUMENT (unknown format, or `n` not a multiple
 /// of the block size), NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_NULL_POINTER.

@@ -25,7 +25,7 @@ fn dims(rows: u64, cols: u64, batch: u32) -> Result<(usize, usize, usize), Error
 ///
 /// F32/F16/BF16 weights accumulate in f32 with fused multiply-adds: against an
 /// FP64 product of the dequantized weights the error is at most
-/// (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0 weights use integer dot products with
+/// (cols + 3)·2⁻²⁴·Σ|w·x|. Q8_0/Q4_0/Q4_1/Q5_0/IQ4_NL weights use integer dot products with
 /// x rounded to 8 bits per block of 32 (as ggml does), which adds at most half
 /// a step of x's block scale times Σ|w| per block (docs/performance.md, "Matrix-vector products (CPU)").
 /// NaN/Inf in x propagate. Large matrices use the context's threads.

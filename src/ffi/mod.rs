@@ -30,6 +30,7 @@ pub mod test_exports;
 pub mod train;
 pub mod version;
 pub mod vk;
+pub mod vk_adam;
 pub mod vk_cmd;
 pub mod vk_matvec;
 pub mod vk_train;

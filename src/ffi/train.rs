@@ -6,7 +6,9 @@ use super::guard::guard;
 use super::handle::{self, Opaque};
 use super::status::NyxqStatus;
 use super::{enum_value, ptr};
+use crate::error::Result;
 use crate::train::adam::{Adam, AdamSettings, StateFormat};
+use crate::train::checkpoint;
 use crate::train::loss_scale::{LossScaleSettings, LossScaler, StepDecision};
 use parking_lot::Mutex;
 
@@ -263,6 +265,29 @@ impl Default for NyxqAdamOptions {
     }
 }
 
+/// The settings `options` (NULL for the defaults) give, checked.
+///
+/// # Safety
+/// `options` is NULL or points to a NyxqAdamOptions of struct_size bytes.
+pub(crate) unsafe fn adam_settings(options: *const NyxqAdamOptions) -> Result<AdamSettings> {
+    // SAFETY: per this function's contract.
+    let o = unsafe { ptr::options(options, size_of::<NyxqAdamOptions>(), "NyxqAdamOptions") }?;
+    let state = enum_value(
+        o.state,
+        &[(0, StateFormat::Fp32), (1, StateFormat::Int8Blockwise)],
+        "adam state",
+    )?;
+    let settings = AdamSettings {
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weight_decay: o.weight_decay,
+        state,
+    };
+    settings.check()?;
+    Ok(settings)
+}
+
 /// Writes the default Adam options into *options_out.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER. Thread-safe.
@@ -296,20 +321,8 @@ pub extern "C" fn nyxq_adam_create(
 ) -> NyxqStatus {
     guard(|| {
         let out = ptr::out(adam_out, "adam_out")?;
-        // SAFETY: NULL or a NyxqAdamOptions of struct_size bytes.
-        let o = unsafe { ptr::options(options, size_of::<NyxqAdamOptions>(), "NyxqAdamOptions") }?;
-        let state = enum_value(
-            o.state,
-            &[(0, StateFormat::Fp32), (1, StateFormat::Int8Blockwise)],
-            "adam state",
-        )?;
-        let settings = AdamSettings {
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.eps,
-            weight_decay: o.weight_decay,
-            state,
-        };
+        // SAFETY: the caller's options contract.
+        let settings = unsafe { adam_settings(options) }?;
         let adam = Adam::new(settings, n)?;
         // SAFETY: adam_out checked non-NULL.
         unsafe { out.write(handle::register::<NyxqAdam>(Mutex::new(adam))) };
@@ -373,5 +386,134 @@ pub extern "C" fn nyxq_adam_state_bytes(
             fp32_out.write(fp32);
         }
         Ok(())
+    })
+}
+
+/// Bytes of the loss scaler's checkpoint (nyxq_loss_scaler_save): 68, the
+/// same for every scaler.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_save_size(
+    scaler: *const NyxqLossScaler,
+    size_out: *mut usize,
+) -> NyxqStatus {
+    guard(|| {
+        handle::get(scaler)?;
+        let out = ptr::out(size_out, "size_out")?;
+        // SAFETY: size_out checked non-NULL.
+        unsafe { out.write(checkpoint::loss_scaler_len()) };
+        Ok(())
+    })
+}
+
+/// Writes the scaler's state (its settings, scale, finite steps in a row and
+/// the pending non-finite finding) as versioned little-endian bytes into
+/// the first nyxq_loss_scaler_save_size bytes of `dst`, for the trainer to
+/// keep in its own checkpoint. The layout is documented in docs/guide.md
+/// (Checkpoints).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (dst_len below the checkpoint's size, which
+/// nyxq_last_error_needed_len gives). Calls on one scaler must not overlap.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_save(
+    scaler: *const NyxqLossScaler,
+    dst: *mut u8,
+    dst_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        // SAFETY: the caller passes dst_len writable bytes at dst.
+        let dst = unsafe { ptr::slice_mut(dst, dst_len, "dst") }?;
+        checkpoint::save_loss_scaler(&s.lock(), dst).map(|_| ())
+    })
+}
+
+/// Restores a state written by nyxq_loss_scaler_save into `scaler`, which
+/// must have been made with the same options: the run continues bit for bit
+/// as the saved one would have.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+/// another kind of object, truncated or trailing bytes, a checksum that does
+/// not match, options that differ from the scaler's, a state these options
+/// cannot reach; the message says which). Nothing changes on error. Calls on
+/// one scaler must not overlap.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_loss_scaler_load(
+    scaler: *mut NyxqLossScaler,
+    src: *const u8,
+    src_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let s = handle::get(scaler)?;
+        // SAFETY: the caller passes src_len readable bytes at src.
+        let src = unsafe { ptr::slice(src, src_len, "src") }?;
+        checkpoint::load_loss_scaler(&mut s.lock(), src)
+    })
+}
+
+/// Bytes of the optimizer's checkpoint (nyxq_adam_save): 68 plus its state
+/// (8 bytes per parameter for FP32 state; for 8-bit state 2 per parameter
+/// and 8 per block of 256).
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Calls on one
+/// optimizer must not overlap.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_save_size(adam: *const NyxqAdam, size_out: *mut usize) -> NyxqStatus {
+    guard(|| {
+        let a = handle::get(adam)?;
+        let out = ptr::out(size_out, "size_out")?;
+        let len = checkpoint::adam_len(&checkpoint::host_image(&a.lock()))?;
+        // SAFETY: size_out checked non-NULL.
+        unsafe { out.write(len) };
+        Ok(())
+    })
+}
+
+/// Writes the optimizer's state (settings, parameter count, steps applied,
+/// moments) as versioned little-endian bytes into the first
+/// nyxq_adam_save_size bytes of `dst`. The bytes equal those a device
+/// optimizer with the same state writes (nyxq_vk_adam_save), so either
+/// loads the other's.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (dst_len below the checkpoint's size, which
+/// nyxq_last_error_needed_len gives). Calls on one optimizer must not overlap.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_save(
+    adam: *const NyxqAdam,
+    dst: *mut u8,
+    dst_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let a = handle::get(adam)?;
+        // SAFETY: the caller passes dst_len writable bytes at dst.
+        let dst = unsafe { ptr::slice_mut(dst, dst_len, "dst") }?;
+        checkpoint::save_host_adam(&a.lock(), dst).map(|_| ())
+    })
+}
+
+/// Restores a state written by nyxq_adam_save or nyxq_vk_adam_save into
+/// `adam`, which must have the same options and parameter count: later steps
+/// give the bits the saved optimizer would have given.
+///
+/// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+/// NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+/// another kind of object, truncated or trailing bytes, a checksum that does
+/// not match, options or a parameter count that differ; the message says
+/// which). Nothing changes on error. Calls on one optimizer must not overlap.
+#[unsafe(no_mangle)]
+pub extern "C" fn nyxq_adam_load(
+    adam: *mut NyxqAdam,
+    src: *const u8,
+    src_len: usize,
+) -> NyxqStatus {
+    guard(|| {
+        let a = handle::get(adam)?;
+        // SAFETY: the caller passes src_len readable bytes at src.
+        let src = unsafe { ptr::slice(src, src_len, "src") }?;
+        checkpoint::load_host_adam(&mut a.lock(), src)
     })
 }

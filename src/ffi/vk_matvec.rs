@@ -78,7 +78,7 @@ fn record(
 /// zero by the GPU). NaN/Inf in x propagate. The subgroup variant is used
 /// where the device has subgroup arithmetic, unless compat is forced. On a
 /// device nyxq created with shaderIntegerDotProduct (not a borrowed one),
-/// the block formats (Q8_0, Q4_0, Q4_1, Q5_0) use the integer-dot variant
+/// the block formats (Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL) use the integer-dot variant
 /// instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
 /// which adds at most
 /// Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).

@@ -6,7 +6,8 @@
 use super::row::{MAX_BATCH, Sums};
 use crate::format::Format;
 use crate::quant::simd_x86::{
-    affine_k_super_block, f16_at, q5_0_levels, q6_k_super_block, widen_bytes,
+    affine_k_super_block, f16_at, iq4_nl_levels, q5_0_levels, q6_k_super_block, widen_bytes,
+    widen_signed_bytes,
 };
 use std::arch::x86_64::*;
 
@@ -97,6 +98,8 @@ pub(crate) struct Q4_0Block;
 pub(crate) struct Q4_1Block;
 /// Q5_0 blocks.
 pub(crate) struct Q5_0Block;
+/// IQ4_NL blocks.
+pub(crate) struct Iq4NlBlock;
 
 /// Implements [`Layout`] for each decoder: (type, format, offset).
 macro_rules! layouts {
@@ -116,6 +119,7 @@ layouts!(
     (Q4_0Block, Format::Q4_0, false),
     (Q4_1Block, Format::Q4_1, true),
     (Q5_0Block, Format::Q5_0, false),
+    (Iq4NlBlock, Format::IQ4_NL, false),
 );
 
 impl F32Block for F32Block32 {
@@ -221,6 +225,16 @@ impl F32Block for Q5_0Block {
         let sixteen = _mm256_set1_epi32(16);
         let q = levels.map(|l| _mm256_cvtepi32_ps(_mm256_sub_epi32(l, sixteen)));
         (q, f16_at(b), 0.0)
+    }
+}
+
+impl F32Block for Iq4NlBlock {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> ([__m256; 4], f32, f32) {
+        // SAFETY: b holds an 18-byte block (caller's contract).
+        let levels = widen_signed_bytes(unsafe { iq4_nl_levels(b) });
+        (levels.map(|l| _mm256_cvtepi32_ps(l)), f16_at(b), 0.0)
     }
 }
 
@@ -390,6 +404,16 @@ impl IntBlock for Q5_0Block {
         // Q5_0 stores q + 16: as signed levels −16..15 it takes Q8_0's path.
         let q = _mm256_sub_epi8(levels, _mm256_set1_epi8(16));
         (q, f16_at(b), 0.0)
+    }
+}
+
+impl IntBlock for Iq4NlBlock {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        // SAFETY: b holds an 18-byte block (caller's contract). The levels
+        // are signed bytes (−127..113): Q8_0's path.
+        (unsafe { iq4_nl_levels(b) }, f16_at(b), 0.0)
     }
 }
 

@@ -21,6 +21,11 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 /// the weight is their sum, and |d·q| + |m| bounds its rounding.
 fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
     let h = |b: &[u8]| f64::from(f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32());
+    // The 4-bit part of element j of a block whose nibbles start at `qs`:
+    // the low nibble of byte j, or the high one of byte j − 16.
+    let nibble = |qs: &[u8], j: usize| {
+        if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 }
+    };
     (0..cols)
         .map(|c| match format {
             Format::F32 => (
@@ -47,12 +52,7 @@ fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
                     (20, 4)
                 };
                 let b = &row[size * (c / 32)..];
-                let j = c % 32;
-                let nibble = if j < 16 {
-                    b[offset + j] & 15
-                } else {
-                    b[offset + j - 16] >> 4
-                };
+                let nibble = nibble(&b[offset..], c % 32);
                 if format == Format::Q4_0 {
                     (h(b) * (f64::from(nibble) - 8.0), 0.0)
                 } else {
@@ -62,14 +62,18 @@ fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
             Format::Q5_0 => {
                 let b = &row[22 * (c / 32)..];
                 let j = c % 32;
-                let nibble = if j < 16 {
-                    b[6 + j] & 15
-                } else {
-                    b[6 + j - 16] >> 4
-                };
+                let nibble = nibble(&b[6..], j);
                 let high = (u32::from_le_bytes([b[2], b[3], b[4], b[5]]) >> j) & 1;
                 let level = u32::from(nibble) | high << 4;
                 (h(b) * (f64::from(level) - 16.0), 0.0)
+            }
+            Format::IQ4_NL => {
+                const LEVELS: [i8; 16] = [
+                    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                ];
+                let b = &row[18 * (c / 32)..];
+                let level = LEVELS[usize::from(nibble(&b[2..], c % 32))];
+                (h(b) * f64::from(level), 0.0)
             }
             Format::Q4_K | Format::Q5_K => {
                 // ggml's block_q4_K / block_q5_K: d, dmin, scales[12], (qh[32],) qs[128].

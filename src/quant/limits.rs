@@ -16,6 +16,7 @@
 //! | Q4_0 | 8·65520 = 524160 | d = max/−8 must be finite in f16 |
 //! | Q4_1 | 65520 | the block minimum m is stored in f16 (and then d = (max−min)/15 is finite too) |
 //! | Q5_0 | 16·65520 = 1048320 | d = max/−16 must be finite in f16 |
+//! | IQ4_NL | 0x4ae24bf7 as f32 (≈7415291.5) | the stored least-squares scale is largest, about 1.1221·amax/127, for −amax beside 31 values just below 101/127·amax: the first amax whose f16 scale overflows there (below it every block's is finite) |
 //!
 //! Saturation maps NaN to 0 and clamps every value to the largest value the
 //! format keeps below `L`.
@@ -143,6 +144,26 @@ mod tests {
             assert!(f16::from_f32(below(l) / divisor).is_finite(), "{format:?}");
             assert_eq!(saturation_bound(format), below(l), "{format:?}");
         }
+        // IQ4_NL's worst block: finite just below the limit, +Inf at it.
+        let worst = |a: f32| {
+            let id = 1.0 / (-a / -127.0);
+            let mut v = 101.0 / 127.0 * a;
+            while v * id >= 101.0 {
+                v = below(v);
+            }
+            while f32::from_bits(v.to_bits() + 1) * id < 101.0 {
+                v = f32::from_bits(v.to_bits() + 1);
+            }
+            let mut x = [v; 32];
+            x[0] = -a;
+            let mut out = [0u8; 18];
+            crate::quant::scalar::iq4_nl_nearest(&x, &mut out);
+            f16::from_bits(u16::from_le_bytes([out[0], out[1]]))
+        };
+        let l = limit(Format::IQ4_NL);
+        assert!(worst(l).is_infinite());
+        assert!(worst(below(l)).is_finite());
+        assert_eq!(saturation_bound(Format::IQ4_NL), below(l));
         for format in crate::format::ALL_FORMATS {
             let b = saturation_bound(format);
             assert!(b < limit(format) && b.is_finite(), "{format:?}");

@@ -406,6 +406,142 @@ pub fn q4_1_dequantize(block: &[u8], out: &mut [f32]) {
     }
 }
 
+// ---------------------------------------------------------------- IQ4_NL
+
+/// IQ4_NL's 16 levels (ggml's `kvalues_iq4nl`): element j is d·LEVELS[q].
+pub const IQ4_NL_LEVELS: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// The midpoints between neighbouring levels (all exact in f32).
+pub const IQ4_NL_MIDPOINTS: [f32; 15] = [
+    -115.5, -93.5, -74.0, -57.0, -42.0, -28.5, -16.0, -4.5, 7.0, 19.0, 31.5, 45.5, 61.0, 79.0,
+    101.0,
+];
+
+/// Blocks whose largest magnitude is below this have the scale 0 (ggml's
+/// `GROUP_MAX_EPS`).
+pub const IQ4_NL_EPS: f32 = 1e-15;
+
+/// The index of the level nearest `t`, ties to the upper one: the number of
+/// midpoints at or below `t`. This is ggml's `best_index_int8`, whose
+/// comparison `t − lo < hi − t` is exact wherever it is close (near a
+/// midpoint both differences are exact in f32).
+#[inline(always)]
+pub fn iq4_nl_index(t: f32) -> u8 {
+    IQ4_NL_MIDPOINTS.iter().map(|&m| u8::from(t >= m)).sum()
+}
+
+/// The level of index `q` as f32.
+#[inline(always)]
+pub fn iq4_nl_level(q: u8) -> f32 {
+    f32::from(IQ4_NL_LEVELS[usize::from(q & 0x0f)])
+}
+
+/// The power of two that brings `amax` (normal) into [1, 2), and its
+/// inverse: the least-squares sums of [`iq4_nl_nearest`] are taken on the
+/// block times the first, so that no term of a normal block's sums is
+/// subnormal where it matters (GPUs flush subnormals), and the scale found
+/// is multiplied by the second. Both are exact.
+#[inline(always)]
+pub fn iq4_nl_sum_scale(amax: f32) -> (f32, f32) {
+    let e = amax.to_bits() >> 23;
+    (f32::from_bits((254 - e) << 23), f32::from_bits(e << 23))
+}
+
+/// The least-squares scale of ggml's reference quantizer for the indices
+/// `q`, with weights x²: Σ(x²·v)·x / Σ(x²·v)·v over the block in element
+/// order (v = the level of q), on the block scaled by [`iq4_nl_sum_scale`].
+pub fn iq4_nl_refit(x: &[f32], q: &[u8; QK], amax: f32) -> f32 {
+    let (up, down) = iq4_nl_sum_scale(amax);
+    let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
+    for (&v, &qj) in x.iter().zip(q) {
+        let xs = v * up;
+        let level = iq4_nl_level(qj);
+        let wq = xs * xs * level;
+        sumqx += wq * xs;
+        sumq2 += wq * level;
+    }
+    if sumq2 > 0.0 {
+        sumqx / sumq2 * down
+    } else {
+        0.0
+    }
+}
+
+/// Packs 32 indices and the f16 bits of the scale `d` into an IQ4_NL block.
+fn pack_iq4_nl(d: f32, q: &[u8; QK], out: &mut [u8]) {
+    out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_nibbles(q, &mut out[2..18]);
+}
+
+/// IQ4_NL, ggml's reference quantizer (quantize_row_iq4_nl_ref): with
+/// d₀ = max/−127 the indices are those of the levels nearest x/d₀, and the
+/// stored scale is the least-squares one for them (weights x²,
+/// [`iq4_nl_refit`]). A block whose largest magnitude is below
+/// [`IQ4_NL_EPS`] stores d = +0 and the index of the level nearest 0 (8).
+pub fn iq4_nl_nearest(x: &[f32], out: &mut [u8]) {
+    let max = signed_max(x);
+    let amax = max.abs();
+    if amax < IQ4_NL_EPS {
+        pack_iq4_nl(0.0, &[8; QK], out);
+        return;
+    }
+    let id = inverse_scale(max / -127.0);
+    let q: [u8; QK] = std::array::from_fn(|j| iq4_nl_index(x[j] * id));
+    pack_iq4_nl(iq4_nl_refit(x, &q, amax), &q, out);
+}
+
+/// IQ4_NL with the scale `d`: each element on the level nearest x/d.
+pub fn iq4_nl_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    let id = inverse_scale(d);
+    let q: [u8; QK] = std::array::from_fn(|j| iq4_nl_index(x[j] * id));
+    pack_iq4_nl(d, &q, out);
+}
+
+/// The index of the stochastic rounding of `t` between its two neighbouring
+/// levels lo ≤ t < hi: the upper one when u·(hi − lo) < t − lo, so with
+/// probability (t − lo)/(hi − lo); below the first level 0 (then t − lo < 0),
+/// from the last 15.
+#[inline(always)]
+pub fn iq4_nl_index_stochastic(t: f32, u: f32) -> u8 {
+    if t >= f32::from(IQ4_NL_LEVELS[15]) {
+        return 15;
+    }
+    // The number of levels after the first at or below t: lo's index.
+    let k = IQ4_NL_LEVELS[1..]
+        .iter()
+        .map(|&l| u8::from(t >= f32::from(l)))
+        .sum::<u8>();
+    let (lo, hi) = (iq4_nl_level(k), iq4_nl_level(k + 1));
+    k + u8::from(u * (hi - lo) < t - lo)
+}
+
+/// IQ4_NL, stochastic: d = max/−127 (ggml's first scale), each element
+/// rounded to one of the two levels around x·id with probabilities that make
+/// it unbiased.
+pub fn iq4_nl_stochastic(x: &[f32], out: &mut [u8], seed: u64, first: u64) {
+    let d = signed_max(x) / -127.0;
+    let id = inverse_scale(d);
+    let q: [u8; QK] = std::array::from_fn(|j| {
+        iq4_nl_index_stochastic(x[j] * id, rng::uniform(seed, first + j as u64))
+    });
+    pack_iq4_nl(d, &q, out);
+}
+
+/// The index (0..16) of element `j` of an IQ4_NL block.
+pub fn iq4_nl_index_of(block: &[u8], j: usize) -> u8 {
+    unpack_nibble(&block[2..18], j)
+}
+
+/// Dequantizes one IQ4_NL block: x = d·LEVELS[q].
+pub fn iq4_nl_dequantize(block: &[u8], out: &mut [f32]) {
+    let d = f16_value(u16::from_le_bytes([block[0], block[1]]));
+    for (j, y) in out.iter_mut().enumerate().take(QK) {
+        *y = d * iq4_nl_level(iq4_nl_index_of(block, j));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +673,134 @@ mod tests {
         }
     }
 
+    /// ggml's best_index_int8 over IQ4_NL's levels, as written there: a
+    /// binary search, then the nearer neighbour by `t − lo < hi − t`.
+    fn ggml_best_index(t: f32) -> u8 {
+        let v = IQ4_NL_LEVELS.map(f32::from);
+        if t <= v[0] {
+            return 0;
+        }
+        if t >= v[15] {
+            return 15;
+        }
+        let (mut lo, mut hi) = (0, 15);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if t < v[mid] {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        if t - v[lo] < v[hi] - t {
+            lo as u8
+        } else {
+            hi as u8
+        }
+    }
+
+    #[test]
+    fn iq4_nl_index_is_ggmls_best_index() {
+        // Around every midpoint and level, a few thousand neighbouring
+        // floats each (an exhaustive run over every f32 in [−200, 200]
+        // agreed too), and a spread of values across the range.
+        let mut probes: Vec<f32> = Vec::new();
+        for c in IQ4_NL_MIDPOINTS
+            .iter()
+            .copied()
+            .chain(IQ4_NL_LEVELS.map(f32::from))
+            .chain([0.0, 128.0, -128.0])
+        {
+            for k in -2000i32..=2000 {
+                probes.push(f32::from_bits((c.to_bits() as i32 + k) as u32));
+                probes.push(c + k as f32 * 1e-3);
+            }
+        }
+        probes.extend((0..100_000).map(|i| i as f32 * 0.00257 - 129.0));
+        // (NaN never reaches a quantizer: the input check rejects it.)
+        for t in probes.into_iter().filter(|t| !t.is_nan()) {
+            assert_eq!(iq4_nl_index(t), ggml_best_index(t), "{t:e}");
+        }
+    }
+
+    #[test]
+    fn iq4_nl_matches_ggmls_reference_bytes() {
+        // x_j = ((37j + 11) mod 97 − 48)/13, x_5 = 3.9, x_40 = −7.5; the
+        // expected bytes are those of ggml's quantize_row_iq4_nl_ref
+        // (ggml-quants.c, compiled with -ffp-contract=off).
+        let mut x: Vec<f32> = (0..64)
+            .map(|j| ((j * 37 + 11) % 97 - 48) as f32 / 13.0)
+            .collect();
+        x[5] = 3.9;
+        x[40] = -7.5;
+        let ggml: [u8; 36] = [
+            0xc5, 0xa7, 0xde, 0x68, 0x02, 0xbc, 0x35, 0xe0, 0x8a, 0x13, 0xce, 0x57, 0xf1, 0xab,
+            0x34, 0xdf, 0x79, 0x12, 0x79, 0x2b, 0x76, 0xba, 0x54, 0x98, 0xcb, 0x65, 0xa9, 0x4d,
+            0x80, 0xcb, 0x54, 0x98, 0x3c, 0x76, 0xba, 0x43,
+        ];
+        let mut out = [0u8; 36];
+        for (block, o) in x.chunks(QK).zip(out.chunks_mut(18)) {
+            iq4_nl_nearest(block, o);
+        }
+        assert_eq!(out, ggml);
+    }
+
+    #[test]
+    fn iq4_nl_block_on_its_levels_is_exact() {
+        // Levels times 2^-7 in a shuffled order, −127 first: the indices
+        // are the levels' and the least-squares scale is exactly 2^-7 (each
+        // term of Σx³v is 2^-7 times its term of Σx²v², exactly).
+        let c = 1.0 / 128.0;
+        let x: Vec<f32> = (0..QK)
+            .map(|j| c * iq4_nl_level(if j == 0 { 0 } else { ((j * 7) % 16) as u8 }))
+            .collect();
+        let mut out = [0u8; 18];
+        iq4_nl_nearest(&x, &mut out);
+        assert_eq!(f16_value(u16::from_le_bytes([out[0], out[1]])), c);
+        for (j, &v) in x.iter().enumerate() {
+            assert_eq!(c * iq4_nl_level(iq4_nl_index_of(&out, j)), v, "[{j}]");
+        }
+        let mut y = [0.0f32; QK];
+        iq4_nl_dequantize(&out, &mut y);
+        assert_eq!(&y[..], &x[..]);
+        // The scale is what the ends make it: the negated block has d = −c.
+        let negated: Vec<f32> = x.iter().map(|v| -v).collect();
+        iq4_nl_nearest(&negated, &mut out);
+        assert_eq!(f16_value(u16::from_le_bytes([out[0], out[1]])), -c);
+    }
+
+    #[test]
+    fn iq4_nl_stochastic_picks_one_of_the_two_levels_around() {
+        for t in [
+            -127.0f32, -126.5, -4.5, 0.0, 0.999, 1.0, 6.0, 100.0, 112.9, 113.0, 126.0,
+        ] {
+            let lo = IQ4_NL_LEVELS
+                .iter()
+                .rposition(|&l| f32::from(l) <= t)
+                .unwrap_or(0) as u8;
+            let hi = (lo + 1).min(15);
+            let mut ups = 0;
+            for r in 0..4096u32 {
+                let u = (r.wrapping_mul(0x9e37_79b9) >> 8) as f32 / 16_777_216.0;
+                let q = iq4_nl_index_stochastic(t, u);
+                assert!(q == lo || q == hi, "{t}: {q} not {lo} or {hi}");
+                ups += usize::from(q == hi && hi != lo);
+            }
+            // Up with probability (t − lo)/(hi − lo): within 6 sigmas.
+            let p = if hi == lo || t >= 113.0 {
+                0.0
+            } else {
+                f64::from(t - iq4_nl_level(lo)) / f64::from(iq4_nl_level(hi) - iq4_nl_level(lo))
+            };
+            let sigma = (p * (1.0 - p) * 4096.0).sqrt();
+            assert!(
+                (ups as f64 - p * 4096.0).abs() <= 6.0 * sigma + 1.0,
+                "{t}: {ups} ups, expected {}",
+                p * 4096.0
+            );
+        }
+    }
+
     #[test]
     fn zero_and_subnormal_blocks_are_the_zero_point() {
         let tiny = [f32::from_bits(1); 32];
@@ -555,6 +819,14 @@ mod tests {
         assert!(out[..2].iter().all(|&b| b == 0x80 || b == 0)); // d is ±0 in f16
         assert_eq!(&out[2..6], &[0xff; 4]); // every level is 16: bit 4 set
         assert!(out[6..].iter().all(|&b| b == 0));
+        // IQ4_NL has no zero level: d = +0 and the index of the level
+        // nearest 0 (8, level 1), below ggml's 1e-15 as well.
+        for tiny in [0.0, -0.0, 9e-16, f32::from_bits(5)] {
+            let mut out = [0xffu8; 18];
+            iq4_nl_nearest(&[tiny; 32], &mut out);
+            assert_eq!(&out[..2], &[0, 0]);
+            assert!(out[2..].iter().all(|&b| b == 0x88), "{tiny:e}");
+        }
         let mut out = [0xffu8; 20];
         q4_1_nearest(&[3.0; 32], &mut out);
         let mut y = [0.0f32; 32];

@@ -152,6 +152,41 @@ pub fn q5_0(x: &[f32], w: &[f32], out: &mut [u8]) {
     symmetric::<22, Q5_0>(x, w, out);
 }
 
+/// IQ4_NL with the lowest weighted error: ggml's reference block, then
+/// scales that put the block's largest magnitude at or near either end level
+/// (−127, as ggml's search, or 113), each refitted for the levels it gives.
+pub fn iq4_nl(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let mut best = Best {
+        bytes: [0u8; 18],
+        error: f64::INFINITY,
+    };
+    let mut candidate = [0u8; 18];
+    scalar::iq4_nl_nearest(x, &mut candidate);
+    best.offer(x, w, &candidate, scalar::iq4_nl_dequantize);
+    let max = scalar::signed_max(x);
+    if max.abs() < scalar::IQ4_NL_EPS {
+        out[..18].copy_from_slice(&best.bytes);
+        return;
+    }
+    let mut levels = [0.0f32; QK];
+    for end in [-127.0f32, 113.0] {
+        // From 7 levels' worth beyond the end to 7 inside it, in halves.
+        for k in -14..=14 {
+            let d = stored(max / (end + 0.5 * k as f32));
+            scalar::iq4_nl_with_scale(x, d, &mut candidate);
+            best.offer(x, w, &candidate, scalar::iq4_nl_dequantize);
+            for (j, l) in levels.iter_mut().enumerate() {
+                *l = scalar::iq4_nl_level(scalar::iq4_nl_index_of(&candidate, j));
+            }
+            if let Some(refit) = refit_scale(x, w, &levels) {
+                scalar::iq4_nl_with_scale(x, stored(refit), &mut candidate);
+                best.offer(x, w, &candidate, scalar::iq4_nl_dequantize);
+            }
+        }
+    }
+    out[..18].copy_from_slice(&best.bytes);
+}
+
 /// Weighted least squares for x ≈ d·q + m with fixed levels q.
 fn refit_scale_offset(x: &[f32], w: &[f32], levels: &[f32; QK]) -> Option<(f32, f32)> {
     let (mut sw, mut sq, mut sqq, mut sx, mut sxq) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
@@ -247,7 +282,7 @@ mod tests {
         let ones = [1.0f32; QK];
         // (name, kernels, the total error the search must stay under, as a
         // fraction of nearest rounding's)
-        let formats: [(&str, Kernels, f64); 4] = [
+        let formats: [(&str, Kernels, f64); 5] = [
             (
                 "Q8_0",
                 (scalar::q8_0_nearest, q8_0, scalar::q8_0_dequantize),
@@ -266,6 +301,11 @@ mod tests {
             (
                 "Q5_0",
                 (scalar::q5_0_nearest, q5_0, scalar::q5_0_dequantize),
+                0.9,
+            ),
+            (
+                "IQ4_NL",
+                (scalar::iq4_nl_nearest, iq4_nl, scalar::iq4_nl_dequantize),
                 0.9,
             ),
         ];

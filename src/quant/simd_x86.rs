@@ -687,6 +687,267 @@ pub(crate) unsafe fn q4_1_dequantize(src: &[u8], dst: &mut [f32]) {
     end_streaming(stream);
 }
 
+/// An 8×8 transpose: row i of the result holds element i of each row of `r`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    let s = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xee>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xee>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xee>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xee>(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+        _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+    ]
+}
+
+/// IQ4_NL's index of each lane of `t` (`scalar::iq4_nl_index`, the number
+/// of midpoints at or below t). Every midpoint m is a multiple of ½, so
+/// t ≥ m exactly when u = ⌊2t⌋ + 256 ≥ 2m + 256; u (clamped to 0..=511,
+/// which keeps every index) is exact, and each run of 32 values of u holds at
+/// most two midpoints: the index is the run's count below it plus the two
+/// comparisons, three 16-entry lookups (`pshufb`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn iq4_nl_indices(t: __m256) -> __m256i {
+    // Per run b of u (32b ..= 32b + 31): the midpoints below it, and where in
+    // it the first and second of its own lie (32: none).
+    const BELOW: [i8; 16] = [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
+    const FIRST: [i8; 16] = [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
+    const SECOND: [i8; 16] = [
+        32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
+    ];
+    let table = |v: [i8; 16]| {
+        _mm256_setr_epi8(
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+            v[12], v[13], v[14], v[15],
+        )
+    };
+    let doubled = _mm256_cvtps_epi32(_mm256_floor_ps(_mm256_add_ps(t, t)));
+    let u = _mm256_min_epi32(
+        _mm256_max_epi32(
+            _mm256_add_epi32(doubled, _mm256_set1_epi32(256)),
+            _mm256_setzero_si256(),
+        ),
+        _mm256_set1_epi32(511),
+    );
+    // The run in byte 0 of each lane; 0x80 in the others makes pshufb zero them.
+    let run = _mm256_or_si256(
+        _mm256_srli_epi32::<5>(u),
+        _mm256_set1_epi32(0x8080_8000_u32 as i32),
+    );
+    let within = _mm256_and_si256(u, _mm256_set1_epi32(31));
+    let look = |v: [i8; 16]| _mm256_shuffle_epi8(table(v), run);
+    // −1 where u lies before the run's first (second) midpoint.
+    let before_first = _mm256_cmpgt_epi32(look(FIRST), within);
+    let before_second = _mm256_cmpgt_epi32(look(SECOND), within);
+    _mm256_add_epi32(
+        _mm256_add_epi32(look(BELOW), _mm256_set1_epi32(2)),
+        _mm256_add_epi32(before_first, before_second),
+    )
+}
+
+/// IQ4_NL's level of each index lane (0..16) as f32.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn iq4_nl_level_values(index: __m256i) -> __m256 {
+    let l = scalar::IQ4_NL_LEVELS.map(f32::from);
+    let low = _mm256_setr_ps(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]);
+    let high = _mm256_setr_ps(l[8], l[9], l[10], l[11], l[12], l[13], l[14], l[15]);
+    // permutevar reads the index's low 3 bits; bit 3 picks the table half.
+    let upper = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28));
+    _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(low, index),
+        _mm256_permutevar8x32_ps(high, index),
+        upper,
+    )
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 32 * 18`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn iq4_nl_quantize(src: &[f32], dst: &mut [u8]) {
+    // Eight blocks at a time, one per lane: the reference quantizer's
+    // sequential sums (element order) become eight independent vertical sums,
+    // with the same f32 operations in the same order as `scalar`.
+    const GROUP: usize = 8;
+    let grouped = src.len() / (GROUP * QK) * (GROUP * QK);
+    let (src_grouped, src_rest) = src.split_at(grouped);
+    let (dst_grouped, dst_rest) = dst.split_at_mut(grouped / QK * 18);
+    for (x, out) in src_grouped
+        .chunks_exact(GROUP * QK)
+        .zip(dst_grouped.chunks_exact_mut(GROUP * 18))
+    {
+        // v[j] holds element j of the eight blocks.
+        let mut v = [_mm256_setzero_ps(); QK];
+        for k in 0..QK / 8 {
+            let rows: [__m256; GROUP] = std::array::from_fn(|b| {
+                // SAFETY: b·32 + 8k + 8 <= 256 = x.len().
+                unsafe { _mm256_loadu_ps(x.as_ptr().add(b * QK + 8 * k)) }
+            });
+            v[8 * k..8 * k + 8].copy_from_slice(&transpose8(rows));
+        }
+        // ggml's max: the first element of largest magnitude.
+        let (mut amax, mut max) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for &xj in &v {
+            let larger = _mm256_cmp_ps(abs(xj), amax, _CMP_GT_OQ);
+            amax = _mm256_blendv_ps(amax, abs(xj), larger);
+            max = _mm256_blendv_ps(max, xj, larger);
+        }
+        let small = _mm256_cmp_ps(amax, _mm256_set1_ps(scalar::IQ4_NL_EPS), _CMP_LT_OQ);
+        // 1/d0 with d0 = max/−127 (normal wherever the block is not small);
+        // 0 for the small blocks, whose elements then all take index 8.
+        let d0 = _mm256_div_ps(max, _mm256_set1_ps(-127.0));
+        let id = _mm256_andnot_ps(small, _mm256_div_ps(_mm256_set1_ps(1.0), d0));
+        // scalar::iq4_nl_sum_scale of each lane.
+        let e = _mm256_srli_epi32::<23>(_mm256_castps_si256(amax));
+        let up = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_sub_epi32(
+            _mm256_set1_epi32(254),
+            e,
+        )));
+        let down = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e));
+        let (mut sumqx, mut sumq2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut index = [_mm256_setzero_si256(); QK];
+        for (xj, ij) in v.iter().zip(index.iter_mut()) {
+            *ij = iq4_nl_indices(_mm256_mul_ps(*xj, id));
+            let level = iq4_nl_level_values(*ij);
+            let xs = _mm256_mul_ps(*xj, up);
+            let wq = _mm256_mul_ps(_mm256_mul_ps(xs, xs), level);
+            sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, xs));
+            sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, level));
+        }
+        let fitted = _mm256_mul_ps(_mm256_div_ps(sumqx, sumq2), down);
+        let positive = _mm256_cmp_ps(sumq2, _mm256_setzero_ps(), _CMP_GT_OQ);
+        let d = _mm256_andnot_ps(small, _mm256_and_ps(positive, fitted));
+        let mut d_bits = [0u16; GROUP];
+        // SAFETY: d_bits holds 8 u16 (16 bytes).
+        unsafe {
+            _mm_storeu_si128(
+                d_bits.as_mut_ptr().cast(),
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(d),
+            )
+        };
+        // Byte j of a block: index j low, index j + 16 high; four bytes to a
+        // word, word g of each lane's block in w[g].
+        let byte = |j: usize| _mm256_or_si256(index[j], _mm256_slli_epi32::<4>(index[j + 16]));
+        let w: [__m256i; 4] = std::array::from_fn(|g| {
+            let b = |t: usize| byte(4 * g + t);
+            _mm256_or_si256(
+                _mm256_or_si256(b(0), _mm256_slli_epi32::<8>(b(1))),
+                _mm256_or_si256(_mm256_slli_epi32::<16>(b(2)), _mm256_slli_epi32::<24>(b(3))),
+            )
+        });
+        // A 4×4 transpose in each 128-bit lane: rows[k] holds the 16 quant
+        // bytes of block k (low lane) and block k + 4 (high lane).
+        let (t0, t1) = (
+            _mm256_unpacklo_epi32(w[0], w[1]),
+            _mm256_unpackhi_epi32(w[0], w[1]),
+        );
+        let (t2, t3) = (
+            _mm256_unpacklo_epi32(w[2], w[3]),
+            _mm256_unpackhi_epi32(w[2], w[3]),
+        );
+        let rows = [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ];
+        for (b, block) in out.chunks_exact_mut(18).enumerate() {
+            block[..2].copy_from_slice(&d_bits[b].to_le_bytes());
+            let row = rows[b % 4];
+            let half = if b < 4 {
+                _mm256_castsi256_si128(row)
+            } else {
+                _mm256_extracti128_si256::<1>(row)
+            };
+            // SAFETY: block has 18 bytes; the store covers block[2..18].
+            unsafe { _mm_storeu_si128(block.as_mut_ptr().add(2).cast(), half) };
+        }
+    }
+    for (x, out) in src_rest.chunks_exact(QK).zip(dst_rest.chunks_exact_mut(18)) {
+        scalar::iq4_nl_nearest(x, out);
+    }
+}
+
+/// The 32 levels of an IQ4_NL block as signed bytes, in element order: the
+/// nibbles looked up in the level table (one `pshufb` per 16).
+///
+/// # Safety
+/// `block` must hold at least 18 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn iq4_nl_levels(block: &[u8]) -> __m256i {
+    let l = scalar::IQ4_NL_LEVELS;
+    let table = _mm_setr_epi8(
+        l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13],
+        l[14], l[15],
+    );
+    // SAFETY: block has 18 bytes: 16 bytes of nibbles from offset 2.
+    let packed = unsafe { _mm_loadu_si128(block.as_ptr().add(2).cast()) };
+    let mask = _mm_set1_epi8(0x0f);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    _mm256_set_m128i(_mm_shuffle_epi8(table, high), _mm_shuffle_epi8(table, low))
+}
+
+/// The 32 bytes of `v` (signed) as four i32 vectors, in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn widen_signed_bytes(v: __m256i) -> [__m256i; 4] {
+    let (low, high) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    [
+        _mm256_cvtepi8_epi32(low),
+        _mm256_cvtepi8_epi32(_mm_srli_si128(low, 8)),
+        _mm256_cvtepi8_epi32(high),
+        _mm256_cvtepi8_epi32(_mm_srli_si128(high, 8)),
+    ]
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 18 * 32`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn iq4_nl_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_at(block));
+        // SAFETY: block has 18 bytes.
+        let q = widen_signed_bytes(unsafe { iq4_nl_levels(block) });
+        // SAFETY: y has exactly 32 elements.
+        unsafe {
+            store_block(
+                y,
+                q.map(|l| _mm256_mul_ps(d, _mm256_cvtepi32_ps(l))),
+                stream,
+            )
+        };
+    }
+    end_streaming(stream);
+}
+
 // ---------------------------------------------------------------- K-quants
 
 /// Decodes one Q4_K (`fifth_bits` false, 144 bytes) or Q5_K (true, 176
@@ -985,5 +1246,42 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
             *o = sc as u8;
         }
         put_f16(&mut out[208..210], block.d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iq4_nl_indices_are_the_portable_ones() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // Every half-integer from −140 to 140 (each midpoint among them),
+        // the floats just around each, and a spread between.
+        let mut probes: Vec<f32> = Vec::new();
+        for k in -280i32..=280 {
+            let c = k as f32 / 2.0;
+            for step in -3i32..=3 {
+                probes.push(f32::from_bits((c.to_bits() as i32 + step) as u32));
+            }
+        }
+        probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
+        probes.retain(|t| t.is_finite());
+        for chunk in probes.chunks_exact(8) {
+            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
+            // and the store writes 8 ints into `got`.
+            let got = unsafe {
+                let mut got = [0i32; 8];
+                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+                got
+            };
+            for (&t, &g) in chunk.iter().zip(&got) {
+                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
+            }
+        }
     }
 }

@@ -44,6 +44,12 @@ fn round_trips_stay_within_each_formats_bound_on_odd_sizes() {
                 Format::Q4_0 => 1.0 / 8.0 + 8.0 / 2048.0,
                 Format::Q4_1 => 1.0 / 15.0 + 2.0 / 2048.0,
                 Format::Q5_0 => 1.0 / 16.0 + 16.0 / 2048.0,
+                // The indices are nearest for d0 = max/−127: half the widest
+                // gap (12) or the clip past 113 (14) in units of d0; the
+                // stored least-squares scale departs from d0 by at most
+                // 12.3% (times a level of at most 127·d0 = amax), plus its
+                // f16 rounding.
+                Format::IQ4_NL => 14.0 / 127.0 + 0.123 * (1.0 + 1.0 / 2048.0) + 1.0 / 2048.0,
                 // Of the super-block's largest magnitude (a sub-block's range
                 // is at most twice it): half a step of the sub-block, plus
                 // half a 6-bit step of its scale times the top level and of
@@ -134,9 +140,13 @@ fn huge_values_are_rejected_or_clamped_per_format() {
         let y = round_trip(format, &x, &opts);
         assert!(y.iter().all(|v| v.is_finite()), "{format:?}");
         assert!(y[33] < -1000.0, "{format:?}: {}", y[33]);
+        // NaN became 0, which IQ4_NL (no zero level) stores on its level
+        // nearest 0: 1·d, about 1/113 of the block's largest magnitude.
+        let zero_within = if format == Format::IQ4_NL { 1e-2 } else { 1e-3 };
         assert!(
-            y[34].abs() < 1e-3 * limits::saturation_bound(format),
-            "{format:?}"
+            y[34].abs() < zero_within * limits::saturation_bound(format),
+            "{format:?}: {}",
+            y[34]
         );
     }
 }
@@ -145,16 +155,10 @@ fn huge_values_are_rejected_or_clamped_per_format() {
 fn subnormal_inputs_are_defined() {
     let sub = f32::from_bits(0x0012_0000); // a subnormal f32 that bfloat16 holds exactly
     // A block of subnormals is all zeros in the block formats, and 0 in F16.
-    for format in [
-        Format::Q8_0,
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q5_0,
-        Format::Q4_K,
-        Format::Q5_K,
-        Format::Q6_K,
-        Format::F16,
-    ] {
+    for format in ALL_FORMATS
+        .into_iter()
+        .filter(|f| f.is_block() || *f == Format::F16)
+    {
         let y = round_trip(format, &[sub; 256], &QuantizeOptions::default());
         assert!(y.iter().all(|&v| v == 0.0), "{format:?}");
     }
@@ -230,6 +234,7 @@ fn block_scale(format: Format, block: &[f32]) -> (f64, f64) {
         Format::Q8_0 => scalar::absmax(block) / 127.0,
         Format::Q4_0 => scalar::signed_max(block) / -8.0,
         Format::Q5_0 => scalar::signed_max(block) / -16.0,
+        Format::IQ4_NL => scalar::signed_max(block) / -127.0,
         Format::Q4_1 => {
             let (lo, hi) = block
                 .iter()
@@ -250,6 +255,7 @@ fn clip_level(format: Format) -> Option<f64> {
     match format {
         Format::Q4_0 => Some(7.0),
         Format::Q5_0 => Some(15.0),
+        Format::IQ4_NL => Some(113.0),
         Format::F32
         | Format::F16
         | Format::BF16
@@ -282,6 +288,19 @@ fn k_levels(format: Format, block: &[u8], e: usize) -> (f64, f64, f64) {
         }
         _ => unreachable!("{format:?} is not a K-quant"),
     }
+}
+
+/// The distance between the two levels around x/d = t, in units of d: 1
+/// for the uniform formats, IQ4_NL's gap there.
+fn level_gap(format: Format, t: f64) -> f64 {
+    if format != Format::IQ4_NL {
+        return 1.0;
+    }
+    let levels = scalar::IQ4_NL_LEVELS.map(f64::from);
+    levels
+        .windows(2)
+        .find(|w| t < w[1])
+        .map_or(levels[15] - levels[14], |w| w[1] - w[0])
 }
 
 #[test]
@@ -340,7 +359,7 @@ fn stochastic_rounding_is_unbiased() {
                     // One ulp at |a| (a is normal here) and no bias.
                     Format::F16 => (a64.abs() / 1024.0, 0.0),
                     Format::BF16 => (a64.abs() / 128.0, 0.0),
-                    Format::Q8_0 | Format::Q4_0 | Format::Q5_0 => {
+                    Format::Q8_0 | Format::Q4_0 | Format::Q5_0 | Format::IQ4_NL => {
                         let (s, d) = block_scale(format, xs);
                         if let Some(top) = clip_level(format).filter(|top| a64 / d > *top) {
                             // Beyond the highest level every rounding clips to it.
@@ -351,7 +370,10 @@ fn stochastic_rounding_is_unbiased() {
                             );
                             continue;
                         }
-                        (s.abs(), a64.abs() * F16_RELATIVE)
+                        (
+                            s.abs() * level_gap(format, a64 / d),
+                            a64.abs() * F16_RELATIVE,
+                        )
                     }
                     Format::Q4_1 => {
                         let (s, _) = block_scale(format, xs);
@@ -668,7 +690,10 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
     }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
-        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0] {
+        // The K-quants take the ties padded to whole super-blocks.
+        for format in ALL_FORMATS.into_iter().filter(|f| f.is_block()) {
+            let mut x = x.clone();
+            x.resize(x.len().next_multiple_of(format.block_size()), 0.25);
             let kernels = CpuKernels::of(format);
             let size = format.size_of(x.len()).unwrap();
             let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);

@@ -1,15 +1,19 @@
 //! Adam / AdamW on FP32 master weights, with the moments stored either in
-//! FP32 or blockwise in 8 bits.
+//! FP32 or blockwise in 8 bits. The arithmetic of a step is
+//! [`super::adam_math`]'s, which the Vulkan kernels repeat bit for bit.
 //!
 //! The 8-bit state keeps, per block of 256 values, an f32 scale and 256 one-byte
 //! codes. The codes are companded (finer near zero, where most moments are):
 //! the first moment m as `q = round(127·sign(m)·sqrt(|m|/absmax))`, decoded as
-//! `absmax·(q/127)²` with the sign; the second moment v ≥ 0 as
-//! `q = round(255·(v/max)^(1/4))`, decoded as `max·(q/255)⁴`. State is 2 bytes
-//! plus 8/256 bytes per weight: 25.4% of FP32 Adam's 8 bytes. Tensors under
-//! [`MIN_8BIT_ELEMENTS`] keep FP32 state (as bitsandbytes does): their state is
-//! small and often belongs to sensitive parameters.
+//! `absmax·((q/127)·|q/127|)`; the second moment v ≥ 0 as
+//! `q = round(255·(v/max)^(1/4))`, decoded as `max·((q/255)²·(q/255)²)`. State
+//! is 2 bytes plus 8/256 bytes per weight: 25.4% of FP32 Adam's 8 bytes.
+//! Tensors under [`MIN_8BIT_ELEMENTS`] keep FP32 state (as bitsandbytes
+//! does): their state is small and often belongs to sensitive parameters.
 
+use super::adam_math::{
+    StepScalars, decode_signed, decode_unsigned, encode_signed, encode_unsigned, update,
+};
 use crate::alloc;
 use crate::error::{Error, Result};
 
@@ -24,6 +28,39 @@ pub enum StateFormat {
     Fp32,
     /// Blockwise companded 8-bit codes (FP32 for small tensors).
     Int8Blockwise,
+}
+
+/// How the moments of a tensor are actually stored: [`StateFormat`] after
+/// the small-tensor rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateLayout {
+    /// m and v as f32, `len` each.
+    Fp32,
+    /// m as i8 codes and v as u8 codes (`len` each), then an f32 scale per
+    /// block of [`STATE_BLOCK`] for m, and one for v.
+    Int8Blocks,
+}
+
+impl StateLayout {
+    /// The layout `format` gives a tensor of `len` elements.
+    pub fn of(format: StateFormat, len: usize) -> StateLayout {
+        if format == StateFormat::Int8Blockwise && len >= MIN_8BIT_ELEMENTS {
+            StateLayout::Int8Blocks
+        } else {
+            StateLayout::Fp32
+        }
+    }
+
+    /// Bytes of state for `len` elements: 8 per element in FP32; 2 per
+    /// element and 8 per block in 8 bits. None when it overflows.
+    pub fn bytes(self, len: usize) -> Option<usize> {
+        match self {
+            StateLayout::Fp32 => len.checked_mul(8),
+            StateLayout::Int8Blocks => len
+                .checked_mul(2)?
+                .checked_add(len.div_ceil(STATE_BLOCK).checked_mul(8)?),
+        }
+    }
 }
 
 /// Adam's hyper-parameters (lr is given per step).
@@ -49,8 +86,42 @@ impl Default for AdamSettings {
     }
 }
 
+impl AdamSettings {
+    /// Refuses betas outside [0, 1), an eps that is not positive and finite,
+    /// a weight decay that is negative or not finite.
+    pub fn check(&self) -> Result<()> {
+        let in_unit = |b: f32| (0.0..1.0).contains(&b);
+        if !(in_unit(self.beta1) && in_unit(self.beta2)) {
+            return Err(Error::invalid(format!(
+                "adam: beta1 {} and beta2 {} must be in [0, 1)",
+                self.beta1, self.beta2
+            )));
+        }
+        let eps_ok = self.eps.is_finite() && self.eps > 0.0;
+        let decay_ok = self.weight_decay.is_finite() && self.weight_decay >= 0.0;
+        if !(eps_ok && decay_ok) {
+            return Err(Error::invalid(format!(
+                "adam: eps {} must be positive and weight_decay {} non-negative",
+                self.eps, self.weight_decay
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a learning rate that is negative or not finite.
+pub fn check_learning_rate(lr: f32) -> Result<()> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(Error::invalid(format!(
+            "adam: learning rate {lr} must be finite and >= 0"
+        )));
+    }
+    Ok(())
+}
+
+/// The moments of one tensor, in the layout [`StateLayout`] names.
 #[derive(Debug)]
-enum Moments {
+pub enum Moments {
     Fp32 {
         m: Vec<f32>,
         v: Vec<f32>,
@@ -76,35 +147,21 @@ impl Adam {
     /// State for a tensor of `len` parameters; a `len` whose state cannot be
     /// allocated is SizeOverflow or OutOfMemory, never an abort.
     pub fn new(settings: AdamSettings, len: usize) -> Result<Adam> {
-        let s = &settings;
-        let in_unit = |b: f32| (0.0..1.0).contains(&b);
-        if !(in_unit(s.beta1) && in_unit(s.beta2)) {
-            return Err(Error::invalid(format!(
-                "adam: beta1 {} and beta2 {} must be in [0, 1)",
-                s.beta1, s.beta2
-            )));
-        }
-        let eps_ok = s.eps.is_finite() && s.eps > 0.0;
-        let decay_ok = s.weight_decay.is_finite() && s.weight_decay >= 0.0;
-        if !(eps_ok && decay_ok) {
-            return Err(Error::invalid(format!(
-                "adam: eps {} must be positive and weight_decay {} non-negative",
-                s.eps, s.weight_decay
-            )));
-        }
-        let moments = if s.state == StateFormat::Int8Blockwise && len >= MIN_8BIT_ELEMENTS {
-            let blocks = len.div_ceil(STATE_BLOCK);
-            Moments::Int8 {
-                m_codes: alloc::filled(len, 0, "adam: first-moment codes")?,
-                v_codes: alloc::filled(len, 0, "adam: second-moment codes")?,
-                m_scale: alloc::filled(blocks, 0.0, "adam: first-moment scales")?,
-                v_scale: alloc::filled(blocks, 0.0, "adam: second-moment scales")?,
+        settings.check()?;
+        let moments = match StateLayout::of(settings.state, len) {
+            StateLayout::Int8Blocks => {
+                let blocks = len.div_ceil(STATE_BLOCK);
+                Moments::Int8 {
+                    m_codes: alloc::filled(len, 0, "adam: first-moment codes")?,
+                    v_codes: alloc::filled(len, 0, "adam: second-moment codes")?,
+                    m_scale: alloc::filled(blocks, 0.0, "adam: first-moment scales")?,
+                    v_scale: alloc::filled(blocks, 0.0, "adam: second-moment scales")?,
+                }
             }
-        } else {
-            Moments::Fp32 {
+            StateLayout::Fp32 => Moments::Fp32 {
                 m: alloc::filled(len, 0.0, "adam: first moments")?,
                 v: alloc::filled(len, 0.0, "adam: second moments")?,
-            }
+            },
         };
         Ok(Adam {
             settings,
@@ -122,6 +179,35 @@ impl Adam {
     /// Whether the tensor is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &AdamSettings {
+        &self.settings
+    }
+
+    /// Steps applied so far (the t of the last step).
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// How its moments are stored.
+    pub fn layout(&self) -> StateLayout {
+        match self.moments {
+            Moments::Fp32 { .. } => StateLayout::Fp32,
+            Moments::Int8 { .. } => StateLayout::Int8Blocks,
+        }
+    }
+
+    /// The moments (for checkpoints and tests).
+    pub fn moments(&self) -> &Moments {
+        &self.moments
+    }
+
+    /// The moments and the step count, to be replaced together (a
+    /// checkpoint's load, which checked the layout first).
+    pub(crate) fn state_mut(&mut self) -> (&mut Moments, &mut u32) {
+        (&mut self.moments, &mut self.steps)
     }
 
     /// Bytes of optimizer state held, and what FP32 Adam would hold (8 per parameter).
@@ -148,27 +234,13 @@ impl Adam {
                 grads.len()
             )));
         }
-        if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::invalid(format!(
-                "adam: learning rate {lr} must be finite and >= 0"
-            )));
-        }
-        self.steps += 1;
-        let s = self.settings;
-        let t = self.steps as i32;
-        let correction1 = 1.0 - s.beta1.powi(t);
-        let correction2 = 1.0 - s.beta2.powi(t);
-        let update = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
-            *m = s.beta1 * *m + (1.0 - s.beta1) * g;
-            *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
-            let m_hat = *m / correction1;
-            let v_hat = *v / correction2;
-            *p -= lr * (m_hat / (v_hat.sqrt() + s.eps) + s.weight_decay * *p);
-        };
+        check_learning_rate(lr)?;
+        self.steps = self.steps.saturating_add(1);
+        let s = StepScalars::new(&self.settings, self.steps, lr);
         match &mut self.moments {
             Moments::Fp32 { m, v } => {
                 for i in 0..params.len() {
-                    update(&mut params[i], grads[i], &mut m[i], &mut v[i]);
+                    (params[i], m[i], v[i]) = update(&s, params[i], grads[i], m[i], v[i]);
                 }
             }
             Moments::Int8 {
@@ -184,12 +256,8 @@ impl Adam {
                     decode_signed(&m_codes[start..end], m_scale[b], &mut m[..width]);
                     decode_unsigned(&v_codes[start..end], v_scale[b], &mut v[..width]);
                     for j in 0..width {
-                        update(
-                            &mut params[start + j],
-                            grads[start + j],
-                            &mut m[j],
-                            &mut v[j],
-                        );
+                        let i = start + j;
+                        (params[i], m[j], v[j]) = update(&s, params[i], grads[i], m[j], v[j]);
                     }
                     m_scale[b] = encode_signed(&m[..width], &mut m_codes[start..end]);
                     v_scale[b] = encode_unsigned(&v[..width], &mut v_codes[start..end]);
@@ -198,39 +266,6 @@ impl Adam {
         }
         Ok(())
     }
-}
-
-fn decode_signed(codes: &[i8], absmax: f32, out: &mut [f32]) {
-    for (o, &q) in out.iter_mut().zip(codes) {
-        let r = q as f32 / 127.0;
-        *o = absmax * r * r.abs();
-    }
-}
-
-fn encode_signed(values: &[f32], codes: &mut [i8]) -> f32 {
-    let absmax = values.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let inverse = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
-    for (q, &v) in codes.iter_mut().zip(values) {
-        *q = (127.0 * (v.abs() * inverse).sqrt()).round().copysign(v) as i8;
-    }
-    absmax
-}
-
-fn decode_unsigned(codes: &[u8], max: f32, out: &mut [f32]) {
-    for (o, &q) in out.iter_mut().zip(codes) {
-        let r = q as f32 / 255.0;
-        let r2 = r * r;
-        *o = max * r2 * r2;
-    }
-}
-
-fn encode_unsigned(values: &[f32], codes: &mut [u8]) -> f32 {
-    let max = values.iter().fold(0.0f32, |a, &v| a.max(v));
-    let inverse = if max > 0.0 { 1.0 / max } else { 0.0 };
-    for (q, &v) in codes.iter_mut().zip(values) {
-        *q = (255.0 * (v * inverse).sqrt().sqrt()).round() as u8;
-    }
-    max
 }
 
 #[cfg(test)]
@@ -464,7 +499,8 @@ mod tests {
         let mut back = [0.0f32; 4];
         decode_signed(&codes, 2.0, &mut back);
         assert_eq!(back[0], 2.0);
-        assert_eq!(back[1], -2.0 * (64.0f32 / 127.0) * (64.0 / 127.0));
+        let r = 64.0f32 / 127.0;
+        assert_eq!(back[1], 2.0 * -(r * r));
         assert_eq!(back[2], 0.0);
 
         let mut codes = [0u8; 3];
@@ -475,7 +511,7 @@ mod tests {
         let mut back = [0.0f32; 3];
         decode_unsigned(&codes, 3.0, &mut back);
         let r = 128.0f32 / 255.0;
-        assert_eq!(back, [3.0 * (r * r) * (r * r), 3.0, 0.0]);
+        assert_eq!(back, [3.0 * ((r * r) * (r * r)), 3.0, 0.0]);
 
         // An all-zero block has scale 0 and zero codes.
         let mut codes = [5i8; 2];

@@ -44,6 +44,17 @@ pub enum StepDecision {
     Skip,
 }
 
+/// A scaler's state between two steps: what a checkpoint holds besides the
+/// settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScaleState {
+    pub scale: f32,
+    /// Finite steps in a row since the scale last changed.
+    pub finite_steps: u32,
+    /// A non-finite gradient was found since the last update.
+    pub found_non_finite: bool,
+}
+
 /// A dynamic loss scaler.
 #[derive(Debug, Clone)]
 pub struct LossScaler {
@@ -88,6 +99,50 @@ impl LossScaler {
             finite_steps: 0,
             found_non_finite: false,
         })
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &LossScaleSettings {
+        &self.settings
+    }
+
+    /// Its state now.
+    pub fn state(&self) -> LossScaleState {
+        LossScaleState {
+            scale: self.scale,
+            finite_steps: self.finite_steps,
+            found_non_finite: self.found_non_finite,
+        }
+    }
+
+    /// Takes `state` (a checkpoint's) as its own, after checking that these
+    /// settings can reach it: a finite scale, 1 when scaling is disabled, at
+    /// least the floor otherwise, and fewer finite steps than the growth
+    /// interval. Nothing changes on error.
+    pub fn restore(&mut self, state: LossScaleState) -> Result<()> {
+        let s = &self.settings;
+        let scale_ok = if s.enabled {
+            state.scale.is_finite() && state.scale >= s.min_scale
+        } else {
+            state.scale == 1.0
+        };
+        if !scale_ok {
+            return Err(Error::invalid(format!(
+                "loss scale checkpoint: scale {} is impossible for these settings \
+                 (enabled {}, min_scale {})",
+                state.scale, s.enabled, s.min_scale
+            )));
+        }
+        if s.enabled && state.finite_steps >= s.growth_interval {
+            return Err(Error::invalid(format!(
+                "loss scale checkpoint: {} finite steps, but the scale grows after {}",
+                state.finite_steps, s.growth_interval
+            )));
+        }
+        self.scale = state.scale;
+        self.finite_steps = state.finite_steps;
+        self.found_non_finite = state.found_non_finite;
+        Ok(())
     }
 
     /// The factor to multiply the loss by.

@@ -15,6 +15,7 @@ use super::shaders::{KernelId, Op, compatible_kernel};
 use super::submit::Queue;
 use crate::error::{Error, Result};
 use crate::format::Format;
+use crate::train::adam::StateLayout;
 use ash::vk;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,6 +34,9 @@ pub struct Engine {
     /// The variant in use per kernel where it is not the compatible one
     /// (set by the self-test, which tests a variant before it is chosen).
     chosen: Mutex<HashMap<(Op, Format), KernelId>>,
+    /// The Adam step kernel per state layout, chosen by its self-test at
+    /// the first optimizer of that layout (src/vk/adam.rs).
+    adam: Mutex<HashMap<StateLayout, KernelId>>,
     matvec: MatvecChoice,
     pub device: Arc<Device>,
 }
@@ -59,6 +63,7 @@ impl Engine {
             queue: Queue::new(&device)?,
             recorder: Recorder::new(),
             chosen: Mutex::new(HashMap::new()),
+            adam: Mutex::new(HashMap::new()),
             matvec: MatvecChoice::new(&device),
             device,
         })
@@ -80,11 +85,21 @@ impl Engine {
         self.chosen.lock().insert((op, format), kernel);
     }
 
+    /// The Adam step kernel chosen for `layout`, if its self-test ran.
+    pub fn adam_kernel(&self, layout: StateLayout) -> Option<KernelId> {
+        self.adam.lock().get(&layout).copied()
+    }
+
+    /// Uses `kernel` for Adam steps of `layout` from now on.
+    pub(crate) fn choose_adam_kernel(&self, layout: StateLayout, kernel: KernelId) {
+        self.adam.lock().insert(layout, kernel);
+    }
+
     /// Whether `kernel` can run here: the features its SPIR-V's capabilities
     /// need are enabled on the device (16-bit storage; f16 arithmetic) or
-    /// reported by it (round-to-nearest-even and subnormal preservation
-    /// declarable for f16, the only width nyxq declares them for), and its
-    /// workgroup memory fits maxComputeSharedMemorySize.
+    /// reported by it (round-to-nearest-even declarable for f16 or f32,
+    /// subnormal preservation for f16), and its workgroup memory fits
+    /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
         let info = &self.device.info;
@@ -95,6 +110,7 @@ impl Engine {
             ),
             (needs.float16, self.device.enabled.has(Feature::Float16)),
             (needs.rounding_rte_f16, info.rounding_rte_f16),
+            (needs.rounding_rte_f32, info.rounding_rte_f32),
             (needs.denorm_preserve_f16, info.denorm_preserve_f16),
         ]
         .iter()

@@ -19,17 +19,25 @@ pub enum Family {
     /// Matrix-vector products: `W`, `x`, `bias`, `y`; [`MatvecPush`]
     /// (shaders/matvec.glsl).
     Matvec,
+    /// Adam steps and their step count: `params`, `grads`, the control
+    /// words, the state; [`AdamPush`] (shaders/adam_common.glsl).
+    Adam,
 }
 
 impl Family {
     /// Every family, in [`Family::index`] order.
-    pub const ALL: [Family; 3] = [Family::Convert, Family::Unscale, Family::Matvec];
+    pub const ALL: [Family; 4] = [
+        Family::Convert,
+        Family::Unscale,
+        Family::Matvec,
+        Family::Adam,
+    ];
 
     /// Storage-buffer bindings of its descriptor sets.
     pub const fn bindings(self) -> u32 {
         match self {
             Family::Convert | Family::Unscale => 2,
-            Family::Matvec => 4,
+            Family::Matvec | Family::Adam => 4,
         }
     }
 
@@ -39,6 +47,7 @@ impl Family {
             Family::Convert => size_of::<ConvertPush>(),
             Family::Unscale => size_of::<UnscalePush>(),
             Family::Matvec => size_of::<MatvecPush>(),
+            Family::Adam => size_of::<AdamPush>(),
         }) as u32
     }
 
@@ -132,6 +141,30 @@ push_constants! {
         has_bias,
         /// Transposed: add to y (the row chunks after the first).
         accumulate,
+    }
+}
+
+push_constants! {
+    /// Rust twin of `Push` in shaders/adam_common.glsl.
+    AdamPush: Adam, 52 bytes {
+        /// Elements in this dispatch.
+        n_elements,
+        /// The learning rate, f32 bits (as are the next six).
+        lr,
+        beta1,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        eps,
+        weight_decay,
+        /// adam_count: 1 reads the found flag, 0 always applies.
+        use_found,
+        /// Word of the state binding where m (its codes, for 8-bit state) starts.
+        m_at,
+        v_at,
+        /// 8-bit state: the words of the per-block scales.
+        m_scale_at,
+        v_scale_at,
     }
 }
 

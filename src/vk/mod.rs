@@ -16,7 +16,9 @@
 //! 5. the [`Engine`], which holds all of that for one device;
 //! 6. the work done with an engine: submit-and-wait conversions (`ops`),
 //!    recording into the caller's command buffers (`record`), matrix-vector
-//!    products (`matvec`), the self-test, device storage of tensors.
+//!    products (`matvec`), the self-test, device storage of tensors, Adam
+//!    with its state on the device (`adam`, and `adam_choice` above it,
+//!    which tests and picks its kernel).
 
 pub mod borrowed;
 pub mod budget;
@@ -41,6 +43,8 @@ pub mod matvec_choice;
 
 pub mod engine;
 
+pub mod adam;
+pub mod adam_choice;
 pub mod matvec;
 pub mod ops;
 pub mod record;

@@ -60,7 +60,9 @@ fn input(format: Format) -> Vec<f32> {
 /// A block whose f16 results are halfway between two f16 values, of both
 /// parities: for F16/BF16 the inputs themselves; for the block formats, a
 /// block whose scale is d = 1 + 2^-10 and whose quants make d*q such ties
-/// (3d, 6d, 12d) when dequantized to f16.
+/// (3d, 6d, 12d) when dequantized to f16; for IQ4_NL, whose levels hold
+/// none of those, d = 1.40625 (its least-squares scale for levels times d)
+/// and the levels −83 (an odd lower neighbour), −65, −49, 53, 69 and 89.
 fn f16_ties(format: Format, j: usize) -> f32 {
     let d = 1.0 + 1.0 / 1024.0;
     let jf = j as f32;
@@ -71,6 +73,11 @@ fn f16_ties(format: Format, j: usize) -> f32 {
         Format::Q4_0 => ((j % 16) as f32 - 8.0) * d,
         Format::Q4_1 => (j % 16) as f32 * d,
         Format::Q5_0 => (jf - 16.0) * d, // -16d, first, sets the scale to d
+        Format::IQ4_NL => {
+            const TIES: [f32; 6] = [-83.0, -65.0, -49.0, 53.0, 69.0, 89.0];
+            let d = 1.40625;
+            if j == 0 { -127.0 * d } else { TIES[j % 6] * d } // -127d, first, sets d
+        }
         _ => {
             let tie = f32::from_bits(0x3f80_1000 + j as u32 * 0x2000);
             if j % 3 == 0 { -tie } else { tie }
@@ -217,5 +224,34 @@ mod tests {
         quant::dequantize_to_f16(Format::Q4_1, &q, &mut y, 1).unwrap();
         let subnormal = |h: &u16| h & 0x7c00 == 0 && h & 0x03ff != 0;
         assert!(y[288..320].iter().any(subnormal), "{:04x?}", &y[288..320]);
+    }
+
+    #[test]
+    fn the_iq4_nl_input_has_f16_ties_of_both_parities() {
+        let x = input(Format::IQ4_NL);
+        let mut q = vec![0u8; Format::IQ4_NL.size_of(x.len()).unwrap()];
+        quant::quantize(Format::IQ4_NL, &x, &mut q, &QuantizeOptions::default()).unwrap();
+        let mut y = vec![0.0f32; x.len()];
+        quant::dequantize(Format::IQ4_NL, &q, &mut y, 1).unwrap();
+        // Block 8: d = 1.40625 exactly, so every value is its input, and
+        // each is halfway between two f16 values (the lower odd or even).
+        assert_eq!(&q[8 * 18..8 * 18 + 2], &0x3da0u16.to_le_bytes());
+        assert_eq!(&y[256..288], &x[256..288]);
+        let mut parities = std::collections::HashSet::new();
+        for &v in &y[257..288] {
+            let h = half::f16::from_f32(v);
+            let other = half::f16::from_bits(if f32::from(h).abs() < v.abs() {
+                h.to_bits() + 1
+            } else {
+                h.to_bits() - 1
+            });
+            assert_eq!(
+                (f64::from(v) - f64::from(f32::from(h))).abs(),
+                (f64::from(v) - f64::from(f32::from(other))).abs(),
+                "{v} is no f16 tie"
+            );
+            parities.insert(h.to_bits().min(other.to_bits()) & 1);
+        }
+        assert_eq!(parities.len(), 2);
     }
 }

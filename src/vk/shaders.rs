@@ -35,7 +35,7 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, Q8_0/Q4_0/Q4_1/Q5_0 only: x rounded to int8 per block, integer
+    /// Forward, the block formats only: x rounded to int8 per block, integer
     /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
     Dot,
     /// The transposed product (one variant, no optional feature).
@@ -94,6 +94,9 @@ pub struct Needs {
     pub float16: bool,
     /// shaderRoundingModeRTEFloat16: RoundingModeRTE declared for f16.
     pub rounding_rte_f16: bool,
+    /// shaderRoundingModeRTEFloat32: RoundingModeRTE declared for f32 (the
+    /// Adam `_rte` variants).
+    pub rounding_rte_f32: bool,
     /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
     pub denorm_preserve_f16: bool,
 }
@@ -152,7 +155,9 @@ impl KernelId {
     /// the context's report and `nyxq hwinfo`).
     pub fn describe(self) -> &'static str {
         let needs = self.kernel().needs;
-        if needs.denorm_preserve_f16 {
+        if needs.rounding_rte_f32 {
+            "rte variant (f32 products and sums checked for exactness, round-to-nearest-even declared)"
+        } else if needs.denorm_preserve_f16 {
             "rte variant (f16 arithmetic, round-to-nearest-even and f16 subnormals declared)"
         } else if needs.float16 {
             "rte variant (f16 arithmetic, round-to-nearest-even declared)"
@@ -258,6 +263,10 @@ mod tests {
                 "f16 arithmetic, round-to-nearest-even declared",
             ),
             (KernelId::DEQUANTIZE_Q4_1_F16_RTE, "hardware f16 conversion"),
+            (
+                KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
+                "hardware f16 conversion",
+            ),
             (KernelId::QUANTIZE_F32_F16_RTE, "hardware f16 conversion"),
             (
                 KernelId::QUANTIZE_F32_Q8_0_S16,
@@ -301,6 +310,7 @@ mod tests {
             KernelId::DEQUANTIZE_Q4_1_F16_RTE,
             KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP,
             KernelId::DEQUANTIZE_Q5_0_F16_RTE,
+            KernelId::DEQUANTIZE_IQ4_NL_F16_RTE,
         ] {
             assert_eq!(grid(kernel), g(32, 256), "{kernel}");
         }

@@ -1,8 +1,10 @@
 //! `nyxq bench-vk [MIB] [ITER]`: GB/s of the Vulkan kernels on MIB MiB of f32
-//! (default 1024) resident on the device, against the copy kernel. With
+//! (default 1024) resident on the device, against the copy kernel; the Adam
+//! steps over MIB MiB of f32 weights count the bytes they must move. With
 //! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
 //! kernel (register count and the like, where the driver reports them).
 
+pub mod adam;
 pub mod measure;
 
 use nyxq::context::{BackendPreference, Context, ContextSettings};
@@ -33,7 +35,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         info.api_version_string()
     );
     println!("input: {n} f32 ({mib} MiB), median of {iterations} runs, GPU timestamps\n");
-    let rows = measure::run(engine, n, iterations).map_err(|e| e.to_string())?;
+    let mut rows = measure::run(engine, n, iterations).map_err(|e| e.to_string())?;
+    rows.extend(adam::rows(engine, n, iterations).map_err(|e| e.to_string())?);
     let copy = rows[0].gbps();
     println!("| kernel | time (us) | bytes moved (MB) | GB/s | x copy |");
     println!("|---|---:|---:|---:|---:|");

@@ -2,7 +2,7 @@
 //! [--variant f32|dot|both] [--batches 1,2,4,8] [--json FILE] [--iterations N]`: the Vulkan
 //! matrix-vector products (W·x, and xᵀ·W unless --no-transposed) per format,
 //! shape and batch on device-resident data (GPU timestamps), against the copy
-//! kernel measured in the same run. W·x of Q8_0/Q4_0/Q4_1/Q5_0 runs in both
+//! kernel measured in the same run. W·x of the block formats runs in both
 //! arithmetics (f32 and integer dot products) where the device has both,
 //! unless --variant names one. Prints a table with the variant that ran;
 //! `--json FILE` also writes the numbers.
@@ -174,7 +174,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let choice = engine.matvec();
     let compat = ctx.force_compat();
     let variants = format!(
-        "F32/F16/BF16 {:?}; Q8_0/Q4_0/Q4_1/Q5_0 {}",
+        "F32/F16/BF16 {:?}; block formats {}",
         choice.forward_variant(compat, Format::F16, 1),
         if !compat && choice.dot_supported() {
             "Dot or Subgroup (see the table)"

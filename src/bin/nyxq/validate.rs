@@ -30,7 +30,7 @@ enum Threshold {
 
 /// The SNR each format must reach when no threshold is given: a few dB under
 /// the worst tensor of the committed MiniLM weights (data/weights: F16 73,
-/// BF16 55, Q8_0 43, Q4_0 19, Q4_1 22, Q5_0 25 dB), so a failure points at a tensor
+/// BF16 55, Q8_0 43, Q4_0 19, Q4_1 22, Q5_0 25, IQ4_NL 21 dB), so a failure points at a tensor
 /// that is harder to quantize than ordinary weights. F32 must be exact.
 fn default_min_snr(format: Format) -> f64 {
     match format {
@@ -38,7 +38,7 @@ fn default_min_snr(format: Format) -> f64 {
         Format::F16 => 60.0,
         Format::BF16 => 45.0,
         Format::Q8_0 => 35.0,
-        Format::Q4_0 | Format::Q4_1 => 15.0,
+        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => 15.0,
         Format::Q5_0 => 21.0,
         Format::Q4_K => 18.0,
         Format::Q5_K => 24.0,

@@ -27,7 +27,7 @@ pub struct Settings {
     pub compat: bool,
     /// Also time xᵀ·W (the backward pass).
     pub transposed: bool,
-    /// The arithmetics W·x of Q8_0/Q4_0/Q4_1/Q5_0 is timed in, where the device
+    /// The arithmetics W·x of the block formats is timed in, where the device
     /// runs them (the others have one).
     pub arithmetics: Vec<Arithmetic>,
 }

@@ -1,0 +1,161 @@
+// The Adam family (src/vk/family.rs `Family::Adam`): bindings, push
+// constants, the control words, and one element's update in the order of
+// crate::train::adam_math (the CPU twin), on two paths:
+//
+// - `adam_update_soft`: every operation on the bits (softfloat.glsl), exact
+//   on any device;
+// - `adam_update_fast` (the `_rte` variants, which declare
+//   round-to-nearest-even for f32): products and sums by the floating-point
+//   unit, each checked to be one where the unit's result is the IEEE one (no
+//   subnormal operand or result); division and square root always on the
+//   bits. An element that fails a check is redone on the soft path.
+
+#extension GL_GOOGLE_include_directive : require
+#include "grid.glsl"
+#include "softfloat.glsl"
+layout(local_size_x = LOCAL_SIZE) in;
+
+#ifdef RTE_F32
+#extension GL_EXT_spirv_intrinsics : require
+spirv_execution_mode(capabilities = [4467], 4462, 32); // RoundingModeRTE, 32-bit
+#endif
+
+// Binding 0: the trainer's f32 master weights (read and written); binding 1:
+// its gradients; binding 2: the optimizer's control words; binding 3: this
+// dispatch's chunk of the optimizer state. adam_count.comp binds the found
+// flag at 0 instead.
+layout(std430, binding = 0) buffer Params { uint params[]; };
+layout(std430, binding = 1) readonly buffer Grads { uint grads[]; };
+layout(std430, binding = 2) buffer Control { uint control[]; };
+layout(std430, binding = 3) buffer State { uint state[]; };
+
+// The control words (src/vk/adam.rs writes the tables at creation).
+const uint CONTROL_STEPS = 0u;  // steps applied (t of the last one)
+const uint CONTROL_K1 = 1u;     // 1 / (1 - beta1^t), f32 bits
+const uint CONTROL_R2 = 2u;     // 1 / sqrt(1 - beta2^t), f32 bits
+const uint CONTROL_APPLY = 3u;  // 1: this step applies; 0: it is skipped
+const uint SIGNED_TABLE = 64u;  // 256 f32: the first moment's decode table
+const uint UNSIGNED_TABLE = 320u; // 256 f32: the second moment's
+
+// Rust twin: src/vk/family.rs `AdamPush` (sizes checked by the build).
+layout(push_constant) uniform Push {
+    uint n_elements;      // elements of this dispatch
+    uint lr;              // f32 bits, as are the next six
+    uint beta1;
+    uint one_minus_beta1;
+    uint beta2;
+    uint one_minus_beta2;
+    uint eps;
+    uint weight_decay;
+    uint use_found;       // adam_count: 1 reads the found flag, 0 always applies
+    uint m_at;            // word of the state binding where m (or its codes) starts
+    uint v_at;
+    uint m_scale_at;      // 8-bit state: the per-block scales
+    uint v_scale_at;
+} pc;
+
+// This invocation's element in the 2-D grid.
+uint element_index() {
+    return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+}
+
+// The per-step scalars (crate::train::adam_math::StepScalars), as bits.
+struct Scalars {
+    uint lr, beta1, omb1, beta2, omb2, eps, wd, k1, r2;
+};
+
+Scalars step_scalars() {
+    Scalars s;
+    s.lr = pc.lr;
+    s.beta1 = pc.beta1;
+    s.omb1 = pc.one_minus_beta1;
+    s.beta2 = pc.beta2;
+    s.omb2 = pc.one_minus_beta2;
+    s.eps = pc.eps;
+    s.wd = pc.weight_decay;
+    s.k1 = control[CONTROL_K1];
+    s.r2 = control[CONTROL_R2];
+    return s;
+}
+
+bool is_subnormal(uint a) {
+    return (a & 0x7f800000u) == 0u && (a & 0x7fffffu) != 0u;
+}
+
+// (p, g, m, v) -> (p', m', v') as bits, every operation on the bits.
+uvec3 adam_update_soft(Scalars s, uint p, uint g, uint m, uint v) {
+    uint mn = sf_add(sf_mul(s.beta1, m), sf_mul(s.omb1, g));
+    uint vn = sf_add(sf_mul(s.beta2, v), sf_mul(sf_mul(s.omb2, g), g));
+    uint u = sf_div(mn, sf_add(sf_mul(sf_sqrt(vn), s.r2), s.eps));
+    uint step = sf_mul(s.lr, sf_add(sf_mul(s.k1, u), sf_mul(s.wd, p)));
+    return uvec3(sf_add(p, step ^ 0x80000000u), mn, vn);
+}
+
+#ifdef RTE_F32
+// x * y by the floating-point unit; `exact` stays true only where that is
+// the IEEE product: an operand is zero (bits), or the result is at least
+// 2^-125 in magnitude (so no operand was a subnormal read as zero and no
+// result was flushed or rounded at the subnormal scale).
+float fast_mul(float x, float y, inout bool exact) {
+    precise float r = x * y;
+    uint zero = min(floatBitsToUint(x) << 1, floatBitsToUint(y) << 1);
+    exact = exact && ((floatBitsToUint(r) & 0x7fffffffu) >= 0x01000000u || zero == 0u);
+    return r;
+}
+
+// x + y by the floating-point unit, for operands that are not subnormal;
+// `exact` stays true where the result is not a subnormal (flushed or not)
+// that the IEEE sum would have kept.
+float fast_add(float x, float y, inout bool exact) {
+    precise float r = x + y;
+    exact = exact && ((floatBitsToUint(r) & 0x7f800000u) != 0u || x == -y);
+    return r;
+}
+
+// adam_update_soft's result by the fast path, or the soft path where a
+// check fails. `scalars_normal`: no scalar is a subnormal.
+uvec3 adam_update(Scalars s, bool scalars_normal, uint p, uint g, uint m, uint v) {
+    bool exact = scalars_normal && !is_subnormal(p);
+    float fp = uintBitsToFloat(p), fg = uintBitsToFloat(g);
+    float mn = fast_add(fast_mul(uintBitsToFloat(s.beta1), uintBitsToFloat(m), exact),
+                        fast_mul(uintBitsToFloat(s.omb1), fg, exact), exact);
+    float vn = fast_add(fast_mul(uintBitsToFloat(s.beta2), uintBitsToFloat(v), exact),
+                        fast_mul(fast_mul(uintBitsToFloat(s.omb2), fg, exact), fg, exact), exact);
+    float root = uintBitsToFloat(sf_sqrt(floatBitsToUint(vn)));
+    float denom = fast_add(fast_mul(root, uintBitsToFloat(s.r2), exact), uintBitsToFloat(s.eps), exact);
+    float u = uintBitsToFloat(sf_div(floatBitsToUint(mn), floatBitsToUint(denom)));
+    float step = fast_mul(uintBitsToFloat(s.lr),
+                          fast_add(fast_mul(uintBitsToFloat(s.k1), u, exact),
+                                   fast_mul(uintBitsToFloat(s.wd), fp, exact), exact),
+                          exact);
+    float pn = fast_add(fp, -step, exact);
+    if (exact) {
+        return uvec3(floatBitsToUint(pn), floatBitsToUint(mn), floatBitsToUint(vn));
+    }
+    return adam_update_soft(s, p, g, m, v);
+}
+
+bool scalars_are_normal(Scalars s) {
+    return !(is_subnormal(s.lr) || is_subnormal(s.beta1) || is_subnormal(s.omb1) ||
+             is_subnormal(s.beta2) || is_subnormal(s.omb2) || is_subnormal(s.eps) ||
+             is_subnormal(s.wd) || is_subnormal(s.k1) || is_subnormal(s.r2));
+}
+
+uint mul_bits(uint x, uint y) {
+    bool exact = true;
+    float r = fast_mul(uintBitsToFloat(x), uintBitsToFloat(y), exact);
+    return exact ? floatBitsToUint(r) : sf_mul(x, y);
+}
+#else
+uvec3 adam_update(Scalars s, bool scalars_normal, uint p, uint g, uint m, uint v) {
+    return adam_update_soft(s, p, g, m, v);
+}
+
+bool scalars_are_normal(Scalars s) {
+    return false;
+}
+
+uint mul_bits(uint x, uint y) {
+    return sf_mul(x, y);
+}
+#endif

@@ -1,0 +1,526 @@
+//! Adam on the device against Adam on the host: many steps recorded into a
+//! command buffer the test owns (as a trainer's would be), with both state
+//! layouts, skipped steps, odd lengths and lengths past one dispatch's
+//! workgroup count; the weights and the state equal the host's bit for bit.
+//! And checkpoints: a device run saved, destroyed, loaded and continued
+//! equals the uninterrupted one, and host and device load each other's.
+
+mod vk_support;
+
+use ash::vk;
+use nyxq::train::adam::{Adam, AdamSettings, MIN_8BIT_ELEMENTS, StateFormat, StateLayout};
+use nyxq::train::checkpoint;
+use nyxq::vk::Engine;
+use nyxq::vk::adam::DeviceAdam;
+use nyxq::vk::adam_choice;
+use nyxq::vk::memory::Buffer;
+use nyxq::vk::ranges::BufferRange;
+use std::sync::Arc;
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::run_under;
+
+/// The test's own command pool, command buffer and fence on nyxq's device.
+struct Commands<'a> {
+    engine: &'a Engine,
+    pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+}
+
+impl<'a> Commands<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        let d = &engine.device.device;
+        // SAFETY: a live device; its compute queue family.
+        let pool = unsafe {
+            d.create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(engine.device.queue_family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )
+        }
+        .unwrap();
+        // SAFETY: the pool was just made.
+        let cmd = unsafe {
+            d.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(pool)
+                    .command_buffer_count(1),
+            )
+        }
+        .unwrap()[0];
+        // SAFETY: a live device.
+        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }.unwrap();
+        Commands {
+            engine,
+            pool,
+            cmd,
+            fence,
+        }
+    }
+
+    fn begin(&self) {
+        // SAFETY: the command buffer is idle (every submit is waited on).
+        unsafe {
+            self.engine
+                .device
+                .device
+                .begin_command_buffer(self.cmd, &vk::CommandBufferBeginInfo::default())
+        }
+        .unwrap();
+    }
+
+    /// A barrier from compute writes to compute reads and writes (what a
+    /// trainer records between two steps of one optimizer).
+    fn compute_barrier(&self) {
+        let barrier = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+            .dst_access_mask(vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE);
+        // SAFETY: recording.
+        unsafe {
+            self.engine.device.device.cmd_pipeline_barrier(
+                self.cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::DependencyFlags::empty(),
+                &[barrier],
+                &[],
+                &[],
+            )
+        };
+    }
+
+    /// Ends, submits with a barrier to host reads, waits, releases.
+    fn submit_and_wait(&self, ticket: u64) {
+        let d = &self.engine.device.device;
+        let barrier = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ);
+        // SAFETY: recording; the queue is nyxq's, used by no nyxq call meanwhile.
+        unsafe {
+            d.cmd_pipeline_barrier(
+                self.cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[barrier],
+                &[],
+                &[],
+            );
+            d.end_command_buffer(self.cmd).unwrap();
+            let cmds = [self.cmd];
+            d.queue_submit(
+                self.engine.device.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                self.fence,
+            )
+            .unwrap();
+            d.wait_for_fences(&[self.fence], true, u64::MAX).unwrap();
+            d.reset_fences(&[self.fence]).unwrap();
+        }
+        self.engine.recorder().release(d, ticket).unwrap();
+    }
+}
+
+impl Drop for Commands<'_> {
+    fn drop(&mut self) {
+        let d = &self.engine.device.device;
+        // SAFETY: all work was waited on; our own objects.
+        unsafe {
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.pool, None);
+        }
+    }
+}
+
+fn settings(state: StateFormat) -> AdamSettings {
+    AdamSettings {
+        beta1: 0.85,
+        beta2: 0.97,
+        eps: 1e-7,
+        weight_decay: 0.02,
+        state,
+    }
+}
+
+/// Element `i`'s starting weight: ordinary values, zeros of both signs,
+/// subnormals, huge ones.
+fn weight(i: usize) -> f32 {
+    let ordinary = ((i * 29) % 97) as f32 * 0.03 - 1.4;
+    match i % 23 {
+        0 => 0.0,
+        1 => -0.0,
+        2 => f32::from_bits(0x0000_3000 + i as u32 % 1000),
+        3 => ordinary * 1e25,
+        _ => ordinary,
+    }
+}
+
+/// Element `i`'s gradient at `step`: mostly ordinary, with gradients whose
+/// squares underflow or are subnormal, subnormal gradients, zeros and huge
+/// ones (whose squares overflow: an infinite second moment, and in 8-bit
+/// state an infinite block scale whose zero codes decode to NaN, on both
+/// sides); each block of 256 gets its own scale, so 8-bit blocks differ.
+fn gradient(i: usize, step: usize) -> f32 {
+    let sign = if (i * 7 + step) % 5 < 2 { -1.0 } else { 1.0 };
+    let scale = [1.0, 1e-3, 30.0, 1e-12][(i / 256) % 4];
+    let ordinary = ((i * 7919 + step * 104_729) % 2001) as f32 * 1e-3 - 1.0;
+    match (i + step) % 19 {
+        0 => 0.0,
+        1 => sign * 1e-20,
+        2 => sign * 2e-19,
+        3 => sign * f32::from_bits(0x0000_0400 + (i as u32 % 3000)),
+        4 => sign * 1e20,
+        _ => ordinary * scale,
+    }
+}
+
+/// The bits of each value, every NaN as one (a NaN's payload may differ
+/// between the device and the host).
+fn bits(values: &[f32]) -> Vec<u32> {
+    values
+        .iter()
+        .map(|v| {
+            if v.is_nan() {
+                f32::NAN.to_bits()
+            } else {
+                v.to_bits()
+            }
+        })
+        .collect()
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The trainer's side of a device optimizer: its weights, gradients and
+/// found flag in host-visible buffers, and its command buffer.
+struct Trainer<'a> {
+    commands: Commands<'a>,
+    params: Buffer,
+    grads: Buffer,
+    found: Buffer,
+    n: usize,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(engine: &'a Arc<Engine>, params: &[f32]) -> Self {
+        let bytes = 4 * params.len() as u64;
+        let mut trainer = Trainer {
+            commands: Commands::new(engine),
+            params: Buffer::new(&engine.device, bytes, true).unwrap(),
+            grads: Buffer::new(&engine.device, bytes, true).unwrap(),
+            found: Buffer::new(&engine.device, 4, true).unwrap(),
+            n: params.len(),
+        };
+        trainer.params.write(&f32_bytes(params));
+        trainer
+    }
+
+    fn range(b: &Buffer, size: u64) -> BufferRange {
+        BufferRange {
+            buffer: b.buffer,
+            offset: 0,
+            size,
+        }
+    }
+
+    /// One step: writes the gradients and the found flag, records the step,
+    /// submits and waits.
+    fn step(&mut self, adam: &DeviceAdam, lr: f32, grads: &[f32], skip: bool) {
+        self.grads.write(&f32_bytes(grads));
+        self.found.write(&u32::from(skip).to_le_bytes());
+        self.commands.begin();
+        let ticket = self.record(adam, lr);
+        self.commands.submit_and_wait(ticket);
+    }
+
+    fn record(&self, adam: &DeviceAdam, lr: f32) -> u64 {
+        let bytes = 4 * self.n as u64;
+        let ranges = (
+            &Self::range(&self.params, bytes),
+            &Self::range(&self.grads, bytes),
+        );
+        let found = Self::range(&self.found, 4);
+        // SAFETY: the test's command buffer is recording on the engine's
+        // device; the buffers are live and hold the ranges.
+        unsafe { adam.record_step(self.commands.cmd, lr, ranges, self.n as u64, Some(&found)) }
+            .unwrap()
+    }
+
+    fn params(&self) -> Vec<f32> {
+        let mut out = vec![0u8; 4 * self.n];
+        self.params.read(&mut out);
+        out.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
+fn host_checkpoint(adam: &Adam) -> Vec<u8> {
+    let mut bytes = vec![0u8; checkpoint::adam_len(&checkpoint::host_image(adam)).unwrap()];
+    checkpoint::save_host_adam(adam, &mut bytes).unwrap();
+    bytes
+}
+
+fn device_checkpoint(adam: &DeviceAdam) -> Vec<u8> {
+    let mut bytes = vec![0u8; adam.checkpoint_len().unwrap()];
+    adam.save(&mut bytes).unwrap();
+    bytes
+}
+
+/// `steps` steps (every third skipped) on the device and the host from the
+/// same start; the weights are compared after every step, the state at the
+/// end.
+fn compare_runs(ctx: &nyxq::context::Context, state: StateFormat, n: usize, steps: usize) {
+    let engine = ctx.vulkan().unwrap();
+    let s = settings(state);
+    let adam = adam_choice::create(engine, s, n, ctx.force_compat()).unwrap();
+    let [fast, compat] = adam_choice::candidates(adam.layout());
+    if ctx.force_compat() {
+        assert_eq!(adam.kernel(), compat);
+    } else if engine.variant_supported(fast) {
+        assert_eq!(adam.kernel(), fast, "the fast variant passed its self-test");
+    }
+    let mut host = Adam::new(s, n).unwrap();
+    let mut params: Vec<f32> = (0..n).map(weight).collect();
+    let mut trainer = Trainer::new(engine, &params);
+    for step in 1..=steps {
+        let g: Vec<f32> = (0..n).map(|i| gradient(i, step)).collect();
+        let skip = step % 3 == 0;
+        let lr = 1e-3 * (1 + step % 4) as f32;
+        trainer.step(&adam, lr, &g, skip);
+        if !skip {
+            host.step(lr, &mut params, &g).unwrap();
+        }
+        let (device, host) = (bits(&trainer.params()), bits(&params));
+        if let Some(i) = (0..n).find(|&i| device[i] != host[i]) {
+            panic!(
+                "{state:?} n {n}, step {step}: weight {i} is {:e} on the device, {:e} on the host",
+                f32::from_bits(device[i]),
+                params[i]
+            );
+        }
+    }
+    assert_eq!(adam.steps().unwrap(), host.steps());
+    assert!(
+        device_checkpoint(&adam) == host_checkpoint(&host),
+        "{state:?} n {n}: the state differs from the host's"
+    );
+}
+
+#[test]
+fn device_steps_equal_the_host_bit_for_bit() {
+    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+        return;
+    };
+    for (state, n) in [
+        (StateFormat::Fp32, 1),
+        (StateFormat::Fp32, 33),
+        (StateFormat::Fp32, 4097),
+        (StateFormat::Int8Blockwise, 255),
+        (StateFormat::Int8Blockwise, MIN_8BIT_ELEMENTS),
+        (StateFormat::Int8Blockwise, 3 * MIN_8BIT_ELEMENTS + 257),
+    ] {
+        compare_runs(&ctx, state, n, 7);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// 2^24 + 300 weights: the first dispatch has 65 536 workgroups (more than
+/// lavapipe's maxComputeWorkGroupCount[0] of 65 535, so a 2-D grid) and
+/// its state fills lavapipe's maxStorageBufferRange; the rest is a second
+/// dispatch.
+#[test]
+fn lengths_past_one_dispatch_are_split_and_two_dimensional() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let n = (1 << 24) + 300;
+    for state in [StateFormat::Fp32, StateFormat::Int8Blockwise] {
+        let layout = StateLayout::of(state, n);
+        let chunk = nyxq::vk::adam::chunk_elements(engine, layout);
+        assert!(
+            chunk / 256 > 65_535 && chunk < n,
+            "{layout:?}: chunks of {chunk}"
+        );
+        compare_runs(&ctx, state, n, 2);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// Two steps recorded in one command buffer, a barrier between them, equal
+/// two host steps: the count of the second reads what the first wrote.
+#[test]
+fn steps_recorded_together_count_in_order() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let n = 300;
+    let s = settings(StateFormat::Fp32);
+    let adam = adam_choice::create(engine, s, n, false).unwrap();
+    let mut host = Adam::new(s, n).unwrap();
+    let mut params: Vec<f32> = (0..n).map(weight).collect();
+    let mut trainer = Trainer::new(engine, &params);
+    let g: Vec<f32> = (0..n).map(|i| gradient(i, 1)).collect();
+    trainer.grads.write(&f32_bytes(&g));
+    trainer.found.write(&0u32.to_le_bytes());
+    trainer.commands.begin();
+    trainer.record(&adam, 0.01);
+    trainer.commands.compute_barrier();
+    let ticket = trainer.record(&adam, 0.02);
+    trainer.commands.submit_and_wait(ticket);
+    host.step(0.01, &mut params, &g).unwrap();
+    host.step(0.02, &mut params, &g).unwrap();
+    assert_eq!(bits(&trainer.params()), bits(&params));
+    assert_eq!(adam.steps().unwrap(), 2);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// N steps equal k steps, save, destroy, a new optimizer, load and N - k
+/// steps; a device checkpoint loads into a host optimizer and the reverse.
+#[test]
+fn checkpoints_continue_bit_for_bit() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for (state, n) in [
+        (StateFormat::Fp32, 77),
+        (StateFormat::Int8Blockwise, MIN_8BIT_ELEMENTS + 77),
+    ] {
+        let s = settings(state);
+        let start: Vec<f32> = (0..n).map(weight).collect();
+        let grads = |step| (0..n).map(|i| gradient(i, step)).collect::<Vec<f32>>();
+        // Step 3 is skipped; the checkpoint is taken after it.
+        let run =
+            |trainer: &mut Trainer, adam: &DeviceAdam, steps: std::ops::RangeInclusive<usize>| {
+                for step in steps {
+                    trainer.step(adam, 0.01, &grads(step), step == 3);
+                }
+            };
+        let whole = adam_choice::create(engine, s, n, false).unwrap();
+        let mut whole_trainer = Trainer::new(engine, &start);
+        run(&mut whole_trainer, &whole, 1..=6);
+
+        let first = adam_choice::create(engine, s, n, false).unwrap();
+        let mut trainer = Trainer::new(engine, &start);
+        run(&mut trainer, &first, 1..=3);
+        let saved = device_checkpoint(&first);
+        drop(first);
+        let second = adam_choice::create(engine, s, n, false).unwrap();
+        second.load(&saved).unwrap();
+        assert_eq!(second.steps().unwrap(), 2);
+        run(&mut trainer, &second, 4..=6);
+        assert_eq!(bits(&trainer.params()), bits(&whole_trainer.params()));
+        assert!(device_checkpoint(&second) == device_checkpoint(&whole));
+
+        // The host continues a device checkpoint, and the device a host one.
+        let mut host = Adam::new(s, n).unwrap();
+        checkpoint::load_host_adam(&mut host, &saved).unwrap();
+        let mut params = {
+            let mut t = Trainer::new(engine, &start);
+            run(
+                &mut t,
+                &adam_choice::create(engine, s, n, false).unwrap(),
+                1..=3,
+            );
+            t.params()
+        };
+        for step in 4..=6 {
+            host.step(0.01, &mut params, &grads(step)).unwrap();
+        }
+        assert_eq!(bits(&params), bits(&whole_trainer.params()));
+        let third = adam_choice::create(engine, s, n, false).unwrap();
+        third.load(&host_checkpoint(&host)).unwrap();
+        assert!(device_checkpoint(&third) == device_checkpoint(&whole));
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// A skipped step changes nothing; a step's arguments are checked before
+/// anything is recorded; the state cannot be saved, loaded or dropped from
+/// under an unreleased recording; device memory is counted.
+#[test]
+fn skips_refusals_and_memory() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let n = MIN_8BIT_ELEMENTS + 5;
+    let held_before = ctx.memory_status().unwrap().nyxq_bytes;
+    let adam = adam_choice::create(engine, settings(StateFormat::Int8Blockwise), n, false).unwrap();
+    let (state_bytes, fp32) = adam.state_bytes();
+    assert_eq!(state_bytes, 2 * n + 8 * n.div_ceil(256));
+    assert!((state_bytes as f64) <= 0.26 * fp32 as f64);
+    let held = ctx.memory_status().unwrap().nyxq_bytes - held_before;
+    assert!(held >= state_bytes as u64 + 2304, "{held} bytes counted");
+
+    let start: Vec<f32> = (0..n).map(weight).collect();
+    let mut trainer = Trainer::new(engine, &start);
+    let empty = device_checkpoint(&adam);
+    let g: Vec<f32> = (0..n).map(|i| gradient(i, 1)).collect();
+    trainer.step(&adam, 0.5, &g, true);
+    assert_eq!(bits(&trainer.params()), bits(&start));
+    assert!(
+        device_checkpoint(&adam) == empty,
+        "a skipped step changes nothing"
+    );
+
+    let bytes = 4 * n as u64;
+    let p = Trainer::range(&trainer.params, bytes);
+    let gr = Trainer::range(&trainer.grads, bytes);
+    let cmd = trainer.commands.cmd;
+    trainer.commands.begin();
+    let refused = |lr: f32, ranges: (&BufferRange, &BufferRange), n: u64| {
+        // SAFETY: the command buffer is recording; the buffers are live and
+        // hold the ranges; every call is refused before it records.
+        unsafe { adam.record_step(cmd, lr, ranges, n, None) }.unwrap_err()
+    };
+    assert!(
+        refused(0.1, (&p, &gr), n as u64 - 1)
+            .message()
+            .contains("not")
+    );
+    assert!(
+        refused(f32::NAN, (&p, &gr), n as u64)
+            .message()
+            .contains("learning rate")
+    );
+    assert!(
+        refused(-1.0, (&p, &gr), n as u64)
+            .message()
+            .contains("learning rate")
+    );
+    assert!(
+        refused(0.1, (&p, &p), n as u64)
+            .message()
+            .contains("params and grads overlap")
+    );
+    // SAFETY: as above.
+    let ticket = unsafe { adam.record_step(cmd, 0.1, (&p, &gr), n as u64, None) }.unwrap();
+    let mut out = vec![0u8; adam.checkpoint_len().unwrap()];
+    assert!(
+        adam.save(&mut out)
+            .unwrap_err()
+            .message()
+            .contains("nyxq_vk_release")
+    );
+    assert!(
+        adam.load(&empty)
+            .unwrap_err()
+            .message()
+            .contains("nyxq_vk_release")
+    );
+    assert!(adam.check_not_bound_by_recordings("destroy it").is_err());
+    trainer.commands.submit_and_wait(ticket);
+    adam.check_not_bound_by_recordings("destroy it").unwrap();
+    assert_eq!(adam.steps().unwrap(), 1);
+    let before_drop = ctx.memory_status().unwrap().nyxq_bytes;
+    drop(adam);
+    assert_eq!(before_drop - ctx.memory_status().unwrap().nyxq_bytes, held);
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
