@@ -22,7 +22,19 @@ using nyxq_test::noisy_sine;
 namespace {
 
 const int32_t kAllFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                               NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
+                               NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL,
+                               NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
+// One past the last format's value: an unknown format.
+const int32_t kUnknownFormat = NYXQ_FORMAT_Q6_K + 1;
+
+// The K-quants store super-blocks of 256 values; the other block formats 32.
+bool k_quant(int32_t format) {
+  return format == NYXQ_FORMAT_Q4_K || format == NYXQ_FORMAT_Q5_K || format == NYXQ_FORMAT_Q6_K;
+}
+// The block a bound holds over: 256 values for the K-quants, else 32.
+size_t block_of(int32_t format) { return k_quant(format) ? 256 : 32; }
+// n rounded up to whole blocks of `format`.
+size_t whole_blocks(int32_t format, size_t n) { return (n + block_of(format) - 1) / block_of(format) * block_of(format); }
 
 // Under sanitizers and Valgrind the largest inputs are trimmed.
 bool light() { return std::getenv("NYXQ_TEST_LIGHT") != nullptr; }
@@ -37,7 +49,9 @@ size_t quantized_size(int32_t format, size_t n) {
 // absmax: Q4_0's and Q5_0's positive ends clip a step short (1/8, 1/16 of the
 // range), Q4_1 rounds to steps of 1/15 of it; IQ4_NL's positive end clips 14
 // steps of max/127 short, and its least-squares scale moves the levels by up
-// to an eighth of the range.
+// to an eighth of the range. The K-quants' bound is of the
+// super-block's absmax: half a step of the sub-block plus the 6-bit (Q6_K:
+// 8-bit) rounding of its scale and minimum, and Q6_K's step short at +31.
 double relative_bound(int32_t format) {
   switch (format) {
     case NYXQ_FORMAT_F32: return 0.0;
@@ -48,6 +62,9 @@ double relative_bound(int32_t format) {
     case NYXQ_FORMAT_Q4_1: return 1.0 / 7;
     case NYXQ_FORMAT_Q5_0: return 1.0 / 15;
     case NYXQ_FORMAT_IQ4_NL: return 14.0 / 127 + 1.0 / 8;
+    case NYXQ_FORMAT_Q4_K: return 2 * (0.5 / 15 + 2.2 / 126);
+    case NYXQ_FORMAT_Q5_K: return 2 * (0.5 / 31 + 2.2 / 126);
+    case NYXQ_FORMAT_Q6_K: return 1.0 / 32 + 1.1 / 256;
   }
   ADD_FAILURE() << "no bound for format " << format;
   return 0.0;
@@ -178,7 +195,9 @@ TEST(Format, InfoForEveryFormat) {
   const Expect table[] = {{NYXQ_FORMAT_F32, "F32", 1, 4, 32}, {NYXQ_FORMAT_F16, "F16", 1, 2, 16},
                           {NYXQ_FORMAT_BF16, "BF16", 1, 2, 16}, {NYXQ_FORMAT_Q8_0, "Q8_0", 32, 34, 8.5},
                           {NYXQ_FORMAT_Q4_0, "Q4_0", 32, 18, 4.5}, {NYXQ_FORMAT_Q4_1, "Q4_1", 32, 20, 5.0},
-                          {NYXQ_FORMAT_Q5_0, "Q5_0", 32, 22, 5.5}, {NYXQ_FORMAT_IQ4_NL, "IQ4_NL", 32, 18, 4.5}};
+                          {NYXQ_FORMAT_Q5_0, "Q5_0", 32, 22, 5.5}, {NYXQ_FORMAT_IQ4_NL, "IQ4_NL", 32, 18, 4.5},
+                          {NYXQ_FORMAT_Q4_K, "Q4_K", 256, 144, 4.5}, {NYXQ_FORMAT_Q5_K, "Q5_K", 256, 176, 5.5},
+                          {NYXQ_FORMAT_Q6_K, "Q6_K", 256, 210, 6.5625}};
   for (const auto &e : table) {
     NyxqFormatInfo info;
     CHECK_OK(nyxq_format_info(e.format, &info));
@@ -188,7 +207,7 @@ TEST(Format, InfoForEveryFormat) {
     EXPECT_EQ(info.bits_per_weight, e.bits);
   }
   NyxqFormatInfo info;
-  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_format_info(NYXQ_FORMAT_IQ4_NL + 1, &info));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_format_info(kUnknownFormat, &info));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_format_info(-1, &info));
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_format_info(NYXQ_FORMAT_F32, nullptr));
 }
@@ -260,17 +279,18 @@ TEST(Quantize, RoundTripsEveryFormatOnOddSizes) {
   std::vector<size_t> sizes = {32, 64 * 1023};
   if (!light()) sizes.push_back((1u << 20) + 32);
   for (int32_t format : kAllFormats) {
-    for (size_t n : sizes) {
+    for (size_t odd : sizes) {
+      const size_t n = whole_blocks(format, odd), block = block_of(format);
       std::vector<float> x = noisy_sine(n, static_cast<uint32_t>(n));
       std::vector<unsigned char> q(quantized_size(format, n));
       std::vector<float> y(n);
       CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, q.data(), q.size()));
       CHECK_OK(nyxq_dequantize(ctx.get(), format, q.data(), q.size(), y.data(), y.size()));
       double bound = relative_bound(format) * 1.2;  // 20% headroom for the f16 rounding of block scales
-      for (size_t b = 0; b < n; b += 32) {
+      for (size_t b = 0; b < n; b += block) {
         float absmax = 0;
-        for (size_t i = b; i < b + 32; ++i) absmax = std::max(absmax, std::fabs(x[i]));
-        for (size_t i = b; i < b + 32; ++i)
+        for (size_t i = b; i < b + block; ++i) absmax = std::max(absmax, std::fabs(x[i]));
+        for (size_t i = b; i < b + block; ++i)
           ASSERT_LE(std::fabs(x[i] - y[i]), bound * absmax + 1e-30) << "format " << format << " n " << n << " i " << i;
       }
       NyxqErrorMetrics m;
@@ -293,7 +313,7 @@ TEST(Quantize, ArgumentErrorsWriteNothing) {
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, quantize(nullptr, NYXQ_FORMAT_Q4_0, x.data(), 64, nullptr, q.data(), q.size()));
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, quantize(ctx.get(), NYXQ_FORMAT_Q4_0, nullptr, 64, nullptr, q.data(), q.size()));
   EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, quantize(ctx.get(), NYXQ_FORMAT_Q4_0, x.data(), 64, nullptr, nullptr, q.size()));
-  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, quantize(ctx.get(), 9, x.data(), 64, nullptr, q.data(), q.size()));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, quantize(ctx.get(), kUnknownFormat, x.data(), 64, nullptr, q.data(), q.size()));
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, quantize(ctx.get(), NYXQ_FORMAT_Q4_0, x.data(), 48, nullptr, q.data(), q.size()));
   EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
                 quantize(ctx.get(), NYXQ_FORMAT_F32, x.data(), std::numeric_limits<size_t>::max() / 2, nullptr, q.data(), q.size()));
@@ -329,21 +349,22 @@ TEST(Quantize, NonFiniteInputIsReportedWithItsIndexOrSaturated) {
   const float bad_values[] = {std::nanf(""), std::numeric_limits<float>::infinity(),
                               -std::numeric_limits<float>::infinity()};
   for (int32_t format : kAllFormats) {
+    const size_t n = whole_blocks(format, 128);
     for (size_t where : {size_t{0}, size_t{77}, size_t{127}}) {
       for (float bad : bad_values) {
-        std::vector<float> x = noisy_sine(128);
+        std::vector<float> x = noisy_sine(n);
         x[where] = bad;
-        std::vector<unsigned char> q(quantized_size(format, 128), 0x5A);
+        std::vector<unsigned char> q(quantized_size(format, n), 0x5A);
         const std::vector<unsigned char> untouched = q;
-        EXPECT_STATUS(NYXQ_ERROR_NON_FINITE, nyxq_quantize(ctx.get(), format, x.data(), 128, nullptr, q.data(), q.size()));
+        EXPECT_STATUS(NYXQ_ERROR_NON_FINITE, nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, q.data(), q.size()));
         EXPECT_EQ(nyxq_last_error_index(), static_cast<int64_t>(where));
         EXPECT_EQ(q, untouched);
 
         NyxqQuantizeOptions options = {};
         options.struct_size = sizeof(options);
         options.non_finite = NYXQ_NON_FINITE_SATURATE;
-        CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), 128, &options, q.data(), q.size()));
-        std::vector<float> y(128);
+        CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, &options, q.data(), q.size()));
+        std::vector<float> y(n);
         CHECK_OK(nyxq_dequantize(ctx.get(), format, q.data(), q.size(), y.data(), y.size()));
         for (float v : y) ASSERT_TRUE(std::isfinite(v)) << format;
       }
@@ -536,9 +557,10 @@ TEST(Tensor, ConvertingToAFormatThatCannotHoldAValueIsRefused) {
 
 TEST(Threads, EightThreadsSharingOneContextGiveTheSameBytes) {
   ContextPtr ctx = cpu_context();
-  const size_t n = light() ? 64 * 1024 : (1u << 20) + 32;
-  std::vector<float> x = noisy_sine(n, 11);
+  const size_t odd = light() ? 64 * 1024 : (1u << 20) + 32;
   for (int32_t format : kAllFormats) {
+    const size_t n = whole_blocks(format, odd);
+    std::vector<float> x = noisy_sine(n, 11);
     std::vector<unsigned char> reference(quantized_size(format, n));
     CHECK_OK(nyxq_quantize(ctx.get(), format, x.data(), n, nullptr, reference.data(), reference.size()));
     std::vector<std::vector<unsigned char>> results(8, std::vector<unsigned char>(reference.size()));
@@ -554,6 +576,8 @@ TEST(Threads, EightThreadsSharingOneContextGiveTheSameBytes) {
     for (const auto &r : results) EXPECT_EQ(r, reference) << format;
   }
   // One thread and many threads inside a call give the same bytes.
+  const size_t n = odd;
+  std::vector<float> x = noisy_sine(n, 11);
   ContextPtr single = cpu_context(1);
   std::vector<unsigned char> a(quantized_size(NYXQ_FORMAT_Q4_1, n)), b(a.size());
   CHECK_OK(nyxq_quantize(single.get(), NYXQ_FORMAT_Q4_1, x.data(), n, nullptr, a.data(), a.size()));

@@ -14,7 +14,13 @@ using nyxq_test::sine;
 namespace {
 
 const int32_t kFormats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
+                            NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL,
+                            NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
+
+// The K-quants' rows are whole super-blocks of 256.
+bool k_quant(int32_t format) {
+  return format == NYXQ_FORMAT_Q4_K || format == NYXQ_FORMAT_Q5_K || format == NYXQ_FORMAT_Q6_K;
+}
 
 struct Matrix {
   size_t rows, cols;
@@ -38,7 +44,9 @@ Matrix make(NyxqContext *ctx, int32_t format, size_t rows, size_t cols) {
 TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
   ContextPtr ctx = cpu_context();
   for (int32_t format : kFormats) {
-    for (auto shape : {std::pair<size_t, size_t>{7, 96}, {129, 256}, {1, 4128}}) {
+    const auto shapes = k_quant(format) ? std::vector<std::pair<size_t, size_t>>{{7, 768}, {129, 256}, {1, 4352}}
+                                        : std::vector<std::pair<size_t, size_t>>{{7, 96}, {129, 256}, {1, 4128}};
+    for (auto shape : shapes) {
       const size_t rows = shape.first, cols = shape.second, batch = 3;
       Matrix m = make(ctx.get(), format, rows, cols);
       std::vector<float> x = sine(batch * cols, 0.37f, 1.0f), bias = sine(rows, 0.37f, 2.0f), y(batch * rows, NAN);
@@ -54,7 +62,7 @@ TEST(Matvec, MatchesADoubleReferenceForEveryFormat) {
           // The documented bound, with room for Q4_1's offset term, plus for the
           // block formats what quantizing x to 8 bits per block may add.
           double x_term = 0;
-          if (format >= NYXQ_FORMAT_Q8_0)
+          if (format >= NYXQ_FORMAT_Q8_0 && !k_quant(format))
             for (size_t k = 0; k < cols; k += 32) {
               double amax = 0, wsum = 0;
               for (size_t c = k; c < k + 32; ++c) {

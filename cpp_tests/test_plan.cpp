@@ -391,7 +391,7 @@ TEST(Plan, BadInputsAreRejected) {
   p.default_format = 99;
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_plan_create(model.get(), &hw, &p, &out));
   p = policy;
-  p.allowed_formats = 1u << 10;
+  p.allowed_formats = 1u << (NYXQ_FORMAT_Q6_K + 1);  // past the last format
   EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_plan_create(model.get(), &hw, &p, &out));
   p = policy;
   p.struct_size = 8;

@@ -66,7 +66,10 @@ void expect_if_destroyed(const Slot<T> &s, NyxqStatus status, const char *what, 
   if (s.handle != nullptr && !s.live && other_arguments_valid) expect(status, NYXQ_ERROR_INVALID_HANDLE, what);
 }
 
-bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_IQ4_NL; }
+bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_Q6_K; }
+// A row length every format of this size of block holds: super-blocks of
+// 256 for the K-quants, 32 for the others.
+size_t block_size(int32_t format) { return format >= NYXQ_FORMAT_Q4_K && format <= NYXQ_FORMAT_Q6_K ? 256 : 32; }
 bool known_placement(int32_t placement) {
   return placement == NYXQ_PLACEMENT_HOST || placement == NYXQ_PLACEMENT_DEVICE;
 }
@@ -80,7 +83,7 @@ const char *const kConfigs[] = {
 };
 
 std::vector<uint64_t> shape_from(Input &in) {
-  switch (in.byte() % 8) {
+  switch (in.byte() % 9) {
     case 0: return {32};
     case 1: return {2, 64};
     case 2: return {3, 33};
@@ -88,6 +91,7 @@ std::vector<uint64_t> shape_from(Input &in) {
     case 4: return {uint64_t{1} << 20, uint64_t{1} << 30};
     case 5: return {uint64_t{1} << 40, uint64_t{1} << 40};
     case 6: return {4, 4, 4, 4, 4, 4, 4, 4, 4};
+    case 7: return {3, 256};  // whole super-blocks of the K-quants
     default: return {in.byte() + uint64_t{1}, 32};
   }
 }
@@ -247,13 +251,13 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
     case 0: {
       Slot<NyxqContext> &c = slot(h.contexts, in);
       std::vector<uint64_t> shape = shape_from(in);
-      int32_t format = in.byte() % 8;
+      int32_t format = in.byte() % (NYXQ_FORMAT_Q6_K + 1);
       int32_t placement = in.pick<int32_t>({NYXQ_PLACEMENT_HOST, NYXQ_PLACEMENT_HOST, NYXQ_PLACEMENT_DEVICE, 5});
       NyxqTensor *made = nullptr;
       NyxqStatus s = NYXQ_CALL(nyxq_tensor_create_in, c.handle, "t", shape.data(), shape.size(), format, placement,
                                &made);
       bool valid = known_format(format) && known_placement(placement) && shape.size() <= NYXQ_MAX_RANK &&
-                   numel(shape) != 0 && numel(shape) <= 4096 && shape.back() % 32 == 0;
+                   numel(shape) != 0 && numel(shape) <= 4096 && shape.back() % block_size(format) == 0;
       expect_if_destroyed(c, s, "a tensor of a destroyed context", valid);
       keep(t, s, made, nyxq_tensor_destroy);
       break;
@@ -285,7 +289,7 @@ void tensor_ops(Handles &h, Input &in, uint8_t op) {
     }
     case 4: {
       NyxqTensor *made = nullptr;
-      int32_t format = in.byte() % 8;
+      int32_t format = in.byte() % (NYXQ_FORMAT_Q6_K + 1);
       NyxqStatus s = NYXQ_CALL(nyxq_tensor_convert, t.handle, format, nullptr, &made);
       expect_if_destroyed(t, s, "converting a destroyed tensor", known_format(format));
       keep(slot(h.tensors, in), s, made, nyxq_tensor_destroy);

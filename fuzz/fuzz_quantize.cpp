@@ -85,7 +85,7 @@ struct Case {
 Case read_case(Input &in) {
   Case c{};
   uint8_t format_byte = in.byte();
-  c.format = format_byte < 0xf0 ? format_byte % 8 : static_cast<int32_t>(format_byte) - 0x100;
+  c.format = format_byte < 0xf0 ? format_byte % ref::kFormats : static_cast<int32_t>(format_byte) - 0x100;
   nyxq_quantize_options_default(&c.options);
   uint8_t mode = in.byte();
   c.options.rounding = mode % 3;
@@ -147,7 +147,23 @@ void check_accepted(const Case &c, const std::vector<uint8_t> &q) {
   for (size_t b = 0; b < x.size() / l.block_size; ++b) {
     const float *xb = input.data() + b * l.block_size;
     const float *yb = back.data() + b * l.block_size;
-    if (c.options.rounding == NYXQ_ROUNDING_STOCHASTIC && !scalar) {
+    if (c.options.rounding == NYXQ_ROUNDING_STOCHASTIC && ref::k_quant(c.format)) {
+      // Nearest's scales; each level floor or ceiling where nearest rounds,
+      // so within one step of the sub-block of nearest's value.
+      const uint8_t *block = q.data() + b * l.block_bytes, *near_block = nearest.data() + b * l.block_bytes;
+      auto [at, len] = ref::k_scale_bytes(c.format);
+      if (std::memcmp(block + at, near_block + at, len) != 0) {
+        fail("stochastic rounding changed the scales of super-block " + std::to_string(b));
+      }
+      for (size_t j = 0; j < l.block_size; ++j) {
+        double step = ref::k_step(c.format, near_block, static_cast<int>(j));
+        if (std::fabs(double(yb[j]) - near_back[b * l.block_size + j]) > step * (1 + 1e-6)) {
+          fail("stochastic rounding of super-block " + std::to_string(b) + " is more than a step (" + hexfloat(step) +
+               ") from nearest at " + std::to_string(j) + ": " + hexfloat(yb[j]) + " vs " +
+               hexfloat(near_back[b * l.block_size + j]));
+        }
+      }
+    } else if (c.options.rounding == NYXQ_ROUNDING_STOCHASTIC && !scalar) {
       // The scale of nearest rounding (IQ4_NL's: max/-127, before its
       // least-squares fit).
       uint8_t scale_of_nearest[4];

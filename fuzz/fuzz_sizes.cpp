@@ -40,7 +40,7 @@ NyxqStatus expected_size(int32_t format, size_t n, size_t *bytes) {
 
 void check_sizes(Input &in) {
   uint8_t f = in.byte();
-  int32_t format = f < 0xf0 ? f % 8 : in.take<int32_t>();
+  int32_t format = f < 0xf0 ? f % ref::kFormats : in.take<int32_t>();
   size_t n = count_from(in);
   size_t bytes = kUntouched, want = 0;
   NyxqStatus s = NYXQ_CALL(nyxq_quantized_size, format, n, &bytes);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "nyxq.h"
@@ -84,10 +85,18 @@ inline Layout layout(int32_t format) {
     case NYXQ_FORMAT_Q4_0: return {32, 18};
     case NYXQ_FORMAT_Q5_0: return {32, 22};
     case NYXQ_FORMAT_IQ4_NL: return {32, 18};
+    case NYXQ_FORMAT_Q4_K: return {256, 144};
+    case NYXQ_FORMAT_Q5_K: return {256, 176};
+    case NYXQ_FORMAT_Q6_K: return {256, 210};
     default: return {32, 20};  // Q4_1
   }
 }
-inline bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format <= NYXQ_FORMAT_IQ4_NL; }
+// How many formats there are (their values run from 0).
+constexpr int32_t kFormats = NYXQ_FORMAT_Q6_K + 1;
+inline bool known_format(int32_t format) { return format >= NYXQ_FORMAT_F32 && format < kFormats; }
+inline bool k_quant(int32_t format) {
+  return format == NYXQ_FORMAT_Q4_K || format == NYXQ_FORMAT_Q5_K || format == NYXQ_FORMAT_Q6_K;
+}
 
 // IQ4_NL's levels (ggml's kvalues_iq4nl) and the index of the level nearest
 // t as ggml's best_index_int8 finds it: a binary search between the ends,
@@ -169,6 +178,9 @@ inline float limit(int32_t format) {
       }();
       return iq4;
     }
+    case NYXQ_FORMAT_Q4_K:
+    case NYXQ_FORMAT_Q5_K: return 4127760.0f;  // dmin = max(-min)/63 finite in f16
+    case NYXQ_FORMAT_Q6_K: return 268369920.0f;  // d = max/4096 finite in f16
     case NYXQ_FORMAT_Q8_0: {
       // The smallest a whose scale a/127 rounds to Inf in f16.
       static const float q8 = [] {
@@ -262,13 +274,167 @@ inline float largest_quant(int32_t format) {
   }
 }
 
+// ---- K-quants (docs/quant.md, "K-quants") ----
+
+// The top level of Q4_K (15) or Q5_K (31).
+inline float k_top(int32_t format) { return format == NYXQ_FORMAT_Q4_K ? 15.0f : 31.0f; }
+
+// Q4_K or Q5_K nearest rounding of a super-block of 256.
+inline void quantize_affine_k(int32_t format, const float *x, uint8_t *out) {
+  float top = k_top(format);
+  float scale[8], min[8], largest_scale = 0.0f, largest_min = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int i = 0; i < 32; ++i) {
+      if (x[32 * j + i] < lo) lo = x[32 * j + i];
+      if (x[32 * j + i] > hi) hi = x[32 * j + i];
+    }
+    if (lo > 0.0f) lo = 0.0f;
+    scale[j] = (hi - lo) / top;
+    min[j] = -lo;
+    if (scale[j] > largest_scale) largest_scale = scale[j];
+    if (min[j] > largest_min) largest_min = min[j];
+  }
+  float d = f16_value(f16_bits(largest_scale / 63.0f)), dmin = f16_value(f16_bits(largest_min / 63.0f));
+  float id = inverse_scale(d), idmin = inverse_scale(dmin);
+  uint8_t sc[8], m[8], q[256];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = static_cast<uint8_t>(std::fmin(63.0f, std::trunc(scale[j] * id + 0.5f)));
+    m[j] = static_cast<uint8_t>(std::fmin(63.0f, std::trunc(min[j] * idmin + 0.5f)));
+    float step = d * static_cast<float>(sc[j]), offset = dmin * static_cast<float>(m[j]);
+    float istep = inverse_scale(step);
+    for (int i = 0; i < 32; ++i) {
+      float level = std::trunc((x[32 * j + i] + offset) * istep + 0.5f);
+      q[32 * j + i] = static_cast<uint8_t>(std::fmax(0.0f, std::fmin(top, level)));
+    }
+  }
+  put_f16(out, d);
+  put_f16(out + 2, dmin);
+  uint8_t *scales = out + 4;
+  std::memset(scales, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      scales[j] |= sc[j];
+      scales[j + 4] |= m[j];
+    } else {
+      scales[j + 4] = static_cast<uint8_t>((sc[j] & 0xf) | ((m[j] & 0xf) << 4));
+      scales[j - 4] |= static_cast<uint8_t>((sc[j] >> 4) << 6);
+      scales[j] |= static_cast<uint8_t>((m[j] >> 4) << 6);
+    }
+  }
+  uint8_t *qs = out + (format == NYXQ_FORMAT_Q4_K ? 16 : 48);
+  if (format == NYXQ_FORMAT_Q5_K) {
+    uint8_t *qh = out + 16;
+    std::memset(qh, 0, 32);
+    for (int e = 0; e < 256; ++e) qh[e % 32] |= static_cast<uint8_t>((q[e] >> 4) << (e / 32));
+  }
+  for (int c = 0; c < 4; ++c) {
+    for (int i = 0; i < 32; ++i) {
+      qs[32 * c + i] = static_cast<uint8_t>((q[64 * c + i] & 0xf) | ((q[64 * c + 32 + i] & 0xf) << 4));
+    }
+  }
+}
+
+// Sub-block j's scale and minimum of Q4_K or Q5_K.
+inline void affine_k_scale_min(const uint8_t *block, int j, float *step, float *offset) {
+  const uint8_t *s = block + 4;
+  int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0xf) | ((s[j - 4] >> 6) << 4);
+  int m = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  *step = get_f16(block) * static_cast<float>(sc);
+  *offset = get_f16(block + 2) * static_cast<float>(m);
+}
+
+inline void dequantize_affine_k(int32_t format, const uint8_t *in, float *y) {
+  const uint8_t *qs = in + (format == NYXQ_FORMAT_Q4_K ? 16 : 48);
+  for (int e = 0; e < 256; ++e) {
+    uint8_t byte = qs[32 * (e / 64) + e % 32];
+    int q = e % 64 < 32 ? byte & 0xf : byte >> 4;
+    if (format == NYXQ_FORMAT_Q5_K) q |= ((in[16 + e % 32] >> (e / 32)) & 1) << 4;
+    float step, offset;
+    affine_k_scale_min(in, e / 32, &step, &offset);
+    y[e] = step * static_cast<float>(q) - offset;
+  }
+}
+
+// The first element of largest magnitude, with its sign.
+inline float signed_max(const float *x, int n) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < n; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  return max;
+}
+
+inline void quantize_q6_k(const float *x, uint8_t *out) {
+  float scale[16];
+  for (int j = 0; j < 16; ++j) scale[j] = signed_max(x + 16 * j, 16) / -32.0f;
+  float d = f16_value(f16_bits(signed_max(scale, 16) / -128.0f));
+  float id = inverse_scale(d);
+  int8_t sc[16];
+  uint8_t q[256];
+  for (int j = 0; j < 16; ++j) {
+    sc[j] = static_cast<int8_t>(std::fmax(-128.0f, std::fmin(127.0f, std::round(scale[j] * id))));
+    float istep = inverse_scale(d * static_cast<float>(sc[j]));
+    for (int i = 0; i < 16; ++i) {
+      float level = std::fmax(-32.0f, std::fmin(31.0f, std::round(x[16 * j + i] * istep)));
+      q[16 * j + i] = static_cast<uint8_t>(static_cast<int>(level) + 32);
+    }
+  }
+  uint8_t *ql = out, *qh = out + 128;
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t *v = q + 128 * h + l;
+      ql[64 * h + l] = static_cast<uint8_t>((v[0] & 0xf) | ((v[64] & 0xf) << 4));
+      ql[64 * h + 32 + l] = static_cast<uint8_t>((v[32] & 0xf) | ((v[96] & 0xf) << 4));
+      qh[32 * h + l] = static_cast<uint8_t>((v[0] >> 4) | ((v[32] >> 4) << 2) | ((v[64] >> 4) << 4) | ((v[96] >> 4) << 6));
+    }
+  }
+  for (int j = 0; j < 16; ++j) out[192 + j] = static_cast<uint8_t>(sc[j]);
+  put_f16(out + 208, d);
+}
+
+// Sub-block j's scale of Q6_K.
+inline float q6_k_step(const uint8_t *block, int j) {
+  return get_f16(block + 208) * static_cast<float>(static_cast<int8_t>(block[192 + j]));
+}
+
+inline void dequantize_q6_k(const uint8_t *in, float *y) {
+  for (int e = 0; e < 256; ++e) {
+    int h = e / 128, k = e % 128 / 32, l = e % 32;
+    uint8_t byte = in[64 * h + 32 * (k % 2) + l];
+    int low = k < 2 ? byte & 0xf : byte >> 4;
+    int high = (in[128 + 32 * h + l] >> (2 * k)) & 3;
+    y[e] = q6_k_step(in, e / 16) * static_cast<float>((low | (high << 4)) - 32);
+  }
+}
+
+// The magnitude of the step of element e's sub-block in a K-quant block.
+inline float k_step(int32_t format, const uint8_t *block, int e) {
+  if (format == NYXQ_FORMAT_Q6_K) return std::fabs(q6_k_step(block, e / 16));
+  float step, offset;
+  affine_k_scale_min(block, e / 32, &step, &offset);
+  return step;
+}
+
+// Where a K-quant block keeps its scales (the bytes stochastic rounding
+// shares with nearest): the header of Q4_K and Q5_K, Q6_K's tail.
+inline std::pair<size_t, size_t> k_scale_bytes(int32_t format) {
+  return format == NYXQ_FORMAT_Q6_K ? std::pair<size_t, size_t>{192, 18} : std::pair<size_t, size_t>{0, 16};
+}
+
 // The widest distance between two neighbouring levels, in steps of d
 // (IQ4_NL's 89 to 113; 1 for the uniform formats).
 inline float widest_gap(int32_t format) { return format == NYXQ_FORMAT_IQ4_NL ? 24.0f : 1.0f; }
 
-// Nearest rounding of one block (32 values for Q formats, 1 otherwise).
+// Nearest rounding of one block (32 values for Q formats, 256 for K-quants, 1 otherwise).
 inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
   switch (format) {
+    case NYXQ_FORMAT_Q4_K:
+    case NYXQ_FORMAT_Q5_K: quantize_affine_k(format, x, out); return;
+    case NYXQ_FORMAT_Q6_K: quantize_q6_k(x, out); return;
     case NYXQ_FORMAT_F32: std::memcpy(out, x, 4); return;
     case NYXQ_FORMAT_F16: put_f16(out, x[0]); return;
     case NYXQ_FORMAT_BF16: {
@@ -336,6 +502,9 @@ inline void quantize_block(int32_t format, const float *x, uint8_t *out) {
 // The values one block holds.
 inline void dequantize_block(int32_t format, const uint8_t *in, float *y) {
   switch (format) {
+    case NYXQ_FORMAT_Q4_K:
+    case NYXQ_FORMAT_Q5_K: dequantize_affine_k(format, in, y); return;
+    case NYXQ_FORMAT_Q6_K: dequantize_q6_k(in, y); return;
     case NYXQ_FORMAT_F32: std::memcpy(y, in, 4); return;
     case NYXQ_FORMAT_F16: y[0] = get_f16(in); return;
     case NYXQ_FORMAT_BF16: {

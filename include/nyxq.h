@@ -627,6 +627,23 @@ enum NyxqFormat
    * 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
    */
   NYXQ_FORMAT_IQ4_NL = 7,
+  /**
+   * INT4 super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit sub-block
+   * scales and minimums, 128 bytes of nibbles; x = d*sc*q - dmin*m (4.5
+   * bits/weight; ggml's Q4_K). Element counts are multiples of 256.
+   */
+  NYXQ_FORMAT_Q4_K = 8,
+  /**
+   * INT5 super-blocks of 256: as Q4_K with 32 bytes of fifth bits (5.5
+   * bits/weight; ggml's Q5_K).
+   */
+  NYXQ_FORMAT_Q5_K = 9,
+  /**
+   * INT6 super-blocks of 256: 128 bytes of low nibbles, 64 of high bit
+   * pairs, 16 int8 sub-block scales, f16 d; x = d*sc*(q-32) (6.5625
+   * bits/weight; ggml's Q6_K).
+   */
+  NYXQ_FORMAT_Q6_K = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -701,11 +718,12 @@ typedef struct {
    */
   const char *name;
   /**
-   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
+   * Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5",
+   * "INT6"); static.
    */
   const char *precision_level;
   /**
-   * Elements per block (1 for F32, F16, BF16).
+   * Elements per block (1 for F32, F16, BF16; 256 for the K-quants).
    */
   uint32_t block_size;
   /**
@@ -1006,8 +1024,9 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
- * larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
+ * format with no Vulkan kernel (Q4_K, Q5_K, Q6_K), a row larger than the
+ * device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1119,7 +1138,8 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
- * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
+ * with no Vulkan kernel (Q4_K, Q5_K, Q6_K)),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
  */
@@ -1633,8 +1653,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
- * self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
+ * (Q4_K, Q5_K, Q6_K), a kernel disabled by its self-test, error-minimising
+ * rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
  * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
@@ -1743,7 +1764,8 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
+ *   kernels: not Q4_K, Q5_K, Q6_K), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -1773,8 +1795,9 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias,
- * y or one row of W over maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
+ * with no Vulkan kernel (Q4_K, Q5_K, Q6_K); x, bias, y or one row of W over
+ * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */

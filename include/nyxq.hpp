@@ -59,6 +59,9 @@ enum class Format : int32_t {
   Q4_1 = NYXQ_FORMAT_Q4_1,  ///< INT4 blocks of 32, x = d*q + m (5 bits/weight).
   Q5_0 = NYXQ_FORMAT_Q5_0,  ///< INT5 blocks of 32, x = d*(q-16) (5.5 bits/weight).
   IQ4_NL = NYXQ_FORMAT_IQ4_NL,  ///< Non-linear INT4 blocks of 32, x = d*v[q] (4.5 bits/weight).
+  Q4_K = NYXQ_FORMAT_Q4_K,  ///< INT4 super-blocks of 256, x = d*sc*q - dmin*m (4.5 bits/weight).
+  Q5_K = NYXQ_FORMAT_Q5_K,  ///< INT5 super-blocks of 256, as Q4_K with a fifth bit (5.5 bits/weight).
+  Q6_K = NYXQ_FORMAT_Q6_K,  ///< INT6 super-blocks of 256, x = d*sc*(q-32) (6.5625 bits/weight).
 };
 
 /// Rounding modes (NyxqRounding).

@@ -9,8 +9,11 @@ requires identical bytes for Q8_0, Q4_0, Q4_1, Q5_0, BF16 and F16, and, for
 the block formats, identical float bits when those bytes are dequantized.
 IQ4_NL has only its dequantizer in gguf 0.19.0 (its quantize raises
 NotImplementedError): its layout is checked by gguf-py's dequantizer applied
-to nyxq's bytes. Prints the SNR of each tensor and format. Exits 1 on any
-mismatch.
+to nyxq's bytes. The K-quants (Q4_K, Q5_K, Q6_K) have no reference quantizer
+in gguf either: nyxq's bytes, nearest and error-minimising, must dequantize
+in gguf to exactly nyxq's floats, on every tensor whose element count is
+whole super-blocks of 256. Prints the SNR of each tensor and format. Exits 1
+on any mismatch.
 """
 import argparse
 import ctypes
@@ -38,6 +41,28 @@ DEQUANTIZED = {
     6: GGMLQuantizationType.Q5_0,
     7: GGMLQuantizationType.IQ4_NL,
 }
+# The K-quants: nyxq format value -> (name, gguf's type). Their layout is
+# checked through gguf's dequantizer alone.
+K_QUANTS = {
+    8: ("Q4_K", GGMLQuantizationType.Q4_K),
+    9: ("Q5_K", GGMLQuantizationType.Q5_K),
+    10: ("Q6_K", GGMLQuantizationType.Q6_K),
+}
+K_BLOCK = 256
+ROUNDING_NEAREST, ROUNDING_ERROR_MINIMISING = 0, 1
+
+
+class QuantizeOptions(ctypes.Structure):
+    """NyxqQuantizeOptions of include/nyxq.h (layout asserted by test_layout)."""
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("rounding", ctypes.c_int32),
+        ("non_finite", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("first_index", ctypes.c_uint64),
+        ("importance", ctypes.c_void_p),
+        ("importance_len", ctypes.c_size_t),
+    ]
 
 
 class Nyxq:
@@ -50,6 +75,7 @@ class Nyxq:
         self.lib.nyxq_dequantize.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
                                              ctypes.c_void_p, ctypes.c_size_t]
         self.lib.nyxq_quantized_size.argtypes = [ctypes.c_int32, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+        self.lib.nyxq_quantize_options_default.argtypes = [ctypes.c_void_p]
         self.ctx = ctypes.c_void_p()
         self.check(self.lib.nyxq_context_create(None, ctypes.byref(self.ctx)))
 
@@ -58,12 +84,18 @@ class Nyxq:
             raise RuntimeError(f"{self.lib.nyxq_status_str(status).decode()}: "
                                f"{self.lib.nyxq_last_error_message().decode()}")
 
-    def quantize(self, fmt, x):
+    def quantize(self, fmt, x, rounding=ROUNDING_NEAREST):
         x = np.ascontiguousarray(x, dtype=np.float32)
         size = ctypes.c_size_t()
         self.check(self.lib.nyxq_quantized_size(fmt, x.size, ctypes.byref(size)))
         out = np.empty(size.value, dtype=np.uint8)
-        self.check(self.lib.nyxq_quantize(self.ctx, fmt, x.ctypes.data, x.size, None, out.ctypes.data, out.size))
+        options = None
+        if rounding != ROUNDING_NEAREST:
+            options = QuantizeOptions()
+            self.check(self.lib.nyxq_quantize_options_default(ctypes.byref(options)))
+            options.rounding = rounding
+            options = ctypes.byref(options)
+        self.check(self.lib.nyxq_quantize(self.ctx, fmt, x.ctypes.data, x.size, options, out.ctypes.data, out.size))
         return out
 
     def dequantize(self, fmt, q, n):
@@ -144,6 +176,31 @@ def main():
                           file=sys.stderr)
             snr = snr_db(x, restored)
             cells.append(f"{snr:>7.2f}{' ' if same else '*'}")
+        print(f"{label:<48} {x.size:>9} " + " ".join(cells))
+
+    # The K-quants: gguf's dequantizer on nyxq's bytes, nearest and error-minimising.
+    roundings = [(ROUNDING_NEAREST, ""), (ROUNDING_ERROR_MINIMISING, " em")]
+    names = [name + suffix for name, _ in K_QUANTS.values() for _, suffix in roundings]
+    print()
+    print(f"{'tensor':<48} {'n':>9} " + " ".join(f"{n:>8}" for n in names) +
+          "   (SNR dB; * = gguf dequantizes differently; tensors of whole super-blocks)")
+    for label, x in sets:
+        if x.size % K_BLOCK != 0:
+            continue
+        cells = []
+        for fmt, (name, gguf_type) in K_QUANTS.items():
+            for rounding, suffix in roundings:
+                checks += 1
+                ours = nyxq.quantize(fmt, x, rounding)
+                restored = nyxq.dequantize(fmt, ours, x.size)
+                expected = quants.dequantize(ours, gguf_type).astype(np.float32).ravel()
+                same = np.array_equal(restored.view(np.uint32), expected.view(np.uint32))
+                if not same:
+                    mismatches += 1
+                    diff = np.flatnonzero(restored.view(np.uint32) != expected.view(np.uint32))
+                    print(f"MISMATCH {label} {name}{suffix} dequantize: {len(diff)} values differ, first at {diff[0]}",
+                          file=sys.stderr)
+                cells.append(f"{snr_db(x, restored):>7.2f}{' ' if same else '*'}")
         print(f"{label:<48} {x.size:>9} " + " ".join(cells))
     nyxq.close()
     print(f"{checks - mismatches} passed, {mismatches} failed")

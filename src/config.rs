@@ -498,8 +498,8 @@ impl QuantConfig {
         warnings
     }
 
-    /// Whether any precision key names `format` (INT4 means Q4_0; Q4_1 and
-    /// IQ4_NL are offered only where a key names them).
+    /// Whether any precision key names `format` (INT4 means Q4_0; Q4_1, IQ4_NL
+    /// and Q4_K are offered only where a key names them).
     fn names(&self, format: Format) -> bool {
         [
             Some(self.precision_level),
@@ -528,7 +528,10 @@ impl QuantConfig {
                 .iter()
                 .copied()
                 .filter(|f| f.bits_per_weight() >= floor)
-                .filter(|f| !matches!(f, Format::Q4_1 | Format::IQ4_NL) || self.names(*f))
+                // The 4-bit formats beside Q4_0 only where a key names them.
+                .filter(|f| {
+                    !matches!(f, Format::Q4_1 | Format::IQ4_NL | Format::Q4_K) || self.names(*f)
+                })
                 .filter(|f| f.spec().planned)
                 .collect();
             policy.adaptive = self.adaptive_precision;

@@ -9,12 +9,13 @@
 //! [`CpuKernels::of`] matches every format without a wildcard, so a new
 //! format does not compile until its row is here.
 
-use crate::format::{Format, QK};
+use crate::format::{Format, QK, QK_K};
 #[cfg(target_arch = "x86_64")]
 use crate::matvec::simd_x86 as matvec_simd;
+use crate::quant::kquant::{self, Q4K, Q5K};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::simd_x86 as quant_simd;
-use crate::quant::{scalar, search};
+use crate::quant::{kquant_search, scalar, search};
 
 /// Quantizes whole blocks: (src, dst).
 pub type Quantize = fn(&[f32], &mut [u8]);
@@ -74,19 +75,56 @@ impl CpuKernels {
             Format::Q4_1 => &Q4_1,
             Format::Q5_0 => &Q5_0,
             Format::IQ4_NL => &IQ4_NL,
+            Format::Q4_K => &Q4_K,
+            Format::Q5_K => &Q5_K,
+            Format::Q6_K => &Q6_K,
         }
     }
 }
 
-/// Runs a one-block kernel over every block (`B` bytes each) of a slice.
-fn blocks<const B: usize>(src: &[f32], dst: &mut [u8], kernel: impl Fn(&[f32], &mut [u8])) {
-    for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(B)) {
+/// Runs a one-block kernel over every block (`N` elements, `B` bytes each)
+/// of a slice.
+fn blocks_of<const N: usize, const B: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    kernel: impl Fn(&[f32], &mut [u8]),
+) {
+    for (x, out) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B)) {
         kernel(x, out);
     }
 }
 
 /// Runs a one-block stochastic kernel over every block, each told the index
 /// of its first element.
+fn blocks_stochastic_of<const N: usize, const B: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    seed: u64,
+    first: u64,
+    kernel: impl Fn(&[f32], &mut [u8], u64, u64),
+) {
+    for (b, (x, out)) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B)).enumerate() {
+        kernel(x, out, seed, first + (b * N) as u64);
+    }
+}
+
+/// Runs a one-block dequantize kernel over every block.
+fn blocks_back_of<const N: usize, const B: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    kernel: impl Fn(&[u8], &mut [f32]),
+) {
+    for (block, y) in src.chunks_exact(B).zip(dst.chunks_exact_mut(N)) {
+        kernel(block, y);
+    }
+}
+
+/// [`blocks_of`] for the 32-element block formats.
+fn blocks<const B: usize>(src: &[f32], dst: &mut [u8], kernel: impl Fn(&[f32], &mut [u8])) {
+    blocks_of::<QK, B>(src, dst, kernel);
+}
+
+/// [`blocks_stochastic_of`] for the 32-element block formats.
 fn blocks_stochastic<const B: usize>(
     src: &[f32],
     dst: &mut [u8],
@@ -94,20 +132,12 @@ fn blocks_stochastic<const B: usize>(
     first: u64,
     kernel: impl Fn(&[f32], &mut [u8], u64, u64),
 ) {
-    for (b, (x, out)) in src
-        .chunks_exact(QK)
-        .zip(dst.chunks_exact_mut(B))
-        .enumerate()
-    {
-        kernel(x, out, seed, first + (b * QK) as u64);
-    }
+    blocks_stochastic_of::<QK, B>(src, dst, seed, first, kernel);
 }
 
-/// Runs a one-block dequantize kernel over every block.
+/// [`blocks_back_of`] for the 32-element block formats.
 fn blocks_back<const B: usize>(src: &[u8], dst: &mut [f32], kernel: impl Fn(&[u8], &mut [f32])) {
-    for (block, y) in src.chunks_exact(B).zip(dst.chunks_exact_mut(QK)) {
-        kernel(block, y);
-    }
+    blocks_back_of::<QK, B>(src, dst, kernel);
 }
 
 static F32: CpuKernels = CpuKernels {
@@ -283,6 +313,95 @@ static IQ4_NL: CpuKernels = CpuKernels {
     },
 };
 
+static Q4_K: CpuKernels = CpuKernels {
+    format: Format::Q4_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q4_K.block_bytes() }>(src, dst, kquant::affine_nearest::<Q4K>)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q4_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::affine_stochastic::<Q4K>,
+        )
+    },
+    error_minimising: Some(kquant_search::affine::<Q4K>),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q4_K.block_bytes() }>(
+            src,
+            dst,
+            kquant::affine_dequantize::<Q4K>,
+        )
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: SimdKernels {
+        nearest: Some(quant_simd::q4_k_quantize),
+        dequantize: Some(quant_simd::q4_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q4KBlock>),
+        row_dot_int: None,
+    },
+};
+
+static Q5_K: CpuKernels = CpuKernels {
+    format: Format::Q5_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q5_K.block_bytes() }>(src, dst, kquant::affine_nearest::<Q5K>)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q5_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::affine_stochastic::<Q5K>,
+        )
+    },
+    error_minimising: Some(kquant_search::affine::<Q5K>),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q5_K.block_bytes() }>(
+            src,
+            dst,
+            kquant::affine_dequantize::<Q5K>,
+        )
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: SimdKernels {
+        nearest: Some(quant_simd::q5_k_quantize),
+        dequantize: Some(quant_simd::q5_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q5KBlock>),
+        row_dot_int: None,
+    },
+};
+
+static Q6_K: CpuKernels = CpuKernels {
+    format: Format::Q6_K,
+    nearest: |src, dst| {
+        blocks_of::<QK_K, { Format::Q6_K.block_bytes() }>(src, dst, kquant::q6_k_nearest)
+    },
+    stochastic: |src, dst, seed, first| {
+        blocks_stochastic_of::<QK_K, { Format::Q6_K.block_bytes() }>(
+            src,
+            dst,
+            seed,
+            first,
+            kquant::q6_k_stochastic,
+        )
+    },
+    error_minimising: Some(kquant_search::q6_k),
+    dequantize: |src, dst| {
+        blocks_back_of::<QK_K, { Format::Q6_K.block_bytes() }>(src, dst, kquant::q6_k_dequantize)
+    },
+    #[cfg(target_arch = "x86_64")]
+    simd: SimdKernels {
+        nearest: Some(quant_simd::q6_k_quantize),
+        dequantize: Some(quant_simd::q6_k_dequantize),
+        row_dot: Some(matvec_simd::row_dot_k_avx2::<matvec_simd::Q6KBlock>),
+        row_dot_int: None,
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +441,7 @@ mod tests {
 
     #[test]
     fn every_kernel_round_trips_a_block() {
-        let x: Vec<f32> = (0..2 * QK).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x: Vec<f32> = (0..2 * QK_K).map(|i| (i as f32 * 0.37).sin()).collect();
         for format in ALL_FORMATS {
             let kernels = CpuKernels::of(format);
             let size = format.size_of(x.len()).unwrap();
@@ -370,7 +489,74 @@ mod tests {
         // The edge blocks again inside whole groups of eight (Q8_0 computes the
         // scales of eight blocks at once, and its last partial group alone).
         let grouped_edges = [zeros.clone(), edges.clone(), random[..32 * 8].to_vec()].concat();
-        vec![random, ties, zeros, edges, tail, grouped_edges]
+        // Whole super-blocks of the K-quants: zeros of both signs, a
+        // constant negative, one all positive (its minimum capped at 0),
+        // subnormals beside normal values, exact half-levels, a sub-block
+        // far smaller than the others, values near the K-quants' limit.
+        let mut k_edges = vec![0.0f32; 256 * 8];
+        k_edges[..256].iter_mut().step_by(3).for_each(|v| *v = -0.0);
+        k_edges[256..512].fill(-0.75);
+        k_edges[512..768]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = 0.5 + (i % 7) as f32);
+        k_edges[768..1024]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| {
+                *v = if i % 2 == 0 {
+                    f32::from_bits(0x0040_0000)
+                } else {
+                    (i % 5) as f32 - 2.0
+                }
+            });
+        k_edges[1024..1280]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = ((i % 31) as f32 - 15.5) * 0.25);
+        k_edges[1280..1536]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i < 32 { 1e-3 * next() } else { 40.0 * next() });
+        k_edges[1536..1792]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 37 == 0 { -4.0e6 } else { 3.9e6 * next() });
+        k_edges[1792..].copy_from_slice(&random[..256]);
+        vec![random, ties, zeros, edges, tail, grouped_edges, k_edges]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_dequantize_equals_portable_on_any_bytes() {
+        if !quant_simd::available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // Random bytes: scales of every exponent, Inf and NaN among them.
+        let mut s = 0x9e37_79b9u32;
+        let bytes: Vec<u8> = (0..210 * 144 * 4)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 24) as u8
+            })
+            .collect();
+        for format in ALL_FORMATS {
+            let kernels = CpuKernels::of(format);
+            let len = bytes.len() / format.block_bytes() * format.block_bytes();
+            let n = format.count_in(len).unwrap();
+            let (mut portable, mut simd) = (vec![0.0f32; n], vec![0.0f32; n]);
+            (kernels.dequantize)(&bytes[..len], &mut portable);
+            if quant_simd::dequantize(kernels.simd.dequantize, format, &bytes[..len], &mut simd) {
+                // NaN's sign and payload are not specified (the fuzz
+                // reference compares NaN as NaN too); every other value is
+                // the same bits.
+                for (i, (a, b)) in portable.iter().zip(&simd).enumerate() {
+                    let same = a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+                    assert!(same, "{format:?} value {i}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

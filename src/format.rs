@@ -14,6 +14,8 @@ use std::ffi::CStr;
 /// (append-only: a value is never reused or renumbered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(i32)]
+// ggml's names: Q4_K beside Q4_0.
+#[allow(non_camel_case_types)]
 pub enum Format {
     /// IEEE binary32.
     F32 = 0,
@@ -32,12 +34,25 @@ pub enum Format {
     Q5_0 = 6,
     /// 32 values: `f16 d; u8 qs[16]`; x = d·LEVELS[q] with ggml's 16
     /// non-linear levels (−127 … 113), q packed as Q4_0's.
-    #[allow(non_camel_case_types)] // ggml's name, as the others
     IQ4_NL = 7,
+    /// Super-blocks of 256: `f16 d; f16 dmin; u8 scales[12]; u8 qs[128]`;
+    /// eight sub-blocks of 32 with a 6-bit scale and a 6-bit minimum each;
+    /// x = d·sc·q − dmin·m (ggml's Q4_K).
+    Q4_K = 8,
+    /// Super-blocks of 256: `f16 d; f16 dmin; u8 scales[12]; u8 qh[32];
+    /// u8 qs[128]`; as Q4_K with a fifth bit per quant (ggml's Q5_K).
+    Q5_K = 9,
+    /// Super-blocks of 256: `u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d`;
+    /// sixteen sub-blocks of 16 with an 8-bit scale each; x = d·sc·(q − 32)
+    /// (ggml's Q6_K).
+    Q6_K = 10,
 }
 
 /// Elements per block of the 32-element block formats.
 pub const QK: usize = 32;
+
+/// Elements per super-block of the K-quants (Q4_K, Q5_K, Q6_K).
+pub const QK_K: usize = 256;
 
 /// The magnitudes a format accepts: `|x| < below` is exactly the condition
 /// for the stored value (or its block's f16 scale) to be finite.
@@ -177,6 +192,24 @@ const BLOCK_CPU: CpuKernelSet = CpuKernelSet {
     integer_matvec: true,
 };
 
+/// What the K-quants have on the CPU: the search, and AVX2 nearest
+/// quantize, dequantize and f32 row kernels (no integer-dot product).
+const K_QUANT_CPU: CpuKernelSet = CpuKernelSet {
+    error_minimising: true,
+    simd_quantize: true,
+    simd_dequantize: true,
+    simd_matvec: true,
+    integer_matvec: false,
+};
+
+/// No Vulkan kernels: every Vulkan entry point refuses the format.
+const NO_VULKAN: VulkanKernelSet = VulkanKernelSet {
+    conversions: false,
+    matvec: false,
+    matvec_dot: false,
+    matmul: false,
+};
+
 /// Every Vulkan kernel family.
 const ALL_VULKAN: VulkanKernelSet = VulkanKernelSet {
     conversions: true,
@@ -192,7 +225,7 @@ const ELEMENT_VULKAN: VulkanKernelSet = VulkanKernelSet {
 };
 
 /// Every format, in order of their C values.
-pub static FORMATS: [FormatSpec; 8] = [
+pub static FORMATS: [FormatSpec; 11] = [
     FormatSpec {
         format: Format::F32,
         name: c"F32",
@@ -360,10 +393,70 @@ pub static FORMATS: [FormatSpec; 8] = [
         cpu: BLOCK_CPU,
         vulkan: ALL_VULKAN,
     },
+    FormatSpec {
+        format: Format::Q4_K,
+        name: c"Q4_K",
+        aliases: &[],
+        precision_level: c"INT4",
+        block_size: QK_K,
+        block_bytes: 144,
+        bits_per_weight: 4.5,
+        // dmin = max(−min)/63 must be finite in f16: 63 · 65520 = 4127760
+        // (exact), and the f32 below it. The scale d is finite below it too.
+        limits: K_AFFINE_LIMITS,
+        estimated_snr_db: 22.0,
+        planned: true,
+        shader_tag: "q4_k",
+        cpu: K_QUANT_CPU,
+        vulkan: NO_VULKAN,
+    },
+    FormatSpec {
+        format: Format::Q5_K,
+        name: c"Q5_K",
+        aliases: &[],
+        precision_level: c"INT5",
+        block_size: QK_K,
+        block_bytes: 176,
+        bits_per_weight: 5.5,
+        // As Q4_K.
+        limits: K_AFFINE_LIMITS,
+        estimated_snr_db: 28.2,
+        planned: true,
+        shader_tag: "q5_k",
+        cpu: K_QUANT_CPU,
+        vulkan: NO_VULKAN,
+    },
+    FormatSpec {
+        format: Format::Q6_K,
+        name: c"Q6_K",
+        aliases: &["int6"],
+        precision_level: c"INT6",
+        block_size: QK_K,
+        block_bytes: 210,
+        bits_per_weight: 6.5625,
+        // d = max/(−32·−128) = max/4096 must be finite in f16: 4096 · 65520
+        // = 268369920 (exact), and the f32 below it.
+        limits: MagnitudeLimits {
+            below: 4096.0 * F16_OVERFLOW,
+            saturate_to: f32::from_bits(0x4d7f_efff),
+        },
+        estimated_snr_db: 34.3,
+        planned: true,
+        shader_tag: "q6_k",
+        cpu: K_QUANT_CPU,
+        vulkan: NO_VULKAN,
+    },
 ];
 
 /// The bits of IQ4_NL's magnitude limit (see its row of [`FORMATS`]).
 const IQ4_NL_BELOW_BITS: u32 = 0x4ae2_4bf7;
+
+/// The magnitudes Q4_K and Q5_K hold: their f16 `dmin` is the largest
+/// sub-block minimum over 63.
+const K_AFFINE_LIMITS: MagnitudeLimits = MagnitudeLimits {
+    below: 63.0 * F16_OVERFLOW,
+    saturate_to: f32::from_bits(0x4a7b_f03f),
+};
 
 // Row i of FORMATS describes the format whose C value is i.
 const _: () = {
@@ -386,8 +479,8 @@ pub const ALL_FORMATS: [Format; FORMATS.len()] = {
 };
 
 /// The names a precision key accepts, for messages: the precision levels,
-/// then the formats ("FP32, FP16, BF16, INT8, INT4, INT5, or a format: F32,
-/// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL").
+/// then the formats ("FP32, FP16, BF16, INT8, INT4, INT5, INT6, or a format:
+/// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, IQ4_NL, Q4_K, Q5_K, Q6_K").
 pub fn accepted_names() -> String {
     let mut levels: Vec<&str> = Vec::new();
     for spec in &FORMATS {
@@ -440,8 +533,8 @@ impl Format {
             .ok_or_else(|| Error::invalid(format!("unknown format name '{name}'")))
     }
 
-    /// The canonical name: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0",
-    /// "IQ4_NL".
+    /// The canonical name: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
+    /// "Q5_0", "IQ4_NL", "Q4_K", "Q5_K", "Q6_K".
     pub fn name(self) -> &'static str {
         self.spec().name()
     }
@@ -563,7 +656,7 @@ mod tests {
                 (spec.block_bytes * 8) as f64 / spec.block_size as f64,
                 "{f:?}"
             );
-            assert!(spec.block_size == 1 || spec.block_size == QK, "{f:?}");
+            assert!([1, QK, QK_K].contains(&spec.block_size), "{f:?}");
             assert_eq!(f.is_block(), spec.cpu.error_minimising, "{f:?}");
             // Every name and alias finds its format, in any case, and no
             // name belongs to two formats.
@@ -591,7 +684,7 @@ mod tests {
         assert_eq!(QUANTIZED_FORMATS, ALL_FORMATS[1..]);
         assert!(Format::from_raw(FORMATS.len() as i32).is_err());
         assert!(Format::from_raw(-1).is_err());
-        assert!(Format::from_name("q5_k").is_err());
+        assert!(Format::from_name("q5_1").is_err());
     }
 
     #[test]
@@ -605,6 +698,9 @@ mod tests {
             (Format::Q4_1, 20, 5.0),
             (Format::Q5_0, 22, 5.5),
             (Format::IQ4_NL, 18, 4.5),
+            (Format::Q4_K, 144, 4.5),
+            (Format::Q5_K, 176, 5.5),
+            (Format::Q6_K, 210, 6.5625),
         ];
         for (f, bytes, bits) in expect {
             assert_eq!(f.block_bytes(), bytes);
@@ -614,6 +710,8 @@ mod tests {
         assert_eq!(Format::Q4_0.count_in(36).unwrap(), 64);
         assert!(Format::Q4_0.count_in(35).is_err());
         assert_eq!(Format::Q5_0.size_of(64).unwrap(), 44);
+        assert_eq!(Format::Q4_K.size_of(512).unwrap(), 288);
+        assert_eq!(Format::Q6_K.count_in(420).unwrap(), 512);
     }
 
     #[test]
@@ -627,6 +725,15 @@ mod tests {
         let err = Format::F32.size_of(usize::MAX).unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::SizeOverflow);
         assert!(Format::Q8_0.size_of(usize::MAX - 31).is_err());
+        // A MiniLM row of 384 is not whole super-blocks; the flattened
+        // 384x384 matrix (576 super-blocks) is.
+        let err = Format::Q4_K.size_of(384).unwrap_err();
+        assert!(
+            err.message().contains("not a multiple of 256") && err.message().contains("512"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(Format::Q4_K.size_of(384 * 384).unwrap(), 576 * 144);
     }
 
     #[test]

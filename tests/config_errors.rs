@@ -57,6 +57,50 @@ fn int5_is_q5_0_and_sits_between_int4_and_int8() {
     assert!(!policy("INT8").allows(Format::Q5_0));
 }
 
+/// The K-quants are precision names of their own (INT6 is Q6_K). A floor of
+/// INT4 or INT5 lets the chain take Q5_K and Q6_K; Q4_K, like Q4_1, only
+/// where a key names it, so INT4 stays Q4_0.
+#[test]
+fn the_k_quants_are_precisions_and_q4_k_is_allowed_only_where_named() {
+    let config = |keys: &str| {
+        let text = format!("[quantization]\nenabled = true\n{keys}");
+        QuantConfig::parse(&text, "t.ini").unwrap()
+    };
+    let int4 = config("precision_level = INT4\n").policy(false);
+    assert!(int4.allows(Format::Q5_K) && int4.allows(Format::Q6_K));
+    assert!(!int4.allows(Format::Q4_K));
+    assert_eq!(int4.default_format, Some(Format::Q4_0));
+    assert!(
+        config("precision_level = INT5\n")
+            .policy(false)
+            .allows(Format::Q6_K)
+    );
+    assert!(
+        !config("precision_level = INT8\n")
+            .policy(false)
+            .allows(Format::Q6_K)
+    );
+    for (name, format) in [
+        ("Q4_K", Format::Q4_K),
+        ("q5_k", Format::Q5_K),
+        ("Q6_K", Format::Q6_K),
+        ("INT6", Format::Q6_K),
+    ] {
+        let cfg = config(&format!("precision_level = {name}\n"));
+        assert_eq!(cfg.precision_level, format, "{name}");
+        assert!(cfg.policy(false).allows(format), "{name}");
+    }
+    let named = config("precision_level = INT4\nattention_precision = Q4_K\n").policy(false);
+    assert!(named.allows(Format::Q4_K) && named.allows(Format::Q4_0));
+    // An unknown precision lists the K-quants among the accepted names.
+    let err = QuantConfig::parse("[quantization]\nprecision_level = INT3\n", "t.ini").unwrap_err();
+    assert!(
+        err.message().contains("INT6") && err.message().contains("Q6_K"),
+        "{}",
+        err.message()
+    );
+}
+
 /// IQ4_NL is a precision the config can name (by its name or `iq4nl`); it
 /// is offered only where a key names it, and then, as the more accurate of
 /// the two 4.5-bit formats, it is the chain's INT4 step.

@@ -4,7 +4,7 @@
 
 use nyxq::config::QuantConfig;
 use nyxq::device_report;
-use nyxq::plan::{Hardware, Ladder, Model, Placement, Plan, Policy, Role};
+use nyxq::plan::{Hardware, Ladder, Model, Placement, Plan, Policy, Role, TensorDesc};
 use nyxq::{ErrorKind, Format};
 use std::path::Path;
 
@@ -317,6 +317,59 @@ fn replan_shrinks_step_by_step_with_the_fewest_changes() {
     let grown = plan.replan(4 << 30).unwrap();
     assert!(grown.weighted_error <= plan.weighted_error);
     assert!(grown.device_bytes <= 4 << 30);
+}
+
+/// On the CPU the chain climbs INT4 → Q5_K → Q6_K → INT8 for a tensor whose
+/// rows are whole super-blocks of 256 and INT4 → Q5_0 → INT8 for one whose
+/// rows are not (384); a GPU has no K-quant kernels and keeps Q5_0.
+#[test]
+fn on_the_cpu_the_chain_takes_the_k_quants_where_rows_are_whole_super_blocks() {
+    let model = Model::new(
+        "m",
+        vec![
+            TensorDesc::new("wide", Role::Mlp, &[256, 512]).unwrap(),
+            TensorDesc::new("narrow", Role::Mlp, &[256, 384]).unwrap(),
+        ],
+    )
+    .unwrap();
+    let plan_at = |hardware: &str, min_snr_db: f64| {
+        let policy = Policy {
+            min_snr_db,
+            default_format: Some(Format::Q4_0),
+            ..Policy::default()
+        };
+        Plan::create(&model, &Hardware::profile(hardware).unwrap(), &policy).unwrap()
+    };
+    let formats = |plan: &Plan| (plan.entries[0].format, plan.entries[1].format);
+    let plan = plan_at("cpu-only", 25.0);
+    assert_eq!(formats(&plan), (Format::Q5_K, Format::Q5_0));
+    assert!(
+        plan.entries[0]
+            .reason
+            .contains("Q4_0 SNR 21.1 dB < 25.0 dB threshold → Q5_K"),
+        "{}",
+        plan.entries[0].reason
+    );
+    let plan = plan_at("cpu-only", 30.0);
+    assert_eq!(formats(&plan), (Format::Q6_K, Format::Q8_0));
+    for step in [
+        "Q4_0 SNR 21.1 dB < 30.0 dB threshold → Q5_K",
+        "Q5_K SNR 28.2 dB < 30.0 dB threshold → Q6_K",
+    ] {
+        assert!(
+            plan.entries[0].reason.contains(step),
+            "{}",
+            plan.entries[0].reason
+        );
+    }
+    assert_eq!(
+        formats(&plan_at("cpu-only", 40.0)),
+        (Format::Q8_0, Format::Q8_0)
+    );
+    assert_eq!(
+        formats(&plan_at("nvidia-h200-141gb", 25.0)),
+        (Format::Q5_0, Format::Q5_0)
+    );
 }
 
 #[test]

@@ -107,3 +107,59 @@ fn per_column_importance_lowers_the_weighted_error() {
     println!("{name}: weighted error {plain:.4} unweighted search, {guided:.4} with importance");
     assert!(guided < plain);
 }
+
+/// The median of per-tensor SNRs (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+#[test]
+fn k_quants_reach_their_accuracy_targets() {
+    // (format, the median SNR in dB its best mode must reach). A tensor is
+    // quantized flat, so it counts when its element count is whole
+    // super-blocks (every matrix here; not the LayerNorm gain of 384).
+    let targets = [
+        (Format::Q4_K, 23.0),
+        (Format::Q5_K, 28.0),
+        (Format::Q6_K, 33.0),
+    ];
+    let tensors = weights();
+    for (format, target) in targets {
+        let mut snrs = Vec::new();
+        let mut worst = (f64::INFINITY, String::new());
+        println!("{}:", format.name());
+        for (name, x) in tensors
+            .iter()
+            .filter(|(_, x)| format.check_count(x.len()).is_ok())
+        {
+            let nearest = snr(format, x, Rounding::Nearest);
+            let searched = snr(format, x, Rounding::ErrorMinimising);
+            println!("  {name:<64} nearest {nearest:>6.2} err-min {searched:>6.2}");
+            assert!(
+                searched > nearest,
+                "{name}: {} error-minimising {searched:.2} dB <= nearest {nearest:.2} dB",
+                format.name()
+            );
+            if searched < worst.0 {
+                worst = (searched, name.clone());
+            }
+            snrs.push(searched);
+        }
+        let median = median(snrs);
+        println!(
+            "  median {median:.3} dB (target {target}), worst {:.2} dB ({})",
+            worst.0, worst.1
+        );
+        assert!(
+            median >= target,
+            "{}: median {median:.2} dB is below the target {target} dB",
+            format.name()
+        );
+    }
+}

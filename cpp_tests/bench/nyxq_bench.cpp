@@ -44,7 +44,8 @@ int main(int argc, char **argv) {
             : std::vector<std::pair<size_t, size_t>>{{4096, 4096}, {8192, 8192}, {16384, 16384}, {4096, 11008}};
   const int runs = quick ? 3 : 7;
   const int32_t formats[] = {NYXQ_FORMAT_F32,  NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,
-                             NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
+                             NYXQ_FORMAT_Q4_0, NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL,
+                             NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
   NyxqContext *ctx = nullptr;
   check(nyxq_context_create(nullptr, &ctx), "context");
   NyxqContextInfo info;

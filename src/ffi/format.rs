@@ -9,6 +9,8 @@ use std::ffi::c_char;
 
 /// Storage formats (DESIGN.md gives the byte layouts, identical to ggml's).
 #[repr(i32)]
+// ggml's names: Q4_K beside Q4_0.
+#[allow(non_camel_case_types)]
 pub enum NyxqFormat {
     /// IEEE binary32.
     NyxqFormatF32 = 0,
@@ -29,6 +31,17 @@ pub enum NyxqFormat {
     /// nibbles; x = d*v[q] with v = {-127, -104, -83, -65, -49, -35, -22, -10,
     /// 1, 13, 25, 38, 53, 69, 89, 113} (4.5 bits/weight).
     NyxqFormatIq4Nl = 7,
+    /// INT4 super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit sub-block
+    /// scales and minimums, 128 bytes of nibbles; x = d*sc*q - dmin*m (4.5
+    /// bits/weight; ggml's Q4_K). Element counts are multiples of 256.
+    NyxqFormatQ4_K = 8,
+    /// INT5 super-blocks of 256: as Q4_K with 32 bytes of fifth bits (5.5
+    /// bits/weight; ggml's Q5_K).
+    NyxqFormatQ5_K = 9,
+    /// INT6 super-blocks of 256: 128 bytes of low nibbles, 64 of high bit
+    /// pairs, 16 int8 sub-block scales, f16 d; x = d*sc*(q-32) (6.5625
+    /// bits/weight; ggml's Q6_K).
+    NyxqFormatQ6_K = 10,
 }
 
 /// The C value of each format: an exhaustive match, so a format without a
@@ -43,6 +56,9 @@ const fn c_value(format: Format) -> NyxqFormat {
         Format::Q4_1 => NyxqFormat::NyxqFormatQ4_1,
         Format::Q5_0 => NyxqFormat::NyxqFormatQ5_0,
         Format::IQ4_NL => NyxqFormat::NyxqFormatIq4Nl,
+        Format::Q4_K => NyxqFormat::NyxqFormatQ4_K,
+        Format::Q5_K => NyxqFormat::NyxqFormatQ5_K,
+        Format::Q6_K => NyxqFormat::NyxqFormatQ6_K,
     }
 }
 
@@ -63,9 +79,10 @@ const _: () = {
 pub struct NyxqFormatInfo {
     /// Canonical name ("Q4_0"); static, never free it.
     pub name: *const c_char,
-    /// Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5"); static.
+    /// Precision level ("FP32", "FP16", "BF16", "INT8", "INT4", "INT5",
+    /// "INT6"); static.
     pub precision_level: *const c_char,
-    /// Elements per block (1 for F32, F16, BF16).
+    /// Elements per block (1 for F32, F16, BF16; 256 for the K-quants).
     pub block_size: u32,
     /// Bytes per block, scales included.
     pub block_bytes: u32,

@@ -94,7 +94,8 @@ pub fn matmul_transposed(
     let dequantize_columns = |range: Range<usize>, panel: &mut [f32]| {
         let width = range.len();
         let (from, to) = (size(range.start), size(range.end));
-        let mut segment = [0.0f32; MAX_PANEL_OUTPUTS];
+        // A K-quant's panel is one super-block (256) wide, past MAX_PANEL_OUTPUTS.
+        let mut segment = alloc::filled(width, 0.0f32, "matmul panel segment")?;
         for r in 0..rows {
             let row = &w[r * row_bytes..(r + 1) * row_bytes];
             quant::dequantize(format, &row[from..to], &mut segment[..width], 1)?;

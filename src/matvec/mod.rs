@@ -11,7 +11,9 @@
 //! `|y − y_ref| ≤ (n + 3)·2⁻²⁴·Σ|w·x|` with n the length of the sum (cols for
 //! W·x, rows for xᵀ·W): a sum of n terms in any order errs by at most (n − 1)
 //! roundings of its partial sums, a product is exact inside a fused
-//! multiply-add, and a block's scale adds one rounding.
+//! multiply-add, and a block's scale adds one rounding. The K-quants (Q4_K,
+//! Q5_K, Q6_K) take this path: each super-block of 256 weights is decoded to
+//! the dequantizer's floats, then multiplied.
 //!
 //! W·x with Q8_0, Q4_0, Q4_1 or Q5_0 weights (on AVX2, rows of whole blocks, finite
 //! x) takes the integer path, as ggml does: each block of 32 values of x is

@@ -5,7 +5,10 @@
 
 use super::row::{MAX_BATCH, Sums};
 use crate::format::Format;
-use crate::quant::simd_x86::{f16_at, iq4_nl_levels, q5_0_levels, widen_bytes, widen_signed_bytes};
+use crate::quant::simd_x86::{
+    affine_k_super_block, f16_at, iq4_nl_levels, q5_0_levels, q6_k_super_block, widen_bytes,
+    widen_signed_bytes,
+};
 use std::arch::x86_64::*;
 
 pub(super) fn available() -> bool {
@@ -542,4 +545,103 @@ pub fn panel_dots(
         }
     }
     true
+}
+
+/// A K-quant's super-block of 256 weights, decoded by its AVX2 dequantizer,
+/// for the f32 row kernel.
+pub(crate) trait KBlock {
+    /// Bytes per super-block.
+    const BYTES: usize;
+    /// The 256 weights of `b` (the dequantizer's floats).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `b` holds a whole super-block.
+    unsafe fn decode(b: &[u8], out: &mut [f32; 256]);
+}
+
+/// Q4_K super-blocks.
+pub(crate) struct Q4KBlock;
+/// Q5_K super-blocks.
+pub(crate) struct Q5KBlock;
+/// Q6_K super-blocks.
+pub(crate) struct Q6KBlock;
+
+impl KBlock for Q4KBlock {
+    const BYTES: usize = Format::Q4_K.block_bytes();
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(b: &[u8], out: &mut [f32; 256]) {
+        // SAFETY: b holds a whole super-block (caller's contract), out 256 values.
+        unsafe { affine_k_super_block(b, false, out, false) }
+    }
+}
+
+impl KBlock for Q5KBlock {
+    const BYTES: usize = Format::Q5_K.block_bytes();
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(b: &[u8], out: &mut [f32; 256]) {
+        // SAFETY: b holds a whole super-block (caller's contract), out 256 values.
+        unsafe { affine_k_super_block(b, true, out, false) }
+    }
+}
+
+impl KBlock for Q6KBlock {
+    const BYTES: usize = Format::Q6_K.block_bytes();
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(b: &[u8], out: &mut [f32; 256]) {
+        // SAFETY: b holds a whole super-block (caller's contract), out 256 values.
+        unsafe { q6_k_super_block(b, out, false) }
+    }
+}
+
+/// The f32 row kernel of a K-quant: each super-block decoded to 256 weights
+/// (the dequantizer's floats), then four chains of fused multiply-adds per
+/// vector.
+///
+/// # Safety
+/// As [`RowDot`], with `cols` whole super-blocks (the row's length in the
+/// format, which `row_dot` asserts, says so).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_dot_k_avx2<B: KBlock>(
+    row: &[u8],
+    cols: usize,
+    x: &[f32],
+    batch: usize,
+    sums: &mut Sums,
+) {
+    let mut acc = [_mm256_setzero_ps(); MAX_BATCH];
+    let mut weights = [0.0f32; 256];
+    for k in 0..cols / 256 {
+        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add((k + 2) * B::BYTES).cast());
+        // SAFETY: super-block k lies within row (caller's contract).
+        unsafe { B::decode(&row[k * B::BYTES..(k + 1) * B::BYTES], &mut weights) };
+        let w = weights.as_ptr();
+        for (b, a) in acc.iter_mut().enumerate().take(batch) {
+            // SAFETY: b·cols + 256k + 256 <= batch·cols <= x.len().
+            let xp = unsafe { x.as_ptr().add(b * cols + 256 * k) };
+            let mut partial = [_mm256_setzero_ps(); 4];
+            for v in (0..32).step_by(4) {
+                for (i, p) in partial.iter_mut().enumerate() {
+                    // SAFETY: 8 floats at 8(v + i) < 256 of weights and of x's super-block.
+                    let (wv, xv) = unsafe {
+                        (
+                            _mm256_loadu_ps(w.add(8 * (v + i))),
+                            _mm256_loadu_ps(xp.add(8 * (v + i))),
+                        )
+                    };
+                    *p = _mm256_fmadd_ps(wv, xv, *p);
+                }
+            }
+            let sum = _mm256_add_ps(
+                _mm256_add_ps(partial[0], partial[1]),
+                _mm256_add_ps(partial[2], partial[3]),
+            );
+            *a = _mm256_add_ps(*a, sum);
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(acc).take(batch) {
+        *s = sum_lanes(a);
+    }
 }

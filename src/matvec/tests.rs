@@ -75,8 +75,54 @@ fn decode_row(format: Format, row: &[u8], cols: usize) -> Vec<(f64, f64)> {
                 let level = LEVELS[usize::from(nibble(&b[2..], c % 32))];
                 (h(b) * f64::from(level), 0.0)
             }
+            Format::Q4_K | Format::Q5_K => {
+                // ggml's block_q4_K / block_q5_K: d, dmin, scales[12], (qh[32],) qs[128].
+                let size = if format == Format::Q4_K { 144 } else { 176 };
+                let b = &row[size * (c / 256)..];
+                let (e, j) = (c % 256, c % 256 / 32);
+                let s = &b[4..16];
+                let (sc, m) = if j < 4 {
+                    (s[j] & 63, s[j + 4] & 63)
+                } else {
+                    (
+                        (s[j + 4] & 15) | (s[j - 4] >> 6) << 4,
+                        (s[j + 4] >> 4) | (s[j] >> 6) << 4,
+                    )
+                };
+                let qs = &b[size - 128..];
+                let byte = qs[32 * (e / 64) + e % 32];
+                let mut q = if e % 64 < 32 { byte & 15 } else { byte >> 4 };
+                if format == Format::Q5_K {
+                    q |= ((b[16 + e % 32] >> j) & 1) << 4;
+                }
+                (
+                    h(b) * f64::from(sc) * f64::from(q),
+                    -h(&b[2..]) * f64::from(m),
+                )
+            }
+            Format::Q6_K => {
+                // ggml's block_q6_K: ql[128], qh[64], scales[16], d.
+                let b = &row[210 * (c / 256)..];
+                let e = c % 256;
+                let (half, k, l) = (e / 128, e % 128 / 32, e % 32);
+                let low = b[64 * half + 32 * (k % 2) + l];
+                let low = if k < 2 { low & 15 } else { low >> 4 };
+                let high = (b[128 + 32 * half + l] >> (2 * k)) & 3;
+                let q = i32::from(low | high << 4) - 32;
+                let sc = b[192 + e / 16] as i8;
+                (h(&b[208..]) * f64::from(sc) * f64::from(q), 0.0)
+            }
         })
         .collect()
+}
+
+/// Shapes whose rows are whole blocks of `format`.
+fn shapes(format: Format) -> &'static [(usize, usize)] {
+    if format.block_size() == crate::format::QK_K {
+        &[(1, 256), (7, 768), (257, 256), (5, 4352), (33, 512)]
+    } else {
+        &[(1, 32), (7, 96), (4097, 32), (5, 4128), (33, 64)]
+    }
 }
 
 fn weights(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
@@ -106,7 +152,7 @@ fn x_quantization_bound(format: Format, row: &[(f64, f64)], x: &[f32]) -> f64 {
 #[test]
 fn products_agree_with_fp64_within_the_documented_bound() {
     for format in ALL_FORMATS {
-        for (rows, cols) in [(1, 32), (7, 96), (4097, 32), (5, 4128), (33, 64)] {
+        for &(rows, cols) in shapes(format) {
             for batch in [1, 3, 8] {
                 let w = weights(format, rows, cols, (rows * cols) as u64);
                 let row_bytes = format.size_of(cols).unwrap();
@@ -194,7 +240,7 @@ fn simd_and_portable_rows_agree_within_the_bound_and_threads_do_not_matter() {
 
 #[test]
 fn nan_and_inf_in_x_propagate() {
-    let (rows, cols) = (4, 64);
+    let (rows, cols) = (4, 256);
     for format in ALL_FORMATS {
         let w = weights(format, rows, cols, 1);
         for bad in [f32::NAN, f32::INFINITY] {
@@ -356,17 +402,19 @@ fn rounded_to_8_bits(x: &[f32]) -> Vec<f64> {
 /// not the one with x itself; elsewhere it is the f32 product.
 #[test]
 fn the_integer_path_multiplies_x_rounded_to_8_bits_per_block() {
-    let (rows, cols) = (3, 96);
-    // The blocks' largest magnitudes differ (so do their steps), and one
-    // block is all zeros (step 0).
-    let mut x = data(cols, 31);
-    x[32..64].iter_mut().for_each(|v| *v *= 0.01);
-    x[64..96].fill(0.0);
     #[cfg(target_arch = "x86_64")]
     let simd = simd_x86::available();
     #[cfg(not(target_arch = "x86_64"))]
     let simd = false;
     for format in ALL_FORMATS {
+        // Three thirds of a row, each a whole number of x's 32-value blocks
+        // and of the format's blocks: the thirds' largest magnitudes differ
+        // (so do their steps), and the last is all zeros (step 0).
+        let third = format.block_size().max(32);
+        let (rows, cols) = (3, 3 * third);
+        let mut x = data(cols, 31);
+        x[third..2 * third].iter_mut().for_each(|v| *v *= 0.01);
+        x[2 * third..].fill(0.0);
         let integer = simd && format.spec().cpu.integer_matvec;
         let w = weights(format, rows, cols, 32);
         let row_bytes = format.size_of(cols).unwrap();
@@ -536,12 +584,15 @@ fn matmul_violation(
 #[test]
 fn matmul_agrees_with_fp64_within_the_documented_bound() {
     for format in ALL_FORMATS {
+        // Columns in 32s, scaled to whole super-blocks for the K-quants.
+        let per_32 = format.block_size().max(32) / 32;
         let mut shapes = vec![(1, 32, 1), (7, 96, 9), (33, 64, 300), (130, 160, 5)];
         if !format.is_block() {
             // Sums not a multiple of 8 take the portable loop.
             shapes.extend([(5, 33, 6), (3, 7, 2)]);
         }
         for (rows, cols, tokens) in shapes {
+            let cols = cols * per_32;
             let w = weights(format, rows, cols, (rows + cols) as u64);
             let x = data(tokens * cols, 5);
             let bias = data(rows, 9);
@@ -586,8 +637,9 @@ fn the_matmul_bound_check_catches_a_wrong_result() {
 
 #[test]
 fn matmul_propagates_nan_and_inf_and_matches_the_matvec_shape() {
-    let (rows, cols, tokens) = (4, 64, 6);
+    let (rows, tokens) = (4, 6);
     for format in ALL_FORMATS {
+        let cols = format.block_size().max(64);
         let w = weights(format, rows, cols, 1);
         let mut x = data(tokens * cols, 2);
         x[cols + 17] = f32::NAN;

@@ -94,6 +94,8 @@ impl Default for Policy {
                 Format::F16,
                 Format::BF16,
                 Format::Q8_0,
+                Format::Q6_K,
+                Format::Q5_K,
                 Format::Q5_0,
                 Format::Q4_0,
             ],
@@ -266,7 +268,7 @@ mod tests {
         assert!(p.override_for("mlp").is_none());
         assert!(Policy::parse_overrides("attn_v").is_err());
         assert!(Policy::parse_overrides("(=q8_0").is_err());
-        assert!(Policy::parse_overrides("x=q5_k").is_err());
+        assert!(Policy::parse_overrides("x=q5_1").is_err());
     }
 
     #[test]

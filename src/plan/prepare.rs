@@ -267,12 +267,16 @@ mod tests {
     fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
         let inf = f64::INFINITY;
         assert_eq!(
-            hull_formats([inf, 70.0, 55.0, 45.0, 21.0, 22.0, 27.0, 21.5]),
+            hull_formats([
+                inf, 70.0, 55.0, 45.0, 21.0, 22.0, 27.0, 21.5, 22.8, 28.0, 33.0
+            ]),
             [Format::F32, Format::Q8_0, Format::Q4_0]
         );
         // A Q8_0 worse than Q4_0 is never worth its extra bytes.
         assert_eq!(
-            hull_formats([inf, 70.0, 55.0, 20.0, 21.0, 22.0, 27.0, 21.5]),
+            hull_formats([
+                inf, 70.0, 55.0, 20.0, 21.0, 22.0, 27.0, 21.5, 22.8, 28.0, 33.0
+            ]),
             [Format::F32, Format::Q4_0]
         );
     }

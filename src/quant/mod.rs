@@ -9,6 +9,8 @@
 //! - The result depends only on the input and the options, never on `threads`
 //!   or on which SIMD path ran.
 
+pub mod kquant;
+pub(crate) mod kquant_search;
 pub mod limits;
 pub mod metrics;
 pub mod rng;
@@ -21,8 +23,7 @@ pub use metrics::{ErrorMetrics, measure};
 
 use crate::cpu_kernels::CpuKernels;
 use crate::error::{Error, Result};
-use crate::format::Format;
-use scalar::QK;
+use crate::format::{Format, QK_K};
 
 /// The kernels nearest-rounding quantize and dequantize run on this CPU:
 /// "avx2+f16c" when both were detected at run time, else "portable" (the same
@@ -357,22 +358,23 @@ fn quantize_error_minimising(
     importance: Option<&[f32]>,
     first: u64,
 ) {
-    let bytes = format.block_bytes();
-    let mut weights = [1.0f32; QK];
+    let (block, bytes) = (format.block_size(), format.block_bytes());
+    let mut buffer = [1.0f32; QK_K];
+    let weights = &mut buffer[..block];
     for (b, (x, out)) in src
-        .chunks_exact(QK)
+        .chunks_exact(block)
         .zip(dst.chunks_exact_mut(bytes))
         .enumerate()
     {
         if let Some(w) = importance {
             // The block may start anywhere in `w` (first_index need not be a
             // multiple of the block size) and so wrap around its end.
-            let start = (first + (b * QK) as u64) % w.len() as u64;
+            let start = (first + (b * block) as u64) % w.len() as u64;
             for (j, weight) in weights.iter_mut().enumerate() {
                 *weight = w[(start as usize + j) % w.len()];
             }
         }
-        search(x, &weights, out);
+        search(x, weights, out);
     }
 }
 

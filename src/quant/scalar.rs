@@ -87,11 +87,16 @@ pub fn bf16_dequantize(src: &[u8], dst: &mut [f32]) {
 }
 
 /// C's roundf (half away from zero), in operations that are exact in f32:
-/// `b = ⌊|v|⌋ + ⌊2(|v| − ⌊|v|⌋)⌋` with v's sign (what gguf-py does).
+/// `b = ⌊|v|⌋ + ⌊2(|v| − ⌊|v|⌋)⌋` with v's sign (what gguf-py does). From
+/// 2^23 up every f32 is an integer (and NaN stays NaN): v itself. Below it
+/// the floors of non-negative values are casts, not libm calls.
 pub fn round_half_away(v: f32) -> f32 {
     let a = v.abs();
-    let floor = a.floor();
-    let b = floor + (2.0 * (a - floor)).floor();
+    if a >= 8_388_608.0 || a.is_nan() {
+        return v;
+    }
+    let floor = (a as i32) as f32;
+    let b = floor + ((2.0 * (a - floor)) as i32) as f32;
     if v < 0.0 { -b } else { b }
 }
 
@@ -555,8 +560,34 @@ mod tests {
             3.0,
             -0.0,
             8388607.5,
+            8388608.0,
+            -16777217.0,
+            3.0e38,
+            f32::INFINITY,
         ] {
             assert_eq!(round_half_away(v), v.round(), "{v}");
+        }
+        assert!(round_half_away(f32::NAN).is_nan());
+        // The floors as casts give the bits the floor-based definition gives,
+        // on every exponent.
+        let by_floors = |v: f32| {
+            let a = v.abs();
+            let floor = a.floor();
+            let b = floor + (2.0 * (a - floor)).floor();
+            if v < 0.0 { -b } else { b }
+        };
+        let mut s = 0x1234_5678u32;
+        for _ in 0..1_000_000 {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = f32::from_bits(s);
+            if v.is_nan() {
+                continue;
+            }
+            assert_eq!(
+                round_half_away(v).to_bits(),
+                by_floors(v).to_bits(),
+                "{v:e}"
+            );
         }
     }
 

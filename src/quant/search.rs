@@ -7,7 +7,7 @@
 use super::scalar::{self, QK, f16_bits, f16_value};
 
 /// What a block costs: Σ w·(x − x̂)² of its stored form.
-fn weighted_error(x: &[f32], w: &[f32], restored: &[f32]) -> f64 {
+pub(super) fn weighted_error(x: &[f32], w: &[f32], restored: &[f32]) -> f64 {
     x.iter()
         .zip(restored)
         .zip(w)

@@ -10,6 +10,9 @@
 //! says why it is sound (the CPU features were detected before any is called,
 //! and every load and store stays inside a slice whose length was checked).
 
+use super::kquant::{
+    AFFINE_SUBS, Affine, Q4K, Q5K, Q6_LEVELS, Q6_SUBS, affine_scales_of, pack_scales, q6_scales_of,
+};
 use super::scalar::{self, QK};
 use crate::format::Format;
 use std::arch::x86_64::*;
@@ -943,6 +946,307 @@ pub(crate) unsafe fn iq4_nl_dequantize(src: &[u8], dst: &mut [f32]) {
         };
     }
     end_streaming(stream);
+}
+
+// ---------------------------------------------------------------- K-quants
+
+/// Decodes one Q4_K (`fifth_bits` false, 144 bytes) or Q5_K (true, 176
+/// bytes) super-block into 256 values: per sub-block j the scale d·sc and
+/// minimum dmin·m in scalar f32 (as the portable kernel), then
+/// (d·sc)·q − dmin·m, a product and a difference in the portable order.
+///
+/// # Safety
+/// AVX2 and F16C present; `block` holds the whole super-block; `y` holds at
+/// least 256 values.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn affine_k_super_block(
+    block: &[u8],
+    fifth_bits: bool,
+    y: &mut [f32],
+    stream: bool,
+) {
+    let (d, dmin) = (f16_at(block), f16_at(&block[2..]));
+    let qs_at = if fifth_bits { 48 } else { 16 };
+    let mask = _mm256_set1_epi8(0x0f);
+    let one = _mm256_set1_epi8(1);
+    let qh = if fifth_bits {
+        // SAFETY: a Q5_K super-block holds qh at bytes 16..48.
+        Some(unsafe { _mm256_loadu_si256(block.as_ptr().add(16).cast()) })
+    } else {
+        None
+    };
+    for c in 0..4 {
+        // SAFETY: 32 bytes of quants at qs_at + 32c, inside the super-block.
+        let bytes = unsafe { _mm256_loadu_si256(block.as_ptr().add(qs_at + 32 * c).cast()) };
+        let mut runs = [
+            _mm256_and_si256(bytes, mask),
+            _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask),
+        ];
+        if let Some(qh) = qh {
+            // Bit j of qh[i] is the fifth bit of element 32j + i: shifted
+            // within 16-bit lanes, each byte's bit 0 is its own bit j.
+            for (h, run) in runs.iter_mut().enumerate() {
+                let bit = _mm256_srl_epi16(qh, _mm_cvtsi32_si128((2 * c + h) as i32));
+                *run = _mm256_or_si256(*run, _mm256_slli_epi16(_mm256_and_si256(bit, one), 4));
+            }
+        }
+        for (h, run) in runs.into_iter().enumerate() {
+            let j = 2 * c + h;
+            let (sc, m) = super::kquant::scale_min(&block[4..16], j);
+            let scale = _mm256_set1_ps(d * f32::from(sc));
+            let min = _mm256_set1_ps(dmin * f32::from(m));
+            let values = widen_bytes(run)
+                .map(|q| _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(q)), min));
+            // SAFETY: y holds 256 values (caller's contract); 32 at 32j.
+            unsafe { store_block(&mut y[32 * j..], values, stream) };
+        }
+    }
+}
+
+/// Decodes one Q6_K super-block (210 bytes) into 256 values: per sub-block
+/// of 16 the scale d·sc in scalar f32, then (d·sc)·(q − 32).
+///
+/// # Safety
+/// AVX2 and F16C present; `block` holds 210 bytes; `y` at least 256 values.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q6_k_super_block(block: &[u8], y: &mut [f32], stream: bool) {
+    let d = f16_at(&block[208..]);
+    let (low4, low2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+    let thirty_two = _mm256_set1_epi32(32);
+    for h in 0..2 {
+        // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] lie inside the 210 bytes.
+        let (ql0, ql1, qh) = unsafe {
+            let p = block.as_ptr();
+            (
+                _mm256_loadu_si256(p.add(64 * h).cast()),
+                _mm256_loadu_si256(p.add(64 * h + 32).cast()),
+                _mm256_loadu_si256(p.add(128 + 32 * h).cast()),
+            )
+        };
+        let high = |k: i32| {
+            let bits = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k));
+            _mm256_slli_epi16(_mm256_and_si256(bits, low2), 4)
+        };
+        let runs = [
+            _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low4), high(1)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(3)),
+        ];
+        for (k, run) in runs.into_iter().enumerate() {
+            let first = 128 * h + 32 * k;
+            let scale = |j: usize| _mm256_set1_ps(d * f32::from(block[192 + j] as i8));
+            let (a, b) = (scale(first / 16), scale(first / 16 + 1));
+            let levels = widen_bytes(run);
+            let values: [__m256; 4] = std::array::from_fn(|v| {
+                let q = _mm256_cvtepi32_ps(_mm256_sub_epi32(levels[v], thirty_two));
+                _mm256_mul_ps(if v < 2 { a } else { b }, q)
+            });
+            // SAFETY: y holds 256 values (caller's contract); 32 at `first`.
+            unsafe { store_block(&mut y[first..], values, stream) };
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 144 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q4_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(144).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { affine_k_super_block(block, false, y, stream) };
+    }
+    end_streaming(stream);
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 176 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(176).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { affine_k_super_block(block, true, y, stream) };
+    }
+    end_streaming(stream);
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 210 * 256`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q6_k_dequantize(src: &[u8], dst: &mut [f32]) {
+    let stream = streaming(dst);
+    for (block, y) in src.chunks_exact(210).zip(dst.chunks_exact_mut(256)) {
+        // SAFETY: a whole super-block and 256 values.
+        unsafe { q6_k_super_block(block, y, stream) };
+    }
+    end_streaming(stream);
+}
+
+/// The 32 levels of one Q4_K/Q5_K sub-block (loaded as `v`) against its
+/// stored scale and minimum, as bytes in element order: as
+/// `AffineBlock::round_sub`, trunc((x + min)·id + ½) clamped to 0..=top
+/// (clamped as floats first, so the truncating conversion is the cast).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn affine_k_levels(v: [__m256; 4], scale: f32, min: f32, top: f32) -> __m256i {
+    let id = _mm256_set1_ps(scalar::inverse_scale(scale));
+    let (min, half, top) = (
+        _mm256_set1_ps(min),
+        _mm256_set1_ps(0.5),
+        _mm256_set1_ps(top),
+    );
+    pack_i8(v.map(|v| {
+        let t = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, min), id), half);
+        _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
+    }))
+}
+
+/// Q4_K (`fifth_bits` false) or Q5_K nearest rounding: each sub-block's
+/// range in registers, the super-block's scales as the portable kernel
+/// computes them from those ranges, the levels in registers and packed.
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 256 * BYTES`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn affine_k_quantize<F: Affine>(src: &[f32], dst: &mut [u8], fifth_bits: bool) {
+    let low4 = _mm256_set1_epi8(0x0f);
+    for (x, out) in src.chunks_exact(256).zip(dst.chunks_exact_mut(F::BYTES)) {
+        // SAFETY: x has 256 elements: eight blocks of 32.
+        let v: [[__m256; 4]; AFFINE_SUBS] =
+            std::array::from_fn(|j| unsafe { load_block(&x[32 * j..32 * j + 32]) });
+        let ranges = v.map(|v| {
+            let lo = _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3]));
+            let hi = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+            (horizontal_min(lo), horizontal_max(hi))
+        });
+        let block = affine_scales_of::<F>(ranges);
+        let levels: [__m256i; AFFINE_SUBS] = std::array::from_fn(|j| {
+            let (scale, min) = block.sub_scale(j);
+            affine_k_levels(v[j], scale, min, F::NMAX)
+        });
+        put_f16(&mut out[0..2], block.d);
+        put_f16(&mut out[2..4], block.dmin);
+        out[4..16].copy_from_slice(&pack_scales(&block.sc, &block.m));
+        let qs_at = if fifth_bits { 48 } else { 16 };
+        if fifth_bits {
+            // Bit j of qh[i] is bit 4 of element 32j + i.
+            let one = _mm256_set1_epi8(1);
+            let qh = levels
+                .iter()
+                .enumerate()
+                .fold(_mm256_setzero_si256(), |qh, (j, &l)| {
+                    let bit = _mm256_and_si256(_mm256_srli_epi16(l, 4), one);
+                    _mm256_or_si256(qh, _mm256_sll_epi16(bit, _mm_cvtsi32_si128(j as i32)))
+                });
+            // SAFETY: out has 176 bytes: qh at 16..48.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(16).cast(), qh) };
+        }
+        for c in 0..4 {
+            let low = _mm256_and_si256(levels[2 * c], low4);
+            let high = _mm256_slli_epi16(_mm256_and_si256(levels[2 * c + 1], low4), 4);
+            // SAFETY: 32 bytes at qs_at + 32c < BYTES.
+            unsafe {
+                _mm256_storeu_si256(
+                    out.as_mut_ptr().add(qs_at + 32 * c).cast(),
+                    _mm256_or_si256(low, high),
+                )
+            };
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 256 * 144`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q4_k_quantize(src: &[f32], dst: &mut [u8]) {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { affine_k_quantize::<Q4K>(src, dst, false) }
+}
+
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 256 * 176`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q5_k_quantize(src: &[f32], dst: &mut [u8]) {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { affine_k_quantize::<Q5K>(src, dst, true) }
+}
+
+/// Q6_K nearest rounding: each sub-block's first element of largest
+/// magnitude found in registers, the scales as the portable kernel computes
+/// them from those, the levels in registers (C's roundf, clamped) and packed.
+///
+/// # Safety
+/// AVX2 and F16C present; `dst.len() == src.len() / 256 * 210`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
+    let (low4, low2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+    let (lowest, highest) = (_mm256_set1_ps(Q6_LEVELS.0), _mm256_set1_ps(Q6_LEVELS.1));
+    let thirty_two = _mm256_set1_epi32(32);
+    for (x, out) in src.chunks_exact(256).zip(dst.chunks_exact_mut(210)) {
+        // SAFETY: x has 256 elements: eight blocks of 32.
+        let v: [[__m256; 4]; 8] =
+            std::array::from_fn(|r| unsafe { load_block(&x[32 * r..32 * r + 32]) });
+        // The first element of largest magnitude of each sub-block of 16
+        // (two vectors), with its sign.
+        let maxima: [f32; Q6_SUBS] = std::array::from_fn(|j| {
+            let pair = [v[j / 2][2 * (j % 2)], v[j / 2][2 * (j % 2) + 1]];
+            let amax = horizontal_max(_mm256_max_ps(abs(pair[0]), abs(pair[1])));
+            if amax == 0.0 {
+                return 0.0;
+            }
+            let target = _mm256_set1_ps(amax);
+            let mask = pair.iter().enumerate().fold(0u32, |acc, (k, &lane)| {
+                acc | ((_mm256_movemask_ps(_mm256_cmp_ps(abs(lane), target, _CMP_EQ_OQ)) as u32)
+                    << (8 * k))
+            });
+            x[16 * j + mask.trailing_zeros() as usize]
+        });
+        let block = q6_scales_of(maxima);
+        let levels: [__m256i; 8] = std::array::from_fn(|r| {
+            let ids = [2 * r, 2 * r + 1]
+                .map(|j| _mm256_set1_ps(scalar::inverse_scale(block.sub_scale(j))));
+            pack_i8(std::array::from_fn(|k| {
+                let t = round_half_away(_mm256_mul_ps(v[r][k], ids[k / 2]));
+                let level = _mm256_min_ps(_mm256_max_ps(t, lowest), highest);
+                _mm256_add_epi32(_mm256_cvtps_epi32(level), thirty_two)
+            }))
+        });
+        for h in 0..2 {
+            let run = |k: usize| levels[4 * h + k];
+            let ql0 = _mm256_or_si256(
+                _mm256_and_si256(run(0), low4),
+                _mm256_slli_epi16(_mm256_and_si256(run(2), low4), 4),
+            );
+            let ql1 = _mm256_or_si256(
+                _mm256_and_si256(run(1), low4),
+                _mm256_slli_epi16(_mm256_and_si256(run(3), low4), 4),
+            );
+            let high = |k: usize| {
+                let bits = _mm256_and_si256(_mm256_srli_epi16(run(k), 4), low2);
+                _mm256_sll_epi16(bits, _mm_cvtsi32_si128(2 * k as i32))
+            };
+            let qh = _mm256_or_si256(
+                _mm256_or_si256(high(0), high(1)),
+                _mm256_or_si256(high(2), high(3)),
+            );
+            // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] lie inside the 210 bytes.
+            unsafe {
+                let p = out.as_mut_ptr();
+                _mm256_storeu_si256(p.add(64 * h).cast(), ql0);
+                _mm256_storeu_si256(p.add(64 * h + 32).cast(), ql1);
+                _mm256_storeu_si256(p.add(128 + 32 * h).cast(), qh);
+            }
+        }
+        for (o, &sc) in out[192..208].iter_mut().zip(&block.sc) {
+            *o = sc as u8;
+        }
+        put_f16(&mut out[208..210], block.d);
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Tests of the public kernels: contracts, round trips, threads, rounding modes.
 
+use super::kquant;
 use super::*;
 use crate::ErrorKind;
 use crate::format::{ALL_FORMATS, QUANTIZED_FORMATS};
+use scalar::QK;
 
 fn wave(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -24,9 +26,11 @@ fn round_trip(format: Format, x: &[f32], opts: &QuantizeOptions) -> Vec<f32> {
 
 #[test]
 fn round_trips_stay_within_each_formats_bound_on_odd_sizes() {
-    for n in [32, 64 * 1023, (1 << 20) + 32] {
-        let x = wave(n, n as u32);
+    for n in [32usize, 64 * 1023, (1 << 20) + 32] {
         for format in ALL_FORMATS {
+            // The K-quants take whole super-blocks: the next multiple of 256.
+            let n = n.next_multiple_of(format.block_size());
+            let x = wave(n, n as u32);
             let y = round_trip(format, &x, &QuantizeOptions::default());
             let bound = match format {
                 Format::F32 => 0.0,
@@ -46,8 +50,17 @@ fn round_trips_stay_within_each_formats_bound_on_odd_sizes() {
                 // 12.3% (times a level of at most 127·d0 = amax), plus its
                 // f16 rounding.
                 Format::IQ4_NL => 14.0 / 127.0 + 0.123 * (1.0 + 1.0 / 2048.0) + 1.0 / 2048.0,
+                // Of the super-block's largest magnitude (a sub-block's range
+                // is at most twice it): half a step of the sub-block, plus
+                // half a 6-bit step of its scale times the top level and of
+                // its minimum (Q6_K: a whole step where +31 clips, and half
+                // an 8-bit step of its scale).
+                Format::Q4_K => 2.0 * (0.5 / 15.0 + 2.2 / 126.0),
+                Format::Q5_K => 2.0 * (0.5 / 31.0 + 2.2 / 126.0),
+                Format::Q6_K => 1.0 / 32.0 + 1.1 / 256.0,
             };
-            for (b, (xs, ys)) in x.chunks(32).zip(y.chunks(32)).enumerate() {
+            let chunk = format.block_size().max(32);
+            for (b, (xs, ys)) in x.chunks(chunk).zip(y.chunks(chunk)).enumerate() {
                 let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 for (&a, &c) in xs.iter().zip(ys) {
                     let scale = if format.is_block() { amax } else { a.abs() };
@@ -69,9 +82,10 @@ fn round_trips_stay_within_each_formats_bound_on_odd_sizes() {
 
 #[test]
 fn errors_write_nothing() {
-    let x = wave(96, 1);
     for format in ALL_FORMATS {
-        let needed = format.size_of(96).unwrap();
+        let n = 3 * format.block_size().max(32);
+        let x = wave(n, 1);
+        let needed = format.size_of(n).unwrap();
         let mut dst = vec![0xAAu8; needed];
         let err = quantize(
             format,
@@ -93,6 +107,7 @@ fn errors_write_nothing() {
         let err = quantize(format, &bad, &mut dst, &opts).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NonFinite { index: 1050 });
     }
+    let x = wave(96, 1);
     assert!(
         quantize(
             Format::Q4_0,
@@ -108,10 +123,11 @@ fn errors_write_nothing() {
 fn huge_values_are_rejected_or_clamped_per_format() {
     for format in ALL_FORMATS {
         let limit = limits::limit(format);
-        let mut x = vec![0.5f32; 64];
+        let n = format.block_size().max(64);
+        let mut x = vec![0.5f32; n];
         if limit.is_finite() {
             x[33] = -limit;
-            let mut dst = vec![0u8; format.size_of(64).unwrap()];
+            let mut dst = vec![0u8; format.size_of(n).unwrap()];
             let err = quantize(format, &x, &mut dst, &QuantizeOptions::default()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::NonFinite { index: 33 }, "{format:?}");
         }
@@ -143,7 +159,7 @@ fn subnormal_inputs_are_defined() {
         .into_iter()
         .filter(|f| f.is_block() || *f == Format::F16)
     {
-        let y = round_trip(format, &[sub; 32], &QuantizeOptions::default());
+        let y = round_trip(format, &[sub; 256], &QuantizeOptions::default());
         assert!(y.iter().all(|&v| v == 0.0), "{format:?}");
     }
     // BF16 and F32 keep them exactly; inside a normal block they quantize to 0.
@@ -159,9 +175,10 @@ fn subnormal_inputs_are_defined() {
 
 #[test]
 fn threads_and_slices_do_not_change_the_bytes() {
-    let n = (1 << 19) + 96;
-    let x = wave(n, 5);
     for format in ALL_FORMATS {
+        let block = format.block_size().max(32);
+        let n = (1 << 19) + 3 * block;
+        let x = wave(n, 5);
         for rounding in [Rounding::Nearest, Rounding::Stochastic { seed: 99 }] {
             let bytes = |threads| {
                 let mut q = vec![0u8; format.size_of(n).unwrap()];
@@ -182,7 +199,7 @@ fn threads_and_slices_do_not_change_the_bytes() {
             assert_eq!(one, bytes(2), "{format:?} {rounding:?}");
             assert_eq!(one, bytes(5), "{format:?} {rounding:?}");
             // A slice quantized with its first_index equals the same range of the whole.
-            let (from, to) = (32 * 1000, 32 * 1500);
+            let (from, to) = (block * 1000, block * 1500);
             let mut part = vec![0u8; format.size_of(to - from).unwrap()];
             let opts = QuantizeOptions {
                 rounding,
@@ -224,7 +241,9 @@ fn block_scale(format: Format, block: &[f32]) -> (f64, f64) {
                 .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             (hi - lo) / 15.0
         }
-        Format::F32 | Format::F16 | Format::BF16 => unreachable!("{format:?} has no block scale"),
+        Format::F32 | Format::F16 | Format::BF16 | Format::Q4_K | Format::Q5_K | Format::Q6_K => {
+            unreachable!("{format:?} has no block scale")
+        }
     };
     let stored = scalar::f16_value(scalar::f16_bits(d));
     (f64::from(stored), f64::from(d))
@@ -237,7 +256,37 @@ fn clip_level(format: Format) -> Option<f64> {
         Format::Q4_0 => Some(7.0),
         Format::Q5_0 => Some(15.0),
         Format::IQ4_NL => Some(113.0),
-        Format::F32 | Format::F16 | Format::BF16 | Format::Q8_0 | Format::Q4_1 => None,
+        Format::F32
+        | Format::F16
+        | Format::BF16
+        | Format::Q8_0
+        | Format::Q4_1
+        | Format::Q4_K
+        | Format::Q5_K
+        | Format::Q6_K => None,
+    }
+}
+
+/// The lowest value, the step and the highest value that element e of a
+/// K-quant super-block (its bytes) can take.
+fn k_levels(format: Format, block: &[u8], e: usize) -> (f64, f64, f64) {
+    let f16_at = |b: &[u8]| f64::from(scalar::f16_value(u16::from_le_bytes([b[0], b[1]])));
+    match format {
+        Format::Q4_K | Format::Q5_K => {
+            let (sc, m) = kquant::scale_min(&block[4..16], e / 32);
+            let (step, min) = (
+                f16_at(block) * f64::from(sc),
+                f16_at(&block[2..]) * f64::from(m),
+            );
+            let top = if format == Format::Q4_K { 15.0 } else { 31.0 };
+            (-min, step, top * step - min)
+        }
+        Format::Q6_K => {
+            let step = f16_at(&block[208..]) * f64::from(block[192 + e / 16] as i8);
+            let (a, b) = (-32.0 * step, 31.0 * step);
+            (a.min(b), step.abs(), a.max(b))
+        }
+        _ => unreachable!("{format:?} is not a K-quant"),
     }
 }
 
@@ -281,10 +330,31 @@ fn stochastic_rounding_is_unbiased() {
             }
         }
         let sigmas = 6.0 / (2.0 * (rounds as f64).sqrt());
+        let nearest = {
+            let mut q = vec![0u8; format.size_of(x.len()).unwrap()];
+            quantize(format, &x, &mut q, &QuantizeOptions::default()).unwrap();
+            q
+        };
         for (b, (xs, ms)) in x.chunks(QK).zip(mean.chunks(QK)).enumerate() {
             for (j, (&a, &m)) in xs.iter().zip(ms).enumerate() {
                 let a64 = f64::from(a);
                 let (step, bias) = match format {
+                    // Nearest rounding's stored sub-block scales, which the
+                    // dequantizer applies too: no bias from them. Beyond
+                    // the levels' ends (the 6-bit scales round) every
+                    // rounding clips.
+                    Format::Q4_K | Format::Q5_K | Format::Q6_K => {
+                        let (low, step, high) = k_levels(format, &nearest, QK * b + j);
+                        if a64 < low || a64 > high {
+                            let clip = if a64 < low { low } else { high };
+                            assert!(
+                                (m - clip).abs() <= 1e-6 * step,
+                                "{format:?} block {b} [{j}] mean {m} vs the clip level {clip}"
+                            );
+                            continue;
+                        }
+                        (step, 0.0)
+                    }
                     Format::F32 => unreachable!("F32 is not quantized"),
                     // One ulp at |a| (a is normal here) and no bias.
                     Format::F16 => (a64.abs() / 1024.0, 0.0),
@@ -378,8 +448,8 @@ fn importance_is_validated() {
 
 #[test]
 fn fake_quantize_equals_the_round_trip() {
-    let x = wave(8192 + 64, 4);
     for format in ALL_FORMATS {
+        let x = wave((8192 + 64usize).next_multiple_of(format.block_size()), 4);
         for rounding in [
             Rounding::Nearest,
             Rounding::Stochastic { seed: 5 },
@@ -620,7 +690,10 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
     }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
+        // The K-quants take the ties padded to whole super-blocks.
         for format in ALL_FORMATS.into_iter().filter(|f| f.is_block()) {
+            let mut x = x.clone();
+            x.resize(x.len().next_multiple_of(format.block_size()), 0.25);
             let kernels = CpuKernels::of(format);
             let size = format.size_of(x.len()).unwrap();
             let (mut portable, mut simd) = (vec![0u8; size], vec![0u8; size]);
@@ -636,25 +709,26 @@ fn q8_0_ties_round_away_from_zero_on_every_path() {
 fn importance_follows_first_index_even_off_block_boundaries() {
     // The fuzzer's case: n = 32, 32 importance values, first_index = 1 (once a
     // panic on slicing past the end of the importance vector).
-    let x = wave(32, 8);
-    let importance: Vec<f32> = (0..32).map(|i| 1.0 + i as f32).collect();
     for format in QUANTIZED_FORMATS {
+        let n = format.block_size().max(32);
+        let x = wave(n, 8);
+        let importance: Vec<f32> = (0..n).map(|i| 1.0 + i as f32).collect();
         let opts = |first_index| QuantizeOptions {
             rounding: Rounding::ErrorMinimising,
             importance: Some(&importance),
             first_index,
             ..Default::default()
         };
-        let mut q = vec![0u8; format.size_of(32).unwrap()];
+        let mut q = vec![0u8; format.size_of(n).unwrap()];
         quantize(format, &x, &mut q, &opts(1)).unwrap();
-        let mut y = vec![0.0f32; 32];
+        let mut y = vec![0.0f32; n];
         fake_quantize(format, &x, &mut y, &opts(1)).unwrap();
         // Element i is weighted by importance[(first_index + i) % len]: with
-        // first_index = 32 + 5 it is the rotation by 5.
-        let rotated: Vec<f32> = (0..32).map(|i| importance[(i + 5) % 32]).collect();
+        // first_index = n + 5 it is the rotation by 5.
+        let rotated: Vec<f32> = (0..n).map(|i| importance[(i + 5) % n]).collect();
         let mut a = vec![0u8; q.len()];
         let mut b = vec![0u8; q.len()];
-        quantize(format, &x, &mut a, &opts(37)).unwrap();
+        quantize(format, &x, &mut a, &opts(n as u64 + 5)).unwrap();
         let by_hand = QuantizeOptions {
             importance: Some(&rotated),
             ..opts(0)

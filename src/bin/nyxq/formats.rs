@@ -43,6 +43,8 @@ struct Row {
     count: usize,
     /// The tensor with the lowest SNR, and that SNR.
     worst: (f64, String),
+    /// Each measured tensor's own SNR.
+    tensor_snrs: Vec<f64>,
     quant_seconds: f64,
     dequant_seconds: f64,
     /// Tensors left out because the format cannot hold them (partial blocks).
@@ -62,6 +64,7 @@ impl Row {
             noise: 0.0,
             count: 0,
             worst: (f64::INFINITY, String::new()),
+            tensor_snrs: Vec::new(),
             quant_seconds: 0.0,
             dequant_seconds: 0.0,
             left_out: Vec::new(),
@@ -92,6 +95,7 @@ impl Row {
         if m.snr_db < self.worst.0 {
             self.worst = (m.snr_db, short_name(name));
         }
+        self.tensor_snrs.push(m.snr_db);
         for (&x, &y) in values.iter().zip(&restored) {
             self.signal += f64::from(x) * f64::from(x);
             self.noise += (f64::from(x) - f64::from(y)).powi(2);
@@ -118,6 +122,19 @@ impl Row {
         }
     }
 
+    /// The median of the per-tensor SNRs (the mean of the middle two for an
+    /// even count; NaN without a tensor).
+    fn median_snr_db(&self) -> f64 {
+        let mut snrs = self.tensor_snrs.clone();
+        snrs.sort_by(f64::total_cmp);
+        let mid = snrs.len() / 2;
+        match snrs.len() {
+            0 => f64::NAN,
+            n if n % 2 == 0 => (snrs[mid - 1] + snrs[mid]) / 2.0,
+            _ => snrs[mid],
+        }
+    }
+
     fn rmse(&self) -> f64 {
         (self.noise / self.count.max(1) as f64).sqrt()
     }
@@ -140,6 +157,7 @@ impl Row {
             "fraction_of_fp32": self.format.bits_per_weight() / 32.0,
             "rmse": self.rmse(),
             "snr_db": number(self.snr_db()),
+            "median_snr_db": number(self.median_snr_db()),
             "exact": self.count > 0 && self.noise == 0.0,
             "worst_tensor": self.worst.1,
             "worst_snr_db": number(self.worst.0),
@@ -212,35 +230,52 @@ pub fn run(args: &[String]) -> Result<(), UsageError> {
     }
     println!();
     println!(
-        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>36} {:>8} {:>8}",
-        "format", "bits", "vs FP32", "RMSE", "SNR dB", "worst tensor (SNR dB)", "quant", "dequant"
+        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>7} {:>36} {:>8} {:>8}",
+        "format",
+        "bits",
+        "vs FP32",
+        "RMSE",
+        "SNR dB",
+        "median",
+        "worst tensor (SNR dB)",
+        "quant",
+        "dequant"
     );
     println!(
-        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>36} {:>8} {:>8}",
-        "", "/wt", "memory", "", "", "", "GB/s", "GB/s"
+        "{:<16} {:>5} {:>9} {:>10} {:>9} {:>7} {:>36} {:>8} {:>8}",
+        "", "/wt", "memory", "", "", "", "", "GB/s", "GB/s"
     );
     for r in &rows {
         let worst = format!("{} {:.1}", r.worst.1, r.worst.0);
         println!(
-            "{:<16} {:>5.1} {:>8.1}% {:>10.3e} {:>9.2} {:>36} {:>8.2} {:>8.2}",
+            "{:<16} {:>5.1} {:>8.1}% {:>10.3e} {:>9.2} {:>7.2} {:>36} {:>8.2} {:>8.2}",
             r.label,
             r.format.bits_per_weight(),
             100.0 * r.format.bits_per_weight() / 32.0,
             r.rmse(),
             r.snr_db(),
+            r.median_snr_db(),
             worst,
             r.gbs(r.quant_seconds),
             r.gbs(r.dequant_seconds)
         );
     }
-    if let Some(row) = rows.iter().find(|r| !r.left_out.is_empty()) {
-        println!(
-            "\nNot whole blocks of 32, so left out of the block formats' rows: {}",
-            row.left_out.join(", ")
-        );
+    // One line per block size that left tensors out: the 32-element block
+    // formats', then the K-quants' super-blocks of 256.
+    for (block, whose) in [(32, "the block formats'"), (256, "the K-quants'")] {
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.format.block_size() == block && !r.left_out.is_empty())
+        {
+            println!(
+                "\nNot whole blocks of {block}, so left out of {whose} rows: {}",
+                row.left_out.join(", ")
+            );
+        }
     }
     println!(
-        "\nSNR = 10·log10(Σx²/Σ(x−x̂)²) over all tensors (inf = exact); GB/s counts FP32 bytes."
+        "\nSNR = 10·log10(Σx²/Σ(x−x̂)²) over all tensors (inf = exact); median = the \
+         median of the tensors' own SNRs; GB/s counts FP32 bytes."
     );
     Ok(())
 }

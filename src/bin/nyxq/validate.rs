@@ -40,6 +40,9 @@ fn default_min_snr(format: Format) -> f64 {
         Format::Q8_0 => 35.0,
         Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => 15.0,
         Format::Q5_0 => 21.0,
+        Format::Q4_K => 18.0,
+        Format::Q5_K => 24.0,
+        Format::Q6_K => 30.0,
     }
 }
 
