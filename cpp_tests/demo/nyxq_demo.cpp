@@ -54,6 +54,15 @@ struct Options {
   std::exit(2);
 }
 
+// The integer value of an option, or a usage error naming it.
+int integer(const std::string &option, const std::string &text) {
+  char *end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < INT32_MIN || v > INT32_MAX)
+    usage_error(option + " " + text + ": not a number");
+  return static_cast<int>(v);
+}
+
 Options parse(int argc, char **argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -65,11 +74,11 @@ Options parse(int argc, char **argv) {
     if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--out") o.out = value();
     else if (a == "--corpus") o.corpus = value();
-    else if (a == "--steps") o.steps = std::atoi(value().c_str());
+    else if (a == "--steps") o.steps = integer(a, value());
     else if (a == "--device") o.device = value();
-    else if (a == "--hidden") o.hidden = std::atoi(value().c_str());
-    else if (a == "--qat-steps") o.qat_steps = std::atoi(value().c_str());
-    else if (a == "--eval-positions") o.eval_positions = std::atoi(value().c_str());
+    else if (a == "--hidden") o.hidden = integer(a, value());
+    else if (a == "--qat-steps") o.qat_steps = integer(a, value());
+    else if (a == "--eval-positions") o.eval_positions = integer(a, value());
     else if (a == "--train-only") o.train_only = true;
     else if (a == "--validate") o.validate = true;
     else if (a == "--quick") { o.quick = true; o.steps = 1200; o.qat_steps = 300; o.eval_positions = 20000; }

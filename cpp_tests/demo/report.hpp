@@ -26,9 +26,12 @@ struct SpeedRow {
 
 // How far the final training loss (the mean over the last 4% of the steps) of
 // the first phase on the Vulkan device may lie from the CPU's, same seed and
-// batches. The two sum their products in different orders, so the runs drift
-// apart by rounding; docs/guide.md ("The demo") gives the measured gaps.
-constexpr double kDeviceLossTolerance = 0.02;
+// batches. The two sum their products in different orders, so the runs differ
+// by rounding: below 1e-6 on lavapipe after 60, 200 and 1000 steps. A step
+// that leaves out one parameter's update moves the loss after 60 steps by
+// 0.0011 (output bias) to 0.02 (embedding), so the bound sits under those;
+// docs/guide.md ("The demo on the GPU") gives the measurements.
+constexpr double kDeviceLossTolerance = 0.0005;
 
 struct Report {
   std::vector<Row> rows;
@@ -56,7 +59,7 @@ struct Report {
                    r.final_loss);
     if (!std::isnan(device_loss))
       std::fprintf(out, "\nVulkan against CPU, same seed and batches: final training loss %.4f vs %.4f, |difference| %.6f "
-                        "(tolerance %.2f): %s\n",
+                        "(tolerance %.4f): %s\n",
                    device_loss, cpu_reference_loss, std::fabs(device_loss - cpu_reference_loss), kDeviceLossTolerance,
                    device_matches_cpu() ? "within" : "OUTSIDE");
     if (rows.empty()) return;
