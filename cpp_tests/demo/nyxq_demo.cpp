@@ -33,12 +33,6 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-[[noreturn]] void die(const char *what, NyxqStatus s) {
-  std::fprintf(stderr, "nyxq_demo: %s failed: %s: %s\n", what, nyxq_status_str(s), nyxq_last_error_message());
-  std::exit(1);
-}
-#define NYXQ(call) \
-  do { NyxqStatus s_ = (call); if (s_ != NYXQ_OK) die(#call, s_); } while (0)
 
 struct Options {
   uint64_t seed = 1;

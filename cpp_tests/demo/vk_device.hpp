@@ -18,6 +18,15 @@
 
 namespace demo {
 
+// The demo stops at the first failed call, naming it and nyxq's message or
+// Vulkan's result.
+[[noreturn]] inline void die_nyxq(const char *what, NyxqStatus s) {
+  std::fprintf(stderr, "nyxq_demo: %s failed: %s: %s\n", what, nyxq_status_str(s), nyxq_last_error_message());
+  std::exit(1);
+}
+#define NYXQ(call) \
+  do { NyxqStatus s_ = (call); if (s_ != NYXQ_OK) demo::die_nyxq(#call, s_); } while (0)
+
 [[noreturn]] inline void die_vk(const char *what, VkResult r) {
   std::fprintf(stderr, "nyxq_demo: %s failed: VkResult %d\n", what, static_cast<int>(r));
   std::exit(1);
@@ -45,7 +54,6 @@ static_assert(sizeof(PushConstants) == 20, "shaders/push.glsl's block is 20 byte
 
 // One compute pipeline of the demo's shaders and its layouts.
 struct Kernel {
-  uint32_t bindings = 0;
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
@@ -242,7 +250,6 @@ class VulkanDevice {
   // A compute pipeline over `bindings` storage buffers from SPIR-V words.
   Kernel kernel(const uint32_t *spirv, size_t words, uint32_t bindings) {
     Kernel k;
-    k.bindings = bindings;
     std::vector<VkDescriptorSetLayoutBinding> b(bindings);
     for (uint32_t i = 0; i < bindings; ++i) {
       b[i] = {};

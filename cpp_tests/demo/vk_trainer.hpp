@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "model.hpp"
@@ -47,14 +48,6 @@ const uint32_t kEmbedScatter[] = {
 #include "embed_scatter.inc"
 };
 }  // namespace spirv
-
-#define NYXQ_VK(call) \
-  do { NyxqStatus s_ = (call); if (s_ != NYXQ_OK) demo::die_nyxq(#call, s_); } while (0)
-
-[[noreturn]] inline void die_nyxq(const char *what, NyxqStatus s) {
-  std::fprintf(stderr, "nyxq_demo: %s failed: %s: %s\n", what, nyxq_status_str(s), nyxq_last_error_message());
-  std::exit(1);
-}
 
 // The demo's shaders as pipelines, made once per device.
 struct TrainerKernels {
@@ -95,7 +88,7 @@ class VkTrainer {
   VkTrainer(VulkanDevice &device, const TrainerKernels &kernels, const Model &m, int batch, const TrainerMode &mode)
       : d_(device), k_(kernels), mode_(mode), batch_(batch), hidden_(m.hidden) {
     NyxqAdamOptions o;
-    NYXQ_VK(nyxq_adam_options_default(&o));
+    NYXQ(nyxq_adam_options_default(&o));
     o.state = mode.adam_state;
     const std::vector<const Param *> params = m.params();
     for (const Param *p : params) {
@@ -105,7 +98,7 @@ class VkTrainer {
       t.grad = d_.buffer(t.n * sizeof(float), false);
       t.forward = mode.fake_quantize && p->is_matrix ? d_.buffer(t.n * sizeof(float), false) : t.value;
       d_.upload(t.value, p->value.data(), t.n * sizeof(float));
-      NYXQ_VK(nyxq_vk_adam_create(d_.nyxq(), &o, t.n, &t.adam));
+      NYXQ(nyxq_vk_adam_create(d_.nyxq(), &o, t.n, &t.adam));
       tensors_.push_back(t);
     }
     const size_t B = static_cast<size_t>(batch), H = static_cast<size_t>(hidden_);
@@ -159,20 +152,20 @@ class VkTrainer {
     for (size_t i = 0; i < batch.context.size(); ++i) context_.words()[i] = batch.context[i];
     for (int b = 0; b < batch.size; ++b) targets_.words()[b] = batch.target[b];
     float scale = 1.0f;
-    if (mode_.scaler != nullptr) NYXQ_VK(nyxq_loss_scaler_scale(mode_.scaler, &scale));
+    if (mode_.scaler != nullptr) NYXQ(nyxq_loss_scaler_scale(mode_.scaler, &scale));
     d_.begin();
     record(scale, lr);
     d_.submit_and_wait();
-    NYXQ_VK(nyxq_vk_release(d_.nyxq(), last_ticket_));
+    NYXQ(nyxq_vk_release(d_.nyxq(), last_ticket_));
 
     StepResult r;
     double loss = 0;
     for (int b = 0; b < batch.size; ++b) loss += loss_.floats()[b];
     r.mean_loss = loss / batch.size;
     if (mode_.scaler != nullptr) {
-      NYXQ_VK(nyxq_loss_scaler_report_non_finite(mode_.scaler, found_.words()[0]));
+      NYXQ(nyxq_loss_scaler_report_non_finite(mode_.scaler, found_.words()[0]));
       uint32_t apply = 0;
-      NYXQ_VK(nyxq_loss_scaler_update(mode_.scaler, &apply));
+      NYXQ(nyxq_loss_scaler_update(mode_.scaler, &apply));
       r.applied = apply != 0;
     }
     if (timestamps_ != VK_NULL_HANDLE) {
@@ -196,7 +189,7 @@ class VkTrainer {
     size_t held = 0, fp32 = 0;
     for (const Tensor &t : tensors_) {
       size_t h = 0, f = 0;
-      NYXQ_VK(nyxq_vk_adam_state_bytes(t.adam, &h, &f));
+      NYXQ(nyxq_vk_adam_state_bytes(t.adam, &h, &f));
       held += h, fp32 += f;
     }
     *fp32_bytes = fp32;
@@ -228,7 +221,7 @@ class VkTrainer {
       for (const Tensor &t : tensors_)
         if (t.forward.buffer != t.value.buffer) {
           const NyxqVkBufferRange src = t.value.range(), dst = t.forward.range();
-          NYXQ_VK(nyxq_vk_cmd_fake_quantize(ctx, cmd, mode_.format, t.n, &src, &dst, nullptr, &last_ticket_));
+          NYXQ(nyxq_vk_cmd_fake_quantize(ctx, cmd, mode_.format, t.n, &src, &dst, nullptr, &last_ticket_));
         }
     d_.barrier();
     timestamp(1);
@@ -265,13 +258,13 @@ class VkTrainer {
     if (mode_.scaler != nullptr) {
       for (const Tensor &t : tensors_) {
         const NyxqVkBufferRange grads = t.grad.range();
-        NYXQ_VK(nyxq_vk_cmd_unscale_and_check(ctx, mode_.scaler, cmd, &grads, t.n, &found, &last_ticket_));
+        NYXQ(nyxq_vk_cmd_unscale_and_check(ctx, mode_.scaler, cmd, &grads, t.n, &found, &last_ticket_));
       }
       d_.barrier();
     }
     for (const Tensor &t : tensors_) {
       const NyxqVkBufferRange params = t.value.range(), grads = t.grad.range();
-      NYXQ_VK(nyxq_vk_cmd_adam_step(ctx, t.adam, cmd, lr, &params, &grads, t.n,
+      NYXQ(nyxq_vk_cmd_adam_step(ctx, t.adam, cmd, lr, &params, &grads, t.n,
                                     mode_.scaler != nullptr ? &found : nullptr, &last_ticket_));
     }
     d_.barrier();
@@ -280,12 +273,12 @@ class VkTrainer {
 
   void matmul(const VkBuf &w, uint32_t rows, uint32_t cols, const VkBuf &x, const VkBuf &y) {
     const NyxqVkBufferRange wr = w.range(), xr = x.range(), yr = y.range();
-    NYXQ_VK(nyxq_vk_cmd_matmul(d_.nyxq(), d_.cmd(), NYXQ_FORMAT_F32, rows, cols, static_cast<uint64_t>(batch_), &wr, &xr,
+    NYXQ(nyxq_vk_cmd_matmul(d_.nyxq(), d_.cmd(), NYXQ_FORMAT_F32, rows, cols, static_cast<uint64_t>(batch_), &wr, &xr,
                                nullptr, &yr, &last_ticket_));
   }
   void matmul_transposed(const VkBuf &w, uint32_t rows, uint32_t cols, const VkBuf &dy, const VkBuf &dx) {
     const NyxqVkBufferRange wr = w.range(), dyr = dy.range(), dxr = dx.range();
-    NYXQ_VK(nyxq_vk_cmd_matmul_transposed(d_.nyxq(), d_.cmd(), NYXQ_FORMAT_F32, rows, cols, static_cast<uint64_t>(batch_),
+    NYXQ(nyxq_vk_cmd_matmul_transposed(d_.nyxq(), d_.cmd(), NYXQ_FORMAT_F32, rows, cols, static_cast<uint64_t>(batch_),
                                           &wr, &dyr, &dxr, &last_ticket_));
   }
 
