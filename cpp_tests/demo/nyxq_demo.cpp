@@ -33,7 +33,6 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-
 struct Options {
   uint64_t seed = 1;
   std::string out = "nyxq_demo_out";
