@@ -16,6 +16,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <vector>
 
@@ -91,9 +93,15 @@ class VkTrainer {
     NYXQ(nyxq_adam_options_default(&o));
     o.state = mode.adam_state;
     const std::vector<const Param *> params = m.params();
+    // A test's hook: NYXQ_DEMO_BREAK_STEP=<parameter name> leaves that
+    // parameter's Adam update out of every device step, so a test can show
+    // that the comparison with the CPU catches a broken step.
+    const char *broken = std::getenv("NYXQ_DEMO_BREAK_STEP");
     for (const Param *p : params) {
       Tensor t;
       t.n = p->size();
+      t.frozen = broken != nullptr && p->name == broken;
+      if (t.frozen) std::fprintf(stderr, "nyxq_demo: NYXQ_DEMO_BREAK_STEP: %s is not updated on the device\n", broken);
       t.value = d_.buffer(t.n * sizeof(float), false);
       t.grad = d_.buffer(t.n * sizeof(float), false);
       t.forward = mode.fake_quantize && p->is_matrix ? d_.buffer(t.n * sizeof(float), false) : t.value;
@@ -201,6 +209,7 @@ class VkTrainer {
     size_t n = 0;
     VkBuf value, grad, forward;  // forward: the fake-quantized copy, or value itself
     NyxqVkAdam *adam = nullptr;
+    bool frozen = false;  // NYXQ_DEMO_BREAK_STEP names it
   };
 
   void timestamp(uint32_t query) const {
@@ -263,6 +272,7 @@ class VkTrainer {
       d_.barrier();
     }
     for (const Tensor &t : tensors_) {
+      if (t.frozen) continue;
       const NyxqVkBufferRange params = t.value.range(), grads = t.grad.range();
       NYXQ(nyxq_vk_cmd_adam_step(ctx, t.adam, cmd, lr, &params, &grads, t.n,
                                     mode_.scaler != nullptr ? &found : nullptr, &last_ticket_));
