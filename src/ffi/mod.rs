@@ -12,6 +12,7 @@ pub mod format;
 pub mod guard;
 pub mod handle;
 pub mod hardware;
+pub mod importance;
 #[cfg(feature = "test-exports")]
 pub mod layout;
 pub mod log;
