@@ -106,7 +106,10 @@ impl Importance {
         if let Some(index) = sums.iter().position(|v| !v.is_finite()) {
             return Err(Error::new(
                 ErrorKind::NonFinite { index },
-                format!("sums[{index}] = {} is not finite; nothing added", sums[index]),
+                format!(
+                    "sums[{index}] = {} is not finite; nothing added",
+                    sums[index]
+                ),
             ));
         }
         if let Some(index) = sums.iter().position(|&v| v < 0.0) {
@@ -171,9 +174,7 @@ impl Importance {
     pub fn save(&self, out: &mut [u8]) -> Result<usize> {
         let len = self.save_len();
         Error::ensure_room("checkpoint buffer", "bytes", len, out.len())?;
-        let fixed = Fields::default()
-            .u64(self.cols() as u64)
-            .u64(self.tokens);
+        let fixed = Fields::default().u64(self.cols() as u64).u64(self.tokens);
         out[HEADER_BYTES..HEADER_BYTES + FIXED].copy_from_slice(&fixed.0);
         for (o, sum) in out[HEADER_BYTES + FIXED..len]
             .chunks_exact_mut(8)

@@ -175,8 +175,14 @@ fn importance_from_activations_lowers_the_weighted_error_of_real_weights() {
     // it stands (importance[i % cols]).
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/weights/");
     let tensors = [
-        ("minilm-l6-v2__encoder.layer.0.attention.self.query.weight.f32", 384),
-        ("minilm-l6-v2__encoder.layer.0.output.dense.weight.f32", 1536),
+        (
+            "minilm-l6-v2__encoder.layer.0.attention.self.query.weight.f32",
+            384,
+        ),
+        (
+            "minilm-l6-v2__encoder.layer.0.output.dense.weight.f32",
+            1536,
+        ),
     ];
     let (mut with_total, mut without_total) = (0.0f64, 0.0f64);
     for (file, cols) in tensors {
@@ -203,7 +209,9 @@ fn importance_from_activations_lowers_the_weighted_error_of_real_weights() {
             acc.values(&mut importance).unwrap();
             let with = weighted_error(format, w, &importance, Some(&importance));
             let without = weighted_error(format, w, &importance, None);
-            eprintln!("{file} {format:?}: weighted error {with:.6e} with importance, {without:.6e} without");
+            eprintln!(
+                "{file} {format:?}: weighted error {with:.6e} with importance, {without:.6e} without"
+            );
             assert!(with <= without, "{file} {format:?}: {with} > {without}");
             with_total += with;
             without_total += without;
