@@ -221,12 +221,9 @@ pub extern "C" fn nyxq_gguf_metadata(
         // SAFETY: the caller passes a NUL-terminated string.
         let key = unsafe { ptr::string(key, "key") }?;
         let out = ptr::out(text_out, "text_out")?;
-        let text = h
-            .file
-            .metadata(key)
-            .map_or(std::ptr::null_mut(), |v| {
-                give_string(&v.to_text(METADATA_TEXT_ELEMENTS))
-            });
+        let text = h.file.metadata(key).map_or(std::ptr::null_mut(), |v| {
+            give_string(&v.to_text(METADATA_TEXT_ELEMENTS))
+        });
         // SAFETY: text_out checked non-NULL.
         unsafe { out.write(text) };
         Ok(())

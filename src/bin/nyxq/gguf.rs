@@ -10,6 +10,7 @@ use nyxq::quant::{self, QuantizeOptions, Rounding};
 use std::collections::HashMap;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 pub const USAGE: &str = "\
 usage: nyxq gguf export INPUT... --out FILE.gguf [--format F] [--plan PLAN.json]
@@ -22,17 +23,28 @@ usage: nyxq gguf export INPUT... --out FILE.gguf [--format F] [--plan PLAN.json]
        nyxq gguf info FILE.gguf [--json]
          the version, metadata, tensors, types and sizes of a GGUF file";
 
-/// Runs `nyxq gguf SUBCOMMAND ...`.
-pub fn run(args: &[String]) -> Result<(), UsageError> {
+/// Runs `nyxq gguf SUBCOMMAND ...`: exit status 2 for bad arguments or
+/// input that cannot be read, 1 when quantizing or writing fails.
+pub fn run(args: &[String]) -> Result<ExitCode, UsageError> {
     let usage = || UsageError(USAGE.to_string());
     let (sub, rest) = args.split_first().ok_or_else(usage)?;
-    match sub.as_str() {
-        "export" => export(rest),
-        "import" => import(rest),
-        "info" => info(rest),
-        _ => Err(usage()),
-    }
+    let done = match sub.as_str() {
+        "export" => export(rest)?,
+        "import" => import(rest)?,
+        "info" => info(rest).map(Ok)?,
+        _ => return Err(usage()),
+    };
+    Ok(done.map_or_else(
+        |message| {
+            eprintln!("nyxq: {message}");
+            ExitCode::FAILURE
+        },
+        |()| ExitCode::SUCCESS,
+    ))
 }
+
+/// What a command that read its input gives: Ok, or the failure's message.
+type Outcome = Result<(), String>;
 
 /// Splits arguments into inputs and `--flag value` options.
 fn options(args: &[String], flags: &[&str], switches: &[&str]) -> Result<Parsed, UsageError> {
@@ -126,7 +138,10 @@ impl TensorSource for Export<'_> {
             ..QuantizeOptions::default()
         };
         quant::quantize(self.format, &values, &mut bytes, &opts).map_err(|e| {
-            nyxq::Error::new(e.kind(), format!("tensor '{}': {}", self.entry.name, e.message()))
+            nyxq::Error::new(
+                e.kind(),
+                format!("tensor '{}': {}", self.entry.name, e.message()),
+            )
         })?;
         sink(&bytes)
     }
@@ -142,15 +157,19 @@ fn plan_formats(text: &str, path: &str) -> Result<HashMap<String, Format>, Usage
     tensors
         .iter()
         .map(|t| {
-            let name = t["name"].as_str().ok_or_else(|| bad("a tensor without a name".into()))?;
-            let format = t["format"].as_str().ok_or_else(|| bad(format!("'{name}' has no format")))?;
+            let name = t["name"]
+                .as_str()
+                .ok_or_else(|| bad("a tensor without a name".into()))?;
+            let format = t["format"]
+                .as_str()
+                .ok_or_else(|| bad(format!("'{name}' has no format")))?;
             let format = Format::from_name(format).map_err(|e| bad(e.message().to_string()))?;
             Ok((name.to_string(), format))
         })
         .collect()
 }
 
-fn export(args: &[String]) -> Result<(), UsageError> {
+fn export(args: &[String]) -> Result<Outcome, UsageError> {
     let p = options(
         args,
         &["--out", "--format", "--plan", "--config", "--meta"],
@@ -212,15 +231,16 @@ fn export(args: &[String]) -> Result<(), UsageError> {
     let sources: Vec<&dyn TensorSource> = exports.iter().map(|e| e as &dyn TensorSource).collect();
     writer::check(&metadata, &sources).map_err(|e| UsageError(e.message().to_string()))?;
     let path = Path::new(out);
-    let file = std::fs::File::create(path)
-        .map_err(|e| UsageError(format!("cannot create {out}: {e}")))?;
+    let file =
+        std::fs::File::create(path).map_err(|e| UsageError(format!("cannot create {out}: {e}")))?;
     let mut buffered = BufWriter::new(file);
-    if let Err(e) = writer::write(&mut buffered, &metadata, &sources) {
-        drop(buffered);
-        let _ = std::fs::remove_file(path);
-        return Err(UsageError(format!("{out}: {}", e.message())));
-    }
+    let written = writer::write(&mut buffered, &metadata, &sources);
     drop(buffered);
+    if let Err(e) = written {
+        // The message is the news; a partial file that cannot be removed adds none.
+        let _ = std::fs::remove_file(path);
+        return Ok(Err(format!("{out}: {} (nothing written)", e.message())));
+    }
     let mut counts: Vec<(Format, usize)> = Vec::new();
     for e in &exports {
         match counts.iter_mut().find(|(f, _)| *f == e.format) {
@@ -236,7 +256,11 @@ fn export(args: &[String]) -> Result<(), UsageError> {
         .iter()
         .filter(|e| {
             e.format == Format::F16
-                && planned.get(&e.entry.name).copied().unwrap_or(default_format) != Format::F16
+                && planned
+                    .get(&e.entry.name)
+                    .copied()
+                    .unwrap_or(default_format)
+                    != Format::F16
         })
         .map(|e| e.entry.name.as_str())
         .collect();
@@ -252,7 +276,7 @@ fn export(args: &[String]) -> Result<(), UsageError> {
             fallbacks.join(", ")
         );
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn open(path: &Path) -> Result<GgufFile, UsageError> {
@@ -269,14 +293,14 @@ fn dequantized(file: &GgufFile, index: usize) -> Result<Vec<f32>, UsageError> {
     Ok(values)
 }
 
-fn import(args: &[String]) -> Result<(), UsageError> {
+fn import(args: &[String]) -> Result<Outcome, UsageError> {
     let p = options(args, &["--out"], &[])?;
     let file = open(p.one_input()?)?;
     file.require_formats()
         .map_err(|e| UsageError(e.message().to_string()))?;
     let Some(out) = p.value("--out") else {
         println!(
-            "{:<40} {:>7} {:>16} {:>12} {:>12}",
+            "{:<56} {:>9} {:>16} {:>12} {:>12}",
             "tensor", "type", "shape", "mean |x|", "rms"
         );
         for (i, info) in file.tensors.iter().enumerate() {
@@ -285,13 +309,13 @@ fn import(args: &[String]) -> Result<(), UsageError> {
             let mean_abs = values.iter().map(|v| f64::from(v.abs())).sum::<f64>() / n;
             let rms = (values.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n).sqrt();
             println!(
-                "{:<40} {:>7} {:>16} {mean_abs:>12.6} {rms:>12.6}",
+                "{:<56} {:>9} {:>16} {mean_abs:>12.6} {rms:>12.6}",
                 info.name,
                 ggml_type::describe(info.ggml_type),
                 format!("{:?}", info.shape)
             );
         }
-        return Ok(());
+        return Ok(Ok(()));
     };
     let mut buffers = Vec::with_capacity(file.tensors.len());
     for i in 0..file.tensors.len() {
@@ -314,10 +338,11 @@ fn import(args: &[String]) -> Result<(), UsageError> {
         .iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
         .collect();
-    safetensors::tensor::serialize_to_file(views, Some(strings), Path::new(out))
-        .map_err(|e| UsageError(format!("cannot write {out}: {e}")))?;
+    if let Err(e) = safetensors::tensor::serialize_to_file(views, Some(strings), Path::new(out)) {
+        return Ok(Err(format!("cannot write {out}: {e}")));
+    }
     println!("{out}: {} tensors in F32", file.tensors.len());
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn info(args: &[String]) -> Result<(), UsageError> {
@@ -381,7 +406,7 @@ fn info(args: &[String]) -> Result<(), UsageError> {
         println!("  {key} ({}) = {text}", value.value_type().spec().name);
     }
     println!(
-        "{:<40} {:>12} {:>20} {:>12}",
+        "{:<56} {:>18} {:>20} {:>12}",
         "tensor", "type", "shape", "bytes"
     );
     for t in &file.tensors {
@@ -389,9 +414,11 @@ fn info(args: &[String]) -> Result<(), UsageError> {
             Some(_) => ggml_type::describe(t.ggml_type),
             None => format!("{} (not nyxq)", ggml_type::describe(t.ggml_type)),
         };
-        let bytes = t.byte_len.map_or_else(|| "?".to_string(), |b| b.to_string());
+        let bytes = t
+            .byte_len
+            .map_or_else(|| "?".to_string(), |b| b.to_string());
         println!(
-            "{:<40} {kind:>12} {:>20} {bytes:>12}",
+            "{:<56} {kind:>18} {:>20} {bytes:>12}",
             t.name,
             format!("{:?}", t.shape)
         );

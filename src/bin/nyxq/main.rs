@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         "validate" => return exit_with(validate::run(rest)),
         "formats" => return exit_with(formats::run(rest).map(|()| ExitCode::SUCCESS)),
         "debug" => return exit_with(debug::run(rest).map(|()| ExitCode::SUCCESS)),
-        "gguf" => return exit_with(gguf::run(rest).map(|()| ExitCode::SUCCESS)),
+        "gguf" => return exit_with(gguf::run(rest)),
         "bench-quant" => bench_quant::run(rest),
         "bench" => bench::run(rest),
         "plan" => plan::run(rest),
