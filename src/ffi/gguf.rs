@@ -139,8 +139,7 @@ pub extern "C" fn nyxq_gguf_parse(
         // SAFETY: the caller passes len readable bytes at data.
         let bytes = unsafe { ptr::slice(data, len, "data") }?;
         let out = ptr::out(gguf_out, "gguf_out")?;
-        let file = gguf::reader::parse(crate::alloc::copied(bytes, "the GGUF bytes")?)?;
-        file.require_formats()?;
+        let file = gguf::tensors::parse_bytes(bytes)?;
         // SAFETY: gguf_out checked non-NULL.
         unsafe { out.write(handle::register::<NyxqGguf>(GgufHandle { context, file })) };
         Ok(())

@@ -72,3 +72,10 @@ pub fn read_file(path: &Path) -> Result<GgufFile> {
     file.require_formats()?;
     Ok(file)
 }
+
+/// As [`read_file`], from a copy of the file's bytes.
+pub fn parse_bytes(bytes: &[u8]) -> Result<GgufFile> {
+    let file = reader::parse(crate::alloc::copied(bytes, "the GGUF bytes")?)?;
+    file.require_formats()?;
+    Ok(file)
+}
