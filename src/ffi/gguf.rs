@@ -43,7 +43,8 @@ const METADATA_TEXT_ELEMENTS: usize = 64;
 /// it. Each tensor keeps its name, shape (GGUF stores it innermost first)
 /// and bytes; its format becomes the ggml type of the same name and layout.
 /// ggml limits names to 63 bytes and shapes to 4 dimensions. `(NULL, 0)` is
-/// an empty list. On an error after the file was created, it is removed.
+/// an empty list. The file is written beside `path` and renamed over it once
+/// complete: on any error `path` keeps what it held.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (two tensors of one name, a name of more

@@ -3,10 +3,9 @@
 use super::writer::{self, TensorSource};
 use super::{GgufFile, Value, reader};
 use crate::context::Context;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::format::Format;
 use crate::tensor::Tensor;
-use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,33 +27,11 @@ impl TensorSource for Tensor {
     }
 }
 
-/// Writes `tensors` and `metadata` as a GGUF file at `path` (replaced if it
-/// exists). On an error after the file was created, it is removed.
+/// Writes `tensors` and `metadata` as a GGUF file at `path`, replacing it
+/// only once the new file is complete ([`writer::write_to_path`]).
 pub fn write_file(path: &Path, metadata: &[(String, Value)], tensors: &[&Tensor]) -> Result<()> {
     let sources: Vec<&dyn TensorSource> = tensors.iter().map(|&t| t as &dyn TensorSource).collect();
-    // Refuse bad arguments before the file is touched.
-    writer::check(metadata, &sources)?;
-    let file = std::fs::File::create(path).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot create {}: {e}", path.display()),
-        )
-    })?;
-    let mut out = BufWriter::new(file);
-    let result = writer::write(&mut out, metadata, &sources).and_then(|()| {
-        out.into_inner()
-            .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", path.display())))
-            .and_then(|f| {
-                f.sync_all()
-                    .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", path.display())))
-            })
-    });
-    if result.is_err() {
-        // The error is the caller's news; a file that cannot be removed
-        // either changes nothing about it.
-        let _ = std::fs::remove_file(path);
-    }
-    result
+    writer::write_to_path(path, metadata, &sources)
 }
 
 /// Tensor `index` of `file` as a new host tensor of `context`.

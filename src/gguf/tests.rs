@@ -350,3 +350,44 @@ fn too_many_array_elements_in_all_are_refused() {
     let bytes = file_of(&[("a".into(), big.clone()), ("b".into(), big)], &[]);
     assert_message(&err_of(bytes), "array elements in the file");
 }
+
+/// A tensor whose bytes cannot be had.
+struct Failing;
+
+impl TensorSource for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn shape(&self) -> &[usize] {
+        &[32]
+    }
+    fn format(&self) -> Format {
+        Format::Q8_0
+    }
+    fn with_bytes(&self, _: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        Err(Error::invalid("no bytes today"))
+    }
+}
+
+#[test]
+fn a_failed_write_keeps_the_old_file_and_leaves_nothing_beside_it() {
+    let dir = std::env::temp_dir().join(format!("nyxq-gguf-write-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.gguf");
+    std::fs::write(&path, b"the old file").unwrap();
+    let e = writer::write_to_path(&path, &[], &[&Failing]).unwrap_err();
+    assert_message(&e, "no bytes today");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the old file");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no partial file is left"
+    );
+    let good = tensor("good", &[32], Format::Q8_0);
+    writer::write_to_path(&path, &[], &[&good]).unwrap();
+    let file = reader::read_file(&path).unwrap();
+    assert_eq!(file.tensor_bytes(0).unwrap(), &good.bytes[..]);
+    let e = writer::write_to_path(&dir.join("absent/x.gguf"), &[], &[&good]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

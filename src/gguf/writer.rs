@@ -8,7 +8,8 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 /// A tensor to write: its description, and its bytes on demand.
 pub trait TensorSource {
@@ -87,6 +88,41 @@ pub fn check(
     tensors: &[&dyn TensorSource],
 ) -> Result<(usize, Vec<usize>)> {
     Ok((check_metadata(metadata)?, check_tensors(tensors)?))
+}
+
+/// Writes the file at `path` through a temporary file beside it, renamed
+/// over `path` once complete: on any error `path` keeps what it held (or
+/// stays absent) and the temporary file is removed. Arguments are checked
+/// before anything is created.
+pub fn write_to_path(
+    path: &Path,
+    metadata: &[(String, Value)],
+    tensors: &[&dyn TensorSource],
+) -> Result<()> {
+    check(metadata, tensors)?;
+    let io = |what: &str, e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot {what} {}: {e}", path.display()),
+        )
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let result = (|| {
+        let file = std::fs::File::create(&partial).map_err(|e| io("create a file beside", e))?;
+        let mut out = BufWriter::new(file);
+        write(&mut out, metadata, tensors)?;
+        let file = out.into_inner().map_err(|e| io("write", e.into_error()))?;
+        file.sync_all().map_err(|e| io("write", e))?;
+        std::fs::rename(&partial, path).map_err(|e| io("replace", e))
+    })();
+    if result.is_err() {
+        // The error is the caller's news; a partial file that cannot be
+        // removed changes nothing about it.
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
 }
 
 fn write_all(out: &mut dyn Write, bytes: &[u8]) -> Result<()> {

@@ -8,7 +8,6 @@ use nyxq::gguf::writer::{self, TensorSource};
 use nyxq::gguf::{GgufFile, Value, ggml_type, reader};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use std::collections::HashMap;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -231,14 +230,7 @@ fn export(args: &[String]) -> Result<Outcome, UsageError> {
     let sources: Vec<&dyn TensorSource> = exports.iter().map(|e| e as &dyn TensorSource).collect();
     writer::check(&metadata, &sources).map_err(|e| UsageError(e.message().to_string()))?;
     let path = Path::new(out);
-    let file =
-        std::fs::File::create(path).map_err(|e| UsageError(format!("cannot create {out}: {e}")))?;
-    let mut buffered = BufWriter::new(file);
-    let written = writer::write(&mut buffered, &metadata, &sources);
-    drop(buffered);
-    if let Err(e) = written {
-        // The message is the news; a partial file that cannot be removed adds none.
-        let _ = std::fs::remove_file(path);
+    if let Err(e) = writer::write_to_path(path, &metadata, &sources) {
         return Ok(Err(format!("{out}: {} (nothing written)", e.message())));
     }
     let mut counts: Vec<(Format, usize)> = Vec::new();
