@@ -159,6 +159,33 @@ fn a_plan_chooses_each_format_and_is_kept() {
         "Q8_0"
     );
     assert_eq!(doc["metadata"]["nyxq.plan"]["value"], plan.to_string());
+
+    // The error-minimising search gives other bytes of the same size.
+    ok(run(
+        &dir,
+        &[
+            "gguf", "export", WEIGHTS, "--out", "n.gguf", "--format", "q4_0",
+        ],
+    ));
+    ok(run(
+        &dir,
+        &[
+            "gguf",
+            "export",
+            WEIGHTS,
+            "--out",
+            "e.gguf",
+            "--format",
+            "q4_0",
+            "--error-minimising",
+        ],
+    ));
+    let (nearest, searched) = (
+        std::fs::read(dir.join("n.gguf")).unwrap(),
+        std::fs::read(dir.join("e.gguf")).unwrap(),
+    );
+    assert_eq!(nearest.len(), searched.len());
+    assert_ne!(nearest, searched);
 }
 
 #[test]
