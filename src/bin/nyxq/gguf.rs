@@ -108,6 +108,11 @@ fn read_text(path: &str) -> Result<String, UsageError> {
     std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read {path}: {e}")))
 }
 
+/// Worker threads for quantizing and dequantizing: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A tensor of the weight set, quantized when the writer asks for its bytes.
 struct Export<'a> {
     entry: &'a TensorEntry,
@@ -133,7 +138,7 @@ impl TensorSource for Export<'_> {
         let mut bytes = vec![0u8; self.format.size_of(values.len())?];
         let opts = QuantizeOptions {
             rounding: self.rounding,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: threads(),
             ..QuantizeOptions::default()
         };
         quant::quantize(self.format, &values, &mut bytes, &opts).map_err(|e| {
@@ -281,7 +286,7 @@ fn dequantized(file: &GgufFile, index: usize) -> Result<Vec<f32>, UsageError> {
     let format = info.require_format().map_err(fail)?;
     let bytes = file.tensor_bytes(index).map_err(fail)?;
     let mut values = vec![0.0f32; info.numel()];
-    quant::dequantize(format, bytes, &mut values, 1).map_err(fail)?;
+    quant::dequantize(format, bytes, &mut values, threads()).map_err(fail)?;
     Ok(values)
 }
 
@@ -312,7 +317,10 @@ fn import(args: &[String]) -> Result<Outcome, UsageError> {
     let mut buffers = Vec::with_capacity(file.tensors.len());
     for i in 0..file.tensors.len() {
         let values = dequantized(&file, i)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in &values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
         buffers.push(bytes);
     }
     let views = file
