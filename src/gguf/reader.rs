@@ -62,6 +62,11 @@ pub fn parse(bytes: Vec<u8>) -> Result<GgufFile> {
     let mut keys = HashSet::with_capacity(kv_count);
     for index in 0..kv_count {
         let key = cursor.string(&format!("the key of metadata entry {index}"))?;
+        if key.contains('\0') {
+            return Err(malformed(format!(
+                "the key of metadata entry {index} ({key:?}) contains a NUL byte"
+            )));
+        }
         if !keys.insert(key.clone()) {
             return Err(malformed(format!("metadata key '{key}' appears twice")));
         }
@@ -277,6 +282,11 @@ impl<'a> Cursor<'a> {
 
     fn tensor_info(&mut self, index: usize, alignment: usize) -> Result<TensorInfo> {
         let name = self.string(&format!("the name of tensor {index}"))?;
+        if name.contains('\0') {
+            return Err(malformed(format!(
+                "the name of tensor {index} ({name:?}) contains a NUL byte"
+            )));
+        }
         let at = self.pos;
         let n_dims = self.u32(&format!("tensor '{name}': its dimension count"))?;
         let rank = n_dims as usize;

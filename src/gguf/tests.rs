@@ -270,6 +270,27 @@ fn duplicate_names_and_keys_are_refused() {
 }
 
 #[test]
+fn names_and_keys_with_nul_are_refused() {
+    // Found by fuzz_gguf: a name with a NUL cannot become a C string.
+    let mut bytes = file_of(&[], &[tensor("ab", &[32], Format::F16)]);
+    let at = bytes.windows(2).position(|w| w == b"ab").unwrap();
+    bytes[at + 1] = 0;
+    assert_message(
+        &err_of(bytes),
+        "name of tensor 0 (\"a\\0\") contains a NUL byte",
+    );
+    let mut bytes = file_of(&[("kb".into(), Value::U8(1))], &[]);
+    let at = bytes.windows(2).position(|w| w == b"kb").unwrap();
+    bytes[at + 1] = 0;
+    assert_message(&err_of(bytes), "key of metadata entry 0");
+    let e = writer::write(&mut Vec::new(), &[("a\0".into(), Value::U8(1))], &[]).unwrap_err();
+    assert_message(&e, "NUL");
+    let t = tensor("a\0b", &[32], Format::F16);
+    let e = writer::write(&mut Vec::new(), &[], &[&t]).unwrap_err();
+    assert_message(&e, "NUL");
+}
+
+#[test]
 fn bad_tensor_infos_are_refused_naming_the_tensor() {
     let dims_at = sample_info_start() + 8 + 1;
     let edit = |at: usize, value: &[u8]| {

@@ -138,8 +138,10 @@ fn io_error(e: std::io::Error) -> Error {
 fn check_metadata(metadata: &[(String, Value)]) -> Result<usize> {
     let mut keys = HashSet::new();
     for (key, value) in metadata {
-        if key.is_empty() {
-            return Err(Error::invalid("a GGUF metadata key is empty"));
+        if key.is_empty() || key.contains('\0') {
+            return Err(Error::invalid(format!(
+                "GGUF metadata key {key:?} is empty or holds a NUL byte"
+            )));
         }
         if !keys.insert(key.as_str()) {
             return Err(Error::invalid(format!(
@@ -179,6 +181,11 @@ fn check_tensors(tensors: &[&dyn TensorSource]) -> Result<Vec<usize>> {
     let mut sizes = Vec::with_capacity(tensors.len());
     for tensor in tensors {
         let name = tensor.name();
+        if name.contains('\0') {
+            return Err(Error::invalid(format!(
+                "tensor {name:?}: a GGUF tensor name holds no NUL byte"
+            )));
+        }
         if name.is_empty() || name.len() > MAX_NAME_BYTES {
             return Err(Error::invalid(format!(
                 "tensor '{name}': a GGUF tensor name has 1 to {MAX_NAME_BYTES} bytes \
