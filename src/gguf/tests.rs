@@ -412,3 +412,50 @@ fn a_failed_write_keeps_the_old_file_and_leaves_nothing_beside_it() {
     assert_eq!(e.kind(), ErrorKind::Io);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A file with a string, an array and two tensors, for damaging.
+fn rich_sample() -> Vec<u8> {
+    file_of(
+        &[
+            ("nyxq.plan".into(), Value::String("{}".into())),
+            (
+                "tokens".into(),
+                Value::Array(
+                    ValueType::String,
+                    vec![Value::String("a".into()), Value::String("bc".into())],
+                ),
+            ),
+        ],
+        &[
+            tensor("w", &[2, 256], Format::Q4_K),
+            tensor("b", &[32], Format::F32),
+        ],
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Damaged files are an error or a file whose every tensor's bytes lie
+    /// inside it (or are refused by type), never a panic.
+    #[test]
+    fn no_damage_makes_the_reader_panic(
+        edits in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..6),
+        cut in 0usize..4096,
+    ) {
+        let mut bytes = rich_sample();
+        for &(at, byte) in &edits {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        bytes.truncate(cut.max(bytes.len() / 2));
+        if let Ok(file) = reader::parse(bytes) {
+            for (i, info) in file.tensors.iter().enumerate() {
+                match file.tensor_bytes(i) {
+                    Ok(b) => proptest::prop_assert_eq!(Some(b.len()), info.byte_len),
+                    Err(e) => proptest::prop_assert_eq!(e.kind(), ErrorKind::Unsupported),
+                }
+            }
+        }
+    }
+}
