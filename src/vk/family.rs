@@ -16,8 +16,10 @@ pub enum Family {
     /// The loss scaler's unscale-and-check: `grads`, `found`; [`UnscalePush`]
     /// (shaders/unscale.comp).
     Unscale,
-    /// Matrix-vector products: `W`, `x`, `bias`, `y`; [`MatvecPush`]
-    /// (shaders/matvec.glsl).
+    /// Matrix-vector products: `W`, `x`, `bias`, `y`, and x rounded to
+    /// int8 blocks (written by `matvec_round_f32_q8`, read by the `_dot_pre`
+    /// kernels; the others get x bound there); [`MatvecPush`]
+    /// (shaders/matvec_push.glsl).
     Matvec,
     /// Products of a batch of tokens: `W`, `X`, `bias`, `Y`; [`MatmulPush`]
     /// (shaders/matmul.glsl).
@@ -41,7 +43,8 @@ impl Family {
     pub const fn bindings(self) -> u32 {
         match self {
             Family::Convert | Family::Unscale => 2,
-            Family::Matvec | Family::Matmul | Family::Adam => 4,
+            Family::Matmul | Family::Adam => 4,
+            Family::Matvec => 5,
         }
     }
 
@@ -129,7 +132,7 @@ push_constants! {
 }
 
 push_constants! {
-    /// Rust twin of `Push` in shaders/matvec.glsl.
+    /// Rust twin of `Push` in shaders/matvec_push.glsl.
     MatvecPush: Matvec, 32 bytes {
         /// Rows of W in this dispatch.
         rows,
@@ -277,6 +280,6 @@ mod tests {
             assert_eq!(family.index(), i);
         }
         assert_eq!(Family::Convert.push_bytes(), 24);
-        assert_eq!(Family::Matvec.bindings(), 4);
+        assert_eq!(Family::Matvec.bindings(), 5);
     }
 }
