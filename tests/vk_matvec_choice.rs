@@ -60,7 +60,11 @@ fn block_formats_choose_the_dot_variant() {
             let forced = if dot { Variant::Dot } else { Variant::Subgroup };
             assert_eq!(choice.forward_variant(false, format, batch), forced);
             choice.set_arithmetic(matvec::Arithmetic::PreRounded);
-            let forced = if dot { Variant::DotPre } else { Variant::Subgroup };
+            let forced = if dot {
+                Variant::DotPre
+            } else {
+                Variant::Subgroup
+            };
             assert_eq!(choice.forward_variant(false, format, batch), forced);
             choice.set_arithmetic(matvec::Arithmetic::Auto);
         }

@@ -229,7 +229,10 @@ fn scratch_is_held_until_release_and_reused_across_tickets() {
         .release(&engine.device.device, *tickets.last().unwrap())
         .unwrap();
     let usage = recorder.usage();
-    assert_eq!((usage.held_scratch, usage.spare_scratch), (0, SPARE_SCRATCH));
+    assert_eq!(
+        (usage.held_scratch, usage.spare_scratch),
+        (0, SPARE_SCRATCH)
+    );
     assert_eq!(
         usage.scratch_bytes,
         SPARE_SCRATCH as u64 * matvec::rounded_x_bytes(cols as u64, 8)
@@ -261,7 +264,11 @@ fn a_refused_scratch_records_nothing_and_a_spare_is_reused() {
     assert_eq!(err.kind(), ErrorKind::OutOfDeviceMemory, "{err}");
     let usage = recorder.usage();
     assert_eq!(
-        (usage.unreleased_sets, usage.held_scratch, usage.spare_scratch),
+        (
+            usage.unreleased_sets,
+            usage.held_scratch,
+            usage.spare_scratch
+        ),
         (0, 0, 0)
     );
     ctx.inject_device_budget(None).unwrap();
@@ -294,8 +301,13 @@ fn a_wrong_rounding_disables_pre_rounded_products() {
     };
     let engine = ctx.vulkan().unwrap();
     let choice = engine.matvec();
-    let why = choice.pre_rounded_failure().expect("the self-test caught it");
-    assert!(why.contains("_dot_pre") && why.contains("`_dot` gives"), "{why}");
+    let why = choice
+        .pre_rounded_failure()
+        .expect("the self-test caught it");
+    assert!(
+        why.contains("_dot_pre") && why.contains("`_dot` gives"),
+        "{why}"
+    );
     assert!(!choice.pre_rounded_supported());
     let report = ctx.vulkan_report().join("\n");
     assert!(report.contains("`_dot_pre` DISABLED"), "{report}");

@@ -14,17 +14,25 @@
 //! as no product w·x is subnormal (GPUs flush those to zero: at most 2⁻¹²⁶
 //! more per term).
 //!
-//! The third, `_dot` (shaders/matvec_dot.comp), is for the block formats
-//! and is the default for them where the device has subgroup arithmetic
-//! (subgroups of 4 to 32) and shaderIntegerDotProduct enabled (nyxq's own
-//! device; not a borrowed one): each workgroup rounds tiles of x to int8 per
+//! The integer-dot variants (shaders/matvec_dot.comp) are for the block
+//! formats and are the default for them where the device has subgroup
+//! arithmetic (subgroups of 4 to 32) and shaderIntegerDotProduct enabled
+//! (nyxq's own device, or a borrowed one that declares it): in `_dot` each
+//! workgroup rounds tiles of x to int8 per
 //! block of 32 (scale `s = max|x|/127`, as the CPU's integer path) and
 //! multiplies the packed 8-bit values with OpSDot, exactly in integers. Its
 //! bound is the CPU integer path's: the f32 bound above plus
 //! `Σ_blocks (s/2)·Σ|w|` (and blocks of x with max|x| < 2⁻¹¹⁹ count as zero).
 //! Blocks of x holding NaN or ±Inf are multiplied in f32, so those propagate
-//! as IEEE arithmetic says. NYXQ_VK_MATVEC_VARIANT=f32 (or
-//! [`MatvecChoice::set_arithmetic`]) runs the f32 `_subgroup` variant instead,
+//! as IEEE arithmetic says.
+//!
+//! The default of the two is `_dot_pre`: a dispatch of `matvec_round_f32_q8`
+//! rounds x once per product, with `_dot`'s code, into a scratch buffer (40
+//! bytes per block of x, [`rounded_x_bytes`]) that the ticket holds until it
+//! is released; after a compute barrier the product reads it, in `_dot`'s
+//! workgroup shape and order, so its outputs are `_dot`'s bits.
+//! NYXQ_VK_MATVEC_VARIANT=dot runs `_dot` (x rounded in every workgroup),
+//! =f32 the f32 `_subgroup` variant (or [`MatvecChoice::set_arithmetic`]),
 //! for comparison. [`MatvecChoice`] decides the variant and the workgroup
 //! shape.
 //!
@@ -310,7 +318,9 @@ pub unsafe fn record_matvec(
         let dispatch = Dispatch {
             kernel: ROUND_X,
             specialization: &[call.batch],
-            set: sets.next().ok_or_else(|| Error::new(ErrorKind::Internal, "no set"))?,
+            set: sets
+                .next()
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "no set"))?,
             bindings: &[first_w(&plan[0]), x, bias, y, rounded_x],
             push: MatvecPush {
                 cols: call.cols as u32,

@@ -286,9 +286,10 @@ impl MatvecChoice {
             Arithmetic::Auto if dot && batch <= DOT_MAX_BATCH => MatvecVariant::Dot,
             Arithmetic::IntegerDot if dot => MatvecVariant::Dot,
             Arithmetic::PreRounded if pre => MatvecVariant::DotPre,
-            Arithmetic::Auto | Arithmetic::F32 | Arithmetic::IntegerDot | Arithmetic::PreRounded => {
-                MatvecVariant::Subgroup
-            }
+            Arithmetic::Auto
+            | Arithmetic::F32
+            | Arithmetic::IntegerDot
+            | Arithmetic::PreRounded => MatvecVariant::Subgroup,
         }
     }
 }

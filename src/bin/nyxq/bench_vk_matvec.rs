@@ -155,9 +155,11 @@ fn print_pre_rounded_comparison(report: &Report) {
     if pairs.is_empty() {
         return;
     }
-    println!("
+    println!(
+        "
 W·x, x rounded once per product (dot_pre) beside x rounded in every workgroup (dot):
-");
+"
+    );
     println!(
         "| format | shape | batch | dot_pre (us) | dot_pre x copy | dot_pre / batch 1 | dot (us) | dot x copy | dot / batch 1 | dot / dot_pre |"
     );
