@@ -174,48 +174,46 @@ fn scratch_is_held_until_release_and_reused_across_tickets() {
         let x = uniform(batch as usize * cols, u64::from(batch) + 43);
         (call, Arena::new(engine, &call, &wq, &x), x)
     };
+    // Asserts the held and spare scratch buffers; returns their bytes.
+    let scratch = |held: usize, spare: usize| {
+        let usage = recorder.usage();
+        assert_eq!((usage.held_scratch, usage.spare_scratch), (held, spare));
+        usage.scratch_bytes
+    };
+    let (b8, b3) = (
+        matvec::rounded_x_bytes(cols as u64, 8),
+        matvec::rounded_x_bytes(cols as u64, 3),
+    );
     let (big_call, big, big_x) = arena_of(8);
     let (odd_call, odd, odd_x) = arena_of(3);
     let t1 = record(engine, &big_call, &big).unwrap();
     let t2 = record(engine, &odd_call, &odd).unwrap();
-    let usage = recorder.usage();
-    assert_eq!((usage.held_scratch, usage.spare_scratch), (2, 0));
-    assert_eq!(
-        usage.scratch_bytes,
-        matvec::rounded_x_bytes(cols as u64, 8) + matvec::rounded_x_bytes(cols as u64, 3)
-    );
+    assert_eq!(scratch(2, 0), b8 + b3);
     check_y(engine, &big_call, &big, &w, &big_x);
     check_y(engine, &odd_call, &odd, &w, &odd_x);
 
     // Releasing t1 frees its scratch alone; t2 keeps its own.
     recorder.release(&engine.device.device, t1).unwrap();
-    let usage = recorder.usage();
-    assert_eq!((usage.held_scratch, usage.spare_scratch), (1, 1));
+    scratch(1, 1);
     // A released ticket released again changes nothing.
     recorder.release(&engine.device.device, t1).unwrap();
-    assert_eq!(recorder.usage().held_scratch, 1);
+    scratch(1, 1);
 
     // A smaller product reuses the spare of batch 8: no new buffer.
     let (one_call, one, one_x) = arena_of(1);
     let t3 = record(engine, &one_call, &one).unwrap();
-    let usage = recorder.usage();
-    assert_eq!((usage.held_scratch, usage.spare_scratch), (2, 0));
-    assert_eq!(
-        usage.scratch_bytes,
-        matvec::rounded_x_bytes(cols as u64, 8) + matvec::rounded_x_bytes(cols as u64, 3)
-    );
+    assert_eq!(scratch(2, 0), b8 + b3);
     check_y(engine, &one_call, &one, &w, &one_x);
 
     // The batch-8 product again, after its scratch went to t3: a new
     // buffer, and still the right results.
     let t4 = record(engine, &big_call, &big).unwrap();
-    assert_eq!(recorder.usage().held_scratch, 3);
+    assert_eq!(scratch(3, 0), 2 * b8 + b3);
     check_y(engine, &big_call, &big, &w, &big_x);
     for t in [t2, t3, t4] {
         recorder.release(&engine.device.device, t).unwrap();
     }
-    let usage = recorder.usage();
-    assert_eq!((usage.held_scratch, usage.spare_scratch), (0, 3));
+    scratch(0, 3);
 
     // More concurrent tickets than spares: released, SPARE_SCRATCH stay,
     // the largest.
@@ -223,20 +221,12 @@ fn scratch_is_held_until_release_and_reused_across_tickets() {
     for _ in 0..SPARE_SCRATCH + 2 {
         tickets.push(record(engine, &big_call, &big).unwrap());
     }
-    let usage = recorder.usage();
-    assert_eq!(usage.held_scratch, SPARE_SCRATCH + 2);
+    // The two spares of batch 8 reused, the rest new; batch 3's left.
+    scratch(SPARE_SCRATCH + 2, 1);
     recorder
         .release(&engine.device.device, *tickets.last().unwrap())
         .unwrap();
-    let usage = recorder.usage();
-    assert_eq!(
-        (usage.held_scratch, usage.spare_scratch),
-        (0, SPARE_SCRATCH)
-    );
-    assert_eq!(
-        usage.scratch_bytes,
-        SPARE_SCRATCH as u64 * matvec::rounded_x_bytes(cols as u64, 8)
-    );
+    assert_eq!(scratch(0, SPARE_SCRATCH), SPARE_SCRATCH as u64 * b8);
     check_y(engine, &big_call, &big, &w, &big_x);
     assert_eq!(recorder.usage().unreleased_sets, 0);
     assert_eq!(ctx.vulkan_validation_errors(), 0);
