@@ -1027,7 +1027,7 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
  * format with no Vulkan kernel (Q4_K, Q5_K, Q6_K), a row larger than the
  * device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
- * NYXQ_ERROR_VULKAN. Thread-safe.
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
                                  const char *name,
@@ -1059,7 +1059,10 @@ NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
- * NYXQ_ERROR_NON_FINITE. Thread-safe.
+ * NYXQ_ERROR_NON_FINITE; for a DEVICE tensor also (its staging memory and
+ * copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST. Nothing is written when the input is rejected.
+ * Thread-safe.
  */
 NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
                               const float *src,
@@ -1071,7 +1074,9 @@ NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
  * element count). `dst` must not overlap the tensor's own bytes.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats); for a DEVICE
+ * tensor also (its staging memory and copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
  */
 NyxqStatus nyxq_tensor_download(const NyxqTensor *tensor,
                                 float *dst,
@@ -1141,7 +1146,8 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
  * with no Vulkan kernel (Q4_K, Q5_K, Q6_K)),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
- * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
+ * tensor.
  */
 NyxqStatus nyxq_tensor_migrate(NyxqTensor *tensor,
                                int32_t placement);
@@ -1656,7 +1662,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
  * (Q4_K, Q5_K, Q6_K), a kernel disabled by its self-test, error-minimising
  * rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
  */
@@ -1805,9 +1813,9 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY
  * (the scratch buffer of x's rounding: the budget or the driver refused
- * it), NYXQ_ERROR_DEVICE_LOST (the context's device was lost),
- * NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for
- * distinct command buffers.
+ * it), NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST (the device was lost, in
+ * this call or before: create a new context). Nothing is recorded on
+ * error. Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_matvec(NyxqContext *ctx,
                               void *command_buffer,
@@ -1882,7 +1890,9 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context; a kernel disabled by its
  * self-test; bias, one row of W or one token's values over
  * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY (65 536 recorded
- * dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on error.
+ * dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on error.
  * Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_matmul(NyxqContext *ctx,
@@ -2885,7 +2895,9 @@ NyxqStatus nyxq_adam_load(NyxqAdam *adam,
  * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
  * buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on
  * error. Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
@@ -2982,7 +2994,9 @@ NyxqStatus nyxq_vk_adam_state_bytes(const NyxqVkAdam *adam,
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the needed bytes in
  * nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded
  * on error. Thread-safe for distinct command buffers and optimizers.
  */
 NyxqStatus nyxq_vk_cmd_adam_step(NyxqContext *ctx,

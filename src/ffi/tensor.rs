@@ -104,7 +104,7 @@ pub extern "C" fn nyxq_tensor_create(
 /// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
 /// format with no Vulkan kernel (Q4_K, Q5_K, Q6_K), a row larger than the
 /// device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
-/// NYXQ_ERROR_VULKAN. Thread-safe.
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_create_in(
     ctx: *const NyxqContext,
@@ -183,7 +183,10 @@ pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
-/// NYXQ_ERROR_NON_FINITE. Thread-safe.
+/// NYXQ_ERROR_NON_FINITE; for a DEVICE tensor also (its staging memory and
+/// copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST. Nothing is written when the input is rejected.
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_upload(
     tensor: *mut NyxqTensor,
@@ -205,7 +208,9 @@ pub extern "C" fn nyxq_tensor_upload(
 /// element count). `dst` must not overlap the tensor's own bytes.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
-/// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats); for a DEVICE
+/// tensor also (its staging memory and copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_download(
     tensor: *const NyxqTensor,
@@ -354,7 +359,8 @@ pub extern "C" fn nyxq_tensor_placement(
 /// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
 /// with no Vulkan kernel (Q4_K, Q5_K, Q6_K)),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
-/// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
+/// tensor.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_migrate(tensor: *mut NyxqTensor, placement: i32) -> NyxqStatus {
     guard(|| {

@@ -101,9 +101,9 @@ fn record(
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
 /// (65 536 recorded dispatches unreleased), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY
 /// (the scratch buffer of x's rounding: the budget or the driver refused
-/// it), NYXQ_ERROR_DEVICE_LOST (the context's device was lost),
-/// NYXQ_ERROR_VULKAN. Nothing is recorded on error. Thread-safe for
-/// distinct command buffers.
+/// it), NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST (the device was lost, in
+/// this call or before: create a new context). Nothing is recorded on
+/// error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matvec(
     ctx: *mut NyxqContext,
@@ -251,7 +251,9 @@ fn record_product(
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context; a kernel disabled by its
 /// self-test; bias, one row of W or one token's values over
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY (65 536 recorded
-/// dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on error.
+/// dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+/// create a new context). Nothing is recorded on error.
 /// Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matmul(
