@@ -46,7 +46,8 @@ pub struct FormatKernels {
     pub quantize_fast: &'static [(&'static str, Defines)],
     /// Fast variants of `dequantize_<tag>_f16`, fastest first.
     pub dequantize_f16_fast: &'static [(&'static str, Defines)],
-    /// `matvec_<tag>_f32_dot`: x rounded to int8, integer dot products.
+    /// `matvec_<tag>_f32_dot` and `_dot_pre`: x rounded to int8, integer
+    /// dot products.
     pub matvec_dot: bool,
 }
 
@@ -222,7 +223,9 @@ fn file_of(op: &str) -> &'static str {
 
 /// The matrix-vector variants of `tag`: forward with a shared-memory
 /// reduction (`Compat`), with subgroupAdd (`Subgroup`), with integer dot
-/// products (`Dot`, where `dot`), and the transposed product.
+/// products (where `dot`: `Dot`, which rounds x in every workgroup, and
+/// `DotPre`, which reads x rounded once by `matvec_round_f32_q8`), and the
+/// transposed product.
 fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
     let format = format_define(tag);
     let role = |variant| [Role::Matvec { variant, tag }];
@@ -252,6 +255,12 @@ fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
             "matvec_dot.comp",
             &[&format],
             &role("Dot"),
+        ));
+        v.push(variant(
+            format!("matvec_{tag}_f32_dot_pre"),
+            "matvec_dot.comp",
+            &[&format, "PRE_ROUNDED"],
+            &role("DotPre"),
         ));
     }
     v
@@ -322,6 +331,13 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_q8".to_string(), "adam_q8.comp", &[], &[]),
         variant("adam_count".to_string(), "adam_count.comp", &[], &[]),
+        // x rounded to int8 blocks once per product, before `_dot_pre`.
+        variant(
+            "matvec_round_f32_q8".to_string(),
+            "matvec_round.comp",
+            &[],
+            &[],
+        ),
     ];
     for f in &FORMATS {
         v.extend(f.convert_variants());
@@ -344,7 +360,7 @@ pub fn family(file: &str) -> &'static str {
         "unscale.comp" => "Unscale",
         "importance.comp" => "Importance",
         "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
-        "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" => "Matvec",
+        "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" => "Matmul",
         _ => "Convert",
     }

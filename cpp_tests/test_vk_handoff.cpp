@@ -1699,6 +1699,26 @@ TEST(VkHandoff, ABorrowedDeviceDeclaringNyxqsFeaturesRunsTheSameKernels) {
     }
     EXPECT_NEAR(got[r], exact, x_rounding + 1e-5 * magnitude) << "row " << r;
   }
+
+  // The `_dot_pre` variant rounds x into a scratch buffer nyxq allocates:
+  // one larger than every spare (the self-test's, the product's above)
+  // under a budget of 1 byte is refused, and nothing is recorded.
+  if (trainer.integer_dot_product() && !compat_forced()) {
+    const uint64_t wide = 2048, batch = 8;
+    CHECK_OK(nyxq_device_range_size(NYXQ_FORMAT_Q8_0, 4 * wide, &w_range));
+    HostBuffer big = trainer.make_buffer(1 << 17);
+    const NyxqVkBufferRange big_w{big.buffer, 0, w_range}, big_x{big.buffer, 1 << 15, 4 * batch * wide},
+        big_y{big.buffer, 3 << 15, 4 * batch * 4};
+    CHECK_OK(nyxq_test_set_device_budget(declared.get(), 1));
+    uint64_t refused = 777;
+    trainer.begin();
+    EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_vk_cmd_matvec(declared.get(), trainer.cmd(), NYXQ_FORMAT_Q8_0,
+                                                                      4, wide, batch, &big_w, &big_x, nullptr,
+                                                                      &big_y, &refused));
+    EXPECT_EQ(refused, 777u);
+    expect_nothing_recorded(trainer, declared.get());
+    CHECK_OK(nyxq_test_set_device_budget(declared.get(), 0));
+  }
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 

@@ -1,7 +1,7 @@
 // Shared by matvec.comp, matvec_t.comp and matvec_dot.comp: bindings and
-// push constants; W's rows are decoded by weights.glsl. FORMAT_* is set by
-// the variant table.
-// Push-constant twin: src/vk/family.rs `MatvecPush` (sizes checked by the build).
+// push constants (matvec_push.glsl); W's rows are decoded by weights.glsl.
+// FORMAT_* is set by the variant table. Binding 4 (x rounded to int8 by
+// matvec_round.comp) is read by matvec_dot.comp's PRE_ROUNDED variant alone.
 
 #define MAX_BATCH 8
 #define MAX_ROWS 8
@@ -15,16 +15,7 @@ layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
 layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
 
-layout(push_constant) uniform Push {
-    uint rows;        // rows of W in this dispatch
-    uint cols;
-    uint row_first;   // index of this dispatch's first row in the whole matrix
-    uint total_rows;  // rows of the whole matrix (stride of y, or of x transposed)
-    uint w_half;      // halfword of binding 0 where this dispatch's first row starts
-    uint row_halves;  // halfwords per row
-    uint has_bias;    // forward: add bias[row]
-    uint accumulate;  // transposed: add to y (the row chunks after the first)
-} pc;
+#include "matvec_push.glsl"
 
 #include "weights.glsl"
 

@@ -8,12 +8,17 @@
 // variant; needs subgroup arithmetic with subgroups of 4 to 32 invocations
 // and shaderIntegerDotProduct, checked on the Rust side).
 //
-// x is quantized inside the kernel. A workgroup of 128 invocations handles
-// NUM_ROWS rows (1..32). Columns go in tiles of TILE_BLOCKS blocks of 32: the
-// workgroup first rounds the tile of every vector to int8, one block of 32
-// values per invocation, with the block scale s = max|x|/127 (the CPU's
-// integer path, src/matvec/mod.rs), into shared memory with each block's sum
-// of the rounded values; then its rows consume the tile. Invocations form 4
+// x is quantized inside the kernel (`_dot`), or once per product by
+// matvec_round.comp before it (PRE_ROUNDED, `_dot_pre`), with the same
+// code (round_x.glsl) and so the same bits. A workgroup of 128 invocations
+// handles NUM_ROWS rows (1..32). Columns go in tiles of TILE_BLOCKS blocks
+// of 32. `_dot`: the workgroup first rounds the tile of every vector to
+// int8, one block of 32 values per invocation, with the block scale
+// s = max|x|/127 (the CPU's integer path, src/matvec/mod.rs), into shared
+// memory with each block's sum of the rounded values; then its rows consume
+// the tile. `_dot_pre` reads the rounded blocks from binding 4 instead (no
+// barrier, no rounding), in the same tiles, so that every sum is made in
+// the same order as `_dot`'s and the results are the same bits. Invocations form 4
 // row slots of 32 lanes: slot i takes rows i, i + 4, ... of the workgroup,
 // lane l the blocks l, l + 32, ... of the tile, so that 32 neighbouring lanes
 // read one row's neighbouring blocks and each word of W is loaded once and
@@ -45,11 +50,15 @@ layout(local_size_x = 128) in;
 
 layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 
-// OpSDot (SPV_KHR_integer_dot_product): the sum of the products of the 4
-// signed 8-bit values packed in a and b; fmt 0 is PackedVectorFormat4x8Bit.
-// Capabilities DotProductInput4x8BitPacked (6018) and DotProduct (6019).
-spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
-int sdot4x8(int a, int b, spirv_literal int fmt);
+#include "round_x.glsl"
+
+#if defined(PRE_ROUNDED)
+// x rounded by matvec_round.comp: block k of vector b (j = b·blocks + k)
+// has its 32 int8 values at xq[2j] and xq[2j + 1], and its (s, Σq_x) at
+// xs[4·BATCH·blocks + j] (after every block's values).
+layout(std430, binding = 4) restrict readonly buffer XQ { uvec4 xq[]; };
+layout(std430, binding = 4) restrict readonly buffer XS { vec2 xs_blocks[]; };
+#endif
 
 // Row slots per workgroup (1, 2 or 4; chosen on the Rust side so that a slot
 // keeps at most MAX_SLOT_ROWS rows and the partial sums fit the tile): slot i
@@ -90,69 +99,30 @@ const uint LANES = WG_SIZE / SLOTS;
 const uint SLOT_ROWS = (NUM_ROWS + SLOTS - 1u) / SLOTS;
 const uint TILE_BLOCKS = TILE / BATCH;
 
-// Block j of vector b of the tile: its 32 int8 values at tile_q[2·(b·TILE_BLOCKS
-// + j)] and the next, its (scale, sum of the values) at tile_s[b·TILE_BLOCKS + j].
-// After the last tile, tile_q holds the reduction's partial sums:
-// NUM_ROWS × BATCH × (LANES / subgroup size) floats, which the Rust side
-// keeps within its 2048.
+// Block j of vector b of the tile (`_dot`): its 32 int8 values at
+// tile_q[2·(b·TILE_BLOCKS + j)] and the next, its (scale, sum of the values)
+// at tile_s[b·TILE_BLOCKS + j]. After the last tile (both variants), tile_q
+// holds the reduction's partial sums: NUM_ROWS × BATCH × (LANES / subgroup
+// size) floats, which the Rust side keeps within its 2048.
 shared uvec4 tile_q[2u * TILE];
+#if !defined(PRE_ROUNDED)
 shared vec2 tile_s[TILE];
 
-#define NON_FINITE_BLOCK (-1.0)
-
-// The 4 values' |v| bits: for non-negative floats the order of the bits
-// is the order of the values, and NaN and ±Inf are above 0x7f7fffff.
-uvec4 magnitude_bits(vec4 v) {
-    return floatBitsToUint(v) & 0x7fffffffu;
-}
-
 // Rounds blocks k0 .. k0 + count - 1 of every vector of x into the tile,
-// one block per invocation: the largest magnitude (as bits, so that NaN
-// cannot hide in a float max), then each value times 127/max|x| (a normal
-// number for every max|x| from 2⁻¹¹⁹ up; 1/max|x| would be subnormal above
-// 2¹²⁶, and flushed) rounded to an integer; packSnorm4x8 of those over 127
-// packs 4 of them exactly into a word. The block's sum of the rounded values
-// is the dot product of its words with 1s.
+// one block per invocation (round_x.glsl).
 void quantize_tile(uint k0, uint count) {
     for (uint job = gl_LocalInvocationID.x; job < count * BATCH; job += WG_SIZE) {
         uint b = job / count;
         uint j = job % count;
-        uint at = (b * pc.cols + (k0 + j) * 32u) / 4u;
-        vec4 v[8];
-        uvec4 top = uvec4(0u);
-        for (uint i = 0u; i < 8u; ++i) {
-            v[i] = x4[at + i];
-            top = max(top, magnitude_bits(v[i]));
-        }
-        uint amax_bits = max(max(top.x, top.y), max(top.z, top.w));
         uint slot = b * TILE_BLOCKS + j;
-        if (amax_bits >= 0x7f800000u) {
-            tile_s[slot] = vec2(NON_FINITE_BLOCK, 0.0);
-            continue;
-        }
-        float amax = uintBitsToFloat(amax_bits);
-        // 2⁻¹¹⁹ > 127·2⁻¹²⁶: below it the scale would be subnormal.
-        bool tiny = amax < 1.5046328e-36;
-        // 127/max|x|, with max|x| scaled by 2^-64 first where it is large: a
-        // driver may divide as a·(1/b), and 1/b is subnormal (flushed to 0)
-        // above 2^126 (the H200 does this). `precise` keeps the compiler from
-        // folding the scaling away.
-        bool large = amax > 1.8446744e19;
-        precise float divisor = large ? amax * 5.421011e-20 : amax;
-        precise float quotient = 127.0 / divisor;
-        precise float inv_large = quotient * 5.421011e-20;
-        float inv = tiny ? 0.0 : (large ? inv_large : quotient);
-        uint q[8];
-        int sum = 0;
-        for (uint i = 0u; i < 8u; ++i) {
-            q[i] = packSnorm4x8(round(v[i] * inv) * (1.0 / 127.0));
-            sum += sdot4x8(int(q[i]), 0x01010101, 0);
-        }
-        tile_q[2u * slot] = uvec4(q[0], q[1], q[2], q[3]);
-        tile_q[2u * slot + 1u] = uvec4(q[4], q[5], q[6], q[7]);
-        tile_s[slot] = vec2(tiny ? 0.0 : amax / 127.0, float(sum));
+        uvec4 lo;
+        uvec4 hi;
+        tile_s[slot] = round_x_block((b * pc.cols + (k0 + j) * 32u) / 4u, lo, hi);
+        tile_q[2u * slot] = lo;
+        tile_q[2u * slot + 1u] = hi;
     }
 }
+#endif
 
 // Words of W covering a block that starts at an even halfword (the count
 // for an odd one is the same for Q8_0, Q4_0 and Q5_0, one more for Q4_1).
@@ -302,9 +272,11 @@ void main() {
     uint blocks = pc.cols / 32u;
     for (uint k0 = 0u; k0 < blocks; k0 += TILE_BLOCKS) {
         uint count = min(TILE_BLOCKS, blocks - k0);
+#if !defined(PRE_ROUNDED)
         barrier();
         quantize_tile(k0, count);
         barrier();
+#endif
         for (uint j = lane; j < count; j += LANES) {
             uint k = k0 + j;
             // Every row's block first, so their loads are in flight together.
@@ -322,16 +294,23 @@ void main() {
                 }
             }
             for (uint b = 0u; b < BATCH; ++b) {
+#if defined(PRE_ROUNDED)
+                uint at = b * blocks + k;
+                vec2 xs = xs_blocks[4u * BATCH * blocks + at];
+                uvec4 xlo = xq[2u * at];
+                uvec4 xhi = xq[2u * at + 1u];
+#else
                 uint at = b * TILE_BLOCKS + j;
                 vec2 xs = tile_s[at];
+                uvec4 xlo = tile_q[2u * at];
+                uvec4 xhi = tile_q[2u * at + 1u];
+#endif
                 if (xs.x == NON_FINITE_BLOCK) {
                     for (uint i = 0u; i < SLOT_ROWS; ++i) {
                         acc[i][b] += block_dot_f32(qs[i], dm[i], b, k);
                     }
                     continue;
                 }
-                uvec4 xlo = tile_q[2u * at];
-                uvec4 xhi = tile_q[2u * at + 1u];
                 for (uint i = 0u; i < SLOT_ROWS; ++i) {
                     acc[i][b] = add_block(acc[i][b], block_dot_int(qs[i], xlo, xhi), dm[i], xs);
                 }

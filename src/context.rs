@@ -485,15 +485,32 @@ impl Context {
             let p = engine.matvec();
             lines.push(
                 match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
+                    crate::vk::shaders::MatvecVariant::DotPre => format!(
+                        "matvec W·x: integer-dot variant, x rounded once per product \
+                         (`_dot_pre`: x rounded to int8 into a scratch buffer the ticket \
+                         holds, OpSDot) for the block formats{}, subgroup variant \
+                         (subgroupAdd) for the others; xᵀ·W: one variant",
+                        if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
+                            format!(
+                                " up to {} vectors",
+                                crate::vk::matvec::PRE_ROUNDED_MAX_BATCH
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
                     crate::vk::shaders::MatvecVariant::Dot => format!(
                         "matvec W·x: integer-dot variant (x rounded to int8, OpSDot) for \
                          the block formats{}, subgroup variant (subgroupAdd) for the others; \
-                         xᵀ·W: one variant",
+                         xᵀ·W: one variant{}",
                         if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
                             format!(" up to {} vectors", crate::vk::matvec::DOT_MAX_BATCH)
                         } else {
                             String::new()
-                        }
+                        },
+                        p.pre_rounded_failure()
+                            .map(|why| format!("; `_dot_pre` DISABLED by the self-test ({why})"))
+                            .unwrap_or_default()
                     ),
                     crate::vk::shaders::MatvecVariant::Subgroup => {
                         "matvec W·x: subgroup variant (subgroupAdd); xᵀ·W: one variant".to_string()

@@ -45,7 +45,7 @@ fn bench_vk_matvec_refuses_bad_options() {
         (&["--batches"][..], "--batches needs a list"),
         (
             &["--variant", "fast"][..],
-            "--variant needs f32, dot or both",
+            "--variant needs all, dot_pre, dot, f32 or both",
         ),
         (&["--json"][..], "--json needs a file"),
         (&["--iterations", "many"][..], "--iterations needs a number"),

@@ -911,12 +911,15 @@ fn a_borrowed_device_without_declarations_runs_the_compatible_kernels() {
         );
         assert_eq!(r.failure, None);
     }
-    assert_ne!(
-        engine
+    for batch in [1, 8] {
+        let variant = engine
             .matvec()
-            .forward_variant(false, nyxq::format::Format::Q4_0, 1),
-        MatvecVariant::Dot
-    );
+            .forward_variant(false, nyxq::format::Format::Q4_0, batch);
+        assert!(
+            !matches!(variant, MatvecVariant::Dot | MatvecVariant::DotPre),
+            "{variant:?}"
+        );
+    }
     let report = plain.vulkan_report().join("\n");
     assert!(
         report.contains("device features: none declared by the caller"),

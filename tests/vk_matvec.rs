@@ -7,10 +7,11 @@
 //! the CPU kernel (nyxq::matvec). Where the integer-dot variant runs (the
 //! block formats; lavapipe has shaderIntegerDotProduct) the bound adds x's
 //! rounding, Σ_blocks (s/2)·Σ|w|. The shapes run under every matvec row of
-//! the environment table: `_dot` at every batch, the default choice (dot up
-//! to batch 2, f32 above), the f32 subgroup variant, the compatible variant
-//! forced, 8 and 32 rows per workgroup and 1 and 2 row slots; each row's
-//! choice is checked to be the one the engine made.
+//! the environment table: `_dot` at every batch, the default choice
+//! (`_dot_pre`, x rounded once per product, at every batch), the f32
+//! subgroup variant, the compatible variant forced, 8 and 32 rows per
+//! workgroup and 1 and 2 row slots; each row's choice is checked to be the
+//! one the engine made.
 
 mod matvec_support;
 mod vk_support;

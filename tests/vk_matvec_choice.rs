@@ -1,7 +1,8 @@
 //! Which matrix-vector kernel the engine chooses on lavapipe: the
-//! integer-dot variant for the block formats at small batches, the f32
-//! subgroup variant otherwise, the compatible one when forced, and the
-//! arithmetic chosen at run time.
+//! integer-dot variant with x rounded once per product for the block
+//! formats at every batch, the f32 subgroup variant otherwise, the
+//! compatible one when forced, the arithmetic chosen at run time, and the
+//! fallback where the self-test disabled `_dot_pre`.
 
 mod vk_support;
 
@@ -12,9 +13,11 @@ use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
 /// Without compat forced, the block formats run the integer-dot variant
-/// on lavapipe (it has subgroup arithmetic and shaderIntegerDotProduct);
-/// F32/F16/BF16 the f32 subgroup one; NYXQ_VK_MATVEC_VARIANT's choice can be
-/// changed at run time (the benchmark does).
+/// with x rounded once per product (`_dot_pre`) at every batch on lavapipe
+/// (it has subgroup arithmetic and shaderIntegerDotProduct, and the
+/// self-test passed `_dot_pre`); F32/F16/BF16 the f32 subgroup one;
+/// NYXQ_VK_MATVEC_VARIANT's choice can be changed at run time (the
+/// benchmark does).
 #[test]
 fn block_formats_choose_the_dot_variant() {
     let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
@@ -30,12 +33,15 @@ fn block_formats_choose_the_dot_variant() {
     );
     let choice = engine.matvec();
     assert!(choice.dot_supported());
+    assert_eq!(choice.pre_rounded_failure(), None);
+    assert!(choice.pre_rounded_supported());
     assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
+    assert_eq!(matvec::PRE_ROUNDED_MAX_BATCH, matvec::MAX_BATCH);
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let dot = format.spec().vulkan.matvec_dot;
         for batch in 1..=8u32 {
-            let expected = if dot && batch <= matvec::DOT_MAX_BATCH {
-                Variant::Dot
+            let expected = if dot && batch <= matvec::PRE_ROUNDED_MAX_BATCH {
+                Variant::DotPre
             } else {
                 Variant::Subgroup
             };
@@ -53,6 +59,13 @@ fn block_formats_choose_the_dot_variant() {
             choice.set_arithmetic(matvec::Arithmetic::IntegerDot);
             let forced = if dot { Variant::Dot } else { Variant::Subgroup };
             assert_eq!(choice.forward_variant(false, format, batch), forced);
+            choice.set_arithmetic(matvec::Arithmetic::PreRounded);
+            let forced = if dot {
+                Variant::DotPre
+            } else {
+                Variant::Subgroup
+            };
+            assert_eq!(choice.forward_variant(false, format, batch), forced);
             choice.set_arithmetic(matvec::Arithmetic::Auto);
         }
     }
@@ -61,7 +74,7 @@ fn block_formats_choose_the_dot_variant() {
     let named = if ctx.force_compat() {
         "shared-memory variant"
     } else {
-        "integer-dot variant"
+        "x rounded once per product"
     };
     assert!(
         ctx.vulkan_report().iter().any(|l| l.contains(named)),

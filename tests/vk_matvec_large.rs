@@ -1,7 +1,9 @@
 //! Matrix-vector products larger than one binding or one grid dimension
 //! allows on lavapipe: W over its 128 MiB maxStorageBufferRange (split by
 //! rows) and more than 65535 workgroups (a 2-D grid), with the default and
-//! the compatible kernels, checked against the FP64 reference and the CPU.
+//! the compatible kernels, checked against the FP64 reference and the CPU;
+//! the split product with x rounded once (`_dot_pre`, the default) gives
+//! the bits of `_dot` at an odd batch.
 
 mod matvec_support;
 mod vk_support;
@@ -9,13 +11,16 @@ mod vk_support;
 use matvec_support::{check_call, uniform, weights};
 use nyxq::format::Format;
 use nyxq::quant;
-use nyxq::vk::matvec::MatvecCall;
+use nyxq::vk::matvec::{self, Arithmetic, HostOperands, MatvecCall};
+use nyxq::vk::shaders::MatvecVariant;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
 /// About 130 MiB of Q8_0 weights with rows of 4386 bytes (not a multiple of
 /// 4): more than lavapipe's 128 MiB maxStorageBufferRange, so W is bound in
-/// two chunks, the second starting mid-word. Forward and transposed.
+/// two chunks, the second starting mid-word. Forward and transposed; by
+/// default forward runs `_dot_pre` (one rounding of x for both chunks),
+/// whose 3 vectors give `_dot`'s bits.
 #[test]
 fn weights_over_128_mib_are_split_by_rows() {
     let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
@@ -56,6 +61,38 @@ fn weights_over_128_mib_are_split_by_rows() {
         };
         check_call(engine, &call, &wq, &w, &x, None);
         println!("checked {rows}x{cols} Q8_0 transposed={transposed}");
+    }
+    if !ctx.force_compat() {
+        let choice = engine.matvec();
+        assert_eq!(
+            choice.forward_variant(false, format, 3),
+            MatvecVariant::DotPre
+        );
+        let call = MatvecCall {
+            format,
+            rows: rows as u64,
+            cols: cols as u64,
+            batch: 3,
+            transposed: false,
+            compat: false,
+        };
+        let x = uniform(3 * cols, 19);
+        let host = HostOperands {
+            w: &wq,
+            x: &x,
+            bias: None,
+        };
+        let mut pre = vec![0f32; 3 * rows];
+        let mut dot = vec![0f32; 3 * rows];
+        matvec::run_on_host_data(engine, &call, &host, &mut pre).unwrap();
+        choice.set_arithmetic(Arithmetic::IntegerDot);
+        matvec::run_on_host_data(engine, &call, &host, &mut dot).unwrap();
+        choice.set_arithmetic(Arithmetic::Auto);
+        let differ = pre
+            .iter()
+            .zip(&dot)
+            .position(|(p, d)| p.to_bits() != d.to_bits());
+        assert_eq!(differ, None, "_dot_pre and _dot differ");
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

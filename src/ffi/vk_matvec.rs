@@ -85,6 +85,11 @@ fn record(
 /// instead: x is rounded to int8 per block of 32 with scale s = max|x|/127,
 /// which adds at most
 /// Σ_blocks (s/2)·Σ|w| to the bound (NYXQ_VK_MATVEC_VARIANT=f32 turns it off).
+/// x is rounded once per product by a dispatch recorded before it (then a
+/// compute barrier), into a device-local scratch buffer of 40 bytes per 32
+/// values of x (batch·cols·1.25 bytes) that the ticket holds until it is
+/// released; nyxq keeps up to 4 released ones for later products until the
+/// context is destroyed (counted in nyxq_context_memory_status).
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER (ctx, command_buffer, w, x, y, a buffer,
 /// ticket_out), NYXQ_ERROR_INVALID_HANDLE, NYXQ_ERROR_INVALID_ARGUMENT (unknown
@@ -94,10 +99,11 @@ fn record(
 /// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
 /// with no Vulkan kernel (Q4_K, Q5_K, Q6_K); x, bias, y or one row of W over
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
-/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
-/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
-/// create a new context). Nothing is
-/// recorded on error. Thread-safe for distinct command buffers.
+/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY
+/// (the scratch buffer of x's rounding: the budget or the driver refused
+/// it), NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST (the device was lost, in
+/// this call or before: create a new context). Nothing is recorded on
+/// error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matvec(
     ctx: *mut NyxqContext,

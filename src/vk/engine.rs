@@ -9,6 +9,7 @@ use super::family::{Family, PushConstants};
 use super::features::Feature;
 use super::jobs::{Job, Jobs};
 use super::matvec_choice::MatvecChoice;
+use super::memory::Buffer;
 use super::pipelines::Pipelines;
 use super::recorder::{Recorder, Ticket};
 use super::shaders::{KernelId, Op, compatible_kernel};
@@ -191,6 +192,51 @@ impl Engine {
         )?;
         self.recorder.note_buffers(ticket, buffers);
         Ok((ticket, sets))
+    }
+
+    /// As [`Engine::reserve`] for dispatches of several kernels of one
+    /// family (each pipeline made first), with a device-local scratch
+    /// buffer of at least `scratch_bytes` that the ticket holds until it is
+    /// released ([`Recorder::take_scratch`]). A failed allocation (the
+    /// budget, the driver, a lost device: remembered) is returned with
+    /// nothing held.
+    pub(crate) fn reserve_with_scratch(
+        &self,
+        kernels: &[(KernelId, &[u32])],
+        dispatches: usize,
+        buffers: &[vk::Buffer],
+        scratch_bytes: u64,
+    ) -> Result<(Ticket, Vec<vk::DescriptorSet>, vk::Buffer)> {
+        let Some(&(first, _)) = kernels.first() else {
+            return Err(Error::new(
+                crate::error::ErrorKind::Internal,
+                "a reservation names no kernel",
+            ));
+        };
+        self.poll_releases()?;
+        for &(kernel, specialization) in kernels {
+            self.pipelines.get(kernel, specialization)?;
+        }
+        let ticket = self.recorder.next_ticket();
+        let scratch = self.recorder.take_scratch(ticket, scratch_bytes, || {
+            self.device
+                .note_loss(Buffer::new(&self.device, scratch_bytes, false))
+        })?;
+        let sets = self.recorder.allocate(
+            &self.device.device,
+            self.set_layout(first.kernel().family),
+            ticket,
+            dispatches,
+        );
+        let sets = match sets {
+            Ok(sets) => sets,
+            Err(e) => {
+                self.recorder.return_scratch(ticket);
+                return Err(e);
+            }
+        };
+        self.recorder.note_buffers(ticket, buffers);
+        Ok((ticket, sets, scratch))
     }
 
     /// Records `dispatch` into `cmd` (the one recording path,

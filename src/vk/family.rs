@@ -19,8 +19,10 @@ pub enum Family {
     /// Σx² per column of a layer's input activations: `x`, `sums`;
     /// [`ImportancePush`] (shaders/importance.comp).
     Importance,
-    /// Matrix-vector products: `W`, `x`, `bias`, `y`; [`MatvecPush`]
-    /// (shaders/matvec.glsl).
+    /// Matrix-vector products: `W`, `x`, `bias`, `y`, and x rounded to
+    /// int8 blocks (written by `matvec_round_f32_q8`, read by the `_dot_pre`
+    /// kernels; the others get x bound there); [`MatvecPush`]
+    /// (shaders/matvec_push.glsl).
     Matvec,
     /// Products of a batch of tokens: `W`, `X`, `bias`, `Y`; [`MatmulPush`]
     /// (shaders/matmul.glsl).
@@ -45,7 +47,8 @@ impl Family {
     pub const fn bindings(self) -> u32 {
         match self {
             Family::Convert | Family::Unscale | Family::Importance => 2,
-            Family::Matvec | Family::Matmul | Family::Adam => 4,
+            Family::Matmul | Family::Adam => 4,
+            Family::Matvec => 5,
         }
     }
 
@@ -146,7 +149,7 @@ push_constants! {
 }
 
 push_constants! {
-    /// Rust twin of `Push` in shaders/matvec.glsl.
+    /// Rust twin of `Push` in shaders/matvec_push.glsl.
     MatvecPush: Matvec, 32 bytes {
         /// Rows of W in this dispatch.
         rows,
@@ -294,6 +297,6 @@ mod tests {
             assert_eq!(family.index(), i);
         }
         assert_eq!(Family::Convert.push_bytes(), 24);
-        assert_eq!(Family::Matvec.bindings(), 4);
+        assert_eq!(Family::Matvec.bindings(), 5);
     }
 }

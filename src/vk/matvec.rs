@@ -14,17 +14,25 @@
 //! as no product w·x is subnormal (GPUs flush those to zero: at most 2⁻¹²⁶
 //! more per term).
 //!
-//! The third, `_dot` (shaders/matvec_dot.comp), is for the block formats
-//! and is the default for them where the device has subgroup arithmetic
-//! (subgroups of 4 to 32) and shaderIntegerDotProduct enabled (nyxq's own
-//! device; not a borrowed one): each workgroup rounds tiles of x to int8 per
+//! The integer-dot variants (shaders/matvec_dot.comp) are for the block
+//! formats and are the default for them where the device has subgroup
+//! arithmetic (subgroups of 4 to 32) and shaderIntegerDotProduct enabled
+//! (nyxq's own device, or a borrowed one that declares it): in `_dot` each
+//! workgroup rounds tiles of x to int8 per
 //! block of 32 (scale `s = max|x|/127`, as the CPU's integer path) and
 //! multiplies the packed 8-bit values with OpSDot, exactly in integers. Its
 //! bound is the CPU integer path's: the f32 bound above plus
 //! `Σ_blocks (s/2)·Σ|w|` (and blocks of x with max|x| < 2⁻¹¹⁹ count as zero).
 //! Blocks of x holding NaN or ±Inf are multiplied in f32, so those propagate
-//! as IEEE arithmetic says. NYXQ_VK_MATVEC_VARIANT=f32 (or
-//! [`MatvecChoice::set_arithmetic`]) runs the f32 `_subgroup` variant instead,
+//! as IEEE arithmetic says.
+//!
+//! The default of the two is `_dot_pre`: a dispatch of `matvec_round_f32_q8`
+//! rounds x once per product, with `_dot`'s code, into a scratch buffer (40
+//! bytes per block of x, [`rounded_x_bytes`]) that the ticket holds until it
+//! is released; after a compute barrier the product reads it, in `_dot`'s
+//! workgroup shape and order, so its outputs are `_dot`'s bits.
+//! NYXQ_VK_MATVEC_VARIANT=dot runs `_dot` (x rounded in every workgroup),
+//! =f32 the f32 `_subgroup` variant (or [`MatvecChoice::set_arithmetic`]),
 //! for comparison. [`MatvecChoice`] decides the variant and the workgroup
 //! shape.
 //!
@@ -32,7 +40,7 @@
 //! dispatches (the transposed product adds the chunks' sums into y, with a
 //! barrier between them); x, bias and y must each fit one binding.
 
-pub use super::matvec_choice::{Arithmetic, DOT_MAX_BATCH, MatvecChoice};
+pub use super::matvec_choice::{Arithmetic, DOT_MAX_BATCH, MatvecChoice, PRE_ROUNDED_MAX_BATCH};
 
 use super::dispatch::{Dispatch, compute_barrier};
 use super::engine::Engine;
@@ -40,13 +48,27 @@ use super::family::MatvecPush;
 use super::memory::Buffer;
 use super::ranges::{BufferRange, check_command_buffer, check_disjoint, check_range};
 use super::recorder::Ticket;
-use super::shaders::{MatvecVariant, matvec_kernel};
+use super::shaders::{KernelId, MatvecVariant, matvec_kernel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
 
 /// Most vectors one product takes (as the CPU kernel).
 pub const MAX_BATCH: u32 = crate::matvec::MAX_BATCH as u32;
+/// The kernel that rounds x for the `_dot_pre` products.
+const ROUND_X: KernelId = KernelId::MATVEC_ROUND_F32_Q8;
+/// Invocations per workgroup of [`ROUND_X`] (one block of x each).
+const ROUND_X_GROUP: u64 = 128;
+/// Bytes of x rounded to int8 per block of 32 values: the 32 values and
+/// the (scale, sum) pair, two f32 (shaders/matvec_round.comp).
+const ROUNDED_BLOCK_BYTES: u64 = 40;
+
+/// Bytes of the scratch buffer a `_dot_pre` product of `batch` vectors of
+/// `cols` values holds until its ticket is released: 40 per block of 32
+/// values of x, under a third of x's own bytes.
+pub fn rounded_x_bytes(cols: u64, batch: u32) -> u64 {
+    u64::from(batch) * (cols / 32) * ROUNDED_BLOCK_BYTES
+}
 /// Columns per workgroup of the transposed kernel.
 const COLUMNS_PER_GROUP: u64 = 32;
 
@@ -216,8 +238,11 @@ fn check_operands(engine: &Engine, call: &MatvecCall, ops: &Operands) -> Result<
 
 /// Records `call` on `ops` into `cmd`: one dispatch per chunk of W's rows
 /// (forward chunks write disjoint rows of y; transposed chunks add into y,
-/// with a compute barrier between them). Returns the ticket whose release
-/// ([`super::recorder::Recorder::release`]) frees the descriptor sets.
+/// with a compute barrier between them). The `_dot_pre` variant records
+/// before them the rounding of x into a scratch buffer, and a compute
+/// barrier. Returns the ticket whose release
+/// ([`super::recorder::Recorder::release`]) frees the descriptor sets and
+/// makes the scratch buffer a spare.
 ///
 /// Records no barrier before the first dispatch or after the last: the
 /// caller orders its writes of W, x and bias before, and its reads of y after.
@@ -267,10 +292,48 @@ pub unsafe fn record_matvec(
         .flatten()
         .map(|r| r.buffer)
         .collect();
-    let (ticket, sets) = engine.reserve(kernel, &specialization, plan.len(), &bound)?;
     let x = (ops.x.buffer, ops.x.offset, x_size);
     let y = (ops.y.buffer, ops.y.offset, y_size);
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
+    let first_w = |chunk: &Chunk| {
+        (
+            ops.w.buffer,
+            ops.w.offset + chunk.bind_offset,
+            chunk.bind_size,
+        )
+    };
+    let (ticket, mut sets, rounded_x) = if variant == MatvecVariant::DotPre {
+        let bytes = rounded_x_bytes(call.cols, call.batch);
+        let round = [call.batch];
+        let kernels = [(ROUND_X, &round[..]), (kernel, &specialization[..])];
+        let (ticket, sets, scratch) =
+            engine.reserve_with_scratch(&kernels, plan.len() + 1, &bound, bytes)?;
+        (ticket, sets.into_iter(), (scratch, 0, bytes))
+    } else {
+        let (ticket, sets) = engine.reserve(kernel, &specialization, plan.len(), &bound)?;
+        (ticket, sets.into_iter(), x)
+    };
+    if variant == MatvecVariant::DotPre {
+        let jobs = u64::from(call.batch) * (call.cols / 32);
+        let dispatch = Dispatch {
+            kernel: ROUND_X,
+            specialization: &[call.batch],
+            set: sets
+                .next()
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "no set"))?,
+            bindings: &[first_w(&plan[0]), x, bias, y, rounded_x],
+            push: MatvecPush {
+                cols: call.cols as u32,
+                ..MatvecPush::default()
+            },
+            groups: jobs.div_ceil(ROUND_X_GROUP) as u32,
+        };
+        // SAFETY: per this function's contract; x was checked to lie in
+        // the caller's range, the scratch is the ticket's, the set fresh.
+        unsafe { engine.record(cmd, &dispatch) }?;
+        // SAFETY: cmd is recording (this function's contract).
+        unsafe { compute_barrier(&engine.device.device, cmd) };
+    }
     for (i, (chunk, set)) in plan.iter().zip(sets).enumerate() {
         let push = MatvecPush {
             rows: chunk.rows as u32,
@@ -287,16 +350,11 @@ pub unsafe fn record_matvec(
         } else {
             chunk.rows.div_ceil(u64::from(rows_per))
         };
-        let w = (
-            ops.w.buffer,
-            ops.w.offset + chunk.bind_offset,
-            chunk.bind_size,
-        );
         let dispatch = Dispatch {
             kernel,
             specialization: &specialization,
             set,
-            bindings: &[w, x, bias, y],
+            bindings: &[first_w(chunk), x, bias, y, rounded_x],
             push,
             groups: groups as u32,
         };

@@ -1,12 +1,13 @@
 //! The choice of a matrix-vector product's shader variant and workgroup
-//! shape on one device: `auto`/`dot`/`f32` arithmetic, rows per workgroup,
-//! the `_dot` kernel's row slots.
+//! shape on one device: `auto`/`dot_pre`/`dot`/`f32` arithmetic, rows per
+//! workgroup, the `_dot` kernels' row slots.
 
 use crate::format::Format;
 use crate::vk::device::Device;
 use crate::vk::features::Feature;
 use crate::vk::shaders::MatvecVariant;
 use ash::vk;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// Most rows one workgroup of the f32 forward kernels handles (MAX_ROWS in
@@ -23,26 +24,42 @@ const MAX_DOT_SUBGROUP: u32 = 32;
 /// device could run either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arithmetic {
-    /// `IntegerDot` for batches up to [`DOT_MAX_BATCH`], `F32` above (the
-    /// default): `_dot` rounds x once per workgroup, which for many vectors
-    /// costs more than it saves (measured on the H200, docs/performance.md).
+    /// The default: `PreRounded` for batches up to [`PRE_ROUNDED_MAX_BATCH`]
+    /// (every batch) where the self-test passed `_dot_pre`; where it did
+    /// not, `IntegerDot` up to [`DOT_MAX_BATCH`] and `F32` above (`_dot`
+    /// rounds x once per workgroup, which for many vectors costs more than
+    /// it saves: measured on the H200, docs/performance.md).
     Auto,
     /// Weights dequantized to f32, f32 fused multiply-adds (`_subgroup`).
     F32,
-    /// x rounded to int8 per block, integer dot products (`_dot`).
+    /// x rounded to int8 per block in every workgroup, integer dot
+    /// products (`_dot`).
     IntegerDot,
+    /// x rounded to int8 per block once per product by a dispatch before
+    /// it, into a scratch buffer the ticket holds; integer dot products
+    /// (`_dot_pre`; the same bits as `_dot`).
+    PreRounded,
 }
 
-/// Largest batch `Arithmetic::Auto` runs with `_dot`.
+/// Largest batch `Arithmetic::Auto` runs with `_dot` where `_dot_pre`
+/// cannot run.
 pub const DOT_MAX_BATCH: u32 = 2;
 
+/// Largest batch `Arithmetic::Auto` runs with `_dot_pre`: every batch, since
+/// the rounding of x no longer grows with the workgroups (a batch of 8
+/// reads each block of W once, as a batch of 1 does). The forward matmul is
+/// not routed to: up to 8 tokens the matvec is 6–20× faster
+/// (docs/performance.md).
+pub const PRE_ROUNDED_MAX_BATCH: u32 = 8;
+
 impl Arithmetic {
-    /// NYXQ_VK_MATVEC_VARIANT: `f32`, `dot`, or `auto` (the default, also for
-    /// any other value).
+    /// NYXQ_VK_MATVEC_VARIANT: `f32`, `dot`, `dot_pre`, or `auto` (the
+    /// default, also for any other value).
     fn from_env() -> Arithmetic {
         match std::env::var("NYXQ_VK_MATVEC_VARIANT").as_deref() {
             Ok("f32") => Arithmetic::F32,
             Ok("dot") => Arithmetic::IntegerDot,
+            Ok("dot_pre") => Arithmetic::PreRounded,
             _ => Arithmetic::Auto,
         }
     }
@@ -52,6 +69,7 @@ impl Arithmetic {
             Arithmetic::Auto => 0,
             Arithmetic::F32 => 1,
             Arithmetic::IntegerDot => 2,
+            Arithmetic::PreRounded => 3,
         }
     }
 
@@ -59,6 +77,7 @@ impl Arithmetic {
         match v {
             1 => Arithmetic::F32,
             2 => Arithmetic::IntegerDot,
+            3 => Arithmetic::PreRounded,
             _ => Arithmetic::Auto,
         }
     }
@@ -100,8 +119,11 @@ pub struct MatvecChoice {
     subgroup: bool,
     /// Invocations per subgroup (1 where there is no subgroup arithmetic).
     subgroup_size: u32,
-    /// The device can run the `_dot` variant.
+    /// The device can run the `_dot` variants.
     dot: bool,
+    /// Why the self-test disabled `_dot_pre` (None: it passed, or has not
+    /// run yet).
+    pre_rounded_failure: Mutex<Option<String>>,
     /// [`Arithmetic`] of the block formats where the device runs both
     /// (NYXQ_VK_MATVEC_VARIANT, or [`MatvecChoice::set_arithmetic`]).
     arithmetic: AtomicU8,
@@ -154,6 +176,7 @@ impl MatvecChoice {
             dot: device.enabled.has(Feature::IntegerDotProduct)
                 && subgroup_size.is_some()
                 && dot_subgroup.is_some_and(|s| s <= MAX_DOT_SUBGROUP),
+            pre_rounded_failure: Mutex::new(None),
             arithmetic: Arithmetic::from_env().as_u8().into(),
             tuned_rows: tuned_rows_per_group(),
             tuned_slots: tuned_slots(),
@@ -168,7 +191,8 @@ impl MatvecChoice {
     /// and 2 for F32/F16/BF16 (more workgroups in flight); for more vectors,
     /// 8 rows, since loading x dominates. `_dot` rounds x once per workgroup,
     /// so it takes as many rows as leave [`DOT_MIN_GROUPS`] workgroups: 32, 16,
-    /// 8, else 4.
+    /// 8, else 4. `_dot_pre` takes `_dot`'s rows (and slots), so that it
+    /// sums in the same order and gives the same bits.
     pub fn rows_per_group(
         &self,
         variant: MatvecVariant,
@@ -176,7 +200,7 @@ impl MatvecChoice {
         format: Format,
         rows: u64,
     ) -> u32 {
-        if variant == MatvecVariant::Dot {
+        if matches!(variant, MatvecVariant::Dot | MatvecVariant::DotPre) {
             return self.tuned_rows.unwrap_or_else(|| {
                 [32u32, 16, 8]
                     .into_iter()
@@ -220,6 +244,24 @@ impl MatvecChoice {
         self.dot
     }
 
+    /// Whether the device runs the `_dot_pre` variant: it runs `_dot`, and
+    /// the self-test has not disabled `_dot_pre`.
+    pub fn pre_rounded_supported(&self) -> bool {
+        self.dot && self.pre_rounded_failure.lock().is_none()
+    }
+
+    /// Why the self-test disabled `_dot_pre`, if it did.
+    pub fn pre_rounded_failure(&self) -> Option<String> {
+        self.pre_rounded_failure.lock().clone()
+    }
+
+    /// Disables `_dot_pre` for products recorded from now on, saying why
+    /// (the self-test, when its results disagree), or enables it again
+    /// (None: the self-test, before it tests it).
+    pub(crate) fn set_pre_rounded_failure(&self, why: Option<String>) {
+        *self.pre_rounded_failure.lock() = why;
+    }
+
     /// The arithmetic the block formats use where the device runs both.
     pub fn arithmetic(&self) -> Arithmetic {
         Arithmetic::from_u8(self.arithmetic.load(Relaxed))
@@ -234,18 +276,20 @@ impl MatvecChoice {
     /// The forward variant to use on `format` for `batch` vectors (`compat`
     /// forces the shared-memory one).
     pub fn forward_variant(&self, compat: bool, format: Format, batch: u32) -> MatvecVariant {
-        let has_dot = format.spec().vulkan.matvec_dot;
-        let dot = match self.arithmetic() {
-            Arithmetic::Auto => batch <= DOT_MAX_BATCH,
-            Arithmetic::F32 => false,
-            Arithmetic::IntegerDot => true,
-        };
         if compat || !self.subgroup {
-            MatvecVariant::Compat
-        } else if has_dot && self.dot && dot {
-            MatvecVariant::Dot
-        } else {
-            MatvecVariant::Subgroup
+            return MatvecVariant::Compat;
+        }
+        let dot = format.spec().vulkan.matvec_dot && self.dot;
+        let pre = dot && self.pre_rounded_supported();
+        match self.arithmetic() {
+            Arithmetic::Auto if pre && batch <= PRE_ROUNDED_MAX_BATCH => MatvecVariant::DotPre,
+            Arithmetic::Auto if dot && batch <= DOT_MAX_BATCH => MatvecVariant::Dot,
+            Arithmetic::IntegerDot if dot => MatvecVariant::Dot,
+            Arithmetic::PreRounded if pre => MatvecVariant::DotPre,
+            Arithmetic::Auto
+            | Arithmetic::F32
+            | Arithmetic::IntegerDot
+            | Arithmetic::PreRounded => MatvecVariant::Subgroup,
         }
     }
 }

@@ -32,7 +32,8 @@ type Specialized = Mutex<Vec<(Vec<u32>, vk::Pipeline)>>;
 /// Test only: the value of constant_id 0 (`PERTURB`, shaders/common.glsl
 /// and shaders/matmul.glsl) in the pipeline of the kernel whose output is
 /// deliberately corrupted (the self-tested families take no other
-/// specialization constant).
+/// specialization constant). For `matvec_round_f32_q8` it is BATCH: the
+/// rounding then covers the first vector alone.
 const PERTURB: [u32; 1] = [1];
 
 /// Every pipeline of one device.
@@ -57,11 +58,12 @@ impl std::fmt::Debug for Pipelines {
 
 impl Pipelines {
     /// The layouts of every family; pipelines are made on first use.
-    /// `perturbed` names a Convert or Matmul kernel to corrupt (tests of the
-    /// self-test).
+    /// `perturbed` names a Convert or Matmul kernel, or the rounding of x
+    /// before `_dot_pre`, to corrupt (tests of the self-test).
     pub fn new(device: &Arc<Device>, perturbed: Option<KernelId>) -> Result<Pipelines> {
         if let Some(kernel) = perturbed
             && !matches!(kernel.kernel().family, Family::Convert | Family::Matmul)
+            && kernel != KernelId::MATVEC_ROUND_F32_Q8
         {
             return Err(Error::invalid(format!(
                 "{kernel} cannot be perturbed: only the self-tested kernels can"

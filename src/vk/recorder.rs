@@ -10,8 +10,15 @@
 //! Pools are only created while unreleased sets fill the existing ones, so a
 //! caller that releases as it goes never grows nyxq's memory, however many
 //! dispatches it records.
+//!
+//! A ticket may also hold a scratch buffer (the `_dot_pre` matrix-vector
+//! product's x, rounded by a dispatch before the product): it is the
+//! ticket's until the ticket is released, then a spare that a later ticket
+//! reuses when it is large enough. At most [`SPARE_SCRATCH`] spares are
+//! kept (the largest); the others are destroyed at release.
 
 use super::error::vk_err;
+use super::memory::Buffer;
 use crate::error::{Error, ErrorKind, Result};
 use ash::vk;
 use parking_lot::Mutex;
@@ -23,7 +30,7 @@ pub type Ticket = u64;
 /// Descriptor sets per pool; every set has at most [`BINDINGS_PER_SET`] storage buffers.
 const SETS_PER_POOL: u32 = 256;
 /// Storage-buffer bindings of the largest set layout nyxq records with.
-pub const BINDINGS_PER_SET: u32 = 4;
+pub const BINDINGS_PER_SET: u32 = 5;
 const _: () = {
     let families = super::family::Family::ALL;
     let mut i = 0;
@@ -34,6 +41,8 @@ const _: () = {
 };
 /// Unreleased sets beyond this are refused: the caller forgot to release.
 pub const MAX_UNRELEASED: usize = 1 << 16;
+/// Released scratch buffers kept for later tickets.
+pub const SPARE_SCRATCH: usize = 4;
 
 /// The descriptor pools of recorded dispatches and the sets still in use.
 pub struct Recorder {
@@ -52,6 +61,8 @@ struct State {
     bound: Vec<(Ticket, vk::Buffer)>,
     /// Tickets to release once a timeline semaphore reaches a value.
     pending: Vec<PendingRelease>,
+    /// Scratch buffers: held by an unreleased ticket, or spare (None).
+    scratch: Vec<(Option<Ticket>, Buffer)>,
     last_ticket: Ticket,
 }
 
@@ -68,12 +79,19 @@ struct Pool {
     used: u32,
 }
 
-/// How many pools and unreleased sets a recorder holds (for tests and logs).
+/// How many pools, unreleased sets and scratch buffers a recorder holds
+/// (for tests and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecorderUsage {
     pub pools: usize,
     pub unreleased_sets: usize,
     pub last_ticket: Ticket,
+    /// Scratch buffers held by unreleased tickets.
+    pub held_scratch: usize,
+    /// Released scratch buffers kept for later tickets.
+    pub spare_scratch: usize,
+    /// Bytes of every scratch buffer, held or spare.
+    pub scratch_bytes: u64,
 }
 
 impl Recorder {
@@ -115,9 +133,60 @@ impl Recorder {
         Ok(sets)
     }
 
+    /// A scratch buffer of at least `bytes` that `ticket` holds until it is
+    /// released: the smallest spare that is large enough, else one that
+    /// `make` allocates (its error is returned, and nothing is held).
+    pub fn take_scratch(
+        &self,
+        ticket: Ticket,
+        bytes: u64,
+        make: impl FnOnce() -> Result<Buffer>,
+    ) -> Result<ash::vk::Buffer> {
+        let mut state = self.state.lock();
+        let spare = state
+            .scratch
+            .iter()
+            .enumerate()
+            .filter(|(_, (held, b))| held.is_none() && b.size >= bytes)
+            .min_by_key(|(_, (_, b))| b.size)
+            .map(|(i, _)| i);
+        let index = match spare {
+            Some(i) => i,
+            None => {
+                state.scratch.push((None, make()?));
+                state.scratch.len() - 1
+            }
+        };
+        let entry = &mut state.scratch[index];
+        entry.0 = Some(ticket);
+        Ok(entry.1.buffer)
+    }
+
+    /// Destroys every spare scratch buffer (released tickets' buffers: no
+    /// pending work uses them), returning their bytes: memory back under
+    /// pressure, and a known start for tests.
+    pub fn drop_spare_scratch(&self) -> u64 {
+        let mut state = self.state.lock();
+        let bytes = state
+            .scratch
+            .iter()
+            .filter(|(held, _)| held.is_none())
+            .map(|(_, b)| b.size)
+            .sum();
+        state.scratch.retain(|(held, _)| held.is_some());
+        bytes
+    }
+
+    /// Makes `ticket`'s scratch a spare again: for a recording call that
+    /// failed after taking it (nothing recorded uses it).
+    pub fn return_scratch(&self, ticket: Ticket) {
+        let mut state = self.state.lock();
+        spare_scratch_of(&mut state, |t| t == ticket);
+    }
+
     /// Frees the sets of `ticket` and of every earlier ticket (those waiting
-    /// for a semaphore too). The caller promises that no pending command
-    /// buffer uses them.
+    /// for a semaphore too), and makes their scratch buffers spares. The
+    /// caller promises that no pending command buffer uses them.
     pub fn release(&self, device: &ash::Device, ticket: Ticket) -> Result<()> {
         let mut state = self.state.lock();
         check_issued(&state, ticket)?;
@@ -229,17 +298,21 @@ impl Recorder {
     /// Pools, unreleased sets and the last ticket, for tests and leak checks.
     pub fn usage(&self) -> RecorderUsage {
         let state = self.state.lock();
+        let held = |s: &&(Option<Ticket>, Buffer)| s.0.is_some();
         RecorderUsage {
             pools: state.pools.len(),
             unreleased_sets: state.in_use.len(),
             last_ticket: state.last_ticket,
+            held_scratch: state.scratch.iter().filter(held).count(),
+            spare_scratch: state.scratch.iter().filter(|s| !held(s)).count(),
+            scratch_bytes: state.scratch.iter().map(|(_, b)| b.size).sum(),
         }
     }
 
-    /// Destroys every pool (and so every set).
+    /// Destroys every pool (and so every set) and every scratch buffer.
     ///
     /// # Safety
-    /// No pending work uses a set of this recorder.
+    /// No pending work uses a set or a scratch buffer of this recorder.
     pub unsafe fn destroy(&mut self, device: &ash::Device) {
         let state = self.state.get_mut();
         for pool in state.pools.drain(..) {
@@ -249,6 +322,28 @@ impl Recorder {
         state.in_use.clear();
         state.bound.clear();
         state.pending.clear();
+        state.scratch.clear();
+    }
+}
+
+/// Makes the scratch buffers of the tickets `released` picks spares, and
+/// destroys the smallest spares beyond [`SPARE_SCRATCH`].
+fn spare_scratch_of(state: &mut State, released: impl Fn(Ticket) -> bool) {
+    for entry in &mut state.scratch {
+        if entry.0.is_some_and(&released) {
+            entry.0 = None;
+        }
+    }
+    let spares = state.scratch.iter().filter(|s| s.0.is_none()).count();
+    if spares > SPARE_SCRATCH {
+        // Held buffers first, then spares from the largest down; the
+        // smallest spares past SPARE_SCRATCH are dropped (destroyed: no
+        // pending work uses them, by the caller's promise).
+        state
+            .scratch
+            .sort_by_key(|(held, b)| (held.is_none(), std::cmp::Reverse(b.size)));
+        let held = state.scratch.len() - spares;
+        state.scratch.truncate(held + SPARE_SCRATCH);
     }
 }
 
@@ -304,6 +399,7 @@ fn free_tickets(
     }
     *in_use = kept;
     bound.retain(|(t, _)| !released(*t) || unfreed.contains(t));
+    spare_scratch_of(state, |t| released(t) && !unfreed.contains(&t));
     result
 }
 

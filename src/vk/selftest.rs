@@ -11,10 +11,19 @@
 //! against an FP64 product of the dequantized weights within its documented
 //! bound ([`crate::vk::matmul::Bound`]), the `_coop` variant first where the
 //! device can run it.
+//!
+//! The `_dot_pre` matrix-vector kernels (x rounded once per product by a
+//! dispatch before it) are checked on every block format where the device
+//! runs the integer-dot variants: on a product of odd shape whose rows span
+//! several tiles of x, with tiny and huge blocks of x, their results must be
+//! the bits of the `_dot` kernels (which round x in every workgroup with the
+//! same code) and within the documented bound against an FP64 product. One
+//! disagreement disables `_dot_pre` on the device (the context's report says
+//! why; products then run as before it existed).
 
 use super::engine::Engine;
 use super::matmul::{self, Bound, MatmulCall};
-use super::matvec::HostOperands;
+use super::matvec::{self, Arithmetic, HostOperands, MatvecCall};
 use super::ops;
 use super::shaders::{KernelId, Op, compatible_kernel, fast_kernels};
 use crate::format::{Format, VulkanFamily};
@@ -161,6 +170,102 @@ fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option
     ))
 }
 
+/// Runs the `_dot_pre` product on `format` and compares it with `_dot`'s
+/// bits and with FP64 within its bound: f32's `(n + 3)·2⁻²⁴·Σ|w·x|` plus
+/// x's rounding, `Σ_blocks (s/2)·Σ|w|`.
+fn test_pre_rounded(engine: &Engine, format: Format) -> crate::Result<Option<String>> {
+    // 90 blocks a row: two tiles of x at batch 3 (85 blocks each).
+    let (rows, cols, batch) = (37usize, 32 * 90, 3usize);
+    let values = product_values(rows * cols, 4, 0.5);
+    let mut w = vec![0u8; format.size_of(values.len())?];
+    quant::quantize(format, &values, &mut w, &QuantizeOptions::default())?;
+    let mut dequantized = vec![0f32; values.len()];
+    quant::dequantize(format, &w, &mut dequantized, 1)?;
+    let mut x = product_values(batch * cols, 5, 2.0);
+    for v in &mut x[32..64] {
+        *v *= 1e-37; // a block counted as zero
+    }
+    x[cols + 64] = 1e30; // a block whose 1/max|x| needs the scaled division
+    let call = MatvecCall {
+        format,
+        rows: rows as u64,
+        cols: cols as u64,
+        batch: batch as u32,
+        transposed: false,
+        compat: false,
+    };
+    let choice = engine.matvec();
+    let before = choice.arithmetic();
+    let run = |arithmetic| {
+        choice.set_arithmetic(arithmetic);
+        let mut y = vec![0f32; batch * rows];
+        let host = HostOperands {
+            w: &w,
+            x: &x,
+            bias: None,
+        };
+        matvec::run_on_host_data(engine, &call, &host, &mut y).map(|_| y)
+    };
+    let pre = run(Arithmetic::PreRounded);
+    let dot = run(Arithmetic::IntegerDot);
+    choice.set_arithmetic(before);
+    let (pre, dot) = (pre?, dot?);
+    if let Some(i) = (0..pre.len()).find(|&i| pre[i].to_bits() != dot[i].to_bits()) {
+        return Ok(Some(format!(
+            "output {i} is {} where `_dot` gives {}",
+            pre[i], dot[i]
+        )));
+    }
+    for (i, &got) in pre.iter().enumerate() {
+        let (b, r) = (i / rows, i % rows);
+        let (xs, ws) = (&x[b * cols..][..cols], &dequantized[r * cols..][..cols]);
+        let (mut exact, mut magnitude, mut rounding) = (0f64, 0f64, 0f64);
+        for (xb, wb) in xs.chunks(32).zip(ws.chunks(32)) {
+            let amax = xb.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+            let mut w_sum = 0f64;
+            for (&xv, &wv) in xb.iter().zip(wb) {
+                let p = f64::from(xv) * f64::from(wv);
+                exact += p;
+                magnitude += p.abs();
+                w_sum += f64::from(wv.abs());
+            }
+            rounding += amax / 254.0 * w_sum;
+        }
+        let bound = (cols as f64 + 3.0) * 2f64.powi(-24) * magnitude + 1.01 * rounding;
+        if (f64::from(got) - exact).abs() > bound {
+            return Ok(Some(format!(
+                "output {i} is {got}, the FP64 product {exact} (bound {bound:e})"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Checks `_dot_pre` on every format with integer-dot kernels where the
+/// device runs them (not with `force_compat`), and disables it at the first
+/// disagreement.
+fn check_pre_rounded(engine: &Engine, force_compat: bool) {
+    let choice = engine.matvec();
+    choice.set_pre_rounded_failure(None);
+    if force_compat || !choice.dot_supported() {
+        return;
+    }
+    for format in Format::with_vulkan(VulkanFamily::MatvecDot) {
+        let failure = test_pre_rounded(engine, format)
+            .unwrap_or_else(|e| Some(format!("failed to run: {e}")));
+        if let Some(why) = failure {
+            let why = format!("matvec_{}_f32_dot_pre: {why}", format.name().to_lowercase());
+            log::warn!("nyxq vulkan self-test: {why}; `_dot` and the f32 variant are used instead");
+            choice.set_pre_rounded_failure(Some(why));
+            return;
+        }
+        log::debug!(
+            "nyxq vulkan self-test: matvec_{}_f32_dot_pre agrees with `_dot` and FP64",
+            format.name().to_lowercase()
+        );
+    }
+}
+
 fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
     let x = input(format);
     let n = x.len();
@@ -227,7 +332,9 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
 }
 
 /// Runs every kernel once, chooses for each the fastest variant that agrees
-/// with the CPU (only the compatible ones with `force_compat`), and reports.
+/// with the CPU (only the compatible ones with `force_compat`), and reports;
+/// then checks the `_dot_pre` products (their outcome is the matvec choice's
+/// [`super::matvec::MatvecChoice::pre_rounded_failure`], not a result here).
 pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
     let mut out = Vec::new();
     let conversions = Format::with_vulkan(VulkanFamily::Conversions)
@@ -273,6 +380,7 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
         }
         out.extend(result);
     }
+    check_pre_rounded(engine, force_compat);
     out
 }
 

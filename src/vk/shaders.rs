@@ -55,9 +55,13 @@ pub enum MatvecVariant {
     Subgroup,
     /// Forward, reduction through shared memory (no optional feature).
     Compat,
-    /// Forward, the block formats only: x rounded to int8 per block, integer
-    /// dot products (needs subgroup arithmetic and shaderIntegerDotProduct).
+    /// Forward, the block formats only: x rounded to int8 per block in
+    /// every workgroup, integer dot products (needs subgroup arithmetic and
+    /// shaderIntegerDotProduct).
     Dot,
+    /// As `Dot`, with x rounded once per product by `matvec_round_f32_q8`
+    /// into a scratch buffer before it (the same bits as `Dot`).
+    DotPre,
     /// The transposed product (one variant, no optional feature).
     Transposed,
 }
@@ -418,6 +422,11 @@ mod tests {
             }
             let dot = format.spec().vulkan.matvec_dot;
             assert_eq!(matvec_kernel(MatvecVariant::Dot, format).is_some(), dot);
+            assert_eq!(matvec_kernel(MatvecVariant::DotPre, format).is_some(), dot);
         }
+        assert_eq!(
+            KernelId::MATVEC_ROUND_F32_Q8.kernel().family,
+            Family::Matvec
+        );
     }
 }

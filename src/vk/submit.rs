@@ -204,7 +204,13 @@ fn record_submit_wait(
             d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
         }
     }
-    record(sub.cmd)?;
+    if let Err(e) = record(sub.cmd) {
+        // SAFETY: recording began above. Ended unsubmitted, the buffer is
+        // executable, which the next begin resets (a buffer left recording
+        // could not be begun again).
+        let _ = unsafe { d.end_command_buffer(sub.cmd) };
+        return Err(e);
+    }
     if let Some(pool) = timestamps {
         // SAFETY: recording.
         unsafe { d.cmd_write_timestamp(sub.cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1) };

@@ -160,7 +160,7 @@ pub fn variant_of(engine: &Engine, call: &MatvecCall) -> Variant {
 }
 
 /// The device's extra error for output `o` of vector `b`: x's rounding
-/// where `call` runs the `_dot` variant.
+/// where `call` runs a `_dot` variant.
 pub fn device_term(
     engine: &Engine,
     call: &MatvecCall,
@@ -169,7 +169,7 @@ pub fn device_term(
     b: usize,
     o: usize,
 ) -> f64 {
-    if variant_of(engine, call) == Variant::Dot {
+    if matches!(variant_of(engine, call), Variant::Dot | Variant::DotPre) {
         rounding_term(call, w, x, b, o)
     } else {
         0.0
@@ -234,7 +234,7 @@ pub fn check_call(
 
 /// The engine chose what `row` asks for: the compatible kernels where it
 /// forces them, the arithmetic of its NYXQ_VK_MATVEC_VARIANT and the forward
-/// variant that gives Q4_0 at batch 8 (where the default picks f32), its
+/// variant that gives Q4_0 at batch 8 (`_dot_pre` by default), its
 /// NYXQ_VK_MATVEC_ROWS (capped at 8 for the f32 variants) and its
 /// NYXQ_VK_MATVEC_SLOTS (the rows ask only for slots that hold their rows,
 /// so none is raised). The expectations come from the table, not from the
@@ -244,17 +244,19 @@ pub fn assert_row_chosen(row: &Env, compat: bool, choice: &MatvecChoice) {
     let arithmetic = match row.matvec_variant() {
         Some("f32") => Arithmetic::F32,
         Some("dot") => Arithmetic::IntegerDot,
+        Some("dot_pre") => Arithmetic::PreRounded,
         _ => Arithmetic::Auto,
     };
     assert_eq!(choice.arithmetic(), arithmetic, "row {}", row.name);
+    assert_eq!(choice.pre_rounded_failure(), None, "row {}", row.name);
     let variant = choice.forward_variant(compat, Format::Q4_0, 8);
-    if compat || !choice.subgroup_supported() {
-        assert_eq!(variant, Variant::Compat, "row {}", row.name);
-    } else if arithmetic == Arithmetic::IntegerDot && choice.dot_supported() {
-        assert_eq!(variant, Variant::Dot, "row {}", row.name);
-    } else {
-        assert_eq!(variant, Variant::Subgroup, "row {}", row.name);
-    }
+    let expected = match arithmetic {
+        _ if compat || !choice.subgroup_supported() => Variant::Compat,
+        Arithmetic::IntegerDot if choice.dot_supported() => Variant::Dot,
+        Arithmetic::Auto | Arithmetic::PreRounded if choice.dot_supported() => Variant::DotPre,
+        _ => Variant::Subgroup,
+    };
+    assert_eq!(variant, expected, "row {}", row.name);
     if let Some(rows) = row.matvec_rows() {
         for batch in [1, 8] {
             let used = choice.rows_per_group(Variant::Dot, batch, Format::Q4_0, 4097);

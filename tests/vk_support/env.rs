@@ -52,8 +52,8 @@ pub const FORCE_COMPAT: Env = Env {
     base: Base::Device,
     vars: &[(FORCE_COMPAT_VAR, "1")],
 };
-/// The `_dot` matvec at every batch (by default it runs up to
-/// DOT_MAX_BATCH).
+/// The `_dot` matvec (x rounded in every workgroup) at every batch (by
+/// default `_dot_pre` runs instead).
 pub const MATVEC_DOT: Env = Env {
     name: "matvec-dot",
     base: Base::Device,

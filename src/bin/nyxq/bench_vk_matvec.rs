@@ -1,11 +1,14 @@
 //! `nyxq bench-vk-matvec [--quick] [--compat] [--no-transposed]
-//! [--variant f32|dot|both] [--batches 1,2,4,8] [--json FILE] [--iterations N]`: the Vulkan
-//! matrix-vector products (W·x, and xᵀ·W unless --no-transposed) per format,
-//! shape and batch on device-resident data (GPU timestamps), against the copy
-//! kernel measured in the same run. W·x of the block formats runs in both
-//! arithmetics (f32 and integer dot products) where the device has both,
-//! unless --variant names one. Prints a table with the variant that ran;
-//! `--json FILE` also writes the numbers.
+//! [--variant all|dot_pre|dot|f32|both] [--batches 1,2,4,8] [--json FILE]
+//! [--iterations N]`: the Vulkan matrix-vector products (W·x, and xᵀ·W
+//! unless --no-transposed) per format, shape and batch on device-resident
+//! data (GPU timestamps), against the copy kernel measured in the same run.
+//! W·x of the block formats runs in every arithmetic the device has (x
+//! rounded once per product, `dot_pre`; x rounded in every workgroup, `dot`;
+//! f32), unless --variant names some (`both`: `dot` and `f32`). Prints a
+//! table with the variant that ran, then `dot_pre` beside `dot` (ratio to
+//! the copy kernel, batch n over batch 1); `--json FILE` also writes the
+//! numbers.
 
 pub(crate) mod measure;
 
@@ -18,6 +21,13 @@ use nyxq::vk::shaders::MatvecVariant as Variant;
 /// The issue's shapes (rows, cols), and small ones for CI.
 const SHAPES: [(usize, usize); 4] = [(4096, 4096), (8192, 8192), (16384, 16384), (11008, 4096)];
 const QUICK_SHAPES: [(usize, usize); 2] = [(256, 256), (512, 1024)];
+
+/// The arithmetics of the block formats' W·x, timed by default.
+const ALL_ARITHMETICS: [Arithmetic; 3] = [
+    Arithmetic::PreRounded,
+    Arithmetic::IntegerDot,
+    Arithmetic::F32,
+];
 
 struct Options {
     quick: bool,
@@ -36,7 +46,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         transposed: true,
         json: None,
         iterations: None,
-        arithmetics: vec![Arithmetic::IntegerDot, Arithmetic::F32],
+        arithmetics: ALL_ARITHMETICS.to_vec(),
         batches: vec![1, 8],
     };
     let mut it = args.iter();
@@ -47,10 +57,12 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--no-transposed" => o.transposed = false,
             "--variant" => {
                 o.arithmetics = match it.next().map(String::as_str) {
+                    Some("all") => ALL_ARITHMETICS.to_vec(),
+                    Some("dot_pre") => vec![Arithmetic::PreRounded],
                     Some("f32") => vec![Arithmetic::F32],
                     Some("dot") => vec![Arithmetic::IntegerDot],
                     Some("both") => vec![Arithmetic::IntegerDot, Arithmetic::F32],
-                    _ => return Err("--variant needs f32, dot or both".to_string()),
+                    _ => return Err("--variant needs all, dot_pre, dot, f32 or both".to_string()),
                 }
             }
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.clone()),
@@ -129,6 +141,47 @@ fn print_table(report: &Report) {
     }
 }
 
+/// W·x with x rounded once per product (`dot_pre`) beside x rounded in
+/// every workgroup (`dot`) on the same format, shape and batch: each one's
+/// time, ratio to the copy kernel's bandwidth and time over its batch 1,
+/// and how much faster `dot_pre` is.
+fn print_pre_rounded_comparison(report: &Report) {
+    let pairs: Vec<_> = report
+        .measurements
+        .iter()
+        .filter(|m| m.variant == Variant::DotPre)
+        .filter_map(|m| report.with_variant(m, Variant::Dot).map(|d| (m, d)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!(
+        "
+W·x, x rounded once per product (dot_pre) beside x rounded in every workgroup (dot):
+"
+    );
+    println!(
+        "| format | shape | batch | dot_pre (us) | dot_pre x copy | dot_pre / batch 1 | dot (us) | dot x copy | dot / batch 1 | dot / dot_pre |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (pre, dot) in pairs {
+        println!(
+            "| {} | {}x{} | {} | {:.1} | {:.2} | {} | {:.1} | {:.2} | {} | {:.2} |",
+            pre.format.name(),
+            pre.rows,
+            pre.cols,
+            pre.batch,
+            pre.seconds * 1e6,
+            pre.gbps() / report.copy_gbps,
+            cell(report.batch_ratio(pre)),
+            dot.seconds * 1e6,
+            dot.gbps() / report.copy_gbps,
+            cell(report.batch_ratio(dot)),
+            dot.seconds / pre.seconds,
+        );
+    }
+}
+
 fn json(report: &Report, device: &str, variants: &str) -> serde_json::Value {
     let rows: Vec<_> = report
         .measurements
@@ -176,8 +229,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let variants = format!(
         "F32/F16/BF16 {:?}; block formats {}",
         choice.forward_variant(compat, Format::F16, 1),
-        if !compat && choice.dot_supported() {
-            "Dot or Subgroup (see the table)"
+        if !compat && choice.pre_rounded_supported() {
+            "DotPre, Dot or Subgroup (see the table)"
+        } else if !compat && choice.dot_supported() {
+            "Dot or Subgroup (see the table; DotPre disabled by the self-test)"
         } else if compat {
             "Compat"
         } else {
@@ -201,7 +256,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let rows = |v, batch, format, height| choice.rows_per_group(v, batch, format, height);
     let dot_rows = rows(Variant::Dot, 1, Format::Q4_0, 16384);
     println!(
-        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1); by default W·x runs dot up to batch {}\n",
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1), dot_pre the same; by default W·x runs dot_pre up to batch {} (where the self-test disabled it, dot up to batch {})\n",
         settings.iterations,
         rows(Variant::Subgroup, 1, Format::Q4_0, 0),
         rows(Variant::Subgroup, 1, Format::F16, 0),
@@ -211,6 +266,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rows(Variant::Dot, 1, Format::Q4_0, 4096),
         rows(Variant::Dot, 1, Format::Q4_0, 11008),
         choice.dot_slots(dot_rows, 1),
+        nyxq::vk::matvec::PRE_ROUNDED_MAX_BATCH,
         nyxq::vk::matvec::DOT_MAX_BATCH,
     );
     let report = measure::run(engine, &settings).map_err(|e| e.to_string())?;
@@ -219,6 +275,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         gbps_cell(report.copy_gbps)
     );
     print_table(&report);
+    print_pre_rounded_comparison(&report);
     if let Some(path) = o.json {
         let text = serde_json::to_string_pretty(&json(&report, &device, &variants))
             .map_err(|e| e.to_string())?;

@@ -1,8 +1,10 @@
 //! The measurements of `nyxq bench-vk-matvec`: W·x (and xᵀ·W) for
 //! every format, shape and batch on device-resident data, timed with GPU timestamps (median
 //! of several runs), next to the copy kernel's GB/s measured in the same run.
-//! The block formats' W·x runs once per arithmetic asked for (f32 and
-//! integer dot products) where the device has both.
+//! The block formats' W·x runs once per arithmetic asked for (f32, integer
+//! dot products with x rounded in every workgroup, and with x rounded once
+//! per product before it: the rounding dispatch and its barrier are inside
+//! the timestamps) where the device has them.
 
 use crate::bench_vk::measure::{copy_gbps, median_seconds};
 use nyxq::Result;
@@ -69,6 +71,15 @@ impl Report {
             o.format == format
                 && (o.rows, o.cols, o.batch, o.transposed)
                     == (m.rows, m.cols, m.batch, m.transposed)
+        })
+    }
+
+    /// The measurement of `variant` on the format, shape, batch and
+    /// direction of `m`.
+    pub fn with_variant(&self, m: &Measurement, variant: Variant) -> Option<&Measurement> {
+        self.measurements.iter().find(|o| {
+            (o.format, o.rows, o.cols, o.batch, o.transposed, o.variant)
+                == (m.format, m.rows, m.cols, m.batch, m.transposed, variant)
         })
     }
 
