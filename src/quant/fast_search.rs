@@ -31,6 +31,9 @@ use super::search;
 /// compared exactly: the f32 scores' rounding error is below 1e-5 of it.
 const EXACT_BELOW: f32 = 1e-4;
 
+/// Grid scales a block tries besides nearest rounding's.
+const GRID: usize = 28;
+
 /// The magnitudes the f32 scoring handles: larger blocks would overflow f16
 /// scales of the grid, smaller ones lose precision in `x²`.
 const MAGNITUDES: std::ops::RangeInclusive<f32> = 1e-15..=6e4;
@@ -39,6 +42,13 @@ const MAGNITUDES: std::ops::RangeInclusive<f32> = 1e-15..=6e4;
 pub(super) trait Sums {
     /// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at the inverse scale `id`.
     fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32);
+
+    /// [`Sums::q4_0`] of four inverse scales (the AVX2 kernel interleaves
+    /// them; each candidate's sums are the same as on its own).
+    #[inline(always)]
+    fn q4_0_four(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], ids: [f32; 4]) -> [(f32, f32); 4] {
+        ids.map(|id| Self::q4_0(x, wx, w, id))
+    }
 }
 
 /// Adds eight lanes as the AVX2 kernel's horizontal sum does.
@@ -110,20 +120,31 @@ pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
     );
     let mut best = (nearest, None);
     let mut refit = (f32::INFINITY, 0.0f32);
-    for (sign, first_divisor) in [(-1.0f32, 6.5f32), (1.0, 5.5)] {
-        for k in 0..14 {
-            let d = stored(max / (sign * (first_divisor + 0.25 * k as f32)));
-            let sums = S::q4_0(xs, &wx, ws, inverse_scale(d));
-            let error = score(d, sums);
-            if error < best.0 {
-                best = (error, Some(d));
-            }
-            if sums.1 > 0.0 {
-                let r = stored(sums.0 / sums.1);
-                let bound = score(r, sums);
-                if bound < refit.0 {
-                    refit = (bound, r);
-                }
+    // The grid in the reference's order: the largest element on −8's side,
+    // then on 7's, divisors from 1.5 below to 1.75 above those ends.
+    let grid: [f32; GRID] = std::array::from_fn(|c| {
+        let (sign, first_divisor) = if c < GRID / 2 {
+            (-1.0f32, 6.5f32)
+        } else {
+            (1.0, 5.5)
+        };
+        stored(max / (sign * (first_divisor + 0.25 * (c % (GRID / 2)) as f32)))
+    });
+    let mut grid_sums = [(0.0f32, 0.0f32); GRID];
+    for (sums, scales) in grid_sums.chunks_exact_mut(4).zip(grid.chunks_exact(4)) {
+        let ids = std::array::from_fn(|i| inverse_scale(scales[i]));
+        sums.copy_from_slice(&S::q4_0_four(xs, &wx, ws, ids));
+    }
+    for (&d, &sums) in grid.iter().zip(&grid_sums) {
+        let error = score(d, sums);
+        if error < best.0 {
+            best = (error, Some(d));
+        }
+        if sums.1 > 0.0 {
+            let r = stored(sums.0 / sums.1);
+            let bound = score(r, sums);
+            if bound < refit.0 {
+                refit = (bound, r);
             }
         }
     }
