@@ -108,7 +108,7 @@ pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
         lanes[e % 8] += *p * xs[e];
     }
     let energy = lane_sum(&lanes);
-    if !MAGNITUDES.contains(&max.abs()) || !(energy.is_finite() && energy >= 1e-30) {
+    if !(MAGNITUDES.contains(&max.abs()) && energy.is_finite() && energy >= 1e-30) {
         search::q4_0(x, w, out);
         return;
     }

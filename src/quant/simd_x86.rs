@@ -1249,43 +1249,6 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iq4_nl_indices_are_the_portable_ones() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX2/F16C");
-            return;
-        }
-        // Every half-integer from −140 to 140 (each midpoint among them),
-        // the floats just around each, and a spread between.
-        let mut probes: Vec<f32> = Vec::new();
-        for k in -280i32..=280 {
-            let c = k as f32 / 2.0;
-            for step in -3i32..=3 {
-                probes.push(f32::from_bits((c.to_bits() as i32 + step) as u32));
-            }
-        }
-        probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
-        probes.retain(|t| t.is_finite());
-        for chunk in probes.chunks_exact(8) {
-            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
-            // and the store writes 8 ints into `got`.
-            let got = unsafe {
-                let mut got = [0i32; 8];
-                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
-                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
-                got
-            };
-            for (&t, &g) in chunk.iter().zip(&got) {
-                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
-            }
-        }
-    }
-}
-
 /// The AVX2 sums of the fast Q4_0 search (`fast_search.rs`): the portable
 /// sums' operations in the same order, eight lanes at once.
 struct SearchSums;
@@ -1358,4 +1321,41 @@ fn search_sums<const N: usize>(
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn q4_0_search(x: &[f32], w: &[f32], out: &mut [u8]) {
     super::fast_search::q4_0_with::<SearchSums>(x, w, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iq4_nl_indices_are_the_portable_ones() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // Every half-integer from −140 to 140 (each midpoint among them),
+        // the floats just around each, and a spread between.
+        let mut probes: Vec<f32> = Vec::new();
+        for k in -280i32..=280 {
+            let c = k as f32 / 2.0;
+            for step in -3i32..=3 {
+                probes.push(f32::from_bits((c.to_bits() as i32 + step) as u32));
+            }
+        }
+        probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
+        probes.retain(|t| t.is_finite());
+        for chunk in probes.chunks_exact(8) {
+            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
+            // and the store writes 8 ints into `got`.
+            let got = unsafe {
+                let mut got = [0i32; 8];
+                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+                got
+            };
+            for (&t, &g) in chunk.iter().zip(&got) {
+                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
+            }
+        }
+    }
 }
