@@ -53,7 +53,7 @@ pub struct NyxqTensorInfo {
     pub byte_len: u64,
 }
 
-fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
+pub(crate) fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
     let c_name =
         CString::new(tensor.name()).map_err(|_| Error::invalid("tensor name contains NUL"))?;
     Ok(handle::register::<NyxqTensor>(TensorHandle {
