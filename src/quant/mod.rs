@@ -9,6 +9,7 @@
 //! - The result depends only on the input and the options, never on `threads`
 //!   or on which SIMD path ran.
 
+pub(crate) mod fast_search;
 pub mod kquant;
 pub(crate) mod kquant_search;
 pub mod limits;

@@ -1249,6 +1249,80 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The AVX2 sums of the fast Q4_0 search (`fast_search.rs`): the portable
+/// sums' operations in the same order, eight lanes at once.
+struct SearchSums;
+
+impl super::fast_search::Sums for SearchSums {
+    #[inline(always)]
+    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
+        let [first, ..] = search_sums::<1>(x, wx, w, [id]);
+        first
+    }
+
+    #[inline(always)]
+    fn q4_0_four(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], ids: [f32; 4]) -> [(f32, f32); 4] {
+        search_sums(x, wx, w, ids)
+    }
+}
+
+/// The sums of `N` candidates, interleaved so that their dependency chains
+/// overlap; each candidate's operations are those of the portable sums.
+#[inline(always)]
+fn search_sums<const N: usize>(
+    x: &[f32; QK],
+    wx: &[f32; QK],
+    w: &[f32; QK],
+    ids: [f32; N],
+) -> [(f32, f32); N] {
+    // SAFETY: only reached from `q4_0_search`, whose callers detected
+    // AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
+    unsafe {
+        let vids = ids.map(|id| _mm256_set1_ps(id));
+        let half_up = _mm256_set1_ps(8.5);
+        let (zero, top, eight) = (
+            _mm256_setzero_ps(),
+            _mm256_set1_ps(15.0),
+            _mm256_set1_ps(8.0),
+        );
+        let (mut a, mut b) = ([zero; N], [zero; N]);
+        for c in 0..QK / 8 {
+            let xv = _mm256_loadu_ps(x.as_ptr().add(8 * c));
+            let wxv = _mm256_loadu_ps(wx.as_ptr().add(8 * c));
+            let wv = _mm256_loadu_ps(w.as_ptr().add(8 * c));
+            for n in 0..N {
+                let t = _mm256_add_ps(_mm256_mul_ps(xv, vids[n]), half_up);
+                let q = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+                let l = _mm256_sub_ps(_mm256_min_ps(_mm256_max_ps(q, zero), top), eight);
+                a[n] = _mm256_add_ps(a[n], _mm256_mul_ps(wxv, l));
+                b[n] = _mm256_add_ps(b[n], _mm256_mul_ps(_mm256_mul_ps(wv, l), l));
+            }
+        }
+        std::array::from_fn(|n| {
+            // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7]
+            let pairs = _mm256_hadd_ps(a[n], b[n]);
+            let halves = _mm_add_ps(
+                _mm256_castps256_ps128(pairs),
+                _mm256_extractf128_ps(pairs, 1),
+            );
+            let sums = _mm_hadd_ps(halves, halves);
+            (
+                _mm_cvtss_f32(sums),
+                _mm_cvtss_f32(_mm_shuffle_ps(sums, sums, 1)),
+            )
+        })
+    }
+}
+
+/// The fast error-minimising Q4_0 search of one block on the AVX2 sums.
+///
+/// # Safety
+/// AVX2 and F16C present.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn q4_0_search(x: &[f32], w: &[f32], out: &mut [u8]) {
+    super::fast_search::q4_0_with::<SearchSums>(x, w, out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
