@@ -521,8 +521,9 @@ std::string report_line(const NyxqContext *ctx, const std::string &prefix) {
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
   }
 
-const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,  NYXQ_FORMAT_Q4_0,
-                        NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL};
+const int kFormats[] = {NYXQ_FORMAT_F16,    NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
+                        NYXQ_FORMAT_Q4_1,   NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K,
+                        NYXQ_FORMAT_Q5_K,   NYXQ_FORMAT_Q6_K};
 
 }  // namespace
 
@@ -530,7 +531,8 @@ const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,  N
 // trainer's own commands, runs them, and checks each byte against the CPU.
 void record_every_conversion(Trainer &trainer, NyxqContext *ctx) {
   auto cpu = nyxq_test::cpu_context(1);
-  const size_t n = 8192 + 64;
+  // Whole K-quant super-blocks (33: Q6_K's bytes end inside a word).
+  const size_t n = 8192 + 256;
   const std::vector<float> x = nyxq_test::sine_with_bumps(n);
   // The trainer's buffers: staging (host writes), an arena that holds the
   // input and the quantized bytes at offsets, the outputs and a readback.
@@ -1278,12 +1280,6 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
                 nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q4_0, nullptr, &made));
-  // A DEVICE source converts on the device: a format without Vulkan kernels is refused.
-  const uint64_t wide[2] = {2, 256};
-  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "k", wide, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &t));
-  nyxq_test::TensorPtr wide_on_device(t);
-  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_convert(wide_on_device.get(), NYXQ_FORMAT_Q4_K, nullptr, &made));
-  EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
   // Moving to the host needs host memory: refused, the tensor stays on the device.
   CHECK_OK(nyxq_test_fail_allocation_after(1));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_tensor_migrate(on_device.get(), NYXQ_PLACEMENT_HOST));
@@ -1294,66 +1290,6 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   CHECK_OK(nyxq_tensor_download(on_device.get(), back.data(), back.size()));
   EXPECT_EQ(back, expect);
   EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
-  EXPECT_EQ(trainer.validation_errors(), 0);
-}
-
-// The K-quants have CPU kernels only: every Vulkan entry point refuses them
-// as unsupported, saying so, and records or allocates nothing; the context's
-// own quantize runs the CPU twin.
-TEST(VkHandoff, AFormatWithoutVulkanKernelsIsRefusedByEveryVulkanEntryPoint) {
-  NEED_DEVICE(trainer);
-  auto ctx = borrow(trainer);
-  HostBuffer buf = trainer.make_buffer(1 << 15);
-  // Room for 1024 values and for a 4x256 matrix, its x and its y.
-  const NyxqVkBufferRange src{buf.buffer, 0, 4096}, dst{buf.buffer, 8192, 4096};
-  const NyxqVkBufferRange w{buf.buffer, 16384, 576}, x{buf.buffer, 20480, 1024}, y{buf.buffer, 24576, 256};
-  VkCommandBuffer cmd = trainer.cmd();
-  for (int format : {NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K}) {
-    NyxqFormatInfo info;
-    CHECK_OK(nyxq_format_info(format, &info));
-    SCOPED_TRACE(info.name);
-    const std::string refusal = std::string(info.name) + " has no Vulkan";
-    auto expect_refused = [&](NyxqStatus status, const char *what) {
-      EXPECT_EQ(status, NYXQ_ERROR_UNSUPPORTED) << what << " -> " << nyxq_test::describe(status);
-      EXPECT_NE(std::strstr(nyxq_last_error_message(), refusal.c_str()), nullptr)
-          << what << ": " << nyxq_last_error_message();
-    };
-    uint64_t ticket = 12345;
-    trainer.begin();
-    expect_refused(nyxq_vk_cmd_quantize(ctx.get(), cmd, format, 1024, &src, &dst, nullptr, &ticket), "quantize");
-    expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, format, 1024, &dst, &src, NYXQ_FORMAT_F32, &ticket),
-                   "dequantize");
-    expect_refused(nyxq_vk_cmd_dequantize(ctx.get(), cmd, format, 1024, &dst, &src, NYXQ_FORMAT_F16, &ticket),
-                   "dequantize to f16");
-    expect_refused(nyxq_vk_cmd_fake_quantize(ctx.get(), cmd, format, 1024, &src, &dst, nullptr, &ticket),
-                   "fake-quantize");
-    expect_refused(nyxq_vk_cmd_matvec(ctx.get(), cmd, format, 4, 256, 1, &w, &x, nullptr, &y, &ticket), "matvec");
-    expect_refused(nyxq_vk_cmd_matvec_transposed(ctx.get(), cmd, format, 4, 256, 1, &w, &x, &y, &ticket),
-                   "matvec_transposed");
-    EXPECT_EQ(ticket, 12345u) << "no ticket was written";
-    expect_nothing_recorded(trainer, ctx.get());
-
-    const uint64_t shape[2] = {2, 256};
-    NyxqTensor *t = nullptr;
-    expect_refused(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, format, NYXQ_PLACEMENT_DEVICE, &t),
-                   "a device tensor");
-    EXPECT_EQ(t, nullptr);
-    CHECK_OK(nyxq_tensor_create(ctx.get(), "h", shape, 2, format, &t));
-    nyxq_test::TensorPtr host(t);
-    expect_refused(nyxq_tensor_migrate(host.get(), NYXQ_PLACEMENT_DEVICE), "migrating to the device");
-    int32_t placement = -1;
-    CHECK_OK(nyxq_tensor_placement(host.get(), &placement));
-    EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
-
-    // The context's own functions take the CPU twin: the same bytes as a CPU context.
-    auto cpu = nyxq_test::cpu_context(1);
-    const std::vector<float> values = nyxq_test::sine_with_bumps(1024);
-    std::vector<unsigned char> on_vulkan(4 * info.block_bytes), on_cpu(on_vulkan.size());
-    CHECK_OK(nyxq_quantize(ctx.get(), format, values.data(), values.size(), nullptr, on_vulkan.data(),
-                           on_vulkan.size()));
-    CHECK_OK(nyxq_quantize(cpu.get(), format, values.data(), values.size(), nullptr, on_cpu.data(), on_cpu.size()));
-    EXPECT_EQ(on_vulkan, on_cpu);
-  }
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
