@@ -103,11 +103,12 @@ void k_step1(vec4 x0, vec4 x1, uint t) {
 // Step 2: sub-block j's scale (and minimum), for j < K_SUBS.
 void k_step2(uint j) {
 #if defined(AFFINE_K)
-    uint lo_key = k_part[4u * j];
-    uint hi_key = k_part[LOCAL_SIZE + 4u * j];
+    uint first = K_PER_SUB * j;
+    uint lo_key = k_part[first];
+    uint hi_key = k_part[LOCAL_SIZE + first];
     for (uint i = 1u; i < K_PER_SUB; ++i) {
-        lo_key = min(lo_key, k_part[4u * j + i]);
-        hi_key = max(hi_key, k_part[LOCAL_SIZE + 4u * j + i]);
+        lo_key = min(lo_key, k_part[first + i]);
+        hi_key = max(hi_key, k_part[LOCAL_SIZE + first + i]);
     }
     uint lo = unsortable(lo_key);
     uint hi = unsortable(hi_key);
@@ -120,8 +121,8 @@ void k_step2(uint j) {
     k_sub[16u + j] = lo ^ 0x80000000u;
 #else
     // s = max / −32, rounded as the CPU (subnormals too: the sign of d
-    // depends on them).
-    uint m = first_larger(k_part[2u * j], k_part[2u * j + 1u]);
+    // depends on them); the sub-block's two partials folded in value order.
+    uint m = first_larger(k_part[K_PER_SUB * j], k_part[K_PER_SUB * j + 1u]);
     k_sub[j] = pow2_divide(m, 5u) ^ 0x80000000u;
 #endif
 }
