@@ -521,9 +521,16 @@ std::string report_line(const NyxqContext *ctx, const std::string &prefix) {
     FAIL() << "NYXQ_TEST_REQUIRE_RESOURCES=1 and VK_LAYER_KHRONOS_validation is not installed"; \
   }
 
-const int kFormats[] = {NYXQ_FORMAT_F16,    NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                        NYXQ_FORMAT_Q4_1,   NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K,
-                        NYXQ_FORMAT_Q5_K,   NYXQ_FORMAT_Q6_K};
+const int kFormats[] = {NYXQ_FORMAT_F16,  NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0,   NYXQ_FORMAT_Q4_0,
+                        NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K,
+                        NYXQ_FORMAT_Q5_K, NYXQ_FORMAT_Q6_K};
+
+// The columns of the recorded products' W: 3 blocks of 32, or one
+// super-block of 256 for a K-quant (whose rows are whole super-blocks).
+size_t product_cols(int format) {
+  const bool k_quant = format == NYXQ_FORMAT_Q4_K || format == NYXQ_FORMAT_Q5_K || format == NYXQ_FORMAT_Q6_K;
+  return k_quant ? 256 : 96;
+}
 
 }  // namespace
 
@@ -1302,23 +1309,25 @@ TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
   auto cpu = nyxq_test::cpu_context(1);
-  const size_t rows = 9, cols = 96, batch = 3;
-  HostBuffer w_buf = trainer.make_buffer(4 * rows * cols);
-  HostBuffer x_buf = trainer.make_buffer(4 * batch * cols);
+  const size_t rows = 9, max_cols = 256, batch = 3;
+  HostBuffer w_buf = trainer.make_buffer(4 * rows * max_cols);
+  HostBuffer x_buf = trainer.make_buffer(4 * batch * max_cols);
   HostBuffer xt_buf = trainer.make_buffer(4 * batch * rows);
   HostBuffer bias_buf = trainer.make_buffer(4 * rows);
   HostBuffer y_buf = trainer.make_buffer(4 * batch * rows);
-  HostBuffer yt_buf = trainer.make_buffer(4 * batch * cols);
-  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * cols);
-  const std::vector<float> x = nyxq_test::sine(batch * cols, 0.37f, 1.0f);
+  HostBuffer yt_buf = trainer.make_buffer(4 * batch * max_cols);
+  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * max_cols);
+  const std::vector<float> x = nyxq_test::sine(batch * max_cols, 0.37f, 1.0f);
   const std::vector<float> xt = nyxq_test::sine(batch * rows, 0.37f, 3.0f);
   const std::vector<float> bias = nyxq_test::sine(rows, 0.37f, 2.0f);
   std::memcpy(x_buf.mapped, x.data(), 4 * x.size());
   std::memcpy(xt_buf.mapped, xt.data(), 4 * xt.size());
   std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K,
+                     NYXQ_FORMAT_Q6_K}) {
     SCOPED_TRACE(testing::Message() << "format " << format);
+    const size_t cols = product_cols(format);
     size_t qbytes = 0, range = 0;
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
     CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));
@@ -1381,15 +1390,15 @@ TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
   NEED_DEVICE(trainer);
   auto ctx = borrow(trainer);
   auto cpu = nyxq_test::cpu_context(1);
-  const size_t rows = 70, cols = 96, tokens = 67;
-  HostBuffer w_buf = trainer.make_buffer(4 * rows * cols);
-  HostBuffer x_buf = trainer.make_buffer(4 * tokens * cols);
+  const size_t rows = 70, max_cols = 256, tokens = 67;
+  HostBuffer w_buf = trainer.make_buffer(4 * rows * max_cols);
+  HostBuffer x_buf = trainer.make_buffer(4 * tokens * max_cols);
   HostBuffer dy_buf = trainer.make_buffer(4 * tokens * rows);
   HostBuffer bias_buf = trainer.make_buffer(4 * rows);
   HostBuffer y_buf = trainer.make_buffer(4 * tokens * rows);
-  HostBuffer dx_buf = trainer.make_buffer(4 * tokens * cols);
-  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * cols);
-  const std::vector<float> x = nyxq_test::sine(tokens * cols, 0.37f, 1.0f);
+  HostBuffer dx_buf = trainer.make_buffer(4 * tokens * max_cols);
+  const std::vector<float> weights = nyxq_test::sine_with_bumps(rows * max_cols);
+  const std::vector<float> x = nyxq_test::sine(tokens * max_cols, 0.37f, 1.0f);
   const std::vector<float> dy = nyxq_test::sine(tokens * rows, 0.37f, 3.0f);
   const std::vector<float> bias = nyxq_test::sine(rows, 0.37f, 2.0f);
   std::memcpy(x_buf.mapped, x.data(), 4 * x.size());
@@ -1398,8 +1407,10 @@ TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
   bool coop = false;
   for (const std::string &line : report_lines(ctx.get())) coop |= line.find("_coop: coop variant") != std::string::npos;
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
-                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL}) {
+                     NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K,
+                     NYXQ_FORMAT_Q6_K}) {
     SCOPED_TRACE(testing::Message() << "format " << format);
+    const size_t cols = product_cols(format);
     size_t qbytes = 0, range = 0;
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
     CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));

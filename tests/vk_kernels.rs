@@ -28,14 +28,9 @@ fn xorshift(seed: u32) -> impl FnMut() -> u32 {
     }
 }
 
-/// Deterministic test data with the hard cases mixed in, a case per block
-/// of 32.
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    data_in_runs(n, seed, 32)
-}
-
-/// [`data`] with a case per `run` values (256: whole K-quant super-blocks
-/// of zeros, of subnormals, of tiny normals...).
+/// Deterministic test data with the hard cases mixed in, a case per `run`
+/// values (32: every block; 256: whole K-quant super-blocks of zeros, of
+/// subnormals, of tiny normals...).
 fn data_in_runs(n: usize, seed: u32, run: usize) -> Vec<f32> {
     let mut next = xorshift(seed.wrapping_mul(0x9e37_79b9) | 1);
     (0..n)
