@@ -1332,7 +1332,7 @@ TEST(VkHandoff, RecordedProductsMatchADoubleReferenceForEveryFormat) {
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
     CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));
     std::vector<unsigned char> w(range, 0);
-    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), weights.size(), nullptr, w.data(), qbytes));
+    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), rows * cols, nullptr, w.data(), qbytes));
     std::vector<float> dequantized(rows * cols);
     CHECK_OK(nyxq_dequantize(cpu.get(), format, w.data(), qbytes, dequantized.data(), dequantized.size()));
     std::memcpy(w_buf.mapped, w.data(), range);
@@ -1415,7 +1415,7 @@ TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
     CHECK_OK(nyxq_quantized_size(format, rows * cols, &qbytes));
     CHECK_OK(nyxq_device_range_size(format, rows * cols, &range));
     std::vector<unsigned char> w(range, 0);
-    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), weights.size(), nullptr, w.data(), qbytes));
+    CHECK_OK(nyxq_quantize(cpu.get(), format, weights.data(), rows * cols, nullptr, w.data(), qbytes));
     std::vector<float> dequantized(rows * cols);
     CHECK_OK(nyxq_dequantize(cpu.get(), format, w.data(), qbytes, dequantized.data(), dequantized.size()));
     std::memcpy(w_buf.mapped, w.data(), range);
