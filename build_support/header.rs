@@ -49,6 +49,11 @@ const TOPICS: &[Topic] = &[
         only_if: None,
     },
     Topic {
+        banner: "GGUF files",
+        files: &["gguf.rs"],
+        only_if: None,
+    },
+    Topic {
         banner: "Matrix-vector products (CPU)",
         files: &["matvec.rs"],
         only_if: None,

@@ -2,9 +2,12 @@
 // paths, in both forms (the exception carries the status, message, needed
 // length and index; the try_ form returns the same), owners that are empty
 // after a move and destroy their handle exactly once, and the Span views.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -438,6 +441,38 @@ TEST(CppApi, Tensors) {
   nyxq::Tensor empty;
   EXPECT_EQ(empty.try_data().status(), NYXQ_ERROR_NULL_POINTER);
   EXPECT_EQ(empty.try_placement().status(), NYXQ_ERROR_NULL_POINTER);
+}
+
+TEST(CppApi, GgufFiles) {
+  nyxq::Context ctx = cpu();
+  nyxq::Tensor w = ctx.create_tensor("blk.0.ffn_up.weight", {2, 256}, Format::Q4_K);
+  w.upload(sine(512, 0.01f));
+  nyxq::Tensor norm = ctx.create_tensor("blk.0.norm.weight", {256}, Format::F32);
+  norm.upload(sine(256, 0.02f));
+  const std::string path = ::testing::TempDir() + "cpp_api.gguf";
+  nyxq::write_gguf(path, {&w, &norm}, {{"nyxq.plan", "{}"}});
+  nyxq::Gguf file = nyxq::Gguf::read(ctx, path);
+  ASSERT_EQ(file.tensor_count(), 2u);
+  nyxq::Tensor back = file.tensor(0);
+  EXPECT_STREQ(back.info().name, "blk.0.ffn_up.weight");
+  const nyxq::Span<const uint8_t> a = w.data(), b = back.data();
+  EXPECT_TRUE(a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin()));
+  EXPECT_EQ(file.metadata("nyxq.plan"), std::optional<std::string>("{}"));
+  EXPECT_EQ(file.metadata("general.name"), std::nullopt);
+  std::remove(path.c_str());
+
+  // Errors in both forms.
+  EXPECT_EQ(file.try_tensor(2).status(), NYXQ_ERROR_INVALID_ARGUMENT);
+  expect_error(NYXQ_ERROR_INVALID_ARGUMENT, [&] { (void)file.tensor(2); });
+  EXPECT_EQ(nyxq::try_write_gguf(path, {&w, &w}).status(), NYXQ_ERROR_INVALID_ARGUMENT);
+  expect_error(NYXQ_ERROR_IO, [&] { nyxq::write_gguf("/nonexistent-dir/x.gguf", {&w}); });
+  EXPECT_EQ(nyxq::Gguf::try_read(ctx, path).status(), NYXQ_ERROR_IO);
+  const std::vector<uint8_t> garbage{'G', 'G', 'U', 'X'};
+  EXPECT_EQ(nyxq::Gguf::try_parse(ctx, garbage).status(), NYXQ_ERROR_INVALID_ARGUMENT);
+  expect_error(NYXQ_ERROR_INVALID_ARGUMENT, [&] { (void)nyxq::Gguf::parse(ctx, garbage); });
+  nyxq::Gguf empty;
+  EXPECT_EQ(empty.try_tensor_count().status(), NYXQ_ERROR_NULL_POINTER);
+  EXPECT_EQ(empty.try_metadata("k").status(), NYXQ_ERROR_NULL_POINTER);
 }
 
 TEST(CppApi, ConfigPolicyAndWarnings) {

@@ -1142,6 +1142,7 @@ PFN_vkAllocateDescriptorSets real_allocate_descriptor_sets = nullptr;
 PFN_vkAllocateMemory real_allocate_memory = nullptr;
 PFN_vkMapMemory real_map_memory = nullptr;
 PFN_vkGetSemaphoreCounterValue real_get_semaphore_counter_value = nullptr;
+PFN_vkQueueSubmit real_queue_submit = nullptr;
 
 VKAPI_ATTR VkResult VKAPI_CALL create_fence(VkDevice device, const VkFenceCreateInfo *info,
                                             const VkAllocationCallbacks *allocator, VkFence *fence) {
@@ -1169,6 +1170,11 @@ VKAPI_ATTR VkResult VKAPI_CALL get_semaphore_counter_value(VkDevice device, VkSe
                                              : real_get_semaphore_counter_value(device, semaphore, value);
 }
 
+VKAPI_ATTR VkResult VKAPI_CALL queue_submit(VkQueue queue, uint32_t count, const VkSubmitInfo *submits,
+                                            VkFence fence) {
+  return fires("vkQueueSubmit") ? armed_result : real_queue_submit(queue, count, submits, fence);
+}
+
 VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL get_device_proc_addr(VkDevice device, const char *name) {
   const PFN_vkVoidFunction real = vkGetDeviceProcAddr(device, name);
   const std::string command = name;
@@ -1191,6 +1197,10 @@ VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL get_device_proc_addr(VkDevice device, c
   if (command == "vkMapMemory") {
     real_map_memory = reinterpret_cast<PFN_vkMapMemory>(real);
     return reinterpret_cast<PFN_vkVoidFunction>(map_memory);
+  }
+  if (command == "vkQueueSubmit") {
+    real_queue_submit = reinterpret_cast<PFN_vkQueueSubmit>(real);
+    return reinterpret_cast<PFN_vkVoidFunction>(queue_submit);
   }
   return real;
 }
@@ -2184,6 +2194,106 @@ TEST(VkAdam, FailingVulkanCommandsAndALostDeviceAreReported) {
   EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_vk_adam_save(adam.get(), out.data(), out.size()));
   EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_vk_adam_load(adam.get(), fresh.data(), fresh.size()));
   vkDestroySemaphore(trainer.device(), timeline, nullptr);
+  EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// A DEVICE tensor's upload and download go through staging memory and a
+// copy on the device: their failures reach the caller, and nothing of the
+// tensor changes. Then vkQueueSubmit reports the device lost during an
+// upload: from then on every call that would use the device refuses with
+// NYXQ_ERROR_DEVICE_LOST, naming the first loss, and records, allocates and
+// writes nothing; the host's data stays as it was.
+TEST(VkHandoff, ALostDeviceRefusesEveryCallThatWouldUseIt) {
+  NEED_DEVICE(trainer);
+  NyxqVulkanHandles handles = trainer.handles();
+  handles.get_instance_proc_addr = reinterpret_cast<void *>(vk_fault::get_instance_proc_addr);
+  auto ctx = borrow(handles);
+  ASSERT_NE(ctx, nullptr);
+  const uint64_t shape[2] = {4, 64};
+  const std::vector<float> values = nyxq_test::sine_with_bumps(256);
+  NyxqTensor *t = nullptr;
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "d", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr on_device(t);
+  CHECK_OK(nyxq_tensor_upload(on_device.get(), values.data(), values.size(), nullptr));
+  std::vector<float> stored(256), back(256, 7.0f);
+  CHECK_OK(nyxq_tensor_download(on_device.get(), stored.data(), stored.size()));
+  const std::vector<float> other(256, 0.5f);
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+                nyxq_tensor_upload(on_device.get(), other.data(), other.size(), nullptr));
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_tensor_upload(on_device.get(), other.data(), other.size(), nullptr));
+  vk_fault::arm("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, nyxq_tensor_download(on_device.get(), back.data(), back.size()));
+  vk_fault::arm("vkMapMemory", VK_ERROR_MEMORY_MAP_FAILED);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_tensor_download(on_device.get(), back.data(), back.size()));
+  EXPECT_EQ(back, std::vector<float>(256, 7.0f)) << "a failed download writes nothing";
+  CHECK_OK(nyxq_tensor_download(on_device.get(), back.data(), back.size()));
+  EXPECT_EQ(back, stored) << "failed uploads leave the tensor as it was";
+
+  // What the recording calls will need, made before the loss.
+  const RecordingArgs a(trainer);
+  const size_t n = 64;
+  nyxq_test::VkAdamPtr adam = make_vk_adam(ctx.get(), n, NYXQ_ADAM_STATE_FP32);
+  const NyxqVkBufferRange params{a.buf.buffer, 0, 4 * n}, grads{a.buf.buffer, 4096, 4 * n};
+  CHECK_OK(nyxq_tensor_create(ctx.get(), "h", shape, 2, NYXQ_FORMAT_Q8_0, &t));
+  nyxq_test::TensorPtr on_host(t);
+  CHECK_OK(nyxq_tensor_upload(on_host.get(), values.data(), values.size(), nullptr));
+
+  vk_fault::arm("vkQueueSubmit", VK_ERROR_DEVICE_LOST);
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_tensor_upload(on_device.get(), other.data(), other.size(), nullptr));
+  EXPECT_NE(std::string(nyxq_last_error_message()).find("vkQueueSubmit"), std::string::npos)
+      << nyxq_last_error_message();
+  auto lost_earlier = [] {
+    EXPECT_NE(std::string(nyxq_last_error_message()).find("lost earlier"), std::string::npos)
+        << nyxq_last_error_message();
+  };
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_tensor_upload(on_device.get(), values.data(), values.size(), nullptr));
+  lost_earlier();
+  std::fill(back.begin(), back.end(), 7.0f);
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_tensor_download(on_device.get(), back.data(), back.size()));
+  lost_earlier();
+  EXPECT_EQ(back, std::vector<float>(256, 7.0f)) << "nothing written";
+  NyxqTensor *made = reinterpret_cast<NyxqTensor *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &made));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_tensor_convert(on_device.get(), NYXQ_FORMAT_Q4_0, nullptr, &made));
+  lost_earlier();
+  EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST, nyxq_tensor_migrate(on_host.get(), NYXQ_PLACEMENT_DEVICE));
+  lost_earlier();
+  int32_t placement = -1;
+  CHECK_OK(nyxq_tensor_placement(on_host.get(), &placement));
+  EXPECT_EQ(placement, NYXQ_PLACEMENT_HOST);
+  std::vector<float> host_back(256), expect(256);
+  CHECK_OK(nyxq_tensor_download(on_host.get(), host_back.data(), host_back.size()));
+  auto cpu = nyxq_test::cpu_context(1);
+  CHECK_OK(nyxq_fake_quantize(cpu.get(), NYXQ_FORMAT_Q8_0, values.data(), values.size(), nullptr, expect.data(),
+                              expect.size()));
+  EXPECT_EQ(host_back, expect) << "the host tensor keeps its values";
+
+  VkCommandBuffer cmd = trainer.cmd();
+  uint64_t ticket = 12345;
+  trainer.begin();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_quantize(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 32, &a.src, &a.dst, nullptr, &ticket));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_matvec(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_matmul(ctx.get(), cmd, NYXQ_FORMAT_Q8_0, 4, 64, 1, &a.w, &a.x, nullptr, &a.y, &ticket));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &ticket));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), cmd, 0.1f, &params, &grads, n, nullptr, &ticket));
+  lost_earlier();
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written";
+  expect_nothing_recorded(trainer, ctx.get());
   EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
   EXPECT_EQ(trainer.validation_errors(), 0);
 }

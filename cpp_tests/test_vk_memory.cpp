@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -383,5 +384,27 @@ TEST(VkMemory, ATrainerReplansUnderAShrinkingBudgetAndLosesNothing) {
   CHECK_OK(trainer.step());
 
   trainer.expect_bytes_unchanged();
+  EXPECT_EQ(validation_errors(ctx.get()), 0u);
+}
+
+// A GGUF file is written from host bytes: a DEVICE tensor is refused until it
+// moves to the host, and nothing is written meanwhile.
+TEST(VkMemory, AGgufFileTakesDeviceTensorsOnlyOnceOnTheHost) {
+  NyxqStatus status;
+  auto ctx = vulkan_context(&status);
+  if (status == NYXQ_ERROR_UNSUPPORTED) {
+    SKIP_MISSING("no Vulkan device: " << nyxq_last_error_message());
+  }
+  CHECK_OK(status);
+  const uint64_t shape[2] = {4, 64};
+  NyxqTensor *raw = nullptr;
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "w", shape, 2, NYXQ_FORMAT_Q8_0, NYXQ_PLACEMENT_DEVICE, &raw));
+  TensorPtr w(raw);
+  const std::string path = std::string(::testing::TempDir()) + "vk_memory_device_tensor.gguf";
+  const NyxqTensor *tensors[] = {w.get()};
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_gguf_write(path.c_str(), tensors, 1, nullptr, nullptr, 0));
+  CHECK_OK(nyxq_tensor_migrate(w.get(), NYXQ_PLACEMENT_HOST));
+  CHECK_OK(nyxq_gguf_write(path.c_str(), tensors, 1, nullptr, nullptr, 0));
+  std::remove(path.c_str());
   EXPECT_EQ(validation_errors(ctx.get()), 0u);
 }

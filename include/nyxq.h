@@ -1026,7 +1026,7 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
  * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
  * larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
- * NYXQ_ERROR_VULKAN. Thread-safe.
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
                                  const char *name,
@@ -1058,7 +1058,10 @@ NyxqStatus nyxq_tensor_destroy(NyxqTensor *tensor);
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
- * NYXQ_ERROR_NON_FINITE. Thread-safe.
+ * NYXQ_ERROR_NON_FINITE; for a DEVICE tensor also (its staging memory and
+ * copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST. Nothing is written when the input is rejected.
+ * Thread-safe.
  */
 NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
                               const float *src,
@@ -1070,7 +1073,9 @@ NyxqStatus nyxq_tensor_upload(NyxqTensor *tensor,
  * element count). `dst` must not overlap the tensor's own bytes.
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
- * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats); for a DEVICE
+ * tensor also (its staging memory and copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
  */
 NyxqStatus nyxq_tensor_download(const NyxqTensor *tensor,
                                 float *dst,
@@ -1139,7 +1144,8 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
  * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
- * NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+ * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
+ * tensor.
  */
 NyxqStatus nyxq_tensor_migrate(NyxqTensor *tensor,
                                int32_t placement);
@@ -1159,6 +1165,110 @@ NyxqStatus nyxq_tensor_migrate(NyxqTensor *tensor,
 NyxqStatus nyxq_tensor_vk_buffer(const NyxqTensor *tensor,
                                  uint64_t index,
                                  NyxqVkTensorBuffer *buffer_out);
+
+/* ---- GGUF files ---- */
+
+/**
+ * A GGUF file read into memory (nyxq_gguf_read, nyxq_gguf_parse): its
+ * metadata and tensors. Release with nyxq_gguf_destroy. Calls on one
+ * handle may come from several threads.
+ */
+typedef struct NyxqGguf NyxqGguf;
+
+/**
+ * Writes `tensor_count` HOST tensors and `metadata_count` string key/values
+ * (`keys[i]` = `values[i]`, NUL-terminated UTF-8, e.g. "nyxq.plan" and the
+ * plan's JSON) as a GGUF file (version 3, alignment 32) at `path`, replacing
+ * it. Each tensor keeps its name, shape (GGUF stores it innermost first)
+ * and bytes; its format becomes the ggml type of the same name and layout.
+ * ggml limits names to 63 bytes and shapes to 4 dimensions. `(NULL, 0)` is
+ * an empty list. The file is written beside `path` and renamed over it once
+ * complete: on any error `path` keeps what it held.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (two tensors of one name, a name of more
+ * than 63 bytes, more than 4 dimensions, a key empty or given twice, a
+ * string not UTF-8), NYXQ_ERROR_UNSUPPORTED (a DEVICE tensor: migrate it to
+ * the host first), NYXQ_ERROR_IO (the file cannot be created or written).
+ * No call may upload to the tensors meanwhile.
+ */
+NyxqStatus nyxq_gguf_write(const char *path,
+                           const NyxqTensor *const *tensors,
+                           size_t tensor_count,
+                           const char *const *keys,
+                           const char *const *values,
+                           size_t metadata_count);
+
+/**
+ * Reads the GGUF file at `path` (versions 2 and 3, little-endian) into
+ * memory and checks it whole: every count, size and offset, and that every
+ * tensor is of a ggml type nyxq has as a format (F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q5_0, IQ4_NL, Q4_K, Q5_K, Q6_K). Tensors made from it
+ * (nyxq_gguf_tensor) belong to `ctx`. *gguf_out is written only on success.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (not a GGUF file, or a malformed one: the
+ * message says what and where), NYXQ_ERROR_UNSUPPORTED (another GGUF
+ * version, or a tensor of a ggml type nyxq does not have: the message names
+ * the tensor and the type), NYXQ_ERROR_IO (the file cannot be read),
+ * NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+NyxqStatus nyxq_gguf_read(const NyxqContext *ctx,
+                          const char *path,
+                          NyxqGguf **gguf_out);
+
+/**
+ * As nyxq_gguf_read, from the `len` bytes of a GGUF file at `data` (copied).
+ *
+ * Errors: as nyxq_gguf_read, without NYXQ_ERROR_IO. Thread-safe.
+ */
+NyxqStatus nyxq_gguf_parse(const NyxqContext *ctx,
+                           const uint8_t *data,
+                           size_t len,
+                           NyxqGguf **gguf_out);
+
+/**
+ * Releases a GGUF handle. NULL is a no-op. Tensors made from it stay valid.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE. No other call may be using the handle.
+ */
+NyxqStatus nyxq_gguf_destroy(NyxqGguf *gguf);
+
+/**
+ * How many tensors the file has.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE. Thread-safe.
+ */
+NyxqStatus nyxq_gguf_tensor_count(const NyxqGguf *gguf,
+                                  size_t *count_out);
+
+/**
+ * Tensor `index` (in file order) as a new HOST tensor of the handle's
+ * context: the file's name, shape (outermost first) and bytes, in the nyxq
+ * format of its ggml type (nyxq_tensor_info describes it). The caller owns
+ * it: release it with nyxq_tensor_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (index >= the tensor count),
+ * NYXQ_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+NyxqStatus nyxq_gguf_tensor(const NyxqGguf *gguf,
+                            size_t index,
+                            NyxqTensor **tensor_out);
+
+/**
+ * The value of metadata `key` as text: a string as itself, a number in
+ * decimal, a bool as true or false, an array as `[a, b, …]` (strings quoted,
+ * at most 64 elements shown, then how many in all). *text_out receives a
+ * NUL-terminated string to release with nyxq_string_destroy, or NULL when
+ * the file has no such key.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (key not UTF-8). Thread-safe.
+ */
+NyxqStatus nyxq_gguf_metadata(const NyxqGguf *gguf,
+                              const char *key,
+                              char **text_out);
 
 /* ---- Matrix-vector products (CPU) ---- */
 
@@ -1652,8 +1762,10 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
- * self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
  * synchronisation of one command buffer).
  */
@@ -1794,7 +1906,9 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias, y
  * or one row of W over
  * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
- * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is
  * recorded on error. Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_matvec(NyxqContext *ctx,
@@ -1870,7 +1984,9 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context; a kernel disabled by its
  * self-test; bias, one row of W or one token's values over
  * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY (65 536 recorded
- * dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on error.
+ * dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on error.
  * Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_matmul(NyxqContext *ctx,
@@ -2873,7 +2989,9 @@ NyxqStatus nyxq_adam_load(NyxqAdam *adam,
  * NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
  * buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on
  * error. Thread-safe for distinct command buffers.
  */
 NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
@@ -2970,7 +3088,9 @@ NyxqStatus nyxq_vk_adam_state_bytes(const NyxqVkAdam *adam,
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the needed bytes in
  * nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
  * NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded
+ * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded
  * on error. Thread-safe for distinct command buffers and optimizers.
  */
 NyxqStatus nyxq_vk_cmd_adam_step(NyxqContext *ctx,

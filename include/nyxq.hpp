@@ -1522,6 +1522,81 @@ class Context : public detail::Owner<NyxqContext, nyxq_context_destroy> {
   VkRecorderUsage vk_recorder_usage() const { return try_vk_recorder_usage().value(); }
 };
 
+// ----------------------------------------------------------------- gguf ----
+
+/// A GGUF file read into memory and checked whole (nyxq_gguf_read,
+/// nyxq_gguf_parse): its tensors and metadata.
+class Gguf : public detail::Owner<NyxqGguf, nyxq_gguf_destroy> {
+ public:
+  using Owner::Owner;
+
+  /// Reads the file at `path`; its tensors become tensors of `ctx` (nyxq_gguf_read).
+  static Result<Gguf> try_read(const Context &ctx, const std::string &path) {
+    NyxqGguf *gguf = nullptr;
+    return detail::result_of<Gguf>(nyxq_gguf_read(ctx.get(), path.c_str(), &gguf), [&] { return Gguf(gguf); });
+  }
+  /// Throwing form of try_read.
+  static Gguf read(const Context &ctx, const std::string &path) { return try_read(ctx, path).value(); }
+
+  /// The file held in `bytes` (copied; nyxq_gguf_parse).
+  static Result<Gguf> try_parse(const Context &ctx, Span<const uint8_t> bytes) {
+    NyxqGguf *gguf = nullptr;
+    return detail::result_of<Gguf>(nyxq_gguf_parse(ctx.get(), bytes.data(), bytes.size(), &gguf),
+                                   [&] { return Gguf(gguf); });
+  }
+  /// Throwing form of try_parse.
+  static Gguf parse(const Context &ctx, Span<const uint8_t> bytes) { return try_parse(ctx, bytes).value(); }
+
+  /// How many tensors the file has (nyxq_gguf_tensor_count).
+  Result<size_t> try_tensor_count() const {
+    size_t count = 0;
+    return detail::result_of<size_t>(nyxq_gguf_tensor_count(get(), &count), [&] { return count; });
+  }
+  /// Throwing form of try_tensor_count.
+  size_t tensor_count() const { return try_tensor_count().value(); }
+
+  /// Tensor `index` as a new HOST tensor (nyxq_gguf_tensor).
+  Result<Tensor> try_tensor(size_t index) const {
+    NyxqTensor *tensor = nullptr;
+    return detail::result_of<Tensor>(nyxq_gguf_tensor(get(), index, &tensor), [&] { return Tensor(tensor); });
+  }
+  /// Throwing form of try_tensor.
+  Tensor tensor(size_t index) const { return try_tensor(index).value(); }
+
+  /// The value of `key` as text, or no value when the file lacks the key
+  /// (nyxq_gguf_metadata).
+  Result<std::optional<std::string>> try_metadata(const std::string &key) const {
+    char *text = nullptr;
+    return detail::result_of<std::optional<std::string>>(
+        nyxq_gguf_metadata(get(), key.c_str(), &text), [&]() -> std::optional<std::string> {
+          if (text == nullptr) return std::nullopt;
+          return String(text).str();
+        });
+  }
+  /// Throwing form of try_metadata.
+  std::optional<std::string> metadata(const std::string &key) const { return try_metadata(key).value(); }
+};
+
+/// Writes HOST tensors and string key/values as a GGUF file at `path`,
+/// replacing it once complete (nyxq_gguf_write).
+inline Status try_write_gguf(const std::string &path, const std::vector<const Tensor *> &tensors,
+                             const std::vector<std::pair<std::string, std::string>> &metadata = {}) {
+  std::vector<const NyxqTensor *> handles;
+  for (const Tensor *t : tensors) handles.push_back(t != nullptr ? t->get() : nullptr);
+  std::vector<const char *> keys, values;
+  for (const auto &kv : metadata) {
+    keys.push_back(kv.first.c_str());
+    values.push_back(kv.second.c_str());
+  }
+  return detail::status_of(
+      nyxq_gguf_write(path.c_str(), handles.data(), handles.size(), keys.data(), values.data(), keys.size()));
+}
+/// Throwing form of try_write_gguf.
+inline void write_gguf(const std::string &path, const std::vector<const Tensor *> &tensors,
+                       const std::vector<std::pair<std::string, std::string>> &metadata = {}) {
+  try_write_gguf(path, tensors, metadata).value();
+}
+
 // ---------------------------------------------------------- device adam ----
 
 /// Adam(W) state for one parameter tensor in a Vulkan context's device

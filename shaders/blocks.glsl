@@ -109,10 +109,11 @@ uint quant_nearest(float v) {
 uint quant_one(float x, BlockParams p, bool stochastic, uint seed_lo, uint seed_hi, uint index_lo,
                uint index_hi) {
 #if defined(FORMAT_IQ4_NL)
-    // The plain product: where it would be subnormal on the CPU (or x is a
-    // subnormal the GPU flushes), |t| is far below every midpoint and both
-    // sides give index 8, or in stochastic rounding t - lo = -lo.
-    precise float t = x * p.id;
+    // The product as the CPU rounds it, x subnormal included: stochastic
+    // rounding compares u * 11 with t + 10 (ulp 2^-20), which a product of
+    // up to 2^-19 from a flushed subnormal x would change. Only a product
+    // below 2^-126 may come back as zero, and then t + 10 = 10 on both sides.
+    float t = mul_exact(x, p.id);
     if (stochastic) {
         return iq4_nl_index_stochastic(t, rng_uniform(seed_lo, seed_hi, index_lo, index_hi));
     }

@@ -8,6 +8,7 @@
 //! - [`quant`]: CPU quantize / dequantize / fake-quantize kernels and error metrics;
 //! - [`context`]: the backend a caller works with and its settings;
 //! - [`tensor`]: nyxq-owned quantized tensors;
+//! - [`gguf`]: GGUF files in and out;
 //! - [`ffi`]: the C ABI, and nothing else.
 
 pub mod alloc;
@@ -19,6 +20,7 @@ pub mod device_report;
 pub mod error;
 pub mod ffi;
 pub mod format;
+pub mod gguf;
 pub mod logging;
 pub mod matvec;
 pub mod plan;

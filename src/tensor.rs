@@ -93,6 +93,42 @@ impl Tensor {
         Ok(tensor)
     }
 
+    /// A host tensor holding a copy of `bytes`, which must be exactly the
+    /// format's bytes for the shape (a GGUF tensor, a file's contents).
+    pub fn from_bytes(
+        context: Arc<Context>,
+        name: &str,
+        shape: &[usize],
+        format: Format,
+        bytes: &[u8],
+    ) -> Result<Tensor> {
+        let tensor = Tensor::new(context, name, shape, format)?;
+        if bytes.len() != tensor.byte_len {
+            return Err(Error::invalid(format!(
+                "tensor '{name}': {} bytes given, its shape in {} has {}",
+                bytes.len(),
+                format.name(),
+                tensor.byte_len
+            )));
+        }
+        if let Storage::Host(own) = &mut *tensor.data.write() {
+            own.copy_from_slice(bytes);
+        }
+        Ok(tensor)
+    }
+
+    /// Calls `read` with the quantized bytes: a host tensor's own (under its
+    /// read lock), a device tensor's copied to the host in pieces of whole
+    /// blocks, in order.
+    pub fn read_bytes(&self, mut read: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        match &*self.data.read() {
+            Storage::Host(bytes) => read(bytes),
+            Storage::Device(storage) => {
+                storage.read_with(self.format.block_bytes() as u64, |_, piece| read(piece))
+            }
+        }
+    }
+
     /// Where the bytes are now.
     pub fn placement(&self) -> Placement {
         match &*self.data.read() {

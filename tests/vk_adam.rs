@@ -7,7 +7,6 @@
 
 mod vk_support;
 
-use ash::vk;
 use nyxq::train::adam::{Adam, AdamSettings, MIN_8BIT_ELEMENTS, StateFormat, StateLayout};
 use nyxq::train::checkpoint;
 use nyxq::vk::Engine;
@@ -16,122 +15,9 @@ use nyxq::vk::adam_choice;
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use std::sync::Arc;
+use vk_support::commands::Commands;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
 use vk_support::run_under;
-
-/// The test's own command pool, command buffer and fence on nyxq's device.
-struct Commands<'a> {
-    engine: &'a Engine,
-    pool: vk::CommandPool,
-    cmd: vk::CommandBuffer,
-    fence: vk::Fence,
-}
-
-impl<'a> Commands<'a> {
-    fn new(engine: &'a Engine) -> Self {
-        let d = &engine.device.device;
-        // SAFETY: a live device; its compute queue family.
-        let pool = unsafe {
-            d.create_command_pool(
-                &vk::CommandPoolCreateInfo::default()
-                    .queue_family_index(engine.device.queue_family)
-                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
-                None,
-            )
-        }
-        .unwrap();
-        // SAFETY: the pool was just made.
-        let cmd = unsafe {
-            d.allocate_command_buffers(
-                &vk::CommandBufferAllocateInfo::default()
-                    .command_pool(pool)
-                    .command_buffer_count(1),
-            )
-        }
-        .unwrap()[0];
-        // SAFETY: a live device.
-        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }.unwrap();
-        Commands {
-            engine,
-            pool,
-            cmd,
-            fence,
-        }
-    }
-
-    fn begin(&self) {
-        // SAFETY: the command buffer is idle (every submit is waited on).
-        unsafe {
-            self.engine
-                .device
-                .device
-                .begin_command_buffer(self.cmd, &vk::CommandBufferBeginInfo::default())
-        }
-        .unwrap();
-    }
-
-    /// A barrier from compute writes to compute reads and writes (what a
-    /// trainer records between two steps of one optimizer).
-    fn compute_barrier(&self) {
-        let barrier = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE);
-        // SAFETY: recording.
-        unsafe {
-            self.engine.device.device.cmd_pipeline_barrier(
-                self.cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::DependencyFlags::empty(),
-                &[barrier],
-                &[],
-                &[],
-            )
-        };
-    }
-
-    /// Ends, submits with a barrier to host reads, waits, releases.
-    fn submit_and_wait(&self, ticket: u64) {
-        let d = &self.engine.device.device;
-        let barrier = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
-        // SAFETY: recording; the queue is nyxq's, used by no nyxq call meanwhile.
-        unsafe {
-            d.cmd_pipeline_barrier(
-                self.cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[barrier],
-                &[],
-                &[],
-            );
-            d.end_command_buffer(self.cmd).unwrap();
-            let cmds = [self.cmd];
-            d.queue_submit(
-                self.engine.device.queue,
-                &[vk::SubmitInfo::default().command_buffers(&cmds)],
-                self.fence,
-            )
-            .unwrap();
-            d.wait_for_fences(&[self.fence], true, u64::MAX).unwrap();
-            d.reset_fences(&[self.fence]).unwrap();
-        }
-        self.engine.recorder().release(d, ticket).unwrap();
-    }
-}
-
-impl Drop for Commands<'_> {
-    fn drop(&mut self) {
-        let d = &self.engine.device.device;
-        // SAFETY: all work was waited on; our own objects.
-        unsafe {
-            d.destroy_fence(self.fence, None);
-            d.destroy_command_pool(self.pool, None);
-        }
-    }
-}
 
 fn settings(state: StateFormat) -> AdamSettings {
     AdamSettings {
@@ -233,7 +119,7 @@ impl<'a> Trainer<'a> {
         self.found.write(&u32::from(skip).to_le_bytes());
         self.commands.begin();
         let ticket = self.record(adam, lr);
-        self.commands.submit_and_wait(ticket);
+        self.commands.submit_wait_and_release(ticket);
     }
 
     fn record(&self, adam: &DeviceAdam, lr: f32) -> u64 {
@@ -372,7 +258,7 @@ fn steps_recorded_together_count_in_order() {
     trainer.record(&adam, 0.01);
     trainer.commands.compute_barrier();
     let ticket = trainer.record(&adam, 0.02);
-    trainer.commands.submit_and_wait(ticket);
+    trainer.commands.submit_wait_and_release(ticket);
     host.step(0.01, &mut params, &g).unwrap();
     host.step(0.02, &mut params, &g).unwrap();
     assert_eq!(bits(&trainer.params()), bits(&params));
@@ -516,7 +402,7 @@ fn skips_refusals_and_memory() {
             .contains("nyxq_vk_release")
     );
     assert!(adam.check_not_bound_by_recordings("destroy it").is_err());
-    trainer.commands.submit_and_wait(ticket);
+    trainer.commands.submit_wait_and_release(ticket);
     adam.check_not_bound_by_recordings("destroy it").unwrap();
     assert_eq!(adam.steps().unwrap(), 1);
     let before_drop = ctx.memory_status().unwrap().nyxq_bytes;

@@ -7,108 +7,15 @@ mod vk_support;
 use ash::vk;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
-use nyxq::vk::Engine;
 use nyxq::vk::family::Family;
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::record::{self, KernelCall};
 use nyxq::vk::recorder::MAX_UNRELEASED;
 use nyxq::vk::shaders::Op;
+use vk_support::commands::Commands;
 use vk_support::env::{DEFAULT, EVERY_DEVICE, Env};
 use vk_support::run_under;
-
-/// The test's own command pool, command buffer and fence on nyxq's device.
-struct Commands<'a> {
-    engine: &'a Engine,
-    pool: vk::CommandPool,
-    cmd: vk::CommandBuffer,
-    fence: vk::Fence,
-}
-
-impl<'a> Commands<'a> {
-    fn new(engine: &'a Engine) -> Self {
-        let d = &engine.device.device;
-        // SAFETY: a live device; its compute queue family.
-        let pool = unsafe {
-            d.create_command_pool(
-                &vk::CommandPoolCreateInfo::default()
-                    .queue_family_index(engine.device.queue_family)
-                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
-                None,
-            )
-        }
-        .unwrap();
-        // SAFETY: the pool was just made.
-        let cmd = unsafe {
-            d.allocate_command_buffers(
-                &vk::CommandBufferAllocateInfo::default()
-                    .command_pool(pool)
-                    .command_buffer_count(1),
-            )
-        }
-        .unwrap()[0];
-        // SAFETY: a live device.
-        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }.unwrap();
-        Commands {
-            engine,
-            pool,
-            cmd,
-            fence,
-        }
-    }
-
-    fn begin(&self) {
-        // SAFETY: the command buffer is idle (every submit is waited on).
-        unsafe {
-            self.engine
-                .device
-                .device
-                .begin_command_buffer(self.cmd, &vk::CommandBufferBeginInfo::default())
-        }
-        .unwrap();
-    }
-
-    /// Ends, submits with a barrier to host reads, waits.
-    fn submit_and_wait(&self) {
-        let d = &self.engine.device.device;
-        let barrier = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
-        // SAFETY: recording; the queue is nyxq's, used by no nyxq call meanwhile.
-        unsafe {
-            d.cmd_pipeline_barrier(
-                self.cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[barrier],
-                &[],
-                &[],
-            );
-            d.end_command_buffer(self.cmd).unwrap();
-            let cmds = [self.cmd];
-            d.queue_submit(
-                self.engine.device.queue,
-                &[vk::SubmitInfo::default().command_buffers(&cmds)],
-                self.fence,
-            )
-            .unwrap();
-            d.wait_for_fences(&[self.fence], true, u64::MAX).unwrap();
-            d.reset_fences(&[self.fence]).unwrap();
-        }
-    }
-}
-
-impl Drop for Commands<'_> {
-    fn drop(&mut self) {
-        let d = &self.engine.device.device;
-        // SAFETY: all work was waited on; our own objects.
-        unsafe {
-            d.destroy_fence(self.fence, None);
-            d.destroy_command_pool(self.pool, None);
-        }
-    }
-}
 
 fn range(b: &Buffer, offset: u64, size: u64) -> BufferRange {
     BufferRange {

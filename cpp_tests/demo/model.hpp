@@ -16,7 +16,7 @@ constexpr int kVocab = 256;
 constexpr int kContext = 8;
 constexpr int kEmbed = 32;
 constexpr int kInput = kContext * kEmbed;  // 256
-constexpr int kHidden = 256;
+constexpr int kDefaultHidden = 256;  // --hidden N changes it
 
 // A deterministic random source (splitmix64).
 struct Rng {
@@ -45,15 +45,19 @@ struct Param {
 };
 
 struct Model {
+  int hidden = kDefaultHidden;
   Param embed{"embed", kVocab, kEmbed, true, {}, {}};
-  Param w1{"hidden.weight", kHidden, kInput, true, {}, {}};
-  Param b1{"hidden.bias", 1, kHidden, false, {}, {}};
-  Param w2{"output.weight", kVocab, kHidden, true, {}, {}};
+  Param w1{"hidden.weight", kDefaultHidden, kInput, true, {}, {}};
+  Param b1{"hidden.bias", 1, kDefaultHidden, false, {}, {}};
+  Param w2{"output.weight", kVocab, kDefaultHidden, true, {}, {}};
   Param b2{"output.bias", 1, kVocab, false, {}, {}};
 
   std::vector<Param *> params() { return {&embed, &w1, &b1, &w2, &b2}; }
+  std::vector<const Param *> params() const { return {&embed, &w1, &b1, &w2, &b2}; }
 
-  void init(uint64_t seed) {
+  void init(uint64_t seed, int hidden_size) {
+    hidden = hidden_size;
+    w1.rows = b1.cols = w2.cols = hidden;
     Rng rng(seed);
     for (Param *p : params()) {
       p->value.assign(static_cast<size_t>(p->rows) * p->cols, 0.0f);
@@ -84,9 +88,9 @@ inline float dot(const float *a, const float *b, int n) {
 // dequantized copies); returns the summed cross-entropy and counts correct
 // next-byte predictions.
 inline double forward(const Model &m, Batch &batch, int *correct) {
-  const int B = batch.size;
+  const int B = batch.size, hidden = m.hidden;
   batch.x.assign(static_cast<size_t>(B) * kInput, 0.0f);
-  batch.h.assign(static_cast<size_t>(B) * kHidden, 0.0f);
+  batch.h.assign(static_cast<size_t>(B) * hidden, 0.0f);
   batch.probs.assign(static_cast<size_t>(B) * kVocab, 0.0f);
   double loss = 0.0;
   for (int b = 0; b < B; ++b) {
@@ -95,14 +99,14 @@ inline double forward(const Model &m, Batch &batch, int *correct) {
       const float *e = &m.embed.value[static_cast<size_t>(batch.context[b * kContext + k]) * kEmbed];
       for (int j = 0; j < kEmbed; ++j) x[k * kEmbed + j] = e[j];
     }
-    float *h = &batch.h[static_cast<size_t>(b) * kHidden];
-    for (int o = 0; o < kHidden; ++o)
+    float *h = &batch.h[static_cast<size_t>(b) * hidden];
+    for (int o = 0; o < hidden; ++o)
       h[o] = std::tanh(m.b1.value[o] + dot(&m.w1.value[static_cast<size_t>(o) * kInput], x, kInput));
     float *p = &batch.probs[static_cast<size_t>(b) * kVocab];
     float max_logit = -1e30f;
     int best = 0;
     for (int o = 0; o < kVocab; ++o) {
-      p[o] = m.b2.value[o] + dot(&m.w2.value[static_cast<size_t>(o) * kHidden], h, kHidden);
+      p[o] = m.b2.value[o] + dot(&m.w2.value[static_cast<size_t>(o) * hidden], h, hidden);
       if (p[o] > max_logit) max_logit = p[o], best = o;
     }
     double sum = 0.0;
@@ -116,13 +120,13 @@ inline double forward(const Model &m, Batch &batch, int *correct) {
 
 // Backward pass of the mean loss times `loss_scale`, into each Param's grad.
 inline void backward(Model &m, const Batch &batch, float loss_scale) {
-  const int B = batch.size;
+  const int B = batch.size, hidden = m.hidden;
   for (Param *p : m.params()) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
-  std::vector<float> dlogits(kVocab), dh(kHidden), dx(kInput);
+  std::vector<float> dlogits(kVocab), dh(hidden), dx(kInput);
   const float inv_b = loss_scale / static_cast<float>(B);
   for (int b = 0; b < B; ++b) {
     const float *p = &batch.probs[static_cast<size_t>(b) * kVocab];
-    const float *h = &batch.h[static_cast<size_t>(b) * kHidden];
+    const float *h = &batch.h[static_cast<size_t>(b) * hidden];
     const float *x = &batch.x[static_cast<size_t>(b) * kInput];
     for (int o = 0; o < kVocab; ++o) dlogits[o] = p[o] * inv_b;
     dlogits[batch.target[b]] -= inv_b;
@@ -130,15 +134,15 @@ inline void backward(Model &m, const Batch &batch, float loss_scale) {
     for (int o = 0; o < kVocab; ++o) {
       const float g = dlogits[o];
       m.b2.grad[o] += g;
-      float *gw = &m.w2.grad[static_cast<size_t>(o) * kHidden];
-      const float *w = &m.w2.value[static_cast<size_t>(o) * kHidden];
-      for (int j = 0; j < kHidden; ++j) {
+      float *gw = &m.w2.grad[static_cast<size_t>(o) * hidden];
+      const float *w = &m.w2.value[static_cast<size_t>(o) * hidden];
+      for (int j = 0; j < hidden; ++j) {
         gw[j] += g * h[j];
         dh[j] += g * w[j];
       }
     }
     std::fill(dx.begin(), dx.end(), 0.0f);
-    for (int o = 0; o < kHidden; ++o) {
+    for (int o = 0; o < hidden; ++o) {
       const float g = dh[o] * (1.0f - h[o] * h[o]);
       m.b1.grad[o] += g;
       float *gw = &m.w1.grad[static_cast<size_t>(o) * kInput];

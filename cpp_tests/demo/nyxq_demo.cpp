@@ -4,7 +4,9 @@
 // and INT4 (Q4_0, Q4_1, IQ4_NL; Q4_0 and Q4_1 error-minimising too), and INT4
 // quantization-aware fine-tuning with fake-quant
 // and the loss scaler in the loop. Prints a table, writes JSON and an SVG plot.
-// Uses only nyxq.h, as the Nyx trainer does.
+// Uses only nyxq.h, as the Nyx trainer does. With --device vulkan it trains on
+// a Vulkan device of its own that nyxq borrows (vk_device.hpp, vk_trainer.hpp)
+// and trains the first phase on the CPU too, to compare the losses.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
@@ -21,6 +24,7 @@
 #include "model.hpp"
 #include "nyxq.h"
 #include "report.hpp"
+#include "vk_trainer.hpp"
 
 using namespace demo;
 using Clock = std::chrono::steady_clock;
@@ -29,20 +33,28 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-[[noreturn]] void die(const char *what, NyxqStatus s) {
-  std::fprintf(stderr, "nyxq_demo: %s failed: %s: %s\n", what, nyxq_status_str(s), nyxq_last_error_message());
-  std::exit(1);
-}
-#define NYXQ(call) \
-  do { NyxqStatus s_ = (call); if (s_ != NYXQ_OK) die(#call, s_); } while (0)
-
 struct Options {
   uint64_t seed = 1;
   std::string out = "nyxq_demo_out";
   std::string corpus = NYXQ_DEMO_CORPUS;
-  int steps = 5000, qat_steps = 600, batch = 64, eval_positions = 40000;
-  bool quick = false;
+  std::string device = "cpu";  // cpu, vulkan or auto
+  int steps = 5000, qat_steps = 600, batch = 64, eval_positions = 40000, hidden = kDefaultHidden;
+  bool quick = false, train_only = false, validate = false;
 };
+
+[[noreturn]] void usage_error(const std::string &what) {
+  std::fprintf(stderr, "nyxq_demo: %s\n", what.c_str());
+  std::exit(2);
+}
+
+// The integer value of an option, or a usage error naming it.
+int integer(const std::string &option, const std::string &text) {
+  char *end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < INT32_MIN || v > INT32_MAX)
+    usage_error(option + " " + text + ": not a number");
+  return static_cast<int>(v);
+}
 
 Options parse(int argc, char **argv) {
   Options o;
@@ -55,15 +67,31 @@ Options parse(int argc, char **argv) {
     if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--out") o.out = value();
     else if (a == "--corpus") o.corpus = value();
-    else if (a == "--steps") o.steps = std::atoi(value().c_str());
+    else if (a == "--steps") o.steps = integer(a, value());
+    else if (a == "--device") o.device = value();
+    else if (a == "--hidden") o.hidden = integer(a, value());
+    else if (a == "--qat-steps") o.qat_steps = integer(a, value());
+    else if (a == "--eval-positions") o.eval_positions = integer(a, value());
+    else if (a == "--train-only") o.train_only = true;
+    else if (a == "--validate") o.validate = true;
     else if (a == "--quick") { o.quick = true; o.steps = 1200; o.qat_steps = 300; o.eval_positions = 20000; }
     else if (a == "--full") { o.steps = 12000; o.qat_steps = 1500; o.eval_positions = 100000; }
     else {
       std::fprintf(stderr,
-                   "usage: nyxq_demo [--seed N] [--out DIR] [--corpus FILE] [--steps N] [--quick | --full]\n");
+                   "usage: nyxq_demo [--seed N] [--out DIR] [--corpus FILE] [--quick | --full] [--steps N] [--qat-steps N]\n"
+                   "                 [--eval-positions N] [--device cpu|vulkan|auto] [--validate] [--hidden N] [--train-only]\n");
       std::exit(a == "--help" ? 0 : 2);
     }
   }
+  if (o.device != "cpu" && o.device != "vulkan" && o.device != "auto")
+    usage_error("--device " + o.device + ": expected cpu, vulkan or auto");
+  // Every format's rows must be whole blocks: 256 values for the K-quants.
+  if (o.hidden < 256 || o.hidden > 4096 || o.hidden % 256 != 0)
+    usage_error("--hidden " + std::to_string(o.hidden) + ": expected a multiple of 256 from 256 to 4096");
+  if (o.steps < 1) usage_error("--steps " + std::to_string(o.steps) + ": expected at least 1");
+  if (o.eval_positions < 8) usage_error("--eval-positions " + std::to_string(o.eval_positions) + ": expected at least 8");
+  if (o.qat_steps < 1) usage_error("--qat-steps " + std::to_string(o.qat_steps) + ": expected at least 1");
+  if (o.validate && o.device == "cpu") usage_error("--validate checks the Vulkan device: use it with --device vulkan or auto");
   return o;
 }
 
@@ -109,7 +137,8 @@ struct Packed {
 Eval evaluate_packed(NyxqContext *ctx, const Model &m, const Packed &p, const std::vector<uint8_t> &text, int positions) {
   auto t = Clock::now();
   constexpr int kBatch = 8;
-  std::vector<float> x(kBatch * kInput), h(kBatch * kHidden), logits(kBatch * kVocab);
+  const int hidden = m.hidden;
+  std::vector<float> x(kBatch * kInput), h(kBatch * hidden), logits(kBatch * kVocab);
   double loss = 0;
   int correct = 0;
   const size_t stride = std::max<size_t>(1, (text.size() - kContext) / positions);
@@ -123,10 +152,10 @@ Eval evaluate_packed(NyxqContext *ctx, const Model &m, const Packed &p, const st
                     kEmbed * sizeof(float));
       target[b] = text[pos];
     }
-    NYXQ(nyxq_matvec(ctx, p.format, p.w1.data(), p.w1.size(), kHidden, kInput, x.data(), size * kInput, size,
-                     m.b1.value.data(), kHidden, h.data(), size * kHidden));
-    for (int i = 0; i < size * kHidden; ++i) h[i] = std::tanh(h[i]);
-    NYXQ(nyxq_matvec(ctx, p.format, p.w2.data(), p.w2.size(), kVocab, kHidden, h.data(), size * kHidden, size,
+    NYXQ(nyxq_matvec(ctx, p.format, p.w1.data(), p.w1.size(), hidden, kInput, x.data(), size * kInput, size,
+                     m.b1.value.data(), hidden, h.data(), size * hidden));
+    for (int i = 0; i < size * hidden; ++i) h[i] = std::tanh(h[i]);
+    NYXQ(nyxq_matvec(ctx, p.format, p.w2.data(), p.w2.size(), kVocab, hidden, h.data(), size * hidden, size,
                      m.b2.value.data(), kVocab, logits.data(), size * kVocab));
     for (int b = 0; b < size; ++b) {
       const float *z = &logits[b * kVocab];
@@ -184,11 +213,22 @@ float learning_rate(int step, int steps, float peak) {
   return peak * (0.1f + 0.9f * 0.5f * (1.0f + std::cos(3.14159265f * progress)));
 }
 
-// Trains `m` with Adam (FP32 or 8-bit state); returns the training-loss curve
-// (mean over each window of `every` steps).
-std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t state, const char *label, size_t *state_bytes,
-                          size_t *fp32_state_bytes) {
-  Optimizer opt(m, state);
+// Where a phase trains: on the CPU, or on the demo's Vulkan device.
+struct Backend {
+  VulkanDevice *device = nullptr;  // nullptr: the CPU
+  const TrainerKernels *kernels = nullptr;
+  const char *name() const { return device != nullptr ? "Vulkan" : "CPU"; }
+};
+
+// Trains `m` with Adam (FP32 or 8-bit state) on `on`; returns the
+// training-loss curve (mean over each window of `every` steps) and adds the
+// phase's speed to `report`.
+std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t state, const char *label, const Backend &on,
+                          size_t *state_bytes, size_t *fp32_state_bytes, Report &report) {
+  std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<VkTrainer> gpu;
+  if (on.device != nullptr) gpu = std::make_unique<VkTrainer>(*on.device, *on.kernels, m, o.batch, TrainerMode{state});
+  else opt = std::make_unique<Optimizer>(m, state);
   Rng rng(o.seed * 7919 + 17);
   Batch batch;
   std::vector<double> curve;
@@ -197,18 +237,30 @@ std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t s
   auto t = Clock::now();
   for (int step = 0; step < o.steps; ++step) {
     fill_batch(c.train, rng, o.batch, batch);
-    window += forward(m, batch, nullptr) / o.batch;
-    backward(m, batch, 1.0f);
-    opt.step(learning_rate(step, o.steps, 3e-3f), m, m);
+    const float lr = learning_rate(step, o.steps, 3e-3f);
+    if (gpu) {
+      window += gpu->step(batch, lr).mean_loss;
+    } else {
+      window += forward(m, batch, nullptr) / o.batch;
+      backward(m, batch, 1.0f);
+      opt->step(lr, m, m);
+    }
     if ((step + 1) % every == 0) {
       curve.push_back(window / every);
-      std::fprintf(stderr, "\r  %-22s step %5d/%d  loss %.3f  (%.0f s)   ", label, step + 1, o.steps, window / every,
-                   seconds_since(t));
+      std::fprintf(stderr, "\r  %-22s %-6s step %5d/%d  loss %.3f  (%.0f s)   ", label, on.name(), step + 1, o.steps,
+                   window / every, seconds_since(t));
       window = 0;
     }
   }
+  const double seconds = seconds_since(t);
   std::fprintf(stderr, "\n");
-  *state_bytes = opt.state_bytes(fp32_state_bytes);
+  if (gpu) {
+    gpu->download(m);
+    *state_bytes = gpu->state_bytes(fp32_state_bytes);
+  } else {
+    *state_bytes = opt->state_bytes(fp32_state_bytes);
+  }
+  report.speeds.push_back({label, on.name(), o.steps, o.steps / seconds, curve.back()});
   return curve;
 }
 
@@ -251,83 +303,83 @@ Packed pack_fp32(NyxqContext *ctx, const Model &m) {
 // the gradients update the FP32 masters (straight-through estimator), with the
 // loss scaler unscaling and checking every gradient buffer.
 double qat(NyxqContext *ctx, Model &master, const Corpus &c, const Options &o, int32_t format, const char *label,
-           double *fake_quant_share, uint32_t *skipped) {
-  Optimizer opt(master, NYXQ_ADAM_STATE_INT8);
+           const Backend &on, double *fake_quant_share, uint32_t *skipped, Report &report) {
   NyxqLossScaler *scaler = nullptr;
   NyxqLossScalerOptions so;
   NYXQ(nyxq_loss_scaler_options_default(&so));
   so.initial_scale = 1024.0f;
   so.growth_interval = 100;
   NYXQ(nyxq_loss_scaler_create(&so, &scaler));
+  std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<VkTrainer> gpu;
+  // F32's fake quantization is the identity: the device's forward pass
+  // reads the masters themselves.
+  if (on.device != nullptr)
+    gpu = std::make_unique<VkTrainer>(*on.device, *on.kernels, master, o.batch,
+                                      TrainerMode{NYXQ_ADAM_STATE_INT8, format != NYXQ_FORMAT_F32, format, scaler});
+  else opt = std::make_unique<Optimizer>(master, NYXQ_ADAM_STATE_INT8);
   Model forward_model = master;
   Rng rng(o.seed * 104729 + 3);
   Batch batch;
   double fake_seconds = 0, total_seconds = 0, last_loss = 0;
   *skipped = 0;
+  auto start = Clock::now();
   for (int step = 0; step < o.qat_steps; ++step) {
-    auto t0 = Clock::now();
-    for (size_t i = 0; i < master.params().size(); ++i) {
-      Param *src = master.params()[i], *dst = forward_model.params()[i];
-      if (src->is_matrix)
-        NYXQ(nyxq_fake_quantize(ctx, format, src->value.data(), src->size(), nullptr, dst->value.data(), dst->size()));
-      else
-        dst->value = src->value;
+    const float lr = learning_rate(step, o.qat_steps, 1e-3f);
+    if (gpu) {
+      fill_batch(c.train, rng, o.batch, batch);
+      const StepResult r = gpu->step(batch, lr);
+      last_loss = r.mean_loss;
+      if (!r.applied) ++*skipped;
+      fake_seconds += r.fake_quant_seconds;
+      total_seconds += r.step_seconds;
+    } else {
+      auto t0 = Clock::now();
+      for (size_t i = 0; i < master.params().size(); ++i) {
+        Param *src = master.params()[i], *dst = forward_model.params()[i];
+        if (src->is_matrix)
+          NYXQ(nyxq_fake_quantize(ctx, format, src->value.data(), src->size(), nullptr, dst->value.data(), dst->size()));
+        else
+          dst->value = src->value;
+      }
+      fake_seconds += seconds_since(t0);
+      fill_batch(c.train, rng, o.batch, batch);
+      last_loss = forward(forward_model, batch, nullptr) / o.batch;
+      float scale = 1;
+      NYXQ(nyxq_loss_scaler_scale(scaler, &scale));
+      backward(forward_model, batch, scale);
+      for (Param *p : forward_model.params()) {
+        uint32_t found = 0;
+        NYXQ(nyxq_loss_scaler_unscale_and_check(scaler, p->grad.data(), p->grad.size(), &found, nullptr));
+      }
+      uint32_t apply = 0;
+      NYXQ(nyxq_loss_scaler_update(scaler, &apply));
+      if (apply) opt->step(lr, master, forward_model);
+      else ++*skipped;
+      total_seconds += seconds_since(t0);
     }
-    fake_seconds += seconds_since(t0);
-    fill_batch(c.train, rng, o.batch, batch);
-    last_loss = forward(forward_model, batch, nullptr) / o.batch;
-    float scale = 1;
-    NYXQ(nyxq_loss_scaler_scale(scaler, &scale));
-    backward(forward_model, batch, scale);
-    for (Param *p : forward_model.params()) {
-      uint32_t found = 0;
-      NYXQ(nyxq_loss_scaler_unscale_and_check(scaler, p->grad.data(), p->grad.size(), &found, nullptr));
-    }
-    uint32_t apply = 0;
-    NYXQ(nyxq_loss_scaler_update(scaler, &apply));
-    if (apply) opt.step(learning_rate(step, o.qat_steps, 1e-3f), master, forward_model);
-    else ++*skipped;
-    total_seconds += seconds_since(t0);
     if ((step + 1) % 50 == 0)
-      std::fprintf(stderr, "\r  %-22s step %5d/%d  loss %.3f   ", label, step + 1, o.qat_steps, last_loss);
+      std::fprintf(stderr, "\r  %-22s %-6s step %5d/%d  loss %.3f   ", label, on.name(), step + 1, o.qat_steps, last_loss);
   }
+  const double seconds = seconds_since(start);
   std::fprintf(stderr, "\n");
+  if (gpu) gpu->download(master);
+  gpu.reset();
   nyxq_loss_scaler_destroy(scaler);
-  *fake_quant_share = fake_seconds / total_seconds;
+  // On the device the share comes from timestamps; a queue without them
+  // leaves it unmeasured (negative).
+  *fake_quant_share = total_seconds > 0 && fake_seconds >= 0 ? fake_seconds / total_seconds : -1.0;
+  report.speeds.push_back({label, on.name(), o.qat_steps, o.qat_steps / seconds, last_loss});
   return last_loss;
 }
 
-}  // namespace
-
-int main(int argc, char **argv) {
-  const Options o = parse(argc, argv);
-  if (nyxq_abi_version() != NYXQ_ABI_VERSION) {
-    std::fprintf(stderr, "nyxq_demo: library ABI %u, header %u\n", nyxq_abi_version(), NYXQ_ABI_VERSION);
-    return 1;
-  }
-  auto start = Clock::now();
-  mkdir(o.out.c_str(), 0755);
-  const Corpus corpus = load_corpus(o.corpus);
-  std::printf("nyxq %s demo: character model (context %d, embed %d, hidden %d, vocab %d) on %zu bytes of the Jargon File\n",
-              nyxq_version_string(), kContext, kEmbed, kHidden, kVocab, corpus.train.size() + corpus.valid.size());
-  NyxqContext *ctx = nullptr;
-  NYXQ(nyxq_context_create(nullptr, &ctx));
-
-  Model base;
-  base.init(o.seed);
+// Post-training quantization of the trained model at every level, then INT4
+// quantization-aware fine-tuning beside an FP32 control; each a row of
+// `report`.
+void evaluate_levels(NyxqContext *ctx, const Corpus &corpus, const Options &o, const Backend &on, const Model &base,
+                     const Model &fp32_model, const Model &int8_adam_model, Report &report) {
   size_t weights = 0;
-  for (Param *p : base.params()) weights += p->size();
-  std::printf("%zu parameters; %d steps of batch %d with Adam, seed %llu\n\n", weights, o.steps, o.batch,
-              static_cast<unsigned long long>(o.seed));
-
-  Report report;
-  Model fp32_model = base, int8_adam_model = base;
-  size_t state32 = 0, state32_ref = 0, state8 = 0, state8_ref = 0;
-  report.curve_fp32 = train(fp32_model, corpus, o, NYXQ_ADAM_STATE_FP32, "Adam, FP32 state", &state32, &state32_ref);
-  report.curve_int8 = train(int8_adam_model, corpus, o, NYXQ_ADAM_STATE_INT8, "Adam, 8-bit state", &state8, &state8_ref);
-  report.adam_state_fp32_bytes = state32;
-  report.adam_state_int8_bytes = state8;
-
+  for (const Param *p : base.params()) weights += p->size();
   const Eval reference = evaluate_packed(ctx, fp32_model, pack_fp32(ctx, fp32_model), corpus.valid, o.eval_positions);
   report.int8_adam_valid_loss =
       evaluate_packed(ctx, int8_adam_model, pack_fp32(ctx, int8_adam_model), corpus.valid, o.eval_positions).loss;
@@ -363,8 +415,8 @@ int main(int argc, char **argv) {
   double fake_share = 0, control_share = 0;
   uint32_t skipped = 0, control_skipped = 0;
   Model qat_model = fp32_model, control = fp32_model;
-  qat(ctx, control, corpus, o, NYXQ_FORMAT_F32, "FP32 fine-tuning", &control_share, &control_skipped);
-  qat(ctx, qat_model, corpus, o, NYXQ_FORMAT_Q4_0, "INT4 QAT fine-tuning", &fake_share, &skipped);
+  qat(ctx, control, corpus, o, NYXQ_FORMAT_F32, "FP32 fine-tuning", on, &control_share, &control_skipped, report);
+  qat(ctx, qat_model, corpus, o, NYXQ_FORMAT_Q4_0, "INT4 QAT fine-tuning", on, &fake_share, &skipped, report);
   const Eval control_eval = evaluate_packed(ctx, control, pack_fp32(ctx, control), corpus.valid, o.eval_positions);
   report.rows.push_back({"FP32 fine-tuned (QAT control)", "QAT", 32.0, fp32_bytes, fp32_bytes, control_eval.loss,
                          control_eval.accuracy, control_eval.accuracy / reference.accuracy, 0.0, control_eval.seconds});
@@ -380,17 +432,104 @@ int main(int argc, char **argv) {
   }
   report.fake_quant_share = fake_share;
   report.qat_skipped_steps = skipped;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const Options o = parse(argc, argv);
+  if (nyxq_abi_version() != NYXQ_ABI_VERSION) {
+    std::fprintf(stderr, "nyxq_demo: library ABI %u, header %u\n", nyxq_abi_version(), NYXQ_ABI_VERSION);
+    return 1;
+  }
+  auto start = Clock::now();
+  mkdir(o.out.c_str(), 0755);
+  const Corpus corpus = load_corpus(o.corpus);
+  std::printf("nyxq %s demo: character model (context %d, embed %d, hidden %d, vocab %d) on %zu bytes of the Jargon File\n",
+              nyxq_version_string(), kContext, kEmbed, o.hidden, kVocab, corpus.train.size() + corpus.valid.size());
+
+  // The trainer's own Vulkan device, which nyxq borrows: --device vulkan
+  // insists on it, --device auto trains on the CPU when there is no GPU.
+  std::unique_ptr<VulkanDevice> device;
+  std::unique_ptr<TrainerKernels> kernels;
+  if (o.validate && !VulkanDevice::has_layer("VK_LAYER_KHRONOS_validation")) {
+    std::fprintf(stderr, "nyxq_demo: --validate: the Vulkan validation layer (VK_LAYER_KHRONOS_validation) is not installed\n");
+    return 1;
+  }
+  if (o.device != "cpu") {
+    device = std::make_unique<VulkanDevice>();
+    std::string why;
+    if (!device->open(o.validate, &why)) {
+      if (o.device == "vulkan") {
+        std::fprintf(stderr, "nyxq_demo: no Vulkan device: %s\n", why.c_str());
+        return 1;
+      }
+      std::printf("no Vulkan device: %s; training on the CPU\n", why.c_str());
+      device.reset();
+    } else if (o.device == "auto" && device->is_cpu()) {
+      std::printf("the only Vulkan device is a CPU implementation (%s), slower than the CPU trainer: training on the CPU "
+                  "(--device vulkan trains on it)\n",
+                  device->properties().deviceName);
+      device.reset();
+    } else {
+      kernels = std::make_unique<TrainerKernels>(*device);
+      std::printf("training on %s through Vulkan (the demo's device, borrowed by nyxq)%s\n", device->properties().deviceName,
+                  o.validate ? ", with the validation layer" : "");
+    }
+  }
+  const Backend on{device.get(), kernels.get()};
+  NyxqContext *ctx = nullptr;
+  NYXQ(nyxq_context_create(nullptr, &ctx));
+
+  Model base;
+  base.init(o.seed, o.hidden);
+  size_t weights = 0;
+  for (Param *p : base.params()) weights += p->size();
+  std::printf("%zu parameters; %d steps of batch %d with Adam, seed %llu\n\n", weights, o.steps, o.batch,
+              static_cast<unsigned long long>(o.seed));
+
+  Report report;
+  Model fp32_model = base, int8_adam_model = base;
+  size_t state32 = 0, state32_ref = 0, state8 = 0, state8_ref = 0;
+  report.curve_fp32 =
+      train(fp32_model, corpus, o, NYXQ_ADAM_STATE_FP32, "Adam, FP32 state", on, &state32, &state32_ref, report);
+  report.adam_state_fp32_bytes = state32;
+  if (device) {
+    // The same phase on the CPU: same seed, same batches, losses compared.
+    Model cpu_model = base;
+    size_t bytes = 0, fp32_bytes = 0;
+    report.cpu_reference_loss =
+        train(cpu_model, corpus, o, NYXQ_ADAM_STATE_FP32, "Adam, FP32 state", Backend{}, &bytes, &fp32_bytes, report).back();
+    report.device_loss = report.curve_fp32.back();
+  }
+  if (!o.train_only) {
+    report.curve_int8 = train(int8_adam_model, corpus, o, NYXQ_ADAM_STATE_INT8, "Adam, 8-bit state", on, &state8,
+                              &state8_ref, report);
+    report.adam_state_int8_bytes = state8;
+    evaluate_levels(ctx, corpus, o, on, base, fp32_model, int8_adam_model, report);
+  }
   report.seconds = seconds_since(start);
   nyxq_context_destroy(ctx);
+  int validation_messages = 0;
+  if (device) {
+    device->close();  // the layer reports leaks at vkDestroyDevice
+    validation_messages = device->validation_messages();
+  }
 
   report.print(stdout);
   const std::string json = o.out + "/report.json", svg = o.out + "/preservation.svg";
   report.write_json(json);
-  report.write_svg(svg);
-  std::printf("\nwrote %s and %s (%.0f s in all)\n", json.c_str(), svg.c_str(), report.seconds);
+  if (!o.train_only) report.write_svg(svg);
+  std::printf("\nwrote %s%s (%.0f s in all)\n", json.c_str(), o.train_only ? "" : (" and " + svg).c_str(), report.seconds);
 
   const std::vector<std::string> failures = report.missed_targets();
   for (const std::string &f : failures) std::printf("TARGET MISSED: %s\n", f.c_str());
-  if (o.quick && !failures.empty()) return 1;
+  if (o.validate) {
+    std::printf("validation layer: %d error and warning messages\n", validation_messages);
+    if (validation_messages > 0) return 1;
+  }
+  if (!report.device_matches_cpu()) return 1;
+  if ((o.quick || o.train_only) && !failures.empty()) return 1;
   return 0;
 }
+

@@ -17,8 +17,26 @@ struct Row {
   double reduction() const { return 1.0 - static_cast<double>(weight_bytes) / static_cast<double>(fp32_bytes); }
 };
 
+// One training phase's speed on one device.
+struct SpeedRow {
+  std::string phase, device;
+  int steps;
+  double steps_per_second, final_loss;
+};
+
+// How far the final training loss (the mean over the last 4% of the steps) of
+// the first phase on the Vulkan device may lie from the CPU's, same seed and
+// batches. The two sum their products in different orders, so the runs differ
+// by rounding: below 1e-6 on lavapipe after 40, 60, 200 and 1000 steps. A
+// step that leaves out one parameter's update moves the loss after 40 steps
+// by 0.0013 (output bias) to 0.70 (output weights), so the bound sits under
+// those; docs/guide.md ("The demo on the GPU") gives the measurements.
+constexpr double kDeviceLossTolerance = 0.0005;
+
 struct Report {
   std::vector<Row> rows;
+  std::vector<SpeedRow> speeds;
+  double cpu_reference_loss = NAN, device_loss = NAN;  // NaN: trained on the CPU only
   std::vector<double> curve_fp32, curve_int8;
   size_t adam_state_fp32_bytes = 0, adam_state_int8_bytes = 0;
   double int8_adam_valid_loss = 0, fake_quant_share = 0, seconds = 0;
@@ -30,8 +48,21 @@ struct Report {
     return nullptr;
   }
   double state_ratio() const { return static_cast<double>(adam_state_int8_bytes) / adam_state_fp32_bytes; }
+  bool device_matches_cpu() const {
+    return std::isnan(device_loss) || std::fabs(device_loss - cpu_reference_loss) <= kDeviceLossTolerance;
+  }
 
   void print(FILE *out) const {
+    std::fprintf(out, "\n| training phase | device | steps | steps/s | final training loss |\n|---|---|---:|---:|---:|\n");
+    for (const SpeedRow &r : speeds)
+      std::fprintf(out, "| %s | %s | %d | %.1f | %.4f |\n", r.phase.c_str(), r.device.c_str(), r.steps, r.steps_per_second,
+                   r.final_loss);
+    if (!std::isnan(device_loss))
+      std::fprintf(out, "\nVulkan against CPU, same seed and batches: final training loss %.4f vs %.4f, |difference| %.6f "
+                        "(tolerance %.4f): %s\n",
+                   device_loss, cpu_reference_loss, std::fabs(device_loss - cpu_reference_loss), kDeviceLossTolerance,
+                   device_matches_cpu() ? "within" : "OUTSIDE");
+    if (rows.empty()) return;
     std::fprintf(out, "\n| level | method | bits/weight | weight memory | vs FP32 | valid loss | perplexity | accuracy | preservation | quantize ms | eval ms |\n");
     std::fprintf(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const Row &r : rows)
@@ -42,8 +73,12 @@ struct Report {
     std::fprintf(out, "\nAdam state: FP32 %zu bytes, 8-bit %zu bytes (%.1f%%); final training loss FP32-state %.4f vs 8-bit-state %.4f; valid loss %.4f vs %.4f\n",
                  adam_state_fp32_bytes, adam_state_int8_bytes, 100.0 * state_ratio(), curve_fp32.back(), curve_int8.back(),
                  rows.empty() ? 0.0 : rows.front().valid_loss, int8_adam_valid_loss);
-    std::fprintf(out, "QAT: fake-quant took %.2f%% of each training step; %u of its steps skipped by the loss scaler\n",
-                 100.0 * fake_quant_share, qat_skipped_steps);
+    if (fake_quant_share >= 0)
+      std::fprintf(out, "QAT: fake-quant took %.2f%% of each training step; %u of its steps skipped by the loss scaler\n",
+                   100.0 * fake_quant_share, qat_skipped_steps);
+    else
+      std::fprintf(out, "QAT: fake-quant share not measured (the queue writes no timestamps); %u steps skipped by the loss scaler\n",
+                   qat_skipped_steps);
   }
 
   // The targets; each missed one is described.
@@ -57,6 +92,9 @@ struct Report {
     if (int4) need(int4->preservation >= 0.95, "INT4 PTQ accuracy preservation " + std::to_string(int4->preservation) + " < 0.95");
     if (qat) need(qat->preservation >= 0.98, "INT4 QAT accuracy preservation " + std::to_string(qat->preservation) + " < 0.98");
     if (int4) need(int4->reduction() >= 0.85, "INT4 weight memory reduction " + std::to_string(int4->reduction()) + " < 0.85");
+    need(device_matches_cpu(), "Vulkan final training loss " + std::to_string(device_loss) + " differs from the CPU's " +
+                                   std::to_string(cpu_reference_loss) + " by more than " + std::to_string(kDeviceLossTolerance));
+    if (rows.empty()) return missed;
     need(fake_quant_share <= 0.05, "fake-quant share of a step " + std::to_string(fake_quant_share) + " > 0.05");
     need(state_ratio() <= 0.26, "8-bit optimizer state ratio " + std::to_string(state_ratio()) + " > 0.26");
     return missed;
@@ -87,6 +125,15 @@ struct Report {
                  curve(curve_int8).c_str());
     std::fprintf(f, "  \"fake_quant_share_of_step\": %.5f,\n  \"qat_skipped_steps\": %u,\n  \"seconds\": %.1f,\n",
                  fake_quant_share, qat_skipped_steps, seconds);
+    std::fprintf(f, "  \"speeds\": [\n");
+    for (size_t i = 0; i < speeds.size(); ++i)
+      std::fprintf(f, "    {\"phase\": \"%s\", \"device\": \"%s\", \"steps\": %d, \"steps_per_second\": %.3f, \"final_loss\": %.5f}%s\n",
+                   speeds[i].phase.c_str(), speeds[i].device.c_str(), speeds[i].steps, speeds[i].steps_per_second,
+                   speeds[i].final_loss, i + 1 < speeds.size() ? "," : "");
+    std::fprintf(f, "  ],\n");
+    if (!std::isnan(device_loss))
+      std::fprintf(f, "  \"device_vs_cpu\": {\"device_loss\": %.5f, \"cpu_loss\": %.5f, \"tolerance\": %.3f},\n", device_loss,
+                   cpu_reference_loss, kDeviceLossTolerance);
     std::fprintf(f, "  \"missed_targets\": %zu\n}\n", missed_targets().size());
     std::fclose(f);
   }

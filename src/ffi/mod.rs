@@ -9,6 +9,7 @@
 pub mod config;
 pub mod context;
 pub mod format;
+pub mod gguf;
 pub mod guard;
 pub mod handle;
 pub mod hardware;

@@ -53,7 +53,7 @@ pub struct NyxqTensorInfo {
     pub byte_len: u64,
 }
 
-fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
+pub(crate) fn wrap(tensor: Tensor) -> Result<*mut NyxqTensor, Error> {
     let c_name =
         CString::new(tensor.name()).map_err(|_| Error::invalid("tensor name contains NUL"))?;
     Ok(handle::register::<NyxqTensor>(TensorHandle {
@@ -103,7 +103,7 @@ pub extern "C" fn nyxq_tensor_create(
 /// Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
 /// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
 /// larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
-/// NYXQ_ERROR_VULKAN. Thread-safe.
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_create_in(
     ctx: *const NyxqContext,
@@ -182,7 +182,10 @@ pub extern "C" fn nyxq_tensor_destroy(tensor: *mut NyxqTensor) -> NyxqStatus {
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (n differs from the element count),
-/// NYXQ_ERROR_NON_FINITE. Thread-safe.
+/// NYXQ_ERROR_NON_FINITE; for a DEVICE tensor also (its staging memory and
+/// copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST. Nothing is written when the input is rejected.
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_upload(
     tensor: *mut NyxqTensor,
@@ -204,7 +207,9 @@ pub extern "C" fn nyxq_tensor_upload(
 /// element count). `dst` must not overlap the tensor's own bytes.
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
-/// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats). Thread-safe.
+/// NYXQ_ERROR_BUFFER_TOO_SMALL (needed length in floats); for a DEVICE
+/// tensor also (its staging memory and copy) NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_download(
     tensor: *const NyxqTensor,
@@ -352,7 +357,8 @@ pub extern "C" fn nyxq_tensor_placement(
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
 /// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
-/// NYXQ_ERROR_VULKAN. No other call may be using the tensor.
+/// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
+/// tensor.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_migrate(tensor: *mut NyxqTensor, placement: i32) -> NyxqStatus {
     guard(|| {

@@ -183,8 +183,10 @@ fn record_call(
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
 /// needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
-/// self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
-/// recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+/// self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY
+/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+/// create a new context). Nothing is recorded on
 /// error. Thread-safe for distinct command buffers (Vulkan requires external
 /// synchronisation of one command buffer).
 #[unsafe(no_mangle)]

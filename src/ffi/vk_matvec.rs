@@ -93,7 +93,9 @@ fn record(
 /// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias, y
 /// or one row of W over
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
-/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is
+/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+/// create a new context). Nothing is
 /// recorded on error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matvec(
@@ -242,7 +244,9 @@ fn record_product(
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context; a kernel disabled by its
 /// self-test; bias, one row of W or one token's values over
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY (65 536 recorded
-/// dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on error.
+/// dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+/// create a new context). Nothing is recorded on error.
 /// Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_matmul(

@@ -32,7 +32,9 @@ use std::ffi::c_void;
 /// NYXQ_ERROR_INVALID_ARGUMENT (n of 0, misaligned offset, a range past the
 /// buffer's memory requirement, overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL, NYXQ_ERROR_SIZE_OVERFLOW,
 /// NYXQ_ERROR_UNSUPPORTED (a CPU context), NYXQ_ERROR_OUT_OF_MEMORY (65 536
-/// recorded dispatches unreleased), NYXQ_ERROR_VULKAN. Nothing is recorded on
+/// recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+/// create a new context). Nothing is recorded on
 /// error. Thread-safe for distinct command buffers.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_vk_cmd_unscale_and_check(

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod commands;
 pub mod env;
 
 use env::{Env, KERNEL_CHOICE_VARS};

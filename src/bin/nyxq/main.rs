@@ -8,6 +8,7 @@ mod bench_vk_matmul;
 mod bench_vk_matvec;
 mod debug;
 mod formats;
+mod gguf;
 mod hwinfo;
 mod plan;
 mod validate;
@@ -27,6 +28,7 @@ quantize a weight set into every format: size, error, throughput\n  \
 quantize/dequantize throughput against memcpy and memset\n  \
        bench [--quick] [--json FILE] [--threads N]\n                        \
 bench-quant, then matrix-vector products per format and shape\n  \
+       gguf export|import|info  GGUF files from and to safetensors, and what one holds\n  \
        plan, plan-bench precision planning (nyxq plan --help)\n  \
        debug [--config FILE] [--json]\n                        \
 build, CPU, Vulkan, config and environment: a report for bug reports\n  \
@@ -49,6 +51,7 @@ fn subcommand_usage(command: &str) -> Option<&'static str> {
         "validate" => Some(validate::USAGE),
         "formats" => Some(formats::USAGE),
         "debug" => Some(debug::USAGE),
+        "gguf" => Some(gguf::USAGE),
         _ => None,
     }
 }
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         "validate" => return exit_with(validate::run(rest)),
         "formats" => return exit_with(formats::run(rest).map(|()| ExitCode::SUCCESS)),
         "debug" => return exit_with(debug::run(rest).map(|()| ExitCode::SUCCESS)),
+        "gguf" => return exit_with(gguf::run(rest)),
         "bench-quant" => bench_quant::run(rest),
         "bench" => bench::run(rest),
         "plan" => plan::run(rest),
