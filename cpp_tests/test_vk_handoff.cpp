@@ -1310,6 +1310,30 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   EXPECT_EQ(trainer.validation_errors(), 0);
 }
 
+// A DEVICE tensor converts into a DEVICE tensor: a target format whose row
+// is larger than the device's largest buffer range is refused as
+// unsupported, and nothing is made. The source holds F16 rows of just over
+// a quarter of that range (half of it in bytes), which F32 doubles past it;
+// run where the range is lavapipe's 128 MiB or less (the rows of larger
+// ranges would take gigabytes).
+TEST(VkHandoff, AConversionWhoseRowsExceedTheBufferRangeIsRefused) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  NyxqDeviceInfo info;
+  CHECK_OK(nyxq_context_device_info(ctx.get(), &info));
+  const uint64_t range = std::min(info.max_storage_buffer_range, info.max_allocation_bytes);
+  if (range > (uint64_t{128} << 20)) GTEST_SKIP() << "the device's buffer range is " << range << " bytes";
+  const uint64_t shape[2] = {1, range / 4 + 64};
+  NyxqTensor *t = nullptr;
+  CHECK_OK(nyxq_tensor_create_in(ctx.get(), "wide", shape, 2, NYXQ_FORMAT_F16, NYXQ_PLACEMENT_DEVICE, &t));
+  nyxq_test::TensorPtr wide(t);
+  NyxqTensor *made = reinterpret_cast<NyxqTensor *>(0x1);
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_tensor_convert(wide.get(), NYXQ_FORMAT_F32, nullptr, &made));
+  EXPECT_NE(std::strstr(nyxq_last_error_message(), "largest buffer range"), nullptr) << nyxq_last_error_message();
+  EXPECT_EQ(made, reinterpret_cast<NyxqTensor *>(0x1));
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
 // W·x (with a bias) and xᵀ·W recorded into the trainer's command buffer for
 // every format, against a double-precision product of the weights the CPU
 // dequantizes: within the f32 bound of nyxq_vk_cmd_matvec, (n + 3)·2⁻²⁴·Σ|w·x|
