@@ -75,8 +75,8 @@ const TOPICS: &[Topic] = &[
         only_if: None,
     },
     Topic {
-        banner: "Training: loss scaling and Adam",
-        files: &["train.rs", "vk_train.rs", "vk_adam.rs"],
+        banner: "Training: loss scaling, Adam and importance from activations",
+        files: &["train.rs", "importance.rs", "vk_train.rs", "vk_adam.rs"],
         only_if: None,
     },
     Topic {

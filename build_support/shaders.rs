@@ -329,6 +329,7 @@ pub fn variants() -> Vec<Variant> {
             ],
         ),
         variant("unscale_f32".to_string(), "unscale.comp", &[], &[]),
+        variant("importance_f32".to_string(), "importance.comp", &[], &[]),
         // Adam(W) steps: FP32 moments (`_f32`) and 8-bit blocks (`_q8`), each
         // with products and sums by the FPU where exact (`_rte`, declared
         // round-to-nearest-even for f32) and on the bits alone; and the step
@@ -368,6 +369,7 @@ pub fn variants() -> Vec<Variant> {
 pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
+        "importance.comp" => "Importance",
         "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" => "Matmul",
@@ -392,6 +394,8 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
     let (per_invocation, local_size) = match file {
         "copy.comp" => (4, 256),
         "unscale.comp" => (1, 256),
+        // A column per invocation, summing over the dispatch's tokens.
+        "importance.comp" => (1, 256),
         // Adam: an element per invocation; the 8-bit state's workgroup is
         // one block of 256 (crate::train::adam::STATE_BLOCK).
         "adam.comp" | "adam_q8.comp" => (1, 256),

@@ -31,6 +31,7 @@ using StringPtr = std::unique_ptr<char, Destroy<char, nyxq_string_destroy>>;
 using ScalerPtr = std::unique_ptr<NyxqLossScaler, Destroy<NyxqLossScaler, nyxq_loss_scaler_destroy>>;
 using AdamPtr = std::unique_ptr<NyxqAdam, Destroy<NyxqAdam, nyxq_adam_destroy>>;
 using VkAdamPtr = std::unique_ptr<NyxqVkAdam, Destroy<NyxqVkAdam, nyxq_vk_adam_destroy>>;
+using ImportancePtr = std::unique_ptr<NyxqImportance, Destroy<NyxqImportance, nyxq_importance_destroy>>;
 
 // Destroys what `owner` holds and returns the dangling handle, for the tests
 // of what a destroyed handle is refused with.

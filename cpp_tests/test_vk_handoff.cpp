@@ -1095,6 +1095,8 @@ TEST(VkHandoff, RecordingsBeyondTheUnreleasedLimitAreOutOfMemory) {
                                                                         &a.w, &a.y, &a.x, &refused));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &refused));
+  EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &a.grads, 64, 1, &a.flag, &refused));
   EXPECT_STATUS(NYXQ_ERROR_OUT_OF_MEMORY, nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), cmd, 0.1f, &a.x, &a.grads, 64,
                                                                 &a.flag, &refused));
   EXPECT_EQ(refused, 7u) << "no ticket was written on error";
@@ -1255,6 +1257,8 @@ TEST(VkHandoff, FailingVulkanCommandsAreReportedAndLeaveNothingBehind) {
   vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
   EXPECT_STATUS(NYXQ_ERROR_VULKAN,
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &ticket));
+  vk_fault::arm("vkAllocateDescriptorSets", VK_ERROR_FRAGMENTED_POOL);
+  EXPECT_STATUS(NYXQ_ERROR_VULKAN, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &a.grads, 64, 1, &a.flag, &ticket));
   EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
   expect_nothing_recorded(trainer, ctx.get());
 
@@ -2314,10 +2318,110 @@ TEST(VkHandoff, ALostDeviceRefusesEveryCallThatWouldUseIt) {
                 nyxq_vk_cmd_unscale_and_check(ctx.get(), a.scaler.get(), cmd, &a.grads, 64, &a.flag, &ticket));
   lost_earlier();
   EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &a.grads, 64, 1, &a.flag, &ticket));
+  lost_earlier();
+  EXPECT_STATUS(NYXQ_ERROR_DEVICE_LOST,
                 nyxq_vk_cmd_adam_step(ctx.get(), adam.get(), cmd, 0.1f, &params, &grads, n, nullptr, &ticket));
   lost_earlier();
   EXPECT_EQ(ticket, 12345u) << "no ticket was written";
   expect_nothing_recorded(trainer, ctx.get());
   EXPECT_TRUE(vk_fault::armed_command.empty()) << "every armed command was called";
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+// Σx² per column on the device (f32, in the trainer's buffer) against the
+// host accumulator's f64 sums of the same activations, for odd column
+// counts, two recordings adding to one set of sums, and the sums brought
+// into a host accumulator through nyxq_importance_add_sums.
+TEST(VkHandoff, ImportanceSumsMatchTheHost) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  const std::vector<std::pair<size_t, size_t>> shapes = {{1, 5}, {31, 7}, {33, 64}, {4097, 3}, {384, 257}};
+  for (const auto &[cols, tokens] : shapes) {
+    SCOPED_TRACE(testing::Message() << cols << " columns, " << tokens << " tokens a batch");
+    const std::vector<float> a = nyxq_test::noisy_sine(tokens * cols, 3);
+    std::vector<float> b = nyxq_test::noisy_sine(tokens * cols, 4);
+    for (size_t i = 0; i < b.size(); ++i) b[i] *= (i % cols) % 5 == 0 ? 30.0f : 0.2f;
+    const VkDeviceSize x_bytes = 4 * tokens * cols, sum_bytes = 4 * cols;
+    HostBuffer xs = trainer.make_buffer(2 * x_bytes + 256);
+    HostBuffer sums = trainer.make_buffer(sum_bytes);
+    std::memcpy(xs.mapped, a.data(), x_bytes);
+    const VkDeviceSize second = (x_bytes + 255) / 256 * 256;
+    std::memcpy(static_cast<char *>(xs.mapped) + second, b.data(), x_bytes);
+    const NyxqVkBufferRange xa{xs.buffer, 0, x_bytes}, xb{xs.buffer, second, x_bytes};
+    const NyxqVkBufferRange s{sums.buffer, 0, sum_bytes};
+    trainer.begin();
+    vkCmdFillBuffer(trainer.cmd(), sums.buffer, 0, sum_bytes, 0);
+    trainer.barrier();
+    uint64_t first_ticket = 0, ticket = 0;
+    CHECK_OK(nyxq_vk_cmd_importance_add(ctx.get(), trainer.cmd(), &xa, tokens, cols, &s, &first_ticket));
+    trainer.barrier();
+    CHECK_OK(nyxq_vk_cmd_importance_add(ctx.get(), trainer.cmd(), &xb, tokens, cols, &s, &ticket));
+    trainer.submit_and_wait();
+    CHECK_OK(nyxq_vk_release(ctx.get(), ticket));
+
+    NyxqImportance *raw = nullptr;
+    CHECK_OK(nyxq_importance_create(cols, &raw));
+    nyxq_test::ImportancePtr host(raw);
+    CHECK_OK(nyxq_importance_add(host.get(), a.data(), a.size(), tokens));
+    CHECK_OK(nyxq_importance_add(host.get(), b.data(), b.size(), tokens));
+    CHECK_OK(nyxq_importance_create(cols, &raw));
+    nyxq_test::ImportancePtr from_device(raw);
+    const float *device_sums = static_cast<const float *>(sums.mapped);
+    CHECK_OK(nyxq_importance_add_sums(from_device.get(), device_sums, cols, 2 * tokens));
+    std::vector<float> want(cols), got(cols);
+    uint64_t want_tokens = 0, got_tokens = 0;
+    CHECK_OK(nyxq_importance_values(host.get(), want.data(), cols, &want_tokens));
+    CHECK_OK(nyxq_importance_values(from_device.get(), got.data(), cols, &got_tokens));
+    EXPECT_EQ(got_tokens, want_tokens);
+    // f32 sums of `tokens` squares, then one addition per recording: within
+    // (tokens + 1)·2^-23 of the exact sum, relatively (the documented bound).
+    const double bound = (static_cast<double>(tokens) + 1.0) * std::ldexp(1.0, -23);
+    for (size_t c = 0; c < cols; ++c) {
+      double exact = 0;
+      for (size_t t = 0; t < tokens; ++t) {
+        exact += static_cast<double>(a[t * cols + c]) * a[t * cols + c];
+        exact += static_cast<double>(b[t * cols + c]) * b[t * cols + c];
+      }
+      ASSERT_LE(std::fabs(device_sums[c] - exact), bound * exact) << "column " << c;
+      ASSERT_NEAR(got[c], want[c], bound * want[c] + 1e-30) << "column " << c;
+    }
+  }
+  EXPECT_EQ(trainer.validation_errors(), 0);
+}
+
+TEST(VkHandoff, ImportanceArgumentsAreCheckedBeforeAnythingIsRecorded) {
+  NEED_DEVICE(trainer);
+  auto ctx = borrow(trainer);
+  auto cpu = nyxq_test::cpu_context(1);
+  HostBuffer buf = trainer.make_buffer(1 << 16);
+  VkCommandBuffer cmd = trainer.cmd();
+  const NyxqVkBufferRange x{buf.buffer, 0, 4096}, sums{buf.buffer, 8192, 64};
+  uint64_t ticket = 12345;
+  trainer.begin();
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_cmd_importance_add(nullptr, cmd, &x, 64, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_cmd_importance_add(ctx.get(), nullptr, &x, 64, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_cmd_importance_add(ctx.get(), cmd, nullptr, 64, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 64, 16, nullptr, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_NULL_POINTER, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 64, 16, &sums, nullptr));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_HANDLE,
+                nyxq_vk_cmd_importance_add(reinterpret_cast<NyxqContext *>(0x10), cmd, &x, 64, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 0, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 64, 0, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 1, uint64_t{1} << 32, &sums, &ticket));
+  const NyxqVkBufferRange misaligned{buf.buffer, 2, 4096};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &misaligned, 64, 16, &sums, &ticket));
+  const NyxqVkBufferRange sums_inside{buf.buffer, 0, 64};
+  EXPECT_STATUS(NYXQ_ERROR_INVALID_ARGUMENT,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 64, 16, &sums_inside, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_BUFFER_TOO_SMALL, nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, 65, 16, &sums, &ticket));
+  EXPECT_EQ(nyxq_last_error_needed_len(), 4160u);
+  EXPECT_STATUS(NYXQ_ERROR_SIZE_OVERFLOW,
+                nyxq_vk_cmd_importance_add(ctx.get(), cmd, &x, UINT64_MAX / 8, 16, &sums, &ticket));
+  EXPECT_STATUS(NYXQ_ERROR_UNSUPPORTED, nyxq_vk_cmd_importance_add(cpu.get(), cmd, &x, 64, 16, &sums, &ticket));
+  EXPECT_EQ(ticket, 12345u) << "no ticket was written on error";
+  expect_nothing_recorded(trainer, ctx.get());
   EXPECT_EQ(trainer.validation_errors(), 0);
 }

@@ -2648,7 +2648,7 @@ NyxqStatus nyxq_hardware_load(const char *path,
 NyxqStatus nyxq_hardware_detect(const NyxqContext *ctx,
                                 NyxqHardware *hardware_out);
 
-/* ---- Training: loss scaling and Adam ---- */
+/* ---- Training: loss scaling, Adam and importance from activations ---- */
 
 /**
  * How Adam stores its moments (NyxqAdamOptions.state).
@@ -2681,6 +2681,14 @@ typedef int32_t NyxqAdamState;
  * overlap (each call takes its lock); different optimizers run in parallel.
  */
 typedef struct NyxqAdam NyxqAdam;
+
+/**
+ * Σx² per input column of one layer and the tokens added: the importance
+ * the error-minimising quantizers take (ggml's imatrix). Calls on one
+ * accumulator must not overlap (each takes its lock); different
+ * accumulators run in parallel.
+ */
+typedef struct NyxqImportance NyxqImportance;
 
 /**
  * A dynamic loss scaler (PyTorch GradScaler semantics). Not for concurrent
@@ -2969,6 +2977,124 @@ NyxqStatus nyxq_adam_load(NyxqAdam *adam,
                           size_t src_len);
 
 /**
+ * Creates an empty accumulator for a layer input of `cols` columns (the
+ * weight matrix's columns: W is [rows, cols], y = W·x). It holds 8 bytes per
+ * column. Release with nyxq_importance_destroy.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_ARGUMENT (cols of 0),
+ * NYXQ_ERROR_SIZE_OVERFLOW (cols * 8 beyond the address space),
+ * NYXQ_ERROR_OUT_OF_MEMORY (the sums could not be allocated). Thread-safe.
+ */
+NyxqStatus nyxq_importance_create(size_t cols,
+                                  NyxqImportance **importance_out);
+
+/**
+ * Releases an accumulator. NULL is a no-op.
+ *
+ * Errors: NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_importance_destroy(NyxqImportance *importance);
+
+/**
+ * Adds `tokens` rows of one layer's input activations: `x` holds
+ * tokens × cols floats, row-major (token t's column c at x[t * cols + c]),
+ * and x_len must equal tokens * cols. Each column's sum grows by Σ_t x[t][c]²
+ * (in f64) and the token count by `tokens`.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (x_len is not tokens * cols),
+ * NYXQ_ERROR_SIZE_OVERFLOW (tokens * cols), NYXQ_ERROR_NON_FINITE (NaN or
+ * ±Inf in x; nyxq_last_error_index() gives its index in x). Nothing is added
+ * on error.
+ */
+NyxqStatus nyxq_importance_add(NyxqImportance *importance,
+                               const float *x,
+                               size_t x_len,
+                               size_t tokens);
+
+/**
+ * Adds Σx² per column made elsewhere over `tokens` tokens: the f32 sums that
+ * nyxq_vk_cmd_importance_add accumulated on the device, read back by the
+ * caller (sums_len must equal cols). Zero the device sums after adding them
+ * here, or they are counted twice.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (sums_len is not cols, a negative sum),
+ * NYXQ_ERROR_NON_FINITE (NaN or ±Inf in sums; nyxq_last_error_index() gives
+ * its index), NYXQ_ERROR_SIZE_OVERFLOW (the token count beyond 2^64 - 1).
+ * Nothing is added on error.
+ */
+NyxqStatus nyxq_importance_add_sums(NyxqImportance *importance,
+                                    const float *sums,
+                                    size_t sums_len,
+                                    uint64_t tokens);
+
+/**
+ * Writes the per-column importance, the mean Σx²/tokens of each column as
+ * f32, into values[0 .. values_len], repeated: values[i] is column
+ * i % cols, and values_len must be a positive multiple of cols. Pass it as
+ * NyxqQuantizeOptions.importance (with importance_len = values_len) and
+ * NYXQ_ROUNDING_ERROR_MINIMISING to quantize the layer's row-major
+ * [rows, cols] weight matrix, whose element i is column i % cols: cols
+ * values when cols is a whole number of the format's blocks, else
+ * lcm(cols, block size) values (384 columns in Q4_K, blocks of 256: 768).
+ * *tokens_out (may be NULL) gets the tokens added.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (values_len below cols, which
+ * nyxq_last_error_needed_len gives), NYXQ_ERROR_INVALID_ARGUMENT (values_len
+ * not a multiple of cols, no tokens added yet). Nothing is written on error.
+ */
+NyxqStatus nyxq_importance_values(const NyxqImportance *importance,
+                                  float *values,
+                                  size_t values_len,
+                                  uint64_t *tokens_out);
+
+/**
+ * Sets every sum and the token count back to zero (a new calibration run).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_importance_reset(NyxqImportance *importance);
+
+/**
+ * Bytes of the accumulator's checkpoint (nyxq_importance_save): 48 plus 8
+ * per column.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.
+ */
+NyxqStatus nyxq_importance_save_size(const NyxqImportance *importance,
+                                     size_t *size_out);
+
+/**
+ * Writes the accumulator (columns, tokens, the f64 sums) as versioned,
+ * checksummed little-endian bytes into the first
+ * nyxq_importance_save_size bytes of `dst`. The layout is in docs/guide.md
+ * (Importance from activations).
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_BUFFER_TOO_SMALL (dst_len below the checkpoint's size, which
+ * nyxq_last_error_needed_len gives).
+ */
+NyxqStatus nyxq_importance_save(const NyxqImportance *importance,
+                                uint8_t *dst,
+                                size_t dst_len);
+
+/**
+ * Restores what nyxq_importance_save wrote into an accumulator of the same
+ * column count, replacing its sums and tokens.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (not an nyxq checkpoint, another version,
+ * another kind of object, truncated or trailing bytes, a checksum that does
+ * not match, another column count; the message says which). Nothing
+ * changes on error.
+ */
+NyxqStatus nyxq_importance_load(NyxqImportance *importance,
+                                const uint8_t *src,
+                                size_t src_len);
+
+/**
  * Records the loss scaler's unscale-and-check over `n` f32 gradients in the
  * caller's buffer `grads`, in place: each is multiplied by 1/scale (the
  * scaler's current scale), and the uint32_t at `found` gets 1 ORed into it
@@ -3001,6 +3127,45 @@ NyxqStatus nyxq_vk_cmd_unscale_and_check(NyxqContext *ctx,
                                          uint64_t n,
                                          const NyxqVkBufferRange *found,
                                          uint64_t *ticket_out);
+
+/**
+ * Records `sums[c] += Σ_t x[t][c]²` for the `tokens` × `cols` f32
+ * activations at `x` (one layer's input, row-major: token t's column c at
+ * float t * cols + c) into the `cols` f32 sums at `sums`, a buffer of the
+ * caller's: the device side of nyxq_importance_add, for activations that
+ * never leave the GPU. Zero `sums` before the first recording (for example
+ * with vkCmdFillBuffer) and let every batch add to it; then, after the
+ * command buffer completed, read the sums back and pass them with the
+ * total token count to nyxq_importance_add_sums, and zero them again.
+ *
+ * Each column's tokens are summed in order in f32 and added once per
+ * dispatch (one dispatch unless `x` exceeds maxStorageBufferRange; then a
+ * barrier separates the dispatches). The sums are within
+ * (tokens + 1) · 2^-23 of the host's f64 sums, relatively
+ * (test: `VkHandoff.ImportanceSumsMatchTheHost`); NaN or ±Inf in `x`
+ * is not checked on the device and makes its column's sum non-finite,
+ * which nyxq_importance_add_sums then refuses. Command buffer, ranges,
+ * tickets and what nyxq cannot check as nyxq_vk_cmd_quantize; `x` and
+ * `sums` must not overlap.
+ *
+ * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
+ * NYXQ_ERROR_INVALID_ARGUMENT (tokens or cols of 0, cols beyond 2^32 - 1,
+ * misaligned offset, a range past the buffer's memory requirement,
+ * overlapping ranges), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size),
+ * NYXQ_ERROR_SIZE_OVERFLOW (tokens * cols * 4), NYXQ_ERROR_UNSUPPORTED (a
+ * CPU context, sums beyond maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
+ * create a new context). Nothing is recorded on error. Thread-safe for
+ * distinct command buffers.
+ */
+NyxqStatus nyxq_vk_cmd_importance_add(NyxqContext *ctx,
+                                      void *command_buffer,
+                                      const NyxqVkBufferRange *x,
+                                      uint64_t tokens,
+                                      uint64_t cols,
+                                      const NyxqVkBufferRange *sums,
+                                      uint64_t *ticket_out);
 
 /**
  * Creates Adam state for a tensor of `n` (>= 1) FP32 parameters in the

@@ -477,6 +477,11 @@ impl Context {
                  not by the self-test"
                     .to_string(),
             );
+            lines.push(
+                "importance_f32: compat variant (f32 sums per column); checked by the GPU test \
+                 suite, not by the self-test"
+                    .to_string(),
+            );
             let p = engine.matvec();
             lines.push(
                 match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {

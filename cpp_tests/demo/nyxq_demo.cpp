@@ -264,19 +264,74 @@ std::vector<double> train(Model &m, const Corpus &c, const Options &o, int32_t s
   return curve;
 }
 
+// The importance of the hidden and output matrices' input columns (the
+// error-minimising quantizers' weights), each repeated to whole rows covering
+// whole super-blocks of 256 values, so that every 4-bit format takes it
+// (nyxq_importance_values).
+struct Importance {
+  std::vector<float> w1, w2;
+};
+
+// The largest column importance over the smallest (positive) one.
+double spread(const std::vector<float> &v) {
+  float lo = 0, hi = 0;
+  for (float x : v) {
+    if (x > 0 && (lo == 0 || x < lo)) lo = x;
+    hi = std::max(hi, x);
+  }
+  return lo > 0 ? hi / lo : 0.0;
+}
+
+// Σx² per column of each matrix's input over `batches` training batches of
+// 64, run through `m` (ggml's imatrix, gathered with nyxq_importance_add).
+Importance gather_importance(const Model &m, const Corpus &c, int batches) {
+  NyxqImportance *inputs = nullptr, *hidden = nullptr;
+  NYXQ(nyxq_importance_create(kInput, &inputs));
+  NYXQ(nyxq_importance_create(m.hidden, &hidden));
+  Rng rng(0x1a7a);
+  Batch batch;
+  for (int i = 0; i < batches; ++i) {
+    fill_batch(c.train, rng, 64, batch);
+    forward(m, batch, nullptr);
+    NYXQ(nyxq_importance_add(inputs, batch.x.data(), batch.x.size(), batch.size));
+    NYXQ(nyxq_importance_add(hidden, batch.h.data(), batch.h.size(), batch.size));
+  }
+  auto rows = [&](NyxqImportance *acc, size_t cols) {
+    size_t len = cols;
+    while (len % 256 != 0) len += cols;
+    std::vector<float> values(len);
+    NYXQ(nyxq_importance_values(acc, values.data(), values.size(), nullptr));
+    return values;
+  };
+  Importance out{rows(inputs, kInput), rows(hidden, static_cast<size_t>(m.hidden))};
+  nyxq_importance_destroy(inputs);
+  nyxq_importance_destroy(hidden);
+  return out;
+}
+
 // Replaces every weight matrix of `m` by its round trip through `format` and
 // keeps the hidden and output matrices packed in `packed`. Returns the bytes
-// the quantized model's weights take (biases stay FP32).
-size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t rounding, Packed *packed) {
+// the quantized model's weights take (biases stay FP32). With `importance`,
+// the hidden and output matrices' errors are weighted by it (the embedding,
+// a lookup table, has no input columns to weigh).
+size_t quantize_model(NyxqContext *ctx, Model &m, int32_t format, int32_t rounding, Packed *packed,
+                      const Importance *importance = nullptr) {
   size_t bytes = 0;
-  NyxqQuantizeOptions q = {};
-  q.struct_size = sizeof(q);
-  q.rounding = rounding;
   packed->format = format;
   for (Param *p : m.params()) {
     if (!p->is_matrix) {
       bytes += p->size() * sizeof(float);
       continue;
+    }
+    NyxqQuantizeOptions q = {};
+    q.struct_size = sizeof(q);
+    q.rounding = rounding;
+    const std::vector<float> *weights = !importance ? nullptr : p == &m.w1 ? &importance->w1
+                                                              : p == &m.w2 ? &importance->w2
+                                                                           : nullptr;
+    if (weights) {
+      q.importance = weights->data();
+      q.importance_len = weights->size();
     }
     size_t packed_size = 0;
     NYXQ(nyxq_quantized_size(format, p->size(), &packed_size));
@@ -383,7 +438,7 @@ void evaluate_levels(NyxqContext *ctx, const Corpus &corpus, const Options &o, c
   const Eval reference = evaluate_packed(ctx, fp32_model, pack_fp32(ctx, fp32_model), corpus.valid, o.eval_positions);
   report.int8_adam_valid_loss =
       evaluate_packed(ctx, int8_adam_model, pack_fp32(ctx, int8_adam_model), corpus.valid, o.eval_positions).loss;
-  struct Level { const char *label; int32_t format; int32_t rounding; };
+  struct Level { const char *label; int32_t format; int32_t rounding; bool importance = false; };
   const Level levels[] = {
       {"FP32", NYXQ_FORMAT_F32, NYXQ_ROUNDING_NEAREST},        {"FP16", NYXQ_FORMAT_F16, NYXQ_ROUNDING_NEAREST},
       {"BF16", NYXQ_FORMAT_BF16, NYXQ_ROUNDING_NEAREST},       {"INT8 Q8_0", NYXQ_FORMAT_Q8_0, NYXQ_ROUNDING_NEAREST},
@@ -393,14 +448,27 @@ void evaluate_levels(NyxqContext *ctx, const Corpus &corpus, const Options &o, c
       {"INT6 Q6_K", NYXQ_FORMAT_Q6_K, NYXQ_ROUNDING_NEAREST},
       {"INT4 Q4_0 err-min", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_ERROR_MINIMISING},
       {"INT4 Q4_1 err-min", NYXQ_FORMAT_Q4_1, NYXQ_ROUNDING_ERROR_MINIMISING},
+      {"INT4 IQ4_NL err-min", NYXQ_FORMAT_IQ4_NL, NYXQ_ROUNDING_ERROR_MINIMISING},
       {"INT4 Q4_K err-min", NYXQ_FORMAT_Q4_K, NYXQ_ROUNDING_ERROR_MINIMISING},
+      // The same searches weighted by the importance of the activations.
+      {"INT4 Q4_0 err-min+imp", NYXQ_FORMAT_Q4_0, NYXQ_ROUNDING_ERROR_MINIMISING, true},
+      {"INT4 Q4_1 err-min+imp", NYXQ_FORMAT_Q4_1, NYXQ_ROUNDING_ERROR_MINIMISING, true},
+      {"INT4 IQ4_NL err-min+imp", NYXQ_FORMAT_IQ4_NL, NYXQ_ROUNDING_ERROR_MINIMISING, true},
+      {"INT4 Q4_K err-min+imp", NYXQ_FORMAT_Q4_K, NYXQ_ROUNDING_ERROR_MINIMISING, true},
   };
   const size_t fp32_bytes = weights * sizeof(float);
+  // Calibration for the "+imp" rows: 16 training batches through the FP32 model.
+  auto calibration_start = Clock::now();
+  const Importance importance = gather_importance(fp32_model, corpus, 16);
+  std::printf("importance from %d training positions in %.0f ms: largest over smallest column, %.1f (hidden layer's "
+              "input), %.1f (output layer's input)\n",
+              16 * 64, 1000 * seconds_since(calibration_start), spread(importance.w1), spread(importance.w2));
   for (const Level &level : levels) {
     Model q = fp32_model;
     auto t = Clock::now();
     Packed packed;
-    const size_t bytes = quantize_model(ctx, q, level.format, level.rounding, &packed);
+    const size_t bytes =
+        quantize_model(ctx, q, level.format, level.rounding, &packed, level.importance ? &importance : nullptr);
     const double quantize_seconds = seconds_since(t);
     const Eval e = evaluate_packed(ctx, q, packed, corpus.valid, o.eval_positions);
     NyxqFormatInfo info;

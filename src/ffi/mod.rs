@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod guard;
 pub mod handle;
 pub mod hardware;
+pub mod importance;
 #[cfg(feature = "test-exports")]
 pub mod layout;
 pub mod log;

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 0..8 | magic `NYXQSTAT` |
 //! | 8..12 | u32 version ([`VERSION`]) |
-//! | 12..16 | u32 kind: 1 loss scaler, 2 Adam |
+//! | 12..16 | u32 kind: 1 loss scaler, 2 Adam, 3 importance ([`super::importance`]) |
 //! | 16..24 | u64 bytes of the body that follows |
 //! | 24..32 | u64 FNV-1a (64-bit) of the body |
 //!
@@ -43,9 +43,10 @@ const ADAM_FIXED: usize = 36;
 
 /// What a checkpoint holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     LossScaler = 1,
     Adam = 2,
+    Importance = 3,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
         match raw {
             1 => "a loss scaler",
             2 => "an Adam optimizer",
+            3 => "an importance accumulator",
             _ => "an unknown kind",
         }
     }
@@ -67,17 +69,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Appends little-endian fields to a byte vector.
 #[derive(Default)]
-struct Fields(Vec<u8>);
+pub(super) struct Fields(pub(super) Vec<u8>);
 
 impl Fields {
-    fn u32(mut self, v: u32) -> Self {
+    pub(super) fn u32(mut self, v: u32) -> Self {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
     fn f32(self, v: f32) -> Self {
         self.u32(v.to_bits())
     }
-    fn u64(mut self, v: u64) -> Self {
+    pub(super) fn u64(mut self, v: u64) -> Self {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
@@ -85,7 +87,7 @@ impl Fields {
 
 /// Reads little-endian fields off the front of a body whose length was
 /// checked to hold them.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
@@ -99,13 +101,13 @@ impl Reader<'_> {
     fn f32(&mut self) -> f32 {
         f32::from_bits(self.u32())
     }
-    fn u64(&mut self) -> u64 {
+    pub(super) fn u64(&mut self) -> u64 {
         u64::from_le_bytes(self.take())
     }
 }
 
 /// Writes the header for `body` (already in `out[HEADER_BYTES..]`).
-fn write_header(kind: Kind, out: &mut [u8]) {
+pub(super) fn write_header(kind: Kind, out: &mut [u8]) {
     let (header, body) = out.split_at_mut(HEADER_BYTES);
     let fields = Fields::default()
         .u32(VERSION)
@@ -117,7 +119,7 @@ fn write_header(kind: Kind, out: &mut [u8]) {
 }
 
 /// Checks the header of `bytes` and returns the body.
-fn read_header(kind: Kind, bytes: &[u8]) -> Result<&[u8]> {
+pub(super) fn read_header(kind: Kind, bytes: &[u8]) -> Result<&[u8]> {
     let what = Kind::name(kind as u32);
     if bytes.len() < HEADER_BYTES {
         return Err(Error::invalid(format!(

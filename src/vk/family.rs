@@ -16,6 +16,9 @@ pub enum Family {
     /// The loss scaler's unscale-and-check: `grads`, `found`; [`UnscalePush`]
     /// (shaders/unscale.comp).
     Unscale,
+    /// Σx² per column of a layer's input activations: `x`, `sums`;
+    /// [`ImportancePush`] (shaders/importance.comp).
+    Importance,
     /// Matrix-vector products: `W`, `x`, `bias`, `y`; [`MatvecPush`]
     /// (shaders/matvec.glsl).
     Matvec,
@@ -29,9 +32,10 @@ pub enum Family {
 
 impl Family {
     /// Every family, in [`Family::index`] order.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Convert,
         Family::Unscale,
+        Family::Importance,
         Family::Matvec,
         Family::Matmul,
         Family::Adam,
@@ -40,7 +44,7 @@ impl Family {
     /// Storage-buffer bindings of its descriptor sets.
     pub const fn bindings(self) -> u32 {
         match self {
-            Family::Convert | Family::Unscale => 2,
+            Family::Convert | Family::Unscale | Family::Importance => 2,
             Family::Matvec | Family::Matmul | Family::Adam => 4,
         }
     }
@@ -50,6 +54,7 @@ impl Family {
         (match self {
             Family::Convert => size_of::<ConvertPush>(),
             Family::Unscale => size_of::<UnscalePush>(),
+            Family::Importance => size_of::<ImportancePush>(),
             Family::Matvec => size_of::<MatvecPush>(),
             Family::Matmul => size_of::<MatmulPush>(),
             Family::Adam => size_of::<AdamPush>(),
@@ -125,6 +130,18 @@ push_constants! {
         pow2_shift,
         /// 1: scale by 2^-k on the bits.
         exact_pow2,
+    }
+}
+
+push_constants! {
+    /// Rust twin of `Push` in shaders/importance.comp.
+    ImportancePush: Importance, 12 bytes {
+        /// Columns (floats per token, and sums).
+        cols,
+        /// Tokens in this dispatch.
+        tokens,
+        /// Float of binding 0 where this dispatch's first token starts.
+        x_first,
     }
 }
 

@@ -154,13 +154,13 @@ impl Bound {
 
 /// A run of tokens that one dispatch binds: its X (dY) and Y (dX) ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TokenChunk {
+pub(super) struct TokenChunk {
     first: u64,
-    tokens: u64,
+    pub(super) tokens: u64,
     /// (offset within the caller's range, bytes) of the X binding, and the
     /// float of that binding where the first token starts.
-    x_bind: (u64, u64),
-    x_first: u32,
+    pub(super) x_bind: (u64, u64),
+    pub(super) x_first: u32,
     y_bind: (u64, u64),
     y_first: u32,
 }
@@ -168,7 +168,7 @@ struct TokenChunk {
 /// Splits the tokens so that neither the X binding (`x_per` floats a
 /// token) nor the Y binding (`y_per`) exceeds `max_range` bytes, each
 /// starting at a multiple of `align` at or before its first token.
-fn token_chunks(
+pub(super) fn token_chunks(
     tokens: u64,
     (x_per, y_per): (u64, u64),
     max_range: u64,

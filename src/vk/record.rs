@@ -1,15 +1,18 @@
 //! Dispatches recorded into the caller's command buffer (DESIGN.md, "Vulkan
-//! handoff", way 1): the quantize family and the loss scaler's unscale. nyxq
+//! handoff", way 1): the quantize family, the loss scaler's unscale and the
+//! importance sums of activations. nyxq
 //! binds its pipeline, a descriptor set and push constants and records
 //! `vkCmdDispatch`, split where a range exceeds maxStorageBufferRange; it
 //! never submits and never waits. Each call returns the ticket whose release
 //! frees its descriptor sets ([`super::recorder::Recorder::release`]).
 
-use super::dispatch::{Dispatch, element_groups};
+use super::dispatch::{Dispatch, compute_barrier, element_groups};
 use super::engine::Engine;
-use super::family::{ConvertPush, UnscalePush};
+use super::family::{ConvertPush, ImportancePush, UnscalePush};
 use super::ops;
-use super::ranges::{BufferRange, check_disjoint, check_range, checked_count};
+use super::ranges::{
+    BufferRange, check_command_buffer, check_disjoint, check_range, checked_count,
+};
 use super::recorder::Ticket;
 use super::shaders::{KernelId, Op};
 use crate::error::{Error, ErrorKind, Result};
@@ -140,6 +143,77 @@ pub unsafe fn record_unscale(
         // SAFETY: per this function's contract; ranges checked above.
         unsafe { engine.record(cmd, &dispatch) }?;
         done += k;
+    }
+    Ok(ticket)
+}
+
+/// Records `sums[c] += Σ_t x[t][c]²` over `tokens` rows of `cols` f32
+/// activations in `x` (row-major) into the f32 `sums[0..cols]`, split by
+/// tokens where `x` exceeds maxStorageBufferRange (with a barrier between
+/// the dispatches, which add to the same sums). Returns the ticket.
+///
+/// # Safety
+/// As [`record_kernel`].
+pub unsafe fn record_importance(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    x: &BufferRange,
+    tokens: u64,
+    cols: u64,
+    sums: &BufferRange,
+) -> Result<Ticket> {
+    check_command_buffer(cmd)?;
+    if tokens == 0 {
+        return Err(Error::invalid("tokens is 0: nothing to record"));
+    }
+    let cols32 = u32::try_from(cols)
+        .ok()
+        .filter(|&c| c > 0)
+        .ok_or_else(|| Error::invalid(format!("cols is {cols}: it must be 1 to 2^32 - 1")))?;
+    let x_bytes = tokens
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| Error::overflow("tokens * cols * 4"))?;
+    let sum_bytes = 4 * cols;
+    let x_bound = check_range(&engine.device, x, x_bytes, "x")?;
+    let sums_bound = check_range(&engine.device, sums, sum_bytes, "sums")?;
+    check_disjoint(x, x_bound, sums, sums_bound)?;
+    let info = &engine.device.info;
+    let max_range = u64::from(info.max_storage_buffer_range);
+    if sum_bytes > max_range {
+        return Err(Error::unsupported(format!(
+            "importance: {cols} sums ({sum_bytes} bytes) exceed the device's \
+             maxStorageBufferRange ({max_range} bytes)"
+        )));
+    }
+    let align = info.min_storage_offset_alignment.max(4);
+    let plan = super::matmul::token_chunks(tokens, (cols, 0), max_range, align)?;
+    let kernel = KernelId::IMPORTANCE_F32;
+    let buffers = [x.buffer, sums.buffer];
+    let (ticket, sets) = engine.reserve(kernel, &[], plan.len(), &buffers)?;
+    for (i, (chunk, set)) in plan.iter().zip(sets).enumerate() {
+        if i > 0 {
+            // SAFETY: `cmd` is recording (this function's contract).
+            unsafe { compute_barrier(&engine.device.device, cmd) };
+        }
+        let push = ImportancePush {
+            cols: cols32,
+            tokens: chunk.tokens as u32,
+            x_first: chunk.x_first,
+        };
+        let dispatch = Dispatch {
+            kernel,
+            specialization: &[],
+            set,
+            bindings: &[
+                (x.buffer, x.offset + chunk.x_bind.0, chunk.x_bind.1),
+                (sums.buffer, sums.offset, sum_bytes),
+            ],
+            push,
+            groups: element_groups(kernel, cols32)?,
+        };
+        // SAFETY: per this function's contract; ranges checked above.
+        unsafe { engine.record(cmd, &dispatch) }?;
     }
     Ok(ticket)
 }

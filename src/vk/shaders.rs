@@ -352,6 +352,7 @@ mod tests {
         };
         assert_eq!(grid(KernelId::COPY_F32_F32), g(4, 256));
         assert_eq!(grid(KernelId::UNSCALE_F32), g(1, 256));
+        assert_eq!(grid(KernelId::IMPORTANCE_F32), g(1, 256));
         assert_eq!(grid(KernelId::QUANTIZE_F32_F16), g(4, 256));
         assert_eq!(grid(KernelId::QUANTIZE_F32_Q4_0), g(32, 64));
         assert_eq!(grid(KernelId::QUANTIZE_F32_Q5_0), g(32, 64));
