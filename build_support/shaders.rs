@@ -42,6 +42,10 @@ pub struct FormatKernels {
     /// others dequantize in units of 4 values, 2 units per invocation
     /// (measured best; other counts with NYXQ_SHADER_EXPERIMENTS=1).
     pub block: bool,
+    /// A K-quant (shaders/kquant.glsl): super-blocks of 256, quantized one
+    /// per workgroup (shaders/kquant_group.glsl), dequantized in lanes of 8
+    /// values; no fast variants yet.
+    pub super_block: bool,
     /// Fast variants of `quantize_f32_<tag>`, fastest first: (suffix, defines).
     pub quantize_fast: &'static [(&'static str, Defines)],
     /// Fast variants of `dequantize_<tag>_f16`, fastest first.
@@ -52,10 +56,11 @@ pub struct FormatKernels {
 }
 
 /// Every format with GPU kernels (F32 has the copy kernel and the matvec ones).
-pub const FORMATS: [FormatKernels; 7] = [
+pub const FORMATS: [FormatKernels; 10] = [
     FormatKernels {
         tag: "f16",
         block: false,
+        super_block: false,
         quantize_fast: &[("_rte", RTE)],
         dequantize_f16_fast: &[],
         matvec_dot: false,
@@ -63,6 +68,7 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "bf16",
         block: false,
+        super_block: false,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte", RTE)],
         matvec_dot: false,
@@ -70,6 +76,7 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "q8_0",
         block: true,
+        super_block: false,
         quantize_fast: &[("_s16", STORE16)],
         dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
         matvec_dot: true,
@@ -77,6 +84,7 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "q4_0",
         block: true,
+        super_block: false,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
         matvec_dot: true,
@@ -84,6 +92,7 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "q4_1",
         block: true,
+        super_block: false,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte_dp", RTE_F16_MATH), ("_rte", RTE_LANES)],
         matvec_dot: true,
@@ -91,6 +100,7 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "q5_0",
         block: true,
+        super_block: false,
         quantize_fast: &[],
         dequantize_f16_fast: &[("_rte", RTE_F16_MATH)],
         matvec_dot: true,
@@ -98,13 +108,30 @@ pub const FORMATS: [FormatKernels; 7] = [
     FormatKernels {
         tag: "iq4_nl",
         block: true,
+        super_block: false,
         quantize_fast: &[],
         // The hardware conversion of the f32 values (the levels are a table,
         // not the f16 arithmetic's biased bytes).
         dequantize_f16_fast: &[("_rte", RTE_LANES)],
         matvec_dot: true,
     },
+    k_quant("q4_k"),
+    k_quant("q5_k"),
+    k_quant("q6_k"),
 ];
+
+/// The kernels of a K-quant (Q4_K, Q5_K, Q6_K): the compatible conversions
+/// and products (no integer-dot product).
+const fn k_quant(tag: &'static str) -> FormatKernels {
+    FormatKernels {
+        tag,
+        block: true,
+        super_block: true,
+        quantize_fast: &[],
+        dequantize_f16_fast: &[],
+        matvec_dot: false,
+    }
+}
 
 /// The `FORMAT_*` define of the format `tag` ("FORMAT_Q4_0").
 fn format_define(tag: &str) -> String {
@@ -373,9 +400,9 @@ pub fn family(file: &str) -> &'static str {
 /// first against its code at compile time) and written into the table.
 pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
     let has = |d: &str| defines.iter().any(|x| x == d);
-    let block = FORMATS
-        .iter()
-        .any(|f| f.block && has(&format_define(f.tag)));
+    let format = FORMATS.iter().find(|f| has(&format_define(f.tag)));
+    let block = format.is_some_and(|f| f.block);
+    let super_block = format.is_some_and(|f| f.super_block);
     // 256 invocations (the H200 measured a launch-rate limit with groups of
     // 64 for one-pass kernels), except 64 for the block quantize and
     // fake-quantize kernels, whose barrier-separated steps need many
@@ -389,6 +416,9 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         // one block of 256 (crate::train::adam::STATE_BLOCK).
         "adam.comp" | "adam_q8.comp" => (1, 256),
         "adam_count.comp" => (1, 1),
+        // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
+        // workgroup, 8 values per invocation.
+        "quantize.comp" | "fake_quantize.comp" if super_block => (8, 32),
         // Block kernels (shaders/block_group.glsl): 4 rounds of 8 values.
         "quantize.comp" | "fake_quantize.comp" if block => (32, 64),
         "quantize.comp" | "fake_quantize.comp" => (4, 256),

@@ -1024,9 +1024,8 @@ NyxqStatus nyxq_tensor_create(const NyxqContext *ctx,
  * which; the log says why).
  *
  * Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
- * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
- * format with no Vulkan kernel (Q4_K, Q5_K, Q6_K), a row larger than the
- * device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+ * placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
+ * larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
  * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
  */
 NyxqStatus nyxq_tensor_create_in(const NyxqContext *ctx,
@@ -1143,8 +1142,7 @@ NyxqStatus nyxq_tensor_placement(const NyxqTensor *tensor,
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
  * NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
- * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
- * with no Vulkan kernel (Q4_K, Q5_K, Q6_K)),
+ * tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
  * NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
  * NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
  * tensor.
@@ -1763,10 +1761,9 @@ NyxqStatus nyxq_context_create_vulkan_borrowed(const NyxqContextOptions *options
  * past the buffer's memory requirement, overlapping src and dst),
  * NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
  * needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
- * NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
- * (Q4_K, Q5_K, Q6_K), a kernel disabled by its self-test, error-minimising
- * rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
- * recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+ * NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
+ * self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY
+ * (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
  * NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
  * create a new context). Nothing is recorded on
  * error. Thread-safe for distinct command buffers (Vulkan requires external
@@ -1876,8 +1873,7 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
  * `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
  *
- * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
- *   kernels: not Q4_K, Q5_K, Q6_K), row-major,
+ * - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
  *   each row whole blocks: the bytes nyxq_quantize writes for the flattened
  *   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
  * - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -1912,8 +1908,8 @@ NyxqStatus nyxq_vk_recorder_usage(const NyxqContext *ctx,
  * format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
  * offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
  * size; the needed bytes in nyxq_last_error_needed_len),
- * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
- * with no Vulkan kernel (Q4_K, Q5_K, Q6_K); x, bias, y or one row of W over
+ * NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias, y
+ * or one row of W over
  * maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
  * (65 536 recorded dispatches unreleased), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY
  * (the scratch buffer of x's rounding: the budget or the driver refused

@@ -3,6 +3,11 @@
 
 #define QK 32
 
+#if defined(FORMAT_Q4_K) || defined(FORMAT_Q5_K) || defined(FORMAT_Q6_K)
+#define KQUANT
+#include "kquant.glsl"
+#endif
+
 #if defined(FORMAT_Q8_0)
 #define BLOCK_BYTES 34
 #elif defined(FORMAT_Q4_0)

@@ -41,7 +41,66 @@ void store4(uint unit, vec4 y) {
 #endif
 }
 
-#ifdef BLOCK_BYTES
+#if defined(KQUANT)
+// K-quants: invocation u decodes values 8u .. 8u+7 (of super-block u / 32):
+// its sub-block's header and scale bytes, then two quant words (and Q5_K's
+// two qh words; Q6_K's two ql and two qh words).
+GRID_CHECK(8u);
+
+// The 4 bytes at even byte offset o (inside one super-block's quants).
+uint k_word(uint o) {
+    uint i = o >> 2;
+    if ((o & 2u) == 0u) {
+        return src[i];
+    }
+    return (src[i] >> 16) | (src[i + 1u] << 16);
+}
+
+// The 16 bits at even byte offset o.
+uint k_half(uint o) {
+    return (src[o >> 2] >> (8u * (o & 2u))) & 0xffffu;
+}
+
+void main() {
+    uint lane = unit_index();
+    if (lane >= pc.n_elements / 8u) {
+        return;
+    }
+    uint t = lane % 32u;
+    uint base = (lane / 32u) * SUPER_BYTES;
+    vec4 y0, y1;
+#if defined(AFFINE_K)
+    // Q4_K's and Q5_K's super-blocks (144 and 176 bytes) start on words.
+    uint w0 = base / 4u;
+    vec2 sm = affine_scale(src[w0], uvec3(src[w0 + 1u], src[w0 + 2u], src[w0 + 3u]), t / 4u);
+    uint j = t / 4u;
+    uint i0 = 8u * (t % 4u);
+    uint qs = (base + KQS_AT + 32u * (j / 2u) + i0) / 4u;
+#if defined(FORMAT_Q5_K)
+    uint qh = (base + KQH_AT + i0) / 4u;
+    uvec4 l0 = affine_levels(src[qs], src[qh], j);
+    uvec4 l1 = affine_levels(src[qs + 1u], src[qh + 1u], j);
+#else
+    uvec4 l0 = affine_levels(src[qs], 0u, j);
+    uvec4 l1 = affine_levels(src[qs + 1u], 0u, j);
+#endif
+    y0 = vec4(affine_value(l0.x, sm), affine_value(l0.y, sm), affine_value(l0.z, sm), affine_value(l0.w, sm));
+    y1 = vec4(affine_value(l1.x, sm), affine_value(l1.y, sm), affine_value(l1.z, sm), affine_value(l1.w, sm));
+#else
+    // Sub-block t / 2 of 16; its i8 scale is byte t / 2 of the scales.
+    uint j = t / 2u;
+    float scale = q6_scale(k_half(base + KD_AT), (k_half(base + KSCALES_AT + (j & ~1u)) >> (8u * (j & 1u))) & 0xffu);
+    uvec4 p0 = q6_places(8u * t);
+    uvec4 p1 = q6_places(8u * t + 4u);
+    uvec4 l0 = q6_levels(k_word(base + p0.x), k_word(base + p0.z), p0);
+    uvec4 l1 = q6_levels(k_word(base + p1.x), k_word(base + p1.z), p1);
+    y0 = vec4(q6_value(l0.x, scale), q6_value(l0.y, scale), q6_value(l0.z, scale), q6_value(l0.w, scale));
+    y1 = vec4(q6_value(l1.x, scale), q6_value(l1.y, scale), q6_value(l1.z, scale), q6_value(l1.w, scale));
+#endif
+    store4(2u * lane, y0);
+    store4(2u * lane + 1u, y1);
+}
+#elif defined(BLOCK_BYTES)
 // Block formats. Lane t is lane i = t % 4 of block t / 4 and decodes
 // the block's values 4i..4i+3 and 4i+16..4i+19: one header load for 8
 // values, and for the nibble formats both halves come from the same 4 quant

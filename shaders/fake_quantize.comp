@@ -10,7 +10,40 @@
 #include "exact.glsl"
 #include "blocks.glsl"
 
-#ifdef BLOCK_BYTES
+#if defined(KQUANT)
+// K-quants: a super-block per workgroup (kquant_group.glsl); each
+// invocation writes its 8 values' round trips where it loaded them.
+#include "kquant_group.glsl"
+
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint first = group_index() * QK_K;
+    if (first >= pc.n_elements) {
+        return; // the whole workgroup
+    }
+    vec4 x0, x1;
+    k_load_group(first, t, x0, x1);
+    uvec4 q0, q1;
+    k_quants(x0, x1, first, t, q0, q1);
+    uint j = t / K_PER_SUB;
+    vec4 y0, y1;
+#if defined(AFFINE_K)
+    uint sc = k_sc[j];
+    precise float scale = f16_value(k_head & 0xffffu) * float(sc & 0xffu);
+    precise float minimum = f16_value(k_head >> 16) * float(sc >> 8);
+    vec2 sm = vec2(scale, minimum);
+    y0 = vec4(affine_value(q0.x, sm), affine_value(q0.y, sm), affine_value(q0.z, sm), affine_value(q0.w, sm));
+    y1 = vec4(affine_value(q1.x, sm), affine_value(q1.y, sm), affine_value(q1.z, sm), affine_value(q1.w, sm));
+#else
+    float scale = q6_scale(k_head, k_sc[j]);
+    y0 = vec4(q6_value(q0.x, scale), q6_value(q0.y, scale), q6_value(q0.z, scale), q6_value(q0.w, scale));
+    y1 = vec4(q6_value(q1.x, scale), q6_value(q1.y, scale), q6_value(q1.z, scale), q6_value(q1.w, scale));
+#endif
+    uint at = (first + 8u * t) / 4u;
+    dst4[at] = floatBitsToUint(y0);
+    dst4[at + 1u] = floatBitsToUint(y1);
+}
+#elif defined(BLOCK_BYTES)
 #define STEP3_WORDS 0u // step 3 needs no shared memory
 #include "block_group.glsl"
 

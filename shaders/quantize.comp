@@ -23,7 +23,98 @@
 #include "exact.glsl"
 #include "blocks.glsl"
 
-#ifdef BLOCK_BYTES
+#if defined(KQUANT)
+// K-quants: a super-block per workgroup (kquant_group.glsl); its bytes are
+// or'ed together in shared memory, then stored as words (the first and last
+// word of a Q6_K super-block at an odd index, 210 bytes from the previous
+// one, are shared with its neighbours: store_word's masked stores).
+#include "kquant_group.glsl"
+const uint IMAGE_WORDS = (SUPER_BYTES + 3u) / 4u;
+shared uint k_image[IMAGE_WORDS];
+
+// Or's `value` into the image at byte `at` (a multiple of 4 for words).
+void image_or(uint at, uint value) {
+    atomicOr(k_image[at >> 2], value << (8u * (at & 3u)));
+}
+
+uint k_image_half(uint h) {
+    return (k_image[h >> 1] >> (16u * (h & 1u))) & 0xffffu;
+}
+
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint first = group_index() * QK_K;
+    if (first >= pc.n_elements) {
+        return; // the whole workgroup
+    }
+    for (uint w = t; w < IMAGE_WORDS; w += LOCAL_SIZE) {
+        k_image[w] = 0u;
+    }
+    vec4 x0, x1;
+    k_load_group(first, t, x0, x1); // ends with a barrier
+    uvec4 q0, q1;
+    k_quants(x0, x1, first, t, q0, q1);
+#if defined(AFFINE_K)
+    if (t == 0u) {
+        image_or(0u, k_head);
+    }
+    if (t < K_SUBS) {
+        // kquant::pack_scales: bytes 4 .. 15 of the super-block.
+        uint sc = k_sc[t] & 0xffu;
+        uint m = k_sc[t] >> 8;
+        if (t < 4u) {
+            image_or(4u + t, sc);
+            image_or(8u + t, m);
+        } else {
+            image_or(8u + t, (sc & 15u) | ((m & 15u) << 4));
+            image_or(t, (sc >> 4) << 6);
+            image_or(4u + t, (m >> 4) << 6);
+        }
+    }
+    // Values 32j + i0 .. +7 of sub-block j: the nibble 4(j % 2) of qs
+    // bytes 32(j / 2) + i0 .. +7, and (Q5_K) bit j of qh bytes i0 .. +7.
+    uint j = t / K_PER_SUB;
+    uint i0 = 8u * (t % K_PER_SUB);
+    uint at = KQS_AT + 32u * (j / 2u) + i0;
+    image_or(at, pack_bytes(q0 & 15u) << (4u * (j & 1u)));
+    image_or(at + 4u, pack_bytes(q1 & 15u) << (4u * (j & 1u)));
+#if defined(FORMAT_Q5_K)
+    image_or(KQH_AT + i0, pack_bytes(q0 >> 4) << j);
+    image_or(KQH_AT + i0 + 4u, pack_bytes(q1 >> 4) << j);
+#endif
+#else
+    if (t == 0u) {
+        image_or(KD_AT, k_head);
+    }
+    if (t < K_SUBS) {
+        image_or(KSCALES_AT + t, k_sc[t]);
+    }
+    uvec4 p0 = q6_places(8u * t);
+    uvec4 p1 = q6_places(8u * t + 4u);
+    image_or(p0.x, pack_bytes(q0 & 15u) << p0.y);
+    image_or(p0.z, pack_bytes(q0 >> 4) << p0.w);
+    image_or(p1.x, pack_bytes(q1 & 15u) << p1.y);
+    image_or(p1.z, pack_bytes(q1 >> 4) << p1.w);
+#endif
+    memoryBarrierShared();
+    barrier();
+    // The super-block's halves h0 .. h0 + HALVES − 1 of the output, as words.
+    const uint HALVES = SUPER_BYTES / 2u;
+    uint h0 = group_index() * HALVES;
+    for (uint w = h0 / 2u + t; 2u * w < h0 + HALVES; w += LOCAL_SIZE) {
+        uint value = 0u;
+        uint mask = 0u;
+        for (uint k = 0u; k < 2u; ++k) {
+            uint h = 2u * w + k;
+            if (h >= h0 && h < h0 + HALVES) {
+                value |= k_image_half(h - h0) << (16u * k);
+                mask |= 0xffffu << (16u * k);
+            }
+        }
+        store_word(w, value, mask);
+    }
+}
+#elif defined(BLOCK_BYTES)
 #if defined(FORMAT_Q4_1) || defined(STORE16)
 #define STEP3_WORDS 0u
 #else

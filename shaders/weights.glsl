@@ -29,6 +29,14 @@ layout(std430, binding = 0) restrict readonly buffer W2 { uvec2 w2[]; };
 #elif defined(FORMAT_IQ4_NL)
 #define BLOCK_HALVES 9u
 #include "iq4_nl.glsl"
+#elif defined(FORMAT_Q4_K) || defined(FORMAT_Q5_K) || defined(FORMAT_Q6_K)
+// The K-quants: "block" k of a row is its values 32k .. 32k+31, sub-block
+// k % 8 of super-block k / 8 (Q6_K: sub-blocks 2(k % 8) and 2(k % 8) + 1);
+// BLOCK_HALVES is a super-block's.
+#define KQUANT
+#define K_HALF(h) unpackHalf2x16(h).x
+#include "kquant.glsl"
+#define BLOCK_HALVES (SUPER_BYTES / 2u)
 #endif
 
 // The 32 bits of W starting at halfword h.
@@ -64,7 +72,17 @@ uint element(uint k, uint s, uint i) {
 // The scale (and minimum) of block k of the row at `base`; unused for the
 // 1-value formats.
 vec2 block_scale(uint base, uint k) {
-#if defined(FORMAT_Q4_1)
+#if defined(AFFINE_K)
+    // (d·sc, dmin·m) of sub-block k % 8.
+    uint sb = base + k / 8u * BLOCK_HALVES;
+    return affine_scale(bits32(sb), uvec3(bits32(sb + 2u), bits32(sb + 4u), bits32(sb + 6u)), k % 8u);
+#elif defined(KQUANT)
+    // d·sc of sub-blocks 2(k % 8) and 2(k % 8) + 1 (bytes of one halfword).
+    uint sb = base + k / 8u * BLOCK_HALVES;
+    uint d = half_at(sb + KD_AT / 2u);
+    uint sc = half_at(sb + KSCALES_AT / 2u + k % 8u);
+    return vec2(q6_scale(d, sc & 0xffu), q6_scale(d, sc >> 8));
+#elif defined(FORMAT_Q4_1)
     return unpackHalf2x16(bits32(base + k * BLOCK_HALVES));
 #elif defined(BLOCK_HALVES)
     return vec2(unpackHalf2x16(half_at(base + k * BLOCK_HALVES)).x, 0.0);
@@ -91,7 +109,31 @@ float plain_value(uint base, uint e) {
 // the CPU does (d*q, d*q + m and the f16/bf16 conversions are exact in f32).
 // Values past `cols` (1-value formats only) are 0.
 void weights4(uint base, uint k, uint s, uint h, vec2 scale, out float wv[4]) {
-#if defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_IQ4_NL)
+#if defined(AFFINE_K)
+    // Values i0 .. i0+3 of sub-block j: qs bytes 32(j / 2) + i0 .., nibble
+    // j % 2 (Q5_K: and bit j of qh bytes i0 ..).
+    uint sb = base + k / 8u * BLOCK_HALVES;
+    uint j = k % 8u;
+    uint i0 = 8u * s + 4u * h;
+    uint qs = bits32(sb + (KQS_AT + 32u * (j / 2u) + i0) / 2u);
+#if defined(FORMAT_Q5_K)
+    uint qh = bits32(sb + (KQH_AT + i0) / 2u);
+#else
+    uint qh = 0u;
+#endif
+    uvec4 q = affine_levels(qs, qh, j);
+    for (uint i = 0u; i < 4u; ++i) {
+        wv[i] = affine_value(q[i], scale);
+    }
+#elif defined(KQUANT)
+    uint sb = base + k / 8u * BLOCK_HALVES;
+    uvec4 place = q6_places(32u * (k % 8u) + 8u * s + 4u * h);
+    uvec4 q = q6_levels(bits32(sb + place.x / 2u), bits32(sb + place.z / 2u), place);
+    float sub_scale = s < 2u ? scale.x : scale.y;
+    for (uint i = 0u; i < 4u; ++i) {
+        wv[i] = q6_value(q[i], sub_scale);
+    }
+#elif defined(FORMAT_Q4_0) || defined(FORMAT_Q4_1) || defined(FORMAT_IQ4_NL)
 #if defined(FORMAT_Q4_0) || defined(FORMAT_IQ4_NL)
     uint qw = bits32(base + k * BLOCK_HALVES + 1u + 2u * s);
 #else

@@ -202,14 +202,6 @@ const K_QUANT_CPU: CpuKernelSet = CpuKernelSet {
     integer_matvec: false,
 };
 
-/// No Vulkan kernels: every Vulkan entry point refuses the format.
-const NO_VULKAN: VulkanKernelSet = VulkanKernelSet {
-    conversions: false,
-    matvec: false,
-    matvec_dot: false,
-    matmul: false,
-};
-
 /// Every Vulkan kernel family.
 const ALL_VULKAN: VulkanKernelSet = VulkanKernelSet {
     conversions: true,
@@ -223,6 +215,9 @@ const ELEMENT_VULKAN: VulkanKernelSet = VulkanKernelSet {
     matvec_dot: false,
     ..ALL_VULKAN
 };
+
+/// The Vulkan kernels of the K-quants: no integer-dot product.
+const K_QUANT_VULKAN: VulkanKernelSet = ELEMENT_VULKAN;
 
 /// Every format, in order of their C values.
 pub static FORMATS: [FormatSpec; 11] = [
@@ -408,7 +403,7 @@ pub static FORMATS: [FormatSpec; 11] = [
         planned: true,
         shader_tag: "q4_k",
         cpu: K_QUANT_CPU,
-        vulkan: NO_VULKAN,
+        vulkan: K_QUANT_VULKAN,
     },
     FormatSpec {
         format: Format::Q5_K,
@@ -424,7 +419,7 @@ pub static FORMATS: [FormatSpec; 11] = [
         planned: true,
         shader_tag: "q5_k",
         cpu: K_QUANT_CPU,
-        vulkan: NO_VULKAN,
+        vulkan: K_QUANT_VULKAN,
     },
     FormatSpec {
         format: Format::Q6_K,
@@ -444,7 +439,7 @@ pub static FORMATS: [FormatSpec; 11] = [
         planned: true,
         shader_tag: "q6_k",
         cpu: K_QUANT_CPU,
-        vulkan: NO_VULKAN,
+        vulkan: K_QUANT_VULKAN,
     },
 ];
 

@@ -145,7 +145,8 @@ fn the_fallback_chain_raises_formats_that_miss_the_threshold_and_says_why() {
         default_format: Some(Format::Q4_0),
         ..Policy::default()
     };
-    // INT4 → Q5_0 → INT8: each step up the chain says why.
+    // INT4 → Q5_K → Q6_K (the rows are whole super-blocks, and the GPU has
+    // the K-quants' kernels): each step up the chain says why.
     let qkv_of = |plan: &Plan| {
         plan.entries
             .iter()
@@ -154,19 +155,19 @@ fn the_fallback_chain_raises_formats_that_miss_the_threshold_and_says_why() {
             .clone()
     };
     let qkv = qkv_of(&Plan::create(&model("ultra-low"), &hw, &policy).unwrap());
-    assert_eq!(qkv.format, Format::Q8_0);
+    assert_eq!(qkv.format, Format::Q6_K);
     for step in [
-        "Q4_0 SNR 21.1 dB < 30.0 dB threshold → Q5_0",
-        "Q5_0 SNR 27.2 dB < 30.0 dB threshold → Q8_0",
+        "Q4_0 SNR 21.1 dB < 30.0 dB threshold → Q5_K",
+        "Q5_K SNR 28.2 dB < 30.0 dB threshold → Q6_K",
     ] {
         assert!(qkv.reason.contains(step), "{}", qkv.reason);
     }
     policy.min_snr_db = 25.0;
     let qkv = qkv_of(&Plan::create(&model("ultra-low"), &hw, &policy).unwrap());
-    assert_eq!(qkv.format, Format::Q5_0);
+    assert_eq!(qkv.format, Format::Q5_K);
     assert!(
         qkv.reason
-            .contains("Q4_0 SNR 21.1 dB < 25.0 dB threshold → Q5_0"),
+            .contains("Q4_0 SNR 21.1 dB < 25.0 dB threshold → Q5_K"),
         "{}",
         qkv.reason
     );
@@ -319,11 +320,12 @@ fn replan_shrinks_step_by_step_with_the_fewest_changes() {
     assert!(grown.device_bytes <= 4 << 30);
 }
 
-/// On the CPU the chain climbs INT4 → Q5_K → Q6_K → INT8 for a tensor whose
-/// rows are whole super-blocks of 256 and INT4 → Q5_0 → INT8 for one whose
-/// rows are not (384); a GPU has no K-quant kernels and keeps Q5_0.
+/// The chain climbs INT4 → Q5_K → Q6_K → INT8 for a tensor whose rows are
+/// whole super-blocks of 256 and INT4 → Q5_0 → INT8 for one whose rows are
+/// not (384), on the CPU and on a GPU (which has the K-quants' Vulkan
+/// kernels).
 #[test]
-fn on_the_cpu_the_chain_takes_the_k_quants_where_rows_are_whole_super_blocks() {
+fn the_chain_takes_the_k_quants_where_rows_are_whole_super_blocks() {
     let model = Model::new(
         "m",
         vec![
@@ -368,7 +370,7 @@ fn on_the_cpu_the_chain_takes_the_k_quants_where_rows_are_whole_super_blocks() {
     );
     assert_eq!(
         formats(&plan_at("nvidia-h200-141gb", 25.0)),
-        (Format::Q5_0, Format::Q5_0)
+        (Format::Q5_K, Format::Q5_0)
     );
 }
 

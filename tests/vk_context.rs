@@ -738,16 +738,18 @@ fn kernel_outputs(ctx: &Context, products: bool) -> Vec<Output> {
     use nyxq::quant::Rounding;
     use nyxq::vk::{matvec, ops};
     let engine = ctx.vulkan().unwrap();
-    let n = 32 * 129;
-    let x: Vec<f32> = (0..n)
+    // 129 blocks of 32 (a K-quant's super-blocks of 256).
+    let x: Vec<f32> = (0..256 * 129)
         .map(|i| (i as f32 * 0.37).sin() * 3.0 + 1e-3)
         .collect();
     let floats = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
     let mut out = Vec::new();
     for format in Format::with_vulkan(VulkanFamily::Conversions) {
+        let n = 129 * format.block_size().max(32);
+        let x = &x[..n];
         let mut q = vec![0u8; format.size_of(n).unwrap()];
-        ops::quantize(engine, format, &x, &mut q, Rounding::Stochastic { seed: 7 }).unwrap();
-        ops::quantize(engine, format, &x, &mut q, Rounding::Nearest).unwrap();
+        ops::quantize(engine, format, x, &mut q, Rounding::Stochastic { seed: 7 }).unwrap();
+        ops::quantize(engine, format, x, &mut q, Rounding::Nearest).unwrap();
         let mut back = vec![0f32; n];
         ops::dequantize(engine, format, &q, &mut back).unwrap();
         let mut half = vec![0u16; n];
@@ -756,7 +758,7 @@ fn kernel_outputs(ctx: &Context, products: bool) -> Vec<Output> {
             out.push((format!("dequantize {} to f16", format.name()), bytes));
         }
         let mut fake = vec![0f32; n];
-        ops::fake_quantize(engine, format, &x, &mut fake, Rounding::Nearest).unwrap();
+        ops::fake_quantize(engine, format, x, &mut fake, Rounding::Nearest).unwrap();
         out.extend([
             (format!("quantize {}", format.name()), q),
             (format!("dequantize {}", format.name()), floats(&back)),

@@ -28,13 +28,15 @@ fn xorshift(seed: u32) -> impl FnMut() -> u32 {
     }
 }
 
-/// Deterministic test data with the hard cases mixed in.
-fn data(n: usize, seed: u32) -> Vec<f32> {
+/// Deterministic test data with the hard cases mixed in, a case per `run`
+/// values (32: every block; 256: whole K-quant super-blocks of zeros, of
+/// subnormals, of tiny normals...).
+fn data_in_runs(n: usize, seed: u32, run: usize) -> Vec<f32> {
     let mut next = xorshift(seed.wrapping_mul(0x9e37_79b9) | 1);
     (0..n)
         .map(|i| {
             let r = next();
-            let block = i / 32;
+            let block = i / run;
             match block % 13 {
                 // ties: multiples of 0.5 scaled so that x*id lands on .5
                 0 => ((r % 255) as f32 - 127.0) * 0.5,
@@ -99,10 +101,10 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
 }
 
 /// Block bytes the quantizer never writes: random quants under scales (and
-/// Q4_1 minimums) of every f16 class: zeros of both signs, subnormals,
-/// normals, the largest, infinities and NaNs. The dequantizers' fast paths
-/// are chosen per block from the scale, so every class must take the right
-/// path.
+/// Q4_1, Q4_K and Q5_K minimums) of every f16 class: zeros of both signs,
+/// subnormals, normals, the largest, infinities and NaNs. The dequantizers'
+/// fast paths are chosen per block from the scale, so every class must take
+/// the right path.
 fn any_blocks(format: Format, blocks: usize) -> Vec<u8> {
     const HEADERS: [u16; 12] = [
         0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x3c00, 0xb555, 0x7bff, 0x7c00, 0xfc00, 0x7e01,
@@ -115,11 +117,16 @@ fn any_blocks(format: Format, blocks: usize) -> Vec<u8> {
     for (b, block) in out.chunks_mut(format.block_bytes()).enumerate() {
         // Every other block keeps its random header.
         if b % 2 == 0 {
-            let d = HEADERS[(b / 2) % HEADERS.len()];
-            block[..2].copy_from_slice(&d.to_le_bytes());
-            if format == Format::Q4_1 {
-                let m = HEADERS[(b / 2 / HEADERS.len()) % HEADERS.len()];
-                block[2..4].copy_from_slice(&m.to_le_bytes());
+            let d = HEADERS[(b / 2) % HEADERS.len()].to_le_bytes();
+            let m = HEADERS[(b / 2 / HEADERS.len()) % HEADERS.len()].to_le_bytes();
+            match format {
+                Format::Q4_1 | Format::Q4_K | Format::Q5_K => {
+                    block[..2].copy_from_slice(&d);
+                    block[2..4].copy_from_slice(&m);
+                }
+                // Q6_K's d is its last two bytes.
+                Format::Q6_K => block[208..].copy_from_slice(&d),
+                _ => block[..2].copy_from_slice(&d),
             }
         }
     }
@@ -140,8 +147,8 @@ fn same_values<T: Copy + PartialEq>(cpu: &[T], gpu: &[T], is_nan: impl Fn(T) -> 
 fn check_any_blocks(ctx: &nyxq::context::Context) {
     let engine = ctx.vulkan().unwrap();
     for format in formats().filter(|f| f.is_block()) {
-        let n = 32 * 12 * 12 * 4;
-        let q = any_blocks(format, n / 32);
+        let n = format.block_size() * 12 * 12 * 4;
+        let q = any_blocks(format, n / format.block_size());
         let mut cpu = vec![0f32; n];
         quant::dequantize(format, &q, &mut cpu, 1).unwrap();
         let mut gpu = vec![0f32; n];
@@ -185,13 +192,24 @@ fn kernels_match_the_cpu_twin() {
         }
     }
     for format in formats() {
-        let sizes: &[usize] = if format.block_size() == 1 {
-            &[1, 31, 33, 4097, 70000]
-        } else {
-            &[32, 96, 4096, 32 * 1001]
+        let sizes: &[usize] = match format.block_size() {
+            1 => &[1, 31, 33, 4097, 70000],
+            32 => &[32, 96, 4096, 32 * 1001],
+            // Odd super-block counts: Q6_K's 210-byte super-blocks then
+            // share their first or last output word with a neighbour.
+            _ => &[256, 768, 4096, 256 * 131],
         };
-        for &n in sizes {
-            let x = data(n, n as u32 + format as u32);
+        // The K-quants also with a case per super-block.
+        let runs: &[usize] = if format.block_size() == 256 {
+            &[32, 256]
+        } else {
+            &[32]
+        };
+        for (&n, &run) in sizes
+            .iter()
+            .flat_map(|n| runs.iter().map(move |run| (n, run)))
+        {
+            let x = data_in_runs(n, n as u32 + format as u32, run);
             for rounding in [
                 Rounding::Nearest,
                 Rounding::Stochastic {
@@ -210,7 +228,10 @@ fn kernels_match_the_cpu_twin() {
                 ops::quantize(engine, format, &x, &mut gpu[..bytes], rounding).unwrap();
                 assert!(gpu[bytes..].iter().all(|&b| b == 0xa5));
                 let first_diff = cpu.iter().zip(&gpu).position(|(a, b)| a != b);
-                assert_eq!(first_diff, None, "quantize {format:?} n={n} {rounding:?}");
+                assert_eq!(
+                    first_diff, None,
+                    "quantize {format:?} n={n} run={run} {rounding:?}"
+                );
 
                 let mut cpu_fake = vec![0f32; n];
                 quant::fake_quantize(format, &x, &mut cpu_fake, &opts).unwrap();
@@ -223,7 +244,7 @@ fn kernels_match_the_cpu_twin() {
                     "fake {format:?} n={n} {rounding:?}"
                 );
             }
-            println!("checked {format:?} n={n}");
+            println!("checked {format:?} n={n} run={run}");
             let mut q = vec![0u8; format.size_of(n).unwrap()];
             quant::quantize(format, &x, &mut q, &QuantizeOptions::default()).unwrap();
             let mut cpu = vec![0f32; n];

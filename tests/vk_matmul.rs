@@ -78,8 +78,11 @@ fn check(engine: &Engine, call: &MatmulCall, seed: u64, with_bias: bool) {
 
 /// The shapes: (rows, cols, tokens). Tiles are 64 tokens × 64 outputs × 32
 /// values of the sum; the per-element formats add sums that are not whole
-/// blocks.
+/// blocks, the K-quants rows of 1 to 3 super-blocks.
 fn shapes(format: Format) -> Vec<(u64, u64, u64)> {
+    if format.block_size() == 256 {
+        return vec![(1, 256, 1), (37, 768, 19), (65, 256, 130), (130, 512, 67)];
+    }
     let mut shapes = vec![(1, 32, 1), (37, 96, 19), (65, 64, 130), (130, 160, 67)];
     if !format.is_block() {
         shapes.extend([(5, 33, 3), (3, 7, 70), (70, 1, 2)]);
@@ -131,8 +134,9 @@ fn non_finite_inputs_propagate() {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let (rows, cols, tokens) = (9u64, 64u64, 5u64);
+    let (rows, tokens) = (9u64, 5u64);
     for format in Format::with_vulkan(VulkanFamily::Matmul) {
+        let cols = format.block_size().max(64) as u64;
         let (wq, w) = weights(format, rows as usize, cols as usize, 5);
         for transposed in [false, true] {
             let n = if transposed { rows } else { cols } as usize;
@@ -245,7 +249,8 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
             let call = MatmulCall {
                 format,
                 rows: 200,
-                cols: 320,
+                // Whole super-blocks for the K-quants.
+                cols: 320u64.next_multiple_of(format.block_size() as u64),
                 tokens: 150,
                 transposed: op == Op::MatmulTransposed,
             };

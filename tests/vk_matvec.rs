@@ -64,13 +64,16 @@ fn every_format_and_shape_matches_the_references() {
         choice.dot_slots(rows, 1),
     );
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        // Rows of 1, 3 and 129 blocks (32 values; a K-quant's super-blocks
+        // of 256).
+        let unit = format.block_size().max(32);
         let mut shapes = vec![
-            (1, 32),
-            (7, 96),
-            (4097, 32),
-            (7, 4128),
-            (1, 4128),
-            (4097, 96),
+            (1, unit),
+            (7, 3 * unit),
+            (4097, unit),
+            (7, 129 * unit),
+            (1, 129 * unit),
+            (4097, 3 * unit),
         ];
         if !format.is_block() {
             shapes.extend([(7, 1), (5, 33), (3, 4097)]);
@@ -111,8 +114,9 @@ fn non_finite_x_propagates() {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let (rows, cols, batch) = (9usize, 96usize, 8u32);
+    let (rows, batch) = (9usize, 8u32);
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        let cols = 3 * format.block_size().max(32);
         let (wq, w) = weights(format, rows, cols, 5);
         for transposed in [false, true] {
             let n = if transposed { rows } else { cols };

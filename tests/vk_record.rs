@@ -53,7 +53,9 @@ fn recorded_kernels_equal_the_cpu() {
     };
     let engine = ctx.vulkan().unwrap();
     let commands = Commands::new(engine);
-    let n = 4096 + 64;
+    // Whole K-quant super-blocks (19: Q6_K's output ends inside a word),
+    // not whole workgroups of the block kernels.
+    let n = 4096 + 768;
     let x = data(n);
     // Offsets inside larger buffers, as a trainer's arena would have them.
     let offset = 256;
@@ -149,6 +151,112 @@ fn recorded_kernels_equal_the_cpu() {
             fake.read(&mut gpu_fake);
             assert_eq!(gpu_fake, f32_bytes(&cpu_back), "{format:?} fake-quantize");
         }
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// The inverse of `quant::rng::mix` (each step undone in reverse order).
+fn unmix(mut h: u32) -> u32 {
+    // The multiplicative inverse of an odd u32, by Newton's iteration.
+    let inverse = |a: u32| {
+        let mut x = a;
+        for _ in 0..5 {
+            x = x.wrapping_mul(2u32.wrapping_sub(a.wrapping_mul(x)));
+        }
+        x
+    };
+    h ^= h >> 16;
+    h = h.wrapping_mul(inverse(0x846c_a68b));
+    h ^= (h >> 15) ^ (h >> 30);
+    h = h.wrapping_mul(inverse(0x7feb_352d));
+    h ^= h >> 16;
+    h
+}
+
+/// Q6_K's stochastic rounding where the drawn u is exactly 0 and the value
+/// is subnormal: ⌊x·id⌋ of the CPU's negative product is −1 (level 31) where
+/// it rounds to a subnormal and 0 where it rounds to −0, though a GPU may
+/// flush the value or the product to zero either way. The
+/// element whose u is 0 is found by inverting the generator, and the
+/// recorded quantize starts at a tensor index that puts it in the
+/// super-block.
+#[test]
+fn q6_k_stochastic_rounding_with_a_zero_draw_keeps_a_subnormal_product() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let seed = 0x5eed_u64;
+    // r(s, i) = mix(i_lo ^ mix(s_lo ^ mix(s_hi ^ mix(i_hi ^ 0x9e3779b9)))):
+    // with i_hi = 0, the i_lo that makes r = 0.
+    let mix = quant::rng::mix;
+    let inner = mix(seed as u32 ^ mix((seed >> 32) as u32 ^ mix(0x9e37_79b9)));
+    let zero_at = u64::from(unmix(0) ^ inner);
+    assert!(zero_at >= 1);
+    assert_eq!(quant::rng::uniform(seed, zero_at), 0.0);
+    // Each super-block: the largest magnitude −m first, so d = −m/4096, every
+    // sc = −128 and 1/(d·sc) = 32/m; at position 1 (the drawn zero) the
+    // value x, whose product x·32/m the CPU rounds to a subnormal (level 31)
+    // or to −0 (level 32): −2⁻¹²⁷; −2⁻¹⁵², below half the least subnormal;
+    // exactly −2⁻¹⁵⁰, a tie to the even zero; −1.5·2⁻¹⁴⁹, a tie to the even
+    // −2⁻¹⁴⁸. (lavapipe keeps subnormals; a GPU that flushes them needs the
+    // exact path for the first and last.)
+    let subnormal = |units: u32| -f32::from_bits(units);
+    let cases = [
+        (1.0 / 256.0, subnormal(1 << 9), 31u8),
+        (256.0, subnormal(1), 32),
+        (64.0, subnormal(1), 32),
+        (64.0, subnormal(3), 31),
+    ];
+    let rounding = Rounding::Stochastic { seed };
+    let first_index = zero_at - 1;
+    let commands = Commands::new(engine);
+    let mut input = Buffer::new(&engine.device, 1024, true).unwrap();
+    let q = Buffer::new(&engine.device, 212, true).unwrap();
+    for (m, value, level) in cases {
+        let mut x: Vec<f32> = (0..256)
+            .map(|i| ((i % 16) as f32 - 7.5) / 7.5 * m)
+            .collect();
+        x[0] = -m;
+        x[1] = value;
+        let mut cpu = vec![0u8; 210];
+        let opts = QuantizeOptions {
+            rounding,
+            first_index,
+            ..Default::default()
+        };
+        quant::quantize(Format::Q6_K, &x, &mut cpu, &opts).unwrap();
+        // Element 1's level: the low nibble of ql[1], bits 0-1 of qh[1].
+        assert_eq!((cpu[1] & 15) | ((cpu[129] & 3) << 4), level, "m = {m}");
+
+        input.write(&f32_bytes(&x));
+        commands.begin();
+        let call = KernelCall {
+            op: Op::Quantize,
+            format: Format::Q6_K,
+            n: 256,
+            rounding,
+            first_index,
+        };
+        // SAFETY: recording; buffers of nyxq's device, ranges inside them.
+        let ticket = unsafe {
+            record::record_kernel(
+                engine,
+                commands.cmd,
+                &call,
+                &range(&input, 0, 1024),
+                &range(&q, 0, 212),
+            )
+        }
+        .unwrap();
+        commands.submit_and_wait();
+        engine
+            .recorder()
+            .release(&engine.device.device, ticket)
+            .unwrap();
+        let mut gpu = vec![0u8; 212];
+        q.read(&mut gpu);
+        assert_eq!(gpu[..210], cpu[..], "m = {m}, x = {value:e}");
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

@@ -27,9 +27,10 @@ fn device_tensors_hold_the_same_bytes_as_host_tensors() {
     let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
         return;
     };
-    let shape = [96, 160];
-    let x = values(96 * 160);
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
+        // Rows of 160 (a K-quant's: 256, whole super-blocks).
+        let shape = [96, 160usize.next_multiple_of(format.block_size())];
+        let x = values(shape[0] * shape[1]);
         for rounding in [
             Rounding::Nearest,
             Rounding::Stochastic { seed: 9 },

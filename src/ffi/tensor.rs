@@ -101,9 +101,8 @@ pub extern "C" fn nyxq_tensor_create(
 /// which; the log says why).
 ///
 /// Errors: as nyxq_tensor_create, and NYXQ_ERROR_INVALID_ARGUMENT (unknown
-/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context or for a
-/// format with no Vulkan kernel (Q4_K, Q5_K, Q6_K), a row larger than the
-/// device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
+/// placement), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, a row
+/// larger than the device's buffer range), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY,
 /// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn nyxq_tensor_create_in(
@@ -356,8 +355,7 @@ pub extern "C" fn nyxq_tensor_placement(
 ///
 /// Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE,
 /// NYXQ_ERROR_INVALID_ARGUMENT (unknown placement, unreleased recorded
-/// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context, or for a format
-/// with no Vulkan kernel (Q4_K, Q5_K, Q6_K)),
+/// tickets), NYXQ_ERROR_UNSUPPORTED (DEVICE on a CPU context),
 /// NYXQ_ERROR_OUT_OF_DEVICE_MEMORY, NYXQ_ERROR_OUT_OF_MEMORY,
 /// NYXQ_ERROR_VULKAN, NYXQ_ERROR_DEVICE_LOST. No other call may be using the
 /// tensor.

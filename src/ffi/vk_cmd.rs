@@ -182,10 +182,9 @@ fn record_call(
 /// past the buffer's memory requirement, overlapping src and dst),
 /// NYXQ_ERROR_BUFFER_TOO_SMALL (a range's size; the
 /// needed bytes in nyxq_last_error_needed_len), NYXQ_ERROR_SIZE_OVERFLOW,
-/// NYXQ_ERROR_UNSUPPORTED (a CPU context, a format with no Vulkan kernel
-/// (Q4_K, Q5_K, Q6_K), a kernel disabled by its self-test, error-minimising
-/// rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY (65 536
-/// recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
+/// NYXQ_ERROR_UNSUPPORTED (a CPU context, a kernel disabled by its
+/// self-test, error-minimising rounding, saturation), NYXQ_ERROR_OUT_OF_MEMORY
+/// (65 536 recorded dispatches unreleased), NYXQ_ERROR_VULKAN,
 /// NYXQ_ERROR_DEVICE_LOST (the device was lost, in this call or before:
 /// create a new context). Nothing is recorded on
 /// error. Thread-safe for distinct command buffers (Vulkan requires external

@@ -60,8 +60,7 @@ fn record(
 /// Records y = W·x (+ bias) for `batch` vectors (1 to 8) into
 /// `command_buffer`: y[b·rows + r] = Σ_c W[r][c]·x[b·cols + c] + bias[r].
 ///
-/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat with Vulkan
-///   kernels: not Q4_K, Q5_K, Q6_K), row-major,
+/// - `w`: the `rows`×`cols` matrix in `format` (any NyxqFormat), row-major,
 ///   each row whole blocks: the bytes nyxq_quantize writes for the flattened
 ///   matrix, rows·row_bytes of them (the range rounded up to whole 32-bit words).
 /// - `x`: batch·cols floats; `bias`: NULL (no bias) or `rows` floats; `y`:
@@ -96,8 +95,8 @@ fn record(
 /// format, empty matrix, cols not whole blocks, batch outside 1..8, misaligned
 /// offset, a range past its buffer, y overlapping an input), NYXQ_ERROR_BUFFER_TOO_SMALL (a range's
 /// size; the needed bytes in nyxq_last_error_needed_len),
-/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; a format
-/// with no Vulkan kernel (Q4_K, Q5_K, Q6_K); x, bias, y or one row of W over
+/// NYXQ_ERROR_SIZE_OVERFLOW, NYXQ_ERROR_UNSUPPORTED (a CPU context; x, bias, y
+/// or one row of W over
 /// maxStorageBufferRange), NYXQ_ERROR_OUT_OF_MEMORY
 /// (65 536 recorded dispatches unreleased), NYXQ_ERROR_OUT_OF_DEVICE_MEMORY
 /// (the scratch buffer of x's rounding: the budget or the driver refused

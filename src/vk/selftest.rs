@@ -41,9 +41,13 @@ pub struct KernelResult {
     pub rejected: Option<(KernelId, String)>,
 }
 
-/// 10 blocks, one per hard case, plus one odd element for the 1-wide formats.
+/// 10 blocks of 32, one per hard case, plus one odd element for the 1-wide
+/// formats (the K-quants: 16 blocks, whole super-blocks).
 fn input(format: Format) -> Vec<f32> {
-    let n = if format.block_size() == 1 { 321 } else { 320 };
+    let n = match format.block_size() {
+        1 => 321,
+        block => 320usize.next_multiple_of(block),
+    };
     (0..n)
         .map(|i| {
             let j = (i % 32) as f32;
@@ -135,17 +139,17 @@ fn product_values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
 }
 
 /// Runs the product `op` on `format` with the engine's current variant on a
-/// shape that cuts every tile (37 rows, 96 columns, 19 tokens) and checks it
-/// against FP64 within the variant's bound.
+/// shape that cuts every tile (37 rows, 96 columns (a K-quant's 256), 19
+/// tokens) and checks it against FP64 within the variant's bound.
 fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option<String>> {
+    let (rows, cols, tokens) = (37, 96usize.next_multiple_of(format.block_size()), 19);
     let call = MatmulCall {
         format,
-        rows: 37,
-        cols: 96,
-        tokens: 19,
+        rows: rows as u64,
+        cols: cols as u64,
+        tokens: tokens as u64,
         transposed: op == Op::MatmulTransposed,
     };
-    let (rows, cols, tokens) = (37, 96, 19);
     let values = product_values(rows * cols, 1, 0.5);
     let mut w = vec![0u8; format.size_of(values.len())?];
     quant::quantize(format, &values, &mut w, &QuantizeOptions::default())?;
