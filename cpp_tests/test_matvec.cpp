@@ -140,8 +140,10 @@ TEST(Matvec, BadInputsWriteNothing) {
 // within the documented bound (twice it, as above).
 TEST(Matmul, MatchesADoubleReferenceForEveryFormat) {
   ContextPtr ctx = cpu_context();
-  const size_t rows = 37, cols = 96, tokens = 19;
+  const size_t rows = 37, tokens = 19;
   for (int32_t format : kFormats) {
+    // Whole super-blocks for the K-quants.
+    const size_t cols = k_quant(format) ? 768 : 96;
     Matrix m = make(ctx.get(), format, rows, cols);
     std::vector<float> x = sine(tokens * cols, 0.37f, 1.0f), bias = sine(rows, 0.37f, 2.0f), y(tokens * rows, NAN);
     CHECK_OK(nyxq_matmul(ctx.get(), format, m.bytes.data(), m.bytes.size(), rows, cols, x.data(), x.size(), tokens,
