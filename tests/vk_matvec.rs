@@ -64,17 +64,20 @@ fn every_format_and_shape_matches_the_references() {
         choice.dot_slots(rows, 1),
     );
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
-        // Rows of 1, 3 and 129 blocks (32 values; a K-quant's super-blocks
-        // of 256).
+        // Rows of 1, 3 and 129 blocks of 32 values (longer than one tile of
+        // x); a K-quant's rounded up to whole super-blocks of 256 (1, 1 and
+        // 17 of them).
         let unit = format.block_size().max(32);
+        let cols = |blocks: usize| (32 * blocks).div_ceil(unit) * unit;
         let mut shapes = vec![
-            (1, unit),
-            (7, 3 * unit),
-            (4097, unit),
-            (7, 129 * unit),
-            (1, 129 * unit),
-            (4097, 3 * unit),
+            (1, cols(1)),
+            (7, cols(3)),
+            (4097, cols(1)),
+            (7, cols(129)),
+            (1, cols(129)),
+            (4097, cols(3)),
         ];
+        shapes.dedup();
         if !format.is_block() {
             shapes.extend([(7, 1), (5, 33), (3, 4097)]);
         }
