@@ -28,9 +28,9 @@ pub fn copied<T: Clone>(items: &[T], what: &str) -> Result<Vec<T>> {
 }
 
 /// The bytes of the file at `path`, in a buffer allocated fallibly for the
-/// length the file reports (a file that grows while it is read grows the
-/// buffer as `Read::read_to_end` does). A file that cannot be opened or read
-/// is [`ErrorKind::Io`].
+/// length the file reports when opened, and no more than that length (a
+/// device or pipe reports 0 and gives no bytes). A file that cannot be
+/// opened or read is [`ErrorKind::Io`].
 pub fn file_bytes(path: &Path) -> Result<Vec<u8>> {
     let io = |e: std::io::Error| {
         Error::new(
@@ -38,13 +38,16 @@ pub fn file_bytes(path: &Path) -> Result<Vec<u8>> {
             format!("cannot read {}: {e}", path.display()),
         )
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let what = format!("the contents of {}", path.display());
     let len = usize::try_from(len).map_err(|_| Error::overflow(&what))?;
     let mut bytes = Vec::new();
     reserve(&mut bytes, len, &what)?;
-    file.read_to_end(&mut bytes).map_err(io)?;
+    // At most the length the file had when opened: a device or pipe (length
+    // 0, e.g. /dev/zero) or a file that grows meanwhile cannot make the
+    // read grow without end.
+    file.take(len as u64).read_to_end(&mut bytes).map_err(io)?;
     Ok(bytes)
 }
 

@@ -459,3 +459,14 @@ proptest::proptest! {
         }
     }
 }
+
+/// A path to a device that never ends (or a pipe) reads the length it
+/// reports, 0, and is refused as a file too short to be GGUF, not read
+/// until memory runs out.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_endless_device_is_refused_not_read_forever() {
+    let e = super::reader::read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+    assert_message(&e, "/dev/zero");
+}
