@@ -296,11 +296,11 @@ fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
 /// The kernels written with GL_NV_cooperative_matrix, whose SPIR-V the
 /// build rewrites into SPV_KHR_cooperative_matrix
 /// (spirv::nv_to_khr_cooperative_matrix).
-const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop.comp"];
+const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop128.comp", "matmul_coop.comp"];
 
 /// The matmul variants of `tag`, forward (`matmul_`) and backward
-/// (`matmul_t_`): with cooperative matrices (`_coop`), then the compatible
-/// one.
+/// (`matmul_t_`): with cooperative matrices on tiles of 128 (`_coop128`)
+/// and of 64 (`_coop`), then the compatible one.
 fn matmul_variants(tag: &'static str) -> Vec<Variant> {
     let format = format_define(tag);
     let mut v = Vec::new();
@@ -311,6 +311,12 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
         let defines: Vec<&str> = [format.as_str()].into_iter().chain(direction).collect();
         let role = [Role::Job { op, tag }];
         let name = format!("{prefix}_{tag}_f32");
+        v.push(variant(
+            format!("{name}_coop128"),
+            "matmul_coop128.comp",
+            &defines,
+            &role,
+        ));
         v.push(variant(
             format!("{name}_coop"),
             "matmul_coop.comp",
@@ -388,7 +394,7 @@ pub fn family(file: &str) -> &'static str {
         "importance.comp" => "Importance",
         "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
-        "matmul.comp" | "matmul_coop.comp" => "Matmul",
+        "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" => "Matmul",
         _ => "Convert",
     }
 }
@@ -435,6 +441,17 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         _ => return None,
     };
     Some((per_invocation, local_size))
+}
+
+/// The tokens and outputs of a matmul kernel's workgroup tile (a square):
+/// passed to glslc as TILE (shaders/matmul.glsl) and written into the table,
+/// whose Rust side sizes the grid with it. None for the other kernels.
+pub fn matmul_tile(file: &str) -> Option<u32> {
+    match file {
+        "matmul.comp" | "matmul_coop.comp" => Some(64),
+        "matmul_coop128.comp" => Some(128),
+        _ => None,
+    }
 }
 
 /// glslc -O unrolls loops marked `[[unroll]]` itself and drops the
@@ -501,6 +518,9 @@ fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> P
         cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
         cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
     }
+    if let Some(tile) = matmul_tile(v.file) {
+        cmd.arg(format!("-DTILE={tile}u"));
+    }
     cmd.arg(&source).arg("-o").arg(&spv);
     let output = cmd.output().unwrap_or_else(|e| {
         panic!(
@@ -561,7 +581,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
              vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
-             workgroup_bytes: {} }},",
+             workgroup_bytes: {}, matmul_tile: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -575,6 +595,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,
             facts.workgroup_bytes,
+            matmul_tile(v.file).unwrap_or(0),
         )
         .expect("a String");
     }

@@ -18,6 +18,7 @@
 
 layout(local_size_x = 256) in;
 
+#define STAGE_K_MAJOR
 #define TILE_T float
 #define TILE_PAD 0u
 // TILE_K × A_STRIDE and TILE_K × B_STRIDE (shaders/matmul.glsl).

@@ -8,19 +8,18 @@
 // TILE_M tokens × TILE_N outputs (rows of W forward, its columns backward) as
 // C[m][n] = Σ_k A[k][m]·B[k][n], TILE_K values of the sum at a time: A is the
 // tile of X (dY) and B the tile of W, dequantized exactly as the CPU does.
-// Both are staged in shared memory k-major, A_STRIDE and B_STRIDE values a
-// row; the including kernel defines the element type (TILE_T: float, or
-// float16_t for the cooperative-matrix kernel), the padding TILE_PAD and
-// the two arrays, a_tile and b_tile.
+// The including kernel stages them in shared memory: with STAGE_K_MAJOR
+// (matmul.comp, matmul_coop.comp) through load_tiles below, k-major,
+// A_STRIDE and B_STRIDE values a row, into its arrays a_tile and b_tile of
+// TILE_T (float, or float16_t), padded by TILE_PAD; otherwise with its own
+// loads of x_value / x_quad and w_step.
+//
+// TILE (tokens and outputs of a workgroup's tile) is set by the build
+// (build_support/shaders.rs `matmul_tile`), which sizes the grid with it.
 
-#define TILE_M 64u
-#define TILE_N 64u
+#define TILE_M TILE
+#define TILE_N TILE
 #define TILE_K 32u
-// Values a row of the staged tiles: TILE_PAD more than the tile (set by
-// the kernel: rows stay 16-byte aligned; a padding spreads the stores of
-// neighbouring k over the banks, where the memory allows one).
-#define A_STRIDE (TILE_M + TILE_PAD)
-#define B_STRIDE (TILE_N + TILE_PAD)
 
 layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
 layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
@@ -66,6 +65,67 @@ bool tile_origin(out uint m0, out uint n0) {
 #define SUM_LENGTH pc.cols
 #endif
 
+// Value k of the sum for token t (of this dispatch): X[t][k] forward,
+// dY[t][row_first + k] backward; 0 past the tokens and the sum.
+float x_value(uint t, uint k) {
+    if (t >= pc.tokens || k >= SUM_LENGTH) {
+        return 0.0;
+    }
+#ifdef TRANSPOSED
+    return x[pc.x_first + t * pc.total_rows + pc.row_first + k];
+#else
+    return x[pc.x_first + t * pc.cols + k];
+#endif
+}
+
+// The steps of 8 weights (weights.glsl's unit) of the tile of W at outputs
+// n0.. and sums k0..k0 + TILE_K: TILE_N · TILE_K / 8 of them. Forward: rows
+// n0.. of W, the block k0 / 32 of each (4 steps a row); backward: rows k0..
+// of W, columns n0.. (TILE_N / 8 steps a row).
+#define W_STEPS (TILE_N * TILE_K / 8u)
+
+// The 8 weights of step i (zeros outside W): wv[h][j] is value 4h + j, at
+// place w_place(n0, i, 4h + j) of the tile.
+void w_step(uint n0, uint k0, uint i, out float wv[2][4]) {
+    wv = float[2][4](float[4](0.0, 0.0, 0.0, 0.0), float[4](0.0, 0.0, 0.0, 0.0));
+#ifdef TRANSPOSED
+    uint kk = i / (TILE_N / 8u);
+    uint step = i % (TILE_N / 8u);
+    uint block = n0 / 32u + step / 4u;
+    bool inside = k0 + kk < pc.rows && block * 32u < pc.cols;
+    uint base = row_base(k0 + kk);
+#else
+    uint n = i / 4u;
+    uint block = k0 / 32u;
+    bool inside = n0 + n < pc.rows && k0 < pc.cols;
+    uint base = row_base(n0 + n);
+#endif
+    if (inside) {
+        uint s = i % 4u;
+        vec2 scale = block_scale(base, block);
+        weights4(base, block, s, 0u, scale, wv[0]);
+        weights4(base, block, s, 1u, scale, wv[1]);
+    }
+}
+
+// The place in the tile (k, n) of value j of step i.
+uvec2 w_place(uint n0, uint i, uint j) {
+#ifdef TRANSPOSED
+    uint step = i % (TILE_N / 8u);
+    uint block = n0 / 32u + step / 4u;
+    return uvec2(i / (TILE_N / 8u), element(block, step % 4u, j) - n0);
+#else
+    return uvec2(element(0u, i % 4u, j), i / 4u);
+#endif
+}
+
+#ifdef STAGE_K_MAJOR
+// Values a row of the staged tiles: TILE_PAD more than the tile (set by
+// the kernel: rows stay 16-byte aligned; a padding spreads the stores of
+// neighbouring k over the banks, where the memory allows one).
+#define A_STRIDE (TILE_M + TILE_PAD)
+#define B_STRIDE (TILE_N + TILE_PAD)
+
 // Stages A[k0 .. k0 + TILE_K) for tokens m0.. and B[k0 ..) for outputs n0..
 // (zeros past the tokens, the outputs and the sum), between barriers.
 void load_tiles(uint m0, uint n0, uint k0) {
@@ -75,52 +135,19 @@ void load_tiles(uint m0, uint n0, uint k0) {
     for (uint i = t; i < TILE_M * TILE_K; i += gl_WorkGroupSize.x) {
         uint m = i / TILE_K;
         uint k = i % TILE_K;
-        float v = 0.0;
-        if (m0 + m < pc.tokens && k0 + k < SUM_LENGTH) {
-#ifdef TRANSPOSED
-            v = x[pc.x_first + (m0 + m) * pc.total_rows + pc.row_first + k0 + k];
-#else
-            v = x[pc.x_first + (m0 + m) * pc.cols + k0 + k];
-#endif
-        }
-        a_tile[k * A_STRIDE + m] = TILE_T(v);
+        a_tile[k * A_STRIDE + m] = TILE_T(x_value(m0 + m, k0 + k));
     }
-    // B: TILE_N × TILE_K weights in steps of 8 (weights.glsl's unit), each
-    // decoded in two halves of 4.
-    for (uint i = t; i < TILE_N * TILE_K / 8u; i += gl_WorkGroupSize.x) {
-#ifdef TRANSPOSED
-        // Rows k0.. of W, columns n0..: 8 steps per row of the tile.
-        uint kk = i / (TILE_N / 8u);
-        uint step = i % (TILE_N / 8u);
-        uint block = n0 / 32u + step / 4u;
-        uint s = step % 4u;
-        bool inside = k0 + kk < pc.rows && block * 32u < pc.cols;
-        uint base = row_base(k0 + kk);
-#else
-        // Rows n0.. of W, the block k0 / 32 of each: 4 steps per row.
-        uint n = i / 4u;
-        uint s = i % 4u;
-        uint block = k0 / 32u;
-        bool inside = n0 + n < pc.rows && k0 < pc.cols;
-        uint base = row_base(n0 + n);
-#endif
-        float wv[2][4] = float[2][4](float[4](0.0, 0.0, 0.0, 0.0), float[4](0.0, 0.0, 0.0, 0.0));
-        if (inside) {
-            vec2 scale = block_scale(base, block);
-            weights4(base, block, s, 0u, scale, wv[0]);
-            weights4(base, block, s, 1u, scale, wv[1]);
-        }
+    // B: the steps of 8 weights, each decoded in two halves of 4.
+    for (uint i = t; i < W_STEPS; i += gl_WorkGroupSize.x) {
+        float wv[2][4];
+        w_step(n0, k0, i, wv);
         for (uint j = 0u; j < 8u; ++j) {
-            uint e = element(block, s, j) - block * 32u;
-            TILE_T v = TILE_T(wv[j / 4u][j % 4u]);
-#ifdef TRANSPOSED
-            b_tile[kk * B_STRIDE + (block * 32u + e - n0)] = v;
-#else
-            b_tile[e * B_STRIDE + n] = v;
-#endif
+            uvec2 place = w_place(n0, i, j);
+            b_tile[place.x * B_STRIDE + place.y] = TILE_T(wv[j / 4u][j % 4u]);
         }
     }
 }
+#endif
 
 // Stores output n of token m of the tile at (m0, n0): plus the bias
 // (forward), or added to dX (backward, after the first chunk of W's rows);

@@ -26,6 +26,7 @@
 
 layout(local_size_x = 128) in;
 
+#define STAGE_K_MAJOR
 #define TILE_T float16_t
 #define TILE_PAD 8u
 // TILE_K × A_STRIDE and TILE_K × B_STRIDE (shaders/matmul.glsl).

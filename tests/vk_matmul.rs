@@ -17,7 +17,7 @@ use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::Engine;
 use nyxq::vk::matmul::{self, Bound, MatmulCall};
 use nyxq::vk::matvec::HostOperands;
-use nyxq::vk::shaders::Op;
+use nyxq::vk::shaders::{Op, fast_kernels};
 use vk_support::env::{DEFAULT, EMULATE_IRIS_XE_ANV, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
@@ -211,8 +211,10 @@ fn a_wrong_kernel_fails_the_bound_and_the_self_test() {
 }
 
 /// Where the device has cooperative matrices with the `_coop` kernels'
-/// configuration, the self-test chooses `_coop` for every format and
-/// direction and it meets its bound; elsewhere (lavapipe) the test says
+/// configuration, the self-test chooses the fastest cooperative-matrix
+/// variant the device can run (`_coop128` where its 44 KiB of workgroup
+/// memory fit) for every format and direction and it meets its bound on a
+/// product of whole and cut tiles; elsewhere (lavapipe) the test says
 /// that the device lacks them and checks the compatible kernel is chosen.
 #[test]
 fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
@@ -246,16 +248,35 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
             let kernel = engine.kernel(op, format).unwrap();
             assert_eq!(Bound::of(kernel) == Bound::Coop, coop, "{kernel}");
             assert!(ctx.vulkan_kernel_enabled(op, format), "{kernel}");
+            // The fastest variant the device can run passed the self-test.
+            let fastest = fast_kernels(op, format)
+                .iter()
+                .copied()
+                .find(|&k| engine.variant_supported(k));
+            if let (true, Some(fastest)) = (coop, fastest) {
+                let rejected = ctx
+                    .self_test()
+                    .iter()
+                    .find(|r| r.op == op && r.format == format)
+                    .and_then(|r| r.rejected.clone());
+                assert_eq!(kernel, fastest, "the self-test rejected it: {rejected:?}");
+            }
+            // Whole tiles of 64 and of 128 and cut ones in every direction
+            // (whole super-blocks for the K-quants).
             let call = MatmulCall {
                 format,
-                rows: 200,
-                // Whole super-blocks for the K-quants.
+                rows: 260,
                 cols: 320u64.next_multiple_of(format.block_size() as u64),
-                tokens: 150,
+                tokens: 257,
                 transposed: op == Op::MatmulTransposed,
             };
             check(engine, &call, 21, !call.transposed);
         }
+        println!(
+            "checked {format:?} with {} and {}",
+            engine.kernel(Op::Matmul, format).unwrap(),
+            engine.kernel(Op::MatmulTransposed, format).unwrap()
+        );
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

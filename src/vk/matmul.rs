@@ -3,12 +3,14 @@
 //! X·Wᵀ (+ bias) and dX = dY·W, W in any nyxq format, X and Y f32, any
 //! number of tokens.
 //!
-//! Two kernels per format and direction, chosen by the self-test like the
+//! Three kernels per format and direction, chosen by the self-test like the
 //! conversions' variants (shaders/matmul.glsl holds what they share): the
 //! compatible `matmul_<tag>_f32` / `matmul_t_<tag>_f32` (f32 tiles in shared
 //! memory, f32 fused multiply-adds; no optional feature) and, where the
-//! device has VK_KHR_cooperative_matrix with the configuration it uses, the
-//! `_coop` variant (f16 tiles multiplied by the matrix units, f32 sums).
+//! device has VK_KHR_cooperative_matrix with the configuration they use, the
+//! `_coop128` and `_coop` variants (f16 tiles multiplied by the matrix
+//! units, f32 sums; workgroup tiles of 128 and of 64). Each kernel's tile
+//! ([`super::shaders::Kernel::matmul_tile`]) sizes its grid.
 //! Their error bounds against an FP64 product of the dequantized weights
 //! are [`Bound::Compat`] and [`Bound::Coop`].
 //!
@@ -27,10 +29,6 @@ use crate::error::{Error, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
 use std::cmp::Ordering;
-
-/// Tokens and outputs of one workgroup's tile (TILE_M and TILE_N in
-/// shaders/matmul.glsl).
-const TILE: u64 = 64;
 
 /// One product: W is `rows`×`cols` in `format` (row-major, rows of whole
 /// blocks), `tokens` rows of X (cols floats each; dY: rows floats each).
@@ -121,7 +119,7 @@ pub enum Bound {
     /// scale's rounding (as the CPU's f32 path; products that GPUs flush as
     /// subnormals add at most 2⁻¹²⁶ each).
     Compat,
-    /// The `_coop` kernels: W and X rounded to f16 (each value by at most
+    /// The `_coop128` and `_coop` kernels: W and X rounded to f16 (each value by at most
     /// 2⁻¹⁰ of itself, or 2⁻²⁴ in f16's subnormal range, whichever way the
     /// device rounds), their products added in f32 by matrix units that may
     /// truncate: `(2⁻⁹ + (n + 12)·2⁻²³)·Σ|w·x| + 2⁻²³·Σ(|w| + |x|)`, for
@@ -266,6 +264,7 @@ pub unsafe fn record_matmul(
     let rows_plan = chunks(call.rows, sizes.row_bytes, max_range, align)?;
     let tokens_plan = token_chunks(call.tokens, call.per_token(), max_range, align)?;
     let kernel = engine.kernel(call.op(), call.format)?;
+    let tile = u64::from(kernel.kernel().matmul_tile);
     let bound: Vec<vk::Buffer> = [Some(ops.w), Some(ops.x), ops.bias, Some(ops.y)]
         .iter()
         .flatten()
@@ -280,8 +279,13 @@ pub unsafe fn record_matmul(
             unsafe { compute_barrier(&engine.device.device, cmd) };
         }
         for tokens in &tokens_plan {
-            let (push, bindings, groups) =
-                chunk_dispatch(call, ops, (rows, tokens), (sizes.row_bytes, bias_size));
+            let (push, bindings, groups) = chunk_dispatch(
+                call,
+                ops,
+                (rows, tokens),
+                (sizes.row_bytes, bias_size),
+                tile,
+            );
             let dispatch = Dispatch {
                 kernel,
                 specialization: &[],
@@ -299,19 +303,21 @@ pub unsafe fn record_matmul(
 }
 
 /// The push constants, bindings and workgroups of the dispatch of one chunk
-/// of W's rows and one chunk of tokens.
+/// of W's rows and one chunk of tokens, for a kernel whose workgroups take
+/// `tile` tokens × `tile` outputs.
 fn chunk_dispatch(
     call: &MatmulCall,
     ops: &Operands,
     (rows, tokens): (&Chunk, &TokenChunk),
     (row_bytes, bias_size): (u64, u64),
+    tile: u64,
 ) -> (MatmulPush, [Binding; 4], u32) {
     let outputs = if call.transposed {
         call.cols
     } else {
         rows.rows
     };
-    let tiles_n = outputs.div_ceil(TILE);
+    let tiles_n = outputs.div_ceil(tile);
     let push = MatmulPush {
         rows: rows.rows as u32,
         cols: call.cols as u32,
@@ -344,7 +350,7 @@ fn chunk_dispatch(
     );
     // Without a bias, binding 2 repeats X (the kernel does not read it).
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
-    let groups = tiles_n * tokens.tokens.div_ceil(TILE);
+    let groups = tiles_n * tokens.tokens.div_ceil(tile);
     (push, [w, x, bias, y], groups as u32)
 }
 

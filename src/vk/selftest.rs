@@ -9,8 +9,8 @@
 //! The matmul kernels are not byte-identical to a CPU twin: each variant
 //! multiplies a product of odd shape (no tile whole) and checks every output
 //! against an FP64 product of the dequantized weights within its documented
-//! bound ([`crate::vk::matmul::Bound`]), the `_coop` variant first where the
-//! device can run it.
+//! bound ([`crate::vk::matmul::Bound`]), the `_coop128` and `_coop`
+//! variants first where the device can run them.
 //!
 //! The `_dot_pre` matrix-vector kernels (x rounded once per product by a
 //! dispatch before it) are checked on every block format where the device

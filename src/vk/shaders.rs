@@ -89,6 +89,10 @@ pub struct Kernel {
     pub push_bytes: u32,
     /// Bytes of workgroup (shared) memory its SPIR-V declares.
     pub workgroup_bytes: u32,
+    /// A matmul kernel's workgroup tile: that many tokens × that many
+    /// outputs (compiled in as TILE: build_support/shaders.rs); 0 for the
+    /// other kernels.
+    pub matmul_tile: u32,
 }
 
 /// The workgroup memory every Vulkan device has: the least

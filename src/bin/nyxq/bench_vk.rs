@@ -8,6 +8,8 @@ pub mod adam;
 pub mod measure;
 
 use nyxq::context::{BackendPreference, Context, ContextSettings};
+use nyxq::vk::Engine;
+use nyxq::vk::shaders::KernelId;
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let mib: usize = args
@@ -63,10 +65,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     // With NYXQ_VK_PIPELINE_STATS=1: the driver's compile statistics per kernel.
     for row in &rows {
-        if let Some(stats) = engine.pipeline_statistics(row.kernel) {
-            let text: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("stats {}: {}", row.kernel, text.join(", "));
-        }
+        print_pipeline_statistics(engine, row.kernel);
     }
     Ok(())
+}
+
+/// Prints the driver's compile statistics of `kernel`'s pipeline, where the
+/// engine has them (NYXQ_VK_PIPELINE_STATS=1).
+pub fn print_pipeline_statistics(engine: &Engine, kernel: KernelId) {
+    if let Some(stats) = engine.pipeline_statistics(kernel) {
+        let text: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("stats {kernel}: {}", text.join(", "));
+    }
 }

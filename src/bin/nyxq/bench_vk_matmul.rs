@@ -8,10 +8,13 @@
 //! shapes are the projections of `--model` (config/models/char-model.json,
 //! the Nyx character model of hidden 512, by default) and 4096×14336. Every
 //! product's first and last tokens are checked against FP64 within the
-//! bound of the kernel that ran; a violation fails the command.
+//! bound of the kernel that ran; a violation fails the command. With
+//! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
+//! kernel that ran.
 
 mod measure;
 
+use crate::bench_vk::print_pipeline_statistics;
 use crate::bench_vk_matvec::{cell, gbps_cell};
 use measure::{Measurement, Report, Settings};
 use nyxq::context::{BackendPreference, Context, ContextSettings};
@@ -252,6 +255,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         gbps_cell(report.copy_gbps)
     );
     print_table(&report);
+    // With NYXQ_VK_PIPELINE_STATS=1: the driver's compile statistics per kernel.
+    let mut kernels = Vec::new();
+    for m in &report.measurements {
+        if !kernels.contains(&m.kernel) {
+            kernels.push(m.kernel);
+            print_pipeline_statistics(engine, m.kernel);
+        }
+    }
     if let Some(path) = o.json {
         let text =
             serde_json::to_string_pretty(&json(&report, &device)).map_err(|e| e.to_string())?;
