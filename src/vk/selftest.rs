@@ -140,9 +140,18 @@ fn product_values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
 
 /// Runs the product `op` on `format` with the engine's current variant on a
 /// shape that cuts every tile (37 rows, 96 columns (a K-quant's 256), 19
-/// tokens) and checks it against FP64 within the variant's bound.
+/// tokens; for a kernel with tiles wider than 64, a whole tile and a cut
+/// one of tokens and of outputs both ways: tile + 9 rows, 160 columns, tile
+/// + 3 tokens) and checks it against FP64 within the variant's bound.
 fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option<String>> {
-    let (rows, cols, tokens) = (37, 96usize.next_multiple_of(format.block_size()), 19);
+    let kernel = engine.kernel(op, format)?;
+    let tile = kernel.kernel().matmul_tile as usize;
+    let (rows, cols, tokens): (usize, usize, usize) = if tile > 64 {
+        (tile + 9, 160, tile + 3)
+    } else {
+        (37, 96, 19)
+    };
+    let cols = cols.next_multiple_of(format.block_size());
     let call = MatmulCall {
         format,
         rows: rows as u64,
@@ -163,7 +172,7 @@ fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option
     let mut y = vec![0f32; tokens * outputs];
     let host = HostOperands { w: &w, x: &x, bias };
     matmul::run_on_host_data(engine, &call, &host, &mut y)?;
-    let bound = Bound::of(engine.kernel(op, format)?);
+    let bound = Bound::of(kernel);
     Ok(matmul::first_violation(
         &call,
         &dequantized,
