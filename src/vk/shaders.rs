@@ -274,7 +274,7 @@ mod tests {
     fn the_coop_kernels_and_only_they_need_cooperative_matrices() {
         for kernel in KernelId::all() {
             let needs = kernel.kernel().needs;
-            let coop = kernel.name().ends_with("_coop");
+            let coop = kernel.name().ends_with("_coop") || kernel.name().ends_with("_coop128");
             assert_eq!(needs.cooperative_matrix, coop, "{kernel}");
             assert_eq!(needs.vulkan_memory_model, coop, "{kernel}");
             if coop {
@@ -284,12 +284,28 @@ mod tests {
         }
         assert_eq!(
             fast_kernels(Op::MatmulTransposed, Format::Q4_0),
-            [KernelId::MATMUL_T_Q4_0_F32_COOP]
+            [
+                KernelId::MATMUL_T_Q4_0_F32_COOP128,
+                KernelId::MATMUL_T_Q4_0_F32_COOP
+            ]
         );
         assert_eq!(
             compatible_kernel(Op::Matmul, Format::F32),
             Some(KernelId::MATMUL_F32_F32)
         );
+    }
+
+    #[test]
+    fn matmul_kernels_and_only_they_have_a_tile() {
+        for kernel in KernelId::all() {
+            let k = kernel.kernel();
+            let expected = match k.family {
+                Family::Matmul if kernel.name().ends_with("_coop128") => 128,
+                Family::Matmul => 64,
+                _ => 0,
+            };
+            assert_eq!(k.matmul_tile, expected, "{kernel}");
+        }
     }
 
     #[test]
