@@ -465,6 +465,47 @@ mod tests {
     }
 
     #[test]
+    fn the_grid_follows_the_kernels_tile() {
+        let range = |size| crate::vk::ranges::BufferRange {
+            buffer: vk::Buffer::null(),
+            offset: 0,
+            size,
+        };
+        let ops = Operands {
+            w: range(1 << 20),
+            x: range(1 << 20),
+            bias: None,
+            y: range(1 << 20),
+        };
+        // 4096 rows (outputs forward), 14336 columns (outputs backward).
+        for (transposed, tokens, tile, tiles_n, groups) in [
+            (false, 512, 128, 32, 32 * 4),
+            (false, 512, 64, 64, 64 * 8),
+            (false, 130, 128, 32, 32 * 2),
+            (true, 2048, 128, 112, 112 * 16),
+            (true, 1, 64, 224, 224),
+        ] {
+            let call = MatmulCall {
+                format: Format::Q4_0,
+                rows: 4096,
+                cols: 14336,
+                tokens,
+                transposed,
+            };
+            let rows = chunks(4096, 8064, 1 << 40, 16).unwrap();
+            let per = call.per_token();
+            let token_plan = token_chunks(tokens, per, 1 << 40, 16).unwrap();
+            let (push, _, got) =
+                chunk_dispatch(&call, &ops, (&rows[0], &token_plan[0]), (8064, 0), tile);
+            assert_eq!(
+                (push.tiles_n, got),
+                (tiles_n, groups),
+                "{call:?} tile {tile}"
+            );
+        }
+    }
+
+    #[test]
     fn the_coop_bound_is_looser_and_grows_with_the_factors() {
         let compat = Bound::Compat.at(96, 10.0, 50.0);
         let coop = Bound::Coop.at(96, 10.0, 50.0);
