@@ -1443,7 +1443,7 @@ TEST(VkHandoff, RecordedMatmulsMatchADoubleReferenceForEveryFormat) {
   std::memcpy(dy_buf.mapped, dy.data(), 4 * dy.size());
   std::memcpy(bias_buf.mapped, bias.data(), 4 * bias.size());
   bool coop = false;
-  for (const std::string &line : report_lines(ctx.get())) coop |= line.find("_coop: coop variant") != std::string::npos;
+  for (const std::string &line : report_lines(ctx.get())) coop |= line.find(": coop variant") != std::string::npos;
   for (int format : {NYXQ_FORMAT_F32, NYXQ_FORMAT_F16, NYXQ_FORMAT_BF16, NYXQ_FORMAT_Q8_0, NYXQ_FORMAT_Q4_0,
                      NYXQ_FORMAT_Q4_1, NYXQ_FORMAT_Q5_0, NYXQ_FORMAT_IQ4_NL, NYXQ_FORMAT_Q4_K, NYXQ_FORMAT_Q5_K,
                      NYXQ_FORMAT_Q6_K}) {

@@ -1971,8 +1971,9 @@ NyxqStatus nyxq_vk_cmd_matvec_transposed(NyxqContext *ctx,
  * The kernel is the one the context's self-test chose (nyxq_context_report
  * names it): on a device with VK_KHR_cooperative_matrix (16×8×16, f16
  * inputs and f32 results at subgroup scope, subgroups of 32) enabled with
- * shaderFloat16 and vulkanMemoryModel, the `_coop` variant, which rounds W
- * and X to f16 and sums in f32 on the matrix units: against an FP64
+ * shaderFloat16 and vulkanMemoryModel, the `_coop128` variant (or `_coop`
+ * where it does not fit), which rounds W and X to f16 and sums in f32 on
+ * the matrix units: against an FP64
  * product of the dequantized weights |y − y_ref| ≤
  * (2⁻⁹ + (cols + 12)·2⁻²³)·Σ|w·x| + 2⁻²³·Σ(|w| + |x|), for magnitudes below
  * 65520 (larger ones become ±Inf).
