@@ -124,6 +124,43 @@ void put_slice(uint n0, uint which) {
     }
 }
 
+// The subgroup's accumulators c<i><j> (tokens 16i.., outputs 8j.. of its
+// 64 × 32) and the matrices of A it multiplies, a<i>, are separate
+// variables, not arrays: the driver placed an array of matrices indexed in
+// loops in local memory (NVIDIA 580: 256 bytes an invocation).
+#define FOR_EACH_J(F, i) F(i, 0) F(i, 1) F(i, 2) F(i, 3)
+#define FOR_EACH_IJ(F) FOR_EACH_J(F, 0) FOR_EACH_J(F, 1) FOR_EACH_J(F, 2) FOR_EACH_J(F, 3)
+#define DECLARE_C(i, j) MatC c##i##j = MatC(0.0);
+#define LOAD_A(i) \
+    coopMatLoadNV(a##i, a_tile, a_at + (sm + 16u * i) * K_ROW + k, K_ROW, false);
+#ifdef TRANSPOSED
+#define LOAD_B(j) coopMatLoadNV(b, b_tile, b_at + B_AT(k, sn + 8u * j), N_ROW, false);
+#else
+// B[k][n] at n·K_ROW + k: column-major as a K × N matrix.
+#define LOAD_B(j) coopMatLoadNV(b, b_tile, b_at + B_AT(k, sn + 8u * j), K_ROW, true);
+#endif
+#define MULTIPLY_COLUMN(j) \
+    LOAD_B(j) \
+    c0##j = coopMatMulAddNV(a0, b, c0##j); \
+    c1##j = coopMatMulAddNV(a1, b, c1##j); \
+    c2##j = coopMatMulAddNV(a2, b, c2##j); \
+    c3##j = coopMatMulAddNV(a3, b, c3##j);
+#define STORE_C(i, j) store_accumulator(c##i##j, m0, n0, sm + 16u * i, sn + 8u * j);
+
+// Writes one 16 × 8 accumulator at (m, n) of the tile at (m0, n0) through
+// the subgroup's stage.
+void store_accumulator(MatC c, uint m0, uint n0, uint m, uint n) {
+    uint stage = gl_SubgroupID * 128u;
+    coopMatStoreNV(c, c_stage, stage, 8u, false);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = gl_SubgroupInvocationID; e < 128u; e += gl_SubgroupSize) {
+        store_output(m0, n0, m + e / 8u, n + e % 8u, c_stage[stage + e]);
+    }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+
 void main() {
     uint m0, n0;
     if (!tile_origin(m0, n0)) {
@@ -132,12 +169,7 @@ void main() {
     // This subgroup's 64 tokens × 32 outputs within the tile.
     uint sm = gl_SubgroupID / 4u * 64u;
     uint sn = gl_SubgroupID % 4u * 32u;
-    MatC acc[4][4];
-    for (uint i = 0u; i < 4u; ++i) {
-        for (uint j = 0u; j < 4u; ++j) {
-            acc[i][j] = MatC(0.0);
-        }
-    }
+    FOR_EACH_IJ(DECLARE_C)
     uint slices = (SUM_LENGTH + TILE_K - 1u) / TILE_K;
     fetch_slice(m0, n0, 0u);
     put_slice(n0, 0u);
@@ -150,40 +182,15 @@ void main() {
         uint a_at = slice % 2u * A_BUFFER;
         uint b_at = slice % 2u * B_BUFFER;
         for (uint k = 0u; k < TILE_K; k += 16u) {
-            MatA a[4];
-            for (uint i = 0u; i < 4u; ++i) {
-                coopMatLoadNV(a[i], a_tile, a_at + (sm + 16u * i) * K_ROW + k, K_ROW, false);
-            }
-            for (uint j = 0u; j < 4u; ++j) {
-                MatB b;
-#ifdef TRANSPOSED
-                coopMatLoadNV(b, b_tile, b_at + B_AT(k, sn + 8u * j), N_ROW, false);
-#else
-                // B[k][n] at n·K_ROW + k: column-major as a K × N matrix.
-                coopMatLoadNV(b, b_tile, b_at + B_AT(k, sn + 8u * j), K_ROW, true);
-#endif
-                for (uint i = 0u; i < 4u; ++i) {
-                    acc[i][j] = coopMatMulAddNV(a[i], b, acc[i][j]);
-                }
-            }
+            MatA a0, a1, a2, a3;
+            LOAD_A(0) LOAD_A(1) LOAD_A(2) LOAD_A(3)
+            MatB b;
+            MULTIPLY_COLUMN(0) MULTIPLY_COLUMN(1) MULTIPLY_COLUMN(2) MULTIPLY_COLUMN(3)
         }
         if (more) {
             put_slice(n0, (slice + 1u) % 2u);
         }
         barrier();
     }
-    uint stage = gl_SubgroupID * 128u;
-    for (uint i = 0u; i < 4u; ++i) {
-        for (uint j = 0u; j < 4u; ++j) {
-            coopMatStoreNV(acc[i][j], c_stage, stage, 8u, false);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            for (uint e = gl_SubgroupInvocationID; e < 128u; e += gl_SubgroupSize) {
-                store_output(m0, n0, sm + 16u * i + e / 8u, sn + 8u * j + e % 8u,
-                             c_stage[stage + e]);
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-        }
-    }
+    FOR_EACH_IJ(STORE_C)
 }
