@@ -38,15 +38,33 @@ const GRID: usize = 28;
 /// scales of the grid, smaller ones lose precision in `x²`.
 const MAGNITUDES: std::ops::RangeInclusive<f32> = 1e-15..=6e4;
 
-/// The two sums a Q4_0 candidate is scored by.
+/// The two sums a Q4_0 candidate is scored by, and the block's other
+/// kernels.
 pub(super) trait Sums {
+    /// `scalar::signed_max`.
+    #[inline(always)]
+    fn signed_max(x: &[f32; QK]) -> f32 {
+        scalar::signed_max(x)
+    }
+
+    /// `scalar::q4_0_with_scale`.
+    #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
+        scalar::q4_0_with_scale(x, d, out);
+    }
+
     /// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at the inverse scale `id`.
     fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32);
 
-    /// [`Sums::q4_0`] of four inverse scales (the AVX2 kernel interleaves
+    /// [`Sums::q4_0`] of `N` inverse scales (the AVX2 kernel interleaves
     /// them; each candidate's sums are the same as on its own).
     #[inline(always)]
-    fn q4_0_four(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], ids: [f32; 4]) -> [(f32, f32); 4] {
+    fn q4_0_n<const N: usize>(
+        x: &[f32; QK],
+        wx: &[f32; QK],
+        w: &[f32; QK],
+        ids: [f32; N],
+    ) -> [(f32, f32); N] {
         ids.map(|id| Self::q4_0(x, wx, w, id))
     }
 }
@@ -81,7 +99,7 @@ impl Sums for Portable {
 /// inlined: the search rounds about 60 scales a block), else by the
 /// conversion itself.
 #[inline(always)]
-fn stored(v: f32) -> f32 {
+pub(super) fn stored(v: f32) -> f32 {
     if (F16_MIN_NORMAL..=F16_MAX).contains(&v.abs()) {
         let bits = v.to_bits();
         f32::from_bits((bits + 0x0fff + ((bits >> 13) & 1)) & !0x1fff)
@@ -94,29 +112,98 @@ fn stored(v: f32) -> f32 {
 const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
 const F16_MAX: f32 = 65504.0;
 
+/// A block the f32 scoring handles: its values, weights, first element of
+/// largest magnitude, weighted values and `Σw·x²`.
+pub(super) struct Block<'a> {
+    pub x: &'a [f32; QK],
+    pub w: &'a [f32; QK],
+    pub max: f32,
+    pub wx: [f32; QK],
+    pub energy: f32,
+}
+
+impl<'a> Block<'a> {
+    /// The block, or None where its magnitudes or weights leave the f32
+    /// scoring's range (the reference search's blocks).
+    #[inline(always)]
+    pub fn of<S: Sums>(x: &'a [f32; QK], w: &'a [f32; QK]) -> Option<Self> {
+        let max = S::signed_max(x);
+        let mut wx = [0.0f32; QK];
+        let mut lanes = [0.0f32; 8];
+        for c in 0..QK / 8 {
+            for (j, lane) in lanes.iter_mut().enumerate() {
+                let e = 8 * c + j;
+                wx[e] = w[e] * x[e];
+                *lane += wx[e] * x[e];
+            }
+        }
+        let energy = lane_sum(&lanes);
+        (MAGNITUDES.contains(&max.abs()) && energy.is_finite() && energy >= 1e-30).then_some(
+            Block {
+                x,
+                w,
+                max,
+                wx,
+                energy,
+            },
+        )
+    }
+
+    /// The error of the scale `d` for the levels whose sums are `(a, b)`:
+    /// `Σw·x² − 2d·a + d²·b`.
+    #[inline(always)]
+    pub fn score(&self, d: f32, (a, b): (f32, f32)) -> f32 {
+        self.energy - 2.0 * d * a + d * d * b
+    }
+
+    /// Nearest rounding's scale.
+    #[inline(always)]
+    pub fn nearest_scale(&self) -> f32 {
+        self.max / -8.0
+    }
+
+    /// Writes the block of the scale `best.1` (levels nearest `x/d`), or
+    /// nearest rounding's where none beat it (`nearest` its score); where the
+    /// two scores lie within [`EXACT_BELOW`] of `Σw·x²`, the two stored
+    /// blocks' errors decide, in f64.
+    #[inline(always)]
+    pub fn write<S: Sums>(&self, nearest: f32, best: (f32, Option<f32>), out: &mut [u8]) {
+        let Some(d) = best.1 else {
+            S::with_scale(self.x, self.nearest_scale(), out);
+            return;
+        };
+        S::with_scale(self.x, d, out);
+        if nearest - best.0 < EXACT_BELOW * self.energy {
+            let mut near = [0u8; 18];
+            S::with_scale(self.x, self.nearest_scale(), &mut near);
+            let (mut y, mut y_near) = ([0.0f32; QK], [0.0f32; QK]);
+            scalar::q4_0_dequantize(out, &mut y);
+            scalar::q4_0_dequantize(&near, &mut y_near);
+            if search::weighted_error(self.x, self.w, &y_near)
+                <= search::weighted_error(self.x, self.w, &y)
+            {
+                out[..18].copy_from_slice(&near);
+            }
+        }
+    }
+}
+
 /// Q4_0 with the lowest weighted error, the sums from `S`.
 #[inline(always)]
 pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
         unreachable!("one block of 32");
     };
-    let max = scalar::signed_max(xs);
-    let mut wx = [0.0f32; QK];
-    let mut lanes = [0.0f32; 8];
-    for (e, p) in wx.iter_mut().enumerate() {
-        *p = ws[e] * xs[e];
-        lanes[e % 8] += *p * xs[e];
-    }
-    let energy = lane_sum(&lanes);
-    if !(MAGNITUDES.contains(&max.abs()) && energy.is_finite() && energy >= 1e-30) {
+    let Some(block) = Block::of::<S>(xs, ws) else {
         search::q4_0(x, w, out);
         return;
-    }
-    let score = |d: f32, (a, b): (f32, f32)| energy - 2.0 * d * a + d * d * b;
-    let d_nearest = max / -8.0;
+    };
+    let (max, wx) = (block.max, &block.wx);
+    let score = |d: f32, sums: (f32, f32)| block.score(d, sums);
+    let d_nearest = block.nearest_scale();
     let nearest = score(
         stored(d_nearest),
-        S::q4_0(xs, &wx, ws, inverse_scale(d_nearest)),
+        S::q4_0(xs, wx, ws, inverse_scale(d_nearest)),
     );
     let mut best = (nearest, None);
     let mut refit = (f32::INFINITY, 0.0f32);
@@ -133,7 +220,7 @@ pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let mut grid_sums = [(0.0f32, 0.0f32); GRID];
     for (sums, scales) in grid_sums.chunks_exact_mut(4).zip(grid.chunks_exact(4)) {
         let ids = std::array::from_fn(|i| inverse_scale(scales[i]));
-        sums.copy_from_slice(&S::q4_0_four(xs, &wx, ws, ids));
+        sums.copy_from_slice(&S::q4_0_n::<4>(xs, wx, ws, ids));
     }
     for (&d, &sums) in grid.iter().zip(&grid_sums) {
         let error = score(d, sums);
@@ -153,7 +240,7 @@ pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
         if refit.0 == f32::INFINITY {
             break;
         }
-        let sums = S::q4_0(xs, &wx, ws, inverse_scale(d));
+        let sums = S::q4_0(xs, wx, ws, inverse_scale(d));
         let error = score(d, sums);
         if error < best.0 {
             best = (error, Some(d));
@@ -167,25 +254,13 @@ pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
         }
         d = next;
     }
-    let Some(d) = best.1 else {
-        scalar::q4_0_nearest(x, out);
-        return;
-    };
-    scalar::q4_0_with_scale(x, d, out);
-    if nearest - best.0 < EXACT_BELOW * energy {
-        let mut near = [0u8; 18];
-        scalar::q4_0_nearest(x, &mut near);
-        let (mut y, mut y_near) = ([0.0f32; QK], [0.0f32; QK]);
-        scalar::q4_0_dequantize(out, &mut y);
-        scalar::q4_0_dequantize(&near, &mut y_near);
-        if search::weighted_error(x, w, &y_near) <= search::weighted_error(x, w, &y) {
-            out[..18].copy_from_slice(&near);
-        }
-    }
+    block.write::<S>(nearest, best, out);
 }
 
 /// Q4_0 with the lowest weighted error: the AVX2 sums where the CPU has
-/// them, else the portable ones (the same bytes).
+/// them, else the portable ones (the same bytes). The reference of
+/// `int_search`, whose blocks of extreme weights take [`q4_0_with`].
+#[cfg(test)]
 pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if super::simd_x86::available() {
@@ -203,13 +278,13 @@ pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::quant::rng;
 
     /// Blocks that stress the search: random spreads, constant and tiny
     /// blocks, ties of magnitude, the fallback's magnitudes.
-    fn blocks() -> Vec<[f32; QK]> {
+    pub(in crate::quant) fn blocks() -> Vec<[f32; QK]> {
         let mut out: Vec<[f32; QK]> = (0..2000u64)
             .map(|b| {
                 let spread = [1.0f32, 1e-3, 30.0, 1e-7][b as usize % 4];
@@ -235,7 +310,7 @@ mod tests {
         out
     }
 
-    fn weights_of(b: usize) -> [f32; QK] {
+    pub(in crate::quant) fn weights_of(b: usize) -> [f32; QK] {
         std::array::from_fn(|j| match b % 3 {
             0 => 1.0,
             1 => 0.01 + rng::uniform(b as u64 + 7, j as u64) * 10.0,
@@ -249,7 +324,7 @@ mod tests {
         })
     }
 
-    fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
+    pub(in crate::quant) fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
         let mut y = [0.0f32; QK];
         scalar::q4_0_dequantize(bytes, &mut y);
         search::weighted_error(x, w, &y)
@@ -328,11 +403,10 @@ mod tests {
     }
 
     /// Every tensor of the committed weights and, where present, the shared
-    /// ones: the fast search's SNR within 0.01 dB of the reference search's
-    /// (or above) and its total error within 1.001 of it, with and without a
+    /// ones: `search`'s SNR within 0.01 dB of the reference search's (or
+    /// above) and its total error within 1.001 of it, with and without a
     /// per-column importance, and never worse than nearest on any block.
-    #[test]
-    fn as_good_as_the_reference_on_every_real_tensor() {
+    pub(in crate::quant) fn as_good_as_the_reference_on(search: crate::cpu_kernels::Search) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files: Vec<_> = [
             root.join("data/weights"),
@@ -362,7 +436,7 @@ mod tests {
                     });
                     let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
                     scalar::q4_0_nearest(block, &mut near);
-                    q4_0(block, &w, &mut fast);
+                    search(block, &w, &mut fast);
                     search::q4_0(block, &w, &mut reference);
                     let e_fast = error_of(block, &w, &fast);
                     assert!(
@@ -391,5 +465,10 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn as_good_as_the_reference_on_every_real_tensor() {
+        as_good_as_the_reference_on(q4_0);
     }
 }
