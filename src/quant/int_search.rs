@@ -3,7 +3,7 @@
 //! block's largest magnitude at or near either end level, 20 of them), but
 //! each is ranked on integers, sixteen elements to a vector, by the error its
 //! levels leave after a least-squares refit; only the best two and nearest
-//! rounding are then evaluated in f32 as stored (`fast_search`'s sums), each
+//! rounding are then evaluated in f32 as stored (`f32_scores.rs`), each
 //! refitted once more.
 //!
 //! With `u = x·id₀` (`id₀` nearest rounding's inverse scale, so `u` lies in
@@ -16,11 +16,11 @@
 //! portable [`Portable`] give the same ranks, whatever their order of
 //! addition; the rank is `a·a / b` in f32, elementwise, the same on either.
 //!
-//! Blocks the integers cannot hold (the weights' or the weighted block's
-//! range beyond f32's reciprocal, or beyond `fast_search`'s range) take
-//! `fast_search`'s search.
+//! Blocks the integers cannot hold (32767 over the largest weight or
+//! weighted value beyond f32), like those beyond the f32 scoring's range,
+//! take the reference search (`search.rs`).
 
-use super::fast_search::{self, Block, Sums, stored};
+use super::f32_scores::{self, Block, Sums, stored};
 use super::scalar::{QK, inverse_scale};
 use super::search;
 
@@ -182,7 +182,7 @@ pub(super) fn q4_0_with<R: Scores, S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]
     let d_nearest = block.nearest_scale();
     let id_nearest = inverse_scale(d_nearest);
     let Some((ranked, to_scale)) = ranked::<R>(&block, id_nearest) else {
-        fast_search::q4_0_with::<S>(x, w, out);
+        search::q4_0(x, w, out);
         return;
     };
     let sums = R::scores(&ranked);
@@ -227,19 +227,19 @@ pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
         unsafe { super::int_search_x86::q4_0_search(x, w, out) };
         return;
     }
-    q4_0_with::<Portable, fast_search::Portable>(x, w, out);
+    q4_0_with::<Portable, f32_scores::Portable>(x, w, out);
 }
 
 /// [`q4_0`] on the portable kernels whatever the CPU (tests compare the two).
 #[cfg(test)]
 pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
-    q4_0_with::<Portable, fast_search::Portable>(x, w, out);
+    q4_0_with::<Portable, f32_scores::Portable>(x, w, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::fast_search::tests::{
+    use crate::quant::f32_scores::tests::{
         as_good_as_the_reference_on, blocks, error_of, weights_of,
     };
     use crate::quant::scalar;
@@ -283,6 +283,32 @@ mod tests {
     #[test]
     fn as_good_as_the_reference_on_every_real_tensor() {
         as_good_as_the_reference_on(q4_0);
+    }
+
+    #[test]
+    fn near_ties_with_nearest_are_decided_exactly() {
+        // A block nearest rounding represents exactly (levels −8..7 of 0.5):
+        // every candidate ties or loses, and the exact comparison keeps
+        // nearest's bytes.
+        let x: [f32; QK] = std::array::from_fn(|j| 0.5 * ((j % 16) as f32 - 8.0));
+        let (mut fast, mut near) = ([0u8; 18], [0u8; 18]);
+        q4_0(&x, &[1.0; QK], &mut fast);
+        scalar::q4_0_nearest(&x, &mut near);
+        assert_eq!(fast, near);
+    }
+
+    #[test]
+    fn weights_beyond_the_integers_take_the_reference_search() {
+        // Weights so small that 32767 over the largest leaves f32: the
+        // integers cannot hold them, and the reference search decides.
+        let x: [f32; QK] = std::array::from_fn(|j| 5e4 * (j as f32 / 16.0 - 1.0));
+        let w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
+        let (mut fast, mut reference, mut near) = ([0u8; 18], [0u8; 18], [0u8; 18]);
+        q4_0(&x, &w, &mut fast);
+        search::q4_0(&x, &w, &mut reference);
+        scalar::q4_0_nearest(&x, &mut near);
+        assert_eq!(fast, reference);
+        assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
     }
 
     #[test]

@@ -1261,11 +1261,11 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// The AVX2 sums of the fast Q4_0 search (`fast_search.rs`): the portable
+/// The AVX2 sums of Q4_0's search (`f32_scores.rs`): the portable
 /// sums' operations in the same order, eight lanes at once.
 pub(super) struct SearchSums;
 
-impl super::fast_search::Sums for SearchSums {
+impl super::f32_scores::Sums for SearchSums {
     #[inline(always)]
     fn signed_max(x: &[f32; QK]) -> f32 {
         // SAFETY: only reached from the searches' AVX2 functions, whose
@@ -1310,8 +1310,8 @@ fn search_sums<const N: usize>(
     w: &[f32; QK],
     ids: [f32; N],
 ) -> [(f32, f32); N] {
-    // SAFETY: only reached from `q4_0_search`, whose callers detected
-    // AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
+    // SAFETY: only reached from `int_search_x86::q4_0_search`, whose callers
+    // detected AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
     unsafe {
         let vids = ids.map(|id| _mm256_set1_ps(id));
         let half_up = _mm256_set1_ps(8.5);
@@ -1347,16 +1347,6 @@ fn search_sums<const N: usize>(
             )
         })
     }
-}
-
-/// The fast error-minimising Q4_0 search of one block on the AVX2 sums.
-///
-/// # Safety
-/// AVX2 and F16C present.
-#[cfg(test)]
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn q4_0_search(x: &[f32], w: &[f32], out: &mut [u8]) {
-    super::fast_search::q4_0_with::<SearchSums>(x, w, out);
 }
 
 #[cfg(test)]

@@ -1,38 +1,35 @@
-//! Fast error-minimising Q4_0. The same candidate scales as the reference
-//! search in `search.rs` (nearest rounding's block and 28 f16 scales that put
-//! the block's largest magnitude at or near either end level), but each
-//! candidate is scored without packing or dequantizing: for the levels
-//! `l = clamp(⌊x·id + 8.5⌋, 0, 15) − 8` a scale `d` gives
-//! `E(d) = Σw·x² − 2d·Σw·x·l + d²·Σw·l²`, so two sums per candidate, in f32
-//! lanes of eight. Each candidate's sums also give its least-squares refit
-//! `d* = Σw·x·l / Σw·l²` and an upper bound of the refit's error (`E(d*)`
-//! for the old levels; re-rounding for `d*` can only lower it); the refit
-//! with the lowest bound is then evaluated exactly and refitted again while
-//! its scale moves (at most three times).
+//! The f32 scoring of Q4_0 blocks in the error-minimising search
+//! (`int_search.rs`): for the levels `l = clamp(⌊x·id + 8.5⌋, 0, 15) − 8` a
+//! scale `d` gives, the block's error is
+//! `E(d) = Σw·x² − 2d·Σw·x·l + d²·Σw·l²`, so a candidate costs two sums, in
+//! f32 lanes of eight, without packing or dequantizing; the sums also give
+//! the least-squares refit `d* = Σw·x·l / Σw·l²`.
 //!
-//! Ties between candidates go to the first in that order (strict `<` on the
-//! f32 scores). The winner is compared with nearest rounding's block: where
-//! the f32 scores differ by less than [`EXACT_BELOW`] of `Σw·x²` (far above
-//! their rounding error) the two stored blocks' errors are compared in f64
-//! as the reference does, so no block is worse than nearest. Blocks whose
-//! magnitudes or weights would leave f32's comfortable range take the
-//! reference search.
+//! The search's winner is compared with nearest rounding's block: where the
+//! f32 scores differ by less than [`EXACT_BELOW`] of `Σw·x²` (twice their
+//! worst rounding error) the two stored blocks' errors are compared in f64
+//! as the reference search (`search.rs`) does, so no block is worse than
+//! nearest. Blocks whose magnitudes or weights would leave f32's comfortable
+//! range take the reference search.
 //!
-//! The AVX2 kernel (`simd_x86::q4_0_sums`) and the portable [`Portable`]
+//! The AVX2 kernel (`simd_x86::SearchSums`) and the portable [`Portable`]
 //! compute the sums with the same operations in the same order (lane `j`
 //! adds elements j, j+8, j+16, j+24 in turn, then the lanes are added as
 //! `((a0+a1)+(a4+a5)) + ((a2+a3)+(a6+a7))`, no fused multiply-add), so the
 //! bytes are the same on either.
 
-use super::scalar::{self, QK, f16_bits, f16_value, inverse_scale};
+use super::scalar::{self, QK, f16_bits, f16_value};
 use super::search;
 
 /// Relative gap (to `Σw·x²`) below which the winner and nearest rounding are
-/// compared exactly: the f32 scores' rounding error is below 1e-5 of it.
-const EXACT_BELOW: f32 = 1e-4;
-
-/// Grid scales a block tries besides nearest rounding's.
-const GRID: usize = 28;
+/// compared exactly: twice the f32 scores' worst rounding error. Each score
+/// `Σw·x² − 2d·a + d²·b` of a block no worse than nearest rounding (whose
+/// error is at most `Σw·x²`, each element rounding to a level no farther
+/// than itself from 0) has `Σ|w·x·d·l| ≤ 2Σw·x²` and `d²·b ≤ 4Σw·x²`; with
+/// at most ten roundings (2⁻²⁴ each) on each term of a sum (its products
+/// and additions) and three in the score, its error is below 5.5e-6 of
+/// `Σw·x²`, so that of a difference of two below 1.1e-5.
+const EXACT_BELOW: f32 = 2e-5;
 
 /// The magnitudes the f32 scoring handles: larger blocks would overflow f16
 /// scales of the grid, smaller ones lose precision in `x²`.
@@ -188,95 +185,6 @@ impl<'a> Block<'a> {
     }
 }
 
-/// Q4_0 with the lowest weighted error, the sums from `S`.
-#[inline(always)]
-pub(super) fn q4_0_with<S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
-    let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
-        unreachable!("one block of 32");
-    };
-    let Some(block) = Block::of::<S>(xs, ws) else {
-        search::q4_0(x, w, out);
-        return;
-    };
-    let (max, wx) = (block.max, &block.wx);
-    let score = |d: f32, sums: (f32, f32)| block.score(d, sums);
-    let d_nearest = block.nearest_scale();
-    let nearest = score(
-        stored(d_nearest),
-        S::q4_0(xs, wx, ws, inverse_scale(d_nearest)),
-    );
-    let mut best = (nearest, None);
-    let mut refit = (f32::INFINITY, 0.0f32);
-    // The grid in the reference's order: the largest element on −8's side,
-    // then on 7's, divisors from 1.5 below to 1.75 above those ends.
-    let grid: [f32; GRID] = std::array::from_fn(|c| {
-        let (sign, first_divisor) = if c < GRID / 2 {
-            (-1.0f32, 6.5f32)
-        } else {
-            (1.0, 5.5)
-        };
-        stored(max / (sign * (first_divisor + 0.25 * (c % (GRID / 2)) as f32)))
-    });
-    let mut grid_sums = [(0.0f32, 0.0f32); GRID];
-    for (sums, scales) in grid_sums.chunks_exact_mut(4).zip(grid.chunks_exact(4)) {
-        let ids = std::array::from_fn(|i| inverse_scale(scales[i]));
-        sums.copy_from_slice(&S::q4_0_n::<4>(xs, wx, ws, ids));
-    }
-    for (&d, &sums) in grid.iter().zip(&grid_sums) {
-        let error = score(d, sums);
-        if error < best.0 {
-            best = (error, Some(d));
-        }
-        if sums.1 > 0.0 {
-            let r = stored(sums.0 / sums.1);
-            let bound = score(r, sums);
-            if bound < refit.0 {
-                refit = (bound, r);
-            }
-        }
-    }
-    let mut d = refit.1;
-    for _ in 0..3 {
-        if refit.0 == f32::INFINITY {
-            break;
-        }
-        let sums = S::q4_0(xs, wx, ws, inverse_scale(d));
-        let error = score(d, sums);
-        if error < best.0 {
-            best = (error, Some(d));
-        }
-        if sums.1 <= 0.0 {
-            break;
-        }
-        let next = stored(sums.0 / sums.1);
-        if next == d {
-            break;
-        }
-        d = next;
-    }
-    block.write::<S>(nearest, best, out);
-}
-
-/// Q4_0 with the lowest weighted error: the AVX2 sums where the CPU has
-/// them, else the portable ones (the same bytes). The reference of
-/// `int_search`, whose blocks of extreme weights take [`q4_0_with`].
-#[cfg(test)]
-pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd_x86::available() {
-        // SAFETY: AVX2 and F16C were detected just above.
-        unsafe { super::simd_x86::q4_0_search(x, w, out) };
-        return;
-    }
-    q4_0_with::<Portable>(x, w, out);
-}
-
-/// [`q4_0`] on the portable sums whatever the CPU (tests compare the two).
-#[cfg(test)]
-pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
-    q4_0_with::<Portable>(x, w, out);
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -331,42 +239,6 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn avx2_and_portable_give_the_same_bytes() {
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_x86::available() {
-            for (b, x) in blocks().iter().enumerate() {
-                let w = weights_of(b);
-                let (mut simd, mut portable) = ([0u8; 18], [0u8; 18]);
-                // SAFETY: AVX2 and F16C were detected just above.
-                unsafe { crate::quant::simd_x86::q4_0_search(x, &w, &mut simd) };
-                q4_0_portable(x, &w, &mut portable);
-                assert_eq!(simd, portable, "block {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        let (mut fast_total, mut reference_total) = (0.0, 0.0);
-        for (b, x) in blocks().iter().enumerate() {
-            let w = weights_of(b);
-            let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-            scalar::q4_0_nearest(x, &mut near);
-            q4_0(x, &w, &mut fast);
-            search::q4_0(x, &w, &mut reference);
-            let e_fast = error_of(x, &w, &fast);
-            assert!(e_fast <= error_of(x, &w, &near), "block {b}");
-            let scale = search::weighted_error(x, &w, &[0.0; QK]).max(f64::MIN_POSITIVE);
-            fast_total += e_fast / scale;
-            reference_total += error_of(x, &w, &reference) / scale;
-        }
-        assert!(
-            fast_total <= reference_total * 1.001,
-            "{fast_total} vs the reference's {reference_total}"
-        );
-    }
-
-    #[test]
     fn stored_rounds_as_the_f16_conversion() {
         let mut v = 1e-9f32;
         while v < 1e6 {
@@ -387,19 +259,6 @@ pub(super) mod tests {
         ] {
             assert_eq!(stored(x).to_bits(), f16_value(f16_bits(x)).to_bits(), "{x}");
         }
-    }
-
-    #[test]
-    fn near_ties_with_nearest_are_decided_exactly() {
-        // A block nearest rounding represents exactly (levels −8..7 of 0.5):
-        // every candidate ties or loses, and the exact comparison keeps
-        // nearest's bytes.
-        let x: [f32; QK] = std::array::from_fn(|j| 0.5 * ((j % 16) as f32 - 8.0));
-        let (mut fast, mut near) = ([0u8; 18], [0u8; 18]);
-        q4_0(&x, &[1.0; QK], &mut fast);
-        scalar::q4_0_nearest(&x, &mut near);
-        assert_eq!(fast, near);
-        assert_eq!(error_of(&x, &[1.0; QK], &fast), 0.0);
     }
 
     /// Every tensor of the committed weights and, where present, the shared
@@ -465,10 +324,5 @@ pub(super) mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(q4_0);
     }
 }
