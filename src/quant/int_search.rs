@@ -168,33 +168,59 @@ fn refit((a, b): (f32, f32)) -> f32 {
     if b > 0.0 { stored(a / b) } else { 0.0 }
 }
 
-/// Q4_0 with the lowest weighted error, the integer sums from `R` and the
-/// f32 sums from `S`.
+/// A block ready for its candidates: the f32 block, nearest rounding's
+/// scale and inverse, the integers and the factor of [`ranked`].
+struct Prepared<'a> {
+    block: Block<'a>,
+    d_nearest: f32,
+    id_nearest: f32,
+    ranked: Ranked,
+    to_scale: f32,
+}
+
+/// The block as the search sees it, or None where the reference search
+/// takes it.
 #[inline(always)]
-pub(super) fn q4_0_with<R: Scores, S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
+fn prepare<'a, R: Scores, S: Sums>(x: &'a [f32], w: &'a [f32]) -> Option<Prepared<'a>> {
     let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
         unreachable!("one block of 32");
     };
-    let Some(block) = Block::of::<S>(xs, ws) else {
-        search::q4_0(x, w, out);
-        return;
-    };
+    let block = Block::of::<S>(xs, ws)?;
     let d_nearest = block.nearest_scale();
     let id_nearest = inverse_scale(d_nearest);
-    let Some((ranked, to_scale)) = ranked::<R>(&block, id_nearest) else {
-        search::q4_0(x, w, out);
-        return;
-    };
-    let sums = R::scores(&ranked);
+    let (ranked, to_scale) = ranked::<R>(&block, id_nearest)?;
+    Some(Prepared {
+        block,
+        d_nearest,
+        id_nearest,
+        ranked,
+        to_scale,
+    })
+}
+
+/// The refit scales of the best two candidates.
+#[inline(always)]
+fn best_scales<R: Scores>(p: &Prepared) -> [f32; 2] {
+    let sums = R::scores(&p.ranked);
     let [c1, c2] = R::best_two(&sums);
-    let (first, second) = (refit_of(&sums, c1, to_scale), refit_of(&sums, c2, to_scale));
+    [
+        refit_of(&sums, c1, p.to_scale),
+        refit_of(&sums, c2, p.to_scale),
+    ]
+}
+
+/// Nearest rounding's score, and the best of the two scales and their
+/// refits, each scored as stored.
+#[inline(always)]
+fn evaluate<S: Sums>(p: &Prepared, [first, second]: [f32; 2]) -> (f32, (f32, Option<f32>)) {
+    let (block, (xs, ws)) = (&p.block, (p.block.x, p.block.w));
     let sums = S::q4_0_n(
         xs,
         &block.wx,
         ws,
-        [id_nearest, inverse_scale(first), inverse_scale(second)],
+        [p.id_nearest, inverse_scale(first), inverse_scale(second)],
     );
-    let nearest = block.score(stored(d_nearest), sums[0]);
+    let nearest = block.score(stored(p.d_nearest), sums[0]);
     let mut best = (nearest, None);
     // Each refitted once for the levels its scale gives.
     let refits = [refit(sums[1]), refit(sums[2])];
@@ -215,7 +241,20 @@ pub(super) fn q4_0_with<R: Scores, S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]
             best = (error, Some(d));
         }
     }
-    block.write::<S>(nearest, best, out);
+    (nearest, best)
+}
+
+/// Q4_0 with the lowest weighted error, the integer sums from `R` and the
+/// f32 sums from `S`.
+#[inline(always)]
+pub(super) fn q4_0_with<R: Scores, S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let Some(p) = prepare::<R, S>(x, w) else {
+        search::q4_0(x, w, out);
+        return;
+    };
+    let scales = best_scales::<R>(&p);
+    let (nearest, best) = evaluate::<S>(&p, scales);
+    p.block.write::<S>(nearest, best, out);
 }
 
 /// Q4_0 with the lowest weighted error: the AVX2 kernels where the CPU has
