@@ -351,6 +351,42 @@ mod tests {
     }
 
     #[test]
+    fn threads_do_not_change_the_bytes() {
+        use crate::format::Format;
+        use crate::quant::{QuantizeOptions, Rounding, quantize};
+        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
+        let n = 384 * 683;
+        let x: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
+            .collect();
+        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
+        for importance in [None, Some(&importance[..])] {
+            let bytes = |threads| {
+                let mut q = vec![0u8; Format::Q4_0.size_of(n).unwrap()];
+                let opts = QuantizeOptions {
+                    rounding: Rounding::ErrorMinimising,
+                    importance,
+                    threads,
+                    ..Default::default()
+                };
+                quantize(Format::Q4_0, &x, &mut q, &opts).unwrap();
+                q
+            };
+            let one = bytes(1);
+            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
+            // Each block as the search gives it on its own.
+            let w: Vec<f32> = (0..n)
+                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
+                .collect();
+            for (b, out) in one.chunks_exact(18).enumerate().step_by(61) {
+                let mut alone = [0u8; 18];
+                q4_0(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
+                assert_eq!(out, alone, "block {b}");
+            }
+        }
+    }
+
+    #[test]
     fn levels_are_the_rounded_products() {
         // U·S/2¹⁵ = u·s, rounded half up, clamped: u = 3.5 (U = 3584) at
         // s = 1 (S = 32) is 4; at s = 26/32, 3.5·0.8125 = 2.84 is 3.
