@@ -10,8 +10,8 @@
 //! [−8, 8]) held as `U = round(u·2¹⁰)`, a candidate `s = id/id₀` held as
 //! `S = s·2⁵` gives the levels `l = clamp(⌊(U·S + 2¹⁴)/2¹⁵⌋, −8, 7)` (one
 //! rounding multiply), and the candidate is ranked by `(Σ l·P)² / Σ l²·Q`, where
-//! `P` and `Q` are the weighted block `w·u` and the weights `w`, each
-//! rounded to 15 bits of its largest magnitude (without importance, `P = U`
+//! `P` and `Q` are the weighted block `w·x` and the weights `w`, each
+//! rounded to 15 bits of its largest magnitude (with equal weights, `P = U`
 //! and `Q = 1`). The sums are exact integers, so the AVX2 kernel and the
 //! portable [`Portable`] give the same ranks, whatever their order of
 //! addition; the rank is `a·a / b` in f32, elementwise, the same on either.
@@ -36,7 +36,7 @@ pub(super) const STEPS: [i16; CANDIDATES] = [
 
 /// The block in the integers a candidate is ranked on.
 pub(super) struct Ranked {
-    /// `round(x·id₀·2¹¹)`.
+    /// `round(x·id₀·2¹⁰)`.
     pub u: [i16; QK],
     /// The weighted block (`U` itself without importance).
     pub p: [i16; QK],
