@@ -6,6 +6,9 @@ use super::int_search::{CANDIDATES, Ranked, STEPS, Scores, Sums2};
 use super::scalar::QK;
 use std::arch::x86_64::*;
 
+/// The kernels take the candidates four at a time, in 32 lanes of keys.
+const _: () = assert!(CANDIDATES % 4 == 0 && CANDIDATES <= 32);
+
 /// The AVX2 integer sums.
 struct Avx2;
 
