@@ -371,15 +371,15 @@ fn tested_kernels() -> impl Iterator<Item = (Op, Format)> {
 }
 
 /// What decides the self-test's verdicts on `engine`'s device: the device
-/// and driver, the variants that would be tested, whether `_dot_pre` is
-/// checked, and the perturbed kernel.
+/// and driver, the limits that shape its dispatches, the variants that
+/// would be tested, whether `_dot_pre` is checked, and the perturbed kernel.
 fn verdict_key(engine: &Engine, force_compat: bool) -> String {
     let info = &engine.device.info;
     let tested: Vec<_> = tested_kernels()
         .map(|(op, format)| candidates(engine, op, format, force_compat))
         .collect();
     format!(
-        "{} {:#x}:{:#x} {} {} {:#x} {:#x} sg{} wg{} {force_compat} {} {:?} {tested:?}",
+        "{} {:#x}:{:#x} {} {} {:#x} {:#x} sg{} wg{} {} {:?} {force_compat} {} {:?} {tested:?}",
         info.index,
         info.vendor_id,
         info.device_id,
@@ -389,6 +389,8 @@ fn verdict_key(engine: &Engine, force_compat: bool) -> String {
         info.api_version,
         info.subgroup_size,
         info.max_workgroup_bytes,
+        info.max_storage_buffer_range,
+        info.max_workgroup_count,
         engine.matvec().dot_supported(),
         engine.perturbed(),
     )
