@@ -54,7 +54,7 @@ impl Scores for Avx2 {
                 let k = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(!31)), index);
                 // The padding (c ≥ CANDIDATES) ranks below every candidate.
                 let real =
-                    _mm256_cmpgt_epi32(_mm256_set1_epi32((CANDIDATES - 8 * g) as i32), lanes);
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(CANDIDATES as i32 - 8 * g as i32), lanes);
                 *key = _mm256_and_si256(k, real);
             }
             let first = largest_key(keys);
