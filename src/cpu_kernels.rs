@@ -15,7 +15,7 @@ use crate::matvec::simd_x86 as matvec_simd;
 use crate::quant::kquant::{self, Q4K, Q5K};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::simd_x86 as quant_simd;
-use crate::quant::{fast_search, kquant_search, scalar, search};
+use crate::quant::{int_search, kquant_search, scalar, search};
 
 /// Quantizes whole blocks: (src, dst).
 pub type Quantize = fn(&[f32], &mut [u8]);
@@ -223,7 +223,7 @@ static Q4_0: CpuKernels = CpuKernels {
             scalar::q4_0_stochastic,
         )
     },
-    error_minimising: Some(fast_search::q4_0),
+    error_minimising: Some(int_search::q4_0),
     dequantize: |src, dst| {
         blocks_back::<{ Format::Q4_0.block_bytes() }>(src, dst, scalar::q4_0_dequantize)
     },

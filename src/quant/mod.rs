@@ -9,7 +9,10 @@
 //! - The result depends only on the input and the options, never on `threads`
 //!   or on which SIMD path ran.
 
-pub(crate) mod fast_search;
+pub(crate) mod f32_scores;
+pub(crate) mod int_search;
+#[cfg(target_arch = "x86_64")]
+mod int_search_x86;
 pub mod kquant;
 pub(crate) mod kquant_search;
 pub mod limits;

@@ -279,7 +279,9 @@ pub fn q4_0_nearest(x: &[f32], out: &mut [u8]) {
     q4_0_with_scale(x, d, out);
 }
 
-/// Q4_0 with the scale `d`: q = min(15, ⌊x·id + 8.5⌋).
+/// Q4_0 with the scale `d`: q = min(15, ⌊x·id + 8.5⌋). Inlined, so that
+/// the searches' AVX2 functions vectorize it.
+#[inline(always)]
 pub fn q4_0_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
     let q = offset_levels(x, d, 8.0);
     out[..2].copy_from_slice(&f16_bits(d).to_le_bytes());

@@ -279,28 +279,40 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn offset_levels(x: &[f32], v: [__m256; 4], zero: f32) -> (f32, [__m256i; 4]) {
+    let d = signed_max(x, v) / -zero;
+    (d, levels_of_scale(v, d, zero))
+}
+
+/// ggml's max of a block `x` (loaded as `v`): the first element of largest
+/// magnitude, with its sign (+0 when all are zero), as `scalar::signed_max`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn signed_max(x: &[f32], v: [__m256; 4]) -> f32 {
     let m = _mm256_max_ps(
         _mm256_max_ps(abs(v[0]), abs(v[1])),
         _mm256_max_ps(abs(v[2]), abs(v[3])),
     );
     let amax = horizontal_max(m);
-    // ggml's max: the first element of largest magnitude, with its sign (+0 when all are zero).
-    let max = if amax == 0.0 {
+    if amax == 0.0 {
         0.0
     } else {
         x[first_equal(v.map(|lane| abs(lane)), amax)]
-    };
-    let d = max / -zero;
+    }
+}
+
+/// The levels `min(2·zero − 1, ⌊x·id + zero + ½⌋)` of the scale `d`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_of_scale(v: [__m256; 4], d: f32, zero: f32) -> [__m256i; 4] {
     let id = _mm256_set1_ps(scalar::inverse_scale(d));
     let (half_up, top) = (_mm256_set1_ps(zero + 0.5), _mm256_set1_ps(2.0 * zero - 1.0));
-    let q = v.map(|v| {
+    v.map(|v| {
         let t = _mm256_round_ps(
             _mm256_add_ps(_mm256_mul_ps(v, id), half_up),
             _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
         );
         _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
-    });
-    (d, q)
+    })
 }
 
 /// # Safety
@@ -1249,11 +1261,29 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// The AVX2 sums of the fast Q4_0 search (`fast_search.rs`): the portable
+/// The AVX2 sums of Q4_0's search (`f32_scores.rs`): the portable
 /// sums' operations in the same order, eight lanes at once.
-struct SearchSums;
+pub(super) struct SearchSums;
 
-impl super::fast_search::Sums for SearchSums {
+impl super::f32_scores::Sums for SearchSums {
+    #[inline(always)]
+    fn signed_max(x: &[f32; QK]) -> f32 {
+        // SAFETY: only reached from the searches' AVX2 functions, whose
+        // callers detected AVX2; x has 32 elements.
+        unsafe { signed_max(x, load_block(x)) }
+    }
+
+    #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
+        // SAFETY: as above (AVX2 and F16C); the store covers out[2..18] of
+        // the block's 18 bytes.
+        unsafe {
+            let q = levels_of_scale(load_block(x), d, 8.0);
+            put_f16(out, d);
+            _mm_storeu_si128(out[..18].as_mut_ptr().add(2).cast(), pack_nibbles(q));
+        }
+    }
+
     #[inline(always)]
     fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
         let [first, ..] = search_sums::<1>(x, wx, w, [id]);
@@ -1261,7 +1291,12 @@ impl super::fast_search::Sums for SearchSums {
     }
 
     #[inline(always)]
-    fn q4_0_four(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], ids: [f32; 4]) -> [(f32, f32); 4] {
+    fn q4_0_n<const N: usize>(
+        x: &[f32; QK],
+        wx: &[f32; QK],
+        w: &[f32; QK],
+        ids: [f32; N],
+    ) -> [(f32, f32); N] {
         search_sums(x, wx, w, ids)
     }
 }
@@ -1275,8 +1310,8 @@ fn search_sums<const N: usize>(
     w: &[f32; QK],
     ids: [f32; N],
 ) -> [(f32, f32); N] {
-    // SAFETY: only reached from `q4_0_search`, whose callers detected
-    // AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
+    // SAFETY: only reached from `int_search_x86::q4_0_search`, whose callers
+    // detected AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
     unsafe {
         let vids = ids.map(|id| _mm256_set1_ps(id));
         let half_up = _mm256_set1_ps(8.5);
@@ -1312,15 +1347,6 @@ fn search_sums<const N: usize>(
             )
         })
     }
-}
-
-/// The fast error-minimising Q4_0 search of one block on the AVX2 sums.
-///
-/// # Safety
-/// AVX2 and F16C present.
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn q4_0_search(x: &[f32], w: &[f32], out: &mut [u8]) {
-    super::fast_search::q4_0_with::<SearchSums>(x, w, out);
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! throughput of every format on one thread and on all threads, next to memcpy
 //! and memset of the same buffer measured in the same run, with the ratios and
 //! the targets of the foundation issue; for the formats whose error-minimising
-//! search is fast ([`FAST_SEARCHES`]), that search's quantize too.
+//! search is fast ([`FAST_SEARCHES`]), that search's quantize too, against
+//! its target of 1 GB/s on one thread.
 
 use nyxq::Format;
 use nyxq::format::ALL_FORMATS;
@@ -59,8 +60,8 @@ const FAST_SEARCHES: [Format; 1] = [Format::Q4_0];
 /// The issue's targets on one thread: quantize vs memcpy, dequantize vs memset.
 fn target(format: Format, op: &str) -> f64 {
     match (format, op) {
-        // Its target is absolute (1 GB/s), not a ratio to memcpy.
-        (_, "quantize, error-minimising") => 0.0,
+        // Its target is absolute: the row's yardstick is 1 GB/s.
+        (_, "quantize, error-minimising") => 1.0,
         (Format::F16 | Format::BF16, _) => 0.9,
         (_, "dequantize") => 0.9,
         (Format::Q8_0, _) => 0.7,
@@ -156,8 +157,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 format,
                 op,
                 one_thread_gbs: s1,
-                reference: quantize_ref,
-                reference_gbs: reference_gbs(quantize_ref),
+                reference: "1 GB/s",
+                reference_gbs: 1.0,
                 target: target(format, op),
                 all_threads_gbs: sn,
             });

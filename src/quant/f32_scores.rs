@@ -1,0 +1,328 @@
+//! The f32 scoring of Q4_0 blocks in the error-minimising search
+//! (`int_search.rs`): for the levels `l = clamp(⌊x·id + 8.5⌋, 0, 15) − 8` a
+//! scale `d` gives, the block's error is
+//! `E(d) = Σw·x² − 2d·Σw·x·l + d²·Σw·l²`, so a candidate costs two sums, in
+//! f32 lanes of eight, without packing or dequantizing; the sums also give
+//! the least-squares refit `d* = Σw·x·l / Σw·l²`.
+//!
+//! The search's winner is compared with nearest rounding's block: where the
+//! f32 scores differ by less than [`EXACT_BELOW`] of `Σw·x²` (twice their
+//! worst rounding error) the two stored blocks' errors are compared in f64
+//! as the reference search (`search.rs`) does, so no block is worse than
+//! nearest. Blocks whose magnitudes or weights would leave f32's comfortable
+//! range take the reference search.
+//!
+//! The AVX2 kernel (`simd_x86::SearchSums`) and the portable [`Portable`]
+//! compute the sums with the same operations in the same order (lane `j`
+//! adds elements j, j+8, j+16, j+24 in turn, then the lanes are added as
+//! `((a0+a1)+(a4+a5)) + ((a2+a3)+(a6+a7))`, no fused multiply-add), so the
+//! bytes are the same on either.
+
+use super::scalar::{self, QK, f16_bits, f16_value};
+use super::search;
+
+/// Relative gap (to `Σw·x²`) below which the winner and nearest rounding are
+/// compared exactly: twice the f32 scores' worst rounding error. Each score
+/// `Σw·x² − 2d·a + d²·b` of a block no worse than nearest rounding (whose
+/// error is at most `Σw·x²`, each element rounding to a level no farther
+/// than itself from 0) has `Σ|w·x·d·l| ≤ 2Σw·x²` and `d²·b ≤ 4Σw·x²`; with
+/// at most ten roundings (2⁻²⁴ each) on each term of a sum (its products
+/// and additions) and three in the score, its error is below 5.5e-6 of
+/// `Σw·x²`, so that of a difference of two below 1.1e-5.
+const EXACT_BELOW: f32 = 2e-5;
+
+/// The magnitudes the f32 scoring handles: larger blocks would overflow f16
+/// scales of the grid, smaller ones lose precision in `x²`.
+const MAGNITUDES: std::ops::RangeInclusive<f32> = 1e-15..=6e4;
+
+/// The two sums a Q4_0 candidate is scored by, and the block's other
+/// kernels.
+pub(super) trait Sums {
+    /// `scalar::signed_max`.
+    #[inline(always)]
+    fn signed_max(x: &[f32; QK]) -> f32 {
+        scalar::signed_max(x)
+    }
+
+    /// `scalar::q4_0_with_scale`.
+    #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
+        scalar::q4_0_with_scale(x, d, out);
+    }
+
+    /// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at the inverse scale `id`.
+    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32);
+
+    /// [`Sums::q4_0`] of `N` inverse scales (the AVX2 kernel interleaves
+    /// them; each candidate's sums are the same as on its own).
+    #[inline(always)]
+    fn q4_0_n<const N: usize>(
+        x: &[f32; QK],
+        wx: &[f32; QK],
+        w: &[f32; QK],
+        ids: [f32; N],
+    ) -> [(f32, f32); N] {
+        ids.map(|id| Self::q4_0(x, wx, w, id))
+    }
+}
+
+/// Adds eight lanes as the AVX2 kernel's horizontal sum does.
+#[inline(always)]
+pub(super) fn lane_sum(a: &[f32; 8]) -> f32 {
+    ((a[0] + a[1]) + (a[4] + a[5])) + ((a[2] + a[3]) + (a[6] + a[7]))
+}
+
+/// The portable sums, lane by lane.
+pub(super) struct Portable;
+
+impl Sums for Portable {
+    #[inline(always)]
+    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
+        let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
+        for c in 0..QK / 8 {
+            for j in 0..8 {
+                let e = 8 * c + j;
+                let l = (x[e] * id + 8.5).trunc().clamp(0.0, 15.0) - 8.0;
+                a[j] += wx[e] * l;
+                b[j] += w[e] * l * l;
+            }
+        }
+        (lane_sum(&a), lane_sum(&b))
+    }
+}
+
+/// f16-rounds a scale: within f16's normal range by rounding the f32 bits
+/// to 11 significant bits, nearest even (what the conversion does there,
+/// inlined: the search rounds about 60 scales a block), else by the
+/// conversion itself.
+#[inline(always)]
+pub(super) fn stored(v: f32) -> f32 {
+    if (F16_MIN_NORMAL..=F16_MAX).contains(&v.abs()) {
+        let bits = v.to_bits();
+        f32::from_bits((bits + 0x0fff + ((bits >> 13) & 1)) & !0x1fff)
+    } else {
+        f16_value(f16_bits(v))
+    }
+}
+
+/// The smallest normal and the largest finite f16.
+const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
+const F16_MAX: f32 = 65504.0;
+
+/// A block the f32 scoring handles: its values, weights, first element of
+/// largest magnitude, weighted values and `Σw·x²`.
+pub(super) struct Block<'a> {
+    pub x: &'a [f32; QK],
+    pub w: &'a [f32; QK],
+    pub max: f32,
+    pub wx: [f32; QK],
+    pub energy: f32,
+}
+
+impl<'a> Block<'a> {
+    /// The block, or None where its magnitudes or weights leave the f32
+    /// scoring's range (the reference search's blocks).
+    #[inline(always)]
+    pub fn of<S: Sums>(x: &'a [f32; QK], w: &'a [f32; QK]) -> Option<Self> {
+        let max = S::signed_max(x);
+        let mut wx = [0.0f32; QK];
+        let mut lanes = [0.0f32; 8];
+        for c in 0..QK / 8 {
+            for (j, lane) in lanes.iter_mut().enumerate() {
+                let e = 8 * c + j;
+                wx[e] = w[e] * x[e];
+                *lane += wx[e] * x[e];
+            }
+        }
+        let energy = lane_sum(&lanes);
+        (MAGNITUDES.contains(&max.abs()) && energy.is_finite() && energy >= 1e-30).then_some(
+            Block {
+                x,
+                w,
+                max,
+                wx,
+                energy,
+            },
+        )
+    }
+
+    /// The error of the scale `d` for the levels whose sums are `(a, b)`:
+    /// `Σw·x² − 2d·a + d²·b`.
+    #[inline(always)]
+    pub fn score(&self, d: f32, (a, b): (f32, f32)) -> f32 {
+        self.energy - 2.0 * d * a + d * d * b
+    }
+
+    /// Nearest rounding's scale.
+    #[inline(always)]
+    pub fn nearest_scale(&self) -> f32 {
+        self.max / -8.0
+    }
+
+    /// Writes the block of the scale `best.1` (levels nearest `x/d`), or
+    /// nearest rounding's where none beat it (`nearest` its score); where the
+    /// two scores lie within [`EXACT_BELOW`] of `Σw·x²`, the two stored
+    /// blocks' errors decide, in f64.
+    #[inline(always)]
+    pub fn write<S: Sums>(&self, nearest: f32, best: (f32, Option<f32>), out: &mut [u8]) {
+        let Some(d) = best.1 else {
+            S::with_scale(self.x, self.nearest_scale(), out);
+            return;
+        };
+        S::with_scale(self.x, d, out);
+        if nearest - best.0 < EXACT_BELOW * self.energy {
+            let mut near = [0u8; 18];
+            S::with_scale(self.x, self.nearest_scale(), &mut near);
+            let (mut y, mut y_near) = ([0.0f32; QK], [0.0f32; QK]);
+            scalar::q4_0_dequantize(out, &mut y);
+            scalar::q4_0_dequantize(&near, &mut y_near);
+            if search::weighted_error(self.x, self.w, &y_near)
+                <= search::weighted_error(self.x, self.w, &y)
+            {
+                out[..18].copy_from_slice(&near);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::quant::rng;
+
+    /// Blocks that stress the search: random spreads, constant and tiny
+    /// blocks, ties of magnitude, the fallback's magnitudes.
+    pub(in crate::quant) fn blocks() -> Vec<[f32; QK]> {
+        let mut out: Vec<[f32; QK]> = (0..2000u64)
+            .map(|b| {
+                let spread = [1.0f32, 1e-3, 30.0, 1e-7][b as usize % 4];
+                std::array::from_fn(|j| {
+                    let u = rng::uniform(b, j as u64) - 0.5;
+                    // Heavy tails in every fourth block.
+                    if b % 8 == 3 {
+                        spread * u * u * u * 8.0
+                    } else {
+                        spread * u
+                    }
+                })
+            })
+            .collect();
+        out.push([0.0; QK]);
+        out.push([0.25; QK]);
+        out.push(std::array::from_fn(|j| if j % 2 == 0 { 1.0 } else { -1.0 }));
+        out.push(std::array::from_fn(|j| j as f32 - 16.0));
+        // Beyond the f32 scoring's range (the reference search's blocks),
+        // still within Q4_0's.
+        out.push(std::array::from_fn(|j| (j as f32 - 16.0) * 5e3));
+        out.push(std::array::from_fn(|j| (j as f32 - 16.0) * 1e-20));
+        out
+    }
+
+    pub(in crate::quant) fn weights_of(b: usize) -> [f32; QK] {
+        std::array::from_fn(|j| match b % 3 {
+            0 => 1.0,
+            1 => 0.01 + rng::uniform(b as u64 + 7, j as u64) * 10.0,
+            _ => {
+                if j < 8 {
+                    100.0
+                } else {
+                    1.0
+                }
+            }
+        })
+    }
+
+    pub(in crate::quant) fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
+        let mut y = [0.0f32; QK];
+        scalar::q4_0_dequantize(bytes, &mut y);
+        search::weighted_error(x, w, &y)
+    }
+
+    #[test]
+    fn stored_rounds_as_the_f16_conversion() {
+        let mut v = 1e-9f32;
+        while v < 1e6 {
+            for x in [v, -v, f32::from_bits(v.to_bits() + 0x1000), v * 1.000_122] {
+                assert_eq!(stored(x).to_bits(), f16_value(f16_bits(x)).to_bits(), "{x}");
+            }
+            v *= 1.001;
+        }
+        for x in [
+            F16_MIN_NORMAL,
+            F16_MAX,
+            65519.0,
+            65520.0,
+            2049.0,
+            2051.0,
+            0.0,
+            -0.0,
+        ] {
+            assert_eq!(stored(x).to_bits(), f16_value(f16_bits(x)).to_bits(), "{x}");
+        }
+    }
+
+    /// Every tensor of the committed weights and, where present, the shared
+    /// ones: `search`'s SNR within 0.01 dB of the reference search's (or
+    /// above) and its total error within 1.001 of it, with and without a
+    /// per-column importance, and never worse than nearest on any block.
+    pub(in crate::quant) fn as_good_as_the_reference_on(search: crate::cpu_kernels::Search) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = [
+            root.join("data/weights"),
+            root.join("../shared/data/weights"),
+        ]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "f32"))
+        .collect();
+        files.sort();
+        assert!(files.len() >= 5, "the committed weights are missing");
+        for path in files {
+            let x = crate::data::read_f32_file(&path).unwrap();
+            let x = &x[..x.len() / QK * QK];
+            for importance in [false, true] {
+                let (mut fast_error, mut reference_error, mut energy) = (0.0, 0.0, 0.0);
+                for (b, block) in x.chunks_exact(QK).enumerate() {
+                    // A per-column importance of a 384-wide matrix, 1 to 13.
+                    let w: [f32; QK] = std::array::from_fn(|j| {
+                        if importance {
+                            1.0 + ((b * QK + j) % 384 % 13) as f32
+                        } else {
+                            1.0
+                        }
+                    });
+                    let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
+                    scalar::q4_0_nearest(block, &mut near);
+                    search(block, &w, &mut fast);
+                    search::q4_0(block, &w, &mut reference);
+                    let e_fast = error_of(block, &w, &fast);
+                    assert!(
+                        e_fast <= error_of(block, &w, &near),
+                        "{} block {b}",
+                        path.display()
+                    );
+                    fast_error += e_fast;
+                    reference_error += error_of(block, &w, &reference);
+                    energy += search::weighted_error(block, &w, &[0.0; QK]);
+                }
+                let snr = |e: f64| 10.0 * (energy / e).log10();
+                println!(
+                    "{} importance {importance}: fast {:.4} dB, reference {:.4} dB",
+                    path.file_name().unwrap().to_string_lossy(),
+                    snr(fast_error),
+                    snr(reference_error)
+                );
+                assert!(
+                    fast_error <= reference_error * 1.001
+                        && snr(fast_error) >= snr(reference_error) - 0.01,
+                    "{} (importance {importance}): {:.4} dB vs the reference's {:.4}",
+                    path.display(),
+                    snr(fast_error),
+                    snr(reference_error)
+                );
+            }
+        }
+    }
+}

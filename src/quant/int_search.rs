@@ -1,0 +1,403 @@
+//! Q4_0's error-minimising search with its candidates scored in 16-bit
+//! integers. The candidate scales are those of the other searches (the
+//! block's largest magnitude at or near either end level, 20 of them), but
+//! each is ranked on integers, sixteen elements to a vector, by the error its
+//! levels leave after a least-squares refit; only the best two and nearest
+//! rounding are then evaluated in f32 as stored (`f32_scores.rs`), each
+//! refitted once more.
+//!
+//! With `u = x·id₀` (`id₀` nearest rounding's inverse scale, so `u` lies in
+//! [−8, 8]) held as `U = round(u·2¹⁰)`, a candidate `s = id/id₀` held as
+//! `S = s·2⁵` gives the levels `l = clamp(⌊(U·S + 2¹⁴)/2¹⁵⌋, −8, 7)` (one
+//! rounding multiply), and the candidate is ranked by `(Σ l·P)² / Σ l²·Q`, where
+//! `P` and `Q` are the weighted block `w·x` and the weights `w`, each
+//! rounded to 15 bits of its largest magnitude (with equal weights, `P = U`
+//! and `Q = 1`). The sums are exact integers, so the AVX2 kernel and the
+//! portable [`Portable`] give the same ranks, whatever their order of
+//! addition; the rank is `a·a / b` in f32, elementwise, the same on either.
+//!
+//! Blocks the integers cannot hold (32767 over the largest weight or
+//! weighted value beyond f32), like those beyond the f32 scoring's range,
+//! take the reference search (`search.rs`).
+
+use super::f32_scores::{self, Block, Sums, stored};
+use super::scalar::{QK, inverse_scale};
+use super::search;
+
+/// The candidates a block ranks.
+pub(super) const CANDIDATES: usize = 20;
+
+/// The candidates' `S = s·2⁵`: the block's largest element on −8's side at
+/// divisors `D` = 6.5 to 9.75 in steps of 0.25 (`s = D/8`, `S = 4D`), then
+/// on 7's side at 6 to 8.5 in steps of 0.5 (`s = −D/8`).
+pub(super) const STEPS: [i16; CANDIDATES] = [
+    26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, -24, -26, -28, -30, -32, -34,
+];
+
+/// The block in the integers a candidate is ranked on.
+pub(super) struct Ranked {
+    /// `round(x·id₀·2¹⁰)`.
+    pub u: [i16; QK],
+    /// The weighted block (`U` itself without importance).
+    pub p: [i16; QK],
+    /// The weights, or None where all are equal.
+    pub q: Option<[i16; QK]>,
+}
+
+/// `Σ l·P` and `Σ l²·Q` of each candidate, then zeros to 32 (whole vectors).
+pub(super) type Sums2 = [[i32; 32]; 2];
+
+/// The integer sums a candidate is ranked by, and the block's other integer
+/// kernels.
+pub(super) trait Scores {
+    /// `round(v·k)` of each value (half to even), within ±32767.
+    #[inline(always)]
+    fn integers(v: &[f32; QK], k: f32) -> [i16; QK] {
+        let mut out = [0i16; QK];
+        for (o, &e) in out.iter_mut().zip(v) {
+            *o = (e * k).clamp(-FULL, FULL).round_ties_even() as i16;
+        }
+        out
+    }
+
+    /// The two candidates whose levels leave the least error after a
+    /// least-squares refit, as indices: the largest `a²/b`, the first
+    /// among equals. Each rank is a key: the f32 bits of `a²/b`
+    /// (non-negative, so ordered as integers; 0 where `b` is 0) with the low
+    /// five bits replaced by `31 − c`, so that the largest key is the first
+    /// of the largest ranks, and two integer maxima find both.
+    #[inline(always)]
+    fn best_two([a, b]: &Sums2) -> [usize; 2] {
+        let mut keys = [0u32; CANDIDATES];
+        for c in 0..CANDIDATES {
+            let (a, b) = (a[c] as f32, b[c] as f32);
+            let rank = if b > 0.0 { a * a / b } else { 0.0 };
+            keys[c] = (rank.to_bits() & !31) | (31 - c as u32);
+        }
+        let mut first = 0u32;
+        for &k in &keys {
+            first = first.max(k);
+        }
+        let mut second = 0u32;
+        for &k in &keys {
+            second = second.max(if k == first { 0 } else { k });
+        }
+        [31 - (first & 31) as usize, 31 - (second & 31) as usize]
+    }
+
+    /// `Σ l·P` and `Σ l²·Q` of every candidate of [`STEPS`] (`Q = 1` where
+    /// `ranked.q` is None).
+    fn scores(ranked: &Ranked) -> Sums2;
+}
+
+/// The level of `U` under the candidate `S`: `U·S/2¹⁵ = u·s` rounded, half
+/// up (what `_mm256_mulhrs_epi16` computes), within −8 to 7.
+#[inline(always)]
+pub(super) fn level(u: i16, step: i16) -> i32 {
+    ((i32::from(u) * i32::from(step) + (1 << 14)) >> 15).clamp(-8, 7)
+}
+
+/// The portable sums, element by element.
+pub(super) struct Portable;
+
+impl Scores for Portable {
+    fn scores(ranked: &Ranked) -> Sums2 {
+        let mut sums = [[0i32; 32]; 2];
+        for (c, &step) in STEPS.iter().enumerate() {
+            for j in 0..QK {
+                let l = level(ranked.u[j], step);
+                sums[0][c] += l * i32::from(ranked.p[j]);
+                sums[1][c] += l * l * ranked.q.map_or(1, |q| i32::from(q[j]));
+            }
+        }
+        sums
+    }
+}
+
+/// The largest magnitude the integers hold.
+const FULL: f32 = 32767.0;
+
+/// The largest magnitude of `v` (as bits: for finite values their order is
+/// the values', and an integer maximum vectorizes where an f32 one is a
+/// chain of comparisons).
+#[inline(always)]
+fn largest(v: &[f32; QK]) -> f32 {
+    let mut m = 0u32;
+    for &e in v {
+        m = m.max(e.to_bits() & 0x7fff_ffff);
+    }
+    f32::from_bits(m)
+}
+
+/// The block in integers for nearest rounding's inverse scale `id`, and the
+/// factor that turns a candidate's `a / b` into its least-squares scale; None
+/// where the weights' factors leave f32.
+#[inline(always)]
+fn ranked<R: Scores>(block: &Block, id: f32) -> Option<(Ranked, f32)> {
+    let id1024 = id * 1024.0;
+    let u = R::integers(block.x, id1024);
+    let mut uniform = true;
+    for &v in block.w {
+        uniform &= v == block.w[0];
+    }
+    if uniform {
+        return Some((Ranked { u, p: u, q: None }, 1.0 / id1024));
+    }
+    let (kp, kq) = (FULL / largest(&block.wx), FULL / largest(block.w));
+    let to_scale = kq / kp;
+    if !(kp.is_finite() && kq.is_finite() && to_scale.is_normal()) {
+        return None;
+    }
+    let (p, q) = (R::integers(&block.wx, kp), R::integers(block.w, kq));
+    Some((Ranked { u, p, q: Some(q) }, to_scale))
+}
+
+/// The least-squares scale of a candidate's sums, f16-rounded (0 for none).
+#[inline(always)]
+fn refit_of([a, b]: &Sums2, c: usize, to_scale: f32) -> f32 {
+    if b[c] > 0 {
+        stored(a[c] as f32 / b[c] as f32 * to_scale)
+    } else {
+        0.0
+    }
+}
+
+/// The f16-rounded least-squares scale of f32 sums (0 for none).
+#[inline(always)]
+fn refit((a, b): (f32, f32)) -> f32 {
+    if b > 0.0 { stored(a / b) } else { 0.0 }
+}
+
+/// A block ready for its candidates: the f32 block, nearest rounding's
+/// scale and inverse, the integers and the factor of [`ranked`].
+struct Prepared<'a> {
+    block: Block<'a>,
+    d_nearest: f32,
+    id_nearest: f32,
+    ranked: Ranked,
+    to_scale: f32,
+}
+
+/// The block as the search sees it, or None where the reference search
+/// takes it.
+#[inline(always)]
+fn prepare<'a, R: Scores, S: Sums>(x: &'a [f32], w: &'a [f32]) -> Option<Prepared<'a>> {
+    let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
+        unreachable!("one block of 32");
+    };
+    let block = Block::of::<S>(xs, ws)?;
+    let d_nearest = block.nearest_scale();
+    let id_nearest = inverse_scale(d_nearest);
+    let (ranked, to_scale) = ranked::<R>(&block, id_nearest)?;
+    Some(Prepared {
+        block,
+        d_nearest,
+        id_nearest,
+        ranked,
+        to_scale,
+    })
+}
+
+/// The refit scales of the best two candidates.
+#[inline(always)]
+fn best_scales<R: Scores>(p: &Prepared) -> [f32; 2] {
+    let sums = R::scores(&p.ranked);
+    let [c1, c2] = R::best_two(&sums);
+    [
+        refit_of(&sums, c1, p.to_scale),
+        refit_of(&sums, c2, p.to_scale),
+    ]
+}
+
+/// Nearest rounding's score, and the best of the two scales and their
+/// refits, each scored as stored.
+#[inline(always)]
+fn evaluate<S: Sums>(p: &Prepared, [first, second]: [f32; 2]) -> (f32, (f32, Option<f32>)) {
+    let (block, (xs, ws)) = (&p.block, (p.block.x, p.block.w));
+    let sums = S::q4_0_n(
+        xs,
+        &block.wx,
+        ws,
+        [p.id_nearest, inverse_scale(first), inverse_scale(second)],
+    );
+    let nearest = block.score(stored(p.d_nearest), sums[0]);
+    let mut best = (nearest, None);
+    // Each refitted once for the levels its scale gives.
+    let refits = [refit(sums[1]), refit(sums[2])];
+    let again = S::q4_0_n(
+        xs,
+        &block.wx,
+        ws,
+        [inverse_scale(refits[0]), inverse_scale(refits[1])],
+    );
+    for (d, sums) in [
+        (first, sums[1]),
+        (second, sums[2]),
+        (refits[0], again[0]),
+        (refits[1], again[1]),
+    ] {
+        let error = block.score(d, sums);
+        if error < best.0 {
+            best = (error, Some(d));
+        }
+    }
+    (nearest, best)
+}
+
+/// Q4_0 with the lowest weighted error, the integer sums from `R` and the
+/// f32 sums from `S`.
+#[inline(always)]
+pub(super) fn q4_0_with<R: Scores, S: Sums>(x: &[f32], w: &[f32], out: &mut [u8]) {
+    let Some(p) = prepare::<R, S>(x, w) else {
+        search::q4_0(x, w, out);
+        return;
+    };
+    let scales = best_scales::<R>(&p);
+    let (nearest, best) = evaluate::<S>(&p, scales);
+    p.block.write::<S>(nearest, best, out);
+}
+
+/// Q4_0 with the lowest weighted error: the AVX2 kernels where the CPU has
+/// them, else the portable ones (the same bytes).
+pub fn q4_0(x: &[f32], w: &[f32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_x86::available() {
+        // SAFETY: AVX2 and F16C were detected just above.
+        unsafe { super::int_search_x86::q4_0_search(x, w, out) };
+        return;
+    }
+    q4_0_with::<Portable, f32_scores::Portable>(x, w, out);
+}
+
+/// [`q4_0`] on the portable kernels whatever the CPU (tests compare the two).
+#[cfg(test)]
+pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
+    q4_0_with::<Portable, f32_scores::Portable>(x, w, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::f32_scores::tests::{
+        as_good_as_the_reference_on, blocks, error_of, weights_of,
+    };
+    use crate::quant::scalar;
+
+    #[test]
+    fn avx2_and_portable_give_the_same_bytes() {
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_x86::available() {
+            for (b, x) in blocks().iter().enumerate() {
+                let w = weights_of(b);
+                let (mut simd, mut portable) = ([0u8; 18], [0u8; 18]);
+                // SAFETY: AVX2 and F16C were detected just above.
+                unsafe { crate::quant::int_search_x86::q4_0_search(x, &w, &mut simd) };
+                q4_0_portable(x, &w, &mut portable);
+                assert_eq!(simd, portable, "block {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
+        let (mut fast_total, mut reference_total) = (0.0, 0.0);
+        for (b, x) in blocks().iter().enumerate() {
+            let w = weights_of(b);
+            let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
+            scalar::q4_0_nearest(x, &mut near);
+            q4_0(x, &w, &mut fast);
+            search::q4_0(x, &w, &mut reference);
+            let e_fast = error_of(x, &w, &fast);
+            assert!(e_fast <= error_of(x, &w, &near), "block {b}");
+            let scale = search::weighted_error(x, &w, &[0.0; QK]).max(f64::MIN_POSITIVE);
+            fast_total += e_fast / scale;
+            reference_total += error_of(x, &w, &reference) / scale;
+        }
+        assert!(
+            fast_total <= reference_total * 1.001,
+            "{fast_total} vs the reference's {reference_total}"
+        );
+    }
+
+    #[test]
+    fn as_good_as_the_reference_on_every_real_tensor() {
+        as_good_as_the_reference_on(q4_0);
+    }
+
+    #[test]
+    fn near_ties_with_nearest_are_decided_exactly() {
+        // A block nearest rounding represents exactly (levels −8..7 of 0.5):
+        // every candidate ties or loses, and the exact comparison keeps
+        // nearest's bytes.
+        let x: [f32; QK] = std::array::from_fn(|j| 0.5 * ((j % 16) as f32 - 8.0));
+        let (mut fast, mut near) = ([0u8; 18], [0u8; 18]);
+        q4_0(&x, &[1.0; QK], &mut fast);
+        scalar::q4_0_nearest(&x, &mut near);
+        assert_eq!(fast, near);
+    }
+
+    #[test]
+    fn weights_beyond_the_integers_take_the_reference_search() {
+        // Weights so small that 32767 over the largest leaves f32: the
+        // integers cannot hold them, and the reference search decides.
+        let x: [f32; QK] = std::array::from_fn(|j| 5e4 * (j as f32 / 16.0 - 1.0));
+        let w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
+        let (mut fast, mut reference, mut near) = ([0u8; 18], [0u8; 18], [0u8; 18]);
+        q4_0(&x, &w, &mut fast);
+        search::q4_0(&x, &w, &mut reference);
+        scalar::q4_0_nearest(&x, &mut near);
+        assert_eq!(fast, reference);
+        assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
+    }
+
+    #[test]
+    fn threads_do_not_change_the_bytes() {
+        use crate::format::Format;
+        use crate::quant::{QuantizeOptions, Rounding, quantize};
+        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
+        let n = 384 * 683;
+        let x: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
+            .collect();
+        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
+        for importance in [None, Some(&importance[..])] {
+            let bytes = |threads| {
+                let mut q = vec![0u8; Format::Q4_0.size_of(n).unwrap()];
+                let opts = QuantizeOptions {
+                    rounding: Rounding::ErrorMinimising,
+                    importance,
+                    threads,
+                    ..Default::default()
+                };
+                quantize(Format::Q4_0, &x, &mut q, &opts).unwrap();
+                q
+            };
+            let one = bytes(1);
+            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
+            // Each block as the search gives it on its own.
+            let w: Vec<f32> = (0..n)
+                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
+                .collect();
+            for (b, out) in one.chunks_exact(18).enumerate().step_by(61) {
+                let mut alone = [0u8; 18];
+                q4_0(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
+                assert_eq!(out, alone, "block {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn levels_are_the_rounded_products() {
+        // U·S/2¹⁵ = u·s, rounded half up, clamped: u = 3.5 (U = 3584) at
+        // s = 1 (S = 32) is 4; at s = 26/32, 3.5·0.8125 = 2.84 is 3.
+        assert_eq!(level(3584, 32), 4);
+        assert_eq!(level(3584, 26), 3);
+        assert_eq!(level(-8192, 39), -8);
+        assert_eq!(level(8192, 39), 7);
+        assert_eq!(level(-8192, -22), 6);
+        assert_eq!(level(512, 32), 1);
+        assert_eq!(level(511, 32), 0);
+        assert_eq!(level(-512, 32), 0);
+        assert_eq!(level(-513, 32), -1);
+    }
+}

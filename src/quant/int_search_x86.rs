@@ -1,0 +1,166 @@
+//! The AVX2 integer sums of Q4_0's integer-ranked search (`int_search.rs`):
+//! sixteen elements to a vector, four candidates at a time, the sums of each
+//! exact, so equal to the portable ones.
+
+use super::int_search::{CANDIDATES, Ranked, STEPS, Scores, Sums2};
+use super::scalar::QK;
+use std::arch::x86_64::*;
+
+/// The kernels take the candidates four at a time, in 32 lanes of keys.
+const _: () = assert!(CANDIDATES % 4 == 0 && CANDIDATES <= 32);
+
+/// The AVX2 integer sums.
+struct Avx2;
+
+impl Scores for Avx2 {
+    #[inline(always)]
+    fn integers(v: &[f32; QK], k: f32) -> [i16; QK] {
+        let mut out = [0i16; QK];
+        // SAFETY: only reached from `q4_0_search`, whose callers detected
+        // AVX2; the loads read v[8c..8c+8], c < 4, the stores write
+        // out[16h..16h+16], h < 2.
+        unsafe {
+            let (k, full) = (_mm256_set1_ps(k), _mm256_set1_ps(32767.0));
+            let least = _mm256_sub_ps(_mm256_setzero_ps(), full);
+            let mut ints = [_mm256_setzero_si256(); 4];
+            for (c, int) in ints.iter_mut().enumerate() {
+                let t = _mm256_mul_ps(_mm256_loadu_ps(v.as_ptr().add(8 * c)), k);
+                // Rounds half to even (the default rounding mode).
+                *int = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(t, full), least));
+            }
+            for h in 0..2 {
+                let packed = _mm256_packs_epi32(ints[2 * h], ints[2 * h + 1]);
+                let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+                _mm256_storeu_si256(out.as_mut_ptr().add(16 * h).cast(), ordered);
+            }
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn best_two([pa, pb]: &Sums2) -> [usize; 2] {
+        // SAFETY: only reached from `q4_0_search`, whose callers detected
+        // AVX2; the loads read 8 i32 at 8·g ≤ 24 of arrays of 32.
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mut keys = [_mm256_setzero_si256(); 4];
+            for (g, key) in keys.iter_mut().enumerate() {
+                let a = _mm256_cvtepi32_ps(_mm256_loadu_si256(pa.as_ptr().add(8 * g).cast()));
+                let bi = _mm256_loadu_si256(pb.as_ptr().add(8 * g).cast());
+                let rank = _mm256_div_ps(_mm256_mul_ps(a, a), _mm256_cvtepi32_ps(bi));
+                let some = _mm256_cmpgt_epi32(bi, _mm256_setzero_si256());
+                let bits = _mm256_and_si256(_mm256_castps_si256(rank), some);
+                let index = _mm256_sub_epi32(_mm256_set1_epi32(31 - 8 * g as i32), lanes);
+                let k = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(!31)), index);
+                // The padding (c ≥ CANDIDATES) ranks below every candidate.
+                let real =
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(CANDIDATES as i32 - 8 * g as i32), lanes);
+                *key = _mm256_and_si256(k, real);
+            }
+            let first = largest_key(keys);
+            let f = _mm256_set1_epi32(first as i32);
+            for key in keys.iter_mut() {
+                *key = _mm256_andnot_si256(_mm256_cmpeq_epi32(*key, f), *key);
+            }
+            let second = largest_key(keys);
+            [31 - (first & 31) as usize, 31 - (second & 31) as usize]
+        }
+    }
+
+    #[inline(always)]
+    fn scores(ranked: &Ranked) -> Sums2 {
+        match &ranked.q {
+            None => scores_of::<false>(ranked, &ranked.u),
+            Some(q) => scores_of::<true>(ranked, q),
+        }
+    }
+}
+
+/// The largest of 32 unsigned keys.
+#[inline(always)]
+fn largest_key(k: [__m256i; 4]) -> u32 {
+    // SAFETY: only reached from `q4_0_search`, whose callers detected AVX2.
+    unsafe {
+        let m = _mm256_max_epu32(_mm256_max_epu32(k[0], k[1]), _mm256_max_epu32(k[2], k[3]));
+        let m = _mm256_max_epu32(m, _mm256_permute2x128_si256::<1>(m, m));
+        let m = _mm256_max_epu32(m, _mm256_shuffle_epi32::<0b01_00_11_10>(m));
+        let m = _mm256_max_epu32(m, _mm256_shuffle_epi32::<0b10_11_00_01>(m));
+        _mm256_cvtsi256_si32(m) as u32
+    }
+}
+
+/// Loads 32 i16 as two vectors.
+#[inline(always)]
+fn halves(v: &[i16; QK]) -> [__m256i; 2] {
+    // SAFETY: only reached from `q4_0_search`, whose callers detected AVX2;
+    // each load reads 16 i16 at 16·h < 32 of a 32-element array.
+    unsafe {
+        [
+            _mm256_loadu_si256(v.as_ptr().cast()),
+            _mm256_loadu_si256(v.as_ptr().add(16).cast()),
+        ]
+    }
+}
+
+/// The sums of every candidate; `WEIGHTED` multiplies `l²` by `q`.
+#[inline(always)]
+fn scores_of<const WEIGHTED: bool>(ranked: &Ranked, q: &[i16; QK]) -> Sums2 {
+    let (u, p, q) = (halves(&ranked.u), halves(&ranked.p), halves(q));
+    let mut out = [[0i32; 32]; 2];
+    // SAFETY: only reached from `q4_0_search`, whose callers detected AVX2;
+    // the two stores write 4 i32 each at 4·g < CANDIDATES of arrays of 32.
+    unsafe {
+        let (low, high) = (_mm256_set1_epi16(-8), _mm256_set1_epi16(7));
+        for (g, steps) in STEPS.chunks_exact(4).enumerate() {
+            let mut sums = [_mm256_setzero_si256(); 8];
+            for (k, &step) in steps.iter().enumerate() {
+                let s = _mm256_set1_epi16(step);
+                for h in 0..2 {
+                    let l =
+                        _mm256_max_epi16(_mm256_min_epi16(_mm256_mulhrs_epi16(u[h], s), high), low);
+                    let squares = if WEIGHTED {
+                        _mm256_madd_epi16(_mm256_mullo_epi16(l, l), q[h])
+                    } else {
+                        _mm256_madd_epi16(l, l)
+                    };
+                    sums[k] = _mm256_add_epi32(sums[k], _mm256_madd_epi16(l, p[h]));
+                    sums[4 + k] = _mm256_add_epi32(sums[4 + k], squares);
+                }
+            }
+            // [a0 a1 a2 a3 | a0 a1 a2 a3] of partial sums and the same of
+            // b, then the halves added: [a0 a1 a2 a3 | b0 b1 b2 b3].
+            let pairs = [
+                _mm256_hadd_epi32(sums[0], sums[1]),
+                _mm256_hadd_epi32(sums[2], sums[3]),
+                _mm256_hadd_epi32(sums[4], sums[5]),
+                _mm256_hadd_epi32(sums[6], sums[7]),
+            ];
+            let (a, b) = (
+                _mm256_hadd_epi32(pairs[0], pairs[1]),
+                _mm256_hadd_epi32(pairs[2], pairs[3]),
+            );
+            let totals = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(a, b),
+                _mm256_permute2x128_si256::<0x31>(a, b),
+            );
+            _mm_storeu_si128(
+                out[0].as_mut_ptr().add(4 * g).cast(),
+                _mm256_castsi256_si128(totals),
+            );
+            _mm_storeu_si128(
+                out[1].as_mut_ptr().add(4 * g).cast(),
+                _mm256_extracti128_si256::<1>(totals),
+            );
+        }
+    }
+    out
+}
+
+/// Q4_0's integer-ranked search of one block on the AVX2 sums.
+///
+/// # Safety
+/// AVX2 and F16C present.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn q4_0_search(x: &[f32], w: &[f32], out: &mut [u8]) {
+    super::int_search::q4_0_with::<Avx2, super::simd_x86::SearchSums>(x, w, out);
+}
