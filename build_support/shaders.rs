@@ -341,8 +341,41 @@ pub fn variants() -> Vec<Variant> {
         variant("importance_f32".to_string(), "importance.comp", &[], &[]),
         // Adam(W) steps: FP32 moments (`_f32`) and 8-bit blocks (`_q8`), each
         // with products and sums by the FPU where exact (`_rte`, declared
-        // round-to-nearest-even for f32) and on the bits alone; and the step
-        // count dispatched before them (src/vk/adam.rs chooses).
+        // round-to-nearest-even for f32; `_hw`: division and square root too,
+        // checked on the integers; `_x4`: 4 elements per invocation;
+        // `_lanes`: 4 per invocation with subgroup reductions) and on the
+        // bits alone; and the step count dispatched before them
+        // (src/vk/adam_choice.rs chooses).
+        variant(
+            "adam_f32_f32_rte_hw_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_hw_x8".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=8"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_hw_x2".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=2"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_hw".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "ELEMENTS=4"],
+            &[],
+        ),
         variant(
             "adam_f32_f32_rte".to_string(),
             "adam.comp",
@@ -351,6 +384,12 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_q8_rte_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte".to_string(),
             "adam_q8.comp",
             &["RTE_F32"],
@@ -358,6 +397,22 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_q8".to_string(), "adam_q8.comp", &[], &[]),
         variant("adam_count".to_string(), "adam_count.comp", &[], &[]),
+        // The tests' twins of the `_hw` and `_lanes` kernels, whose
+        // quotients and roots are skewed by up to two units in the last
+        // place: their results equal the others' only if the checks catch
+        // every wrong one (tests/vk_adam.rs; never chosen).
+        variant(
+            "adam_f32_f32_rte_hw_x4_skewed".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_lanes_skewed".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "SKEWED_UNIT"],
+            &[],
+        ),
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
             "matvec_round_f32_q8".to_string(),
@@ -386,7 +441,7 @@ pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
         "importance.comp" => "Importance",
-        "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
+        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" => "Matmul",
         _ => "Convert",
@@ -412,9 +467,13 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         "unscale.comp" => (1, 256),
         // A column per invocation, summing over the dispatch's tokens.
         "importance.comp" => (1, 256),
-        // Adam: an element per invocation; the 8-bit state's workgroup is
-        // one block of 256 (crate::train::adam::STATE_BLOCK).
-        "adam.comp" | "adam_q8.comp" => (1, 256),
+        // Adam: ELEMENTS per invocation (1 without the define); the 8-bit
+        // state's workgroup is one block of 256
+        // (crate::train::adam::STATE_BLOCK), 4 elements per invocation in
+        // lanes.
+        "adam.comp" => (elements(defines), 256),
+        "adam_q8.comp" => (1, 256),
+        "adam_q8_lanes.comp" => (4, 64),
         "adam_count.comp" => (1, 1),
         // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
         // workgroup, 8 values per invocation.
@@ -435,6 +494,15 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         _ => return None,
     };
     Some((per_invocation, local_size))
+}
+
+/// The elements per invocation of an Adam variant: its `ELEMENTS=<n>`
+/// define, else 1.
+fn elements(defines: &[String]) -> u32 {
+    defines
+        .iter()
+        .find_map(|d| d.strip_prefix("ELEMENTS="))
+        .map_or(1, |n| n.parse().expect("ELEMENTS=<n> with a whole n"))
 }
 
 /// glslc -O unrolls loops marked `[[unroll]]` itself and drops the

@@ -135,6 +135,126 @@ uvec3 adam_update(Scalars s, bool scalars_normal, uint p, uint g, uint m, uint v
     return adam_update_soft(s, p, g, m, v);
 }
 
+// The biased exponent field of `a`, and its significand with the implicit
+// bit (of a normal `a`).
+uint exponent_field(uint a) {
+    return (a >> 23) & 0xffu;
+}
+
+uint significand(uint a) {
+    return (a & 0x7fffffu) | 0x800000u;
+}
+
+// Whether the 64-bit difference (hi, lo) lies in (-limit, limit] (`closed`)
+// or (-limit, limit) (not `closed`), for a limit below 2^32.
+bool difference_within(uint hi, uint lo, uint limit, bool closed) {
+    bool above = hi == 0u && (closed ? lo <= limit : lo < limit);
+    bool below = hi == 0xffffffffu && lo != 0u && 0u - lo < limit;
+    return above || below;
+}
+
+// a / b by the floating-point unit (any accuracy); `exact` stays true only
+// where that is the IEEE quotient: operands and quotient normal and finite,
+// the quotient's significand not a power of two (whose lower neighbour is
+// nearer), and, with significands A, B, Q and d = Ea - Eb - Eq + 150 (A *
+// 2^d is Q * B for the exact quotient), |2A * 2^d - 2QB| < B, that is the
+// exact quotient within half a unit of q (quotients never tie).
+uint checked_div(uint a, uint b, inout bool exact) {
+    precise float quotient = uintBitsToFloat(a) / uintBitsToFloat(b);
+    uint q = floatBitsToUint(quotient);
+#ifdef SKEWED_UNIT
+    // The test kernels' unit: quotients off by up to two units in the last
+    // place, for the check to catch.
+    q += (a ^ b) % 5u - 2u;
+#endif
+    uint ea = exponent_field(a), eb = exponent_field(b), eq = exponent_field(q);
+    int d = int(ea) - int(eb) - int(eq) + 150;
+    bool ok = ea - 1u < 254u && eb - 1u < 254u && eq - 1u < 254u && (q & 0x7fffffu) != 0u &&
+              ((q ^ a ^ b) & 0x80000000u) == 0u && (d == 23 || d == 24);
+    uint shift = ok ? uint(d + 1) : 24u;
+    uint big_b = significand(b);
+    uint nhi = significand(a) >> (32u - shift), nlo = significand(a) << shift;
+    uint mhi, mlo, borrow;
+    umulExtended(significand(q), big_b << 1, mhi, mlo);
+    uint dlo = usubBorrow(nlo, mlo, borrow);
+    exact = exact && ok && difference_within(nhi - mhi - borrow, dlo, big_b, false);
+    return q;
+}
+
+// sqrt(x) by the floating-point unit (any accuracy); `exact` stays true
+// only where that is the IEEE root: x and the root positive, normal and
+// finite, the root's significand not a power of two, and, with
+// significands X, S and k = Ex + 150 - 2 Es (X * 2^k is S^2 for the exact
+// root), -S < X * 2^k - S^2 <= S, that is the exact root within half a unit
+// of s (X * 2^k is a whole number; roots never tie).
+uint checked_sqrt(uint x, inout bool exact) {
+    precise float root = sqrt(uintBitsToFloat(x));
+    uint s = floatBitsToUint(root);
+#ifdef SKEWED_UNIT
+    s += x % 5u - 2u;
+#endif
+    uint ex = exponent_field(x), es = exponent_field(s);
+    int k = int(ex) + 150 - 2 * int(es);
+    bool ok = (x & 0x80000000u) == 0u && (s & 0x80000000u) == 0u && ex - 1u < 254u &&
+              es - 1u < 254u && (s & 0x7fffffu) != 0u && (k == 23 || k == 24);
+    uint shift = ok ? uint(k) : 23u;
+    uint big_s = significand(s);
+    uint nhi = significand(x) >> (32u - shift), nlo = significand(x) << shift;
+    uint shi, slo, borrow;
+    umulExtended(big_s, big_s, shi, slo);
+    uint dlo = usubBorrow(nlo, slo, borrow);
+    exact = exact && ok && difference_within(nhi - shi - borrow, dlo, big_s, true);
+    return s;
+}
+
+// adam_update_soft's result with every operation by the floating-point
+// unit, division and square root checked (checked_div, checked_sqrt);
+// `exact` false where a check fails (the result is then to be discarded).
+uvec3 adam_update_checked(Scalars s, bool scalars_normal, uint p, uint g, uint m, uint v,
+                          out bool exact) {
+    exact = scalars_normal && !is_subnormal(p);
+    float fp = uintBitsToFloat(p), fg = uintBitsToFloat(g);
+    float mn = fast_add(fast_mul(uintBitsToFloat(s.beta1), uintBitsToFloat(m), exact),
+                        fast_mul(uintBitsToFloat(s.omb1), fg, exact), exact);
+    float vn = fast_add(fast_mul(uintBitsToFloat(s.beta2), uintBitsToFloat(v), exact),
+                        fast_mul(fast_mul(uintBitsToFloat(s.omb2), fg, exact), fg, exact), exact);
+    uint vb = floatBitsToUint(vn);
+    uint root = (vb << 1) == 0u ? vb : checked_sqrt(vb, exact);
+    float denom = fast_add(fast_mul(uintBitsToFloat(root), uintBitsToFloat(s.r2), exact),
+                           uintBitsToFloat(s.eps), exact);
+    uint mb = floatBitsToUint(mn), db = floatBitsToUint(denom);
+    uint u;
+    if ((mb << 1) == 0u) {
+        // A zero over a normal finite denominator: the zero, signed.
+        exact = exact && exponent_field(db) - 1u < 254u;
+        u = (mb ^ db) & 0x80000000u;
+    } else {
+        u = checked_div(mb, db, exact);
+    }
+    float step = fast_mul(uintBitsToFloat(s.lr),
+                          fast_add(fast_mul(uintBitsToFloat(s.k1), uintBitsToFloat(u), exact),
+                                   fast_mul(uintBitsToFloat(s.wd), fp, exact), exact),
+                          exact);
+    float pn = fast_add(fp, -step, exact);
+    return uvec3(floatBitsToUint(pn), mb, vb);
+}
+
+// The square root on the bits: by the floating-point unit where checked
+// exact, else sf_sqrt.
+uint sqrt_bits(uint x) {
+    bool exact = true;
+    uint s = checked_sqrt(x, exact);
+    return exact ? s : sf_sqrt(x);
+}
+
+// 1 / x on the bits: by the floating-point unit where checked exact, else
+// sf_div.
+uint inverse_bits(uint x) {
+    bool exact = true;
+    uint q = checked_div(0x3f800000u, x, exact);
+    return exact ? q : sf_div(0x3f800000u, x);
+}
+
 bool scalars_are_normal(Scalars s) {
     return !(is_subnormal(s.lr) || is_subnormal(s.beta1) || is_subnormal(s.omb1) ||
              is_subnormal(s.beta2) || is_subnormal(s.omb2) || is_subnormal(s.eps) ||

@@ -14,6 +14,7 @@ use nyxq::vk::adam::DeviceAdam;
 use nyxq::vk::adam_choice;
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
+use nyxq::vk::shaders::KernelId;
 use std::sync::Arc;
 use vk_support::commands::Commands;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
@@ -156,19 +157,55 @@ fn device_checkpoint(adam: &DeviceAdam) -> Vec<u8> {
     bytes
 }
 
-/// `steps` steps (every third skipped) on the device and the host from the
-/// same start; the weights are compared after every step, the state at the
-/// end.
-fn compare_runs(ctx: &nyxq::context::Context, state: StateFormat, n: usize, steps: usize) {
+/// A device optimizer chosen by the self-test: the compatible kernel with
+/// NYXQ_VK_FORCE_COMPAT, else the fastest candidate the device runs (each
+/// passes its self-test on the devices the tests run on).
+fn chosen(ctx: &nyxq::context::Context, s: AdamSettings, n: usize) -> DeviceAdam {
+    let engine = ctx.vulkan().unwrap();
+    let adam = adam_choice::create(engine, s, n, ctx.force_compat()).unwrap();
+    let candidates = adam_choice::candidates(adam.layout());
+    let expected = if ctx.force_compat() {
+        candidates[candidates.len() - 1]
+    } else {
+        let runs = |&&k: &&KernelId| adam_choice::runs_on(engine, k);
+        *candidates.iter().find(runs).unwrap()
+    };
+    assert_eq!(adam.kernel(), expected, "the self-test's choice");
+    adam
+}
+
+/// `steps` steps (every third skipped) with the chosen kernel and, with
+/// `every_kernel`, with each other candidate the device runs, against the
+/// host from the same start; the weights are compared after every step, the
+/// state at the end.
+fn compare_runs(
+    ctx: &nyxq::context::Context,
+    state: StateFormat,
+    n: usize,
+    steps: usize,
+    every_kernel: bool,
+) {
     let engine = ctx.vulkan().unwrap();
     let s = settings(state);
-    let adam = adam_choice::create(engine, s, n, ctx.force_compat()).unwrap();
-    let [fast, compat] = adam_choice::candidates(adam.layout());
-    if ctx.force_compat() {
-        assert_eq!(adam.kernel(), compat);
-    } else if engine.variant_supported(fast) {
-        assert_eq!(adam.kernel(), fast, "the fast variant passed its self-test");
+    let first = chosen(ctx, s, n);
+    let chosen_kernel = first.kernel();
+    compare_run(engine, &first, steps);
+    let others = adam_choice::candidates(first.layout())
+        .iter()
+        .copied()
+        .filter(|&k| every_kernel && !ctx.force_compat() && k != chosen_kernel)
+        .filter(|&k| adam_choice::runs_on(engine, k));
+    for kernel in others {
+        compare_run(
+            engine,
+            &DeviceAdam::new(engine, s, n, kernel).unwrap(),
+            steps,
+        );
     }
+}
+
+fn compare_run(engine: &Arc<Engine>, adam: &DeviceAdam, steps: usize) {
+    let (n, s, kernel) = (adam.len(), *adam.settings(), adam.kernel());
     let mut host = Adam::new(s, n).unwrap();
     let mut params: Vec<f32> = (0..n).map(weight).collect();
     let mut trainer = Trainer::new(engine, &params);
@@ -176,14 +213,14 @@ fn compare_runs(ctx: &nyxq::context::Context, state: StateFormat, n: usize, step
         let g: Vec<f32> = (0..n).map(|i| gradient(i, step)).collect();
         let skip = step % 3 == 0;
         let lr = 1e-3 * (1 + step % 4) as f32;
-        trainer.step(&adam, lr, &g, skip);
+        trainer.step(adam, lr, &g, skip);
         if !skip {
             host.step(lr, &mut params, &g).unwrap();
         }
         let (device, host) = (bits(&trainer.params()), bits(&params));
         if let Some(i) = (0..n).find(|&i| device[i] != host[i]) {
             panic!(
-                "{state:?} n {n}, step {step}: weight {i} is {:e} on the device, {:e} on the host",
+                "{kernel} n {n}, step {step}: weight {i} is {:e} on the device, {:e} on the host",
                 f32::from_bits(device[i]),
                 params[i]
             );
@@ -191,8 +228,8 @@ fn compare_runs(ctx: &nyxq::context::Context, state: StateFormat, n: usize, step
     }
     assert_eq!(adam.steps().unwrap(), host.steps());
     assert!(
-        device_checkpoint(&adam) == host_checkpoint(&host),
-        "{state:?} n {n}: the state differs from the host's"
+        device_checkpoint(adam) == host_checkpoint(&host),
+        "{kernel} n {n}: the state differs from the host's"
     );
 }
 
@@ -209,7 +246,37 @@ fn device_steps_equal_the_host_bit_for_bit() {
         (StateFormat::Int8Blockwise, MIN_8BIT_ELEMENTS),
         (StateFormat::Int8Blockwise, 3 * MIN_8BIT_ELEMENTS + 257),
     ] {
-        compare_runs(&ctx, state, n, 7);
+        compare_runs(&ctx, state, n, 7, true);
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
+/// The `_hw` and `_lanes` kernels' twins whose quotients and roots are off
+/// by up to two units in the last place still equal the host: their checks
+/// catch every wrong one (the device's own unit may be exact, as lavapipe's
+/// is, and then never exercises them).
+#[test]
+fn checks_catch_a_skewed_unit() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for (state, n, kernel) in [
+        (
+            StateFormat::Fp32,
+            4097,
+            KernelId::ADAM_F32_F32_RTE_HW_X4_SKEWED,
+        ),
+        (
+            StateFormat::Int8Blockwise,
+            3 * MIN_8BIT_ELEMENTS + 257,
+            KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
+        ),
+    ] {
+        if adam_choice::runs_on(engine, kernel) {
+            let adam = DeviceAdam::new(engine, settings(state), n, kernel).unwrap();
+            compare_run(engine, &adam, 7);
+        }
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
@@ -232,7 +299,7 @@ fn lengths_past_one_dispatch_are_split_and_two_dimensional() {
             chunk / 256 > 65_535 && chunk < n,
             "{layout:?}: chunks of {chunk}"
         );
-        compare_runs(&ctx, state, n, 2);
+        compare_runs(&ctx, state, n, 2, false);
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }

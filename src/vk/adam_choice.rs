@@ -16,12 +16,36 @@ use crate::train::adam::{Adam, AdamSettings, MIN_8BIT_ELEMENTS, StateFormat, Sta
 use crate::train::checkpoint;
 use std::sync::Arc;
 
-/// The step kernels of `layout`, fastest first.
-pub fn candidates(layout: StateLayout) -> [KernelId; 2] {
+/// The step kernels of `layout`, fastest first; the last, on the bits
+/// alone, runs anywhere.
+pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
     match layout {
-        StateLayout::Fp32 => [KernelId::ADAM_F32_F32_RTE, KernelId::ADAM_F32_F32],
-        StateLayout::Int8Blocks => [KernelId::ADAM_F32_Q8_RTE, KernelId::ADAM_F32_Q8],
+        StateLayout::Fp32 => &[
+            KernelId::ADAM_F32_F32_RTE_HW_X4,
+            KernelId::ADAM_F32_F32_RTE_HW_X8,
+            KernelId::ADAM_F32_F32_RTE_HW_X2,
+            KernelId::ADAM_F32_F32_RTE_HW,
+            KernelId::ADAM_F32_F32_RTE_X4,
+            KernelId::ADAM_F32_F32_RTE,
+            KernelId::ADAM_F32_F32,
+        ],
+        StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_LANES,
+            KernelId::ADAM_F32_Q8_RTE,
+            KernelId::ADAM_F32_Q8,
+        ],
     }
+}
+
+/// The step kernels that reduce with subgroup arithmetic.
+const SUBGROUP_KERNELS: [KernelId; 1] = [KernelId::ADAM_F32_Q8_RTE_LANES];
+
+/// Whether `engine`'s device can run the step kernel `kernel`: the
+/// features of its SPIR-V, and subgroup arithmetic in compute shaders
+/// where it reduces with it.
+pub fn runs_on(engine: &Engine, kernel: KernelId) -> bool {
+    engine.variant_supported(kernel)
+        && (!SUBGROUP_KERNELS.contains(&kernel) || engine.matvec().subgroup_supported())
 }
 
 /// A device optimizer for `len` parameters, its kernel chosen (and tested
@@ -49,10 +73,12 @@ pub fn create(
 
 /// Tests the candidates of `layout` and keeps the first that agrees.
 fn choose(engine: &Arc<Engine>, layout: StateLayout, force_compat: bool) -> Result<KernelId> {
-    let [fast, compat] = candidates(layout);
-    let tried = [fast, compat]
-        .into_iter()
-        .filter(|&k| (k == compat || !force_compat) && engine.variant_supported(k));
+    let all = candidates(layout);
+    let compat = all[all.len() - 1];
+    let tried = all
+        .iter()
+        .copied()
+        .filter(|&k| (k == compat || !force_compat) && runs_on(engine, k));
     let mut failures = Vec::new();
     for kernel in tried {
         match disagreement(engine, layout, kernel)? {

@@ -9,7 +9,7 @@ use nyxq::Result;
 use nyxq::train::adam::{AdamSettings, STATE_BLOCK, StateFormat, StateLayout};
 use nyxq::vk::Engine;
 use nyxq::vk::adam::DeviceAdam;
-use nyxq::vk::adam_choice::candidates;
+use nyxq::vk::adam_choice::{candidates, runs_on};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use std::sync::Arc;
@@ -51,8 +51,8 @@ pub fn rows(engine: &Arc<Engine>, n: usize, iterations: usize) -> Result<Vec<Row
             ..Default::default()
         };
         let layout = StateLayout::of(state, n);
-        for kernel in candidates(layout) {
-            if !engine.variant_supported(kernel) {
+        for &kernel in candidates(layout) {
+            if !runs_on(engine, kernel) {
                 continue;
             }
             let adam = DeviceAdam::new(engine, settings, n, kernel)?;
