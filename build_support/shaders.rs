@@ -343,7 +343,9 @@ pub fn variants() -> Vec<Variant> {
         // with products and sums by the FPU where exact (`_rte`, declared
         // round-to-nearest-even for f32; `_hw`: division and square root too,
         // checked on the integers; `_x4`: 4 elements per invocation;
-        // `_lanes`: 4 per invocation with subgroup reductions) and on the
+        // `_lanes`: 4 per invocation with subgroup reductions; `_fast_codes`:
+        // the 8-bit codes from the FPU's roots where clearly off a rounding
+        // boundary) and on the
         // bits alone; and the step count dispatched before them
         // (src/vk/adam_choice.rs chooses).
         variant(
@@ -384,6 +386,12 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_q8_rte_lanes_fast_codes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "CODES_OFF_BOUNDARY"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte_lanes".to_string(),
             "adam_q8_lanes.comp",
             &["RTE_F32"],
@@ -397,7 +405,7 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_q8".to_string(), "adam_q8.comp", &[], &[]),
         variant("adam_count".to_string(), "adam_count.comp", &[], &[]),
-        // The tests' twins of the `_hw` and `_lanes` kernels, whose
+        // The tests' twins of the `_hw` and `_lanes_fast_codes` kernels, whose
         // quotients and roots are skewed by up to two units in the last
         // place: their results equal the others' only if the checks catch
         // every wrong one (tests/vk_adam.rs; never chosen).
@@ -410,7 +418,7 @@ pub fn variants() -> Vec<Variant> {
         variant(
             "adam_f32_q8_rte_lanes_skewed".to_string(),
             "adam_q8_lanes.comp",
-            &["RTE_F32", "SKEWED_UNIT"],
+            &["RTE_F32", "CODES_OFF_BOUNDARY", "SKEWED_UNIT"],
             &[],
         ),
         // x rounded to int8 blocks once per product, before `_dot_pre`.

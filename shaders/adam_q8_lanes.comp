@@ -92,8 +92,13 @@ void main() {
     uint m_word = 0u, v_word = 0u;
     for (uint k = 0u; k < 4u; ++k) {
         if (first + k < pc.n_elements) {
+#ifdef CODES_OFF_BOUNDARY
+            m_word |= signed_code_fast(r[k].y, inverse_m) << (8u * k);
+            v_word |= unsigned_code_fast(r[k].z, inverse_v) << (8u * k);
+#else
             m_word |= signed_code(r[k].y, inverse_m) << (8u * k);
             v_word |= unsigned_code(r[k].z, inverse_v) << (8u * k);
+#endif
         }
     }
     state[pc.m_at + word] = m_word;

@@ -30,6 +30,7 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32,
         ],
         StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
             KernelId::ADAM_F32_Q8_RTE_LANES,
             KernelId::ADAM_F32_Q8_RTE,
             KernelId::ADAM_F32_Q8,
@@ -38,7 +39,11 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
 }
 
 /// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 1] = [KernelId::ADAM_F32_Q8_RTE_LANES];
+const SUBGROUP_KERNELS: [KernelId; 3] = [
+    KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
+    KernelId::ADAM_F32_Q8_RTE_LANES,
+    KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
+];
 
 /// Whether `engine`'s device can run the step kernel `kernel`: the
 /// features of its SPIR-V, and subgroup arithmetic in compute shaders
