@@ -145,31 +145,42 @@ uint significand(uint a) {
     return (a & 0x7fffffu) | 0x800000u;
 }
 
-// Whether the 64-bit difference (hi, lo) lies in (-limit, limit] (`closed`)
-// or (-limit, limit) (not `closed`), for a limit below 2^32.
-bool difference_within(uint hi, uint lo, uint limit, bool closed) {
-    bool above = hi == 0u && (closed ? lo <= limit : lo < limit);
-    bool below = hi == 0xffffffffu && lo != 0u && 0u - lo < limit;
-    return above || below;
+// The units in the last place an FPU result is off by, from the exact
+// 64-bit remainder (hi, lo) of the result against the operands and `unit`,
+// the remainder's size per unit: the whole number nearest to the remainder
+// over `unit`, at most 4 either way (the caller checks the corrected
+// result). `small`: the remainder fits 32 bits (else it is far off).
+int units_off(uint hi, uint lo, uint unit, out bool small) {
+    small = hi + (lo >> 31) == 0u;
+    int nearest = int(round(float(int(lo)) / float(unit)));
+#ifdef SKEWED_UNIT
+    // The test kernels: a count off by one two times in three, for the
+    // check of the corrected result to catch.
+    nearest += int(lo % 3u) - 1;
+#endif
+    return clamp(nearest, -4, 4);
 }
 
-// a / b by the floating-point unit (any accuracy); `exact` stays true only
-// where that is the IEEE quotient: operands and quotient normal and finite,
-// the quotient's significand not a power of two (whose lower neighbour is
-// nearer), and, with significands A, B, Q and d = Ea - Eb - Eq + 150 (A *
-// 2^d is Q * B for the exact quotient), |2A * 2^d - 2QB| < B, that is the
-// exact quotient within half a unit of q (quotients never tie).
+// a / b by the floating-point unit (any accuracy), corrected to the IEEE
+// quotient where it is a few units off; `exact` stays true only where the
+// result is the IEEE quotient: operands and quotient normal and finite and,
+// with significands A, B, Q and d = Ea - Eb - Eq + 150 (A * 2^d is Q * B for
+// the exact quotient), D = 2A * 2^d - 2QB is 2B times the units the exact
+// quotient lies above Q. Q + delta, delta the nearest whole number to D /
+// 2B, is the rounded quotient where |D - 2B delta| < B (within half a unit;
+// quotients never tie) and it stays inside its binade, off its power of two
+// (whose lower neighbour is nearer).
 uint checked_div(uint a, uint b, inout bool exact) {
     precise float quotient = uintBitsToFloat(a) / uintBitsToFloat(b);
     uint q = floatBitsToUint(quotient);
 #ifdef SKEWED_UNIT
     // The test kernels' unit: quotients off by up to two units in the last
-    // place, for the check to catch.
+    // place, for the correction to mend.
     q += (a ^ b) % 5u - 2u;
 #endif
     uint ea = exponent_field(a), eb = exponent_field(b), eq = exponent_field(q);
     int d = int(ea) - int(eb) - int(eq) + 150;
-    bool ok = ea - 1u < 254u && eb - 1u < 254u && eq - 1u < 254u && (q & 0x7fffffu) != 0u &&
+    bool ok = ea - 1u < 254u && eb - 1u < 254u && eq - 1u < 254u &&
               ((q ^ a ^ b) & 0x80000000u) == 0u && (d == 23 || d == 24);
     uint shift = ok ? uint(d + 1) : 24u;
     uint big_b = significand(b);
@@ -177,16 +188,24 @@ uint checked_div(uint a, uint b, inout bool exact) {
     uint mhi, mlo, borrow;
     umulExtended(significand(q), big_b << 1, mhi, mlo);
     uint dlo = usubBorrow(nlo, mlo, borrow);
-    exact = exact && ok && difference_within(nhi - mhi - borrow, dlo, big_b, false);
-    return q;
+    bool small;
+    int delta = units_off(nhi - mhi - borrow, dlo, big_b << 1, small);
+    int rest = int(dlo) - int(big_b << 1) * delta;
+    uint corrected = significand(q) + uint(delta);
+    exact = exact && ok && small && abs(rest) < int(big_b) && corrected > 0x800000u &&
+            corrected < 0x1000000u;
+    return q + uint(delta);
 }
 
-// sqrt(x) by the floating-point unit (any accuracy); `exact` stays true
-// only where that is the IEEE root: x and the root positive, normal and
-// finite, the root's significand not a power of two, and, with
-// significands X, S and k = Ex + 150 - 2 Es (X * 2^k is S^2 for the exact
-// root), -S < X * 2^k - S^2 <= S, that is the exact root within half a unit
-// of s (X * 2^k is a whole number; roots never tie).
+// sqrt(x) by the floating-point unit (any accuracy), corrected to the IEEE
+// root where it is a few units off; `exact` stays true only where the
+// result is the IEEE root: x and the root positive, normal and finite and,
+// with significands X, S and k = Ex + 150 - 2 Es (X * 2^k is S^2 for the
+// exact root), D = X * 2^k - S^2 (about 2S times the units the exact root
+// lies above S). S' = S + delta, delta the nearest whole number to D / 2S,
+// is the rounded root where -S' < X * 2^k - S'^2 <= S' (within half a unit:
+// X * 2^k is a whole number; roots never tie) and S' stays inside its
+// binade, off its power of two.
 uint checked_sqrt(uint x, inout bool exact) {
     precise float root = sqrt(uintBitsToFloat(x));
     uint s = floatBitsToUint(root);
@@ -196,15 +215,20 @@ uint checked_sqrt(uint x, inout bool exact) {
     uint ex = exponent_field(x), es = exponent_field(s);
     int k = int(ex) + 150 - 2 * int(es);
     bool ok = (x & 0x80000000u) == 0u && (s & 0x80000000u) == 0u && ex - 1u < 254u &&
-              es - 1u < 254u && (s & 0x7fffffu) != 0u && (k == 23 || k == 24);
+              es - 1u < 254u && (k == 23 || k == 24);
     uint shift = ok ? uint(k) : 23u;
     uint big_s = significand(s);
     uint nhi = significand(x) >> (32u - shift), nlo = significand(x) << shift;
     uint shi, slo, borrow;
     umulExtended(big_s, big_s, shi, slo);
     uint dlo = usubBorrow(nlo, slo, borrow);
-    exact = exact && ok && difference_within(nhi - shi - borrow, dlo, big_s, true);
-    return s;
+    bool small;
+    int delta = units_off(nhi - shi - borrow, dlo, big_s << 1, small);
+    int corrected = int(big_s) + delta;
+    int rest = int(dlo) - int(big_s << 1) * delta - delta * delta;
+    exact = exact && ok && small && -corrected < rest && rest <= corrected &&
+            corrected > 0x800000 && corrected < 0x1000000;
+    return s + uint(delta);
 }
 
 // adam_update_soft's result with every operation by the floating-point

@@ -265,10 +265,12 @@ fn device_steps_equal_the_host_bit_for_bit() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// The `_hw` and `_lanes` kernels' twins whose quotients and roots are off
-/// by up to two units in the last place still equal the host: their checks
-/// catch every wrong one (the device's own unit may be exact, as lavapipe's
-/// is, and then never exercises them).
+/// The `_hw_x4` and `_lanes_fast_codes` kernels' twins, whose quotients and
+/// roots are off by up to two units in the last place (the codes' roots by
+/// up to 32) and whose corrections are miscounted two times in three, still
+/// equal the host: the corrections mend and the checks catch every wrong
+/// result (the device's own unit may be exact, as lavapipe's is, and then
+/// never exercises them).
 #[test]
 fn checks_catch_a_skewed_unit() {
     let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
@@ -291,7 +293,12 @@ fn checks_catch_a_skewed_unit() {
             let s = settings(state);
             let adam = DeviceAdam::new(engine, s, n, kernel).unwrap();
             compare_run(engine, &adam, 7, gradient);
-            compare_run(engine, &DeviceAdam::new(engine, s, n, kernel).unwrap(), 7, ordinary);
+            compare_run(
+                engine,
+                &DeviceAdam::new(engine, s, n, kernel).unwrap(),
+                7,
+                ordinary,
+            );
         }
     }
     assert_eq!(ctx.vulkan_validation_errors(), 0);
