@@ -341,13 +341,21 @@ pub fn variants() -> Vec<Variant> {
         variant("importance_f32".to_string(), "importance.comp", &[], &[]),
         // Adam(W) steps: FP32 moments (`_f32`) and 8-bit blocks (`_q8`), each
         // with products and sums by the FPU where exact (`_rte`, declared
-        // round-to-nearest-even for f32; `_hw`: division and square root too,
+        // round-to-nearest-even for f32; `_dp`: f32 subnormals declared
+        // preserved, so products and sums need no check; `_hw`: division and
+        // square root too,
         // checked on the integers; `_x4`: 4 elements per invocation;
         // `_lanes`: 4 per invocation with subgroup reductions; `_fast_codes`:
         // the 8-bit codes from the FPU's roots where clearly off a rounding
         // boundary) and on the
         // bits alone; and the step count dispatched before them
         // (src/vk/adam_choice.rs chooses).
+        variant(
+            "adam_f32_f32_rte_dp_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "DENORM_PRESERVE", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
         variant(
             "adam_f32_f32_rte_hw_x4".to_string(),
             "adam.comp",
@@ -386,6 +394,12 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_q8_rte_dp_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "DENORM_PRESERVE", "CODES_OFF_BOUNDARY"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte_lanes_fast_codes".to_string(),
             "adam_q8_lanes.comp",
             &["RTE_F32", "CODES_OFF_BOUNDARY"],
@@ -414,6 +428,20 @@ pub fn variants() -> Vec<Variant> {
             "adam_f32_f32_rte_hw_x4_skewed".to_string(),
             "adam.comp",
             &["RTE_F32", "CHECKED", "ELEMENTS=4", "SKEWED_UNIT"],
+            &[],
+        ),
+        // The `_dp` kernels' arithmetic without the declaration, for devices
+        // that keep f32 subnormals without being asked (lavapipe) to test.
+        variant(
+            "adam_f32_f32_rte_dp_x4_undeclared".to_string(),
+            "adam.comp",
+            &["RTE_F32", "PLAIN_OPS", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_dp_lanes_undeclared".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "PLAIN_OPS", "CODES_OFF_BOUNDARY"],
             &[],
         ),
         variant(
@@ -637,7 +665,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
-             vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
+             denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
              workgroup_bytes: {} }},",
             v.name,
             v.name,
@@ -647,7 +675,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_FLOAT16),
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&16),
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&32),
-            has(spirv::CAPABILITY_DENORM_PRESERVE),
+            has(spirv::CAPABILITY_DENORM_PRESERVE) && facts.denorm_preserve_widths.contains(&16),
+            has(spirv::CAPABILITY_DENORM_PRESERVE) && facts.denorm_preserve_widths.contains(&32),
             has(spirv::CAPABILITY_VULKAN_MEMORY_MODEL),
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,

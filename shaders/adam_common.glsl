@@ -19,6 +19,10 @@ layout(local_size_x = LOCAL_SIZE) in;
 #extension GL_EXT_spirv_intrinsics : require
 spirv_execution_mode(capabilities = [4467], 4462, 32); // RoundingModeRTE, 32-bit
 #endif
+#ifdef DENORM_PRESERVE
+spirv_execution_mode(capabilities = [4464], 4459, 32); // DenormPreserve, 32-bit
+#define PLAIN_OPS
+#endif
 
 // Binding 0: the trainer's f32 master weights (read and written); binding 1:
 // its gradients; binding 2: the optimizer's control words; binding 3: this
@@ -231,21 +235,54 @@ uint checked_sqrt(uint x, inout bool exact) {
     return s + uint(delta);
 }
 
+#ifdef PLAIN_OPS
+// With subnormals preserved (`_dp`), the unit's products and sums are the
+// IEEE ones (round-to-nearest-even declared too): nothing to check.
+float checked_mul(float x, float y, inout bool exact) {
+    precise float r = x * y;
+    return r;
+}
+
+float checked_add(float x, float y, inout bool exact) {
+    precise float r = x + y;
+    return r;
+}
+
+bool operands_exact(bool scalars_normal, uint p) {
+    return true;
+}
+#else
+float checked_mul(float x, float y, inout bool exact) {
+    return fast_mul(x, y, exact);
+}
+
+float checked_add(float x, float y, inout bool exact) {
+    return fast_add(x, y, exact);
+}
+
+// No subnormal scalar or weight meets the unit (which may flush it).
+bool operands_exact(bool scalars_normal, uint p) {
+    return scalars_normal && !is_subnormal(p);
+}
+#endif
+
 // adam_update_soft's result with every operation by the floating-point
-// unit, division and square root checked (checked_div, checked_sqrt);
-// `exact` false where a check fails (the result is then to be discarded).
+// unit, products and sums checked (checked_mul, checked_add), division and
+// square root checked and corrected (checked_div, checked_sqrt); `exact`
+// false where a check fails (the result is then to be discarded).
 uvec3 adam_update_checked(Scalars s, bool scalars_normal, uint p, uint g, uint m, uint v,
                           out bool exact) {
-    exact = scalars_normal && !is_subnormal(p);
+    exact = operands_exact(scalars_normal, p);
     float fp = uintBitsToFloat(p), fg = uintBitsToFloat(g);
-    float mn = fast_add(fast_mul(uintBitsToFloat(s.beta1), uintBitsToFloat(m), exact),
-                        fast_mul(uintBitsToFloat(s.omb1), fg, exact), exact);
-    float vn = fast_add(fast_mul(uintBitsToFloat(s.beta2), uintBitsToFloat(v), exact),
-                        fast_mul(fast_mul(uintBitsToFloat(s.omb2), fg, exact), fg, exact), exact);
+    float mn = checked_add(checked_mul(uintBitsToFloat(s.beta1), uintBitsToFloat(m), exact),
+                           checked_mul(uintBitsToFloat(s.omb1), fg, exact), exact);
+    float vn = checked_add(
+        checked_mul(uintBitsToFloat(s.beta2), uintBitsToFloat(v), exact),
+        checked_mul(checked_mul(uintBitsToFloat(s.omb2), fg, exact), fg, exact), exact);
     uint vb = floatBitsToUint(vn);
     uint root = (vb << 1) == 0u ? vb : checked_sqrt(vb, exact);
-    float denom = fast_add(fast_mul(uintBitsToFloat(root), uintBitsToFloat(s.r2), exact),
-                           uintBitsToFloat(s.eps), exact);
+    float denom = checked_add(checked_mul(uintBitsToFloat(root), uintBitsToFloat(s.r2), exact),
+                              uintBitsToFloat(s.eps), exact);
     uint mb = floatBitsToUint(mn), db = floatBitsToUint(denom);
     uint u;
     if ((mb << 1) == 0u) {
@@ -255,11 +292,12 @@ uvec3 adam_update_checked(Scalars s, bool scalars_normal, uint p, uint g, uint m
     } else {
         u = checked_div(mb, db, exact);
     }
-    float step = fast_mul(uintBitsToFloat(s.lr),
-                          fast_add(fast_mul(uintBitsToFloat(s.k1), uintBitsToFloat(u), exact),
-                                   fast_mul(uintBitsToFloat(s.wd), fp, exact), exact),
-                          exact);
-    float pn = fast_add(fp, -step, exact);
+    float step = checked_mul(
+        uintBitsToFloat(s.lr),
+        checked_add(checked_mul(uintBitsToFloat(s.k1), uintBitsToFloat(u), exact),
+                    checked_mul(uintBitsToFloat(s.wd), fp, exact), exact),
+        exact);
+    float pn = checked_add(fp, -step, exact);
     return uvec3(floatBitsToUint(pn), mb, vb);
 }
 
@@ -287,7 +325,7 @@ bool scalars_are_normal(Scalars s) {
 
 uint mul_bits(uint x, uint y) {
     bool exact = true;
-    float r = fast_mul(uintBitsToFloat(x), uintBitsToFloat(y), exact);
+    float r = checked_mul(uintBitsToFloat(x), uintBitsToFloat(y), exact);
     return exact ? floatBitsToUint(r) : sf_mul(x, y);
 }
 #else

@@ -304,6 +304,43 @@ fn checks_catch_a_skewed_unit() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
+/// The `_dp` kernels' arithmetic (products and sums unchecked, which is
+/// exact only where f32 subnormals are kept) without the declaration, on a
+/// device that keeps them unasked (lavapipe): equal to the host, with
+/// subnormal weights, gradients and moments.
+#[test]
+fn dp_arithmetic_equals_the_host_where_subnormals_are_kept() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    for (state, n, kernel) in [
+        (
+            StateFormat::Fp32,
+            4097,
+            KernelId::ADAM_F32_F32_RTE_DP_X4_UNDECLARED,
+        ),
+        (
+            StateFormat::Int8Blockwise,
+            3 * MIN_8BIT_ELEMENTS + 257,
+            KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
+        ),
+    ] {
+        if adam_choice::runs_on(engine, kernel) {
+            let s = settings(state);
+            for g in [gradient, ordinary] {
+                compare_run(
+                    engine,
+                    &DeviceAdam::new(engine, s, n, kernel).unwrap(),
+                    7,
+                    g,
+                );
+            }
+        }
+    }
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 /// 2^24 + 300 weights: the first dispatch has 65 536 workgroups (more than
 /// lavapipe's maxComputeWorkGroupCount[0] of 65 535, so a 2-D grid) and
 /// its state fills lavapipe's maxStorageBufferRange; the rest is a second

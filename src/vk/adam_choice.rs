@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
     match layout {
         StateLayout::Fp32 => &[
+            KernelId::ADAM_F32_F32_RTE_DP_X4,
             KernelId::ADAM_F32_F32_RTE_HW_X4,
             KernelId::ADAM_F32_F32_RTE_HW_X8,
             KernelId::ADAM_F32_F32_RTE_HW_X2,
@@ -30,6 +31,7 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32,
         ],
         StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_DP_LANES,
             KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
             KernelId::ADAM_F32_Q8_RTE_LANES,
             KernelId::ADAM_F32_Q8_RTE,
@@ -39,7 +41,9 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
 }
 
 /// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 3] = [
+const SUBGROUP_KERNELS: [KernelId; 5] = [
+    KernelId::ADAM_F32_Q8_RTE_DP_LANES,
+    KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
     KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
     KernelId::ADAM_F32_Q8_RTE_LANES,
     KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
