@@ -351,6 +351,24 @@ pub fn variants() -> Vec<Variant> {
         // bits alone; and the step count dispatched before them
         // (src/vk/adam_choice.rs chooses).
         variant(
+            "adam_f32_f32_rte_dp_fma_x4".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "DENORM_PRESERVE",
+                "FMA_CHECK",
+                "CHECKED",
+                "ELEMENTS=4",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "FMA_CHECK", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
             "adam_f32_f32_rte_dp_x4".to_string(),
             "adam.comp",
             &["RTE_F32", "DENORM_PRESERVE", "CHECKED", "ELEMENTS=4"],
@@ -394,6 +412,23 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_q8_rte_dp_fma_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &[
+                "RTE_F32",
+                "DENORM_PRESERVE",
+                "FMA_CHECK",
+                "CODES_OFF_BOUNDARY",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_fma_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "FMA_CHECK", "CODES_OFF_BOUNDARY"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte_dp_lanes".to_string(),
             "adam_q8_lanes.comp",
             &["RTE_F32", "DENORM_PRESERVE", "CODES_OFF_BOUNDARY"],
@@ -430,6 +465,27 @@ pub fn variants() -> Vec<Variant> {
             &["RTE_F32", "CHECKED", "ELEMENTS=4", "SKEWED_UNIT"],
             &[],
         ),
+        // Measurement only: `_hw_x4` (and `_dp_x4`) writing, in place of a
+        // weight it would redo on the bits, why (tests/vk_adam.rs
+        // `probe_redone_on_the_bits`, run by hand).
+        variant(
+            "adam_f32_f32_rte_hw_x4_probe".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4", "PROBE"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_dp_x4_probe".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "DENORM_PRESERVE",
+                "CHECKED",
+                "ELEMENTS=4",
+                "PROBE",
+            ],
+            &[],
+        ),
         // The `_dp` kernels' arithmetic without the declaration, for devices
         // that keep f32 subnormals without being asked (lavapipe) to test.
         variant(
@@ -442,6 +498,30 @@ pub fn variants() -> Vec<Variant> {
             "adam_f32_q8_rte_dp_lanes_undeclared".to_string(),
             "adam_q8_lanes.comp",
             &["RTE_F32", "PLAIN_OPS", "CODES_OFF_BOUNDARY"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4_skewed".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "FMA_CHECK",
+                "CHECKED",
+                "ELEMENTS=4",
+                "SKEWED_UNIT",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_fma_lanes_skewed".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "FMA_CHECK", "CODES_OFF_BOUNDARY", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4_probe".to_string(),
+            "adam.comp",
+            &["RTE_F32", "FMA_CHECK", "CHECKED", "ELEMENTS=4", "PROBE"],
             &[],
         ),
         variant(

@@ -44,7 +44,17 @@ void main() {
         if (i < pc.n_elements) {
 #ifdef CHECKED
             bool exact;
+#ifdef PROBE
+            probe = 0u;
+#endif
             uvec3 r = adam_update_checked(s, scalars_normal, p[k], g[k], m[k], v[k], exact);
+#ifdef PROBE
+            if (!exact) {
+                // Measurement only: the weight marked with why (the state untouched).
+                params[i] = (0x2b5au << 9) | 0x100u | probe;
+                continue;
+            }
+#endif
 #else
             const bool exact = true;
             uvec3 r = adam_update(s, scalars_normal, p[k], g[k], m[k], v[k]);

@@ -38,6 +38,7 @@ const uint CONTROL_STEPS = 0u;  // steps applied (t of the last one)
 const uint CONTROL_K1 = 1u;     // 1 / (1 - beta1^t), f32 bits
 const uint CONTROL_R2 = 2u;     // 1 / sqrt(1 - beta2^t), f32 bits
 const uint CONTROL_APPLY = 3u;  // 1: this step applies; 0: it is skipped
+const uint CONTROL_FMA_PROBE = 4u; // 2 f32: 1 + 2^-12 and -(1 + 2^-11)
 const uint SIGNED_TABLE = 64u;  // 256 f32: the first moment's decode table
 const uint UNSIGNED_TABLE = 320u; // 256 f32: the second moment's
 
@@ -149,6 +150,90 @@ uint significand(uint a) {
     return (a & 0x7fffffu) | 0x800000u;
 }
 
+#ifdef PROBE
+// The measurement twin's record of why an element was redone on the bits.
+uint probe = 0u;
+#endif
+
+#ifdef FMA_CHECK
+// Division and square root checked by residuals from fma, which must round
+// once: Vulkan does not promise it, so each check also asks
+// fma_rounds_once (where it does not, every element is redone on the
+// bits). |x| * 2^(e - 127 - below) for the biased exponent e of a result
+// (below 23: its unit in the last place times |x|; 24: half of that),
+// exact where normal; 0 where the scaling leaves the normal range (no check
+// can then pass).
+float times_unit(float x, uint result, int below) {
+    int e = int(exponent_field(result)) - below;
+    precise float scaled = abs(x) * uintBitsToFloat(uint(max(e, 1)) << 23);
+    uint bits = floatBitsToUint(scaled);
+    return e >= 1 && exponent_field(bits) - 1u < 254u ? scaled : 0.0;
+}
+
+// Whether this device's fma rounds once (the probe words of the control
+// buffer, which the compiler cannot fold): 2^-24, where rounding twice
+// gives 0.
+bool fma_rounds_once() {
+    float x = uintBitsToFloat(control[CONTROL_FMA_PROBE]);
+    precise float probe = fma(x, x, uintBitsToFloat(control[CONTROL_FMA_PROBE + 1u]));
+    return probe == 5.9604644775390625e-8;
+}
+
+// a / b by the floating-point unit, one correction q + r / b from the fma
+// residual r = a - qb; `exact` stays true only where the residual of the
+// corrected quotient is below half its unit times |b| (within half a unit
+// of the exact quotient; quotients never tie), the operands and quotient
+// normal and finite and the quotient's significand not a power of two.
+uint checked_div(uint a, uint b, inout bool exact) {
+    float fa = uintBitsToFloat(a), fb = uintBitsToFloat(b);
+    precise float q = fa / fb;
+#ifdef SKEWED_UNIT
+    q = uintBitsToFloat(floatBitsToUint(q) + (a ^ b) % 5u - 2u);
+#endif
+    precise float r = fma(-q, fb, fa);
+    precise float q1 = fma(r, 1.0 / fb, q);
+    exact = exact && fma_rounds_once();
+    uint bits = floatBitsToUint(q1);
+#ifdef SKEWED_UNIT
+    bits += a % 3u - 1u;
+    q1 = uintBitsToFloat(bits);
+#endif
+    precise float r1 = fma(-q1, fb, fa);
+    float half_unit = times_unit(fb, bits, 24);
+    exact = exact && exponent_field(a) - 1u < 254u && exponent_field(b) - 1u < 254u &&
+            exponent_field(bits) - 1u < 254u && (bits & 0x7fffffu) != 0u &&
+            ((bits ^ a ^ b) & 0x80000000u) == 0u && abs(r1) < half_unit;
+    return bits;
+}
+
+// sqrt(x) by the floating-point unit, one correction s + r / 2s from the
+// fma residual r = x - s^2; `exact` stays true only where the residual of
+// the corrected root is below its unit times s (then the exact root is
+// within half a unit: x - s^2 is a whole multiple of the unit squared;
+// roots never tie), x and the root positive, normal and finite and the
+// root's significand not a power of two.
+uint checked_sqrt(uint x, inout bool exact) {
+    float fx = uintBitsToFloat(x);
+    precise float s0 = sqrt(fx);
+#ifdef SKEWED_UNIT
+    s0 = uintBitsToFloat(floatBitsToUint(s0) + x % 5u - 2u);
+#endif
+    precise float r = fma(-s0, s0, fx);
+    precise float s1 = fma(r, 0.5 / s0, s0);
+    exact = exact && fma_rounds_once();
+    uint bits = floatBitsToUint(s1);
+#ifdef SKEWED_UNIT
+    bits += x % 3u - 1u;
+    s1 = uintBitsToFloat(bits);
+#endif
+    precise float r1 = fma(-s1, s1, fx);
+    float unit_times_root = times_unit(s1, bits, 23);
+    exact = exact && (x & 0x80000000u) == 0u && exponent_field(x) - 1u < 254u &&
+            (bits & 0x80000000u) == 0u && exponent_field(bits) - 1u < 254u &&
+            (bits & 0x7fffffu) != 0u && abs(r1) < unit_times_root;
+    return bits;
+}
+#else
 // The units in the last place an FPU result is off by, from the exact
 // 64-bit remainder (hi, lo) of the result against the operands and `unit`,
 // the remainder's size per unit: the whole number nearest to the remainder
@@ -196,6 +281,11 @@ uint checked_div(uint a, uint b, inout bool exact) {
     int delta = units_off(nhi - mhi - borrow, dlo, big_b << 1, small);
     int rest = int(dlo) - int(big_b << 1) * delta;
     uint corrected = significand(q) + uint(delta);
+#ifdef PROBE
+    probe |= (ok ? 0u : 1u) | (small ? 0u : 2u) | (abs(rest) < int(big_b) ? 0u : 4u) |
+             (corrected > 0x800000u && corrected < 0x1000000u ? 0u : 8u) |
+             (uint(delta + 4) << 24);
+#endif
     exact = exact && ok && small && abs(rest) < int(big_b) && corrected > 0x800000u &&
             corrected < 0x1000000u;
     return q + uint(delta);
@@ -230,10 +320,16 @@ uint checked_sqrt(uint x, inout bool exact) {
     int delta = units_off(nhi - shi - borrow, dlo, big_s << 1, small);
     int corrected = int(big_s) + delta;
     int rest = int(dlo) - int(big_s << 1) * delta - delta * delta;
+#ifdef PROBE
+    probe |= (ok ? 0u : 16u) | (small ? 0u : 32u) | (-corrected < rest && rest <= corrected ? 0u : 64u) |
+             (corrected > 0x800000 && corrected < 0x1000000 ? 0u : 128u) | (uint(delta + 4) << 28);
+#endif
     exact = exact && ok && small && -corrected < rest && rest <= corrected &&
             corrected > 0x800000 && corrected < 0x1000000;
     return s + uint(delta);
 }
+
+#endif
 
 #ifdef PLAIN_OPS
 // With subnormals preserved (`_dp`), the unit's products and sums are the

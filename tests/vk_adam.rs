@@ -277,6 +277,7 @@ fn checks_catch_a_skewed_unit() {
         return;
     };
     let engine = ctx.vulkan().unwrap();
+    let q8 = 3 * MIN_8BIT_ELEMENTS + 257;
     for (state, n, kernel) in [
         (
             StateFormat::Fp32,
@@ -284,9 +285,19 @@ fn checks_catch_a_skewed_unit() {
             KernelId::ADAM_F32_F32_RTE_HW_X4_SKEWED,
         ),
         (
+            StateFormat::Fp32,
+            4097,
+            KernelId::ADAM_F32_F32_RTE_FMA_X4_SKEWED,
+        ),
+        (
             StateFormat::Int8Blockwise,
-            3 * MIN_8BIT_ELEMENTS + 257,
+            q8,
             KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
+        ),
+        (
+            StateFormat::Int8Blockwise,
+            q8,
+            KernelId::ADAM_F32_Q8_RTE_FMA_LANES_SKEWED,
         ),
     ] {
         if adam_choice::runs_on(engine, kernel) {
@@ -341,10 +352,67 @@ fn dp_arithmetic_equals_the_host_where_subnormals_are_kept() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// 2^24 + 300 weights: the first dispatch has 65 536 workgroups (more than
-/// lavapipe's maxComputeWorkGroupCount[0] of 65 535, so a 2-D grid) and
-/// its state fills lavapipe's maxStorageBufferRange; the rest is a second
-/// dispatch.
+/// Measurement, with NYXQ_ADAM_PROBE=1 (`probe --nocapture`): how many
+/// weights of 2^20 the `_hw_x4` and `_dp_x4` kernels redo on the bits per
+/// step, with the bench's gradients, and why (the probe twins write the
+/// reason in place of the weight: division bits 0-3 range/far/remainder/
+/// binade, root bits 4-7 likewise, none of them: a product or sum; the
+/// units the division and the root were off by, plus 4, in bits 24-27 and
+/// 28-31).
+#[test]
+fn probe_redone_on_the_bits() {
+    if std::env::var_os("NYXQ_ADAM_PROBE").is_none() {
+        return;
+    }
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let n = 1 << 20;
+    let bench =
+        |i: usize, _step: usize| (((i * 2_654_435_761) % 1_000_003) as f32 - 500_000.0) * 1e-6;
+    for kernel in [
+        KernelId::ADAM_F32_F32_RTE_HW_X4_PROBE,
+        KernelId::ADAM_F32_F32_RTE_DP_X4_PROBE,
+        KernelId::ADAM_F32_F32_RTE_FMA_X4_PROBE,
+    ] {
+        if !adam_choice::runs_on(engine, kernel) {
+            eprintln!("probe {kernel}: not supported here");
+            continue;
+        }
+        let s = AdamSettings::default();
+        let adam = DeviceAdam::new(engine, s, n, kernel).unwrap();
+        let start: Vec<f32> = (0..n).map(|i| bench(i, 0)).collect();
+        let mut trainer = Trainer::new(engine, &start);
+        for step in 1..=4 {
+            let g: Vec<f32> = (0..n).map(|i| bench(i, step)).collect();
+            trainer.step(&adam, 1e-4, &g, false);
+            let marked: Vec<u32> = bits(&trainer.params())
+                .into_iter()
+                .filter(|b| b & 0x00ff_fe00 == 0x2b5a << 9)
+                .collect();
+            let mut reasons = std::collections::BTreeMap::new();
+            for b in &marked {
+                *reasons.entry(b & 0xff).or_insert(0usize) += 1;
+            }
+            let mut deltas = std::collections::BTreeMap::new();
+            for b in &marked {
+                *deltas.entry(b >> 24).or_insert(0usize) += 1;
+            }
+            eprintln!(
+                "probe {kernel} step {step}: {} of {n} redone; reasons {reasons:?}; \
+                 div/root units+4 {deltas:?}",
+                marked.len()
+            );
+            trainer.params.write(&f32_bytes(&start));
+        }
+    }
+}
+
+/// 2^24 + 300 weights: the first dispatch of the 8-bit kernel (a block per
+/// workgroup) has 65 536 workgroups (more than lavapipe's
+/// maxComputeWorkGroupCount[0] of 65 535, so a 2-D grid), and FP32 state
+/// fills lavapipe's maxStorageBufferRange; the rest is a second dispatch.
 #[test]
 fn lengths_past_one_dispatch_are_split_and_two_dimensional() {
     let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {

@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
     match layout {
         StateLayout::Fp32 => &[
+            KernelId::ADAM_F32_F32_RTE_DP_FMA_X4,
+            KernelId::ADAM_F32_F32_RTE_FMA_X4,
             KernelId::ADAM_F32_F32_RTE_DP_X4,
             KernelId::ADAM_F32_F32_RTE_HW_X4,
             KernelId::ADAM_F32_F32_RTE_HW_X8,
@@ -31,6 +33,8 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32,
         ],
         StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+            KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
             KernelId::ADAM_F32_Q8_RTE_DP_LANES,
             KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
             KernelId::ADAM_F32_Q8_RTE_LANES,
@@ -41,7 +45,10 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
 }
 
 /// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 5] = [
+const SUBGROUP_KERNELS: [KernelId; 8] = [
+    KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_LANES_SKEWED,
     KernelId::ADAM_F32_Q8_RTE_DP_LANES,
     KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
     KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
