@@ -3,7 +3,7 @@
 # target fuzz/fuzz_<name>.cpp (label fuzz): its corpus fuzz/corpus/<name>,
 # then a short seeded run (fuzz/run.sh). Without clang and libFuzzer the tests
 # fail under NYXQ_TEST_REQUIRE_RESOURCES=1 (make test) and are skipped otherwise.
-set(NYXQ_FUZZ_SECONDS 7 CACHE STRING "Seconds of seeded fuzzing per target in ctest, after the corpus")
+set(NYXQ_FUZZ_SECONDS 3 CACHE STRING "Seconds of seeded fuzzing per target in ctest, after the corpus")
 set(NYXQ_FUZZ_BINARY_DIR ${PROJECT_BINARY_DIR}/fuzz)
 
 find_program(NYXQ_CLANGXX NAMES clang++ clang++-19 clang++-18 clang++-17 clang++-16 clang++-15 clang++-14)

@@ -55,15 +55,15 @@ uint iq4_nl_index(float t) {
 // Stochastic rounding of t between its neighbouring levels lo <= t < hi:
 // the upper one when u * (hi - lo) < t - lo (scalar::iq4_nl_index_stochastic).
 uint iq4_nl_index_stochastic(float t, float u) {
-    if (t >= IQ4_NL_LEVELS[15]) {
+    if (t >= iq4_nl_level(15u)) {
         return 15u;
     }
     uint k = 0u;
     for (uint i = 1u; i < 16u; ++i) {
-        k += t >= IQ4_NL_LEVELS[i] ? 1u : 0u;
+        k += t >= iq4_nl_level(i) ? 1u : 0u;
     }
-    float lo = IQ4_NL_LEVELS[k];
-    precise float gap = IQ4_NL_LEVELS[k + 1u] - lo;
+    float lo = iq4_nl_level(k);
+    precise float gap = iq4_nl_level(k + 1u) - lo;
     precise float scaled = u * gap;
     precise float above = t - lo;
     return k + (scaled < above ? 1u : 0u);

@@ -1,22 +1,35 @@
 // IQ4_NL's non-linear levels (ggml's kvalues_iq4nl), as crate::quant::scalar
 // has them (included by blocks.glsl, matvec.glsl and matvec_dot.comp): x =
-// d * IQ4_NL_LEVELS[q], q the block's 4-bit index.
+// d * level(q), q the block's 4-bit index.
+//
+// The 16 levels are held as two's complement bytes in four words and picked
+// with selects and shifts, never by indexing an array with a runtime value:
+// a compiler may place such an array in per-invocation memory (NVIDIA's puts
+// it in local memory, which made IQ4_NL's kernels several times slower than
+// Q4_0's). Every level is an integer of at most 8 bits, so the float of its
+// byte is the level exactly.
+//   -127, -104, -83, -65 | -49, -35, -22, -10 | 1, 13, 25, 38 | 53, 69, 89, 113
+const uint IQ4_NL_WORD0 = 0xbfad9881u;
+const uint IQ4_NL_WORD1 = 0xf6eaddcfu;
+const uint IQ4_NL_WORD2 = 0x26190d01u;
+const uint IQ4_NL_WORD3 = 0x71594535u;
 
-const float IQ4_NL_LEVELS[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                          1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
-
-// The levels as two's complement bytes, for the integer dot products.
-const uint IQ4_NL_BYTES[16] = uint[16](0x81u, 0x98u, 0xadu, 0xbfu, 0xcfu, 0xddu, 0xeau, 0xf6u,
-                                       0x01u, 0x0du, 0x19u, 0x26u, 0x35u, 0x45u, 0x59u, 0x71u);
+// The level of index q (bits 0..3 of q) as a signed byte in bits 0..7.
+uint iq4_nl_level_byte(uint q) {
+    uint i = q & 15u;
+    uint word = i < 8u ? (i < 4u ? IQ4_NL_WORD0 : IQ4_NL_WORD1)
+                       : (i < 12u ? IQ4_NL_WORD2 : IQ4_NL_WORD3);
+    return (word >> (8u * (i & 3u))) & 0xffu;
+}
 
 // The level of index q (0..15).
 float iq4_nl_level(uint q) {
-    return IQ4_NL_LEVELS[q & 15u];
+    return float(int(iq4_nl_level_byte(q) << 24u) >> 24);
 }
 
 // The 4 indices in bytes 0..3 of n (each 0..15) as their 4 levels, packed
 // as signed bytes.
 uint iq4_nl_level_bytes(uint n) {
-    return IQ4_NL_BYTES[n & 15u] | (IQ4_NL_BYTES[(n >> 8) & 15u] << 8) |
-           (IQ4_NL_BYTES[(n >> 16) & 15u] << 16) | (IQ4_NL_BYTES[(n >> 24) & 15u] << 24);
+    return iq4_nl_level_byte(n) | (iq4_nl_level_byte(n >> 8) << 8) |
+           (iq4_nl_level_byte(n >> 16) << 16) | (iq4_nl_level_byte(n >> 24) << 24);
 }

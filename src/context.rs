@@ -483,8 +483,10 @@ impl Context {
                     .to_string(),
             );
             let p = engine.matvec();
+            // A batch of 2: one vector runs `_dot` where `_dot_pre` runs.
+            let batch = crate::vk::matvec::PRE_ROUNDED_MIN_BATCH;
             lines.push(
-                match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, 1) {
+                match p.forward_variant(self.force_compat, crate::format::Format::Q4_0, batch) {
                     crate::vk::shaders::MatvecVariant::DotPre => format!(
                         "matvec W·x: integer-dot variant, x rounded once per product \
                          (`_dot_pre`: x rounded to int8 into a scratch buffer the ticket \
@@ -492,7 +494,8 @@ impl Context {
                          (subgroupAdd) for the others; xᵀ·W: one variant",
                         if p.arithmetic() == crate::vk::matvec::Arithmetic::Auto {
                             format!(
-                                " up to {} vectors",
+                                " from {batch} to {} vectors (`_dot`, x rounded in every \
+                                 workgroup, for one)",
                                 crate::vk::matvec::PRE_ROUNDED_MAX_BATCH
                             )
                         } else {

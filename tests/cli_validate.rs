@@ -519,11 +519,16 @@ fn formats_reads_the_same_inputs_and_needs_one() {
     let dir = scratch_dir("formats");
     assert_input_error(&run(&dir, &["formats"]), &["no weight set given", "usage:"]);
 
-    let r = run(&dir, &["formats", WEIGHTS, "--json"]);
+    // A safetensors file of four of the committed tensors (149,760 weights):
+    // every format's error-minimising search over the whole committed set
+    // would cost most of this test's time and add nothing to what it checks.
+    let file = dir.join("model.safetensors");
+    write_safetensors(&file);
+    let r = run(&dir, &["formats", "model.safetensors", "--json"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let report = json(&r);
-    assert_eq!(report["tensors"], 5);
-    assert_eq!(report["weights"], 935_808);
+    assert_eq!(report["tensors"], 4);
+    assert_eq!(report["weights"], 384 * 384 + 1536 + 2 * 384);
     let labels: Vec<&str> = report["rows"]
         .as_array()
         .unwrap()
@@ -544,8 +549,6 @@ fn formats_reads_the_same_inputs_and_needs_one() {
         assert!(row["bits_per_weight"].as_f64().unwrap() >= 4.5, "{row}");
     }
 
-    let file = dir.join("model.safetensors");
-    write_safetensors(&file);
     let r = run(&dir, &["formats", "model.safetensors"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("4 tensors"), "{}", r.stdout);

@@ -17,7 +17,7 @@ use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::shaders::KernelId;
 use std::sync::Arc;
 use vk_support::commands::Commands;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::env::{DEFAULT, Env, FORCE_COMPAT, SMALL_GRID_WIDTH, SMALL_LIMITS};
 use vk_support::run_under;
 
 fn settings(state: StateFormat) -> AdamSettings {
@@ -409,22 +409,23 @@ fn probe_redone_on_the_bits() {
     }
 }
 
-/// 2^24 + 300 weights: the first dispatch of the 8-bit kernel (a block per
-/// workgroup) has 65 536 workgroups (more than lavapipe's
-/// maxComputeWorkGroupCount[0] of 65 535, so a 2-D grid), and FP32 state
-/// fills lavapipe's maxStorageBufferRange; the rest is a second dispatch.
+/// A length past one dispatch's state: each chunk's state fills the
+/// binding range of the test device with the small limits
+/// (tests/fixtures/small-limits.json, 4 MiB), its workgroups are more than
+/// the grid's first axis takes (a 2-D grid; for the 8-bit kernels, a block
+/// per workgroup), and the rest are further dispatches.
 #[test]
 fn lengths_past_one_dispatch_are_split_and_two_dimensional() {
-    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+    let Some(ctx) = run_under(&[&SMALL_LIMITS]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
-    let n = (1 << 24) + 300;
+    let n = (1 << 20) + 300;
     for state in [StateFormat::Fp32, StateFormat::Int8Blockwise] {
         let layout = StateLayout::of(state, n);
         let chunk = nyxq::vk::adam::chunk_elements(engine, layout);
         assert!(
-            chunk / 256 > 65_535 && chunk < n,
+            chunk as u64 / 256 > SMALL_GRID_WIDTH && chunk < n,
             "{layout:?}: chunks of {chunk}"
         );
         compare_runs(&ctx, state, n, 2, false);

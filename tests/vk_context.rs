@@ -412,6 +412,50 @@ fn an_unreadable_or_vague_device_report_fails_the_context() {
     std::fs::remove_file(&vague).unwrap();
 }
 
+/// A second context on the same device in the same process takes the first
+/// one's self-test verdicts without running a kernel (no submission at
+/// all), and gets the same results; a context whose verdicts would differ
+/// (a perturbed kernel, the compatible kernels forced) runs its own.
+#[test]
+fn a_second_context_on_the_device_reuses_the_self_tests_verdicts() {
+    if run_under(&[&DEFAULT]).is_none() {
+        return;
+    }
+    use nyxq::format::Format;
+    use nyxq::vk::shaders::Op;
+    use std::sync::atomic::Ordering::Relaxed;
+    let made = |settings: ContextSettings| {
+        let ctx = Context::new(&settings).expect("a Vulkan context on the test device");
+        let submitted = ctx.vulkan().unwrap().device.submissions.load(Relaxed);
+        (ctx, submitted)
+    };
+    let (first, first_submitted) = made(settings(BackendPreference::Vulkan));
+    assert!(first_submitted > 0, "the first context ran the self-test");
+    let (second, second_submitted) = made(settings(BackendPreference::Vulkan));
+    assert_eq!(second_submitted, 0, "the second context ran no kernel");
+    assert_eq!(second.self_test(), first.self_test());
+    assert_eq!(second.vulkan_report(), first.vulkan_report());
+    assert!(second.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+
+    let (perturbed, perturbed_submitted) = made(ContextSettings {
+        vulkan_perturb_kernel: Some("quantize_f32_q4_0".to_string()),
+        ..settings(BackendPreference::Vulkan)
+    });
+    assert!(perturbed_submitted > 0);
+    assert!(!perturbed.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+    let (compat, compat_submitted) = made(ContextSettings {
+        vulkan_force_compat: true,
+        ..settings(BackendPreference::Vulkan)
+    });
+    assert!(compat_submitted > 0);
+    assert_ne!(compat.self_test(), first.self_test());
+    // The verdicts taken do not leak between keys.
+    let (third, third_submitted) = made(settings(BackendPreference::Vulkan));
+    assert_eq!(third_submitted, 0);
+    assert!(third.vulkan_kernel_enabled(Op::Quantize, Format::Q4_0));
+    assert_eq!(third.self_test(), first.self_test());
+}
+
 /// A kernel corrupted on purpose is caught by the self-test, disabled, and the
 /// context's quantize then gives the CPU twin's bytes.
 #[test]

@@ -18,7 +18,9 @@ use nyxq::vk::Engine;
 use nyxq::vk::matmul::{self, Bound, MatmulCall};
 use nyxq::vk::matvec::HostOperands;
 use nyxq::vk::shaders::Op;
-use vk_support::env::{DEFAULT, EMULATE_IRIS_XE_ANV, Env, FORCE_COMPAT};
+use vk_support::env::{
+    DEFAULT, EMULATE_IRIS_XE_ANV, Env, FORCE_COMPAT, SMALL_BINDING_RANGE, SMALL_LIMITS,
+};
 use vk_support::run_under;
 
 /// Fills what a kernel must not write.
@@ -260,23 +262,25 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// Operands larger than lavapipe's 128 MiB maxStorageBufferRange: X of
-/// 8200 tokens × 4128 values (135 MB) is split by tokens, and W of about
-/// 130 MiB of Q8_0 rows of 4386 bytes (not a multiple of 4) by rows for the
+/// Operands larger than the binding range (4 MiB, the test device with
+/// the small limits of tests/fixtures/small-limits.json): X of 300 tokens ×
+/// 4128 values (4.95 MB) is split by tokens, and W of 2 MiB more than the
+/// range, Q8_0 rows of 4386 bytes (not a multiple of 4), by rows for the
 /// backward product, whose chunks add into dX.
 #[test]
 fn products_past_the_binding_limit_are_split() {
-    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+    let Some(ctx) = run_under(&[&SMALL_LIMITS]).and_then(Env::context) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
     let limit = u64::from(engine.device.info.max_storage_buffer_range);
+    assert_eq!(limit, SMALL_BINDING_RANGE, "the small limits apply");
     let format = Format::Q8_0;
     let cols = 32 * 129;
     let row_bytes = format.size_of(cols).unwrap();
     // Forward: X past the limit.
-    let (rows, tokens) = (3usize, 8200usize);
-    assert!((4 * tokens * cols) as u64 > limit.min(128 << 20));
+    let (rows, tokens) = (3usize, 300usize);
+    assert!((4 * tokens * cols) as u64 > limit);
     let (wq, w) = weights(format, rows, cols, 31);
     let x = uniform(tokens * cols, 32);
     let call = MatmulCall {
@@ -292,10 +296,10 @@ fn products_past_the_binding_limit_are_split() {
         matmul::first_violation(&call, &w, &x, None, &y, Bound::of(kernel)),
         None
     );
-    // Backward: W past the limit. Random blocks made directly (quantizing
-    // 128M floats would take long): scales 2^-9 to 2^-8, any int8 values.
-    let rows = (130usize << 20) / row_bytes + 1;
-    assert!((rows * row_bytes) as u64 > limit.min(128 << 20));
+    // Backward: W past the limit. Random blocks made directly (quicker than
+    // quantizing floats): scales 2^-9 to 2^-8, any int8 values.
+    let rows = (limit as usize + (2 << 20)) / row_bytes + 1;
+    assert!((rows * row_bytes) as u64 > limit);
     let mut wq = vec![0u8; rows * row_bytes];
     let noise = uniform(wq.len() / 4 + 1, 11);
     for (i, block) in wq.chunks_exact_mut(34).enumerate() {

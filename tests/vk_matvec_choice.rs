@@ -1,6 +1,7 @@
 //! Which matrix-vector kernel the engine chooses on lavapipe: the
-//! integer-dot variant with x rounded once per product for the block
-//! formats at every batch, the f32 subgroup variant otherwise, the
+//! integer-dot variant for the block formats (x rounded in every workgroup
+//! for one vector, once per product for 2 to 8), the f32 subgroup variant
+//! otherwise, the
 //! compatible one when forced, the arithmetic chosen at run time, and the
 //! fallback where the self-test disabled `_dot_pre`.
 
@@ -12,8 +13,9 @@ use nyxq::vk::shaders::MatvecVariant as Variant;
 use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
 use vk_support::run_under;
 
-/// Without compat forced, the block formats run the integer-dot variant
-/// with x rounded once per product (`_dot_pre`) at every batch on lavapipe
+/// Without compat forced, the block formats run the integer-dot variant,
+/// `_dot` for one vector and `_dot_pre` (x rounded once per product) for 2
+/// to 8, on lavapipe
 /// (it has subgroup arithmetic and shaderIntegerDotProduct, and the
 /// self-test passed `_dot_pre`); F32/F16/BF16 the f32 subgroup one;
 /// NYXQ_VK_MATVEC_VARIANT's choice can be changed at run time (the
@@ -36,14 +38,15 @@ fn block_formats_choose_the_dot_variant() {
     assert_eq!(choice.pre_rounded_failure(), None);
     assert!(choice.pre_rounded_supported());
     assert_eq!(choice.arithmetic(), matvec::Arithmetic::Auto);
+    assert_eq!(matvec::PRE_ROUNDED_MIN_BATCH, 2);
     assert_eq!(matvec::PRE_ROUNDED_MAX_BATCH, matvec::MAX_BATCH);
     for format in Format::with_vulkan(VulkanFamily::Matvec) {
         let dot = format.spec().vulkan.matvec_dot;
         for batch in 1..=8u32 {
-            let expected = if dot && batch <= matvec::PRE_ROUNDED_MAX_BATCH {
-                Variant::DotPre
-            } else {
-                Variant::Subgroup
+            let expected = match batch {
+                _ if !dot => Variant::Subgroup,
+                1 => Variant::Dot,
+                _ => Variant::DotPre,
             };
             assert_eq!(
                 choice.forward_variant(false, format, batch),

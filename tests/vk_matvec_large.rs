@@ -1,9 +1,13 @@
 //! Matrix-vector products larger than one binding or one grid dimension
-//! allows on lavapipe: W over its 128 MiB maxStorageBufferRange (split by
-//! rows) and more than 65535 workgroups (a 2-D grid), with the default and
-//! the compatible kernels, checked against the FP64 reference and the CPU;
-//! the split product with x rounded once (`_dot_pre`, the default) gives
-//! the bits of `_dot` at an odd batch.
+//! allows: W over the device's maxStorageBufferRange (split by rows) and
+//! more workgroups than the grid's first axis takes (a 2-D grid), with the
+//! default and the compatible kernels, checked against the FP64 reference
+//! and the CPU; the split product with x rounded once (`_dot_pre`) gives
+//! the bits of `_dot` at an odd batch. The device is the test device with
+//! the small limits of tests/fixtures/small-limits.json (4 MiB bindings,
+//! 1024 workgroups an axis), so megabytes exercise what would take
+//! hundreds of them at lavapipe's real limits; the code splits at whatever
+//! the device reports.
 
 mod matvec_support;
 mod vk_support;
@@ -13,29 +17,31 @@ use nyxq::format::Format;
 use nyxq::quant;
 use nyxq::vk::matvec::{self, Arithmetic, HostOperands, MatvecCall};
 use nyxq::vk::shaders::MatvecVariant;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use vk_support::env::{
+    Env, SMALL_BINDING_RANGE, SMALL_GRID_WIDTH, SMALL_LIMITS, SMALL_LIMITS_FORCE_COMPAT,
+};
 use vk_support::run_under;
 
-/// About 130 MiB of Q8_0 weights with rows of 4386 bytes (not a multiple of
-/// 4): more than lavapipe's 128 MiB maxStorageBufferRange, so W is bound in
-/// two chunks, the second starting mid-word. Forward and transposed; by
-/// default forward runs `_dot_pre` (one rounding of x for both chunks),
-/// whose 3 vectors give `_dot`'s bits.
+/// Q8_0 weights of 2 MiB more than the binding range, with rows of 4386
+/// bytes (not a multiple of 4), so W is bound in two chunks, the second
+/// starting mid-word. Forward and transposed; forward at 3 vectors runs
+/// `_dot_pre` (one rounding of x for both chunks), whose outputs are
+/// `_dot`'s bits.
 #[test]
-fn weights_over_128_mib_are_split_by_rows() {
-    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+fn weights_past_the_binding_range_are_split_by_rows() {
+    let Some(ctx) = run_under(&[&SMALL_LIMITS, &SMALL_LIMITS_FORCE_COMPAT]).and_then(Env::context)
+    else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
+    let limit = u64::from(engine.device.info.max_storage_buffer_range);
+    assert_eq!(limit, SMALL_BINDING_RANGE, "the small limits apply");
     let format = Format::Q8_0;
     let cols = 32 * 129;
     let row_bytes = format.size_of(cols).unwrap();
-    let rows = (130usize << 20) / row_bytes + 1;
-    assert!(
-        (rows * row_bytes) as u64
-            > u64::from(engine.device.info.max_storage_buffer_range).min(128 << 20)
-    );
-    // Random blocks made directly (quantizing 128M floats would take long):
+    let rows = (limit as usize + (2 << 20)) / row_bytes + 1;
+    assert!((rows * row_bytes) as u64 > limit);
+    // Random blocks made directly (quicker than quantizing floats):
     // scales 2^-9 to 2^-8, any int8 values.
     let mut wq = vec![0u8; rows * row_bytes];
     let noise = uniform(wq.len() / 4 + 1, 11);
@@ -97,18 +103,25 @@ fn weights_over_128_mib_are_split_by_rows() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
-/// More than 65535 workgroups (lavapipe's maxComputeWorkGroupCount[0]): the
-/// grid is 2-D. Forward: 140 000 rows; transposed: 65 600 column blocks.
+/// More workgroups than the grid's first axis takes (1024 under the small
+/// limits): the grid is 2-D. Forward: 16 385 rows (over 2048 workgroups at
+/// the most rows a workgroup takes, 8); transposed: 2100 workgroups of 32
+/// columns.
 #[test]
-fn grids_over_65535_workgroups_are_two_dimensional() {
-    let Some(ctx) = run_under(&[&DEFAULT, &FORCE_COMPAT]).and_then(Env::context) else {
+fn grids_past_the_first_axis_are_two_dimensional() {
+    let Some(ctx) = run_under(&[&SMALL_LIMITS, &SMALL_LIMITS_FORCE_COMPAT]).and_then(Env::context)
+    else {
         return;
     };
     let engine = ctx.vulkan().unwrap();
     for (format, rows, cols, transposed) in [
-        (Format::F16, 140_000usize, 32usize, false),
-        (Format::Q4_0, 2, 32 * 65_600, true),
+        (Format::F16, 16_385usize, 32usize, false),
+        (Format::Q4_0, 2, 32 * 2100, true),
     ] {
+        assert_eq!(
+            u64::from(engine.device.info.max_workgroup_count[0]),
+            SMALL_GRID_WIDTH
+        );
         let (wq, w) = weights(format, rows, cols, 61);
         let n = if transposed { rows } else { cols };
         let x = uniform(n, 67);

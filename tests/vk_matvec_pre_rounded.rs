@@ -55,10 +55,13 @@ fn pre_rounded_products_give_the_bits_of_dot() {
             let bias = uniform(rows, 5);
             for batch in 1..=8u32 {
                 let call = forward_call(format, rows, cols, batch, false);
-                assert_eq!(
-                    engine.matvec().forward_variant(false, format, batch),
+                // `auto` runs `_dot` for one vector; run_with asks for each.
+                let auto = if batch < matvec::PRE_ROUNDED_MIN_BATCH {
+                    Variant::Dot
+                } else {
                     Variant::DotPre
-                );
+                };
+                assert_eq!(engine.matvec().forward_variant(false, format, batch), auto);
                 let mut x = uniform(batch as usize * cols, u64::from(batch) + 3);
                 if cols > 8192 {
                     x[cols - 5] = f32::NAN;
@@ -199,8 +202,9 @@ fn scratch_is_held_until_release_and_reused_across_tickets() {
     recorder.release(&engine.device.device, t1).unwrap();
     scratch(1, 1);
 
-    // A smaller product reuses the spare of batch 8: no new buffer.
-    let (one_call, one, one_x) = arena_of(1);
+    // A smaller product (2 vectors: `auto` runs `_dot`, no scratch, for
+    // one) reuses the spare of batch 8: no new buffer.
+    let (one_call, one, one_x) = arena_of(matvec::PRE_ROUNDED_MIN_BATCH);
     let t3 = record(engine, &one_call, &one).unwrap();
     assert_eq!(scratch(2, 0), b8 + b3);
     check_y(engine, &one_call, &one, &w, &one_x);

@@ -128,6 +128,12 @@ impl Engine {
             && kernel.kernel().workgroup_bytes <= info.max_workgroup_bytes
     }
 
+    /// The kernel whose output is deliberately corrupted, if any (tests of
+    /// the self-test).
+    pub fn perturbed(&self) -> Option<KernelId> {
+        self.pipelines.perturbed()
+    }
+
     /// The descriptor-set layout of `family`'s kernels.
     pub fn set_layout(&self, family: Family) -> vk::DescriptorSetLayout {
         self.pipelines.set_layout(family)

@@ -40,7 +40,9 @@
 //! dispatches (the transposed product adds the chunks' sums into y, with a
 //! barrier between them); x, bias and y must each fit one binding.
 
-pub use super::matvec_choice::{Arithmetic, DOT_MAX_BATCH, MatvecChoice, PRE_ROUNDED_MAX_BATCH};
+pub use super::matvec_choice::{
+    Arithmetic, DOT_MAX_BATCH, MatvecChoice, PRE_ROUNDED_MAX_BATCH, PRE_ROUNDED_MIN_BATCH,
+};
 
 use super::dispatch::{Dispatch, compute_barrier};
 use super::engine::Engine;

@@ -24,11 +24,13 @@ const MAX_DOT_SUBGROUP: u32 = 32;
 /// device could run either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arithmetic {
-    /// The default: `PreRounded` for batches up to [`PRE_ROUNDED_MAX_BATCH`]
+    /// The default: `IntegerDot` for one vector; `PreRounded` for batches
+    /// from [`PRE_ROUNDED_MIN_BATCH`] up to [`PRE_ROUNDED_MAX_BATCH`]
     /// (every batch) where the self-test passed `_dot_pre`; where it did
     /// not, `IntegerDot` up to [`DOT_MAX_BATCH`] and `F32` above (`_dot`
     /// rounds x once per workgroup, which for many vectors costs more than
-    /// it saves: measured on the H200, docs/performance.md).
+    /// it saves; for one vector its rounding costs less than `_dot_pre`'s
+    /// extra dispatch: measured on the H100 and H200, docs/performance.md).
     Auto,
     /// Weights dequantized to f32, f32 fused multiply-adds (`_subgroup`).
     F32,
@@ -44,6 +46,11 @@ pub enum Arithmetic {
 /// Largest batch `Arithmetic::Auto` runs with `_dot` where `_dot_pre`
 /// cannot run.
 pub const DOT_MAX_BATCH: u32 = 2;
+
+/// Smallest batch `Arithmetic::Auto` runs with `_dot_pre`: one vector runs
+/// `_dot`, as fast or faster on every shape measured on the H100 (up to
+/// 0.89× `_dot_pre`'s time), without the rounding dispatch and its scratch.
+pub const PRE_ROUNDED_MIN_BATCH: u32 = 2;
 
 /// Largest batch `Arithmetic::Auto` runs with `_dot_pre`: every batch, since
 /// the rounding of x no longer grows with the workgroups (a batch of 8
@@ -282,6 +289,7 @@ impl MatvecChoice {
         let dot = format.spec().vulkan.matvec_dot && self.dot;
         let pre = dot && self.pre_rounded_supported();
         match self.arithmetic() {
+            Arithmetic::Auto if dot && batch < PRE_ROUNDED_MIN_BATCH => MatvecVariant::Dot,
             Arithmetic::Auto if pre && batch <= PRE_ROUNDED_MAX_BATCH => MatvecVariant::DotPre,
             Arithmetic::Auto if dot && batch <= DOT_MAX_BATCH => MatvecVariant::Dot,
             Arithmetic::IntegerDot if dot => MatvecVariant::Dot,

@@ -57,6 +57,12 @@ impl std::fmt::Debug for Pipelines {
 }
 
 impl Pipelines {
+    /// The kernel whose output is deliberately corrupted, if any (tests of
+    /// the self-test).
+    pub fn perturbed(&self) -> Option<KernelId> {
+        self.perturbed
+    }
+
     /// The layouts of every family; pipelines are made on first use.
     /// `perturbed` names a Convert or Matmul kernel, or the rounding of x
     /// before `_dot_pre`, to corrupt (tests of the self-test).

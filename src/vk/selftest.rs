@@ -20,6 +20,15 @@
 //! same code) and within the documented bound against an FP64 product. One
 //! disagreement disables `_dot_pre` on the device (the context's report says
 //! why; products then run as before it existed).
+//!
+//! The verdicts are kept for the life of the process, keyed by what decides
+//! them: the device and its driver, the variants its features let run, the
+//! compatible-only setting and a perturbed kernel. A later context on the
+//! same device (a second trainer thread, a re-created context, a borrowed
+//! device beside nyxq's own) takes them without running the kernels again.
+//! A self-test in which a kernel failed to run at all (an error from the
+//! driver rather than wrong bytes) is not kept, so the next context tests
+//! again.
 
 use super::engine::Engine;
 use super::matmul::{self, Bound, MatmulCall};
@@ -28,6 +37,7 @@ use super::ops;
 use super::shaders::{KernelId, Op, compatible_kernel, fast_kernels};
 use crate::format::{Format, VulkanFamily};
 use crate::quant::{self, QuantizeOptions, Rounding};
+use parking_lot::Mutex;
 
 /// What the self-test found for one kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,37 +258,43 @@ fn test_pre_rounded(engine: &Engine, format: Format) -> crate::Result<Option<Str
 /// Checks `_dot_pre` on every format with integer-dot kernels where the
 /// device runs them (not with `force_compat`), and disables it at the first
 /// disagreement.
-fn check_pre_rounded(engine: &Engine, force_compat: bool) {
+/// Returns false when a product failed to run (a driver error, not a
+/// verdict).
+fn check_pre_rounded(engine: &Engine, force_compat: bool) -> bool {
     let choice = engine.matvec();
     choice.set_pre_rounded_failure(None);
     if force_compat || !choice.dot_supported() {
-        return;
+        return true;
     }
     for format in Format::with_vulkan(VulkanFamily::MatvecDot) {
-        let failure = test_pre_rounded(engine, format)
-            .unwrap_or_else(|e| Some(format!("failed to run: {e}")));
+        let (failure, ran) = match test_pre_rounded(engine, format) {
+            Ok(failure) => (failure, true),
+            Err(e) => (Some(format!("failed to run: {e}")), false),
+        };
         if let Some(why) = failure {
             let why = format!("matvec_{}_f32_dot_pre: {why}", format.name().to_lowercase());
             log::warn!("nyxq vulkan self-test: {why}; `_dot` and the f32 variant are used instead");
             choice.set_pre_rounded_failure(Some(why));
-            return;
+            return ran;
         }
         log::debug!(
             "nyxq vulkan self-test: matvec_{}_f32_dot_pre agrees with `_dot` and FP64",
             format.name().to_lowercase()
         );
     }
+    true
 }
 
-fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
+/// The kernel's verdict (None: it agrees), or Err when it could not run.
+fn test_one(engine: &Engine, op: Op, format: Format) -> crate::Result<Option<String>> {
     let x = input(format);
     let n = x.len();
     let nearest = QuantizeOptions::default();
-    let mut q = vec![0u8; format.size_of(n).ok()?];
+    let mut q = vec![0u8; format.size_of(n)?];
     if let Err(e) = quant::quantize(format, &x, &mut q, &nearest) {
-        return Some(format!("CPU twin failed: {e}"));
+        return Ok(Some(format!("CPU twin failed: {e}")));
     }
-    let result = match op {
+    match op {
         Op::Matmul | Op::MatmulTransposed => test_product(engine, op, format),
         Op::Quantize => {
             let mut gpu = vec![0u8; q.len()];
@@ -321,8 +337,7 @@ fn test_one(engine: &Engine, op: Op, format: Format) -> Option<String> {
                 .and_then(|_| ops::fake_quantize(engine, format, &x, &mut gpu, Rounding::Nearest))
                 .map(|_| compare("fake-quantize", &as_bytes(&cpu), &as_bytes(&gpu)))
         }
-    };
-    result.unwrap_or_else(|e| Some(format!("failed to run: {e}")))
+    }
 }
 
 /// The variants to try for `op` on `format`, fastest first, the compatible
@@ -335,23 +350,105 @@ fn candidates(engine: &Engine, op: Op, format: Format, force_compat: bool) -> Ve
     fast.chain(compatible_kernel(op, format)).collect()
 }
 
-/// Runs every kernel once, chooses for each the fastest variant that agrees
-/// with the CPU (only the compatible ones with `force_compat`), and reports;
-/// then checks the `_dot_pre` products (their outcome is the matvec choice's
-/// [`super::matvec::MatvecChoice::pre_rounded_failure`], not a result here).
-pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
-    let mut out = Vec::new();
+/// What one self-test decided: each kernel's result and why `_dot_pre` was
+/// disabled, if it was.
+#[derive(Clone)]
+struct Verdicts {
+    results: Vec<KernelResult>,
+    pre_rounded_failure: Option<String>,
+}
+
+/// The verdicts of the self-tests run in this process, by [`verdict_key`].
+static VERDICTS: Mutex<Vec<(String, Verdicts)>> = Mutex::new(Vec::new());
+
+/// Every (op, format) the self-test covers.
+fn tested_kernels() -> impl Iterator<Item = (Op, Format)> {
     let conversions = Format::with_vulkan(VulkanFamily::Conversions)
         .flat_map(|format| Op::CONVERSIONS.map(|op| (op, format)));
     let products = Format::with_vulkan(VulkanFamily::Matmul)
         .flat_map(|format| Op::PRODUCTS.map(|op| (op, format)));
-    for (op, format) in conversions.chain(products) {
+    conversions.chain(products)
+}
+
+/// What decides the self-test's verdicts on `engine`'s device: the device
+/// and driver, the limits that shape its dispatches, the variants that
+/// would be tested, whether `_dot_pre` is checked, and the perturbed kernel.
+fn verdict_key(engine: &Engine, force_compat: bool) -> String {
+    let info = &engine.device.info;
+    let tested: Vec<_> = tested_kernels()
+        .map(|(op, format)| candidates(engine, op, format, force_compat))
+        .collect();
+    format!(
+        "{} {:#x}:{:#x} {} {} {:#x} {:#x} sg{} wg{} {} {:?} {force_compat} {} {:?} {tested:?}",
+        info.index,
+        info.vendor_id,
+        info.device_id,
+        info.driver_name,
+        info.driver_info,
+        info.driver_version,
+        info.api_version,
+        info.subgroup_size,
+        info.max_workgroup_bytes,
+        info.max_storage_buffer_range,
+        info.max_workgroup_count,
+        engine.matvec().dot_supported(),
+        engine.perturbed(),
+    )
+}
+
+/// Runs every kernel once, chooses for each the fastest variant that agrees
+/// with the CPU (only the compatible ones with `force_compat`), and reports;
+/// then checks the `_dot_pre` products (their outcome is the matvec choice's
+/// [`super::matvec::MatvecChoice::pre_rounded_failure`], not a result here).
+/// Where a context of this process has already tested the same device
+/// with the same key ([`verdict_key`]), its verdicts are applied instead.
+pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
+    let key = verdict_key(engine, force_compat);
+    let known = VERDICTS
+        .lock()
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone());
+    if let Some(verdicts) = known {
+        for r in &verdicts.results {
+            engine.choose_kernel(r.op, r.format, r.kernel);
+        }
+        engine
+            .matvec()
+            .set_pre_rounded_failure(verdicts.pre_rounded_failure);
+        log::debug!(
+            "nyxq vulkan self-test: the verdicts of an earlier context on '{}' apply",
+            engine.device.info.name
+        );
+        return verdicts.results;
+    }
+    let (results, kernels_ran) = test_every_kernel(engine, force_compat);
+    let products_ran = check_pre_rounded(engine, force_compat);
+    if kernels_ran && products_ran {
+        let verdicts = Verdicts {
+            results: results.clone(),
+            pre_rounded_failure: engine.matvec().pre_rounded_failure(),
+        };
+        VERDICTS.lock().push((key, verdicts));
+    }
+    results
+}
+
+/// The kernels' part of [`run`]; false beside the results when a kernel
+/// failed to run.
+fn test_every_kernel(engine: &Engine, force_compat: bool) -> (Vec<KernelResult>, bool) {
+    let mut out = Vec::new();
+    let mut ran = true;
+    for (op, format) in tested_kernels() {
         let mut rejected = None;
         let mut result = None;
         let compatible = compatible_kernel(op, format);
         for kernel in candidates(engine, op, format, force_compat) {
             engine.choose_kernel(op, format, kernel);
-            let failure = test_one(engine, op, format);
+            let failure = test_one(engine, op, format).unwrap_or_else(|e| {
+                ran = false;
+                Some(format!("failed to run: {e}"))
+            });
             match &failure {
                 None => {
                     log::debug!("nyxq vulkan self-test: {kernel} agrees with the CPU twin")
@@ -384,8 +481,7 @@ pub fn run(engine: &Engine, force_compat: bool) -> Vec<KernelResult> {
         }
         out.extend(result);
     }
-    check_pre_rounded(engine, force_compat);
-    out
+    (out, ran)
 }
 
 #[cfg(test)]

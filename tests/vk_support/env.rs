@@ -124,6 +124,26 @@ pub const EMULATE_RX580_WINDOWS: Env = Env {
     base: Base::Device,
     vars: &[(EMULATE, "config/devices/amd-rx580--amd-windows.json")],
 };
+/// The test device with maxStorageBufferRange 4 MiB and 1024 workgroups on
+/// the grid's first axis (tests/fixtures/small-limits.json): split bindings
+/// and 2-D grids at sizes of megabytes.
+pub const SMALL_LIMITS: Env = Env {
+    name: "small-limits",
+    base: Base::Device,
+    vars: &[(EMULATE, SMALL_LIMITS_REPORT)],
+};
+/// [`SMALL_LIMITS`] with only the compatible kernels.
+pub const SMALL_LIMITS_FORCE_COMPAT: Env = Env {
+    name: "small-limits-force-compat",
+    base: Base::Device,
+    vars: &[(EMULATE, SMALL_LIMITS_REPORT), (FORCE_COMPAT_VAR, "1")],
+};
+/// The report [`SMALL_LIMITS`] emulates.
+pub const SMALL_LIMITS_REPORT: &str = "tests/fixtures/small-limits.json";
+/// The binding range [`SMALL_LIMITS`] sets.
+pub const SMALL_BINDING_RANGE: u64 = 4 << 20;
+/// The workgroups on the first axis of the grid [`SMALL_LIMITS`] sets.
+pub const SMALL_GRID_WIDTH: u64 = 1024;
 /// The rows that emulate a device report: one per distinct kernel choice
 /// among the reports (`vk_context::emulated_detection_plans_with_the_reports_facts`
 /// checks that every report chooses as one of these does).
@@ -197,6 +217,8 @@ pub const TABLE: &[&Env] = &[
     &EMULATE_RX580_RADV,
     &EMULATE_IRIS_XE_ANV,
     &EMULATE_RX580_WINDOWS,
+    &SMALL_LIMITS,
+    &SMALL_LIMITS_FORCE_COMPAT,
     &LAVAPIPE,
     &LAVAPIPE_WITHOUT_LAYERS,
     &NO_LOADER,
