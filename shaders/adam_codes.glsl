@@ -65,7 +65,7 @@ uint rounded_off_boundary(float y, out bool decided) {
 float code_root(float x) {
     precise float r = sqrt(x);
 #ifdef SKEWED_UNIT
-    r = uintBitsToFloat(floatBitsToUint(r) + (floatBitsToUint(x) % 5u - 2u) * 16u);
+    r = skewed(r, (floatBitsToUint(x) % 5u - 2u) * 16u);
 #endif
     return r;
 }
