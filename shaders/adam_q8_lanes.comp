@@ -4,8 +4,9 @@
 // workgroup of 64 invocations, 4 consecutive elements per invocation, so
 // that an invocation reads and writes whole words of codes (no shared
 // atomics). Every operation by the floating-point unit, division and square
-// root checked exact on the integers (adam_common.glsl), an element it
-// cannot do exactly redone on the bits; the block's largest |m| and v by
+// root corrected and checked (adam_common.glsl), an element it cannot do
+// exactly redone on the bits; the codes from the FPU's roots where clearly
+// off a rounding boundary (adam_codes.glsl); the block's largest |m| and v by
 // subgroupMax and one barrier across the workgroup's subgroups (a subgroup
 // lies within the workgroup, so within one block, whatever its size).
 
@@ -92,13 +93,8 @@ void main() {
     uint m_word = 0u, v_word = 0u;
     for (uint k = 0u; k < 4u; ++k) {
         if (first + k < pc.n_elements) {
-#ifdef CODES_OFF_BOUNDARY
             m_word |= signed_code_fast(r[k].y, inverse_m) << (8u * k);
             v_word |= unsigned_code_fast(r[k].z, inverse_v) << (8u * k);
-#else
-            m_word |= signed_code(r[k].y, inverse_m) << (8u * k);
-            v_word |= unsigned_code(r[k].z, inverse_v) << (8u * k);
-#endif
         }
     }
     state[pc.m_at + word] = m_word;

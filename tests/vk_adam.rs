@@ -183,7 +183,7 @@ fn chosen(ctx: &nyxq::context::Context, s: AdamSettings, n: usize) -> DeviceAdam
 }
 
 /// `steps` steps (every third skipped) with the chosen kernel and, with
-/// `every_kernel`, with each other candidate the device runs (and each also
+/// `every_kernel`, with each other candidate and experiment the device runs (and each also
 /// with ordinary gradients), against the host from the same start; the
 /// weights are compared after every step, the state at the end.
 fn compare_runs(
@@ -198,8 +198,10 @@ fn compare_runs(
     let first = chosen(ctx, s, n);
     let chosen_kernel = first.kernel();
     compare_run(engine, &first, steps, gradient);
-    let others = adam_choice::candidates(first.layout())
+    let layout = first.layout();
+    let others = adam_choice::candidates(layout)
         .iter()
+        .chain(adam_choice::experiments(layout))
         .copied()
         .filter(|&k| every_kernel && !ctx.force_compat() && k != chosen_kernel)
         .filter(|&k| adam_choice::runs_on(engine, k));
