@@ -349,15 +349,18 @@ mod tests {
             .filter(|k| k.kernel().needs.denorm_preserve_f16)
             .collect();
         assert_eq!(denorm, [KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP]);
-        // For f32, by the Adam `_dp` variants.
+        // For f32, by the Adam `_dp` kernels (and the probe twin of one).
         let denorm32: Vec<KernelId> = KernelId::all()
             .filter(|k| k.kernel().needs.denorm_preserve_f32)
             .collect();
         assert_eq!(
             denorm32,
             [
+                KernelId::ADAM_F32_F32_RTE_DP_FMA_X4,
                 KernelId::ADAM_F32_F32_RTE_DP_X4,
-                KernelId::ADAM_F32_Q8_RTE_DP_LANES
+                KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+                KernelId::ADAM_F32_Q8_RTE_DP_LANES,
+                KernelId::ADAM_F32_F32_RTE_DP_X4_PROBE,
             ]
         );
     }
