@@ -74,7 +74,9 @@ const uint LANES = WG_SIZE / SLOTS;
 #define TILE 256u
 
 // Words per block that load_block gives: the quants, and Q5_0's qh last.
-#if defined(FORMAT_Q8_0)
+// IQ4_NL's indices are replaced by their levels' bytes as the block is
+// loaded, so its words are Q8_0's and each batch vector reuses them.
+#if defined(FORMAT_Q8_0) || defined(FORMAT_IQ4_NL)
 #define QS_WORDS 8u
 #elif defined(FORMAT_Q5_0)
 #define QS_WORDS 5u
@@ -163,6 +165,16 @@ void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
     for (uint j = 0u; j < QH_WORD; ++j) {
         qs[j] = (b[j + 1u] >> 16) | (b[j + 2u] << 16);
     }
+#elif defined(FORMAT_IQ4_NL)
+    // The indices start one halfword after d: elements 4j..4j+3 in the low
+    // nibbles of word j, 16+4j.. in its high ones; each becomes its level's
+    // byte, in Q8_0's order.
+    dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
+    for (uint j = 0u; j < 4u; ++j) {
+        uint n = (b[j] >> 16) | (b[j + 1u] << 16);
+        qs[j] = iq4_nl_level_bytes(n & 0x0f0f0f0fu);
+        qs[4u + j] = iq4_nl_level_bytes((n >> 4) & 0x0f0f0f0fu);
+    }
 #else
     // The quants start one halfword after d.
     dm = vec2(unpackHalf2x16(b[0]).x, 0.0);
@@ -174,7 +186,7 @@ void load_block(uint h, out uint qs[QS_WORDS], out vec2 dm) {
 
 // Weight e (0..31) of a block: the CPU's dequantization.
 float weight(uint qs[QS_WORDS], vec2 dm, uint e) {
-#if defined(FORMAT_Q8_0)
+#if defined(FORMAT_Q8_0) || defined(FORMAT_IQ4_NL)
     return dm.x * float(int(qs[e / 4u] << (24u - 8u * (e % 4u))) >> 24);
 #else
     uint byte = qs[(e % 16u) / 4u] >> (8u * (e % 4u));
@@ -182,9 +194,7 @@ float weight(uint qs[QS_WORDS], vec2 dm, uint e) {
 #if defined(FORMAT_Q5_0)
     q |= ((qs[QH_WORD] >> e) & 1u) << 4;
 #endif
-#if defined(FORMAT_IQ4_NL)
-    return dm.x * iq4_nl_level(q);
-#elif defined(LEVEL_OFFSET)
+#if defined(LEVEL_OFFSET)
     return dm.x * float(int(q) - LEVEL_OFFSET);
 #else
     return dm.x * float(q) + dm.y;
@@ -209,7 +219,8 @@ float block_dot_f32(uint qs[QS_WORDS], vec2 dm, uint b, uint k) {
 // Σ q_w·q_x of one block, exact: xq are x's 32 int8 values, in order.
 int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
     int sum = 0;
-#if defined(FORMAT_Q8_0)
+#if defined(FORMAT_Q8_0) || defined(FORMAT_IQ4_NL)
+    // IQ4_NL's words hold its levels' bytes (load_block).
     for (uint j = 0u; j < 4u; ++j) {
         sum += sdot4x8(int(qs[j]), int(xlo[j]), 0);
         sum += sdot4x8(int(qs[4u + j]), int(xhi[j]), 0);
@@ -222,12 +233,6 @@ int block_dot_int(uint qs[QS_WORDS], uvec4 xlo, uvec4 xhi) {
         uint hi = ((qs[j] >> 4) & 0x0f0f0f0fu) | fifth_bytes(qs[QH_WORD] >> (16u + 4u * j));
         sum += sdot4x8(int(lo), int(xlo[j]), 0);
         sum += sdot4x8(int(hi), int(xhi[j]), 0);
-    }
-#elif defined(FORMAT_IQ4_NL)
-    // As the 4-bit formats', each nibble replaced by its level's byte.
-    for (uint j = 0u; j < 4u; ++j) {
-        sum += sdot4x8(int(iq4_nl_level_bytes(qs[j] & 0x0f0f0f0fu)), int(xlo[j]), 0);
-        sum += sdot4x8(int(iq4_nl_level_bytes((qs[j] >> 4) & 0x0f0f0f0fu)), int(xhi[j]), 0);
     }
 #else
     // Word j of the quants: elements 4j..4j+3 in its low nibbles, 16+4j..

@@ -256,7 +256,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let rows = |v, batch, format, height| choice.rows_per_group(v, batch, format, height);
     let dot_rows = rows(Variant::Dot, 1, Format::Q4_0, 16384);
     println!(
-        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1), dot_pre the same; by default W·x runs dot_pre up to batch {} (where the self-test disabled it, dot up to batch {})\n",
+        "W·x, x and y f32, W device-resident; median of {} runs (GPU timestamps); rows per workgroup: f32 variants {} (batch 1, block formats) / {} (batch 1, F32/F16/BF16) / {} (batch 8); dot variant {} / {} / {} / {} for 16384 / 8192 / 4096 / 11008 rows, {} row slots (batch 1), dot_pre the same; by default W·x runs dot for one vector and dot_pre from {} to {} (where the self-test disabled dot_pre, dot up to batch {})\n",
         settings.iterations,
         rows(Variant::Subgroup, 1, Format::Q4_0, 0),
         rows(Variant::Subgroup, 1, Format::F16, 0),
@@ -266,6 +266,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rows(Variant::Dot, 1, Format::Q4_0, 4096),
         rows(Variant::Dot, 1, Format::Q4_0, 11008),
         choice.dot_slots(dot_rows, 1),
+        nyxq::vk::matvec::PRE_ROUNDED_MIN_BATCH,
         nyxq::vk::matvec::PRE_ROUNDED_MAX_BATCH,
         nyxq::vk::matvec::DOT_MAX_BATCH,
     );
