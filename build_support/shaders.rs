@@ -348,7 +348,50 @@ pub fn variants() -> Vec<Variant> {
         // Adam(W) steps: FP32 moments (`_f32`) and 8-bit blocks (`_q8`), each
         // with products and sums by the FPU where exact (`_rte`, declared
         // round-to-nearest-even for f32) and on the bits alone; and the step
-        // count dispatched before them (src/vk/adam.rs chooses).
+        // count dispatched before them. Besides (src/vk/adam_choice.rs's
+        // candidates and experiments): `_x4`, 4 elements per invocation;
+        // `_hw` and `_fma`, division and square root on the FPU too,
+        // corrected and checked on the integers or by fma residuals; `_dp`,
+        // f32 subnormals declared preserved, so products and sums need no
+        // check; `_lanes`, 8-bit state 4 elements per invocation with
+        // subgroup reductions (`_fast_codes`: the codes from the FPU's roots
+        // where clearly off a rounding boundary, as in every `_lanes`).
+        variant(
+            "adam_f32_f32_rte_dp_fma_x4".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "DENORM_PRESERVE",
+                "FMA_CHECK",
+                "CHECKED",
+                "ELEMENTS=4",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "FMA_CHECK", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_dp_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "DENORM_PRESERVE", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_hw_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_x4".to_string(),
+            "adam.comp",
+            &["RTE_F32", "ELEMENTS=4"],
+            &[],
+        ),
         variant(
             "adam_f32_f32_rte".to_string(),
             "adam.comp",
@@ -357,6 +400,30 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_q8_rte_dp_fma_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "DENORM_PRESERVE", "FMA_CHECK"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_fma_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "FMA_CHECK"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_dp_lanes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "DENORM_PRESERVE"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_lanes_fast_codes".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte".to_string(),
             "adam_q8.comp",
             &["RTE_F32"],
@@ -364,6 +431,82 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_q8".to_string(), "adam_q8.comp", &[], &[]),
         variant("adam_count".to_string(), "adam_count.comp", &[], &[]),
+        // The tests' twins of the `_hw_x4` and `_lanes_fast_codes` kernels,
+        // whose quotients and roots are skewed by up to two units in the
+        // last place (the codes' roots by up to 32) and whose corrections
+        // are miscounted two times in three: their results equal the host's
+        // only if every check holds (tests/vk_adam.rs; never chosen).
+        variant(
+            "adam_f32_f32_rte_hw_x4_skewed".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4", "SKEWED_UNIT"],
+            &[],
+        ),
+        // Measurement only: `_hw_x4` (and `_dp_x4`) writing, in place of a
+        // weight it would redo on the bits, why (tests/vk_adam.rs
+        // `probe_redone_on_the_bits`, run by hand).
+        variant(
+            "adam_f32_f32_rte_hw_x4_probe".to_string(),
+            "adam.comp",
+            &["RTE_F32", "CHECKED", "ELEMENTS=4", "PROBE"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_dp_x4_probe".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "DENORM_PRESERVE",
+                "CHECKED",
+                "ELEMENTS=4",
+                "PROBE",
+            ],
+            &[],
+        ),
+        // The `_dp` kernels' arithmetic without the declaration, for devices
+        // that keep f32 subnormals without being asked (lavapipe) to test.
+        variant(
+            "adam_f32_f32_rte_dp_x4_undeclared".to_string(),
+            "adam.comp",
+            &["RTE_F32", "PLAIN_OPS", "CHECKED", "ELEMENTS=4"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_dp_lanes_undeclared".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "PLAIN_OPS"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4_skewed".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "FMA_CHECK",
+                "CHECKED",
+                "ELEMENTS=4",
+                "SKEWED_UNIT",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_fma_lanes_skewed".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "FMA_CHECK", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_f32_rte_fma_x4_probe".to_string(),
+            "adam.comp",
+            &["RTE_F32", "FMA_CHECK", "CHECKED", "ELEMENTS=4", "PROBE"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_lanes_skewed".to_string(),
+            "adam_q8_lanes.comp",
+            &["RTE_F32", "SKEWED_UNIT"],
+            &[],
+        ),
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
             "matvec_round_f32_q8".to_string(),
@@ -392,7 +535,7 @@ pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
         "importance.comp" => "Importance",
-        "adam.comp" | "adam_q8.comp" | "adam_count.comp" => "Adam",
+        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" => "Matmul",
         _ => "Convert",
@@ -418,9 +561,13 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         "unscale.comp" => (1, 256),
         // A column per invocation, summing over the dispatch's tokens.
         "importance.comp" => (1, 256),
-        // Adam: an element per invocation; the 8-bit state's workgroup is
-        // one block of 256 (crate::train::adam::STATE_BLOCK).
-        "adam.comp" | "adam_q8.comp" => (1, 256),
+        // Adam: ELEMENTS per invocation (1 without the define); the 8-bit
+        // state's workgroup is one block of 256
+        // (crate::train::adam::STATE_BLOCK), 4 elements per invocation in
+        // lanes.
+        "adam.comp" => (elements(defines), 256),
+        "adam_q8.comp" => (1, 256),
+        "adam_q8_lanes.comp" => (4, 64),
         "adam_count.comp" => (1, 1),
         // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
         // workgroup, 8 values per invocation.
@@ -452,6 +599,15 @@ pub fn matmul_tile(file: &str) -> Option<u32> {
         "matmul_coop128.comp" => Some(128),
         _ => None,
     }
+}
+
+/// The elements per invocation of an Adam variant: its `ELEMENTS=<n>`
+/// define, else 1.
+fn elements(defines: &[String]) -> u32 {
+    defines
+        .iter()
+        .find_map(|d| d.strip_prefix("ELEMENTS="))
+        .map_or(1, |n| n.parse().expect("ELEMENTS=<n> with a whole n"))
 }
 
 /// glslc -O unrolls loops marked `[[unroll]]` itself and drops the
@@ -580,8 +736,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
-             vulkan_memory_model: {}, cooperative_matrix: {} }}, push_bytes: {}, \
-             workgroup_bytes: {}, matmul_tile: {} }},",
+             denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {} }}, \
+             push_bytes: {}, workgroup_bytes: {}, matmul_tile: {} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -590,7 +746,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_FLOAT16),
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&16),
             has(spirv::CAPABILITY_ROUNDING_RTE) && facts.rounding_rte_widths.contains(&32),
-            has(spirv::CAPABILITY_DENORM_PRESERVE),
+            has(spirv::CAPABILITY_DENORM_PRESERVE) && facts.denorm_preserve_widths.contains(&16),
+            has(spirv::CAPABILITY_DENORM_PRESERVE) && facts.denorm_preserve_widths.contains(&32),
             has(spirv::CAPABILITY_VULKAN_MEMORY_MODEL),
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,

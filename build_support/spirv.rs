@@ -22,6 +22,7 @@ const OP_MEMBER_DECORATE: u32 = 72;
 const DECORATION_OFFSET: u32 = 35;
 const STORAGE_WORKGROUP: u32 = 4;
 const STORAGE_PUSH_CONSTANT: u32 = 9;
+const EXECUTION_MODE_DENORM_PRESERVE: u32 = 4459;
 const EXECUTION_MODE_ROUNDING_RTE: u32 = 4462;
 
 /// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
@@ -29,8 +30,10 @@ pub const CAPABILITY_FLOAT16: u32 = 9;
 /// SPIR-V capability: 16-bit loads and stores of storage buffers (the
 /// device needs storageBuffer16BitAccess).
 pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;
-/// SPIR-V capability: the execution mode DenormPreserve (nyxq declares it
-/// for 16-bit floats only: the device needs shaderDenormPreserveFloat16).
+/// SPIR-V capability: the execution mode DenormPreserve (for 16-bit floats
+/// the device needs shaderDenormPreserveFloat16, for 32-bit ones
+/// shaderDenormPreserveFloat32: [`Facts::denorm_preserve_widths`] says
+/// which).
 pub const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
 /// SPIR-V capability: the execution mode RoundingModeRTE (for 16-bit floats
 /// the device needs shaderRoundingModeRTEFloat16, for 32-bit ones
@@ -52,6 +55,8 @@ pub struct Facts {
     pub push_bytes: u32,
     /// The float widths (16, 32) the module declares RoundingModeRTE for.
     pub rounding_rte_widths: Vec<u32>,
+    /// The float widths (16, 32) the module declares DenormPreserve for.
+    pub denorm_preserve_widths: Vec<u32>,
     /// Bytes of workgroup memory its variables take, each type at its
     /// natural size (scalars, vectors, arrays and structs without padding).
     pub workgroup_bytes: u32,
@@ -106,6 +111,7 @@ pub fn read(spirv: &[u8]) -> Facts {
     assert_eq!(words[0], 0x0723_0203, "not a little-endian SPIR-V module");
     let mut capabilities = Vec::new();
     let mut rounding_rte_widths = Vec::new();
+    let mut denorm_preserve_widths = Vec::new();
     let mut scalar_bytes = Vec::new();
     let mut vectors = Vec::new();
     let mut arrays = Vec::new();
@@ -129,6 +135,9 @@ pub fn read(spirv: &[u8]) -> Facts {
             OP_CAPABILITY => capabilities.push(operands[0]),
             OP_EXECUTION_MODE if operands[1] == EXECUTION_MODE_ROUNDING_RTE => {
                 rounding_rte_widths.push(operands[2])
+            }
+            OP_EXECUTION_MODE if operands[1] == EXECUTION_MODE_DENORM_PRESERVE => {
+                denorm_preserve_widths.push(operands[2])
             }
             OP_TYPE_BOOL => scalar_bytes.push((operands[0], 4)),
             OP_TYPE_INT | OP_TYPE_FLOAT => scalar_bytes.push((operands[0], operands[1] / 8)),
@@ -199,6 +208,7 @@ pub fn read(spirv: &[u8]) -> Facts {
         capabilities,
         push_bytes,
         rounding_rte_widths,
+        denorm_preserve_widths,
         workgroup_bytes,
     }
 }

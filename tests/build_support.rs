@@ -58,6 +58,12 @@ fn the_build_decides_each_kernels_grid_from_its_defines() {
     assert_eq!(grid("fake_quantize.comp", &["FORMAT_Q5_0"]), Some((32, 64)));
     assert_eq!(grid("fake_quantize.comp", &["FORMAT_F16"]), Some((4, 256)));
     assert_eq!(grid("matvec.comp", &["FORMAT_Q4_0"]), None);
+    assert_eq!(grid("adam.comp", &["RTE_F32"]), Some((1, 256)));
+    assert_eq!(
+        grid("adam.comp", &["CHECKED", "ELEMENTS=4"]),
+        Some((4, 256))
+    );
+    assert_eq!(grid("adam_q8_lanes.comp", &["RTE_F32"]), Some((4, 64)));
     // F16/BF16 dequantize must name its units.
     assert!(std::panic::catch_unwind(|| grid("dequantize.comp", &["FORMAT_F16"])).is_err());
 }
@@ -94,16 +100,34 @@ fn a_grid_the_kernel_does_not_handle_fails_to_compile() {
     assert!(message.contains("array size"), "{message}");
 }
 
+/// `source` compiled by glslc -O in a scratch folder `name`, and what the
+/// build reads from it.
+fn compiled_facts(name: &str, source: &str) -> shaders::spirv::Facts {
+    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let dir = scratch_dir(name);
+    let path = dir.join("kernel.comp");
+    std::fs::write(&path, source).unwrap();
+    let spv = dir.join("kernel.spv");
+    let compiled = std::process::Command::new(&glslc)
+        .args(["--target-env=vulkan1.2", "-O"])
+        .arg(&path)
+        .arg("-o")
+        .arg(&spv)
+        .output()
+        .expect("glslc runs (scripts/bootstrap.sh installs it)");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let facts = shaders::spirv::read(&std::fs::read(&spv).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    facts
+}
+
 /// The build reads a kernel's workgroup memory from its SPIR-V: every
 /// `shared` variable at its natural size (scalars, vectors, arrays, structs),
 /// and nothing else (storage buffers, private arrays).
 #[test]
 fn the_build_reads_a_kernels_workgroup_memory() {
-    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
-    let dir = scratch_dir("workgroup");
-    let source = dir.join("shared.comp");
-    std::fs::write(
-        &source,
+    let facts = compiled_facts(
+        "workgroup",
         "#version 450\n\
          layout(local_size_x = 64) in;\n\
          layout(std430, binding = 0) buffer Out { float out_[]; };\n\
@@ -121,19 +145,25 @@ fn the_build_reads_a_kernels_workgroup_memory() {
              barrier();\n\
              out_[i] = tiles[(i + 1u) % 16u].x + sums[(i + 1u) % 3u] + pairs[(i + 1u) % 2u].value[0];\n\
          }\n",
-    )
-    .unwrap();
-    let spv = dir.join("shared.spv");
-    let compiled = std::process::Command::new(&glslc)
-        .args(["--target-env=vulkan1.2", "-O"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&spv)
-        .output()
-        .expect("glslc runs (scripts/bootstrap.sh installs it)");
-    assert!(compiled.status.success(), "{compiled:?}");
-    let facts = shaders::spirv::read(&std::fs::read(&spv).unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
+    );
     assert_eq!(facts.workgroup_bytes, 16 * 16 + 3 * 4 + 2 * (4 + 2 * 4));
     assert_eq!(facts.push_bytes, 0);
+}
+
+/// The build reads which float widths a kernel declares round-to-nearest-even
+/// and subnormal preservation for (the device features it then needs).
+#[test]
+fn the_build_reads_the_declared_float_controls() {
+    let facts = compiled_facts(
+        "float_controls",
+        "#version 450\n\
+         #extension GL_EXT_spirv_intrinsics : require\n\
+         spirv_execution_mode(capabilities = [4467], 4462, 32);\n\
+         spirv_execution_mode(capabilities = [4464], 4459, 32);\n\
+         layout(local_size_x = 64) in;\n\
+         layout(std430, binding = 0) buffer Out { float out_[]; };\n\
+         void main() { out_[gl_LocalInvocationID.x] *= 3.0; }\n",
+    );
+    assert_eq!(facts.rounding_rte_widths, [32]);
+    assert_eq!(facts.denorm_preserve_widths, [32]);
 }

@@ -28,6 +28,10 @@ use std::sync::Arc;
 
 /// The control words (shaders/adam_common.glsl names them alike).
 const CONTROL_STEPS: usize = 0;
+/// Two f32 whose fma shows whether the device's fma rounds once: x = 1 +
+/// 2^-12, z = -(1 + 2^-11); fma(x, x, z) is 2^-24, and 0 rounded twice.
+const FMA_PROBE: usize = 4;
+const FMA_PROBE_WORDS: [u32; 2] = [0x3f80_0800, 0xbf80_1000];
 const SIGNED_TABLE: usize = 64;
 const UNSIGNED_TABLE: usize = 320;
 const CONTROL_WORDS: usize = 576;
@@ -155,6 +159,12 @@ impl DeviceAdam {
             for (word, value) in control[4 * at..].chunks_exact_mut(4).zip(table) {
                 word.copy_from_slice(&value.to_le_bytes());
             }
+        }
+        for (word, value) in control[4 * FMA_PROBE..]
+            .chunks_exact_mut(4)
+            .zip(FMA_PROBE_WORDS)
+        {
+            word.copy_from_slice(&value.to_le_bytes());
         }
         adam.write(adam.control.buffer, 0, &control)?;
         Ok(adam)

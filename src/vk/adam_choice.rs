@@ -16,12 +16,59 @@ use crate::train::adam::{Adam, AdamSettings, MIN_8BIT_ELEMENTS, StateFormat, Sta
 use crate::train::checkpoint;
 use std::sync::Arc;
 
-/// The step kernels of `layout`, fastest first.
-pub fn candidates(layout: StateLayout) -> [KernelId; 2] {
+/// The step kernels of `layout`, fastest first (measured on an NVIDIA
+/// H100, docs/vulkan.md); the last, on the bits alone, runs anywhere.
+pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
     match layout {
-        StateLayout::Fp32 => [KernelId::ADAM_F32_F32_RTE, KernelId::ADAM_F32_F32],
-        StateLayout::Int8Blocks => [KernelId::ADAM_F32_Q8_RTE, KernelId::ADAM_F32_Q8],
+        StateLayout::Fp32 => &[
+            KernelId::ADAM_F32_F32_RTE_FMA_X4,
+            KernelId::ADAM_F32_F32_RTE_HW_X4,
+            KernelId::ADAM_F32_F32_RTE_X4,
+            KernelId::ADAM_F32_F32_RTE,
+            KernelId::ADAM_F32_F32,
+        ],
+        StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
+            KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
+            KernelId::ADAM_F32_Q8_RTE,
+            KernelId::ADAM_F32_Q8,
+        ],
     }
+}
+
+/// Step kernels of `layout` that give the same bits but are not yet
+/// measured on a GPU (the H100 has no shaderDenormPreserveFloat32): never
+/// chosen, timed by `nyxq bench-vk` and tested beside the candidates.
+pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
+    match layout {
+        StateLayout::Fp32 => &[
+            KernelId::ADAM_F32_F32_RTE_DP_FMA_X4,
+            KernelId::ADAM_F32_F32_RTE_DP_X4,
+        ],
+        StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+            KernelId::ADAM_F32_Q8_RTE_DP_LANES,
+        ],
+    }
+}
+
+/// The step kernels that reduce with subgroup arithmetic.
+const SUBGROUP_KERNELS: [KernelId; 7] = [
+    KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_LANES_SKEWED,
+    KernelId::ADAM_F32_Q8_RTE_DP_LANES,
+    KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
+    KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
+    KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
+];
+
+/// Whether `engine`'s device can run the step kernel `kernel`: the
+/// features of its SPIR-V, and subgroup arithmetic in compute shaders
+/// where it reduces with it.
+pub fn runs_on(engine: &Engine, kernel: KernelId) -> bool {
+    engine.variant_supported(kernel)
+        && (!SUBGROUP_KERNELS.contains(&kernel) || engine.matvec().subgroup_supported())
 }
 
 /// A device optimizer for `len` parameters, its kernel chosen (and tested
@@ -49,10 +96,12 @@ pub fn create(
 
 /// Tests the candidates of `layout` and keeps the first that agrees.
 fn choose(engine: &Arc<Engine>, layout: StateLayout, force_compat: bool) -> Result<KernelId> {
-    let [fast, compat] = candidates(layout);
-    let tried = [fast, compat]
-        .into_iter()
-        .filter(|&k| (k == compat || !force_compat) && engine.variant_supported(k));
+    let all = candidates(layout);
+    let compat = all[all.len() - 1];
+    let tried = all
+        .iter()
+        .copied()
+        .filter(|&k| (k == compat || !force_compat) && runs_on(engine, k));
     let mut failures = Vec::new();
     for kernel in tried {
         match disagreement(engine, layout, kernel)? {

@@ -101,7 +101,7 @@ impl Engine {
     /// Vulkan memory model; cooperative matrices, with the configuration and
     /// subgroup size the `_coop` kernels use) or reported by it
     /// (round-to-nearest-even declarable for f16 or f32, subnormal
-    /// preservation for f16), and its workgroup memory fits
+    /// preservation for f16 or f32), and its workgroup memory fits
     /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
@@ -113,6 +113,7 @@ impl Engine {
             (needs.rounding_rte_f16, info.rounding_rte_f16),
             (needs.rounding_rte_f32, info.rounding_rte_f32),
             (needs.denorm_preserve_f16, info.denorm_preserve_f16),
+            (needs.denorm_preserve_f32, info.denorm_preserve_f32),
             (
                 needs.vulkan_memory_model,
                 enabled(Feature::VulkanMemoryModel),

@@ -128,6 +128,9 @@ pub struct Needs {
     pub rounding_rte_f32: bool,
     /// shaderDenormPreserveFloat16: DenormPreserve declared for f16.
     pub denorm_preserve_f16: bool,
+    /// shaderDenormPreserveFloat32: DenormPreserve declared for f32 (the
+    /// Adam `_dp` variants).
+    pub denorm_preserve_f32: bool,
     /// vulkanMemoryModel: the Vulkan memory model.
     pub vulkan_memory_model: bool,
     /// VK_KHR_cooperative_matrix (cooperativeMatrix): matrix units.
@@ -190,6 +193,8 @@ impl KernelId {
         let needs = self.kernel().needs;
         if needs.cooperative_matrix {
             "coop variant (cooperative matrices: f16 inputs, f32 sums)"
+        } else if needs.denorm_preserve_f32 {
+            "rte dp variant (f32 products and sums with subnormals preserved, round-to-nearest-even declared)"
         } else if needs.rounding_rte_f32 {
             "rte variant (f32 products and sums checked for exactness, round-to-nearest-even declared)"
         } else if needs.denorm_preserve_f16 {
@@ -358,11 +363,26 @@ mod tests {
                 kernel.describe()
             );
         }
-        // Subnormal preservation is declared by the Q4_1 `_rte_dp` variant only.
+        // Subnormal preservation is declared for f16 by the Q4_1 `_rte_dp`
+        // variant only.
         let denorm: Vec<KernelId> = KernelId::all()
             .filter(|k| k.kernel().needs.denorm_preserve_f16)
             .collect();
         assert_eq!(denorm, [KernelId::DEQUANTIZE_Q4_1_F16_RTE_DP]);
+        // For f32, by the Adam `_dp` kernels (and the probe twin of one).
+        let denorm32: Vec<KernelId> = KernelId::all()
+            .filter(|k| k.kernel().needs.denorm_preserve_f32)
+            .collect();
+        assert_eq!(
+            denorm32,
+            [
+                KernelId::ADAM_F32_F32_RTE_DP_FMA_X4,
+                KernelId::ADAM_F32_F32_RTE_DP_X4,
+                KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
+                KernelId::ADAM_F32_Q8_RTE_DP_LANES,
+                KernelId::ADAM_F32_F32_RTE_DP_X4_PROBE,
+            ]
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! The Adam rows of `nyxq bench-vk`: a recorded optimizer step (its count
 //! dispatch, the barrier and the update) on device-resident weights,
 //! gradients and state, for each state layout and each step kernel this
-//! device can run, with the bytes the step must move (weights read and
-//! written, gradients read, the moments read and written).
+//! device can run (the candidates, then the experiments), with the bytes
+//! the step must move (weights read and written, gradients read, the
+//! moments read and written).
 
 use super::measure::{Row, median_seconds};
 use nyxq::Result;
 use nyxq::train::adam::{AdamSettings, STATE_BLOCK, StateFormat, StateLayout};
 use nyxq::vk::Engine;
 use nyxq::vk::adam::DeviceAdam;
-use nyxq::vk::adam_choice::candidates;
+use nyxq::vk::adam_choice::{candidates, experiments, runs_on};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use std::sync::Arc;
@@ -51,8 +52,8 @@ pub fn rows(engine: &Arc<Engine>, n: usize, iterations: usize) -> Result<Vec<Row
             ..Default::default()
         };
         let layout = StateLayout::of(state, n);
-        for kernel in candidates(layout) {
-            if !engine.variant_supported(kernel) {
+        for &kernel in candidates(layout).iter().chain(experiments(layout)) {
+            if !runs_on(engine, kernel) {
                 continue;
             }
             let adam = DeviceAdam::new(engine, settings, n, kernel)?;
