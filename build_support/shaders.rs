@@ -400,6 +400,32 @@ pub fn variants() -> Vec<Variant> {
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
         variant(
+            "adam_f32_f32_rte_fma_x4_hoisted".to_string(),
+            "adam.comp",
+            &[
+                "RTE_F32",
+                "FMA_CHECK",
+                "HOIST_FMA_PROBE",
+                "CHECKED",
+                "ELEMENTS=4",
+            ],
+            &[],
+        ),
+        // 8-bit `_wide`: 4 blocks per workgroup of 256, weights and
+        // gradients as 16-byte vectors, the fma probe asked once.
+        variant(
+            "adam_f32_q8_rte_fma_wide".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte_dp_fma_lanes".to_string(),
             "adam_q8_lanes.comp",
             &["RTE_F32", "DENORM_PRESERVE", "FMA_CHECK"],
@@ -507,6 +533,56 @@ pub fn variants() -> Vec<Variant> {
             &["RTE_F32", "SKEWED_UNIT"],
             &[],
         ),
+        variant(
+            "adam_f32_q8_rte_fma_wide_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "SKEWED_UNIT"],
+            &[],
+        ),
+    ];
+    // Measurement only (`nyxq bench-vk`, src/vk/adam_choice.rs
+    // `measurement_twins`; results not the host's): `_fma_wide` with a part
+    // cut out, with 2 or 8 blocks per workgroup, or the fma probe asked
+    // per check; `_fma_lanes` with the probe asked once.
+    let wide = ["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"];
+    for (suffix, extra) in [
+        ("cut_update", &["CUT_UPDATE"][..]),
+        ("cut_codes", &["CUT_CODES"]),
+        ("cut_reduce", &["CUT_REDUCE"]),
+        ("cut_decode", &["CUT_DECODE"]),
+        (
+            "cut_all",
+            &["CUT_UPDATE", "CUT_CODES", "CUT_REDUCE", "CUT_DECODE"],
+        ),
+        ("blocks2", &["BLOCKS=2"]),
+        ("blocks8", &["BLOCKS=8"]),
+    ] {
+        v.push(variant(
+            format!("adam_f32_q8_rte_fma_wide_{suffix}"),
+            "adam_q8_wide.comp",
+            &[&wide[..], extra].concat(),
+            &[],
+        ));
+    }
+    v.push(variant(
+        "adam_f32_q8_rte_fma_wide_probe_per_check".to_string(),
+        "adam_q8_wide.comp",
+        &["RTE_F32", "FMA_CHECK"],
+        &[],
+    ));
+    v.push(variant(
+        "adam_f32_q8_rte_fma_lanes_hoisted".to_string(),
+        "adam_q8_lanes.comp",
+        &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"],
+        &[],
+    ));
+    v.extend([
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
             "matvec_round_f32_q8".to_string(),
@@ -514,7 +590,7 @@ pub fn variants() -> Vec<Variant> {
             &[],
             &[],
         ),
-    ];
+    ]);
     for f in &FORMATS {
         v.extend(f.convert_variants());
     }
@@ -535,7 +611,8 @@ pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
         "importance.comp" => "Importance",
-        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_count.comp" => "Adam",
+        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_q8_wide.comp"
+        | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" => "Matmul",
         _ => "Convert",
@@ -568,6 +645,8 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         "adam.comp" => (elements(defines), 256),
         "adam_q8.comp" => (1, 256),
         "adam_q8_lanes.comp" => (4, 64),
+        // BLOCKS blocks of 256 per workgroup (4 unless the build says).
+        "adam_q8_wide.comp" => (4, 64 * blocks(defines)),
         "adam_count.comp" => (1, 1),
         // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
         // workgroup, 8 values per invocation.
@@ -603,6 +682,13 @@ pub fn matmul_tile(file: &str) -> Option<u32> {
 
 /// The elements per invocation of an Adam variant: its `ELEMENTS=<n>`
 /// define, else 1.
+fn blocks(defines: &[String]) -> u32 {
+    defines
+        .iter()
+        .find_map(|d| d.strip_prefix("BLOCKS="))
+        .map_or(4, |n| n.parse().expect("BLOCKS=<n> with a whole n"))
+}
+
 fn elements(defines: &[String]) -> u32 {
     defines
         .iter()

@@ -26,6 +26,9 @@ void main() {
     }
     uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
     uint first = group * (PER_LANE * LOCAL_SIZE) + gl_LocalInvocationID.x;
+#ifdef HOIST_FMA_PROBE
+    hoist_fma_probe();
+#endif
     Scalars s = step_scalars();
     bool scalars_normal = scalars_are_normal(s);
     uint p[ELEMENTS], g[ELEMENTS], m[ELEMENTS], v[ELEMENTS];

@@ -182,11 +182,30 @@ float times_unit(float x, uint result, int below) {
 // Whether this device's fma rounds once (the probe words of the control
 // buffer, which the compiler cannot fold): 2^-24, where rounding twice
 // gives 0.
-bool fma_rounds_once() {
+bool fma_probe_passes() {
     float x = uintBitsToFloat(control[CONTROL_FMA_PROBE]);
     precise float probe = fma(x, x, uintBitsToFloat(control[CONTROL_FMA_PROBE + 1u]));
     return probe == 5.9604644775390625e-8;
 }
+
+#ifdef HOIST_FMA_PROBE
+// The probe's answer, asked once per invocation (hoist_fma_probe, first in
+// main): the control buffer may alias the weights, so a compiler cannot
+// keep the probe's loads across the stores between two checks.
+bool fma_once = false;
+
+void hoist_fma_probe() {
+    fma_once = fma_probe_passes();
+}
+
+bool fma_rounds_once() {
+    return fma_once;
+}
+#else
+bool fma_rounds_once() {
+    return fma_probe_passes();
+}
+#endif
 
 // a / b by the floating-point unit, one correction q + r / b from the fma
 // residual r = a - qb; `exact` stays true only where the residual of the
