@@ -420,6 +420,18 @@ pub fn variants() -> Vec<Variant> {
             &[],
         ),
         variant(
+            "adam_f32_q8_rte_fma_wide_checked_codes".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE", "CODES_CHECKED"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide_checked_codes".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "CODES_CHECKED"],
+            &[],
+        ),
+        variant(
             "adam_f32_q8_rte_wide".to_string(),
             "adam_q8_wide.comp",
             &["RTE_F32"],
@@ -537,6 +549,24 @@ pub fn variants() -> Vec<Variant> {
             "adam_f32_q8_rte_fma_wide_skewed".to_string(),
             "adam_q8_wide.comp",
             &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_fma_wide_checked_codes_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &[
+                "RTE_F32",
+                "FMA_CHECK",
+                "HOIST_FMA_PROBE",
+                "CODES_CHECKED",
+                "SKEWED_UNIT",
+            ],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide_checked_codes_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "CODES_CHECKED", "SKEWED_UNIT"],
             &[],
         ),
         variant(

@@ -7,7 +7,8 @@
 // floating-point unit, division and square root corrected and checked
 // (adam_common.glsl), an element it cannot do exactly redone on the bits;
 // the codes from the FPU's roots where clearly off a rounding boundary
-// (adam_codes.glsl). Each block's largest |m| and v: subgroupMax where a
+// (adam_codes.glsl), or (CODES_CHECKED) from roots corrected and checked
+// exact. Each block's largest |m| and v: subgroupMax where a
 // subgroup lies within one block (whatever the device's subgroup size and
 // layout), then a shared atomicMax per subgroup, between two barriers.
 //
@@ -147,8 +148,13 @@ void main() {
     uint inverse_v = max_v != 0u ? inverse_bits(max_v) : 0u;
     for (uint k = 0u; k < 4u; ++k) {
         if (first + k < pc.n_elements) {
+#ifdef CODES_CHECKED
+            m_word |= signed_code_checked(mn[k], inverse_m) << (8u * k);
+            v_word |= unsigned_code_checked(vn[k], inverse_v) << (8u * k);
+#else
             m_word |= signed_code_fast(mn[k], inverse_m) << (8u * k);
             v_word |= unsigned_code_fast(vn[k], inverse_v) << (8u * k);
+#endif
         }
     }
 #endif

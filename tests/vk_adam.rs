@@ -311,6 +311,16 @@ fn checks_catch_a_skewed_unit() {
             q8,
             KernelId::ADAM_F32_Q8_RTE_WIDE_SKEWED,
         ),
+        (
+            StateFormat::Int8Blockwise,
+            q8,
+            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CHECKED_CODES_SKEWED,
+        ),
+        (
+            StateFormat::Int8Blockwise,
+            q8,
+            KernelId::ADAM_F32_Q8_RTE_WIDE_CHECKED_CODES_SKEWED,
+        ),
     ] {
         if adam_choice::runs_on(engine, kernel) {
             let s = settings(state);

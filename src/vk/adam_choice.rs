@@ -47,6 +47,8 @@ pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32_RTE_DP_X4,
         ],
         StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CHECKED_CODES,
+            KernelId::ADAM_F32_Q8_RTE_WIDE_CHECKED_CODES,
             KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
             KernelId::ADAM_F32_Q8_RTE_WIDE,
             KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
@@ -79,7 +81,11 @@ pub fn measurement_twins(layout: StateLayout) -> &'static [KernelId] {
 }
 
 /// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 20] = [
+const SUBGROUP_KERNELS: [KernelId; 24] = [
+    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CHECKED_CODES,
+    KernelId::ADAM_F32_Q8_RTE_WIDE_CHECKED_CODES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CHECKED_CODES_SKEWED,
+    KernelId::ADAM_F32_Q8_RTE_WIDE_CHECKED_CODES_SKEWED,
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
     KernelId::ADAM_F32_Q8_RTE_WIDE,
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_SKEWED,
