@@ -21,6 +21,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .get(1)
         .map_or(Ok(10), |a| a.parse())
         .map_err(|e| format!("ITER: {e}"))?;
+    let adam_only = match args.get(2).map(String::as_str) {
+        None => false,
+        Some("adam") => true,
+        Some(other) => return Err(format!("unknown rows {other:?}: the only choice is adam")),
+    };
     let ctx = Context::new(&ContextSettings {
         backend: BackendPreference::Vulkan,
         ..Default::default()
@@ -38,11 +43,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         info.api_version_string()
     );
     println!("input: {n} f32 ({mib} MiB), median of {iterations} runs, GPU timestamps\n");
-    let adam_only = match args.get(2).map(String::as_str) {
-        None => false,
-        Some("adam") => true,
-        Some(other) => return Err(format!("unknown rows {other:?}: the only choice is adam")),
-    };
     let mut rows = if adam_only {
         vec![measure::copy_row(engine, n, iterations).map_err(|e| e.to_string())?]
     } else {
