@@ -8,7 +8,7 @@ use vk_support::env::{
     DEFAULT, EMULATED, FORCE_COMPAT, INTEL_ICD, LAVAPIPE, LAVAPIPE_WITHOUT_LAYERS, NO_DEVICE,
     NO_DRIVER, NO_LOADER,
 };
-use vk_support::{LAVAPIPE_ICD, run_under};
+use vk_support::{LAVAPIPE_ICD, run_alone_under, run_under};
 
 fn settings(backend: BackendPreference) -> ContextSettings {
     ContextSettings {
@@ -418,7 +418,9 @@ fn an_unreadable_or_vague_device_report_fails_the_context() {
 /// (a perturbed kernel, the compatible kernels forced) runs its own.
 #[test]
 fn a_second_context_on_the_device_reuses_the_self_tests_verdicts() {
-    if run_under(&[&DEFAULT]).is_none() {
+    // Alone: an earlier test's contexts in a shared child would have left
+    // their verdicts for this one's first context.
+    if run_alone_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::format::Format;

@@ -165,8 +165,9 @@ fn scratch_is_held_until_release_and_reused_across_tickets() {
     };
     let engine = ctx.vulkan().unwrap();
     let recorder = engine.recorder();
-    // The self-test's products left spares: start without them.
-    assert!(recorder.drop_spare_scratch() > 0);
+    // The self-test's products, where this process ran it, left spares:
+    // start without them.
+    recorder.drop_spare_scratch();
     let start = recorder.usage();
     assert_eq!((start.held_scratch, start.spare_scratch), (0, 0));
     let format = Format::Q4_0;
