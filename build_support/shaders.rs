@@ -399,36 +399,12 @@ pub fn variants() -> Vec<Variant> {
             &[],
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
-        variant(
-            "adam_f32_f32_rte_fma_x4_hoisted".to_string(),
-            "adam.comp",
-            &[
-                "RTE_F32",
-                "FMA_CHECK",
-                "HOIST_FMA_PROBE",
-                "CHECKED",
-                "ELEMENTS=4",
-            ],
-            &[],
-        ),
         // 8-bit `_wide`: 4 blocks per workgroup of 256, weights and
-        // gradients as 16-byte vectors, the fma probe asked once.
+        // gradients as 16-byte vectors, the codes between their boundaries.
         variant(
             "adam_f32_q8_rte_fma_wide".to_string(),
             "adam_q8_wide.comp",
-            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"],
-            &[],
-        ),
-        variant(
-            "adam_f32_q8_rte_fma_wide_checked_codes".to_string(),
-            "adam_q8_wide.comp",
-            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE", "CODES_CHECKED"],
-            &[],
-        ),
-        variant(
-            "adam_f32_q8_rte_wide_checked_codes".to_string(),
-            "adam_q8_wide.comp",
-            &["RTE_F32", "CODES_CHECKED"],
+            &["RTE_F32", "FMA_CHECK"],
             &[],
         ),
         variant(
@@ -548,25 +524,7 @@ pub fn variants() -> Vec<Variant> {
         variant(
             "adam_f32_q8_rte_fma_wide_skewed".to_string(),
             "adam_q8_wide.comp",
-            &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE", "SKEWED_UNIT"],
-            &[],
-        ),
-        variant(
-            "adam_f32_q8_rte_fma_wide_checked_codes_skewed".to_string(),
-            "adam_q8_wide.comp",
-            &[
-                "RTE_F32",
-                "FMA_CHECK",
-                "HOIST_FMA_PROBE",
-                "CODES_CHECKED",
-                "SKEWED_UNIT",
-            ],
-            &[],
-        ),
-        variant(
-            "adam_f32_q8_rte_wide_checked_codes_skewed".to_string(),
-            "adam_q8_wide.comp",
-            &["RTE_F32", "CODES_CHECKED", "SKEWED_UNIT"],
+            &["RTE_F32", "FMA_CHECK", "SKEWED_UNIT"],
             &[],
         ),
         variant(
@@ -577,21 +535,21 @@ pub fn variants() -> Vec<Variant> {
         ),
     ];
     // Measurement only (`nyxq bench-vk`, src/vk/adam_choice.rs
-    // `measurement_twins`; results not the host's): `_fma_wide` with a part
-    // cut out, with 2 or 8 blocks per workgroup, or the fma probe asked
-    // per check; `_fma_lanes` with the probe asked once.
-    let wide = ["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"];
+    // `measurement_twins`; results not the host's where a part is cut
+    // out): `_fma_wide` with the update, the codes or every part but the
+    // loads and stores cut out, with the codes clearly off a rounding
+    // boundary (`_fast_codes`), or with the tables read from the control
+    // buffer (`_global_tables`).
+    let wide = ["RTE_F32", "FMA_CHECK"];
     for (suffix, extra) in [
         ("cut_update", &["CUT_UPDATE"][..]),
         ("cut_codes", &["CUT_CODES"]),
-        ("cut_reduce", &["CUT_REDUCE"]),
-        ("cut_decode", &["CUT_DECODE"]),
         (
             "cut_all",
             &["CUT_UPDATE", "CUT_CODES", "CUT_REDUCE", "CUT_DECODE"],
         ),
-        ("blocks2", &["BLOCKS=2"]),
-        ("blocks8", &["BLOCKS=8"]),
+        ("fast_codes", &["FAST_CODES"]),
+        ("global_tables", &["GLOBAL_TABLES"]),
     ] {
         v.push(variant(
             format!("adam_f32_q8_rte_fma_wide_{suffix}"),
@@ -600,18 +558,6 @@ pub fn variants() -> Vec<Variant> {
             &[],
         ));
     }
-    v.push(variant(
-        "adam_f32_q8_rte_fma_wide_probe_per_check".to_string(),
-        "adam_q8_wide.comp",
-        &["RTE_F32", "FMA_CHECK"],
-        &[],
-    ));
-    v.push(variant(
-        "adam_f32_q8_rte_fma_lanes_hoisted".to_string(),
-        "adam_q8_lanes.comp",
-        &["RTE_F32", "FMA_CHECK", "HOIST_FMA_PROBE"],
-        &[],
-    ));
     v.extend([
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
@@ -675,8 +621,8 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         "adam.comp" => (elements(defines), 256),
         "adam_q8.comp" => (1, 256),
         "adam_q8_lanes.comp" => (4, 64),
-        // BLOCKS blocks of 256 per workgroup (4 unless the build says).
-        "adam_q8_wide.comp" => (4, 64 * blocks(defines)),
+        // 4 blocks of 256 per workgroup.
+        "adam_q8_wide.comp" => (4, 256),
         "adam_count.comp" => (1, 1),
         // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
         // workgroup, 8 values per invocation.
@@ -712,13 +658,6 @@ pub fn matmul_tile(file: &str) -> Option<u32> {
 
 /// The elements per invocation of an Adam variant: its `ELEMENTS=<n>`
 /// define, else 1.
-fn blocks(defines: &[String]) -> u32 {
-    defines
-        .iter()
-        .find_map(|d| d.strip_prefix("BLOCKS="))
-        .map_or(4, |n| n.parse().expect("BLOCKS=<n> with a whole n"))
-}
-
 fn elements(defines: &[String]) -> u32 {
     defines
         .iter()

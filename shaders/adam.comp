@@ -26,7 +26,7 @@ void main() {
     }
     uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
     uint first = group * (PER_LANE * LOCAL_SIZE) + gl_LocalInvocationID.x;
-#ifdef HOIST_FMA_PROBE
+#ifdef FMA_CHECK
     hoist_fma_probe();
 #endif
     Scalars s = step_scalars();

@@ -74,39 +74,43 @@ bool zero_or_normal(uint t) {
     return t == 0u || exponent_field(t) - 1u < 254u;
 }
 
-// A root for the codes by checked_sqrt (the IEEE root where the check
-// holds), 0 and 1 exactly; `exact` false where the check fails.
-uint code_root_checked(uint x, inout bool exact) {
-    return (x << 1) == 0u || x == 0x3f800000u ? x : checked_sqrt(x, exact);
-}
+#ifdef CODE_BOUND
+// The codes from their boundaries on t (crate::train::adam_math::
+// code_bounds; CODE_BOUND(i) reads control word i, from wherever the kernel
+// keeps it): the exact t, the FPU's estimate of the code (its roots of any
+// accuracy Vulkan allows), and the code kept where t lies between its two
+// boundaries (comparisons on the bits), else the exact chain. No margin to
+// a rounding boundary: the chain is redone only where the estimate is a
+// code off.
 
-// signed_code's chain by the FPU, each root corrected and checked exact
-// (code_root_checked) and each product checked (checked_mul): the IEEE
-// chain where every check holds, so its y rounds as signed_code's, with no
-// margin to a rounding boundary; signed_code where a check fails.
-uint signed_code_checked(uint m, uint inverse) {
-    bool exact = true;
-    float t = checked_mul(uintBitsToFloat(m & 0x7fffffffu), uintBitsToFloat(inverse), exact);
-    uint root = code_root_checked(floatBitsToUint(t), exact);
-    uint y = floatBitsToUint(checked_mul(127.0, uintBitsToFloat(root), exact));
-    if (!exact || exponent_field(y) == 0xffu) {
+// signed_code by its boundaries.
+uint signed_code_bounded(uint m, uint inverse) {
+    uint t = mul_bits(m & 0x7fffffffu, inverse);
+    if (t >= 0x7f800000u) {
         return signed_code(m, inverse);
     }
-    uint q = rounded(y);
-    return (m & 0x80000000u) != 0u ? (256u - min(q, 128u)) & 0xffu : min(q, 127u);
+    precise float y = 127.0 * code_root(uintBitsToFloat(t));
+    uint q = min(uint(y + 0.5), 128u);
+    if (t < CODE_BOUND(SIGNED_BOUNDS + q) || t >= CODE_BOUND(SIGNED_BOUNDS + q + 1u)) {
+        return signed_code(m, inverse);
+    }
+    return (m & 0x80000000u) != 0u ? (256u - q) & 0xffu : min(q, 127u);
 }
 
-// unsigned_code's chain as signed_code_checked's.
-uint unsigned_code_checked(uint v, uint inverse) {
-    bool exact = (v & 0x80000000u) == 0u;
-    float t = checked_mul(uintBitsToFloat(v), uintBitsToFloat(inverse), exact);
-    uint root = code_root_checked(code_root_checked(floatBitsToUint(t), exact), exact);
-    uint y = floatBitsToUint(checked_mul(255.0, uintBitsToFloat(root), exact));
-    if (!exact || exponent_field(y) == 0xffu) {
+// unsigned_code by its boundaries (a negative or non-finite t: the chain).
+uint unsigned_code_bounded(uint v, uint inverse) {
+    uint t = mul_bits(v, inverse);
+    if (t >= 0x7f800000u) {
         return unsigned_code(v, inverse);
     }
-    return min(rounded(y), 255u);
+    precise float y = 255.0 * code_root(code_root(uintBitsToFloat(t)));
+    uint q = min(uint(y + 0.5), 255u);
+    if (t < CODE_BOUND(UNSIGNED_BOUNDS + q) || t >= CODE_BOUND(UNSIGNED_BOUNDS + q + 1u)) {
+        return unsigned_code(v, inverse);
+    }
+    return q;
 }
+#endif
 
 // signed_code by the FPU where that decides the code, else signed_code.
 uint signed_code_fast(uint m, uint inverse) {

@@ -41,6 +41,8 @@ const uint CONTROL_APPLY = 3u;  // 1: this step applies; 0: it is skipped
 const uint CONTROL_FMA_PROBE = 4u; // 2 f32: 1 + 2^-12 and -(1 + 2^-11)
 const uint SIGNED_TABLE = 64u;  // 256 f32: the first moment's decode table
 const uint UNSIGNED_TABLE = 320u; // 256 f32: the second moment's
+const uint SIGNED_BOUNDS = 576u;  // 130 f32: the first moment's codes' boundaries
+const uint UNSIGNED_BOUNDS = 706u; // 257 f32: the second moment's
 
 // Rust twin: src/vk/family.rs `AdamPush` (sizes checked by the build).
 layout(push_constant) uniform Push {
@@ -188,10 +190,10 @@ bool fma_probe_passes() {
     return probe == 5.9604644775390625e-8;
 }
 
-#ifdef HOIST_FMA_PROBE
 // The probe's answer, asked once per invocation (hoist_fma_probe, first in
-// main): the control buffer may alias the weights, so a compiler cannot
-// keep the probe's loads across the stores between two checks.
+// each kernel's main): the control buffer may alias the weights, so a
+// compiler could not keep the probe's loads across the stores between two
+// checks.
 bool fma_once = false;
 
 void hoist_fma_probe() {
@@ -201,11 +203,6 @@ void hoist_fma_probe() {
 bool fma_rounds_once() {
     return fma_once;
 }
-#else
-bool fma_rounds_once() {
-    return fma_probe_passes();
-}
-#endif
 
 // a / b by the floating-point unit, one correction q + r / b from the fma
 // residual r = a - qb; `exact` stays true only where the residual of the

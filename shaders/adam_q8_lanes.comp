@@ -31,7 +31,7 @@ void main() {
     uint first = block * 256u + 4u * lane;
     uint word = block * LOCAL_SIZE + lane;
     bool any_in_range = first < pc.n_elements;
-#ifdef HOIST_FMA_PROBE
+#ifdef FMA_CHECK
     hoist_fma_probe();
 #endif
     Scalars s = step_scalars();
