@@ -261,11 +261,31 @@ pub(super) mod tests {
         }
     }
 
+    /// A format's kernels as the real-tensor check uses them.
+    pub(in crate::quant) struct Kernels {
+        pub bytes: usize,
+        pub nearest: fn(&[f32], &mut [u8]),
+        pub search: crate::cpu_kernels::Search,
+        pub reference: crate::cpu_kernels::Search,
+        pub dequantize: fn(&[u8], &mut [f32]),
+    }
+
+    /// Q4_0's kernels with the search `search`.
+    pub(in crate::quant) fn q4_0_kernels(search: crate::cpu_kernels::Search) -> Kernels {
+        Kernels {
+            bytes: 18,
+            nearest: scalar::q4_0_nearest,
+            search,
+            reference: search::q4_0,
+            dequantize: scalar::q4_0_dequantize,
+        }
+    }
+
     /// Every tensor of the committed weights and, where present, the shared
-    /// ones: `search`'s SNR within 0.01 dB of the reference search's (or
+    /// ones: the search's SNR within 0.01 dB of the reference search's (or
     /// above) and its total error within 1.001 of it, with and without a
     /// per-column importance, and never worse than nearest on any block.
-    pub(in crate::quant) fn as_good_as_the_reference_on(search: crate::cpu_kernels::Search) {
+    pub(in crate::quant) fn as_good_as_the_reference_on(k: Kernels) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files: Vec<_> = [
             root.join("data/weights"),
@@ -279,6 +299,11 @@ pub(super) mod tests {
         .collect();
         files.sort();
         assert!(files.len() >= 5, "the committed weights are missing");
+        let error_of = |x: &[f32], w: &[f32], bytes: &[u8]| {
+            let mut y = [0.0f32; QK];
+            (k.dequantize)(bytes, &mut y);
+            search::weighted_error(x, w, &y)
+        };
         for path in files {
             let x = crate::data::read_f32_file(&path).unwrap();
             let x = &x[..x.len() / QK * QK];
@@ -293,10 +318,10 @@ pub(super) mod tests {
                             1.0
                         }
                     });
-                    let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-                    scalar::q4_0_nearest(block, &mut near);
-                    search(block, &w, &mut fast);
-                    search::q4_0(block, &w, &mut reference);
+                    let (mut near, mut fast, mut reference) = ([0u8; 34], [0u8; 34], [0u8; 34]);
+                    (k.nearest)(block, &mut near[..k.bytes]);
+                    (k.search)(block, &w, &mut fast[..k.bytes]);
+                    (k.reference)(block, &w, &mut reference[..k.bytes]);
                     let e_fast = error_of(block, &w, &fast);
                     assert!(
                         e_fast <= error_of(block, &w, &near),

@@ -735,6 +735,17 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
+/// Per run b of u = ⌊2t⌋ + 256 (32b ..= 32b + 31, see [`iq4_nl_indices`]):
+/// the midpoints below it, and where in it the first and second of its own
+/// lie (32: none).
+pub(super) const IQ4_NL_RUN_BELOW: [i8; 16] =
+    [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
+pub(super) const IQ4_NL_RUN_FIRST: [i8; 16] =
+    [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
+pub(super) const IQ4_NL_RUN_SECOND: [i8; 16] = [
+    32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
+];
+
 /// IQ4_NL's index of each lane of `t` (`scalar::iq4_nl_index`, the number
 /// of midpoints at or below t). Every midpoint m is a multiple of ½, so
 /// t ≥ m exactly when u = ⌊2t⌋ + 256 ≥ 2m + 256; u (clamped to 0..=511,
@@ -743,14 +754,7 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
 /// comparisons, three 16-entry lookups (`pshufb`).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn iq4_nl_indices(t: __m256) -> __m256i {
-    // Per run b of u (32b ..= 32b + 31): the midpoints below it, and where in
-    // it the first and second of its own lie (32: none).
-    const BELOW: [i8; 16] = [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
-    const FIRST: [i8; 16] = [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
-    const SECOND: [i8; 16] = [
-        32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
-    ];
+pub(super) fn iq4_nl_indices(t: __m256) -> __m256i {
     let table = |v: [i8; 16]| {
         _mm256_setr_epi8(
             v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
@@ -774,10 +778,10 @@ fn iq4_nl_indices(t: __m256) -> __m256i {
     let within = _mm256_and_si256(u, _mm256_set1_epi32(31));
     let look = |v: [i8; 16]| _mm256_shuffle_epi8(table(v), run);
     // −1 where u lies before the run's first (second) midpoint.
-    let before_first = _mm256_cmpgt_epi32(look(FIRST), within);
-    let before_second = _mm256_cmpgt_epi32(look(SECOND), within);
+    let before_first = _mm256_cmpgt_epi32(look(IQ4_NL_RUN_FIRST), within);
+    let before_second = _mm256_cmpgt_epi32(look(IQ4_NL_RUN_SECOND), within);
     _mm256_add_epi32(
-        _mm256_add_epi32(look(BELOW), _mm256_set1_epi32(2)),
+        _mm256_add_epi32(look(IQ4_NL_RUN_BELOW), _mm256_set1_epi32(2)),
         _mm256_add_epi32(before_first, before_second),
     )
 }
@@ -785,7 +789,7 @@ fn iq4_nl_indices(t: __m256) -> __m256i {
 /// IQ4_NL's level of each index lane (0..16) as f32.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn iq4_nl_level_values(index: __m256i) -> __m256 {
+pub(super) fn iq4_nl_level_values(index: __m256i) -> __m256 {
     let l = scalar::IQ4_NL_LEVELS.map(f32::from);
     let low = _mm256_setr_ps(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]);
     let high = _mm256_setr_ps(l[8], l[9], l[10], l[11], l[12], l[13], l[14], l[15]);
