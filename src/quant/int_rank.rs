@@ -34,6 +34,12 @@ pub(super) trait Integers {
         }
         out
     }
+
+    /// [`best_two`].
+    #[inline(always)]
+    fn best_two_keys(keys: &[u32; MAX_CANDIDATES]) -> [usize; 2] {
+        best_two(keys)
+    }
 }
 
 /// The key of candidate `c` of rank `rank` (non-negative, so its f32 bits

@@ -25,7 +25,7 @@
 //! block's score, the two stored blocks' errors are compared in f64.
 
 use super::f32_scores::{lane_sum, stored};
-use super::int_rank::{self, FULL, Integers, MAX_CANDIDATES, key, largest};
+use super::int_rank::{FULL, Integers, MAX_CANDIDATES, key, largest};
 use super::scalar::{self, IQ4_NL_LEVELS, IQ4_NL_MIDPOINTS, QK, inverse_scale, signed_max};
 use super::search;
 
@@ -109,13 +109,53 @@ pub(super) trait Scores: Integers {
     /// The level index of each of eight `t = x·id` (`scalar::iq4_nl_index`).
     #[inline(always)]
     fn indices(t: &[f32; 8]) -> [u8; 8] {
-        t.map(scalar::iq4_nl_index)
+        let mut out = [0u8; 8];
+        for (o, &t) in out.iter_mut().zip(t) {
+            *o = scalar::iq4_nl_index(t);
+        }
+        out
     }
 
-    /// The level of each of eight `t = x·id`, as f32.
+    /// `scalar::iq4_nl_with_scale`.
     #[inline(always)]
-    fn levels(t: &[f32; 8]) -> [f32; 8] {
-        Self::indices(t).map(scalar::iq4_nl_level)
+    fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
+        scalar::iq4_nl_with_scale(x, d, out);
+    }
+
+    /// Each scale's weighted squared error and, with `SUMS`, its levels'
+    /// `Σ w·x·v` and `Σ w·v²`, in lanes of eight (lane `j` adds elements
+    /// j, j+8, j+16, j+24 in turn, then [`lane_sum`]); the levels those of
+    /// `x·id`, `id = inverse_scale(d)`.
+    #[inline(always)]
+    fn evaluate<const SUMS: bool, const N: usize>(block: &Block, ds: [f32; N]) -> [[f32; 3]; N] {
+        let mut out = [[0.0f32; 3]; N];
+        for (o, &d) in out.iter_mut().zip(&ds) {
+            let id = inverse_scale(d);
+            let mut lanes = [[0.0f32; 8]; 3];
+            for k in 0..QK / 8 {
+                let mut t = [0.0f32; 8];
+                for (j, t) in t.iter_mut().enumerate() {
+                    *t = block.x[8 * k + j] * id;
+                }
+                let indices = Self::indices(&t);
+                for j in 0..8 {
+                    let e = 8 * k + j;
+                    let v = scalar::iq4_nl_level(indices[j]);
+                    let r = block.x[e] - d * v;
+                    lanes[0][j] += block.w[e] * r * r;
+                    if SUMS {
+                        lanes[1][j] += block.wx[e] * v;
+                        lanes[2][j] += block.w[e] * v * v;
+                    }
+                }
+            }
+            *o = [
+                lane_sum(&lanes[0]),
+                lane_sum(&lanes[1]),
+                lane_sum(&lanes[2]),
+            ];
+        }
+        out
     }
 }
 
@@ -142,13 +182,15 @@ impl Scores for Portable {
 /// The two candidates whose levels leave the least error after a
 /// least-squares refit: the largest `a²/b`, the first among equals.
 #[inline(always)]
-fn best_two([a, b]: &Sums2) -> [usize; 2] {
+fn best_two<R: Scores>([a, b]: &Sums2) -> [usize; 2] {
     let mut keys = [0u32; MAX_CANDIDATES];
     for c in 0..CANDIDATES {
         let (a, b) = (a[c] as f32, b[c] as f32);
-        keys[c] = key(if b > 0.0 { a * a / b } else { 0.0 }, c);
+        // Computed whatever the sign, then selected: the loop vectorizes.
+        let rank = a * a / b;
+        keys[c] = key(if b > 0.0 { rank } else { 0.0 }, c);
     }
-    int_rank::best_two(&keys)
+    R::best_two_keys(&keys)
 }
 
 /// Relative gap (to the reference block's score) below which the winner
@@ -168,35 +210,11 @@ const MAGNITUDES: std::ops::RangeInclusive<f32> = 134.0 * 6.103_515_6e-5..=6e4;
 const WEIGHT_FULL: f32 = 2047.0;
 
 /// A block the f32 evaluation handles.
-struct Block<'a> {
-    x: &'a [f32; QK],
-    w: &'a [f32; QK],
-    wx: [f32; QK],
+pub(super) struct Block<'a> {
+    pub x: &'a [f32; QK],
+    pub w: &'a [f32; QK],
+    pub wx: [f32; QK],
     max: f32,
-}
-
-/// A candidate's weighted squared error and, with `SUMS`, its levels'
-/// `Σ w·x·v` and `Σ w·v²`, in lanes of eight (lane `j` adds elements j,
-/// j+8, j+16, j+24 in turn).
-#[inline(always)]
-fn evaluate<R: Scores, const SUMS: bool>(block: &Block, d: f32) -> [f32; 3] {
-    let id = inverse_scale(d);
-    let mut lanes = [[0.0f32; 8]; 3];
-    for k in 0..QK / 8 {
-        let x: [f32; 8] = std::array::from_fn(|j| block.x[8 * k + j]);
-        let levels = R::levels(&x.map(|v| v * id));
-        for j in 0..8 {
-            let e = 8 * k + j;
-            let v = levels[j];
-            let r = x[j] - d * v;
-            lanes[0][j] += block.w[e] * r * r;
-            if SUMS {
-                lanes[1][j] += block.wx[e] * v;
-                lanes[2][j] += block.w[e] * v * v;
-            }
-        }
-    }
-    lanes.map(|l| lane_sum(&l))
 }
 
 /// The stored least-squares scale of sums `(_, Σ w·x·v, Σ w·v²)`, or None.
@@ -223,6 +241,20 @@ fn ranked<R: Scores>(block: &Block, id: f32, uniform: bool) -> Option<(Ranked, f
     }
     let (p, q) = (R::integers(&block.wx, kp), R::integers(block.w, kq));
     Some((Ranked { u, p, q: Some(q) }, to_scale))
+}
+
+/// The index of each element of `x` at the inverse scale `id`.
+#[inline(always)]
+fn indices<R: Scores>(x: &[f32; QK], id: f32) -> [u8; QK] {
+    let mut q = [0u8; QK];
+    for k in 0..QK / 8 {
+        let mut t = [0.0f32; 8];
+        for (j, t) in t.iter_mut().enumerate() {
+            *t = x[8 * k + j] * id;
+        }
+        q[8 * k..8 * k + 8].copy_from_slice(&R::indices(&t));
+    }
+    q
 }
 
 /// The block, or None where the reference search takes it.
@@ -265,46 +297,48 @@ pub(super) fn iq4_nl_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
         return;
     };
     // ggml's reference block: the indices at id₀, its own refit.
-    let mut q0 = [0u8; QK];
-    for k in 0..QK / 8 {
-        let t: [f32; 8] = std::array::from_fn(|j| xs[8 * k + j] * id0);
-        q0[8 * k..8 * k + 8].copy_from_slice(&R::indices(&t));
-    }
+    let q0 = indices::<R>(xs, id0);
     let d_reference = stored(scalar::iq4_nl_refit(x, &q0, block.max.abs()));
-    let e_reference = evaluate::<R, false>(&block, d_reference)[0];
-    let mut best = (e_reference, None);
+    // The reference block and the best two, then the refit of each.
+    let mut first = [d_reference; 3];
     let sums = R::scores(&ranked);
-    for c in best_two(&sums) {
+    for (f, c) in first[1..].iter_mut().zip(best_two::<R>(&sums)) {
         let (a, b) = (sums[0][c] as f32, sums[1][c] as f32);
         let d = a / b * to_scale;
-        if !(b > 0.0 && d.is_finite() && d != 0.0) {
-            continue;
-        }
-        let first = stored(d);
-        let scored = evaluate::<R, true>(&block, first);
-        if scored[0] < best.0 {
-            best = (scored[0], Some(first));
-        }
-        if let Some(again) = refit(scored) {
-            let error = evaluate::<R, false>(&block, again)[0];
-            if error < best.0 {
-                best = (error, Some(again));
-            }
+        if b > 0.0 && d.is_finite() && d != 0.0 {
+            *f = stored(d);
         }
     }
-    write(&block, e_reference, best, out);
+    let scored = R::evaluate::<true, 3>(&block, first);
+    let e_reference = scored[0][0];
+    let mut best = (e_reference, None);
+    let mut offer = |d: f32, error: f32| {
+        if error < best.0 {
+            best = (error, Some(d));
+        }
+    };
+    for (&d, s) in first.iter().zip(&scored).skip(1) {
+        offer(d, s[0]);
+    }
+    let again_of = |k: usize| refit(scored[k]).unwrap_or(d_reference);
+    let again = [again_of(0), again_of(1), again_of(2)];
+    let rescored = R::evaluate::<false, 3>(&block, again);
+    for (&d, s) in again.iter().zip(&rescored) {
+        offer(d, s[0]);
+    }
+    write::<R>(&block, e_reference, best, out);
 }
 
 /// Writes the block of the scale `best.1`, or the reference block where
 /// none beat it; where the two scores lie within [`EXACT_BELOW`], the two
 /// stored blocks' errors decide, in f64.
 #[inline(always)]
-fn write(block: &Block, e_reference: f32, best: (f32, Option<f32>), out: &mut [u8]) {
+fn write<R: Scores>(block: &Block, e_reference: f32, best: (f32, Option<f32>), out: &mut [u8]) {
     let Some(d) = best.1 else {
         scalar::iq4_nl_nearest(block.x, out);
         return;
     };
-    scalar::iq4_nl_with_scale(block.x, d, out);
+    R::with_scale(block.x, d, out);
     if e_reference - best.0 < EXACT_BELOW * e_reference + TINY {
         let mut reference = [0u8; 18];
         scalar::iq4_nl_nearest(block.x, &mut reference);

@@ -30,7 +30,7 @@
 //! take the reference search.
 
 use super::f32_scores::{lane_sum, stored};
-use super::int_rank::{self, FULL, Integers, MAX_CANDIDATES, key, largest};
+use super::int_rank::{FULL, Integers, MAX_CANDIDATES, key, largest};
 use super::scalar::{self, QK, inverse_scale, min_max};
 use super::search;
 
@@ -106,6 +106,57 @@ pub(super) trait Scores: Integers {
     /// `Σ l·P`, `Σ l²·Q` and `Σ l·Q` of every candidate of [`STEPS`]
     /// (`Q = 1` where `ranked.q` is None).
     fn scores(ranked: &Ranked) -> Sums3;
+
+    /// `scalar::min_max`.
+    #[inline(always)]
+    fn min_max(x: &[f32; QK]) -> (f32, f32) {
+        min_max(x)
+    }
+
+    /// `scalar::q4_1_with_scale`.
+    #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, m: f32, out: &mut [u8]) {
+        scalar::q4_1_with_scale(x, d, m, out);
+    }
+
+    /// Each candidate's weighted squared error and, with `SUMS`, its
+    /// levels' `Σ w·l`, `Σ w·l²` and `Σ w·(x − mean)·l`, in lanes of eight
+    /// (lane `j` adds elements j, j+8, j+16, j+24 in turn, then
+    /// [`lane_sum`]); the levels `clamp(⌊(x − m)·id + ½⌋, 0, 15)` with
+    /// both bounds taken as `maxps`/`minps` do (the second where not
+    /// beyond), the stored value `d·l + m` a product then a sum.
+    #[inline(always)]
+    fn evaluate<const SUMS: bool, const N: usize>(
+        block: &Block,
+        candidates: [Candidate; N],
+    ) -> [[f32; 4]; N] {
+        candidates.map(|c| {
+            let mut lanes = [[0.0f32; 8]; 4];
+            for k in 0..QK / 8 {
+                for j in 0..8 {
+                    let e = 8 * k + j;
+                    let x = block.x[e];
+                    let t = ((x - c.m_level) * c.id + 0.5).trunc();
+                    let t = if t > 0.0 { t } else { 0.0 };
+                    let l = if t < 15.0 { t } else { 15.0 };
+                    let r = x - (c.d * l + c.m);
+                    lanes[0][j] += block.w[e] * r * r;
+                    if SUMS {
+                        let wl = block.w[e] * l;
+                        lanes[1][j] += wl;
+                        lanes[2][j] += wl * l;
+                        lanes[3][j] += block.wc[e] * l;
+                    }
+                }
+            }
+            [
+                lane_sum(&lanes[0]),
+                lane_sum(&lanes[1]),
+                lane_sum(&lanes[2]),
+                lane_sum(&lanes[3]),
+            ]
+        })
+    }
 }
 
 /// The portable sums, element by element.
@@ -135,14 +186,16 @@ impl Scores for Portable {
 /// `a²/(b − c²/n)` (0 where the denominator is not positive), the first
 /// among equals.
 #[inline(always)]
-fn best_two([a, b, c]: &Sums3, n: f32) -> [usize; 2] {
+fn best_two<R: Scores>([a, b, c]: &Sums3, n: f32) -> [usize; 2] {
     let mut keys = [0u32; MAX_CANDIDATES];
     for k in 0..CANDIDATES {
         let (a, b, c) = (a[k] as f32, b[k] as f32, c[k] as f32);
         let spread = b - c * c / n;
-        keys[k] = key(if spread > 0.0 { a * a / spread } else { 0.0 }, k);
+        // Computed whatever the sign, then selected: the loop vectorizes.
+        let rank = a * a / spread;
+        keys[k] = key(if spread > 0.0 { rank } else { 0.0 }, k);
     }
-    int_rank::best_two(&keys)
+    R::best_two_keys(&keys)
 }
 
 /// Relative gap (to nearest rounding's score) below which the winner and
@@ -161,11 +214,11 @@ const TINY: f32 = 1e-30;
 const RANGE: std::ops::RangeInclusive<f32> = 15.0 * 6.103_515_6e-5..=6e4;
 
 /// A block the f32 evaluation handles.
-struct Block<'a> {
-    x: &'a [f32; QK],
-    w: &'a [f32; QK],
+pub(super) struct Block<'a> {
+    pub x: &'a [f32; QK],
+    pub w: &'a [f32; QK],
     /// `w·(x − mean)`, the weighted mean's residuals weighted.
-    wc: [f32; QK],
+    pub wc: [f32; QK],
     mean: f32,
     /// `Σ w` and `Σ w·(x − mean)` in lane order.
     sw: f32,
@@ -177,11 +230,11 @@ struct Block<'a> {
 /// A candidate's stored scale and minimum and the levels' inverse scale and
 /// minimum (nearest rounding finds its levels with the unrounded ones).
 #[derive(Clone, Copy)]
-struct Candidate {
-    id: f32,
-    m_level: f32,
-    d: f32,
-    m: f32,
+pub(super) struct Candidate {
+    pub id: f32,
+    pub m_level: f32,
+    pub d: f32,
+    pub m: f32,
 }
 
 impl Candidate {
@@ -198,35 +251,11 @@ impl Candidate {
     }
 }
 
-/// A candidate's weighted squared error and, with `SUMS`, its levels'
-/// `Σ w·l`, `Σ w·l²` and `Σ w·(x − mean)·l`, in lanes of eight (lane `j`
-/// adds elements j, j+8, j+16, j+24 in turn).
-#[inline(always)]
-fn evaluate<const SUMS: bool>(block: &Block, c: Candidate) -> [f32; 4] {
-    let mut lanes = [[0.0f32; 8]; 4];
-    for k in 0..QK / 8 {
-        for j in 0..8 {
-            let e = 8 * k + j;
-            let x = block.x[e];
-            let l = ((x - c.m_level) * c.id + 0.5).trunc().max(0.0).min(15.0);
-            let r = x - (c.d * l + c.m);
-            lanes[0][j] += block.w[e] * r * r;
-            if SUMS {
-                let wl = block.w[e] * l;
-                lanes[1][j] += wl;
-                lanes[2][j] += wl * l;
-                lanes[3][j] += block.wc[e] * l;
-            }
-        }
-    }
-    lanes.map(|l| lane_sum(&l))
-}
-
 impl<'a> Block<'a> {
     /// The block, or None where it leaves the evaluation's range.
     #[inline(always)]
-    fn of(x: &'a [f32; QK], w: &'a [f32; QK]) -> Option<Self> {
-        let (min, max) = min_max(x);
+    fn of<R: Scores>(x: &'a [f32; QK], w: &'a [f32; QK]) -> Option<Self> {
+        let (min, max) = R::min_max(x);
         if !(RANGE.contains(&(max - min)) && min.abs().max(max.abs()) <= *RANGE.end()) {
             return None;
         }
@@ -332,47 +361,53 @@ pub(super) fn q4_1_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
         uniform &= v == ws[0];
     }
     let Some((block, (ranked, to_scale, n))) =
-        Block::of(xs, ws).and_then(|b| ranked::<R>(&b, uniform).map(|r| (b, r)))
+        Block::of::<R>(xs, ws).and_then(|b| ranked::<R>(&b, uniform).map(|r| (b, r)))
     else {
         search::q4_1(x, w, out);
         return;
     };
     let sums = R::scores(&ranked);
+    // Nearest rounding and the best two, then the refit of each.
     let nearest = block.nearest();
-    let e_nearest = evaluate::<false>(&block, nearest)[0];
-    let mut best = (e_nearest, None);
-    for c in best_two(&sums, n) {
+    let mut first = [nearest; 3];
+    for (f, c) in first[1..].iter_mut().zip(best_two::<R>(&sums, n)) {
         let spread = sums[1][c] as f32 - sums[2][c] as f32 * sums[2][c] as f32 / n;
         let d = sums[0][c] as f32 / spread * to_scale;
         let m = block.mean - d * (sums[2][c] as f32 / n);
-        if !(d > 0.0 && d.is_finite() && m.is_finite()) {
-            continue;
-        }
-        let first = Candidate::stored(d, m);
-        let scored = evaluate::<true>(&block, first);
-        let mut offer = |candidate: Candidate, error: f32| {
-            if error < best.0 {
-                best = (error, Some(candidate));
-            }
-        };
-        offer(first, scored[0]);
-        if let Some(again) = block.refit(scored) {
-            offer(again, evaluate::<false>(&block, again)[0]);
+        if d > 0.0 && d.is_finite() && m.is_finite() {
+            *f = Candidate::stored(d, m);
         }
     }
-    write(&block, e_nearest, best, out);
+    let scored = R::evaluate::<true, 3>(&block, first);
+    let e_nearest = scored[0][0];
+    let mut best = (e_nearest, None);
+    let mut offer = |candidate: Candidate, error: f32| {
+        if error < best.0 {
+            best = (error, Some(candidate));
+        }
+    };
+    for (c, s) in first.iter().zip(&scored).skip(1) {
+        offer(*c, s[0]);
+    }
+    let refit = |k: usize| block.refit(scored[k]).unwrap_or(nearest);
+    let again = [refit(0), refit(1), refit(2)];
+    let rescored = R::evaluate::<false, 3>(&block, again);
+    for (c, s) in again.iter().zip(&rescored) {
+        offer(*c, s[0]);
+    }
+    write::<R>(&block, e_nearest, best, out);
 }
 
 /// Writes the block of the candidate `best.1`, or nearest rounding's where
 /// none beat it; where the two scores lie within [`EXACT_BELOW`], the two
 /// stored blocks' errors decide, in f64.
 #[inline(always)]
-fn write(block: &Block, e_nearest: f32, best: (f32, Option<Candidate>), out: &mut [u8]) {
+fn write<R: Scores>(block: &Block, e_nearest: f32, best: (f32, Option<Candidate>), out: &mut [u8]) {
     let Some(c) = best.1 else {
-        scalar::q4_1_nearest(block.x, out);
+        R::with_scale(block.x, (block.max - block.min) / 15.0, block.min, out);
         return;
     };
-    scalar::q4_1_with_scale(block.x, c.d, c.m, out);
+    R::with_scale(block.x, c.d, c.m, out);
     if e_nearest - best.0 < EXACT_BELOW * e_nearest + TINY {
         let mut near = [0u8; 20];
         scalar::q4_1_nearest(block.x, &mut near);

@@ -41,6 +41,25 @@ impl Integers for Avx2 {
         }
         out
     }
+
+    #[inline(always)]
+    fn best_two_keys(keys: &[u32; MAX_CANDIDATES]) -> [usize; 2] {
+        // SAFETY: only reached from the searches' AVX2 entry points, whose
+        // callers detected AVX2; the loads read 8 u32 at 8·g ≤ 24 of 32.
+        unsafe {
+            let mut v = [_mm256_setzero_si256(); 4];
+            for (g, v) in v.iter_mut().enumerate() {
+                *v = _mm256_loadu_si256(keys.as_ptr().add(8 * g).cast());
+            }
+            let first = largest_key(v);
+            let f = _mm256_set1_epi32(first as i32);
+            for v in v.iter_mut() {
+                *v = _mm256_andnot_si256(_mm256_cmpeq_epi32(*v, f), *v);
+            }
+            let second = largest_key(v);
+            [31 - (first & 31) as usize, 31 - (second & 31) as usize]
+        }
+    }
 }
 
 impl Scores for Avx2 {
@@ -180,6 +199,86 @@ impl q4_1::Scores for Avx2 {
             Some(q) => q4_1_scores::<true>(ranked, q),
         }
     }
+
+    #[inline(always)]
+    fn min_max(x: &[f32; QK]) -> (f32, f32) {
+        // SAFETY: only reached from `q4_1_search`, whose callers detected AVX2.
+        unsafe { simd_x86::q4_1_min_max(x) }
+    }
+
+    #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, m: f32, out: &mut [u8]) {
+        // SAFETY: only reached from `q4_1_search`, whose callers detected
+        // AVX2 and F16C.
+        unsafe { simd_x86::q4_1_with_scale(x, d, m, out) }
+    }
+
+    #[inline(always)]
+    fn evaluate<const SUMS: bool, const N: usize>(
+        block: &q4_1::Block,
+        candidates: [q4_1::Candidate; N],
+    ) -> [[f32; 4]; N] {
+        // SAFETY: only reached from `q4_1_search`, whose callers detected
+        // AVX2; every load reads 8 floats at 8·k < 32 of a 32-float array.
+        unsafe {
+            let (zero, half, top) = (
+                _mm256_setzero_ps(),
+                _mm256_set1_ps(0.5),
+                _mm256_set1_ps(15.0),
+            );
+            let (mut id, mut m_level, mut d, mut m) = ([zero; N], [zero; N], [zero; N], [zero; N]);
+            for (n, c) in candidates.iter().enumerate() {
+                id[n] = _mm256_set1_ps(c.id);
+                m_level[n] = _mm256_set1_ps(c.m_level);
+                d[n] = _mm256_set1_ps(c.d);
+                m[n] = _mm256_set1_ps(c.m);
+            }
+            let mut lanes = [[zero; 4]; N];
+            for k in 0..QK / 8 {
+                let x = _mm256_loadu_ps(block.x.as_ptr().add(8 * k));
+                let w = _mm256_loadu_ps(block.w.as_ptr().add(8 * k));
+                let wc = _mm256_loadu_ps(block.wc.as_ptr().add(8 * k));
+                for n in 0..N {
+                    let t = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(x, m_level[n]), id[n]), half);
+                    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+                    let l = _mm256_min_ps(_mm256_max_ps(t, zero), top);
+                    let r = _mm256_sub_ps(x, _mm256_add_ps(_mm256_mul_ps(d[n], l), m[n]));
+                    let e = _mm256_mul_ps(_mm256_mul_ps(w, r), r);
+                    lanes[n][0] = _mm256_add_ps(lanes[n][0], e);
+                    if SUMS {
+                        let wl = _mm256_mul_ps(w, l);
+                        lanes[n][1] = _mm256_add_ps(lanes[n][1], wl);
+                        lanes[n][2] = _mm256_add_ps(lanes[n][2], _mm256_mul_ps(wl, l));
+                        lanes[n][3] = _mm256_add_ps(lanes[n][3], _mm256_mul_ps(wc, l));
+                    }
+                }
+            }
+            let mut out = [[0.0f32; 4]; N];
+            for (o, l) in out.iter_mut().zip(&lanes) {
+                *o = lane_sums(l);
+            }
+            out
+        }
+    }
+}
+
+/// The lane sums of four vectors, each as `f32_scores::lane_sum` adds its
+/// lanes: `((a0+a1)+(a4+a5)) + ((a2+a3)+(a6+a7))`.
+#[inline(always)]
+fn lane_sums(v: &[__m256; 4]) -> [f32; 4] {
+    // SAFETY: only reached from the searches' AVX2 entry points; the store
+    // writes the four floats of `out`.
+    unsafe {
+        // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7]
+        let ab = _mm256_hadd_ps(v[0], v[1]);
+        let cd = _mm256_hadd_ps(v[2], v[3]);
+        // [(a0+a1)+(a4+a5), (a2+a3)+(a6+a7), (b0+b1)+(b4+b5), ...]
+        let ab = _mm_add_ps(_mm256_castps256_ps128(ab), _mm256_extractf128_ps::<1>(ab));
+        let cd = _mm_add_ps(_mm256_castps256_ps128(cd), _mm256_extractf128_ps::<1>(cd));
+        let mut out = [0.0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_hadd_ps(ab, cd));
+        out
+    }
 }
 
 /// The four candidates' sums of `v` (each eight lanes of partial sums),
@@ -252,6 +351,13 @@ impl iq4_nl::Scores for Avx2 {
     }
 
     #[inline(always)]
+    fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
+        // SAFETY: only reached from `iq4_nl_search`, whose callers detected
+        // AVX2 and F16C.
+        unsafe { simd_x86::iq4_nl_with_scale(x, d, out) }
+    }
+
+    #[inline(always)]
     fn indices(t: &[f32; 8]) -> [u8; 8] {
         let mut out = [0i32; 8];
         // SAFETY: only reached from `iq4_nl_search`, whose callers detected
@@ -260,20 +366,77 @@ impl iq4_nl::Scores for Avx2 {
             let k = simd_x86::iq4_nl_indices(_mm256_loadu_ps(t.as_ptr()));
             _mm256_storeu_si256(out.as_mut_ptr().cast(), k);
         }
-        out.map(|k| k as u8)
+        let mut bytes = [0u8; 8];
+        for (b, &k) in bytes.iter_mut().zip(&out) {
+            *b = k as u8;
+        }
+        bytes
     }
 
     #[inline(always)]
-    fn levels(t: &[f32; 8]) -> [f32; 8] {
-        let mut out = [0f32; 8];
-        // SAFETY: as in `indices`.
+    fn evaluate<const SUMS: bool, const N: usize>(
+        block: &iq4_nl::Block,
+        ds: [f32; N],
+    ) -> [[f32; 3]; N] {
+        // SAFETY: only reached from `iq4_nl_search`, whose callers detected
+        // AVX2; every load reads 8 floats at 8·k < 32 of a 32-float array.
         unsafe {
-            let k = simd_x86::iq4_nl_indices(_mm256_loadu_ps(t.as_ptr()));
-            _mm256_storeu_ps(out.as_mut_ptr(), simd_x86::iq4_nl_level_values(k));
+            let zero = _mm256_setzero_ps();
+            let (mut id, mut d) = ([zero; N], [zero; N]);
+            for (n, &dn) in ds.iter().enumerate() {
+                id[n] = _mm256_set1_ps(scalar::inverse_scale(dn));
+                d[n] = _mm256_set1_ps(dn);
+            }
+            let mut lanes = [[zero; 4]; N];
+            for k in 0..QK / 8 {
+                let x = _mm256_loadu_ps(block.x.as_ptr().add(8 * k));
+                let w = _mm256_loadu_ps(block.w.as_ptr().add(8 * k));
+                let wx = _mm256_loadu_ps(block.wx.as_ptr().add(8 * k));
+                for n in 0..N {
+                    let index = simd_x86::iq4_nl_indices(_mm256_mul_ps(x, id[n]));
+                    let v = simd_x86::iq4_nl_level_values(index);
+                    let r = _mm256_sub_ps(x, _mm256_mul_ps(d[n], v));
+                    let e = _mm256_mul_ps(_mm256_mul_ps(w, r), r);
+                    lanes[n][0] = _mm256_add_ps(lanes[n][0], e);
+                    if SUMS {
+                        lanes[n][1] = _mm256_add_ps(lanes[n][1], _mm256_mul_ps(wx, v));
+                        let wv = _mm256_mul_ps(w, v);
+                        lanes[n][2] = _mm256_add_ps(lanes[n][2], _mm256_mul_ps(wv, v));
+                    }
+                }
+            }
+            let mut out = [[0.0f32; 3]; N];
+            for (o, l) in out.iter_mut().zip(&lanes) {
+                let [e, a, b, _] = lane_sums(l);
+                *o = [e, a, b];
+            }
+            out
         }
-        out
     }
 }
+
+/// `simd_x86::IQ4_NL_RUN_BELOW` plus two (the index before the run's two
+/// comparisons subtract).
+const RUN_BELOW_PLUS_TWO: [i8; 16] = {
+    let mut out = simd_x86::IQ4_NL_RUN_BELOW;
+    let mut k = 0;
+    while k < 16 {
+        out[k] += 2;
+        k += 1;
+    }
+    out
+};
+
+/// IQ4_NL's levels plus 128, as the bytes 1..=241.
+const LEVELS_PLUS_128: [i8; 16] = {
+    let mut out = [0i8; 16];
+    let mut k = 0;
+    while k < 16 {
+        out[k] = (scalar::IQ4_NL_LEVELS[k] as i16 + 128) as u8 as i8;
+        k += 1;
+    }
+    out
+};
 
 /// A 16-byte table in both 128-bit lanes, for `pshufb`.
 #[inline(always)]
@@ -294,13 +457,12 @@ fn iq4_nl_scores<const WEIGHTED: bool>(ranked: &iq4_nl::Ranked, q: &[i16; QK]) -
     // SAFETY: only reached from `iq4_nl_search`, whose callers detected
     // AVX2; the stores write 4 i32 each at 4·g < CANDIDATES of arrays of 32.
     unsafe {
-        let below = table(simd_x86::IQ4_NL_RUN_BELOW.map(|b| b + 2));
+        let below = table(RUN_BELOW_PLUS_TWO);
         let (first, second) = (
             table(simd_x86::IQ4_NL_RUN_FIRST),
             table(simd_x86::IQ4_NL_RUN_SECOND),
         );
-        // The levels plus 128, as bytes 1..=241.
-        let levels = table(scalar::IQ4_NL_LEVELS.map(|l| (i16::from(l) + 128) as u8 as i8));
+        let levels = table(LEVELS_PLUS_128);
         // A high byte of 0x80 makes pshufb zero it: 16-bit lookups.
         let high = _mm256_set1_epi16(0x8000u16 as i16);
         let (bias, top, runs) = (

@@ -353,47 +353,76 @@ pub(crate) unsafe fn q5_0_quantize(src: &[f32], dst: &mut [u8]) {
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
-        // SAFETY: x has exactly 32 elements.
-        let v = unsafe { load_block(x) };
-        let mut hi = horizontal_max(_mm256_max_ps(
-            _mm256_max_ps(v[0], v[1]),
-            _mm256_max_ps(v[2], v[3]),
-        ));
-        let mut lo = horizontal_min(_mm256_min_ps(
-            _mm256_min_ps(v[0], v[1]),
-            _mm256_min_ps(v[2], v[3]),
-        ));
-        // A zero minimum or maximum takes the sign of the block's first zero, as
-        // ggml's C loop does (the first element equal to it is kept); the vector
-        // min/max would return either sign, and d = max − min can be −0.
-        if lo == 0.0 || hi == 0.0 {
-            let first_zero = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
-            if lo == 0.0 {
-                lo = first_zero;
-            }
-            if hi == 0.0 {
-                hi = first_zero;
-            }
-        }
-        let d = (hi - lo) / 15.0;
-        let id = _mm256_set1_ps(scalar::inverse_scale(d));
-        let vlo = _mm256_set1_ps(lo);
-        let q = v.map(|v| {
-            let t = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_sub_ps(v, vlo), id),
-                _mm256_set1_ps(0.5),
-            );
-            let t = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            _mm256_cvtps_epi32(_mm256_min_ps(
-                _mm256_max_ps(t, _mm256_setzero_ps()),
-                _mm256_set1_ps(15.0),
-            ))
-        });
-        put_f16(out, d);
-        out[2..4].copy_from_slice(&f16_bits(lo).to_le_bytes());
-        // SAFETY: out has 20 bytes; the store covers out[4..20].
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(4).cast(), pack_nibbles(q)) };
+        let (lo, hi) = q4_1_min_max(x);
+        q4_1_with_scale(x, (hi - lo) / 15.0, lo, out);
     }
+}
+
+/// The block's minimum and maximum as `scalar::min_max` finds them.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q4_1_min_max(x: &[f32]) -> (f32, f32) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let mut hi = horizontal_max(_mm256_max_ps(
+        _mm256_max_ps(v[0], v[1]),
+        _mm256_max_ps(v[2], v[3]),
+    ));
+    let mut lo = horizontal_min(_mm256_min_ps(
+        _mm256_min_ps(v[0], v[1]),
+        _mm256_min_ps(v[2], v[3]),
+    ));
+    // A zero minimum or maximum takes the sign of the block's first zero, as
+    // ggml's C loop does (the first element equal to it is kept); the vector
+    // min/max would return either sign, and d = max − min can be −0.
+    if lo == 0.0 || hi == 0.0 {
+        let first_zero = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
+        if lo == 0.0 {
+            lo = first_zero;
+        }
+        if hi == 0.0 {
+            hi = first_zero;
+        }
+    }
+    (lo, hi)
+}
+
+/// `scalar::q4_1_with_scale`: q = min(15, ⌊(x − m)·id + ½⌋), 0 below m.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn q4_1_with_scale(x: &[f32], d: f32, m: f32, out: &mut [u8]) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let vlo = _mm256_set1_ps(m);
+    let q = v.map(|v| {
+        let t = _mm256_add_ps(
+            _mm256_mul_ps(_mm256_sub_ps(v, vlo), id),
+            _mm256_set1_ps(0.5),
+        );
+        let t = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        _mm256_cvtps_epi32(_mm256_min_ps(
+            _mm256_max_ps(t, _mm256_setzero_ps()),
+            _mm256_set1_ps(15.0),
+        ))
+    });
+    put_f16(out, d);
+    out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
+    // SAFETY: out has 20 bytes; the store covers out[4..20].
+    unsafe { _mm_storeu_si128(out[..20].as_mut_ptr().add(4).cast(), pack_nibbles(q)) };
+}
+
+/// `scalar::iq4_nl_with_scale`: each element on the level nearest x/d.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn iq4_nl_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let q = v.map(|v| iq4_nl_indices(_mm256_mul_ps(v, id)));
+    put_f16(out, d);
+    // SAFETY: out has 18 bytes; the store covers out[2..18].
+    unsafe { _mm_storeu_si128(out[..18].as_mut_ptr().add(2).cast(), pack_nibbles(q)) };
 }
 
 /// # Safety
