@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(q4_0_kernels(q4_0));
+        as_good_as_the_reference_on(q4_0_kernels(q4_0), 1);
     }
 
     #[test]
