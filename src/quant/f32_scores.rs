@@ -261,6 +261,47 @@ pub(super) mod tests {
         }
     }
 
+    /// The error-minimising quantization of `format` (whose search is
+    /// `search`) gives the same bytes on one thread and on three, with and
+    /// without importance, and each block those of the search on its own.
+    pub(in crate::quant) fn threads_do_not_change(
+        format: crate::format::Format,
+        search: crate::cpu_kernels::Search,
+    ) {
+        use crate::quant::{QuantizeOptions, Rounding, quantize};
+        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
+        let n = 384 * 683;
+        let x: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
+            .collect();
+        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
+        let block_bytes = format.block_bytes();
+        for importance in [None, Some(&importance[..])] {
+            let bytes = |threads| {
+                let mut q = vec![0u8; format.size_of(n).unwrap()];
+                let opts = QuantizeOptions {
+                    rounding: Rounding::ErrorMinimising,
+                    importance,
+                    threads,
+                    ..Default::default()
+                };
+                quantize(format, &x, &mut q, &opts).unwrap();
+                q
+            };
+            let one = bytes(1);
+            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
+            // Each block as the search gives it on its own.
+            let w: Vec<f32> = (0..n)
+                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
+                .collect();
+            for (b, out) in one.chunks_exact(block_bytes).enumerate().step_by(61) {
+                let mut alone = [0u8; 34];
+                search(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
+                assert_eq!(out, &alone[..block_bytes], "block {b}");
+            }
+        }
+    }
+
     /// A format's kernels as the real-tensor check uses them.
     pub(in crate::quant) struct Kernels {
         pub bytes: usize,

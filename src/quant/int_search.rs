@@ -244,7 +244,8 @@ pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::quant::f32_scores::tests::{
-        as_good_as_the_reference_on, blocks, error_of, q4_0_kernels, weights_of,
+        as_good_as_the_reference_on, blocks, error_of, q4_0_kernels, threads_do_not_change,
+        weights_of,
     };
     use crate::quant::scalar;
 
@@ -317,38 +318,7 @@ mod tests {
 
     #[test]
     fn threads_do_not_change_the_bytes() {
-        use crate::format::Format;
-        use crate::quant::{QuantizeOptions, Rounding, quantize};
-        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
-        let n = 384 * 683;
-        let x: Vec<f32> = (0..n)
-            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
-            .collect();
-        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
-        for importance in [None, Some(&importance[..])] {
-            let bytes = |threads| {
-                let mut q = vec![0u8; Format::Q4_0.size_of(n).unwrap()];
-                let opts = QuantizeOptions {
-                    rounding: Rounding::ErrorMinimising,
-                    importance,
-                    threads,
-                    ..Default::default()
-                };
-                quantize(Format::Q4_0, &x, &mut q, &opts).unwrap();
-                q
-            };
-            let one = bytes(1);
-            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
-            // Each block as the search gives it on its own.
-            let w: Vec<f32> = (0..n)
-                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
-                .collect();
-            for (b, out) in one.chunks_exact(18).enumerate().step_by(61) {
-                let mut alone = [0u8; 18];
-                q4_0(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
-                assert_eq!(out, alone, "block {b}");
-            }
-        }
+        threads_do_not_change(crate::format::Format::Q4_0, q4_0);
     }
 
     #[test]

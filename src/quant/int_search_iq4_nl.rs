@@ -365,7 +365,7 @@ pub(super) fn iq4_nl_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on, blocks, weights_of,
+        Kernels, as_good_as_the_reference_on, blocks, threads_do_not_change, weights_of,
     };
 
     fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
@@ -408,6 +408,29 @@ mod tests {
             fast_total <= reference_total * 1.001,
             "{fast_total} vs the reference's {reference_total}"
         );
+    }
+
+    #[test]
+    fn threads_do_not_change_the_bytes() {
+        threads_do_not_change(crate::format::Format::IQ4_NL, iq4_nl);
+    }
+
+    #[test]
+    fn blocks_beyond_the_integers_and_the_f16_steps_take_the_reference_search() {
+        // Weights so small that 32767 over the largest leaves f32, and a
+        // block whose scales would be f16 subnormals: the reference search
+        // decides both.
+        let wide: [f32; QK] = std::array::from_fn(|j| 5e3 * (j as f32 / 16.0 - 1.0));
+        let tiny_w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
+        let small: [f32; QK] = std::array::from_fn(|j| 1e-3 * (j as f32 / 16.0 - 1.0));
+        for (x, w) in [(wide, tiny_w), (small, [1.0; QK])] {
+            let (mut fast, mut reference, mut near) = ([0u8; 18], [0u8; 18], [0u8; 18]);
+            iq4_nl(&x, &w, &mut fast);
+            search::iq4_nl(&x, &w, &mut reference);
+            scalar::iq4_nl_nearest(&x, &mut near);
+            assert_eq!(fast, reference);
+            assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
+        }
     }
 
     fn real_tensor_kernels() -> Kernels {

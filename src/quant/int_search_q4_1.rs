@@ -453,7 +453,7 @@ pub(super) fn q4_1_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on, blocks, weights_of,
+        Kernels, as_good_as_the_reference_on, blocks, threads_do_not_change, weights_of,
     };
 
     fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
@@ -496,6 +496,56 @@ mod tests {
             fast_total <= reference_total * 1.001,
             "{fast_total} vs the reference's {reference_total}"
         );
+    }
+
+    #[test]
+    fn threads_do_not_change_the_bytes() {
+        threads_do_not_change(crate::format::Format::Q4_1, q4_1);
+    }
+
+    #[test]
+    fn near_ties_with_nearest_are_decided_exactly() {
+        // A block nearest rounding represents exactly (levels 0..15 of 0.5
+        // from −2): every candidate ties or loses, and the exact
+        // comparison keeps nearest's bytes.
+        let x: [f32; QK] = std::array::from_fn(|j| 0.5 * (j % 16) as f32 - 2.0);
+        let (mut fast, mut near) = ([0u8; 20], [0u8; 20]);
+        q4_1(&x, &[1.0; QK], &mut fast);
+        scalar::q4_1_nearest(&x, &mut near);
+        assert_eq!(fast, near);
+    }
+
+    #[test]
+    fn blocks_beyond_the_integers_and_the_f16_steps_take_the_reference_search() {
+        // Weights so small that 32767 over the largest leaves f32, and a
+        // range whose nearest scale is an f16 subnormal: the reference
+        // search decides both.
+        let wide: [f32; QK] = std::array::from_fn(|j| 5e3 * (j as f32 / 16.0 - 1.0));
+        let tiny_w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
+        let narrow: [f32; QK] = std::array::from_fn(|j| 1e-4 * (j as f32 / 16.0 - 1.0));
+        for (x, w) in [(wide, tiny_w), (narrow, [1.0; QK])] {
+            let (mut fast, mut reference, mut near) = ([0u8; 20], [0u8; 20], [0u8; 20]);
+            q4_1(&x, &w, &mut fast);
+            search::q4_1(&x, &w, &mut reference);
+            scalar::q4_1_nearest(&x, &mut near);
+            assert_eq!(fast, reference);
+            assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
+        }
+    }
+
+    #[test]
+    fn levels_are_the_shifted_high_products() {
+        // Nearest rounding's range (0, 15): S = 2¹³, C = 2⁷, so the level
+        // of t = T/2¹¹ is ⌊t + ½⌋; t = 2.5 (T = 5120) is 3, 2.499 is 2.
+        assert_eq!(STEPS[0], (8192, 128));
+        assert_eq!(level(5120, STEPS[0]), 3);
+        assert_eq!(level(5118, STEPS[0]), 2);
+        assert_eq!(level(30720, STEPS[0]), 15);
+        assert_eq!(level(0, STEPS[0]), 0);
+        // Pulled in from below by 0.3: levels below the range clip to 0.
+        let (s, c) = STEPS[1];
+        assert_eq!(level(0, (s, c)), 0);
+        assert_eq!(level(30720, (s, c)), 15);
     }
 
     fn real_tensor_kernels() -> Kernels {
