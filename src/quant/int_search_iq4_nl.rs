@@ -111,38 +111,39 @@ pub(super) trait Scores: Integers {
         scalar::iq4_nl_with_scale(x, d, out);
     }
 
-    /// Each scale's weighted squared error and, with `SUMS`, its levels'
-    /// `Σ w·x·v` and `Σ w·v²`, in lanes of eight (lane `j` adds elements
-    /// j, j+8, j+16, j+24 in turn, then [`lane_sum`]); the levels those of
-    /// `x·id`, `id = inverse_scale(d)`.
+    /// Each candidate's weighted squared error and, with `SUMS`, its
+    /// levels' `Σ w·x·v` and `Σ w·v²`, in lanes of eight (lane `j` adds
+    /// elements j, j+8, j+16, j+24 in turn, then [`lane_sum`]); a candidate
+    /// is `(id, d)`: the levels those of `x·id`, the values `d·v`.
     #[inline(always)]
-    fn evaluate<const SUMS: bool, const N: usize>(block: &Block, ds: [f32; N]) -> [[f32; 3]; N] {
+    fn evaluate<const SUMS: bool, const N: usize>(
+        block: &Block,
+        candidates: [(f32, f32); N],
+    ) -> [[f32; 3]; N] {
         let mut out = [[0.0f32; 3]; N];
-        for (o, &d) in out.iter_mut().zip(&ds) {
-            let id = inverse_scale(d);
-            let mut lanes = [[0.0f32; 8]; 3];
+        for (o, &(id, d)) in out.iter_mut().zip(&candidates) {
+            // sums[i][j]: sum i of lane j.
+            let mut sums = [[0.0f32; 8]; 3];
+            let [errors, products, squares] = &mut sums;
             for k in 0..QK / 8 {
+                let e = 8 * k;
+                let (x, w, wx) = (&block.x[e..e + 8], &block.w[e..e + 8], &block.wx[e..e + 8]);
                 let mut t = [0.0f32; 8];
-                for (j, t) in t.iter_mut().enumerate() {
-                    *t = block.x[8 * k + j] * id;
+                for (t, &x) in t.iter_mut().zip(x) {
+                    *t = x * id;
                 }
                 let indices = Self::indices(&t);
-                for j in 0..8 {
-                    let e = 8 * k + j;
+                for (j, error) in errors.iter_mut().enumerate() {
                     let v = scalar::iq4_nl_level(indices[j]);
-                    let r = block.x[e] - d * v;
-                    lanes[0][j] += block.w[e] * r * r;
+                    let r = x[j] - d * v;
+                    *error += w[j] * r * r;
                     if SUMS {
-                        lanes[1][j] += block.wx[e] * v;
-                        lanes[2][j] += block.w[e] * v * v;
+                        products[j] += wx[j] * v;
+                        squares[j] += w[j] * v * v;
                     }
                 }
             }
-            *o = [
-                lane_sum(&lanes[0]),
-                lane_sum(&lanes[1]),
-                lane_sum(&lanes[2]),
-            ];
+            *o = sums.map(|lanes| lane_sum(&lanes));
         }
         out
     }
@@ -288,32 +289,36 @@ pub(super) fn iq4_nl_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
     // ggml's reference block: the indices at id₀, its own refit.
     let q0 = indices::<R>(xs, id0);
     let d_reference = stored(scalar::iq4_nl_refit(x, &q0, block.max.abs()));
-    // The reference block and the best two, then the refit of each.
-    let mut first = [d_reference; 3];
+    // The reference block (its own indices, q0) and the best two, then the
+    // refit of each.
+    let reference = (id0, d_reference);
+    let mut first = [reference; 3];
     let sums = R::scores(&ranked);
     for (f, c) in first[1..].iter_mut().zip(best_two::<R>(&sums)) {
         let (a, b) = (sums[0][c] as f32, sums[1][c] as f32);
         let d = a / b * to_scale;
         if b > 0.0 && d.is_finite() && d != 0.0 {
-            *f = stored(d);
+            let d = stored(d);
+            *f = (inverse_scale(d), d);
         }
     }
     let scored = R::evaluate::<true, 3>(&block, first);
     let e_reference = scored[0][0];
+    // A duplicate of the reference ties with it and is never taken.
     let mut best = (e_reference, None);
-    let mut offer = |d: f32, error: f32| {
+    let mut offer = |(_, d): (f32, f32), error: f32| {
         if error < best.0 {
             best = (error, Some(d));
         }
     };
-    for (&d, s) in first.iter().zip(&scored).skip(1) {
-        offer(d, s[0]);
+    for (&c, s) in first.iter().zip(&scored).skip(1) {
+        offer(c, s[0]);
     }
-    let again_of = |k: usize| refit(scored[k]).unwrap_or(d_reference);
+    let again_of = |k: usize| refit(scored[k]).map_or(reference, |d| (inverse_scale(d), d));
     let again = [again_of(0), again_of(1), again_of(2)];
     let rescored = R::evaluate::<false, 3>(&block, again);
-    for (&d, s) in again.iter().zip(&rescored) {
-        offer(d, s[0]);
+    for (&c, s) in again.iter().zip(&rescored) {
+        offer(c, s[0]);
     }
     write::<R>(&block, e_reference, best, out);
 }

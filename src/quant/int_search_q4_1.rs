@@ -134,30 +134,27 @@ pub(super) trait Scores: Integers {
         candidates: [Candidate; N],
     ) -> [[f32; 4]; N] {
         candidates.map(|c| {
-            let mut lanes = [[0.0f32; 8]; 4];
+            // sums[i][j]: sum i of lane j.
+            let mut sums = [[0.0f32; 8]; 4];
+            let [errors, levels, squares, products] = &mut sums;
             for k in 0..QK / 8 {
-                for j in 0..8 {
-                    let e = 8 * k + j;
-                    let x = block.x[e];
-                    let t = ((x - c.m_level) * c.id + 0.5).trunc();
+                let e = 8 * k;
+                let (x, w, wc) = (&block.x[e..e + 8], &block.w[e..e + 8], &block.wc[e..e + 8]);
+                for (j, error) in errors.iter_mut().enumerate() {
+                    let t = ((x[j] - c.m_level) * c.id + 0.5).trunc();
                     let t = if t > 0.0 { t } else { 0.0 };
                     let l = if t < 15.0 { t } else { 15.0 };
-                    let r = x - (c.d * l + c.m);
-                    lanes[0][j] += block.w[e] * r * r;
+                    let r = x[j] - (c.d * l + c.m);
+                    *error += w[j] * r * r;
                     if SUMS {
-                        let wl = block.w[e] * l;
-                        lanes[1][j] += wl;
-                        lanes[2][j] += wl * l;
-                        lanes[3][j] += block.wc[e] * l;
+                        let wl = w[j] * l;
+                        levels[j] += wl;
+                        squares[j] += wl * l;
+                        products[j] += wc[j] * l;
                     }
                 }
             }
-            [
-                lane_sum(&lanes[0]),
-                lane_sum(&lanes[1]),
-                lane_sum(&lanes[2]),
-                lane_sum(&lanes[3]),
-            ]
+            sums.map(|lanes| lane_sum(&lanes))
         })
     }
 }

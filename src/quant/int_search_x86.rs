@@ -376,15 +376,15 @@ impl iq4_nl::Scores for Avx2 {
     #[inline(always)]
     fn evaluate<const SUMS: bool, const N: usize>(
         block: &iq4_nl::Block,
-        ds: [f32; N],
+        candidates: [(f32, f32); N],
     ) -> [[f32; 3]; N] {
         // SAFETY: only reached from `iq4_nl_search`, whose callers detected
         // AVX2; every load reads 8 floats at 8·k < 32 of a 32-float array.
         unsafe {
             let zero = _mm256_setzero_ps();
             let (mut id, mut d) = ([zero; N], [zero; N]);
-            for (n, &dn) in ds.iter().enumerate() {
-                id[n] = _mm256_set1_ps(scalar::inverse_scale(dn));
+            for (n, &(idn, dn)) in candidates.iter().enumerate() {
+                id[n] = _mm256_set1_ps(idn);
                 d[n] = _mm256_set1_ps(dn);
             }
             let mut lanes = [[zero; 4]; N];
