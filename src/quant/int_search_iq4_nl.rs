@@ -105,6 +105,12 @@ pub(super) trait Scores: Integers {
         out
     }
 
+    /// `scalar::signed_max`.
+    #[inline(always)]
+    fn signed_max(x: &[f32; QK]) -> f32 {
+        signed_max(x)
+    }
+
     /// `scalar::iq4_nl_with_scale`.
     #[inline(always)]
     fn with_scale(x: &[f32; QK], d: f32, out: &mut [u8]) {
@@ -249,8 +255,7 @@ fn indices<R: Scores>(x: &[f32; QK], id: f32) -> [u8; QK] {
 
 /// The block, or None where the reference search takes it.
 #[inline(always)]
-fn block_of<'a>(x: &'a [f32; QK], w: &'a [f32; QK]) -> Option<Block<'a>> {
-    let max = signed_max(x);
+fn block_of<'a>(x: &'a [f32; QK], w: &'a [f32; QK], max: f32) -> Option<Block<'a>> {
     let mut wx = [0.0f32; QK];
     let mut lanes = [0.0f32; 8];
     for k in 0..QK / 8 {
@@ -279,9 +284,10 @@ pub(super) fn iq4_nl_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
     for &v in ws {
         uniform &= v == ws[0];
     }
-    let id0 = inverse_scale(signed_max(xs) / -127.0);
+    let max = R::signed_max(xs);
+    let id0 = inverse_scale(max / -127.0);
     let Some((block, (ranked, to_scale))) =
-        block_of(xs, ws).and_then(|b| ranked::<R>(&b, id0, uniform).map(|r| (b, r)))
+        block_of(xs, ws, max).and_then(|b| ranked::<R>(&b, id0, uniform).map(|r| (b, r)))
     else {
         search::iq4_nl(x, w, out);
         return;

@@ -358,6 +358,11 @@ impl iq4_nl::Scores for Avx2 {
     }
 
     #[inline(always)]
+    fn signed_max(x: &[f32; QK]) -> f32 {
+        <simd_x86::SearchSums as super::f32_scores::Sums>::signed_max(x)
+    }
+
+    #[inline(always)]
     fn indices(t: &[f32; 8]) -> [u8; 8] {
         let mut out = [0i32; 8];
         // SAFETY: only reached from `iq4_nl_search`, whose callers detected

@@ -395,17 +395,19 @@ pub(super) fn q4_1_with_scale(x: &[f32], d: f32, m: f32, out: &mut [u8]) {
     let v = unsafe { load_block(x) };
     let id = _mm256_set1_ps(scalar::inverse_scale(d));
     let vlo = _mm256_set1_ps(m);
-    let q = v.map(|v| {
+    // A loop, not `map`: the closure would not be inlined.
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
         let t = _mm256_add_ps(
             _mm256_mul_ps(_mm256_sub_ps(v, vlo), id),
             _mm256_set1_ps(0.5),
         );
         let t = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        _mm256_cvtps_epi32(_mm256_min_ps(
+        *q = _mm256_cvtps_epi32(_mm256_min_ps(
             _mm256_max_ps(t, _mm256_setzero_ps()),
             _mm256_set1_ps(15.0),
-        ))
-    });
+        ));
+    }
     put_f16(out, d);
     out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
     // SAFETY: out has 20 bytes; the store covers out[4..20].
@@ -419,7 +421,10 @@ pub(super) fn iq4_nl_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
     // SAFETY: x has 32 elements (every caller passes one block).
     let v = unsafe { load_block(x) };
     let id = _mm256_set1_ps(scalar::inverse_scale(d));
-    let q = v.map(|v| iq4_nl_indices(_mm256_mul_ps(v, id)));
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
+        *q = iq4_nl_indices(_mm256_mul_ps(v, id));
+    }
     put_f16(out, d);
     // SAFETY: out has 18 bytes; the store covers out[2..18].
     unsafe { _mm_storeu_si128(out[..18].as_mut_ptr().add(2).cast(), pack_nibbles(q)) };
