@@ -220,8 +220,8 @@ pub(super) struct Block<'a> {
     /// `w·(x − mean)`, the weighted mean's residuals weighted.
     pub wc: [f32; QK],
     mean: f32,
-    /// `Σ w` and `Σ w·(x − mean)` in lane order.
-    sw: f32,
+    /// `1/Σ w` and `Σ w·(x − mean)`, the sums in lane order.
+    inv_sw: f32,
     swc: f32,
     min: f32,
     max: f32,
@@ -288,7 +288,7 @@ impl<'a> Block<'a> {
             w,
             wc,
             mean,
-            sw,
+            inv_sw: 1.0 / sw,
             swc: lane_sum(&swc),
             min,
             max,
@@ -312,9 +312,9 @@ impl<'a> Block<'a> {
     /// where the levels do not determine a positive scale.
     #[inline(always)]
     fn refit(&self, [_, sl, sll, slc]: [f32; 4]) -> Option<Candidate> {
-        let spread = sll - sl * sl / self.sw;
+        let spread = sll - sl * sl * self.inv_sw;
         let d = slc / spread;
-        let m = self.mean + (self.swc - d * sl) / self.sw;
+        let m = self.mean + (self.swc - d * sl) * self.inv_sw;
         (d > 0.0 && d.is_finite() && m.is_finite()).then(|| Candidate::stored(d, m))
     }
 }
@@ -369,11 +369,13 @@ pub(super) fn q4_1_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let sums = R::scores(&ranked);
     // Nearest rounding and the best two, then the refit of each.
     let nearest = block.nearest();
+    let inv_n = 1.0 / n;
     let mut first = [nearest; 3];
     for (f, c) in first[1..].iter_mut().zip(best_two::<R>(&sums, n)) {
-        let spread = sums[1][c] as f32 - sums[2][c] as f32 * sums[2][c] as f32 / n;
-        let d = sums[0][c] as f32 / spread * to_scale;
-        let m = block.mean - d * (sums[2][c] as f32 / n);
+        let (a, b, c) = (sums[0][c] as f32, sums[1][c] as f32, sums[2][c] as f32);
+        let spread = b - c * c * inv_n;
+        let d = a * to_scale / spread;
+        let m = block.mean - d * (c * inv_n);
         if d > 0.0 && d.is_finite() && m.is_finite() {
             *f = Candidate::stored(d, m);
         }
