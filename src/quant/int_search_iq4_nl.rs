@@ -2,7 +2,7 @@
 //! integers (the scheme of Q4_0's `int_search.rs` with IQ4_NL's 16
 //! non-linear levels). The candidate scales put the block's largest
 //! magnitude at or near either end level (−127, as ggml's search does, or
-//! 113), as the reference search's (`search.rs`) do; each is ranked on
+//! 113), as the reference search's (`search.rs`) do, [`ENDS`]; each is ranked on
 //! integers by the error its levels leave after a least-squares refit, and
 //! only the best two, each refitted once more, and ggml's reference block
 //! are evaluated in f32 as stored.
@@ -19,8 +19,9 @@
 //! lookups and two comparisons, as the nearest kernel does) and the
 //! portable [`Portable`] rank alike.
 //!
-//! The evaluation finds each candidate's indices as `iq4_nl_with_scale`
-//! does and scores its stored block directly, `Σ w·(x − d·v)²` in lanes of
+//! The evaluation ([`Scores::evaluate`]) finds each candidate's indices as
+//! `iq4_nl_with_scale` does (ggml's reference block: its own indices) and
+//! scores its stored block directly, `Σ w·(x − d·v)²` in lanes of
 //! eight; where the winner lies within `EXACT_BELOW` of the reference
 //! block's score, the two stored blocks' errors are compared in f64.
 

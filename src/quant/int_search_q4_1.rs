@@ -1,12 +1,11 @@
 //! Q4_1's error-minimising search with its candidates ranked in 16-bit
 //! integers (the scheme of Q4_0's `int_search.rs`, with a minimum beside
 //! the scale). A candidate is a range `[lo, hi]` within the block's
-//! `[min, max]` that the 16 levels span: the reference search's ranges
-//! (`search.rs`, each end pulled in by up to 0.3 of the range) are
-//! [`RANGES`]. Each is ranked on integers, sixteen elements to a vector, by
-//! the error its levels leave after a least-squares refit of scale and
-//! minimum; only the best two and nearest rounding are then evaluated in
-//! f32 as stored, each refitted once more.
+//! `[min, max]` that the 16 levels span: 16 of the reference search's
+//! ranges (`search.rs`), [`RANGES`]. Each is ranked on integers, sixteen
+//! elements to a vector, by the error its levels leave after a
+//! least-squares refit of scale and minimum; only the best two and nearest
+//! rounding are then evaluated in f32 as stored, each refitted once more.
 //!
 //! With `t = (x − min)·15/(max − min)` (nearest rounding's levels before
 //! rounding, in [0, 15]) held as `T = round(t·2¹¹)`, a range held as
@@ -21,7 +20,7 @@
 //! operations on either, so the AVX2 kernels and the portable [`Portable`]
 //! rank alike.
 //!
-//! The f32 evaluation ([`evaluate`]) computes each candidate's stored block
+//! The f32 evaluation ([`Scores::evaluate`]) computes each candidate's stored block
 //! as the dequantizer does (`d·l + m`, f16 `d` and `m`) and its weighted
 //! squared error `Σ w·(x − y)²` directly, lane by lane, so the score's
 //! relative error is a few units of f32's last place; where the winner lies
