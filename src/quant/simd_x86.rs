@@ -296,7 +296,7 @@ fn signed_max(x: &[f32], v: [__m256; 4]) -> f32 {
     if amax == 0.0 {
         0.0
     } else {
-        x[first_equal(v.map(|lane| abs(lane)), amax)]
+        x[first_equal([abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])], amax)]
     }
 }
 
@@ -306,13 +306,17 @@ fn signed_max(x: &[f32], v: [__m256; 4]) -> f32 {
 fn levels_of_scale(v: [__m256; 4], d: f32, zero: f32) -> [__m256i; 4] {
     let id = _mm256_set1_ps(scalar::inverse_scale(d));
     let (half_up, top) = (_mm256_set1_ps(zero + 0.5), _mm256_set1_ps(2.0 * zero - 1.0));
-    v.map(|v| {
+    // A loop, not `map`: the searches call this per block, and the
+    // closure would not be inlined.
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
         let t = _mm256_round_ps(
             _mm256_add_ps(_mm256_mul_ps(v, id), half_up),
             _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
         );
-        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
-    })
+        *q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top));
+    }
+    q
 }
 
 /// # Safety
@@ -1351,7 +1355,10 @@ fn search_sums<const N: usize>(
     // SAFETY: only reached from `int_search_x86::q4_0_search`, whose callers
     // detected AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
     unsafe {
-        let vids = ids.map(|id| _mm256_set1_ps(id));
+        let mut vids = [_mm256_setzero_ps(); N];
+        for (v, &id) in vids.iter_mut().zip(&ids) {
+            *v = _mm256_set1_ps(id);
+        }
         let half_up = _mm256_set1_ps(8.5);
         let (zero, top, eight) = (
             _mm256_setzero_ps(),
@@ -1371,7 +1378,8 @@ fn search_sums<const N: usize>(
                 b[n] = _mm256_add_ps(b[n], _mm256_mul_ps(_mm256_mul_ps(wv, l), l));
             }
         }
-        std::array::from_fn(|n| {
+        let mut out = [(0.0f32, 0.0f32); N];
+        for (n, o) in out.iter_mut().enumerate() {
             // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7]
             let pairs = _mm256_hadd_ps(a[n], b[n]);
             let halves = _mm_add_ps(
@@ -1379,11 +1387,12 @@ fn search_sums<const N: usize>(
                 _mm256_extractf128_ps(pairs, 1),
             );
             let sums = _mm_hadd_ps(halves, halves);
-            (
+            *o = (
                 _mm_cvtss_f32(sums),
                 _mm_cvtss_f32(_mm_shuffle_ps(sums, sums, 1)),
-            )
-        })
+            );
+        }
+        out
     }
 }
 
