@@ -372,8 +372,7 @@ pub fn q4_1_nearest(x: &[f32], out: &mut [u8]) {
 }
 
 /// Q4_1 with scale `d` and offset `m`: q = min(15, ⌊(x − m)·id + 0.5⌋), and
-/// 0 below m. Inlined, so that the searches' AVX2 functions vectorize it.
-#[inline(always)]
+/// 0 below m.
 pub fn q4_1_with_scale(x: &[f32], d: f32, m: f32, out: &mut [u8]) {
     let id = inverse_scale(d);
     let mut q = [0u8; QK];
