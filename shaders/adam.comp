@@ -12,6 +12,7 @@
 // invocation, LOCAL_SIZE apart (each load coalesced), every load issued
 // before any arithmetic, so that more bytes are in flight per invocation.
 
+#define FMA_PROBE_ONCE
 #include "adam_common.glsl"
 #ifndef ELEMENTS
 #define ELEMENTS 1

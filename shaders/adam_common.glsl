@@ -190,10 +190,11 @@ bool fma_probe_passes() {
     return probe == 5.9604644775390625e-8;
 }
 
+#ifdef FMA_PROBE_ONCE
 // The probe's answer, asked once per invocation (hoist_fma_probe, first in
-// each kernel's main): the control buffer may alias the weights, so a
-// compiler could not keep the probe's loads across the stores between two
-// checks.
+// main; adam.comp and adam_q8_wide.comp): the control buffer may alias the
+// weights, so a compiler could not keep the probe's loads across the stores
+// between two checks. (The H100 ran adam_q8_lanes.comp slower so.)
 bool fma_once = false;
 
 void hoist_fma_probe() {
@@ -203,6 +204,11 @@ void hoist_fma_probe() {
 bool fma_rounds_once() {
     return fma_once;
 }
+#else
+bool fma_rounds_once() {
+    return fma_probe_passes();
+}
+#endif
 
 // a / b by the floating-point unit, one correction q + r / b from the fma
 // residual r = a - qb; `exact` stays true only where the residual of the

@@ -31,9 +31,6 @@ void main() {
     uint first = block * 256u + 4u * lane;
     uint word = block * LOCAL_SIZE + lane;
     bool any_in_range = first < pc.n_elements;
-#ifdef FMA_CHECK
-    hoist_fma_probe();
-#endif
     Scalars s = step_scalars();
     bool scalars_normal = scalars_are_normal(s);
     uint p[4], g[4], m[4], v[4];

@@ -20,6 +20,7 @@
 
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#define FMA_PROBE_ONCE
 #include "adam_common.glsl"
 GRID_CHECK(4u);
 STATIC_CHECK(WHOLE_BLOCKS, LOCAL_SIZE % 64u == 0u);
