@@ -14,11 +14,10 @@
 // TILE_T (float, or float16_t), padded by TILE_PAD; otherwise with its own
 // loads of x_value / x_quad and w_step.
 //
-// TILE (tokens and outputs of a workgroup's tile) is set by the build
-// (build_support/shaders.rs `matmul_tile`), which sizes the grid with it.
+// TILE_M and TILE_N (tokens and outputs of a workgroup's tile) are set by
+// the build (build_support/shaders.rs `matmul_tile`), which sizes the grid
+// with them.
 
-#define TILE_M TILE
-#define TILE_N TILE
 #define TILE_K 32u
 
 layout(std430, binding = 1) restrict readonly buffer X { float x[]; };

@@ -24,7 +24,7 @@ use super::family::MatmulPush;
 use super::matvec::{Chunk, HostOperands, Operands, Sizes, check_binding, chunks, run_recorded};
 use super::ranges::{check_command_buffer, check_disjoint, check_range};
 use super::recorder::Ticket;
-use super::shaders::{KernelId, Op};
+use super::shaders::{KernelId, MatmulTile, Op, experimental_kernels, op_kernels};
 use crate::error::{Error, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
@@ -255,6 +255,37 @@ pub unsafe fn record_matmul(
     call: &MatmulCall,
     ops: &Operands,
 ) -> Result<Ticket> {
+    let kernel = engine.kernel(call.op(), call.format)?;
+    // SAFETY: this function's contract.
+    unsafe { record_matmul_with(engine, cmd, call, ops, kernel) }
+}
+
+/// [`record_matmul`] with `kernel` instead of the self-test's choice: any
+/// variant of the product (a fast one, the compatible one or a
+/// measurement-only one) that the device can run. For benchmarks; its
+/// results meet [`Bound::of`] `kernel` where the kernel is correct on the
+/// device, which only the self-test establishes for the chosen one.
+///
+/// # Safety
+/// As [`record_matmul`].
+pub unsafe fn record_matmul_with(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    call: &MatmulCall,
+    ops: &Operands,
+    kernel: KernelId,
+) -> Result<Ticket> {
+    let (op, format) = (call.op(), call.format);
+    let known = op_kernels(op, format)
+        .iter()
+        .chain(experimental_kernels(op, format))
+        .any(|&k| k == kernel);
+    if !known || !engine.variant_supported(kernel) {
+        return Err(Error::unsupported(format!(
+            "matmul: {kernel} is not a kernel of {op:?} on {} that this device runs",
+            format.name()
+        )));
+    }
     check_command_buffer(cmd)?;
     let bias_size = check_operands(engine, call, ops)?;
     let sizes = call.sizes()?;
@@ -263,8 +294,7 @@ pub unsafe fn record_matmul(
     let max_range = u64::from(info.max_storage_buffer_range);
     let rows_plan = chunks(call.rows, sizes.row_bytes, max_range, align)?;
     let tokens_plan = token_chunks(call.tokens, call.per_token(), max_range, align)?;
-    let kernel = engine.kernel(call.op(), call.format)?;
-    let tile = u64::from(kernel.kernel().matmul_tile);
+    let tile = kernel.kernel().matmul_tile;
     let bound: Vec<vk::Buffer> = [Some(ops.w), Some(ops.x), ops.bias, Some(ops.y)]
         .iter()
         .flatten()
@@ -304,20 +334,20 @@ pub unsafe fn record_matmul(
 
 /// The push constants, bindings and workgroups of the dispatch of one chunk
 /// of W's rows and one chunk of tokens, for a kernel whose workgroups take
-/// `tile` tokens × `tile` outputs.
+/// the tokens × outputs of `tile`.
 fn chunk_dispatch(
     call: &MatmulCall,
     ops: &Operands,
     (rows, tokens): (&Chunk, &TokenChunk),
     (row_bytes, bias_size): (u64, u64),
-    tile: u64,
+    tile: MatmulTile,
 ) -> (MatmulPush, [Binding; 4], u32) {
     let outputs = if call.transposed {
         call.cols
     } else {
         rows.rows
     };
-    let tiles_n = outputs.div_ceil(tile);
+    let tiles_n = outputs.div_ceil(u64::from(tile.outputs));
     let push = MatmulPush {
         rows: rows.rows as u32,
         cols: call.cols as u32,
@@ -350,7 +380,7 @@ fn chunk_dispatch(
     );
     // Without a bias, binding 2 repeats X (the kernel does not read it).
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
-    let groups = tiles_n * tokens.tokens.div_ceil(tile);
+    let groups = tiles_n * tokens.tokens.div_ceil(u64::from(tile.tokens));
     (push, [w, x, bias, y], groups as u32)
 }
 
@@ -478,13 +508,19 @@ mod tests {
             y: range(1 << 20),
         };
         // 4096 rows (outputs forward), 14336 columns (outputs backward).
-        for (transposed, tokens, tile, tiles_n, groups) in [
-            (false, 512, 128, 32, 32 * 4),
-            (false, 512, 64, 64, 64 * 8),
-            (false, 130, 128, 32, 32 * 2),
-            (true, 2048, 128, 112, 112 * 16),
-            (true, 1, 64, 224, 224),
+        for (transposed, tokens, (m, n), tiles_n, groups) in [
+            (false, 512, (128, 128), 32, 32 * 4),
+            (false, 512, (64, 64), 64, 64 * 8),
+            (false, 130, (128, 128), 32, 32 * 2),
+            (true, 2048, (128, 128), 112, 112 * 16),
+            (true, 1, (64, 64), 224, 224),
+            (false, 512, (64, 128), 32, 32 * 8),
+            (true, 130, (128, 64), 224, 224 * 2),
         ] {
+            let tile = MatmulTile {
+                tokens: m,
+                outputs: n,
+            };
             let call = MatmulCall {
                 format: Format::Q4_0,
                 rows: 4096,
@@ -500,7 +536,7 @@ mod tests {
             assert_eq!(
                 (push.tiles_n, got),
                 (tiles_n, groups),
-                "{call:?} tile {tile}"
+                "{call:?} tile {tile:?}"
             );
         }
     }

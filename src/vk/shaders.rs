@@ -89,10 +89,17 @@ pub struct Kernel {
     pub push_bytes: u32,
     /// Bytes of workgroup (shared) memory its SPIR-V declares.
     pub workgroup_bytes: u32,
-    /// A matmul kernel's workgroup tile: that many tokens × that many
-    /// outputs (compiled in as TILE: build_support/shaders.rs); 0 for the
-    /// other kernels.
-    pub matmul_tile: u32,
+    /// A matmul kernel's workgroup tile (compiled in as TILE_M and TILE_N:
+    /// build_support/shaders.rs); 0 × 0 for the other kernels.
+    pub matmul_tile: MatmulTile,
+}
+
+/// The tokens × outputs of a matmul kernel's workgroup: its grid is
+/// ⌈tokens / `tokens`⌉ × ⌈outputs / `outputs`⌉ workgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulTile {
+    pub tokens: u32,
+    pub outputs: u32,
 }
 
 /// The workgroup memory every Vulkan device has: the least
@@ -279,7 +286,7 @@ mod tests {
     fn the_coop_kernels_and_only_they_need_cooperative_matrices() {
         for kernel in KernelId::all() {
             let needs = kernel.kernel().needs;
-            let coop = kernel.name().ends_with("_coop") || kernel.name().ends_with("_coop128");
+            let coop = kernel.name().contains("_coop");
             assert_eq!(needs.cooperative_matrix, coop, "{kernel}");
             assert_eq!(needs.vulkan_memory_model, coop, "{kernel}");
             if coop {
@@ -305,11 +312,15 @@ mod tests {
         for kernel in KernelId::all() {
             let k = kernel.kernel();
             let expected = match k.family {
-                Family::Matmul if kernel.name().ends_with("_coop128") => 128,
-                Family::Matmul => 64,
-                _ => 0,
+                Family::Matmul if kernel.name().ends_with("_coop128") => (128, 128),
+                Family::Matmul if kernel.name().contains("_coop1") => {
+                    (k.matmul_tile.tokens, k.matmul_tile.outputs)
+                }
+                Family::Matmul => (64, 64),
+                _ => (0, 0),
             };
-            assert_eq!(k.matmul_tile, expected, "{kernel}");
+            let tile = (k.matmul_tile.tokens, k.matmul_tile.outputs);
+            assert_eq!(tile, expected, "{kernel}");
         }
     }
 

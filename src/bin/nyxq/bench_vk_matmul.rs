@@ -1,4 +1,4 @@
-//! `nyxq bench-vk-matmul [--quick] [--compat] [--no-backward] [--model FILE]
+//! `nyxq bench-vk-matmul [--quick] [--compat] [--no-backward] [--variants] [--model FILE]
 //! [--shapes RxC,...] [--tokens 1,2,4,8,512,2048] [--formats F,...]
 //! [--json FILE] [--iterations N]`: the Vulkan matmul (Y = X·Wᵀ, and dX =
 //! dY·W unless --no-backward) per format, shape and token count on
@@ -9,6 +9,9 @@
 //! the Nyx character model of hidden 512, by default) and 4096×14336. Every
 //! product's first and last tokens are checked against FP64 within the
 //! bound of the kernel that ran; a violation fails the command. With
+//! --variants, every other variant of each product that the device runs is
+//! timed and checked after the chosen one (the fast ones not chosen, and the
+//! measurement-only ones of a build with NYXQ_SHADER_EXPERIMENTS=1). With
 //! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
 //! kernel that ran.
 
@@ -35,6 +38,7 @@ struct Options {
     quick: bool,
     compat: bool,
     backward: bool,
+    variants: bool,
     model: String,
     shapes: Option<Vec<(usize, usize)>>,
     tokens: Option<Vec<u64>>,
@@ -68,6 +72,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         quick: false,
         compat: false,
         backward: true,
+        variants: false,
         model: DEFAULT_MODEL.to_string(),
         shapes: None,
         tokens: None,
@@ -81,6 +86,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--compat" => o.compat = true,
             "--no-backward" => o.backward = false,
+            "--variants" => o.variants = true,
             "--model" => o.model = it.next().ok_or("--model needs a file")?.clone(),
             "--shapes" => {
                 o.shapes = Some(list(
@@ -232,6 +238,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
         copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
         backward: o.backward,
+        variants: o.variants,
     };
     for &format in &settings.formats {
         for op in Op::PRODUCTS {

@@ -12,12 +12,12 @@ use nyxq::Result;
 use nyxq::format::Format;
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
-use nyxq::vk::matmul::{Bound, MatmulCall, first_violation, record_matmul};
+use nyxq::vk::matmul::{Bound, MatmulCall, first_violation, record_matmul_with};
 use nyxq::vk::matvec::{MatvecCall, Operands, record_matvec, upload};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::recorder::Ticket;
-use nyxq::vk::shaders::KernelId;
+use nyxq::vk::shaders::{KernelId, experimental_kernels, op_kernels};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -31,6 +31,9 @@ pub struct Settings {
     pub copy_floats: usize,
     /// Also time dX = dY·W (the backward pass).
     pub backward: bool,
+    /// Also time every other variant of the product the device runs (the
+    /// fast ones not chosen, the measurement-only ones), after the chosen one.
+    pub variants: bool,
 }
 
 /// One timed product.
@@ -42,7 +45,8 @@ pub struct Measurement {
     pub tokens: u64,
     /// dX = dY·W instead of Y = X·Wᵀ.
     pub transposed: bool,
-    /// The kernel that ran (the self-test's choice).
+    /// The kernel that ran (the self-test's choice, or with
+    /// `Settings::variants` another variant).
     pub kernel: KernelId,
     pub seconds: f64,
     /// Bytes of W.
@@ -124,13 +128,33 @@ struct Resident<'a> {
     w_values: &'a [f32],
 }
 
-/// Times `call` (and the matvec of its shape up to 8 tokens), then checks
-/// its first and last tokens against FP64.
+/// The kernels to time for `call`: the chosen one, then with `variants`
+/// the others of its product that the device runs.
+fn kernels_to_time(engine: &Engine, call: &MatmulCall, variants: bool) -> Result<Vec<KernelId>> {
+    let (op, format) = (call.op(), call.format);
+    let mut out = vec![engine.kernel(op, format)?];
+    if variants {
+        let others = op_kernels(op, format)
+            .iter()
+            .chain(experimental_kernels(op, format));
+        for &kernel in others {
+            if !out.contains(&kernel) && engine.variant_supported(kernel) {
+                out.push(kernel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Times `call` with `kernel` (and, for the chosen kernel, the matvec of
+/// its shape up to 8 tokens), then checks its first and last tokens
+/// against FP64.
 fn measure_one(
     engine: &Engine,
     settings: &Settings,
     call: &MatmulCall,
     on: &Resident,
+    kernel: KernelId,
 ) -> Result<Measurement> {
     let ops = Operands {
         w: range(on.w),
@@ -138,13 +162,13 @@ fn measure_one(
         bias: None,
         y: range(on.y),
     };
-    let kernel = engine.kernel(call.op(), call.format)?;
     let seconds = time_recorded(engine, settings.iterations, |cmd| {
         // SAFETY: the engine's command buffer is recording; the buffers are
         // live device buffers holding the ranges.
-        unsafe { record_matmul(engine, cmd, call, &ops) }
+        unsafe { record_matmul_with(engine, cmd, call, &ops, kernel) }
     })?;
-    let matvec_seconds = if call.tokens <= 8 {
+    let chosen = engine.kernel(call.op(), call.format)? == kernel;
+    let matvec_seconds = if call.tokens <= 8 && chosen {
         let matvec = MatvecCall {
             format: call.format,
             rows: call.rows,
@@ -163,7 +187,7 @@ fn measure_one(
     // The matvec wrote Y last: run the matmul once more before reading it.
     time_recorded(engine, 1, |cmd| {
         // SAFETY: as above.
-        unsafe { record_matmul(engine, cmd, call, &ops) }
+        unsafe { record_matmul_with(engine, cmd, call, &ops, kernel) }
     })?;
     let (n, outputs) = if call.transposed {
         (call.rows as usize, call.cols as usize)
@@ -244,7 +268,9 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                         tokens,
                         transposed,
                     };
-                    measurements.push(measure_one(engine, settings, &call, &on)?);
+                    for kernel in kernels_to_time(engine, &call, settings.variants)? {
+                        measurements.push(measure_one(engine, settings, &call, &on, kernel)?);
+                    }
                 }
             }
         }
