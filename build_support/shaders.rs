@@ -300,7 +300,9 @@ const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop128.comp", "matmul_coop.com
 
 /// The shape of a `matmul_coop128.comp` kernel: a workgroup's tile of
 /// `tokens` × `outputs`, each subgroup's `frag_m` × `frag_n` accumulators of
-/// 16 × 8, and how the slices are staged (`extra`: PACKED, SINGLE).
+/// 16 × 8, and how the slices are staged (`extra`: PACKED, SINGLE, STAGED,
+/// TILE_K=<values of the sum a slice>, X_F16: X read as rounded to f16 by
+/// matmul_x_f16.comp before).
 struct CoopShape {
     suffix: &'static str,
     tokens: u32,
@@ -338,7 +340,8 @@ const COOP128: CoopShape = CoopShape {
 };
 
 /// Measurement-only shapes of matmul_coop128.comp (built with
-/// NYXQ_SHADER_EXPERIMENTS=1, timed by bench-vk-matmul, never chosen).
+/// NYXQ_SHADER_EXPERIMENTS=1 for the formats of [`COOP_EXPERIMENT_FORMATS`],
+/// timed by bench-vk-matmul --variants, never chosen).
 const COOP_EXPERIMENTS: &[CoopShape] = &[
     CoopShape {
         suffix: "_coop128_packed",
@@ -377,6 +380,42 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
         ..COOP128
     },
     CoopShape {
+        suffix: "_coop128_k64",
+        extra: &["PACKED", "STAGED", "TILE_K=64u"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop128_sg16_k64",
+        frag_m: 2,
+        extra: &["PACKED", "STAGED", "TILE_K=64u"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop64x128_k64",
+        tokens: 64,
+        frag_m: 2,
+        extra: &["PACKED", "STAGED", "TILE_K=64u"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop128_x16",
+        extra: &["PACKED", "X_F16"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop128_sg16_k64_x16",
+        frag_m: 2,
+        extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop64x128_x16",
+        tokens: 64,
+        frag_m: 2,
+        extra: &["PACKED", "X_F16"],
+        ..COOP128
+    },
+    CoopShape {
         suffix: "_coop64x64",
         tokens: 64,
         outputs: 64,
@@ -386,6 +425,10 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
     },
 ];
 
+/// The formats whose measurement-only matmul shapes are built: those the
+/// issue's benchmark compares.
+const COOP_EXPERIMENT_FORMATS: &[&str] = &["q4_0", "q8_0", "f16"];
+
 /// The matmul variants of `tag`, forward (`matmul_`) and backward
 /// (`matmul_t_`): with cooperative matrices on tiles of 128 (`_coop128`)
 /// and of 64 (`_coop`), then the compatible one; with
@@ -393,7 +436,8 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
 /// [`COOP_EXPERIMENTS`].
 fn matmul_variants(tag: &'static str) -> Vec<Variant> {
     let format = format_define(tag);
-    let experiments = std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some();
+    let experiments = std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some()
+        && COOP_EXPERIMENT_FORMATS.contains(&tag);
     let mut v = Vec::new();
     for (op, prefix, direction) in [
         ("Matmul", "matmul", None),
@@ -612,6 +656,9 @@ pub fn variants() -> Vec<Variant> {
             &["RTE_F32", "SKEWED_UNIT"],
             &[],
         ),
+        // X rounded to f16 once per product, before the matmul kernels
+        // that read it so (X_F16).
+        variant("matmul_x_f16".to_string(), "matmul_x_f16.comp", &[], &[]),
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
             "matvec_round_f32_q8".to_string(),
@@ -642,7 +689,9 @@ pub fn family(file: &str) -> &'static str {
         "importance.comp" => "Importance",
         "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
-        "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" => "Matmul",
+        "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" | "matmul_x_f16.comp" => {
+            "Matmul"
+        }
         _ => "Convert",
     }
 }
@@ -859,7 +908,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
              denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {} }}, \
              push_bytes: {}, workgroup_bytes: {}, matmul_tile: MatmulTile {{ tokens: {}, \
-             outputs: {} }} }},",
+             outputs: {}, x_f16: {} }} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -876,6 +925,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             facts.workgroup_bytes,
             matmul_tile(v.file, &v.defines).unwrap_or((0, 0)).0,
             matmul_tile(v.file, &v.defines).unwrap_or((0, 0)).1,
+            v.defines.iter().any(|d| d == "X_F16"),
         )
         .expect("a String");
     }

@@ -12,18 +12,21 @@
 //   variant), INVOCATIONS invocations (subgroups of 32); subgroup g owns
 //   FRAG_M·16 tokens × FRAG_N·8 outputs at (FRAG_M·16·(g / SG_COLS),
 //   FRAG_N·8·(g % SG_COLS)) as FRAG_M × FRAG_N accumulators of 16 × 8.
-// - Without SINGLE, slices are double-buffered in shared memory: while the
-//   matrix units multiply slice s, each invocation holds slice s + 1 in
-//   registers (X read as vec4 where aligned, W decoded by weights.glsl),
-//   converted to f16 once, and stores it into the other buffer after the
-//   multiply-adds; then one barrier. With SINGLE, one buffer: load, store,
-//   barrier, multiply, barrier (fewer registers held across the
-//   multiply-adds).
+// - Slices of TILE_K values of the sum (32 unless the variant sets it).
+//   By default they are double-buffered in shared memory: while the matrix
+//   units multiply slice s, each invocation holds slice s + 1 in registers
+//   (X read as vec4 where aligned, W decoded by weights.glsl), converted to
+//   f16 once, and stores it into the other buffer after the multiply-adds;
+//   then one barrier. STAGED: the same with one buffer, and a barrier before
+//   the store too. SINGLE: one buffer and no slice held in registers: load,
+//   store, barrier, multiply, barrier.
 // - Tiles are staged with k contiguous (A: a row of 32 + 8 per token, B
 //   forward: per output), or for B backward n contiguous (W's rows), padded
 //   so that rows of the matrix loads fall on different banks. With PACKED
 //   the tiles are arrays of 32-bit words (two f16 each) and each run of 4
 //   values is stored as two words; results then leave through the A tile.
+// - With X_F16, X (dY) is read as rounded to f16 once per product by
+//   matmul_x_f16.comp (the same rounding), half the bytes.
 // - Results leave through a 16 × 8 f32 stage per subgroup in shared memory,
 //   which store_output writes with the bias, the accumulation and the edges.
 //
@@ -40,7 +43,7 @@ layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 #define SUBGROUPS (uint(INVOCATIONS) / 32u)
 #define SG_COLS (TILE_N / (8u * FRAG_N))
 
-#ifdef SINGLE
+#if defined(SINGLE) || defined(STAGED)
 #define BUFFERS 1u
 #else
 #define BUFFERS 2u
@@ -102,17 +105,45 @@ SHAPE_CHECK(STAGES_FIT, SUBGROUPS * 128u <= BUFFERS * A_BUFFER / 2u);
 f16vec4 a_next[A_QUADS];
 f16vec4 b_next[B_STEPS][2];
 
-// 4 values of the sum, k .. k + 3, for token t (x_value's zeros outside).
-vec4 x_quad(uint t, uint k) {
+#ifdef X_F16
+// X (dY) as rounded to f16 by matmul_x_f16.comp: binding 1 is then the
+// recorder's scratch, halves from 0 (x_first is 0), 4 at a time where
+// aligned.
+layout(std430, binding = 1) restrict readonly buffer XH { uint xh[]; };
+layout(std430, binding = 1) restrict readonly buffer XH2 { uvec2 xh2[]; };
+
+// Value k of the sum for token t in f16 (zeros past the tokens and the sum).
+float16_t x_half(uint t, uint k, uint at) {
+    if (t >= pc.tokens || k >= SUM_LENGTH) {
+        return float16_t(0.0);
+    }
+    return unpackFloat2x16(xh[at / 2u])[at % 2u];
+}
+#endif
+
+// 4 values of the sum, k .. k + 3, for token t in f16 (x_value's zeros
+// outside).
+f16vec4 x_quad(uint t, uint k) {
 #ifdef TRANSPOSED
     uint at = pc.x_first + t * pc.total_rows + pc.row_first + k;
 #else
     uint at = pc.x_first + t * pc.cols + k;
 #endif
-    if (t < pc.tokens && k + 4u <= SUM_LENGTH && at % 4u == 0u) {
-        return x4[at / 4u];
+    bool whole = t < pc.tokens && k + 4u <= SUM_LENGTH && at % 4u == 0u;
+#ifdef X_F16
+    if (whole) {
+        uvec2 v = xh2[at / 4u];
+        return f16vec4(unpackFloat2x16(v.x), unpackFloat2x16(v.y));
     }
-    return vec4(x_value(t, k), x_value(t, k + 1u), x_value(t, k + 2u), x_value(t, k + 3u));
+    return f16vec4(x_half(t, k, at), x_half(t, k + 1u, at + 1u), x_half(t, k + 2u, at + 2u),
+                   x_half(t, k + 3u, at + 3u));
+#else
+    if (whole) {
+        return f16vec4(x4[at / 4u]);
+    }
+    return f16vec4(vec4(x_value(t, k), x_value(t, k + 1u), x_value(t, k + 2u),
+                        x_value(t, k + 3u)));
+#endif
 }
 
 // Quad q of A's slice: (token, first k) within the tile; 8 quads a token,
@@ -125,16 +156,17 @@ uvec2 a_quad_place(uint q) {
 // F16 with PACKED: the 8 weights of step i (w_step's) as they lie in W, 16
 // bytes, where they are whole inside the row and on a 16-byte boundary
 // (false otherwise, and w_step decodes them). The values of a step are 8
-// consecutive elements of one row: forward row n0 + i / 4 from k0 +
-// 8·(i % 4), backward row k0 + i / (TILE_N / 8) from n0 + 8·(i % (TILE_N / 8)).
+// consecutive elements of one row: forward row n0 + i / K_STEPS from k0 +
+// 8·(i % K_STEPS), backward row k0 + i / (TILE_N / 8) from n0 + 8·(i %
+// (TILE_N / 8)).
 #define F16_STRAIGHT
 bool f16_step(uint n0, uint k0, uint i, out f16vec4 lo, out f16vec4 hi) {
 #ifdef TRANSPOSED
     uint r = k0 + i / (TILE_N / 8u);
     uint e = n0 + 8u * (i % (TILE_N / 8u));
 #else
-    uint r = n0 + i / 4u;
-    uint e = k0 + 8u * (i % 4u);
+    uint r = n0 + i / K_STEPS;
+    uint e = k0 + 8u * (i % K_STEPS);
 #endif
     if (r >= pc.rows || e + 8u > pc.cols) {
         return false;
@@ -155,7 +187,7 @@ void fetch_slice(uint m0, uint n0, uint k0) {
     uint t = gl_LocalInvocationID.x;
     for (uint j = 0u; j < A_QUADS; ++j) {
         uvec2 place = a_quad_place(t + j * gl_WorkGroupSize.x);
-        a_next[j] = f16vec4(x_quad(m0 + place.x, k0 + place.y));
+        a_next[j] = x_quad(m0 + place.x, k0 + place.y);
     }
     for (uint j = 0u; j < B_STEPS; ++j) {
 #ifdef F16_STRAIGHT
@@ -294,8 +326,8 @@ void main() {
         if (more) {
             fetch_slice(m0, n0, (slice + 1u) * TILE_K);
         }
-        uint a_at = slice % 2u * A_BUFFER;
-        uint b_at = slice % 2u * B_BUFFER;
+        uint a_at = slice % BUFFERS * A_BUFFER;
+        uint b_at = slice % BUFFERS * B_BUFFER;
 #endif
         for (uint k = 0u; k < TILE_K; k += 16u) {
             FOR_EACH_I(DECLARE_A)
@@ -303,9 +335,12 @@ void main() {
             MatB b;
             FOR_EACH_J(MULTIPLY_COLUMN)
         }
+#ifdef STAGED
+        barrier();
+#endif
 #ifndef SINGLE
         if (more) {
-            put_slice(n0, (slice + 1u) % 2u);
+            put_slice(n0, (slice + 1u) % BUFFERS);
         }
 #endif
         barrier();

@@ -25,7 +25,7 @@ use super::matvec::{Chunk, HostOperands, Operands, Sizes, check_binding, chunks,
 use super::ranges::{check_command_buffer, check_disjoint, check_range};
 use super::recorder::Ticket;
 use super::shaders::{KernelId, MatmulTile, Op, experimental_kernels, op_kernels};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
 use std::cmp::Ordering;
@@ -300,26 +300,70 @@ pub unsafe fn record_matmul_with(
         .flatten()
         .map(|r| r.buffer)
         .collect();
-    let count = rows_plan.len() * tokens_plan.len();
-    let (ticket, sets) = engine.reserve(kernel, &[], count, &bound)?;
+    let products = rows_plan.len() * tokens_plan.len();
+    // A kernel that reads X rounded to f16 gets it in a scratch buffer of
+    // the ticket, one chunk of tokens at a time.
+    let (ticket, sets, x_halves) = if tile.x_f16 {
+        let most = tokens_plan.iter().map(|c| c.tokens).max().unwrap_or(0);
+        let bytes = x_half_bytes(call.per_token().0 * most);
+        let kernels = [(X_F16, &[][..]), (kernel, &[][..])];
+        let dispatches = products + tokens_plan.len();
+        let (ticket, sets, scratch) =
+            engine.reserve_with_scratch(&kernels, dispatches, &bound, bytes)?;
+        (ticket, sets, Some((scratch, 0, bytes)))
+    } else {
+        let (ticket, sets) = engine.reserve(kernel, &[], products, &bound)?;
+        (ticket, sets, None)
+    };
     let mut sets = sets.into_iter();
-    for (i, rows) in rows_plan.iter().enumerate() {
-        if call.transposed && i > 0 {
-            // SAFETY: cmd is recording (this function's contract).
-            unsafe { compute_barrier(&engine.device.device, cmd) };
+    let mut next_set = || {
+        sets.next()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "a set per dispatch was reserved"))
+    };
+    let device = &engine.device.device;
+    for (j, tokens) in tokens_plan.iter().enumerate() {
+        if let Some(halves) = x_halves {
+            if j > 0 {
+                // SAFETY: cmd is recording (this function's contract). The
+                // previous chunk's products read the scratch.
+                unsafe { compute_barrier(device, cmd) };
+            }
+            let (push, bindings, groups) =
+                x_f16_dispatch(call, ops, (&rows_plan[0], tokens), halves);
+            let dispatch = Dispatch {
+                kernel: X_F16,
+                specialization: &[],
+                set: next_set()?,
+                bindings: &bindings,
+                push,
+                groups,
+            };
+            // SAFETY: per this function's contract; X was checked to lie in
+            // the caller's range, the scratch is the ticket's, the set fresh.
+            unsafe { engine.record(cmd, &dispatch) }?;
+            // SAFETY: as above; the products read what it wrote.
+            unsafe { compute_barrier(device, cmd) };
         }
-        for tokens in &tokens_plan {
-            let (push, bindings, groups) = chunk_dispatch(
+        for (i, rows) in rows_plan.iter().enumerate() {
+            if call.transposed && i > 0 {
+                // SAFETY: cmd is recording (this function's contract).
+                unsafe { compute_barrier(device, cmd) };
+            }
+            let (mut push, mut bindings, groups) = chunk_dispatch(
                 call,
                 ops,
                 (rows, tokens),
                 (sizes.row_bytes, bias_size),
                 tile,
             );
+            if let Some(halves) = x_halves {
+                push.x_first = 0;
+                bindings[1] = halves;
+            }
             let dispatch = Dispatch {
                 kernel,
                 specialization: &[],
-                set: sets.next().expect("a set per dispatch was reserved"),
+                set: next_set()?,
                 bindings: &bindings,
                 push,
                 groups,
@@ -330,6 +374,47 @@ pub unsafe fn record_matmul_with(
         }
     }
     Ok(ticket)
+}
+
+/// The kernel that rounds X (dY) to f16 for the kernels with
+/// [`MatmulTile::x_f16`].
+const X_F16: KernelId = KernelId::MATMUL_X_F16;
+/// Invocations per workgroup of [`X_F16`] (4 values each).
+const X_F16_GROUP: u64 = 256;
+
+/// Bytes of the f16 copy of `values` values of X: whole 8-byte writes.
+fn x_half_bytes(values: u64) -> u64 {
+    values.div_ceil(4) * 8
+}
+
+/// The push constants, bindings and workgroups of the dispatch of
+/// [`X_F16`] that rounds the X (dY) of one chunk of tokens into `halves`
+/// (the scratch: buffer, offset, bytes).
+fn x_f16_dispatch(
+    call: &MatmulCall,
+    ops: &Operands,
+    (rows, tokens): (&Chunk, &TokenChunk),
+    halves: Binding,
+) -> (MatmulPush, [Binding; 4], u32) {
+    let per = call.per_token().0;
+    let x = (
+        ops.x.buffer,
+        ops.x.offset + tokens.x_bind.0,
+        tokens.x_bind.1.div_ceil(4) * 4,
+    );
+    let w = (
+        ops.w.buffer,
+        ops.w.offset + rows.bind_offset,
+        rows.bind_size,
+    );
+    let push = MatmulPush {
+        cols: per as u32,
+        tokens: tokens.tokens as u32,
+        x_first: tokens.x_first,
+        ..MatmulPush::default()
+    };
+    let groups = (per * tokens.tokens).div_ceil(4 * X_F16_GROUP);
+    (push, [w, x, x, halves], groups as u32)
 }
 
 /// The push constants, bindings and workgroups of the dispatch of one chunk
@@ -394,11 +479,24 @@ pub fn run_on_host_data(
     host: &HostOperands,
     y: &mut [f32],
 ) -> Result<()> {
+    let kernel = engine.kernel(call.op(), call.format)?;
+    run_on_host_data_with(engine, call, host, y, kernel)
+}
+
+/// [`run_on_host_data`] with `kernel` ([`record_matmul_with`]'s rules): for
+/// tests and benchmarks of the variants the self-test did not choose.
+pub fn run_on_host_data_with(
+    engine: &Engine,
+    call: &MatmulCall,
+    host: &HostOperands,
+    y: &mut [f32],
+    kernel: KernelId,
+) -> Result<()> {
     let sizes = call.sizes()?;
     run_recorded(engine, &sizes, host, y, |cmd, ops| {
         // SAFETY: the engine's command buffer is recording; the buffers are
         // nyxq's own, alive until after the wait, and hold the ranges.
-        unsafe { record_matmul(engine, cmd, call, ops) }
+        unsafe { record_matmul_with(engine, cmd, call, ops, kernel) }
     })
 }
 

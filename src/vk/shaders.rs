@@ -100,6 +100,9 @@ pub struct Kernel {
 pub struct MatmulTile {
     pub tokens: u32,
     pub outputs: u32,
+    /// The kernel reads X (dY) as rounded to f16 by
+    /// [`KernelId::MATMUL_X_F16`] into a scratch buffer before it.
+    pub x_f16: bool,
 }
 
 /// The workgroup memory every Vulkan device has: the least
@@ -266,7 +269,7 @@ mod tests {
     #[test]
     fn only_the_f16_arithmetic_variants_need_float16() {
         // The conversions: the f16 `_rte` dequantizers; the products: every
-        // `_coop` kernel (below).
+        // `_coop` kernel (below) and the rounding of X to f16 before some.
         let float16: Vec<&str> = KernelId::all()
             .filter(|k| k.kernel().needs.float16 && !k.kernel().needs.cooperative_matrix)
             .map(KernelId::name)
@@ -274,6 +277,7 @@ mod tests {
         assert_eq!(
             float16,
             [
+                "matmul_x_f16",
                 "dequantize_q8_0_f16_rte",
                 "dequantize_q4_0_f16_rte",
                 "dequantize_q4_1_f16_rte_dp",
@@ -312,6 +316,7 @@ mod tests {
         for kernel in KernelId::all() {
             let k = kernel.kernel();
             let expected = match k.family {
+                _ if kernel == KernelId::MATMUL_X_F16 => (0, 0),
                 Family::Matmul if kernel.name().ends_with("_coop128") => (128, 128),
                 Family::Matmul if kernel.name().contains("_coop1") => {
                     (k.matmul_tile.tokens, k.matmul_tile.outputs)

@@ -269,7 +269,24 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                         transposed,
                     };
                     for kernel in kernels_to_time(engine, &call, settings.variants)? {
-                        measurements.push(measure_one(engine, settings, &call, &on, kernel)?);
+                        match measure_one(engine, settings, &call, &on, kernel) {
+                            Ok(m) => measurements.push(m),
+                            // A product that fails to run is reported (and
+                            // fails the command), not fatal: the others are
+                            // still timed and the table printed.
+                            Err(e) => measurements.push(Measurement {
+                                format,
+                                rows,
+                                cols,
+                                tokens,
+                                transposed,
+                                kernel,
+                                seconds: f64::NAN,
+                                weight_bytes: call.sizes()?.w,
+                                matvec_seconds: None,
+                                violation: Some(format!("failed to run: {e}")),
+                            }),
+                        }
                     }
                 }
             }
