@@ -618,6 +618,7 @@ mod tests {
             let tile = MatmulTile {
                 tokens: m,
                 outputs: n,
+                x_f16: false,
             };
             let call = MatmulCall {
                 format: Format::Q4_0,
@@ -635,6 +636,45 @@ mod tests {
                 (push.tiles_n, got),
                 (tiles_n, groups),
                 "{call:?} tile {tile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_x_f16_pass_covers_its_chunk_of_tokens_once() {
+        let range = |size| crate::vk::ranges::BufferRange {
+            buffer: vk::Buffer::null(),
+            offset: 0,
+            size,
+        };
+        let ops = Operands {
+            w: range(1 << 30),
+            x: range(1 << 30),
+            bias: None,
+            y: range(1 << 30),
+        };
+        for (tokens, transposed) in [(1u64, false), (2048, false), (131, true), (3, true)] {
+            let call = MatmulCall {
+                format: Format::Q4_0,
+                rows: 4096,
+                cols: 14336,
+                tokens,
+                transposed,
+            };
+            let rows = chunks(4096, 8064, 1 << 40, 16).unwrap();
+            let plan = token_chunks(tokens, call.per_token(), 1 << 40, 16).unwrap();
+            let values = call.per_token().0 * tokens;
+            let bytes = x_half_bytes(values);
+            assert!(bytes >= 2 * values && bytes % 8 == 0, "{call:?}");
+            let halves = (vk::Buffer::null(), 0, bytes);
+            let (push, bindings, groups) =
+                x_f16_dispatch(&call, &ops, (&rows[0], &plan[0]), halves);
+            let per_group = 4 * X_F16_GROUP;
+            let groups = u64::from(groups);
+            assert!(groups * per_group >= values && (groups - 1) * per_group < values);
+            assert_eq!(
+                (u64::from(push.cols) * u64::from(push.tokens), bindings[3]),
+                (values, halves)
             );
         }
     }
