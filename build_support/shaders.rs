@@ -300,7 +300,7 @@ const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop128.comp", "matmul_coop.com
 
 /// The shape of a `matmul_coop128.comp` kernel: a workgroup's tile of
 /// `tokens` × `outputs`, each subgroup's `frag_m` × `frag_n` accumulators of
-/// 16 × 8, and how the slices are staged (`extra`: PACKED, SINGLE, STAGED,
+/// 16 × 8, and how the slices are staged (`extra`: PACKED, STAGED,
 /// TILE_K=<values of the sum a slice>, X_F16: X read as rounded to f16 by
 /// matmul_x_f16.comp before).
 struct CoopShape {
@@ -343,71 +343,21 @@ const COOP128: CoopShape = CoopShape {
 /// NYXQ_SHADER_EXPERIMENTS=1 for the formats of [`COOP_EXPERIMENT_FORMATS`],
 /// timed by bench-vk-matmul --variants, never chosen).
 const COOP_EXPERIMENTS: &[CoopShape] = &[
-    CoopShape {
-        suffix: "_coop128_packed",
-        extra: &["PACKED"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128_single",
-        extra: &["PACKED", "SINGLE"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128_sg16",
-        frag_m: 2,
-        extra: &["PACKED"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop64x128",
-        tokens: 64,
-        frag_m: 2,
-        extra: &["PACKED"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128x64",
-        outputs: 64,
-        frag_m: 2,
-        extra: &["PACKED"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128x256_single",
-        outputs: 256,
-        extra: &["PACKED", "SINGLE"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128_k64",
-        extra: &["PACKED", "STAGED", "TILE_K=64u"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop128_sg16_k64",
-        frag_m: 2,
-        extra: &["PACKED", "STAGED", "TILE_K=64u"],
-        ..COOP128
-    },
-    CoopShape {
-        suffix: "_coop64x128_k64",
-        tokens: 64,
-        frag_m: 2,
-        extra: &["PACKED", "STAGED", "TILE_K=64u"],
-        ..COOP128
-    },
+    // `_coop128` with X rounded to f16 once before it (half X's bytes).
     CoopShape {
         suffix: "_coop128_x16",
-        extra: &["PACKED", "X_F16"],
+        extra: &["X_F16"],
         ..COOP128
     },
+    // 16 subgroups of 32 × 32 (twice the subgroups, half the accumulators
+    // each), slices of 64 staged once, f16 pairs in 32-bit words.
     CoopShape {
         suffix: "_coop128_sg16_k64_x16",
         frag_m: 2,
         extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
         ..COOP128
     },
+    // 64 tokens × 128 outputs, 8 subgroups of 32 × 32: twice the workgroups.
     CoopShape {
         suffix: "_coop64x128_x16",
         tokens: 64,
@@ -416,11 +366,10 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
         ..COOP128
     },
     CoopShape {
-        suffix: "_coop64x64",
+        suffix: "_coop64x128_k64_x16",
         tokens: 64,
-        outputs: 64,
         frag_m: 2,
-        extra: &["PACKED"],
+        extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
         ..COOP128
     },
 ];

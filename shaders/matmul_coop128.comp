@@ -18,9 +18,8 @@
 //   (X read as vec4 where aligned, W decoded by weights.glsl), converted to
 //   f16 once, and stores it into the other buffer after the multiply-adds;
 //   then one barrier. STAGED: the same with one buffer, and a barrier before
-//   the store too. SINGLE: one buffer and no slice held in registers: load,
-//   store, barrier, multiply, barrier.
-// - Tiles are staged with k contiguous (A: a row of 32 + 8 per token, B
+//   the store too.
+// - Tiles are staged with k contiguous (A: a row of TILE_K + 8 per token, B
 //   forward: per output), or for B backward n contiguous (W's rows), padded
 //   so that rows of the matrix loads fall on different banks. With PACKED
 //   the tiles are arrays of 32-bit words (two f16 each) and each run of 4
@@ -43,13 +42,13 @@ layout(std430, binding = 1) restrict readonly buffer X4 { vec4 x4[]; };
 #define SUBGROUPS (uint(INVOCATIONS) / 32u)
 #define SG_COLS (TILE_N / (8u * FRAG_N))
 
-#if defined(SINGLE) || defined(STAGED)
+#ifdef STAGED
 #define BUFFERS 1u
 #else
 #define BUFFERS 2u
 #endif
 
-// Halves a staged row of k: a slice and 8 of padding (80 bytes: the 8 rows
+// Halves a staged row of k: a slice and 8 of padding (80 or 144 bytes: the 8 rows
 // of a 16-byte-per-row matrix load fall on 8 different bank groups).
 #define K_ROW (TILE_K + 8u)
 // A: TILE_M rows of K_ROW per buffer.
@@ -309,26 +308,16 @@ void main() {
     FOR_EACH_IJ
 #undef EACH_IJ
     uint slices = (SUM_LENGTH + TILE_K - 1u) / TILE_K;
-#ifndef SINGLE
     fetch_slice(m0, n0, 0u);
     put_slice(n0, 0u);
     barrier();
-#endif
     for (uint slice = 0u; slice < slices; ++slice) {
-#ifdef SINGLE
-        fetch_slice(m0, n0, slice * TILE_K);
-        put_slice(n0, 0u);
-        barrier();
-        uint a_at = 0u;
-        uint b_at = 0u;
-#else
         bool more = slice + 1u < slices;
         if (more) {
             fetch_slice(m0, n0, (slice + 1u) * TILE_K);
         }
         uint a_at = slice % BUFFERS * A_BUFFER;
         uint b_at = slice % BUFFERS * B_BUFFER;
-#endif
         for (uint k = 0u; k < TILE_K; k += 16u) {
             FOR_EACH_I(DECLARE_A)
             FOR_EACH_I(LOAD_A)
@@ -338,11 +327,9 @@ void main() {
 #ifdef STAGED
         barrier();
 #endif
-#ifndef SINGLE
         if (more) {
             put_slice(n0, (slice + 1u) % BUFFERS);
         }
-#endif
         barrier();
     }
 #define STORE_C(i, j) store_accumulator(c##i##j, m0, n0, sm + 16u * i, sn + 8u * j);

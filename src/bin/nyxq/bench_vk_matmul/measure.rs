@@ -31,9 +31,11 @@ pub struct Settings {
     pub copy_floats: usize,
     /// Also time dX = dY·W (the backward pass).
     pub backward: bool,
-    /// Also time every other variant of the product the device runs (the
-    /// fast ones not chosen, the measurement-only ones), after the chosen one.
-    pub variants: bool,
+    /// Also time the other variants of the product the device runs (the
+    /// fast ones not chosen, the measurement-only ones), after the chosen
+    /// one: those whose names end with one of these suffixes (`None`: no
+    /// other; "all" matches every one).
+    pub variants: Option<Vec<String>>,
 }
 
 /// One timed product.
@@ -124,23 +126,34 @@ struct Resident<'a> {
     x: &'a Buffer,
     y: &'a Buffer,
     x_host: &'a [f32],
-    /// W dequantized (for the checks).
+    /// W dequantized (for the checks), rows × cols.
     w_values: &'a [f32],
+    /// The same transposed, cols × rows: the backward product's check reads
+    /// it as a forward one, row by row (W's columns are far apart in memory).
+    w_columns: &'a [f32],
 }
 
-/// The kernels to time for `call`: the chosen one, then with `variants`
-/// the others of its product that the device runs.
-fn kernels_to_time(engine: &Engine, call: &MatmulCall, variants: bool) -> Result<Vec<KernelId>> {
+/// The kernels to time for `call`: the chosen one, then the others of its
+/// product that the device runs and `variants` names.
+fn kernels_to_time(
+    engine: &Engine,
+    call: &MatmulCall,
+    variants: Option<&[String]>,
+) -> Result<Vec<KernelId>> {
     let (op, format) = (call.op(), call.format);
     let mut out = vec![engine.kernel(op, format)?];
-    if variants {
-        let others = op_kernels(op, format)
-            .iter()
-            .chain(experimental_kernels(op, format));
-        for &kernel in others {
-            if !out.contains(&kernel) && engine.variant_supported(kernel) {
-                out.push(kernel);
-            }
+    let named = |kernel: KernelId| {
+        variants.is_some_and(|v| {
+            v.iter()
+                .any(|s| s == "all" || kernel.name().ends_with(s.as_str()))
+        })
+    };
+    let others = op_kernels(op, format)
+        .iter()
+        .chain(experimental_kernels(op, format));
+    for &kernel in others {
+        if !out.contains(&kernel) && named(kernel) && engine.variant_supported(kernel) {
+            out.push(kernel);
         }
     }
     Ok(out)
@@ -194,12 +207,25 @@ fn measure_one(
     } else {
         (call.cols as usize, call.rows as usize)
     };
-    let one_token = MatmulCall { tokens: 1, ..*call };
+    // The backward product of one token, dX = dY·W, is the forward one of
+    // Wᵀ: checked as such on the transposed copy.
+    let (one_token, w) = if call.transposed {
+        let forward = MatmulCall {
+            rows: call.cols,
+            cols: call.rows,
+            tokens: 1,
+            transposed: false,
+            ..*call
+        };
+        (forward, on.w_columns)
+    } else {
+        (MatmulCall { tokens: 1, ..*call }, on.w_values)
+    };
     let mut violation = None;
     for t in [0, call.tokens as usize - 1] {
         let y = read_floats(engine, on.y, t * outputs, outputs)?;
         let x = &on.x_host[t * n..(t + 1) * n];
-        let found = first_violation(&one_token, on.w_values, x, None, &y, Bound::of(kernel));
+        let found = first_violation(&one_token, w, x, None, &y, Bound::of(kernel));
         violation = violation.or(found.map(|m| format!("token {t} of the product: {m}")));
     }
     Ok(Measurement {
@@ -216,8 +242,16 @@ fn measure_one(
     })
 }
 
-/// Measures every format on every shape and token count of `settings`.
-pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
+/// Measures every format on every shape and token count of `settings`,
+/// handing each measurement to `each` as it is made (with the copy
+/// kernel's first GB/s) and printing a line with the seconds since the
+/// start before each format and direction.
+pub fn run(
+    engine: &Engine,
+    settings: &Settings,
+    each: &mut dyn FnMut(&Measurement, f64),
+) -> Result<Report> {
+    let start = std::time::Instant::now();
     // The copy kernel first (its second of warm-up raises the GPU clocks)
     // and again last; the faster of the two is the yardstick.
     let copy_first = copy_gbps(engine, settings.copy_floats, settings.iterations)?;
@@ -245,6 +279,17 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
             quant::quantize(format, &values, &mut bytes, &opts)?;
             let mut w_values = vec![0f32; values.len()];
             quant::dequantize(format, &bytes, &mut w_values, threads)?;
+            let w_columns = if settings.backward {
+                let mut t = vec![0f32; values.len()];
+                for (r, row) in w_values.chunks_exact(cols).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        t[c * rows + r] = v;
+                    }
+                }
+                t
+            } else {
+                Vec::new()
+            };
             let w = upload(engine, &bytes)?;
             drop(bytes);
             let on = Resident {
@@ -253,6 +298,7 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                 y: &y,
                 x_host: &x_host,
                 w_values: &w_values,
+                w_columns: &w_columns,
             };
             let directions: &[bool] = if settings.backward {
                 &[false, true]
@@ -260,6 +306,14 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                 &[false]
             };
             for &transposed in directions {
+                println!(
+                    "# {} {}x{} {}: {:.1} s after the start",
+                    format.name(),
+                    rows,
+                    cols,
+                    if transposed { "dY·W" } else { "X·Wᵀ" },
+                    start.elapsed().as_secs_f64()
+                );
                 for &tokens in &settings.tokens {
                     let call = MatmulCall {
                         format,
@@ -268,13 +322,14 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                         tokens,
                         transposed,
                     };
-                    for kernel in kernels_to_time(engine, &call, settings.variants)? {
-                        match measure_one(engine, settings, &call, &on, kernel) {
-                            Ok(m) => measurements.push(m),
+                    let variants = settings.variants.as_deref();
+                    for kernel in kernels_to_time(engine, &call, variants)? {
+                        let measured = match measure_one(engine, settings, &call, &on, kernel) {
+                            Ok(m) => m,
                             // A product that fails to run is reported (and
                             // fails the command), not fatal: the others are
                             // still timed and the table printed.
-                            Err(e) => measurements.push(Measurement {
+                            Err(e) => Measurement {
                                 format,
                                 rows,
                                 cols,
@@ -285,8 +340,10 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                                 weight_bytes: call.sizes()?.w,
                                 matvec_seconds: None,
                                 violation: Some(format!("failed to run: {e}")),
-                            }),
-                        }
+                            },
+                        };
+                        each(&measured, copy_first);
+                        measurements.push(measured);
                     }
                 }
             }
