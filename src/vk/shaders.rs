@@ -315,17 +315,21 @@ mod tests {
     fn matmul_kernels_and_only_they_have_a_tile() {
         for kernel in KernelId::all() {
             let k = kernel.kernel();
+            let name = kernel.name();
+            let tile = (k.matmul_tile.tokens, k.matmul_tile.outputs);
             let expected = match k.family {
                 _ if kernel == KernelId::MATMUL_X_F16 => (0, 0),
-                Family::Matmul if kernel.name().ends_with("_coop128") => (128, 128),
-                Family::Matmul if kernel.name().contains("_coop1") => {
-                    (k.matmul_tile.tokens, k.matmul_tile.outputs)
-                }
+                Family::Matmul if name.ends_with("_coop128") => (128, 128),
+                // The other shapes of matmul_coop128.comp name their tile
+                // where it is not 128 × 128.
+                Family::Matmul if name.contains("_coop64x128") => (64, 128),
+                Family::Matmul if name.contains("_coop128_") => (128, 128),
                 Family::Matmul => (64, 64),
                 _ => (0, 0),
             };
-            let tile = (k.matmul_tile.tokens, k.matmul_tile.outputs);
             assert_eq!(tile, expected, "{kernel}");
+            let x_f16 = name.ends_with("_x16");
+            assert_eq!(k.matmul_tile.x_f16, x_f16, "{kernel}");
         }
     }
 
