@@ -882,7 +882,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
     let mut table = format!(
         "impl KernelId {{\n{ids}    /// The number of kernels.\n    pub const COUNT: usize = {count};\n}}\n\n\
          /// Every kernel's facts, indexed by [`KernelId`].\n\
-         const KERNELS: [Kernel; KernelId::COUNT] = [\n{kernels}];\n\n"
+         static KERNELS: [Kernel; KernelId::COUNT] = [\n{kernels}];\n\n"
     );
     let variants: Vec<&Variant> = compiled.iter().map(|(v, _)| v).collect();
     let op_key = |op: &str, tag: &str| format!("(Op::{op}, Format::{})", tag.to_uppercase());
