@@ -12,7 +12,11 @@
 //! units, f32 sums; workgroup tiles of 128 and of 64). Each kernel's tile
 //! ([`super::shaders::Kernel::matmul_tile`]) sizes its grid.
 //! Their error bounds against an FP64 product of the dequantized weights
-//! are [`Bound::Compat`] and [`Bound::Coop`].
+//! are [`Bound::Compat`] and [`Bound::Coop`]. Builds with
+//! NYXQ_SHADER_EXPERIMENTS=1 add measurement-only shapes of `_coop128`
+//! (never chosen; [`record_matmul_with`] records one), some of which read X
+//! rounded to f16 by [`KernelId::MATMUL_X_F16`] into a scratch buffer of the
+//! ticket first ([`MatmulTile::x_f16`]).
 //!
 //! W larger than maxStorageBufferRange is split by rows into several
 //! dispatches (the backward chunks add into dX, with a barrier between
