@@ -1,13 +1,15 @@
 //! `nyxq bench-quant [--quick] [--json FILE] [--mib N]`: quantize and dequantize
 //! throughput of every format on one thread and on all threads, next to memcpy
-//! and memset of the same buffer measured in the same run, with the ratios and
+//! of the same buffer, the store yardstick ([`store_yardstick`]) and the range
+//! check every quantize includes, measured in the same run, with the ratios and
 //! the targets of the foundation issue; for the formats whose error-minimising
 //! search is fast ([`FAST_SEARCHES`]), that search's quantize too, against
 //! its target of 1 GB/s on one thread.
 
+use super::store_yardstick;
 use nyxq::Format;
 use nyxq::format::ALL_FORMATS;
-use nyxq::quant::{self, QuantizeOptions, Rounding};
+use nyxq::quant::{self, QuantizeOptions, Rounding, limits};
 use std::time::Instant;
 
 struct Measurement {
@@ -101,8 +103,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     eprintln!("bench-quant: {mib} MiB of f32 ({n} values), {threads} threads, median of {runs}");
 
     let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(&src)) / 1e9;
-    let memset_gbs = bytes / median_seconds(runs, || restored.fill(0.0)) / 1e9;
-    std::hint::black_box((&copy, &restored));
+    std::hint::black_box(&copy);
+    let stores = store_yardstick::measure(&mut vec![0u8; n * 4], runs);
+    let memset_gbs = stores.gbs();
+    // Every checked quantize reads its input once for this scan before it
+    // writes anything (nothing is written on an error); Q8_0's limit.
+    let range_check_gbs = bytes
+        / median_seconds(runs, || {
+            let limit = limits::limit(Format::Q8_0);
+            std::hint::black_box(limits::first_out_of_range(
+                std::hint::black_box(&src),
+                limit,
+            ));
+        })
+        / 1e9;
 
     let mut rows = Vec::new();
     for format in ALL_FORMATS.into_iter().filter(|f| *f != Format::F32) {
@@ -178,7 +192,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "nyxq {} bench-quant: {mib} MiB of f32, median of {runs}; GB/s counts f32 bytes",
         env!("CARGO_PKG_VERSION")
     );
-    println!("memcpy {memcpy_gbs:.2} GB/s, memset {memset_gbs:.2} GB/s (1 thread)\n");
+    println!(
+        "memcpy {memcpy_gbs:.2} GB/s; stores: memset {:.2} GB/s, store loop {:.2} GB/s (1 thread; \"memset\" below is the faster{})\n",
+        stores.memset_gbs,
+        stores.loop_gbs,
+        if stores.consistent() {
+            ""
+        } else {
+            "; the two differ by more than 2×: check the machine"
+        }
+    );
+    println!(
+        "range check {range_check_gbs:.2} GB/s (the scan for NaN, Inf and out-of-range values that every quantize below includes)\n"
+    );
     println!(
         "| format | op | 1 thread GB/s | vs | ratio | target | {threads} threads GB/s | scaling |"
     );
@@ -210,7 +236,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
             })
             .collect();
         let json = format!(
-            "{{\n  \"mib\": {mib},\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"memset_gbs\": {memset_gbs:.4},\n  \"results\": [\n{}\n  ]\n}}\n",
+            "{{\n  \"mib\": {mib},\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"memset_gbs\": {memset_gbs:.4},\n  \"stores_memset_gbs\": {:.4},\n  \"stores_loop_gbs\": {:.4},\n  \"range_check_gbs\": {range_check_gbs:.4},\n  \"results\": [\n{}\n  ]\n}}\n",
+            stores.memset_gbs,
+            stores.loop_gbs,
             entries.join(",\n")
         );
         std::fs::write(&path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
