@@ -783,9 +783,10 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn iq4_nl_indices(t: __m256) -> __m256i {
-    // Per run b of u (32b ..= 32b + 31): the midpoints below it, and where in
-    // it the first and second of its own lie (32: none).
-    const BELOW: [i8; 16] = [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
+    // Per run b of u (32b ..= 32b + 31): the midpoints below it plus two
+    // (the index past both of its own), and where in it the first and second
+    // of its own lie (32: none, so u always lies before it).
+    const PAST_BOTH: [i8; 16] = [2, 3, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14, 15, 16, 16, 17];
     const FIRST: [i8; 16] = [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
     const SECOND: [i8; 16] = [
         32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
@@ -816,25 +817,58 @@ fn iq4_nl_indices(t: __m256) -> __m256i {
     let before_first = _mm256_cmpgt_epi32(look(FIRST), within);
     let before_second = _mm256_cmpgt_epi32(look(SECOND), within);
     _mm256_add_epi32(
-        _mm256_add_epi32(look(BELOW), _mm256_set1_epi32(2)),
+        look(PAST_BOTH),
         _mm256_add_epi32(before_first, before_second),
     )
 }
 
-/// IQ4_NL's level of each index lane (0..16) as f32.
+/// IQ4_NL's level of each index lane (0..16) as f32: the table's byte
+/// looked up with `pshufb` (the index's zero upper bytes pick the table's
+/// first byte, which the shifts drop), sign-extended and converted.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn iq4_nl_level_values(index: __m256i) -> __m256 {
-    let l = scalar::IQ4_NL_LEVELS.map(f32::from);
-    let low = _mm256_setr_ps(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]);
-    let high = _mm256_setr_ps(l[8], l[9], l[10], l[11], l[12], l[13], l[14], l[15]);
-    // permutevar reads the index's low 3 bits; bit 3 picks the table half.
-    let upper = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28));
-    _mm256_blendv_ps(
-        _mm256_permutevar8x32_ps(low, index),
-        _mm256_permutevar8x32_ps(high, index),
-        upper,
-    )
+    let l = scalar::IQ4_NL_LEVELS;
+    let table = _mm256_setr_epi8(
+        l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13],
+        l[14], l[15], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11],
+        l[12], l[13], l[14], l[15],
+    );
+    let byte = _mm256_shuffle_epi8(table, index);
+    _mm256_cvtepi32_ps(_mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(byte)))
+}
+
+/// ggml's max of each lane's block, `v[j]` holding element j: the largest
+/// magnitude, and the first element of that magnitude with its sign (any
+/// element, for a lane whose magnitudes are all zero). Two trees of depth 5
+/// instead of a chain of 32 comparisons and blends: max is exact, and the
+/// selection keeps, of each pair, the earlier element where it has the
+/// largest magnitude.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn first_signed_max(v: &[__m256; QK]) -> (__m256, __m256) {
+    let magnitudes = v.map(|x| abs(x));
+    let mut level = magnitudes;
+    let mut n = QK;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            level[i] = _mm256_max_ps(level[2 * i], level[2 * i + 1]);
+        }
+    }
+    let amax = level[0];
+    let mut found = magnitudes.map(|m| _mm256_cmp_ps(m, amax, _CMP_EQ_OQ));
+    let mut value = *v;
+    let mut n = QK;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            let (early, late) = (2 * i, 2 * i + 1);
+            value[i] = _mm256_blendv_ps(value[late], value[early], found[early]);
+            found[i] = _mm256_or_ps(found[early], found[late]);
+        }
+    }
+    (amax, value[0])
 }
 
 /// # Safety
@@ -861,13 +895,7 @@ pub(crate) unsafe fn iq4_nl_quantize(src: &[f32], dst: &mut [u8]) {
             });
             v[8 * k..8 * k + 8].copy_from_slice(&transpose8(rows));
         }
-        // ggml's max: the first element of largest magnitude.
-        let (mut amax, mut max) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for &xj in &v {
-            let larger = _mm256_cmp_ps(abs(xj), amax, _CMP_GT_OQ);
-            amax = _mm256_blendv_ps(amax, abs(xj), larger);
-            max = _mm256_blendv_ps(max, xj, larger);
-        }
+        let (amax, max) = first_signed_max(&v);
         let small = _mm256_cmp_ps(amax, _mm256_set1_ps(scalar::IQ4_NL_EPS), _CMP_LT_OQ);
         // 1/d0 with d0 = max/−127 (normal wherever the block is not small);
         // 0 for the small blocks, whose elements then all take index 8.
