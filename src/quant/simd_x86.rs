@@ -1440,18 +1440,25 @@ mod tests {
             .chain((0..0x4b00_0000u32).step_by(1009).map(f32::from_bits))
             .collect();
         probes.extend(probes.clone().iter().map(|v| -v));
-        probes.truncate(probes.len() / 8 * 8);
+        lanes_agree(&probes, round_half_away_small, |v| {
+            scalar::round_half_away(v) as i32
+        });
+    }
+
+    /// Checks an eight-lane kernel against its scalar twin on every probe
+    /// (whole vectors of them; AVX2 detected by the caller).
+    fn lanes_agree(probes: &[f32], kernel: unsafe fn(__m256) -> __m256i, twin: fn(f32) -> i32) {
         for chunk in probes.chunks_exact(8) {
-            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
-            // and the store writes 8 ints into `got`.
+            // SAFETY: the caller detected AVX2; the load reads the chunk's 8
+            // floats and the store writes 8 ints into `got`.
             let got = unsafe {
                 let mut got = [0i32; 8];
-                let v = round_half_away_small(_mm256_loadu_ps(chunk.as_ptr()));
+                let v = kernel(_mm256_loadu_ps(chunk.as_ptr()));
                 _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
                 got
             };
-            for (&v, &g) in chunk.iter().zip(&got) {
-                assert_eq!(g, scalar::round_half_away(v) as i32, "{v:e}");
+            for (&t, &g) in chunk.iter().zip(&got) {
+                assert_eq!(g, twin(t), "{t:e}");
             }
         }
     }
@@ -1473,18 +1480,8 @@ mod tests {
         }
         probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
         probes.retain(|t| t.is_finite());
-        for chunk in probes.chunks_exact(8) {
-            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
-            // and the store writes 8 ints into `got`.
-            let got = unsafe {
-                let mut got = [0i32; 8];
-                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
-                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
-                got
-            };
-            for (&t, &g) in chunk.iter().zip(&got) {
-                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
-            }
-        }
+        lanes_agree(&probes, iq4_nl_indices, |t| {
+            i32::from(scalar::iq4_nl_index(t))
+        });
     }
 }
