@@ -13,11 +13,32 @@ reports each; running a built program directly takes no cargo lock, which
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
 
+def orphan_test_files(root):
+    """tests/*.rs files that are neither a [[test]] program of Cargo.toml
+    (autotests is off) nor a `#[path = "file.rs"]` module of one: cargo
+    would silently build none of their tests."""
+    with open(os.path.join(root, "Cargo.toml")) as f:
+        programs = re.findall(r'^path = "tests/(\w+\.rs)"', f.read(), re.M)
+    used = set(programs)
+    for program in programs:
+        with open(os.path.join(root, "tests", program)) as f:
+            used.update(re.findall(r'^#\[path = "(\w+\.rs)"\]', f.read(), re.M))
+    files = [n for n in os.listdir(os.path.join(root, "tests")) if n.endswith(".rs")]
+    return sorted(set(files) - used)
+
+
 def build(listing, cargo_command):
+    orphans = orphan_test_files(os.getcwd())
+    if orphans:
+        print(f"cargo_tests.py: tests/{', tests/'.join(orphans)}: not a [[test]] of Cargo.toml "
+              "nor a #[path] module of one (tests/vulkan.rs, tests/cli.rs): its tests would never run",
+              file=sys.stderr)
+        return 1
     command = cargo_command[:1] + ["test", "--no-run"] + cargo_command[1:]
     command += ["--message-format=json-render-diagnostics"]
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)

@@ -243,10 +243,10 @@ def known_tests(root):
             with open(path, encoding="utf-8") as f:
                 ctest.update(re.findall(r"add_test\(\s*NAME\s+([A-Za-z0-9_.-]+)", f.read()))
     # cpp_tests/CMakeLists.txt makes one ctest test of each cargo test program.
-    ctest.update(["cargo_lib_nyxq", "cargo_bin_nyxq"])
-    for name in os.listdir(os.path.join(root, "tests")):
-        if name.endswith(".rs"):
-            ctest.add("cargo_test_" + name[:-3])
+    ctest.add("cargo_lib_nyxq")
+    with open(os.path.join(root, "Cargo.toml"), encoding="utf-8") as f:
+        for name in re.findall(r'^\[\[test\]\]\s+name = "(\w+)"', f.read(), re.M):
+            ctest.add("cargo_test_" + name)
     return cpp, ctest
 
 

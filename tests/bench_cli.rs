@@ -2,10 +2,7 @@
 //! for a device; `bench-vk` times every kernel (and the Adam steps) on the
 //! test device and checks the extra variants it times against the one in use.
 
-mod cli_support;
-mod vk_support;
-
-use cli_support::{nyxq, nyxq_with_env};
+use crate::cli_support::{nyxq, nyxq_with_env};
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::shaders::{Op, compatible_kernel};
 
@@ -14,9 +11,9 @@ use nyxq::vk::shaders::{Op, compatible_kernel};
 /// one beside an `_rte` one) wrote the same bytes as the one in use.
 #[test]
 fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
-    let (ok, out, err) = nyxq_with_env(&["bench-vk", "1", "1"], &vk_support::device_env());
+    let (ok, out, err) = nyxq_with_env(&["bench-vk", "1", "1"], &crate::vk_support::device_env());
     if !ok && err.contains("Vulkan backend is not available") {
-        vk_support::skip_missing(&err);
+        crate::vk_support::skip_missing(&err);
         return;
     }
     assert!(ok, "{err}");

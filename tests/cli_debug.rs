@@ -3,9 +3,7 @@
 //! or without a Vulkan loader, and --json parses. Vulkan may or may not be
 //! present; the tests take away the loader where they need it gone.
 
-mod cli_support;
-
-use cli_support::{Run, nyxq_in, scratch_dir};
+use crate::cli_support::{Run, nyxq_in, scratch_dir};
 use serde_json::Value;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hrm_config.txt");

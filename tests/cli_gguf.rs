@@ -3,9 +3,7 @@
 //! within the format's error, and bad input a message with exit status 2
 //! (a failed quantization 1, with no file left), never a panic.
 
-mod cli_support;
-
-use cli_support::{Run, nyxq_in, scratch_dir};
+use crate::cli_support::{Run, nyxq_in, scratch_dir};
 use serde_json::Value;
 use std::path::Path;
 

@@ -4,9 +4,7 @@
 //! input is a message naming the file with exit status 2, never a panic. Each
 //! run starts in a scratch folder, so nothing depends on the current directory.
 
-mod cli_support;
-
-use cli_support::{Run, nyxq_in, scratch_dir};
+use crate::cli_support::{Run, nyxq_in, scratch_dir};
 use nyxq::format::ALL_FORMATS;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;

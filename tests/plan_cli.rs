@@ -1,9 +1,7 @@
 //! `nyxq plan` on the RX 580 and Iris Xe profiles and device reports prints plans whose totals fit
 //! and whose reasons are there; bad arguments fail with a message.
 
-mod cli_support;
-
-use cli_support::nyxq;
+use crate::cli_support::nyxq;
 
 #[test]
 fn plans_print_fitting_totals_on_the_constrained_profiles() {

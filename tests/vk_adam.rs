@@ -5,8 +5,9 @@
 //! And checkpoints: a device run saved, destroyed, loaded and continued
 //! equals the uninterrupted one, and host and device load each other's.
 
-mod vk_support;
-
+use crate::vk_support::commands::Commands;
+use crate::vk_support::env::{DEFAULT, Env, FORCE_COMPAT, SMALL_GRID_WIDTH, SMALL_LIMITS};
+use crate::vk_support::run_under;
 use nyxq::train::adam::{Adam, AdamSettings, MIN_8BIT_ELEMENTS, StateFormat, StateLayout};
 use nyxq::train::checkpoint;
 use nyxq::vk::Engine;
@@ -16,9 +17,6 @@ use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::shaders::KernelId;
 use std::sync::Arc;
-use vk_support::commands::Commands;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT, SMALL_GRID_WIDTH, SMALL_LIMITS};
-use vk_support::run_under;
 
 fn settings(state: StateFormat) -> AdamSettings {
     AdamSettings {

@@ -1,14 +1,12 @@
 //! Context creation on Vulkan: lavapipe explicitly, AUTO's choice, and the
 //! three ways Vulkan can be missing (no loader, no driver, no device).
 
-mod vk_support;
-
-use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
-use vk_support::env::{
+use crate::vk_support::env::{
     DEFAULT, EMULATED, FORCE_COMPAT, INTEL_ICD, LAVAPIPE, LAVAPIPE_WITHOUT_LAYERS, NO_DEVICE,
     NO_DRIVER, NO_LOADER,
 };
-use vk_support::{LAVAPIPE_ICD, run_under};
+use crate::vk_support::{LAVAPIPE_ICD, run_alone_under, run_under};
+use nyxq::context::{Backend, BackendPreference, Context, ContextSettings};
 
 fn settings(backend: BackendPreference) -> ContextSettings {
     ContextSettings {
@@ -25,7 +23,7 @@ fn explicit_vulkan_on_lavapipe_reports_the_device() {
         return;
     }
     if !std::path::Path::new(LAVAPIPE_ICD).exists() {
-        vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
+        crate::vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Vulkan)).expect("lavapipe device");
@@ -51,7 +49,7 @@ fn validation_asked_without_the_layer_is_refused() {
         return;
     }
     if !std::path::Path::new(LAVAPIPE_ICD).exists() {
-        vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
+        crate::vk_support::skip_missing(&format!("lavapipe is not installed ({LAVAPIPE_ICD})"));
         return;
     }
     let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
@@ -88,7 +86,7 @@ fn auto_skips_a_cpu_vulkan_device_and_says_why() {
     // Which reason AUTO must give depends on whether lavapipe runs here:
     // explicit VULKAN (which accepts a CPU device) tells.
     if let Err(e) = Context::new(&settings(BackendPreference::Vulkan)) {
-        vk_support::skip_missing(&format!("lavapipe does not run here: {e}"));
+        crate::vk_support::skip_missing(&format!("lavapipe does not run here: {e}"));
         return;
     }
     let ctx = Context::new(&settings(BackendPreference::Auto)).unwrap();
@@ -124,7 +122,7 @@ fn no_driver_falls_back_or_fails_with_the_reason() {
     let err = Context::new(&settings(BackendPreference::Vulkan)).unwrap_err();
     assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported);
     if reason.contains("no Vulkan loader") {
-        vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
+        crate::vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
         return;
     }
     assert!(reason.contains("no Vulkan driver"), "{reason}");
@@ -148,7 +146,7 @@ fn no_device_falls_back_or_fails_with_the_reason() {
     assert_eq!(ctx.backend(), Backend::Cpu);
     let reason = ctx.fallback_reason().unwrap().to_string();
     if reason.contains("no Vulkan loader") {
-        vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
+        crate::vk_support::skip_missing(&format!("no Vulkan loader on this machine: {reason}"));
         return;
     }
     // The driver loads but finds no hardware: it enumerates nothing, or its
@@ -418,7 +416,9 @@ fn an_unreadable_or_vague_device_report_fails_the_context() {
 /// (a perturbed kernel, the compatible kernels forced) runs its own.
 #[test]
 fn a_second_context_on_the_device_reuses_the_self_tests_verdicts() {
-    if run_under(&[&DEFAULT]).is_none() {
+    // Alone: an earlier test's contexts in a shared child would have left
+    // their verdicts for this one's first context.
+    if run_alone_under(&[&DEFAULT]).is_none() {
         return;
     }
     use nyxq::format::Format;
@@ -469,7 +469,7 @@ fn a_disagreeing_kernel_is_disabled_and_the_cpu_twin_used() {
     }) {
         Ok(ctx) => ctx,
         Err(e) => {
-            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
+            crate::vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             return;
         }
     };
@@ -519,7 +519,7 @@ fn vulkan_context(settings: ContextSettings) -> Option<Context> {
     match Context::new(&settings) {
         Ok(ctx) => Some(ctx),
         Err(e) => {
-            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
+            crate::vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             None
         }
     }

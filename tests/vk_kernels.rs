@@ -4,13 +4,11 @@
 //! 128 MiB (more than lavapipe's maxStorageBufferRange); the variants chosen
 //! by default, then the compatible ones forced.
 
-mod vk_support;
-
+use crate::vk_support::env::{DEFAULT, EVERY_DEVICE, Env, FORCE_COMPAT};
+use crate::vk_support::run_under;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
 use nyxq::vk::{ops, shaders};
-use vk_support::env::{DEFAULT, EVERY_DEVICE, Env, FORCE_COMPAT};
-use vk_support::run_under;
 
 /// The formats with Vulkan conversion kernels.
 fn formats() -> impl Iterator<Item = Format> {

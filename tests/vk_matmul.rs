@@ -9,19 +9,16 @@
 //! and by the self-test; and the cooperative-matrix variant wherever the
 //! device has it (the test says so where it does not).
 
-mod matvec_support;
-mod vk_support;
-
-use matvec_support::{uniform, weights};
+use crate::matvec_support::{uniform, weights};
+use crate::vk_support::env::{
+    DEFAULT, EMULATE_IRIS_XE_ANV, Env, FORCE_COMPAT, SMALL_BINDING_RANGE, SMALL_LIMITS,
+};
+use crate::vk_support::run_under;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::Engine;
 use nyxq::vk::matmul::{self, Bound, MatmulCall};
 use nyxq::vk::matvec::HostOperands;
 use nyxq::vk::shaders::{Op, fast_kernels};
-use vk_support::env::{
-    DEFAULT, EMULATE_IRIS_XE_ANV, Env, FORCE_COMPAT, SMALL_BINDING_RANGE, SMALL_LIMITS,
-};
-use vk_support::run_under;
 
 /// Fills what a kernel must not write.
 const GUARD: u32 = 0x7fc0_dead;
@@ -178,9 +175,9 @@ fn a_wrong_kernel_fails_the_bound_and_the_self_test() {
     let settings = nyxq::context::ContextSettings {
         vulkan_perturb_kernel: Some("matmul_q4_0_f32".to_string()),
         vulkan_force_compat: row.force_compat(),
-        ..vk_support::device_settings()
+        ..crate::vk_support::device_settings()
     };
-    let Some(ctx) = vk_support::context_with(settings) else {
+    let Some(ctx) = crate::vk_support::context_with(settings) else {
         return;
     };
     let engine = ctx.vulkan().unwrap();

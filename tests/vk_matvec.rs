@@ -13,19 +13,16 @@
 //! workgroup and 1 and 2 row slots; each row's choice is checked to be the
 //! one the engine made.
 
-mod matvec_support;
-mod vk_support;
-
-use matvec_support::{assert_row_chosen, check_call, forward_call, uniform, weights};
-use nyxq::format::{Format, VulkanFamily};
-use nyxq::vk::matvec::{self, MatvecCall};
-use nyxq::vk::shaders::MatvecVariant as Variant;
-use vk_support::env::{
+use crate::matvec_support::{assert_row_chosen, check_call, forward_call, uniform, weights};
+use crate::vk_support::env::{
     DEFAULT, EMULATE_IRIS_XE_ANV, EMULATE_RX580_RADV, Env, FORCE_COMPAT, FORCE_COMPAT_EIGHT_ROWS,
     MATVEC_DOT, MATVEC_EIGHT_ROWS, MATVEC_F32, MATVEC_ONE_ROW_SLOT, MATVEC_THIRTY_TWO_ROWS,
     MATVEC_TWO_ROW_SLOTS,
 };
-use vk_support::run_under;
+use crate::vk_support::run_under;
+use nyxq::format::{Format, VulkanFamily};
+use nyxq::vk::matvec::{self, MatvecCall};
+use nyxq::vk::shaders::MatvecVariant as Variant;
 
 /// Whether `row` changes only the block formats' forward kernel (their
 /// arithmetic, or the `_dot` kernel's rows and row slots): F32, F16 and

@@ -3,15 +3,12 @@
 //! test can make buffers and command buffers on it): results, and every
 //! error path with its status, ticket_out untouched and nothing recorded.
 
-mod matvec_support;
-mod vk_support;
-
-use matvec_support::{bound, check_value, reference, uniform, weights};
+use crate::matvec_support::{bound, check_value, reference, uniform, weights};
+use crate::vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use crate::vk_support::run_under;
 use nyxq::format::Format;
 use nyxq::vk::Engine;
 use nyxq::vk::matvec::MatvecCall;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
-use vk_support::run_under;
 
 use ash::vk::Handle;
 use nyxq::ffi::NyxqStatus;

@@ -5,13 +5,11 @@
 //! compatible one when forced, the arithmetic chosen at run time, and the
 //! fallback where the self-test disabled `_dot_pre`.
 
-mod vk_support;
-
+use crate::vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use crate::vk_support::run_under;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::matvec;
 use nyxq::vk::shaders::MatvecVariant as Variant;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
-use vk_support::run_under;
 
 /// Without compat forced, the block formats run the integer-dot variant,
 /// `_dot` for one vector and `_dot_pre` (x rounded once per product) for 2

@@ -9,18 +9,15 @@
 //! hundreds of them at lavapipe's real limits; the code splits at whatever
 //! the device reports.
 
-mod matvec_support;
-mod vk_support;
-
-use matvec_support::{check_call, uniform, weights};
+use crate::matvec_support::{check_call, uniform, weights};
+use crate::vk_support::env::{
+    Env, SMALL_BINDING_RANGE, SMALL_GRID_WIDTH, SMALL_LIMITS, SMALL_LIMITS_FORCE_COMPAT,
+};
+use crate::vk_support::run_under;
 use nyxq::format::Format;
 use nyxq::quant;
 use nyxq::vk::matvec::{self, Arithmetic, HostOperands, MatvecCall};
 use nyxq::vk::shaders::MatvecVariant;
-use vk_support::env::{
-    Env, SMALL_BINDING_RANGE, SMALL_GRID_WIDTH, SMALL_LIMITS, SMALL_LIMITS_FORCE_COMPAT,
-};
-use vk_support::run_under;
 
 /// Q8_0 weights of 2 MiB more than the binding range, with rows of 4386
 /// bytes (not a multiple of 4), so W is bound in two chunks, the second

@@ -3,17 +3,14 @@
 //! ticket that keeps the recording's sets until released, and every bad
 //! argument refused with its reason and nothing recorded.
 
-mod matvec_support;
-mod vk_support;
-
-use matvec_support::{
+use crate::matvec_support::{
     bound, check_value, device_term, forward_call, range, reference, uniform, weights,
 };
+use crate::vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use crate::vk_support::run_under;
 use nyxq::format::Format;
 use nyxq::vk::matvec::{self, HostOperands, MatvecCall, Operands, run_on_host_data};
 use nyxq::vk::ranges::BufferRange;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
-use vk_support::run_under;
 
 /// Operands at offsets inside larger buffers (as a trainer's arena has
 /// them) record and compute correctly.

@@ -2,23 +2,21 @@
 //! driver's usage, nyxq's ledger), and a budget a test injects, which the
 //! status reports and nyxq's own device allocations respect.
 
-mod vk_support;
-
+use crate::vk_support::env::{DEFAULT, EMULATE_IRIS_XE_ANV, EMULATE_RX580_RADV};
+use crate::vk_support::run_under;
 use nyxq::context::{Context, ContextSettings};
 use nyxq::format::Format;
 use nyxq::tensor::{Placement, Tensor};
 use nyxq::vk::budget::BudgetSource;
 use std::sync::Arc;
-use vk_support::env::{DEFAULT, EMULATE_IRIS_XE_ANV, EMULATE_RX580_RADV};
-use vk_support::run_under;
 
 /// Q8_0 rows of 1024 values: 1088 bytes each.
 const ROW: usize = 1024;
 
 fn vulkan_context(host_fallback: bool) -> Option<Arc<Context>> {
-    vk_support::context_with(ContextSettings {
+    crate::vk_support::context_with(ContextSettings {
         vulkan_host_fallback: host_fallback,
-        ..vk_support::device_settings()
+        ..crate::vk_support::device_settings()
     })
 }
 
@@ -115,7 +113,7 @@ fn an_injected_budget_is_reported_and_refuses_device_allocations() {
         assert_eq!(status.budget_bytes, budget);
         assert_eq!(ctx.hardware().unwrap().device_budget_bytes, budget);
 
-        vk_support::expect_refused_or_fell_back(
+        crate::vk_support::expect_refused_or_fell_back(
             t.migrate(Placement::Device),
             host_fallback,
             "above the budget",

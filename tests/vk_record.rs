@@ -2,8 +2,9 @@
 //! would be): bytes equal the CPU twin for every kernel, nothing is submitted
 //! by nyxq, and 10 000 recorded dispatches with releases grow nothing.
 
-mod vk_support;
-
+use crate::vk_support::commands::Commands;
+use crate::vk_support::env::{DEFAULT, EVERY_DEVICE, Env};
+use crate::vk_support::run_under;
 use ash::vk;
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{self, QuantizeOptions, Rounding};
@@ -13,9 +14,6 @@ use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::record::{self, KernelCall};
 use nyxq::vk::recorder::MAX_UNRELEASED;
 use nyxq::vk::shaders::Op;
-use vk_support::commands::Commands;
-use vk_support::env::{DEFAULT, EVERY_DEVICE, Env};
-use vk_support::run_under;
 
 fn range(b: &Buffer, offset: u64, size: u64) -> BufferRange {
     BufferRange {
@@ -649,7 +647,7 @@ fn a_lost_device_refuses_recordings_and_allocations() {
     let ctx = match nyxq::context::Context::new(&settings) {
         Ok(ctx) => ctx,
         Err(e) => {
-            vk_support::skip_missing(&format!("no Vulkan device: {e}"));
+            crate::vk_support::skip_missing(&format!("no Vulkan device: {e}"));
             return;
         }
     };

@@ -2,15 +2,13 @@
 //! of a host tensor exactly; a tensor over maxStorageBufferRange is split into
 //! chunks of whole rows; a failed device allocation leaves the data intact.
 
-mod vk_support;
-
+use crate::vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
+use crate::vk_support::run_under;
 use nyxq::context::{BackendPreference, Context, ContextSettings};
 use nyxq::format::{Format, VulkanFamily};
 use nyxq::quant::{QuantizeOptions, Rounding};
 use nyxq::tensor::{Placement, Tensor};
 use std::sync::Arc;
-use vk_support::env::{DEFAULT, Env, FORCE_COMPAT};
-use vk_support::run_under;
 
 fn values(n: usize) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.013).cos() * 2.5).collect()
@@ -151,13 +149,13 @@ fn a_failed_device_allocation_keeps_the_data_or_falls_back_to_the_host() {
     let x = values(4 * 256);
     for host_fallback in [false, true] {
         let Some(ctx) = context_failing_allocation(1, host_fallback) else {
-            vk_support::skip_missing("no Vulkan device");
+            crate::vk_support::skip_missing("no Vulkan device");
             return;
         };
         let t = Tensor::new(ctx.clone(), "w", &[4, 256], Format::Q4_0).unwrap();
         t.upload(&x, &QuantizeOptions::default()).unwrap();
         let before = host_bytes(&t);
-        vk_support::expect_refused_or_fell_back(
+        crate::vk_support::expect_refused_or_fell_back(
             t.migrate(Placement::Device),
             host_fallback,
             "fault injection",

@@ -1,10 +1,16 @@
 //! The harness of the Vulkan tests. A test names the rows of the
 //! environment table ([`env::TABLE`]) it runs under and calls [`run_under`]:
-//! the test re-runs itself (found by the name libtest gives its thread) in
-//! one child process per row, with that row's environment, and fails naming
-//! the row whose child failed; in the child, [`run_under`] returns the row
-//! and the test does its work. No test mutates its own process's
-//! environment.
+//! the tests re-run in one child process per row, with that row's
+//! environment, and each fails naming the row whose child failed it; in the
+//! child, [`run_under`] returns the row to the tests that asked for it (they
+//! do their work) and None to the others (they return at once).
+//!
+//! One child runs every test of the program that asks for its row, one after
+//! the other: a context created in a process runs the kernel self-test (about
+//! 2 s of lavapipe compiling pipelines), and the later contexts of the same
+//! process on the same device reuse its verdicts. A test that needs a process
+//! of its own (it checks what the first context of a process does) calls
+//! [`run_alone_under`]. No test mutates its own process's environment.
 
 #![allow(dead_code)]
 
@@ -78,55 +84,184 @@ fn current_test_name() -> String {
     name.to_string()
 }
 
-/// Runs the calling test under each of `rows`, each in a child process with
-/// the row's environment, and fails naming the first row whose child fails.
-/// Returns None in the parent (every row passed) and the row in a child (the
+/// Runs the calling test under each of `rows`, in the row's shared child
+/// process (started by the first test of the program that needs the row),
+/// and fails naming the first row under which the test failed or did not
+/// run. Returns None in the parent (every row passed) and in a child of a
+/// row the test did not ask for, and the row in a child of one it did (the
 /// caller then does the work).
 pub fn run_under(rows: &[&'static Env]) -> Option<&'static Env> {
-    if let Ok(row) = std::env::var(CHILD_ROW) {
-        return Some(Env::named(&row));
+    if let Some(row) = child_row() {
+        if std::env::var_os(CHILD_ALONE).is_some() {
+            // A child of run_alone_under runs only its own test.
+            return Some(row);
+        }
+        if !rows.iter().any(|r| r.name == row.name) {
+            return None;
+        }
+        mark_ran(&current_test_name());
+        return Some(row);
     }
     let test = current_test_name();
     for row in rows {
-        run_child(&test, row);
+        shared_child(row).check(&test, row);
     }
     None
 }
 
-/// Runs the test `test` of this test binary in a child with `row`'s
-/// environment, and fails when the child fails or runs no test.
-fn run_child(test: &str, row: &Env) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
-    command
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROW, row.name);
-    for key in KERNEL_CHOICE_VARS {
-        command.env_remove(key);
+/// As [`run_under`], but each row's child runs only the calling test: for a
+/// test that checks what the first context of a process does (its
+/// self-test, its first submissions).
+pub fn run_alone_under(rows: &[&'static Env]) -> Option<&'static Env> {
+    if let Some(row) = child_row() {
+        return std::env::var_os(CHILD_ALONE).is_some().then_some(row);
     }
-    let env = row.child_env();
-    let output = command
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("child test runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("---- {test} under row {} ----", row.name);
-    print!("{text}");
-    assert!(
-        output.status.success(),
-        "{test} failed under row {:?} ({:?})",
-        row.name,
-        row.vars
-    );
-    assert!(
-        text.contains("1 passed"),
-        "{test} did not run under row {:?}",
-        row.name
-    );
+    let test = current_test_name();
+    for row in rows {
+        let child = Child::run(row, Some(&test));
+        child.check(&test, row);
+    }
+    None
+}
+
+/// Set in a child of [`run_alone_under`].
+const CHILD_ALONE: &str = "NYXQ_VK_TEST_ALONE";
+
+/// Set in a shared child to a file where [`run_under`] lists, one a line,
+/// the tests that did their work under the child's row.
+const CHILD_RAN: &str = "NYXQ_VK_TEST_RAN";
+
+/// The row this process is a child of, if it is one.
+fn child_row() -> Option<&'static Env> {
+    std::env::var(CHILD_ROW).ok().map(|name| Env::named(&name))
+}
+
+/// Notes in the child's list that `test` does its work under the row.
+fn mark_ran(test: &str) {
+    use std::io::Write;
+    let path = std::env::var_os(CHILD_RAN).expect("a shared child has its list");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("the child's list opens");
+    writeln!(file, "{test}").expect("the child's list is written");
+}
+
+/// One finished child: its output, its exit status, and the tests that did
+/// their work in it.
+struct Child {
+    text: String,
+    success: bool,
+    ran: Vec<String>,
+}
+
+/// The shared child of `row`, run once per process.
+fn shared_child(row: &'static Env) -> Arc<Child> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Slots = Mutex<HashMap<&'static str, Arc<OnceLock<Arc<Child>>>>>;
+    static CHILDREN: OnceLock<Slots> = OnceLock::new();
+    let slot = CHILDREN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(row.name)
+        .or_default()
+        .clone();
+    slot.get_or_init(|| Arc::new(Child::run(row, None))).clone()
+}
+
+/// The arguments of this test program that choose its tests (filters,
+/// `--exact`, `--skip NAME`, `--ignored`, `--include-ignored`), so that a
+/// shared child runs the tests the parent runs and no others.
+fn selection_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" | "--ignored" | "--include-ignored" => out.push(arg),
+            "--skip" => {
+                out.push(arg);
+                out.extend(args.next());
+            }
+            _ if arg.starts_with("--skip=") => out.push(arg),
+            _ if !arg.starts_with('-') => out.push(arg),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Child {
+    /// Runs this test program under `row`: only `alone` where given, else
+    /// the parent's selection of tests, one at a time.
+    fn run(row: &Env, alone: Option<&str>) -> Child {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut command = Command::new(exe);
+        command.arg("--test-threads=1").env(CHILD_ROW, row.name);
+        let list = match alone {
+            Some(test) => {
+                command.args([test, "--exact"]).env(CHILD_ALONE, "1");
+                None
+            }
+            None => {
+                let list = std::env::temp_dir().join(format!(
+                    "nyxq-vk-test-{}-{}.ran",
+                    std::process::id(),
+                    row.name
+                ));
+                std::fs::write(&list, "").expect("the child's list is made");
+                command.args(selection_args()).env(CHILD_RAN, &list);
+                Some(list)
+            }
+        };
+        for key in KERNEL_CHOICE_VARS {
+            command.env_remove(key);
+        }
+        let env = row.child_env();
+        let output = command
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("child test runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ran = match &list {
+            Some(list) => {
+                let ran = std::fs::read_to_string(list).unwrap_or_default();
+                let _ = std::fs::remove_file(list);
+                ran.lines().map(str::to_string).collect()
+            }
+            None => alone.map(str::to_string).into_iter().collect(),
+        };
+        Child {
+            text,
+            success: output.status.success(),
+            ran,
+        }
+    }
+
+    /// Fails unless `test` did its work in this child of `row` and passed;
+    /// prints the child's output where it did not.
+    fn check(&self, test: &str, row: &Env) {
+        let ran = self.ran.iter().any(|t| t == test);
+        let passed = self.text.contains(&format!("test {test} ... ok"));
+        if ran && passed {
+            return;
+        }
+        println!("---- the child of row {} ----", row.name);
+        print!("{}", self.text);
+        assert!(
+            passed,
+            "{test} failed under row {:?} ({:?}; the child {}); its output is above",
+            row.name,
+            row.vars,
+            if self.success { "passed" } else { "failed" }
+        );
+        panic!("{test} did not run under row {:?}", row.name);
+    }
 }
 
 /// A Vulkan context on the test device, or None (through [`skip_missing`])
