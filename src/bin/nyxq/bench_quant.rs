@@ -46,6 +46,31 @@ fn test_data(n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A zeroed buffer of `len` elements whose first one starts on a 64-byte
+/// line (the Vec is longer by up to a line).
+struct LineAligned<T> {
+    storage: Vec<T>,
+    offset: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> LineAligned<T> {
+    fn new(len: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        let storage = vec![T::default(); len + 64 / size];
+        let offset = storage.as_ptr().align_offset(64).min(64 / size);
+        LineAligned {
+            storage,
+            offset,
+            len,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [T] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
+}
+
 /// A throughput for the table: two decimals, three below 1 GB/s.
 fn gbs(v: f64) -> String {
     if v < 1.0 {
@@ -97,13 +122,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = mib * 1024 * 1024 / 4 / 32 * 32;
     let bytes = (n * 4) as f64;
-    let src = test_data(n);
-    let mut copy = vec![0.0f32; n];
-    let mut restored = vec![0.0f32; n];
+    // Every buffer starts on a cache line, as ggml's test-quantize-perf
+    // aligns its own: a large Vec starts 16 bytes into a page, and 32-byte
+    // accesses that straddle lines would measure the allocator.
+    let (mut src_buffer, mut copy_buffer, mut restored_buffer) = (
+        LineAligned::<f32>::new(n),
+        LineAligned::<f32>::new(n),
+        LineAligned::<f32>::new(n),
+    );
+    src_buffer.get_mut().copy_from_slice(&test_data(n));
+    let src: &[f32] = src_buffer.get_mut();
+    let copy = copy_buffer.get_mut();
+    let restored = restored_buffer.get_mut();
     eprintln!("bench-quant: {mib} MiB of f32 ({n} values), {threads} threads, median of {runs}");
 
-    let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(&src)) / 1e9;
-    std::hint::black_box(&copy);
+    let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(src)) / 1e9;
+    std::hint::black_box(&*copy);
     let stores = store_yardstick::measure(&mut vec![0u8; n * 4], runs);
     let memset_gbs = stores.gbs();
     // Every checked quantize reads its input once for this scan before it
@@ -121,7 +155,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut rows = Vec::new();
     for format in ALL_FORMATS.into_iter().filter(|f| *f != Format::F32) {
         eprintln!("  {} ...", format.name());
-        let mut packed = vec![0u8; format.size_of(n).map_err(|e| e.to_string())?];
+        let mut packed_buffer =
+            LineAligned::<u8>::new(format.size_of(n).map_err(|e| e.to_string())?);
+        let packed = packed_buffer.get_mut();
         let quantize_with = |threads: usize, packed: &mut [u8], rounding: Rounding| {
             let opts = QuantizeOptions {
                 threads,
@@ -129,18 +165,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 ..Default::default()
             };
             median_seconds(runs, || {
-                quant::quantize(format, &src, packed, &opts).expect("valid input")
+                quant::quantize(format, src, packed, &opts).expect("valid input")
             })
         };
-        let q1 = bytes / quantize_with(1, &mut packed, Rounding::Nearest) / 1e9;
-        let qn = bytes / quantize_with(threads, &mut packed, Rounding::Nearest) / 1e9;
+        let q1 = bytes / quantize_with(1, packed, Rounding::Nearest) / 1e9;
+        let qn = bytes / quantize_with(threads, packed, Rounding::Nearest) / 1e9;
         let dequantize_with = |threads: usize, restored: &mut [f32]| {
             median_seconds(runs, || {
-                quant::dequantize(format, &packed, restored, threads).expect("valid input")
+                quant::dequantize(format, packed, restored, threads).expect("valid input")
             })
         };
-        let d1 = bytes / dequantize_with(1, &mut restored) / 1e9;
-        let dn = bytes / dequantize_with(threads, &mut restored) / 1e9;
+        let d1 = bytes / dequantize_with(1, restored) / 1e9;
+        let dn = bytes / dequantize_with(threads, restored) / 1e9;
         let quantize_ref = "memcpy";
         let dequantize_ref = if format.is_block() {
             "memset"
@@ -165,8 +201,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         });
         if FAST_SEARCHES.contains(&format) {
             let op = "quantize, error-minimising";
-            let s1 = bytes / quantize_with(1, &mut packed, Rounding::ErrorMinimising) / 1e9;
-            let sn = bytes / quantize_with(threads, &mut packed, Rounding::ErrorMinimising) / 1e9;
+            let s1 = bytes / quantize_with(1, packed, Rounding::ErrorMinimising) / 1e9;
+            let sn = bytes / quantize_with(threads, packed, Rounding::ErrorMinimising) / 1e9;
             rows.push(Measurement {
                 format,
                 op,
