@@ -145,10 +145,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let range_check_gbs = bytes
         / median_seconds(runs, || {
             let limit = limits::limit(Format::Q8_0);
-            std::hint::black_box(limits::first_out_of_range(
-                std::hint::black_box(&src),
-                limit,
-            ));
+            std::hint::black_box(limits::first_out_of_range(std::hint::black_box(src), limit));
         })
         / 1e9;
 
