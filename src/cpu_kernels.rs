@@ -15,7 +15,7 @@ use crate::matvec::simd_x86 as matvec_simd;
 use crate::quant::kquant::{self, Q4K, Q5K};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::simd_x86 as quant_simd;
-use crate::quant::{int_search, kquant_search, scalar, search};
+use crate::quant::{int_search, int_search_iq4_nl, int_search_q4_1, kquant_search, scalar, search};
 
 /// Quantizes whole blocks: (src, dst).
 pub type Quantize = fn(&[f32], &mut [u8]);
@@ -248,7 +248,7 @@ static Q4_1: CpuKernels = CpuKernels {
             scalar::q4_1_stochastic,
         )
     },
-    error_minimising: Some(search::q4_1),
+    error_minimising: Some(int_search_q4_1::q4_1),
     dequantize: |src, dst| {
         blocks_back::<{ Format::Q4_1.block_bytes() }>(src, dst, scalar::q4_1_dequantize)
     },
@@ -300,7 +300,7 @@ static IQ4_NL: CpuKernels = CpuKernels {
             scalar::iq4_nl_stochastic,
         )
     },
-    error_minimising: Some(search::iq4_nl),
+    error_minimising: Some(int_search_iq4_nl::iq4_nl),
     dequantize: |src, dst| {
         blocks_back::<{ Format::IQ4_NL.block_bytes() }>(src, dst, scalar::iq4_nl_dequantize)
     },

@@ -261,11 +261,73 @@ pub(super) mod tests {
         }
     }
 
+    /// The error-minimising quantization of `format` (whose search is
+    /// `search`) gives the same bytes on one thread and on three, with and
+    /// without importance, and each block those of the search on its own.
+    pub(in crate::quant) fn threads_do_not_change(
+        format: crate::format::Format,
+        search: crate::cpu_kernels::Search,
+    ) {
+        use crate::quant::{QuantizeOptions, Rounding, quantize};
+        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
+        let n = 384 * 683;
+        let x: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
+            .collect();
+        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
+        let block_bytes = format.block_bytes();
+        for importance in [None, Some(&importance[..])] {
+            let bytes = |threads| {
+                let mut q = vec![0u8; format.size_of(n).unwrap()];
+                let opts = QuantizeOptions {
+                    rounding: Rounding::ErrorMinimising,
+                    importance,
+                    threads,
+                    ..Default::default()
+                };
+                quantize(format, &x, &mut q, &opts).unwrap();
+                q
+            };
+            let one = bytes(1);
+            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
+            // Each block as the search gives it on its own.
+            let w: Vec<f32> = (0..n)
+                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
+                .collect();
+            for (b, out) in one.chunks_exact(block_bytes).enumerate().step_by(61) {
+                let mut alone = [0u8; 34];
+                search(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
+                assert_eq!(out, &alone[..block_bytes], "block {b}");
+            }
+        }
+    }
+
+    /// A format's kernels as the real-tensor check uses them.
+    pub(in crate::quant) struct Kernels {
+        pub bytes: usize,
+        pub nearest: fn(&[f32], &mut [u8]),
+        pub search: crate::cpu_kernels::Search,
+        pub reference: crate::cpu_kernels::Search,
+        pub dequantize: fn(&[u8], &mut [f32]),
+    }
+
+    /// Q4_0's kernels with the search `search`.
+    pub(in crate::quant) fn q4_0_kernels(search: crate::cpu_kernels::Search) -> Kernels {
+        Kernels {
+            bytes: 18,
+            nearest: scalar::q4_0_nearest,
+            search,
+            reference: search::q4_0,
+            dequantize: scalar::q4_0_dequantize,
+        }
+    }
+
     /// Every tensor of the committed weights and, where present, the shared
-    /// ones: `search`'s SNR within 0.01 dB of the reference search's (or
+    /// ones: the search's SNR within 0.01 dB of the reference search's (or
     /// above) and its total error within 1.001 of it, with and without a
-    /// per-column importance, and never worse than nearest on any block.
-    pub(in crate::quant) fn as_good_as_the_reference_on(search: crate::cpu_kernels::Search) {
+    /// per-column importance, and never worse than nearest on any block;
+    /// every `stride`-th block of each tensor (1: all of them).
+    pub(in crate::quant) fn as_good_as_the_reference_on(k: Kernels, stride: usize) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files: Vec<_> = [
             root.join("data/weights"),
@@ -279,12 +341,17 @@ pub(super) mod tests {
         .collect();
         files.sort();
         assert!(files.len() >= 5, "the committed weights are missing");
+        let error_of = |x: &[f32], w: &[f32], bytes: &[u8]| {
+            let mut y = [0.0f32; QK];
+            (k.dequantize)(bytes, &mut y);
+            search::weighted_error(x, w, &y)
+        };
         for path in files {
             let x = crate::data::read_f32_file(&path).unwrap();
             let x = &x[..x.len() / QK * QK];
             for importance in [false, true] {
                 let (mut fast_error, mut reference_error, mut energy) = (0.0, 0.0, 0.0);
-                for (b, block) in x.chunks_exact(QK).enumerate() {
+                for (b, block) in x.chunks_exact(QK).enumerate().step_by(stride) {
                     // A per-column importance of a 384-wide matrix, 1 to 13.
                     let w: [f32; QK] = std::array::from_fn(|j| {
                         if importance {
@@ -293,10 +360,10 @@ pub(super) mod tests {
                             1.0
                         }
                     });
-                    let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-                    scalar::q4_0_nearest(block, &mut near);
-                    search(block, &w, &mut fast);
-                    search::q4_0(block, &w, &mut reference);
+                    let (mut near, mut fast, mut reference) = ([0u8; 34], [0u8; 34], [0u8; 34]);
+                    (k.nearest)(block, &mut near[..k.bytes]);
+                    (k.search)(block, &w, &mut fast[..k.bytes]);
+                    (k.reference)(block, &w, &mut reference[..k.bytes]);
                     let e_fast = error_of(block, &w, &fast);
                     assert!(
                         e_fast <= error_of(block, &w, &near),

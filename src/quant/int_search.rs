@@ -21,6 +21,7 @@
 //! take the reference search (`search.rs`).
 
 use super::f32_scores::{self, Block, Sums, stored};
+use super::int_rank::{self, FULL, Integers, MAX_CANDIDATES, key, largest};
 use super::scalar::{QK, inverse_scale};
 use super::search;
 
@@ -47,42 +48,19 @@ pub(super) struct Ranked {
 /// `Σ l·P` and `Σ l²·Q` of each candidate, then zeros to 32 (whole vectors).
 pub(super) type Sums2 = [[i32; 32]; 2];
 
-/// The integer sums a candidate is ranked by, and the block's other integer
-/// kernels.
-pub(super) trait Scores {
-    /// `round(v·k)` of each value (half to even), within ±32767.
-    #[inline(always)]
-    fn integers(v: &[f32; QK], k: f32) -> [i16; QK] {
-        let mut out = [0i16; QK];
-        for (o, &e) in out.iter_mut().zip(v) {
-            *o = (e * k).clamp(-FULL, FULL).round_ties_even() as i16;
-        }
-        out
-    }
-
+/// The integer sums a candidate is ranked by.
+pub(super) trait Scores: Integers {
     /// The two candidates whose levels leave the least error after a
-    /// least-squares refit, as indices: the largest `a²/b`, the first
-    /// among equals. Each rank is a key: the f32 bits of `a²/b`
-    /// (non-negative, so ordered as integers; 0 where `b` is 0) with the low
-    /// five bits replaced by `31 − c`, so that the largest key is the first
-    /// of the largest ranks, and two integer maxima find both.
+    /// least-squares refit, as indices: the largest `a²/b` (0 where `b` is
+    /// 0), the first among equals.
     #[inline(always)]
     fn best_two([a, b]: &Sums2) -> [usize; 2] {
-        let mut keys = [0u32; CANDIDATES];
+        let mut keys = [0u32; MAX_CANDIDATES];
         for c in 0..CANDIDATES {
             let (a, b) = (a[c] as f32, b[c] as f32);
-            let rank = if b > 0.0 { a * a / b } else { 0.0 };
-            keys[c] = (rank.to_bits() & !31) | (31 - c as u32);
+            keys[c] = key(if b > 0.0 { a * a / b } else { 0.0 }, c);
         }
-        let mut first = 0u32;
-        for &k in &keys {
-            first = first.max(k);
-        }
-        let mut second = 0u32;
-        for &k in &keys {
-            second = second.max(if k == first { 0 } else { k });
-        }
-        [31 - (first & 31) as usize, 31 - (second & 31) as usize]
+        int_rank::best_two(&keys)
     }
 
     /// `Σ l·P` and `Σ l²·Q` of every candidate of [`STEPS`] (`Q = 1` where
@@ -100,6 +78,8 @@ pub(super) fn level(u: i16, step: i16) -> i32 {
 /// The portable sums, element by element.
 pub(super) struct Portable;
 
+impl Integers for Portable {}
+
 impl Scores for Portable {
     fn scores(ranked: &Ranked) -> Sums2 {
         let mut sums = [[0i32; 32]; 2];
@@ -112,21 +92,6 @@ impl Scores for Portable {
         }
         sums
     }
-}
-
-/// The largest magnitude the integers hold.
-const FULL: f32 = 32767.0;
-
-/// The largest magnitude of `v` (as bits: for finite values their order is
-/// the values', and an integer maximum vectorizes where an f32 one is a
-/// chain of comparisons).
-#[inline(always)]
-fn largest(v: &[f32; QK]) -> f32 {
-    let mut m = 0u32;
-    for &e in v {
-        m = m.max(e.to_bits() & 0x7fff_ffff);
-    }
-    f32::from_bits(m)
 }
 
 /// The block in integers for nearest rounding's inverse scale `id`, and the
@@ -279,7 +244,8 @@ pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::quant::f32_scores::tests::{
-        as_good_as_the_reference_on, blocks, error_of, weights_of,
+        as_good_as_the_reference_on, blocks, error_of, q4_0_kernels, threads_do_not_change,
+        weights_of,
     };
     use crate::quant::scalar;
 
@@ -321,7 +287,7 @@ mod tests {
 
     #[test]
     fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(q4_0);
+        as_good_as_the_reference_on(q4_0_kernels(q4_0), 1);
     }
 
     #[test]
@@ -352,38 +318,7 @@ mod tests {
 
     #[test]
     fn threads_do_not_change_the_bytes() {
-        use crate::format::Format;
-        use crate::quant::{QuantizeOptions, Rounding, quantize};
-        // Whole rows of 384 (the importance's length), over 2¹⁸ values.
-        let n = 384 * 683;
-        let x: Vec<f32> = (0..n)
-            .map(|i| (i as f32 * 0.37).sin() * (1.0 + (i % 97) as f32 * 0.1))
-            .collect();
-        let importance: Vec<f32> = (0..384).map(|j| 1.0 + (j % 13) as f32).collect();
-        for importance in [None, Some(&importance[..])] {
-            let bytes = |threads| {
-                let mut q = vec![0u8; Format::Q4_0.size_of(n).unwrap()];
-                let opts = QuantizeOptions {
-                    rounding: Rounding::ErrorMinimising,
-                    importance,
-                    threads,
-                    ..Default::default()
-                };
-                quantize(Format::Q4_0, &x, &mut q, &opts).unwrap();
-                q
-            };
-            let one = bytes(1);
-            assert_eq!(one, bytes(3), "importance {}", importance.is_some());
-            // Each block as the search gives it on its own.
-            let w: Vec<f32> = (0..n)
-                .map(|i| importance.map_or(1.0, |v| v[i % 384]))
-                .collect();
-            for (b, out) in one.chunks_exact(18).enumerate().step_by(61) {
-                let mut alone = [0u8; 18];
-                q4_0(&x[b * QK..][..QK], &w[b * QK..][..QK], &mut alone);
-                assert_eq!(out, alone, "block {b}");
-            }
-        }
+        threads_do_not_change(crate::format::Format::Q4_0, q4_0);
     }
 
     #[test]

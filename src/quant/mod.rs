@@ -10,7 +10,10 @@
 //!   or on which SIMD path ran.
 
 pub(crate) mod f32_scores;
+pub(crate) mod int_rank;
 pub(crate) mod int_search;
+pub(crate) mod int_search_iq4_nl;
+pub(crate) mod int_search_q4_1;
 #[cfg(target_arch = "x86_64")]
 mod int_search_x86;
 pub mod kquant;

@@ -335,7 +335,7 @@ fn signed_max(x: &[f32], v: [__m256; 4]) -> f32 {
     if amax == 0.0 {
         0.0
     } else {
-        x[first_equal(v.map(|lane| abs(lane)), amax)]
+        x[first_equal([abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])], amax)]
     }
 }
 
@@ -345,13 +345,17 @@ fn signed_max(x: &[f32], v: [__m256; 4]) -> f32 {
 fn levels_of_scale(v: [__m256; 4], d: f32, zero: f32) -> [__m256i; 4] {
     let id = _mm256_set1_ps(scalar::inverse_scale(d));
     let (half_up, top) = (_mm256_set1_ps(zero + 0.5), _mm256_set1_ps(2.0 * zero - 1.0));
-    v.map(|v| {
+    // A loop, not `map`: the searches call this per block, and the
+    // closure would not be inlined.
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
         let t = _mm256_round_ps(
             _mm256_add_ps(_mm256_mul_ps(v, id), half_up),
             _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC,
         );
-        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top))
-    })
+        *q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top));
+    }
+    q
 }
 
 /// # Safety
@@ -392,47 +396,81 @@ pub(crate) unsafe fn q5_0_quantize(src: &[f32], dst: &mut [u8]) {
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn q4_1_quantize(src: &[f32], dst: &mut [u8]) {
     for (x, out) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
-        // SAFETY: x has exactly 32 elements.
-        let v = unsafe { load_block(x) };
-        let mut hi = horizontal_max(_mm256_max_ps(
-            _mm256_max_ps(v[0], v[1]),
-            _mm256_max_ps(v[2], v[3]),
-        ));
-        let mut lo = horizontal_min(_mm256_min_ps(
-            _mm256_min_ps(v[0], v[1]),
-            _mm256_min_ps(v[2], v[3]),
-        ));
-        // A zero minimum or maximum takes the sign of the block's first zero, as
-        // ggml's C loop does (the first element equal to it is kept); the vector
-        // min/max would return either sign, and d = max − min can be −0.
-        if lo == 0.0 || hi == 0.0 {
-            let first_zero = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
-            if lo == 0.0 {
-                lo = first_zero;
-            }
-            if hi == 0.0 {
-                hi = first_zero;
-            }
-        }
-        let d = (hi - lo) / 15.0;
-        let id = _mm256_set1_ps(scalar::inverse_scale(d));
-        let vlo = _mm256_set1_ps(lo);
-        let q = v.map(|v| {
-            let t = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_sub_ps(v, vlo), id),
-                _mm256_set1_ps(0.5),
-            );
-            let t = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            _mm256_cvtps_epi32(_mm256_min_ps(
-                _mm256_max_ps(t, _mm256_setzero_ps()),
-                _mm256_set1_ps(15.0),
-            ))
-        });
-        put_f16(out, d);
-        out[2..4].copy_from_slice(&f16_bits(lo).to_le_bytes());
-        // SAFETY: out has 20 bytes; the store covers out[4..20].
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(4).cast(), pack_nibbles(q)) };
+        let (lo, hi) = q4_1_min_max(x);
+        q4_1_with_scale(x, (hi - lo) / 15.0, lo, out);
     }
+}
+
+/// The block's minimum and maximum as `scalar::min_max` finds them.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q4_1_min_max(x: &[f32]) -> (f32, f32) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let mut hi = horizontal_max(_mm256_max_ps(
+        _mm256_max_ps(v[0], v[1]),
+        _mm256_max_ps(v[2], v[3]),
+    ));
+    let mut lo = horizontal_min(_mm256_min_ps(
+        _mm256_min_ps(v[0], v[1]),
+        _mm256_min_ps(v[2], v[3]),
+    ));
+    // A zero minimum or maximum takes the sign of the block's first zero, as
+    // ggml's C loop does (the first element equal to it is kept); the vector
+    // min/max would return either sign, and d = max − min can be −0.
+    if lo == 0.0 || hi == 0.0 {
+        let first_zero = x[x.iter().position(|&v| v == 0.0).unwrap_or(0)];
+        if lo == 0.0 {
+            lo = first_zero;
+        }
+        if hi == 0.0 {
+            hi = first_zero;
+        }
+    }
+    (lo, hi)
+}
+
+/// `scalar::q4_1_with_scale`: q = min(15, ⌊(x − m)·id + ½⌋), 0 below m.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn q4_1_with_scale(x: &[f32], d: f32, m: f32, out: &mut [u8]) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let vlo = _mm256_set1_ps(m);
+    // A loop, not `map`: the closure would not be inlined.
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
+        let t = _mm256_add_ps(
+            _mm256_mul_ps(_mm256_sub_ps(v, vlo), id),
+            _mm256_set1_ps(0.5),
+        );
+        let t = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        *q = _mm256_cvtps_epi32(_mm256_min_ps(
+            _mm256_max_ps(t, _mm256_setzero_ps()),
+            _mm256_set1_ps(15.0),
+        ));
+    }
+    put_f16(out, d);
+    out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
+    // SAFETY: out has 20 bytes; the store covers out[4..20].
+    unsafe { _mm_storeu_si128(out[..20].as_mut_ptr().add(4).cast(), pack_nibbles(q)) };
+}
+
+/// `scalar::iq4_nl_with_scale`: each element on the level nearest x/d.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn iq4_nl_with_scale(x: &[f32], d: f32, out: &mut [u8]) {
+    // SAFETY: x has 32 elements (every caller passes one block).
+    let v = unsafe { load_block(x) };
+    let id = _mm256_set1_ps(scalar::inverse_scale(d));
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
+        *q = iq4_nl_indices(_mm256_mul_ps(v, id));
+    }
+    put_f16(out, d);
+    // SAFETY: out has 18 bytes; the store covers out[2..18].
+    unsafe { _mm_storeu_si128(out[..18].as_mut_ptr().add(2).cast(), pack_nibbles(q)) };
 }
 
 /// # Safety
@@ -774,6 +812,17 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
+/// Per run b of u = ⌊2t⌋ + 256 (32b ..= 32b + 31, see [`iq4_nl_indices`]):
+/// the midpoints below it, and where in it the first and second of its own
+/// lie (32: none).
+pub(super) const IQ4_NL_RUN_BELOW: [i8; 16] =
+    [0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 14, 15];
+pub(super) const IQ4_NL_RUN_FIRST: [i8; 16] =
+    [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
+pub(super) const IQ4_NL_RUN_SECOND: [i8; 16] = [
+    32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
+];
+
 /// IQ4_NL's index of each lane of `t` (`scalar::iq4_nl_index`, the number
 /// of midpoints at or below t). Every midpoint m is a multiple of ½, so
 /// t ≥ m exactly when u = ⌊2t⌋ + 256 ≥ 2m + 256; u (clamped to 0..=511,
@@ -782,15 +831,7 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
 /// comparisons, three 16-entry lookups (`pshufb`).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn iq4_nl_indices(t: __m256) -> __m256i {
-    // Per run b of u (32b ..= 32b + 31): the midpoints below it plus two
-    // (the index past both of its own), and where in it the first and second
-    // of its own lie (32: none, so u always lies before it).
-    const PAST_BOTH: [i8; 16] = [2, 3, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14, 15, 16, 16, 17];
-    const FIRST: [i8; 16] = [25, 32, 5, 12, 14, 12, 7, 0, 14, 6, 27, 26, 30, 32, 10, 32];
-    const SECOND: [i8; 16] = [
-        32, 32, 32, 32, 32, 32, 32, 23, 32, 31, 32, 32, 32, 32, 32, 32,
-    ];
+pub(super) fn iq4_nl_indices(t: __m256) -> __m256i {
     let table = |v: [i8; 16]| {
         _mm256_setr_epi8(
             v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
@@ -814,10 +855,10 @@ fn iq4_nl_indices(t: __m256) -> __m256i {
     let within = _mm256_and_si256(u, _mm256_set1_epi32(31));
     let look = |v: [i8; 16]| _mm256_shuffle_epi8(table(v), run);
     // −1 where u lies before the run's first (second) midpoint.
-    let before_first = _mm256_cmpgt_epi32(look(FIRST), within);
-    let before_second = _mm256_cmpgt_epi32(look(SECOND), within);
+    let before_first = _mm256_cmpgt_epi32(look(IQ4_NL_RUN_FIRST), within);
+    let before_second = _mm256_cmpgt_epi32(look(IQ4_NL_RUN_SECOND), within);
     _mm256_add_epi32(
-        look(PAST_BOTH),
+        _mm256_add_epi32(look(IQ4_NL_RUN_BELOW), _mm256_set1_epi32(2)),
         _mm256_add_epi32(before_first, before_second),
     )
 }
@@ -827,7 +868,7 @@ fn iq4_nl_indices(t: __m256) -> __m256i {
 /// first byte, which the shifts drop), sign-extended and converted.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn iq4_nl_level_values(index: __m256i) -> __m256 {
+pub(super) fn iq4_nl_level_values(index: __m256i) -> __m256 {
     let l = scalar::IQ4_NL_LEVELS;
     let table = _mm256_setr_epi8(
         l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13],
@@ -1383,7 +1424,10 @@ fn search_sums<const N: usize>(
     // SAFETY: only reached from `int_search_x86::q4_0_search`, whose callers
     // detected AVX2; every load reads 8 floats at 8·c < 32 of a 32-float array.
     unsafe {
-        let vids = ids.map(|id| _mm256_set1_ps(id));
+        let mut vids = [_mm256_setzero_ps(); N];
+        for (v, &id) in vids.iter_mut().zip(&ids) {
+            *v = _mm256_set1_ps(id);
+        }
         let half_up = _mm256_set1_ps(8.5);
         let (zero, top, eight) = (
             _mm256_setzero_ps(),
@@ -1403,7 +1447,8 @@ fn search_sums<const N: usize>(
                 b[n] = _mm256_add_ps(b[n], _mm256_mul_ps(_mm256_mul_ps(wv, l), l));
             }
         }
-        std::array::from_fn(|n| {
+        let mut out = [(0.0f32, 0.0f32); N];
+        for (n, o) in out.iter_mut().enumerate() {
             // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7]
             let pairs = _mm256_hadd_ps(a[n], b[n]);
             let halves = _mm_add_ps(
@@ -1411,11 +1456,12 @@ fn search_sums<const N: usize>(
                 _mm256_extractf128_ps(pairs, 1),
             );
             let sums = _mm_hadd_ps(halves, halves);
-            (
+            *o = (
                 _mm_cvtss_f32(sums),
                 _mm_cvtss_f32(_mm_shuffle_ps(sums, sums, 1)),
-            )
-        })
+            );
+        }
+        out
     }
 }
 

@@ -82,7 +82,7 @@ fn gbs(v: f64) -> String {
 
 /// The formats whose error-minimising quantize is benchmarked too (the
 /// others search at a few MB/s: minutes on the benchmark's buffer).
-const FAST_SEARCHES: [Format; 1] = [Format::Q4_0];
+const FAST_SEARCHES: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::IQ4_NL];
 
 /// The targets on one thread: quantize vs memcpy, dequantize vs memset.
 fn target(format: Format, op: &str) -> f64 {
