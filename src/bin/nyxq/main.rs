@@ -11,6 +11,7 @@ mod formats;
 mod gguf;
 mod hwinfo;
 mod plan;
+mod store_yardstick;
 mod validate;
 mod weights;
 
