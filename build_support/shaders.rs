@@ -298,11 +298,95 @@ fn matvec_variants(tag: &'static str, dot: bool) -> Vec<Variant> {
 /// (spirv::nv_to_khr_cooperative_matrix).
 const NV_COOPERATIVE_MATRIX: &[&str] = &["matmul_coop128.comp", "matmul_coop.comp"];
 
+/// The shape of a `matmul_coop128.comp` kernel: a workgroup's tile of
+/// `tokens` × `outputs`, each subgroup's `frag_m` × `frag_n` accumulators of
+/// 16 × 8, and how the slices are staged (`extra`: PACKED, STAGED,
+/// TILE_K=<values of the sum a slice>, X_F16: X read as rounded to f16 by
+/// matmul_x_f16.comp before).
+struct CoopShape {
+    suffix: &'static str,
+    tokens: u32,
+    outputs: u32,
+    frag_m: u32,
+    frag_n: u32,
+    extra: &'static [&'static str],
+}
+
+impl CoopShape {
+    /// The defines that compile it: its tile, fragments, workgroup size and
+    /// staging.
+    fn defines(&self) -> Vec<String> {
+        let subgroups = self.tokens / (16 * self.frag_m) * (self.outputs / (8 * self.frag_n));
+        let mut d = vec![
+            format!("TILE_M={}u", self.tokens),
+            format!("TILE_N={}u", self.outputs),
+            format!("FRAG_M={}", self.frag_m),
+            format!("FRAG_N={}", self.frag_n),
+            format!("INVOCATIONS={}", 32 * subgroups),
+        ];
+        d.extend(self.extra.iter().map(|e| e.to_string()));
+        d
+    }
+}
+
+/// The `_coop128` kernel the self-test tries first.
+const COOP128: CoopShape = CoopShape {
+    suffix: "_coop128",
+    tokens: 128,
+    outputs: 128,
+    frag_m: 4,
+    frag_n: 4,
+    extra: &[],
+};
+
+/// Measurement-only shapes of matmul_coop128.comp (built with
+/// NYXQ_SHADER_EXPERIMENTS=1 for the formats of [`COOP_EXPERIMENT_FORMATS`],
+/// timed by bench-vk-matmul --variants, never chosen).
+const COOP_EXPERIMENTS: &[CoopShape] = &[
+    // `_coop128` with X rounded to f16 once before it (half X's bytes).
+    CoopShape {
+        suffix: "_coop128_x16",
+        extra: &["X_F16"],
+        ..COOP128
+    },
+    // 16 subgroups of 32 × 32 (twice the subgroups, half the accumulators
+    // each), slices of 64 staged once, f16 pairs in 32-bit words.
+    CoopShape {
+        suffix: "_coop128_sg16_k64_x16",
+        frag_m: 2,
+        extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
+        ..COOP128
+    },
+    // 64 tokens × 128 outputs, 8 subgroups of 32 × 32: twice the workgroups.
+    CoopShape {
+        suffix: "_coop64x128_x16",
+        tokens: 64,
+        frag_m: 2,
+        extra: &["PACKED", "X_F16"],
+        ..COOP128
+    },
+    CoopShape {
+        suffix: "_coop64x128_k64_x16",
+        tokens: 64,
+        frag_m: 2,
+        extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
+        ..COOP128
+    },
+];
+
+/// The formats whose measurement-only matmul shapes are built: those the
+/// issue's benchmark compares.
+const COOP_EXPERIMENT_FORMATS: &[&str] = &["q4_0", "q8_0", "f16"];
+
 /// The matmul variants of `tag`, forward (`matmul_`) and backward
 /// (`matmul_t_`): with cooperative matrices on tiles of 128 (`_coop128`)
-/// and of 64 (`_coop`), then the compatible one.
+/// and of 64 (`_coop`), then the compatible one; with
+/// NYXQ_SHADER_EXPERIMENTS=1 also the measurement-only shapes of
+/// [`COOP_EXPERIMENTS`].
 fn matmul_variants(tag: &'static str) -> Vec<Variant> {
     let format = format_define(tag);
+    let experiments = std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some()
+        && COOP_EXPERIMENT_FORMATS.contains(&tag);
     let mut v = Vec::new();
     for (op, prefix, direction) in [
         ("Matmul", "matmul", None),
@@ -311,19 +395,33 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
         let defines: Vec<&str> = [format.as_str()].into_iter().chain(direction).collect();
         let role = [Role::Job { op, tag }];
         let name = format!("{prefix}_{tag}_f32");
-        v.push(variant(
-            format!("{name}_coop128"),
-            "matmul_coop128.comp",
-            &defines,
-            &role,
-        ));
+        let coop = |shape: &CoopShape, roles: &[Role]| {
+            let shaped = [
+                defines.iter().map(|d| d.to_string()).collect(),
+                shape.defines(),
+            ]
+            .concat();
+            let shaped: Vec<&str> = shaped.iter().map(String::as_str).collect();
+            variant(
+                format!("{name}{}", shape.suffix),
+                "matmul_coop128.comp",
+                &shaped,
+                roles,
+            )
+        };
+        v.push(coop(&COOP128, &role));
         v.push(variant(
             format!("{name}_coop"),
             "matmul_coop.comp",
             &defines,
             &role,
         ));
-        v.push(variant(name, "matmul.comp", &defines, &role));
+        v.push(variant(name.clone(), "matmul.comp", &defines, &role));
+        if experiments {
+            for shape in COOP_EXPERIMENTS {
+                v.push(coop(shape, &[Role::Experiment { op, tag }]));
+            }
+        }
     }
     v
 }
@@ -559,6 +657,9 @@ pub fn variants() -> Vec<Variant> {
         ));
     }
     v.extend([
+        // X rounded to f16 once per product, before the matmul kernels
+        // that read it so (X_F16).
+        variant("matmul_x_f16".to_string(), "matmul_x_f16.comp", &[], &[]),
         // x rounded to int8 blocks once per product, before `_dot_pre`.
         variant(
             "matvec_round_f32_q8".to_string(),
@@ -590,7 +691,9 @@ pub fn family(file: &str) -> &'static str {
         "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_q8_wide.comp"
         | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
-        "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" => "Matmul",
+        "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" | "matmul_x_f16.comp" => {
+            "Matmul"
+        }
         _ => "Convert",
     }
 }
@@ -645,13 +748,25 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
     Some((per_invocation, local_size))
 }
 
-/// The tokens and outputs of a matmul kernel's workgroup tile (a square):
-/// passed to glslc as TILE (shaders/matmul.glsl) and written into the table,
-/// whose Rust side sizes the grid with it. None for the other kernels.
-pub fn matmul_tile(file: &str) -> Option<u32> {
+/// The tokens and outputs of a matmul kernel's workgroup tile: passed to
+/// glslc as TILE_M and TILE_N (shaders/matmul.glsl) and written into the
+/// table, whose Rust side sizes the grid with it. matmul_coop128.comp's
+/// come from its variant's defines ([`CoopShape`]). None for the other
+/// kernels.
+pub fn matmul_tile(file: &str, defines: &[String]) -> Option<(u32, u32)> {
+    let define = |name: &str| {
+        defines.iter().find_map(|d| d.strip_prefix(name)).map(|n| {
+            n.trim_end_matches('u')
+                .parse()
+                .expect("a tile in whole values")
+        })
+    };
     match file {
-        "matmul.comp" | "matmul_coop.comp" => Some(64),
-        "matmul_coop128.comp" => Some(128),
+        "matmul.comp" | "matmul_coop.comp" => Some((64, 64)),
+        "matmul_coop128.comp" => Some((
+            define("TILE_M=").expect("a shape sets TILE_M"),
+            define("TILE_N=").expect("a shape sets TILE_N"),
+        )),
         _ => None,
     }
 }
@@ -729,8 +844,12 @@ fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> P
         cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
         cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
     }
-    if let Some(tile) = matmul_tile(v.file) {
-        cmd.arg(format!("-DTILE={tile}u"));
+    if let (Some((tokens, outputs)), false) = (
+        matmul_tile(v.file, &v.defines),
+        v.file == "matmul_coop128.comp",
+    ) {
+        cmd.arg(format!("-DTILE_M={tokens}u"));
+        cmd.arg(format!("-DTILE_N={outputs}u"));
     }
     cmd.arg(&source).arg("-o").arg(&spv);
     let output = cmd.output().unwrap_or_else(|e| {
@@ -792,7 +911,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
              denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {} }}, \
-             push_bytes: {}, workgroup_bytes: {}, matmul_tile: {} }},",
+             push_bytes: {}, workgroup_bytes: {}, matmul_tile: MatmulTile {{ tokens: {}, \
+             outputs: {}, x_f16: {} }} }},",
             v.name,
             v.name,
             spv.display().to_string(),
@@ -807,7 +927,9 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
             facts.push_bytes,
             facts.workgroup_bytes,
-            matmul_tile(v.file).unwrap_or(0),
+            matmul_tile(v.file, &v.defines).unwrap_or((0, 0)).0,
+            matmul_tile(v.file, &v.defines).unwrap_or((0, 0)).1,
+            v.defines.iter().any(|d| d == "X_F16"),
         )
         .expect("a String");
     }

@@ -1,7 +1,6 @@
-// Shared by matmul.comp and matmul_coop.comp: bindings, push constants, the
+// Shared by the matmul kernels: bindings, push constants (matmul_push.glsl), the
 // tiles of the operands in shared memory and the stores of the results.
 // FORMAT_* is set by the variant table, TRANSPOSED for the backward product.
-// Push-constant twin: src/vk/family.rs `MatmulPush` (sizes checked by the build).
 //
 // Forward: Y[t][r] = Σ_c X[t][c]·W[r][c] (+ bias[r]); backward (TRANSPOSED):
 // dX[t][c] = Σ_r dY[t][r]·W[r][c]. Either way a workgroup computes a tile of
@@ -14,31 +13,20 @@
 // TILE_T (float, or float16_t), padded by TILE_PAD; otherwise with its own
 // loads of x_value / x_quad and w_step.
 //
-// TILE (tokens and outputs of a workgroup's tile) is set by the build
-// (build_support/shaders.rs `matmul_tile`), which sizes the grid with it.
+// TILE_M and TILE_N (tokens and outputs of a workgroup's tile) are set by
+// the build (build_support/shaders.rs `matmul_tile`), which sizes the grid
+// with them. TILE_K (values of the sum a slice, a multiple of 32) is 32
+// unless the kernel sets it.
 
-#define TILE_M TILE
-#define TILE_N TILE
+#ifndef TILE_K
 #define TILE_K 32u
+#endif
 
 layout(std430, binding = 1) restrict readonly buffer X { float x[]; };
 layout(std430, binding = 2) restrict readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
 
-layout(push_constant) uniform Push {
-    uint rows;        // rows of W in this dispatch
-    uint cols;
-    uint row_first;   // index of this dispatch's first row in the whole matrix
-    uint total_rows;  // rows of the whole matrix (values per token of Y, or of dY)
-    uint w_half;      // halfword of binding 0 where this dispatch's first row starts
-    uint row_halves;  // halfwords per row
-    uint has_bias;    // forward: add bias[row]
-    uint accumulate;  // backward: add to dX (the row chunks after the first)
-    uint tokens;      // tokens in this dispatch
-    uint x_first;     // float of binding 1 where this dispatch's first token starts
-    uint y_first;     // float of binding 3 where this dispatch's first token starts
-    uint tiles_n;     // output tiles per tile of tokens
-} pc;
+#include "matmul_push.glsl"
 
 #include "weights.glsl"
 
@@ -80,9 +68,10 @@ float x_value(uint t, uint k) {
 
 // The steps of 8 weights (weights.glsl's unit) of the tile of W at outputs
 // n0.. and sums k0..k0 + TILE_K: TILE_N · TILE_K / 8 of them. Forward: rows
-// n0.. of W, the block k0 / 32 of each (4 steps a row); backward: rows k0..
-// of W, columns n0.. (TILE_N / 8 steps a row).
+// n0.. of W, the blocks k0 / 32.. of each (K_STEPS steps a row, 4 a block);
+// backward: rows k0.. of W, columns n0.. (TILE_N / 8 steps a row).
 #define W_STEPS (TILE_N * TILE_K / 8u)
+#define K_STEPS (TILE_K / 8u)
 
 // The 8 weights of step i (zeros outside W): wv[h][j] is value 4h + j, at
 // place w_place(n0, i, 4h + j) of the tile.
@@ -95,9 +84,9 @@ void w_step(uint n0, uint k0, uint i, out float wv[2][4]) {
     bool inside = k0 + kk < pc.rows && block * 32u < pc.cols;
     uint base = row_base(k0 + kk);
 #else
-    uint n = i / 4u;
-    uint block = k0 / 32u;
-    bool inside = n0 + n < pc.rows && k0 < pc.cols;
+    uint n = i / K_STEPS;
+    uint block = k0 / 32u + i % K_STEPS / 4u;
+    bool inside = n0 + n < pc.rows && block * 32u < pc.cols;
     uint base = row_base(n0 + n);
 #endif
     if (inside) {
@@ -115,7 +104,7 @@ uvec2 w_place(uint n0, uint i, uint j) {
     uint block = n0 / 32u + step / 4u;
     return uvec2(i / (TILE_N / 8u), element(block, step % 4u, j) - n0);
 #else
-    return uvec2(element(0u, i % 4u, j), i / 4u);
+    return uvec2(element(i % K_STEPS / 4u, i % 4u, j), i / K_STEPS);
 #endif
 }
 

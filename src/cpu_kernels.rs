@@ -523,7 +523,30 @@ mod tests {
             .enumerate()
             .for_each(|(i, v)| *v = if i % 37 == 0 { -4.0e6 } else { 3.9e6 * next() });
         k_edges[1792..].copy_from_slice(&random[..256]);
-        vec![random, ties, zeros, edges, tail, grouped_edges, k_edges]
+        // Eight blocks (one group of the eight-lane kernels), each with its
+        // largest magnitude twice, with opposite signs, at positions that
+        // differ per block (ggml's max is the first of them, sign included).
+        let tied_maxima: Vec<f32> = (0..8usize)
+            .flat_map(|b| {
+                let (first, second) = ((b * 7) % 32, (b * 7 + 1 + b * 3) % 32);
+                let sign = if b % 2 == 0 { 1.0 } else { -1.0 };
+                (0..32).map(move |j| match j {
+                    _ if j == first.min(second) => 5.0 * sign,
+                    _ if j == first.max(second) => -5.0 * sign,
+                    _ => (j as f32 - 15.5) * 0.25,
+                })
+            })
+            .collect();
+        vec![
+            random,
+            ties,
+            zeros,
+            edges,
+            tail,
+            grouped_edges,
+            k_edges,
+            tied_maxima,
+        ]
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -65,3 +65,28 @@ fn bench_vk_matvec_refuses_bad_options() {
         assert!(!ok && err.contains(reason), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn bench_vk_matmul_refuses_bad_options() {
+    for (args, reason) in [
+        (
+            &["--variants"][..],
+            "--variants (all or name suffixes) needs a list",
+        ),
+        (
+            &["--variants", "_x16,"][..],
+            "is not a list of the values it takes",
+        ),
+        (&["--shapes", "64x33"][..], "COLS a multiple of 32"),
+        (
+            &["--tokens", "0"][..],
+            "is not a list of the values it takes",
+        ),
+        (&["--frobnicate"][..], "unknown option '--frobnicate'"),
+    ] {
+        let mut all = vec!["bench-vk-matmul"];
+        all.extend_from_slice(args);
+        let (ok, _, err) = nyxq(&all);
+        assert!(!ok && err.contains(reason), "{args:?}: {err}");
+    }
+}

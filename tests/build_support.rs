@@ -68,6 +68,25 @@ fn the_build_decides_each_kernels_grid_from_its_defines() {
     assert!(std::panic::catch_unwind(|| grid("dequantize.comp", &["FORMAT_F16"])).is_err());
 }
 
+/// A matmul kernel's tile: 64 × 64 for the compatible and `_coop` kernels,
+/// the variant's TILE_M × TILE_N for the shapes of matmul_coop128.comp
+/// (which must name both); none for the other kernels.
+#[test]
+fn the_build_reads_a_matmul_kernels_tile_from_its_defines() {
+    let tile = |file, defines: &[&str]| shaders::matmul_tile(file, &strings(defines));
+    assert_eq!(tile("matmul.comp", &["FORMAT_Q4_0"]), Some((64, 64)));
+    assert_eq!(tile("matmul_coop.comp", &["TRANSPOSED"]), Some((64, 64)));
+    assert_eq!(
+        tile(
+            "matmul_coop128.comp",
+            &["TILE_M=64u", "TILE_N=128u", "X_F16"]
+        ),
+        Some((64, 128))
+    );
+    assert_eq!(tile("matmul_x_f16.comp", &[]), None);
+    assert!(std::panic::catch_unwind(|| tile("matmul_coop128.comp", &["TILE_N=128u"])).is_err());
+}
+
 /// A table that disagrees with a kernel's code fails the shader build: the
 /// kernel's GRID_CHECK (shaders/grid.glsl) stops glslc.
 #[test]

@@ -6,8 +6,9 @@
 //! variant the self-test chose (`Bound::Compat`, or `Bound::Coop` where the
 //! device has cooperative matrices); the CPU twin (nyxq::matvec::matmul)
 //! within the same bound; a deliberately wrong kernel caught by the bound
-//! and by the self-test; and the cooperative-matrix variant wherever the
-//! device has it (the test says so where it does not).
+//! and by the self-test; the cooperative-matrix variant wherever the device
+//! has it (the test says so where it does not); and every other variant the
+//! device runs, each within its own bound.
 
 use crate::matvec_support::{uniform, weights};
 use crate::vk_support::env::{
@@ -18,14 +19,19 @@ use nyxq::format::{Format, VulkanFamily};
 use nyxq::vk::Engine;
 use nyxq::vk::matmul::{self, Bound, MatmulCall};
 use nyxq::vk::matvec::HostOperands;
-use nyxq::vk::shaders::{Op, fast_kernels};
+use nyxq::vk::shaders::{KernelId, Op, experimental_kernels, fast_kernels, op_kernels};
 
 /// Fills what a kernel must not write.
 const GUARD: u32 = 0x7fc0_dead;
 
-/// Runs `call` on the device with the engine's chosen variant; returns Y,
-/// checked not to write past its end.
-fn run(engine: &Engine, call: &MatmulCall, wq: &[u8], x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Runs `call` on the device with `kernel`; returns Y, checked not to write
+/// past its end.
+fn run(
+    engine: &Engine,
+    call: &MatmulCall,
+    (wq, x, bias): (&[u8], &[f32], Option<&[f32]>),
+    kernel: KernelId,
+) -> Vec<f32> {
     let outputs = if call.transposed {
         call.cols
     } else {
@@ -34,13 +40,23 @@ fn run(engine: &Engine, call: &MatmulCall, wq: &[u8], x: &[f32], bias: Option<&[
     let len = (call.tokens * outputs) as usize;
     let mut y = vec![f32::from_bits(GUARD); len + 5];
     let host = HostOperands { w: wq, x, bias };
-    matmul::run_on_host_data(engine, call, &host, &mut y).unwrap();
+    matmul::run_on_host_data_with(engine, call, &host, &mut y, kernel).unwrap();
     assert!(
         y[len..].iter().all(|v| v.to_bits() == GUARD),
         "{call:?}: wrote past Y"
     );
     y.truncate(len);
     y
+}
+
+/// [`run`] with the engine's chosen variant.
+fn run_chosen(
+    engine: &Engine,
+    call: &MatmulCall,
+    operands: (&[u8], &[f32], Option<&[f32]>),
+) -> Vec<f32> {
+    let kernel = engine.kernel(call.op(), call.format).unwrap();
+    run(engine, call, operands, kernel)
 }
 
 /// The CPU twin's result of `call`.
@@ -60,14 +76,24 @@ fn cpu(call: &MatmulCall, wq: &[u8], x: &[f32], bias: Option<&[f32]>) -> Vec<f32
 /// Checks `call` on the device and on the CPU against FP64 within the
 /// bound of the variant in use (the CPU: `Bound::Compat`).
 fn check(engine: &Engine, call: &MatmulCall, seed: u64, with_bias: bool) {
+    let kernel = engine.kernel(call.op(), call.format).unwrap();
+    check_with(engine, call, (seed, with_bias), kernel);
+}
+
+/// As [`check`], with `kernel` on the device.
+fn check_with(
+    engine: &Engine,
+    call: &MatmulCall,
+    (seed, with_bias): (u64, bool),
+    kernel: KernelId,
+) {
     let (rows, cols, tokens) = (call.rows as usize, call.cols as usize, call.tokens as usize);
     let (wq, w) = weights(call.format, rows, cols, seed);
     let n = if call.transposed { rows } else { cols };
     let x = uniform(tokens * n, seed + 1);
     let bias = uniform(rows, seed + 2);
     let bias = with_bias.then_some(&bias[..]);
-    let kernel = engine.kernel(call.op(), call.format).unwrap();
-    let gpu = run(engine, call, &wq, &x, bias);
+    let gpu = run(engine, call, (&wq, &x, bias), kernel);
     let found = matmul::first_violation(call, &w, &x, bias, &gpu, Bound::of(kernel));
     assert_eq!(found, None, "{kernel} {call:?}");
     let host = cpu(call, &wq, &x, bias);
@@ -149,7 +175,7 @@ fn non_finite_inputs_propagate() {
                 tokens,
                 transposed,
             };
-            let y = run(engine, &call, &wq, &x, None);
+            let y = run_chosen(engine, &call, (&wq, &x, None));
             let kernel = engine.kernel(call.op(), format).unwrap();
             let found = matmul::first_violation(&call, &w, &x, None, &y, Bound::of(kernel));
             assert_eq!(found, None, "{kernel} {call:?}");
@@ -203,7 +229,7 @@ fn a_wrong_kernel_fails_the_bound_and_the_self_test() {
     };
     let (wq, w) = weights(Format::Q4_0, 70, 64, 9);
     let x = uniform(3 * 64, 10);
-    let y = run(engine, &call, &wq, &x, None);
+    let y = run_chosen(engine, &call, (&wq, &x, None));
     let found = matmul::first_violation(&call, &w, &x, None, &y, Bound::Compat);
     assert!(found.is_some_and(|m| m.starts_with("token 0 output 0:")));
     assert_eq!(ctx.vulkan_validation_errors(), 0);
@@ -280,6 +306,61 @@ fn the_cooperative_matrix_variant_runs_where_the_device_has_it() {
     assert_eq!(ctx.vulkan_validation_errors(), 0);
 }
 
+/// Every variant of every product that the device runs (the fast ones the
+/// self-test did not choose and, in a build with NYXQ_SHADER_EXPERIMENTS=1,
+/// the measurement-only ones) meets its bound on a product of whole and cut
+/// tiles of 64 and 128 (X rounded to f16 before the kernels that read it
+/// so); recording a kernel of another product is refused. On lavapipe only
+/// the compatible kernels run.
+#[test]
+fn every_variant_the_device_runs_is_within_its_bound() {
+    let Some(ctx) = run_under(&[&DEFAULT]).and_then(Env::context) else {
+        return;
+    };
+    let engine = ctx.vulkan().unwrap();
+    let mut ran = Vec::new();
+    for format in [Format::Q4_0, Format::Q8_0, Format::F16, Format::Q4_K] {
+        for op in Op::PRODUCTS {
+            let call = MatmulCall {
+                format,
+                rows: 260,
+                cols: 320u64.next_multiple_of(format.block_size() as u64),
+                tokens: 257,
+                transposed: op == Op::MatmulTransposed,
+            };
+            let variants = op_kernels(op, format)
+                .iter()
+                .chain(experimental_kernels(op, format));
+            for &kernel in variants {
+                if engine.variant_supported(kernel) {
+                    check_with(engine, &call, (5, !call.transposed), kernel);
+                    ran.push(kernel.name());
+                }
+            }
+        }
+    }
+    println!("checked {}", ran.join(", "));
+    let call = MatmulCall {
+        format: Format::Q8_0,
+        rows: 4,
+        cols: 32,
+        tokens: 1,
+        transposed: false,
+    };
+    let (wq, _) = weights(Format::Q8_0, 4, 32, 1);
+    let x = uniform(32, 2);
+    let host = HostOperands {
+        w: &wq,
+        x: &x,
+        bias: None,
+    };
+    let mut y = vec![0f32; 4];
+    let other = engine.kernel(Op::MatmulTransposed, Format::Q8_0).unwrap();
+    let err = matmul::run_on_host_data_with(engine, &call, &host, &mut y, other).unwrap_err();
+    assert_eq!(err.kind(), nyxq::ErrorKind::Unsupported, "{err}");
+    assert_eq!(ctx.vulkan_validation_errors(), 0);
+}
+
 /// Operands larger than the binding range (4 MiB, the test device with
 /// the small limits of tests/fixtures/small-limits.json): X of 300 tokens ×
 /// 4128 values (4.95 MB) is split by tokens, and W of 2 MiB more than the
@@ -308,7 +389,7 @@ fn products_past_the_binding_limit_are_split() {
         tokens: tokens as u64,
         transposed: false,
     };
-    let y = run(engine, &call, &wq, &x, None);
+    let y = run_chosen(engine, &call, (&wq, &x, None));
     let kernel = engine.kernel(Op::Matmul, format).unwrap();
     assert_eq!(
         matmul::first_violation(&call, &w, &x, None, &y, Bound::of(kernel)),
@@ -338,7 +419,7 @@ fn products_past_the_binding_limit_are_split() {
         tokens: tokens as u64,
         transposed: true,
     };
-    let dx = run(engine, &call, &wq, &dy, None);
+    let dx = run_chosen(engine, &call, (&wq, &dy, None));
     let kernel = engine.kernel(Op::MatmulTransposed, format).unwrap();
     assert_eq!(
         matmul::first_violation(&call, &w, &dy, None, &dx, Bound::of(kernel)),

@@ -99,13 +99,56 @@ const MIN_ELEMENTS_PER_THREAD: usize = 1 << 16;
 /// Saturated input is clamped into a buffer of this many elements at a time.
 const SATURATE_CHUNK: usize = 4096;
 
+/// [`limits::check`] with the scan split over the threads the work will
+/// use: each scans its part, and the first bad element of all is the one
+/// reported (or saturation asked for), as a scan on one thread finds it.
+fn check_range(format: Format, src: &[f32], opts: &QuantizeOptions) -> Result<bool> {
+    let limit = limits::limit(format);
+    let threads = opts
+        .threads
+        .max(1)
+        .min(src.len() / MIN_ELEMENTS_PER_THREAD)
+        .max(1);
+    let first_bad = if threads == 1 {
+        limits::first_out_of_range(src, limit)
+    } else {
+        let per_thread = src.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let scans: Vec<_> = src
+                .chunks(per_thread)
+                .enumerate()
+                .map(|(k, part)| {
+                    scope.spawn(move || {
+                        limits::first_out_of_range(part, limit).map(|i| k * per_thread + i)
+                    })
+                })
+                .collect();
+            scans
+                .into_iter()
+                .filter_map(|scan| scan.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .min()
+        })
+    };
+    match first_bad {
+        None => Ok(false),
+        // The scan from the bad element finds it first: the error (or the
+        // saturation) is the one a whole scan gives, index and all.
+        Some(i) => limits::check(
+            format,
+            &src[i..],
+            opts.non_finite,
+            opts.first_index + i as u64,
+        ),
+    }
+}
+
 /// Quantizes `src` into `format`, writing `format.size_of(src.len())` bytes of `dst`.
 pub fn quantize(format: Format, src: &[f32], dst: &mut [u8], opts: &QuantizeOptions) -> Result<()> {
     let needed = format.size_of(src.len())?;
     Error::ensure_room("destination", "bytes", needed, dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
     check_first_index(opts.first_index, src.len())?;
-    let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
+    let saturate = check_range(format, src, opts)?;
     let dst = &mut dst[..needed];
     let block = format.block_size();
     let bytes_per_block = format.block_bytes();
@@ -193,7 +236,7 @@ pub fn fake_quantize(
     Error::ensure_room("destination", "floats", src.len(), dst.len())?;
     check_importance(format, src.len(), opts.importance)?;
     check_first_index(opts.first_index, src.len())?;
-    let saturate = limits::check(format, src, opts.non_finite, opts.first_index)?;
+    let saturate = check_range(format, src, opts)?;
     let block = format.block_size();
     let n = src.len();
     split_work(

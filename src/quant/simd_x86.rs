@@ -3,7 +3,9 @@
 //! portable kernels in `scalar.rs` (tests compare them on edge cases and random
 //! data): the same operations in the same order, each exactly rounded in f32
 //! (no fused multiply-add), and the block-level scalars (amax, scale, its
-//! reciprocal) computed exactly as the portable code does.
+//! reciprocal) computed exactly as the portable code does. C's roundf is the
+//! one operation computed another way: [`round_half_away_small`], equal to it
+//! on the values it is given.
 //!
 //! DESIGN.md keeps `unsafe` to `src/ffi` and `src/vk`; intrinsics are the one
 //! reasoned exception: every intrinsic call is `unsafe`, and each block below
@@ -108,16 +110,6 @@ fn abs(v: __m256) -> __m256 {
     _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
 }
 
-/// C's roundf, as `scalar::round_half_away`: ⌊a⌋ + ⌊2(a − ⌊a⌋)⌋ with the sign of v.
-#[target_feature(enable = "avx2")]
-fn round_half_away(v: __m256) -> __m256 {
-    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
-    let a = abs(v);
-    let floor = _mm256_floor_ps(a);
-    let frac2 = _mm256_mul_ps(_mm256_sub_ps(a, floor), _mm256_set1_ps(2.0));
-    _mm256_or_ps(_mm256_add_ps(floor, _mm256_floor_ps(frac2)), sign)
-}
-
 /// Packs four vectors of i32 in [-128, 127] into 32 bytes, in element order.
 #[target_feature(enable = "avx2")]
 fn pack_i8(q: [__m256i; 4]) -> __m256i {
@@ -206,13 +198,71 @@ fn put_f16(out: &mut [u8], value: f32) {
     out[..2].copy_from_slice(&f16_bits(value).to_le_bytes());
 }
 
+/// The largest magnitude of each of eight blocks, block k in lane k (as
+/// eight [`horizontal_max`] calls: max is exact, so the order of the
+/// comparisons does not change the result).
+///
+/// # Safety
+/// `x` must hold at least 256 elements.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn absmax8(x: &[f32]) -> __m256 {
+    debug_assert!(x.len() >= 8 * QK);
+    let block_max: [__m256; 8] = std::array::from_fn(|k| {
+        // SAFETY: block k's 32 elements lie inside x (caller's contract).
+        let v = unsafe { load_block(&x[k * QK..]) };
+        _mm256_max_ps(
+            _mm256_max_ps(abs(v[0]), abs(v[1])),
+            _mm256_max_ps(abs(v[2]), abs(v[3])),
+        )
+    });
+    // Halve the lanes three times, pairing blocks: unpack (blocks 2i, 2i+1),
+    // then shuffle (pairs of pairs), then the 128-bit halves.
+    let pairs: [__m256; 4] = std::array::from_fn(|i| {
+        let (a, b) = (block_max[2 * i], block_max[2 * i + 1]);
+        _mm256_max_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b))
+    });
+    let quads: [__m256; 2] = std::array::from_fn(|i| {
+        let (a, b) = (pairs[2 * i], pairs[2 * i + 1]);
+        _mm256_max_ps(
+            _mm256_shuffle_ps::<0x44>(a, b),
+            _mm256_shuffle_ps::<0xee>(a, b),
+        )
+    });
+    _mm256_max_ps(
+        _mm256_permute2f128_ps::<0x20>(quads[0], quads[1]),
+        _mm256_permute2f128_ps::<0x31>(quads[0], quads[1]),
+    )
+}
+
+/// C's roundf of each lane as an i32, for |v| < 2^23: the truncation of
+/// v + copysign(0.49999997, v). The sum rounds up to the next integer exactly
+/// when the fraction of |v| is ½ or more, so this equals C's roundf
+/// (`scalar::round_half_away`) in four operations instead of nine (with the
+/// conversion). An exhaustive comparison over every f32 below 2^23 in
+/// magnitude, both signs, found no difference; the test
+/// `round_half_away_by_truncation_matches_c_roundf` keeps the floats around
+/// every integer and half-integer to 257 and a sample of the rest.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn round_half_away_small(v: __m256) -> __m256i {
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let below_half = _mm256_or_ps(sign, _mm256_set1_ps(HALF_BELOW));
+    _mm256_cvttps_epi32(_mm256_add_ps(v, below_half))
+}
+
+/// The largest f32 below ½ (0.49999997).
+const HALF_BELOW: f32 = f32::from_bits(0x3eff_ffff);
+
 /// # Safety
 /// AVX2 and F16C present; `dst.len() == src.len() / 32 * 34`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
-    // Eight blocks at a time: their scales d = amax/127, the reciprocals and
-    // the f16 conversions take one vector instruction each instead of eight
-    // scalar ones (the same correctly rounded operations, so the same bytes).
+    // Eight blocks at a time: their maxima reduce together, and their scales
+    // d = amax/127, the reciprocals and the f16 conversions take one vector
+    // instruction each instead of eight scalar ones (the same correctly
+    // rounded operations, so the same bytes). |x·id| ≤ 127 (to a few ulps),
+    // well inside round_half_away_small's domain.
     const GROUP: usize = 8;
     let grouped = src.len() / (GROUP * QK) * (GROUP * QK);
     let (src_grouped, src_rest) = src.split_at(grouped);
@@ -221,20 +271,9 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
         .chunks_exact(GROUP * QK)
         .zip(dst_grouped.chunks_exact_mut(GROUP * 34))
     {
-        let mut amax = [0.0f32; GROUP];
-        for (a, block) in amax.iter_mut().zip(x.chunks_exact(QK)) {
-            // SAFETY: block has exactly 32 elements.
-            let v = unsafe { load_block(block) };
-            *a = horizontal_max(_mm256_max_ps(
-                _mm256_max_ps(abs(v[0]), abs(v[1])),
-                _mm256_max_ps(abs(v[2]), abs(v[3])),
-            ));
-        }
-        // SAFETY: amax holds 8 floats.
-        let d = _mm256_div_ps(
-            unsafe { _mm256_loadu_ps(amax.as_ptr()) },
-            _mm256_set1_ps(127.0),
-        );
+        // SAFETY: x holds exactly 256 elements.
+        let amax = unsafe { absmax8(x) };
+        let d = _mm256_div_ps(amax, _mm256_set1_ps(127.0));
         // inverse_scale: 1/d, or 0 where d is zero or subnormal (d >= 0 here).
         let normal = _mm256_cmp_ps(d, _mm256_set1_ps(f32::MIN_POSITIVE), _CMP_GE_OQ);
         let id = _mm256_and_ps(normal, _mm256_div_ps(_mm256_set1_ps(1.0), d));
@@ -251,7 +290,7 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
             // SAFETY: block has exactly 32 elements.
             let v = unsafe { load_block(block) };
             let id = _mm256_set1_ps(ids[k]);
-            let q = v.map(|v| _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(v, id))));
+            let q = v.map(|v| round_half_away_small(_mm256_mul_ps(v, id)));
             out[..2].copy_from_slice(&d_bits[k].to_le_bytes());
             // SAFETY: out has 34 bytes; the store covers out[2..34].
             unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(2).cast(), pack_i8(q)) };
@@ -266,7 +305,7 @@ pub(crate) unsafe fn q8_0_quantize(src: &[f32], dst: &mut [u8]) {
         );
         let d = horizontal_max(m) / 127.0;
         let id = _mm256_set1_ps(scalar::inverse_scale(d));
-        let q = v.map(|v| _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(v, id))));
+        let q = v.map(|v| round_half_away_small(_mm256_mul_ps(v, id)));
         put_f16(out, d);
         // SAFETY: out has 34 bytes; the store covers out[2..34].
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(2).cast(), pack_i8(q)) };
@@ -824,20 +863,53 @@ pub(super) fn iq4_nl_indices(t: __m256) -> __m256i {
     )
 }
 
-/// IQ4_NL's level of each index lane (0..16) as f32.
+/// IQ4_NL's level of each index lane (0..16) as f32: the table's byte
+/// looked up with `pshufb` (the index's zero upper bytes pick the table's
+/// first byte, which the shifts drop), sign-extended and converted.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn iq4_nl_level_values(index: __m256i) -> __m256 {
-    let l = scalar::IQ4_NL_LEVELS.map(f32::from);
-    let low = _mm256_setr_ps(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]);
-    let high = _mm256_setr_ps(l[8], l[9], l[10], l[11], l[12], l[13], l[14], l[15]);
-    // permutevar reads the index's low 3 bits; bit 3 picks the table half.
-    let upper = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28));
-    _mm256_blendv_ps(
-        _mm256_permutevar8x32_ps(low, index),
-        _mm256_permutevar8x32_ps(high, index),
-        upper,
-    )
+    let l = scalar::IQ4_NL_LEVELS;
+    let table = _mm256_setr_epi8(
+        l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13],
+        l[14], l[15], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11],
+        l[12], l[13], l[14], l[15],
+    );
+    let byte = _mm256_shuffle_epi8(table, index);
+    _mm256_cvtepi32_ps(_mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(byte)))
+}
+
+/// ggml's max of each lane's block, `v[j]` holding element j: the largest
+/// magnitude, and the first element of that magnitude with its sign (any
+/// element, for a lane whose magnitudes are all zero). Two trees of depth 5
+/// instead of a chain of 32 comparisons and blends: max is exact, and the
+/// selection keeps, of each pair, the earlier element where it has the
+/// largest magnitude.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn first_signed_max(v: &[__m256; QK]) -> (__m256, __m256) {
+    let magnitudes = v.map(|x| abs(x));
+    let mut level = magnitudes;
+    let mut n = QK;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            level[i] = _mm256_max_ps(level[2 * i], level[2 * i + 1]);
+        }
+    }
+    let amax = level[0];
+    let mut found = magnitudes.map(|m| _mm256_cmp_ps(m, amax, _CMP_EQ_OQ));
+    let mut value = *v;
+    let mut n = QK;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            let (early, late) = (2 * i, 2 * i + 1);
+            value[i] = _mm256_blendv_ps(value[late], value[early], found[early]);
+            found[i] = _mm256_or_ps(found[early], found[late]);
+        }
+    }
+    (amax, value[0])
 }
 
 /// # Safety
@@ -864,13 +936,7 @@ pub(crate) unsafe fn iq4_nl_quantize(src: &[f32], dst: &mut [u8]) {
             });
             v[8 * k..8 * k + 8].copy_from_slice(&transpose8(rows));
         }
-        // ggml's max: the first element of largest magnitude.
-        let (mut amax, mut max) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for &xj in &v {
-            let larger = _mm256_cmp_ps(abs(xj), amax, _CMP_GT_OQ);
-            amax = _mm256_blendv_ps(amax, abs(xj), larger);
-            max = _mm256_blendv_ps(max, xj, larger);
-        }
+        let (amax, max) = first_signed_max(&v);
         let small = _mm256_cmp_ps(amax, _mm256_set1_ps(scalar::IQ4_NL_EPS), _CMP_LT_OQ);
         // 1/d0 with d0 = max/−127 (normal wherever the block is not small);
         // 0 for the small blocks, whose elements then all take index 8.
@@ -1265,9 +1331,12 @@ pub(crate) unsafe fn q6_k_quantize(src: &[f32], dst: &mut [u8]) {
             let ids = [2 * r, 2 * r + 1]
                 .map(|j| _mm256_set1_ps(scalar::inverse_scale(block.sub_scale(j))));
             pack_i8(std::array::from_fn(|k| {
-                let t = round_half_away(_mm256_mul_ps(v[r][k], ids[k / 2]));
-                let level = _mm256_min_ps(_mm256_max_ps(t, lowest), highest);
-                _mm256_add_epi32(_mm256_cvtps_epi32(level), thirty_two)
+                // Clamping before rounding gives the same levels as after
+                // (the bounds are integers, rounding is monotonic), and puts
+                // t inside round_half_away_small's domain.
+                let t = _mm256_mul_ps(v[r][k], ids[k / 2]);
+                let t = _mm256_min_ps(_mm256_max_ps(t, lowest), highest);
+                _mm256_add_epi32(round_half_away_small(t), thirty_two)
             }))
         });
         for h in 0..2 {
@@ -1401,6 +1470,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn round_half_away_by_truncation_matches_c_roundf() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2/F16C");
+            return;
+        }
+        // The 64 floats on either side of every integer and half-integer up
+        // to 257 (where the sum's rounding decides), every 1009th f32 below
+        // 2^23, and the negatives of all.
+        let mut probes: Vec<f32> = (0..=514)
+            .flat_map(|k| {
+                let c = (k as f32 / 2.0).to_bits() as i64;
+                (-64i64..=64).map(move |step| f32::from_bits((c + step).max(0) as u32))
+            })
+            .chain((0..0x4b00_0000u32).step_by(1009).map(f32::from_bits))
+            .collect();
+        probes.extend(probes.clone().iter().map(|v| -v));
+        lanes_agree(&probes, round_half_away_small, |v| {
+            scalar::round_half_away(v) as i32
+        });
+    }
+
+    /// Checks an eight-lane kernel against its scalar twin on every probe
+    /// (whole vectors of them; AVX2 detected by the caller).
+    fn lanes_agree(probes: &[f32], kernel: unsafe fn(__m256) -> __m256i, twin: fn(f32) -> i32) {
+        for chunk in probes.chunks_exact(8) {
+            // SAFETY: the caller detected AVX2; the load reads the chunk's 8
+            // floats and the store writes 8 ints into `got`.
+            let got = unsafe {
+                let mut got = [0i32; 8];
+                let v = kernel(_mm256_loadu_ps(chunk.as_ptr()));
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
+                got
+            };
+            for (&t, &g) in chunk.iter().zip(&got) {
+                assert_eq!(g, twin(t), "{t:e}");
+            }
+        }
+    }
+
+    #[test]
     fn iq4_nl_indices_are_the_portable_ones() {
         if !available() {
             eprintln!("skipped: this CPU has no AVX2/F16C");
@@ -1417,18 +1526,8 @@ mod tests {
         }
         probes.extend((0..50_000).map(|i| i as f32 * 0.0061 - 150.0));
         probes.retain(|t| t.is_finite());
-        for chunk in probes.chunks_exact(8) {
-            // SAFETY: AVX2 was detected; the load reads the chunk's 8 floats
-            // and the store writes 8 ints into `got`.
-            let got = unsafe {
-                let mut got = [0i32; 8];
-                let v = iq4_nl_indices(_mm256_loadu_ps(chunk.as_ptr()));
-                _mm256_storeu_si256(got.as_mut_ptr().cast(), v);
-                got
-            };
-            for (&t, &g) in chunk.iter().zip(&got) {
-                assert_eq!(g, i32::from(scalar::iq4_nl_index(t)), "{t:e}");
-            }
-        }
+        lanes_agree(&probes, iq4_nl_indices, |t| {
+            i32::from(scalar::iq4_nl_index(t))
+        });
     }
 }

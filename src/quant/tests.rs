@@ -771,6 +771,51 @@ fn first_index_past_i64_max_is_rejected_and_indices_do_not_wrap() {
 }
 
 #[test]
+fn a_range_check_on_several_threads_reports_the_first_bad_element() {
+    // Four threads' worth (each scans a quarter): bad elements in the second
+    // and last quarters, the first one the error names, with first_index
+    // added; saturation sees them too.
+    let n = 4 * 65_536;
+    let mut x = vec![0.5f32; n];
+    x[n / 4 + 77] = f32::INFINITY;
+    x[n - 5] = f32::NAN;
+    let mut q = vec![0u8; Format::Q8_0.size_of(n).unwrap()];
+    let opts = QuantizeOptions {
+        threads: 4,
+        first_index: 1000,
+        ..Default::default()
+    };
+    let e = quantize(Format::Q8_0, &x, &mut q, &opts).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NonFinite {
+            index: 1000 + n / 4 + 77
+        }
+    );
+    assert!(q.iter().all(|&b| b == 0), "nothing written");
+    let mut y = vec![0.0f32; n];
+    let e = fake_quantize(Format::Q8_0, &x, &mut y, &opts).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NonFinite {
+            index: 1000 + n / 4 + 77
+        }
+    );
+    let saturating = QuantizeOptions {
+        non_finite: NonFinite::Saturate,
+        ..opts
+    };
+    let one_thread = QuantizeOptions {
+        threads: 1,
+        ..saturating
+    };
+    let mut q1 = vec![0u8; q.len()];
+    quantize(Format::Q8_0, &x, &mut q, &saturating).unwrap();
+    quantize(Format::Q8_0, &x, &mut q1, &one_thread).unwrap();
+    assert_eq!(q, q1);
+}
+
+#[test]
 fn q4_1_stores_the_minimums_sign_as_nearest_does_in_every_rounding() {
     let m_bits = |q: &[u8]| u16::from_le_bytes([q[2], q[3]]);
     let mut blocks = Vec::new();

@@ -170,7 +170,7 @@ push_constants! {
 }
 
 push_constants! {
-    /// Rust twin of `Push` in shaders/matmul.glsl.
+    /// Rust twin of `Push` in shaders/matmul_push.glsl.
     MatmulPush: Matmul, 48 bytes {
         /// Rows of W in this dispatch.
         rows,

@@ -12,7 +12,11 @@
 //! units, f32 sums; workgroup tiles of 128 and of 64). Each kernel's tile
 //! ([`super::shaders::Kernel::matmul_tile`]) sizes its grid.
 //! Their error bounds against an FP64 product of the dequantized weights
-//! are [`Bound::Compat`] and [`Bound::Coop`].
+//! are [`Bound::Compat`] and [`Bound::Coop`]. Builds with
+//! NYXQ_SHADER_EXPERIMENTS=1 add measurement-only shapes of `_coop128`
+//! (never chosen; [`record_matmul_with`] records one), some of which read X
+//! rounded to f16 by [`KernelId::MATMUL_X_F16`] into a scratch buffer of the
+//! ticket first ([`MatmulTile::x_f16`]).
 //!
 //! W larger than maxStorageBufferRange is split by rows into several
 //! dispatches (the backward chunks add into dX, with a barrier between
@@ -24,8 +28,8 @@ use super::family::MatmulPush;
 use super::matvec::{Chunk, HostOperands, Operands, Sizes, check_binding, chunks, run_recorded};
 use super::ranges::{check_command_buffer, check_disjoint, check_range};
 use super::recorder::Ticket;
-use super::shaders::{KernelId, Op};
-use crate::error::{Error, Result};
+use super::shaders::{KernelId, MatmulTile, Op, experimental_kernels, op_kernels};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::{Format, VulkanFamily};
 use ash::vk;
 use std::cmp::Ordering;
@@ -255,6 +259,37 @@ pub unsafe fn record_matmul(
     call: &MatmulCall,
     ops: &Operands,
 ) -> Result<Ticket> {
+    let kernel = engine.kernel(call.op(), call.format)?;
+    // SAFETY: this function's contract.
+    unsafe { record_matmul_with(engine, cmd, call, ops, kernel) }
+}
+
+/// [`record_matmul`] with `kernel` instead of the self-test's choice: any
+/// variant of the product (a fast one, the compatible one or a
+/// measurement-only one) that the device can run. For benchmarks; its
+/// results meet [`Bound::of`] `kernel` where the kernel is correct on the
+/// device, which only the self-test establishes for the chosen one.
+///
+/// # Safety
+/// As [`record_matmul`].
+pub unsafe fn record_matmul_with(
+    engine: &Engine,
+    cmd: vk::CommandBuffer,
+    call: &MatmulCall,
+    ops: &Operands,
+    kernel: KernelId,
+) -> Result<Ticket> {
+    let (op, format) = (call.op(), call.format);
+    let known = op_kernels(op, format)
+        .iter()
+        .chain(experimental_kernels(op, format))
+        .any(|&k| k == kernel);
+    if !known || !engine.variant_supported(kernel) {
+        return Err(Error::unsupported(format!(
+            "matmul: {kernel} is not a kernel of {op:?} on {} that this device runs",
+            format.name()
+        )));
+    }
     check_command_buffer(cmd)?;
     let bias_size = check_operands(engine, call, ops)?;
     let sizes = call.sizes()?;
@@ -263,33 +298,76 @@ pub unsafe fn record_matmul(
     let max_range = u64::from(info.max_storage_buffer_range);
     let rows_plan = chunks(call.rows, sizes.row_bytes, max_range, align)?;
     let tokens_plan = token_chunks(call.tokens, call.per_token(), max_range, align)?;
-    let kernel = engine.kernel(call.op(), call.format)?;
-    let tile = u64::from(kernel.kernel().matmul_tile);
+    let tile = kernel.kernel().matmul_tile;
     let bound: Vec<vk::Buffer> = [Some(ops.w), Some(ops.x), ops.bias, Some(ops.y)]
         .iter()
         .flatten()
         .map(|r| r.buffer)
         .collect();
-    let count = rows_plan.len() * tokens_plan.len();
-    let (ticket, sets) = engine.reserve(kernel, &[], count, &bound)?;
+    let products = rows_plan.len() * tokens_plan.len();
+    // A kernel that reads X rounded to f16 gets it in a scratch buffer of
+    // the ticket, one chunk of tokens at a time.
+    let (ticket, sets, x_halves) = if tile.x_f16 {
+        let most = tokens_plan.iter().map(|c| c.tokens).max().unwrap_or(0);
+        let bytes = x_half_bytes(call.per_token().0 * most);
+        let kernels = [(X_F16, &[][..]), (kernel, &[][..])];
+        let dispatches = products + tokens_plan.len();
+        let (ticket, sets, scratch) =
+            engine.reserve_with_scratch(&kernels, dispatches, &bound, bytes)?;
+        (ticket, sets, Some((scratch, 0, bytes)))
+    } else {
+        let (ticket, sets) = engine.reserve(kernel, &[], products, &bound)?;
+        (ticket, sets, None)
+    };
     let mut sets = sets.into_iter();
-    for (i, rows) in rows_plan.iter().enumerate() {
-        if call.transposed && i > 0 {
-            // SAFETY: cmd is recording (this function's contract).
-            unsafe { compute_barrier(&engine.device.device, cmd) };
+    let mut next_set = || {
+        sets.next()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "a set per dispatch was reserved"))
+    };
+    let device = &engine.device.device;
+    for (j, tokens) in tokens_plan.iter().enumerate() {
+        if let Some(halves) = x_halves {
+            if j > 0 {
+                // SAFETY: cmd is recording (this function's contract). The
+                // previous chunk's products read the scratch.
+                unsafe { compute_barrier(device, cmd) };
+            }
+            let (push, bindings, groups) =
+                x_f16_dispatch(call, ops, (&rows_plan[0], tokens), halves);
+            let dispatch = Dispatch {
+                kernel: X_F16,
+                specialization: &[],
+                set: next_set()?,
+                bindings: &bindings,
+                push,
+                groups,
+            };
+            // SAFETY: per this function's contract; X was checked to lie in
+            // the caller's range, the scratch is the ticket's, the set fresh.
+            unsafe { engine.record(cmd, &dispatch) }?;
+            // SAFETY: as above; the products read what it wrote.
+            unsafe { compute_barrier(device, cmd) };
         }
-        for tokens in &tokens_plan {
-            let (push, bindings, groups) = chunk_dispatch(
+        for (i, rows) in rows_plan.iter().enumerate() {
+            if call.transposed && i > 0 {
+                // SAFETY: cmd is recording (this function's contract).
+                unsafe { compute_barrier(device, cmd) };
+            }
+            let (mut push, mut bindings, groups) = chunk_dispatch(
                 call,
                 ops,
                 (rows, tokens),
                 (sizes.row_bytes, bias_size),
                 tile,
             );
+            if let Some(halves) = x_halves {
+                push.x_first = 0;
+                bindings[1] = halves;
+            }
             let dispatch = Dispatch {
                 kernel,
                 specialization: &[],
-                set: sets.next().expect("a set per dispatch was reserved"),
+                set: next_set()?,
                 bindings: &bindings,
                 push,
                 groups,
@@ -302,22 +380,63 @@ pub unsafe fn record_matmul(
     Ok(ticket)
 }
 
+/// The kernel that rounds X (dY) to f16 for the kernels with
+/// [`MatmulTile::x_f16`].
+const X_F16: KernelId = KernelId::MATMUL_X_F16;
+/// Invocations per workgroup of [`X_F16`] (4 values each).
+const X_F16_GROUP: u64 = 256;
+
+/// Bytes of the f16 copy of `values` values of X: whole 8-byte writes.
+fn x_half_bytes(values: u64) -> u64 {
+    values.div_ceil(4) * 8
+}
+
+/// The push constants, bindings and workgroups of the dispatch of
+/// [`X_F16`] that rounds the X (dY) of one chunk of tokens into `halves`
+/// (the scratch: buffer, offset, bytes).
+fn x_f16_dispatch(
+    call: &MatmulCall,
+    ops: &Operands,
+    (rows, tokens): (&Chunk, &TokenChunk),
+    halves: Binding,
+) -> (MatmulPush, [Binding; 4], u32) {
+    let per = call.per_token().0;
+    let x = (
+        ops.x.buffer,
+        ops.x.offset + tokens.x_bind.0,
+        tokens.x_bind.1.div_ceil(4) * 4,
+    );
+    let w = (
+        ops.w.buffer,
+        ops.w.offset + rows.bind_offset,
+        rows.bind_size,
+    );
+    let push = MatmulPush {
+        cols: per as u32,
+        tokens: tokens.tokens as u32,
+        x_first: tokens.x_first,
+        ..MatmulPush::default()
+    };
+    let groups = (per * tokens.tokens).div_ceil(4 * X_F16_GROUP);
+    (push, [w, x, x, halves], groups as u32)
+}
+
 /// The push constants, bindings and workgroups of the dispatch of one chunk
 /// of W's rows and one chunk of tokens, for a kernel whose workgroups take
-/// `tile` tokens × `tile` outputs.
+/// the tokens × outputs of `tile`.
 fn chunk_dispatch(
     call: &MatmulCall,
     ops: &Operands,
     (rows, tokens): (&Chunk, &TokenChunk),
     (row_bytes, bias_size): (u64, u64),
-    tile: u64,
+    tile: MatmulTile,
 ) -> (MatmulPush, [Binding; 4], u32) {
     let outputs = if call.transposed {
         call.cols
     } else {
         rows.rows
     };
-    let tiles_n = outputs.div_ceil(tile);
+    let tiles_n = outputs.div_ceil(u64::from(tile.outputs));
     let push = MatmulPush {
         rows: rows.rows as u32,
         cols: call.cols as u32,
@@ -350,7 +469,7 @@ fn chunk_dispatch(
     );
     // Without a bias, binding 2 repeats X (the kernel does not read it).
     let bias = ops.bias.map_or(x, |b| (b.buffer, b.offset, bias_size));
-    let groups = tiles_n * tokens.tokens.div_ceil(tile);
+    let groups = tiles_n * tokens.tokens.div_ceil(u64::from(tile.tokens));
     (push, [w, x, bias, y], groups as u32)
 }
 
@@ -364,11 +483,24 @@ pub fn run_on_host_data(
     host: &HostOperands,
     y: &mut [f32],
 ) -> Result<()> {
+    let kernel = engine.kernel(call.op(), call.format)?;
+    run_on_host_data_with(engine, call, host, y, kernel)
+}
+
+/// [`run_on_host_data`] with `kernel` ([`record_matmul_with`]'s rules): for
+/// tests and benchmarks of the variants the self-test did not choose.
+pub fn run_on_host_data_with(
+    engine: &Engine,
+    call: &MatmulCall,
+    host: &HostOperands,
+    y: &mut [f32],
+    kernel: KernelId,
+) -> Result<()> {
     let sizes = call.sizes()?;
     run_recorded(engine, &sizes, host, y, |cmd, ops| {
         // SAFETY: the engine's command buffer is recording; the buffers are
         // nyxq's own, alive until after the wait, and hold the ranges.
-        unsafe { record_matmul(engine, cmd, call, ops) }
+        unsafe { record_matmul_with(engine, cmd, call, ops, kernel) }
     })
 }
 
@@ -478,13 +610,20 @@ mod tests {
             y: range(1 << 20),
         };
         // 4096 rows (outputs forward), 14336 columns (outputs backward).
-        for (transposed, tokens, tile, tiles_n, groups) in [
-            (false, 512, 128, 32, 32 * 4),
-            (false, 512, 64, 64, 64 * 8),
-            (false, 130, 128, 32, 32 * 2),
-            (true, 2048, 128, 112, 112 * 16),
-            (true, 1, 64, 224, 224),
+        for (transposed, tokens, (m, n), tiles_n, groups) in [
+            (false, 512, (128, 128), 32, 32 * 4),
+            (false, 512, (64, 64), 64, 64 * 8),
+            (false, 130, (128, 128), 32, 32 * 2),
+            (true, 2048, (128, 128), 112, 112 * 16),
+            (true, 1, (64, 64), 224, 224),
+            (false, 512, (64, 128), 32, 32 * 8),
+            (true, 130, (128, 64), 224, 224 * 2),
         ] {
+            let tile = MatmulTile {
+                tokens: m,
+                outputs: n,
+                x_f16: false,
+            };
             let call = MatmulCall {
                 format: Format::Q4_0,
                 rows: 4096,
@@ -500,7 +639,46 @@ mod tests {
             assert_eq!(
                 (push.tiles_n, got),
                 (tiles_n, groups),
-                "{call:?} tile {tile}"
+                "{call:?} tile {tile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_x_f16_pass_covers_its_chunk_of_tokens_once() {
+        let range = |size| crate::vk::ranges::BufferRange {
+            buffer: vk::Buffer::null(),
+            offset: 0,
+            size,
+        };
+        let ops = Operands {
+            w: range(1 << 30),
+            x: range(1 << 30),
+            bias: None,
+            y: range(1 << 30),
+        };
+        for (tokens, transposed) in [(1u64, false), (2048, false), (131, true), (3, true)] {
+            let call = MatmulCall {
+                format: Format::Q4_0,
+                rows: 4096,
+                cols: 14336,
+                tokens,
+                transposed,
+            };
+            let rows = chunks(4096, 8064, 1 << 40, 16).unwrap();
+            let plan = token_chunks(tokens, call.per_token(), 1 << 40, 16).unwrap();
+            let values = call.per_token().0 * tokens;
+            let bytes = x_half_bytes(values);
+            assert!(bytes >= 2 * values && bytes % 8 == 0, "{call:?}");
+            let halves = (vk::Buffer::null(), 0, bytes);
+            let (push, bindings, groups) =
+                x_f16_dispatch(&call, &ops, (&rows[0], &plan[0]), halves);
+            let per_group = 4 * X_F16_GROUP;
+            let groups = u64::from(groups);
+            assert!(groups * per_group >= values && (groups - 1) * per_group < values);
+            assert_eq!(
+                (u64::from(push.cols) * u64::from(push.tokens), bindings[3]),
+                (values, halves)
             );
         }
     }

@@ -155,7 +155,8 @@ fn product_values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
 /// + 3 tokens) and checks it against FP64 within the variant's bound.
 fn test_product(engine: &Engine, op: Op, format: Format) -> crate::Result<Option<String>> {
     let kernel = engine.kernel(op, format)?;
-    let tile = kernel.kernel().matmul_tile as usize;
+    let shape = kernel.kernel().matmul_tile;
+    let tile = shape.tokens.max(shape.outputs) as usize;
     let (rows, cols, tokens): (usize, usize, usize) = if tile > 64 {
         (tile + 9, 160, tile + 3)
     } else {

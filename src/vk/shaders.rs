@@ -89,10 +89,20 @@ pub struct Kernel {
     pub push_bytes: u32,
     /// Bytes of workgroup (shared) memory its SPIR-V declares.
     pub workgroup_bytes: u32,
-    /// A matmul kernel's workgroup tile: that many tokens × that many
-    /// outputs (compiled in as TILE: build_support/shaders.rs); 0 for the
-    /// other kernels.
-    pub matmul_tile: u32,
+    /// A matmul kernel's workgroup tile (compiled in as TILE_M and TILE_N:
+    /// build_support/shaders.rs); 0 × 0 for the other kernels.
+    pub matmul_tile: MatmulTile,
+}
+
+/// The tokens × outputs of a matmul kernel's workgroup: its grid is
+/// ⌈tokens / `tokens`⌉ × ⌈outputs / `outputs`⌉ workgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulTile {
+    pub tokens: u32,
+    pub outputs: u32,
+    /// The kernel reads X (dY) as rounded to f16 by
+    /// [`KernelId::MATMUL_X_F16`] into a scratch buffer before it.
+    pub x_f16: bool,
 }
 
 /// The workgroup memory every Vulkan device has: the least
@@ -259,7 +269,7 @@ mod tests {
     #[test]
     fn only_the_f16_arithmetic_variants_need_float16() {
         // The conversions: the f16 `_rte` dequantizers; the products: every
-        // `_coop` kernel (below).
+        // `_coop` kernel (below) and the rounding of X to f16 before some.
         let float16: Vec<&str> = KernelId::all()
             .filter(|k| k.kernel().needs.float16 && !k.kernel().needs.cooperative_matrix)
             .map(KernelId::name)
@@ -267,6 +277,7 @@ mod tests {
         assert_eq!(
             float16,
             [
+                "matmul_x_f16",
                 "dequantize_q8_0_f16_rte",
                 "dequantize_q4_0_f16_rte",
                 "dequantize_q4_1_f16_rte_dp",
@@ -279,7 +290,7 @@ mod tests {
     fn the_coop_kernels_and_only_they_need_cooperative_matrices() {
         for kernel in KernelId::all() {
             let needs = kernel.kernel().needs;
-            let coop = kernel.name().ends_with("_coop") || kernel.name().ends_with("_coop128");
+            let coop = kernel.name().contains("_coop");
             assert_eq!(needs.cooperative_matrix, coop, "{kernel}");
             assert_eq!(needs.vulkan_memory_model, coop, "{kernel}");
             if coop {
@@ -304,12 +315,21 @@ mod tests {
     fn matmul_kernels_and_only_they_have_a_tile() {
         for kernel in KernelId::all() {
             let k = kernel.kernel();
+            let name = kernel.name();
+            let tile = (k.matmul_tile.tokens, k.matmul_tile.outputs);
             let expected = match k.family {
-                Family::Matmul if kernel.name().ends_with("_coop128") => 128,
-                Family::Matmul => 64,
-                _ => 0,
+                _ if kernel == KernelId::MATMUL_X_F16 => (0, 0),
+                Family::Matmul if name.ends_with("_coop128") => (128, 128),
+                // The other shapes of matmul_coop128.comp name their tile
+                // where it is not 128 × 128.
+                Family::Matmul if name.contains("_coop64x128") => (64, 128),
+                Family::Matmul if name.contains("_coop128_") => (128, 128),
+                Family::Matmul => (64, 64),
+                _ => (0, 0),
             };
-            assert_eq!(k.matmul_tile, expected, "{kernel}");
+            assert_eq!(tile, expected, "{kernel}");
+            let x_f16 = name.ends_with("_x16");
+            assert_eq!(k.matmul_tile.x_f16, x_f16, "{kernel}");
         }
     }
 

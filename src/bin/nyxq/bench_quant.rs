@@ -1,13 +1,15 @@
 //! `nyxq bench-quant [--quick] [--json FILE] [--mib N]`: quantize and dequantize
 //! throughput of every format on one thread and on all threads, next to memcpy
-//! and memset of the same buffer measured in the same run, with the ratios and
+//! of the same buffer, the store yardstick ([`store_yardstick`]) and the range
+//! check every quantize includes, measured in the same run, with the ratios and
 //! the targets of the foundation issue; for the formats whose error-minimising
 //! search is fast ([`FAST_SEARCHES`]), that search's quantize too, against
 //! its target of 1 GB/s on one thread.
 
+use super::store_yardstick;
 use nyxq::Format;
 use nyxq::format::ALL_FORMATS;
-use nyxq::quant::{self, QuantizeOptions, Rounding};
+use nyxq::quant::{self, QuantizeOptions, Rounding, limits};
 use std::time::Instant;
 
 struct Measurement {
@@ -42,6 +44,31 @@ fn test_data(n: usize) -> Vec<f32> {
             0.05 * (i as f32 * 0.001).sin() + ((s >> 8) as f32 / 16_777_216.0 - 0.5) * 0.1
         })
         .collect()
+}
+
+/// A zeroed buffer of `len` elements whose first one starts on a 64-byte
+/// line (the Vec is longer by up to a line).
+struct LineAligned<T> {
+    storage: Vec<T>,
+    offset: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> LineAligned<T> {
+    fn new(len: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        let storage = vec![T::default(); len + 64 / size];
+        let offset = storage.as_ptr().align_offset(64).min(64 / size);
+        LineAligned {
+            storage,
+            offset,
+            len,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [T] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
 }
 
 /// A throughput for the table: two decimals, three below 1 GB/s.
@@ -95,19 +122,39 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = mib * 1024 * 1024 / 4 / 32 * 32;
     let bytes = (n * 4) as f64;
-    let src = test_data(n);
-    let mut copy = vec![0.0f32; n];
-    let mut restored = vec![0.0f32; n];
+    // Every buffer starts on a cache line, as ggml's test-quantize-perf
+    // aligns its own: a large Vec starts 16 bytes into a page, and 32-byte
+    // accesses that straddle lines would measure the allocator.
+    let (mut src_buffer, mut copy_buffer, mut restored_buffer) = (
+        LineAligned::<f32>::new(n),
+        LineAligned::<f32>::new(n),
+        LineAligned::<f32>::new(n),
+    );
+    src_buffer.get_mut().copy_from_slice(&test_data(n));
+    let src: &[f32] = src_buffer.get_mut();
+    let copy = copy_buffer.get_mut();
+    let restored = restored_buffer.get_mut();
     eprintln!("bench-quant: {mib} MiB of f32 ({n} values), {threads} threads, median of {runs}");
 
-    let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(&src)) / 1e9;
-    let memset_gbs = bytes / median_seconds(runs, || restored.fill(0.0)) / 1e9;
-    std::hint::black_box((&copy, &restored));
+    let memcpy_gbs = bytes / median_seconds(runs, || copy.copy_from_slice(src)) / 1e9;
+    std::hint::black_box(&*copy);
+    let stores = store_yardstick::measure(&mut vec![0u8; n * 4], runs);
+    let memset_gbs = stores.gbs();
+    // Every checked quantize reads its input once for this scan before it
+    // writes anything (nothing is written on an error); Q8_0's limit.
+    let range_check_gbs = bytes
+        / median_seconds(runs, || {
+            let limit = limits::limit(Format::Q8_0);
+            std::hint::black_box(limits::first_out_of_range(std::hint::black_box(src), limit));
+        })
+        / 1e9;
 
     let mut rows = Vec::new();
     for format in ALL_FORMATS.into_iter().filter(|f| *f != Format::F32) {
         eprintln!("  {} ...", format.name());
-        let mut packed = vec![0u8; format.size_of(n).map_err(|e| e.to_string())?];
+        let mut packed_buffer =
+            LineAligned::<u8>::new(format.size_of(n).map_err(|e| e.to_string())?);
+        let packed = packed_buffer.get_mut();
         let quantize_with = |threads: usize, packed: &mut [u8], rounding: Rounding| {
             let opts = QuantizeOptions {
                 threads,
@@ -115,18 +162,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 ..Default::default()
             };
             median_seconds(runs, || {
-                quant::quantize(format, &src, packed, &opts).expect("valid input")
+                quant::quantize(format, src, packed, &opts).expect("valid input")
             })
         };
-        let q1 = bytes / quantize_with(1, &mut packed, Rounding::Nearest) / 1e9;
-        let qn = bytes / quantize_with(threads, &mut packed, Rounding::Nearest) / 1e9;
+        let q1 = bytes / quantize_with(1, packed, Rounding::Nearest) / 1e9;
+        let qn = bytes / quantize_with(threads, packed, Rounding::Nearest) / 1e9;
         let dequantize_with = |threads: usize, restored: &mut [f32]| {
             median_seconds(runs, || {
-                quant::dequantize(format, &packed, restored, threads).expect("valid input")
+                quant::dequantize(format, packed, restored, threads).expect("valid input")
             })
         };
-        let d1 = bytes / dequantize_with(1, &mut restored) / 1e9;
-        let dn = bytes / dequantize_with(threads, &mut restored) / 1e9;
+        let d1 = bytes / dequantize_with(1, restored) / 1e9;
+        let dn = bytes / dequantize_with(threads, restored) / 1e9;
         let quantize_ref = "memcpy";
         let dequantize_ref = if format.is_block() {
             "memset"
@@ -151,8 +198,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         });
         if FAST_SEARCHES.contains(&format) {
             let op = "quantize, error-minimising";
-            let s1 = bytes / quantize_with(1, &mut packed, Rounding::ErrorMinimising) / 1e9;
-            let sn = bytes / quantize_with(threads, &mut packed, Rounding::ErrorMinimising) / 1e9;
+            let s1 = bytes / quantize_with(1, packed, Rounding::ErrorMinimising) / 1e9;
+            let sn = bytes / quantize_with(threads, packed, Rounding::ErrorMinimising) / 1e9;
             rows.push(Measurement {
                 format,
                 op,
@@ -178,7 +225,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "nyxq {} bench-quant: {mib} MiB of f32, median of {runs}; GB/s counts f32 bytes",
         env!("CARGO_PKG_VERSION")
     );
-    println!("memcpy {memcpy_gbs:.2} GB/s, memset {memset_gbs:.2} GB/s (1 thread)\n");
+    let stream = stores.stream_gbs.map_or(String::new(), |v| {
+        format!(", non-temporal loop {v:.2} GB/s")
+    });
+    println!(
+        "memcpy {memcpy_gbs:.2} GB/s; stores: memset {:.2} GB/s, store loop {:.2} GB/s{stream} (1 thread; \"memset\" below is the fastest{})\n",
+        stores.memset_gbs,
+        stores.loop_gbs,
+        if stores.consistent() {
+            ""
+        } else {
+            "; they differ by more than 3×: check the machine"
+        }
+    );
+    println!(
+        "range check {range_check_gbs:.2} GB/s (the scan for NaN, Inf and out-of-range values that every quantize below includes)\n"
+    );
     println!(
         "| format | op | 1 thread GB/s | vs | ratio | target | {threads} threads GB/s | scaling |"
     );
@@ -210,7 +272,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
             })
             .collect();
         let json = format!(
-            "{{\n  \"mib\": {mib},\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"memset_gbs\": {memset_gbs:.4},\n  \"results\": [\n{}\n  ]\n}}\n",
+            "{{\n  \"mib\": {mib},\n  \"threads\": {threads},\n  \"memcpy_gbs\": {memcpy_gbs:.4},\n  \"memset_gbs\": {memset_gbs:.4},\n  \"stores_memset_gbs\": {:.4},\n  \"stores_loop_gbs\": {:.4},\n  \"stores_stream_gbs\": {},\n  \"range_check_gbs\": {range_check_gbs:.4},\n  \"results\": [\n{}\n  ]\n}}\n",
+            stores.memset_gbs,
+            stores.loop_gbs,
+            stores
+                .stream_gbs
+                .map_or("null".to_string(), |v| format!("{v:.4}")),
             entries.join(",\n")
         );
         std::fs::write(&path, json).map_err(|e| format!("cannot write {path}: {e}"))?;

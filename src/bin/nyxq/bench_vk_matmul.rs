@@ -1,4 +1,4 @@
-//! `nyxq bench-vk-matmul [--quick] [--compat] [--no-backward] [--model FILE]
+//! `nyxq bench-vk-matmul [--quick] [--compat] [--no-backward] [--variants all|SUFFIX,...] [--model FILE]
 //! [--shapes RxC,...] [--tokens 1,2,4,8,512,2048] [--formats F,...]
 //! [--json FILE] [--iterations N]`: the Vulkan matmul (Y = X·Wᵀ, and dX =
 //! dY·W unless --no-backward) per format, shape and token count on
@@ -8,7 +8,14 @@
 //! shapes are the projections of `--model` (config/models/char-model.json,
 //! the Nyx character model of hidden 512, by default) and 4096×14336. Every
 //! product's first and last tokens are checked against FP64 within the
-//! bound of the kernel that ran; a violation fails the command. With
+//! bound of the kernel that ran; a violation (or a product that fails to
+//! run) fails the command. With --variants, the other variants of each
+//! product that the device runs and whose names end with one of the
+//! suffixes (`all`: every one) are timed and checked after the chosen one
+//! (the fast ones not chosen, and the measurement-only ones of a build with
+//! NYXQ_SHADER_EXPERIMENTS=1). Rows are printed as they are measured, with
+//! a line of the seconds since the start before each format and direction.
+//! With
 //! NYXQ_VK_PIPELINE_STATS=1, also the driver's compile statistics of each
 //! kernel that ran.
 
@@ -35,6 +42,7 @@ struct Options {
     quick: bool,
     compat: bool,
     backward: bool,
+    variants: Option<Vec<String>>,
     model: String,
     shapes: Option<Vec<(usize, usize)>>,
     tokens: Option<Vec<u64>>,
@@ -68,6 +76,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         quick: false,
         compat: false,
         backward: true,
+        variants: None,
         model: DEFAULT_MODEL.to_string(),
         shapes: None,
         tokens: None,
@@ -81,6 +90,11 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--compat" => o.compat = true,
             "--no-backward" => o.backward = false,
+            "--variants" => {
+                o.variants = Some(list(it.next(), "--variants (all or name suffixes)", |v| {
+                    (!v.is_empty()).then(|| v.to_string())
+                })?)
+            }
             "--model" => o.model = it.next().ok_or("--model needs a file")?.clone(),
             "--shapes" => {
                 o.shapes = Some(list(
@@ -139,31 +153,33 @@ fn product(m: &Measurement) -> &'static str {
     if m.transposed { "dY·W" } else { "X·Wᵀ" }
 }
 
-fn print_table(report: &Report) {
+fn print_header() {
     println!(
         "| product | format | kernel | shape | tokens | time (us) | GFLOP/s | weights GB/s / copy | vs matvec | check |"
     );
     println!("|---|---|---|---|---:|---:|---:|---:|---:|---|");
-    for m in &report.measurements {
-        println!(
-            "| {} | {} | {} | {}x{} | {} | {:.1} | {} | {:.3} | {} | {} |",
-            product(m),
-            m.format.name(),
-            m.kernel,
-            m.rows,
-            m.cols,
-            m.tokens,
-            m.seconds * 1e6,
-            gbps_cell(m.gflops()),
-            m.weights_gbps() / report.copy_gbps,
-            cell(m.matvec_seconds.map(|s| s / m.seconds)),
-            if m.violation.is_some() {
-                "FAILED"
-            } else {
-                "ok"
-            },
-        );
-    }
+}
+
+/// One row of the table; `copy_gbps` is the copy kernel's first measurement.
+fn print_row(m: &Measurement, copy_gbps: f64) {
+    println!(
+        "| {} | {} | {} | {}x{} | {} | {:.1} | {} | {:.3} | {} | {} |",
+        product(m),
+        m.format.name(),
+        m.kernel,
+        m.rows,
+        m.cols,
+        m.tokens,
+        m.seconds * 1e6,
+        gbps_cell(m.gflops()),
+        m.weights_gbps() / copy_gbps,
+        cell(m.matvec_seconds.map(|s| s / m.seconds)),
+        if m.violation.is_some() {
+            "FAILED"
+        } else {
+            "ok"
+        },
+    );
 }
 
 fn json(report: &Report, device: &str) -> serde_json::Value {
@@ -232,6 +248,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         iterations: o.iterations.unwrap_or(if o.quick { 3 } else { 20 }),
         copy_floats: if o.quick { 1 << 20 } else { 1 << 26 },
         backward: o.backward,
+        variants: o.variants,
     };
     for &format in &settings.formats {
         for op in Op::PRODUCTS {
@@ -249,12 +266,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
          (above 1, the matmul is faster)\n",
         settings.iterations
     );
-    let report = measure::run(engine, &settings).map_err(|e| e.to_string())?;
+    print_header();
+    let report = measure::run(engine, &settings, &mut print_row).map_err(|e| e.to_string())?;
     println!(
-        "copy kernel: {} GB/s (read + write)\n",
+        "\ncopy kernel: {} GB/s (read + write; the \"/ copy\" column used its first \
+         measurement)",
         gbps_cell(report.copy_gbps)
     );
-    print_table(&report);
     // With NYXQ_VK_PIPELINE_STATS=1: the driver's compile statistics per kernel.
     let mut kernels = Vec::new();
     for m in &report.measurements {

@@ -11,6 +11,7 @@ mod formats;
 mod gguf;
 mod hwinfo;
 mod plan;
+mod store_yardstick;
 mod validate;
 mod weights;
 
@@ -37,7 +38,7 @@ build, CPU, Vulkan, config and environment: a report for bug reports\n  \
 GB/s of the Vulkan kernels against a copy kernel (adam: only the Adam steps)\n  \
        bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
 Vulkan matrix-vector products per format and shape\n  \
-       bench-vk-matmul [--quick] [--compat] [--no-backward] [--model FILE] [--shapes RxC,...] [--tokens N,...] [--formats F,...] [--json FILE] [--iterations N]\n                        \
+       bench-vk-matmul [--quick] [--compat] [--no-backward] [--variants all|SUFFIX,...] [--model FILE] [--shapes RxC,...] [--tokens N,...] [--formats F,...] [--json FILE] [--iterations N]\n                        \
 Vulkan products of batches of tokens per format, shape and token count\n\
      INPUT: a folder with manifest.json, a manifest .json file, or a .safetensors file\n\
      exit status: 0 success, 1 failure (validate: a check failed), 2 usage error or unreadable input\n"

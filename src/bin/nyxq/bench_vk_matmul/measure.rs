@@ -12,12 +12,12 @@ use nyxq::Result;
 use nyxq::format::Format;
 use nyxq::quant::{self, QuantizeOptions};
 use nyxq::vk::Engine;
-use nyxq::vk::matmul::{Bound, MatmulCall, first_violation, record_matmul};
+use nyxq::vk::matmul::{Bound, MatmulCall, first_violation, record_matmul_with};
 use nyxq::vk::matvec::{MatvecCall, Operands, record_matvec, upload};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use nyxq::vk::recorder::Ticket;
-use nyxq::vk::shaders::KernelId;
+use nyxq::vk::shaders::{KernelId, experimental_kernels, op_kernels};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -31,6 +31,11 @@ pub struct Settings {
     pub copy_floats: usize,
     /// Also time dX = dY·W (the backward pass).
     pub backward: bool,
+    /// Also time the other variants of the product the device runs (the
+    /// fast ones not chosen, the measurement-only ones), after the chosen
+    /// one: those whose names end with one of these suffixes (`None`: no
+    /// other; "all" matches every one).
+    pub variants: Option<Vec<String>>,
 }
 
 /// One timed product.
@@ -42,7 +47,8 @@ pub struct Measurement {
     pub tokens: u64,
     /// dX = dY·W instead of Y = X·Wᵀ.
     pub transposed: bool,
-    /// The kernel that ran (the self-test's choice).
+    /// The kernel that ran (the self-test's choice, or with
+    /// `Settings::variants` another variant).
     pub kernel: KernelId,
     pub seconds: f64,
     /// Bytes of W.
@@ -120,17 +126,48 @@ struct Resident<'a> {
     x: &'a Buffer,
     y: &'a Buffer,
     x_host: &'a [f32],
-    /// W dequantized (for the checks).
+    /// W dequantized (for the checks), rows × cols.
     w_values: &'a [f32],
+    /// The same transposed, cols × rows: the backward product's check reads
+    /// it as a forward one, row by row (W's columns are far apart in memory).
+    w_columns: &'a [f32],
 }
 
-/// Times `call` (and the matvec of its shape up to 8 tokens), then checks
-/// its first and last tokens against FP64.
+/// The kernels to time for `call`: the chosen one, then the others of its
+/// product that the device runs and `variants` names.
+fn kernels_to_time(
+    engine: &Engine,
+    call: &MatmulCall,
+    variants: Option<&[String]>,
+) -> Result<Vec<KernelId>> {
+    let (op, format) = (call.op(), call.format);
+    let mut out = vec![engine.kernel(op, format)?];
+    let named = |kernel: KernelId| {
+        variants.is_some_and(|v| {
+            v.iter()
+                .any(|s| s == "all" || kernel.name().ends_with(s.as_str()))
+        })
+    };
+    let others = op_kernels(op, format)
+        .iter()
+        .chain(experimental_kernels(op, format));
+    for &kernel in others {
+        if !out.contains(&kernel) && named(kernel) && engine.variant_supported(kernel) {
+            out.push(kernel);
+        }
+    }
+    Ok(out)
+}
+
+/// Times `call` with `kernel` (and, for the chosen kernel, the matvec of
+/// its shape up to 8 tokens), then checks its first and last tokens
+/// against FP64.
 fn measure_one(
     engine: &Engine,
     settings: &Settings,
     call: &MatmulCall,
     on: &Resident,
+    kernel: KernelId,
 ) -> Result<Measurement> {
     let ops = Operands {
         w: range(on.w),
@@ -138,13 +175,13 @@ fn measure_one(
         bias: None,
         y: range(on.y),
     };
-    let kernel = engine.kernel(call.op(), call.format)?;
     let seconds = time_recorded(engine, settings.iterations, |cmd| {
         // SAFETY: the engine's command buffer is recording; the buffers are
         // live device buffers holding the ranges.
-        unsafe { record_matmul(engine, cmd, call, &ops) }
+        unsafe { record_matmul_with(engine, cmd, call, &ops, kernel) }
     })?;
-    let matvec_seconds = if call.tokens <= 8 {
+    let chosen = engine.kernel(call.op(), call.format)? == kernel;
+    let matvec_seconds = if call.tokens <= 8 && chosen {
         let matvec = MatvecCall {
             format: call.format,
             rows: call.rows,
@@ -163,19 +200,32 @@ fn measure_one(
     // The matvec wrote Y last: run the matmul once more before reading it.
     time_recorded(engine, 1, |cmd| {
         // SAFETY: as above.
-        unsafe { record_matmul(engine, cmd, call, &ops) }
+        unsafe { record_matmul_with(engine, cmd, call, &ops, kernel) }
     })?;
     let (n, outputs) = if call.transposed {
         (call.rows as usize, call.cols as usize)
     } else {
         (call.cols as usize, call.rows as usize)
     };
-    let one_token = MatmulCall { tokens: 1, ..*call };
+    // The backward product of one token, dX = dY·W, is the forward one of
+    // Wᵀ: checked as such on the transposed copy.
+    let (one_token, w) = if call.transposed {
+        let forward = MatmulCall {
+            rows: call.cols,
+            cols: call.rows,
+            tokens: 1,
+            transposed: false,
+            ..*call
+        };
+        (forward, on.w_columns)
+    } else {
+        (MatmulCall { tokens: 1, ..*call }, on.w_values)
+    };
     let mut violation = None;
     for t in [0, call.tokens as usize - 1] {
         let y = read_floats(engine, on.y, t * outputs, outputs)?;
         let x = &on.x_host[t * n..(t + 1) * n];
-        let found = first_violation(&one_token, on.w_values, x, None, &y, Bound::of(kernel));
+        let found = first_violation(&one_token, w, x, None, &y, Bound::of(kernel));
         violation = violation.or(found.map(|m| format!("token {t} of the product: {m}")));
     }
     Ok(Measurement {
@@ -192,8 +242,16 @@ fn measure_one(
     })
 }
 
-/// Measures every format on every shape and token count of `settings`.
-pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
+/// Measures every format on every shape and token count of `settings`,
+/// handing each measurement to `each` as it is made (with the copy
+/// kernel's first GB/s) and printing a line with the seconds since the
+/// start before each format and direction.
+pub fn run(
+    engine: &Engine,
+    settings: &Settings,
+    each: &mut dyn FnMut(&Measurement, f64),
+) -> Result<Report> {
+    let start = std::time::Instant::now();
     // The copy kernel first (its second of warm-up raises the GPU clocks)
     // and again last; the faster of the two is the yardstick.
     let copy_first = copy_gbps(engine, settings.copy_floats, settings.iterations)?;
@@ -221,6 +279,17 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
             quant::quantize(format, &values, &mut bytes, &opts)?;
             let mut w_values = vec![0f32; values.len()];
             quant::dequantize(format, &bytes, &mut w_values, threads)?;
+            let w_columns = if settings.backward {
+                let mut t = vec![0f32; values.len()];
+                for (r, row) in w_values.chunks_exact(cols).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        t[c * rows + r] = v;
+                    }
+                }
+                t
+            } else {
+                Vec::new()
+            };
             let w = upload(engine, &bytes)?;
             drop(bytes);
             let on = Resident {
@@ -229,6 +298,7 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                 y: &y,
                 x_host: &x_host,
                 w_values: &w_values,
+                w_columns: &w_columns,
             };
             let directions: &[bool] = if settings.backward {
                 &[false, true]
@@ -236,6 +306,14 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                 &[false]
             };
             for &transposed in directions {
+                println!(
+                    "# {} {}x{} {}: {:.1} s after the start",
+                    format.name(),
+                    rows,
+                    cols,
+                    if transposed { "dY·W" } else { "X·Wᵀ" },
+                    start.elapsed().as_secs_f64()
+                );
                 for &tokens in &settings.tokens {
                     let call = MatmulCall {
                         format,
@@ -244,7 +322,29 @@ pub fn run(engine: &Engine, settings: &Settings) -> Result<Report> {
                         tokens,
                         transposed,
                     };
-                    measurements.push(measure_one(engine, settings, &call, &on)?);
+                    let variants = settings.variants.as_deref();
+                    for kernel in kernels_to_time(engine, &call, variants)? {
+                        let measured = match measure_one(engine, settings, &call, &on, kernel) {
+                            Ok(m) => m,
+                            // A product that fails to run is reported (and
+                            // fails the command), not fatal: the others are
+                            // still timed and the table printed.
+                            Err(e) => Measurement {
+                                format,
+                                rows,
+                                cols,
+                                tokens,
+                                transposed,
+                                kernel,
+                                seconds: f64::NAN,
+                                weight_bytes: call.sizes()?.w,
+                                matvec_seconds: None,
+                                violation: Some(format!("failed to run: {e}")),
+                            },
+                        };
+                        each(&measured, copy_first);
+                        measurements.push(measured);
+                    }
                 }
             }
         }
