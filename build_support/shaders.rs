@@ -497,6 +497,20 @@ pub fn variants() -> Vec<Variant> {
             &[],
         ),
         variant("adam_f32_f32".to_string(), "adam.comp", &[], &[]),
+        // 8-bit `_wide`: 4 blocks per workgroup of 256, weights and
+        // gradients as 16-byte vectors, the codes between their boundaries.
+        variant(
+            "adam_f32_q8_rte_fma_wide".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "FMA_CHECK"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32"],
+            &[],
+        ),
         variant(
             "adam_f32_q8_rte_dp_fma_lanes".to_string(),
             "adam_q8_lanes.comp",
@@ -605,6 +619,44 @@ pub fn variants() -> Vec<Variant> {
             &["RTE_F32", "SKEWED_UNIT"],
             &[],
         ),
+        variant(
+            "adam_f32_q8_rte_fma_wide_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "FMA_CHECK", "SKEWED_UNIT"],
+            &[],
+        ),
+        variant(
+            "adam_f32_q8_rte_wide_skewed".to_string(),
+            "adam_q8_wide.comp",
+            &["RTE_F32", "SKEWED_UNIT"],
+            &[],
+        ),
+    ];
+    // Measurement only (`nyxq bench-vk`, src/vk/adam_choice.rs
+    // `measurement_twins`; results not the host's where a part is cut
+    // out): `_fma_wide` with the update, the codes or every part but the
+    // loads and stores cut out, with the codes clearly off a rounding
+    // boundary (`_fast_codes`), or with the tables read from the control
+    // buffer (`_global_tables`).
+    let wide = ["RTE_F32", "FMA_CHECK"];
+    for (suffix, extra) in [
+        ("cut_update", &["CUT_UPDATE"][..]),
+        ("cut_codes", &["CUT_CODES"]),
+        (
+            "cut_all",
+            &["CUT_UPDATE", "CUT_CODES", "CUT_REDUCE", "CUT_DECODE"],
+        ),
+        ("fast_codes", &["FAST_CODES"]),
+        ("global_tables", &["GLOBAL_TABLES"]),
+    ] {
+        v.push(variant(
+            format!("adam_f32_q8_rte_fma_wide_{suffix}"),
+            "adam_q8_wide.comp",
+            &[&wide[..], extra].concat(),
+            &[],
+        ));
+    }
+    v.extend([
         // X rounded to f16 once per product, before the matmul kernels
         // that read it so (X_F16).
         variant("matmul_x_f16".to_string(), "matmul_x_f16.comp", &[], &[]),
@@ -615,7 +667,7 @@ pub fn variants() -> Vec<Variant> {
             &[],
             &[],
         ),
-    ];
+    ]);
     for f in &FORMATS {
         v.extend(f.convert_variants());
     }
@@ -636,7 +688,8 @@ pub fn family(file: &str) -> &'static str {
     match file {
         "unscale.comp" => "Unscale",
         "importance.comp" => "Importance",
-        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_count.comp" => "Adam",
+        "adam.comp" | "adam_q8.comp" | "adam_q8_lanes.comp" | "adam_q8_wide.comp"
+        | "adam_count.comp" => "Adam",
         "matvec.comp" | "matvec_t.comp" | "matvec_dot.comp" | "matvec_round.comp" => "Matvec",
         "matmul.comp" | "matmul_coop.comp" | "matmul_coop128.comp" | "matmul_x_f16.comp" => {
             "Matmul"
@@ -671,6 +724,8 @@ pub fn grid(file: &str, defines: &[String]) -> Option<(u32, u32)> {
         "adam.comp" => (elements(defines), 256),
         "adam_q8.comp" => (1, 256),
         "adam_q8_lanes.comp" => (4, 64),
+        // 4 blocks of 256 per workgroup.
+        "adam_q8_wide.comp" => (4, 256),
         "adam_count.comp" => (1, 1),
         // K-quants (shaders/kquant_group.glsl): a super-block of 256 per
         // workgroup, 8 values per invocation.
@@ -879,6 +934,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
         .expect("a String");
     }
     let count = compiled.len();
+    // The table is a static: one copy in the binary (a const array this
+    // large would be inlined where it is used, and clippy refuses it).
     let mut table = format!(
         "impl KernelId {{\n{ids}    /// The number of kernels.\n    pub const COUNT: usize = {count};\n}}\n\n\
          /// Every kernel's facts, indexed by [`KernelId`].\n\

@@ -3181,7 +3181,7 @@ NyxqStatus nyxq_vk_cmd_importance_add(NyxqContext *ctx,
  * elements keep FP32 state). Release with nyxq_vk_adam_destroy.
  *
  * nyxq allocates the state (8 bytes per parameter for FP32 state, about 2
- * for 8-bit state, as on the host) and a 2304-byte control buffer in
+ * for 8-bit state, as on the host) and a 4096-byte control buffer in
  * device-local memory, admitted against the budget and counted in
  * nyxq_context_memory_status, and zeroes it. The first optimizer of each
  * state layout on a context also runs the step kernels' self-test (a few
@@ -3216,7 +3216,7 @@ NyxqStatus nyxq_vk_adam_destroy(NyxqVkAdam *adam);
 
 /**
  * Bytes of optimizer state held on the device (*bytes_out, the host
- * optimizer's count for the same tensor, without the 2304-byte control
+ * optimizer's count for the same tensor, without the 4096-byte control
  * buffer) and what FP32 Adam would hold (*fp32_bytes_out, 8 per parameter).
  *
  * Errors: NYXQ_ERROR_NULL_POINTER, NYXQ_ERROR_INVALID_HANDLE.

@@ -12,6 +12,7 @@
 // invocation, LOCAL_SIZE apart (each load coalesced), every load issued
 // before any arithmetic, so that more bytes are in flight per invocation.
 
+#define FMA_PROBE_ONCE
 #include "adam_common.glsl"
 #ifndef ELEMENTS
 #define ELEMENTS 1
@@ -26,6 +27,9 @@ void main() {
     }
     uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
     uint first = group * (PER_LANE * LOCAL_SIZE) + gl_LocalInvocationID.x;
+#ifdef FMA_CHECK
+    hoist_fma_probe();
+#endif
     Scalars s = step_scalars();
     bool scalars_normal = scalars_are_normal(s);
     uint p[ELEMENTS], g[ELEMENTS], m[ELEMENTS], v[ELEMENTS];

@@ -74,6 +74,44 @@ bool zero_or_normal(uint t) {
     return t == 0u || exponent_field(t) - 1u < 254u;
 }
 
+#ifdef CODE_BOUND
+// The codes from their boundaries on t (crate::train::adam_math::
+// code_bounds; CODE_BOUND(i) reads control word i, from wherever the kernel
+// keeps it): the exact t, the FPU's estimate of the code (its roots of any
+// accuracy Vulkan allows), and the code kept where t lies between its two
+// boundaries (comparisons on the bits), else the exact chain. No margin to
+// a rounding boundary: the chain is redone only where the estimate is a
+// code off.
+
+// signed_code by its boundaries.
+uint signed_code_bounded(uint m, uint inverse) {
+    uint t = mul_bits(m & 0x7fffffffu, inverse);
+    if (t >= 0x7f800000u) {
+        return signed_code(m, inverse);
+    }
+    precise float y = 127.0 * code_root(uintBitsToFloat(t));
+    uint q = min(uint(y + 0.5), 128u);
+    if (t < CODE_BOUND(SIGNED_BOUNDS + q) || t >= CODE_BOUND(SIGNED_BOUNDS + q + 1u)) {
+        return signed_code(m, inverse);
+    }
+    return (m & 0x80000000u) != 0u ? (256u - q) & 0xffu : min(q, 127u);
+}
+
+// unsigned_code by its boundaries (a negative or non-finite t: the chain).
+uint unsigned_code_bounded(uint v, uint inverse) {
+    uint t = mul_bits(v, inverse);
+    if (t >= 0x7f800000u) {
+        return unsigned_code(v, inverse);
+    }
+    precise float y = 255.0 * code_root(code_root(uintBitsToFloat(t)));
+    uint q = min(uint(y + 0.5), 255u);
+    if (t < CODE_BOUND(UNSIGNED_BOUNDS + q) || t >= CODE_BOUND(UNSIGNED_BOUNDS + q + 1u)) {
+        return unsigned_code(v, inverse);
+    }
+    return q;
+}
+#endif
+
 // signed_code by the FPU where that decides the code, else signed_code.
 uint signed_code_fast(uint m, uint inverse) {
     uint t = mul_bits(m & 0x7fffffffu, inverse);

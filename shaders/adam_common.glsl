@@ -41,6 +41,8 @@ const uint CONTROL_APPLY = 3u;  // 1: this step applies; 0: it is skipped
 const uint CONTROL_FMA_PROBE = 4u; // 2 f32: 1 + 2^-12 and -(1 + 2^-11)
 const uint SIGNED_TABLE = 64u;  // 256 f32: the first moment's decode table
 const uint UNSIGNED_TABLE = 320u; // 256 f32: the second moment's
+const uint SIGNED_BOUNDS = 576u;  // 130 f32: the first moment's codes' boundaries
+const uint UNSIGNED_BOUNDS = 706u; // 257 f32: the second moment's
 
 // Rust twin: src/vk/family.rs `AdamPush` (sizes checked by the build).
 layout(push_constant) uniform Push {
@@ -182,11 +184,31 @@ float times_unit(float x, uint result, int below) {
 // Whether this device's fma rounds once (the probe words of the control
 // buffer, which the compiler cannot fold): 2^-24, where rounding twice
 // gives 0.
-bool fma_rounds_once() {
+bool fma_probe_passes() {
     float x = uintBitsToFloat(control[CONTROL_FMA_PROBE]);
     precise float probe = fma(x, x, uintBitsToFloat(control[CONTROL_FMA_PROBE + 1u]));
     return probe == 5.9604644775390625e-8;
 }
+
+#ifdef FMA_PROBE_ONCE
+// The probe's answer, asked once per invocation (hoist_fma_probe, first in
+// main; adam.comp and adam_q8_wide.comp): the control buffer may alias the
+// weights, so a compiler could not keep the probe's loads across the stores
+// between two checks. (The H100 ran adam_q8_lanes.comp slower so.)
+bool fma_once = false;
+
+void hoist_fma_probe() {
+    fma_once = fma_probe_passes();
+}
+
+bool fma_rounds_once() {
+    return fma_once;
+}
+#else
+bool fma_rounds_once() {
+    return fma_probe_passes();
+}
+#endif
 
 // a / b by the floating-point unit, one correction q + r / b from the fma
 // residual r = a - qb; `exact` stays true only where the residual of the

@@ -34,6 +34,17 @@ fn bench_vk_times_every_kernel_and_its_extra_variants_agree() {
     assert!(!out.contains("DIFFERENT"), "{out}");
 }
 
+/// `nyxq bench-vk MIB ITER ROWS` takes `adam` (the copy kernel and the
+/// Adam steps alone) and refuses any other rows.
+#[test]
+fn bench_vk_refuses_unknown_rows() {
+    let (ok, _, err) = nyxq(&["bench-vk", "1", "1", "matmul"]);
+    assert!(
+        !ok && err.contains("unknown rows \"matmul\": the only choice is adam"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bench_vk_matvec_refuses_bad_options() {
     for (args, reason) in [

@@ -119,6 +119,58 @@ const fn unsigned_decode_table() -> [f32; 256] {
     table
 }
 
+/// The magnitude of encode_signed's code of t = |m|·(1/absmax) before
+/// saturation: round(127·√t).
+fn signed_magnitude(t: f32) -> f32 {
+    (127.0 * t.sqrt()).round()
+}
+
+/// encode_unsigned's code of t = v·(1/max) before saturation:
+/// round(255·√√t).
+fn unsigned_magnitude(t: f32) -> f32 {
+    (255.0 * t.sqrt().sqrt()).round()
+}
+
+/// Words of [`code_bounds`]'s table for the first moment's codes.
+pub const SIGNED_BOUNDS: usize = 130;
+/// Words of [`code_bounds`]'s table for the second moment's codes.
+pub const UNSIGNED_BOUNDS: usize = 257;
+
+/// The codes' rounding boundaries on t (the product of a moment's
+/// magnitude and its block's inverse), as f32 bits: entry j (1 ≤ j ≤ 128,
+/// or 255 for the second moment) is the least finite t ≥ 0 whose
+/// unsaturated code is j or more (+∞ where none is), entry 0 is 0 and the
+/// last +∞. The code is monotone in t, so for finite t ≥ 0 it is the j with
+/// entry j ≤ t < entry j + 1 (then saturated): the 8-bit kernels find it
+/// from the FPU's estimate and two comparisons on the bits.
+pub fn code_bounds() -> ([u32; SIGNED_BOUNDS], [u32; UNSIGNED_BOUNDS]) {
+    let mut signed = [0u32; SIGNED_BOUNDS];
+    let mut unsigned = [0u32; UNSIGNED_BOUNDS];
+    fill_bounds(&mut signed, signed_magnitude);
+    fill_bounds(&mut unsigned, unsigned_magnitude);
+    (signed, unsigned)
+}
+
+/// Fills `bounds` (see [`code_bounds`]) for the monotone `magnitude`.
+fn fill_bounds(bounds: &mut [u32], magnitude: fn(f32) -> f32) {
+    const INFINITY: u32 = 0x7f80_0000;
+    let last = bounds.len() - 1;
+    bounds[last] = INFINITY;
+    for (j, bound) in bounds.iter_mut().enumerate().take(last).skip(1) {
+        // The least bits in [0, INFINITY] whose magnitude reaches j.
+        let (mut lo, mut hi) = (0u32, INFINITY);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if magnitude(f32::from_bits(mid)) >= j as f32 {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        *bound = lo;
+    }
+}
+
 /// Decodes a block of first-moment codes with scale `absmax`.
 pub fn decode_signed(codes: &[i8], absmax: f32, out: &mut [f32]) {
     for (o, &q) in out.iter_mut().zip(codes) {
@@ -183,6 +235,41 @@ mod tests {
         assert_eq!(r2, 1.0 / (1.0 - 0.999f32).sqrt());
         let (k1, r2) = bias_corrections(&s, 100_000);
         assert_eq!((k1, r2), (1.0, 1.0));
+    }
+
+    /// The code found between two bounds is the encoders' code, at and
+    /// around every bound and over a spread of t (subnormal, 1, above 1).
+    #[test]
+    fn code_bounds_give_the_encoders_codes() {
+        let (signed, unsigned) = code_bounds();
+        let code = |bounds: &[u32], t: f32| {
+            let bits = t.to_bits();
+            (0..bounds.len() - 1)
+                .find(|&j| bounds[j] <= bits && bits < bounds[j + 1])
+                .unwrap() as f32
+        };
+        let mut ts: Vec<f32> = (0..20_000).map(|i| i as f32 / 16_000.0).collect();
+        ts.extend([f32::from_bits(1), 1e-38, 1.0, 1.004, 1.02, 3.0, f32::MAX]);
+        for &b in signed.iter().chain(&unsigned) {
+            ts.extend([b.saturating_sub(1), b, b + 1].map(f32::from_bits));
+        }
+        for t in ts.into_iter().filter(|t| t.is_finite()) {
+            assert_eq!(
+                code(&signed, t).min(127.0),
+                signed_magnitude(t).min(127.0),
+                "{t:e}"
+            );
+            assert_eq!(
+                code(&signed, t).min(128.0),
+                signed_magnitude(t).min(128.0),
+                "{t:e}"
+            );
+            assert_eq!(
+                code(&unsigned, t).min(255.0),
+                unsigned_magnitude(t).min(255.0),
+                "{t:e}"
+            );
+        }
     }
 
     #[test]

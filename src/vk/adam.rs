@@ -21,7 +21,9 @@ use super::recorder::Ticket;
 use super::shaders::KernelId;
 use crate::error::{Error, Result};
 use crate::train::adam::{AdamSettings, STATE_BLOCK, StateLayout, check_learning_rate};
-use crate::train::adam_math::{SIGNED_DECODE, UNSIGNED_DECODE};
+use crate::train::adam_math::{
+    SIGNED_BOUNDS, SIGNED_DECODE, UNSIGNED_BOUNDS, UNSIGNED_DECODE, code_bounds,
+};
 use crate::train::checkpoint::{self, AdamImage, Section};
 use ash::vk;
 use std::sync::Arc;
@@ -34,7 +36,11 @@ const FMA_PROBE: usize = 4;
 const FMA_PROBE_WORDS: [u32; 2] = [0x3f80_0800, 0xbf80_1000];
 const SIGNED_TABLE: usize = 64;
 const UNSIGNED_TABLE: usize = 320;
-const CONTROL_WORDS: usize = 576;
+/// The codes' rounding boundaries (crate::train::adam_math::code_bounds).
+const SIGNED_BOUNDS_AT: usize = 576;
+const UNSIGNED_BOUNDS_AT: usize = SIGNED_BOUNDS_AT + SIGNED_BOUNDS;
+const CONTROL_WORDS: usize = 1024;
+const _: () = assert!(UNSIGNED_BOUNDS_AT + UNSIGNED_BOUNDS <= CONTROL_WORDS);
 const CONTROL_BYTES: u64 = 4 * CONTROL_WORDS as u64;
 /// Most elements per dispatch (64 MiB of f32 weights).
 const MAX_CHUNK: usize = 1 << 24;
@@ -157,6 +163,15 @@ impl DeviceAdam {
             (UNSIGNED_TABLE, &UNSIGNED_DECODE),
         ] {
             for (word, value) in control[4 * at..].chunks_exact_mut(4).zip(table) {
+                word.copy_from_slice(&value.to_le_bytes());
+            }
+        }
+        let (signed_bounds, unsigned_bounds) = code_bounds();
+        for (at, bounds) in [
+            (SIGNED_BOUNDS_AT, &signed_bounds[..]),
+            (UNSIGNED_BOUNDS_AT, &unsigned_bounds[..]),
+        ] {
+            for (word, value) in control[4 * at..].chunks_exact_mut(4).zip(bounds) {
                 word.copy_from_slice(&value.to_le_bytes());
             }
         }

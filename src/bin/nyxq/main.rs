@@ -34,7 +34,8 @@ bench-quant, then matrix-vector products per format and shape\n  \
        debug [--config FILE] [--json]\n                        \
 build, CPU, Vulkan, config and environment: a report for bug reports\n  \
        hwinfo [--json]  Vulkan devices, chosen kernel variants, self-test results, fallback\n  \
-       bench-vk [MIB] [ITER]  GB/s of the Vulkan kernels against a copy kernel\n  \
+       bench-vk [MIB] [ITER] [adam]\n                        \
+GB/s of the Vulkan kernels against a copy kernel (adam: only the Adam steps)\n  \
        bench-vk-matvec [--quick] [--compat] [--no-transposed] [--variant f32|dot|both] [--json FILE] [--iterations N]\n                        \
 Vulkan matrix-vector products per format and shape\n  \
        bench-vk-matmul [--quick] [--compat] [--no-backward] [--variants all|SUFFIX,...] [--model FILE] [--shapes RxC,...] [--tokens N,...] [--formats F,...] [--json FILE] [--iterations N]\n                        \

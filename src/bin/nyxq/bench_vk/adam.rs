@@ -1,7 +1,8 @@
 //! The Adam rows of `nyxq bench-vk`: a recorded optimizer step (its count
 //! dispatch, the barrier and the update) on device-resident weights,
 //! gradients and state, for each state layout and each step kernel this
-//! device can run (the candidates, then the experiments), with the bytes
+//! device can run (the candidates, the experiments, then the measurement
+//! twins, whose results are not the host's), with the bytes
 //! the step must move (weights read and written, gradients read, the
 //! moments read and written).
 
@@ -10,7 +11,7 @@ use nyxq::Result;
 use nyxq::train::adam::{AdamSettings, STATE_BLOCK, StateFormat, StateLayout};
 use nyxq::vk::Engine;
 use nyxq::vk::adam::DeviceAdam;
-use nyxq::vk::adam_choice::{candidates, experiments, runs_on};
+use nyxq::vk::adam_choice::{candidates, experiments, measurement_twins, runs_on};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use std::sync::Arc;
@@ -52,7 +53,11 @@ pub fn rows(engine: &Arc<Engine>, n: usize, iterations: usize) -> Result<Vec<Row
             ..Default::default()
         };
         let layout = StateLayout::of(state, n);
-        for &kernel in candidates(layout).iter().chain(experiments(layout)) {
+        let kernels = candidates(layout)
+            .iter()
+            .chain(experiments(layout))
+            .chain(measurement_twins(layout));
+        for &kernel in kernels {
             if !runs_on(engine, kernel) {
                 continue;
             }

@@ -137,6 +137,19 @@ pub fn copy_gbps(engine: &Engine, n: usize, iterations: usize) -> Result<f64> {
     Ok(8.0 * n as f64 / seconds / 1e9)
 }
 
+/// The copy kernel's row over `n` f32 in two fresh device buffers, after a
+/// second of warm-up.
+pub fn copy_row(engine: &Engine, n: usize, iterations: usize) -> Result<Row> {
+    let gbps = copy_gbps(engine, n, iterations)?;
+    let bytes_moved = 8 * n as u64;
+    Ok(Row {
+        kernel: COPY,
+        bytes_moved,
+        seconds: bytes_moved as f64 / gbps / 1e9,
+        same_output: None,
+    })
+}
+
 /// Benchmarks on `n` f32 elements (a multiple of 32); `iterations` timed
 /// runs after at least 0.2 s of untimed runs per kernel.
 pub fn run(engine: &Engine, n: usize, iterations: usize) -> Result<Vec<Row>> {
