@@ -4,8 +4,9 @@
   cargo_tests.py build LIST CARGO ARG...   builds every test program
       (`CARGO test --no-run ARG... --message-format=json-render-diagnostics`)
       and writes LIST: one line per program, "<kind>:<name> <executable>".
-  cargo_tests.py run LIST KIND:NAME        runs that program in the current
-      directory (the crate's root, where cargo test runs it).
+  cargo_tests.py run LIST KIND:NAME [ARG...]  runs that program in the
+      current directory (the crate's root, where cargo test runs it), with
+      ARG... (libtest's filters and --skip) choosing its tests.
 
 Each program is then one ctest test, so ctest runs them side by side and
 reports each; running a built program directly takes no cargo lock, which
@@ -65,13 +66,13 @@ def build(listing, cargo_command):
     return 0
 
 
-def run(listing, wanted):
+def run(listing, wanted, args):
     with open(listing) as f:
         for line in f:
             name, executable = line.split(" ", 1)
             if name == wanted:
                 executable = executable.strip()
-                os.execv(executable, [executable])
+                os.execv(executable, [executable] + args)
     print(f"{wanted}: no such test program in {listing} (re-run the build)", file=sys.stderr)
     return 1
 
@@ -79,7 +80,7 @@ def run(listing, wanted):
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "build":
         sys.exit(build(sys.argv[2], sys.argv[3:]))
-    if len(sys.argv) == 4 and sys.argv[1] == "run":
-        sys.exit(run(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) >= 4 and sys.argv[1] == "run":
+        sys.exit(run(sys.argv[2], sys.argv[3], sys.argv[4:]))
     print(__doc__, file=sys.stderr)
     sys.exit(2)
