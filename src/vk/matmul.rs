@@ -569,6 +569,21 @@ pub fn first_violation(
 mod tests {
     use super::*;
 
+    /// Operands of `size` bytes each on no buffer, for the dispatch arithmetic.
+    fn null_operands(size: u64) -> Operands {
+        let range = |size| crate::vk::ranges::BufferRange {
+            buffer: vk::Buffer::null(),
+            offset: 0,
+            size,
+        };
+        Operands {
+            w: range(size),
+            x: range(size),
+            bias: None,
+            y: range(size),
+        }
+    }
+
     #[test]
     fn token_chunks_cover_every_token_once_within_the_range() {
         for (tokens, per, max, align) in [
@@ -598,17 +613,7 @@ mod tests {
 
     #[test]
     fn the_grid_follows_the_kernels_tile() {
-        let range = |size| crate::vk::ranges::BufferRange {
-            buffer: vk::Buffer::null(),
-            offset: 0,
-            size,
-        };
-        let ops = Operands {
-            w: range(1 << 20),
-            x: range(1 << 20),
-            bias: None,
-            y: range(1 << 20),
-        };
+        let ops = null_operands(1 << 20);
         // 4096 rows (outputs forward), 14336 columns (outputs backward).
         for (transposed, tokens, (m, n), tiles_n, groups) in [
             (false, 512, (128, 128), 32, 32 * 4),
@@ -646,17 +651,7 @@ mod tests {
 
     #[test]
     fn the_x_f16_pass_covers_its_chunk_of_tokens_once() {
-        let range = |size| crate::vk::ranges::BufferRange {
-            buffer: vk::Buffer::null(),
-            offset: 0,
-            size,
-        };
-        let ops = Operands {
-            w: range(1 << 30),
-            x: range(1 << 30),
-            bias: None,
-            y: range(1 << 30),
-        };
+        let ops = null_operands(1 << 30);
         for (tokens, transposed) in [(1u64, false), (2048, false), (131, true), (3, true)] {
             let call = MatmulCall {
                 format: Format::Q4_0,
