@@ -190,6 +190,42 @@ pub(super) mod tests {
     use super::*;
     use crate::quant::rng;
 
+    /// Checks a fast search (`B` bytes a block) on every block of
+    /// [`blocks`]: its weighted error never above nearest rounding's, and in
+    /// total at most 1.001 times the reference search's.
+    pub(in crate::quant) fn never_worse_than_nearest_and_as_good_as_the_reference<
+        const B: usize,
+    >(
+        nearest: fn(&[f32], &mut [u8]),
+        fast: fn(&[f32], &[f32], &mut [u8]),
+        reference: fn(&[f32], &[f32], &mut [u8]),
+        dequantize: fn(&[u8], &mut [f32]),
+    ) {
+        use crate::quant::search;
+        let error_of = |x: &[f32], w: &[f32], bytes: &[u8]| {
+            let mut y = [0.0f32; QK];
+            dequantize(bytes, &mut y);
+            search::weighted_error(x, w, &y)
+        };
+        let (mut fast_total, mut reference_total) = (0.0, 0.0);
+        for (b, x) in blocks().iter().enumerate() {
+            let w = weights_of(b);
+            let (mut near, mut found, mut refs) = ([0u8; B], [0u8; B], [0u8; B]);
+            nearest(x, &mut near);
+            fast(x, &w, &mut found);
+            reference(x, &w, &mut refs);
+            let e_fast = error_of(x, &w, &found);
+            assert!(e_fast <= error_of(x, &w, &near), "block {b}");
+            let scale = search::weighted_error(x, &w, &[0.0; QK]).max(f64::MIN_POSITIVE);
+            fast_total += e_fast / scale;
+            reference_total += error_of(x, &w, &refs) / scale;
+        }
+        assert!(
+            fast_total <= reference_total * 1.001,
+            "{fast_total} vs the reference's {reference_total}"
+        );
+    }
+
     /// Blocks that stress the search: random spreads, constant and tiny
     /// blocks, ties of magnitude, the fallback's magnitudes.
     pub(in crate::quant) fn blocks() -> Vec<[f32; QK]> {

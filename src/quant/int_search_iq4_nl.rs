@@ -403,22 +403,11 @@ mod tests {
 
     #[test]
     fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        let (mut fast_total, mut reference_total) = (0.0, 0.0);
-        for (b, x) in blocks().iter().enumerate() {
-            let w = weights_of(b);
-            let (mut near, mut fast, mut reference) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-            scalar::iq4_nl_nearest(x, &mut near);
-            iq4_nl(x, &w, &mut fast);
-            search::iq4_nl(x, &w, &mut reference);
-            let e_fast = error_of(x, &w, &fast);
-            assert!(e_fast <= error_of(x, &w, &near), "block {b}");
-            let scale = search::weighted_error(x, &w, &[0.0; QK]).max(f64::MIN_POSITIVE);
-            fast_total += e_fast / scale;
-            reference_total += error_of(x, &w, &reference) / scale;
-        }
-        assert!(
-            fast_total <= reference_total * 1.001,
-            "{fast_total} vs the reference's {reference_total}"
+        crate::quant::f32_scores::tests::never_worse_than_nearest_and_as_good_as_the_reference::<18>(
+            scalar::iq4_nl_nearest,
+            iq4_nl,
+            search::iq4_nl,
+            scalar::iq4_nl_dequantize,
         );
     }
 
