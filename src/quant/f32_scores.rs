@@ -190,40 +190,57 @@ pub(super) mod tests {
     use super::*;
     use crate::quant::rng;
 
-    /// Checks a fast search (`B` bytes a block) on every block of
-    /// [`blocks`]: its weighted error never above nearest rounding's, and in
-    /// total at most 1.001 times the reference search's.
-    pub(in crate::quant) fn never_worse_than_nearest_and_as_good_as_the_reference<
-        const B: usize,
-    >(
-        nearest: fn(&[f32], &mut [u8]),
-        fast: fn(&[f32], &[f32], &mut [u8]),
-        reference: fn(&[f32], &[f32], &mut [u8]),
-        dequantize: fn(&[u8], &mut [f32]),
-    ) {
-        use crate::quant::search;
-        let error_of = |x: &[f32], w: &[f32], bytes: &[u8]| {
-            let mut y = [0.0f32; QK];
-            dequantize(bytes, &mut y);
-            search::weighted_error(x, w, &y)
-        };
+    /// Checks a fast search on every block of [`blocks`]: its weighted
+    /// error never above nearest rounding's, and in total at most 1.001
+    /// times the reference search's.
+    pub(in crate::quant) fn never_worse_than_nearest_and_as_good_as_the_reference(k: &Kernels) {
         let (mut fast_total, mut reference_total) = (0.0, 0.0);
         for (b, x) in blocks().iter().enumerate() {
             let w = weights_of(b);
-            let (mut near, mut found, mut refs) = ([0u8; B], [0u8; B], [0u8; B]);
-            nearest(x, &mut near);
-            fast(x, &w, &mut found);
-            reference(x, &w, &mut refs);
-            let e_fast = error_of(x, &w, &found);
-            assert!(e_fast <= error_of(x, &w, &near), "block {b}");
+            let [near, found, refs] = k.run(x, &w);
+            let e_fast = k.error_of(x, &w, &found);
+            assert!(e_fast <= k.error_of(x, &w, &near), "block {b}");
             let scale = search::weighted_error(x, &w, &[0.0; QK]).max(f64::MIN_POSITIVE);
             fast_total += e_fast / scale;
-            reference_total += error_of(x, &w, &refs) / scale;
+            reference_total += k.error_of(x, &w, &refs) / scale;
         }
         assert!(
             fast_total <= reference_total * 1.001,
             "{fast_total} vs the reference's {reference_total}"
         );
+    }
+
+    /// The AVX2 search `simd` gives the portable one's bytes on every block
+    /// of [`blocks`] (where the CPU has AVX2 and F16C).
+    #[cfg(target_arch = "x86_64")]
+    pub(in crate::quant) fn simd_and_portable_agree(
+        bytes: usize,
+        simd: unsafe fn(&[f32], &[f32], &mut [u8]),
+        portable: crate::cpu_kernels::Search,
+    ) {
+        if crate::quant::simd_x86::available() {
+            for (b, x) in blocks().iter().enumerate() {
+                let w = weights_of(b);
+                let (mut fast, mut plain) = ([0u8; 34], [0u8; 34]);
+                // SAFETY: AVX2 and F16C were detected just above.
+                unsafe { simd(x, &w, &mut fast[..bytes]) };
+                portable(x, &w, &mut plain[..bytes]);
+                assert_eq!(fast[..bytes], plain[..bytes], "block {b}");
+            }
+        }
+    }
+
+    /// Blocks the fast search's integers cannot hold (`(x, w)` pairs): its
+    /// bytes are the reference search's, never worse than nearest's.
+    pub(in crate::quant) fn the_reference_decides(k: &Kernels, cases: &[([f32; QK], [f32; QK])]) {
+        for (c, (x, w)) in cases.iter().enumerate() {
+            let [near, fast, reference] = k.run(x, w);
+            assert_eq!(fast, reference, "case {c}");
+            assert!(
+                k.error_of(x, w, &fast) <= k.error_of(x, w, &near),
+                "case {c}"
+            );
+        }
     }
 
     /// Blocks that stress the search: random spreads, constant and tiny
@@ -266,12 +283,6 @@ pub(super) mod tests {
                 }
             }
         })
-    }
-
-    pub(in crate::quant) fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
-        let mut y = [0.0f32; QK];
-        scalar::q4_0_dequantize(bytes, &mut y);
-        search::weighted_error(x, w, &y)
     }
 
     #[test]
@@ -338,13 +349,32 @@ pub(super) mod tests {
         }
     }
 
-    /// A format's kernels as the real-tensor check uses them.
+    /// A format's kernels as the shared checks use them.
     pub(in crate::quant) struct Kernels {
         pub bytes: usize,
         pub nearest: fn(&[f32], &mut [u8]),
         pub search: crate::cpu_kernels::Search,
         pub reference: crate::cpu_kernels::Search,
         pub dequantize: fn(&[u8], &mut [f32]),
+    }
+
+    impl Kernels {
+        /// The block's bytes by nearest rounding, the search and the
+        /// reference search (each in the first `bytes` of 34).
+        pub fn run(&self, x: &[f32], w: &[f32]) -> [[u8; 34]; 3] {
+            let mut out = [[0u8; 34]; 3];
+            (self.nearest)(x, &mut out[0][..self.bytes]);
+            (self.search)(x, w, &mut out[1][..self.bytes]);
+            (self.reference)(x, w, &mut out[2][..self.bytes]);
+            out
+        }
+
+        /// The weighted error of a block's bytes.
+        pub fn error_of(&self, x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
+            let mut y = [0.0f32; QK];
+            (self.dequantize)(&bytes[..self.bytes], &mut y);
+            search::weighted_error(x, w, &y)
+        }
     }
 
     /// Q4_0's kernels with the search `search`.
@@ -377,11 +407,6 @@ pub(super) mod tests {
         .collect();
         files.sort();
         assert!(files.len() >= 5, "the committed weights are missing");
-        let error_of = |x: &[f32], w: &[f32], bytes: &[u8]| {
-            let mut y = [0.0f32; QK];
-            (k.dequantize)(bytes, &mut y);
-            search::weighted_error(x, w, &y)
-        };
         for path in files {
             let x = crate::data::read_f32_file(&path).unwrap();
             let x = &x[..x.len() / QK * QK];
@@ -396,18 +421,15 @@ pub(super) mod tests {
                             1.0
                         }
                     });
-                    let (mut near, mut fast, mut reference) = ([0u8; 34], [0u8; 34], [0u8; 34]);
-                    (k.nearest)(block, &mut near[..k.bytes]);
-                    (k.search)(block, &w, &mut fast[..k.bytes]);
-                    (k.reference)(block, &w, &mut reference[..k.bytes]);
-                    let e_fast = error_of(block, &w, &fast);
+                    let [near, fast, reference] = k.run(block, &w);
+                    let e_fast = k.error_of(block, &w, &fast);
                     assert!(
-                        e_fast <= error_of(block, &w, &near),
+                        e_fast <= k.error_of(block, &w, &near),
                         "{} block {b}",
                         path.display()
                     );
                     fast_error += e_fast;
-                    reference_error += error_of(block, &w, &reference);
+                    reference_error += k.error_of(block, &w, &reference);
                     energy += search::weighted_error(block, &w, &[0.0; QK]);
                 }
                 let snr = |e: f64| 10.0 * (energy / e).log10();

@@ -243,35 +243,23 @@ pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::quant::f32_scores::tests::simd_and_portable_agree;
     use crate::quant::f32_scores::tests::{
-        as_good_as_the_reference_on, blocks, error_of, q4_0_kernels, threads_do_not_change,
-        weights_of,
+        as_good_as_the_reference_on, never_worse_than_nearest_and_as_good_as_the_reference,
+        q4_0_kernels, the_reference_decides, threads_do_not_change,
     };
     use crate::quant::scalar;
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn avx2_and_portable_give_the_same_bytes() {
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_x86::available() {
-            for (b, x) in blocks().iter().enumerate() {
-                let w = weights_of(b);
-                let (mut simd, mut portable) = ([0u8; 18], [0u8; 18]);
-                // SAFETY: AVX2 and F16C were detected just above.
-                unsafe { crate::quant::int_search_x86::q4_0_search(x, &w, &mut simd) };
-                q4_0_portable(x, &w, &mut portable);
-                assert_eq!(simd, portable, "block {b}");
-            }
-        }
+        simd_and_portable_agree(18, crate::quant::int_search_x86::q4_0_search, q4_0_portable);
     }
 
     #[test]
     fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        crate::quant::f32_scores::tests::never_worse_than_nearest_and_as_good_as_the_reference::<18>(
-            scalar::q4_0_nearest,
-            q4_0,
-            search::q4_0,
-            scalar::q4_0_dequantize,
-        );
+        never_worse_than_nearest_and_as_good_as_the_reference(&q4_0_kernels(q4_0));
     }
 
     #[test]
@@ -297,12 +285,7 @@ mod tests {
         // integers cannot hold them, and the reference search decides.
         let x: [f32; QK] = std::array::from_fn(|j| 5e4 * (j as f32 / 16.0 - 1.0));
         let w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
-        let (mut fast, mut reference, mut near) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-        q4_0(&x, &w, &mut fast);
-        search::q4_0(&x, &w, &mut reference);
-        scalar::q4_0_nearest(&x, &mut near);
-        assert_eq!(fast, reference);
-        assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
+        the_reference_decides(&q4_0_kernels(q4_0), &[(x, w)]);
     }
 
     #[test]

@@ -376,39 +376,27 @@ pub(super) fn iq4_nl_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::quant::f32_scores::tests::simd_and_portable_agree;
     use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on, blocks, threads_do_not_change, weights_of,
+        Kernels, as_good_as_the_reference_on,
+        never_worse_than_nearest_and_as_good_as_the_reference, the_reference_decides,
+        threads_do_not_change,
     };
 
-    fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
-        let mut y = [0.0f32; QK];
-        scalar::iq4_nl_dequantize(bytes, &mut y);
-        search::weighted_error(x, w, &y)
-    }
-
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn avx2_and_portable_give_the_same_bytes() {
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_x86::available() {
-            for (b, x) in blocks().iter().enumerate() {
-                let w = weights_of(b);
-                let (mut simd, mut portable) = ([0u8; 18], [0u8; 18]);
-                // SAFETY: AVX2 and F16C were detected just above.
-                unsafe { crate::quant::int_search_x86::iq4_nl_search(x, &w, &mut simd) };
-                iq4_nl_portable(x, &w, &mut portable);
-                assert_eq!(simd, portable, "block {b}");
-            }
-        }
+        simd_and_portable_agree(
+            18,
+            crate::quant::int_search_x86::iq4_nl_search,
+            iq4_nl_portable,
+        );
     }
 
     #[test]
     fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        crate::quant::f32_scores::tests::never_worse_than_nearest_and_as_good_as_the_reference::<18>(
-            scalar::iq4_nl_nearest,
-            iq4_nl,
-            search::iq4_nl,
-            scalar::iq4_nl_dequantize,
-        );
+        never_worse_than_nearest_and_as_good_as_the_reference(&kernels());
     }
 
     #[test]
@@ -424,17 +412,10 @@ mod tests {
         let wide: [f32; QK] = std::array::from_fn(|j| 5e3 * (j as f32 / 16.0 - 1.0));
         let tiny_w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
         let small: [f32; QK] = std::array::from_fn(|j| 1e-3 * (j as f32 / 16.0 - 1.0));
-        for (x, w) in [(wide, tiny_w), (small, [1.0; QK])] {
-            let (mut fast, mut reference, mut near) = ([0u8; 18], [0u8; 18], [0u8; 18]);
-            iq4_nl(&x, &w, &mut fast);
-            search::iq4_nl(&x, &w, &mut reference);
-            scalar::iq4_nl_nearest(&x, &mut near);
-            assert_eq!(fast, reference);
-            assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
-        }
+        the_reference_decides(&kernels(), &[(wide, tiny_w), (small, [1.0; QK])]);
     }
 
-    fn real_tensor_kernels() -> Kernels {
+    fn kernels() -> Kernels {
         Kernels {
             bytes: 18,
             nearest: scalar::iq4_nl_nearest,
@@ -448,7 +429,7 @@ mod tests {
     /// the whole check is the ignored test below).
     #[test]
     fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(real_tensor_kernels(), 16);
+        as_good_as_the_reference_on(kernels(), 16);
     }
 
     /// Every block of every real tensor (minutes; `cargo test --release --
@@ -456,7 +437,7 @@ mod tests {
     #[test]
     #[ignore]
     fn as_good_as_the_reference_on_every_block_of_every_real_tensor() {
-        as_good_as_the_reference_on(real_tensor_kernels(), 1);
+        as_good_as_the_reference_on(kernels(), 1);
     }
 
     #[test]

@@ -450,39 +450,23 @@ pub(super) fn q4_1_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::quant::f32_scores::tests::simd_and_portable_agree;
     use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on, blocks, threads_do_not_change, weights_of,
+        Kernels, as_good_as_the_reference_on,
+        never_worse_than_nearest_and_as_good_as_the_reference, the_reference_decides,
+        threads_do_not_change,
     };
 
-    fn error_of(x: &[f32], w: &[f32], bytes: &[u8]) -> f64 {
-        let mut y = [0.0f32; QK];
-        scalar::q4_1_dequantize(bytes, &mut y);
-        search::weighted_error(x, w, &y)
-    }
-
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn avx2_and_portable_give_the_same_bytes() {
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_x86::available() {
-            for (b, x) in blocks().iter().enumerate() {
-                let w = weights_of(b);
-                let (mut simd, mut portable) = ([0u8; 20], [0u8; 20]);
-                // SAFETY: AVX2 and F16C were detected just above.
-                unsafe { crate::quant::int_search_x86::q4_1_search(x, &w, &mut simd) };
-                q4_1_portable(x, &w, &mut portable);
-                assert_eq!(simd, portable, "block {b}");
-            }
-        }
+        simd_and_portable_agree(20, crate::quant::int_search_x86::q4_1_search, q4_1_portable);
     }
 
     #[test]
     fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        crate::quant::f32_scores::tests::never_worse_than_nearest_and_as_good_as_the_reference::<20>(
-            scalar::q4_1_nearest,
-            q4_1,
-            search::q4_1,
-            scalar::q4_1_dequantize,
-        );
+        never_worse_than_nearest_and_as_good_as_the_reference(&kernels());
     }
 
     #[test]
@@ -510,14 +494,7 @@ mod tests {
         let wide: [f32; QK] = std::array::from_fn(|j| 5e3 * (j as f32 / 16.0 - 1.0));
         let tiny_w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
         let narrow: [f32; QK] = std::array::from_fn(|j| 1e-4 * (j as f32 / 16.0 - 1.0));
-        for (x, w) in [(wide, tiny_w), (narrow, [1.0; QK])] {
-            let (mut fast, mut reference, mut near) = ([0u8; 20], [0u8; 20], [0u8; 20]);
-            q4_1(&x, &w, &mut fast);
-            search::q4_1(&x, &w, &mut reference);
-            scalar::q4_1_nearest(&x, &mut near);
-            assert_eq!(fast, reference);
-            assert!(error_of(&x, &w, &fast) <= error_of(&x, &w, &near));
-        }
+        the_reference_decides(&kernels(), &[(wide, tiny_w), (narrow, [1.0; QK])]);
     }
 
     #[test]
@@ -535,7 +512,7 @@ mod tests {
         assert_eq!(level(30720, (s, c)), 15);
     }
 
-    fn real_tensor_kernels() -> Kernels {
+    fn kernels() -> Kernels {
         Kernels {
             bytes: 20,
             nearest: scalar::q4_1_nearest,
@@ -549,7 +526,7 @@ mod tests {
     /// the whole check is the ignored test below).
     #[test]
     fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(real_tensor_kernels(), 16);
+        as_good_as_the_reference_on(kernels(), 16);
     }
 
     /// Every block of every real tensor (minutes; `cargo test --release --
@@ -557,6 +534,6 @@ mod tests {
     #[test]
     #[ignore]
     fn as_good_as_the_reference_on_every_block_of_every_real_tensor() {
-        as_good_as_the_reference_on(real_tensor_kernels(), 1);
+        as_good_as_the_reference_on(kernels(), 1);
     }
 }
