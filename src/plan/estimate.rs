@@ -57,3 +57,50 @@ pub(super) fn snr_text(snr: f64) -> String {
         format!("SNR {snr:.1} dB")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_named_as_reports_name_them() {
+        assert_eq!(ErrorSource::Exact.name(), "exact");
+        assert_eq!(ErrorSource::Measured.name(), "measured");
+        assert_eq!(ErrorSource::Estimated.name(), "estimated");
+    }
+
+    #[test]
+    fn embedding_and_output_matrices_are_estimated_half_a_db_lower() {
+        for format in [Format::Q4_0, Format::Q8_0, Format::F16] {
+            let base = format.spec().estimated_snr_db;
+            for role in [Role::Embedding, Role::Output] {
+                assert_eq!(estimated_snr_db(format, role), base - 0.5, "{role:?}");
+            }
+            for role in [
+                Role::Attention,
+                Role::Mlp,
+                Role::Norm,
+                Role::Bias,
+                Role::Other,
+            ] {
+                assert_eq!(estimated_snr_db(format, role), base, "{role:?}");
+            }
+        }
+        assert_eq!(estimated_snr_db(Format::F32, Role::Output), f64::INFINITY);
+    }
+
+    #[test]
+    fn the_objective_is_the_weighted_noise_power_over_the_signal() {
+        // 20 dB is a noise power of 1/100 of the signal; 10 dB of 1/10.
+        assert!((werr_of(3.0, 20.0) - 0.03).abs() < 1e-15);
+        assert!((werr_of(1.0, 10.0) - 0.1).abs() < 1e-15);
+        assert!((werr_of(2.0, 0.0) - 2.0).abs() < 1e-15);
+        assert_eq!(werr_of(5.0, f64::INFINITY), 0.0);
+    }
+
+    #[test]
+    fn snr_text_says_exact_for_f32() {
+        assert_eq!(snr_text(f64::INFINITY), "exact");
+        assert_eq!(snr_text(21.14), "SNR 21.1 dB");
+    }
+}
