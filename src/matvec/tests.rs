@@ -675,3 +675,50 @@ fn bad_matmul_shapes_and_buffers_are_errors() {
     let err = matmul_transposed(Format::Q4_0, &w, 4, 64, &dy, 3, &mut dx[..100], 1).unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::BufferTooSmall { needed: 192 });
 }
+
+/// 1056×512 weights are two threads' worth (MIN_WEIGHTS_PER_THREAD each):
+/// the matmul splits the panels of outputs between them (17 panels of 64
+/// rows forward, 16 of 32 columns backward), and 260 tokens are two chunks
+/// (TOKEN_CHUNK and 4). Every split gives the single thread's result bit
+/// for bit, the bias added once to each output.
+#[test]
+fn matmul_threads_split_panels_without_changing_a_bit() {
+    let (rows, cols, tokens) = (1056, 512, 260);
+    assert_eq!(rows * cols / MIN_WEIGHTS_PER_THREAD, 2);
+    assert!(tokens > matmul::TOKEN_CHUNK);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let format = Format::Q8_0;
+    let w = weights(format, rows, cols, 31);
+    let x = data(tokens * cols, 32);
+    let bias = data(rows, 33);
+    let dy = data(tokens * rows, 34);
+    let mut one = vec![0.0f32; tokens * rows];
+    matmul(format, &w, rows, cols, &x, tokens, Some(&bias), &mut one, 1).unwrap();
+    let mut one_t = vec![0.0f32; tokens * cols];
+    matmul_transposed(format, &w, rows, cols, &dy, tokens, &mut one_t, 1).unwrap();
+    // Without the bias, each output is the biased one less its bias.
+    let mut unbiased = vec![0.0f32; tokens * rows];
+    matmul(format, &w, rows, cols, &x, tokens, None, &mut unbiased, 2).unwrap();
+    for (i, (&b, &u)) in one.iter().zip(&unbiased).enumerate() {
+        assert_eq!(b, u + bias[i % rows], "output {i}");
+    }
+    for threads in [2, 5] {
+        let mut y = vec![f32::NAN; tokens * rows];
+        matmul(
+            format,
+            &w,
+            rows,
+            cols,
+            &x,
+            tokens,
+            Some(&bias),
+            &mut y,
+            threads,
+        )
+        .unwrap();
+        assert_eq!(bits(&y), bits(&one), "X·Wᵀ, {threads} threads");
+        let mut dx = vec![f32::NAN; tokens * cols];
+        matmul_transposed(format, &w, rows, cols, &dy, tokens, &mut dx, threads).unwrap();
+        assert_eq!(bits(&dx), bits(&one_t), "dY·W, {threads} threads");
+    }
+}

@@ -254,4 +254,66 @@ mod tests {
         // still lives on the device.
         assert!(gpu.device_supports(Format::F32).is_ok());
     }
+
+    fn gpu() -> Hardware {
+        Hardware::profile_names()
+            .into_iter()
+            .map(|name| Hardware::profile(name).unwrap())
+            .find(|hw| !hw.cpu_only && hw.fp16_arithmetic && hw.storage_16bit)
+            .expect("a GPU profile with 16-bit storage and arithmetic is built in")
+    }
+
+    #[test]
+    fn a_device_without_16_bit_storage_or_arithmetic_keeps_f16_and_bf16_off() {
+        let mut hw = gpu();
+        assert_eq!(hw.device_supports(Format::F16), Ok(()));
+        assert_eq!(hw.device_supports(Format::BF16), Ok(()));
+        hw.storage_16bit = false;
+        assert_eq!(
+            hw.device_supports(Format::BF16),
+            Err("the device has no 16-bit storage")
+        );
+        assert_eq!(
+            hw.device_supports(Format::F16),
+            Err("the device has no 16-bit storage")
+        );
+        assert_eq!(hw.device_supports(Format::Q4_0), Ok(()));
+        hw.storage_16bit = true;
+        hw.fp16_arithmetic = false;
+        assert_eq!(
+            hw.device_supports(Format::F16),
+            Err("the device has no FP16 arithmetic")
+        );
+        assert_eq!(hw.device_supports(Format::BF16), Ok(()));
+        // The CPU as the device has neither flag and needs neither.
+        let mut cpu = Hardware::host_cpu().unwrap();
+        cpu.storage_16bit = false;
+        cpu.fp16_arithmetic = false;
+        assert_eq!(cpu.device_supports(Format::F16), Ok(()));
+        assert_eq!(cpu.device_supports(Format::BF16), Ok(()));
+    }
+
+    #[test]
+    fn a_budget_may_equal_the_device_memory_but_not_exceed_it() {
+        let mut hw = gpu();
+        hw.device_budget_bytes = hw.device_local_bytes;
+        assert!(hw.check().is_ok());
+        assert_eq!(hw.device_available(), hw.device_local_bytes);
+        hw.device_budget_bytes = hw.device_local_bytes + 1;
+        let e = hw.check().unwrap_err();
+        assert!(
+            e.message().contains("exceeds device_local_bytes"),
+            "{}",
+            e.message()
+        );
+        hw.device_budget_bytes = 0;
+        assert!(hw.check().is_ok());
+        hw.device_local_bytes = 0;
+        let e = hw.check().unwrap_err();
+        assert!(
+            e.message().contains("device_local_bytes is 0"),
+            "{}",
+            e.message()
+        );
+    }
 }

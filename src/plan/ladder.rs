@@ -123,3 +123,43 @@ impl Ladder {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_other_than_infeasibility_stops_the_search() {
+        // A policy that allows no format is an error for every rung: the
+        // ladder returns it instead of trying the smaller rungs.
+        let policy = Policy {
+            allowed: Vec::new(),
+            ..Policy::default()
+        };
+        let hw = Hardware::profile("cpu-only").unwrap();
+        let e = Ladder::built_in()
+            .unwrap()
+            .recommend(&hw, &policy)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("allows no format"), "{}", e.message());
+    }
+
+    #[test]
+    fn nothing_fits_a_device_of_a_kibibyte() {
+        let mut hw = Hardware::profile("cpu-only").unwrap();
+        hw.device_local_bytes = 1 << 10;
+        hw.host_bytes = 1 << 10;
+        let ladder = Ladder::built_in().unwrap();
+        assert!(ladder.recommend(&hw, &Policy::default()).unwrap().is_none());
+        let roomy = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let r = ladder
+            .recommend(&roomy, &Policy::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.rung.name, ladder.rungs[0].name,
+            "the largest rung fits an H200"
+        );
+    }
+}

@@ -639,4 +639,48 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         assert_eq!(e.message(), "f.json:2: not valid UTF-8 (byte offset 12)");
     }
+
+    #[test]
+    fn roles_are_named_as_model_files_spell_them_and_weighted_by_default() {
+        let names: Vec<&str> = ALL_ROLES.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "embedding",
+                "attention",
+                "mlp",
+                "output",
+                "norm",
+                "bias",
+                "other"
+            ]
+        );
+        for role in ALL_ROLES {
+            let expected = if role == Role::Output { 2.0 } else { 1.0 };
+            assert_eq!(role.default_sensitivity(), expected, "{role:?}");
+            let t = TensorDesc::new("t", role, &[4, 32]).unwrap();
+            assert_eq!(t.weight(), expected, "{role:?}");
+        }
+        let mut t = TensorDesc::new("t", Role::Output, &[4, 32]).unwrap();
+        t.sensitivity = Some(0.25);
+        assert_eq!(t.weight(), 0.25);
+    }
+
+    #[test]
+    fn a_sensitivity_must_be_finite_and_not_negative() {
+        let mut t = TensorDesc::new("t", Role::Mlp, &[4, 32]).unwrap();
+        for ok in [0.0, 3.5] {
+            t.sensitivity = Some(ok);
+            assert!(t.check().is_ok(), "{ok}");
+        }
+        for bad in [-1.0, f64::INFINITY, f64::NAN] {
+            t.sensitivity = Some(bad);
+            let e = t.check().unwrap_err();
+            assert!(
+                e.message().contains("must be finite and >= 0"),
+                "{bad}: {}",
+                e.message()
+            );
+        }
+    }
 }
