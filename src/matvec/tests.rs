@@ -722,3 +722,38 @@ fn matmul_threads_split_panels_without_changing_a_bit() {
         assert_eq!(bits(&dx), bits(&one_t), "dY·W, {threads} threads");
     }
 }
+
+/// Where the CPU has AVX2 and FMA, the matmul's panels are multiplied by
+/// the AVX2 tiles (3 outputs × 4 tokens): F32 weights (dequantized as
+/// they are) give exactly the tiles' sums, which the portable loop's
+/// order of addition does not.
+#[test]
+fn the_avx2_tiles_compute_the_matmul_where_the_cpu_has_them() {
+    let (rows, cols, tokens) = (7, 256, 5);
+    let w = weights(Format::F32, rows, cols, 51);
+    let x = data(tokens * cols, 52);
+    let mut y = vec![0.0f32; tokens * rows];
+    matmul(Format::F32, &w, rows, cols, &x, tokens, None, &mut y, 1).unwrap();
+    let panel: Vec<f32> = w
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let mut tiles = vec![0.0f32; tokens * rows];
+    if !simd_x86::panel_dots(&panel, rows, cols, &x, tokens, &mut tiles, rows) {
+        assert!(!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")));
+        return;
+    }
+    assert_eq!(y, tiles);
+    let portable: Vec<f32> = (0..tokens * rows)
+        .map(|i| {
+            let (t, r) = (i / rows, i % rows);
+            let ws = &panel[r * cols..(r + 1) * cols];
+            let xs = &x[t * cols..(t + 1) * cols];
+            ws.iter().zip(xs).map(|(w, v)| w * v).sum::<f32>()
+        })
+        .collect();
+    assert_ne!(
+        y, portable,
+        "no output tells the tiles from the portable loop"
+    );
+}
