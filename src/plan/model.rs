@@ -683,4 +683,97 @@ mod tests {
             );
         }
     }
+
+    fn shape() -> Transformer {
+        Transformer {
+            hidden: 64,
+            heads: 4,
+            high_layers: 2,
+            low_layers: 1,
+            mlp_expansion: 2,
+            vocab: 100,
+            tied_embeddings: false,
+            halting_head: false,
+        }
+    }
+
+    #[test]
+    fn the_tensor_count_is_what_the_shape_generates() {
+        for tied_embeddings in [false, true] {
+            for halting_head in [false, true] {
+                for low_layers in [0, 1, 3] {
+                    let t = Transformer {
+                        tied_embeddings,
+                        halting_head,
+                        low_layers,
+                        ..shape()
+                    };
+                    assert_eq!(t.tensor_count(), t.tensors().unwrap().len(), "{t:?}");
+                }
+            }
+        }
+        assert_eq!(shape().tensor_count(), 1 + 3 * 6 + 1);
+    }
+
+    #[test]
+    fn a_shape_without_an_mlp_expansion_takes_4() {
+        let json = r#"{"name": "m", "transformer": {"hidden": 64, "heads": 4,
+            "high_layers": 1, "vocab": 100}}"#;
+        let model = Model::from_json(json, "test").unwrap();
+        // SwiGLU's fused gate and up projection: 2 · 4 · 64 rows of 64.
+        let mlp = model.tensors.iter().find(|t| t.role == Role::Mlp).unwrap();
+        assert_eq!(mlp.shape, [512, 64]);
+    }
+
+    #[test]
+    fn each_transformer_limit_is_checked() {
+        assert!(shape().check().is_ok());
+        let bad = [
+            Transformer {
+                hidden: 0,
+                ..shape()
+            },
+            Transformer {
+                heads: 0,
+                ..shape()
+            },
+            Transformer {
+                heads: 5,
+                ..shape()
+            },
+            Transformer {
+                high_layers: 0,
+                low_layers: 0,
+                ..shape()
+            },
+            Transformer {
+                vocab: 0,
+                ..shape()
+            },
+            Transformer {
+                mlp_expansion: 0,
+                ..shape()
+            },
+            Transformer {
+                high_layers: MAX_LAYERS,
+                low_layers: 1,
+                ..shape()
+            },
+        ];
+        for t in bad {
+            assert_eq!(
+                t.check().unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{t:?}"
+            );
+        }
+        let most = Transformer {
+            high_layers: MAX_LAYERS - 1,
+            low_layers: 1,
+            ..shape()
+        };
+        assert!(most.check().is_ok());
+        assert!(check_tensor_count("m", MAX_TENSORS).is_ok());
+        assert!(check_tensor_count("m", MAX_TENSORS + 1).is_err());
+    }
 }
