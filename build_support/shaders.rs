@@ -339,6 +339,27 @@ const COOP128: CoopShape = CoopShape {
     extra: &[],
 };
 
+/// The shape the self-test tries before [`COOP128`] for the products of
+/// [`STAGED_COOP_FIRST`] (a measurement-only shape for the rest of
+/// [`COOP_EXPERIMENT_FORMATS`]): 16 subgroups of 32 × 32 (twice `_coop128`'s
+/// subgroups, half the accumulators each), slices of 64 staged once, f16
+/// pairs in 32-bit words, X rounded to f16 once before it (half X's bytes).
+/// The fastest shape measured on an NVIDIA H100 (docs/performance.md).
+const COOP128_STAGED: CoopShape = CoopShape {
+    suffix: "_coop128_sg16_k64_x16",
+    frag_m: 2,
+    extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
+    ..COOP128
+};
+
+/// The products with a [`COOP128_STAGED`] kernel tried first, as (op, format
+/// tag): those measured faster with it than with [`COOP128`].
+const STAGED_COOP_FIRST: &[(&str, &str)] = &[("Matmul", "q4_0"), ("Matmul", "f16")];
+
+/// The formats whose measurement-only matmul shapes are built: those the
+/// issue's benchmark compares.
+const COOP_EXPERIMENT_FORMATS: &[&str] = &["q4_0", "q8_0", "f16"];
+
 /// Measurement-only shapes of matmul_coop128.comp (built with
 /// NYXQ_SHADER_EXPERIMENTS=1 for the formats of [`COOP_EXPERIMENT_FORMATS`],
 /// timed by bench-vk-matmul --variants, never chosen).
@@ -347,14 +368,6 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
     CoopShape {
         suffix: "_coop128_x16",
         extra: &["X_F16"],
-        ..COOP128
-    },
-    // 16 subgroups of 32 × 32 (twice the subgroups, half the accumulators
-    // each), slices of 64 staged once, f16 pairs in 32-bit words.
-    CoopShape {
-        suffix: "_coop128_sg16_k64_x16",
-        frag_m: 2,
-        extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
         ..COOP128
     },
     // 64 tokens × 128 outputs, 8 subgroups of 32 × 32: twice the workgroups.
@@ -374,13 +387,10 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
     },
 ];
 
-/// The formats whose measurement-only matmul shapes are built: those the
-/// issue's benchmark compares.
-const COOP_EXPERIMENT_FORMATS: &[&str] = &["q4_0", "q8_0", "f16"];
-
 /// The matmul variants of `tag`, forward (`matmul_`) and backward
-/// (`matmul_t_`): with cooperative matrices on tiles of 128 (`_coop128`)
-/// and of 64 (`_coop`), then the compatible one; with
+/// (`matmul_t_`): with cooperative matrices on tiles of 128
+/// (`_coop128_sg16_k64_x16` for the products of [`STAGED_COOP_FIRST`],
+/// then `_coop128`) and of 64 (`_coop`), then the compatible one; with
 /// NYXQ_SHADER_EXPERIMENTS=1 also the measurement-only shapes of
 /// [`COOP_EXPERIMENTS`].
 fn matmul_variants(tag: &'static str) -> Vec<Variant> {
@@ -409,6 +419,10 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
                 roles,
             )
         };
+        let staged_first = STAGED_COOP_FIRST.contains(&(op, tag));
+        if staged_first {
+            v.push(coop(&COOP128_STAGED, &role));
+        }
         v.push(coop(&COOP128, &role));
         v.push(variant(
             format!("{name}_coop"),
@@ -418,7 +432,8 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
         ));
         v.push(variant(name.clone(), "matmul.comp", &defines, &role));
         if experiments {
-            for shape in COOP_EXPERIMENTS {
+            let staged = (!staged_first).then_some(&COOP128_STAGED);
+            for shape in COOP_EXPERIMENTS.iter().chain(staged) {
                 v.push(coop(shape, &[Role::Experiment { op, tag }]));
             }
         }
@@ -637,7 +652,9 @@ pub fn variants() -> Vec<Variant> {
     // out): `_fma_wide` with the update, the codes or every part but the
     // loads and stores cut out, with the codes clearly off a rounding
     // boundary (`_fast_codes`), or with the tables read from the control
-    // buffer (`_global_tables`).
+    // buffer (`_global_tables`), or with every operation by the
+    // floating-point unit unchecked and the codes where clearly off a
+    // rounding boundary (`_raw`: what the step would cost without exactness).
     let wide = ["RTE_F32", "FMA_CHECK"];
     for (suffix, extra) in [
         ("cut_update", &["CUT_UPDATE"][..]),
@@ -648,6 +665,7 @@ pub fn variants() -> Vec<Variant> {
         ),
         ("fast_codes", &["FAST_CODES"]),
         ("global_tables", &["GLOBAL_TABLES"]),
+        ("raw", &["PLAIN_OPS", "RAW_UNIT", "FAST_CODES"]),
     ] {
         v.push(variant(
             format!("adam_f32_q8_rte_fma_wide_{suffix}"),

@@ -217,6 +217,9 @@ bool fma_rounds_once() {
 // normal and finite and the quotient's significand not a power of two.
 uint checked_div(uint a, uint b, inout bool exact) {
     float fa = uintBitsToFloat(a), fb = uintBitsToFloat(b);
+#ifdef RAW_UNIT
+    return floatBitsToUint(fa / fb);
+#endif
     precise float q = fa / fb;
 #ifdef SKEWED_UNIT
     q = skewed(q, (a ^ b) % 5u - 2u);
@@ -245,6 +248,9 @@ uint checked_div(uint a, uint b, inout bool exact) {
 // root's significand not a power of two.
 uint checked_sqrt(uint x, inout bool exact) {
     float fx = uintBitsToFloat(x);
+#ifdef RAW_UNIT
+    return floatBitsToUint(sqrt(fx));
+#endif
     precise float s0 = sqrt(fx);
 #ifdef SKEWED_UNIT
     s0 = skewed(s0, x % 5u - 2u);

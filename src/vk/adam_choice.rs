@@ -28,6 +28,8 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32,
         ],
         StateLayout::Int8Blocks => &[
+            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
+            KernelId::ADAM_F32_Q8_RTE_WIDE,
             KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
             KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
             KernelId::ADAM_F32_Q8_RTE,
@@ -38,9 +40,8 @@ pub fn candidates(layout: StateLayout) -> &'static [KernelId] {
 
 /// Step kernels of `layout` that give the same bits but are not yet
 /// measured on a GPU (the `_dp` ones: the H100 has no
-/// shaderDenormPreserveFloat32; the 8-bit `_wide` ones in their present
-/// form): never chosen, timed by `nyxq bench-vk` and tested beside the
-/// candidates.
+/// shaderDenormPreserveFloat32): never chosen, timed by `nyxq bench-vk`
+/// and tested beside the candidates.
 pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
     match layout {
         StateLayout::Fp32 => &[
@@ -48,8 +49,6 @@ pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_F32_RTE_DP_X4,
         ],
         StateLayout::Int8Blocks => &[
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
-            KernelId::ADAM_F32_Q8_RTE_WIDE,
             KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
             KernelId::ADAM_F32_Q8_RTE_DP_LANES,
         ],
@@ -59,7 +58,8 @@ pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
 /// Measurement only: twins of the 8-bit `_fma_wide` kernel with the
 /// update, the codes, or every part but the loads and stores cut out
 /// (their results are not the host's), with the codes where clearly off a
-/// rounding boundary, or with the tables read from the control buffer.
+/// rounding boundary, with the tables read from the control buffer, or
+/// with every operation by the floating-point unit unchecked (`_raw`).
 /// `nyxq bench-vk` times them after the experiments.
 pub fn measurement_twins(layout: StateLayout) -> &'static [KernelId] {
     match layout {
@@ -70,12 +70,13 @@ pub fn measurement_twins(layout: StateLayout) -> &'static [KernelId] {
             KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_ALL,
             KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_FAST_CODES,
             KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_GLOBAL_TABLES,
+            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_RAW,
         ],
     }
 }
 
 /// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 16] = [
+const SUBGROUP_KERNELS: [KernelId; 17] = [
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
     KernelId::ADAM_F32_Q8_RTE_WIDE,
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_SKEWED,
@@ -85,6 +86,7 @@ const SUBGROUP_KERNELS: [KernelId; 16] = [
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_ALL,
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_FAST_CODES,
     KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_GLOBAL_TABLES,
+    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_RAW,
     KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
     KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
     KernelId::ADAM_F32_Q8_RTE_FMA_LANES_SKEWED,

@@ -306,6 +306,21 @@ mod tests {
             ]
         );
         assert_eq!(
+            fast_kernels(Op::Matmul, Format::Q4_0),
+            [
+                KernelId::MATMUL_Q4_0_F32_COOP128_SG16_K64_X16,
+                KernelId::MATMUL_Q4_0_F32_COOP128,
+                KernelId::MATMUL_Q4_0_F32_COOP
+            ]
+        );
+        assert_eq!(
+            fast_kernels(Op::Matmul, Format::Q4_1),
+            [
+                KernelId::MATMUL_Q4_1_F32_COOP128,
+                KernelId::MATMUL_Q4_1_F32_COOP
+            ]
+        );
+        assert_eq!(
             compatible_kernel(Op::Matmul, Format::F32),
             Some(KernelId::MATMUL_F32_F32)
         );
