@@ -248,6 +248,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_policy_check_refuses_its_case_and_the_bounds_are_inclusive_above() {
+        assert!(Policy::default().check().is_ok());
+        let refused = |p: Policy, words: &str| {
+            let e = p.check().unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument);
+            assert!(e.message().contains(words), "{}", e.message());
+        };
+        refused(
+            Policy {
+                allowed: Vec::new(),
+                ..Policy::default()
+            },
+            "allows no format",
+        );
+        refused(
+            Policy {
+                min_snr_db: f64::NAN,
+                ..Policy::default()
+            },
+            "is NaN",
+        );
+        refused(
+            Policy {
+                gradient_format: Format::Q8_0,
+                ..Policy::default()
+            },
+            "not Q8_0",
+        );
+        for fraction in [0.0, -0.5, 1.0001, f64::NAN] {
+            refused(
+                Policy {
+                    max_fraction_of_fp32: fraction,
+                    ..Policy::default()
+                },
+                "is outside (0, 1]",
+            );
+        }
+        for fraction in [1.0, 0.01] {
+            let p = Policy {
+                max_fraction_of_fp32: fraction,
+                ..Policy::default()
+            };
+            assert!(p.check().is_ok(), "{fraction}");
+        }
+        for gradients in [Format::F32, Format::F16, Format::BF16] {
+            let p = Policy {
+                gradient_format: gradients,
+                ..Policy::default()
+            };
+            assert!(p.check().is_ok(), "{gradients:?}");
+        }
+    }
+
+    #[test]
     fn cosine_maps_to_snr() {
         assert!((cosine_to_snr_db(0.99) - 16.92).abs() < 0.01);
         assert!((cosine_to_snr_db(0.999) - 26.98).abs() < 0.01);
