@@ -302,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn the_allowed_formats_round_trip_through_their_mask() {
+        let mut p = Policy::default();
+        let mask = (1 << Format::Q4_0 as u32) | (1 << Format::F16 as u32);
+        p.set_allowed_mask(mask).unwrap();
+        assert_eq!(p.allowed, [Format::F16, Format::Q4_0]);
+        assert_eq!(p.allowed_mask(), mask);
+        p.set_allowed_mask(0).unwrap();
+        assert!(p.allowed.is_empty());
+        assert_eq!(p.allowed_mask(), 0);
+        let every = (1u32 << ALL_FORMATS.len()) - 1;
+        p.set_allowed_mask(every).unwrap();
+        assert_eq!(p.allowed, ALL_FORMATS);
+        assert_eq!(p.allowed_mask(), every);
+        let e = p.set_allowed_mask(every + 1).unwrap_err();
+        assert!(e.message().contains("has bits beyond"), "{}", e.message());
+        assert_eq!(p.allowed, ALL_FORMATS, "a refused mask changes nothing");
+    }
+
+    #[test]
     fn cosine_maps_to_snr() {
         assert!((cosine_to_snr_db(0.99) - 16.92).abs() < 0.01);
         assert!((cosine_to_snr_db(0.999) - 26.98).abs() < 0.01);
