@@ -318,6 +318,9 @@ mod tests {
         let e = p.set_allowed_mask(every + 1).unwrap_err();
         assert!(e.message().contains("has bits beyond"), "{}", e.message());
         assert_eq!(p.allowed, ALL_FORMATS, "a refused mask changes nothing");
+        // A format listed twice is one bit.
+        p.allowed = vec![Format::Q8_0, Format::Q8_0];
+        assert_eq!(p.allowed_mask(), 1 << Format::Q8_0 as u32);
     }
 
     #[test]
