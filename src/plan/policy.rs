@@ -324,6 +324,45 @@ mod tests {
     }
 
     #[test]
+    fn training_needs_gradients_moments_and_a_master_copy_per_parameter() {
+        let training = |optimizer_state, master_weights| Policy {
+            training: true,
+            gradient_format: Format::F16,
+            optimizer_state,
+            master_weights,
+            ..Policy::default()
+        };
+        assert_eq!(Policy::default().training_extra(1 << 20, true), 0);
+        let n = 3 * OPTIMIZER_BLOCK + 5;
+        // Gradients in F16 (2 bytes), FP32 moments (8), the master copy (4)
+        // only for a quantized weight.
+        let fp32 = training(OptimizerState::Fp32, true);
+        assert_eq!(fp32.training_extra(n, true), (2 + 8 + 4) * n);
+        assert_eq!(fp32.training_extra(n, false), (2 + 8) * n);
+        assert_eq!(
+            training(OptimizerState::Fp32, false).training_extra(n, true),
+            10 * n
+        );
+        // 8-bit moments: a byte each and an f32 scale per block of each,
+        // from OPTIMIZER_MIN_8BIT parameters; FP32 moments below.
+        let q8 = training(OptimizerState::Blockwise8, false);
+        let big = OPTIMIZER_MIN_8BIT + 5;
+        let blocks = big.div_ceil(OPTIMIZER_BLOCK);
+        assert_eq!(
+            q8.training_extra(big, true),
+            2 * big + 2 * (big + 4 * blocks)
+        );
+        let small = OPTIMIZER_MIN_8BIT - 1;
+        assert_eq!(q8.training_extra(small, true), (2 + 8) * small);
+        let least = OPTIMIZER_MIN_8BIT;
+        let blocks = least.div_ceil(OPTIMIZER_BLOCK);
+        assert_eq!(
+            q8.training_extra(least, true),
+            2 * least + 2 * (least + 4 * blocks)
+        );
+    }
+
+    #[test]
     fn cosine_maps_to_snr() {
         assert!((cosine_to_snr_db(0.99) - 16.92).abs() < 0.01);
         assert!((cosine_to_snr_db(0.999) - 26.98).abs() < 0.01);
