@@ -181,3 +181,32 @@ impl Plan {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::model::{Model, Role, TensorDesc};
+    use crate::plan::{Hardware, Plan, Policy};
+
+    #[test]
+    fn a_replanned_plan_keeps_the_policy_it_was_made_with() {
+        let tensors = (0..4)
+            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256]).unwrap())
+            .collect();
+        let model = Model::new("m", tensors).unwrap();
+        let hw = Hardware::profile("cpu-only").unwrap();
+        let policy = Policy {
+            training: true,
+            min_snr_db: 12.5,
+            prefer_device: false,
+            allow_host_offload: false,
+            ..Policy::default()
+        };
+        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        let again = plan.replan(plan.budget.device).unwrap();
+        assert!(again.training);
+        assert_eq!(again.min_snr_db, 12.5);
+        assert!(!again.prefer_device);
+        assert!(!again.allow_host);
+        assert_eq!(again.device_bytes, plan.device_bytes);
+    }
+}
