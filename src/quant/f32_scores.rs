@@ -173,14 +173,7 @@ impl<'a> Block<'a> {
         if nearest - best.0 < EXACT_BELOW * self.energy {
             let mut near = [0u8; 18];
             S::with_scale(self.x, self.nearest_scale(), &mut near);
-            let (mut y, mut y_near) = ([0.0f32; QK], [0.0f32; QK]);
-            scalar::q4_0_dequantize(out, &mut y);
-            scalar::q4_0_dequantize(&near, &mut y_near);
-            if search::weighted_error(self.x, self.w, &y_near)
-                <= search::weighted_error(self.x, self.w, &y)
-            {
-                out[..18].copy_from_slice(&near);
-            }
+            search::keep_the_better(self.x, self.w, out, &near, scalar::q4_0_dequantize);
         }
     }
 }
@@ -229,6 +222,54 @@ pub(super) mod tests {
             }
         }
     }
+
+    /// The checks every integer-ranked search passes, as `#[test]`s of the
+    /// module that invokes this: the AVX2 and portable kernels give the same
+    /// bytes, no block is worse than nearest rounding's and the total is as
+    /// good as the reference search's (random blocks, then every
+    /// `real_stride`-th block of the real tensors, and with `every_block` an
+    /// ignored test of every block), and threads do not change the bytes.
+    macro_rules! fast_search_tests {
+        (
+            format: $format:expr, kernels: $kernels:expr,
+            simd: $simd:path, portable: $portable:path, real_stride: $stride:expr
+            $(, every_block: $every:ident)?
+        ) => {
+            #[test]
+            #[cfg(target_arch = "x86_64")]
+            fn avx2_and_portable_give_the_same_bytes() {
+                $crate::quant::f32_scores::tests::simd_and_portable_agree($kernels.bytes, $simd, $portable);
+            }
+
+            #[test]
+            fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
+                $crate::quant::f32_scores::tests::never_worse_than_nearest_and_as_good_as_the_reference(
+                    &$kernels,
+                );
+            }
+
+            #[test]
+            fn as_good_as_the_reference_on_every_real_tensor() {
+                $crate::quant::f32_scores::tests::as_good_as_the_reference_on($kernels, $stride);
+            }
+
+            $(
+                /// Every block of every real tensor (minutes: `cargo test
+                /// --release -- --ignored`).
+                #[test]
+                #[ignore]
+                fn $every() {
+                    $crate::quant::f32_scores::tests::as_good_as_the_reference_on($kernels, 1);
+                }
+            )?
+
+            #[test]
+            fn threads_do_not_change_the_bytes() {
+                $crate::quant::f32_scores::tests::threads_do_not_change($format, $kernels.search);
+            }
+        };
+    }
+    pub(in crate::quant) use fast_search_tests;
 
     /// Blocks the fast search's integers cannot hold (`(x, w)` pairs): its
     /// bytes are the reference search's, never worse than nearest's.

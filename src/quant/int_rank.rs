@@ -1,6 +1,7 @@
 //! What the integer-ranked searches share (Q4_0's `int_search.rs`, Q4_1's
-//! `int_search_q4_1.rs`): a block held as 16-bit integers, and the choice of
-//! the two best-ranked candidates, the first among equals.
+//! `int_search_q4_1.rs`, IQ4_NL's `int_search_iq4_nl.rs`): a block held as
+//! 16-bit integers, its weights as integers, and the choice of the two
+//! best-ranked candidates, the first among equals.
 
 use super::scalar::QK;
 
@@ -21,6 +22,36 @@ pub(super) fn largest(v: &[f32; QK]) -> f32 {
         m = m.max(e.to_bits() & 0x7fff_ffff);
     }
     f32::from_bits(m)
+}
+
+/// Whether every weight of the block is the same (no importance, or an
+/// importance constant over the block): the searches then rank on the block
+/// alone, `Q = 1`.
+#[inline(always)]
+pub(super) fn all_equal(w: &[f32; QK]) -> bool {
+    let mut equal = true;
+    for &v in w {
+        equal &= v == w[0];
+    }
+    equal
+}
+
+/// The weighted block `P` and the weights `Q` as integers, `P` rounded to
+/// [`FULL`] of its largest magnitude and `Q` to `q_full` of its, and the
+/// factor `kq/kp` that turns a ratio of sums in those units back into the
+/// block's; None where the factors leave f32.
+#[inline(always)]
+pub(super) fn weighted_integers<R: Integers>(
+    weighted: &[f32; QK],
+    w: &[f32; QK],
+    q_full: f32,
+) -> Option<([i16; QK], [i16; QK], f32)> {
+    let (kp, kq) = (FULL / largest(weighted), q_full / largest(w));
+    let to_scale = kq / kp;
+    if !(kp.is_finite() && kq.is_finite() && to_scale.is_normal()) {
+        return None;
+    }
+    Some((R::integers(weighted, kp), R::integers(w, kq), to_scale))
 }
 
 /// The block's integer kernels that do not depend on the format.

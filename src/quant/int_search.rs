@@ -21,7 +21,7 @@
 //! take the reference search (`search.rs`).
 
 use super::f32_scores::{self, Block, Sums, stored};
-use super::int_rank::{self, FULL, Integers, MAX_CANDIDATES, key, largest};
+use super::int_rank::{self, FULL, Integers, MAX_CANDIDATES, all_equal, key, weighted_integers};
 use super::scalar::{QK, inverse_scale};
 use super::search;
 
@@ -101,19 +101,10 @@ impl Scores for Portable {
 fn ranked<R: Scores>(block: &Block, id: f32) -> Option<(Ranked, f32)> {
     let id1024 = id * 1024.0;
     let u = R::integers(block.x, id1024);
-    let mut uniform = true;
-    for &v in block.w {
-        uniform &= v == block.w[0];
-    }
-    if uniform {
+    if all_equal(block.w) {
         return Some((Ranked { u, p: u, q: None }, 1.0 / id1024));
     }
-    let (kp, kq) = (FULL / largest(&block.wx), FULL / largest(block.w));
-    let to_scale = kq / kp;
-    if !(kp.is_finite() && kq.is_finite() && to_scale.is_normal()) {
-        return None;
-    }
-    let (p, q) = (R::integers(&block.wx, kp), R::integers(block.w, kq));
+    let (p, q, to_scale) = weighted_integers::<R>(&block.wx, block.w, FULL)?;
     Some((Ranked { u, p, q: Some(q) }, to_scale))
 }
 
@@ -243,28 +234,12 @@ pub(super) fn q4_0_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_arch = "x86_64")]
-    use crate::quant::f32_scores::tests::simd_and_portable_agree;
-    use crate::quant::f32_scores::tests::{
-        as_good_as_the_reference_on, never_worse_than_nearest_and_as_good_as_the_reference,
-        q4_0_kernels, the_reference_decides, threads_do_not_change,
-    };
+    use crate::quant::f32_scores::tests::{fast_search_tests, q4_0_kernels, the_reference_decides};
     use crate::quant::scalar;
 
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn avx2_and_portable_give_the_same_bytes() {
-        simd_and_portable_agree(18, crate::quant::int_search_x86::q4_0_search, q4_0_portable);
-    }
-
-    #[test]
-    fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        never_worse_than_nearest_and_as_good_as_the_reference(&q4_0_kernels(q4_0));
-    }
-
-    #[test]
-    fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(q4_0_kernels(q4_0), 1);
+    fast_search_tests! {
+        format: crate::format::Format::Q4_0, kernels: q4_0_kernels(q4_0),
+        simd: crate::quant::int_search_x86::q4_0_search, portable: q4_0_portable, real_stride: 1
     }
 
     #[test]
@@ -286,11 +261,6 @@ mod tests {
         let x: [f32; QK] = std::array::from_fn(|j| 5e4 * (j as f32 / 16.0 - 1.0));
         let w: [f32; QK] = std::array::from_fn(|j| 1e-39 * (1.0 + (j % 3) as f32));
         the_reference_decides(&q4_0_kernels(q4_0), &[(x, w)]);
-    }
-
-    #[test]
-    fn threads_do_not_change_the_bytes() {
-        threads_do_not_change(crate::format::Format::Q4_0, q4_0);
     }
 
     #[test]

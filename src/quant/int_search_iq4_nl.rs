@@ -26,7 +26,7 @@
 //! block's score, the two stored blocks' errors are compared in f64.
 
 use super::f32_scores::{lane_sum, stored};
-use super::int_rank::{FULL, Integers, MAX_CANDIDATES, key, largest};
+use super::int_rank::{Integers, MAX_CANDIDATES, all_equal, key, weighted_integers};
 use super::scalar::{self, IQ4_NL_LEVELS, IQ4_NL_MIDPOINTS, QK, inverse_scale, signed_max};
 use super::search;
 
@@ -231,12 +231,7 @@ fn ranked<R: Scores>(block: &Block, id: f32, uniform: bool) -> Option<(Ranked, f
     if uniform {
         return Some((Ranked { u, p: u, q: None }, 1.0 / k));
     }
-    let (kp, kq) = (FULL / largest(&block.wx), WEIGHT_FULL / largest(block.w));
-    let to_scale = kq / kp;
-    if !(kp.is_finite() && kq.is_finite() && to_scale.is_normal()) {
-        return None;
-    }
-    let (p, q) = (R::integers(&block.wx, kp), R::integers(block.w, kq));
+    let (p, q, to_scale) = weighted_integers::<R>(&block.wx, block.w, WEIGHT_FULL)?;
     Some((Ranked { u, p, q: Some(q) }, to_scale))
 }
 
@@ -281,10 +276,7 @@ pub(super) fn iq4_nl_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
         unreachable!("one block of 32");
     };
-    let mut uniform = true;
-    for &v in ws {
-        uniform &= v == ws[0];
-    }
+    let uniform = all_equal(ws);
     let max = R::signed_max(xs);
     let id0 = inverse_scale(max / -127.0);
     let Some((block, (ranked, to_scale))) =
@@ -343,14 +335,7 @@ fn write<R: Scores>(block: &Block, e_reference: f32, best: (f32, Option<f32>), o
     if e_reference - best.0 < EXACT_BELOW * e_reference + TINY {
         let mut reference = [0u8; 18];
         scalar::iq4_nl_nearest(block.x, &mut reference);
-        let (mut y, mut y_reference) = ([0.0f32; QK], [0.0f32; QK]);
-        scalar::iq4_nl_dequantize(out, &mut y);
-        scalar::iq4_nl_dequantize(&reference, &mut y_reference);
-        if search::weighted_error(block.x, block.w, &y_reference)
-            <= search::weighted_error(block.x, block.w, &y)
-        {
-            out[..18].copy_from_slice(&reference);
-        }
+        search::keep_the_better(block.x, block.w, out, &reference, scalar::iq4_nl_dequantize);
     }
 }
 
@@ -376,32 +361,13 @@ pub(super) fn iq4_nl_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_arch = "x86_64")]
-    use crate::quant::f32_scores::tests::simd_and_portable_agree;
-    use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on,
-        never_worse_than_nearest_and_as_good_as_the_reference, the_reference_decides,
-        threads_do_not_change,
-    };
+    use crate::quant::f32_scores::tests::{Kernels, fast_search_tests, the_reference_decides};
 
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn avx2_and_portable_give_the_same_bytes() {
-        simd_and_portable_agree(
-            18,
-            crate::quant::int_search_x86::iq4_nl_search,
-            iq4_nl_portable,
-        );
-    }
-
-    #[test]
-    fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        never_worse_than_nearest_and_as_good_as_the_reference(&kernels());
-    }
-
-    #[test]
-    fn threads_do_not_change_the_bytes() {
-        threads_do_not_change(crate::format::Format::IQ4_NL, iq4_nl);
+    fast_search_tests! {
+        format: crate::format::Format::IQ4_NL, kernels: kernels(),
+        simd: crate::quant::int_search_x86::iq4_nl_search, portable: iq4_nl_portable,
+        real_stride: 16,
+        every_block: as_good_as_the_reference_on_every_block_of_every_real_tensor
     }
 
     #[test]
@@ -423,21 +389,6 @@ mod tests {
             reference: search::iq4_nl,
             dequantize: scalar::iq4_nl_dequantize,
         }
-    }
-
-    /// Every 16th block of every real tensor (the reference search is slow:
-    /// the whole check is the ignored test below).
-    #[test]
-    fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(kernels(), 16);
-    }
-
-    /// Every block of every real tensor (minutes; `cargo test --release --
-    /// --ignored iq4_nl`).
-    #[test]
-    #[ignore]
-    fn as_good_as_the_reference_on_every_block_of_every_real_tensor() {
-        as_good_as_the_reference_on(kernels(), 1);
     }
 
     #[test]

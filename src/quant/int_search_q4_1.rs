@@ -29,7 +29,7 @@
 //! take the reference search.
 
 use super::f32_scores::{lane_sum, stored};
-use super::int_rank::{FULL, Integers, MAX_CANDIDATES, key, largest};
+use super::int_rank::{FULL, Integers, MAX_CANDIDATES, all_equal, key, largest, weighted_integers};
 use super::scalar::{self, QK, inverse_scale, min_max};
 use super::search;
 
@@ -328,9 +328,9 @@ fn ranked<R: Scores>(block: &Block, uniform: bool) -> Option<(Ranked, f32, f32)>
         *s = v - block.min;
     }
     let t = R::integers(&shifted, 15.0 * 2048.0 / range);
-    let kp = FULL / largest(&block.wc);
     if uniform {
         // The weights are all w: P = w·(x − mean)·kp, Q = 1, n = 32.
+        let kp = FULL / largest(&block.wc);
         let p = R::integers(&block.wc, kp);
         let to_scale = 1.0 / (kp * block.w[0]);
         return (kp.is_finite() && to_scale.is_normal()).then_some((
@@ -339,12 +339,7 @@ fn ranked<R: Scores>(block: &Block, uniform: bool) -> Option<(Ranked, f32, f32)>
             QK as f32,
         ));
     }
-    let kq = FULL / largest(block.w);
-    let to_scale = kq / kp;
-    if !(kp.is_finite() && kq.is_finite() && to_scale.is_normal()) {
-        return None;
-    }
-    let (p, q) = (R::integers(&block.wc, kp), R::integers(block.w, kq));
+    let (p, q, to_scale) = weighted_integers::<R>(&block.wc, block.w, FULL)?;
     let n: i32 = q.iter().map(|&v| i32::from(v)).sum();
     Some((Ranked { t, p, q: Some(q) }, to_scale, n as f32))
 }
@@ -355,10 +350,7 @@ pub(super) fn q4_1_with<R: Scores>(x: &[f32], w: &[f32], out: &mut [u8]) {
     let (Ok(xs), Ok(ws)) = (<&[f32; QK]>::try_from(x), <&[f32; QK]>::try_from(w)) else {
         unreachable!("one block of 32");
     };
-    let mut uniform = true;
-    for &v in ws {
-        uniform &= v == ws[0];
-    }
+    let uniform = all_equal(ws);
     let Some((block, (ranked, to_scale, n))) =
         Block::of::<R>(xs, ws).and_then(|b| ranked::<R>(&b, uniform).map(|r| (b, r)))
     else {
@@ -412,13 +404,7 @@ fn write<R: Scores>(block: &Block, e_nearest: f32, best: (f32, Option<Candidate>
     if e_nearest - best.0 < EXACT_BELOW * e_nearest + TINY {
         let mut near = [0u8; 20];
         scalar::q4_1_nearest(block.x, &mut near);
-        let (mut y, mut y_near) = ([0.0f32; QK], [0.0f32; QK]);
-        scalar::q4_1_dequantize(out, &mut y);
-        scalar::q4_1_dequantize(&near, &mut y_near);
-        if search::weighted_error(block.x, block.w, &y_near)
-            <= search::weighted_error(block.x, block.w, &y)
-        {
-            out[..20].copy_from_slice(&near);
+        if search::keep_the_better(block.x, block.w, out, &near, scalar::q4_1_dequantize) {
             return;
         }
     }
@@ -450,28 +436,12 @@ pub(super) fn q4_1_portable(x: &[f32], w: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_arch = "x86_64")]
-    use crate::quant::f32_scores::tests::simd_and_portable_agree;
-    use crate::quant::f32_scores::tests::{
-        Kernels, as_good_as_the_reference_on,
-        never_worse_than_nearest_and_as_good_as_the_reference, the_reference_decides,
-        threads_do_not_change,
-    };
+    use crate::quant::f32_scores::tests::{Kernels, fast_search_tests, the_reference_decides};
 
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn avx2_and_portable_give_the_same_bytes() {
-        simd_and_portable_agree(20, crate::quant::int_search_x86::q4_1_search, q4_1_portable);
-    }
-
-    #[test]
-    fn never_worse_than_nearest_on_any_block_and_as_good_as_the_reference() {
-        never_worse_than_nearest_and_as_good_as_the_reference(&kernels());
-    }
-
-    #[test]
-    fn threads_do_not_change_the_bytes() {
-        threads_do_not_change(crate::format::Format::Q4_1, q4_1);
+    fast_search_tests! {
+        format: crate::format::Format::Q4_1, kernels: kernels(),
+        simd: crate::quant::int_search_x86::q4_1_search, portable: q4_1_portable, real_stride: 16,
+        every_block: as_good_as_the_reference_on_every_block_of_every_real_tensor
     }
 
     #[test]
@@ -520,20 +490,5 @@ mod tests {
             reference: search::q4_1,
             dequantize: scalar::q4_1_dequantize,
         }
-    }
-
-    /// Every 16th block of every real tensor (the reference search is slow:
-    /// the whole check is the ignored test below).
-    #[test]
-    fn as_good_as_the_reference_on_every_real_tensor() {
-        as_good_as_the_reference_on(kernels(), 16);
-    }
-
-    /// Every block of every real tensor (minutes; `cargo test --release --
-    /// --ignored q4_1`).
-    #[test]
-    #[ignore]
-    fn as_good_as_the_reference_on_every_block_of_every_real_tensor() {
-        as_good_as_the_reference_on(kernels(), 1);
     }
 }

@@ -15,6 +15,27 @@ pub(super) fn weighted_error(x: &[f32], w: &[f32], restored: &[f32]) -> f64 {
         .sum()
 }
 
+/// Where the block `other` (its first `other.len()` bytes) leaves no more
+/// weighted error than the block in `out`, compared exactly in f64, copies
+/// it over `out`'s and says so: the fast searches' decision between two
+/// scores too close for their f32 sums.
+pub(super) fn keep_the_better(
+    x: &[f32; QK],
+    w: &[f32; QK],
+    out: &mut [u8],
+    other: &[u8],
+    dequantize: fn(&[u8], &mut [f32]),
+) -> bool {
+    let (mut y, mut y_other) = ([0.0f32; QK], [0.0f32; QK]);
+    dequantize(out, &mut y);
+    dequantize(other, &mut y_other);
+    let better = weighted_error(x, w, &y_other) <= weighted_error(x, w, &y);
+    if better {
+        out[..other.len()].copy_from_slice(other);
+    }
+    better
+}
+
 /// f16-rounds a scale.
 fn stored(v: f32) -> f32 {
     f16_value(f16_bits(v))
