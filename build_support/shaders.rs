@@ -928,7 +928,8 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             "    Kernel {{ name: {:?}, label: c{:?}, spirv: include_bytes!({:?}), \
              family: Family::{}, grid: {grid}, needs: Needs {{ storage_16bit: {}, \
              float16: {}, rounding_rte_f16: {}, rounding_rte_f32: {}, denorm_preserve_f16: {}, \
-             denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {} }}, \
+             denorm_preserve_f32: {}, vulkan_memory_model: {}, cooperative_matrix: {}, \
+             subgroup_arithmetic: {} }}, \
              push_bytes: {}, workgroup_bytes: {}, matmul_tile: MatmulTile {{ tokens: {}, \
              outputs: {}, x_f16: {} }} }},",
             v.name,
@@ -943,6 +944,7 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
             has(spirv::CAPABILITY_DENORM_PRESERVE) && facts.denorm_preserve_widths.contains(&32),
             has(spirv::CAPABILITY_VULKAN_MEMORY_MODEL),
             has(spirv::CAPABILITY_COOPERATIVE_MATRIX),
+            has(spirv::CAPABILITY_GROUP_NON_UNIFORM_ARITHMETIC),
             facts.push_bytes,
             facts.workgroup_bytes,
             matmul_tile(v.file, &v.defines).unwrap_or((0, 0)).0,

@@ -27,6 +27,10 @@ const EXECUTION_MODE_ROUNDING_RTE: u32 = 4462;
 
 /// SPIR-V capability: f16 arithmetic (the device needs shaderFloat16).
 pub const CAPABILITY_FLOAT16: u32 = 9;
+/// SPIR-V capability: subgroup arithmetic (reductions and scans across a
+/// subgroup: the device needs VK_SUBGROUP_FEATURE_ARITHMETIC_BIT in compute
+/// shaders).
+pub const CAPABILITY_GROUP_NON_UNIFORM_ARITHMETIC: u32 = 63;
 /// SPIR-V capability: 16-bit loads and stores of storage buffers (the
 /// device needs storageBuffer16BitAccess).
 pub const CAPABILITY_STORAGE_16BIT: u32 = 4433;

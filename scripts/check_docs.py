@@ -263,11 +263,54 @@ def rust_test_exists(root, name):
         if not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+            text = f.read()
+        lines = text.split("\n")
         for i, line in enumerate(lines):
             if fn.match(line) and (not needs_attribute or "#[test]" in "".join(lines[max(0, i - 4):i])):
                 return True
+        if needs_attribute and parts[-1] in macro_tests(root, text):
+            return True
     return False
+
+
+def test_macros(root):
+    """The `macro_rules!` of src/ that define #[test] fns: name -> the text of
+    each definition's body."""
+    macros = {}
+    for dirpath, _, files in os.walk(os.path.join(root, "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    text = f.read()
+                for m in re.finditer(r"macro_rules!\s+(\w+)\s*\{", text):
+                    body = text[m.end():]
+                    depth, end = 1, 0
+                    for end, ch in enumerate(body):
+                        depth += {"{": 1, "}": -1}.get(ch, 0)
+                        if depth == 0:
+                            break
+                    if "#[test]" in body[:end]:
+                        macros[m.group(1)] = body[:end]
+    return macros
+
+
+def macro_tests(root, text):
+    """The names of the #[test] fns that the test macros invoked in `text`
+    define: a literal `fn name(`, or `fn $param(` where the macro's matcher
+    binds `key: $param:ident` and the invocation passes `key: name`."""
+    names = set()
+    for macro, body in test_macros(root).items():
+        for m in re.finditer(rf"\b{macro}!\s*\{{", text):
+            args = text[m.end():text.find("}", m.end())]
+            for f in re.finditer(r"#\[test\][^{]*?fn\s+(\$?)(\w+)\s*\(", body):
+                if not f.group(1):
+                    names.add(f.group(2))
+                else:
+                    key = re.search(rf"(\w+)\s*:\s*\${f.group(2)}:ident", body)
+                    bound = key and re.search(rf"\b{key.group(1)}\s*:\s*(\w+)", args)
+                    if bound:
+                        names.add(bound.group(1))
+    return names
 
 
 def paragraphs(lines):

@@ -173,7 +173,7 @@ fn chosen(ctx: &nyxq::context::Context, s: AdamSettings, n: usize) -> DeviceAdam
     let expected = if ctx.force_compat() {
         candidates[candidates.len() - 1]
     } else {
-        let runs = |&&k: &&KernelId| adam_choice::runs_on(engine, k);
+        let runs = |&&k: &&KernelId| engine.variant_supported(k);
         *candidates.iter().find(runs).unwrap()
     };
     assert_eq!(adam.kernel(), expected, "the self-test's choice");
@@ -202,7 +202,7 @@ fn compare_runs(
         .chain(adam_choice::experiments(layout))
         .copied()
         .filter(|&k| every_kernel && !ctx.force_compat() && k != chosen_kernel)
-        .filter(|&k| adam_choice::runs_on(engine, k));
+        .filter(|&k| engine.variant_supported(k));
     for kernel in others {
         let fresh = || DeviceAdam::new(engine, s, n, kernel).unwrap();
         compare_run(engine, &fresh(), steps, gradient);
@@ -310,7 +310,7 @@ fn checks_catch_a_skewed_unit() {
             KernelId::ADAM_F32_Q8_RTE_WIDE_SKEWED,
         ),
     ] {
-        if adam_choice::runs_on(engine, kernel) {
+        if engine.variant_supported(kernel) {
             let s = settings(state);
             let adam = DeviceAdam::new(engine, s, n, kernel).unwrap();
             compare_run(engine, &adam, 7, gradient);
@@ -347,7 +347,7 @@ fn dp_arithmetic_equals_the_host_where_subnormals_are_kept() {
             KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
         ),
     ] {
-        if adam_choice::runs_on(engine, kernel) {
+        if engine.variant_supported(kernel) {
             let s = settings(state);
             for g in [gradient, ordinary] {
                 compare_run(
@@ -386,7 +386,7 @@ fn probe_redone_on_the_bits() {
         KernelId::ADAM_F32_F32_RTE_DP_X4_PROBE,
         KernelId::ADAM_F32_F32_RTE_FMA_X4_PROBE,
     ] {
-        if !adam_choice::runs_on(engine, kernel) {
+        if !engine.variant_supported(kernel) {
             eprintln!("probe {kernel}: not supported here");
             continue;
         }

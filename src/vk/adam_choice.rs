@@ -75,35 +75,6 @@ pub fn measurement_twins(layout: StateLayout) -> &'static [KernelId] {
     }
 }
 
-/// The step kernels that reduce with subgroup arithmetic.
-const SUBGROUP_KERNELS: [KernelId; 17] = [
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE,
-    KernelId::ADAM_F32_Q8_RTE_WIDE,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_SKEWED,
-    KernelId::ADAM_F32_Q8_RTE_WIDE_SKEWED,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_UPDATE,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_CODES,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_ALL,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_FAST_CODES,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_GLOBAL_TABLES,
-    KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_RAW,
-    KernelId::ADAM_F32_Q8_RTE_DP_FMA_LANES,
-    KernelId::ADAM_F32_Q8_RTE_FMA_LANES,
-    KernelId::ADAM_F32_Q8_RTE_FMA_LANES_SKEWED,
-    KernelId::ADAM_F32_Q8_RTE_DP_LANES,
-    KernelId::ADAM_F32_Q8_RTE_DP_LANES_UNDECLARED,
-    KernelId::ADAM_F32_Q8_RTE_LANES_FAST_CODES,
-    KernelId::ADAM_F32_Q8_RTE_LANES_SKEWED,
-];
-
-/// Whether `engine`'s device can run the step kernel `kernel`: the
-/// features of its SPIR-V, and subgroup arithmetic in compute shaders
-/// where it reduces with it.
-pub fn runs_on(engine: &Engine, kernel: KernelId) -> bool {
-    engine.variant_supported(kernel)
-        && (!SUBGROUP_KERNELS.contains(&kernel) || engine.matvec().subgroup_supported())
-}
-
 /// A device optimizer for `len` parameters, its kernel chosen (and tested
 /// first, at the first optimizer of its layout on this engine); only the
 /// kernel on the bits alone with `force_compat`.
@@ -134,7 +105,7 @@ fn choose(engine: &Arc<Engine>, layout: StateLayout, force_compat: bool) -> Resu
     let tried = all
         .iter()
         .copied()
-        .filter(|&k| (k == compat || !force_compat) && runs_on(engine, k));
+        .filter(|&k| (k == compat || !force_compat) && engine.variant_supported(k));
     let mut failures = Vec::new();
     for kernel in tried {
         match disagreement(engine, layout, kernel)? {

@@ -101,7 +101,8 @@ impl Engine {
     /// Vulkan memory model; cooperative matrices, with the configuration and
     /// subgroup size the `_coop` kernels use) or reported by it
     /// (round-to-nearest-even declarable for f16 or f32, subnormal
-    /// preservation for f16 or f32), and its workgroup memory fits
+    /// preservation for f16 or f32, subgroup arithmetic in compute shaders
+    /// with subgroups of 4 to 128), and its workgroup memory fits
     /// maxComputeSharedMemorySize.
     pub fn variant_supported(&self, kernel: KernelId) -> bool {
         let needs = kernel.kernel().needs;
@@ -121,6 +122,10 @@ impl Engine {
             (
                 needs.cooperative_matrix,
                 enabled(Feature::CooperativeMatrix) && info.cooperative_matmul_possible(),
+            ),
+            (
+                needs.subgroup_arithmetic,
+                self.matvec().subgroup_supported(),
             ),
         ]
         .iter()

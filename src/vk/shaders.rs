@@ -145,6 +145,10 @@ pub struct Needs {
     pub vulkan_memory_model: bool,
     /// VK_KHR_cooperative_matrix (cooperativeMatrix): matrix units.
     pub cooperative_matrix: bool,
+    /// Subgroup arithmetic in compute shaders (SPIR-V
+    /// GroupNonUniformArithmetic: reductions across a subgroup), with
+    /// subgroups of 4 to 128 invocations.
+    pub subgroup_arithmetic: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
@@ -284,6 +288,26 @@ mod tests {
                 "dequantize_q5_0_f16_rte"
             ]
         );
+    }
+
+    #[test]
+    fn the_subgroup_reductions_and_only_they_need_subgroup_arithmetic() {
+        // Read from each kernel's SPIR-V: the matrix-vector `_subgroup` and
+        // `_dot` variants and the 8-bit Adam kernels that reduce a block in
+        // a subgroup (all but the twin that cuts every reduction out).
+        for kernel in KernelId::all() {
+            let name = kernel.name();
+            let reduces = (name.starts_with("matvec_")
+                && (name.ends_with("_subgroup") || name.contains("_dot")))
+                || (name.starts_with("adam_f32_q8_")
+                    && (name.contains("_wide") || name.contains("_lanes"))
+                    && !name.ends_with("_cut_all"));
+            assert_eq!(
+                kernel.kernel().needs.subgroup_arithmetic,
+                reduces,
+                "{kernel}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use nyxq::Result;
 use nyxq::train::adam::{AdamSettings, STATE_BLOCK, StateFormat, StateLayout};
 use nyxq::vk::Engine;
 use nyxq::vk::adam::DeviceAdam;
-use nyxq::vk::adam_choice::{candidates, experiments, measurement_twins, runs_on};
+use nyxq::vk::adam_choice::{candidates, experiments, measurement_twins};
 use nyxq::vk::memory::Buffer;
 use nyxq::vk::ranges::BufferRange;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ pub fn rows(engine: &Arc<Engine>, n: usize, iterations: usize) -> Result<Vec<Row
             .chain(experiments(layout))
             .chain(measurement_twins(layout));
         for &kernel in kernels {
-            if !runs_on(engine, kernel) {
+            if !engine.variant_supported(kernel) {
                 continue;
             }
             let adam = DeviceAdam::new(engine, settings, n, kernel)?;
