@@ -263,6 +263,138 @@ mod tests {
         p.hull.iter().map(|c| c.format).collect()
     }
 
+    fn start(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Prepared {
+        prepare(t, hw, policy).unwrap()
+    }
+
+    #[test]
+    fn an_unavailable_preferred_format_says_why_and_climbs_to_the_next_size() {
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        // Forbidden by the policy: the next format of at least its bits.
+        let policy = Policy {
+            min_snr_db: 10.0,
+            allowed: vec![Format::F32, Format::F16, Format::Q4_0],
+            default_format: Some(Format::Q8_0),
+            ..Policy::default()
+        };
+        let p = start(&t, &hw, &policy);
+        assert_eq!(
+            p.start_reason,
+            "preferred Q8_0 unavailable (Q8_0 is not allowed by the policy) → F16"
+        );
+        assert_eq!(p.hull[0].format, Format::F16);
+        // Allowed but not on this device: the device's reason.
+        let mut no_fp16 = hw.clone();
+        no_fp16.fp16_arithmetic = false;
+        let policy = Policy {
+            allowed: vec![Format::F32, Format::F16, Format::Q8_0],
+            default_format: Some(Format::F16),
+            ..policy
+        };
+        let p = start(&t, &no_fp16, &policy);
+        assert_eq!(
+            p.start_reason,
+            "preferred F16 unavailable (F16 not used: the device has no FP16 arithmetic) → F32"
+        );
+    }
+
+    #[test]
+    fn a_preferred_format_above_every_allowed_one_starts_at_the_largest() {
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 10.0,
+            allowed: vec![Format::Q4_0, Format::Q8_0],
+            fallback_to_fp32: false,
+            default_format: Some(Format::F16),
+            ..Policy::default()
+        };
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let p = start(&t, &hw, &policy);
+        assert_eq!(
+            p.start_reason,
+            "preferred F16 unavailable (F16 is not allowed by the policy) → Q8_0"
+        );
+        // Rows that are not whole blocks of the preferred format say so.
+        let policy = Policy {
+            allowed: vec![Format::F32, Format::F16, Format::Q8_0],
+            default_format: Some(Format::Q8_0),
+            ..policy
+        };
+        let odd = TensorDesc::new("w", Role::Mlp, &[64, 48]).unwrap();
+        let p = start(&odd, &hw, &policy);
+        assert_eq!(
+            p.start_reason,
+            "preferred Q8_0 unavailable (rows of 48 are not whole Q8_0 blocks) → F16"
+        );
+    }
+
+    #[test]
+    fn a_threshold_nothing_reaches_keeps_the_most_accurate_without_fp32() {
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 100.0,
+            allowed: vec![Format::Q4_0, Format::Q8_0],
+            fallback_to_fp32: false,
+            ..Policy::default()
+        };
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let p = start(&t, &hw, &policy);
+        assert_eq!(p.hull[0].format, Format::Q8_0);
+        assert_eq!(
+            p.start_reason,
+            "no allowed format reaches 100.0 dB and fallback_to_fp32 is off: keeps Q8_0 (SNR 45.3 dB)"
+        );
+    }
+
+    #[test]
+    fn norms_are_exact_and_overrides_keep_their_error_source() {
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let norm = TensorDesc::new("ln", Role::Norm, &[64]).unwrap();
+        let p = start(&norm, &hw, &Policy::default());
+        assert_eq!((p.source, p.fixed), (ErrorSource::Exact, true));
+        assert_eq!(p.start_reason, "F32: norms and biases stay FP32");
+        let policy = Policy {
+            overrides: Policy::parse_overrides("w=q8_0").unwrap(),
+            ..Policy::default()
+        };
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let p = start(&t, &hw, &policy);
+        assert_eq!((p.source, p.fixed), (ErrorSource::Estimated, true));
+        assert_eq!(p.hull[0].format, Format::Q8_0);
+    }
+
+    #[test]
+    fn only_quantized_choices_carry_a_master_copy_in_training() {
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = |preferred| Policy {
+            training: true,
+            master_weights: true,
+            min_snr_db: 10.0,
+            allowed: vec![Format::F32, Format::Q8_0],
+            default_format: Some(preferred),
+            ..Policy::default()
+        };
+        let numel = 64 * 64;
+        let of = |f: Format| start(&t, &hw, &policy(f)).hull[0].clone();
+        let (f32, q8) = (of(Format::F32), of(Format::Q8_0));
+        assert_eq!((f32.format, q8.format), (Format::F32, Format::Q8_0));
+        let policy = policy(Format::F32);
+        assert_eq!(
+            f32.bytes - f32.weight_bytes,
+            policy.training_extra(numel, false)
+        );
+        assert_eq!(
+            q8.bytes - q8.weight_bytes,
+            policy.training_extra(numel, true)
+        );
+        assert_eq!(
+            policy.training_extra(numel, true) - policy.training_extra(numel, false),
+            4 * numel
+        );
+    }
+
     #[test]
     fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
         let inf = f64::INFINITY;
