@@ -339,22 +339,18 @@ const COOP128: CoopShape = CoopShape {
     extra: &[],
 };
 
-/// The shape the self-test tries before [`COOP128`] for the products of
-/// [`STAGED_COOP_FIRST`] (a measurement-only shape for the rest of
-/// [`COOP_EXPERIMENT_FORMATS`]): 16 subgroups of 32 × 32 (twice `_coop128`'s
-/// subgroups, half the accumulators each), slices of 64 staged once, f16
-/// pairs in 32-bit words, X rounded to f16 once before it (half X's bytes).
-/// The fastest shape measured on an NVIDIA H100 (docs/performance.md).
+/// The shape the self-test tries before [`COOP128`] for every matmul: 16
+/// subgroups of 32 × 32 (twice `_coop128`'s subgroups, half the accumulators
+/// each), slices of 64 staged once, f16 pairs in 32-bit words, X rounded to
+/// f16 once before it (half X's bytes). Faster than `_coop128` for every
+/// format, forward and backward, on an NVIDIA H100 (1.6 to 2.8 times at 512
+/// and 2048 tokens, docs/performance.md).
 const COOP128_STAGED: CoopShape = CoopShape {
     suffix: "_coop128_sg16_k64_x16",
     frag_m: 2,
     extra: &["PACKED", "STAGED", "TILE_K=64u", "X_F16"],
     ..COOP128
 };
-
-/// The products with a [`COOP128_STAGED`] kernel tried first, as (op, format
-/// tag): those measured faster with it than with [`COOP128`].
-const STAGED_COOP_FIRST: &[(&str, &str)] = &[("Matmul", "q4_0"), ("Matmul", "f16")];
 
 /// The formats whose measurement-only matmul shapes are built: those the
 /// issue's benchmark compares.
@@ -389,8 +385,8 @@ const COOP_EXPERIMENTS: &[CoopShape] = &[
 
 /// The matmul variants of `tag`, forward (`matmul_`) and backward
 /// (`matmul_t_`): with cooperative matrices on tiles of 128
-/// (`_coop128_sg16_k64_x16` for the products of [`STAGED_COOP_FIRST`],
-/// then `_coop128`) and of 64 (`_coop`), then the compatible one; with
+/// (`_coop128_sg16_k64_x16`, then `_coop128`) and of 64 (`_coop`), then
+/// the compatible one; with
 /// NYXQ_SHADER_EXPERIMENTS=1 also the measurement-only shapes of
 /// [`COOP_EXPERIMENTS`].
 fn matmul_variants(tag: &'static str) -> Vec<Variant> {
@@ -419,10 +415,7 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
                 roles,
             )
         };
-        let staged_first = STAGED_COOP_FIRST.contains(&(op, tag));
-        if staged_first {
-            v.push(coop(&COOP128_STAGED, &role));
-        }
+        v.push(coop(&COOP128_STAGED, &role));
         v.push(coop(&COOP128, &role));
         v.push(variant(
             format!("{name}_coop"),
@@ -432,8 +425,7 @@ fn matmul_variants(tag: &'static str) -> Vec<Variant> {
         ));
         v.push(variant(name.clone(), "matmul.comp", &defines, &role));
         if experiments {
-            let staged = (!staged_first).then_some(&COOP128_STAGED);
-            for shape in COOP_EXPERIMENTS.iter().chain(staged) {
+            for shape in COOP_EXPERIMENTS {
                 v.push(coop(shape, &[Role::Experiment { op, tag }]));
             }
         }

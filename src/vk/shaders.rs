@@ -322,28 +322,19 @@ mod tests {
                 assert_eq!(kernel.kernel().family, Family::Matmul, "{kernel}");
             }
         }
-        assert_eq!(
-            fast_kernels(Op::MatmulTransposed, Format::Q4_0),
-            [
-                KernelId::MATMUL_T_Q4_0_F32_COOP128,
-                KernelId::MATMUL_T_Q4_0_F32_COOP
-            ]
-        );
-        assert_eq!(
-            fast_kernels(Op::Matmul, Format::Q4_0),
-            [
-                KernelId::MATMUL_Q4_0_F32_COOP128_SG16_K64_X16,
-                KernelId::MATMUL_Q4_0_F32_COOP128,
-                KernelId::MATMUL_Q4_0_F32_COOP
-            ]
-        );
-        assert_eq!(
-            fast_kernels(Op::Matmul, Format::Q4_1),
-            [
-                KernelId::MATMUL_Q4_1_F32_COOP128,
-                KernelId::MATMUL_Q4_1_F32_COOP
-            ]
-        );
+        // Every matmul tries the staged shape, then `_coop128`, then `_coop`.
+        for format in crate::format::ALL_FORMATS {
+            for (op, prefix) in [(Op::Matmul, "matmul"), (Op::MatmulTransposed, "matmul_t")] {
+                let base = format!("{prefix}_{}_f32", format.name().to_lowercase());
+                let names: Vec<&str> = fast_kernels(op, format).iter().map(|k| k.name()).collect();
+                let expected = [
+                    format!("{base}_coop128_sg16_k64_x16"),
+                    format!("{base}_coop128"),
+                    format!("{base}_coop"),
+                ];
+                assert_eq!(names, expected, "{op:?} {}", format.name());
+            }
+        }
         assert_eq!(
             compatible_kernel(Op::Matmul, Format::F32),
             Some(KernelId::MATMUL_F32_F32)
