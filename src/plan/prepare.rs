@@ -395,6 +395,98 @@ mod tests {
         );
     }
 
+    /// Measured SNRs: `given` for their formats, 10 dB for the rest.
+    fn measured(given: &[(Format, f64)]) -> [f64; ALL_FORMATS.len()] {
+        let mut snr = [10.0; ALL_FORMATS.len()];
+        snr[Format::F32 as usize] = f64::INFINITY;
+        for &(f, db) in given {
+            snr[f as usize] = db;
+        }
+        snr
+    }
+
+    #[test]
+    fn a_start_below_the_threshold_climbs_one_size_at_a_time() {
+        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        t.measured_snr_db = Some(measured(&[
+            (Format::Q4_0, 20.0),
+            (Format::Q5_0, 26.0),
+            (Format::Q8_0, 40.0),
+        ]));
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = |min_snr_db| Policy {
+            min_snr_db,
+            allowed: vec![Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0],
+            default_format: Some(Format::Q4_0),
+            adaptive: false,
+            ..Policy::default()
+        };
+        let p = start(&t, &hw, &policy(30.0));
+        assert_eq!(
+            p.start_reason,
+            "preferred Q4_0; Q4_0 SNR 20.0 dB < 30.0 dB threshold → Q5_0; \
+             Q5_0 SNR 26.0 dB < 30.0 dB threshold → Q8_0"
+        );
+        assert_eq!(p.hull[0].format, Format::Q8_0);
+        assert_eq!(p.source, ErrorSource::Measured);
+        // A threshold the last step meets exactly is reached.
+        let p = start(&t, &hw, &policy(40.0));
+        assert_eq!(p.hull[0].format, Format::Q8_0);
+        assert!(p.start_reason.ends_with("→ Q8_0"), "{}", p.start_reason);
+    }
+
+    #[test]
+    fn an_f32_start_alone_is_exact() {
+        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = |format| Policy {
+            default_format: Some(format),
+            adaptive: false,
+            ..Policy::default()
+        };
+        assert_eq!(
+            start(&t, &hw, &policy(Format::F32)).source,
+            ErrorSource::Exact
+        );
+        assert_eq!(
+            start(&t, &hw, &policy(Format::Q8_0)).source,
+            ErrorSource::Estimated
+        );
+    }
+
+    /// The hull of a 64 × 64 tensor over F32, Q8_0, Q5_0 and Q4_0 with the
+    /// measured SNRs given.
+    fn hull_of(given: &[(Format, f64)]) -> Vec<Format> {
+        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        t.measured_snr_db = Some(measured(given));
+        let policy = Policy {
+            min_snr_db: 10.0,
+            allowed: vec![Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0],
+            ..Policy::default()
+        };
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        start(&t, &hw, &policy)
+            .hull
+            .iter()
+            .map(|c| c.format)
+            .collect()
+    }
+
+    #[test]
+    fn the_hull_drops_a_point_above_its_neighbours_segment_and_keeps_one_below() {
+        // Bytes 16384, 4352, 2816, 2304; errors 0, 1e-4, then Q5_0's, 5e-3.
+        // On the segment from Q8_0 to Q4_0, 2816 bytes sits at 3.775e-3.
+        let (q8, q4) = ((Format::Q8_0, 40.0), (Format::Q4_0, 23.0103));
+        assert_eq!(
+            hull_of(&[q8, (Format::Q5_0, 23.98), q4]),
+            [Format::F32, Format::Q8_0, Format::Q4_0]
+        );
+        assert_eq!(
+            hull_of(&[q8, (Format::Q5_0, 30.0), q4]),
+            [Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0]
+        );
+    }
+
     #[test]
     fn the_hull_keeps_convex_options_and_drops_dominated_ones() {
         let inf = f64::INFINITY;

@@ -188,6 +188,38 @@ mod tests {
     use crate::plan::{Hardware, Plan, Policy};
 
     #[test]
+    fn shrinking_lowers_device_tensors_only() {
+        use crate::format::Format;
+        use crate::plan::Placement;
+        let tensors = (0..6)
+            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
+            .collect();
+        let model = Model::new("m", tensors).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 40.0,
+            allow_host_offload: true,
+            device_cap_bytes: 1 << 20,
+            ..Policy::default()
+        };
+        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        // The largest tensor does not fit at 40 dB and stays FP32 on the host.
+        let on_host: Vec<_> = plan
+            .entries
+            .iter()
+            .filter(|e| e.placement == Placement::Host)
+            .map(|e| (e.name.clone(), e.format))
+            .collect();
+        assert_eq!(on_host, [("w5".to_string(), Format::F32)]);
+        let budget = plan.device_bytes * 3 / 4;
+        let smaller = plan.replan(budget).unwrap();
+        assert!(smaller.device_bytes <= budget);
+        // What was on the host is untouched: lowering it frees no device bytes.
+        let w5 = smaller.entries.iter().find(|e| e.name == "w5").unwrap();
+        assert_eq!((w5.format, w5.placement), (Format::F32, Placement::Host));
+    }
+
+    #[test]
     fn a_replanned_plan_keeps_the_policy_it_was_made_with() {
         let tensors = (0..4)
             .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256]).unwrap())
