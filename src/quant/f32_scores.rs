@@ -327,6 +327,27 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn ordinary_blocks_take_the_fast_scoring_with_their_energy() {
+        // The lanes add in the AVX2 kernel's order: 1e8 + 1 is 1e8 in f32,
+        // so these lanes sum to 2 in that order and to 1 from left to right.
+        let lanes = [1e8, 1.0, 1.0, 0.0, -1e8, 0.0, 1.0, 0.0];
+        assert_eq!(lane_sum(&lanes), ((1e8 + 1.0) + (-1e8 + 0.0)) + (1.0 + 1.0));
+        assert_eq!(lane_sum(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]), 36.0);
+        // A block of the real range: scored in f32, with Σw·x² as its energy.
+        for (b, x) in blocks().iter().enumerate().take(64) {
+            let w = weights_of(b);
+            let block = Block::of::<Portable>(x, &w).expect("an ordinary block is scored in f32");
+            let exact = search::weighted_error(x, &w, &[0.0; QK]);
+            let relative = (f64::from(block.energy) - exact).abs() / exact;
+            assert!(
+                relative < 1e-5,
+                "block {b}: {} against {exact}",
+                block.energy
+            );
+        }
+    }
+
+    #[test]
     fn stored_rounds_as_the_f16_conversion() {
         let mut v = 1e-9f32;
         while v < 1e6 {

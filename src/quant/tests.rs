@@ -841,3 +841,16 @@ fn q4_1_stores_the_minimums_sign_as_nearest_does_in_every_rounding() {
         }
     }
 }
+
+#[test]
+fn the_cpu_kernels_are_named_as_detected() {
+    #[cfg(target_arch = "x86_64")]
+    let expected = if super::simd_x86::available() {
+        "avx2+f16c"
+    } else {
+        "portable"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let expected = "portable";
+    assert_eq!(super::cpu_kernels(), expected);
+}
