@@ -264,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn refits_are_the_stored_least_squares_scales() {
+        // Σw·x·l = 3, Σw·l² = 2: the scale 1.5 (an f16); 1/3 rounds to f16.
+        assert_eq!(refit((3.0, 2.0)), 1.5);
+        assert_eq!(refit((1.0, 3.0)), stored(1.0 / 3.0));
+        assert_eq!(refit((-5.0, 4.0)), -1.25);
+        // No levels: no scale.
+        assert_eq!(refit((1.0, 0.0)), 0.0);
+        // The integer sums of candidate 1, in the block's units (×0.5).
+        let mut sums: Sums2 = [[0; 32]; 2];
+        (sums[0][1], sums[1][1]) = (6, 4);
+        assert_eq!(refit_of(&sums, 1, 0.5), 0.75);
+        assert_eq!(refit_of(&sums, 0, 0.5), 0.0);
+    }
+
+    #[test]
     fn levels_are_the_rounded_products() {
         // U·S/2¹⁵ = u·s, rounded half up, clamped: u = 3.5 (U = 3584) at
         // s = 1 (S = 32) is 4; at s = 26/32, 3.5·0.8125 = 2.84 is 3.
