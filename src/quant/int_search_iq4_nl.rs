@@ -392,6 +392,22 @@ mod tests {
     }
 
     #[test]
+    fn indices_and_refits_are_those_of_the_scale_given() {
+        let x: [f32; QK] = std::array::from_fn(|j| (j as f32 - 15.5) * 0.37);
+        let id = 1.0 / 0.05;
+        let q = indices::<Portable>(&x, id);
+        for j in 0..QK {
+            assert_eq!(q[j], scalar::iq4_nl_index(x[j] * id), "element {j}");
+        }
+        // Σw·x·v = 3, Σw·v² = 2: the least-squares scale 1.5; none without
+        // levels.
+        assert_eq!(refit([0.0, 3.0, 2.0]), Some(1.5));
+        assert_eq!(refit([0.0, 1.0, 3.0]), Some(stored(1.0 / 3.0)));
+        assert_eq!(refit([0.0, 1.0, 0.0]), None);
+        assert_eq!(refit([0.0, 0.0, 2.0]), None);
+    }
+
+    #[test]
     fn levels_are_those_of_the_nearest_index() {
         for t in -9000..9000 {
             let expected = scalar::iq4_nl_level(scalar::iq4_nl_index(t as f32 / 64.0));
