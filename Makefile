@@ -41,7 +41,7 @@ MUTANTS_FILES ?= -f src/format.rs -f 'src/quant/*.rs' -f 'src/matvec/*.rs' -f 's
 	-f 'src/train/*.rs' -f src/config.rs -f src/cpu_kernels.rs
 MUTANTS_ARGS ?=
 MUTANTS_OUT := target/mutants
-# MUTANTS_MODULE=train (or config, matvec, plan, cpu_kernels) runs one module with only the tests that
+# MUTANTS_MODULE=train (or config, matvec, plan, quant, cpu_kernels) runs one module with only the tests that
 # reach it, as .cargo/mutants-$(MUTANTS_MODULE).toml lists them.
 ifneq ($(MUTANTS_MODULE),)
 MUTANTS_FILES = --config .cargo/mutants-$(MUTANTS_MODULE).toml
