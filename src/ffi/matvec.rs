@@ -16,6 +16,50 @@ fn dims(rows: u64, cols: u64, batch: u32) -> Result<(usize, usize, usize), Error
     Ok((rows, cols, batch as usize))
 }
 
+/// The arrays of one product as slices: W's bytes, the input, an optional
+/// bias and the output, which overlaps none of them (the inputs may overlap
+/// each other).
+struct Operands<'a> {
+    w: &'a [u8],
+    x: &'a [f32],
+    bias: Option<&'a [f32]>,
+    y: &'a mut [f32],
+}
+
+/// Borrows a product's arrays: `w` of `w.1` bytes, `x` of `x.1` floats,
+/// `bias` of `bias.1` floats or NULL (none), `y` of `y.1` floats, each array
+/// named in errors by its third field; a null array but `bias`, or `y`
+/// overlapping another, is an error.
+///
+/// # Safety
+/// Each non-null pointer holds its length of readable values (`y`: writable),
+/// valid and not written by anyone else for `'a`.
+unsafe fn operands<'a>(
+    w: (*const c_void, usize),
+    x: (*const f32, usize, &'static str),
+    bias: (*const f32, usize),
+    y: (*mut f32, usize, &'static str),
+) -> Result<Operands<'a>, Error> {
+    // SAFETY: the caller's contract: w.1 readable bytes at w.0.
+    let w = unsafe { ptr::slice(w.0.cast::<u8>(), w.1, "w") }?;
+    let x_name = x.2;
+    // SAFETY: the caller's contract: x.1 readable floats at x.0.
+    let x = unsafe { ptr::slice(x.0, x.1, x_name) }?;
+    let bias = if bias.0.is_null() {
+        None
+    } else {
+        // SAFETY: the caller's contract: bias.1 readable floats at bias.0.
+        Some(unsafe { ptr::slice(bias.0, bias.1, "bias") }?)
+    };
+    ptr::check_disjoint((y.0, y.1, y.2), w, "w")?;
+    ptr::check_disjoint((y.0, y.1, y.2), x, x_name)?;
+    ptr::check_disjoint((y.0, y.1, y.2), bias.unwrap_or_default(), "bias")?;
+    // SAFETY: the caller's contract: y.1 writable floats at y.0, disjoint
+    // from the inputs (checked just above).
+    let y = unsafe { ptr::slice_mut(y.0, y.1, y.2) }?;
+    Ok(Operands { w, x, bias, y })
+}
+
 /// y = W·x (+ bias) for `batch` vectors (1 to 8): y[b·rows + r] =
 /// Σ_c W[r][c]·x[b·cols + c] + bias[r].
 ///
@@ -57,22 +101,28 @@ pub extern "C" fn nyxq_matvec(
         let context = handle::get(ctx)?;
         let format = format_arg(format)?;
         let (rows, cols, batch) = dims(rows, cols, batch)?;
-        // SAFETY: the caller passes w_len readable bytes at w.
-        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
-        // SAFETY: the caller passes x_len readable floats at x.
-        let x = unsafe { ptr::slice(x, x_len, "x") }?;
-        let bias = if bias.is_null() {
-            None
-        } else {
-            // SAFETY: the caller passes bias_len readable floats at bias.
-            Some(unsafe { ptr::slice(bias, bias_len, "bias") }?)
-        };
-        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
-        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
-        ptr::check_disjoint((y, y_len, "y"), bias.unwrap_or_default(), "bias")?;
-        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
-        let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
-        matvec::matvec(format, w, rows, cols, x, batch, bias, y, context.threads())
+        // SAFETY: the C contract above: w_len readable bytes at w, x_len and
+        // bias_len readable floats at x and bias (or NULL), y_len writable
+        // floats at y.
+        let o = unsafe {
+            operands(
+                (w, w_len),
+                (x, x_len, "x"),
+                (bias, bias_len),
+                (y, y_len, "y"),
+            )
+        }?;
+        matvec::matvec(
+            format,
+            o.w,
+            rows,
+            cols,
+            o.x,
+            batch,
+            o.bias,
+            o.y,
+            context.threads(),
+        )
     })
 }
 
@@ -99,15 +149,17 @@ pub extern "C" fn nyxq_matvec_transposed(
         let context = handle::get(ctx)?;
         let format = format_arg(format)?;
         let (rows, cols, batch) = dims(rows, cols, batch)?;
-        // SAFETY: the caller passes w_len readable bytes at w.
-        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
-        // SAFETY: the caller passes x_len readable floats at x.
-        let x = unsafe { ptr::slice(x, x_len, "x") }?;
-        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
-        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
-        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
-        let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
-        matvec::matvec_transposed(format, w, rows, cols, x, batch, y, context.threads())
+        // SAFETY: the C contract above: w_len readable bytes at w, x_len
+        // readable floats at x, y_len writable floats at y.
+        let o = unsafe {
+            operands(
+                (w, w_len),
+                (x, x_len, "x"),
+                (std::ptr::null(), 0),
+                (y, y_len, "y"),
+            )
+        }?;
+        matvec::matvec_transposed(format, o.w, rows, cols, o.x, batch, o.y, context.threads())
     })
 }
 
@@ -155,22 +207,28 @@ pub extern "C" fn nyxq_matmul(
         let context = handle::get(ctx)?;
         let format = format_arg(format)?;
         let (rows, cols, tokens) = matmul_dims(rows, cols, tokens)?;
-        // SAFETY: the caller passes w_len readable bytes at w.
-        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
-        // SAFETY: the caller passes x_len readable floats at x.
-        let x = unsafe { ptr::slice(x, x_len, "x") }?;
-        let bias = if bias.is_null() {
-            None
-        } else {
-            // SAFETY: the caller passes bias_len readable floats at bias.
-            Some(unsafe { ptr::slice(bias, bias_len, "bias") }?)
-        };
-        ptr::check_disjoint((y, y_len, "y"), w, "w")?;
-        ptr::check_disjoint((y, y_len, "y"), x, "x")?;
-        ptr::check_disjoint((y, y_len, "y"), bias.unwrap_or_default(), "bias")?;
-        // SAFETY: the caller passes y_len writable floats at y, disjoint from the inputs (checked).
-        let y = unsafe { ptr::slice_mut(y, y_len, "y") }?;
-        matvec::matmul(format, w, rows, cols, x, tokens, bias, y, context.threads())
+        // SAFETY: the C contract above: w_len readable bytes at w, x_len and
+        // bias_len readable floats at x and bias (or NULL), y_len writable
+        // floats at y.
+        let o = unsafe {
+            operands(
+                (w, w_len),
+                (x, x_len, "x"),
+                (bias, bias_len),
+                (y, y_len, "y"),
+            )
+        }?;
+        matvec::matmul(
+            format,
+            o.w,
+            rows,
+            cols,
+            o.x,
+            tokens,
+            o.bias,
+            o.y,
+            context.threads(),
+        )
     })
 }
 
@@ -197,15 +255,17 @@ pub extern "C" fn nyxq_matmul_transposed(
         let context = handle::get(ctx)?;
         let format = format_arg(format)?;
         let (rows, cols, tokens) = matmul_dims(rows, cols, tokens)?;
-        // SAFETY: the caller passes w_len readable bytes at w.
-        let w = unsafe { ptr::slice(w.cast::<u8>(), w_len, "w") }?;
-        // SAFETY: the caller passes dy_len readable floats at dy.
-        let dy = unsafe { ptr::slice(dy, dy_len, "dy") }?;
-        ptr::check_disjoint((dx, dx_len, "dx"), w, "w")?;
-        ptr::check_disjoint((dx, dx_len, "dx"), dy, "dy")?;
-        // SAFETY: the caller passes dx_len writable floats at dx, disjoint from the inputs (checked).
-        let dx = unsafe { ptr::slice_mut(dx, dx_len, "dx") }?;
-        matvec::matmul_transposed(format, w, rows, cols, dy, tokens, dx, context.threads())
+        // SAFETY: the C contract above: w_len readable bytes at w, dy_len
+        // readable floats at dy, dx_len writable floats at dx.
+        let o = unsafe {
+            operands(
+                (w, w_len),
+                (dy, dy_len, "dy"),
+                (std::ptr::null(), 0),
+                (dx, dx_len, "dx"),
+            )
+        }?;
+        matvec::matmul_transposed(format, o.w, rows, cols, o.x, tokens, o.y, context.threads())
     })
 }
 
