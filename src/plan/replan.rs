@@ -191,18 +191,7 @@ mod tests {
     fn shrinking_lowers_device_tensors_only() {
         use crate::format::Format;
         use crate::plan::Placement;
-        let tensors = (0..6)
-            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
-            .collect();
-        let model = Model::new("m", tensors).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
-        let policy = Policy {
-            min_snr_db: 40.0,
-            allow_host_offload: true,
-            device_cap_bytes: 1 << 20,
-            ..Policy::default()
-        };
-        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        let plan = offloading_plan(true);
         // The largest tensor does not fit at 40 dB and stays FP32 on the host.
         let on_host: Vec<_> = plan
             .entries
@@ -217,6 +206,64 @@ mod tests {
         // What was on the host is untouched: lowering it frees no device bytes.
         let w5 = smaller.entries.iter().find(|e| e.name == "w5").unwrap();
         assert_eq!((w5.format, w5.placement), (Format::F32, Placement::Host));
+    }
+
+    /// Six tensors of 64 Ki to 384 Ki parameters planned at 40 dB on a 1 MiB
+    /// device, with host offload: the largest does not fit and stays FP32
+    /// on the host.
+    fn offloading_plan(prefer_device: bool) -> Plan {
+        let tensors = (0..6)
+            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
+            .collect();
+        let model = Model::new("m", tensors).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 40.0,
+            allow_host_offload: true,
+            prefer_device,
+            device_cap_bytes: 1 << 20,
+            ..Policy::default()
+        };
+        Plan::solve(&model, &hw, &policy).unwrap()
+    }
+
+    /// The tensors on the host, by name.
+    fn on_host(plan: &Plan) -> Vec<&str> {
+        use crate::plan::Placement;
+        plan.entries
+            .iter()
+            .filter(|e| e.placement == Placement::Host)
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+
+    fn offload_note(plan: &Plan) -> Option<&String> {
+        plan.notes
+            .iter()
+            .find(|n| n.ends_with("offloaded to host memory"))
+    }
+
+    #[test]
+    fn growing_brings_host_tensors_back_smallest_first_where_they_fit() {
+        let plan = offloading_plan(true);
+        let smaller = plan.replan(plan.device_bytes * 3 / 4).unwrap();
+        assert_eq!(on_host(&smaller), ["w4", "w5"]);
+        let w4 = smaller.entries.iter().find(|e| e.name == "w4").unwrap();
+        // Room for w4 (the smaller) but not w5: w4 comes back alone.
+        let grown = smaller.replan(smaller.device_bytes + w4.bytes).unwrap();
+        assert_eq!(on_host(&grown), ["w5"]);
+        assert!(grown.device_bytes <= smaller.device_bytes + w4.bytes);
+        // Room for everything: nothing stays on the host, and the note goes.
+        let all = smaller.replan(64 << 20).unwrap();
+        assert!(on_host(&all).is_empty(), "{:?}", on_host(&all));
+        assert!(offload_note(&smaller).is_some());
+        assert_eq!(offload_note(&all), None);
+        // Without prefer_device, host tensors stay where they are.
+        let plan = offloading_plan(false);
+        let smaller = plan.replan(plan.device_bytes * 3 / 4).unwrap();
+        let hosted = on_host(&smaller);
+        assert!(!hosted.is_empty());
+        assert_eq!(on_host(&smaller.replan(64 << 20).unwrap()), hosted);
     }
 
     #[test]
