@@ -264,6 +264,16 @@ mod tests {
     }
 
     #[test]
+    fn the_candidates_are_the_documented_divisors() {
+        // −8's side: D = 6.5 to 9.75 in steps of 0.25, S = 4D; 7's side:
+        // D = 6 to 8.5 in steps of 0.5, S = −4D.
+        let minus_eight = (0..14).map(|k| (4.0 * (6.5 + 0.25 * k as f32)) as i16);
+        let seven = (0..6).map(|k| (-4.0 * (6.0 + 0.5 * k as f32)) as i16);
+        let expected: Vec<i16> = minus_eight.chain(seven).collect();
+        assert_eq!(STEPS.to_vec(), expected);
+    }
+
+    #[test]
     fn refits_are_the_stored_least_squares_scales() {
         // Σw·x·l = 3, Σw·l² = 2: the scale 1.5 (an f16); 1/3 rounds to f16.
         assert_eq!(refit((3.0, 2.0)), 1.5);
