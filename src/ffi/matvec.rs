@@ -104,7 +104,7 @@ pub extern "C" fn nyxq_matvec(
         // SAFETY: the C contract above: w_len readable bytes at w, x_len and
         // bias_len readable floats at x and bias (or NULL), y_len writable
         // floats at y.
-        let o = unsafe {
+        let Operands { w, x, bias, y } = unsafe {
             operands(
                 (w, w_len),
                 (x, x_len, "x"),
@@ -112,17 +112,7 @@ pub extern "C" fn nyxq_matvec(
                 (y, y_len, "y"),
             )
         }?;
-        matvec::matvec(
-            format,
-            o.w,
-            rows,
-            cols,
-            o.x,
-            batch,
-            o.bias,
-            o.y,
-            context.threads(),
-        )
+        matvec::matvec(format, w, rows, cols, x, batch, bias, y, context.threads())
     })
 }
 
@@ -151,7 +141,7 @@ pub extern "C" fn nyxq_matvec_transposed(
         let (rows, cols, batch) = dims(rows, cols, batch)?;
         // SAFETY: the C contract above: w_len readable bytes at w, x_len
         // readable floats at x, y_len writable floats at y.
-        let o = unsafe {
+        let Operands { w, x, y, .. } = unsafe {
             operands(
                 (w, w_len),
                 (x, x_len, "x"),
@@ -159,7 +149,7 @@ pub extern "C" fn nyxq_matvec_transposed(
                 (y, y_len, "y"),
             )
         }?;
-        matvec::matvec_transposed(format, o.w, rows, cols, o.x, batch, o.y, context.threads())
+        matvec::matvec_transposed(format, w, rows, cols, x, batch, y, context.threads())
     })
 }
 
@@ -210,7 +200,7 @@ pub extern "C" fn nyxq_matmul(
         // SAFETY: the C contract above: w_len readable bytes at w, x_len and
         // bias_len readable floats at x and bias (or NULL), y_len writable
         // floats at y.
-        let o = unsafe {
+        let Operands { w, x, bias, y } = unsafe {
             operands(
                 (w, w_len),
                 (x, x_len, "x"),
@@ -218,17 +208,7 @@ pub extern "C" fn nyxq_matmul(
                 (y, y_len, "y"),
             )
         }?;
-        matvec::matmul(
-            format,
-            o.w,
-            rows,
-            cols,
-            o.x,
-            tokens,
-            o.bias,
-            o.y,
-            context.threads(),
-        )
+        matvec::matmul(format, w, rows, cols, x, tokens, bias, y, context.threads())
     })
 }
 
@@ -257,7 +237,9 @@ pub extern "C" fn nyxq_matmul_transposed(
         let (rows, cols, tokens) = matmul_dims(rows, cols, tokens)?;
         // SAFETY: the C contract above: w_len readable bytes at w, dy_len
         // readable floats at dy, dx_len writable floats at dx.
-        let o = unsafe {
+        let Operands {
+            w, x: dy, y: dx, ..
+        } = unsafe {
             operands(
                 (w, w_len),
                 (dy, dy_len, "dy"),
@@ -265,7 +247,7 @@ pub extern "C" fn nyxq_matmul_transposed(
                 (dx, dx_len, "dx"),
             )
         }?;
-        matvec::matmul_transposed(format, o.w, rows, cols, o.x, tokens, o.y, context.threads())
+        matvec::matmul_transposed(format, w, rows, cols, dy, tokens, dx, context.threads())
     })
 }
 
