@@ -179,3 +179,133 @@ impl Plan {
         serde_json::to_string_pretty(&self.to_json_value()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+    use crate::plan::model::{Model, Role, TensorDesc};
+    use crate::plan::{Hardware, Placement, Policy};
+
+    /// Six matrices and a norm at 40 dB on a 1 MiB device with host offload:
+    /// Q8_0 on the device, the largest matrix FP32 on the host.
+    fn plan() -> Plan {
+        let mut tensors: Vec<TensorDesc> = (0..6)
+            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
+            .collect();
+        tensors.push(TensorDesc::new("norm", Role::Norm, &[256]).unwrap());
+        let model = Model::new("m", tensors).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 40.0,
+            allow_host_offload: true,
+            device_cap_bytes: 1 << 20,
+            ..Policy::default()
+        };
+        Plan::solve(&model, &hw, &policy).unwrap()
+    }
+
+    #[test]
+    fn percentages_are_of_the_whole_and_zero_without_one() {
+        assert_eq!(pct(1, 4), 25.0);
+        assert_eq!(pct(6, 3), 200.0);
+        assert_eq!(pct(0, 5), 0.0);
+        assert_eq!(pct(3, 0), 0.0);
+    }
+
+    #[test]
+    fn the_table_states_the_totals_the_format_mix_and_every_reason() {
+        let p = plan();
+        assert!(p.host_bytes > 0 && p.device_bytes > 0);
+        let text = p.explain();
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line '{start}' in\n{text}"))
+                .to_string()
+        };
+        let used = p.device_bytes as f64 / p.budget.device as f64 * 100.0;
+        let saved = (1.0 - (p.device_bytes + p.host_bytes) as f64 / p.fp32_bytes as f64) * 100.0;
+        assert_eq!(
+            line("totals:"),
+            format!(
+                "totals: device {} of {} ({used:.1}%), host {} of {}; FP32 would take {} ({saved:.1}% saved)",
+                human_bytes(p.device_bytes),
+                human_bytes(p.budget.device),
+                human_bytes(p.host_bytes),
+                human_bytes(p.budget.host),
+                human_bytes(p.fp32_bytes),
+            )
+        );
+        // The mix, in order of first appearance: each format's tensors and
+        // weight bytes.
+        let mut mix: Vec<(Format, usize, u64)> = Vec::new();
+        for e in &p.entries {
+            if !mix.iter().any(|m| m.0 == e.format) {
+                let of: Vec<_> = p.entries.iter().filter(|f| f.format == e.format).collect();
+                mix.push((e.format, of.len(), of.iter().map(|f| f.weight_bytes).sum()));
+            }
+        }
+        assert!(mix.len() >= 2);
+        let mix: Vec<String> = mix
+            .iter()
+            .map(|(f, n, b)| format!("{}: {n} tensors, {}", f.name(), human_bytes(*b)))
+            .collect();
+        assert_eq!(line("formats:"), format!("formats: {}", mix.join("; ")));
+        assert_eq!(
+            line("weighted error:"),
+            format!("weighted error: {:.3e}", p.weighted_error)
+        );
+        for e in &p.entries {
+            assert!(
+                text.contains(&format!("\n  {}: {}\n", e.name, e.reason)),
+                "{}",
+                e.name
+            );
+        }
+        assert!(text.contains("note: ") && text.contains("offloaded to host memory"));
+        assert!(!text.contains("(changed)") && !text.contains("changes ("));
+        // A replan marks what it changed and lists the changes.
+        let smaller = p.replan(p.device_bytes * 3 / 4).unwrap();
+        let text = smaller.explain();
+        let changed = smaller.entries.iter().filter(|e| e.changed).count();
+        assert!(changed > 0);
+        assert_eq!(text.matches("  (changed)").count(), changed);
+        assert!(text.contains(&format!("\nchanges ({}):\n", smaller.changes.len())));
+    }
+
+    #[test]
+    fn the_json_holds_the_same_facts() {
+        let p = plan();
+        let v = p.to_json_value();
+        assert_eq!(v["model"], "m");
+        assert_eq!(v["mode"], "inference");
+        assert_eq!(v["min_snr_db"], 40.0);
+        assert_eq!(v["budget"]["device"], p.budget.device);
+        assert_eq!(v["budget"]["host"], p.budget.host);
+        assert_eq!(v["totals"]["device_bytes"], p.device_bytes);
+        assert_eq!(v["totals"]["host_bytes"], p.host_bytes);
+        assert_eq!(v["totals"]["fp32_bytes"], p.fp32_bytes);
+        let tensors = v["tensors"].as_array().unwrap();
+        assert_eq!(tensors.len(), p.entries.len());
+        for (t, e) in tensors.iter().zip(&p.entries) {
+            assert_eq!(t["name"], e.name.as_str());
+            assert_eq!(t["format"], e.format.name());
+            assert_eq!(t["placement"], e.placement.name());
+            assert_eq!(t["bytes"], e.bytes);
+            // Exact FP32 has no finite SNR: null.
+            if e.format == Format::F32 {
+                assert!(t["snr_db"].is_null());
+            } else {
+                assert_eq!(t["snr_db"], e.snr_db);
+            }
+        }
+        let host = p
+            .entries
+            .iter()
+            .find(|e| e.placement == Placement::Host)
+            .unwrap();
+        assert_eq!(host.format, Format::F32);
+        assert_eq!(serde_json::from_str::<Value>(&p.to_json()).unwrap(), v);
+    }
+}
