@@ -722,8 +722,13 @@ mod tests {
     fn never_worse_than_nearest_on_any_super_block_and_better_in_total() {
         let ones = [1.0f32; QK_K];
         let ramp: Vec<f32> = (0..QK_K).map(|i| 1.0 + (i % 7) as f32).collect();
-        for (name, (nearest, search, dequantize)) in FORMATS {
-            for w in [&ones[..], &ramp[..]] {
+        // The total error over nearest rounding's that the search reaches
+        // on these super-blocks (equal weights, then the ramp), 1% above
+        // what it measured when written (0.772 and 0.737, 0.806 and 0.763,
+        // 0.830 and 0.805): a weaker search fails.
+        let most = [[0.780, 0.744], [0.814, 0.771], [0.839, 0.813]];
+        for ((name, (nearest, search, dequantize)), most) in FORMATS.into_iter().zip(most) {
+            for (w, most) in [&ones[..], &ramp[..]].into_iter().zip(most) {
                 let (mut near_total, mut best_total) = (0.0, 0.0);
                 for seed in 0..100 {
                     let x = super_block(seed);
@@ -739,10 +744,10 @@ mod tests {
                     near_total += e_near;
                     best_total += e_best;
                 }
-                // The search finds a good deal better than nearest in total.
+                let ratio = best_total / near_total;
                 assert!(
-                    best_total < 0.85 * near_total,
-                    "{name}: {best_total} vs nearest {near_total}"
+                    ratio <= most,
+                    "{name}: {ratio} of nearest's error, at most {most}"
                 );
             }
         }
