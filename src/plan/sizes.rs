@@ -54,9 +54,34 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("7 GiB").unwrap(), 7 * GIB);
-        assert_eq!(parse_size("512MiB").unwrap(), 512 * MIB);
-        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 * GIB / 2);
+        assert_eq!(parse_size("7 GiB").unwrap(), 7_516_192_768);
+        assert_eq!(parse_size("512MiB").unwrap(), 536_870_912);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 1_610_612_736);
+        assert_eq!(parse_size("3 KiB").unwrap(), 3072);
+        assert_eq!(parse_size("2 TiB").unwrap(), 2_199_023_255_552);
+        assert_eq!(parse_size(" 4096 B ").unwrap(), 4096);
+        assert_eq!(parse_size("12").unwrap(), 12);
         assert!(parse_size("7 GB").is_err());
+        assert!(parse_size("-1 GiB").is_err());
+        assert!(parse_size("GiB").is_err());
+    }
+
+    #[test]
+    fn sizes_past_u64_are_refused() {
+        // 2²⁴ TiB is 2⁶⁴ bytes, one past u64::MAX; the TiB below it fits.
+        assert!(parse_size("16777216 TiB").is_err());
+        assert_eq!(parse_size("16777215 TiB").unwrap(), (16_777_215u64) << 40);
+    }
+
+    #[test]
+    fn bytes_read_in_the_largest_unit_they_fill() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1_048_575), "1024.0 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes((1 << 30) - (1 << 20)), "1023.0 MiB");
+        assert_eq!(human_bytes(1 << 30), "1.00 GiB");
+        assert_eq!(human_bytes(5 << 28), "1.25 GiB");
     }
 }

@@ -76,4 +76,15 @@ mod tests {
         assert!((m.snr_db - 10.0 * 25f64.log10()).abs() < 1e-12);
         assert!((m.cosine - 21.0 / (5.0 * 18f64.sqrt())).abs() < 1e-12);
     }
+
+    #[test]
+    fn zero_vectors_have_a_defined_cosine() {
+        // Both zero: 1; one of them zero: 0 (no direction to compare).
+        assert_eq!(measure(&[0.0; 3], &[0.0; 3]).cosine, 1.0);
+        assert_eq!(measure(&[1.0, 2.0], &[0.0, 0.0]).cosine, 0.0);
+        assert_eq!(measure(&[0.0, 0.0], &[1.0, 2.0]).cosine, 0.0);
+        let m = measure(&[1.0, 2.0], &[0.0, 0.0]);
+        assert_eq!(m.snr_db, 0.0);
+        assert_eq!(m.max_abs, 2.0);
+    }
 }
