@@ -723,10 +723,16 @@ mod tests {
         let ones = [1.0f32; QK_K];
         let ramp: Vec<f32> = (0..QK_K).map(|i| 1.0 + (i % 7) as f32).collect();
         // The total error over nearest rounding's that the search reaches
-        // on these super-blocks (equal weights, then the ramp), 1% above
-        // what it measured when written (0.772 and 0.737, 0.806 and 0.763,
-        // 0.830 and 0.805): a weaker search fails.
-        let most = [[0.780, 0.744], [0.814, 0.771], [0.839, 0.813]];
+        // on these super-blocks (equal weights, then the ramp), as measured
+        // when written: the search is deterministic f64 arithmetic, so any
+        // step made weaker (even the super-block refit, which gains 1e-4 of
+        // the error here) fails; a better search passes and may lower them.
+        let most = [
+            [0.772_168_721_351_709_6, 0.736_531_632_751_923_6],
+            [0.805_934_266_857_992, 0.763_265_160_472_641_5],
+            [0.830_277_360_716_961_5, 0.804_657_965_144_497_9],
+        ]
+        .map(|pair| pair.map(|r: f64| r * (1.0 + 1e-9)));
         for ((name, (nearest, search, dequantize)), most) in FORMATS.into_iter().zip(most) {
             for (w, most) in [&ones[..], &ramp[..]].into_iter().zip(most) {
                 let (mut near_total, mut best_total) = (0.0, 0.0);
