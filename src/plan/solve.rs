@@ -161,6 +161,32 @@ mod tests {
     }
 
     #[test]
+    fn the_fp32_yardstick_counts_weights_and_training_state() {
+        let model = Model::new(
+            "m",
+            vec![
+                TensorDesc::new("a", Role::Mlp, &[64, 32]).unwrap(),
+                TensorDesc::new("b", Role::Attention, &[32, 32]).unwrap(),
+            ],
+        )
+        .unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let plan = Plan::solve(&model, &hw, &Policy::default()).unwrap();
+        assert_eq!(plan.fp32_bytes, 4 * (64 * 32 + 32 * 32));
+        // Training: FP32 weights with an FP32 gradient and FP32 Adam moments
+        // (no master copy: the weights are FP32), 16 bytes a parameter.
+        let policy = Policy {
+            training: true,
+            optimizer_state: crate::plan::OptimizerState::Fp32,
+            gradient_format: crate::format::Format::F32,
+            master_weights: true,
+            ..Policy::default()
+        };
+        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        assert_eq!(plan.fp32_bytes, 16 * (64 * 32 + 32 * 32));
+    }
+
+    #[test]
     fn byte_totals_that_overflow_64_bits_are_an_error_not_a_wrap() {
         // 4096 tensors of 2^50 elements, each within the per-tensor limit:
         // 2^62 elements, 2^64 bytes in F32.
