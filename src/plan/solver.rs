@@ -318,3 +318,28 @@ impl<'a> Solver<'a> {
         self.device_over() + self.host.saturating_sub(self.budget.host)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+
+    fn choice(bytes: u64, werr: f64) -> Choice {
+        Choice {
+            format: Format::Q8_0,
+            weight_bytes: bytes,
+            bytes,
+            snr_db: 30.0,
+            werr,
+            device_ok: true,
+        }
+    }
+
+    #[test]
+    fn a_steps_slope_is_the_error_it_adds_per_byte_it_saves() {
+        assert_eq!(slope(&choice(1000, 0.5), &choice(600, 2.5)), 2.0 / 400.0);
+        assert_eq!(slope(&choice(1000, 2.5), &choice(200, 0.5)), -2.0 / 800.0);
+        // A step that saves nothing counts as saving one byte.
+        assert_eq!(slope(&choice(600, 0.5), &choice(600, 1.5)), 1.0);
+    }
+}
