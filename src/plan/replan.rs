@@ -200,6 +200,14 @@ mod tests {
             .map(|e| (e.name.clone(), e.format))
             .collect();
         assert_eq!(on_host, [("w5".to_string(), Format::F32)]);
+        // Lowered, then offloaded when lowering was not enough, then raised
+        // back to FP32 on the host: every step is in its reason.
+        assert_eq!(
+            plan.entries[5].reason,
+            "F32: the most accurate allowed format; lowered F32 → Q8_0 (SNR 45.3 dB) to fit the \
+             device budget; offloaded to host memory: the device is full even at the lowest \
+             admissible formats; raised back to F32 with the room left"
+        );
         let budget = plan.device_bytes * 3 / 4;
         let smaller = plan.replan(budget).unwrap();
         assert!(smaller.device_bytes <= budget);

@@ -154,6 +154,15 @@ mod tests {
         assert!(plan.device_bytes <= 7 << 20);
         let (fa, fb) = (plan.entries[0].format, plan.entries[1].format);
         assert!(fa.bits_per_weight() < fb.bits_per_weight(), "{fa:?} {fb:?}");
+        assert_eq!(
+            plan.entries[0].reason,
+            "F32: the most accurate allowed format; lowered F32 → F16 (SNR 73.7 dB) to fit the \
+             device budget"
+        );
+        assert_eq!(
+            plan.entries[1].reason,
+            "F32: the most accurate allowed format"
+        );
     }
 
     #[test]
