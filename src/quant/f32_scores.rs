@@ -50,20 +50,15 @@ pub(super) trait Sums {
         scalar::q4_0_with_scale(x, d, out);
     }
 
-    /// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at the inverse scale `id`.
-    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32);
-
-    /// [`Sums::q4_0`] of `N` inverse scales (the AVX2 kernel interleaves
-    /// them; each candidate's sums are the same as on its own).
-    #[inline(always)]
+    /// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at each of `N` inverse
+    /// scales (the AVX2 kernel interleaves them; each candidate's sums are
+    /// the same as on its own: [`portable_q4_0`]'s operations).
     fn q4_0_n<const N: usize>(
         x: &[f32; QK],
         wx: &[f32; QK],
         w: &[f32; QK],
         ids: [f32; N],
-    ) -> [(f32, f32); N] {
-        ids.map(|id| Self::q4_0(x, wx, w, id))
-    }
+    ) -> [(f32, f32); N];
 }
 
 /// Adds eight lanes as the AVX2 kernel's horizontal sum does.
@@ -77,18 +72,31 @@ pub(super) struct Portable;
 
 impl Sums for Portable {
     #[inline(always)]
-    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
-        let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-        for c in 0..QK / 8 {
-            for j in 0..8 {
-                let e = 8 * c + j;
-                let l = (x[e] * id + 8.5).trunc().clamp(0.0, 15.0) - 8.0;
-                a[j] += wx[e] * l;
-                b[j] += w[e] * l * l;
-            }
-        }
-        (lane_sum(&a), lane_sum(&b))
+    fn q4_0_n<const N: usize>(
+        x: &[f32; QK],
+        wx: &[f32; QK],
+        w: &[f32; QK],
+        ids: [f32; N],
+    ) -> [(f32, f32); N] {
+        ids.map(|id| portable_q4_0(x, wx, w, id))
     }
+}
+
+/// (Σ wx·l, Σ (w·l)·l) for Q4_0's levels `l` at the inverse scale `id`,
+/// lane by lane (lane `j` adds elements j, j+8, j+16, j+24 in turn, then
+/// [`lane_sum`]).
+#[inline(always)]
+fn portable_q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
+    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
+    for c in 0..QK / 8 {
+        for j in 0..8 {
+            let e = 8 * c + j;
+            let l = (x[e] * id + 8.5).trunc().clamp(0.0, 15.0) - 8.0;
+            a[j] += wx[e] * l;
+            b[j] += w[e] * l * l;
+        }
+    }
+    (lane_sum(&a), lane_sum(&b))
 }
 
 /// f16-rounds a scale: within f16's normal range by rounding the f32 bits

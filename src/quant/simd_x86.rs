@@ -1396,12 +1396,6 @@ impl super::f32_scores::Sums for SearchSums {
     }
 
     #[inline(always)]
-    fn q4_0(x: &[f32; QK], wx: &[f32; QK], w: &[f32; QK], id: f32) -> (f32, f32) {
-        let [first, ..] = search_sums::<1>(x, wx, w, [id]);
-        first
-    }
-
-    #[inline(always)]
     fn q4_0_n<const N: usize>(
         x: &[f32; QK],
         wx: &[f32; QK],
