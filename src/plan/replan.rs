@@ -208,8 +208,10 @@ mod tests {
              device budget; offloaded to host memory: the device is full even at the lowest \
              admissible formats; raised back to F32 with the room left"
         );
+        check_totals(&plan);
         let budget = plan.device_bytes * 3 / 4;
         let smaller = plan.replan(budget).unwrap();
+        check_totals(&smaller);
         assert!(smaller.device_bytes <= budget);
         // What was on the host is untouched: lowering it frees no device bytes.
         let w5 = smaller.entries.iter().find(|e| e.name == "w5").unwrap();
@@ -245,6 +247,20 @@ mod tests {
             .collect()
     }
 
+    /// The plan's device and host totals are the sums of its entries'.
+    fn check_totals(plan: &Plan) {
+        use crate::plan::Placement;
+        let on = |place| -> u64 {
+            plan.entries
+                .iter()
+                .filter(|e| e.placement == place)
+                .map(|e| e.bytes)
+                .sum()
+        };
+        assert_eq!(plan.device_bytes, on(Placement::Device));
+        assert_eq!(plan.host_bytes, on(Placement::Host));
+    }
+
     fn offload_note(plan: &Plan) -> Option<&String> {
         plan.notes
             .iter()
@@ -259,6 +275,7 @@ mod tests {
         let w4 = smaller.entries.iter().find(|e| e.name == "w4").unwrap();
         // Room for w4 (the smaller) but not w5: w4 comes back alone.
         let grown = smaller.replan(smaller.device_bytes + w4.bytes).unwrap();
+        check_totals(&grown);
         assert_eq!(on_host(&grown), ["w5"]);
         assert!(grown.device_bytes <= smaller.device_bytes + w4.bytes);
         // Room for everything: nothing stays on the host, and the note goes.
