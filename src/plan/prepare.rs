@@ -175,14 +175,9 @@ pub(super) fn prepare(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Result<
         },
         None => chain.len() - 1,
     };
+    // One format per size, in order of size: each step up has more bits.
     while chain[at].snr_db < policy.min_snr_db && at + 1 < chain.len() {
-        let next = chain[at + 1..]
-            .iter()
-            .position(|c| {
-                c.format.bits_per_weight() > chain[at].format.bits_per_weight()
-                    || c.snr_db >= policy.min_snr_db
-            })
-            .map_or(chain.len() - 1, |i| at + 1 + i);
+        let next = at + 1;
         reason.push(format!(
             "{} {} < {:.1} dB threshold → {}",
             chain[at].format.name(),
@@ -483,6 +478,18 @@ mod tests {
         );
         assert_eq!(
             hull_of(&[q8, (Format::Q5_0, 30.0), q4]),
+            [Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0]
+        );
+        // Decided from Q8_0's point, whose error is not zero: with Q8_0 at
+        // 1e-3 the segment to Q4_0 passes 4e-3 at Q5_0's bytes; Q5_0 at
+        // 4.1e-3 lies above it, at 3.9e-3 below.
+        let q8 = (Format::Q8_0, 30.0);
+        assert_eq!(
+            hull_of(&[q8, (Format::Q5_0, 23.8722), q4]),
+            [Format::F32, Format::Q8_0, Format::Q4_0]
+        );
+        assert_eq!(
+            hull_of(&[q8, (Format::Q5_0, 24.0894), q4]),
             [Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0]
         );
     }

@@ -760,6 +760,37 @@ mod tests {
     }
 
     #[test]
+    fn an_affine_fit_with_a_positive_offset_refits_the_scale_alone() {
+        // x = 0.1·q + 1 on levels 0..15: the unconstrained fit is s = 0.1,
+        // m = −1, but a positive offset is not storable: m = 0 and s is the
+        // least-squares scale of q alone, Σxq/Σq².
+        let q: Vec<f32> = (0..16).map(|k| k as f32).collect();
+        let x: Vec<f32> = q.iter().map(|&k| 0.1 * k + 1.0).collect();
+        let w = [1.0f32; 16];
+        let sums = level_sums(&x, &w, |v| ((v - 1.0) / 0.1).round());
+        let (s, m, error) = fit_affine(&Moments::of(&x, &w), &sums).unwrap();
+        let (sxq, sqq): (f64, f64) = x.iter().zip(&q).fold((0.0, 0.0), |(a, b), (&x, &q)| {
+            (a + f64::from(x * q), b + f64::from(q * q))
+        });
+        assert_eq!(m, 0.0);
+        assert!((s - sxq / sqq).abs() < 1e-6 * s, "{s}");
+        let direct: f64 = x
+            .iter()
+            .zip(&q)
+            .map(|(&x, &q)| (f64::from(x) - s * f64::from(q)).powi(2))
+            .sum();
+        assert!(
+            (error - direct).abs() < 1e-6 * direct,
+            "{error} against {direct}"
+        );
+        // A zero offset fits exactly.
+        let x0: Vec<f32> = q.iter().map(|&k| 0.1 * k).collect();
+        let sums = level_sums(&x0, &w, |v| (v / 0.1).round());
+        let (s, m, _) = fit_affine(&Moments::of(&x0, &w), &sums).unwrap();
+        assert!((s - 0.1).abs() < 1e-6 && m.abs() < 1e-6, "{s} {m}");
+    }
+
+    #[test]
     fn importance_steers_the_error_to_unimportant_columns() {
         for (name, (_, search, dequantize)) in FORMATS {
             let (mut plain_total, mut weighted_total) = (0.0, 0.0);
