@@ -268,6 +268,27 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_lowers_rather_than_offloads_where_lowering_covers_it() {
+        let tensors = (0..6)
+            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
+            .collect();
+        let model = Model::new("m", tensors).unwrap();
+        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let policy = Policy {
+            min_snr_db: 20.0,
+            allow_host_offload: true,
+            device_cap_bytes: 3 << 20,
+            ..Policy::default()
+        };
+        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        assert!(on_host(&plan).is_empty());
+        let smaller = plan.replan(plan.device_bytes / 2).unwrap();
+        check_totals(&smaller);
+        assert!(on_host(&smaller).is_empty(), "{:?}", on_host(&smaller));
+        assert!(smaller.device_bytes <= plan.device_bytes / 2);
+    }
+
+    #[test]
     fn growing_brings_host_tensors_back_smallest_first_where_they_fit() {
         let plan = offloading_plan(true);
         let smaller = plan.replan(plan.device_bytes * 3 / 4).unwrap();
