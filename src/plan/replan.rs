@@ -302,6 +302,12 @@ mod tests {
         // Room for everything: nothing stays on the host, and the note goes.
         let all = smaller.replan(64 << 20).unwrap();
         assert!(on_host(&all).is_empty(), "{:?}", on_host(&all));
+        // ... and every lowered tensor is raised back to FP32.
+        assert!(
+            all.entries
+                .iter()
+                .all(|e| e.format == crate::format::Format::F32)
+        );
         assert!(offload_note(&smaller).is_some());
         assert_eq!(offload_note(&all), None);
         // Without prefer_device, host tensors stay where they are.
