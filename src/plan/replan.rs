@@ -200,6 +200,9 @@ mod tests {
             .map(|e| (e.name.clone(), e.format))
             .collect();
         assert_eq!(on_host, [("w5".to_string(), Format::F32)]);
+        // A host tensor frees no device bytes by lowering; the others are
+        // at their lowest format within 40 dB already.
+        assert_eq!(plan.lowering_savings(), [0; 6]);
         // Lowered, then offloaded when lowering was not enough, then raised
         // back to FP32 on the host: every step is in its reason.
         assert_eq!(
