@@ -263,7 +263,13 @@ mod tests {
                 e.name
             );
         }
-        assert!(text.contains("note: ") && text.contains("offloaded to host memory"));
+        assert!(
+            text.contains(&format!(
+                "\nnote: {} offloaded to host memory\n",
+                human_bytes(p.host_bytes)
+            )),
+            "{text}"
+        );
         assert!(!text.contains("(changed)") && !text.contains("changes ("));
         // A replan marks what it changed and lists the changes.
         let smaller = p.replan(p.device_bytes * 3 / 4).unwrap();
