@@ -221,23 +221,27 @@ mod tests {
         assert_eq!((w5.format, w5.placement), (Format::F32, Placement::Host));
     }
 
-    /// Six tensors of 64 Ki to 384 Ki parameters planned at 40 dB on a 1 MiB
-    /// device, with host offload: the largest does not fit and stays FP32
-    /// on the host.
-    fn offloading_plan(prefer_device: bool) -> Plan {
+    /// Six tensors of 64 Ki to 384 Ki parameters planned on an H200 under
+    /// `policy`.
+    fn six_tensors(policy: &Policy) -> Plan {
         let tensors = (0..6)
             .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
             .collect();
         let model = Model::new("m", tensors).unwrap();
         let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
-        let policy = Policy {
+        Plan::solve(&model, &hw, policy).unwrap()
+    }
+
+    /// The six tensors at 40 dB on a 1 MiB device, with host offload: the
+    /// largest does not fit and stays FP32 on the host.
+    fn offloading_plan(prefer_device: bool) -> Plan {
+        six_tensors(&Policy {
             min_snr_db: 40.0,
             allow_host_offload: true,
             prefer_device,
             device_cap_bytes: 1 << 20,
             ..Policy::default()
-        };
-        Plan::solve(&model, &hw, &policy).unwrap()
+        })
     }
 
     /// The tensors on the host, by name.
@@ -272,18 +276,12 @@ mod tests {
 
     #[test]
     fn shrinking_lowers_rather_than_offloads_where_lowering_covers_it() {
-        let tensors = (0..6)
-            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
-            .collect();
-        let model = Model::new("m", tensors).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
-        let policy = Policy {
+        let plan = six_tensors(&Policy {
             min_snr_db: 20.0,
             allow_host_offload: true,
             device_cap_bytes: 3 << 20,
             ..Policy::default()
-        };
-        let plan = Plan::solve(&model, &hw, &policy).unwrap();
+        });
         assert!(on_host(&plan).is_empty());
         let smaller = plan.replan(plan.device_bytes / 2).unwrap();
         check_totals(&smaller);
