@@ -246,16 +246,25 @@ mod tests {
     use super::*;
 
     fn hull_formats(snr: [f64; ALL_FORMATS.len()]) -> Vec<Format> {
-        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let mut t = matrix();
         t.measured_snr_db = Some(snr);
         let policy = Policy {
             min_snr_db: 10.0,
             allowed: vec![Format::F32, Format::Q8_0, Format::Q4_0],
             ..Policy::default()
         };
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         let p = prepare(&t, &hw, &policy).unwrap();
         p.hull.iter().map(|c| c.format).collect()
+    }
+
+    fn h200() -> Hardware {
+        Hardware::profile("nvidia-h200-141gb").unwrap()
+    }
+
+    /// A 64 × 64 MLP matrix named "w".
+    fn matrix() -> TensorDesc {
+        TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap()
     }
 
     fn start(t: &TensorDesc, hw: &Hardware, policy: &Policy) -> Prepared {
@@ -264,8 +273,8 @@ mod tests {
 
     #[test]
     fn an_unavailable_preferred_format_says_why_and_climbs_to_the_next_size() {
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let t = matrix();
+        let hw = h200();
         // Forbidden by the policy: the next format of at least its bits.
         let policy = Policy {
             min_snr_db: 10.0,
@@ -296,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_preferred_format_above_every_allowed_one_starts_at_the_largest() {
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         let policy = Policy {
             min_snr_db: 10.0,
             allowed: vec![Format::Q4_0, Format::Q8_0],
@@ -304,7 +313,7 @@ mod tests {
             default_format: Some(Format::F16),
             ..Policy::default()
         };
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let t = matrix();
         let p = start(&t, &hw, &policy);
         assert_eq!(
             p.start_reason,
@@ -326,14 +335,14 @@ mod tests {
 
     #[test]
     fn a_threshold_nothing_reaches_keeps_the_most_accurate_without_fp32() {
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         let policy = Policy {
             min_snr_db: 100.0,
             allowed: vec![Format::Q4_0, Format::Q8_0],
             fallback_to_fp32: false,
             ..Policy::default()
         };
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let t = matrix();
         let p = start(&t, &hw, &policy);
         assert_eq!(p.hull[0].format, Format::Q8_0);
         assert_eq!(
@@ -344,7 +353,7 @@ mod tests {
 
     #[test]
     fn norms_are_exact_and_overrides_keep_their_error_source() {
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         let norm = TensorDesc::new("ln", Role::Norm, &[64]).unwrap();
         let p = start(&norm, &hw, &Policy::default());
         assert_eq!((p.source, p.fixed), (ErrorSource::Exact, true));
@@ -353,7 +362,7 @@ mod tests {
             overrides: Policy::parse_overrides("w=q8_0").unwrap(),
             ..Policy::default()
         };
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let t = matrix();
         let p = start(&t, &hw, &policy);
         assert_eq!((p.source, p.fixed), (ErrorSource::Estimated, true));
         assert_eq!(p.hull[0].format, Format::Q8_0);
@@ -361,8 +370,8 @@ mod tests {
 
     #[test]
     fn only_quantized_choices_carry_a_master_copy_in_training() {
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let t = matrix();
+        let hw = h200();
         let policy = |preferred| Policy {
             training: true,
             master_weights: true,
@@ -402,13 +411,13 @@ mod tests {
 
     #[test]
     fn a_start_below_the_threshold_climbs_one_size_at_a_time() {
-        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let mut t = matrix();
         t.measured_snr_db = Some(measured(&[
             (Format::Q4_0, 20.0),
             (Format::Q5_0, 26.0),
             (Format::Q8_0, 40.0),
         ]));
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         let policy = |min_snr_db| Policy {
             min_snr_db,
             allowed: vec![Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0],
@@ -432,8 +441,8 @@ mod tests {
 
     #[test]
     fn an_f32_start_alone_is_exact() {
-        let t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let t = matrix();
+        let hw = h200();
         let policy = |format| Policy {
             default_format: Some(format),
             adaptive: false,
@@ -452,14 +461,14 @@ mod tests {
     /// The hull of a 64 × 64 tensor over F32, Q8_0, Q5_0 and Q4_0 with the
     /// measured SNRs given.
     fn hull_of(given: &[(Format, f64)]) -> Vec<Format> {
-        let mut t = TensorDesc::new("w", Role::Mlp, &[64, 64]).unwrap();
+        let mut t = matrix();
         t.measured_snr_db = Some(measured(given));
         let policy = Policy {
             min_snr_db: 10.0,
             allowed: vec![Format::F32, Format::Q8_0, Format::Q5_0, Format::Q4_0],
             ..Policy::default()
         };
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
+        let hw = h200();
         start(&t, &hw, &policy)
             .hull
             .iter()
