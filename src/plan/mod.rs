@@ -29,6 +29,8 @@ pub mod report;
 pub mod sizes;
 mod solve;
 mod solver;
+#[cfg(test)]
+mod test_plans;
 pub mod types;
 
 pub use budget::Budget;

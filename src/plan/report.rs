@@ -184,25 +184,12 @@ impl Plan {
 mod tests {
     use super::*;
     use crate::format::Format;
-    use crate::plan::model::{Model, Role, TensorDesc};
-    use crate::plan::{Hardware, Placement, Policy};
+    use crate::plan::Placement;
+    use crate::plan::test_plans::offloading_plan;
 
-    /// Six matrices and a norm at 40 dB on a 1 MiB device with host offload:
-    /// Q8_0 on the device, the largest matrix FP32 on the host.
+    /// The shared plan with one tensor offloaded to the host.
     fn plan() -> Plan {
-        let mut tensors: Vec<TensorDesc> = (0..6)
-            .map(|i| TensorDesc::new(&format!("w{i}"), Role::Mlp, &[256, 256 * (i + 1)]).unwrap())
-            .collect();
-        tensors.push(TensorDesc::new("norm", Role::Norm, &[256]).unwrap());
-        let model = Model::new("m", tensors).unwrap();
-        let hw = Hardware::profile("nvidia-h200-141gb").unwrap();
-        let policy = Policy {
-            min_snr_db: 40.0,
-            allow_host_offload: true,
-            device_cap_bytes: 1 << 20,
-            ..Policy::default()
-        };
-        Plan::solve(&model, &hw, &policy).unwrap()
+        offloading_plan(true)
     }
 
     #[test]
