@@ -43,6 +43,7 @@ more.
 """
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -273,6 +274,7 @@ def rust_test_exists(root, name):
     return False
 
 
+@functools.lru_cache(maxsize=None)
 def test_macros(root):
     """The `macro_rules!` of src/ that define #[test] fns: name -> the text of
     each definition's body."""
