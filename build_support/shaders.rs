@@ -823,20 +823,78 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     let spv_dir = out_dir.join("spv");
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
     refuse_unroll_attributes(&shader_dir);
-    let compiled: Vec<(Variant, PathBuf)> = variants()
-        .into_iter()
-        .map(|v| {
-            let spv = compile_one(&glslc, &shader_dir, &spv_dir, &v);
-            (v, spv)
-        })
-        .collect();
+    let variants = variants();
+    let outputs = compile_all(&glslc, &shader_dir, &spv_dir, &variants);
+    let mut inputs = std::collections::BTreeSet::new();
+    let mut compiled: Vec<(Variant, PathBuf)> = Vec::with_capacity(variants.len());
+    for (v, (spv, depends_on)) in variants.into_iter().zip(outputs) {
+        inputs.extend(depends_on);
+        compiled.push((v, spv));
+    }
+    for path in inputs {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     std::fs::write(out_dir.join("shaders.rs"), kernel_table(&compiled))
         .expect("OUT_DIR is writable");
 }
 
+/// Compiles every variant on as many threads as cargo gives the build
+/// script (`NUM_JOBS`, its `-j`): glslc runs once per variant, hundreds of
+/// processes that would otherwise run one after the other. Returns each
+/// variant's SPIR-V path and the files it was compiled from, in `variants`'
+/// order whatever the threads' order.
+fn compile_all(
+    glslc: &str,
+    shader_dir: &Path,
+    spv_dir: &Path,
+    variants: &[Variant],
+) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let jobs = std::env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, variants.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut outputs: Vec<Option<(PathBuf, Vec<PathBuf>)>> = vec![None; variants.len()];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(v) = variants.get(i) else { break };
+                        done.push((i, compile_one(glslc, shader_dir, spv_dir, v)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A glslc failure panics in its worker with the diagnostics; the
+            // build script fails with that panic.
+            let done = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (i, output) in done {
+                outputs[i] = Some(output);
+            }
+        }
+    });
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every variant was compiled"))
+        .collect()
+}
+
 /// Compiles `v` with glslc into `spv_dir`, failing the build on any
-/// diagnostic, and returns the SPIR-V's path.
-fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> PathBuf {
+/// diagnostic, and returns the SPIR-V's path and the files glslc read.
+fn compile_one(
+    glslc: &str,
+    shader_dir: &Path,
+    spv_dir: &Path,
+    v: &Variant,
+) -> (PathBuf, Vec<PathBuf>) {
     let source = shader_dir.join(v.file);
     let spv = spv_dir.join(format!("{}.spv", v.name));
     let dep = spv_dir.join(format!("{}.d", v.name));
@@ -880,15 +938,12 @@ fn compile_one(glslc: &str, shader_dir: &Path, spv_dir: &Path, v: &Variant) -> P
             source.display()
         );
     }
-    for path in depfile_inputs(&dep) {
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
     if NV_COOPERATIVE_MATRIX.contains(&v.file) {
         let nv = std::fs::read(&spv).expect("the SPIR-V glslc wrote is readable");
         std::fs::write(&spv, spirv::nv_to_khr_cooperative_matrix(&nv))
             .expect("OUT_DIR/spv is writable");
     }
-    spv
+    (spv, depfile_inputs(&dep))
 }
 
 /// The Rust of the kernel table (included by src/vk/shaders.rs): a
