@@ -74,7 +74,7 @@ Options parse(int argc, char **argv) {
     else if (a == "--eval-positions") o.eval_positions = integer(a, value());
     else if (a == "--train-only") o.train_only = true;
     else if (a == "--validate") o.validate = true;
-    else if (a == "--quick") { o.quick = true; o.steps = 1200; o.qat_steps = 300; o.eval_positions = 20000; }
+    else if (a == "--quick") { o.quick = true; o.steps = 1200; o.qat_steps = 300; o.eval_positions = 10000; }
     else if (a == "--full") { o.steps = 12000; o.qat_steps = 1500; o.eval_positions = 100000; }
     else {
       std::fprintf(stderr,
