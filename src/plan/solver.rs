@@ -335,6 +335,67 @@ mod tests {
         }
     }
 
+    /// An MLP tensor whose hull is `hull`, `device_ok` for each choice as
+    /// given.
+    fn tensor(name: &str, hull: Vec<Choice>) -> Prepared {
+        Prepared {
+            name: name.to_string(),
+            role: Role::Mlp,
+            shape: vec![1],
+            source: super::super::estimate::ErrorSource::Estimated,
+            hull,
+            start_reason: "start".to_string(),
+            fixed: false,
+        }
+    }
+
+    fn budget(device: u64, host: u64) -> Budget {
+        Budget {
+            device_available: device,
+            safety_margin: 0,
+            activation_reserve: 0,
+            policy_cap: 0,
+            device,
+            host,
+        }
+    }
+
+    #[test]
+    fn raising_host_tensors_keeps_the_host_total_and_its_budget() {
+        // Two host tensors lowered to 600 bytes; the host has room to raise
+        // one of them back to 1000, not both.
+        let state = [
+            tensor("a", vec![choice(1000, 0.0), choice(600, 1.0)]),
+            tensor("b", vec![choice(1000, 0.0), choice(600, 2.0)]),
+        ];
+        let budget = budget(0, 1600);
+        let mut s = Solver::at(&state, &budget, vec![1, 1], vec![Placement::Host; 2]);
+        assert_eq!(s.host, 1200);
+        s.raise(None, None);
+        // The larger error is removed first: b goes back to 1000 bytes.
+        assert_eq!(s.pos, vec![1, 0]);
+        assert_eq!(s.host, 1600);
+        assert_eq!(s.shortfall(), 0);
+    }
+
+    #[test]
+    fn a_tensor_placed_on_the_host_from_the_start_is_not_called_offloaded() {
+        // No choice fits one device allocation: the tensor starts in host
+        // memory, which is not the device being full.
+        let mut too_big = choice(1000, 0.0);
+        too_big.device_ok = false;
+        let state = [tensor("big", vec![too_big])];
+        let budget = budget(1 << 20, 1 << 20);
+        let s = Solver::new(&state, &budget);
+        assert_eq!(s.place, vec![Placement::Host]);
+        let reasons = s.reasons();
+        assert!(
+            reasons[0].contains("placed in host memory") && !reasons[0].contains("offloaded"),
+            "{}",
+            reasons[0]
+        );
+    }
+
     #[test]
     fn a_steps_slope_is_the_error_it_adds_per_byte_it_saves() {
         assert_eq!(slope(&choice(1000, 0.5), &choice(600, 2.5)), 2.0 / 400.0);
