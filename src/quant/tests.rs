@@ -448,23 +448,34 @@ fn importance_is_validated() {
 
 #[test]
 fn fake_quantize_equals_the_round_trip() {
+    // Three threads take a share each only from 3·2¹⁶ values
+    // (MIN_ELEMENTS_PER_THREAD): each share then starts at a block other
+    // than the first and spans many of the fused pass's chunks.
     for format in ALL_FORMATS {
-        let x = wave((8192 + 64usize).next_multiple_of(format.block_size()), 4);
-        for rounding in [
-            Rounding::Nearest,
-            Rounding::Stochastic { seed: 5 },
-            Rounding::ErrorMinimising,
+        for (rounding, threads) in [
+            (Rounding::Nearest, 1),
+            (Rounding::Nearest, 3),
+            (Rounding::Stochastic { seed: 5 }, 1),
+            (Rounding::Stochastic { seed: 5 }, 3),
+            (Rounding::ErrorMinimising, 1),
         ] {
+            let n: usize = if threads == 1 {
+                8192 + 64
+            } else {
+                (3 << 16) + 64
+            };
+            let x = wave(n.next_multiple_of(format.block_size()), 4);
             let opts = QuantizeOptions {
                 rounding,
+                threads,
                 ..Default::default()
             };
             let mut fused = vec![0.0f32; x.len()];
             fake_quantize(format, &x, &mut fused, &opts).unwrap();
-            assert_eq!(
-                fused,
-                round_trip(format, &x, &opts),
-                "{format:?} {rounding:?}"
+            let one_thread = QuantizeOptions { threads: 1, ..opts };
+            assert!(
+                fused == round_trip(format, &x, &one_thread),
+                "{format:?} {rounding:?} on {threads} threads"
             );
         }
     }
