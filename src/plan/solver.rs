@@ -397,6 +397,79 @@ mod tests {
     }
 
     #[test]
+    fn reducing_lowers_the_least_error_per_byte_first() {
+        // 100 bytes over: lowering a costs 4.0 of error for 400 bytes, b
+        // 0.5 for 400; b is lowered, a is not.
+        let state = [
+            tensor("a", vec![choice(1000, 0.0), choice(600, 4.0)]),
+            tensor("b", vec![choice(1000, 0.0), choice(600, 0.5)]),
+        ];
+        let budget = budget(1900, 0);
+        let mut s = Solver::new(&state, &budget);
+        s.reduce();
+        assert_eq!(s.pos, vec![0, 1]);
+        assert_eq!(s.device, 1600);
+    }
+
+    #[test]
+    fn reducing_never_steps_to_a_choice_the_device_cannot_hold() {
+        let mut refused = choice(600, 0.5);
+        refused.device_ok = false;
+        let state = [tensor("a", vec![choice(1000, 0.0), refused])];
+        let budget = budget(900, 0);
+        let mut s = Solver::new(&state, &budget);
+        s.reduce();
+        assert_eq!(s.pos, vec![0]);
+        assert_eq!(s.device_over(), 100);
+    }
+
+    #[test]
+    fn offloading_fills_the_host_budget_exactly_and_never_past_it() {
+        for (host, offloaded) in [(1000, true), (999, false)] {
+            let state = [tensor("a", vec![choice(1000, 0.0)])];
+            let budget = budget(500, host);
+            let mut s = Solver::new(&state, &budget);
+            s.offload(None);
+            let place = if offloaded {
+                Placement::Host
+            } else {
+                Placement::Device
+            };
+            assert_eq!(s.place, vec![place], "host budget {host}");
+            assert!(s.host <= host);
+        }
+    }
+
+    #[test]
+    fn offloading_brings_back_what_fits_after_all() {
+        // 150 bytes over: the embedding goes first (50), then the largest
+        // (600); with the largest gone the embedding fits again and comes
+        // back.
+        let mut embedding = tensor("e", vec![choice(50, 0.0)]);
+        embedding.role = Role::Embedding;
+        let state = [
+            embedding,
+            tensor("a", vec![choice(600, 0.0)]),
+            tensor("b", vec![choice(500, 0.0)]),
+        ];
+        let budget = budget(1000, 1 << 20);
+        let mut s = Solver::new(&state, &budget);
+        s.offload(None);
+        assert_eq!(
+            s.place,
+            vec![Placement::Device, Placement::Host, Placement::Device]
+        );
+        assert_eq!((s.device, s.host), (550, 600));
+        let reasons = s.reasons();
+        assert!(!reasons[0].contains("offloaded"), "{}", reasons[0]);
+        assert!(
+            reasons[1].contains("offloaded to host memory"),
+            "{}",
+            reasons[1]
+        );
+    }
+
+    #[test]
     fn a_steps_slope_is_the_error_it_adds_per_byte_it_saves() {
         assert_eq!(slope(&choice(1000, 0.5), &choice(600, 2.5)), 2.0 / 400.0);
         assert_eq!(slope(&choice(1000, 2.5), &choice(200, 0.5)), -2.0 / 800.0);

@@ -255,6 +255,16 @@ mod tests {
     }
 
     #[test]
+    fn ordinary_blocks_take_the_fast_search() {
+        // The reference search is only the fallback: a block of moderate
+        // values and weights is prepared for the integer ranking.
+        let x: [f32; QK] = std::array::from_fn(|j| (j as f32 * 0.37).sin());
+        let w: [f32; QK] = std::array::from_fn(|j| 1.0 + (j % 3) as f32);
+        assert!(prepare::<Portable, f32_scores::Portable>(&x, &[1.0; QK]).is_some());
+        assert!(prepare::<Portable, f32_scores::Portable>(&x, &w).is_some());
+    }
+
+    #[test]
     fn weights_beyond_the_integers_take_the_reference_search() {
         // Weights so small that 32767 over the largest leaves f32: the
         // integers cannot hold them, and the reference search decides.
