@@ -470,6 +470,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shortfall_is_what_is_over_on_both_sides() {
+        let state = [
+            tensor("d", vec![choice(1000, 0.0)]),
+            tensor("h", vec![choice(1000, 0.0)]),
+        ];
+        let budget = budget(900, 950);
+        let s = Solver::at(
+            &state,
+            &budget,
+            vec![0, 0],
+            vec![Placement::Device, Placement::Host],
+        );
+        assert_eq!(s.shortfall(), 100 + 50);
+    }
+
+    #[test]
     fn a_steps_slope_is_the_error_it_adds_per_byte_it_saves() {
         assert_eq!(slope(&choice(1000, 0.5), &choice(600, 2.5)), 2.0 / 400.0);
         assert_eq!(slope(&choice(1000, 2.5), &choice(200, 0.5)), -2.0 / 800.0);

@@ -142,3 +142,34 @@ impl Plan {
         self.entries.iter().filter(|e| e.changed).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::test_plans::offloading_plan;
+
+    #[test]
+    fn the_totals_are_the_sums_of_the_entries_on_each_side() {
+        let plan = offloading_plan(true);
+        let total = |place: Placement| -> u64 {
+            plan.entries
+                .iter()
+                .filter(|e| e.placement == place)
+                .map(|e| e.bytes)
+                .sum()
+        };
+        assert!(plan.entries.iter().any(|e| e.placement == Placement::Host));
+        assert_eq!(plan.host_bytes, total(Placement::Host));
+        assert_eq!(plan.device_bytes, total(Placement::Device));
+        assert!(plan.host_bytes > 0 && plan.device_bytes > 0);
+        // Quantized tensors add their error; only F32 ones add none.
+        assert!(plan.entries.iter().any(|e| e.format != Format::F32));
+        assert!(plan.weighted_error > 0.0, "{}", plan.weighted_error);
+    }
+
+    #[test]
+    fn placements_have_the_names_reports_use() {
+        assert_eq!(Placement::Device.name(), "device");
+        assert_eq!(Placement::Host.name(), "host");
+    }
+}

@@ -392,6 +392,21 @@ mod tests {
     }
 
     #[test]
+    fn ordinary_blocks_take_the_fast_search() {
+        // The reference search is only the fallback: a block of moderate
+        // values and weights is the search's own.
+        let x: [f32; QK] = std::array::from_fn(|j| (j as f32 * 0.37).sin());
+        let w: [f32; QK] = std::array::from_fn(|j| 1.0 + (j % 3) as f32);
+        let max = x
+            .iter()
+            .copied()
+            .fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        for w in [&[1.0; QK], &w] {
+            assert!(block_of(&x, w, max).is_some());
+        }
+    }
+
+    #[test]
     fn indices_and_refits_are_those_of_the_scale_given() {
         let x: [f32; QK] = std::array::from_fn(|j| (j as f32 - 15.5) * 0.37);
         let id = 1.0 / 0.05;

@@ -445,6 +445,20 @@ mod tests {
     }
 
     #[test]
+    fn ordinary_blocks_take_the_fast_search() {
+        // The reference search is only the fallback: blocks of moderate
+        // values, one with its minimum exactly 0, are the search's own.
+        let wave: [f32; QK] = std::array::from_fn(|j| (j as f32 * 0.37).sin());
+        let from_zero: [f32; QK] = std::array::from_fn(|j| (j % 7) as f32 * 0.25);
+        let w: [f32; QK] = std::array::from_fn(|j| 1.0 + (j % 3) as f32);
+        for x in [&wave, &from_zero] {
+            for w in [&[1.0; QK], &w] {
+                assert!(Block::of::<Portable>(x, w).is_some(), "{x:?}");
+            }
+        }
+    }
+
+    #[test]
     fn near_ties_with_nearest_are_decided_exactly() {
         // A block nearest rounding represents exactly (levels 0..15 of 0.5
         // from −2): every candidate ties or loses, and the exact
