@@ -393,6 +393,36 @@ fn stochastic_rounding_is_unbiased() {
 }
 
 #[test]
+fn each_element_draws_its_own_stochastic_rounding() {
+    // A super-block whose first element is 0 and second 1, the rest
+    // between two levels of every format (0.45 for the block formats, 1/3
+    // for F16 and BF16). Each element draws its own uniform number
+    // (rng::uniform at its own index), so the middle values of the first
+    // 32 split between the two levels; one draw shared by a block would
+    // round them all the same way in every call.
+    for format in QUANTIZED_FORMATS {
+        let middle = if format.block_size() == 1 {
+            1.0 / 3.0
+        } else {
+            0.45
+        };
+        let mut x = vec![middle; 256];
+        x[0] = 0.0;
+        x[1] = 1.0;
+        let split = (0..4).any(|seed| {
+            let opts = QuantizeOptions {
+                rounding: Rounding::Stochastic { seed },
+                ..Default::default()
+            };
+            let mut y = vec![0.0f32; x.len()];
+            fake_quantize(format, &x, &mut y, &opts).unwrap();
+            y[2..32].iter().any(|&v| v != y[2])
+        });
+        assert!(split, "{format:?}");
+    }
+}
+
+#[test]
 fn stochastic_rounding_depends_on_the_seed_only() {
     let x = wave(4096, 8);
     let run = |seed| {
