@@ -445,6 +445,35 @@ mod tests {
     }
 
     #[test]
+    fn a_block_whose_minimum_is_zero_keeps_the_minimum_it_chose() {
+        // The 0 weighs almost nothing, the rest lie from 5.1 to 8.1: the
+        // search pulls the range's lower end in, to a minimum far from 0,
+        // and must store that minimum (only a zero minimum takes the sign
+        // of the block's zero).
+        let x: [f32; QK] = std::array::from_fn(|j| if j == 0 { 0.0 } else { 5.0 + 0.1 * j as f32 });
+        let mut w = [1.0f32; QK];
+        w[0] = 1e-3;
+        let error = |bytes: &[u8]| -> f64 {
+            let mut y = [0.0f32; QK];
+            scalar::q4_1_dequantize(bytes, &mut y);
+            (0..QK)
+                .map(|j| f64::from(w[j]) * f64::from(x[j] - y[j]).powi(2))
+                .sum()
+        };
+        let (mut fast, mut near) = ([0u8; 20], [0u8; 20]);
+        q4_1(&x, &w, &mut fast);
+        scalar::q4_1_nearest(&x, &mut near);
+        let m = half::f16::from_le_bytes([fast[2], fast[3]]).to_f32();
+        assert!(m > 1.0, "minimum {m}");
+        assert!(
+            error(&fast) < error(&near),
+            "{} >= {}",
+            error(&fast),
+            error(&near)
+        );
+    }
+
+    #[test]
     fn ordinary_blocks_take_the_fast_search() {
         // The reference search is only the fallback: blocks of moderate
         // values, one with its minimum exactly 0, are the search's own.
