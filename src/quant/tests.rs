@@ -393,6 +393,32 @@ fn stochastic_rounding_is_unbiased() {
 }
 
 #[test]
+fn f16_stochastic_rounding_is_unbiased_among_subnormals_and_below() {
+    // 50.33 and 0.33 steps of binary16's smallest subnormal (2⁻²⁴): inside
+    // its subnormal range, where fewer mantissa bits are kept, and below
+    // it. 4096 elements draw 4096 roundings; their mean is the value within
+    // six standard deviations (each rounding is one of two values a step
+    // apart: σ ≤ step/2/√4096). Nearest rounding is a third of a step off.
+    let step = 2f64.powi(-24);
+    for steps in [50.33, 0.33] {
+        let x = vec![(steps * step) as f32; 4096];
+        let opts = QuantizeOptions {
+            rounding: Rounding::Stochastic { seed: 3 },
+            ..Default::default()
+        };
+        let mut y = vec![0.0f32; x.len()];
+        fake_quantize(Format::F16, &x, &mut y, &opts).unwrap();
+        let mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / y.len() as f64;
+        let bound = 6.0 * step / 2.0 / 64.0;
+        assert!(
+            (mean - f64::from(x[0])).abs() <= bound,
+            "{steps} steps: mean {mean:e}, value {:e}",
+            x[0]
+        );
+    }
+}
+
+#[test]
 fn each_element_draws_its_own_stochastic_rounding() {
     // A super-block whose first element is 0 and second 1, the rest
     // between two levels of every format (0.45 for the block formats, 1/3
