@@ -824,7 +824,11 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
     refuse_unroll_attributes(&shader_dir);
     let variants = variants();
-    let outputs = compile_all(&glslc, &shader_dir, &spv_dir, &variants);
+    let jobs = std::env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
+    let outputs = compile_all(&glslc, &shader_dir, &spv_dir, &variants, jobs);
     let mut inputs = std::collections::BTreeSet::new();
     let mut compiled: Vec<(Variant, PathBuf)> = Vec::with_capacity(variants.len());
     for (v, (spv, depends_on)) in variants.into_iter().zip(outputs) {
@@ -838,22 +842,20 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
         .expect("OUT_DIR is writable");
 }
 
-/// Compiles every variant on as many threads as cargo gives the build
-/// script (`NUM_JOBS`, its `-j`): glslc runs once per variant, hundreds of
+/// Compiles every variant on `jobs` threads (the build passes cargo's
+/// `NUM_JOBS`, its `-j`): glslc runs once per variant, hundreds of
 /// processes that would otherwise run one after the other. Returns each
 /// variant's SPIR-V path and the files it was compiled from, in `variants`'
-/// order whatever the threads' order.
-fn compile_all(
+/// order whatever the threads' order; a glslc failure panics with its
+/// diagnostics.
+pub fn compile_all(
     glslc: &str,
     shader_dir: &Path,
     spv_dir: &Path,
     variants: &[Variant],
+    jobs: usize,
 ) -> Vec<(PathBuf, Vec<PathBuf>)> {
-    let jobs = std::env::var("NUM_JOBS")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, variants.len().max(1));
+    let jobs = jobs.clamp(1, variants.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut outputs: Vec<Option<(PathBuf, Vec<PathBuf>)>> = vec![None; variants.len()];
     std::thread::scope(|scope| {

@@ -33,6 +33,56 @@ fn the_unroll_attribute_is_refused_with_the_reason() {
     assert!(message.contains("precise"), "{message}");
 }
 
+/// A variant of `file` in a scratch shader folder, without defines.
+fn plain_variant(name: &str, file: &'static str) -> shaders::Variant {
+    shaders::Variant {
+        name: name.to_string(),
+        file,
+        defines: Vec::new(),
+        roles: Vec::new(),
+    }
+}
+
+#[test]
+fn threads_compile_every_variant_in_order_and_a_failure_names_its_variant() {
+    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let dir = scratch_dir("compile-all");
+    let spv = dir.join("spv");
+    std::fs::create_dir_all(&spv).unwrap();
+    std::fs::write(
+        dir.join("good.comp"),
+        "#version 450\nlayout(local_size_x = 1) in;\nvoid main() {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bad.comp"),
+        "#version 450\nvoid main() { nope; }\n",
+    )
+    .unwrap();
+    let good: Vec<_> = (0..5)
+        .map(|i| plain_variant(&format!("good_{i}"), "good.comp"))
+        .collect();
+    let outputs = shaders::compile_all(&glslc, &dir, &spv, &good, 3);
+    for (i, (path, inputs)) in outputs.iter().enumerate() {
+        assert_eq!(path, &spv.join(format!("good_{i}.spv")));
+        assert!(path.exists());
+        assert!(
+            inputs.iter().any(|p| p.ends_with("good.comp")),
+            "{inputs:?}"
+        );
+    }
+    let mut mixed = good;
+    mixed.insert(2, plain_variant("broken", "bad.comp"));
+    let failed = std::panic::catch_unwind(|| shaders::compile_all(&glslc, &dir, &spv, &mixed, 3));
+    let _ = std::fs::remove_dir_all(&dir);
+    let message = failed.expect_err("a glslc failure fails the build");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(message.contains("glslc failed on broken"), "{message}");
+    assert!(message.contains("nope"), "{message}");
+}
+
 #[test]
 fn the_shipped_shaders_have_no_unroll_attribute() {
     shaders::refuse_unroll_attributes(&Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders"));
