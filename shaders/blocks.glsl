@@ -41,15 +41,15 @@ const uint ZERO_LOG2 = 4u;
 
 // The index of the level nearest t, ties to the upper one: the number of
 // midpoints between neighbouring levels at or below t (ggml's
-// best_index_int8; scalar::iq4_nl_index).
-const float IQ4_NL_MIDPOINTS[15] = float[15](-115.5, -93.5, -74.0, -57.0, -42.0, -28.5, -16.0, -4.5,
-                                             7.0, 19.0, 31.5, 45.5, 61.0, 79.0, 101.0);
+// best_index_int8; scalar::iq4_nl_index). The midpoints are literals, not
+// a constant array indexed in a loop: glslang copies such an array into a
+// per-invocation variable at every call, which drivers must then take apart
+// (lavapipe took 5x as long to create the IQ4_NL quantizers' pipelines).
 uint iq4_nl_index(float t) {
-    uint count = 0u;
-    for (uint i = 0u; i < 15u; ++i) {
-        count += t >= IQ4_NL_MIDPOINTS[i] ? 1u : 0u;
-    }
-    return count;
+    return uint(t >= -115.5) + uint(t >= -93.5) + uint(t >= -74.0) + uint(t >= -57.0) +
+           uint(t >= -42.0) + uint(t >= -28.5) + uint(t >= -16.0) + uint(t >= -4.5) +
+           uint(t >= 7.0) + uint(t >= 19.0) + uint(t >= 31.5) + uint(t >= 45.5) +
+           uint(t >= 61.0) + uint(t >= 79.0) + uint(t >= 101.0);
 }
 
 // Stochastic rounding of t between its neighbouring levels lo <= t < hi:
