@@ -10,6 +10,8 @@
 
 #[path = "spirv.rs"]
 pub mod spirv;
+#[path = "spirv_cache.rs"]
+pub mod spirv_cache;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -817,8 +819,10 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=build_support/shaders.rs");
     println!("cargo:rerun-if-changed=build_support/spirv.rs");
+    println!("cargo:rerun-if-changed=build_support/spirv_cache.rs");
     println!("cargo:rerun-if-env-changed=GLSLC");
     println!("cargo:rerun-if-env-changed=NYXQ_SHADER_EXPERIMENTS");
+    println!("cargo:rerun-if-env-changed=NYXQ_SPIRV_CACHE");
     let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
     let spv_dir = out_dir.join("spv");
     std::fs::create_dir_all(&spv_dir).expect("OUT_DIR/spv is writable");
@@ -828,7 +832,15 @@ pub fn compile(crate_dir: &Path, out_dir: &Path) {
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(1);
-    let outputs = compile_all(&glslc, &shader_dir, &spv_dir, &variants, jobs);
+    let cache = std::env::var_os("NYXQ_SPIRV_CACHE").map(PathBuf::from);
+    let outputs = compile_all_cached(
+        &glslc,
+        &shader_dir,
+        &spv_dir,
+        &variants,
+        jobs,
+        cache.as_deref(),
+    );
     let mut inputs = std::collections::BTreeSet::new();
     let mut compiled: Vec<(Variant, PathBuf)> = Vec::with_capacity(variants.len());
     for (v, (spv, depends_on)) in variants.into_iter().zip(outputs) {
@@ -889,6 +901,95 @@ pub fn compile_all(
         .collect()
 }
 
+/// As [`compile_all`], through the cache in the folder `cache`
+/// (build_support/spirv_cache.rs) where one is given: the variants' SPIR-V
+/// and depfiles are copied from it when an entry has them all for the same
+/// inputs, and stored in it after compiling otherwise.
+pub fn compile_all_cached(
+    glslc: &str,
+    shader_dir: &Path,
+    spv_dir: &Path,
+    variants: &[Variant],
+    jobs: usize,
+    cache: Option<&Path>,
+) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let Some(cache) = cache else {
+        return compile_all(glslc, shader_dir, spv_dir, variants, jobs);
+    };
+    let key = cache_key(glslc, shader_dir, variants);
+    let names: Vec<String> = variants.iter().map(|v| v.name.clone()).collect();
+    if spirv_cache::restore(cache, key, spv_dir, &names) {
+        return variants
+            .iter()
+            .map(|v| {
+                let dep = spv_dir.join(format!("{}.d", v.name));
+                (
+                    spv_dir.join(format!("{}.spv", v.name)),
+                    depfile_inputs(&dep),
+                )
+            })
+            .collect();
+    }
+    let outputs = compile_all(glslc, shader_dir, spv_dir, variants, jobs);
+    spirv_cache::store(cache, key, spv_dir, &names);
+    outputs
+}
+
+/// Everything the variants' SPIR-V depends on: glslc and its version, the
+/// shader folder (its path, which the depfiles name, and every file's name
+/// and bytes), each variant's name, source and arguments, and the rewriting
+/// of the cooperative-matrix SPIR-V (build_support/spirv.rs).
+fn cache_key(glslc: &str, shader_dir: &Path, variants: &[Variant]) -> spirv_cache::Key {
+    let mut key = spirv_cache::Key::new();
+    let version = Command::new(glslc)
+        .arg("--version")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    key.add(glslc.as_bytes());
+    key.add(&version);
+    key.add(shader_dir.as_os_str().as_encoded_bytes());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shader_dir)
+        .expect("shaders/ is readable")
+        .map(|e| e.expect("shaders/ is readable").path())
+        .collect();
+    files.sort();
+    for file in files {
+        key.add(file.as_os_str().as_encoded_bytes());
+        key.add(&std::fs::read(&file).unwrap_or_default());
+    }
+    key.add(include_str!("spirv.rs").as_bytes());
+    for v in variants {
+        key.add(v.name.as_bytes());
+        key.add(v.file.as_bytes());
+        key.add(&[u8::from(NV_COOPERATIVE_MATRIX.contains(&v.file))]);
+        for arg in glslc_arguments(v) {
+            key.add(arg.as_bytes());
+        }
+    }
+    key
+}
+
+/// glslc's options for `v`, but for its input, output and depfile.
+fn glslc_arguments(v: &Variant) -> Vec<String> {
+    let mut args: Vec<String> = ["--target-env=vulkan1.2", "-Werror", "-O"]
+        .map(String::from)
+        .to_vec();
+    args.extend(v.defines.iter().map(|d| format!("-D{d}")));
+    if let Some((per_invocation, local_size)) = grid(v.file, &v.defines) {
+        args.push(format!("-DPER_INVOCATION={per_invocation}u"));
+        args.push(format!("-DLOCAL_SIZE={local_size}"));
+    }
+    if let (Some((tokens, outputs)), false) = (
+        matmul_tile(v.file, &v.defines),
+        v.file == "matmul_coop128.comp",
+    ) {
+        args.push(format!("-DTILE_M={tokens}u"));
+        args.push(format!("-DTILE_N={outputs}u"));
+    }
+    args
+}
+
 /// Compiles `v` with glslc into `spv_dir`, failing the build on any
 /// diagnostic, and returns the SPIR-V's path and the files glslc read.
 fn compile_one(
@@ -901,27 +1002,13 @@ fn compile_one(
     let spv = spv_dir.join(format!("{}.spv", v.name));
     let dep = spv_dir.join(format!("{}.d", v.name));
     let mut cmd = Command::new(glslc);
-    cmd.arg("--target-env=vulkan1.2")
-        .arg("-Werror")
-        .arg("-O")
+    cmd.args(glslc_arguments(v))
         .arg("-MD")
         .arg("-MF")
-        .arg(&dep);
-    for d in &v.defines {
-        cmd.arg(format!("-D{d}"));
-    }
-    if let Some((per_invocation, local_size)) = grid(v.file, &v.defines) {
-        cmd.arg(format!("-DPER_INVOCATION={per_invocation}u"));
-        cmd.arg(format!("-DLOCAL_SIZE={local_size}"));
-    }
-    if let (Some((tokens, outputs)), false) = (
-        matmul_tile(v.file, &v.defines),
-        v.file == "matmul_coop128.comp",
-    ) {
-        cmd.arg(format!("-DTILE_M={tokens}u"));
-        cmd.arg(format!("-DTILE_N={outputs}u"));
-    }
-    cmd.arg(&source).arg("-o").arg(&spv);
+        .arg(&dep)
+        .arg(&source)
+        .arg("-o")
+        .arg(&spv);
     let output = cmd.output().unwrap_or_else(|e| {
         panic!(
             "cannot run {glslc} ({e}): nyxq compiles its Vulkan shaders at build time; \

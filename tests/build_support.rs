@@ -236,3 +236,109 @@ fn the_build_reads_the_declared_float_controls() {
     assert_eq!(facts.rounding_rte_widths, [32]);
     assert_eq!(facts.denorm_preserve_widths, [32]);
 }
+
+/// A glslc that notes each of its calls in `log` and runs the real one.
+fn logging_glslc(dir: &Path, log: &Path) -> String {
+    let real = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let script = dir.join("glslc-logging");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+/// The glslc calls that compiled a shader (not `--version`) since the last.
+fn compiles_logged(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    text.lines().filter(|l| l.contains(".comp")).count()
+}
+
+#[test]
+fn the_spirv_cache_restores_what_it_stored_and_misses_on_any_change() {
+    let dir = scratch_dir("spirv-cache");
+    let log = dir.join("glslc.log");
+    let glslc = logging_glslc(&dir, &log);
+    let shader_dir = dir.join("shaders");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&shader_dir).unwrap();
+    let write_shader = |value: u32| {
+        std::fs::write(
+            shader_dir.join("good.comp"),
+            format!(
+                "#version 450\nlayout(local_size_x = 1) in;\n\
+                 layout(set = 0, binding = 0) buffer B {{ uint v[]; }};\n\
+                 void main() {{ v[0] = {value}u; }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_shader(1);
+    let variants: Vec<_> = (0..3)
+        .map(|i| plain_variant(&format!("good_{i}"), "good.comp"))
+        .collect();
+    let build = |name: &str, variants: &[shaders::Variant]| {
+        let spv = dir.join(name);
+        std::fs::create_dir_all(&spv).unwrap();
+        let outputs =
+            shaders::compile_all_cached(&glslc, &shader_dir, &spv, variants, 2, Some(&cache));
+        let bytes: Vec<Vec<u8>> = outputs
+            .iter()
+            .map(|(p, _)| std::fs::read(p).unwrap())
+            .collect();
+        for (path, inputs) in &outputs {
+            assert!(path.starts_with(&spv), "{path:?}");
+            assert!(
+                inputs.iter().any(|p| p.ends_with("good.comp")),
+                "{inputs:?}"
+            );
+        }
+        bytes
+    };
+    // The first build compiles and stores; the second, into another folder
+    // as clippy's build script run is, restores the same bytes with no glslc.
+    let first = build("first", &variants);
+    assert_eq!(compiles_logged(&log), 3);
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [first_entry] = &entries[..] else {
+        panic!("one entry after one build: {entries:?}")
+    };
+    let second = build("second", &variants);
+    assert_eq!(compiles_logged(&log), 0);
+    assert_eq!(first, second);
+    // A changed define, then a changed shader, compile again.
+    let mut defined = variants.clone();
+    defined[1].defines.push("EXTRA=1".to_string());
+    build("defined", &defined);
+    assert_eq!(compiles_logged(&log), 3);
+    write_shader(2);
+    let edited = build("edited", &variants);
+    assert_eq!(compiles_logged(&log), 3);
+    assert_ne!(edited, first);
+    // A partial entry (a file gone) is a miss, not half a build.
+    write_shader(1);
+    std::fs::remove_file(first_entry.join("good_2.d")).unwrap();
+    assert_eq!(build("partial", &variants), first);
+    assert_eq!(compiles_logged(&log), 3);
+    assert_eq!(build("repaired", &variants), first);
+    assert_eq!(compiles_logged(&log), 0);
+    // The cache keeps its newest entries only.
+    for value in 3..10 {
+        write_shader(value);
+        build("many", &variants);
+    }
+    let kept = std::fs::read_dir(&cache).unwrap().count();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(kept, shaders::spirv_cache::KEPT_ENTRIES);
+}

@@ -59,7 +59,11 @@ const NYXQ_VARIABLES: [(&str, &str); 10] = [
 ];
 
 /// Variables the build reads (build.rs): setting them now changes nothing.
-const BUILD_VARIABLES: [&str; 2] = ["NYXQ_SHADER_EXPERIMENTS", "NYXQ_UPDATE_HEADER"];
+const BUILD_VARIABLES: [&str; 3] = [
+    "NYXQ_SHADER_EXPERIMENTS",
+    "NYXQ_SPIRV_CACHE",
+    "NYXQ_UPDATE_HEADER",
+];
 
 /// Variables of the Khronos Vulkan loader that change which drivers and
 /// layers nyxq sees; any other VK_* variable set is listed too.
