@@ -155,6 +155,8 @@ pub enum Role {
         variant: &'static str,
         tag: &'static str,
     },
+    /// A measurement-only twin of the 8-bit Adam step (never chosen).
+    AdamTwin,
 }
 
 /// One pipeline: name, source file, defines and what it does.
@@ -641,15 +643,16 @@ pub fn variants() -> Vec<Variant> {
             &[],
         ),
     ];
-    // Measurement only (`nyxq bench-vk`, src/vk/adam_choice.rs
-    // `measurement_twins`; results not the host's where a part is cut
-    // out): `_fma_wide` with the update, the codes or every part but the
+    // Measurement only, built with NYXQ_SHADER_EXPERIMENTS=1 (`nyxq
+    // bench-vk`, src/vk/adam_choice.rs `measurement_twins`; results not the
+    // host's where a part is cut out): `_fma_wide` with the update, the codes or every part but the
     // loads and stores cut out, with the codes clearly off a rounding
     // boundary (`_fast_codes`), or with the tables read from the control
     // buffer (`_global_tables`), or with every operation by the
     // floating-point unit unchecked and the codes where clearly off a
     // rounding boundary (`_raw`: what the step would cost without exactness).
     let wide = ["RTE_F32", "FMA_CHECK"];
+    let twins = std::env::var_os("NYXQ_SHADER_EXPERIMENTS").is_some();
     for (suffix, extra) in [
         ("cut_update", &["CUT_UPDATE"][..]),
         ("cut_codes", &["CUT_CODES"]),
@@ -661,12 +664,14 @@ pub fn variants() -> Vec<Variant> {
         ("global_tables", &["GLOBAL_TABLES"]),
         ("raw", &["PLAIN_OPS", "RAW_UNIT", "FAST_CODES"]),
     ] {
-        v.push(variant(
-            format!("adam_f32_q8_rte_fma_wide_{suffix}"),
-            "adam_q8_wide.comp",
-            &[&wide[..], extra].concat(),
-            &[],
-        ));
+        if twins {
+            v.push(variant(
+                format!("adam_f32_q8_rte_fma_wide_{suffix}"),
+                "adam_q8_wide.comp",
+                &[&wide[..], extra].concat(),
+                &[Role::AdamTwin],
+            ));
+        }
     }
     v.extend([
         // X rounded to f16 once per product, before the matmul kernels
@@ -1129,6 +1134,19 @@ pub fn kernel_table(compiled: &[(Variant, PathBuf)]) -> String {
         ("(op, format)", &experiments),
         (list, "&[]"),
     ));
+    let twins: Vec<String> = variants
+        .iter()
+        .filter(|v| v.roles.contains(&Role::AdamTwin))
+        .map(|v| format!("KernelId::{}", v.name.to_uppercase()))
+        .collect();
+    writeln!(
+        table,
+        "/// The measurement-only twins of the 8-bit Adam step (built with \
+         NYXQ_SHADER_EXPERIMENTS=1; none otherwise).\n\
+         pub fn adam_measurement_twins() -> &'static [KernelId] {{\n    {}\n}}\n",
+        list(&twins)
+    )
+    .expect("a String");
     table.push_str(&lookup(
         "The matrix-vector kernel `variant` on `format`, if built.",
         "matvec_kernel(variant: MatvecVariant, format: Format) -> Option<KernelId>",

@@ -60,18 +60,12 @@ pub fn experiments(layout: StateLayout) -> &'static [KernelId] {
 /// (their results are not the host's), with the codes where clearly off a
 /// rounding boundary, with the tables read from the control buffer, or
 /// with every operation by the floating-point unit unchecked (`_raw`).
-/// `nyxq bench-vk` times them after the experiments.
+/// `nyxq bench-vk` times them after the experiments. Built with
+/// NYXQ_SHADER_EXPERIMENTS=1 only; none otherwise.
 pub fn measurement_twins(layout: StateLayout) -> &'static [KernelId] {
     match layout {
         StateLayout::Fp32 => &[],
-        StateLayout::Int8Blocks => &[
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_UPDATE,
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_CODES,
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_CUT_ALL,
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_FAST_CODES,
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_GLOBAL_TABLES,
-            KernelId::ADAM_F32_Q8_RTE_FMA_WIDE_RAW,
-        ],
+        StateLayout::Int8Blocks => super::shaders::adam_measurement_twins(),
     }
 }
 
