@@ -265,6 +265,24 @@ mod tests {
     }
 
     #[test]
+    fn a_block_on_a_finer_grid_takes_a_divisor_above_eight() {
+        // 31 values on the integers −7..7 and one at −9: nearest rounding's
+        // scale 9/8 fits none of them, while the divisor 9 (candidate 10 of
+        // the second group of eight) fits all but −9, which clamps to −8.
+        // Both searches choose it (refitted: a scale just above 1), and the
+        // AVX2 ranking names the same candidate as the portable one.
+        let mut x: [f32; QK] = std::array::from_fn(|j| ((j * 5) % 15) as f32 - 7.0);
+        x[QK / 2] = -9.0;
+        let w = [1.0; QK];
+        let (mut fast, mut portable) = ([0u8; 18], [0u8; 18]);
+        q4_0(&x, &w, &mut fast);
+        q4_0_portable(&x, &w, &mut portable);
+        assert_eq!(fast, portable);
+        let d = half::f16::from_le_bytes([portable[0], portable[1]]).to_f32();
+        assert!((1.0..=1.02).contains(&d), "scale {d}; nearest's is 9/8");
+    }
+
+    #[test]
     fn weights_beyond_the_integers_take_the_reference_search() {
         // Weights so small that 32767 over the largest leaves f32: the
         // integers cannot hold them, and the reference search decides.
