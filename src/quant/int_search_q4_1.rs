@@ -511,6 +511,18 @@ mod tests {
     }
 
     #[test]
+    fn blocks_without_energy_to_rank_take_the_reference_search() {
+        // Candidates are ranked by the weighted energy about the block's
+        // mean: a constant block has none, and a block of ordinary values
+        // with weights of 1e-36 has less than 1e-30 (TINY), though its
+        // weighted range is finite. Neither is the search's.
+        let wave: [f32; QK] = std::array::from_fn(|j| (j as f32 * 0.37).sin());
+        for (x, w) in [([3.0f32; QK], [1.0f32; QK]), (wave, [1e-36; QK])] {
+            assert!(Block::of::<Portable>(&x, &w).is_none(), "{x:?} {w:?}");
+        }
+    }
+
+    #[test]
     fn levels_are_the_shifted_high_products() {
         // Nearest rounding's range (0, 15): S = 2¹³, C = 2⁷, so the level
         // of t = T/2¹¹ is ⌊t + ½⌋; t = 2.5 (T = 5120) is 3, 2.499 is 2.

@@ -539,18 +539,23 @@ fn fake_quantize_equals_the_round_trip() {
 
 #[test]
 fn dequantize_to_f16_rounds_each_value() {
-    let x = wave(4096, 6);
-    for format in ALL_FORMATS {
-        let mut q = vec![0u8; format.size_of(x.len()).unwrap()];
-        quantize(format, &x, &mut q, &QuantizeOptions::default()).unwrap();
-        let mut y = vec![0.0f32; x.len()];
-        dequantize(format, &q, &mut y, 1).unwrap();
-        let mut h = vec![0u16; x.len()];
-        dequantize_to_f16(format, &q, &mut h, 2).unwrap();
-        assert!(
-            h.iter().zip(&y).all(|(&h, &v)| h == scalar::f16_bits(v)),
-            "{format:?}"
-        );
+    // On one thread, and on three, which take a share each only from 3·2¹⁶
+    // values (MIN_ELEMENTS_PER_THREAD): each share then starts at a block
+    // other than the first.
+    for (n, threads) in [(4096, 2), ((3 << 16) + 256, 3)] {
+        let x = wave(n, 6);
+        for format in ALL_FORMATS {
+            let mut q = vec![0u8; format.size_of(x.len()).unwrap()];
+            quantize(format, &x, &mut q, &QuantizeOptions::default()).unwrap();
+            let mut y = vec![0.0f32; x.len()];
+            dequantize(format, &q, &mut y, 1).unwrap();
+            let mut h = vec![0u16; x.len()];
+            dequantize_to_f16(format, &q, &mut h, threads).unwrap();
+            assert!(
+                h.iter().zip(&y).all(|(&h, &v)| h == scalar::f16_bits(v)),
+                "{format:?} on {threads} threads"
+            );
+        }
     }
 }
 
