@@ -927,11 +927,8 @@ pub fn compile_all_cached(
         return variants
             .iter()
             .map(|v| {
-                let dep = spv_dir.join(format!("{}.d", v.name));
-                (
-                    spv_dir.join(format!("{}.spv", v.name)),
-                    depfile_inputs(&dep),
-                )
+                let [spv, dep] = spirv_cache::files_of(spv_dir, &v.name);
+                (spv, depfile_inputs(&dep))
             })
             .collect();
     }
@@ -1004,8 +1001,7 @@ fn compile_one(
     v: &Variant,
 ) -> (PathBuf, Vec<PathBuf>) {
     let source = shader_dir.join(v.file);
-    let spv = spv_dir.join(format!("{}.spv", v.name));
-    let dep = spv_dir.join(format!("{}.d", v.name));
+    let [spv, dep] = spirv_cache::files_of(spv_dir, &v.name);
     let mut cmd = Command::new(glslc);
     cmd.args(glslc_arguments(v))
         .arg("-MD")

@@ -41,8 +41,9 @@ impl Key {
     }
 }
 
-/// The files of `name` in a folder of compiled shaders.
-fn files_of(dir: &Path, name: &str) -> [PathBuf; 2] {
+/// The files of the variant `name` in a folder of compiled shaders: its
+/// SPIR-V and its depfile (what the build writes and the cache keeps).
+pub fn files_of(dir: &Path, name: &str) -> [PathBuf; 2] {
     [
         dir.join(format!("{name}.spv")),
         dir.join(format!("{name}.d")),

@@ -7,6 +7,19 @@ mod shaders;
 
 use std::path::{Path, PathBuf};
 
+/// The shader compiler the build uses: GLSLC, or glslc on the PATH.
+fn glslc() -> String {
+    std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string())
+}
+
+/// The message of a panic the build code raised with `panic!` and a format.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .expect("a formatted message")
+        .clone()
+}
+
 /// A fresh directory under the system's temporary one.
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nyxq-{name}-{}", std::process::id()));
@@ -25,10 +38,7 @@ fn the_unroll_attribute_is_refused_with_the_reason() {
     .unwrap();
     let refused = std::panic::catch_unwind(|| shaders::refuse_unroll_attributes(&dir));
     let _ = std::fs::remove_dir_all(&dir);
-    let message = refused.expect_err("the attribute must be refused");
-    let message = message
-        .downcast_ref::<String>()
-        .expect("a formatted message");
+    let message = panic_message(refused.expect_err("the attribute must be refused"));
     assert!(message.contains("bad.comp"), "{message}");
     assert!(message.contains("precise"), "{message}");
 }
@@ -45,7 +55,7 @@ fn plain_variant(name: &str, file: &'static str) -> shaders::Variant {
 
 #[test]
 fn threads_compile_every_variant_in_order_and_a_failure_names_its_variant() {
-    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let glslc = glslc();
     let dir = scratch_dir("compile-all");
     let spv = dir.join("spv");
     std::fs::create_dir_all(&spv).unwrap();
@@ -75,10 +85,7 @@ fn threads_compile_every_variant_in_order_and_a_failure_names_its_variant() {
     mixed.insert(2, plain_variant("broken", "bad.comp"));
     let failed = std::panic::catch_unwind(|| shaders::compile_all(&glslc, &dir, &spv, &mixed, 3));
     let _ = std::fs::remove_dir_all(&dir);
-    let message = failed.expect_err("a glslc failure fails the build");
-    let message = message
-        .downcast_ref::<String>()
-        .expect("a formatted message");
+    let message = panic_message(failed.expect_err("a glslc failure fails the build"));
     assert!(message.contains("glslc failed on broken"), "{message}");
     assert!(message.contains("nope"), "{message}");
 }
@@ -141,7 +148,7 @@ fn the_build_reads_a_matmul_kernels_tile_from_its_defines() {
 /// kernel's GRID_CHECK (shaders/grid.glsl) stops glslc.
 #[test]
 fn a_grid_the_kernel_does_not_handle_fails_to_compile() {
-    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let glslc = glslc();
     let shader = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/dequantize.comp");
     let dir = scratch_dir("grid");
     let compile = |per_invocation: u32| {
@@ -172,7 +179,7 @@ fn a_grid_the_kernel_does_not_handle_fails_to_compile() {
 /// `source` compiled by glslc -O in a scratch folder `name`, and what the
 /// build reads from it.
 fn compiled_facts(name: &str, source: &str) -> shaders::spirv::Facts {
-    let glslc = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let glslc = glslc();
     let dir = scratch_dir(name);
     let path = dir.join("kernel.comp");
     std::fs::write(&path, source).unwrap();
@@ -239,7 +246,7 @@ fn the_build_reads_the_declared_float_controls() {
 
 /// A glslc that notes each of its calls in `log` and runs the real one.
 fn logging_glslc(dir: &Path, log: &Path) -> String {
-    let real = std::env::var("GLSLC").unwrap_or_else(|_| "glslc".to_string());
+    let real = glslc();
     let script = dir.join("glslc-logging");
     std::fs::write(
         &script,
@@ -339,6 +346,24 @@ fn the_spirv_cache_restores_what_it_stored_and_misses_on_any_change() {
         build("many", &variants);
     }
     let kept = std::fs::read_dir(&cache).unwrap().count();
+    compiles_logged(&log);
+    // A cache that cannot be written (a file where its folder should be)
+    // leaves the build its compiled shaders, and stays as it was.
+    let blocked = dir.join("blocked");
+    std::fs::write(&blocked, "not a folder").unwrap();
+    let spv = dir.join("uncached");
+    std::fs::create_dir_all(&spv).unwrap();
+    let outputs =
+        shaders::compile_all_cached(&glslc, &shader_dir, &spv, &variants, 2, Some(&blocked));
+    let uncached: Vec<Vec<u8>> = outputs
+        .iter()
+        .map(|(p, _)| std::fs::read(p).unwrap())
+        .collect();
+    let still_a_file = std::fs::read_to_string(&blocked).unwrap();
+    let compiled = compiles_logged(&log);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(kept, shaders::spirv_cache::KEPT_ENTRIES);
+    assert_eq!(compiled, 3);
+    assert_eq!(uncached.len(), 3);
+    assert_eq!(still_a_file, "not a folder");
 }
